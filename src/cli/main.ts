@@ -1,0 +1,174 @@
+/**
+ * The `sluice` command line. Each subcommand validates its input through
+ * the same policy schema as the library, and maps failures to documented
+ * exit codes (see EXIT in output.ts).
+ */
+import { readFile } from 'node:fs/promises';
+import { pathToFileURL } from 'node:url';
+import { Command, CommanderError, InvalidArgumentError as CliArgError, Option } from 'commander';
+import { parseConfigText } from '../policy/config.js';
+import { parseFlowPolicy } from '../policy/validate.js';
+import { TIER_NAMES, type FlowPolicy, type TierChoice } from '../policy/schema.js';
+import { probeTiers } from '../dataplane/select.js';
+import { NotSupportedError, PolicyValidationError, SluiceError } from '../errors.js';
+import { EXIT, parseBitrate, parseDuration, table, emitJson } from './output.js';
+import { runSession } from './session.js';
+import { runDemo } from './demo.js';
+
+const collect = (value: string, prev: string[]) => [...prev, value];
+const tierOption = () => new Option('--tier <tier>', 'tier to run on').choices(['auto', ...TIER_NAMES]).default('auto');
+const nonNegative = (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new CliArgError('expected a number >= 0');
+  return n;
+};
+const positiveInt = (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new CliArgError('expected an integer >= 1');
+  return n;
+};
+
+async function loadConfig(path: string) {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new PolicyValidationError([{ path: '', message: `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}` }], 'invalid config');
+  }
+  return parseConfigText(text, path);
+}
+
+/** Builds the program; `exit` receives the exit code of the command that ran. */
+export function buildProgram(exit: (code: number) => void): Command {
+  const program = new Command('sluice')
+    .description('Policy-driven packet delivery: redirect and replicate UDP flows in the fastest tier the host allows.')
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+
+  program
+    .command('relay')
+    .description('relay datagrams from one listen address: one --to redirects, several replicate')
+    .requiredOption('--listen <url>', 'listen address, udp://HOST:PORT (IPv6: udp://[ADDR]:PORT)')
+    .option('--to <url>', 'destination (repeat for a replicate)', collect, [])
+    .option('--allow <cidr>', "allowed source address or prefix (repeatable), or 'any'", collect, [])
+    .addOption(tierOption())
+    .option('--name <name>', 'flow name in counters')
+    .option('--max-datagram <bytes>', 'drop (and count) longer datagrams', positiveInt)
+    .addOption(new Option('--payload <format>', 'payload check').choices(['any', 'mpegts']).default('any'))
+    .option('--stats-interval <seconds>', 'print counters every N seconds (0: only at exit)', nonNegative)
+    .option('--json', 'machine-readable JSON lines on stdout')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  sluice relay --listen udp://0.0.0.0:5000 --to udp://127.0.0.1:6000 --allow 127.0.0.1\n  sluice relay --listen udp://[::]:5000 --to udp://[::1]:6000 --to udp://[::1]:6001 --allow ::1',
+    )
+    .action(async (o) => {
+      if (o.to.length === 0) throw new PolicyValidationError([{ path: '--to', message: 'give at least one destination' }], 'sluice relay');
+      if (o.allow.length === 0) {
+        throw new PolicyValidationError(
+          [{ path: '--allow', message: "required: the sources to relay (address or CIDR prefix), or 'any' to relay for everyone" }],
+          'sluice relay',
+        );
+      }
+      const policy: FlowPolicy = {
+        type: o.to.length === 1 ? 'redirect' : 'replicate',
+        listen: o.listen,
+        to: o.to.length === 1 ? o.to[0] : o.to,
+        allow: o.allow.length === 1 ? o.allow[0] : o.allow,
+        payload: o.payload,
+        ...(o.name ? { name: o.name } : {}),
+        ...(o.maxDatagram ? { maxDatagramSize: o.maxDatagram } : {}),
+      } as FlowPolicy;
+      parseFlowPolicy(policy); // fail before opening anything
+      exit(await runSession({ tier: o.tier as TierChoice, flows: [policy], json: !!o.json, statsInterval: o.statsInterval ?? (o.json ? 0 : 5) }));
+    });
+
+  program
+    .command('run')
+    .description('run every flow declared in a config file (YAML or JSON)')
+    .requiredOption('-c, --config <file>', 'config file, e.g. sluice.yaml')
+    .addOption(new Option('--tier <tier>', "override the file's tier").choices(['auto', ...TIER_NAMES]))
+    .option('--stats-interval <seconds>', 'print counters every N seconds (0: only at exit)', nonNegative)
+    .option('--json', 'machine-readable JSON lines on stdout')
+    .action(async (o) => {
+      const config = await loadConfig(o.config);
+      exit(await runSession({ tier: (o.tier ?? config.tier) as TierChoice, flows: [...config.flows], json: !!o.json, statsInterval: o.statsInterval ?? (o.json ? 0 : 5) }));
+    });
+
+  program
+    .command('validate')
+    .description('check a config file and print the flows it declares')
+    .requiredOption('-c, --config <file>', 'config file')
+    .action(async (o) => {
+      const config = await loadConfig(o.config);
+      process.stdout.write(`${o.config}: ok, ${config.flows.length} flow(s), tier ${config.tier}\n`);
+      exit(EXIT.OK);
+    });
+
+  program
+    .command('doctor')
+    .description('show which tiers this host supports, and why a tier is unavailable')
+    .option('--json', 'machine-readable output')
+    .action(async (o) => {
+      const probes = await probeTiers();
+      if (o.json) emitJson('doctor', { tiers: probes });
+      else process.stdout.write(`${table(['tier', 'available', 'detail'], probes.map((p) => [p.tier, p.available ? 'yes' : 'no', p.detail]))}\n`);
+      exit(EXIT.OK);
+    });
+
+  program
+    .command('demo')
+    .description('origin → relay → N subscribers: a paced synthetic MPEG-TS stream, checked for loss')
+    .option('--subscribers <n>', 'subscribers per tier', positiveInt, 8)
+    .option('--bitrate <rate>', 'stream bitrate, e.g. 20M, 500k', (v) => {
+      const b = parseBitrate(v);
+      if (b === undefined) throw new CliArgError('expected a bitrate such as 20M, 2.5M or 800k');
+      return b;
+    }, 20_000_000)
+    .option('--duration <time>', 'how long to stream, e.g. 10s, 500ms, 2m', (v) => {
+      const d = parseDuration(v);
+      if (d === undefined) throw new CliArgError('expected a duration such as 10, 10s, 500ms or 2m');
+      return d;
+    }, 10_000)
+    .option('--tier <tiers>', "tier(s) to relay through: auto, all, or a comma list (e.g. portable,batched)", 'auto')
+    .option('--json', 'machine-readable JSON lines on stdout')
+    .action(async (o) => {
+      exit(await runDemo({ subscribers: o.subscribers, bitrateBps: o.bitrate, durationMs: o.duration, tiers: o.tier, json: !!o.json }));
+    });
+
+  return program;
+}
+
+/** Runs the CLI; resolves with the process exit code. */
+export async function main(argv: readonly string[] = process.argv): Promise<number> {
+  let code: number = EXIT.OK;
+  const program = buildProgram((c) => (code = c));
+  try {
+    await program.parseAsync([...argv]);
+    return code;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version are successful exits; everything else is usage.
+      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' ? EXIT.OK : EXIT.USAGE;
+    }
+    if (err instanceof PolicyValidationError) {
+      process.stderr.write(`sluice: ${err.message}\n`);
+      return EXIT.USAGE;
+    }
+    if (err instanceof NotSupportedError) {
+      process.stderr.write(`sluice: ${err.message}\n`);
+      return EXIT.UNAVAILABLE;
+    }
+    if (err instanceof SluiceError) {
+      process.stderr.write(`sluice: ${err.message}\n`);
+      return EXIT.FAILURE;
+    }
+    process.stderr.write(`sluice: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return EXIT.FAILURE;
+  }
+}
+
+// Run when executed directly (tsx src/cli/main.ts, or node dist/cli/main.js).
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().then((code) => process.exit(code));
+}

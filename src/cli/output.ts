@@ -1,0 +1,74 @@
+/** Human and machine output for the CLI. Human text goes to stderr except final reports. */
+import type { FlowStats } from '../stats/counters.js';
+
+/** Exit codes scripts can rely on (documented in README). */
+export const EXIT = {
+  OK: 0,
+  /** Runtime failure: bind error, lost packets in the demo, ... */
+  FAILURE: 1,
+  /** Bad usage, invalid policy or config. */
+  USAGE: 2,
+  /** The requested tier is not available on this host. */
+  UNAVAILABLE: 3,
+} as const;
+
+/** Left-aligned first column, right-aligned numbers; plain text, no colours. */
+export function table(header: string[], rows: (string | number)[][]): string {
+  const cells = [header, ...rows.map((r) => r.map(String))];
+  const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[]) =>
+    r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
+  return [line(cells[0]!), line(widths.map((w) => '-'.repeat(w))), ...cells.slice(1).map(line)].join('\n');
+}
+
+/** Drops summed over every reason. */
+export function totalDrops(s: FlowStats): number {
+  return Object.values(s.drops).reduce((a, b) => a + b, 0);
+}
+
+/** Final or periodic counters of a set of flows, one row per flow and destination. */
+export function statsTable(stats: readonly FlowStats[]): string {
+  const rows: (string | number)[][] = [];
+  for (const s of stats) {
+    const drops = Object.entries(s.drops)
+      .filter(([, n]) => n > 0)
+      .map(([k, n]) => `${k}=${n}`)
+      .join(' ');
+    rows.push([`${s.name} (${s.type}, ${s.tier})`, s.listen, s.packetsIn, s.bytesIn, s.packetsOut, s.bytesOut, drops || '0']);
+    for (const d of s.destinations) {
+      const dd = Object.entries(d.drops)
+        .filter(([, n]) => n > 0)
+        .map(([k, n]) => `${k}=${n}`)
+        .join(' ');
+      rows.push([`  -> ${d.to}`, '', '', '', d.packetsOut, d.bytesOut, (dd || '0') + (d.lastError ? ` (${d.lastError})` : '')]);
+    }
+  }
+  return table(['flow', 'listen', 'pkts in', 'bytes in', 'pkts out', 'bytes out', 'drops'], rows);
+}
+
+/** One status line per flow, for periodic progress on stderr. */
+export function statsLine(s: FlowStats): string {
+  return `${s.name}: in ${s.packetsIn} pkts / ${s.bytesIn} B, out ${s.packetsOut} pkts / ${s.bytesOut} B, dropped ${totalDrops(s)}`;
+}
+
+/** Writes one JSON event line to stdout (the --json contract). */
+export function emitJson(event: string, body: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify({ event, ...body })}\n`);
+}
+
+/** Parses `20M`, `2.5m`, `500k`, `1000000` (bits per second). */
+export function parseBitrate(text: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)\s*([kKmMgG]?)(?:bit\/s|bps)?$/.exec(text.trim());
+  if (!m) return undefined;
+  const mult = { '': 1, k: 1e3, m: 1e6, g: 1e9 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
+  const v = Number(m[1]) * mult;
+  return v > 0 ? Math.round(v) : undefined;
+}
+
+/** Parses `10`, `10s`, `1.5s`, `500ms`, `2m` into milliseconds. */
+export function parseDuration(text: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m)?$/.exec(text.trim());
+  if (!m) return undefined;
+  const v = Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000);
+  return v > 0 ? v : undefined;
+}

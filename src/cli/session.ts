@@ -1,0 +1,69 @@
+/**
+ * Runs flows until SIGINT/SIGTERM, printing periodic and final counters.
+ * Shared by `sluice relay` and `sluice run`.
+ */
+import { Sluice } from '../control/sluice.js';
+import type { FlowPolicy, TierChoice } from '../policy/schema.js';
+import { emitJson, statsLine, statsTable, EXIT } from './output.js';
+
+export interface SessionOptions {
+  tier: TierChoice;
+  flows: FlowPolicy[];
+  json: boolean;
+  /** Seconds between status lines; 0 = none. */
+  statsInterval: number;
+  /** Resolves when the session should stop (tests); default: first SIGINT/SIGTERM. */
+  stopSignal?: Promise<string>;
+}
+
+function waitForSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const onSignal = (sig: NodeJS.Signals) => {
+      // A second signal while stopping means "now": exit without the report.
+      process.once(sig, () => process.exit(128 + (sig === 'SIGINT' ? 2 : 15)));
+      resolve(sig);
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+  });
+}
+
+/** Starts every flow; on failure removes those already started. Returns the exit code. */
+export async function runSession(opts: SessionOptions): Promise<number> {
+  // Listen for signals before anything is bound, so an early SIGTERM still stops cleanly.
+  const stop = opts.stopSignal ?? waitForSignal();
+  const sluice = await Sluice.open({ tier: opts.tier });
+  try {
+    for (const f of opts.flows) await sluice.apply(f);
+  } catch (err) {
+    await sluice.close();
+    throw err;
+  }
+  const flows = sluice.flows();
+  if (opts.json) {
+    emitJson('ready', {
+      tier: sluice.tier,
+      flows: flows.map((f) => ({ name: f.name, type: f.type, listen: f.listenUrl, to: f.stats().destinations.map((d) => d.to) })),
+    });
+  } else {
+    for (const f of flows) {
+      const to = f.stats().destinations.map((d) => d.to);
+      process.stderr.write(`sluice: ${f.name}: ${f.type} ${f.listenUrl} -> ${to.join(', ') || '(no subscribers yet)'} [tier ${sluice.tier}]\n`);
+    }
+    process.stderr.write('sluice: running; Ctrl-C to stop\n');
+  }
+  const timer =
+    opts.statsInterval > 0
+      ? setInterval(() => {
+          const stats = sluice.stats();
+          if (opts.json) emitJson('stats', { flows: stats });
+          else for (const s of stats) process.stderr.write(`sluice: ${statsLine(s)}\n`);
+        }, opts.statsInterval * 1000)
+      : undefined;
+  const signal = await stop;
+  if (timer) clearInterval(timer);
+  const final = await sluice.close();
+  if (opts.json) emitJson('final', { signal, flows: final });
+  else process.stdout.write(`${statsTable(final)}\n`);
+  return EXIT.OK;
+}

@@ -1,0 +1,138 @@
+/**
+ * Flow: the handle `Sluice.apply()` returns for a running redirect or
+ * replicate policy.
+ */
+import type { PolicyTable } from './policy-table.js';
+import { endpointKey, formatEndpoint, parseEndpoint, type Endpoint } from '../policy/endpoint.js';
+import type { FlowPolicy, FlowPolicySpec, TierName } from '../policy/schema.js';
+import type { FlowStats } from '../stats/counters.js';
+import { ClosedError, InvalidArgumentError, PolicyValidationError } from '../errors.js';
+
+/** A subscriber as callers give it: `udp://HOST:PORT` or `{ host, port }`. */
+export type EndpointInput = string | { host: string; port: number };
+
+export class Flow {
+  readonly #table: PolicyTable;
+  readonly #id: string;
+  readonly #tier: TierName;
+  readonly #onRemoved: (flow: Flow) => void;
+  #removed = false;
+
+  /** @internal Created by Sluice.apply(). */
+  constructor(table: PolicyTable, id: string, tier: TierName, onRemoved: (flow: Flow) => void) {
+    this.#table = table;
+    this.#id = id;
+    this.#tier = tier;
+    this.#onRemoved = onRemoved;
+  }
+
+  get id(): string {
+    return this.#id;
+  }
+  get name(): string {
+    return this.#entry().plan.name;
+  }
+  get type(): 'redirect' | 'replicate' {
+    return this.#entry().plan.type;
+  }
+  get tier(): TierName {
+    return this.#tier;
+  }
+  /** The listen address as bound (a requested port 0 shows the chosen port). */
+  get listen(): Endpoint {
+    return this.#entry().listen;
+  }
+  /** `udp://HOST:PORT` form of `listen`. */
+  get listenUrl(): string {
+    return formatEndpoint(this.listen);
+  }
+  /** The validated policy now in force. */
+  get spec(): FlowPolicySpec {
+    return this.#entry().spec;
+  }
+  get removed(): boolean {
+    return this.#removed;
+  }
+
+  /**
+   * Changes the running policy: the patch is merged into the current policy
+   * and validated whole. Destinations kept across the change lose nothing.
+   * `type`, `name` and `listen` cannot change.
+   */
+  async update(patch: Partial<FlowPolicy>): Promise<void> {
+    this.#assertLive();
+    await this.#table.update(this.#id, patch);
+  }
+
+  /** Adds a subscriber to a replicate flow (no-op if already subscribed). */
+  async addSubscriber(to: EndpointInput): Promise<void> {
+    this.#assertLive();
+    const key = subscriberKey(to);
+    await this.#table.update(this.#id, (cur) => {
+      if (cur.type !== 'replicate') throw new InvalidArgumentError(`addSubscriber: flow '${this.name}' is a ${String(cur.type)}, not a replicate`);
+      const list = (cur.to as EndpointInput[] | undefined) ?? [];
+      return list.some((t) => safeKey(t) === key) ? { ...cur } : { ...cur, to: [...list, to] };
+    });
+  }
+
+  /** Removes a subscriber from a replicate flow (no-op if not subscribed). */
+  async removeSubscriber(to: EndpointInput): Promise<void> {
+    this.#assertLive();
+    const key = subscriberKey(to);
+    await this.#table.update(this.#id, (cur) => {
+      if (cur.type !== 'replicate') throw new InvalidArgumentError(`removeSubscriber: flow '${this.name}' is a ${String(cur.type)}, not a replicate`);
+      const list = (cur.to as EndpointInput[] | undefined) ?? [];
+      return { ...cur, to: list.filter((t) => safeKey(t) !== key) };
+    });
+  }
+
+  /** Counter snapshot (synchronous, cheap). */
+  stats(): FlowStats {
+    this.#assertLive();
+    const s = this.#table.plane.flowStats(this.#id);
+    if (!s) throw new ClosedError(`flow '${this.name}'`);
+    return s;
+  }
+
+  /**
+   * Stops the flow, lets copies already queued leave, releases its
+   * resources and resolves with its final counters. Idempotent: later
+   * calls resolve with undefined.
+   */
+  async remove(): Promise<FlowStats | undefined> {
+    if (this.#removed) return undefined;
+    this.#removed = true;
+    this.#onRemoved(this);
+    return this.#table.remove(this.#id);
+  }
+
+  /** @internal Marks the handle dead when its Sluice instance closes. */
+  markRemoved(): void {
+    this.#removed = true;
+  }
+
+  #entry() {
+    const e = this.#table.get(this.#id);
+    if (!e) throw new ClosedError(`flow ${this.#id}`);
+    return e;
+  }
+
+  #assertLive(): void {
+    if (this.#removed) throw new ClosedError(`flow ${this.#id}`);
+  }
+}
+
+function subscriberKey(to: EndpointInput): string {
+  const text = typeof to === 'string' ? to : to.host.includes(':') ? `[${to.host}]:${to.port}` : `${to.host}:${to.port}`;
+  const parsed = parseEndpoint(text);
+  if (!parsed.ok) throw new PolicyValidationError([{ path: 'to', message: parsed.reason }]);
+  return endpointKey(parsed.endpoint);
+}
+
+function safeKey(to: EndpointInput): string | undefined {
+  try {
+    return subscriberKey(to);
+  } catch {
+    return undefined;
+  }
+}

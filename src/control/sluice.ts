@@ -1,0 +1,101 @@
+/**
+ * Sluice: the library's entry point. Opens a data plane for one tier, and
+ * turns policies into running flows.
+ */
+import { createDataPlane } from '../dataplane/select.js';
+import type { DataPlane } from '../dataplane/types.js';
+import { PolicyTable } from './policy-table.js';
+import { Flow } from './flow.js';
+import type { FlowPolicy, Policy, TierChoice, TierName } from '../policy/schema.js';
+import { parsePolicy } from '../policy/validate.js';
+import type { FlowStats } from '../stats/counters.js';
+import { ClosedError, NotSupportedError } from '../errors.js';
+
+export interface SluiceOptions {
+  /** Which tier runs the flows; `auto` (default) takes the fastest the host supports. */
+  tier?: TierChoice;
+  /** Socket buffer size to request, bytes (default 4 MiB; Linux caps it at rmem_max/wmem_max). */
+  socketBufferBytes?: number;
+}
+
+export class Sluice {
+  readonly #plane: DataPlane;
+  readonly #table: PolicyTable;
+  readonly #flows = new Set<Flow>();
+  #closed = false;
+  #closing: Promise<FlowStats[]> | undefined;
+
+  private constructor(plane: DataPlane) {
+    this.#plane = plane;
+    this.#table = new PolicyTable(plane);
+  }
+
+  /**
+   * Opens an engine on `options.tier`. Rejects with NotSupportedError when
+   * an explicitly requested tier is unavailable, saying why.
+   */
+  static async open(options: SluiceOptions = {}): Promise<Sluice> {
+    const plane = await createDataPlane(options.tier ?? 'auto', { socketBufferBytes: options.socketBufferBytes });
+    return new Sluice(plane);
+  }
+
+  /** The tier this instance runs on. */
+  get tier(): TierName {
+    return this.#plane.tier;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Validates `policy` and starts it. Rejects with PolicyValidationError
+   * (naming the field), ConflictError (listen address taken by another flow)
+   * or SyscallError (e.g. bind: EADDRINUSE).
+   */
+  async apply(policy: Policy): Promise<Flow> {
+    if (this.#closed) throw new ClosedError('Sluice');
+    const spec = parsePolicy(policy);
+    if (spec.type === 'aggregate' || spec.type === 'segment') {
+      throw new NotSupportedError(
+        `${spec.type} policies cannot be applied as flows`,
+        `they are one-shot sends; their engine is not part of this build yet (issue #5)`,
+      );
+    }
+    const entry = await this.#table.add(policy as FlowPolicy);
+    const flow = new Flow(this.#table, entry.id, this.tier, (f) => this.#flows.delete(f));
+    this.#flows.add(flow);
+    return flow;
+  }
+
+  /** Running flows, in the order they were applied. */
+  flows(): Flow[] {
+    return [...this.#flows];
+  }
+
+  /** The running flow called `name`, if any. */
+  flow(name: string): Flow | undefined {
+    return this.flows().find((f) => f.name === name);
+  }
+
+  /** Counter snapshots of every running flow. */
+  stats(): FlowStats[] {
+    return this.flows().map((f) => f.stats());
+  }
+
+  /**
+   * Removes every flow, releases the data plane and resolves with the final
+   * counters of the flows it stopped. Idempotent (later calls get the same).
+   */
+  close(): Promise<FlowStats[]> {
+    this.#closing ??= (async () => {
+      this.#closed = true;
+      for (const f of this.#flows) f.markRemoved();
+      this.#flows.clear();
+      const final = await this.#table.clear();
+      await this.#plane.close();
+      return final;
+    })();
+    return this.#closing;
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * The contract between the policy table (control plane) and a tier's data
+ * plane. The policy table validates and compiles policies; a DataPlane only
+ * executes FlowPlans. Every tier implements this one interface, and the
+ * conformance suite (test/conformance) checks them all against it.
+ */
+import type { Endpoint } from '../policy/endpoint.js';
+import type { FlowPlan } from '../policy/compile.js';
+import type { TierName } from '../policy/schema.js';
+import type { FlowStats } from '../stats/counters.js';
+
+export interface DataPlane {
+  readonly tier: TierName;
+
+  /**
+   * Starts carrying out `plan` under `id`. Resolves once datagrams arriving
+   * on the listen address are handled, with the address actually bound (a
+   * listen port of 0 is replaced by the port the OS chose).
+   * Rejects with SyscallError (e.g. bind: EADDRINUSE) and leaves nothing behind.
+   */
+  addFlow(id: string, plan: FlowPlan): Promise<{ listen: Endpoint }>;
+
+  /**
+   * Replaces the plan of a running flow. The listen address does not change.
+   * Destinations present in both plans keep their counters and lose no
+   * datagram; new ones receive from the next datagram on.
+   */
+  updateFlow(id: string, plan: FlowPlan): Promise<void>;
+
+  /**
+   * Stops the flow, lets copies already queued leave, releases its
+   * sockets/maps and returns its final counters. Unknown ids: undefined.
+   */
+  removeFlow(id: string): Promise<FlowStats | undefined>;
+
+  /** Cheap synchronous counter snapshot; undefined for unknown ids. */
+  flowStats(id: string): FlowStats | undefined;
+
+  /** Removes every flow and releases the plane. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** What probing found out about one tier on this host. */
+export interface TierProbe {
+  readonly tier: TierName;
+  readonly available: boolean;
+  /** Why the tier is unavailable, or what it will use when available. */
+  readonly detail: string;
+}
+
+/** A tier's entry in the registry: how to probe it and how to start it. */
+export interface TierProvider {
+  readonly tier: TierName;
+  probe(): Promise<TierProbe>;
+  create(options: DataPlaneOptions): Promise<DataPlane>;
+}
+
+export interface DataPlaneOptions {
+  /** Socket receive/send buffer request, bytes (the kernel may cap it at rmem_max/wmem_max). */
+  readonly socketBufferBytes?: number;
+}

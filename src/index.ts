@@ -1,0 +1,51 @@
+/**
+ * Public surface of the `sluice` package. Anything not exported here is
+ * internal and may change without notice.
+ */
+export { Sluice, type SluiceOptions } from './control/sluice.js';
+export { Flow, type EndpointInput } from './control/flow.js';
+export {
+  SluiceError,
+  PolicyValidationError,
+  InvalidArgumentError,
+  ClosedError,
+  NotSupportedError,
+  ConflictError,
+  SyscallError,
+  type PolicyIssue,
+} from './errors.js';
+export type {
+  Policy,
+  FlowPolicy,
+  RedirectPolicy,
+  ReplicatePolicy,
+  AggregatePolicy,
+  SegmentPolicy,
+  ConfigFile,
+  PolicySpec,
+  FlowPolicySpec,
+  RedirectSpec,
+  ReplicateSpec,
+  AggregateSpec,
+  SegmentSpec,
+  ScheduleSpec,
+  ConfigSpec,
+  TierName,
+  TierChoice,
+} from './policy/schema.js';
+export { TIER_NAMES, MAX_UDP_PAYLOAD } from './policy/schema.js';
+export { parsePolicy, parseFlowPolicy, parseAggregate, parseSegment, parseConfig } from './policy/validate.js';
+export { parseConfigText, type LoadedConfig } from './policy/config.js';
+export { parseEndpoint, formatEndpoint, type Endpoint } from './policy/endpoint.js';
+export { planSchedule, type PlannedSend } from './policy/schedule.js';
+export { planSegments, type PlannedSegment } from './policy/segment-plan.js';
+export { probeTiers } from './dataplane/select.js';
+export type { TierProbe } from './dataplane/types.js';
+export {
+  FLOW_DROP_REASONS,
+  DESTINATION_DROP_REASONS,
+  type FlowStats,
+  type DestinationStats,
+  type FlowDropReason,
+  type DestinationDropReason,
+} from './stats/counters.js';

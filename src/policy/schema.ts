@@ -1,0 +1,240 @@
+/**
+ * The policy model: one zod schema per policy type, shared by the library,
+ * the CLI and the config file, so all three reject bad input with the same
+ * messages. Parsing yields normalized specs (endpoints parsed, defaults
+ * filled); see docs/POLICY.md for every field.
+ */
+import { z } from 'zod';
+import { parseEndpoint, type Endpoint } from './endpoint.js';
+import { parseSourceRule, type SourceFilter, type SourceRule } from './source-filter.js';
+
+/** Largest UDP payload over IPv4 (65535 − 20 IP − 8 UDP). */
+export const MAX_UDP_PAYLOAD = 65507;
+/** Most subscribers one replicate flow may list. */
+export const MAX_SUBSCRIBERS = 65536;
+/** Most messages one aggregate may carry. */
+export const MAX_AGGREGATE_MESSAGES = 65536;
+/** Most bytes one aggregate or segmented write may carry (64 MiB). */
+export const MAX_BATCH_BYTES = 64 * 1024 * 1024;
+
+export const TIER_NAMES = ['kernel', 'batched', 'portable'] as const;
+export type TierName = (typeof TIER_NAMES)[number];
+export type TierChoice = TierName | 'auto';
+
+const endpointInput = z.union([
+  z.string(),
+  z.strictObject({ host: z.string(), port: z.number().int() }),
+]);
+
+function endpointSchema(opts: { allowPortZero: boolean }) {
+  return endpointInput.transform((value, ctx): Endpoint => {
+    const text = typeof value === 'string' ? value : value.host.includes(':') ? `[${value.host}]:${value.port}` : `${value.host}:${value.port}`;
+    const parsed = parseEndpoint(text, opts);
+    if (!parsed.ok) {
+      ctx.addIssue({ code: 'custom', message: parsed.reason, input: value });
+      return z.NEVER;
+    }
+    return parsed.endpoint;
+  });
+}
+
+/** A destination or subscriber: port 1..65535. */
+export const destinationSchema = endpointSchema({ allowPortZero: false });
+/** A listen address: port 0 asks the OS for a free port. */
+export const listenSchema = endpointSchema({ allowPortZero: true });
+
+/**
+ * Allowed sources: `any`, one `ADDRESS[/PREFIX]`, or a list of them. Required:
+ * a relay must never forward for strangers, so "everyone" has to be written
+ * down as `any`.
+ */
+export const allowSchema = z
+  .union([z.string(), z.array(z.string())], {
+    error: (iss) =>
+      iss.input === undefined
+        ? "required: list the sources to relay (address or CIDR prefix), or write 'any'"
+        : "must be 'any', an address or CIDR prefix, or a list of them",
+  })
+  .transform((value, ctx): SourceFilter => {
+    if (value === 'any') return { any: true };
+    const list = Array.isArray(value) ? value : [value];
+    if (list.length === 0) {
+      ctx.addIssue({ code: 'custom', message: "list at least one source, or write 'any'", input: value });
+      return z.NEVER;
+    }
+    const rules: SourceRule[] = [];
+    list.forEach((text, i) => {
+      const parsed = parseSourceRule(text);
+      if (parsed.ok) rules.push(parsed.rule);
+      else {
+        const message = text.trim() === 'any' ? "'any' must stand alone (allow: any)" : parsed.reason;
+        ctx.addIssue({ code: 'custom', message, input: text, path: Array.isArray(value) ? [i] : [] });
+      }
+    });
+    return rules.length === list.length ? { any: false, rules } : z.NEVER;
+  });
+
+const flowName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'use 1-64 letters, digits, dot, underscore or dash, starting with a letter or digit');
+
+const flowCommon = {
+  name: flowName.optional(),
+  listen: listenSchema,
+  allow: allowSchema,
+  /** Datagrams longer than this are dropped and counted as tooLarge. */
+  maxDatagramSize: z.number().int().min(1).max(MAX_UDP_PAYLOAD).default(MAX_UDP_PAYLOAD),
+  /** `mpegts`: only whole 188-byte TS packets with sync bytes are relayed; others count as malformed. */
+  payload: z.enum(['any', 'mpegts']).default('any'),
+  /** Copies waiting in the send queue beyond this are dropped and counted as queueFull. */
+  maxQueuedPackets: z.number().int().min(1).max(1_000_000).default(4096),
+};
+
+export const redirectSchema = z.strictObject({
+  type: z.literal('redirect'),
+  ...flowCommon,
+  to: destinationSchema,
+});
+
+export const replicateSchema = z.strictObject({
+  type: z.literal('replicate'),
+  ...flowCommon,
+  /** Subscribers; may start empty and be filled while the flow runs. */
+  to: z.array(destinationSchema).max(MAX_SUBSCRIBERS),
+});
+
+const byteData = z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'must be a Uint8Array (or Buffer)');
+
+const sequenceSchedule = z.strictObject({
+  kind: z.literal('sequence'),
+  /** One distinct integer per message; messages leave in ascending order. */
+  sequence: z.array(z.number().int().min(0)),
+  /** Spacing between consecutive messages, ms. */
+  tickMs: z.number().min(0).max(60_000).default(1),
+});
+const delaysSchedule = z.strictObject({
+  kind: z.literal('delays'),
+  /** One delay per message, ms after the aggregate starts. */
+  delaysMs: z.array(z.number().min(0).max(3_600_000)),
+});
+const rangeSchedule = z.strictObject({
+  kind: z.literal('range'),
+  /** Start, ms since the Unix epoch; default: when the engine receives the aggregate. */
+  startAt: z.number().min(0).optional(),
+  /** First to last message, ms. */
+  durationMs: z.number().min(0).max(3_600_000),
+  /** Optional explicit offsets within [0, durationMs]; default: spread evenly. */
+  offsetsMs: z.array(z.number().min(0)).optional(),
+});
+
+export const scheduleSchema = z.discriminatedUnion('kind', [sequenceSchedule, delaysSchedule, rangeSchedule]);
+
+export const aggregateSchema = z
+  .strictObject({
+    type: z.literal('aggregate'),
+    name: flowName.optional(),
+    /** Local address to send from; default: any address, ephemeral port. */
+    from: listenSchema.optional(),
+    messages: z
+      .array(
+        z.strictObject({
+          to: destinationSchema,
+          data: byteData,
+          /** Stream id for per-stream counters. */
+          stream: z.string().min(1).max(64).optional(),
+        }),
+      )
+      .min(1)
+      .max(MAX_AGGREGATE_MESSAGES),
+    schedule: scheduleSchema,
+    /** Send what is addressed to `from` to `to` instead. */
+    remap: z.array(z.strictObject({ from: destinationSchema, to: destinationSchema })).optional(),
+    /** A message later than this past its time is dropped (counted), otherwise sent late (counted). */
+    maxLatenessMs: z.number().min(0).max(60_000).default(50),
+  })
+  .superRefine((agg, ctx) => {
+    agg.messages.forEach((m, i) => {
+      if (m.data.byteLength > MAX_UDP_PAYLOAD) {
+        ctx.addIssue({ code: 'custom', path: ['messages', i, 'data'], message: `${m.data.byteLength} bytes exceeds the UDP maximum of ${MAX_UDP_PAYLOAD}` });
+      }
+    });
+    const total = agg.messages.reduce((n, m) => n + m.data.byteLength, 0);
+    if (total > MAX_BATCH_BYTES) {
+      ctx.addIssue({ code: 'custom', path: ['messages'], message: `${total} bytes in all exceeds the aggregate maximum of ${MAX_BATCH_BYTES}` });
+    }
+    const n = agg.messages.length;
+    const s = agg.schedule;
+    const perMessage = s.kind === 'sequence' ? s.sequence : s.kind === 'delays' ? s.delaysMs : s.offsetsMs;
+    const field = s.kind === 'sequence' ? 'sequence' : s.kind === 'delays' ? 'delaysMs' : 'offsetsMs';
+    if (perMessage && perMessage.length !== n) {
+      ctx.addIssue({ code: 'custom', path: ['schedule', field], message: `has ${perMessage.length} entries for ${n} messages` });
+    }
+    if (s.kind === 'sequence' && new Set(s.sequence).size !== s.sequence.length) {
+      ctx.addIssue({ code: 'custom', path: ['schedule', 'sequence'], message: 'sequence numbers must be distinct' });
+    }
+    if (s.kind === 'range' && s.offsetsMs?.some((o) => o > s.durationMs)) {
+      ctx.addIssue({ code: 'custom', path: ['schedule', 'offsetsMs'], message: `offsets must lie within 0..durationMs (${s.durationMs})` });
+    }
+  });
+
+export const segmentSchema = z
+  .strictObject({
+    type: z.literal('segment'),
+    name: flowName.optional(),
+    from: listenSchema.optional(),
+    entries: z.array(z.strictObject({ to: destinationSchema, data: byteData })).min(1).max(MAX_SUBSCRIBERS),
+    /** Largest datagram payload cut from each entry, bytes (1472 fits a 1500-byte IPv4 MTU). */
+    packetSize: z.number().int().min(1).max(MAX_UDP_PAYLOAD).default(1472),
+    /** Packets sent to one destination before moving to the next (1 = strict interleave). */
+    burst: z.number().int().min(1).max(64).default(1),
+    /** MSG_ZEROCOPY for large buffers where the kernel honours it. */
+    zeroCopy: z.enum(['auto', 'never']).default('auto'),
+  })
+  .superRefine((seg, ctx) => {
+    const total = seg.entries.reduce((n, e) => n + e.data.byteLength, 0);
+    if (total > MAX_BATCH_BYTES) {
+      ctx.addIssue({ code: 'custom', path: ['entries'], message: `${total} bytes in all exceeds the write maximum of ${MAX_BATCH_BYTES}` });
+    }
+  });
+
+const policyTypes = ['redirect', 'replicate', 'aggregate', 'segment'] as const;
+
+/** Any policy the model knows. */
+export const policySchema = z.discriminatedUnion('type', [redirectSchema, replicateSchema, aggregateSchema, segmentSchema], {
+  error: (iss) =>
+    iss.code === 'invalid_union' && iss.note === 'No matching discriminator'
+      ? `type must be one of ${policyTypes.join(', ')}${iss.input === undefined ? ' (missing)' : ''}`
+      : undefined,
+});
+
+/** Standing flow policies: the ones that run until removed (config files hold only these). */
+export const flowPolicySchema = z.discriminatedUnion('type', [redirectSchema, replicateSchema], {
+  error: (iss) =>
+    iss.code === 'invalid_union' && iss.note === 'No matching discriminator'
+      ? `type must be redirect or replicate (aggregate and segment are one-shot sends made through the library API)`
+      : undefined,
+});
+
+export const configSchema = z.strictObject({
+  /** Tier for every flow in the file (auto picks the fastest the host supports). */
+  tier: z.enum(['auto', ...TIER_NAMES]).default('auto'),
+  flows: z.array(flowPolicySchema).min(1, 'declare at least one flow'),
+});
+
+export type RedirectSpec = z.output<typeof redirectSchema>;
+export type ReplicateSpec = z.output<typeof replicateSchema>;
+export type AggregateSpec = z.output<typeof aggregateSchema>;
+export type SegmentSpec = z.output<typeof segmentSchema>;
+export type ScheduleSpec = z.output<typeof scheduleSchema>;
+export type PolicySpec = z.output<typeof policySchema>;
+export type FlowPolicySpec = RedirectSpec | ReplicateSpec;
+export type ConfigSpec = z.output<typeof configSchema>;
+
+/** What callers may pass in: endpoints as strings or {host, port}, defaults optional. */
+export type RedirectPolicy = z.input<typeof redirectSchema>;
+export type ReplicatePolicy = z.input<typeof replicateSchema>;
+export type AggregatePolicy = z.input<typeof aggregateSchema>;
+export type SegmentPolicy = z.input<typeof segmentSchema>;
+export type Policy = z.input<typeof policySchema>;
+export type FlowPolicy = z.input<typeof flowPolicySchema>;
+export type ConfigFile = z.input<typeof configSchema>;

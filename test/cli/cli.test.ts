@@ -1,0 +1,124 @@
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runCli, startCli, collect, waitForEvent } from '../helpers/cli.js';
+import { openReceiver, openSender, sendSequence, seqOf } from '../helpers/udp.js';
+
+describe('sluice CLI', () => {
+  test('--help works for the program and every subcommand', async () => {
+    for (const args of [['--help'], ['relay', '--help'], ['run', '--help'], ['demo', '--help'], ['doctor', '--help'], ['validate', '--help']]) {
+      const r = await runCli(args);
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stdout, /Usage: sluice/);
+    }
+  });
+
+  test('usage and policy errors exit 2 and name the flag or field', async () => {
+    let r = await runCli(['relay', '--listen', 'udp://127.0.0.1:5000', '--to', 'udp://127.0.0.1:6000']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--allow: required/);
+    r = await runCli(['relay', '--listen', 'udp://127.0.0.1:5000', '--to', 'udp://127.0.0.1:99999', '--allow', 'any']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /to: port 99999 is out of range/);
+    r = await runCli(['relay', '--listen', 'udp://127.0.0.1:5000', '--to', 'udp://127.0.0.1:6000', '--to', 'udp://localhost:6001', '--allow', 'any']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /to\[1\]: host 'localhost' is not an IPv4 or IPv6 address literal/);
+    r = await runCli(['relay', '--bogus']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /unknown option '--bogus'/);
+    r = await runCli(['nosuchcommand']);
+    assert.equal(r.code, 2);
+  });
+
+  test('an unavailable tier exits 3 and says why', async () => {
+    const r = await runCli(['relay', '--listen', 'udp://127.0.0.1:0', '--to', 'udp://127.0.0.1:6000', '--allow', 'any', '--tier', 'kernel']);
+    assert.equal(r.code, 3);
+    assert.match(r.stderr, /tier 'kernel' is unavailable: /);
+  });
+
+  test('doctor lists every tier with a reason', async () => {
+    const r = await runCli(['doctor']);
+    assert.equal(r.code, 0);
+    for (const tier of ['kernel', 'batched', 'portable']) assert.match(r.stdout, new RegExp(`^${tier}\\s+(yes|no)\\s+\\S`, 'm'));
+  });
+
+  test('relay forwards, stops on SIGTERM and prints final counters as JSON', async () => {
+    const dst = await openReceiver();
+    const src = await openSender();
+    const child = startCli(['relay', '--listen', 'udp://127.0.0.1:0', '--to', dst.url, '--allow', '127.0.0.1', '--json']);
+    const done = collect(child);
+    const ready = (await waitForEvent(child, 'ready')) as { flows: { listen: string }[] };
+    const port = Number(/:(\d+)$/.exec(ready.flows[0]!.listen)![1]);
+    await sendSequence(src, { port, address: '127.0.0.1' }, 300);
+    await dst.waitFor(300);
+    child.kill('SIGTERM');
+    const r = await done;
+    assert.equal(r.code, 0, r.stderr);
+    const final = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { event: string; signal: string; flows: { packetsIn: number; packetsOut: number }[] };
+    assert.equal(final.event, 'final');
+    assert.equal(final.signal, 'SIGTERM');
+    assert.equal(final.flows[0]!.packetsIn, 300);
+    assert.equal(final.flows[0]!.packetsOut, 300);
+    assert.deepEqual(dst.received.map(seqOf), Array.from({ length: 300 }, (_, i) => i));
+    await dst.close();
+    await src.close();
+  });
+
+  test('run --config replicates per the file and prints a final table on SIGINT', async () => {
+    const [a, b] = await Promise.all([openReceiver(), openReceiver()]);
+    const src = await openSender();
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-cli-'));
+    const file = join(dir, 'sluice.yaml');
+    await writeFile(file, `tier: portable\nflows:\n  - name: fan\n    type: replicate\n    listen: udp://127.0.0.1:0\n    allow: 127.0.0.0/8\n    to: [${a.url}, ${b.url}]\n`);
+    const child = startCli(['run', '--config', file, '--json']);
+    const done = collect(child);
+    const ready = (await waitForEvent(child, 'ready')) as { flows: { listen: string }[] };
+    const port = Number(/:(\d+)$/.exec(ready.flows[0]!.listen)![1]);
+    await sendSequence(src, { port, address: '127.0.0.1' }, 100);
+    await a.waitFor(100);
+    await b.waitFor(100);
+    child.kill('SIGINT');
+    const r = await done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /"event":"final"/);
+    assert.match(r.stdout, /"packetsOut":200/);
+    await Promise.all([a.close(), b.close(), src.close(), rm(dir, { recursive: true })]);
+  });
+
+  test('bad config files exit 2 with the line or the field', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-cli-'));
+    const bad = join(dir, 'bad.yaml');
+    await writeFile(bad, 'flows:\n  - type: redirect\n    listen: udp://127.0.0.1:5000\n    to: udp://127.0.0.1:6000\n    allow: any\n    colour: red\n');
+    let r = await runCli(['run', '--config', bad]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /flows\[0\]: unknown field 'colour'/);
+    await writeFile(bad, 'flows: [\n');
+    r = await runCli(['validate', '--config', bad]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /bad\.yaml:\d+/);
+    r = await runCli(['run', '--config', join(dir, 'missing.yaml')]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /cannot read .*missing\.yaml: ENOENT/);
+    r = await runCli(['validate', '--config', 'examples/sluice.yaml']);
+    assert.equal(r.code, 0, r.stderr);
+    await rm(dir, { recursive: true });
+  });
+
+  test('a listen address in use exits 1 naming bind and the errno', async () => {
+    const holder = await openReceiver();
+    const r = await runCli(['relay', '--listen', holder.url, '--to', 'udp://127.0.0.1:9', '--allow', 'any']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /bind failed: EADDRINUSE/);
+    await holder.close();
+  });
+
+  test('demo streams, checks continuity and exits 0 when nothing is lost', async () => {
+    const r = await runCli(['demo', '--duration', '2s', '--subscribers', '3', '--bitrate', '4M']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /PASS/);
+    assert.match(r.stdout, /^portable\s+3\s+\d+/m);
+    assert.match(r.stderr, /\[\s+1s\]/);
+  });
+});

@@ -1,0 +1,292 @@
+/**
+ * The tier conformance suite: one set of behavioural tests that every tier
+ * must pass unchanged. A tier's test file calls `defineConformanceSuite`
+ * with a way to open a Sluice on that tier; nothing here knows which tier
+ * it is testing.
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { Sluice, ClosedError, ConflictError, PolicyValidationError, SyscallError, type TierName } from '../../src/index.js';
+import { openReceiver, openSender, sendSequence, seqDatagram, seqOf, type Receiver } from '../helpers/udp.js';
+import { SyntheticTsStream } from '../../src/media/ts-synth.js';
+
+export interface ConformanceTarget {
+  tier: TierName;
+  /** Why the tier cannot be tested here (printed by the runner), or undefined. */
+  skip?: string;
+}
+
+/** Sequence numbers seen by a receiver, in arrival order. */
+function seqs(r: Receiver): number[] {
+  return r.received.map(seqOf);
+}
+
+function range(from: number, to: number): number[] {
+  return Array.from({ length: to - from }, (_, i) => from + i);
+}
+
+/** True when `xs` is from..to-1 for some from/to (a contiguous run, no gaps or duplicates). */
+function isContiguous(xs: number[]): boolean {
+  return xs.every((x, i) => i === 0 || x === xs[i - 1]! + 1);
+}
+
+export function defineConformanceSuite(target: ConformanceTarget): void {
+  describe(`conformance: ${target.tier} tier`, { skip: target.skip }, () => {
+    let s: Sluice;
+    const cleanups: (() => Promise<void>)[] = [];
+    const receiver = async (addr?: string) => {
+      const r = await openReceiver(addr);
+      cleanups.push(() => r.close());
+      return r;
+    };
+    const sender = async (addr?: string) => {
+      const x = await openSender(addr);
+      cleanups.push(() => x.close());
+      return x;
+    };
+
+    before(async () => {
+      s = await Sluice.open({ tier: target.tier });
+      assert.equal(s.tier, target.tier);
+    });
+    after(async () => {
+      for (const c of cleanups.splice(0)) await c();
+      await s.close();
+    });
+
+    test('redirect delivers every datagram unchanged, in order, from the listen port', async () => {
+      const dst = await receiver();
+      const src = await sender();
+      const flow = await s.apply({ type: 'redirect', listen: 'udp://127.0.0.1:0', to: dst.url, allow: '127.0.0.1' });
+      await sendSequence(src, flow.listen, 500, { size: 200 });
+      await dst.waitFor(500);
+      assert.deepEqual(seqs(dst), range(0, 500));
+      assert.ok(dst.received.every((r) => r.data.length === 200 && r.data.equals(seqDatagram(seqOf(r), 200))));
+      assert.ok(dst.received.every((r) => r.port === flow.listen.port && r.address === '127.0.0.1'));
+      const st = flow.stats();
+      assert.equal(st.tier, target.tier);
+      assert.equal(st.type, 'redirect');
+      assert.equal(st.packetsIn, 500);
+      assert.equal(st.bytesIn, 500 * 200);
+      assert.equal(st.packetsOut, 500);
+      assert.equal(st.bytesOut, 500 * 200);
+      assert.deepEqual(st.drops, { sourceNotAllowed: 0, malformed: 0, tooLarge: 0, sendError: 0, queueFull: 0 });
+      assert.deepEqual(st.destinations, [{ to: dst.url, packetsOut: 500, bytesOut: 500 * 200, drops: { sendError: 0, queueFull: 0 } }]);
+      await flow.remove();
+    });
+
+    test('redirect over IPv6 loopback', async () => {
+      const dst = await receiver('::1');
+      const src = await sender('::1');
+      const flow = await s.apply({ type: 'redirect', listen: 'udp://[::1]:0', to: dst.url, allow: '::1/128' });
+      await sendSequence(src, flow.listen, 200);
+      await dst.waitFor(200);
+      assert.deepEqual(seqs(dst), range(0, 200));
+      assert.equal(flow.stats().packetsOut, 200);
+      await flow.remove();
+    });
+
+    test('replicate sends every datagram to every subscriber', async () => {
+      const subs = await Promise.all(range(0, 5).map(() => receiver()));
+      const src = await sender();
+      const flow = await s.apply({ type: 'replicate', listen: 'udp://127.0.0.1:0', to: subs.map((r) => r.url), allow: '127.0.0.0/8' });
+      await sendSequence(src, flow.listen, 400, { size: 1316 });
+      for (const r of subs) {
+        await r.waitFor(400);
+        assert.deepEqual(seqs(r), range(0, 400));
+      }
+      const st = flow.stats();
+      assert.equal(st.packetsIn, 400);
+      assert.equal(st.packetsOut, 400 * 5);
+      assert.equal(st.bytesOut, 400 * 5 * 1316);
+      assert.deepEqual(st.destinations.map((d) => [d.to, d.packetsOut]), subs.map((r) => [r.url, 400]));
+      await flow.remove();
+    });
+
+    test('subscribers join and leave under traffic; the others lose nothing', async () => {
+      const [a, b, c, d] = await Promise.all(range(0, 4).map(() => receiver()));
+      const src = await sender();
+      const flow = await s.apply({ type: 'replicate', listen: 'udp://127.0.0.1:0', to: [a!.url, b!.url, c!.url], allow: '127.0.0.1' });
+      const total = 3000;
+      await sendSequence(src, flow.listen, total, {
+        burst: 8,
+        onProgress: async (seq) => {
+          if (seq === 1000) await flow.addSubscriber(d!.url);
+          if (seq === 2000) await flow.removeSubscriber(b!.url);
+        },
+      });
+      for (const r of [a!, c!]) await r.waitFor(total);
+      await d!.settle();
+      await b!.settle();
+      for (const r of [a!, c!]) assert.deepEqual(seqs(r), range(0, total), 'steady subscriber lost or reordered datagrams');
+      // The leaver has a contiguous prefix, the joiner a contiguous suffix:
+      // nothing skipped around the change, nothing doubled.
+      const bs = seqs(b!);
+      const ds = seqs(d!);
+      assert.equal(bs[0], 0);
+      assert.ok(isContiguous(bs) && bs.length >= 2000, `leaver got ${bs.length}`);
+      assert.equal(ds.at(-1), total - 1);
+      assert.ok(isContiguous(ds) && ds.length >= 2000 - 1 && ds.length <= total - 1000 + 1, `joiner got ${ds.length}`);
+      const st = flow.stats();
+      assert.deepEqual(st.destinations.map((x) => x.to), [a!.url, c!.url, d!.url]);
+      // Totals keep what the removed subscriber received.
+      assert.equal(st.packetsOut, 2 * total + bs.length + ds.length);
+      await flow.remove();
+    });
+
+    test('redirect target changes under traffic without loss', async () => {
+      const [a, b] = await Promise.all([receiver(), receiver()]);
+      const src = await sender();
+      const flow = await s.apply({ type: 'redirect', listen: 'udp://127.0.0.1:0', to: a!.url, allow: '127.0.0.1' });
+      await sendSequence(src, flow.listen, 1000, { onProgress: (seq) => (seq === 500 ? flow.update({ to: b!.url }) : undefined) });
+      await b!.waitFor(1);
+      await a!.settle();
+      await b!.settle();
+      assert.deepEqual([...seqs(a!), ...seqs(b!)], range(0, 1000));
+      await flow.remove();
+    });
+
+    test('only allowed sources are relayed; others are dropped and counted', async () => {
+      const dst = await receiver();
+      const good = await sender('127.0.0.1');
+      const bad = await sender('127.0.0.2');
+      const flow = await s.apply({ type: 'replicate', listen: 'udp://0.0.0.0:0', to: [dst.url], allow: ['127.0.0.1/32', '192.0.2.0/24'] });
+      const to = { port: flow.listen.port, address: '127.0.0.1' };
+      await sendSequence(bad, to, 50);
+      await sendSequence(good, to, 100);
+      await dst.waitFor(100);
+      await dst.settle();
+      assert.deepEqual(seqs(dst), range(0, 100));
+      let st = flow.stats();
+      assert.equal(st.packetsIn, 150);
+      assert.equal(st.drops.sourceNotAllowed, 50);
+      assert.equal(st.packetsOut, 100);
+      // Widen to a prefix that covers the second sender: relayed from then on.
+      await flow.update({ allow: '127.0.0.0/8' });
+      await sendSequence(bad, to, 30);
+      await dst.waitFor(130);
+      st = flow.stats();
+      assert.equal(st.drops.sourceNotAllowed, 50);
+      assert.equal(st.packetsOut, 130);
+      await flow.remove();
+    });
+
+    test("a flow without an allow list is rejected; 'any' must be explicit", async () => {
+      const dst = await receiver();
+      await assert.rejects(
+        s.apply({ type: 'redirect', listen: 'udp://127.0.0.1:0', to: dst.url } as never),
+        (e: unknown) => e instanceof PolicyValidationError && e.issues.some((i) => i.path === 'allow'),
+      );
+      const src = await sender('127.0.0.3');
+      const flow = await s.apply({ type: 'redirect', listen: 'udp://127.0.0.1:0', to: dst.url, allow: 'any' });
+      await sendSequence(src, flow.listen, 10);
+      await dst.waitFor(10);
+      await flow.remove();
+    });
+
+    test('an unreachable subscriber does not stall or starve the others', async () => {
+      const good = await receiver();
+      // A port nobody listens on: the kernel answers with ICMP port unreachable.
+      const closed = dgram.createSocket('udp4');
+      await new Promise<void>((r) => closed.bind(0, '127.0.0.1', () => r()));
+      const deadPort = closed.address().port;
+      await new Promise<void>((r) => closed.close(() => r()));
+      const src = await sender();
+      const dead = `udp://127.0.0.1:${deadPort}`;
+      const flow = await s.apply({ type: 'replicate', listen: 'udp://127.0.0.1:0', to: [dead, good.url], allow: '127.0.0.1' });
+      await sendSequence(src, flow.listen, 1000);
+      await good.waitFor(1000);
+      assert.deepEqual(seqs(good), range(0, 1000));
+      const st = flow.stats();
+      const deadStats = st.destinations.find((x) => x.to === dead)!;
+      // Each copy to the dead port was either sent (ICMP is not reported to an
+      // unconnected socket) or counted as a send error: none vanishes.
+      assert.equal(deadStats.packetsOut + deadStats.drops.sendError, 1000);
+      await flow.remove();
+    });
+
+    test('oversized and malformed datagrams are dropped and counted', async () => {
+      const dst = await receiver();
+      const src = await sender();
+      const flow = await s.apply({
+        type: 'redirect',
+        listen: 'udp://127.0.0.1:0',
+        to: dst.url,
+        allow: '127.0.0.1',
+        maxDatagramSize: 1316,
+        payload: 'mpegts',
+      });
+      const ts = new SyntheticTsStream({ bitrateBps: 2_000_000 });
+      const good = Buffer.from(ts.nextDatagram());
+      const badSync = Buffer.from(good);
+      badSync[188] = 0x00;
+      const partial = good.subarray(0, 1000);
+      const huge = Buffer.concat([good, good.subarray(0, 188)]);
+      for (const d of [good, badSync, partial, huge, Buffer.alloc(0), good]) await src.send(d, flow.listen.port, '127.0.0.1');
+      await dst.waitFor(2);
+      await dst.settle();
+      assert.equal(dst.received.length, 2);
+      const st = flow.stats();
+      assert.equal(st.packetsIn, 6);
+      assert.equal(st.drops.tooLarge, 1);
+      assert.equal(st.drops.malformed, 3);
+      assert.equal(st.packetsOut, 2);
+      await flow.remove();
+    });
+
+    test('several flows run at once with separate counters', async () => {
+      const [a, b] = await Promise.all([receiver(), receiver()]);
+      const src = await sender();
+      const f1 = await s.apply({ name: 'one', type: 'redirect', listen: 'udp://127.0.0.1:0', to: a!.url, allow: '127.0.0.1' });
+      const f2 = await s.apply({ name: 'two', type: 'replicate', listen: 'udp://127.0.0.1:0', to: [b!.url], allow: '127.0.0.1' });
+      await sendSequence(src, f1.listen, 100);
+      await sendSequence(src, f2.listen, 60);
+      await a!.waitFor(100);
+      await b!.waitFor(60);
+      assert.deepEqual(s.stats().map((x) => [x.name, x.packetsIn, x.packetsOut]), [['one', 100, 100], ['two', 60, 60]]);
+      assert.equal(s.flow('two'), f2);
+      await f1.remove();
+      await f2.remove();
+      assert.deepEqual(s.flows(), []);
+    });
+
+    test('listen conflicts and bind failures are clear errors; remove releases the port', async () => {
+      const dst = await receiver();
+      const f = await s.apply({ type: 'redirect', listen: 'udp://127.0.0.1:0', to: dst.url, allow: 'any' });
+      const port = f.listen.port;
+      await assert.rejects(s.apply({ type: 'redirect', listen: `udp://0.0.0.0:${port}`, to: dst.url, allow: 'any' }), ConflictError);
+      // A port held by another socket (not a flow): the bind error names the call and errno.
+      await assert.rejects(
+        s.apply({ type: 'redirect', listen: dst.url, to: `udp://127.0.0.1:${port}`, allow: 'any' }),
+        (e: unknown) => e instanceof SyscallError && e.op === 'bind' && e.errno === 'EADDRINUSE',
+      );
+      await f.remove();
+      await f.remove(); // idempotent
+      assert.throws(() => f.stats(), ClosedError);
+      await assert.rejects(f.update({ to: dst.url }), ClosedError);
+      const again = await s.apply({ type: 'redirect', listen: `udp://127.0.0.1:${port}`, to: dst.url, allow: 'any' });
+      assert.equal(again.listen.port, port);
+      await again.remove();
+    });
+
+    test('close releases everything and is idempotent', async () => {
+      const t = await Sluice.open({ tier: target.tier });
+      const dst = await receiver();
+      const f = await t.apply({ type: 'redirect', listen: 'udp://127.0.0.1:0', to: dst.url, allow: 'any' });
+      const port = f.listen.port;
+      await t.close();
+      await t.close();
+      assert.equal(t.closed, true);
+      assert.equal(f.removed, true);
+      await assert.rejects(t.apply({ type: 'redirect', listen: 'udp://127.0.0.1:0', to: dst.url, allow: 'any' }), ClosedError);
+      // The port is free again.
+      const probe = dgram.createSocket('udp4');
+      await new Promise<void>((resolve, reject) => {
+        probe.once('error', reject);
+        probe.bind(port, '127.0.0.1', () => resolve());
+      });
+      await new Promise<void>((r) => probe.close(() => r()));
+    });
+  });
+}
