@@ -12,13 +12,14 @@ export const EXIT = {
   UNAVAILABLE: 3,
 } as const;
 
-/** Left-aligned first column, right-aligned numbers; plain text, no colours. */
+/** Plain-text table: numeric columns right-aligned, others left-aligned; no colours. */
 export function table(header: string[], rows: (string | number)[][]): string {
-  const cells = [header, ...rows.map((r) => r.map(String))];
+  const body = rows.map((r) => r.map(String));
+  const cells = [header, ...body];
   const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
-  const line = (r: string[]) =>
-    r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
-  return [line(cells[0]!), line(widths.map((w) => '-'.repeat(w))), ...cells.slice(1).map(line)].join('\n');
+  const numeric = header.map((_, i) => body.length > 0 && body.every((r) => /^-?[\d.,]*$/.test(r[i] ?? '')));
+  const line = (r: string[]) => r.map((c, i) => (numeric[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
 }
 
 /** Drops summed over every reason. */

@@ -140,7 +140,7 @@ export async function runStreamDemo(opts: DemoOptions, onProgress: (p: DemoProgr
     for (;;) {
       const elapsed = process.hrtime.bigint() - start;
       if (elapsed >= endNs) break;
-      const due = Math.min(Number(elapsed / intervalNs) + 1 - sent, MAX_CATCH_UP);
+      const due = Math.min(Math.floor(Number(elapsed) / intervalNs) + 1 - sent, MAX_CATCH_UP);
       for (let i = 0; i < due; i++) {
         const datagram = stream.nextDatagram();
         for (const run of runs) {

@@ -25,7 +25,7 @@ describe('sluice CLI', () => {
     r = await runCli(['relay', '--listen', 'udp://127.0.0.1:5000', '--to', 'udp://127.0.0.1:6000', '--to', 'udp://localhost:6001', '--allow', 'any']);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /to\[1\]: host 'localhost' is not an IPv4 or IPv6 address literal/);
-    r = await runCli(['relay', '--bogus']);
+    r = await runCli(['relay', '--listen', 'udp://127.0.0.1:5000', '--bogus']);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /unknown option '--bogus'/);
     r = await runCli(['nosuchcommand']);

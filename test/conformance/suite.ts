@@ -10,6 +10,7 @@ import dgram from 'node:dgram';
 import { Sluice, ClosedError, ConflictError, PolicyValidationError, SyscallError, type TierName } from '../../src/index.js';
 import { openReceiver, openSender, sendSequence, seqDatagram, seqOf, type Receiver } from '../helpers/udp.js';
 import { SyntheticTsStream } from '../../src/media/ts-synth.js';
+import { rootSkipReason, withTopology } from '../helpers/netns.js';
 
 export interface ConformanceTarget {
   tier: TierName;
@@ -205,6 +206,27 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       assert.equal(deadStats.packetsOut + deadStats.drops.sendError, 1000);
       await flow.remove();
     });
+
+    test(
+      'subscribers the kernel refuses (EHOSTUNREACH, ENETUNREACH) are counted per destination; the others get everything',
+      { skip: rootSkipReason() },
+      async () => {
+        // A namespace with no links: the refused copies cannot leave it.
+        await withTopology({ namespaces: ['unreach'], routes: [{ ns: 'unreach', args: ['unreachable', '10.202.9.0/24'] }] }, async (topo) => {
+          const child = topo.runNode('unreach', 'test/fixtures/unreachable-subscribers.ts', [target.tier]);
+          const exit = await child.waitExit(30_000);
+          assert.equal(exit.code, 0, child.stderr());
+          const out = child.jsonLines<{ goodSeqs: number[]; stats: { destinations: { to: string; packetsOut: number; drops: { sendError: number }; lastError?: string }[] } }>()[0]!;
+          assert.deepEqual(out.goodSeqs, range(0, 500));
+          const [unreach, good, noRoute] = out.stats.destinations;
+          assert.equal(good!.packetsOut, 500);
+          assert.equal(unreach!.drops.sendError, 500);
+          assert.equal(unreach!.lastError, 'EHOSTUNREACH');
+          assert.equal(noRoute!.drops.sendError, 500);
+          assert.equal(noRoute!.lastError, 'ENETUNREACH');
+        });
+      },
+    );
 
     test('oversized and malformed datagrams are dropped and counted', async () => {
       const dst = await receiver();
