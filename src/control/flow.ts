@@ -66,23 +66,22 @@ export class Flow {
 
   /** Adds a subscriber to a replicate flow (no-op if already subscribed). */
   async addSubscriber(to: EndpointInput): Promise<void> {
-    this.#assertLive();
     const key = subscriberKey(to);
-    await this.#table.update(this.#id, (cur) => {
-      if (cur.type !== 'replicate') throw new InvalidArgumentError(`addSubscriber: flow '${this.name}' is a ${String(cur.type)}, not a replicate`);
-      const list = (cur.to as EndpointInput[] | undefined) ?? [];
-      return list.some((t) => safeKey(t) === key) ? { ...cur } : { ...cur, to: [...list, to] };
-    });
+    await this.#editSubscribers('addSubscriber', (list) => (list.some((t) => safeKey(t) === key) ? list : [...list, to]));
   }
 
   /** Removes a subscriber from a replicate flow (no-op if not subscribed). */
   async removeSubscriber(to: EndpointInput): Promise<void> {
-    this.#assertLive();
     const key = subscriberKey(to);
+    await this.#editSubscribers('removeSubscriber', (list) => list.filter((t) => safeKey(t) !== key));
+  }
+
+  /** Applies `edit` to the subscriber list as the policy table holds it, inside its queue. */
+  async #editSubscribers(op: string, edit: (list: EndpointInput[]) => EndpointInput[]): Promise<void> {
+    this.#assertLive();
     await this.#table.update(this.#id, (cur) => {
-      if (cur.type !== 'replicate') throw new InvalidArgumentError(`removeSubscriber: flow '${this.name}' is a ${String(cur.type)}, not a replicate`);
-      const list = (cur.to as EndpointInput[] | undefined) ?? [];
-      return { ...cur, to: list.filter((t) => safeKey(t) !== key) };
+      if (cur.type !== 'replicate') throw new InvalidArgumentError(`${op}: flow '${this.name}' is a ${String(cur.type)}, not a replicate`);
+      return { ...cur, to: edit((cur.to as EndpointInput[] | undefined) ?? []) };
     });
   }
 
