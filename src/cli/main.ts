@@ -85,14 +85,15 @@ export function buildProgram(exit: (code: number) => void): Command {
 
   program
     .command('run')
-    .description('run every flow declared in a config file (YAML or JSON)')
+    .description('run every flow declared in a config file (YAML or JSON); SIGHUP re-reads it and applies the changes')
     .requiredOption('-c, --config <file>', 'config file, e.g. sluice.yaml')
     .addOption(new Option('--tier <tier>', "override the file's tier").choices(['auto', ...TIER_NAMES]))
     .option('--stats-interval <seconds>', 'print counters every N seconds (0: only at exit)', nonNegative)
     .option('--json', 'machine-readable JSON lines on stdout')
     .action(async (o) => {
       const config = await loadConfig(o.config);
-      exit(await runSession({ tier: (o.tier ?? config.tier) as TierChoice, flows: [...config.flows], json: !!o.json, statsInterval: o.statsInterval ?? (o.json ? 0 : 5) }));
+      const reload = async () => [...(await loadConfig(o.config)).flows];
+      exit(await runSession({ tier: (o.tier ?? config.tier) as TierChoice, flows: [...config.flows], reload, json: !!o.json, statsInterval: o.statsInterval ?? (o.json ? 0 : 5) }));
     });
 
   program

@@ -3,6 +3,7 @@
  * Shared by `sluice relay` and `sluice run`.
  */
 import { Sluice } from '../control/sluice.js';
+import { applyReload, type ReloadSummary } from './reload.js';
 import type { FlowPolicy, TierChoice } from '../policy/schema.js';
 import { emitJson, statsLine, statsTable, EXIT } from './output.js';
 
@@ -14,6 +15,13 @@ export interface SessionOptions {
   statsInterval: number;
   /** Resolves when the session should stop (tests); default: first SIGINT/SIGTERM. */
   stopSignal?: Promise<string>;
+  /** On SIGHUP: returns the flows now wanted (e.g. the config file re-read); throws if invalid. */
+  reload?: () => Promise<FlowPolicy[]>;
+}
+
+function describe(s: ReloadSummary): string {
+  const part = (label: string, names: string[]) => (names.length ? `${label} ${names.join(', ')}` : '');
+  return [part('added', s.added), part('updated', s.updated), part('replaced', s.replaced), part('removed', s.removed)].filter(Boolean).join('; ') || 'no change';
 }
 
 function waitForSignal(): Promise<string> {
@@ -60,7 +68,25 @@ export async function runSession(opts: SessionOptions): Promise<number> {
           else for (const s of stats) process.stderr.write(`sluice: ${statsLine(s)}\n`);
         }, opts.statsInterval * 1000)
       : undefined;
+  const onHup = () => {
+    if (!opts.reload) return;
+    // Reloads run one at a time; a bad file leaves the running flows as they are.
+    reloading = reloading.then(async () => {
+      try {
+        const summary = await applyReload(sluice, await opts.reload!());
+        if (opts.json) emitJson('reload', { ok: true, ...summary });
+        else process.stderr.write(`sluice: reloaded: ${describe(summary)}\n`);
+      } catch (err) {
+        if (opts.json) emitJson('reload', { ok: false, error: err instanceof Error ? err.message : String(err) });
+        else process.stderr.write(`sluice: reload failed, flows unchanged: ${err instanceof Error ? err.message : String(err)}\n`);
+      }
+    });
+  };
+  let reloading: Promise<void> = Promise.resolve();
+  if (opts.reload) process.on('SIGHUP', onHup);
   const signal = await stop;
+  process.off('SIGHUP', onHup);
+  await reloading;
   if (timer) clearInterval(timer);
   const final = await sluice.close();
   if (opts.json) emitJson('final', { signal, flows: final });

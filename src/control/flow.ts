@@ -64,6 +64,16 @@ export class Flow {
     await this.#table.update(this.#id, patch);
   }
 
+  /**
+   * Replaces the whole policy: fields not given return to their defaults.
+   * The same rules as update() apply (type, name, listen fixed; kept
+   * destinations lose nothing).
+   */
+  async replace(policy: FlowPolicy): Promise<void> {
+    this.#assertLive();
+    await this.#table.update(this.#id, () => ({ ...(policy as object) }));
+  }
+
   /** Adds a subscriber to a replicate flow (no-op if already subscribed). */
   async addSubscriber(to: EndpointInput): Promise<void> {
     const key = subscriberKey(to);

@@ -87,6 +87,54 @@ describe('sluice CLI', () => {
     await Promise.all([a.close(), b.close(), src.close(), rm(dir, { recursive: true })]);
   });
 
+  test('run re-reads the config on SIGHUP: changes apply in place, a bad file changes nothing', async () => {
+    const [a, b, c, d] = await Promise.all([openReceiver(), openReceiver(), openReceiver(), openReceiver()]);
+    const src = await openSender();
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-cli-'));
+    const file = join(dir, 'sluice.yaml');
+    const flow = (name: string, port: number, to: string[]) =>
+      `  - {name: ${name}, type: replicate, listen: "udp://127.0.0.1:${port}", allow: 127.0.0.1, to: [${to.map((u) => `"${u}"`).join(', ')}]}\n`;
+    // Fixed ports are needed so the reloaded file can name the same listen address; pick free ones.
+    const free = await Promise.all([openReceiver(), openReceiver()]);
+    const [p1, p2] = free.map((r) => r.port) as [number, number];
+    await Promise.all(free.map((r) => r.close()));
+    await writeFile(file, `flows:\n${flow('fan', p1, [a.url, b.url])}`);
+    const child = startCli(['run', '--config', file, '--json']);
+    const done = collect(child);
+    await waitForEvent(child, 'ready');
+    const target = { port: p1, address: '127.0.0.1' };
+    await sendSequence(src, target, 2000, {
+      onProgress: async (seq) => {
+        if (seq === 700) {
+          await writeFile(file, `flows:\n${flow('fan', p1, [a.url, c.url])}${flow('extra', p2, [d.url])}`);
+          child.kill('SIGHUP');
+          const ev = (await waitForEvent(child, 'reload')) as { ok: boolean; updated: string[]; added: string[] };
+          assert.deepEqual([ev.ok, ev.updated, ev.added], [true, ['fan'], ['extra']]);
+        }
+        if (seq === 1400) {
+          await writeFile(file, `flows:\n  - {name: fan, type: replicate, listen: "udp://127.0.0.1:${p1}", to: []}\n`);
+          child.kill('SIGHUP');
+          const ev = (await waitForEvent(child, 'reload')) as { ok: boolean; error: string };
+          assert.equal(ev.ok, false);
+          assert.match(ev.error, /allow: required/);
+        }
+      },
+    });
+    await a.waitFor(2000);
+    await c.settle();
+    await src.send(Buffer.from('x'), p2, '127.0.0.1');
+    await d.waitFor(1);
+    child.kill('SIGTERM');
+    const r = await done;
+    assert.equal(r.code, 0, r.stderr);
+    // The kept subscriber lost nothing across both reloads; the new one got a suffix.
+    assert.deepEqual(a.received.map(seqOf), Array.from({ length: 2000 }, (_, i) => i));
+    assert.ok(b.received.length >= 700 && b.received.length < 2000);
+    assert.equal(c.received.map(seqOf).at(-1), 1999);
+    await Promise.all([a, b, c, d, src].map((x) => x.close()));
+    await rm(dir, { recursive: true });
+  });
+
   test('bad config files exit 2 with the line or the field', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'sluice-cli-'));
     const bad = join(dir, 'bad.yaml');

@@ -670,6 +670,33 @@ export class Topology {
 
     for (const ns of spec.forwarding ?? []) await this.enableForwarding(ns);
     for (const r of spec.routes ?? []) await this.addRoute(r.ns, r.args);
+    for (const [i, link] of (spec.links ?? []).entries()) {
+      const info = this.linkInfo[i]!;
+      await this.primeNeighbours(info.a.ns, info.a.ifname, link.b);
+      await this.primeNeighbours(info.b.ns, info.b.ifname, link.a);
+    }
+  }
+
+  /**
+   * Resolves the peer's addresses (ARP / IPv6 ND) before a test sends.
+   * Until a neighbour resolves, the kernel parks only ~200 KB of packets
+   * for it and drops the oldest beyond that, so a test that starts with a
+   * fast burst on a fresh veth would see start-up loss that has nothing to
+   * do with the code under test (seen on IPv6 under CPU load). One datagram
+   * to the discard port triggers resolution; we then wait for the entry.
+   */
+  private async primeNeighbours(ns: string, ifname: string, peer: LinkEnd): Promise<void> {
+    for (const cidr of [...asList(peer.ipv4), ...asList(peer.ipv6)]) {
+      const addr = cidr.split('/')[0]!;
+      const deadline = Date.now() + 5_000;
+      for (;;) {
+        await this.exec(ns, 'bash', ['-c', `echo prime > /dev/udp/${addr}/9`]).catch(() => undefined);
+        const state = await this.ip(ns, ['neigh', 'show', addr, 'dev', ifname]);
+        if (/\b(REACHABLE|STALE|DELAY|PROBE|PERMANENT)\b/.test(state)) break;
+        if (Date.now() > deadline) throw new Error(`neighbour ${addr} on ${ns}/${ifname} did not resolve: '${state.trim()}'`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
   }
 }
 

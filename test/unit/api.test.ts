@@ -1,6 +1,6 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { Sluice, probeTiers, NotSupportedError, InvalidArgumentError, PolicyValidationError, ConflictError } from '../../src/index.js';
+import { Sluice, probeTiers, type AggregatePolicy, NotSupportedError, InvalidArgumentError, PolicyValidationError, ConflictError } from '../../src/index.js';
 import { openReceiver } from '../helpers/udp.js';
 
 describe('library API (portable tier)', () => {
@@ -15,7 +15,7 @@ describe('library API (portable tier)', () => {
 
   test('aggregate and segment policies are validated but not applied as flows', async () => {
     const s = await Sluice.open({ tier: 'portable' });
-    const aggregate = { type: 'aggregate', messages: [{ to: 'udp://127.0.0.1:9', data: new Uint8Array(4) }], schedule: { kind: 'delays', delaysMs: [0] } } as const;
+    const aggregate: AggregatePolicy = { type: 'aggregate', messages: [{ to: 'udp://127.0.0.1:9', data: new Uint8Array(4) }], schedule: { kind: 'delays', delaysMs: [0] } };
     await assert.rejects(s.apply(aggregate), NotSupportedError);
     await assert.rejects(s.apply({ ...aggregate, schedule: { kind: 'delays', delaysMs: [0, 1] } }), PolicyValidationError);
     await s.close();
