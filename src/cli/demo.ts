@@ -4,7 +4,7 @@ import { Sluice } from '../control/sluice.js';
 import { NotSupportedError } from '../errors.js';
 import { TIER_NAMES, type TierName } from '../policy/schema.js';
 import { runStreamDemo, type DemoProgress } from '../media/demo-run.js';
-import { EXIT, emitJson, table } from './output.js';
+import { EXIT, emitJson, table, totalDrops } from './output.js';
 
 export interface DemoCliOptions {
   subscribers: number;
@@ -65,7 +65,7 @@ export async function runDemo(opts: DemoCliOptions): Promise<number> {
       t.received,
       t.lost,
       t.ccErrors,
-      Object.values(t.relay.drops).reduce((a, b) => a + b, 0),
+      totalDrops(t.relay),
     ]);
     process.stdout.write(
       `\n${table(['tier', 'subscribers', 'sent', 'expected', 'received', 'lost', 'cc errors', 'relay drops'], rows)}\n` +

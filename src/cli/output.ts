@@ -27,21 +27,23 @@ export function totalDrops(s: FlowStats): number {
   return Object.values(s.drops).reduce((a, b) => a + b, 0);
 }
 
+/** `reason=n` for each non-zero drop reason, or `0`. */
+function formatDrops(drops: Readonly<Record<string, number>>): string {
+  return (
+    Object.entries(drops)
+      .filter(([, n]) => n > 0)
+      .map(([k, n]) => `${k}=${n}`)
+      .join(' ') || '0'
+  );
+}
+
 /** Final or periodic counters of a set of flows, one row per flow and destination. */
 export function statsTable(stats: readonly FlowStats[]): string {
   const rows: (string | number)[][] = [];
   for (const s of stats) {
-    const drops = Object.entries(s.drops)
-      .filter(([, n]) => n > 0)
-      .map(([k, n]) => `${k}=${n}`)
-      .join(' ');
-    rows.push([`${s.name} (${s.type}, ${s.tier})`, s.listen, s.packetsIn, s.bytesIn, s.packetsOut, s.bytesOut, drops || '0']);
+    rows.push([`${s.name} (${s.type}, ${s.tier})`, s.listen, s.packetsIn, s.bytesIn, s.packetsOut, s.bytesOut, formatDrops(s.drops)]);
     for (const d of s.destinations) {
-      const dd = Object.entries(d.drops)
-        .filter(([, n]) => n > 0)
-        .map(([k, n]) => `${k}=${n}`)
-        .join(' ');
-      rows.push([`  -> ${d.to}`, '', '', '', d.packetsOut, d.bytesOut, (dd || '0') + (d.lastError ? ` (${d.lastError})` : '')]);
+      rows.push([`  -> ${d.to}`, '', '', '', d.packetsOut, d.bytesOut, formatDrops(d.drops) + (d.lastError ? ` (${d.lastError})` : '')]);
     }
   }
   return table(['flow', 'listen', 'pkts in', 'bytes in', 'pkts out', 'bytes out', 'drops'], rows);

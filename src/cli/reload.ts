@@ -44,8 +44,8 @@ export async function applyReload(sluice: Sluice, wanted: readonly FlowPolicy[])
     summary.removed.push(f.name);
     await f.remove();
   }
-  for (const { policy, flow } of plan) {
-    const spec = parseFlowPolicy(policy);
+  for (const [i, { policy, flow }] of plan.entries()) {
+    const spec = specs[i]!;
     if (flow && flow.type === spec.type && endpointKey(flow.spec.listen) === endpointKey(spec.listen)) {
       await flow.replace({ ...policy, name: flow.name } as FlowPolicy);
       summary.updated.push(flow.name);

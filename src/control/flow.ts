@@ -3,13 +3,12 @@
  * replicate policy.
  */
 import type { PolicyTable } from './policy-table.js';
-import { endpointKey, formatEndpoint, parseEndpoint, type Endpoint } from '../policy/endpoint.js';
+import { endpointKey, formatEndpoint, parseEndpointInput, type Endpoint, type EndpointInput } from '../policy/endpoint.js';
 import type { FlowPolicy, FlowPolicySpec, TierName } from '../policy/schema.js';
 import type { FlowStats } from '../stats/counters.js';
 import { ClosedError, InvalidArgumentError, PolicyValidationError } from '../errors.js';
 
-/** A subscriber as callers give it: `udp://HOST:PORT` or `{ host, port }`. */
-export type EndpointInput = string | { host: string; port: number };
+export type { EndpointInput };
 
 export class Flow {
   readonly #table: PolicyTable;
@@ -132,8 +131,7 @@ export class Flow {
 }
 
 function subscriberKey(to: EndpointInput): string {
-  const text = typeof to === 'string' ? to : to.host.includes(':') ? `[${to.host}]:${to.port}` : `${to.host}:${to.port}`;
-  const parsed = parseEndpoint(text);
+  const parsed = parseEndpointInput(to);
   if (!parsed.ok) throw new PolicyValidationError([{ path: 'to', message: parsed.reason }]);
   return endpointKey(parsed.endpoint);
 }

@@ -54,7 +54,7 @@ export class PolicyTable {
       if (this.entries().some((e) => e.plan.name === name)) {
         throw new ConflictError(`a flow named '${name}' already runs`);
       }
-      this.#checkListen(spec.listen, undefined);
+      this.#checkListen(spec.listen);
       const plan = compileFlow(spec, name);
       const { listen } = await this.#plane.addFlow(id, plan);
       const entry: FlowEntry = { id, input: { ...(input as object) }, spec, plan, listen };
@@ -113,10 +113,10 @@ export class PolicyTable {
    * port and same address, or a wildcard on either side. Caught here with a
    * message naming both flows, rather than as EADDRINUSE from bind.
    */
-  #checkListen(listen: Endpoint, self: string | undefined): void {
+  #checkListen(listen: Endpoint): void {
     if (listen.port === 0) return;
     for (const e of this.#entries.values()) {
-      if (e.id === self || e.listen.port !== listen.port) continue;
+      if (e.listen.port !== listen.port) continue;
       const sameFamily = e.listen.family === listen.family;
       const overlap =
         (sameFamily && (endpointKey(e.listen) === endpointKey(listen) || isWildcard(e.listen) || isWildcard(listen))) ||

@@ -54,6 +54,15 @@ export function parseEndpoint(input: string, opts: { allowPortZero?: boolean } =
   return { ok: true, endpoint: { family, address: host, port } };
 }
 
+/** Endpoint as callers may give it: `udp://HOST:PORT` text or `{ host, port }`. */
+export type EndpointInput = string | { host: string; port: number };
+
+/** Parses either input form (see parseEndpoint). */
+export function parseEndpointInput(input: EndpointInput, opts: { allowPortZero?: boolean } = {}): EndpointParse {
+  if (typeof input === 'string') return parseEndpoint(input, opts);
+  return parseEndpoint(input.host.includes(':') ? `[${input.host}]:${input.port}` : `${input.host}:${input.port}`, opts);
+}
+
 /** Formats an endpoint as `udp://HOST:PORT` (brackets for IPv6). */
 export function formatEndpoint(ep: Endpoint): string {
   return ep.family === 6 ? `udp://[${ep.address}]:${ep.port}` : `udp://${ep.address}:${ep.port}`;

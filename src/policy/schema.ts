@@ -5,7 +5,7 @@
  * filled); see docs/POLICY.md for every field.
  */
 import { z } from 'zod';
-import { parseEndpoint, type Endpoint } from './endpoint.js';
+import { parseEndpointInput, type Endpoint } from './endpoint.js';
 import { parseSourceRule, type SourceFilter, type SourceRule } from './source-filter.js';
 
 /** Largest UDP payload over IPv4 (65535 − 20 IP − 8 UDP). */
@@ -28,8 +28,7 @@ const endpointInput = z.union([
 
 function endpointSchema(opts: { allowPortZero: boolean }) {
   return endpointInput.transform((value, ctx): Endpoint => {
-    const text = typeof value === 'string' ? value : value.host.includes(':') ? `[${value.host}]:${value.port}` : `${value.host}:${value.port}`;
-    const parsed = parseEndpoint(text, opts);
+    const parsed = parseEndpointInput(value, opts);
     if (!parsed.ok) {
       ctx.addIssue({ code: 'custom', message: parsed.reason, input: value });
       return z.NEVER;

@@ -32,11 +32,6 @@ export function parseSourceRule(text: string): SourceRuleParse {
   return { ok: true, rule: { family, address: canonicalAddress(addr!), prefix } };
 }
 
-/** Formats a rule as written in policies (`10.0.0.0/8`, `192.0.2.7/32`). */
-export function formatSourceRule(rule: SourceRule): string {
-  return `${rule.address}/${rule.prefix}`;
-}
-
 /**
  * Builds the per-packet predicate for a filter. node:net's BlockList does the
  * prefix matching; IPv4-mapped IPv6 senders (seen on dual-stack sockets) are

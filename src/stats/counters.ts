@@ -88,8 +88,3 @@ export class DestinationCounters {
     return this.lastError === undefined ? s : { ...s, lastError: this.lastError };
   }
 }
-
-/** All-zero drop record, for tiers and tests that build stats by hand. */
-export function zeroDrops(): Record<FlowDropReason, number> {
-  return Object.fromEntries(FLOW_DROP_REASONS.map((r) => [r, 0])) as Record<FlowDropReason, number>;
-}
