@@ -72,11 +72,14 @@ export class ConflictError extends SluiceError {
 export class SyscallError extends SluiceError {
   readonly op: string;
   readonly errno: string;
+  /** What the call was about (an address, a map name), if known. */
+  readonly detail: string | undefined;
   constructor(op: string, errno: string, detail?: string, options?: { cause?: unknown }) {
     super('SLUICE_ERR_SYSCALL', `${op} failed: ${errno}${detail ? ` (${detail})` : ''}`, options);
     this.name = 'SyscallError';
     this.op = op;
     this.errno = errno;
+    this.detail = detail;
   }
 }
 

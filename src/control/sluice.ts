@@ -16,6 +16,8 @@ export interface SluiceOptions {
   tier?: TierChoice;
   /** Socket buffer size to request, bytes (default 4 MiB; Linux caps it at rmem_max/wmem_max). */
   socketBufferBytes?: number;
+  /** Batched tier: most time (ms) a datagram waits to be batched with others (default 1; 0 = none). */
+  batchHoldMs?: number;
 }
 
 export class Sluice {
@@ -35,7 +37,7 @@ export class Sluice {
    * an explicitly requested tier is unavailable, saying why.
    */
   static async open(options: SluiceOptions = {}): Promise<Sluice> {
-    const plane = await createDataPlane(options.tier ?? 'auto', { socketBufferBytes: options.socketBufferBytes });
+    const plane = await createDataPlane(options.tier ?? 'auto', { socketBufferBytes: options.socketBufferBytes, batchHoldMs: options.batchHoldMs });
     return new Sluice(plane);
   }
 

@@ -58,4 +58,10 @@ export interface TierProvider {
 export interface DataPlaneOptions {
   /** Socket receive/send buffer request, bytes (the kernel may cap it at rmem_max/wmem_max). */
   readonly socketBufferBytes?: number;
+  /**
+   * Batched tier: longest time (ms) a received datagram waits for others to
+   * be sent with it (one sendmmsg, GSO per destination). 0 sends every
+   * receive batch at once. Default 1.
+   */
+  readonly batchHoldMs?: number;
 }

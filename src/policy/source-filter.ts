@@ -1,4 +1,5 @@
 import { BlockList, isIP } from 'node:net';
+import { ipv4ToInt, ipv6Bytes } from '../wire/ip-address.js';
 import { canonicalAddress, unmapAddress } from './endpoint.js';
 
 /** One allowed-source rule: a prefix (an exact address is a /32 or /128). */
@@ -51,4 +52,48 @@ export function createSourceMatcher(filter: SourceFilter): (address: string) => 
     const ip = pct < 0 ? a : a.slice(0, pct);
     return list.check(ip, ip.includes(':') ? 'ipv6' : 'ipv4');
   };
+}
+
+/**
+ * The same predicate over a raw `struct sockaddr_in`/`sockaddr_in6` as the
+ * kernel wrote it (family little-endian at +0, IPv4 address at +4, IPv6 at
+ * +8), for data planes that never turn addresses into strings. IPv4-mapped
+ * IPv6 senders match IPv4 rules, as in `createSourceMatcher`.
+ */
+export function createSockaddrMatcher(filter: SourceFilter): (bytes: Uint8Array, offset: number) => boolean {
+  if (filter.any) return () => true;
+  const v4: { net: number; mask: number }[] = [];
+  const v6: { bytes: Uint8Array; prefix: number }[] = [];
+  for (const r of filter.rules) {
+    if (r.family === 4) {
+      const mask = r.prefix === 0 ? 0 : (0xffffffff << (32 - r.prefix)) >>> 0;
+      v4.push({ net: (ipv4ToInt(r.address) & mask) >>> 0, mask });
+    } else {
+      v6.push({ bytes: ipv6Bytes(r.address), prefix: r.prefix });
+    }
+  }
+  const matchV4 = (a: number): boolean => {
+    for (const r of v4) if (((a & r.mask) >>> 0) === r.net) return true;
+    return false;
+  };
+  return (b, o) => {
+    const family = b[o]! | (b[o + 1]! << 8);
+    if (family === 2) return matchV4(((b[o + 4]! << 24) | (b[o + 5]! << 16) | (b[o + 6]! << 8) | b[o + 7]!) >>> 0);
+    if (family !== 10) return false;
+    const a = o + 8;
+    let mapped = b[a + 10] === 0xff && b[a + 11] === 0xff;
+    for (let i = 0; mapped && i < 10; i++) if (b[a + i] !== 0) mapped = false;
+    if (mapped) return matchV4(((b[a + 12]! << 24) | (b[a + 13]! << 16) | (b[a + 14]! << 8) | b[a + 15]!) >>> 0);
+    for (const r of v6) if (prefixEquals(b, a, r.bytes, r.prefix)) return true;
+    return false;
+  };
+}
+
+function prefixEquals(b: Uint8Array, a: number, net: Uint8Array, prefix: number): boolean {
+  const whole = prefix >> 3;
+  for (let i = 0; i < whole; i++) if (b[a + i] !== net[i]) return false;
+  const rest = prefix & 7;
+  if (rest === 0) return true;
+  const mask = (0xff << (8 - rest)) & 0xff;
+  return (b[a + whole]! & mask) === (net[whole]! & mask);
 }

@@ -327,6 +327,16 @@ export function checkTsDatagram(buf: Uint8Array): TsDatagramResult {
   return n <= MAX_CACHED_PACKETS ? OK_RESULTS[n]! : { ok: true, packets: n };
 }
 
+/**
+ * The same check as `checkTsDatagram` over `length` bytes at `offset` of a
+ * larger buffer (a receive slot), without creating a view per datagram.
+ */
+export function isTsDatagramAt(bytes: Uint8Array, offset: number, length: number): boolean {
+  if (length === 0 || length % TS_PACKET_SIZE !== 0) return false;
+  for (let i = offset; i < offset + length; i += TS_PACKET_SIZE) if (bytes[i] !== TS_SYNC_BYTE) return false;
+  return true;
+}
+
 // ---------------------------------------------------------------------------
 // PSI sections (PAT, PMT)
 // ---------------------------------------------------------------------------

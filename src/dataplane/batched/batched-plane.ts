@@ -1,0 +1,261 @@
+/**
+ * The batched tier, application side: starts the worker, turns DataPlane
+ * calls into requests (posted, then the worker is woken through an
+ * eventfd), and builds stats from the counters the worker writes into
+ * shared memory. No packet ever reaches this thread.
+ */
+import { Worker } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+import type { DataPlane, DataPlaneOptions, TierProvider } from '../types.js';
+import type { FlowPlan } from '../../policy/compile.js';
+import { endpointKey, formatEndpoint, type Endpoint } from '../../policy/endpoint.js';
+import type { FlowStats } from '../../stats/counters.js';
+import { ClosedError, InvalidArgumentError, NotSupportedError, SluiceError, SyscallError } from '../../errors.js';
+import { Waker } from '../../sys/poller.js';
+import { probeBatchedIo } from '../../sys/probe.js';
+import { D, F, destinationSnapshot, flowDrops, newDestinationCounters, newFlowCounters } from './shared-counters.js';
+import type { DestinationBinding, EngineOptions, ErrorInfo, Reply, Request, WorkerData } from './protocol.js';
+
+const DEFAULT_SOCKET_BUFFER = 4 * 1024 * 1024;
+export const DEFAULT_HOLD_MS = 1;
+const DEFAULT_BATCH = 64;
+/** 256 × 64 KiB of address space; resident only where datagrams land. */
+const DEFAULT_SLOTS = 256;
+
+interface FlowRecord {
+  plan: FlowPlan;
+  listen: Endpoint;
+  readonly counters: Float64Array;
+  destinations: Map<string, { endpoint: Endpoint; counters: Float64Array }>;
+}
+
+/** Engine-level detail for `sluice doctor`, the bench and debugging. */
+export interface BatchedFlowDetail {
+  readonly recvCalls: number;
+  readonly sendCalls: number;
+  readonly gsoMessages: number;
+  readonly gsoSegments: number;
+  readonly groBuffers: number;
+  /** Destinations whose GSO was switched off after the kernel refused it. */
+  readonly gsoOff: readonly string[];
+}
+
+export class BatchedPlane implements DataPlane {
+  readonly tier = 'batched' as const;
+  readonly #worker: Worker;
+  readonly #waker: Waker;
+  readonly #flows = new Map<string, FlowRecord>();
+  readonly #waiting = new Map<number, { resolve: (r: Reply & { kind: 'reply' }) => void; reject: (e: Error) => void }>();
+  #nextId = 1;
+  #failed: Error | undefined;
+  #closed: Promise<void> | undefined;
+  /** Faults the engine reported outside any request (kept for inspection, newest last). */
+  readonly faults: { flow?: string; error: ErrorInfo }[] = [];
+
+  private constructor(worker: Worker, waker: Waker) {
+    this.#worker = worker;
+    this.#waker = waker;
+    worker.on('message', (m: Reply) => this.#onReply(m));
+    worker.on('error', (e) => this.#fail(e));
+    worker.on('exit', (code) => this.#fail(new SluiceError('SLUICE_ERR_ENGINE', `batched engine exited (code ${code})`)));
+  }
+
+  static async start(options: DataPlaneOptions): Promise<BatchedPlane> {
+    const probe = probeBatchedIo();
+    if (!probe.available) throw new NotSupportedError("tier 'batched' is unavailable", probe.reason);
+    const engine: EngineOptions = {
+      holdMs: options.batchHoldMs ?? DEFAULT_HOLD_MS,
+      batch: DEFAULT_BATCH,
+      slots: DEFAULT_SLOTS,
+      socketBufferBytes: options.socketBufferBytes ?? DEFAULT_SOCKET_BUFFER,
+      gso: probe.gso,
+      gsoMaxSegments: probe.gsoMaxSegments,
+      gro: probe.gro,
+    };
+    const waker = new Waker();
+    const data: WorkerData = { wakeFd: waker.fd, options: engine };
+    const worker = spawnWorker(data);
+    const plane = new BatchedPlane(worker, waker);
+    await new Promise<void>((resolve, reject) => {
+      const onMessage = (m: Reply) => {
+        if (m.kind !== 'ready') return;
+        worker.off('message', onMessage);
+        worker.off('error', reject);
+        resolve();
+      };
+      worker.on('message', onMessage);
+      worker.once('error', reject);
+    });
+    // An idle engine must not keep the process alive; flows and pending requests do.
+    plane.#ref();
+    return plane;
+  }
+
+  async addFlow(id: string, plan: FlowPlan): Promise<{ listen: Endpoint }> {
+    if (this.#flows.has(id)) throw new InvalidArgumentError(`flow id '${id}' is already in use`);
+    const counters = newFlowCounters();
+    const destinations = new Map(plan.destinations.map((ep) => [endpointKey(ep), { endpoint: ep, counters: newDestinationCounters() }]));
+    const reply = await this.#request({ op: 'add', id: 0, flow: id, plan, counters, destinations: bindings(destinations) });
+    const listen = reply.listen!;
+    this.#flows.set(id, { plan, listen, counters, destinations });
+    this.#ref();
+    return { listen };
+  }
+
+  async updateFlow(id: string, plan: FlowPlan): Promise<void> {
+    const rec = this.#flows.get(id);
+    if (!rec) throw new InvalidArgumentError(`no flow with id '${id}'`);
+    // Destinations in both plans keep their counter arrays (and totals).
+    const destinations = new Map(
+      plan.destinations.map((ep) => {
+        const key = endpointKey(ep);
+        return [key, rec.destinations.get(key) ?? { endpoint: ep, counters: newDestinationCounters() }];
+      }),
+    );
+    await this.#request({ op: 'update', id: 0, flow: id, plan, destinations: bindings(destinations) });
+    rec.plan = plan;
+    rec.destinations = destinations;
+  }
+
+  async removeFlow(id: string): Promise<FlowStats | undefined> {
+    const rec = this.#flows.get(id);
+    if (!rec) return undefined;
+    try {
+      await this.#request({ op: 'remove', id: 0, flow: id });
+    } finally {
+      this.#flows.delete(id);
+      this.#ref();
+    }
+    return snapshot(rec);
+  }
+
+  flowStats(id: string): FlowStats | undefined {
+    const rec = this.#flows.get(id);
+    return rec ? snapshot(rec) : undefined;
+  }
+
+  /** Engine detail of one flow (batching and GSO effectiveness). */
+  flowDetail(id: string): BatchedFlowDetail | undefined {
+    const rec = this.#flows.get(id);
+    if (!rec) return undefined;
+    const c = rec.counters;
+    return {
+      recvCalls: c[F.recvCalls]!,
+      sendCalls: c[F.sendCalls]!,
+      gsoMessages: c[F.gsoMessages]!,
+      gsoSegments: c[F.gsoSegments]!,
+      groBuffers: c[F.groBuffers]!,
+      gsoOff: [...rec.destinations.values()].filter((d) => d.counters[D.gsoOff] === 1).map((d) => formatEndpoint(d.endpoint)),
+    };
+  }
+
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      // Stay referenced until the worker has exited, or the wait below could be abandoned.
+      this.#worker.ref();
+      if (!this.#failed) {
+        try {
+          await this.#request({ op: 'close', id: 0 });
+        } catch {
+          // Already failed: nothing left to stop in the worker.
+        }
+      }
+      this.#flows.clear();
+      await new Promise<void>((resolve) => {
+        if (this.#failed) return resolve();
+        this.#worker.once('exit', () => resolve());
+      });
+      this.#waker.close();
+    })();
+    return this.#closed;
+  }
+
+  #request(req: Request): Promise<Reply & { kind: 'reply' }> {
+    if (this.#failed) return Promise.reject(this.#failed);
+    if (this.#closed && req.op !== 'close') return Promise.reject(new ClosedError('batched data plane'));
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#waiting.set(id, { resolve, reject });
+      this.#ref();
+      this.#worker.postMessage({ ...req, id });
+      this.#waker.signal();
+    });
+  }
+
+  #onReply(m: Reply): void {
+    if (m.kind === 'fault') {
+      this.faults.push({ ...(m.flow ? { flow: m.flow } : {}), error: m.error });
+      if (this.faults.length > 100) this.faults.shift();
+      return;
+    }
+    if (m.kind !== 'reply') return;
+    const w = this.#waiting.get(m.id);
+    if (!w) return;
+    this.#waiting.delete(m.id);
+    this.#ref();
+    if (m.error) w.reject(toError(m.error));
+    else w.resolve(m);
+  }
+
+  #fail(e: Error): void {
+    this.#failed ??= e;
+    for (const w of this.#waiting.values()) w.reject(e);
+    this.#waiting.clear();
+  }
+
+  /** Running flows keep the process alive, as bound sockets do on the portable tier. */
+  #ref(): void {
+    if (this.#flows.size > 0 || this.#waiting.size > 0 || this.#closed) this.#worker.ref();
+    else this.#worker.unref();
+  }
+}
+
+function bindings(m: Map<string, { endpoint: Endpoint; counters: Float64Array }>): DestinationBinding[] {
+  return [...m.values()].map((d) => ({ endpoint: d.endpoint, counters: d.counters }));
+}
+
+function snapshot(rec: FlowRecord): FlowStats {
+  const c = rec.counters;
+  return {
+    name: rec.plan.name,
+    type: rec.plan.type,
+    tier: 'batched',
+    listen: formatEndpoint(rec.listen),
+    packetsIn: c[F.packetsIn]!,
+    bytesIn: c[F.bytesIn]!,
+    packetsOut: c[F.packetsOut]!,
+    bytesOut: c[F.bytesOut]!,
+    drops: flowDrops(c),
+    destinations: [...rec.destinations.values()].map((d) => destinationSnapshot(formatEndpoint(d.endpoint), d.counters)),
+  };
+}
+
+function toError(info: ErrorInfo): Error {
+  if (info.op && info.errno) return new SyscallError(info.op, info.errno, info.detail);
+  return new SluiceError('SLUICE_ERR_ENGINE', info.message);
+}
+
+/**
+ * Starts the worker from `worker.js` next to this module. Run from source
+ * (tsx, in tests) the entry is `worker.ts`, and Node 20 does not pass tsx's
+ * loader to workers, so a two-line bootstrap registers it first.
+ */
+function spawnWorker(workerData: WorkerData): Worker {
+  const options = { workerData, name: 'sluice-batched' };
+  if (!fileURLToPath(import.meta.url).endsWith('.ts')) return new Worker(new URL('./worker.js', import.meta.url), options);
+  const entry = JSON.stringify(new URL('./worker.ts', import.meta.url).href);
+  return new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${entry}); });`, { ...options, eval: true });
+}
+
+export const batchedProvider: TierProvider = {
+  tier: 'batched',
+  async probe() {
+    const p = probeBatchedIo();
+    if (!p.available) return { tier: 'batched', available: false, detail: p.reason };
+    const gso = p.gso ? `GSO up to ${p.gsoMaxSegments} segments` : 'no GSO';
+    return { tier: 'batched', available: true, detail: `recvmmsg/sendmmsg in a worker thread, ${gso}, ${p.gro ? 'GRO' : 'no GRO'}` };
+  },
+  async create(options) {
+    return BatchedPlane.start(options);
+  },
+};

@@ -1,0 +1,266 @@
+/**
+ * One redirect/replicate flow inside the batched worker: its sockets, its
+ * compiled source check, its destinations (sockaddrs in native memory) and
+ * the datagrams it holds until the next flush.
+ *
+ * Receive path: each datagram (or each segment of a GRO super-buffer) is
+ * checked — allowed source, size, payload format — and, if accepted, only
+ * its position in the receive slot is recorded. Flush: the held datagrams
+ * are cut into runs that GSO can carry (equal sizes, the last may be
+ * shorter), and every destination gets one message per run whose iovecs
+ * point at the same receive slots: replication never copies a payload.
+ */
+import { createSockaddrMatcher } from '../../policy/source-filter.js';
+import { formatEndpoint, isWildcard, type Endpoint } from '../../policy/endpoint.js';
+import type { FlowPlan } from '../../policy/compile.js';
+import { isTsDatagramAt } from '../../wire/mpegts.js';
+import { RawUdpSocket } from '../../sys/udp-socket.js';
+import { NativeRegion } from '../../sys/memory.js';
+import { writeSockaddr } from '../../sys/sockaddr.js';
+import { RecvRing, SLOT_SIZE } from '../../sys/recv-ring.js';
+import { MAX_UDP_PAYLOAD, SOCKADDR_SPACE, SOL_UDP, UDP_GRO } from '../../sys/constants.js';
+import { D, F, bump } from './shared-counters.js';
+import type { DestinationBinding, EngineOptions } from './protocol.js';
+import type { BatchDestination, PacketList, SendBatch } from './send-batch.js';
+
+/** Largest segment GSO is used for: one segment must fit a 1500-byte MTU. */
+const GSO_MAX_SEGMENT: Record<4 | 6, number> = { 4: 1500 - 20 - 8, 6: 1500 - 40 - 8 };
+
+interface Destination extends BatchDestination {
+  readonly key: string;
+}
+
+/** Destinations sent through one socket (sendmmsg is per socket). */
+interface SocketGroup {
+  readonly socket: RawUdpSocket;
+  readonly destinations: readonly Destination[];
+}
+
+export class EngineFlow {
+  readonly name: string;
+  readonly counters: Float64Array;
+  readonly socket: RawUdpSocket;
+  readonly listen: Endpoint;
+  readonly #options: EngineOptions;
+  readonly #aux = new Map<4 | 6, RawUdpSocket>();
+  #plan: FlowPlan;
+  #accept: (bytes: Uint8Array, offset: number) => boolean;
+  #groups: readonly SocketGroup[] = [];
+  /** Keeps the sockaddr memory alive while messages may point into it. */
+  #names: NativeRegion | undefined;
+  #gro = false;
+
+  // Held datagrams: positions in the receive pool, and the slots they use.
+  readonly #packets: PacketList;
+  #held = 0;
+  readonly #slots: Int32Array;
+  #slotCount = 0;
+  /** performance.now() when the oldest held datagram arrived. */
+  heldSince = 0;
+
+  private constructor(name: string, plan: FlowPlan, socket: RawUdpSocket, listen: Endpoint, counters: Float64Array, options: EngineOptions) {
+    this.name = name;
+    this.#plan = plan;
+    this.socket = socket;
+    this.listen = listen;
+    this.counters = counters;
+    this.#options = options;
+    this.#accept = createSockaddrMatcher(plan.sources);
+    // A GRO buffer can add up to 64 datagrams past the flush threshold.
+    const cap = options.batch + 128;
+    this.#packets = { address: new Float64Array(cap), length: new Int32Array(cap) };
+    this.#slots = new Int32Array(options.batch + 1);
+  }
+
+  /** Opens and binds the listen socket; throws SyscallError and leaves nothing open. */
+  static open(name: string, plan: FlowPlan, counters: Float64Array, bindings: readonly DestinationBinding[], options: EngineOptions): EngineFlow {
+    const socket = RawUdpSocket.open(plan.listen.family);
+    try {
+      socket.setBuffers(options.socketBufferBytes);
+      socket.bind(plan.listen);
+      const bound = socket.localEndpoint();
+      const listen: Endpoint = { ...plan.listen, port: bound.port };
+      const flow = new EngineFlow(name, plan, socket, listen, counters, options);
+      if (options.gro) {
+        try {
+          socket.setInt(SOL_UDP, UDP_GRO, 1);
+          flow.#gro = true;
+        } catch {
+          // The probe said yes; a refusal here only costs the coalescing.
+        }
+      }
+      flow.#setDestinations(bindings);
+      return flow;
+    } catch (e) {
+      socket.close();
+      throw e;
+    }
+  }
+
+  get held(): number {
+    return this.#held;
+  }
+
+  /** New plan from the application; held datagrams were flushed by the caller. */
+  update(plan: FlowPlan, bindings: readonly DestinationBinding[]): void {
+    this.#plan = plan;
+    this.#accept = createSockaddrMatcher(plan.sources);
+    this.#setDestinations(bindings);
+  }
+
+  /**
+   * Receives one batch (recvmmsg) and holds what passes the checks.
+   * Returns true when the flow reached its flush threshold.
+   */
+  receive(ring: RecvRing): boolean {
+    const c = this.counters;
+    const n = ring.receive(this.socket.fd, this.#options.batch - this.#held, this.#gro);
+    if (n === 0) return false;
+    bump(c, F.recvCalls);
+    const bytes = ring.data.bytes;
+    const meta = ring.metaBytes;
+    const plan = this.#plan;
+    const max = plan.maxDatagramSize;
+    const checkTs = plan.payload === 'mpegts';
+    for (let j = 0; j < n; j++) {
+      const slot = ring.slotOf(j);
+      const len = ring.lengthOf(j);
+      const base = slot * SLOT_SIZE;
+      const seg = this.#gro ? ring.groSegment(j) : 0;
+      const segs = seg > 0 && seg < len ? Math.ceil(len / seg) : 1;
+      if (segs > 1) bump(c, F.groBuffers);
+      bump(c, F.packetsIn, segs);
+      bump(c, F.bytesIn, len);
+      if (!this.#accept(meta, ring.nameOffset(slot))) {
+        bump(c, F.sourceNotAllowed, segs);
+        ring.release(slot);
+        continue;
+      }
+      if (ring.truncated(j)) {
+        // Longer than a slot: only possible without GRO, and above any allowed size.
+        bump(c, F.tooLarge);
+        ring.release(slot);
+        continue;
+      }
+      const held = this.#held;
+      if (segs === 1) this.#check(bytes, base, len, max, checkTs, ring.data.address);
+      else for (let off = 0; off < len; off += seg) this.#check(bytes, base + off, Math.min(seg, len - off), max, checkTs, ring.data.address);
+      if (this.#held === held) ring.release(slot);
+      else {
+        this.#slots[this.#slotCount++] = slot;
+        if (held === 0) this.heldSince = performance.now();
+      }
+    }
+    return this.#held >= this.#options.batch || this.#slotCount >= this.#options.batch;
+  }
+
+  /** Applies the size and payload checks to one datagram; holds it if it passes. */
+  #check(bytes: Uint8Array, offset: number, length: number, max: number, checkTs: boolean, poolAddress: number): void {
+    if (length > max) bump(this.counters, F.tooLarge);
+    else if (checkTs && !isTsDatagramAt(bytes, offset, length)) bump(this.counters, F.malformed);
+    else this.#hold(poolAddress + offset, length);
+  }
+
+  #hold(address: number, length: number): void {
+    this.#packets.address[this.#held] = address;
+    this.#packets.length[this.#held] = length;
+    this.#held++;
+  }
+
+  /**
+   * Sends every held datagram to every destination, then returns the
+   * receive slots to the pool.
+   */
+  flush(ring: RecvRing, batch: SendBatch, fallback: SendBatch, budget: { ns: number }): void {
+    const k = this.#held;
+    if (k === 0) return;
+    const p = this.#packets;
+    const o = this.#options;
+    const gsoLimit = o.gso ? Math.min(o.gsoMaxSegments, 128) : 1;
+    for (const group of this.#groups) {
+      const fd = group.socket.fd;
+      const gsoMaxSeg = GSO_MAX_SEGMENT[group.socket.family];
+      for (let a = 0; a < k; ) {
+        const s = p.length[a]!;
+        let b = a + 1;
+        if (gsoLimit > 1 && s > 0 && s <= gsoMaxSeg) {
+          let total = s;
+          while (b < k && b - a < gsoLimit) {
+            const l = p.length[b]!;
+            if (l > s || l === 0 || total + l > MAX_UDP_PAYLOAD) break;
+            total += l;
+            b++;
+            if (l < s) break; // only the last segment may be shorter
+          }
+        }
+        const run = b - a;
+        for (const d of group.destinations) {
+          if (run > 1 && d.counters[D.gsoOff] === 0) {
+            if (!batch.hasRoom(run)) batch.transmit(fd, this.counters, p, budget, fallback);
+            batch.add(d, p, a, run, s);
+          } else {
+            for (let i = a; i < b; i++) {
+              if (!batch.hasRoom(1)) batch.transmit(fd, this.counters, p, budget, fallback);
+              batch.add(d, p, i, 1, 0);
+            }
+          }
+        }
+        a = b;
+      }
+      batch.transmit(fd, this.counters, p, budget, fallback);
+    }
+    for (let i = 0; i < this.#slotCount; i++) ring.release(this.#slots[i]!);
+    this.#slotCount = 0;
+    this.#held = 0;
+  }
+
+  /** Drops held datagrams without sending (flow removed while the engine fails). */
+  discard(ring: RecvRing): void {
+    for (let i = 0; i < this.#slotCount; i++) ring.release(this.#slots[i]!);
+    this.#slotCount = 0;
+    this.#held = 0;
+  }
+
+  close(): void {
+    this.socket.close();
+    for (const s of this.#aux.values()) s.close();
+    this.#aux.clear();
+  }
+
+  /**
+   * Writes every destination's sockaddr once and groups destinations by
+   * the socket they leave from: the listen socket for its own family (and
+   * IPv4 on a dual-stack `::` listen, as IPv4-mapped), otherwise a per-flow
+   * socket of the other family on an ephemeral port — as the portable tier.
+   */
+  #setDestinations(bindings: readonly DestinationBinding[]): void {
+    const names = new NativeRegion(Math.max(1, bindings.length) * SOCKADDR_SPACE);
+    const bySocket = new Map<RawUdpSocket, Destination[]>();
+    bindings.forEach((b, i) => {
+      const ep = b.endpoint;
+      let socket = this.socket;
+      let family: 4 | 6 = this.listen.family;
+      if (ep.family !== this.listen.family && !(ep.family === 4 && isWildcard(this.listen))) {
+        socket = this.#auxSocket(ep.family);
+        family = ep.family;
+      }
+      const nameLength = writeSockaddr(names.bytes, i * SOCKADDR_SPACE, family, ep.address, ep.port);
+      const list = bySocket.get(socket) ?? [];
+      list.push({ key: formatEndpoint(ep), counters: b.counters, nameAddress: names.address + i * SOCKADDR_SPACE, nameLength });
+      bySocket.set(socket, list);
+    });
+    this.#names = names;
+    this.#groups = [...bySocket].map(([socket, destinations]) => ({ socket, destinations }));
+  }
+
+  #auxSocket(family: 4 | 6): RawUdpSocket {
+    let s = this.#aux.get(family);
+    if (!s) {
+      s = RawUdpSocket.open(family);
+      s.setBuffers(this.#options.socketBufferBytes);
+      // Never read: datagrams arriving on its ephemeral port are not relayed.
+      this.#aux.set(family, s);
+    }
+    return s;
+  }
+}

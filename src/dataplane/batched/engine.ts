@@ -1,0 +1,189 @@
+/**
+ * The batched tier's loop, run in its own worker thread: ppoll over every
+ * flow's listen socket and a wake-up eventfd; recvmmsg from ready sockets;
+ * flush held datagrams with sendmmsg when a flow reaches its batch size or
+ * its oldest datagram has waited `holdMs`. Requests from the application
+ * (add/update/remove/close) arrive on the worker's port and are read
+ * synchronously when the eventfd fires, between batches — traffic keeps
+ * flowing while policies change.
+ */
+import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
+import { Poller, Waker } from '../../sys/poller.js';
+import { RecvRing } from '../../sys/recv-ring.js';
+import { POLLERR, POLLIN, UIO_MAXIOV } from '../../sys/constants.js';
+import { SyscallError } from '../../errors.js';
+import { EngineFlow } from './engine-flow.js';
+import { SendBatch } from './send-batch.js';
+import type { EngineOptions, ErrorInfo, Reply, Request } from './protocol.js';
+
+/** Upper bound on one ppoll, so a terminating worker is never stuck in the kernel for long. */
+const MAX_WAIT_NS = 100_000_000;
+/** recvmmsg calls per ready socket per loop turn: a busy flow cannot starve the others. */
+const ROUNDS_PER_TURN = 4;
+/** Time one flush may spend waiting for a full socket buffer before dropping (queueFull). */
+const SEND_RETRY_BUDGET_NS = 2_000_000;
+
+export class BatchedEngine {
+  readonly #port: MessagePort;
+  readonly #waker: Waker;
+  readonly #options: EngineOptions;
+  readonly #ring: RecvRing;
+  readonly #batch = new SendBatch(UIO_MAXIOV, 8 * UIO_MAXIOV);
+  readonly #fallback = new SendBatch(128, 128);
+  readonly #poller = new Poller();
+  readonly #flows = new Map<string, EngineFlow>();
+  /** Flows in poll order: entry i+1 of the poll set is #order[i]. */
+  #order: EngineFlow[] = [];
+  #running = true;
+  readonly #budget = { ns: 0 };
+
+  constructor(port: MessagePort, wakeFd: number, options: EngineOptions) {
+    this.#port = port;
+    this.#waker = new Waker(wakeFd);
+    this.#options = options;
+    this.#ring = new RecvRing(options.slots, options.batch);
+    this.#rebuildPollSet();
+  }
+
+  run(): void {
+    this.#post({ kind: 'ready' });
+    while (this.#running) {
+      this.#poller.wait(this.#waitNs());
+      if (this.#poller.revents(0) & POLLIN) {
+        this.#waker.drain();
+        this.#handleRequests();
+      }
+      const order = this.#order;
+      for (let i = 0; i < order.length; i++) {
+        if (this.#poller.revents(i + 1) & (POLLIN | POLLERR)) this.#drain(order[i]!);
+      }
+      this.#flushDue();
+    }
+  }
+
+  #drain(flow: EngineFlow): void {
+    try {
+      for (let r = 0; r < ROUNDS_PER_TURN; r++) {
+        if (this.#ring.freeSlots < this.#options.batch) this.#flushAll();
+        const full = flow.receive(this.#ring);
+        if (full) this.#flush(flow);
+        else break;
+      }
+    } catch (e) {
+      this.#fault(flow, e);
+    }
+  }
+
+  /** Flushes flows whose oldest held datagram has waited long enough. */
+  #flushDue(): void {
+    const now = performance.now();
+    const hold = this.#options.holdMs;
+    for (const flow of this.#order) {
+      if (flow.held > 0 && now - flow.heldSince >= hold) this.#flush(flow);
+    }
+  }
+
+  #flushAll(): void {
+    for (const flow of this.#order) this.#flush(flow);
+  }
+
+  #flush(flow: EngineFlow): void {
+    if (flow.held === 0) return;
+    this.#budget.ns = SEND_RETRY_BUDGET_NS;
+    try {
+      flow.flush(this.#ring, this.#batch, this.#fallback, this.#budget);
+    } catch (e) {
+      flow.discard(this.#ring);
+      this.#fault(flow, e);
+    }
+  }
+
+  /** ppoll timeout: until the earliest hold deadline, else the idle cap. */
+  #waitNs(): number {
+    let wait = MAX_WAIT_NS;
+    const now = performance.now();
+    for (const flow of this.#order) {
+      if (flow.held === 0) continue;
+      const left = (flow.heldSince + this.#options.holdMs - now) * 1e6;
+      if (left < wait) wait = left;
+    }
+    return Math.max(0, Math.floor(wait));
+  }
+
+  #handleRequests(): void {
+    for (let m = receiveMessageOnPort(this.#port); m; m = receiveMessageOnPort(this.#port)) {
+      const req = m.message as Request;
+      try {
+        this.#handle(req);
+      } catch (e) {
+        this.#post({ kind: 'reply', id: req.id, error: errorInfo(e) });
+      }
+    }
+  }
+
+  #handle(req: Request): void {
+    switch (req.op) {
+      case 'add': {
+        if (this.#flows.has(req.flow)) throw new Error(`flow '${req.flow}' exists in the engine`);
+        const flow = EngineFlow.open(req.flow, req.plan, req.counters, req.destinations, this.#options);
+        this.#flows.set(req.flow, flow);
+        this.#rebuildPollSet();
+        this.#post({ kind: 'reply', id: req.id, listen: flow.listen });
+        return;
+      }
+      case 'update': {
+        const flow = this.#need(req.flow);
+        // Held datagrams arrived under the old plan and leave under it.
+        this.#flush(flow);
+        flow.update(req.plan, req.destinations);
+        this.#post({ kind: 'reply', id: req.id });
+        return;
+      }
+      case 'remove': {
+        const flow = this.#flows.get(req.flow);
+        if (flow) {
+          this.#flush(flow);
+          flow.close();
+          this.#flows.delete(req.flow);
+          this.#rebuildPollSet();
+        }
+        this.#post({ kind: 'reply', id: req.id });
+        return;
+      }
+      case 'close': {
+        this.#flushAll();
+        for (const flow of this.#flows.values()) flow.close();
+        this.#flows.clear();
+        this.#rebuildPollSet();
+        this.#running = false;
+        this.#post({ kind: 'reply', id: req.id });
+        return;
+      }
+    }
+  }
+
+  #need(name: string): EngineFlow {
+    const flow = this.#flows.get(name);
+    if (!flow) throw new Error(`no flow '${name}' in the engine`);
+    return flow;
+  }
+
+  #rebuildPollSet(): void {
+    this.#order = [...this.#flows.values()];
+    this.#poller.set([this.#waker.fd, ...this.#order.map((f) => f.socket.fd)]);
+  }
+
+  #fault(flow: EngineFlow, e: unknown): void {
+    this.#post({ kind: 'fault', flow: flow.name, error: errorInfo(e) });
+  }
+
+  #post(reply: Reply): void {
+    this.#port.postMessage(reply);
+  }
+}
+
+function errorInfo(e: unknown): ErrorInfo {
+  if (e instanceof SyscallError) return { name: e.name, message: e.message, op: e.op, errno: e.errno, ...(e.detail ? { detail: e.detail } : {}) };
+  const err = e instanceof Error ? e : new Error(String(e));
+  return { name: err.name, message: err.message };
+}

@@ -1,0 +1,51 @@
+/**
+ * Messages between the application thread (BatchedPlane) and the worker
+ * (BatchedEngine). Requests carry an id; the worker answers each once.
+ * Everything here is structured-clone data; counter arrays are shared.
+ */
+import type { Endpoint } from '../../policy/endpoint.js';
+import type { FlowPlan } from '../../policy/compile.js';
+
+export interface EngineOptions {
+  /** Longest time a received datagram may wait for more to batch with (ms). */
+  readonly holdMs: number;
+  /** Datagrams per recvmmsg and most datagrams held per flow before a flush. */
+  readonly batch: number;
+  /** Receive slots (64 KiB each) shared by all flows. */
+  readonly slots: number;
+  readonly socketBufferBytes: number;
+  readonly gso: boolean;
+  readonly gsoMaxSegments: number;
+  readonly gro: boolean;
+}
+
+export interface WorkerData {
+  readonly wakeFd: number;
+  readonly options: EngineOptions;
+}
+
+export interface DestinationBinding {
+  readonly endpoint: Endpoint;
+  readonly counters: Float64Array;
+}
+
+export type Request =
+  | { readonly op: 'add'; readonly id: number; readonly flow: string; readonly plan: FlowPlan; readonly counters: Float64Array; readonly destinations: readonly DestinationBinding[] }
+  | { readonly op: 'update'; readonly id: number; readonly flow: string; readonly plan: FlowPlan; readonly destinations: readonly DestinationBinding[] }
+  | { readonly op: 'remove'; readonly id: number; readonly flow: string }
+  | { readonly op: 'close'; readonly id: number };
+
+export interface ErrorInfo {
+  readonly name: string;
+  readonly message: string;
+  /** For SyscallError: the call and errno, so the application rebuilds the same error. */
+  readonly op?: string;
+  readonly errno?: string;
+  readonly detail?: string;
+}
+
+export type Reply =
+  | { readonly kind: 'ready' }
+  | { readonly kind: 'reply'; readonly id: number; readonly listen?: Endpoint; readonly error?: ErrorInfo }
+  /** Something failed inside the loop that no request is waiting for. */
+  | { readonly kind: 'fault'; readonly flow?: string; readonly error: ErrorInfo };

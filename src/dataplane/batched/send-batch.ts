@@ -1,0 +1,171 @@
+/**
+ * A SendVector plus what each of its messages means for the counters
+ * (which destination, how many packets and bytes, GSO or not), and the
+ * error policy of the batched tier:
+ *
+ * - Copies are counted as sent *before* sendmmsg, so a receiver never sees
+ *   a packet that the counters do not yet show; refused copies are then
+ *   moved from `packetsOut` to their drop reason.
+ * - sendmmsg stops at the first message it cannot send. The rest are
+ *   retried from there: one refused destination never holds up the others.
+ * - EAGAIN/ENOBUFS (socket buffer or device queue full) wait for the socket
+ *   to become writable within a per-flush time budget; past it the copy is
+ *   dropped as `queueFull`.
+ * - EIO/EINVAL/EMSGSIZE on a GSO message switch GSO off for that
+ *   destination (latched, visible in its counters) and resend its packets
+ *   one by one; the same errors on a plain message are `sendError`s.
+ * - Every other errno is a `sendError` of that destination, kept as lastError.
+ */
+import { SendVector } from '../../sys/send-vector.js';
+import { Poller } from '../../sys/poller.js';
+import { EAGAIN, EINVAL, EIO, EMSGSIZE, ENOBUFS } from '../../sys/errno.js';
+import { POLLOUT } from '../../sys/constants.js';
+import { D, F, bump } from './shared-counters.js';
+
+/** A destination as the batch sees it: where to send and whose counters to move. */
+export interface BatchDestination {
+  readonly counters: Float64Array;
+  readonly nameAddress: number;
+  readonly nameLength: number;
+}
+
+/** Packets of the flow being flushed: absolute addresses and lengths. */
+export interface PacketList {
+  readonly address: Float64Array;
+  readonly length: Int32Array;
+}
+
+export class SendBatch {
+  readonly #vec: SendVector;
+  readonly #dest: (BatchDestination | undefined)[];
+  readonly #first: Int32Array;
+  readonly #count: Int32Array;
+  readonly #bytes: Float64Array;
+  readonly #gso: Int32Array;
+  readonly #writable = new Poller();
+
+  constructor(maxMessages: number, maxIovecs: number) {
+    this.#vec = new SendVector(maxMessages, maxIovecs);
+    this.#dest = new Array<BatchDestination | undefined>(maxMessages);
+    this.#first = new Int32Array(maxMessages);
+    this.#count = new Int32Array(maxMessages);
+    this.#bytes = new Float64Array(maxMessages);
+    this.#gso = new Int32Array(maxMessages);
+  }
+
+  get pending(): number {
+    return this.#vec.count;
+  }
+
+  hasRoom(iovecs: number): boolean {
+    return this.#vec.hasRoom(iovecs);
+  }
+
+  /**
+   * Queues packets [first, first+count) of `packets` to `dest`: one message
+   * carrying them all with segment size `gsoSize`, or (gsoSize 0, count 1)
+   * a plain datagram. The caller checked `hasRoom(count)`.
+   */
+  add(dest: BatchDestination, packets: PacketList, first: number, count: number, gsoSize: number): void {
+    const i = this.#vec.begin(dest.nameAddress, dest.nameLength, gsoSize);
+    let bytes = 0;
+    for (let p = first; p < first + count; p++) {
+      const len = packets.length[p]!;
+      this.#vec.addIov(packets.address[p]!, len);
+      bytes += len;
+    }
+    this.#dest[i] = dest;
+    this.#first[i] = first;
+    this.#count[i] = count;
+    this.#bytes[i] = bytes;
+    this.#gso[i] = gsoSize;
+  }
+
+  /**
+   * Sends everything queued on `fd`. `budget.ns` is the time this flush may
+   * still spend waiting for a full socket buffer; it is shared by every
+   * call of one flush so a stuck socket costs a bounded time per flush.
+   */
+  transmit(fd: number, flow: Float64Array, packets: PacketList, budget: { ns: number }, fallback: SendBatch | undefined): void {
+    const n = this.#vec.count;
+    if (n === 0) return;
+    for (let i = 0; i < n; i++) {
+      const c = this.#dest[i]!.counters;
+      bump(c, D.packetsOut, this.#count[i]!);
+      bump(c, D.bytesOut, this.#bytes[i]!);
+      bump(flow, F.packetsOut, this.#count[i]!);
+      bump(flow, F.bytesOut, this.#bytes[i]!);
+      if (this.#gso[i]! > 0) {
+        bump(flow, F.gsoMessages);
+        bump(flow, F.gsoSegments, this.#count[i]!);
+      }
+    }
+    let start = 0;
+    let retries = 0;
+    while (start < n) {
+      const r = this.#vec.send(fd, start);
+      bump(flow, F.sendCalls);
+      if (r > 0) {
+        start += r;
+        retries = 0;
+        continue;
+      }
+      const errno = -r;
+      if (errno === EAGAIN || errno === ENOBUFS) {
+        if (retries < 8 && this.#waitWritable(fd, budget)) {
+          retries++;
+          continue;
+        }
+        this.#drop(start, flow, F.queueFull, D.queueFull, 0);
+      } else if (this.#gso[start]! > 0 && fallback && (errno === EIO || errno === EINVAL || errno === EMSGSIZE)) {
+        const dest = this.#dest[start]!;
+        dest.counters[D.gsoOff] = 1;
+        this.#uncount(start, flow);
+        fallback.sendSingly(fd, dest, packets, this.#first[start]!, this.#count[start]!, flow, budget);
+      } else {
+        this.#drop(start, flow, F.sendError, D.sendError, errno);
+      }
+      start++;
+      retries = 0;
+    }
+    this.#vec.clear();
+  }
+
+  /** Resends packets of a refused GSO message as plain datagrams. */
+  sendSingly(fd: number, dest: BatchDestination, packets: PacketList, first: number, count: number, flow: Float64Array, budget: { ns: number }): void {
+    for (let p = first; p < first + count; p++) {
+      if (!this.hasRoom(1)) this.transmit(fd, flow, packets, budget, undefined);
+      this.add(dest, packets, p, 1, 0);
+    }
+    this.transmit(fd, flow, packets, budget, undefined);
+  }
+
+  #uncount(i: number, flow: Float64Array): void {
+    const c = this.#dest[i]!.counters;
+    bump(c, D.packetsOut, -(this.#count[i]!));
+    bump(c, D.bytesOut, -(this.#bytes[i]!));
+    bump(flow, F.packetsOut, -(this.#count[i]!));
+    bump(flow, F.bytesOut, -(this.#bytes[i]!));
+    if (this.#gso[i]! > 0) {
+      bump(flow, F.gsoMessages, -1);
+      bump(flow, F.gsoSegments, -(this.#count[i]!));
+    }
+  }
+
+  #drop(i: number, flow: Float64Array, flowReason: number, destReason: number, errno: number): void {
+    this.#uncount(i, flow);
+    const c = this.#dest[i]!.counters;
+    bump(c, destReason, this.#count[i]!);
+    bump(flow, flowReason, this.#count[i]!);
+    if (errno) c[D.lastErrno] = errno;
+  }
+
+  #waitWritable(fd: number, budget: { ns: number }): boolean {
+    if (budget.ns <= 0) return false;
+    const t0 = performance.now();
+    this.#writable.set([fd], [POLLOUT]);
+    const ready = this.#writable.wait(Math.min(budget.ns, 1_000_000)) > 0;
+    budget.ns -= (performance.now() - t0) * 1e6;
+    return ready;
+  }
+}

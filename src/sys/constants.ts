@@ -1,0 +1,67 @@
+/**
+ * Linux constants for x86_64 and aarch64 (generic socket ABI), checked
+ * against the kernel uapi headers. Names follow the C macros so they can be
+ * grepped in man pages.
+ */
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const SOCK_DGRAM = 2;
+export const SOCK_NONBLOCK = 0o4000;
+export const SOCK_CLOEXEC = 0o2000000;
+export const IPPROTO_UDP = 17;
+
+export const SOL_SOCKET = 1;
+export const SO_SNDBUF = 7;
+export const SO_RCVBUF = 8;
+export const SO_SNDBUFFORCE = 32;
+export const SO_RCVBUFFORCE = 33;
+export const SOL_IP = 0;
+export const SOL_IPV6 = 41;
+export const IPV6_V6ONLY = 26;
+export const SOL_UDP = 17;
+/** Per-socket or per-message (cmsg, u16) GSO segment size; Linux 4.18. */
+export const UDP_SEGMENT = 103;
+/** Receive-side coalescing; cmsg carries the segment size (int); Linux 5.0. */
+export const UDP_GRO = 104;
+
+export const MSG_TRUNC = 0x20;
+export const MSG_DONTWAIT = 0x40;
+export const MSG_WAITFORONE = 0x10000;
+
+export const POLLIN = 0x001;
+export const POLLOUT = 0x004;
+export const POLLERR = 0x008;
+
+export const EFD_NONBLOCK = 0o4000;
+export const EFD_CLOEXEC = 0o2000000;
+
+/** Layout sizes and offsets (LP64). */
+export const SIZEOF_SOCKADDR_IN = 16;
+export const SIZEOF_SOCKADDR_IN6 = 28;
+/** Room for either family. */
+export const SOCKADDR_SPACE = 32;
+export const SIZEOF_IOVEC = 16;
+export const SIZEOF_MMSGHDR = 64;
+export const MMSG = {
+  name: 0,
+  namelen: 8,
+  iov: 16,
+  iovlen: 24,
+  control: 32,
+  controllen: 40,
+  flags: 48,
+  len: 56,
+} as const;
+export const SIZEOF_CMSGHDR = 16;
+/** CMSG_LEN(2) for a u16 payload (UDP_SEGMENT). */
+export const CMSG_LEN_U16 = 18;
+/** CMSG_SPACE(int): room for one int-sized cmsg (UDP_GRO, UDP_SEGMENT). */
+export const CMSG_SPACE_INT = 24;
+export const SIZEOF_POLLFD = 8;
+
+/** Largest UDP payload in one IPv4 datagram (and our GSO total cap for both families). */
+export const MAX_UDP_PAYLOAD = 65507;
+/** UIO_MAXIOV: the most messages sendmmsg/recvmmsg take per call, and iovecs per message. */
+export const UIO_MAXIOV = 1024;
+/** UDP_MAX_SEGMENTS before Linux 6.9 (later kernels allow 128). Probed, never assumed larger. */
+export const UDP_MAX_SEGMENTS_BASE = 64;

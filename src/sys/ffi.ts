@@ -1,0 +1,85 @@
+/**
+ * The one FFI module: the Linux calls Node does not expose, bound from libc
+ * with koffi. Everything here is a thin, typed binding; callers get raw
+ * return codes and read errno right after the call (`lastErrno`) because
+ * errno is per thread and any later FFI call may overwrite it.
+ *
+ * Pointer arguments are declared `void *` and take ArrayBuffers, Buffers or
+ * TypedArrays: koffi passes their backing store without copying. Structures
+ * that hold pointers (msghdr, iovec) live in long-lived ArrayBuffers whose
+ * addresses are taken once with `addressOf` (V8 never moves an off-heap
+ * backing store), so the hot path allocates nothing.
+ *
+ * Loading is lazy and may fail (not Linux, no koffi binary for this
+ * platform): `loadFfi()` reports why instead of throwing at import time.
+ */
+import { createRequire } from 'node:module';
+
+/** The bound functions. Signatures follow the C prototypes. */
+export interface Libc {
+  socket(domain: number, type: number, protocol: number): number;
+  bind(fd: number, addr: ArrayBufferView | ArrayBuffer, addrlen: number): number;
+  getsockname(fd: number, addr: ArrayBufferView, addrlen: ArrayBufferView): number;
+  setsockopt(fd: number, level: number, name: number, value: ArrayBufferView, len: number): number;
+  getsockopt(fd: number, level: number, name: number, value: ArrayBufferView, len: ArrayBufferView): number;
+  /** `vec` and `timeout` are raw addresses (number) so a slice of a ring can be passed without a view. */
+  recvmmsg(fd: number, vec: number, vlen: number, flags: number, timeout: number): number;
+  sendmmsg(fd: number, vec: number, vlen: number, flags: number): number;
+  /** `fds` address, count, timespec address (0 = block), sigmask (0). */
+  ppoll(fds: number, nfds: number, timeout: number, sigmask: number): number;
+  close(fd: number): number;
+  eventfd(initval: number, flags: number): number;
+  read(fd: number, buf: ArrayBufferView, count: number): number;
+  write(fd: number, buf: ArrayBufferView, count: number): number;
+  /** memcpy(p, p, 0) returns p: how we learn a buffer's address. */
+  memcpyAddr(dst: ArrayBufferView | ArrayBuffer, src: ArrayBufferView | ArrayBuffer, n: number): number;
+  /** errno of the calling thread, as left by the last call. */
+  errno(): number;
+}
+
+let loaded: { ok: true; libc: Libc } | { ok: false; reason: string } | undefined;
+
+/** Binds libc once per thread (koffi is loaded per worker). */
+export function loadFfi(): { ok: true; libc: Libc } | { ok: false; reason: string } {
+  if (loaded) return loaded;
+  if (process.platform !== 'linux') return (loaded = { ok: false, reason: `needs Linux (this is ${process.platform})` });
+  let koffi: typeof import('koffi');
+  try {
+    // koffi ships prebuilt binaries for common platforms; a missing one is a
+    // reason to fall back to the portable tier, not a crash.
+    koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
+  } catch (err) {
+    return (loaded = { ok: false, reason: `the koffi FFI module could not be loaded: ${(err as Error).message}` });
+  }
+  try {
+    const lib = koffi.load('libc.so.6');
+    // Integer-typed pointers (uintptr_t) let callers pass an address plus an
+    // offset into a ring without creating a view per call.
+    const libc: Libc = {
+      socket: lib.func('int socket(int, int, int)'),
+      bind: lib.func('int bind(int, void *, uint32_t)'),
+      getsockname: lib.func('int getsockname(int, void *, void *)'),
+      setsockopt: lib.func('int setsockopt(int, int, int, void *, uint32_t)'),
+      getsockopt: lib.func('int getsockopt(int, int, int, void *, void *)'),
+      recvmmsg: lib.func('int recvmmsg(int, uintptr_t, unsigned int, int, uintptr_t)'),
+      sendmmsg: lib.func('int sendmmsg(int, uintptr_t, unsigned int, int)'),
+      ppoll: lib.func('int ppoll(uintptr_t, unsigned long, uintptr_t, uintptr_t)'),
+      close: lib.func('int close(int)'),
+      eventfd: lib.func('int eventfd(unsigned int, int)'),
+      read: lib.func('long read(int, void *, size_t)'),
+      write: lib.func('long write(int, void *, size_t)'),
+      memcpyAddr: lib.func('uintptr_t memcpy(void *, void *, size_t)'),
+      errno: () => koffi.errno(),
+    };
+    return (loaded = { ok: true, libc });
+  } catch (err) {
+    return (loaded = { ok: false, reason: `libc bindings failed: ${(err as Error).message}` });
+  }
+}
+
+/** The bound libc, or throws NotSupported-style Error with the reason. */
+export function libc(): Libc {
+  const r = loadFfi();
+  if (!r.ok) throw new Error(r.reason);
+  return r.libc;
+}
