@@ -72,8 +72,19 @@ export function createSockaddrMatcher(filter: SourceFilter): (bytes: Uint8Array,
       v6.push({ bytes: ipv6Bytes(r.address), prefix: r.prefix });
     }
   }
+  // An IPv4 sender also matches IPv6 rules as its IPv4-mapped address
+  // (::ffff:a.b.c.d), as node:net's BlockList does: ::/0 covers everyone.
+  const mapped = new Uint8Array(16);
+  mapped[10] = 0xff;
+  mapped[11] = 0xff;
   const matchV4 = (a: number): boolean => {
     for (const r of v4) if (((a & r.mask) >>> 0) === r.net) return true;
+    if (v6.length === 0) return false;
+    mapped[12] = a >>> 24;
+    mapped[13] = (a >>> 16) & 0xff;
+    mapped[14] = (a >>> 8) & 0xff;
+    mapped[15] = a & 0xff;
+    for (const r of v6) if (prefixEquals(mapped, 0, r.bytes, r.prefix)) return true;
     return false;
   };
   return (b, o) => {
@@ -81,9 +92,9 @@ export function createSockaddrMatcher(filter: SourceFilter): (bytes: Uint8Array,
     if (family === 2) return matchV4(((b[o + 4]! << 24) | (b[o + 5]! << 16) | (b[o + 6]! << 8) | b[o + 7]!) >>> 0);
     if (family !== 10) return false;
     const a = o + 8;
-    let mapped = b[a + 10] === 0xff && b[a + 11] === 0xff;
-    for (let i = 0; mapped && i < 10; i++) if (b[a + i] !== 0) mapped = false;
-    if (mapped) return matchV4(((b[a + 12]! << 24) | (b[a + 13]! << 16) | (b[a + 14]! << 8) | b[a + 15]!) >>> 0);
+    let isMapped = b[a + 10] === 0xff && b[a + 11] === 0xff;
+    for (let i = 0; isMapped && i < 10; i++) if (b[a + i] !== 0) isMapped = false;
+    if (isMapped) return matchV4(((b[a + 12]! << 24) | (b[a + 13]! << 16) | (b[a + 14]! << 8) | b[a + 15]!) >>> 0);
     for (const r of v6) if (prefixEquals(b, a, r.bytes, r.prefix)) return true;
     return false;
   };

@@ -9,9 +9,35 @@
  * errno of the first one it refused.
  */
 import { libc } from './ffi.js';
-import { EINTR } from './errno.js';
+import { EAGAIN, EINTR } from './errno.js';
 import { CMSG_LEN_U16, CMSG_SPACE_INT, MMSG, MSG_DONTWAIT, SIZEOF_IOVEC, SIZEOF_MMSGHDR, SOL_UDP, UDP_SEGMENT } from './constants.js';
 import { NativeRegion } from './memory.js';
+
+/**
+ * How a vector reaches the kernel: sendmmsg of `vlen` messages at
+ * `address`. Returns the number sent or the negated errno. Replaceable so
+ * tests can inject partial sends and errors.
+ */
+export type SendmmsgFn = (fd: number, address: number, vlen: number) => number;
+
+const realSendmmsg: SendmmsgFn = (fd, address, vlen) => {
+  const c = libc();
+  for (;;) {
+    const r = c.sendmmsg(fd, address, vlen, MSG_DONTWAIT);
+    if (r >= 0) return r;
+    const e = c.errno();
+    if (e !== EINTR) return -e;
+  }
+};
+
+/** What one queued message holds (for tests and diagnostics). */
+export interface MessageInfo {
+  readonly nameAddress: number;
+  readonly iovecs: number;
+  readonly bytes: number;
+  /** UDP_SEGMENT size, 0 for a plain datagram. */
+  readonly segmentSize: number;
+}
 
 export class SendVector {
   readonly maxMessages: number;
@@ -22,7 +48,10 @@ export class SendVector {
   #count = 0;
   #iovUsed = 0;
 
-  constructor(maxMessages: number, maxIovecs: number) {
+  readonly #sendmmsg: SendmmsgFn;
+
+  constructor(maxMessages: number, maxIovecs: number, sendmmsg: SendmmsgFn = realSendmmsg) {
+    this.#sendmmsg = sendmmsg;
     this.maxMessages = maxMessages;
     this.maxIovecs = maxIovecs;
     this.#vec = new NativeRegion(maxMessages * SIZEOF_MMSGHDR);
@@ -88,16 +117,27 @@ export class SendVector {
   /**
    * sendmmsg(MSG_DONTWAIT) of messages [start, count). Returns the number
    * sent (≥ 1), or the negated errno of message `start` when the kernel
-   * took none of them.
+   * took none of them (a return of 0 is reported as EAGAIN).
    */
   send(fd: number, start: number): number {
-    const c = libc();
-    for (;;) {
-      const r = c.sendmmsg(fd, this.#vec.address + start * SIZEOF_MMSGHDR, this.#count - start, MSG_DONTWAIT);
-      if (r > 0) return r;
-      const e = r === 0 ? 0 : c.errno();
-      if (e === EINTR) continue;
-      return -(e || 1);
-    }
+    const r = this.#sendmmsg(fd, this.#vec.address + start * SIZEOF_MMSGHDR, this.#count - start);
+    return r === 0 ? -EAGAIN : r;
+  }
+
+  /** Message `i` as queued. */
+  messageInfo(i: number): MessageInfo {
+    const base = i * SIZEOF_MMSGHDR;
+    const v = this.#vec.view;
+    const iovecs = v.getUint32(base + MMSG.iovlen, true);
+    const first = (Number(v.getBigUint64(base + MMSG.iov, true)) - this.#iov.address) / SIZEOF_IOVEC;
+    let bytes = 0;
+    for (let k = 0; k < iovecs; k++) bytes += this.#iov.view.getUint32((first + k) * SIZEOF_IOVEC + 8, true);
+    const hasCtl = v.getUint32(base + MMSG.controllen, true) > 0;
+    return {
+      nameAddress: Number(v.getBigUint64(base + MMSG.name, true)),
+      iovecs,
+      bytes,
+      segmentSize: hasCtl ? this.#ctl.view.getUint16(i * CMSG_SPACE_INT + 16, true) : 0,
+    };
   }
 }

@@ -16,7 +16,7 @@
  *   one by one; the same errors on a plain message are `sendError`s.
  * - Every other errno is a `sendError` of that destination, kept as lastError.
  */
-import { SendVector } from '../../sys/send-vector.js';
+import { SendVector, type MessageInfo, type SendmmsgFn } from '../../sys/send-vector.js';
 import { Poller } from '../../sys/poller.js';
 import { EAGAIN, EINVAL, EIO, EMSGSIZE, ENOBUFS } from '../../sys/errno.js';
 import { POLLOUT } from '../../sys/constants.js';
@@ -44,8 +44,8 @@ export class SendBatch {
   readonly #gso: Int32Array;
   readonly #writable = new Poller();
 
-  constructor(maxMessages: number, maxIovecs: number) {
-    this.#vec = new SendVector(maxMessages, maxIovecs);
+  constructor(maxMessages: number, maxIovecs: number, sendmmsg?: SendmmsgFn) {
+    this.#vec = new SendVector(maxMessages, maxIovecs, sendmmsg);
     this.#dest = new Array<BatchDestination | undefined>(maxMessages);
     this.#first = new Int32Array(maxMessages);
     this.#count = new Int32Array(maxMessages);
@@ -55,6 +55,11 @@ export class SendBatch {
 
   get pending(): number {
     return this.#vec.count;
+  }
+
+  /** Message `i` of the vector being built (tests, diagnostics). */
+  messageInfo(i: number): MessageInfo {
+    return this.#vec.messageInfo(i);
   }
 
   hasRoom(iovecs: number): boolean {
