@@ -56,6 +56,7 @@ export function buildProgram(exit: (code: number) => void): Command {
     .option('--name <name>', 'flow name in counters')
     .option('--max-datagram <bytes>', 'drop (and count) longer datagrams', positiveInt)
     .addOption(new Option('--payload <format>', 'payload check').choices(['any', 'mpegts']).default('any'))
+    .option('--batch-hold <ms>', 'batched tier: most time a datagram waits to be sent with others (default 1; 0 = none)', nonNegative)
     .option('--stats-interval <seconds>', 'print counters every N seconds (0: only at exit)', nonNegative)
     .option('--json', 'machine-readable JSON lines on stdout')
     .addHelpText(
@@ -80,7 +81,7 @@ export function buildProgram(exit: (code: number) => void): Command {
         ...(o.maxDatagram ? { maxDatagramSize: o.maxDatagram } : {}),
       } as FlowPolicy;
       parseFlowPolicy(policy); // fail before opening anything
-      exit(await runSession({ tier: o.tier as TierChoice, flows: [policy], json: !!o.json, statsInterval: o.statsInterval ?? (o.json ? 0 : 5) }));
+      exit(await runSession({ tier: o.tier as TierChoice, batchHoldMs: o.batchHold, flows: [policy], json: !!o.json, statsInterval: o.statsInterval ?? (o.json ? 0 : 5) }));
     });
 
   program
@@ -88,12 +89,13 @@ export function buildProgram(exit: (code: number) => void): Command {
     .description('run every flow declared in a config file (YAML or JSON); SIGHUP re-reads it and applies the changes')
     .requiredOption('-c, --config <file>', 'config file, e.g. sluice.yaml')
     .addOption(new Option('--tier <tier>', "override the file's tier").choices(['auto', ...TIER_NAMES]))
+    .option('--batch-hold <ms>', 'batched tier: most time a datagram waits to be sent with others (default 1; 0 = none)', nonNegative)
     .option('--stats-interval <seconds>', 'print counters every N seconds (0: only at exit)', nonNegative)
     .option('--json', 'machine-readable JSON lines on stdout')
     .action(async (o) => {
       const config = await loadConfig(o.config);
       const reload = async () => [...(await loadConfig(o.config)).flows];
-      exit(await runSession({ tier: (o.tier ?? config.tier) as TierChoice, flows: [...config.flows], reload, json: !!o.json, statsInterval: o.statsInterval ?? (o.json ? 0 : 5) }));
+      exit(await runSession({ tier: (o.tier ?? config.tier) as TierChoice, batchHoldMs: o.batchHold, flows: [...config.flows], reload, json: !!o.json, statsInterval: o.statsInterval ?? (o.json ? 0 : 5) }));
     });
 
   program
@@ -113,7 +115,12 @@ export function buildProgram(exit: (code: number) => void): Command {
     .action(async (o) => {
       const probes = await probeTiers();
       if (o.json) emitJson('doctor', { tiers: probes });
-      else process.stdout.write(`${table(['tier', 'available', 'detail'], probes.map((p) => [p.tier, p.available ? 'yes' : 'no', p.detail]))}\n`);
+      else {
+        process.stdout.write(`${table(['tier', 'available', 'detail'], probes.map((p) => [p.tier, p.available ? 'yes' : 'no', p.detail]))}\n`);
+        for (const p of probes.filter((x) => x.notes?.length)) {
+          process.stdout.write(`\n${p.tier}:\n${p.notes!.map((n) => `  ${n}`).join('\n')}\n`);
+        }
+      }
       exit(EXIT.OK);
     });
 

@@ -9,6 +9,8 @@ import { emitJson, statsLine, statsTable, EXIT } from './output.js';
 
 export interface SessionOptions {
   tier: TierChoice;
+  /** Batched tier: most time (ms) a datagram is held for batching. */
+  batchHoldMs?: number;
   flows: FlowPolicy[];
   json: boolean;
   /** Seconds between status lines; 0 = none. */
@@ -40,7 +42,7 @@ function waitForSignal(): Promise<string> {
 export async function runSession(opts: SessionOptions): Promise<number> {
   // Listen for signals before anything is bound, so an early SIGTERM still stops cleanly.
   const stop = opts.stopSignal ?? waitForSignal();
-  const sluice = await Sluice.open({ tier: opts.tier });
+  const sluice = await Sluice.open({ tier: opts.tier, ...(opts.batchHoldMs !== undefined ? { batchHoldMs: opts.batchHoldMs } : {}) });
   try {
     for (const f of opts.flows) await sluice.apply(f);
   } catch (err) {

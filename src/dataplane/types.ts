@@ -46,6 +46,8 @@ export interface TierProbe {
   readonly available: boolean;
   /** Why the tier is unavailable, or what it will use when available. */
   readonly detail: string;
+  /** Individual findings (kernel features, limits), one line each, for `sluice doctor`. */
+  readonly notes?: readonly string[];
 }
 
 /** A tier's entry in the registry: how to probe it and how to start it. */

@@ -97,7 +97,7 @@ describe('SendBatch error policy', { skip: ffi.ok ? undefined : `FFI unavailable
     assert.equal(ds[0]!.counters[D.packetsOut], 1);
     assert.equal(ds[1]!.counters[D.queueFull], 1);
     assert.equal(ds[1]!.counters[D.packetsOut], 0);
-    assert.equal(flow[F.queueFull] + flow[F.packetsOut], 3);
+    assert.equal(flow[F.queueFull]! + flow[F.packetsOut]!, 3);
   });
 
   test('EMSGSIZE on a GSO message latches GSO off for that destination and resends singly', () => {

@@ -6,6 +6,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import type { DataPlane, DataPlaneOptions, TierProvider } from '../types.js';
 import type { FlowPlan } from '../../policy/compile.js';
 import { endpointKey, formatEndpoint, type Endpoint } from '../../policy/endpoint.js';
@@ -247,13 +248,38 @@ function spawnWorker(workerData: WorkerData): Worker {
   return new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${entry}); });`, { ...options, eval: true });
 }
 
+/** What socket buffers a relay will get: *FORCE needs CAP_NET_ADMIN, else rmem_max/wmem_max cap the request. */
+function socketBufferNotes(): string[] {
+  const read = (f: string) => {
+    try {
+      return Number(readFileSync(`/proc/sys/net/core/${f}`, 'utf8').trim());
+    } catch {
+      return undefined;
+    }
+  };
+  const r = read('rmem_max');
+  const w = read('wmem_max');
+  if (r === undefined || w === undefined) return [];
+  const root = process.getuid?.() === 0;
+  return [
+    root
+      ? `socket buffers: ${DEFAULT_SOCKET_BUFFER >> 20} MiB per flow socket (root: SO_RCVBUFFORCE/SO_SNDBUFFORCE)`
+      : `socket buffers: capped at net.core.rmem_max=${r} / wmem_max=${w} bytes (raise them, or run with CAP_NET_ADMIN, to absorb bursts)`,
+  ];
+}
+
 export const batchedProvider: TierProvider = {
   tier: 'batched',
   async probe() {
     const p = probeBatchedIo();
-    if (!p.available) return { tier: 'batched', available: false, detail: p.reason };
+    if (!p.available) return { tier: 'batched', available: false, detail: p.reason, notes: p.notes };
     const gso = p.gso ? `GSO up to ${p.gsoMaxSegments} segments` : 'no GSO';
-    return { tier: 'batched', available: true, detail: `recvmmsg/sendmmsg in a worker thread, ${gso}, ${p.gro ? 'GRO' : 'no GRO'}` };
+    return {
+      tier: 'batched',
+      available: true,
+      detail: `recvmmsg/sendmmsg in a worker thread, ${gso}, ${p.gro ? 'GRO' : 'no GRO'}`,
+      notes: [...p.notes, ...socketBufferNotes()],
+    };
   },
   async create(options) {
     return BatchedPlane.start(options);
