@@ -105,6 +105,38 @@ export class SendVector {
     return i;
   }
 
+  /**
+   * Writes `count` iovecs (buffers `first`.. of the given arrays) without
+   * starting a message; returns the index of the first. Several messages
+   * may then point at the same iovecs (`beginWith`): the kernel only reads
+   * them, so a replicate writes a run's iovecs once for all destinations.
+   */
+  addIovecs(addresses: Float64Array, lengths: Int32Array, first: number, count: number): number {
+    const start = this.#iovUsed;
+    const iov = this.#iov;
+    for (let k = 0; k < count; k++) {
+      const o = (start + k) * SIZEOF_IOVEC;
+      iov.setPointer(o, addresses[first + k]!);
+      iov.setSize(o + 8, lengths[first + k]!);
+    }
+    this.#iovUsed += count;
+    return start;
+  }
+
+  /** True when another message fits (its iovecs were written already). */
+  hasMessageRoom(): boolean {
+    return this.#count < this.maxMessages;
+  }
+
+  /** Starts a message whose iovecs are `iovCount` already written from `iovIndex`. */
+  beginWith(nameAddress: number, nameLength: number, segmentSize: number, iovIndex: number, iovCount: number): number {
+    const i = this.begin(nameAddress, nameLength, segmentSize);
+    const base = i * SIZEOF_MMSGHDR;
+    this.#vec.setPointer(base + MMSG.iov, this.#iov.address + iovIndex * SIZEOF_IOVEC);
+    this.#vec.setSize(base + MMSG.iovlen, iovCount);
+    return i;
+  }
+
   /** Appends one buffer (address, length) to the message begun last. */
   addIov(address: number, length: number): void {
     const o = this.#iovUsed++ * SIZEOF_IOVEC;

@@ -196,11 +196,11 @@ export class EngineFlow {
         const run = b - a;
         for (const d of group.destinations) {
           if (run > 1 && d.counters[D.gsoOff] === 0) {
-            if (!batch.hasRoom(run)) batch.transmit(fd, this.counters, p, budget, fallback);
+            if (!batch.hasRoomFor(p, a, run)) batch.transmit(fd, this.counters, p, budget, fallback);
             batch.add(d, p, a, run, s);
           } else {
             for (let i = a; i < b; i++) {
-              if (!batch.hasRoom(1)) batch.transmit(fd, this.counters, p, budget, fallback);
+              if (!batch.hasRoomFor(p, i, 1)) batch.transmit(fd, this.counters, p, budget, fallback);
               batch.add(d, p, i, 1, 0);
             }
           }

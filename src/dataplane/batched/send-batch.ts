@@ -43,6 +43,12 @@ export class SendBatch {
   readonly #bytes: Float64Array;
   readonly #gso: Int32Array;
   readonly #writable = new Poller();
+  /** The run whose iovecs were written last (shared by consecutive messages). */
+  #runPackets: PacketList | undefined;
+  #runFirst = 0;
+  #runCount = 0;
+  #runBytes = 0;
+  #runIov = -1;
 
   constructor(maxMessages: number, maxIovecs: number, sendmmsg?: SendmmsgFn) {
     this.#vec = new SendVector(maxMessages, maxIovecs, sendmmsg);
@@ -62,28 +68,35 @@ export class SendBatch {
     return this.#vec.messageInfo(i);
   }
 
-  hasRoom(iovecs: number): boolean {
-    return this.#vec.hasRoom(iovecs);
-  }
-
   /**
    * Queues packets [first, first+count) of `packets` to `dest`: one message
    * carrying them all with segment size `gsoSize`, or (gsoSize 0, count 1)
-   * a plain datagram. The caller checked `hasRoom(count)`.
+   * a plain datagram. The caller checked `hasRoomFor`. Consecutive
+   * calls for the same packets (one per destination) share one set of
+   * iovecs.
    */
   add(dest: BatchDestination, packets: PacketList, first: number, count: number, gsoSize: number): void {
-    const i = this.#vec.begin(dest.nameAddress, dest.nameLength, gsoSize);
-    let bytes = 0;
-    for (let p = first; p < first + count; p++) {
-      const len = packets.length[p]!;
-      this.#vec.addIov(packets.address[p]!, len);
-      bytes += len;
+    if (this.#runPackets !== packets || this.#runFirst !== first || this.#runCount !== count || this.#runIov < 0) {
+      this.#runIov = this.#vec.addIovecs(packets.address, packets.length, first, count);
+      let bytes = 0;
+      for (let p = first; p < first + count; p++) bytes += packets.length[p]!;
+      this.#runPackets = packets;
+      this.#runFirst = first;
+      this.#runCount = count;
+      this.#runBytes = bytes;
     }
+    const i = this.#vec.beginWith(dest.nameAddress, dest.nameLength, gsoSize, this.#runIov, count);
     this.#dest[i] = dest;
     this.#first[i] = first;
     this.#count[i] = count;
-    this.#bytes[i] = bytes;
+    this.#bytes[i] = this.#runBytes;
     this.#gso[i] = gsoSize;
+  }
+
+  /** True when a message for the run being added (or a new one of `iovecs` buffers) fits. */
+  hasRoomFor(packets: PacketList, first: number, count: number): boolean {
+    const shared = this.#runIov >= 0 && this.#runPackets === packets && this.#runFirst === first && this.#runCount === count;
+    return shared ? this.#vec.hasMessageRoom() : this.#vec.hasRoom(count);
   }
 
   /**
@@ -134,12 +147,13 @@ export class SendBatch {
       retries = 0;
     }
     this.#vec.clear();
+    this.#runIov = -1;
   }
 
   /** Resends packets of a refused GSO message as plain datagrams. */
   sendSingly(fd: number, dest: BatchDestination, packets: PacketList, first: number, count: number, flow: Float64Array, budget: { ns: number }): void {
     for (let p = first; p < first + count; p++) {
-      if (!this.hasRoom(1)) this.transmit(fd, flow, packets, budget, undefined);
+      if (!this.hasRoomFor(packets, p, 1)) this.transmit(fd, flow, packets, budget, undefined);
       this.add(dest, packets, p, 1, 0);
     }
     this.transmit(fd, flow, packets, budget, undefined);
