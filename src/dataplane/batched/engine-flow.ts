@@ -23,6 +23,9 @@ import { D, F, bump } from './shared-counters.js';
 import type { DestinationBinding, EngineOptions } from './protocol.js';
 import type { BatchDestination, PacketList, SendBatch } from './send-batch.js';
 
+/** Most datagrams the kernel coalesces into one GRO buffer (UDP_GRO_CNT_MAX). */
+const GRO_MAX_SEGMENTS = 64;
+
 /** Largest segment GSO is used for: one segment must fit a 1500-byte MTU. */
 const GSO_MAX_SEGMENT: Record<4 | 6, number> = { 4: 1500 - 20 - 8, 6: 1500 - 40 - 8 };
 
@@ -66,10 +69,12 @@ export class EngineFlow {
     this.counters = counters;
     this.#options = options;
     this.#accept = createSockaddrMatcher(plan.sources);
-    // A GRO buffer can add up to 64 datagrams past the flush threshold.
-    const cap = options.batch + 128;
+    // Below the threshold a full batch of messages is read (no dribbling one
+    // datagram at a time), and each message may be a GRO buffer of up to 64
+    // datagrams (UDP_GRO_CNT_MAX): room for batch − 1 held plus that.
+    const cap = options.batch * (GRO_MAX_SEGMENTS + 1);
     this.#packets = { address: new Float64Array(cap), length: new Int32Array(cap) };
-    this.#slots = new Int32Array(options.batch + 1);
+    this.#slots = new Int32Array(2 * options.batch);
   }
 
   /** Opens and binds the listen socket; throws SyscallError and leaves nothing open. */
@@ -114,7 +119,8 @@ export class EngineFlow {
    */
   receive(ring: RecvRing): boolean {
     const c = this.counters;
-    const n = ring.receive(this.socket.fd, this.#options.batch - this.#held, this.#gro);
+    if (this.#held >= this.#options.batch) return true;
+    const n = ring.receive(this.socket.fd, this.#options.batch, this.#gro);
     if (n === 0) return false;
     bump(c, F.recvCalls);
     const bytes = ring.data.bytes;
