@@ -23,6 +23,11 @@ export class Poller {
     this.#count = fds.length;
   }
 
+  /** Changes what entry `i` waits for (0: ignore it for now). */
+  setEvents(i: number, events: number): void {
+    this.#fds.view.setInt16(i * SIZEOF_POLLFD + 4, events, true);
+  }
+
   /**
    * Waits until a descriptor is ready or `timeoutNs` passes (negative:
    * forever). Returns how many are ready; 0 on timeout or signal.
