@@ -1,0 +1,177 @@
+/**
+ * Relay CPU time from /proc: utime + stime of a process and all its
+ * descendants (nginx master + workers; a Node process's threads, including
+ * worker threads, are already summed in its own line). Resolution is one
+ * clock tick (normally 10 ms), so trials are made long enough that a busy
+ * relay accumulates many ticks.
+ *
+ * Not included: softirq work done on the relay's CPU outside the relay's
+ * syscalls (see bench/README.md, caveats).
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+
+let ticksPerSecond: number | undefined;
+
+export function clockTicks(): number {
+  if (ticksPerSecond === undefined) {
+    try {
+      ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      ticksPerSecond = 100;
+    }
+  }
+  return ticksPerSecond;
+}
+
+interface StatLine {
+  ppid: number;
+  ticks: number;
+}
+
+function readStat(pid: number): StatLine | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  // rest[0] is field 3 (state): ppid is field 4, utime 14, stime 15.
+  return { ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[12]) };
+}
+
+/** `pid` and every live descendant. */
+export function processTree(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const st = readStat(Number(name));
+    if (!st) continue;
+    const list = children.get(st.ppid) ?? [];
+    list.push(Number(name));
+    children.set(st.ppid, list);
+  }
+  const out: number[] = [];
+  const queue = [pid];
+  while (queue.length) {
+    const p = queue.shift()!;
+    out.push(p);
+    queue.push(...(children.get(p) ?? []));
+  }
+  return out;
+}
+
+/** Run time in seconds of every thread of `pid` from schedstat (ns resolution), or undefined. */
+function schedRunSeconds(pid: number): number | undefined {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return undefined;
+  }
+  let ns = 0;
+  for (const tid of tids) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      /* thread exited, or no schedstat in this kernel */
+      return undefined;
+    }
+  }
+  return ns / 1e9;
+}
+
+export interface CpuSample {
+  /** utime + stime of the processes, seconds (clock-tick resolution). */
+  statS: number;
+  /** Sum of the threads' on-CPU time from schedstat, seconds (ns resolution); undefined if unreadable. */
+  schedS: number | undefined;
+}
+
+/** CPU used so far by the given processes (and their threads). */
+export function sampleCpu(pids: readonly number[]): CpuSample {
+  let ticks = 0;
+  let sched: number | undefined = 0;
+  for (const pid of pids) {
+    ticks += readStat(pid)?.ticks ?? 0;
+    const s = schedRunSeconds(pid);
+    sched = s === undefined || sched === undefined ? undefined : sched + s;
+  }
+  return { statS: ticks / clockTicks(), schedS: sched };
+}
+
+/**
+ * Busy time of one CPU core from /proc/stat, seconds: user + nice + system
+ * + irq + softirq (not steal). Includes softirq work that no process is charged
+ * for (e.g. the sink's receive path for packets the relay sends).
+ */
+export function coreBusy(cpu: number): { busyS: number; softirqS: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith(`cpu${cpu} `));
+  const f = (line ?? '').trim().split(/\s+/).slice(1).map(Number);
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0] = f;
+  const hz = clockTicks();
+  return { busyS: (user + nice + system + irq + softirq) / hz, softirqS: softirq / hz };
+}
+
+/**
+ * Host-wide /proc/net/softnet_stat totals: packets dropped because a CPU's
+ * backlog queue was full (veth delivers through it), and times the receive
+ * softirq ran out of budget. A diagnostic: other host traffic counts too.
+ */
+export function softnet(): { dropped: number; squeezed: number } {
+  let dropped = 0;
+  let squeezed = 0;
+  for (const line of readFileSync('/proc/net/softnet_stat', 'utf8').trim().split('\n')) {
+    const f = line.trim().split(/\s+/).map((x) => parseInt(x, 16));
+    dropped += f[1] ?? 0;
+    squeezed += f[2] ?? 0;
+  }
+  return { dropped, squeezed };
+}
+
+/**
+ * Samples the relay's CPU time every `intervalMs` so that the CPU used
+ * during the generator's sending window can be read off afterwards (by
+ * linear interpolation), excluding the generator's start-up and the drain.
+ * That matters for relays that use CPU while idle (e.g. polling).
+ */
+export class CpuSampler {
+  private readonly samples: Array<{ t: number; s: number }> = [];
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly pids: readonly number[], private readonly intervalMs = 25) {}
+
+  private take(): void {
+    const c = sampleCpu(this.pids);
+    this.samples.push({ t: performance.now(), s: c.schedS ?? c.statS });
+  }
+
+  start(): void {
+    this.take();
+    this.timer = setInterval(() => this.take(), this.intervalMs);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.take();
+  }
+
+  /** CPU seconds used between two performance.now() times, or undefined if not covered by samples. */
+  between(t0: number, t1: number): number | undefined {
+    const a = this.at(t0);
+    const b = this.at(t1);
+    return a === undefined || b === undefined ? undefined : b - a;
+  }
+
+  private at(t: number): number | undefined {
+    const s = this.samples;
+    if (s.length < 2 || t < s[0]!.t || t > s[s.length - 1]!.t) return undefined;
+    let i = 1;
+    while (s[i]!.t < t) i++;
+    const p = s[i - 1]!;
+    const q = s[i]!;
+    return q.t === p.t ? q.s : p.s + ((q.s - p.s) * (t - p.t)) / (q.t - p.t);
+  }
+}

@@ -1,0 +1,244 @@
+/**
+ * Summaries and output files: <out>/<stamp>.json (every trial, the summary,
+ * the machine), <out>/<stamp>.md (tables) and <out>/latest.md (a copy).
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { scenarioName, type Mode } from './cases.js';
+import type { SearchResult } from './search.js';
+import { pairedRatio, spread, type Spread } from './stats.js';
+import type { Pattern, TrialResult } from './trial.js';
+
+export interface CaseRecord {
+  repeat: number;
+  peer: string;
+  caseId: string;
+  mode: Mode;
+  fanout: number;
+  size: number;
+  pattern: Pattern;
+  search?: SearchResult;
+  trial?: TrialResult;
+  error?: string;
+}
+
+export interface PeerInfo {
+  name: string;
+  description: string;
+  version: string;
+  unavailable?: string;
+}
+
+export interface RunInfo {
+  startedAt: string;
+  finishedAt: string;
+  durationS: number;
+  complete: boolean;
+  options: Record<string, unknown>;
+  machine: Record<string, unknown>;
+  peers: PeerInfo[];
+}
+
+/** Peers the targets compare against; ratio columns are "this peer ÷ reference". */
+export const REFERENCES = ['portable', 'gstreamer', 'nginx'] as const;
+
+export interface SummaryRow {
+  caseId: string;
+  mode: Mode;
+  fanout: number;
+  size: number;
+  pattern: Pattern;
+  peer: string;
+  n: number;
+  /** max: delivered packets/s at the highest lossless rate; cpu: relay CPU µs per delivered packet. */
+  value: Spread | undefined;
+  inputPps?: Spread | undefined;
+  cpuPct?: Spread | undefined;
+  coreUsPerPkt?: Spread | undefined;
+  loss?: Spread | undefined;
+  notes: string[];
+  /** Ratio of medians to each reference peer in the same case, and the spread of per-repeat ratios. */
+  ratios: Record<string, { ofMedians: number; perRepeat: Spread | undefined }>;
+}
+
+function valueOf(r: CaseRecord): number {
+  if (r.search) return r.search.deliveredPps;
+  if (r.trial) return r.trial.cpuUsPerPkt;
+  return NaN;
+}
+
+export function summarize(records: readonly CaseRecord[], peerOrder: readonly string[]): SummaryRow[] {
+  const groups = new Map<string, CaseRecord[]>();
+  for (const r of records) {
+    const k = `${r.caseId}|${r.peer}`;
+    groups.set(k, [...(groups.get(k) ?? []), r]);
+  }
+  const rows: SummaryRow[] = [];
+  for (const list of groups.values()) {
+    const first = list[0]!;
+    const ok = list.filter((r) => !r.error);
+    const notes: string[] = [];
+    const errors = list.length - ok.length;
+    if (errors) notes.push(`${errors} error(s): ${list.find((r) => r.error)!.error!.slice(0, 120)}`);
+    const row: SummaryRow = {
+      caseId: first.caseId, mode: first.mode, fanout: first.fanout, size: first.size, pattern: first.pattern, peer: first.peer,
+      n: ok.length, value: spread(ok.map(valueOf)), notes, ratios: {},
+    };
+    if (first.mode === 'max') {
+      row.inputPps = spread(ok.map((r) => r.search!.maxInputPps));
+      const gl = ok.filter((r) => r.search!.generatorLimited).length;
+      const capped = ok.filter((r) => r.search!.capped).length;
+      const none = ok.filter((r) => r.search!.maxInputPps === 0).length;
+      if (gl) notes.push(`generator-limited in ${gl}/${ok.length} (a lower bound)`);
+      if (capped) notes.push(`hit the input cap in ${capped}/${ok.length}`);
+      if (none) notes.push(`no lossless rate found in ${none}/${ok.length}`);
+    } else {
+      row.cpuPct = spread(ok.map((r) => r.trial!.cpuPct));
+      row.coreUsPerPkt = spread(ok.map((r) => r.trial!.coreUsPerPkt));
+      row.loss = spread(ok.map((r) => r.trial!.loss));
+      const gl = ok.filter((r) => r.trial!.genLimited).length;
+      if (gl) notes.push(`generator-limited in ${gl}/${ok.length}`);
+      const lossy = ok.filter((r) => r.trial!.loss > 0.001).length;
+      if (lossy) notes.push(`loss > 0.1 % in ${lossy}/${ok.length}`);
+    }
+    rows.push(row);
+  }
+  // Ratios against the reference peers, same case; per-repeat pairs by repeat number.
+  for (const row of rows) {
+    for (const ref of REFERENCES) {
+      if (ref === row.peer) continue;
+      const other = rows.find((r) => r.caseId === row.caseId && r.peer === ref);
+      if (!other?.value || !row.value || other.value.median === 0) continue;
+      const byRepeat = (peer: string): number[] => {
+        const out: number[] = [];
+        for (const r of records) if (r.caseId === row.caseId && r.peer === peer && !r.error) out[r.repeat - 1] = valueOf(r);
+        return out;
+      };
+      row.ratios[ref] = { ofMedians: row.value.median / other.value.median, perRepeat: pairedRatio(byRepeat(row.peer), byRepeat(ref)) };
+    }
+  }
+  const caseOrder = [...new Set(records.map((r) => r.caseId))];
+  return rows.sort((a, b) => caseOrder.indexOf(a.caseId) - caseOrder.indexOf(b.caseId) || peerOrder.indexOf(a.peer) - peerOrder.indexOf(b.peer));
+}
+
+// ---------------------------------------------------------------------------
+// Markdown
+
+function si(v: number | undefined): string {
+  if (v === undefined || !Number.isFinite(v)) return '–';
+  if (v >= 1e6) return `${(v / 1e6).toFixed(2)} M`;
+  if (v >= 1e4) return `${(v / 1e3).toFixed(0)} k`;
+  if (v >= 1e3) return `${(v / 1e3).toFixed(1)} k`;
+  return v.toFixed(0);
+}
+
+function fixed(v: number | undefined, digits: number): string {
+  return v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(digits);
+}
+
+function range(s: Spread | undefined, fmt: (v: number) => string): string {
+  return s ? `${fmt(s.min)}–${fmt(s.max)}` : '–';
+}
+
+function ratioCell(row: SummaryRow, ref: string): string {
+  const r = row.ratios[ref];
+  if (!r) return '';
+  const pr = r.perRepeat && r.perRepeat.n > 1 ? ` (${r.perRepeat.min.toFixed(2)}–${r.perRepeat.max.toFixed(2)})` : '';
+  return `${r.ofMedians.toFixed(2)}×${pr}`;
+}
+
+function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const line = (cells: readonly string[]): string => `| ${cells.join(' | ')} |`;
+  return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
+}
+
+interface Target {
+  label: string;
+  mode: Mode;
+  fanout: number;
+  size: number;
+  ref: string;
+}
+
+const TARGETS: readonly Target[] = [
+  { label: 'replicate 1→100, 1316 B: lossless delivered pps, batched ÷ portable', mode: 'max', fanout: 100, size: 1316, ref: 'portable' },
+  { label: 'replicate 1→100, 1316 B: lossless delivered pps, batched ÷ gstreamer', mode: 'max', fanout: 100, size: 1316, ref: 'gstreamer' },
+  { label: 'replicate 1→100, 1316 B, 2,000 pps in: relay CPU per packet, batched ÷ gstreamer (lower is better)', mode: 'cpu', fanout: 100, size: 1316, ref: 'gstreamer' },
+  { label: 'redirect 1→1, 1316 B: lossless delivered pps, batched ÷ nginx', mode: 'max', fanout: 1, size: 1316, ref: 'nginx' },
+  { label: 'redirect 1→1, 200 B: lossless delivered pps, batched ÷ nginx', mode: 'max', fanout: 1, size: 200, ref: 'nginx' },
+];
+
+export function markdown(info: RunInfo, rows: readonly SummaryRow[]): string {
+  const m = info.machine;
+  const out: string[] = [];
+  out.push(`# Sluice relay benchmark, ${info.startedAt}`);
+  out.push('');
+  if (!info.complete) out.push('**Incomplete run** (interrupted or failed): tables hold what was measured.\n');
+  out.push(`Machine: ${m.cpuModel} × ${m.cores} cores, kernel ${m.kernel}, ${m.os}, Node ${m.node}. Run took ${(info.durationS / 60).toFixed(1)} min.`);
+  out.push(`Options: ${Object.entries(info.options).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(',') : String(v)}`).join(', ')}.`);
+  out.push('');
+  out.push(table(['peer', 'version', 'how it relays'], info.peers.map((p) => [p.name, p.unavailable ? `**unavailable**: ${p.unavailable}` : p.version, p.description])));
+  out.push('');
+  out.push('Medians over repeats; spread as min–max; ratios are ratios of medians within this run, with the range of per-repeat ratios in parentheses. Relay pinned to CPU 0, generator to CPU 1.');
+  out.push('');
+
+  out.push('## Targets');
+  out.push('');
+  const targetRows: string[][] = [];
+  for (const t of TARGETS) {
+    for (const pattern of ['smooth', 'bursty'] as const) {
+      const row = rows.find((r) => r.mode === t.mode && r.fanout === t.fanout && r.size === t.size && r.pattern === pattern && r.peer === 'batched');
+      const ref = rows.find((r) => r.mode === t.mode && r.fanout === t.fanout && r.size === t.size && r.pattern === pattern && r.peer === t.ref);
+      if (!row && !ref) continue;
+      const fmt = t.mode === 'max' ? si : (v: number | undefined) => `${fixed(v, 2)} µs`;
+      targetRows.push([t.label, pattern, fmt(row?.value?.median), fmt(ref?.value?.median), row ? ratioCell(row, t.ref) || '–' : 'batched not measured']);
+    }
+  }
+  out.push(table(['target', 'input', 'batched', 'reference', 'ratio'], targetRows));
+  out.push('');
+
+  const maxRows = rows.filter((r) => r.mode === 'max');
+  if (maxRows.length) {
+    out.push('## (b) Highest input rate with ≤ 0.1 % loss');
+    out.push('');
+    out.push('Delivered packets/s at that rate (= input × subscribers, as counted at the sink).');
+    out.push('');
+    out.push(table(
+      ['scenario', 'size', 'input', 'peer', 'delivered pps (median)', 'min–max', 'input pps (median)', 'n', '÷ portable', '÷ gstreamer', '÷ nginx', 'notes'],
+      maxRows.map((r) => [
+        scenarioName(r.fanout), `${r.size} B`, r.pattern, r.peer, si(r.value?.median), range(r.value, si), si(r.inputPps?.median), String(r.n),
+        ratioCell(r, 'portable'), ratioCell(r, 'gstreamer'), ratioCell(r, 'nginx'), r.notes.join('; '),
+      ]),
+    ));
+    out.push('');
+  }
+  const cpuRows = rows.filter((r) => r.mode === 'cpu');
+  if (cpuRows.length) {
+    out.push('## (a) Realistic stream: 2,000 packets/s in');
+    out.push('');
+    out.push('Relay CPU (all its processes and threads, from schedstat) over the sending window, per delivered packet and as % of one core. It includes softirq work done in the relay\'s own system calls, which here includes the sink\'s receive path (see bench/README.md).');
+    out.push('');
+    out.push(table(
+      ['scenario', 'size', 'input', 'peer', 'CPU µs/pkt (median)', 'min–max', 'CPU % (median)', 'loss (median)', 'n', '÷ portable', '÷ gstreamer', '÷ nginx', 'notes'],
+      cpuRows.map((r) => [
+        scenarioName(r.fanout), `${r.size} B`, r.pattern, r.peer, fixed(r.value?.median, 2), range(r.value, (v) => fixed(v, 2)), fixed(r.cpuPct?.median, 1),
+        r.loss ? `${(100 * r.loss.median).toFixed(3)} %` : '–', String(r.n),
+        ratioCell(r, 'portable'), ratioCell(r, 'gstreamer'), ratioCell(r, 'nginx'), r.notes.join('; '),
+      ]),
+    ));
+    out.push('');
+  }
+  return out.join('\n');
+}
+
+export function writeResults(outDir: string, stamp: string, info: RunInfo, records: readonly CaseRecord[], peerOrder: readonly string[]): { json: string; md: string } {
+  mkdirSync(outDir, { recursive: true });
+  const summary = summarize(records, peerOrder);
+  const json = join(outDir, `${stamp}.json`);
+  const md = join(outDir, `${stamp}.md`);
+  writeFileSync(json, `${JSON.stringify({ ...info, summary, records }, null, 1)}\n`);
+  const text = `${markdown(info, summary)}\n`;
+  writeFileSync(md, text);
+  writeFileSync(join(outDir, 'latest.md'), text);
+  return { json, md };
+}

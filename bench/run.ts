@@ -1,0 +1,286 @@
+/**
+ * Sluice benchmark harness: `npm run bench [-- options]`, as root.
+ * See bench/README.md for what it measures and how.
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { cpus, hostname, release, totalmem } from 'node:os';
+import { isAbsolute, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { rootSkipReason } from '../test/helpers/netns.js';
+import { REALISTIC_PPS, allCases, type BenchCase } from './lib/cases.js';
+import { commandExists, ensureInstalled, type Requirement } from './lib/install.js';
+import { ALL_PEERS, DEFAULT_PEERS, type Peer, type RunningRelay } from './lib/peers.js';
+import { writeResults, type CaseRecord, type PeerInfo, type RunInfo } from './lib/report.js';
+import { searchMaxLossless, type SearchResult } from './lib/search.js';
+import { Sink } from './lib/sink.js';
+import { runTrial, type Pattern, type TrialContext, type TrialResult } from './lib/trial.js';
+import { GEN_CPU, createBenchTopology, type BenchTopology } from './lib/topology.js';
+
+const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url));
+const LISTEN_PORT = 30000;
+const FIRST_SUBSCRIBER_PORT = 40000;
+
+const posInt = (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
+  return n;
+};
+const posNum = (v: string): number => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number');
+  return n;
+};
+
+interface Options {
+  quick?: boolean;
+  only?: string;
+  peers: string;
+  repeats?: number;
+  trialSeconds?: number;
+  cpuSeconds?: number;
+  cpuBursty?: boolean;
+  burst: number;
+  maxDelivered: number;
+  generator: string;
+  out: string;
+  install: boolean;
+  inputGso?: boolean;
+  segmentOutput?: boolean;
+}
+
+const program = new Command('bench')
+  .description('Relay benchmarks in network namespaces: Sluice tiers against socat, nginx and GStreamer (run as root)')
+  .option('--quick', 'smoke run (~4 min): 1 repeat, 1 s trials, 20 % search precision, no bursty 200 B max-rate case')
+  .option('--only <regex>', 'run only cases whose id matches, e.g. "max-1to100" or "1316B-smooth" (ids: cpu|max-1to{1,10,100}-{1316,200}B-{smooth,bursty})')
+  .option('--peers <list>', `comma list of peers (${ALL_PEERS.map((p) => p.name).join(', ')})`, DEFAULT_PEERS.join(','))
+  .option('--repeats <n>', 'repeats of every case, peers interleaved (default 3, quick 1)', posInt)
+  .option('--trial-seconds <s>', 'sending time of one max-rate search trial (default 1.5, quick 1)', posNum)
+  .option('--cpu-seconds <s>', 'sending time of one realistic-stream trial (default 3, quick 1)', posNum)
+  .option('--cpu-bursty', 'also run the realistic-stream cases with bursty input (default: smooth only)')
+  .option('--burst <n>', 'datagrams per burst for bursty input', posInt, 16)
+  .option('--max-delivered <pps>', 'cap of a search: input x subscribers <= this', posNum, 1_500_000)
+  .option('--generator <path>', 'generator script (same CLI as bench/tools/udp-gen.ts)', 'bench/tools/udp-gen.ts')
+  .option('--out <dir>', 'output directory', 'bench/results')
+  .option('--input-gso', "let the generator's GSO buffers reach the relay unsegmented (default: one packet per datagram, as from a wire)")
+  .option('--segment-output', "segment the relay's GSO sends on the relay's CPU (like a NIC without UDP segmentation offload)")
+  .option('--no-install', 'do not apt-get install missing peers (they are reported unavailable)')
+  .parse();
+
+const o = program.opts<Options>();
+const quick = !!o.quick;
+const repeats = o.repeats ?? (quick ? 1 : 3);
+const trialSeconds = o.trialSeconds ?? (quick ? 1 : 1.5);
+const cpuSeconds = o.cpuSeconds ?? (quick ? 1 : 3);
+const precision = quick ? 0.2 : 0.05;
+const only = o.only ? new RegExp(o.only) : undefined;
+const outDir = isAbsolute(o.out) ? o.out : join(REPO_ROOT, o.out);
+const generator = isAbsolute(o.generator) ? o.generator : join(REPO_ROOT, o.generator);
+
+const t0 = Date.now();
+function log(msg: string): void {
+  const s = Math.round((Date.now() - t0) / 1000);
+  process.stdout.write(`[${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}] ${msg}\n`);
+}
+
+function machineInfo(): Record<string, unknown> {
+  const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
+  let os = 'linux';
+  try {
+    os = /PRETTY_NAME="([^"]+)"/.exec(readFileSync('/etc/os-release', 'utf8'))?.[1] ?? os;
+  } catch {
+    /* keep default */
+  }
+  return {
+    cpuModel: /model name\s*:\s*(.+)/.exec(cpuinfo)?.[1]?.trim() ?? 'unknown',
+    cores: cpus().length,
+    kernel: release(),
+    os,
+    node: process.version,
+    memGiB: Math.round(totalmem() / 2 ** 30),
+    hostname: hostname(),
+  };
+}
+
+function stampOf(d: Date): string {
+  const host = hostname().split('.')[0]!.replace(/[^a-zA-Z0-9-]/g, '').slice(0, 24) || 'run';
+  return `${d.toISOString().slice(0, 16).replace(/:/g, '')}-${host}`;
+}
+
+function fmtPps(v: number): string {
+  return v >= 1e6 ? `${(v / 1e6).toFixed(2)}M` : v >= 1e3 ? `${(v / 1e3).toFixed(1)}k` : v.toFixed(0);
+}
+
+function trialMark(t: TrialResult): string {
+  return `${fmtPps(t.rate)}${t.genLimited ? '~' : t.pass ? '✓' : '✗'}`;
+}
+
+/** Hint for a search: this peer's earlier result in the same scenario, nearest case first. */
+function hintFor(results: readonly CaseRecord[], peer: string, c: BenchCase): number | undefined {
+  const mine = results.filter((r) => r.peer === peer && r.mode === 'max' && r.fanout === c.fanout && r.search && r.search.maxInputPps > 0);
+  const pick =
+    [...mine].reverse().find((r) => r.size === c.size && r.pattern === c.pattern) ??
+    [...mine].reverse().find((r) => r.size === c.size) ??
+    [...mine].reverse()[0];
+  return pick?.search?.maxInputPps;
+}
+
+async function runCase(ctx: TrialContext, c: BenchCase, peer: string, hint: number | undefined): Promise<{ search?: SearchResult; trial?: TrialResult }> {
+  const spec = { size: c.size, pattern: c.pattern as Pattern, burst: o.burst, fanout: c.fanout };
+  if (c.mode === 'cpu') {
+    const trial = await runTrial(ctx, { ...spec, rate: REALISTIC_PPS, seconds: cpuSeconds });
+    log(`  ${c.id} ${peer}: ${trial.cpuUsPerPkt.toFixed(2)} µs/pkt, CPU ${trial.cpuPct.toFixed(1)} %, loss ${(trial.loss * 100).toFixed(3)} %${trial.genLimited ? ' (generator-limited)' : ''}`);
+    return { trial };
+  }
+  const search = await searchMaxLossless(
+    {
+      fanout: c.fanout,
+      start: Math.max(250, Math.round(50_000 / c.fanout)),
+      ...(hint ? { hint } : {}),
+      precision,
+      maxDeliveredPps: o.maxDelivered,
+      minRate: 100,
+      maxTrials: quick ? 10 : 16,
+    },
+    (rate) => runTrial(ctx, { ...spec, rate, seconds: trialSeconds }),
+  );
+  const flags = `${search.generatorLimited ? ' GENERATOR-LIMITED (lower bound)' : ''}${search.capped ? ' (cap)' : ''}`;
+  log(`  ${c.id} ${peer}: ${fmtPps(search.deliveredPps)} pps delivered at ${fmtPps(search.maxInputPps)} in${flags} [${search.trials.map(trialMark).join(' ')}]`);
+  return { search };
+}
+
+async function main(): Promise<number> {
+  const skip = rootSkipReason();
+  if (skip) {
+    process.stderr.write(`bench: cannot run: ${skip}\n`);
+    return 2;
+  }
+  const wanted = o.peers.split(',').map((s) => s.trim()).filter(Boolean);
+  const unknown = wanted.filter((w) => !ALL_PEERS.some((p) => p.name === w));
+  if (unknown.length) {
+    process.stderr.write(`bench: unknown peer(s) ${unknown.join(', ')} (have ${ALL_PEERS.map((p) => p.name).join(', ')})\n`);
+    return 2;
+  }
+  const peers = ALL_PEERS.filter((p) => wanted.includes(p.name));
+  const cases = allCases(o.cpuBursty ? ['smooth', 'bursty'] : ['smooth'])
+    .filter((c) => !only || only.test(c.id))
+    .filter((c) => !quick || o.only || c.id !== `max-1to${c.fanout}-200B-bursty`);
+  if (cases.length === 0) {
+    process.stderr.write(`bench: --only ${o.only} matches no case\n`);
+    return 2;
+  }
+
+  // Tools: the sink needs nft; each external peer needs its packages.
+  const nft: Requirement = { what: 'nftables (sink counter)', present: () => commandExists('nft'), packages: ['nftables'] };
+  const reqs = [nft, ...peers.flatMap((p) => (p.requirement ? [p.requirement] : []))];
+  const missing = o.install ? ensureInstalled(reqs, log) : new Map(reqs.filter((r) => !r.present()).map((r) => [r.what, 'not installed (--no-install)']));
+  if (missing.has(nft.what)) {
+    process.stderr.write(`bench: ${nft.what}: ${missing.get(nft.what)}\n`);
+    return 1;
+  }
+  const peerInfo = new Map<string, PeerInfo>(
+    peers.map((p) => {
+      const why = p.requirement && missing.get(p.requirement.what);
+      return [p.name, { name: p.name, description: p.description, version: why ? '' : p.version(), ...(why ? { unavailable: why } : {}) }];
+    }),
+  );
+
+  const started = new Date();
+  const stamp = stampOf(started);
+  const records: CaseRecord[] = [];
+  const machine = machineInfo();
+  const options = {
+    quick, repeats, trialSeconds, cpuSeconds, precision, burst: o.burst, maxDelivered: o.maxDelivered,
+    generator: relative(REPO_ROOT, generator), inputGso: !!o.inputGso, segmentOutput: !!o.segmentOutput, only: o.only ?? '', peers: peers.map((p) => p.name),
+  };
+  let complete = false;
+  const save = (): { json: string; md: string } => {
+    const info: RunInfo = {
+      startedAt: started.toISOString(), finishedAt: new Date().toISOString(), durationS: (Date.now() - t0) / 1000, complete,
+      options, machine, peers: [...peerInfo.values()],
+    };
+    return writeResults(outDir, stamp, info, records, peers.map((p) => p.name));
+  };
+  process.once('SIGINT', () => {
+    log('interrupted: writing partial results, removing namespaces');
+    try {
+      save();
+    } finally {
+      process.exit(130);
+    }
+  });
+
+  // The harness and the helpers it runs (ip, nft) stay off the relay's CPU.
+  execFileSync('taskset', ['-a', '-p', '-c', String(GEN_CPU), String(process.pid)], { stdio: 'ignore' });
+  log(`${machine.cpuModel}, ${machine.cores} cores, kernel ${machine.kernel}, node ${machine.node}`);
+  log(`${cases.length} case(s) x ${peers.length} peer(s), ${repeats} repeat(s); generator ${relative(REPO_ROOT, generator)}`);
+  const topo: BenchTopology = await createBenchTopology({ inputGso: !!o.inputGso, segmentOutput: !!o.segmentOutput });
+  try {
+    const sink = await Sink.create(topo);
+    for (let repeat = 1; repeat <= repeats; repeat++) {
+      for (const fanout of [...new Set(cases.map((c) => c.fanout))]) {
+        const mine = cases.filter((c) => c.fanout === fanout);
+        for (const peer of peers) {
+          if (!peer.supports(fanout) || peerInfo.get(peer.name)!.unavailable) continue;
+          log(`repeat ${repeat}/${repeats}, 1→${fanout}, ${peer.name}`);
+          const relay = await startRelay(topo, peer, fanout, peerInfo);
+          if (typeof relay === 'string') {
+            for (const c of mine) {
+              records.push({ repeat, peer: peer.name, caseId: c.id, mode: c.mode, fanout: c.fanout, size: c.size, pattern: c.pattern, error: `relay did not start: ${relay}` });
+            }
+            continue;
+          }
+          if (!relay) continue;
+          try {
+            await sink.setPorts(FIRST_SUBSCRIBER_PORT, fanout);
+            const ctx: TrialContext = { topo, sink, generator, listenPort: LISTEN_PORT, relayPids: relay.pids };
+            for (const c of mine) {
+              const base = { repeat, peer: peer.name, caseId: c.id, mode: c.mode, fanout: c.fanout, size: c.size, pattern: c.pattern };
+              try {
+                records.push({ ...base, ...(await runCase(ctx, c, peer.name, hintFor(records, peer.name, c))) });
+              } catch (err) {
+                log(`  ${c.id} ${peer.name}: ERROR ${(err as Error).message.split('\n')[0]}`);
+                records.push({ ...base, error: (err as Error).message.slice(0, 2000) });
+              }
+            }
+          } finally {
+            await relay.stop();
+          }
+        }
+      }
+      save();
+    }
+    complete = true;
+  } finally {
+    await topo.destroy();
+  }
+  const files = save();
+  log(`done in ${((Date.now() - t0) / 60000).toFixed(1)} min: ${relative(process.cwd(), files.md)}, ${relative(process.cwd(), files.json)}, ${relative(process.cwd(), join(outDir, 'latest.md'))}`);
+  return 0;
+}
+
+/** The running relay; undefined if the peer is unavailable here; the error message if it failed to start. */
+async function startRelay(topo: BenchTopology, peer: Peer, fanout: number, info: Map<string, PeerInfo>): Promise<RunningRelay | string | undefined> {
+  const ports = Array.from({ length: fanout }, (_, i) => FIRST_SUBSCRIBER_PORT + i);
+  try {
+    const r = await peer.start({ topo, listenPort: LISTEN_PORT, ports });
+    if ('unavailable' in r) {
+      log(`  ${peer.name} unavailable: ${r.unavailable}`);
+      info.get(peer.name)!.unavailable = r.unavailable;
+      return undefined;
+    }
+    return r.running;
+  } catch (err) {
+    log(`  ${peer.name} failed to start: ${(err as Error).message.split('\n')[0]}`);
+    return (err as Error).message.slice(0, 2000);
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);
