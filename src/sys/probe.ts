@@ -5,7 +5,7 @@
  * `sluice doctor` prints.
  */
 import { loadFfi } from './ffi.js';
-import { EAGAIN, ENOSYS, errnoName } from './errno.js';
+import { EINVAL, EIO, ENOSYS, errnoName } from './errno.js';
 import { MSG_DONTWAIT, SOL_UDP, UDP_GRO, UDP_MAX_SEGMENTS_BASE, UDP_SEGMENT } from './constants.js';
 import { RawUdpSocket } from './udp-socket.js';
 import { SendVector } from './send-vector.js';
@@ -120,9 +120,14 @@ function probeSegmentLimit(): number {
         for (let i = 0; i < n; i++) ring.release(ring.slotOf(i));
       }
       if (r === 1) return segments;
-      if (-r === EAGAIN) return UDP_MAX_SEGMENTS_BASE;
+      const errno = -r;
+      // EINVAL: too many segments (try fewer) or no GSO; EIO: the path
+      // cannot do it. Anything else (loopback down in a fresh namespace:
+      // ENETUNREACH; a full buffer) says nothing about GSO: the option
+      // exists, so assume the limit every GSO kernel accepts.
+      if (errno !== EINVAL && errno !== EIO) return UDP_MAX_SEGMENTS_BASE;
       if (segments === UDP_MAX_SEGMENTS_BASE) {
-        process.emitWarning(`UDP GSO probe: sendmmsg failed with ${errnoName(-r)}`);
+        process.emitWarning(`UDP GSO probe: sendmmsg failed with ${errnoName(errno)}`);
         return 0;
       }
     }
