@@ -64,7 +64,7 @@ const program = new Command('bench')
   .option('--generator <path>', 'generator script (same CLI as bench/tools/udp-gen.ts)', 'bench/tools/udp-gen.ts')
   .option('--out <dir>', 'output directory', 'bench/results')
   .option('--input-gso', "let the generator's GSO buffers reach the relay unsegmented (default: one packet per datagram, as from a wire)")
-  .option('--segment-output', "segment the relay's GSO sends on the relay's CPU (like a NIC without UDP segmentation offload)")
+  .option('--no-segment-output', "let the relay's GSO sends cross the veth whole (like a NIC with UDP segmentation offload); default: segmented on the relay's CPU, the conservative case")
   .option('--no-install', 'do not apt-get install missing peers (they are reported unavailable)')
   .parse();
 

@@ -39,8 +39,9 @@ export interface OffloadOptions {
   /**
    * Segment what the relay sends before it leaves the relay (gso_max_segs 1
    * on the relay's sink-side veth end), charging segmentation to the relay's
-   * CPU like a NIC without UDP segmentation offload. Default off: GSO
-   * buffers pass to the sink whole, like a NIC that segments in hardware.
+   * CPU like a NIC without UDP segmentation offload (default, the
+   * conservative case). Off: GSO buffers pass to the sink whole, like a NIC
+   * that segments in hardware.
    */
   segmentOutput: boolean;
 }
@@ -62,16 +63,6 @@ export async function createBenchTopology(offload: OffloadOptions): Promise<Benc
     }
     if (!offload.inputGso) await topo.ip('gen', ['link', 'set', 'gen0', 'gso_max_segs', '1']);
     if (offload.segmentOutput) await topo.ip('relay', ['link', 'set', 'out0', 'gso_max_segs', '1']);
-    // A veth hands a UDP GSO buffer to its peer unsegmented (like a NIC with
-    // UDP segmentation offload), and a UDP_GRO socket would then receive it
-    // whole. A real network delivers single datagrams, so both links get
-    // gso_max_segs 1: the kernel segments GSO buffers in software at
-    // transmit. The generator's bursts reach the relay as separate
-    // datagrams, and a relay that sends GSO pays for the segmentation on its
-    // own CPU, as it would on a NIC without offload (the conservative case).
-    for (const [ns, dev] of [['gen', 'gen0'], ['relay', 'out0']] as const) {
-      await topo.exec(ns, 'ip', ['link', 'set', 'dev', dev, 'gso_max_segs', '1']);
-    }
   } catch (err) {
     await topo.destroy();
     throw err;
