@@ -10,34 +10,12 @@
  * Prints one JSON line at the end: {"sent":N,"errors":N,"elapsedS":S,"achievedPps":R}
  */
 import dgram from 'node:dgram';
-import { isIPv6 } from 'node:net';
-import { Command, InvalidArgumentError } from 'commander';
+import { parseGenOptions, printResult } from './gen-cli.js';
 
-const num = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative number`);
-  return n;
-};
-
-const opts = new Command('udp-gen-dgram')
-  .requiredOption('--to <host:port>', 'destination')
-  .requiredOption('--size <bytes>', 'payload bytes per datagram', num('size'))
-  .requiredOption('--rate <pps>', 'datagrams per second', num('rate'))
-  .requiredOption('--duration <seconds>', 'how long to send', num('duration'))
-  .option('--pattern <smooth|bursty>', 'timing pattern', 'smooth')
-  .option('--burst <n>', 'datagrams per burst (bursty)', num('burst'), 16)
-  .option('--bind <host>', 'source address')
-  .parse()
-  .opts<{ to: string; size: number; rate: number; duration: number; pattern: string; burst: number; bind?: string }>();
-
-const m = /^\[?([^\]]+)\]?:(\d+)$/.exec(opts.to);
-if (!m) {
-  process.stderr.write(`udp-gen-dgram: --to must be HOST:PORT, got '${opts.to}'\n`);
-  process.exit(2);
-}
-const host = m[1]!;
-const port = Number(m[2]);
-const sock = dgram.createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4', sendBufferSize: 8 * 1024 * 1024 });
+const opts = parseGenOptions('udp-gen-dgram');
+const host = opts.to.address;
+const port = opts.to.port;
+const sock = dgram.createSocket({ type: opts.to.family === 6 ? 'udp6' : 'udp4', sendBufferSize: 8 * 1024 * 1024 });
 const payload = Buffer.alloc(opts.size);
 for (let i = 0; i < payload.length; i += 188) payload[i] = 0x47; // TS sync bytes
 
@@ -62,9 +40,7 @@ function finish(): void {
     const elapsedS = (performance.now() - t0) / 1000;
     const sent = issued - errors - sock.getSendQueueCount();
     sock.close();
-    process.stdout.write(
-      `${JSON.stringify({ sent, errors, elapsedS: Number(elapsedS.toFixed(4)), achievedPps: Math.round(sent / Math.max(elapsedS, opts.duration)) })}\n`,
-    );
+    printResult(opts, { sent, errors, elapsedS });
   };
   wait();
 }
@@ -89,6 +65,9 @@ function tick(): void {
 }
 
 sock.bind({ address: opts.bind, port: 0 }, () => {
+  // A closed port answers with ICMP, which a connected socket reports as
+  // an 'error' event: count it, do not crash.
+  sock.on('error', () => errors++);
   sock.connect(port, host, () => {
     t0 = performance.now();
     tick();

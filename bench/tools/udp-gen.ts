@@ -12,37 +12,15 @@
  * Prints one JSON line at the end:
  *   {"sent":N,"errors":N,"elapsedS":S,"achievedPps":R}
  */
-import { Command, InvalidArgumentError } from 'commander';
 import { RawUdpSocket } from '../../src/sys/udp-socket.js';
 import { NativeRegion } from '../../src/sys/memory.js';
 import { SendVector } from '../../src/sys/send-vector.js';
 import { writeSockaddr } from '../../src/sys/sockaddr.js';
 import { errnoName } from '../../src/sys/errno.js';
-import { parseEndpoint } from '../../src/policy/endpoint.js';
+import { parseGenOptions, printResult } from './gen-cli.js';
 
-const int = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative number`);
-  return n;
-};
-
-const opts = new Command('udp-gen')
-  .requiredOption('--to <host:port>', 'destination')
-  .requiredOption('--size <bytes>', 'payload bytes per datagram', int('size'))
-  .requiredOption('--rate <pps>', 'datagrams per second', int('rate'))
-  .requiredOption('--duration <seconds>', 'how long to send', int('duration'))
-  .option('--pattern <smooth|bursty>', 'timing pattern', 'smooth')
-  .option('--burst <n>', 'datagrams per burst (bursty)', int('burst'), 16)
-  .option('--bind <host>', 'source address')
-  .parse()
-  .opts<{ to: string; size: number; rate: number; duration: number; pattern: string; burst: number; bind?: string }>();
-
-const parsed = parseEndpoint(opts.to);
-if (!parsed.ok) {
-  process.stderr.write(`udp-gen: --to: ${parsed.reason}\n`);
-  process.exit(2);
-}
-const to = parsed.endpoint;
+const opts = parseGenOptions('udp-gen');
+const to = opts.to;
 const sock = RawUdpSocket.open(to.family);
 sock.setBuffers(8 * 1024 * 1024);
 if (opts.bind) sock.bind({ family: to.family, address: opts.bind, port: 0 });
@@ -108,6 +86,4 @@ while (sent < total) {
 }
 const elapsedS = (performance.now() - t0) / 1000;
 sock.close();
-process.stdout.write(
-  `${JSON.stringify({ sent, errors, elapsedS: Number(elapsedS.toFixed(4)), achievedPps: Math.round(sent / Math.max(elapsedS, opts.duration)), ...(errors ? { lastErrors: Object.fromEntries(lastErrors) } : {}) })}\n`,
-);
+printResult(opts, { sent, errors, elapsedS, lastErrors });

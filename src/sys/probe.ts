@@ -11,6 +11,7 @@ import { RawUdpSocket } from './udp-socket.js';
 import { SendVector } from './send-vector.js';
 import { NativeRegion } from './memory.js';
 import { RecvRing } from './recv-ring.js';
+import { writeSockaddr } from './sockaddr.js';
 
 export interface BatchedIoProbe {
   /** FFI loaded and recvmmsg/sendmmsg work. */
@@ -104,15 +105,13 @@ function probeSegmentLimit(): number {
     }
     const to = rx.localEndpoint();
     const name = new NativeRegion(32);
-    name.view.setUint16(0, 2, true);
-    name.view.setUint16(2, to.port, false);
-    name.bytes.set([127, 0, 0, 1], 4);
+    const nameLength = writeSockaddr(name.bytes, 0, 4, to.address, to.port);
     const payload = new NativeRegion(128 * 8);
     const vec = new SendVector(1, 1);
     const ring = new RecvRing(8, 8);
     for (const segments of [128, UDP_MAX_SEGMENTS_BASE]) {
       vec.clear();
-      vec.begin(name.address, 16, 8);
+      vec.begin(name.address, nameLength, 8);
       vec.addIov(payload.address, segments * 8);
       const r = vec.send(tx.fd, 0);
       // Drain what arrived so the probe leaves nothing queued.

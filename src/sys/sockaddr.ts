@@ -5,7 +5,7 @@
  */
 import { isIPv4 } from 'node:net';
 import type { Endpoint } from '../policy/endpoint.js';
-import { formatIpv6, ipv6Bytes } from '../wire/ip-address.js';
+import { formatIpv6, ipv4ToInt, ipv6Bytes } from '../wire/ip-address.js';
 import { AF_INET, AF_INET6, SIZEOF_SOCKADDR_IN, SIZEOF_SOCKADDR_IN6 } from './constants.js';
 
 /**
@@ -17,10 +17,9 @@ export function writeSockaddr(out: Uint8Array, offset: number, family: 4 | 6, ad
   const v = new DataView(out.buffer, out.byteOffset + offset, family === 4 ? SIZEOF_SOCKADDR_IN : SIZEOF_SOCKADDR_IN6);
   out.fill(0, offset, offset + v.byteLength);
   if (family === 4) {
-    if (!isIPv4(address)) throw new TypeError(`not an IPv4 address: ${address}`);
     v.setUint16(0, AF_INET, true);
     v.setUint16(2, port, false);
-    address.split('.').forEach((b, i) => v.setUint8(4 + i, Number(b)));
+    v.setUint32(4, ipv4ToInt(address), false);
     return SIZEOF_SOCKADDR_IN;
   }
   v.setUint16(0, AF_INET6, true);
