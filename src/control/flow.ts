@@ -103,6 +103,16 @@ export class Flow {
   }
 
   /**
+   * Tier-specific detail (batched: batching and GSO figures; kernel: which
+   * subscribers are copied in the kernel, punts and spills). For
+   * diagnostics; the shape is not shared between tiers.
+   */
+  detail(): unknown {
+    this.#assertLive();
+    return this.#table.plane.flowDetail?.(this.#id);
+  }
+
+  /**
    * Stops the flow, lets copies already queued leave, releases its
    * resources and resolves with its final counters. Idempotent: later
    * calls resolve with undefined.

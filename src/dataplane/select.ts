@@ -7,6 +7,7 @@ import { NotSupportedError } from '../errors.js';
 import { TIER_NAMES, type TierChoice, type TierName } from '../policy/schema.js';
 import { portableProvider } from './portable/portable-plane.js';
 import { batchedProvider } from './batched/batched-plane.js';
+import { kernelProvider } from './kernel/kernel-plane.js';
 import type { DataPlane, DataPlaneOptions, TierProbe, TierProvider } from './types.js';
 
 /** A tier that this build does not contain yet: probing says so plainly. */
@@ -24,7 +25,7 @@ function absentTier(tier: TierName, issue: string): TierProvider {
 
 /** Fastest first: the order `auto` tries them in. */
 const providers: readonly TierProvider[] = [
-  absentTier('kernel', 'eBPF tcx data plane, issue #4'),
+  kernelProvider,
   batchedProvider,
   portableProvider,
 ];

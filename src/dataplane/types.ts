@@ -36,8 +36,15 @@ export interface DataPlane {
   /** Cheap synchronous counter snapshot; undefined for unknown ids. */
   flowStats(id: string): FlowStats | undefined;
 
-  /** Removes every flow and releases the plane. Idempotent. */
-  close(): Promise<void>;
+  /** Tier-specific diagnostics of one flow (optional). */
+  flowDetail?(id: string): unknown;
+
+  /**
+   * Removes every flow and releases the plane. Idempotent. `keepForwarding`
+   * asks a tier that can (kernel, pinned) to leave its flows forwarding after
+   * this process; others ignore it.
+   */
+  close(options?: { keepForwarding?: boolean }): Promise<void>;
 }
 
 /** What probing found out about one tier on this host. */
@@ -66,4 +73,12 @@ export interface DataPlaneOptions {
    * receive batch at once. Default 1.
    */
   readonly batchHoldMs?: number;
+  /**
+   * Kernel tier: pin maps and links in bpffs so forwarding survives this
+   * process (true: under /sys/fs/bpf/sluice; a string: under that bpffs
+   * directory). A later process with the same pin root adopts the state.
+   */
+  readonly kernelPin?: boolean | string;
+  /** Kernel tier: attach ingress only on these interfaces (lo egress is always attached). */
+  readonly kernelInterfaces?: readonly string[];
 }

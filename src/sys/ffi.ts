@@ -33,6 +33,10 @@ export interface Libc {
   write(fd: number, buf: ArrayBufferView, count: number): number;
   /** memcpy(p, p, 0) returns p: how we learn a buffer's address. */
   memcpyAddr(dst: ArrayBufferView | ArrayBuffer, src: ArrayBufferView | ArrayBuffer, n: number): number;
+  /** syscall(nr, a, b, c) for calls glibc has no wrapper for (bpf). */
+  syscall3(nr: number, a: number, b: number, c: number): number;
+  /** mount(2), for bpffs. `data` may be null. */
+  mount(source: string, target: string, fstype: string, flags: number, data: string | null): number;
   /** errno of the calling thread, as left by the last call. */
   errno(): number;
 }
@@ -69,6 +73,12 @@ export function loadFfi(): { ok: true; libc: Libc } | { ok: false; reason: strin
       read: lib.func('long read(int, void *, size_t)'),
       write: lib.func('long write(int, void *, size_t)'),
       memcpyAddr: lib.func('uintptr_t memcpy(void *, void *, size_t)'),
+      syscall3: (() => {
+        // syscall() is variadic; koffi passes each extra argument with the type named before it.
+        const fn = lib.func('long syscall(long, ...)');
+        return (nr: number, a: number, b: number, c: number) => Number(fn(nr, 'long', a, 'uintptr_t', b, 'long', c));
+      })(),
+      mount: lib.func('int mount(const char *, const char *, const char *, unsigned long, const char *)'),
       errno: () => koffi.errno(),
     };
     return (loaded = { ok: true, libc });

@@ -1,0 +1,599 @@
+// SPDX-License-Identifier: (MIT OR GPL-2.0)
+/*
+ * Sluice kernel tier: redirect and replicate UDP flows at tcx.
+ *
+ * One program, attached at tcx egress of lo (datagrams local applications
+ * send to a flow address) and tcx ingress of the other interfaces
+ * (datagrams from the network). For a datagram whose destination address
+ * and port is a flow in `flows`, it checks the sender against the flow's
+ * allow list, the size and the payload format, resolves the next hop of
+ * every subscriber, then rewrites and clones the packet once per subscriber.
+ * The policy lives entirely in maps written from TypeScript
+ * (src/dataplane/kernel/maps.ts); the layouts below are mirrored there and
+ * checked against this object by test/kernel/layout.test.ts.
+ *
+ * What the program does not carry itself goes to the flow's user-space
+ * companion (a batched-tier flow on the same listen socket), so nothing is
+ * lost: fragments, IP options, GSO packets and unresolved neighbours pass to
+ * the stack untouched ("punts"); subscribers beyond SLUICE_MAX_SUBS, or of
+ * the other address family, get a copy sent to the flow's spill socket
+ * ("spill"). Everything else that is not ours returns TCX_NEXT untouched.
+ *
+ * Build: npm run build:bpf (clang -O2 -target bpf); the object is committed.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/udp.h>
+
+#define AF_INET 2
+#define AF_INET6 10
+#define offsetof(t, m) __builtin_offsetof(t, m)
+#define SEC(name) __attribute__((section(name), used))
+#define INLINE static inline __attribute__((always_inline))
+
+/* Helpers by number (include/uapi/linux/bpf.h); no libbpf needed. */
+static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
+static long (*bpf_skb_store_bytes)(struct __sk_buff *skb, __u32 off, const void *from, __u32 len, __u64 flags) = (void *)9;
+static long (*bpf_l3_csum_replace)(struct __sk_buff *skb, __u32 off, __u64 from, __u64 to, __u64 size) = (void *)10;
+static long (*bpf_l4_csum_replace)(struct __sk_buff *skb, __u32 off, __u64 from, __u64 to, __u64 flags) = (void *)11;
+static long (*bpf_clone_redirect)(struct __sk_buff *skb, __u32 ifindex, __u64 flags) = (void *)13;
+static long (*bpf_skb_load_bytes)(const struct __sk_buff *skb, __u32 off, void *to, __u32 len) = (void *)26;
+static long (*bpf_csum_diff)(const void *from, __u32 from_size, const void *to, __u32 to_size, __u32 seed) = (void *)28;
+static long (*bpf_redirect)(__u32 ifindex, __u64 flags) = (void *)23;
+static long (*bpf_fib_lookup)(void *ctx, struct bpf_fib_lookup *params, int plen, __u32 flags) = (void *)69;
+
+#define bswap16(x) __builtin_bswap16(x)
+#define htons(x) ((__be16)bswap16(x))
+
+/* tcx verdicts (include/uapi/linux/bpf.h, 6.6+). */
+#define TCX_NEXT (-1)
+#define TCX_PASS 0
+#define TCX_DROP 2
+#define TCX_REDIRECT 7
+
+/* ---- layout shared with TypeScript (src/dataplane/kernel/layout.ts) ---- */
+#define SLUICE_MAX_SUBS 64 /* a power of two; see send_all */
+#define SLUICE_MAX_FLOWS 1024
+#define SLUICE_MAX_DESTS 16384
+#define SLUICE_MAX_ALLOW 16384
+#define SLUICE_MAX_LOCAL 1024
+#define SLUICE_MARK 0x51ce0001
+#define LO_IFINDEX 1
+#define TS_PACKET 188
+#define TS_SYNC 0x47
+#define MAX_TS_PACKETS 349 /* 65507 / 188 rounded up */
+
+/* flow_value.flags */
+#define F_ANY_SOURCE 1u /* allow: any */
+#define F_MPEGTS 2u     /* payload must be whole TS packets */
+#define F_SPILL 4u      /* send a copy to the spill socket (user-space subscribers) */
+#define F_SRC_WILD 8u   /* listen address is a wildcard: source from the route */
+
+/* Addresses are 16 bytes everywhere; IPv4 as ::ffff:a.b.c.d. Word-aligned
+ * so that copies are four loads, not sixteen (the verifier walks each one). */
+typedef struct { __u32 w[4]; } addr_t;
+
+struct flow_key {
+	addr_t addr;
+	__be16 port;
+	__u16 pad;
+};
+
+struct sub {
+	addr_t addr;
+	__be16 port;
+	__u16 flags;     /* SUB_LOCAL: one of this host's addresses (set by user space) */
+	__u32 dest_slot; /* index into dest_stats */
+};
+
+#define SUB_LOCAL 1
+
+struct flow_value {
+	__u32 slot;        /* index into flow_stats and allow-list key */
+	__u32 flags;
+	__u32 max_payload; /* UDP payload bytes; larger is tooLarge */
+	__u16 nsubs;       /* in-kernel subscribers, <= SLUICE_MAX_SUBS */
+	__be16 spill_port; /* port of the spill socket (F_SPILL) */
+	addr_t src_addr;   /* source address of copies (listen address) */
+	__be16 src_port;   /* source port of copies (listen port) */
+	__u16 pad;
+	__u32 generation;  /* bumped by every update; lets user space see adoption */
+	struct sub subs[SLUICE_MAX_SUBS];
+};
+
+struct allow_key {
+	__u32 prefixlen; /* 32 (slot) + 128 (address) bits at most */
+	__u32 slot;      /* big-endian on the wire of the trie: stored as bytes */
+	addr_t addr;
+};
+
+/* Per-CPU, per flow. Names match FlowStats plus kernel-only detail. */
+struct flow_counters {
+	__u64 packets_in;
+	__u64 bytes_in;
+	__u64 packets_out;
+	__u64 bytes_out;
+	__u64 drop_source;
+	__u64 drop_malformed;
+	__u64 drop_too_large;
+	__u64 drop_send_error;
+	__u64 to_stack_packets; /* punted: the companion flow carries them */
+	__u64 to_stack_bytes;
+	__u64 punt_fragment;
+	__u64 punt_ip_options;
+	__u64 punt_gso;
+	__u64 punt_no_neighbour;
+	__u64 spilled;          /* copies handed to the spill socket */
+	__u64 spill_error;
+};
+
+struct dest_counters {
+	__u64 packets_out;
+	__u64 bytes_out;
+	__u64 send_error;
+	__u64 last_errno;
+};
+
+/* Next hop of one subscriber, found in the first pass. */
+struct hop {
+	__u32 ifindex;
+	__u32 err; /* errno to count, 0 = ok */
+	__u32 macs[3]; /* dmac, smac */
+	addr_t src;
+};
+
+struct scratch {
+	struct hop hops[SLUICE_MAX_SUBS];
+};
+
+/* Legacy map definitions: the loader (src/dataplane/kernel/elf.ts) reads them. */
+struct map_def {
+	__u32 type;
+	__u32 key_size;
+	__u32 value_size;
+	__u32 max_entries;
+	__u32 map_flags;
+};
+
+struct map_def flows SEC("maps") = {
+	.type = BPF_MAP_TYPE_HASH,
+	.key_size = sizeof(struct flow_key),
+	.value_size = sizeof(struct flow_value),
+	.max_entries = SLUICE_MAX_FLOWS,
+};
+struct map_def allow SEC("maps") = {
+	.type = BPF_MAP_TYPE_LPM_TRIE,
+	.key_size = sizeof(struct allow_key),
+	.value_size = sizeof(__u32),
+	.max_entries = SLUICE_MAX_ALLOW,
+	.map_flags = BPF_F_NO_PREALLOC,
+};
+struct map_def local_addrs SEC("maps") = {
+	.type = BPF_MAP_TYPE_HASH,
+	.key_size = 16,
+	.value_size = sizeof(__u32),
+	.max_entries = SLUICE_MAX_LOCAL,
+};
+struct map_def flow_stats SEC("maps") = {
+	.type = BPF_MAP_TYPE_PERCPU_ARRAY,
+	.key_size = sizeof(__u32),
+	.value_size = sizeof(struct flow_counters),
+	.max_entries = SLUICE_MAX_FLOWS,
+};
+struct map_def dest_stats SEC("maps") = {
+	.type = BPF_MAP_TYPE_PERCPU_ARRAY,
+	.key_size = sizeof(__u32),
+	.value_size = sizeof(struct dest_counters),
+	.max_entries = SLUICE_MAX_DESTS,
+};
+struct map_def scratch SEC("maps") = {
+	.type = BPF_MAP_TYPE_PERCPU_ARRAY,
+	.key_size = sizeof(__u32),
+	.value_size = sizeof(struct scratch),
+	.max_entries = 1,
+};
+
+/* What the parser learnt about the packet. */
+struct pkt {
+	__u32 l3; /* offset of the IP header */
+	__u32 l4; /* offset of the UDP header */
+	__u32 payload_len;
+	__u16 ip_len; /* L3 length, for the route MTU check */
+	__u8 v6;
+	__u8 punt; /* 0, or which punt counter applies */
+	addr_t saddr;
+	addr_t daddr;
+	__be16 sport;
+	__be16 dport;
+};
+
+#define PUNT_FRAGMENT 1
+#define PUNT_OPTIONS 2
+
+INLINE void map_v4(addr_t *dst, __be32 a)
+{
+	dst->w[0] = 0;
+	dst->w[1] = 0;
+	dst->w[2] = __builtin_bswap32(0x0000ffff);
+	dst->w[3] = a;
+}
+
+/* Destination address of a packet for a wildcard flow: is it this host's?
+ * (A wildcard listen must not capture traffic routed through the host.) */
+INLINE int is_local(const addr_t *a)
+{
+	if (a->w[0] == 0 && a->w[1] == 0 && a->w[2] == __builtin_bswap32(0x0000ffff)) {
+		if ((a->w[3] & 0xff) == 127)
+			return 1;
+	} else if (a->w[0] == 0 && a->w[1] == 0 && a->w[2] == 0 && a->w[3] == __builtin_bswap32(1)) {
+		return 1; /* ::1 */
+	}
+	return bpf_map_lookup_elem(&local_addrs, a) != 0;
+}
+
+/* Returns 0 when the packet is IPv4/IPv6 + UDP with its headers in the linear area. */
+INLINE int parse(struct __sk_buff *skb, struct pkt *p)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return -1;
+	p->l3 = sizeof(*eth);
+	if (eth->h_proto == htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > end || ip->version != 4 || ip->ihl < 5)
+			return -1;
+		if (ip->protocol != IPPROTO_UDP)
+			return -1;
+		__u16 frag = bswap16(ip->frag_off);
+		if (frag & 0x1fff)
+			return -1; /* a later fragment: no UDP header here, the stack reassembles */
+		__u32 ihl = ip->ihl * 4;
+		struct udphdr *udp = (void *)ip + ihl;
+		if ((void *)(udp + 1) > end)
+			return -1;
+		__u16 tot = bswap16(ip->tot_len);
+		__u16 ulen = bswap16(udp->len);
+		if (ulen < sizeof(*udp) || tot < ihl + ulen)
+			return -1;
+		if (frag & 0x2000)
+			p->punt = PUNT_FRAGMENT;
+		else if (ihl != sizeof(*ip))
+			p->punt = PUNT_OPTIONS;
+		p->v6 = 0;
+		p->l4 = p->l3 + ihl;
+		p->ip_len = tot;
+		p->payload_len = ulen - sizeof(*udp);
+		map_v4(&p->saddr, ip->saddr);
+		map_v4(&p->daddr, ip->daddr);
+		p->sport = udp->source;
+		p->dport = udp->dest;
+		return 0;
+	}
+	if (eth->h_proto == htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 1) > end || ip6->version != 6)
+			return -1;
+		/* Extension headers (fragments included) go to the stack untouched. */
+		if (ip6->nexthdr != IPPROTO_UDP)
+			return -1;
+		struct udphdr *udp = (void *)(ip6 + 1);
+		if ((void *)(udp + 1) > end)
+			return -1;
+		__u16 plen = bswap16(ip6->payload_len);
+		__u16 ulen = bswap16(udp->len);
+		if (ulen < sizeof(*udp) || plen < ulen)
+			return -1;
+		p->v6 = 1;
+		p->l4 = p->l3 + sizeof(*ip6);
+		p->ip_len = plen + sizeof(*ip6);
+		p->payload_len = ulen - sizeof(*udp);
+		__builtin_memcpy(&p->saddr, &ip6->saddr, 16);
+		__builtin_memcpy(&p->daddr, &ip6->daddr, 16);
+		p->sport = udp->source;
+		p->dport = udp->dest;
+		return 0;
+	}
+	return -1;
+}
+
+/* Whole 188-byte TS packets, each starting with the sync byte. */
+INLINE int ts_ok(struct __sk_buff *skb, __u32 off, __u32 len)
+{
+	if (len == 0 || len % TS_PACKET)
+		return 0;
+	__u32 n = len / TS_PACKET;
+#pragma clang loop unroll(disable)
+	for (__u32 i = 0; i < MAX_TS_PACKETS; i++) {
+		if (i >= n)
+			break;
+		__u8 b = 0;
+		if (bpf_skb_load_bytes(skb, off + i * TS_PACKET, &b, 1) || b != TS_SYNC)
+			return 0;
+	}
+	return 1;
+}
+
+/* fib lookup result -> errno counted against the destination. */
+INLINE __u32 fib_errno(long rc)
+{
+	if (rc < 0)
+		return (__u32)-rc;
+	if (rc == BPF_FIB_LKUP_RET_UNREACHABLE)
+		return 113; /* EHOSTUNREACH */
+	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED)
+		return 101; /* ENETUNREACH: no route (local subscribers never get here) */
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+		return 90;  /* EMSGSIZE */
+	if (rc == BPF_FIB_LKUP_RET_PROHIBIT)
+		return 13;  /* EACCES */
+	if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED)
+		return 1;   /* EPERM: forwarding off on lo (see sluice doctor) */
+	if (rc == BPF_FIB_LKUP_RET_BLACKHOLE)
+		return 22;  /* EINVAL, as sendto on a blackhole route */
+	return 95;          /* EOPNOTSUPP: tunnels, lwt and other routes we cannot write */
+}
+
+/*
+ * Pass 1: the next hop of every in-kernel subscriber. Returns 1 when a
+ * neighbour is unresolved: the whole datagram then goes to the companion
+ * socket, whose send makes the kernel resolve it. `v6` is a constant at
+ * each call site, so each family gets its own loop without the other's code.
+ */
+INLINE int resolve_all(struct __sk_buff *skb, const struct flow_value *f, const struct pkt *p, struct scratch *sc, __u32 n, const int v6)
+{
+	const int wild = (f->flags & F_SRC_WILD) != 0;
+	struct bpf_fib_lookup fib;
+#pragma clang loop unroll(disable)
+	for (__u32 i = 0; i < SLUICE_MAX_SUBS; i++) {
+		if (i >= n)
+			break;
+		const struct sub *s = &f->subs[i];
+		struct hop *h = &sc->hops[i];
+		h->err = 0;
+		if (s->flags & SUB_LOCAL) {
+			/* Up through lo, whose L2 address is all zeros. */
+			h->ifindex = LO_IFINDEX;
+			h->macs[0] = h->macs[1] = h->macs[2] = 0;
+			h->src = wild ? s->addr : f->src_addr;
+			continue;
+		}
+		__builtin_memset(&fib, 0, sizeof(fib));
+		fib.l4_protocol = IPPROTO_UDP;
+		fib.sport = f->src_port;
+		fib.dport = s->port;
+		fib.tot_len = p->ip_len;
+		/* Looked up as if arriving on lo: only lo needs forwarding enabled. */
+		fib.ifindex = LO_IFINDEX;
+		if (v6) {
+			fib.family = AF_INET6;
+			__builtin_memcpy(fib.ipv6_src, &f->src_addr, 16);
+			__builtin_memcpy(fib.ipv6_dst, &s->addr, 16);
+		} else {
+			fib.family = AF_INET;
+			fib.ipv4_src = f->src_addr.w[3];
+			fib.ipv4_dst = s->addr.w[3];
+		}
+		long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), wild ? BPF_FIB_LOOKUP_SRC : 0);
+		if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+			return 1;
+		if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
+			h->err = fib_errno(rc);
+			continue;
+		}
+		h->ifindex = fib.ifindex;
+		__builtin_memcpy(h->macs, fib.dmac, 12); /* dmac then smac */
+		if (!wild)
+			h->src = f->src_addr;
+		else if (v6)
+			__builtin_memcpy(&h->src, fib.ipv6_src, 16);
+		else
+			map_v4(&h->src, fib.ipv4_src);
+	}
+	return 0;
+}
+
+/* The packet's current header fields, as last written. */
+struct cur {
+	addr_t saddr;
+	addr_t daddr;
+	__u32 ports; /* sport, dport as on the wire */
+};
+
+/*
+ * Rewrites the packet to saddr:sport -> daddr:dport with L2 `macs`,
+ * keeping the IP and UDP checksums right incrementally (so a datagram that
+ * arrived with a bad checksum still fails at the receiver).
+ */
+INLINE void rewrite(struct __sk_buff *skb, const struct pkt *p, struct cur *c, const __u32 *macs, const addr_t *saddr, const addr_t *daddr, __u32 ports, const int v6)
+{
+	__u32 csum_off = p->l4 + offsetof(struct udphdr, check);
+	bpf_skb_store_bytes(skb, 0, macs, 12, 0);
+	if (v6) {
+		addr_t na[2] = { *saddr, *daddr };
+		long d = bpf_csum_diff((void *)c, 32, (void *)na, 32, 0);
+		bpf_l4_csum_replace(skb, csum_off, 0, d, BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0);
+		bpf_skb_store_bytes(skb, p->l3 + offsetof(struct ipv6hdr, saddr), na, 32, 0);
+	} else {
+		__be32 oa[2] = { c->saddr.w[3], c->daddr.w[3] };
+		__be32 na[2] = { saddr->w[3], daddr->w[3] };
+		long d = bpf_csum_diff(oa, 8, na, 8, 0);
+		bpf_l3_csum_replace(skb, p->l3 + offsetof(struct iphdr, check), 0, d, 0);
+		bpf_l4_csum_replace(skb, csum_off, 0, d, BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0);
+		bpf_skb_store_bytes(skb, p->l3 + offsetof(struct iphdr, saddr), na, 8, 0);
+	}
+	c->saddr = *saddr;
+	c->daddr = *daddr;
+	bpf_l4_csum_replace(skb, csum_off, c->ports, ports, 4 | BPF_F_MARK_MANGLED_0);
+	bpf_skb_store_bytes(skb, p->l4, &ports, 4, 0);
+	c->ports = ports;
+}
+
+INLINE __u32 ports_of(__be16 sport, __be16 dport)
+{
+	return (__u32)sport | ((__u32)dport << 16); /* little-endian host: sport first on the wire */
+}
+
+INLINE void count_out(struct flow_counters *fc, struct dest_counters *dc, __u32 plen)
+{
+	dc->packets_out++;
+	dc->bytes_out += plen;
+	fc->packets_out++;
+	fc->bytes_out += plen;
+}
+
+/* One copy to subscriber `i`: returns 0 after counting a failed hop, else 1. */
+INLINE int prepare(struct __sk_buff *skb, const struct flow_value *f, const struct pkt *p, struct cur *c, const struct hop *h, const struct sub *s, struct dest_counters *dc, struct flow_counters *fc, const int v6)
+{
+	if (h->err) {
+		dc->send_error++;
+		dc->last_errno = h->err;
+		fc->drop_send_error++;
+		return 0;
+	}
+	rewrite(skb, p, c, h->macs, &h->src, &s->addr, ports_of(f->src_port, s->port), v6);
+	return 1;
+}
+
+/*
+ * Pass 2: rewrite and clone once per subscriber; the last subscriber takes
+ * the original packet (bpf_redirect, one clone fewer). Returns the verdict.
+ * (Which copy is last is fixed, not "the last good one": a data-dependent
+ * choice makes the verifier walk the loop once per possible value.)
+ */
+INLINE int send_all(struct __sk_buff *skb, const struct flow_value *f, const struct pkt *p, struct scratch *sc, struct flow_counters *fc, __u32 n, const int v6)
+{
+	struct cur c = { .saddr = p->saddr, .daddr = p->daddr, .ports = ports_of(p->sport, p->dport) };
+	__u32 plen = p->payload_len;
+	if (f->flags & F_SPILL) {
+		/* Same addresses, spill port, up through lo to the user-space copy. */
+		__u32 zmac[3] = {};
+		rewrite(skb, p, &c, zmac, &p->saddr, &p->daddr, ports_of(p->sport, f->spill_port), v6);
+		if (bpf_clone_redirect(skb, LO_IFINDEX, BPF_F_INGRESS) < 0)
+			fc->spill_error++;
+		else
+			fc->spilled++;
+	}
+	if (n == 0)
+		return TCX_DROP;
+	__u32 clones = n - 1;
+#pragma clang loop unroll(disable)
+	for (__u32 i = 0; i < SLUICE_MAX_SUBS - 1; i++) {
+		if (i >= clones)
+			break;
+		const struct sub *s = &f->subs[i];
+		struct hop *h = &sc->hops[i];
+		__u32 dslot = s->dest_slot;
+		struct dest_counters *dc = bpf_map_lookup_elem(&dest_stats, &dslot);
+		if (!dc || !prepare(skb, f, p, &c, h, s, dc, fc, v6))
+			continue;
+		long rc = bpf_clone_redirect(skb, h->ifindex, h->ifindex == LO_IFINDEX ? BPF_F_INGRESS : 0);
+		if (rc < 0) {
+			dc->send_error++;
+			dc->last_errno = (__u64)-rc;
+			fc->drop_send_error++;
+		} else {
+			count_out(fc, dc, plen);
+		}
+	}
+	/* The mask (SLUICE_MAX_SUBS is a power of two) bounds the index for the
+	 * verifier without making it track n exactly, which would multiply the
+	 * states it walks by SLUICE_MAX_SUBS. */
+	__u32 k = clones & (SLUICE_MAX_SUBS - 1);
+	const struct sub *s = &f->subs[k];
+	struct hop *h = &sc->hops[k];
+	__u32 dslot = s->dest_slot;
+	struct dest_counters *dc = bpf_map_lookup_elem(&dest_stats, &dslot);
+	if (!dc || !prepare(skb, f, p, &c, h, s, dc, fc, v6))
+		return TCX_DROP;
+	/* Counted as sent: errors after the hook are not visible here. */
+	count_out(fc, dc, plen);
+	return bpf_redirect(h->ifindex, h->ifindex == LO_IFINDEX ? BPF_F_INGRESS : 0);
+}
+
+INLINE int punt(struct flow_counters *fc, __u64 *reason, __u32 plen)
+{
+	*reason += 1;
+	fc->to_stack_packets++;
+	fc->to_stack_bytes += plen;
+	return TCX_PASS;
+}
+
+SEC("tcx")
+int sluice_tcx(struct __sk_buff *skb)
+{
+	/* Our own clones, should they re-enter a hook that runs this program. */
+	if (skb->mark == SLUICE_MARK)
+		return TCX_NEXT;
+
+	struct pkt p = {};
+	if (parse(skb, &p))
+		return TCX_NEXT;
+
+	struct flow_key key = { .addr = p.daddr, .port = p.dport };
+	struct flow_value *f = bpf_map_lookup_elem(&flows, &key);
+	if (!f) {
+		/* A wildcard listen (0.0.0.0 / ::) matches any local address. */
+		if (!is_local(&p.daddr))
+			return TCX_NEXT;
+		__builtin_memset(&key.addr, 0, 16);
+		if (!p.v6)
+			key.addr.w[2] = __builtin_bswap32(0x0000ffff);
+		f = bpf_map_lookup_elem(&flows, &key);
+		if (!f)
+			return TCX_NEXT;
+	}
+	__u32 slot = f->slot;
+	struct flow_counters *fc = bpf_map_lookup_elem(&flow_stats, &slot);
+	if (!fc)
+		return TCX_NEXT;
+	fc->packets_in++;
+	fc->bytes_in += p.payload_len;
+
+	/* What the program cannot carry, the companion socket does. */
+	if (p.punt == PUNT_FRAGMENT)
+		return punt(fc, &fc->punt_fragment, p.payload_len);
+	if (p.punt == PUNT_OPTIONS)
+		return punt(fc, &fc->punt_ip_options, p.payload_len);
+	if (skb->gso_segs > 1)
+		return punt(fc, &fc->punt_gso, p.payload_len);
+
+	if (!(f->flags & F_ANY_SOURCE)) {
+		struct allow_key ak = { .prefixlen = 32 + 128, .slot = __builtin_bswap32(slot), .addr = p.saddr };
+		if (!bpf_map_lookup_elem(&allow, &ak)) {
+			fc->drop_source++;
+			return TCX_DROP;
+		}
+	}
+	if (p.payload_len > f->max_payload) {
+		fc->drop_too_large++;
+		return TCX_DROP;
+	}
+	if ((f->flags & F_MPEGTS) && !ts_ok(skb, p.l4 + sizeof(struct udphdr), p.payload_len)) {
+		fc->drop_malformed++;
+		return TCX_DROP;
+	}
+
+	__u32 zero = 0;
+	struct scratch *sc = bpf_map_lookup_elem(&scratch, &zero);
+	if (!sc)
+		return TCX_NEXT;
+	__u32 n = f->nsubs;
+	if (n > SLUICE_MAX_SUBS)
+		n = SLUICE_MAX_SUBS;
+	if (p.v6 ? resolve_all(skb, f, &p, sc, n, 1) : resolve_all(skb, f, &p, sc, n, 0))
+		return punt(fc, &fc->punt_no_neighbour, p.payload_len);
+
+	__u32 orig_mark = skb->mark;
+	skb->mark = SLUICE_MARK;
+	int verdict = p.v6 ? send_all(skb, f, &p, sc, fc, n, 1) : send_all(skb, f, &p, sc, fc, n, 0);
+	if (verdict != TCX_REDIRECT)
+		skb->mark = orig_mark;
+	return verdict;
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -1,0 +1,526 @@
+/**
+ * The kernel tier: flows are entries in BPF maps read by the tcx program
+ * (bpf/sluice.c); copies are made below the IP stack, with no context
+ * switch and no copy to user space.
+ *
+ * Each flow also has a *companion* on the batched tier, bound to the same
+ * listen socket: it reserves the port (bind errors and conflicts behave as
+ * on every tier) and carries what the program hands to the stack
+ * (fragments, IP options, GSO packets, unresolved neighbours) with the full
+ * policy. Subscribers beyond the kernel's per-flow limit, or of the other
+ * address family, are *spilled*: the program sends one extra copy to a
+ * second companion socket (the spill flow) which serves just them.
+ * Stats merge the three sources under the shared counter names.
+ */
+import { networkInterfaces } from 'node:os';
+import { isIPv4 } from 'node:net';
+import { existsSync, readFileSync } from 'node:fs';
+import type { DataPlane, DataPlaneOptions, TierProvider, TierProbe } from '../types.js';
+import type { FlowPlan } from '../../policy/compile.js';
+import { endpointKey, formatEndpoint, type Endpoint } from '../../policy/endpoint.js';
+import type { DestinationStats, FlowStats } from '../../stats/counters.js';
+import { InvalidArgumentError, NotSupportedError } from '../../errors.js';
+import { BatchedPlane, batchedProvider } from '../batched/batched-plane.js';
+import { closeFd, mapCreate, mapDelete, mapKeys, mapLookup, mapUpdate, possibleCpus, BPF_MAP_TYPE } from '../../sys/bpf.js';
+import { loadFfi } from '../../sys/ffi.js';
+import { errnoName } from '../../sys/errno.js';
+import { openMaps, loadPrograms, readObject, type LoadedMaps } from './program.js';
+import { attachAll, chooseHooks, detachPinned, ensureBpffs, pinDirFor, prepareLoopback, DEFAULT_PIN_ROOT, type Attachment } from './attach.js';
+import {
+  DEST_COUNTERS,
+  DEST_COUNTERS_SIZE,
+  FLOW_COUNTERS,
+  FLOW_COUNTERS_SIZE,
+  FLOW_KEY_SIZE,
+  FLOW_VALUE_SIZE,
+  MAX_DESTS,
+  MAX_FLOWS,
+  MAX_SUBS,
+  addr16,
+  allowKeys,
+  decodeFlowValue,
+  flowKey,
+  flowValue,
+  isWildcard,
+  lastErrno,
+  sumPerCpu,
+  type FlowCounterName,
+  type KernelSub,
+} from './layout.js';
+
+const SPILL_SUFFIX = '\u0000spill';
+const LOCAL_REFRESH_MS = 2000;
+
+/** Kernel-only detail of one flow, for `sluice doctor`, the bench and debugging. */
+export interface KernelFlowDetail {
+  /** Subscribers copied in the kernel / by the spill companion. */
+  readonly inKernel: readonly string[];
+  readonly spilled: readonly string[];
+  readonly counters: Readonly<Record<FlowCounterName, number>>;
+}
+
+interface KernelCounters {
+  readonly flow: Record<FlowCounterName, number>;
+  readonly dests: Map<string, { counts: Record<(typeof DEST_COUNTERS)[number], number>; errno: number }>;
+}
+
+interface KernelFlow {
+  plan: FlowPlan;
+  listen: Endpoint;
+  key: Uint8Array;
+  slot: number;
+  subs: KernelSub[];
+  spill: Endpoint[];
+  spillPort: number;
+  allow: Uint8Array[];
+  generation: number;
+}
+
+/** Slot allocator; freed slots are reused last (FIFO) so late increments from in-flight packets land nowhere that matters. */
+class Slots {
+  readonly #free: number[];
+  constructor(size: number, used: Iterable<number>) {
+    const u = new Set(used);
+    this.#free = [];
+    for (let i = 0; i < size; i++) if (!u.has(i)) this.#free.push(i);
+  }
+  take(what: string): number {
+    const s = this.#free.shift();
+    if (s === undefined) throw new NotSupportedError(`kernel tier: no free ${what} slot`, `at most this many ${what}s at once`);
+    return s;
+  }
+  give(slot: number): void {
+    this.#free.push(slot);
+  }
+}
+
+function sameFamily(a: Endpoint, b: Endpoint): boolean {
+  return isIPv4(a.address) === isIPv4(b.address);
+}
+
+function hexKey(b: Uint8Array): string {
+  return Buffer.from(b).toString('hex');
+}
+
+export class KernelPlane implements DataPlane {
+  readonly tier = 'kernel' as const;
+  readonly #companion: BatchedPlane;
+  readonly #maps: LoadedMaps;
+  readonly #attachments: Attachment[];
+  readonly #pinDir: string | undefined;
+  readonly #cpus = possibleCpus();
+  readonly #flows = new Map<string, KernelFlow>();
+  /** Pinned entries found at start, by flow key: claimed by addFlow or swept. */
+  readonly #adopted = new Map<string, { slot: number; subs: Map<string, number> }>();
+  readonly #flowSlots: Slots;
+  readonly #destSlots: Slots;
+  #local = new Set<string>();
+  #timer: NodeJS.Timeout | undefined;
+  #closed: Promise<void> | undefined;
+  /** What starting changed or found, for `sluice doctor` and logs. */
+  readonly notes: string[] = [];
+
+  private constructor(companion: BatchedPlane, maps: LoadedMaps, attachments: Attachment[], pinDir: string | undefined) {
+    this.#companion = companion;
+    this.#maps = maps;
+    this.#attachments = attachments;
+    this.#pinDir = pinDir;
+    const usedFlows: number[] = [];
+    const usedDests: number[] = [];
+    if (maps.adopted) {
+      for (const key of mapKeys(this.#fd('flows'), FLOW_KEY_SIZE, 'flows')) {
+        const raw = mapLookup(this.#fd('flows'), key, FLOW_VALUE_SIZE, 'flows');
+        if (!raw) continue;
+        const v = decodeFlowValue(raw);
+        usedFlows.push(v.slot);
+        const subs = new Map<string, number>();
+        for (const s of v.subs) {
+          usedDests.push(s.destSlot);
+          subs.set(`${hexKey(s.addr)}:${s.port}`, s.destSlot);
+        }
+        this.#adopted.set(hexKey(key), { slot: v.slot, subs });
+      }
+    }
+    this.#flowSlots = new Slots(MAX_FLOWS, usedFlows);
+    this.#destSlots = new Slots(MAX_DESTS, usedDests);
+  }
+
+  static async start(options: DataPlaneOptions): Promise<KernelPlane> {
+    const companion = await BatchedPlane.start(options);
+    let maps: LoadedMaps | undefined;
+    try {
+      let pinDir: string | undefined;
+      if (options.kernelPin) {
+        const root = typeof options.kernelPin === 'string' ? options.kernelPin : DEFAULT_PIN_ROOT;
+        ensureBpffs(root);
+        pinDir = pinDirFor(root);
+      }
+      maps = openMaps(pinDir);
+      const progs = loadPrograms(maps);
+      const { hooks, skipped } = chooseHooks(options.kernelInterfaces);
+      let attachments: Attachment[];
+      try {
+        attachments = attachAll(hooks, progs, pinDir);
+      } finally {
+        // Links hold the programs now.
+        closeFd(progs.ingress);
+        closeFd(progs.egress);
+      }
+      const plane = new KernelPlane(companion, maps, attachments, pinDir);
+      const changed = prepareLoopback();
+      plane.notes.push(
+        `attached: ${attachments.map((a) => `${a.hook.iface.name} ${a.hook.direction}${a.adopted ? ' (adopted)' : ''}`).join(', ')}`,
+        `program: ${progs.insns} instructions, up to ${MAX_SUBS} subscribers per flow copied in the kernel, more are spilled to the batched tier`,
+      );
+      if (skipped.length) plane.notes.push(`not attached: ${skipped.join(', ')}`);
+      if (changed.length) plane.notes.push(`set on lo: ${changed.join(', ')}`);
+      if (pinDir) plane.notes.push(`pinned in ${pinDir}${maps.adopted ? ` (adopted ${plane.#adopted.size} flow(s) from a previous run)` : ''}`);
+      plane.#refreshLocal();
+      plane.#timer = setInterval(() => plane.#refreshLocal(), LOCAL_REFRESH_MS);
+      plane.#timer.unref();
+      return plane;
+    } catch (err) {
+      if (maps) for (const fd of maps.fds.values()) closeFd(fd);
+      await companion.close();
+      throw err;
+    }
+  }
+
+  #fd(name: string): number {
+    const fd = this.#maps.fds.get(name);
+    if (fd === undefined) throw new Error(`kernel tier: map '${name}' missing from bpf/sluice.o`);
+    return fd;
+  }
+
+  #slotKey(slot: number): Uint8Array {
+    const k = new Uint8Array(4);
+    new DataView(k.buffer).setUint32(0, slot, true);
+    return k;
+  }
+
+  #zero(map: 'flow_stats' | 'dest_stats', slot: number): void {
+    const size = map === 'flow_stats' ? FLOW_COUNTERS_SIZE : DEST_COUNTERS_SIZE;
+    mapUpdate(this.#fd(map), this.#slotKey(slot), new Uint8Array(size * this.#cpus), 0, map);
+  }
+
+  /** Keeps `local_addrs` and each subscriber's "local" mark in step with the host's addresses. */
+  #refreshLocal(): void {
+    const now = new Set<string>();
+    for (const list of Object.values(networkInterfaces())) {
+      for (const a of list ?? []) now.add(hexKey(addr16(a.address)));
+    }
+    const same = now.size === this.#local.size && [...now].every((k) => this.#local.has(k));
+    if (same) return;
+    const fd = this.#fd('local_addrs');
+    const one = new Uint8Array(4);
+    one[0] = 1;
+    for (const k of now) if (!this.#local.has(k)) mapUpdate(fd, Buffer.from(k, 'hex'), one, 0, 'local_addrs');
+    for (const k of this.#local) if (!now.has(k)) mapDelete(fd, Buffer.from(k, 'hex'), 'local_addrs');
+    this.#local = now;
+    for (const f of this.#flows.values()) {
+      f.subs = f.subs.map((s) => ({ ...s, local: this.#isLocal(s.endpoint.address) }));
+      this.#writeFlow(f);
+    }
+  }
+
+  #isLocal(address: string): boolean {
+    const b = addr16(address);
+    if (isIPv4(address) && b[12] === 127) return true;
+    if (address === '::1') return true;
+    return this.#local.has(hexKey(b));
+  }
+
+  #writeFlow(f: KernelFlow): void {
+    f.generation++;
+    const value = flowValue({
+      slot: f.slot,
+      listen: f.listen,
+      sources: f.plan.sources,
+      maxDatagramSize: f.plan.maxDatagramSize,
+      payload: f.plan.payload,
+      subs: f.subs,
+      spillPort: f.spillPort,
+      generation: f.generation,
+    });
+    mapUpdate(this.#fd('flows'), f.key, value, 0, `flows ${formatEndpoint(f.listen)}`);
+  }
+
+  /** Replaces the allow keys of a flow: new ones first, so no allowed sender is ever refused in between. */
+  #writeAllow(slot: number, plan: FlowPlan, old: readonly Uint8Array[]): Uint8Array[] {
+    const fd = this.#fd('allow');
+    const next = allowKeys(slot, plan.sources);
+    const value = new Uint8Array(4);
+    for (const k of next) mapUpdate(fd, k, value, 0, 'allow');
+    const keep = new Set(next.map(hexKey));
+    for (const k of old) if (!keep.has(hexKey(k))) mapDelete(fd, k, 'allow');
+    return next;
+  }
+
+  /**
+   * Which subscribers the kernel copies to. Assignment is sticky: one that
+   * is in the kernel stays there, so no subscriber ever moves between the
+   * kernel and the spill companion (its counters would split).
+   */
+  #assign(plan: FlowPlan, listen: Endpoint, current: readonly KernelSub[], adopted?: Map<string, number>): { subs: KernelSub[]; spill: Endpoint[]; fresh: number[] } {
+    const cur = new Map(current.map((s) => [endpointKey(s.endpoint), s]));
+    const subs: KernelSub[] = [];
+    const spill: Endpoint[] = [];
+    const fresh: number[] = [];
+    const wanted = plan.destinations.filter((d) => sameFamily(d, listen));
+    const inKernel = new Set(wanted.filter((d) => cur.has(endpointKey(d))).map(endpointKey));
+    let room = MAX_SUBS - inKernel.size;
+    for (const d of plan.destinations) {
+      const k = endpointKey(d);
+      const existing = cur.get(k);
+      if (existing) {
+        subs.push({ ...existing, endpoint: d, local: this.#isLocal(d.address) });
+        continue;
+      }
+      if (!sameFamily(d, listen) || room <= 0) {
+        spill.push(d);
+        continue;
+      }
+      room--;
+      const adoptedSlot = adopted?.get(`${hexKey(addr16(d.address))}:${d.port}`);
+      const destSlot = adoptedSlot ?? this.#destSlots.take('destination');
+      if (adoptedSlot === undefined) fresh.push(destSlot);
+      subs.push({ endpoint: d, destSlot, local: this.#isLocal(d.address) });
+    }
+    return { subs, spill, fresh };
+  }
+
+  async addFlow(id: string, plan: FlowPlan): Promise<{ listen: Endpoint }> {
+    if (this.#flows.has(id)) throw new InvalidArgumentError(`flow id '${id}' is already in use`);
+    const { listen } = await this.#companion.addFlow(id, plan);
+    const key = flowKey(listen);
+    const adopted = this.#adopted.get(hexKey(key));
+    this.#adopted.delete(hexKey(key));
+    let slot: number | undefined;
+    try {
+      slot = adopted?.slot ?? this.#flowSlots.take('flow');
+      if (!adopted) this.#zero('flow_stats', slot);
+      const { subs, spill, fresh } = this.#assign(plan, listen, [], adopted?.subs);
+      for (const d of fresh) this.#zero('dest_stats', d);
+      // Adopted destination slots no longer subscribed are free again.
+      if (adopted) for (const s of adopted.subs.values()) if (!subs.some((x) => x.destSlot === s)) this.#destSlots.give(s);
+      const f: KernelFlow = { plan, listen, key, slot, subs, spill, spillPort: 0, allow: [], generation: 0 };
+      if (spill.length) f.spillPort = await this.#startSpill(id, f);
+      f.allow = this.#writeAllow(slot, plan, []);
+      this.#writeFlow(f);
+      this.#flows.set(id, f);
+      return { listen };
+    } catch (err) {
+      if (slot !== undefined) this.#flowSlots.give(slot);
+      await this.#companion.removeFlow(`${id}${SPILL_SUFFIX}`).catch(() => undefined);
+      await this.#companion.removeFlow(id).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async #startSpill(id: string, f: KernelFlow): Promise<number> {
+    const spillPlan: FlowPlan = { ...f.plan, name: `${f.plan.name} (spill)`, listen: { ...f.listen, port: 0 }, destinations: f.spill };
+    const r = await this.#companion.addFlow(`${id}${SPILL_SUFFIX}`, spillPlan);
+    return r.listen.port;
+  }
+
+  async updateFlow(id: string, plan: FlowPlan): Promise<void> {
+    const f = this.#flows.get(id);
+    if (!f) throw new InvalidArgumentError(`no flow with id '${id}'`);
+    const { subs, spill, fresh } = this.#assign(plan, f.listen, f.subs);
+    for (const d of fresh) this.#zero('dest_stats', d);
+    await this.#companion.updateFlow(id, plan);
+    const spillPlan: FlowPlan = { ...plan, name: `${plan.name} (spill)`, listen: { ...f.listen, port: f.spillPort }, destinations: spill };
+    if (f.spillPort) await this.#companion.updateFlow(`${id}${SPILL_SUFFIX}`, spillPlan);
+    const removed = f.subs.filter((s) => !subs.some((x) => x.destSlot === s.destSlot));
+    f.plan = plan;
+    f.subs = subs;
+    f.spill = spill;
+    if (spill.length && !f.spillPort) f.spillPort = await this.#startSpill(id, f);
+    f.allow = this.#writeAllow(f.slot, plan, f.allow);
+    this.#writeFlow(f);
+    for (const s of removed) this.#destSlots.give(s.destSlot);
+  }
+
+  async removeFlow(id: string): Promise<FlowStats | undefined> {
+    const f = this.#flows.get(id);
+    if (!f) return undefined;
+    this.#flows.delete(id);
+    // The kernel stops first; the companion carries stragglers until it goes.
+    mapDelete(this.#fd('flows'), f.key, 'flows');
+    const kernel = this.#kernelCounters(f);
+    const main = await this.#companion.removeFlow(id);
+    const spill = f.spillPort ? await this.#companion.removeFlow(`${id}${SPILL_SUFFIX}`) : undefined;
+    for (const k of f.allow) mapDelete(this.#fd('allow'), k, 'allow');
+    for (const s of f.subs) this.#destSlots.give(s.destSlot);
+    this.#flowSlots.give(f.slot);
+    return this.#merge(f, kernel, main, spill);
+  }
+
+  flowStats(id: string): FlowStats | undefined {
+    const f = this.#flows.get(id);
+    if (!f) return undefined;
+    const spill = f.spillPort ? this.#companion.flowStats(`${id}${SPILL_SUFFIX}`) : undefined;
+    return this.#merge(f, this.#kernelCounters(f), this.#companion.flowStats(id), spill);
+  }
+
+  /** Where each subscriber is served and the kernel-only counters (punts, spills). */
+  flowDetail(id: string): KernelFlowDetail | undefined {
+    const f = this.#flows.get(id);
+    if (!f) return undefined;
+    return { inKernel: f.subs.map((s) => formatEndpoint(s.endpoint)), spilled: f.spill.map(formatEndpoint), counters: this.#kernelCounters(f).flow };
+  }
+
+  #kernelCounters(f: KernelFlow): KernelCounters {
+    const raw = mapLookup(this.#fd('flow_stats'), this.#slotKey(f.slot), FLOW_COUNTERS_SIZE * this.#cpus, 'flow_stats');
+    const flow = sumPerCpu(raw ?? new Uint8Array(FLOW_COUNTERS_SIZE * this.#cpus), FLOW_COUNTERS, this.#cpus);
+    const dests = new Map<string, { counts: Record<(typeof DEST_COUNTERS)[number], number>; errno: number }>();
+    for (const s of f.subs) {
+      const d = mapLookup(this.#fd('dest_stats'), this.#slotKey(s.destSlot), DEST_COUNTERS_SIZE * this.#cpus, 'dest_stats') ?? new Uint8Array(DEST_COUNTERS_SIZE * this.#cpus);
+      dests.set(endpointKey(s.endpoint), { counts: sumPerCpu(d, DEST_COUNTERS, this.#cpus), errno: lastErrno(d, this.#cpus) });
+    }
+    return { flow, dests };
+  }
+
+  #merge(f: KernelFlow, k: KernelCounters, main: FlowStats | undefined, spill: FlowStats | undefined): FlowStats {
+    const kf = k.flow;
+    const byDest = (s: FlowStats | undefined) => new Map((s?.destinations ?? []).map((d) => [d.to, d]));
+    const mainDest = byDest(main);
+    const spillDest = byDest(spill);
+    const destinations: DestinationStats[] = f.plan.destinations.map((ep) => {
+      const to = formatEndpoint(ep);
+      const kd = k.dests.get(endpointKey(ep));
+      const parts = [mainDest.get(to), spillDest.get(to)];
+      const sum = (pick: (d: DestinationStats) => number) => parts.reduce((n, d) => n + (d ? pick(d) : 0), 0);
+      const s: DestinationStats = {
+        to,
+        packetsOut: (kd?.counts.packetsOut ?? 0) + sum((d) => d.packetsOut),
+        bytesOut: (kd?.counts.bytesOut ?? 0) + sum((d) => d.bytesOut),
+        drops: { sendError: (kd?.counts.sendError ?? 0) + sum((d) => d.drops.sendError), queueFull: sum((d) => d.drops.queueFull) },
+      };
+      const lastError = kd?.errno ? errnoName(kd.errno) : parts.find((d) => d?.lastError)?.lastError;
+      return lastError ? { ...s, lastError } : s;
+    });
+    const m = main;
+    const sp = spill;
+    const add = (pick: (s: FlowStats) => number) => (m ? pick(m) : 0) + (sp ? pick(sp) : 0);
+    return {
+      name: f.plan.name,
+      type: f.plan.type,
+      tier: 'kernel',
+      listen: formatEndpoint(f.listen),
+      // Datagrams the program punted were counted by it and again by the companion.
+      packetsIn: Math.max(0, kf.packetsIn - kf.toStackPackets) + (m?.packetsIn ?? 0),
+      bytesIn: Math.max(0, kf.bytesIn - kf.toStackBytes) + (m?.bytesIn ?? 0),
+      packetsOut: kf.packetsOut + add((s) => s.packetsOut),
+      bytesOut: kf.bytesOut + add((s) => s.bytesOut),
+      drops: {
+        sourceNotAllowed: kf.sourceNotAllowed + add((s) => s.drops.sourceNotAllowed),
+        malformed: kf.malformed + add((s) => s.drops.malformed),
+        tooLarge: kf.tooLarge + add((s) => s.drops.tooLarge),
+        sendError: kf.sendError + kf.spillError + add((s) => s.drops.sendError),
+        queueFull: add((s) => s.drops.queueFull),
+      },
+      destinations,
+    };
+  }
+
+  /**
+   * Deletes pinned flows that a previous process left and that no addFlow
+   * has claimed since this plane started. `sluice run` calls it once its
+   * configuration is applied.
+   */
+  sweepUnclaimed(): number {
+    let n = 0;
+    for (const [hex, a] of this.#adopted) {
+      mapDelete(this.#fd('flows'), Buffer.from(hex, 'hex'), 'flows');
+      this.#flowSlots.give(a.slot);
+      for (const s of a.subs.values()) this.#destSlots.give(s);
+      n++;
+    }
+    this.#adopted.clear();
+    return n;
+  }
+
+  /**
+   * Removes every flow and releases the plane. With `keepForwarding` (and a
+   * pin directory), the flows stay in the pinned maps and the pinned links
+   * keep the program attached: forwarding goes on in the kernel until a
+   * later process adopts it, or `sluice detach` removes it.
+   */
+  close(options: { keepForwarding?: boolean } = {}): Promise<void> {
+    this.#closed ??= (async () => {
+      if (this.#timer) clearInterval(this.#timer);
+      const keep = options.keepForwarding === true && this.#pinDir !== undefined;
+      if (!keep) for (const id of [...this.#flows.keys()]) await this.removeFlow(id);
+      this.#flows.clear();
+      await this.#companion.close();
+      for (const a of this.#attachments) closeFd(a.linkFd);
+      const flowsEmpty = !keep && mapKeys(this.#fd('flows'), FLOW_KEY_SIZE, 'flows').length === 0;
+      for (const fd of this.#maps.fds.values()) closeFd(fd);
+      // Pinned but nothing left to forward: leave no trace.
+      if (this.#pinDir && flowsEmpty && existsSync(this.#pinDir)) detachPinned(this.#pinDir);
+    })();
+    return this.#closed;
+  }
+}
+
+/** Root, or both CAP_BPF (39) and CAP_NET_ADMIN (12) in the effective set. */
+function privilegeProblem(): string | undefined {
+  if (process.getuid?.() === 0) return undefined;
+  try {
+    const hex = /^CapEff:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0';
+    const caps = BigInt(`0x${hex}`);
+    const has = (bit: number) => ((caps >> BigInt(bit)) & 1n) === 1n;
+    if (has(39) && has(12)) return undefined;
+  } catch {
+    // No /proc: treat as unprivileged.
+  }
+  return 'needs root, or CAP_BPF and CAP_NET_ADMIN';
+}
+
+/** Kernel version as [major, minor]. */
+function kernelVersion(): [number, number] {
+  const m = /^(\d+)\.(\d+)/.exec(readFileSync('/proc/sys/kernel/osrelease', 'utf8'));
+  return m ? [Number(m[1]), Number(m[2])] : [0, 0];
+}
+
+export async function probeKernelTier(): Promise<TierProbe> {
+  const no = (detail: string, notes?: string[]): TierProbe => ({ tier: 'kernel', available: false, detail, ...(notes ? { notes } : {}) });
+  if (process.platform !== 'linux') return no(`needs Linux (this is ${process.platform})`);
+  const [maj, min] = kernelVersion();
+  if (maj < 6 || (maj === 6 && min < 6)) return no(`needs Linux 6.6 or newer for tcx links (this is ${maj}.${min})`);
+  const priv = privilegeProblem();
+  if (priv) return no(priv);
+  const ffi = loadFfi();
+  if (!ffi.ok) return no(ffi.reason);
+  const batched = await batchedProvider.probe();
+  if (!batched.available) return no(`its companion, the batched tier, is unavailable: ${batched.detail}`);
+  let insns = 0;
+  try {
+    insns = readObject().programs[0]!.insns.length / 8;
+  } catch (err) {
+    return no(`bpf/sluice.o is unusable: ${(err as Error).message}`);
+  }
+  try {
+    // bpf() permitted here (seccomp, lockdown and unprivileged_bpf_disabled say otherwise)?
+    closeFd(mapCreate({ type: BPF_MAP_TYPE.ARRAY, keySize: 4, valueSize: 4, maxEntries: 1, flags: 0, name: 'sl_probe' }));
+  } catch (err) {
+    return no(`bpf() refused: ${(err as Error).message}`);
+  }
+  const { hooks, skipped } = chooseHooks();
+  const notes = [
+    `tcx hooks: ${hooks.map((h) => `${h.iface.name} ${h.direction}`).join(', ')}`,
+    ...(skipped.length ? [`not attached: ${skipped.join(', ')}`] : []),
+    `program: ${insns} instructions; up to ${MAX_SUBS} subscribers per flow in the kernel, the rest spilled to the batched tier`,
+    'sets on lo: net.ipv4.conf.lo.{forwarding,route_localnet,accept_local}=1, net.ipv6.conf.lo.forwarding=1 (route lookups and local delivery from eBPF)',
+  ];
+  return { tier: 'kernel', available: true, detail: `eBPF on tcx (Linux ${maj}.${min}), with the batched tier as companion`, notes };
+}
+
+export const kernelProvider: TierProvider = {
+  tier: 'kernel',
+  probe: probeKernelTier,
+  async create(options) {
+    return KernelPlane.start(options);
+  },
+};

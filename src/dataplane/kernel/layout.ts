@@ -1,0 +1,183 @@
+/**
+ * The kernel tier's map layout, mirrored from bpf/sluice.c, and the pure
+ * encoders that turn a flow plan into map keys and values. A policy becomes
+ * map entries here and nowhere else; test/kernel/layout.test.ts checks these
+ * sizes against the map definitions in the committed object.
+ *
+ * Addresses are 16 bytes everywhere, IPv4 written as ::ffff:a.b.c.d, so one
+ * key shape serves both families. Ports and addresses are in network order
+ * (the program compares and writes them as they are on the wire).
+ */
+import { isIPv4 } from 'node:net';
+import { ipv6Bytes, ipv4ToInt } from '../../wire/ip-address.js';
+import type { Endpoint } from '../../policy/endpoint.js';
+import type { SourceFilter } from '../../policy/source-filter.js';
+
+export const MAX_SUBS = 64;
+export const MAX_FLOWS = 1024;
+export const MAX_DESTS = 16384;
+export const MAX_ALLOW = 16384;
+export const MAX_LOCAL = 1024;
+
+export const FLOW_KEY_SIZE = 20;
+export const SUB_SIZE = 24;
+export const FLOW_VALUE_HEADER = 40;
+export const FLOW_VALUE_SIZE = FLOW_VALUE_HEADER + SUB_SIZE * MAX_SUBS;
+export const ALLOW_KEY_SIZE = 24;
+
+export const FLAG = { anySource: 1, mpegts: 2, spill: 4, srcWildcard: 8 } as const;
+
+/** struct flow_counters, u64 each, in order. */
+export const FLOW_COUNTERS = [
+  'packetsIn',
+  'bytesIn',
+  'packetsOut',
+  'bytesOut',
+  'sourceNotAllowed',
+  'malformed',
+  'tooLarge',
+  'sendError',
+  'toStackPackets',
+  'toStackBytes',
+  'puntFragment',
+  'puntIpOptions',
+  'puntGso',
+  'puntNoNeighbour',
+  'spilled',
+  'spillError',
+] as const;
+export type FlowCounterName = (typeof FLOW_COUNTERS)[number];
+export const FLOW_COUNTERS_SIZE = FLOW_COUNTERS.length * 8;
+
+/** struct dest_counters. */
+export const DEST_COUNTERS = ['packetsOut', 'bytesOut', 'sendError', 'lastErrno'] as const;
+export type DestCounterName = (typeof DEST_COUNTERS)[number];
+export const DEST_COUNTERS_SIZE = DEST_COUNTERS.length * 8;
+
+/** 16-byte form of an address: IPv6 as is, IPv4 as ::ffff:a.b.c.d. */
+export function addr16(address: string): Uint8Array {
+  const out = new Uint8Array(16);
+  if (isIPv4(address)) {
+    out[10] = 0xff;
+    out[11] = 0xff;
+    new DataView(out.buffer).setUint32(12, ipv4ToInt(address));
+  } else {
+    out.set(ipv6Bytes(address.replace(/%.*$/, '')));
+  }
+  return out;
+}
+
+export function isWildcard(address: string): boolean {
+  return address === '0.0.0.0' || address === '::';
+}
+
+export function flowKey(listen: Endpoint): Uint8Array {
+  const k = new Uint8Array(FLOW_KEY_SIZE);
+  k.set(addr16(listen.address), 0);
+  new DataView(k.buffer).setUint16(16, listen.port);
+  return k;
+}
+
+export interface KernelSub {
+  readonly endpoint: Endpoint;
+  readonly destSlot: number;
+  /** One of this host's addresses: the copy goes up through lo. */
+  readonly local: boolean;
+}
+
+export interface FlowValueInput {
+  readonly slot: number;
+  readonly listen: Endpoint;
+  readonly sources: SourceFilter;
+  readonly maxDatagramSize: number;
+  readonly payload: 'any' | 'mpegts';
+  /** In-kernel subscribers, at most MAX_SUBS, same family as listen. */
+  readonly subs: readonly KernelSub[];
+  /** Port of the spill socket, or 0 when every subscriber is in the kernel. */
+  readonly spillPort: number;
+  readonly generation: number;
+}
+
+export function flowValue(input: FlowValueInput): Uint8Array {
+  if (input.subs.length > MAX_SUBS) throw new RangeError(`at most ${MAX_SUBS} in-kernel subscribers`);
+  const b = new Uint8Array(FLOW_VALUE_SIZE);
+  const v = new DataView(b.buffer);
+  let flags = 0;
+  if (input.sources.any) flags |= FLAG.anySource;
+  if (input.payload === 'mpegts') flags |= FLAG.mpegts;
+  if (input.spillPort) flags |= FLAG.spill;
+  if (isWildcard(input.listen.address)) flags |= FLAG.srcWildcard;
+  v.setUint32(0, input.slot, true);
+  v.setUint32(4, flags, true);
+  v.setUint32(8, input.maxDatagramSize, true);
+  v.setUint16(12, input.subs.length, true);
+  v.setUint16(14, input.spillPort);
+  if (!isWildcard(input.listen.address)) b.set(addr16(input.listen.address), 16);
+  v.setUint16(32, input.listen.port);
+  v.setUint32(36, input.generation, true);
+  input.subs.forEach((s, i) => {
+    const o = FLOW_VALUE_HEADER + i * SUB_SIZE;
+    b.set(addr16(s.endpoint.address), o);
+    v.setUint16(o + 16, s.endpoint.port);
+    v.setUint16(o + 18, s.local ? 1 : 0, true);
+    v.setUint32(o + 20, s.destSlot, true);
+  });
+  return b;
+}
+
+/** What a pinned flow entry holds, for adoption after a restart. */
+export interface DecodedFlowValue {
+  readonly slot: number;
+  readonly flags: number;
+  readonly generation: number;
+  readonly subs: readonly { readonly addr: Uint8Array; readonly port: number; readonly destSlot: number }[];
+}
+
+export function decodeFlowValue(b: Uint8Array): DecodedFlowValue {
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const n = Math.min(v.getUint16(12, true), MAX_SUBS);
+  return {
+    slot: v.getUint32(0, true),
+    flags: v.getUint32(4, true),
+    generation: v.getUint32(36, true),
+    subs: Array.from({ length: n }, (_, i) => {
+      const o = FLOW_VALUE_HEADER + i * SUB_SIZE;
+      return { addr: b.slice(o, o + 16), port: v.getUint16(o + 16), destSlot: v.getUint32(o + 20, true) };
+    }),
+  };
+}
+
+/** LPM-trie keys of a flow's allow list (empty for `any`). */
+export function allowKeys(slot: number, sources: SourceFilter): Uint8Array[] {
+  if (sources.any) return [];
+  return sources.rules.map((r) => {
+    const k = new Uint8Array(ALLOW_KEY_SIZE);
+    const v = new DataView(k.buffer);
+    const bits = r.family === 4 ? 96 + r.prefix : r.prefix;
+    v.setUint32(0, 32 + bits, true);
+    v.setUint32(4, slot); // big-endian: the trie matches bytes in order
+    k.set(addr16(r.address), 8);
+    return k;
+  });
+}
+
+/** Sums a per-CPU counter array value (one `size`-byte struct per CPU, 8-aligned). */
+export function sumPerCpu<N extends string>(value: Uint8Array, names: readonly N[], cpus: number): Record<N, number> {
+  const v = new DataView(value.buffer, value.byteOffset, value.byteLength);
+  const size = names.length * 8;
+  const out = {} as Record<N, number>;
+  names.forEach((name, i) => {
+    let total = 0;
+    for (let c = 0; c < cpus; c++) total += Number(v.getBigUint64(c * size + i * 8, true));
+    out[name] = total;
+  });
+  return out;
+}
+
+/** Per-CPU `lastErrno`: the largest non-zero value wins (any CPU's latest error). */
+export function lastErrno(value: Uint8Array, cpus: number): number {
+  const v = new DataView(value.buffer, value.byteOffset, value.byteLength);
+  let e = 0;
+  for (let c = 0; c < cpus; c++) e = Math.max(e, Number(v.getBigUint64(c * DEST_COUNTERS_SIZE + 24, true)));
+  return e;
+}
