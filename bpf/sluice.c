@@ -258,10 +258,10 @@ INLINE int parse(struct __sk_buff *skb, struct pkt *p)
 			return -1;
 		__u16 tot = bswap16(ip->tot_len);
 		__u16 ulen = bswap16(udp->len);
-		if (ulen < sizeof(*udp) || tot < ihl + ulen)
-			return -1;
 		if (frag & 0x2000)
-			p->punt = PUNT_FRAGMENT;
+			p->punt = PUNT_FRAGMENT; /* first fragment: UDP length covers the whole datagram */
+		else if (ulen < sizeof(*udp) || tot < ihl + ulen)
+			return -1;
 		else if (ihl != sizeof(*ip))
 			p->punt = PUNT_OPTIONS;
 		p->v6 = 0;

@@ -18,6 +18,14 @@ export interface SluiceOptions {
   socketBufferBytes?: number;
   /** Batched tier: most time (ms) a datagram waits to be batched with others (default 1; 0 = none). */
   batchHoldMs?: number;
+  /**
+   * Kernel tier: pin maps and links in bpffs (true: /sys/fs/bpf/sluice, or a
+   * bpffs directory) so forwarding can outlive this process; pinned flows
+   * of an earlier process are adopted by `apply` on the same listen address.
+   */
+  kernelPin?: boolean | string;
+  /** Kernel tier: attach ingress only on these interfaces (lo egress always). */
+  kernelInterfaces?: string[];
 }
 
 export class Sluice {
@@ -27,8 +35,11 @@ export class Sluice {
   #closed = false;
   #closing: Promise<FlowStats[]> | undefined;
 
-  private constructor(plane: DataPlane) {
+  readonly #options: SluiceOptions;
+
+  private constructor(plane: DataPlane, options: SluiceOptions) {
     this.#plane = plane;
+    this.#options = options;
     this.#table = new PolicyTable(plane);
   }
 
@@ -37,8 +48,13 @@ export class Sluice {
    * an explicitly requested tier is unavailable, saying why.
    */
   static async open(options: SluiceOptions = {}): Promise<Sluice> {
-    const plane = await createDataPlane(options.tier ?? 'auto', { socketBufferBytes: options.socketBufferBytes, batchHoldMs: options.batchHoldMs });
-    return new Sluice(plane);
+    const plane = await createDataPlane(options.tier ?? 'auto', {
+      socketBufferBytes: options.socketBufferBytes,
+      batchHoldMs: options.batchHoldMs,
+      kernelPin: options.kernelPin,
+      kernelInterfaces: options.kernelInterfaces,
+    });
+    return new Sluice(plane, options);
   }
 
   /** The tier this instance runs on. */
@@ -88,16 +104,39 @@ export class Sluice {
   /**
    * Removes every flow, releases the data plane and resolves with the final
    * counters of the flows it stopped. Idempotent (later calls get the same).
+   *
+   * `keepForwarding` (kernel tier opened with `kernelPin`): the flows stay
+   * in the pinned maps and go on forwarding in the kernel after this
+   * process; a later Sluice with the same pin root adopts them (the daemon
+   * restart case), `sluice detach` removes them. Resolves with the counters
+   * as they stood. Other tiers ignore it and stop everything.
    */
-  close(): Promise<FlowStats[]> {
+  close(options: { keepForwarding?: boolean } = {}): Promise<FlowStats[]> {
     this.#closing ??= (async () => {
       this.#closed = true;
+      const keep = options.keepForwarding === true && this.#keepsForwarding;
+      const final = keep ? [...this.#flows].map((f) => f.stats()) : [];
       for (const f of this.#flows) f.markRemoved();
       this.#flows.clear();
-      const final = await this.#table.clear();
-      await this.#plane.close();
+      if (!keep) final.push(...(await this.#table.clear()));
+      await this.#plane.close({ keepForwarding: keep });
       return final;
     })();
     return this.#closing;
+  }
+
+  /**
+   * Kernel tier with pinned state: deletes flows a previous process left
+   * pinned that no `apply` of this one has claimed. Call once the
+   * configuration is applied. Returns how many were removed (0 elsewhere).
+   */
+  sweepUnclaimed(): number {
+    const p = this.#plane as { sweepUnclaimed?: () => number };
+    return p.sweepUnclaimed ? p.sweepUnclaimed() : 0;
+  }
+
+  /** True when close({ keepForwarding: true }) would leave flows forwarding. */
+  get #keepsForwarding(): boolean {
+    return this.#options.kernelPin !== undefined && this.#options.kernelPin !== false && this.#plane.tier === 'kernel';
   }
 }

@@ -13,8 +13,11 @@ export interface CliResult {
 }
 
 /** Starts `sluice ARGS...`; the caller owns the child. */
-export function startCli(args: string[]): ChildProcessWithoutNullStreams {
-  return spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, stdio: 'pipe' });
+export function startCli(args: string[], opts: { asNobody?: boolean } = {}): ChildProcessWithoutNullStreams {
+  const node = [process.execPath, '--import', 'tsx', CLI, ...args];
+  // As root every tier may be available; an unprivileged user lacks the kernel tier.
+  const argv = opts.asNobody && process.getuid?.() === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', ...node] : node;
+  return spawn(argv[0]!, argv.slice(1), { cwd: ROOT, stdio: 'pipe' });
 }
 
 /** Waits for a child to exit (killing it after `timeoutMs`) and collects its output. */
@@ -33,8 +36,8 @@ export function collect(child: ChildProcessWithoutNullStreams, timeoutMs = 30_00
 }
 
 /** Runs `sluice ARGS...` to completion. */
-export function runCli(args: string[], timeoutMs?: number): Promise<CliResult> {
-  return collect(startCli(args), timeoutMs);
+export function runCli(args: string[], timeoutMs?: number, opts: { asNobody?: boolean } = {}): Promise<CliResult> {
+  return collect(startCli(args, opts), timeoutMs);
 }
 
 /** Resolves with the first stdout line that parses as JSON with the given `event`. */

@@ -261,8 +261,9 @@ export class KernelPlane implements DataPlane {
    * is in the kernel stays there, so no subscriber ever moves between the
    * kernel and the spill companion (its counters would split).
    */
-  #assign(plan: FlowPlan, listen: Endpoint, current: readonly KernelSub[], adopted?: Map<string, number>): { subs: KernelSub[]; spill: Endpoint[]; fresh: number[] } {
+  #assign(plan: FlowPlan, listen: Endpoint, current: readonly KernelSub[], currentSpill: readonly Endpoint[], adopted?: Map<string, number>): { subs: KernelSub[]; spill: Endpoint[]; fresh: number[] } {
     const cur = new Map(current.map((s) => [endpointKey(s.endpoint), s]));
+    const spilled = new Set(currentSpill.map(endpointKey));
     const subs: KernelSub[] = [];
     const spill: Endpoint[] = [];
     const fresh: number[] = [];
@@ -276,7 +277,7 @@ export class KernelPlane implements DataPlane {
         subs.push({ ...existing, endpoint: d, local: this.#isLocal(d.address) });
         continue;
       }
-      if (!sameFamily(d, listen) || room <= 0) {
+      if (!sameFamily(d, listen) || room <= 0 || spilled.has(k)) {
         spill.push(d);
         continue;
       }
@@ -299,7 +300,7 @@ export class KernelPlane implements DataPlane {
     try {
       slot = adopted?.slot ?? this.#flowSlots.take('flow');
       if (!adopted) this.#zero('flow_stats', slot);
-      const { subs, spill, fresh } = this.#assign(plan, listen, [], adopted?.subs);
+      const { subs, spill, fresh } = this.#assign(plan, listen, [], [], adopted?.subs);
       for (const d of fresh) this.#zero('dest_stats', d);
       // Adopted destination slots no longer subscribed are free again.
       if (adopted) for (const s of adopted.subs.values()) if (!subs.some((x) => x.destSlot === s)) this.#destSlots.give(s);
@@ -326,7 +327,7 @@ export class KernelPlane implements DataPlane {
   async updateFlow(id: string, plan: FlowPlan): Promise<void> {
     const f = this.#flows.get(id);
     if (!f) throw new InvalidArgumentError(`no flow with id '${id}'`);
-    const { subs, spill, fresh } = this.#assign(plan, f.listen, f.subs);
+    const { subs, spill, fresh } = this.#assign(plan, f.listen, f.subs, f.spill);
     for (const d of fresh) this.#zero('dest_stats', d);
     await this.#companion.updateFlow(id, plan);
     const spillPlan: FlowPlan = { ...plan, name: `${plan.name} (spill)`, listen: { ...f.listen, port: f.spillPort }, destinations: spill };

@@ -1,0 +1,80 @@
+/**
+ * Kernel-tier tests that need root: the in-namespace checks of
+ * test/kernel/in-netns.ts, and a restart with pinned state under traffic.
+ * Everything runs in namespaces these tests create; bpffs for the pins is
+ * mounted on a private temporary directory and removed afterwards.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { rootSkipReason, withTopology, type NsProcess } from '../helpers/netns.js';
+import { runTestFileInNamespace } from '../helpers/in-namespace.js';
+import { probeKernelTier } from '../../src/dataplane/kernel/kernel-plane.js';
+
+const root = rootSkipReason();
+const probe = root ? undefined : await probeKernelTier();
+const skip = root ?? (probe && !probe.available ? `kernel tier unavailable: ${probe.detail}` : undefined);
+const RELAY = fileURLToPath(new URL('../fixtures/kernel-relay.ts', import.meta.url));
+const SEND = fileURLToPath(new URL('../fixtures/udp-send.ts', import.meta.url));
+const COUNT = fileURLToPath(new URL('../fixtures/udp-count.ts', import.meta.url));
+
+function event(proc: NsProcess, name: string): Record<string, any> {
+  const e = proc.jsonLines<Record<string, any>>().find((j) => j.event === name);
+  assert.ok(e, `no '${name}' from ${proc.description}:\n${proc.stdout()}\n${proc.stderr()}`);
+  return e;
+}
+
+test('kernel tier specifics, inside a network namespace', { skip, timeout: 300_000 }, async () => {
+  await runTestFileInNamespace('test/kernel/in-netns.ts');
+});
+
+test('pinned state keeps forwarding while the process restarts; the new process adopts it', { skip, timeout: 180_000 }, async () => {
+  const bpffs = mkdtempSync(join(tmpdir(), 'sluice-bpffs-'));
+  execFileSync('mount', ['-t', 'bpf', 'bpf', bpffs]);
+  try {
+    await withTopology({ namespaces: ['k'] }, async (topo) => {
+      const total = 3000;
+      const flowArgs = ['--listen', 'udp://127.0.0.1:5000', '--to', 'udp://127.0.0.1:7000', '--allow', '127.0.0.1', '--pin', bpffs];
+      const rx = topo.runNode('k', COUNT, ['--bind', '127.0.0.1:7000', '--expect', String(total), '--linger-ms', '500', '--timeout', '90000']);
+      await rx.waitForLine(/"event":"ready"/, { timeoutMs: 30_000 });
+      const first = topo.runNode('k', RELAY, [...flowArgs, '--keep']);
+      await first.waitForLine(/"event":"ready"/, { timeoutMs: 60_000, stream: 'stdout' });
+
+      // About 3 s of traffic; the relay process is gone for part of it.
+      const tx = topo.runNode('k', SEND, ['--to', '127.0.0.1:5000', '--count', String(total), '--size', '1316', '--burst', '5', '--gap-ms', '5', '--timeout', '60000']);
+      await sleep(500);
+      first.signal('SIGTERM');
+      assert.equal((await first.waitExit(30_000)).code, 0, first.stderr());
+      await sleep(500);
+      // Nothing of ours runs now: the pinned program and maps forward alone.
+      const second = topo.runNode('k', RELAY, flowArgs);
+      await second.waitForLine(/"event":"ready"/, { timeoutMs: 60_000, stream: 'stdout' });
+      const ready = event(second, 'ready');
+      // Counters continued: the adopted flow already counted what came before.
+      assert.ok(ready.stats.packetsIn > 0, JSON.stringify(ready));
+      assert.equal(ready.swept, 0);
+
+      assert.equal((await tx.waitExit(60_000)).code, 0, tx.stderr());
+      await rx.waitExit(90_000);
+      const got = event(rx, 'done');
+      assert.equal(got.missing, 0, `lost across the restart, e.g. ${JSON.stringify(got.missingSample)}`);
+      assert.equal(got.received, total);
+
+      second.signal('SIGTERM');
+      assert.equal((await second.waitExit(30_000)).code, 0, second.stderr());
+      const final = event(second, 'final');
+      assert.equal(final.stats.packetsIn, total);
+      assert.equal(final.stats.destinations[0].packetsOut, total);
+      // A normal close of the last flow leaves nothing pinned.
+      assert.deepEqual(readdirSync(bpffs).filter((n) => n.startsWith('net-')), []);
+    });
+  } finally {
+    execFileSync('umount', [bpffs]);
+    rmdirSync(bpffs);
+  }
+});

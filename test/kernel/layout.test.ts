@@ -1,0 +1,103 @@
+/**
+ * The committed eBPF object against the TypeScript mirror of its layout,
+ * and the ELF reader's refusal of malformed objects. Needs no root.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, copyFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { parseBpfElf, relocateMaps, ElfError } from '../../src/dataplane/kernel/elf.js';
+import { objectPath } from '../../src/dataplane/kernel/program.js';
+import * as L from '../../src/dataplane/kernel/layout.js';
+
+const bytes = readFileSync(objectPath());
+const obj = parseBpfElf(bytes);
+
+test('the object declares the maps the TypeScript side writes, with the same sizes', () => {
+  const m = Object.fromEntries(obj.maps.map((x) => [x.name, x]));
+  assert.equal(obj.license, 'Dual MIT/GPL');
+  assert.equal(m.flows?.keySize, L.FLOW_KEY_SIZE);
+  assert.equal(m.flows?.valueSize, L.FLOW_VALUE_SIZE);
+  assert.equal(m.flows?.maxEntries, L.MAX_FLOWS);
+  assert.equal(m.allow?.keySize, L.ALLOW_KEY_SIZE);
+  assert.equal(m.allow?.maxEntries, L.MAX_ALLOW);
+  assert.equal(m.local_addrs?.keySize, 16);
+  assert.equal(m.flow_stats?.valueSize, L.FLOW_COUNTERS_SIZE);
+  assert.equal(m.flow_stats?.maxEntries, L.MAX_FLOWS);
+  assert.equal(m.dest_stats?.valueSize, L.DEST_COUNTERS_SIZE);
+  assert.equal(m.dest_stats?.maxEntries, L.MAX_DESTS);
+  const prog = obj.programs.find((p) => p.section === 'tcx');
+  assert.ok(prog && prog.mapRelocations.length > 0);
+  assert.ok(prog.mapRelocations.every((r) => obj.maps.some((x) => x.name === r.map)));
+});
+
+test('map relocations write the fd into the ld_imm64 with src_reg = BPF_PSEUDO_MAP_FD', () => {
+  const prog = obj.programs[0]!;
+  const fds = new Map(obj.maps.map((m, i) => [m.name, 100 + i]));
+  const out = relocateMaps(prog, fds);
+  for (const r of prog.mapRelocations) {
+    assert.equal(out[r.insn * 8 + 1]! >> 4, 1);
+    assert.equal(new DataView(out.buffer).getInt32(r.insn * 8 + 4, true), fds.get(r.map));
+  }
+  assert.throws(() => relocateMaps(prog, new Map()), ElfError);
+});
+
+test('truncated or corrupted objects are refused with ElfError, never misread', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: bytes.length - 1 }), (n) => {
+      try {
+        parseBpfElf(bytes.subarray(0, n));
+        return false;
+      } catch (e) {
+        return e instanceof ElfError;
+      }
+    }),
+    { numRuns: 200 },
+  );
+  const wrongMachine = Buffer.from(bytes);
+  wrongMachine.writeUInt16LE(62, 18);
+  assert.throws(() => parseBpfElf(wrongMachine), /not BPF/);
+});
+
+test('flow values encode the policy as the program reads it', () => {
+  const listen = { address: '10.0.0.1', port: 5000, family: 4 as const };
+  const v = L.flowValue({
+    slot: 7,
+    listen,
+    sources: { any: false, rules: [{ family: 4, address: '10.0.0.0', prefix: 8 }] },
+    maxDatagramSize: 1316,
+    payload: 'mpegts',
+    subs: [{ endpoint: { address: '10.0.0.2', port: 6000, family: 4 }, destSlot: 3, local: true }],
+    spillPort: 40000,
+    generation: 1,
+  });
+  const d = L.decodeFlowValue(v);
+  assert.equal(d.slot, 7);
+  assert.equal(d.flags, L.FLAG.mpegts | L.FLAG.spill);
+  assert.equal(d.subs[0]!.port, 6000);
+  assert.equal(d.subs[0]!.destSlot, 3);
+  assert.deepEqual([...d.subs[0]!.addr.subarray(10)], [0xff, 0xff, 10, 0, 0, 2]);
+  const [k] = L.allowKeys(7, { any: false, rules: [{ family: 4, address: '10.0.0.0', prefix: 8 }] });
+  assert.equal(new DataView(k!.buffer).getUint32(0, true), 32 + 96 + 8);
+});
+
+test('bpf/sluice.o is built from bpf/sluice.c as committed', { skip: hasClang() ? undefined : 'clang is not installed (only needed to rebuild the object)' }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-bpf-'));
+  copyFileSync(new URL('../../bpf/sluice.c', import.meta.url), join(dir, 'sluice.c'));
+  copyFileSync(new URL('../../bpf/build.sh', import.meta.url), join(dir, 'build.sh'));
+  execFileSync('sh', [join(dir, 'build.sh')], { stdio: 'ignore' });
+  assert.ok(readFileSync(join(dir, 'sluice.o')).equals(bytes), 'bpf/sluice.o is stale: run npm run build:bpf and commit it');
+});
+
+function hasClang(): boolean {
+  try {
+    execFileSync('clang', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
