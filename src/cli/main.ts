@@ -14,6 +14,8 @@ import { NotSupportedError, PolicyValidationError, SluiceError } from '../errors
 import { EXIT, parseBitrate, parseDuration, table, emitJson } from './output.js';
 import { runSession } from './session.js';
 import { runDemo } from './demo.js';
+import { existsSync } from 'node:fs';
+import { DEFAULT_PIN_ROOT, detachPinned, pinDirFor } from '../dataplane/kernel/attach.js';
 
 const collect = (value: string, prev: string[]) => [...prev, value];
 const tierOption = () => new Option('--tier <tier>', 'tier to run on').choices(['auto', ...TIER_NAMES]).default('auto');
@@ -57,6 +59,7 @@ export function buildProgram(exit: (code: number) => void): Command {
     .option('--max-datagram <bytes>', 'drop (and count) longer datagrams', positiveInt)
     .addOption(new Option('--payload <format>', 'payload check').choices(['any', 'mpegts']).default('any'))
     .option('--batch-hold <ms>', 'batched tier: most time a datagram waits to be sent with others (default 1; 0 = none)', nonNegative)
+    .option('--pin [dir]', 'kernel tier: pin state in bpffs (default /sys/fs/bpf/sluice) so forwarding goes on while sluice is stopped; a later --pin run adopts it, `sluice detach` removes it')
     .option('--stats-interval <seconds>', 'print counters every N seconds (0: only at exit)', nonNegative)
     .option('--json', 'machine-readable JSON lines on stdout')
     .addHelpText(
@@ -81,7 +84,7 @@ export function buildProgram(exit: (code: number) => void): Command {
         ...(o.maxDatagram ? { maxDatagramSize: o.maxDatagram } : {}),
       } as FlowPolicy;
       parseFlowPolicy(policy); // fail before opening anything
-      exit(await runSession({ tier: o.tier as TierChoice, batchHoldMs: o.batchHold, flows: [policy], json: !!o.json, statsInterval: o.statsInterval ?? (o.json ? 0 : 5) }));
+      exit(await runSession({ tier: o.tier as TierChoice, batchHoldMs: o.batchHold, pin: o.pin, flows: [policy], json: !!o.json, statsInterval: o.statsInterval ?? (o.json ? 0 : 5) }));
     });
 
   program
@@ -90,12 +93,24 @@ export function buildProgram(exit: (code: number) => void): Command {
     .requiredOption('-c, --config <file>', 'config file, e.g. sluice.yaml')
     .addOption(new Option('--tier <tier>', "override the file's tier").choices(['auto', ...TIER_NAMES]))
     .option('--batch-hold <ms>', 'batched tier: most time a datagram waits to be sent with others (default 1; 0 = none)', nonNegative)
+    .option('--pin [dir]', 'kernel tier: pin state in bpffs (default /sys/fs/bpf/sluice) so forwarding goes on while sluice is stopped; a later --pin run adopts it, `sluice detach` removes it')
     .option('--stats-interval <seconds>', 'print counters every N seconds (0: only at exit)', nonNegative)
     .option('--json', 'machine-readable JSON lines on stdout')
     .action(async (o) => {
       const config = await loadConfig(o.config);
       const reload = async () => [...(await loadConfig(o.config)).flows];
-      exit(await runSession({ tier: (o.tier ?? config.tier) as TierChoice, batchHoldMs: o.batchHold, flows: [...config.flows], reload, json: !!o.json, statsInterval: o.statsInterval ?? (o.json ? 0 : 5) }));
+      exit(await runSession({ tier: (o.tier ?? config.tier) as TierChoice, batchHoldMs: o.batchHold, pin: o.pin, flows: [...config.flows], reload, json: !!o.json, statsInterval: o.statsInterval ?? (o.json ? 0 : 5) }));
+    });
+
+  program
+    .command('detach')
+    .description('kernel tier: remove everything sluice pinned in this network namespace (programs, links, maps)')
+    .option('--pin-dir <dir>', 'bpffs directory given to --pin', DEFAULT_PIN_ROOT)
+    .action(async (o) => {
+      const dir = pinDirFor(o.pinDir);
+      const removed = existsSync(dir) ? detachPinned(dir) : [];
+      process.stdout.write(removed.length ? `detached: removed ${removed.length} pinned object(s) from ${dir}\n` : `nothing pinned in ${dir}\n`);
+      exit(EXIT.OK);
     });
 
   program

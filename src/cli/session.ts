@@ -12,6 +12,8 @@ export interface SessionOptions {
   /** Batched tier: most time (ms) a datagram is held for batching. */
   batchHoldMs?: number;
   flows: FlowPolicy[];
+  /** Kernel tier: pin state (true or a bpffs dir); stopping then leaves flows forwarding. */
+  pin?: boolean | string;
   json: boolean;
   /** Seconds between status lines; 0 = none. */
   statsInterval: number;
@@ -42,13 +44,20 @@ function waitForSignal(): Promise<string> {
 export async function runSession(opts: SessionOptions): Promise<number> {
   // Listen for signals before anything is bound, so an early SIGTERM still stops cleanly.
   const stop = opts.stopSignal ?? waitForSignal();
-  const sluice = await Sluice.open({ tier: opts.tier, ...(opts.batchHoldMs !== undefined ? { batchHoldMs: opts.batchHoldMs } : {}) });
+  const sluice = await Sluice.open({
+    tier: opts.tier,
+    ...(opts.batchHoldMs !== undefined ? { batchHoldMs: opts.batchHoldMs } : {}),
+    ...(opts.pin ? { kernelPin: opts.pin } : {}),
+  });
   try {
     for (const f of opts.flows) await sluice.apply(f);
   } catch (err) {
     await sluice.close();
     throw err;
   }
+  // Pinned flows of an earlier run that this configuration no longer has.
+  const swept = sluice.sweepUnclaimed();
+  if (swept && !opts.json) process.stderr.write(`sluice: removed ${swept} pinned flow(s) of an earlier run that the configuration no longer has\n`);
   const flows = sluice.flows();
   if (opts.json) {
     emitJson('ready', {
@@ -90,8 +99,10 @@ export async function runSession(opts: SessionOptions): Promise<number> {
   process.off('SIGHUP', onHup);
   await reloading;
   if (timer) clearInterval(timer);
-  const final = await sluice.close();
-  if (opts.json) emitJson('final', { signal, flows: final });
+  const keep = Boolean(opts.pin) && sluice.tier === 'kernel';
+  const final = await sluice.close({ keepForwarding: keep });
+  if (keep && !opts.json) process.stderr.write('sluice: kernel forwarding left in place (pinned); run again with --pin to adopt it, or `sluice detach` to remove it\n');
+  if (opts.json) emitJson('final', { signal, flows: final, ...(keep ? { keptForwarding: true } : {}) });
   else process.stdout.write(`${statsTable(final)}\n`);
   return EXIT.OK;
 }
