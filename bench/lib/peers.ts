@@ -181,5 +181,5 @@ const gstreamer: Peer = {
 };
 
 export const ALL_PEERS: readonly Peer[] = [sluicePeer('portable'), sluicePeer('batched'), socat, nginx, gstreamer, sluicePeer('kernel')];
-/** Run unless --peers says otherwise (the kernel tier joins once it exists). */
-export const DEFAULT_PEERS = ['portable', 'batched', 'socat', 'nginx', 'gstreamer'];
+/** Run unless --peers says otherwise. */
+export const DEFAULT_PEERS = ['portable', 'batched', 'kernel', 'socat', 'nginx', 'gstreamer'];

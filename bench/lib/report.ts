@@ -40,7 +40,7 @@ export interface RunInfo {
 }
 
 /** Peers the targets compare against; ratio columns are "this peer ÷ reference". */
-export const REFERENCES = ['portable', 'gstreamer', 'nginx'] as const;
+export const REFERENCES = ['portable', 'batched', 'gstreamer', 'nginx'] as const;
 
 export interface SummaryRow {
   caseId: string;
@@ -158,9 +158,15 @@ interface Target {
   fanout: number;
   size: number;
   ref: string;
+  /** Sluice tier measured (default batched). */
+  peer?: string;
 }
 
 const TARGETS: readonly Target[] = [
+  { label: 'replicate 1→100, 1316 B: lossless delivered pps, kernel ÷ gstreamer', peer: 'kernel', mode: 'max', fanout: 100, size: 1316, ref: 'gstreamer' },
+  { label: 'replicate 1→100, 1316 B, 2,000 pps in: relay CPU per packet, kernel ÷ gstreamer (lower is better; see caveat)', peer: 'kernel', mode: 'cpu', fanout: 100, size: 1316, ref: 'gstreamer' },
+  { label: 'replicate 1→100, 1316 B, 2,000 pps in: relay CPU per packet, kernel ÷ batched (lower is better; see caveat)', peer: 'kernel', mode: 'cpu', fanout: 100, size: 1316, ref: 'batched' },
+  { label: 'redirect 1→1, 1316 B: lossless delivered pps, kernel ÷ nginx', peer: 'kernel', mode: 'max', fanout: 1, size: 1316, ref: 'nginx' },
   { label: 'replicate 1→100, 1316 B: lossless delivered pps, batched ÷ portable', mode: 'max', fanout: 100, size: 1316, ref: 'portable' },
   { label: 'replicate 1→100, 1316 B: lossless delivered pps, batched ÷ gstreamer', mode: 'max', fanout: 100, size: 1316, ref: 'gstreamer' },
   { label: 'replicate 1→100, 1316 B, 2,000 pps in: relay CPU per packet, batched ÷ gstreamer (lower is better)', mode: 'cpu', fanout: 100, size: 1316, ref: 'gstreamer' },
@@ -187,14 +193,15 @@ export function markdown(info: RunInfo, rows: readonly SummaryRow[]): string {
   const targetRows: string[][] = [];
   for (const t of TARGETS) {
     for (const pattern of ['smooth', 'bursty'] as const) {
-      const row = rows.find((r) => r.mode === t.mode && r.fanout === t.fanout && r.size === t.size && r.pattern === pattern && r.peer === 'batched');
+      const peer = t.peer ?? 'batched';
+      const row = rows.find((r) => r.mode === t.mode && r.fanout === t.fanout && r.size === t.size && r.pattern === pattern && r.peer === peer);
       const ref = rows.find((r) => r.mode === t.mode && r.fanout === t.fanout && r.size === t.size && r.pattern === pattern && r.peer === t.ref);
       if (!row && !ref) continue;
       const fmt = t.mode === 'max' ? si : (v: number | undefined) => `${fixed(v, 2)} µs`;
-      targetRows.push([t.label, pattern, fmt(row?.value?.median), fmt(ref?.value?.median), row ? ratioCell(row, t.ref) || '–' : 'batched not measured']);
+      targetRows.push([t.label, pattern, fmt(row?.value?.median), fmt(ref?.value?.median), row ? ratioCell(row, t.ref) || '–' : `${peer} not measured`]);
     }
   }
-  out.push(table(['target', 'input', 'batched', 'reference', 'ratio'], targetRows));
+  out.push(table(['target', 'input', 'Sluice tier', 'reference', 'ratio'], targetRows));
   out.push('');
 
   const maxRows = rows.filter((r) => r.mode === 'max');
