@@ -537,14 +537,14 @@ int sluice_tcx(struct __sk_buff *skb)
 	struct flow_key key = { .addr = p.daddr, .port = p.dport };
 	struct flow_value *f = bpf_map_lookup_elem(&flows, &key);
 	if (!f) {
-		/* A wildcard listen (0.0.0.0 / ::) matches any local address. */
-		if (!is_local(&p.daddr))
-			return TCX_NEXT;
+		/* A wildcard listen (0.0.0.0 / ::) matches any local address. The
+		 * wildcard key is tried first: most UDP traffic on the host is not
+		 * ours and should cost one more lookup, not the local-address test too. */
 		__builtin_memset(&key.addr, 0, 16);
 		if (!p.v6)
 			key.addr.w[2] = __builtin_bswap32(0x0000ffff);
 		f = bpf_map_lookup_elem(&flows, &key);
-		if (!f)
+		if (!f || !is_local(&p.daddr))
 			return TCX_NEXT;
 	}
 	__u32 slot = f->slot;

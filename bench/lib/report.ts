@@ -140,6 +140,12 @@ function range(s: Spread | undefined, fmt: (v: number) => string): string {
   return s ? `${fmt(s.min)}–${fmt(s.max)}` : '–';
 }
 
+/** One ratio column per reference peer, in REFERENCES order. */
+const REFERENCE_HEADS = REFERENCES.map((ref) => `÷ ${ref}`);
+function referenceCells(row: SummaryRow): string[] {
+  return REFERENCES.map((ref) => ratioCell(row, ref));
+}
+
 function ratioCell(row: SummaryRow, ref: string): string {
   const r = row.ratios[ref];
   if (!r) return '';
@@ -211,10 +217,10 @@ export function markdown(info: RunInfo, rows: readonly SummaryRow[]): string {
     out.push('Delivered packets/s at that rate (= input × subscribers, as counted at the sink).');
     out.push('');
     out.push(table(
-      ['scenario', 'size', 'input', 'peer', 'delivered pps (median)', 'min–max', 'input pps (median)', 'n', '÷ portable', '÷ gstreamer', '÷ nginx', 'notes'],
+      ['scenario', 'size', 'input', 'peer', 'delivered pps (median)', 'min–max', 'input pps (median)', 'n', ...REFERENCE_HEADS, 'notes'],
       maxRows.map((r) => [
         scenarioName(r.fanout), `${r.size} B`, r.pattern, r.peer, si(r.value?.median), range(r.value, si), si(r.inputPps?.median), String(r.n),
-        ratioCell(r, 'portable'), ratioCell(r, 'gstreamer'), ratioCell(r, 'nginx'), r.notes.join('; '),
+        ...referenceCells(r), r.notes.join('; '),
       ]),
     ));
     out.push('');
@@ -226,11 +232,11 @@ export function markdown(info: RunInfo, rows: readonly SummaryRow[]): string {
     out.push('Relay CPU (all its processes and threads, from schedstat) over the sending window, per delivered packet and as % of one core. It includes softirq work done in the relay\'s own system calls, which here includes the sink\'s receive path (see bench/README.md).');
     out.push('');
     out.push(table(
-      ['scenario', 'size', 'input', 'peer', 'CPU µs/pkt (median)', 'min–max', 'CPU % (median)', 'loss (median)', 'n', '÷ portable', '÷ gstreamer', '÷ nginx', 'notes'],
+      ['scenario', 'size', 'input', 'peer', 'CPU µs/pkt (median)', 'min–max', 'CPU % (median)', 'loss (median)', 'n', ...REFERENCE_HEADS, 'notes'],
       cpuRows.map((r) => [
         scenarioName(r.fanout), `${r.size} B`, r.pattern, r.peer, fixed(r.value?.median, 2), range(r.value, (v) => fixed(v, 2)), fixed(r.cpuPct?.median, 1),
         r.loss ? `${(100 * r.loss.median).toFixed(3)} %` : '–', String(r.n),
-        ratioCell(r, 'portable'), ratioCell(r, 'gstreamer'), ratioCell(r, 'nginx'), r.notes.join('; '),
+        ...referenceCells(r), r.notes.join('; '),
       ]),
     ));
     out.push('');

@@ -12,15 +12,13 @@ import { readFileSync } from 'node:fs';
 import { libc } from './ffi.js';
 import { NativeRegion } from './memory.js';
 import { syscallError } from './errno.js';
+import { SyscallError } from '../errors.js';
 
 export const BPF_MAP_TYPE = { HASH: 1, ARRAY: 2, PERCPU_ARRAY: 6, LPM_TRIE: 11 } as const;
 export const BPF_PROG_TYPE_SCHED_CLS = 3;
 export const BPF_TCX_INGRESS = 46;
 export const BPF_TCX_EGRESS = 47;
-export const BPF_LINK_TYPE_TCX = 11;
 export const BPF_ANY = 0;
-export const BPF_NOEXIST = 1;
-export const BPF_PSEUDO_MAP_FD = 1;
 
 const CMD = {
   MAP_CREATE: 0,
@@ -38,7 +36,6 @@ const CMD = {
 } as const;
 type Command = keyof typeof CMD;
 
-const ENOENT = 2;
 const ATTR_SIZE = 144;
 
 /** __NR_bpf differs per architecture. */
@@ -71,6 +68,11 @@ function bpf(cmd: Command, attr: NativeRegion, detail?: () => string): number {
     throw syscallError(`bpf(BPF_${cmd})`, errno, detail?.());
   }
   return rc;
+}
+
+/** True when `err` is this module's SyscallError with errno `name` (e.g. ENOENT: no such key or pin). */
+function failedWith(err: unknown, name: string): boolean {
+  return err instanceof SyscallError && err.errno === name;
 }
 
 /** A region that holds `bytes`, for pointers in bpf_attr. */
@@ -134,7 +136,7 @@ export function mapLookup(fd: number, key: Uint8Array, valueSize: number, what =
   try {
     bpf('MAP_LOOKUP_ELEM', elemAttr(fd, k, val, 0), () => what);
   } catch (err) {
-    if ((err as { errno?: string }).errno === 'ENOENT') return undefined;
+    if (failedWith(err, 'ENOENT')) return undefined;
     throw err;
   }
   return val.bytes.slice(0, valueSize);
@@ -147,7 +149,7 @@ export function mapDelete(fd: number, key: Uint8Array, what = 'map'): boolean {
     bpf('MAP_DELETE_ELEM', elemAttr(fd, k, undefined, 0), () => what);
     return true;
   } catch (err) {
-    if ((err as { errno?: string }).errno === 'ENOENT') return false;
+    if (failedWith(err, 'ENOENT')) return false;
     throw err;
   }
 }
@@ -165,7 +167,7 @@ export function mapKeys(fd: number, keySize: number, what = 'map'): Uint8Array[]
     try {
       bpf('MAP_GET_NEXT_KEY', a, () => what);
     } catch (err) {
-      if ((err as { errno?: string }).errno === 'ENOENT') return keys;
+      if (failedWith(err, 'ENOENT')) return keys;
       throw err;
     }
     keys.push(next.bytes.slice(0, keySize));
@@ -223,7 +225,7 @@ export function progLoad(spec: ProgramSpec): number {
   try {
     return attempt();
   } catch (err) {
-    if ((err as { errno?: string }).errno === 'EPERM') throw err;
+    if (failedWith(err, 'EPERM')) throw err;
     return attempt(new NativeRegion(4 * 1024 * 1024));
   }
 }
@@ -290,7 +292,7 @@ export function objGet(path: string): number | undefined {
   try {
     return bpf('OBJ_GET', a, () => path);
   } catch (err) {
-    if ((err as { errno?: string }).errno === 'ENOENT') return undefined;
+    if (failedWith(err, 'ENOENT')) return undefined;
     throw err;
   }
 }
@@ -300,4 +302,3 @@ export function closeFd(fd: number): void {
   libc().close(fd);
 }
 
-export { ENOENT };

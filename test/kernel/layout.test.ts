@@ -26,6 +26,7 @@ test('the object declares the maps the TypeScript side writes, with the same siz
   assert.equal(m.allow?.keySize, L.ALLOW_KEY_SIZE);
   assert.equal(m.allow?.maxEntries, L.MAX_ALLOW);
   assert.equal(m.local_addrs?.keySize, 16);
+  assert.equal(m.local_addrs?.maxEntries, L.MAX_LOCAL);
   assert.equal(m.flow_stats?.valueSize, L.FLOW_COUNTERS_SIZE);
   assert.equal(m.flow_stats?.maxEntries, L.MAX_FLOWS);
   assert.equal(m.dest_stats?.valueSize, L.DEST_COUNTERS_SIZE);

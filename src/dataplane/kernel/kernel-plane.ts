@@ -41,7 +41,6 @@ import {
   decodeFlowValue,
   flowKey,
   flowValue,
-  isWildcard,
   lastErrno,
   sumPerCpu,
   type FlowCounterName,

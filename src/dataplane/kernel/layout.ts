@@ -10,7 +10,7 @@
  */
 import { isIPv4 } from 'node:net';
 import { ipv6Bytes, ipv4ToInt } from '../../wire/ip-address.js';
-import type { Endpoint } from '../../policy/endpoint.js';
+import { isWildcard, type Endpoint } from '../../policy/endpoint.js';
 import type { SourceFilter } from '../../policy/source-filter.js';
 
 export const MAX_SUBS = 64;
@@ -67,10 +67,6 @@ export function addr16(address: string): Uint8Array {
   return out;
 }
 
-export function isWildcard(address: string): boolean {
-  return address === '0.0.0.0' || address === '::';
-}
-
 export function flowKey(listen: Endpoint): Uint8Array {
   const k = new Uint8Array(FLOW_KEY_SIZE);
   k.set(addr16(listen.address), 0);
@@ -106,13 +102,13 @@ export function flowValue(input: FlowValueInput): Uint8Array {
   if (input.sources.any) flags |= FLAG.anySource;
   if (input.payload === 'mpegts') flags |= FLAG.mpegts;
   if (input.spillPort) flags |= FLAG.spill;
-  if (isWildcard(input.listen.address)) flags |= FLAG.srcWildcard;
+  if (isWildcard(input.listen)) flags |= FLAG.srcWildcard;
   v.setUint32(0, input.slot, true);
   v.setUint32(4, flags, true);
   v.setUint32(8, input.maxDatagramSize, true);
   v.setUint16(12, input.subs.length, true);
   v.setUint16(14, input.spillPort);
-  if (!isWildcard(input.listen.address)) b.set(addr16(input.listen.address), 16);
+  if (!isWildcard(input.listen)) b.set(addr16(input.listen.address), 16);
   v.setUint16(32, input.listen.port);
   v.setUint32(36, input.generation, true);
   input.subs.forEach((s, i) => {
