@@ -8,6 +8,9 @@
  * and port is a flow in `flows`, it checks the sender against the flow's
  * allow list, the size and the payload format, resolves the next hop of
  * every subscriber, then rewrites and clones the packet once per subscriber.
+ * Subscribers are handled in chunks of SLUICE_CHUNK per program run; a
+ * longer list continues in the same program through a tail call (the
+ * verifier walks every iteration of a loop, so one run cannot hold more).
  * The policy lives entirely in maps written from TypeScript
  * (src/dataplane/kernel/maps.ts); the layouts below are mirrored there and
  * checked against this object by test/kernel/layout.test.ts.
@@ -44,6 +47,8 @@ static long (*bpf_skb_load_bytes)(const struct __sk_buff *skb, __u32 off, void *
 static long (*bpf_csum_diff)(const void *from, __u32 from_size, const void *to, __u32 to_size, __u32 seed) = (void *)28;
 static long (*bpf_redirect)(__u32 ifindex, __u64 flags) = (void *)23;
 static long (*bpf_fib_lookup)(void *ctx, struct bpf_fib_lookup *params, int plen, __u32 flags) = (void *)69;
+static __u64 (*bpf_ktime_get_ns)(void) = (void *)5;
+static long (*bpf_tail_call)(void *ctx, void *prog_array, __u32 index) = (void *)12;
 
 #define bswap16(x) __builtin_bswap16(x)
 #define htons(x) ((__be16)bswap16(x))
@@ -55,7 +60,12 @@ static long (*bpf_fib_lookup)(void *ctx, struct bpf_fib_lookup *params, int plen
 #define TCX_REDIRECT 7
 
 /* ---- layout shared with TypeScript (src/dataplane/kernel/layout.ts) ---- */
-#define SLUICE_MAX_SUBS 64 /* a power of two; see send_all */
+#define SLUICE_MAX_SUBS 1024 /* a power of two (indices are masked with it) */
+#define SLUICE_CHUNK 64      /* subscribers per program run, per pass */
+/* Runs per packet: one per chunk to resolve next hops, one per chunk to
+ * send, less one (the last resolve run sends the first chunk): 31 for
+ * 1024 subscribers, within the kernel's 33 tail calls. */
+#define HOP_TTL_NS (50ull * 1000 * 1000) /* how long a resolved next hop is reused */
 #define SLUICE_MAX_FLOWS 1024
 #define SLUICE_MAX_DESTS 16384
 #define SLUICE_MAX_ALLOW 16384
@@ -86,8 +96,12 @@ struct sub {
 	addr_t addr;
 	__be16 port;
 	__u16 flags;     /* SUB_LOCAL: one of this host's addresses (set by user space) */
-	__u32 dest_slot; /* index into dest_stats */
+	__u32 dest_slot; /* index into dest_stats and hops */
 };
+/* A subscriber with port 0 is a hole: user space keeps every subscriber at
+ * the same index while the list changes (a removal leaves a hole, an
+ * addition fills one), so a packet that straddles an update, half in one
+ * run and half in the next, never skips or repeats anyone else. */
 
 #define SUB_LOCAL 1
 
@@ -95,7 +109,7 @@ struct flow_value {
 	__u32 slot;        /* index into flow_stats and allow-list key */
 	__u32 flags;
 	__u32 max_payload; /* UDP payload bytes; larger is tooLarge */
-	__u16 nsubs;       /* in-kernel subscribers, <= SLUICE_MAX_SUBS */
+	__u16 nsubs;       /* subscriber slots in use (holes included), <= SLUICE_MAX_SUBS */
 	__be16 spill_port; /* port of the spill socket (F_SPILL) */
 	addr_t src_addr;   /* source address of copies (listen address) */
 	__be16 src_port;   /* source port of copies (listen port) */
@@ -137,16 +151,53 @@ struct dest_counters {
 	__u64 last_errno;
 };
 
-/* Next hop of one subscriber, found in the first pass. */
+/* Next hop of one subscriber (per CPU, by dest_slot): found by the first
+ * pass, reused for HOP_TTL_NS so that a packet costs a route lookup per
+ * subscriber only a few times a second. `addr` and `sflags` say which
+ * subscriber it was resolved for (user space also zeroes an entry when it
+ * gives its dest_slot to another subscriber). */
 struct hop {
+	__u64 stamp;   /* bpf_ktime_get_ns() of the lookup; 0 = empty */
+	addr_t addr;
+	__u16 sflags;
+	__u16 pad;
 	__u32 ifindex;
-	__u32 err; /* errno to count, 0 = ok */
+	__u32 err;     /* errno to count, 0 = ok */
 	__u32 macs[3]; /* dmac, smac */
 	addr_t src;
 };
 
-struct scratch {
-	struct hop hops[SLUICE_MAX_SUBS];
+/* What the parser learnt about the packet. */
+struct pkt {
+	__u32 l3; /* offset of the IP header */
+	__u32 l4; /* offset of the UDP header */
+	__u32 payload_len;
+	__u16 ip_len; /* L3 length, for the route MTU check */
+	__u8 v6;
+	__u8 punt; /* 0, or which punt counter applies */
+	addr_t saddr;
+	addr_t daddr;
+	__be16 sport;
+	__be16 dport;
+};
+
+/* The packet's current header fields, as last written. */
+struct cur {
+	addr_t saddr;
+	addr_t daddr;
+	__u32 ports; /* sport, dport as on the wire */
+};
+
+/* One packet's progress, carried from one run to the next (per CPU: a
+ * tail call continues on the same CPU, with nothing in between). */
+struct state {
+	__u32 active;    /* set just before a tail call, cleared by the run it starts */
+	__u32 stage;     /* runs done: resolve chunks first, then send chunks */
+	__u32 n;         /* subscriber slots when the packet arrived */
+	__u32 orig_mark; /* skb->mark to restore if the packet is not redirected */
+	struct flow_key key;
+	struct pkt p;
+	struct cur c;
 };
 
 /* Legacy map definitions: the loader (src/dataplane/kernel/elf.ts) reads them. */
@@ -163,6 +214,7 @@ struct map_def flows SEC("maps") = {
 	.key_size = sizeof(struct flow_key),
 	.value_size = sizeof(struct flow_value),
 	.max_entries = SLUICE_MAX_FLOWS,
+	.map_flags = BPF_F_NO_PREALLOC, /* values are ~24 KiB: allocate per flow */
 };
 struct map_def allow SEC("maps") = {
 	.type = BPF_MAP_TYPE_LPM_TRIE,
@@ -189,25 +241,24 @@ struct map_def dest_stats SEC("maps") = {
 	.value_size = sizeof(struct dest_counters),
 	.max_entries = SLUICE_MAX_DESTS,
 };
-struct map_def scratch SEC("maps") = {
+struct map_def hops SEC("maps") = {
 	.type = BPF_MAP_TYPE_PERCPU_ARRAY,
 	.key_size = sizeof(__u32),
-	.value_size = sizeof(struct scratch),
+	.value_size = sizeof(struct hop),
+	.max_entries = SLUICE_MAX_DESTS,
+};
+struct map_def state SEC("maps") = {
+	.type = BPF_MAP_TYPE_PERCPU_ARRAY,
+	.key_size = sizeof(__u32),
+	.value_size = sizeof(struct state),
 	.max_entries = 1,
 };
-
-/* What the parser learnt about the packet. */
-struct pkt {
-	__u32 l3; /* offset of the IP header */
-	__u32 l4; /* offset of the UDP header */
-	__u32 payload_len;
-	__u16 ip_len; /* L3 length, for the route MTU check */
-	__u8 v6;
-	__u8 punt; /* 0, or which punt counter applies */
-	addr_t saddr;
-	addr_t daddr;
-	__be16 sport;
-	__be16 dport;
+/* Entry 0: this program, for the tail call that continues a long list. */
+struct map_def chain SEC("maps") = {
+	.type = BPF_MAP_TYPE_PROG_ARRAY,
+	.key_size = sizeof(__u32),
+	.value_size = sizeof(__u32),
+	.max_entries = 1,
 };
 
 #define PUNT_FRAGMENT 1
@@ -338,71 +389,89 @@ INLINE __u32 fib_errno(long rc)
 	return 95;          /* EOPNOTSUPP: tunnels, lwt and other routes we cannot write */
 }
 
+INLINE int same_addr(const addr_t *a, const addr_t *b)
+{
+	return a->w[0] == b->w[0] && a->w[1] == b->w[1] && a->w[2] == b->w[2] && a->w[3] == b->w[3];
+}
+
+/* Subscriber at index `i` (masked: the verifier needs a bound, not n). */
+INLINE const struct sub *sub_at(const struct flow_value *f, __u32 i)
+{
+	return &f->subs[i & (SLUICE_MAX_SUBS - 1)];
+}
+
 /*
- * Pass 1: the next hop of every in-kernel subscriber. Returns 1 when a
- * neighbour is unresolved: the whole datagram then goes to the companion
- * socket, whose send makes the kernel resolve it. `v6` is a constant at
- * each call site, so each family gets its own loop without the other's code.
+ * Pass 1, one chunk: makes sure every subscriber in [from, to) has a
+ * current next hop in `hops`. Returns 1 when a neighbour is unresolved: the
+ * whole datagram then goes to the companion socket, whose send makes the
+ * kernel resolve it (pass 1 finishes before any copy is sent, so that
+ * costs no duplicates). `v6` is a constant at each call site, so each
+ * family gets its own loop without the other's code.
  */
-INLINE int resolve_all(struct __sk_buff *skb, const struct flow_value *f, const struct pkt *p, struct scratch *sc, __u32 n, const int v6)
+INLINE int resolve_chunk(struct __sk_buff *skb, const struct flow_value *f, const struct pkt *p, __u32 from, __u32 to, __u64 now, const int v6)
 {
 	const int wild = (f->flags & F_SRC_WILD) != 0;
 	struct bpf_fib_lookup fib;
 #pragma clang loop unroll(disable)
-	for (__u32 i = 0; i < SLUICE_MAX_SUBS; i++) {
-		if (i >= n)
+	for (__u32 i = 0; i < SLUICE_CHUNK; i++) {
+		if (from + i >= to)
 			break;
-		const struct sub *s = &f->subs[i];
-		struct hop *h = &sc->hops[i];
+		const struct sub *s = sub_at(f, from + i);
+		if (s->port == 0)
+			continue; /* hole */
+		__u32 dslot = s->dest_slot;
+		struct hop *h = bpf_map_lookup_elem(&hops, &dslot);
+		if (!h)
+			continue; /* out of range: pass 2 counts it */
+		if (h->stamp && now - h->stamp < HOP_TTL_NS && h->sflags == s->flags && same_addr(&h->addr, &s->addr))
+			continue;
 		h->err = 0;
 		if (s->flags & SUB_LOCAL) {
 			/* Up through lo, whose L2 address is all zeros. */
 			h->ifindex = LO_IFINDEX;
 			h->macs[0] = h->macs[1] = h->macs[2] = 0;
 			h->src = wild ? s->addr : f->src_addr;
-			continue;
-		}
-		__builtin_memset(&fib, 0, sizeof(fib));
-		fib.l4_protocol = IPPROTO_UDP;
-		fib.sport = f->src_port;
-		fib.dport = s->port;
-		fib.tot_len = p->ip_len;
-		/* Looked up as if arriving on lo: only lo needs forwarding enabled. */
-		fib.ifindex = LO_IFINDEX;
-		if (v6) {
-			fib.family = AF_INET6;
-			__builtin_memcpy(fib.ipv6_src, &f->src_addr, 16);
-			__builtin_memcpy(fib.ipv6_dst, &s->addr, 16);
 		} else {
-			fib.family = AF_INET;
-			fib.ipv4_src = f->src_addr.w[3];
-			fib.ipv4_dst = s->addr.w[3];
+			__builtin_memset(&fib, 0, sizeof(fib));
+			fib.l4_protocol = IPPROTO_UDP;
+			fib.sport = f->src_port;
+			fib.dport = s->port;
+			fib.tot_len = p->ip_len;
+			/* Looked up as if arriving on lo: only lo needs forwarding enabled. */
+			fib.ifindex = LO_IFINDEX;
+			if (v6) {
+				fib.family = AF_INET6;
+				__builtin_memcpy(fib.ipv6_src, &f->src_addr, 16);
+				__builtin_memcpy(fib.ipv6_dst, &s->addr, 16);
+			} else {
+				fib.family = AF_INET;
+				fib.ipv4_src = f->src_addr.w[3];
+				fib.ipv4_dst = s->addr.w[3];
+			}
+			long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), wild ? BPF_FIB_LOOKUP_SRC : 0);
+			if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+				h->stamp = 0;
+				return 1;
+			}
+			if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
+				h->err = fib_errno(rc);
+			} else {
+				h->ifindex = fib.ifindex;
+				__builtin_memcpy(h->macs, fib.dmac, 12); /* dmac then smac */
+				if (!wild)
+					h->src = f->src_addr;
+				else if (v6)
+					__builtin_memcpy(&h->src, fib.ipv6_src, 16);
+				else
+					map_v4(&h->src, fib.ipv4_src);
+			}
 		}
-		long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), wild ? BPF_FIB_LOOKUP_SRC : 0);
-		if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
-			return 1;
-		if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
-			h->err = fib_errno(rc);
-			continue;
-		}
-		h->ifindex = fib.ifindex;
-		__builtin_memcpy(h->macs, fib.dmac, 12); /* dmac then smac */
-		if (!wild)
-			h->src = f->src_addr;
-		else if (v6)
-			__builtin_memcpy(&h->src, fib.ipv6_src, 16);
-		else
-			map_v4(&h->src, fib.ipv4_src);
+		h->addr = s->addr;
+		h->sflags = s->flags;
+		h->stamp = now;
 	}
 	return 0;
 }
-
-/* The packet's current header fields, as last written. */
-struct cur {
-	addr_t saddr;
-	addr_t daddr;
-	__u32 ports; /* sport, dport as on the wire */
-};
 
 /*
  * Rewrites the packet to saddr:sport -> daddr:dport with L2 `macs`,
@@ -446,73 +515,80 @@ INLINE void count_out(struct flow_counters *fc, struct dest_counters *dc, __u32 
 	fc->bytes_out += plen;
 }
 
-/* One copy to subscriber `i`: returns 0 after counting a failed hop, else 1. */
-INLINE int prepare(struct __sk_buff *skb, const struct flow_value *f, const struct pkt *p, struct cur *c, const struct hop *h, const struct sub *s, struct dest_counters *dc, struct flow_counters *fc, const int v6)
+INLINE void count_error(struct flow_counters *fc, struct dest_counters *dc, __u32 err)
 {
-	if (h->err) {
-		dc->send_error++;
-		dc->last_errno = h->err;
-		fc->drop_send_error++;
-		return 0;
-	}
-	rewrite(skb, p, c, h->macs, &h->src, &s->addr, ports_of(f->src_port, s->port), v6);
-	return 1;
+	dc->send_error++;
+	dc->last_errno = err;
+	fc->drop_send_error++;
 }
 
 /*
- * Pass 2: rewrite and clone once per subscriber; the last subscriber takes
- * the original packet (bpf_redirect, one clone fewer). Returns the verdict.
+ * Rewrites the packet for subscriber `s` from its resolved hop. Returns
+ * the hop, or 0 when there is nothing to send: a hole, a subscriber that
+ * joined after pass 1 ran for this packet (it starts with the next one),
+ * or a failed route (counted against the destination).
+ */
+INLINE const struct hop *prepare(struct __sk_buff *skb, const struct flow_value *f, struct state *st, const struct sub *s, struct dest_counters *dc, struct flow_counters *fc, const int v6)
+{
+	if (s->port == 0)
+		return 0;
+	__u32 dslot = s->dest_slot;
+	const struct hop *h = bpf_map_lookup_elem(&hops, &dslot);
+	if (!h || !h->stamp || !same_addr(&h->addr, &s->addr))
+		return 0;
+	if (h->err) {
+		count_error(fc, dc, h->err);
+		return 0;
+	}
+	rewrite(skb, &st->p, &st->c, h->macs, &h->src, &s->addr, ports_of(f->src_port, s->port), v6);
+	return h;
+}
+
+/*
+ * Pass 2, one chunk: rewrite and clone once per subscriber in [from, to).
+ * With `last` (the final chunk), the subscriber at index to - 1 takes the
+ * original packet (bpf_redirect: one clone fewer) and the verdict is
+ * returned; otherwise returns TCX_NEXT to mean "continue".
  * (Which copy is last is fixed, not "the last good one": a data-dependent
  * choice makes the verifier walk the loop once per possible value.)
  */
-INLINE int send_all(struct __sk_buff *skb, const struct flow_value *f, const struct pkt *p, struct scratch *sc, struct flow_counters *fc, __u32 n, const int v6)
+INLINE int send_chunk(struct __sk_buff *skb, const struct flow_value *f, struct state *st, struct flow_counters *fc, __u32 from, __u32 to, int last, const int v6)
 {
-	struct cur c = { .saddr = p->saddr, .daddr = p->daddr, .ports = ports_of(p->sport, p->dport) };
-	__u32 plen = p->payload_len;
-	if (f->flags & F_SPILL) {
-		/* Same addresses, spill port, up through lo to the user-space copy. */
-		__u32 zmac[3] = {};
-		rewrite(skb, p, &c, zmac, &p->saddr, &p->daddr, ports_of(p->sport, f->spill_port), v6);
-		if (bpf_clone_redirect(skb, LO_IFINDEX, BPF_F_INGRESS) < 0)
-			fc->spill_error++;
-		else
-			fc->spilled++;
-	}
-	if (n == 0)
-		return TCX_DROP;
-	__u32 clones = n - 1;
+	__u32 plen = st->p.payload_len;
+	__u32 clones = last ? to - 1 : to;
 #pragma clang loop unroll(disable)
-	for (__u32 i = 0; i < SLUICE_MAX_SUBS - 1; i++) {
-		if (i >= clones)
+	for (__u32 i = 0; i < SLUICE_CHUNK; i++) {
+		if (from + i >= clones)
 			break;
-		const struct sub *s = &f->subs[i];
-		struct hop *h = &sc->hops[i];
+		const struct sub *s = sub_at(f, from + i);
 		__u32 dslot = s->dest_slot;
 		struct dest_counters *dc = bpf_map_lookup_elem(&dest_stats, &dslot);
-		if (!dc || !prepare(skb, f, p, &c, h, s, dc, fc, v6))
+		if (!dc)
 			continue;
-		long rc = bpf_clone_redirect(skb, h->ifindex, h->ifindex == LO_IFINDEX ? BPF_F_INGRESS : 0);
-		if (rc < 0) {
-			dc->send_error++;
-			dc->last_errno = (__u64)-rc;
-			fc->drop_send_error++;
-		} else {
+		const struct hop *h = prepare(skb, f, st, s, dc, fc, v6);
+		if (!h)
+			continue;
+		__u32 ifindex = h->ifindex;
+		long rc = bpf_clone_redirect(skb, ifindex, ifindex == LO_IFINDEX ? BPF_F_INGRESS : 0);
+		if (rc < 0)
+			count_error(fc, dc, (__u32)-rc);
+		else
 			count_out(fc, dc, plen);
-		}
 	}
-	/* The mask (SLUICE_MAX_SUBS is a power of two) bounds the index for the
-	 * verifier without making it track n exactly, which would multiply the
-	 * states it walks by SLUICE_MAX_SUBS. */
-	__u32 k = clones & (SLUICE_MAX_SUBS - 1);
-	const struct sub *s = &f->subs[k];
-	struct hop *h = &sc->hops[k];
+	if (!last)
+		return TCX_NEXT;
+	const struct sub *s = sub_at(f, to - 1);
 	__u32 dslot = s->dest_slot;
 	struct dest_counters *dc = bpf_map_lookup_elem(&dest_stats, &dslot);
-	if (!dc || !prepare(skb, f, p, &c, h, s, dc, fc, v6))
+	if (!dc)
+		return TCX_DROP;
+	const struct hop *h = prepare(skb, f, st, s, dc, fc, v6);
+	if (!h)
 		return TCX_DROP;
 	/* Counted as sent: errors after the hook are not visible here. */
 	count_out(fc, dc, plen);
-	return bpf_redirect(h->ifindex, h->ifindex == LO_IFINDEX ? BPF_F_INGRESS : 0);
+	__u32 ifindex = h->ifindex;
+	return bpf_redirect(ifindex, ifindex == LO_IFINDEX ? BPF_F_INGRESS : 0);
 }
 
 INLINE int punt(struct flow_counters *fc, __u64 *reason, __u32 plen)
@@ -523,77 +599,166 @@ INLINE int punt(struct flow_counters *fc, __u64 *reason, __u32 plen)
 	return TCX_PASS;
 }
 
+/*
+ * One run's share of the work for the packet in `st`: resolve one chunk
+ * or send one chunk, then continue in a new run of this program (tail
+ * call) until the list is done. Lists of up to SLUICE_CHUNK take one run.
+ */
+INLINE int run_stage(struct __sk_buff *skb, struct state *st, const struct flow_value *f, struct flow_counters *fc)
+{
+	__u32 n = st->n;
+	__u32 chunks = (n + SLUICE_CHUNK - 1) / SLUICE_CHUNK;
+	__u32 stage = st->stage;
+	const int v6 = st->p.v6;
+	if (stage < chunks) {
+		__u32 from = stage * SLUICE_CHUNK;
+		__u32 to = from + SLUICE_CHUNK < n ? from + SLUICE_CHUNK : n;
+		__u64 now = bpf_ktime_get_ns();
+		if (v6 ? resolve_chunk(skb, f, &st->p, from, to, now, 1) : resolve_chunk(skb, f, &st->p, from, to, now, 0))
+			return punt(fc, &fc->punt_no_neighbour, st->p.payload_len);
+		stage++;
+		st->stage = stage;
+		if (stage < chunks)
+			goto next_run;
+	}
+	if (stage == chunks) {
+		/* Every hop is known: the copies start now. */
+		st->orig_mark = skb->mark;
+		skb->mark = SLUICE_MARK;
+		if (f->flags & F_SPILL) {
+			/* Same addresses, spill port, up through lo to the user-space copy. */
+			__u32 zmac[3] = {};
+			rewrite(skb, &st->p, &st->c, zmac, &st->p.saddr, &st->p.daddr, ports_of(st->p.sport, f->spill_port), v6);
+			if (bpf_clone_redirect(skb, LO_IFINDEX, BPF_F_INGRESS) < 0)
+				fc->spill_error++;
+			else
+				fc->spilled++;
+		}
+		if (chunks == 0) {
+			skb->mark = st->orig_mark;
+			return TCX_DROP;
+		}
+	}
+	__u32 chunk = stage - chunks;
+	__u32 from = chunk * SLUICE_CHUNK;
+	int last = chunk + 1 >= chunks;
+	__u32 to = last ? n : from + SLUICE_CHUNK;
+	int verdict = v6 ? send_chunk(skb, f, st, fc, from, to, last, 1) : send_chunk(skb, f, st, fc, from, to, last, 0);
+	if (last) {
+		if (verdict != TCX_REDIRECT)
+			skb->mark = st->orig_mark;
+		return verdict;
+	}
+	st->stage = stage + 1;
+next_run:
+	st->active = 1;
+	bpf_tail_call(skb, &chain, 0);
+	/* Only reached when the tail call failed (chain empty, or the limit). */
+	st->active = 0;
+	if (st->stage < chunks) {
+		/* Nothing sent yet: the companion carries the packet. */
+		fc->to_stack_packets++;
+		fc->to_stack_bytes += st->p.payload_len;
+		return TCX_PASS;
+	}
+	fc->drop_send_error++;
+	skb->mark = st->orig_mark;
+	return TCX_DROP;
+}
+
 SEC("tcx")
 int sluice_tcx(struct __sk_buff *skb)
 {
+	__u32 zero = 0;
+	struct state *st = bpf_map_lookup_elem(&state, &zero);
+	if (!st)
+		return TCX_NEXT;
+	struct flow_value *f;
+	struct flow_counters *fc;
+	__u32 slot;
+
+	if (st->active) {
+		/* A continuation: this run was tail-called for the packet in st. */
+		st->active = 0;
+		f = bpf_map_lookup_elem(&flows, &st->key);
+		if (!f) {
+			/* Flow removed meanwhile: the companion takes the packet if no copy left yet. */
+			if (st->stage < (st->n + SLUICE_CHUNK - 1) / SLUICE_CHUNK)
+				return TCX_PASS;
+			skb->mark = st->orig_mark;
+			return TCX_DROP;
+		}
+		slot = f->slot;
+		fc = bpf_map_lookup_elem(&flow_stats, &slot);
+		if (!fc)
+			return TCX_DROP;
+		goto run; /* one call site of run_stage: the verifier walks it once */
+	}
+
 	/* Our own clones, should they re-enter a hook that runs this program. */
 	if (skb->mark == SLUICE_MARK)
 		return TCX_NEXT;
 
-	struct pkt p = {};
-	if (parse(skb, &p))
+	struct pkt *p = &st->p;
+	__builtin_memset(p, 0, sizeof(*p));
+	if (parse(skb, p))
 		return TCX_NEXT;
 
-	struct flow_key key = { .addr = p.daddr, .port = p.dport };
-	struct flow_value *f = bpf_map_lookup_elem(&flows, &key);
+	struct flow_key *key = &st->key;
+	key->addr = p->daddr;
+	key->port = p->dport;
+	key->pad = 0;
+	f = bpf_map_lookup_elem(&flows, key);
 	if (!f) {
 		/* A wildcard listen (0.0.0.0 / ::) matches any local address. The
 		 * wildcard key is tried first: most UDP traffic on the host is not
 		 * ours and should cost one more lookup, not the local-address test too. */
-		__builtin_memset(&key.addr, 0, 16);
-		if (!p.v6)
-			key.addr.w[2] = __builtin_bswap32(0x0000ffff);
-		f = bpf_map_lookup_elem(&flows, &key);
-		if (!f || !is_local(&p.daddr))
+		__builtin_memset(&key->addr, 0, 16);
+		if (!p->v6)
+			key->addr.w[2] = __builtin_bswap32(0x0000ffff);
+		f = bpf_map_lookup_elem(&flows, key);
+		if (!f || !is_local(&p->daddr))
 			return TCX_NEXT;
 	}
-	__u32 slot = f->slot;
-	struct flow_counters *fc = bpf_map_lookup_elem(&flow_stats, &slot);
+	slot = f->slot;
+	fc = bpf_map_lookup_elem(&flow_stats, &slot);
 	if (!fc)
 		return TCX_NEXT;
 	fc->packets_in++;
-	fc->bytes_in += p.payload_len;
+	fc->bytes_in += p->payload_len;
 
 	/* What the program cannot carry, the companion socket does. */
-	if (p.punt == PUNT_FRAGMENT)
-		return punt(fc, &fc->punt_fragment, p.payload_len);
-	if (p.punt == PUNT_OPTIONS)
-		return punt(fc, &fc->punt_ip_options, p.payload_len);
+	if (p->punt == PUNT_FRAGMENT)
+		return punt(fc, &fc->punt_fragment, p->payload_len);
+	if (p->punt == PUNT_OPTIONS)
+		return punt(fc, &fc->punt_ip_options, p->payload_len);
 	if (skb->gso_segs > 1)
-		return punt(fc, &fc->punt_gso, p.payload_len);
+		return punt(fc, &fc->punt_gso, p->payload_len);
 
 	if (!(f->flags & F_ANY_SOURCE)) {
-		struct allow_key ak = { .prefixlen = 32 + 128, .slot = __builtin_bswap32(slot), .addr = p.saddr };
+		struct allow_key ak = { .prefixlen = 32 + 128, .slot = __builtin_bswap32(slot), .addr = p->saddr };
 		if (!bpf_map_lookup_elem(&allow, &ak)) {
 			fc->drop_source++;
 			return TCX_DROP;
 		}
 	}
-	if (p.payload_len > f->max_payload) {
+	if (p->payload_len > f->max_payload) {
 		fc->drop_too_large++;
 		return TCX_DROP;
 	}
-	if ((f->flags & F_MPEGTS) && !ts_ok(skb, p.l4 + sizeof(struct udphdr), p.payload_len)) {
+	if ((f->flags & F_MPEGTS) && !ts_ok(skb, p->l4 + sizeof(struct udphdr), p->payload_len)) {
 		fc->drop_malformed++;
 		return TCX_DROP;
 	}
 
-	__u32 zero = 0;
-	struct scratch *sc = bpf_map_lookup_elem(&scratch, &zero);
-	if (!sc)
-		return TCX_NEXT;
 	__u32 n = f->nsubs;
-	if (n > SLUICE_MAX_SUBS)
-		n = SLUICE_MAX_SUBS;
-	if (p.v6 ? resolve_all(skb, f, &p, sc, n, 1) : resolve_all(skb, f, &p, sc, n, 0))
-		return punt(fc, &fc->punt_no_neighbour, p.payload_len);
-
-	__u32 orig_mark = skb->mark;
-	skb->mark = SLUICE_MARK;
-	int verdict = p.v6 ? send_all(skb, f, &p, sc, fc, n, 1) : send_all(skb, f, &p, sc, fc, n, 0);
-	if (verdict != TCX_REDIRECT)
-		skb->mark = orig_mark;
-	return verdict;
+	st->n = n > SLUICE_MAX_SUBS ? SLUICE_MAX_SUBS : n;
+	st->stage = 0;
+	st->c.saddr = p->saddr;
+	st->c.daddr = p->daddr;
+	st->c.ports = ports_of(p->sport, p->dport);
+run:
+	return run_stage(skb, st, f, fc);
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -14,7 +14,7 @@ import { NativeRegion } from './memory.js';
 import { syscallError } from './errno.js';
 import { SyscallError } from '../errors.js';
 
-export const BPF_MAP_TYPE = { HASH: 1, ARRAY: 2, PERCPU_ARRAY: 6, LPM_TRIE: 11 } as const;
+export const BPF_MAP_TYPE = { HASH: 1, ARRAY: 2, PROG_ARRAY: 3, PERCPU_ARRAY: 6, LPM_TRIE: 11 } as const;
 export const BPF_PROG_TYPE_SCHED_CLS = 3;
 export const BPF_TCX_INGRESS = 46;
 export const BPF_TCX_EGRESS = 47;

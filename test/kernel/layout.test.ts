@@ -31,6 +31,9 @@ test('the object declares the maps the TypeScript side writes, with the same siz
   assert.equal(m.flow_stats?.maxEntries, L.MAX_FLOWS);
   assert.equal(m.dest_stats?.valueSize, L.DEST_COUNTERS_SIZE);
   assert.equal(m.dest_stats?.maxEntries, L.MAX_DESTS);
+  assert.equal(m.hops?.valueSize, L.HOP_SIZE);
+  assert.equal(m.hops?.maxEntries, L.MAX_DESTS);
+  assert.equal(m.chain?.type, 3, 'chain is a program array');
   const prog = obj.programs.find((p) => p.section === 'tcx');
   assert.ok(prog && prog.mapRelocations.length > 0);
   assert.ok(prog.mapRelocations.every((r) => obj.maps.some((x) => x.name === r.map)));
@@ -72,7 +75,7 @@ test('flow values encode the policy as the program reads it', () => {
     sources: { any: false, rules: [{ family: 4, address: '10.0.0.0', prefix: 8 }] },
     maxDatagramSize: 1316,
     payload: 'mpegts',
-    subs: [{ endpoint: { address: '10.0.0.2', port: 6000, family: 4 }, destSlot: 3, local: true }],
+    subs: [{ endpoint: { address: '10.0.0.2', port: 6000, family: 4 }, destSlot: 3, pos: 0, local: true }],
     spillPort: 40000,
     generation: 1,
   });
@@ -84,6 +87,20 @@ test('flow values encode the policy as the program reads it', () => {
   assert.deepEqual([...d.subs[0]!.addr.subarray(10)], [0xff, 0xff, 10, 0, 0, 2]);
   const [k] = L.allowKeys(7, { any: false, rules: [{ family: 4, address: '10.0.0.0', prefix: 8 }] });
   assert.equal(new DataView(k!.buffer).getUint32(0, true), 32 + 96 + 8);
+});
+
+test('subscribers keep their positions: holes stay empty and count towards nsubs', () => {
+  const listen = { address: '0.0.0.0', port: 5000, family: 4 as const };
+  const sub = (port: number, pos: number) => ({ endpoint: { address: '10.0.0.9', port, family: 4 as const }, destSlot: 100 + pos, pos, local: false });
+  const base = { slot: 1, listen, sources: { any: true, rules: [] }, maxDatagramSize: 1316, payload: 'any' as const, spillPort: 0, generation: 1 };
+  const v = L.flowValue({ ...base, subs: [sub(7002, 2), sub(7000, 0), sub(7070, 70)] });
+  const view = new DataView(v.buffer);
+  assert.equal(view.getUint16(12, true), 71, 'nsubs spans the highest position');
+  assert.equal(view.getUint16(L.FLOW_VALUE_HEADER + 1 * L.SUB_SIZE + 16), 0, 'position 1 is a hole (port 0)');
+  const d = L.decodeFlowValue(v);
+  assert.deepEqual(d.subs.map((s) => [s.pos, s.port, s.destSlot]), [[0, 7000, 100], [2, 7002, 102], [70, 7070, 170]]);
+  assert.equal(d.flags & L.FLAG.srcWildcard, L.FLAG.srcWildcard);
+  assert.throws(() => L.flowValue({ ...base, subs: [sub(7000, L.MAX_SUBS)] }), RangeError);
 });
 
 test('bpf/sluice.o is built from bpf/sluice.c as committed', { skip: hasClang() ? undefined : 'clang is not installed (only needed to rebuild the object)' }, () => {

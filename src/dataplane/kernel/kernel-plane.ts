@@ -33,6 +33,7 @@ import {
   FLOW_COUNTERS_SIZE,
   FLOW_KEY_SIZE,
   FLOW_VALUE_SIZE,
+  HOP_SIZE,
   MAX_DESTS,
   MAX_FLOWS,
   MAX_SUBS,
@@ -110,7 +111,7 @@ export class KernelPlane implements DataPlane {
   readonly #cpus = possibleCpus();
   readonly #flows = new Map<string, KernelFlow>();
   /** Pinned entries found at start, by flow key: claimed by addFlow or swept. */
-  readonly #adopted = new Map<string, { slot: number; subs: Map<string, number> }>();
+  readonly #adopted = new Map<string, { slot: number; subs: Map<string, { destSlot: number; pos: number }> }>();
   readonly #flowSlots: Slots;
   readonly #destSlots: Slots;
   #local = new Set<string>();
@@ -132,10 +133,10 @@ export class KernelPlane implements DataPlane {
         if (!raw) continue;
         const v = decodeFlowValue(raw);
         usedFlows.push(v.slot);
-        const subs = new Map<string, number>();
+        const subs = new Map<string, { destSlot: number; pos: number }>();
         for (const s of v.subs) {
           usedDests.push(s.destSlot);
-          subs.set(`${hexKey(s.addr)}:${s.port}`, s.destSlot);
+          subs.set(`${hexKey(s.addr)}:${s.port}`, { destSlot: s.destSlot, pos: s.pos });
         }
         this.#adopted.set(hexKey(key), { slot: v.slot, subs });
       }
@@ -197,9 +198,17 @@ export class KernelPlane implements DataPlane {
     return k;
   }
 
-  #zero(map: 'flow_stats' | 'dest_stats', slot: number): void {
-    const size = map === 'flow_stats' ? FLOW_COUNTERS_SIZE : DEST_COUNTERS_SIZE;
+  #zero(map: 'flow_stats' | 'dest_stats' | 'hops', slot: number): void {
+    const size = map === 'flow_stats' ? FLOW_COUNTERS_SIZE : map === 'dest_stats' ? DEST_COUNTERS_SIZE : HOP_SIZE;
     mapUpdate(this.#fd(map), this.#slotKey(slot), new Uint8Array(size * this.#cpus), 0, map);
+  }
+
+  /** A destination slot given to a new subscriber starts with no counts and no cached next hop. */
+  #zeroDests(slots: readonly number[]): void {
+    for (const d of slots) {
+      this.#zero('dest_stats', d);
+      this.#zero('hops', d);
+    }
   }
 
   /** Keeps `local_addrs` and each subscriber's "local" mark in step with the host's addresses. */
@@ -256,19 +265,31 @@ export class KernelPlane implements DataPlane {
   }
 
   /**
-   * Which subscribers the kernel copies to. Assignment is sticky: one that
-   * is in the kernel stays there, so no subscriber ever moves between the
-   * kernel and the spill companion (its counters would split).
+   * Which subscribers the kernel copies to, and where. Assignment is
+   * sticky: one that is in the kernel stays there at the same position, so
+   * no subscriber ever moves between the kernel and the spill companion
+   * (its counters would split) or within the array (see KernelSub.pos).
+   * New subscribers take the lowest free positions.
    */
-  #assign(plan: FlowPlan, listen: Endpoint, current: readonly KernelSub[], currentSpill: readonly Endpoint[], adopted?: Map<string, number>): { subs: KernelSub[]; spill: Endpoint[]; fresh: number[] } {
+  #assign(plan: FlowPlan, listen: Endpoint, current: readonly KernelSub[], currentSpill: readonly Endpoint[], adopted?: Map<string, { destSlot: number; pos: number }>): { subs: KernelSub[]; spill: Endpoint[]; fresh: number[] } {
     const cur = new Map(current.map((s) => [endpointKey(s.endpoint), s]));
+    if (adopted) {
+      for (const d of plan.destinations) {
+        const a = adopted.get(`${hexKey(addr16(d.address))}:${d.port}`);
+        if (a && sameFamily(d, listen)) cur.set(endpointKey(d), { endpoint: d, destSlot: a.destSlot, pos: a.pos, local: false });
+      }
+    }
     const spilled = new Set(currentSpill.map(endpointKey));
+    const kept = plan.destinations.map(endpointKey).filter((k) => cur.has(k));
+    const taken = new Set(kept.map((k) => cur.get(k)!.pos));
+    let nextFree = 0;
+    const freePos = (): number | undefined => {
+      while (taken.has(nextFree)) nextFree++;
+      return nextFree < MAX_SUBS ? nextFree : undefined;
+    };
     const subs: KernelSub[] = [];
     const spill: Endpoint[] = [];
     const fresh: number[] = [];
-    const wanted = plan.destinations.filter((d) => sameFamily(d, listen));
-    const inKernel = new Set(wanted.filter((d) => cur.has(endpointKey(d))).map(endpointKey));
-    let room = MAX_SUBS - inKernel.size;
     for (const d of plan.destinations) {
       const k = endpointKey(d);
       const existing = cur.get(k);
@@ -276,15 +297,15 @@ export class KernelPlane implements DataPlane {
         subs.push({ ...existing, endpoint: d, local: this.#isLocal(d.address) });
         continue;
       }
-      if (!sameFamily(d, listen) || room <= 0 || spilled.has(k)) {
+      const pos = sameFamily(d, listen) && !spilled.has(k) ? freePos() : undefined;
+      if (pos === undefined) {
         spill.push(d);
         continue;
       }
-      room--;
-      const adoptedSlot = adopted?.get(`${hexKey(addr16(d.address))}:${d.port}`);
-      const destSlot = adoptedSlot ?? this.#destSlots.take('destination');
-      if (adoptedSlot === undefined) fresh.push(destSlot);
-      subs.push({ endpoint: d, destSlot, local: this.#isLocal(d.address) });
+      taken.add(pos);
+      const destSlot = this.#destSlots.take('destination');
+      fresh.push(destSlot);
+      subs.push({ endpoint: d, destSlot, pos, local: this.#isLocal(d.address) });
     }
     return { subs, spill, fresh };
   }
@@ -300,9 +321,9 @@ export class KernelPlane implements DataPlane {
       slot = adopted?.slot ?? this.#flowSlots.take('flow');
       if (!adopted) this.#zero('flow_stats', slot);
       const { subs, spill, fresh } = this.#assign(plan, listen, [], [], adopted?.subs);
-      for (const d of fresh) this.#zero('dest_stats', d);
+      this.#zeroDests(fresh);
       // Adopted destination slots no longer subscribed are free again.
-      if (adopted) for (const s of adopted.subs.values()) if (!subs.some((x) => x.destSlot === s)) this.#destSlots.give(s);
+      if (adopted) for (const s of adopted.subs.values()) if (!subs.some((x) => x.destSlot === s.destSlot)) this.#destSlots.give(s.destSlot);
       const f: KernelFlow = { plan, listen, key, slot, subs, spill, spillPort: 0, allow: [], generation: 0 };
       if (spill.length) f.spillPort = await this.#startSpill(id, f);
       f.allow = this.#writeAllow(slot, plan, []);
@@ -327,7 +348,7 @@ export class KernelPlane implements DataPlane {
     const f = this.#flows.get(id);
     if (!f) throw new InvalidArgumentError(`no flow with id '${id}'`);
     const { subs, spill, fresh } = this.#assign(plan, f.listen, f.subs, f.spill);
-    for (const d of fresh) this.#zero('dest_stats', d);
+    this.#zeroDests(fresh);
     await this.#companion.updateFlow(id, plan);
     const spillPlan: FlowPlan = { ...plan, name: `${plan.name} (spill)`, listen: { ...f.listen, port: f.spillPort }, destinations: spill };
     if (f.spillPort) await this.#companion.updateFlow(`${id}${SPILL_SUFFIX}`, spillPlan);
@@ -434,7 +455,7 @@ export class KernelPlane implements DataPlane {
     for (const [hex, a] of this.#adopted) {
       mapDelete(this.#fd('flows'), Buffer.from(hex, 'hex'), 'flows');
       this.#flowSlots.give(a.slot);
-      for (const s of a.subs.values()) this.#destSlots.give(s);
+      for (const s of a.subs.values()) this.#destSlots.give(s.destSlot);
       n++;
     }
     this.#adopted.clear();

@@ -13,7 +13,10 @@ import { ipv6Bytes, ipv4ToInt } from '../../wire/ip-address.js';
 import { isWildcard, type Endpoint } from '../../policy/endpoint.js';
 import type { SourceFilter } from '../../policy/source-filter.js';
 
-export const MAX_SUBS = 64;
+/** Subscribers per flow copied in the kernel (more are spilled to the batched tier). */
+export const MAX_SUBS = 1024;
+/** Subscribers per program run; a longer list continues through tail calls. */
+export const CHUNK = 64;
 export const MAX_FLOWS = 1024;
 export const MAX_DESTS = 16384;
 export const MAX_ALLOW = 16384;
@@ -24,6 +27,8 @@ export const SUB_SIZE = 24;
 export const FLOW_VALUE_HEADER = 40;
 export const FLOW_VALUE_SIZE = FLOW_VALUE_HEADER + SUB_SIZE * MAX_SUBS;
 export const ALLOW_KEY_SIZE = 24;
+/** struct hop: per-CPU next-hop cache entry, by destination slot. */
+export const HOP_SIZE = 64;
 
 export const FLAG = { anySource: 1, mpegts: 2, spill: 4, srcWildcard: 8 } as const;
 
@@ -77,6 +82,13 @@ export function flowKey(listen: Endpoint): Uint8Array {
 export interface KernelSub {
   readonly endpoint: Endpoint;
   readonly destSlot: number;
+  /**
+   * Index in the flow's subscriber array. Stable for the subscriber's
+   * lifetime (a removal leaves a hole, an addition fills the first one):
+   * a packet handled across several program runs while the list changes
+   * must not skip or repeat anyone else.
+   */
+  readonly pos: number;
   /** One of this host's addresses: the copy goes up through lo. */
   readonly local: boolean;
 }
@@ -87,7 +99,7 @@ export interface FlowValueInput {
   readonly sources: SourceFilter;
   readonly maxDatagramSize: number;
   readonly payload: 'any' | 'mpegts';
-  /** In-kernel subscribers, at most MAX_SUBS, same family as listen. */
+  /** In-kernel subscribers, positions below MAX_SUBS, same family as listen. */
   readonly subs: readonly KernelSub[];
   /** Port of the spill socket, or 0 when every subscriber is in the kernel. */
   readonly spillPort: number;
@@ -95,7 +107,8 @@ export interface FlowValueInput {
 }
 
 export function flowValue(input: FlowValueInput): Uint8Array {
-  if (input.subs.length > MAX_SUBS) throw new RangeError(`at most ${MAX_SUBS} in-kernel subscribers`);
+  const used = input.subs.reduce((n, s) => Math.max(n, s.pos + 1), 0);
+  if (used > MAX_SUBS) throw new RangeError(`in-kernel subscriber positions must be below ${MAX_SUBS}`);
   const b = new Uint8Array(FLOW_VALUE_SIZE);
   const v = new DataView(b.buffer);
   let flags = 0;
@@ -106,13 +119,14 @@ export function flowValue(input: FlowValueInput): Uint8Array {
   v.setUint32(0, input.slot, true);
   v.setUint32(4, flags, true);
   v.setUint32(8, input.maxDatagramSize, true);
-  v.setUint16(12, input.subs.length, true);
+  v.setUint16(12, used, true);
   v.setUint16(14, input.spillPort);
   if (!isWildcard(input.listen)) b.set(addr16(input.listen.address), 16);
   v.setUint16(32, input.listen.port);
   v.setUint32(36, input.generation, true);
-  input.subs.forEach((s, i) => {
-    const o = FLOW_VALUE_HEADER + i * SUB_SIZE;
+  input.subs.forEach((s) => {
+    if (s.endpoint.port === 0) throw new RangeError('port 0 marks a hole: not a subscriber');
+    const o = FLOW_VALUE_HEADER + s.pos * SUB_SIZE;
     b.set(addr16(s.endpoint.address), o);
     v.setUint16(o + 16, s.endpoint.port);
     v.setUint16(o + 18, s.local ? 1 : 0, true);
@@ -126,21 +140,19 @@ export interface DecodedFlowValue {
   readonly slot: number;
   readonly flags: number;
   readonly generation: number;
-  readonly subs: readonly { readonly addr: Uint8Array; readonly port: number; readonly destSlot: number }[];
+  readonly subs: readonly { readonly addr: Uint8Array; readonly port: number; readonly destSlot: number; readonly pos: number }[];
 }
 
 export function decodeFlowValue(b: Uint8Array): DecodedFlowValue {
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const n = Math.min(v.getUint16(12, true), MAX_SUBS);
-  return {
-    slot: v.getUint32(0, true),
-    flags: v.getUint32(4, true),
-    generation: v.getUint32(36, true),
-    subs: Array.from({ length: n }, (_, i) => {
-      const o = FLOW_VALUE_HEADER + i * SUB_SIZE;
-      return { addr: b.slice(o, o + 16), port: v.getUint16(o + 16), destSlot: v.getUint32(o + 20, true) };
-    }),
-  };
+  const subs = [];
+  for (let pos = 0; pos < n; pos++) {
+    const o = FLOW_VALUE_HEADER + pos * SUB_SIZE;
+    const port = v.getUint16(o + 16);
+    if (port !== 0) subs.push({ addr: b.slice(o, o + 16), port, destSlot: v.getUint32(o + 20, true), pos });
+  }
+  return { slot: v.getUint32(0, true), flags: v.getUint32(4, true), generation: v.getUint32(36, true), subs };
 }
 
 /** LPM-trie keys of a flow's allow list (empty for `any`). */

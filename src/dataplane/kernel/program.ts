@@ -8,7 +8,7 @@ import { readFileSync, existsSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { parseBpfElf, relocateMaps, type ElfMapDef, type ElfObject } from './elf.js';
-import { BPF_PROG_TYPE_SCHED_CLS, BPF_TCX_EGRESS, BPF_TCX_INGRESS, closeFd, mapCreate, objGet, objPin, progLoad } from '../../sys/bpf.js';
+import { BPF_PROG_TYPE_SCHED_CLS, BPF_TCX_EGRESS, BPF_TCX_INGRESS, closeFd, mapCreate, mapUpdate, objGet, objPin, progLoad } from '../../sys/bpf.js';
 import { SluiceError } from '../../errors.js';
 
 /** bpf/sluice.o, found from src/ (tsx) and dist/ alike: both sit one level below the package root. */
@@ -39,10 +39,13 @@ export function openMaps(pinDir: string | undefined): LoadedMaps {
   const obj = readObject();
   const fds = new Map<string, number>();
   const defs = new Map(obj.maps.map((m) => [m.name, m]));
+  // The egress program gets its own program array (see loadPrograms).
+  const chain = defs.get('chain');
+  if (chain) defs.set(EGRESS_CHAIN, { ...chain, name: EGRESS_CHAIN });
   let adopted = false;
   try {
     if (pinDir) mkdirSync(pinDir, { recursive: true });
-    for (const m of obj.maps) {
+    for (const m of defs.values()) {
       const path = pinDir ? join(pinDir, `map_${m.name}`) : undefined;
       const existing = path && existsSync(path) ? objGet(path) : undefined;
       if (existing !== undefined) {
@@ -61,6 +64,9 @@ export function openMaps(pinDir: string | undefined): LoadedMaps {
   return { fds, defs, adopted };
 }
 
+/** Name of the second copy of the `chain` map, used by the egress program. */
+export const EGRESS_CHAIN = 'chain_egress';
+
 export interface LoadedPrograms {
   readonly ingress: number;
   readonly egress: number;
@@ -68,17 +74,41 @@ export interface LoadedPrograms {
   readonly insns: number;
 }
 
-/** Loads the tcx program twice: tcx checks the expected attach type at link time. */
+/**
+ * Loads the tcx program twice (tcx checks the expected attach type at link
+ * time) and puts each load in its own `chain`, the program array through
+ * which a run continues a long subscriber list: the kernel lets a program
+ * tail-call only programs of its own expected attach type, so the egress
+ * load's `chain` references a second array (`chain_egress`). On a restart
+ * that adopted pinned maps, this swaps the new programs in before the
+ * links are updated: a packet in flight may finish in the new program,
+ * whose layout is the same (a changed layout is refused by openMaps).
+ */
 export function loadPrograms(maps: LoadedMaps): LoadedPrograms {
   const obj = readObject();
   const prog = obj.programs.find((p) => p.section === 'tcx');
   if (!prog) throw new SluiceError('SLUICE_ERR_ENGINE', `bpf/sluice.o has no 'tcx' program`);
-  const insns = relocateMaps(prog, maps.fds);
-  const load = (expectedAttachType: number, name: string) =>
-    progLoad({ type: BPF_PROG_TYPE_SCHED_CLS, insns, license: obj.license, name, expectedAttachType });
-  const ingress = load(BPF_TCX_INGRESS, 'sluice_ingress');
+  const chainIn = maps.fds.get('chain');
+  const chainOut = maps.fds.get(EGRESS_CHAIN);
+  if (chainIn === undefined || chainOut === undefined) throw new SluiceError('SLUICE_ERR_ENGINE', `bpf/sluice.o has no 'chain' map`);
+  const load = (expectedAttachType: number, name: string, chain: number) => {
+    const fds = new Map(maps.fds);
+    fds.set('chain', chain);
+    const insns = relocateMaps(prog, fds);
+    const fd = progLoad({ type: BPF_PROG_TYPE_SCHED_CLS, insns, license: obj.license, name, expectedAttachType });
+    try {
+      const value = new Uint8Array(4);
+      new DataView(value.buffer).setUint32(0, fd, true);
+      mapUpdate(chain, new Uint8Array(4), value, 0, `${name} chain`);
+    } catch (err) {
+      closeFd(fd);
+      throw err;
+    }
+    return fd;
+  };
+  const ingress = load(BPF_TCX_INGRESS, 'sluice_ingress', chainIn);
   try {
-    return { ingress, egress: load(BPF_TCX_EGRESS, 'sluice_egress'), insns: insns.length / 8 };
+    return { ingress, egress: load(BPF_TCX_EGRESS, 'sluice_egress', chainOut), insns: prog.insns.length / 8 };
   } catch (err) {
     closeFd(ingress);
     throw err;
