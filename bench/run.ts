@@ -10,7 +10,7 @@ import { isAbsolute, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { rootSkipReason } from '../test/helpers/netns.js';
 import { REALISTIC_PPS, allCases, type BenchCase } from './lib/cases.js';
-import { commandExists, ensureInstalled, type Requirement } from './lib/install.js';
+import { ensureInstalled, type Requirement } from './lib/install.js';
 import { ALL_PEERS, DEFAULT_PEERS, type Peer, type RunningRelay } from './lib/peers.js';
 import { writeResults, type CaseRecord, type PeerInfo, type RunInfo } from './lib/report.js';
 import { searchMaxLossless, type SearchResult } from './lib/search.js';
@@ -171,14 +171,9 @@ async function main(): Promise<number> {
     return 2;
   }
 
-  // Tools: the sink needs nft; each external peer needs its packages.
-  const nft: Requirement = { what: 'nftables (sink counter)', present: () => commandExists('nft'), packages: ['nftables'] };
-  const reqs = [nft, ...peers.flatMap((p) => (p.requirement ? [p.requirement] : []))];
+  // Tools: each external peer needs its packages (the sink needs none: it is eBPF, see lib/sink.ts).
+  const reqs: Requirement[] = peers.flatMap((p) => (p.requirement ? [p.requirement] : []));
   const missing = o.install ? ensureInstalled(reqs, log) : new Map(reqs.filter((r) => !r.present()).map((r) => [r.what, 'not installed (--no-install)']));
-  if (missing.has(nft.what)) {
-    process.stderr.write(`bench: ${nft.what}: ${missing.get(nft.what)}\n`);
-    return 1;
-  }
   const peerInfo = new Map<string, PeerInfo>(
     peers.map((p) => {
       const why = p.requirement && missing.get(p.requirement.what);
@@ -211,13 +206,14 @@ async function main(): Promise<number> {
     }
   });
 
-  // The harness and the helpers it runs (ip, nft) stay off the relay's CPU.
+  // The harness and the helpers it runs (ip, the sink's counter) stay off the relay's CPU.
   execFileSync('taskset', ['-a', '-p', '-c', String(GEN_CPU), String(process.pid)], { stdio: 'ignore' });
   log(`${machine.cpuModel}, ${machine.cores} cores, kernel ${machine.kernel}, node ${machine.node}`);
   log(`${cases.length} case(s) x ${peers.length} peer(s), ${repeats} repeat(s); generator ${relative(REPO_ROOT, generator)}`);
   const topo: BenchTopology = await createBenchTopology({ inputGso: !!o.inputGso, segmentOutput: !!o.segmentOutput });
+  let sink: Sink | undefined;
   try {
-    const sink = await Sink.create(topo);
+    sink = await Sink.create(topo);
     for (let repeat = 1; repeat <= repeats; repeat++) {
       for (const fanout of [...new Set(cases.map((c) => c.fanout))]) {
         const mine = cases.filter((c) => c.fanout === fanout);
@@ -253,6 +249,7 @@ async function main(): Promise<number> {
     }
     complete = true;
   } finally {
+    await sink?.close();
     await topo.destroy();
   }
   const files = save();

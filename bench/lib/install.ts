@@ -1,7 +1,7 @@
 /**
- * Installs the Debian packages the bench needs and that are missing:
- * nftables for the sink, and the comparison peers (socat, nginx with the
- * stream module, GStreamer). `apt-get update` runs only if an install fails.
+ * Installs the Debian packages the bench needs and that are missing: the
+ * comparison peers (socat, nginx with the stream module, GStreamer).
+ * `apt-get update` runs only if an install fails.
  *
  * Package scripts must not start services (nginx's would listen on port 80
  * in the root namespace): if the host has no /usr/sbin/policy-rc.d, one that

@@ -1,23 +1,37 @@
 /**
- * The sink: nothing receives in user space. An nftables rule at the
- * earliest IPv4 hook (prerouting, priority raw) in the sink namespace counts
- * and drops every UDP datagram to the subscriber ports, so the sink costs
- * one rule match per packet and can never be what limits a measurement.
- * A second rule counts (and drops) any other UDP, as a sanity check that the
- * relay sends where it was told.
+ * The sink: nothing receives in user space. A small eBPF program at tcx
+ * ingress of the sink's interface (bench/lib/sink-prog.ts) counts and drops
+ * every UDP datagram to the subscriber ports before the IP stack sees it, so
+ * the sink costs a few dozen instructions per packet instead of the IP stack
+ * and a firewall rule, wherever its receive path runs (e.g. on the
+ * generator's CPU, with receive steering), and is not what limits a
+ * measurement. Any other IPv4 UDP is counted (and dropped) too, as
+ * a sanity check that the relay sends where it was told; everything else
+ * (ARP, IPv6 neighbour discovery) passes, so neighbours still resolve.
+ *
+ * The program and its maps are held by a resident helper process in the
+ * sink namespace (bench/tools/sink-counter.ts), which this class talks to
+ * over stdin/stdout: it attaches there because tcx needs the interface's
+ * ifindex in that namespace, and it stays resident because the program is
+ * attached only while the link fd is open (so a crashed harness leaves
+ * nothing attached). Reading the counters is a map lookup, not a command.
  *
  * The counters only grow; a trial reads them before and after.
  *
  * A relay that sends with UDP GSO hands the veth one buffer holding many
- * datagrams, and a veth passes it on unsegmented, so the rule sees one
+ * datagrams, and a veth passes it on unsegmented, so the program sees one
  * packet for many datagrams. The datagram count is therefore derived from
- * bytes: nft counts IPv4 bytes (one 20 B IP + 8 B UDP header per buffer),
- * and every datagram of a trial has the same payload size, so
- * datagrams = (bytes - 28 x buffers) / size. See datagrams().
+ * bytes: the program counts bytes from the IPv4 header on (one 20 B IP + 8 B
+ * UDP header per buffer), and every datagram of a trial has the same payload
+ * size, so datagrams = (bytes - 28 x buffers) / size. See datagrams().
  */
+import { fileURLToPath } from 'node:url';
+import type { NsProcess } from '../../test/helpers/netns.js';
 import type { BenchTopology } from './topology.js';
 
-const TABLE = 'sluice_bench';
+const COUNTER = fileURLToPath(new URL('../tools/sink-counter.ts', import.meta.url));
+const READY_TIMEOUT_MS = 15_000;
+const REPLY_TIMEOUT_MS = 5_000;
 
 export interface SinkCounts {
   /** Packets (skbs; a GSO buffer is one) to the subscriber port range. */
@@ -28,45 +42,63 @@ export interface SinkCounts {
   other: number;
 }
 
-export class Sink {
-  private constructor(private readonly topo: BenchTopology) {}
+export interface SinkPlace {
+  /** Logical namespace of the sink; default 'sink'. */
+  ns?: string;
+  /** Its interface towards the relay; default 'sink0'. */
+  ifname?: string;
+}
 
-  static async create(topo: BenchTopology): Promise<Sink> {
-    const sink = new Sink(topo);
-    await topo.exec('sink', 'nft', ['-f', '-'], {
-      input: `table ip ${TABLE} {\n  chain pre {\n    type filter hook prerouting priority raw; policy accept;\n  }\n}\n`,
-    });
-    return sink;
+export class Sink {
+  /** Replies come in request order; this chain keeps one request in flight. */
+  #queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(private readonly counter: NsProcess) {}
+
+  static async create(topo: BenchTopology, place: SinkPlace = {}): Promise<Sink> {
+    const ns = place.ns ?? 'sink';
+    const ifname = place.ifname ?? 'sink0';
+    const counter = topo.runNode(ns, COUNTER, ['--ifname', ifname], { stdin: 'pipe' });
+    try {
+      await counter.waitForLine(/^\{"event":"ready"/, { timeoutMs: READY_TIMEOUT_MS, stream: 'stdout' });
+    } catch (err) {
+      await counter.stop(1_000);
+      throw new Error(`sink: the eBPF counter on ${ns}/${ifname} did not come up within ${READY_TIMEOUT_MS / 1000} s: ${(err as Error).message}`, { cause: err });
+    }
+    return new Sink(counter);
   }
 
-  /** Count and drop datagrams to ports [first, first+count-1]; replaces the previous rules. */
+  /** Count and drop datagrams to ports [first, first+count-1]; replaces the previous range. */
   async setPorts(first: number, count: number): Promise<void> {
-    const range = count > 1 ? `${first}-${first + count - 1}` : String(first);
-    await this.topo.exec('sink', 'nft', ['-f', '-'], {
-      input: [
-        `flush chain ip ${TABLE} pre`,
-        `add rule ip ${TABLE} pre udp dport ${range} counter drop comment "subscribers"`,
-        `add rule ip ${TABLE} pre meta l4proto udp counter drop comment "other"`,
-        '',
-      ].join('\n'),
-    });
+    const reply = await this.ask(`ports ${first} ${count}`);
+    if (reply !== 'ok') throw new Error(`sink: ports ${first} ${count}: ${reply}`);
   }
 
   async read(): Promise<SinkCounts> {
-    const out = await this.topo.exec('sink', 'nft', ['-j', 'list', 'chain', 'ip', TABLE, 'pre']);
-    const parsed = JSON.parse(out) as { nftables: Array<{ rule?: { comment?: string; expr: Array<{ counter?: { packets: number; bytes: number } }> } }> };
-    const counts: SinkCounts = { subscribers: 0, subscriberBytes: 0, other: 0 };
-    for (const item of parsed.nftables) {
-      const counter = item.rule?.expr.find((e) => e.counter)?.counter;
-      if (!counter) continue;
-      if (item.rule?.comment === 'subscribers') {
-        counts.subscribers = counter.packets;
-        counts.subscriberBytes = counter.bytes;
-      } else if (item.rule?.comment === 'other') {
-        counts.other = counter.packets;
-      }
+    const reply = await this.ask('read');
+    if (!reply.startsWith('{')) throw new Error(`sink: read: ${reply}`);
+    return JSON.parse(reply) as SinkCounts;
+  }
+
+  /** Detach the program (the helper exits when its stdin closes). Never throws. */
+  async close(): Promise<void> {
+    this.counter.endInput();
+    try {
+      await this.counter.waitExit(3_000);
+    } catch {
+      await this.counter.stop(1_000);
     }
-    return counts;
+  }
+
+  private ask(command: string): Promise<string> {
+    const next = this.#queue.then(async () => {
+      const reply = this.counter.nextLine({ timeoutMs: REPLY_TIMEOUT_MS });
+      reply.catch(() => undefined); // awaited below unless the write throws
+      this.counter.writeLine(command);
+      return reply;
+    });
+    this.#queue = next.catch(() => undefined);
+    return next;
   }
 }
 

@@ -315,6 +315,9 @@ export class NsProcess {
       child.stderr?.destroy();
       return info;
     });
+    // Writing to a child that died fails with EPIPE; its exit is reported
+    // through `exited`, so the stream error itself must not crash us.
+    child.stdin?.on('error', () => undefined);
     this.collect(child.stdout, this.stdoutLines, 'stdout');
     this.collect(child.stderr, this.stderrLines, 'stderr');
   }
@@ -391,21 +394,46 @@ export class NsProcess {
       ...(wanted('stderr') ? this.stderrLines : []),
     ].find(test);
     if (seen !== undefined) return Promise.resolve(seen);
+    return this.futureLine((line, stream) => wanted(stream) && test(line), String(re), timeoutMs);
+  }
 
+  /**
+   * Resolve with the next stdout line printed after this call (for a
+   * request/reply protocol over stdin: call this, then writeLine()); reject
+   * on timeout or if the process exits first.
+   */
+  nextLine(opts: { timeoutMs?: number } = {}): Promise<string> {
+    return this.futureLine((_, stream) => stream === 'stdout', 'a line', opts.timeoutMs ?? 10_000);
+  }
+
+  /** Write one line to the child's stdin (spawned with `stdin: 'pipe'`). */
+  writeLine(line: string): void {
+    const stdin = this.child.stdin;
+    if (!stdin) throw new Error(`${this.description}: stdin is not a pipe (spawn with { stdin: 'pipe' })`);
+    if (this.exitInfo) throw new Error(`${this.description} has exited (code ${this.exitInfo.code}, signal ${this.exitInfo.signal})${this.tail()}`);
+    stdin.write(`${line}\n`);
+  }
+
+  /** Close the child's stdin (end of input), if it is a pipe. */
+  endInput(): void {
+    this.child.stdin?.end();
+  }
+
+  private futureLine(match: (line: string, stream: 'stdout' | 'stderr') => boolean, what: string, timeoutMs: number): Promise<string> {
     return new Promise<string>((resolve, reject) => {
       const done = (): void => {
         clearTimeout(timer);
         this.lineListeners.delete(listener);
       };
       const listener = (line: string, stream: 'stdout' | 'stderr'): void => {
-        if (wanted(stream) && test(line)) {
+        if (match(line, stream)) {
           done();
           resolve(line);
         }
       };
       const timer = setTimeout(() => {
         done();
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${re} from ${this.description}${this.tail()}`));
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what} from ${this.description}${this.tail()}`));
       }, timeoutMs);
       this.lineListeners.add(listener);
       void this.exited.then((info) => {
@@ -413,7 +441,7 @@ export class NsProcess {
         done();
         reject(
           new Error(
-            `${this.description} exited (code ${info.code}, signal ${info.signal}) before printing ${re}${this.tail()}`,
+            `${this.description} exited (code ${info.code}, signal ${info.signal}) before printing ${what}${this.tail()}`,
           ),
         );
       });
@@ -492,6 +520,8 @@ export interface NsSpawnOptions {
   cwd?: string;
   /** Merged over this process's environment. */
   env?: NodeJS.ProcessEnv;
+  /** 'pipe' to talk to the child with writeLine()/endInput(); default 'ignore'. */
+  stdin?: 'ignore' | 'pipe';
 }
 
 interface LinkInfo {
@@ -568,7 +598,7 @@ export class Topology {
     const spawnOpts: SpawnOptions = {
       cwd: opts.cwd ?? REPO_ROOT,
       env: childEnv(opts.env),
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [opts.stdin ?? 'ignore', 'pipe', 'pipe'],
     };
     const child = spawnChild('ip', ['netns', 'exec', real, cmd, ...args], spawnOpts);
     const proc = new NsProcess(child, ns, `[${ns}] ${cmd} ${args.join(' ')}`);
