@@ -16,7 +16,7 @@ import { writeResults, type CaseRecord, type PeerInfo, type RunInfo } from './li
 import { searchMaxLossless, type SearchResult } from './lib/search.js';
 import { Sink } from './lib/sink.js';
 import { runTrial, type Pattern, type TrialContext, type TrialResult } from './lib/trial.js';
-import { GEN_CPU, createBenchTopology, type BenchTopology } from './lib/topology.js';
+import { BENCH_BACKLOG, GEN_CPU, createBenchTopology, raiseBacklog, type BenchTopology } from './lib/topology.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url));
 const LISTEN_PORT = 30000;
@@ -48,6 +48,7 @@ interface Options {
   install: boolean;
   inputGso?: boolean;
   segmentOutput?: boolean;
+  steer?: boolean;
 }
 
 const program = new Command('bench')
@@ -65,6 +66,7 @@ const program = new Command('bench')
   .option('--out <dir>', 'output directory', 'bench/results')
   .option('--input-gso', "let the generator's GSO buffers reach the relay unsegmented (default: one packet per datagram, as from a wire)")
   .option('--no-segment-output', "let the relay's GSO sends cross the veth whole (like a NIC with UDP segmentation offload); default: segmented on the relay's CPU, the conservative case")
+  .option('--no-steer', "no receive packet steering: a veth's receive work then runs on the sending CPU (see bench/README.md, topology)")
   .option('--no-install', 'do not apt-get install missing peers (they are reported unavailable)')
   .parse();
 
@@ -130,7 +132,7 @@ async function runCase(ctx: TrialContext, c: BenchCase, peer: string, hint: numb
   const spec = { size: c.size, pattern: c.pattern as Pattern, burst: o.burst, fanout: c.fanout };
   if (c.mode === 'cpu') {
     const trial = await runTrial(ctx, { ...spec, rate: REALISTIC_PPS, seconds: cpuSeconds });
-    log(`  ${c.id} ${peer}: ${trial.cpuUsPerPkt.toFixed(2)} µs/pkt, CPU ${trial.cpuPct.toFixed(1)} %, loss ${(trial.loss * 100).toFixed(3)} %${trial.genLimited ? ' (generator-limited)' : ''}`);
+    log(`  ${c.id} ${peer}: host ${trial.coreUsPerPkt.toFixed(2)} µs/pkt (CPU 0 ${trial.corePct.toFixed(1)} %), process ${trial.cpuUsPerPkt.toFixed(2)} µs/pkt, loss ${(trial.loss * 100).toFixed(3)} %${trial.genLimited ? ' (generator-limited)' : ''}`);
     return { trial };
   }
   const search = await searchMaxLossless(
@@ -187,7 +189,7 @@ async function main(): Promise<number> {
   const machine = machineInfo();
   const options = {
     quick, repeats, trialSeconds, cpuSeconds, precision, burst: o.burst, maxDelivered: o.maxDelivered,
-    generator: relative(REPO_ROOT, generator), inputGso: !!o.inputGso, segmentOutput: !!o.segmentOutput, only: o.only ?? '', peers: peers.map((p) => p.name),
+    generator: relative(REPO_ROOT, generator), inputGso: !!o.inputGso, segmentOutput: !!o.segmentOutput, steer: o.steer !== false, only: o.only ?? '', peers: peers.map((p) => p.name),
   };
   let complete = false;
   const save = (): { json: string; md: string } => {
@@ -210,7 +212,9 @@ async function main(): Promise<number> {
   execFileSync('taskset', ['-a', '-p', '-c', String(GEN_CPU), String(process.pid)], { stdio: 'ignore' });
   log(`${machine.cpuModel}, ${machine.cores} cores, kernel ${machine.kernel}, node ${machine.node}`);
   log(`${cases.length} case(s) x ${peers.length} peer(s), ${repeats} repeat(s); generator ${relative(REPO_ROOT, generator)}`);
-  const topo: BenchTopology = await createBenchTopology({ inputGso: !!o.inputGso, segmentOutput: !!o.segmentOutput });
+  const backlog = raiseBacklog();
+  if (backlog.before < BENCH_BACKLOG) log(`net.core.netdev_max_backlog ${backlog.before} -> ${BENCH_BACKLOG} while the bench runs (see bench/README.md)`);
+  const topo: BenchTopology = await createBenchTopology({ inputGso: !!o.inputGso, segmentOutput: !!o.segmentOutput, steer: o.steer !== false });
   let sink: Sink | undefined;
   try {
     sink = await Sink.create(topo);

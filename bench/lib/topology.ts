@@ -14,7 +14,7 @@
  * Processes are pinned with taskset: the relay under test to RELAY_CPU and
  * the generator to GEN_CPU (see bench/README.md for where softirq work lands).
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createTopology, type NsProcess, type Topology } from '../../test/helpers/netns.js';
 
 export const GEN_ADDR = '10.251.1.2';
@@ -44,6 +44,17 @@ export interface OffloadOptions {
    * that segments in hardware.
    */
   segmentOutput: boolean;
+  /**
+   * Receive Packet Steering of the relay's input link: a veth runs the
+   * receiving side's stack on the *sending* CPU, so without it the relay's
+   * receive path, and with it every in-kernel relay (which works inside
+   * that receive path), would run on the generator's CPU 1. With steering,
+   * in0 is processed on RELAY_CPU, as a NIC's queue would be. (The sink's
+   * receive path stays on the CPU that sends to it, the relay's: steering
+   * it to CPU 1 as well was tried and left it to ksoftirqd behind the
+   * spinning generator, which dropped packets; see bench/README.md.)
+   */
+  steer: boolean;
 }
 
 export async function createBenchTopology(offload: OffloadOptions): Promise<BenchTopology> {
@@ -63,11 +74,45 @@ export async function createBenchTopology(offload: OffloadOptions): Promise<Benc
     }
     if (!offload.inputGso) await topo.ip('gen', ['link', 'set', 'gen0', 'gso_max_segs', '1']);
     if (offload.segmentOutput) await topo.ip('relay', ['link', 'set', 'out0', 'gso_max_segs', '1']);
+    if (offload.steer) {
+      // sysfs as seen inside the namespace (ip netns exec mounts its own /sys).
+      await topo.exec('relay', 'sh', ['-c', `echo ${cpuMask(RELAY_CPU)} > /sys/class/net/in0/queues/rx-0/rps_cpus`]);
+    }
   } catch (err) {
     await topo.destroy();
     throw err;
   }
   return topo;
+}
+
+/**
+ * A veth hands every packet to the receiving CPU's backlog queue, whose
+ * length is net.core.netdev_max_backlog (global, 1000 by default). A relay
+ * that replicates in softirq (the kernel tier) queues all copies of a
+ * datagram, and of a burst, before any is delivered: 16 x 100 at 1->100.
+ * A NIC would take them into its transmit ring and qdisc (thousands of
+ * packets), so the bench raises the limit for every peer while it runs and
+ * restores it on exit.
+ */
+export const BENCH_BACKLOG = 10_000;
+const BACKLOG_SYSCTL = '/proc/sys/net/core/netdev_max_backlog';
+
+export function raiseBacklog(): { before: number; restore: () => void } {
+  const before = Number(readFileSync(BACKLOG_SYSCTL, 'utf8').trim());
+  if (before >= BENCH_BACKLOG) return { before, restore: () => undefined };
+  writeFileSync(BACKLOG_SYSCTL, String(BENCH_BACKLOG));
+  let done = false;
+  const restore = (): void => {
+    if (done) return;
+    done = true;
+    writeFileSync(BACKLOG_SYSCTL, String(before));
+  };
+  process.once('exit', restore);
+  return { before, restore };
+}
+
+function cpuMask(cpu: number): string {
+  return (1 << cpu).toString(16);
 }
 
 /** Spawn `cmd args` in `ns`, pinned to `cpu` (taskset execs in place: the pid is the command's). */

@@ -4,8 +4,12 @@
  * generator starts and DRAIN_MS after it exits.
  *
  *   loss      = 1 - delivered / (sent x fanout)
- *   cpuPct    = relay CPU seconds in the sending window / its length
+ *   cpuPct    = relay process CPU seconds in the sending window / its length
  *   cpuUsPerPkt = the same CPU microseconds / delivered packets
+ *   corePct, coreUsPerPkt = the same for the busy time of the relay's
+ *               CPU (/proc/stat, softirq included) over the whole trial:
+ *               the relay host's cost, in-kernel work included (the
+ *               primary CPU figure; see bench/README.md)
  *
  * (Counted datagrams include the drain; CPU is taken over the sending window
  * only, so a relay that burns CPU while idle is not charged for the
@@ -61,6 +65,10 @@ export interface TrialResult {
   cpuUsPerPkt: number;
   /** Everything the relay's core did (incl. softirq), per delivered packet. */
   coreUsPerPkt: number;
+  /** The relay core's busy time over the trial / the sending time, %. */
+  corePct: number;
+  /** How core busy time was measured (see cpu.ts coreBusy). */
+  coreSource: 'cpuidle' | 'stat';
   coreSoftirqS: number;
   /** Relay namespace UDP counters (deltas). */
   relayRcvbufErrors: number;
@@ -68,6 +76,8 @@ export interface TrialResult {
   relayInErrors: number;
   /** Host-wide backlog-queue drops and softirq budget squeezes (deltas). */
   backlogDrops: number;
+  /** The same per CPU (which CPU's queue overflowed). */
+  backlogDropsByCpu: number[];
   softirqSqueezes: number;
   wallS: number;
   pass: boolean;
@@ -85,14 +95,14 @@ interface Snapshot {
   sink: SinkCounts;
   snmp: Record<string, number>;
   cpu: CpuSample;
-  core: { busyS: number; softirqS: number };
-  softnet: { dropped: number; squeezed: number };
+  core: { busyS: number; softirqS: number; source: 'cpuidle' | 'stat' };
+  softnet: { dropped: number; squeezed: number; droppedByCpu: number[] };
   t: number;
 }
 
 /**
  * CPU is sampled at the inner edges of the trial (last before the generator
- * starts, first after the drain), so the `ip`/`nft` helper processes that
+ * starts, first after the drain), so the helper processes that
  * read the other counters fall outside the CPU window.
  */
 async function snapshot(ctx: TrialContext, edge: 'start' | 'end'): Promise<Snapshot> {
@@ -182,11 +192,14 @@ export async function runTrial(ctx: TrialContext, spec: TrialSpec): Promise<Tria
     cpuPct: (100 * cpuS) / sendS,
     cpuUsPerPkt: delivered > 0 ? (cpuS * 1e6) / delivered : NaN,
     coreUsPerPkt: delivered > 0 ? ((after.core.busyS - before.core.busyS) * 1e6) / delivered : NaN,
+    corePct: (100 * (after.core.busyS - before.core.busyS)) / sendS,
+    coreSource: after.core.source,
     coreSoftirqS: after.core.softirqS - before.core.softirqS,
     relayRcvbufErrors: (after.snmp.RcvbufErrors ?? 0) - (before.snmp.RcvbufErrors ?? 0),
     relaySndbufErrors: (after.snmp.SndbufErrors ?? 0) - (before.snmp.SndbufErrors ?? 0),
     relayInErrors: (after.snmp.InErrors ?? 0) - (before.snmp.InErrors ?? 0),
     backlogDrops: after.softnet.dropped - before.softnet.dropped,
+    backlogDropsByCpu: after.softnet.droppedByCpu.map((d, i) => d - (before.softnet.droppedByCpu[i] ?? 0)),
     softirqSqueezes: after.softnet.squeezed - before.softnet.squeezed,
     wallS: (after.t - before.t) / 1000,
     pass: !genLimited && loss <= LOSS_LIMIT,

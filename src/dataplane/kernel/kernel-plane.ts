@@ -37,6 +37,7 @@ import {
   MAX_DESTS,
   MAX_FLOWS,
   MAX_SUBS,
+  CHUNK,
   addr16,
   allowKeys,
   decodeFlowValue,
@@ -170,7 +171,7 @@ export class KernelPlane implements DataPlane {
       const changed = prepareLoopback();
       plane.notes.push(
         `attached: ${attachments.map((a) => `${a.hook.iface.name} ${a.hook.direction}${a.adopted ? ' (adopted)' : ''}`).join(', ')}`,
-        `program: ${progs.insns} instructions, up to ${MAX_SUBS} subscribers per flow copied in the kernel, more are spilled to the batched tier`,
+        `program: ${progs.insns} instructions, up to ${MAX_SUBS} subscribers per flow copied in the kernel (${CHUNK} per run, continued by tail call), more are spilled to the batched tier`,
       );
       if (skipped.length) plane.notes.push(`not attached: ${skipped.join(', ')}`);
       if (changed.length) plane.notes.push(`set on lo: ${changed.join(', ')}`);
@@ -499,6 +500,20 @@ function privilegeProblem(): string | undefined {
   return 'needs root, or CAP_BPF and CAP_NET_ADMIN';
 }
 
+/**
+ * Copies for local (lo) and veth subscribers wait in the CPU's backlog
+ * queue until the program's run ends: a datagram for N of them queues N.
+ */
+function backlogNote(): string {
+  let v = '?';
+  try {
+    v = readFileSync('/proc/sys/net/core/netdev_max_backlog', 'utf8').trim();
+  } catch {
+    // Not visible in this namespace (the sysctl is global, shown in the initial one only).
+  }
+  return `net.core.netdev_max_backlog=${v}: every copy to a local or veth subscriber waits there until the datagram's copies are made; raise it (e.g. 10000) for fan-outs of hundreds with bursts`;
+}
+
 /** Kernel version as [major, minor]. */
 function kernelVersion(): [number, number] {
   const m = /^(\d+)\.(\d+)/.exec(readFileSync('/proc/sys/kernel/osrelease', 'utf8'));
@@ -532,8 +547,9 @@ export async function probeKernelTier(): Promise<TierProbe> {
   const notes = [
     `tcx hooks: ${hooks.map((h) => `${h.iface.name} ${h.direction}`).join(', ')}`,
     ...(skipped.length ? [`not attached: ${skipped.join(', ')}`] : []),
-    `program: ${insns} instructions; up to ${MAX_SUBS} subscribers per flow in the kernel, the rest spilled to the batched tier`,
+    `program: ${insns} instructions; up to ${MAX_SUBS} subscribers per flow in the kernel (${CHUNK} per run, continued by tail call), the rest spilled to the batched tier`,
     'sets on lo: net.ipv4.conf.lo.{forwarding,route_localnet,accept_local}=1, net.ipv6.conf.lo.forwarding=1 (route lookups and local delivery from eBPF)',
+    backlogNote(),
   ];
   return { tier: 'kernel', available: true, detail: `eBPF on tcx (Linux ${maj}.${min}), with the batched tier as companion`, notes };
 }
