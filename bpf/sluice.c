@@ -60,11 +60,14 @@ static long (*bpf_tail_call)(void *ctx, void *prog_array, __u32 index) = (void *
 #define TCX_REDIRECT 7
 
 /* ---- layout shared with TypeScript (src/dataplane/kernel/layout.ts) ---- */
-#define SLUICE_MAX_SUBS 1024 /* a power of two (indices are masked with it) */
-#define SLUICE_CHUNK 64      /* subscribers per program run, per pass */
+#define SLUICE_MAX_SUBS 512 /* a power of two (indices are masked with it) */
+#define SLUICE_CHUNK 32      /* subscribers per program run, per pass */
 /* Runs per packet: one per chunk to resolve next hops, one per chunk to
  * send, less one (the last resolve run sends the first chunk): 31 for
- * 1024 subscribers, within the kernel's 33 tail calls. */
+ * 512 subscribers, within the kernel's 33 tail calls. The chunk is what
+ * fits the verifier's budget of 1M instructions for both families (it
+ * walks every iteration): 64 did, until rewrite() learnt to skip fields
+ * that are already right. */
 #define HOP_TTL_NS (50ull * 1000 * 1000) /* how long a resolved next hop is reused */
 #define SLUICE_MAX_FLOWS 1024
 #define SLUICE_MAX_DESTS 16384
@@ -183,9 +186,10 @@ struct pkt {
 
 /* The packet's current header fields, as last written. */
 struct cur {
-	addr_t saddr;
+	addr_t saddr; /* saddr, daddr adjacent: the IPv6 checksum diff reads both */
 	addr_t daddr;
-	__u32 ports; /* sport, dport as on the wire */
+	__u32 ports;   /* sport, dport as on the wire */
+	__u32 macs[3]; /* dmac, smac */
 };
 
 /* One packet's progress, carried from one run to the next (per CPU: a
@@ -214,7 +218,7 @@ struct map_def flows SEC("maps") = {
 	.key_size = sizeof(struct flow_key),
 	.value_size = sizeof(struct flow_value),
 	.max_entries = SLUICE_MAX_FLOWS,
-	.map_flags = BPF_F_NO_PREALLOC, /* values are ~24 KiB: allocate per flow */
+	.map_flags = BPF_F_NO_PREALLOC, /* values are ~12 KiB: allocate per flow */
 };
 struct map_def allow SEC("maps") = {
 	.type = BPF_MAP_TYPE_LPM_TRIE,
@@ -480,26 +484,38 @@ INLINE int resolve_chunk(struct __sk_buff *skb, const struct flow_value *f, cons
  */
 INLINE void rewrite(struct __sk_buff *skb, const struct pkt *p, struct cur *c, const __u32 *macs, const addr_t *saddr, const addr_t *daddr, __u32 ports, const int v6)
 {
+	/* Fields already right are not written: copies to one host (or behind
+	 * one router) differ only in ports (or addresses), and every write is
+	 * a helper call. */
 	__u32 csum_off = p->l4 + offsetof(struct udphdr, check);
-	bpf_skb_store_bytes(skb, 0, macs, 12, 0);
-	if (v6) {
-		addr_t na[2] = { *saddr, *daddr };
-		long d = bpf_csum_diff((void *)c, 32, (void *)na, 32, 0);
-		bpf_l4_csum_replace(skb, csum_off, 0, d, BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0);
-		bpf_skb_store_bytes(skb, p->l3 + offsetof(struct ipv6hdr, saddr), na, 32, 0);
-	} else {
-		__be32 oa[2] = { c->saddr.w[3], c->daddr.w[3] };
-		__be32 na[2] = { saddr->w[3], daddr->w[3] };
-		long d = bpf_csum_diff(oa, 8, na, 8, 0);
-		bpf_l3_csum_replace(skb, p->l3 + offsetof(struct iphdr, check), 0, d, 0);
-		bpf_l4_csum_replace(skb, csum_off, 0, d, BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0);
-		bpf_skb_store_bytes(skb, p->l3 + offsetof(struct iphdr, saddr), na, 8, 0);
+	if (c->macs[0] != macs[0] || c->macs[1] != macs[1] || c->macs[2] != macs[2]) {
+		bpf_skb_store_bytes(skb, 0, macs, 12, 0);
+		c->macs[0] = macs[0];
+		c->macs[1] = macs[1];
+		c->macs[2] = macs[2];
 	}
-	c->saddr = *saddr;
-	c->daddr = *daddr;
-	bpf_l4_csum_replace(skb, csum_off, c->ports, ports, 4 | BPF_F_MARK_MANGLED_0);
-	bpf_skb_store_bytes(skb, p->l4, &ports, 4, 0);
-	c->ports = ports;
+	if (!same_addr(&c->saddr, saddr) || !same_addr(&c->daddr, daddr)) {
+		if (v6) {
+			addr_t na[2] = { *saddr, *daddr };
+			long d = bpf_csum_diff((void *)c, 32, (void *)na, 32, 0);
+			bpf_l4_csum_replace(skb, csum_off, 0, d, BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0);
+			bpf_skb_store_bytes(skb, p->l3 + offsetof(struct ipv6hdr, saddr), na, 32, 0);
+		} else {
+			__be32 oa[2] = { c->saddr.w[3], c->daddr.w[3] };
+			__be32 na[2] = { saddr->w[3], daddr->w[3] };
+			long d = bpf_csum_diff(oa, 8, na, 8, 0);
+			bpf_l3_csum_replace(skb, p->l3 + offsetof(struct iphdr, check), 0, d, 0);
+			bpf_l4_csum_replace(skb, csum_off, 0, d, BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0);
+			bpf_skb_store_bytes(skb, p->l3 + offsetof(struct iphdr, saddr), na, 8, 0);
+		}
+		c->saddr = *saddr;
+		c->daddr = *daddr;
+	}
+	if (c->ports != ports) {
+		bpf_l4_csum_replace(skb, csum_off, c->ports, ports, 4 | BPF_F_MARK_MANGLED_0);
+		bpf_skb_store_bytes(skb, p->l4, &ports, 4, 0);
+		c->ports = ports;
+	}
 }
 
 INLINE __u32 ports_of(__be16 sport, __be16 dport)
@@ -757,6 +773,8 @@ int sluice_tcx(struct __sk_buff *skb)
 	st->c.saddr = p->saddr;
 	st->c.daddr = p->daddr;
 	st->c.ports = ports_of(p->sport, p->dport);
+	if (bpf_skb_load_bytes(skb, 0, st->c.macs, 12))
+		return TCX_NEXT;
 run:
 	return run_stage(skb, st, f, fc);
 }

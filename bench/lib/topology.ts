@@ -108,6 +108,14 @@ export function raiseBacklog(): { before: number; restore: () => void } {
     writeFileSync(BACKLOG_SYSCTL, String(before));
   };
   process.once('exit', restore);
+  // A signal kills a plain script without 'exit': restore, and re-raise
+  // if no one else handles it (the topology's handlers do, while it exists).
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      restore();
+      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+    });
+  }
   return { before, restore };
 }
 

@@ -14,9 +14,9 @@ import { isWildcard, type Endpoint } from '../../policy/endpoint.js';
 import type { SourceFilter } from '../../policy/source-filter.js';
 
 /** Subscribers per flow copied in the kernel (more are spilled to the batched tier). */
-export const MAX_SUBS = 1024;
+export const MAX_SUBS = 512;
 /** Subscribers per program run; a longer list continues through tail calls. */
-export const CHUNK = 64;
+export const CHUNK = 32;
 export const MAX_FLOWS = 1024;
 export const MAX_DESTS = 16384;
 export const MAX_ALLOW = 16384;
