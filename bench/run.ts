@@ -15,6 +15,7 @@ import { ALL_PEERS, DEFAULT_PEERS, type Peer, type RunningRelay } from './lib/pe
 import { writeResults, type CaseRecord, type PeerInfo, type RunInfo } from './lib/report.js';
 import { searchMaxLossless, type SearchResult } from './lib/search.js';
 import { Sink } from './lib/sink.js';
+import { CoreClock } from './lib/irq-clock.js';
 import { runTrial, type Pattern, type TrialContext, type TrialResult } from './lib/trial.js';
 import { BENCH_BACKLOG, GEN_CPU, createBenchTopology, raiseBacklog, type BenchTopology } from './lib/topology.js';
 
@@ -190,6 +191,8 @@ async function main(): Promise<number> {
   const options = {
     quick, repeats, trialSeconds, cpuSeconds, precision, burst: o.burst, maxDelivered: o.maxDelivered,
     generator: relative(REPO_ROOT, generator), inputGso: !!o.inputGso, segmentOutput: !!o.segmentOutput, steer: o.steer !== false, only: o.only ?? '', peers: peers.map((p) => p.name),
+    /** How the relay core's busy time was measured (bench/lib/irq-clock.ts). */
+    coreClock: 'estimate' as 'tracepoints' | 'estimate',
   };
   let complete = false;
   const save = (): { json: string; md: string } => {
@@ -216,6 +219,13 @@ async function main(): Promise<number> {
   if (backlog.before < BENCH_BACKLOG) log(`net.core.netdev_max_backlog ${backlog.before} -> ${BENCH_BACKLOG} while the bench runs (see bench/README.md)`);
   const topo: BenchTopology = await createBenchTopology({ inputGso: !!o.inputGso, segmentOutput: !!o.segmentOutput, steer: o.steer !== false });
   let sink: Sink | undefined;
+  let coreClock: CoreClock | undefined;
+  try {
+    coreClock = CoreClock.open();
+  } catch (err) {
+    log(`exact core clock unavailable (${(err as Error).message.split('\n')[0]}); relay host CPU falls back to cpuidle or /proc/stat, which miss softirq work in idle (see bench/README.md)`);
+  }
+  options.coreClock = coreClock ? 'tracepoints' : 'estimate';
   try {
     sink = await Sink.create(topo);
     for (let repeat = 1; repeat <= repeats; repeat++) {
@@ -234,7 +244,7 @@ async function main(): Promise<number> {
           if (!relay) continue;
           try {
             await sink.setPorts(FIRST_SUBSCRIBER_PORT, fanout);
-            const ctx: TrialContext = { topo, sink, generator, listenPort: LISTEN_PORT, relayPids: relay.pids };
+            const ctx: TrialContext = { topo, sink, generator, listenPort: LISTEN_PORT, relayPids: relay.pids, coreClock };
             for (const c of mine) {
               const base = { repeat, peer: peer.name, caseId: c.id, mode: c.mode, fanout: c.fanout, size: c.size, pattern: c.pattern };
               try {
@@ -253,6 +263,7 @@ async function main(): Promise<number> {
     }
     complete = true;
   } finally {
+    coreClock?.close();
     await sink?.close();
     await topo.destroy();
   }

@@ -104,7 +104,8 @@ export function sampleCpu(pids: readonly number[]): CpuSample {
 
 /**
  * Busy time of one CPU core so far, seconds, as a running total whose
- * differences are meaningful (not since boot).
+ * differences are meaningful (not since boot). An estimate: the bench uses
+ * the exact clock of irq-clock.ts where it can load it.
  *
  * Where cpuidle is present it is wall time minus the core's residency in
  * its idle states (/sys/devices/system/cpu/cpuN/cpuidle/state*\/time, µs):

@@ -60,7 +60,7 @@ const LD = 0x00, LDX = 0x01, ST = 0x02, STX = 0x03, ALU = 0x04, JMP = 0x05, ALU6
 const W = 0x00, H = 0x08, B = 0x10, DW = 0x18;
 const IMM = 0x00, MEM = 0x60;
 const K = 0x00, X = 0x08;
-const ADD = 0x00, AND = 0x50, LSH = 0x60, MOV = 0xb0, END = 0xd0, TO_BE = 0x08;
+const ADD = 0x00, SUB = 0x10, AND = 0x50, LSH = 0x60, MOV = 0xb0, END = 0xd0, TO_BE = 0x08;
 const JA = 0x00, JEQ = 0x10, JGT = 0x20, JNE = 0x50, JLT = 0xa0, CALL = 0x80, EXIT = 0x90;
 
 const regNo = (r: Reg): number => Number(r.slice(1));
@@ -92,6 +92,7 @@ export class Assembler {
 
   mov(dst: Reg, src: Reg | number): this { return this.alu(MOV, dst, src); }
   add(dst: Reg, src: Reg | number): this { return this.alu(ADD, dst, src); }
+  sub(dst: Reg, src: Reg | number): this { return this.alu(SUB, dst, src); }
   and(dst: Reg, src: Reg | number): this { return this.alu(AND, dst, src); }
   lsh(dst: Reg, src: Reg | number): this { return this.alu(LSH, dst, src); }
   /** dst = the low 16 bits of dst read as big-endian (network order to host order). */
@@ -105,6 +106,8 @@ export class Assembler {
   stw(dst: Reg, off: number, imm: number): this { return this.emit(ST | MEM | W, dst, 0, off, imm); }
   stxw(dst: Reg, off: number, src: Reg): this { return this.emit(STX | MEM | W, dst, src, off, 0); }
   stxdw(dst: Reg, off: number, src: Reg): this { return this.emit(STX | MEM | DW, dst, src, off, 0); }
+  /** *(u64 *)(dst + off) = imm (sign-extended) */
+  stdw(dst: Reg, off: number, imm: number): this { return this.emit(ST | MEM | DW, dst, 0, off, imm); }
   /** dst = the map behind `fd` (ld_imm64, two instruction slots; the kernel swaps in the map pointer). */
   ldMapFd(dst: Reg, fd: number): this {
     this.emit(LD | IMM | DW, dst, 0, 0, fd);

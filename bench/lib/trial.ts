@@ -21,6 +21,15 @@
  */
 import { CpuSampler, coreBusy, sampleCpu, softnet, type CpuSample } from './cpu.js';
 import { datagrams, type Sink, type SinkCounts } from './sink.js';
+import type { CoreClock } from './irq-clock.js';
+
+type CoreSource = 'tracepoints' | 'cpuidle' | 'stat';
+
+function coreNow(ctx: TrialContext): { busyS: number; softirqS: number; source: CoreSource } {
+  if (!ctx.coreClock) return coreBusy(RELAY_CPU);
+  const c = ctx.coreClock.busyS(RELAY_CPU);
+  return { busyS: c.busyS, softirqS: c.idleSoftirqS, source: 'tracepoints' };
+}
 import { GEN_ADDR, GEN_CPU, RELAY_ADDR, RELAY_CPU, boundUdpPortsOf, spawnPinned, udpSnmpOf, type BenchTopology } from './topology.js';
 
 export const LOSS_LIMIT = 0.001;
@@ -68,7 +77,7 @@ export interface TrialResult {
   /** The relay core's busy time over the trial / the sending time, %. */
   corePct: number;
   /** How core busy time was measured (see cpu.ts coreBusy). */
-  coreSource: 'cpuidle' | 'stat';
+  coreSource: CoreSource;
   coreSoftirqS: number;
   /** Relay namespace UDP counters (deltas). */
   relayRcvbufErrors: number;
@@ -89,13 +98,15 @@ export interface TrialContext {
   generator: string;
   listenPort: number;
   relayPids: readonly number[];
+  /** Exact busy time of the relay's core (irq-clock.ts); coreBusy()'s estimate when absent. */
+  coreClock?: CoreClock | undefined;
 }
 
 interface Snapshot {
   sink: SinkCounts;
   snmp: Record<string, number>;
   cpu: CpuSample;
-  core: { busyS: number; softirqS: number; source: 'cpuidle' | 'stat' };
+  core: { busyS: number; softirqS: number; source: CoreSource };
   softnet: { dropped: number; squeezed: number; droppedByCpu: number[] };
   t: number;
 }
@@ -106,7 +117,7 @@ interface Snapshot {
  * read the other counters fall outside the CPU window.
  */
 async function snapshot(ctx: TrialContext, edge: 'start' | 'end'): Promise<Snapshot> {
-  const cpuNow = (): Pick<Snapshot, 'cpu' | 'core' | 'softnet' | 't'> => ({ cpu: sampleCpu(ctx.relayPids), core: coreBusy(RELAY_CPU), softnet: softnet(), t: performance.now() });
+  const cpuNow = (): Pick<Snapshot, 'cpu' | 'core' | 'softnet' | 't'> => ({ cpu: sampleCpu(ctx.relayPids), core: coreNow(ctx), softnet: softnet(), t: performance.now() });
   const early = edge === 'end' ? cpuNow() : undefined;
   const sink = await ctx.sink.read();
   const snmp = udpSnmpOf(ctx.relayPids[0]!);

@@ -32,6 +32,7 @@ const CMD = {
   PROG_GET_NEXT_ID: 11,
   PROG_GET_FD_BY_ID: 13,
   OBJ_GET_INFO_BY_FD: 15,
+  RAW_TRACEPOINT_OPEN: 17,
   LINK_CREATE: 28,
   LINK_UPDATE: 29,
   LINK_DETACH: 34,
@@ -230,6 +231,17 @@ export function progLoad(spec: ProgramSpec): number {
     if (failedWith(err, 'EPERM')) throw err;
     return attempt(new NativeRegion(4 * 1024 * 1024));
   }
+}
+
+export const BPF_PROG_TYPE_RAW_TRACEPOINT = 17;
+
+/** BPF_RAW_TRACEPOINT_OPEN: attaches `progFd` to the tracepoint `name`; closing the returned fd detaches. */
+export function rawTracepointOpen(name: string, progFd: number): number {
+  const n = cString(name);
+  const a = newAttr();
+  a.setPointer(0, n.address);
+  a.view.setUint32(8, progFd, true);
+  return bpf('RAW_TRACEPOINT_OPEN', a, () => `raw tracepoint ${name}`);
 }
 
 /** Ids of every loaded program on the host (BPF_PROG_GET_NEXT_ID). */

@@ -1,0 +1,154 @@
+/**
+ * Exact busy time of a core, softirq included, on kernels whose own
+ * accounting cannot see it.
+ *
+ * With tick-based accounting (no CONFIG_IRQ_TIME_ACCOUNTING) and NO_HZ idle,
+ * the softirq work that an idle core does when an interrupt wakes it runs
+ * while its tick is stopped and is charged to idle: in /proc/stat, and in
+ * cpuidle residency too (the handler runs inside the halt). That is where
+ * every relay's receive path and all of the kernel tier's work happen when
+ * the relay's core is otherwise idle. So busy time is measured as the sum
+ * of two exact clocks, kept per CPU by three small eBPF programs on raw
+ * tracepoints (assembled below):
+ *
+ *   - tasks: at every sched_switch, the time since the previous switch is
+ *     added if the task leaving (the current one) is not the idle task
+ *     (pid 0); softirq work that interrupts a task is inside its time;
+ *   - softirq that interrupts the idle task: softirq_entry records the time
+ *     when the current task is idle, softirq_exit adds the difference.
+ *
+ * A task's running period counts when it ends, so readings are exact when
+ * the core's task is the idle one, as at the edges of a trial (before the
+ * generator starts and after the drain). Hard-interrupt handlers in idle (a
+ * few µs per wake-up) are not counted. (/proc/schedstat would give task
+ * time, but needs CONFIG_SCHEDSTATS, which this kernel lacks.)
+ */
+import { Assembler } from './sink-prog.js';
+import {
+  BPF_MAP_TYPE,
+  BPF_PROG_TYPE_RAW_TRACEPOINT,
+  closeFd,
+  mapCreate,
+  mapLookup,
+  possibleCpus,
+  progLoad,
+  rawTracepointOpen,
+} from '../../src/sys/bpf.js';
+
+const HELPER_MAP_LOOKUP_ELEM = 1;
+const HELPER_KTIME_GET_NS = 5;
+const HELPER_GET_CURRENT_PID_TGID = 14;
+/** Per-CPU value: u64 last switch, u64 task ns, u64 softirq start (0 = none), u64 idle softirq ns. */
+const VALUE_SIZE = 32;
+const LAST_SWITCH = 0;
+const TASK_NS = 8;
+const SIRQ_START = 16;
+const SIRQ_NS = 24;
+
+/** r6 = &clock[0] for this CPU, or exit. */
+function lookupClock(a: Assembler, map: number): Assembler {
+  return a
+    .stw('r10', -4, 0)
+    .mov('r2', 'r10')
+    .add('r2', -4)
+    .ldMapFd('r1', map)
+    .call(HELPER_MAP_LOOKUP_ELEM)
+    .jeq('r0', 0, 'out')
+    .mov('r6', 'r0');
+}
+
+/** sched_switch: the period since the last switch was a task's unless the one leaving is idle. */
+export function switchProgram(map: number): Uint8Array {
+  const a = new Assembler();
+  lookupClock(a, map)
+    .call(HELPER_KTIME_GET_NS)
+    .mov('r7', 'r0')
+    .ldxdw('r8', 'r6', LAST_SWITCH)
+    .stxdw('r6', LAST_SWITCH, 'r7')
+    .jeq('r8', 0, 'out')
+    .call(HELPER_GET_CURRENT_PID_TGID)
+    .lsh('r0', 32) // the low half is the pid; 0 = idle
+    .jeq('r0', 0, 'out')
+    .sub('r7', 'r8')
+    .ldxdw('r1', 'r6', TASK_NS)
+    .add('r1', 'r7')
+    .stxdw('r6', TASK_NS, 'r1')
+    .label('out')
+    .mov('r0', 0)
+    .exit();
+  return a.assemble();
+}
+
+/** softirq_entry: remember the time, only when the idle task (pid 0) was interrupted. */
+export function entryProgram(map: number): Uint8Array {
+  const a = new Assembler()
+    .call(HELPER_GET_CURRENT_PID_TGID)
+    .lsh('r0', 32)
+    .jne('r0', 0, 'out');
+  lookupClock(a, map)
+    .call(HELPER_KTIME_GET_NS)
+    .stxdw('r6', SIRQ_START, 'r0')
+    .label('out')
+    .mov('r0', 0)
+    .exit();
+  return a.assemble();
+}
+
+/** softirq_exit: add the time since a recorded entry to the total. */
+export function exitProgram(map: number): Uint8Array {
+  const a = new Assembler();
+  lookupClock(a, map)
+    .ldxdw('r7', 'r6', SIRQ_START)
+    .jeq('r7', 0, 'out')
+    .call(HELPER_KTIME_GET_NS)
+    .sub('r0', 'r7')
+    .ldxdw('r1', 'r6', SIRQ_NS)
+    .add('r1', 'r0')
+    .stxdw('r6', SIRQ_NS, 'r1')
+    .stdw('r6', SIRQ_START, 0)
+    .label('out')
+    .mov('r0', 0)
+    .exit();
+  return a.assemble();
+}
+
+export class CoreClock {
+  private constructor(
+    private readonly map: number,
+    private readonly fds: readonly number[],
+    private readonly cpus: number,
+  ) {}
+
+  /** Loads and attaches the two programs (root). */
+  static open(): CoreClock {
+    const cpus = possibleCpus();
+    const map = mapCreate({ type: BPF_MAP_TYPE.PERCPU_ARRAY, keySize: 4, valueSize: VALUE_SIZE, maxEntries: 1, flags: 0, name: 'bench_irqclk' });
+    const fds: number[] = [map];
+    try {
+      for (const [tp, insns] of [['sched_switch', switchProgram(map)], ['softirq_entry', entryProgram(map)], ['softirq_exit', exitProgram(map)]] as const) {
+        const prog = progLoad({ type: BPF_PROG_TYPE_RAW_TRACEPOINT, insns, license: 'Dual MIT/GPL', name: `bench_${tp}`, expectedAttachType: 0 });
+        fds.push(prog);
+        fds.push(rawTracepointOpen(tp, prog));
+      }
+    } catch (err) {
+      for (const fd of fds) closeFd(fd);
+      throw err;
+    }
+    return new CoreClock(map, fds, cpus);
+  }
+
+  /** Busy seconds of `cpu` since open(): task time plus softirq that interrupted its idle task. */
+  busyS(cpu: number): { busyS: number; idleSoftirqS: number } {
+    const v = mapLookup(this.map, new Uint8Array(4), VALUE_SIZE * this.cpus, 'bench_irqclk');
+    if (!v) return { busyS: 0, idleSoftirqS: 0 };
+    const view = new DataView(v.buffer, v.byteOffset);
+    const task = Number(view.getBigUint64(cpu * VALUE_SIZE + TASK_NS, true)) / 1e9;
+    const sirq = Number(view.getBigUint64(cpu * VALUE_SIZE + SIRQ_NS, true)) / 1e9;
+    return { busyS: task + sirq, idleSoftirqS: sirq };
+  }
+
+  close(): void {
+    for (const fd of [...this.fds].reverse()) closeFd(fd);
+  }
+}
+
