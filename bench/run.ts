@@ -54,7 +54,7 @@ interface Options {
 
 const program = new Command('bench')
   .description('Relay benchmarks in network namespaces: Sluice tiers against socat, nginx and GStreamer (run as root)')
-  .option('--quick', 'smoke run (~4 min): 1 repeat, 1 s trials, 20 % search precision, no bursty 200 B max-rate case')
+  .option('--quick', 'smoke run (~6 min): 1 repeat, 1 s trials, 20 % search precision, no bursty 200 B max-rate case')
   .option('--only <regex>', 'run only cases whose id matches, e.g. "max-1to100" or "1316B-smooth" (ids: cpu|max-1to{1,10,100}-{1316,200}B-{smooth,bursty})')
   .option('--peers <list>', `comma list of peers (${ALL_PEERS.map((p) => p.name).join(', ')})`, DEFAULT_PEERS.join(','))
   .option('--repeats <n>', 'repeats of every case, peers interleaved (default 3, quick 1)', posInt)
