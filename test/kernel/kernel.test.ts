@@ -15,14 +15,16 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { rootSkipReason, withTopology, type NsProcess } from '../helpers/netns.js';
 import { runTestFileInNamespace } from '../helpers/in-namespace.js';
 import { probeKernelTier } from '../../src/dataplane/kernel/kernel-plane.js';
-import { MAX_SUBS } from '../../src/dataplane/kernel/layout.js';
+import { CHUNK, MAX_SUBS } from '../../src/dataplane/kernel/layout.js';
 
 const root = rootSkipReason();
 const probe = root ? undefined : await probeKernelTier();
 const skip = root ?? (probe && !probe.available ? `kernel tier unavailable: ${probe.detail}` : undefined);
 const RELAY = fileURLToPath(new URL('../fixtures/kernel-relay.ts', import.meta.url));
 const SEND = fileURLToPath(new URL('../fixtures/udp-send.ts', import.meta.url));
-const COUNT = fileURLToPath(new URL('../fixtures/udp-count.ts', import.meta.url));
+const COUNT = fileURLToPath(new URL('../fixtures/udp-count-ports.ts', import.meta.url));
+/** More than one program run's worth (CHUNK), so every datagram crosses a tail call. */
+const SUBS = CHUNK + 8;
 
 function event(proc: NsProcess, name: string): Record<string, any> {
   const e = proc.jsonLines<Record<string, any>>().find((j) => j.event === name);
@@ -43,14 +45,15 @@ test('kernel tier specifics, inside a network namespace', { skip, timeout: 300_0
   }
 });
 
-test('pinned state keeps forwarding while the process restarts; the new process adopts it', { skip, timeout: 180_000 }, async () => {
+test(`pinned state keeps forwarding while the process restarts; the new process adopts it (${SUBS} subscribers: the tail-call chain is swapped too)`, { skip, timeout: 180_000 }, async () => {
   const bpffs = mkdtempSync(join(tmpdir(), 'sluice-bpffs-'));
   execFileSync('mount', ['-t', 'bpf', 'bpf', bpffs]);
   try {
     await withTopology({ namespaces: ['k'] }, async (topo) => {
       const total = 3000;
-      const flowArgs = ['--listen', 'udp://127.0.0.1:5000', '--to', 'udp://127.0.0.1:7000', '--allow', '127.0.0.1', '--pin', bpffs];
-      const rx = topo.runNode('k', COUNT, ['--bind', '127.0.0.1:7000', '--expect', String(total), '--linger-ms', '500', '--timeout', '90000']);
+      const to = Array.from({ length: SUBS }, (_, i) => ['--to', `udp://127.0.0.1:${7000 + i}`]).flat();
+      const flowArgs = ['--listen', 'udp://127.0.0.1:5000', ...to, '--allow', '127.0.0.1', '--pin', bpffs];
+      const rx = topo.runNode('k', COUNT, ['--host', '127.0.0.1', '--first', '7000', '--count', String(SUBS), '--expect', String(total), '--linger-ms', '500', '--timeout', '90000']);
       await rx.waitForLine(/"event":"ready"/, { timeoutMs: 30_000 });
       const first = topo.runNode('k', RELAY, [...flowArgs, '--keep']);
       await first.waitForLine(/"event":"ready"/, { timeoutMs: 60_000, stream: 'stdout' });
@@ -72,14 +75,16 @@ test('pinned state keeps forwarding while the process restarts; the new process 
       assert.equal((await tx.waitExit(60_000)).code, 0, tx.stderr());
       await rx.waitExit(90_000);
       const got = event(rx, 'done');
-      assert.equal(got.missing, 0, `lost across the restart, e.g. ${JSON.stringify(got.missingSample)}`);
-      assert.equal(got.received, total);
+      assert.equal(got.missing, 0, `lost across the restart: ${JSON.stringify(got)}`);
+      assert.equal(got.complete, SUBS);
+      assert.equal(got.duplicates, 0);
 
       second.signal('SIGTERM');
       assert.equal((await second.waitExit(30_000)).code, 0, second.stderr());
       const final = event(second, 'final');
       assert.equal(final.stats.packetsIn, total);
-      assert.equal(final.stats.destinations[0].packetsOut, total);
+      assert.equal(final.stats.packetsOut, total * SUBS);
+      assert.ok(final.stats.destinations.every((d: { packetsOut: number }) => d.packetsOut === total), JSON.stringify(final.stats.destinations));
       // A normal close of the last flow leaves nothing pinned.
       assert.deepEqual(readdirSync(bpffs).filter((n) => n.startsWith('net-')), []);
     });
