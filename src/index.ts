@@ -2,7 +2,8 @@
  * Public surface of the `sluice` package. Anything not exported here is
  * internal and may change without notice.
  */
-export { Sluice, type SluiceOptions } from './control/sluice.js';
+export { Sluice, type SluiceOptions, type AggregateInput, type WriteEntryInput, type WriteOptions } from './control/sluice.js';
+export type { AggregateResult, MessageOutcome, WriteResult, WriteDestination, Percentiles, StreamCounters } from './sender/results.js';
 export { Flow, type EndpointInput } from './control/flow.js';
 export {
   SluiceError,

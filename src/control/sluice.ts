@@ -6,8 +6,17 @@ import { createDataPlane } from '../dataplane/select.js';
 import type { DataPlane } from '../dataplane/types.js';
 import { PolicyTable } from './policy-table.js';
 import { Flow } from './flow.js';
-import type { FlowPolicy, Policy, TierChoice, TierName } from '../policy/schema.js';
-import { parsePolicy } from '../policy/validate.js';
+import type { AggregatePolicy, FlowPolicy, Policy, SegmentPolicy, TierChoice, TierName } from '../policy/schema.js';
+import { parseAggregate, parsePolicy, parseSegment } from '../policy/validate.js';
+import { sendAggregatePortable, writePortable } from '../sender/portable-sender.js';
+import type { AggregateResult, WriteResult } from '../sender/results.js';
+
+/** An aggregate for Sluice.sendAggregate (docs/POLICY.md, aggregate). */
+export type AggregateInput = Omit<AggregatePolicy, 'type'>;
+/** One entry of Sluice.write. */
+export type WriteEntryInput = SegmentPolicy['entries'][number];
+/** Options of Sluice.write (docs/POLICY.md, segment). */
+export type WriteOptions = Omit<SegmentPolicy, 'type' | 'entries'>;
 import type { FlowStats } from '../stats/counters.js';
 import { ClosedError, NotSupportedError } from '../errors.js';
 
@@ -77,13 +86,40 @@ export class Sluice {
     if (spec.type === 'aggregate' || spec.type === 'segment') {
       throw new NotSupportedError(
         `${spec.type} policies cannot be applied as flows`,
-        `they are one-shot sends; their engine is not part of this build yet (issue #5)`,
+        `they are one-shot sends: use sluice.sendAggregate() or sluice.write()`,
       );
     }
     const entry = await this.#table.add(policy as FlowPolicy);
     const flow = new Flow(this.#table, entry.id, this.tier, (f) => this.#flows.delete(f));
     this.#flows.add(flow);
     return flow;
+  }
+
+  /**
+   * Sends many messages, each to its own destination, in one call, on the
+   * given schedule (sequence numbers, delays, or a time range). Resolves
+   * once, after the last message, with every message's outcome. Rejects
+   * with PolicyValidationError for an invalid aggregate. In this build
+   * every tier sends through the portable engine (node:dgram, paced by
+   * timers, ~1 ms granularity); the batched tier's engine (one hand-over to
+   * its worker, sendmmsg, fine pacing) is not built yet.
+   */
+  async sendAggregate(aggregate: AggregateInput): Promise<AggregateResult> {
+    if (this.#closed) throw new ClosedError('Sluice');
+    return sendAggregatePortable(parseAggregate(aggregate));
+  }
+
+  /**
+   * Segmented multi-destination write: each entry's data is cut into
+   * packets of at most `packetSize` bytes for its destination, destinations
+   * interleaved `burst` packets at a time (1 = strict). Resolves once, after
+   * the last packet, with per-destination counters. The caller must not
+   * change the buffers before it resolves. Portable engine in this build
+   * (one send per packet; no GSO or MSG_ZEROCOPY yet).
+   */
+  async write(entries: readonly WriteEntryInput[], options: WriteOptions = {}): Promise<WriteResult> {
+    if (this.#closed) throw new ClosedError('Sluice');
+    return writePortable(parseSegment({ ...options, entries }));
   }
 
   /** Running flows, in the order they were applied. */

@@ -1,0 +1,174 @@
+/**
+ * The portable engine for one-shot sends, on node:dgram: what every tier
+ * falls back to when it has no engine of its own. It keeps the same
+ * semantics as a native engine (transmission order, drop rule, outcomes,
+ * counters) and is slower and coarser: it paces with Node timers (about
+ * 1 ms granularity) on the application's thread, sends one datagram per
+ * call, and never spins (a spin would stall the application).
+ */
+import dgram from 'node:dgram';
+import { isIPv4 } from 'node:net';
+import { endpointKey, formatEndpoint, isWildcard, type Endpoint } from '../policy/endpoint.js';
+import type { AggregateSpec, SegmentSpec } from '../policy/schema.js';
+import { planSchedule } from '../policy/schedule.js';
+import { planSegments } from '../policy/segment-plan.js';
+import { LATE_TOLERANCE_MS, percentiles, type AggregateResult, type MessageOutcome, type StreamCounters, type WriteDestination, type WriteResult } from './results.js';
+
+type Family = 4 | 6;
+
+/** One socket per address family, the one of `from` bound to it. */
+class Sockets {
+  readonly #socks = new Map<Family, Promise<dgram.Socket>>();
+  constructor(private readonly from: Endpoint | undefined) {}
+
+  get(family: Family): Promise<dgram.Socket> {
+    let p = this.#socks.get(family);
+    if (!p) {
+      p = new Promise<dgram.Socket>((resolve, reject) => {
+        const s = dgram.createSocket({ type: family === 4 ? 'udp4' : 'udp6' });
+        s.once('error', reject);
+        const own = this.from && (isIPv4(this.from.address) ? 4 : 6) === family ? this.from : undefined;
+        const address = own && !isWildcard(own) ? own.address : undefined;
+        s.bind({ port: own?.port ?? 0, ...(address ? { address } : {}) }, () => {
+          s.off('error', reject);
+          s.on('error', () => undefined); // per-send errors arrive in send callbacks
+          resolve(s);
+        });
+      });
+      this.#socks.set(family, p);
+    }
+    return p;
+  }
+
+  async close(): Promise<void> {
+    for (const p of this.#socks.values()) {
+      const s = await p.catch(() => undefined);
+      s?.close();
+    }
+  }
+}
+
+const familyOf = (ep: Endpoint): Family => (isIPv4(ep.address) ? 4 : 6);
+
+function send(sock: dgram.Socket, data: Uint8Array, to: Endpoint): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    sock.send(data, to.port, to.address, (err) => resolve(err ? ((err as NodeJS.ErrnoException).code ?? err.message) : undefined));
+  });
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
+
+/** Sends an aggregate on its schedule. The promise settles once, after the last message. */
+export async function sendAggregatePortable(spec: AggregateSpec): Promise<AggregateResult> {
+  const remap = new Map((spec.remap ?? []).map((r) => [endpointKey(r.from), r.to]));
+  const plan = planSchedule(spec.schedule, spec.messages.length);
+  const sockets = new Sockets(spec.from);
+  const outcomes: MessageOutcome[] = [];
+  const pending: Promise<void>[] = [];
+  try {
+    // Sockets first, so that binding does not make the first messages late.
+    const families = new Set(spec.messages.map((m) => familyOf(remap.get(endpointKey(m.to)) ?? m.to)));
+    for (const f of families) await sockets.get(f);
+    const startsAt = spec.schedule.kind === 'range' && spec.schedule.startAt !== undefined ? performance.now() + (spec.schedule.startAt - Date.now()) : performance.now();
+    // Messages due at the same time leave together, in plan order.
+    for (let i = 0; i < plan.length; ) {
+      const dueMs = plan[i]!.atMs;
+      let j = i;
+      while (j < plan.length && plan[j]!.atMs === dueMs) j++;
+      // Timers may fire a fraction of a ms early against performance.now(): never send early.
+      for (let wait = startsAt + dueMs - performance.now(); wait > 0; wait = startsAt + dueMs - performance.now()) await sleep(wait);
+      for (const p of plan.slice(i, j)) {
+        const m = spec.messages[p.index]!;
+        const to = remap.get(endpointKey(m.to)) ?? m.to;
+        const sentAtMs = performance.now() - startsAt;
+        const lateMs = Math.max(0, sentAtMs - dueMs);
+        const base = { index: p.index, to: formatEndpoint(to), ...(m.stream ? { stream: m.stream } : {}), dueMs, sentAtMs, lateMs };
+        if (lateMs > spec.maxLatenessMs) {
+          outcomes.push({ ...base, status: 'dropped', reason: 'late' });
+          continue;
+        }
+        const slot = outcomes.push({ ...base, status: 'sent' }) - 1;
+        pending.push(
+          sockets.get(familyOf(to)).then(async (sock) => {
+            const err = await send(sock, m.data, to);
+            if (err) outcomes[slot] = { ...base, status: 'dropped', reason: err };
+          }),
+        );
+      }
+      i = j;
+    }
+    await Promise.all(pending);
+    return summarizeAggregate('portable', spec, outcomes, performance.now() - startsAt);
+  } finally {
+    await sockets.close();
+  }
+}
+
+export function summarizeAggregate(engine: 'portable' | 'batched', spec: AggregateSpec, outcomes: readonly MessageOutcome[], elapsedMs: number): AggregateResult {
+  const streams: Record<string, StreamCounters> = {};
+  let sent = 0;
+  let late = 0;
+  let dropped = 0;
+  const lateness: number[] = [];
+  for (const o of outcomes) {
+    const st = o.stream ? (streams[o.stream] ??= { sent: 0, late: 0, dropped: 0, bytes: 0 }) : undefined;
+    if (o.status === 'dropped') {
+      dropped++;
+      if (st) st.dropped++;
+      continue;
+    }
+    sent++;
+    lateness.push(o.lateMs);
+    const isLate = o.lateMs > LATE_TOLERANCE_MS;
+    if (isLate) late++;
+    if (st) {
+      st.sent++;
+      st.bytes += spec.messages[o.index]!.data.byteLength;
+      if (isLate) st.late++;
+    }
+  }
+  return { engine, messages: outcomes, sent, late, dropped, lateness: percentiles(lateness), streams, elapsedMs };
+}
+
+/**
+ * A segmented write: each entry's data cut into packets of at most
+ * packetSize (views into the caller's buffer, no copy here), destinations
+ * interleaved `burst` packets at a time, sent as fast as the socket takes
+ * them. The promise settles once, after the last packet.
+ */
+export async function writePortable(spec: SegmentSpec): Promise<WriteResult> {
+  const t0 = performance.now();
+  const plan = planSegments(spec.entries.map((e) => e.data.byteLength), spec.packetSize, spec.burst);
+  const dests: WriteDestination[] = spec.entries.map((e) => ({ to: formatEndpoint(e.to), packets: 0, bytes: 0, errors: 0 }));
+  const sockets = new Sockets(spec.from);
+  let sent = 0;
+  let bytes = 0;
+  let errors = 0;
+  try {
+    const pending: Promise<void>[] = [];
+    for (const seg of plan) {
+      const e = spec.entries[seg.entry]!;
+      const d = dests[seg.entry]!;
+      const view = e.data.subarray(seg.offset, seg.offset + seg.length);
+      pending.push(
+        sockets.get(familyOf(e.to)).then(async (sock) => {
+          const err = await send(sock, view, e.to);
+          if (err) {
+            d.errors++;
+            d.lastError = err;
+            errors++;
+          } else {
+            d.packets++;
+            d.bytes += seg.length;
+            sent++;
+            bytes += seg.length;
+          }
+        }),
+      );
+    }
+    await Promise.all(pending);
+  } finally {
+    await sockets.close();
+  }
+  return { engine: 'portable', packets: plan.length, sent, bytes, errors, destinations: dests, elapsedMs: performance.now() - t0 };
+}

@@ -1,0 +1,121 @@
+/**
+ * One-shot sends through the library API (Sluice.sendAggregate and
+ * Sluice.write), on loopback. Every tier sends them through the portable
+ * engine in this build, so these run without root.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Sluice, PolicyValidationError } from '../../src/index.js';
+import { openReceiver as open, type Receiver } from '../helpers/udp.js';
+
+const s = await Sluice.open({ tier: 'portable' });
+// Receivers are closed here too, so a failed assertion cannot keep the file alive.
+const receivers: Receiver[] = [];
+const openReceiver = async (): Promise<Receiver> => {
+  const r = await open();
+  receivers.push(r);
+  return r;
+};
+after(async () => {
+  for (const r of receivers) await r.close().catch(() => undefined);
+  await s.close();
+});
+
+test('the design example: A..G for two users and two videos, sequence 3,1,5,4,2,6,7, leave in sequence order, each to its user, in one call', async () => {
+  const user1 = await openReceiver();
+  const user2 = await openReceiver();
+  const msg = (label: string, to: string, stream: string) => ({ to, data: Buffer.from(label), stream });
+  const result = await s.sendAggregate({
+    messages: [
+      msg('A', user1.url, 'video1'),
+      msg('B', user2.url, 'video2'),
+      msg('C', user1.url, 'video2'),
+      msg('D', user2.url, 'video1'),
+      msg('E', user1.url, 'video1'),
+      msg('F', user2.url, 'video2'),
+      msg('G', user1.url, 'video2'),
+    ],
+    schedule: { kind: 'sequence', sequence: [3, 1, 5, 4, 2, 6, 7], tickMs: 2 },
+  });
+  // Transmission order is sequence order, B E A D C F G, each at its tick.
+  assert.deepEqual(result.messages.map((m) => 'ABCDEFG'[m.index]), ['B', 'E', 'A', 'D', 'C', 'F', 'G']);
+  assert.deepEqual(result.messages.map((m) => m.dueMs), [0, 2, 4, 6, 8, 10, 12]);
+  for (let i = 1; i < result.messages.length; i++) assert.ok(result.messages[i]!.sentAtMs >= result.messages[i - 1]!.sentAtMs);
+  assert.ok(result.messages.every((m) => m.sentAtMs >= m.dueMs), 'nothing leaves early');
+  assert.equal(result.sent, 7);
+  assert.equal(result.dropped, 0);
+  await user1.waitFor(4);
+  await user2.waitFor(3);
+  assert.deepEqual(user1.received.map((r) => r.data.toString()), ['E', 'A', 'C', 'G']);
+  assert.deepEqual(user2.received.map((r) => r.data.toString()), ['B', 'D', 'F']);
+  assert.deepEqual(result.streams, {
+    video1: { sent: 3, late: result.streams.video1!.late, dropped: 0, bytes: 3 },
+    video2: { sent: 4, late: result.streams.video2!.late, dropped: 0, bytes: 4 },
+  });
+  await user1.close();
+  await user2.close();
+});
+
+test('delays and remap: each message at its delay after the start; what was addressed to X goes to Y', async () => {
+  const x = await openReceiver();
+  const y = await openReceiver();
+  await x.close(); // X must receive nothing: it is closed, and remapped anyway
+  const r = await s.sendAggregate({
+    messages: [0, 1, 2].map((i) => ({ to: x.url, data: Buffer.from([i]) })),
+    schedule: { kind: 'delays', delaysMs: [0, 15, 30] },
+    remap: [{ from: x.url, to: y.url }],
+  });
+  await y.waitFor(3);
+  assert.deepEqual(y.received.map((d) => d.data[0]), [0, 1, 2]);
+  assert.ok(r.messages.every((m) => m.to === y.url));
+  assert.ok(r.messages[2]!.sentAtMs >= 30 && r.elapsedMs >= 30);
+  await y.close();
+});
+
+test('a message later than maxLatenessMs is dropped and counted; the others are sent', async () => {
+  const rx = await openReceiver();
+  // A range that started 500 ms ago: the first two are hopelessly late.
+  const r = await s.sendAggregate({
+    messages: [0, 1, 2, 3].map((i) => ({ to: rx.url, data: Buffer.from([i]), stream: 's' })),
+    schedule: { kind: 'range', startAt: Date.now() - 500, durationMs: 600, offsetsMs: [0, 100, 520, 560] },
+    maxLatenessMs: 50,
+  });
+  assert.deepEqual(r.messages.map((m) => [m.index, m.status, m.reason]), [
+    [0, 'dropped', 'late'],
+    [1, 'dropped', 'late'],
+    [2, 'sent', undefined],
+    [3, 'sent', undefined],
+  ]);
+  assert.equal(r.dropped, 2);
+  assert.equal(r.streams.s!.dropped, 2);
+  await rx.waitFor(2);
+  assert.deepEqual(rx.received.map((d) => d.data[0]), [2, 3]);
+  await rx.close();
+});
+
+test('write: entries cut into packets, destinations strictly interleaved, one completion with counters', async () => {
+  const a = await openReceiver();
+  const b = await openReceiver();
+  const dataA = Buffer.alloc(2500, 0xaa);
+  const dataB = Buffer.alloc(1000, 0xbb);
+  const r = await s.write([{ to: a.url, data: dataA }, { to: b.url, data: dataB }], { packetSize: 600 });
+  assert.equal(r.packets, 5 + 2);
+  assert.equal(r.sent, 7);
+  assert.equal(r.bytes, 3500);
+  assert.deepEqual(r.destinations.map((d) => [d.packets, d.bytes]), [[5, 2500], [2, 1000]]);
+  await a.waitFor(5);
+  await b.waitFor(2);
+  assert.deepEqual(a.received.map((d) => d.data.length), [600, 600, 600, 600, 100]);
+  assert.deepEqual(b.received.map((d) => d.data.length), [600, 400]);
+  assert.ok(Buffer.concat(a.received.map((d) => d.data)).equals(dataA));
+  await a.close();
+  await b.close();
+});
+
+test('invalid aggregates and writes are refused with the field named', async () => {
+  await assert.rejects(
+    s.sendAggregate({ messages: [{ to: 'udp://127.0.0.1:9', data: Buffer.from('x') }], schedule: { kind: 'sequence', sequence: [1, 2] } }),
+    (e: unknown) => e instanceof PolicyValidationError && /schedule\.sequence/.test(e.message),
+  );
+  await assert.rejects(s.write([{ to: 'udp://127.0.0.1:9', data: Buffer.from('x') }], { packetSize: 0 }), PolicyValidationError);
+});
