@@ -9,6 +9,7 @@ import { Flow } from './flow.js';
 import type { AggregatePolicy, FlowPolicy, Policy, SegmentPolicy, TierChoice, TierName } from '../policy/schema.js';
 import { parseAggregate, parsePolicy, parseSegment } from '../policy/validate.js';
 import { sendAggregatePortable, writePortable } from '../sender/portable-sender.js';
+import { BatchedSender } from '../sender/batched-sender.js';
 import type { AggregateResult, WriteResult } from '../sender/results.js';
 
 /** An aggregate for Sluice.sendAggregate (docs/POLICY.md, aggregate). */
@@ -45,6 +46,8 @@ export class Sluice {
   #closing: Promise<FlowStats[]> | undefined;
 
   readonly #options: SluiceOptions;
+  /** The batched send engine (batched and kernel tiers), started on first use. */
+  #sender: BatchedSender | undefined;
 
   private constructor(plane: DataPlane, options: SluiceOptions) {
     this.#plane = plane;
@@ -99,14 +102,18 @@ export class Sluice {
    * Sends many messages, each to its own destination, in one call, on the
    * given schedule (sequence numbers, delays, or a time range). Resolves
    * once, after the last message, with every message's outcome. Rejects
-   * with PolicyValidationError for an invalid aggregate. In this build
-   * every tier sends through the portable engine (node:dgram, paced by
-   * timers, ~1 ms granularity); the batched tier's engine (one hand-over to
-   * its worker, sendmmsg, fine pacing) is not built yet.
+   * with PolicyValidationError for an invalid aggregate. On the batched and
+   * kernel tiers the aggregate crosses once to a send worker that paces it
+   * with absolute deadlines and sends each group of messages due together
+   * with one sendmmsg per address family (`engine: 'batched'`); on the
+   * portable tier node:dgram sends it, paced by Node timers (~1 ms).
    */
   async sendAggregate(aggregate: AggregateInput): Promise<AggregateResult> {
     if (this.#closed) throw new ClosedError('Sluice');
-    return sendAggregatePortable(parseAggregate(aggregate));
+    const spec = parseAggregate(aggregate);
+    if (this.tier === 'portable') return sendAggregatePortable(spec);
+    this.#sender ??= new BatchedSender();
+    return this.#sender.sendAggregate(spec);
   }
 
   /**
@@ -155,6 +162,7 @@ export class Sluice {
       for (const f of this.#flows) f.markRemoved();
       this.#flows.clear();
       if (!keep) final.push(...(await this.#table.clear()));
+      await this.#sender?.close();
       await this.#plane.close({ keepForwarding: keep });
       return final;
     })();

@@ -98,7 +98,7 @@ export async function sendAggregatePortable(spec: AggregateSpec): Promise<Aggreg
       i = j;
     }
     await Promise.all(pending);
-    return summarizeAggregate('portable', spec, outcomes, performance.now() - startsAt);
+    return { ...summarizeAggregate('portable', spec, outcomes, performance.now() - startsAt), sendCalls: pending.length };
   } finally {
     await sockets.close();
   }

@@ -51,6 +51,8 @@ export interface AggregateResult {
   readonly streams: Readonly<Record<string, StreamCounters>>;
   /** From the start to the last message handed over, ms. */
   readonly elapsedMs: number;
+  /** System calls that sent the messages (batched engine: sendmmsg calls). */
+  readonly sendCalls?: number;
 }
 
 export interface WriteDestination {

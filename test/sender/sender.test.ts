@@ -1,14 +1,21 @@
 /**
  * One-shot sends through the library API (Sluice.sendAggregate and
- * Sluice.write), on loopback. Every tier sends them through the portable
- * engine in this build, so these run without root.
+ * Sluice.write), on loopback. Aggregates run on the portable engine and,
+ * where the host has it, on the batched engine (same expectations);
+ * writes use the portable engine on every tier in this build.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Sluice, PolicyValidationError } from '../../src/index.js';
+import { Sluice, PolicyValidationError, probeTiers } from '../../src/index.js';
 import { openReceiver as open, type Receiver } from '../helpers/udp.js';
 
 const s = await Sluice.open({ tier: 'portable' });
+const batchedProbe = (await probeTiers()).find((t) => t.tier === 'batched');
+const batched = batchedProbe?.available ? await Sluice.open({ tier: 'batched' }) : undefined;
+const engines: Array<[string, Sluice | undefined, string | undefined]> = [
+  ['portable engine', s, undefined],
+  ['batched engine', batched, batched ? undefined : `batched tier unavailable: ${batchedProbe?.detail}`],
+];
 // Receivers are closed here too, so a failed assertion cannot keep the file alive.
 const receivers: Receiver[] = [];
 const openReceiver = async (): Promise<Receiver> => {
@@ -19,78 +26,93 @@ const openReceiver = async (): Promise<Receiver> => {
 after(async () => {
   for (const r of receivers) await r.close().catch(() => undefined);
   await s.close();
+  await batched?.close();
 });
 
-test('the design example: A..G for two users and two videos, sequence 3,1,5,4,2,6,7, leave in sequence order, each to its user, in one call', async () => {
-  const user1 = await openReceiver();
-  const user2 = await openReceiver();
-  const msg = (label: string, to: string, stream: string) => ({ to, data: Buffer.from(label), stream });
-  const result = await s.sendAggregate({
-    messages: [
-      msg('A', user1.url, 'video1'),
-      msg('B', user2.url, 'video2'),
-      msg('C', user1.url, 'video2'),
-      msg('D', user2.url, 'video1'),
-      msg('E', user1.url, 'video1'),
-      msg('F', user2.url, 'video2'),
-      msg('G', user1.url, 'video2'),
-    ],
-    schedule: { kind: 'sequence', sequence: [3, 1, 5, 4, 2, 6, 7], tickMs: 2 },
+for (const [engine, s, skip] of engines) {
+  test(`${engine}: the design example: A..G for two users and two videos, sequence 3,1,5,4,2,6,7, leave in sequence order, each to its user, in one call`, { skip }, async () => {
+    const user1 = await openReceiver();
+    const user2 = await openReceiver();
+    const msg = (label: string, to: string, stream: string) => ({ to, data: Buffer.from(label), stream });
+    const result = await s!.sendAggregate({
+      messages: [
+        msg('A', user1.url, 'video1'),
+        msg('B', user2.url, 'video2'),
+        msg('C', user1.url, 'video2'),
+        msg('D', user2.url, 'video1'),
+        msg('E', user1.url, 'video1'),
+        msg('F', user2.url, 'video2'),
+        msg('G', user1.url, 'video2'),
+      ],
+      schedule: { kind: 'sequence', sequence: [3, 1, 5, 4, 2, 6, 7], tickMs: 2 },
+    });
+    // Transmission order is sequence order, B E A D C F G, each at its tick.
+    assert.deepEqual(result.messages.map((m) => 'ABCDEFG'[m.index]), ['B', 'E', 'A', 'D', 'C', 'F', 'G']);
+    assert.deepEqual(result.messages.map((m) => m.dueMs), [0, 2, 4, 6, 8, 10, 12]);
+    for (let i = 1; i < result.messages.length; i++) assert.ok(result.messages[i]!.sentAtMs >= result.messages[i - 1]!.sentAtMs);
+    assert.ok(result.messages.every((m) => m.sentAtMs >= m.dueMs), 'nothing leaves early');
+    assert.equal(result.sent, 7);
+    assert.equal(result.dropped, 0);
+    await user1.waitFor(4);
+    await user2.waitFor(3);
+    assert.deepEqual(user1.received.map((r) => r.data.toString()), ['E', 'A', 'C', 'G']);
+    assert.deepEqual(user2.received.map((r) => r.data.toString()), ['B', 'D', 'F']);
+    assert.deepEqual(result.streams, {
+      video1: { sent: 3, late: result.streams.video1!.late, dropped: 0, bytes: 3 },
+      video2: { sent: 4, late: result.streams.video2!.late, dropped: 0, bytes: 4 },
+    });
+    await user1.close();
+    await user2.close();
   });
-  // Transmission order is sequence order, B E A D C F G, each at its tick.
-  assert.deepEqual(result.messages.map((m) => 'ABCDEFG'[m.index]), ['B', 'E', 'A', 'D', 'C', 'F', 'G']);
-  assert.deepEqual(result.messages.map((m) => m.dueMs), [0, 2, 4, 6, 8, 10, 12]);
-  for (let i = 1; i < result.messages.length; i++) assert.ok(result.messages[i]!.sentAtMs >= result.messages[i - 1]!.sentAtMs);
-  assert.ok(result.messages.every((m) => m.sentAtMs >= m.dueMs), 'nothing leaves early');
-  assert.equal(result.sent, 7);
-  assert.equal(result.dropped, 0);
-  await user1.waitFor(4);
-  await user2.waitFor(3);
-  assert.deepEqual(user1.received.map((r) => r.data.toString()), ['E', 'A', 'C', 'G']);
-  assert.deepEqual(user2.received.map((r) => r.data.toString()), ['B', 'D', 'F']);
-  assert.deepEqual(result.streams, {
-    video1: { sent: 3, late: result.streams.video1!.late, dropped: 0, bytes: 3 },
-    video2: { sent: 4, late: result.streams.video2!.late, dropped: 0, bytes: 4 },
-  });
-  await user1.close();
-  await user2.close();
-});
 
-test('delays and remap: each message at its delay after the start; what was addressed to X goes to Y', async () => {
-  const x = await openReceiver();
-  const y = await openReceiver();
-  await x.close(); // X must receive nothing: it is closed, and remapped anyway
-  const r = await s.sendAggregate({
-    messages: [0, 1, 2].map((i) => ({ to: x.url, data: Buffer.from([i]) })),
-    schedule: { kind: 'delays', delaysMs: [0, 15, 30] },
-    remap: [{ from: x.url, to: y.url }],
+  test(`${engine}: delays and remap: each message at its delay after the start; what was addressed to X goes to Y`, { skip }, async () => {
+    const x = await openReceiver();
+    const y = await openReceiver();
+    await x.close(); // X must receive nothing: it is closed, and remapped anyway
+    const r = await s!.sendAggregate({
+      messages: [0, 1, 2].map((i) => ({ to: x.url, data: Buffer.from([i]) })),
+      schedule: { kind: 'delays', delaysMs: [0, 15, 30] },
+      remap: [{ from: x.url, to: y.url }],
+    });
+    await y.waitFor(3);
+    assert.deepEqual(y.received.map((d) => d.data[0]), [0, 1, 2]);
+    assert.ok(r.messages.every((m) => m.to === y.url));
+    assert.ok(r.messages[2]!.sentAtMs >= 30 && r.elapsedMs >= 30);
+    await y.close();
   });
-  await y.waitFor(3);
-  assert.deepEqual(y.received.map((d) => d.data[0]), [0, 1, 2]);
-  assert.ok(r.messages.every((m) => m.to === y.url));
-  assert.ok(r.messages[2]!.sentAtMs >= 30 && r.elapsedMs >= 30);
-  await y.close();
-});
 
-test('a message later than maxLatenessMs is dropped and counted; the others are sent', async () => {
-  const rx = await openReceiver();
-  // A range that started 500 ms ago: the first two are hopelessly late.
-  const r = await s.sendAggregate({
-    messages: [0, 1, 2, 3].map((i) => ({ to: rx.url, data: Buffer.from([i]), stream: 's' })),
-    schedule: { kind: 'range', startAt: Date.now() - 500, durationMs: 600, offsetsMs: [0, 100, 520, 560] },
-    maxLatenessMs: 50,
+  test(`${engine}: a message later than maxLatenessMs is dropped and counted; the others are sent`, { skip }, async () => {
+    const rx = await openReceiver();
+    // A range that started 500 ms ago: the first two are hopelessly late.
+    const r = await s!.sendAggregate({
+      messages: [0, 1, 2, 3].map((i) => ({ to: rx.url, data: Buffer.from([i]), stream: 's' })),
+      schedule: { kind: 'range', startAt: Date.now() - 500, durationMs: 600, offsetsMs: [0, 100, 520, 560] },
+      maxLatenessMs: 50,
+    });
+    assert.deepEqual(r.messages.map((m) => [m.index, m.status, m.reason]), [
+      [0, 'dropped', 'late'],
+      [1, 'dropped', 'late'],
+      [2, 'sent', undefined],
+      [3, 'sent', undefined],
+    ]);
+    assert.equal(r.dropped, 2);
+    assert.equal(r.streams.s!.dropped, 2);
+    await rx.waitFor(2);
+    assert.deepEqual(rx.received.map((d) => d.data[0]), [2, 3]);
+    await rx.close();
   });
-  assert.deepEqual(r.messages.map((m) => [m.index, m.status, m.reason]), [
-    [0, 'dropped', 'late'],
-    [1, 'dropped', 'late'],
-    [2, 'sent', undefined],
-    [3, 'sent', undefined],
-  ]);
-  assert.equal(r.dropped, 2);
-  assert.equal(r.streams.s!.dropped, 2);
-  await rx.waitFor(2);
-  assert.deepEqual(rx.received.map((d) => d.data[0]), [2, 3]);
-  await rx.close();
+}
+
+test('batched engine: messages due together leave in one sendmmsg; the engine says which it was', { skip: engines[1]![2] }, async () => {
+  const rx = await Promise.all([0, 1, 2, 3, 4].map(() => openReceiver()));
+  const messages = Array.from({ length: 500 }, (_, i) => ({ to: rx[i % 5]!.url, data: Buffer.from([i & 0xff, i >> 8]) }));
+  const r = await batched!.sendAggregate({ messages, schedule: { kind: 'delays', delaysMs: messages.map(() => 0) } });
+  assert.equal(r.engine, 'batched');
+  assert.equal(r.sent, 500);
+  assert.equal(r.sendCalls, 1, `500 messages due at once took ${r.sendCalls} sendmmsg calls`);
+  for (const x of rx) await x.waitFor(100);
+  // Each receiver got its 100 in order.
+  for (const [k, x] of rx.entries()) assert.deepEqual(x.received.map((d) => d.data[0]! | (d.data[1]! << 8)), Array.from({ length: 100 }, (_, j) => j * 5 + k));
 });
 
 test('write: entries cut into packets, destinations strictly interleaved, one completion with counters', async () => {
