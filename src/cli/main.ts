@@ -14,6 +14,7 @@ import { NotSupportedError, PolicyValidationError, SluiceError } from '../errors
 import { EXIT, parseBitrate, parseDuration, table, emitJson } from './output.js';
 import { runSession } from './session.js';
 import { runDemo } from './demo.js';
+import { runSendAggregate, runWrite } from './send.js';
 import { existsSync } from 'node:fs';
 import { DEFAULT_PIN_ROOT, detachPinned, pinDirFor } from '../dataplane/kernel/attach.js';
 
@@ -100,6 +101,29 @@ export function buildProgram(exit: (code: number) => void): Command {
       const config = await loadConfig(o.config);
       const reload = async () => [...(await loadConfig(o.config)).flows];
       exit(await runSession({ tier: (o.tier ?? config.tier) as TierChoice, batchHoldMs: o.batchHold, pin: o.pin, flows: [...config.flows], reload, json: !!o.json, statsInterval: o.statsInterval ?? (o.json ? 0 : 5) }));
+    });
+
+  program
+    .command('send')
+    .description('send an aggregate described in a JSON file: many messages, each to its own destination, on its schedule (see sluice send --help)')
+    .requiredOption('--aggregate <file>', 'JSON aggregate (docs/POLICY.md); payloads as text, hex, base64 or file')
+    .addOption(tierOption())
+    .option('--json', 'machine-readable output')
+    .action(async (o) => {
+      exit(await runSendAggregate({ file: o.aggregate, tier: o.tier as TierChoice, json: !!o.json }));
+    });
+
+  program
+    .command('write')
+    .description('send a file to several destinations, cut into packets, destinations interleaved')
+    .requiredOption('--file <path>', 'file to send')
+    .requiredOption('--to <url>', 'destination (repeat for several)', collect, [])
+    .option('--packet-size <bytes>', 'largest datagram payload', positiveInt, 1472)
+    .option('--burst <n>', 'packets per destination before the next (1 = strict interleave)', positiveInt, 1)
+    .addOption(tierOption())
+    .option('--json', 'machine-readable output')
+    .action(async (o) => {
+      exit(await runWrite({ file: o.file, to: o.to, packetSize: o.packetSize, burst: o.burst, tier: o.tier as TierChoice, json: !!o.json }));
     });
 
   program

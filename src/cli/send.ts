@@ -1,0 +1,130 @@
+/**
+ * `sluice send` and `sluice write`: one-shot sends from the shell.
+ *
+ * An aggregate file is JSON: the aggregate of docs/POLICY.md, with each
+ * message's payload given as exactly one of `text` (UTF-8), `hex`,
+ * `base64` or `file` (a path, relative to the JSON file):
+ *
+ *   { "schedule": { "kind": "sequence", "sequence": [2, 1], "tickMs": 5 },
+ *     "messages": [ { "to": "udp://127.0.0.1:6000", "text": "second", "stream": "v1" },
+ *                   { "to": "udp://127.0.0.1:6001", "hex": "0102ff" } ] }
+ */
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { Sluice, type AggregateInput } from '../control/sluice.js';
+import { PolicyValidationError } from '../errors.js';
+import type { TierChoice } from '../policy/schema.js';
+import { EXIT, emitJson, table } from './output.js';
+import type { AggregateResult, WriteResult } from '../sender/results.js';
+
+type Issue = { path: string; message: string };
+
+/** Turns the JSON document into an aggregate: payload fields become bytes. */
+export async function aggregateFromJson(text: string, baseDir: string): Promise<AggregateInput> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new PolicyValidationError([{ path: '', message: `not JSON: ${(err as Error).message}` }], 'invalid aggregate');
+  }
+  if (typeof doc !== 'object' || doc === null || !Array.isArray((doc as { messages?: unknown }).messages)) {
+    throw new PolicyValidationError([{ path: 'messages', message: 'expected an array of messages' }], 'invalid aggregate');
+  }
+  const issues: Issue[] = [];
+  const messages = await Promise.all(
+    ((doc as { messages: unknown[] }).messages).map(async (m, i) => {
+      if (typeof m !== 'object' || m === null) {
+        issues.push({ path: `messages[${i}]`, message: 'expected an object' });
+        return m;
+      }
+      const { text: t, hex, base64, file, ...rest } = m as Record<string, unknown>;
+      const given = [t, hex, base64, file].filter((x) => x !== undefined);
+      if (given.length !== 1) {
+        issues.push({ path: `messages[${i}]`, message: 'give the payload as exactly one of text, hex, base64 or file' });
+        return rest;
+      }
+      if (typeof given[0] !== 'string') {
+        issues.push({ path: `messages[${i}]`, message: 'the payload field must be a string' });
+        return rest;
+      }
+      if (t !== undefined) return { ...rest, data: Buffer.from(t as string, 'utf8') };
+      if (hex !== undefined) {
+        if (!/^([0-9a-fA-F]{2})*$/.test(hex as string)) issues.push({ path: `messages[${i}].hex`, message: 'not an even number of hex digits' });
+        return { ...rest, data: Buffer.from(hex as string, 'hex') };
+      }
+      if (base64 !== undefined) return { ...rest, data: Buffer.from(base64 as string, 'base64') };
+      try {
+        return { ...rest, data: await readFile(resolve(baseDir, file as string)) };
+      } catch (err) {
+        issues.push({ path: `messages[${i}].file`, message: `cannot read ${file as string}: ${(err as NodeJS.ErrnoException).code ?? String(err)}` });
+        return rest;
+      }
+    }),
+  );
+  if (issues.length) throw new PolicyValidationError(issues, 'invalid aggregate');
+  return { ...(doc as object), messages } as AggregateInput;
+}
+
+/**
+ * One-shot sends never need the kernel tier (its send engine is the
+ * batched one), and opening it would load and attach eBPF programs just to
+ * send: `auto` and `kernel` mean batched where available, else portable.
+ */
+async function sendTier(choice: TierChoice): Promise<TierChoice> {
+  if (choice !== 'auto' && choice !== 'kernel') return choice;
+  const { probeTiers } = await import('../dataplane/select.js');
+  const batched = (await probeTiers()).find((p) => p.tier === 'batched');
+  return batched?.available ? 'batched' : 'portable';
+}
+
+export async function runSendAggregate(opts: { file: string; tier: TierChoice; json: boolean }): Promise<number> {
+  let text: string;
+  try {
+    text = await readFile(opts.file, 'utf8');
+  } catch (err) {
+    throw new PolicyValidationError([{ path: '', message: `cannot read ${opts.file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}` }], 'invalid aggregate');
+  }
+  const aggregate = await aggregateFromJson(text, dirname(resolve(opts.file)));
+  const sluice = await Sluice.open({ tier: await sendTier(opts.tier) });
+  let r: AggregateResult;
+  try {
+    r = await sluice.sendAggregate(aggregate);
+  } finally {
+    await sluice.close();
+  }
+  if (opts.json) emitJson('aggregate', { ...r });
+  else {
+    const f = (v: number) => v.toFixed(2);
+    process.stdout.write(
+      `${table(
+        ['#', 'to', 'stream', 'status', 'due ms', 'sent ms', 'late ms'],
+        r.messages.map((m) => [String(m.index), m.to, m.stream ?? '', m.reason ? `${m.status} (${m.reason})` : m.status, f(m.dueMs), f(m.sentAtMs), f(m.lateMs)]),
+      )}\n`,
+    );
+    process.stdout.write(`${r.engine} engine: ${r.sent} sent, ${r.late} late, ${r.dropped} dropped in ${f(r.elapsedMs)} ms; lateness p50 ${f(r.lateness.p50)} / p99 ${f(r.lateness.p99)} / max ${f(r.lateness.max)} ms${r.sendCalls !== undefined ? `; ${r.sendCalls} send call(s)` : ''}\n`);
+  }
+  return r.dropped === 0 ? EXIT.OK : EXIT.FAILURE;
+}
+
+export async function runWrite(opts: { file: string; to: string[]; packetSize: number; burst: number; tier: TierChoice; json: boolean }): Promise<number> {
+  let data: Buffer;
+  try {
+    data = await readFile(opts.file);
+  } catch (err) {
+    throw new PolicyValidationError([{ path: '', message: `cannot read ${opts.file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}` }], 'invalid write');
+  }
+  const sluice = await Sluice.open({ tier: await sendTier(opts.tier) });
+  let r: WriteResult;
+  try {
+    // Every destination gets the same bytes: one buffer, no copies.
+    r = await sluice.write(opts.to.map((to) => ({ to, data })), { packetSize: opts.packetSize, burst: opts.burst });
+  } finally {
+    await sluice.close();
+  }
+  if (opts.json) emitJson('write', { ...r });
+  else {
+    process.stdout.write(`${table(['to', 'packets', 'bytes', 'errors'], r.destinations.map((d) => [d.to, String(d.packets), String(d.bytes), d.lastError ? `${d.errors} (${d.lastError})` : String(d.errors)]))}\n`);
+    process.stdout.write(`${r.engine} engine: ${r.sent} of ${r.packets} packets, ${r.bytes} bytes in ${r.elapsedMs.toFixed(1)} ms\n`);
+  }
+  return r.errors === 0 ? EXIT.OK : EXIT.FAILURE;
+}
