@@ -10,6 +10,7 @@ import type { AggregatePolicy, FlowPolicy, Policy, SegmentPolicy, TierChoice, Ti
 import { parseAggregate, parsePolicy, parseSegment } from '../policy/validate.js';
 import { sendAggregatePortable, writePortable } from '../sender/portable-sender.js';
 import { BatchedSender } from '../sender/batched-sender.js';
+import { probeBatchedIo } from '../sys/probe.js';
 import type { AggregateResult, WriteResult } from '../sender/results.js';
 
 /** An aggregate for Sluice.sendAggregate (docs/POLICY.md, aggregate). */
@@ -112,8 +113,7 @@ export class Sluice {
     if (this.#closed) throw new ClosedError('Sluice');
     const spec = parseAggregate(aggregate);
     if (this.tier === 'portable') return sendAggregatePortable(spec);
-    this.#sender ??= new BatchedSender();
-    return this.#sender.sendAggregate(spec);
+    return this.#batchedSender().sendAggregate(spec);
   }
 
   /**
@@ -121,12 +121,22 @@ export class Sluice {
    * packets of at most `packetSize` bytes for its destination, destinations
    * interleaved `burst` packets at a time (1 = strict). Resolves once, after
    * the last packet, with per-destination counters. The caller must not
-   * change the buffers before it resolves. Portable engine in this build
-   * (one send per packet; no GSO or MSG_ZEROCOPY yet).
+   * change the buffers before it resolves. On the batched and kernel tiers
+   * the send worker reads them in place (no copy) and sends runs of
+   * several packets for one destination (burst > 1) as one UDP GSO
+   * message, 1024 messages per sendmmsg; on the portable tier node:dgram
+   * sends one packet per call. (MSG_ZEROCOPY: not yet.)
    */
   async write(entries: readonly WriteEntryInput[], options: WriteOptions = {}): Promise<WriteResult> {
     if (this.#closed) throw new ClosedError('Sluice');
-    return writePortable(parseSegment({ ...options, entries }));
+    const spec = parseSegment({ ...options, entries });
+    if (this.tier === 'portable') return writePortable(spec);
+    return this.#batchedSender().write(spec);
+  }
+
+  #batchedSender(): BatchedSender {
+    this.#sender ??= new BatchedSender(probeBatchedIo().gsoMaxSegments);
+    return this.#sender;
   }
 
   /** Running flows, in the order they were applied. */

@@ -11,9 +11,11 @@ import { isIPv4 } from 'node:net';
 import { endpointKey, formatEndpoint } from '../policy/endpoint.js';
 import type { AggregateSpec } from '../policy/schema.js';
 import { planSchedule } from '../policy/schedule.js';
-import type { AggregateJob, JobOutcome } from './send-protocol.js';
+import type { AggregateJob, Job, JobOutcome, WriteJob, WriteOutcome } from './send-protocol.js';
 import { summarizeAggregate } from './portable-sender.js';
-import type { AggregateResult, MessageOutcome } from './results.js';
+import type { AggregateResult, MessageOutcome, WriteDestination, WriteResult } from './results.js';
+import type { SegmentSpec } from '../policy/schema.js';
+import { libc } from '../sys/ffi.js';
 
 function spawnSendWorker(): Worker {
   const options = { name: 'sluice-sender' };
@@ -26,12 +28,18 @@ function spawnSendWorker(): Worker {
 export class BatchedSender {
   #worker: Worker | undefined;
   #nextId = 1;
-  readonly #pending = new Map<number, { resolve: (o: JobOutcome) => void; reject: (e: Error) => void }>();
+  readonly #pending = new Map<number, { resolve: (o: JobOutcome & WriteOutcome) => void; reject: (e: Error) => void }>();
+  /** Most segments per UDP GSO send (0: no GSO), from the batched tier's probe. */
+  readonly #gsoMaxSegments: number;
+
+  constructor(gsoMaxSegments: number) {
+    this.#gsoMaxSegments = gsoMaxSegments;
+  }
 
   #ensureWorker(): Worker {
     if (this.#worker) return this.#worker;
     const w = spawnSendWorker();
-    w.on('message', (o: JobOutcome) => {
+    w.on('message', (o: JobOutcome & WriteOutcome) => {
       const p = this.#pending.get(o.id);
       this.#pending.delete(o.id);
       p?.resolve(o);
@@ -55,6 +63,7 @@ export class BatchedSender {
     const total = spec.messages.reduce((sum, m) => sum + m.data.byteLength, 0);
     const blob = new Uint8Array(total);
     const job = {
+      kind: 'aggregate',
       id: this.#nextId++,
       blob: blob.buffer,
       index: new Int32Array(n),
@@ -83,14 +92,7 @@ export class BatchedSender {
       at += m.data.byteLength;
       return to;
     });
-    const w = this.#ensureWorker();
-    w.ref();
-    const outcome = await new Promise<JobOutcome>((resolve, reject) => {
-      this.#pending.set(job.id, { resolve, reject });
-      w.postMessage(job, [job.blob]);
-    }).finally(() => {
-      if (this.#pending.size === 0) this.#worker?.unref();
-    });
+    const outcome: JobOutcome = await this.#submit(job, [job.blob]);
     if (outcome.fatal) throw new Error(`batched sender: ${outcome.fatal}`);
     const messages: MessageOutcome[] = plan.map((p, k) => {
       const m = spec.messages[p.index]!;
@@ -109,6 +111,63 @@ export class BatchedSender {
       } satisfies MessageOutcome;
     });
     return { ...summarizeAggregate('batched', spec, messages, outcome.elapsedMs), sendCalls: outcome.sendCalls };
+  }
+
+  /** Posts a job; resolves with its outcome. The worker keeps the process alive only while jobs run. */
+  #submit(job: Job, transfer: ArrayBuffer[]): Promise<JobOutcome & WriteOutcome> {
+    const w = this.#ensureWorker();
+    w.ref();
+    return new Promise<JobOutcome & WriteOutcome>((resolve, reject) => {
+      this.#pending.set(job.id, { resolve, reject });
+      w.postMessage(job, transfer);
+    }).finally(() => {
+      if (this.#pending.size === 0) this.#worker?.unref();
+    });
+  }
+
+  /**
+   * A segmented write on the worker: iovecs point into the caller's
+   * buffers (addresses, no copy; `spec` keeps them alive until the worker
+   * is done), runs of several packets for one destination go as one UDP
+   * GSO message.
+   */
+  async write(spec: SegmentSpec): Promise<WriteResult> {
+    const n = spec.entries.length;
+    const c = libc();
+    const job: WriteJob = {
+      kind: 'write',
+      id: this.#nextId++,
+      address: Float64Array.from(spec.entries, (e) => (e.data.byteLength ? c.memcpyAddr(e.data, e.data, 0) : 0)),
+      length: Float64Array.from(spec.entries, (e) => e.data.byteLength),
+      toAddress: spec.entries.map((e) => e.to.address),
+      toPort: Int32Array.from(spec.entries, (e) => e.to.port),
+      toFamily: Int8Array.from(spec.entries, (e) => (isIPv4(e.to.address) ? 4 : 6)),
+      from: spec.from ? { address: spec.from.address, port: spec.from.port, family: isIPv4(spec.from.address) ? 4 : 6 } : undefined,
+      packetSize: spec.packetSize,
+      burst: spec.burst,
+      gsoMaxSegments: this.#gsoMaxSegments,
+    };
+    const o = await this.#submit(job, []);
+    if (o.fatal) throw new Error(`batched sender: ${o.fatal}`);
+    const destinations: WriteDestination[] = spec.entries.map((e, i) => ({
+      to: formatEndpoint(e.to),
+      packets: o.sentPackets[i]!,
+      bytes: o.sentBytes[i]!,
+      errors: o.errors[i]!,
+      ...(o.lastError[i] ? { lastError: o.lastError[i] } : {}),
+    }));
+    const sent = destinations.reduce((k, d) => k + d.packets, 0);
+    return {
+      engine: 'batched',
+      packets: o.packets,
+      sent,
+      bytes: destinations.reduce((k, d) => k + d.bytes, 0),
+      errors: destinations.reduce((k, d) => k + d.errors, 0),
+      destinations,
+      elapsedMs: o.elapsedMs,
+      sendCalls: o.sendCalls,
+      gsoMessages: o.gsoMessages,
+    };
   }
 
   async close(): Promise<void> {

@@ -170,5 +170,5 @@ export async function writePortable(spec: SegmentSpec): Promise<WriteResult> {
   } finally {
     await sockets.close();
   }
-  return { engine: 'portable', packets: plan.length, sent, bytes, errors, destinations: dests, elapsedMs: performance.now() - t0 };
+  return { engine: 'portable', packets: plan.length, sent, bytes, errors, destinations: dests, elapsedMs: performance.now() - t0, sendCalls: plan.length };
 }

@@ -72,6 +72,10 @@ export interface WriteResult {
   readonly errors: number;
   readonly destinations: readonly WriteDestination[];
   readonly elapsedMs: number;
+  /** System calls that sent the packets (portable: one per packet; batched: sendmmsg calls). */
+  readonly sendCalls?: number;
+  /** Batched engine: sendmmsg messages that carried several packets (UDP GSO). */
+  readonly gsoMessages?: number;
 }
 
 /** Nearest-rank percentiles of `values` (ms); zeros when empty. */

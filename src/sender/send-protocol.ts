@@ -4,6 +4,7 @@
  * buffer, with per-message offsets, destinations and due times.
  */
 export interface AggregateJob {
+  readonly kind: 'aggregate';
   readonly id: number;
   /** All payloads back to back (transferred, not shared). */
   readonly blob: ArrayBuffer;
@@ -20,6 +21,44 @@ export interface AggregateJob {
   /** Start as ms since the epoch, or undefined for "on receipt". */
   readonly startAt: number | undefined;
 }
+
+/**
+ * A segmented write. The payloads are *not* copied: the worker's iovecs
+ * point at the caller's buffers by address (one process, one address
+ * space; V8 never moves an ArrayBuffer's backing store), and the main
+ * thread keeps them alive until the outcome arrives.
+ */
+export interface WriteJob {
+  readonly kind: 'write';
+  readonly id: number;
+  readonly address: Float64Array;
+  readonly length: Float64Array;
+  readonly toAddress: readonly string[];
+  readonly toPort: Int32Array;
+  readonly toFamily: Int8Array;
+  readonly from: { address: string; port: number; family: 4 | 6 } | undefined;
+  readonly packetSize: number;
+  readonly burst: number;
+  /** Most segments per UDP GSO message; 0 = no GSO. */
+  readonly gsoMaxSegments: number;
+}
+
+export interface WriteOutcome {
+  readonly id: number;
+  readonly packets: number;
+  /** Per entry. */
+  readonly sentPackets: Float64Array;
+  readonly sentBytes: Float64Array;
+  readonly errors: Float64Array;
+  readonly lastError: readonly string[];
+  readonly sendCalls: number;
+  /** sendmmsg messages that carried several packets (UDP GSO). */
+  readonly gsoMessages: number;
+  readonly elapsedMs: number;
+  readonly fatal?: string;
+}
+
+export type Job = AggregateJob | WriteJob;
 
 export interface JobOutcome {
   readonly id: number;

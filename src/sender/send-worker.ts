@@ -13,7 +13,7 @@ import { NativeRegion } from '../sys/memory.js';
 import { libc } from '../sys/ffi.js';
 import { writeSockaddr } from '../sys/sockaddr.js';
 import { EAGAIN, errnoName } from '../sys/errno.js';
-import type { AggregateJob, JobOutcome } from './send-protocol.js';
+import type { AggregateJob, Job, JobOutcome, WriteJob, WriteOutcome } from './send-protocol.js';
 
 const SOCKADDR_SIZE = 28;
 const MAX_BATCH = 1024;
@@ -103,6 +103,109 @@ function run(job: AggregateJob): JobOutcome {
   }
 }
 
-parentPort!.on('message', (job: AggregateJob) => {
-  parentPort!.postMessage(run(job));
+/** Bytes of UDP payload one GSO message may carry (the IP datagram limit, less headers). */
+const GSO_MAX_BYTES = 65_000;
+/** A write that makes no progress for this long (socket buffer never drains) fails. */
+const STALL_MS = 10_000;
+
+/**
+ * A segmented write: destinations interleaved `burst` packets at a time.
+ * A run of several packets for one destination is one sendmmsg message
+ * with a single iovec over the run's bytes (contiguous in the entry) and
+ * UDP_SEGMENT = packetSize: the kernel cuts it (GSO; the last packet may
+ * be shorter). Messages go to the kernel 1024 per sendmmsg.
+ */
+function runWrite(job: WriteJob): WriteOutcome {
+  const n = job.address.length;
+  const sentPackets = new Float64Array(n);
+  const sentBytes = new Float64Array(n);
+  const errors = new Float64Array(n);
+  const lastError = new Array<string>(n).fill('');
+  const sockets = new Map<4 | 6, RawUdpSocket>();
+  const names = new NativeRegion(Math.max(1, n) * SOCKADDR_SIZE);
+  const nameLen = new Int32Array(n);
+  const t0 = performance.now();
+  let sendCalls = 0;
+  let gsoMessages = 0;
+  let packets = 0;
+  const size = job.packetSize;
+  const perRun = Math.max(1, Math.min(job.burst, job.gsoMaxSegments > 1 ? Math.min(job.gsoMaxSegments, Math.floor(GSO_MAX_BYTES / size)) : 1));
+  try {
+    for (const family of new Set(job.toFamily) as Set<4 | 6>) {
+      const s = RawUdpSocket.open(family);
+      sockets.set(family, s);
+      if (job.from && job.from.family === family) s.bind(job.from);
+    }
+    for (let i = 0; i < n; i++) {
+      nameLen[i] = writeSockaddr(names.bytes, i * SOCKADDR_SIZE, job.toFamily[i] as 4 | 6, job.toAddress[i]!, job.toPort[i]!);
+      packets += Math.ceil(job.length[i]! / size);
+    }
+    // Messages queued per family, in plan order: entry, offset, bytes, packets.
+    const next = new Float64Array(n);
+    type Msg = { entry: number; offset: number; bytes: number; count: number };
+    const queue = new Map<4 | 6, Msg[]>([...sockets.keys()].map((f) => [f, []]));
+    const flush = (family: 4 | 6, all: boolean): void => {
+      const q = queue.get(family)!;
+      const sock = sockets.get(family)!;
+      while (q.length >= MAX_BATCH || (all && q.length > 0)) {
+        vector.clear();
+        const batch = q.splice(0, MAX_BATCH);
+        for (const m of batch) {
+          vector.begin(names.address + m.entry * SOCKADDR_SIZE, nameLen[m.entry]!, m.count > 1 ? size : 0);
+          vector.addIov(job.address[m.entry]! + m.offset, m.bytes);
+        }
+        let at = 0;
+        let stallAt = performance.now() + STALL_MS;
+        while (at < batch.length) {
+          sendCalls++;
+          const r = vector.send(sock.fd, at);
+          if (r > 0) {
+            for (let k = at; k < at + r; k++) {
+              const m = batch[k]!;
+              sentPackets[m.entry] = sentPackets[m.entry]! + m.count;
+              sentBytes[m.entry] = sentBytes[m.entry]! + m.bytes;
+              if (m.count > 1) gsoMessages++;
+            }
+            at += r;
+            stallAt = performance.now() + STALL_MS;
+          } else if (-r === EAGAIN) {
+            if (performance.now() > stallAt) throw new Error('sendmmsg: EAGAIN for 10 s, the socket buffer never drained');
+            Atomics.wait(sleeper, 0, 0, 0.2);
+          } else {
+            const m = batch[at]!;
+            errors[m.entry] = errors[m.entry]! + m.count;
+            lastError[m.entry] = errnoName(-r);
+            at++;
+          }
+        }
+      }
+    };
+    let remaining = packets;
+    while (remaining > 0) {
+      for (let e = 0; e < n; e++) {
+        // One round: up to `burst` packets for entry e, in runs of perRun.
+        let left = job.burst;
+        while (left > 0 && next[e]! < job.length[e]!) {
+          const offset = next[e]!;
+          const count = Math.min(left, perRun, Math.ceil((job.length[e]! - offset) / size));
+          const bytes = Math.min(count * size, job.length[e]! - offset);
+          queue.get(job.toFamily[e] as 4 | 6)!.push({ entry: e, offset, bytes, count });
+          next[e] = offset + bytes;
+          left -= count;
+          remaining -= count;
+        }
+      }
+      for (const f of queue.keys()) flush(f, false);
+    }
+    for (const f of queue.keys()) flush(f, true);
+    return { id: job.id, packets, sentPackets, sentBytes, errors, lastError, sendCalls, gsoMessages, elapsedMs: performance.now() - t0 };
+  } catch (err) {
+    return { id: job.id, packets, sentPackets, sentBytes, errors, lastError, sendCalls, gsoMessages, elapsedMs: performance.now() - t0, fatal: err instanceof Error ? err.message : String(err) };
+  } finally {
+    for (const s of sockets.values()) s.close();
+  }
+}
+
+parentPort!.on('message', (job: Job) => {
+  parentPort!.postMessage(job.kind === 'write' ? runWrite(job) : run(job));
 });

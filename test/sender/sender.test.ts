@@ -134,6 +134,36 @@ test('write: entries cut into packets, destinations strictly interleaved, one co
   await b.close();
 });
 
+test('batched engine write: packets cut from the caller\'s buffers in place, strict interleave, then GSO runs with burst > 1', { skip: engines[1]![2] }, async () => {
+  const a = await openReceiver();
+  const b = await openReceiver();
+  const dataA = Buffer.from(Array.from({ length: 30_000 }, (_, i) => (i * 7) & 0xff));
+  const dataB = Buffer.from(Array.from({ length: 12_345 }, (_, i) => (i * 13) & 0xff));
+  const strict = await batched!.write([{ to: a.url, data: dataA }, { to: b.url, data: dataB }], { packetSize: 1000 });
+  assert.equal(strict.engine, 'batched');
+  assert.equal(strict.packets, 30 + 13);
+  assert.equal(strict.sent, 43);
+  assert.equal(strict.gsoMessages, 0, 'burst 1: one packet per message');
+  assert.ok(strict.sendCalls! <= 2, `43 messages took ${strict.sendCalls} sendmmsg calls`);
+  await a.waitFor(30);
+  await b.waitFor(13);
+  assert.ok(Buffer.concat(a.received.map((d) => d.data)).equals(dataA));
+  assert.ok(Buffer.concat(b.received.map((d) => d.data)).equals(dataB));
+  assert.deepEqual(b.received.map((d) => d.data.length).slice(-2), [1000, 345]);
+
+  a.received.length = 0;
+  b.received.length = 0;
+  const gso = await batched!.write([{ to: a.url, data: dataA }, { to: b.url, data: dataB }], { packetSize: 1000, burst: 8 });
+  assert.equal(gso.sent, 43);
+  assert.ok(gso.gsoMessages! > 0, 'runs of 8 went as GSO messages');
+  await a.waitFor(30);
+  await b.waitFor(13);
+  // The kernel cut the GSO runs back into the same datagrams, in order.
+  assert.ok(Buffer.concat(a.received.map((d) => d.data)).equals(dataA));
+  assert.ok(a.received.every((d, i, all) => d.data.length === (i === all.length - 1 ? 30_000 - 29 * 1000 : 1000)));
+  assert.ok(Buffer.concat(b.received.map((d) => d.data)).equals(dataB));
+});
+
 test('invalid aggregates and writes are refused with the field named', async () => {
   await assert.rejects(
     s.sendAggregate({ messages: [{ to: 'udp://127.0.0.1:9', data: Buffer.from('x') }], schedule: { kind: 'sequence', sequence: [1, 2] } }),
