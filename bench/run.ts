@@ -16,6 +16,11 @@ import { writeResults, type CaseRecord, type PeerInfo, type RunInfo } from './li
 import { searchMaxLossless, type SearchResult } from './lib/search.js';
 import { Sink } from './lib/sink.js';
 import { CoreClock } from './lib/irq-clock.js';
+import { SENDER_MODES, runSenderTrial, type SenderTrial } from './lib/sender-suite.js';
+
+/** Sender suite: datagram size and destinations (small datagrams: per-packet costs dominate). */
+const SENDER_SIZE = 200;
+const SENDER_DESTS = 10;
 import { runTrial, type Pattern, type TrialContext, type TrialResult } from './lib/trial.js';
 import { BENCH_BACKLOG, GEN_CPU, createBenchTopology, raiseBacklog, type BenchTopology } from './lib/topology.js';
 
@@ -50,6 +55,7 @@ interface Options {
   inputGso?: boolean;
   segmentOutput?: boolean;
   steer?: boolean;
+  suites?: string;
 }
 
 const program = new Command('bench')
@@ -68,6 +74,7 @@ const program = new Command('bench')
   .option('--input-gso', "let the generator's GSO buffers reach the relay unsegmented (default: one packet per datagram, as from a wire)")
   .option('--no-segment-output', "let the relay's GSO sends cross the veth whole (like a NIC with UDP segmentation offload); default: segmented on the relay's CPU, the conservative case")
   .option('--no-steer', "no receive packet steering: a veth's receive work then runs on the sending CPU (see bench/README.md, topology)")
+  .option('--suites <list>', 'relay, sender (one-shot sends, issue #5), or both; default both, or relay alone with --only')
   .option('--no-install', 'do not apt-get install missing peers (they are reported unavailable)')
   .parse();
 
@@ -166,10 +173,11 @@ async function main(): Promise<number> {
     return 2;
   }
   const peers = ALL_PEERS.filter((p) => wanted.includes(p.name));
-  const cases = allCases(o.cpuBursty ? ['smooth', 'bursty'] : ['smooth'])
+  const suites = new Set((o.suites ?? (o.only ? 'relay' : 'relay,sender')).split(',').map((x) => x.trim()));
+  const cases = (suites.has('relay') ? allCases(o.cpuBursty ? ['smooth', 'bursty'] : ['smooth']) : [])
     .filter((c) => !only || only.test(c.id))
     .filter((c) => !quick || o.only || c.id !== `max-1to${c.fanout}-200B-bursty`);
-  if (cases.length === 0) {
+  if (suites.has('relay') && cases.length === 0) {
     process.stderr.write(`bench: --only ${o.only} matches no case\n`);
     return 2;
   }
@@ -187,6 +195,7 @@ async function main(): Promise<number> {
   const started = new Date();
   const stamp = stampOf(started);
   const records: CaseRecord[] = [];
+  const senderTrials: SenderTrial[] = [];
   const machine = machineInfo();
   const options = {
     quick, repeats, trialSeconds, cpuSeconds, precision, burst: o.burst, maxDelivered: o.maxDelivered,
@@ -200,7 +209,7 @@ async function main(): Promise<number> {
       startedAt: started.toISOString(), finishedAt: new Date().toISOString(), durationS: (Date.now() - t0) / 1000, complete,
       options, machine, peers: [...peerInfo.values()],
     };
-    return writeResults(outDir, stamp, info, records, peers.map((p) => p.name));
+    return writeResults(outDir, stamp, info, records, peers.map((p) => p.name), senderTrials);
   };
   process.once('SIGINT', () => {
     log('interrupted: writing partial results, removing namespaces');
@@ -260,6 +269,22 @@ async function main(): Promise<number> {
         }
       }
       save();
+    }
+    if (suites.has('sender')) {
+      const count = quick ? 100_000 : 200_000;
+      await sink.setPorts(FIRST_SUBSCRIBER_PORT, SENDER_DESTS);
+      for (let repeat = 1; repeat <= repeats; repeat++) {
+        for (const mode of SENDER_MODES) {
+          try {
+            const t = await runSenderTrial({ topo, sink, coreClock }, { mode, repeat, count, size: SENDER_SIZE, dests: SENDER_DESTS, firstPort: FIRST_SUBSCRIBER_PORT });
+            senderTrials.push(t);
+            log(`  sender ${mode}: ${(t.packetsPerCpuS / 1e3).toFixed(0)} k packets per CPU-second, ${t.syscallsPerPacket.toFixed(3)} send syscalls per packet, ${t.delivered}/${t.count} delivered`);
+          } catch (err) {
+            log(`  sender ${mode}: ERROR ${(err as Error).message.split('\n')[0]}`);
+          }
+        }
+        save();
+      }
     }
     complete = true;
   } finally {

@@ -3,6 +3,7 @@
  * the machine), <out>/<stamp>.md (tables) and <out>/latest.md (a copy).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import type { SenderTrial } from './sender-suite.js';
 import { join } from 'node:path';
 import { scenarioName, type Mode } from './cases.js';
 import type { SearchResult } from './search.js';
@@ -245,13 +246,46 @@ export function markdown(info: RunInfo, rows: readonly SummaryRow[]): string {
   return out.join('\n');
 }
 
-export function writeResults(outDir: string, stamp: string, info: RunInfo, records: readonly CaseRecord[], peerOrder: readonly string[]): { json: string; md: string } {
+/** The sender suite's table: medians per way, ratios against one dgram send per packet, and its targets. */
+export function senderMarkdown(trials: readonly SenderTrial[]): string {
+  if (trials.length === 0) return '';
+  const by = (mode: string) => trials.filter((t) => t.mode === mode);
+  const med = (xs: number[]) => spread(xs)?.median ?? NaN;
+  const ppc = (mode: string) => med(by(mode).map((t) => t.packetsPerCpuS));
+  const spc = (mode: string) => med(by(mode).map((t) => t.syscallsPerPacket));
+  const t0 = trials[0]!;
+  const out: string[] = [];
+  out.push('## Sender: one-shot sends (issue #5)');
+  out.push('');
+  out.push(`${t0.count.toLocaleString('en')} datagrams of ${t0.size} B to ${t0.dests} destinations as fast as each way goes, from the relay namespace pinned to CPU 0. Packets per CPU-second = delivered at the sink / busy time of CPU 0 (exact core clock); send system calls counted for the process by eBPF on sys_enter.`);
+  out.push('');
+  out.push(table(
+    ['way', 'packets per CPU-second (median)', 'min–max', 'send syscalls per packet', 'packets per syscall', 'CPU per packet ÷ dgram', 'n'],
+    ['aggregate', 'dgram', 'sendto'].map((mode) => {
+      const s = spread(by(mode).map((t) => t.packetsPerCpuS));
+      const calls = spc(mode);
+      return [
+        mode === 'aggregate' ? 'Sluice.sendAggregate (batched engine)' : mode === 'dgram' ? 'node:dgram, one send per packet' : 'sendto(2) per packet (FFI)',
+        si(s?.median), range(s, si), fixed(calls, 4), fixed(1 / calls, 1), fixed(ppc('dgram') / ppc(mode), 2), String(by(mode).length),
+      ];
+    }),
+  ));
+  out.push('');
+  out.push(table(['target', 'goal', 'measured'], [
+    ['aggregate: packets per system call', '≥ 32', fixed(1 / spc('aggregate'), 1)],
+    ['aggregate: CPU per packet ÷ one dgram send per packet', '≤ 0.3×', `${fixed(ppc('dgram') / ppc('aggregate'), 2)}×`],
+  ]));
+  out.push('');
+  return out.join('\n');
+}
+
+export function writeResults(outDir: string, stamp: string, info: RunInfo, records: readonly CaseRecord[], peerOrder: readonly string[], sender: readonly SenderTrial[] = []): { json: string; md: string } {
   mkdirSync(outDir, { recursive: true });
   const summary = summarize(records, peerOrder);
   const json = join(outDir, `${stamp}.json`);
   const md = join(outDir, `${stamp}.md`);
-  writeFileSync(json, `${JSON.stringify({ ...info, summary, records }, null, 1)}\n`);
-  const text = `${markdown(info, summary)}\n`;
+  writeFileSync(json, `${JSON.stringify({ ...info, summary, records, sender }, null, 1)}\n`);
+  const text = `${markdown(info, summary)}\n${senderMarkdown(sender)}\n`;
   writeFileSync(md, text);
   writeFileSync(join(outDir, 'latest.md'), text);
   return { json, md };

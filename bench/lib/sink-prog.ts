@@ -60,7 +60,7 @@ const LD = 0x00, LDX = 0x01, ST = 0x02, STX = 0x03, ALU = 0x04, JMP = 0x05, ALU6
 const W = 0x00, H = 0x08, B = 0x10, DW = 0x18;
 const IMM = 0x00, MEM = 0x60;
 const K = 0x00, X = 0x08;
-const ADD = 0x00, SUB = 0x10, AND = 0x50, LSH = 0x60, MOV = 0xb0, END = 0xd0, TO_BE = 0x08;
+const ADD = 0x00, SUB = 0x10, AND = 0x50, LSH = 0x60, RSH = 0x70, MOV = 0xb0, END = 0xd0, TO_BE = 0x08;
 const JA = 0x00, JEQ = 0x10, JGT = 0x20, JNE = 0x50, JLT = 0xa0, CALL = 0x80, EXIT = 0x90;
 
 const regNo = (r: Reg): number => Number(r.slice(1));
@@ -95,6 +95,7 @@ export class Assembler {
   sub(dst: Reg, src: Reg | number): this { return this.alu(SUB, dst, src); }
   and(dst: Reg, src: Reg | number): this { return this.alu(AND, dst, src); }
   lsh(dst: Reg, src: Reg | number): this { return this.alu(LSH, dst, src); }
+  rsh(dst: Reg, src: Reg | number): this { return this.alu(RSH, dst, src); }
   /** dst = the low 16 bits of dst read as big-endian (network order to host order). */
   be16(dst: Reg): this { return this.emit(ALU | END | TO_BE, dst, 0, 0, 16); }
 

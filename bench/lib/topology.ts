@@ -15,7 +15,7 @@
  * the generator to GEN_CPU (see bench/README.md for where softirq work lands).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createTopology, type NsProcess, type Topology } from '../../test/helpers/netns.js';
+import { createTopology, type NsProcess, type NsSpawnOptions, type Topology } from '../../test/helpers/netns.js';
 
 export const GEN_ADDR = '10.251.1.2';
 export const RELAY_ADDR = '10.251.1.1';
@@ -124,8 +124,8 @@ function cpuMask(cpu: number): string {
 }
 
 /** Spawn `cmd args` in `ns`, pinned to `cpu` (taskset execs in place: the pid is the command's). */
-export function spawnPinned(topo: BenchTopology, ns: string, cpu: number, cmd: string, args: readonly string[]): NsProcess {
-  return topo.spawn(ns, TASKSET, ['-c', String(cpu), cmd, ...args]);
+export function spawnPinned(topo: BenchTopology, ns: string, cpu: number, cmd: string, args: readonly string[], opts: NsSpawnOptions = {}): NsProcess {
+  return topo.spawn(ns, TASKSET, ['-c', String(cpu), cmd, ...args], opts);
 }
 
 /** Local UDP ports bound in `ns` (from /proc/net/udp, read inside the namespace). */

@@ -25,6 +25,8 @@ export interface Libc {
   /** `vec` and `timeout` are raw addresses (number) so a slice of a ring can be passed without a view. */
   recvmmsg(fd: number, vec: number, vlen: number, flags: number, timeout: number): number;
   sendmmsg(fd: number, vec: number, vlen: number, flags: number): number;
+  /** One datagram: buffer and sockaddr as raw addresses (the bench's one-call-per-packet baseline). */
+  sendto(fd: number, buf: number, len: number, flags: number, addr: number, addrlen: number): number;
   /** `fds` address, count, timespec address (0 = block), sigmask (0). */
   ppoll(fds: number, nfds: number, timeout: number, sigmask: number): number;
   close(fd: number): number;
@@ -67,6 +69,7 @@ export function loadFfi(): { ok: true; libc: Libc } | { ok: false; reason: strin
       getsockopt: lib.func('int getsockopt(int, int, int, void *, void *)'),
       recvmmsg: lib.func('int recvmmsg(int, uintptr_t, unsigned int, int, uintptr_t)'),
       sendmmsg: lib.func('int sendmmsg(int, uintptr_t, unsigned int, int)'),
+      sendto: lib.func('long sendto(int, uintptr_t, size_t, int, uintptr_t, uint32_t)'),
       ppoll: lib.func('int ppoll(uintptr_t, unsigned long, uintptr_t, uintptr_t)'),
       close: lib.func('int close(int)'),
       eventfd: lib.func('int eventfd(unsigned int, int)'),

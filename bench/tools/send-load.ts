@@ -1,0 +1,115 @@
+/**
+ * Sender bench load: sends COUNT datagrams of SIZE bytes round-robin to
+ * DESTS ports from FIRST on HOST, one of three ways, as fast as it can:
+ *
+ *   aggregate  one Sluice.sendAggregate (batched engine) with every message due at once
+ *   dgram      node:dgram, one socket.send per datagram
+ *   sendto     one sendto(2) per datagram through Sluice's FFI module
+ *
+ * Prints {"event":"ready"} and waits for a line on stdin (so the harness
+ * can attach its counters to this pid), then sends and prints
+ * {"event":"done","mode","sent","errors","elapsedS"}.
+ *
+ *   --mode M --count N --size S --host H --first P --dests K
+ */
+import dgram from 'node:dgram';
+import { createInterface } from 'node:readline';
+import { Sluice } from '../../src/index.js';
+import { RawUdpSocket } from '../../src/sys/udp-socket.js';
+import { libc } from '../../src/sys/ffi.js';
+import { writeSockaddr } from '../../src/sys/sockaddr.js';
+import { EAGAIN } from '../../src/sys/errno.js';
+
+const args = process.argv.slice(2);
+const get = (name: string, def?: string): string => {
+  const i = args.indexOf(`--${name}`);
+  const v = i >= 0 ? args[i + 1] : def;
+  if (v === undefined) throw new Error(`--${name} is required`);
+  return v;
+};
+const mode = get('mode');
+const count = Number(get('count'));
+const size = Number(get('size'));
+const host = get('host');
+const first = Number(get('first'));
+const dests = Number(get('dests', '10'));
+const payload = Buffer.alloc(size, 0x47);
+
+const emit = (o: object) => process.stdout.write(`${JSON.stringify(o)}\n`);
+
+async function run(): Promise<{ sent: number; errors: number }> {
+  if (mode === 'aggregate') {
+    const s = await Sluice.open({ tier: 'batched' });
+    try {
+      let sent = 0;
+      let errors = 0;
+      // At most 65,536 messages per aggregate.
+      for (let done = 0; done < count; ) {
+        const n = Math.min(65_536, count - done);
+        const messages = Array.from({ length: n }, (_, i) => ({ to: `udp://${host}:${first + ((done + i) % dests)}`, data: payload }));
+        const r = await s.sendAggregate({ messages, schedule: { kind: 'delays', delaysMs: messages.map(() => 0) }, maxLatenessMs: 60_000 });
+        sent += r.sent;
+        errors += r.dropped;
+        done += n;
+      }
+      return { sent, errors };
+    } finally {
+      await s.close();
+    }
+  }
+  if (mode === 'dgram') {
+    const sock = dgram.createSocket('udp4');
+    await new Promise<void>((r) => sock.bind(0, r));
+    let sent = 0;
+    let errors = 0;
+    // In windows, so libuv's queue stays bounded.
+    for (let done = 0; done < count; ) {
+      const n = Math.min(4096, count - done);
+      await Promise.all(
+        Array.from({ length: n }, (_, i) =>
+          new Promise<void>((res) => sock.send(payload, first + ((done + i) % dests), host, (err) => {
+            if (err) errors++;
+            else sent++;
+            res();
+          })),
+        ),
+      );
+      done += n;
+    }
+    sock.close();
+    return { sent, errors };
+  }
+  if (mode === 'sendto') {
+    const c = libc();
+    const sock = RawUdpSocket.open(4);
+    const names = Buffer.alloc(16 * dests);
+    for (let d = 0; d < dests; d++) writeSockaddr(names, d * 16, 4, host, first + d);
+    const namesAt = c.memcpyAddr(names, names, 0);
+    const bufAt = c.memcpyAddr(payload, payload, 0);
+    let sent = 0;
+    let errors = 0;
+    for (let i = 0; i < count; ) {
+      const r = c.sendto(sock.fd, bufAt, size, 0, namesAt + (i % dests) * 16, 16);
+      if (r >= 0) {
+        sent++;
+        i++;
+      } else if (c.errno() === EAGAIN) {
+        continue; // non-blocking socket, buffer full: try again
+      } else {
+        errors++;
+        i++;
+      }
+    }
+    sock.close();
+    return { sent, errors };
+  }
+  throw new Error(`unknown --mode ${mode}`);
+}
+
+emit({ event: 'ready' });
+const rl = createInterface({ input: process.stdin });
+await new Promise<void>((r) => rl.once('line', () => r()));
+rl.close();
+const t0 = performance.now();
+const r = await run();
+emit({ event: 'done', mode, ...r, elapsedS: (performance.now() - t0) / 1000 });
