@@ -76,6 +76,7 @@ export class BatchedSender {
       from: spec.from ? { address: spec.from.address, port: spec.from.port, family: (isIPv4(spec.from.address) ? 4 : 6) as 4 | 6 } : undefined,
       maxLatenessMs: spec.maxLatenessMs,
       startAt: spec.schedule.kind === 'range' ? spec.schedule.startAt : undefined,
+      gsoMaxSegments: this.#gsoMaxSegments,
     } satisfies AggregateJob;
     let at = 0;
     const dest = plan.map((p, k) => {
@@ -110,7 +111,7 @@ export class BatchedSender {
         ...(err ? { reason: err } : {}),
       } satisfies MessageOutcome;
     });
-    return { ...summarizeAggregate('batched', spec, messages, outcome.elapsedMs), sendCalls: outcome.sendCalls };
+    return { ...summarizeAggregate('batched', spec, messages, outcome.elapsedMs), sendCalls: outcome.sendCalls, gsoMessages: outcome.gsoMessages };
   }
 
   /** Posts a job; resolves with its outcome. The worker keeps the process alive only while jobs run. */

@@ -53,6 +53,8 @@ export interface AggregateResult {
   readonly elapsedMs: number;
   /** System calls that sent the messages (batched engine: sendmmsg calls). */
   readonly sendCalls?: number;
+  /** Batched engine: sendmmsg messages that carried several of them to one destination (UDP GSO). */
+  readonly gsoMessages?: number;
 }
 
 export interface WriteDestination {

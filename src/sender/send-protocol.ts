@@ -20,6 +20,8 @@ export interface AggregateJob {
   readonly maxLatenessMs: number;
   /** Start as ms since the epoch, or undefined for "on receipt". */
   readonly startAt: number | undefined;
+  /** Most segments per UDP GSO message; 0 = no GSO. */
+  readonly gsoMaxSegments: number;
 }
 
 /**
@@ -66,6 +68,8 @@ export interface JobOutcome {
   readonly sentAtMs: Float64Array;
   readonly error: readonly string[];
   readonly sendCalls: number;
+  /** sendmmsg messages that carried several messages of the aggregate (UDP GSO). */
+  readonly gsoMessages: number;
   readonly elapsedMs: number;
   /** A failure of the whole job (e.g. bind refused). */
   readonly fatal?: string;

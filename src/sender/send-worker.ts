@@ -19,6 +19,8 @@ const SOCKADDR_SIZE = 28;
 const MAX_BATCH = 1024;
 /** Spin for the last part of a wait: a futex wake-up is late by tens of µs. */
 const SPIN_MS = 0.25;
+/** Bytes of UDP payload one GSO message may carry (the IP datagram limit, less headers). */
+const GSO_MAX_BYTES = 65_000;
 /** A send refused for a full socket buffer is retried this long, then dropped. */
 const EAGAIN_GIVE_UP_MS = 1000;
 
@@ -43,6 +45,7 @@ function run(job: AggregateJob): JobOutcome {
   const blobAddress = blob.length ? libc().memcpyAddr(blob, blob, 0) : 0;
   const names = new NativeRegion(Math.max(1, n) * SOCKADDR_SIZE);
   const nameLen = new Int32Array(n);
+  let gsoMessages = 0;
   try {
     for (const family of new Set(job.toFamily) as Set<4 | 6>) {
       const s = RawUdpSocket.open(family);
@@ -57,37 +60,76 @@ function run(job: AggregateJob): JobOutcome {
       while (j < n && job.dueMs[j] === due) j++;
       waitUntil(start + due);
       for (const [family, sock] of sockets) {
-        let k = i;
-        while (k < j) {
+        // Messages of this family due now, not too late, grouped by
+        // destination (stable: each destination keeps its order), so that a
+        // run of equal-size messages to one destination can go as one UDP
+        // GSO message. Messages due at the same instant have no order
+        // between destinations to keep.
+        const now = performance.now() - start;
+        const ready: number[] = [];
+        for (let k = i; k < j; k++) {
+          if (job.toFamily[k] !== family) continue;
+          if (now - job.dueMs[k]! > job.maxLatenessMs) {
+            error[k] = 'late';
+            sentAtMs[k] = now;
+            continue;
+          }
+          ready.push(k);
+        }
+        if (job.gsoMaxSegments > 1 && ready.length > 1) {
+          const rank = new Map<string, number>();
+          const keyOf = (k: number) => `${job.toAddress[k]}|${job.toPort[k]}`;
+          for (const k of ready) if (!rank.has(keyOf(k))) rank.set(keyOf(k), rank.size);
+          ready.sort((a, b) => rank.get(keyOf(a))! - rank.get(keyOf(b))! || a - b);
+        }
+        let r0 = 0;
+        while (r0 < ready.length) {
           vector.clear();
-          const members: number[] = [];
-          const now = performance.now() - start;
-          for (; k < j && vector.hasMessageRoom(); k++) {
-            if (job.toFamily[k] !== family) continue;
-            if (now - job.dueMs[k]! > job.maxLatenessMs) {
-              error[k] = 'late';
-              sentAtMs[k] = now;
-              continue;
+          // Each vector message: its member messages (one, or a GSO run).
+          const groups: number[][] = [];
+          while (r0 < ready.length && vector.hasRoom(1)) {
+            const k = ready[r0]!;
+            const size = job.length[k]!;
+            const run = [k];
+            // Extend the run: same destination, same size (the last may be
+            // shorter), within the segment and byte limits and the iovecs left.
+            while (
+              job.gsoMaxSegments > 1 &&
+              r0 + run.length < ready.length &&
+              run.length < job.gsoMaxSegments &&
+              (run.length + 1) * size <= GSO_MAX_BYTES &&
+              vector.hasRoom(run.length + 1) &&
+              job.length[run[run.length - 1]!] === size
+            ) {
+              const next = ready[r0 + run.length]!;
+              if (job.toAddress[next] !== job.toAddress[k] || job.toPort[next] !== job.toPort[k] || job.length[next]! > size || size === 0) break;
+              run.push(next);
             }
-            vector.begin(names.address + k * SOCKADDR_SIZE, nameLen[k]!, 0);
-            vector.addIov(blobAddress + job.offset[k]!, job.length[k]!);
-            members.push(k);
+            vector.begin(names.address + k * SOCKADDR_SIZE, nameLen[k]!, run.length > 1 ? size : 0);
+            for (const m of run) vector.addIov(blobAddress + job.offset[m]!, job.length[m]!);
+            groups.push(run);
+            r0 += run.length;
           }
           let at = 0;
           const giveUp = performance.now() + EAGAIN_GIVE_UP_MS;
-          while (at < members.length) {
+          while (at < groups.length) {
             sendCalls++;
             const r = vector.send(sock.fd, at);
             const t = performance.now() - start;
             if (r > 0) {
-              for (let m = at; m < at + r; m++) sentAtMs[members[m]!] = t;
+              for (let m = at; m < at + r; m++) {
+                for (const k of groups[m]!) sentAtMs[k] = t;
+                if (groups[m]!.length > 1) gsoMessages++;
+              }
               at += r;
             } else if (-r === EAGAIN && performance.now() < giveUp) {
               Atomics.wait(sleeper, 0, 0, 0.2);
             } else {
-              // The kernel refused message `at`: count it against its destination and go on.
-              error[members[at]!] = errnoName(-r);
-              sentAtMs[members[at]!] = t;
+              // The kernel refused message `at`: count it against its destination(s) and go on.
+              for (const k of groups[at]!) {
+                error[k] = errnoName(-r);
+                sentAtMs[k] = t;
+              }
               at++;
             }
           }
@@ -95,16 +137,14 @@ function run(job: AggregateJob): JobOutcome {
       }
       i = j;
     }
-    return { id: job.id, sentAtMs, error, sendCalls, elapsedMs: performance.now() - start };
+    return { id: job.id, sentAtMs, error, sendCalls, gsoMessages, elapsedMs: performance.now() - start };
   } catch (err) {
-    return { id: job.id, sentAtMs, error, sendCalls, elapsedMs: 0, fatal: err instanceof Error ? err.message : String(err) };
+    return { id: job.id, sentAtMs, error, sendCalls, gsoMessages, elapsedMs: 0, fatal: err instanceof Error ? err.message : String(err) };
   } finally {
     for (const s of sockets.values()) s.close();
   }
 }
 
-/** Bytes of UDP payload one GSO message may carry (the IP datagram limit, less headers). */
-const GSO_MAX_BYTES = 65_000;
 /** A write that makes no progress for this long (socket buffer never drains) fails. */
 const STALL_MS = 10_000;
 

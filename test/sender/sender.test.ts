@@ -8,6 +8,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Sluice, PolicyValidationError, probeTiers } from '../../src/index.js';
 import { openReceiver as open, type Receiver } from '../helpers/udp.js';
+import { probeBatchedIo } from '../../src/sys/probe.js';
 
 const s = await Sluice.open({ tier: 'portable' });
 const batchedProbe = (await probeTiers()).find((t) => t.tier === 'batched');
@@ -103,13 +104,14 @@ for (const [engine, s, skip] of engines) {
   });
 }
 
-test('batched engine: messages due together leave in one sendmmsg; the engine says which it was', { skip: engines[1]![2] }, async () => {
+test('batched engine: messages due together leave in one sendmmsg, each destination\'s as one GSO message; the engine says which it was', { skip: engines[1]![2] }, async () => {
   const rx = await Promise.all([0, 1, 2, 3, 4].map(() => openReceiver()));
   const messages = Array.from({ length: 500 }, (_, i) => ({ to: rx[i % 5]!.url, data: Buffer.from([i & 0xff, i >> 8]) }));
   const r = await batched!.sendAggregate({ messages, schedule: { kind: 'delays', delaysMs: messages.map(() => 0) } });
   assert.equal(r.engine, 'batched');
   assert.equal(r.sent, 500);
   assert.equal(r.sendCalls, 1, `500 messages due at once took ${r.sendCalls} sendmmsg calls`);
+  if (probeBatchedIo().gso) assert.equal(r.gsoMessages, 5, 'one GSO message of 100 per destination');
   for (const x of rx) await x.waitFor(100);
   // Each receiver got its 100 in order.
   for (const [k, x] of rx.entries()) assert.deepEqual(x.received.map((d) => d.data[0]! | (d.data[1]! << 8)), Array.from({ length: 100 }, (_, j) => j * 5 + k));
