@@ -26,9 +26,29 @@ const endpointInput = z.union([
   z.strictObject({ host: z.string(), port: z.number().int() }),
 ]);
 
+/**
+ * Parsed endpoint strings, per port-zero rule. An aggregate names the same
+ * few destinations thousands of times; parsing each string once keeps
+ * validation from dominating the cost of a send. Bounded: cleared when full.
+ */
+const parsedStrings = [new Map<string, ReturnType<typeof parseEndpointInput>>(), new Map<string, ReturnType<typeof parseEndpointInput>>()];
+const PARSED_MAX = 4096;
+
+function parseCached(value: z.infer<typeof endpointInput>, opts: { allowPortZero: boolean }): ReturnType<typeof parseEndpointInput> {
+  if (typeof value !== 'string') return parseEndpointInput(value, opts);
+  const cache = parsedStrings[opts.allowPortZero ? 1 : 0]!;
+  let r = cache.get(value);
+  if (!r) {
+    if (cache.size >= PARSED_MAX) cache.clear();
+    r = parseEndpointInput(value, opts);
+    cache.set(value, r);
+  }
+  return r;
+}
+
 function endpointSchema(opts: { allowPortZero: boolean }) {
   return endpointInput.transform((value, ctx): Endpoint => {
-    const parsed = parseEndpointInput(value, opts);
+    const parsed = parseCached(value, opts);
     if (!parsed.ok) {
       ctx.addIssue({ code: 'custom', message: parsed.reason, input: value });
       return z.NEVER;

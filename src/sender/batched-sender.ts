@@ -8,7 +8,7 @@
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { isIPv4 } from 'node:net';
-import { endpointKey, formatEndpoint } from '../policy/endpoint.js';
+import { endpointKey, formatEndpoint, type Endpoint } from '../policy/endpoint.js';
 import type { AggregateSpec } from '../policy/schema.js';
 import { planSchedule } from '../policy/schedule.js';
 import type { AggregateJob, Job, JobOutcome, WriteJob, WriteOutcome } from './send-protocol.js';
@@ -62,7 +62,7 @@ export class BatchedSender {
     const n = plan.length;
     const total = spec.messages.reduce((sum, m) => sum + m.data.byteLength, 0);
     const blob = new Uint8Array(total);
-    const job = {
+    const job: { -readonly [K in keyof AggregateJob]: AggregateJob[K] } = {
       kind: 'aggregate',
       id: this.#nextId++,
       blob: blob.buffer,
@@ -70,46 +70,66 @@ export class BatchedSender {
       offset: new Float64Array(n),
       length: new Int32Array(n),
       dueMs: new Float64Array(n),
-      toAddress: new Array<string>(n),
-      toPort: new Int32Array(n),
-      toFamily: new Int8Array(n),
+      dest: new Int32Array(n),
+      destAddress: [] as string[],
+      destPort: new Int32Array(0),
+      destFamily: new Int8Array(0),
       from: spec.from ? { address: spec.from.address, port: spec.from.port, family: (isIPv4(spec.from.address) ? 4 : 6) as 4 | 6 } : undefined,
       maxLatenessMs: spec.maxLatenessMs,
       startAt: spec.schedule.kind === 'range' ? spec.schedule.startAt : undefined,
       gsoMaxSegments: this.#gsoMaxSegments,
-    } satisfies AggregateJob;
+    };
     let at = 0;
+    // The destination table: endpoints parsed from the same string are one
+    // object (see schema.ts), so most lookups hit the object map.
+    const byObject = new Map<Endpoint, number>();
+    const byKey = new Map<string, number>();
+    const table: Endpoint[] = [];
+    const destIndex = (to: Endpoint): number => {
+      let i = byObject.get(to);
+      if (i === undefined) {
+        const key = endpointKey(to);
+        i = byKey.get(key);
+        if (i === undefined) {
+          i = table.length;
+          table.push(to);
+          byKey.set(key, i);
+        }
+        byObject.set(to, i);
+      }
+      return i;
+    };
     const dest = plan.map((p, k) => {
       const m = spec.messages[p.index]!;
-      const to = remap.get(endpointKey(m.to)) ?? m.to;
+      const to = remap.size ? (remap.get(endpointKey(m.to)) ?? m.to) : m.to;
       blob.set(m.data, at);
       job.index[k] = p.index;
       job.offset[k] = at;
       job.length[k] = m.data.byteLength;
       job.dueMs[k] = p.atMs;
-      job.toAddress[k] = to.address;
-      job.toPort[k] = to.port;
-      job.toFamily[k] = isIPv4(to.address) ? 4 : 6;
+      job.dest[k] = destIndex(to);
       at += m.data.byteLength;
       return to;
     });
+    job.destAddress = table.map((e) => e.address);
+    job.destPort = Int32Array.from(table, (e) => e.port);
+    job.destFamily = Int8Array.from(table, (e) => (isIPv4(e.address) ? 4 : 6));
     const outcome: JobOutcome = await this.#submit(job, [job.blob]);
     if (outcome.fatal) throw new Error(`batched sender: ${outcome.fatal}`);
+    // Endpoints parsed from the same string are one object (see schema.ts): format each once.
+    const names = new Map<object, string>();
     const messages: MessageOutcome[] = plan.map((p, k) => {
       const m = spec.messages[p.index]!;
+      const to = dest[k]!;
+      let name = names.get(to);
+      if (name === undefined) names.set(to, (name = formatEndpoint(to)));
       const dueMs = p.atMs;
       const sentAtMs = outcome.sentAtMs[k]!;
       const err = outcome.error[k]!;
-      return {
-        index: p.index,
-        to: formatEndpoint(dest[k]!),
-        ...(m.stream ? { stream: m.stream } : {}),
-        status: err ? 'dropped' : 'sent',
-        dueMs,
-        sentAtMs,
-        lateMs: Math.max(0, sentAtMs - dueMs),
-        ...(err ? { reason: err } : {}),
-      } satisfies MessageOutcome;
+      const o: { -readonly [K in keyof MessageOutcome]: MessageOutcome[K] } = { index: p.index, to: name, status: err ? 'dropped' : 'sent', dueMs, sentAtMs, lateMs: Math.max(0, sentAtMs - dueMs) };
+      if (m.stream) o.stream = m.stream;
+      if (err) o.reason = err;
+      return o;
     });
     return { ...summarizeAggregate('batched', spec, messages, outcome.elapsedMs), sendCalls: outcome.sendCalls, gsoMessages: outcome.gsoMessages };
   }

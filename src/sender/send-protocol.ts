@@ -13,9 +13,11 @@ export interface AggregateJob {
   readonly offset: Float64Array;
   readonly length: Int32Array;
   readonly dueMs: Float64Array;
-  readonly toAddress: readonly string[];
-  readonly toPort: Int32Array;
-  readonly toFamily: Int8Array;
+  /** Per message: index into the destination table (an aggregate names few destinations many times). */
+  readonly dest: Int32Array;
+  readonly destAddress: readonly string[];
+  readonly destPort: Int32Array;
+  readonly destFamily: Int8Array;
   readonly from: { address: string; port: number; family: 4 | 6 } | undefined;
   readonly maxLatenessMs: number;
   /** Start as ms since the epoch, or undefined for "on receipt". */

@@ -21,6 +21,8 @@ const MAX_BATCH = 1024;
 const SPIN_MS = 0.25;
 /** Bytes of UDP payload one GSO message may carry (the IP datagram limit, less headers). */
 const GSO_MAX_BYTES = 65_000;
+/** A write that makes no progress for this long (socket buffer never drains) fails. */
+const STALL_MS = 10_000;
 /** A send refused for a full socket buffer is retried this long, then dropped. */
 const EAGAIN_GIVE_UP_MS = 1000;
 
@@ -37,22 +39,27 @@ function waitUntil(t: number): void {
 
 function run(job: AggregateJob): JobOutcome {
   const n = job.index.length;
+  const d = job.destAddress.length;
   const sentAtMs = new Float64Array(n);
   const error = new Array<string>(n).fill('');
   const sockets = new Map<4 | 6, RawUdpSocket>();
   let sendCalls = 0;
+  let gsoMessages = 0;
   const blob = new Uint8Array(job.blob);
   const blobAddress = blob.length ? libc().memcpyAddr(blob, blob, 0) : 0;
-  const names = new NativeRegion(Math.max(1, n) * SOCKADDR_SIZE);
-  const nameLen = new Int32Array(n);
-  let gsoMessages = 0;
+  const names = new NativeRegion(Math.max(1, d) * SOCKADDR_SIZE);
+  const nameLen = new Int32Array(d);
+  // Per destination: the messages of the current group, in order (a stable bucket sort).
+  const bucketHead = new Int32Array(d).fill(-1);
+  const bucketTail = new Int32Array(d).fill(-1);
+  const nextInBucket = new Int32Array(n);
   try {
-    for (const family of new Set(job.toFamily) as Set<4 | 6>) {
+    for (const family of new Set(job.destFamily) as Set<4 | 6>) {
       const s = RawUdpSocket.open(family);
       sockets.set(family, s);
       if (job.from && job.from.family === family) s.bind(job.from);
     }
-    for (let i = 0; i < n; i++) nameLen[i] = writeSockaddr(names.bytes, i * SOCKADDR_SIZE, job.toFamily[i] as 4 | 6, job.toAddress[i]!, job.toPort[i]!);
+    for (let i = 0; i < d; i++) nameLen[i] = writeSockaddr(names.bytes, i * SOCKADDR_SIZE, job.destFamily[i] as 4 | 6, job.destAddress[i]!, job.destPort[i]!);
     const start = job.startAt === undefined ? performance.now() : performance.now() + (job.startAt - Date.now());
     for (let i = 0; i < n; ) {
       const due = job.dueMs[i]!;
@@ -66,46 +73,57 @@ function run(job: AggregateJob): JobOutcome {
         // GSO message. Messages due at the same instant have no order
         // between destinations to keep.
         const now = performance.now() - start;
-        const ready: number[] = [];
+        const order: number[] = [];
+        const used: number[] = [];
         for (let k = i; k < j; k++) {
-          if (job.toFamily[k] !== family) continue;
+          const dk = job.dest[k]!;
+          if (job.destFamily[dk] !== family) continue;
           if (now - job.dueMs[k]! > job.maxLatenessMs) {
             error[k] = 'late';
             sentAtMs[k] = now;
             continue;
           }
-          ready.push(k);
+          if (job.gsoMaxSegments <= 1) {
+            order.push(k);
+            continue;
+          }
+          nextInBucket[k] = -1;
+          if (bucketHead[dk] === -1) {
+            bucketHead[dk] = k;
+            used.push(dk);
+          } else nextInBucket[bucketTail[dk]!] = k;
+          bucketTail[dk] = k;
         }
-        if (job.gsoMaxSegments > 1 && ready.length > 1) {
-          const rank = new Map<string, number>();
-          const keyOf = (k: number) => `${job.toAddress[k]}|${job.toPort[k]}`;
-          for (const k of ready) if (!rank.has(keyOf(k))) rank.set(keyOf(k), rank.size);
-          ready.sort((a, b) => rank.get(keyOf(a))! - rank.get(keyOf(b))! || a - b);
+        for (const dk of used) {
+          for (let k = bucketHead[dk]!; k !== -1; k = nextInBucket[k]!) order.push(k);
+          bucketHead[dk] = -1;
         }
         let r0 = 0;
-        while (r0 < ready.length) {
+        while (r0 < order.length) {
           vector.clear();
           // Each vector message: its member messages (one, or a GSO run).
           const groups: number[][] = [];
-          while (r0 < ready.length && vector.hasRoom(1)) {
-            const k = ready[r0]!;
+          while (r0 < order.length && vector.hasRoom(1)) {
+            const k = order[r0]!;
             const size = job.length[k]!;
             const run = [k];
             // Extend the run: same destination, same size (the last may be
             // shorter), within the segment and byte limits and the iovecs left.
             while (
               job.gsoMaxSegments > 1 &&
-              r0 + run.length < ready.length &&
+              size > 0 &&
+              r0 + run.length < order.length &&
               run.length < job.gsoMaxSegments &&
               (run.length + 1) * size <= GSO_MAX_BYTES &&
               vector.hasRoom(run.length + 1) &&
               job.length[run[run.length - 1]!] === size
             ) {
-              const next = ready[r0 + run.length]!;
-              if (job.toAddress[next] !== job.toAddress[k] || job.toPort[next] !== job.toPort[k] || job.length[next]! > size || size === 0) break;
+              const next = order[r0 + run.length]!;
+              if (job.dest[next] !== job.dest[k] || job.length[next]! > size) break;
               run.push(next);
             }
-            vector.begin(names.address + k * SOCKADDR_SIZE, nameLen[k]!, run.length > 1 ? size : 0);
+            const dk = job.dest[k]!;
+            vector.begin(names.address + dk * SOCKADDR_SIZE, nameLen[dk]!, run.length > 1 ? size : 0);
             for (const m of run) vector.addIov(blobAddress + job.offset[m]!, job.length[m]!);
             groups.push(run);
             r0 += run.length;
@@ -144,9 +162,6 @@ function run(job: AggregateJob): JobOutcome {
     for (const s of sockets.values()) s.close();
   }
 }
-
-/** A write that makes no progress for this long (socket buffer never drains) fails. */
-const STALL_MS = 10_000;
 
 /**
  * A segmented write: destinations interleaved `burst` packets at a time.
