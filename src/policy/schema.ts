@@ -148,8 +148,8 @@ const rangeSchedule = z.strictObject({
 
 export const scheduleSchema = z.discriminatedUnion('kind', [sequenceSchedule, delaysSchedule, rangeSchedule]);
 
-export const aggregateSchema = z
-  .strictObject({
+/** An aggregate's fields, before the checks that span them (aggregateIssues). */
+export const aggregateObjectSchema = z.strictObject({
     type: z.literal('aggregate'),
     name: flowName.optional(),
     /** Local address to send from; default: any address, ephemeral port. */
@@ -170,31 +170,51 @@ export const aggregateSchema = z
     remap: z.array(z.strictObject({ from: destinationSchema, to: destinationSchema })).optional(),
     /** A message later than this past its time is dropped (counted), otherwise sent late (counted). */
     maxLatenessMs: z.number().min(0).max(60_000).default(50),
-  })
-  .superRefine((agg, ctx) => {
-    agg.messages.forEach((m, i) => {
-      if (m.data.byteLength > MAX_UDP_PAYLOAD) {
-        ctx.addIssue({ code: 'custom', path: ['messages', i, 'data'], message: `${m.data.byteLength} bytes exceeds the UDP maximum of ${MAX_UDP_PAYLOAD}` });
-      }
-    });
-    const total = agg.messages.reduce((n, m) => n + m.data.byteLength, 0);
-    if (total > MAX_BATCH_BYTES) {
-      ctx.addIssue({ code: 'custom', path: ['messages'], message: `${total} bytes in all exceeds the aggregate maximum of ${MAX_BATCH_BYTES}` });
-    }
-    const n = agg.messages.length;
-    const s = agg.schedule;
-    const perMessage = s.kind === 'sequence' ? s.sequence : s.kind === 'delays' ? s.delaysMs : s.offsetsMs;
-    const field = s.kind === 'sequence' ? 'sequence' : s.kind === 'delays' ? 'delaysMs' : 'offsetsMs';
-    if (perMessage && perMessage.length !== n) {
-      ctx.addIssue({ code: 'custom', path: ['schedule', field], message: `has ${perMessage.length} entries for ${n} messages` });
-    }
-    if (s.kind === 'sequence' && new Set(s.sequence).size !== s.sequence.length) {
-      ctx.addIssue({ code: 'custom', path: ['schedule', 'sequence'], message: 'sequence numbers must be distinct' });
-    }
-    if (s.kind === 'range' && s.offsetsMs?.some((o) => o > s.durationMs)) {
-      ctx.addIssue({ code: 'custom', path: ['schedule', 'offsetsMs'], message: `offsets must lie within 0..durationMs (${s.durationMs})` });
+  });
+
+type AggregateObject = z.output<typeof aggregateObjectSchema>;
+
+/** Checks across an aggregate's fields: sizes, totals, one schedule entry per message. */
+export function aggregateIssues(agg: Pick<AggregateObject, 'messages' | 'schedule'>): { path: (string | number)[]; message: string }[] {
+  const issues: { path: (string | number)[]; message: string }[] = [];
+  agg.messages.forEach((m, i) => {
+    if (m.data.byteLength > MAX_UDP_PAYLOAD) {
+      issues.push({ path: ['messages', i, 'data'], message: `${m.data.byteLength} bytes exceeds the UDP maximum of ${MAX_UDP_PAYLOAD}` });
     }
   });
+  const total = agg.messages.reduce((n, m) => n + m.data.byteLength, 0);
+  if (total > MAX_BATCH_BYTES) {
+    issues.push({ path: ['messages'], message: `${total} bytes in all exceeds the aggregate maximum of ${MAX_BATCH_BYTES}` });
+  }
+  const n = agg.messages.length;
+  const s = agg.schedule;
+  const perMessage = s.kind === 'sequence' ? s.sequence : s.kind === 'delays' ? s.delaysMs : s.offsetsMs;
+  const field = s.kind === 'sequence' ? 'sequence' : s.kind === 'delays' ? 'delaysMs' : 'offsetsMs';
+  if (perMessage && perMessage.length !== n) {
+    issues.push({ path: ['schedule', field], message: `has ${perMessage.length} entries for ${n} messages` });
+  }
+  if (s.kind === 'sequence' && new Set(s.sequence).size !== s.sequence.length) {
+    issues.push({ path: ['schedule', 'sequence'], message: 'sequence numbers must be distinct' });
+  }
+  if (s.kind === 'range' && s.offsetsMs?.some((o) => o > s.durationMs)) {
+    issues.push({ path: ['schedule', 'offsetsMs'], message: `offsets must lie within 0..durationMs (${s.durationMs})` });
+  }
+  return issues;
+}
+
+export const aggregateSchema = aggregateObjectSchema.superRefine((agg, ctx) => {
+  for (const issue of aggregateIssues(agg)) ctx.addIssue({ code: 'custom', ...issue });
+});
+
+/**
+ * A destination string parsed (cached), or undefined when it is not a
+ * valid destination: for validation fast paths that fall back to the
+ * schema, and its messages, on anything unusual.
+ */
+export function parseDestinationString(value: string): Endpoint | undefined {
+  const r = parseCached(value, { allowPortZero: false });
+  return r.ok ? r.endpoint : undefined;
+}
 
 export const segmentSchema = z
   .strictObject({

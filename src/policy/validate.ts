@@ -10,6 +10,10 @@ import {
   flowPolicySchema,
   policySchema,
   aggregateSchema,
+  aggregateObjectSchema,
+  aggregateIssues,
+  parseDestinationString,
+  MAX_AGGREGATE_MESSAGES,
   segmentSchema,
   type AggregateSpec,
   type ConfigSpec,
@@ -59,7 +63,41 @@ export function parseFlowPolicy(input: unknown, base = ''): FlowPolicySpec {
 
 /** Validates an aggregate send (messages + schedule). */
 export function parseAggregate(input: unknown): AggregateSpec {
-  return parseWith(aggregateSchema, { type: 'aggregate', ...(input as object) }, 'invalid aggregate', '');
+  return fastAggregate(input) ?? parseWith(aggregateSchema, { type: 'aggregate', ...(input as object) }, 'invalid aggregate', '');
+}
+
+/** Below this many messages the schema alone is fast enough. */
+const FAST_PATH_MIN_MESSAGES = 64;
+const MESSAGE_KEYS = new Set(['to', 'data', 'stream']);
+
+/**
+ * The happy path of a large aggregate without a schema object per message:
+ * the same rules (destination strings, through the schema's own cached
+ * parser; data a Uint8Array; stream 1..64 characters; no other keys), the
+ * other fields through the schema, the cross-field checks through the same
+ * aggregateIssues. Anything unusual, including any error, returns
+ * undefined and the full schema runs, so errors read the same either way.
+ */
+function fastAggregate(input: unknown): AggregateSpec | undefined {
+  if (typeof input !== 'object' || input === null) return undefined;
+  const { messages, ...rest } = input as { messages?: unknown };
+  if (!Array.isArray(messages) || messages.length < FAST_PATH_MIN_MESSAGES || messages.length > MAX_AGGREGATE_MESSAGES) return undefined;
+  const out: AggregateSpec['messages'] = new Array(messages.length);
+  for (let i = 0; i < messages.length; i++) {
+    const m = messages[i] as { to?: unknown; data?: unknown; stream?: unknown } | null;
+    if (typeof m !== 'object' || m === null || Object.getPrototypeOf(m) !== Object.prototype) return undefined;
+    for (const k in m) if (!MESSAGE_KEYS.has(k)) return undefined;
+    if (typeof m.to !== 'string' || !(m.data instanceof Uint8Array)) return undefined;
+    const to = parseDestinationString(m.to);
+    if (!to) return undefined;
+    if (m.stream === undefined) out[i] = { to, data: m.data };
+    else if (typeof m.stream === 'string' && m.stream.length >= 1 && m.stream.length <= 64) out[i] = { to, data: m.data, stream: m.stream };
+    else return undefined;
+  }
+  const head = aggregateObjectSchema.omit({ messages: true }).safeParse({ type: 'aggregate', ...rest });
+  if (!head.success) return undefined;
+  const spec = { ...head.data, messages: out };
+  return aggregateIssues(spec).length === 0 ? spec : undefined;
 }
 
 /** Validates a segmented multi-destination write. */

@@ -1,0 +1,45 @@
+/**
+ * parseAggregate's fast path for large aggregates must give exactly what
+ * the schema gives, and fall back to the schema (same errors) on anything
+ * unusual.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { parseAggregate, PolicyValidationError } from '../../src/index.js';
+import { aggregateSchema } from '../../src/policy/schema.js';
+
+const dest = fc.oneof(
+  fc.tuple(fc.integer({ min: 1, max: 254 }), fc.integer({ min: 1, max: 65535 })).map(([a, p]) => `udp://10.0.0.${a}:${p}`),
+  fc.integer({ min: 1, max: 65535 }).map((p) => `udp://[2001:db8::1]:${p}`),
+);
+const message = fc.record(
+  { to: dest, data: fc.uint8Array({ maxLength: 64 }), stream: fc.string({ minLength: 1, maxLength: 8 }) },
+  { requiredKeys: ['to', 'data'] },
+);
+
+test('large aggregates: the fast path equals the schema', () => {
+  fc.assert(
+    fc.property(fc.array(message, { minLength: 64, maxLength: 300 }), fc.integer({ min: 0, max: 100 }), (messages, maxLatenessMs) => {
+      const input = { messages, schedule: { kind: 'delays' as const, delaysMs: messages.map((_, i) => i) }, maxLatenessMs };
+      const viaSchema = aggregateSchema.parse({ type: 'aggregate', ...input });
+      assert.deepEqual(parseAggregate(input), viaSchema);
+    }),
+    { numRuns: 40 },
+  );
+});
+
+test('large aggregates with one bad message get the schema\'s error, naming it', () => {
+  const messages = Array.from({ length: 100 }, (_, i) => ({ to: `udp://127.0.0.1:${7000 + i}`, data: new Uint8Array(1) }));
+  const bad = (patch: object, path: RegExp) => {
+    const m = messages.map((x, i) => (i === 57 ? { ...x, ...patch } : x));
+    assert.throws(() => parseAggregate({ messages: m, schedule: { kind: 'delays', delaysMs: m.map(() => 0) } }), (e: unknown) => e instanceof PolicyValidationError && path.test(e.message));
+  };
+  bad({ to: 'udp://127.0.0.1:0' }, /messages\[57\]\.to/);
+  bad({ to: 'udp://nowhere:1' }, /messages\[57\]\.to/);
+  bad({ data: 'text' }, /messages\[57\]\.data/);
+  bad({ stream: '' }, /messages\[57\]\.stream/);
+  bad({ extra: 1 }, /messages\[57\]/);
+  bad({ data: new Uint8Array(70_000) }, /messages\[57\]\.data/);
+  assert.throws(() => parseAggregate({ messages, schedule: { kind: 'delays', delaysMs: [0] } }), /schedule\.delaysMs/);
+});
