@@ -12,7 +12,7 @@
  * longer list continues in the same program through a tail call (the
  * verifier walks every iteration of a loop, so one run cannot hold more).
  * The policy lives entirely in maps written from TypeScript
- * (src/dataplane/kernel/maps.ts); the layouts below are mirrored there and
+ * (src/dataplane/kernel/layout.ts); the layouts below are mirrored there and
  * checked against this object by test/kernel/layout.test.ts.
  *
  * What the program does not carry itself goes to the flow's user-space

@@ -104,19 +104,15 @@ export function sampleCpu(pids: readonly number[]): CpuSample {
 
 /**
  * Busy time of one CPU core so far, seconds, as a running total whose
- * differences are meaningful (not since boot). An estimate: the bench uses
- * the exact clock of irq-clock.ts where it can load it.
- *
- * Where cpuidle is present it is wall time minus the core's residency in
- * its idle states (/sys/devices/system/cpu/cpuN/cpuidle/state*\/time, µs):
- * exact, whatever the work was. /proc/stat is the fallback, and it is
- * blind exactly where it matters here: with tick-based accounting (no
- * CONFIG_IRQ_TIME_ACCOUNTING) and NO_HZ idle, softirq work that an idle core
- * does on waking for an interrupt runs while its tick is stopped, so an
- * in-kernel relay's packets are never sampled (measured here: the kernel
- * tier at 570 k copies/s, its core nearly saturated, showed 0.4 µs/copy in
- * /proc/stat). `softirqS` is /proc/stat's softirq figure either way, for
- * reference.
+ * differences are meaningful (not since boot). An estimate, and the bench's
+ * fallback only: it uses the exact clock of irq-clock.ts where it can load
+ * it. Where cpuidle is present this is wall time minus the core's idle-state
+ * residency, else /proc/stat. Both miss the softirq work that an idle core
+ * does when an interrupt wakes it, on kernels with tick accounting and NO_HZ
+ * idle (no CONFIG_IRQ_TIME_ACCOUNTING): the handler runs inside the halt and
+ * while the tick is stopped (measured for the kernel tier at 1->100:
+ * /proc/stat 0.1, cpuidle 0.3, the exact clock 1.3 µs per copy).
+ * `softirqS` is /proc/stat's softirq figure, for reference.
  */
 export function coreBusy(cpu: number): { busyS: number; softirqS: number; source: 'cpuidle' | 'stat' } {
   const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith(`cpu${cpu} `));

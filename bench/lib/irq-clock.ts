@@ -35,7 +35,6 @@ import {
   rawTracepointOpen,
 } from '../../src/sys/bpf.js';
 
-const HELPER_MAP_LOOKUP_ELEM = 1;
 const HELPER_KTIME_GET_NS = 5;
 const HELPER_GET_CURRENT_PID_TGID = 14;
 /** Per-CPU value: u64 last switch, u64 task ns, u64 softirq start (0 = none), u64 idle softirq ns. */
@@ -47,14 +46,7 @@ const SIRQ_NS = 24;
 
 /** r6 = &clock[0] for this CPU, or exit. */
 function lookupClock(a: Assembler, map: number): Assembler {
-  return a
-    .stw('r10', -4, 0)
-    .mov('r2', 'r10')
-    .add('r2', -4)
-    .ldMapFd('r1', map)
-    .call(HELPER_MAP_LOOKUP_ELEM)
-    .jeq('r0', 0, 'out')
-    .mov('r6', 'r0');
+  return a.lookupFirst(map, 'out').mov('r6', 'r0');
 }
 
 /** sched_switch: the period since the last switch was a task's unless the one leaving is idle. */

@@ -231,7 +231,7 @@ export function markdown(info: RunInfo, rows: readonly SummaryRow[]): string {
   if (cpuRows.length) {
     out.push('## (a) Realistic stream: 2,000 packets/s in');
     out.push('');
-    out.push("Relay host CPU: busy time of the relay's CPU 0 from /proc/stat (user, system, irq and softirq) over the trial, per delivered packet, and as % of that core over the sending time. With the relay's input steered to CPU 0 (default), this is the relay host's whole cost, in-kernel work included: receive, relay, send, and (for every peer alike) the sink's receive path up to its drop. 'process µs/pkt' is the relay processes' own CPU time (schedstat), which cannot see softirq work and so misses nearly all of the kernel tier's (see bench/README.md).");
+    out.push("Relay host CPU: busy time of the relay's CPU 0 over the trial (the exact per-core clock of bench/lib/irq-clock.ts: task time plus softirq work done while the core was idle; each trial's coreSource says if a fallback was used), per delivered packet, and as % of that core over the sending time. With the relay's input steered to CPU 0 (default), this is the relay host's whole cost, in-kernel work included: receive, relay, send, and (for every peer alike) the sink's receive path up to its drop. 'process µs/pkt' is the relay processes' own CPU time (schedstat), which cannot see softirq work and so misses nearly all of the kernel tier's (see bench/README.md).");
     out.push('');
     out.push(table(
       ['scenario', 'size', 'input', 'peer', 'host CPU µs/pkt (median)', 'min–max', 'CPU 0 % (median)', 'process µs/pkt', 'loss (median)', 'n', ...REFERENCE_HEADS, 'notes'],

@@ -116,6 +116,15 @@ export class Assembler {
     return this.emit(0, 0, 0, 0, 0);
   }
 
+  /**
+   * r0 = bpf_map_lookup_elem(map, &(u32)0), jumping to `ifNull` when the
+   * entry is missing (the verifier demands the check). Uses r1, r2 and the
+   * 4 bytes below the frame pointer.
+   */
+  lookupFirst(map: number, ifNull: string): this {
+    return this.stw('r10', -4, 0).mov('r2', 'r10').add('r2', -4).ldMapFd('r1', map).call(HELPER_MAP_LOOKUP_ELEM).jeq('r0', 0, ifNull);
+  }
+
   ja(target: string): this { return this.emit(JMP | JA, 0, 0, 0, 0, target); }
   jeq(dst: Reg, src: Reg | number, target: string): this { return this.jump(JEQ, dst, src, target); }
   jne(dst: Reg, src: Reg | number, target: string): this { return this.jump(JNE, dst, src, target); }
@@ -186,12 +195,7 @@ export function sinkProgram(maps: { cfg: number; counts: number }): Uint8Array {
     .ldxh('r9', 'r7', ETH_HLEN + 2)
     .be16('r9')
     // Port range: cfg[0] = {first, last}.
-    .stw('r10', -4, 0)
-    .mov('r2', 'r10')
-    .add('r2', -4)
-    .ldMapFd('r1', maps.cfg)
-    .call(HELPER_MAP_LOOKUP_ELEM)
-    .jeq('r0', 0, 'other')
+    .lookupFirst(maps.cfg, 'other')
     .ldxw('r3', 'r0', 0)
     .ldxw('r4', 'r0', 4)
     .jlt('r9', 'r3', 'other')

@@ -7,7 +7,6 @@
 import { Assembler } from './sink-prog.js';
 import { BPF_MAP_TYPE, BPF_PROG_TYPE_RAW_TRACEPOINT, closeFd, mapCreate, mapLookup, possibleCpus, progLoad, rawTracepointOpen } from '../../src/sys/bpf.js';
 
-const HELPER_MAP_LOOKUP_ELEM = 1;
 const HELPER_GET_CURRENT_PID_TGID = 14;
 
 /** sendto, sendmsg, sendmmsg by architecture. */
@@ -34,12 +33,7 @@ function program(map: number, tgid: number): Uint8Array {
   for (const nr of sendSyscalls()) a.jeq('r7', nr, 'count');
   a.ja('out')
     .label('count')
-    .stw('r10', -4, 0)
-    .mov('r2', 'r10')
-    .add('r2', -4)
-    .ldMapFd('r1', map)
-    .call(HELPER_MAP_LOOKUP_ELEM)
-    .jeq('r0', 0, 'out')
+    .lookupFirst(map, 'out')
     .ldxdw('r1', 'r0', 0)
     .add('r1', 1)
     .stxdw('r0', 0, 'r1')

@@ -28,7 +28,8 @@ function spawnSendWorker(): Worker {
 export class BatchedSender {
   #worker: Worker | undefined;
   #nextId = 1;
-  readonly #pending = new Map<number, { resolve: (o: JobOutcome & WriteOutcome) => void; reject: (e: Error) => void }>();
+  /** Jobs posted and not answered yet; each answer carries its job's id. */
+  readonly #pending = new Map<number, { resolve: (o: JobOutcome | WriteOutcome) => void; reject: (e: Error) => void }>();
   /** Most segments per UDP GSO send (0: no GSO), from the batched tier's probe. */
   readonly #gsoMaxSegments: number;
 
@@ -39,7 +40,7 @@ export class BatchedSender {
   #ensureWorker(): Worker {
     if (this.#worker) return this.#worker;
     const w = spawnSendWorker();
-    w.on('message', (o: JobOutcome & WriteOutcome) => {
+    w.on('message', (o: JobOutcome | WriteOutcome) => {
       const p = this.#pending.get(o.id);
       this.#pending.delete(o.id);
       p?.resolve(o);
@@ -114,7 +115,7 @@ export class BatchedSender {
     job.destAddress = table.map((e) => e.address);
     job.destPort = Int32Array.from(table, (e) => e.port);
     job.destFamily = Int8Array.from(table, (e) => (isIPv4(e.address) ? 4 : 6));
-    const outcome: JobOutcome = await this.#submit(job, [job.blob]);
+    const outcome = await this.#submit<JobOutcome>(job, [job.blob]);
     if (outcome.fatal) throw new Error(`batched sender: ${outcome.fatal}`);
     // Endpoints parsed from the same string are one object (see schema.ts): format each once.
     const names = new Map<object, string>();
@@ -135,11 +136,12 @@ export class BatchedSender {
   }
 
   /** Posts a job; resolves with its outcome. The worker keeps the process alive only while jobs run. */
-  #submit(job: Job, transfer: ArrayBuffer[]): Promise<JobOutcome & WriteOutcome> {
+  #submit<O extends JobOutcome | WriteOutcome>(job: Job, transfer: ArrayBuffer[]): Promise<O> {
     const w = this.#ensureWorker();
     w.ref();
-    return new Promise<JobOutcome & WriteOutcome>((resolve, reject) => {
-      this.#pending.set(job.id, { resolve, reject });
+    return new Promise<O>((resolve, reject) => {
+      // The worker answers an aggregate job with a JobOutcome, a write job with a WriteOutcome.
+      this.#pending.set(job.id, { resolve: resolve as (o: JobOutcome | WriteOutcome) => void, reject });
       w.postMessage(job, transfer);
     }).finally(() => {
       if (this.#pending.size === 0) this.#worker?.unref();
@@ -168,7 +170,7 @@ export class BatchedSender {
       burst: spec.burst,
       gsoMaxSegments: this.#gsoMaxSegments,
     };
-    const o = await this.#submit(job, []);
+    const o = await this.#submit<WriteOutcome>(job, []);
     if (o.fatal) throw new Error(`batched sender: ${o.fatal}`);
     const destinations: WriteDestination[] = spec.entries.map((e, i) => ({
       to: formatEndpoint(e.to),

@@ -28,6 +28,9 @@ const EAGAIN_GIVE_UP_MS = 1000;
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 const vector = new SendVector(MAX_BATCH, MAX_BATCH);
+/** Per vector message of an aggregate: its run of messages, as a slice of the group's order. */
+const runStart = new Int32Array(MAX_BATCH);
+const runLength = new Int32Array(MAX_BATCH);
 
 function waitUntil(t: number): void {
   for (;;) {
@@ -101,53 +104,58 @@ function run(job: AggregateJob): JobOutcome {
         let r0 = 0;
         while (r0 < order.length) {
           vector.clear();
-          // Each vector message: its member messages (one, or a GSO run).
-          const groups: number[][] = [];
+          // Each vector message carries a run of `order`: one message, or a GSO run.
+          let count = 0;
           while (r0 < order.length && vector.hasRoom(1)) {
             const k = order[r0]!;
             const size = job.length[k]!;
-            const run = [k];
+            let len = 1;
             // Extend the run: same destination, same size (the last may be
             // shorter), within the segment and byte limits and the iovecs left.
             while (
               job.gsoMaxSegments > 1 &&
               size > 0 &&
-              r0 + run.length < order.length &&
-              run.length < job.gsoMaxSegments &&
-              (run.length + 1) * size <= GSO_MAX_BYTES &&
-              vector.hasRoom(run.length + 1) &&
-              job.length[run[run.length - 1]!] === size
+              r0 + len < order.length &&
+              len < job.gsoMaxSegments &&
+              (len + 1) * size <= GSO_MAX_BYTES &&
+              vector.hasRoom(len + 1) &&
+              job.length[order[r0 + len - 1]!] === size
             ) {
-              const next = order[r0 + run.length]!;
+              const next = order[r0 + len]!;
               if (job.dest[next] !== job.dest[k] || job.length[next]! > size) break;
-              run.push(next);
+              len++;
             }
             const dk = job.dest[k]!;
-            vector.begin(names.address + dk * SOCKADDR_SIZE, nameLen[dk]!, run.length > 1 ? size : 0);
-            for (const m of run) vector.addIov(blobAddress + job.offset[m]!, job.length[m]!);
-            groups.push(run);
-            r0 += run.length;
+            vector.begin(names.address + dk * SOCKADDR_SIZE, nameLen[dk]!, len > 1 ? size : 0);
+            for (let q = r0; q < r0 + len; q++) vector.addIov(blobAddress + job.offset[order[q]!]!, job.length[order[q]!]!);
+            runStart[count] = r0;
+            runLength[count] = len;
+            count++;
+            r0 += len;
           }
+          const mark = (m: number, t: number, err: string): void => {
+            for (let q = runStart[m]!; q < runStart[m]! + runLength[m]!; q++) {
+              sentAtMs[order[q]!] = t;
+              if (err) error[order[q]!] = err;
+            }
+          };
           let at = 0;
           const giveUp = performance.now() + EAGAIN_GIVE_UP_MS;
-          while (at < groups.length) {
+          while (at < count) {
             sendCalls++;
             const r = vector.send(sock.fd, at);
             const t = performance.now() - start;
             if (r > 0) {
               for (let m = at; m < at + r; m++) {
-                for (const k of groups[m]!) sentAtMs[k] = t;
-                if (groups[m]!.length > 1) gsoMessages++;
+                mark(m, t, '');
+                if (runLength[m]! > 1) gsoMessages++;
               }
               at += r;
             } else if (-r === EAGAIN && performance.now() < giveUp) {
               Atomics.wait(sleeper, 0, 0, 0.2);
             } else {
-              // The kernel refused message `at`: count it against its destination(s) and go on.
-              for (const k of groups[at]!) {
-                error[k] = errnoName(-r);
-                sentAtMs[k] = t;
-              }
+              // The kernel refused message `at`: count it against its destination and go on.
+              mark(at, t, errnoName(-r));
               at++;
             }
           }

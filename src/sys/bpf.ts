@@ -29,8 +29,6 @@ const CMD = {
   PROG_LOAD: 5,
   OBJ_PIN: 6,
   OBJ_GET: 7,
-  PROG_GET_NEXT_ID: 11,
-  PROG_GET_FD_BY_ID: 13,
   OBJ_GET_INFO_BY_FD: 15,
   RAW_TRACEPOINT_OPEN: 17,
   LINK_CREATE: 28,
@@ -242,31 +240,6 @@ export function rawTracepointOpen(name: string, progFd: number): number {
   a.setPointer(0, n.address);
   a.view.setUint32(8, progFd, true);
   return bpf('RAW_TRACEPOINT_OPEN', a, () => `raw tracepoint ${name}`);
-}
-
-/** Ids of every loaded program on the host (BPF_PROG_GET_NEXT_ID). */
-export function progIds(): number[] {
-  const ids: number[] = [];
-  let id = 0;
-  for (;;) {
-    const a = newAttr();
-    a.view.setUint32(0, id, true);
-    try {
-      bpf('PROG_GET_NEXT_ID', a, () => 'programs');
-    } catch (err) {
-      if (failedWith(err, 'ENOENT')) return ids;
-      throw err;
-    }
-    id = a.view.getUint32(4, true);
-    ids.push(id);
-  }
-}
-
-/** A new fd for the program with `id` (BPF_PROG_GET_FD_BY_ID). */
-export function progFdById(id: number): number {
-  const a = newAttr();
-  a.view.setUint32(0, id, true);
-  return bpf('PROG_GET_FD_BY_ID', a, () => `program id ${id}`);
 }
 
 /** BPF_LINK_CREATE for tcx: attaches `progFd` at ifindex/direction; returns the link fd. */

@@ -171,7 +171,7 @@ export class KernelPlane implements DataPlane {
       const changed = prepareLoopback();
       plane.notes.push(
         `attached: ${attachments.map((a) => `${a.hook.iface.name} ${a.hook.direction}${a.adopted ? ' (adopted)' : ''}`).join(', ')}`,
-        `program: ${progs.insns} instructions, up to ${MAX_SUBS} subscribers per flow copied in the kernel (${CHUNK} per run, continued by tail call), more are spilled to the batched tier`,
+        programNote(progs.insns),
       );
       if (skipped.length) plane.notes.push(`not attached: ${skipped.join(', ')}`);
       if (changed.length) plane.notes.push(`set on lo: ${changed.join(', ')}`);
@@ -500,6 +500,11 @@ function privilegeProblem(): string | undefined {
   return 'needs root, or CAP_BPF and CAP_NET_ADMIN';
 }
 
+/** What the program holds, for notes and `sluice doctor`. */
+function programNote(insns: number): string {
+  return `program: ${insns} instructions; up to ${MAX_SUBS} subscribers per flow in the kernel (${CHUNK} per run, continued by tail call), the rest spilled to the batched tier`;
+}
+
 /**
  * Copies for local (lo) and veth subscribers wait in the CPU's backlog
  * queue until the program's run ends: a datagram for N of them queues N.
@@ -547,7 +552,7 @@ export async function probeKernelTier(): Promise<TierProbe> {
   const notes = [
     `tcx hooks: ${hooks.map((h) => `${h.iface.name} ${h.direction}`).join(', ')}`,
     ...(skipped.length ? [`not attached: ${skipped.join(', ')}`] : []),
-    `program: ${insns} instructions; up to ${MAX_SUBS} subscribers per flow in the kernel (${CHUNK} per run, continued by tail call), the rest spilled to the batched tier`,
+    programNote(insns),
     'sets on lo: net.ipv4.conf.lo.{forwarding,route_localnet,accept_local}=1, net.ipv6.conf.lo.forwarding=1 (route lookups and local delivery from eBPF)',
     backlogNote(),
   ];
