@@ -29,6 +29,8 @@ export interface SenderTrial {
   delivered: number;
   elapsedS: number;
   coreS: number;
+  /** The sending process's own CPU time (user + system, all threads; tick-sampled, so coarse). */
+  processCpuS: number;
   syscalls: number;
   packetsPerCpuS: number;
   syscallsPerPacket: number;
@@ -41,7 +43,7 @@ export async function runSenderTrial(
   spec: { mode: SenderMode; repeat: number; count: number; size: number; dests: number; firstPort: number },
 ): Promise<SenderTrial> {
   const proc = spawnPinned(ctx.topo, 'relay', RELAY_CPU, process.execPath, [
-    '--import', 'tsx', SCRIPT,
+    ...(process.env.SENDER_NODE_ARGS ? process.env.SENDER_NODE_ARGS.split(' ') : []), '--import', 'tsx', SCRIPT,
     '--mode', spec.mode, '--count', String(spec.count), '--size', String(spec.size),
     '--host', SINK_ADDR, '--first', String(spec.firstPort), '--dests', String(spec.dests),
   ], { stdin: 'pipe' });
@@ -56,7 +58,7 @@ export async function runSenderTrial(
       await new Promise((r) => setTimeout(r, 200)); // drain to the sink
       const core = busy() - before.core;
       const after = await ctx.sink.read();
-      const done = proc.jsonLines<{ event: string; sent: number; errors: number; elapsedS: number }>().find((j) => j.event === 'done')!;
+      const done = proc.jsonLines<{ event: string; sent: number; errors: number; elapsedS: number; processCpuS: number }>().find((j) => j.event === 'done')!;
       const delivered = datagrams(before.sink, after, spec.size);
       const syscalls = counter.count();
       return {
@@ -66,6 +68,7 @@ export async function runSenderTrial(
         delivered,
         elapsedS: done.elapsedS,
         coreS: core,
+        processCpuS: done.processCpuS,
         syscalls,
         packetsPerCpuS: core > 0 ? delivered / core : NaN,
         syscallsPerPacket: done.sent > 0 ? syscalls / done.sent : NaN,

@@ -7,7 +7,7 @@ import type { DataPlane } from '../dataplane/types.js';
 import { PolicyTable } from './policy-table.js';
 import { Flow } from './flow.js';
 import type { AggregatePolicy, FlowPolicy, Policy, SegmentPolicy, TierChoice, TierName } from '../policy/schema.js';
-import { parseAggregate, parsePolicy, parseSegment } from '../policy/validate.js';
+import { parseAggregateForSend, parsePolicy, parseSegment } from '../policy/validate.js';
 import { sendAggregatePortable, writePortable } from '../sender/portable-sender.js';
 import { BatchedSender } from '../sender/batched-sender.js';
 import { probeBatchedIo } from '../sys/probe.js';
@@ -111,7 +111,7 @@ export class Sluice {
    */
   async sendAggregate(aggregate: AggregateInput): Promise<AggregateResult> {
     if (this.#closed) throw new ClosedError('Sluice');
-    const spec = parseAggregate(aggregate);
+    const spec = parseAggregateForSend(aggregate);
     if (this.tier === 'portable') return sendAggregatePortable(spec);
     return this.#batchedSender().sendAggregate(spec);
   }

@@ -175,7 +175,7 @@ export const aggregateObjectSchema = z.strictObject({
 type AggregateObject = z.output<typeof aggregateObjectSchema>;
 
 /** Checks across an aggregate's fields: sizes, totals, one schedule entry per message. */
-export function aggregateIssues(agg: Pick<AggregateObject, 'messages' | 'schedule'>): { path: (string | number)[]; message: string }[] {
+export function aggregateIssues(agg: { readonly messages: readonly { readonly data: Uint8Array }[]; readonly schedule: AggregateObject['schedule'] }): { path: (string | number)[]; message: string }[] {
   const issues: { path: (string | number)[]; message: string }[] = [];
   agg.messages.forEach((m, i) => {
     if (m.data.byteLength > MAX_UDP_PAYLOAD) {
@@ -200,6 +200,17 @@ export function aggregateIssues(agg: Pick<AggregateObject, 'messages' | 'schedul
     issues.push({ path: ['schedule', 'offsetsMs'], message: `offsets must lie within 0..durationMs (${s.durationMs})` });
   }
   return issues;
+}
+
+/**
+ * An aggregate as the send engines take it: destinations as a column
+ * beside the messages (payload and stream id), so that a large aggregate
+ * is validated without building a new object per message.
+ */
+export interface SendableAggregate extends Omit<AggregateObject, 'type' | 'messages'> {
+  readonly messages: readonly { readonly data: Uint8Array; readonly stream?: string | undefined }[];
+  /** messages[i] goes to to[i] (before remapping). */
+  readonly to: readonly Endpoint[];
 }
 
 export const aggregateSchema = aggregateObjectSchema.superRefine((agg, ctx) => {

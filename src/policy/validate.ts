@@ -16,6 +16,7 @@ import {
   MAX_AGGREGATE_MESSAGES,
   segmentSchema,
   type AggregateSpec,
+  type SendableAggregate,
   type ConfigSpec,
   type FlowPolicySpec,
   type PolicySpec,
@@ -63,12 +64,33 @@ export function parseFlowPolicy(input: unknown, base = ''): FlowPolicySpec {
 
 /** Validates an aggregate send (messages + schedule). */
 export function parseAggregate(input: unknown): AggregateSpec {
-  return fastAggregate(input) ?? parseWith(aggregateSchema, { type: 'aggregate', ...(input as object) }, 'invalid aggregate', '');
+  const fast = fastAggregate(input);
+  if (!fast) return parseAggregateSlow(input);
+  const { to, messages, ...rest } = fast;
+  return { type: 'aggregate', ...rest, messages: messages.map((m, i) => (m.stream === undefined ? { to: to[i]!, data: m.data } : { to: to[i]!, data: m.data, stream: m.stream })) };
+}
+
+/**
+ * Validates an aggregate for sending: the same rules and errors as
+ * parseAggregate, in the engines' column form. A large aggregate's message
+ * objects are the caller's own (checked, read while sending, never
+ * changed); nothing is built per message but its parsed destination.
+ */
+export function parseAggregateForSend(input: unknown): SendableAggregate {
+  const fast = fastAggregate(input);
+  if (fast) return fast;
+  const { type: _type, ...spec } = parseAggregateSlow(input);
+  return { ...spec, to: spec.messages.map((m) => m.to) };
+}
+
+function parseAggregateSlow(input: unknown): AggregateSpec {
+  return parseWith(aggregateSchema, { type: 'aggregate', ...(input as object) }, 'invalid aggregate', '');
 }
 
 /** Below this many messages the schema alone is fast enough. */
 const FAST_PATH_MIN_MESSAGES = 64;
-const MESSAGE_KEYS = new Set(['to', 'data', 'stream']);
+/** The aggregate's fields but its messages (built once: omit() makes a new schema). */
+const aggregateHeadSchema = aggregateObjectSchema.omit({ messages: true });
 
 /**
  * The happy path of a large aggregate without a schema object per message:
@@ -78,26 +100,61 @@ const MESSAGE_KEYS = new Set(['to', 'data', 'stream']);
  * aggregateIssues. Anything unusual, including any error, returns
  * undefined and the full schema runs, so errors read the same either way.
  */
-function fastAggregate(input: unknown): AggregateSpec | undefined {
+function fastAggregate(input: unknown): SendableAggregate | undefined {
   if (typeof input !== 'object' || input === null) return undefined;
   const { messages, ...rest } = input as { messages?: unknown };
   if (!Array.isArray(messages) || messages.length < FAST_PATH_MIN_MESSAGES || messages.length > MAX_AGGREGATE_MESSAGES) return undefined;
-  const out: AggregateSpec['messages'] = new Array(messages.length);
+  const to: SendableAggregate['to'][number][] = new Array(messages.length);
   for (let i = 0; i < messages.length; i++) {
     const m = messages[i] as { to?: unknown; data?: unknown; stream?: unknown } | null;
     if (typeof m !== 'object' || m === null || Object.getPrototypeOf(m) !== Object.prototype) return undefined;
-    for (const k in m) if (!MESSAGE_KEYS.has(k)) return undefined;
+    for (const k in m) if (k !== 'to' && k !== 'data' && k !== 'stream') return undefined;
     if (typeof m.to !== 'string' || !(m.data instanceof Uint8Array)) return undefined;
-    const to = parseDestinationString(m.to);
-    if (!to) return undefined;
-    if (m.stream === undefined) out[i] = { to, data: m.data };
-    else if (typeof m.stream === 'string' && m.stream.length >= 1 && m.stream.length <= 64) out[i] = { to, data: m.data, stream: m.stream };
-    else return undefined;
+    const parsed = parseDestinationString(m.to);
+    if (!parsed) return undefined;
+    if (m.stream !== undefined && (typeof m.stream !== 'string' || m.stream.length < 1 || m.stream.length > 64)) return undefined;
+    to[i] = parsed;
   }
-  const head = aggregateObjectSchema.omit({ messages: true }).safeParse({ type: 'aggregate', ...rest });
+  // The schedule's per-message array is checked here by the schema's own
+  // rules, and the schema sees the rest: it would copy 65,536 numbers.
+  const schedule = (rest as { schedule?: unknown }).schedule;
+  const field = perMessageField(schedule);
+  if (field === null) return undefined;
+  const values = field ? (schedule as Record<string, unknown>)[field] : undefined;
+  if (field && !numbersFit(values, field)) return undefined;
+  const head = aggregateHeadSchema.safeParse({ type: 'aggregate', ...rest, ...(field ? { schedule: { ...(schedule as object), [field]: [] } } : {}) });
   if (!head.success) return undefined;
-  const spec = { ...head.data, messages: out };
-  return aggregateIssues(spec).length === 0 ? spec : undefined;
+  if (field) (head.data.schedule as Record<string, unknown>)[field] = values;
+  const checked = messages as SendableAggregate['messages'];
+  if (aggregateIssues({ messages: checked, schedule: head.data.schedule }).length) return undefined;
+  const { type: _type, ...fields } = head.data;
+  return { ...fields, messages: checked, to };
+}
+
+/**
+ * The per-message array field of a schedule: '' when it has none,
+ * null when the schedule is not a plain object of a known kind (the
+ * schema then explains).
+ */
+function perMessageField(schedule: unknown): 'sequence' | 'delaysMs' | 'offsetsMs' | '' | null {
+  if (typeof schedule !== 'object' || schedule === null || Object.getPrototypeOf(schedule) !== Object.prototype) return null;
+  const kind = (schedule as { kind?: unknown }).kind;
+  if (kind === 'sequence') return 'sequence';
+  if (kind === 'delays') return 'delaysMs';
+  if (kind === 'range') return (schedule as { offsetsMs?: unknown }).offsetsMs === undefined ? '' : 'offsetsMs';
+  return null;
+}
+
+/** The schema's rules for each per-message array (schema.ts: sequenceSchedule, delaysSchedule, rangeSchedule). */
+function numbersFit(values: unknown, field: 'sequence' | 'delaysMs' | 'offsetsMs'): values is number[] {
+  if (!Array.isArray(values)) return false;
+  const max = field === 'delaysMs' ? 3_600_000 : Infinity;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > max) return false;
+    if (field === 'sequence' && !Number.isInteger(v)) return false;
+  }
+  return true;
 }
 
 /** Validates a segmented multi-destination write. */

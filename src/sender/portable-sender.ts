@@ -9,10 +9,11 @@
 import dgram from 'node:dgram';
 import { isIPv4 } from 'node:net';
 import { endpointKey, formatEndpoint, isWildcard, type Endpoint } from '../policy/endpoint.js';
-import type { AggregateSpec, SegmentSpec } from '../policy/schema.js';
+import type { SendableAggregate, SegmentSpec } from '../policy/schema.js';
 import { planSchedule } from '../policy/schedule.js';
 import { planSegments } from '../policy/segment-plan.js';
-import { LATE_TOLERANCE_MS, percentiles, type AggregateResult, type MessageOutcome, type StreamCounters, type WriteDestination, type WriteResult } from './results.js';
+import { DestinationTable } from './destination-table.js';
+import { aggregateResult, ReasonCodes, type AggregateResult, type WriteDestination, type WriteResult } from './results.js';
 
 type Family = 4 | 6;
 
@@ -59,75 +60,56 @@ function send(sock: dgram.Socket, data: Uint8Array, to: Endpoint): Promise<strin
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
 
 /** Sends an aggregate on its schedule. The promise settles once, after the last message. */
-export async function sendAggregatePortable(spec: AggregateSpec): Promise<AggregateResult> {
-  const remap = new Map((spec.remap ?? []).map((r) => [endpointKey(r.from), r.to]));
+export async function sendAggregatePortable(spec: SendableAggregate): Promise<AggregateResult> {
   const plan = planSchedule(spec.schedule, spec.messages.length);
+  const n = plan.order.length;
+  const table = new DestinationTable(spec.remap);
+  const dest = new Int32Array(n);
+  const length = new Int32Array(n);
+  for (let k = 0; k < n; k++) {
+    const m = spec.messages[plan.order[k]!]!;
+    dest[k] = table.indexOf(spec.to[plan.order[k]!]!);
+    length[k] = m.data.byteLength;
+  }
+  const sentAtMs = new Float64Array(n);
+  const reason = new Uint16Array(n);
+  const reasons = new ReasonCodes();
   const sockets = new Sockets(spec.from);
-  const outcomes: MessageOutcome[] = [];
   const pending: Promise<void>[] = [];
   try {
     // Sockets first, so that binding does not make the first messages late.
-    const families = new Set(spec.messages.map((m) => familyOf(remap.get(endpointKey(m.to)) ?? m.to)));
-    for (const f of families) await sockets.get(f);
+    for (const f of new Set(table.endpoints.map(familyOf))) await sockets.get(f);
     const startsAt = spec.schedule.kind === 'range' && spec.schedule.startAt !== undefined ? performance.now() + (spec.schedule.startAt - Date.now()) : performance.now();
     // Messages due at the same time leave together, in plan order.
-    for (let i = 0; i < plan.length; ) {
-      const dueMs = plan[i]!.atMs;
+    for (let i = 0; i < n; ) {
+      const dueMs = plan.atMs[i]!;
       let j = i;
-      while (j < plan.length && plan[j]!.atMs === dueMs) j++;
+      while (j < n && plan.atMs[j] === dueMs) j++;
       // Timers may fire a fraction of a ms early against performance.now(): never send early.
       for (let wait = startsAt + dueMs - performance.now(); wait > 0; wait = startsAt + dueMs - performance.now()) await sleep(wait);
-      for (const p of plan.slice(i, j)) {
-        const m = spec.messages[p.index]!;
-        const to = remap.get(endpointKey(m.to)) ?? m.to;
-        const sentAtMs = performance.now() - startsAt;
-        const lateMs = Math.max(0, sentAtMs - dueMs);
-        const base = { index: p.index, to: formatEndpoint(to), ...(m.stream ? { stream: m.stream } : {}), dueMs, sentAtMs, lateMs };
-        if (lateMs > spec.maxLatenessMs) {
-          outcomes.push({ ...base, status: 'dropped', reason: 'late' });
+      for (let k = i; k < j; k++) {
+        const m = spec.messages[plan.order[k]!]!;
+        const to = table.endpoints[dest[k]!]!;
+        sentAtMs[k] = performance.now() - startsAt;
+        if (sentAtMs[k]! - dueMs > spec.maxLatenessMs) {
+          reason[k] = reasons.code('late');
           continue;
         }
-        const slot = outcomes.push({ ...base, status: 'sent' }) - 1;
         pending.push(
           sockets.get(familyOf(to)).then(async (sock) => {
             const err = await send(sock, m.data, to);
-            if (err) outcomes[slot] = { ...base, status: 'dropped', reason: err };
+            if (err) reason[k] = reasons.code(err);
           }),
         );
       }
       i = j;
     }
     await Promise.all(pending);
-    return { ...summarizeAggregate('portable', spec, outcomes, performance.now() - startsAt), sendCalls: pending.length };
+    const elapsedMs = performance.now() - startsAt;
+    return aggregateResult('portable', spec, { plan, sentAtMs, reason, reasons: reasons.list, dest, length, destNames: table.names() }, elapsedMs, { sendCalls: pending.length });
   } finally {
     await sockets.close();
   }
-}
-
-export function summarizeAggregate(engine: 'portable' | 'batched', spec: AggregateSpec, outcomes: readonly MessageOutcome[], elapsedMs: number): AggregateResult {
-  const streams: Record<string, StreamCounters> = {};
-  let sent = 0;
-  let late = 0;
-  let dropped = 0;
-  const lateness: number[] = [];
-  for (const o of outcomes) {
-    const st = o.stream ? (streams[o.stream] ??= { sent: 0, late: 0, dropped: 0, bytes: 0 }) : undefined;
-    if (o.status === 'dropped') {
-      dropped++;
-      if (st) st.dropped++;
-      continue;
-    }
-    sent++;
-    lateness.push(o.lateMs);
-    const isLate = o.lateMs > LATE_TOLERANCE_MS;
-    if (isLate) late++;
-    if (st) {
-      st.sent++;
-      st.bytes += spec.messages[o.index]!.data.byteLength;
-      if (isLate) st.late++;
-    }
-  }
-  return { engine, messages: outcomes, sent, late, dropped, lateness: percentiles(lateness), streams, elapsedMs };
 }
 
 /**

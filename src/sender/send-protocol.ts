@@ -9,7 +9,6 @@ export interface AggregateJob {
   /** All payloads back to back (transferred, not shared). */
   readonly blob: ArrayBuffer;
   /** Per message, in transmission order. */
-  readonly index: Int32Array;
   readonly offset: Float64Array;
   readonly length: Int32Array;
   readonly dueMs: Float64Array;
@@ -66,13 +65,17 @@ export type Job = AggregateJob | WriteJob;
 
 export interface JobOutcome {
   readonly id: number;
-  /** Per message in transmission order: sent-at ms after start, and error ('' = sent). */
+  /** Per message in transmission order: sent-at ms after start (or when dropped). */
   readonly sentAtMs: Float64Array;
-  readonly error: readonly string[];
+  /** Per message: 0 = sent, else 1 + an index into `reasons` ('late', or the send's errno name). */
+  readonly reason: Uint16Array;
+  readonly reasons: readonly string[];
   readonly sendCalls: number;
   /** sendmmsg messages that carried several messages of the aggregate (UDP GSO). */
   readonly gsoMessages: number;
   readonly elapsedMs: number;
   /** A failure of the whole job (e.g. bind refused). */
   readonly fatal?: string;
+  /** The job's blob, handed back for reuse (fresh pages cost a fault and a clear each). */
+  readonly blob?: ArrayBuffer;
 }

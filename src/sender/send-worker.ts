@@ -13,6 +13,7 @@ import { NativeRegion } from '../sys/memory.js';
 import { libc } from '../sys/ffi.js';
 import { writeSockaddr } from '../sys/sockaddr.js';
 import { EAGAIN, errnoName } from '../sys/errno.js';
+import { ReasonCodes } from './results.js';
 import type { AggregateJob, Job, JobOutcome, WriteJob, WriteOutcome } from './send-protocol.js';
 
 const SOCKADDR_SIZE = 28;
@@ -41,10 +42,11 @@ function waitUntil(t: number): void {
 }
 
 function run(job: AggregateJob): JobOutcome {
-  const n = job.index.length;
+  const n = job.dueMs.length;
   const d = job.destAddress.length;
   const sentAtMs = new Float64Array(n);
-  const error = new Array<string>(n).fill('');
+  const reason = new Uint16Array(n);
+  const reasons = new ReasonCodes();
   const sockets = new Map<4 | 6, RawUdpSocket>();
   let sendCalls = 0;
   let gsoMessages = 0;
@@ -56,6 +58,9 @@ function run(job: AggregateJob): JobOutcome {
   const bucketHead = new Int32Array(d).fill(-1);
   const bucketTail = new Int32Array(d).fill(-1);
   const nextInBucket = new Int32Array(n);
+  const usedDests = new Int32Array(d);
+  // The current group's messages in sending order (slots), reused for every group.
+  const order = new Int32Array(n);
   try {
     for (const family of new Set(job.destFamily) as Set<4 | 6>) {
       const s = RawUdpSocket.open(family);
@@ -76,37 +81,38 @@ function run(job: AggregateJob): JobOutcome {
         // GSO message. Messages due at the same instant have no order
         // between destinations to keep.
         const now = performance.now() - start;
-        const order: number[] = [];
-        const used: number[] = [];
+        let orderLength = 0;
+        let used = 0;
         for (let k = i; k < j; k++) {
           const dk = job.dest[k]!;
           if (job.destFamily[dk] !== family) continue;
           if (now - job.dueMs[k]! > job.maxLatenessMs) {
-            error[k] = 'late';
+            reason[k] = reasons.code('late');
             sentAtMs[k] = now;
             continue;
           }
           if (job.gsoMaxSegments <= 1) {
-            order.push(k);
+            order[orderLength++] = k;
             continue;
           }
           nextInBucket[k] = -1;
           if (bucketHead[dk] === -1) {
             bucketHead[dk] = k;
-            used.push(dk);
+            usedDests[used++] = dk;
           } else nextInBucket[bucketTail[dk]!] = k;
           bucketTail[dk] = k;
         }
-        for (const dk of used) {
-          for (let k = bucketHead[dk]!; k !== -1; k = nextInBucket[k]!) order.push(k);
+        for (let u = 0; u < used; u++) {
+          const dk = usedDests[u]!;
+          for (let k = bucketHead[dk]!; k !== -1; k = nextInBucket[k]!) order[orderLength++] = k;
           bucketHead[dk] = -1;
         }
         let r0 = 0;
-        while (r0 < order.length) {
+        while (r0 < orderLength) {
           vector.clear();
           // Each vector message carries a run of `order`: one message, or a GSO run.
           let count = 0;
-          while (r0 < order.length && vector.hasRoom(1)) {
+          while (r0 < orderLength && vector.hasRoom(1)) {
             const k = order[r0]!;
             const size = job.length[k]!;
             let len = 1;
@@ -115,7 +121,7 @@ function run(job: AggregateJob): JobOutcome {
             while (
               job.gsoMaxSegments > 1 &&
               size > 0 &&
-              r0 + len < order.length &&
+              r0 + len < orderLength &&
               len < job.gsoMaxSegments &&
               (len + 1) * size <= GSO_MAX_BYTES &&
               vector.hasRoom(len + 1) &&
@@ -136,7 +142,7 @@ function run(job: AggregateJob): JobOutcome {
           const mark = (m: number, t: number, err: string): void => {
             for (let q = runStart[m]!; q < runStart[m]! + runLength[m]!; q++) {
               sentAtMs[order[q]!] = t;
-              if (err) error[order[q]!] = err;
+              if (err) reason[order[q]!] = reasons.code(err);
             }
           };
           let at = 0;
@@ -163,9 +169,9 @@ function run(job: AggregateJob): JobOutcome {
       }
       i = j;
     }
-    return { id: job.id, sentAtMs, error, sendCalls, gsoMessages, elapsedMs: performance.now() - start };
+    return { id: job.id, sentAtMs, reason, reasons: reasons.list, sendCalls, gsoMessages, elapsedMs: performance.now() - start };
   } catch (err) {
-    return { id: job.id, sentAtMs, error, sendCalls, gsoMessages, elapsedMs: 0, fatal: err instanceof Error ? err.message : String(err) };
+    return { id: job.id, sentAtMs, reason, reasons: reasons.list, sendCalls, gsoMessages, elapsedMs: 0, fatal: err instanceof Error ? err.message : String(err) };
   } finally {
     for (const s of sockets.values()) s.close();
   }
@@ -270,5 +276,11 @@ function runWrite(job: WriteJob): WriteOutcome {
 }
 
 parentPort!.on('message', (job: Job) => {
-  parentPort!.postMessage(job.kind === 'write' ? runWrite(job) : run(job));
+  if (job.kind === 'write') {
+    parentPort!.postMessage(runWrite(job));
+    return;
+  }
+  const o = { ...run(job), blob: job.blob };
+  // The per-message arrays move back instead of being copied, and the blob for reuse.
+  parentPort!.postMessage(o, [o.sentAtMs.buffer as ArrayBuffer, o.reason.buffer as ArrayBuffer, job.blob]);
 });

@@ -59,9 +59,16 @@ for (const [engine, s, skip] of engines) {
     assert.deepEqual(user1.received.map((r) => r.data.toString()), ['E', 'A', 'C', 'G']);
     assert.deepEqual(user2.received.map((r) => r.data.toString()), ['B', 'D', 'F']);
     assert.deepEqual(result.streams, {
-      video1: { sent: 3, late: result.streams.video1!.late, dropped: 0, bytes: 3 },
-      video2: { sent: 4, late: result.streams.video2!.late, dropped: 0, bytes: 4 },
+      video1: { sent: 3, late: result.streams.video1!.late, dropped: 0, bytes: 3, lateness: result.streams.video1!.lateness },
+      video2: { sent: 4, late: result.streams.video2!.late, dropped: 0, bytes: 4, lateness: result.streams.video2!.lateness },
     });
+    assert.deepEqual(Object.keys(result.destinations).sort(), [user1.url, user2.url].sort());
+    assert.equal(result.destinations[user1.url]!.sent, 4);
+    assert.equal(result.destinations[user2.url]!.bytes, 3);
+    for (const c of [...Object.values(result.streams), ...Object.values(result.destinations)]) {
+      assert.ok(c.lateness.p50 <= c.lateness.p99 && c.lateness.p99 <= c.lateness.max, 'per-flow lateness percentiles are ordered');
+    }
+    assert.deepEqual({ ...result }.messages, result.messages, 'a spread result carries its messages');
     await user1.close();
     await user2.close();
   });

@@ -29,6 +29,27 @@ test('large aggregates: the fast path equals the schema', () => {
   );
 });
 
+test('large aggregates: schedules checked on the fast path equal the schema, valid or not', () => {
+  const value = fc.oneof(fc.integer({ min: 0, max: 4_000_000 }), fc.double({ min: -1, max: 4_000_000 }), fc.constantFrom(NaN, Infinity, -0, 3_600_000, 3_600_001), fc.constant('1' as unknown as number));
+  const schedule = (n: number) =>
+    fc.oneof(
+      fc.array(value, { minLength: n, maxLength: n }).map((delaysMs) => ({ kind: 'delays', delaysMs })),
+      fc.uniqueArray(value, { minLength: n, maxLength: n }).map((sequence) => ({ kind: 'sequence', sequence, tickMs: 1 })),
+      fc.array(value, { minLength: n, maxLength: n }).map((offsetsMs) => ({ kind: 'range', durationMs: 3_600_000, offsetsMs })),
+      fc.constant({ kind: 'range', durationMs: 5 }),
+    );
+  const messages = Array.from({ length: 64 }, (_, i) => ({ to: `udp://127.0.0.1:${7000 + i}`, data: new Uint8Array(1) }));
+  fc.assert(
+    fc.property(schedule(64), (sched) => {
+      const input = { messages, schedule: sched };
+      const viaSchema = aggregateSchema.safeParse({ type: 'aggregate', ...input });
+      if (viaSchema.success) assert.deepEqual(parseAggregate(input), viaSchema.data);
+      else assert.throws(() => parseAggregate(input), PolicyValidationError);
+    }),
+    { numRuns: 200 },
+  );
+});
+
 test('large aggregates with one bad message get the schema\'s error, naming it', () => {
   const messages = Array.from({ length: 100 }, (_, i) => ({ to: `udp://127.0.0.1:${7000 + i}`, data: new Uint8Array(1) }));
   const bad = (patch: object, path: RegExp) => {

@@ -202,17 +202,17 @@ describe('aggregate and segment model', () => {
   test('the design example: sequence numbers 3,1,5,4,2,6,7 leave in sequence order', () => {
     const agg = parseAggregate({ messages: 'ABCDEFG'.split('').map((_, i) => msg(i % 2)), schedule: { kind: 'sequence', sequence: [3, 1, 5, 4, 2, 6, 7], tickMs: 2 } });
     const plan = planSchedule(agg.schedule, agg.messages.length);
-    assert.deepEqual(plan.map((p) => 'ABCDEFG'[p.index]), ['B', 'E', 'A', 'D', 'C', 'F', 'G']);
-    assert.deepEqual(plan.map((p) => p.atMs), [0, 2, 4, 6, 8, 10, 12]);
+    assert.deepEqual([...plan.order].map((i) => 'ABCDEFG'[i]), ['B', 'E', 'A', 'D', 'C', 'F', 'G']);
+    assert.deepEqual([...plan.atMs], [0, 2, 4, 6, 8, 10, 12]);
   });
 
   test('delays and ranges', () => {
-    assert.deepEqual(planSchedule({ kind: 'delays', delaysMs: [7, 0, 3] }, 3), [
-      { index: 1, atMs: 0 },
-      { index: 2, atMs: 3 },
-      { index: 0, atMs: 7 },
-    ]);
-    assert.deepEqual(planSchedule({ kind: 'range', durationMs: 10 }, 3).map((p) => p.atMs), [0, 5, 10]);
+    const delays = planSchedule({ kind: 'delays', delaysMs: [7, 0, 3, 0] }, 4);
+    assert.deepEqual([...delays.order], [1, 3, 2, 0], 'by delay, ties in the given order');
+    assert.deepEqual([...delays.atMs], [0, 0, 3, 7]);
+    assert.deepEqual([...planSchedule({ kind: 'range', durationMs: 10 }, 3).atMs], [0, 5, 10]);
+    const offsets = planSchedule({ kind: 'range', durationMs: 10, offsetsMs: [0, 1, 2] }, 3);
+    assert.deepEqual([...offsets.order], [0, 1, 2], 'already in order: kept');
   });
 
   test('schedule/message mismatches and oversize messages are named', () => {
