@@ -239,6 +239,8 @@ export const segmentSchema = z
     burst: z.number().int().min(1).max(64).default(1),
     /** MSG_ZEROCOPY for large buffers where the kernel honours it. */
     zeroCopy: z.enum(['auto', 'never']).default('auto'),
+    /** UDP GSO for runs of packets to one destination (burst > 1) where the kernel has it; 'never' sends one packet per message. */
+    gso: z.enum(['auto', 'never']).default('auto'),
   })
   .superRefine((seg, ctx) => {
     const total = seg.entries.reduce((n, e) => n + e.data.byteLength, 0);

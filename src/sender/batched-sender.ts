@@ -152,7 +152,7 @@ export class BatchedSender {
       from: spec.from ? { address: spec.from.address, port: spec.from.port, family: isIPv4(spec.from.address) ? 4 : 6 } : undefined,
       packetSize: spec.packetSize,
       burst: spec.burst,
-      gsoMaxSegments: this.#gsoMaxSegments,
+      gsoMaxSegments: spec.gso === 'never' ? 0 : this.#gsoMaxSegments,
     };
     const o = await this.#submit<WriteOutcome>(job, []);
     if (o.fatal) throw new Error(`batched sender: ${o.fatal}`);
