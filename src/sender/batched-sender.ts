@@ -136,7 +136,9 @@ export class BatchedSender {
    * A segmented write on the worker: iovecs point into the caller's
    * buffers (addresses, no copy; `spec` keeps them alive until the worker
    * is done), runs of several packets for one destination go as one UDP
-   * GSO message.
+   * GSO message, and large messages with MSG_ZEROCOPY (`zeroCopy:
+   * 'auto'`): the worker answers only once the kernel has released every
+   * page it pinned, so the buffers are free when this resolves.
    */
   async write(spec: SegmentSpec): Promise<WriteResult> {
     const n = spec.entries.length;
@@ -153,6 +155,7 @@ export class BatchedSender {
       packetSize: spec.packetSize,
       burst: spec.burst,
       gsoMaxSegments: spec.gso === 'never' ? 0 : this.#gsoMaxSegments,
+      zeroCopy: spec.zeroCopy === 'auto',
     };
     const o = await this.#submit<WriteOutcome>(job, []);
     if (o.fatal) throw new Error(`batched sender: ${o.fatal}`);
@@ -174,6 +177,7 @@ export class BatchedSender {
       elapsedMs: o.elapsedMs,
       sendCalls: o.sendCalls,
       gsoMessages: o.gsoMessages,
+      ...(o.zeroCopy ? { zeroCopy: o.zeroCopy } : {}),
     };
   }
 

@@ -88,6 +88,15 @@ export interface WriteResult {
   readonly sendCalls?: number;
   /** Batched engine: sendmmsg messages that carried several packets (UDP GSO). */
   readonly gsoMessages?: number;
+  /**
+   * Batched engine with `zeroCopy: 'auto'`: `sends` = sendmmsg messages
+   * sent with MSG_ZEROCOPY (those of ≥ 10 KiB), `completed` = of them, how
+   * many the kernel reported done before the write resolved (all, unless
+   * `error` says otherwise), `copied` = completions the kernel flagged as
+   * copied anyway (always so on loopback). `fallback`: why zerocopy was not
+   * used after all; `error`: completions that never came.
+   */
+  readonly zeroCopy?: { readonly sends: number; readonly completed: number; readonly copied: number; readonly fallback?: string; readonly error?: string };
 }
 
 /** Nearest-rank percentiles of `values` (ms); zeros when empty. */

@@ -44,6 +44,22 @@ export interface WriteJob {
   readonly burst: number;
   /** Most segments per UDP GSO message; 0 = no GSO. */
   readonly gsoMaxSegments: number;
+  /** MSG_ZEROCOPY for messages large enough to gain from it ('auto'); false: always copy ('never'). */
+  readonly zeroCopy: boolean;
+}
+
+/** MSG_ZEROCOPY bookkeeping of a write, over all its sockets. */
+export interface WriteZeroCopy {
+  /** sendmmsg messages the kernel took with MSG_ZEROCOPY (each is one zerocopy send call to the kernel). */
+  readonly sends: number;
+  /** Of those, how many the error queue reported complete (the kernel let go of the pages). */
+  readonly completed: number;
+  /** Completions the kernel flagged SO_EE_CODE_ZEROCOPY_COPIED: it copied after all (loopback, veth to a local namespace). */
+  readonly copied: number;
+  /** Why the write copied where it wanted zerocopy (SO_ZEROCOPY refused, zerocopy's ENOBUFS), if it did. */
+  readonly fallback?: string;
+  /** Completions that did not arrive in time: the kernel may still read the buffers. */
+  readonly error?: string;
 }
 
 export interface WriteOutcome {
@@ -57,6 +73,8 @@ export interface WriteOutcome {
   readonly sendCalls: number;
   /** sendmmsg messages that carried several packets (UDP GSO). */
   readonly gsoMessages: number;
+  /** Present when the job asked for zerocopy (`zeroCopy: true`). */
+  readonly zeroCopy?: WriteZeroCopy;
   readonly elapsedMs: number;
   readonly fatal?: string;
 }

@@ -12,9 +12,11 @@ import { SendVector } from '../sys/send-vector.js';
 import { NativeRegion } from '../sys/memory.js';
 import { libc } from '../sys/ffi.js';
 import { writeSockaddr } from '../sys/sockaddr.js';
-import { EAGAIN, errnoName } from '../sys/errno.js';
+import { EAGAIN, ENOBUFS, errnoName } from '../sys/errno.js';
+import { MSG_ZEROCOPY } from '../sys/constants.js';
+import { enableZeroCopy, ZeroCopyCompletions } from '../sys/zerocopy.js';
 import { ReasonCodes } from './results.js';
-import type { AggregateJob, Job, JobOutcome, WriteJob, WriteOutcome } from './send-protocol.js';
+import type { AggregateJob, Job, JobOutcome, WriteJob, WriteOutcome, WriteZeroCopy } from './send-protocol.js';
 
 const SOCKADDR_SIZE = 28;
 const MAX_BATCH = 1024;
@@ -26,6 +28,21 @@ const GSO_MAX_BYTES = 65_000;
 const STALL_MS = 10_000;
 /** A send refused for a full socket buffer is retried this long, then dropped. */
 const EAGAIN_GIVE_UP_MS = 1000;
+/**
+ * Smallest sendmmsg message (bytes) sent with MSG_ZEROCOPY. Pinning pages
+ * and reading a completion cost more than copying small sends: the kernel
+ * docs (networking/msg_zerocopy.rst) put the break-even at writes of
+ * around 10 KB per send call, and for sendmmsg each message is a send call.
+ * In practice: GSO runs (burst ≥ 7 of 1472-byte packets) qualify, single
+ * MTU-sized datagrams do not.
+ */
+const ZEROCOPY_MIN_BYTES = 10 * 1024;
+/**
+ * How long a write waits, after its last send, for the kernel to release
+ * the caller's pages. Completions normally arrive within a transmit
+ * (microseconds to milliseconds); this bounds a wedged device queue.
+ */
+const ZEROCOPY_WAIT_MS = 5000;
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 const vector = new SendVector(MAX_BATCH, MAX_BATCH);
@@ -182,7 +199,11 @@ function run(job: AggregateJob): JobOutcome {
  * A run of several packets for one destination is one sendmmsg message
  * with a single iovec over the run's bytes (contiguous in the entry) and
  * UDP_SEGMENT = packetSize: the kernel cuts it (GSO; the last packet may
- * be shorter). Messages go to the kernel 1024 per sendmmsg.
+ * be shorter). Messages go to the kernel 1024 per sendmmsg. With
+ * `job.zeroCopy`, messages of ZEROCOPY_MIN_BYTES or more go with
+ * MSG_ZEROCOPY (the kernel pins the caller's pages instead of copying),
+ * and the outcome is posted only after every such send's completion was
+ * read from the socket's error queue: the caller's buffers are then free.
  */
 function runWrite(job: WriteJob): WriteOutcome {
   const n = job.address.length;
@@ -199,6 +220,56 @@ function runWrite(job: WriteJob): WriteOutcome {
   let packets = 0;
   const size = job.packetSize;
   const perRun = Math.max(1, Math.min(job.burst, job.gsoMaxSegments > 1 ? Math.min(job.gsoMaxSegments, Math.floor(GSO_MAX_BYTES / size)) : 1));
+  // Per family: its completion tracker once SO_ZEROCOPY is on; families
+  // whose socket copies whatever the size (option refused, zerocopy gave up).
+  const zc = new Map<4 | 6, ZeroCopyCompletions>();
+  const copyOnly = new Set<4 | 6>();
+  let zcFallback: string | undefined;
+  const zeroCopyFor = (family: 4 | 6): ZeroCopyCompletions | undefined => {
+    if (copyOnly.has(family)) return undefined;
+    let t = zc.get(family);
+    if (!t) {
+      const fd = sockets.get(family)!.fd;
+      const refused = enableZeroCopy(fd);
+      if (refused) {
+        zcFallback ??= `${refused}: copying instead`;
+        copyOnly.add(family);
+        return undefined;
+      }
+      zc.set(family, (t = new ZeroCopyCompletions(fd)));
+    }
+    return t;
+  };
+  const wantsZeroCopy = (bytes: number): boolean => job.zeroCopy && bytes >= ZEROCOPY_MIN_BYTES;
+  /**
+   * Holds the write until the kernel has released every page it pinned:
+   * only then may the main thread let the caller reuse the buffers.
+   * Returns what went wrong, if anything.
+   */
+  const awaitCompletions = (): string | undefined => {
+    const problems: string[] = [];
+    for (const [family, t] of zc) {
+      try {
+        if (!t.waitAll(ZEROCOPY_WAIT_MS)) problems.push(`IPv${family}: ${t.outstanding} of ${t.sends} zerocopy sends not completed after ${ZEROCOPY_WAIT_MS} ms (the kernel may still read the buffers)`);
+      } catch (err) {
+        problems.push(`IPv${family}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      if (t.malformed) problems.push(`IPv${family}: ${t.malformed} undecodable error-queue notifications`);
+    }
+    return problems.length ? problems.join('; ') : undefined;
+  };
+  const zeroCopyReport = (error: string | undefined): WriteZeroCopy | undefined => {
+    if (!job.zeroCopy) return undefined;
+    let sends = 0;
+    let completed = 0;
+    let copied = 0;
+    for (const t of zc.values()) {
+      sends += t.sends;
+      completed += t.completed;
+      copied += t.copied;
+    }
+    return { sends, completed, copied, ...(zcFallback ? { fallback: zcFallback } : {}), ...(error ? { error } : {}) };
+  };
   try {
     for (const family of new Set(job.toFamily) as Set<4 | 6>) {
       const s = RawUdpSocket.open(family);
@@ -226,8 +297,14 @@ function runWrite(job: WriteJob): WriteOutcome {
         let at = 0;
         let stallAt = performance.now() + STALL_MS;
         while (at < batch.length) {
+          // sendmmsg's flags cover the whole call: send the run of messages
+          // from `at` that all want MSG_ZEROCOPY, or all do not.
+          const zero = wantsZeroCopy(batch[at]!.bytes);
+          let end = at + 1;
+          while (end < batch.length && wantsZeroCopy(batch[end]!.bytes) === zero) end++;
+          const tracker = zero ? zeroCopyFor(family) : undefined;
           sendCalls++;
-          const r = vector.send(sock.fd, at);
+          const r = vector.send(sock.fd, at, tracker ? MSG_ZEROCOPY : 0, end);
           if (r > 0) {
             for (let k = at; k < at + r; k++) {
               const m = batch[k]!;
@@ -237,9 +314,29 @@ function runWrite(job: WriteJob): WriteOutcome {
             }
             at += r;
             stallAt = performance.now() + STALL_MS;
+            if (tracker) {
+              tracker.sends += r;
+              // Reading completions as they come keeps the error queue (and
+              // the optmem it is charged to) short.
+              tracker.drain();
+            }
           } else if (-r === EAGAIN) {
             if (performance.now() > stallAt) throw new Error('sendmmsg: EAGAIN for 10 s, the socket buffer never drained');
+            tracker?.drain();
             Atomics.wait(sleeper, 0, 0, 0.2);
+          } else if (tracker && -r === ENOBUFS) {
+            // Zerocopy's own limits: notifications pending past the
+            // socket's optmem, or pinned pages past RLIMIT_MEMLOCK. Waiting
+            // for completions frees both; with none outstanding it will not
+            // pass, so this socket copies from here on.
+            tracker.drain();
+            if (tracker.outstanding > 0) {
+              if (performance.now() > stallAt) throw new Error('sendmmsg(MSG_ZEROCOPY): ENOBUFS for 10 s, zerocopy completions never freed room');
+              tracker.waitAll(1);
+            } else {
+              copyOnly.add(family);
+              zcFallback ??= 'sendmmsg(MSG_ZEROCOPY): ENOBUFS with no completion pending (locked-page or optmem limit): copying instead';
+            }
           } else {
             const m = batch[at]!;
             errors[m.entry] = errors[m.entry]! + m.count;
@@ -267,9 +364,24 @@ function runWrite(job: WriteJob): WriteOutcome {
       for (const f of queue.keys()) flush(f, false);
     }
     for (const f of queue.keys()) flush(f, true);
-    return { id: job.id, packets, sentPackets, sentBytes, errors, lastError, sendCalls, gsoMessages, elapsedMs: performance.now() - t0 };
+    const zeroCopy = zeroCopyReport(awaitCompletions());
+    return { id: job.id, packets, sentPackets, sentBytes, errors, lastError, sendCalls, gsoMessages, ...(zeroCopy ? { zeroCopy } : {}), elapsedMs: performance.now() - t0 };
   } catch (err) {
-    return { id: job.id, packets, sentPackets, sentBytes, errors, lastError, sendCalls, gsoMessages, elapsedMs: performance.now() - t0, fatal: err instanceof Error ? err.message : String(err) };
+    // Sends that did go out may still hold the caller's pages: wait for them here too.
+    const zeroCopy = zeroCopyReport(awaitCompletions());
+    return {
+      id: job.id,
+      packets,
+      sentPackets,
+      sentBytes,
+      errors,
+      lastError,
+      sendCalls,
+      gsoMessages,
+      ...(zeroCopy ? { zeroCopy } : {}),
+      elapsedMs: performance.now() - t0,
+      fatal: err instanceof Error ? err.message : String(err),
+    };
   } finally {
     for (const s of sockets.values()) s.close();
   }

@@ -15,8 +15,14 @@ export const SO_SNDBUF = 7;
 export const SO_RCVBUF = 8;
 export const SO_SNDBUFFORCE = 32;
 export const SO_RCVBUFFORCE = 33;
+/** Lets sends on the socket pass MSG_ZEROCOPY (UDP: Linux 5.0); without it the flag is ignored. */
+export const SO_ZEROCOPY = 60;
 export const SOL_IP = 0;
 export const SOL_IPV6 = 41;
+/** cmsg type of an error-queue message on an IPv4 socket (level SOL_IP). */
+export const IP_RECVERR = 11;
+/** The same on an IPv6 socket (level SOL_IPV6). */
+export const IPV6_RECVERR = 25;
 export const IPV6_V6ONLY = 26;
 export const SOL_UDP = 17;
 /** Per-socket or per-message (cmsg, u16) GSO segment size; Linux 4.18. */
@@ -25,8 +31,19 @@ export const UDP_SEGMENT = 103;
 export const UDP_GRO = 104;
 
 export const MSG_TRUNC = 0x20;
+/** recvmsg: the control data did not fit msg_controllen (a cmsg was cut). */
+export const MSG_CTRUNC = 0x8;
 export const MSG_DONTWAIT = 0x40;
 export const MSG_WAITFORONE = 0x10000;
+/** recvmsg: read the socket's error queue (where zerocopy completions arrive). */
+export const MSG_ERRQUEUE = 0x2000;
+/** send*: pin the caller's pages instead of copying them; a completion follows on the error queue. */
+export const MSG_ZEROCOPY = 0x4000000;
+
+/** sock_extended_err.ee_origin of a zerocopy completion. */
+export const SO_EE_ORIGIN_ZEROCOPY = 5;
+/** sock_extended_err.ee_code bit: the kernel copied the data after all (e.g. looped to a local socket). */
+export const SO_EE_CODE_ZEROCOPY_COPIED = 1;
 
 export const POLLIN = 0x001;
 export const POLLOUT = 0x004;
@@ -53,6 +70,10 @@ export const MMSG = {
   len: 56,
 } as const;
 export const SIZEOF_CMSGHDR = 16;
+/** struct msghdr: the first 56 bytes of an mmsghdr, same offsets (MMSG). */
+export const SIZEOF_MSGHDR = 56;
+/** struct sock_extended_err: u32 errno, u8 origin, type, code, pad, u32 info, u32 data. */
+export const SIZEOF_SOCK_EXTENDED_ERR = 16;
 /** CMSG_LEN(2) for a u16 payload (UDP_SEGMENT). */
 export const CMSG_LEN_U16 = 18;
 /** CMSG_SPACE(int): room for one int-sized cmsg (UDP_GRO, UDP_SEGMENT). */

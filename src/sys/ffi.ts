@@ -25,6 +25,8 @@ export interface Libc {
   /** `vec` and `timeout` are raw addresses (number) so a slice of a ring can be passed without a view. */
   recvmmsg(fd: number, vec: number, vlen: number, flags: number, timeout: number): number;
   sendmmsg(fd: number, vec: number, vlen: number, flags: number): number;
+  /** One message (`msg`: a msghdr's raw address); with MSG_ERRQUEUE reads the error queue. */
+  recvmsg(fd: number, msg: number, flags: number): number;
   /** One datagram: buffer and sockaddr as raw addresses (the bench's one-call-per-packet baseline). */
   sendto(fd: number, buf: number, len: number, flags: number, addr: number, addrlen: number): number;
   /** `fds` address, count, timespec address (0 = block), sigmask (0). */
@@ -39,6 +41,10 @@ export interface Libc {
   syscall3(nr: number, a: number, b: number, c: number): number;
   /** mount(2), for bpffs. `data` may be null. */
   mount(source: string, target: string, fstype: string, flags: number, data: string | null): number;
+  /** clock_gettime(clock, ts): `ts` is a BigInt64Array(2) {tv_sec, tv_nsec}. */
+  clock_gettime(clock: number, ts: BigInt64Array): number;
+  /** clock_nanosleep(clock, flags, req, rem); returns 0 or an error number (not -1/errno). The bench's pacing baseline. */
+  clock_nanosleep(clock: number, flags: number, req: BigInt64Array, rem: BigInt64Array | null): number;
   /** errno of the calling thread, as left by the last call. */
   errno(): number;
 }
@@ -69,6 +75,7 @@ export function loadFfi(): { ok: true; libc: Libc } | { ok: false; reason: strin
       getsockopt: lib.func('int getsockopt(int, int, int, void *, void *)'),
       recvmmsg: lib.func('int recvmmsg(int, uintptr_t, unsigned int, int, uintptr_t)'),
       sendmmsg: lib.func('int sendmmsg(int, uintptr_t, unsigned int, int)'),
+      recvmsg: lib.func('long recvmsg(int, uintptr_t, int)'),
       sendto: lib.func('long sendto(int, uintptr_t, size_t, int, uintptr_t, uint32_t)'),
       ppoll: lib.func('int ppoll(uintptr_t, unsigned long, uintptr_t, uintptr_t)'),
       close: lib.func('int close(int)'),
@@ -82,6 +89,8 @@ export function loadFfi(): { ok: true; libc: Libc } | { ok: false; reason: strin
         return (nr: number, a: number, b: number, c: number) => Number(fn(nr, 'long', a, 'uintptr_t', b, 'long', c));
       })(),
       mount: lib.func('int mount(const char *, const char *, const char *, unsigned long, const char *)'),
+      clock_gettime: lib.func('int clock_gettime(int, void *)'),
+      clock_nanosleep: lib.func('int clock_nanosleep(int, int, void *, void *)'),
       errno: () => koffi.errno(),
     };
     return (loaded = { ok: true, libc });

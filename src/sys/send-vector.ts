@@ -15,15 +15,16 @@ import { NativeRegion } from './memory.js';
 
 /**
  * How a vector reaches the kernel: sendmmsg of `vlen` messages at
- * `address`. Returns the number sent or the negated errno. Replaceable so
- * tests can inject partial sends and errors.
+ * `address`, with `flags` besides MSG_DONTWAIT (0 or MSG_ZEROCOPY).
+ * Returns the number sent or the negated errno. Replaceable so tests can
+ * inject partial sends and errors.
  */
-export type SendmmsgFn = (fd: number, address: number, vlen: number) => number;
+export type SendmmsgFn = (fd: number, address: number, vlen: number, flags: number) => number;
 
-const realSendmmsg: SendmmsgFn = (fd, address, vlen) => {
+const realSendmmsg: SendmmsgFn = (fd, address, vlen, flags) => {
   const c = libc();
   for (;;) {
-    const r = c.sendmmsg(fd, address, vlen, MSG_DONTWAIT);
+    const r = c.sendmmsg(fd, address, vlen, MSG_DONTWAIT | flags);
     if (r >= 0) return r;
     const e = c.errno();
     if (e !== EINTR) return -e;
@@ -147,12 +148,15 @@ export class SendVector {
   }
 
   /**
-   * sendmmsg(MSG_DONTWAIT) of messages [start, count). Returns the number
-   * sent (≥ 1), or the negated errno of message `start` when the kernel
-   * took none of them (a return of 0 is reported as EAGAIN).
+   * sendmmsg(MSG_DONTWAIT | `flags`) of messages [start, end) (default:
+   * to the last queued). Returns the number sent (≥ 1), or the negated
+   * errno of message `start` when the kernel took none of them (a return
+   * of 0 is reported as EAGAIN). sendmmsg's flags cover the whole call, so
+   * messages that need different flags (MSG_ZEROCOPY or not) go in
+   * separate calls over sub-ranges.
    */
-  send(fd: number, start: number): number {
-    const r = this.#sendmmsg(fd, this.#vec.address + start * SIZEOF_MMSGHDR, this.#count - start);
+  send(fd: number, start: number, flags = 0, end = this.#count): number {
+    const r = this.#sendmmsg(fd, this.#vec.address + start * SIZEOF_MMSGHDR, Math.min(end, this.#count) - start, flags);
     return r === 0 ? -EAGAIN : r;
   }
 
