@@ -43,6 +43,15 @@ const ZEROCOPY_MIN_BYTES = 10 * 1024;
  * (microseconds to milliseconds); this bounds a wedged device queue.
  */
 const ZEROCOPY_WAIT_MS = 5000;
+/**
+ * When every completion of a write came back flagged "copied" (the path
+ * delivers locally or crosses a veth into another namespace, where the
+ * kernel copies the pinned pages anyway), zerocopy only adds pinning and
+ * notifications: later writes copy for this long, then try again (the
+ * kernel docs advise exactly this). Per family, for this worker.
+ */
+const ZEROCOPY_COPIED_BACKOFF_MS = 10_000;
+const zeroCopyCopiedUntil = new Map<4 | 6, number>();
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 const vector = new SendVector(MAX_BATCH, MAX_BATCH);
@@ -227,6 +236,11 @@ function runWrite(job: WriteJob): WriteOutcome {
   let zcFallback: string | undefined;
   const zeroCopyFor = (family: 4 | 6): ZeroCopyCompletions | undefined => {
     if (copyOnly.has(family)) return undefined;
+    if (performance.now() < (zeroCopyCopiedUntil.get(family) ?? 0)) {
+      zcFallback ??= `the kernel copied every zerocopy send of a recent write on this path (local or veth delivery): copying for up to ${ZEROCOPY_COPIED_BACKOFF_MS / 1000} s`;
+      copyOnly.add(family);
+      return undefined;
+    }
     let t = zc.get(family);
     if (!t) {
       const fd = sockets.get(family)!.fd;
@@ -255,6 +269,7 @@ function runWrite(job: WriteJob): WriteOutcome {
         problems.push(`IPv${family}: ${err instanceof Error ? err.message : String(err)}`);
       }
       if (t.malformed) problems.push(`IPv${family}: ${t.malformed} undecodable error-queue notifications`);
+      if (t.completed > 0 && t.copied === t.completed) zeroCopyCopiedUntil.set(family, performance.now() + ZEROCOPY_COPIED_BACKOFF_MS);
     }
     return problems.length ? problems.join('; ') : undefined;
   };
