@@ -170,6 +170,8 @@ export const aggregateObjectSchema = z.strictObject({
     remap: z.array(z.strictObject({ from: destinationSchema, to: destinationSchema })).optional(),
     /** A message later than this past its time is dropped (counted), otherwise sent late (counted). */
     maxLatenessMs: z.number().min(0).max(60_000).default(50),
+    /** Messages due at the same time: at most this many in a row to one destination (destinations take turns). */
+    burst: z.number().int().min(1).max(64).default(16),
   });
 
 type AggregateObject = z.output<typeof aggregateObjectSchema>;

@@ -108,6 +108,7 @@ export class BatchedSender {
       destFamily: Int8Array.from(table.endpoints, (e) => (isIPv4(e.address) ? 4 : 6)),
       from: spec.from ? { address: spec.from.address, port: spec.from.port, family: (isIPv4(spec.from.address) ? 4 : 6) as 4 | 6 } : undefined,
       maxLatenessMs: spec.maxLatenessMs,
+      burst: spec.burst,
       startAt: spec.schedule.kind === 'range' ? spec.schedule.startAt : undefined,
       gsoMaxSegments: this.#gsoMaxSegments,
     };

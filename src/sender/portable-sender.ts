@@ -13,6 +13,7 @@ import type { SendableAggregate, SegmentSpec } from '../policy/schema.js';
 import { planSchedule } from '../policy/schedule.js';
 import { planSegments } from '../policy/segment-plan.js';
 import { DestinationTable } from './destination-table.js';
+import { Interleaver } from './interleave.js';
 import { aggregateResult, ReasonCodes, type AggregateResult, type WriteDestination, type WriteResult } from './results.js';
 
 type Family = 4 | 6;
@@ -80,14 +81,21 @@ export async function sendAggregatePortable(spec: SendableAggregate): Promise<Ag
     // Sockets first, so that binding does not make the first messages late.
     for (const f of new Set(table.endpoints.map(familyOf))) await sockets.get(f);
     const startsAt = spec.schedule.kind === 'range' && spec.schedule.startAt !== undefined ? performance.now() + (spec.schedule.startAt - Date.now()) : performance.now();
-    // Messages due at the same time leave together, in plan order.
+    // Messages due at the same time leave together, destinations taking
+    // turns of at most spec.burst (the batched engine's order: interleave.ts).
+    const interleaver = new Interleaver(table.endpoints.length);
+    const group = new Int32Array(n);
+    const turns = new Int32Array(n);
     for (let i = 0; i < n; ) {
       const dueMs = plan.atMs[i]!;
       let j = i;
       while (j < n && plan.atMs[j] === dueMs) j++;
       // Timers may fire a fraction of a ms early against performance.now(): never send early.
       for (let wait = startsAt + dueMs - performance.now(); wait > 0; wait = startsAt + dueMs - performance.now()) await sleep(wait);
-      for (let k = i; k < j; k++) {
+      for (let k = i; k < j; k++) group[k - i] = k;
+      interleaver.order(group, j - i, dest, spec.burst, turns);
+      for (let t = 0; t < j - i; t++) {
+        const k = turns[t]!;
         const m = spec.messages[plan.order[k]!]!;
         const to = table.endpoints[dest[k]!]!;
         sentAtMs[k] = performance.now() - startsAt;

@@ -19,6 +19,8 @@ export interface AggregateJob {
   readonly destFamily: Int8Array;
   readonly from: { address: string; port: number; family: 4 | 6 } | undefined;
   readonly maxLatenessMs: number;
+  /** Messages due together: at most this many in a row to one destination (interleave.ts). */
+  readonly burst: number;
   /** Start as ms since the epoch, or undefined for "on receipt". */
   readonly startAt: number | undefined;
   /** Most segments per UDP GSO message; 0 = no GSO. */

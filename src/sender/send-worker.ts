@@ -16,6 +16,7 @@ import { EAGAIN, ENOBUFS, errnoName } from '../sys/errno.js';
 import { MSG_ZEROCOPY } from '../sys/constants.js';
 import { enableZeroCopy, ZeroCopyCompletions } from '../sys/zerocopy.js';
 import { ReasonCodes } from './results.js';
+import { Interleaver } from './interleave.js';
 import type { AggregateJob, Job, JobOutcome, WriteJob, WriteOutcome, WriteZeroCopy } from './send-protocol.js';
 
 const SOCKADDR_SIZE = 28;
@@ -80,13 +81,10 @@ function run(job: AggregateJob): JobOutcome {
   const blobAddress = blob.length ? libc().memcpyAddr(blob, blob, 0) : 0;
   const names = new NativeRegion(Math.max(1, d) * SOCKADDR_SIZE);
   const nameLen = new Int32Array(d);
-  // Per destination: the messages of the current group, in order (a stable bucket sort).
-  const bucketHead = new Int32Array(d).fill(-1);
-  const bucketTail = new Int32Array(d).fill(-1);
-  const nextInBucket = new Int32Array(n);
-  const usedDests = new Int32Array(d);
-  // The current group's messages in sending order (slots), reused for every group.
+  // The current group's candidates (plan order), then their sending order (turns by destination).
+  const candidates = new Int32Array(n);
   const order = new Int32Array(n);
+  const interleaver = new Interleaver(d);
   try {
     for (const family of new Set(job.destFamily) as Set<4 | 6>) {
       const s = RawUdpSocket.open(family);
@@ -101,38 +99,23 @@ function run(job: AggregateJob): JobOutcome {
       while (j < n && job.dueMs[j] === due) j++;
       waitUntil(start + due);
       for (const [family, sock] of sockets) {
-        // Messages of this family due now, not too late, grouped by
-        // destination (stable: each destination keeps its order), so that a
-        // run of equal-size messages to one destination can go as one UDP
-        // GSO message. Messages due at the same instant have no order
-        // between destinations to keep.
+        // Messages of this family due now and not too late, in turns by
+        // destination (interleave.ts): at most job.burst in a row to one
+        // destination, and such a run of equal-size messages can go as one
+        // UDP GSO message.
         const now = performance.now() - start;
-        let orderLength = 0;
-        let used = 0;
+        let candidateCount = 0;
         for (let k = i; k < j; k++) {
-          const dk = job.dest[k]!;
-          if (job.destFamily[dk] !== family) continue;
+          if (job.destFamily[job.dest[k]!] !== family) continue;
           if (now - job.dueMs[k]! > job.maxLatenessMs) {
             reason[k] = reasons.code('late');
             sentAtMs[k] = now;
             continue;
           }
-          if (job.gsoMaxSegments <= 1) {
-            order[orderLength++] = k;
-            continue;
-          }
-          nextInBucket[k] = -1;
-          if (bucketHead[dk] === -1) {
-            bucketHead[dk] = k;
-            usedDests[used++] = dk;
-          } else nextInBucket[bucketTail[dk]!] = k;
-          bucketTail[dk] = k;
+          candidates[candidateCount++] = k;
         }
-        for (let u = 0; u < used; u++) {
-          const dk = usedDests[u]!;
-          for (let k = bucketHead[dk]!; k !== -1; k = nextInBucket[k]!) order[orderLength++] = k;
-          bucketHead[dk] = -1;
-        }
+        const orderLength = candidateCount;
+        interleaver.order(candidates, candidateCount, job.dest, job.burst, order);
         let r0 = 0;
         while (r0 < orderLength) {
           vector.clear();

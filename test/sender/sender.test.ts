@@ -111,17 +111,24 @@ for (const [engine, s, skip] of engines) {
   });
 }
 
-test('batched engine: messages due together leave in one sendmmsg, each destination\'s as one GSO message; the engine says which it was', { skip: engines[1]![2] }, async () => {
+test('batched engine: messages due together leave in one sendmmsg, destinations in turns of `burst`, each turn one GSO message; the engine says which it was', { skip: engines[1]![2] }, async () => {
   const rx = await Promise.all([0, 1, 2, 3, 4].map(() => openReceiver()));
   const messages = Array.from({ length: 500 }, (_, i) => ({ to: rx[i % 5]!.url, data: Buffer.from([i & 0xff, i >> 8]) }));
   const r = await batched!.sendAggregate({ messages, schedule: { kind: 'delays', delaysMs: messages.map(() => 0) } });
   assert.equal(r.engine, 'batched');
   assert.equal(r.sent, 500);
   assert.equal(r.sendCalls, 1, `500 messages due at once took ${r.sendCalls} sendmmsg calls`);
-  if (probeBatchedIo().gso) assert.equal(r.gsoMessages, 5, 'one GSO message of 100 per destination');
+  // Default burst 16: 100 per destination go in turns of 16, 16, ..., 4: seven GSO messages each.
+  if (probeBatchedIo().gso) assert.equal(r.gsoMessages, 35, 'turns of 16 per destination, each one GSO message');
   for (const x of rx) await x.waitFor(100);
   // Each receiver got its 100 in order.
   for (const [k, x] of rx.entries()) assert.deepEqual(x.received.map((d) => d.data[0]! | (d.data[1]! << 8)), Array.from({ length: 100 }, (_, j) => j * 5 + k));
+  // burst 1: strict turns, no GSO, still one call.
+  for (const x of rx) x.received.length = 0;
+  const strict = await batched!.sendAggregate({ messages, schedule: { kind: 'delays', delaysMs: messages.map(() => 0) }, burst: 1 });
+  assert.equal(strict.sendCalls, 1);
+  assert.equal(strict.gsoMessages, 0);
+  for (const x of rx) await x.waitFor(100);
 });
 
 test('write: entries cut into packets, destinations strictly interleaved, one completion with counters', async () => {
