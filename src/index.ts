@@ -4,6 +4,23 @@
  */
 export { Sluice, type SluiceOptions, type AggregateInput, type WriteEntryInput, type WriteOptions } from './control/sluice.js';
 export type { AggregateResult, MessageOutcome, WriteResult, WriteDestination, Percentiles, StreamCounters } from './sender/results.js';
+export {
+  StreamScheduler,
+  streamTickMs,
+  TICK_PACKETS,
+  MIN_TICK_MS,
+  MAX_TICK_MS,
+  type StreamSchedulerOptions,
+  type StreamSchedulerEvents,
+  type StreamInput,
+  type StreamHandle,
+  type StreamStats,
+  type StreamStatus,
+  type SchedulerStats,
+  type StreamWriteFn,
+  type StreamWriteEntry,
+  type StreamWriteOptions,
+} from './sender/stream-scheduler.js';
 export { Flow, type EndpointInput } from './control/flow.js';
 export {
   SluiceError,

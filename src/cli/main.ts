@@ -115,15 +115,24 @@ export function buildProgram(exit: (code: number) => void): Command {
 
   program
     .command('write')
-    .description('send a file to several destinations, cut into packets, destinations interleaved')
+    .description('send a file to several destinations, cut into packets, destinations interleaved; with --bitrate, paced')
     .requiredOption('--file <path>', 'file to send')
     .requiredOption('--to <url>', 'destination (repeat for several)', collect, [])
     .option('--packet-size <bytes>', 'largest datagram payload', positiveInt, 1472)
     .option('--burst <n>', 'packets per destination before the next (1 = strict interleave)', positiveInt, 1)
+    .option('--bitrate <rate>', 'pace: each destination gets the file as its own stream at this rate, bits/s (e.g. 4M, 800k, 2500000)', (v) => {
+      const b = parseBitrate(v);
+      if (b === undefined) throw new CliArgError('expected a bitrate in bits per second such as 4M, 2.5M, 800k or 2500000');
+      return b;
+    })
     .addOption(tierOption())
     .option('--json', 'machine-readable output')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  sluice write --file f.bin --to udp://127.0.0.1:6000 --to udp://127.0.0.1:6001\n  sluice write --file movie.ts --packet-size 1316 --bitrate 4M --to udp://198.51.100.7:5000 --to udp://198.51.100.8:5000',
+    )
     .action(async (o) => {
-      exit(await runWrite({ file: o.file, to: o.to, packetSize: o.packetSize, burst: o.burst, tier: o.tier as TierChoice, json: !!o.json }));
+      exit(await runWrite({ file: o.file, to: o.to, packetSize: o.packetSize, burst: o.burst, bitrate: o.bitrate, tier: o.tier as TierChoice, json: !!o.json }));
     });
 
   program

@@ -12,6 +12,7 @@ import { sendAggregatePortable, writePortable } from '../sender/portable-sender.
 import { BatchedSender } from '../sender/batched-sender.js';
 import { probeBatchedIo } from '../sys/probe.js';
 import type { AggregateResult, WriteResult } from '../sender/results.js';
+import { StreamScheduler, type StreamSchedulerOptions } from '../sender/stream-scheduler.js';
 
 /** An aggregate for Sluice.sendAggregate (docs/POLICY.md, aggregate). */
 export type AggregateInput = Omit<AggregatePolicy, 'type'>;
@@ -125,13 +126,32 @@ export class Sluice {
    * the send worker reads them in place (no copy) and sends runs of
    * several packets for one destination (burst > 1) as one UDP GSO
    * message, 1024 messages per sendmmsg; on the portable tier node:dgram
-   * sends one packet per call. (MSG_ZEROCOPY: not yet.)
+   * sends one packet per call. With `zeroCopy: 'auto'` (the default) the
+   * batched engine sends messages of 10 KiB or more (GSO runs, large
+   * packets) with MSG_ZEROCOPY where the kernel allows it, and resolves
+   * only after the kernel has reported every such send complete, so the
+   * buffers are free again when the promise settles; `result.zeroCopy`
+   * counts the sends, completions and those the kernel copied anyway
+   * (always, to a local receiver). `'never'` copies every packet.
    */
   async write(entries: readonly WriteEntryInput[], options: WriteOptions = {}): Promise<WriteResult> {
     if (this.#closed) throw new ClosedError('Sluice');
     const spec = parseSegment({ ...options, entries });
     if (this.tier === 'portable') return writePortable(spec);
     return this.#batchedSender().write(spec);
+  }
+
+  /**
+   * A stream scheduler whose writes go through this Sluice's write():
+   * streams added to it, each with its own destination, data and bitrate,
+   * are paced together, everything due from all of them going out as one
+   * write per tick (docs/POLICY.md, "Stream scheduler"). Close it before
+   * this Sluice; a write after the Sluice is closed stops it (streams end
+   * as 'failed').
+   */
+  streams(options: StreamSchedulerOptions): StreamScheduler {
+    if (this.#closed) throw new ClosedError('Sluice');
+    return new StreamScheduler((entries, opts) => this.write(entries, opts), options);
   }
 
   #batchedSender(): BatchedSender {

@@ -1,0 +1,626 @@
+/**
+ * Streams grouped by time interval: a scheduler for many streams, each
+ * sending a known piece of content (a file, a segment) to one destination
+ * at its own bitrate, that collects every tick everything due from every
+ * stream into ONE segmented write (Sluice.write, or any function with its
+ * shape), so that one send call carries many streams' packets.
+ *
+ * Pacing. Each stream has its own start (when it was added) and its own
+ * ideal schedule: packet k, which ends at byte offset e_k of the data, is
+ * due at start + e_k × 8 / bitrate (a packet is due once its last byte is,
+ * so a stream never gets ahead of its bitrate). At every tick the
+ * scheduler takes, per stream, the whole packets due by then that have not
+ * been handed over yet: the amount is computed from the stream's start
+ * and the current time, never from the previous tick, so fractions carry
+ * over, the long-run rate is exact, and a late tick catches up instead of
+ * drifting. The data goes to the write as subarray views of the stream's
+ * buffer (no copy); the caller must not change the buffer while the
+ * stream runs.
+ *
+ * The tick rule. tick = the time the aggregate packet rate of all running
+ * streams takes to produce TICK_PACKETS (64) packets, so that one write
+ * carries about 64 packets and amortizes the send call:
+ *
+ *   tickMs = clamp(64 × packetSize × 8 × 1000 / Σ bitrate, 1, 10)
+ *
+ * Below 1 ms the timers cannot keep up; above 10 ms a stream's burst per
+ * tick grows large enough to strain receiver and switch buffers. E.g. one
+ * 4 Mbit/s stream of 1316-byte packets (380 packets/s) → 10 ms; 100 of
+ * them → 1.68 ms; 1000 → 1 ms. It is recomputed whenever a stream is
+ * added, removed or finishes; the `tickMs` option overrides it.
+ *
+ * Ticks are scheduled on absolute deadlines (anchor + n × tick), not by
+ * chaining timeouts, so timer delays do not accumulate; a tick whose
+ * timer fired very late just carries more. At most one write is in
+ * flight: if the previous write is still running at a tick, that tick
+ * sends nothing and counts an overrun, and the next tick carries
+ * everything due by then (so per-stream order is kept across writes).
+ *
+ * Lateness of a packet is the time between its ideal due time and the
+ * tick that hands it to the write; with ticks of T ms it is spread over
+ * [0, T] on an idle machine (p50 ≈ T/2) and grows when ticks or writes run
+ * late. Counters are kept in a bounded histogram (5 % resolution, exact
+ * max) so a stream of hours costs no memory per packet.
+ */
+import { EventEmitter } from 'node:events';
+import { formatEndpoint, parseEndpointInput, type EndpointInput } from '../policy/endpoint.js';
+import { MAX_BATCH_BYTES, MAX_SUBSCRIBERS, type SegmentPolicy } from '../policy/schema.js';
+import { parseSegment } from '../policy/validate.js';
+import { ClosedError, ConflictError, InvalidArgumentError } from '../errors.js';
+import type { Percentiles, WriteResult } from './results.js';
+
+/** Packets one tick's write should carry at the aggregate rate of all streams. */
+export const TICK_PACKETS = 64;
+/** Shortest tick: Node timers (on the application's thread) cannot keep up below 1 ms. */
+export const MIN_TICK_MS = 1;
+/** Longest tick: beyond it a stream's per-tick burst strains receiver and switch buffers. */
+export const MAX_TICK_MS = 10;
+
+/**
+ * The tick rule: the time `totalBitrate` (bits/s, all streams) takes to
+ * produce TICK_PACKETS packets of `packetSize` bytes, clamped to
+ * [MIN_TICK_MS, MAX_TICK_MS]. No rate (no stream) gives MAX_TICK_MS.
+ */
+export function streamTickMs(totalBitrate: number, packetSize: number): number {
+  if (!(totalBitrate > 0)) return MAX_TICK_MS;
+  const ms = (TICK_PACKETS * packetSize * 8 * 1000) / totalBitrate;
+  return Math.min(MAX_TICK_MS, Math.max(MIN_TICK_MS, ms));
+}
+
+/** One entry of a write the scheduler issues: a subarray of a stream's data. */
+export interface StreamWriteEntry {
+  /** The stream's destination, `udp://host:port`. */
+  readonly to: string;
+  readonly data: Uint8Array;
+}
+
+/** Options of every write the scheduler issues. */
+export type StreamWriteOptions = Omit<SegmentPolicy, 'type' | 'entries' | 'name'> & { packetSize: number; burst: number };
+
+/** What the scheduler writes through: Sluice.write, or any function of that shape (a test fake, another engine). */
+export type StreamWriteFn = (entries: StreamWriteEntry[], options: StreamWriteOptions) => Promise<WriteResult>;
+
+export interface StreamSchedulerOptions {
+  /** Largest datagram payload, bytes (1..65507; 1316 = 7 MPEG-TS packets, 1472 fills a 1500-byte IPv4 MTU). */
+  packetSize: number;
+  /** Packets to one destination before the next within a write (1..64, default 1: strict interleave). */
+  burst?: number;
+  /** Fixed tick, ms (1..1000), instead of the tick rule. */
+  tickMs?: number;
+  /** Passed to every write (docs/POLICY.md, segment). */
+  gso?: 'auto' | 'never';
+  zeroCopy?: 'auto' | 'never';
+  from?: EndpointInput;
+}
+
+export interface StreamInput {
+  /** Unique among the scheduler's unfinished streams (1..64 characters). */
+  id: string;
+  /** Destination, `udp://host:port` or `{ host, port }`. */
+  to: EndpointInput;
+  /** Bits per second of payload (UDP/IP headers not counted). */
+  bitrate: number;
+  /** The whole content, sent from offset 0. Must not change while the stream runs. */
+  data: Uint8Array;
+  /** Start over at offset 0 after the last byte, until removed (default false: the stream finishes). */
+  loop?: boolean;
+}
+
+/** running; or how the stream ended: all data sent, remove(), close(), or a write that failed. */
+export type StreamStatus = 'running' | 'finished' | 'removed' | 'closed' | 'failed';
+
+export interface StreamStats {
+  readonly id: string;
+  readonly to: string;
+  readonly bitrate: number;
+  readonly loop: boolean;
+  /** Bytes of the stream's data. */
+  readonly size: number;
+  readonly status: StreamStatus;
+  /** Sent, as the writes reported. */
+  readonly packets: number;
+  readonly bytes: number;
+  readonly errors: number;
+  readonly lastError?: string;
+  /** Behind the ideal schedule when handed to a write, ms. */
+  readonly lateness: Percentiles;
+  /** From the stream's start to now, or to its end. */
+  readonly elapsedMs: number;
+  /** bytes × 8 / elapsed, bits/s. */
+  readonly achievedBitrate: number;
+  /** Why the stream failed (status 'failed'). */
+  readonly error?: string;
+}
+
+export interface SchedulerStats {
+  /** The tick in force (the rule's, or the override). */
+  readonly tickMs: number;
+  /** Unfinished streams. */
+  readonly streams: number;
+  readonly ticks: number;
+  readonly writes: number;
+  /** Ticks that found the previous write still running (their data went with the next write). */
+  readonly overruns: number;
+  readonly packets: number;
+  readonly bytes: number;
+  readonly errors: number;
+  /** How long the writes took, ms. */
+  readonly writeMs: Percentiles;
+}
+
+/** What add() returns. */
+export interface StreamHandle {
+  readonly id: string;
+  /** Resolves once, with the final counters, when the stream ends (however it ends; never rejects). */
+  readonly done: Promise<StreamStats>;
+  stats(): StreamStats;
+  /** Stops sending; `done` resolves once its in-flight data (if any) is reported. */
+  remove(): void;
+}
+
+export interface StreamSchedulerEvents {
+  /** A stream ended (finished, removed, closed or failed), with its final counters. */
+  end: [stats: StreamStats];
+  /** A write rejected: the scheduler stopped and every stream ended as 'failed'. Emitted only when listened to. */
+  error: [err: Error];
+}
+
+/**
+ * Log-bucketed histogram of non-negative values (ms): bucket 0 holds
+ * values ≤ 10 µs, bucket i ≥ 1 values in (0.01 × 1.05^(i−1), 0.01 × 1.05^i];
+ * percentiles are bucket upper bounds (≤ 5 % high), the max is exact.
+ */
+class Histogram {
+  static readonly #BASE = 0.01;
+  static readonly #LN_STEP = Math.log(1.05);
+  static readonly #BUCKETS = 420; // up to ~1 h
+  #counts: Uint32Array | undefined;
+  #n = 0;
+  #max = 0;
+
+  record(v: number): void {
+    if (!(v > 0)) v = 0;
+    const b = Histogram.#BUCKETS;
+    const i = v <= Histogram.#BASE ? 0 : Math.min(b - 1, Math.ceil(Math.log(v / Histogram.#BASE) / Histogram.#LN_STEP));
+    (this.#counts ??= new Uint32Array(b))[i]!++;
+    this.#n++;
+    if (v > this.#max) this.#max = v;
+  }
+
+  percentiles(): Percentiles {
+    const c = this.#counts;
+    if (!c || this.#n === 0) return { p50: 0, p99: 0, max: 0 };
+    const at = (q: number) => {
+      const rank = Math.max(1, Math.ceil(q * this.#n));
+      let seen = 0;
+      for (let i = 0; i < c.length; i++) {
+        seen += c[i]!;
+        if (seen >= rank) return Math.min(this.#max, i === 0 ? Histogram.#BASE : Histogram.#BASE * Math.exp(i * Histogram.#LN_STEP));
+      }
+      return this.#max;
+    };
+    return { p50: at(0.5), p99: at(0.99), max: this.#max };
+  }
+}
+
+class Stream implements StreamHandle {
+  readonly id: string;
+  readonly to: string;
+  readonly bitrate: number;
+  readonly data: Uint8Array;
+  readonly loop: boolean;
+  readonly done: Promise<StreamStats>;
+  readonly startedAt = performance.now();
+  readonly #bytesPerMs: number;
+  readonly #owner: StreamScheduler;
+  readonly lateness = new Histogram();
+  /** Bytes handed to writes, cumulative over loops. */
+  issued = 0;
+  packets = 0;
+  bytes = 0;
+  errors = 0;
+  lastError: string | undefined;
+  error: string | undefined;
+  inFlight = false;
+  /** Set when the stream stops taking data; it ends with this once nothing is in flight. */
+  ending: Exclude<StreamStatus, 'running'> | undefined;
+  status: StreamStatus = 'running';
+  endedAt: number | undefined;
+  resolveDone!: (s: StreamStats) => void;
+
+  constructor(owner: StreamScheduler, input: StreamInput, to: string) {
+    this.#owner = owner;
+    this.id = input.id;
+    this.to = to;
+    this.bitrate = input.bitrate;
+    this.data = input.data;
+    this.loop = input.loop === true;
+    this.#bytesPerMs = input.bitrate / 8000;
+    this.done = new Promise((r) => (this.resolveDone = r));
+  }
+
+  /**
+   * The whole packets due at `now` not handed over yet, as one view into
+   * the data (at most `budget` bytes, and at most to the end of the
+   * current pass of a looping stream, so that a write never carries a
+   * stream's tail and head out of order), recording their lateness.
+   */
+  take(now: number, packetSize: number, budget: number): Uint8Array | undefined {
+    const len = this.data.byteLength;
+    const due = Math.floor((now - this.startedAt) * this.#bytesPerMs);
+    if (due <= this.issued || len === 0) return undefined;
+    const passStart = this.loop ? Math.floor(this.issued / len) * len : 0;
+    const from = this.issued - passStart;
+    let to = due - passStart >= len ? len : Math.floor((due - passStart) / packetSize) * packetSize;
+    if (to - from > budget) to = from + Math.floor(budget / packetSize) * packetSize;
+    if (to <= from) return undefined;
+    for (let end = Math.min(from + packetSize, to); ; end = Math.min(end + packetSize, to)) {
+      this.lateness.record(now - (this.startedAt + (passStart + end) / this.#bytesPerMs));
+      if (end === to) break;
+    }
+    this.issued += to - from;
+    return this.data.subarray(from, to);
+  }
+
+  stats(): StreamStats {
+    const elapsedMs = (this.endedAt ?? performance.now()) - this.startedAt;
+    return {
+      id: this.id,
+      to: this.to,
+      bitrate: this.bitrate,
+      loop: this.loop,
+      size: this.data.byteLength,
+      status: this.status,
+      packets: this.packets,
+      bytes: this.bytes,
+      errors: this.errors,
+      ...(this.lastError !== undefined ? { lastError: this.lastError } : {}),
+      lateness: this.lateness.percentiles(),
+      elapsedMs,
+      achievedBitrate: elapsedMs > 0 ? (this.bytes * 8000) / elapsedMs : 0,
+      ...(this.error !== undefined ? { error: this.error } : {}),
+    };
+  }
+
+  remove(): void {
+    this.#owner.remove(this.id, this);
+  }
+}
+
+/**
+ * Paces many streams, each at its own bitrate, through one write per tick
+ * (see the file comment for the pacing and the tick rule).
+ *
+ * Timers run on the application's thread (the write itself may run
+ * elsewhere, e.g. in the batched tier's send worker). That is acceptable
+ * for ticks ≥ 1 ms because the amount due is computed from each stream's
+ * start and the clock, not counted in ticks: a timer that fires late, or
+ * a blocked event loop, makes the next write larger, not the stream slower.
+ *
+ *   const sched = sluice.streams({ packetSize: 1316 });
+ *   const s = sched.add({ id: 'movie-1', to: 'udp://198.51.100.7:5000', bitrate: 4e6, data });
+ *   const final = await s.done;       // or sched.on('end', (stats) => ...)
+ *   await sched.close();
+ *
+ * A write that rejects (e.g. the Sluice was closed) stops the scheduler:
+ * every stream ends as 'failed' with the error's message, `error` holds
+ * it, and an 'error' event is emitted if anyone listens.
+ */
+export class StreamScheduler extends EventEmitter<StreamSchedulerEvents> {
+  readonly #write: StreamWriteFn;
+  readonly #packetSize: number;
+  readonly #writeOptions: StreamWriteOptions;
+  readonly #tickOverride: number | undefined;
+  /** Unfinished streams (running, or ending with a write in flight), by id. */
+  readonly #streams = new Map<string, Stream>();
+  /** Σ bitrate of the streams still taking data. */
+  #rate = 0;
+  #running = 0;
+  #tickMs: number;
+  /** Deadlines are #anchor + k × #tickMs; #next is the pending one, #k its k. */
+  #anchor = 0;
+  #k = 0;
+  #next = 0;
+  #timer: NodeJS.Timeout | undefined;
+  /** The deadline being handled while the timer's callback runs. */
+  #ticking: number | undefined;
+  #inFlight: Promise<void> | undefined;
+  #closed = false;
+  #closing: Promise<SchedulerStats> | undefined;
+  #error: Error | undefined;
+  #ticks = 0;
+  #writes = 0;
+  #overruns = 0;
+  #packets = 0;
+  #bytes = 0;
+  #errors = 0;
+  readonly #writeMs = new Histogram();
+
+  constructor(write: StreamWriteFn, options: StreamSchedulerOptions) {
+    super();
+    if (typeof write !== 'function') throw new InvalidArgumentError('StreamScheduler: write must be a function');
+    const o = (options ?? {}) as Partial<StreamSchedulerOptions>;
+    if (o.tickMs !== undefined && !(typeof o.tickMs === 'number' && o.tickMs >= MIN_TICK_MS && o.tickMs <= 1000)) {
+      throw new InvalidArgumentError(`StreamScheduler: tickMs must be a number from ${MIN_TICK_MS} to 1000 (got ${String(o.tickMs)})`);
+    }
+    if (o.packetSize === undefined) throw new InvalidArgumentError('StreamScheduler: packetSize is required (e.g. 1316 for MPEG-TS, 1472 for a 1500-byte MTU)');
+    // The write options through the segment schema: the same checks and messages as sluice.write.
+    const spec = parseSegment({
+      entries: [{ to: 'udp://127.0.0.1:9', data: new Uint8Array(0) }],
+      packetSize: o.packetSize,
+      ...(o.burst !== undefined ? { burst: o.burst } : {}),
+      ...(o.gso !== undefined ? { gso: o.gso } : {}),
+      ...(o.zeroCopy !== undefined ? { zeroCopy: o.zeroCopy } : {}),
+      ...(o.from !== undefined ? { from: o.from } : {}),
+    });
+    this.#write = write;
+    this.#packetSize = spec.packetSize;
+    this.#writeOptions = {
+      packetSize: spec.packetSize,
+      burst: spec.burst,
+      ...(o.gso !== undefined ? { gso: o.gso } : {}),
+      ...(o.zeroCopy !== undefined ? { zeroCopy: o.zeroCopy } : {}),
+      ...(spec.from !== undefined ? { from: formatEndpoint(spec.from) } : {}),
+    };
+    this.#tickOverride = o.tickMs;
+    this.#tickMs = o.tickMs ?? streamTickMs(0, spec.packetSize);
+  }
+
+  /** The tick in force, ms. */
+  get tickMs(): number {
+    return this.#tickMs;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** The write error that stopped the scheduler, if one did. */
+  get error(): Error | undefined {
+    return this.#error;
+  }
+
+  /**
+   * Starts a stream now: its first packet is due one packet time from now.
+   * Throws InvalidArgumentError for a bad id, destination, bitrate or data,
+   * ConflictError when an unfinished stream has the id, ClosedError after close().
+   */
+  add(input: StreamInput): StreamHandle {
+    if (this.#closed) throw new ClosedError('StreamScheduler');
+    if (typeof input !== 'object' || input === null) throw new InvalidArgumentError('stream: expected { id, to, bitrate, data }');
+    const { id, bitrate, data } = input;
+    if (typeof id !== 'string' || id.length < 1 || id.length > 64) throw new InvalidArgumentError('stream id: expected a string of 1 to 64 characters');
+    if (this.#streams.has(id)) throw new ConflictError(`stream '${id}' is already running`);
+    if (typeof bitrate !== 'number' || !Number.isFinite(bitrate) || bitrate <= 0) {
+      throw new InvalidArgumentError(`stream '${id}': bitrate must be a positive number of bits per second (got ${String(bitrate)})`);
+    }
+    if (!(data instanceof Uint8Array)) throw new InvalidArgumentError(`stream '${id}': data must be a Uint8Array (or Buffer)`);
+    if (input.loop && data.byteLength === 0) throw new InvalidArgumentError(`stream '${id}': a looping stream needs data`);
+    const to = typeof input.to === 'string' || (typeof input.to === 'object' && input.to !== null) ? parseEndpointInput(input.to) : undefined;
+    if (!to?.ok) throw new InvalidArgumentError(`stream '${id}': to: ${to ? to.reason : 'expected udp://host:port or { host, port }'}`);
+    const s = new Stream(this, input, formatEndpoint(to.endpoint));
+    this.#streams.set(id, s);
+    if (data.byteLength === 0) {
+      // Nothing to send: finished at once (after add returns, so 'end' listeners can be attached).
+      s.ending = 'finished';
+      queueMicrotask(() => this.#end(s, 'finished'));
+      return s;
+    }
+    this.#rate += bitrate;
+    this.#running++;
+    this.#retime();
+    return s;
+  }
+
+  /** The unfinished stream called `id`. */
+  stream(id: string): StreamHandle | undefined {
+    return this.#streams.get(id);
+  }
+
+  /** Stops stream `id` (see StreamHandle.remove). False when no unfinished stream has that id. */
+  remove(id: string, which?: StreamHandle): boolean {
+    const s = this.#streams.get(id);
+    if (!s || (which && s !== which)) return false;
+    // A stream whose data is all handed over stays 'finished'.
+    if (s.ending === undefined) this.#stopTaking(s, 'removed');
+    if (!s.inFlight) this.#end(s, s.ending!);
+    return true;
+  }
+
+  /** Counters of every unfinished stream. */
+  streams(): StreamStats[] {
+    return [...this.#streams.values()].map((s) => s.stats());
+  }
+
+  stats(): SchedulerStats {
+    return {
+      tickMs: this.#tickMs,
+      streams: this.#streams.size,
+      ticks: this.#ticks,
+      writes: this.#writes,
+      overruns: this.#overruns,
+      packets: this.#packets,
+      bytes: this.#bytes,
+      errors: this.#errors,
+      writeMs: this.#writeMs.percentiles(),
+    };
+  }
+
+  /**
+   * Stops ticking, waits for the write in flight, ends the remaining
+   * streams as 'closed' and resolves with the final counters. Idempotent.
+   */
+  close(): Promise<SchedulerStats> {
+    this.#closing ??= (async () => {
+      this.#closed = true;
+      this.#clearTimer();
+      await this.#inFlight;
+      // Nothing is in flight now: what is left was still running.
+      for (const s of [...this.#streams.values()]) this.#end(s, s.ending ?? 'closed');
+      return this.stats();
+    })();
+    return this.#closing;
+  }
+
+  /** The stream takes no more data; the tick follows the remaining rate. */
+  #stopTaking(s: Stream, why: 'finished' | 'removed'): void {
+    s.ending = why;
+    this.#rate -= s.bitrate;
+    this.#running--;
+    if (this.#running === 0) this.#rate = 0; // no float residue
+    this.#retime();
+  }
+
+  #end(s: Stream, status: Exclude<StreamStatus, 'running'>): void {
+    if (s.status !== 'running') return;
+    if (s.ending === undefined) {
+      this.#rate -= s.bitrate;
+      this.#running--;
+      if (this.#running === 0) this.#rate = 0;
+    }
+    s.ending = status;
+    s.status = status;
+    s.endedAt = performance.now();
+    if (this.#streams.get(s.id) === s) this.#streams.delete(s.id);
+    const final = s.stats();
+    s.resolveDone(final);
+    this.emit('end', final);
+    if (this.#running === 0) this.#clearTimer();
+  }
+
+  /**
+   * Recomputes the tick and (re)arms the timer. The pending deadline is
+   * kept when it comes sooner than a full new tick, so that a run of adds
+   * cannot postpone ticks indefinitely; later deadlines follow from it.
+   */
+  #retime(): void {
+    if (this.#closed) return;
+    if (this.#running === 0) {
+      this.#clearTimer();
+      return;
+    }
+    const tick = this.#tickOverride ?? streamTickMs(this.#rate, this.#packetSize);
+    if (this.#ticking !== undefined) {
+      // Inside a tick (a stream finished): the grid restarts at this tick's
+      // deadline; the callback arms the next one when the tick is done.
+      this.#tickMs = tick;
+      this.#anchor = this.#ticking;
+      this.#k = 0;
+      return;
+    }
+    const now = performance.now();
+    const next = this.#timer ? Math.min(this.#next, now + tick) : now + tick;
+    if (this.#timer && tick === this.#tickMs && next === this.#next) return;
+    this.#tickMs = tick;
+    this.#anchor = next;
+    this.#k = 0;
+    this.#arm(next, now);
+  }
+
+  #arm(deadline: number, now: number): void {
+    this.#clearTimer();
+    this.#next = deadline;
+    this.#timer = setTimeout(this.#onTimer, Math.max(0, deadline - now));
+  }
+
+  #clearTimer(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  readonly #onTimer = (): void => {
+    this.#timer = undefined;
+    if (this.#closed) return;
+    this.#ticking = this.#next;
+    try {
+      this.#tick();
+    } finally {
+      this.#ticking = undefined;
+    }
+    if (this.#closed || this.#running === 0) return;
+    // The next deadline on the grid: the one after this tick's (a timer may
+    // fire a little early), or the first after now when this one fired late,
+    // skipping the deadlines it missed (what they would have sent goes with
+    // the next write: the amount due is time-based).
+    const now = performance.now();
+    this.#k = Math.max(this.#k + 1, Math.floor((now - this.#anchor) / this.#tickMs) + 1);
+    this.#arm(this.#anchor + this.#k * this.#tickMs, now);
+  };
+
+  #tick(): void {
+    this.#ticks++;
+    if (this.#inFlight) {
+      this.#overruns++;
+      return;
+    }
+    const now = performance.now();
+    const entries: StreamWriteEntry[] = [];
+    const owners: Stream[] = [];
+    let budget = MAX_BATCH_BYTES;
+    const finished: Stream[] = [];
+    for (const s of this.#streams.values()) {
+      if (s.ending !== undefined) continue;
+      const view = s.take(now, this.#packetSize, budget);
+      if (view) {
+        entries.push({ to: s.to, data: view });
+        owners.push(s);
+        budget -= view.byteLength;
+      }
+      if (!s.loop && s.issued >= s.data.byteLength) finished.push(s);
+      if (entries.length >= MAX_SUBSCRIBERS || budget < this.#packetSize) break;
+    }
+    for (const s of finished) this.#stopTaking(s, 'finished');
+    if (entries.length === 0) return;
+    for (const s of owners) s.inFlight = true;
+    this.#writes++;
+    const t0 = performance.now();
+    let p: Promise<WriteResult>;
+    try {
+      p = Promise.resolve(this.#write(entries, { ...this.#writeOptions }));
+    } catch (err) {
+      p = Promise.reject(err);
+    }
+    this.#inFlight = p.then(
+      (r) => this.#settle(entries, owners, r, t0),
+      (err: unknown) => this.#fail(err instanceof Error ? err : new Error(String(err)), owners),
+    );
+  }
+
+  #settle(entries: StreamWriteEntry[], owners: Stream[], r: WriteResult, t0: number): void {
+    this.#writeMs.record(performance.now() - t0);
+    this.#inFlight = undefined;
+    const reported = Array.isArray(r?.destinations) && r.destinations.length === entries.length;
+    for (let i = 0; i < owners.length; i++) {
+      const s = owners[i]!;
+      const d = reported ? r.destinations[i]! : undefined;
+      // A write function that does not report per entry: its entries count as sent.
+      const packets = d ? d.packets : Math.ceil(entries[i]!.data.byteLength / this.#packetSize);
+      const bytes = d ? d.bytes : entries[i]!.data.byteLength;
+      const errors = d ? d.errors : 0;
+      s.packets += packets;
+      s.bytes += bytes;
+      s.errors += errors;
+      if (d?.lastError) s.lastError = d.lastError;
+      this.#packets += packets;
+      this.#bytes += bytes;
+      this.#errors += errors;
+      s.inFlight = false;
+      if (s.ending !== undefined) this.#end(s, s.ending);
+    }
+  }
+
+  #fail(err: Error, owners: Stream[]): void {
+    this.#inFlight = undefined;
+    for (const s of owners) s.inFlight = false;
+    if (this.#error) return;
+    this.#error = err;
+    this.#closed = true;
+    this.#clearTimer();
+    // Every unfinished stream was running or had data in this write.
+    for (const s of [...this.#streams.values()]) {
+      s.error = err.message;
+      this.#end(s, 'failed');
+    }
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+}
