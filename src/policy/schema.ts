@@ -229,27 +229,32 @@ export function parseDestinationString(value: string): Endpoint | undefined {
   return r.ok ? r.endpoint : undefined;
 }
 
-export const segmentSchema = z
-  .strictObject({
-    type: z.literal('segment'),
-    name: flowName.optional(),
-    from: listenSchema.optional(),
-    entries: z.array(z.strictObject({ to: destinationSchema, data: byteData })).min(1).max(MAX_SUBSCRIBERS),
-    /** Largest datagram payload cut from each entry, bytes (1472 fits a 1500-byte IPv4 MTU). */
-    packetSize: z.number().int().min(1).max(MAX_UDP_PAYLOAD).default(1472),
-    /** Packets sent to one destination before moving to the next (1 = strict interleave). */
-    burst: z.number().int().min(1).max(64).default(1),
-    /** MSG_ZEROCOPY for large buffers where the kernel honours it. */
-    zeroCopy: z.enum(['auto', 'never']).default('auto'),
-    /** UDP GSO for runs of packets to one destination (burst > 1) where the kernel has it; 'never' sends one packet per message. */
-    gso: z.enum(['auto', 'never']).default('auto'),
-  })
-  .superRefine((seg, ctx) => {
-    const total = seg.entries.reduce((n, e) => n + e.data.byteLength, 0);
-    if (total > MAX_BATCH_BYTES) {
-      ctx.addIssue({ code: 'custom', path: ['entries'], message: `${total} bytes in all exceeds the write maximum of ${MAX_BATCH_BYTES}` });
-    }
-  });
+/** A segmented write's fields, before the check that spans them (segmentIssues). */
+export const segmentObjectSchema = z.strictObject({
+  type: z.literal('segment'),
+  name: flowName.optional(),
+  from: listenSchema.optional(),
+  entries: z.array(z.strictObject({ to: destinationSchema, data: byteData })).min(1).max(MAX_SUBSCRIBERS),
+  /** Largest datagram payload cut from each entry, bytes (1472 fits a 1500-byte IPv4 MTU). */
+  packetSize: z.number().int().min(1).max(MAX_UDP_PAYLOAD).default(1472),
+  /** Packets sent to one destination before moving to the next (1 = strict interleave). */
+  burst: z.number().int().min(1).max(64).default(1),
+  /** MSG_ZEROCOPY for large buffers where the kernel honours it. */
+  zeroCopy: z.enum(['auto', 'never']).default('auto'),
+  /** UDP GSO for runs of packets to one destination (burst > 1) where the kernel has it; 'never' sends one packet per message. */
+  gso: z.enum(['auto', 'never']).default('auto'),
+});
+
+/** Checks across a write's fields: the total size. */
+export function segmentIssues(seg: { readonly entries: readonly { readonly data: Uint8Array }[] }): { path: (string | number)[]; message: string }[] {
+  let total = 0;
+  for (const e of seg.entries) total += e.data.byteLength;
+  return total > MAX_BATCH_BYTES ? [{ path: ['entries'], message: `${total} bytes in all exceeds the write maximum of ${MAX_BATCH_BYTES}` }] : [];
+}
+
+export const segmentSchema = segmentObjectSchema.superRefine((seg, ctx) => {
+  for (const issue of segmentIssues(seg)) ctx.addIssue({ code: 'custom', ...issue });
+});
 
 const policyTypes = ['redirect', 'replicate', 'aggregate', 'segment'] as const;
 

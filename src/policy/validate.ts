@@ -15,6 +15,9 @@ import {
   parseDestinationString,
   MAX_AGGREGATE_MESSAGES,
   segmentSchema,
+  segmentObjectSchema,
+  segmentIssues,
+  MAX_SUBSCRIBERS,
   type AggregateSpec,
   type SendableAggregate,
   type ConfigSpec,
@@ -159,7 +162,35 @@ function numbersFit(values: unknown, field: 'sequence' | 'delaysMs' | 'offsetsMs
 
 /** Validates a segmented multi-destination write. */
 export function parseSegment(input: unknown): SegmentSpec {
-  return parseWith(segmentSchema, { type: 'segment', ...(input as object) }, 'invalid segment write', '');
+  return fastSegment(input) ?? parseWith(segmentSchema, { type: 'segment', ...(input as object) }, 'invalid segment write', '');
+}
+
+const segmentHeadSchema = segmentObjectSchema.omit({ entries: true });
+
+/**
+ * The happy path of a write without a schema object per entry (the stream
+ * scheduler writes every tick, with one entry per stream): the same rules,
+ * destinations through the schema's cached parser; anything unusual
+ * returns undefined and the schema runs, so errors read the same.
+ */
+function fastSegment(input: unknown): SegmentSpec | undefined {
+  if (typeof input !== 'object' || input === null) return undefined;
+  const { entries, ...rest } = input as { entries?: unknown };
+  if (!Array.isArray(entries) || entries.length < 1 || entries.length > MAX_SUBSCRIBERS) return undefined;
+  const out: SegmentSpec['entries'] = new Array(entries.length);
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i] as { to?: unknown; data?: unknown } | null;
+    if (typeof e !== 'object' || e === null || Object.getPrototypeOf(e) !== Object.prototype) return undefined;
+    for (const k in e) if (k !== 'to' && k !== 'data') return undefined;
+    if (typeof e.to !== 'string' || !(e.data instanceof Uint8Array)) return undefined;
+    const to = parseDestinationString(e.to);
+    if (!to) return undefined;
+    out[i] = { to, data: e.data };
+  }
+  if (segmentIssues({ entries: out }).length) return undefined;
+  const head = segmentHeadSchema.safeParse({ type: 'segment', ...rest });
+  if (!head.success) return undefined;
+  return { ...head.data, entries: out };
 }
 
 /** Validates a parsed config document (the YAML/JSON object, not the text). */

@@ -6,8 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { parseAggregate, PolicyValidationError } from '../../src/index.js';
-import { aggregateSchema } from '../../src/policy/schema.js';
+import { parseAggregate, parseSegment, PolicyValidationError } from '../../src/index.js';
+import { aggregateSchema, segmentSchema } from '../../src/policy/schema.js';
 
 const dest = fc.oneof(
   fc.tuple(fc.integer({ min: 1, max: 254 }), fc.integer({ min: 1, max: 65535 })).map(([a, p]) => `udp://10.0.0.${a}:${p}`),
@@ -63,4 +63,21 @@ test('large aggregates with one bad message get the schema\'s error, naming it',
   bad({ extra: 1 }, /messages\[57\]/);
   bad({ data: new Uint8Array(70_000) }, /messages\[57\]\.data/);
   assert.throws(() => parseAggregate({ messages, schedule: { kind: 'delays', delaysMs: [0] } }), /schedule\.delaysMs/);
+});
+
+test('writes: the fast path equals the schema, valid or not', () => {
+  const entry = fc.record({
+    to: fc.oneof(dest, fc.constantFrom('udp://127.0.0.1:0', 'udp://nowhere:1', 42 as unknown as string)),
+    data: fc.oneof(fc.uint8Array({ maxLength: 64 }), fc.constant('text' as unknown as Uint8Array)),
+  });
+  const extra = fc.oneof(fc.constant({}), fc.record({ packetSize: fc.integer({ min: 0, max: 70_000 }) }), fc.record({ burst: fc.integer({ min: 0, max: 70 }) }), fc.record({ gso: fc.constantFrom('auto', 'never', 'maybe') }));
+  fc.assert(
+    fc.property(fc.array(entry, { maxLength: 20 }), extra, (entries, options) => {
+      const input = { ...options, entries };
+      const viaSchema = segmentSchema.safeParse({ type: 'segment', ...input });
+      if (viaSchema.success) assert.deepEqual(parseSegment(input), viaSchema.data);
+      else assert.throws(() => parseSegment(input), PolicyValidationError);
+    }),
+    { numRuns: 300 },
+  );
 });
