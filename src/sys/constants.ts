@@ -86,3 +86,14 @@ export const MAX_UDP_PAYLOAD = 65507;
 export const UIO_MAXIOV = 1024;
 /** UDP_MAX_SEGMENTS before Linux 6.9 (later kernels allow 128). Probed, never assumed larger. */
 export const UDP_MAX_SEGMENTS_BASE = 64;
+
+/** rtnetlink (src/sys/netlink.ts): a raw AF_NETLINK socket of protocol NETLINK_ROUTE. */
+export const AF_NETLINK = 16;
+export const SOCK_RAW = 3;
+export const NETLINK_ROUTE = 0;
+/** Receive timeout, struct timeval {i64 tv_sec, i64 tv_usec} on LP64 (the 64-bit-time "OLD" value). */
+export const SO_RCVTIMEO = 20;
+/** struct sock_txtime {clockid_t clockid; u32 flags}: per-packet send times (SCM_TXTIME); Linux 4.19. */
+export const SO_TXTIME = 61;
+export const SIZEOF_SOCK_TXTIME = 8;
+export const CLOCK_MONOTONIC = 1;

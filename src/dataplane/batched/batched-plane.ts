@@ -14,6 +14,7 @@ import type { FlowStats } from '../../stats/counters.js';
 import { ClosedError, InvalidArgumentError, NotSupportedError, SluiceError, SyscallError } from '../../errors.js';
 import { Waker } from '../../sys/poller.js';
 import { probeBatchedIo } from '../../sys/probe.js';
+import { txtimeNote } from '../../sys/txtime.js';
 import { D, F, destinationSnapshot, flowDrops, newDestinationCounters, newFlowCounters } from './shared-counters.js';
 import type { DestinationBinding, EngineOptions, ErrorInfo, Reply, Request, WorkerData } from './protocol.js';
 
@@ -278,7 +279,8 @@ export const batchedProvider: TierProvider = {
       tier: 'batched',
       available: true,
       detail: `recvmmsg/sendmmsg in a worker thread, ${gso}, ${p.gro ? 'GRO' : 'no GRO'}`,
-      notes: [...p.notes, ...socketBufferNotes()],
+      // txtimeNote never throws: a failed detection is reported as the note.
+      notes: [...p.notes, ...socketBufferNotes(), txtimeNote()],
     };
   },
   async create(options) {
