@@ -35,10 +35,14 @@ export interface Libc {
   eventfd(initval: number, flags: number): number;
   read(fd: number, buf: ArrayBufferView, count: number): number;
   write(fd: number, buf: ArrayBufferView, count: number): number;
+  /** recv(2) into a buffer; with MSG_TRUNC a datagram/netlink socket returns the full message length. */
+  recv(fd: number, buf: ArrayBufferView, len: number, flags: number): number;
   /** memcpy(p, p, 0) returns p: how we learn a buffer's address. */
   memcpyAddr(dst: ArrayBufferView | ArrayBuffer, src: ArrayBufferView | ArrayBuffer, n: number): number;
   /** syscall(nr, a, b, c) for calls glibc has no wrapper for (bpf). */
   syscall3(nr: number, a: number, b: number, c: number): number;
+  /** prctl(option, arg) for the calling thread (e.g. PR_SET_TIMERSLACK). */
+  prctl(option: number, arg: number): number;
   /** mount(2), for bpffs. `data` may be null. */
   mount(source: string, target: string, fstype: string, flags: number, data: string | null): number;
   /** clock_gettime(clock, ts): `ts` is a BigInt64Array(2) {tv_sec, tv_nsec}. */
@@ -82,11 +86,16 @@ export function loadFfi(): { ok: true; libc: Libc } | { ok: false; reason: strin
       eventfd: lib.func('int eventfd(unsigned int, int)'),
       read: lib.func('long read(int, void *, size_t)'),
       write: lib.func('long write(int, void *, size_t)'),
+      recv: lib.func('long recv(int, void *, size_t, int)'),
       memcpyAddr: lib.func('uintptr_t memcpy(void *, void *, size_t)'),
       syscall3: (() => {
         // syscall() is variadic; koffi passes each extra argument with the type named before it.
         const fn = lib.func('long syscall(long, ...)');
         return (nr: number, a: number, b: number, c: number) => Number(fn(nr, 'long', a, 'uintptr_t', b, 'long', c));
+      })(),
+      prctl: (() => {
+        const fn = lib.func('int prctl(int, ...)');
+        return (option: number, arg: number) => Number(fn(option, 'unsigned long', arg, 'unsigned long', 0, 'unsigned long', 0, 'unsigned long', 0));
       })(),
       mount: lib.func('int mount(const char *, const char *, const char *, unsigned long, const char *)'),
       clock_gettime: lib.func('int clock_gettime(int, void *)'),
