@@ -16,10 +16,10 @@ import { writeResults, type CaseRecord, type PeerInfo, type RunInfo } from './li
 import { searchMaxLossless, type SearchResult } from './lib/search.js';
 import { Sink } from './lib/sink.js';
 import { CoreClock } from './lib/irq-clock.js';
-import { SENDER_MODES, runSenderTrial, type SenderTrial } from './lib/sender-suite.js';
+import { SENDER_WAYS, runSenderTrial, setOutputSegmentation, type SenderTrial } from './lib/sender-suite.js';
+import { PACING_ENGINES, PACING_RATES, runPacingTrial, type PacingTrial } from './lib/pacing-suite.js';
 
 /** Sender suite: datagram size and destinations (small datagrams: per-packet costs dominate). */
-const SENDER_SIZE = 200;
 const SENDER_DESTS = 10;
 import { runTrial, type Pattern, type TrialContext, type TrialResult } from './lib/trial.js';
 import { BENCH_BACKLOG, GEN_CPU, createBenchTopology, raiseBacklog, type BenchTopology } from './lib/topology.js';
@@ -196,6 +196,7 @@ async function main(): Promise<number> {
   const stamp = stampOf(started);
   const records: CaseRecord[] = [];
   const senderTrials: SenderTrial[] = [];
+  const pacingTrials: PacingTrial[] = [];
   const machine = machineInfo();
   const options = {
     quick, repeats, trialSeconds, cpuSeconds, precision, burst: o.burst, maxDelivered: o.maxDelivered,
@@ -209,7 +210,7 @@ async function main(): Promise<number> {
       startedAt: started.toISOString(), finishedAt: new Date().toISOString(), durationS: (Date.now() - t0) / 1000, complete,
       options, machine, peers: [...peerInfo.values()],
     };
-    return writeResults(outDir, stamp, info, records, peers.map((p) => p.name), senderTrials);
+    return writeResults(outDir, stamp, info, records, peers.map((p) => p.name), senderTrials, pacingTrials);
   };
   process.once('SIGINT', () => {
     log('interrupted: writing partial results, removing namespaces');
@@ -273,14 +274,30 @@ async function main(): Promise<number> {
     if (suites.has('sender')) {
       const count = quick ? 100_000 : 200_000;
       await sink.setPorts(FIRST_SUBSCRIBER_PORT, SENDER_DESTS);
+      // With --no-segment-output every GSO buffer crosses whole anyway: the NIC variants would repeat the others.
+      const ways = SENDER_WAYS.filter((w) => !w.nicSegments || options.segmentOutput);
       for (let repeat = 1; repeat <= repeats; repeat++) {
-        for (const mode of SENDER_MODES) {
+        for (const way of ways) {
           try {
-            const t = await runSenderTrial({ topo, sink, coreClock }, { mode, repeat, count, size: SENDER_SIZE, dests: SENDER_DESTS, firstPort: FIRST_SUBSCRIBER_PORT });
+            if (way.nicSegments) await setOutputSegmentation(topo, true);
+            const t = await runSenderTrial({ topo, sink, coreClock }, { way: way.id, mode: way.mode, nicSegments: way.nicSegments, repeat, count, size: way.size, dests: SENDER_DESTS, firstPort: FIRST_SUBSCRIBER_PORT });
             senderTrials.push(t);
-            log(`  sender ${mode}: ${(t.packetsPerCpuS / 1e3).toFixed(0)} k packets per CPU-second, ${t.syscallsPerPacket.toFixed(3)} send syscalls per packet, ${t.delivered}/${t.count} delivered`);
+            log(`  sender ${way.id}: ${(t.packetsPerCpuS / 1e3).toFixed(0)} k packets per CPU-second, ${t.syscallsPerPacket.toFixed(3)} send syscalls per packet, longest run ${t.longestRun}, ${t.delivered}/${t.count} delivered`);
           } catch (err) {
-            log(`  sender ${mode}: ERROR ${(err as Error).message.split('\n')[0]}`);
+            log(`  sender ${way.id}: ERROR ${(err as Error).message.split('\n')[0]}`);
+          } finally {
+            if (way.nicSegments) await setOutputSegmentation(topo, false);
+          }
+        }
+        for (const rate of PACING_RATES) {
+          for (const engine of PACING_ENGINES) {
+            try {
+              const t = await runPacingTrial(topo, { engine, rate, repeat, durationS: 1, size: 200, dests: SENDER_DESTS, firstPort: FIRST_SUBSCRIBER_PORT });
+              pacingTrials.push(t);
+              log(`  pacing ${engine} at ${rate}/s: lateness p50 ${(t.lateness.p50 * 1000).toFixed(1)} µs, p99 ${(t.lateness.p99 * 1000).toFixed(1)} µs, ${t.sent}/${t.count} sent`);
+            } catch (err) {
+              log(`  pacing ${engine} at ${rate}/s: ERROR ${(err as Error).message.split('\n')[0]}`);
+            }
           }
         }
         save();

@@ -17,6 +17,10 @@
  *   - softirq that interrupts the idle task: softirq_entry records the time
  *     when the current task is idle, softirq_exit adds the difference.
  *
+ * A third clock sums NET_RX softirq time in any context: in the sender
+ * suite that is the sink's receive path (a veth runs the receiving side on
+ * the sending CPU), which is the receiving host's work, not the sender's.
+ *
  * A task's running period counts when it ends, so readings are exact when
  * the core's task is the idle one, as at the edges of a trial (before the
  * generator starts and after the drain). Hard-interrupt handlers in idle (a
@@ -37,12 +41,19 @@ import {
 
 const HELPER_KTIME_GET_NS = 5;
 const HELPER_GET_CURRENT_PID_TGID = 14;
-/** Per-CPU value: u64 last switch, u64 task ns, u64 softirq start (0 = none), u64 idle softirq ns. */
-const VALUE_SIZE = 32;
+/**
+ * Per-CPU value: u64 last switch, u64 task ns, u64 idle softirq start
+ * (0 = none), u64 idle softirq ns, u64 NET_RX start (0 = none), u64 NET_RX ns.
+ */
+const VALUE_SIZE = 48;
 const LAST_SWITCH = 0;
 const TASK_NS = 8;
 const SIRQ_START = 16;
 const SIRQ_NS = 24;
+const NETRX_START = 32;
+const NETRX_NS = 40;
+/** include/linux/interrupt.h: NET_RX_SOFTIRQ. */
+const NET_RX_SOFTIRQ = 3;
 
 /** r6 = &clock[0] for this CPU, or exit. */
 function lookupClock(a: Assembler, map: number): Assembler {
@@ -71,32 +82,52 @@ export function switchProgram(map: number): Uint8Array {
   return a.assemble();
 }
 
-/** softirq_entry: remember the time, only when the idle task (pid 0) was interrupted. */
+/**
+ * softirq_entry(vec): remember the time for NET_RX (any context), and for
+ * any softirq that interrupted the idle task (pid 0). Softirqs do not nest
+ * on a CPU, so one start slot each is enough.
+ */
 export function entryProgram(map: number): Uint8Array {
-  const a = new Assembler()
-    .call(HELPER_GET_CURRENT_PID_TGID)
-    .lsh('r0', 32)
-    .jne('r0', 0, 'out');
+  const a = new Assembler().mov('r9', 'r1'); // raw tracepoint ctx: u64 args[]; args[0] = vec
   lookupClock(a, map)
     .call(HELPER_KTIME_GET_NS)
-    .stxdw('r6', SIRQ_START, 'r0')
+    .mov('r7', 'r0')
+    .ldxdw('r8', 'r9', 0)
+    .jne('r8', NET_RX_SOFTIRQ, 'idle')
+    .stxdw('r6', NETRX_START, 'r7')
+    .label('idle')
+    .call(HELPER_GET_CURRENT_PID_TGID)
+    .lsh('r0', 32)
+    .jne('r0', 0, 'out')
+    .stxdw('r6', SIRQ_START, 'r7')
     .label('out')
     .mov('r0', 0)
     .exit();
   return a.assemble();
 }
 
-/** softirq_exit: add the time since a recorded entry to the total. */
+/** softirq_exit: add the time since each recorded entry to its total. */
 export function exitProgram(map: number): Uint8Array {
   const a = new Assembler();
   lookupClock(a, map)
-    .ldxdw('r7', 'r6', SIRQ_START)
-    .jeq('r7', 0, 'out')
     .call(HELPER_KTIME_GET_NS)
-    .sub('r0', 'r7')
-    .ldxdw('r1', 'r6', SIRQ_NS)
-    .add('r1', 'r0')
-    .stxdw('r6', SIRQ_NS, 'r1')
+    .mov('r7', 'r0')
+    .ldxdw('r8', 'r6', NETRX_START)
+    .jeq('r8', 0, 'idle')
+    .mov('r1', 'r7')
+    .sub('r1', 'r8')
+    .ldxdw('r2', 'r6', NETRX_NS)
+    .add('r2', 'r1')
+    .stxdw('r6', NETRX_NS, 'r2')
+    .stdw('r6', NETRX_START, 0)
+    .label('idle')
+    .ldxdw('r8', 'r6', SIRQ_START)
+    .jeq('r8', 0, 'out')
+    .mov('r1', 'r7')
+    .sub('r1', 'r8')
+    .ldxdw('r2', 'r6', SIRQ_NS)
+    .add('r2', 'r1')
+    .stxdw('r6', SIRQ_NS, 'r2')
     .stdw('r6', SIRQ_START, 0)
     .label('out')
     .mov('r0', 0)
@@ -129,14 +160,17 @@ export class CoreClock {
     return new CoreClock(map, fds, cpus);
   }
 
-  /** Busy seconds of `cpu` since open(): task time plus softirq that interrupted its idle task. */
-  busyS(cpu: number): { busyS: number; idleSoftirqS: number } {
+  /**
+   * Seconds of `cpu` since open(): busy (task time plus softirq that
+   * interrupted its idle task), the idle part of that, and NET_RX softirq
+   * time in any context (part of busy).
+   */
+  busyS(cpu: number): { busyS: number; idleSoftirqS: number; netRxS: number } {
     const v = mapLookup(this.map, new Uint8Array(4), VALUE_SIZE * this.cpus, 'bench_irqclk');
-    if (!v) return { busyS: 0, idleSoftirqS: 0 };
+    if (!v) return { busyS: 0, idleSoftirqS: 0, netRxS: 0 };
     const view = new DataView(v.buffer, v.byteOffset);
-    const task = Number(view.getBigUint64(cpu * VALUE_SIZE + TASK_NS, true)) / 1e9;
-    const sirq = Number(view.getBigUint64(cpu * VALUE_SIZE + SIRQ_NS, true)) / 1e9;
-    return { busyS: task + sirq, idleSoftirqS: sirq };
+    const at = (field: number) => Number(view.getBigUint64(cpu * VALUE_SIZE + field, true)) / 1e9;
+    return { busyS: at(TASK_NS) + at(SIRQ_NS), idleSoftirqS: at(SIRQ_NS), netRxS: at(NETRX_NS) };
   }
 
   close(): void {

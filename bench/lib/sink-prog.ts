@@ -13,13 +13,24 @@
  * Ethernet header, i.e. from the IPv4 header on, as nftables counted them
  * (see datagrams() in sink.ts for why bytes).
  *
+ * It also measures the longest run of consecutive packets to one
+ * subscriber port, as a switch port behind the sink would see them (issue
+ * #5's interleaving). A GSO buffer that crossed the veth unsegmented counts
+ * as its gso_segs packets (the NIC would send them back to back).
+ *
  * Map layouts (host byte order):
  *   cfg    ARRAY, 1 entry:         u32 first, u32 last (empty when first > last)
  *   counts PERCPU_ARRAY, 2 entries: u64 packets, u64 bytes
+ *   runs   ARRAY, 1 entry:         u32 last port, u32 current run, u32 longest run, u32 pad
+ *          (shared, not per CPU: a sender that moves between CPUs still
+ *          makes one sequence; two CPUs receiving at the same instant could
+ *          race on it, which the sender suite avoids: its sender is pinned
+ *          and the sink's receive runs on the sender's CPU)
  */
 
 export const CFG_VALUE_SIZE = 8;
 export const COUNTS_VALUE_SIZE = 16;
+export const RUNS_VALUE_SIZE = 16;
 export const COUNT_SUBSCRIBERS = 0;
 export const COUNT_OTHER = 1;
 
@@ -32,6 +43,7 @@ const BPF_PSEUDO_MAP_FD = 1;
 const SKB_LEN = 0;
 const SKB_DATA = 76;
 const SKB_DATA_END = 80;
+const SKB_GSO_SEGS = 164;
 
 const ETH_HLEN = 14;
 const ETH_P_IP = 0x0800;
@@ -161,7 +173,7 @@ export class Assembler {
 // ---------------------------------------------------------------------------
 
 /** The program's instructions, with the two maps' fds built in. */
-export function sinkProgram(maps: { cfg: number; counts: number }): Uint8Array {
+export function sinkProgram(maps: { cfg: number; counts: number; runs: number }): Uint8Array {
   // r6 = ctx and r7 = packet cursor, r8 = data_end and r9 = dport/key
   // survive helper calls (callee-saved); r1-r5 do not.
   const a = new Assembler()
@@ -200,6 +212,26 @@ export function sinkProgram(maps: { cfg: number; counts: number }): Uint8Array {
     .ldxw('r4', 'r0', 4)
     .jlt('r9', 'r3', 'other')
     .jgt('r9', 'r4', 'other')
+    // Runs: r9 = this packet's port; r5 = how many packets it stands for.
+    .lookupFirst(maps.runs, 'subscriber')
+    .ldxw('r5', 'r6', SKB_GSO_SEGS)
+    .jne('r5', 0, 'segs')
+    .mov('r5', 1)
+    .label('segs')
+    .ldxw('r3', 'r0', 0)
+    .ldxw('r4', 'r0', 4)
+    .jne('r3', 'r9', 'new_run')
+    .add('r4', 'r5')
+    .ja('run')
+    .label('new_run')
+    .mov('r4', 'r5')
+    .stxw('r0', 0, 'r9')
+    .label('run')
+    .stxw('r0', 4, 'r4')
+    .ldxw('r3', 'r0', 8)
+    .jlt('r4', 'r3', 'subscriber')
+    .stxw('r0', 8, 'r4')
+    .label('subscriber')
     .mov('r9', COUNT_SUBSCRIBERS)
     .ja('count')
     .label('other')

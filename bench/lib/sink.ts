@@ -80,6 +80,22 @@ export class Sink {
     return JSON.parse(reply) as SinkCounts;
   }
 
+  /** Forget runs so far (see longestRun). */
+  async resetRuns(): Promise<void> {
+    const reply = await this.ask('runs reset');
+    if (reply !== 'ok') throw new Error(`sink: runs reset: ${reply}`);
+  }
+
+  /**
+   * The longest run of consecutive packets to one subscriber port since the
+   * last resetRuns(), as received (a GSO buffer counts as its segments).
+   */
+  async longestRun(): Promise<number> {
+    const reply = await this.ask('runs');
+    if (!reply.startsWith('{')) throw new Error(`sink: runs: ${reply}`);
+    return (JSON.parse(reply) as { longestRun: number }).longestRun;
+  }
+
   /** Detach the program (the helper exits when its stdin closes). Never throws. */
   async close(): Promise<void> {
     this.counter.endInput();

@@ -1,10 +1,21 @@
 /**
- * Sender bench load: sends COUNT datagrams of SIZE bytes round-robin to
- * DESTS ports from FIRST on HOST, one of three ways, as fast as it can:
+ * Sender bench load: sends COUNT datagrams of SIZE bytes to DESTS ports
+ * from FIRST on HOST, one way, as fast as that way goes.
  *
- *   aggregate  one Sluice.sendAggregate (batched engine) with every message due at once
- *   dgram      node:dgram, one socket.send per datagram
- *   sendto     one sendto(2) per datagram through Sluice's FFI module
+ * One-shot messages (part a), round-robin over the destinations:
+ *   aggregate     one Sluice.sendAggregate (batched engine) with every message due at once
+ *   dgram         node:dgram, one socket.send per datagram
+ *   sendto        one sendto(2) per datagram through Sluice's FFI module
+ *
+ * Segmented writes (parts b and d): Sluice.write of DESTS entries of
+ * WRITE_PACKETS x SIZE bytes each (SIZE = packetSize), repeated to COUNT:
+ *   write-gso     burst 64, UDP GSO (runs of up to 64 packets to one destination in one
+ *                 message; 49 of 1316 B fit the 65 KB GSO limit)
+ *   write-gso16   burst 16, UDP GSO
+ *   write-nogso   burst 64, gso 'never' (the same order, one packet per message)
+ *   write-strict  burst 1: strict interleave
+ *   write-dgram   node:dgram, one send per packet, each entry in turn (not interleaved),
+ *                 as an application without Sluice would write it
  *
  * Prints {"event":"ready"} (after a warm-up of WARMUP_ROUNDS x 10,000 datagrams sent the
  * same way, which starts Sluice's threads and lets V8 compile the hot
@@ -41,12 +52,60 @@ const payload = Buffer.alloc(size, 0x47);
 const destinations = Array.from({ length: dests }, (_, d) => `udp://${host}:${first + d}`);
 /** Warm-up: this many rounds of 10,000 datagrams (V8 optimizes a function after several calls, not one long one). */
 const WARMUP_ROUNDS = 8;
+/** Packets per write entry: a write is DESTS x WRITE_PACKETS packets (10 x 1000 by default). */
+const WRITE_PACKETS = 1000;
+const WRITE_BURST = { 'write-gso': 64, 'write-gso16': 16, 'write-nogso': 64, 'write-strict': 1 } as Record<string, number>;
 
 const emit = (o: object) => process.stdout.write(`${JSON.stringify(o)}\n`);
 
-const sluice = mode === 'aggregate' ? await Sluice.open({ tier: 'batched' }) : undefined;
+const sluice = mode === 'aggregate' || mode in WRITE_BURST ? await Sluice.open({ tier: 'batched' }) : undefined;
+/** The write entries' data: one buffer per destination (views of it are the packets). */
+const entryData = Array.from({ length: dests }, (_, d) => Buffer.alloc(WRITE_PACKETS * size, 0x30 + (d % 10)));
 
 async function run(count: number, close: boolean): Promise<{ sent: number; errors: number }> {
+  if (mode in WRITE_BURST) {
+    const s = sluice!;
+    try {
+      let sent = 0;
+      let errors = 0;
+      const entries = destinations.map((to, d) => ({ to, data: entryData[d]! }));
+      const options = { packetSize: size, burst: WRITE_BURST[mode]!, gso: mode === 'write-nogso' ? ('never' as const) : ('auto' as const) };
+      for (let done = 0; done < count; done += dests * WRITE_PACKETS) {
+        const r = await s.write(entries, options);
+        sent += r.sent;
+        errors += r.errors;
+      }
+      return { sent, errors };
+    } finally {
+      if (close) await s.close();
+    }
+  }
+  if (mode === 'write-dgram') {
+    const sock = dgram.createSocket('udp4');
+    await new Promise<void>((r) => sock.bind(0, r));
+    let sent = 0;
+    let errors = 0;
+    let window = 0;
+    let wake: () => void = () => undefined;
+    const onSent = (err: Error | null): void => {
+      if (err) errors++;
+      else sent++;
+      if (--window === 0) wake();
+    };
+    // Each entry in turn, in windows of one entry's packets (libuv's queue stays bounded).
+    for (let done = 0; done < count; ) {
+      for (let d = 0; d < dests && done < count; d++) {
+        const data = entryData[d]!;
+        window = WRITE_PACKETS;
+        const drained = new Promise<void>((r) => (wake = r));
+        for (let k = 0; k < WRITE_PACKETS; k++) sock.send(data.subarray(k * size, (k + 1) * size), first + d, host, onSent);
+        await drained;
+        done += WRITE_PACKETS;
+      }
+    }
+    sock.close();
+    return { sent, errors };
+  }
   if (mode === 'aggregate') {
     const s = sluice!;
     try {

@@ -12,6 +12,8 @@
  * stdin, one command a line, one reply line each:
  *   ports FIRST COUNT   count ports [FIRST, FIRST+COUNT-1] as subscribers -> ok
  *   read                -> {"subscribers":N,"subscriberBytes":N,"other":N} (totals over CPUs)
+ *   runs                -> {"longestRun":N} (longest run of packets to one subscriber port since the last reset)
+ *   runs reset          -> ok
  *   anything else       -> error <why>
  * Exits 0 when stdin closes or on SIGTERM/SIGINT.
  */
@@ -29,7 +31,7 @@ import {
   progLoad,
   tcxLinkCreate,
 } from '../../src/sys/bpf.js';
-import { CFG_VALUE_SIZE, COUNTS_VALUE_SIZE, COUNT_OTHER, COUNT_SUBSCRIBERS, sinkProgram } from '../lib/sink-prog.js';
+import { CFG_VALUE_SIZE, COUNTS_VALUE_SIZE, COUNT_OTHER, COUNT_SUBSCRIBERS, RUNS_VALUE_SIZE, sinkProgram } from '../lib/sink-prog.js';
 
 const args = process.argv.slice(2);
 const at = args.indexOf('--ifname');
@@ -54,6 +56,7 @@ function setRange(cfg: number, first: number, last: number): void {
 const fds: number[] = [];
 let cfg: number;
 let counts: number;
+let runs: number;
 let cpus: number;
 try {
   // sysfs as seen in this namespace (ip netns exec mounts its own /sys).
@@ -62,9 +65,11 @@ try {
   fds.push(cfg);
   counts = mapCreate({ type: BPF_MAP_TYPE.PERCPU_ARRAY, keySize: 4, valueSize: COUNTS_VALUE_SIZE, maxEntries: 2, flags: 0, name: 'sink_counts' });
   fds.push(counts);
+  runs = mapCreate({ type: BPF_MAP_TYPE.ARRAY, keySize: 4, valueSize: RUNS_VALUE_SIZE, maxEntries: 1, flags: 0, name: 'sink_runs' });
+  fds.push(runs);
   cpus = possibleCpus();
   setRange(cfg, 1, 0); // empty until the first `ports`: all UDP counts as other
-  const insns = sinkProgram({ cfg, counts });
+  const insns = sinkProgram({ cfg, counts, runs });
   const prog = progLoad({ type: BPF_PROG_TYPE_SCHED_CLS, insns, license: 'Dual MIT/GPL', name: 'bench_sink', expectedAttachType: BPF_TCX_INGRESS });
   fds.push(prog);
   fds.push(tcxLinkCreate(prog, ifindex, BPF_TCX_INGRESS, `tcx ingress of ${ifname} (ifindex ${ifindex})`));
@@ -93,9 +98,19 @@ function read(): { subscribers: number; subscriberBytes: number; other: number }
   return { subscribers: Number(s.packets), subscriberBytes: Number(s.bytes), other: Number(o.packets) };
 }
 
+function longestRun(): number {
+  const raw = mapLookup(runs, key(0), RUNS_VALUE_SIZE, 'runs');
+  return raw ? new DataView(raw.buffer, raw.byteOffset, raw.byteLength).getUint32(8, true) : 0;
+}
+
 function handle(line: string): string {
   const [cmd, ...rest] = line.trim().split(/\s+/);
   if (cmd === 'read') return JSON.stringify(read());
+  if (cmd === 'runs' && rest.length === 0) return JSON.stringify({ longestRun: longestRun() });
+  if (cmd === 'runs' && rest[0] === 'reset') {
+    mapUpdate(runs, key(0), new Uint8Array(RUNS_VALUE_SIZE), 0, 'runs');
+    return 'ok';
+  }
   if (cmd === 'ports' && rest.length === 2) {
     const [first, count] = rest.map(Number) as [number, number];
     if (!Number.isInteger(first) || !Number.isInteger(count) || first < 1 || count < 1 || first + count - 1 > 65535) {

@@ -41,6 +41,10 @@ export interface Libc {
   memcpyAddr(dst: ArrayBufferView | ArrayBuffer, src: ArrayBufferView | ArrayBuffer, n: number): number;
   /** syscall(nr, a, b, c) for calls glibc has no wrapper for (bpf). */
   syscall3(nr: number, a: number, b: number, c: number): number;
+  /** The calling thread's id (for per-thread calls such as setpriority). */
+  gettid(): number;
+  /** setpriority(which, who, prio): with PRIO_PROCESS and a thread id, that thread's nice value. */
+  setpriority(which: number, who: number, prio: number): number;
   /** prctl(option, arg) for the calling thread (e.g. PR_SET_TIMERSLACK). */
   prctl(option: number, arg: number): number;
   /** mount(2), for bpffs. `data` may be null. */
@@ -93,6 +97,8 @@ export function loadFfi(): { ok: true; libc: Libc } | { ok: false; reason: strin
         const fn = lib.func('long syscall(long, ...)');
         return (nr: number, a: number, b: number, c: number) => Number(fn(nr, 'long', a, 'uintptr_t', b, 'long', c));
       })(),
+      gettid: lib.func('int gettid(void)'),
+      setpriority: lib.func('int setpriority(int, unsigned int, int)'),
       prctl: (() => {
         const fn = lib.func('int prctl(int, ...)');
         return (option: number, arg: number) => Number(fn(option, 'unsigned long', arg, 'unsigned long', 0, 'unsigned long', 0, 'unsigned long', 0));

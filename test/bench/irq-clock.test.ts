@@ -38,3 +38,24 @@ test('counts a busy task on the core, not idle time', { skip }, async () => {
     clock.close();
   }
 });
+
+test('counts NET_RX softirq time: loopback receive runs on the sending core', { skip }, async () => {
+  const clock = CoreClock.open();
+  try {
+    const a = clock.busyS(0);
+    // 20,000 datagrams to a closed loopback port, sent from CPU 0: their receive path is NET_RX work there.
+    const script = `const s=require('node:dgram').createSocket('udp4');let n=0;const b=Buffer.alloc(100);const go=()=>{for(let i=0;i<1000;i++)s.send(b,9,'127.0.0.1');if((n+=1000)<20000)setImmediate(go);else setTimeout(()=>s.close(),50)};go();`;
+    await new Promise<void>((resolve, reject) => {
+      const p = spawn('taskset', ['-c', '0', process.execPath, '-e', script], { stdio: 'ignore' });
+      p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`sender exited ${code}`))));
+      p.on('error', reject);
+    });
+    const b = clock.busyS(0);
+    const netRx = b.netRxS - a.netRxS;
+    const busy = b.busyS - a.busyS;
+    assert.ok(netRx > 0.001, `NET_RX ${netRx.toFixed(4)} s for 20,000 loopback datagrams`);
+    assert.ok(netRx < busy, `NET_RX ${netRx.toFixed(4)} s is part of busy ${busy.toFixed(4)} s`);
+  } finally {
+    clock.close();
+  }
+});

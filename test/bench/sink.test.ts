@@ -8,7 +8,8 @@
  * the IPv4 header on) and UDP to other ports as other, both dropped before
  * the IP stack; ARP and IPv6 (neighbour discovery, and IPv6 UDP itself)
  * still pass, which the neighbour caches were flushed to prove; GSO buffers
- * count once but datagrams() still comes out exact; setPorts moves the
+ * count once but datagrams() still comes out exact; the longest run to one
+ * port counts a GSO buffer as its segments; setPorts moves the
  * range; close() detaches. Everything runs in namespaces created here.
  */
 import { test } from 'node:test';
@@ -72,6 +73,7 @@ test('counts and drops UDP to the subscriber ports and other UDP; ARP and IPv6 p
       await sink.setPorts(FIRST, COUNT);
       const before = await sink.read();
       assert.deepEqual(before, { subscribers: 0, subscriberBytes: 0, other: 0 });
+      assert.equal(await sink.longestRun(), 0);
       const noPorts = await stackCounter(topo, 'sink', 'snmp', 'NoPorts');
 
       // Neighbours must resolve again, through the program.
@@ -86,6 +88,8 @@ test('counts and drops UDP to the subscriber ports and other UDP; ARP and IPv6 p
       const after = await settle(sink, (c) => c.subscribers >= 500 && c.other >= 7);
       assert.deepEqual(after, { subscribers: 500, subscriberBytes: 500 * (SIZE + 28), other: 7 });
       assert.equal(datagrams(before, after, SIZE), 500);
+      // Two runs of 250 (other ports do not break or extend a run).
+      assert.equal(await sink.longestRun(), 250);
       assert.match(await neighbour(topo, SINK), /REACHABLE|STALE|DELAY|PROBE/, 'ARP did not resolve through the sink');
       // Dropped before the stack: no port-unreachable for any of them.
       assert.equal(await stackCounter(topo, 'sink', 'snmp', 'NoPorts'), noPorts);
@@ -102,6 +106,10 @@ test('counts and drops UDP to the subscriber ports and other UDP; ARP and IPv6 p
       assert.equal(v6, noPorts6 + 5);
       assert.match(await neighbour(topo, SINK6, true), /REACHABLE|STALE|DELAY|PROBE/, 'ND did not resolve through the sink');
       assert.deepEqual(await sink.read(), after);
+      await sink.resetRuns();
+      await send(topo, `${SINK}:${FIRST + 1}`, 7);
+      await settle(sink, (c) => c.subscribers >= 507);
+      assert.equal(await sink.longestRun(), 7, 'reset, then a run of 7');
     } finally {
       await sink.close();
     }
@@ -124,6 +132,7 @@ test('a GSO buffer counts as one packet, datagrams() stays exact', { skip, timeo
       const after = await settle(sink, (c) => datagrams(before, c, 1316) >= out.sent);
       assert.equal(datagrams(before, after, 1316), out.sent);
       assert.ok(after.subscribers < out.sent, `expected GSO buffers, got ${after.subscribers} packets for ${out.sent} datagrams`);
+      assert.equal(await sink.longestRun(), out.sent, 'a GSO buffer counts as its segments in a run');
       assert.equal(after.other, 0);
     } finally {
       await sink.close();

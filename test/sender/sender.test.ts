@@ -118,11 +118,16 @@ test('batched engine: messages due together leave in one sendmmsg, destinations 
   assert.equal(r.engine, 'batched');
   assert.equal(r.sent, 500);
   assert.equal(r.sendCalls, 1, `500 messages due at once took ${r.sendCalls} sendmmsg calls`);
-  // Default burst 16: 100 per destination go in turns of 16, 16, ..., 4: seven GSO messages each.
-  if (probeBatchedIo().gso) assert.equal(r.gsoMessages, 35, 'turns of 16 per destination, each one GSO message');
+  // Default burst 64: 100 per destination go in turns of 64 and 36: two GSO messages each.
+  if (probeBatchedIo().gso) assert.equal(r.gsoMessages, 10, 'turns of 64 per destination, each one GSO message');
   for (const x of rx) await x.waitFor(100);
   // Each receiver got its 100 in order.
   for (const [k, x] of rx.entries()) assert.deepEqual(x.received.map((d) => d.data[0]! | (d.data[1]! << 8)), Array.from({ length: 100 }, (_, j) => j * 5 + k));
+  // burst 16: turns of 16, 16, ..., 4: seven GSO messages each.
+  for (const x of rx) x.received.length = 0;
+  const sixteen = await batched!.sendAggregate({ messages, schedule: { kind: 'delays', delaysMs: messages.map(() => 0) }, burst: 16 });
+  if (probeBatchedIo().gso) assert.equal(sixteen.gsoMessages, 35);
+  for (const x of rx) await x.waitFor(100);
   // burst 1: strict turns, no GSO, still one call.
   for (const x of rx) x.received.length = 0;
   const strict = await batched!.sendAggregate({ messages, schedule: { kind: 'delays', delaysMs: messages.map(() => 0) }, burst: 1 });
