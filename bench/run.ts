@@ -272,7 +272,7 @@ async function main(): Promise<number> {
       save();
     }
     if (suites.has('sender')) {
-      const count = quick ? 100_000 : 200_000;
+      const count = quick ? 200_000 : 400_000;
       await sink.setPorts(FIRST_SUBSCRIBER_PORT, SENDER_DESTS);
       // With --no-segment-output every GSO buffer crosses whole anyway: the NIC variants would repeat the others.
       const ways = SENDER_WAYS.filter((w) => !w.nicSegments || options.segmentOutput);
