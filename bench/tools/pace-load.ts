@@ -23,17 +23,10 @@
 import { createInterface } from 'node:readline';
 import { Sluice } from '../../src/index.js';
 import { percentiles } from '../../src/sender/results.js';
-import { RawUdpSocket } from '../../src/sys/udp-socket.js';
 import { libc } from '../../src/sys/ffi.js';
-import { writeSockaddr } from '../../src/sys/sockaddr.js';
+import { flag, openSendto } from './load-common.js';
 
-const args = process.argv.slice(2);
-const get = (name: string, def?: string): string => {
-  const i = args.indexOf(`--${name}`);
-  const v = i >= 0 ? args[i + 1] : def;
-  if (v === undefined) throw new Error(`--${name} is required`);
-  return v;
-};
+const get = flag;
 const engine = get('engine');
 const rate = Number(get('rate'));
 const durationS = Number(get('duration', '1'));
@@ -60,11 +53,7 @@ async function runSluice(n: number): Promise<{ sent: number; lateness: { p50: nu
 /** The baseline loop. Deadlines and readings on CLOCK_MONOTONIC, in ns (doubles: exact to well below a µs). */
 function runNanosleep(n: number): { sent: number; lateness: { p50: number; p99: number; max: number } } {
   const c = libc();
-  const sock = RawUdpSocket.open(4);
-  const names = Buffer.alloc(16 * dests);
-  for (let d = 0; d < dests; d++) writeSockaddr(names, d * 16, 4, host, first + d);
-  const namesAt = c.memcpyAddr(names, names, 0);
-  const bufAt = c.memcpyAddr(payload, payload, 0);
+  const sock = openSendto(host, first, dests, payload);
   const ts = new BigInt64Array(2);
   const now = (): number => {
     c.clock_gettime(CLOCK_MONOTONIC, ts);
@@ -81,7 +70,7 @@ function runNanosleep(n: number): { sent: number; lateness: { p50: number; p99: 
       ts[0] = BigInt(Math.floor(deadline / 1e9));
       ts[1] = BigInt(Math.floor(deadline % 1e9));
       c.clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, ts, null);
-      if (c.sendto(sock.fd, bufAt, size, 0, namesAt + (i % dests) * 16, 16) >= 0) sent++;
+      if (sock.send(i) >= 0) sent++;
       late[i] = Math.max(0, now() - deadline) / 1e6;
     }
   } finally {

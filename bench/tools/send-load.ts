@@ -26,21 +26,13 @@
  *
  *   --mode M --count N --size S --host H --first P --dests K
  */
-import dgram from 'node:dgram';
 import { createInterface } from 'node:readline';
 import { Sluice } from '../../src/index.js';
-import { RawUdpSocket } from '../../src/sys/udp-socket.js';
 import { libc } from '../../src/sys/ffi.js';
-import { writeSockaddr } from '../../src/sys/sockaddr.js';
 import { EAGAIN } from '../../src/sys/errno.js';
+import { flag, openDgramWindows, openSendto } from './load-common.js';
 
-const args = process.argv.slice(2);
-const get = (name: string, def?: string): string => {
-  const i = args.indexOf(`--${name}`);
-  const v = i >= 0 ? args[i + 1] : def;
-  if (v === undefined) throw new Error(`--${name} is required`);
-  return v;
-};
+const get = flag;
 const mode = get('mode');
 const count = Number(get('count'));
 const size = Number(get('size'));
@@ -81,30 +73,16 @@ async function run(count: number, close: boolean): Promise<{ sent: number; error
     }
   }
   if (mode === 'write-dgram') {
-    const sock = dgram.createSocket('udp4');
-    await new Promise<void>((r) => sock.bind(0, r));
-    let sent = 0;
-    let errors = 0;
-    let window = 0;
-    let wake: () => void = () => undefined;
-    const onSent = (err: Error | null): void => {
-      if (err) errors++;
-      else sent++;
-      if (--window === 0) wake();
-    };
-    // Each entry in turn, in windows of one entry's packets (libuv's queue stays bounded).
+    const d = await openDgramWindows();
+    // Each entry in turn, one window per entry.
     for (let done = 0; done < count; ) {
-      for (let d = 0; d < dests && done < count; d++) {
-        const data = entryData[d]!;
-        window = WRITE_PACKETS;
-        const drained = new Promise<void>((r) => (wake = r));
-        for (let k = 0; k < WRITE_PACKETS; k++) sock.send(data.subarray(k * size, (k + 1) * size), first + d, host, onSent);
-        await drained;
+      for (let e = 0; e < dests && done < count; e++) {
+        const data = entryData[e]!;
+        await d.window(WRITE_PACKETS, (k, sock, cb) => sock.send(data.subarray(k * size, (k + 1) * size), first + e, host, cb));
         done += WRITE_PACKETS;
       }
     }
-    sock.close();
-    return { sent, errors };
+    return d.close();
   }
   if (mode === 'aggregate') {
     const s = sluice!;
@@ -126,41 +104,22 @@ async function run(count: number, close: boolean): Promise<{ sent: number; error
     }
   }
   if (mode === 'dgram') {
-    const sock = dgram.createSocket('udp4');
-    await new Promise<void>((r) => sock.bind(0, r));
-    let sent = 0;
-    let errors = 0;
-    // In windows, so libuv's queue stays bounded; one shared callback (no
-    // closure or promise per packet: the baseline is dgram used well).
-    let window = 0;
-    let wake: () => void = () => undefined;
-    const onSent = (err: Error | null): void => {
-      if (err) errors++;
-      else sent++;
-      if (--window === 0) wake();
-    };
+    const d = await openDgramWindows();
     for (let done = 0; done < count; ) {
       const n = Math.min(4096, count - done);
-      window = n;
-      const drained = new Promise<void>((r) => (wake = r));
-      for (let i = 0; i < n; i++) sock.send(payload, first + ((done + i) % dests), host, onSent);
-      await drained;
+      const base = done;
+      await d.window(n, (i, sock, cb) => sock.send(payload, first + ((base + i) % dests), host, cb));
       done += n;
     }
-    sock.close();
-    return { sent, errors };
+    return d.close();
   }
   if (mode === 'sendto') {
     const c = libc();
-    const sock = RawUdpSocket.open(4);
-    const names = Buffer.alloc(16 * dests);
-    for (let d = 0; d < dests; d++) writeSockaddr(names, d * 16, 4, host, first + d);
-    const namesAt = c.memcpyAddr(names, names, 0);
-    const bufAt = c.memcpyAddr(payload, payload, 0);
+    const s = openSendto(host, first, dests, payload);
     let sent = 0;
     let errors = 0;
     for (let i = 0; i < count; ) {
-      const r = c.sendto(sock.fd, bufAt, size, 0, namesAt + (i % dests) * 16, 16);
+      const r = s.send(i);
       if (r >= 0) {
         sent++;
         i++;
@@ -171,7 +130,7 @@ async function run(count: number, close: boolean): Promise<{ sent: number; error
         i++;
       }
     }
-    sock.close();
+    s.close();
     return { sent, errors };
   }
   throw new Error(`unknown --mode ${mode}`);
