@@ -1,0 +1,174 @@
+/**
+ * The TPO data mover field (docs/WIRE.md, "Transport message"): the start
+ * of every UDP datagram between two gateways. An 8-byte prefix (version,
+ * kind, the receiver's connection id), then subfields, each `length u16,
+ * type u8, body`: always a transport-data subfield (this transmission's
+ * physical number, and the logical number of the segment it carries, if
+ * any), optionally an acknowledgement subfield. What follows the field is
+ * the payload (a segment of a driver buffer; encrypted, with its tag, by
+ * the data mover). The field itself travels in clear but authenticated
+ * (AEAD associated data). Pure codec.
+ */
+import { WireError } from './errors.js';
+import { Reader, Writer } from './cursor.js';
+
+export const DATAGRAM_VERSION = 1;
+export const DATAGRAM_PREFIX_LENGTH = 8;
+const KIND_TRANSPORT = 1;
+
+const SUB_TRANSPORT = 1;
+const SUB_ACK = 2;
+const SUBFIELD_HEADER = 3;
+const TRANSPORT_BODY = 17;
+/** Fixed part of an ack body before the bitmap and the ranges. */
+const ACK_FIXED = 1 + 8 + 8 + 4 + 4 + 8 + 2 + 2;
+/** At most this many bitmap bytes (8,192 segments past the cumulative point) and ranges per ack. */
+export const MAX_ACK_BITMAP_BYTES = 1024;
+export const MAX_ACK_RANGES = 64;
+
+/** Transport-data flags. */
+export const TD_DATA = 0x01;
+export const TD_BUFFER_START = 0x02;
+export const TD_BUFFER_END = 0x04;
+export const TD_RETRANSMISSION = 0x08;
+const TD_KNOWN = TD_DATA | TD_BUFFER_START | TD_BUFFER_END | TD_RETRANSMISSION;
+
+export interface TransportData {
+  /** TD_* bits. */
+  readonly flags: number;
+  /** The segment's place in the stream of segments (0 when the datagram carries none). */
+  readonly logical: number;
+  /** This transmission's number: never reused, a retransmission gets a new one. */
+  readonly physical: number;
+}
+
+export interface AckRange {
+  /** Highest physical number of the range. */
+  readonly largest: number;
+  /** Numbers in the range: largest - length + 1 .. largest. */
+  readonly length: number;
+}
+
+export interface Ack {
+  /** Highest physical number this side has sent (so the peer can tell tail loss). */
+  readonly highestSent: number;
+  /** Highest physical number this side has received. */
+  readonly highestReceived: number;
+  /** µs between receiving highestReceived and sending this ack (RTT samples subtract it). */
+  readonly ackDelayUs: number;
+  /** Rate of data delivery to the receiving driver, bytes/s (saturates at 2^32-1). */
+  readonly deliveryRate: number;
+  /** Every logical segment below this has been received (the cumulative point). */
+  readonly cumulative: number;
+  /** Bit i (LSB first within each byte) = segment cumulative + 1 + i received. */
+  readonly bitmap: Uint8Array;
+  /** Physical numbers received, as ranges, highest first (for large windows and loss detection). */
+  readonly ranges: readonly AckRange[];
+}
+
+export interface DataMoverField {
+  /** The receiving side's connection id (it chose it). */
+  readonly connectionId: number;
+  readonly transport: TransportData;
+  readonly ack?: Ack;
+}
+
+export function dataMoverFieldLength(f: DataMoverField): number {
+  let n = DATAGRAM_PREFIX_LENGTH + SUBFIELD_HEADER + TRANSPORT_BODY;
+  if (f.ack) n += SUBFIELD_HEADER + ACK_FIXED + f.ack.bitmap.length + f.ack.ranges.length * 12;
+  return n;
+}
+
+function check(name: string, v: number, max: number): void {
+  if (!Number.isInteger(v) || v < 0 || v > max) throw new WireError('value', `data mover field: ${name} ${v} not an integer in 0..${max}`, name);
+}
+
+/** Writes the field at the start of `out`; returns its length (the payload goes after it). */
+export function writeDataMoverField(out: Uint8Array, f: DataMoverField): number {
+  const t = f.transport;
+  check('connectionId', f.connectionId, 0xffffffff);
+  check('transport.flags', t.flags, TD_KNOWN);
+  if (t.flags & ~TD_KNOWN) throw new WireError('value', 'data mover field: unknown transport flags', 'transport.flags');
+  check('transport.logical', t.logical, Number.MAX_SAFE_INTEGER);
+  check('transport.physical', t.physical, Number.MAX_SAFE_INTEGER);
+  const w = new Writer(out);
+  w.u8(DATAGRAM_VERSION).u8(KIND_TRANSPORT).u8(0).u8(f.ack ? 2 : 1).u32(f.connectionId);
+  w.u16(SUBFIELD_HEADER + TRANSPORT_BODY).u8(SUB_TRANSPORT).u8(t.flags).u64(t.logical).u64(t.physical);
+  const a = f.ack;
+  if (a) {
+    for (const [name, v, max] of [['ack.highestSent', a.highestSent, Number.MAX_SAFE_INTEGER], ['ack.highestReceived', a.highestReceived, Number.MAX_SAFE_INTEGER], ['ack.ackDelayUs', a.ackDelayUs, 0xffffffff], ['ack.deliveryRate', a.deliveryRate, 0xffffffff], ['ack.cumulative', a.cumulative, Number.MAX_SAFE_INTEGER]] as const) check(name, v, max);
+    if (a.bitmap.length > MAX_ACK_BITMAP_BYTES) throw new WireError('length', `data mover field: ack bitmap of ${a.bitmap.length} bytes exceeds ${MAX_ACK_BITMAP_BYTES}`, 'ack.bitmap');
+    if (a.ranges.length > MAX_ACK_RANGES) throw new WireError('length', `data mover field: ${a.ranges.length} ack ranges exceed ${MAX_ACK_RANGES}`, 'ack.ranges');
+    w.u16(SUBFIELD_HEADER + ACK_FIXED + a.bitmap.length + a.ranges.length * 12).u8(SUB_ACK);
+    w.u8(0).u64(a.highestSent).u64(a.highestReceived).u32(a.ackDelayUs).u32(a.deliveryRate).u64(a.cumulative).u16(a.bitmap.length).u16(a.ranges.length);
+    w.bytesOf(a.bitmap);
+    for (const r of a.ranges) {
+      check('ack.ranges.largest', r.largest, Number.MAX_SAFE_INTEGER);
+      check('ack.ranges.length', r.length, 0xffffffff);
+      if (r.length < 1 || r.length > r.largest + 1) throw new WireError('value', `data mover field: ack range of ${r.length} below ${r.largest}`, 'ack.ranges');
+      w.u64(r.largest).u32(r.length);
+    }
+  }
+  return w.offset;
+}
+
+export function encodeDataMoverField(f: DataMoverField, payload: Uint8Array = new Uint8Array(0)): Uint8Array {
+  const out = new Uint8Array(dataMoverFieldLength(f) + payload.length);
+  const n = writeDataMoverField(out, f);
+  out.set(payload, n);
+  return out;
+}
+
+/** The field at the start of `datagram`, and where the payload starts. */
+export function decodeDataMoverField(datagram: Uint8Array): { field: DataMoverField; payloadOffset: number } {
+  const r = new Reader(datagram, 'datagram');
+  const version = r.u8('version');
+  if (version !== DATAGRAM_VERSION) throw new WireError('version', `datagram: version ${version}, this code speaks ${DATAGRAM_VERSION}`, 'version');
+  const kind = r.u8('kind');
+  if (kind !== KIND_TRANSPORT) throw new WireError('type', `datagram: unknown kind ${kind}`, 'kind');
+  if (r.u8('flags') !== 0) throw new WireError('value', 'datagram: reserved flags set', 'flags');
+  const subfields = r.u8('subfields');
+  const connectionId = r.u32('connectionId');
+  if (subfields < 1 || subfields > 2) throw new WireError('value', `datagram: ${subfields} subfield(s), expected 1 or 2`, 'subfields');
+  let transport: TransportData | undefined;
+  let ack: Ack | undefined;
+  for (let i = 0; i < subfields; i++) {
+    const start = r.offset;
+    const length = r.u16('subfield.length');
+    const type = r.u8('subfield.type');
+    if (length < SUBFIELD_HEADER) throw new WireError('length', `datagram: subfield length ${length}`, 'subfield.length');
+    if (length - SUBFIELD_HEADER > r.left) throw new WireError('truncated', `datagram: subfield of ${length} bytes, ${r.left + SUBFIELD_HEADER} left`, 'subfield.length');
+    const body = new Reader(datagram, 'datagram subfield', r.offset, start + length);
+    if (type === SUB_TRANSPORT && i === 0) {
+      if (length !== SUBFIELD_HEADER + TRANSPORT_BODY) throw new WireError('length', `transport-data subfield of ${length} bytes`, 'transport.length');
+      const flags = body.u8('transport.flags');
+      if (flags & ~TD_KNOWN) throw new WireError('value', 'transport-data: unknown flags', 'transport.flags');
+      transport = { flags, logical: body.u64('transport.logical'), physical: body.u64('transport.physical') };
+    } else if (type === SUB_ACK && i === 1) {
+      if (body.u8('ack.flags') !== 0) throw new WireError('value', 'ack: reserved flags set', 'ack.flags');
+      const highestSent = body.u64('ack.highestSent');
+      const highestReceived = body.u64('ack.highestReceived');
+      const ackDelayUs = body.u32('ack.ackDelayUs');
+      const deliveryRate = body.u32('ack.deliveryRate');
+      const cumulative = body.u64('ack.cumulative');
+      const bitmapLength = body.u16('ack.bitmapLength');
+      const rangeCount = body.u16('ack.rangeCount');
+      if (bitmapLength > MAX_ACK_BITMAP_BYTES || rangeCount > MAX_ACK_RANGES) throw new WireError('length', 'ack: bitmap or ranges over their limits', 'ack.bitmapLength');
+      if (length !== SUBFIELD_HEADER + ACK_FIXED + bitmapLength + rangeCount * 12) throw new WireError('length', `ack subfield of ${length} bytes for ${bitmapLength} bitmap bytes and ${rangeCount} ranges`, 'ack.length');
+      const bitmap = body.bytesOf(bitmapLength, 'ack.bitmap');
+      const ranges: AckRange[] = [];
+      for (let k = 0; k < rangeCount; k++) {
+        const largest = body.u64('ack.ranges.largest');
+        const len = body.u32('ack.ranges.length');
+        if (len < 1 || len > largest + 1) throw new WireError('value', `ack range of ${len} below ${largest}`, 'ack.ranges');
+        ranges.push({ largest, length: len });
+      }
+      ack = { highestSent, highestReceived, ackDelayUs, deliveryRate, cumulative, bitmap, ranges };
+    } else {
+      throw new WireError('type', `datagram: subfield ${i} has type ${type}`, 'subfield.type');
+    }
+    if (body.left !== 0) throw new WireError('length', 'datagram: subfield longer than its contents', 'subfield.length');
+    r.skip(length - SUBFIELD_HEADER, 'subfield');
+  }
+  return { field: { connectionId, transport: transport!, ...(ack ? { ack } : {}) }, payloadOffset: r.offset };
+}
