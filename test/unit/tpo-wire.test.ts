@@ -150,3 +150,14 @@ test('encoding refuses what the format cannot carry, naming the field', () => {
   assert.throws(() => encodeMessages([{ header: { ...h, dst: { address: '10.0.0.2', port: 1 }, dataLength: 3 }, data: new Uint8Array(2) }]), (e: unknown) => isWireError(e) && (e as WireError).field === 'dataLength');
   assert.throws(() => encodeDriverBuffer({ function: 'messages', codec: 'none', domain: 256, count: 0, rawLength: 0 }, new Uint8Array(0)), (e: unknown) => isWireError(e) && (e as WireError).field === 'domain');
 });
+
+test('CRC-32: the portable version equals zlib (and the check value 0xCBF43926)', async () => {
+  const { crc32, crc32Portable } = await import('../../src/wire/crc32.js');
+  assert.equal(crc32Portable(new TextEncoder().encode('123456789')), 0xcbf43926);
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 500 }), fc.uint8Array({ maxLength: 100 }), (a, b) => {
+      assert.equal(crc32Portable(b, crc32Portable(a)), crc32(b, crc32(a)));
+    }),
+    { numRuns: 300 },
+  );
+});

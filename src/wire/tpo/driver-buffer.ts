@@ -8,7 +8,7 @@
  * reassembly, memory) is refused rather than delivered. Pure codec: the
  * compression itself is the packet driver's.
  */
-import { crc32 } from 'node:zlib';
+import { crc32 } from '../crc32.js';
 import { WireError } from './errors.js';
 import { Reader, Writer } from './cursor.js';
 import { messageHeaderLength, readMessageHeader, writeMessageHeader, type MessageHeader } from './message.js';
