@@ -1,0 +1,111 @@
+/**
+ * The TPO packet driver: aggregation into driver buffers (size and
+ * deadline), compression per buffer only where it pays, trust domains
+ * never mixed, and decoding that refuses what does not add up.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import * as zlib from 'node:zlib';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { PacketDriver, openDriverBuffer, type SealedBuffer } from '../../src/tpo/packet-driver.js';
+import { encodeDriverBuffer, encodeMessages, type CarriedMessage } from '../../src/wire/tpo/driver-buffer.js';
+import { WireError } from '../../src/wire/tpo/errors.js';
+
+const msg = (i: number, data: Uint8Array, flow = 1): CarriedMessage => ({
+  header: { function: 'data', protocol: 'udp', sequence: i, src: { address: '10.0.0.1', port: 40000 + flow }, dst: { address: '10.9.0.1', port: 5000 }, status: 0, dataLength: data.length },
+  data,
+});
+
+function collect(options = {}) {
+  const out: SealedBuffer[] = [];
+  const driver = new PacketDriver((b) => out.push(b), options);
+  return { driver, out };
+}
+
+test('chatty small messages become few buffers: 100-byte messages, at most 0.1 buffers per message', () => {
+  const { driver, out } = collect();
+  const sent: Uint8Array[] = [];
+  for (let i = 0; i < 20_000; i++) {
+    const data = randomBytes(100);
+    sent.push(data);
+    driver.push(0, msg(i, data));
+  }
+  driver.close();
+  const perMessage = out.length / 20_000;
+  assert.ok(perMessage <= 0.1, `${out.length} buffers for 20,000 messages`);
+  assert.ok(out.every((b) => b.bytes.length <= 32 * 1024), 'no buffer over the maximum');
+  // Every message comes back, in order, byte-exact.
+  const back = out.flatMap((b) => openDriverBuffer(b.bytes).messages);
+  assert.equal(back.length, 20_000);
+  back.forEach((m, i) => {
+    assert.equal(m.header.sequence, i);
+    assert.deepEqual(Buffer.from(m.data), Buffer.from(sent[i]!));
+  });
+});
+
+test('a lone message leaves after the deadline, not before', async () => {
+  const { driver, out } = collect({ flushDelayMs: 20 });
+  const t0 = performance.now();
+  driver.push(0, msg(0, new Uint8Array(10)));
+  await sleep(5);
+  assert.equal(out.length, 0, 'sealed before its deadline');
+  while (out.length === 0 && performance.now() - t0 < 1000) await sleep(2);
+  assert.equal(out.length, 1);
+  assert.equal(out[0]!.reason, 'deadline');
+  assert.ok(performance.now() - t0 >= 19);
+  driver.close();
+});
+
+test('trust domains never share a buffer', () => {
+  const { driver, out } = collect();
+  for (let i = 0; i < 3000; i++) driver.push(i % 3, msg(i, Buffer.from(`secret-${i % 3}-`.repeat(10))));
+  driver.close();
+  for (const b of out) {
+    const { header, messages } = openDriverBuffer(b.bytes);
+    assert.equal(header.domain, b.domain);
+    assert.ok(messages.every((m) => m.header.sequence % 3 === b.domain), 'a message of another domain in the buffer');
+  }
+  assert.deepEqual(new Set(out.map((b) => b.domain)), new Set([0, 1, 2]));
+});
+
+test('text compresses; random data goes uncompressed and grows by framing only', () => {
+  const text = Buffer.from(Array.from({ length: 400 }, (_, i) => `{"id":${i},"user":"u${i % 17}","action":"view","path":"/items/${i}"}\n`).join(''));
+  const t = collect();
+  for (let i = 0; i * 1000 < text.length; i++) t.driver.push(0, msg(i, text.subarray(i * 1000, (i + 1) * 1000)));
+  t.driver.close();
+  const textRaw = t.out.reduce((n, b) => n + b.rawBytes, 0);
+  const textWire = t.out.reduce((n, b) => n + b.bytes.length, 0);
+  assert.ok(t.out.every((b) => b.codec === 'brotli'), 'text went compressed');
+  assert.ok(textWire < textRaw * 0.5, `text: ${textWire} bytes on the wire for ${textRaw}`);
+
+  const r = collect();
+  const random = randomBytes(256 * 1024);
+  for (let i = 0; i * 1000 < random.length; i++) r.driver.push(0, msg(i, random.subarray(i * 1000, (i + 1) * 1000)));
+  r.driver.close();
+  assert.ok(r.out.every((b) => b.codec === 'none'), 'random data went uncompressed');
+  const raw = r.out.reduce((n, b) => n + b.rawBytes, 0);
+  const wire = r.out.reduce((n, b) => n + b.bytes.length, 0);
+  // Compression adds nothing; only the routing headers (20 B per buffer) are added to the raw messages.
+  assert.equal(wire, raw + 20 * r.out.length);
+  assert.ok(r.driver.stats.notCompressible === r.out.length);
+});
+
+test('decoding refuses a payload that decompresses beyond its declared length, or to less', () => {
+  const raw = encodeMessages([msg(0, new Uint8Array(5000))]);
+  const packed = zlib.deflateRawSync(raw);
+  const lying = encodeDriverBuffer({ function: 'messages', codec: 'deflate', domain: 0, count: 1, rawLength: 100 }, packed);
+  assert.throws(() => openDriverBuffer(lying), (e: unknown) => e instanceof WireError && e.reason === 'length');
+  const short = encodeDriverBuffer({ function: 'messages', codec: 'deflate', domain: 0, count: 1, rawLength: raw.length + 10 }, packed);
+  assert.throws(() => openDriverBuffer(short), (e: unknown) => e instanceof WireError && e.reason === 'length');
+  const garbage = encodeDriverBuffer({ function: 'messages', codec: 'brotli', domain: 0, count: 1, rawLength: 50 }, randomBytes(40));
+  assert.throws(() => openDriverBuffer(garbage), (e: unknown) => e instanceof WireError);
+});
+
+test('a message larger than a buffer can hold is refused, naming the limit', () => {
+  const { driver } = collect({ maxBufferBytes: 4096 });
+  assert.equal(driver.maxMessageData(false), 4096 - 20 - 28);
+  assert.throws(() => driver.push(0, msg(0, new Uint8Array(driver.maxMessageData(false) + 1))), /exceeds the driver buffer maximum/);
+  driver.push(0, msg(0, new Uint8Array(driver.maxMessageData(false))));
+  driver.close();
+});
