@@ -1,0 +1,155 @@
+/**
+ * The data mover's rate control: a model of the path, not a reaction to
+ * loss (BBR's approach). Random loss on a long link says nothing about
+ * congestion, and halving on it is what caps TCP at 1/(RTT·√loss); instead
+ * the sender estimates
+ *   - the bottleneck bandwidth: the highest delivery rate measured over the
+ *     last 10 round trips (a windowed max filter), and
+ *   - the propagation delay: the minimum RTT (rtt.ts),
+ * and paces at gain × bandwidth, cycling the gain (1.25, 0.75, then 1 for
+ * six round trips) to probe for more bandwidth and drain what the probe
+ * queued; the window of data in flight is 2 × bandwidth × min RTT, so the
+ * queue it can build stays bounded. Startup doubles the rate each round
+ * trip until the measured bandwidth stops growing by 25 % for three rounds,
+ * then drains the queue startup built. The bandwidth window ages only
+ * with rounds that measured the path. An operator cap bounds the pacing
+ * rate; a loss rate far above any random loss (over 20 % in a round)
+ * halves the bandwidth estimate for the next round, as a brake for when
+ * the link really is saturated by others.
+ */
+export const STARTUP_GAIN = 2.885; // 2/ln 2, BBR's
+export const CYCLE_GAINS = [1.25, 0.75, 1, 1, 1, 1, 1, 1] as const;
+const BW_WINDOW_ROUNDS = 10;
+const FULL_BW_GROWTH = 1.25;
+const FULL_BW_ROUNDS = 3;
+const CWND_GAIN = 2;
+const HEAVY_LOSS = 0.2;
+
+export type RatePhase = 'startup' | 'drain' | 'probe';
+
+export interface RateControlOptions {
+  /** Operator cap on the pacing rate, bytes/s (Infinity: none). */
+  readonly maxRateBps?: number;
+  /** Rate before any measurement, bytes/s; default 1 Mbit/s. */
+  readonly initialRateBps?: number;
+  /** Smallest window, bytes (a few segments keep a slow link moving). */
+  readonly minWindowBytes?: number;
+}
+
+/** One delivery rate sample: bytes delivered over an interval, as acknowledged. */
+export interface DeliverySample {
+  readonly bytesPerSecond: number;
+  /**
+   * Taken while the sender had less to send than the rate allowed: such a
+   * sample shows what the application offered, not what the path carries,
+   * so it may raise the estimate but is not kept when it is lower.
+   */
+  readonly appLimited: boolean;
+}
+
+export class RateControl {
+  #phase: RatePhase = 'startup';
+  #round = 0;
+  #cycle = 0;
+  /** Per round of the window: the max delivery rate seen in it. */
+  readonly #bwByRound: number[] = [];
+  #fullBw = 0;
+  #fullBwRounds = 0;
+  #minRttMs = Infinity;
+  #roundLost = 0;
+  #roundDelivered = 0;
+  #brake = 1;
+  /** This round produced a sample the estimate may rest on (not an app-limited one below it). */
+  #measured = false;
+  readonly #cap: number;
+  readonly #initial: number;
+  readonly #minWindow: number;
+
+  constructor(options: RateControlOptions = {}) {
+    this.#cap = options.maxRateBps ?? Infinity;
+    this.#initial = options.initialRateBps ?? 125_000;
+    this.#minWindow = options.minWindowBytes ?? 4 * 1400;
+  }
+
+  get phase(): RatePhase {
+    return this.#phase;
+  }
+
+  /** The bottleneck bandwidth estimate, bytes/s (0 before a sample). */
+  get bandwidthBps(): number {
+    return this.#bwByRound.length ? Math.max(...this.#bwByRound) * this.#brake : 0;
+  }
+
+  get gain(): number {
+    if (this.#phase === 'startup') return STARTUP_GAIN;
+    if (this.#phase === 'drain') return 1 / STARTUP_GAIN;
+    return CYCLE_GAINS[this.#cycle % CYCLE_GAINS.length]!;
+  }
+
+  /** Bytes/s to pace at now. */
+  get pacingRateBps(): number {
+    const bw = this.bandwidthBps;
+    const rate = bw > 0 ? this.gain * bw : this.#initial;
+    return Math.min(this.#cap, rate);
+  }
+
+  /** Bytes that may be in flight (unacknowledged) now. */
+  get windowBytes(): number {
+    const bw = Math.min(this.#cap, this.bandwidthBps);
+    if (!(bw > 0) || !Number.isFinite(this.#minRttMs)) return Math.max(this.#minWindow, (this.#initial * INITIAL_WINDOW_RTT_MS) / 1000);
+    const bdp = (bw * this.#minRttMs) / 1000;
+    return Math.max(this.#minWindow, (this.#phase === 'startup' ? STARTUP_GAIN : CWND_GAIN) * bdp);
+  }
+
+  /** A delivery rate sample (from an ack). */
+  onDelivery(sample: DeliverySample, bytesDelivered: number): void {
+    this.#roundDelivered += bytesDelivered;
+    if (!(sample.bytesPerSecond > 0)) return;
+    if (sample.appLimited && sample.bytesPerSecond <= this.bandwidthBps) return;
+    if (this.#bwByRound.length === 0) this.#bwByRound.push(0);
+    const i = this.#bwByRound.length - 1;
+    this.#bwByRound[i] = Math.max(this.#bwByRound[i]!, sample.bytesPerSecond);
+    this.#measured = true;
+  }
+
+  onLoss(bytesLost: number): void {
+    this.#roundLost += bytesLost;
+  }
+
+  onMinRtt(ms: number): void {
+    this.#minRttMs = ms;
+  }
+
+  /** A round trip ended (everything sent at its start has been acknowledged or declared lost). */
+  onRoundEnd(bytesInFlight: number): void {
+    this.#round++;
+    const lossRate = this.#roundLost / Math.max(1, this.#roundLost + this.#roundDelivered);
+    this.#brake = lossRate > HEAVY_LOSS ? this.#brake * 0.5 : Math.min(1, this.#brake * 2);
+    this.#roundLost = 0;
+    this.#roundDelivered = 0;
+    const bw = this.bandwidthBps;
+    if (this.#phase === 'startup') {
+      if (bw >= this.#fullBw * FULL_BW_GROWTH) {
+        this.#fullBw = bw;
+        this.#fullBwRounds = 0;
+      } else if (++this.#fullBwRounds >= FULL_BW_ROUNDS) {
+        this.#phase = 'drain';
+      }
+    } else if (this.#phase === 'drain') {
+      // Drained once what is in flight fits one bandwidth-delay product.
+      if (bytesInFlight <= (bw * this.#minRttMs) / 1000) this.#phase = 'probe';
+    } else {
+      this.#cycle++;
+    }
+    // The window ages only with rounds that measured the path: an idle or
+    // application-limited spell keeps the last estimate instead of decaying
+    // to what the application happened to offer.
+    if (this.#measured) {
+      this.#bwByRound.push(0);
+      if (this.#bwByRound.length > BW_WINDOW_ROUNDS) this.#bwByRound.shift();
+    }
+    this.#measured = false;
+  }
+}
+
+const INITIAL_WINDOW_RTT_MS = 100;
