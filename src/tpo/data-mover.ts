@@ -94,6 +94,8 @@ interface InFlight {
   /** Delivered bytes and the time of the last delivery when this was sent (for the delivery rate). */
   readonly delivered: number;
   readonly deliveredAt: number;
+  /** Send time of the datagram most recently acknowledged when this one was sent (the send side of the rate interval). */
+  readonly firstSentAt: number;
   readonly appLimited: boolean;
 }
 
@@ -133,6 +135,7 @@ export class DataMover extends EventEmitter {
   #lastAckAt = 0;
   #delivered = 0;
   #deliveredAt = 0;
+  #firstSentAt = 0;
   #roundEndPhysical = 0;
   #tokens = 0;
   #lastTick = 0;
@@ -337,7 +340,10 @@ export class DataMover extends EventEmitter {
       this.#bytesInFlight -= p.bytes;
       ackedBytes += p.bytes;
       this.#delivered += p.bytes;
-      const interval = now - p.deliveredAt;
+      // The rate over the longer of the send and the ack intervals: acks that
+      // arrive bunched up would otherwise suggest more bandwidth than there is.
+      const interval = Math.max(p.sentAt - p.firstSentAt, now - p.deliveredAt);
+      this.#firstSentAt = p.sentAt;
       if (interval > 0) this.rate.onDelivery({ bytesPerSecond: ((this.#delivered - p.delivered) * 1000) / interval, appLimited: p.appLimited }, p.bytes);
       if (pn > newlyAckedLargest) newlyAckedLargest = pn;
       if (pn === ack.highestReceived) this.rtt.sample(now - p.sentAt, ack.ackDelayUs / 1000, now);
@@ -466,7 +472,7 @@ export class DataMover extends EventEmitter {
     }
     // Ack-only datagrams are not tracked: nothing acknowledges them when the peer has no data to send.
     if (seg) {
-      this.#inFlight.set(physical, { logical: seg.logical, bytes, sentAt: now, delivered: this.#delivered, deliveredAt: this.#deliveredAt, appLimited });
+      this.#inFlight.set(physical, { logical: seg.logical, bytes, sentAt: now, delivered: this.#delivered, deliveredAt: this.#deliveredAt, firstSentAt: this.#inFlight.size === 0 && this.#firstSentAt === 0 ? now : this.#firstSentAt, appLimited });
       this.#bytesInFlight += bytes;
     }
     return bytes;
