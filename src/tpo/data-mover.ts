@@ -11,7 +11,7 @@
  * segments go before new ones.
  *
  * Acknowledging: the receiver answers data within `ackDelayMs` (sooner
- * after every second data datagram) and piggybacks acks on its own data:
+ * after every eighth data datagram) and piggybacks acks on its own data:
  * highest physical numbers sent and received, the ack delay, the delivery
  * rate, the cumulative logical point and a bitmap beyond it, and the
  * ranges of physical numbers received.
@@ -60,7 +60,7 @@ export interface DataMoverOptions {
   readonly maxRateBps?: number;
   /** Queued plus in-flight bytes beyond which send() asks the caller to wait; default 8 MiB. */
   readonly sendBufferBytes?: number;
-  /** An acknowledgement leaves at most this long after data arrived; default 10 ms. */
+  /** An acknowledgement leaves at most this long after data arrived (or after every 8 data datagrams); default 10 ms. */
   readonly ackDelayMs?: number;
   readonly keepaliveMs?: number;
   readonly deadAfterMs?: number;
@@ -104,9 +104,15 @@ const PACER_TICK_MS = 1;
 const BURST_MS = 2;
 const PACKET_THRESHOLD = 3;
 /** Data datagrams between acknowledgements (sooner after ackDelayMs): acks cost reverse bandwidth. */
-const ACK_EVERY = 4;
+const ACK_EVERY = 8;
 /** An ack-only datagram's ranges and bitmap stay within one MTU-sized datagram. */
-const FULL_ACK = { ranges: 24, bitmapBytes: 512 };
+const FULL_ACK = { ranges: 16, bitmapBytes: 512 };
+/**
+ * Ranges reach back this many physical numbers below the highest received:
+ * older ones were in earlier acks, and if those were lost the logical
+ * cumulative point and bitmap still tell the sender what arrived.
+ */
+const RANGE_REACH = 512;
 /** The ack piggybacked on a data datagram is small: the segment needs the room. */
 const PIGGYBACK_ACK = { ranges: 2, bitmapBytes: 16 };
 
@@ -317,7 +323,10 @@ export class DataMover extends EventEmitter {
       deliveryRate: this.#deliveryRate,
       cumulative: this.#reassembler.cumulative,
       bitmap: this.#reassembler.bitmap(Math.min(size.bitmapBytes, MAX_ACK_BITMAP_BYTES)),
-      ranges: this.#ranges.slice(0, size.ranges).map(([lo, hi]): AckRange => ({ largest: hi, length: hi - lo + 1 })),
+      ranges: this.#ranges
+        .slice(0, size.ranges)
+        .filter(([, hi]) => hi >= this.#highestReceived - RANGE_REACH)
+        .map(([lo, hi]): AckRange => ({ largest: hi, length: hi - lo + 1 })),
     };
   }
 
