@@ -143,6 +143,8 @@ export class DataMover extends EventEmitter {
   #deliveredAt = 0;
   #firstSentAt = 0;
   #roundEndPhysical = 0;
+  /** The lowest RTT sample of the current round. */
+  #roundRtt = Infinity;
   #tokens = 0;
   #lastTick = 0;
   #lastSendAt = 0;
@@ -355,7 +357,10 @@ export class DataMover extends EventEmitter {
       this.#firstSentAt = p.sentAt;
       if (interval > 0) this.rate.onDelivery({ bytesPerSecond: ((this.#delivered - p.delivered) * 1000) / interval, appLimited: p.appLimited }, p.bytes);
       if (pn > newlyAckedLargest) newlyAckedLargest = pn;
-      if (pn === ack.highestReceived) this.rtt.sample(now - p.sentAt, ack.ackDelayUs / 1000, now);
+      if (pn === ack.highestReceived) {
+        this.rtt.sample(now - p.sentAt, ack.ackDelayUs / 1000, now);
+        this.#roundRtt = Math.min(this.#roundRtt, this.rtt.latestMs);
+      }
     }
     if (ackedBytes > 0) {
       this.#deliveredAt = now;
@@ -372,8 +377,9 @@ export class DataMover extends EventEmitter {
     for (let i = 0; i < ack.bitmap.length * 8; i++) if (ack.bitmap[i >> 3]! & (1 << (i & 7))) this.#unacked.delete(ack.cumulative + 1 + i);
     this.#detectLoss(now);
     if (this.#largestAcked >= this.#roundEndPhysical) {
-      this.rate.onRoundEnd(this.#bytesInFlight);
+      this.rate.onRoundEnd(this.#bytesInFlight, this.#roundRtt);
       this.#roundEndPhysical = this.#nextPhysical;
+      this.#roundRtt = Infinity;
     }
     if (this.#wantDrain && this.backlogBytes < this.#o.sendBufferBytes / 2) {
       this.#wantDrain = false;

@@ -10,8 +10,9 @@
  * six round trips) to probe for more bandwidth and drain what the probe
  * queued; the window of data in flight is 2 × bandwidth × min RTT, so the
  * queue it can build stays bounded. Startup doubles the rate each round
- * trip until the measured bandwidth stops growing by 25 % for three rounds,
- * then drains the queue startup built. The bandwidth window ages only
+ * trip until the measured bandwidth stops growing by 25 % for three rounds
+ * or a whole round's RTT samples sit 25 % above the minimum (a queue is
+ * building), then drains the queue startup built. The bandwidth window ages only
  * with rounds that measured the path. An operator cap bounds the pacing
  * rate; a loss rate far above any random loss (over 20 % in a round)
  * halves the bandwidth estimate for the next round, as a brake for when
@@ -24,6 +25,7 @@ const FULL_BW_GROWTH = 1.25;
 const FULL_BW_ROUNDS = 3;
 const CWND_GAIN = 2;
 const HEAVY_LOSS = 0.2;
+const QUEUE_RTT_FACTOR = 1.25;
 
 export type RatePhase = 'startup' | 'drain' | 'probe';
 
@@ -120,8 +122,14 @@ export class RateControl {
     this.#minRttMs = ms;
   }
 
-  /** A round trip ended (everything sent at its start has been acknowledged or declared lost). */
-  onRoundEnd(bytesInFlight: number): void {
+  /**
+   * A round trip ended (everything sent at its start has been acknowledged
+   * or declared lost). `roundRttMs`: the lowest RTT sample of the round,
+   * if any: in startup, a round whose every sample is 25 % above the path's
+   * minimum means a queue is building (HyStart's signal, unaffected by
+   * random loss), so startup ends before it overflows the queue.
+   */
+  onRoundEnd(bytesInFlight: number, roundRttMs = Infinity): void {
     this.#round++;
     const lossRate = this.#roundLost / Math.max(1, this.#roundLost + this.#roundDelivered);
     this.#brake = lossRate > HEAVY_LOSS ? this.#brake * 0.5 : Math.min(1, this.#brake * 2);
@@ -129,7 +137,9 @@ export class RateControl {
     this.#roundDelivered = 0;
     const bw = this.bandwidthBps;
     if (this.#phase === 'startup') {
-      if (bw >= this.#fullBw * FULL_BW_GROWTH) {
+      if (Number.isFinite(roundRttMs) && Number.isFinite(this.#minRttMs) && roundRttMs > this.#minRttMs * QUEUE_RTT_FACTOR + 2) {
+        this.#phase = 'drain';
+      } else if (bw >= this.#fullBw * FULL_BW_GROWTH) {
         this.#fullBw = bw;
         this.#fullBwRounds = 0;
       } else if (++this.#fullBwRounds >= FULL_BW_ROUNDS) {

@@ -97,3 +97,14 @@ test('rate control: heavy loss (the link is saturated by others) brakes; the ope
   assert.ok(app.bandwidthBps >= est * 0.9, `estimate ${app.bandwidthBps}`);
   assert.equal(new RateControl().gain, STARTUP_GAIN);
 });
+
+test('rate control: startup ends when a whole round sits 25 % above the minimum RTT (a queue is building)', () => {
+  const rc = new RateControl();
+  rc.onMinRtt(100);
+  rc.onDelivery({ bytesPerSecond: 1_000_000, appLimited: false }, 1000);
+  rc.onRoundEnd(1000, 101);
+  assert.equal(rc.phase, 'startup', 'at the minimum: keep going');
+  rc.onDelivery({ bytesPerSecond: 2_000_000, appLimited: false }, 1000);
+  rc.onRoundEnd(1000, 130);
+  assert.equal(rc.phase, 'drain');
+});
