@@ -18,6 +18,7 @@ import { Sink } from './lib/sink.js';
 import { CoreClock } from './lib/irq-clock.js';
 import { SENDER_WAYS, runSenderTrial, setOutputSegmentation, type SenderTrial } from './lib/sender-suite.js';
 import { PACING_ENGINES, PACING_RATES, runPacingTrial, type PacingTrial } from './lib/pacing-suite.js';
+import { TPO_LOSSES, runTpoBulk, runTpoChatty, runTpoCompression, type TpoResults } from './lib/tpo-suite.js';
 
 /** Sender suite: datagram size and destinations (small datagrams: per-packet costs dominate). */
 const SENDER_DESTS = 10;
@@ -74,7 +75,7 @@ const program = new Command('bench')
   .option('--input-gso', "let the generator's GSO buffers reach the relay unsegmented (default: one packet per datagram, as from a wire)")
   .option('--no-segment-output', "let the relay's GSO sends cross the veth whole (like a NIC with UDP segmentation offload); default: segmented on the relay's CPU, the conservative case")
   .option('--no-steer', "no receive packet steering: a veth's receive work then runs on the sending CPU (see bench/README.md, topology)")
-  .option('--suites <list>', 'relay, sender (one-shot sends, issue #5), or both; default both, or relay alone with --only')
+  .option('--suites <list>', 'relay, sender (one-shot sends, issue #5), tpo (the TPO data mover, issue #6); default all three, or relay alone with --only')
   .option('--no-install', 'do not apt-get install missing peers (they are reported unavailable)')
   .parse();
 
@@ -173,7 +174,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const peers = ALL_PEERS.filter((p) => wanted.includes(p.name));
-  const suites = new Set((o.suites ?? (o.only ? 'relay' : 'relay,sender')).split(',').map((x) => x.trim()));
+  const suites = new Set((o.suites ?? (o.only ? 'relay' : 'relay,sender,tpo')).split(',').map((x) => x.trim()));
   const cases = (suites.has('relay') ? allCases(o.cpuBursty ? ['smooth', 'bursty'] : ['smooth']) : [])
     .filter((c) => !only || only.test(c.id))
     .filter((c) => !quick || o.only || c.id !== `max-1to${c.fanout}-200B-bursty`);
@@ -197,6 +198,7 @@ async function main(): Promise<number> {
   const records: CaseRecord[] = [];
   const senderTrials: SenderTrial[] = [];
   const pacingTrials: PacingTrial[] = [];
+  const tpo: TpoResults = { bulk: [], chatty: [], compression: [] };
   const machine = machineInfo();
   const options = {
     quick, repeats, trialSeconds, cpuSeconds, precision, burst: o.burst, maxDelivered: o.maxDelivered,
@@ -210,7 +212,7 @@ async function main(): Promise<number> {
       startedAt: started.toISOString(), finishedAt: new Date().toISOString(), durationS: (Date.now() - t0) / 1000, complete,
       options, machine, peers: [...peerInfo.values()],
     };
-    return writeResults(outDir, stamp, info, records, peers.map((p) => p.name), senderTrials, pacingTrials);
+    return writeResults(outDir, stamp, info, records, peers.map((p) => p.name), senderTrials, pacingTrials, tpo);
   };
   process.once('SIGINT', () => {
     log('interrupted: writing partial results, removing namespaces');
@@ -299,6 +301,29 @@ async function main(): Promise<number> {
               log(`  pacing ${engine} at ${rate}/s: ERROR ${(err as Error).message.split('\n')[0]}`);
             }
           }
+        }
+        save();
+      }
+    }
+    if (suites.has('tpo')) {
+      tpo.compression = runTpoCompression();
+      for (const c of tpo.compression) log(`  tpo compression ${c.corpus}: ${c.ratio.toFixed(4)} of raw`);
+      for (let repeat = 1; repeat <= repeats; repeat++) {
+        for (const loss of TPO_LOSSES) {
+          try {
+            const t = runTpoBulk(repeat, loss, 60);
+            tpo.bulk.push(t);
+            log(`  tpo bulk at ${loss * 100} % loss: ${t.goodputMbit.toFixed(1)} Mbit/s (${(t.ofLink * 100).toFixed(0)} % of 50), wire ${t.wirePerDelivered.toFixed(3)}x delivered, ${t.cpuSPerMB.toFixed(4)} CPU s/MB`);
+          } catch (err) {
+            log(`  tpo bulk at ${loss * 100} % loss: ERROR ${(err as Error).message.split('\n')[0]}`);
+          }
+        }
+        try {
+          const c = runTpoChatty(repeat);
+          tpo.chatty.push(c);
+          log(`  tpo chatty: ${c.datagramsPerMessage.toFixed(4)} datagrams per 100-byte message`);
+        } catch (err) {
+          log(`  tpo chatty: ERROR ${(err as Error).message.split('\n')[0]}`);
         }
         save();
       }

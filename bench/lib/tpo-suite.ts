@@ -1,0 +1,131 @@
+/**
+ * The TPO data mover bench (issue #6): goodput of two data movers through
+ * the link emulator at 50 Mbit/s and 100 ms RTT with 0, 1 and 3 % random
+ * loss, wire bytes per delivered byte and CPU per delivered MB; small
+ * messages through the packet driver (datagrams per message); compression
+ * of text and random data. Loopback only: the movers run in one process
+ * (bench/tools/tpo-load.ts) pinned to CPU 0, the emulator in another on
+ * CPU 1.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { PacketDriver } from '../../src/tpo/packet-driver.js';
+import { spread } from './stats.js';
+
+export const TPO_LOSSES = [0, 0.01, 0.03] as const;
+
+export interface TpoBulkTrial {
+  repeat: number;
+  loss: number;
+  goodputMbit: number;
+  ofLink: number;
+  wirePerDelivered: number;
+  cpuSPerMB: number;
+  retransmissions: number;
+  seconds: number;
+}
+
+export interface TpoChattyTrial {
+  repeat: number;
+  messages: number;
+  datagrams: number;
+  datagramsPerMessage: number;
+}
+
+export interface TpoCompression {
+  corpus: string;
+  rawBytes: number;
+  wireBytes: number;
+  ratio: number;
+}
+
+export interface TpoResults {
+  bulk: TpoBulkTrial[];
+  chatty: TpoChattyTrial[];
+  compression: TpoCompression[];
+}
+
+function load(args: string[], timeoutMs: number): Record<string, number> {
+  const out = execFileSync('taskset', ['-c', '0', process.execPath, '--import', 'tsx', 'bench/tools/tpo-load.ts', ...args, '--emu-cpu', '1'], { encoding: 'utf8', timeout: timeoutMs });
+  const line = out.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+  if (!line) throw new Error(`tpo-load printed no result: ${out.slice(-500)}`);
+  return JSON.parse(line) as Record<string, number>;
+}
+
+export function runTpoBulk(repeat: number, loss: number, mb: number): TpoBulkTrial {
+  const r = load(['--mode', 'bulk', '--mb', String(mb), '--loss', String(loss), '--rate-mbit', '50', '--rtt-ms', '100'], 180_000);
+  return { repeat, loss, goodputMbit: r.goodputMbit!, ofLink: r.ofLink!, wirePerDelivered: r.wirePerDelivered!, cpuSPerMB: r.cpuSPerMB!, retransmissions: r.retransmissions!, seconds: r.seconds! };
+}
+
+export function runTpoChatty(repeat: number): TpoChattyTrial {
+  const r = load(['--mode', 'chatty', '--msgs-per-s', '20000', '--seconds', '2', '--size', '100', '--rtt-ms', '100'], 60_000);
+  return { repeat, messages: r.messages!, datagrams: r.datagrams!, datagramsPerMessage: r.datagramsPerMessage! };
+}
+
+/**
+ * Compression by the packet driver's default (brotli where it pays), on
+ * real text (TypeScript's own lib.es5.d.ts from node_modules, English and
+ * code) and on random bytes, in 1,000-byte messages.
+ */
+export function runTpoCompression(): TpoCompression[] {
+  const text = readFileSync('node_modules/typescript/lib/lib.es5.d.ts');
+  const out: TpoCompression[] = [];
+  for (const [corpus, data] of [['text (typescript/lib/lib.es5.d.ts)', text], ['random bytes', randomBytes(text.length)]] as const) {
+    let wire = 0;
+    let raw = 0;
+    const driver = new PacketDriver((b) => {
+      wire += b.bytes.length;
+      raw += b.rawBytes;
+    });
+    for (let i = 0; i * 1000 < data.length; i++) {
+      const chunk = data.subarray(i * 1000, (i + 1) * 1000);
+      driver.push(0, { header: { function: 'data', protocol: 'tcp', sequence: i, src: { address: '10.0.0.1', port: 1000 }, dst: { address: '10.0.0.2', port: 80 }, status: 0, dataLength: chunk.length }, data: chunk });
+    }
+    driver.close();
+    // Against the raw messages (headers included): what compression does, framing aside.
+    out.push({ corpus, rawBytes: raw, wireBytes: wire, ratio: wire / raw });
+  }
+  return out;
+}
+
+const pct = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? '–' : `${(100 * x).toFixed(1)} %`);
+const fx = (x: number | undefined, d = 3) => (x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(d));
+
+export function tpoMarkdown(r: TpoResults): string {
+  if (!r.bulk.length && !r.chatty.length && !r.compression.length) return '';
+  const out: string[] = ['## TPO data mover (issue #6)', ''];
+  out.push('Two data movers on loopback (one process, CPU 0) through the link emulator (its own process, CPU 1): 50 Mbit/s bottleneck with a 100 ms queue, 100 ms RTT, random loss both ways. Random 16 KiB driver buffers, 60 MB per trial. No handshake yet (keys are given); TCP comparisons are issue #7\'s.');
+  out.push('');
+  out.push('| loss | goodput (median) | min–max | of the link | wire bytes ÷ delivered | CPU s per delivered MB | retransmissions | n |');
+  out.push('| --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const loss of TPO_LOSSES) {
+    const t = r.bulk.filter((x) => x.loss === loss);
+    if (!t.length) continue;
+    const g = spread(t.map((x) => x.goodputMbit));
+    out.push(`| ${(loss * 100).toFixed(0)} % | ${fx(g?.median, 1)} Mbit/s | ${fx(g?.min, 1)}–${fx(g?.max, 1)} | ${pct(spread(t.map((x) => x.ofLink))?.median)} | ${fx(spread(t.map((x) => x.wirePerDelivered))?.median)} | ${fx(spread(t.map((x) => x.cpuSPerMB))?.median, 4)} | ${spread(t.map((x) => x.retransmissions))?.median ?? '–'} | ${t.length} |`);
+  }
+  out.push('');
+  if (r.chatty.length) {
+    const d = spread(r.chatty.map((x) => x.datagramsPerMessage));
+    out.push(`Small messages: 100-byte messages at 20,000/s for 2 s through the packet driver (2 ms deadline, no compression: random payloads) and the data mover: **${fx(d?.median, 4)}** data datagrams per message (min–max ${fx(d?.min, 4)}–${fx(d?.max, 4)}, n ${r.chatty.length}).`);
+    out.push('');
+  }
+  if (r.compression.length) {
+    out.push('| compression corpus | raw bytes | carried bytes | carried ÷ raw |');
+    out.push('| --- | --- | --- | --- |');
+    for (const c of r.compression) out.push(`| ${c.corpus} | ${c.rawBytes.toLocaleString('en')} | ${c.wireBytes.toLocaleString('en')} | ${fx(c.ratio, 4)} |`);
+    out.push('');
+  }
+  const med = (loss: number, f: (t: TpoBulkTrial) => number) => spread(r.bulk.filter((x) => x.loss === loss).map(f))?.median;
+  const random = r.compression.find((c) => c.corpus === 'random bytes');
+  out.push('| target | goal | measured (medians) |');
+  out.push('| --- | --- | --- |');
+  out.push(`| goodput at 1 % loss | ≥ 90 % of the link | ${pct(med(0.01, (t) => t.ofLink))} |`);
+  out.push(`| goodput at 3 % loss | ≥ 85 % of the link | ${pct(med(0.03, (t) => t.ofLink))} |`);
+  out.push(`| wire bytes at 1 % loss | ≤ 1.1× delivered | ${fx(med(0.01, (t) => t.wirePerDelivered))}× |`);
+  out.push(`| 100-byte messages | ≤ 0.1 datagrams per message | ${fx(spread(r.chatty.map((x) => x.datagramsPerMessage))?.median, 4)} |`);
+  out.push(`| random data through compression | grows ≤ 1 % | ${random ? `${pct(random.ratio - 1)} (routing headers only)` : '–'} |`);
+  out.push('');
+  return out.join('\n');
+}

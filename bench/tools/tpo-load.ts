@@ -1,0 +1,131 @@
+/**
+ * TPO bench load (issue #6): two data movers (src/tpo/data-mover.ts) in this
+ * process, on loopback, with the link emulator in a process of its own
+ * between them (bench/tools/link-emu.ts), so this process's CPU is the two
+ * gateways' transport work and nothing else.
+ *
+ *   --mode bulk    --mb N --loss L [--rate-mbit 50 --rtt-ms 100]
+ *       N MB of random driver buffers (16 KiB) from A to B; prints goodput,
+ *       wire bytes (both directions) per delivered byte, CPU per delivered MB.
+ *   --mode chatty  --msgs-per-s 20000 --seconds 2 --size 100 [--rtt-ms 100]
+ *       100-byte messages through A's packet driver (2 ms deadline) and data
+ *       mover; prints data datagrams on the wire per message.
+ *
+ * One JSON line on stdout: {"event":"done",...}.
+ */
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
+import { DataMover } from '../../src/tpo/data-mover.js';
+import { deriveSessionKeys } from '../../src/tpo/datagram-crypto.js';
+import { PacketDriver, openDriverBuffer } from '../../src/tpo/packet-driver.js';
+import { flag } from './load-common.js';
+
+const mode = flag('mode');
+const loss = Number(flag('loss', '0'));
+const rateMbit = Number(flag('rate-mbit', '50'));
+const rttMs = Number(flag('rtt-ms', '100'));
+const emuCpu = flag('emu-cpu', '');
+
+async function bind(): Promise<dgram.Socket> {
+  const s = dgram.createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
+  s.setRecvBufferSize(16 << 20);
+  s.setSendBufferSize(16 << 20);
+  return s;
+}
+
+const sa = await bind();
+const sb = await bind();
+const link = { delayMs: rttMs / 2, loss, rateBps: rateMbit * 1e6 };
+const config = {
+  seed: 7,
+  peerA: { address: '127.0.0.1', port: sa.address().port },
+  peerB: { address: '127.0.0.1', port: sb.address().port },
+  aToB: link,
+  bToA: link,
+  socketBufferBytes: 16 << 20,
+};
+const emuArgs = ['--import', 'tsx', 'bench/tools/link-emu.ts', '--config', JSON.stringify(config)];
+const emuProc = emuCpu ? spawn('taskset', ['-c', emuCpu, process.execPath, ...emuArgs], { stdio: ['pipe', 'pipe', 'inherit'] }) : spawn(process.execPath, emuArgs, { stdio: ['pipe', 'pipe', 'inherit'] });
+const lines = createInterface({ input: emuProc.stdout! });
+const ready = await new Promise<{ a: { address: string; port: number }; b: { address: string; port: number } }>((resolve, reject) => {
+  lines.once('line', (l) => resolve(JSON.parse(l)));
+  emuProc.once('exit', (c) => reject(new Error(`link emulator exited ${c}`)));
+});
+const psk = randomBytes(32);
+const ni = randomBytes(16);
+const nr = randomBytes(16);
+const a = new DataMover({ localId: 1, peerId: 2, keys: deriveSessionKeys(psk, ni, nr, true), transmit: (d) => sa.send(d, ready.a.port, ready.a.address) });
+const b = new DataMover({ localId: 2, peerId: 1, keys: deriveSessionKeys(psk, ni, nr, false), transmit: (d) => sb.send(d, ready.b.port, ready.b.address) });
+sa.on('message', (m) => a.receive(m));
+sb.on('message', (m) => b.receive(m));
+const emit = (o: object) => process.stdout.write(`${JSON.stringify({ event: 'done', mode, ...o })}\n`);
+
+try {
+  if (mode === 'bulk') {
+    const mb = Number(flag('mb', '40'));
+    const buffers = Array.from({ length: mb * 64 }, () => randomBytes(16_384));
+    let delivered = 0;
+    let got = 0;
+    const done = new Promise<void>((resolve) => b.on('buffer', (x: Uint8Array) => {
+      delivered += x.length;
+      if (++got === buffers.length) resolve();
+    }));
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    for (const x of buffers) if (!a.send(x)) await new Promise((r) => a.once('drain', r));
+    await done;
+    const s = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    emit({
+      loss, rateMbit, rttMs, mb, seconds: s,
+      goodputMbit: (delivered * 8) / s / 1e6,
+      ofLink: (delivered * 8) / s / (rateMbit * 1e6),
+      wirePerDelivered: (a.stats.bytesSent + b.stats.bytesSent) / delivered,
+      cpuSPerMB: (cpu.user + cpu.system) / 1e6 / (delivered / 1e6),
+      retransmissions: a.stats.retransmissions, timeouts: a.stats.timeouts, srttMs: a.rtt.srttMs,
+    });
+  } else if (mode === 'chatty') {
+    const perS = Number(flag('msgs-per-s', '20000'));
+    const seconds = Number(flag('seconds', '2'));
+    const size = Number(flag('size', '100'));
+    const total = Math.round(perS * seconds);
+    let received = 0;
+    const done = new Promise<void>((resolve) => b.on('buffer', (x: Uint8Array) => {
+      received += openDriverBuffer(x).messages.length;
+      if (received >= total) resolve();
+    }));
+    const driver = new PacketDriver((sealed) => a.send(sealed.bytes), { compression: 'none' });
+    const payload = randomBytes(size);
+    const dataBefore = a.stats.datagramsSent;
+    let sent = 0;
+    const t0 = performance.now();
+    // Messages at their rate: every ms, what is due by then (Node timers are 1 ms coarse).
+    await new Promise<void>((resolve) => {
+      const timer = setInterval(() => {
+        const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * perS));
+        for (; sent < due; sent++) {
+          driver.push(0, { header: { function: 'data', protocol: 'udp', sequence: sent, src: { address: '10.0.0.1', port: 1000 }, dst: { address: '10.0.0.2', port: 2000 }, status: 0, dataLength: size }, data: payload });
+        }
+        if (sent >= total) {
+          clearInterval(timer);
+          driver.close();
+          resolve();
+        }
+      }, 1);
+    });
+    await done;
+    const datagrams = a.stats.datagramsSent - dataBefore;
+    emit({ messages: total, size, perS, datagrams, datagramsPerMessage: datagrams / total, buffers: driver.stats.buffers, ackDatagrams: b.stats.datagramsSent });
+  } else {
+    throw new Error(`unknown --mode ${mode}`);
+  }
+} finally {
+  a.close();
+  b.close();
+  sa.close();
+  sb.close();
+  emuProc.stdin!.end();
+}
