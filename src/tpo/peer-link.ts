@@ -1,0 +1,209 @@
+/**
+ * One gateway's link to one peer gateway (issue #6): the handshake over a
+ * UDP socket (handshake.ts), then a data mover for the session
+ * (data-mover.ts), with the packet driver (packet-driver.ts) turning
+ * messages into driver buffers on the way out and back on the way in.
+ *
+ * The initiator sends an initiation and repeats it (every 250 ms, backing
+ * off 1.5x to 4 s) until an answer authenticates. The responder answers
+ * each fresh, authentic initiation with a new session, replacing the one it
+ * had: a peer that restarted simply initiates again. Datagrams are told
+ * apart by their kind byte; anything for no known session is dropped and
+ * counted. Until the session is up, messages wait in the packet driver's
+ * flow-controlled path: send() returns false and 'drain' follows.
+ */
+import { EventEmitter } from 'node:events';
+import { randomBytes, randomInt } from 'node:crypto';
+import type dgram from 'node:dgram';
+import { DataMover, type DataMoverOptions } from './data-mover.js';
+import { deriveSessionKeys, SESSION_NONCE_LENGTH } from './datagram-crypto.js';
+import { decodeInitiate, decodeRespond, encodeInitiate, encodeRespond, InitiationGuard, peekKeyId } from './handshake.js';
+import { PacketDriver, openDriverBuffer, type PacketDriverOptions } from './packet-driver.js';
+import type { CarriedMessage } from '../wire/tpo/driver-buffer.js';
+import { WireError } from '../wire/tpo/errors.js';
+
+const KIND_TRANSPORT = 1;
+const KIND_INITIATE = 2;
+const KIND_RESPOND = 3;
+const RETRY_FIRST_MS = 250;
+const RETRY_MAX_MS = 4000;
+
+export interface PeerLinkOptions {
+  readonly socket: dgram.Socket;
+  readonly role: 'initiator' | 'responder';
+  /** The pair's pre-shared key (at least 16 bytes) and its id. */
+  readonly psk: Uint8Array;
+  readonly keyId?: number;
+  /** Where the peer is (the initiator must know; the responder learns it from the initiation). */
+  readonly peer?: { address: string; port: number };
+  readonly mover?: Omit<DataMoverOptions, 'localId' | 'peerId' | 'keys' | 'transmit'>;
+  readonly driver?: PacketDriverOptions;
+}
+
+export interface PeerLinkStats {
+  initiationsSent: number;
+  sessions: number;
+  /** Datagrams dropped before a session existed or for another: malformed, unauthenticated, stale or replayed handshakes. */
+  droppedHandshake: number;
+  droppedNoSession: number;
+  /** Driver buffers from an authenticated peer that did not decode (a peer bug): counted, not delivered. */
+  badBuffers: number;
+}
+
+export class PeerLink extends EventEmitter {
+  readonly stats: PeerLinkStats = { initiationsSent: 0, sessions: 0, droppedHandshake: 0, droppedNoSession: 0, badBuffers: 0 };
+  readonly #o: PeerLinkOptions;
+  readonly #guard = new InitiationGuard();
+  readonly #driver: PacketDriver;
+  #peer: { address: string; port: number } | undefined;
+  #mover: DataMover | undefined;
+  #localId = randomInt(1, 0xffffffff);
+  #pending: { datagram: Uint8Array; nonce: Uint8Array } | undefined;
+  #retry: NodeJS.Timeout | undefined;
+  #retryMs = RETRY_FIRST_MS;
+  /** Driver buffers sealed before the session was up. */
+  readonly #waiting: Uint8Array[] = [];
+  #closed = false;
+  readonly #onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo) => this.#receive(msg, rinfo);
+
+  constructor(options: PeerLinkOptions) {
+    super();
+    this.#o = options;
+    this.#peer = options.peer;
+    this.#driver = new PacketDriver((b) => this.#sendBuffer(b.bytes), options.driver);
+    options.socket.on('message', this.#onMessage);
+    if (options.role === 'initiator') {
+      if (!options.peer) throw new Error('an initiator needs the peer address');
+      this.#initiate();
+    }
+  }
+
+  /** The current session's data mover (undefined before the handshake). */
+  get mover(): DataMover | undefined {
+    return this.#mover;
+  }
+
+  get up(): boolean {
+    return this.#mover !== undefined && !this.#mover.peerDown;
+  }
+
+  /** Queues a message of trust domain `domain`. False: the link is full or not up yet; wait for 'drain'. */
+  send(domain: number, message: CarriedMessage): boolean {
+    this.#driver.push(domain, message);
+    return this.#mover ? this.#mover.backlogBytes < (this.#o.mover?.sendBufferBytes ?? 8 << 20) : false;
+  }
+
+  /** Seals what the driver holds now (e.g. before a close). */
+  flush(): void {
+    this.#driver.flush();
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#driver.close();
+    if (this.#retry) clearTimeout(this.#retry);
+    this.#mover?.close();
+    this.#o.socket.off('message', this.#onMessage);
+  }
+
+  #sendBuffer(bytes: Uint8Array): void {
+    if (!this.#mover) {
+      this.#waiting.push(bytes);
+      return;
+    }
+    this.#mover.send(bytes);
+  }
+
+  #transmit(d: Uint8Array): void {
+    if (this.#closed || !this.#peer) return;
+    this.#o.socket.send(d, this.#peer.port, this.#peer.address);
+  }
+
+  #initiate(): void {
+    if (this.#closed) return;
+    const nonce = randomBytes(SESSION_NONCE_LENGTH);
+    const datagram = encodeInitiate(this.#o.psk, { initiatorId: this.#localId, keyId: this.#o.keyId ?? 0, timestamp: Date.now(), nonce });
+    this.#pending = { datagram, nonce };
+    this.#transmit(datagram);
+    this.stats.initiationsSent++;
+    this.#retry = setTimeout(() => this.#initiate(), this.#retryMs);
+    this.#retryMs = Math.min(RETRY_MAX_MS, this.#retryMs * 1.5);
+  }
+
+  #receive(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (this.#closed || msg.length < 2) return;
+    const kind = msg[1];
+    try {
+      if (kind === KIND_TRANSPORT) {
+        if (!this.#mover) this.stats.droppedNoSession++;
+        else this.#mover.receive(msg);
+      } else if (kind === KIND_INITIATE && this.#o.role === 'responder') {
+        this.#onInitiate(msg, rinfo);
+      } else if (kind === KIND_RESPOND && this.#o.role === 'initiator') {
+        this.#onRespond(msg);
+      } else {
+        this.stats.droppedHandshake++;
+      }
+    } catch (err) {
+      if (!(err instanceof WireError)) throw err;
+      this.stats.droppedHandshake++;
+    }
+  }
+
+  #onInitiate(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (peekKeyId(msg) !== (this.#o.keyId ?? 0)) {
+      this.stats.droppedHandshake++;
+      return;
+    }
+    const init = decodeInitiate(this.#o.psk, msg);
+    if (!this.#guard.accept(init, msg, Date.now())) {
+      this.stats.droppedHandshake++;
+      return;
+    }
+    // A fresh, authentic initiation: a new session (the peer may have restarted).
+    this.#peer = { address: rinfo.address, port: rinfo.port };
+    this.#localId = randomInt(1, 0xffffffff);
+    const nonce = randomBytes(SESSION_NONCE_LENGTH);
+    this.#transmit(encodeRespond(this.#o.psk, msg, { initiatorId: init.initiatorId, responderId: this.#localId, nonce }));
+    this.#start(init.initiatorId, deriveSessionKeys(this.#o.psk, init.nonce, nonce, false));
+  }
+
+  #onRespond(msg: Buffer): void {
+    if (!this.#pending) {
+      this.stats.droppedHandshake++;
+      return;
+    }
+    const r = decodeRespond(this.#o.psk, this.#pending.datagram, msg);
+    if (r.initiatorId !== this.#localId) {
+      this.stats.droppedHandshake++;
+      return;
+    }
+    if (this.#retry) clearTimeout(this.#retry);
+    this.#retry = undefined;
+    const keys = deriveSessionKeys(this.#o.psk, this.#pending.nonce, r.nonce, true);
+    this.#pending = undefined;
+    this.#start(r.responderId, keys);
+  }
+
+  #start(peerId: number, keys: ReturnType<typeof deriveSessionKeys>): void {
+    this.#mover?.close();
+    const mover = new DataMover({ ...this.#o.mover, localId: this.#localId, peerId, keys, transmit: (d) => this.#transmit(d) });
+    this.#mover = mover;
+    this.stats.sessions++;
+    mover.on('buffer', (b: Uint8Array) => {
+      try {
+        const { header, messages } = openDriverBuffer(b);
+        for (const m of messages) this.emit('message', header.domain, m);
+      } catch (err) {
+        if (!(err instanceof WireError)) throw err;
+        this.stats.badBuffers++;
+      }
+    });
+    mover.on('drain', () => this.emit('drain'));
+    mover.on('down', () => this.emit('down'));
+    mover.on('up', () => this.emit('up'));
+    for (const b of this.#waiting.splice(0)) mover.send(b);
+    this.emit('session', { localId: this.#localId, peerId });
+    this.emit('drain');
+  }
+}
