@@ -184,6 +184,8 @@ export class DataMover extends EventEmitter {
     this.#reassembler = new Reassembler(this.#o.receiveWindowSegments);
     const t = this.#now();
     this.#lastTick = t;
+    // Times count from the session's start: the first keepalive is due keepaliveMs from now.
+    this.#lastSendAt = t;
     this.#lastReceiveAt = t;
     this.#deliveredAt = t;
     this.#rateWindowStart = t;
