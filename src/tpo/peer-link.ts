@@ -7,7 +7,13 @@
  * The initiator sends an initiation and repeats it (every 250 ms, backing
  * off 1.5x to 4 s) until an answer authenticates. The responder answers
  * each fresh, authentic initiation with a new session, replacing the one it
- * had: a peer that restarted simply initiates again. Datagrams are told
+ * had: a peer that restarted simply initiates again. When the session's
+ * peer goes down (nothing authentic for the data mover's deadAfterMs), the
+ * initiator starts initiating again while the session keeps probing: if
+ * the link comes back the old session resumes; if the responder restarted
+ * (it lost the session's keys), the new handshake replaces the session and
+ * 'reset' reports how many bytes of driver buffers the old one still held
+ * unacknowledged (the edges turn that into resets of their flows). Datagrams are told
  * apart by their kind byte; anything for no known session is dropped and
  * counted. Until the session is up, messages wait in the packet driver's
  * flow-controlled path: send() returns false and 'drain' follows.
@@ -186,7 +192,12 @@ export class PeerLink extends EventEmitter {
   }
 
   #start(peerId: number, keys: ReturnType<typeof deriveSessionKeys>): void {
-    this.#mover?.close();
+    const old = this.#mover;
+    if (old) {
+      old.close();
+      // What the old session had not delivered is gone with it: say so, so flows can be reset.
+      if (!old.idle) this.emit('reset', { unackedBytes: old.backlogBytes });
+    }
     const mover = new DataMover({ ...this.#o.mover, localId: this.#localId, peerId, keys, transmit: (d) => this.#transmit(d) });
     this.#mover = mover;
     this.stats.sessions++;
@@ -200,8 +211,21 @@ export class PeerLink extends EventEmitter {
       }
     });
     mover.on('drain', () => this.emit('drain'));
-    mover.on('down', () => this.emit('down'));
-    mover.on('up', () => this.emit('up'));
+    mover.on('down', () => {
+      this.emit('down');
+      // The responder may have restarted and forgotten the session: ask for a new one.
+      if (this.#o.role === 'initiator' && !this.#pending && !this.#closed) {
+        this.#retryMs = RETRY_FIRST_MS;
+        this.#initiate();
+      }
+    });
+    mover.on('up', () => {
+      this.emit('up');
+      // The old session came back: stop asking for a new one.
+      if (this.#retry) clearTimeout(this.#retry);
+      this.#retry = undefined;
+      this.#pending = undefined;
+    });
     for (const b of this.#waiting.splice(0)) mover.send(b);
     this.emit('session', { localId: this.#localId, peerId });
     this.emit('drain');

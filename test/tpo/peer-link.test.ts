@@ -106,3 +106,39 @@ test('forged, stale and foreign-key initiations get no answer', { timeout: 20_00
     attacker.close();
   }
 });
+
+test('the responder restarts: the initiator sees the peer down, makes a new session, and messages flow again', { timeout: 30_000 }, async () => {
+  const sa = await bind();
+  const sb = await bind();
+  const psk = randomBytes(32);
+  const mover = { deadAfterMs: 600, keepaliveMs: 100 };
+  let b = new PeerLink({ socket: sb, role: 'responder', psk, mover });
+  const a = new PeerLink({ socket: sa, role: 'initiator', psk, peer: { address: '127.0.0.1', port: sb.address().port }, mover });
+  try {
+    let got = 0;
+    const count = () => got++;
+    b.on('message', count);
+    const payload = randomBytes(200);
+    a.send(0, message(0, 0, payload));
+    a.flush();
+    await until(() => got === 1, 5000, 'the first message');
+    // The responder restarts: a new PeerLink on the same socket, without the old session.
+    b.close();
+    b = new PeerLink({ socket: sb, role: 'responder', psk, mover });
+    b.on('message', count);
+    const events: string[] = [];
+    a.on('down', () => events.push('down'));
+    a.on('session', () => events.push('session'));
+    await until(() => events.includes('session'), 10_000, 'a new session');
+    assert.deepEqual(events.slice(0, 2), ['down', 'session']);
+    assert.equal(a.stats.sessions, 2);
+    a.send(0, message(0, 1, payload));
+    a.flush();
+    await until(() => got === 2, 5000, 'a message in the new session');
+  } finally {
+    a.close();
+    b.close();
+    sa.close();
+    sb.close();
+  }
+});
