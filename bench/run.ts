@@ -311,9 +311,9 @@ async function main(): Promise<number> {
       for (let repeat = 1; repeat <= repeats; repeat++) {
         for (const loss of TPO_LOSSES) {
           try {
-            const t = runTpoBulk(repeat, loss, 60);
+            const t = runTpoBulk(repeat, loss, 100);
             tpo.bulk.push(t);
-            log(`  tpo bulk at ${loss * 100} % loss: ${t.goodputMbit.toFixed(1)} Mbit/s (${(t.ofLink * 100).toFixed(0)} % of 50), wire ${t.wirePerDelivered.toFixed(3)}x delivered, ${t.cpuSPerMB.toFixed(4)} CPU s/MB`);
+            log(`  tpo bulk at ${loss * 100} % loss: ${t.goodputMbit.toFixed(1)} Mbit/s (${(t.ofLink * 100).toFixed(0)} % of 50; ${(t.steadyOfLink * 100).toFixed(0)} % after 2 s), wire ${t.wirePerDelivered.toFixed(3)}x delivered, ${t.cpuSPerMB.toFixed(4)} CPU s/MB`);
           } catch (err) {
             log(`  tpo bulk at ${loss * 100} % loss: ERROR ${(err as Error).message.split('\n')[0]}`);
           }

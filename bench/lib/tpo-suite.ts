@@ -20,6 +20,8 @@ export interface TpoBulkTrial {
   loss: number;
   goodputMbit: number;
   ofLink: number;
+  /** Goodput after the first 2 s (startup), as a share of the link. */
+  steadyOfLink: number;
   wirePerDelivered: number;
   cpuSPerMB: number;
   retransmissions: number;
@@ -55,7 +57,7 @@ function load(args: string[], timeoutMs: number): Record<string, number> {
 
 export function runTpoBulk(repeat: number, loss: number, mb: number): TpoBulkTrial {
   const r = load(['--mode', 'bulk', '--mb', String(mb), '--loss', String(loss), '--rate-mbit', '50', '--rtt-ms', '100'], 180_000);
-  return { repeat, loss, goodputMbit: r.goodputMbit!, ofLink: r.ofLink!, wirePerDelivered: r.wirePerDelivered!, cpuSPerMB: r.cpuSPerMB!, retransmissions: r.retransmissions!, seconds: r.seconds! };
+  return { repeat, loss, goodputMbit: r.goodputMbit!, ofLink: r.ofLink!, steadyOfLink: r.steadyOfLink!, wirePerDelivered: r.wirePerDelivered!, cpuSPerMB: r.cpuSPerMB!, retransmissions: r.retransmissions!, seconds: r.seconds! };
 }
 
 export function runTpoChatty(repeat: number): TpoChattyTrial {
@@ -95,15 +97,15 @@ const fx = (x: number | undefined, d = 3) => (x === undefined || !Number.isFinit
 export function tpoMarkdown(r: TpoResults): string {
   if (!r.bulk.length && !r.chatty.length && !r.compression.length) return '';
   const out: string[] = ['## TPO data mover (issue #6)', ''];
-  out.push('Two data movers on loopback (one process, CPU 0) through the link emulator (its own process, CPU 1): 50 Mbit/s bottleneck with a 100 ms queue, 100 ms RTT, random loss both ways. Random 16 KiB driver buffers, 60 MB per trial. No handshake yet (keys are given); TCP comparisons are issue #7\'s.');
+  out.push('Two data movers on loopback (one process, CPU 0) through the link emulator (its own process, CPU 1): 50 Mbit/s bottleneck with a 100 ms queue, 100 ms RTT, random loss both ways. Random 16 KiB driver buffers, 100 MB per trial (about 17 s; startup, about 1 s to reach the link rate from 1 Mbit/s, is in the whole-transfer figure). No handshake yet (keys are given); TCP comparisons are issue #7\'s.');
   out.push('');
-  out.push('| loss | goodput (median) | min–max | of the link | wire bytes ÷ delivered | CPU s per delivered MB | retransmissions | n |');
-  out.push('| --- | --- | --- | --- | --- | --- | --- | --- |');
+  out.push('| loss | goodput (median) | min–max | of the link, whole transfer | of the link after the first 2 s | wire bytes ÷ delivered | CPU s per delivered MB | retransmissions | n |');
+  out.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const loss of TPO_LOSSES) {
     const t = r.bulk.filter((x) => x.loss === loss);
     if (!t.length) continue;
     const g = spread(t.map((x) => x.goodputMbit));
-    out.push(`| ${(loss * 100).toFixed(0)} % | ${fx(g?.median, 1)} Mbit/s | ${fx(g?.min, 1)}–${fx(g?.max, 1)} | ${pct(spread(t.map((x) => x.ofLink))?.median)} | ${fx(spread(t.map((x) => x.wirePerDelivered))?.median)} | ${fx(spread(t.map((x) => x.cpuSPerMB))?.median, 4)} | ${spread(t.map((x) => x.retransmissions))?.median ?? '–'} | ${t.length} |`);
+    out.push(`| ${(loss * 100).toFixed(0)} % | ${fx(g?.median, 1)} Mbit/s | ${fx(g?.min, 1)}–${fx(g?.max, 1)} | ${pct(spread(t.map((x) => x.ofLink))?.median)} | ${pct(spread(t.map((x) => x.steadyOfLink))?.median)} | ${fx(spread(t.map((x) => x.wirePerDelivered))?.median)} | ${fx(spread(t.map((x) => x.cpuSPerMB))?.median, 4)} | ${spread(t.map((x) => x.retransmissions))?.median ?? '–'} | ${t.length} |`);
   }
   out.push('');
   if (r.chatty.length) {
@@ -121,8 +123,8 @@ export function tpoMarkdown(r: TpoResults): string {
   const random = r.compression.find((c) => c.corpus === 'random bytes');
   out.push('| target | goal | measured (medians) |');
   out.push('| --- | --- | --- |');
-  out.push(`| goodput at 1 % loss | ≥ 90 % of the link | ${pct(med(0.01, (t) => t.ofLink))} |`);
-  out.push(`| goodput at 3 % loss | ≥ 85 % of the link | ${pct(med(0.03, (t) => t.ofLink))} |`);
+  out.push(`| goodput at 1 % loss | ≥ 90 % of the link | ${pct(med(0.01, (t) => t.ofLink))} whole transfer; ${pct(med(0.01, (t) => t.steadyOfLink))} after the first 2 s |`);
+  out.push(`| goodput at 3 % loss | ≥ 85 % of the link | ${pct(med(0.03, (t) => t.ofLink))} whole transfer; ${pct(med(0.03, (t) => t.steadyOfLink))} after the first 2 s |`);
   out.push(`| wire bytes at 1 % loss | ≤ 1.1× delivered | ${fx(med(0.01, (t) => t.wirePerDelivered))}× |`);
   out.push(`| 100-byte messages | ≤ 0.1 datagrams per message | ${fx(spread(r.chatty.map((x) => x.datagramsPerMessage))?.median, 4)} |`);
   out.push(`| random data through compression | grows ≤ 1 % | ${random ? `${pct(random.ratio - 1)} (routing headers only)` : '–'} |`);

@@ -69,20 +69,27 @@ try {
     const buffers = Array.from({ length: mb * 64 }, () => randomBytes(16_384));
     let delivered = 0;
     let got = 0;
+    // Goodput after startup too: what arrived after the first STARTUP_S seconds, over the rest.
+    const STARTUP_S = 2;
+    let atStartupEnd: { bytes: number; t: number } | undefined;
+    let t0 = 0;
     const done = new Promise<void>((resolve) => b.on('buffer', (x: Uint8Array) => {
       delivered += x.length;
+      if (!atStartupEnd && performance.now() - t0 >= STARTUP_S * 1000) atStartupEnd = { bytes: delivered, t: performance.now() };
       if (++got === buffers.length) resolve();
     }));
     const cpu0 = process.cpuUsage();
-    const t0 = performance.now();
+    t0 = performance.now();
     for (const x of buffers) if (!a.send(x)) await new Promise((r) => a.once('drain', r));
     await done;
-    const s = (performance.now() - t0) / 1000;
+    const end = performance.now();
+    const s = (end - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
     emit({
       loss, rateMbit, rttMs, mb, seconds: s,
       goodputMbit: (delivered * 8) / s / 1e6,
       ofLink: (delivered * 8) / s / (rateMbit * 1e6),
+      steadyOfLink: atStartupEnd && end > atStartupEnd.t ? ((delivered - atStartupEnd.bytes) * 8) / ((end - atStartupEnd.t) / 1000) / (rateMbit * 1e6) : NaN,
       wirePerDelivered: (a.stats.bytesSent + b.stats.bytesSent) / delivered,
       cpuSPerMB: (cpu.user + cpu.system) / 1e6 / (delivered / 1e6),
       retransmissions: a.stats.retransmissions, timeouts: a.stats.timeouts, srttMs: a.rtt.srttMs,

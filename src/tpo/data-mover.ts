@@ -102,6 +102,7 @@ interface InFlight {
 const PACER_TICK_MS = 1;
 /** The pacer may send this many ms of rate at once after an idle moment (timers are 1 ms coarse). */
 const BURST_MS = 2;
+const CATCH_UP_MS = 10;
 const PACKET_THRESHOLD = 3;
 /** Data datagrams between acknowledgements (sooner after ackDelayMs): acks cost reverse bandwidth. */
 const ACK_EVERY = 8;
@@ -148,6 +149,7 @@ export class DataMover extends EventEmitter {
   #roundEndPhysical = 0;
   /** The lowest RTT sample of the current round. */
   #roundRtt = Infinity;
+  #roundMaxRtt = 0;
   #tokens = 0;
   #lastTick = 0;
   #lastSendAt = 0;
@@ -365,6 +367,7 @@ export class DataMover extends EventEmitter {
       if (pn === ack.highestReceived) {
         this.rtt.sample(now - p.sentAt, ack.ackDelayUs / 1000, now);
         this.#roundRtt = Math.min(this.#roundRtt, this.rtt.latestMs);
+        this.#roundMaxRtt = Math.max(this.#roundMaxRtt, this.rtt.latestMs);
       }
     }
     if (ackedBytes > 0) {
@@ -382,9 +385,10 @@ export class DataMover extends EventEmitter {
     for (let i = 0; i < ack.bitmap.length * 8; i++) if (ack.bitmap[i >> 3]! & (1 << (i & 7))) this.#unacked.delete(ack.cumulative + 1 + i);
     this.#detectLoss(now);
     if (this.#largestAcked >= this.#roundEndPhysical) {
-      this.rate.onRoundEnd(this.#bytesInFlight, this.#roundRtt);
+      this.rate.onRoundEnd(this.#bytesInFlight, this.#roundRtt, this.#roundMaxRtt || Infinity);
       this.#roundEndPhysical = this.#nextPhysical;
       this.#roundRtt = Infinity;
+      this.#roundMaxRtt = 0;
     }
     if (this.#wantDrain && this.backlogBytes < this.#o.sendBufferBytes / 2) {
       this.#wantDrain = false;
@@ -438,7 +442,13 @@ export class DataMover extends EventEmitter {
     if (this.#closed) return;
     const now = this.#now();
     const rate = this.rate.pacingRateBps;
-    this.#tokens = Math.min(this.#tokens + ((now - this.#lastTick) * rate) / 1000, (BURST_MS * rate) / 1000 + this.#o.segmentSize);
+    // Credit accrues at the pacing rate. It is capped at BURST_MS of rate,
+    // or at the time since the last tick when a tick came late (up to
+    // CATCH_UP_MS): a late timer must not lower the average rate, or pacing
+    // at the path's bandwidth would leave the link idle now and then.
+    const elapsed = now - this.#lastTick;
+    const cap = (Math.max(BURST_MS, Math.min(CATCH_UP_MS, elapsed)) * rate) / 1000 + this.#o.segmentSize;
+    this.#tokens = Math.min(this.#tokens + (elapsed * rate) / 1000, cap);
     this.#lastTick = now;
     const window = this.rate.windowBytes;
     while (this.#tokens > 0 && this.#bytesInFlight < window) {

@@ -12,7 +12,10 @@
  * queue it can build stays bounded. Startup doubles the rate each round
  * trip until the measured bandwidth stops growing by 25 % for three rounds
  * or a whole round's RTT samples sit 25 % above the minimum (a queue is
- * building), then drains the queue startup built. The bandwidth window ages only
+ * building), then drains the queue startup built. A round that loses
+ * packets while its RTT shows a full queue holds the estimate at 90 % of
+ * what was measured (the samples overstated the path), relaxing 2 % per
+ * clean round. The bandwidth window ages only
  * with rounds that measured the path. An operator cap bounds the pacing
  * rate; a loss rate far above any random loss (over 20 % in a round)
  * halves the bandwidth estimate for the next round, as a brake for when
@@ -26,6 +29,12 @@ const FULL_BW_ROUNDS = 3;
 const CWND_GAIN = 2;
 const HEAVY_LOSS = 0.2;
 const QUEUE_RTT_FACTOR = 1.25;
+/** A round with this much loss while its RTT shows a full queue means the estimate was too high. */
+const QUEUE_LOSS = 0.005;
+const QUEUE_FULL_RTT_FACTOR = 1.5;
+/** After such a round the estimate is held at this share of itself; the hold relaxes by RELAX per clean round. */
+const QUEUE_BACKOFF = 0.9;
+const RELAX = 1.02;
 
 export type RatePhase = 'startup' | 'drain' | 'probe';
 
@@ -61,6 +70,8 @@ export class RateControl {
   #roundLost = 0;
   #roundDelivered = 0;
   #brake = 1;
+  /** An upper bound on the estimate after rounds that overflowed the bottleneck's queue (BBRv2's bw_hi, simplified). */
+  #bwCap = Infinity;
   /** This round produced a sample the estimate may rest on (not an app-limited one below it). */
   #measured = false;
   readonly #cap: number;
@@ -79,7 +90,7 @@ export class RateControl {
 
   /** The bottleneck bandwidth estimate, bytes/s (0 before a sample). */
   get bandwidthBps(): number {
-    return this.#bwByRound.length ? Math.max(...this.#bwByRound) * this.#brake : 0;
+    return this.#bwByRound.length ? Math.min(Math.max(...this.#bwByRound), this.#bwCap) * this.#brake : 0;
   }
 
   get gain(): number {
@@ -129,10 +140,18 @@ export class RateControl {
    * minimum means a queue is building (HyStart's signal, unaffected by
    * random loss), so startup ends before it overflows the queue.
    */
-  onRoundEnd(bytesInFlight: number, roundRttMs = Infinity): void {
+  onRoundEnd(bytesInFlight: number, roundRttMs = Infinity, roundMaxRttMs = roundRttMs): void {
     this.#round++;
     const lossRate = this.#roundLost / Math.max(1, this.#roundLost + this.#roundDelivered);
     this.#brake = lossRate > HEAVY_LOSS ? this.#brake * 0.5 : Math.min(1, this.#brake * 2);
+    // Loss in a round whose RTT shows a full queue is the bottleneck
+    // overflowing, not random loss: the estimate is too high, so it is held
+    // below what was measured. Random loss alone (no queue in the RTT)
+    // leaves it alone.
+    const queueFull = Number.isFinite(roundMaxRttMs) && Number.isFinite(this.#minRttMs) && roundMaxRttMs > this.#minRttMs * QUEUE_FULL_RTT_FACTOR;
+    const measured = this.#bwByRound.length ? Math.max(...this.#bwByRound) : 0;
+    if (this.#phase !== 'startup' && queueFull && lossRate > QUEUE_LOSS && measured > 0) this.#bwCap = Math.min(this.#bwCap, measured) * QUEUE_BACKOFF;
+    else if (Number.isFinite(this.#bwCap)) this.#bwCap = this.#bwCap * RELAX > measured ? Infinity : this.#bwCap * RELAX;
     this.#roundLost = 0;
     this.#roundDelivered = 0;
     const bw = this.bandwidthBps;
