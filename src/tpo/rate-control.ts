@@ -12,10 +12,11 @@
  * queue it can build stays bounded. Startup doubles the rate each round
  * trip until the measured bandwidth stops growing by 25 % for three rounds
  * or a whole round's RTT samples sit 25 % above the minimum (a queue is
- * building), then drains the queue startup built. A round that loses
- * packets while its RTT shows a full queue holds the estimate at 90 % of
- * what was measured (the samples overstated the path), relaxing 2 % per
- * clean round. The bandwidth window ages only
+ * building), then drains the queue startup built. A round whose RTT shows
+ * a queue standing all round and whose loss is well above the path's
+ * random loss (learned from rounds without a queue) holds the estimate at
+ * 90 % of what was measured (the samples overstated the path), relaxing 2 %
+ * per clean round. The bandwidth window ages only
  * with rounds that measured the path. An operator cap bounds the pacing
  * rate; a loss rate far above any random loss (over 20 % in a round)
  * halves the bandwidth estimate for the next round, as a brake for when
@@ -31,7 +32,7 @@ const HEAVY_LOSS = 0.2;
 const QUEUE_RTT_FACTOR = 1.25;
 /** A round with this much loss while its RTT shows a full queue means the estimate was too high. */
 const QUEUE_LOSS = 0.005;
-const QUEUE_FULL_RTT_FACTOR = 1.5;
+const QUEUE_FULL_RTT_FACTOR = 1.4;
 /** After such a round the estimate is held at this share of itself; the hold relaxes by RELAX per clean round. */
 const QUEUE_BACKOFF = 0.9;
 const RELAX = 1.02;
@@ -72,6 +73,8 @@ export class RateControl {
   #brake = 1;
   /** An upper bound on the estimate after rounds that overflowed the bottleneck's queue (BBRv2's bw_hi, simplified). */
   #bwCap = Infinity;
+  /** Loss rate of rounds without a standing queue (EWMA): the path's random loss, which says nothing about the estimate. */
+  #baseLoss = 0;
   /** This round produced a sample the estimate may rest on (not an app-limited one below it). */
   #measured = false;
   readonly #cap: number;
@@ -148,9 +151,14 @@ export class RateControl {
     // overflowing, not random loss: the estimate is too high, so it is held
     // below what was measured. Random loss alone (no queue in the RTT)
     // leaves it alone.
-    const queueFull = Number.isFinite(roundMaxRttMs) && Number.isFinite(this.#minRttMs) && roundMaxRttMs > this.#minRttMs * QUEUE_FULL_RTT_FACTOR;
+    // Every sample of the round above the minimum by that factor: the queue
+    // stood the whole round (a single slow sample proves nothing).
+    const queueFull = Number.isFinite(roundRttMs) && Number.isFinite(this.#minRttMs) && roundRttMs > this.#minRttMs * QUEUE_FULL_RTT_FACTOR;
     const measured = this.#bwByRound.length ? Math.max(...this.#bwByRound) : 0;
-    if (this.#phase !== 'startup' && queueFull && lossRate > QUEUE_LOSS && measured > 0) this.#bwCap = Math.min(this.#bwCap, measured) * QUEUE_BACKOFF;
+    if (!queueFull) this.#baseLoss = 0.9 * this.#baseLoss + 0.1 * lossRate;
+    // Overflow: loss well above the path's random loss while the queue stood all round.
+    const overflow = queueFull && lossRate > 2 * this.#baseLoss + QUEUE_LOSS;
+    if (this.#phase !== 'startup' && overflow && measured > 0) this.#bwCap = Math.min(this.#bwCap, measured) * QUEUE_BACKOFF;
     else if (Number.isFinite(this.#bwCap)) this.#bwCap = this.#bwCap * RELAX > measured ? Infinity : this.#bwCap * RELAX;
     this.#roundLost = 0;
     this.#roundDelivered = 0;
