@@ -105,7 +105,10 @@ export class RateControl {
   /** Bytes/s to pace at now. */
   get pacingRateBps(): number {
     const bw = this.bandwidthBps;
-    const rate = bw > 0 ? this.gain * bw : this.#initial;
+    let rate = bw > 0 ? this.gain * bw : this.#initial;
+    // The first samples of startup measure the tiny initial flight, not the
+    // path: startup never paces below where it began.
+    if (this.#phase === 'startup') rate = Math.max(rate, this.#initial);
     return Math.min(this.#cap, rate);
   }
 
@@ -114,7 +117,8 @@ export class RateControl {
     const bw = Math.min(this.#cap, this.bandwidthBps);
     if (!(bw > 0) || !Number.isFinite(this.#minRttMs)) return Math.max(this.#minWindow, (this.#initial * INITIAL_WINDOW_RTT_MS) / 1000);
     const bdp = (bw * this.#minRttMs) / 1000;
-    return Math.max(this.#minWindow, (this.#phase === 'startup' ? STARTUP_GAIN : CWND_GAIN) * bdp);
+    const window = (this.#phase === 'startup' ? STARTUP_GAIN : CWND_GAIN) * bdp;
+    return Math.max(this.#minWindow, this.#phase === 'startup' ? Math.max(window, (this.#initial * INITIAL_WINDOW_RTT_MS) / 1000) : window);
   }
 
   /** A delivery rate sample (from an ack). */
