@@ -106,33 +106,30 @@ export function entryProgram(map: number): Uint8Array {
   return a.assemble();
 }
 
+/**
+ * If the slot at `start` holds an entry time, add now (r7) minus it to the
+ * total at `total` and clear the slot; then go on at `next`. r6 = the clock.
+ */
+function closeInterval(a: Assembler, start: number, total: number, next: string): Assembler {
+  return a
+    .ldxdw('r8', 'r6', start)
+    .jeq('r8', 0, next)
+    .mov('r1', 'r7')
+    .sub('r1', 'r8')
+    .ldxdw('r2', 'r6', total)
+    .add('r2', 'r1')
+    .stxdw('r6', total, 'r2')
+    .stdw('r6', start, 0)
+    .label(next);
+}
+
 /** softirq_exit: add the time since each recorded entry to its total. */
 export function exitProgram(map: number): Uint8Array {
   const a = new Assembler();
-  lookupClock(a, map)
-    .call(HELPER_KTIME_GET_NS)
-    .mov('r7', 'r0')
-    .ldxdw('r8', 'r6', NETRX_START)
-    .jeq('r8', 0, 'idle')
-    .mov('r1', 'r7')
-    .sub('r1', 'r8')
-    .ldxdw('r2', 'r6', NETRX_NS)
-    .add('r2', 'r1')
-    .stxdw('r6', NETRX_NS, 'r2')
-    .stdw('r6', NETRX_START, 0)
-    .label('idle')
-    .ldxdw('r8', 'r6', SIRQ_START)
-    .jeq('r8', 0, 'out')
-    .mov('r1', 'r7')
-    .sub('r1', 'r8')
-    .ldxdw('r2', 'r6', SIRQ_NS)
-    .add('r2', 'r1')
-    .stxdw('r6', SIRQ_NS, 'r2')
-    .stdw('r6', SIRQ_START, 0)
-    .label('out')
-    .mov('r0', 0)
-    .exit();
-  return a.assemble();
+  lookupClock(a, map).call(HELPER_KTIME_GET_NS).mov('r7', 'r0');
+  closeInterval(a, NETRX_START, NETRX_NS, 'idle');
+  closeInterval(a, SIRQ_START, SIRQ_NS, 'out');
+  return a.mov('r0', 0).exit().assemble();
 }
 
 export class CoreClock {
@@ -142,7 +139,7 @@ export class CoreClock {
     private readonly cpus: number,
   ) {}
 
-  /** Loads and attaches the two programs (root). */
+  /** Loads and attaches the three programs (root). */
   static open(): CoreClock {
     const cpus = possibleCpus();
     const map = mapCreate({ type: BPF_MAP_TYPE.PERCPU_ARRAY, keySize: 4, valueSize: VALUE_SIZE, maxEntries: 1, flags: 0, name: 'bench_irqclk' });

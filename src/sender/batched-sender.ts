@@ -7,7 +7,6 @@
  */
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-import { isIPv4 } from 'node:net';
 import { formatEndpoint } from '../policy/endpoint.js';
 import type { SendableAggregate } from '../policy/schema.js';
 import { planSchedule } from '../policy/schedule.js';
@@ -105,8 +104,8 @@ export class BatchedSender {
       dest,
       destAddress: table.endpoints.map((e) => e.address),
       destPort: Int32Array.from(table.endpoints, (e) => e.port),
-      destFamily: Int8Array.from(table.endpoints, (e) => (isIPv4(e.address) ? 4 : 6)),
-      from: spec.from ? { address: spec.from.address, port: spec.from.port, family: (isIPv4(spec.from.address) ? 4 : 6) as 4 | 6 } : undefined,
+      destFamily: Int8Array.from(table.endpoints, (e) => e.family),
+      from: spec.from,
       maxLatenessMs: spec.maxLatenessMs,
       burst: spec.burst,
       startAt: spec.schedule.kind === 'range' ? spec.schedule.startAt : undefined,
@@ -151,8 +150,8 @@ export class BatchedSender {
       length: Float64Array.from(spec.entries, (e) => e.data.byteLength),
       toAddress: spec.entries.map((e) => e.to.address),
       toPort: Int32Array.from(spec.entries, (e) => e.to.port),
-      toFamily: Int8Array.from(spec.entries, (e) => (isIPv4(e.to.address) ? 4 : 6)),
-      from: spec.from ? { address: spec.from.address, port: spec.from.port, family: isIPv4(spec.from.address) ? 4 : 6 } : undefined,
+      toFamily: Int8Array.from(spec.entries, (e) => e.to.family),
+      from: spec.from,
       packetSize: spec.packetSize,
       burst: spec.burst,
       gsoMaxSegments: spec.gso === 'never' ? 0 : this.#gsoMaxSegments,

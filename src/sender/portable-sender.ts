@@ -7,7 +7,6 @@
  * call, and never spins (a spin would stall the application).
  */
 import dgram from 'node:dgram';
-import { isIPv4 } from 'node:net';
 import { endpointKey, formatEndpoint, isWildcard, type Endpoint } from '../policy/endpoint.js';
 import type { SendableAggregate, SegmentSpec } from '../policy/schema.js';
 import { planSchedule } from '../policy/schedule.js';
@@ -29,7 +28,7 @@ class Sockets {
       p = new Promise<dgram.Socket>((resolve, reject) => {
         const s = dgram.createSocket({ type: family === 4 ? 'udp4' : 'udp6' });
         s.once('error', reject);
-        const own = this.from && (isIPv4(this.from.address) ? 4 : 6) === family ? this.from : undefined;
+        const own = this.from?.family === family ? this.from : undefined;
         const address = own && !isWildcard(own) ? own.address : undefined;
         s.bind({ port: own?.port ?? 0, ...(address ? { address } : {}) }, () => {
           s.off('error', reject);
@@ -50,7 +49,6 @@ class Sockets {
   }
 }
 
-const familyOf = (ep: Endpoint): Family => (isIPv4(ep.address) ? 4 : 6);
 
 function send(sock: dgram.Socket, data: Uint8Array, to: Endpoint): Promise<string | undefined> {
   return new Promise((resolve) => {
@@ -79,7 +77,7 @@ export async function sendAggregatePortable(spec: SendableAggregate): Promise<Ag
   const pending: Promise<void>[] = [];
   try {
     // Sockets first, so that binding does not make the first messages late.
-    for (const f of new Set(table.endpoints.map(familyOf))) await sockets.get(f);
+    for (const f of new Set(table.endpoints.map((e) => e.family))) await sockets.get(f);
     const startsAt = spec.schedule.kind === 'range' && spec.schedule.startAt !== undefined ? performance.now() + (spec.schedule.startAt - Date.now()) : performance.now();
     // Messages due at the same time leave together, destinations taking
     // turns of at most spec.burst (the batched engine's order: interleave.ts).
@@ -104,7 +102,7 @@ export async function sendAggregatePortable(spec: SendableAggregate): Promise<Ag
           continue;
         }
         pending.push(
-          sockets.get(familyOf(to)).then(async (sock) => {
+          sockets.get(to.family).then(async (sock) => {
             const err = await send(sock, m.data, to);
             if (err) reason[k] = reasons.code(err);
           }),
@@ -141,7 +139,7 @@ export async function writePortable(spec: SegmentSpec): Promise<WriteResult> {
       const d = dests[seg.entry]!;
       const view = e.data.subarray(seg.offset, seg.offset + seg.length);
       pending.push(
-        sockets.get(familyOf(e.to)).then(async (sock) => {
+        sockets.get(e.to.family).then(async (sock) => {
           const err = await send(sock, view, e.to);
           if (err) {
             d.errors++;

@@ -209,80 +209,63 @@ function groupCounters(group: Int32Array, groups: number, rec: AggregateRecord):
   return out;
 }
 
-class AggregateOutcomes implements AggregateResult {
-  readonly engine: 'portable' | 'batched';
-  declare readonly messages: readonly MessageOutcome[];
-  readonly sent: number;
-  readonly late: number;
-  readonly dropped: number;
-  readonly lateness: Percentiles;
-  readonly streams: Readonly<Record<string, StreamCounters>>;
-  readonly destinations: Readonly<Record<string, StreamCounters>>;
-  readonly elapsedMs: number;
-  readonly sendCalls?: number;
-  readonly gsoMessages?: number;
-  readonly #spec: SendableAggregate;
-  readonly #rec: AggregateRecord;
-  #messages: MessageOutcome[] | undefined;
-
-  constructor(engine: 'portable' | 'batched', spec: SendableAggregate, rec: AggregateRecord, elapsedMs: number, extra: { sendCalls?: number; gsoMessages?: number }) {
-    this.engine = engine;
-    this.#spec = spec;
-    this.#rec = rec;
-    // An own, enumerable accessor: spreading the result, JSON.stringify
-    // and deepEqual see `messages` like a plain property, built on first read.
-    Object.defineProperty(this, 'messages', { enumerable: true, get: () => this.#outcomes() });
-    const n = rec.plan.order.length;
-    // The whole aggregate is one group; streams and destinations are the others.
-    const all = groupCounters(new Int32Array(n), 1, rec)[0]!;
-    this.sent = all.sent;
-    this.late = all.late;
-    this.dropped = all.dropped;
-    this.lateness = all.lateness;
-    const dests = groupCounters(rec.dest, rec.destNames.length, rec);
-    this.destinations = Object.fromEntries(rec.destNames.map((name, i) => [name, dests[i]!] as const).filter(([, c]) => c.sent + c.dropped > 0));
-    const streamIds = new Map<string, number>();
-    const streamOf = new Int32Array(n).fill(-1);
-    for (let k = 0; k < n; k++) {
-      const id = spec.messages[rec.plan.order[k]!]!.stream;
-      if (id === undefined) continue;
-      let g = streamIds.get(id);
-      if (g === undefined) streamIds.set(id, (g = streamIds.size));
-      streamOf[k] = g;
-    }
-    const streams = streamIds.size ? groupCounters(streamOf, streamIds.size, rec) : [];
-    this.streams = Object.fromEntries([...streamIds].map(([id, g]) => [id, streams[g]!]));
-    this.elapsedMs = elapsedMs;
-    if (extra.sendCalls !== undefined) this.sendCalls = extra.sendCalls;
-    if (extra.gsoMessages !== undefined) this.gsoMessages = extra.gsoMessages;
+/** Per-message outcomes from the record, in transmission order. */
+function outcomesOf(spec: SendableAggregate, rec: AggregateRecord): MessageOutcome[] {
+  const { plan, sentAtMs, reason, reasons, dest, destNames } = rec;
+  const out = new Array<MessageOutcome>(plan.order.length);
+  for (let k = 0; k < out.length; k++) {
+    const index = plan.order[k]!;
+    const m = spec.messages[index]!;
+    const o: { -readonly [K in keyof MessageOutcome]: MessageOutcome[K] } = {
+      index,
+      to: destNames[dest[k]!]!,
+      status: reason[k] ? 'dropped' : 'sent',
+      dueMs: plan.atMs[k]!,
+      sentAtMs: sentAtMs[k]!,
+      lateMs: Math.max(0, sentAtMs[k]! - plan.atMs[k]!),
+    };
+    if (m.stream) o.stream = m.stream;
+    if (reason[k]) o.reason = reasons[reason[k]! - 1]!;
+    out[k] = o;
   }
-
-  #outcomes(): readonly MessageOutcome[] {
-    if (this.#messages) return this.#messages;
-    const { plan, sentAtMs, reason, reasons, dest, destNames } = this.#rec;
-    const out = new Array<MessageOutcome>(plan.order.length);
-    for (let k = 0; k < out.length; k++) {
-      const index = plan.order[k]!;
-      const m = this.#spec.messages[index]!;
-      const o: { -readonly [K in keyof MessageOutcome]: MessageOutcome[K] } = {
-        index,
-        to: destNames[dest[k]!]!,
-        status: reason[k] ? 'dropped' : 'sent',
-        dueMs: plan.atMs[k]!,
-        sentAtMs: sentAtMs[k]!,
-        lateMs: Math.max(0, sentAtMs[k]! - plan.atMs[k]!),
-      };
-      if (m.stream) o.stream = m.stream;
-      if (reason[k]) o.reason = reasons[reason[k]! - 1]!;
-      out[k] = o;
-    }
-    return (this.#messages = out);
-  }
+  return out;
 }
 
-/** An aggregate's result from what its engine recorded. */
+/**
+ * An aggregate's result from what its engine recorded. `messages` is an
+ * own, enumerable accessor built on first read: spreading the result,
+ * JSON.stringify and deepEqual see it like a plain property.
+ */
 export function aggregateResult(engine: 'portable' | 'batched', spec: SendableAggregate, rec: AggregateRecord, elapsedMs: number, extra: { sendCalls?: number; gsoMessages?: number } = {}): AggregateResult {
-  return new AggregateOutcomes(engine, spec, rec, elapsedMs, extra);
+  const n = rec.plan.order.length;
+  // The whole aggregate is one group; destinations and streams are the others.
+  const all = groupCounters(new Int32Array(n), 1, rec)[0]!;
+  const dests = groupCounters(rec.dest, rec.destNames.length, rec);
+  const streamIds = new Map<string, number>();
+  const streamOf = new Int32Array(n).fill(-1);
+  for (let k = 0; k < n; k++) {
+    const id = spec.messages[rec.plan.order[k]!]!.stream;
+    if (id === undefined) continue;
+    let g = streamIds.get(id);
+    if (g === undefined) streamIds.set(id, (g = streamIds.size));
+    streamOf[k] = g;
+  }
+  const streams = streamIds.size ? groupCounters(streamOf, streamIds.size, rec) : [];
+  const result = {
+    engine,
+    sent: all.sent,
+    late: all.late,
+    dropped: all.dropped,
+    lateness: all.lateness,
+    streams: Object.fromEntries([...streamIds].map(([id, g]) => [id, streams[g]!])),
+    destinations: Object.fromEntries(rec.destNames.map((name, i) => [name, dests[i]!] as const).filter(([, c]) => c.sent + c.dropped > 0)),
+    elapsedMs,
+    ...(extra.sendCalls !== undefined ? { sendCalls: extra.sendCalls } : {}),
+    ...(extra.gsoMessages !== undefined ? { gsoMessages: extra.gsoMessages } : {}),
+  };
+  let messages: MessageOutcome[] | undefined;
+  Object.defineProperty(result, 'messages', { enumerable: true, get: () => (messages ??= outcomesOf(spec, rec)) });
+  return result as typeof result & Pick<AggregateResult, 'messages'>;
 }
 
 /** Interns reason strings as the codes of AggregateRecord.reason. */

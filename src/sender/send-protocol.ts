@@ -3,9 +3,18 @@
  * An aggregate crosses once: every payload copied into one transferred
  * buffer, with per-message offsets, destinations and due times.
  */
-export interface AggregateJob {
-  readonly kind: 'aggregate';
+import type { Endpoint } from '../policy/endpoint.js';
+
+/** What every job carries: its id, where to send from, and the GSO limit. */
+interface JobBase {
   readonly id: number;
+  readonly from: Endpoint | undefined;
+  /** Most segments per UDP GSO message; 0 = no GSO. */
+  readonly gsoMaxSegments: number;
+}
+
+export interface AggregateJob extends JobBase {
+  readonly kind: 'aggregate';
   /** All payloads back to back (transferred, not shared). */
   readonly blob: ArrayBuffer;
   /** Per message, in transmission order. */
@@ -17,14 +26,11 @@ export interface AggregateJob {
   readonly destAddress: readonly string[];
   readonly destPort: Int32Array;
   readonly destFamily: Int8Array;
-  readonly from: { address: string; port: number; family: 4 | 6 } | undefined;
   readonly maxLatenessMs: number;
   /** Messages due together: at most this many in a row to one destination (interleave.ts). */
   readonly burst: number;
   /** Start as ms since the epoch, or undefined for "on receipt". */
   readonly startAt: number | undefined;
-  /** Most segments per UDP GSO message; 0 = no GSO. */
-  readonly gsoMaxSegments: number;
 }
 
 /**
@@ -33,19 +39,15 @@ export interface AggregateJob {
  * space; V8 never moves an ArrayBuffer's backing store), and the main
  * thread keeps them alive until the outcome arrives.
  */
-export interface WriteJob {
+export interface WriteJob extends JobBase {
   readonly kind: 'write';
-  readonly id: number;
   readonly address: Float64Array;
   readonly length: Float64Array;
   readonly toAddress: readonly string[];
   readonly toPort: Int32Array;
   readonly toFamily: Int8Array;
-  readonly from: { address: string; port: number; family: 4 | 6 } | undefined;
   readonly packetSize: number;
   readonly burst: number;
-  /** Most segments per UDP GSO message; 0 = no GSO. */
-  readonly gsoMaxSegments: number;
   /** MSG_ZEROCOPY for messages large enough to gain from it ('auto'); false: always copy ('never'). */
   readonly zeroCopy: boolean;
 }

@@ -72,11 +72,10 @@ const PR_SET_TIMERSLACK = 29;
  */
 const PACER_NICE = -10;
 const PRIO_PROCESS = 0;
-export const pacerSetup = { timerSlack: false, nice: 0 };
 try {
   const c = libc();
-  pacerSetup.timerSlack = c.prctl(PR_SET_TIMERSLACK, 1) === 0;
-  if (c.setpriority(PRIO_PROCESS, c.gettid(), PACER_NICE) === 0) pacerSetup.nice = PACER_NICE;
+  c.prctl(PR_SET_TIMERSLACK, 1);
+  c.setpriority(PRIO_PROCESS, c.gettid(), PACER_NICE);
 } catch {
   // not Linux or no FFI: the worker would not run at all
 }

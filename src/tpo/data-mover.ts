@@ -40,7 +40,7 @@
 import { EventEmitter } from 'node:events';
 import { decodeDataMoverField, encodeDataMoverField, MAX_ACK_BITMAP_BYTES, MAX_ACK_RANGES, TD_DATA, TD_RETRANSMISSION, type Ack, type AckRange, type DataMoverField } from '../wire/tpo/data-mover.js';
 import { WireError } from '../wire/tpo/errors.js';
-import { openDatagram, sealDatagram, TAG_LENGTH, type SessionKeys } from './datagram-crypto.js';
+import { openDatagram, sealDatagram, type SessionKeys } from './datagram-crypto.js';
 import { ReplayWindow } from './replay-window.js';
 import { Reassembler, segmentBuffer, type Segment } from './segments.js';
 import { RttEstimator } from './rtt.js';
@@ -215,9 +215,14 @@ export class DataMover extends EventEmitter {
     }
     this.stats.buffersSent++;
     this.#pump();
-    const ok = this.backlogBytes < this.#o.sendBufferBytes;
+    const ok = this.hasRoom;
     if (!ok) this.#wantDrain = true;
     return ok;
+  }
+
+  /** Queued plus in-flight bytes are under the send buffer: more may be sent now. */
+  get hasRoom(): boolean {
+    return this.backlogBytes < this.#o.sendBufferBytes;
   }
 
   /** Everything sent has been acknowledged. */
@@ -512,6 +517,3 @@ export class DataMover extends EventEmitter {
     this.#sendDatagram(undefined, false, true, now);
   }
 }
-
-/** Overhead of one datagram beyond its segment, for sizing (field with an ack of typical size, tag). */
-export const DATAGRAM_OVERHEAD_ESTIMATE = 8 + 20 + 40 + 12 * 4 + TAG_LENGTH;

@@ -96,7 +96,7 @@ export class PeerLink extends EventEmitter {
   /** Queues a message of trust domain `domain`. False: the link is full or not up yet; wait for 'drain'. */
   send(domain: number, message: CarriedMessage): boolean {
     this.#driver.push(domain, message);
-    return this.#mover ? this.#mover.backlogBytes < (this.#o.mover?.sendBufferBytes ?? 8 << 20) : false;
+    return this.#mover?.hasRoom ?? false;
   }
 
   /** Seals what the driver holds now (e.g. before a close). */

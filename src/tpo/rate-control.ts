@@ -61,7 +61,6 @@ export interface DeliverySample {
 
 export class RateControl {
   #phase: RatePhase = 'startup';
-  #round = 0;
   #cycle = 0;
   /** Per round of the window: the max delivery rate seen in it. */
   readonly #bwByRound: number[] = [];
@@ -148,7 +147,6 @@ export class RateControl {
    * random loss), so startup ends before it overflows the queue.
    */
   onRoundEnd(bytesInFlight: number, roundRttMs = Infinity, roundMaxRttMs = roundRttMs): void {
-    this.#round++;
     const lossRate = this.#roundLost / Math.max(1, this.#roundLost + this.#roundDelivered);
     this.#brake = lossRate > HEAVY_LOSS ? this.#brake * 0.5 : Math.min(1, this.#brake * 2);
     // Loss in a round whose RTT shows a full queue is the bottleneck

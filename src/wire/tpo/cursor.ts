@@ -110,11 +110,7 @@ export class Writer {
     return this;
   }
 
-  /** Overwrites a u16 written earlier (a length known only at the end). */
-  u16At(at: number, v: number): void {
-    this.#view.setUint16(at, v);
-  }
-
+  /** Overwrites a u32 written earlier (a value known only at the end, e.g. a checksum). */
   u32At(at: number, v: number): void {
     this.#view.setUint32(at, v);
   }
