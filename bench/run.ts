@@ -313,17 +313,19 @@ async function main(): Promise<number> {
           try {
             const t = runTpoBulk(repeat, loss, 100);
             tpo.bulk.push(t);
-            log(`  tpo bulk at ${loss * 100} % loss: ${t.goodputMbit.toFixed(1)} Mbit/s (${(t.ofLink * 100).toFixed(0)} % of 50; ${(t.steadyOfLink * 100).toFixed(0)} % after 2 s), wire ${t.wirePerDelivered.toFixed(3)}x delivered, ${t.cpuSPerMB.toFixed(4)} CPU s/MB`);
+            log(`  tpo bulk at ${loss * 100} % loss: ${t.goodputMbit.toFixed(1)} Mbit/s (${(t.ofLink * 100).toFixed(0)} % of 50; ${(t.steadyOfLink * 100).toFixed(0)} % after 2 s; established session ${t.established ? (t.established.ofLink * 100).toFixed(0) : '–'} %), wire ${t.wirePerDelivered.toFixed(3)}x delivered, ${t.cpuSPerMB.toFixed(4)} CPU s/MB`);
           } catch (err) {
             log(`  tpo bulk at ${loss * 100} % loss: ERROR ${(err as Error).message.split('\n')[0]}`);
           }
         }
-        try {
-          const c = runTpoChatty(repeat);
-          tpo.chatty.push(c);
-          log(`  tpo chatty: ${c.datagramsPerMessage.toFixed(4)} datagrams per 100-byte message`);
-        } catch (err) {
-          log(`  tpo chatty: ERROR ${(err as Error).message.split('\n')[0]}`);
+        for (const compression of ['auto', 'none'] as const) {
+          try {
+            const c = runTpoChatty(repeat, compression);
+            tpo.chatty.push(c);
+            log(`  tpo chatty, compression ${compression}: ${c.datagramsPerMessage.toFixed(4)} datagrams per 100-byte message`);
+          } catch (err) {
+            log(`  tpo chatty, compression ${compression}: ERROR ${(err as Error).message.split('\n')[0]}`);
+          }
         }
         save();
       }

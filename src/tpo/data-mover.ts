@@ -58,6 +58,8 @@ export interface DataMoverOptions {
   readonly segmentSize?: number;
   /** Operator cap on the sending rate, bytes/s. */
   readonly maxRateBps?: number;
+  /** Pacing rate before the first measurement, bytes/s (default 1 Mbit/s; the session keeps its estimate afterwards, so this matters once per session). */
+  readonly initialRateBps?: number;
   /** Queued plus in-flight bytes beyond which send() asks the caller to wait; default 8 MiB. */
   readonly sendBufferBytes?: number;
   /** An acknowledgement leaves at most this long after data arrived (or after every 8 data datagrams); default 10 ms. */
@@ -127,7 +129,7 @@ export class DataMover extends EventEmitter {
   };
   readonly rtt = new RttEstimator();
   readonly rate: RateControl;
-  readonly #o: Required<Omit<DataMoverOptions, 'maxRateBps'>>;
+  readonly #o: Required<Omit<DataMoverOptions, 'maxRateBps' | 'initialRateBps'>>;
   readonly #now: () => number;
 
   // Sending side.
@@ -180,9 +182,9 @@ export class DataMover extends EventEmitter {
     this.#o = {
       segmentSize: 1350, sendBufferBytes: 8 << 20, ackDelayMs: 10, keepaliveMs: 1000, deadAfterMs: 5000, receiveWindowSegments: 16_384,
       now: () => performance.now(), ...options,
-    } as Required<Omit<DataMoverOptions, 'maxRateBps'>>;
+    } as Required<Omit<DataMoverOptions, 'maxRateBps' | 'initialRateBps'>>;
     this.#now = this.#o.now;
-    this.rate = new RateControl({ ...(options.maxRateBps ? { maxRateBps: options.maxRateBps } : {}), minWindowBytes: 4 * this.#o.segmentSize });
+    this.rate = new RateControl({ ...(options.maxRateBps ? { maxRateBps: options.maxRateBps } : {}), ...(options.initialRateBps ? { initialRateBps: options.initialRateBps } : {}), minWindowBytes: 4 * this.#o.segmentSize });
     this.#reassembler = new Reassembler(this.#o.receiveWindowSegments);
     const t = this.#now();
     this.#lastTick = t;
