@@ -16,9 +16,9 @@ export const MESSAGE_HEADER_V4 = 28;
 export const MESSAGE_HEADER_V6 = 52;
 
 /** Function codes (docs/WIRE.md). */
-export const MESSAGE_FUNCTIONS = ['data', 'open', 'open-ok', 'close', 'half-close', 'reset', 'keepalive'] as const;
+export const MESSAGE_FUNCTIONS = ['data', 'open', 'open-ok', 'close', 'half-close', 'reset', 'keepalive', 'window'] as const;
 export type MessageFunction = (typeof MESSAGE_FUNCTIONS)[number];
-const FUNCTION_CODE: Record<MessageFunction, number> = { data: 1, open: 2, 'open-ok': 3, close: 4, 'half-close': 5, reset: 6, keepalive: 7 };
+const FUNCTION_CODE: Record<MessageFunction, number> = { data: 1, open: 2, 'open-ok': 3, close: 4, 'half-close': 5, reset: 6, keepalive: 7, window: 8 };
 
 /** IP protocol numbers carried (IANA). */
 export const MESSAGE_PROTOCOLS = { tcp: 6, udp: 17, icmp: 1, icmpv6: 58 } as const;

@@ -1,0 +1,107 @@
+/**
+ * What every carried flow shares (issue #7): its 5-tuple as the source
+ * gateway intercepted it (both gateways name the flow by it, in both
+ * directions: docs/WIRE.md §1), one branch per peer gateway it goes to,
+ * and the gateway services a flow needs. The TCP and UDP edges build on
+ * this; the gateway routes messages to them by (peer, tuple).
+ */
+import type { CarriedMessage } from '../../wire/tpo/driver-buffer.js';
+import type { MessageFunction, MessageProtocol } from '../../wire/tpo/message.js';
+
+export interface HostPort {
+  readonly address: string;
+  readonly port: number;
+}
+
+export interface FlowTuple {
+  readonly protocol: MessageProtocol;
+  readonly src: HostPort;
+  readonly dst: HostPort;
+}
+
+export function tupleKey(t: FlowTuple): string {
+  return `${t.protocol} ${t.src.address}:${t.src.port} > ${t.dst.address}:${t.dst.port}`;
+}
+
+/** Status codes (docs/WIRE.md §1). */
+export const STATUS = { ok: 0, refused: 1, unreachable: 2, timedOut: 3, resetByPeer: 4, noRoute: 5, limit: 6, other: 255 } as const;
+
+/** A socket error's code as a status for open-ok/reset. */
+export function statusOfError(err: NodeJS.ErrnoException | undefined): number {
+  switch (err?.code) {
+    case 'ECONNREFUSED':
+      return STATUS.refused;
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'EADDRNOTAVAIL':
+      return STATUS.unreachable;
+    case 'ETIMEDOUT':
+      return STATUS.timedOut;
+    case 'ECONNRESET':
+    case 'EPIPE':
+      return STATUS.resetByPeer;
+    default:
+      return STATUS.other;
+  }
+}
+
+export const STATUS_TEXT: Record<number, string> = {
+  0: 'ok', 1: 'connection refused', 2: 'unreachable', 3: 'timed out', 4: 'reset by peer', 5: 'no route', 6: 'limit reached', 255: 'other',
+};
+
+/** What a flow needs from its gateway. */
+export interface FlowHost {
+  /** Queues a message to a peer; false: the peer's link is full or down (wait for onPeerDrain). */
+  send(peer: string, domain: number, message: CarriedMessage): boolean;
+  /** The peer's link has room now. */
+  hasRoom(peer: string): boolean;
+  /** The flow ended: forget it. */
+  forget(flow: CarriedFlow): void;
+}
+
+/** One peer a flow goes to, with its own message sequence in each direction. */
+export interface Branch {
+  readonly peer: string;
+  seqOut: number;
+  seqIn: number;
+  /** Bytes of data sent / received on this branch. */
+  bytesOut: number;
+  bytesIn: number;
+  /** The branch is finished (closed, reset or failed) and takes no more messages. */
+  done: boolean;
+}
+
+export function newBranch(peer: string): Branch {
+  return { peer, seqOut: 0, seqIn: 0, bytesOut: 0, bytesIn: 0, done: false };
+}
+
+export interface FlowStatus {
+  readonly tuple: string;
+  readonly role: 'source' | 'destination';
+  readonly peers: readonly string[];
+  readonly state: string;
+  readonly bytesOut: number;
+  readonly bytesIn: number;
+  readonly entry?: string;
+}
+
+/** The gateway's view of a flow. */
+export interface CarriedFlow {
+  readonly tuple: FlowTuple;
+  readonly role: 'source' | 'destination';
+  readonly branches: readonly Branch[];
+  /** A message for this flow from `peer` (in order: the data mover and driver keep it). */
+  onMessage(peer: string, m: CarriedMessage): void;
+  /** The peer's link has room again. */
+  onPeerDrain(peer: string): void;
+  /** The peer is gone (restarted or down too long): end the flow as a reset. */
+  abort(peer: string, status: number): void;
+  status(): FlowStatus;
+}
+
+/** Builds a message of this flow (the header's 5-tuple is always the intercepted one). */
+export function message(tuple: FlowTuple, fn: MessageFunction, sequence: number, data: Uint8Array = EMPTY, status: number = STATUS.ok): CarriedMessage {
+  return { header: { function: fn, protocol: tuple.protocol, sequence: sequence >>> 0, src: tuple.src, dst: tuple.dst, status, dataLength: data.length }, data };
+}
+
+export const EMPTY = new Uint8Array(0);

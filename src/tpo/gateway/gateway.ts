@@ -1,0 +1,384 @@
+/**
+ * A TPO gateway (issue #7): the peer links to other gateways, the flows it
+ * carries for its own applications (source side) and the flows it
+ * delivers for its peers (destination side). One gateway is usually both.
+ *
+ *   interception ──'tcp'/'udp'──▶ route table ──▶ TcpEdge / UdpEdge (source)
+ *                                                    │ messages
+ *                                                    ▼
+ *                                   PeerLink (packet driver + data mover) ══ WAN ══▶ peer gateway
+ *                                                    │ messages
+ *                                                    ▼
+ *                           (peer, 5-tuple) ──▶ edge (reply to the source side)
+ *                                          └──▶ new TcpEdge / UdpEdge (destination side)
+ *
+ * Messages are routed to flows by (peer, 5-tuple): both gateways name a
+ * flow by the tuple the source side intercepted. A message for no known
+ * flow that would need one (a peer restarted and lost it) is answered
+ * with a reset, so neither side waits for a flow that is gone.
+ *
+ * The destination side opens connections only for authenticated peers
+ * (the pair's key) and only to addresses `deliver.allow` lists: a gateway
+ * is not an open proxy.
+ */
+import { EventEmitter } from 'node:events';
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { createSourceMatcher } from '../../policy/source-filter.js';
+import type { CarriedMessage } from '../../wire/tpo/driver-buffer.js';
+import type { TpoConfig, PeerConfig } from '../config.js';
+import { PeerLink } from '../peer-link.js';
+import type { Interception, TcpIntercepted, UdpIntercepted } from './explicit.js';
+import { message, STATUS, tupleKey, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple } from './flow.js';
+import { RouteTable } from './routes.js';
+import { TcpEdge } from './tcp-edge.js';
+import { UdpEdge } from './udp-edge.js';
+
+export interface GatewayCounters {
+  flowsOpened: number;
+  flowsDelivered: number;
+  /** Intercepted flows not carried: no route, peer unknown, or the flow limit. */
+  refusedNoRoute: number;
+  refusedLimit: number;
+  /** Peers' opens refused: destination not in deliver.allow. */
+  refusedNotAllowed: number;
+  /** Messages for no known flow (answered with a reset where one is due). */
+  unknownFlow: number;
+  udpDropped: number;
+  droppedReplies: number;
+  sequenceErrors: number;
+  /** Flows ended because handling a message threw (a bug or a refused socket call): counted, never fatal. */
+  flowErrors: number;
+}
+
+export interface PeerStatus {
+  readonly name: string;
+  readonly role: 'initiator' | 'responder';
+  readonly address?: string;
+  readonly up: boolean;
+  readonly sessions: number;
+  readonly flows: number;
+  readonly srttMs?: number;
+  readonly bandwidthMbit?: number;
+  readonly pacingMbit?: number;
+  readonly bytesSent: number;
+  readonly bytesReceived: number;
+  readonly retransmissions: number;
+  readonly dropped: number;
+}
+
+export interface GatewayStatus {
+  readonly name: string;
+  readonly listen: string;
+  readonly interception: string;
+  readonly listeners: ReturnType<Interception["listenAddresses"]>;
+  readonly peers: readonly PeerStatus[];
+  readonly flows: readonly FlowStatus[];
+  readonly counters: GatewayCounters;
+}
+
+interface Peer {
+  readonly config: PeerConfig;
+  readonly link: PeerLink;
+  readonly flows: Set<CarriedFlow>;
+  deadTimer: NodeJS.Timeout | undefined;
+}
+
+export interface GatewayOptions {
+  /** Interception for the source side (explicit listeners, transparent rules); none: destination only. */
+  readonly interception?: Interception;
+  readonly interceptionName?: string;
+}
+
+export class Gateway extends EventEmitter implements FlowHost {
+  readonly config: TpoConfig;
+  readonly counters: GatewayCounters = {
+    flowsOpened: 0, flowsDelivered: 0, refusedNoRoute: 0, refusedLimit: 0, refusedNotAllowed: 0, unknownFlow: 0, udpDropped: 0, droppedReplies: 0, sequenceErrors: 0, flowErrors: 0,
+  };
+  readonly #socket: dgram.Socket;
+  readonly #peers = new Map<string, Peer>();
+  /** Flows by `${peer}|${tuple}` (a fan-out flow is there once per peer). */
+  readonly #flows = new Map<string, CarriedFlow>();
+  readonly #all = new Set<CarriedFlow>();
+  readonly #routes: RouteTable;
+  readonly #allowed: (address: string) => boolean;
+  readonly #interception: Interception | undefined;
+  readonly #interceptionName: string;
+  #closing = false;
+  #closed = false;
+
+  private constructor(config: TpoConfig, socket: dgram.Socket, options: GatewayOptions) {
+    super();
+    this.config = config;
+    this.#socket = socket;
+    this.#routes = new RouteTable(config.routes, config.peers.map((p) => p.name));
+    this.#allowed = createSourceMatcher({ any: false, rules: [...config.deliver.allow] });
+    this.#interception = options.interception;
+    this.#interceptionName = options.interceptionName ?? (options.interception ? 'custom' : 'none');
+    for (const p of config.peers) this.#addPeer(p);
+    if (this.#interception) {
+      this.#interception.on('tcp', (c) => this.#interceptTcp(c));
+      this.#interception.on('udp', (d) => this.#interceptUdp(d));
+    }
+  }
+
+  /** Binds the peer socket and starts the links; the interception is the caller's (it owns its rules). */
+  static async start(config: TpoConfig, options: GatewayOptions = {}): Promise<Gateway> {
+    const socket = dgram.createSocket(config.listen.family === 6 ? 'udp6' : 'udp4');
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(config.listen.port, config.listen.address, () => {
+        socket.off('error', reject);
+        resolve();
+      });
+    });
+    // Bulk transfers at WAN rates need more than the default socket buffers (bursts of acks and data).
+    try {
+      socket.setRecvBufferSize(8 << 20);
+      socket.setSendBufferSize(8 << 20);
+    } catch {
+      // Capped by net.core.[rw]mem_max: the links still work, with more drops under bursts.
+    }
+    return new Gateway(config, socket, options);
+  }
+
+  /** The UDP address the peer links use. */
+  address(): net.AddressInfo {
+    return this.#socket.address();
+  }
+
+  #addPeer(p: PeerConfig): void {
+    const link = new PeerLink({
+      socket: this.#socket,
+      role: p.address ? 'initiator' : 'responder',
+      psk: p.key,
+      keyId: p.keyId,
+      ...(p.address ? { peer: { address: p.address.address, port: p.address.port } } : {}),
+      mover: { ...(p.maxRateBps ? { maxRateBps: p.maxRateBps } : {}), ...(p.initialRateBps ? { initialRateBps: p.initialRateBps } : {}) },
+    });
+    const peer: Peer = { config: p, link, flows: new Set(), deadTimer: undefined };
+    this.#peers.set(p.name, peer);
+    link.on('message', (domain: number, m: CarriedMessage) => this.#onMessage(peer, domain, m));
+    link.on('drain', () => {
+      for (const f of peer.flows) f.onPeerDrain(p.name);
+    });
+    // A replaced session lost data in flight: every flow with this peer is broken.
+    link.on('reset', () => this.#abortPeer(peer, STATUS.resetByPeer));
+    link.on('down', () => {
+      if (peer.deadTimer) return;
+      peer.deadTimer = setTimeout(() => {
+        peer.deadTimer = undefined;
+        this.#abortPeer(peer, STATUS.timedOut);
+      }, this.config.limits.peerDeadMs);
+      peer.deadTimer.unref();
+      this.emit('peer-down', p.name);
+    });
+    const up = () => {
+      if (peer.deadTimer) clearTimeout(peer.deadTimer);
+      peer.deadTimer = undefined;
+      this.emit('peer-up', p.name);
+    };
+    link.on('up', up);
+    link.on('session', up);
+  }
+
+  #abortPeer(peer: Peer, status: number): void {
+    for (const f of [...peer.flows]) f.abort(peer.config.name, status);
+  }
+
+  // ---- FlowHost ----
+
+  send(peer: string, domain: number, m: CarriedMessage): boolean {
+    const p = this.#peers.get(peer);
+    if (!p || this.#closed) return false;
+    return p.link.send(domain, m);
+  }
+
+  hasRoom(peer: string): boolean {
+    const mover = this.#peers.get(peer)?.link.mover;
+    return mover ? mover.hasRoom : false;
+  }
+
+  forget(flow: CarriedFlow): void {
+    if (!this.#all.delete(flow)) return;
+    for (const b of flow.branches) {
+      this.#flows.delete(`${b.peer}|${tupleKey(flow.tuple)}`);
+      this.#peers.get(b.peer)?.flows.delete(flow);
+    }
+  }
+
+  #register(flow: CarriedFlow): void {
+    this.#all.add(flow);
+    for (const b of flow.branches) {
+      this.#flows.set(`${b.peer}|${tupleKey(flow.tuple)}`, flow);
+      this.#peers.get(b.peer)?.flows.add(flow);
+    }
+  }
+
+  // ---- source side ----
+
+  #interceptTcp(c: TcpIntercepted): void {
+    const tuple: FlowTuple = { protocol: 'tcp', src: c.src, dst: c.dst };
+    const route = this.#routes.choose(c.entry, c.dst.address);
+    if (!route.ok || this.#all.size >= this.config.limits.maxFlows || this.#closing) {
+      if (!route.ok) this.counters.refusedNoRoute++;
+      else this.counters.refusedLimit++;
+      c.socket.destroy();
+      return;
+    }
+    // The same tuple still carried (a client reusing its port at once): the old flow is gone.
+    for (const peer of route.peers) this.#flows.get(`${peer}|${tupleKey(tuple)}`)?.abort(peer, STATUS.resetByPeer);
+    const edge = new TcpEdge({ tuple, role: 'source', peers: route.peers, domain: c.entry.domain, host: this, entry: c.entry.name, counters: this.counters });
+    this.#register(edge);
+    this.counters.flowsOpened++;
+    c.socket.setNoDelay(true);
+    edge.attachClient(c.socket);
+    c.socket.resume();
+  }
+
+  #interceptUdp(d: UdpIntercepted): void {
+    const tuple: FlowTuple = { protocol: 'udp', src: d.src, dst: d.dst };
+    const route = this.#routes.choose(d.entry, d.dst.address);
+    if (!route.ok) {
+      this.counters.refusedNoRoute++;
+      return;
+    }
+    let flow = this.#flows.get(`${route.peers[0]}|${tupleKey(tuple)}`);
+    if (!flow) {
+      if (this.#all.size >= this.config.limits.maxFlows || this.#closing) {
+        this.counters.refusedLimit++;
+        return;
+      }
+      flow = new UdpEdge({ tuple, role: 'source', peers: route.peers, domain: d.entry.domain, host: this, idleMs: this.config.limits.udpIdleMs, entry: d.entry.name, counters: this.counters, reply: d.reply });
+      this.#register(flow);
+      this.counters.flowsOpened++;
+    }
+    (flow as UdpEdge).fromClient(d.data);
+  }
+
+  // ---- messages from peers ----
+
+  #onMessage(peer: Peer, domain: number, m: CarriedMessage): void {
+    const name = peer.config.name;
+    const h = m.header;
+    const tuple: FlowTuple = { protocol: h.protocol, src: h.src, dst: h.dst };
+    const flow = this.#flows.get(`${name}|${tupleKey(tuple)}`);
+    if (flow) {
+      try {
+        flow.onMessage(name, m);
+      } catch (err) {
+        // One flow's failure (a socket call refused, say) must not take the gateway and every other flow down.
+        this.counters.flowErrors++;
+        this.emit('flow-error', err);
+        flow.abort(name, STATUS.other);
+      }
+      return;
+    }
+    if (h.protocol === 'tcp' && h.function === 'open') {
+      this.#deliverTcp(peer, domain, tuple, m);
+      return;
+    }
+    if (h.protocol === 'udp' && h.function === 'data') {
+      const edge = this.#newDestinationUdp(peer, domain, tuple);
+      edge?.onMessage(name, m);
+      return;
+    }
+    this.counters.unknownFlow++;
+    // Data, half-close or window for a flow this side does not have: say it is gone.
+    if (h.function !== 'reset' && h.function !== 'close' && h.function !== 'open-ok') this.send(name, domain, message(tuple, 'reset', 0, undefined, STATUS.resetByPeer));
+  }
+
+  #refuse(peer: Peer, domain: number, tuple: FlowTuple, fn: 'open-ok' | 'reset', status: number): void {
+    this.send(peer.config.name, domain, message(tuple, fn, 0, undefined, status));
+  }
+
+  #deliverTcp(peer: Peer, domain: number, tuple: FlowTuple, open: CarriedMessage): void {
+    if (!this.#allowed(tuple.dst.address)) {
+      this.counters.refusedNotAllowed++;
+      this.#refuse(peer, domain, tuple, 'open-ok', STATUS.noRoute);
+      return;
+    }
+    if (this.#all.size >= this.config.limits.maxFlows || this.#closing) {
+      this.counters.refusedLimit++;
+      this.#refuse(peer, domain, tuple, 'open-ok', STATUS.limit);
+      return;
+    }
+    const edge = new TcpEdge({ tuple, role: 'destination', peers: [peer.config.name], domain, host: this, counters: this.counters });
+    this.#register(edge);
+    this.counters.flowsDelivered++;
+    // The open itself is message 0 of the peer's sequence.
+    edge.branches[0]!.seqIn = open.header.sequence + 1;
+    const socket = net.connect({ host: tuple.dst.address, port: tuple.dst.port, allowHalfOpen: true });
+    edge.attachServer(socket, this.config.deliver.connectTimeoutMs);
+  }
+
+  #newDestinationUdp(peer: Peer, domain: number, tuple: FlowTuple): UdpEdge | undefined {
+    if (!this.#allowed(tuple.dst.address)) {
+      this.counters.refusedNotAllowed++;
+      this.#refuse(peer, domain, tuple, 'reset', STATUS.noRoute);
+      return undefined;
+    }
+    if (this.#all.size >= this.config.limits.maxFlows || this.#closing) {
+      this.counters.refusedLimit++;
+      return undefined;
+    }
+    const edge = new UdpEdge({ tuple, role: 'destination', peers: [peer.config.name], domain, host: this, idleMs: this.config.limits.udpIdleMs, counters: this.counters });
+    this.#register(edge);
+    this.counters.flowsDelivered++;
+    edge.connect();
+    return edge;
+  }
+
+  // ---- status and shutdown ----
+
+  status(): GatewayStatus {
+    const a = this.#socket.address();
+    return {
+      name: this.config.name,
+      listen: `${a.address}:${a.port}`,
+      interception: this.#interceptionName,
+      listeners: this.#interception?.listenAddresses() ?? [],
+      peers: [...this.#peers.values()].map((p): PeerStatus => {
+        const m = p.link.mover;
+        const d = m?.stats.dropped;
+        return {
+          name: p.config.name,
+          role: p.config.address ? 'initiator' : 'responder',
+          ...(p.config.address ? { address: `${p.config.address.address}:${p.config.address.port}` } : {}),
+          up: p.link.up,
+          sessions: p.link.stats.sessions,
+          flows: p.flows.size,
+          ...(m ? { srttMs: Math.round(m.rtt.srttMs * 10) / 10, bandwidthMbit: Math.round((m.rate.bandwidthBps * 8) / 1e4) / 100, pacingMbit: Math.round((m.rate.pacingRateBps * 8) / 1e4) / 100 } : {}),
+          bytesSent: m?.stats.bytesSent ?? 0,
+          bytesReceived: m?.stats.bytesReceived ?? 0,
+          retransmissions: m?.stats.retransmissions ?? 0,
+          dropped: (d ? d.malformed + d.otherConnection + d.unauthenticated + d.replayed : 0) + p.link.stats.droppedHandshake + p.link.stats.droppedNoSession,
+        };
+      }),
+      flows: [...this.#all].map((f) => f.status()),
+      counters: { ...this.counters },
+    };
+  }
+
+  /**
+   * Ends every flow (as resets: the applications must not think the data
+   * arrived), the links and the socket. `abrupt` skips telling the peers
+   * (as a crash would): they find out when their links time out.
+   */
+  async close(options: { abrupt?: boolean } = {}): Promise<void> {
+    if (this.#closing) return;
+    // New flows are refused from now on; the resets below still go out.
+    this.#closing = true;
+    if (options.abrupt) this.#closed = true;
+    for (const f of [...this.#all]) for (const b of f.branches) f.abort(b.peer, STATUS.other);
+    for (const p of this.#peers.values()) {
+      p.link.flush();
+      if (p.deadTimer) clearTimeout(p.deadTimer);
+    }
+    // A moment for the resets to leave before the links go.
+    if (!options.abrupt) await new Promise((r) => setTimeout(r, 50));
+    this.#closed = true;
+    for (const p of this.#peers.values()) p.link.close();
+    await new Promise<void>((r) => this.#socket.close(() => r()));
+  }
+}

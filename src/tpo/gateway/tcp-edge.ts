@@ -1,0 +1,286 @@
+/**
+ * The TCP edge handler (issue #7): one per carried TCP connection, at
+ * either gateway. It terminates TCP locally — the application talks to
+ * this gateway at LAN round-trip times — and turns the byte stream into
+ * messages for the peer(s), and the peer's messages back into the stream.
+ *
+ * Source side: the intercepted client connection; `open` goes to every
+ * branch at once and data follows without waiting for `open-ok` (the far
+ * side's socket holds it until its connect completes), saving a WAN round
+ * trip. A failed connect comes back as `open-ok` with a status and the
+ * client sees a reset, not a hang.
+ * Destination side: created by `open`, it connects to the destination and
+ * answers `open-ok`.
+ *
+ * Both directions: FIN travels as `half-close` (so half-closed connections
+ * keep working), RST as `reset`, and data is flow-controlled per flow with
+ * `window` messages (docs/WIRE.md §1): at most WINDOW bytes of a flow are
+ * outstanding towards a gateway, so a slow application stalls its own
+ * flow, never the shared link, and no gateway buffers more than WINDOW per
+ * flow. The socket is paused when any branch is out of window or its peer
+ * link is full, and resumed when both have room.
+ *
+ * Fan-out: with several branches, the client's bytes go to all of them;
+ * the first branch is the primary, whose replies reach the client.
+ * Replies of the others are counted and dropped, and their failure ends
+ * only that branch.
+ */
+import type net from 'node:net';
+import { EMPTY, message, newBranch, STATUS, statusOfError, type Branch, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple } from './flow.js';
+import type { CarriedMessage } from '../../wire/tpo/driver-buffer.js';
+
+/** Per-flow window (docs/WIRE.md §1): 4 MiB, more than 50 Mbit/s × 600 ms. */
+export const FLOW_WINDOW = 4 * 1024 * 1024;
+/** Receivers grant more once this much was handed to the application. */
+const GRANT_AFTER = FLOW_WINDOW / 4;
+/** Data messages carry at most this much (keeps driver buffers at their 32 KiB size). */
+const CHUNK = 16 * 1024;
+
+interface TcpBranch extends Branch {
+  /** Bytes this side may still send on the branch. */
+  credit: number;
+  /** The peer sent half-close (its side of the stream ended). */
+  remoteFin: boolean;
+  openOk: boolean;
+}
+
+export interface TcpEdgeOptions {
+  readonly tuple: FlowTuple;
+  readonly role: 'source' | 'destination';
+  readonly peers: readonly string[];
+  readonly domain: number;
+  readonly host: FlowHost;
+  readonly entry?: string;
+  /** Counters shared by the gateway. */
+  readonly counters: { droppedReplies: number; sequenceErrors: number };
+}
+
+export class TcpEdge implements CarriedFlow {
+  readonly tuple: FlowTuple;
+  readonly role: 'source' | 'destination';
+  readonly branches: TcpBranch[];
+  readonly #o: TcpEdgeOptions;
+  #socket: net.Socket | undefined;
+  #connected = false;
+  #localFin = false;
+  #paused = false;
+  #ended = false;
+  /** Bytes handed to the socket since the last window grant to the primary. */
+  #consumed = 0;
+  #state = 'opening';
+
+  constructor(options: TcpEdgeOptions) {
+    this.#o = options;
+    this.tuple = options.tuple;
+    this.role = options.role;
+    this.branches = options.peers.map((p) => ({ ...newBranch(p), credit: FLOW_WINDOW, remoteFin: false, openOk: options.role === 'destination' }));
+  }
+
+  /** Source side: the intercepted connection. Sends `open` to every branch. */
+  attachClient(socket: net.Socket): void {
+    this.#connected = true;
+    this.#state = 'open';
+    for (const b of this.branches) this.#send(b, 'open');
+    this.#wire(socket);
+  }
+
+  /** Destination side: the connection to the destination, still connecting. */
+  attachServer(socket: net.Socket, connectTimeoutMs: number): void {
+    socket.setTimeout(connectTimeoutMs, () => {
+      if (!this.#connected) socket.destroy(Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' }));
+    });
+    socket.once('connect', () => {
+      socket.setTimeout(0);
+      this.#connected = true;
+      this.#state = 'open';
+      socket.setNoDelay(true);
+      for (const b of this.branches) this.#send(b, 'open-ok');
+    });
+    this.#wire(socket);
+  }
+
+  #wire(socket: net.Socket): void {
+    this.#socket = socket;
+    socket.on('data', (chunk: Buffer) => this.#onLocalData(chunk));
+    socket.on('end', () => {
+      // The application's FIN: the other side may still send (half-close).
+      this.#localFin = true;
+      for (const b of this.branches) if (!b.done) this.#send(b, 'half-close');
+      this.#maybeDone();
+    });
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (this.#ended) return;
+      const status = statusOfError(err);
+      // A failed connect is answered as open-ok with why; later errors as a reset.
+      for (const b of this.branches) if (!b.done) this.#send(b, this.#connected ? 'reset' : 'open-ok', EMPTY, status === STATUS.ok ? STATUS.other : status);
+      this.#finish('failed');
+    });
+    socket.on('close', () => {
+      if (this.#ended) return;
+      // Closed without an error after both FINs: done. Anything else (destroyed locally) is a reset.
+      if (!(this.#localFin && this.#primary().remoteFin)) for (const b of this.branches) if (!b.done) this.#send(b, 'reset', EMPTY, STATUS.resetByPeer);
+      this.#finish('closed');
+    });
+  }
+
+  #primary(): TcpBranch {
+    return this.branches[0]!;
+  }
+
+  #onLocalData(chunk: Buffer): void {
+    for (let off = 0; off < chunk.length; off += CHUNK) {
+      const piece = chunk.subarray(off, Math.min(chunk.length, off + CHUNK));
+      for (const b of this.branches) {
+        if (b.done) continue;
+        b.credit -= piece.length;
+        b.bytesOut += piece.length;
+        this.#send(b, 'data', piece);
+      }
+    }
+    this.#updatePause();
+  }
+
+  #send(b: TcpBranch, fn: 'open' | 'open-ok' | 'data' | 'half-close' | 'reset' | 'window', data: Uint8Array = EMPTY, status: number = STATUS.ok): boolean {
+    const ok = this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, fn, b.seqOut++, data, status));
+    if (fn === 'reset') b.done = true;
+    return ok;
+  }
+
+  /** Pauses the socket while any live branch lacks window or link room; resumes when all have it. */
+  #updatePause(): void {
+    const s = this.#socket;
+    if (!s || this.#ended) return;
+    const blocked = this.branches.some((b) => !b.done && (b.credit <= 0 || !this.#o.host.hasRoom(b.peer)));
+    if (blocked && !this.#paused) {
+      this.#paused = true;
+      s.pause();
+    } else if (!blocked && this.#paused) {
+      this.#paused = false;
+      s.resume();
+    }
+  }
+
+  onPeerDrain(): void {
+    this.#updatePause();
+  }
+
+  onMessage(peer: string, m: CarriedMessage): void {
+    const b = this.branches.find((x) => x.peer === peer);
+    if (!b || b.done) return;
+    if (m.header.sequence !== b.seqIn >>> 0) {
+      // The data mover delivers in order: a gap means state was lost (a peer restart).
+      this.#o.counters.sequenceErrors++;
+      this.#send(b, 'reset', EMPTY, STATUS.other);
+      this.#branchFailed(b);
+      return;
+    }
+    b.seqIn++;
+    const primary = b === this.#primary();
+    switch (m.header.function) {
+      case 'open-ok':
+        if (m.header.status === STATUS.ok) {
+          b.openOk = true;
+        } else {
+          b.done = true;
+          this.#branchFailed(b, m.header.status);
+        }
+        break;
+      case 'data':
+        b.bytesIn += m.data.length;
+        if (primary && this.#socket && !this.#socket.destroyed) {
+          const n = m.data.length;
+          this.#socket.write(m.data, () => {
+            this.#consumed += n;
+            if (this.#consumed >= GRANT_AFTER && !b.done) {
+              this.#grant(b, this.#consumed);
+              this.#consumed = 0;
+            }
+          });
+        } else {
+          // A secondary branch's reply: the client hears only the primary.
+          this.#o.counters.droppedReplies++;
+          this.#grant(b, m.data.length);
+        }
+        break;
+      case 'window':
+        if (m.data.length === 4) {
+          b.credit += new DataView(m.data.buffer, m.data.byteOffset, 4).getUint32(0);
+          this.#updatePause();
+        }
+        break;
+      case 'half-close':
+        b.remoteFin = true;
+        if (primary) this.#socket?.end();
+        this.#maybeDone();
+        break;
+      case 'close':
+        b.remoteFin = true;
+        b.done = true;
+        if (primary) this.#socket?.end();
+        this.#maybeDone();
+        break;
+      case 'reset':
+        b.done = true;
+        this.#branchFailed(b, m.header.status);
+        break;
+      default:
+        break;
+    }
+  }
+
+  #grant(b: TcpBranch, bytes: number): void {
+    const d = new Uint8Array(4);
+    new DataView(d.buffer).setUint32(0, Math.min(bytes, 0xffffffff));
+    this.#send(b, 'window', d);
+  }
+
+  /** A branch ended badly: the primary takes the client down with a reset; a secondary only itself. */
+  #branchFailed(b: TcpBranch, status: number = STATUS.other): void {
+    b.done = true;
+    if (b === this.#primary()) {
+      this.#state = status === STATUS.ok ? 'reset' : `reset (${status})`;
+      for (const x of this.branches) if (!x.done) this.#send(x, 'reset', EMPTY, status);
+      const s = this.#socket;
+      if (s && !s.destroyed) {
+        // RST to the application: it learns the far end failed instead of waiting.
+        if (typeof (s as net.Socket & { resetAndDestroy?: () => void }).resetAndDestroy === 'function' && this.#connected) s.resetAndDestroy();
+        else s.destroy();
+      }
+      this.#finish(this.#state);
+    } else {
+      this.#updatePause();
+    }
+  }
+
+  #maybeDone(): void {
+    const p = this.#primary();
+    if (this.#localFin && p.remoteFin) this.#state = 'closing';
+  }
+
+  abort(peer: string, status: number): void {
+    const b = this.branches.find((x) => x.peer === peer);
+    if (!b || b.done) return;
+    this.#branchFailed(b, status);
+  }
+
+  #finish(state: string): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#state = state;
+    for (const b of this.branches) b.done = true;
+    this.#o.host.forget(this);
+  }
+
+  status(): FlowStatus {
+    const p = this.#primary();
+    return {
+      tuple: `${this.tuple.protocol} ${this.tuple.src.address}:${this.tuple.src.port} > ${this.tuple.dst.address}:${this.tuple.dst.port}`,
+      role: this.role,
+      peers: this.branches.map((b) => b.peer),
+      state: this.#paused ? `${this.#state}, paused` : this.#state,
+      bytesOut: p.bytesOut,
+      bytesIn: p.bytesIn,
+      ...(this.#o.entry ? { entry: this.#o.entry } : {}),
+    };
+  }
+}

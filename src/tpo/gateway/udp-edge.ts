@@ -1,0 +1,154 @@
+/**
+ * The UDP edge handler (issue #7): one per carried UDP flow (5-tuple), at
+ * either gateway. Each datagram is one `data` message; there is no open
+ * handshake (the far side makes the flow on its first datagram) and no
+ * window: a datagram that finds the peer link full is dropped and
+ * counted, as a router would. A flow idle for `idleMs` ends, and says so
+ * with `close` so the far side lets go too.
+ *
+ * Source side: datagrams from the client go to every branch (fan-out to
+ * several gateways); replies from any branch go back to the client through
+ * `reply` (explicit mode: from the listener's socket; transparent mode:
+ * from the original destination's address).
+ * Destination side: a connected socket to the destination, whose replies
+ * go back as `data`.
+ */
+import dgram from 'node:dgram';
+import { isIPv6 } from 'node:net';
+import { message, newBranch, STATUS, type Branch, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple } from './flow.js';
+import type { CarriedMessage } from '../../wire/tpo/driver-buffer.js';
+
+export interface UdpEdgeOptions {
+  readonly tuple: FlowTuple;
+  readonly role: 'source' | 'destination';
+  readonly peers: readonly string[];
+  readonly domain: number;
+  readonly host: FlowHost;
+  readonly idleMs: number;
+  readonly entry?: string;
+  readonly counters: { udpDropped: number; sequenceErrors: number };
+  /** Source side: sends a reply datagram to the client. */
+  readonly reply?: (data: Uint8Array) => void;
+}
+
+export class UdpEdge implements CarriedFlow {
+  readonly tuple: FlowTuple;
+  readonly role: 'source' | 'destination';
+  readonly branches: Branch[];
+  readonly #o: UdpEdgeOptions;
+  #socket: dgram.Socket | undefined;
+  #lastActive = performance.now();
+  #timer: NodeJS.Timeout;
+  #ended = false;
+  #state = 'open';
+
+  constructor(options: UdpEdgeOptions) {
+    this.#o = options;
+    this.tuple = options.tuple;
+    this.role = options.role;
+    this.branches = options.peers.map(newBranch);
+    // Checked a few times per idle period: an idle flow lingers at most a quarter longer.
+    this.#timer = setInterval(() => {
+      if (performance.now() - this.#lastActive >= this.#o.idleMs) this.close('idle');
+    }, Math.max(250, options.idleMs / 4));
+    this.#timer.unref();
+  }
+
+  /** Destination side: opens the socket towards the destination. */
+  connect(): void {
+    const t = this.tuple;
+    const s = dgram.createSocket(isIPv6(t.dst.address) ? 'udp6' : 'udp4');
+    this.#socket = s;
+    // Only the destination's answers go back (the socket is not connected, so
+    // sends need not wait for connect; anyone else's datagrams are dropped).
+    s.on('message', (msg, r) => {
+      if (r.port === t.dst.port && r.address === t.dst.address) this.#fromLocal(msg);
+      else this.#o.counters.udpDropped++;
+    });
+    s.on('error', () => this.#o.counters.udpDropped++);
+  }
+
+  /** Source side: a datagram from the client. */
+  fromClient(data: Uint8Array): void {
+    this.#fromLocal(data);
+  }
+
+  #fromLocal(data: Uint8Array): void {
+    if (this.#ended) return;
+    this.#lastActive = performance.now();
+    for (const b of this.branches) {
+      if (b.done) continue;
+      if (!this.#o.host.hasRoom(b.peer)) {
+        this.#o.counters.udpDropped++;
+        continue;
+      }
+      b.bytesOut += data.length;
+      this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, 'data', b.seqOut++, data));
+    }
+  }
+
+  onMessage(peer: string, m: CarriedMessage): void {
+    const b = this.branches.find((x) => x.peer === peer);
+    if (!b || b.done || this.#ended) return;
+    if (m.header.sequence !== b.seqIn >>> 0) this.#o.counters.sequenceErrors++;
+    b.seqIn = m.header.sequence + 1;
+    this.#lastActive = performance.now();
+    switch (m.header.function) {
+      case 'data':
+        b.bytesIn += m.data.length;
+        if (this.role === 'destination') {
+          this.#socket?.send(m.data, this.tuple.dst.port, this.tuple.dst.address, (err) => {
+            if (err) this.#o.counters.udpDropped++;
+          });
+        } else {
+          this.#o.reply?.(m.data);
+        }
+        break;
+      case 'close':
+      case 'reset':
+        b.done = true;
+        if (this.branches.every((x) => x.done)) this.#end('closed by peer');
+        break;
+      default:
+        break;
+    }
+  }
+
+  onPeerDrain(): void {}
+
+  abort(peer: string): void {
+    const b = this.branches.find((x) => x.peer === peer);
+    if (!b) return;
+    b.done = true;
+    if (this.branches.every((x) => x.done)) this.#end('peer gone');
+  }
+
+  /** Ends the flow here and tells the branches. */
+  close(reason = 'closed'): void {
+    if (this.#ended) return;
+    for (const b of this.branches) if (!b.done) this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, 'close', b.seqOut++, undefined, STATUS.ok));
+    this.#end(reason);
+  }
+
+  #end(state: string): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#state = state;
+    clearInterval(this.#timer);
+    this.#socket?.close();
+    this.#o.host.forget(this);
+  }
+
+  status(): FlowStatus {
+    const p = this.branches[0]!;
+    return {
+      tuple: `${this.tuple.protocol} ${this.tuple.src.address}:${this.tuple.src.port} > ${this.tuple.dst.address}:${this.tuple.dst.port}`,
+      role: this.role,
+      peers: this.branches.map((b) => b.peer),
+      state: this.#state,
+      bytesOut: p.bytesOut,
+      bytesIn: p.bytesIn,
+      ...(this.#o.entry ? { entry: this.#o.entry } : {}),
+    };
+  }
+}

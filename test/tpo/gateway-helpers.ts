@@ -1,0 +1,92 @@
+/**
+ * Two TPO gateways on loopback with the link emulator between them, in
+ * explicit mode: site A intercepts (listeners), site B delivers. Shared by
+ * the gateway tests.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseTpoConfig, type TpoConfig } from '../../src/tpo/config.js';
+import { Gateway } from '../../src/tpo/gateway/gateway.js';
+import { ExplicitInterception } from '../../src/tpo/gateway/explicit.js';
+import { LinkEmulator } from '../../src/tpo/link-emulator.js';
+
+export async function freeUdpPort(): Promise<number> {
+  const s = dgram.createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
+  const port = s.address().port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+export async function freeTcpPort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+export interface Pair {
+  a: Gateway;
+  b: Gateway;
+  emu: LinkEmulator;
+  ic: ExplicitInterception;
+  configA: TpoConfig;
+  configB: TpoConfig;
+  /** Restarts gateway B (same config, new state); `abrupt`: as after a crash, without telling A. */
+  restartB(abrupt?: boolean): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface PairOptions {
+  /** Table entries for A (explicit: listen + target). */
+  table: unknown[];
+  allow?: string[];
+  delayMs?: number;
+  loss?: number;
+  seed?: number;
+  peerDeadMs?: number;
+  udpIdleMs?: number;
+}
+
+export async function startPair(o: PairOptions): Promise<Pair> {
+  const portA = await freeUdpPort();
+  const portB = await freeUdpPort();
+  const emu = await LinkEmulator.create({ seed: o.seed ?? 11, peerA: { address: '127.0.0.1', port: portA }, peerB: { address: '127.0.0.1', port: portB } });
+  emu.set('both', { delayMs: o.delayMs ?? 5, loss: o.loss ?? 0 });
+  const key = randomBytes(32).toString('hex');
+  const limits = { peerDeadMs: o.peerDeadMs ?? 30_000, udpIdleMs: o.udpIdleMs ?? 60_000 };
+  const configA = parseTpoConfig({ name: 'a', listen: `127.0.0.1:${portA}`, peers: [{ name: 'b', address: `${emu.a.address}:${emu.a.port}`, key, keyId: 1 }], table: o.table, limits });
+  const configB = parseTpoConfig({ name: 'b', listen: `127.0.0.1:${portB}`, peers: [{ name: 'a', key, keyId: 1 }], deliver: { allow: o.allow ?? ['127.0.0.0/8'] }, limits });
+  const ic = await ExplicitInterception.start(configA.table);
+  const a = await Gateway.start(configA, { interception: ic, interceptionName: 'explicit' });
+  let b = await Gateway.start(configB);
+  const pair: Pair = {
+    a,
+    b,
+    emu,
+    ic,
+    configA,
+    configB,
+    async restartB(abrupt = false) {
+      await pair.b.close({ abrupt });
+      b = await Gateway.start(configB);
+      pair.b = b;
+    },
+    async close() {
+      await pair.a.close();
+      await pair.b.close();
+      await ic.close();
+      await emu.close();
+    },
+  };
+  // Up once the handshake is done.
+  const t0 = performance.now();
+  while (!a.status().peers[0]!.up) {
+    if (performance.now() - t0 > 10_000) throw new Error('gateways did not pair within 10 s');
+    await sleep(10);
+  }
+  return pair;
+}
