@@ -177,5 +177,6 @@ export const tproxyPort = (reg = NFT_REG_1): Expr => ({ name: 'tproxy', data: [a
 /** fib daddr type => reg (NFTA_FIB_DREG 1, RESULT 2, FLAGS 3). */
 export const fibDaddrType = (dreg = NFT_REG_1): Expr => ({
   name: 'fib',
-  data: [attr(1, be32(dreg)), attr(2, be32(NFT_FIB_RESULT_ADDRTYPE)), attr(3, be32(NFTA_FIB_F_DADDR))],
+  // nft's order: flags, result, dreg.
+  data: [attr(3, be32(NFTA_FIB_F_DADDR)), attr(2, be32(NFT_FIB_RESULT_ADDRTYPE)), attr(1, be32(dreg))],
 });
