@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { createTopology, rootSkipReason, type NsProcess, type Topology } from '../helpers/netns.js';
 
 const skip = rootSkipReason();
+const LOCAL_CLIENT = fileURLToPath(new URL('../fixtures/intercept-local-client.ts', import.meta.url));
 const GATEWAY = fileURLToPath(new URL('../fixtures/intercept-gateway.ts', import.meta.url));
 const INSTANCE = 'nstest';
 const MARK = 0x1234;
@@ -201,6 +202,30 @@ test('crash: after SIGKILL a new start cleans up and intercepts; its close leave
     assert.deepEqual(await udp(topo, '10.77.2.2', 5300, 'again'), { reply: 'reply dns again', from: '10.77.2.2:5300' });
     assert.equal(await tcp(topo, '10.77.2.2', 8050), 'intercepted web 10.77.2.2:8050');
     await closeGateway(second);
+    assert.equal(await leftovers(topo), '');
+  } finally {
+    await topo.destroy();
+  }
+});
+
+test("output hook: the gateway host's own flows are intercepted unless they carry the own mark", { skip, timeout: 90_000 }, async () => {
+  const topo = await topology();
+  try {
+    const server = topo.spawn('server', process.execPath, ['-e', SERVER]);
+    await server.waitForLine(/listening/);
+    const gw = startGateway(topo, { prerouting: false, output: true });
+    await ready(gw);
+    const local = async (kind: 'tcp' | 'udp', port: number, mark: number): Promise<string> =>
+      (await topo.exec('gw', process.execPath, ['--import', 'tsx', LOCAL_CLIENT, kind, '10.77.2.2', String(port), String(mark)])).trim();
+    assert.equal(await local('tcp', 8050, 0), 'intercepted web 10.77.2.2:8050');
+    assert.equal(await local('tcp', 8050, MARK), 'server 8050');
+    // UDP from the host: out_udp marks it, policy routing loops it over lo, pre_udp tproxies it.
+    assert.deepEqual(JSON.parse(await local('udp', 5300, 0)), { reply: 'reply dns local', from: '10.77.2.2:5300' });
+    assert.deepEqual(JSON.parse(await local('udp', 5300, MARK)), { reply: 'server 5300', from: '10.77.2.2:5300' });
+    // Prerouting is off: a routed client's flow is not intercepted.
+    assert.equal(await tcp(topo, '10.77.2.2', 8050), 'server 8050');
+    assert.deepEqual(await udp(topo, '10.77.2.2', 5300, 'routed'), { reply: 'server 5300', from: '10.77.2.2:5300' });
+    await closeGateway(gw);
     assert.equal(await leftovers(topo), '');
   } finally {
     await topo.destroy();

@@ -102,7 +102,10 @@ test('install batch: begin, table (owner), chains, rules, end; each change ackno
   assert.throws(() => tableName('Bad-Name'), /\[a-z0-9_\]/);
 });
 
-test('policy routing messages: fib_rule_hdr / rtmsg and attributes as ip(8) sends them', () => {
+// Header fields and attribute values are those strace shows `ip rule add fwmark M lookup T priority P` and
+// `ip -6 route add local ::/0 dev lo table T proto static` sending; we add FRA_FWMASK explicitly (ip leaves the
+// kernel's default, all ones), omit RTA_DST for /0 and use scope host for IPv6 too (the kernel accepts both).
+test('policy routing messages: fib_rule_hdr / rtmsg and attributes', () => {
   const r = { mark: 0x534c0001, table: 0x534c0001, priority: 100 };
   const rule = ruleMessage(RTM_NEWRULE, 5, 4, r);
   // family AF_INET, table 0 (too big for u8: FRA_TABLE), action FR_ACT_TO_TBL; then FRA_PRIORITY, FRA_FWMARK, FRA_FWMASK, FRA_TABLE.
