@@ -383,8 +383,7 @@ export class TransparentInterceptor extends EventEmitter<TransparentInterceptorE
       const entry = JSON.stringify(new URL('./udp-worker.ts', import.meta.url).href);
       this.#worker = new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${entry}); });`, { ...options, eval: true });
     }
-    // The worker must not keep the process alive on its own; close() ends it.
-    this.#worker.unref();
+    // Like a net.Server, a running interceptor keeps the process alive; close() ends the worker.
     this.#worker.on('message', (m: UdpWorkerMessage | { error: { message: string; op?: string; errno?: string } }) => {
       if ('error' in m) {
         const err = m.error.op && m.error.errno ? new SyscallError(m.error.op, m.error.errno) : new SluiceError('SLUICE_ERR_ENGINE', m.error.message);
