@@ -97,3 +97,21 @@ export const SO_RCVTIMEO = 20;
 export const SO_TXTIME = 61;
 export const SIZEOF_SOCK_TXTIME = 8;
 export const CLOCK_MONOTONIC = 1;
+
+/** nf_tables speaks NETLINK_NETFILTER (src/sys/nfnetlink.ts). */
+export const NETLINK_NETFILTER = 12;
+export const SO_REUSEADDR = 2;
+/** Marks every packet a socket sends (skb->mark); needs CAP_NET_ADMIN. Sluice's own sockets carry it so its rules skip them. */
+export const SO_MARK = 36;
+/** Lets a socket bind a non-local address and be chosen by TPROXY (IPv4); needs CAP_NET_ADMIN. */
+export const IP_TRANSPARENT = 19;
+/** recvmsg then carries an IP_ORIGDSTADDR cmsg (sockaddr_in): the datagram's destination before TPROXY. */
+export const IP_RECVORIGDSTADDR = 20;
+export const IP_ORIGDSTADDR = 20;
+export const IPV6_RECVORIGDSTADDR = 74;
+export const IPV6_ORIGDSTADDR = 74;
+export const IPV6_TRANSPARENT = 75;
+/** getsockopt(SOL_IP) on an accepted TCP socket: the destination before REDIRECT/DNAT (sockaddr_in). */
+export const SO_ORIGINAL_DST = 80;
+/** The same for IPv6 (level SOL_IPV6, sockaddr_in6); same number by design of the uapi headers. */
+export const IP6T_SO_ORIGINAL_DST = 80;
