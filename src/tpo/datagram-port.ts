@@ -23,7 +23,7 @@
 import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import { probeBatchedIo } from '../sys/probe.js';
-import { NotSupportedError } from '../errors.js';
+import { NotSupportedError, SyscallError } from '../errors.js';
 
 /** Where a datagram goes. */
 export interface DatagramTarget {
@@ -110,7 +110,14 @@ export async function openDatagramPort(options: OpenDatagramPortOptions): Promis
   }
   // Imported lazily so a portable-only process never loads the FFI module.
   const { BatchedDatagramPort } = await import('./batched-port.js');
-  return BatchedDatagramPort.open(options, probe);
+  if (io === 'batched') return BatchedDatagramPort.open(options, probe);
+  try {
+    return await BatchedDatagramPort.open(options, probe);
+  } catch (e) {
+    // The address is the caller's problem on either kind; anything else (the thread, eventfd) is the batched kind's.
+    if (e instanceof SyscallError && e.op === 'bind') throw e;
+    return PortableDatagramPort.open(options, `batched port failed to start: ${(e as Error).message}`);
+  }
 }
 
 /** node:dgram, one syscall per datagram: the fallback and the baseline. */
