@@ -18,7 +18,7 @@ import { Sink } from './lib/sink.js';
 import { CoreClock } from './lib/irq-clock.js';
 import { SENDER_WAYS, runSenderTrial, setOutputSegmentation, type SenderTrial } from './lib/sender-suite.js';
 import { PACING_ENGINES, PACING_RATES, runPacingTrial, type PacingTrial } from './lib/pacing-suite.js';
-import { TPO_LOSSES, runTpoBulk, runTpoChatty, runTpoCompression, type TpoResults } from './lib/tpo-suite.js';
+import { TPO_IOS, TPO_LOSSES, runTpoBulk, runTpoChatty, runTpoCompression, type TpoResults } from './lib/tpo-suite.js';
 
 /** Sender suite: datagram size and destinations (small datagrams: per-packet costs dominate). */
 const SENDER_DESTS = 10;
@@ -309,13 +309,14 @@ async function main(): Promise<number> {
       tpo.compression = runTpoCompression();
       for (const c of tpo.compression) log(`  tpo compression ${c.corpus}: ${c.ratio.toFixed(4)} of raw`);
       for (let repeat = 1; repeat <= repeats; repeat++) {
-        for (const loss of TPO_LOSSES) {
+        // Both I/O kinds in the same run, interleaved, so the CPU ratio is not a comparison across runs.
+        for (const loss of TPO_LOSSES) for (const io of TPO_IOS) {
           try {
-            const t = runTpoBulk(repeat, loss, 100);
+            const t = runTpoBulk(repeat, loss, 100, io);
             tpo.bulk.push(t);
-            log(`  tpo bulk at ${loss * 100} % loss: ${t.goodputMbit.toFixed(1)} Mbit/s (${(t.ofLink * 100).toFixed(0)} % of 50; ${(t.steadyOfLink * 100).toFixed(0)} % after 2 s; established session ${t.established ? (t.established.ofLink * 100).toFixed(0) : '–'} %), wire ${t.wirePerDelivered.toFixed(3)}x delivered, ${t.cpuSPerMB.toFixed(4)} CPU s/MB`);
+            log(`  tpo bulk (${io} I/O) at ${loss * 100} % loss: ${t.goodputMbit.toFixed(1)} Mbit/s (${(t.ofLink * 100).toFixed(0)} % of 50; ${(t.steadyOfLink * 100).toFixed(0)} % after 2 s; established session ${t.established ? (t.established.ofLink * 100).toFixed(0) : '–'} %), wire ${t.wirePerDelivered.toFixed(3)}x delivered, ${t.cpuSPerMB.toFixed(4)} CPU s/MB`);
           } catch (err) {
-            log(`  tpo bulk at ${loss * 100} % loss: ERROR ${(err as Error).message.split('\n')[0]}`);
+            log(`  tpo bulk (${io} I/O) at ${loss * 100} % loss: ERROR ${(err as Error).message.split('\n')[0]}`);
           }
         }
         for (const compression of ['auto', 'none'] as const) {

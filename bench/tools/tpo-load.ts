@@ -4,6 +4,9 @@
  * between them (bench/tools/link-emu.ts), so this process's CPU is the two
  * gateways' transport work and nothing else.
  *
+ *   --io batched|portable (default batched): the movers' datagram ports
+ *       (src/tpo/datagram-port.ts): sendmmsg/UDP GSO and recvmmsg in a
+ *       receive thread, or node:dgram one datagram per call.
  *   --mode bulk    --mb N --loss L [--rate-mbit 50 --rtt-ms 100]
  *       N MB of random driver buffers (16 KiB) from A to B, then the same
  *       again on the now established session; prints goodput, wire bytes
@@ -18,10 +21,10 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
-import dgram from 'node:dgram';
 import { DataMover } from '../../src/tpo/data-mover.js';
 import { deriveSessionKeys } from '../../src/tpo/datagram-crypto.js';
 import { PacketDriver, openDriverBuffer } from '../../src/tpo/packet-driver.js';
+import { openDatagramPort, type DatagramPort } from '../../src/tpo/datagram-port.js';
 import { flag } from './load-common.js';
 
 const mode = flag('mode');
@@ -29,13 +32,12 @@ const loss = Number(flag('loss', '0'));
 const rateMbit = Number(flag('rate-mbit', '50'));
 const rttMs = Number(flag('rtt-ms', '100'));
 const emuCpu = flag('emu-cpu', '');
+const io = flag('io', 'batched') as 'batched' | 'portable';
+if (io !== 'batched' && io !== 'portable') throw new Error(`--io must be batched or portable, not ${io}`);
 
-async function bind(): Promise<dgram.Socket> {
-  const s = dgram.createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
-  s.setRecvBufferSize(16 << 20);
-  s.setSendBufferSize(16 << 20);
-  return s;
+function bind(): Promise<DatagramPort> {
+  // 'batched' is strict: a bench row labelled batched must not be portable in disguise.
+  return openDatagramPort({ family: 4, bind: { address: '127.0.0.1', port: 0 }, io, socketBufferBytes: 16 << 20 });
 }
 
 const sa = await bind();
@@ -59,11 +61,11 @@ const ready = await new Promise<{ a: { address: string; port: number }; b: { add
 const psk = randomBytes(32);
 const ni = randomBytes(16);
 const nr = randomBytes(16);
-const a = new DataMover({ localId: 1, peerId: 2, keys: deriveSessionKeys(psk, ni, nr, true), transmit: (d) => sa.send(d, ready.a.port, ready.a.address) });
-const b = new DataMover({ localId: 2, peerId: 1, keys: deriveSessionKeys(psk, ni, nr, false), transmit: (d) => sb.send(d, ready.b.port, ready.b.address) });
+const a = new DataMover({ localId: 1, peerId: 2, keys: deriveSessionKeys(psk, ni, nr, true), transmit: (d) => sa.send(d, ready.a) });
+const b = new DataMover({ localId: 2, peerId: 1, keys: deriveSessionKeys(psk, ni, nr, false), transmit: (d) => sb.send(d, ready.b) });
 sa.on('message', (m) => a.receive(m));
 sb.on('message', (m) => b.receive(m));
-const emit = (o: object) => process.stdout.write(`${JSON.stringify({ event: 'done', mode, ...o })}\n`);
+const emit = (o: object) => process.stdout.write(`${JSON.stringify({ event: 'done', mode, io, ...o })}\n`);
 
 try {
   if (mode === 'bulk') {
@@ -110,7 +112,13 @@ try {
     // flows see.
     const cold = await transfer();
     const established = await transfer();
-    emit({ loss, rateMbit, rttMs, mb, ...cold, established, timeouts: a.stats.timeouts, srttMs: a.rtt.srttMs });
+    emit({
+      loss, rateMbit, rttMs, mb, ...cold, established, timeouts: a.stats.timeouts, srttMs: a.rtt.srttMs,
+      // How the ports batched (both transfers): datagrams per send call and per receive hand-over, drops at the socket.
+      sendCallsA: sa.stats.sendCalls, datagramsSentA: sa.stats.datagramsSent, gsoMessagesA: sa.stats.gsoMessages,
+      receiveBatchesB: sb.stats.receiveBatches, datagramsReceivedB: sb.stats.datagramsReceived,
+      portDrops: sa.stats.dropped.queueFull + sa.stats.dropped.sendError + sb.stats.dropped.queueFull + sb.stats.dropped.sendError,
+    });
   } else if (mode === 'chatty') {
     const perS = Number(flag('msgs-per-s', '20000'));
     const seconds = Number(flag('seconds', '2'));
@@ -153,7 +161,7 @@ try {
 } finally {
   a.close();
   b.close();
-  sa.close();
-  sb.close();
+  await sa.close();
+  await sb.close();
   emuProc.stdin!.end();
 }

@@ -1,6 +1,7 @@
 /**
  * One gateway's link to one peer gateway (issue #6): the handshake over a
- * UDP socket (handshake.ts), then a data mover for the session
+ * datagram port (datagram-port.ts: batched sendmmsg/recvmmsg where the
+ * host allows, node:dgram otherwise; handshake.ts), then a data mover for the session
  * (data-mover.ts), with the packet driver (packet-driver.ts) turning
  * messages into driver buffers on the way out and back on the way in.
  *
@@ -20,7 +21,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { randomBytes, randomInt } from 'node:crypto';
-import type dgram from 'node:dgram';
+import type { DatagramPort, DatagramSource } from './datagram-port.js';
 import { DataMover, type DataMoverOptions } from './data-mover.js';
 import { deriveSessionKeys, SESSION_NONCE_LENGTH } from './datagram-crypto.js';
 import { decodeInitiate, decodeRespond, encodeInitiate, encodeRespond, InitiationGuard, peekKeyId } from './handshake.js';
@@ -35,7 +36,8 @@ const RETRY_FIRST_MS = 250;
 const RETRY_MAX_MS = 4000;
 
 export interface PeerLinkOptions {
-  readonly socket: dgram.Socket;
+  /** The port this link sends and receives on; the caller opens and closes it (several links may not share one). */
+  readonly port: DatagramPort;
   readonly role: 'initiator' | 'responder';
   /** The pair's pre-shared key (at least 16 bytes) and its id. */
   readonly psk: Uint8Array;
@@ -70,18 +72,23 @@ export class PeerLink extends EventEmitter {
   /** Driver buffers sealed before the session was up. */
   readonly #waiting: Uint8Array[] = [];
   #closed = false;
-  readonly #onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo) => this.#receive(msg, rinfo);
+  readonly #onMessage = (msg: Buffer, from: DatagramSource) => this.#receive(msg, from);
 
   constructor(options: PeerLinkOptions) {
     super();
     this.#o = options;
     this.#peer = options.peer;
     this.#driver = new PacketDriver((b) => this.#sendBuffer(b.bytes), options.driver);
-    options.socket.on('message', this.#onMessage);
+    options.port.on('message', this.#onMessage);
     if (options.role === 'initiator') {
       if (!options.peer) throw new Error('an initiator needs the peer address');
       this.#initiate();
     }
+  }
+
+  /** The connection id this side gave its current (or next) session: the peer puts it in every transport datagram. */
+  get localId(): number {
+    return this.#localId;
   }
 
   /** The current session's data mover (undefined before the handshake). */
@@ -109,7 +116,7 @@ export class PeerLink extends EventEmitter {
     this.#driver.close();
     if (this.#retry) clearTimeout(this.#retry);
     this.#mover?.close();
-    this.#o.socket.off('message', this.#onMessage);
+    this.#o.port.off('message', this.#onMessage);
   }
 
   #sendBuffer(bytes: Uint8Array): void {
@@ -122,7 +129,7 @@ export class PeerLink extends EventEmitter {
 
   #transmit(d: Uint8Array): void {
     if (this.#closed || !this.#peer) return;
-    this.#o.socket.send(d, this.#peer.port, this.#peer.address);
+    this.#o.port.send(d, this.#peer);
   }
 
   #initiate(): void {
@@ -136,7 +143,7 @@ export class PeerLink extends EventEmitter {
     this.#retryMs = Math.min(RETRY_MAX_MS, this.#retryMs * 1.5);
   }
 
-  #receive(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  #receive(msg: Buffer, rinfo: DatagramSource): void {
     if (this.#closed || msg.length < 2) return;
     const kind = msg[1];
     try {
@@ -156,7 +163,7 @@ export class PeerLink extends EventEmitter {
     }
   }
 
-  #onInitiate(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  #onInitiate(msg: Buffer, rinfo: DatagramSource): void {
     if (peekKeyId(msg) !== (this.#o.keyId ?? 0)) {
       this.stats.droppedHandshake++;
       return;

@@ -7,17 +7,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import dgram from 'node:dgram';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PeerLink } from '../../src/tpo/peer-link.js';
 import { LinkEmulator } from '../../src/tpo/link-emulator.js';
 import { encodeInitiate } from '../../src/tpo/handshake.js';
+import { openDatagramPort, type DatagramPort } from '../../src/tpo/datagram-port.js';
 import type { CarriedMessage } from '../../src/wire/tpo/driver-buffer.js';
 
-async function bind(): Promise<dgram.Socket> {
-  const s = dgram.createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
-  return s;
+/** A port on 127.0.0.1 ('auto': the batched kind where this host has it, as a gateway would). */
+function bind(io: 'auto' | 'portable' = 'auto'): Promise<DatagramPort> {
+  return openDatagramPort({ family: 4, bind: { address: '127.0.0.1', port: 0 }, io, socketBufferBytes: 4 << 20 });
 }
 
 const message = (flow: number, seq: number, data: Uint8Array): CarriedMessage => ({
@@ -33,14 +32,14 @@ async function until(cond: () => boolean, ms: number, what: string): Promise<voi
   }
 }
 
-test('handshake under 10 % loss, then 3 flows of messages byte-exact and in order', { timeout: 60_000 }, async () => {
-  const sa = await bind();
-  const sb = await bind();
+for (const io of ['auto', 'portable'] as const) test(`${io} ports: handshake under 10 % loss, then 3 flows of messages byte-exact and in order`, { timeout: 60_000 }, async () => {
+  const sa = await bind(io);
+  const sb = await bind(io);
   const emu = await LinkEmulator.create({ seed: 5, peerA: { address: '127.0.0.1', port: sa.address().port }, peerB: { address: '127.0.0.1', port: sb.address().port } });
   emu.set('both', { delayMs: 10, loss: 0.1 });
   const psk = randomBytes(32);
-  const b = new PeerLink({ socket: sb, role: 'responder', psk });
-  const a = new PeerLink({ socket: sa, role: 'initiator', psk, peer: emu.a });
+  const b = new PeerLink({ port: sb, role: 'responder', psk });
+  const a = new PeerLink({ port: sa, role: 'initiator', psk, peer: emu.a });
   // B answers to the emulator's b side: that is where A's datagrams come from.
   try {
     const got = new Map<number, { seq: number[]; hash: ReturnType<typeof createHash> }>();
@@ -71,8 +70,8 @@ test('handshake under 10 % loss, then 3 flows of messages byte-exact and in orde
     a.close();
     b.close();
     await emu.close();
-    sa.close();
-    sb.close();
+    await sa.close();
+    await sb.close();
   }
 });
 
@@ -80,14 +79,14 @@ test('forged, stale and foreign-key initiations get no answer', { timeout: 20_00
   const sb = await bind();
   const attacker = await bind();
   const psk = randomBytes(32);
-  const b = new PeerLink({ socket: sb, role: 'responder', psk });
+  const b = new PeerLink({ port: sb, role: 'responder', psk });
   // What the attacker gets back: the one handshake response, then the session's own datagrams (acks, keepalives).
   const answers: Buffer[] = [];
   attacker.on('message', (m: Buffer) => answers.push(m));
   const responses = () => answers.filter((m) => m.length === 60 && m[1] === 3).length;
   try {
     const to = sb.address();
-    const send = (d: Uint8Array) => attacker.send(d, to.port, to.address);
+    const send = (d: Uint8Array) => attacker.send(d, to);
     send(encodeInitiate(randomBytes(32), { initiatorId: 1, keyId: 0, timestamp: Date.now(), nonce: randomBytes(16) })); // another key
     send(encodeInitiate(psk, { initiatorId: 1, keyId: 0, timestamp: Date.now() - 120_000, nonce: randomBytes(16) })); // stale
     send(encodeInitiate(psk, { initiatorId: 1, keyId: 9, timestamp: Date.now(), nonce: randomBytes(16) })); // another key id
@@ -102,8 +101,8 @@ test('forged, stale and foreign-key initiations get no answer', { timeout: 20_00
     assert.equal(b.stats.droppedHandshake, 4 + 1);
   } finally {
     b.close();
-    sb.close();
-    attacker.close();
+    await sb.close();
+    await attacker.close();
   }
 });
 
@@ -112,8 +111,8 @@ test('the responder restarts: the initiator sees the peer down, makes a new sess
   const sb = await bind();
   const psk = randomBytes(32);
   const mover = { deadAfterMs: 600, keepaliveMs: 100 };
-  let b = new PeerLink({ socket: sb, role: 'responder', psk, mover });
-  const a = new PeerLink({ socket: sa, role: 'initiator', psk, peer: { address: '127.0.0.1', port: sb.address().port }, mover });
+  let b = new PeerLink({ port: sb, role: 'responder', psk, mover });
+  const a = new PeerLink({ port: sa, role: 'initiator', psk, peer: { address: '127.0.0.1', port: sb.address().port }, mover });
   try {
     let got = 0;
     const count = () => got++;
@@ -122,9 +121,9 @@ test('the responder restarts: the initiator sees the peer down, makes a new sess
     a.send(0, message(0, 0, payload));
     a.flush();
     await until(() => got === 1, 5000, 'the first message');
-    // The responder restarts: a new PeerLink on the same socket, without the old session.
+    // The responder restarts: a new PeerLink on the same port, without the old session.
     b.close();
-    b = new PeerLink({ socket: sb, role: 'responder', psk, mover });
+    b = new PeerLink({ port: sb, role: 'responder', psk, mover });
     b.on('message', count);
     const events: string[] = [];
     a.on('down', () => events.push('down'));
@@ -138,7 +137,7 @@ test('the responder restarts: the initiator sees the peer down, makes a new sess
   } finally {
     a.close();
     b.close();
-    sa.close();
-    sb.close();
+    await sa.close();
+    await sb.close();
   }
 });

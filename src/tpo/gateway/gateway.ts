@@ -22,12 +22,13 @@
  * is not an open proxy.
  */
 import { EventEmitter } from 'node:events';
-import dgram from 'node:dgram';
 import net from 'node:net';
 import { createSourceMatcher } from '../../policy/source-filter.js';
 import type { CarriedMessage } from '../../wire/tpo/driver-buffer.js';
 import type { TpoConfig, PeerConfig } from '../config.js';
 import { PeerLink } from '../peer-link.js';
+import { openDatagramPort, type DatagramPort } from '../datagram-port.js';
+import { PortDemux } from './port-demux.js';
 import type { Interception, TcpIntercepted, UdpIntercepted } from './explicit.js';
 import { message, STATUS, tupleKey, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple } from './flow.js';
 import { RouteTable } from './routes.js';
@@ -70,6 +71,7 @@ export interface PeerStatus {
 export interface GatewayStatus {
   readonly name: string;
   readonly listen: string;
+  readonly io: string;
   readonly interception: string;
   readonly listeners: ReturnType<Interception["listenAddresses"]>;
   readonly peers: readonly PeerStatus[];
@@ -88,6 +90,8 @@ export interface GatewayOptions {
   /** Interception for the source side (explicit listeners, transparent rules); none: destination only. */
   readonly interception?: Interception;
   readonly interceptionName?: string;
+  /** Peer-link I/O: default 'auto' (batched where available). */
+  readonly io?: 'auto' | 'batched' | 'portable';
 }
 
 export class Gateway extends EventEmitter implements FlowHost {
@@ -95,7 +99,8 @@ export class Gateway extends EventEmitter implements FlowHost {
   readonly counters: GatewayCounters = {
     flowsOpened: 0, flowsDelivered: 0, refusedNoRoute: 0, refusedLimit: 0, refusedNotAllowed: 0, unknownFlow: 0, udpDropped: 0, droppedReplies: 0, sequenceErrors: 0, flowErrors: 0,
   };
-  readonly #socket: dgram.Socket;
+  readonly #port: DatagramPort;
+  readonly #demux: PortDemux;
   readonly #peers = new Map<string, Peer>();
   /** Flows by `${peer}|${tuple}` (a fan-out flow is there once per peer). */
   readonly #flows = new Map<string, CarriedFlow>();
@@ -107,10 +112,11 @@ export class Gateway extends EventEmitter implements FlowHost {
   #closing = false;
   #closed = false;
 
-  private constructor(config: TpoConfig, socket: dgram.Socket, options: GatewayOptions) {
+  private constructor(config: TpoConfig, port: DatagramPort, options: GatewayOptions) {
     super();
     this.config = config;
-    this.#socket = socket;
+    this.#port = port;
+    this.#demux = new PortDemux(port);
     this.#routes = new RouteTable(config.routes, config.peers.map((p) => p.name));
     this.#allowed = createSourceMatcher({ any: false, rules: [...config.deliver.allow] });
     this.#interception = options.interception;
@@ -124,38 +130,43 @@ export class Gateway extends EventEmitter implements FlowHost {
 
   /** Binds the peer socket and starts the links; the interception is the caller's (it owns its rules). */
   static async start(config: TpoConfig, options: GatewayOptions = {}): Promise<Gateway> {
-    const socket = dgram.createSocket(config.listen.family === 6 ? 'udp6' : 'udp4');
-    await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject);
-      socket.bind(config.listen.port, config.listen.address, () => {
-        socket.off('error', reject);
-        resolve();
-      });
-    });
+    // The batched tier's I/O where the host has it (sendmmsg/GSO, recvmmsg in a thread), node:dgram elsewhere.
     // Bulk transfers at WAN rates need more than the default socket buffers (bursts of acks and data).
-    try {
-      socket.setRecvBufferSize(8 << 20);
-      socket.setSendBufferSize(8 << 20);
-    } catch {
-      // Capped by net.core.[rw]mem_max: the links still work, with more drops under bursts.
-    }
-    return new Gateway(config, socket, options);
+    const port = await openDatagramPort({ family: config.listen.family, bind: { address: config.listen.address, port: config.listen.port }, io: options.io ?? 'auto', socketBufferBytes: 8 << 20 });
+    return new Gateway(config, port, options);
   }
 
   /** The UDP address the peer links use. */
-  address(): net.AddressInfo {
-    return this.#socket.address();
+  address(): { address: string; port: number } {
+    return this.#port.address();
+  }
+
+  /** 'batched' or 'portable' (and why not batched). */
+  get io(): { kind: string; fallbackReason?: string } {
+    return { kind: this.#port.kind, ...(this.#port.fallbackReason ? { fallbackReason: this.#port.fallbackReason } : {}) };
   }
 
   #addPeer(p: PeerConfig): void {
+    const role = p.address ? 'initiator' : 'responder';
+    // The link reads its connection id through this holder: the demux asks at every datagram.
+    const holder: { link?: PeerLink } = {};
+    const view = this.#demux.view({
+      get localId() {
+        return holder.link?.localId ?? 0;
+      },
+      keyId: p.keyId,
+      role,
+      ...(p.address ? { peer: { address: p.address.address, port: p.address.port } } : {}),
+    });
     const link = new PeerLink({
-      socket: this.#socket,
-      role: p.address ? 'initiator' : 'responder',
+      port: view,
+      role,
       psk: p.key,
       keyId: p.keyId,
       ...(p.address ? { peer: { address: p.address.address, port: p.address.port } } : {}),
       mover: { ...(p.maxRateBps ? { maxRateBps: p.maxRateBps } : {}), ...(p.initialRateBps ? { initialRateBps: p.initialRateBps } : {}) },
     });
+    holder.link = link;
     const peer: Peer = { config: p, link, flows: new Set(), deadTimer: undefined };
     this.#peers.set(p.name, peer);
     link.on('message', (domain: number, m: CarriedMessage) => this.#onMessage(peer, domain, m));
@@ -332,10 +343,11 @@ export class Gateway extends EventEmitter implements FlowHost {
   // ---- status and shutdown ----
 
   status(): GatewayStatus {
-    const a = this.#socket.address();
+    const a = this.#port.address();
     return {
       name: this.config.name,
       listen: `${a.address}:${a.port}`,
+      io: this.#port.kind,
       interception: this.#interceptionName,
       listeners: this.#interception?.listenAddresses() ?? [],
       peers: [...this.#peers.values()].map((p): PeerStatus => {
@@ -379,6 +391,7 @@ export class Gateway extends EventEmitter implements FlowHost {
     if (!options.abrupt) await new Promise((r) => setTimeout(r, 50));
     this.#closed = true;
     for (const p of this.#peers.values()) p.link.close();
-    await new Promise<void>((r) => this.#socket.close(() => r()));
+    this.#demux.close();
+    await this.#port.close();
   }
 }
