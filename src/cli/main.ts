@@ -11,6 +11,7 @@ import { parseFlowPolicy } from '../policy/validate.js';
 import { TIER_NAMES, type FlowPolicy, type TierChoice } from '../policy/schema.js';
 import { probeTiers } from '../dataplane/select.js';
 import { NotSupportedError, PolicyValidationError, SluiceError } from '../errors.js';
+import { runTpo, runStatus } from './tpo.js';
 import { EXIT, parseBitrate, parseDuration, table, emitJson } from './output.js';
 import { runSession } from './session.js';
 import { runDemo } from './demo.js';
@@ -133,6 +134,28 @@ export function buildProgram(exit: (code: number) => void): Command {
     )
     .action(async (o) => {
       exit(await runWrite({ file: o.file, to: o.to, packetSize: o.packetSize, burst: o.burst, bitrate: o.bitrate, tier: o.tier as TierChoice, json: !!o.json }));
+    });
+
+  program
+    .command('tpo')
+    .description('run a TPO gateway: carry chosen TCP/UDP flows to peer gateways over an encrypted, reliable, rate-controlled UDP link (docs/TPO.md)')
+    .requiredOption('-c, --config <file>', 'gateway config, e.g. tpo.yaml (see examples/tpo-*.yaml)')
+    .addOption(new Option('--io <kind>', 'peer-link I/O').choices(['auto', 'batched', 'portable']).default('auto'))
+    .option('--stats-interval <seconds>', 'print status every N seconds (0: only at exit)', nonNegative)
+    .option('--json', 'machine-readable JSON lines on stdout')
+    .addHelpText('after', '\nExamples:\n  sluice tpo --config examples/tpo-site-a.yaml\n  sluice status --name site-a')
+    .action(async (o) => {
+      exit(await runTpo({ config: o.config, json: !!o.json, statsInterval: o.statsInterval ?? 0, io: o.io }));
+    });
+
+  program
+    .command('status')
+    .description("show a running TPO gateway's peers, flows and counters (from its control socket)")
+    .option('--name <name>', 'the gateway name in its config (default tpo)')
+    .option('--socket <path>', 'control socket path (the config\'s control:, or /run/sluice/tpo-NAME.sock as root)')
+    .option('--json', 'machine-readable JSON')
+    .action(async (o) => {
+      exit(await runStatus({ ...(o.socket ? { socket: o.socket } : {}), ...(o.name ? { name: o.name } : {}), json: !!o.json }));
     });
 
   program

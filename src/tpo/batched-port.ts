@@ -29,7 +29,7 @@ import { NativeRegion } from '../sys/memory.js';
 import { SendVector } from '../sys/send-vector.js';
 import { writeSockaddr } from '../sys/sockaddr.js';
 import { EAGAIN, EINVAL, EIO, EMSGSIZE, ENOBUFS, errnoName } from '../sys/errno.js';
-import { MAX_UDP_PAYLOAD, SOCKADDR_SPACE, SOL_UDP, UDP_GRO, UIO_MAXIOV } from '../sys/constants.js';
+import { MAX_UDP_PAYLOAD, SOCKADDR_SPACE, SOL_SOCKET, SOL_UDP, SO_MARK, UDP_GRO, UIO_MAXIOV } from '../sys/constants.js';
 import type { BatchedIoProbe } from '../sys/probe.js';
 import { newPortStats, type DatagramPort, type DatagramSource, type DatagramTarget, type OpenDatagramPortOptions } from './datagram-port.js';
 import type { PortBatch, PortWorkerData, PortWorkerReply } from './batched-port-protocol.js';
@@ -119,6 +119,7 @@ export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
     let worker: Worker | undefined;
     try {
       if (options.socketBufferBytes) socket.setBuffers(options.socketBufferBytes);
+      if (options.mark) socket.setInt(SOL_SOCKET, SO_MARK, options.mark, 'setsockopt(SO_MARK)');
       socket.bind({ family, address: options.bind.address, port: options.bind.port });
       let gro = false;
       if (probe.gro) {

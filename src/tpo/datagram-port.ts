@@ -85,6 +85,8 @@ export interface OpenDatagramPortOptions {
   readonly io?: 'auto' | 'batched' | 'portable';
   /** SO_RCVBUF/SO_SNDBUF request, bytes (default: the kernel's). */
   readonly socketBufferBytes?: number;
+  /** SO_MARK on the socket (needs CAP_NET_ADMIN): transparent interception leaves marked packets alone. */
+  readonly mark?: number;
 }
 
 export function newPortStats(): DatagramPortStats {
@@ -158,6 +160,15 @@ export class PortableDatagramPort extends EventEmitter implements DatagramPort {
     if (options.socketBufferBytes) {
       socket.setRecvBufferSize(options.socketBufferBytes);
       socket.setSendBufferSize(options.socketBufferBytes);
+    }
+    if (options.mark) {
+      const { markDgramSocket } = await import('./intercept/socket-mark.js');
+      try {
+        markDgramSocket(socket, options.mark);
+      } catch (err) {
+        socket.close();
+        throw err;
+      }
     }
     return new PortableDatagramPort(socket, fallbackReason);
   }

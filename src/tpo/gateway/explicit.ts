@@ -13,18 +13,18 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { unmapAddress } from '../../policy/endpoint.js';
 import type { TableEntry } from '../config.js';
-import { FlowTable } from '../flow-table.js';
+import { FlowTable, type FlowEntry } from '../flow-table.js';
 import type { HostPort } from './flow.js';
 
 export interface TcpIntercepted {
   readonly socket: net.Socket;
-  readonly entry: TableEntry;
+  readonly entry: FlowEntry;
   readonly src: HostPort;
   readonly dst: HostPort;
 }
 
 export interface UdpIntercepted {
-  readonly entry: TableEntry;
+  readonly entry: FlowEntry;
   readonly src: HostPort;
   readonly dst: HostPort;
   readonly data: Uint8Array;

@@ -29,6 +29,7 @@ import type { TpoConfig, PeerConfig } from '../config.js';
 import { PeerLink } from '../peer-link.js';
 import { openDatagramPort, type DatagramPort } from '../datagram-port.js';
 import { PortDemux } from './port-demux.js';
+import { markedTcpSocket } from '../intercept/socket-mark.js';
 import type { Interception, TcpIntercepted, UdpIntercepted } from './explicit.js';
 import { message, STATUS, tupleKey, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple } from './flow.js';
 import { RouteTable } from './routes.js';
@@ -92,6 +93,12 @@ export interface GatewayOptions {
   readonly interceptionName?: string;
   /** Peer-link I/O: default 'auto' (batched where available). */
   readonly io?: 'auto' | 'batched' | 'portable';
+  /**
+   * SO_MARK for the gateway's own sockets (its peer port, the connections
+   * and sockets the destination side opens), so transparent interception
+   * never takes the gateway's own traffic. Needs CAP_NET_ADMIN; unset: none.
+   */
+  readonly mark?: number;
 }
 
 export class Gateway extends EventEmitter implements FlowHost {
@@ -109,6 +116,7 @@ export class Gateway extends EventEmitter implements FlowHost {
   readonly #allowed: (address: string) => boolean;
   readonly #interception: Interception | undefined;
   readonly #interceptionName: string;
+  readonly #mark: number | undefined;
   #closing = false;
   #closed = false;
 
@@ -121,6 +129,7 @@ export class Gateway extends EventEmitter implements FlowHost {
     this.#allowed = createSourceMatcher({ any: false, rules: [...config.deliver.allow] });
     this.#interception = options.interception;
     this.#interceptionName = options.interceptionName ?? (options.interception ? 'custom' : 'none');
+    this.#mark = options.mark;
     for (const p of config.peers) this.#addPeer(p);
     if (this.#interception) {
       this.#interception.on('tcp', (c) => this.#interceptTcp(c));
@@ -132,7 +141,7 @@ export class Gateway extends EventEmitter implements FlowHost {
   static async start(config: TpoConfig, options: GatewayOptions = {}): Promise<Gateway> {
     // The batched tier's I/O where the host has it (sendmmsg/GSO, recvmmsg in a thread), node:dgram elsewhere.
     // Bulk transfers at WAN rates need more than the default socket buffers (bursts of acks and data).
-    const port = await openDatagramPort({ family: config.listen.family, bind: { address: config.listen.address, port: config.listen.port }, io: options.io ?? 'auto', socketBufferBytes: 8 << 20 });
+    const port = await openDatagramPort({ family: config.listen.family, bind: { address: config.listen.address, port: config.listen.port }, io: options.io ?? 'auto', socketBufferBytes: 8 << 20, ...(options.mark ? { mark: options.mark } : {}) });
     return new Gateway(config, port, options);
   }
 
@@ -319,7 +328,15 @@ export class Gateway extends EventEmitter implements FlowHost {
     this.counters.flowsDelivered++;
     // The open itself is message 0 of the peer's sequence.
     edge.branches[0]!.seqIn = open.header.sequence + 1;
-    const socket = net.connect({ host: tuple.dst.address, port: tuple.dst.port, allowHalfOpen: true });
+    let socket: net.Socket;
+    if (this.#mark) {
+      // Marked before its SYN, so a transparent rule on this host never takes it back in.
+      socket = markedTcpSocket(net.isIPv6(tuple.dst.address) ? 6 : 4, this.#mark);
+      (socket as net.Socket & { allowHalfOpen: boolean }).allowHalfOpen = true;
+      socket.connect(tuple.dst.port, tuple.dst.address);
+    } else {
+      socket = net.connect({ host: tuple.dst.address, port: tuple.dst.port, allowHalfOpen: true });
+    }
     edge.attachServer(socket, this.config.deliver.connectTimeoutMs);
   }
 
@@ -333,7 +350,7 @@ export class Gateway extends EventEmitter implements FlowHost {
       this.counters.refusedLimit++;
       return undefined;
     }
-    const edge = new UdpEdge({ tuple, role: 'destination', peers: [peer.config.name], domain, host: this, idleMs: this.config.limits.udpIdleMs, counters: this.counters });
+    const edge = new UdpEdge({ tuple, role: 'destination', peers: [peer.config.name], domain, host: this, idleMs: this.config.limits.udpIdleMs, counters: this.counters, ...(this.#mark ? { mark: this.#mark } : {}) });
     this.#register(edge);
     this.counters.flowsDelivered++;
     edge.connect();

@@ -15,6 +15,7 @@
  */
 import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
+import { markDgramSocket } from '../intercept/socket-mark.js';
 import { message, newBranch, STATUS, type Branch, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple } from './flow.js';
 import type { CarriedMessage } from '../../wire/tpo/driver-buffer.js';
 
@@ -29,6 +30,8 @@ export interface UdpEdgeOptions {
   readonly counters: { udpDropped: number; sequenceErrors: number };
   /** Source side: sends a reply datagram to the client. */
   readonly reply?: (data: Uint8Array) => void;
+  /** Destination side: SO_MARK for the socket towards the destination (transparent interception skips it). */
+  readonly mark?: number;
 }
 
 export class UdpEdge implements CarriedFlow {
@@ -41,6 +44,9 @@ export class UdpEdge implements CarriedFlow {
   #timer: NodeJS.Timeout;
   #ended = false;
   #state = 'open';
+  #bound = false;
+  /** Datagrams that arrived before the socket was bound (and marked). */
+  readonly #pending: Uint8Array[] = [];
 
   constructor(options: UdpEdgeOptions) {
     this.#o = options;
@@ -66,6 +72,18 @@ export class UdpEdge implements CarriedFlow {
       else this.#o.counters.udpDropped++;
     });
     s.on('error', () => this.#o.counters.udpDropped++);
+    // Bound now (not at the first send) so the mark is on before any packet leaves.
+    s.bind(0, () => {
+      if (this.#o.mark) {
+        try {
+          markDgramSocket(s, this.#o.mark);
+        } catch {
+          this.#o.counters.udpDropped++;
+        }
+      }
+      this.#bound = true;
+      for (const d of this.#pending.splice(0)) this.#toDestination(d);
+    });
   }
 
   /** Source side: a datagram from the client. */
@@ -97,9 +115,9 @@ export class UdpEdge implements CarriedFlow {
       case 'data':
         b.bytesIn += m.data.length;
         if (this.role === 'destination') {
-          this.#socket?.send(m.data, this.tuple.dst.port, this.tuple.dst.address, (err) => {
-            if (err) this.#o.counters.udpDropped++;
-          });
+          if (this.#bound) this.#toDestination(m.data);
+          else if (this.#pending.length < 64) this.#pending.push(m.data);
+          else this.#o.counters.udpDropped++;
         } else {
           this.#o.reply?.(m.data);
         }
@@ -112,6 +130,12 @@ export class UdpEdge implements CarriedFlow {
       default:
         break;
     }
+  }
+
+  #toDestination(data: Uint8Array): void {
+    this.#socket?.send(data, this.tuple.dst.port, this.tuple.dst.address, (err) => {
+      if (err) this.#o.counters.udpDropped++;
+    });
   }
 
   onPeerDrain(): void {}

@@ -1,0 +1,133 @@
+/**
+ * `sluice tpo --config tpo.yaml` runs a TPO gateway until SIGINT/SIGTERM;
+ * `sluice status` prints a running gateway's peers, flows and counters
+ * from its control socket (issue #7).
+ */
+import { readFileSync } from 'node:fs';
+import { parseTpoConfigText, TpoConfigError, type TpoConfig } from '../tpo/config.js';
+import { Gateway, type GatewayStatus } from '../tpo/gateway/gateway.js';
+import { ExplicitInterception, type Interception } from '../tpo/gateway/explicit.js';
+import { DEFAULT_MARK, TransparentInterception } from '../tpo/gateway/transparent.js';
+import { defaultControlPath, fetchStatus, startControlServer } from '../tpo/gateway/control.js';
+import { PolicyValidationError } from '../errors.js';
+import { EXIT, emitJson, table } from './output.js';
+
+export interface TpoRunOptions {
+  readonly config: string;
+  readonly json: boolean;
+  readonly statsInterval: number;
+  readonly io?: 'auto' | 'batched' | 'portable';
+  readonly stopSignal?: Promise<string>;
+}
+
+export function loadTpoConfig(path: string): TpoConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new PolicyValidationError([{ path, message: `cannot read: ${(err as Error).message}` }], `cannot read TPO config ${path}`);
+  }
+  try {
+    return parseTpoConfigText(text, path);
+  } catch (err) {
+    // The CLI reports config problems as usage errors (exit 2), field by field.
+    if (err instanceof TpoConfigError) throw new PolicyValidationError(err.issues.map((m) => ({ path: '', message: m })), `invalid TPO config ${path}`);
+    throw err;
+  }
+}
+
+function waitForSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const on = (sig: NodeJS.Signals) => {
+      process.once(sig, () => process.exit(128 + (sig === 'SIGINT' ? 2 : 15)));
+      resolve(sig);
+    };
+    process.once('SIGINT', on);
+    process.once('SIGTERM', on);
+  });
+}
+
+const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+
+export function statusText(s: GatewayStatus): string {
+  const out: string[] = [];
+  out.push(`gateway ${s.name}: peers on udp ${s.listen} (${s.io} I/O), interception ${s.interception}`);
+  for (const l of s.listeners) out.push(`  ${l.entry}: ${l.protocol} ${l.address}:${l.port}`);
+  out.push('');
+  out.push(
+    table(
+      ['peer', 'role', 'up', 'sessions', 'flows', 'srtt ms', 'bw Mbit/s', 'sent', 'received', 'retx', 'dropped'],
+      s.peers.map((p) => [p.name, p.role, p.up ? 'yes' : 'no', p.sessions, p.flows, p.srttMs ?? '-', p.bandwidthMbit ?? '-', mb(p.bytesSent), mb(p.bytesReceived), p.retransmissions, p.dropped]),
+    ),
+  );
+  if (s.flows.length) {
+    out.push('');
+    out.push(table(['flow', 'role', 'peers', 'state', 'bytes out', 'bytes in'], s.flows.map((f) => [f.tuple, f.role, f.peers.join(','), f.state, f.bytesOut, f.bytesIn])));
+  }
+  const c = Object.entries(s.counters).filter(([, v]) => v > 0);
+  if (c.length) out.push('', `counters: ${c.map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  return out.join('\n');
+}
+
+export async function runTpo(o: TpoRunOptions): Promise<number> {
+  const stop = o.stopSignal ?? waitForSignal();
+  const config = loadTpoConfig(o.config);
+  const transparent = config.intercept.mode === 'transparent';
+  let interception: Interception | undefined;
+  const sourceEntries = config.table;
+  if (sourceEntries.length) {
+    interception = transparent
+      ? await TransparentInterception.start({ table: sourceEntries, instance: config.name, hooks: config.intercept.hooks, mark: DEFAULT_MARK })
+      : await ExplicitInterception.start(sourceEntries);
+  }
+  let gateway: Gateway;
+  try {
+    gateway = await Gateway.start(config, {
+      ...(interception ? { interception, interceptionName: config.intercept.mode } : {}),
+      ...(o.io ? { io: o.io } : {}),
+      // In transparent mode the gateway's own sockets carry the mark the rules skip.
+      ...(transparent ? { mark: DEFAULT_MARK } : {}),
+    });
+  } catch (err) {
+    await interception?.close();
+    throw err;
+  }
+  const controlPath = config.control ?? defaultControlPath(config.name);
+  const control = await startControlServer(controlPath, () => gateway.status());
+  const say = (text: string, event: string, data: Record<string, unknown>) => {
+    if (o.json) emitJson(event, data);
+    else process.stderr.write(`${text}\n`);
+  };
+  const st = gateway.status();
+  say(
+    `sluice tpo: ${config.name} up; peers on udp ${st.listen} (${st.io} I/O); ${config.peers.map((p) => `${p.name}${p.address ? ` → ${p.address.address}:${p.address.port}` : ' (answers)'}`).join(', ')}; interception ${st.interception}${st.listeners.length ? `: ${st.listeners.map((l) => `${l.entry} ${l.protocol} ${l.address}:${l.port}`).join(', ')}` : ''}; status: sluice status --socket ${control.path}`,
+    'ready',
+    { name: config.name, listen: st.listen, io: st.io, interception: st.interception, listeners: st.listeners, control: control.path },
+  );
+  gateway.on('peer-up', (p: string) => say(`sluice tpo: peer ${p} up`, 'peer-up', { peer: p }));
+  gateway.on('peer-down', (p: string) => say(`sluice tpo: peer ${p} down`, 'peer-down', { peer: p }));
+  const timer = o.statsInterval > 0 ? setInterval(() => (o.json ? emitJson('status', { ...gateway.status() }) : process.stderr.write(`${statusText(gateway.status())}\n\n`)), o.statsInterval * 1000) : undefined;
+  const sig = await stop;
+  if (timer) clearInterval(timer);
+  const final = gateway.status();
+  await gateway.close();
+  await interception?.close();
+  await control.close();
+  if (o.json) emitJson('stopped', { signal: sig, status: final });
+  else process.stderr.write(`sluice tpo: stopped (${sig})${transparent ? '; interception rules removed' : ''}\n${statusText(final)}\n`);
+  return EXIT.OK;
+}
+
+export async function runStatus(o: { socket?: string; name?: string; json: boolean }): Promise<number> {
+  const path = o.socket ?? defaultControlPath(o.name ?? 'tpo');
+  let s: GatewayStatus;
+  try {
+    s = (await fetchStatus(path)) as GatewayStatus;
+  } catch (err) {
+    process.stderr.write(`sluice status: no gateway answers on ${path}: ${(err as Error).message}\n`);
+    return EXIT.FAILURE;
+  }
+  if (o.json) process.stdout.write(`${JSON.stringify(s)}\n`);
+  else process.stdout.write(`${statusText(s)}\n`);
+  return EXIT.OK;
+}
