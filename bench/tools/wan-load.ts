@@ -9,10 +9,11 @@
  *   udp-sink  --port P                     count datagrams; "stats" on stdin prints counts
  *   udp-blast --to H:P --rate-mbit R --seconds T [--size S]
  *                                           paced datagrams (rate counts IP bytes)
- *   tcp-sink  --port P [--rr-port Q] [--bin-ms B]
- *                                           count received bytes per connection in time
- *                                           bins; on Q answer each 100-byte request with
- *                                           100 bytes (request/response server)
+ *   tcp-sink  --port P [--bin-ms B]       one port for both kinds of connection, so a
+ *                                           tunnel with a single target carries both: the
+ *                                           first byte is 'B' (bulk: count received bytes
+ *                                           in time bins) or 'R' (answer each 100-byte
+ *                                           request with 100 bytes)
  *   tcp-send  --to H:P --seconds T --max-bytes B [--cc ALG]
  *                                           bulk sender: writes incompressible data until
  *                                           T or B, then resets the connection (no drain)
@@ -160,46 +161,40 @@ program
 program
   .command('tcp-sink')
   .requiredOption('--port <n>', '', num)
-  .option('--rr-port <n>', 'request/response port', num)
   .option('--bin-ms <ms>', '', num, 1000)
-  .action((o: { port: number; rrPort?: number; binMs: number }) => {
-    const bulk = net.createServer((sock) => {
+  .action((o: { port: number; binMs: number }) => {
+    const server = net.createServer((sock) => {
+      sock.on('error', () => undefined);
       const t0 = performance.now();
+      let mode: 'B' | 'R' | undefined;
       const bins: number[] = [];
       let bytes = 0;
+      let have = 0;
+      const reply = Buffer.alloc(100, 0x72);
       sock.on('data', (d) => {
-        const b = Math.floor((performance.now() - t0) / o.binMs);
-        while (bins.length <= b) bins.push(0);
-        bins[b]! += d.length;
-        bytes += d.length;
-      });
-      const done = (): void => {
-        print({ event: 'conn', bytes, binMs: o.binMs, bins, durationMs: performance.now() - t0 });
-      };
-      sock.once('close', done);
-      sock.on('error', () => undefined);
-    });
-    let pending = 1 + (o.rrPort ? 1 : 0);
-    const ready = (): void => {
-      if (--pending === 0) print({ event: 'ready' });
-    };
-    bulk.listen(o.port, ready);
-    if (o.rrPort) {
-      const rr = net.createServer((sock) => {
-        sock.setNoDelay(true);
-        let have = 0;
-        const reply = Buffer.alloc(100, 0x72);
-        sock.on('data', (d) => {
+        if (!mode) {
+          mode = d[0] === 0x52 ? 'R' : 'B';
+          d = d.subarray(1);
+          if (mode === 'R') sock.setNoDelay(true);
+        }
+        if (mode === 'R') {
           have += d.length;
           while (have >= 100) {
             have -= 100;
             sock.write(reply);
           }
-        });
-        sock.on('error', () => undefined);
+          return;
+        }
+        const b = Math.floor((performance.now() - t0) / o.binMs);
+        while (bins.length <= b) bins.push(0);
+        bins[b]! += d.length;
+        bytes += d.length;
       });
-      rr.listen(o.rrPort, ready);
-    }
+      sock.once('close', () => {
+        if (mode === 'B') print({ event: 'conn', bytes, binMs: o.binMs, bins, durationMs: performance.now() - t0 });
+      });
+    });
+    server.listen(o.port, () => print({ event: 'ready' }));
     exitOnStdinEnd();
   });
 
@@ -227,6 +222,7 @@ program
     if (fd === undefined || fd < 0) throw new Error('no fd for the socket: cannot set TCP_CONGESTION');
     if (o.cc) setCongestion(fd, o.cc);
     const cc = getCongestion(fd);
+    sock.write('B');
     const t0 = performance.now();
     let written = 0;
     let off = 0;
@@ -255,7 +251,8 @@ program
   .requiredOption('--seconds <s>', '', num)
   .option('--interval-ms <ms>', '', num, 50)
   .option('--warmup-s <s>', 'exchanges in the first seconds are not counted', num, 0)
-  .action(async (o: { to: string; seconds: number; intervalMs: number; warmupS: number }) => {
+  .option('--cc <alg>', 'congestion control of this connection')
+  .action(async (o: { to: string; seconds: number; intervalMs: number; warmupS: number; cc?: string }) => {
     const { host, port } = hostPort(o.to);
     const sock = net.connect({ host, port });
     sock.setNoDelay(true);
@@ -263,7 +260,10 @@ program
       sock.once('connect', resolve);
       sock.once('error', reject);
     });
+    const fd = fdOf(sock);
+    if (o.cc && fd !== undefined && fd >= 0) setCongestion(fd, o.cc);
     const req = Buffer.alloc(100, 0x71);
+    sock.write('R');
     const t0 = performance.now();
     const lat: number[] = [];
     let have = 0;

@@ -73,7 +73,12 @@ export interface WanTopology {
   topo: Topology;
   /** Starts the emulator with these settings (stop the previous one first) and waits until gwa and gwb resolve each other across it. */
   startEmulator(s: WanEmulatorSettings): Promise<WanEmulatorProcess>;
-  /** net.ipv4.tcp_congestion_control in these namespaces (each namespace has its own). */
+  /**
+   * net.ipv4.tcp_congestion_control in these namespaces (each namespace has
+   * its own). Outside the root namespace the kernel accepts only algorithms
+   * in the global tcp_allowed_congestion_control (EPERM otherwise); set
+   * others per socket (TCP_CONGESTION, as bench/tools/wan-load.ts does).
+   */
   setCongestionControl(alg: string, namespaces?: readonly string[]): Promise<void>;
   destroy(): Promise<void>;
 }
