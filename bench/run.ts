@@ -10,7 +10,7 @@ import { isAbsolute, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { rootSkipReason } from '../test/helpers/netns.js';
 import { REALISTIC_PPS, allCases, type BenchCase } from './lib/cases.js';
-import { ensureInstalled, type Requirement } from './lib/install.js';
+import { commandExists, ensureInstalled, type Requirement } from './lib/install.js';
 import { ALL_PEERS, DEFAULT_PEERS, type Peer, type RunningRelay } from './lib/peers.js';
 import { writeResults, type CaseRecord, type PeerInfo, type RunInfo } from './lib/report.js';
 import { searchMaxLossless, type SearchResult } from './lib/search.js';
@@ -19,6 +19,7 @@ import { CoreClock } from './lib/irq-clock.js';
 import { SENDER_WAYS, runSenderTrial, setOutputSegmentation, type SenderTrial } from './lib/sender-suite.js';
 import { PACING_ENGINES, PACING_RATES, runPacingTrial, type PacingTrial } from './lib/pacing-suite.js';
 import { TPO_IOS, TPO_LOSSES, runTpoBulk, runTpoChatty, runTpoCompression, type TpoResults } from './lib/tpo-suite.js';
+import { TPO_WAN_VARIANTS, runTpoWanSuite, tpoWanVersions, type TpoWanResults, type TpoWanVariant } from './lib/tpo-wan-suite.js';
 
 /** Sender suite: datagram size and destinations (small datagrams: per-packet costs dominate). */
 const SENDER_DESTS = 10;
@@ -46,6 +47,8 @@ interface Options {
   peers: string;
   repeats?: number;
   trialSeconds?: number;
+  wanSeconds?: number;
+  wanVariants?: string;
   cpuSeconds?: number;
   cpuBursty?: boolean;
   burst: number;
@@ -75,7 +78,9 @@ const program = new Command('bench')
   .option('--input-gso', "let the generator's GSO buffers reach the relay unsegmented (default: one packet per datagram, as from a wire)")
   .option('--no-segment-output', "let the relay's GSO sends cross the veth whole (like a NIC with UDP segmentation offload); default: segmented on the relay's CPU, the conservative case")
   .option('--no-steer', "no receive packet steering: a veth's receive work then runs on the sending CPU (see bench/README.md, topology)")
-  .option('--suites <list>', 'relay, sender (one-shot sends, issue #5), tpo (the TPO data mover, issue #6); default all three, or relay alone with --only')
+  .option('--suites <list>', 'relay, sender (one-shot sends, issue #5), tpo (the TPO data mover, issue #6), tpo-wan (TCP across the IP-level WAN emulator: direct CUBIC/BBR, kcptun, Sluice; issue #7); default all four, or relay alone with --only')
+  .option('--wan-seconds <s>', 'tpo-wan: bulk transfer time per trial (default 20, quick 10)', posNum)
+  .option('--wan-variants <list>', `tpo-wan: which paths (${TPO_WAN_VARIANTS.join(', ')}); default all`)
   .option('--no-install', 'do not apt-get install missing peers (they are reported unavailable)')
   .parse();
 
@@ -174,7 +179,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const peers = ALL_PEERS.filter((p) => wanted.includes(p.name));
-  const suites = new Set((o.suites ?? (o.only ? 'relay' : 'relay,sender,tpo')).split(',').map((x) => x.trim()));
+  const suites = new Set((o.suites ?? (o.only ? 'relay' : 'relay,sender,tpo,tpo-wan')).split(',').map((x) => x.trim()));
   const cases = (suites.has('relay') ? allCases(o.cpuBursty ? ['smooth', 'bursty'] : ['smooth']) : [])
     .filter((c) => !only || only.test(c.id))
     .filter((c) => !quick || o.only || c.id !== `max-1to${c.fanout}-200B-bursty`);
@@ -199,6 +204,7 @@ async function main(): Promise<number> {
   const senderTrials: SenderTrial[] = [];
   const pacingTrials: PacingTrial[] = [];
   const tpo: TpoResults = { bulk: [], chatty: [], compression: [] };
+  const tpoWan: TpoWanResults = { trials: [], seconds: o.wanSeconds ?? (quick ? 10 : 20), versions: {} };
   const machine = machineInfo();
   const options = {
     quick, repeats, trialSeconds, cpuSeconds, precision, burst: o.burst, maxDelivered: o.maxDelivered,
@@ -212,7 +218,7 @@ async function main(): Promise<number> {
       startedAt: started.toISOString(), finishedAt: new Date().toISOString(), durationS: (Date.now() - t0) / 1000, complete,
       options, machine, peers: [...peerInfo.values()],
     };
-    return writeResults(outDir, stamp, info, records, peers.map((p) => p.name), senderTrials, pacingTrials, tpo);
+    return writeResults(outDir, stamp, info, records, peers.map((p) => p.name), senderTrials, pacingTrials, tpo, tpoWan);
   };
   process.once('SIGINT', () => {
     log('interrupted: writing partial results, removing namespaces');
@@ -222,6 +228,30 @@ async function main(): Promise<number> {
       process.exit(130);
     }
   });
+
+  if (suites.has('tpo-wan')) {
+    // First, before the harness pins itself (and so every child) to one
+    // CPU: the emulator, the endpoints and the tunnels share both cores as
+    // they would on a gateway host, and nothing else of the bench exists yet.
+    const wanVariants = o.wanVariants ? o.wanVariants.split(',').map((x) => x.trim()) : [...TPO_WAN_VARIANTS];
+    const bad = wanVariants.filter((v) => !(TPO_WAN_VARIANTS as readonly string[]).includes(v));
+    if (bad.length) {
+      process.stderr.write(`bench: unknown tpo-wan variant(s) ${bad.join(', ')} (have ${TPO_WAN_VARIANTS.join(', ')})\n`);
+      return 2;
+    }
+    // A failed install is not fatal: the kcptun rows then say unavailable.
+    if (o.install) ensureInstalled([{ what: 'kcptun', present: () => commandExists('kcptun-client'), packages: ['kcptun'] }], log);
+    tpoWan.versions = tpoWanVersions();
+    log(`tpo-wan: ${wanVariants.join(', ')} x loss 0/1/3 %, ${repeats} repeat(s), ${tpoWan.seconds} s per transfer`);
+    await runTpoWanSuite({ repeats, seconds: tpoWan.seconds, variants: wanVariants as TpoWanVariant[], log, onTrial: () => save() }, tpoWan);
+    save();
+    if (![...suites].some((x) => x !== 'tpo-wan')) {
+      complete = true;
+      const files = save();
+      log(`done in ${((Date.now() - t0) / 60000).toFixed(1)} min: ${relative(process.cwd(), files.md)}, ${relative(process.cwd(), files.json)}`);
+      return 0;
+    }
+  }
 
   // The harness and the helpers it runs (ip, the sink's counter) stay off the relay's CPU.
   execFileSync('taskset', ['-a', '-p', '-c', String(GEN_CPU), String(process.pid)], { stdio: 'ignore' });

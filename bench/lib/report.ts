@@ -6,6 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { SENDER_WAYS, type SenderTrial } from './sender-suite.js';
 import { pacingMarkdown, pacingTargets, type PacingTrial } from './pacing-suite.js';
 import { tpoMarkdown, type TpoResults } from './tpo-suite.js';
+import { tpoWanMarkdown, type TpoWanResults } from './tpo-wan-suite.js';
 import { join } from 'node:path';
 import { scenarioName, type Mode } from './cases.js';
 import type { SearchResult } from './search.js';
@@ -325,13 +326,13 @@ export function senderMarkdown(trials: readonly SenderTrial[], pacing: readonly 
   return out.join('\n');
 }
 
-export function writeResults(outDir: string, stamp: string, info: RunInfo, records: readonly CaseRecord[], peerOrder: readonly string[], sender: readonly SenderTrial[] = [], pacing: readonly PacingTrial[] = [], tpo: TpoResults = { bulk: [], chatty: [], compression: [] }): { json: string; md: string } {
+export function writeResults(outDir: string, stamp: string, info: RunInfo, records: readonly CaseRecord[], peerOrder: readonly string[], sender: readonly SenderTrial[] = [], pacing: readonly PacingTrial[] = [], tpo: TpoResults = { bulk: [], chatty: [], compression: [] }, tpoWan: TpoWanResults = { trials: [], seconds: 0, versions: {} }): { json: string; md: string } {
   mkdirSync(outDir, { recursive: true });
   const summary = summarize(records, peerOrder);
   const json = join(outDir, `${stamp}.json`);
   const md = join(outDir, `${stamp}.md`);
-  writeFileSync(json, `${JSON.stringify({ ...info, summary, records, sender, pacing, tpo }, null, 1)}\n`);
-  const text = `${markdown(info, summary)}\n${senderMarkdown(sender, pacing)}\n${tpoMarkdown(tpo)}\n`;
+  writeFileSync(json, `${JSON.stringify({ ...info, summary, records, sender, pacing, tpo, tpoWan }, null, 1)}\n`);
+  const text = `${markdown(info, summary)}\n${senderMarkdown(sender, pacing)}\n${tpoMarkdown(tpo)}\n${tpoWanMarkdown(tpoWan)}\n`;
   writeFileSync(md, text);
   writeFileSync(join(outDir, 'latest.md'), text);
   return { json, md };

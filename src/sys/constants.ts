@@ -115,3 +115,23 @@ export const IPV6_TRANSPARENT = 75;
 export const SO_ORIGINAL_DST = 80;
 /** The same for IPv6 (level SOL_IPV6, sockaddr_in6); same number by design of the uapi headers. */
 export const IP6T_SO_ORIGINAL_DST = 80;
+/** AF_PACKET raw sockets (src/sys/packet-socket.ts): whole Ethernet frames of one interface. */
+export const AF_PACKET = 17;
+/** Every protocol (host order; sockaddr_ll and socket() take it in network order). */
+export const ETH_P_ALL = 0x0003;
+export const SOL_PACKET = 263;
+export const PACKET_ADD_MEMBERSHIP = 1;
+/** struct tpacket_stats {u32 tp_packets; u32 tp_drops}; reading resets it. */
+export const PACKET_STATISTICS = 6;
+/** Prefix every frame with a struct virtio_net_hdr (checksum and GSO state), on receive and send. */
+export const PACKET_VNET_HDR = 15;
+/** Do not deliver frames this host sends on the interface (Linux 4.20). */
+export const PACKET_IGNORE_OUTGOING = 23;
+export const PACKET_MR_PROMISC = 1;
+/** struct sockaddr_ll. */
+export const SIZEOF_SOCKADDR_LL = 20;
+/** struct packet_mreq. */
+export const SIZEOF_PACKET_MREQ = 16;
+/** struct virtio_net_hdr (without num_buffers): u8 flags, u8 gso_type, u16 hdr_len, gso_size, csum_start, csum_offset. */
+export const SIZEOF_VIRTIO_NET_HDR = 10;
+export const VIRTIO_NET_HDR_GSO_NONE = 0;

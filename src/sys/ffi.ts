@@ -53,6 +53,10 @@ export interface Libc {
   clock_gettime(clock: number, ts: BigInt64Array): number;
   /** clock_nanosleep(clock, flags, req, rem); returns 0 or an error number (not -1/errno). The bench's pacing baseline. */
   clock_nanosleep(clock: number, flags: number, req: BigInt64Array, rem: BigInt64Array | null): number;
+  /** sched_setscheduler(tid, policy, param): `param` is an Int32Array(1) {sched_priority}. */
+  sched_setscheduler(pid: number, policy: number, param: Int32Array): number;
+  /** Interface index of a name in the calling thread's network namespace; 0 if there is none. */
+  if_nametoindex(name: string): number;
   /** errno of the calling thread, as left by the last call. */
   errno(): number;
 }
@@ -106,6 +110,8 @@ export function loadFfi(): { ok: true; libc: Libc } | { ok: false; reason: strin
       mount: lib.func('int mount(const char *, const char *, const char *, unsigned long, const char *)'),
       clock_gettime: lib.func('int clock_gettime(int, void *)'),
       clock_nanosleep: lib.func('int clock_nanosleep(int, int, void *, void *)'),
+      sched_setscheduler: lib.func('int sched_setscheduler(int, int, void *)'),
+      if_nametoindex: lib.func('unsigned int if_nametoindex(const char *)'),
       errno: () => koffi.errno(),
     };
     return (loaded = { ok: true, libc });

@@ -38,7 +38,7 @@
  * never answered.
  */
 import { EventEmitter } from 'node:events';
-import { decodeDataMoverField, encodeDataMoverField, MAX_ACK_BITMAP_BYTES, MAX_ACK_RANGES, TD_DATA, TD_RETRANSMISSION, type Ack, type AckRange, type DataMoverField } from '../wire/tpo/data-mover.js';
+import { decodeDataMoverField, encodeDataMoverField, MAX_ACK_BITMAP_BYTES, MAX_ACK_RANGES, TD_DATA, TD_GOODBYE, TD_RETRANSMISSION, type Ack, type AckRange, type DataMoverField } from '../wire/tpo/data-mover.js';
 import { WireError } from '../wire/tpo/errors.js';
 import { openDatagram, sealDatagram, type SessionKeys } from './datagram-crypto.js';
 import { ReplayWindow } from './replay-window.js';
@@ -176,6 +176,7 @@ export class DataMover extends EventEmitter {
 
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
+  #goodbye = false;
 
   constructor(options: DataMoverOptions) {
     super();
@@ -232,6 +233,14 @@ export class DataMover extends EventEmitter {
     return this.#unacked.size === 0;
   }
 
+  /** Tells the peer the session ends (one authenticated datagram; it may be lost, then the peer times out), then closes. */
+  goodbye(): void {
+    if (this.#closed) return;
+    this.#goodbye = true;
+    this.#sendAckOnly(this.#now());
+    this.close();
+  }
+
   close(): void {
     this.#closed = true;
     if (this.#timer) clearInterval(this.#timer);
@@ -274,6 +283,11 @@ export class DataMover extends EventEmitter {
     if (this.#peerDown) {
       this.#peerDown = false;
       this.emit('up');
+    }
+    if (field.transport.flags & TD_GOODBYE) {
+      // The peer ended the session (authenticated: only it can say so).
+      this.emit('goodbye');
+      return;
     }
     this.#noteReceived(physical, now);
     if (field.ack) this.#onAck(field.ack, now);
@@ -494,7 +508,7 @@ export class DataMover extends EventEmitter {
     const withAck = seg === undefined || this.#ackDue;
     const field: DataMoverField = {
       connectionId: this.#o.peerId,
-      transport: { flags: seg ? TD_DATA | seg.flags | (retransmission ? TD_RETRANSMISSION : 0) : 0, logical: seg ? seg.logical : 0, physical },
+      transport: { flags: seg ? TD_DATA | seg.flags | (retransmission ? TD_RETRANSMISSION : 0) : this.#goodbye ? TD_GOODBYE : 0, logical: seg ? seg.logical : 0, physical },
       ...(withAck ? { ack: this.#ackField(now, seg ? PIGGYBACK_ACK : FULL_ACK) } : {}),
     };
     const datagram = sealDatagram(this.#o.keys.send, physical, encodeDataMoverField(field), seg ? seg.bytes : new Uint8Array(0));

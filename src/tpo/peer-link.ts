@@ -56,10 +56,12 @@ export interface PeerLinkStats {
   droppedNoSession: number;
   /** Driver buffers from an authenticated peer that did not decode (a peer bug): counted, not delivered. */
   badBuffers: number;
+  /** Sessions the peer ended with a goodbye. */
+  goodbyes: number;
 }
 
 export class PeerLink extends EventEmitter {
-  readonly stats: PeerLinkStats = { initiationsSent: 0, sessions: 0, droppedHandshake: 0, droppedNoSession: 0, badBuffers: 0 };
+  readonly stats: PeerLinkStats = { initiationsSent: 0, sessions: 0, droppedHandshake: 0, droppedNoSession: 0, badBuffers: 0, goodbyes: 0 };
   readonly #o: PeerLinkOptions;
   readonly #guard = new InitiationGuard();
   readonly #driver: PacketDriver;
@@ -111,9 +113,11 @@ export class PeerLink extends EventEmitter {
     this.#driver.flush();
   }
 
-  close(): void {
-    this.#closed = true;
+  /** Ends the link; `goodbye` (default) tells the peer, so it re-pairs at once instead of after its dead-peer timeout. */
+  close(goodbye = true): void {
     this.#driver.close();
+    if (goodbye) this.#mover?.goodbye();
+    this.#closed = true;
     if (this.#retry) clearTimeout(this.#retry);
     this.#mover?.close();
     this.#o.port.off('message', this.#onMessage);
@@ -218,6 +222,19 @@ export class PeerLink extends EventEmitter {
       }
     });
     mover.on('drain', () => this.emit('drain'));
+    mover.on('goodbye', () => {
+      if (this.#mover !== mover) return;
+      // The peer ended the session (it is stopping or restarting): drop it now.
+      mover.close();
+      this.#mover = undefined;
+      this.stats.goodbyes++;
+      if (!mover.idle) this.emit('reset', { unackedBytes: mover.backlogBytes });
+      this.emit('down');
+      if (this.#o.role === 'initiator' && !this.#pending && !this.#closed) {
+        this.#retryMs = RETRY_FIRST_MS;
+        this.#initiate();
+      }
+    });
     mover.on('down', () => {
       this.emit('down');
       // The responder may have restarted and forgotten the session: ask for a new one.

@@ -702,8 +702,8 @@ export class Topology {
     for (const r of spec.routes ?? []) await this.addRoute(r.ns, r.args);
     for (const [i, link] of (spec.links ?? []).entries()) {
       const info = this.linkInfo[i]!;
-      await this.primeNeighbours(info.a.ns, info.a.ifname, link.b);
-      await this.primeNeighbours(info.b.ns, info.b.ifname, link.a);
+      await this.primeNeighbours(info.a.ns, info.a.ifname, link.a, link.b);
+      await this.primeNeighbours(info.b.ns, info.b.ifname, link.b, link.a);
     }
   }
 
@@ -715,8 +715,12 @@ export class Topology {
    * do with the code under test (seen on IPv6 under CPU load). One datagram
    * to the discard port triggers resolution; we then wait for the entry.
    */
-  private async primeNeighbours(ns: string, ifname: string, peer: LinkEnd): Promise<void> {
-    for (const cidr of [...asList(peer.ipv4), ...asList(peer.ipv6)]) {
+  private async primeNeighbours(ns: string, ifname: string, self: LinkEnd, peer: LinkEnd): Promise<void> {
+    // An end without an address of a family cannot resolve peers of that
+    // family (e.g. a bridge port such as the WAN emulator's, see
+    // wan-topology.ts): nothing to prime there.
+    const mine = [...(asList(self.ipv4).length ? asList(peer.ipv4) : []), ...(asList(self.ipv6).length ? asList(peer.ipv6) : [])];
+    for (const cidr of mine) {
       const addr = cidr.split('/')[0]!;
       const deadline = Date.now() + 5_000;
       for (;;) {

@@ -407,7 +407,7 @@ export class Gateway extends EventEmitter implements FlowHost {
     // A moment for the resets to leave before the links go.
     if (!options.abrupt) await new Promise((r) => setTimeout(r, 50));
     this.#closed = true;
-    for (const p of this.#peers.values()) p.link.close();
+    for (const p of this.#peers.values()) p.link.close(!options.abrupt);
     this.#demux.close();
     await this.#port.close();
   }

@@ -188,7 +188,8 @@ const PORT_ATTEMPTS = 8;
 
 function listenTcp(host: string, port: number, ipv6Only: boolean): Promise<net.Server> {
   return new Promise((resolve, reject) => {
-    const srv = net.createServer({ pauseOnConnect: true });
+    // Half-open: a client that finished sending (FIN) may still be owed the reply the far side is sending.
+    const srv = net.createServer({ pauseOnConnect: true, allowHalfOpen: true });
     srv.once('error', reject);
     srv.listen({ host, port, ipv6Only, exclusive: true }, () => {
       srv.off('error', reject);

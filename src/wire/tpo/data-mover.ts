@@ -31,7 +31,9 @@ export const TD_DATA = 0x01;
 export const TD_BUFFER_START = 0x02;
 export const TD_BUFFER_END = 0x04;
 export const TD_RETRANSMISSION = 0x08;
-const TD_KNOWN = TD_DATA | TD_BUFFER_START | TD_BUFFER_END | TD_RETRANSMISSION;
+/** The sender ends the session (its gateway is stopping): the peer drops it at once instead of waiting for silence. */
+export const TD_GOODBYE = 0x10;
+const TD_KNOWN = TD_DATA | TD_BUFFER_START | TD_BUFFER_END | TD_RETRANSMISSION | TD_GOODBYE;
 
 export interface TransportData {
   /** TD_* bits. */

@@ -1,0 +1,70 @@
+/**
+ * What the IP-level WAN emulator's controller (ip-wan.ts, main thread) and
+ * its engine (ip-wan-engine.ts, worker thread) share: the start options and
+ * the layout of the counters the engine writes into a SharedArrayBuffer
+ * (plain stores from one writer; a reader may see a counter one frame
+ * stale, which is fine for statistics).
+ */
+import type { WanParams } from './wan-model.js';
+
+export interface IpWanWorkerData {
+  /** Interface towards site A (frames read here go A→B). */
+  aIf: string;
+  bIf: string;
+  aToB: WanParams;
+  bToA: WanParams;
+  seed: number;
+  /** Frames each direction can hold (in the queue plus on the delay line). */
+  slots: number;
+  /** eventfd the controller writes to stop the loop at once. */
+  wakeFd: number;
+  /** Int32Array view: [0] = stop requested. */
+  control: SharedArrayBuffer;
+  /** Float64Array: LANE_FIELDS per direction, aToB first. */
+  counters: SharedArrayBuffer;
+  /** SCHED_FIFO priority of the engine thread (0: stay a normal thread). */
+  rtPriority: number;
+  /** Nice value of the engine thread when it cannot be real-time (negative: ahead of the traffic it shapes). */
+  nice: number;
+}
+
+/** Upper edges (ms) of the lateness histogram buckets; the last bucket is everything above. */
+export const LATENESS_EDGES_MS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5] as const;
+
+/** Counter indexes inside one direction's block. */
+export const C = {
+  /** Frames read from the ingress interface. */
+  rxFrames: 0,
+  /** IP bytes (frame minus Ethernet header) of those frames. */
+  rxBytes: 1,
+  txFrames: 2,
+  txBytes: 3,
+  dropLoss: 4,
+  dropBurst: 5,
+  dropQueue: 6,
+  /** The direction's frame store was full (slots too small for delay x rate). */
+  dropFull: 7,
+  /** Frames larger than a slot (a GSO super-frame that leaked past the offload settings): dropped. */
+  oversize: 8,
+  /** Frames whose virtio_net_hdr says GSO (forwarded as they are, but the bench wants none). */
+  gso: 9,
+  /** Frames neither IPv4 nor IPv6 (ARP and the like), forwarded. */
+  nonIp: 10,
+  /** Largest IP packet seen. */
+  maxIpBytes: 11,
+  /** sendmmsg returned an error other than "try again" (the frame is dropped). */
+  sendErrors: 12,
+  /** sendmmsg said EAGAIN/ENOBUFS: the frames were retried later. */
+  sendRetries: 13,
+  /** The kernel dropped frames before we read them (socket receive buffer full). */
+  kernelDrops: 14,
+  latenessSumMs: 15,
+  latenessMaxMs: 16,
+  /** Frames on the delay line or in the queue now. */
+  held: 17,
+  queuedBytes: 18,
+  /** Histogram: LATENESS_EDGES_MS.length + 1 buckets. */
+  latenessHist: 19,
+} as const;
+
+export const LANE_FIELDS = C.latenessHist + LATENESS_EDGES_MS.length + 1;
