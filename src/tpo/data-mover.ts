@@ -23,9 +23,14 @@
  * backs off 1.5x. Every acknowledged datagram gives a delivery rate sample
  * to the rate control; the minimum RTT and the rounds feed it too.
  *
- * Flow control: `send()` returns false once more than `sendBufferBytes`
- * are queued or in flight; 'drain' says when there is room again, so the
- * sending edge is held back instead of buffered without limit. The
+ * Flow control: `send()` returns false once more than QUEUE_MS of the
+ * pacing rate waits unsent (at least 64 KiB), or more than
+ * `sendBufferBytes` are queued or in flight; 'drain' says when there is
+ * room again, so the sending edge is held back instead of buffered without
+ * limit. The short queue matters as much as the bound: everything the
+ * gateway's flows send shares it in order, so a request of an interactive
+ * flow waits behind at most QUEUE_MS of a bulk flow's data, not seconds of
+ * it; the rest waits in the bulk application's own socket. The
  * receiver holds at most a window of out-of-order segments.
  *
  * Liveness: an idle side sends a keepalive (an acknowledgement) every
@@ -102,6 +107,9 @@ interface InFlight {
 }
 
 const PACER_TICK_MS = 1;
+/** Unsent bytes send() accepts before it asks the caller to wait: this long at the pacing rate, at least MIN_QUEUE_BYTES. */
+const QUEUE_MS = 20;
+const MIN_QUEUE_BYTES = 64 * 1024;
 /** The pacer may send this many ms of rate at once after an idle moment (timers are 1 ms coarse). */
 const BURST_MS = 2;
 const CATCH_UP_MS = 10;
@@ -223,9 +231,9 @@ export class DataMover extends EventEmitter {
     return ok;
   }
 
-  /** Queued plus in-flight bytes are under the send buffer: more may be sent now. */
+  /** The queue of unsent bytes is short and queued plus in-flight bytes are under the send buffer: more may be sent now. */
   get hasRoom(): boolean {
-    return this.backlogBytes < this.#o.sendBufferBytes;
+    return this.#queuedBytes < Math.max(MIN_QUEUE_BYTES, (this.rate.pacingRateBps * QUEUE_MS) / 1000) && this.backlogBytes < this.#o.sendBufferBytes;
   }
 
   /** Everything sent has been acknowledged. */
@@ -406,12 +414,12 @@ export class DataMover extends EventEmitter {
     for (let i = 0; i < ack.bitmap.length * 8; i++) if (ack.bitmap[i >> 3]! & (1 << (i & 7))) this.#unacked.delete(ack.cumulative + 1 + i);
     this.#detectLoss(now);
     if (this.#largestAcked >= this.#roundEndPhysical) {
-      this.rate.onRoundEnd(this.#bytesInFlight, this.#roundRtt, this.#roundMaxRtt || Infinity);
+      this.rate.onRoundEnd(this.#bytesInFlight, this.#roundRtt, this.#roundMaxRtt || Infinity, now);
       this.#roundEndPhysical = this.#nextPhysical;
       this.#roundRtt = Infinity;
       this.#roundMaxRtt = 0;
     }
-    if (this.#wantDrain && this.backlogBytes < this.#o.sendBufferBytes / 2) {
+    if (this.#wantDrain && this.hasRoom) {
       this.#wantDrain = false;
       this.emit('drain');
     }
@@ -498,6 +506,10 @@ export class DataMover extends EventEmitter {
       const sent = this.#sendDatagram(seg, retransmission, appLimited, now);
       this.#tokens -= sent;
       if (retransmission) this.stats.retransmissions++;
+    }
+    if (this.#wantDrain && this.hasRoom) {
+      this.#wantDrain = false;
+      this.emit('drain');
     }
   }
 

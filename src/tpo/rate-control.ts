@@ -36,6 +36,10 @@ const QUEUE_FULL_RTT_FACTOR = 1.4;
 /** After such a round the estimate is held at this share of itself; the hold relaxes by RELAX per clean round. */
 const QUEUE_BACKOFF = 0.9;
 const RELAX = 1.02;
+/** After a round with a standing queue (no overflow) the estimate is held at this share of itself. */
+const STANDING_BACKOFF = 0.97;
+/** A round's best delivery sample may exceed the round's own delivered/elapsed by this much (probing at gain 1.25 included). */
+const ROUND_SLACK = 1.1;
 
 export type RatePhase = 'startup' | 'drain' | 'probe';
 
@@ -76,6 +80,7 @@ export class RateControl {
   #baseLoss = 0;
   /** This round produced a sample the estimate may rest on (not an app-limited one below it). */
   #measured = false;
+  #roundStartMs = NaN;
   readonly #cap: number;
   readonly #initial: number;
   readonly #minWindow: number;
@@ -146,8 +151,22 @@ export class RateControl {
    * minimum means a queue is building (HyStart's signal, unaffected by
    * random loss), so startup ends before it overflows the queue.
    */
-  onRoundEnd(bytesInFlight: number, roundRttMs = Infinity, roundMaxRttMs = roundRttMs): void {
+  onRoundEnd(bytesInFlight: number, roundRttMs = Infinity, roundMaxRttMs = roundRttMs, nowMs = NaN): void {
     const lossRate = this.#roundLost / Math.max(1, this.#roundLost + this.#roundDelivered);
+    // Past startup, a round's best per-ack sample may not exceed what the
+    // whole round delivered by more than ROUND_SLACK: single samples span one
+    // ack interval and late, bunched acks (timer or path jitter of 10-20 ms
+    // against a 100 ms interval) inflate them by as much; the max filter
+    // would keep exactly those, pace above the bottleneck and hold a
+    // standing queue (measured: estimate 57 Mbit/s on a 50 Mbit/s link,
+    // RTT 190 ms instead of 100).
+    const roundMs = nowMs - this.#roundStartMs;
+    if (this.#phase !== 'startup' && this.#measured && Number.isFinite(roundMs) && roundMs > 0 && this.#bwByRound.length) {
+      const aggregate = (this.#roundDelivered * 1000) / roundMs;
+      const i = this.#bwByRound.length - 1;
+      if (aggregate > 0) this.#bwByRound[i] = Math.min(this.#bwByRound[i]!, aggregate * ROUND_SLACK);
+    }
+    if (Number.isFinite(nowMs)) this.#roundStartMs = nowMs;
     this.#brake = lossRate > HEAVY_LOSS ? this.#brake * 0.5 : Math.min(1, this.#brake * 2);
     // Loss in a round whose RTT shows a full queue is the bottleneck
     // overflowing, not random loss: the estimate is too high, so it is held
@@ -160,7 +179,13 @@ export class RateControl {
     if (!queueFull) this.#baseLoss = 0.9 * this.#baseLoss + 0.1 * lossRate;
     // Overflow: loss well above the path's random loss while the queue stood all round.
     const overflow = queueFull && lossRate > 2 * this.#baseLoss + QUEUE_LOSS;
+    // A queue that stood all round (even the round's lowest RTT is well above
+    // the path's): the estimate is above the bottleneck (jittery acks inflate
+    // samples). Hold it a little lower until the queue is gone, so the link
+    // stays full but the queue, and every flow's latency with it, stays short.
+    const standing = Number.isFinite(roundRttMs) && Number.isFinite(this.#minRttMs) && roundRttMs > this.#minRttMs * QUEUE_RTT_FACTOR + 2;
     if (this.#phase !== 'startup' && overflow && measured > 0) this.#bwCap = Math.min(this.#bwCap, measured) * QUEUE_BACKOFF;
+    else if (this.#phase === 'probe' && standing && measured > 0) this.#bwCap = Math.min(this.#bwCap, measured) * STANDING_BACKOFF;
     else if (Number.isFinite(this.#bwCap)) this.#bwCap = this.#bwCap * RELAX > measured ? Infinity : this.#bwCap * RELAX;
     this.#roundLost = 0;
     this.#roundDelivered = 0;
