@@ -73,6 +73,13 @@ export interface DataMoverOptions {
   readonly deadAfterMs?: number;
   /** Out-of-order segments the receiver holds at most; default 16,384. */
   readonly receiveWindowSegments?: number;
+  /**
+   * Hand buffers to 'buffer' in the order they were sent (default), or each
+   * as soon as it is complete (false): a buffer then waits only for its own
+   * lost segments; the receiver restores whatever order it needs (the
+   * gateway: per flow, from message sequence numbers).
+   */
+  readonly orderedDelivery?: boolean;
   /** A clock in ms (tests may drive one); default performance.now. */
   readonly now?: () => number;
 }
@@ -110,6 +117,7 @@ const PACER_TICK_MS = 1;
 /** Unsent bytes send() accepts before it asks the caller to wait: this long at the pacing rate, at least MIN_QUEUE_BYTES. */
 const QUEUE_MS = 20;
 const MIN_QUEUE_BYTES = 64 * 1024;
+const DATAGRAM_QUEUE_BYTES = 1024 * 1024;
 /** The pacer may send this many ms of rate at once after an idle moment (timers are 1 ms coarse). */
 const BURST_MS = 2;
 const CATCH_UP_MS = 10;
@@ -189,12 +197,12 @@ export class DataMover extends EventEmitter {
   constructor(options: DataMoverOptions) {
     super();
     this.#o = {
-      segmentSize: 1350, sendBufferBytes: 8 << 20, ackDelayMs: 10, keepaliveMs: 1000, deadAfterMs: 5000, receiveWindowSegments: 16_384,
+      segmentSize: 1350, sendBufferBytes: 8 << 20, ackDelayMs: 10, keepaliveMs: 1000, deadAfterMs: 5000, receiveWindowSegments: 16_384, orderedDelivery: true,
       now: () => performance.now(), ...options,
     } as Required<Omit<DataMoverOptions, 'maxRateBps' | 'initialRateBps'>>;
     this.#now = this.#o.now;
     this.rate = new RateControl({ ...(options.maxRateBps ? { maxRateBps: options.maxRateBps } : {}), ...(options.initialRateBps ? { initialRateBps: options.initialRateBps } : {}), minWindowBytes: 4 * this.#o.segmentSize });
-    this.#reassembler = new Reassembler(this.#o.receiveWindowSegments);
+    this.#reassembler = new Reassembler(this.#o.receiveWindowSegments, this.#o.orderedDelivery);
     const t = this.#now();
     this.#lastTick = t;
     // Times count from the session's start: the first keepalive is due keepaliveMs from now.
@@ -203,6 +211,11 @@ export class DataMover extends EventEmitter {
     this.#deliveredAt = t;
     this.#rateWindowStart = t;
     this.#timer = setInterval(() => this.#tick(), PACER_TICK_MS);
+  }
+
+  /** Bytes waiting to be sent for the first time. */
+  get queuedBytes(): number {
+    return this.#queuedBytes;
   }
 
   /** Bytes queued or in flight (what flow control counts). */
@@ -233,7 +246,33 @@ export class DataMover extends EventEmitter {
 
   /** The queue of unsent bytes is short and queued plus in-flight bytes are under the send buffer: more may be sent now. */
   get hasRoom(): boolean {
-    return this.#queuedBytes < Math.max(MIN_QUEUE_BYTES, (this.rate.pacingRateBps * QUEUE_MS) / 1000) && this.backlogBytes < this.#o.sendBufferBytes;
+    return this.#queuedBytes < this.#queueLimit() && this.backlogBytes < this.#o.sendBufferBytes;
+  }
+
+  /**
+   * Room for a sender that cannot wait (a UDP flow's datagram: dropped when
+   * refused). Flows that can wait are held near the queue limit by hasRoom
+   * and fill it whenever it drains (new connections at once can overshoot
+   * it by a socket read each), so datagrams get four times that, and at
+   * least 1 MiB, before they are refused: they are neither starved by bulk
+   * transfers nor able to queue without bound.
+   */
+  get hasRoomForDatagram(): boolean {
+    return this.#queuedBytes < Math.max(DATAGRAM_QUEUE_BYTES, 4 * this.#queueLimit()) && this.backlogBytes < this.#o.sendBufferBytes;
+  }
+
+  /** Bytes the queue takes before hasRoom turns false (0 when full). */
+  get roomBytes(): number {
+    return Math.max(0, Math.min(this.#queueLimit() - this.#queuedBytes, this.#o.sendBufferBytes - this.backlogBytes));
+  }
+
+  /** Asks for a 'drain' once there is room (a caller that was refused room elsewhere, e.g. by the peer link). */
+  requestDrain(): void {
+    this.#wantDrain = true;
+  }
+
+  #queueLimit(): number {
+    return Math.max(MIN_QUEUE_BYTES, (this.rate.pacingRateBps * QUEUE_MS) / 1000);
   }
 
   /** Everything sent has been acknowledged. */

@@ -105,7 +105,10 @@ export class PeerLink extends EventEmitter {
   /** Queues a message of trust domain `domain`. False: the link is full or not up yet; wait for 'drain'. */
   send(domain: number, message: CarriedMessage): boolean {
     this.#driver.push(domain, message);
-    return this.#mover?.hasRoom ?? false;
+    const room = this.#mover?.hasRoom ?? false;
+    // The message may still sit in the driver's open buffer: make sure 'drain' follows once there is room.
+    if (!room) this.#mover?.requestDrain();
+    return room;
   }
 
   /** Seals what the driver holds now (e.g. before a close). */

@@ -29,7 +29,11 @@ export function segmentBuffer(buffer: Uint8Array, segmentSize: number, firstLogi
 
 /**
  * The receiving half: accepts segments in any order, any number of times,
- * and hands out whole driver buffers in logical order. It holds at most
+ * and hands out whole driver buffers in logical order — or, with
+ * `ordered: false`, each buffer as soon as all its segments are in, so a
+ * buffer waits only for its own lost segments, not for every earlier
+ * buffer's (head-of-line blocking across flows; the gateway restores each
+ * flow's order from its message sequence numbers). It holds at most
  * `maxBufferedSegments` out-of-order segments (the receive window; the
  * sender must not run further ahead): beyond that a segment is refused
  * (the sender will send it again), so a peer cannot make it grow without
@@ -46,7 +50,13 @@ export class Reassembler {
   refused = 0;
   malformed = 0;
 
-  constructor(readonly maxBufferedSegments = 16_384) {}
+  /** Logical numbers held whose buffer was already handed out (ordered: false). */
+  readonly #early = new Set<number>();
+
+  constructor(
+    readonly maxBufferedSegments = 16_384,
+    readonly ordered = true,
+  ) {}
 
   /** The cumulative point: all logical numbers below it are received. */
   get cumulative(): number {
@@ -77,8 +87,14 @@ export class Reassembler {
     }
     this.#held.set(seg.logical, seg);
     const done: Uint8Array[] = [];
+    if (!this.ordered && seg.logical > this.#next) this.#deliverEarly(seg, done);
     for (let s = this.#held.get(this.#next); s; s = this.#held.get(this.#next)) {
       this.#held.delete(this.#next);
+      if (this.#early.delete(this.#next)) {
+        // Part of a buffer already handed out whole: only the cumulative point moves.
+        this.#next++;
+        continue;
+      }
       this.#next++;
       if (s.flags & TD_BUFFER_START) {
         if (this.#inBuffer) this.malformed++; // a start inside a buffer: the sender broke the format; drop the partial one
@@ -99,6 +115,42 @@ export class Reassembler {
     return done;
   }
 
+  /** If `seg` completes a buffer beyond the cumulative point (start..end all held), hands it out now. */
+  #deliverEarly(seg: Segment, done: Uint8Array[]): void {
+    let first = seg.logical;
+    // Back to the buffer's start (bounded: a buffer is at most MAX_DRIVER_BUFFER / segment size segments).
+    for (;;) {
+      const s = this.#held.get(first);
+      if (!s || this.#early.has(first)) return;
+      if (s.flags & TD_BUFFER_START) break;
+      if (first - 1 < this.#next) return; // the start is at or below the cumulative point: the in-order path takes it
+      first--;
+    }
+    let last = seg.logical;
+    for (;;) {
+      const s = this.#held.get(last);
+      if (!s || this.#early.has(last)) return;
+      if (s.flags & TD_BUFFER_END) break;
+      last++;
+    }
+    const parts: Uint8Array[] = [];
+    for (let n = first; n <= last; n++) {
+      const s = this.#held.get(n)!;
+      if (n > first && s.flags & TD_BUFFER_START) {
+        this.malformed++;
+        return;
+      }
+      parts.push(s.bytes);
+    }
+    for (let n = first; n <= last; n++) {
+      this.#early.add(n);
+      // Keep the number (for the bitmap and the cumulative point), drop the bytes.
+      const s = this.#held.get(n)!;
+      this.#held.set(n, { logical: n, flags: s.flags, bytes: EMPTY });
+    }
+    done.push(parts.length === 1 ? parts[0]! : concat(parts));
+  }
+
   /**
    * The ack's bitmap: bit i set when segment cumulative + 1 + i is held,
    * for at most `maxBytes` bytes (trailing zero bytes dropped).
@@ -115,6 +167,8 @@ export class Reassembler {
     return out.subarray(0, used);
   }
 }
+
+const EMPTY = new Uint8Array(0);
 
 function concat(parts: readonly Uint8Array[]): Uint8Array {
   let n = 0;

@@ -120,7 +120,7 @@ test('transparent gateways across a lossy WAN: 12 TCP transfers both ways and 3 
       const line = client.stdout().trim().split('\n').pop() ?? '';
       assert.equal(exit.code, 0, client.stderr());
       const r = JSON.parse(line) as { results: string[]; resetHow: string; udpGot: number[] };
-      if (r.results.some((x) => x !== 'ok')) console.log(JSON.stringify({ a: await pair.status('a'), b: await pair.status('b'), gwa: pair.gwa.stderr().slice(-2000), gwb: pair.gwb.stderr().slice(-2000) }, null, 1));
+      if (r.results.some((x) => x !== 'ok') || r.udpGot.some((x) => x !== 100)) console.log(JSON.stringify({ a: await pair.status('a'), b: await pair.status('b'), gwa: pair.gwa.stderr().slice(-2000), gwb: pair.gwb.stderr().slice(-2000) }, null, 1));
       assert.deepEqual(r.results, Array(12).fill('ok'), 'every transfer byte-exact both ways');
       assert.equal(r.resetHow, 'ECONNRESET', "the server's reset reached the client as a reset");
       assert.deepEqual(r.udpGot, [100, 100, 100], 'UDP datagrams and replies across (the WAN loss repaired)');

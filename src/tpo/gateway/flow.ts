@@ -53,8 +53,8 @@ export const STATUS_TEXT: Record<number, string> = {
 export interface FlowHost {
   /** Queues a message to a peer; false: the peer's link is full or down (wait for onPeerDrain). */
   send(peer: string, domain: number, message: CarriedMessage): boolean;
-  /** The peer's link has room now. */
-  hasRoom(peer: string): boolean;
+  /** The peer's link has room now (`datagram`: for a sender that cannot wait, see DataMover.hasRoomForDatagram). */
+  hasRoom(peer: string, datagram?: boolean): boolean;
   /** The flow ended: forget it. */
   forget(flow: CarriedFlow): void;
 }
@@ -92,8 +92,8 @@ export interface CarriedFlow {
   readonly branches: readonly Branch[];
   /** A message for this flow from `peer` (in order: the data mover and driver keep it). */
   onMessage(peer: string, m: CarriedMessage): void;
-  /** The peer's link has room again. */
-  onPeerDrain(peer: string): void;
+  /** The peer's link has room again; true when this made the flow read from its application again. */
+  onPeerDrain(peer: string): boolean;
   /** The peer is gone (restarted or down too long): end the flow as a reset. */
   abort(peer: string, status: number): void;
   status(): FlowStatus;

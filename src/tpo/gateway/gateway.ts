@@ -33,6 +33,7 @@ import { markedTcpSocket } from '../intercept/socket-mark.js';
 import type { Interception, TcpIntercepted, UdpIntercepted } from './explicit.js';
 import { message, STATUS, tupleKey, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple } from './flow.js';
 import { RouteTable } from './routes.js';
+import { FlowSequencer } from './flow-sequencer.js';
 import { TcpEdge } from './tcp-edge.js';
 import { UdpEdge } from './udp-edge.js';
 
@@ -67,6 +68,9 @@ export interface PeerStatus {
   readonly bytesReceived: number;
   readonly retransmissions: number;
   readonly dropped: number;
+  /** Bytes waiting to be sent, and sent but not yet acknowledged. */
+  readonly queuedBytes: number;
+  readonly inFlightBytes: number;
 }
 
 export interface GatewayStatus {
@@ -85,7 +89,12 @@ interface Peer {
   readonly link: PeerLink;
   readonly flows: Set<CarriedFlow>;
   deadTimer: NodeJS.Timeout | undefined;
+  /** Where the next drain starts resuming flows (round robin). */
+  drainCursor: number;
 }
+
+/** What one read from an application's socket may hand over (libuv reads up to 64 KiB). */
+const READ_CHUNK = 64 * 1024;
 
 export interface GatewayOptions {
   /** Interception for the source side (explicit listeners, transparent rules); none: destination only. */
@@ -119,6 +128,9 @@ export class Gateway extends EventEmitter implements FlowHost {
   readonly #mark: number | undefined;
   #closing = false;
   #closed = false;
+  /** Restores each flow's message order (the links hand buffers over as they complete). */
+  readonly #sequencer: FlowSequencer<{ peer: Peer; domain: number; m: CarriedMessage }>;
+  readonly #sweep: NodeJS.Timeout;
 
   private constructor(config: TpoConfig, port: DatagramPort, options: GatewayOptions) {
     super();
@@ -130,6 +142,23 @@ export class Gateway extends EventEmitter implements FlowHost {
     this.#interception = options.interception;
     this.#interceptionName = options.interceptionName ?? (options.interception ? 'custom' : 'none');
     this.#mark = options.mark;
+    this.#sequencer = new FlowSequencer({
+      deliver: (_key, x) => this.#onMessage(x.peer, x.domain, x.m),
+      // Messages for a flow whose start never came: the flow is unknown here (the peer thinks otherwise).
+      onOrphans: (_key, items) => {
+        // One answer per flow, however many of its messages waited.
+        this.counters.unknownFlow += items.length - 1;
+        const x = items.find((i) => i.m.header.function !== 'window' && i.m.header.function !== 'close') ?? items[0]!;
+        this.#unknownFlow(x.peer, x.domain, x.m);
+      },
+      onOverflow: (key) => {
+        const flow = this.#flows.get(key);
+        const peer = key.slice(0, key.indexOf('|'));
+        if (flow) flow.abort(peer, STATUS.other);
+      },
+    });
+    this.#sweep = setInterval(() => this.#sequencer.sweep(), 500);
+    this.#sweep.unref();
     for (const p of config.peers) this.#addPeer(p);
     if (this.#interception) {
       this.#interception.on('tcp', (c) => this.#interceptTcp(c));
@@ -173,15 +202,14 @@ export class Gateway extends EventEmitter implements FlowHost {
       psk: p.key,
       keyId: p.keyId,
       ...(p.address ? { peer: { address: p.address.address, port: p.address.port } } : {}),
-      mover: { ...(p.maxRateBps ? { maxRateBps: p.maxRateBps } : {}), ...(p.initialRateBps ? { initialRateBps: p.initialRateBps } : {}) },
+      // Buffers as they complete, not in send order: flows do not wait for each other's repairs (flow-sequencer.ts).
+      mover: { orderedDelivery: false, ...(p.maxRateBps ? { maxRateBps: p.maxRateBps } : {}), ...(p.initialRateBps ? { initialRateBps: p.initialRateBps } : {}) },
     });
     holder.link = link;
-    const peer: Peer = { config: p, link, flows: new Set(), deadTimer: undefined };
+    const peer: Peer = { config: p, link, flows: new Set(), deadTimer: undefined, drainCursor: 0 };
     this.#peers.set(p.name, peer);
-    link.on('message', (domain: number, m: CarriedMessage) => this.#onMessage(peer, domain, m));
-    link.on('drain', () => {
-      for (const f of peer.flows) f.onPeerDrain(p.name);
-    });
+    link.on('message', (domain: number, m: CarriedMessage) => this.#sequencer.push(`${p.name}|${tupleKey({ protocol: m.header.protocol, src: m.header.src, dst: m.header.dst })}`, m.header, { peer, domain, m }));
+    link.on('drain', () => this.#onDrain(peer));
     // A replaced session lost data in flight: every flow with this peer is broken.
     link.on('reset', () => this.#abortPeer(peer, STATUS.resetByPeer));
     link.on('down', () => {
@@ -202,6 +230,28 @@ export class Gateway extends EventEmitter implements FlowHost {
     link.on('session', up);
   }
 
+  /**
+   * The link has room: paused flows read from their applications again, but
+   * only as many as the room takes (a socket hands over up to 64 KiB at a
+   * time), starting where the last drain stopped: resuming every paused
+   * flow at once would overfill the link's short queue many times over,
+   * and the same flows would always go first.
+   */
+  #onDrain(peer: Peer): void {
+    const mover = peer.link.mover;
+    const flows = [...peer.flows];
+    if (!mover || !flows.length) return;
+    let budget = Math.max(1, Math.ceil(mover.roomBytes / READ_CHUNK));
+    const start = peer.drainCursor % flows.length;
+    let i = 0;
+    for (; i < flows.length && budget > 0; i++) {
+      if (flows[(start + i) % flows.length]!.onPeerDrain(peer.config.name)) budget--;
+    }
+    peer.drainCursor = start + i;
+    // Flows may still be waiting: ask for the next drain even if these send little.
+    if (i < flows.length) mover.requestDrain();
+  }
+
   #abortPeer(peer: Peer, status: number): void {
     for (const f of [...peer.flows]) f.abort(peer.config.name, status);
   }
@@ -214,15 +264,16 @@ export class Gateway extends EventEmitter implements FlowHost {
     return p.link.send(domain, m);
   }
 
-  hasRoom(peer: string): boolean {
+  hasRoom(peer: string, datagram = false): boolean {
     const mover = this.#peers.get(peer)?.link.mover;
-    return mover ? mover.hasRoom : false;
+    return mover ? (datagram ? mover.hasRoomForDatagram : mover.hasRoom) : false;
   }
 
   forget(flow: CarriedFlow): void {
     if (!this.#all.delete(flow)) return;
     for (const b of flow.branches) {
       this.#flows.delete(`${b.peer}|${tupleKey(flow.tuple)}`);
+      this.#sequencer.forget(`${b.peer}|${tupleKey(flow.tuple)}`);
       this.#peers.get(b.peer)?.flows.delete(flow);
     }
   }
@@ -253,7 +304,6 @@ export class Gateway extends EventEmitter implements FlowHost {
     this.counters.flowsOpened++;
     c.socket.setNoDelay(true);
     edge.attachClient(c.socket);
-    c.socket.resume();
   }
 
   #interceptUdp(d: UdpIntercepted): void {
@@ -303,12 +353,21 @@ export class Gateway extends EventEmitter implements FlowHost {
       edge?.onMessage(name, m);
       return;
     }
+    // Only a flow's start may make one; anything else waits in the sequencer for it, so here the start is a 0 that is not one.
+    this.#unknownFlow(peer, domain, m);
+  }
+
+  /** A message for a flow this side does not have: say it is gone (unless it says so itself). */
+  #unknownFlow(peer: Peer, domain: number, m: CarriedMessage): void {
+    const h = m.header;
+    const tuple: FlowTuple = { protocol: h.protocol, src: h.src, dst: h.dst };
     this.counters.unknownFlow++;
-    // Data, half-close or window for a flow this side does not have: say it is gone.
-    if (h.function !== 'reset' && h.function !== 'close' && h.function !== 'open-ok') this.send(name, domain, message(tuple, 'reset', 0, undefined, STATUS.resetByPeer));
+    this.#sequencer.forget(`${peer.config.name}|${tupleKey(tuple)}`);
+    if (h.function !== 'reset' && h.function !== 'close' && h.function !== 'open-ok' && h.function !== 'window') this.send(peer.config.name, domain, message(tuple, 'reset', 0, undefined, STATUS.resetByPeer));
   }
 
   #refuse(peer: Peer, domain: number, tuple: FlowTuple, fn: 'open-ok' | 'reset', status: number): void {
+    this.#sequencer.forget(`${peer.config.name}|${tupleKey(tuple)}`);
     this.send(peer.config.name, domain, message(tuple, fn, 0, undefined, status));
   }
 
@@ -381,6 +440,8 @@ export class Gateway extends EventEmitter implements FlowHost {
           bytesSent: m?.stats.bytesSent ?? 0,
           bytesReceived: m?.stats.bytesReceived ?? 0,
           retransmissions: m?.stats.retransmissions ?? 0,
+          queuedBytes: m?.queuedBytes ?? 0,
+          inFlightBytes: m ? m.backlogBytes - m.queuedBytes : 0,
           dropped: (d ? d.malformed + d.otherConnection + d.unauthenticated + d.replayed : 0) + p.link.stats.droppedHandshake + p.link.stats.droppedNoSession,
         };
       }),
@@ -407,6 +468,7 @@ export class Gateway extends EventEmitter implements FlowHost {
     // A moment for the resets to leave before the links go.
     if (!options.abrupt) await new Promise((r) => setTimeout(r, 50));
     this.#closed = true;
+    clearInterval(this.#sweep);
     for (const p of this.#peers.values()) p.link.close(!options.abrupt);
     this.#demux.close();
     await this.#port.close();

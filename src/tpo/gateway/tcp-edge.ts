@@ -82,6 +82,9 @@ export class TcpEdge implements CarriedFlow {
     this.#state = 'open';
     for (const b of this.branches) this.#send(b, 'open');
     this.#wire(socket);
+    // The socket arrives paused; it reads once the links have room (else at a drain, in turn with the others).
+    this.#paused = true;
+    this.#updatePause();
   }
 
   /** Destination side: the connection to the destination, still connecting. */
@@ -146,10 +149,10 @@ export class TcpEdge implements CarriedFlow {
     return ok;
   }
 
-  /** Pauses the socket while any live branch lacks window or link room; resumes when all have it. */
-  #updatePause(): void {
+  /** Pauses the socket while any live branch lacks window or link room; resumes when all have it. True when it resumed. */
+  #updatePause(): boolean {
     const s = this.#socket;
-    if (!s || this.#ended) return;
+    if (!s || this.#ended) return false;
     const blocked = this.branches.some((b) => !b.done && (b.credit <= 0 || !this.#o.host.hasRoom(b.peer)));
     if (blocked && !this.#paused) {
       this.#paused = true;
@@ -157,11 +160,13 @@ export class TcpEdge implements CarriedFlow {
     } else if (!blocked && this.#paused) {
       this.#paused = false;
       s.resume();
+      return true;
     }
+    return false;
   }
 
-  onPeerDrain(): void {
-    this.#updatePause();
+  onPeerDrain(): boolean {
+    return this.#updatePause();
   }
 
   onMessage(peer: string, m: CarriedMessage): void {

@@ -96,7 +96,7 @@ export class UdpEdge implements CarriedFlow {
     this.#lastActive = performance.now();
     for (const b of this.branches) {
       if (b.done) continue;
-      if (!this.#o.host.hasRoom(b.peer)) {
+      if (!this.#o.host.hasRoom(b.peer, true)) {
         this.#o.counters.udpDropped++;
         continue;
       }
@@ -138,7 +138,9 @@ export class UdpEdge implements CarriedFlow {
     });
   }
 
-  onPeerDrain(): void {}
+  onPeerDrain(): boolean {
+    return false;
+  }
 
   abort(peer: string): void {
     const b = this.branches.find((x) => x.peer === peer);
