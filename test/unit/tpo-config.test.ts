@@ -1,0 +1,104 @@
+/**
+ * The TPO gateway's config, flow table and route table (issue #7): pure
+ * parsing and lookups, errors that name the field.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseBitRate, parseTpoConfig, parseTpoConfigText, TpoConfigError } from '../../src/tpo/config.js';
+import { FlowTable, FlowTableError, compileFlowTable } from '../../src/tpo/flow-table.js';
+import { RouteTable } from '../../src/tpo/gateway/routes.js';
+
+const KEY = 'ab'.repeat(32);
+const base = { name: 'a', listen: '127.0.0.1:7400', peers: [{ name: 'b', address: '192.0.2.2:7400', key: KEY, keyId: 1 }] };
+
+const issues = (v: unknown): string[] => {
+  try {
+    parseTpoConfig(v, 't', () => Buffer.from('cd'.repeat(32)));
+  } catch (err) {
+    assert.ok(err instanceof TpoConfigError, String(err));
+    return [...err.issues];
+  }
+  assert.fail('expected the config to be refused');
+};
+
+test('a valid config: peers, explicit table, routes, deliver.allow, defaults', () => {
+  const c = parseTpoConfigText(
+    `name: site-a
+listen: 0.0.0.0:7400
+peers:
+  - { name: b, address: "192.0.2.2:7400", key: ${KEY}, keyId: 1, maxRate: 50M }
+  - { name: c, keyFile: /k, keyId: 2 }
+table:
+  - { name: web, protocol: tcp, listen: "127.0.0.1:8080", target: "10.2.0.10:80", src: 127.0.0.0/8 }
+  - { protocol: udp, listen: "127.0.0.1:5353", target: "10.3.0.1:53", peers: [b, c] }
+routes:
+  - { dst: 10.2.0.0/16, peer: b }
+  - { dst: 10.3.0.0/16, peer: c }
+deliver: { allow: [10.9.0.0/16] }
+`,
+    'site-a.yaml',
+    () => Buffer.from('cd'.repeat(32)),
+  );
+  assert.equal(c.peers.length, 2);
+  assert.equal(c.peers[0]!.maxRateBps, 50e6 / 8);
+  assert.equal(c.peers[1]!.key.length, 32, 'a hex key file is decoded');
+  assert.equal(c.peers[1]!.address, undefined, 'no address: this side answers');
+  assert.equal(c.table[0]!.target?.port, 80);
+  assert.deepEqual(c.table[1]!.peers, ['b', 'c']);
+  assert.equal(c.intercept.mode, 'explicit');
+  assert.equal(c.limits.maxFlows, 10_000);
+  assert.equal(c.deliver.allow[0]!.prefix, 16);
+});
+
+test('config errors name the field', () => {
+  assert.match(issues({ ...base, peers: [...base.peers, { name: 'c', key: KEY, keyId: 1 }] }).join('\n'), /peers\[1\]\.keyId: 1 is used by another peer/);
+  assert.match(issues({ ...base, peers: [{ name: 'b', keyId: 1 }] }).join('\n'), /peers\[0\]: give exactly one of key \(hex\) or keyFile/);
+  assert.match(issues({ ...base, table: [{ protocol: 'tcp', listen: '127.0.0.1:1' }] }).join('\n'), /table\[0\]: explicit interception needs listen and target/);
+  assert.match(issues({ ...base, table: [{ protocol: 'tcp', listen: '127.0.0.1:1', target: '10.0.0.1:2', peers: ['x'] }] }).join('\n'), /table\[0\]\.peers: no peer named 'x'/);
+  assert.match(issues({ ...base, table: [{ protocol: 'tcp', dstPort: '90-80' }], intercept: { mode: 'transparent' } }).join('\n'), /runs backwards/);
+  assert.match(issues({ ...base, table: [{ protocol: 'icmp', dstPort: 1 }], intercept: { mode: 'transparent' } }).join('\n'), /ICMP has no ports/);
+  assert.match(issues({ ...base, peers: [{ ...base.peers[0], maxRate: 'fast' }] }).join('\n'), /maxRate: 'fast' is not a bit rate/);
+  assert.match(issues({ ...base, routes: [{ dst: '10.0.0.0/33', peer: 'b' }] }).join('\n'), /routes\[0\]\.dst/);
+  assert.match(issues({ ...base, bogus: 1 }).join('\n'), /bogus|Unrecognized/i);
+  assert.throws(() => parseTpoConfigText('name: [', 'x.yaml'), TpoConfigError);
+});
+
+test('bit rates', () => {
+  assert.equal(parseBitRate('50M'), 6_250_000);
+  assert.equal(parseBitRate('800k'), 100_000);
+  assert.equal(parseBitRate('2500000'), 312_500);
+  assert.throws(() => parseBitRate('-1'));
+});
+
+test('flow table: first match wins; prefixes and port ranges; no match leaves the flow alone', () => {
+  const t = FlowTable.compile([
+    { name: 'web', protocol: 'tcp', dst: '10.2.0.0/16', dstPort: '80-443' },
+    { name: 'any-tcp-10.2', protocol: 'tcp', dst: '10.2.0.0/16' },
+    { name: 'dns', protocol: 'udp', dstPort: 53, src: '192.168.0.0/24' },
+    { name: 'v6', protocol: 'tcp', dst: '2001:db8::/32' },
+  ]);
+  const k = (protocol: 'tcp' | 'udp', src: string, dst: string, dstPort: number) => t.lookup({ protocol, src, srcPort: 40000, dst, dstPort })?.name;
+  assert.equal(k('tcp', '192.168.0.5', '10.2.3.4', 443), 'web');
+  assert.equal(k('tcp', '192.168.0.5', '10.2.3.4', 8080), 'any-tcp-10.2');
+  assert.equal(k('tcp', '192.168.0.5', '10.3.3.4', 443), undefined);
+  assert.equal(k('udp', '192.168.0.5', '8.8.8.8', 53), 'dns');
+  assert.equal(k('udp', '192.168.1.5', '8.8.8.8', 53), undefined, 'source outside the prefix');
+  assert.equal(k('tcp', '2001:db9::1', '2001:db8::1', 22), 'v6');
+  assert.throws(() => compileFlowTable([{ protocol: 'tcp', src: '10.0.0.0/8', dst: '2001:db8::/32' }]), FlowTableError);
+});
+
+test('route table: an entry naming peers wins; else longest prefix; one peer is the default', () => {
+  const entry = (peers: string[] = []) => compileFlowTable([{ protocol: 'tcp', peers }])[0]!;
+  const routes = new RouteTable(
+    [
+      { dst: { family: 4, address: '10.0.0.0', prefix: 8 }, peer: 'wide' },
+      { dst: { family: 4, address: '10.2.0.0', prefix: 16 }, peer: 'narrow' },
+    ],
+    ['wide', 'narrow'],
+  );
+  assert.deepEqual(routes.choose(entry(), '10.2.1.1'), { ok: true, peers: ['narrow'] });
+  assert.deepEqual(routes.choose(entry(), '10.3.1.1'), { ok: true, peers: ['wide'] });
+  assert.deepEqual(routes.choose(entry(['x', 'y']), '10.2.1.1'), { ok: true, peers: ['x', 'y'] });
+  assert.equal(routes.choose(entry(), '192.0.2.1').ok, false);
+  assert.deepEqual(new RouteTable([], ['only']).choose(entry(), '192.0.2.1'), { ok: true, peers: ['only'] });
+});
