@@ -165,6 +165,8 @@ export const verdict = (code: number): Expr => ({
   name: 'immediate',
   data: [attr(1, be32(NFT_REG_VERDICT)), nest(2, nest(2, attr(1, be32s(code))))],
 });
+/** redir to this host, keeping the packet's ports/ids (no attributes: `redirect` in nft). Terminal. */
+export const redirLocal = (): Expr => ({ name: 'redir', data: [] });
 /** redir to the port in reg (NFTA_REDIR_REG_PROTO_MIN = 1, NFTA_REDIR_FLAGS = 3). Terminal: sets the verdict itself. */
 export const redirPort = (reg = NFT_REG_1): Expr => ({ name: 'redir', data: [attr(1, be32(reg)), attr(3, be32(NF_NAT_RANGE_PROTO_SPECIFIED))] });
 /**

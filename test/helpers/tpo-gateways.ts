@@ -57,6 +57,7 @@ export async function startGatewayPair(wt: WanTopology, o: GatewayPairOptions): 
       : [
           { name: 'tcp', protocol: 'tcp', src: '10.77.1.0/24', dst: '10.77.3.0/24' },
           { name: 'udp', protocol: 'udp', src: '10.77.1.0/24', dst: '10.77.3.0/24' },
+          { name: 'ping', protocol: 'icmp', src: '10.77.1.0/24', dst: '10.77.3.0/24' },
         ];
   const a = {
     name: 'gwa',
@@ -75,7 +76,7 @@ export async function startGatewayPair(wt: WanTopology, o: GatewayPairOptions): 
   };
   writeFileSync(join(dir, 'gwa.json'), JSON.stringify(a));
   writeFileSync(join(dir, 'gwb.json'), JSON.stringify(b));
-  const io = ['--io', o.io ?? 'auto'];
+  const io = ['--io', o.io ?? process.env.SLUICE_TPO_IO ?? 'auto'];
   const startB = async () => {
     const p = wt.topo.runNode('gwb', CLI, ['tpo', '--config', join(dir, 'gwb.json'), ...io]);
     await p.waitForLine(/sluice tpo: gwb up/, { timeoutMs: 20_000, stream: 'stderr' });

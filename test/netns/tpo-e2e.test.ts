@@ -5,8 +5,9 @@
  * gateways.
  *   - transparent mode: the client connects to the server's own address;
  *     many concurrent TCP transfers both ways and UDP flows arrive
- *     byte-exact; closes and resets propagate; after the gateway stops no
- *     nf_tables table, ip rule or route of Sluice is left.
+ *     byte-exact; closes and resets propagate; ICMP echo is answered by
+ *     the source gateway; after the gateway stops no nf_tables table, ip
+ *     rule or route of Sluice is left.
  *   - explicit mode: a far gateway restart and a crash mid-transfer reset
  *     the client (no hang); new flows work after.
  * Root only (namespaces, nf_tables); skipped with the reason otherwise.
@@ -128,6 +129,11 @@ test('transparent gateways across a lossy WAN: 12 TCP transfers both ways and 3 
       // The flows really went through the gateways (transparent: the client used the server's address).
       assert.ok(a.counters.flowsOpened >= 16, `flows opened ${a.counters.flowsOpened}`);
       assert.ok(a.peers[0]!.retransmissions > 0, 'the WAN loss was repaired by the data mover');
+      // ICMP echo to the server site is answered by gwa (LAN round trip; the WAN alone is 40 ms), from the pinged address.
+      const ping = await wt.topo.exec('client', 'ping', ['-n', '-c', '3', '-i', '0.2', '-W', '2', WAN_ADDR.server]);
+      assert.match(ping, new RegExp(`from ${WAN_ADDR.server.replace(/\./g, '\\.')}`), ping);
+      const avg = Number(/= [\d.]+\/([\d.]+)\//.exec(ping)?.[1]);
+      assert.ok(avg < 15, `answered at the gateway: avg ${avg} ms\n${ping}`);
     } finally {
       await pair.stop();
       await server.stop();

@@ -4,7 +4,9 @@
  * by this process and removed on exit, after a crash at the next start)
  * presented as the gateway's Interception. Replies to UDP clients leave
  * from the address they sent to, so the applications see their peer's
- * address, not the gateway's.
+ * address, not the gateway's. ICMP entries' echo requests are answered by
+ * this host (an nf_tables redirect; the kernel replies from the pinged
+ * address).
  */
 import { EventEmitter } from 'node:events';
 import type { FlowEntry } from '../flow-table.js';
@@ -37,6 +39,8 @@ export class TransparentInterception extends EventEmitter implements Interceptio
       instance: options.instance.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 32),
       hooks: { prerouting: options.hooks.includes('prerouting'), output: options.hooks.includes('output') },
       mark: options.mark,
+      // ICMP echo of table entries is answered here (LAN round trip); carrying it across is not built.
+      icmp: 'answer',
     });
     return new TransparentInterception(ic);
   }

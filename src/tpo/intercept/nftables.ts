@@ -68,6 +68,7 @@ import {
   newRule,
   newTable,
   payloadLoad,
+  redirLocal,
   redirPort,
   tproxyPort,
   verdict,
@@ -93,10 +94,12 @@ export interface RulePlanOptions {
   readonly tproxyMark: number;
   /** Listener port of each TCP/UDP entry, by entry index. */
   readonly ports: ReadonlyMap<number, number>;
+  /** ICMP entries: answer their echo requests from this host (redirect), or leave them out. */
+  readonly icmp?: 'answer' | 'skip';
 }
 
 export interface ChainPlan {
-  readonly name: 'pre_tcp' | 'out_tcp' | 'pre_udp' | 'out_udp';
+  readonly name: 'pre_tcp' | 'out_tcp' | 'pre_udp' | 'out_udp' | 'pre_icmp';
   readonly type: 'nat' | 'filter' | 'route';
   readonly hook: number;
   readonly priority: number;
@@ -156,6 +159,26 @@ export function portMatch(p: PortRange, offset: 0 | 2): Expr[] {
   return [load, cmp(NFT_CMP_GTE, be16(p.lo)), cmp(NFT_CMP_LTE, be16(p.hi))];
 }
 
+/**
+ * An ICMP entry's echo requests, per family it can match (an entry
+ * without prefixes matches both): meta l4proto icmp/icmpv6, the prefixes,
+ * and the type byte (8 echo request, 128 for ICMPv6).
+ */
+export function icmpEchoMatches(e: FlowEntry): Expr[][] {
+  const family = e.src?.family ?? e.dst?.family;
+  const families: (4 | 6)[] = family ? [family] : [4, 6];
+  return families.map((f) => [
+    metaLoad(NFT_META_NFPROTO),
+    cmp(NFT_CMP_EQ, u8(f === 4 ? NFPROTO_IPV4 : NFPROTO_IPV6)),
+    metaLoad(NFT_META_L4PROTO),
+    cmp(NFT_CMP_EQ, u8(f === 4 ? 1 : 58)),
+    ...(e.src ? prefixMatch(e.src, 'src') : []),
+    ...(e.dst ? prefixMatch(e.dst, 'dst') : []),
+    payloadLoad(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1),
+    cmp(NFT_CMP_EQ, u8(f === 4 ? 8 : 128)),
+  ]);
+}
+
 /** The two rules every chain starts with (see the module comment). */
 function selfExclusion(ownMark: number): { label: string; exprs: Expr[] }[] {
   return [
@@ -194,6 +217,15 @@ export function planRules(entries: readonly FlowEntry[], o: RulePlanOptions): Ch
       ];
     });
     chains.push({ name: 'pre_udp', type: 'filter', hook: NF_INET_PRE_ROUTING, priority: -150, rules: [...selfExclusion(o.ownMark), ...rules] });
+  }
+  const icmp = entries.filter((e) => e.protocol === 'icmp');
+  if (icmp.length > 0 && o.icmp === 'answer' && o.hooks.prerouting) {
+    // Echo requests routed through this host are redirected to it: the
+    // kernel answers them, and conntrack's NAT makes the reply come from the
+    // address the client pinged. The client sees the LAN round trip, as its
+    // TCP does through the gateway.
+    const rules = icmp.flatMap((e) => icmpEchoMatches(e).map((m) => ({ label: `entry ${e.name} (echo)`, exprs: [...m, redirLocal()] })));
+    chains.push({ name: 'pre_icmp', type: 'nat', hook: NF_INET_PRE_ROUTING, priority: -100, rules: [...selfExclusion(o.ownMark), ...rules] });
   }
   if (udp.length > 0 && o.hooks.output) {
     const rules = udp.map((e) => ({ label: `entry ${e.name}`, exprs: [...entryMatch(e), immediateData(ne32(o.tproxyMark)), metaSet(NFT_META_MARK), verdict(NF_ACCEPT)] }));

@@ -54,8 +54,12 @@ export interface TransparentOptions {
   readonly mark: number;
   /** Policy routing for TPROXY; defaults derived from the instance name (`tproxyRoutingFor`). */
   readonly tproxy?: Partial<TproxyRouting>;
-  /** ICMP entries: refuse to start (default) or leave them out (they match nothing here). */
-  readonly icmp?: 'error' | 'skip';
+  /**
+   * ICMP entries: refuse to start (default), leave them out, or answer
+   * their echo requests from this host ('answer': nf_tables redirect; the
+   * kernel replies, from the pinged address).
+   */
+  readonly icmp?: 'error' | 'skip' | 'answer';
   /** Remove kernel state on process exit / SIGINT / SIGTERM (default true). */
   readonly exitHandlers?: boolean;
   /** Most reply sockets kept open (one per original destination); the least recently used closes first. Default 1024. */
@@ -271,6 +275,7 @@ export class TransparentInterceptor extends EventEmitter<TransparentInterceptorE
       ownMark: this.#opts.mark,
       tproxyMark: this.routing?.mark ?? (this.#opts.mark ^ 1),
       ports: this.ports,
+      ...(this.#opts.icmp === 'answer' ? { icmp: 'answer' as const } : {}),
     });
     // Held open until close: the table is owned by this socket.
     this.#nf = NetlinkSocket.open(NETLINK_NETFILTER, 'NETLINK_NETFILTER');
@@ -506,9 +511,10 @@ export async function startTransparentInterception(opts: TransparentOptions): Pr
       'ICMP is not supported in transparent mode (REDIRECT and TPROXY take only TCP and UDP); use explicit mode, or pass icmp: "skip"',
     );
   }
-  const entries = opts.table.filter((e) => e.protocol !== 'icmp');
+  const answer = opts.icmp === 'answer';
+  const entries = opts.table.filter((e) => e.protocol !== 'icmp' || answer);
   const ic = new TransparentInterceptor(opts, entries.some((e) => e.protocol === 'udp'));
-  if (icmp.length > 0) ic.notes.push(`ICMP entries ${icmp.map((e) => e.name).join(', ')} skipped: not supported in transparent mode`);
+  if (icmp.length > 0) ic.notes.push(answer ? `ICMP entries ${icmp.map((e) => e.name).join(', ')}: echo answered by this host` : `ICMP entries ${icmp.map((e) => e.name).join(', ')} skipped: not supported in transparent mode`);
   try {
     await ic.start(entries);
   } catch (err) {
