@@ -38,6 +38,8 @@ const QUEUE_BACKOFF = 0.9;
 const RELAX = 1.02;
 /** After a round with a standing queue (no overflow) the estimate is held at this share of itself. */
 const STANDING_BACKOFF = 0.97;
+/** Holds in a row before the estimate is left alone until a clean round (0.9^4 = 0.66 at most). */
+const MAX_HOLDS = 4;
 /** A round's best delivery sample may exceed the round's own delivered/elapsed by this much (probing at gain 1.25 included). */
 const ROUND_SLACK = 1.1;
 
@@ -81,6 +83,8 @@ export class RateControl {
   /** This round produced a sample the estimate may rest on (not an app-limited one below it). */
   #measured = false;
   #roundStartMs = NaN;
+  /** Rounds in a row that held the estimate down (overflow or standing queue). */
+  #holdsInRow = 0;
   readonly #cap: number;
   readonly #initial: number;
   readonly #minWindow: number;
@@ -184,9 +188,22 @@ export class RateControl {
     // samples). Hold it a little lower until the queue is gone, so the link
     // stays full but the queue, and every flow's latency with it, stays short.
     const standing = Number.isFinite(roundRttMs) && Number.isFinite(this.#minRttMs) && roundRttMs > this.#minRttMs * QUEUE_RTT_FACTOR + 2;
-    if (this.#phase !== 'startup' && overflow && measured > 0) this.#bwCap = Math.min(this.#bwCap, measured) * QUEUE_BACKOFF;
-    else if (this.#phase === 'probe' && standing && measured > 0) this.#bwCap = Math.min(this.#bwCap, measured) * STANDING_BACKOFF;
-    else if (Number.isFinite(this.#bwCap)) this.#bwCap = this.#bwCap * RELAX > measured ? Infinity : this.#bwCap * RELAX;
+    // Each hold pulls the pacing below what later rounds can measure, so a
+    // signal that does not go away (an RTT inflated by a busy host rather
+    // than a queue, or loss learned while the RTT looked queued) would
+    // ratchet the rate to nothing: at most MAX_HOLDS holds in a row, then
+    // the estimate stays where it is until a clean round relaxes it.
+    const hold = this.#holdsInRow < MAX_HOLDS && measured > 0;
+    if (this.#phase !== 'startup' && overflow && hold) {
+      this.#bwCap = Math.min(this.#bwCap, measured) * QUEUE_BACKOFF;
+      this.#holdsInRow++;
+    } else if (this.#phase === 'probe' && standing && hold) {
+      this.#bwCap = Math.min(this.#bwCap, measured) * STANDING_BACKOFF;
+      this.#holdsInRow++;
+    } else if (!overflow && !standing) {
+      this.#holdsInRow = 0;
+      if (Number.isFinite(this.#bwCap)) this.#bwCap = this.#bwCap * RELAX > measured ? Infinity : this.#bwCap * RELAX;
+    }
     this.#roundLost = 0;
     this.#roundDelivered = 0;
     const bw = this.bandwidthBps;

@@ -55,6 +55,8 @@ export interface FlowHost {
   send(peer: string, domain: number, message: CarriedMessage): boolean;
   /** The peer's link has room now (`datagram`: for a sender that cannot wait, see DataMover.hasRoomForDatagram). */
   hasRoom(peer: string, datagram?: boolean): boolean;
+  /** Asks for a drain of the peer's link once it has room (a flow paused itself on it). */
+  requestDrain(peer: string): void;
   /** The flow ended: forget it. */
   forget(flow: CarriedFlow): void;
 }

@@ -269,6 +269,10 @@ export class Gateway extends EventEmitter implements FlowHost {
     return mover ? (datagram ? mover.hasRoomForDatagram : mover.hasRoom) : false;
   }
 
+  requestDrain(peer: string): void {
+    this.#peers.get(peer)?.link.mover?.requestDrain();
+  }
+
   forget(flow: CarriedFlow): void {
     if (!this.#all.delete(flow)) return;
     for (const b of flow.branches) {

@@ -153,7 +153,16 @@ export class TcpEdge implements CarriedFlow {
   #updatePause(): boolean {
     const s = this.#socket;
     if (!s || this.#ended) return false;
-    const blocked = this.branches.some((b) => !b.done && (b.credit <= 0 || !this.#o.host.hasRoom(b.peer)));
+    let blocked = false;
+    for (const b of this.branches) {
+      if (b.done) continue;
+      if (b.credit <= 0) blocked = true; // a 'window' message will resume it
+      else if (!this.#o.host.hasRoom(b.peer)) {
+        blocked = true;
+        // Paused on a full link: make sure a drain comes (this flow's own sends may all have been accepted).
+        this.#o.host.requestDrain(b.peer);
+      }
+    }
     if (blocked && !this.#paused) {
       this.#paused = true;
       s.pause();
