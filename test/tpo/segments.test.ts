@@ -9,6 +9,17 @@ import fc from 'fast-check';
 import { Reassembler, segmentBuffer, type Segment } from '../../src/tpo/segments.js';
 import { TD_BUFFER_END, TD_BUFFER_START } from '../../src/wire/tpo/data-mover.js';
 
+/** Every segment, every third one twice, in an order drawn from `rnd` (Fisher-Yates). */
+function shuffledWithDuplicates(segs: readonly Segment[], rnd: fc.Stream<number>): Segment[] {
+  const arrivals = [...segs, ...segs.filter((_, i) => i % 3 === 0)];
+  const it = rnd[Symbol.iterator]();
+  for (let i = arrivals.length - 1; i > 0; i--) {
+    const j = it.next().value! % (i + 1);
+    [arrivals[i], arrivals[j]] = [arrivals[j]!, arrivals[i]!];
+  }
+  return arrivals;
+}
+
 test('segments: consecutive numbers, start and end flags, views of the buffer', () => {
   const buf = new Uint8Array(2500).map((_, i) => i & 0xff);
   const segs = segmentBuffer(buf, 1000, 7);
@@ -26,13 +37,7 @@ test('any order, with duplicates: every buffer once, in order, byte-exact (prope
       (buffers, size, rnd) => {
         const segs: Segment[] = [];
         for (const b of buffers) segs.push(...segmentBuffer(b, size, segs.length));
-        // Shuffle and duplicate some.
-        const arrivals = [...segs, ...segs.filter((_, i) => i % 3 === 0)];
-        const it = rnd[Symbol.iterator]();
-        for (let i = arrivals.length - 1; i > 0; i--) {
-          const j = it.next().value! % (i + 1);
-          [arrivals[i], arrivals[j]] = [arrivals[j]!, arrivals[i]!];
-        }
+        const arrivals = shuffledWithDuplicates(segs, rnd);
         const r = new Reassembler();
         const out = arrivals.flatMap((s) => r.push(s));
         assert.equal(out.length, buffers.length);
@@ -61,12 +66,7 @@ test('unordered: every buffer once, byte-exact, as soon as its own segments are 
           segs.push(...part);
           owner.push(...part.map(() => k));
         });
-        const arrivals = [...segs, ...segs.filter((_, i) => i % 3 === 0)];
-        const it = rnd[Symbol.iterator]();
-        for (let i = arrivals.length - 1; i > 0; i--) {
-          const j = it.next().value! % (i + 1);
-          [arrivals[i], arrivals[j]] = [arrivals[j]!, arrivals[i]!];
-        }
+        const arrivals = shuffledWithDuplicates(segs, rnd);
         const r = new Reassembler(16_384, false);
         const seen = new Set<number>();
         const got: Buffer[] = [];

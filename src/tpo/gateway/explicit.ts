@@ -125,15 +125,8 @@ export class ExplicitInterception extends EventEmitter implements Interception {
   }
 
   async close(): Promise<void> {
-    await Promise.all(
-      this.#servers.map(
-        ({ server }) =>
-          new Promise<void>((resolve) => {
-            if (server instanceof net.Server) server.close(() => resolve());
-            else server.close(() => resolve());
-          }),
-      ),
-    );
+    // net.Server and dgram.Socket both take a close callback.
+    await Promise.all(this.#servers.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve()))));
     this.#servers.length = 0;
   }
 }

@@ -143,7 +143,7 @@ export class Gateway extends EventEmitter implements FlowHost {
     this.#interceptionName = options.interceptionName ?? (options.interception ? 'custom' : 'none');
     this.#mark = options.mark;
     this.#sequencer = new FlowSequencer({
-      deliver: (_key, x) => this.#onMessage(x.peer, x.domain, x.m),
+      deliver: (key, x) => this.#onMessage(x.peer, x.domain, x.m, key),
       // Messages for a flow whose start never came: the flow is unknown here (the peer thinks otherwise).
       onOrphans: (_key, items) => {
         // One answer per flow, however many of its messages waited.
@@ -208,7 +208,7 @@ export class Gateway extends EventEmitter implements FlowHost {
     holder.link = link;
     const peer: Peer = { config: p, link, flows: new Set(), deadTimer: undefined, drainCursor: 0 };
     this.#peers.set(p.name, peer);
-    link.on('message', (domain: number, m: CarriedMessage) => this.#sequencer.push(`${p.name}|${tupleKey({ protocol: m.header.protocol, src: m.header.src, dst: m.header.dst })}`, m.header, { peer, domain, m }));
+    link.on('message', (domain: number, m: CarriedMessage) => this.#sequencer.push(`${p.name}|${tupleKey(m.header)}`, m.header, { peer, domain, m }));
     link.on('drain', () => this.#onDrain(peer));
     // A replaced session lost data in flight: every flow with this peer is broken.
     link.on('reset', () => this.#abortPeer(peer, STATUS.resetByPeer));
@@ -332,11 +332,11 @@ export class Gateway extends EventEmitter implements FlowHost {
 
   // ---- messages from peers ----
 
-  #onMessage(peer: Peer, domain: number, m: CarriedMessage): void {
+  /** A message in its flow's order; `key` is `${peer}|${tuple}` (the sequencer's key, the flow map's too). */
+  #onMessage(peer: Peer, domain: number, m: CarriedMessage, key: string): void {
     const name = peer.config.name;
     const h = m.header;
-    const tuple: FlowTuple = { protocol: h.protocol, src: h.src, dst: h.dst };
-    const flow = this.#flows.get(`${name}|${tupleKey(tuple)}`);
+    const flow = this.#flows.get(key);
     if (flow) {
       try {
         flow.onMessage(name, m);
@@ -348,6 +348,8 @@ export class Gateway extends EventEmitter implements FlowHost {
       }
       return;
     }
+    // The header names the flow as the source gateway intercepted it.
+    const tuple: FlowTuple = { protocol: h.protocol, src: h.src, dst: h.dst };
     if (h.protocol === 'tcp' && h.function === 'open') {
       this.#deliverTcp(peer, domain, tuple, m);
       return;

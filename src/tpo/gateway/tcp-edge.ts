@@ -26,7 +26,7 @@
  * only that branch.
  */
 import type net from 'node:net';
-import { EMPTY, message, newBranch, STATUS, statusOfError, type Branch, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple } from './flow.js';
+import { EMPTY, message, newBranch, STATUS, statusOfError, type Branch, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple, tupleKey } from './flow.js';
 import type { CarriedMessage } from '../../wire/tpo/driver-buffer.js';
 
 /** Per-flow window (docs/WIRE.md §1): 4 MiB, more than 50 Mbit/s × 600 ms. */
@@ -288,7 +288,7 @@ export class TcpEdge implements CarriedFlow {
   status(): FlowStatus {
     const p = this.#primary();
     return {
-      tuple: `${this.tuple.protocol} ${this.tuple.src.address}:${this.tuple.src.port} > ${this.tuple.dst.address}:${this.tuple.dst.port}`,
+      tuple: tupleKey(this.tuple),
       role: this.role,
       peers: this.branches.map((b) => b.peer),
       state: this.#paused ? `${this.#state}, paused` : this.#state,

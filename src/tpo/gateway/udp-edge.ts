@@ -16,7 +16,7 @@
 import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import { markDgramSocket } from '../intercept/socket-mark.js';
-import { message, newBranch, STATUS, type Branch, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple } from './flow.js';
+import { message, newBranch, STATUS, type Branch, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple, tupleKey } from './flow.js';
 import type { CarriedMessage } from '../../wire/tpo/driver-buffer.js';
 
 export interface UdpEdgeOptions {
@@ -168,7 +168,7 @@ export class UdpEdge implements CarriedFlow {
   status(): FlowStatus {
     const p = this.branches[0]!;
     return {
-      tuple: `${this.tuple.protocol} ${this.tuple.src.address}:${this.tuple.src.port} > ${this.tuple.dst.address}:${this.tuple.dst.port}`,
+      tuple: tupleKey(this.tuple),
       role: this.role,
       peers: this.branches.map((b) => b.peer),
       state: this.#state,

@@ -43,6 +43,7 @@ import {
   SOL_SOCKET,
   SO_MARK,
   SO_REUSEADDR,
+  MAX_UDP_PAYLOAD,
 } from '../../sys/constants.js';
 
 /** Opens a non-blocking transparent UDP socket bound to `at`, marked `mark`. */
@@ -157,7 +158,7 @@ export class DatagramWriter {
   readonly #r = new NativeRegion(SOCKADDR_SPACE + MAX_DATAGRAM);
 
   send(sock: RawUdpSocket, to: Endpoint, data: Uint8Array): boolean {
-    if (data.byteLength > MAX_DATAGRAM - 28) throw new RangeError(`datagram of ${data.byteLength} bytes is too large for UDP`);
+    if (data.byteLength > MAX_UDP_PAYLOAD) throw new RangeError(`datagram of ${data.byteLength} bytes is too large for UDP`);
     const c = libc();
     const alen = writeSockaddr(this.#r.bytes, 0, sock.family, to.address, to.port);
     this.#r.bytes.set(data, SOCKADDR_SPACE);

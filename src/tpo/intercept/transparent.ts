@@ -38,7 +38,7 @@ import type { RawUdpSocket } from '../../sys/udp-socket.js';
 import { encodeDelete, encodeInstall, planRules, tableName } from './nftables.js';
 import { originalDst } from './original-dst.js';
 import { DatagramWriter, openTransparentUdp } from './transparent-udp.js';
-import type { UdpWorkerData, UdpWorkerMessage } from './udp-worker.js';
+import type { UdpWorkerBatch, UdpWorkerData } from './udp-worker.js';
 
 export interface TransparentOptions {
   readonly table: readonly FlowEntry[];
@@ -390,16 +390,18 @@ export class TransparentInterceptor extends EventEmitter<TransparentInterceptorE
       this.#worker = new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${entry}); });`, { ...options, eval: true });
     }
     // Like a net.Server, a running interceptor keeps the process alive; close() ends the worker.
-    this.#worker.on('message', (m: UdpWorkerMessage | { error: { message: string; op?: string; errno?: string } }) => {
+    this.#worker.on('message', (m: UdpWorkerBatch | { error: { message: string; op?: string; errno?: string } }) => {
       if ('error' in m) {
         const err = m.error.op && m.error.errno ? new SyscallError(m.error.op, m.error.errno) : new SluiceError('SLUICE_ERR_ENGINE', m.error.message);
         if (this.listenerCount('error') > 0) this.emit('error', err);
         return;
       }
-      const l = this.#udp[m.i];
-      if (!l) return;
-      this.stats.udpReceived++;
-      this.emit('udp', { entry: l.entry, src: m.src, dst: m.dst, data: Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength) });
+      for (const d of m.batch) {
+        const l = this.#udp[d.i];
+        if (!l) continue;
+        this.stats.udpReceived++;
+        this.emit('udp', { entry: l.entry, src: d.src, dst: d.dst, data: Buffer.from(d.data.buffer, d.data.byteOffset, d.data.byteLength) });
+      }
     });
     this.#worker.on('error', (err) => {
       if (this.listenerCount('error') > 0) this.emit('error', err);

@@ -24,6 +24,11 @@ export interface UdpWorkerData {
   readonly wakeFd: number;
 }
 
+/** One wake-up's datagrams, posted together (their buffers transferred): one message per batch, not per datagram. */
+export interface UdpWorkerBatch {
+  readonly batch: readonly UdpWorkerMessage[];
+}
+
 export interface UdpWorkerMessage {
   readonly i: number;
   readonly src: Endpoint;
@@ -53,15 +58,18 @@ try {
       stop = true;
       break;
     }
+    const batch: UdpWorkerMessage[] = [];
+    const transfer: ArrayBuffer[] = [];
     for (let i = 0; i < data.fds.length; i++) {
       if (poller.revents(i) === 0) continue;
       for (let n = 0; n < BURST; n++) {
         const d = reader.receive(data.fds[i]!, data.bound[i]!);
         if (!d) break;
-        const msg: UdpWorkerMessage = { i, src: d.src, dst: d.dst, data: d.data };
-        port.postMessage(msg, [d.data.buffer as ArrayBuffer]);
+        batch.push({ i, src: d.src, dst: d.dst, data: d.data });
+        transfer.push(d.data.buffer as ArrayBuffer);
       }
     }
+    if (batch.length) port.postMessage({ batch } satisfies UdpWorkerBatch, transfer);
   }
 } catch (err) {
   const e = err as Error;
