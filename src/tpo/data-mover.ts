@@ -65,6 +65,12 @@ export interface DataMoverOptions {
   readonly maxRateBps?: number;
   /** Pacing rate before the first measurement, bytes/s (default 1 Mbit/s; the session keeps its estimate afterwards, so this matters once per session). */
   readonly initialRateBps?: number;
+  /**
+   * A round-trip time measured before the session (the handshake's): the
+   * first RTT sample, so the first flight is paced over one measured round
+   * trip instead of an assumed one (RFC 9002 §5.2 lets the handshake seed it).
+   */
+  readonly initialRttMs?: number;
   /** Queued plus in-flight bytes beyond which send() asks the caller to wait; default 8 MiB. */
   readonly sendBufferBytes?: number;
   /** An acknowledgement leaves at most this long after data arrived (or after every 8 data datagrams); default 10 ms. */
@@ -114,6 +120,10 @@ interface InFlight {
 }
 
 const PACER_TICK_MS = 1;
+/** The first flight: 10 datagrams (RFC 6928's and RFC 9002's initial window). */
+const INITIAL_WINDOW_DATAGRAMS = 10;
+/** A data datagram's bytes beyond its segment: the field (28 B) and the tag (16 B). */
+const DATAGRAM_OVERHEAD = 44;
 /** Unsent bytes send() accepts before it asks the caller to wait: this long at the pacing rate, at least MIN_QUEUE_BYTES. */
 const QUEUE_MS = 20;
 const MIN_QUEUE_BYTES = 64 * 1024;
@@ -145,7 +155,7 @@ export class DataMover extends EventEmitter {
   };
   readonly rtt = new RttEstimator();
   readonly rate: RateControl;
-  readonly #o: Required<Omit<DataMoverOptions, 'maxRateBps' | 'initialRateBps'>>;
+  readonly #o: Required<Omit<DataMoverOptions, 'maxRateBps' | 'initialRateBps' | 'initialRttMs'>>;
   readonly #now: () => number;
 
   // Sending side.
@@ -199,11 +209,15 @@ export class DataMover extends EventEmitter {
     this.#o = {
       segmentSize: 1350, sendBufferBytes: 8 << 20, ackDelayMs: 10, keepaliveMs: 1000, deadAfterMs: 5000, receiveWindowSegments: 16_384, orderedDelivery: true,
       now: () => performance.now(), ...options,
-    } as Required<Omit<DataMoverOptions, 'maxRateBps' | 'initialRateBps'>>;
+    } as Required<Omit<DataMoverOptions, 'maxRateBps' | 'initialRateBps' | 'initialRttMs'>>;
     this.#now = this.#o.now;
-    this.rate = new RateControl({ ...(options.maxRateBps ? { maxRateBps: options.maxRateBps } : {}), ...(options.initialRateBps ? { initialRateBps: options.initialRateBps } : {}), minWindowBytes: 4 * this.#o.segmentSize });
+    this.rate = new RateControl({ ...(options.maxRateBps ? { maxRateBps: options.maxRateBps } : {}), ...(options.initialRateBps ? { initialRateBps: options.initialRateBps } : {}), minWindowBytes: 4 * this.#o.segmentSize, initialWindowBytes: INITIAL_WINDOW_DATAGRAMS * (this.#o.segmentSize + DATAGRAM_OVERHEAD) });
     this.#reassembler = new Reassembler(this.#o.receiveWindowSegments, this.#o.orderedDelivery);
     const t = this.#now();
+    if (options.initialRttMs !== undefined && options.initialRttMs > 0) {
+      this.rtt.sample(options.initialRttMs, 0, t);
+      this.rate.onMinRtt(this.rtt.minRttMs);
+    }
     this.#lastTick = t;
     // Times count from the session's start: the first keepalive is due keepaliveMs from now.
     this.#lastSendAt = t;
@@ -434,6 +448,8 @@ export class DataMover extends EventEmitter {
       if (pn > newlyAckedLargest) newlyAckedLargest = pn;
       if (pn === ack.highestReceived) {
         this.rtt.sample(now - p.sentAt, ack.ackDelayUs / 1000, now);
+        this.rate.onMinRtt(this.rtt.minRttMs);
+        this.rate.onRttSample(this.rtt.latestMs);
         this.#roundRtt = Math.min(this.#roundRtt, this.rtt.latestMs);
         this.#roundMaxRtt = Math.max(this.#roundMaxRtt, this.rtt.latestMs);
       }
@@ -574,7 +590,16 @@ export class DataMover extends EventEmitter {
     }
     // Ack-only datagrams are not tracked: nothing acknowledges them when the peer has no data to send.
     if (seg) {
-      this.#inFlight.set(physical, { logical: seg.logical, bytes, sentAt: now, delivered: this.#delivered, deliveredAt: this.#deliveredAt, firstSentAt: this.#inFlight.size === 0 && this.#firstSentAt === 0 ? now : this.#firstSentAt, appLimited });
+      // Nothing in flight: a new flight starts, and its rate samples count from
+      // now (Linux's tcp_rate_skb_sent does the same). Otherwise the idle time
+      // since the last ack (a session that waited for its first flow, or a
+      // pause between flows) would be part of every sample of the flight and
+      // make the path look far slower than it is.
+      if (this.#inFlight.size === 0) {
+        this.#firstSentAt = now;
+        this.#deliveredAt = now;
+      }
+      this.#inFlight.set(physical, { logical: seg.logical, bytes, sentAt: now, delivered: this.#delivered, deliveredAt: this.#deliveredAt, firstSentAt: this.#firstSentAt, appLimited });
       this.#bytesInFlight += bytes;
     }
     return bytes;

@@ -68,7 +68,7 @@ export class PeerLink extends EventEmitter {
   #peer: { address: string; port: number } | undefined;
   #mover: DataMover | undefined;
   #localId = randomInt(1, 0xffffffff);
-  #pending: { datagram: Uint8Array; nonce: Uint8Array } | undefined;
+  #pending: { datagram: Uint8Array; nonce: Uint8Array; sentAt: number } | undefined;
   #retry: NodeJS.Timeout | undefined;
   #retryMs = RETRY_FIRST_MS;
   /** Driver buffers sealed before the session was up. */
@@ -143,7 +143,7 @@ export class PeerLink extends EventEmitter {
     if (this.#closed) return;
     const nonce = randomBytes(SESSION_NONCE_LENGTH);
     const datagram = encodeInitiate(this.#o.psk, { initiatorId: this.#localId, keyId: this.#o.keyId ?? 0, timestamp: Date.now(), nonce });
-    this.#pending = { datagram, nonce };
+    this.#pending = { datagram, nonce, sentAt: performance.now() };
     this.#transmit(datagram);
     this.stats.initiationsSent++;
     this.#retry = setTimeout(() => this.#initiate(), this.#retryMs);
@@ -201,18 +201,27 @@ export class PeerLink extends EventEmitter {
     if (this.#retry) clearTimeout(this.#retry);
     this.#retry = undefined;
     const keys = deriveSessionKeys(this.#o.psk, this.#pending.nonce, r.nonce, true);
+    // The response authenticates against the latest initiation, so this is one round trip.
+    const handshakeRttMs = performance.now() - this.#pending.sentAt;
     this.#pending = undefined;
-    this.#start(r.responderId, keys);
+    this.#start(r.responderId, keys, handshakeRttMs);
   }
 
-  #start(peerId: number, keys: ReturnType<typeof deriveSessionKeys>): void {
+  #start(peerId: number, keys: ReturnType<typeof deriveSessionKeys>, handshakeRttMs?: number): void {
     const old = this.#mover;
     if (old) {
       old.close();
       // What the old session had not delivered is gone with it: say so, so flows can be reset.
       if (!old.idle) this.emit('reset', { unackedBytes: old.backlogBytes });
     }
-    const mover = new DataMover({ ...this.#o.mover, localId: this.#localId, peerId, keys, transmit: (d) => this.#transmit(d) });
+    const mover = new DataMover({
+      ...this.#o.mover,
+      localId: this.#localId,
+      peerId,
+      keys,
+      transmit: (d) => this.#transmit(d),
+      ...(handshakeRttMs !== undefined ? { initialRttMs: handshakeRttMs } : {}),
+    });
     this.#mover = mover;
     this.stats.sessions++;
     mover.on('buffer', (b: Uint8Array) => {

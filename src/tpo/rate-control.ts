@@ -10,9 +10,9 @@
  * six round trips) to probe for more bandwidth and drain what the probe
  * queued; the window of data in flight is 2 × bandwidth × min RTT, so the
  * queue it can build stays bounded. Startup doubles the rate each round
- * trip until the measured bandwidth stops growing by 25 % for three rounds
- * or a whole round's RTT samples sit 25 % above the minimum (a queue is
- * building), then drains the queue startup built. A round whose RTT shows
+ * trip until the measured bandwidth stops growing by 25 % for three rounds,
+ * a run of RTT samples sits above the minimum (a queue is building: see
+ * onRttSample) or a whole round's do, then drains the queue startup built. A round whose RTT shows
  * a queue standing all round and whose loss is well above the path's
  * random loss (learned from rounds without a queue) holds the estimate at
  * 90 % of what was measured (the samples overstated the path), relaxing 2 %
@@ -42,6 +42,11 @@ const STANDING_BACKOFF = 0.97;
 const MAX_HOLDS = 4;
 /** A round's best delivery sample may exceed the round's own delivered/elapsed by this much (probing at gain 1.25 included). */
 const ROUND_SLACK = 1.1;
+/** Startup ends after this many RTT samples in a row show a queue (about 30 ms of acks at 50 Mbit/s: a scheduling stall of the host rarely lasts that long). */
+const STARTUP_QUEUE_SAMPLES = 16;
+/** The queue delay startup tolerates: an eighth of the minimum RTT, between these bounds (RFC 9406's eta). */
+const STARTUP_QUEUE_MIN_MS = 4;
+const STARTUP_QUEUE_MAX_MS = 16;
 
 export type RatePhase = 'startup' | 'drain' | 'probe';
 
@@ -52,6 +57,12 @@ export interface RateControlOptions {
   readonly initialRateBps?: number;
   /** Smallest window, bytes (a few segments keep a slow link moving). */
   readonly minWindowBytes?: number;
+  /**
+   * The first flight, bytes (default 10 datagrams of 1394 B). Once the
+   * minimum RTT is known (the handshake's, before any ack), startup paces
+   * it at STARTUP_GAIN × this per RTT, as BBR paces its initial window.
+   */
+  readonly initialWindowBytes?: number;
 }
 
 /** One delivery rate sample: bytes delivered over an interval, as acknowledged. */
@@ -83,16 +94,31 @@ export class RateControl {
   /** This round produced a sample the estimate may rest on (not an app-limited one below it). */
   #measured = false;
   #roundStartMs = NaN;
+  /** RTT samples in a row above the minimum by startup's queue allowance. */
+  #queuedSamples = 0;
   /** Rounds in a row that held the estimate down (overflow or standing queue). */
   #holdsInRow = 0;
   readonly #cap: number;
   readonly #initial: number;
   readonly #minWindow: number;
+  readonly #initialWindow: number;
 
   constructor(options: RateControlOptions = {}) {
     this.#cap = options.maxRateBps ?? Infinity;
     this.#initial = options.initialRateBps ?? 125_000;
     this.#minWindow = options.minWindowBytes ?? 4 * 1400;
+    this.#initialWindow = Math.max(this.#minWindow, options.initialWindowBytes ?? 10 * 1394);
+  }
+
+  /** Where startup begins: the configured rate, or the initial window paced over the known minimum RTT if that is faster. */
+  get #startRate(): number {
+    return Number.isFinite(this.#minRttMs) && this.#minRttMs > 0 ? Math.max(this.#initial, (STARTUP_GAIN * this.#initialWindow * 1000) / this.#minRttMs) : this.#initial;
+  }
+
+  /** The window before the first measurement: the initial window, or the start rate's worth of one RTT (100 ms while the RTT is unknown). */
+  get #startWindow(): number {
+    const rtt = Number.isFinite(this.#minRttMs) ? this.#minRttMs : INITIAL_WINDOW_RTT_MS;
+    return Math.max(this.#initialWindow, (this.#initial * rtt) / 1000);
   }
 
   get phase(): RatePhase {
@@ -113,20 +139,20 @@ export class RateControl {
   /** Bytes/s to pace at now. */
   get pacingRateBps(): number {
     const bw = this.bandwidthBps;
-    let rate = bw > 0 ? this.gain * bw : this.#initial;
+    let rate = bw > 0 ? this.gain * bw : this.#startRate;
     // The first samples of startup measure the tiny initial flight, not the
     // path: startup never paces below where it began.
-    if (this.#phase === 'startup') rate = Math.max(rate, this.#initial);
+    if (this.#phase === 'startup') rate = Math.max(rate, this.#startRate);
     return Math.min(this.#cap, rate);
   }
 
   /** Bytes that may be in flight (unacknowledged) now. */
   get windowBytes(): number {
     const bw = Math.min(this.#cap, this.bandwidthBps);
-    if (!(bw > 0) || !Number.isFinite(this.#minRttMs)) return Math.max(this.#minWindow, (this.#initial * INITIAL_WINDOW_RTT_MS) / 1000);
+    if (!(bw > 0) || !Number.isFinite(this.#minRttMs)) return this.#startWindow;
     const bdp = (bw * this.#minRttMs) / 1000;
     const window = (this.#phase === 'startup' ? STARTUP_GAIN : CWND_GAIN) * bdp;
-    return Math.max(this.#minWindow, this.#phase === 'startup' ? Math.max(window, (this.#initial * INITIAL_WINDOW_RTT_MS) / 1000) : window);
+    return Math.max(this.#minWindow, this.#phase === 'startup' ? Math.max(window, this.#startWindow) : window);
   }
 
   /** A delivery rate sample (from an ack). */
@@ -146,6 +172,26 @@ export class RateControl {
 
   onMinRtt(ms: number): void {
     this.#minRttMs = ms;
+  }
+
+  /**
+   * One RTT sample. In startup, when the last STARTUP_QUEUE_SAMPLES samples
+   * all sit above the minimum by more than the queue allowance, a queue is
+   * building: startup ends now (HyStart++'s delay signal, RFC 9406, on a
+   * sliding run of samples rather than a whole round). Waiting for the round
+   * to end, as onRoundEnd does, let a startup pacing at 2.9× the link fill a
+   * 100 ms bottleneck queue and lose 1,300 datagrams to it before it
+   * stopped (measured at 50 Mbit/s, 100 ms RTT); the rate a queue starts to
+   * build at is the bottleneck's, so the estimate is already right.
+   */
+  onRttSample(ms: number): void {
+    if (this.#phase !== 'startup' || !Number.isFinite(this.#minRttMs)) return;
+    const allowance = Math.min(STARTUP_QUEUE_MAX_MS, Math.max(STARTUP_QUEUE_MIN_MS, this.#minRttMs / 8));
+    if (ms > this.#minRttMs + allowance) {
+      if (++this.#queuedSamples >= STARTUP_QUEUE_SAMPLES && this.bandwidthBps > 0) this.#phase = 'drain';
+    } else {
+      this.#queuedSamples = 0;
+    }
   }
 
   /**

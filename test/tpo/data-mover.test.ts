@@ -172,3 +172,22 @@ test('forged, foreign and replayed datagrams are dropped and counted, never answ
     await p.close();
   }
 });
+
+test('a session that sat idle measures its first flight from when it was sent, not from the idle start', { timeout: 30_000 }, async () => {
+  const p = await pair({ seed: 11 });
+  try {
+    p.emu.set('both', { delayMs: 20, rateBps: 20e6 });
+    // The session exists for 1.5 s before any data (a gateway waiting for its first flow).
+    await sleep(1500);
+    for (const b of buffers(32, 16384)) p.a.send(b);
+    const deadline = performance.now() + 5000;
+    while (p.a.rate.bandwidthBps === 0 && performance.now() < deadline) await sleep(2);
+    // A further 30 ms of the first flight's acks (it is paced at 1 Mbit/s over 40 ms round trips).
+    await sleep(30);
+    // Samples of about the pacing rate; counting the 1.5 s idle into them gave 0.02-0.07 Mbit/s.
+    const mbit = (p.a.rate.bandwidthBps * 8) / 1e6;
+    assert.ok(mbit > 0.3, `first flight's bandwidth estimate ${mbit.toFixed(3)} Mbit/s`);
+  } finally {
+    await p.close();
+  }
+});

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RttEstimator, MIN_RTO_MS, MIN_RTT_WINDOW_MS } from '../../src/tpo/rtt.js';
+import { RttEstimator, MIN_RTO_MS, MIN_RTT_WINDOW_MS, WindowedMin } from '../../src/tpo/rtt.js';
 import { RateControl, STARTUP_GAIN } from '../../src/tpo/rate-control.js';
 
 test('RTT: first sample sets SRTT, later ones smooth; ack delay subtracted only above the minimum', () => {
@@ -34,6 +34,34 @@ test('RTT: the minimum is re-learned after its window; RTO backs off 1.5x per ti
   assert.equal(r.rtoMs, rto * 2.25);
   r.sample(80, 0, MIN_RTT_WINDOW_MS + 2);
   assert.ok(r.rtoMs < rto * 1.5);
+});
+
+test('RTT: when the minimum expires, the best later sample of the window takes its place, not the next sample', () => {
+  const m = new WindowedMin(10_000);
+  m.update(100, 0);
+  // Under load: samples with a queue, and now and then one near the path's delay.
+  for (let t = 100; t <= 9_900; t += 100) m.update(t === 6_000 ? 102 : 130 + (t % 700) / 10, t);
+  assert.equal(m.value, 100);
+  assert.equal(m.update(150, 10_100), 102, 'the 100 ms sample expired; 102 ms (6 s ago) is the window minimum');
+  assert.equal(m.update(160, 16_100), 130, 'the 102 ms sample expired too: the best of what is left in the window (130 ms at 7 s)');
+  assert.equal(m.update(90, 16_200), 90, 'a new minimum replaces everything');
+  // Nothing for longer than the window: start over from the next sample.
+  assert.equal(m.update(140, 40_000), 140);
+  // Brute-force check against the definition on random samples: never below the true
+  // window minimum, and never above the minimum of the last half window.
+  const w = new WindowedMin(1000);
+  const samples: Array<[number, number]> = [];
+  let seed = 7;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  for (let t = 0; t < 20_000; t += 1 + Math.floor(rnd() * 40)) {
+    const v = 100 + rnd() * 50;
+    samples.push([v, t]);
+    const got = w.update(v, t);
+    const inWindow = samples.filter(([, at]) => t - at <= 1000).map(([x]) => x);
+    const lastHalf = samples.filter(([, at]) => t - at <= 500).map(([x]) => x);
+    assert.ok(got >= Math.min(...inWindow) - 1e-9, `t=${t}: ${got} below the window's minimum`);
+    assert.ok(got <= Math.max(...lastHalf.length ? [Math.min(...lastHalf)] : [v]) + 1e-9, `t=${t}: ${got} above the last half window's minimum`);
+  }
 });
 
 /** Drives a RateControl over a simulated path of `linkBps` with `lossRate` random loss for `rounds` round trips. */
@@ -107,4 +135,37 @@ test('rate control: startup ends when a whole round sits 25 % above the minimum 
   rc.onDelivery({ bytesPerSecond: 2_000_000, appLimited: false }, 1000);
   rc.onRoundEnd(1000, 130);
   assert.equal(rc.phase, 'drain');
+});
+
+test('rate control: startup ends on a run of RTT samples above the minimum, without waiting for the round', () => {
+  const rc = new RateControl();
+  rc.onMinRtt(100);
+  rc.onDelivery({ bytesPerSecond: 4_000_000, appLimited: false }, 1000);
+  // Scattered slow samples (a busy host): startup goes on.
+  for (let i = 0; i < 100; i++) rc.onRttSample(i % 10 === 0 ? 140 : 103);
+  assert.equal(rc.phase, 'startup');
+  // 15 in a row above 100 + 12.5 ms: not yet; the 16th: a queue is building.
+  for (let i = 0; i < 15; i++) rc.onRttSample(115);
+  assert.equal(rc.phase, 'startup');
+  rc.onRttSample(115);
+  assert.equal(rc.phase, 'drain');
+  assert.ok(Math.abs(rc.pacingRateBps - 4_000_000 / STARTUP_GAIN) < 1, 'drain paces below the estimate');
+});
+
+test('rate control: with the RTT known before any ack, startup paces the initial window over it', () => {
+  const unknown = new RateControl({ initialWindowBytes: 14_000 });
+  assert.equal(unknown.pacingRateBps, 125_000, 'RTT unknown: the configured 1 Mbit/s');
+  assert.equal(unknown.windowBytes, 14_000);
+  const known = new RateControl({ initialWindowBytes: 14_000 });
+  known.onMinRtt(100);
+  assert.ok(Math.abs(known.pacingRateBps - (STARTUP_GAIN * 14_000) / 0.1) < 1, `${known.pacingRateBps}`);
+  assert.equal(known.windowBytes, 14_000);
+  // A long path: the configured rate is the floor, and the window holds one RTT of it.
+  const far = new RateControl({ initialWindowBytes: 14_000 });
+  far.onMinRtt(600);
+  assert.equal(far.pacingRateBps, 125_000);
+  assert.equal(far.windowBytes, 75_000);
+  // The first (tiny) samples do not pull startup below where it began.
+  known.onDelivery({ bytesPerSecond: 10_000, appLimited: false }, 1400);
+  assert.ok(known.pacingRateBps >= (STARTUP_GAIN * 14_000) / 0.1 - 1);
 });
