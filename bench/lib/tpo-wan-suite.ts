@@ -11,7 +11,17 @@
  *   kcptun-default  kcptun with its defaults (mode fast, windows 128/512,
  *                   FEC 10+3, aes, compression)
  *   sluice-cubic    through Sluice gateways on gwa/gwb with CUBIC endpoints:
- *                   see startSluiceGateways() below (the HOOK)
+ *                   see startSluiceGateways() below (the HOOK). The
+ *                   gateways start with the trial: the transfer pays for
+ *                   the session's startup from nothing known.
+ *   sluice-cubic-established
+ *                   the same, on a session that already carried a
+ *                   transfer (WARMUP_S of bulk, then 1 s idle), as
+ *                   gateways that run for days carry most flows: the
+ *                   session's path estimate is there when the flow
+ *                   starts. The warm-up's connection, bytes and drops are
+ *                   not counted (emulator counters are read before and
+ *                   after the measured transfer).
  *
  * Per trial: a fresh emulator (counters are the trial's), a bulk transfer
  * client → server for `seconds` (bounded in bytes too) of incompressible
@@ -36,7 +46,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import type { IpWanStats } from '../../src/emulation/ip-wan.js';
-import { lateFraction } from '../../src/emulation/ip-wan.js';
+import { diffLane, lateFraction } from '../../src/emulation/ip-wan.js';
 import type { NsProcess } from '../../test/helpers/netns.js';
 import { WAN_ADDR, createWanTopology, type WanTopology } from '../../test/helpers/wan-topology.js';
 import { startGatewayPair } from '../../test/helpers/tpo-gateways.js';
@@ -44,7 +54,7 @@ import { commandExists, debVersion } from './install.js';
 import { pairedRatio, spread, type Spread } from './stats.js';
 
 export const TPO_WAN_LOSSES = [0, 0.01, 0.03] as const;
-export const TPO_WAN_VARIANTS = ['direct-cubic', 'direct-bbr', 'kcptun-fast3', 'kcptun-default', 'sluice-cubic'] as const;
+export const TPO_WAN_VARIANTS = ['direct-cubic', 'direct-bbr', 'kcptun-fast3', 'kcptun-default', 'sluice-cubic', 'sluice-cubic-established'] as const;
 export type TpoWanVariant = (typeof TPO_WAN_VARIANTS)[number];
 
 const LINK_MBIT = 50;
@@ -56,6 +66,8 @@ const SLUICE_PORT = 12949;
 const LOAD = 'bench/tools/wan-load.ts';
 /** Bins before this are slow start; "steady" goodput counts the rest. */
 const STEADY_FROM_S = 5;
+/** sluice-cubic-established: the transfer the session carries before the measured one. */
+const WARMUP_S = 3;
 
 export interface TpoWanTrial {
   repeat: number;
@@ -146,7 +158,7 @@ async function waitTcpListen(wt: WanTopology, ns: string, port: number, proc: Ns
 
 async function setupPath(wt: WanTopology, variant: TpoWanVariant): Promise<PathSetup | { unavailable: string }> {
   if (variant === 'direct-cubic' || variant === 'direct-bbr') return { target: `${WAN_ADDR.server}:${SINK_PORT}`, stop: async () => undefined };
-  if (variant === 'sluice-cubic') return startSluiceGateways(wt);
+  if (variant === 'sluice-cubic' || variant === 'sluice-cubic-established') return startSluiceGateways(wt);
   return startKcptun(wt, variant);
 }
 
@@ -168,6 +180,18 @@ async function runTrial(wt: WanTopology, repeat: number, loss: number, variant: 
     const p = await setupPath(wt, variant);
     if ('unavailable' in p) return { ...base, unavailable: p.unavailable };
     path = p;
+    // Emulator counters before the measured transfer (an established session's warm-up is not counted).
+    let before: IpWanStats | undefined;
+    let warmups = 0;
+    if (variant === 'sluice-cubic-established') {
+      const warm = wt.topo.runNode('client', LOAD, ['tcp-send', '--to', path.target, '--seconds', String(WARMUP_S), '--max-bytes', String(Math.ceil(((LINK_MBIT * 1e6) / 8) * WARMUP_S * 1.5)), '--cc', cc]);
+      procs.push(warm);
+      await warm.waitExit((WARMUP_S + 30) * 1000);
+      await waitConns(sink, 1, 30_000);
+      warmups = 1;
+      await new Promise((r) => setTimeout(r, 1000));
+      before = await emu.stats();
+    }
     // Bounded by time and bytes: at most the link's worth of the window, with margin.
     const maxBytes = Math.ceil(((LINK_MBIT * 1e6) / 8) * seconds * 1.5);
     const send = wt.topo.runNode('client', LOAD, ['tcp-send', '--to', path.target, '--seconds', String(seconds), '--max-bytes', String(maxBytes), '--cc', cc]);
@@ -178,9 +202,10 @@ async function runTrial(wt: WanTopology, repeat: number, loss: number, variant: 
     if (!sent) throw new Error(`tcp-send failed: ${send.stderr().slice(-500)}`);
     const rrDone = rr.jsonLines<{ event: string; n: number; p50: number; p90: number; p99: number; max: number }>().find((l) => l.event === 'done');
     // A tunnel may still be delivering what it buffered: wait until the server's side closes.
-    await sink.waitForLine(/"event":"conn"/, { timeoutMs: 30_000 }).catch(() => undefined);
-    const conn = sink.jsonLines<{ event: string; bytes: number; bins: number[]; binMs: number }>().find((l) => l.event === 'conn');
+    await waitConns(sink, warmups + 1, 30_000).catch(() => undefined);
+    const conn = sink.jsonLines<{ event: string; bytes: number; bins: number[]; binMs: number }>().filter((l) => l.event === 'conn')[warmups];
     final = await emu.stop();
+    if (final && before) final = { ...final, aToB: diffLane(final.aToB, before.aToB), bToA: diffLane(final.bToA, before.bToA) };
     if (!conn) throw new Error('the server saw no bulk connection close');
     const inWindow = conn.bins.slice(0, seconds).reduce((a, b) => a + b, 0);
     const steady = conn.bins.slice(STEADY_FROM_S, seconds).reduce((a, b) => a + b, 0);
@@ -217,6 +242,15 @@ async function runTrial(wt: WanTopology, repeat: number, loss: number, variant: 
       await p.stop(2_000);
     }
     if (!final) await emu.stop().catch(() => undefined);
+  }
+}
+
+/** Until the sink has reported `n` closed bulk connections. */
+async function waitConns(sink: NsProcess, n: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (sink.jsonLines<{ event: string }>().filter((l) => l.event === 'conn').length < n) {
+    if (Date.now() > deadline) throw new Error(`the server saw ${n} bulk connection(s) close only partly after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
@@ -336,20 +370,21 @@ export function tpoWanMarkdown(r: TpoWanResults): string {
     }
   }
   out.push('');
-  out.push('Goodput ratios (median of per-repeat ratios, min–max). "kcptun best" is the kcptun profile with the higher median goodput at that loss.');
+  out.push('Goodput ratios (median of per-repeat ratios, min–max). "kcptun best" is the kcptun profile with the higher median goodput at that loss. "new session": the gateways start with the trial; "established": their session carried a transfer before (see the suite\'s header).');
   out.push('');
-  out.push('| loss | Sluice ÷ direct CUBIC | Sluice ÷ direct BBR | Sluice ÷ kcptun best | BBR ÷ CUBIC | kcptun best ÷ CUBIC |');
-  out.push('| --- | --- | --- | --- | --- | --- |');
+  out.push('| loss | Sluice session | Sluice ÷ direct CUBIC | Sluice ÷ direct BBR | Sluice ÷ kcptun best | BBR ÷ CUBIC | kcptun best ÷ CUBIC |');
+  out.push('| --- | --- | --- | --- | --- | --- | --- |');
   for (const loss of TPO_WAN_LOSSES) {
     const med = (v: TpoWanVariant): number => spread(ok(r, loss, v).map((t) => t.goodputMbit!))?.median ?? -1;
     const best: TpoWanVariant = med('kcptun-fast3') >= med('kcptun-default') ? 'kcptun-fast3' : 'kcptun-default';
     const bestName = med(best) < 0 ? 'kcptun' : best;
-    const sluice = ok(r, loss, 'sluice-cubic').length > 0;
-    const na = 'no Sluice rows';
-    out.push(
-      `| ${loss * 100} % | ${sluice ? sp(ratio(r, loss, 'sluice-cubic', 'direct-cubic')) : na} | ${sluice ? sp(ratio(r, loss, 'sluice-cubic', 'direct-bbr')) : na} | ` +
-        `${sluice ? `${sp(ratio(r, loss, 'sluice-cubic', best))} (${bestName})` : na} | ${sp(ratio(r, loss, 'direct-bbr', 'direct-cubic'))} | ${sp(ratio(r, loss, best, 'direct-cubic'))} (${bestName}) |`,
-    );
+    for (const [v, name] of [['sluice-cubic', 'new'], ['sluice-cubic-established', 'established']] as const) {
+      if (ok(r, loss, v).length === 0) continue;
+      out.push(
+        `| ${loss * 100} % | ${name} | ${sp(ratio(r, loss, v, 'direct-cubic'))} | ${sp(ratio(r, loss, v, 'direct-bbr'))} | ` +
+          `${sp(ratio(r, loss, v, best))} (${bestName}) | ${sp(ratio(r, loss, 'direct-bbr', 'direct-cubic'))} | ${sp(ratio(r, loss, best, 'direct-cubic'))} (${bestName}) |`,
+      );
+    }
   }
   out.push('');
   return out.join('\n');

@@ -449,7 +449,7 @@ export class DataMover extends EventEmitter {
       if (pn === ack.highestReceived) {
         this.rtt.sample(now - p.sentAt, ack.ackDelayUs / 1000, now);
         this.rate.onMinRtt(this.rtt.minRttMs);
-        this.rate.onRttSample(this.rtt.latestMs);
+        this.rate.onRttSample(this.rtt.latestMs, p.appLimited);
         this.#roundRtt = Math.min(this.#roundRtt, this.rtt.latestMs);
         this.#roundMaxRtt = Math.max(this.#roundMaxRtt, this.rtt.latestMs);
       }

@@ -93,6 +93,16 @@ export class RateControl {
   #baseLoss = 0;
   /** This round produced a sample the estimate may rest on (not an app-limited one below it). */
   #measured = false;
+  /**
+   * This round acknowledged data sent while the sender had more to send
+   * than its rate allowed. Only such rounds say anything about the path:
+   * a sender with little to send (the far gateway, whose direction carries
+   * replies and window updates) neither fills the bottleneck nor queues at
+   * it, and its RTT carries the other direction's queue (its acks travel
+   * with the bulk), so neither its growth stalling nor its RTT may end its
+   * startup or hold its estimate (Linux BBR skips app-limited rounds too).
+   */
+  #roundPathSample = false;
   #roundStartMs = NaN;
   /** RTT samples in a row above the minimum by startup's queue allowance. */
   #queuedSamples = 0;
@@ -164,6 +174,7 @@ export class RateControl {
     const i = this.#bwByRound.length - 1;
     this.#bwByRound[i] = Math.max(this.#bwByRound[i]!, sample.bytesPerSecond);
     this.#measured = true;
+    if (!sample.appLimited) this.#roundPathSample = true;
   }
 
   onLoss(bytesLost: number): void {
@@ -184,8 +195,8 @@ export class RateControl {
    * stopped (measured at 50 Mbit/s, 100 ms RTT); the rate a queue starts to
    * build at is the bottleneck's, so the estimate is already right.
    */
-  onRttSample(ms: number): void {
-    if (this.#phase !== 'startup' || !Number.isFinite(this.#minRttMs)) return;
+  onRttSample(ms: number, appLimited = false): void {
+    if (this.#phase !== 'startup' || !Number.isFinite(this.#minRttMs) || appLimited) return;
     const allowance = Math.min(STARTUP_QUEUE_MAX_MS, Math.max(STARTUP_QUEUE_MIN_MS, this.#minRttMs / 8));
     if (ms > this.#minRttMs + allowance) {
       if (++this.#queuedSamples >= STARTUP_QUEUE_SAMPLES && this.bandwidthBps > 0) this.#phase = 'drain';
@@ -239,7 +250,7 @@ export class RateControl {
     // than a queue, or loss learned while the RTT looked queued) would
     // ratchet the rate to nothing: at most MAX_HOLDS holds in a row, then
     // the estimate stays where it is until a clean round relaxes it.
-    const hold = this.#holdsInRow < MAX_HOLDS && measured > 0;
+    const hold = this.#holdsInRow < MAX_HOLDS && measured > 0 && this.#roundPathSample;
     if (this.#phase !== 'startup' && overflow && hold) {
       this.#bwCap = Math.min(this.#bwCap, measured) * QUEUE_BACKOFF;
       this.#holdsInRow++;
@@ -253,7 +264,9 @@ export class RateControl {
     this.#roundLost = 0;
     this.#roundDelivered = 0;
     const bw = this.bandwidthBps;
-    if (this.#phase === 'startup') {
+    if (this.#phase === 'startup' && !this.#roundPathSample) {
+      // Application-limited: the path was not tested this round; startup goes on.
+    } else if (this.#phase === 'startup') {
       if (Number.isFinite(roundRttMs) && Number.isFinite(this.#minRttMs) && roundRttMs > this.#minRttMs * QUEUE_RTT_FACTOR + 2) {
         this.#phase = 'drain';
       } else if (bw >= this.#fullBw * FULL_BW_GROWTH) {
@@ -276,6 +289,7 @@ export class RateControl {
       if (this.#bwByRound.length > BW_WINDOW_ROUNDS) this.#bwByRound.shift();
     }
     this.#measured = false;
+    this.#roundPathSample = false;
   }
 }
 

@@ -169,3 +169,24 @@ test('rate control: with the RTT known before any ack, startup paces the initial
   known.onDelivery({ bytesPerSecond: 10_000, appLimited: false }, 1400);
   assert.ok(known.pacingRateBps >= (STARTUP_GAIN * 14_000) / 0.1 - 1);
 });
+
+test('rate control: an application-limited sender stays in startup (its RTT carries the other direction\'s queue)', () => {
+  // The far gateway's direction: replies and window updates, a few KB/s, while its
+  // acks queue behind the bulk going the other way (RTT 150-200 ms on a 100 ms path).
+  const rc = new RateControl();
+  rc.onMinRtt(100);
+  for (let round = 0; round < 30; round++) {
+    rc.onDelivery({ bytesPerSecond: 4_000, appLimited: true }, 400);
+    for (let i = 0; i < 20; i++) rc.onRttSample(170, true);
+    rc.onRoundEnd(400, 170, 200, round * 170);
+  }
+  assert.equal(rc.phase, 'startup', 'no stalled growth, no queue signal while application-limited');
+  // So a burst (a large reply) leaves at startup's rate, not at the few KB/s it was offered.
+  assert.ok(rc.pacingRateBps >= 125_000, `pacing ${rc.pacingRateBps} B/s`);
+  // Once it has more to send than its rate allows, the usual signals apply.
+  for (let round = 0; round < 4; round++) {
+    rc.onDelivery({ bytesPerSecond: 200_000, appLimited: false }, 20_000);
+    rc.onRoundEnd(20_000, 101, 101, 6000 + round * 100);
+    assert.equal(rc.phase, round < 3 ? 'startup' : 'drain', `round ${round}`);
+  }
+});
