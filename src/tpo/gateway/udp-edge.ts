@@ -19,6 +19,9 @@ import { markDgramSocket } from '../intercept/socket-mark.js';
 import { message, newBranch, STATUS, type Branch, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple, tupleKey } from './flow.js';
 import type { CarriedMessage } from '../../wire/tpo/driver-buffer.js';
 
+/** Receive buffer of a destination-side UDP socket (one per flow). */
+const UDP_EDGE_BUFFER = 1 << 20;
+
 export interface UdpEdgeOptions {
   readonly tuple: FlowTuple;
   readonly role: 'source' | 'destination';
@@ -74,6 +77,14 @@ export class UdpEdge implements CarriedFlow {
     s.on('error', () => this.#o.counters.udpDropped++);
     // Bound now (not at the first send) so the mark is on before any packet leaves.
     s.bind(0, () => {
+      // The destination's answers can come in bursts while this thread is busy
+      // with the link (a loaded host): the default buffer (about 200 small
+      // datagrams on loopback) lost a few of 200 answers in a full test run.
+      try {
+        s.setRecvBufferSize(UDP_EDGE_BUFFER);
+      } catch {
+        /* capped by the host (net.core.rmem_max): the default stays */
+      }
       if (this.#o.mark) {
         try {
           markDgramSocket(s, this.#o.mark);
