@@ -162,6 +162,14 @@ export class DataMover extends EventEmitter {
   #nextLogical = 0;
   #nextPhysical = 0;
   readonly #queue: Segment[] = [];
+  /**
+   * Segments of urgent buffers: sent before the queue (after repairs). Their
+   * logical numbers are higher than those of segments still queued, which
+   * the receiver takes like any reordering; with `orderedDelivery` they
+   * still wait for those, so urgency pays only with unordered delivery
+   * (the gateways').
+   */
+  readonly #urgent: Segment[] = [];
   #queueHead = 0;
   readonly #retransmit: number[] = [];
   /** Unacknowledged segments by logical number (what a retransmission resends). */
@@ -241,13 +249,17 @@ export class DataMover extends EventEmitter {
     return this.#peerDown;
   }
 
-  /** Queues a driver buffer. False: over the send buffer; wait for 'drain' before sending more. */
-  send(buffer: Uint8Array): boolean {
+  /**
+   * Queues a driver buffer; `urgent`: its segments leave before those
+   * queued (a small flow's message need not wait behind a bulk transfer's
+   * queue). False: over the send buffer; wait for 'drain' before sending more.
+   */
+  send(buffer: Uint8Array, urgent = false): boolean {
     if (this.#closed) throw new Error('data mover is closed');
     const segs = segmentBuffer(buffer, this.#o.segmentSize, this.#nextLogical);
     this.#nextLogical += segs.length;
     for (const s of segs) {
-      this.#queue.push(s);
+      (urgent ? this.#urgent : this.#queue).push(s);
       this.#unacked.set(s.logical, s);
       this.#queuedBytes += s.bytes.length;
     }
@@ -546,6 +558,11 @@ export class DataMover extends EventEmitter {
           break;
         }
       }
+      while (!seg && this.#urgent.length) {
+        const s = this.#urgent.shift()!;
+        this.#queuedBytes -= s.bytes.length;
+        if (this.#unacked.has(s.logical)) seg = s;
+      }
       if (!seg) {
         if (this.#queueHead >= this.#queue.length) break;
         seg = this.#queue[this.#queueHead++]!;
@@ -557,7 +574,7 @@ export class DataMover extends EventEmitter {
         // A segment acknowledged meanwhile (after a retransmission raced it) need not go.
         if (!this.#unacked.has(seg.logical)) continue;
       }
-      const appLimited = this.#queueHead >= this.#queue.length && this.#retransmit.length === 0;
+      const appLimited = this.#queueHead >= this.#queue.length && this.#urgent.length === 0 && this.#retransmit.length === 0;
       const sent = this.#sendDatagram(seg, retransmission, appLimited, now);
       this.#tokens -= sent;
       if (retransmission) this.stats.retransmissions++;

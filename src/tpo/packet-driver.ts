@@ -50,6 +50,8 @@ export interface SealedBuffer {
   readonly codec: Codec;
   /** Why it was sealed. */
   readonly reason: 'full' | 'deadline' | 'flush';
+  /** Messages pushed as urgent (their own buffers, never mixed with others). */
+  readonly urgent: boolean;
 }
 
 export interface PacketDriverStats {
@@ -64,6 +66,8 @@ export interface PacketDriverStats {
 }
 
 const DEFAULT_MAX_BUFFER = 32 * 1024;
+/** Open buffers are keyed by domain (0..255), urgent ones by domain + this. */
+const URGENT_LANE = 256;
 const DEFAULT_FLUSH_MS = 2;
 const DEFAULT_MIN_COMPRESS = 256;
 /** Compressed output must be at least this much smaller than the input to be used. */
@@ -108,33 +112,39 @@ export class PacketDriver {
     return this.#maxBytes - ROUTING_HEADER_LENGTH - (ipv6 ? 52 : 28);
   }
 
-  /** Queues a message of trust domain `domain` (0..255). */
-  push(domain: number, message: CarriedMessage): void {
+  /**
+   * Queues a message of trust domain `domain` (0..255). `urgent` messages
+   * (small flows, control) are aggregated in buffers of their own, which the
+   * data mover sends ahead of queued bulk (SealedBuffer.urgent).
+   */
+  push(domain: number, message: CarriedMessage, urgent = false): void {
     if (this.#closed) throw new Error('packet driver is closed');
     const size = messageHeaderLength(message.header) + message.data.length;
     if (ROUTING_HEADER_LENGTH + size > this.#maxBytes) {
       throw new WireError('length', `message of ${message.data.length} data bytes exceeds the driver buffer maximum of ${this.#maxBytes} bytes`, 'dataLength');
     }
-    let open = this.#open.get(domain);
+    // One open buffer per domain and lane.
+    const lane = urgent ? domain + URGENT_LANE : domain;
+    let open = this.#open.get(lane);
     if (open && (ROUTING_HEADER_LENGTH + open.bytes + size > this.#maxBytes || open.messages.length >= MAX_MESSAGES)) {
-      this.#seal(domain, 'full');
+      this.#seal(lane, 'full');
       open = undefined;
     }
     if (!open) {
       open = { messages: [], bytes: 0, timer: undefined };
-      this.#open.set(domain, open);
+      this.#open.set(lane, open);
       // The deadline runs from the buffer's first message.
-      open.timer = setTimeout(() => this.#seal(domain, 'deadline'), this.#flushMs);
+      open.timer = setTimeout(() => this.#seal(lane, 'deadline'), this.#flushMs);
     }
     open.messages.push(message);
     open.bytes += size;
     this.stats.messages++;
-    if (ROUTING_HEADER_LENGTH + open.bytes >= this.#maxBytes) this.#seal(domain, 'full');
+    if (ROUTING_HEADER_LENGTH + open.bytes >= this.#maxBytes) this.#seal(lane, 'full');
   }
 
   /** Seals every open buffer now (e.g. a close must not wait for the deadline). */
   flush(): void {
-    for (const domain of [...this.#open.keys()]) this.#seal(domain, 'flush');
+    for (const lane of [...this.#open.keys()]) this.#seal(lane, 'flush');
   }
 
   close(): void {
@@ -142,10 +152,12 @@ export class PacketDriver {
     this.#closed = true;
   }
 
-  #seal(domain: number, reason: SealedBuffer['reason']): void {
-    const open = this.#open.get(domain);
+  #seal(lane: number, reason: SealedBuffer['reason']): void {
+    const open = this.#open.get(lane);
     if (!open) return;
-    this.#open.delete(domain);
+    this.#open.delete(lane);
+    const urgent = lane >= URGENT_LANE;
+    const domain = urgent ? lane - URGENT_LANE : lane;
     if (open.timer) clearTimeout(open.timer);
     const raw = encodeMessages(open.messages);
     const { codec, payload } = this.#compress(domain, raw);
@@ -153,7 +165,7 @@ export class PacketDriver {
     this.stats.buffers++;
     this.stats.rawBytes += raw.length;
     this.stats.bufferBytes += bytes.length;
-    this.onBuffer({ bytes, domain, messages: open.messages.length, rawBytes: raw.length, codec, reason });
+    this.onBuffer({ bytes, domain, messages: open.messages.length, rawBytes: raw.length, codec, reason, urgent });
   }
 
   #compress(domain: number, raw: Uint8Array): { codec: Codec; payload: Uint8Array } {

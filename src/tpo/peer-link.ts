@@ -80,7 +80,7 @@ export class PeerLink extends EventEmitter {
     super();
     this.#o = options;
     this.#peer = options.peer;
-    this.#driver = new PacketDriver((b) => this.#sendBuffer(b.bytes), options.driver);
+    this.#driver = new PacketDriver((b) => this.#sendBuffer(b.bytes, b.urgent), options.driver);
     options.port.on('message', this.#onMessage);
     if (options.role === 'initiator') {
       if (!options.peer) throw new Error('an initiator needs the peer address');
@@ -102,9 +102,9 @@ export class PeerLink extends EventEmitter {
     return this.#mover !== undefined && !this.#mover.peerDown;
   }
 
-  /** Queues a message of trust domain `domain`. False: the link is full or not up yet; wait for 'drain'. */
-  send(domain: number, message: CarriedMessage): boolean {
-    this.#driver.push(domain, message);
+  /** Queues a message of trust domain `domain` (`urgent`: see PacketDriver.push). False: the link is full or not up yet; wait for 'drain'. */
+  send(domain: number, message: CarriedMessage, urgent = false): boolean {
+    this.#driver.push(domain, message, urgent);
     const room = this.#mover?.hasRoom ?? false;
     // The message may still sit in the driver's open buffer: make sure 'drain' follows once there is room.
     if (!room) this.#mover?.requestDrain();
@@ -126,12 +126,12 @@ export class PeerLink extends EventEmitter {
     this.#o.port.off('message', this.#onMessage);
   }
 
-  #sendBuffer(bytes: Uint8Array): void {
+  #sendBuffer(bytes: Uint8Array, urgent: boolean): void {
     if (!this.#mover) {
       this.#waiting.push(bytes);
       return;
     }
-    this.#mover.send(bytes);
+    this.#mover.send(bytes, urgent);
   }
 
   #transmit(d: Uint8Array): void {

@@ -50,7 +50,8 @@ net.createServer({ allowHalfOpen: true }, (s) => {
 }).listen(${SERVER_PORT}, '0.0.0.0', () => console.log('ready'));
 const u = dgram.createSocket('udp4');
 u.on('message', (m, r) => u.send(Buffer.concat([Buffer.from('re:'), m]), r.port, r.address));
-u.bind(${UDP_PORT}, '0.0.0.0');
+// A large buffer: the test's own server must not drop a burst while the host is busy (the gateways' loss is what is tested).
+u.bind(${UDP_PORT}, '0.0.0.0', () => u.setRecvBufferSize(4 << 20));
 `;
 
 /**
@@ -83,7 +84,7 @@ const reset = new Promise((resolve) => {
 });
 const udp = async () => {
   if (udpPort === '0') return [];
-  const socks = await Promise.all([0, 1, 2].map(() => new Promise((r) => { const c = dgram.createSocket('udp4'); c.bind(0, () => r(c)); })));
+  const socks = await Promise.all([0, 1, 2].map(() => new Promise((r) => { const c = dgram.createSocket('udp4'); c.bind(0, () => { c.setRecvBufferSize(4 << 20); r(c); }); })));
   const got = socks.map(() => new Set());
   socks.forEach((c, i) => c.on('message', (m) => got[i].add(m.toString())));
   for (let k = 0; k < 100; k++) { for (const c of socks) c.send('d' + k, Number(udpPort), udpHost); if (k % 5 === 4) await new Promise((r) => setTimeout(r, 5)); }

@@ -191,3 +191,39 @@ test('a session that sat idle measures its first flight from when it was sent, n
     await p.close();
   }
 });
+
+test('an urgent buffer leaves ahead of the queued ones (unordered delivery: it arrives ahead too)', { timeout: 30_000 }, async () => {
+  const sa = await bind();
+  const sb = await bind();
+  const emu = await LinkEmulator.create({ seed: 12, peerA: { address: '127.0.0.1', port: sa.address().port }, peerB: { address: '127.0.0.1', port: sb.address().port } });
+  emu.set('both', { delayMs: 10, rateBps: 8e6 });
+  const psk = randomBytes(32);
+  const ni = randomBytes(16);
+  const nr = randomBytes(16);
+  const a = new DataMover({ localId: 1, peerId: 2, keys: deriveSessionKeys(psk, ni, nr, true), transmit: (d) => sa.send(d, emu.a.port, emu.a.address), orderedDelivery: false });
+  const b = new DataMover({ localId: 2, peerId: 1, keys: deriveSessionKeys(psk, ni, nr, false), transmit: (d) => sb.send(d, emu.b.port, emu.b.address), orderedDelivery: false });
+  sa.on('message', (m) => a.receive(m));
+  sb.on('message', (m) => b.receive(m));
+  try {
+    const bulk = buffers(40, 16384);
+    const urgent = randomBytes(300);
+    const order: Uint8Array[] = [];
+    const all = new Promise<void>((resolve) => b.on('buffer', (x: Uint8Array) => order.push(x) === 41 && resolve()));
+    // 640 KiB queued: over half a second at 8 Mbit/s. Then one small urgent buffer.
+    for (const x of bulk) a.send(x);
+    a.send(urgent, true);
+    await all;
+    const at = order.findIndex((x) => Buffer.from(x).equals(urgent));
+    assert.ok(at >= 0 && at < 4, `the urgent buffer arrived ${at + 1}th of 41`);
+    // Everything else arrived whole (in whatever order).
+    const want = new Set(bulk.map((x) => Buffer.from(x).toString('base64')));
+    for (const x of order) if (!Buffer.from(x).equals(urgent)) assert.ok(want.delete(Buffer.from(x).toString('base64')));
+    assert.equal(want.size, 0);
+  } finally {
+    a.close();
+    b.close();
+    await emu.close();
+    sa.close();
+    sb.close();
+  }
+});

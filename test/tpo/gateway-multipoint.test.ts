@@ -24,6 +24,7 @@ async function udpSink(address = '127.0.0.1'): Promise<{ sock: dgram.Socket; got
     sock.send(Buffer.from(`ack ${m}`), r.port, r.address);
   });
   await new Promise<void>((r) => sock.bind(0, address, r));
+  sock.setRecvBufferSize(4 << 20);
   return { sock, got };
 }
 

@@ -69,6 +69,20 @@ test('trust domains never share a buffer', () => {
   assert.deepEqual(new Set(out.map((b) => b.domain)), new Set([0, 1, 2]));
 });
 
+test('urgent messages get buffers of their own, flagged, in the same domain', () => {
+  const { driver, out } = collect();
+  for (let i = 0; i < 200; i++) driver.push(1, msg(i, randomBytes(i % 10 === 0 ? 100 : 1000)), i % 10 === 0);
+  driver.close();
+  const urgent = out.filter((b) => b.urgent);
+  assert.ok(urgent.length >= 1 && urgent.length < out.length);
+  for (const b of out) {
+    const { header, messages } = openDriverBuffer(b.bytes);
+    assert.equal(header.domain, 1);
+    assert.ok(messages.every((m) => (m.header.sequence % 10 === 0) === b.urgent), 'urgent and other messages mixed in a buffer');
+  }
+  assert.equal(out.reduce((n, b) => n + b.messages, 0), 200);
+});
+
 test('text compresses; random data goes uncompressed and grows by framing only', () => {
   const text = Buffer.from(Array.from({ length: 400 }, (_, i) => `{"id":${i},"user":"u${i % 17}","action":"view","path":"/items/${i}"}\n`).join(''));
   const t = collect();

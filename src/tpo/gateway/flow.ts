@@ -51,8 +51,8 @@ export const STATUS_TEXT: Record<number, string> = {
 
 /** What a flow needs from its gateway. */
 export interface FlowHost {
-  /** Queues a message to a peer; false: the peer's link is full or down (wait for onPeerDrain). */
-  send(peer: string, domain: number, message: CarriedMessage): boolean;
+  /** Queues a message to a peer (`urgent`: ahead of queued bulk, see ThinFlowMeter); false: the peer's link is full or down (wait for onPeerDrain). */
+  send(peer: string, domain: number, message: CarriedMessage, urgent?: boolean): boolean;
   /** The peer's link has room now (`datagram`: for a sender that cannot wait, see DataMover.hasRoomForDatagram). */
   hasRoom(peer: string, datagram?: boolean): boolean;
   /** Asks for a drain of the peer's link once it has room (a flow paused itself on it). */
@@ -60,6 +60,41 @@ export interface FlowHost {
   /** The flow ended: forget it. */
   forget(flow: CarriedFlow): void;
 }
+
+export const THIN_BYTES = 16 * 1024;
+export const THIN_WINDOW_MS = 100;
+export const BULK_HOLD_MS = 1000;
+
+/**
+ * Tells a thin flow from a bulk one, so the thin flow's messages can go
+ * ahead of the bulk queued at the data mover (20 ms of the link's rate at
+ * most, plus what the driver holds): request/response exchanges,
+ * keystrokes, control messages and the receiving side's window updates
+ * then cross with the path's delay, not behind a bulk transfer's queue. A
+ * flow is thin while it sends at most THIN_BYTES per THIN_WINDOW_MS; once
+ * over, it counts as bulk for BULK_HOLD_MS, so a bulk flow does not send
+ * the first bytes of each window ahead of its own queued data (its
+ * messages would only wait at the far end for the earlier ones). Order
+ * within a flow is restored by its sequence numbers at the far gateway
+ * (flow-sequencer.ts), so either lane is safe.
+ */
+export class ThinFlowMeter {
+  #windowStart = -Infinity;
+  #windowBytes = 0;
+  #bulkUntil = -Infinity;
+
+  /** Counts a message of `bytes` data; true: the flow is thin (send it urgent). */
+  urgent(bytes: number, now = performance.now()): boolean {
+    if (now - this.#windowStart >= THIN_WINDOW_MS) {
+      this.#windowStart = now;
+      this.#windowBytes = 0;
+    }
+    this.#windowBytes += bytes;
+    if (this.#windowBytes > THIN_BYTES) this.#bulkUntil = now + BULK_HOLD_MS;
+    return now >= this.#bulkUntil;
+  }
+}
+
 
 /** One peer a flow goes to, with its own message sequence in each direction. */
 export interface Branch {
@@ -71,10 +106,12 @@ export interface Branch {
   bytesIn: number;
   /** The branch is finished (closed, reset or failed) and takes no more messages. */
   done: boolean;
+  /** Whether this branch's messages go urgent (each branch is its own peer's queue). */
+  readonly meter: ThinFlowMeter;
 }
 
 export function newBranch(peer: string): Branch {
-  return { peer, seqOut: 0, seqIn: 0, bytesOut: 0, bytesIn: 0, done: false };
+  return { peer, seqOut: 0, seqIn: 0, bytesOut: 0, bytesIn: 0, done: false, meter: new ThinFlowMeter() };
 }
 
 export interface FlowStatus {

@@ -258,10 +258,10 @@ export class Gateway extends EventEmitter implements FlowHost {
 
   // ---- FlowHost ----
 
-  send(peer: string, domain: number, m: CarriedMessage): boolean {
+  send(peer: string, domain: number, m: CarriedMessage, urgent = false): boolean {
     const p = this.#peers.get(peer);
     if (!p || this.#closed) return false;
-    return p.link.send(domain, m);
+    return p.link.send(domain, m, urgent);
   }
 
   hasRoom(peer: string, datagram = false): boolean {

@@ -144,7 +144,8 @@ export class TcpEdge implements CarriedFlow {
   }
 
   #send(b: TcpBranch, fn: 'open' | 'open-ok' | 'data' | 'half-close' | 'reset' | 'window', data: Uint8Array = EMPTY, status: number = STATUS.ok): boolean {
-    const ok = this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, fn, b.seqOut++, data, status));
+    const urgent = b.meter.urgent(data.length);
+    const ok = this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, fn, b.seqOut++, data, status), urgent);
     if (fn === 'reset') b.done = true;
     return ok;
   }

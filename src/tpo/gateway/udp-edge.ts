@@ -112,7 +112,7 @@ export class UdpEdge implements CarriedFlow {
         continue;
       }
       b.bytesOut += data.length;
-      this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, 'data', b.seqOut++, data));
+      this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, 'data', b.seqOut++, data), b.meter.urgent(data.length));
     }
   }
 
@@ -163,7 +163,7 @@ export class UdpEdge implements CarriedFlow {
   /** Ends the flow here and tells the branches. */
   close(reason = 'closed'): void {
     if (this.#ended) return;
-    for (const b of this.branches) if (!b.done) this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, 'close', b.seqOut++, undefined, STATUS.ok));
+    for (const b of this.branches) if (!b.done) this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, 'close', b.seqOut++, undefined, STATUS.ok), b.meter.urgent(0));
     this.#end(reason);
   }
 
