@@ -287,6 +287,15 @@ export class DataMover extends EventEmitter {
     return this.#queuedBytes < Math.max(DATAGRAM_QUEUE_BYTES, 4 * this.#queueLimit()) && this.backlogBytes < this.#o.sendBufferBytes;
   }
 
+  /**
+   * Room for an urgent buffer of a thin flow (at most 16 KiB per 100 ms each,
+   * gateway/flow.ts): it goes ahead of the queue, so the queue's length does
+   * not delay it; only the send buffer bounds it.
+   */
+  get hasRoomForUrgent(): boolean {
+    return this.backlogBytes < this.#o.sendBufferBytes;
+  }
+
   /** Bytes the queue takes before hasRoom turns false (0 when full). */
   get roomBytes(): number {
     return Math.max(0, Math.min(this.#queueLimit() - this.#queuedBytes, this.#o.sendBufferBytes - this.backlogBytes));

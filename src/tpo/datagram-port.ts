@@ -136,6 +136,11 @@ export class PortableDatagramPort extends EventEmitter implements DatagramPort {
     this.stats.lastSendError = (err as NodeJS.ErrnoException).code ?? err.message;
   };
 
+  /** The socket's receive buffer as the kernel reports it (double the usable bytes). */
+  get receiveBufferBytes(): number {
+    return this.#socket.getRecvBufferSize();
+  }
+
   private constructor(socket: dgram.Socket, fallbackReason: string | undefined) {
     super();
     this.#socket = socket;
@@ -160,6 +165,13 @@ export class PortableDatagramPort extends EventEmitter implements DatagramPort {
     if (options.socketBufferBytes) {
       socket.setRecvBufferSize(options.socketBufferBytes);
       socket.setSendBufferSize(options.socketBufferBytes);
+      // As the batched port does: beyond rmem_max where allowed (root), else the capped size.
+      try {
+        const { forceDgramBuffers } = await import('./intercept/socket-mark.js');
+        forceDgramBuffers(socket, options.socketBufferBytes);
+      } catch {
+        /* no FFI here (not Linux) or no descriptor: the capped size stays */
+      }
     }
     if (options.mark) {
       const { markDgramSocket } = await import('./intercept/socket-mark.js');
@@ -193,9 +205,13 @@ export class PortableDatagramPort extends EventEmitter implements DatagramPort {
     return { address: a.address, port: a.port, family: a.family === 'IPv6' ? 'IPv6' : 'IPv4' };
   }
 
-  close(): Promise<void> {
-    if (this.#closed) return Promise.resolve();
+  async close(): Promise<void> {
+    if (this.#closed) return;
     this.#closed = true;
-    return new Promise((resolve) => this.#socket.close(() => resolve()));
+    // node:dgram resolves the address of a send before it hands it to the
+    // kernel (a later tick): closing at once lost what was sent just before,
+    // such as a stopping gateway's goodbye. One turn of the loop lets them go.
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise<void>((resolve) => this.#socket.close(() => resolve()));
   }
 }

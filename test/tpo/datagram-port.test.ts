@@ -15,7 +15,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setImmediate as nextTask } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { openDatagramPort, type DatagramPort } from '../../src/tpo/datagram-port.js';
+import { openDatagramPort, PortableDatagramPort, type DatagramPort } from '../../src/tpo/datagram-port.js';
 import { probeBatchedIo } from '../../src/sys/probe.js';
 import { DataMover } from '../../src/tpo/data-mover.js';
 import { deriveSessionKeys } from '../../src/tpo/datagram-crypto.js';
@@ -213,4 +213,18 @@ describe('datagram ports', () => {
       await pb.close();
     }
   });
+});
+
+test('portable port: socket buffers beyond net.core.rmem_max where allowed (root), as the batched port', { skip: process.getuid?.() === 0 ? undefined : 'needs root (SO_RCVBUFFORCE)', timeout: 10_000 }, async () => {
+  const { readFileSync } = await import('node:fs');
+  const rmemMax = Number(readFileSync('/proc/sys/net/core/rmem_max', 'utf8'));
+  const port = await openDatagramPort({ bind: { address: '127.0.0.1', port: 0 }, io: 'portable', socketBufferBytes: 4 * rmemMax });
+  try {
+    assert.equal(port.kind, 'portable');
+    // The kernel reports double what it granted: capped, that would be 2 x rmem_max.
+    const got = (port as PortableDatagramPort).receiveBufferBytes;
+    assert.ok(got >= 8 * rmemMax, `receive buffer ${got} bytes for a request of ${4 * rmemMax} (rmem_max ${rmemMax})`);
+  } finally {
+    await port.close();
+  }
 });

@@ -167,3 +167,27 @@ test('the initiator seeds its session with the handshake round trip, so the firs
     await sb.close();
   }
 });
+
+for (const io of ['auto', 'portable'] as const) test(`${io} ports: a link that closes says goodbye, and its peer notices at once (not after the dead-peer time)`, { timeout: 20_000 }, async () => {
+  const sa = await bind(io);
+  const sb = await bind(io);
+  const psk = randomBytes(32);
+  const b = new PeerLink({ port: sb, role: 'responder', psk });
+  const a = new PeerLink({ port: sa, role: 'initiator', psk, peer: { address: '127.0.0.1', port: sb.address().port } });
+  try {
+    await until(() => a.up && b.up, 10_000, 'the session');
+    let downAt = 0;
+    a.once('down', () => (downAt = performance.now()));
+    const t0 = performance.now();
+    // As a stopping gateway does: the link's goodbye, then its port closes right away.
+    b.close();
+    await sb.close();
+    await until(() => downAt > 0, 4_000, "the initiator noticing the goodbye (the dead-peer time is 5 s)");
+    assert.ok(downAt - t0 < 1000, `noticed after ${(downAt - t0).toFixed(0)} ms`);
+  } finally {
+    a.close();
+    b.close();
+    await sa.close();
+    await sb.close();
+  }
+});

@@ -53,8 +53,12 @@ export const STATUS_TEXT: Record<number, string> = {
 export interface FlowHost {
   /** Queues a message to a peer (`urgent`: ahead of queued bulk, see ThinFlowMeter); false: the peer's link is full or down (wait for onPeerDrain). */
   send(peer: string, domain: number, message: CarriedMessage, urgent?: boolean): boolean;
-  /** The peer's link has room now (`datagram`: for a sender that cannot wait, see DataMover.hasRoomForDatagram). */
-  hasRoom(peer: string, datagram?: boolean): boolean;
+  /**
+   * The peer's link has room now: 'stream' (default) for a sender that can
+   * wait; 'datagram' for one that cannot (DataMover.hasRoomForDatagram);
+   * 'urgent' for a thin flow's datagram (DataMover.hasRoomForUrgent).
+   */
+  hasRoom(peer: string, kind?: 'stream' | 'datagram' | 'urgent'): boolean;
   /** Asks for a drain of the peer's link once it has room (a flow paused itself on it). */
   requestDrain(peer: string): void;
   /** The flow ended: forget it. */

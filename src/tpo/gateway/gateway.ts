@@ -264,9 +264,10 @@ export class Gateway extends EventEmitter implements FlowHost {
     return p.link.send(domain, m, urgent);
   }
 
-  hasRoom(peer: string, datagram = false): boolean {
+  hasRoom(peer: string, kind: 'stream' | 'datagram' | 'urgent' = 'stream'): boolean {
     const mover = this.#peers.get(peer)?.link.mover;
-    return mover ? (datagram ? mover.hasRoomForDatagram : mover.hasRoom) : false;
+    if (!mover) return false;
+    return kind === 'urgent' ? mover.hasRoomForUrgent : kind === 'datagram' ? mover.hasRoomForDatagram : mover.hasRoom;
   }
 
   requestDrain(peer: string): void {

@@ -107,12 +107,16 @@ export class UdpEdge implements CarriedFlow {
     this.#lastActive = performance.now();
     for (const b of this.branches) {
       if (b.done) continue;
-      if (!this.#o.host.hasRoom(b.peer, true)) {
+      // A thin flow's datagram (DNS, voice, a game's state) is not dropped
+      // because bulk transfers filled the queue: it goes ahead of them, and
+      // the meter bounds how much a thin flow can add.
+      const urgent = b.meter.urgent(data.length);
+      if (!this.#o.host.hasRoom(b.peer, urgent ? 'urgent' : 'datagram')) {
         this.#o.counters.udpDropped++;
         continue;
       }
       b.bytesOut += data.length;
-      this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, 'data', b.seqOut++, data), b.meter.urgent(data.length));
+      this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, 'data', b.seqOut++, data), urgent);
     }
   }
 
