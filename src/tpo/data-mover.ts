@@ -43,9 +43,9 @@
  * never answered.
  */
 import { EventEmitter } from 'node:events';
-import { decodeDataMoverField, encodeDataMoverField, MAX_ACK_BITMAP_BYTES, MAX_ACK_RANGES, TD_DATA, TD_GOODBYE, TD_RETRANSMISSION, type Ack, type AckRange, type DataMoverField } from '../wire/tpo/data-mover.js';
+import { dataMoverFieldLength, decodeDataMoverField, encodeDataMoverField, MAX_ACK_BITMAP_BYTES, MAX_ACK_RANGES, TD_DATA, TD_GOODBYE, TD_RETRANSMISSION, type Ack, type AckRange, type DataMoverField } from '../wire/tpo/data-mover.js';
 import { WireError } from '../wire/tpo/errors.js';
-import { openDatagram, sealDatagram, type SessionKeys } from './datagram-crypto.js';
+import { openDatagram, sealDatagram, TAG_LENGTH, type SessionKeys } from './datagram-crypto.js';
 import { ReplayWindow } from './replay-window.js';
 import { Reassembler, segmentBuffer, type Segment } from './segments.js';
 import { RttEstimator } from './rtt.js';
@@ -122,8 +122,8 @@ interface InFlight {
 const PACER_TICK_MS = 1;
 /** The first flight: 10 datagrams (RFC 6928's and RFC 9002's initial window). */
 const INITIAL_WINDOW_DATAGRAMS = 10;
-/** A data datagram's bytes beyond its segment: the field (28 B) and the tag (16 B). */
-const DATAGRAM_OVERHEAD = 44;
+/** A data datagram's bytes beyond its segment: the field without an ack, and the tag. */
+const DATAGRAM_OVERHEAD = dataMoverFieldLength({ connectionId: 0, transport: { flags: TD_DATA, logical: 0, physical: 0 } }) + TAG_LENGTH;
 /** Unsent bytes send() accepts before it asks the caller to wait: this long at the pacing rate, at least MIN_QUEUE_BYTES. */
 const QUEUE_MS = 20;
 const MIN_QUEUE_BYTES = 64 * 1024;
@@ -478,7 +478,6 @@ export class DataMover extends EventEmitter {
     if (ackedBytes > 0) {
       this.#deliveredAt = now;
       this.#lastAckAt = now;
-      this.rate.onMinRtt(this.rtt.minRttMs);
     }
     if (newlyAckedLargest > this.#largestAcked) this.#largestAcked = newlyAckedLargest;
     // Logical acknowledgements: everything below the cumulative point, and the bitmap.

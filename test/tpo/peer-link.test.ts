@@ -32,15 +32,31 @@ async function until(cond: () => boolean, ms: number, what: string): Promise<voi
   }
 }
 
-for (const io of ['auto', 'portable'] as const) test(`${io} ports: handshake under 10 % loss, then 3 flows of messages byte-exact and in order`, { timeout: 60_000 }, async () => {
+/** An initiator A and a responder B on two ports, the link emulator between them (B answers to the emulator's b side: that is where A's datagrams come from). */
+async function emulatedLinks(io: 'auto' | 'portable', seed: number, path: { delayMs: number; loss?: number }) {
   const sa = await bind(io);
   const sb = await bind(io);
-  const emu = await LinkEmulator.create({ seed: 5, peerA: { address: '127.0.0.1', port: sa.address().port }, peerB: { address: '127.0.0.1', port: sb.address().port } });
-  emu.set('both', { delayMs: 10, loss: 0.1 });
+  const emu = await LinkEmulator.create({ seed, peerA: { address: '127.0.0.1', port: sa.address().port }, peerB: { address: '127.0.0.1', port: sb.address().port } });
+  emu.set('both', path);
   const psk = randomBytes(32);
   const b = new PeerLink({ port: sb, role: 'responder', psk });
   const a = new PeerLink({ port: sa, role: 'initiator', psk, peer: emu.a });
-  // B answers to the emulator's b side: that is where A's datagrams come from.
+  return {
+    a,
+    b,
+    async close(): Promise<void> {
+      a.close();
+      b.close();
+      await emu.close();
+      await sa.close();
+      await sb.close();
+    },
+  };
+}
+
+for (const io of ['auto', 'portable'] as const) test(`${io} ports: handshake under 10 % loss, then 3 flows of messages byte-exact and in order`, { timeout: 60_000 }, async () => {
+  const links = await emulatedLinks(io, 5, { delayMs: 10, loss: 0.1 });
+  const { a, b } = links;
   try {
     const got = new Map<number, { seq: number[]; hash: ReturnType<typeof createHash> }>();
     b.on('message', (_domain: number, m: CarriedMessage) => {
@@ -67,11 +83,7 @@ for (const io of ['auto', 'portable'] as const) test(`${io} ports: handshake und
       assert.equal(g.hash.digest('hex'), h.digest('hex'), `flow ${flow} byte-exact`);
     }
   } finally {
-    a.close();
-    b.close();
-    await emu.close();
-    await sa.close();
-    await sb.close();
+    await links.close();
   }
 });
 
@@ -143,13 +155,8 @@ test('the responder restarts: the initiator sees the peer down, makes a new sess
 });
 
 test('the initiator seeds its session with the handshake round trip, so the first flight is paced over it', { timeout: 20_000 }, async () => {
-  const sa = await bind();
-  const sb = await bind();
-  const emu = await LinkEmulator.create({ seed: 9, peerA: { address: '127.0.0.1', port: sa.address().port }, peerB: { address: '127.0.0.1', port: sb.address().port } });
-  emu.set('both', { delayMs: 40 });
-  const psk = randomBytes(32);
-  const b = new PeerLink({ port: sb, role: 'responder', psk });
-  const a = new PeerLink({ port: sa, role: 'initiator', psk, peer: emu.a });
+  const links = await emulatedLinks('auto', 9, { delayMs: 40 });
+  const { a, b } = links;
   try {
     await until(() => a.up, 10_000, 'the session');
     const mover = a.mover!;
@@ -160,11 +167,7 @@ test('the initiator seeds its session with the handshake round trip, so the firs
     assert.ok(mover.rate.pacingRateBps > 2 * 125_000, `start rate ${mover.rate.pacingRateBps} B/s`);
     assert.equal(b.mover!.rtt.hasSamples, false, 'the responder has no round trip of its own yet');
   } finally {
-    a.close();
-    b.close();
-    await emu.close();
-    await sa.close();
-    await sb.close();
+    await links.close();
   }
 });
 
