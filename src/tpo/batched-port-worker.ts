@@ -6,7 +6,8 @@
  * each batch to the application thread as one transferable ArrayBuffer
  * plus an Int32Array of [length, source id] pairs. Sources get small ids
  * that stay valid across batches, so an address is sent (and decoded) once
- * rather than per datagram.
+ * rather than per datagram; the table restarts only between batches
+ * (batched-port-protocol.ts).
  *
  * It never sends and never closes the socket: the application thread owns
  * the descriptor and closes it after this thread has exited.
@@ -14,17 +15,14 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Poller, Waker } from '../sys/poller.js';
 import { RecvRing, SLOT_SIZE } from '../sys/recv-ring.js';
-import { readSockaddr } from '../sys/sockaddr.js';
-import { AF_INET, POLLERR, POLLIN } from '../sys/constants.js';
+import { POLLERR, POLLIN } from '../sys/constants.js';
 import { SyscallError } from '../errors.js';
-import type { PortBatch, PortWorkerData, PortWorkerReply, SourceEntry } from './batched-port-protocol.js';
+import { SourceIdTable, type PortBatch, type PortWorkerData, type PortWorkerReply } from './batched-port-protocol.js';
 
 /** Upper bound on one ppoll: a missed wake-up still ends the thread within this. */
 const MAX_WAIT_NS = 100_000_000;
 /** recvmmsg calls per wake-up before looking at the stop flag again. */
 const ROUNDS_PER_WAKE = 16;
-/** Sources remembered; past this the table restarts (a reset batch tells the other side). */
-const MAX_SOURCES = 1024;
 
 if (!parentPort) throw new Error('the batched port worker must run in a worker thread');
 const port = parentPort;
@@ -44,29 +42,8 @@ function run(): void {
   poller.set([data.wakeFd, data.fd]);
   const ring = new RecvRing(data.batch, data.batch);
   const stop = data.stop;
-  /** Source id by key: IPv4 as ip * 65536 + port (a number), IPv6 as a string. */
-  const ids = new Map<number | string, number>();
-  let fresh: SourceEntry[] = [];
-  let reset = false;
-
-  const sourceId = (meta: Uint8Array, off: number): number => {
-    let key: number | string;
-    const dv = new DataView(meta.buffer, meta.byteOffset + off, 28);
-    if (dv.getUint16(0, true) === AF_INET) key = dv.getUint32(4, false) * 65536 + dv.getUint16(2, false);
-    else key = Array.prototype.join.call(meta.subarray(off + 2, off + 24), ',');
-    let id = ids.get(key);
-    if (id !== undefined) return id;
-    if (ids.size >= MAX_SOURCES) {
-      ids.clear();
-      fresh = [];
-      reset = true;
-    }
-    id = ids.size;
-    ids.set(key, id);
-    const ep = readSockaddr(meta, off);
-    fresh.push({ id, address: ep.address, port: ep.port, family: ep.family === 4 ? 'IPv4' : 'IPv6' });
-    return id;
-  };
+  const sources = new SourceIdTable();
+  const idOf = new Int32Array(data.batch);
 
   post({ kind: 'ready' });
   while (Atomics.load(stop, 0) === 0) {
@@ -77,16 +54,27 @@ function run(): void {
     for (let round = 0; round < ROUNDS_PER_WAKE; round++) {
       const n = ring.receive(data.fd, data.batch, data.gro);
       if (n === 0) break;
-      // First pass: sizes, so the batch is one exactly-sized buffer.
+      // The table restarts here if it must, before any id of this batch is handed out.
+      sources.beginBatch(n);
+      // First pass: sources and sizes, so the batch is one exactly-sized buffer.
       let bytes = 0;
       let datagrams = 0;
       let groBuffers = 0;
       let truncated = 0;
+      let unknownSources = 0;
+      const meta = ring.metaBytes;
       for (let j = 0; j < n; j++) {
+        idOf[j] = -1;
         if (ring.truncated(j)) {
           truncated++;
           continue;
         }
+        const id = sources.idOf(meta, ring.nameOffset(ring.slotOf(j)));
+        if (id < 0) {
+          unknownSources++;
+          continue;
+        }
+        idOf[j] = id;
         const len = ring.lengthOf(j);
         const seg = data.gro ? ring.groSegment(j) : 0;
         bytes += len;
@@ -98,15 +86,14 @@ function run(): void {
       const out = new Uint8Array(bytes);
       const pairs = new Int32Array(2 * datagrams);
       const src = ring.data.bytes;
-      const meta = ring.metaBytes;
       let at = 0;
       let k = 0;
       for (let j = 0; j < n; j++) {
         const slot = ring.slotOf(j);
-        if (!ring.truncated(j)) {
+        const id = idOf[j]!;
+        if (id >= 0) {
           const len = ring.lengthOf(j);
           const seg = data.gro ? ring.groSegment(j) : 0;
-          const id = sourceId(meta, ring.nameOffset(slot));
           out.set(src.subarray(slot * SLOT_SIZE, slot * SLOT_SIZE + len), at);
           at += len;
           // A GRO buffer holds equal segments, the last possibly shorter.
@@ -122,15 +109,8 @@ function run(): void {
         }
         ring.release(slot);
       }
-      const batch: PortBatch = { kind: 'batch', data: out.buffer, pairs, groBuffers, truncated };
-      if (fresh.length) {
-        batch.sources = fresh;
-        fresh = [];
-      }
-      if (reset) {
-        batch.reset = true;
-        reset = false;
-      }
+      const batch: PortBatch = { kind: 'batch', data: out.buffer, pairs, groBuffers, truncated, unknownSources };
+      sources.finish(batch);
       post(batch, [out.buffer, pairs.buffer as ArrayBuffer]);
       if (n < data.batch) break;
     }

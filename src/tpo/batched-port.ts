@@ -31,8 +31,8 @@ import { writeSockaddr } from '../sys/sockaddr.js';
 import { EAGAIN, EINVAL, EIO, EMSGSIZE, ENOBUFS, errnoName } from '../sys/errno.js';
 import { MAX_UDP_PAYLOAD, SOCKADDR_SPACE, SOL_SOCKET, SOL_UDP, SO_MARK, UDP_GRO, UIO_MAXIOV } from '../sys/constants.js';
 import type { BatchedIoProbe } from '../sys/probe.js';
-import { newPortStats, type DatagramPort, type DatagramSource, type DatagramTarget, type OpenDatagramPortOptions } from './datagram-port.js';
-import type { PortBatch, PortWorkerData, PortWorkerReply } from './batched-port-protocol.js';
+import { handOver, newPortStats, reportPortError, type DatagramPort, type DatagramTarget, type OpenDatagramPortOptions } from './datagram-port.js';
+import { SourceTable, type PortBatch, type PortWorkerData, type PortWorkerReply } from './batched-port-protocol.js';
 
 /** Bytes staged before a flush is forced (address space; touched only as far as used). */
 const STAGE_BYTES = 4 << 20;
@@ -88,8 +88,10 @@ export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
   readonly #single = new SendVector(1, 1);
 
   /** Sources by the receive thread's ids. */
-  #sources: DatagramSource[] = [];
+  readonly #sources = new SourceTable();
   #closed = false;
+  /** The receive thread failed (reported once). */
+  #faulted = false;
   #closing: Promise<void> | undefined;
   #exited: Promise<void>;
 
@@ -109,6 +111,10 @@ export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
       else if (m.kind === 'fault') this.#fault(m.error.op && m.error.errno ? new SyscallError(m.error.op, m.error.errno) : new SluiceError('SLUICE_ERR_ENGINE', `batched port receive thread: ${m.error.message}`));
     });
     worker.on('error', (e) => this.#fault(new SluiceError('SLUICE_ERR_ENGINE', `batched port receive thread failed: ${e.message}`, { cause: e })));
+    // The thread ends only when told to (close); any other exit means nothing is received any more.
+    worker.on('exit', (code) => {
+      if (!this.#faulted && Atomics.load(this.#stop, 0) === 0) this.#fault(new SluiceError('SLUICE_ERR_ENGINE', `batched port receive thread exited (code ${code}): the port receives nothing more`));
+    });
   }
 
   /** Opens, binds and starts the receive thread; on failure leaves nothing open. */
@@ -332,11 +338,12 @@ export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
 
   #deliver(m: PortBatch): void {
     if (this.#closed) return;
-    if (m.reset) this.#sources = [];
-    if (m.sources) for (const s of m.sources) this.#sources[s.id] = Object.freeze({ address: s.address, port: s.port, family: s.family });
+    this.#sources.apply(m);
     const st = this.stats;
     st.receiveBatches++;
     st.groBuffers += m.groBuffers;
+    st.receiveDropped.truncated += m.truncated;
+    st.receiveDropped.unknownSource += m.unknownSources;
     const all = Buffer.from(m.data);
     const pairs = m.pairs;
     let at = 0;
@@ -346,7 +353,13 @@ export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
       at += len;
       st.datagramsReceived++;
       st.bytesReceived += len;
-      this.emit('message', msg, this.#sources[pairs[k + 1]!]!);
+      const from = this.#sources.get(pairs[k + 1]!);
+      if (!from) {
+        // Cannot happen while both tables agree; if they ever do not, the datagram is dropped, never misattributed.
+        st.receiveDropped.unknownSource++;
+        continue;
+      }
+      handOver(this, msg, from);
       // A listener may close the port: the rest of the batch is then dropped, as a closed socket would.
       if (this.#closed) return;
     }
@@ -354,8 +367,8 @@ export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
 
   #fault(e: Error): void {
     if (this.#closed) return;
-    if (this.listenerCount('error') > 0) this.emit('error', e);
-    else process.emitWarning(`batched datagram port: ${e.message}`);
+    this.#faulted = true;
+    reportPortError(this, e);
   }
 }
 

@@ -57,6 +57,16 @@ export interface DatagramPortStats {
   dropped: { queueFull: number; sendError: number; closed: number };
   /** errno name (or message) of the last send error, if any. */
   lastSendError: string | undefined;
+  /**
+   * Datagrams received but not handed over whole: no readable source
+   * address (batched), longer than a receive slot (batched), or a 'message'
+   * listener threw while handling it (a bug, counted and reported once as a
+   * process warning instead of ending the process: every listening socket
+   * is a target for hostile input).
+   */
+  receiveDropped: { unknownSource: number; truncated: number; listenerError: number };
+  /** The last listener error's message, if any. */
+  lastListenerError: string | undefined;
 }
 
 export interface DatagramPort {
@@ -93,7 +103,34 @@ export function newPortStats(): DatagramPortStats {
   return {
     datagramsSent: 0, bytesSent: 0, datagramsReceived: 0, bytesReceived: 0, sendCalls: 0, gsoMessages: 0, gsoSegments: 0,
     receiveBatches: 0, groBuffers: 0, dropped: { queueFull: 0, sendError: 0, closed: 0 }, lastSendError: undefined,
+    receiveDropped: { unknownSource: 0, truncated: 0, listenerError: 0 }, lastListenerError: undefined,
   };
+}
+
+/**
+ * Hands one received datagram to the port's 'message' listeners. A listener
+ * that throws loses this datagram only: counted in `stats`, reported once
+ * per port as a warning, and the port (and the process) keep running.
+ */
+export function handOver(port: EventEmitter & { readonly stats: DatagramPortStats }, msg: Buffer, from: DatagramSource): void {
+  try {
+    port.emit('message', msg, from);
+  } catch (err) {
+    const st = port.stats;
+    st.receiveDropped.listenerError++;
+    st.lastListenerError = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    if (st.receiveDropped.listenerError === 1) process.emitWarning(`datagram port: a received datagram's handler failed, the datagram was dropped (${st.lastListenerError})`, { code: 'SLUICE_DATAGRAM_HANDLER' });
+  }
+}
+
+/**
+ * Reports a port failure: an 'error' event for whoever listens, else a
+ * process warning (an EventEmitter 'error' with no listener would throw
+ * and end the process).
+ */
+export function reportPortError(port: EventEmitter, err: Error): void {
+  if (port.listenerCount('error') > 0) port.emit('error', err);
+  else process.emitWarning(`datagram port: ${err.message}`, { code: 'SLUICE_DATAGRAM_PORT' });
 }
 
 /**
@@ -148,9 +185,9 @@ export class PortableDatagramPort extends EventEmitter implements DatagramPort {
     socket.on('message', (msg, rinfo) => {
       this.stats.datagramsReceived++;
       this.stats.bytesReceived += msg.length;
-      this.emit('message', msg, rinfo);
+      handOver(this, msg, { address: rinfo.address, port: rinfo.port, family: rinfo.family === 'IPv6' ? 'IPv6' : 'IPv4' });
     });
-    socket.on('error', (err) => this.emit('error', err));
+    socket.on('error', (err) => reportPortError(this, err));
   }
 
   static async open(options: OpenDatagramPortOptions, fallbackReason: string | undefined): Promise<PortableDatagramPort> {

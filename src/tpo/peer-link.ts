@@ -58,10 +58,12 @@ export interface PeerLinkStats {
   badBuffers: number;
   /** Sessions the peer ended with a goodbye. */
   goodbyes: number;
+  /** Messages whose 'message' handler threw (a bug; counted and reported once as a warning). */
+  handlerErrors: number;
 }
 
 export class PeerLink extends EventEmitter {
-  readonly stats: PeerLinkStats = { initiationsSent: 0, sessions: 0, droppedHandshake: 0, droppedNoSession: 0, badBuffers: 0, goodbyes: 0 };
+  readonly stats: PeerLinkStats = { initiationsSent: 0, sessions: 0, droppedHandshake: 0, droppedNoSession: 0, badBuffers: 0, goodbyes: 0, handlerErrors: 0 };
   readonly #o: PeerLinkOptions;
   readonly #guard = new InitiationGuard();
   readonly #driver: PacketDriver;
@@ -225,12 +227,22 @@ export class PeerLink extends EventEmitter {
     this.#mover = mover;
     this.stats.sessions++;
     mover.on('buffer', (b: Uint8Array) => {
+      let opened: ReturnType<typeof openDriverBuffer>;
       try {
-        const { header, messages } = openDriverBuffer(b);
-        for (const m of messages) this.emit('message', header.domain, m);
+        opened = openDriverBuffer(b);
       } catch (err) {
         if (!(err instanceof WireError)) throw err;
         this.stats.badBuffers++;
+        return;
+      }
+      // One message's handler failing (a bug) must not lose the buffer's other messages.
+      for (const m of opened.messages) {
+        try {
+          this.emit('message', opened.header.domain, m);
+        } catch (err) {
+          this.stats.handlerErrors++;
+          if (this.stats.handlerErrors === 1) process.emitWarning(`peer link: a message's handler failed, the message was dropped (${err instanceof Error ? err.message : String(err)})`, { code: 'SLUICE_TPO_HANDLER' });
+        }
       }
     });
     mover.on('drain', () => this.emit('drain'));

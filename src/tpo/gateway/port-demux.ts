@@ -57,7 +57,7 @@ class LinkView extends EventEmitter implements DatagramPort {
 }
 
 export class PortDemux {
-  readonly dropped = { malformed: 0, noLink: 0 };
+  readonly dropped = { malformed: 0, noLink: 0, noSource: 0 };
   readonly #port: DatagramPort;
   readonly #links: { link: DemuxedLink; view: LinkView }[] = [];
   readonly #onMessage: DatagramListener = (msg, from) => this.#dispatch(msg, from);
@@ -74,7 +74,12 @@ export class PortDemux {
     return view;
   }
 
-  #dispatch(msg: Buffer, from: DatagramSource): void {
+  #dispatch(msg: Buffer, from: DatagramSource | undefined): void {
+    if (!from) {
+      // The ports never hand over a datagram without its source; should one, it is dropped here, not thrown on.
+      this.dropped.noSource++;
+      return;
+    }
     if (msg.length < 8 || msg[0] !== 1) {
       this.dropped.malformed++;
       return;
