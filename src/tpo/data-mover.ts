@@ -315,6 +315,12 @@ export class DataMover extends EventEmitter {
     return this.#unacked.size === 0;
   }
 
+  /** Sends an acknowledgement now (authenticated, carrying no data): the initiator's first datagram, which confirms a new session to the responder. */
+  keepalive(): void {
+    if (this.#closed) return;
+    this.#sendAckOnly(this.#now());
+  }
+
   /** Tells the peer the session ends (one authenticated datagram; it may be lost, then the peer times out), then closes. */
   goodbye(): void {
     if (this.#closed) return;

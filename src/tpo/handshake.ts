@@ -9,10 +9,10 @@
  * Both are authenticated with HMAC-SHA-256 under the pair's key; the
  * response's MAC covers the initiation's MAC too, so it answers exactly
  * that initiation. The responder stays silent to anything that does not
- * authenticate, is stale (timestamp off by more than 30 s) or repeats an
- * initiation it has seen (InitiationGuard), and its answer is 20 times
- * smaller than the initiation: the gateway cannot be used to amplify
- * traffic towards a forged source. Pure codecs plus the guard.
+ * authenticate, is stale (timestamp off by more than 30 s) or is not newer
+ * than the last initiation it answered (InitiationGuard), and its answer
+ * is 20 times smaller than the initiation: the gateway cannot be used to
+ * amplify traffic towards a forged source. Pure codecs plus the guard.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { WireError } from '../wire/tpo/errors.js';
@@ -93,6 +93,8 @@ export function decodeInitiate(psk: Uint8Array, datagram: Uint8Array): Initiatio
   const keyId = r.u32('keyId');
   const timestamp = r.u64('timestamp');
   const nonce = Uint8Array.from(r.bytesOf(SESSION_NONCE_LENGTH, 'nonce'));
+  const padding = r.bytesOf(INITIATE_LENGTH - MAC_LENGTH - r.offset, 'padding');
+  if (padding.some((b) => b !== 0)) throw new WireError('value', 'initiate: padding is not zero', 'padding');
   return { initiatorId, keyId, timestamp, nonce };
 }
 
@@ -118,27 +120,30 @@ export function decodeRespond(psk: Uint8Array, sent: Uint8Array, datagram: Uint8
 }
 
 /**
- * The responder's memory of initiations: each accepted once within the
- * clock-skew window (a captured initiation replayed later gets no answer
- * and creates no session). Remembers the MACs of initiations younger than
- * twice the window, bounded in number.
+ * The responder's memory of initiations, per peer (WireGuard's rule): an
+ * initiation is answered only if its timestamp is within the clock-skew
+ * window and later than that of every initiation answered before. A
+ * captured initiation replayed later gets no answer once the initiator has
+ * sent a newer one (which it does whenever it pairs), and is never answered
+ * twice; the memory is one number. After a restart the responder has
+ * forgotten it, so a replay of an initiation younger than the window is
+ * answered once; the responder's session stays unconfirmed until the
+ * initiator's first authenticated transport datagram (peer-link.ts), so the
+ * replayer gets that one 60-byte response and nothing more.
  */
 export class InitiationGuard {
-  readonly #seen = new Map<string, number>();
+  #newest = -Infinity;
 
-  constructor(readonly maxEntries = 100_000) {}
+  /** The newest timestamp answered (ms since the epoch; -Infinity before the first). */
+  get newest(): number {
+    return this.#newest;
+  }
 
-  /** Whether to answer `i` (authenticated already), received at `now` (ms since the epoch). */
-  accept(i: Initiation, datagram: Uint8Array, now: number): boolean {
+  /** Whether to answer `i` (authenticated already), received at `now` (ms since the epoch); if so, older ones are refused from now on. */
+  accept(i: Initiation, now: number): boolean {
     if (Math.abs(now - i.timestamp) > MAX_CLOCK_SKEW_MS) return false;
-    const key = Buffer.from(datagram.subarray(INITIATE_LENGTH - MAC_LENGTH)).toString('base64');
-    if (this.#seen.has(key)) return false;
-    // Forget what can no longer pass the timestamp check; then bound the size.
-    for (const [k, t] of this.#seen) {
-      if (now - t <= 2 * MAX_CLOCK_SKEW_MS && this.#seen.size < this.maxEntries) break;
-      this.#seen.delete(k);
-    }
-    this.#seen.set(key, now);
+    if (i.timestamp <= this.#newest) return false;
+    this.#newest = i.timestamp;
     return true;
   }
 }

@@ -6,28 +6,40 @@
  * messages into driver buffers on the way out and back on the way in.
  *
  * The initiator sends an initiation and repeats it (every 250 ms, backing
- * off 1.5x to 4 s) until an answer authenticates. The responder answers
- * each fresh, authentic initiation with a new session, replacing the one it
- * had: a peer that restarted simply initiates again. When the session's
- * peer goes down (nothing authentic for the data mover's deadAfterMs), the
- * initiator starts initiating again while the session keeps probing: if
- * the link comes back the old session resumes; if the responder restarted
- * (it lost the session's keys), the new handshake replaces the session and
- * 'reset' reports how many bytes of driver buffers the old one still held
- * unacknowledged (the edges turn that into resets of their flows). Datagrams are told
- * apart by their kind byte; anything for no known session is dropped and
- * counted. Until the session is up, messages wait in the packet driver's
- * flow-controlled path: send() returns false and 'drain' follows.
+ * off 1.5x to 4 s) until an answer authenticates; it then starts its
+ * session and sends an authenticated datagram at once (a keepalive, if no
+ * data is waiting). The responder answers each fresh, authentic initiation
+ * newer than the last one it answered (InitiationGuard) with one response
+ * and offers a session, but the offer stays unconfirmed — it sends nothing
+ * on it and the session it has keeps running — until a transport datagram
+ * authenticates under the offered keys: only the real initiator can send
+ * one, so a replayed initiation (after a restart the responder has
+ * forgotten which it answered) draws that one 60-byte response and
+ * nothing more, and never displaces a live session (WireGuard's responder
+ * waits for the initiator's first data message the same way). A newer
+ * offer replaces an unconfirmed one: there is at most one per link.
+ *
+ * When the session's peer goes down (nothing authentic for the data
+ * mover's deadAfterMs), the initiator starts initiating again while the
+ * session keeps probing: if the link comes back the old session resumes;
+ * if the responder restarted (it lost the session's keys), the new
+ * handshake replaces the session and 'reset' reports how many bytes of
+ * driver buffers the old one still held unacknowledged (the edges turn
+ * that into resets of their flows). Datagrams are told apart by their
+ * kind byte; anything for no known session is dropped and counted. Until
+ * the session is up, messages wait in the packet driver's flow-controlled
+ * path: send() returns false and 'drain' follows.
  */
 import { EventEmitter } from 'node:events';
 import { randomBytes, randomInt } from 'node:crypto';
 import type { DatagramPort, DatagramSource } from './datagram-port.js';
 import { DataMover, type DataMoverOptions } from './data-mover.js';
-import { deriveSessionKeys, SESSION_NONCE_LENGTH } from './datagram-crypto.js';
+import { deriveSessionKeys, openDatagram, SESSION_NONCE_LENGTH, type SessionKeys } from './datagram-crypto.js';
 import { decodeInitiate, decodeRespond, encodeInitiate, encodeRespond, InitiationGuard, peekKeyId } from './handshake.js';
 import { PacketDriver, openDriverBuffer, type PacketDriverOptions } from './packet-driver.js';
 import type { CarriedMessage } from '../wire/tpo/driver-buffer.js';
 import { WireError } from '../wire/tpo/errors.js';
+import { decodeDataMoverField } from '../wire/tpo/data-mover.js';
 
 const KIND_TRANSPORT = 1;
 const KIND_INITIATE = 2;
@@ -50,6 +62,8 @@ export interface PeerLinkOptions {
 
 export interface PeerLinkStats {
   initiationsSent: number;
+  /** Handshake responses sent (responder): one per fresh, authentic initiation newer than the last. */
+  responsesSent: number;
   sessions: number;
   /** Datagrams dropped before a session existed or for another: malformed, unauthenticated, stale or replayed handshakes. */
   droppedHandshake: number;
@@ -63,7 +77,7 @@ export interface PeerLinkStats {
 }
 
 export class PeerLink extends EventEmitter {
-  readonly stats: PeerLinkStats = { initiationsSent: 0, sessions: 0, droppedHandshake: 0, droppedNoSession: 0, badBuffers: 0, goodbyes: 0, handlerErrors: 0 };
+  readonly stats: PeerLinkStats = { initiationsSent: 0, responsesSent: 0, sessions: 0, droppedHandshake: 0, droppedNoSession: 0, badBuffers: 0, goodbyes: 0, handlerErrors: 0 };
   readonly #o: PeerLinkOptions;
   readonly #guard = new InitiationGuard();
   readonly #driver: PacketDriver;
@@ -71,6 +85,10 @@ export class PeerLink extends EventEmitter {
   #mover: DataMover | undefined;
   #localId = randomInt(1, 0xffffffff);
   #pending: { datagram: Uint8Array; nonce: Uint8Array; sentAt: number } | undefined;
+  /** Initiator: the last initiation's timestamp (each is later than the one before, as the responder requires). */
+  #lastTimestamp = 0;
+  /** Responder: the session offered in the last response, until a transport datagram authenticates under its keys. */
+  #offer: { localId: number; peerId: number; keys: SessionKeys } | undefined;
   #retry: NodeJS.Timeout | undefined;
   #retryMs = RETRY_FIRST_MS;
   /** Driver buffers sealed before the session was up. */
@@ -93,6 +111,16 @@ export class PeerLink extends EventEmitter {
   /** The connection id this side gave its current (or next) session: the peer puts it in every transport datagram. */
   get localId(): number {
     return this.#localId;
+  }
+
+  /** Whether transport datagrams with connection id `id` are this link's: its session's, or the one it offered and awaits confirmation of. */
+  ownsConnection(id: number): boolean {
+    return id === this.#localId || (this.#offer !== undefined && id === this.#offer.localId);
+  }
+
+  /** Sessions offered and not confirmed yet (0 or 1). */
+  get unconfirmed(): number {
+    return this.#offer ? 1 : 0;
   }
 
   /** The current session's data mover (undefined before the handshake). */
@@ -144,7 +172,9 @@ export class PeerLink extends EventEmitter {
   #initiate(): void {
     if (this.#closed) return;
     const nonce = randomBytes(SESSION_NONCE_LENGTH);
-    const datagram = encodeInitiate(this.#o.psk, { initiatorId: this.#localId, keyId: this.#o.keyId ?? 0, timestamp: Date.now(), nonce });
+    // Strictly increasing, even if the wall clock steps back a little: the responder ignores anything not newer than the last.
+    this.#lastTimestamp = Math.max(Date.now(), this.#lastTimestamp + 1);
+    const datagram = encodeInitiate(this.#o.psk, { initiatorId: this.#localId, keyId: this.#o.keyId ?? 0, timestamp: this.#lastTimestamp, nonce });
     this.#pending = { datagram, nonce, sentAt: performance.now() };
     this.#transmit(datagram);
     this.stats.initiationsSent++;
@@ -157,7 +187,9 @@ export class PeerLink extends EventEmitter {
     const kind = msg[1];
     try {
       if (kind === KIND_TRANSPORT) {
-        if (!this.#mover) this.stats.droppedNoSession++;
+        const offer = this.#offer;
+        if (offer && msg.length >= 8 && msg.readUInt32BE(4) === offer.localId) this.#confirm(msg, rinfo, offer);
+        else if (!this.#mover) this.stats.droppedNoSession++;
         else this.#mover.receive(msg);
       } else if (kind === KIND_INITIATE && this.#o.role === 'responder') {
         this.#onInitiate(msg, rinfo);
@@ -178,16 +210,35 @@ export class PeerLink extends EventEmitter {
       return;
     }
     const init = decodeInitiate(this.#o.psk, msg);
-    if (!this.#guard.accept(init, msg, Date.now())) {
+    if (!this.#guard.accept(init, Date.now())) {
       this.stats.droppedHandshake++;
       return;
     }
-    // A fresh, authentic initiation: a new session (the peer may have restarted).
-    this.#peer = { address: rinfo.address, port: rinfo.port };
-    this.#localId = randomInt(1, 0xffffffff);
+    // A fresh, authentic initiation: offer a session (the peer may have restarted), but send
+    // nothing on it, and keep the current one, until the initiator proves it with its first datagram.
+    let localId: number;
+    do localId = randomInt(1, 0xffffffff);
+    while (localId === this.#localId);
     const nonce = randomBytes(SESSION_NONCE_LENGTH);
-    this.#transmit(encodeRespond(this.#o.psk, msg, { initiatorId: init.initiatorId, responderId: this.#localId, nonce }));
-    this.#start(init.initiatorId, deriveSessionKeys(this.#o.psk, init.nonce, nonce, false));
+    this.#offer = { localId, peerId: init.initiatorId, keys: deriveSessionKeys(this.#o.psk, init.nonce, nonce, false) };
+    // The one answer an initiation gets: 60 bytes, to where it came from.
+    this.#o.port.send(encodeRespond(this.#o.psk, msg, { initiatorId: init.initiatorId, responderId: localId, nonce }), { address: rinfo.address, port: rinfo.port });
+    this.stats.responsesSent++;
+  }
+
+  /** A transport datagram for the offered session: if it authenticates, the offer becomes the session. */
+  #confirm(msg: Buffer, rinfo: DatagramSource, offer: { localId: number; peerId: number; keys: SessionKeys }): void {
+    const { field, payloadOffset } = decodeDataMoverField(msg);
+    if (!openDatagram(offer.keys.receive, field.transport.physical, msg, payloadOffset)) {
+      this.stats.droppedHandshake++;
+      return;
+    }
+    this.#offer = undefined;
+    // Only the initiator could have sent it: this is where the session's peer is.
+    this.#peer = { address: rinfo.address, port: rinfo.port };
+    this.#localId = offer.localId;
+    this.#start(offer.peerId, offer.keys);
+    this.#mover!.receive(msg);
   }
 
   #onRespond(msg: Buffer): void {
@@ -207,6 +258,8 @@ export class PeerLink extends EventEmitter {
     const handshakeRttMs = performance.now() - this.#pending.sentAt;
     this.#pending = undefined;
     this.#start(r.responderId, keys, handshakeRttMs);
+    // The responder sends nothing on the session until something authenticated arrives on it: say so at once.
+    this.#mover!.keepalive();
   }
 
   #start(peerId: number, keys: ReturnType<typeof deriveSessionKeys>, handshakeRttMs?: number): void {

@@ -92,7 +92,7 @@ test('forged, stale and foreign-key initiations get no answer', { timeout: 20_00
   const attacker = await bind();
   const psk = randomBytes(32);
   const b = new PeerLink({ port: sb, role: 'responder', psk });
-  // What the attacker gets back: the one handshake response, then the session's own datagrams (acks, keepalives).
+  // What the attacker gets back: the one handshake response, and nothing else (the session it offers is never confirmed).
   const answers: Buffer[] = [];
   attacker.on('message', (m: Buffer) => answers.push(m));
   const responses = () => answers.filter((m) => m.length === 60 && m[1] === 3).length;
@@ -107,9 +107,11 @@ test('forged, stale and foreign-key initiations get no answer', { timeout: 20_00
     send(good);
     await until(() => responses() === 1, 5000, 'the one authentic initiation answered');
     send(good); // a replay of it
-    await sleep(200);
+    await sleep(1500);
     assert.equal(responses(), 1, 'only the authentic, fresh initiation was answered');
-    assert.equal(b.stats.sessions, 1);
+    assert.equal(answers.length, 1, 'no keepalive or anything else follows the response');
+    assert.equal(b.stats.sessions, 0, 'a session only once the initiator confirms it');
+    assert.equal(b.unconfirmed, 1);
     assert.equal(b.stats.droppedHandshake, 4 + 1);
   } finally {
     b.close();
@@ -158,7 +160,7 @@ test('the initiator seeds its session with the handshake round trip, so the firs
   const links = await emulatedLinks('auto', 9, { delayMs: 40 });
   const { a, b } = links;
   try {
-    await until(() => a.up, 10_000, 'the session');
+    await until(() => a.up && b.up, 10_000, 'the session');
     const mover = a.mover!;
     // No data has crossed yet: the only sample is the handshake's (80 ms and the two sides' work).
     assert.ok(mover.rtt.hasSamples);

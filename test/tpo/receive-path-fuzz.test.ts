@@ -35,9 +35,7 @@ function demuxedLink(port: MemoryPort, role: 'initiator' | 'responder', psk: Uin
   const demux = new PortDemux(port);
   const holder: { link?: PeerLink } = {};
   const view = demux.view({
-    get localId() {
-      return holder.link?.localId ?? 0;
-    },
+    ownsConnection: (id: number) => holder.link?.ownsConnection(id) ?? false,
     keyId: 7,
     role,
     ...(peer ? { peer } : {}),

@@ -186,12 +186,10 @@ export class Gateway extends EventEmitter implements FlowHost {
 
   #addPeer(p: PeerConfig): void {
     const role = p.address ? 'initiator' : 'responder';
-    // The link reads its connection id through this holder: the demux asks at every datagram.
+    // The demux asks the link, through this holder, at every datagram: its connection ids change per session.
     const holder: { link?: PeerLink } = {};
     const view = this.#demux.view({
-      get localId() {
-        return holder.link?.localId ?? 0;
-      },
+      ownsConnection: (id: number) => holder.link?.ownsConnection(id) ?? false,
       keyId: p.keyId,
       role,
       ...(p.address ? { peer: { address: p.address.address, port: p.address.port } } : {}),

@@ -4,7 +4,8 @@
  * view of the port that sees only its own datagrams, told apart the way
  * docs/WIRE.md §3 allows without any key:
  *   - transport datagrams (kind 1) by the connection id in their prefix,
- *     which the receiving link chose for its session;
+ *     which the receiving link chose for its session (or for the session
+ *     it offered in a response and awaits confirmation of);
  *   - handshake initiations (kind 2) by their key id (each peer has its
  *     own key and key id);
  *   - handshake responses (kind 3) by the address the link initiated to,
@@ -23,7 +24,8 @@ const KIND_RESPOND = 3;
 
 /** What the demux needs to know about a link. */
 export interface DemuxedLink {
-  readonly localId: number;
+  /** Whether transport datagrams with this connection id are the link's (ids change per session, so this is asked per datagram). */
+  ownsConnection(id: number): boolean;
   readonly keyId: number;
   readonly role: 'initiator' | 'responder';
   readonly peer?: DatagramTarget;
@@ -67,7 +69,7 @@ export class PortDemux {
     port.on('message', this.#onMessage);
   }
 
-  /** A view of the port for `link` (its identity is read at each datagram: connection ids change per session). */
+  /** A view of the port for `link` (its connection ids are asked at each datagram: they change per session). */
   view(link: DemuxedLink): DatagramPort {
     const view = new LinkView(this.#port);
     this.#links.push({ link, view });
@@ -88,7 +90,7 @@ export class PortDemux {
     let targets: LinkView[] = [];
     if (kind === KIND_TRANSPORT) {
       const id = msg.readUInt32BE(4);
-      targets = this.#links.filter((l) => l.link.localId === id).map((l) => l.view);
+      targets = this.#links.filter((l) => l.link.ownsConnection(id)).map((l) => l.view);
     } else if (kind === KIND_INITIATE) {
       let keyId: number;
       try {
