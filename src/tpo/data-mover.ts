@@ -47,7 +47,7 @@ import { dataMoverFieldLength, decodeDataMoverField, encodeDataMoverField, MAX_A
 import { WireError } from '../wire/tpo/errors.js';
 import { openDatagram, sealDatagram, TAG_LENGTH, type SessionKeys } from './datagram-crypto.js';
 import { ReplayWindow } from './replay-window.js';
-import { Reassembler, segmentBuffer, type Segment } from './segments.js';
+import { DEFAULT_MAX_BUFFER_BYTES, Reassembler, segmentBuffer, type Segment } from './segments.js';
 import { RttEstimator } from './rtt.js';
 import { RateControl } from './rate-control.js';
 
@@ -103,6 +103,12 @@ export interface DataMoverStats {
   timeouts: number;
   lost: number;
   duplicates: number;
+  /** Segments the receiver refused: beyond its window or its held-bytes limit (the sender sends them again). */
+  segmentsRefused: number;
+  /** Buffers the receiver dropped while rebuilding them: segments that fit no buffer, or a buffer larger than any driver buffer. */
+  buffersDropped: number;
+  /** Segment bytes held for rebuilding now (bounded: segments.ts). */
+  reassemblyBytes: number;
   /** Inbound datagrams dropped: undecodable, another connection, unauthenticated, replayed. */
   dropped: { malformed: number; otherConnection: number; unauthenticated: number; replayed: number };
 }
@@ -151,7 +157,7 @@ const PIGGYBACK_ACK = { ranges: 1, bitmapBytes: 8 };
 export class DataMover extends EventEmitter {
   readonly stats: DataMoverStats = {
     buffersSent: 0, buffersDelivered: 0, datagramsSent: 0, datagramsReceived: 0, bytesSent: 0, bytesReceived: 0, payloadDelivered: 0,
-    retransmissions: 0, timeouts: 0, lost: 0, duplicates: 0, dropped: { malformed: 0, otherConnection: 0, unauthenticated: 0, replayed: 0 },
+    retransmissions: 0, timeouts: 0, lost: 0, duplicates: 0, segmentsRefused: 0, buffersDropped: 0, reassemblyBytes: 0, dropped: { malformed: 0, otherConnection: 0, unauthenticated: 0, replayed: 0 },
   };
   readonly rtt = new RttEstimator();
   readonly rate: RateControl;
@@ -220,7 +226,8 @@ export class DataMover extends EventEmitter {
     } as Required<Omit<DataMoverOptions, 'maxRateBps' | 'initialRateBps' | 'initialRttMs'>>;
     this.#now = this.#o.now;
     this.rate = new RateControl({ ...(options.maxRateBps ? { maxRateBps: options.maxRateBps } : {}), ...(options.initialRateBps ? { initialRateBps: options.initialRateBps } : {}), minWindowBytes: 4 * this.#o.segmentSize, initialWindowBytes: INITIAL_WINDOW_DATAGRAMS * (this.#o.segmentSize + DATAGRAM_OVERHEAD) });
-    this.#reassembler = new Reassembler(this.#o.receiveWindowSegments, this.#o.orderedDelivery);
+    // A buffer spans at most this many of the peer's segments (both ends use one segment size).
+    this.#reassembler = new Reassembler(this.#o.receiveWindowSegments, this.#o.orderedDelivery, { maxSegmentsPerBuffer: Math.ceil(DEFAULT_MAX_BUFFER_BYTES / this.#o.segmentSize) });
     const t = this.#now();
     if (options.initialRttMs !== undefined && options.initialRttMs > 0) {
       this.rtt.sample(options.initialRttMs, 0, t);
@@ -377,16 +384,28 @@ export class DataMover extends EventEmitter {
       this.emit('goodbye');
       return;
     }
-    this.#noteReceived(physical, now);
-    if (field.ack) this.#onAck(field.ack, now);
-    if (field.transport.flags & TD_DATA) {
-      const before = this.#reassembler.duplicates;
-      const buffers = this.#reassembler.push({ logical: field.transport.logical, flags: field.transport.flags, bytes: segment });
-      if (this.#reassembler.duplicates > before) this.stats.duplicates++;
-      else {
+    const data = (field.transport.flags & TD_DATA) !== 0;
+    let buffers: Uint8Array[] = [];
+    let refused = false;
+    if (data) {
+      const r = this.#reassembler;
+      const duplicates = r.duplicates;
+      const refusedBefore = r.refused;
+      buffers = r.push({ logical: field.transport.logical, flags: field.transport.flags, bytes: segment });
+      refused = r.refused > refusedBefore;
+      if (r.duplicates > duplicates) this.stats.duplicates++;
+      else if (!refused) {
         this.stats.payloadDelivered += segment.length;
         this.#rateWindowBytes += segment.length;
       }
+      this.stats.segmentsRefused = r.refused;
+      this.stats.buffersDropped = r.malformed + r.oversized;
+      this.stats.reassemblyBytes = r.heldBytes;
+    }
+    // A refused segment is not acknowledged, even by its physical number: the sender counts it lost and sends it again.
+    if (!refused) this.#noteReceived(physical, now);
+    if (field.ack) this.#onAck(field.ack, now);
+    if (data) {
       this.#dataSinceAck++;
       if (!this.#ackDue) {
         this.#ackDue = true;

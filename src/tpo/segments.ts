@@ -7,6 +7,7 @@
  * state machines: no sockets, no timers.
  */
 import { TD_BUFFER_END, TD_BUFFER_START } from '../wire/tpo/data-mover.js';
+import { MAX_DRIVER_BUFFER, ROUTING_HEADER_LENGTH } from '../wire/tpo/driver-buffer.js';
 
 export interface Segment {
   readonly logical: number;
@@ -27,28 +28,64 @@ export function segmentBuffer(buffer: Uint8Array, segmentSize: number, firstLogi
   return out;
 }
 
+/** Limits on what a Reassembler holds for a peer (see the class). */
+export interface ReassemblyLimits {
+  /** Bytes of segments held beyond the cumulative point; default 24 MiB (a full window of MTU-sized segments fits). */
+  readonly maxHeldBytes?: number;
+  /** Largest buffer rebuilt; default a driver buffer's largest (routing header plus 1 MiB). */
+  readonly maxBufferBytes?: number;
+  /** Segments one buffer may span (bounds the search for a complete buffer per segment); default the window. */
+  readonly maxSegmentsPerBuffer?: number;
+}
+
+/** A full receive window (16,384) of 1,500-byte segments. */
+export const DEFAULT_MAX_HELD_BYTES = 24 << 20;
+export const DEFAULT_MAX_BUFFER_BYTES = ROUTING_HEADER_LENGTH + MAX_DRIVER_BUFFER;
+
 /**
  * The receiving half: accepts segments in any order, any number of times,
  * and hands out whole driver buffers in logical order — or, with
  * `ordered: false`, each buffer as soon as all its segments are in, so a
  * buffer waits only for its own lost segments, not for every earlier
  * buffer's (head-of-line blocking across flows; the gateway restores each
- * flow's order from its message sequence numbers). It holds at most
- * `maxBufferedSegments` out-of-order segments (the receive window; the
- * sender must not run further ahead): beyond that a segment is refused
- * (the sender will send it again), so a peer cannot make it grow without
- * bound. The cumulative point and the bitmap of the ack come from here.
+ * flow's order from its message sequence numbers). The cumulative point
+ * and the bitmap of the ack come from here.
+ *
+ * Memory is bounded whatever the peer sends (segments are authenticated,
+ * but a peer may be broken or hostile and lie about starts, ends, lengths
+ * and numbers):
+ * - at most `maxBufferedSegments` segments beyond the cumulative point
+ *   (the receive window) and at most `maxHeldBytes` of their bytes: beyond
+ *   either a segment is refused and counted (it is not acknowledged, so a
+ *   real sender sends it again); the segment at the cumulative point is
+ *   always taken, since it frees what it completes;
+ * - a buffer being rebuilt that grows past `maxBufferBytes` (no driver
+ *   buffer is larger) is dropped and counted (`oversized`), with the rest
+ *   of its segments up to the next start (`malformed`): one that never
+ *   sees its last segment cannot grow without bound;
+ * so a session holds at most maxHeldBytes + maxBufferBytes of segment
+ * bytes, plus per-segment bookkeeping for at most maxBufferedSegments.
  */
 export class Reassembler {
   /** Every logical number below this has been received and passed on. */
   #next = 0;
   readonly #held = new Map<number, Segment>();
-  /** Segments of the buffer being rebuilt, in order (already past #next). */
+  /** Bytes of the segments in #held. */
+  #heldBytes = 0;
+  /** Segments of the buffer being rebuilt, in order (already past #next), and their bytes. */
   #parts: Uint8Array[] = [];
+  #partBytes = 0;
   #inBuffer = false;
   duplicates = 0;
+  /** Segments refused: beyond the window, or over the held-bytes limit. */
   refused = 0;
+  /** Segments that fit no buffer (a middle without a start, a start inside a buffer). */
   malformed = 0;
+  /** Buffers dropped for growing past maxBufferBytes. */
+  oversized = 0;
+  readonly maxHeldBytes: number;
+  readonly maxBufferBytes: number;
+  readonly maxSegmentsPerBuffer: number;
 
   /** Logical numbers held whose buffer was already handed out (ordered: false). */
   readonly #early = new Set<number>();
@@ -56,7 +93,17 @@ export class Reassembler {
   constructor(
     readonly maxBufferedSegments = 16_384,
     readonly ordered = true,
-  ) {}
+    limits: ReassemblyLimits = {},
+  ) {
+    this.maxHeldBytes = limits.maxHeldBytes ?? DEFAULT_MAX_HELD_BYTES;
+    this.maxBufferBytes = limits.maxBufferBytes ?? DEFAULT_MAX_BUFFER_BYTES;
+    this.maxSegmentsPerBuffer = limits.maxSegmentsPerBuffer ?? maxBufferedSegments;
+  }
+
+  /** Bytes held now: segments beyond the cumulative point and the buffer being rebuilt. */
+  get heldBytes(): number {
+    return this.#heldBytes + this.#partBytes;
+  }
 
   /** The cumulative point: all logical numbers below it are received. */
   get cumulative(): number {
@@ -81,15 +128,15 @@ export class Reassembler {
       this.duplicates++;
       return [];
     }
-    if (seg.logical - this.#next >= this.maxBufferedSegments) {
+    if (seg.logical - this.#next >= this.maxBufferedSegments || (seg.logical !== this.#next && this.#heldBytes + seg.bytes.length > this.maxHeldBytes)) {
       this.refused++;
       return [];
     }
-    this.#held.set(seg.logical, seg);
+    this.#hold(seg);
     const done: Uint8Array[] = [];
     if (!this.ordered && seg.logical > this.#next) this.#deliverEarly(seg, done);
     for (let s = this.#held.get(this.#next); s; s = this.#held.get(this.#next)) {
-      this.#held.delete(this.#next);
+      this.#unhold(this.#next, s);
       if (this.#early.delete(this.#next)) {
         // Part of a buffer already handed out whole: only the cumulative point moves.
         this.#next++;
@@ -98,40 +145,73 @@ export class Reassembler {
       this.#next++;
       if (s.flags & TD_BUFFER_START) {
         if (this.#inBuffer) this.malformed++; // a start inside a buffer: the sender broke the format; drop the partial one
-        this.#parts = [];
+        this.#dropPartial();
         this.#inBuffer = true;
       }
       if (!this.#inBuffer) {
         this.malformed++; // a middle segment without a start: nothing to attach it to
         continue;
       }
+      if (this.#partBytes + s.bytes.length > this.maxBufferBytes) {
+        // Larger than any driver buffer: drop it now, and what follows of it up to the next start.
+        this.oversized++;
+        this.#dropPartial();
+        this.#inBuffer = false;
+        continue;
+      }
       this.#parts.push(s.bytes);
+      this.#partBytes += s.bytes.length;
       if (s.flags & TD_BUFFER_END) {
         done.push(this.#parts.length === 1 ? this.#parts[0]! : concat(this.#parts));
-        this.#parts = [];
+        this.#dropPartial();
         this.#inBuffer = false;
       }
     }
     return done;
   }
 
+  #hold(seg: Segment): void {
+    this.#held.set(seg.logical, seg);
+    this.#heldBytes += seg.bytes.length;
+  }
+
+  #unhold(n: number, seg: Segment): void {
+    this.#held.delete(n);
+    this.#heldBytes -= seg.bytes.length;
+  }
+
+  #dropPartial(): void {
+    this.#parts = [];
+    this.#partBytes = 0;
+  }
+
   /** If `seg` completes a buffer beyond the cumulative point (start..end all held), hands it out now. */
   #deliverEarly(seg: Segment, done: Uint8Array[]): void {
+    // Both walks stop after maxSegmentsPerBuffer segments or maxBufferBytes bytes: no real buffer is
+    // longer, and a peer must not make every segment cost a walk over the whole window. A buffer not
+    // found here is still rebuilt by the in-order path once the gap before it fills.
+    let steps = 0;
+    let bytes = 0;
+    let last = seg.logical;
+    for (;;) {
+      const s = this.#held.get(last);
+      if (!s || this.#early.has(last)) return;
+      bytes += s.bytes.length;
+      if (++steps > this.maxSegmentsPerBuffer || bytes > this.maxBufferBytes) return;
+      if (s.flags & TD_BUFFER_END) break;
+      last++;
+    }
     let first = seg.logical;
-    // Back to the buffer's start (bounded: a buffer is at most MAX_DRIVER_BUFFER / segment size segments).
     for (;;) {
       const s = this.#held.get(first);
       if (!s || this.#early.has(first)) return;
       if (s.flags & TD_BUFFER_START) break;
       if (first - 1 < this.#next) return; // the start is at or below the cumulative point: the in-order path takes it
       first--;
-    }
-    let last = seg.logical;
-    for (;;) {
-      const s = this.#held.get(last);
-      if (!s || this.#early.has(last)) return;
-      if (s.flags & TD_BUFFER_END) break;
-      last++;
+      const p = this.#held.get(first);
+      if (!p) return;
+      bytes += p.bytes.length;
+      if (++steps > this.maxSegmentsPerBuffer || bytes > this.maxBufferBytes) return;
     }
     const parts: Uint8Array[] = [];
     for (let n = first; n <= last; n++) {
@@ -146,7 +226,8 @@ export class Reassembler {
       this.#early.add(n);
       // Keep the number (for the bitmap and the cumulative point), drop the bytes.
       const s = this.#held.get(n)!;
-      this.#held.set(n, { logical: n, flags: s.flags, bytes: EMPTY });
+      this.#unhold(n, s);
+      this.#hold({ logical: n, flags: s.flags, bytes: EMPTY });
     }
     done.push(parts.length === 1 ? parts[0]! : concat(parts));
   }
