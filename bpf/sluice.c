@@ -22,6 +22,16 @@
  * the other address family, get a copy sent to the flow's spill socket
  * ("spill"). Everything else that is not ours returns TCX_NEXT untouched.
  *
+ * The program runs before the IP stack, so it must never carry a datagram
+ * the stack would not have delivered to the listen socket, or would have
+ * delivered with other bytes: lengths that disagree with the frame, bad
+ * IPv4 header or UDP checksums, frames for another host, martian or
+ * spoofed sources (the host's rp_filter). It carries only what it has
+ * checked as the stack would; everything else is punted untouched, and the
+ * stack drops it (then no tier counts it) or delivers it to the companion
+ * (trailing bytes, a multipath route the check cannot see, ...). A punt is
+ * never wrong, only slower.
+ *
  * Build: npm run build:bpf (clang -O2 -target bpf); the object is committed.
  */
 #include <linux/bpf.h>
@@ -36,6 +46,9 @@
 #define offsetof(t, m) __builtin_offsetof(t, m)
 #define SEC(name) __attribute__((section(name), used))
 #define INLINE static inline __attribute__((always_inline))
+/* Hides what the compiler knows about a value, so the bounds check the
+ * verifier needs is really made on the register it then uses. */
+#define barrier_var(v) asm volatile("" : "+r"(v))
 
 /* Helpers by number (include/uapi/linux/bpf.h); no libbpf needed. */
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
@@ -49,6 +62,7 @@ static long (*bpf_redirect)(__u32 ifindex, __u64 flags) = (void *)23;
 static long (*bpf_fib_lookup)(void *ctx, struct bpf_fib_lookup *params, int plen, __u32 flags) = (void *)69;
 static __u64 (*bpf_ktime_get_ns)(void) = (void *)5;
 static long (*bpf_tail_call)(void *ctx, void *prog_array, __u32 index) = (void *)12;
+static long (*bpf_csum_level)(struct __sk_buff *skb, __u64 level) = (void *)135;
 
 #define bswap16(x) __builtin_bswap16(x)
 #define htons(x) ((__be16)bswap16(x))
@@ -145,6 +159,11 @@ struct flow_counters {
 	__u64 punt_no_neighbour;
 	__u64 spilled;          /* copies handed to the spill socket */
 	__u64 spill_error;
+	/* Punted because the stack's own checks decide (it drops or trims them). */
+	__u64 punt_length;      /* IP/UDP lengths disagree with each other or the frame */
+	__u64 punt_checksum;    /* IPv4 header or UDP checksum wrong (or unprovable) */
+	__u64 punt_source;      /* martian or reverse-path-failing source, or checks unknown */
+	__u64 punt_other_host;  /* frame for another link-layer address */
 };
 
 struct dest_counters {
@@ -182,6 +201,9 @@ struct pkt {
 	addr_t daddr;
 	__be16 sport;
 	__be16 dport;
+	__be16 check; /* UDP checksum field as received */
+	__u8 tos;     /* IPv4 TOS, for the reverse-path lookup */
+	__u8 pad;
 };
 
 /* The packet's current header fields, as last written. */
@@ -233,6 +255,37 @@ struct map_def local_addrs SEC("maps") = {
 	.value_size = sizeof(__u32),
 	.max_entries = SLUICE_MAX_LOCAL,
 };
+/* Per hooked interface (by ifindex), from /proc/sys/net/ipv4/conf: what
+ * the stack's source checks for datagrams arriving there depend on.
+ * Written and refreshed by user space; an interface without an entry has
+ * its datagrams punted (the stack decides). */
+struct ifcfg {
+	__u8 rp_filter; /* max(conf/all, conf/<dev>): 0 off, 1 strict, 2 loose */
+	__u8 flags;
+	__u16 pad;
+};
+#define IF_HAS_V4 1 /* the interface has an IPv4 address (loose mode falls back to strict without) */
+#define IF_UNSURE 2 /* src_valid_mark, or enslaved (bridge, bond, VRF): the check cannot be mirrored here */
+#define SLUICE_MAX_IFACES 4096
+struct map_def ifcfg SEC("maps") = {
+	.type = BPF_MAP_TYPE_HASH,
+	.key_size = sizeof(__u32),
+	.value_size = sizeof(struct ifcfg),
+	.max_entries = SLUICE_MAX_IFACES,
+	.map_flags = BPF_F_NO_PREALLOC,
+};
+/* Per CPU: room to sum a datagram's UDP checksum a piece at a time
+ * (bpf_csum_diff takes at most 512 bytes). */
+#define CSUM_CHUNK 512
+struct scratch {
+	__u32 w[CSUM_CHUNK / 4];
+};
+struct map_def scratch SEC("maps") = {
+	.type = BPF_MAP_TYPE_PERCPU_ARRAY,
+	.key_size = sizeof(__u32),
+	.value_size = sizeof(struct scratch),
+	.max_entries = 1,
+};
 struct map_def flow_stats SEC("maps") = {
 	.type = BPF_MAP_TYPE_PERCPU_ARRAY,
 	.key_size = sizeof(__u32),
@@ -267,6 +320,10 @@ struct map_def chain SEC("maps") = {
 
 #define PUNT_FRAGMENT 1
 #define PUNT_OPTIONS 2
+#define PUNT_GSO 3
+#define PUNT_LENGTH 4
+#define PUNT_CHECKSUM 5
+#define PUNT_OTHER_HOST 6
 
 INLINE void map_v4(addr_t *dst, __be32 a)
 {
@@ -289,7 +346,23 @@ INLINE int is_local(const addr_t *a)
 	return bpf_map_lookup_elem(&local_addrs, a) != 0;
 }
 
-/* Returns 0 when the packet is IPv4/IPv6 + UDP with its headers in the linear area. */
+/* Ones-complement sum (as bpf_csum_diff returns it) folded to 16 bits. */
+INLINE __u32 fold(__u32 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (sum & 0xffff) + (sum >> 16);
+}
+
+/*
+ * Returns 0 when the packet is IPv4/IPv6 + UDP with its headers in the
+ * linear area (else it is not ours: TCX_NEXT). Sets p->punt when the stack
+ * must decide about it: a fragment, IP options, a GSO packet, lengths that
+ * disagree with each other or with the frame (ip_rcv drops a frame shorter
+ * than its IP length and trims a longer one; udp_rcv drops a UDP length
+ * beyond the IP payload and trims a shorter one: only exact lengths are
+ * carried), a wrong IPv4 header checksum (ip_rcv drops it), or a frame for
+ * another host (ip_rcv drops PACKET_OTHERHOST).
+ */
 INLINE int parse(struct __sk_buff *skb, struct pkt *p)
 {
 	void *data = (void *)(long)skb->data;
@@ -298,6 +371,13 @@ INLINE int parse(struct __sk_buff *skb, struct pkt *p)
 	if ((void *)(eth + 1) > end)
 		return -1;
 	p->l3 = sizeof(*eth);
+	/* The real L3 length: what follows the Ethernet header in the frame. */
+	__u32 real = skb->len - sizeof(*eth);
+	/* At ingress the stack drops frames for other hosts (ip_rcv); at lo
+	 * egress (our only egress hook) eth_type_trans will judge the
+	 * destination against lo's all-zero address. */
+	int other_host = skb->ifindex == LO_IFINDEX ? (eth->h_dest[0] | eth->h_dest[1] | eth->h_dest[2] | eth->h_dest[3] | eth->h_dest[4] | eth->h_dest[5]) != 0
+						    : skb->pkt_type != 0 /* PACKET_HOST */;
 	if (eth->h_proto == htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
 		if ((void *)(ip + 1) > end || ip->version != 4 || ip->ihl < 5)
@@ -313,20 +393,29 @@ INLINE int parse(struct __sk_buff *skb, struct pkt *p)
 			return -1;
 		__u16 tot = bswap16(ip->tot_len);
 		__u16 ulen = bswap16(udp->len);
-		if (frag & 0x2000)
-			p->punt = PUNT_FRAGMENT; /* first fragment: UDP length covers the whole datagram */
-		else if (ulen < sizeof(*udp) || tot < ihl + ulen)
-			return -1;
-		else if (ihl != sizeof(*ip))
-			p->punt = PUNT_OPTIONS;
 		p->v6 = 0;
 		p->l4 = p->l3 + ihl;
 		p->ip_len = tot;
-		p->payload_len = ulen - sizeof(*udp);
+		/* For byte counters only (a punted datagram is counted and uncounted alike). */
+		p->payload_len = ulen > sizeof(*udp) ? ulen - sizeof(*udp) : 0;
+		p->tos = ip->tos;
 		map_v4(&p->saddr, ip->saddr);
 		map_v4(&p->daddr, ip->daddr);
 		p->sport = udp->source;
 		p->dport = udp->dest;
+		p->check = udp->check;
+		if (frag & 0x2000)
+			p->punt = PUNT_FRAGMENT; /* first fragment: UDP length covers the whole datagram */
+		else if (skb->gso_segs > 1)
+			p->punt = PUNT_GSO;
+		else if (ihl != sizeof(*ip))
+			p->punt = PUNT_OPTIONS;
+		else if (tot != real || ulen < sizeof(*udp) || ulen != tot - ihl)
+			p->punt = PUNT_LENGTH;
+		else if (other_host)
+			p->punt = PUNT_OTHER_HOST;
+		else if (fold(bpf_csum_diff(0, 0, (void *)ip, sizeof(*ip), 0)) != 0xffff)
+			p->punt = PUNT_CHECKSUM;
 		return 0;
 	}
 	if (eth->h_proto == htons(ETH_P_IPV6)) {
@@ -341,19 +430,170 @@ INLINE int parse(struct __sk_buff *skb, struct pkt *p)
 			return -1;
 		__u16 plen = bswap16(ip6->payload_len);
 		__u16 ulen = bswap16(udp->len);
-		if (ulen < sizeof(*udp) || plen < ulen)
-			return -1;
 		p->v6 = 1;
 		p->l4 = p->l3 + sizeof(*ip6);
 		p->ip_len = plen + sizeof(*ip6);
-		p->payload_len = ulen - sizeof(*udp);
+		p->payload_len = ulen > sizeof(*udp) ? ulen - sizeof(*udp) : 0;
 		__builtin_memcpy(&p->saddr, &ip6->saddr, 16);
 		__builtin_memcpy(&p->daddr, &ip6->daddr, 16);
 		p->sport = udp->source;
 		p->dport = udp->dest;
+		p->check = udp->check;
+		if (skb->gso_segs > 1)
+			p->punt = PUNT_GSO;
+		/* (A UDP length of 0 is a jumbogram to udpv6_rcv: the stack decides.) */
+		else if ((__u32)plen + sizeof(*ip6) != real || ulen < sizeof(*udp) || ulen != plen)
+			p->punt = PUNT_LENGTH;
+		else if (other_host)
+			p->punt = PUNT_OTHER_HOST;
 		return 0;
 	}
 	return -1;
+}
+
+INLINE int is_loopback6(const addr_t *a)
+{
+	return a->w[0] == 0 && a->w[1] == 0 && a->w[2] == 0 && a->w[3] == __builtin_bswap32(1);
+}
+
+/*
+ * At ingress: would the stack's input checks accept this source? Mirrors
+ * ip_route_input_slow (martian sources and destinations) and
+ * fib_validate_source (rp_filter, local sources) for IPv4, and
+ * ip6_rcv_core for IPv6 (multicast and loopback sources; IPv6 has no
+ * rp_filter: a netfilter rpfilter rule is not seen here, like any
+ * netfilter rule). 1: carry; 0: punt, the stack decides (a punt is only
+ * slower, so what is rare or unsure is punted).
+ */
+INLINE int source_ok(struct __sk_buff *skb, const struct pkt *p)
+{
+	if (p->v6) {
+		if ((p->saddr.w[0] & 0xff) == 0xff || (p->daddr.w[0] & 0xff) == 0xff)
+			return 0; /* multicast source; multicast destination (membership is the stack's business) */
+		if (p->saddr.w[0] == 0 && p->saddr.w[1] == 0 && p->saddr.w[2] == __builtin_bswap32(0x0000ffff))
+			return 0; /* IPv4-mapped source: udpv6 takes it today, TCP refuses it; the stack decides */
+		if (is_loopback6(&p->saddr) || is_loopback6(&p->daddr))
+			return 0; /* ::1 from the network */
+		return 1;
+	}
+	__u8 s0 = p->saddr.w[3] & 0xff; /* first byte of the address */
+	__u8 d0 = p->daddr.w[3] & 0xff;
+	/* 0/8, 127/8 (route_localnet or not, the reverse lookup would be local),
+	 * multicast, class E and broadcast sources; the same destinations. */
+	if (s0 == 0 || s0 == 127 || s0 >= 224 || d0 == 0 || d0 == 127 || d0 >= 224)
+		return 0;
+	__u32 ifindex = skb->ifindex;
+	const struct ifcfg *cfg = bpf_map_lookup_elem(&ifcfg, &ifindex);
+	if (!cfg || (cfg->flags & IF_UNSURE))
+		return 0;
+	/* The reverse lookup fib_validate_source makes: to the source, from
+	 * the destination, as if arriving on lo (its flowi4_iif). Anything but
+	 * a unicast route (a local source, no route, a blackhole) is left to
+	 * the stack, which then applies accept_local and rp_filter itself. */
+	struct bpf_fib_lookup fib;
+	__builtin_memset(&fib, 0, sizeof(fib));
+	fib.family = AF_INET;
+	fib.tos = p->tos;
+	fib.ifindex = LO_IFINDEX;
+	fib.ipv4_src = p->daddr.w[3];
+	fib.ipv4_dst = p->saddr.w[3];
+	if (bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_SKIP_NEIGH) != BPF_FIB_LKUP_RET_SUCCESS)
+		return 0;
+	if (cfg->rp_filter == 0 || fib.ifindex == ifindex)
+		return 1;
+	/* Another interface: strict refuses; loose accepts if this one has an IPv4 address. */
+	return cfg->rp_filter >= 2 && (cfg->flags & IF_HAS_V4);
+}
+
+/*
+ * Is the checksum field untouched by a checksum update that is not for the
+ * pseudo-header? Only on a CHECKSUM_PARTIAL skb (inet_proto_csum_replace_by_diff
+ * leaves the field alone there), which the stack accepts whatever the
+ * payload: a local sender's or a virtio guest's datagram whose checksum is
+ * still to be filled in. The field is put back either way.
+ */
+INLINE int csum_partial_skb(struct __sk_buff *skb, __u32 off, __be16 check)
+{
+	if (bpf_l4_csum_replace(skb, off, 0, 1, 0))
+		return 0;
+	__be16 now = 0;
+	int same = bpf_skb_load_bytes(skb, off, &now, sizeof(now)) == 0 && now == check;
+	if (!same)
+		bpf_skb_store_bytes(skb, off, &check, sizeof(check), 0);
+	return same;
+}
+
+/*
+ * Would the stack accept the UDP checksum? Verified by the device
+ * (CHECKSUM_UNNECESSARY); none in IPv4 (0); still to be filled in
+ * (CHECKSUM_PARTIAL: the field holds the pseudo-header sum); else summed
+ * here over the pseudo-header and the whole datagram. IPv6 requires one
+ * (udpv6 sockets refuse 0 unless UDP_NO_CHECK6_RX, which ours never set).
+ */
+INLINE int udp_csum_ok(struct __sk_buff *skb, const struct pkt *p)
+{
+	if (bpf_csum_level(skb, BPF_CSUM_LEVEL_QUERY) >= 0)
+		return 1;
+	if (p->check == 0)
+		return !p->v6;
+	__u32 zero = 0;
+	struct scratch *sc = bpf_map_lookup_elem(&scratch, &zero);
+	if (!sc)
+		return 0;
+	__u32 len = p->payload_len + sizeof(struct udphdr);
+	if (len > 0xffff)
+		return 0;
+	long rc;
+	if (p->v6) {
+		__builtin_memcpy(&sc->w[0], &p->saddr, 16);
+		__builtin_memcpy(&sc->w[4], &p->daddr, 16);
+		sc->w[8] = __builtin_bswap32(len);
+		sc->w[9] = (__u32)IPPROTO_UDP << 24;
+		rc = bpf_csum_diff(0, 0, sc->w, 40, 0);
+	} else {
+		sc->w[0] = p->saddr.w[3];
+		sc->w[1] = p->daddr.w[3];
+		sc->w[2] = ((__u32)IPPROTO_UDP << 8) | ((__u32)bswap16(len) << 16);
+		rc = bpf_csum_diff(0, 0, sc->w, 12, 0);
+	}
+	if (rc < 0)
+		return 0;
+	__u32 sum = rc;
+	__u32 off = p->l4 + offsetof(struct udphdr, check);
+	if (p->check == fold(sum) && csum_partial_skb(skb, off, p->check))
+		return 1;
+#pragma clang loop unroll(disable)
+	for (__u32 i = 0; i < 65536 / CSUM_CHUNK; i++) {
+		__u32 at = i * CSUM_CHUNK;
+		if (at >= len)
+			break;
+		__u32 n = len - at;
+		if (n >= CSUM_CHUNK) {
+			if (bpf_skb_load_bytes(skb, p->l4 + at, sc->w, CSUM_CHUNK))
+				return 0;
+			rc = bpf_csum_diff(0, 0, sc->w, CSUM_CHUNK, sum);
+		} else {
+			/* The last piece, zero-padded to whole words. The mask after the
+			 * barrier is for the verifier, which needs the bound on this register. */
+			barrier_var(n);
+			n &= CSUM_CHUNK - 1;
+			if (n == 0)
+				break;
+			__u32 w = (n >> 2) & (CSUM_CHUNK / 4 - 1);
+			sc->w[w] = 0;
+			if (bpf_skb_load_bytes(skb, p->l4 + at, sc->w, n))
+				return 0;
+			__u32 size = (n + 3) & (CSUM_CHUNK - 4);
+			barrier_var(size);
+			if (size > CSUM_CHUNK)
+				return 0;
+			rc = bpf_csum_diff(0, 0, sc->w, size, sum);
+		}
+		if (rc < 0)
+			return 0;
+		sum = rc;
+	}
+	return fold(sum) == 0xffff;
 }
 
 /* Whole 188-byte TS packets, each starting with the sync byte. */
@@ -743,13 +983,29 @@ int sluice_tcx(struct __sk_buff *skb)
 	fc->packets_in++;
 	fc->bytes_in += p->payload_len;
 
-	/* What the program cannot carry, the companion socket does. */
-	if (p->punt == PUNT_FRAGMENT)
+	/* What the program cannot carry, the companion socket does; what the
+	 * stack would drop, it drops (then no tier has seen it). */
+	switch (p->punt) {
+	case PUNT_FRAGMENT:
 		return punt(fc, &fc->punt_fragment, p->payload_len);
-	if (p->punt == PUNT_OPTIONS)
+	case PUNT_OPTIONS:
 		return punt(fc, &fc->punt_ip_options, p->payload_len);
-	if (skb->gso_segs > 1)
+	case PUNT_GSO:
 		return punt(fc, &fc->punt_gso, p->payload_len);
+	case PUNT_LENGTH:
+		return punt(fc, &fc->punt_length, p->payload_len);
+	case PUNT_CHECKSUM:
+		return punt(fc, &fc->punt_checksum, p->payload_len);
+	case PUNT_OTHER_HOST:
+		return punt(fc, &fc->punt_other_host, p->payload_len);
+	}
+	/* Source checks of the stack's input routing: datagrams from the
+	 * network only (local ones keep their route and skip them). */
+	if (skb->ifindex != LO_IFINDEX && !source_ok(skb, p))
+		return punt(fc, &fc->punt_source, p->payload_len);
+	/* Before the policy's checks: a datagram the stack would drop is no tier's to count. */
+	if (!udp_csum_ok(skb, p))
+		return punt(fc, &fc->punt_checksum, p->payload_len);
 
 	if (!(f->flags & F_ANY_SOURCE)) {
 		struct allow_key ak = { .prefixlen = 32 + 128, .slot = __builtin_bswap32(slot), .addr = p->saddr };

@@ -287,6 +287,26 @@ export function linkInfo(linkFd: number): LinkInfo {
   return { type: v.getUint32(0, true), id: v.getUint32(4, true), progId: v.getUint32(8, true), ifindex: v.getUint32(16, true), attachType: v.getUint32(20, true) };
 }
 
+export interface MapInfo {
+  readonly type: number;
+  readonly keySize: number;
+  readonly valueSize: number;
+  readonly maxEntries: number;
+  readonly flags: number;
+}
+
+/** BPF_OBJ_GET_INFO_BY_FD for a map (struct bpf_map_info's leading fields). */
+export function mapInfo(mapFd: number, what = 'map'): MapInfo {
+  const info = new NativeRegion(80);
+  const a = newAttr();
+  a.view.setUint32(0, mapFd, true);
+  a.view.setUint32(4, 80, true);
+  a.setPointer(8, info.address);
+  bpf('OBJ_GET_INFO_BY_FD', a, () => what);
+  const v = info.view;
+  return { type: v.getUint32(0, true), keySize: v.getUint32(8, true), valueSize: v.getUint32(12, true), maxEntries: v.getUint32(16, true), flags: v.getUint32(20, true) };
+}
+
 /** BPF_OBJ_PIN: makes `fd`'s object outlive the process at `path` (in bpffs). */
 export function objPin(fd: number, path: string): void {
   const p = cString(path);

@@ -10,7 +10,8 @@ import dgram from 'node:dgram';
 import { Sluice, ClosedError, ConflictError, PolicyValidationError, SyscallError, type TierName } from '../../src/index.js';
 import { openReceiver, openSender, sendSequence, seqDatagram, seqOf, type Receiver } from '../helpers/udp.js';
 import { SyntheticTsStream } from '../../src/media/ts-synth.js';
-import { rootSkipReason, withTopology } from '../helpers/netns.js';
+import { rootSkipReason, withTopology, type NsProcess } from '../helpers/netns.js';
+import { COPIES, OTHER_ROUTE_V4, OTHER_ROUTE_V6, RAW_CASES, RP_CASES, casePayload, caseOf, type RawCase, type RpMode } from '../helpers/raw-cases.js';
 
 export interface ConformanceTarget {
   tier: TierName;
@@ -25,6 +26,22 @@ function seqs(r: Receiver): number[] {
 
 function range(from: number, to: number): number[] {
   return Array.from({ length: to - from }, (_, i) => from + i);
+}
+
+/** Sends one JSON request line to a fixture and resolves with its JSON reply. */
+async function request<T>(proc: NsProcess, req: object, timeoutMs = 60_000): Promise<T> {
+  const next = proc.nextLine({ timeoutMs });
+  proc.writeLine(JSON.stringify(req));
+  const reply = JSON.parse(await next) as T & { event?: string; message?: string };
+  if (reply.event === 'error') throw new Error(`${proc.description}: ${reply.message}`);
+  return reply;
+}
+
+interface RawReport {
+  received: { flow: 'v4' | 'v6'; data: string; address: string; port: number }[];
+  stats: Record<'v4' | 'v6', { packetsIn: number; bytesIn: number; packetsOut: number; bytesOut: number; drops: Record<string, number>; destinations: { packetsOut: number }[] }>;
+  detail: Record<'v4' | 'v6', unknown>;
+  listen: Record<'v4' | 'v6', { address: string; port: number }>;
 }
 
 /** True when `xs` is from..to-1 for some from/to (a contiguous run, no gaps or duplicates). */
@@ -224,6 +241,71 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
           assert.equal(unreach!.lastError, 'EHOSTUNREACH');
           assert.equal(noRoute!.drops.sendError, 500);
           assert.equal(noRoute!.lastError, 'ENETUNREACH');
+        });
+      },
+    );
+
+    test(
+      'raw frames (lying lengths, bad checksums, IP options, fragments, other hosts, martian and spoofed sources) get the stack\'s verdict; copies leave from the listen port',
+      { skip: rootSkipReason(), timeout: 240_000 },
+      async () => {
+        const links = [
+          { a: { ns: 'relay', ifname: 'ra', ipv4: '10.210.1.1/24', ipv6: 'fd00:210::1/64' }, b: { ns: 'peer', ifname: 'pb' } },
+          // A second way out of the relay namespace: a strict reverse-path check refuses, on ra, sources routed through rd.
+          { a: { ns: 'relay', ifname: 'rd' }, b: { ns: 'peer', ifname: 'pd' } },
+        ];
+        await withTopology({ namespaces: ['relay', 'peer'], links }, async (topo) => {
+          await topo.addRoute('relay', [OTHER_ROUTE_V4, 'dev', 'rd']);
+          await topo.addRoute('relay', [OTHER_ROUTE_V6, 'dev', 'rd']);
+          const relay = topo.runNode('relay', 'test/fixtures/raw-relay.ts', [target.tier], { stdin: 'pipe' });
+          const runs: [RpMode, readonly RawCase[]][] = [
+            [1, [...RAW_CASES, ...RP_CASES]],
+            [2, RP_CASES],
+            [0, RP_CASES],
+          ];
+          const problems: string[] = [];
+          for (const [rp, cases] of runs) {
+            const ready = await request<{ v4port: number; v6port: number; mac: string }>(relay, { op: 'start', rp });
+            const inject = topo.runNode('peer', 'test/fixtures/raw-inject.ts', [
+              '--if', 'pb', '--mac', ready.mac, '--v4port', String(ready.v4port), '--v6port', String(ready.v6port), '--cases', cases.map((c) => c.name).join(','),
+            ]);
+            const exit = await inject.waitExit(60_000);
+            assert.equal(exit.code, 0, inject.stderr());
+            const expected = new Map<string, { flow: 'v4' | 'v6'; data: Buffer | undefined }>();
+            for (const c of cases) {
+              for (let i = 0; i < COPIES; i++) expected.set(`${c.name}#${i}`, { flow: c.family === 4 ? 'v4' : 'v6', data: c.delivered(casePayload(c.name, i), rp) });
+            }
+            const want = (f: 'v4' | 'v6') => [...expected.values()].filter((e) => e.flow === f && e.data);
+            const report = await request<RawReport>(relay, { op: 'collect', v4: want('v4').length, v6: want('v6').length });
+            const got = new Map<string, Buffer[]>();
+            for (const r of report.received) {
+              const data = Buffer.from(r.data, 'hex');
+              const key = caseOf(data) ?? `unknown:${r.data.slice(0, 40)}`;
+              got.set(key, [...(got.get(key) ?? []), data]);
+              const listen = report.listen[r.flow];
+              if (r.port !== listen.port || r.address !== listen.address) problems.push(`rp=${rp} ${key}: copy came from ${r.address}:${r.port}, not the listen address ${listen.address}:${listen.port}`);
+            }
+            for (const [key, e] of expected) {
+              const g = got.get(key) ?? [];
+              got.delete(key);
+              if (!e.data && g.length) problems.push(`rp=${rp} ${key}: the stack drops it, but ${g.length} cop${g.length === 1 ? 'y was' : 'ies were'} delivered`);
+              if (e.data && (g.length !== 1 || !g[0]!.equals(e.data))) {
+                problems.push(`rp=${rp} ${key}: the stack delivers ${e.data.length} bytes once, got ${g.length ? g.map((x) => `${x.length} bytes${x.equals(e.data!) ? '' : ' (other bytes)'}`).join(', ') : 'nothing'}`);
+              }
+            }
+            for (const key of got.keys()) problems.push(`rp=${rp}: unexpected datagram ${key}`);
+            for (const f of ['v4', 'v6'] as const) {
+              const w = want(f);
+              const bytes = w.reduce((n, e) => n + e.data!.length, 0);
+              const st = report.stats[f];
+              const seen = { packetsIn: st.packetsIn, bytesIn: st.bytesIn, packetsOut: st.packetsOut, bytesOut: st.bytesOut, dest: st.destinations[0]!.packetsOut, drops: st.drops };
+              const should = { packetsIn: w.length, bytesIn: bytes, packetsOut: w.length, bytesOut: bytes, dest: w.length, drops: { sourceNotAllowed: 0, malformed: 0, tooLarge: 0, sendError: 0, queueFull: 0 } };
+              if (JSON.stringify(seen) !== JSON.stringify(should)) problems.push(`rp=${rp} ${f} counters ${JSON.stringify(seen)}, expected ${JSON.stringify(should)} (detail ${JSON.stringify(report.detail[f])})`);
+            }
+          }
+          relay.writeLine(JSON.stringify({ op: 'exit' }));
+          assert.equal((await relay.waitExit(30_000)).code, 0, relay.stderr());
+          assert.deepEqual(problems, []);
         });
       },
     );

@@ -33,6 +33,9 @@ test('the object declares the maps the TypeScript side writes, with the same siz
   assert.equal(m.dest_stats?.maxEntries, L.MAX_DESTS);
   assert.equal(m.hops?.valueSize, L.HOP_SIZE);
   assert.equal(m.hops?.maxEntries, L.MAX_DESTS);
+  assert.equal(m.ifcfg?.keySize, 4);
+  assert.equal(m.ifcfg?.valueSize, L.IFCFG_SIZE);
+  assert.equal(m.ifcfg?.maxEntries, L.MAX_IFACES);
   assert.equal(m.chain?.type, 3, 'chain is a program array');
   const prog = obj.programs.find((p) => p.section === 'tcx');
   assert.ok(prog && prog.mapRelocations.length > 0);

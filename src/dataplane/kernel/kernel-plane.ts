@@ -25,6 +25,7 @@ import { closeFd, mapCreate, mapDelete, mapKeys, mapLookup, mapUpdate, possibleC
 import { loadFfi } from '../../sys/ffi.js';
 import { errnoName } from '../../sys/errno.js';
 import { openMaps, loadPrograms, readObject, type LoadedMaps } from './program.js';
+import { readInterfaceConfig } from './host-config.js';
 import { attachAll, chooseHooks, detachPinned, ensureBpffs, pinDirFor, prepareLoopback, DEFAULT_PIN_ROOT, type Attachment } from './attach.js';
 import {
   DEST_COUNTERS,
@@ -40,6 +41,8 @@ import {
   CHUNK,
   addr16,
   allowKeys,
+  ifcfgKey,
+  ifcfgValue,
   decodeFlowValue,
   flowKey,
   flowValue,
@@ -116,6 +119,8 @@ export class KernelPlane implements DataPlane {
   readonly #flowSlots: Slots;
   readonly #destSlots: Slots;
   #local = new Set<string>();
+  /** ifcfg entries as last written, by ifindex (hex of the value). */
+  readonly #ifcfg = new Map<number, string>();
   #timer: NodeJS.Timeout | undefined;
   #closed: Promise<void> | undefined;
   /** What starting changed or found, for `sluice doctor` and logs. */
@@ -176,8 +181,8 @@ export class KernelPlane implements DataPlane {
       if (skipped.length) plane.notes.push(`not attached: ${skipped.join(', ')}`);
       if (changed.length) plane.notes.push(`set on lo: ${changed.join(', ')}`);
       if (pinDir) plane.notes.push(`pinned in ${pinDir}${maps.adopted ? ` (adopted ${plane.#adopted.size} flow(s) from a previous run)` : ''}`);
-      plane.#refreshLocal();
-      plane.#timer = setInterval(() => plane.#refreshLocal(), LOCAL_REFRESH_MS);
+      plane.#refreshHost();
+      plane.#timer = setInterval(() => plane.#refreshHost(), LOCAL_REFRESH_MS);
       plane.#timer.unref();
       return plane;
     } catch (err) {
@@ -209,6 +214,32 @@ export class KernelPlane implements DataPlane {
     for (const d of slots) {
       this.#zero('dest_stats', d);
       this.#zero('hops', d);
+    }
+  }
+
+  /**
+   * Keeps what the program mirrors of the host in step with it: this
+   * host's addresses (below) and, per interface it hooks at ingress, the
+   * settings of the stack's source checks (rp_filter and friends). A
+   * change reaches the program within LOCAL_REFRESH_MS.
+   */
+  #refreshHost(): void {
+    this.#refreshLocal();
+    this.#refreshInterfaces();
+  }
+
+  #refreshInterfaces(): void {
+    const fd = this.#fd('ifcfg');
+    for (const a of this.#attachments) {
+      if (a.hook.direction !== 'ingress') continue;
+      const { ifindex, name } = a.hook.iface;
+      const cfg = readInterfaceConfig(name);
+      const hex = cfg ? hexKey(ifcfgValue(cfg)) : '';
+      if (this.#ifcfg.get(ifindex) === hex) continue;
+      // No entry: the program punts that interface's datagrams to the stack.
+      if (cfg) mapUpdate(fd, ifcfgKey(ifindex), ifcfgValue(cfg), 0, 'ifcfg');
+      else mapDelete(fd, ifcfgKey(ifindex), 'ifcfg');
+      this.#ifcfg.set(ifindex, hex);
     }
   }
 
@@ -554,6 +585,7 @@ export async function probeKernelTier(): Promise<TierProbe> {
     ...(skipped.length ? [`not attached: ${skipped.join(', ')}`] : []),
     programNote(insns),
     'sets on lo: net.ipv4.conf.lo.{forwarding,route_localnet,accept_local}=1, net.ipv6.conf.lo.forwarding=1 (route lookups and local delivery from eBPF)',
+    'checks at ingress as the stack does: lengths, checksums, martian sources and rp_filter (per interface, refreshed every 2 s); what fails is left to the stack. Netfilter rules (an IPv6 rpfilter too) do not apply to what it carries: it runs before them',
     backlogNote(),
   ];
   return { tier: 'kernel', available: true, detail: `eBPF on tcx (Linux ${maj}.${min}), with the batched tier as companion`, notes };

@@ -21,6 +21,7 @@ export const MAX_FLOWS = 1024;
 export const MAX_DESTS = 16384;
 export const MAX_ALLOW = 16384;
 export const MAX_LOCAL = 1024;
+export const MAX_IFACES = 4096;
 
 export const FLOW_KEY_SIZE = 20;
 export const SUB_SIZE = 24;
@@ -50,6 +51,11 @@ export const FLOW_COUNTERS = [
   'puntNoNeighbour',
   'spilled',
   'spillError',
+  // Punted for the stack's own checks, which drop or trim such datagrams:
+  'puntLength',
+  'puntChecksum',
+  'puntSource',
+  'puntOtherHost',
 ] as const;
 export type FlowCounterName = (typeof FLOW_COUNTERS)[number];
 export const FLOW_COUNTERS_SIZE = FLOW_COUNTERS.length * 8;
@@ -58,6 +64,35 @@ export const FLOW_COUNTERS_SIZE = FLOW_COUNTERS.length * 8;
 export const DEST_COUNTERS = ['packetsOut', 'bytesOut', 'sendError', 'lastErrno'] as const;
 export type DestCounterName = (typeof DEST_COUNTERS)[number];
 export const DEST_COUNTERS_SIZE = DEST_COUNTERS.length * 8;
+
+/** struct ifcfg: per hooked interface, what the stack's source checks depend on. */
+export const IFCFG_SIZE = 4;
+export const IF_FLAG = {
+  /** The interface has an IPv4 address (loose rp_filter needs one to accept a source routed elsewhere). */
+  hasV4: 1,
+  /** src_valid_mark, or enslaved to a bridge, bond or VRF: the program leaves source checks to the stack. */
+  unsure: 2,
+} as const;
+
+export interface InterfaceConfig {
+  /** Effective rp_filter: max(conf/all, conf/<dev>); 0 off, 1 strict, 2 loose. */
+  readonly rpFilter: number;
+  readonly hasV4: boolean;
+  readonly unsure: boolean;
+}
+
+export function ifcfgKey(ifindex: number): Uint8Array {
+  const k = new Uint8Array(4);
+  new DataView(k.buffer).setUint32(0, ifindex, true);
+  return k;
+}
+
+export function ifcfgValue(c: InterfaceConfig): Uint8Array {
+  const v = new Uint8Array(IFCFG_SIZE);
+  v[0] = Math.min(2, Math.max(0, c.rpFilter));
+  v[1] = (c.hasV4 ? IF_FLAG.hasV4 : 0) | (c.unsure ? IF_FLAG.unsure : 0);
+  return v;
+}
 
 /** 16-byte form of an address: IPv6 as is, IPv4 as ::ffff:a.b.c.d. */
 export function addr16(address: string): Uint8Array {

@@ -8,7 +8,7 @@ import { readFileSync, existsSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { parseBpfElf, relocateMaps, type ElfMapDef, type ElfObject } from './elf.js';
-import { BPF_PROG_TYPE_SCHED_CLS, BPF_TCX_EGRESS, BPF_TCX_INGRESS, closeFd, mapCreate, mapUpdate, objGet, objPin, progLoad } from '../../sys/bpf.js';
+import { BPF_PROG_TYPE_SCHED_CLS, BPF_TCX_EGRESS, BPF_TCX_INGRESS, closeFd, mapCreate, mapInfo, mapUpdate, objGet, objPin, progLoad } from '../../sys/bpf.js';
 import { SluiceError } from '../../errors.js';
 
 /** bpf/sluice.o, found from src/ (tsx) and dist/ alike: both sit one level below the package root. */
@@ -50,6 +50,16 @@ export function openMaps(pinDir: string | undefined): LoadedMaps {
       const existing = path && existsSync(path) ? objGet(path) : undefined;
       if (existing !== undefined) {
         fds.set(m.name, existing);
+        const got = mapInfo(existing, path);
+        const want = { type: m.type, keySize: m.keySize, valueSize: m.valueSize, maxEntries: m.maxEntries, flags: m.flags };
+        const diff = (Object.keys(want) as (keyof typeof want)[]).filter((k) => got[k] !== want[k]);
+        if (diff.length) {
+          // Reading it with this build's sizes would misread it (or overrun our buffers).
+          throw new SluiceError(
+            'SLUICE_ERR_ENGINE',
+            `pinned map ${path} was made by another build of Sluice (${diff.map((k) => `${k} ${got[k]}, this build ${want[k]}`).join('; ')}): run \`sluice detach\` to remove the old pinned state`,
+          );
+        }
         adopted = true;
         continue;
       }
