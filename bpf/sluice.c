@@ -882,9 +882,13 @@ INLINE int run_stage(struct __sk_buff *skb, struct state *st, const struct flow_
 		st->orig_mark = skb->mark;
 		skb->mark = SLUICE_MARK;
 		if (f->flags & F_SPILL) {
-			/* Same addresses, spill port, up through lo to the user-space copy. */
+			/* Up through lo to the spill socket (bound like the listen
+			 * socket, on another port; it takes only copies with our mark),
+			 * from the local address the datagram was sent to: a strict
+			 * rp_filter on lo would refuse the original sender, routed
+			 * elsewhere (the checks that need the sender are done). */
 			__u32 zmac[3] = {};
-			rewrite(skb, &st->p, &st->c, zmac, &st->p.saddr, &st->p.daddr, ports_of(st->p.sport, f->spill_port), v6);
+			rewrite(skb, &st->p, &st->c, zmac, &st->p.daddr, &st->p.daddr, ports_of(st->p.sport, f->spill_port), v6);
 			if (bpf_clone_redirect(skb, LO_IFINDEX, BPF_F_INGRESS) < 0)
 				fc->spill_error++;
 			else

@@ -16,12 +16,14 @@ import {
   SOCK_NONBLOCK,
   SOCKADDR_SPACE,
   SOL_SOCKET,
+  SO_ATTACH_FILTER,
   SO_RCVBUF,
   SO_RCVBUFFORCE,
   SO_SNDBUF,
   SO_SNDBUFFORCE,
 } from './constants.js';
 import { readSockaddr, writeSockaddr } from './sockaddr.js';
+import { NativeRegion } from './memory.js';
 
 export class RawUdpSocket {
   readonly family: 4 | 6;
@@ -76,6 +78,34 @@ export class RawUdpSocket {
     const len = new Uint32Array([4]);
     if (c.getsockopt(this.fd, level, name, v, len) < 0) throw syscallError(op, c.errno());
     return v[0]!;
+  }
+
+  /**
+   * Lets in only datagrams whose skb->mark is `mark` (a classic BPF socket
+   * filter: load the mark, compare, keep or drop). Only a privileged
+   * process (CAP_NET_ADMIN: SO_MARK, or an eBPF program) can mark packets,
+   * so a socket that must hear from one program only cannot be fed by
+   * anyone else. Call before bind, so nothing unfiltered is ever queued.
+   */
+  acceptOnlyMark(mark: number): void {
+    const insns = [
+      [0x20, 0, 0, 0xfffff000 + 20], // ld [SKF_AD_OFF + SKF_AD_MARK]
+      [0x15, 0, 1, mark >>> 0], // jeq #mark, keep, drop
+      [0x06, 0, 0, 0xffffffff], // keep: ret #-1 (the whole datagram)
+      [0x06, 0, 0, 0], // drop: ret #0
+    ] as const;
+    const prog = new NativeRegion(insns.length * 8);
+    insns.forEach(([code, jt, jf, k], i) => {
+      prog.view.setUint16(i * 8, code, true);
+      prog.view.setUint8(i * 8 + 2, jt);
+      prog.view.setUint8(i * 8 + 3, jf);
+      prog.view.setUint32(i * 8 + 4, k, true);
+    });
+    const fprog = new NativeRegion(16);
+    fprog.view.setUint16(0, insns.length, true);
+    fprog.setPointer(8, prog.address);
+    const c = libc();
+    if (c.setsockopt(this.fd, SOL_SOCKET, SO_ATTACH_FILTER, fprog.bytes.subarray(0, 16), 16) < 0) throw syscallError('setsockopt(SO_ATTACH_FILTER)', c.errno());
   }
 
   /**

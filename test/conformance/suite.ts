@@ -105,6 +105,28 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       await flow.remove();
     });
 
+    test('on a dual-stack listen, copies to IPv4 and IPv6 subscribers leave from the listen port, whatever the sender\'s family', async () => {
+      const v4 = await receiver('127.0.0.1');
+      const v6 = await receiver('::1');
+      const src6 = await sender('::1');
+      const src4 = await sender('127.0.0.1');
+      const flow = await s.apply({ type: 'replicate', listen: 'udp://[::]:0', to: [v4.url, v6.url], allow: 'any' });
+      await sendSequence(src6, { port: flow.listen.port, address: '::1' }, 100);
+      await sendSequence(src4, { port: flow.listen.port, address: '127.0.0.1' }, 100);
+      for (const r of [v4, v6]) {
+        await r.waitFor(200);
+        await r.settle();
+        assert.equal(r.received.length, 200);
+        const from = [...new Set(r.received.map((x) => `${x.address} ${x.port}`))];
+        assert.deepEqual(from, [`${r === v4 ? '127.0.0.1' : '::1'} ${flow.listen.port}`], `copies to ${r.url} came from ${from.join(', ')}`);
+      }
+      const st = flow.stats();
+      assert.equal(st.packetsIn, 200);
+      assert.equal(st.packetsOut, 400);
+      assert.deepEqual(st.destinations.map((d) => d.packetsOut), [200, 200]);
+      await flow.remove();
+    });
+
     test('replicate sends every datagram to every subscriber', async () => {
       const subs = await Promise.all(range(0, 5).map(() => receiver()));
       const src = await sender();

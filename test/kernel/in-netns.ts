@@ -87,6 +87,9 @@ test(`beyond ${MAX_SUBS} subscribers the rest are spilled to the batched tier; e
     await r.waitFor(150, 60_000);
     assert.deepEqual(seqs(r), range(150));
   }
+  // Spilled copies too leave from the listen port (the spill flow sends through the listen socket).
+  const spilledPorts = new Set([...subs.slice(MAX_SUBS)].flatMap((r) => r.received.map((x) => x.port)));
+  assert.deepEqual([...spilledPorts], [flow.listen.port]);
   const d = flow.detail() as KernelFlowDetail;
   assert.equal(d.inKernel.length, MAX_SUBS);
   assert.deepEqual(d.spilled, [...subs.slice(MAX_SUBS).map((r) => r.url), v6.url]);

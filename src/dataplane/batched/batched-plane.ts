@@ -16,7 +16,7 @@ import { Waker } from '../../sys/poller.js';
 import { probeBatchedIo } from '../../sys/probe.js';
 import { txtimeNote } from '../../sys/txtime.js';
 import { D, F, destinationSnapshot, flowDrops, newDestinationCounters, newFlowCounters } from './shared-counters.js';
-import type { DestinationBinding, EngineOptions, ErrorInfo, Reply, Request, WorkerData } from './protocol.js';
+import type { DestinationBinding, EngineOptions, ErrorInfo, FlowOptions, Reply, Request, WorkerData } from './protocol.js';
 
 const DEFAULT_SOCKET_BUFFER = 4 * 1024 * 1024;
 export const DEFAULT_HOLD_MS = 1;
@@ -93,11 +93,12 @@ export class BatchedPlane implements DataPlane {
     return plane;
   }
 
-  async addFlow(id: string, plan: FlowPlan): Promise<{ listen: Endpoint }> {
+  /** `options` are for the kernel tier's spill flow (see FlowOptions). */
+  async addFlow(id: string, plan: FlowPlan, options?: FlowOptions): Promise<{ listen: Endpoint }> {
     if (this.#flows.has(id)) throw new InvalidArgumentError(`flow id '${id}' is already in use`);
     const counters = newFlowCounters();
     const destinations = new Map(plan.destinations.map((ep) => [endpointKey(ep), { endpoint: ep, counters: newDestinationCounters() }]));
-    const reply = await this.#request({ op: 'add', id: 0, flow: id, plan, counters, destinations: bindings(destinations) });
+    const reply = await this.#request({ op: 'add', id: 0, flow: id, plan, counters, destinations: bindings(destinations), ...(options ? { options } : {}) });
     const listen = reply.listen!;
     this.#flows.set(id, { plan, listen, counters, destinations });
     this.#ref();

@@ -52,6 +52,8 @@ export class EngineFlow {
   /** Keeps the sockaddr memory alive while messages may point into it. */
   #names: NativeRegion | undefined;
   #gro = false;
+  /** The flow whose sockets send this one's copies (itself, unless opened with `via`). */
+  readonly #sender: EngineFlow;
 
   // Held datagrams: positions in the receive pool, and the slots they use.
   readonly #packets: PacketList;
@@ -61,8 +63,9 @@ export class EngineFlow {
   /** performance.now() when the oldest held datagram arrived. */
   heldSince = 0;
 
-  private constructor(name: string, plan: FlowPlan, socket: RawUdpSocket, listen: Endpoint, counters: Float64Array, options: EngineOptions) {
+  private constructor(name: string, plan: FlowPlan, socket: RawUdpSocket, listen: Endpoint, counters: Float64Array, options: EngineOptions, via: EngineFlow | undefined) {
     this.name = name;
+    this.#sender = via ?? this;
     this.#plan = plan;
     this.socket = socket;
     this.listen = listen;
@@ -77,15 +80,28 @@ export class EngineFlow {
     this.#slots = new Int32Array(2 * options.batch);
   }
 
-  /** Opens and binds the listen socket; throws SyscallError and leaves nothing open. */
-  static open(name: string, plan: FlowPlan, counters: Float64Array, bindings: readonly DestinationBinding[], options: EngineOptions): EngineFlow {
+  /**
+   * Opens and binds the listen socket; throws SyscallError and leaves
+   * nothing open. With `via`, copies are sent through that flow's sockets
+   * (which must outlive this flow), so they leave from its listen port;
+   * with `onlyMark`, only datagrams with that skb mark are received.
+   */
+  static open(
+    name: string,
+    plan: FlowPlan,
+    counters: Float64Array,
+    bindings: readonly DestinationBinding[],
+    options: EngineOptions,
+    extra: { via?: EngineFlow; onlyMark?: number } = {},
+  ): EngineFlow {
     const socket = RawUdpSocket.open(plan.listen.family);
     try {
       socket.setBuffers(options.socketBufferBytes);
+      if (extra.onlyMark !== undefined) socket.acceptOnlyMark(extra.onlyMark);
       socket.bind(plan.listen);
       const bound = socket.localEndpoint();
       const listen: Endpoint = { ...plan.listen, port: bound.port };
-      const flow = new EngineFlow(name, plan, socket, listen, counters, options);
+      const flow = new EngineFlow(name, plan, socket, listen, counters, options, extra.via);
       if (options.gro) {
         try {
           socket.setInt(SOL_UDP, UDP_GRO, 1);
@@ -242,12 +258,13 @@ export class EngineFlow {
   #setDestinations(bindings: readonly DestinationBinding[]): void {
     const names = new NativeRegion(Math.max(1, bindings.length) * SOCKADDR_SPACE);
     const bySocket = new Map<RawUdpSocket, Destination[]>();
+    const sender = this.#sender;
     bindings.forEach((b, i) => {
       const ep = b.endpoint;
-      let socket = this.socket;
-      let family: 4 | 6 = this.listen.family;
-      if (ep.family !== this.listen.family && !(ep.family === 4 && isWildcard(this.listen))) {
-        socket = this.#auxSocket(ep.family);
+      let socket = sender.socket;
+      let family: 4 | 6 = sender.listen.family;
+      if (ep.family !== sender.listen.family && !(ep.family === 4 && isWildcard(sender.listen))) {
+        socket = sender.#auxSocket(ep.family);
         family = ep.family;
       }
       const nameLength = writeSockaddr(names.bytes, i * SOCKADDR_SPACE, family, ep.address, ep.port);

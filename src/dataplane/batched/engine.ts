@@ -134,7 +134,8 @@ export class BatchedEngine {
     switch (req.op) {
       case 'add': {
         if (this.#flows.has(req.flow)) throw new Error(`flow '${req.flow}' exists in the engine`);
-        const flow = EngineFlow.open(req.flow, req.plan, req.counters, req.destinations, this.#options);
+        const via = req.options?.sendVia === undefined ? undefined : this.#need(req.options.sendVia);
+        const flow = EngineFlow.open(req.flow, req.plan, req.counters, req.destinations, this.#options, { ...(via ? { via } : {}), ...(req.options?.onlyMark === undefined ? {} : { onlyMark: req.options.onlyMark }) });
         this.#flows.set(req.flow, flow);
         this.#rebuildPollSet();
         this.#post({ kind: 'reply', id: req.id, listen: flow.listen });

@@ -29,8 +29,16 @@ export interface DestinationBinding {
   readonly counters: Float64Array;
 }
 
+/** How a flow differs from a plain relay (the kernel tier's spill flow uses both). */
+export interface FlowOptions {
+  /** Send the copies through that flow's sockets: they leave from its listen port. */
+  readonly sendVia?: string;
+  /** Receive only datagrams carrying this skb mark (the kernel tier's program marks its copies). */
+  readonly onlyMark?: number;
+}
+
 export type Request =
-  | { readonly op: 'add'; readonly id: number; readonly flow: string; readonly plan: FlowPlan; readonly counters: Float64Array; readonly destinations: readonly DestinationBinding[] }
+  | { readonly op: 'add'; readonly id: number; readonly flow: string; readonly plan: FlowPlan; readonly counters: Float64Array; readonly destinations: readonly DestinationBinding[]; readonly options?: FlowOptions }
   | { readonly op: 'update'; readonly id: number; readonly flow: string; readonly plan: FlowPlan; readonly destinations: readonly DestinationBinding[] }
   | { readonly op: 'remove'; readonly id: number; readonly flow: string }
   | { readonly op: 'close'; readonly id: number };

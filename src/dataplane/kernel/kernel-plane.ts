@@ -39,6 +39,7 @@ import {
   MAX_FLOWS,
   MAX_SUBS,
   CHUNK,
+  SLUICE_MARK,
   addr16,
   allowKeys,
   ifcfgKey,
@@ -370,9 +371,23 @@ export class KernelPlane implements DataPlane {
     }
   }
 
+  /**
+   * The spill flow: a companion flow that serves the spilled subscribers.
+   * It receives the program's spill copy on a socket bound like the listen
+   * socket on another port, which takes only datagrams the program marked
+   * (SLUICE_MARK), so nobody else can feed it. The program has applied the
+   * allow list and the size and payload checks, and sends the copy from
+   * the local address the datagram was sent to (a strict rp_filter on lo
+   * would refuse the original sender), hence `any` source here. It sends
+   * through the main companion's sockets, so its copies leave from the
+   * listen port like every other copy, on every tier.
+   */
+  #spillPlan(plan: FlowPlan, listen: Endpoint, port: number, destinations: readonly Endpoint[]): FlowPlan {
+    return { ...plan, name: `${plan.name} (spill)`, listen: { ...listen, port }, sources: { any: true }, destinations };
+  }
+
   async #startSpill(id: string, f: KernelFlow): Promise<number> {
-    const spillPlan: FlowPlan = { ...f.plan, name: `${f.plan.name} (spill)`, listen: { ...f.listen, port: 0 }, destinations: f.spill };
-    const r = await this.#companion.addFlow(`${id}${SPILL_SUFFIX}`, spillPlan);
+    const r = await this.#companion.addFlow(`${id}${SPILL_SUFFIX}`, this.#spillPlan(f.plan, f.listen, 0, f.spill), { sendVia: id, onlyMark: SLUICE_MARK });
     return r.listen.port;
   }
 
@@ -382,8 +397,7 @@ export class KernelPlane implements DataPlane {
     const { subs, spill, fresh } = this.#assign(plan, f.listen, f.subs, f.spill);
     this.#zeroDests(fresh);
     await this.#companion.updateFlow(id, plan);
-    const spillPlan: FlowPlan = { ...plan, name: `${plan.name} (spill)`, listen: { ...f.listen, port: f.spillPort }, destinations: spill };
-    if (f.spillPort) await this.#companion.updateFlow(`${id}${SPILL_SUFFIX}`, spillPlan);
+    if (f.spillPort) await this.#companion.updateFlow(`${id}${SPILL_SUFFIX}`, this.#spillPlan(plan, f.listen, f.spillPort, spill));
     const removed = f.subs.filter((s) => !subs.some((x) => x.destSlot === s.destSlot));
     f.plan = plan;
     f.subs = subs;
@@ -401,8 +415,9 @@ export class KernelPlane implements DataPlane {
     // The kernel stops first; the companion carries stragglers until it goes.
     mapDelete(this.#fd('flows'), f.key, 'flows');
     const kernel = this.#kernelCounters(f);
-    const main = await this.#companion.removeFlow(id);
+    // The spill flow sends through the main flow's sockets: it goes first.
     const spill = f.spillPort ? await this.#companion.removeFlow(`${id}${SPILL_SUFFIX}`) : undefined;
+    const main = await this.#companion.removeFlow(id);
     for (const k of f.allow) mapDelete(this.#fd('allow'), k, 'allow');
     for (const s of f.subs) this.#destSlots.give(s.destSlot);
     this.#flowSlots.give(f.slot);

@@ -22,6 +22,8 @@ export const MAX_DESTS = 16384;
 export const MAX_ALLOW = 16384;
 export const MAX_LOCAL = 1024;
 export const MAX_IFACES = 4096;
+/** skb->mark of the program's copies (SLUICE_MARK): the spill socket takes only these. */
+export const SLUICE_MARK = 0x51ce0001;
 
 export const FLOW_KEY_SIZE = 20;
 export const SUB_SIZE = 24;
