@@ -18,6 +18,7 @@ import { runDemo } from './demo.js';
 import { runSendAggregate, runWrite } from './send.js';
 import { existsSync } from 'node:fs';
 import { DEFAULT_PIN_ROOT, detachPinned, pinDirFor } from '../dataplane/kernel/attach.js';
+import { releasePinned } from '../dataplane/kernel/lo-settings.js';
 
 const collect = (value: string, prev: string[]) => [...prev, value];
 const tierOption = () => new Option('--tier <tier>', 'tier to run on').choices(['auto', ...TIER_NAMES]).default('auto');
@@ -160,12 +161,15 @@ export function buildProgram(exit: (code: number) => void): Command {
 
   program
     .command('detach')
-    .description('kernel tier: remove everything sluice pinned in this network namespace (programs, links, maps)')
+    .description("kernel tier: remove everything sluice pinned in this network namespace (programs, links, maps), and restore lo's settings if no kernel-tier process needs them")
     .option('--pin-dir <dir>', 'bpffs directory given to --pin', DEFAULT_PIN_ROOT)
     .action(async (o) => {
       const dir = pinDirFor(o.pinDir);
       const removed = existsSync(dir) ? detachPinned(dir) : [];
       process.stdout.write(removed.length ? `detached: removed ${removed.length} pinned object(s) from ${dir}\n` : `nothing pinned in ${dir}\n`);
+      // lo's settings go back once no kernel-tier process and no pinned state needs them (also after a crash).
+      const restored = releasePinned(dir);
+      if (restored.length) process.stdout.write(`restored on lo: ${restored.join(', ')}\n`);
       exit(EXIT.OK);
     });
 

@@ -17,6 +17,7 @@ import { runTestFileInNamespace } from '../helpers/in-namespace.js';
 import { probeKernelTier } from '../../src/dataplane/kernel/kernel-plane.js';
 import { CHUNK, MAX_SUBS, SLUICE_MARK } from '../../src/dataplane/kernel/layout.js';
 import { RawUdpSocket } from '../../src/sys/udp-socket.js';
+import { CLI } from '../helpers/cli.js';
 import { NativeRegion } from '../../src/sys/memory.js';
 import { writeSockaddr } from '../../src/sys/sockaddr.js';
 import { libc } from '../../src/sys/ffi.js';
@@ -132,6 +133,77 @@ test('the spill socket takes only datagrams the program marked: nobody else can 
   } finally {
     rx.close();
     for (const tx of senders) tx.close();
+  }
+});
+
+test("lo's settings go back when the kernel tier stops; kept while another process or pinned state needs them; a crash is undone by the next run or by sluice detach", { skip, timeout: 240_000 }, async () => {
+  const bpffs = mkdtempSync(join(tmpdir(), 'sluice-bpffs-'));
+  execFileSync('mount', ['-t', 'bpf', 'bpf', bpffs]);
+  try {
+    await withTopology({ namespaces: ['k'] }, async (topo) => {
+      const settings = ['ipv4/conf/lo/forwarding', 'ipv4/conf/lo/route_localnet', 'ipv4/conf/lo/accept_local', 'ipv6/conf/lo/forwarding'];
+      const values = async () => (await topo.exec('k', 'cat', settings.map((x) => `/proc/sys/net/${x}`))).trim().split('\n');
+      // As a host might have them: one already on (Sluice must not touch it), the others off.
+      await topo.exec('k', 'sysctl', ['-qw', 'net.ipv4.conf.lo.forwarding=0', 'net.ipv4.conf.lo.route_localnet=0', 'net.ipv4.conf.lo.accept_local=1', 'net.ipv6.conf.lo.forwarding=0']);
+      const before = await values();
+      assert.deepEqual(before, ['0', '0', '1', '0']);
+      const on = ['1', '1', '1', '1'];
+      let port = 5100;
+      const start = async (extra: string[] = []) => {
+        const p = topo.runNode('k', RELAY, ['--listen', `udp://127.0.0.1:${port++}`, '--to', 'udp://127.0.0.1:7999', '--allow', '127.0.0.1', ...extra]);
+        await p.waitForLine(/"event":"ready"/, { timeoutMs: 60_000, stream: 'stdout' });
+        return p;
+      };
+      const stop = async (p: NsProcess) => {
+        p.signal('SIGTERM');
+        const exit = await p.waitExit(30_000);
+        assert.equal(exit.code, 0, `${JSON.stringify(exit)}\n${p.stdout()}\n${p.stderr()}`);
+      };
+      const detach = async (pinDir?: string) => {
+        const d = topo.runNode('k', CLI, ['detach', ...(pinDir ? ['--pin-dir', pinDir] : [])]);
+        assert.equal((await d.waitExit(30_000)).code, 0, d.stderr());
+        return d.stdout();
+      };
+
+      // One process: set while it runs, back when it stops.
+      const a = await start();
+      assert.deepEqual(await values(), on);
+      await stop(a);
+      assert.deepEqual(await values(), before, 'one process');
+
+      // Two processes: the first to stop leaves them for the other.
+      const b = await start();
+      const c = await start();
+      await stop(b);
+      assert.deepEqual(await values(), on, 'another process still needs them');
+      await stop(c);
+      assert.deepEqual(await values(), before, 'two processes');
+
+      // A crash leaves them; the next run that stops with nobody left restores them.
+      const d = await start();
+      d.signal('SIGKILL');
+      await d.waitExit(30_000);
+      assert.deepEqual(await values(), on);
+      await stop(await start());
+      assert.deepEqual(await values(), before, 'crash, then a later run');
+
+      // ... or `sluice detach` does.
+      const e = await start();
+      e.signal('SIGKILL');
+      await e.waitExit(30_000);
+      assert.match(await detach(), /restored on lo: net\.ipv4\.conf\.lo\.forwarding=0, net\.ipv4\.conf\.lo\.route_localnet=0, net\.ipv6\.conf\.lo\.forwarding=0/);
+      assert.deepEqual(await values(), before, 'crash, then sluice detach');
+
+      // Pinned flows forward with no process: the settings stay until `sluice detach` removes them.
+      const f = await start(['--pin', bpffs, '--keep']);
+      await stop(f);
+      assert.deepEqual(await values(), on, 'pinned flows still forward');
+      await detach(bpffs);
+      assert.deepEqual(await values(), before, 'pinned, then sluice detach');
+    });
+  } finally {
+    execFileSync('umount', [bpffs]);
+    rmSync(bpffs, { recursive: true, force: true });
   }
 });
 

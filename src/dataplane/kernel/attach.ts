@@ -11,7 +11,7 @@
  * later process adopts them: it swaps its freshly loaded program into the
  * pinned links with BPF_LINK_UPDATE, so forwarding never stops.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { BPF_TCX_EGRESS, BPF_TCX_INGRESS, closeFd, linkDetach, linkInfo, linkUpdate, objGet, objPin, tcxLinkCreate } from '../../sys/bpf.js';
 import { libc } from '../../sys/ffi.js';
@@ -162,31 +162,4 @@ export function detachPinned(dir: string): string[] {
   }
   rmdirSync(dir);
   return removed;
-}
-
-/**
- * Host settings the program relies on, on lo only (lo carries nothing but
- * this host's own traffic): route lookups with bpf_fib_lookup are made "as
- * arriving on lo", which needs forwarding enabled there; copies for local
- * subscribers are injected at lo ingress, which needs 127/8 and local source
- * addresses accepted there. Returns what was changed, for `sluice doctor`.
- */
-export function prepareLoopback(): string[] {
-  const settings: [string, string][] = [
-    ['/proc/sys/net/ipv4/conf/lo/forwarding', '1'],
-    ['/proc/sys/net/ipv4/conf/lo/route_localnet', '1'],
-    ['/proc/sys/net/ipv4/conf/lo/accept_local', '1'],
-    ['/proc/sys/net/ipv6/conf/lo/forwarding', '1'],
-  ];
-  const changed: string[] = [];
-  for (const [path, value] of settings) {
-    try {
-      if (readFileSync(path, 'utf8').trim() === value) continue;
-      writeFileSync(path, value);
-      changed.push(`${path.replace('/proc/sys/', '').replaceAll('/', '.')}=${value}`);
-    } catch {
-      // IPv6 disabled, or read-only /proc/sys: the affected copies count as send errors.
-    }
-  }
-  return changed;
 }

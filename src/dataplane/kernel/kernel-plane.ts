@@ -26,7 +26,8 @@ import { loadFfi } from '../../sys/ffi.js';
 import { errnoName } from '../../sys/errno.js';
 import { openMaps, loadPrograms, readObject, type LoadedMaps } from './program.js';
 import { readInterfaceConfig } from './host-config.js';
-import { attachAll, chooseHooks, detachPinned, ensureBpffs, pinDirFor, prepareLoopback, DEFAULT_PIN_ROOT, type Attachment } from './attach.js';
+import { attachAll, chooseHooks, detachPinned, ensureBpffs, pinDirFor, DEFAULT_PIN_ROOT, type Attachment } from './attach.js';
+import { LoopbackLease } from './lo-settings.js';
 import {
   DEST_COUNTERS,
   DEST_COUNTERS_SIZE,
@@ -124,11 +125,14 @@ export class KernelPlane implements DataPlane {
   readonly #ifcfg = new Map<number, string>();
   #timer: NodeJS.Timeout | undefined;
   #closed: Promise<void> | undefined;
+  /** lo's settings, held from start to close (restored when nobody needs them). */
+  readonly #lo: LoopbackLease;
   /** What starting changed or found, for `sluice doctor` and logs. */
   readonly notes: string[] = [];
 
-  private constructor(companion: BatchedPlane, maps: LoadedMaps, attachments: Attachment[], pinDir: string | undefined) {
+  private constructor(companion: BatchedPlane, maps: LoadedMaps, attachments: Attachment[], pinDir: string | undefined, lo: LoopbackLease) {
     this.#companion = companion;
+    this.#lo = lo;
     this.#maps = maps;
     this.#attachments = attachments;
     this.#pinDir = pinDir;
@@ -173,19 +177,27 @@ export class KernelPlane implements DataPlane {
         closeFd(progs.ingress);
         closeFd(progs.egress);
       }
-      const plane = new KernelPlane(companion, maps, attachments, pinDir);
-      const changed = prepareLoopback();
-      plane.notes.push(
-        `attached: ${attachments.map((a) => `${a.hook.iface.name} ${a.hook.direction}${a.adopted ? ' (adopted)' : ''}`).join(', ')}`,
-        programNote(progs.insns),
-      );
-      if (skipped.length) plane.notes.push(`not attached: ${skipped.join(', ')}`);
-      if (changed.length) plane.notes.push(`set on lo: ${changed.join(', ')}`);
-      if (pinDir) plane.notes.push(`pinned in ${pinDir}${maps.adopted ? ` (adopted ${plane.#adopted.size} flow(s) from a previous run)` : ''}`);
-      plane.#refreshHost();
-      plane.#timer = setInterval(() => plane.#refreshHost(), LOCAL_REFRESH_MS);
-      plane.#timer.unref();
-      return plane;
+      const lo = LoopbackLease.acquire();
+      try {
+        const plane = new KernelPlane(companion, maps, attachments, pinDir, lo);
+        plane.notes.push(
+          ...lo.notes,
+          `attached: ${attachments.map((a) => `${a.hook.iface.name} ${a.hook.direction}${a.adopted ? ' (adopted)' : ''}`).join(', ')}`,
+          programNote(progs.insns),
+        );
+        if (skipped.length) plane.notes.push(`not attached: ${skipped.join(', ')}`);
+        if (lo.changed.length) plane.notes.push(`set on lo: ${lo.changed.join(', ')}`);
+        if (pinDir) plane.notes.push(`pinned in ${pinDir}${maps.adopted ? ` (adopted ${plane.#adopted.size} flow(s) from a previous run)` : ''}`);
+        plane.#refreshHost();
+        plane.#timer = setInterval(() => plane.#refreshHost(), LOCAL_REFRESH_MS);
+        plane.#timer.unref();
+        return plane;
+      } catch (err) {
+        // Unpinned links detach when closed; pinned ones stay (and keep needing lo's settings).
+        for (const a of attachments) closeFd(a.linkFd);
+        lo.release(pinDir && existsSync(pinDir) ? pinDir : undefined);
+        throw err;
+      }
     } catch (err) {
       if (maps) for (const fd of maps.fds.values()) closeFd(fd);
       await companion.close();
@@ -527,6 +539,9 @@ export class KernelPlane implements DataPlane {
       for (const fd of this.#maps.fds.values()) closeFd(fd);
       // Pinned but nothing left to forward: leave no trace.
       if (this.#pinDir && flowsEmpty && existsSync(this.#pinDir)) detachPinned(this.#pinDir);
+      // Pinned state that stays forwarding still needs lo's settings; otherwise they go back if nobody else needs them.
+      const restored = this.#lo.release(this.#pinDir && existsSync(this.#pinDir) ? this.#pinDir : undefined);
+      if (restored.length) this.notes.push(`restored on lo: ${restored.join(', ')}`);
     })();
     return this.#closed;
   }
@@ -599,7 +614,7 @@ export async function probeKernelTier(): Promise<TierProbe> {
     `tcx hooks: ${hooks.map((h) => `${h.iface.name} ${h.direction}`).join(', ')}`,
     ...(skipped.length ? [`not attached: ${skipped.join(', ')}`] : []),
     programNote(insns),
-    'sets on lo: net.ipv4.conf.lo.{forwarding,route_localnet,accept_local}=1, net.ipv6.conf.lo.forwarding=1 (route lookups and local delivery from eBPF)',
+    'sets on lo: net.ipv4.conf.lo.{forwarding,route_localnet,accept_local}=1, net.ipv6.conf.lo.forwarding=1 (route lookups and local delivery from eBPF); restored when no kernel-tier process and no pinned state needs them any more',
     'checks at ingress as the stack does: lengths, checksums, martian sources and rp_filter (per interface, refreshed every 2 s); what fails is left to the stack. Netfilter rules (an IPv6 rpfilter too) do not apply to what it carries: it runs before them',
     backlogNote(),
   ];
