@@ -36,6 +36,20 @@ test('the eBPF program, not the companion socket, carries the copies', async () 
   await src.close();
 });
 
+test('IPv6 loopback copies are carried by the program too (lo frames pass its link-layer and checksum checks)', async () => {
+  const subs = await Promise.all(range(2).map(() => openReceiver('::1')));
+  const src = await openSender('::1');
+  const flow = await s.apply({ type: 'replicate', listen: 'udp://[::1]:0', to: subs.map((r) => r.url), allow: '::1/128' });
+  await sendSequence(src, flow.listen, 300, { size: 1316 });
+  for (const r of subs) await r.waitFor(300);
+  const d = flow.detail() as KernelFlowDetail;
+  assert.equal(d.counters.packetsOut, 600);
+  assert.equal(d.counters.toStackPackets, 0, JSON.stringify(d.counters));
+  await flow.remove();
+  for (const r of subs) await r.close();
+  await src.close();
+});
+
 test(`a list longer than one program run (${2 * CHUNK + 2} subscribers) is carried by the program, and changing it mid-stream loses nothing for the others`, async () => {
   const n = 2 * CHUNK + 2; // three runs per packet
   const subs = await Promise.all(range(n).map(() => openReceiver()));
