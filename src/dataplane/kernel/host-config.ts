@@ -24,14 +24,18 @@ function sysctl(path: string): number | undefined {
   }
 }
 
+/** Names of the interfaces that have an IPv4 address (read once per refresh, not per interface). */
+export function interfacesWithIpv4(): Set<string> {
+  return new Set(Object.entries(networkInterfaces()).flatMap(([name, list]) => ((list ?? []).some((a) => a.family === 'IPv4') ? [name] : [])));
+}
+
 /** `undefined` when the interface's IPv4 settings cannot be read (then its datagrams go to the stack). */
-export function readInterfaceConfig(name: string): InterfaceConfig | undefined {
+export function readInterfaceConfig(name: string, withIpv4: ReadonlySet<string>): InterfaceConfig | undefined {
   const conf = (dev: string, key: string) => sysctl(`/proc/sys/net/ipv4/conf/${dev}/${key}`);
   const allRp = conf('all', 'rp_filter');
   const devRp = conf(name, 'rp_filter');
   if (allRp === undefined || devRp === undefined) return undefined;
   const mark = (conf('all', 'src_valid_mark') ?? 1) !== 0 || (conf(name, 'src_valid_mark') ?? 1) !== 0;
   const enslaved = existsSync(`/sys/class/net/${name}/master`);
-  const hasV4 = (networkInterfaces()[name] ?? []).some((a) => a.family === 'IPv4');
-  return { rpFilter: Math.max(allRp, devRp), hasV4, unsure: mark || enslaved };
+  return { rpFilter: Math.max(allRp, devRp), hasV4: withIpv4.has(name), unsure: mark || enslaved };
 }

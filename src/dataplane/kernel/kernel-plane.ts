@@ -25,7 +25,7 @@ import { closeFd, mapCreate, mapDelete, mapKeys, mapLookup, mapUpdate, possibleC
 import { loadFfi } from '../../sys/ffi.js';
 import { errnoName } from '../../sys/errno.js';
 import { openMaps, loadPrograms, readObject, type LoadedMaps } from './program.js';
-import { readInterfaceConfig } from './host-config.js';
+import { interfacesWithIpv4, readInterfaceConfig } from './host-config.js';
 import { attachAll, chooseHooks, detachPinned, ensureBpffs, pinDirFor, DEFAULT_PIN_ROOT, type Attachment } from './attach.js';
 import { LoopbackLease } from './lo-settings.js';
 import {
@@ -189,7 +189,17 @@ export class KernelPlane implements DataPlane {
         if (lo.changed.length) plane.notes.push(`set on lo: ${lo.changed.join(', ')}`);
         if (pinDir) plane.notes.push(`pinned in ${pinDir}${maps.adopted ? ` (adopted ${plane.#adopted.size} flow(s) from a previous run)` : ''}`);
         plane.#refreshHost();
-        plane.#timer = setInterval(() => plane.#refreshHost(), LOCAL_REFRESH_MS);
+        let lastError = '';
+        plane.#timer = setInterval(() => {
+          try {
+            plane.#refreshHost();
+          } catch (err) {
+            // A timer must not crash the process; the program keeps the previous values meanwhile.
+            const msg = `host refresh failed: ${(err as Error).message}`;
+            if (msg !== lastError) plane.notes.push(msg);
+            lastError = msg;
+          }
+        }, LOCAL_REFRESH_MS);
         plane.#timer.unref();
         return plane;
       } catch (err) {
@@ -243,10 +253,11 @@ export class KernelPlane implements DataPlane {
 
   #refreshInterfaces(): void {
     const fd = this.#fd('ifcfg');
+    const withIpv4 = interfacesWithIpv4();
     for (const a of this.#attachments) {
       if (a.hook.direction !== 'ingress') continue;
       const { ifindex, name } = a.hook.iface;
-      const cfg = readInterfaceConfig(name);
+      const cfg = readInterfaceConfig(name, withIpv4);
       const hex = cfg ? hexKey(ifcfgValue(cfg)) : '';
       if (this.#ifcfg.get(ifindex) === hex) continue;
       // No entry: the program punts that interface's datagrams to the stack.
