@@ -370,6 +370,11 @@ INLINE int parse(struct __sk_buff *skb, struct pkt *p)
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > end)
 		return -1;
+	/* A VLAN-tagged frame (the tag is in skb metadata by now) belongs to
+	 * the VLAN's device, whose own hook sees it; without one the stack
+	 * drops it as PACKET_OTHERHOST. Not ours here either way. */
+	if (skb->vlan_present)
+		return -1;
 	p->l3 = sizeof(*eth);
 	/* The real L3 length: what follows the Ethernet header in the frame. */
 	__u32 real = skb->len - sizeof(*eth);

@@ -32,6 +32,8 @@ export interface UdpFrameSpec {
    */
   readonly udpChecksum?: 'valid' | 'zero' | 'bad' | 'seed' | number;
   readonly badAt?: number;
+  /** An 802.1Q tag with this VLAN id after the MAC addresses. */
+  readonly vlan?: number;
 }
 
 /** 16-bit ones-complement sum of `parts` (big-endian words), not complemented. */
@@ -98,10 +100,15 @@ export function udpDatagram(spec: UdpFrameSpec): Buffer {
 }
 
 function ethernet(spec: UdpFrameSpec, type: number): Buffer {
-  const eth = Buffer.alloc(14);
+  const tag = spec.vlan === undefined ? 0 : 4;
+  const eth = Buffer.alloc(14 + tag);
   spec.dstMac.copy(eth, 0);
   spec.srcMac.copy(eth, 6);
-  eth.writeUInt16BE(type, 12);
+  if (tag) {
+    eth.writeUInt16BE(0x8100, 12);
+    eth.writeUInt16BE(spec.vlan! & 0xfff, 14);
+  }
+  eth.writeUInt16BE(type, 12 + tag);
   return eth;
 }
 

@@ -140,6 +140,8 @@ export const RAW_CASES: readonly RawCase[] = [
       },
       // A frame for another link-layer address: ip_rcv / ipv6_rcv drop PACKET_OTHERHOST.
       one(`${v}-other-host`, f, { dstMac: other }, drop),
+      // Tagged for a VLAN this host has no device for: the stack marks it PACKET_OTHERHOST too.
+      one(`${v}-vlan-unknown`, f, { vlan: 99 }, drop),
     ];
   }),
   one('v4-bad-ip-csum', 4, { badIpChecksum: true }, drop),
