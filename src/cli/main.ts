@@ -3,10 +3,10 @@
  * the same policy schema as the library, and maps failures to documented
  * exit codes (see EXIT in output.ts).
  */
-import { readFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError as CliArgError, Option } from 'commander';
-import { parseConfigText } from '../policy/config.js';
+import { MAX_CONFIG_BYTES, parseConfigText } from '../policy/config.js';
+import { readInputText } from './input.js';
 import { parseFlowPolicy } from '../policy/validate.js';
 import { TIER_NAMES, type FlowPolicy, type TierChoice } from '../policy/schema.js';
 import { probeTiers } from '../dataplane/select.js';
@@ -34,13 +34,7 @@ const positiveInt = (v: string) => {
 };
 
 async function loadConfig(path: string) {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    throw new PolicyValidationError([{ path: '', message: `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}` }], 'invalid config');
-  }
-  return parseConfigText(text, path);
+  return parseConfigText(readInputText(path, MAX_CONFIG_BYTES, 'invalid config'), path);
 }
 
 /** Builds the program; `exit` receives the exit code of the command that ran. */

@@ -13,7 +13,10 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Sluice, type AggregateInput } from '../control/sluice.js';
 import { PolicyValidationError } from '../errors.js';
-import type { TierChoice } from '../policy/schema.js';
+import { MAX_BATCH_BYTES, type TierChoice } from '../policy/schema.js';
+import { parseAggregateForSend } from '../policy/validate.js';
+import { nestingProblem } from '../policy/config.js';
+import { readInputText } from './input.js';
 import { EXIT, emitJson, table } from './output.js';
 import type { AggregateResult, WriteResult } from '../sender/results.js';
 import type { SchedulerStats, StreamScheduler, StreamStats } from '../sender/stream-scheduler.js';
@@ -28,6 +31,9 @@ export async function aggregateFromJson(text: string, baseDir: string): Promise<
   } catch (err) {
     throw new PolicyValidationError([{ path: '', message: `not JSON: ${(err as Error).message}` }], 'invalid aggregate');
   }
+  // JSON.parse does not recurse, but everything after it (the schema) does.
+  const deep = nestingProblem(doc);
+  if (deep) throw new PolicyValidationError([{ path: '', message: deep }], 'invalid aggregate');
   if (typeof doc !== 'object' || doc === null || !Array.isArray((doc as { messages?: unknown }).messages)) {
     throw new PolicyValidationError([{ path: 'messages', message: 'expected an array of messages' }], 'invalid aggregate');
   }
@@ -78,14 +84,24 @@ async function sendTier(choice: TierChoice): Promise<TierChoice> {
   return batched?.available ? 'batched' : 'portable';
 }
 
+/**
+ * Largest aggregate JSON file, bytes: room for the 64 MiB an aggregate may
+ * carry written as hex (twice its size), and the messages around it.
+ */
+export const MAX_AGGREGATE_JSON_BYTES = 2 * MAX_BATCH_BYTES + 32 * 1024 * 1024;
+
 export async function runSendAggregate(opts: { file: string; tier: TierChoice; json: boolean }): Promise<number> {
-  let text: string;
+  const what = `invalid aggregate ${opts.file}`;
+  const text = readInputText(opts.file, MAX_AGGREGATE_JSON_BYTES, what);
+  let aggregate: AggregateInput;
   try {
-    text = await readFile(opts.file, 'utf8');
+    aggregate = await aggregateFromJson(text, dirname(resolve(opts.file)));
+    // Validated here too, so that errors name the file and come before any socket opens.
+    parseAggregateForSend(aggregate);
   } catch (err) {
-    throw new PolicyValidationError([{ path: '', message: `cannot read ${opts.file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}` }], 'invalid aggregate');
+    if (err instanceof PolicyValidationError) throw new PolicyValidationError(err.issues, what);
+    throw err;
   }
-  const aggregate = await aggregateFromJson(text, dirname(resolve(opts.file)));
   const sluice = await Sluice.open({ tier: await sendTier(opts.tier) });
   let r: AggregateResult;
   try {

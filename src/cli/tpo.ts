@@ -3,8 +3,8 @@
  * `sluice status` prints a running gateway's peers, flows and counters
  * from its control socket (issue #7).
  */
-import { readFileSync } from 'node:fs';
-import { parseTpoConfigText, TpoConfigError, type TpoConfig } from '../tpo/config.js';
+import { MAX_TPO_CONFIG_BYTES, parseTpoConfigText, TpoConfigError, type TpoConfig } from '../tpo/config.js';
+import { readInputText } from './input.js';
 import { Gateway, type GatewayStatus } from '../tpo/gateway/gateway.js';
 import { ExplicitInterception, type Interception } from '../tpo/gateway/explicit.js';
 import { DEFAULT_MARK, TransparentInterception } from '../tpo/gateway/transparent.js';
@@ -21,12 +21,7 @@ export interface TpoRunOptions {
 }
 
 export function loadTpoConfig(path: string): TpoConfig {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new PolicyValidationError([{ path, message: `cannot read: ${(err as Error).message}` }], `cannot read TPO config ${path}`);
-  }
+  const text = readInputText(path, MAX_TPO_CONFIG_BYTES, 'invalid TPO config');
   try {
     return parseTpoConfigText(text, path);
   } catch (err) {

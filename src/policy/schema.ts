@@ -24,7 +24,7 @@ export type TierChoice = TierName | 'auto';
 const endpointInput = z.union([
   z.string(),
   z.strictObject({ host: z.string(), port: z.number().int() }),
-]);
+], { error: (iss) => (iss.input === undefined ? undefined : "expected 'udp://HOST:PORT' or { host, port }") });
 
 /**
  * Parsed endpoint strings, per port-zero rule. An aggregate names the same

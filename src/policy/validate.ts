@@ -36,23 +36,61 @@ export function formatPath(path: readonly PropertyKey[], base = ''): string {
   return out;
 }
 
-function toIssues(error: z.ZodError, base: string): PolicyIssue[] {
-  return error.issues.map((iss) => {
-    if (iss.code === 'unrecognized_keys') {
-      const keys = iss.keys.map((k) => `'${k}'`).join(', ');
-      return { path: formatPath(iss.path, base), message: `unknown field${iss.keys.length > 1 ? 's' : ''} ${keys}` };
-    }
-    if (iss.code === 'invalid_type' && iss.input === undefined) {
-      return { path: formatPath(iss.path, base), message: `required (expected ${iss.expected})` };
-    }
-    return { path: formatPath(iss.path, base), message: iss.message };
-  });
+/** The value at `path` in `input`, if the path leads anywhere. */
+function valueAt(input: unknown, path: readonly PropertyKey[]): { found: boolean; value?: unknown } {
+  let v: unknown = input;
+  for (const key of path) {
+    if (typeof v !== 'object' || v === null || !Object.prototype.hasOwnProperty.call(v, key)) return { found: false };
+    v = (v as Record<PropertyKey, unknown>)[key];
+  }
+  return { found: true, value: v };
+}
+
+function describeValue(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'string') return `a string ('${v.length > 20 ? `${v.slice(0, 20)}…` : v}')`;
+  if (typeof v === 'object') return 'a mapping';
+  return `${typeof v} ${String(v)}`;
+}
+
+/**
+ * One zod issue as a user should read it. The value is looked up in the
+ * input (zod does not report it): a missing field is "required", a number
+ * that is not finite (YAML `.inf`, or `1e400` which parses as Infinity)
+ * "must be a finite number", a fraction where an integer belongs "must be
+ * an integer".
+ */
+export function describeIssue(iss: z.core.$ZodIssue, input: unknown, base = ''): PolicyIssue {
+  const path = formatPath(iss.path, base);
+  if (iss.code === 'unrecognized_keys') {
+    const keys = iss.keys.map((k) => `'${k}'`).join(', ');
+    return { path, message: `unknown field${iss.keys.length > 1 ? 's' : ''} ${keys}` };
+  }
+  if (iss.code === 'invalid_union' && iss.message === 'Invalid input') {
+    // A union without a message of its own: say what was found.
+    const at = valueAt(input, iss.path);
+    return { path, message: !at.found || at.value === undefined ? 'required' : `not valid here: ${describeValue(at.value)}` };
+  }
+  if (iss.code === 'invalid_type') {
+    const at = valueAt(input, iss.path);
+    if (!at.found || at.value === undefined) return { path, message: `required (expected ${iss.expected})` };
+    const v = at.value;
+    if (typeof v === 'number' && !Number.isFinite(v)) return { path, message: `must be a finite number (got ${String(v)})` };
+    if (typeof v === 'number' && iss.expected === 'int') return { path, message: `must be an integer (got ${v})` };
+    return { path, message: `expected ${iss.expected}, got ${describeValue(v)}` };
+  }
+  return { path, message: iss.message };
+}
+
+function toIssues(error: z.ZodError, input: unknown, base: string): PolicyIssue[] {
+  return error.issues.map((iss) => describeIssue(iss, input, base));
 }
 
 function parseWith<S extends z.ZodType>(schema: S, input: unknown, what: string, base: string): z.output<S> {
   const r = schema.safeParse(input);
   if (r.success) return r.data;
-  throw new PolicyValidationError(toIssues(r.error, base), what);
+  throw new PolicyValidationError(toIssues(r.error, input, base), what);
 }
 
 /** Validates any policy (redirect, replicate, aggregate, segment). */

@@ -20,11 +20,15 @@
  *   control: /run/sluice/tpo-site-a.sock
  */
 import { readFileSync } from 'node:fs';
-import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { parseEndpoint, type Endpoint } from '../policy/endpoint.js';
+import { parseYamlDocument } from '../policy/config.js';
+import { describeIssue } from '../policy/validate.js';
 import { parseSourceRule, type SourceRule } from '../policy/source-filter.js';
 import { compileFlowTable, flowEntrySchema, FlowTableError, type FlowEntry } from './flow-table.js';
+
+/** Largest TPO config file, bytes. */
+export const MAX_TPO_CONFIG_BYTES = 1024 * 1024;
 
 export class TpoConfigError extends Error {
   override name = 'TpoConfigError';
@@ -125,7 +129,15 @@ export interface TpoConfig {
 /** Validates a parsed document (object). `readKey` reads key files (tests inject one). */
 export function parseTpoConfig(value: unknown, source = 'config', readKey: (path: string) => Buffer = (p) => readFileSync(p)): TpoConfig {
   const parsed = schema.safeParse(value);
-  if (!parsed.success) throw new TpoConfigError(parsed.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`), source);
+  if (!parsed.success) {
+    throw new TpoConfigError(
+      parsed.error.issues.map((iss) => {
+        const { path, message } = describeIssue(iss, value);
+        return `${path || '(top)'}: ${message}`;
+      }),
+      source,
+    );
+  }
   const c = parsed.data;
   const issues: string[] = [];
   const ep = (text: string, where: string, allowPortZero = false): Endpoint | undefined => {
@@ -221,9 +233,12 @@ export function parseTpoConfig(value: unknown, source = 'config', readKey: (path
   };
 }
 
-/** Parses YAML (or JSON) text. */
+/**
+ * Parses YAML (or JSON) text: malformed YAML, duplicate keys, deep
+ * nesting and alias bombs are refused with their line (parseYamlDocument).
+ */
 export function parseTpoConfigText(text: string, source = 'config', readKey?: (path: string) => Buffer): TpoConfig {
-  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
-  if (doc.errors.length) throw new TpoConfigError(doc.errors.map((e) => `line ${e.linePos?.[0]?.line ?? '?'}: ${e.message.split('\n')[0]}`), source);
-  return parseTpoConfig(doc.toJS(), source, readKey);
+  const doc = parseYamlDocument(text);
+  if (!doc.ok) throw new TpoConfigError(doc.problems.map((p) => (p.line !== undefined ? `line ${p.line}: ${p.message}` : p.message)), source);
+  return parseTpoConfig(doc.value, source, readKey);
 }

@@ -194,6 +194,53 @@ describe('config files', () => {
     );
     rejects(() => parseConfigText('- 1\n- 2'), '', /mapping/);
   });
+
+  const flowLine = (extra: string) => `flows:\n  - {type: redirect, listen: "udp://127.0.0.1:5000", to: "udp://127.0.0.1:6000", allow: any${extra}}\n`;
+
+  test('hostile YAML: an alias bomb, deep nesting and many aliases are refused with the file and line, never thrown raw', () => {
+    const bomb = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
+    for (const [i, c] of [...'bcdefghi'].entries()) bomb.push(`${c}: &${c} [${Array(9).fill(`*${'abcdefghi'[i]}`).join(',')}]`);
+    bomb.push('flows: *i');
+    rejects(() => parseConfigText(bomb.join('\n'), 'bomb.yaml'), '', /^bomb\.yaml: aliases expand too far/);
+    // Deep enough to overflow the stack of a recursive parser, and deep enough only for one that nests.
+    rejects(() => parseConfigText(`flows: ${'['.repeat(20_000)}${']'.repeat(20_000)}`, 'deep.yaml'), '', /^deep\.yaml(:1)?: nested deeper than 32 levels/);
+    rejects(() => parseConfigText(`flows: ${'['.repeat(100)}${']'.repeat(100)}`, 'deep.yaml'), '', /^deep\.yaml:1: nested deeper than 32 levels/);
+    const block = Array.from({ length: 40 }, (_, i) => `${'  '.repeat(i)}- `).join('\n');
+    rejects(() => parseConfigText(`flows:\n${block}1`, 'block.yaml'), '', /^block\.yaml:\d+: nested deeper than 32 levels/);
+    // Anchored nesting stacked through aliases: each level is shallow, the result is not.
+    const stacked = ['l0: &l0 [[[[[[[[[[1]]]]]]]]]]'];
+    for (let i = 1; i < 6; i++) stacked.push(`l${i}: &l${i} [[[[[[[[[[*l${i - 1}]]]]]]]]]]`);
+    rejects(() => parseConfigText(stacked.join('\n'), 'stack.yaml'), '', /^stack\.yaml: nested deeper than 32 levels/);
+    const many = ['x: &x 1', ...Array.from({ length: 101 }, (_, i) => `k${i}: *x`)].join('\n');
+    rejects(() => parseConfigText(many, 'many.yaml'), '', /^many\.yaml:\d+: more than 100 aliases/);
+    rejects(() => parseConfigText('1: a\n"1": b\n', 'keys.yaml'), '', /^keys\.yaml:2: Map keys must be unique/);
+    rejects(() => parseConfigText('? [a]\n: 1\n', 'keys.yaml'), '', /^keys\.yaml:1: a key must be a plain value/);
+  });
+
+  test('numbers that are not finite are named as such, not as missing', () => {
+    for (const v of ['1e400', '.inf', '-.inf', '.nan']) {
+      rejects(() => parseConfigText(flowLine(`, maxQueuedPackets: ${v}`), 'n.yaml'), 'flows[0].maxQueuedPackets', /must be a finite number/);
+    }
+    rejects(() => parseConfigText(flowLine(', maxDatagramSize: 1.5'), 'n.yaml'), 'flows[0].maxDatagramSize', /must be an integer \(got 1\.5\)/);
+    rejects(() => parseConfigText(flowLine(', maxDatagramSize: "big"'), 'n.yaml'), 'flows[0].maxDatagramSize', /expected number, got a string/);
+    rejects(() => parseConfigText('flows:\n  - {type: redirect, listen: "udp://127.0.0.1:5000", allow: any}\n', 'n.yaml'), 'flows[0].to', /required/);
+    rejects(() => parsePolicy({ ...base, maxQueuedPackets: Infinity }), 'maxQueuedPackets', /must be a finite number \(got Infinity\)/);
+    rejects(() => parsePolicy({ ...base, maxQueuedPackets: NaN }), 'maxQueuedPackets', /must be a finite number \(got NaN\)/);
+  });
+
+  test('property: arbitrary text never throws anything but a PolicyValidationError', () => {
+    const yamlish = fc.stringMatching(/^[\[\]{}&*:,\- \nab01!'"#|>?]{0,200}$/);
+    fc.assert(
+      fc.property(fc.oneof(fc.string(), yamlish), (text) => {
+        try {
+          parseConfigText(text, 'f.yaml');
+        } catch (e) {
+          assert.ok(e instanceof PolicyValidationError, String(e));
+          assert.match(e.message, /f\.yaml/);
+        }
+      }),
+    );
+  });
 });
 
 describe('aggregate and segment model', () => {

@@ -102,3 +102,25 @@ test('route table: an entry naming peers wins; else longest prefix; one peer is 
   assert.equal(routes.choose(entry(), '192.0.2.1').ok, false);
   assert.deepEqual(new RouteTable([], ['only']).choose(entry(), '192.0.2.1'), { ok: true, peers: ['only'] });
 });
+
+test('hostile TPO config text: alias bombs, deep nesting and numbers that are not finite are refused naming the field, never thrown raw', () => {
+  const refused = (text: string): string => {
+    try {
+      parseTpoConfigText(text, 'hostile.yaml', () => Buffer.from('cd'.repeat(32)));
+    } catch (err) {
+      assert.ok(err instanceof TpoConfigError, String(err));
+      assert.match(err.message, /hostile\.yaml/);
+      return err.issues.join('\n');
+    }
+    assert.fail('expected the config to be refused');
+  };
+  const bomb = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
+  for (const [i, c] of [...'bcdefghi'].entries()) bomb.push(`${c}: &${c} [${Array(9).fill(`*${'abcdefghi'[i]}`).join(',')}]`);
+  bomb.push('name: *i');
+  assert.match(refused(bomb.join('\n')), /aliases expand too far/);
+  assert.match(refused(`name: ${'['.repeat(20_000)}${']'.repeat(20_000)}`), /nested deeper than 32 levels/);
+  const peer = `peers:\n  - { name: b, address: "192.0.2.2:7400", key: ${KEY}, keyId: 1 }\n`;
+  assert.match(refused(`listen: 127.0.0.1:7400\n${peer}limits: { maxFlows: 1e400 }\n`), /limits\.maxFlows: must be a finite number \(got Infinity\)/);
+  assert.match(refused(`listen: 127.0.0.1:7400\n${peer}deliver: { connectTimeoutMs: .nan }\n`), /deliver\.connectTimeoutMs: must be a finite number \(got NaN\)/);
+  assert.match(refused(`listen: 127.0.0.1:7400\n${peer}limits: { udpIdleMs: 1500.5 }\n`), /limits\.udpIdleMs: must be an integer/);
+});
