@@ -7,6 +7,7 @@ import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError as CliArgError, Option } from 'commander';
 import { MAX_CONFIG_BYTES, parseConfigText } from '../policy/config.js';
 import { readInputText } from './input.js';
+import { localHostAddresses } from '../control/host-addresses.js';
 import { parseFlowPolicy } from '../policy/validate.js';
 import { TIER_NAMES, type FlowPolicy, type TierChoice } from '../policy/schema.js';
 import { probeTiers } from '../dataplane/select.js';
@@ -33,8 +34,13 @@ const positiveInt = (v: string) => {
   return n;
 };
 
+/**
+ * Reads and validates a config file: every check `run` makes before it
+ * binds anything, across flows and against this host's addresses (relay
+ * loops), so `validate` passes exactly the files `run` accepts.
+ */
 async function loadConfig(path: string) {
-  return parseConfigText(readInputText(path, MAX_CONFIG_BYTES, 'invalid config'), path);
+  return parseConfigText(readInputText(path, MAX_CONFIG_BYTES, 'invalid config'), path, localHostAddresses());
 }
 
 /** Builds the program; `exit` receives the exit code of the command that ran. */

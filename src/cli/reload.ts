@@ -10,6 +10,8 @@ import type { Flow } from '../control/flow.js';
 import type { FlowPolicy } from '../policy/schema.js';
 import { parseFlowPolicy } from '../policy/validate.js';
 import { endpointKey } from '../policy/endpoint.js';
+import { sinksFirst } from '../policy/flow-set.js';
+import { localHostAddresses } from '../control/host-addresses.js';
 import { PolicyValidationError } from '../errors.js';
 
 export interface ReloadSummary {
@@ -44,17 +46,27 @@ export async function applyReload(sluice: Sluice, wanted: readonly FlowPolicy[])
     summary.removed.push(f.name);
     await f.remove();
   }
-  for (const [i, { policy, flow }] of plan.entries()) {
+  // Each flow after the flows it will feed: with a loop-free file, no step
+  // on the way closes a relay loop that the running flows would refuse.
+  const order = sinksFirst(
+    specs.map((spec, i) => ({ name: plan[i]!.flow?.name ?? spec.name ?? `flows[${i}]`, where: '', spec })),
+    localHostAddresses(),
+  );
+  const done: { i: number; kind: 'updated' | 'replaced' | 'added'; name: string }[] = [];
+  for (const i of order) {
+    const { policy, flow } = plan[i]!;
     const spec = specs[i]!;
     if (flow && flow.type === spec.type && endpointKey(flow.spec.listen) === endpointKey(spec.listen)) {
       await flow.replace({ ...policy, name: flow.name } as FlowPolicy);
-      summary.updated.push(flow.name);
+      done.push({ i, kind: 'updated', name: flow.name });
     } else if (flow) {
       await flow.remove();
-      summary.replaced.push((await sluice.apply(policy)).name);
+      done.push({ i, kind: 'replaced', name: (await sluice.apply(policy)).name });
     } else {
-      summary.added.push((await sluice.apply(policy)).name);
+      done.push({ i, kind: 'added', name: (await sluice.apply(policy)).name });
     }
   }
+  // Reported in the file's order.
+  for (const d of done.sort((a, b) => a.i - b.i)) summary[d.kind].push(d.name);
   return summary;
 }

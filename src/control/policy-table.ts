@@ -6,7 +6,9 @@
  */
 import type { DataPlane } from '../dataplane/types.js';
 import { compileFlow, type FlowPlan } from '../policy/compile.js';
-import { endpointKey, formatEndpoint, isWildcard, type Endpoint } from '../policy/endpoint.js';
+import { endpointKey, type Endpoint } from '../policy/endpoint.js';
+import { flowSetIssues, type FlowInSet } from '../policy/flow-set.js';
+import { localHostAddresses } from './host-addresses.js';
 import type { FlowPolicy, FlowPolicySpec } from '../policy/schema.js';
 import { parseFlowPolicy } from '../policy/validate.js';
 import type { FlowStats } from '../stats/counters.js';
@@ -51,13 +53,19 @@ export class PolicyTable {
       const spec = parseFlowPolicy(input);
       const id = `f${this.#nextId++}`;
       const name = spec.name ?? `${spec.type}-${id.slice(1)}`;
-      if (this.entries().some((e) => e.plan.name === name)) {
-        throw new ConflictError(`a flow named '${name}' already runs`);
-      }
-      this.#checkListen(spec.listen);
+      this.#checkSet([...this.#entries.values()], { name, where: '', spec });
       const plan = compileFlow(spec, name);
       const { listen } = await this.#plane.addFlow(id, plan);
       const entry: FlowEntry = { id, input: { ...(input as object) }, spec, plan, listen };
+      if (spec.listen.port === 0) {
+        // Only now is the port known: a running flow's subscriber may be it.
+        try {
+          this.#checkSet([...this.#entries.values()], { name, where: '', spec, listen });
+        } catch (err) {
+          await this.#plane.removeFlow(id);
+          throw err;
+        }
+      }
       this.#entries.set(id, entry);
       return entry;
     });
@@ -82,6 +90,10 @@ export class PolicyTable {
           fixed.map((f) => ({ path: f, message: 'cannot change on a running flow (remove it and apply a new one)' })),
         );
       }
+      this.#checkSet(
+        [...this.#entries.values()].filter((e) => e.id !== id),
+        { name: entry.plan.name, where: '', spec, listen: entry.listen },
+      );
       const plan = compileFlow(spec, entry.plan.name);
       await this.#plane.updateFlow(id, plan);
       const next: FlowEntry = { ...entry, input: merged, spec, plan };
@@ -109,23 +121,20 @@ export class PolicyTable {
   }
 
   /**
-   * Two flows of one instance cannot listen on overlapping addresses: same
-   * port and same address, or a wildcard on either side. Caught here with a
-   * message naming both flows, rather than as EADDRINUSE from bind.
+   * The checks across flows (flow-set.ts), for `flow` against the running
+   * `others`: the same function `sluice validate` runs on a file. A name
+   * or listen address another flow holds is a ConflictError (caught here
+   * with a message naming both flows, rather than as EADDRINUSE from
+   * bind); duplicate subscribers and relay loops, through this host's
+   * addresses as they are now, are a PolicyValidationError.
    */
-  #checkListen(listen: Endpoint): void {
-    if (listen.port === 0) return;
-    for (const e of this.#entries.values()) {
-      if (e.listen.port !== listen.port) continue;
-      const sameFamily = e.listen.family === listen.family;
-      const overlap =
-        (sameFamily && (endpointKey(e.listen) === endpointKey(listen) || isWildcard(e.listen) || isWildcard(listen))) ||
-        // A `::` socket is dual-stack: it also takes IPv4 datagrams on its port.
-        (!sameFamily && ((e.listen.family === 6 && isWildcard(e.listen)) || (listen.family === 6 && isWildcard(listen))));
-      if (overlap) {
-        throw new ConflictError(`listen ${formatEndpoint(listen)} overlaps flow '${e.plan.name}' on ${formatEndpoint(e.listen)}`);
-      }
-    }
+  #checkSet(others: readonly FlowEntry[], flow: FlowInSet): void {
+    const set: FlowInSet[] = others.map((e) => ({ name: e.plan.name, where: '', spec: e.spec, listen: e.listen }));
+    set.push(flow);
+    const issues = flowSetIssues(set, localHostAddresses(), set.length - 1);
+    const conflict = issues.find((i) => i.kind === 'name' || i.kind === 'listen');
+    if (conflict) throw new ConflictError(`${conflict.path ? `${conflict.path} ` : ''}${conflict.message}`);
+    if (issues.length) throw new PolicyValidationError(issues.map(({ path, message }) => ({ path, message })), `invalid policy for flow '${flow.name}'`);
   }
 
   #serialize<T>(op: () => Promise<T>): Promise<T> {

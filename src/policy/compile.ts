@@ -3,7 +3,8 @@
  * A FlowPlan is plain data (structured-clone safe) so it can cross into a
  * worker thread or be written into BPF maps unchanged.
  */
-import { endpointKey, formatEndpoint, type Endpoint } from './endpoint.js';
+import type { Endpoint } from './endpoint.js';
+import { subscriberIssues } from './flow-set.js';
 import type { SourceFilter } from './source-filter.js';
 import type { FlowPolicySpec } from './schema.js';
 import { PolicyValidationError } from '../errors.js';
@@ -23,21 +24,13 @@ export interface FlowPlan {
 /**
  * Builds the plan for `spec`. Rejects duplicate subscribers (a subscriber
  * listed twice would get every packet twice) and destinations that equal
- * the listen address (a loop).
+ * the listen address (a loop). Checks that need the other flows and the
+ * host's addresses (overlapping listens, loops through another flow or a
+ * wildcard listen) are flowSetIssues' (flow-set.ts).
  */
 export function compileFlow(spec: FlowPolicySpec, name: string): FlowPlan {
   const destinations = spec.type === 'redirect' ? [spec.to] : spec.to;
-  const seen = new Map<string, number>();
-  const issues: { path: string; message: string }[] = [];
-  const listenKey = endpointKey(spec.listen);
-  destinations.forEach((d, i) => {
-    const path = spec.type === 'redirect' ? 'to' : `to[${i}]`;
-    const key = endpointKey(d);
-    const prev = seen.get(key);
-    if (prev !== undefined) issues.push({ path, message: `${formatEndpoint(d)} is listed twice (also to[${prev}])` });
-    else seen.set(key, i);
-    if (key === listenKey) issues.push({ path, message: `${formatEndpoint(d)} is the flow's own listen address (a loop)` });
-  });
+  const issues = subscriberIssues(spec);
   if (issues.length) throw new PolicyValidationError(issues);
   return {
     name,

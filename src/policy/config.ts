@@ -13,6 +13,7 @@ import { LineCounter, parseDocument, isAlias, isMap, isPair, isScalar, isSeq, ty
 import { PolicyValidationError, type PolicyIssue } from '../errors.js';
 import type { FlowPolicy, TierChoice } from './schema.js';
 import { parseConfig } from './validate.js';
+import type { HostAddresses } from './flow-set.js';
 
 /** Largest Sluice config file, bytes (65,536 subscribers take about 2 MiB). */
 export const MAX_CONFIG_BYTES = 8 * 1024 * 1024;
@@ -150,9 +151,12 @@ export function nestingProblem(value: unknown, max = MAX_NESTING, maxNodes = 50_
 /**
  * Parses and validates a config document. YAML syntax errors, duplicate
  * keys, excessive nesting and aliases are reported with their line,
- * schema errors with their field path. Every message starts with `source`.
+ * schema errors with their field path, the checks across flows (names,
+ * listen overlaps, subscribers, relay loops through `host`'s addresses:
+ * flow-set.ts) with the flows they concern. Every message starts with
+ * `source`.
  */
-export function parseConfigText(text: string, source = 'config'): LoadedConfig {
+export function parseConfigText(text: string, source = 'config', host?: HostAddresses): LoadedConfig {
   const parsed = parseYamlDocument(text);
   if (!parsed.ok) {
     throw new PolicyValidationError(
@@ -165,7 +169,7 @@ export function parseConfigText(text: string, source = 'config'): LoadedConfig {
     throw new PolicyValidationError([{ path: '', message: 'expected a mapping with a flows: list' }], `invalid config ${source}`);
   }
   try {
-    const spec = parseConfig(value);
+    const spec = parseConfig(value, host);
     return { tier: spec.tier, flows: (value as { flows: FlowPolicy[] }).flows };
   } catch (err) {
     if (err instanceof PolicyValidationError) throw new PolicyValidationError(err.issues as PolicyIssue[], `invalid config ${source}`);

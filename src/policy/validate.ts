@@ -25,6 +25,7 @@ import {
   type PolicySpec,
   type SegmentSpec,
 } from './schema.js';
+import { flowSetIssues, NO_HOST_ADDRESSES, type HostAddresses } from './flow-set.js';
 
 /** `flows[1].to[0]` style path, as users write it in YAML or JS. */
 export function formatPath(path: readonly PropertyKey[], base = ''): string {
@@ -231,17 +232,19 @@ function fastSegment(input: unknown): SegmentSpec | undefined {
   return { ...head.data, entries: out };
 }
 
-/** Validates a parsed config document (the YAML/JSON object, not the text). */
-export function parseConfig(input: unknown): ConfigSpec {
+/**
+ * Validates a parsed config document (the YAML/JSON object, not the text):
+ * each flow, then the checks across flows that `sluice run` would
+ * otherwise meet only when it starts them (flowSetIssues: names, listen
+ * overlaps, duplicate subscribers, relay loops through this host's
+ * addresses `host`).
+ */
+export function parseConfig(input: unknown, host: HostAddresses = NO_HOST_ADDRESSES): ConfigSpec {
   const spec = parseWith(configSchema, input, 'invalid config', '');
-  const names = new Map<string, number>();
-  const issues: PolicyIssue[] = [];
-  spec.flows.forEach((f, i) => {
-    if (f.name === undefined) return;
-    const prev = names.get(f.name);
-    if (prev !== undefined) issues.push({ path: `flows[${i}].name`, message: `'${f.name}' is already used by flows[${prev}]` });
-    else names.set(f.name, i);
-  });
-  if (issues.length) throw new PolicyValidationError(issues, 'invalid config');
+  const issues = flowSetIssues(
+    spec.flows.map((f, i) => ({ ...(f.name !== undefined ? { name: f.name } : {}), where: `flows[${i}]`, spec: f })),
+    host,
+  );
+  if (issues.length) throw new PolicyValidationError(issues.map(({ path, message }) => ({ path, message })), 'invalid config');
   return spec;
 }

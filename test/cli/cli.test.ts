@@ -155,6 +155,36 @@ describe('sluice CLI', () => {
     await rm(dir, { recursive: true });
   });
 
+  test('validate refuses what run refuses (relay loops, duplicate subscribers, one listen for two flows), naming file and flow', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-cli-'));
+    const file = (name: string) => join(dir, name);
+    const flow = (name: string, listen: string, to: string[]) => `  - {name: ${name}, type: replicate, listen: "${listen}", allow: any, to: [${to.map((u) => `"${u}"`).join(', ')}]}\n`;
+    try {
+      await writeFile(file('self.yaml'), `flows:\n${flow('self', 'udp://0.0.0.0:47001', ['udp://[::ffff:127.0.0.1]:47001'])}`);
+      await writeFile(file('cycle.yaml'), `flows:\n${flow('a', 'udp://0.0.0.0:47001', ['udp://127.0.0.1:47002'])}${flow('b', 'udp://127.0.0.1:47002', ['udp://127.0.0.1:47001'])}`);
+      await writeFile(file('dup.yaml'), `flows:\n${flow('d', 'udp://127.0.0.1:47001', ['udp://127.0.0.1:47009', 'udp://127.0.0.1:47009'])}`);
+      await writeFile(file('overlap.yaml'), `flows:\n${flow('a', 'udp://127.0.0.1:47001', ['udp://127.0.0.1:47009'])}${flow('b', 'udp://0.0.0.0:47001', ['udp://127.0.0.1:47008'])}`);
+      const cases: [string, RegExp][] = [
+        ['self.yaml', /self\.yaml: flows\[0\]\.to\[0\]: udp:\/\/\[::ffff:127\.0\.0\.1\]:47001 reaches the flow's own listen address udp:\/\/0\.0\.0\.0:47001, a relay loop/],
+        ['cycle.yaml', /cycle\.yaml: flows\[0\]\.to\[0\]: .*a relay loop: flow 'a' → flow 'b' → flow 'a'/],
+        ['dup.yaml', /dup\.yaml: flows\[0\]\.to\[1\]: udp:\/\/127\.0\.0\.1:47009 is listed twice/],
+        ['overlap.yaml', /overlap\.yaml: flows\[1\]\.listen: udp:\/\/0\.0\.0\.0:47001 overlaps flow 'a' on udp:\/\/127\.0\.0\.1:47001/],
+      ];
+      const results = await Promise.all(cases.flatMap(([name]) => [runCli(['validate', '--config', file(name)]), runCli(['run', '--tier', 'portable', '--config', file(name)])]));
+      cases.forEach(([name, why], i) => {
+        for (const r of [results[2 * i]!, results[2 * i + 1]!]) {
+          assert.equal(r.code, 2, `${name}: ${r.stderr}`);
+          assert.match(r.stderr, why);
+        }
+      });
+      const relay = await runCli(['relay', '--tier', 'portable', '--listen', 'udp://0.0.0.0:47003', '--to', 'udp://127.0.0.1:47003', '--allow', 'any']);
+      assert.equal(relay.code, 2, relay.stderr);
+      assert.match(relay.stderr, /to: udp:\/\/127\.0\.0\.1:47003 reaches the flow's own listen address udp:\/\/0\.0\.0\.0:47003, a relay loop/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test('a listen address in use exits 1 naming bind and the errno', async () => {
     const holder = await openReceiver();
     const r = await runCli(['relay', '--listen', holder.url, '--to', 'udp://127.0.0.1:9', '--allow', 'any']);
