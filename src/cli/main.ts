@@ -109,10 +109,11 @@ export function buildProgram(exit: (code: number) => void): Command {
     .command('send')
     .description('send an aggregate described in a JSON file: many messages, each to its own destination, on its schedule (see sluice send --help)')
     .requiredOption('--aggregate <file>', 'JSON aggregate (docs/POLICY.md); payloads as text, hex, base64 or file')
+    .option('--allow-any-file', "let file payloads name any regular file (absolute paths, .., symbolic links out of the JSON file's folder)")
     .addOption(tierOption())
     .option('--json', 'machine-readable output')
     .action(async (o) => {
-      exit(await runSendAggregate({ file: o.aggregate, tier: o.tier as TierChoice, json: !!o.json }));
+      exit(await runSendAggregate({ file: o.aggregate, tier: o.tier as TierChoice, json: !!o.json, allowAnyFile: !!o.allowAnyFile }));
     });
 
   program

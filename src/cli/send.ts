@@ -3,17 +3,18 @@
  *
  * An aggregate file is JSON: the aggregate of docs/POLICY.md, with each
  * message's payload given as exactly one of `text` (UTF-8), `hex`,
- * `base64` or `file` (a path, relative to the JSON file):
+ * `base64` or `file` (a regular file in the JSON file's folder, the path
+ * relative to it; --allow-any-file lifts the folder rule):
  *
  *   { "schedule": { "kind": "sequence", "sequence": [2, 1], "tickMs": 5 },
  *     "messages": [ { "to": "udp://127.0.0.1:6000", "text": "second", "stream": "v1" },
  *                   { "to": "udp://127.0.0.1:6001", "hex": "0102ff" } ] }
  */
-import { readFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { Sluice, type AggregateInput } from '../control/sluice.js';
 import { PolicyValidationError } from '../errors.js';
-import { MAX_BATCH_BYTES, type TierChoice } from '../policy/schema.js';
+import { MAX_BATCH_BYTES, MAX_UDP_PAYLOAD, type TierChoice } from '../policy/schema.js';
+import { FileRefusedError, readRegularFile } from '../fs/regular-file.js';
 import { parseAggregateForSend } from '../policy/validate.js';
 import { nestingProblem } from '../policy/config.js';
 import { readInputText } from './input.js';
@@ -23,8 +24,24 @@ import type { SchedulerStats, StreamScheduler, StreamStats } from '../sender/str
 
 type Issue = { path: string; message: string };
 
-/** Turns the JSON document into an aggregate: payload fields become bytes. */
-export async function aggregateFromJson(text: string, baseDir: string): Promise<AggregateInput> {
+export interface AggregateFileOptions {
+  /**
+   * Let `file` payloads name any regular file: absolute paths, and paths
+   * that lead out of the JSON file's folder (`..`, symbolic links). Off by
+   * default: whoever wrote the JSON could otherwise send any file the
+   * user can read (a private key) over UDP.
+   */
+  readonly allowAnyFile?: boolean;
+}
+
+/**
+ * Turns the JSON document into an aggregate: payload fields become bytes.
+ * `file` payloads are regular files (a FIFO or device is refused, never
+ * read), each at most one UDP payload, the aggregate's total bounded before
+ * each read; their paths are relative to `baseDir` (the JSON file's folder)
+ * and confined to it unless `allowAnyFile`.
+ */
+export async function aggregateFromJson(text: string, baseDir: string, opts: AggregateFileOptions = {}): Promise<AggregateInput> {
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -38,38 +55,65 @@ export async function aggregateFromJson(text: string, baseDir: string): Promise<
     throw new PolicyValidationError([{ path: 'messages', message: 'expected an array of messages' }], 'invalid aggregate');
   }
   const issues: Issue[] = [];
-  const messages = await Promise.all(
-    ((doc as { messages: unknown[] }).messages).map(async (m, i) => {
-      if (typeof m !== 'object' || m === null) {
-        issues.push({ path: `messages[${i}]`, message: 'expected an object' });
-        return m;
-      }
-      const { text: t, hex, base64, file, ...rest } = m as Record<string, unknown>;
-      const given = [t, hex, base64, file].filter((x) => x !== undefined);
-      if (given.length !== 1) {
-        issues.push({ path: `messages[${i}]`, message: 'give the payload as exactly one of text, hex, base64 or file' });
-        return rest;
-      }
-      if (typeof given[0] !== 'string') {
-        issues.push({ path: `messages[${i}]`, message: 'the payload field must be a string' });
-        return rest;
-      }
-      if (t !== undefined) return { ...rest, data: Buffer.from(t as string, 'utf8') };
-      if (hex !== undefined) {
-        if (!/^([0-9a-fA-F]{2})*$/.test(hex as string)) issues.push({ path: `messages[${i}].hex`, message: 'not an even number of hex digits' });
-        return { ...rest, data: Buffer.from(hex as string, 'hex') };
-      }
-      if (base64 !== undefined) return { ...rest, data: Buffer.from(base64 as string, 'base64') };
-      try {
-        return { ...rest, data: await readFile(resolve(baseDir, file as string)) };
-      } catch (err) {
-        issues.push({ path: `messages[${i}].file`, message: `cannot read ${file as string}: ${(err as NodeJS.ErrnoException).code ?? String(err)}` });
-        return rest;
-      }
-    }),
-  );
+  let total = 0;
+  const input = (doc as { messages: unknown[] }).messages;
+  const messages: unknown[] = new Array(input.length);
+  // One message at a time: files are read only while the total stays within bounds.
+  for (let i = 0; i < input.length; i++) {
+    const m = input[i];
+    messages[i] = payloadOf(m, i);
+    const data = (messages[i] as { data?: unknown } | null)?.data;
+    if (data instanceof Uint8Array) total += data.byteLength;
+    if (issues.length >= 100) break;
+  }
   if (issues.length) throw new PolicyValidationError(issues, 'invalid aggregate');
   return { ...(doc as object), messages } as AggregateInput;
+
+  function payloadOf(m: unknown, i: number): unknown {
+    if (typeof m !== 'object' || m === null) {
+      issues.push({ path: `messages[${i}]`, message: 'expected an object' });
+      return m;
+    }
+    const { text: t, hex, base64, file, ...rest } = m as Record<string, unknown>;
+    const given = [t, hex, base64, file].filter((x) => x !== undefined);
+    if (given.length !== 1) {
+      issues.push({ path: `messages[${i}]`, message: 'give the payload as exactly one of text, hex, base64 or file' });
+      return rest;
+    }
+    if (typeof given[0] !== 'string') {
+      issues.push({ path: `messages[${i}]`, message: 'the payload field must be a string' });
+      return rest;
+    }
+    if (t !== undefined) return { ...rest, data: Buffer.from(t as string, 'utf8') };
+    if (hex !== undefined) {
+      if (!/^([0-9a-fA-F]{2})*$/.test(hex as string)) issues.push({ path: `messages[${i}].hex`, message: 'not an even number of hex digits' });
+      return { ...rest, data: Buffer.from(hex as string, 'hex') };
+    }
+    if (base64 !== undefined) return { ...rest, data: Buffer.from(base64 as string, 'base64') };
+    const name = file as string;
+    const path = `messages[${i}].file`;
+    if (!opts.allowAnyFile && isAbsolute(name)) {
+      issues.push({ path, message: `${name}: absolute paths are refused; name a file in the JSON file's folder (or pass --allow-any-file)` });
+      return rest;
+    }
+    const room = MAX_BATCH_BYTES - total;
+    try {
+      const { data } = readRegularFile(resolve(baseDir, name), {
+        maxBytes: Math.min(MAX_UDP_PAYLOAD, room),
+        ...(opts.allowAnyFile ? {} : { within: baseDir }),
+      });
+      return { ...rest, data };
+    } catch (err) {
+      if (!(err instanceof FileRefusedError)) throw err;
+      let why = err.reason;
+      if (/^resolves to .* outside /.test(why)) why += ' (files must be in the JSON file\'s folder; pass --allow-any-file to lift this)';
+      else if (/more than the limit|grew past the limit/.test(why)) {
+        why += room < MAX_UDP_PAYLOAD ? ` (the aggregate may carry ${MAX_BATCH_BYTES} bytes in all; ${room} are left)` : ' (a message is at most one UDP payload)';
+      }
+      issues.push({ path, message: `cannot read ${name}: ${why}` });
+      return rest;
+    }
+  }
 }
 
 /**
@@ -90,12 +134,12 @@ async function sendTier(choice: TierChoice): Promise<TierChoice> {
  */
 export const MAX_AGGREGATE_JSON_BYTES = 2 * MAX_BATCH_BYTES + 32 * 1024 * 1024;
 
-export async function runSendAggregate(opts: { file: string; tier: TierChoice; json: boolean }): Promise<number> {
+export async function runSendAggregate(opts: { file: string; tier: TierChoice; json: boolean; allowAnyFile?: boolean }): Promise<number> {
   const what = `invalid aggregate ${opts.file}`;
   const text = readInputText(opts.file, MAX_AGGREGATE_JSON_BYTES, what);
   let aggregate: AggregateInput;
   try {
-    aggregate = await aggregateFromJson(text, dirname(resolve(opts.file)));
+    aggregate = await aggregateFromJson(text, dirname(resolve(opts.file)), { allowAnyFile: !!opts.allowAnyFile });
     // Validated here too, so that errors name the file and come before any socket opens.
     parseAggregateForSend(aggregate);
   } catch (err) {
@@ -124,12 +168,7 @@ export async function runSendAggregate(opts: { file: string; tier: TierChoice; j
 }
 
 export async function runWrite(opts: { file: string; to: string[]; packetSize: number; burst: number; bitrate?: number; tier: TierChoice; json: boolean }): Promise<number> {
-  let data: Buffer;
-  try {
-    data = await readFile(opts.file);
-  } catch (err) {
-    throw new PolicyValidationError([{ path: '', message: `cannot read ${opts.file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}` }], 'invalid write');
-  }
+  const data = readWriteFile(opts.file, opts.to.length, opts.bitrate !== undefined);
   if (opts.bitrate !== undefined) return writeAtBitrate(data, { ...opts, bitrate: opts.bitrate });
   const sluice = await Sluice.open({ tier: await sendTier(opts.tier) });
   let r: WriteResult;
@@ -145,6 +184,30 @@ export async function runWrite(opts: { file: string; to: string[]; packetSize: n
     process.stdout.write(`${r.engine} engine: ${r.sent} of ${r.packets} packets, ${r.bytes} bytes in ${r.elapsedMs.toFixed(1)} ms\n`);
   }
   return r.errors === 0 ? EXIT.OK : EXIT.FAILURE;
+}
+
+/** Largest file `sluice write --bitrate` streams (it is held in memory whole). */
+export const MAX_STREAM_FILE_BYTES = 1024 * 1024 * 1024;
+
+/**
+ * The file of `sluice write`: a regular file, its size checked before it
+ * is read. Unpaced, every destination's copy counts towards the 64 MiB a
+ * write may carry; paced (--bitrate), up to MAX_STREAM_FILE_BYTES.
+ */
+function readWriteFile(file: string, destinations: number, paced: boolean): Buffer {
+  const limit = paced ? MAX_STREAM_FILE_BYTES : Math.floor(MAX_BATCH_BYTES / Math.max(1, destinations));
+  try {
+    return readRegularFile(file, { maxBytes: limit }).data;
+  } catch (err) {
+    if (!(err instanceof FileRefusedError)) throw err;
+    let message = err.message;
+    if (/more than the limit|grew past the limit/.test(err.reason)) {
+      message += paced
+        ? ' (a paced write holds the file in memory)'
+        : ` (a write carries at most ${MAX_BATCH_BYTES} bytes in all, the file once per destination; --bitrate streams larger files)`;
+    }
+    throw new PolicyValidationError([{ path: '--file', message }], 'invalid write');
+  }
 }
 
 /** 4000000 → `4.000M`, 800000 → `800.0k`: bits per second for people. */

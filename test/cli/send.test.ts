@@ -5,7 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFile, mkdtemp, rm } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { writeFile, mkdtemp, mkdir, rm, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../helpers/cli.js';
@@ -68,6 +69,73 @@ test('write: a file to two destinations, cut into packets', async () => {
   } finally {
     await a.close();
     await b.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('send --aggregate: a file payload outside the JSON folder, a FIFO or a huge file exits 2 at once; --allow-any-file sends one outside', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'sluice-send-'));
+  const u = await openReceiver();
+  try {
+    const dir = join(root, 'job');
+    await mkdir(dir);
+    await writeFile(join(root, 'secret'), 'PRIVATE');
+    execFileSync('mkfifo', [join(dir, 'fifo')]);
+    await writeFile(join(dir, 'huge'), '');
+    await truncate(join(dir, 'huge'), 1024 ** 3);
+    const agg = (file: string) => JSON.stringify({ schedule: { kind: 'delays', delaysMs: [0] }, messages: [{ to: u.url, file }] });
+    await writeFile(join(dir, 'out.json'), agg('../secret'));
+    await writeFile(join(dir, 'abs.json'), agg(join(root, 'secret')));
+    await writeFile(join(dir, 'fifo.json'), agg('fifo'));
+    await writeFile(join(dir, 'huge.json'), agg('huge'));
+    const [out, abs, fifo, huge, allowed] = await Promise.all([
+      runCli(['send', '--aggregate', join(dir, 'out.json')]),
+      runCli(['send', '--aggregate', join(dir, 'abs.json')]),
+      runCli(['send', '--aggregate', join(dir, 'fifo.json')]),
+      runCli(['send', '--aggregate', join(dir, 'huge.json')]),
+      runCli(['send', '--aggregate', join(dir, 'abs.json'), '--allow-any-file', '--json']),
+    ]);
+    for (const [r, why] of [
+      [out, /out\.json: messages\[0\]\.file: cannot read \.\.\/secret: resolves to .* outside/],
+      [abs, /abs\.json: messages\[0\]\.file: .*absolute paths are refused/],
+      [fifo, /fifo\.json: messages\[0\]\.file: cannot read fifo: a FIFO/],
+      [huge, /huge\.json: messages\[0\]\.file: cannot read huge: 1073741824 bytes, more than the limit of 65507/],
+    ] as const) {
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, why);
+    }
+    assert.equal(allowed.code, 0, allowed.stderr);
+    await u.waitFor(1);
+    assert.deepEqual(u.received.map((d) => d.data.toString()), ['PRIVATE'], 'only the one sent with --allow-any-file');
+  } finally {
+    await u.close();
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('write --file: a FIFO, a device and a file larger than a write carries exit 2 without reading', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'sluice-write-'));
+  try {
+    execFileSync('mkfifo', [join(dir, 'fifo')]);
+    await writeFile(join(dir, 'big'), '');
+    await truncate(join(dir, 'big'), 40 * 1024 * 1024);
+    const to = ['--to', 'udp://127.0.0.1:9', '--to', 'udp://127.0.0.1:10'];
+    const [fifo, zero, big, paced] = await Promise.all([
+      runCli(['write', '--file', join(dir, 'fifo'), ...to]),
+      runCli(['write', '--file', '/dev/zero', ...to]),
+      runCli(['write', '--file', join(dir, 'big'), ...to]),
+      runCli(['write', '--file', '/dev/zero', ...to, '--bitrate', '1M']),
+    ]);
+    for (const [r, why] of [
+      [fifo, /--file: cannot read .*fifo: a FIFO \(named pipe\), not a regular file/],
+      [zero, /--file: cannot read \/dev\/zero: a character device/],
+      [big, /--file: cannot read .*big: 41943040 bytes, more than the limit of 33554432 \(a write carries at most 67108864 bytes in all, the file once per destination; --bitrate streams larger files\)/],
+      [paced, /--file: cannot read \/dev\/zero: a character device/],
+    ] as const) {
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, why);
+    }
+  } finally {
     await rm(dir, { recursive: true, force: true });
   }
 });
