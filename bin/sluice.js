@@ -8,5 +8,6 @@ if (!existsSync(fileURLToPath(entry))) {
   process.stderr.write('sluice: dist/ is missing; run `npm install` (or `npm run build`) in the sluice checkout first\n');
   process.exit(1);
 }
-const { main } = await import(entry.href);
-process.exit(await main(process.argv));
+const { main, exitAfterOutput } = await import(entry.href);
+// Not process.exit: output still queued for a pipe would be lost.
+await exitAfterOutput(await main(process.argv));

@@ -13,7 +13,7 @@ import { TIER_NAMES, type FlowPolicy, type TierChoice } from '../policy/schema.j
 import { probeTiers } from '../dataplane/select.js';
 import { NotSupportedError, PolicyValidationError, SluiceError } from '../errors.js';
 import { runTpo, runStatus } from './tpo.js';
-import { EXIT, parseBitrate, parseDuration, table, emitJson } from './output.js';
+import { EXIT, parseBitrate, parseDuration, table, emitJson, exitAfterOutput } from './output.js';
 import { runSession } from './session.js';
 import { runDemo } from './demo.js';
 import { runSendAggregate, runWrite } from './send.js';
@@ -252,7 +252,9 @@ export async function main(argv: readonly string[] = process.argv): Promise<numb
   }
 }
 
+export { exitAfterOutput };
+
 // Run when executed directly (tsx src/cli/main.ts, or node dist/cli/main.js).
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then((code) => process.exit(code));
+  main().then(exitAfterOutput);
 }

@@ -54,6 +54,37 @@ export function statsLine(s: FlowStats): string {
   return `${s.name}: in ${s.packetsIn} pkts / ${s.bytesIn} B, out ${s.packetsOut} pkts / ${s.bytesOut} B, dropped ${totalDrops(s)}`;
 }
 
+/**
+ * Resolves once everything written to `stream` so far has been handed to
+ * the OS, or the stream has failed (a reader that went away). Writes are
+ * queued in order, so an empty write's callback comes after them all.
+ */
+function flushed(stream: NodeJS.WriteStream): Promise<void> {
+  return new Promise((resolve) => {
+    if (stream.destroyed || stream.writableFinished || stream.writableLength === 0) return resolve();
+    const done = () => {
+      stream.off('error', done);
+      resolve();
+    };
+    // EPIPE (`sluice status --json | head -c 1`) is the reader's choice, not a crash.
+    stream.on('error', done);
+    stream.write('', done);
+  });
+}
+
+/**
+ * Ends the process with `code` once stdout and stderr have drained. Output
+ * to a pipe or socket is asynchronous: the OS takes at most a pipe's
+ * buffer (64 KiB) at once and Node queues the rest, which `process.exit`
+ * would throw away (a `sluice status --json` piped to another program was
+ * cut at 64 KiB). Every command ends through here (main.ts, bin/sluice.js).
+ */
+export async function exitAfterOutput(code: number): Promise<never> {
+  process.exitCode = code;
+  await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+  process.exit(code);
+}
+
 /** Writes one JSON event line to stdout (the --json contract). */
 export function emitJson(event: string, body: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify({ event, ...body })}\n`);
