@@ -9,7 +9,7 @@ import { MAX_CONFIG_BYTES, parseConfigText } from '../policy/config.js';
 import { readInputText } from './input.js';
 import { localHostAddresses } from '../control/host-addresses.js';
 import { parseFlowPolicy } from '../policy/validate.js';
-import { TIER_NAMES, type FlowPolicy, type TierChoice } from '../policy/schema.js';
+import { MAX_UDP_PAYLOAD, TIER_NAMES, type FlowPolicy, type TierChoice } from '../policy/schema.js';
 import { probeTiers } from '../dataplane/select.js';
 import { NotSupportedError, PolicyValidationError, SluiceError } from '../errors.js';
 import { runTpo, runStatus } from './tpo.js';
@@ -23,16 +23,21 @@ import { releasePinned } from '../dataplane/kernel/lo-settings.js';
 
 const collect = (value: string, prev: string[]) => [...prev, value];
 const tierOption = () => new Option('--tier <tier>', 'tier to run on').choices(['auto', ...TIER_NAMES]).default('auto');
-const nonNegative = (v: string) => {
+/** A number in 0..max: a huge stats interval would overflow Node's timers and fire every millisecond. */
+const nonNegative = (max: number) => (v: string) => {
   const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new CliArgError('expected a number >= 0');
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0 || n > max) throw new CliArgError(`expected a number from 0 to ${max}`);
   return n;
 };
-const positiveInt = (v: string) => {
+const positiveInt = (max: number) => (v: string) => {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new CliArgError('expected an integer >= 1');
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new CliArgError(`expected an integer from 1 to ${max}`);
   return n;
 };
+/** Seconds: a day. */
+const MAX_STATS_INTERVAL_S = 86_400;
+/** Milliseconds a datagram may be held for batching. */
+const MAX_BATCH_HOLD_MS = 1000;
 
 /**
  * Reads and validates a config file: every check `run` makes before it
@@ -59,11 +64,11 @@ export function buildProgram(exit: (code: number) => void): Command {
     .option('--allow <cidr>', "allowed source address or prefix (repeatable), or 'any'", collect, [])
     .addOption(tierOption())
     .option('--name <name>', 'flow name in counters')
-    .option('--max-datagram <bytes>', 'drop (and count) longer datagrams', positiveInt)
+    .option('--max-datagram <bytes>', 'drop (and count) longer datagrams', positiveInt(MAX_UDP_PAYLOAD))
     .addOption(new Option('--payload <format>', 'payload check').choices(['any', 'mpegts']).default('any'))
-    .option('--batch-hold <ms>', 'batched tier: most time a datagram waits to be sent with others (default 1; 0 = none)', nonNegative)
+    .option('--batch-hold <ms>', 'batched tier: most time a datagram waits to be sent with others (default 1; 0 = none; at most 1000)', nonNegative(MAX_BATCH_HOLD_MS))
     .option('--pin [dir]', 'kernel tier: pin state in bpffs (default /sys/fs/bpf/sluice) so forwarding goes on while sluice is stopped; a later --pin run adopts it, `sluice detach` removes it')
-    .option('--stats-interval <seconds>', 'print counters every N seconds (0: only at exit)', nonNegative)
+    .option('--stats-interval <seconds>', 'print counters every N seconds (0: only at exit; at most 86400)', nonNegative(MAX_STATS_INTERVAL_S))
     .option('--json', 'machine-readable JSON lines on stdout')
     .addHelpText(
       'after',
@@ -95,9 +100,9 @@ export function buildProgram(exit: (code: number) => void): Command {
     .description('run every flow declared in a config file (YAML or JSON); SIGHUP re-reads it and applies the changes')
     .requiredOption('-c, --config <file>', 'config file, e.g. sluice.yaml')
     .addOption(new Option('--tier <tier>', "override the file's tier").choices(['auto', ...TIER_NAMES]))
-    .option('--batch-hold <ms>', 'batched tier: most time a datagram waits to be sent with others (default 1; 0 = none)', nonNegative)
+    .option('--batch-hold <ms>', 'batched tier: most time a datagram waits to be sent with others (default 1; 0 = none; at most 1000)', nonNegative(MAX_BATCH_HOLD_MS))
     .option('--pin [dir]', 'kernel tier: pin state in bpffs (default /sys/fs/bpf/sluice) so forwarding goes on while sluice is stopped; a later --pin run adopts it, `sluice detach` removes it')
-    .option('--stats-interval <seconds>', 'print counters every N seconds (0: only at exit)', nonNegative)
+    .option('--stats-interval <seconds>', 'print counters every N seconds (0: only at exit; at most 86400)', nonNegative(MAX_STATS_INTERVAL_S))
     .option('--json', 'machine-readable JSON lines on stdout')
     .action(async (o) => {
       const config = await loadConfig(o.config);
@@ -121,8 +126,8 @@ export function buildProgram(exit: (code: number) => void): Command {
     .description('send a file to several destinations, cut into packets, destinations interleaved; with --bitrate, paced')
     .requiredOption('--file <path>', 'file to send')
     .requiredOption('--to <url>', 'destination (repeat for several)', collect, [])
-    .option('--packet-size <bytes>', 'largest datagram payload', positiveInt, 1472)
-    .option('--burst <n>', 'packets per destination before the next (1 = strict interleave)', positiveInt, 1)
+    .option('--packet-size <bytes>', 'largest datagram payload', positiveInt(MAX_UDP_PAYLOAD), 1472)
+    .option('--burst <n>', 'packets per destination before the next (1 = strict interleave)', positiveInt(64), 1)
     .option('--bitrate <rate>', 'pace: each destination gets the file as its own stream at this rate, bits/s (e.g. 4M, 800k, 2500000)', (v) => {
       const b = parseBitrate(v);
       if (b === undefined) throw new CliArgError('expected a bitrate in bits per second such as 4M, 2.5M, 800k or 2500000');
@@ -143,7 +148,7 @@ export function buildProgram(exit: (code: number) => void): Command {
     .description('run a TPO gateway: carry chosen TCP/UDP flows to peer gateways over an encrypted, reliable, rate-controlled UDP link (docs/TPO.md)')
     .requiredOption('-c, --config <file>', 'gateway config, e.g. tpo.yaml (see examples/tpo-*.yaml)')
     .addOption(new Option('--io <kind>', 'peer-link I/O').choices(['auto', 'batched', 'portable']).default('auto'))
-    .option('--stats-interval <seconds>', 'print status every N seconds (0: only at exit)', nonNegative)
+    .option('--stats-interval <seconds>', 'print status every N seconds (0: only at exit; at most 86400)', nonNegative(MAX_STATS_INTERVAL_S))
     .option('--json', 'machine-readable JSON lines on stdout')
     .addHelpText('after', '\nExamples:\n  sluice tpo --config examples/tpo-site-a.yaml\n  sluice status --name site-a')
     .action(async (o) => {
@@ -203,7 +208,7 @@ export function buildProgram(exit: (code: number) => void): Command {
   program
     .command('demo')
     .description('origin → relay → N subscribers: a paced synthetic MPEG-TS stream, checked for loss')
-    .option('--subscribers <n>', 'subscribers per tier', positiveInt, 8)
+    .option('--subscribers <n>', 'subscribers per tier', positiveInt(4096), 8)
     .option('--bitrate <rate>', 'stream bitrate, e.g. 20M, 500k', (v) => {
       const b = parseBitrate(v);
       if (b === undefined) throw new CliArgError('expected a bitrate such as 20M, 2.5M or 800k');

@@ -96,7 +96,8 @@ export function parseBitrate(text: string): number | undefined {
   if (!m) return undefined;
   const mult = { '': 1, k: 1e3, m: 1e6, g: 1e9 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
   const v = Number(m[1]) * mult;
-  return v > 0 ? Math.round(v) : undefined;
+  // 400 digits read as Infinity: not a rate.
+  return v > 0 && Number.isFinite(v) ? Math.round(v) : undefined;
 }
 
 /** Parses `10`, `10s`, `1.5s`, `500ms`, `2m` into milliseconds. */
@@ -104,5 +105,6 @@ export function parseDuration(text: string): number | undefined {
   const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m)?$/.exec(text.trim());
   if (!m) return undefined;
   const v = Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000);
-  return v > 0 ? v : undefined;
+  // At most a day: longer overflows Node's timers (which then fire at once).
+  return v > 0 && v <= 86_400_000 ? v : undefined;
 }

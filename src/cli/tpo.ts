@@ -3,7 +3,8 @@
  * `sluice status` prints a running gateway's peers, flows and counters
  * from its control socket (issue #7).
  */
-import { MAX_TPO_CONFIG_BYTES, parseTpoConfigText, TpoConfigError, type TpoConfig } from '../tpo/config.js';
+import { dirname, resolve } from 'node:path';
+import { MAX_TPO_CONFIG_BYTES, parseTpoConfigText, readKeyFile, TpoConfigError, type TpoConfig } from '../tpo/config.js';
 import { readInputText } from './input.js';
 import { Gateway, type GatewayStatus } from '../tpo/gateway/gateway.js';
 import { ExplicitInterception, type Interception } from '../tpo/gateway/explicit.js';
@@ -23,7 +24,8 @@ export interface TpoRunOptions {
 export function loadTpoConfig(path: string): TpoConfig {
   const text = readInputText(path, MAX_TPO_CONFIG_BYTES, 'invalid TPO config');
   try {
-    return parseTpoConfigText(text, path);
+    // A keyFile path is relative to the config file's folder.
+    return parseTpoConfigText(text, path, (keyFile) => readKeyFile(resolve(dirname(path), keyFile)));
   } catch (err) {
     // The CLI reports config problems as usage errors (exit 2), field by field.
     if (err instanceof TpoConfigError) throw new PolicyValidationError(err.issues.map((m) => ({ path: '', message: m })), `invalid TPO config ${path}`);

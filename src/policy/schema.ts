@@ -181,6 +181,9 @@ export const aggregateObjectSchema = z.strictObject({
 
 type AggregateObject = z.output<typeof aggregateObjectSchema>;
 
+/** Furthest ahead an aggregate's range schedule may start: a day. */
+export const MAX_START_AHEAD_MS = 86_400_000;
+
 /** Checks across an aggregate's fields: sizes, totals, one schedule entry per message. */
 export function aggregateIssues(agg: { readonly messages: readonly { readonly data: Uint8Array }[]; readonly schedule: AggregateObject['schedule'] }): { path: (string | number)[]; message: string }[] {
   const issues: { path: (string | number)[]; message: string }[] = [];
@@ -205,6 +208,10 @@ export function aggregateIssues(agg: { readonly messages: readonly { readonly da
   }
   if (s.kind === 'range' && s.offsetsMs?.some((o) => o > s.durationMs)) {
     issues.push({ path: ['schedule', 'offsetsMs'], message: `offsets must lie within 0..durationMs (${s.durationMs})` });
+  }
+  // A send that starts years ahead would hold its engine that long (and overflow Node's timers).
+  if (s.kind === 'range' && s.startAt !== undefined && s.startAt > Date.now() + MAX_START_AHEAD_MS) {
+    issues.push({ path: ['schedule', 'startAt'], message: `${s.startAt} is more than a day ahead (ms since the epoch)` });
   }
   return issues;
 }

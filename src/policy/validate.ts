@@ -71,7 +71,9 @@ export function describeIssue(iss: z.core.$ZodIssue, input: unknown, base = ''):
   if (iss.code === 'invalid_union' && iss.message === 'Invalid input') {
     // A union without a message of its own: say what was found.
     const at = valueAt(input, iss.path);
-    return { path, message: !at.found || at.value === undefined ? 'required' : `not valid here: ${describeValue(at.value)}` };
+    if (!at.found || at.value === undefined) return { path, message: 'required' };
+    if (typeof at.value === 'number' && !Number.isFinite(at.value)) return { path, message: `must be a finite number (got ${String(at.value)})` };
+    return { path, message: `not valid here: ${describeValue(at.value)}` };
   }
   if (iss.code === 'invalid_type') {
     const at = valueAt(input, iss.path);

@@ -7,7 +7,7 @@
  *   peers:
  *     - name: site-b
  *       address: 192.0.2.2:7400     # given: this side starts the handshake
- *       key: 64 hex digits           # or keyFile: path (32 raw or 64 hex bytes)
+ *       key: 64 hex digits           # or keyFile: path (raw or hex; mode 600)
  *       keyId: 1
  *       maxRate: 50M                 # bits/s cap on what goes to this peer
  *   intercept: { mode: explicit }    # or transparent (root: nftables rules)
@@ -19,7 +19,7 @@
  *     allow: [10.2.0.0/16]
  *   control: /run/sluice/tpo-site-a.sock
  */
-import { readFileSync } from 'node:fs';
+import { FileRefusedError, readRegularFile } from '../fs/regular-file.js';
 import { z } from 'zod';
 import { parseEndpoint, type Endpoint } from '../policy/endpoint.js';
 import { parseYamlDocument } from '../policy/config.js';
@@ -37,22 +37,84 @@ export class TpoConfigError extends Error {
   }
 }
 
-/** "50M", "800k", "2500000" bits/s → bytes/s. */
+/** Slowest rate a peer may be given (bits/s): below it a 1350-byte datagram waits over 150 ms to leave. */
+export const MIN_RATE_BITS = 64_000;
+/** Fastest (bits/s): 1 Tbit/s; anything above is a typo. */
+export const MAX_RATE_BITS = 1e12;
+
+/**
+ * "50M", "800k", "2500000" or a number, bits/s → bytes/s. Finite, within
+ * MIN_RATE_BITS..MAX_RATE_BITS: 0 is refused rather than read as "no cap"
+ * (leave maxRate out for that), and so is a number too large to be finite.
+ */
 export function parseBitRate(text: string | number): number {
-  if (typeof text === 'number') return text / 8;
-  const m = /^(\d+(?:\.\d+)?)\s*([kKmMgG]?)(?:bit\/s|bps)?$/.exec(text.trim());
-  if (!m) throw new Error(`'${text}' is not a bit rate (e.g. 50M, 800k, 2500000)`);
-  const mult = { '': 1, k: 1e3, m: 1e6, g: 1e9 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
-  return (Number(m[1]) * mult) / 8;
+  let bits: number;
+  if (typeof text === 'number') bits = text;
+  else {
+    const m = /^(\d+(?:\.\d+)?)\s*([kKmMgG]?)(?:bit\/s|bps)?$/.exec(text.trim());
+    if (!m) throw new Error(`'${text}' is not a bit rate (e.g. 50M, 800k, 2500000)`);
+    const mult = { '': 1, k: 1e3, m: 1e6, g: 1e9 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
+    bits = Number(m[1]) * mult;
+  }
+  if (!Number.isFinite(bits)) throw new Error(`${String(text)} is not a finite bit rate`);
+  if (bits < MIN_RATE_BITS) throw new Error(`${String(text)} bits/s is below the least rate of ${MIN_RATE_BITS / 1000}k${bits === 0 ? ' (for no cap, leave the field out)' : ''}`);
+  if (bits > MAX_RATE_BITS) throw new Error(`${String(text)} bits/s is above the greatest rate of 1000G`);
+  return bits / 8;
+}
+
+/** Largest key file, bytes: 128 hex digits with room for a newline and spaces. */
+export const MAX_KEY_FILE_BYTES = 1024;
+
+/**
+ * Reads a key file: a regular file of at most MAX_KEY_FILE_BYTES that
+ * neither group nor others may read, write or execute (mode & 077 = 0),
+ * as ssh asks of a private key. A key that other users can read is no
+ * secret, so it is refused rather than warned about.
+ */
+export function readKeyFile(path: string): Buffer {
+  let file: ReturnType<typeof readRegularFile>;
+  try {
+    file = readRegularFile(path, { maxBytes: MAX_KEY_FILE_BYTES });
+  } catch (err) {
+    if (err instanceof FileRefusedError) throw new Error(err.reason);
+    throw err;
+  }
+  const mode = file.stat.mode & 0o777;
+  if (mode & 0o077) {
+    throw new Error(`permissions ${mode.toString(8).padStart(4, '0')} are too open: other users may read or change the key (chmod 600 ${path})`);
+  }
+  return file.data;
+}
+
+/**
+ * A key from a key file's bytes: hex text (an even number of digits, 32
+ * to 128; whitespace around it ignored) or 16 to 64 raw bytes.
+ */
+export function keyFromFile(raw: Buffer): { key: Uint8Array } | { error: string } {
+  const text = raw.toString('latin1').trim();
+  if (/^[0-9a-fA-F]+$/.test(text) && text.length >= 32) {
+    if (text.length % 2) return { error: `${text.length} hex digits: an odd number (a digit is missing or extra)` };
+    if (text.length > 128) return { error: `${text.length} hex digits: at most 128 (64 bytes)` };
+    return { key: Buffer.from(text, 'hex') };
+  }
+  if (raw.length < 16 || raw.length > 64) return { error: `${raw.length} bytes: a raw key has 16 to 64 bytes (or write it as 32 to 128 hex digits)` };
+  return { key: raw };
 }
 
 const endpoint = z.string().min(1);
-const rate = z.union([z.string(), z.number().positive()]);
+const rate = z.union([z.string(), z.number()]);
 
 const peerSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . - (1..64)'),
   address: endpoint.optional(),
-  key: z.string().regex(/^[0-9a-fA-F]{32,128}$/, '32 to 128 hex digits').optional(),
+  key: z
+    .string()
+    .regex(/^[0-9a-fA-F]{32,128}$/, '32 to 128 hex digits')
+    // Buffer.from(hex) would drop an odd last digit without a word.
+    .superRefine((k, ctx) => {
+      if (k.length % 2) ctx.addIssue({ code: 'custom', message: `${k.length} hex digits: an odd number (a digit is missing or extra)` });
+    })
+    .optional(),
   keyFile: z.string().optional(),
   keyId: z.number().int().min(0).max(0xffffffff).optional(),
   maxRate: rate.optional(),
@@ -127,7 +189,7 @@ export interface TpoConfig {
 }
 
 /** Validates a parsed document (object). `readKey` reads key files (tests inject one). */
-export function parseTpoConfig(value: unknown, source = 'config', readKey: (path: string) => Buffer = (p) => readFileSync(p)): TpoConfig {
+export function parseTpoConfig(value: unknown, source = 'config', readKey: (path: string) => Buffer = readKeyFile): TpoConfig {
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
     throw new TpoConfigError(
@@ -180,9 +242,9 @@ export function parseTpoConfig(value: unknown, source = 'config', readKey: (path
     else if (p.key !== undefined) key = Buffer.from(p.key, 'hex');
     else {
       try {
-        const raw = readKey(p.keyFile!);
-        const text = raw.toString('utf8').trim();
-        key = /^[0-9a-fA-F]{32,128}$/.test(text) ? Buffer.from(text, 'hex') : raw;
+        const k = keyFromFile(readKey(p.keyFile!));
+        if ('error' in k) issues.push(`${where}.keyFile: ${p.keyFile}: ${k.error}`);
+        else key = k.key;
       } catch (err) {
         issues.push(`${where}.keyFile: cannot read ${p.keyFile}: ${(err as Error).message}`);
       }
@@ -191,7 +253,7 @@ export function parseTpoConfig(value: unknown, source = 'config', readKey: (path
     const address = p.address !== undefined ? ep(p.address, `${where}.address`) : undefined;
     const maxRateBps = rateOf(p.maxRate, `${where}.maxRate`);
     const initialRateBps = rateOf(p.initialRate, `${where}.initialRate`);
-    if (key) peers.push({ name: p.name, key, keyId, ...(address ? { address } : {}), ...(maxRateBps ? { maxRateBps } : {}), ...(initialRateBps ? { initialRateBps } : {}) });
+    if (key) peers.push({ name: p.name, key, keyId, ...(address ? { address } : {}), ...(maxRateBps !== undefined ? { maxRateBps } : {}), ...(initialRateBps !== undefined ? { initialRateBps } : {}) });
   });
   let entries: FlowEntry[] = [];
   try {

@@ -30,6 +30,12 @@ describe('sluice CLI', () => {
     assert.match(r.stderr, /unknown option '--bogus'/);
     r = await runCli(['nosuchcommand']);
     assert.equal(r.code, 2);
+    // Numbers out of range: a stats interval past Node's timer limit would fire every millisecond.
+    for (const [flag, value] of [['--stats-interval', '1e9'], ['--stats-interval', '1e400'], ['--batch-hold', '5000'], ['--max-datagram', '70000']]) {
+      r = await runCli(['relay', '--listen', 'udp://127.0.0.1:0', '--to', 'udp://127.0.0.1:6000', '--allow', 'any', flag!, value!]);
+      assert.equal(r.code, 2, `${flag} ${value}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`${flag}.*expected a(n integer| number) from`));
+    }
   });
 
   test('an unavailable tier exits 3 and says why', async () => {

@@ -269,6 +269,19 @@ describe('aggregate and segment model', () => {
     rejects(() => parseAggregate({ messages: [{ ...msg(1), data: 'text' }], schedule: { kind: 'delays', delaysMs: [0] } }), 'messages[0].data', /Uint8Array/);
   });
 
+  test('a range schedule may not start more than a day ahead; CLI rates and durations are finite', async () => {
+    const range = (startAt: number) => ({ messages: [msg(1)], schedule: { kind: 'range', startAt, durationMs: 0 } });
+    assert.doesNotThrow(() => parseAggregate(range(Date.now() + 60_000)));
+    rejects(() => parseAggregate(range(1e300)), 'schedule.startAt', /more than a day ahead/);
+    rejects(() => parseAggregate(range(Infinity)), 'schedule.startAt', /must be a finite number/);
+    const { parseBitrate, parseDuration } = await import('../../src/cli/output.js');
+    assert.equal(parseBitrate('4M'), 4_000_000);
+    assert.equal(parseBitrate('9'.repeat(400)), undefined, 'reads as Infinity');
+    assert.equal(parseDuration('2m'), 120_000);
+    assert.equal(parseDuration('9'.repeat(400)), undefined);
+    assert.equal(parseDuration('100000000s'), undefined, 'beyond what a timer can wait');
+  });
+
   test('property: segment plans cover every byte once, interleaved, bursts bounded', () => {
     fc.assert(
       fc.property(fc.array(fc.integer({ min: 0, max: 5000 }), { minLength: 1, maxLength: 6 }), fc.integer({ min: 1, max: 1500 }), fc.integer({ min: 1, max: 4 }), (lengths, size, burst) => {

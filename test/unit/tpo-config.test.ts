@@ -68,6 +68,7 @@ test('bit rates', () => {
   assert.equal(parseBitRate('800k'), 100_000);
   assert.equal(parseBitRate('2500000'), 312_500);
   assert.throws(() => parseBitRate('-1'));
+  assert.equal(parseBitRate(50_000_000), 6_250_000, 'a number is bits/s');
 });
 
 test('flow table: first match wins; prefixes and port ranges; no match leaves the flow alone', () => {
@@ -123,4 +124,86 @@ test('hostile TPO config text: alias bombs, deep nesting and numbers that are no
   assert.match(refused(`listen: 127.0.0.1:7400\n${peer}limits: { maxFlows: 1e400 }\n`), /limits\.maxFlows: must be a finite number \(got Infinity\)/);
   assert.match(refused(`listen: 127.0.0.1:7400\n${peer}deliver: { connectTimeoutMs: .nan }\n`), /deliver\.connectTimeoutMs: must be a finite number \(got NaN\)/);
   assert.match(refused(`listen: 127.0.0.1:7400\n${peer}limits: { udpIdleMs: 1500.5 }\n`), /limits\.udpIdleMs: must be an integer/);
+});
+
+test('keys: an odd hex digit is refused, not dropped; key files hex or 16..64 raw bytes', () => {
+  const odd = 'ab'.repeat(16) + 'c';
+  assert.match(issues({ ...base, peers: [{ ...base.peers[0], key: odd }] }).join('\n'), /peers\[0\]\.key: 33 hex digits: an odd number/);
+  const withFile = (content: Buffer) => {
+    try {
+      return parseTpoConfig({ ...base, peers: [{ name: 'b', keyFile: 'k', keyId: 1 }] }, 't', () => content).peers[0]!.key;
+    } catch (err) {
+      assert.ok(err instanceof TpoConfigError, String(err));
+      return err.issues.join('\n');
+    }
+  };
+  assert.deepEqual(withFile(Buffer.from(`${'cd'.repeat(32)}\n`)), Buffer.from('cd'.repeat(32), 'hex'));
+  assert.match(String(withFile(Buffer.from(`${'cd'.repeat(16)}e\n`))), /peers\[0\]\.keyFile: k: 33 hex digits: an odd number/);
+  assert.match(String(withFile(Buffer.from('ab'.repeat(65)))), /130 hex digits: at most 128/);
+  const raw = Buffer.alloc(32, 0xf7);
+  assert.deepEqual(withFile(raw), raw);
+  assert.match(String(withFile(Buffer.alloc(65, 0xf7))), /65 bytes: a raw key has 16 to 64 bytes/);
+  assert.match(String(withFile(Buffer.alloc(8, 0xf7))), /8 bytes: a raw key has 16 to 64 bytes/);
+});
+
+test('rates: 0, negative, Infinity and absurd values are refused with the field; numbers are bits/s', () => {
+  const rateIssue = (maxRate: unknown) => issues({ ...base, peers: [{ ...base.peers[0], maxRate }] }).join('\n');
+  assert.match(rateIssue(0), /peers\[0\]\.maxRate: 0 bits\/s is below the least rate of 64k \(for no cap, leave the field out\)/);
+  assert.match(rateIssue('0'), /peers\[0\]\.maxRate: 0 bits\/s is below the least rate of 64k \(for no cap, leave the field out\)/);
+  assert.match(rateIssue('0k'), /for no cap, leave the field out/);
+  assert.match(rateIssue(-5), /below the least rate/);
+  assert.match(rateIssue(Infinity), /peers\[0\]\.maxRate: .*finite/);
+  assert.match(rateIssue(NaN), /peers\[0\]\.maxRate: .*finite/);
+  assert.match(rateIssue(`1${'0'.repeat(400)}`), /is not a finite bit rate/);
+  assert.match(rateIssue('5000G'), /above the greatest rate/);
+  assert.match(issues({ ...base, peers: [{ ...base.peers[0], initialRate: '1k' }] }).join('\n'), /peers\[0\]\.initialRate: 1k bits\/s is below the least rate/);
+  const ok = parseTpoConfig({ ...base, peers: [{ ...base.peers[0], maxRate: 64_000, initialRate: '10M' }] }, 't');
+  assert.equal(ok.peers[0]!.maxRateBps, 8000);
+  assert.equal(ok.peers[0]!.initialRateBps, 1_250_000);
+  assert.throws(() => parseBitRate(0), /below the least rate/);
+  assert.throws(() => parseBitRate(Infinity), /finite/);
+});
+
+test('key files: regular files of at most 1 KiB that only the owner may read, relative to the config', async () => {
+  const { mkdtempSync, writeFileSync, chmodSync, rmSync, truncateSync } = await import('node:fs');
+  const { execFileSync } = await import('node:child_process');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { readKeyFile } = await import('../../src/tpo/config.js');
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-key-'));
+  try {
+    const k = join(dir, 'k');
+    writeFileSync(k, `${'cd'.repeat(32)}\n`, { mode: 0o600 });
+    chmodSync(k, 0o600);
+    assert.equal(readKeyFile(k).toString().trim(), 'cd'.repeat(32));
+    chmodSync(k, 0o644);
+    assert.throws(() => readKeyFile(k), /permissions 0644 are too open: other users may read or change the key \(chmod 600 /);
+    chmodSync(k, 0o640);
+    assert.throws(() => readKeyFile(k), /permissions 0640 are too open/);
+    chmodSync(k, 0o400);
+    assert.equal(readKeyFile(k).length, 65);
+    truncateSync(k, 1 << 30);
+    assert.throws(() => readKeyFile(k), /1073741824 bytes, more than the limit of 1024/);
+    execFileSync('mkfifo', ['-m', '600', join(dir, 'fifo')]);
+    assert.throws(() => readKeyFile(join(dir, 'fifo')), /FIFO/);
+    // Through the CLI's loader: the path is relative to the config file, the refusal names the field.
+    writeFileSync(join(dir, 'key.hex'), 'ef'.repeat(32), { mode: 0o600 });
+    chmodSync(join(dir, 'key.hex'), 0o600);
+    writeFileSync(join(dir, 'open.hex'), 'ef'.repeat(32), { mode: 0o644 });
+    chmodSync(join(dir, 'open.hex'), 0o644);
+    const { loadTpoConfig } = await import('../../src/cli/tpo.js');
+    const cfg = (keyFile: string) => `listen: 127.0.0.1:0\npeers:\n  - { name: b, keyFile: ${keyFile}, keyId: 1 }\n`;
+    writeFileSync(join(dir, 'good.yaml'), cfg('key.hex'));
+    writeFileSync(join(dir, 'open.yaml'), cfg('open.hex'));
+    const prev = process.cwd();
+    process.chdir(tmpdir());
+    try {
+      assert.deepEqual(loadTpoConfig(join(dir, 'good.yaml')).peers[0]!.key, Buffer.from('ef'.repeat(32), 'hex'));
+      assert.throws(() => loadTpoConfig(join(dir, 'open.yaml')), /open\.yaml.*peers\[0\]\.keyFile: cannot read open\.hex: permissions 0644 are too open/);
+    } finally {
+      process.chdir(prev);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
