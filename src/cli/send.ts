@@ -13,7 +13,7 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { Sluice, type AggregateInput } from '../control/sluice.js';
 import { PolicyValidationError } from '../errors.js';
-import { MAX_BATCH_BYTES, MAX_UDP_PAYLOAD, type TierChoice } from '../policy/schema.js';
+import { MAX_AGGREGATE_MESSAGES, MAX_BATCH_BYTES, MAX_UDP_PAYLOAD, type TierChoice } from '../policy/schema.js';
 import { FileRefusedError, readRegularFile } from '../fs/regular-file.js';
 import { parseAggregateForSend } from '../policy/validate.js';
 import { nestingProblem } from '../policy/config.js';
@@ -54,9 +54,13 @@ export async function aggregateFromJson(text: string, baseDir: string, opts: Agg
   if (typeof doc !== 'object' || doc === null || !Array.isArray((doc as { messages?: unknown }).messages)) {
     throw new PolicyValidationError([{ path: 'messages', message: 'expected an array of messages' }], 'invalid aggregate');
   }
+  const input = (doc as { messages: unknown[] }).messages;
+  // Before any file is read: the schema would refuse this many anyway.
+  if (input.length > MAX_AGGREGATE_MESSAGES) {
+    throw new PolicyValidationError([{ path: 'messages', message: `${input.length} messages; an aggregate carries at most ${MAX_AGGREGATE_MESSAGES}` }], 'invalid aggregate');
+  }
   const issues: Issue[] = [];
   let total = 0;
-  const input = (doc as { messages: unknown[] }).messages;
   const messages: unknown[] = new Array(input.length);
   // One message at a time: files are read only while the total stays within bounds.
   for (let i = 0; i < input.length; i++) {

@@ -70,6 +70,9 @@ test('file payloads: inside the folder only, regular files only, sizes checked b
     // The aggregate's 64 MiB are counted before each read: the 1025th copy of a maximal payload is refused unread.
     const many = await refusal(doc(Array(1025).fill('max.bin')), base);
     assert.equal(many[0]!.path, 'messages[1024].file');
+    // More messages than an aggregate carries: refused before any file is opened (the FIFO would say so).
+    const tooMany = await refusal(doc(Array(65537).fill('fifo')), base);
+    assert.deepEqual(tooMany, [{ path: 'messages', message: '65537 messages; an aggregate carries at most 65536' }]);
     assert.match(many[0]!.message, /65507 bytes, more than the limit of 29696 \(the aggregate may carry 67108864 bytes in all; 29696 are left\)/);
   } finally {
     rmSync(root, { recursive: true, force: true });
