@@ -25,7 +25,7 @@ import { NativeRegion } from '../sys/memory.js';
 import { PacketSocket } from '../sys/packet-socket.js';
 import { Poller, Waker } from '../sys/poller.js';
 import { DROP_BURST, DROP_LOSS, DROP_QUEUE, ETH_HEADER, WanLane } from './wan-model.js';
-import { C, LANE_FIELDS, LATENESS_EDGES_MS, type IpWanWorkerData } from './ip-wan-protocol.js';
+import { C, HOLD_NONE, LANE_FIELDS, LATENESS_EDGES_MS, type IpWanWorkerData } from './ip-wan-protocol.js';
 
 /** Room for the virtio header and a 1500-byte-MTU frame (with VLAN tags), rounded to a page half. */
 export const SLOT_BYTES = 2048;
@@ -99,6 +99,7 @@ class Direction {
   ) {
     this.ring = new Ring(slots);
     this.c = new Float64Array(counters, index * LANE_FIELDS * 8, LANE_FIELDS);
+    this.c[C.holdMinMs] = HOLD_NONE;
     this.scratch = scratch;
   }
 }
@@ -221,6 +222,9 @@ export class IpWanEngine {
           cnt[due === DROP_QUEUE ? C.dropQueue : due === DROP_BURST ? C.dropBurst : C.dropLoss]!++;
           continue;
         }
+        const hold = due - now;
+        if (hold < cnt[C.holdMinMs]!) cnt[C.holdMinMs] = hold;
+        if (hold > cnt[C.holdMaxMs]!) cnt[C.holdMaxMs] = hold;
         if (w !== s) bytes.copyWithin(w * SLOT_BYTES, base, base + total);
         ring.txIov.setSize(w * SIZEOF_IOVEC + 8, total);
         ring.len[w] = total;

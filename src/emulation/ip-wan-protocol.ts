@@ -31,6 +31,9 @@ export interface IpWanWorkerData {
 /** Upper edges (ms) of the lateness histogram buckets; the last bucket is everything above. */
 export const LATENESS_EDGES_MS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5] as const;
 
+/** holdMinMs before any frame was admitted (finite, so it survives JSON). */
+export const HOLD_NONE = Number.MAX_VALUE;
+
 /** Counter indexes inside one direction's block. */
 export const C = {
   /** Frames read from the ingress interface. */
@@ -63,8 +66,16 @@ export const C = {
   /** Frames on the delay line or in the queue now. */
   held: 17,
   queuedBytes: 18,
+  /**
+   * Least and most time (ms) the model gave an admitted frame between its
+   * arrival and its due time (queue wait + serialization + delay): what the
+   * emulator decided, free of any host timing, for checks that must hold on
+   * a busy machine. HOLD_NONE until a frame was admitted.
+   */
+  holdMinMs: 19,
+  holdMaxMs: 20,
   /** Histogram: LATENESS_EDGES_MS.length + 1 buckets. */
-  latenessHist: 19,
+  latenessHist: 21,
 } as const;
 
 export const LANE_FIELDS = C.latenessHist + LATENESS_EDGES_MS.length + 1;

@@ -66,6 +66,13 @@ export interface LaneStats {
   kernelDrops: number;
   held: number;
   queuedBytes: number;
+  /**
+   * Least and most time the model gave an admitted frame from arrival to due
+   * time (queue wait + serialization + delay), ms: the emulator's decision,
+   * free of host timing. holdMinMs is HOLD_NONE (Number.MAX_VALUE) before any frame.
+   */
+  holdMinMs: number;
+  holdMaxMs: number;
   /** Mean and max of (time sent − due time), ms, and counts per bucket (upper edges in `latenessEdgesMs`, last unbounded). */
   latenessMeanMs: number;
   latenessMaxMs: number;
@@ -80,8 +87,10 @@ export interface IpWanStats {
 
 const KEYS = [
   'rxFrames', 'rxBytes', 'txFrames', 'txBytes', 'dropLoss', 'dropBurst', 'dropQueue', 'dropFull', 'oversize', 'gso',
-  'nonIp', 'maxIpBytes', 'sendErrors', 'sendRetries', 'kernelDrops', 'held', 'queuedBytes',
+  'nonIp', 'maxIpBytes', 'sendErrors', 'sendRetries', 'kernelDrops', 'held', 'queuedBytes', 'holdMinMs', 'holdMaxMs',
 ] as const;
+/** Gauges and extremes: a difference of two snapshots keeps the later value. */
+const NOT_SUMMED = new Set<string>(['held', 'queuedBytes', 'maxIpBytes', 'holdMinMs', 'holdMaxMs']);
 
 /** Fraction of frames that left later than `ms` after their due time. */
 export function lateFraction(s: LaneStats, ms: number): number {
@@ -98,7 +107,7 @@ export function lateFraction(s: LaneStats, ms: number): number {
 /** `after − before`, counter by counter (gauges and maxima taken from `after`). */
 export function diffLane(after: LaneStats, before: LaneStats): LaneStats {
   const out = { ...after, latenessHist: after.latenessHist.map((v, i) => v - (before.latenessHist[i] ?? 0)) };
-  for (const k of KEYS) if (k !== 'held' && k !== 'queuedBytes' && k !== 'maxIpBytes') out[k] = after[k] - before[k];
+  for (const k of KEYS) if (!NOT_SUMMED.has(k)) out[k] = after[k] - before[k];
   const sent = out.txFrames;
   out.latenessMeanMs = sent > 0 ? (after.latenessMeanMs * after.txFrames - before.latenessMeanMs * before.txFrames) / sent : 0;
   return out;

@@ -106,7 +106,9 @@ describe('batched engine', { skip: probe.available ? undefined : `batched tier u
     const [r] = await Promise.all([receiver()]);
     const src = await openSender();
     cleanups.push(() => src.close());
-    for (const holdMs of [0, 40]) {
+    // Compared with a long hold rather than with a few ms: a busy machine
+    // (CI: 2 cores, other work) delays any delivery by tens of ms.
+    for (const holdMs of [0, 400]) {
       const plane = await BatchedPlane.start({ batchHoldMs: holdMs });
       const { listen } = await plane.addFlow('hold', plan([r!]));
       const before = r!.received.length;
@@ -115,8 +117,9 @@ describe('batched engine', { skip: probe.available ? undefined : `batched tier u
       await r!.waitFor(before + 1);
       const waited = performance.now() - t0;
       await plane.close();
-      if (holdMs === 0) assert.ok(waited < 30, `hold 0 took ${waited.toFixed(1)} ms`);
-      else assert.ok(waited >= holdMs - 2 && waited < holdMs + 200, `hold ${holdMs} took ${waited.toFixed(1)} ms`);
+      process.stdout.write(`# hold ${holdMs} ms: delivered after ${waited.toFixed(1)} ms\n`);
+      if (holdMs === 0) assert.ok(waited < 200, `hold 0 took ${waited.toFixed(1)} ms: it waited for a batch`);
+      else assert.ok(waited >= holdMs - 2 && waited < holdMs + 1000, `hold ${holdMs} took ${waited.toFixed(1)} ms`);
     }
   });
 

@@ -1,7 +1,8 @@
 /**
  * The bench's exact core clock (bench/lib/irq-clock.ts): the programs load
  * and attach, a busy task on the core counts once it leaves, and idle time
- * does not. (Its softirq half is exercised by the bench itself, where the
+ * does not (checked against the kernel's own per-core accounting, so that it
+ * holds whatever else keeps the core busy). (Its softirq half is exercised by the bench itself, where the
  * kernel tier's cost appears only through it.) Root only; no interfaces
  * are touched.
  */
@@ -10,30 +11,50 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { rootSkipReason } from '../helpers/netns.js';
 import { CoreClock } from '../../bench/lib/irq-clock.js';
+import { coreBusy } from '../../bench/lib/cpu.js';
 import { possibleCpus } from '../../src/sys/bpf.js';
 
 const skip = rootSkipReason() ?? (possibleCpus() < 2 ? 'needs 2 CPUs' : undefined);
 
-function spinOn(cpu: number, ms: number): Promise<void> {
-  const p = spawn('taskset', ['-c', String(cpu), process.execPath, '-e', `const t = Date.now(); while (Date.now() - t < ${ms}) {}`], { stdio: 'ignore' });
+/** Spins on `cpu` for `ms` of wall time; resolves with the CPU time the spinner itself got (s), all of it on that core. */
+function spinOn(cpu: number, ms: number): Promise<number> {
+  const script = `const t = Date.now(); while (Date.now() - t < ${ms}) {} const u = process.cpuUsage(); console.log((u.user + u.system) / 1e6);`;
+  const p = spawn('taskset', ['-c', String(cpu), process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  p.stdout.on('data', (d) => (out += d));
   return new Promise((resolve, reject) => {
-    p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`spinner exited ${code}`))));
+    p.on('exit', (code) => (code === 0 ? resolve(Number(out.trim())) : reject(new Error(`spinner exited ${code}`))));
     p.on('error', reject);
   });
 }
 
-test('counts a busy task on the core, not idle time', { skip }, async () => {
+// Other work may keep the core busy (CI has 2 cores and may be loaded), so
+// neither "busy equals the spin" nor "idle time is zero" can be assumed:
+// the clock must count at least the spinner's own CPU time, and agree with
+// the kernel's own per-core figures (cpuidle residency or /proc/stat,
+// bench/lib/cpu.ts) over the same interval. Counting idle time shows as a
+// clock far above them whenever the core was partly idle.
+test('counts a busy task on the core, and agrees with the kernel\'s idle accounting', { skip }, async () => {
   const clock = CoreClock.open();
   try {
     const a = clock.busyS(0);
+    const ka = coreBusy(0);
     const t0 = performance.now();
-    await spinOn(0, 400);
-    await new Promise((r) => setTimeout(r, 600)); // idle afterwards: must not count
+    const spun = await spinOn(0, 400);
+    await new Promise((r) => setTimeout(r, 600)); // idle afterwards, unless other work runs there
     const b = clock.busyS(0);
+    const kb = coreBusy(0);
     const elapsed = (performance.now() - t0) / 1000;
     const busy = b.busyS - a.busyS;
-    assert.ok(busy >= 0.38, `busy ${busy.toFixed(3)} s < the 0.4 s spin`);
-    assert.ok(busy < 0.4 + 0.35, `busy ${busy.toFixed(3)} s: idle time counted (elapsed ${elapsed.toFixed(3)} s)`);
+    const kernel = kb.busyS - ka.busyS;
+    const what = `clock ${busy.toFixed(3)} s, kernel (${kb.source}) ${kernel.toFixed(3)} s, spinner ${spun.toFixed(3)} s CPU, elapsed ${elapsed.toFixed(3)} s`;
+    process.stdout.write(`# ${what}\n`);
+    assert.ok(spun > 0, `the spinner ran (${what})`);
+    assert.ok(busy >= spun - 0.02, `the spinner's CPU time is counted: ${what}`);
+    // The two estimates differ by a few ticks (seen: up to 0.045 s per second
+    // at load 9), and the clock adds a task's time when it switches out, so
+    // a time slice begun before the interval may count in it (seen: 0.07 s).
+    assert.ok(Math.abs(busy - kernel) <= 0.1 + 0.1 * elapsed, `idle time counted, or busy time missed: ${what}`);
   } finally {
     clock.close();
   }

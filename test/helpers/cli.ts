@@ -40,8 +40,8 @@ export function runCli(args: string[], timeoutMs?: number, opts: { asNobody?: bo
   return collect(startCli(args, opts), timeoutMs);
 }
 
-/** Resolves with the first stdout line that parses as JSON with the given `event`. */
-export function waitForEvent(child: ChildProcessWithoutNullStreams, event: string, timeoutMs = 15_000): Promise<Record<string, unknown>> {
+/** Resolves with the first stdout line that parses as JSON with the given `event`; the deadline only catches a hang (a cold tsx start took > 15 s at load 19). */
+export function waitForEvent(child: ChildProcessWithoutNullStreams, event: string, timeoutMs = 60_000): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     let buf = '';
     const timer = setTimeout(() => reject(new Error(`no '${event}' event within ${timeoutMs} ms; stdout so far: ${buf}`)), timeoutMs);

@@ -3,6 +3,13 @@
  * RTT through it is the configured delay, a 50 Mbit/s cap delivers
  * 50 Mbit/s, 1 % loss drops 1 % of packets, TCP crosses it in MTU-sized
  * packets (offloads really off), and nothing is left behind.
+ *
+ * The machine may be busy (CI: 2 cores, other work). Delay is checked as
+ * "never early" end to end plus the hold the emulator itself gave each frame
+ * (its counters, free of host timing); how close a ping comes to 100 ms is
+ * the host's scheduling and is printed only (the bench reports the
+ * emulator's own lateness). The rate test's queue holds a second, so a
+ * sender stalled by the load refills it instead of leaving the link idle.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -40,17 +47,25 @@ describe('IP-level WAN emulator in namespaces', { skip }, () => {
       process.stdout.write(`# RTT p50 ${r.p50.toFixed(2)} ms, min ${r.min.toFixed(2)}, max ${r.max.toFixed(2)} (configured 100)\n`);
       assert.equal(r.n, 50);
       assert.ok(r.min >= 100, `no probe may beat the configured delay (min ${r.min})`);
-      assert.ok(r.p50 < 103, `median RTT ${r.p50} ms should be within 3 ms of 100`);
+      // What the emulator decided for every frame, both ways: the 50 ms delay
+      // plus serialization (1500 bytes at 50 Mbit/s is 0.24 ms), no queue.
+      const s = await emu.stats();
+      for (const [dir, lane] of [['aToB', s.aToB], ['bToA', s.bToA]] as const) {
+        process.stdout.write(`# ${dir}: ${lane.txFrames} frames held ${lane.holdMinMs.toFixed(3)}–${lane.holdMaxMs.toFixed(3)} ms, released late by ${lane.latenessMeanMs.toFixed(3)} ms on average (max ${lane.latenessMaxMs.toFixed(3)})\n`);
+        assert.ok(lane.txFrames >= 50, `${dir}: ${lane.txFrames} frames`);
+        assert.ok(lane.holdMinMs >= 50, `${dir}: a frame was held ${lane.holdMinMs} ms < the 50 ms delay`);
+        assert.ok(lane.holdMaxMs <= 50.5, `${dir}: a frame was held ${lane.holdMaxMs} ms: more than delay + serialization`);
+      }
     } finally {
       echo.endInput();
       await echo.stop();
-      const s = await emu.stop();
-      if (s) process.stdout.write(`# emulator lateness mean ${s.aToB.latenessMeanMs.toFixed(3)} ms, max ${s.aToB.latenessMaxMs.toFixed(3)} ms\n`);
+      await emu.stop();
     }
   });
 
   test('a 50 Mbit/s cap delivers 50 Mbit/s of an 80 Mbit/s offer', async () => {
-    const emu = await wt.startEmulator({ common: { delayMs: 10, rateBps: 50e6 } });
+    // A queue of one second (6.25 MB, ~4,400 frames of the 8,192 slots).
+    const emu = await wt.startEmulator({ common: { delayMs: 10, rateBps: 50e6, queueBytes: 6_250_000 } });
     const sink = wt.topo.runNode('server', LOAD, ['udp-sink', '--port', '7001'], { stdin: 'pipe' });
     try {
       await sink.waitForLine(/ready/);
@@ -61,9 +76,14 @@ describe('IP-level WAN emulator in namespaces', { skip }, () => {
       const got = JSON.parse(await line) as { packets: number; ipBytes: number; spanMs: number };
       const mbit = (got.ipBytes * 8) / (got.spanMs * 1000);
       const s = (await emu.stats()).aToB;
-      process.stdout.write(`# delivered ${mbit.toFixed(2)} Mbit/s of IP packets (cap 50); emulator queue drops ${s.dropQueue} of ${s.rxFrames}, lateness mean ${s.latenessMeanMs.toFixed(3)} ms, max ${s.latenessMaxMs.toFixed(3)} ms\n`);
-      assert.ok(mbit > 47.5 && mbit < 51, `delivered ${mbit} Mbit/s, want 50 ± 5 % (and never much above)`);
-      assert.ok(s.dropQueue > 0, 'an 80 Mbit/s offer must overflow the 50 Mbit/s queue');
+      process.stdout.write(`# delivered ${mbit.toFixed(2)} Mbit/s of IP packets over ${(got.spanMs / 1000).toFixed(2)} s (cap 50); emulator queue drops ${s.dropQueue} of ${s.rxFrames}, held up to ${s.holdMaxMs.toFixed(1)} ms, lateness mean ${s.latenessMeanMs.toFixed(3)} ms, max ${s.latenessMaxMs.toFixed(3)} ms\n`);
+      // Over ~5 s (4 s of offer, then the queue drains) the receiver's own
+      // timing (a late first read shortens the span) moves this by far less than 5 %.
+      assert.ok(mbit > 47.5 && mbit < 52.5, `delivered ${mbit} Mbit/s, want 50 ± 5 %`);
+      assert.ok(s.dropQueue > 0, 'an 80 Mbit/s offer for 4 s must overflow the 1 s queue');
+      assert.equal(s.dropFull, 0, 'the frame store holds the whole queue');
+      // The queue filled, and the emulator never held a frame beyond it (1 s + 10 ms delay + a frame).
+      assert.ok(s.holdMaxMs >= 900 && s.holdMaxMs <= 1010.5, `longest hold ${s.holdMaxMs} ms`);
       assert.equal(s.kernelDrops, 0, 'the emulator must keep up: no kernel drops on its sockets');
     } finally {
       sink.endInput();

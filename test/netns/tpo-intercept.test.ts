@@ -16,6 +16,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { createTopology, rootSkipReason, type NsProcess, type Topology } from '../helpers/netns.js';
+import { nftTables } from '../helpers/nft.js';
 
 const skip = rootSkipReason();
 const LOCAL_CLIENT = fileURLToPath(new URL('../fixtures/intercept-local-client.ts', import.meta.url));
@@ -94,7 +95,8 @@ async function udp(topo: Topology, host: string, port: number, text: string): Pr
 
 /** Everything of Sluice's in the gateway namespace, as text; empty when nothing is left. */
 async function leftovers(topo: Topology): Promise<string> {
-  const ruleset = (await topo.exec('gw', 'nft', ['list', 'ruleset'])).trim();
+  // Every nf_tables table (no table = empty ruleset), read over netlink: no nft tool needed.
+  const ruleset = await nftTables(topo, 'gw');
   const rules = [...(await topo.ip('gw', ['-4', 'rule'])).split('\n'), ...(await topo.ip('gw', ['-6', 'rule'])).split('\n')].filter((l) => /fwmark/.test(l));
   const routes = [...(await topo.ip('gw', ['-4', 'route', 'show', 'table', 'all'])).split('\n'), ...(await topo.ip('gw', ['-6', 'route', 'show', 'table', 'all'])).split('\n')].filter((l) =>
     /^local (default|::\/0)|table 13975/.test(l),

@@ -91,11 +91,13 @@ for (const [engine, s, skip] of engines) {
 
   test(`${engine}: a message later than maxLatenessMs is dropped and counted; the others are sent`, { skip }, async () => {
     const rx = await openReceiver();
-    // A range that started 500 ms ago: the first two are hopelessly late.
+    // A range that started 5 s ago: the first two are 5 and 4 s late, far
+    // beyond maxLatenessMs; the others are due 300 and 400 ms from now and
+    // would have to wait 2 s more on a busy machine to count as late.
     const r = await s!.sendAggregate({
       messages: [0, 1, 2, 3].map((i) => ({ to: rx.url, data: Buffer.from([i]), stream: 's' })),
-      schedule: { kind: 'range', startAt: Date.now() - 500, durationMs: 600, offsetsMs: [0, 100, 520, 560] },
-      maxLatenessMs: 50,
+      schedule: { kind: 'range', startAt: Date.now() - 5000, durationMs: 6000, offsetsMs: [0, 1000, 5300, 5400] },
+      maxLatenessMs: 2000,
     });
     assert.deepEqual(r.messages.map((m) => [m.index, m.status, m.reason]), [
       [0, 'dropped', 'late'],

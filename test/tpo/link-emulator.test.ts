@@ -5,6 +5,13 @@
  * reordering, delay and corruption apart. Senders are paced so the kernel's
  * socket buffers never drop anything (that would be loss the emulator did not
  * decide); each test checks the emulator received everything that was sent.
+ *
+ * The machine may be busy (CI has 2 cores and other work): timers fire late,
+ * so datagrams leave late and senders fall behind. Assertions are therefore
+ * about what the emulator decides (counters, order, which datagrams) and
+ * about lower bounds (never early, never faster than the rate); how promptly
+ * it delivers on a quiet machine is printed as a diagnostic, and measured by
+ * the bench (the TPO suites run across it). Deadlines only catch hangs.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -155,20 +162,31 @@ async function sendBatched(from: dgram.Socket, to: Peer, n: number, size: (seq: 
   }
 }
 
-/** Sends at `pps` for `durationMs`, catching up after late timers; calls `at(elapsedMs)` each tick. */
-async function sendPaced(from: dgram.Socket, to: Peer, pps: number, durationMs: number, size: number, at?: (elapsedMs: number) => void): Promise<number> {
+/** Most datagrams sent before the emulator (same event loop) gets to read: a few KB each in a socket buffer of ~400 KB (rmem_max). */
+const CATCH_UP_CHUNK = 64;
+
+/**
+ * Sends at `pps` for `durationMs`, catching up after late timers in chunks
+ * that let the emulator read in between (a catch-up burst after a stall must
+ * not overflow its socket buffer: that loss would not be the emulator's).
+ */
+async function sendPaced(from: dgram.Socket, to: Peer, pps: number, durationMs: number, size: number): Promise<number> {
   const t0 = performance.now();
   let seq = 0;
   for (;;) {
     const elapsed = performance.now() - t0;
     if (elapsed >= durationMs) return seq;
-    at?.(elapsed);
-    for (const target = Math.floor((elapsed * pps) / 1000); seq < target; seq++) from.send(datagram(seq, size), to.port, to.address);
+    const target = Math.floor((elapsed * pps) / 1000);
+    while (seq < target) {
+      for (const end = Math.min(target, seq + CATCH_UP_CHUNK); seq < end; seq++) from.send(datagram(seq, size), to.port, to.address);
+      if (seq < target) await new Promise((r) => setImmediate(r));
+    }
     await sleep(1);
   }
 }
 
-async function until(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
+/** Waits for `cond`; the deadline only catches a hang (far above what a loaded machine needs). */
+async function until(what: string, cond: () => boolean, timeoutMs = 30_000): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   while (!cond()) {
     if (performance.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for: ${what}`);
@@ -177,7 +195,7 @@ async function until(what: string, cond: () => boolean, timeoutMs = 5000): Promi
 }
 
 /** Waits until the emulator received n in `dir`, has nothing in flight and the receiver got all it forwarded. */
-async function drained(r: Rig, dir: Direction, n: number, timeoutMs = 5000): Promise<void> {
+async function drained(r: Rig, dir: Direction, n: number, timeoutMs = 30_000): Promise<void> {
   const rx = dir === 'aToB' ? r.B : r.A;
   await until(`${dir}: ${n} received and everything forwarded delivered`, () => {
     const s = r.emu.stats(dir);
@@ -195,7 +213,7 @@ const seqs = (arrivals: Arrival[]) => arrivals.map((a) => a.seq);
 
 // ---------------------------------------------------------------- link
 
-test('pass-through without impairment is byte-exact and ordered, both ways', { timeout: 10_000 }, async () => {
+test('pass-through without impairment is byte-exact and ordered, both ways', { timeout: 60_000 }, async () => {
   const r = await rig();
   try {
     const n = 1000;
@@ -235,7 +253,7 @@ async function lossRun(seed: number, params: LinkEmulatorOptions['aToB'], n = 50
   }
 }
 
-test('seeded 10 % random loss: rate within 10 %, identical drops for the same seed', { timeout: 15_000 }, async (t) => {
+test('seeded 10 % random loss: rate within 10 %, identical drops for the same seed', { timeout: 60_000 }, async (t) => {
   const first = await lossRun(99, { loss: 0.1 });
   const again = await lossRun(99, { loss: 0.1 });
   const other = await lossRun(100, { loss: 0.1 });
@@ -246,7 +264,7 @@ test('seeded 10 % random loss: rate within 10 %, identical drops for the same se
   assert.notDeepEqual(other.lost, first.lost);
 });
 
-test('burst loss (Gilbert-Elliott) makes runs of mean length ~1/pBadToGood', { timeout: 10_000 }, async (t) => {
+test('burst loss (Gilbert-Elliott) makes runs of mean length ~1/pBadToGood', { timeout: 60_000 }, async (t) => {
   const burst = { pGoodToBad: 0.03, pBadToGood: 0.25 };
   const { lost, r } = await lossRun(7, { burst });
   const runs: number[] = [];
@@ -268,7 +286,7 @@ test('burst loss (Gilbert-Elliott) makes runs of mean length ~1/pBadToGood', { t
   assert.ok(random.lost.length / randomRuns < 1.5, `random loss mean run ${random.lost.length / randomRuns}`);
 });
 
-test('duplication and reordering at roughly their rates, payloads intact, nothing lost', { timeout: 10_000 }, async (t) => {
+test('duplication and reordering at roughly their rates, payloads intact, nothing lost', { timeout: 60_000 }, async (t) => {
   const n = 4000;
   const r = await rig({ seed: 5, aToB: { duplicate: 0.05, reorder: 0.05, reorderDelayMs: 5 } });
   try {
@@ -298,7 +316,7 @@ test('duplication and reordering at roughly their rates, payloads intact, nothin
   }
 });
 
-test('delay adds at least delayMs each way (echo RTT); jitter without reorder keeps order', { timeout: 10_000 }, async (t) => {
+test('delay adds at least delayMs each way (echo RTT); jitter without reorder keeps order', { timeout: 60_000 }, async (t) => {
   const r = await rig({ aToB: { delayMs: 40 }, bToA: { delayMs: 40 } });
   try {
     r.B.onArrival = (data) => r.B.socket.send(data, r.emu.b.port, r.emu.b.address);
@@ -310,8 +328,9 @@ test('delay adds at least delayMs each way (echo RTT); jitter without reorder ke
     const rtts = r.A.arrivals.map((a) => a.at - a.sentAt).sort((x, y) => x - y);
     const median = rtts[10]!;
     t.diagnostic(`RTT with 2 × 40 ms: min ${rtts[0]!.toFixed(2)}, median ${median.toFixed(2)}, max ${rtts[19]!.toFixed(2)} ms`);
+    // Never early. How close to 80 ms the echoes come is the host's timer
+    // latency (printed above), not the emulator's behaviour.
     assert.ok(rtts[0]! >= 80, `min RTT ${rtts[0]}`);
-    assert.ok(median <= 90, `median RTT ${median}`);
   } finally {
     await r.close();
   }
@@ -325,78 +344,120 @@ test('delay adds at least delayMs each way (echo RTT); jitter without reorder ke
     const oneWay = j.B.arrivals.map((a) => a.at - a.sentAt).sort((x, y) => x - y);
     t.diagnostic(`one-way with 10 ms + jitter 20 ms: min ${oneWay[0]!.toFixed(2)}, median ${oneWay[n >> 1]!.toFixed(2)}, max ${oneWay[n - 1]!.toFixed(2)} ms`);
     assert.ok(oneWay[0]! >= 10, `min one-way ${oneWay[0]}`);
-    assert.ok(oneWay[n - 1]! >= 25 && oneWay[n - 1]! <= 45, `max one-way ${oneWay[n - 1]}`);
+    // Jitter is applied: of 2,000 uniform draws in [0, 20] the largest is above 15 (failing odds 0.75^2000).
+    // (A late timer only adds, so this cannot fail on a busy machine.)
+    assert.ok(oneWay[n - 1]! >= 25, `max one-way ${oneWay[n - 1]}`);
   } finally {
     await j.close();
   }
 });
 
-test('rateBps caps throughput, the queue delays and tail-drops (counted)', { timeout: 15_000 }, async (t) => {
-  const rateBps = 50e6;
+test('rateBps caps throughput at the rate: never faster, and at the rate while the queue holds a backlog', { timeout: 60_000 }, async (t) => {
+  // A slow link and a queue of a full second: a sender stalled by a busy
+  // machine (its catch-up bursts land in the queue) leaves the link idle
+  // only if it stalls for longer than that, and the emulator's own bursts
+  // after a late timer stay well inside the receiver's socket buffer.
+  const rateBps = 2e6;
   const size = 1200;
-  const queueBytes = 125_000; // 20 ms at 50 Mbit/s
+  const queueBytes = rateBps / 8; // 1 s
   const r = await rig({ aToB: { rateBps, queueBytes } });
   try {
-    // Twice the bottleneck rate for 1 s.
+    // Twice the bottleneck rate for 2 s.
     const pps = Math.round((2 * rateBps) / 8 / size);
-    const sent = await sendPaced(r.A.socket, r.emu.a, pps, 1000, size);
+    const sent = await sendPaced(r.A.socket, r.emu.a, pps, 2000, size);
     await drained(r, 'aToB', sent);
     assertBalanced(r, 'aToB');
     const s = r.emu.stats('aToB');
     const arr = r.B.arrivals;
-    // Delivered rate over the saturated part: from 100 ms after the first arrival to the last one.
+    const firstSent = Math.min(...arr.map((a) => a.sentAt));
+    const last = arr[arr.length - 1]!.at;
+    const bits = arr.reduce((sum, a) => sum + a.size, 0) * 8;
+    // Never faster: every datagram waits its turn behind the ones before it,
+    // so all of them take at least bits / rate from the first send (late
+    // timers only add; one datagram's worth of slack for the first).
+    const overall = (bits - size * 8) / ((last - firstSent) / 1000);
+    // At the rate: from 100 ms after the first arrival to the last one the queue is never empty.
     const from = arr[0]!.at + 100;
     const window = arr.filter((a) => a.at >= from);
-    const seconds = (arr[arr.length - 1]!.at - from) / 1000;
-    const achieved = (window.reduce((sum, a) => sum + a.size, 0) * 8) / seconds;
-    const late = window.filter((a) => a.at < arr[arr.length - 1]!.at - 50).map((a) => a.at - a.sentAt).sort((x, y) => x - y);
-    const queueDelay = late[late.length >> 1]!;
-    t.diagnostic(`sent ${sent} (${((sent * size * 8) / 1e6).toFixed(1)} Mbit in 1 s), delivered ${(achieved / 1e6).toFixed(2)} Mbit/s of ${rateBps / 1e6}, queue drops ${s.droppedQueue}, median one-way under load ${queueDelay.toFixed(1)} ms (queue 20 ms)`);
-    assert.ok(sent * size * 8 > 1.5 * rateBps, `the sender only managed ${sent} datagrams`);
+    const achieved = (window.reduce((sum, a) => sum + a.size, 0) * 8) / ((last - from) / 1000);
+    t.diagnostic(`sent ${sent} (${((sent * size * 8) / 1e6).toFixed(1)} Mbit in 2 s), delivered ${(achieved / 1e6).toFixed(3)} Mbit/s of ${rateBps / 1e6} (overall ${(overall / 1e6).toFixed(3)}), queue drops ${s.droppedQueue}`);
+    assert.ok(overall <= rateBps, `faster than the rate: ${overall} bit/s`);
     assert.ok(Math.abs(achieved / rateBps - 1) <= 0.15, `achieved ${achieved} bit/s`);
-    assert.ok(s.droppedQueue > 0.2 * sent, `queue drops ${s.droppedQueue}`);
+    assert.ok(s.droppedQueue > 0, 'an offer of twice the rate for longer than the queue holds overflows it');
     assert.equal(s.droppedRandom + s.droppedBurst, 0);
-    assert.ok(queueDelay >= 15 && queueDelay <= 35, `one-way delay with a full 20 ms queue: ${queueDelay}`);
     assert.equal(r.emu.stats('aToB').queuedBytes, 0);
   } finally {
     await r.close();
   }
 });
 
-test('down drops everything, in flight included; traffic resumes when it is set back', { timeout: 10_000 }, async (t) => {
-  const r = await rig({ aToB: { delayMs: 20 } });
+test('a full queue delays by its length and tail-drops (counted), whatever the timing', { timeout: 60_000 }, async (t) => {
+  const rateBps = 5e6;
+  const size = 1200;
+  const queueBytes = 12_500; // 20 ms at 5 Mbit/s
+  const r = await rig({ aToB: { rateBps, queueBytes } });
   try {
-    let downAt = 0;
-    let upAt = 0;
-    const sent = await sendPaced(r.A.socket, r.emu.a, 1000, 1500, 100, (elapsed) => {
-      if (!downAt && elapsed >= 400) {
-        r.emu.set('both', { down: true });
-        downAt = performance.now();
-      }
-      if (downAt && !upAt && elapsed >= 900) {
-        r.emu.set('both', { down: false });
-        upAt = performance.now();
-      }
-    });
-    await drained(r, 'aToB', sent);
+    // Ten bursts of 40 datagrams: each is 77 ms of link time and nearly four
+    // queues' worth, read by the emulator in one go (a few ms), so each burst
+    // fills the queue and tail-drops however late it comes.
+    let maxQueued = 0;
+    for (let seq = 0; seq < 400; ) {
+      for (const end = seq + 40; seq < end; seq++) r.A.socket.send(datagram(seq, size), r.emu.a.port, r.emu.a.address);
+      await until(`the emulator read ${seq}`, () => r.emu.stats('aToB').received === seq);
+      maxQueued = Math.max(maxQueued, r.emu.stats('aToB').queuedBytes);
+    }
+    await drained(r, 'aToB', 400);
     assertBalanced(r, 'aToB');
     const s = r.emu.stats('aToB');
-    const during = r.B.arrivals.filter((a) => a.at > downAt + 2 && a.at < upAt);
-    const sentAfter = r.B.arrivals.filter((a) => a.sentAt > upAt + 2);
-    const maxSeq = Math.max(...seqs(r.B.arrivals));
-    t.diagnostic(`sent ${sent}, dropped while down ${s.droppedDown}, delivered ${s.forwarded}, after recovery ${sentAfter.length}`);
-    assert.equal(during.length, 0, 'nothing arrives while the link is down');
-    assert.ok(s.droppedDown >= 450 && s.droppedDown <= 600, `dropped while down ${s.droppedDown}`);
-    assert.equal(maxSeq, sent - 1, 'traffic resumes');
-    // Everything sent after recovery arrives, in order.
-    const firstAfter = sentAfter[0]!.seq;
-    assert.deepEqual(seqs(sentAfter), Array.from({ length: sent - firstAfter }, (_, i) => firstAfter + i));
+    const oneWay = r.B.arrivals.map((a) => a.at - a.sentAt).sort((x, y) => x - y);
+    const queued = oneWay[oneWay.length - 1]!;
+    t.diagnostic(`forwarded ${s.forwarded}, queue drops ${s.droppedQueue}, largest queue seen ${maxQueued} bytes of ${queueBytes}, longest one-way ${queued.toFixed(1)} ms (a full queue is 20 ms)`);
+    assert.ok(s.droppedQueue > 0, 'tail drops when the queue is full');
+    assert.ok(maxQueued <= queueBytes, `queue ${maxQueued} beyond its ${queueBytes} bytes`);
+    // The last datagram to fit into a full queue waits its length less one
+    // datagram's 1.9 ms; late timers only add.
+    assert.ok(queued >= 18, `longest one-way ${queued} ms with a 20 ms queue`);
+    assert.equal(s.droppedRandom + s.droppedBurst, 0);
   } finally {
     await r.close();
   }
 });
 
-test('datagrams from unknown sources are dropped and counted; an unknown far peer is counted too', { timeout: 10_000 }, async () => {
+test('down drops everything, in flight included; traffic resumes when it is set back', { timeout: 60_000 }, async (t) => {
+  const r = await rig({ aToB: { delayMs: 20 } });
+  try {
+    // Three phases, each sent and read in full before the next, so which
+    // datagram meets which state does not depend on timing.
+    let seq = 0;
+    const phase = async (count: number): Promise<[number, number]> => {
+      const first = seq;
+      while (seq < first + count) {
+        for (const end = Math.min(first + count, seq + 20); seq < end; seq++) r.A.socket.send(datagram(seq, 100), r.emu.a.port, r.emu.a.address);
+        await until(`the emulator read ${seq}`, () => r.emu.stats('aToB').received === seq);
+      }
+      return [first, seq];
+    };
+    const [, beforeEnd] = await phase(400);
+    const inFlightAtDown = r.emu.stats('aToB').inFlight;
+    r.emu.set('both', { down: true });
+    const [downFrom, downEnd] = await phase(500);
+    r.emu.set('both', { down: false });
+    const [upFrom, upEnd] = await phase(600);
+    await drained(r, 'aToB', upEnd);
+    assertBalanced(r, 'aToB');
+    const s = r.emu.stats('aToB');
+    const got = seqs(r.B.arrivals);
+    t.diagnostic(`in flight when the link went down ${inFlightAtDown}, dropped while down ${s.droppedDown}, delivered ${s.forwarded}`);
+    assert.equal(s.droppedDown, 500 + inFlightAtDown, 'everything sent while down, and everything in flight when it went down');
+    assert.equal(got.filter((q) => q >= downFrom && q < downEnd).length, 0, 'nothing sent while down arrives');
+    assert.equal(got.filter((q) => q < beforeEnd).length, beforeEnd - inFlightAtDown, 'what had left before the cut arrived');
+    assert.deepEqual(got.filter((q) => q >= upFrom), Array.from({ length: upEnd - upFrom }, (_, i) => upFrom + i), 'everything after recovery arrives, in order');
+  } finally {
+    await r.close();
+  }
+});
+
+test('datagrams from unknown sources are dropped and counted; an unknown far peer is counted too', { timeout: 60_000 }, async () => {
   const A = await endpoint();
   const B = await endpoint();
   const C = await endpoint();
