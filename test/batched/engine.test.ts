@@ -10,7 +10,12 @@ import { BatchedPlane } from '../../src/dataplane/batched/batched-plane.js';
 import { probeBatchedIo } from '../../src/sys/probe.js';
 import { parseFlowPolicy } from '../../src/policy/validate.js';
 import { compileFlow } from '../../src/policy/compile.js';
-import { openReceiver, openSender, sendSequence, seqOf, type Receiver } from '../helpers/udp.js';
+import { openReceiver, openSender, sendGsoBurst, sendSequence, seqDatagram, seqOf, type Receiver } from '../helpers/udp.js';
+import { EngineFlow } from '../../src/dataplane/batched/engine-flow.js';
+import { SendBatch } from '../../src/dataplane/batched/send-batch.js';
+import { F, newDestinationCounters, newFlowCounters } from '../../src/dataplane/batched/shared-counters.js';
+import { RecvRing } from '../../src/sys/recv-ring.js';
+import { UIO_MAXIOV } from '../../src/sys/constants.js';
 import { rootSkipReason, withTopology } from '../helpers/netns.js';
 import { RawUdpSocket } from '../../src/sys/udp-socket.js';
 import { NativeRegion } from '../../src/sys/memory.js';
@@ -101,6 +106,46 @@ describe('batched engine', { skip: probe.available ? undefined : `batched tier u
     assert.ok(plane.flowDetail('gro')!.groBuffers >= 5, `GRO buffers: ${plane.flowDetail('gro')!.groBuffers}`);
     await plane.removeFlow('gro');
   });
+
+  for (const gsoMaxSegments of [128, 64]) {
+    test(
+      `GRO buffers of 128 datagrams fill more than the usual room and are all relayed byte-exact (GSO runs of at most ${gsoMaxSegments})`,
+      { skip: probe.gso && probe.gro && probe.gsoMaxSegments >= 128 ? undefined : 'needs UDP GRO and GSO of 128 segments (Linux 6.9+)' },
+      async () => {
+        // Driven by hand, in this thread: all eight GSO messages wait in the
+        // socket before the first receive, which reads four of them (512
+        // datagrams) at once: more than a batch of 64-segment buffers.
+        const batch = 4;
+        const r = await receiver();
+        const counters = newFlowCounters();
+        const dest = newDestinationCounters();
+        const plan = compileFlow(parseFlowPolicy({ type: 'redirect', listen: 'udp://127.0.0.1:0', to: r.url, allow: '127.0.0.1' }), 'g');
+        const options = { holdMs: 0, batch, slots: 16, socketBufferBytes: 4 << 20, gso: true, gsoMaxSegments, gro: true };
+        const flow = EngineFlow.open('g', plan, counters, [{ endpoint: plan.destinations[0]!, counters: dest }], options);
+        cleanups.push(async () => flow.close());
+        const ring = new RecvRing(options.slots, batch);
+        const sendBatch = new SendBatch(UIO_MAXIOV, 8 * UIO_MAXIOV);
+        const fallback = new SendBatch(128, 128);
+        const total = 8 * 128;
+        assert.equal(await sendGsoBurst(flow.listen, { messages: 8, segments: 128, size: 64 }), 8);
+        for (let turn = 0; turn < 8 && counters[F.packetsIn]! < total; turn++) {
+          flow.receive(ring);
+          flow.flush(ring, sendBatch, fallback, { ns: 2e6 });
+        }
+        assert.equal(ring.freeSlots, options.slots, 'every receive slot returned');
+        await r.waitFor(total);
+        await r.settle();
+        assert.deepEqual(r.received.map(seqOf), range(total));
+        assert.ok(r.received.every((x) => x.data.equals(seqDatagram(seqOf(x), 64))), 'byte-exact');
+        assert.equal(counters[F.packetsIn], total);
+        assert.equal(counters[F.packetsOut], total);
+        assert.equal(counters[F.bytesOut], total * 64);
+        // Runs longer than the kernel's segment limit are split.
+        assert.equal(counters[F.gsoSegments], total);
+        assert.equal(counters[F.gsoMessages], total / gsoMaxSegments);
+      },
+    );
+  }
 
   test('a lone datagram waits about the hold time, not longer', async () => {
     const [r] = await Promise.all([receiver()]);

@@ -8,7 +8,8 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { Sluice, ClosedError, ConflictError, PolicyValidationError, SyscallError, type TierName } from '../../src/index.js';
-import { openReceiver, openSender, sendSequence, seqDatagram, seqOf, type Receiver } from '../helpers/udp.js';
+import { openReceiver, openSender, sendGsoBurst, sendSequence, seqDatagram, seqOf, type Receiver } from '../helpers/udp.js';
+import { probeBatchedIo } from '../../src/sys/probe.js';
 import { SyntheticTsStream } from '../../src/media/ts-synth.js';
 import { rootSkipReason, withTopology, type NsProcess } from '../helpers/netns.js';
 import { COPIES, OTHER_ROUTE_V4, OTHER_ROUTE_V6, RAW_CASES, RP_CASES, casePayload, caseOf, type RawCase, type RpMode } from '../helpers/raw-cases.js';
@@ -212,6 +213,41 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       assert.equal(st.packetsOut, 130);
       await flow.remove();
     });
+
+    test(
+      'GSO bursts of 128 datagrams (GRO buffers of more than 64 segments) reach every subscriber byte-exact, with exact counters',
+      { skip: probeBatchedIo().gsoMaxSegments >= 128 ? undefined : 'the sender needs UDP GSO of 128 segments (Linux 6.9+)' },
+      async () => {
+        // One sendmmsg of 64 GSO messages: a relay reading with UDP_GRO gets
+        // them as 64 buffers of 128 datagrams, most of them in one recvmmsg.
+        const messages = 64;
+        const segments = 128;
+        const size = 64;
+        const total = messages * segments;
+        const subs = await Promise.all(range(0, 2).map(() => receiver()));
+        const flow = await s.apply({ type: 'replicate', listen: 'udp://127.0.0.1:0', to: subs.map((r) => r.url), allow: '127.0.0.1' });
+        assert.equal(await sendGsoBurst(flow.listen, { messages, segments, size }), messages);
+        for (const r of subs) {
+          await r.waitFor(total, 15_000);
+          await r.settle();
+          assert.equal(r.received.length, total);
+          assert.deepEqual(seqs(r), range(0, total));
+          const bad = r.received.filter((x) => !x.data.equals(seqDatagram(seqOf(x), size)));
+          assert.equal(bad.length, 0, `${bad.length} datagrams differ from what was sent (first: ${bad[0]?.data.length} bytes)`);
+        }
+        const st = flow.stats();
+        assert.equal(st.packetsIn, total);
+        assert.equal(st.bytesIn, total * size);
+        assert.equal(st.packetsOut, 2 * total);
+        assert.equal(st.bytesOut, 2 * total * size);
+        assert.ok(Object.values(st.drops).every((n) => n === 0), JSON.stringify(st.drops));
+        for (const d of st.destinations) {
+          assert.equal(d.packetsOut, total);
+          assert.equal(d.bytesOut, total * size);
+        }
+        await flow.remove();
+      },
+    );
 
     test("a flow without an allow list is rejected; 'any' must be explicit", async () => {
       const dst = await receiver();

@@ -111,3 +111,42 @@ export async function sendSequence(
     if ((seq + 1) % burst === 0) await sleep(opts.gapMs ?? 1);
   }
 }
+
+/**
+ * Sends `messages` UDP GSO messages of `segments` datagrams of `size` bytes
+ * each (sequence numbers 0.., as seqDatagram) to `to` from a socket of the
+ * batched tier's FFI, in one sendmmsg. A receiver with UDP_GRO on gets each
+ * message whole, as one GRO buffer of `segments` datagrams (loopback and
+ * veth do not split GSO packets); others get the datagrams one by one.
+ * Returns the number of messages the kernel took.
+ */
+export async function sendGsoBurst(to: { port: number; address: string }, opts: { messages: number; segments: number; size: number }): Promise<number> {
+  const { RawUdpSocket } = await import('../../src/sys/udp-socket.js');
+  const { NativeRegion } = await import('../../src/sys/memory.js');
+  const { SendVector } = await import('../../src/sys/send-vector.js');
+  const { writeSockaddr } = await import('../../src/sys/sockaddr.js');
+  const family = to.address.includes(':') ? 6 : 4;
+  const tx = RawUdpSocket.open(family);
+  try {
+    tx.setBuffers(16 << 20);
+    const name = new NativeRegion(32);
+    const nameLength = writeSockaddr(name.bytes, 0, family, to.address, to.port);
+    const { messages, segments, size } = opts;
+    const payload = new NativeRegion(messages * segments * size);
+    for (let seq = 0; seq < messages * segments; seq++) payload.bytes.set(seqDatagram(seq, size), seq * size);
+    const vec = new SendVector(messages, messages);
+    for (let m = 0; m < messages; m++) {
+      vec.begin(name.address, nameLength, size);
+      vec.addIov(payload.address + m * segments * size, segments * size);
+    }
+    let sent = 0;
+    while (sent < messages) {
+      const r = vec.send(tx.fd, sent);
+      if (r < 0) throw new Error(`sendmmsg (GSO): errno ${-r} after ${sent} messages`);
+      sent += r;
+    }
+    return sent;
+  } finally {
+    tx.close();
+  }
+}

@@ -23,8 +23,14 @@ import { D, F, bump } from './shared-counters.js';
 import type { DestinationBinding, EngineOptions } from './protocol.js';
 import type { BatchDestination, PacketList, SendBatch } from './send-batch.js';
 
-/** Most datagrams the kernel coalesces into one GRO buffer (UDP_GRO_CNT_MAX). */
-const GRO_MAX_SEGMENTS = 64;
+/**
+ * Segments per GRO buffer the held-datagram arrays are first sized for: the
+ * most a NIC coalesces (UDP_GRO_CNT_MAX). Not a limit: loopback and veth
+ * hand a sender's GSO message over whole, up to the sending kernel's
+ * UDP_MAX_SEGMENTS (128 since Linux 6.9, and nothing says it stays there),
+ * so the arrays grow when a receive brings more.
+ */
+const GRO_SEGMENTS_HINT = 64;
 
 /** Largest segment GSO is used for: one segment must fit a 1500-byte MTU. */
 const GSO_MAX_SEGMENT: Record<4 | 6, number> = { 4: 1500 - 20 - 8, 6: 1500 - 40 - 8 };
@@ -56,7 +62,8 @@ export class EngineFlow {
   readonly #sender: EngineFlow;
 
   // Held datagrams: positions in the receive pool, and the slots they use.
-  readonly #packets: PacketList;
+  #packets: PacketList;
+  readonly #packetsInitial: number;
   #held = 0;
   readonly #slots: Int32Array;
   #slotCount = 0;
@@ -73,10 +80,10 @@ export class EngineFlow {
     this.#options = options;
     this.#accept = createSockaddrMatcher(plan.sources);
     // Below the threshold a full batch of messages is read (no dribbling one
-    // datagram at a time), and each message may be a GRO buffer of up to 64
-    // datagrams (UDP_GRO_CNT_MAX): room for batch − 1 held plus that.
-    const cap = options.batch * (GRO_MAX_SEGMENTS + 1);
-    this.#packets = { address: new Float64Array(cap), length: new Int32Array(cap) };
+    // datagram at a time), and each message may be a GRO buffer: room for
+    // batch − 1 held plus a batch of typical GRO buffers; #hold grows it.
+    this.#packetsInitial = options.batch * (GRO_SEGMENTS_HINT + 1);
+    this.#packets = newPacketList(this.#packetsInitial);
     this.#slots = new Int32Array(2 * options.batch);
   }
 
@@ -184,6 +191,9 @@ export class EngineFlow {
   }
 
   #hold(address: number, length: number): void {
+    // A typed array ignores writes past its end: without room the datagram
+    // would be sent as whatever the slot held (zero bytes) or not at all.
+    if (this.#held === this.#packets.length.length) this.#packets = grownPacketList(this.#packets, this.#held);
     this.#packets.address[this.#held] = address;
     this.#packets.length[this.#held] = length;
     this.#held++;
@@ -231,16 +241,20 @@ export class EngineFlow {
       }
       batch.transmit(fd, this.counters, p, budget, fallback);
     }
+    this.#releaseHeld(ring);
+  }
+
+  /** Returns the held slots to the pool; arrays grown for an unusual burst go back to their usual size. */
+  #releaseHeld(ring: RecvRing): void {
     for (let i = 0; i < this.#slotCount; i++) ring.release(this.#slots[i]!);
     this.#slotCount = 0;
     this.#held = 0;
+    if (this.#packets.length.length > 4 * this.#packetsInitial) this.#packets = newPacketList(this.#packetsInitial);
   }
 
   /** Drops held datagrams without sending (flow removed while the engine fails). */
   discard(ring: RecvRing): void {
-    for (let i = 0; i < this.#slotCount; i++) ring.release(this.#slots[i]!);
-    this.#slotCount = 0;
-    this.#held = 0;
+    this.#releaseHeld(ring);
   }
 
   close(): void {
@@ -286,4 +300,16 @@ export class EngineFlow {
     }
     return s;
   }
+}
+
+function newPacketList(capacity: number): PacketList {
+  return { address: new Float64Array(capacity), length: new Int32Array(capacity) };
+}
+
+/** A list with twice the room holding the first `used` entries of `p` (a new object: no send batch refers to it yet). */
+function grownPacketList(p: PacketList, used: number): PacketList {
+  const next = newPacketList(Math.max(1, p.length.length) * 2);
+  next.address.set(p.address.subarray(0, used));
+  next.length.set(p.length.subarray(0, used));
+  return next;
 }
