@@ -66,6 +66,21 @@ export class ConflictError extends SluiceError {
 }
 
 /**
+ * An engine a data plane or sender depends on (a worker thread) stopped on
+ * its own: the flows it carried move no packets any more. `engine` names
+ * it; the message says how it stopped. Emitted by Sluice as
+ * 'engineFailed'; later calls on that instance reject with it.
+ */
+export class EngineFailedError extends SluiceError {
+  readonly engine: string;
+  constructor(engine: string, how: string, options?: { cause?: unknown }) {
+    super('SLUICE_ERR_ENGINE_FAILED', `${engine} stopped: ${how}`, options);
+    this.name = 'EngineFailedError';
+    this.engine = engine;
+  }
+}
+
+/**
  * A call into the operating system failed. `op` names the call (bind,
  * sendmmsg, bpf(BPF_MAP_CREATE), ...) and `errno` its symbolic error.
  */

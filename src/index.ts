@@ -2,7 +2,7 @@
  * Public surface of the `sluice` package. Anything not exported here is
  * internal and may change without notice.
  */
-export { Sluice, type SluiceOptions, type AggregateInput, type WriteEntryInput, type WriteOptions } from './control/sluice.js';
+export { Sluice, type SluiceEvents, type SluiceOptions, type AggregateInput, type WriteEntryInput, type WriteOptions } from './control/sluice.js';
 export type { AggregateResult, MessageOutcome, WriteResult, WriteDestination, Percentiles, StreamCounters } from './sender/results.js';
 export {
   StreamScheduler,
@@ -30,6 +30,7 @@ export {
   NotSupportedError,
   ConflictError,
   SyscallError,
+  EngineFailedError,
   type PolicyIssue,
 } from './errors.js';
 export type {

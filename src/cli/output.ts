@@ -4,7 +4,7 @@ import type { FlowStats } from '../stats/counters.js';
 /** Exit codes scripts can rely on (documented in README). */
 export const EXIT = {
   OK: 0,
-  /** Runtime failure: bind error, lost packets in the demo, ... */
+  /** Runtime failure: bind error, lost packets in the demo, an engine that died, ... */
   FAILURE: 1,
   /** Bad usage, invalid policy or config. */
   USAGE: 2,

@@ -6,6 +6,7 @@ import { Sluice } from '../control/sluice.js';
 import { applyReload, type ReloadSummary } from './reload.js';
 import type { FlowPolicy, TierChoice } from '../policy/schema.js';
 import { emitJson, statsLine, statsTable, EXIT } from './output.js';
+import type { EngineFailedError } from '../errors.js';
 
 export interface SessionOptions {
   tier: TierChoice;
@@ -95,14 +96,28 @@ export async function runSession(opts: SessionOptions): Promise<number> {
   };
   let reloading: Promise<void> = Promise.resolve();
   if (opts.reload) process.on('SIGHUP', onHup);
-  const signal = await stop;
+  // A session runs until a signal, or until its engine dies: whatever else
+  // keeps the event loop alive (sockets, a worker), a dead engine must not
+  // turn into a silent exit 0 later.
+  const keepAlive = setInterval(() => undefined, 1 << 30);
+  const failed = new Promise<EngineFailedError>((resolve) => {
+    if (sluice.failure) resolve(sluice.failure);
+    else sluice.once('engineFailed', resolve);
+  });
+  const outcome = await Promise.race([stop.then((signal) => ({ signal, error: undefined })), failed.then((error) => ({ signal: undefined, error }))]);
+  clearInterval(keepAlive);
   process.off('SIGHUP', onHup);
+  if (outcome.error) {
+    // Always on stderr (the log), and as an event for --json readers.
+    process.stderr.write(`sluice: ${outcome.error.message}; its flows no longer move packets, stopping\n`);
+    if (opts.json) emitJson('engineFailed', { engine: outcome.error.engine, error: outcome.error.message });
+  }
   await reloading;
   if (timer) clearInterval(timer);
   const keep = Boolean(opts.pin) && sluice.tier === 'kernel';
   const final = await sluice.close({ keepForwarding: keep });
   if (keep && !opts.json) process.stderr.write('sluice: kernel forwarding left in place (pinned); run again with --pin to adopt it, or `sluice detach` to remove it\n');
-  if (opts.json) emitJson('final', { signal, flows: final, ...(keep ? { keptForwarding: true } : {}) });
+  if (opts.json) emitJson('final', { ...(outcome.signal ? { signal: outcome.signal } : { error: outcome.error!.message }), flows: final, ...(keep ? { keptForwarding: true } : {}) });
   else process.stdout.write(`${statsTable(final)}\n`);
-  return EXIT.OK;
+  return outcome.error ? EXIT.FAILURE : EXIT.OK;
 }

@@ -2,6 +2,7 @@
  * Sluice: the library's entry point. Opens a data plane for one tier, and
  * turns policies into running flows.
  */
+import { EventEmitter } from 'node:events';
 import { createDataPlane } from '../dataplane/select.js';
 import type { DataPlane } from '../dataplane/types.js';
 import { PolicyTable } from './policy-table.js';
@@ -21,7 +22,19 @@ export type WriteEntryInput = SegmentPolicy['entries'][number];
 /** Options of Sluice.write (docs/POLICY.md, segment). */
 export type WriteOptions = Omit<SegmentPolicy, 'type' | 'entries'>;
 import type { FlowStats } from '../stats/counters.js';
-import { ClosedError, NotSupportedError } from '../errors.js';
+import { ClosedError, NotSupportedError, type EngineFailedError } from '../errors.js';
+
+/** Events of a Sluice instance (more kinds will follow). */
+export interface SluiceEvents {
+  /**
+   * The tier's engine stopped on its own (e.g. the batched tier's worker
+   * thread died): the flows no longer move packets. Emitted once; later
+   * apply/update calls reject with the same error, stats() keeps the last
+   * counters, close() releases what is left. Nothing is thrown when no one
+   * listens: check `sluice.failure`.
+   */
+  engineFailed: [error: EngineFailedError];
+}
 
 export interface SluiceOptions {
   /** Which tier runs the flows; `auto` (default) takes the fastest the host supports. */
@@ -40,7 +53,7 @@ export interface SluiceOptions {
   kernelInterfaces?: string[];
 }
 
-export class Sluice {
+export class Sluice extends EventEmitter<SluiceEvents> {
   readonly #plane: DataPlane;
   readonly #table: PolicyTable;
   readonly #flows = new Set<Flow>();
@@ -52,6 +65,7 @@ export class Sluice {
   #sender: BatchedSender | undefined;
 
   private constructor(plane: DataPlane, options: SluiceOptions) {
+    super();
     this.#plane = plane;
     this.#options = options;
     this.#table = new PolicyTable(plane);
@@ -62,13 +76,35 @@ export class Sluice {
    * an explicitly requested tier is unavailable, saying why.
    */
   static async open(options: SluiceOptions = {}): Promise<Sluice> {
+    // The plane exists before the instance: a failure in between is kept and re-emitted.
+    let sluice: Sluice | undefined;
+    let early: EngineFailedError | undefined;
     const plane = await createDataPlane(options.tier ?? 'auto', {
       socketBufferBytes: options.socketBufferBytes,
       batchHoldMs: options.batchHoldMs,
       kernelPin: options.kernelPin,
       kernelInterfaces: options.kernelInterfaces,
+      onEngineFailed: (error) => {
+        if (sluice) sluice.#engineFailed(error);
+        else early = error;
+      },
     });
-    return new Sluice(plane, options);
+    sluice = new Sluice(plane, options);
+    if (early) {
+      const e = early;
+      queueMicrotask(() => sluice!.#engineFailed(e));
+    }
+    return sluice;
+  }
+
+  /** Why the engine stopped, once it did ('engineFailed'); undefined while it runs. */
+  get failure(): EngineFailedError | undefined {
+    return this.#plane.failure;
+  }
+
+  #engineFailed(error: EngineFailedError): void {
+    if (this.#closed) return;
+    this.emit('engineFailed', error);
   }
 
   /** The tier this instance runs on. */

@@ -8,6 +8,7 @@ import type { Endpoint } from '../policy/endpoint.js';
 import type { FlowPlan } from '../policy/compile.js';
 import type { TierName } from '../policy/schema.js';
 import type { FlowStats } from '../stats/counters.js';
+import type { EngineFailedError } from '../errors.js';
 
 export interface DataPlane {
   readonly tier: TierName;
@@ -35,6 +36,15 @@ export interface DataPlane {
 
   /** Cheap synchronous counter snapshot; undefined for unknown ids. */
   flowStats(id: string): FlowStats | undefined;
+
+  /**
+   * Set once the plane's engine has stopped on its own (e.g. its worker
+   * thread died): its flows carry nothing any more, addFlow/updateFlow
+   * reject with this error, flowStats keep the last counters, and
+   * removeFlow/close release what is left. Undefined while healthy (and
+   * always on a tier without an engine of its own).
+   */
+  readonly failure?: EngineFailedError;
 
   /** Tier-specific diagnostics of one flow (optional). */
   flowDetail?(id: string): unknown;
@@ -81,4 +91,9 @@ export interface DataPlaneOptions {
   readonly kernelPin?: boolean | string;
   /** Kernel tier: attach ingress only on these interfaces (lo egress is always attached). */
   readonly kernelInterfaces?: readonly string[];
+  /**
+   * Called once if the plane's engine stops on its own (see
+   * DataPlane.failure). Never called for a stop that close() asked for.
+   */
+  readonly onEngineFailed?: (error: EngineFailedError) => void;
 }

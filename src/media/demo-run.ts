@@ -76,7 +76,12 @@ async function openSubscriber(): Promise<Subscriber> {
   });
   await new Promise<void>((resolve, reject) => {
     socket.once('error', reject);
-    socket.bind(0, '127.0.0.1', () => resolve());
+    socket.bind(0, '127.0.0.1', () => {
+      socket.off('error', reject);
+      // A later receive error must not become an unhandled 'error' (a crash); loss shows in the report.
+      socket.on('error', () => undefined);
+      resolve();
+    });
   });
   return sub;
 }
@@ -115,6 +120,8 @@ function report(run: TierRun, final: boolean): DemoTierReport {
 export async function runStreamDemo(opts: DemoOptions, onProgress: (p: DemoProgress) => void): Promise<DemoResult> {
   const runs: TierRun[] = [];
   const origin = dgram.createSocket({ type: 'udp4', sendBufferSize: 4 << 20 });
+  // Send errors arrive in callbacks; an 'error' event without a listener would crash the demo.
+  origin.on('error', () => undefined);
   try {
     for (const tier of opts.tiers) {
       const sluice = await Sluice.open({ tier });

@@ -15,6 +15,7 @@ import { DestinationTable } from './destination-table.js';
 import { aggregateResult, type AggregateResult, type WriteDestination, type WriteResult } from './results.js';
 import type { SegmentSpec } from '../policy/schema.js';
 import { libc } from '../sys/ffi.js';
+import { EngineFailedError } from '../errors.js';
 
 function spawnSendWorker(): Worker {
   const options = { name: 'sluice-sender' };
@@ -59,13 +60,17 @@ export class BatchedSender {
       this.#pending.delete(o.id);
       p?.resolve(o);
     });
-    const fail = (err: Error) => {
+    // Only the current worker's death fails the jobs in flight: a worker
+    // replaced after an 'error' still emits 'exit' later.
+    const fail = (how: string, cause?: unknown) => {
+      if (this.#worker !== w) return;
+      this.#worker = undefined;
+      const err = new EngineFailedError("the batched send engine (worker thread 'sluice-sender')", how, cause === undefined ? undefined : { cause });
       for (const p of this.#pending.values()) p.reject(err);
       this.#pending.clear();
-      this.#worker = undefined;
     };
-    w.on('error', fail);
-    w.on('exit', (code) => fail(new Error(`sluice-sender worker exited (code ${code})`)));
+    w.on('error', (e: unknown) => fail(e instanceof Error ? `uncaught ${e.name}: ${e.message}` : `uncaught ${String(e)}`, e));
+    w.on('exit', (code) => fail(`its thread exited (code ${code})`));
     w.unref();
     this.#worker = w;
     return w;

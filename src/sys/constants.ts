@@ -48,6 +48,8 @@ export const SO_EE_CODE_ZEROCOPY_COPIED = 1;
 export const POLLIN = 0x001;
 export const POLLOUT = 0x004;
 export const POLLERR = 0x008;
+/** revents only: the descriptor is not open. */
+export const POLLNVAL = 0x020;
 
 export const EFD_NONBLOCK = 0o4000;
 export const EFD_CLOEXEC = 0o2000000;

@@ -11,7 +11,8 @@ import type { DataPlane, DataPlaneOptions, TierProvider } from '../types.js';
 import type { FlowPlan } from '../../policy/compile.js';
 import { endpointKey, formatEndpoint, type Endpoint } from '../../policy/endpoint.js';
 import type { FlowStats } from '../../stats/counters.js';
-import { ClosedError, InvalidArgumentError, NotSupportedError, SluiceError, SyscallError } from '../../errors.js';
+import { ClosedError, EngineFailedError, InvalidArgumentError, NotSupportedError, SluiceError, SyscallError } from '../../errors.js';
+import { libc } from '../../sys/ffi.js';
 import { Waker } from '../../sys/poller.js';
 import { probeBatchedIo } from '../../sys/probe.js';
 import { txtimeNote } from '../../sys/txtime.js';
@@ -29,7 +30,12 @@ interface FlowRecord {
   listen: Endpoint;
   readonly counters: Float64Array;
   destinations: Map<string, { endpoint: Endpoint; counters: Float64Array }>;
+  /** The flow's sockets as the worker opened them: closed from here if the worker dies. */
+  fds: readonly number[];
 }
+
+/** How the engine is named in errors and logs unless the caller says otherwise. */
+export const BATCHED_ENGINE_LABEL = "the batched tier's engine (worker thread 'sluice-batched')";
 
 /** Engine-level detail for `sluice doctor`, the bench and debugging. */
 export interface BatchedFlowDetail {
@@ -49,20 +55,46 @@ export class BatchedPlane implements DataPlane {
   readonly #flows = new Map<string, FlowRecord>();
   readonly #waiting = new Map<number, { resolve: (r: Reply & { kind: 'reply' }) => void; reject: (e: Error) => void }>();
   #nextId = 1;
-  #failed: Error | undefined;
+  #failure: EngineFailedError | undefined;
   #closed: Promise<void> | undefined;
+  /** close() asked the worker to stop: its exit is not a failure. */
+  #closing = false;
+  /** The worker answered 'close': it closed every socket itself. */
+  #closeAcked = false;
+  readonly #exited: Promise<void>;
+  readonly #label: string;
+  readonly #onEngineFailed: ((error: EngineFailedError) => void) | undefined;
   /** Faults the engine reported outside any request (kept for inspection, newest last). */
   readonly faults: { flow?: string; error: ErrorInfo }[] = [];
 
-  private constructor(worker: Worker, waker: Waker) {
+  private constructor(worker: Worker, waker: Waker, label: string, onEngineFailed: DataPlaneOptions['onEngineFailed']) {
     this.#worker = worker;
     this.#waker = waker;
+    this.#label = label;
+    this.#onEngineFailed = onEngineFailed;
     worker.on('message', (m: Reply) => this.#onReply(m));
-    worker.on('error', (e) => this.#fail(e));
-    worker.on('exit', (code) => this.#fail(new SluiceError('SLUICE_ERR_ENGINE', `batched engine exited (code ${code})`)));
+    // An uncaught exception in the worker: 'error', then 'exit'.
+    worker.on('error', (e: unknown) => this.#fail(e instanceof Error ? `uncaught ${e.name}: ${e.message}` : `uncaught ${String(e)}`, e));
+    this.#exited = new Promise((resolve) => {
+      worker.once('exit', (code) => {
+        this.#fail(`its thread exited (code ${code})`);
+        // A worker's descriptors belong to the process: they outlive it.
+        if (!this.#closeAcked) this.#releaseSockets();
+        resolve();
+      });
+    });
   }
 
-  static async start(options: DataPlaneOptions): Promise<BatchedPlane> {
+  /** The engine's failure, once it stopped on its own (DataPlane.failure). */
+  get failure(): EngineFailedError | undefined {
+    return this.#failure;
+  }
+
+  /**
+   * Starts the worker. `label` names the engine in an EngineFailedError
+   * (the kernel tier names its companion).
+   */
+  static async start(options: DataPlaneOptions, label = BATCHED_ENGINE_LABEL): Promise<BatchedPlane> {
     const probe = probeBatchedIo();
     if (!probe.available) throw new NotSupportedError("tier 'batched' is unavailable", probe.reason);
     const engine: EngineOptions = {
@@ -77,7 +109,7 @@ export class BatchedPlane implements DataPlane {
     const waker = new Waker();
     const data: WorkerData = { wakeFd: waker.fd, options: engine };
     const worker = spawnWorker(data);
-    const plane = new BatchedPlane(worker, waker);
+    const plane = new BatchedPlane(worker, waker, label, options.onEngineFailed);
     await new Promise<void>((resolve, reject) => {
       const onMessage = (m: Reply) => {
         if (m.kind !== 'ready') return;
@@ -100,7 +132,7 @@ export class BatchedPlane implements DataPlane {
     const destinations = new Map(plan.destinations.map((ep) => [endpointKey(ep), { endpoint: ep, counters: newDestinationCounters() }]));
     const reply = await this.#request({ op: 'add', id: 0, flow: id, plan, counters, destinations: bindings(destinations), ...(options ? { options } : {}) });
     const listen = reply.listen!;
-    this.#flows.set(id, { plan, listen, counters, destinations });
+    this.#flows.set(id, { plan, listen, counters, destinations, fds: reply.fds ?? [] });
     this.#ref();
     return { listen };
   }
@@ -115,16 +147,18 @@ export class BatchedPlane implements DataPlane {
         return [key, rec.destinations.get(key) ?? { endpoint: ep, counters: newDestinationCounters() }];
       }),
     );
-    await this.#request({ op: 'update', id: 0, flow: id, plan, destinations: bindings(destinations) });
+    const reply = await this.#request({ op: 'update', id: 0, flow: id, plan, destinations: bindings(destinations) });
     rec.plan = plan;
     rec.destinations = destinations;
+    if (reply.fds) rec.fds = reply.fds;
   }
 
   async removeFlow(id: string): Promise<FlowStats | undefined> {
     const rec = this.#flows.get(id);
     if (!rec) return undefined;
     try {
-      await this.#request({ op: 'remove', id: 0, flow: id });
+      // A dead engine has nothing to stop: its sockets are closed from here.
+      if (!this.#failure) await this.#request({ op: 'remove', id: 0, flow: id });
     } finally {
       this.#flows.delete(id);
       this.#ref();
@@ -156,25 +190,24 @@ export class BatchedPlane implements DataPlane {
     this.#closed ??= (async () => {
       // Stay referenced until the worker has exited, or the wait below could be abandoned.
       this.#worker.ref();
-      if (!this.#failed) {
+      if (!this.#failure) {
         try {
           await this.#request({ op: 'close', id: 0 });
+          this.#closeAcked = true;
         } catch {
-          // Already failed: nothing left to stop in the worker.
+          // It failed meanwhile: its exit handler releases the sockets.
         }
       }
+      this.#closing = true;
+      await this.#exited;
       this.#flows.clear();
-      await new Promise<void>((resolve) => {
-        if (this.#failed) return resolve();
-        this.#worker.once('exit', () => resolve());
-      });
       this.#waker.close();
     })();
     return this.#closed;
   }
 
   #request(req: Request): Promise<Reply & { kind: 'reply' }> {
-    if (this.#failed) return Promise.reject(this.#failed);
+    if (this.#failure) return Promise.reject(this.#failure);
     if (this.#closed && req.op !== 'close') return Promise.reject(new ClosedError('batched data plane'));
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
@@ -200,10 +233,23 @@ export class BatchedPlane implements DataPlane {
     else w.resolve(m);
   }
 
-  #fail(e: Error): void {
-    this.#failed ??= e;
+  /** The worker stopped, or is stopping, without being asked: every caller learns it once. */
+  #fail(how: string, cause?: unknown): void {
+    if (this.#failure || this.#closing) return;
+    const e = new EngineFailedError(this.#label, how, cause === undefined ? undefined : { cause });
+    this.#failure = e;
     for (const w of this.#waiting.values()) w.reject(e);
     this.#waiting.clear();
+    this.#onEngineFailed?.(e);
+  }
+
+  /** Closes the sockets a dead worker left open, so their ports are free again. */
+  #releaseSockets(): void {
+    const c = libc();
+    for (const rec of this.#flows.values()) {
+      for (const fd of rec.fds) c.close(fd);
+      rec.fds = [];
+    }
   }
 
   /** Running flows keep the process alive, as bound sockets do on the portable tier. */

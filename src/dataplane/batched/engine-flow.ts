@@ -257,6 +257,11 @@ export class EngineFlow {
     this.#releaseHeld(ring);
   }
 
+  /** Every socket this flow holds (the listen socket first). */
+  fds(): number[] {
+    return [this.socket.fd, ...[...this.#aux.values()].map((s) => s.fd)];
+  }
+
   close(): void {
     this.socket.close();
     for (const s of this.#aux.values()) s.close();

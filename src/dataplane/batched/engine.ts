@@ -10,7 +10,7 @@
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { Poller, Waker } from '../../sys/poller.js';
 import { RecvRing } from '../../sys/recv-ring.js';
-import { POLLERR, POLLIN, UIO_MAXIOV } from '../../sys/constants.js';
+import { POLLERR, POLLIN, POLLNVAL, UIO_MAXIOV } from '../../sys/constants.js';
 import { SyscallError } from '../../errors.js';
 import { EngineFlow } from './engine-flow.js';
 import { SendBatch } from './send-batch.js';
@@ -56,6 +56,7 @@ export class BatchedEngine {
       // is most of the CPU a low-rate stream costs.
       for (let i = 0; i < order.length; i++) this.#poller.setEvents(i + 1, hold > 0 && order[i]!.held > 0 ? 0 : POLLIN);
       this.#poller.wait(this.#waitNs());
+      this.#assertOpen();
       if (this.#poller.revents(0) & POLLIN) {
         this.#waker.drain();
         this.#handleRequests();
@@ -67,6 +68,20 @@ export class BatchedEngine {
         if (due || this.#poller.revents(i + 1) & (POLLIN | POLLERR)) this.#drain(flow);
       }
       this.#flushDue();
+    }
+  }
+
+  /**
+   * A descriptor closed under the engine (POLLNVAL) would make every ppoll
+   * return at once: a silent busy loop. It is a fatal fault: the worker
+   * stops and the application reports the engine failed.
+   */
+  #assertOpen(): void {
+    const n = this.#order.length + 1;
+    for (let i = 0; i < n; i++) {
+      if (this.#poller.revents(i) & POLLNVAL) {
+        throw new Error(`ppoll: ${i === 0 ? 'the wake-up eventfd' : `the listen socket of flow '${this.#order[i - 1]!.name}'`} is no longer open (POLLNVAL)`);
+      }
     }
   }
 
@@ -138,7 +153,7 @@ export class BatchedEngine {
         const flow = EngineFlow.open(req.flow, req.plan, req.counters, req.destinations, this.#options, { ...(via ? { via } : {}), ...(req.options?.onlyMark === undefined ? {} : { onlyMark: req.options.onlyMark }) });
         this.#flows.set(req.flow, flow);
         this.#rebuildPollSet();
-        this.#post({ kind: 'reply', id: req.id, listen: flow.listen });
+        this.#post({ kind: 'reply', id: req.id, listen: flow.listen, fds: flow.fds() });
         return;
       }
       case 'update': {
@@ -146,7 +161,7 @@ export class BatchedEngine {
         // Held datagrams arrived under the old plan and leave under it.
         this.#flush(flow);
         flow.update(req.plan, req.destinations);
-        this.#post({ kind: 'reply', id: req.id });
+        this.#post({ kind: 'reply', id: req.id, fds: flow.fds() });
         return;
       }
       case 'remove': {

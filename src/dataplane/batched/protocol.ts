@@ -54,6 +54,7 @@ export interface ErrorInfo {
 
 export type Reply =
   | { readonly kind: 'ready' }
-  | { readonly kind: 'reply'; readonly id: number; readonly listen?: Endpoint; readonly error?: ErrorInfo }
+  /** `fds`: after add and update, every socket the flow holds (closed by the application if the worker dies). */
+  | { readonly kind: 'reply'; readonly id: number; readonly listen?: Endpoint; readonly fds?: readonly number[]; readonly error?: ErrorInfo }
   /** Something failed inside the loop that no request is waiting for. */
   | { readonly kind: 'fault'; readonly flow?: string; readonly error: ErrorInfo };

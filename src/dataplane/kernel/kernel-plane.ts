@@ -19,7 +19,7 @@ import type { DataPlane, DataPlaneOptions, TierProvider, TierProbe } from '../ty
 import type { FlowPlan } from '../../policy/compile.js';
 import { endpointKey, formatEndpoint, type Endpoint } from '../../policy/endpoint.js';
 import type { DestinationStats, FlowStats } from '../../stats/counters.js';
-import { InvalidArgumentError, NotSupportedError } from '../../errors.js';
+import { InvalidArgumentError, NotSupportedError, type EngineFailedError } from '../../errors.js';
 import { BatchedPlane, batchedProvider } from '../batched/batched-plane.js';
 import { closeFd, mapCreate, mapDelete, mapKeys, mapLookup, mapUpdate, possibleCpus, BPF_MAP_TYPE } from '../../sys/bpf.js';
 import { loadFfi } from '../../sys/ffi.js';
@@ -157,7 +157,7 @@ export class KernelPlane implements DataPlane {
   }
 
   static async start(options: DataPlaneOptions): Promise<KernelPlane> {
-    const companion = await BatchedPlane.start(options);
+    const companion = await BatchedPlane.start(options, "the kernel tier's batched companion (worker thread 'sluice-batched')");
     let maps: LoadedMaps | undefined;
     try {
       let pinDir: string | undefined;
@@ -213,6 +213,11 @@ export class KernelPlane implements DataPlane {
       await companion.close();
       throw err;
     }
+  }
+
+  /** The companion's failure: punted, spilled and loop-checked datagrams are no longer carried (DataPlane.failure). */
+  get failure(): EngineFailedError | undefined {
+    return this.#companion.failure;
   }
 
   #fd(name: string): number {
