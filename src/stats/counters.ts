@@ -16,6 +16,12 @@ export const FLOW_DROP_REASONS = [
   'sendError',
   /** The send queue was full; the copy was not queued. */
   'queueFull',
+  /**
+   * The datagram came from one of this instance's own flow sockets: flows
+   * feeding each other or themselves (a relay loop). Dropped on arrival, so
+   * a datagram crosses at most one flow-to-flow hop instead of circulating.
+   */
+  'relayLoop',
 ] as const;
 export type FlowDropReason = (typeof FLOW_DROP_REASONS)[number];
 
@@ -63,6 +69,7 @@ export class FlowCounters {
   tooLarge = 0;
   sendError = 0;
   queueFull = 0;
+  relayLoop = 0;
 
   drops(): Record<FlowDropReason, number> {
     return {
@@ -71,6 +78,7 @@ export class FlowCounters {
       tooLarge: this.tooLarge,
       sendError: this.sendError,
       queueFull: this.queueFull,
+      relayLoop: this.relayLoop,
     };
   }
 }

@@ -10,6 +10,10 @@ import dgram from 'node:dgram';
 import { Sluice, ClosedError, ConflictError, PolicyValidationError, SyscallError, type TierName } from '../../src/index.js';
 import { openReceiver, openSender, sendGsoBurst, sendSequence, seqDatagram, seqOf, type Receiver } from '../helpers/udp.js';
 import { probeBatchedIo } from '../../src/sys/probe.js';
+import { createDataPlane } from '../../src/dataplane/select.js';
+import type { FlowPlan } from '../../src/policy/compile.js';
+import type { Endpoint } from '../../src/policy/endpoint.js';
+import type { FlowStats } from '../../src/stats/counters.js';
 import { SyntheticTsStream } from '../../src/media/ts-synth.js';
 import { rootSkipReason, withTopology, type NsProcess } from '../helpers/netns.js';
 import { COPIES, OTHER_ROUTE_V4, OTHER_ROUTE_V6, RAW_CASES, RP_CASES, casePayload, caseOf, type RawCase, type RpMode } from '../helpers/raw-cases.js';
@@ -91,7 +95,7 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       assert.equal(st.bytesIn, 500 * 200);
       assert.equal(st.packetsOut, 500);
       assert.equal(st.bytesOut, 500 * 200);
-      assert.deepEqual(st.drops, { sourceNotAllowed: 0, malformed: 0, tooLarge: 0, sendError: 0, queueFull: 0 });
+      assert.deepEqual(st.drops, { sourceNotAllowed: 0, malformed: 0, tooLarge: 0, sendError: 0, queueFull: 0, relayLoop: 0 });
       assert.deepEqual(st.destinations, [{ to: dst.url, packetsOut: 500, bytesOut: 500 * 200, drops: { sendError: 0, queueFull: 0 } }]);
       await flow.remove();
     });
@@ -376,6 +380,65 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
         });
       },
     );
+
+    test('relay loops that got past validation do not circulate: datagrams from our own flow sockets are dropped (relayLoop)', async () => {
+      // Built on the data plane directly: validation refuses these policies.
+      const plane = await createDataPlane(target.tier);
+      const plan = (name: string, listen: Endpoint, to: Endpoint[]): FlowPlan => ({
+        name,
+        type: 'replicate',
+        listen,
+        destinations: to,
+        sources: { any: true },
+        maxDatagramSize: 65507,
+        payload: 'any',
+        maxQueuedPackets: 4096,
+      });
+      const v4 = (address: string, port: number): Endpoint => ({ family: 4, address, port });
+      try {
+        // A cycle across two flows: a → b → a.
+        const b = (await plane.addFlow('b', plan('b', v4('127.0.0.1', 0), []))).listen;
+        const a = (await plane.addFlow('a', plan('a', v4('127.0.0.1', 0), [b]))).listen;
+        await plane.updateFlow('b', plan('b', b, [a]));
+        // A flow on a wildcard address subscribed to itself through 127.0.0.1.
+        const c = (await plane.addFlow('c', plan('c', v4('0.0.0.0', 0), []))).listen;
+        await plane.updateFlow('c', plan('c', c, [v4('127.0.0.1', c.port)]));
+        // A dual-stack flow subscribed to itself as IPv4 (IPv4-mapped on the wire).
+        const d = (await plane.addFlow('d', plan('d', { family: 6, address: '::', port: 0 }, []))).listen;
+        await plane.updateFlow('d', plan('d', d, [v4('127.0.0.1', d.port)]));
+        const src = await sender();
+        const n = 10;
+        for (let i = 0; i < n; i++) {
+          await src.send(seqDatagram(i), a.port, '127.0.0.1');
+          await src.send(seqDatagram(i), c.port, '127.0.0.1');
+          await src.send(seqDatagram(i), d.port, '127.0.0.1');
+        }
+        const stats = () => Object.fromEntries(['a', 'b', 'c', 'd'].map((id) => [id, plane.flowStats(id)!])) as Record<string, FlowStats>;
+        // Wait until nothing moves any more (a loop would keep the counters growing).
+        let last = '';
+        for (let waited = 0; waited < 10_000; waited += 100) {
+          await new Promise((r) => setTimeout(r, 100));
+          const now = JSON.stringify(stats());
+          if (now === last && stats().b!.drops.relayLoop >= n && stats().c!.drops.relayLoop >= n) break;
+          last = now;
+        }
+        const st = stats();
+        // Every datagram crossed one flow-to-flow hop at most.
+        for (const id of ['a', 'b', 'c', 'd']) assert.ok(st[id]!.packetsIn <= 3 * n, `flow ${id}: ${st[id]!.packetsIn} datagrams in: it circulates`);
+        assert.equal(st.a!.packetsIn, n);
+        assert.equal(st.a!.packetsOut, n);
+        assert.equal(st.b!.packetsIn, n);
+        assert.equal(st.b!.drops.relayLoop, n);
+        assert.equal(st.b!.packetsOut, 0);
+        assert.equal(st.c!.packetsIn, 2 * n);
+        assert.equal(st.c!.packetsOut, n);
+        assert.equal(st.c!.drops.relayLoop, n);
+        assert.ok(st.d!.drops.relayLoop >= n, `flow d: relayLoop ${st.d!.drops.relayLoop}`);
+        assert.ok(st.d!.packetsOut <= 2 * n, `flow d: ${st.d!.packetsOut} copies`);
+      } finally {
+        await plane.close();
+      }
+    });
 
     test('oversized and malformed datagrams are dropped and counted', async () => {
       const dst = await receiver();

@@ -22,6 +22,7 @@ import { MAX_UDP_PAYLOAD, SOCKADDR_SPACE, SOL_UDP, UDP_GRO } from '../../sys/con
 import { D, F, bump } from './shared-counters.js';
 import type { DestinationBinding, EngineOptions } from './protocol.js';
 import type { BatchDestination, PacketList, SendBatch } from './send-batch.js';
+import { OwnSockets } from '../own-sockets.js';
 
 /**
  * Segments per GRO buffer the held-datagram arrays are first sized for: the
@@ -52,6 +53,10 @@ export class EngineFlow {
   readonly listen: Endpoint;
   readonly #options: EngineOptions;
   readonly #aux = new Map<4 | 6, RawUdpSocket>();
+  /** Every flow socket of the engine: a datagram from one of them is a relay loop. */
+  readonly #own: OwnSockets;
+  /** Unregisters this flow's sockets from #own. */
+  readonly #disown: (() => void)[] = [];
   #plan: FlowPlan;
   #accept: (bytes: Uint8Array, offset: number) => boolean;
   #groups: readonly SocketGroup[] = [];
@@ -70,9 +75,10 @@ export class EngineFlow {
   /** performance.now() when the oldest held datagram arrived. */
   heldSince = 0;
 
-  private constructor(name: string, plan: FlowPlan, socket: RawUdpSocket, listen: Endpoint, counters: Float64Array, options: EngineOptions, via: EngineFlow | undefined) {
+  private constructor(name: string, plan: FlowPlan, socket: RawUdpSocket, listen: Endpoint, counters: Float64Array, options: EngineOptions, via: EngineFlow | undefined, own: OwnSockets) {
     this.name = name;
     this.#sender = via ?? this;
+    this.#own = own;
     this.#plan = plan;
     this.socket = socket;
     this.listen = listen;
@@ -92,6 +98,8 @@ export class EngineFlow {
    * nothing open. With `via`, copies are sent through that flow's sockets
    * (which must outlive this flow), so they leave from its listen port;
    * with `onlyMark`, only datagrams with that skb mark are received.
+   * `own`: the engine's registry of flow sockets (relay-loop check); a
+   * flow opened alone gets its own.
    */
   static open(
     name: string,
@@ -99,16 +107,19 @@ export class EngineFlow {
     counters: Float64Array,
     bindings: readonly DestinationBinding[],
     options: EngineOptions,
-    extra: { via?: EngineFlow; onlyMark?: number } = {},
+    extra: { via?: EngineFlow; onlyMark?: number; own?: OwnSockets } = {},
   ): EngineFlow {
+    const own = extra.own ?? new OwnSockets();
     const socket = RawUdpSocket.open(plan.listen.family);
+    let flow: EngineFlow | undefined;
     try {
       socket.setBuffers(options.socketBufferBytes);
       if (extra.onlyMark !== undefined) socket.acceptOnlyMark(extra.onlyMark);
       socket.bind(plan.listen);
       const bound = socket.localEndpoint();
       const listen: Endpoint = { ...plan.listen, port: bound.port };
-      const flow = new EngineFlow(name, plan, socket, listen, counters, options, extra.via);
+      flow = new EngineFlow(name, plan, socket, listen, counters, options, extra.via, own);
+      flow.#disown.push(own.add(listen));
       if (options.gro) {
         try {
           socket.setInt(SOL_UDP, UDP_GRO, 1);
@@ -120,7 +131,8 @@ export class EngineFlow {
       flow.#setDestinations(bindings);
       return flow;
     } catch (e) {
-      socket.close();
+      if (flow) flow.close();
+      else socket.close();
       throw e;
     }
   }
@@ -160,6 +172,11 @@ export class EngineFlow {
       if (segs > 1) bump(c, F.groBuffers);
       bump(c, F.packetsIn, segs);
       bump(c, F.bytesIn, len);
+      if (this.#own.isOwnSockaddr(meta, ring.nameOffset(slot))) {
+        bump(c, F.relayLoop, segs);
+        ring.release(slot);
+        continue;
+      }
       if (!this.#accept(meta, ring.nameOffset(slot))) {
         bump(c, F.sourceNotAllowed, segs);
         ring.release(slot);
@@ -263,6 +280,7 @@ export class EngineFlow {
   }
 
   close(): void {
+    for (const disown of this.#disown.splice(0)) disown();
     this.socket.close();
     for (const s of this.#aux.values()) s.close();
     this.#aux.clear();
@@ -299,7 +317,16 @@ export class EngineFlow {
     let s = this.#aux.get(family);
     if (!s) {
       s = RawUdpSocket.open(family);
-      s.setBuffers(this.#options.socketBufferBytes);
+      try {
+        s.setBuffers(this.#options.socketBufferBytes);
+        // Bound now (not by the first send) so its port is known: copies it
+        // sends that come back to a flow are recognised as a loop.
+        s.bind({ family, address: family === 4 ? '0.0.0.0' : '::', port: 0 });
+        this.#disown.push(this.#own.add(s.localEndpoint()));
+      } catch (e) {
+        s.close();
+        throw e;
+      }
       // Never read: datagrams arriving on its ephemeral port are not relayed.
       this.#aux.set(family, s);
     }

@@ -13,6 +13,7 @@ import { RecvRing } from '../../sys/recv-ring.js';
 import { POLLERR, POLLIN, POLLNVAL, UIO_MAXIOV } from '../../sys/constants.js';
 import { SyscallError } from '../../errors.js';
 import { EngineFlow } from './engine-flow.js';
+import { OwnSockets } from '../own-sockets.js';
 import { SendBatch } from './send-batch.js';
 import type { EngineOptions, ErrorInfo, Reply, Request } from './protocol.js';
 
@@ -32,6 +33,8 @@ export class BatchedEngine {
   readonly #fallback = new SendBatch(128, 128);
   readonly #poller = new Poller();
   readonly #flows = new Map<string, EngineFlow>();
+  /** Every socket of every flow: datagrams from them are relay loops. */
+  readonly #own = new OwnSockets();
   /** Flows in poll order: entry i+1 of the poll set is #order[i]. */
   #order: EngineFlow[] = [];
   #running = true;
@@ -150,7 +153,11 @@ export class BatchedEngine {
       case 'add': {
         if (this.#flows.has(req.flow)) throw new Error(`flow '${req.flow}' exists in the engine`);
         const via = req.options?.sendVia === undefined ? undefined : this.#need(req.options.sendVia);
-        const flow = EngineFlow.open(req.flow, req.plan, req.counters, req.destinations, this.#options, { ...(via ? { via } : {}), ...(req.options?.onlyMark === undefined ? {} : { onlyMark: req.options.onlyMark }) });
+        const flow = EngineFlow.open(req.flow, req.plan, req.counters, req.destinations, this.#options, {
+          own: this.#own,
+          ...(via ? { via } : {}),
+          ...(req.options?.onlyMark === undefined ? {} : { onlyMark: req.options.onlyMark }),
+        });
         this.#flows.set(req.flow, flow);
         this.#rebuildPollSet();
         this.#post({ kind: 'reply', id: req.id, listen: flow.listen, fds: flow.fds() });

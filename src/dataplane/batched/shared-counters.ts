@@ -26,8 +26,9 @@ export const F = {
   recvCalls: 11,
   groBuffers: 12,
   sendCalls: 13,
+  relayLoop: 14,
 } as const;
-export const FLOW_SLOTS = 16;
+export const FLOW_SLOTS = 24;
 
 /** Slots of a destination's counter array. */
 export const D = {
@@ -57,6 +58,7 @@ export function flowDrops(f: Float64Array): Record<FlowDropReason, number> {
     tooLarge: f[F.tooLarge]!,
     sendError: f[F.sendError]!,
     queueFull: f[F.queueFull]!,
+    relayLoop: f[F.relayLoop]!,
   };
 }
 

@@ -515,6 +515,8 @@ export class KernelPlane implements DataPlane {
         tooLarge: kf.tooLarge + add((s) => s.drops.tooLarge),
         sendError: kf.sendError + kf.spillError + add((s) => s.drops.sendError),
         queueFull: add((s) => s.drops.queueFull),
+        // Loops are caught where datagrams reach user space: the companions.
+        relayLoop: add((s) => s.drops.relayLoop),
       },
       destinations,
     };

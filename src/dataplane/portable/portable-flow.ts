@@ -10,6 +10,7 @@ import { endpointKey, formatEndpoint, isWildcard, type Endpoint } from '../../po
 import type { FlowPlan } from '../../policy/compile.js';
 import { DestinationCounters, FlowCounters, type FlowStats } from '../../stats/counters.js';
 import { fromNodeError } from '../../errors.js';
+import type { OwnSockets } from '../own-sockets.js';
 
 /** A destination with its counters and its preallocated send callback. */
 interface Destination {
@@ -30,6 +31,9 @@ export class PortableFlow {
   /** Lazily created sockets for destinations of the other IP family. */
   readonly #crossFamily = new Map<4 | 6, dgram.Socket>();
   readonly #bufferBytes: number | undefined;
+  /** The plane's flow sockets: a datagram from one of them is a relay loop. */
+  readonly #own: OwnSockets;
+  readonly #disown: (() => void)[] = [];
   #plan: FlowPlan;
   #accept: (address: string) => boolean;
   /** Replaced, never mutated, so a datagram in flight always sees one consistent list. */
@@ -37,7 +41,8 @@ export class PortableFlow {
   #listen: Endpoint;
   #closed = false;
 
-  private constructor(plan: FlowPlan, socket: dgram.Socket, bufferBytes: number | undefined) {
+  private constructor(plan: FlowPlan, socket: dgram.Socket, bufferBytes: number | undefined, own: OwnSockets) {
+    this.#own = own;
     this.#plan = plan;
     this.#listen = plan.listen;
     this.#socket = socket;
@@ -46,9 +51,9 @@ export class PortableFlow {
   }
 
   /** Binds the listen socket and starts relaying. */
-  static async start(plan: FlowPlan, opts: { socketBufferBytes?: number }): Promise<PortableFlow> {
+  static async start(plan: FlowPlan, opts: { socketBufferBytes?: number; own: OwnSockets }): Promise<PortableFlow> {
     const socket = createSocket(plan.listen.family, opts.socketBufferBytes);
-    const flow = new PortableFlow(plan, socket, opts.socketBufferBytes);
+    const flow = new PortableFlow(plan, socket, opts.socketBufferBytes, opts.own);
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error) => {
         socket.close();
@@ -65,8 +70,9 @@ export class PortableFlow {
     socket.on('error', () => {});
     const bound = socket.address();
     flow.#listen = { ...plan.listen, port: bound.port };
+    flow.#disown.push(flow.#own.add(flow.#listen));
     flow.#setDestinations(plan);
-    socket.on('message', (msg, rinfo) => flow.#onMessage(msg, rinfo.address));
+    socket.on('message', (msg, rinfo) => flow.#onMessage(msg, rinfo.address, rinfo.port));
     return flow;
   }
 
@@ -81,11 +87,15 @@ export class PortableFlow {
     this.#setDestinations(plan);
   }
 
-  #onMessage(msg: Buffer, from: string): void {
+  #onMessage(msg: Buffer, from: string, fromPort: number): void {
     const c = this.#counters;
     const plan = this.#plan;
     c.packetsIn++;
     c.bytesIn += msg.length;
+    if (this.#own.isOwn(from, fromPort)) {
+      c.relayLoop++;
+      return;
+    }
     if (!this.#accept(from)) {
       c.sourceNotAllowed++;
       return;
@@ -146,7 +156,12 @@ export class PortableFlow {
     let s = this.#crossFamily.get(ep.family);
     if (!s) {
       s = createSocket(ep.family, this.#bufferBytes);
+      const sock = s;
       s.on('error', () => {});
+      // Bound by the first send: from then on its copies that come back to a flow are a loop.
+      s.once('listening', () => {
+        if (!this.#closed) this.#disown.push(this.#own.add({ family: ep.family, address: ep.family === 4 ? '0.0.0.0' : '::', port: sock.address().port }));
+      });
       // Only ever sends; incoming datagrams on its ephemeral port are not relayed.
       s.on('message', () => {});
       this.#crossFamily.set(ep.family, s);
@@ -177,6 +192,7 @@ export class PortableFlow {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    for (const disown of this.#disown.splice(0)) disown();
     this.#socket.removeAllListeners('message');
     const sockets = [this.#socket, ...this.#crossFamily.values()];
     const deadline = Date.now() + 200;

@@ -7,6 +7,7 @@ import type { FlowPlan } from '../../policy/compile.js';
 import type { FlowStats } from '../../stats/counters.js';
 import { InvalidArgumentError } from '../../errors.js';
 import { PortableFlow } from './portable-flow.js';
+import { OwnSockets } from '../own-sockets.js';
 
 /** 4 MiB asks for room to absorb bursts; Linux caps it at net.core.rmem_max/wmem_max. */
 const DEFAULT_SOCKET_BUFFER = 4 * 1024 * 1024;
@@ -15,6 +16,8 @@ export class PortablePlane implements DataPlane {
   readonly tier = 'portable' as const;
   readonly #flows = new Map<string, PortableFlow>();
   readonly #options: DataPlaneOptions;
+  /** Every flow socket of this plane: datagrams from them are relay loops. */
+  readonly #own = new OwnSockets();
 
   constructor(options: DataPlaneOptions = {}) {
     this.#options = options;
@@ -24,6 +27,7 @@ export class PortablePlane implements DataPlane {
     if (this.#flows.has(id)) throw new InvalidArgumentError(`flow id '${id}' is already in use`);
     const flow = await PortableFlow.start(plan, {
       socketBufferBytes: this.#options.socketBufferBytes ?? DEFAULT_SOCKET_BUFFER,
+      own: this.#own,
     });
     this.#flows.set(id, flow);
     return { listen: flow.listen };
