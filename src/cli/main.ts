@@ -66,6 +66,8 @@ export function buildProgram(exit: (code: number) => void): Command {
     .option('--name <name>', 'flow name in counters')
     .option('--max-datagram <bytes>', 'drop (and count) longer datagrams', positiveInt(MAX_UDP_PAYLOAD))
     .addOption(new Option('--payload <format>', 'payload check').choices(['any', 'mpegts']).default('any'))
+    .option('--suspend-after-errors <n>', 'suspend a subscriber after N ICMP errors in a row (port/host unreachable); default: never', positiveInt(1_000_000))
+    .option('--suspend-retry <ms>', 'first wait before a suspended subscriber is tried again (default 1000; doubles per failed retry, up to 60 s; 100 to 3600000)', positiveInt(3_600_000))
     .option('--batch-hold <ms>', 'batched tier: most time a datagram waits to be sent with others (default 1; 0 = none; at most 1000)', nonNegative(MAX_BATCH_HOLD_MS))
     .option('--pin [dir]', 'kernel tier: pin state in bpffs (default /sys/fs/bpf/sluice) so forwarding goes on while sluice is stopped; a later --pin run adopts it, `sluice detach` removes it')
     .option('--stats-interval <seconds>', 'print counters every N seconds (0: only at exit; at most 86400)', nonNegative(MAX_STATS_INTERVAL_S))
@@ -90,6 +92,8 @@ export function buildProgram(exit: (code: number) => void): Command {
         payload: o.payload,
         ...(o.name ? { name: o.name } : {}),
         ...(o.maxDatagram ? { maxDatagramSize: o.maxDatagram } : {}),
+        ...(o.suspendAfterErrors ? { suspendAfterErrors: o.suspendAfterErrors } : {}),
+        ...(o.suspendRetry ? { suspendRetryMs: o.suspendRetry } : {}),
       } as FlowPolicy;
       parseFlowPolicy(policy); // fail before opening anything
       exit(await runSession({ tier: o.tier as TierChoice, batchHoldMs: o.batchHold, pin: o.pin, flows: [policy], json: !!o.json, statsInterval: o.statsInterval ?? (o.json ? 0 : 5) }));

@@ -43,7 +43,8 @@ export function statsTable(stats: readonly FlowStats[]): string {
   for (const s of stats) {
     rows.push([`${s.name} (${s.type}, ${s.tier})`, s.listen, s.packetsIn, s.bytesIn, s.packetsOut, s.bytesOut, formatDrops(s.drops)]);
     for (const d of s.destinations) {
-      rows.push([`  -> ${d.to}`, '', '', '', d.packetsOut, d.bytesOut, formatDrops(d.drops) + (d.lastError ? ` (${d.lastError})` : '')]);
+      const suspended = d.suspendedUntil ? ` suspended until ${new Date(d.suspendedUntil).toISOString().slice(11, 19)}Z` : '';
+      rows.push([`  -> ${d.to}`, '', '', '', d.packetsOut, d.bytesOut, formatDrops(d.drops) + (d.lastError ? ` (${d.lastError})` : '') + suspended]);
     }
   }
   return table(['flow', 'listen', 'pkts in', 'bytes in', 'pkts out', 'bytes out', 'drops'], rows);

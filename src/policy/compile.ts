@@ -19,6 +19,14 @@ export interface FlowPlan {
   readonly maxDatagramSize: number;
   readonly payload: 'any' | 'mpegts';
   readonly maxQueuedPackets: number;
+  /** Suspension of subscribers the network reports unreachable; absent: never suspend. */
+  readonly suspend?: SuspendPolicy;
+}
+
+/** policy suspendAfterErrors / suspendRetryMs (docs/POLICY.md, "Unreachable subscribers"). */
+export interface SuspendPolicy {
+  readonly afterErrors: number;
+  readonly retryMs: number;
 }
 
 /**
@@ -41,5 +49,6 @@ export function compileFlow(spec: FlowPolicySpec, name: string): FlowPlan {
     maxDatagramSize: spec.maxDatagramSize,
     payload: spec.payload,
     maxQueuedPackets: spec.maxQueuedPackets,
+    ...(spec.suspendAfterErrors === undefined ? {} : { suspend: { afterErrors: spec.suspendAfterErrors, retryMs: spec.suspendRetryMs } }),
   };
 }

@@ -107,6 +107,14 @@ const flowCommon = {
   payload: z.enum(['any', 'mpegts']).default('any'),
   /** Copies waiting in the send queue beyond this are dropped and counted as queueFull. */
   maxQueuedPackets: z.number().int().min(1).max(1_000_000).default(4096),
+  /**
+   * Suspend a subscriber once the network has reported this many of its
+   * copies undeliverable (ICMP errors, no gap over 10 s between them);
+   * default: never. See docs/POLICY.md, "Unreachable subscribers".
+   */
+  suspendAfterErrors: z.number().int().min(1).max(1_000_000).optional(),
+  /** First wait before a suspended subscriber is tried again, ms; doubles after each failed retry up to 60 s (or this, if longer). */
+  suspendRetryMs: z.number().int().min(100).max(3_600_000).default(1000),
 };
 
 export const redirectSchema = z.strictObject({

@@ -22,11 +22,21 @@ export const FLOW_DROP_REASONS = [
    * a datagram crosses at most one flow-to-flow hop instead of circulating.
    */
   'relayLoop',
+  /**
+   * Copies the network reported undeliverable after they left: an ICMP
+   * error (port, host or network unreachable, ...) came back naming the
+   * destination. Counted *in addition to* packetsOut (the copy did leave);
+   * at most one per refused copy, fewer where the kernel rate-limits ICMP.
+   * Tiers that cannot read ICMP errors report 0 (docs/ARCHITECTURE.md).
+   */
+  'unreachable',
+  /** Copies not sent because their subscriber is suspended (policy `suspendAfterErrors`). */
+  'suspended',
 ] as const;
 export type FlowDropReason = (typeof FLOW_DROP_REASONS)[number];
 
 /** Reasons that apply to one copy, i.e. to one destination. */
-export const DESTINATION_DROP_REASONS = ['sendError', 'queueFull'] as const;
+export const DESTINATION_DROP_REASONS = ['sendError', 'queueFull', 'unreachable', 'suspended'] as const;
 export type DestinationDropReason = (typeof DESTINATION_DROP_REASONS)[number];
 
 export interface DestinationStats {
@@ -35,8 +45,10 @@ export interface DestinationStats {
   readonly packetsOut: number;
   readonly bytesOut: number;
   readonly drops: Readonly<Record<DestinationDropReason, number>>;
-  /** errno of the most recent failed copy, e.g. `EHOSTUNREACH`. */
+  /** errno of the most recent failed copy or ICMP error, e.g. `EHOSTUNREACH`, `ECONNREFUSED`. */
   readonly lastError?: string;
+  /** Present while the subscriber is suspended: when it is tried again (ms since the epoch). */
+  readonly suspendedUntil?: number;
 }
 
 /**
@@ -70,6 +82,8 @@ export class FlowCounters {
   sendError = 0;
   queueFull = 0;
   relayLoop = 0;
+  unreachable = 0;
+  suspended = 0;
 
   drops(): Record<FlowDropReason, number> {
     return {
@@ -79,6 +93,8 @@ export class FlowCounters {
       sendError: this.sendError,
       queueFull: this.queueFull,
       relayLoop: this.relayLoop,
+      unreachable: this.unreachable,
+      suspended: this.suspended,
     };
   }
 }
@@ -89,10 +105,21 @@ export class DestinationCounters {
   bytesOut = 0;
   sendError = 0;
   queueFull = 0;
+  unreachable = 0;
+  suspended = 0;
   lastError: string | undefined = undefined;
+  /** 0 while active. */
+  suspendedUntil = 0;
 
   snapshot(to: string): DestinationStats {
-    const s = { to, packetsOut: this.packetsOut, bytesOut: this.bytesOut, drops: { sendError: this.sendError, queueFull: this.queueFull } };
-    return this.lastError === undefined ? s : { ...s, lastError: this.lastError };
+    const drops = { sendError: this.sendError, queueFull: this.queueFull, unreachable: this.unreachable, suspended: this.suspended };
+    return {
+      to,
+      packetsOut: this.packetsOut,
+      bytesOut: this.bytesOut,
+      drops,
+      ...(this.lastError === undefined ? {} : { lastError: this.lastError }),
+      ...(this.suspendedUntil ? { suspendedUntil: this.suspendedUntil } : {}),
+    };
   }
 }

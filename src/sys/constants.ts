@@ -11,6 +11,8 @@ export const SOCK_CLOEXEC = 0o2000000;
 export const IPPROTO_UDP = 17;
 
 export const SOL_SOCKET = 1;
+/** getsockopt: the pending socket error, cleared by reading it. */
+export const SO_ERROR = 4;
 export const SO_SNDBUF = 7;
 export const SO_RCVBUF = 8;
 export const SO_SNDBUFFORCE = 32;
@@ -40,6 +42,12 @@ export const MSG_ERRQUEUE = 0x2000;
 /** send*: pin the caller's pages instead of copying them; a completion follows on the error queue. */
 export const MSG_ZEROCOPY = 0x4000000;
 
+/** sock_extended_err.ee_origin: an error of this host's own stack (e.g. EMSGSIZE), already returned by the send. */
+export const SO_EE_ORIGIN_LOCAL = 1;
+/** sock_extended_err.ee_origin: an ICMP error from the network (or this host) about a datagram we sent. */
+export const SO_EE_ORIGIN_ICMP = 2;
+/** The same for ICMPv6. */
+export const SO_EE_ORIGIN_ICMP6 = 3;
 /** sock_extended_err.ee_origin of a zerocopy completion. */
 export const SO_EE_ORIGIN_ZEROCOPY = 5;
 /** sock_extended_err.ee_code bit: the kernel copied the data after all (e.g. looped to a local socket). */

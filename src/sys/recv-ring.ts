@@ -10,6 +10,7 @@
  */
 import { libc } from './ffi.js';
 import { EAGAIN, EINTR, syscallError } from './errno.js';
+import { STALE_SOCKET_ERRNOS } from './error-queue.js';
 import {
   CMSG_SPACE_INT,
   MMSG,
@@ -105,7 +106,7 @@ export class RecvRing {
       vec.view.setInt32(base + MMSG.flags, 0, true);
     }
     const c = libc();
-    for (;;) {
+    for (let stale = 0; ; ) {
       // MSG_TRUNC: msg_len reports the datagram's real length, so an
       // oversized one is recognised (and counted) rather than cut silently.
       const r = c.recvmmsg(fd, vec.address, n, MSG_DONTWAIT | MSG_TRUNC, 0);
@@ -116,6 +117,10 @@ export class RecvRing {
       const e = c.errno();
       if (e === EAGAIN) return 0;
       if (e === EINTR) continue;
+      // A socket with IP_RECVERR reports an ICMP error about something it
+      // sent once, as the next call's error (error-queue.ts): the datagrams
+      // are still there. The error itself is read from the error queue.
+      if (STALE_SOCKET_ERRNOS.has(e) && stale++ < 4) continue;
       throw syscallError('recvmmsg', e);
     }
   }

@@ -67,14 +67,15 @@ describe('SendBatch error policy', { skip: ffi.ok ? undefined : `FFI unavailable
   });
 
   test('a refused destination is counted and skipped; later ones still go', () => {
-    const s = scripted([1, -E.EHOSTUNREACH]);
+    // Refused three times: not a stale pending error (see the ICMP test below).
+    const s = scripted([1, -E.EHOSTUNREACH, -E.EHOSTUNREACH, -E.EHOSTUNREACH]);
     const b = new SendBatch(16, 16, s.fn);
     const p = packets([64]);
     const ds = [0, 1, 2].map(dest);
     const flow = newFlowCounters();
     ds.forEach((d) => b.add(d, p, 0, 1, 0));
     b.transmit(sock.fd, flow, p, { ns: 1e6 }, undefined);
-    assert.deepEqual(s.calls.map((c) => c.start), [0, 1, 2]);
+    assert.deepEqual(s.calls.map((c) => c.start), [0, 1, 1, 1, 2]);
     assert.equal(ds[1]!.counters[D.sendError], 1);
     assert.equal(ds[1]!.counters[D.lastErrno], E.EHOSTUNREACH);
     assert.equal(ds[1]!.counters[D.packetsOut], 0);
@@ -101,7 +102,7 @@ describe('SendBatch error policy', { skip: ffi.ok ? undefined : `FFI unavailable
   });
 
   test('EMSGSIZE on a GSO message latches GSO off for that destination and resends singly', () => {
-    const s = scripted([-E.EMSGSIZE]);
+    const s = scripted([-E.EMSGSIZE, -E.EMSGSIZE, -E.EMSGSIZE]);
     const fb = scripted([]);
     const b = new SendBatch(16, 64, s.fn);
     const fallback = new SendBatch(16, 16, fb.fn);
@@ -122,5 +123,20 @@ describe('SendBatch error policy', { skip: ffi.ok ? undefined : `FFI unavailable
     assert.equal(flow[F.packetsOut], 8);
     assert.equal(flow[F.gsoMessages], 1);
     assert.equal(flow[F.gsoSegments], 4);
+  });
+
+  test("a refusal that may be another copy's pending ICMP error is sent again before it is believed", () => {
+    // The socket reads ICMP errors (IP_RECVERR): the kernel hands the last
+    // one to the next send, whatever its destination. Once: the resend goes.
+    const s = scripted([-E.ECONNREFUSED]);
+    const b = new SendBatch(16, 16, s.fn);
+    const p = packets([64]);
+    const ds = [0, 1].map(dest);
+    const flow = newFlowCounters();
+    ds.forEach((d) => b.add(d, p, 0, 1, 0));
+    b.transmit(sock.fd, flow, p, { ns: 1e6 }, undefined);
+    assert.deepEqual(s.calls.map((c) => c.start), [0, 0]);
+    assert.ok(ds.every((d) => d.counters[D.packetsOut] === 1 && d.counters[D.sendError] === 0));
+    assert.equal(flow[F.sendError], 0);
   });
 });

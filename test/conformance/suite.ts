@@ -95,8 +95,8 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       assert.equal(st.bytesIn, 500 * 200);
       assert.equal(st.packetsOut, 500);
       assert.equal(st.bytesOut, 500 * 200);
-      assert.deepEqual(st.drops, { sourceNotAllowed: 0, malformed: 0, tooLarge: 0, sendError: 0, queueFull: 0, relayLoop: 0 });
-      assert.deepEqual(st.destinations, [{ to: dst.url, packetsOut: 500, bytesOut: 500 * 200, drops: { sendError: 0, queueFull: 0 } }]);
+      assert.deepEqual(st.drops, { sourceNotAllowed: 0, malformed: 0, tooLarge: 0, sendError: 0, queueFull: 0, relayLoop: 0, unreachable: 0, suspended: 0 });
+      assert.deepEqual(st.destinations, [{ to: dst.url, packetsOut: 500, bytesOut: 500 * 200, drops: { sendError: 0, queueFull: 0, unreachable: 0, suspended: 0 } }]);
       await flow.remove();
     });
 
@@ -279,11 +279,55 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       await sendSequence(src, flow.listen, 1000);
       await good.waitFor(1000);
       assert.deepEqual(seqs(good), range(0, 1000));
+      // The ICMP errors come back asynchronously: wait for the first.
+      for (let i = 0; i < 100 && flow.stats().destinations.find((x) => x.to === dead)!.drops.unreachable === 0; i++) await new Promise((r) => setTimeout(r, 50));
       const st = flow.stats();
       const deadStats = st.destinations.find((x) => x.to === dead)!;
-      // Each copy to the dead port was either sent (ICMP is not reported to an
-      // unconnected socket) or counted as a send error: none vanishes.
+      const goodStats = st.destinations.find((x) => x.to === good.url)!;
+      // Each copy to the dead port was sent or counted as a send error: none vanishes.
       assert.equal(deadStats.packetsOut + deadStats.drops.sendError, 1000);
+      // Every tier reads the ICMP port unreachable errors its copies draw
+      // (at most one per copy: the kernel rate-limits ICMP), per destination.
+      assert.ok(deadStats.drops.unreachable > 0 && deadStats.drops.unreachable <= 1000, `unreachable: ${deadStats.drops.unreachable}`);
+      assert.equal(deadStats.lastError, 'ECONNREFUSED');
+      assert.equal(st.drops.unreachable, deadStats.drops.unreachable);
+      // A pending ICMP error of the dead subscriber never costs the good one a copy.
+      assert.deepEqual(goodStats.drops, { sendError: 0, queueFull: 0, unreachable: 0, suspended: 0 });
+      assert.equal(goodStats.packetsOut, 1000);
+      await flow.remove();
+    });
+
+    test('suspendAfterErrors suspends a subscriber the network refuses, retries it later, and spares the others', async () => {
+      const good = await receiver();
+      const closed = dgram.createSocket('udp4');
+      await new Promise<void>((r) => closed.bind(0, '127.0.0.1', () => r()));
+      const dead = `udp://127.0.0.1:${closed.address().port}`;
+      await new Promise<void>((r) => closed.close(() => r()));
+      const src = await sender();
+      const flow = await s.apply({ type: 'replicate', listen: 'udp://127.0.0.1:0', to: [dead, good.url], allow: '127.0.0.1', suspendAfterErrors: 3, suspendRetryMs: 200 });
+      const deadStats = () => flow.stats().destinations.find((x) => x.to === dead)!;
+      let seq = 0;
+      const sendSome = async (n: number) => {
+        for (let i = 0; i < n; i++) await src.send(seqDatagram(seq++), flow.listen.port, '127.0.0.1');
+        await new Promise((r) => setTimeout(r, 10));
+      };
+      // Until it is suspended (bounded: 2000 datagrams).
+      while (deadStats().drops.suspended === 0 && seq < 2000) await sendSome(10);
+      const first = deadStats();
+      assert.ok(first.drops.suspended > 0, `never suspended: ${JSON.stringify(first)}`);
+      assert.ok(first.drops.unreachable >= 3, `suspended after ${first.drops.unreachable} errors`);
+      // Retries: copies leave again after the wait, draw errors, and it is suspended again.
+      while ((deadStats().packetsOut === first.packetsOut || deadStats().drops.suspended <= first.drops.suspended) && seq < 20_000) await sendSome(10);
+      const later = deadStats();
+      assert.ok(later.packetsOut > first.packetsOut, 'tried again');
+      assert.ok(later.drops.suspended > first.drops.suspended, 'suspended again');
+      // Copies were sent, refused by the OS, or skipped while suspended: none vanishes.
+      assert.equal(later.packetsOut + later.drops.sendError + later.drops.suspended, seq);
+      await good.waitFor(seq);
+      assert.deepEqual(seqs(good), range(0, seq));
+      const st = flow.stats();
+      assert.equal(st.destinations.find((x) => x.to === good.url)!.packetsOut, seq);
+      assert.equal(st.drops.suspended, later.drops.suspended);
       await flow.remove();
     });
 

@@ -153,13 +153,13 @@ async function relayScenario(s: Scenario): Promise<void> {
     assert.equal(f.bytesIn, (ALLOWED + DISALLOWED) * SIZE);
     assert.equal(f.packetsOut, ALLOWED);
     assert.equal(f.bytesOut, ALLOWED * SIZE);
-    assert.deepEqual(f.drops, { sourceNotAllowed: DISALLOWED, malformed: 0, tooLarge: 0, sendError: 0, queueFull: 0, relayLoop: 0 });
+    assert.deepEqual(f.drops, { sourceNotAllowed: DISALLOWED, malformed: 0, tooLarge: 0, sendError: 0, queueFull: 0, relayLoop: 0, unreachable: 0, suspended: 0 });
     assert.equal(f.destinations.length, 1);
     const d = f.destinations[0];
     assert.equal(d.to, s.to);
     assert.equal(d.packetsOut, ALLOWED);
     assert.equal(d.bytesOut, ALLOWED * SIZE);
-    assert.deepEqual(d.drops, { sendError: 0, queueFull: 0 });
+    assert.deepEqual(d.drops, { sendError: 0, queueFull: 0, unreachable: 0, suspended: 0 });
   });
 }
 

@@ -46,6 +46,8 @@ export interface BatchedFlowDetail {
   readonly groBuffers: number;
   /** Destinations whose GSO was switched off after the kernel refused it. */
   readonly gsoOff: readonly string[];
+  /** ICMP errors read that named no current destination (e.g. a subscriber removed since). */
+  readonly icmpUnmatched: number;
 }
 
 export class BatchedPlane implements DataPlane {
@@ -66,6 +68,12 @@ export class BatchedPlane implements DataPlane {
   readonly #onEngineFailed: ((error: EngineFailedError) => void) | undefined;
   /** Faults the engine reported outside any request (kept for inspection, newest last). */
   readonly faults: { flow?: string; error: ErrorInfo }[] = [];
+  /**
+   * Hears every suspension (until > 0, ms since the epoch) and resumption
+   * (until 0) of a destination `to` (`udp://HOST:PORT`) of flow `id`: the
+   * kernel tier mirrors them in its maps. Counters need no listener.
+   */
+  onSuspension: ((id: string, to: string, until: number) => void) | undefined;
 
   private constructor(worker: Worker, waker: Waker, label: string, onEngineFailed: DataPlaneOptions['onEngineFailed']) {
     this.#worker = worker;
@@ -183,6 +191,7 @@ export class BatchedPlane implements DataPlane {
       gsoSegments: c[F.gsoSegments]!,
       groBuffers: c[F.groBuffers]!,
       gsoOff: [...rec.destinations.values()].filter((d) => d.counters[D.gsoOff] === 1).map((d) => formatEndpoint(d.endpoint)),
+      icmpUnmatched: c[F.icmpUnmatched]!,
     };
   }
 
@@ -219,6 +228,10 @@ export class BatchedPlane implements DataPlane {
   }
 
   #onReply(m: Reply): void {
+    if (m.kind === 'suspension') {
+      this.onSuspension?.(m.flow, m.to, m.until);
+      return;
+    }
     if (m.kind === 'fault') {
       this.faults.push({ ...(m.flow ? { flow: m.flow } : {}), error: m.error });
       if (this.faults.length > 100) this.faults.shift();

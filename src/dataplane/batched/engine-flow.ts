@@ -23,6 +23,10 @@ import { D, F, bump } from './shared-counters.js';
 import type { DestinationBinding, EngineOptions } from './protocol.js';
 import type { BatchDestination, PacketList, SendBatch } from './send-batch.js';
 import { OwnSockets } from '../own-sockets.js';
+import { SubscriberHealth, samePolicy } from '../subscriber-health.js';
+import { ErrorQueueReader, enableRecvErr } from '../../sys/error-queue.js';
+import { canonicalAddress, unmapAddress } from '../../policy/endpoint.js';
+import { readSockaddr } from '../../sys/sockaddr.js';
 
 /**
  * Segments per GRO buffer the held-datagram arrays are first sized for: the
@@ -37,7 +41,22 @@ const GRO_SEGMENTS_HINT = 64;
 const GSO_MAX_SEGMENT: Record<4 | 6, number> = { 4: 1500 - 20 - 8, 6: 1500 - 40 - 8 };
 
 interface Destination extends BatchDestination {
+  /** `udp://HOST:PORT` */
   readonly key: string;
+  /** Suspension state (policy suspendAfterErrors), kept across plan updates. */
+  readonly health: SubscriberHealth | undefined;
+  /** False when `health` belongs to the flow this one sends through: that flow decides and reports. */
+  readonly ownsHealth: boolean;
+  /** Suspended for the flush in progress. */
+  off: boolean;
+}
+
+/** A suspension starts (until > 0) or ends (until = 0); `to` is the destination's `udp://HOST:PORT`. */
+export type SuspensionListener = (flow: string, to: string, until: number) => void;
+
+/** How ICMP errors name a destination: address (IPv4 unmapped, canonical IPv6) and port. */
+function nameKey(address: string, port: number): string {
+  return `${canonicalAddress(unmapAddress(address))}|${port}`;
 }
 
 /** Destinations sent through one socket (sendmmsg is per socket). */
@@ -57,6 +76,13 @@ export class EngineFlow {
   readonly #own: OwnSockets;
   /** Unregisters this flow's sockets from #own. */
   readonly #disown: (() => void)[] = [];
+  /** Error-queue readers of the sockets that have IP_RECVERR on, by fd. */
+  readonly #errors = new Map<number, ErrorQueueReader>();
+  /** Destinations by the address ICMP errors name them with. */
+  #byName = new Map<string, Destination>();
+  readonly #notify: SuspensionListener | undefined;
+  /** Some destination may be suspended: the flush checks. */
+  #suspendable = false;
   #plan: FlowPlan;
   #accept: (bytes: Uint8Array, offset: number) => boolean;
   #groups: readonly SocketGroup[] = [];
@@ -75,10 +101,11 @@ export class EngineFlow {
   /** performance.now() when the oldest held datagram arrived. */
   heldSince = 0;
 
-  private constructor(name: string, plan: FlowPlan, socket: RawUdpSocket, listen: Endpoint, counters: Float64Array, options: EngineOptions, via: EngineFlow | undefined, own: OwnSockets) {
+  private constructor(name: string, plan: FlowPlan, socket: RawUdpSocket, listen: Endpoint, counters: Float64Array, options: EngineOptions, via: EngineFlow | undefined, own: OwnSockets, notify: SuspensionListener | undefined) {
     this.name = name;
     this.#sender = via ?? this;
     this.#own = own;
+    this.#notify = notify;
     this.#plan = plan;
     this.socket = socket;
     this.listen = listen;
@@ -100,6 +127,7 @@ export class EngineFlow {
    * with `onlyMark`, only datagrams with that skb mark are received.
    * `own`: the engine's registry of flow sockets (relay-loop check); a
    * flow opened alone gets its own.
+   * `notify` hears of every suspension and resumption of a destination.
    */
   static open(
     name: string,
@@ -107,7 +135,7 @@ export class EngineFlow {
     counters: Float64Array,
     bindings: readonly DestinationBinding[],
     options: EngineOptions,
-    extra: { via?: EngineFlow; onlyMark?: number; own?: OwnSockets } = {},
+    extra: { via?: EngineFlow; onlyMark?: number; own?: OwnSockets; notify?: SuspensionListener } = {},
   ): EngineFlow {
     const own = extra.own ?? new OwnSockets();
     const socket = RawUdpSocket.open(plan.listen.family);
@@ -118,8 +146,9 @@ export class EngineFlow {
       socket.bind(plan.listen);
       const bound = socket.localEndpoint();
       const listen: Endpoint = { ...plan.listen, port: bound.port };
-      flow = new EngineFlow(name, plan, socket, listen, counters, options, extra.via, own);
+      flow = new EngineFlow(name, plan, socket, listen, counters, options, extra.via, own, extra.notify);
       flow.#disown.push(own.add(listen));
+      flow.#watchErrors(socket);
       if (options.gro) {
         try {
           socket.setInt(SOL_UDP, UDP_GRO, 1);
@@ -139,6 +168,65 @@ export class EngineFlow {
 
   get held(): number {
     return this.#held;
+  }
+
+  /**
+   * Every socket whose error queue this flow reads: the engine polls them
+   * (POLLERR) and calls readErrors when one reports it.
+   */
+  errorFds(): number[] {
+    return [...this.#errors.keys()];
+  }
+
+  /**
+   * Reads the ICMP errors queued on `fd` (one of errorFds) and charges
+   * them to the destinations they name: drops.unreachable, lastError, and
+   * the suspension policy. Never blocks; reads at most a few hundred, so a
+   * flood of errors cannot starve the loop (POLLERR stays set for the rest).
+   */
+  readErrors(fd: number, now: number): void {
+    const reader = this.#errors.get(fd);
+    if (!reader) return;
+    reader.drain((name, err) => {
+      let dest: Destination | undefined;
+      try {
+        const ep = readSockaddr(name, 0);
+        dest = this.#byName.get(nameKey(ep.address, ep.port));
+      } catch {
+        dest = undefined;
+      }
+      if (!dest) {
+        bump(this.counters, F.icmpUnmatched);
+        return;
+      }
+      bump(dest.counters, D.unreachable);
+      bump(this.counters, F.unreachable);
+      dest.counters[D.lastErrno] = err.errno;
+      if (dest.health?.onError(now)) {
+        dest.counters[D.suspendedUntil] = dest.health.suspendedUntil;
+        this.#notify?.(this.name, dest.key, dest.health.suspendedUntil);
+      }
+    });
+    // Whatever the queue held, no send may fail later for an error read here.
+    reader.clearPendingError();
+  }
+
+  /**
+   * Ends the suspensions whose wait is over at `now`; returns when the
+   * next one ends (Infinity if none is suspended).
+   */
+  resumeDue(now: number): number {
+    if (!this.#suspendable) return Infinity;
+    let next = Infinity;
+    for (const d of this.#byName.values()) {
+      const h = d.health;
+      if (!h?.isSuspended() || !d.ownsHealth) continue;
+      if (h.resumeIfDue(now)) {
+        d.counters[D.suspendedUntil] = 0;
+        this.#notify?.(this.name, d.key, 0);
+      } else next = Math.min(next, h.suspendedUntil);
+    }
+    return next;
   }
 
   /** New plan from the application; held datagrams were flushed by the caller. */
@@ -226,6 +314,7 @@ export class EngineFlow {
     const p = this.#packets;
     const o = this.#options;
     const gsoLimit = o.gso ? Math.min(o.gsoMaxSegments, 128) : 1;
+    if (this.#suspendable) for (const group of this.#groups) for (const d of group.destinations) d.off = d.health?.isSuspended() ?? false;
     for (const group of this.#groups) {
       const fd = group.socket.fd;
       const gsoMaxSeg = GSO_MAX_SEGMENT[group.socket.family];
@@ -244,6 +333,11 @@ export class EngineFlow {
         }
         const run = b - a;
         for (const d of group.destinations) {
+          if (d.off) {
+            bump(d.counters, D.suspended, run);
+            bump(this.counters, F.suspended, run);
+            continue;
+          }
           if (run > 1 && d.counters[D.gsoOff] === 0) {
             if (!batch.hasRoomFor(p, a, run)) batch.transmit(fd, this.counters, p, budget, fallback);
             batch.add(d, p, a, run, s);
@@ -281,6 +375,7 @@ export class EngineFlow {
 
   close(): void {
     for (const disown of this.#disown.splice(0)) disown();
+    this.#errors.clear();
     this.socket.close();
     for (const s of this.#aux.values()) s.close();
     this.#aux.clear();
@@ -296,6 +391,9 @@ export class EngineFlow {
     const names = new NativeRegion(Math.max(1, bindings.length) * SOCKADDR_SPACE);
     const bySocket = new Map<RawUdpSocket, Destination[]>();
     const sender = this.#sender;
+    const policy = this.#plan.suspend;
+    const before = this.#byName;
+    const byName = new Map<string, Destination>();
     bindings.forEach((b, i) => {
       const ep = b.endpoint;
       let socket = sender.socket;
@@ -306,11 +404,45 @@ export class EngineFlow {
       }
       const nameLength = writeSockaddr(names.bytes, i * SOCKADDR_SPACE, family, ep.address, ep.port);
       const list = bySocket.get(socket) ?? [];
-      list.push({ key: formatEndpoint(ep), counters: b.counters, nameAddress: names.address + i * SOCKADDR_SPACE, nameLength });
+      const name = nameKey(ep.address, ep.port);
+      // A flow that sends through another's sockets (the kernel tier's
+      // spill flow) follows that flow's suspensions: the ICMP errors of its
+      // copies come back to those sockets.
+      const shared = sender !== this ? sender.#byName.get(name)?.health : undefined;
+      // A destination kept by an update keeps its suspension state, unless the policy changed.
+      const old = before.get(name);
+      const health = shared ?? (policy ? (old?.health && old.ownsHealth && samePolicy(old.health.policy, policy) ? old.health : new SubscriberHealth(policy)) : undefined);
+      if (old?.ownsHealth && old.health?.isSuspended() && old.health !== health) {
+        b.counters[D.suspendedUntil] = 0;
+        this.#notify?.(this.name, formatEndpoint(ep), 0);
+      }
+      const dest: Destination = {
+        key: formatEndpoint(ep),
+        counters: b.counters,
+        nameAddress: names.address + i * SOCKADDR_SPACE,
+        nameLength,
+        health,
+        ownsHealth: shared === undefined,
+        off: false,
+      };
+      list.push(dest);
+      byName.set(name, dest);
       bySocket.set(socket, list);
     });
+    this.#byName = byName;
+    this.#suspendable = policy !== undefined;
     this.#names = names;
     this.#groups = [...bySocket].map(([socket, destinations]) => ({ socket, destinations }));
+  }
+
+  /** IP_RECVERR on, so the ICMP errors the socket's copies draw are read (error-queue.ts). */
+  #watchErrors(socket: RawUdpSocket): void {
+    try {
+      enableRecvErr(socket.fd, socket.family);
+      this.#errors.set(socket.fd, new ErrorQueueReader(socket.fd));
+    } catch {
+      // A kernel that refuses it only costs the unreachable counts.
+    }
   }
 
   #auxSocket(family: 4 | 6): RawUdpSocket {
@@ -323,6 +455,7 @@ export class EngineFlow {
         // sends that come back to a flow are recognised as a loop.
         s.bind({ family, address: family === 4 ? '0.0.0.0' : '::', port: 0 });
         this.#disown.push(this.#own.add(s.localEndpoint()));
+        this.#watchErrors(s);
       } catch (e) {
         s.close();
         throw e;

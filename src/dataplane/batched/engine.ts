@@ -14,6 +14,7 @@ import { POLLERR, POLLIN, POLLNVAL, UIO_MAXIOV } from '../../sys/constants.js';
 import { SyscallError } from '../../errors.js';
 import { EngineFlow } from './engine-flow.js';
 import { OwnSockets } from '../own-sockets.js';
+import { healthClock } from '../subscriber-health.js';
 import { SendBatch } from './send-batch.js';
 import type { EngineOptions, ErrorInfo, Reply, Request } from './protocol.js';
 
@@ -35,8 +36,12 @@ export class BatchedEngine {
   readonly #flows = new Map<string, EngineFlow>();
   /** Every socket of every flow: datagrams from them are relay loops. */
   readonly #own = new OwnSockets();
-  /** Flows in poll order: entry i+1 of the poll set is #order[i]. */
+  /** Flows in poll order: entry i+1 of the poll set is #order[i]'s listen socket. */
   #order: EngineFlow[] = [];
+  /** Then, from entry #order.length + 1: the flows' other sockets, watched for POLLERR (ICMP errors) only. */
+  #extra: { flow: EngineFlow; fd: number }[] = [];
+  /** When the next suspended destination is due to be tried again (healthClock). */
+  #nextResume = Infinity;
   #running = true;
   readonly #budget = { ns: 0 };
 
@@ -64,12 +69,14 @@ export class BatchedEngine {
         this.#waker.drain();
         this.#handleRequests();
       }
+      this.#readErrors(order);
       const now = performance.now();
       for (let i = 0; i < order.length; i++) {
         const flow = order[i]!;
         const due = flow.held > 0 && now - flow.heldSince >= hold;
         if (due || this.#poller.revents(i + 1) & (POLLIN | POLLERR)) this.#drain(flow);
       }
+      if (healthClock() >= this.#nextResume) this.#resumeDue();
       this.#flushDue();
     }
   }
@@ -80,11 +87,54 @@ export class BatchedEngine {
    * stops and the application reports the engine failed.
    */
   #assertOpen(): void {
-    const n = this.#order.length + 1;
+    const n = this.#order.length + 1 + this.#extra.length;
     for (let i = 0; i < n; i++) {
       if (this.#poller.revents(i) & POLLNVAL) {
-        throw new Error(`ppoll: ${i === 0 ? 'the wake-up eventfd' : `the listen socket of flow '${this.#order[i - 1]!.name}'`} is no longer open (POLLNVAL)`);
+        const what = i === 0 ? 'the wake-up eventfd' : i <= this.#order.length ? `the listen socket of flow '${this.#order[i - 1]!.name}'` : `a socket of flow '${this.#extra[i - 1 - this.#order.length]!.flow.name}'`;
+        throw new Error(`ppoll: ${what} is no longer open (POLLNVAL)`);
       }
+    }
+  }
+
+  /**
+   * ICMP errors: poll reports POLLERR while a socket's error queue holds
+   * any, whatever events were asked for; reading them is what stops it.
+   * `order` is the poll set the revents belong to (requests handled just
+   * before may have replaced it: its entries then report nothing).
+   */
+  #readErrors(order: readonly EngineFlow[]): void {
+    if (order !== this.#order) return;
+    let read = false;
+    const wall = healthClock();
+    for (let i = 0; i < order.length; i++) {
+      if (this.#poller.revents(i + 1) & POLLERR) {
+        read = true;
+        this.#guard(order[i]!, () => order[i]!.readErrors(order[i]!.socket.fd, wall));
+      }
+    }
+    for (let j = 0; j < this.#extra.length; j++) {
+      if (this.#poller.revents(order.length + 1 + j) & POLLERR) {
+        read = true;
+        const { flow, fd } = this.#extra[j]!;
+        this.#guard(flow, () => flow.readErrors(fd, wall));
+      }
+    }
+    if (read) this.#resumeDue();
+  }
+
+  /** Ends due suspensions and finds the next deadline. */
+  #resumeDue(): void {
+    const wall = healthClock();
+    let next = Infinity;
+    for (const flow of this.#order) next = Math.min(next, flow.resumeDue(wall));
+    this.#nextResume = next;
+  }
+
+  #guard(flow: EngineFlow, fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      this.#fault(flow, e);
     }
   }
 
@@ -125,9 +175,9 @@ export class BatchedEngine {
     }
   }
 
-  /** ppoll timeout: until the earliest hold deadline, else the idle cap. */
+  /** ppoll timeout: until the earliest hold deadline or suspension end, else the idle cap. */
   #waitNs(): number {
-    let wait = MAX_WAIT_NS;
+    let wait = Math.min(MAX_WAIT_NS, (this.#nextResume - healthClock()) * 1e6);
     const now = performance.now();
     for (const flow of this.#order) {
       if (flow.held === 0) continue;
@@ -157,6 +207,7 @@ export class BatchedEngine {
           own: this.#own,
           ...(via ? { via } : {}),
           ...(req.options?.onlyMark === undefined ? {} : { onlyMark: req.options.onlyMark }),
+          notify: (name, to, until) => this.#post({ kind: 'suspension', flow: name, to, until }),
         });
         this.#flows.set(req.flow, flow);
         this.#rebuildPollSet();
@@ -168,6 +219,9 @@ export class BatchedEngine {
         // Held datagrams arrived under the old plan and leave under it.
         this.#flush(flow);
         flow.update(req.plan, req.destinations);
+        // An update may open a socket for the other family: watch it too.
+        this.#rebuildPollSet();
+        this.#resumeDue();
         this.#post({ kind: 'reply', id: req.id, fds: flow.fds() });
         return;
       }
@@ -202,7 +256,9 @@ export class BatchedEngine {
 
   #rebuildPollSet(): void {
     this.#order = [...this.#flows.values()];
-    this.#poller.set([this.#waker.fd, ...this.#order.map((f) => f.socket.fd)]);
+    this.#extra = this.#order.flatMap((flow) => flow.errorFds().filter((fd) => fd !== flow.socket.fd).map((fd) => ({ flow, fd })));
+    const fds = [this.#waker.fd, ...this.#order.map((f) => f.socket.fd), ...this.#extra.map((e) => e.fd)];
+    this.#poller.set(fds, fds.map((_, i) => (i <= this.#order.length ? POLLIN : 0)));
   }
 
   #fault(flow: EngineFlow, e: unknown): void {

@@ -56,5 +56,7 @@ export type Reply =
   | { readonly kind: 'ready' }
   /** `fds`: after add and update, every socket the flow holds (closed by the application if the worker dies). */
   | { readonly kind: 'reply'; readonly id: number; readonly listen?: Endpoint; readonly fds?: readonly number[]; readonly error?: ErrorInfo }
+  /** A destination of `flow` was suspended until `until` (ms since the epoch), or resumed (until 0). */
+  | { readonly kind: 'suspension'; readonly flow: string; readonly to: string; readonly until: number }
   /** Something failed inside the loop that no request is waiting for. */
   | { readonly kind: 'fault'; readonly flow?: string; readonly error: ErrorInfo };

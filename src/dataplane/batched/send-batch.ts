@@ -15,10 +15,19 @@
  *   destination (latched, visible in its counters) and resend its packets
  *   one by one; the same errors on a plain message are `sendError`s.
  * - Every other errno is a `sendError` of that destination, kept as lastError.
+ * - The listen socket reads ICMP errors (IP_RECVERR), so the kernel also
+ *   keeps the last one as the socket's pending error, which the next send
+ *   returns instead of sending, whatever its destination. A message
+ *   refused with an errno an ICMP error can carry (STALE_SOCKET_ERRNOS) is
+ *   therefore sent again (twice at most) before the errno is believed: the
+ *   refusal consumed the pending error, so a stale one does not come back,
+ *   and a real one (no route) does. Within one sendmmsg the kernel hides
+ *   such a refusal behind a partial count, and the resend follows anyway.
  */
 import { SendVector, type MessageInfo, type SendmmsgFn } from '../../sys/send-vector.js';
 import { Poller } from '../../sys/poller.js';
 import { EAGAIN, EINVAL, EIO, EMSGSIZE, ENOBUFS } from '../../sys/errno.js';
+import { STALE_SOCKET_ERRNOS } from '../../sys/error-queue.js';
 import { POLLOUT } from '../../sys/constants.js';
 import { D, F, bump } from './shared-counters.js';
 
@@ -34,6 +43,9 @@ export interface PacketList {
   readonly address: Float64Array;
   readonly length: Int32Array;
 }
+
+/** Resends of one message refused with an errno a pending ICMP error could carry. */
+const MAX_STALE_RESENDS = 2;
 
 export class SendBatch {
   readonly #vec: SendVector;
@@ -120,15 +132,22 @@ export class SendBatch {
     }
     let start = 0;
     let retries = 0;
+    let stale = 0;
     while (start < n) {
       const r = this.#vec.send(fd, start);
       bump(flow, F.sendCalls);
       if (r > 0) {
         start += r;
         retries = 0;
+        stale = 0;
         continue;
       }
       const errno = -r;
+      if (STALE_SOCKET_ERRNOS.has(errno) && stale < MAX_STALE_RESENDS) {
+        stale++;
+        continue;
+      }
+      stale = 0;
       if (errno === EAGAIN || errno === ENOBUFS) {
         if (retries < 8 && this.#waitWritable(fd, budget)) {
           retries++;

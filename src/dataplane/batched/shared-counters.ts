@@ -27,6 +27,10 @@ export const F = {
   groBuffers: 12,
   sendCalls: 13,
   relayLoop: 14,
+  unreachable: 15,
+  suspended: 16,
+  /** ICMP errors read that name no current destination (a removed subscriber, or a stale one). */
+  icmpUnmatched: 17,
 } as const;
 export const FLOW_SLOTS = 24;
 
@@ -40,8 +44,14 @@ export const D = {
   lastErrno: 4,
   /** 1 once GSO was switched off for this destination after EIO/EINVAL/EMSGSIZE. */
   gsoOff: 5,
+  /** ICMP errors naming this destination (drops.unreachable). */
+  unreachable: 6,
+  /** Copies skipped while suspended. */
+  suspended: 7,
+  /** When a suspended destination is tried again, ms since the epoch; 0 while active. */
+  suspendedUntil: 8,
 } as const;
-export const DEST_SLOTS = 8;
+export const DEST_SLOTS = 12;
 
 export function newFlowCounters(): Float64Array {
   return new Float64Array(new SharedArrayBuffer(FLOW_SLOTS * 8));
@@ -59,13 +69,23 @@ export function flowDrops(f: Float64Array): Record<FlowDropReason, number> {
     sendError: f[F.sendError]!,
     queueFull: f[F.queueFull]!,
     relayLoop: f[F.relayLoop]!,
+    unreachable: f[F.unreachable]!,
+    suspended: f[F.suspended]!,
   };
 }
 
 export function destinationSnapshot(to: string, d: Float64Array): DestinationStats {
-  const s = { to, packetsOut: d[D.packetsOut]!, bytesOut: d[D.bytesOut]!, drops: { sendError: d[D.sendError]!, queueFull: d[D.queueFull]! } };
+  const drops = { sendError: d[D.sendError]!, queueFull: d[D.queueFull]!, unreachable: d[D.unreachable]!, suspended: d[D.suspended]! };
   const errno = d[D.lastErrno]!;
-  return errno ? { ...s, lastError: errnoName(errno) } : s;
+  const until = d[D.suspendedUntil]!;
+  return {
+    to,
+    packetsOut: d[D.packetsOut]!,
+    bytesOut: d[D.bytesOut]!,
+    drops,
+    ...(errno ? { lastError: errnoName(errno) } : {}),
+    ...(until ? { suspendedUntil: until } : {}),
+  };
 }
 
 /** counters[slot] += n (typed arrays are never sparse; the `!` only satisfies the index check). */

@@ -28,6 +28,7 @@ import { openMaps, loadPrograms, readObject, type LoadedMaps } from './program.j
 import { interfacesWithIpv4, readInterfaceConfig } from './host-config.js';
 import { attachAll, chooseHooks, detachPinned, ensureBpffs, pinDirFor, DEFAULT_PIN_ROOT, type Attachment } from './attach.js';
 import { LoopbackLease } from './lo-settings.js';
+import { KernelSuspensions, kernelCopied } from './suspensions.js';
 import {
   DEST_COUNTERS,
   DEST_COUNTERS_SIZE,
@@ -80,6 +81,8 @@ interface KernelFlow {
   spillPort: number;
   allow: Uint8Array[];
   generation: number;
+  /** In-kernel subscribers the companion suspended: left out of the flow entry. */
+  suspended: KernelSuspensions;
 }
 
 /** Slot allocator; freed slots are reused last (FIFO) so late increments from in-flight packets land nowhere that matters. */
@@ -133,6 +136,7 @@ export class KernelPlane implements DataPlane {
   private constructor(companion: BatchedPlane, maps: LoadedMaps, attachments: Attachment[], pinDir: string | undefined, lo: LoopbackLease) {
     this.#companion = companion;
     this.#lo = lo;
+    companion.onSuspension = (id, to, until) => this.#onSuspension(id, to, until);
     this.#maps = maps;
     this.#attachments = attachments;
     this.#pinDir = pinDir;
@@ -299,6 +303,22 @@ export class KernelPlane implements DataPlane {
     return this.#local.has(hexKey(b));
   }
 
+  /**
+   * The companion suspended (until > 0) or resumed (until 0) subscriber
+   * `to` of flow `id`: an in-kernel one leaves the flow entry or comes back
+   * (spilled ones are served by the companion, which skips them itself).
+   */
+  #onSuspension(id: string, to: string, until: number): void {
+    const f = this.#flows.get(id);
+    if (!f || !f.subs.some((s) => formatEndpoint(s.endpoint) === to)) return;
+    try {
+      if (f.suspended.set(to, until, kernelCopied(this.#kernelCounters(f).flow))) this.#writeFlow(f);
+    } catch (err) {
+      // A failed map write leaves the entry as it was: the subscriber keeps receiving.
+      this.notes.push(`${until ? 'suspending' : 'resuming'} ${to} in flow '${f.plan.name}' failed: ${(err as Error).message}`);
+    }
+  }
+
   #writeFlow(f: KernelFlow): void {
     f.generation++;
     const value = flowValue({
@@ -307,7 +327,8 @@ export class KernelPlane implements DataPlane {
       sources: f.plan.sources,
       maxDatagramSize: f.plan.maxDatagramSize,
       payload: f.plan.payload,
-      subs: f.subs,
+      // A suspended subscriber's position stays reserved as a hole.
+      subs: f.subs.filter((s) => !f.suspended.has(formatEndpoint(s.endpoint))),
       spillPort: f.spillPort,
       generation: f.generation,
     });
@@ -385,7 +406,7 @@ export class KernelPlane implements DataPlane {
       this.#zeroDests(fresh);
       // Adopted destination slots no longer subscribed are free again.
       if (adopted) for (const s of adopted.subs.values()) if (!subs.some((x) => x.destSlot === s.destSlot)) this.#destSlots.give(s.destSlot);
-      const f: KernelFlow = { plan, listen, key, slot, subs, spill, spillPort: 0, allow: [], generation: 0 };
+      const f: KernelFlow = { plan, listen, key, slot, subs, spill, spillPort: 0, allow: [], generation: 0, suspended: new KernelSuspensions() };
       if (spill.length) f.spillPort = await this.#startSpill(id, f);
       f.allow = this.#writeAllow(slot, plan, []);
       this.#writeFlow(f);
@@ -430,6 +451,7 @@ export class KernelPlane implements DataPlane {
     f.plan = plan;
     f.subs = subs;
     f.spill = spill;
+    f.suspended.keepOnly(new Set(subs.map((s) => formatEndpoint(s.endpoint))), kernelCopied(this.#kernelCounters(f).flow));
     if (spill.length && !f.spillPort) f.spillPort = await this.#startSpill(id, f);
     f.allow = this.#writeAllow(f.slot, plan, f.allow);
     this.#writeFlow(f);
@@ -482,6 +504,7 @@ export class KernelPlane implements DataPlane {
     const byDest = (s: FlowStats | undefined) => new Map((s?.destinations ?? []).map((d) => [d.to, d]));
     const mainDest = byDest(main);
     const spillDest = byDest(spill);
+    const copied = kernelCopied(kf);
     const destinations: DestinationStats[] = f.plan.destinations.map((ep) => {
       const to = formatEndpoint(ep);
       const kd = k.dests.get(endpointKey(ep));
@@ -491,10 +514,17 @@ export class KernelPlane implements DataPlane {
         to,
         packetsOut: (kd?.counts.packetsOut ?? 0) + sum((d) => d.packetsOut),
         bytesOut: (kd?.counts.bytesOut ?? 0) + sum((d) => d.bytesOut),
-        drops: { sendError: (kd?.counts.sendError ?? 0) + sum((d) => d.drops.sendError), queueFull: sum((d) => d.drops.queueFull) },
+        drops: {
+          sendError: (kd?.counts.sendError ?? 0) + sum((d) => d.drops.sendError),
+          queueFull: sum((d) => d.drops.queueFull),
+          // ICMP errors come back to the companions' sockets, whoever made the copy.
+          unreachable: sum((d) => d.drops.unreachable),
+          suspended: f.suspended.missed(to, copied) + sum((d) => d.drops.suspended),
+        },
       };
       const lastError = kd?.errno ? errnoName(kd.errno) : parts.find((d) => d?.lastError)?.lastError;
-      return lastError ? { ...s, lastError } : s;
+      const until = parts.find((d) => d?.suspendedUntil)?.suspendedUntil;
+      return { ...s, ...(lastError ? { lastError } : {}), ...(until ? { suspendedUntil: until } : {}) };
     });
     const m = main;
     const sp = spill;
@@ -517,6 +547,8 @@ export class KernelPlane implements DataPlane {
         queueFull: add((s) => s.drops.queueFull),
         // Loops are caught where datagrams reach user space: the companions.
         relayLoop: add((s) => s.drops.relayLoop),
+        unreachable: add((s) => s.drops.unreachable),
+        suspended: add((s) => s.drops.suspended) + f.suspended.totalMissed(copied),
       },
       destinations,
     };

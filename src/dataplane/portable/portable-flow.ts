@@ -3,16 +3,23 @@
  * address; each accepted datagram is sent to every destination from that
  * same socket, so copies leave from the flow's listen port.
  */
-import dgram from 'node:dgram';
+import type dgram from 'node:dgram';
+import { constants } from 'node:os';
 import { checkTsDatagram } from '../../wire/mpegts.js';
 import { createSourceMatcher } from '../../policy/source-filter.js';
-import { endpointKey, formatEndpoint, isWildcard, type Endpoint } from '../../policy/endpoint.js';
+import { canonicalAddress, endpointKey, formatEndpoint, isWildcard, unmapAddress, type Endpoint } from '../../policy/endpoint.js';
 import type { FlowPlan } from '../../policy/compile.js';
 import { DestinationCounters, FlowCounters, type FlowStats } from '../../stats/counters.js';
-import { fromNodeError } from '../../errors.js';
 import type { OwnSockets } from '../own-sockets.js';
+import { SubscriberHealth, healthClock, samePolicy } from '../subscriber-health.js';
+import { STALE_SOCKET_ERRNOS, type ErrorQueueReader } from '../../sys/error-queue.js';
+import { readSockaddr } from '../../sys/sockaddr.js';
+import { errnoName } from '../../sys/errno.js';
+import { openPortableSocket, type PortableSocket } from './dgram-socket.js';
 
-/** A destination with its counters and its preallocated send callback. */
+const osErrno = constants.errno;
+
+/** A destination with its counters and its send callback. */
 interface Destination {
   readonly key: string;
   readonly text: string;
@@ -21,8 +28,18 @@ interface Destination {
   readonly address: string;
   readonly socket: dgram.Socket;
   readonly counters: DestinationCounters;
-  /** Created once per destination: no closure per packet on the hot path. */
-  readonly onSent: (err: Error | null, bytes: number) => void;
+  /** Suspension state (policy suspendAfterErrors); kept across updates while the policy is the same. */
+  health: SubscriberHealth | undefined;
+  /**
+   * Counts a send's outcome. `msg` is given for a first attempt: a failure
+   * that may be a pending ICMP error of another copy is then sent again.
+   */
+  readonly onSent: (err: Error | null, bytes: number, msg: Buffer | undefined) => void;
+}
+
+/** How ICMP errors name a destination: address (IPv4 unmapped, canonical IPv6) and port. */
+function nameKey(address: string, port: number): string {
+  return `${canonicalAddress(unmapAddress(address))}|${port}`;
 }
 
 export class PortableFlow {
@@ -30,6 +47,8 @@ export class PortableFlow {
   readonly #socket: dgram.Socket;
   /** Lazily created sockets for destinations of the other IP family. */
   readonly #crossFamily = new Map<4 | 6, dgram.Socket>();
+  /** Error-queue readers of the sockets whose ICMP errors this tier can read (Linux with the FFI). */
+  readonly #readers = new Map<dgram.Socket, ErrorQueueReader>();
   readonly #bufferBytes: number | undefined;
   /** The plane's flow sockets: a datagram from one of them is a relay loop. */
   readonly #own: OwnSockets;
@@ -38,42 +57,75 @@ export class PortableFlow {
   #accept: (address: string) => boolean;
   /** Replaced, never mutated, so a datagram in flight always sees one consistent list. */
   #destinations: readonly Destination[] = [];
+  /** The same destinations by the address ICMP errors name them with. */
+  #byName = new Map<string, Destination>();
   #listen: Endpoint;
   #closed = false;
 
-  private constructor(plan: FlowPlan, socket: dgram.Socket, bufferBytes: number | undefined, own: OwnSockets) {
+  private constructor(plan: FlowPlan, sock: PortableSocket, bufferBytes: number | undefined, own: OwnSockets) {
     this.#own = own;
     this.#plan = plan;
     this.#listen = plan.listen;
-    this.#socket = socket;
+    this.#socket = sock.socket;
     this.#bufferBytes = bufferBytes;
     this.#accept = createSourceMatcher(plan.sources);
+    this.#watch(sock);
   }
 
   /** Binds the listen socket and starts relaying. */
   static async start(plan: FlowPlan, opts: { socketBufferBytes?: number; own: OwnSockets }): Promise<PortableFlow> {
-    const socket = createSocket(plan.listen.family, opts.socketBufferBytes);
-    const flow = new PortableFlow(plan, socket, opts.socketBufferBytes, opts.own);
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error) => {
-        socket.close();
-        reject(fromNodeError('bind', err, formatEndpoint(plan.listen)));
-      };
-      socket.once('error', onError);
-      socket.bind({ address: plan.listen.address, port: plan.listen.port, exclusive: true }, () => {
-        socket.off('error', onError);
-        resolve();
-      });
-    });
-    // After bind, errors here are receive-side (rare on UDP); they must not
-    // crash the process, and sends report their own errors to callbacks.
-    socket.on('error', () => {});
-    const bound = socket.address();
+    const { sock, listening } = openPortableSocket(plan.listen, opts.socketBufferBytes);
+    await listening;
+    const flow = new PortableFlow(plan, sock, opts.socketBufferBytes, opts.own);
+    const bound = sock.socket.address();
     flow.#listen = { ...plan.listen, port: bound.port };
     flow.#disown.push(flow.#own.add(flow.#listen));
     flow.#setDestinations(plan);
-    socket.on('message', (msg, rinfo) => flow.#onMessage(msg, rinfo.address, rinfo.port));
+    sock.socket.on('message', (msg, rinfo) => flow.#onMessage(msg, rinfo.address, rinfo.port));
     return flow;
+  }
+
+  /**
+   * After bind, a socket's 'error' events are receive-side: with IP_RECVERR
+   * on, libuv's recvmsg reporting an ICMP error (ECONNREFUSED, ...), which
+   * is read from the error queue here. They must never crash the process;
+   * sends report their own errors to callbacks.
+   */
+  #watch(sock: PortableSocket): void {
+    const { socket, errors } = sock;
+    if (errors) this.#readers.set(socket, errors);
+    socket.on('error', () => this.#readErrors(socket));
+  }
+
+  /**
+   * Reads the ICMP errors queued on `socket` and charges them to the
+   * destinations they name (drops.unreachable, lastError, suspension).
+   * Draining matters beyond the counts: while the queue holds anything,
+   * epoll reports the socket in error and libuv polls it without rest.
+   */
+  #readErrors(socket: dgram.Socket): void {
+    const reader = this.#readers.get(socket);
+    if (!reader || this.#closed) return;
+    const now = healthClock();
+    try {
+      reader.drain((name, err) => {
+        let d: Destination | undefined;
+        try {
+          const ep = readSockaddr(name, 0);
+          d = this.#byName.get(nameKey(ep.address, ep.port));
+        } catch {
+          d = undefined;
+        }
+        if (!d) return;
+        d.counters.unreachable++;
+        d.counters.lastError = errnoName(err.errno);
+        this.#counters.unreachable++;
+        if (d.health?.onError(now)) d.counters.suspendedUntil = d.health.suspendedUntil;
+      });
+      reader.clearPendingError();
+    } catch {
+      // The socket went away under us (closing): nothing left to read.
+    }
   }
 
   get listen(): Endpoint {
@@ -116,19 +168,50 @@ export class PortableFlow {
       c.queueFull += dests.length;
       return;
     }
-    for (const d of dests) d.socket.send(msg, d.port, d.address, d.onSent);
+    const suspendable = plan.suspend !== undefined;
+    const now = suspendable ? healthClock() : 0;
+    for (const d of dests) {
+      if (suspendable && d.health?.isSuspended()) {
+        if (d.health.resumeIfDue(now)) d.counters.suspendedUntil = 0;
+        else {
+          d.counters.suspended++;
+          c.suspended++;
+          continue;
+        }
+      }
+      // A closure per copy carries the datagram to a possible resend.
+      d.socket.send(msg, d.port, d.address, (err, bytes) => d.onSent(err, bytes, msg));
+    }
   }
 
   #setDestinations(plan: FlowPlan): void {
     const old = new Map(this.#destinations.map((d) => [d.key, d]));
-    this.#destinations = plan.destinations.map((ep) => old.get(endpointKey(ep)) ?? this.#makeDestination(ep));
+    const policy = plan.suspend;
+    this.#destinations = plan.destinations.map((ep) => {
+      const d = old.get(endpointKey(ep)) ?? this.#makeDestination(ep);
+      // A kept destination keeps its suspension state unless the policy changed.
+      if (!policy) d.health = undefined;
+      else if (!d.health || !samePolicy(d.health.policy, policy)) d.health = new SubscriberHealth(policy);
+      if (!d.health?.isSuspended()) d.counters.suspendedUntil = 0;
+      return d;
+    });
+    this.#byName = new Map(this.#destinations.map((d) => [nameKey(d.address, d.port), d]));
   }
 
   #makeDestination(ep: Endpoint): Destination {
     const counters = new DestinationCounters();
     const flow = this.#counters;
     const { socket, address } = this.#route(ep);
-    const onSent = (err: Error | null, bytes: number): void => {
+    const onSent = (err: Error | null, bytes: number, msg: Buffer | undefined): void => {
+      const code = (err as NodeJS.ErrnoException | null)?.code;
+      if (err && msg && code && STALE_SOCKET_ERRNOS.has(osErrno[code as keyof typeof osErrno] ?? -1) && this.#readers.has(socket) && !this.#closed) {
+        // Maybe the pending ICMP error of another copy, handed to this send
+        // instead (error-queue.ts): read the queue, then send once more;
+        // a real refusal (no route) fails again and is counted then.
+        this.#readErrors(socket);
+        socket.send(msg, ep.port, address, (e, n) => onSent(e, n, undefined));
+        return;
+      }
       if (err) {
         counters.sendError++;
         counters.lastError = (err as NodeJS.ErrnoException).code ?? 'EUNKNOWN';
@@ -140,7 +223,7 @@ export class PortableFlow {
         flow.bytesOut += bytes;
       }
     };
-    return { key: endpointKey(ep), text: formatEndpoint(ep), port: ep.port, address, socket, counters, onSent };
+    return { key: endpointKey(ep), text: formatEndpoint(ep), port: ep.port, address, socket, counters, health: undefined, onSent };
   }
 
   /**
@@ -155,13 +238,17 @@ export class PortableFlow {
     if (ep.family === 4 && isWildcard(this.#listen)) return { socket: this.#socket, address: `::ffff:${ep.address}` };
     let s = this.#crossFamily.get(ep.family);
     if (!s) {
-      s = createSocket(ep.family, this.#bufferBytes);
-      const sock = s;
-      s.on('error', () => {});
-      // Bound by the first send: from then on its copies that come back to a flow are a loop.
-      s.once('listening', () => {
-        if (!this.#closed) this.#disown.push(this.#own.add({ family: ep.family, address: ep.family === 4 ? '0.0.0.0' : '::', port: sock.address().port }));
-      });
+      const wildcard: Endpoint = { family: ep.family, address: ep.family === 4 ? '0.0.0.0' : '::', port: 0 };
+      const { sock, listening } = openPortableSocket(wildcard, this.#bufferBytes);
+      s = sock.socket;
+      this.#watch(sock);
+      // Bound now: from then on its copies that come back to a flow are a loop.
+      listening.then(
+        () => {
+          if (!this.#closed) this.#disown.push(this.#own.add({ ...wildcard, port: sock.socket.address().port }));
+        },
+        () => undefined, // sends report the failure to their callbacks
+      );
       // Only ever sends; incoming datagrams on its ephemeral port are not relayed.
       s.on('message', () => {});
       this.#crossFamily.set(ep.family, s);
@@ -203,9 +290,3 @@ export class PortableFlow {
   }
 }
 
-function createSocket(family: 4 | 6, bufferBytes: number | undefined): dgram.Socket {
-  return dgram.createSocket({
-    type: family === 4 ? 'udp4' : 'udp6',
-    ...(bufferBytes ? { recvBufferSize: bufferBytes, sendBufferSize: bufferBytes } : {}),
-  });
-}
