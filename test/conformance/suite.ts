@@ -414,7 +414,7 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
               const st = report.stats[f];
               const subs = f === 'v4' ? 2 : 1;
               const seen = { packetsIn: st.packetsIn, bytesIn: st.bytesIn, packetsOut: st.packetsOut, bytesOut: st.bytesOut, dests: st.destinations.map((d) => d.packetsOut), drops: st.drops };
-              const should = { packetsIn: w.length, bytesIn: bytes, packetsOut: subs * w.length, bytesOut: subs * bytes, dests: Array(subs).fill(w.length), drops: { sourceNotAllowed: 0, malformed: 0, tooLarge: 0, sendError: 0, queueFull: 0 } };
+              const should = { packetsIn: w.length, bytesIn: bytes, packetsOut: subs * w.length, bytesOut: subs * bytes, dests: Array(subs).fill(w.length), drops: { sourceNotAllowed: 0, malformed: 0, tooLarge: 0, sendError: 0, queueFull: 0, relayLoop: 0, unreachable: 0, suspended: 0 } };
               if (JSON.stringify(seen) !== JSON.stringify(should)) problems.push(`rp=${rp} ${f} counters ${JSON.stringify(seen)}, expected ${JSON.stringify(should)} (detail ${JSON.stringify(report.detail[f])})`);
             }
           }

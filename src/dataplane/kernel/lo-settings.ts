@@ -204,6 +204,14 @@ class Registry {
 }
 
 /** One process's use of the settings, from `acquire` until `release`. */
+/**
+ * Registry leases this process holds: the registry knows processes, not
+ * planes, so with two kernel planes in one process (two Sluice instances)
+ * only the last release may drop the process's entry, or the first plane's
+ * settings would be restored under it.
+ */
+let leasesInProcess = 0;
+
 export class LoopbackLease {
   /** Settings this start changed, as `net.ipv4.conf.lo.forwarding=1`. */
   readonly changed: readonly string[];
@@ -233,6 +241,7 @@ export class LoopbackLease {
         for (const [path, value] of changed) if (!originals.has(path)) originals.set(path, value);
         registry.saveOriginals(originals);
         registry.addUser(processId(process.pid) ?? `pid-${process.pid}-0`);
+        leasesInProcess++;
         return new LoopbackLease(changed, registry, []);
       });
     } catch (err) {
@@ -253,6 +262,11 @@ export class LoopbackLease {
     if (!registry) return pinDir ? [] : restore(this.#own);
     try {
       return registry.locked(() => {
+        if (--leasesInProcess > 0) {
+          // Another plane of this process still needs the settings.
+          if (pinDir) registry.addUser(pinEntry(pinDir), pinDir);
+          return [];
+        }
         registry.removeUser(processId(process.pid) ?? `pid-${process.pid}-0`);
         if (pinDir) {
           registry.addUser(pinEntry(pinDir), pinDir);
