@@ -36,14 +36,15 @@ export interface UdpIntercepted {
 export interface Interception extends EventEmitter {
   on(event: 'tcp', listener: (c: TcpIntercepted) => void): this;
   on(event: 'udp', listener: (d: UdpIntercepted) => void): this;
-  readonly stats: { refused: number };
+  /** `refused`: clients not carried; `errors`: socket errors counted (a failed accept, an ICMP error for a reply). */
+  readonly stats: { refused: number; errors?: number };
   /** Where each entry listens (explicit mode), for status and tests. */
   listenAddresses(): { entry: string; protocol: string; address: string; port: number }[];
   close(): Promise<void>;
 }
 
 export class ExplicitInterception extends EventEmitter implements Interception {
-  readonly stats = { refused: 0 };
+  readonly stats = { refused: 0, errors: 0 };
   readonly #servers: { entry: TableEntry; server: net.Server | dgram.Socket }[] = [];
 
   private constructor() {
@@ -84,6 +85,8 @@ export class ExplicitInterception extends EventEmitter implements Interception {
           resolve();
         });
       });
+      // After listen, 'error' reports a failed accept (EMFILE when descriptors run out): counted, the listener stays.
+      server.on('error', () => this.stats.errors++);
       this.#servers.push({ entry, server });
     } else if (entry.protocol === 'udp') {
       const sock = dgram.createSocket({ type: listen.family === 6 ? 'udp6' : 'udp4', reuseAddr: false });
@@ -97,7 +100,7 @@ export class ExplicitInterception extends EventEmitter implements Interception {
         this.emit('udp', { entry, src, dst, data, reply } satisfies UdpIntercepted);
       });
       // Late socket errors (e.g. ICMP for a reply) must not take the gateway down.
-      sock.on('error', () => this.stats.refused++);
+      sock.on('error', () => this.stats.errors++);
       await new Promise<void>((resolve, reject) => {
         sock.once('error', reject);
         sock.bind(listen.port, listen.address, () => {

@@ -31,11 +31,12 @@ import { openDatagramPort, type DatagramPort } from '../datagram-port.js';
 import { PortDemux } from './port-demux.js';
 import { markedTcpSocket } from '../intercept/socket-mark.js';
 import type { Interception, TcpIntercepted, UdpIntercepted } from './explicit.js';
-import { message, STATUS, tupleKey, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple } from './flow.js';
+import { message, STATUS, statusOfError, tupleKey, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple } from './flow.js';
 import { RouteTable } from './routes.js';
 import { FlowSequencer } from './flow-sequencer.js';
 import { TcpEdge } from './tcp-edge.js';
 import { UdpEdge } from './udp-edge.js';
+import { undeliverable } from './destination.js';
 
 export interface GatewayCounters {
   flowsOpened: number;
@@ -45,6 +46,8 @@ export interface GatewayCounters {
   refusedLimit: number;
   /** Peers' opens refused: destination not in deliver.allow. */
   refusedNotAllowed: number;
+  /** Flows refused on either side because an endpoint is no endpoint: port 0, broadcast, multicast, unspecified (destination.ts). */
+  refusedUndeliverable: number;
   /** Messages for no known flow (answered with a reset where one is due). */
   unknownFlow: number;
   udpDropped: number;
@@ -113,7 +116,7 @@ export interface GatewayOptions {
 export class Gateway extends EventEmitter implements FlowHost {
   readonly config: TpoConfig;
   readonly counters: GatewayCounters = {
-    flowsOpened: 0, flowsDelivered: 0, refusedNoRoute: 0, refusedLimit: 0, refusedNotAllowed: 0, unknownFlow: 0, udpDropped: 0, droppedReplies: 0, sequenceErrors: 0, flowErrors: 0,
+    flowsOpened: 0, flowsDelivered: 0, refusedNoRoute: 0, refusedLimit: 0, refusedNotAllowed: 0, refusedUndeliverable: 0, unknownFlow: 0, udpDropped: 0, droppedReplies: 0, sequenceErrors: 0, flowErrors: 0,
   };
   readonly #port: DatagramPort;
   readonly #demux: PortDemux;
@@ -157,6 +160,9 @@ export class Gateway extends EventEmitter implements FlowHost {
         if (flow) flow.abort(peer, STATUS.other);
       },
     });
+    // The port's receive thread died (batched) or its socket failed: the gateway can no longer hear its peers.
+    // Unheard, an 'error' would end the process with a stack trace; 'fault' lets the owner stop it with a message.
+    port.on('error', (err) => this.emit('fault', err));
     this.#sweep = setInterval(() => this.#sequencer.sweep(), 500);
     this.#sweep.unref();
     for (const p of config.peers) this.#addPeer(p);
@@ -292,12 +298,28 @@ export class Gateway extends EventEmitter implements FlowHost {
   // ---- source side ----
 
   #interceptTcp(c: TcpIntercepted): void {
+    try {
+      this.#carryTcp(c);
+    } catch (err) {
+      // A socket call refused (or a bug) costs this connection, never the gateway: the client sees a reset.
+      this.counters.flowErrors++;
+      this.emit('flow-error', err);
+      resetSocket(c.socket);
+    }
+  }
+
+  #carryTcp(c: TcpIntercepted): void {
     const tuple: FlowTuple = { protocol: 'tcp', src: c.src, dst: c.dst };
+    if (undeliverable(c.dst.address, c.dst.port) || undeliverable(c.src.address, c.src.port)) {
+      this.counters.refusedUndeliverable++;
+      resetSocket(c.socket);
+      return;
+    }
     const route = this.#routes.choose(c.entry, c.dst.address);
     if (!route.ok || this.#all.size >= this.config.limits.maxFlows || this.#closing) {
       if (!route.ok) this.counters.refusedNoRoute++;
       else this.counters.refusedLimit++;
-      c.socket.destroy();
+      resetSocket(c.socket);
       return;
     }
     // The same tuple still carried (a client reusing its port at once): the old flow is gone.
@@ -305,12 +327,32 @@ export class Gateway extends EventEmitter implements FlowHost {
     const edge = new TcpEdge({ tuple, role: 'source', peers: route.peers, domain: c.entry.domain, host: this, entry: c.entry.name, counters: this.counters });
     this.#register(edge);
     this.counters.flowsOpened++;
-    c.socket.setNoDelay(true);
-    edge.attachClient(c.socket);
+    try {
+      c.socket.setNoDelay(true);
+      edge.attachClient(c.socket);
+    } catch (err) {
+      for (const p of route.peers) edge.abort(p, STATUS.other);
+      this.forget(edge);
+      throw err;
+    }
   }
 
   #interceptUdp(d: UdpIntercepted): void {
+    try {
+      this.#carryUdp(d);
+    } catch (err) {
+      this.counters.flowErrors++;
+      this.emit('flow-error', err);
+    }
+  }
+
+  #carryUdp(d: UdpIntercepted): void {
     const tuple: FlowTuple = { protocol: 'udp', src: d.src, dst: d.dst };
+    // A reply could not go back to a source port 0, nor anything to a broadcast or multicast destination.
+    if (undeliverable(d.dst.address, d.dst.port) || undeliverable(d.src.address, d.src.port)) {
+      this.counters.refusedUndeliverable++;
+      return;
+    }
     const route = this.#routes.choose(d.entry, d.dst.address);
     if (!route.ok) {
       this.counters.refusedNoRoute++;
@@ -333,18 +375,24 @@ export class Gateway extends EventEmitter implements FlowHost {
 
   /** A message in its flow's order; `key` is `${peer}|${tuple}` (the sequencer's key, the flow map's too). */
   #onMessage(peer: Peer, domain: number, m: CarriedMessage, key: string): void {
+    try {
+      this.#route(peer, domain, m, key);
+    } catch (err) {
+      // One flow's failure (a socket call refused, say) must not take the gateway and every other flow down.
+      this.counters.flowErrors++;
+      this.emit('flow-error', err);
+      const flow = this.#flows.get(key);
+      if (flow) flow.abort(peer.config.name, STATUS.other);
+      else if (m.header.function !== 'reset') this.#refuse(peer, domain, { protocol: m.header.protocol, src: m.header.src, dst: m.header.dst }, m.header.function === 'open' ? 'open-ok' : 'reset', STATUS.other);
+    }
+  }
+
+  #route(peer: Peer, domain: number, m: CarriedMessage, key: string): void {
     const name = peer.config.name;
     const h = m.header;
     const flow = this.#flows.get(key);
     if (flow) {
-      try {
-        flow.onMessage(name, m);
-      } catch (err) {
-        // One flow's failure (a socket call refused, say) must not take the gateway and every other flow down.
-        this.counters.flowErrors++;
-        this.emit('flow-error', err);
-        flow.abort(name, STATUS.other);
-      }
+      flow.onMessage(name, m);
       return;
     }
     // The header names the flow as the source gateway intercepted it.
@@ -376,7 +424,16 @@ export class Gateway extends EventEmitter implements FlowHost {
     this.send(peer.config.name, domain, message(tuple, fn, 0, undefined, status));
   }
 
+  /** A peer's new flow to a destination that is no endpoint (port 0, broadcast, ...): refused, whatever deliver.allow says. */
+  #undeliverable(peer: Peer, domain: number, tuple: FlowTuple, fn: 'open-ok' | 'reset'): boolean {
+    if (!undeliverable(tuple.dst.address, tuple.dst.port)) return false;
+    this.counters.refusedUndeliverable++;
+    this.#refuse(peer, domain, tuple, fn, STATUS.unreachable);
+    return true;
+  }
+
   #deliverTcp(peer: Peer, domain: number, tuple: FlowTuple, open: CarriedMessage): void {
+    if (this.#undeliverable(peer, domain, tuple, 'open-ok')) return;
     if (!this.#allowed(tuple.dst.address)) {
       this.counters.refusedNotAllowed++;
       this.#refuse(peer, domain, tuple, 'open-ok', STATUS.noRoute);
@@ -393,18 +450,27 @@ export class Gateway extends EventEmitter implements FlowHost {
     // The open itself is message 0 of the peer's sequence.
     edge.branches[0]!.seqIn = open.header.sequence + 1;
     let socket: net.Socket;
-    if (this.#mark) {
-      // Marked before its SYN, so a transparent rule on this host never takes it back in.
-      socket = markedTcpSocket(net.isIPv6(tuple.dst.address) ? 6 : 4, this.#mark);
-      (socket as net.Socket & { allowHalfOpen: boolean }).allowHalfOpen = true;
-      socket.connect(tuple.dst.port, tuple.dst.address);
-    } else {
-      socket = net.connect({ host: tuple.dst.address, port: tuple.dst.port, allowHalfOpen: true });
+    try {
+      if (this.#mark) {
+        // Marked before its SYN, so a transparent rule on this host never takes it back in.
+        socket = markedTcpSocket(net.isIPv6(tuple.dst.address) ? 6 : 4, this.#mark);
+        (socket as net.Socket & { allowHalfOpen: boolean }).allowHalfOpen = true;
+        socket.connect(tuple.dst.port, tuple.dst.address);
+      } else {
+        socket = net.connect({ host: tuple.dst.address, port: tuple.dst.port, allowHalfOpen: true });
+      }
+    } catch (err) {
+      // socket() refused (descriptors exhausted, say): the peer hears open-ok with why, as for a failed connect.
+      this.forget(edge);
+      this.#refuse(peer, domain, tuple, 'open-ok', statusOfError(err as NodeJS.ErrnoException));
+      this.emit('flow-error', err);
+      return;
     }
     edge.attachServer(socket, this.config.deliver.connectTimeoutMs);
   }
 
   #newDestinationUdp(peer: Peer, domain: number, tuple: FlowTuple): UdpEdge | undefined {
+    if (this.#undeliverable(peer, domain, tuple, 'reset')) return undefined;
     if (!this.#allowed(tuple.dst.address)) {
       this.counters.refusedNotAllowed++;
       this.#refuse(peer, domain, tuple, 'reset', STATUS.noRoute);
@@ -478,4 +544,13 @@ export class Gateway extends EventEmitter implements FlowHost {
     this.#demux.close();
     await this.#port.close();
   }
+}
+
+/** Refuses an application's connection with a reset (not a FIN: it must not think its data was taken). */
+function resetSocket(s: net.Socket): void {
+  // A late error on a socket nobody else listens to must not become an uncaught exception.
+  s.on('error', () => undefined);
+  if (s.destroyed) return;
+  if (typeof s.resetAndDestroy === 'function' && !s.connecting) s.resetAndDestroy();
+  else s.destroy();
 }

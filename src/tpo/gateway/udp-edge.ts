@@ -74,9 +74,14 @@ export class UdpEdge implements CarriedFlow {
       if (r.port === t.dst.port && r.address === t.dst.address) this.#fromLocal(msg);
       else this.#o.counters.udpDropped++;
     });
-    s.on('error', () => this.#o.counters.udpDropped++);
+    s.on('error', () => {
+      // Before the bind completed: the socket never came up, the flow cannot be delivered (its peer hears a reset).
+      if (!this.#bound) this.#fail();
+      else this.#o.counters.udpDropped++;
+    });
     // Bound now (not at the first send) so the mark is on before any packet leaves.
     s.bind(0, () => {
+      if (this.#ended) return;
       // The destination's answers can come in bursts while this thread is busy
       // with the link (a loaded host): the default buffer (about 200 small
       // datagrams on loopback) lost a few of 200 answers in a full test run.
@@ -134,7 +139,12 @@ export class UdpEdge implements CarriedFlow {
           else if (this.#pending.length < 64) this.#pending.push(m.data);
           else this.#o.counters.udpDropped++;
         } else {
-          this.#o.reply?.(m.data);
+          try {
+            this.#o.reply?.(m.data);
+          } catch {
+            // The client's reply path refused it (a closing interception, a socket the kernel refused): a drop, like any UDP loss.
+            this.#o.counters.udpDropped++;
+          }
         }
         break;
       case 'close':
@@ -148,9 +158,24 @@ export class UdpEdge implements CarriedFlow {
   }
 
   #toDestination(data: Uint8Array): void {
-    this.#socket?.send(data, this.tuple.dst.port, this.tuple.dst.address, (err) => {
-      if (err) this.#o.counters.udpDropped++;
-    });
+    const s = this.#socket;
+    if (!s || this.#ended) return;
+    try {
+      s.send(data, this.tuple.dst.port, this.tuple.dst.address, (err) => {
+        if (err) this.#o.counters.udpDropped++;
+      });
+    } catch {
+      // node:dgram throws for what it will not send at all (a bad port, a closed socket): the gateway refuses
+      // such destinations before a flow exists (destination.ts); this is the last guard, never an escape.
+      this.#o.counters.udpDropped++;
+    }
+  }
+
+  /** The destination side could not open its socket: the flow ends as a reset. */
+  #fail(): void {
+    if (this.#ended) return;
+    for (const b of this.branches) if (!b.done) this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, 'reset', b.seqOut++, undefined, STATUS.other), b.meter.urgent(0));
+    this.#end('failed');
   }
 
   onPeerDrain(): boolean {
@@ -176,7 +201,11 @@ export class UdpEdge implements CarriedFlow {
     this.#ended = true;
     this.#state = state;
     clearInterval(this.#timer);
-    this.#socket?.close();
+    try {
+      this.#socket?.close();
+    } catch {
+      /* already closed */
+    }
     this.#o.host.forget(this);
   }
 

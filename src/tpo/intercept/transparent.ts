@@ -91,6 +91,8 @@ export interface InterceptStats {
   /** Replies dropped because the reply socket's send buffer was full. */
   udpSendDropped: number;
   replySockets: number;
+  /** Failed accepts on the TCP listeners (descriptors exhausted). */
+  acceptErrors: number;
 }
 
 /** What cleanupStale found and removed. */
@@ -224,7 +226,7 @@ export class TransparentInterceptor extends EventEmitter<TransparentInterceptorE
   readonly routing: TproxyRouting | undefined;
   /** Listener port of each intercepted entry, by entry index. */
   readonly ports = new Map<number, number>();
-  readonly stats: InterceptStats = { tcpAccepted: 0, tcpRejected: 0, udpReceived: 0, udpSent: 0, udpSendDropped: 0, replySockets: 0 };
+  readonly stats: InterceptStats = { tcpAccepted: 0, tcpRejected: 0, udpReceived: 0, udpSent: 0, udpSendDropped: 0, replySockets: 0, acceptErrors: 0 };
   /** Things start chose to do without failing (an IPv6 listener that could not be opened, skipped ICMP entries). */
   readonly notes: string[] = [];
 
@@ -312,7 +314,11 @@ export class TransparentInterceptor extends EventEmitter<TransparentInterceptorE
             throw err;
           }
         }
-        for (const srv of servers) srv.on('connection', (s) => this.#onTcp(e, s));
+        for (const srv of servers) {
+          srv.on('connection', (s) => this.#onTcp(e, s));
+          // After listen, 'error' is a failed accept (EMFILE when descriptors run out): counted; unheard it would end the process.
+          srv.on('error', () => this.stats.acceptErrors++);
+        }
         this.#tcp.push({ entry: e, servers });
         this.ports.set(e.index, port);
         return;

@@ -1,0 +1,110 @@
+/**
+ * A peer that holds the pair's key but sends messages no real gateway
+ * would (issue #16, item 2): flows to port 0, to broadcast, multicast and
+ * unspecified addresses. The delivering gateway must refuse each with a
+ * reset (an open-ok with a failure status for TCP) and count it, never
+ * crash, and keep carrying honest flows. The "peer" is a bare PeerLink
+ * speaking to a real Gateway, so any message can be sent.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseTpoConfig } from '../../src/tpo/config.js';
+import { Gateway } from '../../src/tpo/gateway/gateway.js';
+import { PeerLink } from '../../src/tpo/peer-link.js';
+import { openDatagramPort } from '../../src/tpo/datagram-port.js';
+import { message, STATUS, type FlowTuple } from '../../src/tpo/gateway/flow.js';
+import { undeliverable } from '../../src/tpo/gateway/destination.js';
+import type { CarriedMessage } from '../../src/wire/tpo/driver-buffer.js';
+import { freeUdpPort } from './gateway-helpers.js';
+
+async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const t0 = performance.now();
+  while (!cond()) {
+    if (performance.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+/** A real gateway (destination side, allowing every destination) and a bare peer link with its key. */
+async function gatewayAndPeer() {
+  const key = randomBytes(32);
+  const port = await freeUdpPort();
+  // The operator allows everything: the refusals below must come from the destination check, not the allow list.
+  const gw = await Gateway.start(parseTpoConfig({ name: 'b', listen: `127.0.0.1:${port}`, peers: [{ name: 'a', key: key.toString('hex'), keyId: 1 }], deliver: { allow: ['0.0.0.0/0', '::/0'] } }), { io: 'portable' });
+  const sock = await openDatagramPort({ family: 4, bind: { address: '127.0.0.1', port: 0 }, io: 'portable' });
+  const link = new PeerLink({ port: sock, role: 'initiator', psk: key, keyId: 1, peer: { address: '127.0.0.1', port } });
+  const got: CarriedMessage[] = [];
+  link.on('message', (_domain: number, m: CarriedMessage) => got.push(m));
+  await until(() => link.up, 10_000, 'the handshake');
+  return {
+    gw,
+    link,
+    got,
+    async close() {
+      link.close();
+      await sock.close();
+      await gw.close();
+    },
+  };
+}
+
+test('destination check: port 0, broadcast, multicast and unspecified addresses are undeliverable; ordinary ones are not', () => {
+  for (const [a, p] of [['127.0.0.1', 0], ['255.255.255.255', 9], ['224.0.0.1', 9], ['239.1.2.3', 5000], ['0.0.0.0', 80], ['::', 80], ['ff02::1', 9], ['::ffff:224.0.0.1', 9], ['::ffff:0.0.0.0', 9], ['240.1.1.1', 9], ['10.0.0.1', 65536], ['not-an-ip', 80]] as const) {
+    assert.ok(undeliverable(a, p), `${a}:${p} must be undeliverable`);
+  }
+  for (const [a, p] of [['127.0.0.1', 9], ['10.2.3.4', 65535], ['::1', 1], ['2001:db8::1', 443], ['::ffff:10.0.0.1', 53], ['192.168.1.255', 9]] as const) {
+    assert.equal(undeliverable(a, p), undefined, `${a}:${p} is an ordinary endpoint`);
+  }
+});
+
+test('a peer asking for port 0, broadcast, multicast or unspecified destinations gets resets; the gateway keeps carrying honest flows', { timeout: 30_000 }, async () => {
+  const echo = dgram.createSocket('udp4');
+  await new Promise<void>((r) => echo.bind(0, '127.0.0.1', r));
+  echo.on('message', (m, r) => echo.send(Buffer.concat([Buffer.from('re:'), m]), r.port, r.address));
+  const { gw, link, got, close } = await gatewayAndPeer();
+  const errors: unknown[] = [];
+  const onUncaught = (err: unknown) => errors.push(err);
+  process.on('uncaughtException', onUncaught);
+  try {
+    const bad: FlowTuple[] = [
+      { protocol: 'udp', src: { address: '10.9.0.1', port: 4000 }, dst: { address: '127.0.0.1', port: 0 } },
+      { protocol: 'udp', src: { address: '10.9.0.1', port: 4001 }, dst: { address: '255.255.255.255', port: 9 } },
+      { protocol: 'udp', src: { address: '10.9.0.1', port: 4002 }, dst: { address: '224.0.0.1', port: 9 } },
+      { protocol: 'udp', src: { address: '10.9.0.1', port: 4003 }, dst: { address: '0.0.0.0', port: 9 } },
+      { protocol: 'tcp', src: { address: '10.9.0.1', port: 4004 }, dst: { address: '127.0.0.1', port: 0 } },
+      { protocol: 'tcp', src: { address: '10.9.0.1', port: 4005 }, dst: { address: '224.0.0.1', port: 80 } },
+      { protocol: 'tcp', src: { address: '10.9.0.1', port: 4006 }, dst: { address: '0.0.0.0', port: 80 } },
+    ];
+    for (const t of bad) {
+      link.send(0, message(t, t.protocol === 'tcp' ? 'open' : 'data', 0, Buffer.from('x')));
+      // A UDP flow's later datagrams too (they would reach a socket that was bound in the meantime).
+      if (t.protocol === 'udp') link.send(0, message(t, 'data', 1, Buffer.from('y')));
+    }
+    link.flush();
+    await until(() => got.length >= bad.length, 10_000, 'an answer to every refused flow');
+    for (const t of bad) {
+      const answer = got.find((m) => m.header.src.port === t.src.port);
+      assert.ok(answer, `an answer for ${t.dst.address}:${t.dst.port}`);
+      if (t.protocol === 'udp') assert.equal(answer.header.function, 'reset');
+      else assert.equal(answer.header.function, 'open-ok');
+      assert.notEqual(answer.header.status, STATUS.ok, `${t.protocol} ${t.dst.address}:${t.dst.port} refused`);
+    }
+    assert.equal(gw.status().counters.refusedUndeliverable, bad.length);
+    assert.equal(gw.status().flows.length, 0, 'no flow was made for them');
+    // An honest flow still crosses after all of that.
+    const ok: FlowTuple = { protocol: 'udp', src: { address: '10.9.0.1', port: 5000 }, dst: { address: '127.0.0.1', port: echo.address().port } };
+    link.send(0, message(ok, 'data', 0, Buffer.from('hello')));
+    link.flush();
+    await until(() => got.some((m) => m.header.src.port === 5000 && m.header.function === 'data'), 10_000, 'the echo');
+    assert.equal(Buffer.from(got.find((m) => m.header.src.port === 5000)!.data).toString(), 're:hello');
+    await sleep(200);
+    assert.deepEqual(errors, [], 'nothing escaped');
+  } finally {
+    process.off('uncaughtException', onUncaught);
+    await close();
+    echo.close();
+  }
+});
