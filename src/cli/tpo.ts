@@ -66,31 +66,58 @@ export function statusText(s: GatewayStatus): string {
   return out.join('\n');
 }
 
+/**
+ * Shutdown is bounded: the gateway resets its flows at once, and whatever
+ * is still closing after this long (a peer-port thread that does not stop,
+ * a socket that does not close) is left to the process's exit, which
+ * destroys every socket.
+ */
+export const SHUTDOWN_DEADLINE_MS = 5_000;
+
 export async function runTpo(o: TpoRunOptions): Promise<number> {
   const stop = o.stopSignal ?? waitForSignal();
   const config = loadTpoConfig(o.config);
   const transparent = config.intercept.mode === 'transparent';
-  let interception: Interception | undefined;
   const sourceEntries = config.table;
-  if (sourceEntries.length) {
-    interception = transparent
-      ? await TransparentInterception.start({ table: sourceEntries, instance: config.name, hooks: config.intercept.hooks, mark: DEFAULT_MARK })
-      : await ExplicitInterception.start(sourceEntries);
-  }
-  let gateway: Gateway;
+  // The interception is made first but listens only once the gateway has subscribed to it: a connection
+  // accepted in between would have had no owner (never carried, never closed, and a shutdown waiting for it).
+  const interception: Interception | undefined = !sourceEntries.length
+    ? undefined
+    : transparent
+      ? new TransparentInterception({ table: sourceEntries, instance: config.name, hooks: config.intercept.hooks, mark: DEFAULT_MARK })
+      : new ExplicitInterception(sourceEntries);
+  const gateway = await Gateway.start(config, {
+    ...(interception ? { interception, interceptionName: config.intercept.mode } : {}),
+    ...(o.io ? { io: o.io } : {}),
+    // In transparent mode the gateway's own sockets carry the mark the rules skip.
+    ...(transparent ? { mark: DEFAULT_MARK } : {}),
+  });
+  // Something that ends the gateway's usefulness (its peer port's receive thread, the interception's) stops it with a message.
+  let fault: Error | undefined;
+  let onFault: (err: Error) => void = () => undefined;
+  const faulted = new Promise<string>((resolve) => {
+    onFault = (err) => {
+      fault ??= err;
+      resolve('fault');
+    };
+  });
+  gateway.on('fault', onFault);
+  interception?.on('error', onFault);
   try {
-    gateway = await Gateway.start(config, {
-      ...(interception ? { interception, interceptionName: config.intercept.mode } : {}),
-      ...(o.io ? { io: o.io } : {}),
-      // In transparent mode the gateway's own sockets carry the mark the rules skip.
-      ...(transparent ? { mark: DEFAULT_MARK } : {}),
-    });
+    await interception?.listen();
   } catch (err) {
-    await interception?.close();
+    await gateway.close();
     throw err;
   }
   const controlPath = config.control ?? defaultControlPath(config.name);
-  const control = await startControlServer(controlPath, () => gateway.status());
+  let control: Awaited<ReturnType<typeof startControlServer>>;
+  try {
+    control = await startControlServer(controlPath, () => gateway.status());
+  } catch (err) {
+    await gateway.close();
+    await interception?.close();
+    throw err;
+  }
   const say = (text: string, event: string, data: Record<string, unknown>) => {
     if (o.json) emitJson(event, data);
     else process.stderr.write(`${text}\n`);
@@ -104,15 +131,29 @@ export async function runTpo(o: TpoRunOptions): Promise<number> {
   gateway.on('peer-up', (p: string) => say(`sluice tpo: peer ${p} up`, 'peer-up', { peer: p }));
   gateway.on('peer-down', (p: string) => say(`sluice tpo: peer ${p} down`, 'peer-down', { peer: p }));
   const timer = o.statsInterval > 0 ? setInterval(() => (o.json ? emitJson('status', { ...gateway.status() }) : process.stderr.write(`${statusText(gateway.status())}\n\n`)), o.statsInterval * 1000) : undefined;
-  const sig = await stop;
+  const sig = await Promise.race([stop, faulted]);
   if (timer) clearInterval(timer);
+  if (fault) say(`sluice tpo: stopping: ${fault.message}`, 'fault', { message: fault.message });
   const final = gateway.status();
-  await gateway.close();
-  await interception?.close();
-  await control.close();
+  const shutdown = (async () => {
+    await gateway.close();
+    await interception?.close();
+    await control.close();
+  })();
+  let deadline: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => {
+    deadline = setTimeout(() => resolve('late'), SHUTDOWN_DEADLINE_MS);
+  });
+  const outcome = await Promise.race([shutdown.then(() => 'done' as const, (err: unknown) => err as Error), late]);
+  clearTimeout(deadline);
+  if (outcome !== 'done') {
+    // The flows were reset when the gateway began closing; the process's exit destroys whatever is left.
+    const why = outcome === 'late' ? `did not finish within ${SHUTDOWN_DEADLINE_MS / 1000} s` : `failed: ${outcome.message}`;
+    say(`sluice tpo: shutdown ${why}; remaining sockets are destroyed at exit`, 'shutdown-incomplete', { reason: why });
+  }
   if (o.json) emitJson('stopped', { signal: sig, status: final });
   else process.stderr.write(`sluice tpo: stopped (${sig})${transparent ? '; interception rules removed' : ''}\n${statusText(final)}\n`);
-  return EXIT.OK;
+  return fault || outcome !== 'done' ? EXIT.FAILURE : EXIT.OK;
 }
 
 export async function runStatus(o: { socket?: string; name?: string; json: boolean }): Promise<number> {

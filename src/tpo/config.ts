@@ -152,8 +152,11 @@ const schema = z.strictObject({
       udpIdleMs: z.number().int().min(1000).max(3_600_000).default(60_000),
       /** A peer down this long resets its flows (the applications see an error, not a hang). */
       peerDeadMs: z.number().int().min(1000).max(3_600_000).default(30_000),
+      // issue 16 (gateway flows): bounds on what one flow or one client may hold.
+      /** An intercepted TCP connection whose open the far side has not answered within this is reset (peer session never up, far gateway gone). */
+      openTimeoutMs: z.number().int().min(1000).max(600_000).default(30_000),
     })
-    .default({ maxFlows: 10_000, udpIdleMs: 60_000, peerDeadMs: 30_000 }),
+    .default({ maxFlows: 10_000, udpIdleMs: 60_000, peerDeadMs: 30_000, openTimeoutMs: 30_000 }),
   control: z.string().optional(),
 });
 
@@ -184,7 +187,7 @@ export interface TpoConfig {
   readonly table: readonly TableEntry[];
   readonly routes: readonly RouteConfig[];
   readonly deliver: { readonly allow: readonly SourceRule[]; readonly connectTimeoutMs: number };
-  readonly limits: { readonly maxFlows: number; readonly udpIdleMs: number; readonly peerDeadMs: number };
+  readonly limits: { readonly maxFlows: number; readonly udpIdleMs: number; readonly peerDeadMs: number; readonly openTimeoutMs: number };
   readonly control?: string;
 }
 

@@ -7,6 +7,12 @@
  * Only clients the entry allows are carried (its src prefix and source
  * ports): anyone else is refused (TCP) or dropped (UDP), and counted, so
  * a listener on an open address is not an open relay.
+ *
+ * Every accepted connection has an owner from its first moment: the
+ * consumer ('tcp' listener, the gateway) is attached before `listen()`
+ * opens the sockets, a connection that finds none is reset (never left
+ * paused in a socket nobody reads), and `close()` destroys whatever is
+ * still open, so it never waits for a client.
  */
 import { EventEmitter } from 'node:events';
 import dgram from 'node:dgram';
@@ -32,10 +38,18 @@ export interface UdpIntercepted {
   readonly reply: (data: Uint8Array) => void;
 }
 
-/** What the gateway needs from any interception mode. */
+/**
+ * What the gateway needs from any interception mode. Attach the 'tcp' and
+ * 'udp' listeners before `listen()`: a connection or datagram that arrives
+ * with no listener is refused (reset, dropped) and counted, never held.
+ */
 export interface Interception extends EventEmitter {
   on(event: 'tcp', listener: (c: TcpIntercepted) => void): this;
   on(event: 'udp', listener: (d: UdpIntercepted) => void): this;
+  /** The interception stopped working (transparent: its UDP receive thread failed). */
+  on(event: 'error', listener: (err: Error) => void): this;
+  /** Opens the listeners (or installs the rules); flows are handed over from then on. */
+  listen(): Promise<void>;
   /** `refused`: clients not carried; `errors`: socket errors counted (a failed accept, an ICMP error for a reply). */
   readonly stats: { refused: number; errors?: number };
   /** Where each entry listens (explicit mode), for status and tests. */
@@ -45,21 +59,32 @@ export interface Interception extends EventEmitter {
 
 export class ExplicitInterception extends EventEmitter implements Interception {
   readonly stats = { refused: 0, errors: 0 };
+  readonly #entries: readonly TableEntry[];
   readonly #servers: { entry: TableEntry; server: net.Server | dgram.Socket }[] = [];
+  /** Accepted connections not yet closed: close() destroys them (a server's close waits for its connections). */
+  readonly #sockets = new Set<net.Socket>();
+  #closed = false;
 
-  private constructor() {
+  /** Nothing listens until listen(): attach the consumer first. */
+  constructor(entries: readonly TableEntry[]) {
     super();
+    this.#entries = entries;
   }
 
+  /** Constructs and listens at once (a consumer attached later misses, and resets, what arrives in between). */
   static async start(entries: readonly TableEntry[]): Promise<ExplicitInterception> {
-    const ic = new ExplicitInterception();
+    const ic = new ExplicitInterception(entries);
+    await ic.listen();
+    return ic;
+  }
+
+  async listen(): Promise<void> {
     try {
-      for (const e of entries) await ic.#listen(e);
+      for (const e of this.#entries) await this.#listen(e);
     } catch (err) {
-      await ic.close();
+      await this.close();
       throw err;
     }
-    return ic;
   }
 
   async #listen(entry: TableEntry): Promise<void> {
@@ -70,13 +95,19 @@ export class ExplicitInterception extends EventEmitter implements Interception {
     const allowed = new FlowTable([entry]);
     if (entry.protocol === 'tcp') {
       const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
+        this.#sockets.add(socket);
+        socket.once('close', () => this.#sockets.delete(socket));
         const src = { address: unmapAddress(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0 };
-        if (!allowed.lookup({ protocol: 'tcp', src: src.address, srcPort: src.port, dst: dst.address, dstPort: dst.port })) {
+        if (this.#closed || !allowed.lookup({ protocol: 'tcp', src: src.address, srcPort: src.port, dst: dst.address, dstPort: dst.port })) {
           this.stats.refused++;
-          socket.destroy();
+          resetSocket(socket);
           return;
         }
-        this.emit('tcp', { socket, entry, src, dst } satisfies TcpIntercepted);
+        // No consumer (none attached, or it went): a reset now, not a connection that waits forever.
+        if (!this.emit('tcp', { socket, entry, src, dst } satisfies TcpIntercepted)) {
+          this.stats.refused++;
+          resetSocket(socket);
+        }
       });
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -97,7 +128,7 @@ export class ExplicitInterception extends EventEmitter implements Interception {
           return;
         }
         const reply = (d: Uint8Array) => sock.send(d, rinfo.port, rinfo.address);
-        this.emit('udp', { entry, src, dst, data, reply } satisfies UdpIntercepted);
+        if (!this.emit('udp', { entry, src, dst, data, reply } satisfies UdpIntercepted)) this.stats.refused++;
       });
       // Late socket errors (e.g. ICMP for a reply) must not take the gateway down.
       sock.on('error', () => this.stats.errors++);
@@ -127,9 +158,23 @@ export class ExplicitInterception extends EventEmitter implements Interception {
     });
   }
 
+  /** Stops listening and resets every connection still open (the gateway has ended its flows by then). */
   async close(): Promise<void> {
-    // net.Server and dgram.Socket both take a close callback.
-    await Promise.all(this.#servers.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve()))));
+    this.#closed = true;
+    // net.Server and dgram.Socket both take a close callback; a server's comes once its connections are gone.
+    const closed = Promise.all(this.#servers.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve()))));
+    for (const s of this.#sockets) resetSocket(s);
+    this.#sockets.clear();
+    await closed;
     this.#servers.length = 0;
   }
+}
+
+/** Ends an application's connection with a reset (not a FIN: it must not think its data was taken). */
+export function resetSocket(s: net.Socket): void {
+  // A late error on a socket nobody else listens to must not become an uncaught exception.
+  s.on('error', () => undefined);
+  if (s.destroyed) return;
+  if (typeof s.resetAndDestroy === 'function' && !s.connecting) s.resetAndDestroy();
+  else s.destroy();
 }

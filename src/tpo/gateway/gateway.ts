@@ -30,7 +30,7 @@ import { PeerLink } from '../peer-link.js';
 import { openDatagramPort, type DatagramPort } from '../datagram-port.js';
 import { PortDemux } from './port-demux.js';
 import { markedTcpSocket } from '../intercept/socket-mark.js';
-import type { Interception, TcpIntercepted, UdpIntercepted } from './explicit.js';
+import { resetSocket, type Interception, type TcpIntercepted, type UdpIntercepted } from './explicit.js';
 import { message, STATUS, statusOfError, tupleKey, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple } from './flow.js';
 import { RouteTable } from './routes.js';
 import { FlowSequencer } from './flow-sequencer.js';
@@ -53,6 +53,8 @@ export interface GatewayCounters {
   udpDropped: number;
   droppedReplies: number;
   sequenceErrors: number;
+  /** Intercepted TCP connections reset because their open was not answered within limits.openTimeoutMs. */
+  openTimedOut: number;
   /** Flows ended because handling a message threw (a bug or a refused socket call): counted, never fatal. */
   flowErrors: number;
 }
@@ -116,7 +118,7 @@ export interface GatewayOptions {
 export class Gateway extends EventEmitter implements FlowHost {
   readonly config: TpoConfig;
   readonly counters: GatewayCounters = {
-    flowsOpened: 0, flowsDelivered: 0, refusedNoRoute: 0, refusedLimit: 0, refusedNotAllowed: 0, refusedUndeliverable: 0, unknownFlow: 0, udpDropped: 0, droppedReplies: 0, sequenceErrors: 0, flowErrors: 0,
+    flowsOpened: 0, flowsDelivered: 0, refusedNoRoute: 0, refusedLimit: 0, refusedNotAllowed: 0, refusedUndeliverable: 0, unknownFlow: 0, udpDropped: 0, droppedReplies: 0, sequenceErrors: 0, openTimedOut: 0, flowErrors: 0,
   };
   readonly #port: DatagramPort;
   readonly #demux: PortDemux;
@@ -324,7 +326,7 @@ export class Gateway extends EventEmitter implements FlowHost {
     }
     // The same tuple still carried (a client reusing its port at once): the old flow is gone.
     for (const peer of route.peers) this.#flows.get(`${peer}|${tupleKey(tuple)}`)?.abort(peer, STATUS.resetByPeer);
-    const edge = new TcpEdge({ tuple, role: 'source', peers: route.peers, domain: c.entry.domain, host: this, entry: c.entry.name, counters: this.counters });
+    const edge = new TcpEdge({ tuple, role: 'source', peers: route.peers, domain: c.entry.domain, host: this, entry: c.entry.name, openTimeoutMs: this.config.limits.openTimeoutMs, counters: this.counters });
     this.#register(edge);
     this.counters.flowsOpened++;
     try {
@@ -546,11 +548,3 @@ export class Gateway extends EventEmitter implements FlowHost {
   }
 }
 
-/** Refuses an application's connection with a reset (not a FIN: it must not think its data was taken). */
-function resetSocket(s: net.Socket): void {
-  // A late error on a socket nobody else listens to must not become an uncaught exception.
-  s.on('error', () => undefined);
-  if (s.destroyed) return;
-  if (typeof s.resetAndDestroy === 'function' && !s.connecting) s.resetAndDestroy();
-  else s.destroy();
-}

@@ -8,7 +8,9 @@
  * branch at once and data follows without waiting for `open-ok` (the far
  * side's socket holds it until its connect completes), saving a WAN round
  * trip. A failed connect comes back as `open-ok` with a status and the
- * client sees a reset, not a hang.
+ * client sees a reset, not a hang; so does an open no answer reaches
+ * within `openTimeoutMs` (the peer's session never came up, or its
+ * gateway is gone): every accepted connection is carried or reset.
  * Destination side: created by `open`, it connects to the destination and
  * answers `open-ok`.
  *
@@ -51,8 +53,10 @@ export interface TcpEdgeOptions {
   readonly domain: number;
   readonly host: FlowHost;
   readonly entry?: string;
+  /** Source side: a branch whose `open` is not answered within this is reset (the primary's takes the client with it). */
+  readonly openTimeoutMs?: number;
   /** Counters shared by the gateway. */
-  readonly counters: { droppedReplies: number; sequenceErrors: number };
+  readonly counters: { droppedReplies: number; sequenceErrors: number; openTimedOut: number };
 }
 
 export class TcpEdge implements CarriedFlow {
@@ -68,6 +72,7 @@ export class TcpEdge implements CarriedFlow {
   /** Bytes handed to the socket since the last window grant to the primary. */
   #consumed = 0;
   #state = 'opening';
+  #openTimer: NodeJS.Timeout | undefined;
 
   constructor(options: TcpEdgeOptions) {
     this.#o = options;
@@ -81,6 +86,10 @@ export class TcpEdge implements CarriedFlow {
     this.#connected = true;
     this.#state = 'open';
     for (const b of this.branches) this.#send(b, 'open');
+    if (this.#o.openTimeoutMs) {
+      this.#openTimer = setTimeout(() => this.#openTimedOut(), this.#o.openTimeoutMs);
+      this.#openTimer.unref();
+    }
     this.#wire(socket);
     // The socket arrives paused; it reads once the links have room (else at a drain, in turn with the others).
     this.#paused = true;
@@ -124,6 +133,19 @@ export class TcpEdge implements CarriedFlow {
       if (!(this.#localFin && this.#primary().remoteFin)) for (const b of this.branches) if (!b.done) this.#send(b, 'reset', EMPTY, STATUS.resetByPeer);
       this.#finish('closed');
     });
+  }
+
+  /** No answer to `open` in time: those branches fail as timed out (the primary's failure resets the client). */
+  #openTimedOut(): void {
+    this.#openTimer = undefined;
+    if (this.#ended) return;
+    // Secondaries first: the primary's failure ends the flow and every branch with it.
+    for (const b of [...this.branches].reverse()) {
+      if (b.done || b.openOk) continue;
+      this.#o.counters.openTimedOut++;
+      this.#send(b, 'reset', EMPTY, STATUS.timedOut);
+      this.#branchFailed(b, STATUS.timedOut);
+    }
   }
 
   #primary(): TcpBranch {
@@ -195,6 +217,10 @@ export class TcpEdge implements CarriedFlow {
       case 'open-ok':
         if (m.header.status === STATUS.ok) {
           b.openOk = true;
+          if (this.#openTimer && this.branches.every((x) => x.openOk || x.done)) {
+            clearTimeout(this.#openTimer);
+            this.#openTimer = undefined;
+          }
         } else {
           b.done = true;
           this.#branchFailed(b, m.header.status);
@@ -282,6 +308,7 @@ export class TcpEdge implements CarriedFlow {
     if (this.#ended) return;
     this.#ended = true;
     this.#state = state;
+    if (this.#openTimer) clearTimeout(this.#openTimer);
     for (const b of this.branches) b.done = true;
     this.#o.host.forget(this);
   }

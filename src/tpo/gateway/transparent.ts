@@ -11,53 +11,80 @@
 import { EventEmitter } from 'node:events';
 import type { FlowEntry } from '../flow-table.js';
 import { startTransparentInterception, type TransparentInterceptor } from '../intercept/transparent.js';
-import type { Interception, TcpIntercepted, UdpIntercepted } from './explicit.js';
+import { resetSocket, type Interception, type TcpIntercepted, type UdpIntercepted } from './explicit.js';
 
 /** SO_MARK of Sluice's own sockets unless the config says otherwise ("SL" in ASCII, low bits 1). */
 export const DEFAULT_MARK = 0x534c0001;
 
-export class TransparentInterception extends EventEmitter implements Interception {
-  readonly #ic: TransparentInterceptor;
+export interface TransparentInterceptionOptions {
+  readonly table: readonly FlowEntry[];
+  readonly instance: string;
+  readonly hooks: readonly ('prerouting' | 'output')[];
+  readonly mark: number;
+}
 
-  private constructor(ic: TransparentInterceptor) {
+export class TransparentInterception extends EventEmitter implements Interception {
+  readonly #options: TransparentInterceptionOptions;
+  #ic: TransparentInterceptor | undefined;
+
+  /** Nothing is intercepted until listen(): attach the consumer first. */
+  constructor(options: TransparentInterceptionOptions) {
     super();
+    this.#options = options;
+  }
+
+  /** Constructs and installs at once (a consumer attached later misses, and resets, what arrives in between). */
+  static async start(options: TransparentInterceptionOptions): Promise<TransparentInterception> {
+    const t = new TransparentInterception(options);
+    await t.listen();
+    return t;
+  }
+
+  async listen(): Promise<void> {
+    const o = this.#options;
+    const ic = await startTransparentInterception({
+      table: o.table,
+      // nf_tables names: [a-z0-9_] only.
+      instance: o.instance.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 32),
+      hooks: { prerouting: o.hooks.includes('prerouting'), output: o.hooks.includes('output') },
+      mark: o.mark,
+      // ICMP echo of table entries is answered here (LAN round trip); carrying it across is not built.
+      icmp: 'answer',
+    });
     this.#ic = ic;
-    ic.on('tcp', (socket, info) => this.emit('tcp', { socket, entry: info.entry, src: { address: info.src.address, port: info.src.port }, dst: { address: info.dst.address, port: info.dst.port } } satisfies TcpIntercepted));
+    ic.on('tcp', (socket, info) => {
+      // No consumer: a reset now, not a connection left waiting in a socket nobody reads.
+      if (!this.emit('tcp', { socket, entry: info.entry, src: { address: info.src.address, port: info.src.port }, dst: { address: info.dst.address, port: info.dst.port } } satisfies TcpIntercepted)) {
+        ic.stats.tcpRejected++;
+        resetSocket(socket);
+      }
+    });
     ic.on('udp', (d) => {
       const reply = (data: Uint8Array) => {
         ic.sendUdp(d.dst, d.src, data);
       };
       this.emit('udp', { entry: d.entry, src: { address: d.src.address, port: d.src.port }, dst: { address: d.dst.address, port: d.dst.port }, data: d.data, reply } satisfies UdpIntercepted);
     });
-    ic.on('error', (err) => this.emit('error', err));
-  }
-
-  static async start(options: { table: readonly FlowEntry[]; instance: string; hooks: readonly ('prerouting' | 'output')[]; mark: number }): Promise<TransparentInterception> {
-    const ic = await startTransparentInterception({
-      table: options.table,
-      // nf_tables names: [a-z0-9_] only.
-      instance: options.instance.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 32),
-      hooks: { prerouting: options.hooks.includes('prerouting'), output: options.hooks.includes('output') },
-      mark: options.mark,
-      // ICMP echo of table entries is answered here (LAN round trip); carrying it across is not built.
-      icmp: 'answer',
+    // The UDP receive thread failed: the owner hears it ('error'); with no listener it is a warning, never an uncaught 'error'.
+    ic.on('error', (err) => {
+      if (this.listenerCount('error') > 0) this.emit('error', err);
+      else process.emitWarning(`transparent interception: ${err.message}`);
     });
-    return new TransparentInterception(ic);
   }
 
   get stats(): { refused: number } {
-    return { refused: this.#ic.stats.tcpRejected };
+    return { refused: this.#ic?.stats.tcpRejected ?? 0 };
   }
 
-  get details(): TransparentInterceptor['stats'] {
-    return this.#ic.stats;
+  get details(): TransparentInterceptor['stats'] | undefined {
+    return this.#ic?.stats;
   }
 
   listenAddresses(): { entry: string; protocol: string; address: string; port: number }[] {
-    return [...this.#ic.ports].map(([index, port]) => ({ entry: `#${index}`, protocol: 'transparent', address: 'any', port }));
+    return [...(this.#ic?.ports ?? [])].map(([index, port]) => ({ entry: `#${index}`, protocol: 'transparent', address: 'any', port }));
   }
 
-  close(): Promise<void> {
-    return this.#ic.close();
+  async close(): Promise<void> {
+    await this.#ic?.close();
   }
 }
