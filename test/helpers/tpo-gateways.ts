@@ -41,6 +41,12 @@ export interface GatewayPair {
   waitUp(timeoutMs?: number): Promise<void>;
   /** Stops gwb (SIGTERM, or SIGKILL for a crash) and starts it again. */
   restartB(how: 'graceful' | 'crash'): Promise<void>;
+  /**
+   * Stops gwa with SIGTERM (waiting at most `stopMs`, then SIGKILL), runs
+   * `between` (e.g. start clients that connect as soon as the listener is
+   * back), starts gwa again; resolves with how the old one exited.
+   */
+  restartA(between?: () => void | Promise<void>, stopMs?: number): Promise<{ code: number | null; signal: string | null }>;
   stop(): Promise<void>;
 }
 
@@ -83,6 +89,11 @@ export async function startGatewayPair(wt: WanTopology, o: GatewayPairOptions): 
     return p;
   };
   let gwb = await startB();
+  const startA = async () => {
+    const p = wt.topo.runNode('gwa', CLI, ['tpo', '--config', join(dir, 'gwa.json'), ...io]);
+    await p.waitForLine(/sluice tpo: gwa up/, { timeoutMs: 20_000, stream: 'stderr' });
+    return p;
+  };
   const gwa = wt.topo.runNode('gwa', CLI, ['tpo', '--config', join(dir, 'gwa.json'), ...io]);
   try {
     await gwa.waitForLine(/sluice tpo: gwa up/, { timeoutMs: 20_000, stream: 'stderr' });
@@ -101,7 +112,7 @@ export async function startGatewayPair(wt: WanTopology, o: GatewayPairOptions): 
       for (;;) {
         const s = await pair.status('a').catch(() => undefined);
         if (s?.peers[0]?.up) return;
-        if (Date.now() > deadline) throw new Error(`the gateway pair did not come up: ${gwa.stderr().slice(-500)} / ${gwb.stderr().slice(-500)}`);
+        if (Date.now() > deadline) throw new Error(`the gateway pair did not come up: ${pair.gwa.stderr().slice(-500)} / ${gwb.stderr().slice(-500)}`);
         await sleep(50);
       }
     },
@@ -111,8 +122,19 @@ export async function startGatewayPair(wt: WanTopology, o: GatewayPairOptions): 
       gwb = await startB();
       pair.gwb = gwb;
     },
+    async restartA(between, stopMs = 30_000) {
+      const old = pair.gwa;
+      old.signal('SIGTERM');
+      const exit = await old.waitExit(stopMs).catch(async () => {
+        await old.stop(1_000);
+        return { code: null, signal: 'still running after SIGTERM' };
+      });
+      await between?.();
+      pair.gwa = await startA();
+      return exit;
+    },
     async stop() {
-      await Promise.all([gwa.stop(5_000), pair.gwb.stop(5_000)]);
+      await Promise.all([pair.gwa.stop(5_000), pair.gwb.stop(5_000)]);
       rmSync(dir, { recursive: true, force: true });
     },
   };

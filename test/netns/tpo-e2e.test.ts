@@ -203,3 +203,75 @@ for (const how of ['graceful', 'crash'] as const) {
   });
 }
 
+
+/**
+ * Clients that connect as soon as the source gateway's listener appears
+ * (issue #16, item 4): tries every 2 ms until the listener answers
+ * (bounded: 60 s), then opens N more connections 2 ms apart, each sending
+ * data and half-closing; the server answers with its sha256. Prints the
+ * outcome counts: ok, reset, corrupt, hang (no answer and no reset in 60 s).
+ */
+const STORM = `
+import net from 'node:net';
+import { createHash, randomBytes } from 'node:crypto';
+const [host, port, n] = process.argv.slice(2);
+const sha = (b) => createHash('sha256').update(b).digest('hex');
+const one = (data) => new Promise((resolve) => {
+  const s = net.connect({ host, port: Number(port), allowHalfOpen: true });
+  let connected = false; const chunks = [];
+  const done = (o) => { clearTimeout(t); s.destroy(); resolve(o); };
+  const t = setTimeout(() => done('hang'), 60000);
+  s.on('connect', () => { connected = true; s.end(data); });
+  s.on('data', (d) => chunks.push(d));
+  s.on('end', () => done(Buffer.concat(chunks).toString() === sha(data) ? 'ok' : 'corrupt'));
+  s.on('error', (e) => done(!connected ? 'refused' : e.code === 'ECONNRESET' || e.code === 'EPIPE' ? 'reset' : 'corrupt'));
+  s.on('close', () => done(connected ? 'reset' : 'refused'));
+});
+const all = [];
+const t0 = Date.now();
+for (;;) {
+  const first = one(randomBytes(1000));
+  const r = await Promise.race([first, new Promise((x) => setTimeout(() => x('pending'), 20))]);
+  if (r !== 'refused') { all.push(first); break; }
+  if (Date.now() - t0 > 60000) { console.log(JSON.stringify({ error: 'no listener' })); process.exit(1); }
+  await new Promise((x) => setTimeout(x, 2));
+}
+for (let i = 0; i < Number(n); i++) { all.push(one(randomBytes(1000 + i * 997))); await new Promise((x) => setTimeout(x, 2)); }
+const counts = { ok: 0, reset: 0, corrupt: 0, hang: 0, refused: 0 };
+for (const o of await Promise.all(all)) counts[o]++;
+console.log(JSON.stringify(counts));
+`;
+
+test('explicit gateways: clients connecting as soon as a restarted source gateway listens are carried byte-exact or reset, none hangs; SIGTERM ends the gateway', { skip, timeout: 240_000 }, async () => {
+  await withWan(async (wt, dir) => {
+    writeFileSync(join(dir, 'storm.mjs'), STORM);
+    const server = wt.topo.spawn('server', process.execPath, [join(dir, 'server.mjs'), '0']);
+    await server.waitForLine(/ready/, { timeoutMs: 15_000 });
+    const pair = await startGatewayPair(wt, { mode: 'explicit', tcpTarget: SERVER_PORT });
+    try {
+      const totals = { ok: 0, reset: 0, corrupt: 0, hang: 0 };
+      for (let round = 0; round < 2; round++) {
+        let storm: ReturnType<typeof wt.topo.spawn> | undefined;
+        // The old gateway goes (SIGTERM must end it), the clients start knocking, the new one comes up among them.
+        const exit = await pair.restartA(() => {
+          storm = wt.topo.spawn('client', process.execPath, [join(dir, 'storm.mjs'), ...pair.tcpTarget.split(':'), '30']);
+        });
+        assert.deepEqual(exit, { code: 0, signal: null }, `round ${round}: the source gateway's exit after SIGTERM`);
+        const e = await storm!.waitExit(150_000);
+        assert.equal(e.code, 0, storm!.stdout());
+        const counts = JSON.parse(storm!.stdout().trim().split('\n').pop() ?? '{}') as typeof totals;
+        for (const k of Object.keys(totals) as (keyof typeof totals)[]) totals[k] += counts[k];
+      }
+      console.log(`# outcomes: ${JSON.stringify(totals)}`);
+      assert.equal(totals.hang, 0, `no connection is left hanging: ${JSON.stringify(totals)}`);
+      assert.equal(totals.corrupt, 0, `no connection is corrupted: ${JSON.stringify(totals)}`);
+      assert.ok(totals.ok > 0, `connections are carried: ${JSON.stringify(totals)}`);
+      // And the gateway that carried them stops on SIGTERM too.
+      const last = await pair.restartA();
+      assert.deepEqual(last, { code: 0, signal: null });
+    } finally {
+      await pair.stop();
+      await server.stop();
+    }
+  });
+});
