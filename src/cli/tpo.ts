@@ -61,6 +61,10 @@ export function statusText(s: GatewayStatus): string {
     out.push('');
     out.push(table(['flow', 'role', 'peers', 'state', 'bytes out', 'bytes in'], s.flows.map((f) => [f.tuple, f.role, f.peers.join(','), f.state, f.bytesOut, f.bytesIn])));
   }
+  if (s.table) {
+    const b = s.table.busiestSource;
+    out.push('', `flow table: ${s.table.flows} of ${s.table.maxFlows} (at most ${s.table.maxFlowsPerSource} per source)${b ? `; busiest source ${b.source}: ${b.flows}` : ''}`);
+  }
   const c = Object.entries(s.counters).filter(([, v]) => v > 0);
   if (c.length) out.push('', `counters: ${c.map(([k, v]) => `${k}=${v}`).join(' ')}`);
   return out.join('\n');

@@ -155,8 +155,12 @@ const schema = z.strictObject({
       // issue 16 (gateway flows): bounds on what one flow or one client may hold.
       /** An intercepted TCP connection whose open the far side has not answered within this is reset (peer session never up, far gateway gone). */
       openTimeoutMs: z.number().int().min(1000).max(600_000).default(30_000),
+      /** Flows one client address may hold (on the destination side: one client address behind one peer). */
+      maxFlowsPerSource: z.number().int().min(1).max(1_000_000).default(1_000),
+      /** A TCP flow that carried no data for this long is reset at both ends. */
+      tcpIdleMs: z.number().int().min(1000).max(7 * 86_400_000).default(3_600_000),
     })
-    .default({ maxFlows: 10_000, udpIdleMs: 60_000, peerDeadMs: 30_000, openTimeoutMs: 30_000 }),
+    .default({ maxFlows: 10_000, udpIdleMs: 60_000, peerDeadMs: 30_000, openTimeoutMs: 30_000, maxFlowsPerSource: 1_000, tcpIdleMs: 3_600_000 }),
   control: z.string().optional(),
 });
 
@@ -187,7 +191,7 @@ export interface TpoConfig {
   readonly table: readonly TableEntry[];
   readonly routes: readonly RouteConfig[];
   readonly deliver: { readonly allow: readonly SourceRule[]; readonly connectTimeoutMs: number };
-  readonly limits: { readonly maxFlows: number; readonly udpIdleMs: number; readonly peerDeadMs: number; readonly openTimeoutMs: number };
+  readonly limits: { readonly maxFlows: number; readonly udpIdleMs: number; readonly peerDeadMs: number; readonly openTimeoutMs: number; readonly maxFlowsPerSource: number; readonly tcpIdleMs: number };
   readonly control?: string;
 }
 

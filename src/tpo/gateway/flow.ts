@@ -63,6 +63,8 @@ export interface FlowHost {
   requestDrain(peer: string): void;
   /** The flow ended: forget it. */
   forget(flow: CarriedFlow): void;
+  /** The flow carried data (its idle time starts again; a UDP flow becomes the most recently used). */
+  active(flow: CarriedFlow): void;
 }
 
 export const THIN_BYTES = 16 * 1024;
@@ -133,6 +135,8 @@ export interface CarriedFlow {
   readonly tuple: FlowTuple;
   readonly role: 'source' | 'destination';
   readonly branches: readonly Branch[];
+  /** When it last carried data either way (performance.now() ms). */
+  readonly lastActive: number;
   /** A message for this flow from `peer` (in order: the data mover and driver keep it). */
   onMessage(peer: string, m: CarriedMessage): void;
   /** The peer's link has room again; true when this made the flow read from its application again. */

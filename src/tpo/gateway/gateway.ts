@@ -37,13 +37,21 @@ import { FlowSequencer } from './flow-sequencer.js';
 import { TcpEdge } from './tcp-edge.js';
 import { UdpEdge } from './udp-edge.js';
 import { undeliverable } from './destination.js';
+import { FlowAdmission } from './flow-admission.js';
 
 export interface GatewayCounters {
   flowsOpened: number;
   flowsDelivered: number;
-  /** Intercepted flows not carried: no route, peer unknown, or the flow limit. */
+  /** Intercepted flows not carried: no route, peer unknown. */
   refusedNoRoute: number;
+  /** New flows (either side) refused: the table was full (limits.maxFlows) and no quiet UDP flow could make room. */
   refusedLimit: number;
+  /** New flows (either side) refused: their source already held limits.maxFlowsPerSource flows, none of them a quiet UDP flow. */
+  refusedSourceQuota: number;
+  /** Quiet UDP flows ended to make room for a new flow (the least recently used first). */
+  evictedUdp: number;
+  /** TCP flows reset after carrying nothing for limits.tcpIdleMs. */
+  idleTcpClosed: number;
   /** Peers' opens refused: destination not in deliver.allow. */
   refusedNotAllowed: number;
   /** Flows refused on either side because an endpoint is no endpoint: port 0, broadcast, multicast, unspecified (destination.ts). */
@@ -86,6 +94,8 @@ export interface GatewayStatus {
   readonly listeners: ReturnType<Interception["listenAddresses"]>;
   readonly peers: readonly PeerStatus[];
   readonly flows: readonly FlowStatus[];
+  /** The flow table against its limits, and the source holding the most flows. */
+  readonly table: { readonly flows: number; readonly maxFlows: number; readonly maxFlowsPerSource: number; readonly busiestSource?: { readonly source: string; readonly flows: number } };
   readonly counters: GatewayCounters;
 }
 
@@ -97,6 +107,9 @@ interface Peer {
   /** Where the next drain starts resuming flows (round robin). */
   drainCursor: number;
 }
+
+/** A UDP flow quiet this long may be evicted to make room for a new flow (flow-admission.ts). */
+export const UDP_EVICT_IDLE_MS = 1000;
 
 /** What one read from an application's socket may hand over (libuv reads up to 64 KiB). */
 const READ_CHUNK = 64 * 1024;
@@ -118,7 +131,7 @@ export interface GatewayOptions {
 export class Gateway extends EventEmitter implements FlowHost {
   readonly config: TpoConfig;
   readonly counters: GatewayCounters = {
-    flowsOpened: 0, flowsDelivered: 0, refusedNoRoute: 0, refusedLimit: 0, refusedNotAllowed: 0, refusedUndeliverable: 0, unknownFlow: 0, udpDropped: 0, droppedReplies: 0, sequenceErrors: 0, openTimedOut: 0, flowErrors: 0,
+    flowsOpened: 0, flowsDelivered: 0, refusedNoRoute: 0, refusedLimit: 0, refusedSourceQuota: 0, evictedUdp: 0, idleTcpClosed: 0, refusedNotAllowed: 0, refusedUndeliverable: 0, unknownFlow: 0, udpDropped: 0, droppedReplies: 0, sequenceErrors: 0, openTimedOut: 0, flowErrors: 0,
   };
   readonly #port: DatagramPort;
   readonly #demux: PortDemux;
@@ -126,6 +139,8 @@ export class Gateway extends EventEmitter implements FlowHost {
   /** Flows by `${peer}|${tuple}` (a fan-out flow is there once per peer). */
   readonly #flows = new Map<string, CarriedFlow>();
   readonly #all = new Set<CarriedFlow>();
+  /** Per-source quotas and the table limit, with quiet UDP flows evicted first. */
+  readonly #admission: FlowAdmission<CarriedFlow>;
   readonly #routes: RouteTable;
   readonly #allowed: (address: string) => boolean;
   readonly #interception: Interception | undefined;
@@ -147,6 +162,7 @@ export class Gateway extends EventEmitter implements FlowHost {
     this.#interception = options.interception;
     this.#interceptionName = options.interceptionName ?? (options.interception ? 'custom' : 'none');
     this.#mark = options.mark;
+    this.#admission = new FlowAdmission({ maxFlows: config.limits.maxFlows, maxFlowsPerSource: config.limits.maxFlowsPerSource, evictIdleMs: UDP_EVICT_IDLE_MS });
     this.#sequencer = new FlowSequencer({
       deliver: (key, x) => this.#onMessage(x.peer, x.domain, x.m, key),
       // Messages for a flow whose start never came: the flow is unknown here (the peer thinks otherwise).
@@ -165,7 +181,10 @@ export class Gateway extends EventEmitter implements FlowHost {
     // The port's receive thread died (batched) or its socket failed: the gateway can no longer hear its peers.
     // Unheard, an 'error' would end the process with a stack trace; 'fault' lets the owner stop it with a message.
     port.on('error', (err) => this.emit('fault', err));
-    this.#sweep = setInterval(() => this.#sequencer.sweep(), 500);
+    this.#sweep = setInterval(() => {
+      this.#sequencer.sweep();
+      this.#closeIdleTcp();
+    }, 500);
     this.#sweep.unref();
     for (const p of config.peers) this.#addPeer(p);
     if (this.#interception) {
@@ -282,6 +301,7 @@ export class Gateway extends EventEmitter implements FlowHost {
 
   forget(flow: CarriedFlow): void {
     if (!this.#all.delete(flow)) return;
+    this.#admission.remove(flow);
     for (const b of flow.branches) {
       this.#flows.delete(`${b.peer}|${tupleKey(flow.tuple)}`);
       this.#sequencer.forget(`${b.peer}|${tupleKey(flow.tuple)}`);
@@ -289,8 +309,50 @@ export class Gateway extends EventEmitter implements FlowHost {
     }
   }
 
-  #register(flow: CarriedFlow): void {
+  active(flow: CarriedFlow): void {
+    this.#admission.touch(flow);
+  }
+
+  /**
+   * Who a flow counts against: the client address (source side), or the
+   * client address behind the peer that sent it (destination side: two
+   * sites may use the same private addresses).
+   */
+  static #source(role: 'source' | 'destination', tuple: FlowTuple, peer?: string): string {
+    return role === 'source' ? tuple.src.address : `${peer}|${tuple.src.address}`;
+  }
+
+  /** May a new flow of `source` be made? Quiet UDP flows make room first; a refusal is counted. */
+  #admit(source: string): boolean {
+    if (this.#closing) {
+      this.counters.refusedLimit++;
+      return false;
+    }
+    const a = this.#admission.admit(source, (victim) => {
+      this.counters.evictedUdp++;
+      (victim as UdpEdge).close('evicted');
+    });
+    if (a.ok) return true;
+    if (a.reason === 'source') this.counters.refusedSourceQuota++;
+    else this.counters.refusedLimit++;
+    return false;
+  }
+
+  /** TCP flows that carried nothing for limits.tcpIdleMs are reset at both ends (UDP edges time out themselves). */
+  #closeIdleTcp(): void {
+    const now = performance.now();
+    const limit = this.config.limits.tcpIdleMs;
+    for (const f of this.#all) {
+      if (f instanceof TcpEdge && now - f.lastActive >= limit) {
+        this.counters.idleTcpClosed++;
+        f.reset(STATUS.timedOut);
+      }
+    }
+  }
+
+  #register(flow: CarriedFlow, source: string): void {
     this.#all.add(flow);
+    this.#admission.add(flow, source, flow.tuple.protocol === 'udp');
     for (const b of flow.branches) {
       this.#flows.set(`${b.peer}|${tupleKey(flow.tuple)}`, flow);
       this.#peers.get(b.peer)?.flows.add(flow);
@@ -318,16 +380,20 @@ export class Gateway extends EventEmitter implements FlowHost {
       return;
     }
     const route = this.#routes.choose(c.entry, c.dst.address);
-    if (!route.ok || this.#all.size >= this.config.limits.maxFlows || this.#closing) {
-      if (!route.ok) this.counters.refusedNoRoute++;
-      else this.counters.refusedLimit++;
+    if (!route.ok) {
+      this.counters.refusedNoRoute++;
       resetSocket(c.socket);
       return;
     }
     // The same tuple still carried (a client reusing its port at once): the old flow is gone.
     for (const peer of route.peers) this.#flows.get(`${peer}|${tupleKey(tuple)}`)?.abort(peer, STATUS.resetByPeer);
+    const source = Gateway.#source('source', tuple);
+    if (!this.#admit(source)) {
+      resetSocket(c.socket);
+      return;
+    }
     const edge = new TcpEdge({ tuple, role: 'source', peers: route.peers, domain: c.entry.domain, host: this, entry: c.entry.name, openTimeoutMs: this.config.limits.openTimeoutMs, counters: this.counters });
-    this.#register(edge);
+    this.#register(edge, source);
     this.counters.flowsOpened++;
     try {
       c.socket.setNoDelay(true);
@@ -362,12 +428,10 @@ export class Gateway extends EventEmitter implements FlowHost {
     }
     let flow = this.#flows.get(`${route.peers[0]}|${tupleKey(tuple)}`);
     if (!flow) {
-      if (this.#all.size >= this.config.limits.maxFlows || this.#closing) {
-        this.counters.refusedLimit++;
-        return;
-      }
+      const source = Gateway.#source('source', tuple);
+      if (!this.#admit(source)) return;
       flow = new UdpEdge({ tuple, role: 'source', peers: route.peers, domain: d.entry.domain, host: this, idleMs: this.config.limits.udpIdleMs, entry: d.entry.name, counters: this.counters, reply: d.reply });
-      this.#register(flow);
+      this.#register(flow, source);
       this.counters.flowsOpened++;
     }
     (flow as UdpEdge).fromClient(d.data);
@@ -441,13 +505,13 @@ export class Gateway extends EventEmitter implements FlowHost {
       this.#refuse(peer, domain, tuple, 'open-ok', STATUS.noRoute);
       return;
     }
-    if (this.#all.size >= this.config.limits.maxFlows || this.#closing) {
-      this.counters.refusedLimit++;
+    const source = Gateway.#source('destination', tuple, peer.config.name);
+    if (!this.#admit(source)) {
       this.#refuse(peer, domain, tuple, 'open-ok', STATUS.limit);
       return;
     }
     const edge = new TcpEdge({ tuple, role: 'destination', peers: [peer.config.name], domain, host: this, counters: this.counters });
-    this.#register(edge);
+    this.#register(edge, source);
     this.counters.flowsDelivered++;
     // The open itself is message 0 of the peer's sequence.
     edge.branches[0]!.seqIn = open.header.sequence + 1;
@@ -478,12 +542,14 @@ export class Gateway extends EventEmitter implements FlowHost {
       this.#refuse(peer, domain, tuple, 'reset', STATUS.noRoute);
       return undefined;
     }
-    if (this.#all.size >= this.config.limits.maxFlows || this.#closing) {
-      this.counters.refusedLimit++;
+    const source = Gateway.#source('destination', tuple, peer.config.name);
+    if (!this.#admit(source)) {
+      // Said at once, so the source side ends its flow instead of sending into nothing.
+      this.#refuse(peer, domain, tuple, 'reset', STATUS.limit);
       return undefined;
     }
     const edge = new UdpEdge({ tuple, role: 'destination', peers: [peer.config.name], domain, host: this, idleMs: this.config.limits.udpIdleMs, counters: this.counters, ...(this.#mark ? { mark: this.#mark } : {}) });
-    this.#register(edge);
+    this.#register(edge, source);
     this.counters.flowsDelivered++;
     edge.connect();
     return edge;
@@ -519,6 +585,10 @@ export class Gateway extends EventEmitter implements FlowHost {
         };
       }),
       flows: [...this.#all].map((f) => f.status()),
+      table: (() => {
+        const busiest = this.#admission.busiest();
+        return { flows: this.#admission.size, maxFlows: this.config.limits.maxFlows, maxFlowsPerSource: this.config.limits.maxFlowsPerSource, ...(busiest ? { busiestSource: busiest } : {}) };
+      })(),
       counters: { ...this.counters },
     };
   }

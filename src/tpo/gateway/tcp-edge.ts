@@ -73,6 +73,7 @@ export class TcpEdge implements CarriedFlow {
   #consumed = 0;
   #state = 'opening';
   #openTimer: NodeJS.Timeout | undefined;
+  #lastActive = performance.now();
 
   constructor(options: TcpEdgeOptions) {
     this.#o = options;
@@ -152,7 +153,13 @@ export class TcpEdge implements CarriedFlow {
     return this.branches[0]!;
   }
 
+  /** When data last moved either way (the gateway's TCP idle timeout reads it). */
+  get lastActive(): number {
+    return this.#lastActive;
+  }
+
   #onLocalData(chunk: Buffer): void {
+    this.#lastActive = performance.now();
     for (let off = 0; off < chunk.length; off += CHUNK) {
       const piece = chunk.subarray(off, Math.min(chunk.length, off + CHUNK));
       for (const b of this.branches) {
@@ -212,6 +219,7 @@ export class TcpEdge implements CarriedFlow {
       return;
     }
     b.seqIn++;
+    if (m.header.function === 'data') this.#lastActive = performance.now();
     const primary = b === this.#primary();
     switch (m.header.function) {
       case 'open-ok':
@@ -296,6 +304,13 @@ export class TcpEdge implements CarriedFlow {
   #maybeDone(): void {
     const p = this.#primary();
     if (this.#localFin && p.remoteFin) this.#state = 'closing';
+  }
+
+  /** Ends the flow here (idle timeout): every live branch's peer is told with a reset, the application gets an RST. */
+  reset(status: number): void {
+    if (this.#ended) return;
+    for (const b of this.branches) if (!b.done) this.#send(b, 'reset', EMPTY, status);
+    this.#branchFailed(this.#primary(), status);
   }
 
   abort(peer: string, status: number): void {

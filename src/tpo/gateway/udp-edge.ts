@@ -107,9 +107,14 @@ export class UdpEdge implements CarriedFlow {
     this.#fromLocal(data);
   }
 
+  get lastActive(): number {
+    return this.#lastActive;
+  }
+
   #fromLocal(data: Uint8Array): void {
     if (this.#ended) return;
     this.#lastActive = performance.now();
+    this.#o.host.active(this);
     for (const b of this.branches) {
       if (b.done) continue;
       // A thin flow's datagram (DNS, voice, a game's state) is not dropped
@@ -131,6 +136,7 @@ export class UdpEdge implements CarriedFlow {
     if (m.header.sequence !== b.seqIn >>> 0) this.#o.counters.sequenceErrors++;
     b.seqIn = m.header.sequence + 1;
     this.#lastActive = performance.now();
+    this.#o.host.active(this);
     switch (m.header.function) {
       case 'data':
         b.bytesIn += m.data.length;
