@@ -9,7 +9,7 @@ import { readInputText } from './input.js';
 import { Gateway, type GatewayStatus } from '../tpo/gateway/gateway.js';
 import { ExplicitInterception, type Interception } from '../tpo/gateway/explicit.js';
 import { DEFAULT_MARK, TransparentInterception } from '../tpo/gateway/transparent.js';
-import { defaultControlPath, fetchStatus, startControlServer } from '../tpo/gateway/control.js';
+import { ControlSocketError, defaultControlPath, fetchStatus, startControlServer } from '../tpo/gateway/control.js';
 import { PolicyValidationError } from '../errors.js';
 import { EXIT, emitJson, table } from './output.js';
 
@@ -116,10 +116,16 @@ export async function runTpo(o: TpoRunOptions): Promise<number> {
   const controlPath = config.control ?? defaultControlPath(config.name);
   let control: Awaited<ReturnType<typeof startControlServer>>;
   try {
-    control = await startControlServer(controlPath, () => gateway.status());
+    // The default location is a private directory of this user; a configured one is the operator's choice.
+    control = await startControlServer(controlPath, () => gateway.status(), { privateDir: config.control === undefined });
   } catch (err) {
     await gateway.close();
     await interception?.close();
+    if (err instanceof ControlSocketError) {
+      // A path problem is the operator's to fix (config `control:`): said plainly, exit 2, no stack trace.
+      process.stderr.write(`sluice tpo: ${err.message}\n`);
+      return EXIT.USAGE;
+    }
     throw err;
   }
   const say = (text: string, event: string, data: Record<string, unknown>) => {
