@@ -12,6 +12,8 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freeTcpPort, startPair } from './gateway-helpers.js';
+import { MAX_CARRIED_DATAGRAM } from '../../src/tpo/gateway/udp-edge.js';
+import { PacketDriver } from '../../src/tpo/packet-driver.js';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
@@ -224,5 +226,104 @@ for (const abrupt of [false, true]) test(`a far gateway ${abrupt ? 'crash (no go
     await pair.close();
     await new Promise<void>((r) => sink.close(() => r()));
     await echoSrv.close();
+  }
+});
+
+/** Whether this host has IPv6 loopback (a container may not). */
+async function ipv6Loopback(): Promise<boolean> {
+  const s = dgram.createSocket('udp6');
+  try {
+    await new Promise<void>((resolve, reject) => {
+      s.once('error', reject);
+      s.bind(0, '::1', () => resolve());
+    });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    try {
+      s.close();
+    } catch {
+      /* never bound */
+    }
+  }
+}
+
+test('an IPv6 client of an IPv4 target is carried, TCP and UDP (the tuple crosses IPv4-mapped; it once crashed the gateway)', { timeout: 30_000 }, async (t) => {
+  if (!(await ipv6Loopback())) {
+    t.skip('no IPv6 loopback on this host');
+    return;
+  }
+  const server = await hashServer(() => Buffer.from('tail'));
+  const echo = dgram.createSocket('udp4');
+  await new Promise<void>((r) => echo.bind(0, '127.0.0.1', r));
+  echo.on('message', (m, r) => echo.send(Buffer.concat([Buffer.from('re:'), m]), r.port, r.address));
+  const lt = await freeTcpPort();
+  const lu = await freeTcpPort();
+  const pair = await startPair({
+    table: [
+      { protocol: 'tcp', listen: `[::1]:${lt}`, target: `127.0.0.1:${server.port}` },
+      { protocol: 'udp', listen: `[::1]:${lu}`, target: `127.0.0.1:${echo.address().port}` },
+    ],
+  });
+  const c = dgram.createSocket('udp6');
+  try {
+    const data = randomBytes(100_000);
+    const got = await new Promise<Buffer>((resolve, reject) => {
+      const s = net.connect({ host: '::1', port: lt, allowHalfOpen: true });
+      const chunks: Buffer[] = [];
+      s.on('data', (d) => chunks.push(d));
+      s.on('end', () => resolve(Buffer.concat(chunks)));
+      s.on('error', reject);
+      s.on('connect', () => s.end(data));
+    });
+    assert.equal(got.toString(), `${sha(data)}tail`);
+    await new Promise<void>((r) => c.bind(0, '::1', r));
+    const reply = new Promise<string>((resolve) => c.once('message', (m) => resolve(m.toString())));
+    c.send('ping', lu, '::1');
+    assert.equal(await reply, 're:ping');
+    assert.ok(pair.a.status().flows.some((f) => f.tuple.startsWith('udp ::1:') && f.tuple.includes('> ::ffff:127.0.0.1:')));
+    assert.equal(pair.a.status().counters.flowErrors, 0);
+  } finally {
+    c.close();
+    echo.close();
+    await pair.close();
+    await server.close();
+  }
+});
+
+test('UDP datagrams too large for a driver buffer are dropped and counted on both sides; the flow and the gateways go on', { timeout: 30_000 }, async () => {
+  // The server answers 'big' with a 40,000-byte datagram (more than a 32 KiB driver buffer holds), anything else with an echo.
+  const server = dgram.createSocket('udp4');
+  await new Promise<void>((r) => server.bind(0, '127.0.0.1', r));
+  server.on('message', (m, r) => server.send(m.toString() === 'big' ? Buffer.alloc(40_000, 7) : Buffer.concat([Buffer.from('re:'), m.subarray(0, 16)]), r.port, r.address));
+  const l = await freeTcpPort();
+  const pair = await startPair({ table: [{ protocol: 'udp', listen: `127.0.0.1:${l}`, target: `127.0.0.1:${server.address().port}` }] });
+  const c = dgram.createSocket('udp4');
+  await new Promise<void>((r) => c.bind(0, '127.0.0.1', r));
+  const replies: Buffer[] = [];
+  c.on('message', (m) => replies.push(m));
+  const errors: unknown[] = [];
+  const onUncaught = (err: unknown) => errors.push(err);
+  process.on('uncaughtException', onUncaught);
+  try {
+    c.send(Buffer.alloc(40_000, 1), l, '127.0.0.1'); // too large at the source gateway
+    c.send('big', l, '127.0.0.1'); // its answer too large at the destination gateway
+    await sleep(500);
+    c.send('small', l, '127.0.0.1');
+    const t0 = performance.now();
+    while (!replies.some((m) => m.toString() === 're:small') && performance.now() - t0 < 10_000) await sleep(20);
+    assert.ok(replies.some((m) => m.toString() === 're:small'), 'the flow still carries');
+    assert.equal(pair.a.status().counters.udpTooLarge, 1, 'the client datagram, at the source gateway');
+    assert.equal(pair.b.status().counters.udpTooLarge, 1, "the server's answer, at the destination gateway");
+    assert.equal(pair.a.status().counters.unsendable + pair.b.status().counters.unsendable, 0);
+    // The limit is what a default driver buffer takes, exactly.
+    assert.equal(MAX_CARRIED_DATAGRAM, new PacketDriver(() => undefined).maxMessageData(true));
+    assert.deepEqual(errors, []);
+  } finally {
+    process.off('uncaughtException', onUncaught);
+    c.close();
+    server.close();
+    await pair.close();
   }
 });

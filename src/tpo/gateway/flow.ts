@@ -5,6 +5,7 @@
  * and the gateway services a flow needs. The TCP and UDP edges build on
  * this; the gateway routes messages to them by (peer, tuple).
  */
+import { isIPv4 } from 'node:net';
 import type { CarriedMessage } from '../../wire/tpo/driver-buffer.js';
 import type { MessageFunction, MessageProtocol } from '../../wire/tpo/message.js';
 
@@ -21,6 +22,20 @@ export interface FlowTuple {
 
 export function tupleKey(t: FlowTuple): string {
   return `${t.protocol} ${t.src.address}:${t.src.port} > ${t.dst.address}:${t.dst.port}`;
+}
+
+/**
+ * The tuple as the wire can name it: both addresses of one family
+ * (docs/WIRE.md §1). An IPv6 client of an IPv4 target (an explicit
+ * listener on `[::]`, say) gets its IPv4 address written IPv4-mapped, so
+ * the far side connects to `::ffff:a.b.c.d` (dual-stack) instead of the
+ * message failing to encode.
+ */
+export function oneFamily(t: FlowTuple): FlowTuple {
+  const src4 = isIPv4(t.src.address);
+  if (src4 === isIPv4(t.dst.address)) return t;
+  const mapped = (h: HostPort): HostPort => (isIPv4(h.address) ? { address: `::ffff:${h.address}`, port: h.port } : h);
+  return { protocol: t.protocol, src: mapped(t.src), dst: mapped(t.dst) };
 }
 
 /** Status codes (docs/WIRE.md §1). */

@@ -31,7 +31,7 @@ import { openDatagramPort, type DatagramPort } from '../datagram-port.js';
 import { PortDemux } from './port-demux.js';
 import { markedTcpSocket } from '../intercept/socket-mark.js';
 import { resetSocket, type Interception, type TcpIntercepted, type UdpIntercepted } from './explicit.js';
-import { message, STATUS, statusOfError, tupleKey, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple } from './flow.js';
+import { message, oneFamily, STATUS, statusOfError, tupleKey, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple } from './flow.js';
 import { RouteTable } from './routes.js';
 import { FlowSequencer } from './flow-sequencer.js';
 import { TcpEdge } from './tcp-edge.js';
@@ -59,10 +59,14 @@ export interface GatewayCounters {
   /** Messages for no known flow (answered with a reset where one is due). */
   unknownFlow: number;
   udpDropped: number;
+  /** UDP datagrams larger than one message carries (MAX_CARRIED_DATAGRAM, about 32 KiB): dropped. */
+  udpTooLarge: number;
   droppedReplies: number;
   sequenceErrors: number;
   /** Intercepted TCP connections reset because their open was not answered within limits.openTimeoutMs. */
   openTimedOut: number;
+  /** Messages the peer link refused to queue (a UDP datagram larger than a driver buffer): dropped. */
+  unsendable: number;
   /** Flows ended because handling a message threw (a bug or a refused socket call): counted, never fatal. */
   flowErrors: number;
 }
@@ -131,7 +135,7 @@ export interface GatewayOptions {
 export class Gateway extends EventEmitter implements FlowHost {
   readonly config: TpoConfig;
   readonly counters: GatewayCounters = {
-    flowsOpened: 0, flowsDelivered: 0, refusedNoRoute: 0, refusedLimit: 0, refusedSourceQuota: 0, evictedUdp: 0, idleTcpClosed: 0, refusedNotAllowed: 0, refusedUndeliverable: 0, unknownFlow: 0, udpDropped: 0, droppedReplies: 0, sequenceErrors: 0, openTimedOut: 0, flowErrors: 0,
+    flowsOpened: 0, flowsDelivered: 0, refusedNoRoute: 0, refusedLimit: 0, refusedSourceQuota: 0, evictedUdp: 0, idleTcpClosed: 0, refusedNotAllowed: 0, refusedUndeliverable: 0, unknownFlow: 0, udpDropped: 0, udpTooLarge: 0, droppedReplies: 0, sequenceErrors: 0, openTimedOut: 0, unsendable: 0, flowErrors: 0,
   };
   readonly #port: DatagramPort;
   readonly #demux: PortDemux;
@@ -286,7 +290,15 @@ export class Gateway extends EventEmitter implements FlowHost {
   send(peer: string, domain: number, m: CarriedMessage, urgent = false): boolean {
     const p = this.#peers.get(peer);
     if (!p || this.#closed) return false;
-    return p.link.send(domain, m, urgent);
+    try {
+      return p.link.send(domain, m, urgent);
+    } catch (err) {
+      // A message the link cannot take (a UDP datagram larger than a driver buffer holds, ~32 KiB) is
+      // dropped and counted here: the edge's socket handler that sent it must not throw (it would end the process).
+      this.counters.unsendable++;
+      this.emit('flow-error', err);
+      return false;
+    }
   }
 
   hasRoom(peer: string, kind: 'stream' | 'datagram' | 'urgent' = 'stream'): boolean {
@@ -373,7 +385,7 @@ export class Gateway extends EventEmitter implements FlowHost {
   }
 
   #carryTcp(c: TcpIntercepted): void {
-    const tuple: FlowTuple = { protocol: 'tcp', src: c.src, dst: c.dst };
+    const tuple = oneFamily({ protocol: 'tcp', src: c.src, dst: c.dst });
     if (undeliverable(c.dst.address, c.dst.port) || undeliverable(c.src.address, c.src.port)) {
       this.counters.refusedUndeliverable++;
       resetSocket(c.socket);
@@ -415,7 +427,7 @@ export class Gateway extends EventEmitter implements FlowHost {
   }
 
   #carryUdp(d: UdpIntercepted): void {
-    const tuple: FlowTuple = { protocol: 'udp', src: d.src, dst: d.dst };
+    const tuple = oneFamily({ protocol: 'udp', src: d.src, dst: d.dst });
     // A reply could not go back to a source port 0, nor anything to a broadcast or multicast destination.
     if (undeliverable(d.dst.address, d.dst.port) || undeliverable(d.src.address, d.src.port)) {
       this.counters.refusedUndeliverable++;

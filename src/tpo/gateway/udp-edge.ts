@@ -17,7 +17,16 @@ import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import { markDgramSocket } from '../intercept/socket-mark.js';
 import { message, newBranch, STATUS, type Branch, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple, tupleKey } from './flow.js';
-import type { CarriedMessage } from '../../wire/tpo/driver-buffer.js';
+import { ROUTING_HEADER_LENGTH, type CarriedMessage } from '../../wire/tpo/driver-buffer.js';
+import { MESSAGE_HEADER_V6 } from '../../wire/tpo/message.js';
+
+/**
+ * The largest datagram one message carries: a message must fit a driver
+ * buffer (packet-driver.ts: 32 KiB by default, minus its routing header
+ * and an IPv6 message header). Larger datagrams are dropped and counted
+ * (`udpTooLarge`) before they take a sequence number, so the flow goes on.
+ */
+export const MAX_CARRIED_DATAGRAM = 32 * 1024 - ROUTING_HEADER_LENGTH - MESSAGE_HEADER_V6;
 
 /** Receive buffer of a destination-side UDP socket (one per flow). */
 const UDP_EDGE_BUFFER = 1 << 20;
@@ -30,7 +39,7 @@ export interface UdpEdgeOptions {
   readonly host: FlowHost;
   readonly idleMs: number;
   readonly entry?: string;
-  readonly counters: { udpDropped: number; sequenceErrors: number };
+  readonly counters: { udpDropped: number; udpTooLarge: number; sequenceErrors: number };
   /** Source side: sends a reply datagram to the client. */
   readonly reply?: (data: Uint8Array) => void;
   /** Destination side: SO_MARK for the socket towards the destination (transparent interception skips it). */
@@ -113,6 +122,10 @@ export class UdpEdge implements CarriedFlow {
 
   #fromLocal(data: Uint8Array): void {
     if (this.#ended) return;
+    if (data.length > MAX_CARRIED_DATAGRAM) {
+      this.#o.counters.udpTooLarge++;
+      return;
+    }
     this.#lastActive = performance.now();
     this.#o.host.active(this);
     for (const b of this.branches) {
