@@ -28,6 +28,16 @@ import { MESSAGE_HEADER_V6 } from '../../wire/tpo/message.js';
  */
 export const MAX_CARRIED_DATAGRAM = 32 * 1024 - ROUTING_HEADER_LENGTH - MESSAGE_HEADER_V6;
 
+/**
+ * Datagrams held while the destination socket binds (one event-loop turn
+ * or so). The flow sequencer can release a whole burst at once — a flow's
+ * first datagram lost on the WAN holds the rest until it is repaired — so
+ * this holds what the sequencer may release in one go (it holds up to
+ * 8192 per flow), bounded in bytes too.
+ */
+const PENDING_DATAGRAMS = 1024;
+const PENDING_BYTES = 1 << 20;
+
 /** Receive buffer of a destination-side UDP socket (one per flow). */
 const UDP_EDGE_BUFFER = 1 << 20;
 
@@ -59,6 +69,7 @@ export class UdpEdge implements CarriedFlow {
   #bound = false;
   /** Datagrams that arrived before the socket was bound (and marked). */
   readonly #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
 
   constructor(options: UdpEdgeOptions) {
     this.#o = options;
@@ -107,6 +118,7 @@ export class UdpEdge implements CarriedFlow {
         }
       }
       this.#bound = true;
+      this.#pendingBytes = 0;
       for (const d of this.#pending.splice(0)) this.#toDestination(d);
     });
   }
@@ -155,8 +167,11 @@ export class UdpEdge implements CarriedFlow {
         b.bytesIn += m.data.length;
         if (this.role === 'destination') {
           if (this.#bound) this.#toDestination(m.data);
-          else if (this.#pending.length < 64) this.#pending.push(m.data);
-          else this.#o.counters.udpDropped++;
+          else if (this.#pending.length < PENDING_DATAGRAMS && this.#pendingBytes + m.data.length <= PENDING_BYTES) {
+            // A copy: the message may be a view into a whole driver buffer, which it would keep alive.
+            this.#pending.push(Uint8Array.from(m.data));
+            this.#pendingBytes += m.data.length;
+          } else this.#o.counters.udpDropped++;
         } else {
           try {
             this.#o.reply?.(m.data);
