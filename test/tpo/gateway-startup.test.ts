@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
-import { startCli } from '../helpers/cli.js';
+import { runCli, startCli } from '../helpers/cli.js';
 import { parseTpoConfig } from '../../src/tpo/config.js';
 import { Gateway } from '../../src/tpo/gateway/gateway.js';
 import { ExplicitInterception } from '../../src/tpo/gateway/explicit.js';
@@ -219,5 +219,22 @@ test('an interception with no consumer resets its connections instead of holding
   } finally {
     // Closes at once: no connection is left for the server to wait for.
     await ic.close();
+  }
+});
+
+test('sluice tpo whose listener address is taken says so plainly and exits 1 (no stack trace, nothing left running)', { timeout: 60_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-startup-'));
+  const busy = net.createServer();
+  await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+  const taken = (busy.address() as net.AddressInfo).port;
+  try {
+    const cfg = gatewayConfigs(dir, { portA: await freeUdpPort(), portB: 1, peerOfA: await freeUdpPort(), listen: taken, target: 9, openTimeoutMs: 30_000 });
+    const r = await runCli(['tpo', '--config', cfg.a], 30_000);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`listen \\(tcp\\) failed: EADDRINUSE \\(table entry tcp#0 on 127\\.0\\.0\\.1:${taken}\\)`));
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  } finally {
+    busy.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

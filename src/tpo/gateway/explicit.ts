@@ -17,7 +17,8 @@
 import { EventEmitter } from 'node:events';
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { unmapAddress } from '../../policy/endpoint.js';
+import { unmapAddress, type Endpoint } from '../../policy/endpoint.js';
+import { fromNodeError } from '../../errors.js';
 import type { TableEntry } from '../config.js';
 import { FlowTable, type FlowEntry } from '../flow-table.js';
 import type { HostPort } from './flow.js';
@@ -80,7 +81,14 @@ export class ExplicitInterception extends EventEmitter implements Interception {
 
   async listen(): Promise<void> {
     try {
-      for (const e of this.#entries) await this.#listen(e);
+      for (const e of this.#entries) {
+        try {
+          await this.#listen(e);
+        } catch (err) {
+          // EADDRINUSE, EADDRNOTAVAIL, EACCES: a typed error naming the entry and address, not a stack trace.
+          throw fromNodeError(`listen (${e.protocol})`, err, `table entry ${e.name} on ${e.listen ? hostPort(e.listen) : '?'}`);
+        }
+      }
     } catch (err) {
       await this.close();
       throw err;
@@ -177,4 +185,8 @@ export function resetSocket(s: net.Socket): void {
   if (s.destroyed) return;
   if (typeof s.resetAndDestroy === 'function' && !s.connecting) s.resetAndDestroy();
   else s.destroy();
+}
+
+function hostPort(e: Endpoint): string {
+  return e.family === 6 ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
 }
