@@ -22,6 +22,7 @@ import { runCli, startCli } from '../helpers/cli.js';
 import { parseTpoConfig } from '../../src/tpo/config.js';
 import { Gateway } from '../../src/tpo/gateway/gateway.js';
 import { ExplicitInterception } from '../../src/tpo/gateway/explicit.js';
+import { fetchStatus } from '../../src/tpo/gateway/control.js';
 import { freeTcpPort, freeUdpPort } from './gateway-helpers.js';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
@@ -44,9 +45,9 @@ type Outcome = 'refused' | 'ok' | 'reset' | 'corrupt' | 'hang';
  * One client: connect, send `data`, half-close, read to FIN. 'refused': no
  * listener yet; 'hang': neither an answer nor a reset within `hangMs`.
  */
-function client(port: number, data: Buffer, hangMs: number, connected?: () => void): Promise<Outcome> {
+function client(host: string, port: number, data: Buffer, hangMs: number, connected?: () => void): Promise<Outcome> {
   return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    const s = net.connect({ host, port, allowHalfOpen: true });
     const chunks: Buffer[] = [];
     let isConnected = false;
     const done = (o: Outcome) => {
@@ -73,13 +74,13 @@ function client(port: number, data: Buffer, hangMs: number, connected?: () => vo
  * gateway's start and its peer session's coming up. Returns every
  * connected client's outcome.
  */
-async function storm(port: number, count: number, hangMs: number, appearMs = 60_000): Promise<{ all: Promise<Outcome>[]; connected: () => number }> {
+async function storm(host: string, port: number, count: number, hangMs: number, appearMs = 60_000): Promise<{ all: Promise<Outcome>[]; connected: () => number }> {
   let connectedCount = 0;
   const onConnect = () => connectedCount++;
   const pending: Promise<Outcome>[] = [];
   const t0 = performance.now();
   for (;;) {
-    const first = client(port, randomBytes(1000), hangMs, onConnect);
+    const first = client(host, port, randomBytes(1000), hangMs, onConnect);
     // A refused attempt ends at once; a connected one is kept and the storm starts.
     const raced = await Promise.race([first, sleep(20).then(() => 'pending' as const)]);
     if (raced !== 'refused') {
@@ -90,7 +91,7 @@ async function storm(port: number, count: number, hangMs: number, appearMs = 60_
     await sleep(1);
   }
   for (let i = 0; i < count; i++) {
-    pending.push(client(port, randomBytes(1000 + i * 997), hangMs, onConnect));
+    pending.push(client(host, port, randomBytes(1000 + i * 997), hangMs, onConnect));
     await sleep(2);
   }
   return { all: pending, connected: () => connectedCount };
@@ -107,11 +108,21 @@ function exitWithin(child: ChildProcessWithoutNullStreams, ms: number): Promise<
   });
 }
 
-function gatewayConfigs(dir: string, o: { portA: number; portB: number; peerOfA: number; listen: number; target: number; openTimeoutMs: number }) {
+/**
+ * A loopback address of its own for the listener: the storm knocks before
+ * the gateway listens, and on a shared host another process may take a
+ * port that was free a moment ago on 127.0.0.1.
+ */
+function ownLoopback(): string {
+  const b = randomBytes(3);
+  return `127.${(b[0]! % 250) + 3}.${b[1]}.${(b[2]! % 250) + 2}`;
+}
+
+function gatewayConfigs(dir: string, o: { portA: number; portB: number; peerOfA: number; listenHost?: string; listen: number; target: number; openTimeoutMs: number }) {
   const key = randomBytes(32).toString('hex');
   const a = join(dir, 'a.json');
   const b = join(dir, 'b.json');
-  writeFileSync(a, JSON.stringify({ name: 'sa', listen: `127.0.0.1:${o.portA}`, peers: [{ name: 'b', address: `127.0.0.1:${o.peerOfA}`, key, keyId: 1 }], table: [{ protocol: 'tcp', listen: `127.0.0.1:${o.listen}`, target: `127.0.0.1:${o.target}` }], limits: { openTimeoutMs: o.openTimeoutMs }, control: join(dir, 'a.sock') }));
+  writeFileSync(a, JSON.stringify({ name: 'sa', listen: `127.0.0.1:${o.portA}`, peers: [{ name: 'b', address: `127.0.0.1:${o.peerOfA}`, key, keyId: 1 }], table: [{ protocol: 'tcp', listen: `${o.listenHost ?? '127.0.0.1'}:${o.listen}`, target: `127.0.0.1:${o.target}` }], limits: { openTimeoutMs: o.openTimeoutMs }, control: join(dir, 'a.sock') }));
   writeFileSync(b, JSON.stringify({ name: 'sb', listen: `127.0.0.1:${o.portB}`, peers: [{ name: 'a', key, keyId: 1 }], deliver: { allow: ['127.0.0.1/32'] }, control: join(dir, 'b.sock') }));
   return { a, b };
 }
@@ -119,9 +130,10 @@ function gatewayConfigs(dir: string, o: { portA: number; portB: number; peerOfA:
 test('connections made as soon as the listener appears are carried byte-exact or reset, never left hanging; SIGTERM always ends the gateway', { timeout: 300_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-startup-'));
   const server = await hashServer();
+  const listenHost = ownLoopback();
   const listen = await freeTcpPort();
   const portB = await freeUdpPort();
-  const cfg = gatewayConfigs(dir, { portA: await freeUdpPort(), portB, peerOfA: portB, listen, target: server.port, openTimeoutMs: 3_000 });
+  const cfg = gatewayConfigs(dir, { portA: await freeUdpPort(), portB, peerOfA: portB, listenHost, listen, target: server.port, openTimeoutMs: 3_000 });
   const b = startCli(['tpo', '--config', cfg.b]);
   let a: ChildProcessWithoutNullStreams | undefined;
   let aErr = '';
@@ -140,9 +152,13 @@ test('connections made as soon as the listener appears are carried byte-exact or
       aErr = '';
       a.stderr.on('data', (d) => (aErr += d));
       // openTimeoutMs (3 s) bounds a connection that is not carried; 30 s tells a bound from a hang.
-      const s = await storm(listen, 30, 30_000);
+      const s = await storm(listenHost, listen, 30, 30_000);
       const outcomes = await Promise.all(s.all);
       for (const o of outcomes) counts[o]++;
+      if (outcomes.includes('hang') || outcomes.includes('corrupt')) {
+        // What the gateways held at that moment, for whoever reads the failure.
+        for (const side of ['a', 'b']) console.log(`# ${side}: ${JSON.stringify(await fetchStatus(join(dir, `${side}.sock`)).catch((e: Error) => e.message))}`);
+      }
       a.kill('SIGTERM');
       const exit = await exitWithin(a, 30_000);
       assert.equal(exit, 0, `round ${round}: gateway a after SIGTERM: ${exit}\n${aErr.slice(-2000)}`);
@@ -163,14 +179,15 @@ test('connections made as soon as the listener appears are carried byte-exact or
 
 test('SIGTERM ends a gateway whose connections wait for a peer that never answers; its clients are reset', { timeout: 120_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-startup-'));
+  const listenHost = ownLoopback();
   const listen = await freeTcpPort();
   // Nothing listens on the peer's port: the session never comes up, and the open timeout (60 s) is far off.
-  const cfg = gatewayConfigs(dir, { portA: await freeUdpPort(), portB: 1, peerOfA: await freeUdpPort(), listen, target: 9, openTimeoutMs: 60_000 });
+  const cfg = gatewayConfigs(dir, { portA: await freeUdpPort(), portB: 1, peerOfA: await freeUdpPort(), listenHost, listen, target: 9, openTimeoutMs: 60_000 });
   const a = startCli(['tpo', '--config', cfg.a]);
   let aErr = '';
   a.stderr.on('data', (d) => (aErr += d));
   try {
-    const s = await storm(listen, 10, 90_000);
+    const s = await storm(listenHost, listen, 10, 90_000);
     // Every client is in (connected, unanswered), then the stop.
     const t0 = performance.now();
     while (s.connected() < 11 && performance.now() - t0 < 30_000) await sleep(20);
@@ -199,7 +216,7 @@ test('an open that no answer reaches within limits.openTimeoutMs is reset and co
   const gw = await Gateway.start(config, { interception: ic, io: 'portable' });
   await ic.listen();
   try {
-    const outcome = await client(listen, Buffer.from('hello'), 20_000);
+    const outcome = await client('127.0.0.1', listen, Buffer.from('hello'), 20_000);
     assert.equal(outcome, 'reset');
     assert.equal(gw.status().counters.openTimedOut, 1);
     assert.equal(gw.status().flows.length, 0);
@@ -214,7 +231,7 @@ test('an interception with no consumer resets its connections instead of holding
   const config = parseTpoConfig({ name: 'a', listen: '127.0.0.1:0', peers: [{ name: 'b', address: '127.0.0.1:9', key: randomBytes(32).toString('hex') }], table: [{ protocol: 'tcp', listen: `127.0.0.1:${listen}`, target: '127.0.0.1:9' }] });
   const ic = await ExplicitInterception.start(config.table);
   try {
-    assert.equal(await client(listen, Buffer.from('x'), 20_000), 'reset');
+    assert.equal(await client('127.0.0.1', listen, Buffer.from('x'), 20_000), 'reset');
     assert.equal(ic.stats.refused, 1);
   } finally {
     // Closes at once: no connection is left for the server to wait for.
