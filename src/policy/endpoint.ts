@@ -94,3 +94,9 @@ export function canonicalAddress(address: string): string {
 export function unmapAddress(address: string): string {
   return address.length > 7 && address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }
+
+/** A loopback address (127.0.0.0/8, ::1, or 127/8 IPv4-mapped): reachable from this host only. */
+export function isLoopbackAddress(address: string): boolean {
+  const a = unmapAddress(canonicalAddress(address));
+  return a.startsWith('127.') || a === '::1';
+}

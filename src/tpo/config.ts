@@ -21,7 +21,7 @@
  */
 import { FileRefusedError, readRegularFile } from '../fs/regular-file.js';
 import { z } from 'zod';
-import { parseEndpoint, type Endpoint } from '../policy/endpoint.js';
+import { isLoopbackAddress, parseEndpoint, type Endpoint } from '../policy/endpoint.js';
 import { parseYamlDocument } from '../policy/config.js';
 import { describeIssue } from '../policy/validate.js';
 import { parseSourceRule, type SourceRule } from '../policy/source-filter.js';
@@ -278,6 +278,12 @@ export function parseTpoConfig(value: unknown, source = 'config', readKey: (path
     if (c.intercept.mode === 'explicit') {
       if (!l || !t) issues.push(`${where}: explicit interception needs listen and target`);
       if (e.protocol === 'icmp') issues.push(`${where}: ICMP cannot be intercepted explicitly (there is no listener for it)`);
+      // Like a relay's `allow`: a listener other hosts can reach must name
+      // the clients it carries, or a forged UDP source could have the far
+      // server's replies sent to a third party (docs/SECURITY.md).
+      if (l && raw.src === undefined && !isLoopbackAddress(l.address)) {
+        issues.push(`${where}.src: required for a listener on ${l.address}, which other hosts can reach: the clients it carries (ADDRESS or ADDRESS/PREFIX), or 'any' for everyone`);
+      }
     }
     return { ...e, ...(l ? { listen: l } : {}), ...(t ? { target: t } : {}) };
   });

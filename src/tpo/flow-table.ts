@@ -85,7 +85,9 @@ export function compileFlowTable(inputs: readonly unknown[]): FlowEntry[] {
       if (!r.ok) throw new FlowTableError(`${where}.${field}: ${r.reason}`);
       return r.rule;
     };
-    const src = prefix(e.src, 'src');
+    // `src: any` says in the config that everyone is served (explicit
+    // listeners on a reachable address must say who: see parseTpoConfig).
+    const src = e.src === 'any' ? undefined : prefix(e.src, 'src');
     const dst = prefix(e.dst, 'dst');
     if (src && dst && src.family !== dst.family) throw new FlowTableError(`${where}: src is IPv${src.family} but dst is IPv${dst.family}`);
     if (e.protocol === 'icmp' && (e.srcPort !== undefined || e.dstPort !== undefined)) throw new FlowTableError(`${where}: ICMP has no ports`);

@@ -207,3 +207,17 @@ test('key files: regular files of at most 1 KiB that only the owner may read, re
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('explicit listeners other hosts can reach must name their clients (src), as a relay names allow', () => {
+  const entry = { protocol: 'udp', listen: '0.0.0.0:5353', target: '10.3.0.1:53' };
+  assert.match(issues({ ...base, table: [entry] }).join('\n'), /table\[0\]\.src: required for a listener on 0\.0\.0\.0/);
+  assert.match(issues({ ...base, table: [{ ...entry, listen: '[::]:5353' }] }).join('\n'), /table\[0\]\.src: required/);
+  assert.match(issues({ ...base, table: [{ ...entry, listen: '192.0.2.1:5353' }] }).join('\n'), /table\[0\]\.src: required/);
+  const ok = (e: object) => parseTpoConfig({ ...base, table: [e] }, 't');
+  assert.equal(ok({ ...entry, src: '10.1.0.0/16' }).table[0]!.src?.prefix, 16);
+  assert.equal(ok({ ...entry, src: 'any' }).table[0]!.src, undefined, "'any' serves everyone");
+  assert.equal(ok({ ...entry, listen: '127.0.0.2:5353' }).table.length, 1, 'loopback: reachable from this host only');
+  assert.equal(ok({ ...entry, listen: '[::1]:5353' }).table.length, 1);
+  // Transparent entries match routed traffic: src stays optional there.
+  assert.equal(parseTpoConfig({ ...base, intercept: { mode: 'transparent' }, table: [{ protocol: 'udp', dst: '10.3.0.0/16' }] }, 't').table.length, 1);
+});
