@@ -348,8 +348,15 @@ class Lane {
       return;
     }
     // No callback: a per-datagram closure costs more than it tells; errors
-    // surface as the socket's 'error' event and are counted there.
-    this.out.send(buf, to.port, to.address);
+    // surface as the socket's 'error' event and are counted there. What
+    // node:dgram refuses outright (a learned peer's port 0, say) throws at
+    // once — here, from the delivery timer — so it is counted the same way.
+    try {
+      this.out.send(buf, to.port, to.address);
+    } catch {
+      c.sendErrors++;
+      return;
+    }
     c.forwarded++;
     c.forwardedBytes += buf.length;
   }

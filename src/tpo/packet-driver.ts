@@ -20,13 +20,22 @@
  * not: compressing one party's bytes with another's leaks them through the
  * length (CRIME).
  *
+ * Encoding happens in push(): a message is checked and written into its
+ * open buffer there, so a message the wire cannot carry is refused to the
+ * caller at once (a WireError naming the field), and sealing later — from
+ * the deadline timer, where a throw would end the process — only
+ * compresses and frames bytes already known to be good. Writing at push
+ * also copies the data then, so a caller that reuses its buffer afterwards
+ * cannot change what is sent.
+ *
  * Decoding bounds the decompressor by the buffer's declared raw length
  * before it runs, so a small buffer cannot expand into a large one.
  */
 import * as zlib from 'node:zlib';
 import { WireError } from '../wire/tpo/errors.js';
-import { decodeDriverBuffer, decodeMessages, encodeDriverBuffer, encodeMessages, MAX_DRIVER_BUFFER, MAX_MESSAGES, ROUTING_HEADER_LENGTH, type CarriedMessage, type Codec, type RoutingHeader } from '../wire/tpo/driver-buffer.js';
-import { messageHeaderLength } from '../wire/tpo/message.js';
+import { decodeDriverBuffer, decodeMessages, encodeDriverBuffer, MAX_DRIVER_BUFFER, MAX_MESSAGES, ROUTING_HEADER_LENGTH, type CarriedMessage, type Codec, type RoutingHeader } from '../wire/tpo/driver-buffer.js';
+import { checkMessageHeader, messageHeaderLength, writeMessageHeader } from '../wire/tpo/message.js';
+import { Writer } from '../wire/tpo/cursor.js';
 
 export type CompressionChoice = 'auto' | 'brotli' | 'deflate' | 'none';
 
@@ -63,6 +72,12 @@ export interface PacketDriverStats {
   compressed: number;
   /** Buffers sent uncompressed because compressing did not pay (or was skipped after it did not). */
   notCompressible: number;
+  /**
+   * Buffers lost because sealing them threw (their consumer failed, a bug):
+   * counted and reported once as a process warning, never thrown from the
+   * deadline timer.
+   */
+  sealFailures: number;
 }
 
 const DEFAULT_MAX_BUFFER = 32 * 1024;
@@ -77,14 +92,19 @@ const GIVE_UP_AFTER = 4;
 const SKIP_BUFFERS = 32;
 const BROTLI_QUALITY = 4;
 
+/** An open buffer starts this large and doubles as messages arrive, up to maxBufferBytes. */
+const INITIAL_OPEN_BYTES = 4096;
+
 interface OpenBuffer {
-  messages: CarriedMessage[];
+  /** The messages as they will be carried, back to back (written at push). */
+  raw: Uint8Array;
   bytes: number;
+  count: number;
   timer: NodeJS.Timeout | undefined;
 }
 
 export class PacketDriver {
-  readonly stats: PacketDriverStats = { messages: 0, buffers: 0, rawBytes: 0, bufferBytes: 0, compressed: 0, notCompressible: 0 };
+  readonly stats: PacketDriverStats = { messages: 0, buffers: 0, rawBytes: 0, bufferBytes: 0, compressed: 0, notCompressible: 0, sealFailures: 0 };
   readonly #maxBytes: number;
   readonly #flushMs: number;
   readonly #compression: CompressionChoice;
@@ -116,28 +136,47 @@ export class PacketDriver {
    * Queues a message of trust domain `domain` (0..255). `urgent` messages
    * (small flows, control) are aggregated in buffers of their own, which the
    * data mover sends ahead of queued bulk (SealedBuffer.urgent).
+   *
+   * Throws a WireError, and queues nothing, for a message the wire cannot
+   * carry: a header field out of range or of no known code, addresses of
+   * two families, a dataLength other than the data's, a domain outside
+   * 0..255, or more data than a buffer holds. The message's bytes are
+   * copied here.
    */
   push(domain: number, message: CarriedMessage, urgent = false): void {
     if (this.#closed) throw new Error('packet driver is closed');
-    const size = messageHeaderLength(message.header) + message.data.length;
+    if (!Number.isInteger(domain) || domain < 0 || domain > 0xff) throw new WireError('value', `trust domain ${domain} is not an integer in 0..255`, 'domain');
+    const h = message.header;
+    checkMessageHeader(h);
+    if (h.dataLength !== message.data.length) throw new WireError('length', `message: dataLength ${h.dataLength} but ${message.data.length} bytes of data`, 'dataLength');
+    const size = messageHeaderLength(h) + message.data.length;
     if (ROUTING_HEADER_LENGTH + size > this.#maxBytes) {
       throw new WireError('length', `message of ${message.data.length} data bytes exceeds the driver buffer maximum of ${this.#maxBytes} bytes`, 'dataLength');
     }
     // One open buffer per domain and lane.
     const lane = urgent ? domain + URGENT_LANE : domain;
     let open = this.#open.get(lane);
-    if (open && (ROUTING_HEADER_LENGTH + open.bytes + size > this.#maxBytes || open.messages.length >= MAX_MESSAGES)) {
+    if (open && (ROUTING_HEADER_LENGTH + open.bytes + size > this.#maxBytes || open.count >= MAX_MESSAGES)) {
       this.#seal(lane, 'full');
       open = undefined;
     }
     if (!open) {
-      open = { messages: [], bytes: 0, timer: undefined };
+      open = { raw: new Uint8Array(Math.min(this.#maxBytes, Math.max(INITIAL_OPEN_BYTES, size))), bytes: 0, count: 0, timer: undefined };
       this.#open.set(lane, open);
       // The deadline runs from the buffer's first message.
-      open.timer = setTimeout(() => this.#seal(lane, 'deadline'), this.#flushMs);
+      open.timer = setTimeout(() => this.#sealOnDeadline(lane), this.#flushMs);
     }
-    open.messages.push(message);
+    if (open.bytes + size > open.raw.length) {
+      const grown = new Uint8Array(Math.min(this.#maxBytes, Math.max(open.raw.length * 2, open.bytes + size)));
+      grown.set(open.raw.subarray(0, open.bytes));
+      open.raw = grown;
+    }
+    // Checked above, so this cannot throw half-way.
+    const w = new Writer(open.raw.subarray(open.bytes, open.bytes + size));
+    writeMessageHeader(w, h);
+    w.bytesOf(message.data);
     open.bytes += size;
+    open.count++;
     this.stats.messages++;
     if (ROUTING_HEADER_LENGTH + open.bytes >= this.#maxBytes) this.#seal(lane, 'full');
   }
@@ -152,6 +191,21 @@ export class PacketDriver {
     this.#closed = true;
   }
 
+  /**
+   * The deadline timer's seal. Everything in the buffer was checked at
+   * push, so this does not throw for what a message holds; should the
+   * consumer throw (a bug), the buffer is counted lost and reported once,
+   * instead of an uncaught exception ending the process.
+   */
+  #sealOnDeadline(lane: number): void {
+    try {
+      this.#seal(lane, 'deadline');
+    } catch (err) {
+      this.stats.sealFailures++;
+      if (this.stats.sealFailures === 1) process.emitWarning(`packet driver: a sealed buffer was lost (${err instanceof Error ? err.message : String(err)})`, { code: 'SLUICE_TPO_SEAL' });
+    }
+  }
+
   #seal(lane: number, reason: SealedBuffer['reason']): void {
     const open = this.#open.get(lane);
     if (!open) return;
@@ -159,13 +213,13 @@ export class PacketDriver {
     const urgent = lane >= URGENT_LANE;
     const domain = urgent ? lane - URGENT_LANE : lane;
     if (open.timer) clearTimeout(open.timer);
-    const raw = encodeMessages(open.messages);
+    const raw = open.raw.subarray(0, open.bytes);
     const { codec, payload } = this.#compress(domain, raw);
-    const bytes = encodeDriverBuffer({ function: 'messages', codec, domain, count: open.messages.length, rawLength: raw.length }, payload);
+    const bytes = encodeDriverBuffer({ function: 'messages', codec, domain, count: open.count, rawLength: raw.length }, payload);
     this.stats.buffers++;
     this.stats.rawBytes += raw.length;
     this.stats.bufferBytes += bytes.length;
-    this.onBuffer({ bytes, domain, messages: open.messages.length, rawBytes: raw.length, codec, reason, urgent });
+    this.onBuffer({ bytes, domain, messages: open.count, rawBytes: raw.length, codec, reason, urgent });
   }
 
   #compress(domain: number, raw: Uint8Array): { codec: Codec; payload: Uint8Array } {

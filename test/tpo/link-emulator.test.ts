@@ -510,3 +510,24 @@ test('set() validates and changes only what it names', async () => {
     await emu.close();
   }
 });
+
+test('a peer the socket refuses to send to (port 0) costs a counted send error, never a throw from the delivery timer', { timeout: 60_000 }, async () => {
+  const A = await endpoint();
+  const uncaught: unknown[] = [];
+  const onUncaught = (err: unknown) => uncaught.push(err);
+  process.on('uncaughtException', onUncaught);
+  // A learned source may be anything the network delivers (a raw packet's source port 0 included).
+  const emu = await LinkEmulator.create({ peerA: A.peer, peerB: { address: '127.0.0.1', port: 0 } });
+  try {
+    emu.set('both', { delayMs: 2 });
+    await sendBatched(A.socket, emu.a, 5, () => 50);
+    await until('5 send errors', () => emu.stats('aToB').sendErrors === 5);
+    await sleep(20);
+    assert.deepEqual(uncaught, []);
+    assert.equal(emu.stats('aToB').forwarded, 0);
+  } finally {
+    process.off('uncaughtException', onUncaught);
+    await emu.close();
+    await closeSocket(A.socket);
+  }
+});

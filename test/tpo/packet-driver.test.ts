@@ -123,3 +123,86 @@ test('a message larger than a buffer can hold is refused, naming the limit', () 
   driver.push(0, msg(0, new Uint8Array(driver.maxMessageData(false))));
   driver.close();
 });
+
+/**
+ * A message the wire cannot carry (a field out of range, addresses of two
+ * families, a function or protocol it has no code for, a lying dataLength,
+ * a domain beyond 255) is refused by push() itself, with a WireError the
+ * caller can count: the driver encodes when it seals, from a timer, and a
+ * throw there would end the process and lose every other message of the
+ * buffer.
+ */
+test('push refuses a message the wire cannot carry, at once; nothing throws later from the deadline timer and the buffer\'s other messages arrive', async () => {
+  const uncaught: unknown[] = [];
+  const onUncaught = (err: unknown) => uncaught.push(err);
+  process.on('uncaughtException', onUncaught);
+  try {
+    const { driver, out } = collect({ flushDelayMs: 5 });
+    const good = msg(0, Buffer.from('before'));
+    const h = good.header;
+    const bad: [string, number, CarriedMessage][] = [
+      ['status', 0, { header: { ...h, status: 300 }, data: good.data }],
+      ['src.port', 0, { header: { ...h, src: { address: '10.0.0.1', port: 70000 } }, data: good.data }],
+      ['dst.port', 0, { header: { ...h, dst: { address: '10.9.0.1', port: -1 } }, data: good.data }],
+      ['sequence', 0, { header: { ...h, sequence: 2 ** 32 }, data: good.data }],
+      ['address', 0, { header: { ...h, dst: { address: '::1', port: 5000 } }, data: good.data }],
+      ['address', 0, { header: { ...h, src: { address: 'not-an-address', port: 1 }, dst: { address: 'nor-this', port: 1 } }, data: good.data }],
+      ['function', 0, { header: { ...h, function: 'bogus' as never }, data: good.data }],
+      ['protocol', 0, { header: { ...h, protocol: 'sctp' as never }, data: good.data }],
+      ['dataLength', 0, { header: { ...h, dataLength: 99 }, data: good.data }],
+      ['domain', 256, good],
+      ['domain', -1, good],
+    ];
+    driver.push(0, good);
+    for (const [field, domain, m] of bad) {
+      assert.throws(() => driver.push(domain, m), (e: unknown) => e instanceof WireError && e.field === field, `a bad ${field} is refused by push`);
+    }
+    driver.push(0, msg(1, Buffer.from('after')));
+    // Past the deadline: the open buffer is sealed from the timer.
+    while (out.length === 0) await sleep(5);
+    await sleep(20);
+    assert.deepEqual(uncaught, [], 'nothing was thrown from a timer');
+    const back = out.flatMap((b) => openDriverBuffer(b.bytes).messages);
+    assert.deepEqual(back.map((m) => Buffer.from(m.data).toString()), ['before', 'after']);
+    assert.equal(driver.stats.messages, 2);
+    driver.close();
+  } finally {
+    process.off('uncaughtException', onUncaught);
+  }
+});
+
+test('a message is copied at push: the caller may reuse its buffer at once', () => {
+  const { driver, out } = collect();
+  const scratch = Buffer.from('first');
+  driver.push(0, msg(0, scratch));
+  scratch.write('XXXXX');
+  driver.push(0, msg(1, scratch));
+  driver.close();
+  const back = out.flatMap((b) => openDriverBuffer(b.bytes).messages);
+  assert.deepEqual(back.map((m) => Buffer.from(m.data).toString()), ['first', 'XXXXX']);
+});
+
+test('a consumer that throws when the deadline seals is counted, not thrown from the timer', async () => {
+  const uncaught: unknown[] = [];
+  const onUncaught = (err: unknown) => uncaught.push(err);
+  const warnings: Error[] = [];
+  const onWarning = (w: Error) => warnings.push(w);
+  process.on('uncaughtException', onUncaught);
+  process.on('warning', onWarning);
+  try {
+    let calls = 0;
+    const driver = new PacketDriver(() => {
+      calls++;
+      throw new Error('consumer bug');
+    }, { flushDelayMs: 2 });
+    driver.push(0, msg(0, Buffer.from('x')));
+    while (calls === 0) await sleep(2);
+    await sleep(20);
+    assert.deepEqual(uncaught, []);
+    assert.equal(driver.stats.sealFailures, 1);
+    assert.ok(warnings.some((w) => /sealed buffer was lost/.test(w.message)), 'reported as a warning');
+  } finally {
+    process.off('uncaughtException', onUncaught);
+    process.off('warning', onWarning);
+  }
+});

@@ -45,8 +45,16 @@ export function messageHeaderLength(h: Pick<MessageHeader, 'src'>): number {
   return isIPv4(h.src.address) ? MESSAGE_HEADER_V4 : MESSAGE_HEADER_V6;
 }
 
-/** Writes `h` at `w`; the addresses must be of one family. */
-export function writeMessageHeader(w: Writer, h: MessageHeader): void {
+/**
+ * Throws a WireError naming the field unless `h` can be written: a known
+ * function and protocol, two addresses of one family, every number an
+ * integer in its field's range. Checked where a message is queued (the
+ * packet driver encodes later, from a timer, where a throw would end the
+ * process), and again by writeMessageHeader.
+ */
+export function checkMessageHeader(h: MessageHeader): void {
+  if (!Object.hasOwn(FUNCTION_CODE, h.function)) throw new WireError('type', `message header: unknown function ${String(h.function)}`, 'function');
+  if (!Object.hasOwn(MESSAGE_PROTOCOLS, h.protocol)) throw new WireError('type', `message header: unknown protocol ${String(h.protocol)}`, 'protocol');
   const v4 = isIPv4(h.src.address);
   if (v4 !== isIPv4(h.dst.address) || (!v4 && !(isIPv6(h.src.address) && isIPv6(h.dst.address)))) {
     throw new WireError('value', `message header: source ${h.src.address} and destination ${h.dst.address} must be addresses of one family`, 'address');
@@ -54,6 +62,12 @@ export function writeMessageHeader(w: Writer, h: MessageHeader): void {
   for (const [name, v, max] of [['sequence', h.sequence, 0xffffffff], ['dataLength', h.dataLength, 0xffffffff], ['status', h.status, 0xff], ['src.port', h.src.port, 0xffff], ['dst.port', h.dst.port, 0xffff]] as const) {
     if (!Number.isInteger(v) || v < 0 || v > max) throw new WireError('value', `message header: ${name} ${v} is not an integer in 0..${max}`, name);
   }
+}
+
+/** Writes `h` at `w` (checked first: nothing is written for a header checkMessageHeader refuses). */
+export function writeMessageHeader(w: Writer, h: MessageHeader): void {
+  checkMessageHeader(h);
+  const v4 = isIPv4(h.src.address);
   w.u8(MESSAGE_VERSION)
     .u8(v4 ? MESSAGE_HEADER_V4 : MESSAGE_HEADER_V6)
     .u8(FUNCTION_CODE[h.function])
