@@ -108,3 +108,49 @@ test('a peer asking for port 0, broadcast, multicast or unspecified destinations
     echo.close();
   }
 });
+
+test('a peer that leaves a gap in a flow and piles data behind it gets the flow reset (limit); the held bytes are bounded per flow and per peer', { timeout: 120_000 }, async () => {
+  const sink = dgram.createSocket('udp4');
+  await new Promise<void>((r) => sink.bind(0, '127.0.0.1', r));
+  const sinkPort = sink.address().port;
+  const { gw, link, got, close } = await gatewayAndPeer();
+  try {
+    const MiB = 1 << 20;
+    // Zeros: they cross compressed in a few bytes, but the far side holds them raw.
+    const chunk = new Uint8Array(32_000);
+    const flow = (port: number): FlowTuple => ({ protocol: 'udp', src: { address: '10.9.0.1', port }, dst: { address: '127.0.0.1', port: sinkPort } });
+    const pile = async (t: FlowTuple, bytes: number) => {
+      link.send(0, message(t, 'data', 0, Buffer.from('start')));
+      // Sequence 1 never comes.
+      for (let n = 2, sent = 0; sent < bytes; n++, sent += chunk.length) {
+        link.send(0, message(t, 'data', n, chunk));
+        if (n % 64 === 0) await sleep(1);
+      }
+      link.flush();
+    };
+    // One flow: 20 MiB behind a gap, more than a flow may hold (16 MiB).
+    const one = flow(6000);
+    await pile(one, 20 * MiB);
+    await until(() => got.some((m) => m.header.src.port === 6000 && m.header.function === 'reset'), 60_000, 'the reset of the flow that held too much');
+    assert.equal(got.find((m) => m.header.src.port === 6000 && m.header.function === 'reset')!.header.status, STATUS.limit);
+    assert.equal(gw.status().counters.heldOverflow, 1);
+    assert.ok(gw.status().counters.heldDropped > 0);
+    // Five flows of 15 MiB each: under the flow's bound, over the peer's (64 MiB) together.
+    for (let i = 0; i < 5; i++) await pile(flow(7000 + i), 15 * MiB);
+    await until(() => got.some((m) => m.header.src.port >= 7000 && m.header.function === 'reset'), 60_000, "a reset for the peer's bound");
+    await sleep(200);
+    assert.equal(gw.status().counters.heldOverflow, 2, "one flow reset for the peer's bound: the largest holder");
+    const resets = got.filter((m) => m.header.src.port >= 7000 && m.header.function === 'reset');
+    assert.deepEqual(resets.map((m) => m.header.src.port), [7000], 'the first flow, the largest holder when the fifth came');
+    assert.ok(resets.every((m) => m.header.status === STATUS.limit));
+    // An honest flow still crosses.
+    const ok = flow(8000);
+    const next = new Promise<string>((r) => sink.on('message', (m) => m.toString() === 'honest' && r('ok')));
+    link.send(0, message(ok, 'data', 0, Buffer.from('honest')));
+    link.flush();
+    assert.equal(await next, 'ok');
+  } finally {
+    await close();
+    sink.close();
+  }
+});

@@ -158,6 +158,8 @@ export interface CarriedFlow {
   onPeerDrain(peer: string): boolean;
   /** The peer is gone (restarted or down too long): end the flow as a reset. */
   abort(peer: string, status: number): void;
+  /** This side ends the branch to `peer` (it broke a limit): the peer is told with a reset; a primary's takes the flow down. */
+  resetBranch(peer: string, status: number): void;
   status(): FlowStatus;
 }
 

@@ -69,6 +69,14 @@ export interface GatewayCounters {
   unsendable: number;
   /** Flows ended because handling a message threw (a bug or a refused socket call): counted, never fatal. */
   flowErrors: number;
+  /**
+   * Flows reset (status 6, limit) because the flow sequencer held too much
+   * of theirs waiting for a gap: more than its per-flow count or bytes, or
+   * the largest holder when its peer's flows together held too much.
+   */
+  heldOverflow: number;
+  /** Messages dropped with those flows. */
+  heldDropped: number;
 }
 
 export interface PeerStatus {
@@ -115,6 +123,9 @@ interface Peer {
 /** A UDP flow quiet this long may be evicted to make room for a new flow (flow-admission.ts). */
 export const UDP_EVICT_IDLE_MS = 1000;
 
+/** What a held message costs beyond its data (its header and objects), for the sequencer's byte bounds. */
+const HELD_MESSAGE_OVERHEAD = 128;
+
 /** What one read from an application's socket may hand over (libuv reads up to 64 KiB). */
 const READ_CHUNK = 64 * 1024;
 
@@ -135,7 +146,7 @@ export interface GatewayOptions {
 export class Gateway extends EventEmitter implements FlowHost {
   readonly config: TpoConfig;
   readonly counters: GatewayCounters = {
-    flowsOpened: 0, flowsDelivered: 0, refusedNoRoute: 0, refusedLimit: 0, refusedSourceQuota: 0, evictedUdp: 0, idleTcpClosed: 0, refusedNotAllowed: 0, refusedUndeliverable: 0, unknownFlow: 0, udpDropped: 0, udpTooLarge: 0, droppedReplies: 0, sequenceErrors: 0, openTimedOut: 0, unsendable: 0, flowErrors: 0,
+    flowsOpened: 0, flowsDelivered: 0, refusedNoRoute: 0, refusedLimit: 0, refusedSourceQuota: 0, evictedUdp: 0, idleTcpClosed: 0, refusedNotAllowed: 0, refusedUndeliverable: 0, unknownFlow: 0, udpDropped: 0, udpTooLarge: 0, droppedReplies: 0, sequenceErrors: 0, openTimedOut: 0, unsendable: 0, flowErrors: 0, heldOverflow: 0, heldDropped: 0,
   };
   readonly #port: DatagramPort;
   readonly #demux: PortDemux;
@@ -176,10 +187,16 @@ export class Gateway extends EventEmitter implements FlowHost {
         const x = items.find((i) => i.m.header.function !== 'window' && i.m.header.function !== 'close') ?? items[0]!;
         this.#unknownFlow(x.peer, x.domain, x.m);
       },
-      onOverflow: (key) => {
+      // Held messages are bounded per flow and per peer (flow-sequencer.ts); a flow over them is reset, and its peer told.
+      groupOf: (key) => key.slice(0, key.lastIndexOf('|')),
+      sizeOf: (x) => x.m.data.length + HELD_MESSAGE_OVERHEAD,
+      // A copy: the message is a view into its whole driver buffer, which a held view would keep alive.
+      hold: (x) => ({ peer: x.peer, domain: x.domain, m: { header: x.m.header, data: x.m.data.slice() } }),
+      onOverflow: (key, x) => {
+        this.counters.heldOverflow++;
         const flow = this.#flows.get(key);
-        const peer = key.slice(0, key.indexOf('|'));
-        if (flow) flow.abort(peer, STATUS.other);
+        if (flow) flow.resetBranch(x.peer.config.name, STATUS.limit);
+        else this.#refuse(x.peer, x.domain, { protocol: x.m.header.protocol, src: x.m.header.src, dst: x.m.header.dst }, 'reset', STATUS.limit);
       },
     });
     // The port's receive thread died (batched) or its socket failed: the gateway can no longer hear its peers.
@@ -571,6 +588,7 @@ export class Gateway extends EventEmitter implements FlowHost {
 
   status(): GatewayStatus {
     const a = this.#port.address();
+    this.counters.heldDropped = this.#sequencer.stats.overflowDropped;
     return {
       name: this.config.name,
       listen: `${a.address}:${a.port}`,

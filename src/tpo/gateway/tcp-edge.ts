@@ -313,6 +313,13 @@ export class TcpEdge implements CarriedFlow {
     this.#branchFailed(this.#primary(), status);
   }
 
+  resetBranch(peer: string, status: number): void {
+    const b = this.branches.find((x) => x.peer === peer);
+    if (!b || b.done) return;
+    this.#send(b, 'reset', EMPTY, status);
+    this.#branchFailed(b, status);
+  }
+
   abort(peer: string, status: number): void {
     const b = this.branches.find((x) => x.peer === peer);
     if (!b || b.done) return;

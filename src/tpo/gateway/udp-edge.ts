@@ -216,6 +216,14 @@ export class UdpEdge implements CarriedFlow {
     return false;
   }
 
+  resetBranch(peer: string, status: number): void {
+    const b = this.branches.find((x) => x.peer === peer);
+    if (!b || b.done || this.#ended) return;
+    this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, 'reset', b.seqOut++, undefined, status), b.meter.urgent(0));
+    b.done = true;
+    if (this.branches.every((x) => x.done)) this.#end(`reset (${status})`);
+  }
+
   abort(peer: string): void {
     const b = this.branches.find((x) => x.peer === peer);
     if (!b) return;
