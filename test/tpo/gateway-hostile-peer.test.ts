@@ -10,11 +10,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
+import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseTpoConfig } from '../../src/tpo/config.js';
 import { Gateway } from '../../src/tpo/gateway/gateway.js';
 import { PeerLink } from '../../src/tpo/peer-link.js';
 import { openDatagramPort } from '../../src/tpo/datagram-port.js';
+import { LinkEmulator } from '../../src/tpo/link-emulator.js';
 import { message, STATUS, type FlowTuple } from '../../src/tpo/gateway/flow.js';
 import { undeliverable } from '../../src/tpo/gateway/destination.js';
 import type { CarriedMessage } from '../../src/wire/tpo/driver-buffer.js';
@@ -29,13 +31,21 @@ async function until(cond: () => boolean, ms: number, what: string): Promise<voi
 }
 
 /** A real gateway (destination side, allowing every destination) and a bare peer link with its key. */
-async function gatewayAndPeer() {
+/**
+ * `delayMs`: through a link emulator with that delay each way. Directly on
+ * loopback, with both ends on one busy event loop, the peer's rate control
+ * settles at a few Mbit/s (its RTT samples are mostly this loop's delay); a
+ * test that must move tens of MiB quickly goes through a WAN-like delay.
+ */
+async function gatewayAndPeer(delayMs?: number) {
   const key = randomBytes(32);
   const port = await freeUdpPort();
   // The operator allows everything: the refusals below must come from the destination check, not the allow list.
   const gw = await Gateway.start(parseTpoConfig({ name: 'b', listen: `127.0.0.1:${port}`, peers: [{ name: 'a', key: key.toString('hex'), keyId: 1 }], deliver: { allow: ['0.0.0.0/0', '::/0'] } }), { io: 'portable' });
   const sock = await openDatagramPort({ family: 4, bind: { address: '127.0.0.1', port: 0 }, io: 'portable' });
-  const link = new PeerLink({ port: sock, role: 'initiator', psk: key, keyId: 1, peer: { address: '127.0.0.1', port } });
+  const emu = delayMs ? await LinkEmulator.create({ peerA: { address: '127.0.0.1', port: sock.address().port }, peerB: { address: '127.0.0.1', port } }) : undefined;
+  emu?.set('both', { delayMs: delayMs! });
+  const link = new PeerLink({ port: sock, role: 'initiator', psk: key, keyId: 1, peer: emu ? emu.a : { address: '127.0.0.1', port } });
   const got: CarriedMessage[] = [];
   link.on('message', (_domain: number, m: CarriedMessage) => got.push(m));
   await until(() => link.up, 10_000, 'the handshake');
@@ -47,6 +57,7 @@ async function gatewayAndPeer() {
       link.close();
       await sock.close();
       await gw.close();
+      await emu?.close();
     },
   };
 }
@@ -152,5 +163,47 @@ test('a peer that leaves a gap in a flow and piles data behind it gets the flow 
   } finally {
     await close();
     sink.close();
+  }
+});
+
+test('a peer that sends beyond the 4 MiB flow window gets the flow reset (limit) and counted; a destination that does not read never makes the gateway hold more', { timeout: 60_000 }, async () => {
+  // A server that accepts and never reads.
+  const accepted: net.Socket[] = [];
+  const srv = net.createServer({ pauseOnConnect: true }, (s) => {
+    accepted.push(s);
+    s.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as net.AddressInfo).port;
+  const { gw, link, got, close } = await gatewayAndPeer(5);
+  try {
+    const t: FlowTuple = { protocol: 'tcp', src: { address: '10.9.0.1', port: 9100 }, dst: { address: '127.0.0.1', port } };
+    link.send(0, message(t, 'open', 0));
+    // 24 MiB at once, never waiting for a window message: an honest gateway stops at 4 MiB beyond what
+    // the application took. The kernel takes some of it for the application (socket buffers, a few
+    // MiB on loopback), and the gateway grants that back; the rest is over the window.
+    const chunk = randomBytes(16 * 1024);
+    for (let n = 1; n <= 1536; n++) {
+      link.send(0, message(t, 'data', n, chunk));
+      if (n % 32 === 0) await sleep(1);
+    }
+    link.flush();
+    await until(() => got.some((m) => m.header.src.port === 9100 && m.header.function === 'reset'), 30_000, 'the reset');
+    const reset = got.find((m) => m.header.src.port === 9100 && m.header.function === 'reset')!;
+    assert.equal(reset.header.status, STATUS.limit);
+    assert.equal(gw.status().counters.windowExceeded, 1);
+    assert.equal(gw.status().flows.length, 0, 'the flow is gone, and what it buffered with it');
+    // The application's connection ends too (the gateway resets it; a receiver that had not read sees
+    // the reset on Linux as an early end of the stream): it is not left waiting with a part.
+    assert.equal(accepted.length, 1);
+    let read = 0;
+    accepted[0]!.on('data', (d: Buffer) => (read += d.length));
+    accepted[0]!.resume();
+    await until(() => accepted[0]!.destroyed, 10_000, "the server's connection to end");
+    assert.ok(read < 1536 * chunk.length, `the server read ${read} bytes`);
+  } finally {
+    await close();
+    for (const s of accepted) s.destroy();
+    await new Promise<void>((r) => srv.close(() => r()));
   }
 });

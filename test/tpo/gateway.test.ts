@@ -13,6 +13,7 @@ import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freeTcpPort, startPair } from './gateway-helpers.js';
 import { MAX_CARRIED_DATAGRAM } from '../../src/tpo/gateway/udp-edge.js';
+import { FLOW_WINDOW } from '../../src/tpo/gateway/tcp-edge.js';
 import { PacketDriver } from '../../src/tpo/packet-driver.js';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
@@ -114,6 +115,57 @@ test('half-close: the server keeps sending after the client finished; a refused 
   } finally {
     await pair.close();
     await server.close();
+  }
+});
+
+test('a destination that does not read: the sender stops at the 4 MiB window (never beyond: the receiver would reset it), the far gateway holds at most the window, and everything arrives once it reads', { timeout: 90_000 }, async () => {
+  const accepted: net.Socket[] = [];
+  const srv = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (s) => accepted.push(s));
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const target = (srv.address() as net.AddressInfo).port;
+  const listen = await freeTcpPort();
+  const pair = await startPair({ table: [{ protocol: 'tcp', listen: `127.0.0.1:${listen}`, target: `127.0.0.1:${target}` }], delayMs: 5 });
+  try {
+    const upload = randomBytes(16 << 20);
+    const client = net.connect({ host: '127.0.0.1', port: listen, allowHalfOpen: true });
+    client.on('error', () => undefined);
+    client.on('connect', () => client.end(upload));
+    // The far gateway buffers for the application once the kernel's buffers are full.
+    const pending = () => pair.b.status().flows[0]?.pendingToApp ?? 0;
+    const t0 = performance.now();
+    while (pending() === 0) {
+      if (performance.now() - t0 > 60_000) throw new Error('the far gateway never buffered for the application');
+      await sleep(20);
+    }
+    // Stalled: look a while; the far gateway never holds more than the window for it.
+    let most = 0;
+    for (let i = 0; i < 50; i++) {
+      most = Math.max(most, pending());
+      await sleep(20);
+    }
+    assert.ok(most <= FLOW_WINDOW, `${most} bytes held for the application`);
+    assert.ok(pair.b.status().flows[0]!.bytesIn < upload.length, 'the transfer is held back by the window');
+    assert.equal(pair.a.status().counters.windowExceeded, 0);
+    assert.equal(pair.b.status().counters.windowExceeded, 0, 'the sender kept to the window');
+    // The application reads: everything arrives, byte-exact.
+    const s = accepted[0]!;
+    const h = createHash('sha256');
+    let n = 0;
+    s.on('data', (d: Buffer) => {
+      h.update(d);
+      n += d.length;
+    });
+    const ended = new Promise<void>((r) => s.once('end', () => r()));
+    s.resume();
+    await ended;
+    assert.equal(n, upload.length);
+    assert.equal(h.digest('hex'), sha(upload));
+    s.end();
+    client.destroy();
+  } finally {
+    for (const s of accepted) s.destroy();
+    await pair.close();
+    await new Promise<void>((r) => srv.close(() => r()));
   }
 });
 

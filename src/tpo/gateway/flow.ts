@@ -142,6 +142,8 @@ export interface FlowStatus {
   readonly state: string;
   readonly bytesOut: number;
   readonly bytesIn: number;
+  /** TCP: bytes from the peer the application has not taken yet (at most the 4 MiB window, plus what the kernel holds). */
+  readonly pendingToApp?: number;
   readonly entry?: string;
 }
 

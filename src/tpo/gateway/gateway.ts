@@ -77,6 +77,8 @@ export interface GatewayCounters {
   heldOverflow: number;
   /** Messages dropped with those flows. */
   heldDropped: number;
+  /** TCP flows reset (status 6) because the peer sent more than the 4 MiB window it was given (docs/WIRE.md §1). */
+  windowExceeded: number;
 }
 
 export interface PeerStatus {
@@ -146,7 +148,7 @@ export interface GatewayOptions {
 export class Gateway extends EventEmitter implements FlowHost {
   readonly config: TpoConfig;
   readonly counters: GatewayCounters = {
-    flowsOpened: 0, flowsDelivered: 0, refusedNoRoute: 0, refusedLimit: 0, refusedSourceQuota: 0, evictedUdp: 0, idleTcpClosed: 0, refusedNotAllowed: 0, refusedUndeliverable: 0, unknownFlow: 0, udpDropped: 0, udpTooLarge: 0, droppedReplies: 0, sequenceErrors: 0, openTimedOut: 0, unsendable: 0, flowErrors: 0, heldOverflow: 0, heldDropped: 0,
+    flowsOpened: 0, flowsDelivered: 0, refusedNoRoute: 0, refusedLimit: 0, refusedSourceQuota: 0, evictedUdp: 0, idleTcpClosed: 0, refusedNotAllowed: 0, refusedUndeliverable: 0, unknownFlow: 0, udpDropped: 0, udpTooLarge: 0, droppedReplies: 0, sequenceErrors: 0, openTimedOut: 0, unsendable: 0, flowErrors: 0, heldOverflow: 0, heldDropped: 0, windowExceeded: 0,
   };
   readonly #port: DatagramPort;
   readonly #demux: PortDemux;

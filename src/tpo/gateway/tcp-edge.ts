@@ -16,11 +16,18 @@
  *
  * Both directions: FIN travels as `half-close` (so half-closed connections
  * keep working), RST as `reset`, and data is flow-controlled per flow with
- * `window` messages (docs/WIRE.md §1): at most WINDOW bytes of a flow are
- * outstanding towards a gateway, so a slow application stalls its own
- * flow, never the shared link, and no gateway buffers more than WINDOW per
- * flow. The socket is paused when any branch is out of window or its peer
- * link is full, and resumed when both have room.
+ * `window` messages (docs/WIRE.md §1): at most FLOW_WINDOW bytes of a
+ * flow are outstanding towards a gateway, so a slow application stalls its
+ * own flow, never the shared link, and no gateway buffers more than the
+ * window per flow. Both ends hold to it: the sender sends no byte beyond
+ * its credit (the rest of a socket read waits in the branch's backlog, at
+ * most one read, with the socket paused), and the receiver counts what it
+ * got and has not granted back: a peer that sends beyond the window (a
+ * buggy or compromised gateway; it holds the key) gets the flow reset
+ * (status 6) and counted (`windowExceeded`), so a destination application
+ * that does not read costs at most the window, whatever the peer sends.
+ * The socket is paused when any branch is out of window or its peer link
+ * is full, and resumed when both have room.
  *
  * Fan-out: with several branches, the client's bytes go to all of them;
  * the first branch is the primary, whose replies reach the client.
@@ -41,6 +48,12 @@ const CHUNK = 16 * 1024;
 interface TcpBranch extends Branch {
   /** Bytes this side may still send on the branch. */
   credit: number;
+  /** The application's bytes not sent yet for lack of credit (the rest of the last read), oldest first. */
+  readonly backlog: Uint8Array[];
+  /** The application's FIN came while bytes waited in the backlog: half-close follows them. */
+  finPending: boolean;
+  /** Data bytes the peer sent that this side has not granted back yet: never more than FLOW_WINDOW from an honest peer. */
+  unGranted: number;
   /** The peer sent half-close (its side of the stream ended). */
   remoteFin: boolean;
   openOk: boolean;
@@ -56,7 +69,7 @@ export interface TcpEdgeOptions {
   /** Source side: a branch whose `open` is not answered within this is reset (the primary's takes the client with it). */
   readonly openTimeoutMs?: number;
   /** Counters shared by the gateway. */
-  readonly counters: { droppedReplies: number; sequenceErrors: number; openTimedOut: number };
+  readonly counters: { droppedReplies: number; sequenceErrors: number; openTimedOut: number; windowExceeded: number };
 }
 
 export class TcpEdge implements CarriedFlow {
@@ -73,13 +86,15 @@ export class TcpEdge implements CarriedFlow {
   #consumed = 0;
   #state = 'opening';
   #openTimer: NodeJS.Timeout | undefined;
+  /** The socket closed after both FINs; the flow ends when no branch has bytes waiting for window. */
+  #socketClosed = false;
   #lastActive = performance.now();
 
   constructor(options: TcpEdgeOptions) {
     this.#o = options;
     this.tuple = options.tuple;
     this.role = options.role;
-    this.branches = options.peers.map((p) => ({ ...newBranch(p), credit: FLOW_WINDOW, remoteFin: false, openOk: options.role === 'destination' }));
+    this.branches = options.peers.map((p) => ({ ...newBranch(p), credit: FLOW_WINDOW, backlog: [], finPending: false, unGranted: 0, remoteFin: false, openOk: options.role === 'destination' }));
   }
 
   /** Source side: the intercepted connection. Sends `open` to every branch. */
@@ -118,7 +133,12 @@ export class TcpEdge implements CarriedFlow {
     socket.on('end', () => {
       // The application's FIN: the other side may still send (half-close).
       this.#localFin = true;
-      for (const b of this.branches) if (!b.done) this.#send(b, 'half-close');
+      for (const b of this.branches) {
+        if (b.done) continue;
+        // After the bytes still waiting for window, never ahead of them.
+        if (b.backlog.length) b.finPending = true;
+        else this.#send(b, 'half-close');
+      }
       this.#maybeDone();
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
@@ -131,8 +151,14 @@ export class TcpEdge implements CarriedFlow {
     socket.on('close', () => {
       if (this.#ended) return;
       // Closed without an error after both FINs: done. Anything else (destroyed locally) is a reset.
-      if (!(this.#localFin && this.#primary().remoteFin)) for (const b of this.branches) if (!b.done) this.#send(b, 'reset', EMPTY, STATUS.resetByPeer);
-      this.#finish('closed');
+      if (!(this.#localFin && this.#primary().remoteFin)) {
+        for (const b of this.branches) if (!b.done) this.#send(b, 'reset', EMPTY, STATUS.resetByPeer);
+        this.#finish('closed');
+        return;
+      }
+      // The application's last bytes (and its FIN) may still wait for window: the flow ends once they are sent.
+      this.#socketClosed = true;
+      this.#finishIfSent();
     });
   }
 
@@ -160,16 +186,35 @@ export class TcpEdge implements CarriedFlow {
 
   #onLocalData(chunk: Buffer): void {
     this.#lastActive = performance.now();
-    for (let off = 0; off < chunk.length; off += CHUNK) {
-      const piece = chunk.subarray(off, Math.min(chunk.length, off + CHUNK));
-      for (const b of this.branches) {
-        if (b.done) continue;
-        b.credit -= piece.length;
-        b.bytesOut += piece.length;
-        this.#send(b, 'data', piece);
-      }
+    for (const b of this.branches) {
+      if (b.done) continue;
+      b.backlog.push(chunk);
+      this.#sendBacklog(b);
     }
     this.#updatePause();
+  }
+
+  /** Sends what the branch's credit allows of its backlog, in chunks; then a pending half-close once it is empty. */
+  #sendBacklog(b: TcpBranch): void {
+    while (b.backlog.length && b.credit > 0 && !b.done) {
+      const head = b.backlog[0]!;
+      const n = Math.min(head.length, CHUNK, b.credit);
+      const piece = head.subarray(0, n);
+      if (n === head.length) b.backlog.shift();
+      else b.backlog[0] = head.subarray(n);
+      b.credit -= n;
+      b.bytesOut += n;
+      this.#send(b, 'data', piece);
+    }
+    if (!b.backlog.length && b.finPending && !b.done) {
+      b.finPending = false;
+      this.#send(b, 'half-close');
+    }
+    if (this.#socketClosed) this.#finishIfSent();
+  }
+
+  #finishIfSent(): void {
+    if (this.branches.every((b) => b.done || (!b.backlog.length && !b.finPending))) this.#finish('closed');
   }
 
   #send(b: TcpBranch, fn: 'open' | 'open-ok' | 'data' | 'half-close' | 'reset' | 'window', data: Uint8Array = EMPTY, status: number = STATUS.ok): boolean {
@@ -186,7 +231,7 @@ export class TcpEdge implements CarriedFlow {
     let blocked = false;
     for (const b of this.branches) {
       if (b.done) continue;
-      if (b.credit <= 0) blocked = true; // a 'window' message will resume it
+      if (b.credit <= 0 || b.backlog.length) blocked = true; // a 'window' message will resume it
       else if (!this.#o.host.hasRoom(b.peer)) {
         blocked = true;
         // Paused on a full link: make sure a drain comes (this flow's own sends may all have been accepted).
@@ -236,6 +281,14 @@ export class TcpEdge implements CarriedFlow {
         break;
       case 'data':
         b.bytesIn += m.data.length;
+        b.unGranted += m.data.length;
+        if (b.unGranted > FLOW_WINDOW) {
+          // The peer sent beyond the window it was given: it does not get to make this side buffer more.
+          this.#o.counters.windowExceeded++;
+          this.#send(b, 'reset', EMPTY, STATUS.limit);
+          this.#branchFailed(b, STATUS.limit);
+          return;
+        }
         if (primary && this.#socket && !this.#socket.destroyed) {
           const n = m.data.length;
           this.#socket.write(m.data, () => {
@@ -254,6 +307,7 @@ export class TcpEdge implements CarriedFlow {
       case 'window':
         if (m.data.length === 4) {
           b.credit += new DataView(m.data.buffer, m.data.byteOffset, 4).getUint32(0);
+          this.#sendBacklog(b);
           this.#updatePause();
         }
         break;
@@ -278,6 +332,7 @@ export class TcpEdge implements CarriedFlow {
   }
 
   #grant(b: TcpBranch, bytes: number): void {
+    b.unGranted -= bytes;
     const d = new Uint8Array(4);
     new DataView(d.buffer).setUint32(0, Math.min(bytes, 0xffffffff));
     this.#send(b, 'window', d);
@@ -331,7 +386,10 @@ export class TcpEdge implements CarriedFlow {
     this.#ended = true;
     this.#state = state;
     if (this.#openTimer) clearTimeout(this.#openTimer);
-    for (const b of this.branches) b.done = true;
+    for (const b of this.branches) {
+      b.done = true;
+      b.backlog.length = 0;
+    }
     this.#o.host.forget(this);
   }
 
@@ -344,6 +402,7 @@ export class TcpEdge implements CarriedFlow {
       state: this.#paused ? `${this.#state}, paused` : this.#state,
       bytesOut: p.bytesOut,
       bytesIn: p.bytesIn,
+      pendingToApp: this.#socket && !this.#socket.destroyed ? this.#socket.writableLength : 0,
       ...(this.#o.entry ? { entry: this.#o.entry } : {}),
     };
   }
