@@ -172,7 +172,8 @@ export async function runStatus(o: { socket?: string; name?: string; json: boole
   try {
     s = (await fetchStatus(path)) as GatewayStatus;
   } catch (err) {
-    process.stderr.write(`sluice status: no gateway answers on ${path}: ${(err as Error).message}\n`);
+    // fetchStatus's errors name the path and say what went wrong (nobody there, too large, too slow).
+    process.stderr.write(`sluice status: ${(err as Error).message}\n`);
     return EXIT.FAILURE;
   }
   if (o.json) process.stdout.write(`${JSON.stringify(s)}\n`);

@@ -195,3 +195,94 @@ test('the control socket survives clients that misbehave', async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/**
+ * Something that is not a well-behaved gateway answers on the socket:
+ * `chunk` is called for each chunk of an endless chunked HTTP body (null:
+ * stop sending, keep the connection open). Returns the bytes written.
+ */
+async function fakeStatusServer(path: string, chunk: (i: number) => Buffer | null, everyMs: number): Promise<{ written: () => number; close: () => Promise<void> }> {
+  let written = 0;
+  const sockets = new Set<net.Socket>();
+  const srv = net.createServer((s) => {
+    sockets.add(s);
+    s.on('error', () => undefined);
+    s.once('data', () => {
+      s.write('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n');
+      let i = 0;
+      const next = () => {
+        if (s.destroyed) return;
+        const c = chunk(i++);
+        if (!c) return;
+        written += c.length;
+        s.write(`${c.length.toString(16)}\r\n`);
+        s.write(c);
+        const more = s.write('\r\n');
+        if (everyMs > 0) setTimeout(next, everyMs);
+        else if (more) setImmediate(next);
+        else s.once('drain', next);
+      };
+      next();
+    });
+  });
+  await new Promise<void>((r) => srv.listen(path, r));
+  return {
+    written: () => written,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => srv.close(() => r()));
+    },
+  };
+}
+
+test('sluice status reads at most 64 MiB of an answer: a larger one is refused plainly (exit 1), not buffered', { timeout: 120_000 }, async () => {
+  const dir = scratch();
+  const path = join(dir, 'big.sock');
+  const MiB = 1 << 20;
+  const piece = Buffer.alloc(MiB, 0x20);
+  // At most 160 MiB, then the server holds the connection open without ending the answer.
+  const fake = await fakeStatusServer(path, (i) => (i < 160 ? piece : null), 0);
+  try {
+    const r = await runCli(['status', '--socket', path], 90_000);
+    assert.equal(r.code, 1, `exit code (stderr: ${r.stderr})`);
+    assert.match(r.stderr, /sluice status: .*big\.sock: the answer is larger than 64 MiB; not read further/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    assert.ok(fake.written() < 160 * MiB, `the server wrote ${fake.written() / MiB} MiB: the reader stopped`);
+  } finally {
+    await fake.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('sluice status gives up on an answer that is not complete within 10 s (a server trickling bytes), plainly (exit 1)', { timeout: 120_000 }, async () => {
+  const dir = scratch();
+  const path = join(dir, 'slow.sock');
+  // One byte every 200 ms, for ever: an idle timeout never fires.
+  const fake = await fakeStatusServer(path, () => Buffer.from(' '), 200);
+  try {
+    const r = await runCli(['status', '--socket', path], 90_000);
+    assert.equal(r.code, 1, `exit code (stderr: ${r.stderr}, signal ${r.signal})`);
+    assert.match(r.stderr, /sluice status: .*slow\.sock: no complete answer within 10 s/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  } finally {
+    await fake.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('fetchStatus: its bounds are options; nobody at the path is said plainly', async () => {
+  const dir = scratch();
+  try {
+    const path = join(dir, 'x.sock');
+    const fake = await fakeStatusServer(path, (i) => (i < 8 ? Buffer.alloc(1024, 0x20) : null), 0);
+    try {
+      await assert.rejects(fetchStatus(path, { maxBytes: 4096 }), /larger than 4096 bytes/);
+      await assert.rejects(fetchStatus(path, { timeoutMs: 300 }), /no complete answer within 0.3 s/);
+    } finally {
+      await fake.close();
+    }
+    await assert.rejects(fetchStatus(join(dir, 'nobody.sock')), /no gateway answers on .*nobody\.sock: ENOENT/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -206,21 +206,66 @@ export async function startControlServer(path: string, status: () => unknown, op
   };
 }
 
-/** GET /status from a gateway's control socket. */
-export function fetchStatus(path: string, timeoutMs = 5000): Promise<unknown> {
+/** What `sluice status` reads at most: a status is a few hundred bytes per flow, so 64 MiB is over 100,000 flows. */
+export const MAX_STATUS_BYTES = 64 << 20;
+/** ... and how long it waits for the whole answer (not just for the next byte). */
+export const STATUS_TIMEOUT_MS = 10_000;
+
+export interface FetchStatusOptions {
+  /** The whole answer must arrive within this (default STATUS_TIMEOUT_MS). */
+  readonly timeoutMs?: number;
+  /** Larger answers are refused, and not read further (default MAX_STATUS_BYTES). */
+  readonly maxBytes?: number;
+}
+
+const sizeText = (n: number) => (n % (1 << 20) === 0 ? `${n >> 20} MiB` : `${n} bytes`);
+
+/**
+ * GET /status from a gateway's control socket. Bounded in size and time
+ * whatever answers there (another program, a wedged gateway): an answer
+ * over `maxBytes`, or one not complete within `timeoutMs` — a server that
+ * trickles bytes included — rejects with a plain Error naming the path.
+ */
+export function fetchStatus(path: string, options: number | FetchStatusOptions = {}): Promise<unknown> {
+  const o = typeof options === 'number' ? { timeoutMs: options } : options;
+  const timeoutMs = o.timeoutMs ?? STATUS_TIMEOUT_MS;
+  const maxBytes = o.maxBytes ?? MAX_STATUS_BYTES;
   return new Promise((resolve, reject) => {
-    const req = http.get({ socketPath: path, path: '/status', timeout: timeoutMs }, (res) => {
+    let settled = false;
+    const finish = (err: Error | undefined, value?: unknown) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (err) {
+        req.destroy();
+        reject(err);
+      } else resolve(value);
+    };
+    const req = http.get({ socketPath: path, path: '/status' }, (res) => {
+      const tooLarge = () => new Error(`${path}: the answer is larger than ${sizeText(maxBytes)}; not read further`);
+      const declared = Number(res.headers['content-length']);
+      if (Number.isFinite(declared) && declared > maxBytes) {
+        finish(tooLarge());
+        return;
+      }
       const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
+      let bytes = 0;
+      res.on('data', (c: Buffer) => {
+        bytes += c.length;
+        if (bytes > maxBytes) finish(tooLarge());
+        else chunks.push(c);
+      });
       res.on('end', () => {
+        if (settled) return;
         try {
-          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-        } catch (err) {
-          reject(err);
+          finish(undefined, JSON.parse(Buffer.concat(chunks).toString('utf8')));
+        } catch {
+          finish(new Error(`${path}: the answer is not JSON (not a Sluice gateway's control socket?)`));
         }
       });
+      res.on('error', (err) => finish(new Error(`${path}: the answer broke off (${(err as NodeJS.ErrnoException).code ?? err.message})`)));
     });
-    req.on('timeout', () => req.destroy(new Error(`no answer from ${path} within ${timeoutMs} ms`)));
-    req.on('error', reject);
+    const timer = setTimeout(() => finish(new Error(`${path}: no complete answer within ${timeoutMs / 1000} s`)), timeoutMs);
+    req.on('error', (err: NodeJS.ErrnoException) => finish(new Error(`no gateway answers on ${path}: ${err.code ?? err.message}`)));
   });
 }
