@@ -57,14 +57,39 @@ export function statusText(s: GatewayStatus): string {
       s.peers.map((p) => [p.name, p.role, p.up ? 'yes' : 'no', p.sessions, p.flows, p.srttMs ?? '-', p.bandwidthMbit ?? '-', mb(p.bytesSent), mb(p.bytesReceived), p.retransmissions, p.dropped]),
     ),
   );
+  // Each peer's handshake and receive counters (the 'dropped' column above is their sum with the session's drops).
+  if (s.peers.length && s.peers.every((p) => p.link && p.drops)) {
+    out.push('');
+    out.push(
+      table(
+        ['peer', 'initiations', 'responses', 'unconfirmed', 'goodbyes', 'bad handshake', 'no session', 'malformed', 'other conn', 'unauthenticated', 'replayed', 'bad buffers', 'handler errors', 'seal failures'],
+        s.peers.map((p) => [
+          p.name, p.link.initiationsSent, p.link.responsesSent, p.link.unconfirmed, p.link.goodbyes, p.link.droppedHandshake, p.link.droppedNoSession,
+          p.drops.malformed, p.drops.otherConnection, p.drops.unauthenticated, p.drops.replayed, p.link.badBuffers, p.link.handlerErrors, p.link.sealFailures,
+        ]),
+      ),
+    );
+  }
   if (s.flows.length) {
     out.push('');
-    out.push(table(['flow', 'role', 'peers', 'state', 'bytes out', 'bytes in'], s.flows.map((f) => [f.tuple, f.role, f.peers.join(','), f.state, f.bytesOut, f.bytesIn])));
+    out.push(table(['flow', 'role', 'peers', 'state', 'bytes out', 'bytes in', 'pending to app'], s.flows.map((f) => [f.tuple, f.role, f.peers.join(','), f.state, f.bytesOut, f.bytesIn, f.pendingToApp ?? '-'])));
   }
   if (s.table) {
     const b = s.table.busiestSource;
     out.push('', `flow table: ${s.table.flows} of ${s.table.maxFlows} (at most ${s.table.maxFlowsPerSource} per source)${b ? `; busiest source ${b.source}: ${b.flows}` : ''}`);
   }
+  // The peer port's and the demux's drops, always shown (zeros too: an operator looks for them by name).
+  if (s.port) {
+    const r = s.port.receiveDropped;
+    const d = s.port.sendDropped;
+    out.push(
+      '',
+      `peer port: received ${s.port.datagramsReceived}, sent ${s.port.datagramsSent}; receive drops: unknownSource=${r.unknownSource} truncated=${r.truncated} handlerFailures=${r.listenerError}; send drops: queueFull=${d.queueFull} sendError=${d.sendError} closed=${d.closed}` +
+        `${s.port.lastSendError ? `; last send error ${s.port.lastSendError}` : ''}${s.port.lastListenerError ? `; last handler failure: ${s.port.lastListenerError}` : ''}`,
+    );
+  }
+  if (s.demux) out.push(`demux drops: malformed=${s.demux.malformed} noLink=${s.demux.noLink} noSource=${s.demux.noSource}`);
+  if (s.sequencer) out.push(`sequencer: held ${s.sequencer.heldBytes} bytes; overflows=${s.sequencer.overflows} (peer bound ${s.sequencer.groupOverflows}) orphaned=${s.sequencer.orphaned} late=${s.sequencer.late}`);
   const c = Object.entries(s.counters).filter(([, v]) => v > 0);
   if (c.length) out.push('', `counters: ${c.map(([k, v]) => `${k}=${v}`).join(' ')}`);
   return out.join('\n');

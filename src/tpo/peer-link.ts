@@ -36,7 +36,7 @@ import type { DatagramPort, DatagramSource } from './datagram-port.js';
 import { DataMover, type DataMoverOptions } from './data-mover.js';
 import { deriveSessionKeys, openDatagram, SESSION_NONCE_LENGTH, type SessionKeys } from './datagram-crypto.js';
 import { decodeInitiate, decodeRespond, encodeInitiate, encodeRespond, InitiationGuard, peekKeyId } from './handshake.js';
-import { PacketDriver, openDriverBuffer, type PacketDriverOptions } from './packet-driver.js';
+import { PacketDriver, openDriverBuffer, type PacketDriverOptions, type PacketDriverStats } from './packet-driver.js';
 import type { CarriedMessage } from '../wire/tpo/driver-buffer.js';
 import { WireError } from '../wire/tpo/errors.js';
 import { decodeDataMoverField } from '../wire/tpo/data-mover.js';
@@ -121,6 +121,11 @@ export class PeerLink extends EventEmitter {
   /** Sessions offered and not confirmed yet (0 or 1). */
   get unconfirmed(): number {
     return this.#offer ? 1 : 0;
+  }
+
+  /** The packet driver's counters (messages, buffers, compression, seal failures). */
+  get driverStats(): Readonly<PacketDriverStats> {
+    return this.#driver.stats;
   }
 
   /** The current session's data mover (undefined before the handshake). */

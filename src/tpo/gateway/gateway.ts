@@ -94,7 +94,28 @@ export interface PeerStatus {
   readonly bytesSent: number;
   readonly bytesReceived: number;
   readonly retransmissions: number;
+  /** All datagrams from this peer's direction dropped: the sum of `drops` and the link's handshake and no-session drops. */
   readonly dropped: number;
+  /** The session's receive drops by reason: undecodable, another connection id, failed authentication, replayed. */
+  readonly drops: { readonly malformed: number; readonly otherConnection: number; readonly unauthenticated: number; readonly replayed: number };
+  /**
+   * The link's handshake and message counters: initiations sent and
+   * responses answered, the unconfirmed session offer (0 or 1), goodbyes
+   * heard, datagrams dropped before a session or as a bad handshake,
+   * driver buffers that did not decode, messages whose handler failed,
+   * sealed buffers lost.
+   */
+  readonly link: {
+    readonly initiationsSent: number;
+    readonly responsesSent: number;
+    readonly unconfirmed: number;
+    readonly goodbyes: number;
+    readonly droppedHandshake: number;
+    readonly droppedNoSession: number;
+    readonly badBuffers: number;
+    readonly handlerErrors: number;
+    readonly sealFailures: number;
+  };
   /** Bytes waiting to be sent, and sent but not yet acknowledged. */
   readonly queuedBytes: number;
   readonly inFlightBytes: number;
@@ -110,6 +131,24 @@ export interface GatewayStatus {
   readonly flows: readonly FlowStatus[];
   /** The flow table against its limits, and the source holding the most flows. */
   readonly table: { readonly flows: number; readonly maxFlows: number; readonly maxFlowsPerSource: number; readonly busiestSource?: { readonly source: string; readonly flows: number } };
+  /**
+   * The peer port (every peer's datagrams): what it received and sent, and
+   * what it dropped — received but not handed over (no readable source,
+   * longer than a receive slot, a handler that threw) or not sent (socket
+   * buffer full, a send error, after close).
+   */
+  readonly port: {
+    readonly datagramsReceived: number;
+    readonly datagramsSent: number;
+    readonly receiveDropped: { readonly unknownSource: number; readonly truncated: number; readonly listenerError: number };
+    readonly sendDropped: { readonly queueFull: number; readonly sendError: number; readonly closed: number };
+    readonly lastSendError?: string;
+    readonly lastListenerError?: string;
+  };
+  /** Datagrams the port demux could give to no link: malformed (no known version/kind), no link (no session, key id or initiation of ours), no source. */
+  readonly demux: { readonly malformed: number; readonly noLink: number; readonly noSource: number };
+  /** Messages the flow sequencer holds for gaps now (bytes), and what its bounds cost (flow-sequencer.ts). */
+  readonly sequencer: { readonly heldBytes: number; readonly overflows: number; readonly groupOverflows: number; readonly orphaned: number; readonly late: number };
   readonly counters: GatewayCounters;
 }
 
@@ -600,6 +639,7 @@ export class Gateway extends EventEmitter implements FlowHost {
       peers: [...this.#peers.values()].map((p): PeerStatus => {
         const m = p.link.mover;
         const d = m?.stats.dropped;
+        const ls = p.link.stats;
         return {
           name: p.config.name,
           role: p.config.address ? 'initiator' : 'responder',
@@ -613,13 +653,34 @@ export class Gateway extends EventEmitter implements FlowHost {
           retransmissions: m?.stats.retransmissions ?? 0,
           queuedBytes: m?.queuedBytes ?? 0,
           inFlightBytes: m ? m.backlogBytes - m.queuedBytes : 0,
-          dropped: (d ? d.malformed + d.otherConnection + d.unauthenticated + d.replayed : 0) + p.link.stats.droppedHandshake + p.link.stats.droppedNoSession,
+          dropped: (d ? d.malformed + d.otherConnection + d.unauthenticated + d.replayed : 0) + ls.droppedHandshake + ls.droppedNoSession,
+          drops: { malformed: d?.malformed ?? 0, otherConnection: d?.otherConnection ?? 0, unauthenticated: d?.unauthenticated ?? 0, replayed: d?.replayed ?? 0 },
+          link: {
+            initiationsSent: ls.initiationsSent, responsesSent: ls.responsesSent, unconfirmed: p.link.unconfirmed, goodbyes: ls.goodbyes,
+            droppedHandshake: ls.droppedHandshake, droppedNoSession: ls.droppedNoSession, badBuffers: ls.badBuffers, handlerErrors: ls.handlerErrors, sealFailures: p.link.driverStats.sealFailures,
+          },
         };
       }),
       flows: [...this.#all].map((f) => f.status()),
       table: (() => {
         const busiest = this.#admission.busiest();
         return { flows: this.#admission.size, maxFlows: this.config.limits.maxFlows, maxFlowsPerSource: this.config.limits.maxFlowsPerSource, ...(busiest ? { busiestSource: busiest } : {}) };
+      })(),
+      port: (() => {
+        const ps = this.#port.stats;
+        return {
+          datagramsReceived: ps.datagramsReceived,
+          datagramsSent: ps.datagramsSent,
+          receiveDropped: { ...ps.receiveDropped },
+          sendDropped: { ...ps.dropped },
+          ...(ps.lastSendError ? { lastSendError: ps.lastSendError } : {}),
+          ...(ps.lastListenerError ? { lastListenerError: ps.lastListenerError } : {}),
+        };
+      })(),
+      demux: { ...this.#demux.dropped },
+      sequencer: (() => {
+        const q = this.#sequencer.stats;
+        return { heldBytes: q.heldBytes, overflows: q.overflows, groupOverflows: q.groupOverflows, orphaned: q.orphaned, late: q.late };
       })(),
       counters: { ...this.counters },
     };
