@@ -90,7 +90,8 @@ const udp = async () => {
   socks.forEach((c, i) => c.on('message', (m) => got[i].add(m.toString())));
   for (let k = 0; k < 100; k++) { for (const c of socks) c.send('d' + k, Number(udpPort), udpHost); if (k % 5 === 4) await new Promise((r) => setTimeout(r, 5)); }
   const t0 = Date.now();
-  while (got.some((g) => g.size < 100) && Date.now() - t0 < 10000) await new Promise((r) => setTimeout(r, 50));
+  // Only catches a hang: the answers cross a lossy, repaired WAN on a possibly busy machine.
+  while (got.some((g) => g.size < 100) && Date.now() - t0 < 60000) await new Promise((r) => setTimeout(r, 50));
   socks.forEach((c) => c.close());
   return got.map((g) => g.size);
 };
@@ -182,14 +183,18 @@ for (const how of ['graceful', 'crash'] as const) {
           setTimeout(() => { console.log('hang'); process.exit(1); }, 60000);
         `]);
         await new Promise((r) => setTimeout(r, 1500));
-        const t0 = Date.now();
         await pair.restartB(how);
+        // The client's own 60 s timer catches a hang; how long the restart takes on a busy machine is not the point.
         const exit = await long.waitExit(70_000);
-        const took = Date.now() - t0;
         assert.equal(exit.code, 0, `the client was not told: ${long.stdout()}`);
         assert.match(long.stdout(), /ECONNRESET|closed/);
-        assert.ok(took < (how === 'crash' ? 30_000 : 10_000), `took ${took} ms`);
-        await pair.waitUp(30_000);
+        await pair.waitUp(60_000);
+        // Why gwa let go: a restarting gwb says goodbye (gwa drops the session at once); a crashed one does not
+        // (gwa notices the silence and re-pairs with the new gwb, whose session replaces the old one).
+        const link = (await pair.status('a')).peers[0]!;
+        if (how === 'graceful') assert.ok(link.link.goodbyes >= 1, `gwa heard the goodbye: ${JSON.stringify(link.link)}`);
+        else assert.equal(link.link.goodbyes, 0, 'a crash says no goodbye');
+        assert.ok(link.sessions >= 2, 'a new session with the new gwb');
         const check = wt.topo.spawn('client', process.execPath, [join(dir, 'client.mjs'), ...pair.tcpTarget.split(':'), WAN_ADDR.server, '0', '1', '1000']);
         const e2 = await check.waitExit(60_000);
         const r = JSON.parse(check.stdout().trim().split('\n').pop() ?? '{}') as { results: string[] };

@@ -81,7 +81,8 @@ test('20 concurrent TCP transfers both ways through two gateways at 2 % loss arr
     assert.equal(pair.b.status().counters.flowsDelivered, 20);
     // Flows are forgotten once both sides closed.
     const t0 = performance.now();
-    while (pair.a.status().flows.length + pair.b.status().flows.length > 0 && performance.now() - t0 < 5000) await sleep(20);
+    // The deadline only catches flows never forgotten; a loaded machine may take a while.
+    while (pair.a.status().flows.length + pair.b.status().flows.length > 0 && performance.now() - t0 < 30_000) await sleep(20);
     assert.equal(pair.a.status().flows.length, 0);
     assert.equal(pair.b.status().flows.length, 0);
   } finally {
@@ -90,7 +91,7 @@ test('20 concurrent TCP transfers both ways through two gateways at 2 % loss arr
   }
 });
 
-test('half-close: the server keeps sending after the client finished; a refused connect is a reset, not a hang', { timeout: 30_000 }, async () => {
+test('half-close: the server keeps sending after the client finished; a refused connect is a reset, not a hang', { timeout: 60_000 }, async () => {
   const server = await hashServer(() => randomBytes(300_000));
   const closedPort = await freeTcpPort(); // nothing listens there
   const [l1, l2] = [await freeTcpPort(), await freeTcpPort()];
@@ -99,19 +100,22 @@ test('half-close: the server keeps sending after the client finished; a refused 
       { protocol: 'tcp', listen: `127.0.0.1:${l1}`, target: `127.0.0.1:${server.port}` },
       { protocol: 'tcp', listen: `127.0.0.1:${l2}`, target: `127.0.0.1:${closedPort}` },
     ],
+    // Longer than the test: a reset can only come from the far side's refused connect, not from the open timeout.
+    limits: { openTimeoutMs: 600_000 },
   });
   try {
     const r = await transfer(l1, Buffer.from('hello'));
     assert.equal(r.subarray(0, 64).toString(), sha(Buffer.from('hello')));
     assert.equal(r.length, 64 + 300_000);
-    const t0 = performance.now();
     const err = await transfer(l2, Buffer.from('x')).then(
       () => undefined,
       (e: NodeJS.ErrnoException) => e,
     );
     assert.ok(err, 'the client saw an error');
     assert.equal(err.code, 'ECONNRESET');
-    assert.ok(performance.now() - t0 < 5000, 'promptly');
+    // Answered by the far side's open-ok (connection refused), not by waiting out a timeout.
+    assert.equal(pair.a.status().counters.openTimedOut, 0);
+    assert.equal(pair.b.status().counters.flowsDelivered, 2);
   } finally {
     await pair.close();
     await server.close();
@@ -187,7 +191,7 @@ test('the far gateway refuses destinations outside deliver.allow (not an open pr
   }
 });
 
-test('UDP flows: 5 clients, datagrams both ways under 3 % loss; none crosses twice', { timeout: 30_000 }, async () => {
+test('UDP flows: 5 clients, datagrams both ways under 3 % loss; none crosses twice', { timeout: 90_000 }, async () => {
   const echo = dgram.createSocket('udp4');
   await new Promise<void>((r) => echo.bind(0, '127.0.0.1', r));
   // The test's own endpoints get large buffers: a burst while the (shared) event loop is
@@ -218,7 +222,8 @@ test('UDP flows: 5 clients, datagrams both ways under 3 % loss; none crosses twi
       if (k % 5 === 4) await sleep(5);
     }
     const t0 = performance.now();
-    while (got.some((g) => g.size < 200) && performance.now() - t0 < 5000) await sleep(20);
+    // Only catches a hang (the answers cross a lossy, repaired link on a possibly busy machine).
+    while (got.some((g) => g.size < 200) && performance.now() - t0 < 60_000) await sleep(20);
     if (got.some((g) => g.size < 200)) console.log(JSON.stringify({ a: pair.a.status().counters, b: pair.b.status().counters, ic: pair.ic.stats, flowsA: pair.a.status().flows, flowsB: pair.b.status().flows, sizes: got.map((g) => g.size) }));
     // The data mover is reliable: the WAN's loss is repaired; loopback UDP at the edges does not lose here.
     await sleep(200); // time for any duplicate to show up
@@ -235,7 +240,7 @@ test('UDP flows: 5 clients, datagrams both ways under 3 % loss; none crosses twi
   }
 });
 
-for (const abrupt of [false, true]) test(`a far gateway ${abrupt ? 'crash (no goodbye)' : 'restart'} mid-transfer resets the client ${abrupt ? 'once the link times out' : 'at once'}; new flows work after`, { timeout: 60_000 }, async () => {
+for (const abrupt of [false, true]) test(`a far gateway ${abrupt ? 'crash (no goodbye)' : 'restart'} mid-transfer resets the client ${abrupt ? 'once the link times out' : 'at once'}; new flows work after`, { timeout: 180_000 }, async () => {
   // A server that reads forever and never answers.
   const sink = net.createServer((s) => s.on('data', () => {}).on('error', () => {}));
   await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
@@ -247,12 +252,23 @@ for (const abrupt of [false, true]) test(`a far gateway ${abrupt ? 'crash (no go
       { protocol: 'tcp', listen: `127.0.0.1:${l2}`, target: `127.0.0.1:${echoSrv.port}` },
     ],
     delayMs: 20,
+    // Longer than the test: the gateway's own dead-peer reset (limits.peerDeadMs) cannot be what ends the flow.
+    peerDeadMs: 600_000,
   });
   try {
     const c = net.connect({ host: '127.0.0.1', port: l1 });
+    // What A's link had seen when the client learned: that says why the flow ended.
+    let seen: { goodbyes: number; sessions: number } | undefined;
     const ended = new Promise<string>((resolve) => {
-      c.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
-      c.on('close', () => resolve('close'));
+      const done = (how: string) => {
+        if (!seen) {
+          const p = pair.a.status().peers[0]!;
+          seen = { goodbyes: p.link.goodbyes, sessions: p.sessions };
+        }
+        resolve(how);
+      };
+      c.on('error', (e: NodeJS.ErrnoException) => done(e.code ?? 'error'));
+      c.on('close', () => done('close'));
     });
     const chunk = randomBytes(64 * 1024);
     // Keep the flow busy so data is in flight when B goes away (bounded: at most 3 s).
@@ -261,15 +277,22 @@ for (const abrupt of [false, true]) test(`a far gateway ${abrupt ? 'crash (no go
     const sessions = pair.a.status().peers[0]!.sessions;
     await pair.restartB(abrupt);
     const t0 = performance.now();
-    const how = await Promise.race([ended, sleep(15_000).then(() => 'hang')]);
+    // The deadline only catches a hang (the dead-peer reset, 600 s, is out of reach).
+    const how = await Promise.race([ended, sleep(90_000).then(() => 'hang')]);
     clearInterval(writer);
     assert.notEqual(how, 'hang', 'the client learned the flow is gone');
-    // Told at once by a restarting gateway; after a crash, when the link is declared down (5 s) and re-formed.
-    assert.ok(performance.now() - t0 < (abrupt ? 12_000 : 1_000), `took ${Math.round(performance.now() - t0)} ms`);
+    if (!abrupt) {
+      // Told at once: by the restarting gateway's goodbye, in the session it ended.
+      assert.equal(seen!.goodbyes, 1, 'A had heard the goodbye when the client was reset');
+    } else {
+      // No goodbye: the link was declared down (the data mover's silence) and re-formed; the new session replaced the old one and its lost data reset the flow.
+      assert.equal(seen!.goodbyes, 0);
+      assert.ok(seen!.sessions > sessions, 'the client was reset when the new session replaced the old one');
+    }
     c.destroy();
-    // The pair re-forms (A initiates again once the old session is silent) and carries new flows.
+    // The pair re-forms (A initiates again once the old session is gone) and carries new flows.
     while (pair.a.status().peers[0]!.sessions === sessions || !pair.a.status().peers[0]!.up) {
-      if (performance.now() - t0 > 20_000) throw new Error('the pair did not re-form');
+      if (performance.now() - t0 > 90_000) throw new Error('the pair did not re-form');
       await sleep(20);
     }
     const r = await transfer(l2, Buffer.from('after'));
@@ -344,7 +367,7 @@ test('an IPv6 client of an IPv4 target is carried, TCP and UDP (the tuple crosse
   }
 });
 
-test('UDP datagrams too large for a driver buffer are dropped and counted on both sides; the flow and the gateways go on', { timeout: 30_000 }, async () => {
+test('UDP datagrams too large for a driver buffer are dropped and counted on both sides; the flow and the gateways go on', { timeout: 90_000 }, async () => {
   // The server answers 'big' with a 40,000-byte datagram (more than a 32 KiB driver buffer holds), anything else with an echo.
   const server = dgram.createSocket('udp4');
   await new Promise<void>((r) => server.bind(0, '127.0.0.1', r));
@@ -364,7 +387,7 @@ test('UDP datagrams too large for a driver buffer are dropped and counted on bot
     await sleep(500);
     c.send('small', l, '127.0.0.1');
     const t0 = performance.now();
-    while (!replies.some((m) => m.toString() === 're:small') && performance.now() - t0 < 10_000) await sleep(20);
+    while (!replies.some((m) => m.toString() === 're:small') && performance.now() - t0 < 60_000) await sleep(20);
     assert.ok(replies.some((m) => m.toString() === 're:small'), 'the flow still carries');
     assert.equal(pair.a.status().counters.udpTooLarge, 1, 'the client datagram, at the source gateway');
     assert.equal(pair.b.status().counters.udpTooLarge, 1, "the server's answer, at the destination gateway");
