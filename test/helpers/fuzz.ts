@@ -377,6 +377,9 @@ export const TCP_HOSTILE_KINDS = ['data-then-end', 'reset', 'half-close', 'idle-
 export type TcpHostileKind = (typeof TCP_HOSTILE_KINDS)[number];
 
 export interface TcpHostileReport {
+  /** Connections attempted (a refused one may be reset before its 'connect' event). */
+  attempts: number;
+  /** Connections established (seen by this side). */
   connections: number;
   byKind: Record<string, number>;
   /** Bytes written on connections that were not reset (the target may receive them). */
@@ -396,10 +399,11 @@ export interface TcpHostileReport {
 export async function tcpHostile(to: UdpTarget & { localAddress?: string }, seed: number, o: { count: number; maxMs: number; parallel?: number; holdMs?: number; kinds?: readonly TcpHostileKind[] }): Promise<TcpHostileReport> {
   const rng = new Prng(seed);
   const t0 = performance.now();
-  const report: TcpHostileReport = { connections: 0, byKind: {}, bytes: 0, closedByPeer: 0, elapsedMs: 0 };
+  const report: TcpHostileReport = { attempts: 0, connections: 0, byKind: {}, bytes: 0, closedByPeer: 0, elapsedMs: 0 };
   const holdMs = o.holdMs ?? 300;
   const one = (kind: TcpHostileKind) =>
     new Promise<void>((resolve) => {
+      report.attempts++;
       const sock = net.connect({ port: to.port, host: to.address, ...(to.localAddress ? { localAddress: to.localAddress } : {}) });
       let done = false;
       const finish = () => {

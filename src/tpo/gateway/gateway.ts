@@ -82,6 +82,13 @@ export interface GatewayStatus {
   readonly peers: readonly PeerStatus[];
   readonly flows: readonly FlowStatus[];
   readonly counters: GatewayCounters;
+  /**
+   * Drops no peer accounts for: peer-port datagrams the port demux took
+   * for no link (malformed prefix, unknown connection or key id) and
+   * clients the interception refused. With the peers' `dropped`, every
+   * datagram a stranger sends shows somewhere (issue 16).
+   */
+  readonly dropped: { readonly peerPortMalformed: number; readonly peerPortNoLink: number; readonly refusedClients: number };
 }
 
 interface Peer {
@@ -452,6 +459,7 @@ export class Gateway extends EventEmitter implements FlowHost {
       }),
       flows: [...this.#all].map((f) => f.status()),
       counters: { ...this.counters },
+      dropped: { peerPortMalformed: this.#demux.dropped.malformed, peerPortNoLink: this.#demux.dropped.noLink, refusedClients: this.#interception?.stats.refused ?? 0 },
     };
   }
 
