@@ -34,7 +34,7 @@ interface Options {
   tpo: boolean;
   realPps: number;
   fuzzPps: number;
-  inner?: boolean;
+  inner?: string;
 }
 
 const program = new Command()
@@ -47,7 +47,7 @@ const program = new Command()
   .option('--no-tpo', 'leave out the TPO gateway pair')
   .option('--real-pps <n>', 'real datagrams per second per relay', posNum, 1000)
   .option('--fuzz-pps <n>', 'hostile datagrams per second per relay', posNum, 300)
-  .option('--inner', '(internal) run here: the namespace has been made');
+  .option('--inner <netns>', '(internal) run here: the namespace has been made (the outer netns id follows)');
 
 async function main(): Promise<number> {
   program.parse(process.argv);
@@ -55,7 +55,7 @@ async function main(): Promise<number> {
   if (!o.inner && !rootSkipReason()) {
     // As root: run the soak itself inside a namespace of its own.
     return withTopology({ namespaces: ['soak'] }, async (topo) => {
-      const inner = topo.runNode('soak', 'bench/soak.ts', [...process.argv.slice(2), '--inner']);
+      const inner = topo.runNode('soak', 'bench/soak.ts', [...process.argv.slice(2), '--inner', readlinkSync('/proc/self/ns/net')]);
       inner.child.stderr?.on('data', (d: Buffer) => process.stderr.write(d));
       const stop = () => inner.signal('SIGTERM');
       process.once('SIGINT', stop);
@@ -65,13 +65,13 @@ async function main(): Promise<number> {
       return e.code ?? 1;
     });
   }
-  return runSoak(o, Boolean(o.inner) && inOwnNetns());
+  return runSoak(o, o.inner !== undefined && inOtherNetns(o.inner));
 }
 
-/** Whether this process runs in another network namespace than init's (the kernel tier must never attach to the host's interfaces). */
-function inOwnNetns(): boolean {
+/** Whether this process runs in another network namespace than `outer` (the kernel tier must never attach to the host's interfaces). */
+function inOtherNetns(outer: string): boolean {
   try {
-    return readlinkSync('/proc/self/ns/net') !== readlinkSync('/proc/1/ns/net');
+    return readlinkSync('/proc/self/ns/net') !== outer;
   } catch {
     return false;
   }

@@ -183,7 +183,7 @@ export function defineRelayFuzzSuite(target: RelayFuzzTarget): void {
       const inA = WARM + N + okA.sent + replayA.sent;
 
       // Counters settle (the batched and kernel tiers count asynchronously).
-      await until(() => m.stats().packetsIn >= inM - udpDrops(toM.port) && a.stats().packetsIn >= inA - udpDrops(toA.port), 15_000);
+      await until(() => m.stats().packetsIn >= inM - udpDrops(toM.port) && a.stats().packetsIn >= inA - udpDrops(toA.port), 30_000);
       await Promise.all([subA.settle(300, 10_000), subB.settle(300, 10_000), subC.settle(300, 10_000)]);
       await until(() => m.stats().packetsOut >= subA.received.length + subB.received.length, 5000);
       const kernelDrops = udpDrops(toM.port) + udpDrops(toA.port) - dropsBefore;
@@ -254,7 +254,7 @@ export function defineRelayFuzzSuite(target: RelayFuzzTarget): void {
       const before = udpDrops(to.port);
       const r = await sendBounded(srcs.sockets, to, gen(), { maxCount: 2048, maxMs: 20_000, burst: 64, gapMs: 2, keep: true });
       const big = r.kept.filter((d) => d.length > 1500).length;
-      await until(() => f.stats().packetsIn >= r.sent - (udpDrops(to.port) - before), 15_000);
+      await until(() => f.stats().packetsIn >= r.sent - (udpDrops(to.port) - before), 30_000);
       const kernelDrops = udpDrops(to.port) - before;
       const st = f.stats();
       assert.ok(st.packetsIn <= r.sent && st.packetsIn >= r.sent - kernelDrops, `packetsIn ${st.packetsIn} of ${r.sent}, kernel dropped ${kernelDrops}`);
