@@ -57,9 +57,12 @@ async function main(): Promise<number> {
     return withTopology({ namespaces: ['soak'] }, async (topo) => {
       const inner = topo.runNode('soak', 'bench/soak.ts', [...process.argv.slice(2), '--inner', readlinkSync('/proc/self/ns/net')]);
       inner.child.stderr?.on('data', (d: Buffer) => process.stderr.write(d));
-      const stop = () => inner.signal('SIGTERM');
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
+      // On a signal the inner run stops its traffic and processes and writes what it measured;
+      // the namespace goes when it has exited (the netns helper's own handlers would delete it at once).
+      for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+        process.removeAllListeners(sig);
+        process.once(sig, () => inner.signal('SIGTERM'));
+      }
       const e = await inner.waitExit((o.minutes * 60 + 600) * 1000);
       process.stdout.write(inner.stdout());
       return e.code ?? 1;
@@ -94,6 +97,9 @@ async function runSoak(o: Options, namespace: boolean): Promise<number> {
   let wake: () => void = () => {};
   const onSignal = () => {
     interrupted = true;
+    // A Ctrl-C reaches the sluice processes too: their exits from now on are not crashes.
+    for (const r of relays) r.proc.expectExit();
+    if (tpo) for (const p of [tpo.a, tpo.b]) p.expectExit();
     say('interrupted: stopping and writing what was measured');
     wake();
   };

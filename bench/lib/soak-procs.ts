@@ -122,6 +122,11 @@ export class SoakProcess {
     if (kb !== undefined) this.rss.push({ t: (performance.now() - this.t0) / 1000, kb });
   }
 
+  /** From now on an exit is one we asked for (the run was interrupted). */
+  expectExit(): void {
+    this.#stopping = true;
+  }
+
   /** SIGTERM, then SIGKILL after `graceMs`. Resolves with the exit record. */
   async stop(graceMs: number): Promise<ExitRecord> {
     if (this.exit) return this.exit;

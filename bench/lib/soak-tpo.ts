@@ -76,7 +76,7 @@ async function freePort(kind: 'udp' | 'tcp'): Promise<number> {
   return p;
 }
 
-const peerDrops = (s: GatewayStatus | undefined) => (s ? s.peers.reduce((n, p) => n + p.dropped, 0) + (s.dropped?.peerPortMalformed ?? 0) + (s.dropped?.peerPortNoLink ?? 0) : 0);
+const peerDrops = (s: GatewayStatus | undefined) => (s ? s.peers.reduce((n, p) => n + p.dropped, 0) + Object.values(s.dropped?.peerPort ?? {}).reduce((n, x) => n + x, 0) : 0);
 
 export class TpoTarget {
   #running = true;

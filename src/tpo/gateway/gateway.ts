@@ -83,12 +83,13 @@ export interface GatewayStatus {
   readonly flows: readonly FlowStatus[];
   readonly counters: GatewayCounters;
   /**
-   * Drops no peer accounts for: peer-port datagrams the port demux took
-   * for no link (malformed prefix, unknown connection or key id) and
-   * clients the interception refused. With the peers' `dropped`, every
-   * datagram a stranger sends shows somewhere (issue 16).
+   * Drops no peer accounts for: peer-port datagrams dropped before a link
+   * saw them (the port's: truncated, unknown source, a failed handler; the
+   * demux's: malformed, no link for the connection or key id, no source)
+   * and clients the interception refused. With the peers' `dropped`,
+   * every datagram a stranger sends shows somewhere (issue 16).
    */
-  readonly dropped: { readonly peerPortMalformed: number; readonly peerPortNoLink: number; readonly refusedClients: number };
+  readonly dropped: { readonly peerPort: Readonly<Record<string, number>>; readonly refusedClients: number };
 }
 
 interface Peer {
@@ -459,7 +460,7 @@ export class Gateway extends EventEmitter implements FlowHost {
       }),
       flows: [...this.#all].map((f) => f.status()),
       counters: { ...this.counters },
-      dropped: { peerPortMalformed: this.#demux.dropped.malformed, peerPortNoLink: this.#demux.dropped.noLink, refusedClients: this.#interception?.stats.refused ?? 0 },
+      dropped: { peerPort: { ...this.#port.stats.receiveDropped, ...this.#demux.dropped }, refusedClients: this.#interception?.stats.refused ?? 0 },
     };
   }
 
