@@ -70,6 +70,7 @@ export function memorySummary(p: ProcessRecord, warmupSeconds: number): MemorySu
 
 export function verdict(r: Omit<SoakReport, 'verdict'>): { pass: boolean; failures: string[] } {
   const f: string[] = [];
+  if (r.interrupted) f.push(`interrupted after ${(r.ranSeconds / 60).toFixed(1)} of ${r.plannedMinutes} minutes: not a complete soak`);
   for (const p of r.processes) {
     if (!p.exit) f.push(`${p.name}: never exited (still running at the end?)`);
     else if (!p.exit.expected) f.push(`${p.name}: crashed at ${p.exit.at.toFixed(0)} s (exit ${p.exit.code ?? p.exit.signal}): ${p.stderrTail.slice(-5).join(' | ')}`);
