@@ -255,12 +255,12 @@ export class RelayTarget {
     await new Promise((r) => setTimeout(r, 200));
     for (const s of [this.sockets.real, this.sockets.allowed, this.sockets.stranger, ...this.sockets.flood, ...this.sockets.subs]) s.close();
     const stats = this.#final ?? this.#stats;
-    const flow = ((stats?.flows as Record<string, unknown>[] | undefined) ?? [])[0] as { destinations?: { drops?: { sendError?: number; queueFull?: number } }[] } | undefined;
+    const flow = ((stats?.flows as Record<string, unknown>[] | undefined) ?? [])[0] as { destinations?: { drops?: Record<string, number> }[] } | undefined;
     // A missing real datagram is explained by a counted drop: the relay's, or the kernel's at a socket.
     let unexplained = 0;
     this.#subs.forEach((c, i) => {
       const d = flow?.destinations?.[i]?.drops;
-      const counted = (d?.sendError ?? 0) + (d?.queueFull ?? 0) + listenKernelDrops + c.kernelDrops + this.#sendErrors;
+      const counted = Object.values(d ?? {}).reduce((n, x) => n + x, 0) + listenKernelDrops + c.kernelDrops + this.#sendErrors;
       unexplained += Math.max(0, c.missing - counted);
     });
     return {
