@@ -150,6 +150,14 @@ export interface GatewayStatus {
   /** Messages the flow sequencer holds for gaps now (bytes), and what its bounds cost (flow-sequencer.ts). */
   readonly sequencer: { readonly heldBytes: number; readonly overflows: number; readonly groupOverflows: number; readonly orphaned: number; readonly late: number };
   readonly counters: GatewayCounters;
+  /**
+   * Drops no peer accounts for: peer-port datagrams dropped before a link
+   * saw them (the port's: truncated, unknown source, a failed handler; the
+   * demux's: malformed, no link for the connection or key id, no source)
+   * and clients the interception refused. With the peers' `dropped`,
+   * every datagram a stranger sends shows somewhere (issue 16).
+   */
+  readonly dropped: { readonly peerPort: Readonly<Record<string, number>>; readonly refusedClients: number };
 }
 
 interface Peer {
@@ -683,6 +691,7 @@ export class Gateway extends EventEmitter implements FlowHost {
         return { heldBytes: q.heldBytes, overflows: q.overflows, groupOverflows: q.groupOverflows, orphaned: q.orphaned, late: q.late };
       })(),
       counters: { ...this.counters },
+      dropped: { peerPort: { ...this.#port.stats.receiveDropped, ...this.#demux.dropped }, refusedClients: this.#interception?.stats.refused ?? 0 },
     };
   }
 

@@ -1,0 +1,3 @@
+import { defineRelayFuzzSuite } from './relay-suite.js';
+
+defineRelayFuzzSuite({ tier: 'portable' });
