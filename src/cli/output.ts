@@ -97,8 +97,9 @@ export function parseBitrate(text: string): number | undefined {
   if (!m) return undefined;
   const mult = { '': 1, k: 1e3, m: 1e6, g: 1e9 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
   const v = Number(m[1]) * mult;
-  // 400 digits read as Infinity: not a rate.
-  return v > 0 && Number.isFinite(v) ? Math.round(v) : undefined;
+  // 400 digits read as Infinity: not a rate; below 1 bit/s would round to 0.
+  const bits = Math.round(v);
+  return bits >= 1 && Number.isFinite(bits) ? bits : undefined;
 }
 
 /** Parses `10`, `10s`, `1.5s`, `500ms`, `2m` into milliseconds. */

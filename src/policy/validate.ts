@@ -196,7 +196,8 @@ function numbersFit(values: unknown, field: 'sequence' | 'delaysMs' | 'offsetsMs
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
     if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > max) return false;
-    if (field === 'sequence' && !Number.isInteger(v)) return false;
+    // zod's int() is a safe integer: 2 ** 53 is not one.
+    if (field === 'sequence' && !Number.isSafeInteger(v)) return false;
   }
   return true;
 }

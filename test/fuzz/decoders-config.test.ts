@@ -336,7 +336,6 @@ const rateText = fc.oneof(fc.string({ maxLength: 20 }), fc.stringMatching(/^\d{1
 
 test(
   'rates and durations: any text is a finite positive number or refused (the CLI and the TPO config)',
-  { todo: 'issue 16 item 17 (residual after 86e0efa): the CLI parseBitrate rounds 0 < rate < 0.5 bit/s to 0 (`sluice write --bitrate 0.4` then fails with "got 0")' },
   () => {
     fc.assert(
       fc.property(rateText, (t) => {
