@@ -31,9 +31,14 @@ export function writeSockaddr(out: Uint8Array, offset: number, family: 4 | 6, ad
 
 /** Decodes a sockaddr written by the kernel. */
 export function readSockaddr(buf: Uint8Array, offset: number): Endpoint {
-  const v = new DataView(buf.buffer, buf.byteOffset + offset);
+  // The kernel wrote it, but a short or foreign buffer must give a typed
+  // error, not a read past its end: family (2), port (2), then the address.
+  if (!Number.isInteger(offset) || offset < 0 || offset + 4 > buf.length) throw new TypeError('sockaddr truncated');
+  const v = new DataView(buf.buffer, buf.byteOffset + offset, buf.length - offset);
   const family = v.getUint16(0, true);
   const port = v.getUint16(2, false);
+  if (family === AF_INET && offset + 8 > buf.length) throw new TypeError('sockaddr_in truncated');
+  if (family === AF_INET6 && offset + 24 > buf.length) throw new TypeError('sockaddr_in6 truncated');
   if (family === AF_INET) return { family: 4, address: Array.from(buf.subarray(offset + 4, offset + 8)).join('.'), port };
   if (family === AF_INET6) return { family: 6, address: formatIpv6(buf.subarray(offset + 8, offset + 24)), port };
   throw new TypeError(`unexpected address family ${family}`);

@@ -138,7 +138,14 @@ export class Reassembler {
     for (let s = this.#held.get(this.#next); s; s = this.#held.get(this.#next)) {
       this.#unhold(this.#next, s);
       if (this.#early.delete(this.#next)) {
-        // Part of a buffer already handed out whole: only the cumulative point moves.
+        // Part of a buffer already handed out whole: only the cumulative point moves. That buffer
+        // began with a start, so a partial one in progress had no end before it: drop it (as a
+        // start inside a buffer is dropped below), never splice it to segments after the early one.
+        if (this.#inBuffer) {
+          this.malformed++;
+          this.#dropPartial();
+          this.#inBuffer = false;
+        }
         this.#next++;
         continue;
       }

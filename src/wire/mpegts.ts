@@ -159,7 +159,10 @@ export function readPcr(buf: Uint8Array, p: number): number {
   const b4 = buf[p + 4]!;
   const base = hi * 2 + (b4 >>> 7);
   const ext = ((b4 & 1) << 8) | buf[p + 5]!;
-  return base * 300 + ext;
+  // An invalid extension (300..511) is read modulo the PCR's range, so the
+  // result stays a PCR (decodeTsPacket refuses such a packet outright).
+  const pcr = base * 300 + ext;
+  return pcr < PCR_MODULUS_NUM ? pcr : pcr - PCR_MODULUS_NUM;
 }
 
 function checkInt(name: string, v: unknown, min: number, max: number): void {
@@ -240,7 +243,9 @@ export type TsDecodeReason =
   /** adaptation_field_length runs past the end of the packet. */
   | 'adaptation-overflow'
   /** Adaptation flags announce fields (PCR) that do not fit its length. */
-  | 'adaptation-fields';
+  | 'adaptation-fields'
+  /** program_clock_reference_extension above 299 (it counts 0..299 per base tick). */
+  | 'pcr-extension';
 
 export type TsDecodeResult = TsPacketInfo | { readonly ok: false; readonly reason: TsDecodeReason };
 
@@ -270,6 +275,8 @@ export function decodeTsPacket(buf: Uint8Array, offset = 0): TsDecodeResult {
       randomAccess = (flags & AF_RANDOM_ACCESS) !== 0;
       if (flags & AF_PCR) {
         if (afLen < 7) return { ok: false, reason: 'adaptation-fields' };
+        // The extension counts 0..299; more would put the PCR past its modulus.
+        if ((((buf[o + 10]! & 1) << 8) | buf[o + 11]!) > 299) return { ok: false, reason: 'pcr-extension' };
         pcr = BigInt(readPcr(buf, o + 6));
       }
     }

@@ -80,6 +80,9 @@ export function parseBpfElf(bytes: Uint8Array): ElfObject {
   const shentsize = v.getUint16(58, true);
   const shnum = v.getUint16(60, true);
   const shstrndx = v.getUint16(62, true);
+  // Each header is read as a 64-byte Elf64_Shdr: a smaller entry size would
+  // have the reads below run past the table (or the file).
+  if (shnum > 0 && shentsize < 64) throw new ElfError(`section header size ${shentsize} is below 64`);
   need(shoff + shnum * shentsize, 'section headers');
 
   const raw = Array.from({ length: shnum }, (_, index) => {
@@ -108,8 +111,15 @@ export function parseBpfElf(bytes: Uint8Array): ElfObject {
   });
   const body = (s: Section) => bytes.subarray(s.offset, s.offset + s.size);
 
-  const symtab = sections.find((s) => s.type === SHT_SYMTAB);
-  if (!symtab) throw new ElfError('no symbol table');
+  // A NOBITS section has no bytes in the file (its offset was not checked
+  // above): anything read through a DataView must have them.
+  const inFile = (s: Section, what: string): Section => {
+    if (s.type === 8 /* NOBITS */) throw new ElfError(`${what} (section ${s.index}) has no bytes in the file`);
+    return s;
+  };
+  const symtabAny = sections.find((s) => s.type === SHT_SYMTAB);
+  if (!symtabAny) throw new ElfError('no symbol table');
+  const symtab = inFile(symtabAny, 'the symbol table');
   const symStr = sections[symtab.link];
   if (!symStr) throw new ElfError('symbol table has no string table');
   const symbols: ElfSymbol[] = [];
@@ -129,6 +139,7 @@ export function parseBpfElf(bytes: Uint8Array): ElfObject {
   const mapsSec = sections.find((s) => s.name === 'maps');
   const maps: ElfMapDef[] = [];
   if (mapsSec) {
+    inFile(mapsSec, 'the maps section');
     for (const sym of symbols.filter((s) => s.section === mapsSec.index && s.name)) {
       if (sym.value + MAP_DEF_SIZE > mapsSec.size) throw new ElfError(`map ${sym.name} lies outside the maps section`);
       const o = mapsSec.offset + sym.value;
@@ -156,6 +167,7 @@ export function parseBpfElf(bytes: Uint8Array): ElfObject {
     const mapRelocations: { insn: number; map: string }[] = [];
     const rel = sections.find((s) => s.type === SHT_REL && s.info === sec.index);
     if (rel) {
+      inFile(rel, `the relocations of ${sec.name}`);
       for (let o = rel.offset; o + 16 <= rel.offset + rel.size; o += 16) {
         const offset = Number(v.getBigUint64(o, true));
         const info = v.getBigUint64(o + 8, true);
@@ -165,6 +177,9 @@ export function parseBpfElf(bytes: Uint8Array): ElfObject {
         if (type !== R_BPF_64_64 || sym.section !== mapsSec?.index) {
           throw new ElfError(`relocation type ${type} against '${sym.name}' is not a map reference`);
         }
+        // The symbol must be one of the maps read above (a nameless or
+        // out-of-range one was not), or the loader would find no fd for it.
+        if (!maps.some((m) => m.name === sym.name)) throw new ElfError(`relocation at ${offset} names '${sym.name}', which is not a map of this object`);
         const insn = offset / 8;
         if (!Number.isInteger(insn) || insn + 1 >= insns.length / 8 || insns[offset] !== 0x18) {
           throw new ElfError(`relocation at ${offset} does not point at an ld_imm64`);
