@@ -319,7 +319,10 @@ for (const { io, skip } of ios) {
       assert.ok([...sentUdp.values()].every((n) => n <= 1), 'a UDP datagram was delivered twice');
       const udpDropped = sa.counters.udpDropped + sb.counters.udpDropped + sb.counters.droppedReplies;
       const udpKernelDrops = udpDrops(listenUdp) - kd0.lu + udpDrops(sinkPort) - kd0.sink;
-      assert.ok(realGot + udpDropped + udpKernelDrops >= realU.sent, `real UDP: ${realGot} of ${realU.sent} delivered, ${udpDropped} counted as dropped by the gateways, ${udpKernelDrops} by the kernel`);
+      assert.ok(
+        realGot + udpDropped + udpKernelDrops >= realU.sent,
+        `real UDP: ${realGot} of ${realU.sent} delivered, ${udpDropped} counted as dropped by the gateways, ${udpKernelDrops} by the kernel; counters A ${JSON.stringify(sa.counters)}, B ${JSON.stringify(sb.counters)}`,
+      );
 
       // The session was never replaced: nothing forged or replayed re-paired it.
       assert.equal(sa.peers[0]!.sessions, sa0.peers[0]!.sessions, 'gateway A started a new session during the fuzz');

@@ -133,7 +133,11 @@ export class UdpEdge implements CarriedFlow {
   }
 
   #fromLocal(data: Uint8Array): void {
-    if (this.#ended) return;
+    if (this.#ended) {
+      // A datagram that raced the flow's end (its socket's last callbacks): lost, so counted.
+      this.#o.counters.udpDropped++;
+      return;
+    }
     if (data.length > MAX_CARRIED_DATAGRAM) {
       this.#o.counters.udpTooLarge++;
       return;
@@ -141,7 +145,11 @@ export class UdpEdge implements CarriedFlow {
     this.#lastActive = performance.now();
     this.#o.host.active(this);
     for (const b of this.branches) {
-      if (b.done) continue;
+      if (b.done) {
+        // That peer reset this flow (the others, if any, still carry it): the copy for it is lost.
+        this.#o.counters.udpDropped++;
+        continue;
+      }
       // A thin flow's datagram (DNS, voice, a game's state) is not dropped
       // because bulk transfers filled the queue: it goes ahead of them, and
       // the meter bounds how much a thin flow can add.
@@ -157,7 +165,10 @@ export class UdpEdge implements CarriedFlow {
 
   onMessage(peer: string, m: CarriedMessage): void {
     const b = this.branches.find((x) => x.peer === peer);
-    if (!b || b.done || this.#ended) return;
+    if (!b || b.done || this.#ended) {
+      if (m.header.function === 'data') this.#o.counters.udpDropped++;
+      return;
+    }
     if (m.header.sequence !== b.seqIn >>> 0) this.#o.counters.sequenceErrors++;
     b.seqIn = m.header.sequence + 1;
     this.#lastActive = performance.now();
