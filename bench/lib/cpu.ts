@@ -164,7 +164,7 @@ export function softnet(): { dropped: number; squeezed: number; droppedByCpu: nu
  * That matters for relays that use CPU while idle (e.g. polling).
  */
 export class CpuSampler {
-  private readonly samples: Array<{ t: number; s: number }> = [];
+  private readonly samples: { t: number; s: number }[] = [];
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly pids: readonly number[], private readonly intervalMs = 25) {}

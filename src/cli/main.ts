@@ -265,5 +265,5 @@ export { exitAfterOutput };
 
 // Run when executed directly (tsx src/cli/main.ts, or node dist/cli/main.js).
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then(exitAfterOutput);
+  void main().then(exitAfterOutput);
 }

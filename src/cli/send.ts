@@ -22,7 +22,7 @@ import { EXIT, emitJson, table } from './output.js';
 import type { AggregateResult, WriteResult } from '../sender/results.js';
 import type { SchedulerStats, StreamScheduler, StreamStats } from '../sender/stream-scheduler.js';
 
-type Issue = { path: string; message: string };
+interface Issue { path: string; message: string }
 
 export interface AggregateFileOptions {
   /**

@@ -24,7 +24,7 @@ import { MMSG, MSG_DONTWAIT, MSG_TRUNC, POLLIN, SIZEOF_IOVEC, SIZEOF_MMSGHDR, SI
 import { NativeRegion } from '../sys/memory.js';
 import { PacketSocket } from '../sys/packet-socket.js';
 import { Poller, Waker } from '../sys/poller.js';
-import { DROP_BURST, DROP_LOSS, DROP_QUEUE, ETH_HEADER, WanLane } from './wan-model.js';
+import { DROP_BURST, DROP_QUEUE, ETH_HEADER, WanLane } from './wan-model.js';
 import { C, HOLD_NONE, LANE_FIELDS, LATENESS_EDGES_MS, type IpWanWorkerData } from './ip-wan-protocol.js';
 
 /** Room for the virtio header and a 1500-byte-MTU frame (with VLAN tags), rounded to a page half. */

@@ -146,7 +146,6 @@ export class BatchedSender {
    * page it pinned, so the buffers are free when this resolves.
    */
   async write(spec: SegmentSpec): Promise<WriteResult> {
-    const n = spec.entries.length;
     const c = libc();
     const job: WriteJob = {
       kind: 'write',

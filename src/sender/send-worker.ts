@@ -307,7 +307,7 @@ function runWrite(job: WriteJob): WriteOutcome {
     }
     // Messages queued per family, in plan order: entry, offset, bytes, packets.
     const next = new Float64Array(n);
-    type Msg = { entry: number; offset: number; bytes: number; count: number };
+    interface Msg { entry: number; offset: number; bytes: number; count: number }
     const queue = new Map<4 | 6, Msg[]>([...sockets.keys()].map((f) => [f, []]));
     const flush = (family: 4 | 6, all: boolean): void => {
       const q = queue.get(family)!;

@@ -212,7 +212,7 @@ export class RateControl {
    * minimum means a queue is building (HyStart's signal, unaffected by
    * random loss), so startup ends before it overflows the queue.
    */
-  onRoundEnd(bytesInFlight: number, roundRttMs = Infinity, roundMaxRttMs = roundRttMs, nowMs = NaN): void {
+  onRoundEnd(bytesInFlight: number, roundRttMs = Infinity, _roundMaxRttMs = roundRttMs, nowMs = NaN): void {
     const lossRate = this.#roundLost / Math.max(1, this.#roundLost + this.#roundDelivered);
     // Past startup, a round's best per-ack sample may not exceed what the
     // whole round delivered by more than ROUND_SLACK: single samples span one

@@ -91,7 +91,7 @@ export class RttEstimator {
  */
 export class WindowedMin {
   /** Best, second-best (later) and third-best (latest) samples: [value, time]. */
-  readonly #s: Array<[number, number]> = [
+  readonly #s: [number, number][] = [
     [Infinity, -Infinity],
     [Infinity, -Infinity],
     [Infinity, -Infinity],

@@ -11,9 +11,10 @@ import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import type {
+  NsProcess} from '../helpers/netns.js';
 import {
   NETNS_PREFIX,
-  NsProcess,
   REPO_ROOT,
   createTopology,
   listTestNamespaces,

@@ -13,7 +13,7 @@ import { probeBatchedIo } from '../../src/sys/probe.js';
 const s = await Sluice.open({ tier: 'portable' });
 const batchedProbe = (await probeTiers()).find((t) => t.tier === 'batched');
 const batched = batchedProbe?.available ? await Sluice.open({ tier: 'batched' }) : undefined;
-const engines: Array<[string, Sluice | undefined, string | undefined]> = [
+const engines: [string, Sluice | undefined, string | undefined][] = [
   ['portable engine', s, undefined],
   ['batched engine', batched, batched ? undefined : `batched tier unavailable: ${batchedProbe?.detail}`],
 ];

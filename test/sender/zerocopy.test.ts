@@ -83,7 +83,7 @@ test('parser: other cmsgs and other error origins are ignored, not counted as co
 
 test('parser: truncated or inconsistent control data is counted as malformed, never trusted, never a crash', () => {
   const good = control(v4(0, 1));
-  const cases: Array<[string, Uint8Array, number | undefined]> = [
+  const cases: [string, Uint8Array, number | undefined][] = [
     ['empty', new Uint8Array(0), undefined],
     ['shorter than a cmsg header', good.subarray(0, 10), undefined],
     ['controllen cut inside the cmsg', good, 40],

@@ -50,7 +50,7 @@ test('RTT: when the minimum expires, the best later sample of the window takes i
   // Brute-force check against the definition on random samples: never below the true
   // window minimum, and never above the minimum of the last half window.
   const w = new WindowedMin(1000);
-  const samples: Array<[number, number]> = [];
+  const samples: [number, number][] = [];
   let seed = 7;
   const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
   for (let t = 0; t < 20_000; t += 1 + Math.floor(rnd() * 40)) {

@@ -20,7 +20,7 @@ const ep = (url: string): Endpoint => {
 };
 const host = hostAddressesFrom({ eth0: [{ address: '192.0.2.7' }, { address: 'fe80::1%eth0' }], lo: [{ address: '127.0.0.1' }, { address: '::1' }] });
 
-type F = { name?: string; listen: string; to: string | string[] };
+interface F { name?: string; listen: string; to: string | string[] }
 const yaml = (flows: F[]) =>
   `flows:\n${flows
     .map((f) => `  - {${f.name ? `name: ${f.name}, ` : ''}type: ${Array.isArray(f.to) ? 'replicate' : 'redirect'}, listen: "${f.listen}", allow: any, to: ${JSON.stringify(f.to)}}`)

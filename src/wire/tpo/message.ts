@@ -8,7 +8,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { formatIpv6, ipv4ToInt, ipv6Bytes } from '../ip-address.js';
 import { WireError } from './errors.js';
-import { Reader, Writer } from './cursor.js';
+import type { Reader, Writer } from './cursor.js';
 
 export const MESSAGE_VERSION = 1;
 /** Header bytes: 20 fixed + two IPv4 (8) or two IPv6 (32) addresses. */

@@ -1,0 +1,39 @@
+/**
+ * Files that break a rule of eslint.config.js today, while issue 17's moves
+ * and splits are under way. This list may only shrink: a file leaves it when
+ * it is fixed, and the list is deleted when it is empty. One glob per line,
+ * sorted, so that removals merge cleanly.
+ */
+
+/** Over 400 lines with no reason at the top yet: to be split (issue 17, item 9). */
+export const maxLines = [
+  'src/dataplane/batched/engine-flow.ts',
+  'src/dataplane/kernel/kernel-plane.ts',
+  'src/sender/send-worker.ts',
+  'src/sender/stream-scheduler.ts',
+  'src/tpo/data-mover.ts',
+  'src/tpo/gateway/gateway.ts',
+  'src/tpo/gateway/tcp-edge.ts',
+  'src/tpo/intercept/transparent.ts',
+  'src/tpo/link-emulator.ts',
+  'src/wire/mpegts.ts',
+];
+
+/** TypeScript `private` where the rest of the code uses #private (issue 17, item 10). */
+export const tsPrivate = [
+  'bench/lib/cpu.ts',
+  'bench/lib/irq-clock.ts',
+  'bench/lib/sink-prog.ts',
+  'bench/lib/sink.ts',
+  'bench/lib/syscall-count.ts',
+  'src/media/ts-checker.ts',
+  'src/media/ts-synth.ts',
+  'src/sender/portable-sender.ts',
+  'src/tpo/link-emulator.ts',
+  'src/tpo/packet-driver.ts',
+  'src/tpo/rng.ts',
+  'test/helpers/netns.ts',
+];
+
+/** Library code that installs process-wide handlers (issue 17, item 7: only src/cli may). */
+export const processHandlers = ['src/tpo/intercept/transparent.ts'];
