@@ -34,7 +34,11 @@ export default tseslint.config(
       // node:test's test()/describe() return promises the runner owns.
       '@typescript-eslint/no-floating-promises': [
         'error',
-        { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['test', 'it', 'describe', 'suite', 'before', 'after', 'beforeEach', 'afterEach'] }] },
+        {
+          allowForKnownSafeCalls: [
+            { from: 'package', package: 'node:test', name: ['test', 'it', 'describe', 'suite', 'before', 'after', 'beforeEach', 'afterEach'] },
+          ],
+        },
       ],
       '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: { arguments: false, attributes: false } }],
       '@typescript-eslint/switch-exhaustiveness-check': ['error', { considerDefaultExhaustiveForUnions: true }],
@@ -87,7 +91,11 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { paths: [{ name: 'node:net', allowImportNames: ['isIP', 'isIPv4', 'isIPv6', 'BlockList'], message: 'Pure layers use node:net only to parse addresses.' }] },
+        {
+          paths: [
+            { name: 'node:net', allowImportNames: ['isIP', 'isIPv4', 'isIPv6', 'BlockList'], message: 'Pure layers use node:net only to parse addresses.' },
+          ],
+        },
       ],
     },
   },

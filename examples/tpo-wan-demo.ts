@@ -50,7 +50,9 @@ s.on('error', (e) => { console.error(e.message); process.exit(1); });`;
 const wt = await createWanTopology();
 try {
   await wt.startEmulator({ common: { delayMs: oneWay, rateBps: rate, loss }, seed: 1 });
-  console.log(`WAN: ${values['rate-mbit']} Mbit/s, ${values['rtt-ms']} ms RTT, ${values.loss} % random loss each way; file ${values.file} (${(data.length / 1e6).toFixed(1)} MB, sha256 ${want.slice(0, 16)}…)`);
+  console.log(
+    `WAN: ${values['rate-mbit']} Mbit/s, ${values['rtt-ms']} ms RTT, ${values.loss} % random loss each way; file ${values.file} (${(data.length / 1e6).toFixed(1)} MB, sha256 ${want.slice(0, 16)}…)`,
+  );
   const run = async (label: string): Promise<void> => {
     const rx = wt.topo.spawn('server', process.execPath, ['-e', RECEIVER]);
     await rx.waitForLine(/ready/, { timeoutMs: 10_000 });
@@ -74,7 +76,9 @@ try {
   try {
     await run('through the Sluice gateways');
     const st = await pair.status('a');
-    console.log(`gateway gwa: peer ${st.peers[0]!.name} srtt ${st.peers[0]!.srttMs} ms, bandwidth estimate ${st.peers[0]!.bandwidthMbit} Mbit/s, ${st.peers[0]!.retransmissions} retransmissions, ${st.counters.flowsOpened} flow(s)`);
+    console.log(
+      `gateway gwa: peer ${st.peers[0]!.name} srtt ${st.peers[0]!.srttMs} ms, bandwidth estimate ${st.peers[0]!.bandwidthMbit} Mbit/s, ${st.peers[0]!.retransmissions} retransmissions, ${st.counters.flowsOpened} flow(s)`,
+    );
   } finally {
     await pair.stop();
   }

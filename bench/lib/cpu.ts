@@ -115,7 +115,9 @@ export function sampleCpu(pids: readonly number[]): CpuSample {
  * `softirqS` is /proc/stat's softirq figure, for reference.
  */
 export function coreBusy(cpu: number): { busyS: number; softirqS: number; source: 'cpuidle' | 'stat' } {
-  const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith(`cpu${cpu} `));
+  const line = readFileSync('/proc/stat', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`cpu${cpu} `));
   const f = (line ?? '').trim().split(/\s+/).slice(1).map(Number);
   const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0] = f;
   const hz = clockTicks();
@@ -149,7 +151,10 @@ export function softnet(): { dropped: number; squeezed: number; droppedByCpu: nu
   let squeezed = 0;
   const droppedByCpu: number[] = [];
   for (const line of readFileSync('/proc/net/softnet_stat', 'utf8').trim().split('\n')) {
-    const f = line.trim().split(/\s+/).map((x) => parseInt(x, 16));
+    const f = line
+      .trim()
+      .split(/\s+/)
+      .map((x) => parseInt(x, 16));
     dropped += f[1] ?? 0;
     squeezed += f[2] ?? 0;
     droppedByCpu.push(f[1] ?? 0);
@@ -167,7 +172,10 @@ export class CpuSampler {
   private readonly samples: { t: number; s: number }[] = [];
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly pids: readonly number[], private readonly intervalMs = 25) {}
+  constructor(
+    private readonly pids: readonly number[],
+    private readonly intervalMs = 25,
+  ) {}
 
   private take(): void {
     const c = sampleCpu(this.pids);

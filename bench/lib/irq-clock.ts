@@ -28,16 +28,7 @@
  * time, but needs CONFIG_SCHEDSTATS, which this kernel lacks.)
  */
 import { Assembler } from './sink-prog.js';
-import {
-  BPF_MAP_TYPE,
-  BPF_PROG_TYPE_RAW_TRACEPOINT,
-  closeFd,
-  mapCreate,
-  mapLookup,
-  possibleCpus,
-  progLoad,
-  rawTracepointOpen,
-} from '../../src/sys/bpf.js';
+import { BPF_MAP_TYPE, BPF_PROG_TYPE_RAW_TRACEPOINT, closeFd, mapCreate, mapLookup, possibleCpus, progLoad, rawTracepointOpen } from '../../src/sys/bpf.js';
 
 const HELPER_KTIME_GET_NS = 5;
 const HELPER_GET_CURRENT_PID_TGID = 14;
@@ -145,7 +136,11 @@ export class CoreClock {
     const map = mapCreate({ type: BPF_MAP_TYPE.PERCPU_ARRAY, keySize: 4, valueSize: VALUE_SIZE, maxEntries: 1, flags: 0, name: 'bench_irqclk' });
     const fds: number[] = [map];
     try {
-      for (const [tp, insns] of [['sched_switch', switchProgram(map)], ['softirq_entry', entryProgram(map)], ['softirq_exit', exitProgram(map)]] as const) {
+      for (const [tp, insns] of [
+        ['sched_switch', switchProgram(map)],
+        ['softirq_entry', entryProgram(map)],
+        ['softirq_exit', exitProgram(map)],
+      ] as const) {
         const prog = progLoad({ type: BPF_PROG_TYPE_RAW_TRACEPOINT, insns, license: 'Dual MIT/GPL', name: `bench_${tp}`, expectedAttachType: 0 });
         fds.push(prog);
         fds.push(rawTracepointOpen(tp, prog));
@@ -174,4 +169,3 @@ export class CoreClock {
     for (const fd of [...this.fds].reverse()) closeFd(fd);
   }
 }
-

@@ -63,7 +63,9 @@ export class Sink {
       await counter.waitForLine(/^\{"event":"ready"/, { timeoutMs: READY_TIMEOUT_MS, stream: 'stdout' });
     } catch (err) {
       await counter.stop(1_000);
-      throw new Error(`sink: the eBPF counter on ${ns}/${ifname} did not come up within ${READY_TIMEOUT_MS / 1000} s: ${(err as Error).message}`, { cause: err });
+      throw new Error(`sink: the eBPF counter on ${ns}/${ifname} did not come up within ${READY_TIMEOUT_MS / 1000} s: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     return new Sink(counter);
   }

@@ -69,7 +69,12 @@ export async function createBenchTopology(offload: OffloadOptions): Promise<Benc
     for (const ns of ['gen', 'relay', 'sink']) {
       await topo.exec(ns, 'sysctl', ['-qw', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0']);
     }
-    for (const [ns, dev] of [['gen', 'gen0'], ['relay', 'in0'], ['relay', 'out0'], ['sink', 'sink0']] as const) {
+    for (const [ns, dev] of [
+      ['gen', 'gen0'],
+      ['relay', 'in0'],
+      ['relay', 'out0'],
+      ['sink', 'sink0'],
+    ] as const) {
       await topo.exec(ns, 'sysctl', ['-qw', `net.ipv4.conf.${dev}.rp_filter=0`]);
     }
     if (!offload.inputGso) await topo.ip('gen', ['link', 'set', 'gen0', 'gso_max_segs', '1']);

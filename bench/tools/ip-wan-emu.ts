@@ -37,7 +37,19 @@ const o = new Command('ip-wan-emu')
   .option('--seed <n>', 'PRNG seed', num, 1)
   .option('--slots <n>', 'frames held per direction', num)
   .parse()
-  .opts<{ aIf: string; bIf: string; delayMs: number; rateMbit: number; queueBytes?: number; loss: number; burst?: string; aToB?: string; bToA?: string; seed: number; slots?: number }>();
+  .opts<{
+    aIf: string;
+    bIf: string;
+    delayMs: number;
+    rateMbit: number;
+    queueBytes?: number;
+    loss: number;
+    burst?: string;
+    aToB?: string;
+    bToA?: string;
+    seed: number;
+    slots?: number;
+  }>();
 
 const common: Partial<WanParams> = {
   delayMs: o.delayMs,

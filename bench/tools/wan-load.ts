@@ -76,12 +76,15 @@ function exitOnStdinEnd(onEnd: () => void = () => process.exit(0)): void {
 
 const program = new Command('wan-load');
 
-program.command('udp-echo').requiredOption('--port <n>', '', num).action((o: { port: number }) => {
-  const s = dgram.createSocket('udp4');
-  s.on('message', (m, r) => s.send(m, r.port, r.address));
-  s.bind(o.port, () => print({ event: 'ready' }));
-  exitOnStdinEnd();
-});
+program
+  .command('udp-echo')
+  .requiredOption('--port <n>', '', num)
+  .action((o: { port: number }) => {
+    const s = dgram.createSocket('udp4');
+    s.on('message', (m, r) => s.send(m, r.port, r.address));
+    s.bind(o.port, () => print({ event: 'ready' }));
+    exitOnStdinEnd();
+  });
 
 program
   .command('udp-ping')
@@ -111,24 +114,27 @@ program
     process.exit(0);
   });
 
-program.command('udp-sink').requiredOption('--port <n>', '', num).action((o: { port: number }) => {
-  const s = dgram.createSocket({ type: 'udp4', recvBufferSize: 8 << 20 });
-  let packets = 0;
-  let bytes = 0;
-  let first = 0;
-  let last = 0;
-  s.on('message', (m) => {
-    const t = performance.now();
-    if (packets === 0) first = t;
-    last = t;
-    packets++;
-    bytes += m.length + UDP_IP_OVERHEAD;
+program
+  .command('udp-sink')
+  .requiredOption('--port <n>', '', num)
+  .action((o: { port: number }) => {
+    const s = dgram.createSocket({ type: 'udp4', recvBufferSize: 8 << 20 });
+    let packets = 0;
+    let bytes = 0;
+    let first = 0;
+    let last = 0;
+    s.on('message', (m) => {
+      const t = performance.now();
+      if (packets === 0) first = t;
+      last = t;
+      packets++;
+      bytes += m.length + UDP_IP_OVERHEAD;
+    });
+    s.bind(o.port, () => print({ event: 'ready' }));
+    const rl = createInterface({ input: process.stdin });
+    rl.on('line', () => print({ event: 'stats', packets, ipBytes: bytes, spanMs: last - first }));
+    rl.on('close', () => process.exit(0));
   });
-  s.bind(o.port, () => print({ event: 'ready' }));
-  const rl = createInterface({ input: process.stdin });
-  rl.on('line', () => print({ event: 'stats', packets, ipBytes: bytes, spanMs: last - first }));
-  rl.on('close', () => process.exit(0));
-});
 
 program
   .command('udp-blast')
@@ -234,7 +240,11 @@ program
       const ok = sock.write(data.subarray(off, off + n));
       written += n;
       off = (off + n) % data.length;
-      if (!ok) await new Promise<void>((r) => { sock.once('drain', r); setTimeout(r, 200); });
+      if (!ok)
+        await new Promise<void>((r) => {
+          sock.once('drain', r);
+          setTimeout(r, 200);
+        });
     }
     clearTimeout(timer);
     const elapsed = (performance.now() - t0) / 1000;

@@ -11,18 +11,12 @@ import { kernelProvider } from './kernel/kernel-plane.js';
 import type { DataPlane, DataPlaneOptions, TierProbe, TierProvider } from './types.js';
 
 /** Fastest first: the order `auto` tries them in. */
-const providers: readonly TierProvider[] = [
-  kernelProvider,
-  batchedProvider,
-  portableProvider,
-];
+const providers: readonly TierProvider[] = [kernelProvider, batchedProvider, portableProvider];
 
 /** Probes every tier; never throws. */
 export async function probeTiers(): Promise<TierProbe[]> {
   return Promise.all(
-    providers.map((p) =>
-      p.probe().catch((err: unknown): TierProbe => ({ tier: p.tier, available: false, detail: `probe failed: ${String(err)}` })),
-    ),
+    providers.map((p) => p.probe().catch((err: unknown): TierProbe => ({ tier: p.tier, available: false, detail: `probe failed: ${String(err)}` }))),
   );
 }
 

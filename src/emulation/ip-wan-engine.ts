@@ -71,7 +71,10 @@ class Ring {
       this.#rxIov.setSize(i * SIZEOF_IOVEC + 8, SLOT_BYTES);
       this.txIov.setPointer(i * SIZEOF_IOVEC, addr);
       this.txIov.setSize(i * SIZEOF_IOVEC + 8, 0);
-      for (const [vec, iov] of [[this.rxVec, this.#rxIov], [this.txVec, this.txIov]] as const) {
+      for (const [vec, iov] of [
+        [this.rxVec, this.#rxIov],
+        [this.txVec, this.txIov],
+      ] as const) {
         const b = i * SIZEOF_MMSGHDR;
         vec.setPointer(b + MMSG.name, 0);
         vec.setPointer(b + MMSG.iov, iov.address + i * SIZEOF_IOVEC);

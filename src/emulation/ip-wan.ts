@@ -86,8 +86,25 @@ export interface IpWanStats {
 }
 
 const KEYS = [
-  'rxFrames', 'rxBytes', 'txFrames', 'txBytes', 'dropLoss', 'dropBurst', 'dropQueue', 'dropFull', 'oversize', 'gso',
-  'nonIp', 'maxIpBytes', 'sendErrors', 'sendRetries', 'kernelDrops', 'held', 'queuedBytes', 'holdMinMs', 'holdMaxMs',
+  'rxFrames',
+  'rxBytes',
+  'txFrames',
+  'txBytes',
+  'dropLoss',
+  'dropBurst',
+  'dropQueue',
+  'dropFull',
+  'oversize',
+  'gso',
+  'nonIp',
+  'maxIpBytes',
+  'sendErrors',
+  'sendRetries',
+  'kernelDrops',
+  'held',
+  'queuedBytes',
+  'holdMinMs',
+  'holdMaxMs',
 ] as const;
 /** Gauges and extremes: a difference of two snapshots keeps the later value. */
 const NOT_SUMMED = new Set<string>(['held', 'queuedBytes', 'maxIpBytes', 'holdMinMs', 'holdMaxMs']);
@@ -157,8 +174,7 @@ export class IpWanEmulator {
         if (m.kind === 'ready') {
           emu.scheduling = m.scheduling ?? 'unknown';
           resolve();
-        }
-        else if (m.kind === 'error') {
+        } else if (m.kind === 'error') {
           emu.#error = m.op && m.errno ? new SyscallError(m.op, m.errno, m.detail) : new SluiceError('SLUICE_ERR_ENGINE', m.message ?? 'ip-wan engine failed');
           reject(emu.#error);
         }

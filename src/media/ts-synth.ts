@@ -159,9 +159,7 @@ export class SyntheticTsStream {
     this.pesSchedule = new PacketSchedule(1000n * this.bitrate, this.pesRateMilliHz * bitsPerPacket);
 
     // PSI never changes, so its packets' payloads are built once.
-    this.patPayload = encodePsiPayload(
-      encodePatSection({ transportStreamId: tsid, programs: [{ programNumber: this.programNumber, pmtPid: this.pmtPid }] }),
-    );
+    this.patPayload = encodePsiPayload(encodePatSection({ transportStreamId: tsid, programs: [{ programNumber: this.programNumber, pmtPid: this.pmtPid }] }));
     this.pmtPayload = encodePsiPayload(
       encodePmtSection({ programNumber: this.programNumber, pcrPid: this.videoPid, streams: [{ streamType, elementaryPid: this.videoPid }] }),
     );

@@ -78,7 +78,7 @@ export function createSockaddrMatcher(filter: SourceFilter): (bytes: Uint8Array,
   mapped[10] = 0xff;
   mapped[11] = 0xff;
   const matchV4 = (a: number): boolean => {
-    for (const r of v4) if (((a & r.mask) >>> 0) === r.net) return true;
+    for (const r of v4) if ((a & r.mask) >>> 0 === r.net) return true;
     if (v6.length === 0) return false;
     mapped[12] = a >>> 24;
     mapped[13] = (a >>> 16) & 0xff;

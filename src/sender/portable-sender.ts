@@ -49,7 +49,6 @@ class Sockets {
   }
 }
 
-
 function send(sock: dgram.Socket, data: Uint8Array, to: Endpoint): Promise<string | undefined> {
   return new Promise((resolve) => {
     sock.send(data, to.port, to.address, (err) => resolve(err ? ((err as NodeJS.ErrnoException).code ?? err.message) : undefined));
@@ -78,13 +77,14 @@ export async function sendAggregatePortable(spec: SendableAggregate): Promise<Ag
   try {
     // Sockets first, so that binding does not make the first messages late.
     for (const f of new Set(table.endpoints.map((e) => e.family))) await sockets.get(f);
-    const startsAt = spec.schedule.kind === 'range' && spec.schedule.startAt !== undefined ? performance.now() + (spec.schedule.startAt - Date.now()) : performance.now();
+    const startsAt =
+      spec.schedule.kind === 'range' && spec.schedule.startAt !== undefined ? performance.now() + (spec.schedule.startAt - Date.now()) : performance.now();
     // Messages due at the same time leave together, destinations taking
     // turns of at most spec.burst (the batched engine's order: interleave.ts).
     const interleaver = new Interleaver(table.endpoints.length);
     const group = new Int32Array(n);
     const turns = new Int32Array(n);
-    for (let i = 0; i < n; ) {
+    for (let i = 0; i < n;) {
       const dueMs = plan.atMs[i]!;
       let j = i;
       while (j < n && plan.atMs[j] === dueMs) j++;
@@ -112,7 +112,9 @@ export async function sendAggregatePortable(spec: SendableAggregate): Promise<Ag
     }
     await Promise.all(pending);
     const elapsedMs = performance.now() - startsAt;
-    return aggregateResult('portable', spec, { plan, sentAtMs, reason, reasons: reasons.list, dest, length, destNames: table.names() }, elapsedMs, { sendCalls: pending.length });
+    return aggregateResult('portable', spec, { plan, sentAtMs, reason, reasons: reasons.list, dest, length, destNames: table.names() }, elapsedMs, {
+      sendCalls: pending.length,
+    });
   } finally {
     await sockets.close();
   }
@@ -126,7 +128,11 @@ export async function sendAggregatePortable(spec: SendableAggregate): Promise<Ag
  */
 export async function writePortable(spec: SegmentSpec): Promise<WriteResult> {
   const t0 = performance.now();
-  const plan = planSegments(spec.entries.map((e) => e.data.byteLength), spec.packetSize, spec.burst);
+  const plan = planSegments(
+    spec.entries.map((e) => e.data.byteLength),
+    spec.packetSize,
+    spec.burst,
+  );
   const dests: WriteDestination[] = spec.entries.map((e) => ({ to: formatEndpoint(e.to), packets: 0, bytes: 0, errors: 0 }));
   const sockets = new Sockets(spec.from);
   let sent = 0;

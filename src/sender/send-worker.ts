@@ -126,7 +126,7 @@ function run(job: AggregateJob): JobOutcome {
     }
     for (let i = 0; i < d; i++) nameLen[i] = writeSockaddr(names.bytes, i * SOCKADDR_SIZE, job.destFamily[i] as 4 | 6, job.destAddress[i]!, job.destPort[i]!);
     const start = job.startAt === undefined ? performance.now() : performance.now() + (job.startAt - Date.now());
-    for (let i = 0; i < n; ) {
+    for (let i = 0; i < n;) {
       const due = job.dueMs[i]!;
       let j = i;
       while (j < n && job.dueMs[j] === due) j++;
@@ -207,7 +207,16 @@ function run(job: AggregateJob): JobOutcome {
     }
     return { id: job.id, sentAtMs, reason, reasons: reasons.list, sendCalls, gsoMessages, elapsedMs: performance.now() - start };
   } catch (err) {
-    return { id: job.id, sentAtMs, reason, reasons: reasons.list, sendCalls, gsoMessages, elapsedMs: 0, fatal: err instanceof Error ? err.message : String(err) };
+    return {
+      id: job.id,
+      sentAtMs,
+      reason,
+      reasons: reasons.list,
+      sendCalls,
+      gsoMessages,
+      elapsedMs: 0,
+      fatal: err instanceof Error ? err.message : String(err),
+    };
   } finally {
     for (const s of sockets.values()) s.close();
   }
@@ -274,7 +283,10 @@ function runWrite(job: WriteJob): WriteOutcome {
     const problems: string[] = [];
     for (const [family, t] of zc) {
       try {
-        if (!t.waitAll(ZEROCOPY_WAIT_MS)) problems.push(`IPv${family}: ${t.outstanding} of ${t.sends} zerocopy sends not completed after ${ZEROCOPY_WAIT_MS} ms (the kernel may still read the buffers)`);
+        if (!t.waitAll(ZEROCOPY_WAIT_MS))
+          problems.push(
+            `IPv${family}: ${t.outstanding} of ${t.sends} zerocopy sends not completed after ${ZEROCOPY_WAIT_MS} ms (the kernel may still read the buffers)`,
+          );
       } catch (err) {
         problems.push(`IPv${family}: ${err instanceof Error ? err.message : String(err)}`);
       }
@@ -307,7 +319,12 @@ function runWrite(job: WriteJob): WriteOutcome {
     }
     // Messages queued per family, in plan order: entry, offset, bytes, packets.
     const next = new Float64Array(n);
-    interface Msg { entry: number; offset: number; bytes: number; count: number }
+    interface Msg {
+      entry: number;
+      offset: number;
+      bytes: number;
+      count: number;
+    }
     const queue = new Map<4 | 6, Msg[]>([...sockets.keys()].map((f) => [f, []]));
     const flush = (family: 4 | 6, all: boolean): void => {
       const q = queue.get(family)!;
@@ -390,7 +407,18 @@ function runWrite(job: WriteJob): WriteOutcome {
     }
     for (const f of queue.keys()) flush(f, true);
     const zeroCopy = zeroCopyReport(awaitCompletions());
-    return { id: job.id, packets, sentPackets, sentBytes, errors, lastError, sendCalls, gsoMessages, ...(zeroCopy ? { zeroCopy } : {}), elapsedMs: performance.now() - t0 };
+    return {
+      id: job.id,
+      packets,
+      sentPackets,
+      sentBytes,
+      errors,
+      lastError,
+      sendCalls,
+      gsoMessages,
+      ...(zeroCopy ? { zeroCopy } : {}),
+      elapsedMs: performance.now() - t0,
+    };
   } catch (err) {
     // Sends that did go out may still hold the caller's pages: wait for them here too.
     const zeroCopy = zeroCopyReport(awaitCompletions());

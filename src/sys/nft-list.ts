@@ -16,7 +16,17 @@ import { libc } from './ffi.js';
 import { EAGAIN, EINTR, syscallError } from './errno.js';
 import { AF_NETLINK, MSG_TRUNC, NETLINK_NETFILTER, SOCK_CLOEXEC, SOCK_RAW, SOL_SOCKET, SO_RCVTIMEO } from './constants.js';
 import { NLMSG_DONE, NLMSG_ERROR, NLMSG_OVERRUN, NLM_F_DUMP, NLM_F_REQUEST, SIZEOF_NLMSGHDR } from './netlink.js';
-import { NFNETLINK_V0, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NFPROTO_UNSPEC, NFTA_TABLE_FLAGS, NFTA_TABLE_NAME, NFT_MSG_NEWTABLE, nftType } from './nfnetlink.js';
+import {
+  NFNETLINK_V0,
+  NFPROTO_INET,
+  NFPROTO_IPV4,
+  NFPROTO_IPV6,
+  NFPROTO_UNSPEC,
+  NFTA_TABLE_FLAGS,
+  NFTA_TABLE_NAME,
+  NFT_MSG_NEWTABLE,
+  nftType,
+} from './nfnetlink.js';
 import { nlmsg } from './nlattr.js';
 
 /** NFT_MSG_GETTABLE (nf_tables.h). */
@@ -149,7 +159,7 @@ export function listNftTables(): NftTableInfo[] {
     if (c.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, new BigInt64Array([BigInt(RECV_TIMEOUT_S), 0n]), 16) < 0) {
       throw syscallError('setsockopt(SO_RCVTIMEO)', c.errno());
     }
-    const seq = (Date.now() >>> 0) || 1;
+    const seq = Date.now() >>> 0 || 1;
     const req = nftTableDumpRequest(seq);
     if (c.write(fd, req, req.byteLength) !== req.byteLength) throw syscallError('write(NFT_MSG_GETTABLE)', c.errno());
     const buf = new Uint8Array(RECV_BUFFER);

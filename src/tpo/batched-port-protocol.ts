@@ -58,9 +58,7 @@ export interface PortBatch {
 }
 
 export type PortWorkerReply =
-  | { readonly kind: 'ready' }
-  | PortBatch
-  | { readonly kind: 'fault'; readonly error: { name: string; message: string; op?: string; errno?: string } };
+  { readonly kind: 'ready' } | PortBatch | { readonly kind: 'fault'; readonly error: { name: string; message: string; op?: string; errno?: string } };
 
 /**
  * The receive thread's source ids. Per batch: beginBatch(entries) (which
@@ -125,7 +123,8 @@ export class SourceTable {
     if (batch.reset) this.#sources = [];
     if (batch.sources) {
       for (const s of batch.sources) {
-        if (Number.isInteger(s.id) && s.id >= 0 && s.id < MAX_SOURCES) this.#sources[s.id] = Object.freeze({ address: s.address, port: s.port, family: s.family });
+        if (Number.isInteger(s.id) && s.id >= 0 && s.id < MAX_SOURCES)
+          this.#sources[s.id] = Object.freeze({ address: s.address, port: s.port, family: s.family });
       }
     }
   }

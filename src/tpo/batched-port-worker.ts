@@ -33,7 +33,13 @@ const post = (m: PortWorkerReply, transfer?: ArrayBuffer[]) => port.postMessage(
 try {
   run();
 } catch (e) {
-  post({ kind: 'fault', error: e instanceof SyscallError ? { name: e.name, message: e.message, op: e.op, errno: e.errno } : { name: 'Error', message: (e as Error).message ?? String(e) } });
+  post({
+    kind: 'fault',
+    error:
+      e instanceof SyscallError
+        ? { name: e.name, message: e.message, op: e.op, errno: e.errno }
+        : { name: 'Error', message: (e as Error).message ?? String(e) },
+  });
 }
 
 function run(): void {

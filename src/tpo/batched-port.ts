@@ -108,12 +108,18 @@ export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
     this.#exited = new Promise((resolve) => worker.once('exit', () => resolve()));
     worker.on('message', (m: PortWorkerReply) => {
       if (m.kind === 'batch') this.#deliver(m);
-      else if (m.kind === 'fault') this.#fault(m.error.op && m.error.errno ? new SyscallError(m.error.op, m.error.errno) : new SluiceError('SLUICE_ERR_ENGINE', `batched port receive thread: ${m.error.message}`));
+      else if (m.kind === 'fault')
+        this.#fault(
+          m.error.op && m.error.errno
+            ? new SyscallError(m.error.op, m.error.errno)
+            : new SluiceError('SLUICE_ERR_ENGINE', `batched port receive thread: ${m.error.message}`),
+        );
     });
     worker.on('error', (e) => this.#fault(new SluiceError('SLUICE_ERR_ENGINE', `batched port receive thread failed: ${e.message}`, { cause: e })));
     // The thread ends only when told to (close); any other exit means nothing is received any more.
     worker.on('exit', (code) => {
-      if (!this.#faulted && Atomics.load(this.#stop, 0) === 0) this.#fault(new SluiceError('SLUICE_ERR_ENGINE', `batched port receive thread exited (code ${code}): the port receives nothing more`));
+      if (!this.#faulted && Atomics.load(this.#stop, 0) === 0)
+        this.#fault(new SluiceError('SLUICE_ERR_ENGINE', `batched port receive thread exited (code ${code}): the port receives nothing more`));
     });
   }
 
@@ -211,7 +217,7 @@ export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
     const gsoLimit = this.#gsoLimit;
     const maxSeg = this.#gsoMaxSegment;
     let messages = 0;
-    for (let a = 0; a < n; ) {
+    for (let a = 0; a < n;) {
       const s = len[a]!;
       const d = dst[a]!;
       let b = a + 1;
@@ -237,7 +243,7 @@ export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
     const fd = this.#socket.fd;
     const st = this.stats;
     // Each turn sends at least one message or gives one up: at most `messages` turns.
-    for (let start = 0; start < messages; ) {
+    for (let start = 0; start < messages;) {
       const r = vec.send(fd, start);
       st.sendCalls++;
       if (r > 0) {

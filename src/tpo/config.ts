@@ -32,7 +32,10 @@ export const MAX_TPO_CONFIG_BYTES = 1024 * 1024;
 
 export class TpoConfigError extends Error {
   override name = 'TpoConfigError';
-  constructor(readonly issues: readonly string[], source: string) {
+  constructor(
+    readonly issues: readonly string[],
+    source: string,
+  ) {
     super(`invalid TPO config ${source}:\n  ${issues.join('\n  ')}`);
   }
 }
@@ -57,7 +60,8 @@ export function parseBitRate(text: string | number): number {
     bits = Number(m[1]) * mult;
   }
   if (!Number.isFinite(bits)) throw new Error(`${String(text)} is not a finite bit rate`);
-  if (bits < MIN_RATE_BITS) throw new Error(`${String(text)} bits/s is below the least rate of ${MIN_RATE_BITS / 1000}k${bits === 0 ? ' (for no cap, leave the field out)' : ''}`);
+  if (bits < MIN_RATE_BITS)
+    throw new Error(`${String(text)} bits/s is below the least rate of ${MIN_RATE_BITS / 1000}k${bits === 0 ? ' (for no cap, leave the field out)' : ''}`);
   if (bits > MAX_RATE_BITS) throw new Error(`${String(text)} bits/s is above the greatest rate of 1000G`);
   return bits / 8;
 }
@@ -129,7 +133,10 @@ const tableEntrySchema = flowEntrySchema.extend({
 });
 
 const schema = z.strictObject({
-  name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).default('tpo'),
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/)
+    .default('tpo'),
   listen: endpoint,
   peers: z.array(peerSchema).min(1),
   intercept: z
@@ -158,7 +165,12 @@ const schema = z.strictObject({
       /** Flows one client address may hold (on the destination side: one client address behind one peer). */
       maxFlowsPerSource: z.number().int().min(1).max(1_000_000).default(1_000),
       /** A TCP flow that carried no data for this long is reset at both ends. */
-      tcpIdleMs: z.number().int().min(1000).max(7 * 86_400_000).default(3_600_000),
+      tcpIdleMs: z
+        .number()
+        .int()
+        .min(1000)
+        .max(7 * 86_400_000)
+        .default(3_600_000),
     })
     .default({ maxFlows: 10_000, udpIdleMs: 60_000, peerDeadMs: 30_000, openTimeoutMs: 30_000, maxFlowsPerSource: 1_000, tcpIdleMs: 3_600_000 }),
   control: z.string().optional(),
@@ -191,7 +203,14 @@ export interface TpoConfig {
   readonly table: readonly TableEntry[];
   readonly routes: readonly RouteConfig[];
   readonly deliver: { readonly allow: readonly SourceRule[]; readonly connectTimeoutMs: number };
-  readonly limits: { readonly maxFlows: number; readonly udpIdleMs: number; readonly peerDeadMs: number; readonly openTimeoutMs: number; readonly maxFlowsPerSource: number; readonly tcpIdleMs: number };
+  readonly limits: {
+    readonly maxFlows: number;
+    readonly udpIdleMs: number;
+    readonly peerDeadMs: number;
+    readonly openTimeoutMs: number;
+    readonly maxFlowsPerSource: number;
+    readonly tcpIdleMs: number;
+  };
   readonly control?: string;
 }
 
@@ -260,7 +279,15 @@ export function parseTpoConfig(value: unknown, source = 'config', readKey: (path
     const address = p.address !== undefined ? ep(p.address, `${where}.address`) : undefined;
     const maxRateBps = rateOf(p.maxRate, `${where}.maxRate`);
     const initialRateBps = rateOf(p.initialRate, `${where}.initialRate`);
-    if (key) peers.push({ name: p.name, key, keyId, ...(address ? { address } : {}), ...(maxRateBps !== undefined ? { maxRateBps } : {}), ...(initialRateBps !== undefined ? { initialRateBps } : {}) });
+    if (key)
+      peers.push({
+        name: p.name,
+        key,
+        keyId,
+        ...(address ? { address } : {}),
+        ...(maxRateBps !== undefined ? { maxRateBps } : {}),
+        ...(initialRateBps !== undefined ? { initialRateBps } : {}),
+      });
   });
   let entries: FlowEntry[] = [];
   try {
@@ -282,7 +309,9 @@ export function parseTpoConfig(value: unknown, source = 'config', readKey: (path
       // the clients it carries, or a forged UDP source could have the far
       // server's replies sent to a third party (docs/SECURITY.md).
       if (l && raw.src === undefined && !isLoopbackAddress(l.address)) {
-        issues.push(`${where}.src: required for a listener on ${l.address}, which other hosts can reach: the clients it carries (ADDRESS or ADDRESS/PREFIX), or 'any' for everyone`);
+        issues.push(
+          `${where}.src: required for a listener on ${l.address}, which other hosts can reach: the clients it carries (ADDRESS or ADDRESS/PREFIX), or 'any' for everyone`,
+        );
       }
     }
     return { ...e, ...(l ? { listen: l } : {}), ...(t ? { target: t } : {}) };
@@ -314,6 +343,10 @@ export function parseTpoConfig(value: unknown, source = 'config', readKey: (path
  */
 export function parseTpoConfigText(text: string, source = 'config', readKey?: (path: string) => Buffer): TpoConfig {
   const doc = parseYamlDocument(text);
-  if (!doc.ok) throw new TpoConfigError(doc.problems.map((p) => (p.line !== undefined ? `line ${p.line}: ${p.message}` : p.message)), source);
+  if (!doc.ok)
+    throw new TpoConfigError(
+      doc.problems.map((p) => (p.line !== undefined ? `line ${p.line}: ${p.message}` : p.message)),
+      source,
+    );
   return parseTpoConfig(doc.value, source, readKey);
 }

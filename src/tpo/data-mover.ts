@@ -43,7 +43,19 @@
  * never answered.
  */
 import { EventEmitter } from 'node:events';
-import { dataMoverFieldLength, decodeDataMoverField, encodeDataMoverField, MAX_ACK_BITMAP_BYTES, MAX_ACK_RANGES, TD_DATA, TD_GOODBYE, TD_RETRANSMISSION, type Ack, type AckRange, type DataMoverField } from '../wire/tpo/data-mover.js';
+import {
+  dataMoverFieldLength,
+  decodeDataMoverField,
+  encodeDataMoverField,
+  MAX_ACK_BITMAP_BYTES,
+  MAX_ACK_RANGES,
+  TD_DATA,
+  TD_GOODBYE,
+  TD_RETRANSMISSION,
+  type Ack,
+  type AckRange,
+  type DataMoverField,
+} from '../wire/tpo/data-mover.js';
 import { WireError } from '../wire/tpo/errors.js';
 import { openDatagram, sealDatagram, TAG_LENGTH, type SessionKeys } from './datagram-crypto.js';
 import { ReplayWindow } from './replay-window.js';
@@ -156,8 +168,21 @@ const PIGGYBACK_ACK = { ranges: 1, bitmapBytes: 8 };
 
 export class DataMover extends EventEmitter {
   readonly stats: DataMoverStats = {
-    buffersSent: 0, buffersDelivered: 0, datagramsSent: 0, datagramsReceived: 0, bytesSent: 0, bytesReceived: 0, payloadDelivered: 0,
-    retransmissions: 0, timeouts: 0, lost: 0, duplicates: 0, segmentsRefused: 0, buffersDropped: 0, reassemblyBytes: 0, dropped: { malformed: 0, otherConnection: 0, unauthenticated: 0, replayed: 0 },
+    buffersSent: 0,
+    buffersDelivered: 0,
+    datagramsSent: 0,
+    datagramsReceived: 0,
+    bytesSent: 0,
+    bytesReceived: 0,
+    payloadDelivered: 0,
+    retransmissions: 0,
+    timeouts: 0,
+    lost: 0,
+    duplicates: 0,
+    segmentsRefused: 0,
+    buffersDropped: 0,
+    reassemblyBytes: 0,
+    dropped: { malformed: 0, otherConnection: 0, unauthenticated: 0, replayed: 0 },
   };
   readonly rtt = new RttEstimator();
   readonly rate: RateControl;
@@ -221,13 +246,27 @@ export class DataMover extends EventEmitter {
   constructor(options: DataMoverOptions) {
     super();
     this.#o = {
-      segmentSize: 1350, sendBufferBytes: 8 << 20, ackDelayMs: 10, keepaliveMs: 1000, deadAfterMs: 5000, receiveWindowSegments: 16_384, orderedDelivery: true,
-      now: () => performance.now(), ...options,
+      segmentSize: 1350,
+      sendBufferBytes: 8 << 20,
+      ackDelayMs: 10,
+      keepaliveMs: 1000,
+      deadAfterMs: 5000,
+      receiveWindowSegments: 16_384,
+      orderedDelivery: true,
+      now: () => performance.now(),
+      ...options,
     } as Required<Omit<DataMoverOptions, 'maxRateBps' | 'initialRateBps' | 'initialRttMs'>>;
     this.#now = this.#o.now;
-    this.rate = new RateControl({ ...(options.maxRateBps ? { maxRateBps: options.maxRateBps } : {}), ...(options.initialRateBps ? { initialRateBps: options.initialRateBps } : {}), minWindowBytes: 4 * this.#o.segmentSize, initialWindowBytes: INITIAL_WINDOW_DATAGRAMS * (this.#o.segmentSize + DATAGRAM_OVERHEAD) });
+    this.rate = new RateControl({
+      ...(options.maxRateBps ? { maxRateBps: options.maxRateBps } : {}),
+      ...(options.initialRateBps ? { initialRateBps: options.initialRateBps } : {}),
+      minWindowBytes: 4 * this.#o.segmentSize,
+      initialWindowBytes: INITIAL_WINDOW_DATAGRAMS * (this.#o.segmentSize + DATAGRAM_OVERHEAD),
+    });
     // A buffer spans at most this many of the peer's segments (both ends use one segment size).
-    this.#reassembler = new Reassembler(this.#o.receiveWindowSegments, this.#o.orderedDelivery, { maxSegmentsPerBuffer: Math.ceil(DEFAULT_MAX_BUFFER_BYTES / this.#o.segmentSize) });
+    this.#reassembler = new Reassembler(this.#o.receiveWindowSegments, this.#o.orderedDelivery, {
+      maxSegmentsPerBuffer: Math.ceil(DEFAULT_MAX_BUFFER_BYTES / this.#o.segmentSize),
+    });
     const t = this.#now();
     if (options.initialRttMs !== undefined && options.initialRttMs > 0) {
       this.rtt.sample(options.initialRttMs, 0, t);
@@ -625,7 +664,11 @@ export class DataMover extends EventEmitter {
     const withAck = seg === undefined || this.#ackDue;
     const field: DataMoverField = {
       connectionId: this.#o.peerId,
-      transport: { flags: seg ? TD_DATA | seg.flags | (retransmission ? TD_RETRANSMISSION : 0) : this.#goodbye ? TD_GOODBYE : 0, logical: seg ? seg.logical : 0, physical },
+      transport: {
+        flags: seg ? TD_DATA | seg.flags | (retransmission ? TD_RETRANSMISSION : 0) : this.#goodbye ? TD_GOODBYE : 0,
+        logical: seg ? seg.logical : 0,
+        physical,
+      },
       ...(withAck ? { ack: this.#ackField(now, seg ? PIGGYBACK_ACK : FULL_ACK) } : {}),
     };
     const datagram = sealDatagram(this.#o.keys.send, physical, encodeDataMoverField(field), seg ? seg.bytes : new Uint8Array(0));
@@ -649,7 +692,15 @@ export class DataMover extends EventEmitter {
         this.#firstSentAt = now;
         this.#deliveredAt = now;
       }
-      this.#inFlight.set(physical, { logical: seg.logical, bytes, sentAt: now, delivered: this.#delivered, deliveredAt: this.#deliveredAt, firstSentAt: this.#firstSentAt, appLimited });
+      this.#inFlight.set(physical, {
+        logical: seg.logical,
+        bytes,
+        sentAt: now,
+        delivered: this.#delivered,
+        deliveredAt: this.#deliveredAt,
+        firstSentAt: this.#firstSentAt,
+        appLimited,
+      });
       this.#bytesInFlight += bytes;
     }
     return bytes;

@@ -32,7 +32,8 @@ export interface SessionKeys {
  */
 export function deriveSessionKeys(psk: Uint8Array, initiatorNonce: Uint8Array, responderNonce: Uint8Array, initiator: boolean): SessionKeys {
   if (psk.length < 16) throw new RangeError('the pre-shared key must have at least 16 bytes');
-  if (initiatorNonce.length !== SESSION_NONCE_LENGTH || responderNonce.length !== SESSION_NONCE_LENGTH) throw new RangeError(`session nonces have ${SESSION_NONCE_LENGTH} bytes`);
+  if (initiatorNonce.length !== SESSION_NONCE_LENGTH || responderNonce.length !== SESSION_NONCE_LENGTH)
+    throw new RangeError(`session nonces have ${SESSION_NONCE_LENGTH} bytes`);
   const salt = Buffer.concat([initiatorNonce, responderNonce]);
   const key = (info: string) => Buffer.from(hkdfSync('sha256', psk, salt, `sluice tpo v1 ${info}`, KEY_LENGTH));
   const i2r = key('initiator to responder');

@@ -101,9 +101,19 @@ export interface OpenDatagramPortOptions {
 
 export function newPortStats(): DatagramPortStats {
   return {
-    datagramsSent: 0, bytesSent: 0, datagramsReceived: 0, bytesReceived: 0, sendCalls: 0, gsoMessages: 0, gsoSegments: 0,
-    receiveBatches: 0, groBuffers: 0, dropped: { queueFull: 0, sendError: 0, closed: 0 }, lastSendError: undefined,
-    receiveDropped: { unknownSource: 0, truncated: 0, listenerError: 0 }, lastListenerError: undefined,
+    datagramsSent: 0,
+    bytesSent: 0,
+    datagramsReceived: 0,
+    bytesReceived: 0,
+    sendCalls: 0,
+    gsoMessages: 0,
+    gsoSegments: 0,
+    receiveBatches: 0,
+    groBuffers: 0,
+    dropped: { queueFull: 0, sendError: 0, closed: 0 },
+    lastSendError: undefined,
+    receiveDropped: { unknownSource: 0, truncated: 0, listenerError: 0 },
+    lastListenerError: undefined,
   };
 }
 
@@ -119,7 +129,10 @@ export function handOver(port: EventEmitter & { readonly stats: DatagramPortStat
     const st = port.stats;
     st.receiveDropped.listenerError++;
     st.lastListenerError = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-    if (st.receiveDropped.listenerError === 1) process.emitWarning(`datagram port: a received datagram's handler failed, the datagram was dropped (${st.lastListenerError})`, { code: 'SLUICE_DATAGRAM_HANDLER' });
+    if (st.receiveDropped.listenerError === 1)
+      process.emitWarning(`datagram port: a received datagram's handler failed, the datagram was dropped (${st.lastListenerError})`, {
+        code: 'SLUICE_DATAGRAM_HANDLER',
+      });
   }
 }
 

@@ -41,10 +41,7 @@ export interface FlowKey {
   readonly dstPort: number;
 }
 
-const portRange = z.union([
-  z.number().int().min(0).max(65535),
-  z.string().regex(/^\d{1,5}(-\d{1,5})?$/, 'a port or LO-HI'),
-]);
+const portRange = z.union([z.number().int().min(0).max(65535), z.string().regex(/^\d{1,5}(-\d{1,5})?$/, 'a port or LO-HI')]);
 
 export const flowEntrySchema = z.strictObject({
   name: z.string().min(1).max(64).optional(),

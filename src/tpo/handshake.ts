@@ -84,9 +84,15 @@ export function peekKeyId(datagram: Uint8Array): number {
 
 /** An initiation, authenticated with `psk`; throws a WireError ('checksum' when the MAC fails). */
 export function decodeInitiate(psk: Uint8Array, datagram: Uint8Array): Initiation {
-  if (datagram.length !== INITIATE_LENGTH) throw new WireError(datagram.length < INITIATE_LENGTH ? 'truncated' : 'length', `initiate: ${datagram.length} bytes, expected ${INITIATE_LENGTH}`, 'length');
+  if (datagram.length !== INITIATE_LENGTH)
+    throw new WireError(
+      datagram.length < INITIATE_LENGTH ? 'truncated' : 'length',
+      `initiate: ${datagram.length} bytes, expected ${INITIATE_LENGTH}`,
+      'length',
+    );
   const body = datagram.subarray(0, INITIATE_LENGTH - MAC_LENGTH);
-  if (!timingSafeEqual(mac(psk, body), datagram.subarray(INITIATE_LENGTH - MAC_LENGTH))) throw new WireError('checksum', 'initiate: MAC does not verify', 'mac');
+  if (!timingSafeEqual(mac(psk, body), datagram.subarray(INITIATE_LENGTH - MAC_LENGTH)))
+    throw new WireError('checksum', 'initiate: MAC does not verify', 'mac');
   const r = new Reader(datagram, 'initiate');
   header(r, KIND_INITIATE);
   const initiatorId = r.u32('initiatorId');
@@ -111,9 +117,11 @@ export function encodeRespond(psk: Uint8Array, initiation: Uint8Array, r: Respon
 
 /** A response to the initiation `sent` (the initiator's own datagram), authenticated; throws a WireError otherwise. */
 export function decodeRespond(psk: Uint8Array, sent: Uint8Array, datagram: Uint8Array): Response {
-  if (datagram.length !== RESPOND_LENGTH) throw new WireError(datagram.length < RESPOND_LENGTH ? 'truncated' : 'length', `respond: ${datagram.length} bytes, expected ${RESPOND_LENGTH}`, 'length');
+  if (datagram.length !== RESPOND_LENGTH)
+    throw new WireError(datagram.length < RESPOND_LENGTH ? 'truncated' : 'length', `respond: ${datagram.length} bytes, expected ${RESPOND_LENGTH}`, 'length');
   const expected = mac(psk, datagram.subarray(0, 28), sent.subarray(INITIATE_LENGTH - MAC_LENGTH));
-  if (!timingSafeEqual(expected, datagram.subarray(28))) throw new WireError('checksum', 'respond: MAC does not verify (another key, or an answer to another initiation)', 'mac');
+  if (!timingSafeEqual(expected, datagram.subarray(28)))
+    throw new WireError('checksum', 'respond: MAC does not verify (another key, or an answer to another initiation)', 'mac');
   const r = new Reader(datagram, 'respond');
   header(r, KIND_RESPOND);
   return { initiatorId: r.u32('initiatorId'), responderId: r.u32('responderId'), nonce: Uint8Array.from(r.bytesOf(SESSION_NONCE_LENGTH, 'nonce')) };

@@ -191,9 +191,19 @@ function checkParams(p: LinkParams): void {
 class Lane {
   params: LinkParams = { ...DEFAULTS };
   readonly counters: DirectionCounters = {
-    received: 0, receivedBytes: 0, forwarded: 0, forwardedBytes: 0,
-    droppedRandom: 0, droppedBurst: 0, droppedQueue: 0, droppedDown: 0, droppedNoPeer: 0,
-    duplicated: 0, reordered: 0, unknownSource: 0, sendErrors: 0,
+    received: 0,
+    receivedBytes: 0,
+    forwarded: 0,
+    forwardedBytes: 0,
+    droppedRandom: 0,
+    droppedBurst: 0,
+    droppedQueue: 0,
+    droppedDown: 0,
+    droppedNoPeer: 0,
+    duplicated: 0,
+    reordered: 0,
+    unknownSource: 0,
+    sendErrors: 0,
   };
   private geBad = false;
   /** When the bottleneck finishes serializing what is already queued (ms, performance.now()). */

@@ -33,7 +33,17 @@
  */
 import * as zlib from 'node:zlib';
 import { WireError } from '../wire/tpo/errors.js';
-import { decodeDriverBuffer, decodeMessages, encodeDriverBuffer, MAX_DRIVER_BUFFER, MAX_MESSAGES, ROUTING_HEADER_LENGTH, type CarriedMessage, type Codec, type RoutingHeader } from '../wire/tpo/driver-buffer.js';
+import {
+  decodeDriverBuffer,
+  decodeMessages,
+  encodeDriverBuffer,
+  MAX_DRIVER_BUFFER,
+  MAX_MESSAGES,
+  ROUTING_HEADER_LENGTH,
+  type CarriedMessage,
+  type Codec,
+  type RoutingHeader,
+} from '../wire/tpo/driver-buffer.js';
 import { checkMessageHeader, messageHeaderLength, writeMessageHeader } from '../wire/tpo/message.js';
 import { Writer } from '../wire/tpo/cursor.js';
 
@@ -148,7 +158,8 @@ export class PacketDriver {
     if (!Number.isInteger(domain) || domain < 0 || domain > 0xff) throw new WireError('value', `trust domain ${domain} is not an integer in 0..255`, 'domain');
     const h = message.header;
     checkMessageHeader(h);
-    if (h.dataLength !== message.data.length) throw new WireError('length', `message: dataLength ${h.dataLength} but ${message.data.length} bytes of data`, 'dataLength');
+    if (h.dataLength !== message.data.length)
+      throw new WireError('length', `message: dataLength ${h.dataLength} but ${message.data.length} bytes of data`, 'dataLength');
     const size = messageHeaderLength(h) + message.data.length;
     if (ROUTING_HEADER_LENGTH + size > this.#maxBytes) {
       throw new WireError('length', `message of ${message.data.length} data bytes exceeds the driver buffer maximum of ${this.#maxBytes} bytes`, 'dataLength');
@@ -202,7 +213,8 @@ export class PacketDriver {
       this.#seal(lane, 'deadline');
     } catch (err) {
       this.stats.sealFailures++;
-      if (this.stats.sealFailures === 1) process.emitWarning(`packet driver: a sealed buffer was lost (${err instanceof Error ? err.message : String(err)})`, { code: 'SLUICE_TPO_SEAL' });
+      if (this.stats.sealFailures === 1)
+        process.emitWarning(`packet driver: a sealed buffer was lost (${err instanceof Error ? err.message : String(err)})`, { code: 'SLUICE_TPO_SEAL' });
     }
   }
 
@@ -250,7 +262,9 @@ export class PacketDriver {
 export function compress(codec: Codec, raw: Uint8Array): Uint8Array {
   if (codec === 'deflate') return zlib.deflateRawSync(raw, { level: 1 });
   if (codec === 'brotli') {
-    return zlib.brotliCompressSync(raw, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: raw.length } });
+    return zlib.brotliCompressSync(raw, {
+      params: { [zlib.constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: raw.length },
+    });
   }
   return raw;
 }
@@ -275,9 +289,14 @@ export function openDriverBuffer(buf: Uint8Array): { header: RoutingHeader; mess
       raw = header.codec === 'deflate' ? zlib.inflateRawSync(payload, { maxOutputLength }) : zlib.brotliDecompressSync(payload, { maxOutputLength });
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      throw new WireError(code === 'ERR_BUFFER_TOO_LARGE' ? 'length' : 'value', `driver buffer: ${header.codec} payload does not decompress to ${header.rawLength} bytes (${code ?? (err as Error).message})`, 'payload');
+      throw new WireError(
+        code === 'ERR_BUFFER_TOO_LARGE' ? 'length' : 'value',
+        `driver buffer: ${header.codec} payload does not decompress to ${header.rawLength} bytes (${code ?? (err as Error).message})`,
+        'payload',
+      );
     }
-    if (raw.length !== header.rawLength) throw new WireError('length', `driver buffer: decompressed to ${raw.length} bytes, declared ${header.rawLength}`, 'rawLength');
+    if (raw.length !== header.rawLength)
+      throw new WireError('length', `driver buffer: decompressed to ${raw.length} bytes, declared ${header.rawLength}`, 'rawLength');
   }
   return { header, messages: decodeMessages(raw, header.count) };
 }

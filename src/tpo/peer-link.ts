@@ -77,7 +77,16 @@ export interface PeerLinkStats {
 }
 
 export class PeerLink extends EventEmitter {
-  readonly stats: PeerLinkStats = { initiationsSent: 0, responsesSent: 0, sessions: 0, droppedHandshake: 0, droppedNoSession: 0, badBuffers: 0, goodbyes: 0, handlerErrors: 0 };
+  readonly stats: PeerLinkStats = {
+    initiationsSent: 0,
+    responsesSent: 0,
+    sessions: 0,
+    droppedHandshake: 0,
+    droppedNoSession: 0,
+    badBuffers: 0,
+    goodbyes: 0,
+    handlerErrors: 0,
+  };
   readonly #o: PeerLinkOptions;
   readonly #guard = new InitiationGuard();
   readonly #driver: PacketDriver;
@@ -227,7 +236,10 @@ export class PeerLink extends EventEmitter {
     const nonce = randomBytes(SESSION_NONCE_LENGTH);
     this.#offer = { localId, peerId: init.initiatorId, keys: deriveSessionKeys(this.#o.psk, init.nonce, nonce, false) };
     // The one answer an initiation gets: 60 bytes, to where it came from.
-    this.#o.port.send(encodeRespond(this.#o.psk, msg, { initiatorId: init.initiatorId, responderId: localId, nonce }), { address: rinfo.address, port: rinfo.port });
+    this.#o.port.send(encodeRespond(this.#o.psk, msg, { initiatorId: init.initiatorId, responderId: localId, nonce }), {
+      address: rinfo.address,
+      port: rinfo.port,
+    });
     this.stats.responsesSent++;
   }
 
@@ -299,7 +311,10 @@ export class PeerLink extends EventEmitter {
           this.emit('message', opened.header.domain, m);
         } catch (err) {
           this.stats.handlerErrors++;
-          if (this.stats.handlerErrors === 1) process.emitWarning(`peer link: a message's handler failed, the message was dropped (${err instanceof Error ? err.message : String(err)})`, { code: 'SLUICE_TPO_HANDLER' });
+          if (this.stats.handlerErrors === 1)
+            process.emitWarning(`peer link: a message's handler failed, the message was dropped (${err instanceof Error ? err.message : String(err)})`, {
+              code: 'SLUICE_TPO_HANDLER',
+            });
         }
       }
     });

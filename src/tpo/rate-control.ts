@@ -122,7 +122,9 @@ export class RateControl {
 
   /** Where startup begins: the configured rate, or the initial window paced over the known minimum RTT if that is faster. */
   get #startRate(): number {
-    return Number.isFinite(this.#minRttMs) && this.#minRttMs > 0 ? Math.max(this.#initial, (STARTUP_GAIN * this.#initialWindow * 1000) / this.#minRttMs) : this.#initial;
+    return Number.isFinite(this.#minRttMs) && this.#minRttMs > 0
+      ? Math.max(this.#initial, (STARTUP_GAIN * this.#initialWindow * 1000) / this.#minRttMs)
+      : this.#initial;
   }
 
   /** The window before the first measurement: the initial window, or the start rate's worth of one RTT (100 ms while the RTT is unknown). */

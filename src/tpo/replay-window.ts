@@ -16,7 +16,8 @@ export class ReplayWindow {
   #top = -1;
 
   constructor(size = 16_384) {
-    if (!Number.isInteger(size) || size < BLOCK_BITS * 2 || size % BLOCK_BITS !== 0) throw new RangeError(`window size must be a multiple of ${BLOCK_BITS}, at least ${BLOCK_BITS * 2}`);
+    if (!Number.isInteger(size) || size < BLOCK_BITS * 2 || size % BLOCK_BITS !== 0)
+      throw new RangeError(`window size must be a multiple of ${BLOCK_BITS}, at least ${BLOCK_BITS * 2}`);
     this.size = size;
     this.#blocks = new Uint32Array(size / BLOCK_BITS);
   }

@@ -306,9 +306,7 @@ export function decodeTsPacket(buf: Uint8Array, offset = 0): TsDecodeResult {
 
 /** Why a UDP payload is not a whole number of TS packets. */
 export type TsDatagramReason = 'empty' | 'length' | 'sync';
-export type TsDatagramResult =
-  | { readonly ok: true; readonly packets: number }
-  | { readonly ok: false; readonly reason: TsDatagramReason };
+export type TsDatagramResult = { readonly ok: true; readonly packets: number } | { readonly ok: false; readonly reason: TsDatagramReason };
 
 // Results are shared frozen objects so the per-datagram check never allocates
 // (a UDP payload holds at most 348 packets; larger inputs are rare enough to allocate).

@@ -124,7 +124,20 @@ test('a GSO buffer counts as one packet, datagrams() stays exact', { skip, timeo
       const before = await sink.read();
       // Bursts of 16 leave the generator as one GSO buffer each; the veth
       // passes them on whole.
-      const gen = topo.runNode('tx', GEN, ['--to', `${SINK}:${FIRST}`, '--size', '1316', '--rate', '16000', '--duration', '0.25', '--pattern', 'bursty', '--burst', '16']);
+      const gen = topo.runNode('tx', GEN, [
+        '--to',
+        `${SINK}:${FIRST}`,
+        '--size',
+        '1316',
+        '--rate',
+        '16000',
+        '--duration',
+        '0.25',
+        '--pattern',
+        'bursty',
+        '--burst',
+        '16',
+      ]);
       const exit = await gen.waitExit(30_000);
       assert.equal(exit.code, 0, gen.stderr());
       const out = gen.jsonLines<{ sent: number; errors: number }>().at(-1)!;

@@ -74,7 +74,9 @@ export class Prng {
 // Mutations (pure: each returns a new array, the input is not changed)
 
 /** Values that break length and count fields: zero, one, off-by-one, sign bits, all ones. */
-export const INTERESTING_U32 = [0, 1, 2, 7, 8, 15, 16, 0x7f, 0x80, 0xff, 0x100, 0x3ff, 0x400, 0x7fff, 0x8000, 0xffff, 0x10000, 0x7fffffff, 0x80000000, 0xffffffff] as const;
+export const INTERESTING_U32 = [
+  0, 1, 2, 7, 8, 15, 16, 0x7f, 0x80, 0xff, 0x100, 0x3ff, 0x400, 0x7fff, 0x8000, 0xffff, 0x10000, 0x7fffffff, 0x80000000, 0xffffffff,
+] as const;
 
 export function truncate(b: Uint8Array, rng: Prng): Uint8Array {
   return Uint8Array.from(b.subarray(0, b.length ? rng.int(b.length) : 0));
@@ -161,7 +163,9 @@ export interface HostileOptions {
 export function hostileDatagram(rng: Prng, o: HostileOptions = {}): Hostile {
   const corpus = o.corpus ?? [];
   const maxSize = o.maxSize ?? 65_507;
-  const kinds = (o.kinds ?? HOSTILE_KINDS).filter((k) => (k === 'prefixed' ? (o.prefixes?.length ?? 0) > 0 : ['random', 'empty'].includes(k) || corpus.length > 0));
+  const kinds = (o.kinds ?? HOSTILE_KINDS).filter((k) =>
+    k === 'prefixed' ? (o.prefixes?.length ?? 0) > 0 : ['random', 'empty'].includes(k) || corpus.length > 0,
+  );
   const kind = rng.pick(kinds);
   const base = () => rng.pick(corpus);
   switch (kind) {
@@ -239,7 +243,12 @@ function sendOne(s: dgram.Socket, data: Uint8Array, to: UdpTarget): Promise<Erro
  * Sends datagrams from `items` (each from one of `sockets`, round robin)
  * to `to`, stopping at `maxCount` or `maxMs`, whichever comes first.
  */
-export async function sendBounded(sockets: dgram.Socket | readonly dgram.Socket[], to: UdpTarget, items: Iterable<Hostile | Uint8Array>, limits: SendLimits & { keep?: boolean }): Promise<SendReport> {
+export async function sendBounded(
+  sockets: dgram.Socket | readonly dgram.Socket[],
+  to: UdpTarget,
+  items: Iterable<Hostile | Uint8Array>,
+  limits: SendLimits & { keep?: boolean },
+): Promise<SendReport> {
   const socks = Array.isArray(sockets) ? sockets : [sockets as dgram.Socket];
   const burst = limits.burst ?? 32;
   const t0 = performance.now();
@@ -396,7 +405,11 @@ export interface TcpHostileReport {
  * 256 KiB, or a connect and nothing. At most `parallel` at once; every
  * connection is destroyed within `holdMs`.
  */
-export async function tcpHostile(to: UdpTarget & { localAddress?: string }, seed: number, o: { count: number; maxMs: number; parallel?: number; holdMs?: number; kinds?: readonly TcpHostileKind[] }): Promise<TcpHostileReport> {
+export async function tcpHostile(
+  to: UdpTarget & { localAddress?: string },
+  seed: number,
+  o: { count: number; maxMs: number; parallel?: number; holdMs?: number; kinds?: readonly TcpHostileKind[] },
+): Promise<TcpHostileReport> {
   const rng = new Prng(seed);
   const t0 = performance.now();
   const report: TcpHostileReport = { attempts: 0, connections: 0, byKind: {}, bytes: 0, closedByPeer: 0, elapsedMs: 0 };
@@ -510,7 +523,11 @@ export interface HttpHostileReport {
  * Sends each request on its own connection to the Unix socket (or TCP
  * endpoint) `path`, reads what comes back for at most `holdMs`, and closes.
  */
-export async function httpHostile(path: string, seed: number, o: { count: number; maxMs: number; holdMs?: number; parallel?: number }): Promise<HttpHostileReport> {
+export async function httpHostile(
+  path: string,
+  seed: number,
+  o: { count: number; maxMs: number; holdMs?: number; parallel?: number },
+): Promise<HttpHostileReport> {
   const rng = new Prng(seed);
   const t0 = performance.now();
   const report: HttpHostileReport = { requests: 0, statuses: {}, bytesIn: 0, bytesOut: 0, elapsedMs: 0 };

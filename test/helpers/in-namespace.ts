@@ -12,7 +12,12 @@ export async function runTestFileInNamespace(file: string, timeoutMs = 240_000):
     const exit = await child.waitExit(timeoutMs);
     const out = child.stdout();
     // Forward the inner TAP so the outer run shows every inner test.
-    process.stdout.write(out.split('\n').map((l) => `# [in namespace] ${l}`).join('\n') + '\n');
+    process.stdout.write(
+      out
+        .split('\n')
+        .map((l) => `# [in namespace] ${l}`)
+        .join('\n') + '\n',
+    );
     assert.equal(exit.code, 0, `${file} failed in its namespace:\n${out}\n${child.stderr()}`);
     assert.match(out, /^# fail 0$/m);
     return out;

@@ -393,10 +393,7 @@ export class NsProcess {
       re.lastIndex = 0; // a /g or /y regexp is stateful
       return re.test(line);
     };
-    const seen = [
-      ...(wanted('stdout') ? this.stdoutLines : []),
-      ...(wanted('stderr') ? this.stderrLines : []),
-    ].find(test);
+    const seen = [...(wanted('stdout') ? this.stdoutLines : []), ...(wanted('stderr') ? this.stderrLines : [])].find(test);
     if (seen !== undefined) return Promise.resolve(seen);
     return this.futureLine((line, stream) => wanted(stream) && test(line), String(re), timeoutMs);
   }
@@ -443,11 +440,7 @@ export class NsProcess {
       void this.exited.then((info) => {
         if (!this.lineListeners.has(listener)) return;
         done();
-        reject(
-          new Error(
-            `${this.description} exited (code ${info.code}, signal ${info.signal}) before printing ${what}${this.tail()}`,
-          ),
-        );
+        reject(new Error(`${this.description} exited (code ${info.code}, signal ${info.signal}) before printing ${what}${this.tail()}`));
       });
     });
   }
@@ -459,10 +452,7 @@ export class NsProcess {
       return await Promise.race([
         this.exited,
         new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error(`${this.description} did not exit within ${timeoutMs} ms${this.tail()}`)),
-            timeoutMs,
-          );
+          timer = setTimeout(() => reject(new Error(`${this.description} did not exit within ${timeoutMs} ms${this.tail()}`)), timeoutMs);
         }),
       ]);
     } finally {
@@ -668,11 +658,7 @@ export class Topology {
       // Set before any veth exists so new interfaces inherit it: no DAD
       // means IPv6 addresses (link-local too) are usable immediately instead
       // of ~1-2 s later.
-      await this.exec(ns, 'sysctl', [
-        '-qw',
-        'net.ipv6.conf.default.accept_dad=0',
-        'net.ipv6.conf.all.accept_dad=0',
-      ]);
+      await this.exec(ns, 'sysctl', ['-qw', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv6.conf.all.accept_dad=0']);
     }
 
     (spec.links ?? []).forEach((link, i) => {
@@ -690,11 +676,22 @@ export class Topology {
       // Created inside namespace a with the peer placed straight into
       // namespace b: neither end ever appears in the root namespace.
       await this.ip(info.a.ns, [
-        'link', 'add', info.a.ifname,
+        'link',
+        'add',
+        info.a.ifname,
         ...(link.mtu ? ['mtu', String(link.mtu)] : []),
-        'type', 'veth', 'peer', 'name', info.b.ifname, 'netns', this.nsName(info.b.ns),
+        'type',
+        'veth',
+        'peer',
+        'name',
+        info.b.ifname,
+        'netns',
+        this.nsName(info.b.ns),
       ]);
-      for (const [end, ifname] of [[link.a, info.a.ifname], [link.b, info.b.ifname]] as const) {
+      for (const [end, ifname] of [
+        [link.a, info.a.ifname],
+        [link.b, info.b.ifname],
+      ] as const) {
         if (link.mtu) await this.ip(end.ns, ['link', 'set', ifname, 'mtu', String(link.mtu)]);
         for (const cidr of asList(end.ipv4)) await this.addAddress(end.ns, ifname, cidr);
         for (const cidr of asList(end.ipv6)) await this.addAddress(end.ns, ifname, cidr);
@@ -742,12 +739,7 @@ function asList(v: string | readonly string[] | undefined): readonly string[] {
   return v === undefined ? [] : typeof v === 'string' ? [v] : v;
 }
 
-async function run(
-  cmd: string,
-  args: readonly string[],
-  opts: ExecOptions = {},
-  extra: { env?: NodeJS.ProcessEnv } = {},
-): Promise<string> {
+async function run(cmd: string, args: readonly string[], opts: ExecOptions = {}, extra: { env?: NodeJS.ProcessEnv } = {}): Promise<string> {
   const timeout = opts.timeoutMs ?? 30_000;
   try {
     const p = execFileAsync(cmd, [...args], {

@@ -135,7 +135,8 @@ export const RAW_CASES: readonly RawCase[] = [
       {
         name: `${v}-fragments`,
         family: f,
-        frames: (t, p) => udpFragments(spec(t, f, Buffer.concat([p, Buffer.alloc(900, 0x33)])), 512, 0x4000 + p.readUInt8(p.indexOf('#') + 1)).map((frame) => ({ frame })),
+        frames: (t, p) =>
+          udpFragments(spec(t, f, Buffer.concat([p, Buffer.alloc(900, 0x33)])), 512, 0x4000 + p.readUInt8(p.indexOf('#') + 1)).map((frame) => ({ frame })),
         delivered: (p) => Buffer.concat([p, Buffer.alloc(900, 0x33)]),
       },
       // A frame for another link-layer address: ip_rcv / ipv6_rcv drop PACKET_OTHERHOST.

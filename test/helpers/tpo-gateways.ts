@@ -57,8 +57,12 @@ export async function startGatewayPair(wt: WanTopology, o: GatewayPairOptions): 
   const table =
     o.mode === 'explicit'
       ? [
-          ...(o.tcpTarget ? [{ name: 'tcp', protocol: 'tcp', src: '10.77.1.0/24', listen: `${WAN_ADDR.gwaLan}:${listenPort}`, target: `${WAN_ADDR.server}:${o.tcpTarget}` }] : []),
-          ...(o.udpTarget ? [{ name: 'udp', protocol: 'udp', src: '10.77.1.0/24', listen: `${WAN_ADDR.gwaLan}:${listenPort}`, target: `${WAN_ADDR.server}:${o.udpTarget}` }] : []),
+          ...(o.tcpTarget
+            ? [{ name: 'tcp', protocol: 'tcp', src: '10.77.1.0/24', listen: `${WAN_ADDR.gwaLan}:${listenPort}`, target: `${WAN_ADDR.server}:${o.tcpTarget}` }]
+            : []),
+          ...(o.udpTarget
+            ? [{ name: 'udp', protocol: 'udp', src: '10.77.1.0/24', listen: `${WAN_ADDR.gwaLan}:${listenPort}`, target: `${WAN_ADDR.server}:${o.udpTarget}` }]
+            : []),
         ]
       : [
           { name: 'tcp', protocol: 'tcp', src: '10.77.1.0/24', dst: '10.77.3.0/24' },

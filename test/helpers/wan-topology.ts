@@ -35,7 +35,14 @@ export const WAN_ADDR = {
 
 const EMULATOR = 'bench/tools/ip-wan-emu.ts';
 const ALL_IFACES: readonly (readonly [string, string])[] = [
-  ['client', 'c0'], ['gwa', 'a0'], ['gwa', 'a1'], ['wan', 'wa'], ['wan', 'wb'], ['gwb', 'b1'], ['gwb', 'b0'], ['server', 's0'],
+  ['client', 'c0'],
+  ['gwa', 'a0'],
+  ['gwa', 'a1'],
+  ['wan', 'wa'],
+  ['wan', 'wb'],
+  ['gwb', 'b1'],
+  ['gwb', 'b0'],
+  ['server', 's0'],
 ];
 
 export interface WanEmulatorSettings {
@@ -108,10 +115,16 @@ export async function createWanTopology(): Promise<WanTopology> {
       if (emulator && !emulator.proc.exitStatus) throw new Error('an emulator is already running; stop it first');
       const common = s.common ?? {};
       const args = [
-        '--a-if', 'wa', '--b-if', 'wb',
-        '--a-to-b', JSON.stringify({ ...common, ...s.aToB }),
-        '--b-to-a', JSON.stringify({ ...common, ...s.bToA }),
-        '--seed', String(s.seed ?? 1),
+        '--a-if',
+        'wa',
+        '--b-if',
+        'wb',
+        '--a-to-b',
+        JSON.stringify({ ...common, ...s.aToB }),
+        '--b-to-a',
+        JSON.stringify({ ...common, ...s.bToA }),
+        '--seed',
+        String(s.seed ?? 1),
       ];
       const proc = topo.runNode('wan', EMULATOR, args, { stdin: 'pipe' });
       emulator = new WanEmulatorProcess(proc);

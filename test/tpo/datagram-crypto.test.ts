@@ -37,7 +37,7 @@ test('seal and open round-trip; any changed byte, a wrong key or a wrong number 
       const bad = Buffer.from(dgram);
       bad[flip % bad.length]! ^= 0x40;
       assert.equal(openDatagram(b.receive, physical, bad, payloadOffset), undefined, 'a changed byte authenticated');
-      assert.equal(openDatagram(b.send, physical, dgram, payloadOffset), undefined, 'the wrong direction\'s key');
+      assert.equal(openDatagram(b.send, physical, dgram, payloadOffset), undefined, "the wrong direction's key");
       assert.equal(openDatagram(b.receive, physical + 1, dgram, payloadOffset), undefined, 'another number');
       assert.equal(openDatagram(b.receive, physical, dgram.subarray(0, dgram.length - 1), payloadOffset), undefined, 'truncated');
     }),

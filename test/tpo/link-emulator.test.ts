@@ -156,7 +156,7 @@ async function rig(options: LinkEmulatorOptions = {}): Promise<Rig> {
 
 /** Sends n datagrams in batches with a 1 ms pause between them (the kernel buffers never fill). */
 async function sendBatched(from: dgram.Socket, to: Peer, n: number, size: (seq: number) => number, batch = 50): Promise<void> {
-  for (let seq = 0; seq < n; ) {
+  for (let seq = 0; seq < n;) {
     for (const end = Math.min(n, seq + batch); seq < end; seq++) from.send(datagram(seq, size(seq)), to.port, to.address);
     await sleep(1);
   }
@@ -197,16 +197,24 @@ async function until(what: string, cond: () => boolean, timeoutMs = 30_000): Pro
 /** Waits until the emulator received n in `dir`, has nothing in flight and the receiver got all it forwarded. */
 async function drained(r: Rig, dir: Direction, n: number, timeoutMs = 30_000): Promise<void> {
   const rx = dir === 'aToB' ? r.B : r.A;
-  await until(`${dir}: ${n} received and everything forwarded delivered`, () => {
-    const s = r.emu.stats(dir);
-    return s.received === n && s.inFlight === 0 && rx.arrivals.length === s.forwarded;
-  }, timeoutMs);
+  await until(
+    `${dir}: ${n} received and everything forwarded delivered`,
+    () => {
+      const s = r.emu.stats(dir);
+      return s.received === n && s.inFlight === 0 && rx.arrivals.length === s.forwarded;
+    },
+    timeoutMs,
+  );
 }
 
 /** The balance every direction keeps once nothing is in flight. */
 function assertBalanced(r: Rig, dir: Direction): void {
   const s = r.emu.stats(dir);
-  assert.equal(s.received + s.duplicated, s.forwarded + s.droppedRandom + s.droppedBurst + s.droppedQueue + s.droppedDown + s.droppedNoPeer + s.inFlight, `${dir} counters balance: ${JSON.stringify(s)}`);
+  assert.equal(
+    s.received + s.duplicated,
+    s.forwarded + s.droppedRandom + s.droppedBurst + s.droppedQueue + s.droppedDown + s.droppedNoPeer + s.inFlight,
+    `${dir} counters balance: ${JSON.stringify(s)}`,
+  );
 }
 
 const seqs = (arrivals: Arrival[]) => arrivals.map((a) => a.seq);
@@ -224,8 +232,14 @@ test('pass-through without impairment is byte-exact and ordered, both ways', { t
     await drained(r, 'aToB', n);
     await drained(r, 'bToA', n);
     for (const ep of [r.B, r.A]) {
-      assert.deepEqual(seqs(ep.arrivals), Array.from({ length: n }, (_, i) => i));
-      assert.deepEqual(ep.arrivals.map((a) => a.size), Array.from({ length: n }, (_, i) => size(i)));
+      assert.deepEqual(
+        seqs(ep.arrivals),
+        Array.from({ length: n }, (_, i) => i),
+      );
+      assert.deepEqual(
+        ep.arrivals.map((a) => a.size),
+        Array.from({ length: n }, (_, i) => size(i)),
+      );
     }
     const s = r.emu.stats('aToB');
     assert.equal(s.forwarded, n);
@@ -274,7 +288,9 @@ test('burst loss (Gilbert-Elliott) makes runs of mean length ~1/pBadToGood', { t
   }
   const mean = lost.length / runs.length;
   const rate = lost.length / 5000;
-  t.diagnostic(`lost ${lost.length} (${(rate * 100).toFixed(1)} %, steady state 10.7 %) in ${runs.length} runs, mean run ${mean.toFixed(2)} (expected 4), longest ${Math.max(...runs)}`);
+  t.diagnostic(
+    `lost ${lost.length} (${(rate * 100).toFixed(1)} %, steady state 10.7 %) in ${runs.length} runs, mean run ${mean.toFixed(2)} (expected 4), longest ${Math.max(...runs)}`,
+  );
   assert.equal(r.droppedBurst, lost.length);
   assert.equal(r.droppedRandom, 0);
   assert.ok(mean >= 3.2 && mean <= 4.8, `mean run ${mean}`);
@@ -340,7 +356,11 @@ test('delay adds at least delayMs each way (echo RTT); jitter without reorder ke
     const n = 2000;
     await sendBatched(j.A.socket, j.emu.a, n, () => 100, 20);
     await drained(j, 'aToB', n);
-    assert.deepEqual(seqs(j.B.arrivals), Array.from({ length: n }, (_, i) => i), 'jitter must not reorder');
+    assert.deepEqual(
+      seqs(j.B.arrivals),
+      Array.from({ length: n }, (_, i) => i),
+      'jitter must not reorder',
+    );
     const oneWay = j.B.arrivals.map((a) => a.at - a.sentAt).sort((x, y) => x - y);
     t.diagnostic(`one-way with 10 ms + jitter 20 ms: min ${oneWay[0]!.toFixed(2)}, median ${oneWay[n >> 1]!.toFixed(2)}, max ${oneWay[n - 1]!.toFixed(2)} ms`);
     assert.ok(oneWay[0]! >= 10, `min one-way ${oneWay[0]}`);
@@ -380,7 +400,9 @@ test('rateBps caps throughput at the rate: never faster, and at the rate while t
     const from = arr[0]!.at + 100;
     const window = arr.filter((a) => a.at >= from);
     const achieved = (window.reduce((sum, a) => sum + a.size, 0) * 8) / ((last - from) / 1000);
-    t.diagnostic(`sent ${sent} (${((sent * size * 8) / 1e6).toFixed(1)} Mbit in 2 s), delivered ${(achieved / 1e6).toFixed(3)} Mbit/s of ${rateBps / 1e6} (overall ${(overall / 1e6).toFixed(3)}), queue drops ${s.droppedQueue}`);
+    t.diagnostic(
+      `sent ${sent} (${((sent * size * 8) / 1e6).toFixed(1)} Mbit in 2 s), delivered ${(achieved / 1e6).toFixed(3)} Mbit/s of ${rateBps / 1e6} (overall ${(overall / 1e6).toFixed(3)}), queue drops ${s.droppedQueue}`,
+    );
     assert.ok(overall <= rateBps, `faster than the rate: ${overall} bit/s`);
     assert.ok(Math.abs(achieved / rateBps - 1) <= 0.15, `achieved ${achieved} bit/s`);
     assert.ok(s.droppedQueue > 0, 'an offer of twice the rate for longer than the queue holds overflows it');
@@ -401,7 +423,7 @@ test('a full queue delays by its length and tail-drops (counted), whatever the t
     // queues' worth, read by the emulator in one go (a few ms), so each burst
     // fills the queue and tail-drops however late it comes.
     let maxQueued = 0;
-    for (let seq = 0; seq < 400; ) {
+    for (let seq = 0; seq < 400;) {
       for (const end = seq + 40; seq < end; seq++) r.A.socket.send(datagram(seq, size), r.emu.a.port, r.emu.a.address);
       await until(`the emulator read ${seq}`, () => r.emu.stats('aToB').received === seq);
       maxQueued = Math.max(maxQueued, r.emu.stats('aToB').queuedBytes);
@@ -411,7 +433,9 @@ test('a full queue delays by its length and tail-drops (counted), whatever the t
     const s = r.emu.stats('aToB');
     const oneWay = r.B.arrivals.map((a) => a.at - a.sentAt).sort((x, y) => x - y);
     const queued = oneWay[oneWay.length - 1]!;
-    t.diagnostic(`forwarded ${s.forwarded}, queue drops ${s.droppedQueue}, largest queue seen ${maxQueued} bytes of ${queueBytes}, longest one-way ${queued.toFixed(1)} ms (a full queue is 20 ms)`);
+    t.diagnostic(
+      `forwarded ${s.forwarded}, queue drops ${s.droppedQueue}, largest queue seen ${maxQueued} bytes of ${queueBytes}, longest one-way ${queued.toFixed(1)} ms (a full queue is 20 ms)`,
+    );
     assert.ok(s.droppedQueue > 0, 'tail drops when the queue is full');
     assert.ok(maxQueued <= queueBytes, `queue ${maxQueued} beyond its ${queueBytes} bytes`);
     // The last datagram to fit into a full queue waits its length less one
@@ -451,7 +475,11 @@ test('down drops everything, in flight included; traffic resumes when it is set 
     assert.equal(s.droppedDown, 500 + inFlightAtDown, 'everything sent while down, and everything in flight when it went down');
     assert.equal(got.filter((q) => q >= downFrom && q < downEnd).length, 0, 'nothing sent while down arrives');
     assert.equal(got.filter((q) => q < beforeEnd).length, beforeEnd - inFlightAtDown, 'what had left before the cut arrived');
-    assert.deepEqual(got.filter((q) => q >= upFrom), Array.from({ length: upEnd - upFrom }, (_, i) => upFrom + i), 'everything after recovery arrives, in order');
+    assert.deepEqual(
+      got.filter((q) => q >= upFrom),
+      Array.from({ length: upEnd - upFrom }, (_, i) => upFrom + i),
+      'everything after recovery arrives, in order',
+    );
   } finally {
     await r.close();
   }

@@ -109,7 +109,7 @@ test('same seed, same decisions; other seed, other decisions', () => {
   assert.notDeepEqual(run(42), run(43));
 });
 
-test('Gilbert-Elliott: bursts with the chain\'s stationary loss and mean burst length', () => {
+test("Gilbert-Elliott: bursts with the chain's stationary loss and mean burst length", () => {
   // Good→bad 1 %, bad→good 25 %: bad 1/26 of the time, bursts of 4 on average.
   const lane = new WanLane({ delayMs: 0, rateBps: 0, loss: 0, burst: { pGoodToBad: 0.01, pBadToGood: 0.25 } }, 9);
   const n = 400_000;

@@ -17,7 +17,7 @@ import { isTsDatagramAt } from '../../wire/mpegts.js';
 import { RawUdpSocket } from '../../sys/udp-socket.js';
 import { NativeRegion } from '../../sys/memory.js';
 import { writeSockaddr } from '../../sys/sockaddr.js';
-import type { RecvRing} from '../../sys/recv-ring.js';
+import type { RecvRing } from '../../sys/recv-ring.js';
 import { SLOT_SIZE } from '../../sys/recv-ring.js';
 import { MAX_UDP_PAYLOAD, SOCKADDR_SPACE, SOL_UDP, UDP_GRO } from '../../sys/constants.js';
 import { D, F, bump } from './shared-counters.js';
@@ -102,7 +102,17 @@ export class EngineFlow {
   /** performance.now() when the oldest held datagram arrived. */
   heldSince = 0;
 
-  private constructor(name: string, plan: FlowPlan, socket: RawUdpSocket, listen: Endpoint, counters: Float64Array, options: EngineOptions, via: EngineFlow | undefined, own: OwnSockets, notify: SuspensionListener | undefined) {
+  private constructor(
+    name: string,
+    plan: FlowPlan,
+    socket: RawUdpSocket,
+    listen: Endpoint,
+    counters: Float64Array,
+    options: EngineOptions,
+    via: EngineFlow | undefined,
+    own: OwnSockets,
+    notify: SuspensionListener | undefined,
+  ) {
     this.name = name;
     this.#sender = via ?? this;
     this.#own = own;
@@ -319,7 +329,7 @@ export class EngineFlow {
     for (const group of this.#groups) {
       const fd = group.socket.fd;
       const gsoMaxSeg = GSO_MAX_SEGMENT[group.socket.family];
-      for (let a = 0; a < k; ) {
+      for (let a = 0; a < k;) {
         const s = p.length[a]!;
         let b = a + 1;
         if (gsoLimit > 1 && s > 0 && s <= gsoMaxSeg) {
@@ -412,7 +422,8 @@ export class EngineFlow {
       const shared = sender !== this ? sender.#byName.get(name)?.health : undefined;
       // A destination kept by an update keeps its suspension state, unless the policy changed.
       const old = before.get(name);
-      const health = shared ?? (policy ? (old?.health && old.ownsHealth && samePolicy(old.health.policy, policy) ? old.health : new SubscriberHealth(policy)) : undefined);
+      const health =
+        shared ?? (policy ? (old?.health && old.ownsHealth && samePolicy(old.health.policy, policy) ? old.health : new SubscriberHealth(policy)) : undefined);
       if (old?.ownsHealth && old.health?.isSuspended() && old.health !== health) {
         b.counters[D.suspendedUntil] = 0;
         this.#notify?.(this.name, formatEndpoint(ep), 0);

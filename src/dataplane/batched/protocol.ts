@@ -38,7 +38,15 @@ export interface FlowOptions {
 }
 
 export type Request =
-  | { readonly op: 'add'; readonly id: number; readonly flow: string; readonly plan: FlowPlan; readonly counters: Float64Array; readonly destinations: readonly DestinationBinding[]; readonly options?: FlowOptions }
+  | {
+      readonly op: 'add';
+      readonly id: number;
+      readonly flow: string;
+      readonly plan: FlowPlan;
+      readonly counters: Float64Array;
+      readonly destinations: readonly DestinationBinding[];
+      readonly options?: FlowOptions;
+    }
   | { readonly op: 'update'; readonly id: number; readonly flow: string; readonly plan: FlowPlan; readonly destinations: readonly DestinationBinding[] }
   | { readonly op: 'remove'; readonly id: number; readonly flow: string }
   | { readonly op: 'close'; readonly id: number };

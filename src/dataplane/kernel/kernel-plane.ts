@@ -353,7 +353,13 @@ export class KernelPlane implements DataPlane {
    * (its counters would split) or within the array (see KernelSub.pos).
    * New subscribers take the lowest free positions.
    */
-  #assign(plan: FlowPlan, listen: Endpoint, current: readonly KernelSub[], currentSpill: readonly Endpoint[], adopted?: Map<string, { destSlot: number; pos: number }>): { subs: KernelSub[]; spill: Endpoint[]; fresh: number[] } {
+  #assign(
+    plan: FlowPlan,
+    listen: Endpoint,
+    current: readonly KernelSub[],
+    currentSpill: readonly Endpoint[],
+    adopted?: Map<string, { destSlot: number; pos: number }>,
+  ): { subs: KernelSub[]; spill: Endpoint[]; fresh: number[] } {
     const cur = new Map(current.map((s) => [endpointKey(s.endpoint), s]));
     if (adopted) {
       for (const d of plan.destinations) {
@@ -493,7 +499,9 @@ export class KernelPlane implements DataPlane {
     const flow = sumPerCpu(raw ?? new Uint8Array(FLOW_COUNTERS_SIZE * this.#cpus), FLOW_COUNTERS, this.#cpus);
     const dests = new Map<string, { counts: Record<(typeof DEST_COUNTERS)[number], number>; errno: number }>();
     for (const s of f.subs) {
-      const d = mapLookup(this.#fd('dest_stats'), this.#slotKey(s.destSlot), DEST_COUNTERS_SIZE * this.#cpus, 'dest_stats') ?? new Uint8Array(DEST_COUNTERS_SIZE * this.#cpus);
+      const d =
+        mapLookup(this.#fd('dest_stats'), this.#slotKey(s.destSlot), DEST_COUNTERS_SIZE * this.#cpus, 'dest_stats') ??
+        new Uint8Array(DEST_COUNTERS_SIZE * this.#cpus);
       dests.set(endpointKey(s.endpoint), { counts: sumPerCpu(d, DEST_COUNTERS, this.#cpus), errno: lastErrno(d, this.#cpus) });
     }
     return { flow, dests };

@@ -246,7 +246,9 @@ export class LoopbackLease {
       });
     } catch (err) {
       const changed = setNeeded();
-      return new LoopbackLease(changed, undefined, [`lo settings: ${registry.dir} unusable (${(err as Error).message}); this process restores what it changed when it stops, without coordinating with other Sluice processes`]);
+      return new LoopbackLease(changed, undefined, [
+        `lo settings: ${registry.dir} unusable (${(err as Error).message}); this process restores what it changed when it stops, without coordinating with other Sluice processes`,
+      ]);
     }
   }
 

@@ -289,4 +289,3 @@ export class PortableFlow {
     await Promise.all(sockets.map((s) => new Promise<void>((r) => s.close(() => r()))));
   }
 }
-

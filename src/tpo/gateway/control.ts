@@ -75,7 +75,10 @@ function ensurePrivateDir(dir: string, socketPath: string): void {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new ControlSocketError(socketPath, `cannot create directory ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST')
+      throw new ControlSocketError(socketPath, `cannot create directory ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
+        cause: err,
+      });
   }
   const st = lstatSync(dir);
   if (!st.isDirectory()) throw new ControlSocketError(socketPath, `${dir} is ${kind(st)}, not a directory (not followed)`);
@@ -90,7 +93,11 @@ function ensureDir(dir: string, socketPath: string): void {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new ControlSocketError(socketPath, code === 'EEXIST' || code === 'ENOTDIR' ? `${dir} is not a directory` : `cannot create directory ${dir}: ${code ?? (err as Error).message}`, { cause: err });
+    throw new ControlSocketError(
+      socketPath,
+      code === 'EEXIST' || code === 'ENOTDIR' ? `${dir} is not a directory` : `cannot create directory ${dir}: ${code ?? (err as Error).message}`,
+      { cause: err },
+    );
   }
 }
 
@@ -117,7 +124,8 @@ function answers(path: string): Promise<boolean> {
 async function clearPath(path: string): Promise<void> {
   const st = lstatOrUndefined(path);
   if (!st) return;
-  if (!st.isSocket()) throw new ControlSocketError(path, `the path exists and is ${kind(st)}; it is not removed (remove it yourself or set another control: path)`);
+  if (!st.isSocket())
+    throw new ControlSocketError(path, `the path exists and is ${kind(st)}; it is not removed (remove it yourself or set another control: path)`);
   if (await answers(path)) throw new ControlSocketError(path, 'another process already answers on this socket (a gateway of the same name is running?)');
   // A stale socket from a gateway that did not close. Checked again just before: unlink only a socket.
   const again = lstatOrUndefined(path);
@@ -174,7 +182,9 @@ export async function startControlServer(path: string, status: () => unknown, op
     });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new ControlSocketError(path, code === 'EADDRINUSE' ? 'the path was taken while starting' : `cannot listen: ${code ?? (err as Error).message}`, { cause: err });
+    throw new ControlSocketError(path, code === 'EADDRINUSE' ? 'the path was taken while starting' : `cannot listen: ${code ?? (err as Error).message}`, {
+      cause: err,
+    });
   }
   // After listen, errors (a failed accept) must not end the gateway.
   server.on('error', () => undefined);

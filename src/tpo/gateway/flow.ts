@@ -61,7 +61,14 @@ export function statusOfError(err: NodeJS.ErrnoException | undefined): number {
 }
 
 export const STATUS_TEXT: Record<number, string> = {
-  0: 'ok', 1: 'connection refused', 2: 'unreachable', 3: 'timed out', 4: 'reset by peer', 5: 'no route', 6: 'limit reached', 255: 'other',
+  0: 'ok',
+  1: 'connection refused',
+  2: 'unreachable',
+  3: 'timed out',
+  4: 'reset by peer',
+  5: 'no route',
+  6: 'limit reached',
+  255: 'other',
 };
 
 /** What a flow needs from its gateway. */
@@ -116,7 +123,6 @@ export class ThinFlowMeter {
   }
 }
 
-
 /** One peer a flow goes to, with its own message sequence in each direction. */
 export interface Branch {
   readonly peer: string;
@@ -167,7 +173,10 @@ export interface CarriedFlow {
 
 /** Builds a message of this flow (the header's 5-tuple is always the intercepted one). */
 export function message(tuple: FlowTuple, fn: MessageFunction, sequence: number, data: Uint8Array = EMPTY, status: number = STATUS.ok): CarriedMessage {
-  return { header: { function: fn, protocol: tuple.protocol, sequence: sequence >>> 0, src: tuple.src, dst: tuple.dst, status, dataLength: data.length }, data };
+  return {
+    header: { function: fn, protocol: tuple.protocol, sequence: sequence >>> 0, src: tuple.src, dst: tuple.dst, status, dataLength: data.length },
+    data,
+  };
 }
 
 export const EMPTY = new Uint8Array(0);

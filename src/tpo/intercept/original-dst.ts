@@ -34,7 +34,8 @@ export function originalDst(sock: Socket, family: 4 | 6): Endpoint {
   const c = libc();
   const addr = new Uint8Array(SOCKADDR_SPACE);
   const len = new Uint32Array([SOCKADDR_SPACE]);
-  const [level, name, op] = family === 4 ? [SOL_IP, SO_ORIGINAL_DST, 'getsockopt(SO_ORIGINAL_DST)'] : [SOL_IPV6, IP6T_SO_ORIGINAL_DST, 'getsockopt(IP6T_SO_ORIGINAL_DST)'];
+  const [level, name, op] =
+    family === 4 ? [SOL_IP, SO_ORIGINAL_DST, 'getsockopt(SO_ORIGINAL_DST)'] : [SOL_IPV6, IP6T_SO_ORIGINAL_DST, 'getsockopt(IP6T_SO_ORIGINAL_DST)'];
   if (c.getsockopt(socketFd(sock), level, name, addr, len) < 0) throw syscallError(op, c.errno(), `${sock.remoteAddress}:${sock.remotePort}`);
   return readSockaddr(addr, 0);
 }

@@ -275,7 +275,7 @@ export class TransparentInterceptor extends EventEmitter<TransparentInterceptorE
       table: this.table,
       hooks: this.#opts.hooks,
       ownMark: this.#opts.mark,
-      tproxyMark: this.routing?.mark ?? (this.#opts.mark ^ 1),
+      tproxyMark: this.routing?.mark ?? this.#opts.mark ^ 1,
       ports: this.ports,
       ...(this.#opts.icmp === 'answer' ? { icmp: 'answer' as const } : {}),
     });
@@ -421,7 +421,8 @@ export class TransparentInterceptor extends EventEmitter<TransparentInterceptorE
    * the datagram was dropped (send buffer full).
    */
   sendUdp(from: Endpoint, to: Endpoint, data: Uint8Array): boolean {
-    if (!this.#writer || this.#closing) throw new SluiceError('SLUICE_ERR_CLOSED', this.#closing ? 'the interceptor is closed' : 'no UDP entries: nothing to reply to');
+    if (!this.#writer || this.#closing)
+      throw new SluiceError('SLUICE_ERR_CLOSED', this.#closing ? 'the interceptor is closed' : 'no UDP entries: nothing to reply to');
     const key = `${from.family}|${from.address}|${from.port}`;
     let sock = this.#replies.get(key);
     if (sock) {
@@ -511,7 +512,8 @@ export class TransparentInterceptor extends EventEmitter<TransparentInterceptorE
  * before the error propagates.
  */
 export async function startTransparentInterception(opts: TransparentOptions): Promise<TransparentInterceptor> {
-  if (!(Number.isInteger(opts.mark) && opts.mark > 0 && opts.mark <= 0xffffffff)) throw new RangeError(`mark must be a non-zero 32-bit integer (got ${opts.mark})`);
+  if (!(Number.isInteger(opts.mark) && opts.mark > 0 && opts.mark <= 0xffffffff))
+    throw new RangeError(`mark must be a non-zero 32-bit integer (got ${opts.mark})`);
   const icmp = opts.table.filter((e) => e.protocol === 'icmp');
   if (icmp.length > 0 && (opts.icmp ?? 'error') === 'error') {
     throw new NotSupportedError(
@@ -521,8 +523,16 @@ export async function startTransparentInterception(opts: TransparentOptions): Pr
   }
   const answer = opts.icmp === 'answer';
   const entries = opts.table.filter((e) => e.protocol !== 'icmp' || answer);
-  const ic = new TransparentInterceptor(opts, entries.some((e) => e.protocol === 'udp'));
-  if (icmp.length > 0) ic.notes.push(answer ? `ICMP entries ${icmp.map((e) => e.name).join(', ')}: echo answered by this host` : `ICMP entries ${icmp.map((e) => e.name).join(', ')} skipped: not supported in transparent mode`);
+  const ic = new TransparentInterceptor(
+    opts,
+    entries.some((e) => e.protocol === 'udp'),
+  );
+  if (icmp.length > 0)
+    ic.notes.push(
+      answer
+        ? `ICMP entries ${icmp.map((e) => e.name).join(', ')}: echo answered by this host`
+        : `ICMP entries ${icmp.map((e) => e.name).join(', ')} skipped: not supported in transparent mode`,
+    );
   try {
     await ic.start(entries);
   } catch (err) {
