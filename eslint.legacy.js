@@ -15,7 +15,7 @@ export const maxLines = [
   'src/tpo/gateway/gateway.ts',
   'src/tpo/gateway/tcp-edge.ts',
   'src/tpo/intercept/transparent.ts',
-  'src/tpo/link-emulator.ts',
+  'harness/wan/udp-emulator.ts',
   'src/wire/mpegts.ts',
 ];
 
@@ -29,10 +29,10 @@ export const tsPrivate = [
   'src/media/ts-checker.ts',
   'src/media/ts-synth.ts',
   'src/sender/portable-sender.ts',
-  'src/tpo/link-emulator.ts',
+  'harness/wan/udp-emulator.ts',
   'src/tpo/packet-driver.ts',
-  'src/tpo/rng.ts',
-  'test/helpers/netns.ts',
+  'harness/wan/rng.ts',
+  'harness/netns/netns.ts',
 ];
 
 /** Library code that installs process-wide handlers (issue 17, item 7: only src/cli may). */

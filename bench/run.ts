@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { cpus, hostname, release, totalmem } from 'node:os';
 import { isAbsolute, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { rootSkipReason } from '../test/helpers/netns.js';
+import { rootSkipReason } from '../harness/netns/netns.js';
 import { REALISTIC_PPS, allCases, type BenchCase } from './lib/cases.js';
 import { commandExists, ensureInstalled, type Requirement } from './lib/install.js';
 import { ALL_PEERS, DEFAULT_PEERS, type Peer, type RunningRelay } from './lib/peers.js';

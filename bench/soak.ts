@@ -14,7 +14,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { mkdtempSync, readlinkSync, rmSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { rootSkipReason, withTopology } from '../test/helpers/netns.js';
+import { rootSkipReason, withTopology } from '../harness/netns/netns.js';
 import { REPO_ROOT, rssKb, type SoakProcess } from './lib/soak-procs.js';
 import { RelayTarget, type RelayResult } from './lib/soak-relay.js';
 import { TpoTarget, type TpoResult } from './lib/soak-tpo.js';

@@ -1,7 +1,7 @@
 /**
  * Two TPO gateways across an emulated lossy WAN, in network namespaces
  * (root, Linux): client — gwa — WAN — gwb — server. The WAN is the
- * project's IP-level emulator (bench/tools/ip-wan-emu.ts: delay, random
+ * project's IP-level emulator (harness/bin/ip-wan-emu.ts: delay, random
  * loss, a rate limit), the gateways are `sluice tpo` in transparent mode,
  * and a file goes from the client to the server's own address, first
  * straight across the WAN (TCP) and then through the gateways; both
@@ -16,9 +16,9 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { rootSkipReason } from '../test/helpers/netns.js';
-import { WAN_ADDR, createWanTopology } from '../test/helpers/wan-topology.js';
-import { startGatewayPair } from '../test/helpers/tpo-gateways.js';
+import { rootSkipReason } from '../harness/netns/netns.js';
+import { WAN_ADDR, createWanTopology } from '../harness/wan/topology.js';
+import { startGatewayPair } from '../harness/tpo/gateway-pair.js';
 
 const { values } = parseArgs({
   options: {

@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { NsProcess } from '../../test/helpers/netns.js';
+import type { NsProcess } from '../../harness/netns/netns.js';
 import { processTree } from './cpu.js';
 import { commandExists, debVersion, succeeds, versionOf, type Requirement } from './install.js';
 import { GEN_ADDR, RELAY_CPU, SINK_ADDR, spawnPinned, waitForUdpPort, type BenchTopology } from './topology.js';

@@ -26,7 +26,7 @@
  * size, so datagrams = (bytes - 28 x buffers) / size. See datagrams().
  */
 import { fileURLToPath } from 'node:url';
-import type { NsProcess } from '../../test/helpers/netns.js';
+import type { NsProcess } from '../../harness/netns/netns.js';
 import type { BenchTopology } from './topology.js';
 
 const COUNTER = fileURLToPath(new URL('../tools/sink-counter.ts', import.meta.url));

@@ -12,7 +12,7 @@
  */
 import dgram from 'node:dgram';
 import { createHash } from 'node:crypto';
-import { Prng, hostileDatagram, udpDrops, type HostileKind } from '../../test/helpers/fuzz.js';
+import { Prng, hostileDatagram, udpDrops, type HostileKind } from '../../harness/traffic/fuzz.js';
 import { SoakProcess } from './soak-procs.js';
 
 const TS = 188;

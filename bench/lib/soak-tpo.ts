@@ -16,7 +16,7 @@ import net from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Prng, hostileDatagrams, httpHostile, sendBounded, startCaptureProxy, tcpHostile, udpDrops, type CaptureProxy } from '../../test/helpers/fuzz.js';
+import { Prng, hostileDatagrams, httpHostile, sendBounded, startCaptureProxy, tcpHostile, udpDrops, type CaptureProxy } from '../../harness/traffic/fuzz.js';
 import { fetchStatus } from '../../src/tpo/gateway/control.js';
 import type { GatewayStatus } from '../../src/tpo/gateway/gateway.js';
 import { SoakProcess } from './soak-procs.js';

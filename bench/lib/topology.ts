@@ -3,7 +3,7 @@
  *
  *   gen 10.251.1.2 ──veth── 10.251.1.1 relay 10.251.2.1 ──veth── 10.251.2.2 sink
  *
- * Built with the test helper (test/helpers/netns.ts), which creates every
+ * Built with the test helper (harness/netns/netns.ts), which creates every
  * interface inside namespaces it owns and deletes them on destroy(), on
  * exit, on SIGINT/SIGTERM/SIGHUP, and (for a SIGKILLed run) at the next
  * createTopology(). Both subnets are directly connected, so no routes and
@@ -15,7 +15,7 @@
  * the generator to GEN_CPU (see bench/README.md for where softirq work lands).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createTopology, type NsProcess, type NsSpawnOptions, type Topology } from '../../test/helpers/netns.js';
+import { createTopology, type NsProcess, type NsSpawnOptions, type Topology } from '../../harness/netns/netns.js';
 
 export const GEN_ADDR = '10.251.1.2';
 export const RELAY_ADDR = '10.251.1.1';

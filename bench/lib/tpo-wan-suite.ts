@@ -41,15 +41,15 @@
  * they are LAN legs without delay or loss, where the algorithm hardly
  * matters, and only carry data the WAN leg already delivered.
  *
- * Topology: test/helpers/wan-topology.ts (its own five namespaces, removed
+ * Topology: harness/wan/topology.ts (its own five namespaces, removed
  * on exit, signals and errors).
  */
 import { spawnSync } from 'node:child_process';
-import type { IpWanStats } from '../../src/emulation/ip-wan.js';
-import { diffLane, lateFraction } from '../../src/emulation/ip-wan.js';
-import type { NsProcess } from '../../test/helpers/netns.js';
-import { WAN_ADDR, createWanTopology, type WanTopology } from '../../test/helpers/wan-topology.js';
-import { startGatewayPair } from '../../test/helpers/tpo-gateways.js';
+import type { IpWanStats } from '../../harness/wan/ip-emulator.js';
+import { diffLane, lateFraction } from '../../harness/wan/ip-emulator.js';
+import type { NsProcess } from '../../harness/netns/netns.js';
+import { WAN_ADDR, createWanTopology, type WanTopology } from '../../harness/wan/topology.js';
+import { startGatewayPair } from '../../harness/tpo/gateway-pair.js';
 import { commandExists, debVersion } from './install.js';
 import { pairedRatio, spread, type Spread } from './stats.js';
 
@@ -63,7 +63,7 @@ const SINK_PORT = 5201;
 const KCP_PORT = 29900;
 const KCP_LOCAL_PORT = 12948;
 const SLUICE_PORT = 12949;
-const LOAD = 'bench/tools/wan-load.ts';
+const LOAD = 'harness/traffic/wan-load.ts';
 /** Bins before this are slow start; "steady" goodput counts the rest. */
 const STEADY_FROM_S = 5;
 /** sluice-cubic-established: the transfer the session carries before the measured one. */
@@ -114,7 +114,7 @@ interface PathSetup {
 }
 
 // "Through Sluice": `sluice tpo` gateways on gwa and gwb (the real CLI,
-// test/helpers/tpo-gateways.ts), explicit mode: gwa listens on its LAN
+// harness/tpo/gateway-pair.ts), explicit mode: gwa listens on its LAN
 // address for the client and carries the connection over Sluice's UDP
 // transport to gwb, which connects to the server. The endpoints' TCP
 // (CUBIC, set per socket by the load tool) only crosses the LANs.
@@ -383,7 +383,7 @@ export function tpoWanMarkdown(r: TpoWanResults): string {
   out.push(`## tpo-wan: TCP across an emulated WAN (${LINK_MBIT} Mbit/s, ${2 * ONE_WAY_MS} ms RTT, random loss both ways)`);
   out.push('');
   out.push(
-    `Bulk client → server for ${r.seconds} s of incompressible data; 100-byte request/response every 50 ms on a second connection at the same time. Medians over repeats (min–max when more than one). Goodput counts what the server received in the window; "steady" leaves out the first ${STEADY_FROM_S} s. Wire = IP bytes that entered the WAN client → server per delivered byte (both directions in brackets). Emulator: bench/tools/ip-wan-emu.ts; its lateness column is the share of frames it released more than 1 ms after their due time (its own timing error). kcptun ${r.versions.kcptun ?? '?'}.`,
+    `Bulk client → server for ${r.seconds} s of incompressible data; 100-byte request/response every 50 ms on a second connection at the same time. Medians over repeats (min–max when more than one). Goodput counts what the server received in the window; "steady" leaves out the first ${STEADY_FROM_S} s. Wire = IP bytes that entered the WAN client → server per delivered byte (both directions in brackets). Emulator: harness/bin/ip-wan-emu.ts; its lateness column is the share of frames it released more than 1 ms after their due time (its own timing error). kcptun ${r.versions.kcptun ?? '?'}.`,
   );
   out.push('');
   out.push('| loss | path | cc | goodput Mbit/s | steady Mbit/s | rr p50 ms | rr p99 ms | wire / delivered | emulator late > 1 ms |');

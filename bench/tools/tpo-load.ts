@@ -1,7 +1,7 @@
 /**
  * TPO bench load (issue #6): two data movers (src/tpo/data-mover.ts) in this
  * process, on loopback, with the link emulator in a process of its own
- * between them (bench/tools/link-emu.ts), so this process's CPU is the two
+ * between them (harness/bin/link-emu.ts), so this process's CPU is the two
  * gateways' transport work and nothing else.
  *
  *   --io batched|portable (default batched): the movers' datagram ports
@@ -51,7 +51,7 @@ const config = {
   bToA: link,
   socketBufferBytes: 16 << 20,
 };
-const emuArgs = ['--import', 'tsx', 'bench/tools/link-emu.ts', '--config', JSON.stringify(config)];
+const emuArgs = ['--import', 'tsx', 'harness/bin/link-emu.ts', '--config', JSON.stringify(config)];
 const emuProc = emuCpu
   ? spawn('taskset', ['-c', emuCpu, process.execPath, ...emuArgs], { stdio: ['pipe', 'pipe', 'inherit'] })
   : spawn(process.execPath, emuArgs, { stdio: ['pipe', 'pipe', 'inherit'] });

@@ -129,7 +129,7 @@ export const IPV6_TRANSPARENT = 75;
 export const SO_ORIGINAL_DST = 80;
 /** The same for IPv6 (level SOL_IPV6, sockaddr_in6); same number by design of the uapi headers. */
 export const IP6T_SO_ORIGINAL_DST = 80;
-/** AF_PACKET raw sockets (src/sys/packet-socket.ts): whole Ethernet frames of one interface. */
+/** AF_PACKET raw sockets (harness/wan/packet-socket.ts): whole Ethernet frames of one interface. */
 export const AF_PACKET = 17;
 /** Every protocol (host order; sockaddr_ll and socket() take it in network order). */
 export const ETH_P_ALL = 0x0003;

@@ -14,10 +14,10 @@ import { fileURLToPath } from 'node:url';
 import { once } from 'node:events';
 import { Sluice, EngineFailedError } from '../../src/index.js';
 import { probeBatchedIo } from '../../src/sys/probe.js';
-import { captureEngineWorker } from '../helpers/worker-killer.js';
-import { CLI, collect } from '../helpers/cli.js';
-import { openReceiver } from '../helpers/udp.js';
-import { rootSkipReason, withTopology } from '../helpers/netns.js';
+import { captureEngineWorker } from '../../harness/process/worker-killer.js';
+import { CLI, collect } from '../../harness/process/cli.js';
+import { openReceiver } from '../../harness/traffic/udp.js';
+import { rootSkipReason, withTopology } from '../../harness/netns/netns.js';
 import { probeKernelTier } from '../../src/dataplane/kernel/kernel-plane.js';
 
 const probe = probeBatchedIo();

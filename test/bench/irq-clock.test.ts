@@ -9,7 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { rootSkipReason } from '../helpers/netns.js';
+import { rootSkipReason } from '../../harness/netns/netns.js';
 import { CoreClock } from '../../bench/lib/irq-clock.js';
 import { coreBusy } from '../../bench/lib/cpu.js';
 import { possibleCpus } from '../../src/sys/bpf.js';

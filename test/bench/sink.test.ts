@@ -16,7 +16,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { rootSkipReason, withTopology, type Topology } from '../helpers/netns.js';
+import { rootSkipReason, withTopology, type Topology } from '../../harness/netns/netns.js';
 import { Sink, datagrams, type SinkCounts } from '../../bench/lib/sink.js';
 
 const skip = rootSkipReason();

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { writeFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli, startCli, collect, waitForEvent } from '../helpers/cli.js';
-import { openReceiver, openSender, sendSequence, seqOf } from '../helpers/udp.js';
+import { runCli, startCli, collect, waitForEvent } from '../../harness/process/cli.js';
+import { openReceiver, openSender, sendSequence, seqOf } from '../../harness/traffic/udp.js';
 
 describe('sluice CLI', () => {
   test('--help works for the program and every subcommand', async () => {

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startControlServer } from '../../src/tpo/gateway/control.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli } from '../../harness/process/cli.js';
 
 test('sluice status --json through a pipe: over 1 MiB of status arrives whole', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-drain-'));

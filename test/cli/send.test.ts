@@ -9,8 +9,8 @@ import { execFileSync } from 'node:child_process';
 import { writeFile, mkdtemp, mkdir, rm, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli } from '../helpers/cli.js';
-import { openReceiver } from '../helpers/udp.js';
+import { runCli } from '../../harness/process/cli.js';
+import { openReceiver } from '../../harness/traffic/udp.js';
 
 test('send --aggregate: the design example from a JSON file, payloads as text, hex, base64 and file', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-send-'));

@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import { writeFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli } from '../helpers/cli.js';
-import { openReceiver } from '../helpers/udp.js';
+import { runCli } from '../../harness/process/cli.js';
+import { openReceiver } from '../../harness/traffic/udp.js';
 
 const pattern = (n: number) => {
   const b = Buffer.alloc(n);

@@ -8,15 +8,25 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { Sluice, ClosedError, ConflictError, PolicyValidationError, SyscallError, type TierName } from '../../src/index.js';
-import { openReceiver, openSender, sendGsoBurst, sendSequence, seqDatagram, seqOf, type Receiver } from '../helpers/udp.js';
+import { openReceiver, openSender, sendGsoBurst, sendSequence, seqDatagram, seqOf, type Receiver } from '../../harness/traffic/udp.js';
 import { probeBatchedIo } from '../../src/sys/probe.js';
 import { createDataPlane } from '../../src/dataplane/select.js';
 import type { FlowPlan } from '../../src/policy/compile.js';
 import type { Endpoint } from '../../src/policy/endpoint.js';
 import type { FlowStats } from '../../src/stats/counters.js';
 import { SyntheticTsStream } from '../../src/media/ts-synth.js';
-import { rootSkipReason, withTopology, type NsProcess } from '../helpers/netns.js';
-import { COPIES, OTHER_ROUTE_V4, OTHER_ROUTE_V6, RAW_CASES, RP_CASES, casePayload, caseOf, type RawCase, type RpMode } from '../helpers/raw-cases.js';
+import { rootSkipReason, withTopology, type NsProcess } from '../../harness/netns/netns.js';
+import {
+  COPIES,
+  OTHER_ROUTE_V4,
+  OTHER_ROUTE_V6,
+  RAW_CASES,
+  RP_CASES,
+  casePayload,
+  caseOf,
+  type RawCase,
+  type RpMode,
+} from '../../harness/traffic/raw-cases.js';
 
 export interface ConformanceTarget {
   tier: TierName;

@@ -25,8 +25,8 @@ import { createHash } from 'node:crypto';
 import dgram from 'node:dgram';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Sluice, type TierName, type Flow } from '../../src/index.js';
-import { openReceiver, type Receiver } from '../helpers/udp.js';
-import { Prng, hostileDatagrams, openSources, sendBounded, udpDrops, type Hostile } from '../helpers/fuzz.js';
+import { openReceiver, type Receiver } from '../../harness/traffic/udp.js';
+import { Prng, hostileDatagrams, openSources, sendBounded, udpDrops, type Hostile } from '../../harness/traffic/fuzz.js';
 
 export interface RelayFuzzTarget {
   tier: TierName;

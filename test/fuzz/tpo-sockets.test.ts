@@ -31,7 +31,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
-import { startCli } from '../helpers/cli.js';
+import { startCli } from '../../harness/process/cli.js';
 import { freeTcpPort, freeUdpPort } from '../tpo/gateway-helpers.js';
 import { fetchStatus } from '../../src/tpo/gateway/control.js';
 import type { GatewayStatus } from '../../src/tpo/gateway/gateway.js';
@@ -46,7 +46,7 @@ import {
   udpDrops,
   type CaptureProxy,
   type Hostile,
-} from '../helpers/fuzz.js';
+} from '../../harness/traffic/fuzz.js';
 import { probeBatchedIo } from '../../src/sys/probe.js';
 
 const SEED = Number(process.env.SLUICE_FUZZ_SEED ?? 16_016);

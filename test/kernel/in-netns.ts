@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { Sluice } from '../../src/index.js';
 import { CHUNK, MAX_SUBS } from '../../src/dataplane/kernel/layout.js';
 import type { KernelFlowDetail } from '../../src/dataplane/kernel/kernel-plane.js';
-import { openReceiver, openSender, sendSequence, seqOf, type Receiver } from '../helpers/udp.js';
+import { openReceiver, openSender, sendSequence, seqOf, type Receiver } from '../../harness/traffic/udp.js';
 
 const s = await Sluice.open({ tier: 'kernel' });
 after(() => s.close());

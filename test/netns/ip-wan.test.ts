@@ -13,13 +13,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { listTestNamespaces, rootSkipReason } from '../helpers/netns.js';
-import { WAN_ADDR, createWanTopology, type WanTopology } from '../helpers/wan-topology.js';
+import { listTestNamespaces, rootSkipReason } from '../../harness/netns/netns.js';
+import { WAN_ADDR, createWanTopology, type WanTopology } from '../../harness/wan/topology.js';
 
 const skip = rootSkipReason();
 if (skip) process.stdout.write(`# skipping ip-wan namespace tests: ${skip}\n`);
 
-const LOAD = 'bench/tools/wan-load.ts';
+const LOAD = 'harness/traffic/wan-load.ts';
 
 describe('IP-level WAN emulator in namespaces', { skip }, () => {
   let wt: WanTopology;

@@ -1,5 +1,5 @@
 /**
- * Self-test of test/helpers/netns.ts: the topology really carries UDP (v4
+ * Self-test of harness/netns/netns.ts: the topology really carries UDP (v4
  * and v6, direct and routed), nothing lands in the root namespace, and
  * cleanup happens on every path: destroy(), a throwing body, a failed
  * build, process exit, uncaught exceptions, signals, and (via the stale
@@ -11,7 +11,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import type { NsProcess } from '../helpers/netns.js';
+import type { NsProcess } from '../../harness/netns/netns.js';
 import {
   NETNS_PREFIX,
   REPO_ROOT,
@@ -22,7 +22,7 @@ import {
   waitForLine,
   withTopology,
   type Topology,
-} from '../helpers/netns.js';
+} from '../../harness/netns/netns.js';
 
 const skip = rootSkipReason();
 const SEND = fileURLToPath(new URL('../fixtures/udp-send.ts', import.meta.url));

@@ -14,7 +14,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { NETNS_PREFIX, listTestNamespaces, rootSkipReason, withTopology, type NsProcess } from '../helpers/netns.js';
+import { NETNS_PREFIX, listTestNamespaces, rootSkipReason, withTopology, type NsProcess } from '../../harness/netns/netns.js';
 
 const skip = rootSkipReason();
 const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));

@@ -1,6 +1,6 @@
 /**
  * TPO end to end (issue #7) in network namespaces: client site — gwa —
- * emulated WAN (bench/tools/ip-wan-emu.ts: 20 ms each way, 2 % loss,
+ * emulated WAN (harness/bin/ip-wan-emu.ts: 20 ms each way, 2 % loss,
  * 50 Mbit/s) — gwb — server site, with `sluice tpo` (the real CLI) on both
  * gateways.
  *   - transparent mode: the client connects to the server's own address;
@@ -17,10 +17,10 @@ import assert from 'node:assert/strict';
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { rootSkipReason } from '../helpers/netns.js';
-import { WAN_ADDR, createWanTopology, type WanTopology } from '../helpers/wan-topology.js';
-import { startGatewayPair } from '../helpers/tpo-gateways.js';
-import { nftTables } from '../helpers/nft.js';
+import { rootSkipReason } from '../../harness/netns/netns.js';
+import { WAN_ADDR, createWanTopology, type WanTopology } from '../../harness/wan/topology.js';
+import { startGatewayPair } from '../../harness/tpo/gateway-pair.js';
+import { nftTables } from '../../harness/netns/nft.js';
 
 const skip = rootSkipReason();
 if (skip) console.log(`# skipping TPO end-to-end tests: ${skip}`);

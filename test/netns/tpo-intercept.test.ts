@@ -15,8 +15,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { createTopology, rootSkipReason, type NsProcess, type Topology } from '../helpers/netns.js';
-import { nftTables } from '../helpers/nft.js';
+import { createTopology, rootSkipReason, type NsProcess, type Topology } from '../../harness/netns/netns.js';
+import { nftTables } from '../../harness/netns/nft.js';
 
 const skip = rootSkipReason();
 const LOCAL_CLIENT = fileURLToPath(new URL('../fixtures/intercept-local-client.ts', import.meta.url));

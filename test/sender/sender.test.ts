@@ -7,7 +7,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Sluice, PolicyValidationError, probeTiers } from '../../src/index.js';
-import { openReceiver as open, type Receiver } from '../helpers/udp.js';
+import { openReceiver as open, type Receiver } from '../../harness/traffic/udp.js';
 import { probeBatchedIo } from '../../src/sys/probe.js';
 
 const s = await Sluice.open({ tier: 'portable' });

@@ -21,7 +21,7 @@ import {
   type StreamWriteOptions,
   type WriteResult,
 } from '../../src/index.js';
-import { openReceiver, type Receiver } from '../helpers/udp.js';
+import { openReceiver, type Receiver } from '../../harness/traffic/udp.js';
 
 interface Call {
   at: number;

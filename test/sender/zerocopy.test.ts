@@ -14,7 +14,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Sluice, probeTiers, type WriteResult } from '../../src/index.js';
-import { openReceiver as open, type Receiver } from '../helpers/udp.js';
+import { openReceiver as open, type Receiver } from '../../harness/traffic/udp.js';
 import { probeBatchedIo } from '../../src/sys/probe.js';
 import { enableZeroCopy, parseZeroCopyNotifications, ZeroCopyCompletions } from '../../src/sys/zerocopy.js';
 import { RawUdpSocket } from '../../src/sys/udp-socket.js';

@@ -27,7 +27,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ControlSocketError, defaultControlDir, defaultControlPath, fetchStatus, startControlServer } from '../../src/tpo/gateway/control.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli } from '../../harness/process/cli.js';
 import { freeUdpPort } from './gateway-helpers.js';
 
 const status = () => ({ ok: true });

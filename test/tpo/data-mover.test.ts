@@ -11,7 +11,7 @@ import dgram from 'node:dgram';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DataMover } from '../../src/tpo/data-mover.js';
 import { deriveSessionKeys } from '../../src/tpo/datagram-crypto.js';
-import { LinkEmulator } from '../../src/tpo/link-emulator.js';
+import { LinkEmulator } from '../../harness/wan/udp-emulator.js';
 
 interface Pair {
   a: DataMover;

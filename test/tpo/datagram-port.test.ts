@@ -20,7 +20,7 @@ import { openDatagramPort, type DatagramPort } from '../../src/tpo/datagram-port
 import { probeBatchedIo } from '../../src/sys/probe.js';
 import { DataMover } from '../../src/tpo/data-mover.js';
 import { deriveSessionKeys } from '../../src/tpo/datagram-crypto.js';
-import { LinkEmulator } from '../../src/tpo/link-emulator.js';
+import { LinkEmulator } from '../../harness/wan/udp-emulator.js';
 
 const probe = probeBatchedIo();
 const skipBatched = probe.available ? undefined : `batched I/O unavailable: ${probe.reason}`;

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseTpoConfig, type TpoConfig } from '../../src/tpo/config.js';
 import { Gateway } from '../../src/tpo/gateway/gateway.js';
 import { ExplicitInterception } from '../../src/tpo/gateway/explicit.js';
-import { LinkEmulator } from '../../src/tpo/link-emulator.js';
+import { LinkEmulator } from '../../harness/wan/udp-emulator.js';
 
 export async function freeUdpPort(): Promise<number> {
   const s = dgram.createSocket('udp4');

@@ -16,7 +16,7 @@ import { parseTpoConfig } from '../../src/tpo/config.js';
 import { Gateway } from '../../src/tpo/gateway/gateway.js';
 import { PeerLink } from '../../src/tpo/peer-link.js';
 import { openDatagramPort } from '../../src/tpo/datagram-port.js';
-import { LinkEmulator } from '../../src/tpo/link-emulator.js';
+import { LinkEmulator } from '../../harness/wan/udp-emulator.js';
 import { message, STATUS, type FlowTuple } from '../../src/tpo/gateway/flow.js';
 import { undeliverable } from '../../src/tpo/gateway/destination.js';
 import type { CarriedMessage } from '../../src/wire/tpo/driver-buffer.js';

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
-import { runCli, startCli } from '../helpers/cli.js';
+import { runCli, startCli } from '../../harness/process/cli.js';
 import { parseTpoConfig } from '../../src/tpo/config.js';
 import { Gateway } from '../../src/tpo/gateway/gateway.js';
 import { ExplicitInterception } from '../../src/tpo/gateway/explicit.js';

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PeerLink } from '../../src/tpo/peer-link.js';
-import { LinkEmulator } from '../../src/tpo/link-emulator.js';
+import { LinkEmulator } from '../../harness/wan/udp-emulator.js';
 import { STARTUP_GAIN } from '../../src/tpo/rate-control.js';
 import { encodeInitiate } from '../../src/tpo/handshake.js';
 import { openDatagramPort, type DatagramPort } from '../../src/tpo/datagram-port.js';

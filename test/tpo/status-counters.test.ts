@@ -20,7 +20,7 @@ import { parseTpoConfig } from '../../src/tpo/config.js';
 import { Gateway, type GatewayStatus } from '../../src/tpo/gateway/gateway.js';
 import { startControlServer } from '../../src/tpo/gateway/control.js';
 import { encodeInitiate } from '../../src/tpo/handshake.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli } from '../../harness/process/cli.js';
 import { freeUdpPort } from './gateway-helpers.js';
 
 async function until(cond: () => boolean, ms: number, what: string): Promise<void> {

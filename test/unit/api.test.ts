@@ -1,7 +1,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Sluice, probeTiers, type AggregatePolicy, NotSupportedError, InvalidArgumentError, PolicyValidationError, ConflictError } from '../../src/index.js';
-import { openReceiver } from '../helpers/udp.js';
+import { openReceiver } from '../../harness/traffic/udp.js';
 
 describe('library API (portable tier)', () => {
   test('auto picks an available tier; an unavailable explicit tier says why', async () => {

@@ -1,5 +1,5 @@
 /**
- * The nf_tables table-dump parser (src/sys/nft-list.ts) on hand-built
+ * The nf_tables table-dump parser (harness/netns/nft-list.ts) on hand-built
  * buffers: tables of several families with their chain count and owner,
  * multipart replies, other sequence numbers, errors, and every kind of bad
  * length (reported, never a throw or an endless loop). Pure: no sockets.
@@ -18,7 +18,7 @@ import {
   NFTA_TABLE_NAME,
   NFT_TABLE_F_OWNER,
 } from '../../src/sys/nfnetlink.js';
-import { NFTA_TABLE_OWNER, NFTA_TABLE_USE, NFT_MSG_GETTABLE, formatNftTables, nftTableDumpRequest, parseNftTableDump } from '../../src/sys/nft-list.js';
+import { NFTA_TABLE_OWNER, NFTA_TABLE_USE, NFT_MSG_GETTABLE, formatNftTables, nftTableDumpRequest, parseNftTableDump } from '../../harness/netns/nft-list.js';
 
 const NEWTABLE = NFNL_SUBSYS_NFTABLES << 8;
 const NFTA_TABLE_HANDLE = 4;

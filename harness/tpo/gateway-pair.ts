@@ -12,8 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { NsProcess } from './netns.js';
-import { WAN_ADDR, type WanTopology } from './wan-topology.js';
+import type { NsProcess } from '../netns/netns.js';
+import { WAN_ADDR, type WanTopology } from '../wan/topology.js';
 import { fetchStatus } from '../../src/tpo/gateway/control.js';
 import type { GatewayStatus } from '../../src/tpo/gateway/gateway.js';
 

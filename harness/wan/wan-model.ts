@@ -24,7 +24,7 @@
  * gets the same loss decision for a given seed regardless of timing. Queue
  * drops depend on timing (real arrival times) and are not deterministic.
  */
-import { Rng } from '../tpo/rng.js';
+import { Rng } from './rng.js';
 
 /** Gilbert-Elliott: a two-state Markov chain stepped once per frame. */
 export interface BurstLoss {

@@ -18,14 +18,14 @@
  * of a due time on an idle CPU. How late every frame actually left is kept
  * in a histogram (counters `lateness*`): the emulator reports its own error.
  */
-import { libc } from '../sys/ffi.js';
-import { EAGAIN, ENOBUFS, syscallError } from '../sys/errno.js';
-import { MMSG, MSG_DONTWAIT, MSG_TRUNC, POLLIN, SIZEOF_IOVEC, SIZEOF_MMSGHDR, SIZEOF_VIRTIO_NET_HDR } from '../sys/constants.js';
-import { NativeRegion } from '../sys/memory.js';
-import { PacketSocket } from '../sys/packet-socket.js';
-import { Poller, Waker } from '../sys/poller.js';
+import { libc } from '../../src/sys/ffi.js';
+import { EAGAIN, ENOBUFS, syscallError } from '../../src/sys/errno.js';
+import { MMSG, MSG_DONTWAIT, MSG_TRUNC, POLLIN, SIZEOF_IOVEC, SIZEOF_MMSGHDR, SIZEOF_VIRTIO_NET_HDR } from '../../src/sys/constants.js';
+import { NativeRegion } from '../../src/sys/memory.js';
+import { PacketSocket } from './packet-socket.js';
+import { Poller, Waker } from '../../src/sys/poller.js';
 import { DROP_BURST, DROP_QUEUE, ETH_HEADER, WanLane } from './wan-model.js';
-import { C, HOLD_NONE, LANE_FIELDS, LATENESS_EDGES_MS, type IpWanWorkerData } from './ip-wan-protocol.js';
+import { C, HOLD_NONE, LANE_FIELDS, LATENESS_EDGES_MS, type IpWanWorkerData } from './ip-emulator-protocol.js';
 
 /** Room for the virtio header and a 1500-byte-MTU frame (with VLAN tags), rounded to a page half. */
 export const SLOT_BYTES = 2048;

@@ -1,10 +1,10 @@
 /**
- * The IP-level WAN emulator's decision model (src/emulation/wan-model.ts):
+ * The IP-level WAN emulator's decision model (harness/wan/wan-model.ts):
  * departure times, the tail-drop queue, loss rates and determinism.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DROP_BURST, DROP_LOSS, DROP_QUEUE, WanLane, checkWanParams, queueLimitBytes } from '../../src/emulation/wan-model.js';
+import { DROP_BURST, DROP_LOSS, DROP_QUEUE, WanLane, checkWanParams, queueLimitBytes } from '../../harness/wan/wan-model.js';
 
 test('no rate: every frame leaves exactly delayMs after it arrived', () => {
   const lane = new WanLane({ delayMs: 50, rateBps: 0, loss: 0 }, 1);

@@ -1,5 +1,5 @@
 /**
- * The UDP link emulator (src/tpo/link-emulator.ts) on loopback, and its PRNG.
+ * The UDP link emulator (harness/wan/udp-emulator.ts) on loopback, and its PRNG.
  * Every test datagram carries a sequence number, its send time and a payload
  * derived from the sequence number, so a receiver can tell loss, duplication,
  * reordering, delay and corruption apart. Senders are paced so the kernel's
@@ -19,8 +19,8 @@ import dgram from 'node:dgram';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
-import { Rng } from '../../src/tpo/rng.js';
-import { LinkEmulator, type Direction, type LinkEmulatorOptions, type Peer } from '../../src/tpo/link-emulator.js';
+import { Rng } from '../../harness/wan/rng.js';
+import { LinkEmulator, type Direction, type LinkEmulatorOptions, type Peer } from '../../harness/wan/udp-emulator.js';
 
 // ---------------------------------------------------------------- PRNG
 

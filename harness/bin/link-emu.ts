@@ -1,5 +1,5 @@
 /**
- * The link emulator (src/tpo/link-emulator.ts) as a process of its own, so
+ * The link emulator (harness/wan/udp-emulator.ts) as a process of its own, so
  * a bench can keep its CPU apart from what it measures.
  *
  *   --config JSON   LinkEmulatorOptions (seed, peerA, peerB, aToB, bToA, ...)
@@ -8,8 +8,8 @@
  * stdin: "stats" -> {"aToB":{...},"bToA":{...}}; end of input -> close, exit 0.
  */
 import { createInterface } from 'node:readline';
-import { LinkEmulator, type LinkEmulatorOptions } from '../../src/tpo/link-emulator.js';
-import { flag } from './load-common.js';
+import { LinkEmulator, type LinkEmulatorOptions } from '../wan/udp-emulator.js';
+import { flag } from '../../bench/tools/load-common.js';
 
 const emu = await LinkEmulator.create(JSON.parse(flag('config')) as LinkEmulatorOptions);
 process.stdout.write(`${JSON.stringify({ event: 'ready', a: emu.a, b: emu.b })}\n`);

@@ -1,6 +1,6 @@
 /**
  * An AF_PACKET raw socket bound to one interface: whole Ethernet frames in
- * and out, for the IP-level WAN emulator (src/emulation/ip-wan.ts), which
+ * and out, for the IP-level WAN emulator (harness/wan/ip-emulator.ts), which
  * bridges two veths in a namespace of its own.
  *
  * Options, and why:
@@ -17,8 +17,8 @@
  *  - promiscuous membership: frames for the far site's MAC are accepted
  *    whatever the interface's own address (it is a bridge port).
  */
-import { libc } from './ffi.js';
-import { syscallError } from './errno.js';
+import { libc } from '../../src/sys/ffi.js';
+import { syscallError } from '../../src/sys/errno.js';
 import {
   AF_PACKET,
   ETH_P_ALL,
@@ -38,7 +38,7 @@ import {
   SO_RCVBUFFORCE,
   SO_SNDBUF,
   SO_SNDBUFFORCE,
-} from './constants.js';
+} from '../../src/sys/constants.js';
 
 const htons = (v: number): number => ((v & 0xff) << 8) | ((v >> 8) & 0xff);
 

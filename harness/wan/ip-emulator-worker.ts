@@ -4,9 +4,9 @@
  * loop until the controller sets the stop flag.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { SyscallError } from '../errors.js';
-import { IpWanEngine } from './ip-wan-engine.js';
-import type { IpWanWorkerData } from './ip-wan-protocol.js';
+import { SyscallError } from '../../src/errors.js';
+import { IpWanEngine } from './ip-emulator-engine.js';
+import type { IpWanWorkerData } from './ip-emulator-protocol.js';
 
 if (!parentPort) throw new Error('the IP WAN emulator engine must run in a worker thread');
 const port = parentPort;

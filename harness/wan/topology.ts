@@ -11,7 +11,7 @@
  * gwb forward IPv4, and routes send client↔server through gwa, the WAN and
  * gwb: with no Sluice running that is the "direct TCP" path. The wan
  * namespace has no addresses at all; its two veth ends (wa, wb) belong to
- * the emulator, which runs as a process in it (bench/tools/ip-wan-emu.ts).
+ * the emulator, which runs as a process in it (harness/bin/ip-wan-emu.ts).
  *
  * Offloads: every veth gets gso_max_segs 1, so a TCP sender builds
  * MSS-sized packets (and UDP GSO is segmented at the sender) and the
@@ -21,8 +21,8 @@
  * disabled on the WAN-facing interfaces so router/multicast chatter does not
  * show up in the emulator's byte counts; this topology is IPv4-only.
  */
-import { createTopology, type NsProcess, type Topology } from './netns.js';
-import type { IpWanStats, WanParams } from '../../src/emulation/ip-wan.js';
+import { createTopology, type NsProcess, type Topology } from '../netns/netns.js';
+import type { IpWanStats, WanParams } from './ip-emulator.js';
 
 export const WAN_ADDR = {
   client: '10.77.1.2',
@@ -33,7 +33,7 @@ export const WAN_ADDR = {
   server: '10.77.3.2',
 } as const;
 
-const EMULATOR = 'bench/tools/ip-wan-emu.ts';
+const EMULATOR = 'harness/bin/ip-wan-emu.ts';
 const ALL_IFACES: readonly (readonly [string, string])[] = [
   ['client', 'c0'],
   ['gwa', 'a0'],
@@ -84,7 +84,7 @@ export interface WanTopology {
    * net.ipv4.tcp_congestion_control in these namespaces (each namespace has
    * its own). Outside the root namespace the kernel accepts only algorithms
    * in the global tcp_allowed_congestion_control (EPERM otherwise); set
-   * others per socket (TCP_CONGESTION, as bench/tools/wan-load.ts does).
+   * others per socket (TCP_CONGESTION, as harness/traffic/wan-load.ts does).
    */
   setCongestionControl(alg: string, namespaces?: readonly string[]): Promise<void>;
   destroy(): Promise<void>;

@@ -4,7 +4,7 @@
  * after a per-direction bottleneck (rate + tail-drop queue), loss (random
  * and Gilbert-Elliott) and propagation delay. This machine's kernel has no
  * netem, so the benchmark and end-to-end tests of issue #7 bring this one;
- * unlike the UDP-level emulator (src/tpo/link-emulator.ts) it shapes any IP
+ * unlike the UDP-level emulator (harness/wan/udp-emulator.ts) it shapes any IP
  * traffic, so plain TCP between two sites can cross it.
  *
  *   site A ─veth─ [aIf]  ══ aToB: queue, rate, loss, delay ══►  [bIf] ─veth─ site B
@@ -20,9 +20,9 @@
  */
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { SluiceError, SyscallError } from '../errors.js';
-import { Waker } from '../sys/poller.js';
-import { C, LANE_FIELDS, LATENESS_EDGES_MS, type IpWanWorkerData } from './ip-wan-protocol.js';
+import { SluiceError, SyscallError } from '../../src/errors.js';
+import { Waker } from '../../src/sys/poller.js';
+import { C, LANE_FIELDS, LATENESS_EDGES_MS, type IpWanWorkerData } from './ip-emulator-protocol.js';
 import { DEFAULT_WAN_PARAMS, checkWanParams, type WanParams } from './wan-model.js';
 
 export type { BurstLoss, WanParams } from './wan-model.js';
@@ -232,7 +232,7 @@ export class IpWanEmulator {
  */
 function spawnWorker(workerData: IpWanWorkerData): Worker {
   const options = { workerData, name: 'sluice-ip-wan' };
-  if (!fileURLToPath(import.meta.url).endsWith('.ts')) return new Worker(new URL('./ip-wan-worker.js', import.meta.url), options);
-  const entry = JSON.stringify(new URL('./ip-wan-worker.ts', import.meta.url).href);
+  if (!fileURLToPath(import.meta.url).endsWith('.ts')) return new Worker(new URL('./ip-emulator-worker.js', import.meta.url), options);
+  const entry = JSON.stringify(new URL('./ip-emulator-worker.ts', import.meta.url).href);
   return new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${entry}); });`, { ...options, eval: true });
 }

@@ -1,8 +1,8 @@
 /**
- * Runner of the IP-level WAN emulator (src/emulation/ip-wan.ts), started in
- * the "wan" namespace of a topology (test/helpers/wan-topology.ts):
+ * Runner of the IP-level WAN emulator (harness/wan/ip-emulator.ts), started in
+ * the "wan" namespace of a topology (harness/wan/topology.ts):
  *
- *   node --import tsx bench/tools/ip-wan-emu.ts --a-if wa --b-if wb \
+ *   node --import tsx harness/bin/ip-wan-emu.ts --a-if wa --b-if wb \
  *     --delay-ms 50 --rate-mbit 50 --loss 0.01 [--seed 1] \
  *     [--a-to-b '{"loss":0.03}'] [--b-to-a '{...}']
  *
@@ -16,7 +16,7 @@
 import { Command } from 'commander';
 import { fstatSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { IpWanEmulator, type WanParams } from '../../src/emulation/ip-wan.js';
+import { IpWanEmulator, type WanParams } from '../wan/ip-emulator.js';
 
 const num = (v: string): number => {
   const n = Number(v);
