@@ -9,7 +9,7 @@
  * Result: one JSON line {"sent":N,"errors":N,"elapsedS":S,"achievedPps":R[,"lastErrors":{...}]}
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { parseEndpoint, type Endpoint } from '../../src/policy/endpoint.js';
+import { parseEndpoint, type Endpoint } from '../../src/wire/endpoint.js';
 
 export interface GenOptions {
   to: Endpoint;

@@ -9,7 +9,7 @@ import type { Sluice } from '../control/sluice.js';
 import type { Flow } from '../control/flow.js';
 import type { FlowPolicy } from '../policy/schema.js';
 import { parseFlowPolicy } from '../policy/validate.js';
-import { endpointKey } from '../policy/endpoint.js';
+import { endpointKey } from '../wire/endpoint.js';
 import { sinksFirst } from '../policy/flow-set.js';
 import { localHostAddresses } from '../control/host-addresses.js';
 import { PolicyValidationError } from '../errors.js';

@@ -6,7 +6,7 @@
  */
 import type { DataPlane } from '../dataplane/types.js';
 import { compileFlow, type FlowPlan } from '../policy/compile.js';
-import { endpointKey, type Endpoint } from '../policy/endpoint.js';
+import { endpointKey, type Endpoint } from '../wire/endpoint.js';
 import { flowSetIssues, type FlowInSet } from '../policy/flow-set.js';
 import { localHostAddresses } from './host-addresses.js';
 import type { FlowPolicy, FlowPolicySpec } from '../policy/schema.js';

@@ -5,11 +5,13 @@
  * filled); see docs/POLICY.md for every field.
  */
 import { z } from 'zod';
-import { parseEndpointInput, type Endpoint } from './endpoint.js';
+import { parseEndpointInput, type Endpoint } from '../wire/endpoint.js';
+import { MAX_UDP_PAYLOAD } from '../wire/udp.js';
 import { parseSourceRule, type SourceFilter, type SourceRule } from './source-filter.js';
 
-/** Largest UDP payload over IPv4 (65535 − 20 IP − 8 UDP). */
-export const MAX_UDP_PAYLOAD = 65507;
+/** Largest UDP payload over IPv4 (owned by src/wire/udp.ts; re-exported for the policy's users). */
+export { MAX_UDP_PAYLOAD };
+
 /** Most subscribers one replicate flow may list. */
 export const MAX_SUBSCRIBERS = 65536;
 /** Most messages one aggregate may carry. */

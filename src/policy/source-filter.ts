@@ -1,6 +1,6 @@
 import { BlockList, isIP } from 'node:net';
 import { ipv4ToInt, ipv6Bytes } from '../wire/ip-address.js';
-import { canonicalAddress, unmapAddress } from './endpoint.js';
+import { canonicalAddress, unmapAddress } from '../wire/endpoint.js';
 
 /** One allowed-source rule: a prefix (an exact address is a /32 or /128). */
 export interface SourceRule {

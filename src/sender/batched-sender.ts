@@ -7,7 +7,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-import { formatEndpoint } from '../policy/endpoint.js';
+import { formatEndpoint } from '../wire/endpoint.js';
 import type { SendableAggregate } from '../policy/schema.js';
 import { planSchedule } from '../policy/schedule.js';
 import type { AggregateJob, Job, JobOutcome, WriteJob, WriteOutcome } from './send-protocol.js';

@@ -7,7 +7,7 @@
  * call, and never spins (a spin would stall the application).
  */
 import dgram from 'node:dgram';
-import { formatEndpoint, isWildcard, type Endpoint } from '../policy/endpoint.js';
+import { formatEndpoint, isWildcard, type Endpoint } from '../wire/endpoint.js';
 import type { SendableAggregate, SegmentSpec } from '../policy/schema.js';
 import { planSchedule } from '../policy/schedule.js';
 import { planSegments } from '../policy/segment-plan.js';

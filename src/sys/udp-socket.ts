@@ -3,8 +3,8 @@
  * worker. Non-blocking from the start; every failing call throws a
  * SyscallError that names the call and errno.
  */
-import type { Endpoint } from '../policy/endpoint.js';
-import { formatEndpoint } from '../policy/endpoint.js';
+import type { Endpoint } from '../wire/endpoint.js';
+import { formatEndpoint } from '../wire/endpoint.js';
 import { libc } from './ffi.js';
 import { syscallError } from './errno.js';
 import {

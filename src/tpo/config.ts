@@ -21,7 +21,7 @@
  */
 import { FileRefusedError, readRegularFile } from '../fs/regular-file.js';
 import { z } from 'zod';
-import { isLoopbackAddress, parseEndpoint, type Endpoint } from '../policy/endpoint.js';
+import { isLoopbackAddress, parseEndpoint, type Endpoint } from '../wire/endpoint.js';
 import { parseYamlDocument } from '../policy/config.js';
 import { describeIssue } from '../policy/validate.js';
 import { parseSourceRule, type SourceRule } from '../policy/source-filter.js';

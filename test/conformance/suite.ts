@@ -12,7 +12,7 @@ import { openReceiver, openSender, sendGsoBurst, sendSequence, seqDatagram, seqO
 import { probeBatchedIo } from '../../src/sys/probe.js';
 import { createDataPlane } from '../../src/dataplane/select.js';
 import type { FlowPlan } from '../../src/policy/compile.js';
-import type { Endpoint } from '../../src/policy/endpoint.js';
+import type { Endpoint } from '../../src/wire/endpoint.js';
 import type { FlowStats } from '../../src/stats/counters.js';
 import { SyntheticTsStream } from '../../src/media/ts-synth.js';
 import { rootSkipReason, withTopology, type NsProcess } from '../../harness/netns/netns.js';

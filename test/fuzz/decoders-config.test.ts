@@ -21,7 +21,7 @@ import { PolicyValidationError } from '../../src/errors.js';
 import { parseAggregate, parseConfig, parseFlowPolicy, parsePolicy, parseSegment } from '../../src/policy/validate.js';
 import { aggregateSchema, segmentSchema } from '../../src/policy/schema.js';
 import { parseConfigText } from '../../src/policy/config.js';
-import { parseEndpoint, parseEndpointInput } from '../../src/policy/endpoint.js';
+import { parseEndpoint, parseEndpointInput } from '../../src/wire/endpoint.js';
 import { parseSourceRule } from '../../src/policy/source-filter.js';
 import { parseBitRate, parseTpoConfig, parseTpoConfigText, TpoConfigError } from '../../src/tpo/config.js';
 import { compileFlowTable, FlowTable, FlowTableError } from '../../src/tpo/flow-table.js';

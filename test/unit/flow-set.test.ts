@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { parseConfigText, parseFlowPolicy, PolicyValidationError, Sluice, ConflictError } from '../../src/index.js';
 import { addressKey, flowSetIssues, hostAddressesFrom, reaches, sinksFirst, type FlowInSet } from '../../src/policy/flow-set.js';
-import { parseEndpoint, type Endpoint } from '../../src/policy/endpoint.js';
+import { parseEndpoint, type Endpoint } from '../../src/wire/endpoint.js';
 import { openReceiver } from '../../harness/traffic/udp.js';
 
 const ep = (url: string): Endpoint => {

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import type { DataPlane, DataPlaneOptions, TierProvider } from '../types.js';
 import type { FlowPlan } from '../../policy/compile.js';
-import { endpointKey, formatEndpoint, type Endpoint } from '../../policy/endpoint.js';
+import { endpointKey, formatEndpoint, type Endpoint } from '../../wire/endpoint.js';
 import type { FlowStats } from '../../stats/counters.js';
 import { ClosedError, EngineFailedError, InvalidArgumentError, NotSupportedError, SluiceError, SyscallError } from '../../errors.js';
 import { libc } from '../../sys/ffi.js';

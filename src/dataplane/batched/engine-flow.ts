@@ -11,7 +11,7 @@
  * point at the same receive slots: replication never copies a payload.
  */
 import { createSockaddrMatcher } from '../../policy/source-filter.js';
-import { formatEndpoint, isWildcard, type Endpoint } from '../../policy/endpoint.js';
+import { formatEndpoint, isWildcard, type Endpoint } from '../../wire/endpoint.js';
 import type { FlowPlan } from '../../policy/compile.js';
 import { isTsDatagramAt } from '../../wire/mpegts.js';
 import { RawUdpSocket } from '../../sys/udp-socket.js';
@@ -26,7 +26,7 @@ import type { BatchDestination, PacketList, SendBatch } from './send-batch.js';
 import { OwnSockets } from '../own-sockets.js';
 import { SubscriberHealth, samePolicy } from '../subscriber-health.js';
 import { ErrorQueueReader, enableRecvErr } from '../../sys/error-queue.js';
-import { canonicalAddress, unmapAddress } from '../../policy/endpoint.js';
+import { canonicalAddress, unmapAddress } from '../../wire/endpoint.js';
 import { readSockaddr } from '../../sys/sockaddr.js';
 
 /**

@@ -3,7 +3,7 @@
  * (BatchedEngine). Requests carry an id; the worker answers each once.
  * Everything here is structured-clone data; counter arrays are shared.
  */
-import type { Endpoint } from '../../policy/endpoint.js';
+import type { Endpoint } from '../../wire/endpoint.js';
 import type { FlowPlan } from '../../policy/compile.js';
 
 export interface EngineOptions {

@@ -17,7 +17,7 @@ import { isIPv4 } from 'node:net';
 import { existsSync, readFileSync } from 'node:fs';
 import type { DataPlane, DataPlaneOptions, TierProvider, TierProbe } from '../types.js';
 import type { FlowPlan } from '../../policy/compile.js';
-import { endpointKey, formatEndpoint, type Endpoint } from '../../policy/endpoint.js';
+import { endpointKey, formatEndpoint, type Endpoint } from '../../wire/endpoint.js';
 import type { DestinationStats, FlowStats } from '../../stats/counters.js';
 import { InvalidArgumentError, NotSupportedError, type EngineFailedError } from '../../errors.js';
 import { BatchedPlane, batchedProvider } from '../batched/batched-plane.js';

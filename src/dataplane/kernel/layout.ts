@@ -10,7 +10,7 @@
  */
 import { isIPv4 } from 'node:net';
 import { ipv6Bytes, ipv4ToInt } from '../../wire/ip-address.js';
-import { isWildcard, type Endpoint } from '../../policy/endpoint.js';
+import { isWildcard, type Endpoint } from '../../wire/endpoint.js';
 import type { SourceFilter } from '../../policy/source-filter.js';
 
 /** Subscribers per flow copied in the kernel (more are spilled to the batched tier). */

@@ -16,7 +16,7 @@ import dgram from 'node:dgram';
 import { loadFfi } from '../../sys/ffi.js';
 import { RawUdpSocket } from '../../sys/udp-socket.js';
 import { ErrorQueueReader, enableRecvErr } from '../../sys/error-queue.js';
-import { formatEndpoint, type Endpoint } from '../../policy/endpoint.js';
+import { formatEndpoint, type Endpoint } from '../../wire/endpoint.js';
 import { fromNodeError } from '../../errors.js';
 
 export interface PortableSocket {

@@ -17,7 +17,7 @@
 import { EventEmitter } from 'node:events';
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { unmapAddress, type Endpoint } from '../../policy/endpoint.js';
+import { unmapAddress, type Endpoint } from '../../wire/endpoint.js';
 import { fromNodeError } from '../../errors.js';
 import type { TableEntry } from '../config.js';
 import { FlowTable, type FlowEntry } from '../flow-table.js';

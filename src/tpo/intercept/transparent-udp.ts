@@ -16,8 +16,8 @@
  * Every socket carries SO_MARK = the own mark, so Sluice's rules skip what
  * it sends. All sockets are non-blocking.
  */
-import type { Endpoint } from '../../policy/endpoint.js';
-import { formatEndpoint } from '../../policy/endpoint.js';
+import type { Endpoint } from '../../wire/endpoint.js';
+import { formatEndpoint } from '../../wire/endpoint.js';
 import { RawUdpSocket } from '../../sys/udp-socket.js';
 import { libc } from '../../sys/ffi.js';
 import { EAGAIN, EINTR, syscallError } from '../../sys/errno.js';

@@ -28,7 +28,7 @@ import net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import type { FlowEntry } from '../flow-table.js';
-import type { Endpoint } from '../../policy/endpoint.js';
+import type { Endpoint } from '../../wire/endpoint.js';
 import { ConflictError, NotSupportedError, SyscallError, SluiceError, fromNodeError } from '../../errors.js';
 import { NetlinkSocket } from '../../sys/nlsocket.js';
 import { NETLINK_NETFILTER, NETLINK_ROUTE } from '../../sys/constants.js';
