@@ -217,14 +217,14 @@ export class PortableDatagramPort extends EventEmitter implements DatagramPort {
       socket.setSendBufferSize(options.socketBufferBytes);
       // As the batched port does: beyond rmem_max where allowed (root), else the capped size.
       try {
-        const { forceDgramBuffers } = await import('./intercept/socket-mark.js');
+        const { forceDgramBuffers } = await import('../sys/socket-options.js');
         forceDgramBuffers(socket, options.socketBufferBytes);
       } catch {
         /* no FFI here (not Linux) or no descriptor: the capped size stays */
       }
     }
     if (options.mark) {
-      const { markDgramSocket } = await import('./intercept/socket-mark.js');
+      const { markDgramSocket } = await import('../sys/socket-options.js');
       try {
         markDgramSocket(socket, options.mark);
       } catch (err) {

@@ -29,7 +29,7 @@ import type { TpoConfig, PeerConfig } from '../config.js';
 import { PeerLink } from '../peer-link.js';
 import { openDatagramPort, type DatagramPort } from '../datagram-port.js';
 import { PortDemux } from './port-demux.js';
-import { markedTcpSocket } from '../intercept/socket-mark.js';
+import { markedTcpSocket } from '../../sys/socket-options.js';
 import { resetSocket, type Interception, type TcpIntercepted, type UdpIntercepted } from './explicit.js';
 import { message, oneFamily, STATUS, statusOfError, tupleKey, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple } from './flow.js';
 import { RouteTable } from './routes.js';

@@ -15,7 +15,7 @@
  */
 import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
-import { markDgramSocket } from '../intercept/socket-mark.js';
+import { markDgramSocket } from '../../sys/socket-options.js';
 import { message, newBranch, STATUS, type Branch, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple, tupleKey } from './flow.js';
 import { ROUTING_HEADER_LENGTH, type CarriedMessage } from '../../wire/tpo/driver-buffer.js';
 import { MESSAGE_HEADER_V6 } from '../../wire/tpo/message.js';

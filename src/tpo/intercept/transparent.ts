@@ -36,8 +36,8 @@ import { addTproxyRouting, removeTproxyRouting, type TproxyRouting } from '../..
 import { Waker } from '../../sys/poller.js';
 import type { RawUdpSocket } from '../../sys/udp-socket.js';
 import { encodeDelete, encodeInstall, planRules, tableName } from './nftables.js';
-import { originalDst } from './original-dst.js';
-import { DatagramWriter, openTransparentUdp } from './transparent-udp.js';
+import { originalDst } from '../../sys/original-dst.js';
+import { DatagramWriter, openTransparentUdp } from '../../sys/transparent-udp.js';
 import type { UdpWorkerBatch, UdpWorkerData } from './udp-worker.js';
 
 export interface TransparentOptions {

@@ -16,13 +16,13 @@
  * Every socket carries SO_MARK = the own mark, so Sluice's rules skip what
  * it sends. All sockets are non-blocking.
  */
-import type { Endpoint } from '../../wire/endpoint.js';
-import { formatEndpoint } from '../../wire/endpoint.js';
-import { RawUdpSocket } from '../../sys/udp-socket.js';
-import { libc } from '../../sys/ffi.js';
-import { EAGAIN, EINTR, syscallError } from '../../sys/errno.js';
-import { NativeRegion } from '../../sys/memory.js';
-import { readSockaddr, writeSockaddr } from '../../sys/sockaddr.js';
+import type { Endpoint } from '../wire/endpoint.js';
+import { formatEndpoint } from '../wire/endpoint.js';
+import { RawUdpSocket } from './udp-socket.js';
+import { libc } from './ffi.js';
+import { EAGAIN, EINTR, syscallError } from './errno.js';
+import { NativeRegion } from './memory.js';
+import { readSockaddr, writeSockaddr } from './sockaddr.js';
 import {
   IPV6_ORIGDSTADDR,
   IPV6_RECVORIGDSTADDR,
@@ -44,7 +44,7 @@ import {
   SO_MARK,
   SO_REUSEADDR,
   MAX_UDP_PAYLOAD,
-} from '../../sys/constants.js';
+} from './constants.js';
 
 /** Opens a non-blocking transparent UDP socket bound to `at`, marked `mark`. */
 export function openTransparentUdp(at: Endpoint, mark: number, opts: { recvOrigDst: boolean }): RawUdpSocket {

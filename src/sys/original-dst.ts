@@ -5,11 +5,11 @@
  * back (SOL_IP for IPv4, SOL_IPV6 / IP6T_SO_ORIGINAL_DST for IPv6).
  */
 import type { Socket } from 'node:net';
-import type { Endpoint } from '../../wire/endpoint.js';
-import { libc } from '../../sys/ffi.js';
-import { syscallError } from '../../sys/errno.js';
-import { IP6T_SO_ORIGINAL_DST, SOCKADDR_SPACE, SOL_IP, SOL_IPV6, SO_ORIGINAL_DST } from '../../sys/constants.js';
-import { readSockaddr } from '../../sys/sockaddr.js';
+import type { Endpoint } from '../wire/endpoint.js';
+import { libc } from './ffi.js';
+import { syscallError } from './errno.js';
+import { IP6T_SO_ORIGINAL_DST, SOCKADDR_SPACE, SOL_IP, SOL_IPV6, SO_ORIGINAL_DST } from './constants.js';
+import { readSockaddr } from './sockaddr.js';
 
 /**
  * The file descriptor under a node:net socket. Node has no public API for

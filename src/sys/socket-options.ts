@@ -14,9 +14,9 @@
  */
 import net from 'node:net';
 import type dgram from 'node:dgram';
-import { libc } from '../../sys/ffi.js';
-import { syscallError } from '../../sys/errno.js';
-import { AF_INET, AF_INET6, SOCK_CLOEXEC, SOCK_NONBLOCK, SOL_SOCKET, SO_MARK, SO_RCVBUFFORCE, SO_SNDBUFFORCE } from '../../sys/constants.js';
+import { libc } from './ffi.js';
+import { syscallError } from './errno.js';
+import { AF_INET, AF_INET6, SOCK_CLOEXEC, SOCK_NONBLOCK, SOL_SOCKET, SO_MARK, SO_RCVBUFFORCE, SO_SNDBUFFORCE } from './constants.js';
 
 const SOCK_STREAM = 1;
 
