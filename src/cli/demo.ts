@@ -3,7 +3,7 @@ import { probeTiers } from '../dataplane/select.js';
 import { Sluice } from '../control/sluice.js';
 import { NotSupportedError } from '../errors.js';
 import { TIER_NAMES, type TierName } from '../policy/schema.js';
-import { runStreamDemo, type DemoProgress } from '../media/demo-run.js';
+import { runStreamDemo, type DemoProgress } from './demo-run.js';
 import { EXIT, emitJson, table, totalDrops } from './output.js';
 
 export interface DemoCliOptions {

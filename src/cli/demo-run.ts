@@ -11,8 +11,8 @@ import { Sluice } from '../control/sluice.js';
 import type { Flow } from '../control/flow.js';
 import type { TierName } from '../policy/schema.js';
 import type { FlowStats } from '../stats/counters.js';
-import { SyntheticTsStream } from './ts-synth.js';
-import { TsContinuityChecker } from './ts-checker.js';
+import { SyntheticTsStream } from '../media/ts-synth.js';
+import { TsContinuityChecker } from '../media/ts-checker.js';
 
 export interface DemoOptions {
   subscribers: number;
