@@ -14,7 +14,7 @@ import type { AggregateJob, Job, JobOutcome, WriteJob, WriteOutcome } from './se
 import { DestinationTable } from './destination-table.js';
 import { aggregateResult, type AggregateResult, type WriteDestination, type WriteResult } from './results.js';
 import type { SegmentSpec } from '../policy/schema.js';
-import { libc } from '../sys/ffi.js';
+import { addressOf } from '../sys/memory.js';
 import { EngineFailedError } from '../errors.js';
 
 function spawnSendWorker(): Worker {
@@ -146,11 +146,10 @@ export class BatchedSender {
    * page it pinned, so the buffers are free when this resolves.
    */
   async write(spec: SegmentSpec): Promise<WriteResult> {
-    const c = libc();
     const job: WriteJob = {
       kind: 'write',
       id: this.#nextId++,
-      address: Float64Array.from(spec.entries, (e) => (e.data.byteLength ? c.memcpyAddr(e.data, e.data, 0) : 0)),
+      address: Float64Array.from(spec.entries, (e) => addressOf(e.data)),
       length: Float64Array.from(spec.entries, (e) => e.data.byteLength),
       toAddress: spec.entries.map((e) => e.to.address),
       toPort: Int32Array.from(spec.entries, (e) => e.to.port),

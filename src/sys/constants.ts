@@ -149,3 +149,8 @@ export const SIZEOF_PACKET_MREQ = 16;
 /** struct virtio_net_hdr (without num_buffers): u8 flags, u8 gso_type, u16 hdr_len, gso_size, csum_start, csum_offset. */
 export const SIZEOF_VIRTIO_NET_HDR = 10;
 export const VIRTIO_NET_HDR_GSO_NONE = 0;
+
+/** prctl(2): the calling thread's timer slack in ns. */
+export const PR_SET_TIMERSLACK = 29;
+/** setpriority(2) `which`: a process or (with a tid) one thread. */
+export const PRIO_PROCESS = 0;

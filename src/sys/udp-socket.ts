@@ -134,3 +134,12 @@ export class RawUdpSocket {
     this.#fd = -1;
   }
 }
+
+/** Closes a socket fd this process owns but holds no RawUdpSocket for (one a dead worker opened). Never throws. */
+export function closeFd(fd: number): void {
+  try {
+    libc().close(fd);
+  } catch {
+    /* no FFI: nothing could have opened it */
+  }
+}

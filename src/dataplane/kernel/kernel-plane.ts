@@ -22,7 +22,7 @@ import type { DestinationStats, FlowStats } from '../../stats/counters.js';
 import { InvalidArgumentError, NotSupportedError, type EngineFailedError } from '../../errors.js';
 import { BatchedPlane, batchedProvider } from '../batched/batched-plane.js';
 import { closeFd, mapCreate, mapDelete, mapKeys, mapLookup, mapUpdate, possibleCpus, BPF_MAP_TYPE } from '../../sys/bpf.js';
-import { loadFfi } from '../../sys/ffi.js';
+import { ffiAvailable } from '../../sys/probe.js';
 import { errnoName } from '../../sys/errno.js';
 import { openMaps, loadPrograms, readObject, type LoadedMaps } from './program.js';
 import { interfacesWithIpv4, readInterfaceConfig } from './host-config.js';
@@ -651,7 +651,7 @@ export async function probeKernelTier(): Promise<TierProbe> {
   if (maj < 6 || (maj === 6 && min < 6)) return no(`needs Linux 6.6 or newer for tcx links (this is ${maj}.${min})`);
   const priv = privilegeProblem();
   if (priv) return no(priv);
-  const ffi = loadFfi();
+  const ffi = ffiAvailable();
   if (!ffi.ok) return no(ffi.reason);
   const batched = await batchedProvider.probe();
   if (!batched.available) return no(`its companion, the batched tier, is unavailable: ${batched.detail}`);
