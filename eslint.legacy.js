@@ -11,10 +11,10 @@ export const maxLines = [
   'src/dataplane/kernel/kernel-plane.ts',
   'src/sender/send-worker.ts',
   'src/sender/stream-scheduler.ts',
-  'src/tpo/data-mover.ts',
+  'src/tpo/protocol/data-mover.ts',
   'src/tpo/gateway/gateway.ts',
   'src/tpo/gateway/tcp-edge.ts',
-  'src/tpo/intercept/transparent.ts',
+  'src/tpo/intercept/tproxy-interceptor.ts',
   'harness/wan/udp-emulator.ts',
   'src/wire/mpegts.ts',
 ];
@@ -30,10 +30,10 @@ export const tsPrivate = [
   'src/media/ts-synth.ts',
   'src/sender/portable-sender.ts',
   'harness/wan/udp-emulator.ts',
-  'src/tpo/packet-driver.ts',
+  'src/tpo/protocol/packet-driver.ts',
   'harness/wan/rng.ts',
   'harness/netns/netns.ts',
 ];
 
 /** Library code that installs process-wide handlers (issue 17, item 7: only src/cli may). */
-export const processHandlers = ['src/tpo/intercept/transparent.ts'];
+export const processHandlers = ['src/tpo/intercept/tproxy-interceptor.ts'];

@@ -10,11 +10,11 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { PacketDriver } from '../../src/tpo/packet-driver.js';
+import { PacketDriver } from '../../src/tpo/protocol/packet-driver.js';
 import { spread } from './stats.js';
 
 export const TPO_LOSSES = [0, 0.01, 0.03] as const;
-/** The movers' datagram ports (src/tpo/datagram-port.ts): batched (the default) and node:dgram, for the CPU comparison. */
+/** The movers' datagram ports (src/tpo/io/datagram-port.ts): batched (the default) and node:dgram, for the CPU comparison. */
 export const TPO_IOS = ['batched', 'portable'] as const;
 export type TpoIo = (typeof TPO_IOS)[number];
 
@@ -153,7 +153,7 @@ export function tpoMarkdown(r: TpoResults): string {
   );
   out.push('');
   out.push(
-    "I/O: the movers' datagram ports (src/tpo/datagram-port.ts). batched: sends of one JS task in one sendmmsg (equal-size runs as UDP GSO messages), recvmmsg in a receive thread handing over whole batches; portable: node:dgram, one call per datagram. Both kinds run in the same bench run, interleaved. CPU is the whole mover process (both movers and the receive threads), not the emulator.",
+    "I/O: the movers' datagram ports (src/tpo/io/datagram-port.ts). batched: sends of one JS task in one sendmmsg (equal-size runs as UDP GSO messages), recvmmsg in a receive thread handing over whole batches; portable: node:dgram, one call per datagram. Both kinds run in the same bench run, interleaved. CPU is the whole mover process (both movers and the receive threads), not the emulator.",
   );
   out.push('');
   out.push(

@@ -1,11 +1,11 @@
 /**
- * TPO bench load (issue #6): two data movers (src/tpo/data-mover.ts) in this
+ * TPO bench load (issue #6): two data movers (src/tpo/protocol/data-mover.ts) in this
  * process, on loopback, with the link emulator in a process of its own
  * between them (harness/bin/link-emu.ts), so this process's CPU is the two
  * gateways' transport work and nothing else.
  *
  *   --io batched|portable (default batched): the movers' datagram ports
- *       (src/tpo/datagram-port.ts): sendmmsg/UDP GSO and recvmmsg in a
+ *       (src/tpo/io/datagram-port.ts): sendmmsg/UDP GSO and recvmmsg in a
  *       receive thread, or node:dgram one datagram per call.
  *   --mode bulk    --mb N --loss L [--rate-mbit 50 --rtt-ms 100]
  *       N MB of random driver buffers (16 KiB) from A to B, then the same
@@ -21,10 +21,10 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
-import { DataMover } from '../../src/tpo/data-mover.js';
-import { deriveSessionKeys } from '../../src/tpo/datagram-crypto.js';
-import { PacketDriver, openDriverBuffer } from '../../src/tpo/packet-driver.js';
-import { openDatagramPort, type DatagramPort } from '../../src/tpo/datagram-port.js';
+import { DataMover } from '../../src/tpo/protocol/data-mover.js';
+import { deriveSessionKeys } from '../../src/tpo/protocol/datagram-crypto.js';
+import { PacketDriver, openDriverBuffer } from '../../src/tpo/protocol/packet-driver.js';
+import { openDatagramPort, type DatagramPort } from '../../src/tpo/io/datagram-port.js';
 import { flag } from './load-common.js';
 
 const mode = flag('mode');

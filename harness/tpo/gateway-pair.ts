@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NsProcess } from '../netns/netns.js';
 import { WAN_ADDR, type WanTopology } from '../wan/topology.js';
-import { fetchStatus } from '../../src/tpo/gateway/control.js';
+import { fetchStatus } from '../../src/server/control-socket.js';
 import type { GatewayStatus } from '../../src/tpo/gateway/gateway.js';
 
 const CLI = 'src/cli/main.ts';

@@ -4,12 +4,12 @@
  * from its control socket (issue #7).
  */
 import { dirname, resolve } from 'node:path';
-import { MAX_TPO_CONFIG_BYTES, parseTpoConfigText, readKeyFile, TpoConfigError, type TpoConfig } from '../tpo/config.js';
+import { MAX_TPO_CONFIG_BYTES, parseTpoConfigText, readKeyFile, TpoConfigError, type TpoConfig } from '../tpo/config/config.js';
 import { readInputText } from './input.js';
 import { Gateway, type GatewayStatus } from '../tpo/gateway/gateway.js';
-import { ExplicitInterception, type Interception } from '../tpo/gateway/explicit.js';
+import { ExplicitInterception, type Interception } from '../tpo/intercept/explicit.js';
 import { DEFAULT_MARK, TransparentInterception } from '../tpo/gateway/transparent.js';
-import { ControlSocketError, defaultControlPath, fetchStatus, startControlServer } from '../tpo/gateway/control.js';
+import { ControlSocketError, defaultControlPath, fetchStatus, startControlServer } from '../server/control-socket.js';
 import { PolicyValidationError } from '../errors.js';
 import { EXIT, emitJson, table } from './output.js';
 

@@ -23,8 +23,8 @@ import { aggregateSchema, segmentSchema } from '../../src/policy/schema.js';
 import { parseConfigText } from '../../src/policy/config.js';
 import { parseEndpoint, parseEndpointInput } from '../../src/wire/endpoint.js';
 import { parseSourceRule } from '../../src/policy/source-filter.js';
-import { parseBitRate, parseTpoConfig, parseTpoConfigText, TpoConfigError } from '../../src/tpo/config.js';
-import { compileFlowTable, FlowTable, FlowTableError } from '../../src/tpo/flow-table.js';
+import { parseBitRate, parseTpoConfig, parseTpoConfigText, TpoConfigError } from '../../src/tpo/config/config.js';
+import { compileFlowTable, FlowTable, FlowTableError } from '../../src/tpo/config/intercept-rules.js';
 import { parseBitrate, parseDuration } from '../../src/cli/output.js';
 import { typedOnly } from './decoder-props.js';
 

@@ -48,7 +48,7 @@ import {
   type CarriedMessage,
 } from '../../src/wire/tpo/driver-buffer.js';
 import { decodeDataMoverField, encodeDataMoverField, dataMoverFieldLength, type DataMoverField } from '../../src/wire/tpo/data-mover.js';
-import { compress, openDriverBuffer } from '../../src/tpo/packet-driver.js';
+import { compress, openDriverBuffer } from '../../src/tpo/protocol/packet-driver.js';
 import {
   decodeInitiate,
   decodeRespond,
@@ -58,14 +58,14 @@ import {
   InitiationGuard,
   INITIATE_LENGTH,
   MAX_CLOCK_SKEW_MS,
-} from '../../src/tpo/handshake.js';
-import { openDatagram, sealDatagram, TAG_LENGTH } from '../../src/tpo/datagram-crypto.js';
-import { ReplayWindow } from '../../src/tpo/replay-window.js';
-import { Reassembler, segmentBuffer, type Segment } from '../../src/tpo/segments.js';
+} from '../../src/tpo/protocol/handshake.js';
+import { openDatagram, sealDatagram, TAG_LENGTH } from '../../src/tpo/protocol/datagram-crypto.js';
+import { ReplayWindow } from '../../src/tpo/protocol/replay-window.js';
+import { Reassembler, segmentBuffer, type Segment } from '../../src/tpo/protocol/segments.js';
 import { TD_BUFFER_END, TD_BUFFER_START } from '../../src/wire/tpo/data-mover.js';
 import { FlowSequencer } from '../../src/tpo/gateway/flow-sequencer.js';
-import { PortDemux } from '../../src/tpo/gateway/port-demux.js';
-import { newPortStats, type DatagramPort, type DatagramSource } from '../../src/tpo/datagram-port.js';
+import { PortDemux } from '../../src/tpo/link/port-demux.js';
+import { newPortStats, type DatagramPort, type DatagramSource } from '../../src/tpo/io/datagram-port.js';
 import { TsContinuityChecker } from '../../src/media/ts-checker.js';
 import { SyntheticTsStream } from '../../src/media/ts-synth.js';
 import { anyInput, hostile, plain, sameInAnySurroundings, typedOnly } from './decoder-props.js';

@@ -33,7 +33,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { startCli } from '../../harness/process/cli.js';
 import { freeTcpPort, freeUdpPort } from '../tpo/gateway-helpers.js';
-import { fetchStatus } from '../../src/tpo/gateway/control.js';
+import { fetchStatus } from '../../src/server/control-socket.js';
 import type { GatewayStatus } from '../../src/tpo/gateway/gateway.js';
 import {
   Prng,

@@ -7,8 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
-import { deriveSessionKeys, openDatagram, sealDatagram, TAG_LENGTH } from '../../src/tpo/datagram-crypto.js';
-import { ReplayWindow } from '../../src/tpo/replay-window.js';
+import { deriveSessionKeys, openDatagram, sealDatagram, TAG_LENGTH } from '../../src/tpo/protocol/datagram-crypto.js';
+import { ReplayWindow } from '../../src/tpo/protocol/replay-window.js';
 import { decodeDataMoverField, encodeDataMoverField, TD_DATA } from '../../src/wire/tpo/data-mover.js';
 
 const psk = randomBytes(32);

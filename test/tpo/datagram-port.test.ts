@@ -1,5 +1,5 @@
 /**
- * Datagram ports (src/tpo/datagram-port.ts), both kinds, on 127.0.0.1:
+ * Datagram ports (src/tpo/io/datagram-port.ts), both kinds, on 127.0.0.1:
  * many datagrams of mixed sizes arrive byte-exact and in order (each kind
  * to itself and across kinds), runs of equal sizes leave as GSO messages
  * and arrive as separate datagrams (GRO buffers split at a batched
@@ -15,11 +15,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setImmediate as nextTask } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import type { PortableDatagramPort } from '../../src/tpo/datagram-port.js';
-import { openDatagramPort, type DatagramPort } from '../../src/tpo/datagram-port.js';
+import type { PortableDatagramPort } from '../../src/tpo/io/datagram-port.js';
+import { openDatagramPort, type DatagramPort } from '../../src/tpo/io/datagram-port.js';
 import { probeBatchedIo } from '../../src/sys/probe.js';
-import { DataMover } from '../../src/tpo/data-mover.js';
-import { deriveSessionKeys } from '../../src/tpo/datagram-crypto.js';
+import { DataMover } from '../../src/tpo/protocol/data-mover.js';
+import { deriveSessionKeys } from '../../src/tpo/protocol/datagram-crypto.js';
 import { LinkEmulator } from '../../harness/wan/udp-emulator.js';
 
 const probe = probeBatchedIo();

@@ -7,9 +7,9 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseTpoConfig, type TpoConfig } from '../../src/tpo/config.js';
+import { parseTpoConfig, type TpoConfig } from '../../src/tpo/config/config.js';
 import { Gateway } from '../../src/tpo/gateway/gateway.js';
-import { ExplicitInterception } from '../../src/tpo/gateway/explicit.js';
+import { ExplicitInterception } from '../../src/tpo/intercept/explicit.js';
 import { LinkEmulator } from '../../harness/wan/udp-emulator.js';
 
 export async function freeUdpPort(): Promise<number> {

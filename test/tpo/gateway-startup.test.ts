@@ -19,10 +19,10 @@ import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { runCli, startCli } from '../../harness/process/cli.js';
-import { parseTpoConfig } from '../../src/tpo/config.js';
+import { parseTpoConfig } from '../../src/tpo/config/config.js';
 import { Gateway } from '../../src/tpo/gateway/gateway.js';
-import { ExplicitInterception } from '../../src/tpo/gateway/explicit.js';
-import { fetchStatus } from '../../src/tpo/gateway/control.js';
+import { ExplicitInterception } from '../../src/tpo/intercept/explicit.js';
+import { fetchStatus } from '../../src/server/control-socket.js';
 import { freeTcpPort, freeUdpPort } from './gateway-helpers.js';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');

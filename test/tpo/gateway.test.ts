@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { freeTcpPort, startPair } from './gateway-helpers.js';
 import { MAX_CARRIED_DATAGRAM } from '../../src/tpo/gateway/udp-edge.js';
 import { FLOW_WINDOW } from '../../src/tpo/gateway/tcp-edge.js';
-import { PacketDriver } from '../../src/tpo/packet-driver.js';
+import { PacketDriver } from '../../src/tpo/protocol/packet-driver.js';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 

@@ -17,8 +17,8 @@ import {
   INITIATE_LENGTH,
   RESPOND_LENGTH,
   MAX_CLOCK_SKEW_MS,
-} from '../../src/tpo/handshake.js';
-import { deriveSessionKeys } from '../../src/tpo/datagram-crypto.js';
+} from '../../src/tpo/protocol/handshake.js';
+import { deriveSessionKeys } from '../../src/tpo/protocol/datagram-crypto.js';
 import { WireError } from '../../src/wire/tpo/errors.js';
 
 const psk = randomBytes(32);

@@ -8,11 +8,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PeerLink } from '../../src/tpo/peer-link.js';
+import { PeerLink } from '../../src/tpo/link/peer-link.js';
 import { LinkEmulator } from '../../harness/wan/udp-emulator.js';
-import { STARTUP_GAIN } from '../../src/tpo/rate-control.js';
-import { encodeInitiate } from '../../src/tpo/handshake.js';
-import { openDatagramPort, type DatagramPort } from '../../src/tpo/datagram-port.js';
+import { STARTUP_GAIN } from '../../src/tpo/protocol/rate-control.js';
+import { encodeInitiate } from '../../src/tpo/protocol/handshake.js';
+import { openDatagramPort, type DatagramPort } from '../../src/tpo/io/datagram-port.js';
 import type { CarriedMessage } from '../../src/wire/tpo/driver-buffer.js';
 
 /** A port on 127.0.0.1 ('auto': the batched kind where this host has it, as a gateway would). */

@@ -5,8 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RttEstimator, MIN_RTO_MS, MIN_RTT_WINDOW_MS, WindowedMin } from '../../src/tpo/rtt.js';
-import { RateControl, STARTUP_GAIN } from '../../src/tpo/rate-control.js';
+import { RttEstimator, MIN_RTO_MS, MIN_RTT_WINDOW_MS, WindowedMin } from '../../src/tpo/protocol/rtt.js';
+import { RateControl, STARTUP_GAIN } from '../../src/tpo/protocol/rate-control.js';
 
 test('RTT: first sample sets SRTT, later ones smooth; ack delay subtracted only above the minimum', () => {
   const r = new RttEstimator();

@@ -13,8 +13,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PeerLink } from '../../src/tpo/peer-link.js';
-import { PortDemux } from '../../src/tpo/gateway/port-demux.js';
+import { PeerLink } from '../../src/tpo/link/peer-link.js';
+import { PortDemux } from '../../src/tpo/link/port-demux.js';
 import type { CarriedMessage } from '../../src/wire/tpo/driver-buffer.js';
 import { MemoryNet, type MemoryPort } from './memory-port.js';
 

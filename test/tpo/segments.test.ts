@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { Reassembler, segmentBuffer, type Segment } from '../../src/tpo/segments.js';
+import { Reassembler, segmentBuffer, type Segment } from '../../src/tpo/protocol/segments.js';
 import { TD_BUFFER_END, TD_BUFFER_START } from '../../src/wire/tpo/data-mover.js';
 
 /** Every segment, every third one twice, in an order drawn from `rnd` (Fisher-Yates). */

@@ -16,10 +16,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseTpoConfig } from '../../src/tpo/config.js';
+import { parseTpoConfig } from '../../src/tpo/config/config.js';
 import { Gateway, type GatewayStatus } from '../../src/tpo/gateway/gateway.js';
-import { startControlServer } from '../../src/tpo/gateway/control.js';
-import { encodeInitiate } from '../../src/tpo/handshake.js';
+import { startControlServer } from '../../src/server/control-socket.js';
+import { encodeInitiate } from '../../src/tpo/protocol/handshake.js';
 import { runCli } from '../../harness/process/cli.js';
 import { freeUdpPort } from './gateway-helpers.js';
 

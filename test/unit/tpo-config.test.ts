@@ -4,8 +4,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseBitRate, parseTpoConfig, parseTpoConfigText, TpoConfigError } from '../../src/tpo/config.js';
-import { FlowTable, FlowTableError, compileFlowTable } from '../../src/tpo/flow-table.js';
+import { parseBitRate, parseTpoConfig, parseTpoConfigText, TpoConfigError } from '../../src/tpo/config/config.js';
+import { FlowTable, FlowTableError, compileFlowTable } from '../../src/tpo/config/intercept-rules.js';
 import { RouteTable } from '../../src/tpo/gateway/routes.js';
 
 const KEY = 'ab'.repeat(32);
@@ -178,7 +178,7 @@ test('key files: regular files of at most 1 KiB that only the owner may read, re
   const { execFileSync } = await import('node:child_process');
   const { tmpdir } = await import('node:os');
   const { join } = await import('node:path');
-  const { readKeyFile } = await import('../../src/tpo/config.js');
+  const { readKeyFile } = await import('../../src/tpo/config/config.js');
   const dir = mkdtempSync(join(tmpdir(), 'sluice-key-'));
   try {
     const k = join(dir, 'k');

@@ -17,7 +17,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compileFlowTable } from '../../src/tpo/flow-table.js';
+import { compileFlowTable } from '../../src/tpo/config/intercept-rules.js';
 import {
   NFPROTO_INET,
   NFT_CMP_EQ,
@@ -37,7 +37,7 @@ import {
 import { be16, ne32, parseAcks } from '../../src/sys/nlattr.js';
 import { encodeDelete, encodeInstall, entryMatch, planRules, tableName } from '../../src/tpo/intercept/nftables.js';
 import { RTM_NEWROUTE, RTM_NEWRULE, routeMessage, ruleMessage } from '../../src/sys/rtnetlink-policy.js';
-import { startTransparentInterception, tproxyRoutingFor } from '../../src/tpo/intercept/transparent.js';
+import { startTransparentInterception, tproxyRoutingFor } from '../../src/tpo/intercept/tproxy-interceptor.js';
 import { NotSupportedError } from '../../src/errors.js';
 
 const NFT_1_0_6 = {

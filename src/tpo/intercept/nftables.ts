@@ -32,7 +32,7 @@
  * not "routed through" and is never intercepted).
  */
 import { isIP } from 'node:net';
-import type { FlowEntry, PortRange } from '../flow-table.js';
+import type { FlowEntry, PortRange } from '../config/intercept-rules.js';
 import type { SourceRule } from '../../policy/source-filter.js';
 import { ipv4ToInt, ipv6Bytes } from '../../wire/ip-address.js';
 import { concatBytes, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, be16, ne32, u8 } from '../../sys/nlattr.js';

@@ -20,7 +20,7 @@ import net from 'node:net';
 import { chmodSync, lstatSync, mkdirSync, unlinkSync, type Stats } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { SluiceError } from '../../errors.js';
+import { SluiceError } from '../errors.js';
 
 export class ControlSocketError extends SluiceError {
   readonly path: string;

@@ -22,15 +22,15 @@
 import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-import { SluiceError, SyscallError } from '../errors.js';
-import { RawUdpSocket } from '../sys/udp-socket.js';
-import { Waker } from '../sys/poller.js';
-import { NativeRegion } from '../sys/memory.js';
-import { SendVector } from '../sys/send-vector.js';
-import { writeSockaddr } from '../sys/sockaddr.js';
-import { EAGAIN, EINVAL, EIO, EMSGSIZE, ENOBUFS, errnoName } from '../sys/errno.js';
-import { MAX_UDP_PAYLOAD, SOCKADDR_SPACE, SOL_SOCKET, SOL_UDP, SO_MARK, UDP_GRO, UIO_MAXIOV } from '../sys/constants.js';
-import type { BatchedIoProbe } from '../sys/probe.js';
+import { SluiceError, SyscallError } from '../../errors.js';
+import { RawUdpSocket } from '../../sys/udp-socket.js';
+import { Waker } from '../../sys/poller.js';
+import { NativeRegion } from '../../sys/memory.js';
+import { SendVector } from '../../sys/send-vector.js';
+import { writeSockaddr } from '../../sys/sockaddr.js';
+import { EAGAIN, EINVAL, EIO, EMSGSIZE, ENOBUFS, errnoName } from '../../sys/errno.js';
+import { MAX_UDP_PAYLOAD, SOCKADDR_SPACE, SOL_SOCKET, SOL_UDP, SO_MARK, UDP_GRO, UIO_MAXIOV } from '../../sys/constants.js';
+import type { BatchedIoProbe } from '../../sys/probe.js';
 import { handOver, newPortStats, reportPortError, type DatagramPort, type DatagramTarget, type OpenDatagramPortOptions } from './datagram-port.js';
 import { SourceTable, type PortBatch, type PortWorkerData, type PortWorkerReply } from './batched-port-protocol.js';
 

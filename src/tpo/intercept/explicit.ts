@@ -19,9 +19,9 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { unmapAddress, type Endpoint } from '../../wire/endpoint.js';
 import { fromNodeError } from '../../errors.js';
-import type { TableEntry } from '../config.js';
-import { FlowTable, type FlowEntry } from '../flow-table.js';
-import type { HostPort } from './flow.js';
+import type { TableEntry } from '../config/config.js';
+import { FlowTable, type FlowEntry } from '../config/intercept-rules.js';
+import type { HostPort } from '../gateway/flow.js';
 
 export interface TcpIntercepted {
   readonly socket: net.Socket;

@@ -32,7 +32,7 @@
  * before it runs, so a small buffer cannot expand into a large one.
  */
 import * as zlib from 'node:zlib';
-import { WireError } from '../wire/tpo/errors.js';
+import { WireError } from '../../wire/tpo/errors.js';
 import {
   decodeDriverBuffer,
   decodeMessages,
@@ -43,9 +43,9 @@ import {
   type CarriedMessage,
   type Codec,
   type RoutingHeader,
-} from '../wire/tpo/driver-buffer.js';
-import { checkMessageHeader, messageHeaderLength, writeMessageHeader } from '../wire/tpo/message.js';
-import { Writer } from '../wire/tpo/cursor.js';
+} from '../../wire/tpo/driver-buffer.js';
+import { checkMessageHeader, messageHeaderLength, writeMessageHeader } from '../../wire/tpo/message.js';
+import { Writer } from '../../wire/tpo/cursor.js';
 
 export type CompressionChoice = 'auto' | 'brotli' | 'deflate' | 'none';
 

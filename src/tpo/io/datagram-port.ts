@@ -22,8 +22,8 @@
  */
 import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
-import { probeBatchedIo } from '../sys/probe.js';
-import { NotSupportedError, SyscallError } from '../errors.js';
+import { probeBatchedIo } from '../../sys/probe.js';
+import { NotSupportedError, SyscallError } from '../../errors.js';
 
 /** Where a datagram goes. */
 export interface DatagramTarget {
@@ -217,14 +217,14 @@ export class PortableDatagramPort extends EventEmitter implements DatagramPort {
       socket.setSendBufferSize(options.socketBufferBytes);
       // As the batched port does: beyond rmem_max where allowed (root), else the capped size.
       try {
-        const { forceDgramBuffers } = await import('../sys/socket-options.js');
+        const { forceDgramBuffers } = await import('../../sys/socket-options.js');
         forceDgramBuffers(socket, options.socketBufferBytes);
       } catch {
         /* no FFI here (not Linux) or no descriptor: the capped size stays */
       }
     }
     if (options.mark) {
-      const { markDgramSocket } = await import('../sys/socket-options.js');
+      const { markDgramSocket } = await import('../../sys/socket-options.js');
       try {
         markDgramSocket(socket, options.mark);
       } catch (err) {

@@ -27,7 +27,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-import type { FlowEntry } from '../flow-table.js';
+import type { FlowEntry } from '../config/intercept-rules.js';
 import type { Endpoint } from '../../wire/endpoint.js';
 import { ConflictError, NotSupportedError, SyscallError, SluiceError, fromNodeError } from '../../errors.js';
 import { NetlinkSocket } from '../../sys/nlsocket.js';

@@ -13,8 +13,8 @@
  * side). The application side still refuses an id it does not know (a
  * counted drop), so no mistake here can hand a listener an undefined source.
  */
-import { AF_INET, AF_INET6 } from '../sys/constants.js';
-import { readSockaddr } from '../sys/sockaddr.js';
+import { AF_INET, AF_INET6 } from '../../sys/constants.js';
+import { readSockaddr } from '../../sys/sockaddr.js';
 import type { DatagramSource } from './datagram-port.js';
 
 /** Sources the tables remember; past this the thread's table restarts (between batches). */

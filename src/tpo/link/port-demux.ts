@@ -14,8 +14,8 @@
  * Anything else is dropped and counted; nothing is answered here.
  */
 import { EventEmitter } from 'node:events';
-import type { DatagramListener, DatagramPort, DatagramSource, DatagramTarget } from '../datagram-port.js';
-import { peekKeyId } from '../handshake.js';
+import type { DatagramListener, DatagramPort, DatagramSource, DatagramTarget } from '../io/datagram-port.js';
+import { peekKeyId } from '../protocol/handshake.js';
 import { WireError } from '../../wire/tpo/errors.js';
 
 const KIND_TRANSPORT = 1;

@@ -13,10 +13,10 @@
  * the descriptor and closes it after this thread has exited.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { Poller, Waker } from '../sys/poller.js';
-import { RecvRing, SLOT_SIZE } from '../sys/recv-ring.js';
-import { POLLERR, POLLIN } from '../sys/constants.js';
-import { SyscallError } from '../errors.js';
+import { Poller, Waker } from '../../sys/poller.js';
+import { RecvRing, SLOT_SIZE } from '../../sys/recv-ring.js';
+import { POLLERR, POLLIN } from '../../sys/constants.js';
+import { SyscallError } from '../../errors.js';
 import { SourceIdTable, type PortBatch, type PortWorkerData, type PortWorkerReply } from './batched-port-protocol.js';
 
 /** Upper bound on one ppoll: a missed wake-up still ends the thread within this. */

@@ -7,7 +7,7 @@
  * gateways read the compiled table.
  */
 import { z } from 'zod';
-import { parseSourceRule, createSourceMatcher, type SourceRule } from '../policy/source-filter.js';
+import { parseSourceRule, createSourceMatcher, type SourceRule } from '../../policy/source-filter.js';
 
 export type FlowProtocol = 'tcp' | 'udp' | 'icmp';
 

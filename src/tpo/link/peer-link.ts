@@ -32,14 +32,14 @@
  */
 import { EventEmitter } from 'node:events';
 import { randomBytes, randomInt } from 'node:crypto';
-import type { DatagramPort, DatagramSource } from './datagram-port.js';
-import { DataMover, type DataMoverOptions } from './data-mover.js';
-import { deriveSessionKeys, openDatagram, SESSION_NONCE_LENGTH, type SessionKeys } from './datagram-crypto.js';
-import { decodeInitiate, decodeRespond, encodeInitiate, encodeRespond, InitiationGuard, peekKeyId } from './handshake.js';
-import { PacketDriver, openDriverBuffer, type PacketDriverOptions, type PacketDriverStats } from './packet-driver.js';
-import type { CarriedMessage } from '../wire/tpo/driver-buffer.js';
-import { WireError } from '../wire/tpo/errors.js';
-import { decodeDataMoverField } from '../wire/tpo/data-mover.js';
+import type { DatagramPort, DatagramSource } from '../io/datagram-port.js';
+import { DataMover, type DataMoverOptions } from '../protocol/data-mover.js';
+import { deriveSessionKeys, openDatagram, SESSION_NONCE_LENGTH, type SessionKeys } from '../protocol/datagram-crypto.js';
+import { decodeInitiate, decodeRespond, encodeInitiate, encodeRespond, InitiationGuard, peekKeyId } from '../protocol/handshake.js';
+import { PacketDriver, openDriverBuffer, type PacketDriverOptions, type PacketDriverStats } from '../protocol/packet-driver.js';
+import type { CarriedMessage } from '../../wire/tpo/driver-buffer.js';
+import { WireError } from '../../wire/tpo/errors.js';
+import { decodeDataMoverField } from '../../wire/tpo/data-mover.js';
 
 const KIND_TRANSPORT = 1;
 const KIND_INITIATE = 2;

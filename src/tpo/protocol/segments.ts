@@ -6,8 +6,8 @@
  * rebuilds each buffer from its start to its end. Both halves are pure
  * state machines: no sockets, no timers.
  */
-import { TD_BUFFER_END, TD_BUFFER_START } from '../wire/tpo/data-mover.js';
-import { MAX_DRIVER_BUFFER, ROUTING_HEADER_LENGTH } from '../wire/tpo/driver-buffer.js';
+import { TD_BUFFER_END, TD_BUFFER_START } from '../../wire/tpo/data-mover.js';
+import { MAX_DRIVER_BUFFER, ROUTING_HEADER_LENGTH } from '../../wire/tpo/driver-buffer.js';
 
 export interface Segment {
   readonly logical: number;

@@ -55,8 +55,8 @@ import {
   type Ack,
   type AckRange,
   type DataMoverField,
-} from '../wire/tpo/data-mover.js';
-import { WireError } from '../wire/tpo/errors.js';
+} from '../../wire/tpo/data-mover.js';
+import { WireError } from '../../wire/tpo/errors.js';
 import { openDatagram, sealDatagram, TAG_LENGTH, type SessionKeys } from './datagram-crypto.js';
 import { ReplayWindow } from './replay-window.js';
 import { DEFAULT_MAX_BUFFER_BYTES, Reassembler, segmentBuffer, type Segment } from './segments.js';

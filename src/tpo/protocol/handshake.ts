@@ -15,8 +15,8 @@
  * amplify traffic towards a forged source. Pure codecs plus the guard.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { WireError } from '../wire/tpo/errors.js';
-import { Reader, Writer } from '../wire/tpo/cursor.js';
+import { WireError } from '../../wire/tpo/errors.js';
+import { Reader, Writer } from '../../wire/tpo/cursor.js';
 import { SESSION_NONCE_LENGTH } from './datagram-crypto.js';
 
 export const HANDSHAKE_VERSION = 1;

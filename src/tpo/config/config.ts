@@ -19,13 +19,13 @@
  *     allow: [10.2.0.0/16]
  *   control: /run/sluice/tpo-site-a.sock
  */
-import { FileRefusedError, readRegularFile } from '../fs/regular-file.js';
+import { FileRefusedError, readRegularFile } from '../../fs/regular-file.js';
 import { z } from 'zod';
-import { isLoopbackAddress, parseEndpoint, type Endpoint } from '../wire/endpoint.js';
-import { parseYamlDocument } from '../policy/config.js';
-import { describeIssue } from '../policy/validate.js';
-import { parseSourceRule, type SourceRule } from '../policy/source-filter.js';
-import { compileFlowTable, flowEntrySchema, FlowTableError, type FlowEntry } from './flow-table.js';
+import { isLoopbackAddress, parseEndpoint, type Endpoint } from '../../wire/endpoint.js';
+import { parseYamlDocument } from '../../policy/config.js';
+import { describeIssue } from '../../policy/validate.js';
+import { parseSourceRule, type SourceRule } from '../../policy/source-filter.js';
+import { compileFlowTable, flowEntrySchema, FlowTableError, type FlowEntry } from './intercept-rules.js';
 
 /** Largest TPO config file, bytes. */
 export const MAX_TPO_CONFIG_BYTES = 1024 * 1024;
