@@ -65,7 +65,7 @@ import { Reassembler, segmentBuffer, type Segment } from '../../src/tpo/protocol
 import { TD_BUFFER_END, TD_BUFFER_START } from '../../src/wire/tpo/data-mover.js';
 import { FlowSequencer } from '../../src/tpo/gateway/flow-sequencer.js';
 import { PortDemux } from '../../src/tpo/link/port-demux.js';
-import { newPortStats, type DatagramPort, type DatagramSource } from '../../src/tpo/io/datagram-port.js';
+import { newPortStats, type DatagramPort, type DatagramSource } from '../../src/tpo/io/port.js';
 import { TsContinuityChecker } from '../../src/media/ts-checker.js';
 import { SyntheticTsStream } from '../../src/media/ts-synth.js';
 import { anyInput, hostile, plain, sameInAnySurroundings, typedOnly } from './decoder-props.js';

@@ -15,7 +15,7 @@
  */
 import { AF_INET, AF_INET6 } from '../../sys/constants.js';
 import { readSockaddr } from '../../sys/sockaddr.js';
-import type { DatagramSource } from './datagram-port.js';
+import type { DatagramSource } from './port.js';
 
 /** Sources the tables remember; past this the thread's table restarts (between batches). */
 export const MAX_SOURCES = 1024;

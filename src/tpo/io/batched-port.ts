@@ -1,5 +1,5 @@
 /**
- * The batched datagram port (see datagram-port.ts for the contract).
+ * The batched datagram port (see port.ts for the contract).
  *
  * Send, on the application thread: send() copies the datagram into a
  * native staging region and notes its destination; a microtask (or
@@ -31,7 +31,7 @@ import { writeSockaddr } from '../../sys/sockaddr.js';
 import { EAGAIN, EINVAL, EIO, EMSGSIZE, ENOBUFS, errnoName } from '../../sys/errno.js';
 import { MAX_UDP_PAYLOAD, SOCKADDR_SPACE, SOL_SOCKET, SOL_UDP, SO_MARK, UDP_GRO, UIO_MAXIOV } from '../../sys/constants.js';
 import type { BatchedIoProbe } from '../../sys/probe.js';
-import { handOver, newPortStats, reportPortError, type DatagramPort, type DatagramTarget, type OpenDatagramPortOptions } from './datagram-port.js';
+import { handOver, newPortStats, reportPortError, type DatagramPort, type DatagramTarget, type OpenDatagramPortOptions } from './port.js';
 import { SourceTable, type PortBatch, type PortWorkerData, type PortWorkerReply } from './batched-port-protocol.js';
 
 /** Bytes staged before a flush is forced (address space; touched only as far as used). */
