@@ -9,10 +9,7 @@ import { isIPv4 } from 'node:net';
 import type { CarriedMessage } from '../../wire/tpo/driver-buffer.js';
 import type { MessageFunction, MessageProtocol } from '../../wire/tpo/message.js';
 
-export interface HostPort {
-  readonly address: string;
-  readonly port: number;
-}
+import type { HostPort } from '../intercept/interception.js';
 
 export interface FlowTuple {
   readonly protocol: MessageProtocol;

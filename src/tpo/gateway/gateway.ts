@@ -30,7 +30,7 @@ import { PeerLink } from '../link/peer-link.js';
 import { openDatagramPort, type DatagramPort } from '../io/datagram-port.js';
 import { PortDemux } from '../link/port-demux.js';
 import { markedTcpSocket } from '../../sys/socket-options.js';
-import { resetSocket, type Interception, type TcpIntercepted, type UdpIntercepted } from '../intercept/explicit.js';
+import { resetSocket, type Interception, type TcpIntercepted, type UdpIntercepted } from '../intercept/interception.js';
 import { message, oneFamily, STATUS, statusOfError, tupleKey, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple } from './flow.js';
 import { RouteTable } from './routes.js';
 import { FlowSequencer } from './flow-sequencer.js';

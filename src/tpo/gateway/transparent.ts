@@ -11,7 +11,7 @@
 import { EventEmitter } from 'node:events';
 import type { FlowEntry } from '../config/intercept-rules.js';
 import { startTransparentInterception, type TransparentInterceptor } from '../intercept/tproxy-interceptor.js';
-import { resetSocket, type Interception, type TcpIntercepted, type UdpIntercepted } from '../intercept/explicit.js';
+import { resetSocket, type Interception, type TcpIntercepted, type UdpIntercepted } from '../intercept/interception.js';
 
 /** SO_MARK of Sluice's own sockets unless the config says otherwise ("SL" in ASCII, low bits 1). */
 export const DEFAULT_MARK = 0x534c0001;

@@ -20,43 +20,8 @@ import net from 'node:net';
 import { unmapAddress, type Endpoint } from '../../wire/endpoint.js';
 import { fromNodeError } from '../../errors.js';
 import type { TableEntry } from '../config/config.js';
-import { FlowTable, type FlowEntry } from '../config/intercept-rules.js';
-import type { HostPort } from '../gateway/flow.js';
-
-export interface TcpIntercepted {
-  readonly socket: net.Socket;
-  readonly entry: FlowEntry;
-  readonly src: HostPort;
-  readonly dst: HostPort;
-}
-
-export interface UdpIntercepted {
-  readonly entry: FlowEntry;
-  readonly src: HostPort;
-  readonly dst: HostPort;
-  readonly data: Uint8Array;
-  /** Sends a datagram back to the client, from the address it sent to. */
-  readonly reply: (data: Uint8Array) => void;
-}
-
-/**
- * What the gateway needs from any interception mode. Attach the 'tcp' and
- * 'udp' listeners before `listen()`: a connection or datagram that arrives
- * with no listener is refused (reset, dropped) and counted, never held.
- */
-export interface Interception extends EventEmitter {
-  on(event: 'tcp', listener: (c: TcpIntercepted) => void): this;
-  on(event: 'udp', listener: (d: UdpIntercepted) => void): this;
-  /** The interception stopped working (transparent: its UDP receive thread failed). */
-  on(event: 'error', listener: (err: Error) => void): this;
-  /** Opens the listeners (or installs the rules); flows are handed over from then on. */
-  listen(): Promise<void>;
-  /** `refused`: clients not carried; `errors`: socket errors counted (a failed accept, an ICMP error for a reply). */
-  readonly stats: { refused: number; errors?: number };
-  /** Where each entry listens (explicit mode), for status and tests. */
-  listenAddresses(): { entry: string; protocol: string; address: string; port: number }[];
-  close(): Promise<void>;
-}
+import { FlowTable } from '../config/intercept-rules.js';
+import { resetSocket, type HostPort, type Interception, type TcpIntercepted, type UdpIntercepted } from './interception.js';
 
 export class ExplicitInterception extends EventEmitter implements Interception {
   readonly stats = { refused: 0, errors: 0 };
@@ -176,15 +141,6 @@ export class ExplicitInterception extends EventEmitter implements Interception {
     await closed;
     this.#servers.length = 0;
   }
-}
-
-/** Ends an application's connection with a reset (not a FIN: it must not think its data was taken). */
-export function resetSocket(s: net.Socket): void {
-  // A late error on a socket nobody else listens to must not become an uncaught exception.
-  s.on('error', () => undefined);
-  if (s.destroyed) return;
-  if (typeof s.resetAndDestroy === 'function' && !s.connecting) s.resetAndDestroy();
-  else s.destroy();
 }
 
 function hostPort(e: Endpoint): string {
