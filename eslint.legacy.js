@@ -19,21 +19,5 @@ export const maxLines = [
   'src/wire/mpegts.ts',
 ];
 
-/** TypeScript `private` where the rest of the code uses #private (issue 17, item 10). */
-export const tsPrivate = [
-  'bench/lib/cpu.ts',
-  'bench/lib/irq-clock.ts',
-  'bench/lib/sink-prog.ts',
-  'bench/lib/sink.ts',
-  'bench/lib/syscall-count.ts',
-  'src/media/ts-checker.ts',
-  'src/media/ts-synth.ts',
-  'src/sender/portable-sender.ts',
-  'harness/wan/udp-emulator.ts',
-  'src/tpo/protocol/packet-driver.ts',
-  'harness/wan/rng.ts',
-  'harness/netns/netns.ts',
-];
-
 /** Library code that installs process-wide handlers (issue 17, item 7: only src/cli may). */
 export const processHandlers = ['src/tpo/intercept/tproxy-interceptor.ts'];

@@ -124,11 +124,15 @@ export function exitProgram(map: number): Uint8Array {
 }
 
 export class CoreClock {
-  private constructor(
-    private readonly map: number,
-    private readonly fds: readonly number[],
-    private readonly cpus: number,
-  ) {}
+  readonly #map: number;
+  readonly #fds: readonly number[];
+  readonly #cpus: number;
+
+  private constructor(map: number, fds: readonly number[], cpus: number) {
+    this.#map = map;
+    this.#fds = fds;
+    this.#cpus = cpus;
+  }
 
   /** Loads and attaches the three programs (root). */
   static open(): CoreClock {
@@ -158,7 +162,7 @@ export class CoreClock {
    * time in any context (part of busy).
    */
   busyS(cpu: number): { busyS: number; idleSoftirqS: number; netRxS: number } {
-    const v = mapLookup(this.map, new Uint8Array(4), VALUE_SIZE * this.cpus, 'bench_irqclk');
+    const v = mapLookup(this.#map, new Uint8Array(4), VALUE_SIZE * this.#cpus, 'bench_irqclk');
     if (!v) return { busyS: 0, idleSoftirqS: 0, netRxS: 0 };
     const view = new DataView(v.buffer, v.byteOffset);
     const at = (field: number) => Number(view.getBigUint64(cpu * VALUE_SIZE + field, true)) / 1e9;
@@ -166,6 +170,6 @@ export class CoreClock {
   }
 
   close(): void {
-    for (const fd of [...this.fds].reverse()) closeFd(fd);
+    for (const fd of [...this.#fds].reverse()) closeFd(fd);
   }
 }

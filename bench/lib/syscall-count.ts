@@ -31,11 +31,15 @@ function program(map: number, tgid: number): Uint8Array {
 }
 
 export class SendSyscallCounter {
-  private constructor(
-    private readonly map: number,
-    private readonly fds: number[],
-    private readonly cpus: number,
-  ) {}
+  readonly #map: number;
+  readonly #fds: number[];
+  readonly #cpus: number;
+
+  private constructor(map: number, fds: number[], cpus: number) {
+    this.#map = map;
+    this.#fds = fds;
+    this.#cpus = cpus;
+  }
 
   static open(tgid: number): SendSyscallCounter {
     const cpus = possibleCpus();
@@ -58,15 +62,15 @@ export class SendSyscallCounter {
   }
 
   count(): number {
-    const v = mapLookup(this.map, new Uint8Array(4), 8 * this.cpus, 'bench_sendcalls');
+    const v = mapLookup(this.#map, new Uint8Array(4), 8 * this.#cpus, 'bench_sendcalls');
     if (!v) return 0;
     const view = new DataView(v.buffer, v.byteOffset);
     let n = 0;
-    for (let c = 0; c < this.cpus; c++) n += Number(view.getBigUint64(c * 8, true));
+    for (let c = 0; c < this.#cpus; c++) n += Number(view.getBigUint64(c * 8, true));
     return n;
   }
 
   close(): void {
-    for (const fd of [...this.fds].reverse()) closeFd(fd);
+    for (const fd of [...this.#fds].reverse()) closeFd(fd);
   }
 }

@@ -284,8 +284,8 @@ export class NsProcess {
   readonly exited: Promise<ExitInfo>;
   /** Resolves on the process's own exit, output possibly still in flight. */
   readonly processExited: Promise<ExitInfo>;
-  private exitInfo: ExitInfo | undefined;
-  private readonly lineListeners = new Set<(line: string, stream: 'stdout' | 'stderr') => void>();
+  #exitInfo: ExitInfo | undefined;
+  readonly #lineListeners = new Set<(line: string, stream: 'stdout' | 'stderr') => void>();
 
   constructor(
     readonly child: ChildProcess,
@@ -296,14 +296,14 @@ export class NsProcess {
     this.processExited = new Promise<ExitInfo>((resolve) => {
       child.once('exit', (code, signal) => {
         liveChildren.delete(child);
-        this.exitInfo = { code, signal };
-        resolve(this.exitInfo);
+        this.#exitInfo = { code, signal };
+        resolve(this.#exitInfo);
       });
       child.once('error', (err) => {
         liveChildren.delete(child);
         this.stderrLines.push(`spawn error: ${err.message}`);
-        this.exitInfo = { code: null, signal: null };
-        resolve(this.exitInfo);
+        this.#exitInfo = { code: null, signal: null };
+        resolve(this.#exitInfo);
       });
     });
     // Prefer 'close' so every byte of output is in the line arrays when a
@@ -322,17 +322,17 @@ export class NsProcess {
     // Writing to a child that died fails with EPIPE; its exit is reported
     // through `exited`, so the stream error itself must not crash us.
     child.stdin?.on('error', () => undefined);
-    this.collect(child.stdout, this.stdoutLines, 'stdout');
-    this.collect(child.stderr, this.stderrLines, 'stderr');
+    this.#collect(child.stdout, this.stdoutLines, 'stdout');
+    this.#collect(child.stderr, this.stderrLines, 'stderr');
   }
 
-  private collect(stream: NodeJS.ReadableStream | null, into: string[], name: 'stdout' | 'stderr'): void {
+  #collect(stream: NodeJS.ReadableStream | null, into: string[], name: 'stdout' | 'stderr'): void {
     if (!stream) return;
     let partial = '';
     stream.setEncoding('utf8');
     const emit = (line: string): void => {
       into.push(line);
-      for (const l of this.lineListeners) l(line, name);
+      for (const l of this.#lineListeners) l(line, name);
     };
     stream.on('data', (chunk: string) => {
       partial += chunk;
@@ -354,7 +354,7 @@ export class NsProcess {
 
   /** Exit status once exited, else undefined. */
   get exitStatus(): ExitInfo | undefined {
-    return this.exitInfo;
+    return this.#exitInfo;
   }
 
   stdout(): string {
@@ -395,7 +395,7 @@ export class NsProcess {
     };
     const seen = [...(wanted('stdout') ? this.stdoutLines : []), ...(wanted('stderr') ? this.stderrLines : [])].find(test);
     if (seen !== undefined) return Promise.resolve(seen);
-    return this.futureLine((line, stream) => wanted(stream) && test(line), String(re), timeoutMs);
+    return this.#futureLine((line, stream) => wanted(stream) && test(line), String(re), timeoutMs);
   }
 
   /**
@@ -404,14 +404,14 @@ export class NsProcess {
    * on timeout or if the process exits first.
    */
   nextLine(opts: { timeoutMs?: number } = {}): Promise<string> {
-    return this.futureLine((_, stream) => stream === 'stdout', 'a line', opts.timeoutMs ?? 10_000);
+    return this.#futureLine((_, stream) => stream === 'stdout', 'a line', opts.timeoutMs ?? 10_000);
   }
 
   /** Write one line to the child's stdin (spawned with `stdin: 'pipe'`). */
   writeLine(line: string): void {
     const stdin = this.child.stdin;
     if (!stdin) throw new Error(`${this.description}: stdin is not a pipe (spawn with { stdin: 'pipe' })`);
-    if (this.exitInfo) throw new Error(`${this.description} has exited (code ${this.exitInfo.code}, signal ${this.exitInfo.signal})${this.tail()}`);
+    if (this.#exitInfo) throw new Error(`${this.description} has exited (code ${this.#exitInfo.code}, signal ${this.#exitInfo.signal})${this.#tail()}`);
     stdin.write(`${line}\n`);
   }
 
@@ -420,11 +420,11 @@ export class NsProcess {
     this.child.stdin?.end();
   }
 
-  private futureLine(match: (line: string, stream: 'stdout' | 'stderr') => boolean, what: string, timeoutMs: number): Promise<string> {
+  #futureLine(match: (line: string, stream: 'stdout' | 'stderr') => boolean, what: string, timeoutMs: number): Promise<string> {
     return new Promise<string>((resolve, reject) => {
       const done = (): void => {
         clearTimeout(timer);
-        this.lineListeners.delete(listener);
+        this.#lineListeners.delete(listener);
       };
       const listener = (line: string, stream: 'stdout' | 'stderr'): void => {
         if (match(line, stream)) {
@@ -434,13 +434,13 @@ export class NsProcess {
       };
       const timer = setTimeout(() => {
         done();
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what} from ${this.description}${this.tail()}`));
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what} from ${this.description}${this.#tail()}`));
       }, timeoutMs);
-      this.lineListeners.add(listener);
+      this.#lineListeners.add(listener);
       void this.exited.then((info) => {
-        if (!this.lineListeners.has(listener)) return;
+        if (!this.#lineListeners.has(listener)) return;
         done();
-        reject(new Error(`${this.description} exited (code ${info.code}, signal ${info.signal}) before printing ${what}${this.tail()}`));
+        reject(new Error(`${this.description} exited (code ${info.code}, signal ${info.signal}) before printing ${what}${this.#tail()}`));
       });
     });
   }
@@ -452,7 +452,7 @@ export class NsProcess {
       return await Promise.race([
         this.exited,
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`${this.description} did not exit within ${timeoutMs} ms${this.tail()}`)), timeoutMs);
+          timer = setTimeout(() => reject(new Error(`${this.description} did not exit within ${timeoutMs} ms${this.#tail()}`)), timeoutMs);
         }),
       ]);
     } finally {
@@ -462,7 +462,7 @@ export class NsProcess {
 
   /** Send a signal if still running. */
   signal(sig: NodeJS.Signals = 'SIGTERM'): void {
-    if (this.exitInfo === undefined) this.child.kill(sig);
+    if (this.#exitInfo === undefined) this.child.kill(sig);
   }
 
   /**
@@ -476,7 +476,7 @@ export class NsProcess {
 
   /** SIGTERM, SIGKILL after `graceMs`; resolves when the process itself exited. */
   async terminate(graceMs = 3_000): Promise<ExitInfo> {
-    if (this.exitInfo) return this.exitInfo;
+    if (this.#exitInfo) return this.#exitInfo;
     this.child.kill('SIGTERM');
     const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
     try {
@@ -486,7 +486,7 @@ export class NsProcess {
     }
   }
 
-  private tail(): string {
+  #tail(): string {
     const err = this.stderrLines.slice(-20).join('\n');
     const out = this.stdoutLines.slice(-10).join('\n');
     return `${err ? `\n--- stderr (tail) ---\n${err}` : ''}${out ? `\n--- stdout (tail) ---\n${out}` : ''}`;
@@ -531,29 +531,29 @@ function childEnv(extra?: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 }
 
 export class Topology {
-  private readonly real = new Map<string, string>();
-  private readonly processes = new Set<NsProcess>();
-  private readonly linkInfo: LinkInfo[] = [];
-  private destroyPromise: Promise<void> | undefined;
+  readonly #real = new Map<string, string>();
+  readonly #processes = new Set<NsProcess>();
+  readonly #linkInfo: LinkInfo[] = [];
+  #destroyPromise: Promise<void> | undefined;
 
   /** @internal use createTopology() */
   constructor(readonly runId: string) {}
 
   /** Logical names of the namespaces. */
   get namespaces(): string[] {
-    return [...this.real.keys()];
+    return [...this.#real.keys()];
   }
 
   /** Real (`ip netns`) names of the namespaces. */
   get realNames(): string[] {
-    return [...this.real.values()];
+    return [...this.#real.values()];
   }
 
   /** Real `ip netns` name of a logical namespace. */
   nsName(ns: string): string {
-    const r = this.real.get(ns);
+    const r = this.#real.get(ns);
     if (r === undefined) throw new Error(`unknown namespace '${ns}' (have: ${this.namespaces.join(', ')})`);
-    if (this.destroyPromise) throw new Error(`topology already destroyed (namespace '${ns}')`);
+    if (this.#destroyPromise) throw new Error(`topology already destroyed (namespace '${ns}')`);
     return r;
   }
 
@@ -562,7 +562,7 @@ export class Topology {
    * an address or read counters.
    */
   ifname(ns: string, peer: string): string {
-    for (const l of this.linkInfo) {
+    for (const l of this.#linkInfo) {
       if (l.a.ns === ns && l.b.ns === peer) return l.a.ifname;
       if (l.b.ns === ns && l.a.ns === peer) return l.b.ifname;
     }
@@ -596,8 +596,8 @@ export class Topology {
     };
     const child = spawnChild('ip', ['netns', 'exec', real, cmd, ...args], spawnOpts);
     const proc = new NsProcess(child, ns, `[${ns}] ${cmd} ${args.join(' ')}`);
-    this.processes.add(proc);
-    void proc.exited.then(() => this.processes.delete(proc));
+    this.#processes.add(proc);
+    void proc.exited.then(() => this.#processes.delete(proc));
     return proc;
   }
 
@@ -627,14 +627,14 @@ export class Topology {
    * delete every namespace. Idempotent; concurrent calls share one run.
    */
   destroy(graceMs = 2_000): Promise<void> {
-    this.destroyPromise ??= this.doDestroy(graceMs);
-    return this.destroyPromise;
+    this.#destroyPromise ??= this.#doDestroy(graceMs);
+    return this.#destroyPromise;
   }
 
-  private async doDestroy(graceMs: number): Promise<void> {
-    const procs = [...this.processes];
+  async #doDestroy(graceMs: number): Promise<void> {
+    const procs = [...this.#processes];
     await Promise.all(procs.map((p) => p.terminate(graceMs)));
-    for (const real of this.real.values()) {
+    for (const real of this.#real.values()) {
       // SIGKILLs what is still inside (grandchildren, a stuck exec()) before
       // deleting: a namespace with live processes outlives `ip netns del`.
       deleteNamespaceSync(real);
@@ -648,12 +648,12 @@ export class Topology {
   async build(spec: TopologySpec): Promise<void> {
     for (const ns of spec.namespaces) {
       if (!LOGICAL_NAME.test(ns)) throw new Error(`bad namespace name '${ns}': use 1-16 chars of [a-z0-9_]`);
-      if (this.real.has(ns)) throw new Error(`duplicate namespace '${ns}'`);
+      if (this.#real.has(ns)) throw new Error(`duplicate namespace '${ns}'`);
       const real = uniqueNsName(ns, this.runId);
       await run('ip', ['netns', 'add', real]);
       // Registered the moment it exists, so a failure below still cleans it.
       liveNamespaces.add(real);
-      this.real.set(ns, real);
+      this.#real.set(ns, real);
       await this.ip(ns, ['link', 'set', 'lo', 'up']);
       // Set before any veth exists so new interfaces inherit it: no DAD
       // means IPv6 addresses (link-local too) are usable immediately instead
@@ -668,11 +668,11 @@ export class Topology {
       for (const end of [a, b]) {
         if (!IFNAME.test(end.ifname)) throw new Error(`link ${i}: bad interface name '${end.ifname}' (max 15 chars)`);
       }
-      this.linkInfo.push({ a, b });
+      this.#linkInfo.push({ a, b });
     });
 
     for (const [i, link] of (spec.links ?? []).entries()) {
-      const info = this.linkInfo[i]!;
+      const info = this.#linkInfo[i]!;
       // Created inside namespace a with the peer placed straight into
       // namespace b: neither end ever appears in the root namespace.
       await this.ip(info.a.ns, [
@@ -702,9 +702,9 @@ export class Topology {
     for (const ns of spec.forwarding ?? []) await this.enableForwarding(ns);
     for (const r of spec.routes ?? []) await this.addRoute(r.ns, r.args);
     for (const [i, link] of (spec.links ?? []).entries()) {
-      const info = this.linkInfo[i]!;
-      await this.primeNeighbours(info.a.ns, info.a.ifname, link.a, link.b);
-      await this.primeNeighbours(info.b.ns, info.b.ifname, link.b, link.a);
+      const info = this.#linkInfo[i]!;
+      await this.#primeNeighbours(info.a.ns, info.a.ifname, link.a, link.b);
+      await this.#primeNeighbours(info.b.ns, info.b.ifname, link.b, link.a);
     }
   }
 
@@ -716,7 +716,7 @@ export class Topology {
    * do with the code under test (seen on IPv6 under CPU load). One datagram
    * to the discard port triggers resolution; we then wait for the entry.
    */
-  private async primeNeighbours(ns: string, ifname: string, self: LinkEnd, peer: LinkEnd): Promise<void> {
+  async #primeNeighbours(ns: string, ifname: string, self: LinkEnd, peer: LinkEnd): Promise<void> {
     // An end without an address of a family cannot resolve peers of that
     // family (e.g. a bridge port such as the WAN emulator's, see
     // wan-topology.ts): nothing to prime there.

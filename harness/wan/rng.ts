@@ -25,10 +25,10 @@ function splitmix32(seed: number): () => number {
 }
 
 export class Rng {
-  private s0: number;
-  private s1: number;
-  private s2: number;
-  private s3: number;
+  #s0: number;
+  #s1: number;
+  #s2: number;
+  #s3: number;
 
   /** From a 32-bit seed (any number; taken modulo 2^32). */
   static fromSeed(seed: number): Rng {
@@ -38,23 +38,23 @@ export class Rng {
 
   /** From a raw state (for reference vectors); the all-zero state is refused, it never leaves zero. */
   constructor(state: RngState) {
-    this.s0 = state[0] | 0;
-    this.s1 = state[1] | 0;
-    this.s2 = state[2] | 0;
-    this.s3 = state[3] | 0;
-    if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) throw new RangeError('Rng: the all-zero state is not allowed');
+    this.#s0 = state[0] | 0;
+    this.#s1 = state[1] | 0;
+    this.#s2 = state[2] | 0;
+    this.#s3 = state[3] | 0;
+    if ((this.#s0 | this.#s1 | this.#s2 | this.#s3) === 0) throw new RangeError('Rng: the all-zero state is not allowed');
   }
 
   /** Next unsigned 32-bit output. */
   nextU32(): number {
-    const result = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0;
-    const t = this.s1 << 9;
-    this.s2 ^= this.s0;
-    this.s3 ^= this.s1;
-    this.s1 ^= this.s2;
-    this.s0 ^= this.s3;
-    this.s2 ^= t;
-    this.s3 = rotl(this.s3, 11);
+    const result = Math.imul(rotl(Math.imul(this.#s1, 5), 7), 9) >>> 0;
+    const t = this.#s1 << 9;
+    this.#s2 ^= this.#s0;
+    this.#s3 ^= this.#s1;
+    this.#s1 ^= this.#s2;
+    this.#s0 ^= this.#s3;
+    this.#s2 ^= t;
+    this.#s3 = rotl(this.#s3, 11);
     return result;
   }
 
@@ -69,6 +69,6 @@ export class Rng {
   }
 
   state(): RngState {
-    return [this.s0 >>> 0, this.s1 >>> 0, this.s2 >>> 0, this.s3 >>> 0];
+    return [this.#s0 >>> 0, this.#s1 >>> 0, this.#s2 >>> 0, this.#s3 >>> 0];
   }
 }

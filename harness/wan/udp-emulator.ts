@@ -205,35 +205,39 @@ class Lane {
     unknownSource: 0,
     sendErrors: 0,
   };
-  private geBad = false;
+  #geBad = false;
   /** When the bottleneck finishes serializing what is already queued (ms, performance.now()). */
-  private linkFreeAt = 0;
+  #linkFreeAt = 0;
   /** Due time of the last in-order datagram: jitter is clamped to it so it cannot reorder. */
-  private lastDue = 0;
+  #lastDue = 0;
   /** In-order datagrams: due times never decrease, so a plain queue suffices. */
-  private fifo: (Pending | undefined)[] = [];
-  private fifoHead = 0;
+  #fifo: (Pending | undefined)[] = [];
+  #fifoHead = 0;
   /** Held-back datagrams and duplicate copies: a binary min-heap on (due, ord). */
-  private heap: Pending[] = [];
-  private ord = 0;
-  private timer: NodeJS.Timeout | null = null;
-  private timerAt = Infinity;
-  private readonly onTimer = () => {
-    this.timer = null;
-    this.timerAt = Infinity;
+  #heap: Pending[] = [];
+  #ord = 0;
+  #timer: NodeJS.Timeout | null = null;
+  #timerAt = Infinity;
+  readonly #onTimer = () => {
+    this.#timer = null;
+    this.#timerAt = Infinity;
     this.flush();
   };
 
-  constructor(
-    private readonly rng: Rng,
-    private readonly out: dgram.Socket,
-    private readonly peer: () => Peer | null,
-  ) {}
+  readonly #rng: Rng;
+  readonly #out: dgram.Socket;
+  readonly #peer: () => Peer | null;
+
+  constructor(rng: Rng, out: dgram.Socket, peer: () => Peer | null) {
+    this.#rng = rng;
+    this.#out = out;
+    this.#peer = peer;
+  }
 
   set(p: Partial<LinkParams>): void {
     const next = { ...this.params, ...p };
     checkParams(next);
-    if (!next.burst) this.geBad = false;
+    if (!next.burst) this.#geBad = false;
     this.params = next;
   }
 
@@ -243,17 +247,17 @@ class Lane {
   }
 
   queuedBytes(now: number): number {
-    return this.params.rateBps > 0 ? (Math.max(0, this.linkFreeAt - now) * this.params.rateBps) / 8000 : 0;
+    return this.params.rateBps > 0 ? (Math.max(0, this.#linkFreeAt - now) * this.params.rateBps) / 8000 : 0;
   }
 
   inFlight(): number {
-    return this.fifo.length - this.fifoHead + this.heap.length;
+    return this.#fifo.length - this.#fifoHead + this.#heap.length;
   }
 
   ingress(buf: Buffer): void {
     const c = this.counters;
     const p = this.params;
-    const rng = this.rng;
+    const rng = this.#rng;
     c.received++;
     c.receivedBytes += buf.length;
     // A fixed number of draws per datagram, used or not: decisions for the
@@ -269,8 +273,8 @@ class Lane {
     let burstLost = false;
     if (p.burst) {
       const b = p.burst;
-      burstLost = uGeLoss < (this.geBad ? (b.lossInBad ?? 1) : (b.lossInGood ?? 0));
-      if (uGeStep < (this.geBad ? b.pBadToGood : b.pGoodToBad)) this.geBad = !this.geBad;
+      burstLost = uGeLoss < (this.#geBad ? (b.lossInBad ?? 1) : (b.lossInGood ?? 0));
+      if (uGeStep < (this.#geBad ? b.pBadToGood : b.pGoodToBad)) this.#geBad = !this.#geBad;
     }
     if (p.down) {
       c.droppedDown++;
@@ -279,13 +283,13 @@ class Lane {
     const now = performance.now();
     let departed = now;
     if (p.rateBps > 0) {
-      const start = Math.max(now, this.linkFreeAt);
+      const start = Math.max(now, this.#linkFreeAt);
       if (((start - now) * p.rateBps) / 8000 + buf.length + p.overheadBytes > this.queueLimit()) {
         c.droppedQueue++;
         return;
       }
       departed = start + ((buf.length + p.overheadBytes) * 8000) / p.rateBps;
-      this.linkFreeAt = departed;
+      this.#linkFreeAt = departed;
     }
     if (burstLost) {
       c.droppedBurst++;
@@ -299,14 +303,14 @@ class Lane {
     const due = base + uJitter * p.jitterMs;
     if (p.reorder !== false && uReorder < p.reorder) {
       c.reordered++;
-      this.heapPush({ due: due + p.reorderDelayMs, ord: this.ord++, buf });
+      this.#heapPush({ due: due + p.reorderDelayMs, ord: this.#ord++, buf });
     } else {
-      this.lastDue = Math.max(due, this.lastDue);
-      this.fifo.push({ due: this.lastDue, ord: this.ord++, buf });
+      this.#lastDue = Math.max(due, this.#lastDue);
+      this.#fifo.push({ due: this.#lastDue, ord: this.#ord++, buf });
     }
     if (uDup < p.duplicate) {
       c.duplicated++;
-      this.heapPush({ due: base + uDupJitter * p.jitterMs, ord: this.ord++, buf });
+      this.#heapPush({ due: base + uDupJitter * p.jitterMs, ord: this.#ord++, buf });
     }
     this.flush(now);
   }
@@ -314,45 +318,45 @@ class Lane {
   /** Sends everything due, then arms the timer for the next due datagram. */
   flush(now = performance.now()): void {
     for (;;) {
-      const f = this.fifo[this.fifoHead];
-      const h = this.heap[0];
+      const f = this.#fifo[this.#fifoHead];
+      const h = this.#heap[0];
       let next: Pending;
       if (f && (!h || earlier(f, h))) {
         if (f.due > now) break;
-        this.fifo[this.fifoHead++] = undefined;
+        this.#fifo[this.#fifoHead++] = undefined;
         next = f;
       } else if (h) {
         if (h.due > now) break;
-        next = this.heapPop();
+        next = this.#heapPop();
       } else break;
-      this.deliver(next.buf);
+      this.#deliver(next.buf);
     }
     // Reclaim the consumed front of the queue without shifting per datagram.
-    if (this.fifoHead === this.fifo.length) {
-      this.fifo.length = 0;
-      this.fifoHead = 0;
-    } else if (this.fifoHead > 4096 && this.fifoHead * 2 > this.fifo.length) {
-      this.fifo = this.fifo.slice(this.fifoHead);
-      this.fifoHead = 0;
+    if (this.#fifoHead === this.#fifo.length) {
+      this.#fifo.length = 0;
+      this.#fifoHead = 0;
+    } else if (this.#fifoHead > 4096 && this.#fifoHead * 2 > this.#fifo.length) {
+      this.#fifo = this.#fifo.slice(this.#fifoHead);
+      this.#fifoHead = 0;
     }
-    const f = this.fifo[this.fifoHead];
-    const h = this.heap[0];
+    const f = this.#fifo[this.#fifoHead];
+    const h = this.#heap[0];
     const at = Math.min(f ? f.due : Infinity, h ? h.due : Infinity);
-    if (at === Infinity || at >= this.timerAt) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timerAt = at;
+    if (at === Infinity || at >= this.#timerAt) return;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timerAt = at;
     // Rounded up: a datagram must never leave before its due time. An early
     // libuv wake-up (its clock is cached per loop turn) just re-arms.
-    this.timer = setTimeout(this.onTimer, Math.max(1, Math.ceil(at - now)));
+    this.#timer = setTimeout(this.#onTimer, Math.max(1, Math.ceil(at - now)));
   }
 
-  private deliver(buf: Buffer): void {
+  #deliver(buf: Buffer): void {
     const c = this.counters;
     if (this.params.down) {
       c.droppedDown++;
       return;
     }
-    const to = this.peer();
+    const to = this.#peer();
     if (!to) {
       c.droppedNoPeer++;
       return;
@@ -362,7 +366,7 @@ class Lane {
     // node:dgram refuses outright (a learned peer's port 0, say) throws at
     // once — here, from the delivery timer — so it is counted the same way.
     try {
-      this.out.send(buf, to.port, to.address);
+      this.#out.send(buf, to.port, to.address);
     } catch {
       c.sendErrors++;
       return;
@@ -372,16 +376,16 @@ class Lane {
   }
 
   stop(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    this.timerAt = Infinity;
-    this.fifo = [];
-    this.fifoHead = 0;
-    this.heap = [];
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#timerAt = Infinity;
+    this.#fifo = [];
+    this.#fifoHead = 0;
+    this.#heap = [];
   }
 
-  private heapPush(e: Pending): void {
-    const a = this.heap;
+  #heapPush(e: Pending): void {
+    const a = this.#heap;
     let i = a.length;
     a.push(e);
     while (i > 0) {
@@ -394,8 +398,8 @@ class Lane {
     a[i] = e;
   }
 
-  private heapPop(): Pending {
-    const a = this.heap;
+  #heapPop(): Pending {
+    const a = this.#heap;
     const top = a[0]!;
     const last = a.pop()!;
     if (a.length > 0) {
@@ -433,9 +437,11 @@ async function bindSocket(bind: Partial<Peer> | undefined, bufferBytes: number):
 }
 
 export class LinkEmulator {
-  private peers: Record<Side, Peer | null>;
-  private readonly lanes: Record<Direction, Lane>;
-  private closed = false;
+  readonly #sockA: dgram.Socket;
+  readonly #sockB: dgram.Socket;
+  #peers: Record<Side, Peer | null>;
+  readonly #lanes: Record<Direction, Lane>;
+  #closed = false;
 
   /** Binds both sockets; resolves when they are ready. */
   static async create(options: LinkEmulatorOptions = {}): Promise<LinkEmulator> {
@@ -451,35 +457,33 @@ export class LinkEmulator {
     return new LinkEmulator(a, b, options);
   }
 
-  private constructor(
-    private readonly sockA: dgram.Socket,
-    private readonly sockB: dgram.Socket,
-    options: LinkEmulatorOptions,
-  ) {
+  private constructor(sockA: dgram.Socket, sockB: dgram.Socket, options: LinkEmulatorOptions) {
+    this.#sockA = sockA;
+    this.#sockB = sockB;
     const seed = options.seed ?? 1;
-    this.peers = { a: options.peerA ? { ...options.peerA } : null, b: options.peerB ? { ...options.peerB } : null };
-    this.lanes = {
-      aToB: new Lane(Rng.fromSeed(seed), sockB, () => this.peers.b),
-      bToA: new Lane(Rng.fromSeed(seed ^ 0x6a09e667), sockA, () => this.peers.a),
+    this.#peers = { a: options.peerA ? { ...options.peerA } : null, b: options.peerB ? { ...options.peerB } : null };
+    this.#lanes = {
+      aToB: new Lane(Rng.fromSeed(seed), sockB, () => this.#peers.b),
+      bToA: new Lane(Rng.fromSeed(seed ^ 0x6a09e667), sockA, () => this.#peers.a),
     };
-    if (options.aToB) this.lanes.aToB.set(options.aToB);
-    if (options.bToA) this.lanes.bToA.set(options.bToA);
+    if (options.aToB) this.#lanes.aToB.set(options.aToB);
+    if (options.bToA) this.#lanes.bToA.set(options.bToA);
     // A socket sends only its outgoing direction, so its errors belong there.
-    sockB.on('error', () => this.lanes.aToB.counters.sendErrors++);
-    sockA.on('error', () => this.lanes.bToA.counters.sendErrors++);
-    sockA.on('message', (msg, rinfo) => this.ingress('a', msg, rinfo));
-    sockB.on('message', (msg, rinfo) => this.ingress('b', msg, rinfo));
+    sockB.on('error', () => this.#lanes.aToB.counters.sendErrors++);
+    sockA.on('error', () => this.#lanes.bToA.counters.sendErrors++);
+    sockA.on('message', (msg, rinfo) => this.#ingress('a', msg, rinfo));
+    sockB.on('message', (msg, rinfo) => this.#ingress('b', msg, rinfo));
   }
 
   /** Where A must send (the a-side socket's address). */
   get a(): Peer {
-    const { address, port } = this.sockA.address();
+    const { address, port } = this.#sockA.address();
     return { address, port };
   }
 
   /** Where B must send (the b-side socket's address). */
   get b(): Peer {
-    const { address, port } = this.sockB.address();
+    const { address, port } = this.#sockB.address();
     return { address, port };
   }
 
@@ -487,50 +491,50 @@ export class LinkEmulator {
   set(direction: Direction | 'both', params: Partial<LinkParams>): void {
     if (direction === 'both') {
       // Validate both before changing either, so a bad value changes nothing.
-      checkParams({ ...this.lanes.aToB.params, ...params });
-      checkParams({ ...this.lanes.bToA.params, ...params });
-      this.lanes.aToB.set(params);
-      this.lanes.bToA.set(params);
+      checkParams({ ...this.#lanes.aToB.params, ...params });
+      checkParams({ ...this.#lanes.bToA.params, ...params });
+      this.#lanes.aToB.set(params);
+      this.#lanes.bToA.set(params);
     } else {
-      this.lanes[direction].set(params);
+      this.#lanes[direction].set(params);
     }
   }
 
   params(direction: Direction): Readonly<LinkParams> {
-    return { ...this.lanes[direction].params };
+    return { ...this.#lanes[direction].params };
   }
 
   /** The peer on one side: configured, learned, or null (not yet learned). */
   peer(side: Side): Peer | null {
-    const p = this.peers[side];
+    const p = this.#peers[side];
     return p ? { ...p } : null;
   }
 
   /** Sets a side's peer, or forgets it (null) so the next datagram on that side is learned (an address change). */
   setPeer(side: Side, peer: Peer | null): void {
-    this.peers[side] = peer ? { ...peer } : null;
+    this.#peers[side] = peer ? { ...peer } : null;
   }
 
   stats(direction: Direction): DirectionStats {
-    const lane = this.lanes[direction];
+    const lane = this.#lanes[direction];
     return { ...lane.counters, inFlight: lane.inFlight(), queuedBytes: lane.queuedBytes(performance.now()) };
   }
 
   /** Closes both sockets and drops whatever is in flight. */
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    this.lanes.aToB.stop();
-    this.lanes.bToA.stop();
-    await Promise.all([this.sockA, this.sockB].map((s) => new Promise<void>((r) => s.close(() => r()))));
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#lanes.aToB.stop();
+    this.#lanes.bToA.stop();
+    await Promise.all([this.#sockA, this.#sockB].map((s) => new Promise<void>((r) => s.close(() => r()))));
   }
 
-  private ingress(side: Side, msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    const lane = side === 'a' ? this.lanes.aToB : this.lanes.bToA;
-    if (this.closed) return;
-    const known = this.peers[side];
+  #ingress(side: Side, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    const lane = side === 'a' ? this.#lanes.aToB : this.#lanes.bToA;
+    if (this.#closed) return;
+    const known = this.#peers[side];
     if (!known) {
-      this.peers[side] = { address: rinfo.address, port: rinfo.port };
+      this.#peers[side] = { address: rinfo.address, port: rinfo.port };
     } else if (known.port !== rinfo.port || known.address !== rinfo.address) {
       lane.counters.unknownSource++;
       return;

@@ -20,7 +20,11 @@ type Family = 4 | 6;
 /** One socket per address family, the one of `from` bound to it. */
 class Sockets {
   readonly #socks = new Map<Family, Promise<dgram.Socket>>();
-  constructor(private readonly from: Endpoint | undefined) {}
+  readonly #from: Endpoint | undefined;
+
+  constructor(from: Endpoint | undefined) {
+    this.#from = from;
+  }
 
   get(family: Family): Promise<dgram.Socket> {
     let p = this.#socks.get(family);
@@ -28,7 +32,7 @@ class Sockets {
       p = new Promise<dgram.Socket>((resolve, reject) => {
         const s = dgram.createSocket({ type: family === 4 ? 'udp4' : 'udp6' });
         s.once('error', reject);
-        const own = this.from?.family === family ? this.from : undefined;
+        const own = this.#from?.family === family ? this.#from : undefined;
         const address = own && !isWildcard(own) ? own.address : undefined;
         s.bind({ port: own?.port ?? 0, ...(address ? { address } : {}) }, () => {
           s.off('error', reject);

@@ -64,7 +64,6 @@ export const FLOW_COUNTERS_SIZE = FLOW_COUNTERS.length * 8;
 
 /** struct dest_counters. */
 export const DEST_COUNTERS = ['packetsOut', 'bytesOut', 'sendError', 'lastErrno'] as const;
-export type DestCounterName = (typeof DEST_COUNTERS)[number];
 export const DEST_COUNTERS_SIZE = DEST_COUNTERS.length * 8;
 
 /** struct ifcfg: per hooked interface, what the stack's source checks depend on. */

@@ -295,8 +295,3 @@ export function releasePinned(pinDir: string, root = DEFAULT_STATE_ROOT): string
     return registry.restoreIfUnused();
   });
 }
-
-/** Exposed for tests: where a namespace's state lives. */
-export function stateDir(root = DEFAULT_STATE_ROOT): string {
-  return join(root, `net-${netnsInode()}`);
-}

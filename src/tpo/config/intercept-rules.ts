@@ -53,7 +53,6 @@ export const flowEntrySchema = z.strictObject({
   peers: z.array(z.string().min(1)).optional(),
   domain: z.number().int().min(0).max(255).optional(),
 });
-export type FlowEntryInput = z.input<typeof flowEntrySchema>;
 
 function parsePorts(v: number | string, where: string): PortRange {
   if (typeof v === 'number') return { lo: v, hi: v };

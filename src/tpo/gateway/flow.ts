@@ -57,17 +57,6 @@ export function statusOfError(err: NodeJS.ErrnoException | undefined): number {
   }
 }
 
-export const STATUS_TEXT: Record<number, string> = {
-  0: 'ok',
-  1: 'connection refused',
-  2: 'unreachable',
-  3: 'timed out',
-  4: 'reset by peer',
-  5: 'no route',
-  6: 'limit reached',
-  255: 'other',
-};
-
 /** What a flow needs from its gateway. */
 export interface FlowHost {
   /** Queues a message to a peer (`urgent`: ahead of queued bulk, see ThinFlowMeter); false: the peer's link is full or down (wait for onPeerDrain). */

@@ -123,11 +123,10 @@ export class PacketDriver {
   /** Per domain: incompressible buffers in a row, and buffers left to skip compressing. */
   readonly #incompressible = new Map<number, { run: number; skip: number }>();
   #closed = false;
+  readonly #onBuffer: (b: SealedBuffer) => void;
 
-  constructor(
-    private readonly onBuffer: (b: SealedBuffer) => void,
-    options: PacketDriverOptions = {},
-  ) {
+  constructor(onBuffer: (b: SealedBuffer) => void, options: PacketDriverOptions = {}) {
+    this.#onBuffer = onBuffer;
     this.#maxBytes = options.maxBufferBytes ?? DEFAULT_MAX_BUFFER;
     this.#flushMs = options.flushDelayMs ?? DEFAULT_FLUSH_MS;
     this.#compression = options.compression ?? 'auto';
@@ -231,7 +230,7 @@ export class PacketDriver {
     this.stats.buffers++;
     this.stats.rawBytes += raw.length;
     this.stats.bufferBytes += bytes.length;
-    this.onBuffer({ bytes, domain, messages: open.count, rawBytes: raw.length, codec, reason, urgent });
+    this.#onBuffer({ bytes, domain, messages: open.count, rawBytes: raw.length, codec, reason, urgent });
   }
 
   #compress(domain: number, raw: Uint8Array): { codec: Codec; payload: Uint8Array } {
