@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { cpus, hostname, release, totalmem } from 'node:os';
 import { isAbsolute, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { rootSkipReason } from '../test/helpers/netns.js';
+import { rootSkipReason } from '../harness/netns/netns.js';
 import { REALISTIC_PPS, allCases, type BenchCase } from './lib/cases.js';
 import { commandExists, ensureInstalled, type Requirement } from './lib/install.js';
 import { ALL_PEERS, DEFAULT_PEERS, type Peer, type RunningRelay } from './lib/peers.js';
@@ -76,9 +76,15 @@ const program = new Command('bench')
   .option('--generator <path>', 'generator script (same CLI as bench/tools/udp-gen.ts)', 'bench/tools/udp-gen.ts')
   .option('--out <dir>', 'output directory', 'bench/results')
   .option('--input-gso', "let the generator's GSO buffers reach the relay unsegmented (default: one packet per datagram, as from a wire)")
-  .option('--no-segment-output', "let the relay's GSO sends cross the veth whole (like a NIC with UDP segmentation offload); default: segmented on the relay's CPU, the conservative case")
+  .option(
+    '--no-segment-output',
+    "let the relay's GSO sends cross the veth whole (like a NIC with UDP segmentation offload); default: segmented on the relay's CPU, the conservative case",
+  )
   .option('--no-steer', "no receive packet steering: a veth's receive work then runs on the sending CPU (see bench/README.md, topology)")
-  .option('--suites <list>', 'relay, sender (one-shot sends, issue #5), tpo (the TPO data mover, issue #6), tpo-wan (TCP across the IP-level WAN emulator: direct CUBIC/BBR, kcptun, Sluice; issue #7); default all four, or relay alone with --only')
+  .option(
+    '--suites <list>',
+    'relay, sender (one-shot sends, issue #5), tpo (the TPO data mover, issue #6), tpo-wan (TCP across the IP-level WAN emulator: direct CUBIC/BBR, kcptun, Sluice; issue #7); default all four, or relay alone with --only',
+  )
   .option('--wan-seconds <s>', 'tpo-wan: bulk transfer time per trial (default 20, quick 10)', posNum)
   .option('--wan-variants <list>', `tpo-wan: which paths (${TPO_WAN_VARIANTS.join(', ')}); default all`)
   .option('--no-install', 'do not apt-get install missing peers (they are reported unavailable)')
@@ -120,7 +126,11 @@ function machineInfo(): Record<string, unknown> {
 }
 
 function stampOf(d: Date): string {
-  const host = hostname().split('.')[0]!.replace(/[^a-zA-Z0-9-]/g, '').slice(0, 24) || 'run';
+  const host =
+    hostname()
+      .split('.')[0]!
+      .replace(/[^a-zA-Z0-9-]/g, '')
+      .slice(0, 24) || 'run';
   return `${d.toISOString().slice(0, 16).replace(/:/g, '')}-${host}`;
 }
 
@@ -146,7 +156,9 @@ async function runCase(ctx: TrialContext, c: BenchCase, peer: string, hint: numb
   const spec = { size: c.size, pattern: c.pattern as Pattern, burst: o.burst, fanout: c.fanout };
   if (c.mode === 'cpu') {
     const trial = await runTrial(ctx, { ...spec, rate: REALISTIC_PPS, seconds: cpuSeconds });
-    log(`  ${c.id} ${peer}: host ${trial.coreUsPerPkt.toFixed(2)} µs/pkt (CPU 0 ${trial.corePct.toFixed(1)} %), process ${trial.cpuUsPerPkt.toFixed(2)} µs/pkt, loss ${(trial.loss * 100).toFixed(3)} %${trial.genLimited ? ' (generator-limited)' : ''}`);
+    log(
+      `  ${c.id} ${peer}: host ${trial.coreUsPerPkt.toFixed(2)} µs/pkt (CPU 0 ${trial.corePct.toFixed(1)} %), process ${trial.cpuUsPerPkt.toFixed(2)} µs/pkt, loss ${(trial.loss * 100).toFixed(3)} %${trial.genLimited ? ' (generator-limited)' : ''}`,
+    );
     return { trial };
   }
   const search = await searchMaxLossless(
@@ -162,7 +174,9 @@ async function runCase(ctx: TrialContext, c: BenchCase, peer: string, hint: numb
     (rate) => runTrial(ctx, { ...spec, rate, seconds: trialSeconds }),
   );
   const flags = `${search.generatorLimited ? ' GENERATOR-LIMITED (lower bound)' : ''}${search.capped ? ' (cap)' : ''}`;
-  log(`  ${c.id} ${peer}: ${fmtPps(search.deliveredPps)} pps delivered at ${fmtPps(search.maxInputPps)} in${flags} [${search.trials.map(trialMark).join(' ')}]`);
+  log(
+    `  ${c.id} ${peer}: ${fmtPps(search.deliveredPps)} pps delivered at ${fmtPps(search.maxInputPps)} in${flags} [${search.trials.map(trialMark).join(' ')}]`,
+  );
   return { search };
 }
 
@@ -172,7 +186,10 @@ async function main(): Promise<number> {
     process.stderr.write(`bench: cannot run: ${skip}\n`);
     return 2;
   }
-  const wanted = o.peers.split(',').map((s) => s.trim()).filter(Boolean);
+  const wanted = o.peers
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const unknown = wanted.filter((w) => !ALL_PEERS.some((p) => p.name === w));
   if (unknown.length) {
     process.stderr.write(`bench: unknown peer(s) ${unknown.join(', ')} (have ${ALL_PEERS.map((p) => p.name).join(', ')})\n`);
@@ -207,18 +224,44 @@ async function main(): Promise<number> {
   const tpoWan: TpoWanResults = { trials: [], seconds: o.wanSeconds ?? (quick ? 10 : 20), versions: {} };
   const machine = machineInfo();
   const options = {
-    quick, repeats, trialSeconds, cpuSeconds, precision, burst: o.burst, maxDelivered: o.maxDelivered,
-    generator: relative(REPO_ROOT, generator), inputGso: !!o.inputGso, segmentOutput: !!o.segmentOutput, steer: o.steer !== false, only: o.only ?? '', peers: peers.map((p) => p.name),
+    quick,
+    repeats,
+    trialSeconds,
+    cpuSeconds,
+    precision,
+    burst: o.burst,
+    maxDelivered: o.maxDelivered,
+    generator: relative(REPO_ROOT, generator),
+    inputGso: !!o.inputGso,
+    segmentOutput: !!o.segmentOutput,
+    steer: o.steer !== false,
+    only: o.only ?? '',
+    peers: peers.map((p) => p.name),
     /** How the relay core's busy time was measured (bench/lib/irq-clock.ts). */
     coreClock: 'estimate' as 'tracepoints' | 'estimate',
   };
   let complete = false;
   const save = (): { json: string; md: string } => {
     const info: RunInfo = {
-      startedAt: started.toISOString(), finishedAt: new Date().toISOString(), durationS: (Date.now() - t0) / 1000, complete,
-      options, machine, peers: [...peerInfo.values()],
+      startedAt: started.toISOString(),
+      finishedAt: new Date().toISOString(),
+      durationS: (Date.now() - t0) / 1000,
+      complete,
+      options,
+      machine,
+      peers: [...peerInfo.values()],
     };
-    return writeResults(outDir, stamp, info, records, peers.map((p) => p.name), senderTrials, pacingTrials, tpo, tpoWan);
+    return writeResults(
+      outDir,
+      stamp,
+      info,
+      records,
+      peers.map((p) => p.name),
+      senderTrials,
+      pacingTrials,
+      tpo,
+      tpoWan,
+    );
   };
   process.once('SIGINT', () => {
     log('interrupted: writing partial results, removing namespaces');
@@ -265,7 +308,9 @@ async function main(): Promise<number> {
   try {
     coreClock = CoreClock.open();
   } catch (err) {
-    log(`exact core clock unavailable (${(err as Error).message.split('\n')[0]}); relay host CPU falls back to cpuidle or /proc/stat, which miss softirq work in idle (see bench/README.md)`);
+    log(
+      `exact core clock unavailable (${(err as Error).message.split('\n')[0]}); relay host CPU falls back to cpuidle or /proc/stat, which miss softirq work in idle (see bench/README.md)`,
+    );
   }
   options.coreClock = coreClock ? 'tracepoints' : 'estimate';
   try {
@@ -279,7 +324,16 @@ async function main(): Promise<number> {
           const relay = await startRelay(topo, peer, fanout, peerInfo);
           if (typeof relay === 'string') {
             for (const c of mine) {
-              records.push({ repeat, peer: peer.name, caseId: c.id, mode: c.mode, fanout: c.fanout, size: c.size, pattern: c.pattern, error: `relay did not start: ${relay}` });
+              records.push({
+                repeat,
+                peer: peer.name,
+                caseId: c.id,
+                mode: c.mode,
+                fanout: c.fanout,
+                size: c.size,
+                pattern: c.pattern,
+                error: `relay did not start: ${relay}`,
+              });
             }
             continue;
           }
@@ -312,9 +366,23 @@ async function main(): Promise<number> {
         for (const way of ways) {
           try {
             if (way.nicSegments) await setOutputSegmentation(topo, true);
-            const t = await runSenderTrial({ topo, sink, coreClock }, { way: way.id, mode: way.mode, nicSegments: way.nicSegments, repeat, count, size: way.size, dests: SENDER_DESTS, firstPort: FIRST_SUBSCRIBER_PORT });
+            const t = await runSenderTrial(
+              { topo, sink, coreClock },
+              {
+                way: way.id,
+                mode: way.mode,
+                nicSegments: way.nicSegments,
+                repeat,
+                count,
+                size: way.size,
+                dests: SENDER_DESTS,
+                firstPort: FIRST_SUBSCRIBER_PORT,
+              },
+            );
             senderTrials.push(t);
-            log(`  sender ${way.id}: ${(t.packetsPerCpuS / 1e3).toFixed(0)} k packets per CPU-second, ${t.syscallsPerPacket.toFixed(3)} send syscalls per packet, longest run ${t.longestRun}, ${t.delivered}/${t.count} delivered`);
+            log(
+              `  sender ${way.id}: ${(t.packetsPerCpuS / 1e3).toFixed(0)} k packets per CPU-second, ${t.syscallsPerPacket.toFixed(3)} send syscalls per packet, longest run ${t.longestRun}, ${t.delivered}/${t.count} delivered`,
+            );
           } catch (err) {
             log(`  sender ${way.id}: ERROR ${(err as Error).message.split('\n')[0]}`);
           } finally {
@@ -326,7 +394,9 @@ async function main(): Promise<number> {
             try {
               const t = await runPacingTrial(topo, { engine, rate, repeat, durationS: 1, size: 200, dests: SENDER_DESTS, firstPort: FIRST_SUBSCRIBER_PORT });
               pacingTrials.push(t);
-              log(`  pacing ${engine} at ${rate}/s: lateness p50 ${(t.lateness.p50 * 1000).toFixed(1)} µs, p99 ${(t.lateness.p99 * 1000).toFixed(1)} µs, ${t.sent}/${t.count} sent`);
+              log(
+                `  pacing ${engine} at ${rate}/s: lateness p50 ${(t.lateness.p50 * 1000).toFixed(1)} µs, p99 ${(t.lateness.p99 * 1000).toFixed(1)} µs, ${t.sent}/${t.count} sent`,
+              );
             } catch (err) {
               log(`  pacing ${engine} at ${rate}/s: ERROR ${(err as Error).message.split('\n')[0]}`);
             }
@@ -340,15 +410,18 @@ async function main(): Promise<number> {
       for (const c of tpo.compression) log(`  tpo compression ${c.corpus}: ${c.ratio.toFixed(4)} of raw`);
       for (let repeat = 1; repeat <= repeats; repeat++) {
         // Both I/O kinds in the same run, interleaved, so the CPU ratio is not a comparison across runs.
-        for (const loss of TPO_LOSSES) for (const io of TPO_IOS) {
-          try {
-            const t = runTpoBulk(repeat, loss, 100, io);
-            tpo.bulk.push(t);
-            log(`  tpo bulk (${io} I/O) at ${loss * 100} % loss: ${t.goodputMbit.toFixed(1)} Mbit/s (${(t.ofLink * 100).toFixed(0)} % of 50; ${(t.steadyOfLink * 100).toFixed(0)} % after 2 s; established session ${t.established ? (t.established.ofLink * 100).toFixed(0) : '–'} %), wire ${t.wirePerDelivered.toFixed(3)}x delivered, ${t.cpuSPerMB.toFixed(4)} CPU s/MB`);
-          } catch (err) {
-            log(`  tpo bulk (${io} I/O) at ${loss * 100} % loss: ERROR ${(err as Error).message.split('\n')[0]}`);
+        for (const loss of TPO_LOSSES)
+          for (const io of TPO_IOS) {
+            try {
+              const t = runTpoBulk(repeat, loss, 100, io);
+              tpo.bulk.push(t);
+              log(
+                `  tpo bulk (${io} I/O) at ${loss * 100} % loss: ${t.goodputMbit.toFixed(1)} Mbit/s (${(t.ofLink * 100).toFixed(0)} % of 50; ${(t.steadyOfLink * 100).toFixed(0)} % after 2 s; established session ${t.established ? (t.established.ofLink * 100).toFixed(0) : '–'} %), wire ${t.wirePerDelivered.toFixed(3)}x delivered, ${t.cpuSPerMB.toFixed(4)} CPU s/MB`,
+              );
+            } catch (err) {
+              log(`  tpo bulk (${io} I/O) at ${loss * 100} % loss: ERROR ${(err as Error).message.split('\n')[0]}`);
+            }
           }
-        }
         for (const compression of ['auto', 'none'] as const) {
           try {
             const c = runTpoChatty(repeat, compression);
@@ -368,7 +441,9 @@ async function main(): Promise<number> {
     await topo.destroy();
   }
   const files = save();
-  log(`done in ${((Date.now() - t0) / 60000).toFixed(1)} min: ${relative(process.cwd(), files.md)}, ${relative(process.cwd(), files.json)}, ${relative(process.cwd(), join(outDir, 'latest.md'))}`);
+  log(
+    `done in ${((Date.now() - t0) / 60000).toFixed(1)} min: ${relative(process.cwd(), files.md)}, ${relative(process.cwd(), files.json)}, ${relative(process.cwd(), join(outDir, 'latest.md'))}`,
+  );
   return 0;
 }
 

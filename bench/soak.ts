@@ -14,7 +14,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { mkdtempSync, readlinkSync, rmSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { rootSkipReason, withTopology } from '../test/helpers/netns.js';
+import { rootSkipReason, withTopology } from '../harness/netns/netns.js';
 import { REPO_ROOT, rssKb, type SoakProcess } from './lib/soak-procs.js';
 import { RelayTarget, type RelayResult } from './lib/soak-relay.js';
 import { TpoTarget, type TpoResult } from './lib/soak-tpo.js';
@@ -106,8 +106,13 @@ async function runSoak(o: Options, namespace: boolean): Promise<number> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
 
-  say(`${o.minutes} min; warm-up ${warmupSeconds} s; RSS every ${sampleEvery} s; ${namespace ? 'in a network namespace' : 'on the host loopback (not root: no kernel tier)'}`);
-  for (const tier of o.tiers.split(',').map((x) => x.trim()).filter(Boolean)) {
+  say(
+    `${o.minutes} min; warm-up ${warmupSeconds} s; RSS every ${sampleEvery} s; ${namespace ? 'in a network namespace' : 'on the host loopback (not root: no kernel tier)'}`,
+  );
+  for (const tier of o.tiers
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)) {
     if (tier === 'kernel' && !namespace) {
       skipped.push({ what: 'relay kernel', why: 'needs root: it runs only in a network namespace the soak creates' });
       continue;
@@ -163,7 +168,13 @@ async function runSoak(o: Options, namespace: boolean): Promise<number> {
   if (tpo) tpoResult = await tpo.stop(3000, 20_000);
   rmSync(dir, { recursive: true, force: true });
 
-  const processes: ProcessRecord[] = procs.map((p) => ({ name: p.name, pid: p.pid, rss: p.rss, ...(p.exit ? { exit: p.exit } : {}), stderrTail: p.stderrTail.slice(-20) }));
+  const processes: ProcessRecord[] = procs.map((p) => ({
+    name: p.name,
+    pid: p.pid,
+    rss: p.rss,
+    ...(p.exit ? { exit: p.exit } : {}),
+    stderrTail: p.stderrTail.slice(-20),
+  }));
   const memory = processes.map((p) => memorySummary(p, warmupSeconds)).filter((m) => m !== undefined);
   const base = {
     startedAt,

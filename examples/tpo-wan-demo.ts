@@ -1,7 +1,7 @@
 /**
  * Two TPO gateways across an emulated lossy WAN, in network namespaces
  * (root, Linux): client — gwa — WAN — gwb — server. The WAN is the
- * project's IP-level emulator (bench/tools/ip-wan-emu.ts: delay, random
+ * project's IP-level emulator (harness/bin/ip-wan-emu.ts: delay, random
  * loss, a rate limit), the gateways are `sluice tpo` in transparent mode,
  * and a file goes from the client to the server's own address, first
  * straight across the WAN (TCP) and then through the gateways; both
@@ -16,9 +16,9 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { rootSkipReason } from '../test/helpers/netns.js';
-import { WAN_ADDR, createWanTopology } from '../test/helpers/wan-topology.js';
-import { startGatewayPair } from '../test/helpers/tpo-gateways.js';
+import { rootSkipReason } from '../harness/netns/netns.js';
+import { WAN_ADDR, createWanTopology } from '../harness/wan/topology.js';
+import { startGatewayPair } from '../harness/tpo/gateway-pair.js';
 
 const { values } = parseArgs({
   options: {
@@ -50,7 +50,9 @@ s.on('error', (e) => { console.error(e.message); process.exit(1); });`;
 const wt = await createWanTopology();
 try {
   await wt.startEmulator({ common: { delayMs: oneWay, rateBps: rate, loss }, seed: 1 });
-  console.log(`WAN: ${values['rate-mbit']} Mbit/s, ${values['rtt-ms']} ms RTT, ${values.loss} % random loss each way; file ${values.file} (${(data.length / 1e6).toFixed(1)} MB, sha256 ${want.slice(0, 16)}…)`);
+  console.log(
+    `WAN: ${values['rate-mbit']} Mbit/s, ${values['rtt-ms']} ms RTT, ${values.loss} % random loss each way; file ${values.file} (${(data.length / 1e6).toFixed(1)} MB, sha256 ${want.slice(0, 16)}…)`,
+  );
   const run = async (label: string): Promise<void> => {
     const rx = wt.topo.spawn('server', process.execPath, ['-e', RECEIVER]);
     await rx.waitForLine(/ready/, { timeoutMs: 10_000 });
@@ -74,7 +76,9 @@ try {
   try {
     await run('through the Sluice gateways');
     const st = await pair.status('a');
-    console.log(`gateway gwa: peer ${st.peers[0]!.name} srtt ${st.peers[0]!.srttMs} ms, bandwidth estimate ${st.peers[0]!.bandwidthMbit} Mbit/s, ${st.peers[0]!.retransmissions} retransmissions, ${st.counters.flowsOpened} flow(s)`);
+    console.log(
+      `gateway gwa: peer ${st.peers[0]!.name} srtt ${st.peers[0]!.srttMs} ms, bandwidth estimate ${st.peers[0]!.bandwidthMbit} Mbit/s, ${st.peers[0]!.retransmissions} retransmissions, ${st.counters.flowsOpened} flow(s)`,
+    );
   } finally {
     await pair.stop();
   }

@@ -22,10 +22,7 @@ export interface PolicyIssue {
 export class PolicyValidationError extends SluiceError {
   readonly issues: readonly PolicyIssue[];
   constructor(issues: readonly PolicyIssue[], prefix = 'invalid policy') {
-    super(
-      'SLUICE_ERR_INVALID_POLICY',
-      `${prefix}: ${issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ')}`,
-    );
+    super('SLUICE_ERR_INVALID_POLICY', `${prefix}: ${issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ')}`);
     this.name = 'PolicyValidationError';
     this.issues = issues;
   }

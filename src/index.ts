@@ -55,7 +55,7 @@ export type {
 export { TIER_NAMES, MAX_UDP_PAYLOAD } from './policy/schema.js';
 export { parsePolicy, parseFlowPolicy, parseAggregate, parseSegment, parseConfig } from './policy/validate.js';
 export { parseConfigText, type LoadedConfig } from './policy/config.js';
-export { parseEndpoint, formatEndpoint, type Endpoint } from './policy/endpoint.js';
+export { parseEndpoint, formatEndpoint, type Endpoint } from './wire/endpoint.js';
 export { planSchedule, type SchedulePlan } from './policy/schedule.js';
 export { planSegments, type PlannedSegment } from './policy/segment-plan.js';
 export { probeTiers } from './dataplane/select.js';

@@ -115,7 +115,9 @@ export function sampleCpu(pids: readonly number[]): CpuSample {
  * `softirqS` is /proc/stat's softirq figure, for reference.
  */
 export function coreBusy(cpu: number): { busyS: number; softirqS: number; source: 'cpuidle' | 'stat' } {
-  const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith(`cpu${cpu} `));
+  const line = readFileSync('/proc/stat', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`cpu${cpu} `));
   const f = (line ?? '').trim().split(/\s+/).slice(1).map(Number);
   const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0] = f;
   const hz = clockTicks();
@@ -149,7 +151,10 @@ export function softnet(): { dropped: number; squeezed: number; droppedByCpu: nu
   let squeezed = 0;
   const droppedByCpu: number[] = [];
   for (const line of readFileSync('/proc/net/softnet_stat', 'utf8').trim().split('\n')) {
-    const f = line.trim().split(/\s+/).map((x) => parseInt(x, 16));
+    const f = line
+      .trim()
+      .split(/\s+/)
+      .map((x) => parseInt(x, 16));
     dropped += f[1] ?? 0;
     squeezed += f[2] ?? 0;
     droppedByCpu.push(f[1] ?? 0);
@@ -164,35 +169,40 @@ export function softnet(): { dropped: number; squeezed: number; droppedByCpu: nu
  * That matters for relays that use CPU while idle (e.g. polling).
  */
 export class CpuSampler {
-  private readonly samples: Array<{ t: number; s: number }> = [];
-  private timer: NodeJS.Timeout | undefined;
+  readonly #samples: { t: number; s: number }[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  readonly #pids: readonly number[];
+  readonly #intervalMs: number;
 
-  constructor(private readonly pids: readonly number[], private readonly intervalMs = 25) {}
+  constructor(pids: readonly number[], intervalMs = 25) {
+    this.#pids = pids;
+    this.#intervalMs = intervalMs;
+  }
 
-  private take(): void {
-    const c = sampleCpu(this.pids);
-    this.samples.push({ t: performance.now(), s: c.schedS ?? c.statS });
+  #take(): void {
+    const c = sampleCpu(this.#pids);
+    this.#samples.push({ t: performance.now(), s: c.schedS ?? c.statS });
   }
 
   start(): void {
-    this.take();
-    this.timer = setInterval(() => this.take(), this.intervalMs);
+    this.#take();
+    this.#timer = setInterval(() => this.#take(), this.#intervalMs);
   }
 
   stop(): void {
-    clearInterval(this.timer);
-    this.take();
+    clearInterval(this.#timer);
+    this.#take();
   }
 
   /** CPU seconds used between two performance.now() times, or undefined if not covered by samples. */
   between(t0: number, t1: number): number | undefined {
-    const a = this.at(t0);
-    const b = this.at(t1);
+    const a = this.#at(t0);
+    const b = this.#at(t1);
     return a === undefined || b === undefined ? undefined : b - a;
   }
 
-  private at(t: number): number | undefined {
-    const s = this.samples;
+  #at(t: number): number | undefined {
+    const s = this.#samples;
     if (s.length < 2 || t < s[0]!.t || t > s[s.length - 1]!.t) return undefined;
     let i = 1;
     while (s[i]!.t < t) i++;

@@ -76,7 +76,10 @@ export function ensureInstalled(reqs: readonly Requirement[], log: (msg: string)
 export function versionOf(cmd: string, args: readonly string[], lineMatch?: RegExp): string {
   try {
     const r = spawnSync(cmd, [...args], { encoding: 'utf8', timeout: 10_000 });
-    const lines = `${r.stdout ?? ''}\n${r.stderr ?? ''}`.split('\n').map((l) => l.trim()).filter(Boolean);
+    const lines = `${r.stdout ?? ''}\n${r.stderr ?? ''}`
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
     return (lineMatch ? lines.find((l) => lineMatch.test(l)) : lines[0]) ?? 'unknown';
   } catch {
     return 'unknown';

@@ -28,16 +28,7 @@
  * time, but needs CONFIG_SCHEDSTATS, which this kernel lacks.)
  */
 import { Assembler } from './sink-prog.js';
-import {
-  BPF_MAP_TYPE,
-  BPF_PROG_TYPE_RAW_TRACEPOINT,
-  closeFd,
-  mapCreate,
-  mapLookup,
-  possibleCpus,
-  progLoad,
-  rawTracepointOpen,
-} from '../../src/sys/bpf.js';
+import { BPF_MAP_TYPE, BPF_PROG_TYPE_RAW_TRACEPOINT, closeFd, mapCreate, mapLookup, possibleCpus, progLoad, rawTracepointOpen } from '../../src/sys/bpf.js';
 
 const HELPER_KTIME_GET_NS = 5;
 const HELPER_GET_CURRENT_PID_TGID = 14;
@@ -133,11 +124,15 @@ export function exitProgram(map: number): Uint8Array {
 }
 
 export class CoreClock {
-  private constructor(
-    private readonly map: number,
-    private readonly fds: readonly number[],
-    private readonly cpus: number,
-  ) {}
+  readonly #map: number;
+  readonly #fds: readonly number[];
+  readonly #cpus: number;
+
+  private constructor(map: number, fds: readonly number[], cpus: number) {
+    this.#map = map;
+    this.#fds = fds;
+    this.#cpus = cpus;
+  }
 
   /** Loads and attaches the three programs (root). */
   static open(): CoreClock {
@@ -145,7 +140,11 @@ export class CoreClock {
     const map = mapCreate({ type: BPF_MAP_TYPE.PERCPU_ARRAY, keySize: 4, valueSize: VALUE_SIZE, maxEntries: 1, flags: 0, name: 'bench_irqclk' });
     const fds: number[] = [map];
     try {
-      for (const [tp, insns] of [['sched_switch', switchProgram(map)], ['softirq_entry', entryProgram(map)], ['softirq_exit', exitProgram(map)]] as const) {
+      for (const [tp, insns] of [
+        ['sched_switch', switchProgram(map)],
+        ['softirq_entry', entryProgram(map)],
+        ['softirq_exit', exitProgram(map)],
+      ] as const) {
         const prog = progLoad({ type: BPF_PROG_TYPE_RAW_TRACEPOINT, insns, license: 'Dual MIT/GPL', name: `bench_${tp}`, expectedAttachType: 0 });
         fds.push(prog);
         fds.push(rawTracepointOpen(tp, prog));
@@ -163,7 +162,7 @@ export class CoreClock {
    * time in any context (part of busy).
    */
   busyS(cpu: number): { busyS: number; idleSoftirqS: number; netRxS: number } {
-    const v = mapLookup(this.map, new Uint8Array(4), VALUE_SIZE * this.cpus, 'bench_irqclk');
+    const v = mapLookup(this.#map, new Uint8Array(4), VALUE_SIZE * this.#cpus, 'bench_irqclk');
     if (!v) return { busyS: 0, idleSoftirqS: 0, netRxS: 0 };
     const view = new DataView(v.buffer, v.byteOffset);
     const at = (field: number) => Number(view.getBigUint64(cpu * VALUE_SIZE + field, true)) / 1e9;
@@ -171,7 +170,6 @@ export class CoreClock {
   }
 
   close(): void {
-    for (const fd of [...this.fds].reverse()) closeFd(fd);
+    for (const fd of [...this.#fds].reverse()) closeFd(fd);
   }
 }
-

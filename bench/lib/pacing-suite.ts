@@ -30,11 +30,32 @@ export async function runPacingTrial(
   topo: BenchTopology,
   spec: { engine: PacingEngine; rate: number; repeat: number; durationS: number; size: number; dests: number; firstPort: number },
 ): Promise<PacingTrial> {
-  const proc = spawnPinned(topo, 'relay', RELAY_CPU, process.execPath, [
-    '--import', 'tsx', SCRIPT,
-    '--engine', spec.engine, '--rate', String(spec.rate), '--duration', String(spec.durationS), '--size', String(spec.size),
-    '--host', SINK_ADDR, '--first', String(spec.firstPort), '--dests', String(spec.dests),
-  ], { stdin: 'pipe' });
+  const proc = spawnPinned(
+    topo,
+    'relay',
+    RELAY_CPU,
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      SCRIPT,
+      '--engine',
+      spec.engine,
+      '--rate',
+      String(spec.rate),
+      '--duration',
+      String(spec.durationS),
+      '--size',
+      String(spec.size),
+      '--host',
+      SINK_ADDR,
+      '--first',
+      String(spec.firstPort),
+      '--dests',
+      String(spec.dests),
+    ],
+    { stdin: 'pipe' },
+  );
   try {
     await proc.waitForLine(/"event":"ready"/, { timeoutMs: 60_000, stream: 'stdout' });
     proc.writeLine('go');
@@ -66,8 +87,15 @@ export function pacingMarkdown(trials: readonly PacingTrial[]): string {
       if (m.n === 0) continue;
       rows.push([
         `${rate.toLocaleString('en')}/s`,
-        engine === 'sluice' ? 'Sluice.sendAggregate (send worker: futex sleep + spin)' : engine === 'nanosleep' ? 'clock_nanosleep(TIMER_ABSTIME) + sendto, through the same FFI' : 'the same, timer slack 1 ns',
-        us(m.p50?.median), us(m.p99?.median), `${us(m.p99?.min)}–${us(m.p99?.max)}`, us(m.max?.median),
+        engine === 'sluice'
+          ? 'Sluice.sendAggregate (send worker: futex sleep + spin)'
+          : engine === 'nanosleep'
+            ? 'clock_nanosleep(TIMER_ABSTIME) + sendto, through the same FFI'
+            : 'the same, timer slack 1 ns',
+        us(m.p50?.median),
+        us(m.p99?.median),
+        `${us(m.p99?.min)}–${us(m.p99?.max)}`,
+        us(m.max?.median),
         engine !== 'nanosleep' && base.p99 ? `${((m.p99?.median ?? NaN) / base.p99.median).toFixed(2)}×` : '',
         String(m.n),
       ]);
@@ -93,7 +121,11 @@ export function pacingTargets(trials: readonly PacingTrial[]): string[][] {
     const b1 = medians(trials, 'nanosleep-slack1', rate);
     if (!s.p99 || !b.p99) continue;
     const vsSlack1 = b1.p99 ? `; vs the baseline with 1 ns slack: ${(s.p99.median / b1.p99.median).toFixed(2)}× (${us(b1.p99.median)})` : '';
-    out.push([`(c) pacing at ${rate.toLocaleString('en')}/s: p99 lateness ÷ clock_nanosleep baseline`, '≤ 1.5×', `${(s.p99.median / b.p99.median).toFixed(2)}× (${us(s.p99.median)} vs ${us(b.p99.median)}${vsSlack1})`]);
+    out.push([
+      `(c) pacing at ${rate.toLocaleString('en')}/s: p99 lateness ÷ clock_nanosleep baseline`,
+      '≤ 1.5×',
+      `${(s.p99.median / b.p99.median).toFixed(2)}× (${us(s.p99.median)} vs ${us(b.p99.median)}${vsSlack1})`,
+    ]);
   }
   return out;
 }

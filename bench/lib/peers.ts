@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { NsProcess } from '../../test/helpers/netns.js';
+import type { NsProcess } from '../../harness/netns/netns.js';
 import { processTree } from './cpu.js';
 import { commandExists, debVersion, succeeds, versionOf, type Requirement } from './install.js';
 import { GEN_ADDR, RELAY_CPU, SINK_ADDR, spawnPinned, waitForUdpPort, type BenchTopology } from './topology.js';
@@ -72,10 +72,18 @@ function sluicePeer(tier: 'portable' | 'batched' | 'kernel'): Peer {
     version: () => versionOf('git', ['-C', REPO_ROOT, 'describe', '--always', '--dirty']),
     async start(setup) {
       const args = [
-        SLUICE_BIN, 'relay', '--tier', tier,
-        '--listen', `udp://0.0.0.0:${setup.listenPort}`,
+        SLUICE_BIN,
+        'relay',
+        '--tier',
+        tier,
+        '--listen',
+        `udp://0.0.0.0:${setup.listenPort}`,
         ...setup.ports.flatMap((p) => ['--to', `udp://${SINK_ADDR}:${p}`]),
-        '--allow', GEN_ADDR, '--json', '--stats-interval', '0',
+        '--allow',
+        GEN_ADDR,
+        '--json',
+        '--stats-interval',
+        '0',
       ];
       const proc = spawnPinned(setup.topo, 'relay', RELAY_CPU, process.execPath, args);
       try {
@@ -99,7 +107,9 @@ const socat: Peer = {
   version: () => versionOf('socat', ['-V'], /socat version/),
   async start(setup) {
     const proc = spawnPinned(setup.topo, 'relay', RELAY_CPU, 'socat', [
-      '-u', '-b', '65536',
+      '-u',
+      '-b',
+      '65536',
       `UDP4-RECV:${setup.listenPort},rcvbuf=${SOCKET_BUFFER}`,
       `UDP4-SENDTO:${SINK_ADDR}:${setup.ports[0]},sndbuf=${SOCKET_BUFFER}`,
     ]);
@@ -122,7 +132,8 @@ const nginx: Peer = {
     present: () => commandExists('nginx') && existsSync(NGINX_STREAM_MODULE),
     packages: ['nginx', 'libnginx-mod-stream'],
   },
-  version: () => `${versionOf('nginx', ['-v'], /nginx version/).replace(/^nginx version: /, '')} (libnginx-mod-stream ${debVersion('libnginx-mod-stream') ?? '?'})`,
+  version: () =>
+    `${versionOf('nginx', ['-v'], /nginx version/).replace(/^nginx version: /, '')} (libnginx-mod-stream ${debVersion('libnginx-mod-stream') ?? '?'})`,
   async start(setup) {
     const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-nginx-'));
     const conf = join(dir, 'nginx.conf');
@@ -173,8 +184,15 @@ const gstreamer: Peer = {
     const clients = setup.ports.map((p) => `${SINK_ADDR}:${p}`).join(',');
     const proc = spawnPinned(setup.topo, 'relay', RELAY_CPU, 'gst-launch-1.0', [
       '-q',
-      'udpsrc', `port=${setup.listenPort}`, `buffer-size=${SOCKET_BUFFER}`,
-      '!', 'multiudpsink', `clients=${clients}`, `buffer-size=${SOCKET_BUFFER}`, 'sync=false', 'async=false',
+      'udpsrc',
+      `port=${setup.listenPort}`,
+      `buffer-size=${SOCKET_BUFFER}`,
+      '!',
+      'multiudpsink',
+      `clients=${clients}`,
+      `buffer-size=${SOCKET_BUFFER}`,
+      'sync=false',
+      'async=false',
     ]);
     return { running: await running(setup, proc) };
   },

@@ -86,8 +86,16 @@ export function summarize(records: readonly CaseRecord[], peerOrder: readonly st
     const errors = list.length - ok.length;
     if (errors) notes.push(`${errors} error(s): ${list.find((r) => r.error)!.error!.slice(0, 120)}`);
     const row: SummaryRow = {
-      caseId: first.caseId, mode: first.mode, fanout: first.fanout, size: first.size, pattern: first.pattern, peer: first.peer,
-      n: ok.length, value: spread(ok.map(valueOf)), notes, ratios: {},
+      caseId: first.caseId,
+      mode: first.mode,
+      fanout: first.fanout,
+      size: first.size,
+      pattern: first.pattern,
+      peer: first.peer,
+      n: ok.length,
+      value: spread(ok.map(valueOf)),
+      notes,
+      ratios: {},
     };
     if (first.mode === 'max') {
       row.inputPps = spread(ok.map((r) => r.search!.maxInputPps));
@@ -175,12 +183,32 @@ interface Target {
 
 const TARGETS: readonly Target[] = [
   { label: 'replicate 1→100, 1316 B: lossless delivered pps, kernel ÷ gstreamer', peer: 'kernel', mode: 'max', fanout: 100, size: 1316, ref: 'gstreamer' },
-  { label: 'replicate 1→100, 1316 B, 2,000 pps in: relay host CPU per packet, kernel ÷ gstreamer (lower is better)', peer: 'kernel', mode: 'cpu', fanout: 100, size: 1316, ref: 'gstreamer' },
-  { label: 'replicate 1→100, 1316 B, 2,000 pps in: relay host CPU per packet, kernel ÷ batched (lower is better)', peer: 'kernel', mode: 'cpu', fanout: 100, size: 1316, ref: 'batched' },
+  {
+    label: 'replicate 1→100, 1316 B, 2,000 pps in: relay host CPU per packet, kernel ÷ gstreamer (lower is better)',
+    peer: 'kernel',
+    mode: 'cpu',
+    fanout: 100,
+    size: 1316,
+    ref: 'gstreamer',
+  },
+  {
+    label: 'replicate 1→100, 1316 B, 2,000 pps in: relay host CPU per packet, kernel ÷ batched (lower is better)',
+    peer: 'kernel',
+    mode: 'cpu',
+    fanout: 100,
+    size: 1316,
+    ref: 'batched',
+  },
   { label: 'redirect 1→1, 1316 B: lossless delivered pps, kernel ÷ nginx', peer: 'kernel', mode: 'max', fanout: 1, size: 1316, ref: 'nginx' },
   { label: 'replicate 1→100, 1316 B: lossless delivered pps, batched ÷ portable', mode: 'max', fanout: 100, size: 1316, ref: 'portable' },
   { label: 'replicate 1→100, 1316 B: lossless delivered pps, batched ÷ gstreamer', mode: 'max', fanout: 100, size: 1316, ref: 'gstreamer' },
-  { label: 'replicate 1→100, 1316 B, 2,000 pps in: relay host CPU per packet, batched ÷ gstreamer (lower is better)', mode: 'cpu', fanout: 100, size: 1316, ref: 'gstreamer' },
+  {
+    label: 'replicate 1→100, 1316 B, 2,000 pps in: relay host CPU per packet, batched ÷ gstreamer (lower is better)',
+    mode: 'cpu',
+    fanout: 100,
+    size: 1316,
+    ref: 'gstreamer',
+  },
   { label: 'redirect 1→1, 1316 B: lossless delivered pps, batched ÷ nginx', mode: 'max', fanout: 1, size: 1316, ref: 'nginx' },
   { label: 'redirect 1→1, 200 B: lossless delivered pps, batched ÷ nginx', mode: 'max', fanout: 1, size: 200, ref: 'nginx' },
 ];
@@ -192,11 +220,22 @@ export function markdown(info: RunInfo, rows: readonly SummaryRow[]): string {
   out.push('');
   if (!info.complete) out.push('**Incomplete run** (interrupted or failed): tables hold what was measured.\n');
   out.push(`Machine: ${m.cpuModel} × ${m.cores} cores, kernel ${m.kernel}, ${m.os}, Node ${m.node}. Run took ${(info.durationS / 60).toFixed(1)} min.`);
-  out.push(`Options: ${Object.entries(info.options).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(',') : String(v)}`).join(', ')}.`);
+  out.push(
+    `Options: ${Object.entries(info.options)
+      .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(',') : String(v)}`)
+      .join(', ')}.`,
+  );
   out.push('');
-  out.push(table(['peer', 'version', 'how it relays'], info.peers.map((p) => [p.name, p.unavailable ? `**unavailable**: ${p.unavailable}` : p.version, p.description])));
+  out.push(
+    table(
+      ['peer', 'version', 'how it relays'],
+      info.peers.map((p) => [p.name, p.unavailable ? `**unavailable**: ${p.unavailable}` : p.version, p.description]),
+    ),
+  );
   out.push('');
-  out.push('Medians over repeats; spread as min–max; ratios are ratios of medians within this run, with the range of per-repeat ratios in parentheses. Relay pinned to CPU 0, generator to CPU 1.');
+  out.push(
+    'Medians over repeats; spread as min–max; ratios are ratios of medians within this run, with the range of per-repeat ratios in parentheses. Relay pinned to CPU 0, generator to CPU 1.',
+  );
   out.push('');
 
   out.push('## Targets');
@@ -221,29 +260,65 @@ export function markdown(info: RunInfo, rows: readonly SummaryRow[]): string {
     out.push('');
     out.push('Delivered packets/s at that rate (= input × subscribers, as counted at the sink).');
     out.push('');
-    out.push(table(
-      ['scenario', 'size', 'input', 'peer', 'delivered pps (median)', 'min–max', 'input pps (median)', 'n', ...REFERENCE_HEADS, 'notes'],
-      maxRows.map((r) => [
-        scenarioName(r.fanout), `${r.size} B`, r.pattern, r.peer, si(r.value?.median), range(r.value, si), si(r.inputPps?.median), String(r.n),
-        ...referenceCells(r), r.notes.join('; '),
-      ]),
-    ));
+    out.push(
+      table(
+        ['scenario', 'size', 'input', 'peer', 'delivered pps (median)', 'min–max', 'input pps (median)', 'n', ...REFERENCE_HEADS, 'notes'],
+        maxRows.map((r) => [
+          scenarioName(r.fanout),
+          `${r.size} B`,
+          r.pattern,
+          r.peer,
+          si(r.value?.median),
+          range(r.value, si),
+          si(r.inputPps?.median),
+          String(r.n),
+          ...referenceCells(r),
+          r.notes.join('; '),
+        ]),
+      ),
+    );
     out.push('');
   }
   const cpuRows = rows.filter((r) => r.mode === 'cpu');
   if (cpuRows.length) {
     out.push('## (a) Realistic stream: 2,000 packets/s in');
     out.push('');
-    out.push("Relay host CPU: busy time of the relay's CPU 0 over the trial (the exact per-core clock of bench/lib/irq-clock.ts: task time plus softirq work done while the core was idle; each trial's coreSource says if a fallback was used), per delivered packet, and as % of that core over the sending time. With the relay's input steered to CPU 0 (default), this is the relay host's whole cost, in-kernel work included: receive, relay, send, and (for every peer alike) the sink's receive path up to its drop. 'process µs/pkt' is the relay processes' own CPU time (schedstat), which cannot see softirq work and so misses nearly all of the kernel tier's (see bench/README.md).");
+    out.push(
+      "Relay host CPU: busy time of the relay's CPU 0 over the trial (the exact per-core clock of bench/lib/irq-clock.ts: task time plus softirq work done while the core was idle; each trial's coreSource says if a fallback was used), per delivered packet, and as % of that core over the sending time. With the relay's input steered to CPU 0 (default), this is the relay host's whole cost, in-kernel work included: receive, relay, send, and (for every peer alike) the sink's receive path up to its drop. 'process µs/pkt' is the relay processes' own CPU time (schedstat), which cannot see softirq work and so misses nearly all of the kernel tier's (see bench/README.md).",
+    );
     out.push('');
-    out.push(table(
-      ['scenario', 'size', 'input', 'peer', 'host CPU µs/pkt (median)', 'min–max', 'CPU 0 % (median)', 'process µs/pkt', 'loss (median)', 'n', ...REFERENCE_HEADS, 'notes'],
-      cpuRows.map((r) => [
-        scenarioName(r.fanout), `${r.size} B`, r.pattern, r.peer, fixed(r.value?.median, 2), range(r.value, (v) => fixed(v, 2)), fixed(r.cpuPct?.median, 1), fixed(r.processUsPerPkt?.median, 2),
-        r.loss ? `${(100 * r.loss.median).toFixed(3)} %` : '–', String(r.n),
-        ...referenceCells(r), r.notes.join('; '),
-      ]),
-    ));
+    out.push(
+      table(
+        [
+          'scenario',
+          'size',
+          'input',
+          'peer',
+          'host CPU µs/pkt (median)',
+          'min–max',
+          'CPU 0 % (median)',
+          'process µs/pkt',
+          'loss (median)',
+          'n',
+          ...REFERENCE_HEADS,
+          'notes',
+        ],
+        cpuRows.map((r) => [
+          scenarioName(r.fanout),
+          `${r.size} B`,
+          r.pattern,
+          r.peer,
+          fixed(r.value?.median, 2),
+          range(r.value, (v) => fixed(v, 2)),
+          fixed(r.cpuPct?.median, 1),
+          fixed(r.processUsPerPkt?.median, 2),
+          r.loss ? `${(100 * r.loss.median).toFixed(3)} %` : '–',
+          String(r.n),
+          ...referenceCells(r),
+          r.notes.join('; '),
+        ]),
+      ),
+    );
     out.push('');
   }
   return out.join('\n');
@@ -264,13 +339,31 @@ export function senderMarkdown(trials: readonly SenderTrial[], pacing: readonly 
     const o = spread(by(w.id).map((t) => t.senderPacketsPerCpuS));
     const calls = spc(w.id);
     return [
-      w.label, si(s?.median), range(s, si), si(o?.median), range(o, si), fixed(calls, 4), fixed(1 / calls, 1),
-      fixed(ppc(w.id) / ppc(reference), 2), fixed(own(w.id) / own(reference), 2), String(run(w.id)), String(by(w.id).length),
+      w.label,
+      si(s?.median),
+      range(s, si),
+      si(o?.median),
+      range(o, si),
+      fixed(calls, 4),
+      fixed(1 / calls, 1),
+      fixed(ppc(w.id) / ppc(reference), 2),
+      fixed(own(w.id) / own(reference), 2),
+      String(run(w.id)),
+      String(by(w.id).length),
     ];
   };
   const header = (ratio: string) => [
-    'way', 'packets per CPU-second (median)', 'min–max', 'sender only (median)', 'min–max', 'send syscalls per packet', 'packets per syscall',
-    ratio, `${ratio}, sender only`, 'longest run to one destination', 'n',
+    'way',
+    'packets per CPU-second (median)',
+    'min–max',
+    'sender only (median)',
+    'min–max',
+    'send syscalls per packet',
+    'packets per syscall',
+    ratio,
+    `${ratio}, sender only`,
+    'longest run to one destination',
+    'n',
   ];
   const out: string[] = [];
   out.push('## Sender: one-shot sends and segmented writes (issue #5)');
@@ -279,7 +372,7 @@ export function senderMarkdown(trials: readonly SenderTrial[], pacing: readonly 
     const t0 = trials[0]!;
     out.push(
       `${t0.count.toLocaleString('en')} packets per trial to ${t0.dests} destinations as fast as each way goes, from the relay namespace pinned to CPU 0. ` +
-        'Packets per CPU-second = delivered at the sink / busy time of CPU 0 (exact core clock). That time includes the sink\'s receive path, ' +
+        "Packets per CPU-second = delivered at the sink / busy time of CPU 0 (exact core clock). That time includes the sink's receive path, " +
         'which a veth runs on the sending CPU; "sender only" subtracts it (NET_RX softirq time on CPU 0), leaving what the sending host itself spends. ' +
         'Send system calls are counted for the process by eBPF on sys_enter; the longest run is measured at the sink. ' +
         'Unless a way says "NIC segments", GSO buffers are segmented on the sender\'s CPU (like a NIC without UDP segmentation offload).',
@@ -290,33 +383,56 @@ export function senderMarkdown(trials: readonly SenderTrial[], pacing: readonly 
   if (aggregateWays.length) {
     out.push('### (a) Aggregate sends: 200 B messages, round-robin over the destinations, all due at once');
     out.push('');
-    out.push(table(header('CPU per packet ÷ dgram'), aggregateWays.map((w) => {
-      const r = row(w, 'dgram');
-      // CPU per packet is the inverse of packets per CPU-second.
-      r[7] = fixed(ppc('dgram') / ppc(w.id), 2);
-      r[8] = fixed(own('dgram') / own(w.id), 2);
-      return r;
-    })));
+    out.push(
+      table(
+        header('CPU per packet ÷ dgram'),
+        aggregateWays.map((w) => {
+          const r = row(w, 'dgram');
+          // CPU per packet is the inverse of packets per CPU-second.
+          r[7] = fixed(ppc('dgram') / ppc(w.id), 2);
+          r[8] = fixed(own('dgram') / own(w.id), 2);
+          return r;
+        }),
+      ),
+    );
     out.push('');
   }
   const writeWays = present.filter((w) => w.mode.startsWith('write-'));
   if (writeWays.length) {
     out.push('### (b, d) Segmented writes: 10 entries of 1,000 × 1316 B, one write call per 10,000 packets');
     out.push('');
-    out.push(table(header('packets per CPU-second ÷ dgram'), writeWays.map((w) => row(w, 'write-dgram'))));
+    out.push(
+      table(
+        header('packets per CPU-second ÷ dgram'),
+        writeWays.map((w) => row(w, 'write-dgram')),
+      ),
+    );
     out.push('');
   }
   if (pacing.length) out.push(pacingMarkdown(pacing));
   const targets: string[][] = [];
   if (by('aggregate').length && by('dgram').length) {
     targets.push(['(a) aggregate: packets per system call', '≥ 32', fixed(1 / spc('aggregate'), 1)]);
-    targets.push(['(a) aggregate: CPU per packet ÷ one dgram send per packet, sender only', '≤ 0.3×', `${fixed(own('dgram') / own('aggregate'), 2)}× (with the sink's receive: ${fixed(ppc('dgram') / ppc('aggregate'), 2)}×; NIC segments: ${fixed(own('dgram') / own('aggregate-nic'), 2)}×)`]);
+    targets.push([
+      '(a) aggregate: CPU per packet ÷ one dgram send per packet, sender only',
+      '≤ 0.3×',
+      `${fixed(own('dgram') / own('aggregate'), 2)}× (with the sink's receive: ${fixed(ppc('dgram') / ppc('aggregate'), 2)}×; NIC segments: ${fixed(own('dgram') / own('aggregate-nic'), 2)}×)`,
+    ]);
   }
   if (by('write-gso').length && by('write-dgram').length) {
-    targets.push(['(b) write with GSO: packets per CPU-second ÷ dgram, sender only', '≥ 4×', `${fixed(own('write-gso') / own('write-dgram'), 2)}× (with the sink's receive: ${fixed(ppc('write-gso') / ppc('write-dgram'), 2)}×; NIC segments: ${fixed(own('write-gso-nic') / own('write-dgram'), 2)}×)`]);
+    targets.push([
+      '(b) write with GSO: packets per CPU-second ÷ dgram, sender only',
+      '≥ 4×',
+      `${fixed(own('write-gso') / own('write-dgram'), 2)}× (with the sink's receive: ${fixed(ppc('write-gso') / ppc('write-dgram'), 2)}×; NIC segments: ${fixed(own('write-gso-nic') / own('write-dgram'), 2)}×)`,
+    ]);
   }
   for (const p of pacingTargets(pacing)) targets.push(p);
-  if (by('write-strict').length) targets.push(['(d) strict interleave: longest run to one destination', '1', `${run('write-strict')} (burst 16: ${run('write-gso16')}; burst 64: ${run('write-gso')}; dgram, one destination after another: ${run('write-dgram')})`]);
+  if (by('write-strict').length)
+    targets.push([
+      '(d) strict interleave: longest run to one destination',
+      '1',
+      `${run('write-strict')} (burst 16: ${run('write-gso16')}; burst 64: ${run('write-gso')}; dgram, one destination after another: ${run('write-dgram')})`,
+    ]);
   if (targets.length) {
     out.push('### Targets');
     out.push('');
@@ -326,7 +442,17 @@ export function senderMarkdown(trials: readonly SenderTrial[], pacing: readonly 
   return out.join('\n');
 }
 
-export function writeResults(outDir: string, stamp: string, info: RunInfo, records: readonly CaseRecord[], peerOrder: readonly string[], sender: readonly SenderTrial[] = [], pacing: readonly PacingTrial[] = [], tpo: TpoResults = { bulk: [], chatty: [], compression: [] }, tpoWan: TpoWanResults = { trials: [], seconds: 0, versions: {} }): { json: string; md: string } {
+export function writeResults(
+  outDir: string,
+  stamp: string,
+  info: RunInfo,
+  records: readonly CaseRecord[],
+  peerOrder: readonly string[],
+  sender: readonly SenderTrial[] = [],
+  pacing: readonly PacingTrial[] = [],
+  tpo: TpoResults = { bulk: [], chatty: [], compression: [] },
+  tpoWan: TpoWanResults = { trials: [], seconds: 0, versions: {} },
+): { json: string; md: string } {
   mkdirSync(outDir, { recursive: true });
   const summary = summarize(records, peerOrder);
   const json = join(outDir, `${stamp}.json`);

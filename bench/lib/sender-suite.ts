@@ -50,7 +50,13 @@ export const SENDER_WAYS: readonly SenderWay[] = [
   { id: 'write-gso16', mode: 'write-gso16', size: WRITE_PACKET_SIZE, nicSegments: false, label: 'Sluice.write, burst 16, GSO' },
   { id: 'write-nogso', mode: 'write-nogso', size: WRITE_PACKET_SIZE, nicSegments: false, label: 'Sluice.write, burst 64, no GSO' },
   { id: 'write-strict', mode: 'write-strict', size: WRITE_PACKET_SIZE, nicSegments: false, label: 'Sluice.write, burst 1 (strict interleave)' },
-  { id: 'write-dgram', mode: 'write-dgram', size: WRITE_PACKET_SIZE, nicSegments: false, label: 'node:dgram, one send per packet, one destination after another' },
+  {
+    id: 'write-dgram',
+    mode: 'write-dgram',
+    size: WRITE_PACKET_SIZE,
+    nicSegments: false,
+    label: 'node:dgram, one send per packet, one destination after another',
+  },
 ];
 
 export interface SenderTrial {
@@ -90,11 +96,31 @@ export async function runSenderTrial(
   ctx: { topo: BenchTopology; sink: Sink; coreClock: CoreClock | undefined },
   spec: { way: string; mode: SenderMode; nicSegments: boolean; repeat: number; count: number; size: number; dests: number; firstPort: number },
 ): Promise<SenderTrial> {
-  const proc = spawnPinned(ctx.topo, 'relay', RELAY_CPU, process.execPath, [
-    ...(process.env.SENDER_NODE_ARGS ? process.env.SENDER_NODE_ARGS.split(' ') : []), '--import', 'tsx', SCRIPT,
-    '--mode', spec.mode, '--count', String(spec.count), '--size', String(spec.size),
-    '--host', SINK_ADDR, '--first', String(spec.firstPort), '--dests', String(spec.dests),
-  ], { stdin: 'pipe' });
+  const proc = spawnPinned(
+    ctx.topo,
+    'relay',
+    RELAY_CPU,
+    process.execPath,
+    [
+      ...(process.env.SENDER_NODE_ARGS ? process.env.SENDER_NODE_ARGS.split(' ') : []),
+      '--import',
+      'tsx',
+      SCRIPT,
+      '--mode',
+      spec.mode,
+      '--count',
+      String(spec.count),
+      '--size',
+      String(spec.size),
+      '--host',
+      SINK_ADDR,
+      '--first',
+      String(spec.firstPort),
+      '--dests',
+      String(spec.dests),
+    ],
+    { stdin: 'pipe' },
+  );
   try {
     await proc.waitForLine(/"event":"ready"/, { timeoutMs: 30_000, stream: 'stdout' });
     const counter = SendSyscallCounter.open(proc.pid!);

@@ -68,64 +68,118 @@ interface Insn {
 }
 
 // Opcode parts (linux/bpf.h, linux/bpf_common.h).
-const LD = 0x00, LDX = 0x01, ST = 0x02, STX = 0x03, ALU = 0x04, JMP = 0x05, ALU64 = 0x07;
-const W = 0x00, H = 0x08, B = 0x10, DW = 0x18;
-const IMM = 0x00, MEM = 0x60;
-const K = 0x00, X = 0x08;
-const ADD = 0x00, SUB = 0x10, AND = 0x50, LSH = 0x60, RSH = 0x70, MOV = 0xb0, END = 0xd0, TO_BE = 0x08;
-const JA = 0x00, JEQ = 0x10, JGT = 0x20, JNE = 0x50, JLT = 0xa0, CALL = 0x80, EXIT = 0x90;
+const LD = 0x00,
+  LDX = 0x01,
+  ST = 0x02,
+  STX = 0x03,
+  ALU = 0x04,
+  JMP = 0x05,
+  ALU64 = 0x07;
+const W = 0x00,
+  H = 0x08,
+  B = 0x10,
+  DW = 0x18;
+const IMM = 0x00,
+  MEM = 0x60;
+const K = 0x00,
+  X = 0x08;
+const ADD = 0x00,
+  SUB = 0x10,
+  AND = 0x50,
+  LSH = 0x60,
+  RSH = 0x70,
+  MOV = 0xb0,
+  END = 0xd0,
+  TO_BE = 0x08;
+const JA = 0x00,
+  JEQ = 0x10,
+  JGT = 0x20,
+  JNE = 0x50,
+  JLT = 0xa0,
+  CALL = 0x80,
+  EXIT = 0x90;
 
 const regNo = (r: Reg): number => Number(r.slice(1));
 
 export class Assembler {
-  private readonly insns: Insn[] = [];
-  private readonly labels = new Map<string, number>();
+  readonly #insns: Insn[] = [];
+  readonly #labels = new Map<string, number>();
 
-  private emit(code: number, dst: Reg | 0, src: Reg | 0, off: number, imm: number, target?: string): this {
-    this.insns.push({ code, dst: dst === 0 ? 0 : regNo(dst), src: src === 0 ? 0 : regNo(src), off, imm, ...(target ? { target } : {}) });
+  #emit(code: number, dst: Reg | 0, src: Reg | 0, off: number, imm: number, target?: string): this {
+    this.#insns.push({ code, dst: dst === 0 ? 0 : regNo(dst), src: src === 0 ? 0 : regNo(src), off, imm, ...(target ? { target } : {}) });
     return this;
   }
 
   /** ALU64 op with a register or an immediate source. */
-  private alu(op: number, dst: Reg, src: Reg | number): this {
-    return typeof src === 'string' ? this.emit(ALU64 | op | X, dst, src, 0, 0) : this.emit(ALU64 | op | K, dst, 0, 0, src);
+  #alu(op: number, dst: Reg, src: Reg | number): this {
+    return typeof src === 'string' ? this.#emit(ALU64 | op | X, dst, src, 0, 0) : this.#emit(ALU64 | op | K, dst, 0, 0, src);
   }
 
   /** Conditional jump comparing dst with a register or an immediate (64-bit, unsigned). */
-  private jump(op: number, dst: Reg, src: Reg | number, target: string): this {
-    return typeof src === 'string' ? this.emit(JMP | op | X, dst, src, 0, 0, target) : this.emit(JMP | op | K, dst, 0, 0, src, target);
+  #jump(op: number, dst: Reg, src: Reg | number, target: string): this {
+    return typeof src === 'string' ? this.#emit(JMP | op | X, dst, src, 0, 0, target) : this.#emit(JMP | op | K, dst, 0, 0, src, target);
   }
 
   label(name: string): this {
-    if (this.labels.has(name)) throw new Error(`label '${name}' defined twice`);
-    this.labels.set(name, this.insns.length);
+    if (this.#labels.has(name)) throw new Error(`label '${name}' defined twice`);
+    this.#labels.set(name, this.#insns.length);
     return this;
   }
 
-  mov(dst: Reg, src: Reg | number): this { return this.alu(MOV, dst, src); }
-  add(dst: Reg, src: Reg | number): this { return this.alu(ADD, dst, src); }
-  sub(dst: Reg, src: Reg | number): this { return this.alu(SUB, dst, src); }
-  and(dst: Reg, src: Reg | number): this { return this.alu(AND, dst, src); }
-  lsh(dst: Reg, src: Reg | number): this { return this.alu(LSH, dst, src); }
-  rsh(dst: Reg, src: Reg | number): this { return this.alu(RSH, dst, src); }
+  mov(dst: Reg, src: Reg | number): this {
+    return this.#alu(MOV, dst, src);
+  }
+  add(dst: Reg, src: Reg | number): this {
+    return this.#alu(ADD, dst, src);
+  }
+  sub(dst: Reg, src: Reg | number): this {
+    return this.#alu(SUB, dst, src);
+  }
+  and(dst: Reg, src: Reg | number): this {
+    return this.#alu(AND, dst, src);
+  }
+  lsh(dst: Reg, src: Reg | number): this {
+    return this.#alu(LSH, dst, src);
+  }
+  rsh(dst: Reg, src: Reg | number): this {
+    return this.#alu(RSH, dst, src);
+  }
   /** dst = the low 16 bits of dst read as big-endian (network order to host order). */
-  be16(dst: Reg): this { return this.emit(ALU | END | TO_BE, dst, 0, 0, 16); }
+  be16(dst: Reg): this {
+    return this.#emit(ALU | END | TO_BE, dst, 0, 0, 16);
+  }
 
-  ldxb(dst: Reg, src: Reg, off: number): this { return this.emit(LDX | MEM | B, dst, src, off, 0); }
-  ldxh(dst: Reg, src: Reg, off: number): this { return this.emit(LDX | MEM | H, dst, src, off, 0); }
-  ldxw(dst: Reg, src: Reg, off: number): this { return this.emit(LDX | MEM | W, dst, src, off, 0); }
-  ldxdw(dst: Reg, src: Reg, off: number): this { return this.emit(LDX | MEM | DW, dst, src, off, 0); }
+  ldxb(dst: Reg, src: Reg, off: number): this {
+    return this.#emit(LDX | MEM | B, dst, src, off, 0);
+  }
+  ldxh(dst: Reg, src: Reg, off: number): this {
+    return this.#emit(LDX | MEM | H, dst, src, off, 0);
+  }
+  ldxw(dst: Reg, src: Reg, off: number): this {
+    return this.#emit(LDX | MEM | W, dst, src, off, 0);
+  }
+  ldxdw(dst: Reg, src: Reg, off: number): this {
+    return this.#emit(LDX | MEM | DW, dst, src, off, 0);
+  }
   /** *(u32 *)(dst + off) = imm */
-  stw(dst: Reg, off: number, imm: number): this { return this.emit(ST | MEM | W, dst, 0, off, imm); }
-  stxw(dst: Reg, off: number, src: Reg): this { return this.emit(STX | MEM | W, dst, src, off, 0); }
-  stxdw(dst: Reg, off: number, src: Reg): this { return this.emit(STX | MEM | DW, dst, src, off, 0); }
+  stw(dst: Reg, off: number, imm: number): this {
+    return this.#emit(ST | MEM | W, dst, 0, off, imm);
+  }
+  stxw(dst: Reg, off: number, src: Reg): this {
+    return this.#emit(STX | MEM | W, dst, src, off, 0);
+  }
+  stxdw(dst: Reg, off: number, src: Reg): this {
+    return this.#emit(STX | MEM | DW, dst, src, off, 0);
+  }
   /** *(u64 *)(dst + off) = imm (sign-extended) */
-  stdw(dst: Reg, off: number, imm: number): this { return this.emit(ST | MEM | DW, dst, 0, off, imm); }
+  stdw(dst: Reg, off: number, imm: number): this {
+    return this.#emit(ST | MEM | DW, dst, 0, off, imm);
+  }
   /** dst = the map behind `fd` (ld_imm64, two instruction slots; the kernel swaps in the map pointer). */
   ldMapFd(dst: Reg, fd: number): this {
-    this.emit(LD | IMM | DW, dst, 0, 0, fd);
-    this.insns[this.insns.length - 1]!.src = BPF_PSEUDO_MAP_FD;
-    return this.emit(0, 0, 0, 0, 0);
+    this.#emit(LD | IMM | DW, dst, 0, 0, fd);
+    this.#insns[this.#insns.length - 1]!.src = BPF_PSEUDO_MAP_FD;
+    return this.#emit(0, 0, 0, 0, 0);
   }
 
   /**
@@ -137,26 +191,40 @@ export class Assembler {
     return this.stw('r10', -4, 0).mov('r2', 'r10').add('r2', -4).ldMapFd('r1', map).call(HELPER_MAP_LOOKUP_ELEM).jeq('r0', 0, ifNull);
   }
 
-  ja(target: string): this { return this.emit(JMP | JA, 0, 0, 0, 0, target); }
-  jeq(dst: Reg, src: Reg | number, target: string): this { return this.jump(JEQ, dst, src, target); }
-  jne(dst: Reg, src: Reg | number, target: string): this { return this.jump(JNE, dst, src, target); }
-  jgt(dst: Reg, src: Reg | number, target: string): this { return this.jump(JGT, dst, src, target); }
-  jlt(dst: Reg, src: Reg | number, target: string): this { return this.jump(JLT, dst, src, target); }
-  call(helper: number): this { return this.emit(JMP | CALL, 0, 0, 0, helper); }
-  exit(): this { return this.emit(JMP | EXIT, 0, 0, 0, 0); }
+  ja(target: string): this {
+    return this.#emit(JMP | JA, 0, 0, 0, 0, target);
+  }
+  jeq(dst: Reg, src: Reg | number, target: string): this {
+    return this.#jump(JEQ, dst, src, target);
+  }
+  jne(dst: Reg, src: Reg | number, target: string): this {
+    return this.#jump(JNE, dst, src, target);
+  }
+  jgt(dst: Reg, src: Reg | number, target: string): this {
+    return this.#jump(JGT, dst, src, target);
+  }
+  jlt(dst: Reg, src: Reg | number, target: string): this {
+    return this.#jump(JLT, dst, src, target);
+  }
+  call(helper: number): this {
+    return this.#emit(JMP | CALL, 0, 0, 0, helper);
+  }
+  exit(): this {
+    return this.#emit(JMP | EXIT, 0, 0, 0, 0);
+  }
 
   /** Instruction count (ld_imm64 counts twice, as for the kernel). */
   get length(): number {
-    return this.insns.length;
+    return this.#insns.length;
   }
 
   assemble(): Uint8Array {
-    const out = new Uint8Array(this.insns.length * 8);
+    const out = new Uint8Array(this.#insns.length * 8);
     const v = new DataView(out.buffer);
-    this.insns.forEach((insn, i) => {
+    this.#insns.forEach((insn, i) => {
       let off = insn.off;
       if (insn.target !== undefined) {
-        const at = this.labels.get(insn.target);
+        const at = this.#labels.get(insn.target);
         if (at === undefined) throw new Error(`undefined label '${insn.target}'`);
         off = at - (i + 1);
       }

@@ -26,7 +26,7 @@
  * size, so datagrams = (bytes - 28 x buffers) / size. See datagrams().
  */
 import { fileURLToPath } from 'node:url';
-import type { NsProcess } from '../../test/helpers/netns.js';
+import type { NsProcess } from '../../harness/netns/netns.js';
 import type { BenchTopology } from './topology.js';
 
 const COUNTER = fileURLToPath(new URL('../tools/sink-counter.ts', import.meta.url));
@@ -53,7 +53,11 @@ export class Sink {
   /** Replies come in request order; this chain keeps one request in flight. */
   #queue: Promise<unknown> = Promise.resolve();
 
-  private constructor(private readonly counter: NsProcess) {}
+  readonly #counter: NsProcess;
+
+  private constructor(counter: NsProcess) {
+    this.#counter = counter;
+  }
 
   static async create(topo: BenchTopology, place: SinkPlace = {}): Promise<Sink> {
     const ns = place.ns ?? 'sink';
@@ -63,26 +67,28 @@ export class Sink {
       await counter.waitForLine(/^\{"event":"ready"/, { timeoutMs: READY_TIMEOUT_MS, stream: 'stdout' });
     } catch (err) {
       await counter.stop(1_000);
-      throw new Error(`sink: the eBPF counter on ${ns}/${ifname} did not come up within ${READY_TIMEOUT_MS / 1000} s: ${(err as Error).message}`, { cause: err });
+      throw new Error(`sink: the eBPF counter on ${ns}/${ifname} did not come up within ${READY_TIMEOUT_MS / 1000} s: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     return new Sink(counter);
   }
 
   /** Count and drop datagrams to ports [first, first+count-1]; replaces the previous range. */
   async setPorts(first: number, count: number): Promise<void> {
-    const reply = await this.ask(`ports ${first} ${count}`);
+    const reply = await this.#ask(`ports ${first} ${count}`);
     if (reply !== 'ok') throw new Error(`sink: ports ${first} ${count}: ${reply}`);
   }
 
   async read(): Promise<SinkCounts> {
-    const reply = await this.ask('read');
+    const reply = await this.#ask('read');
     if (!reply.startsWith('{')) throw new Error(`sink: read: ${reply}`);
     return JSON.parse(reply) as SinkCounts;
   }
 
   /** Forget runs so far (see longestRun). */
   async resetRuns(): Promise<void> {
-    const reply = await this.ask('runs reset');
+    const reply = await this.#ask('runs reset');
     if (reply !== 'ok') throw new Error(`sink: runs reset: ${reply}`);
   }
 
@@ -91,26 +97,26 @@ export class Sink {
    * last resetRuns(), as received (a GSO buffer counts as its segments).
    */
   async longestRun(): Promise<number> {
-    const reply = await this.ask('runs');
+    const reply = await this.#ask('runs');
     if (!reply.startsWith('{')) throw new Error(`sink: runs: ${reply}`);
     return (JSON.parse(reply) as { longestRun: number }).longestRun;
   }
 
   /** Detach the program (the helper exits when its stdin closes). Never throws. */
   async close(): Promise<void> {
-    this.counter.endInput();
+    this.#counter.endInput();
     try {
-      await this.counter.waitExit(3_000);
+      await this.#counter.waitExit(3_000);
     } catch {
-      await this.counter.stop(1_000);
+      await this.#counter.stop(1_000);
     }
   }
 
-  private ask(command: string): Promise<string> {
+  #ask(command: string): Promise<string> {
     const next = this.#queue.then(async () => {
-      const reply = this.counter.nextLine({ timeoutMs: REPLY_TIMEOUT_MS });
+      const reply = this.#counter.nextLine({ timeoutMs: REPLY_TIMEOUT_MS });
       reply.catch(() => undefined); // awaited below unless the write throws
-      this.counter.writeLine(command);
+      this.#counter.writeLine(command);
       return reply;
     });
     this.#queue = next.catch(() => undefined);

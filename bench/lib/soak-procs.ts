@@ -96,7 +96,10 @@ export class SoakProcess {
   /** The next JSON line with `event`, or a rejection after `timeoutMs` (or when the process exits). */
   waitForEvent(event: string, timeoutMs: number): Promise<Record<string, unknown>> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => done(new Error(`${this.name}: no '${event}' within ${timeoutMs} ms: ${this.stderrTail.slice(-10).join(' | ')}`)), timeoutMs);
+      const timer = setTimeout(
+        () => done(new Error(`${this.name}: no '${event}' within ${timeoutMs} ms: ${this.stderrTail.slice(-10).join(' | ')}`)),
+        timeoutMs,
+      );
       const listener = (line: string) => {
         try {
           const o = JSON.parse(line) as Record<string, unknown>;

@@ -12,7 +12,7 @@
  */
 import dgram from 'node:dgram';
 import { createHash } from 'node:crypto';
-import { Prng, hostileDatagram, udpDrops, type HostileKind } from '../../test/helpers/fuzz.js';
+import { Prng, hostileDatagram, udpDrops, type HostileKind } from '../../harness/traffic/fuzz.js';
 import { SoakProcess } from './soak-procs.js';
 
 const TS = 188;
@@ -125,7 +125,16 @@ export class RelayTarget {
     this.proc = proc;
     this.#rng = new Prng(seed);
     this.#seen = sockets.subs.map(() => new Uint8Array(capacity));
-    this.#subs = sockets.subs.map((s) => ({ port: s.address().port, unique: 0, duplicates: 0, corrupt: 0, corruptSamples: [], fuzzArrived: 0, missing: 0, kernelDrops: 0 }));
+    this.#subs = sockets.subs.map((s) => ({
+      port: s.address().port,
+      unique: 0,
+      duplicates: 0,
+      corrupt: 0,
+      corruptSamples: [],
+      fuzzArrived: 0,
+      missing: 0,
+      kernelDrops: 0,
+    }));
     sockets.subs.forEach((s, i) => s.on('message', (m) => this.#check(i, m)));
     for (const s of [sockets.real, sockets.allowed, sockets.stranger, ...sockets.flood]) s.on('message', () => this.#reflected++);
     proc.onLine((line) => {
@@ -143,7 +152,25 @@ export class RelayTarget {
   static async start(tier: string, t0: number, o: { seed: number; capacity: number }): Promise<RelayTarget> {
     const listenPort = await freePort();
     const subs = [await udp('127.0.0.1'), await udp('127.0.0.1')];
-    const args = ['relay', '--tier', tier, '--name', `soak-${tier}`, '--listen', `udp://127.0.0.1:${listenPort}`, ...subs.flatMap((s) => ['--to', `udp://127.0.0.1:${s.address().port}`]), '--allow', '127.0.0.1/32', '--payload', 'mpegts', '--max-datagram', String(SIZE), '--json', '--stats-interval', '5'];
+    const args = [
+      'relay',
+      '--tier',
+      tier,
+      '--name',
+      `soak-${tier}`,
+      '--listen',
+      `udp://127.0.0.1:${listenPort}`,
+      ...subs.flatMap((s) => ['--to', `udp://127.0.0.1:${s.address().port}`]),
+      '--allow',
+      '127.0.0.1/32',
+      '--payload',
+      'mpegts',
+      '--max-datagram',
+      String(SIZE),
+      '--json',
+      '--stats-interval',
+      '5',
+    ];
     const proc = SoakProcess.start(`relay ${tier}`, args, t0);
     try {
       await proc.waitForEvent('ready', 30_000);
@@ -153,7 +180,14 @@ export class RelayTarget {
     }
     const flood: dgram.Socket[] = [];
     for (let i = 0; i < 128; i++) flood.push(await udp('127.0.0.3'));
-    const t = new RelayTarget(tier, listenPort, proc, { real: await udp('127.0.0.1'), allowed: await udp('127.0.0.1'), stranger: await udp('127.0.0.2'), flood, subs }, o.capacity, o.seed);
+    const t = new RelayTarget(
+      tier,
+      listenPort,
+      proc,
+      { real: await udp('127.0.0.1'), allowed: await udp('127.0.0.1'), stranger: await udp('127.0.0.2'), flood, subs },
+      o.capacity,
+      o.seed,
+    );
     t.#listenDrops0 = udpDrops(listenPort);
     return t;
   }

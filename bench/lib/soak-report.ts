@@ -73,14 +73,17 @@ export function verdict(r: Omit<SoakReport, 'verdict'>): { pass: boolean; failur
   if (r.interrupted) f.push(`interrupted after ${(r.ranSeconds / 60).toFixed(1)} of ${r.plannedMinutes} minutes: not a complete soak`);
   for (const p of r.processes) {
     if (!p.exit) f.push(`${p.name}: never exited (still running at the end?)`);
-    else if (!p.exit.expected) f.push(`${p.name}: crashed at ${p.exit.at.toFixed(0)} s (exit ${p.exit.code ?? p.exit.signal}): ${p.stderrTail.slice(-5).join(' | ')}`);
+    else if (!p.exit.expected)
+      f.push(`${p.name}: crashed at ${p.exit.at.toFixed(0)} s (exit ${p.exit.code ?? p.exit.signal}): ${p.stderrTail.slice(-5).join(' | ')}`);
     else if (p.exit.killed) f.push(`${p.name}: did not stop within the grace period after SIGTERM (killed)`);
     else if (p.exit.code !== 0) f.push(`${p.name}: exit code ${p.exit.code ?? p.exit.signal} on SIGTERM: ${p.stderrTail.slice(-3).join(' | ')}`);
   }
-  for (const m of r.memory) if (!m.flat) f.push(`${m.name}: RSS grew ${m.growthPct} % after the warm-up (${m.warmKb} → ${m.endKb} kB; limit ${MEMORY_TOLERANCE * 100} %)`);
+  for (const m of r.memory)
+    if (!m.flat) f.push(`${m.name}: RSS grew ${m.growthPct} % after the warm-up (${m.warmKb} → ${m.endKb} kB; limit ${MEMORY_TOLERANCE * 100} %)`);
   for (const p of r.processes) if (!r.memory.some((m) => m.name === p.name)) f.push(`${p.name}: too few RSS samples after the warm-up to judge memory`);
   for (const x of r.relays) {
-    for (const s of x.real.subscribers) if (s.corrupt) f.push(`${x.name}: ${s.corrupt} corrupt datagram(s) at subscriber ${s.port}: ${s.corruptSamples.join('; ')}`);
+    for (const s of x.real.subscribers)
+      if (s.corrupt) f.push(`${x.name}: ${s.corrupt} corrupt datagram(s) at subscriber ${s.port}: ${s.corruptSamples.join('; ')}`);
     if (x.unexplained) f.push(`${x.name}: ${x.unexplained} real datagram(s) missing that no counter explains`);
     if (x.reflected) f.push(`${x.name}: ${x.reflected} datagram(s) sent back to a sender`);
     if (x.real.sent === 0) f.push(`${x.name}: no real traffic was sent`);
@@ -103,14 +106,21 @@ const mb = (kb: number) => (kb / 1024).toFixed(1);
 export function markdown(r: SoakReport): string {
   const out: string[] = [];
   out.push(`# Soak ${r.startedAt}: ${r.verdict.pass ? 'PASS' : 'FAIL'}`, '');
-  out.push(`${(r.ranSeconds / 60).toFixed(1)} of ${r.plannedMinutes} planned minutes${r.interrupted ? ' (interrupted)' : ''}; warm-up ${r.warmupSeconds} s; seed ${r.seed}; ${String(r.machine.cpus)} CPUs, Linux ${String(r.machine.kernel)}, Node ${String(r.machine.node)}${r.machine.namespace ? ', in a network namespace of its own' : ', on the host loopback'}.`, '');
+  out.push(
+    `${(r.ranSeconds / 60).toFixed(1)} of ${r.plannedMinutes} planned minutes${r.interrupted ? ' (interrupted)' : ''}; warm-up ${r.warmupSeconds} s; seed ${r.seed}; ${String(r.machine.cpus)} CPUs, Linux ${String(r.machine.kernel)}, Node ${String(r.machine.node)}${r.machine.namespace ? ', in a network namespace of its own' : ', on the host loopback'}.`,
+    '',
+  );
   if (r.verdict.failures.length) out.push('## Failures', '', ...r.verdict.failures.map((x) => `- ${x}`), '');
   if (r.skipped.length) out.push('## Not run', '', ...r.skipped.map((s) => `- ${s.what}: ${s.why}`), '');
   out.push('## Memory (RSS) and exits', '', '| process | after warm-up MB | end MB | max MB | growth | exit |', '|---|---:|---:|---:|---:|---|');
   for (const p of r.processes) {
     const m = r.memory.find((x) => x.name === p.name);
-    const exit = p.exit ? `${p.exit.expected ? 'on SIGTERM' : `**crash** at ${p.exit.at.toFixed(0)} s`}: ${p.exit.code ?? p.exit.signal}${p.exit.killed ? ' (killed)' : ''}` : 'running';
-    out.push(`| ${p.name} | ${m ? mb(m.warmKb) : '-'} | ${m ? mb(m.endKb) : '-'} | ${m ? mb(m.maxKb) : '-'} | ${m ? `${m.growthPct} %${m.flat ? '' : ' **over**'}` : '-'} | ${exit} |`);
+    const exit = p.exit
+      ? `${p.exit.expected ? 'on SIGTERM' : `**crash** at ${p.exit.at.toFixed(0)} s`}: ${p.exit.code ?? p.exit.signal}${p.exit.killed ? ' (killed)' : ''}`
+      : 'running';
+    out.push(
+      `| ${p.name} | ${m ? mb(m.warmKb) : '-'} | ${m ? mb(m.endKb) : '-'} | ${m ? mb(m.maxKb) : '-'} | ${m ? `${m.growthPct} %${m.flat ? '' : ' **over**'}` : '-'} | ${exit} |`,
+    );
   }
   out.push('');
   // RSS over time: about 12 rows.
@@ -123,25 +133,54 @@ export function markdown(r: SoakReport): string {
     }
     out.push('');
   }
-  out.push('## Real traffic', '', '| target | sent | received (each subscriber) | duplicates | corrupt | missing | explained by counters | unexplained |', '|---|---:|---:|---:|---:|---:|---:|---:|');
+  out.push(
+    '## Real traffic',
+    '',
+    '| target | sent | received (each subscriber) | duplicates | corrupt | missing | explained by counters | unexplained |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+  );
   for (const x of r.relays) {
     const subs = x.real.subscribers;
-    out.push(`| ${x.name} | ${x.real.sent} | ${subs.map((s) => s.unique).join(' / ')} | ${subs.map((s) => s.duplicates).join(' / ')} | ${subs.map((s) => s.corrupt).join(' / ')} | ${subs.map((s) => s.missing).join(' / ')} | ${subs.map((s) => s.missing).reduce((a, b) => a + b, 0) - x.unexplained} | ${x.unexplained} |`);
+    out.push(
+      `| ${x.name} | ${x.real.sent} | ${subs.map((s) => s.unique).join(' / ')} | ${subs.map((s) => s.duplicates).join(' / ')} | ${subs.map((s) => s.corrupt).join(' / ')} | ${subs.map((s) => s.missing).join(' / ')} | ${subs.map((s) => s.missing).reduce((a, b) => a + b, 0) - x.unexplained} | ${x.unexplained} |`,
+    );
   }
   if (r.tpo) {
     const t = r.tpo;
-    out.push(`| tpo UDP | ${t.udp.sent} | ${t.udp.unique} | ${t.udp.duplicates} | ${t.udp.corrupt} | ${t.udp.missing} | ${Math.min(t.udp.missing, t.udp.countedDrops + t.udp.kernelDrops)} | ${Math.max(0, t.udp.missing - t.udp.countedDrops - t.udp.kernelDrops)} |`);
-    out.push('', `TPO TCP: ${t.tcp.transfers} transfers, ${(t.tcp.bytes / 1e6).toFixed(0)} MB each way, checked by hash both ways; ${t.tcp.corrupt} changed, ${t.tcp.failed} failed${t.tcp.failures.length ? ` (${t.tcp.failures.join('; ')})` : ''}.`);
+    out.push(
+      `| tpo UDP | ${t.udp.sent} | ${t.udp.unique} | ${t.udp.duplicates} | ${t.udp.corrupt} | ${t.udp.missing} | ${Math.min(t.udp.missing, t.udp.countedDrops + t.udp.kernelDrops)} | ${Math.max(0, t.udp.missing - t.udp.countedDrops - t.udp.kernelDrops)} |`,
+    );
+    out.push(
+      '',
+      `TPO TCP: ${t.tcp.transfers} transfers, ${(t.tcp.bytes / 1e6).toFixed(0)} MB each way, checked by hash both ways; ${t.tcp.corrupt} changed, ${t.tcp.failed} failed${t.tcp.failures.length ? ` (${t.tcp.failures.join('; ')})` : ''}.`,
+    );
   }
-  out.push('', '## Fuzz', '', '| target | hostile (allowed source) | stranger | flood | replayed | relayable (valid TS) | kernel drops at listen | reflected |', '|---|---:|---:|---:|---:|---:|---:|---:|');
-  for (const x of r.relays) out.push(`| ${x.name} | ${x.fuzz.allowed} | ${x.fuzz.stranger} | ${x.fuzz.flood} | ${x.fuzz.replayed} | ${x.fuzz.relayable} | ${x.listenKernelDrops} | ${x.reflected} |`);
+  out.push(
+    '',
+    '## Fuzz',
+    '',
+    '| target | hostile (allowed source) | stranger | flood | replayed | relayable (valid TS) | kernel drops at listen | reflected |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+  );
+  for (const x of r.relays)
+    out.push(
+      `| ${x.name} | ${x.fuzz.allowed} | ${x.fuzz.stranger} | ${x.fuzz.flood} | ${x.fuzz.replayed} | ${x.fuzz.relayable} | ${x.listenKernelDrops} | ${x.reflected} |`,
+    );
   if (r.tpo) {
     const z = r.tpo.fuzz;
-    out.push('', `TPO: ${z.rounds} rounds; peer port A ${z.peerPortA} hostile + ${z.replayedA} replayed (counted drops ${r.tpo.peerPortDrops.a}), peer port B ${z.peerPortB} + ${z.replayedB} (counted ${r.tpo.peerPortDrops.b}); UDP listener ${z.strangerUdp} from a stranger; TCP listener ${z.tcpClients} hostile clients, ${z.tcpRefused} refused; control sockets ${z.httpRequests} hostile requests (${Object.entries(z.httpStatuses).map(([k, v]) => `${k}: ${v}`).join(', ')}); answered to strangers: ${r.tpo.answered}; new sessions A ${r.tpo.newSessions.a}, B ${r.tpo.newSessions.b}.`);
+    out.push(
+      '',
+      `TPO: ${z.rounds} rounds; peer port A ${z.peerPortA} hostile + ${z.replayedA} replayed (counted drops ${r.tpo.peerPortDrops.a}), peer port B ${z.peerPortB} + ${z.replayedB} (counted ${r.tpo.peerPortDrops.b}); UDP listener ${z.strangerUdp} from a stranger; TCP listener ${z.tcpClients} hostile clients, ${z.tcpRefused} refused; control sockets ${z.httpRequests} hostile requests (${Object.entries(
+        z.httpStatuses,
+      )
+        .map(([k, v]) => `${k}: ${v}`)
+        .join(', ')}); answered to strangers: ${r.tpo.answered}; new sessions A ${r.tpo.newSessions.a}, B ${r.tpo.newSessions.b}.`,
+    );
   }
   out.push('', 'Relay counters at exit:', '');
   for (const x of r.relays) {
-    const f = ((x.stats?.flows as Record<string, unknown>[] | undefined) ?? [])[0] as { packetsIn?: number; packetsOut?: number; drops?: Record<string, number> } | undefined;
+    const f = ((x.stats?.flows as Record<string, unknown>[] | undefined) ?? [])[0] as
+      { packetsIn?: number; packetsOut?: number; drops?: Record<string, number> } | undefined;
     out.push(`- ${x.name}: in ${f?.packetsIn ?? '?'}, out ${f?.packetsOut ?? '?'}, drops ${JSON.stringify(f?.drops ?? {})}`);
   }
   return `${out.join('\n')}\n`;

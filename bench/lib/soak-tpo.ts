@@ -16,8 +16,8 @@ import net from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Prng, hostileDatagrams, httpHostile, sendBounded, startCaptureProxy, tcpHostile, udpDrops, type CaptureProxy } from '../../test/helpers/fuzz.js';
-import { fetchStatus } from '../../src/tpo/gateway/control.js';
+import { Prng, hostileDatagrams, httpHostile, sendBounded, startCaptureProxy, tcpHostile, udpDrops, type CaptureProxy } from '../../harness/traffic/fuzz.js';
+import { fetchStatus } from '../../src/server/control-socket.js';
 import type { GatewayStatus } from '../../src/tpo/gateway/gateway.js';
 import { SoakProcess } from './soak-procs.js';
 
@@ -43,7 +43,18 @@ export interface TpoResult {
   name: string;
   tcp: { transfers: number; bytes: number; corrupt: number; failed: number; failures: string[] };
   udp: { sent: number; unique: number; duplicates: number; corrupt: number; missing: number; countedDrops: number; kernelDrops: number };
-  fuzz: { rounds: number; peerPortA: number; peerPortB: number; replayedA: number; replayedB: number; strangerUdp: number; tcpClients: number; tcpRefused: number; httpRequests: number; httpStatuses: Record<string, number> };
+  fuzz: {
+    rounds: number;
+    peerPortA: number;
+    peerPortB: number;
+    replayedA: number;
+    replayedB: number;
+    strangerUdp: number;
+    tcpClients: number;
+    tcpRefused: number;
+    httpRequests: number;
+    httpStatuses: Record<string, number>;
+  };
   /** Bytes a gateway sent to a fuzzing stranger (must be 0). */
   answered: number;
   /** Sessions started after the pair first came up (must be 0: nothing forged re-paired it). */
@@ -76,7 +87,8 @@ async function freePort(kind: 'udp' | 'tcp'): Promise<number> {
   return p;
 }
 
-const peerDrops = (s: GatewayStatus | undefined) => (s ? s.peers.reduce((n, p) => n + p.dropped, 0) + Object.values(s.dropped?.peerPort ?? {}).reduce((n, x) => n + x, 0) : 0);
+const peerDrops = (s: GatewayStatus | undefined) =>
+  s ? s.peers.reduce((n, p) => n + p.dropped, 0) + Object.values(s.dropped?.peerPort ?? {}).reduce((n, x) => n + x, 0) : 0;
 
 export class TpoTarget {
   #running = true;
@@ -85,7 +97,18 @@ export class TpoTarget {
   readonly #tcp = { transfers: 0, bytes: 0, corrupt: 0, failed: 0, failures: [] as string[] };
   readonly #udp = { sent: 0, unique: 0, duplicates: 0, corrupt: 0 };
   readonly #udpSeen: Uint8Array;
-  readonly #fuzz = { rounds: 0, peerPortA: 0, peerPortB: 0, replayedA: 0, replayedB: 0, strangerUdp: 0, tcpClients: 0, tcpRefused: 0, httpRequests: 0, httpStatuses: {} as Record<string, number> };
+  readonly #fuzz = {
+    rounds: 0,
+    peerPortA: 0,
+    peerPortB: 0,
+    replayedA: 0,
+    replayedB: 0,
+    strangerUdp: 0,
+    tcpClients: 0,
+    tcpRefused: 0,
+    httpRequests: 0,
+    httpStatuses: {} as Record<string, number>,
+  };
   #answered = 0;
   #status: { a?: GatewayStatus; b?: GatewayStatus } = {};
   #first: { a?: GatewayStatus; b?: GatewayStatus } = {};
@@ -128,7 +151,16 @@ export class TpoTarget {
     const proxy = await startCaptureProxy({ address: '127.0.0.1', port: portB }, { max: 2000 });
     const controlA = join(dir, 'soak-a.sock');
     const controlB = join(dir, 'soak-b.sock');
-    writeFileSync(join(dir, 'soak-b.json'), JSON.stringify({ name: 'soak-b', listen: `127.0.0.1:${portB}`, peers: [{ name: 'soak-a', key, keyId: 1 }], deliver: { allow: ['127.0.0.0/8'] }, control: controlB }));
+    writeFileSync(
+      join(dir, 'soak-b.json'),
+      JSON.stringify({
+        name: 'soak-b',
+        listen: `127.0.0.1:${portB}`,
+        peers: [{ name: 'soak-a', key, keyId: 1 }],
+        deliver: { allow: ['127.0.0.0/8'] },
+        control: controlB,
+      }),
+    );
     writeFileSync(
       join(dir, 'soak-a.json'),
       JSON.stringify({
@@ -136,7 +168,13 @@ export class TpoTarget {
         listen: `127.0.0.1:${portA}`,
         peers: [{ name: 'soak-b', address: `127.0.0.1:${proxy.port}`, key, keyId: 1 }],
         table: [
-          { name: 'tcp', protocol: 'tcp', listen: `127.0.0.1:${listenTcp}`, target: `127.0.0.1:${(tcpSink.address() as net.AddressInfo).port}`, src: '127.0.0.1/32' },
+          {
+            name: 'tcp',
+            protocol: 'tcp',
+            listen: `127.0.0.1:${listenTcp}`,
+            target: `127.0.0.1:${(tcpSink.address() as net.AddressInfo).port}`,
+            src: '127.0.0.1/32',
+          },
           { name: 'udp', protocol: 'udp', listen: `127.0.0.1:${listenUdp}`, target: `127.0.0.1:${udpSink.address().port}`, src: '127.0.0.1/32' },
         ],
         control: controlA,
@@ -147,7 +185,15 @@ export class TpoTarget {
     const a = SoakProcess.start('tpo gateway A', ['tpo', '--config', join(dir, 'soak-a.json'), '--json'], t0);
     await a.waitForEvent('ready', 30_000);
     const fuzz = [await udp('127.0.0.1'), await udp('127.0.0.1'), await udp('127.0.0.2')];
-    const t = new TpoTarget(a, b, proxy, { a: portA, b: portB, tcp: listenTcp, udp: listenUdp, controlA, controlB }, { tcp: tcpSink, tcpOpen: open, udp: udpSink, client: await udp('127.0.0.1'), fuzz }, o.capacity, o.seed);
+    const t = new TpoTarget(
+      a,
+      b,
+      proxy,
+      { a: portA, b: portB, tcp: listenTcp, udp: listenUdp, controlA, controlB },
+      { tcp: tcpSink, tcpOpen: open, udp: udpSink, client: await udp('127.0.0.1'), fuzz },
+      o.capacity,
+      o.seed,
+    );
     for (const s of fuzz) s.on('message', () => t.#answered++);
     udpSink.on('message', (m) => t.#checkUdp(m));
     const deadline = Date.now() + 30_000;
@@ -238,7 +284,8 @@ export class TpoTarget {
     const perTick = Math.max(1, Math.round(t.udpPps / 100));
     this.#timers.push(
       setInterval(() => {
-        for (let i = 0; i < perTick && this.#udp.sent < this.#udpSeen.length; i++) this.sinks.client.send(udpDatagram(this.#udp.sent++), this.ports.udp, '127.0.0.1');
+        for (let i = 0; i < perTick && this.#udp.sent < this.#udpSeen.length; i++)
+          this.sinks.client.send(udpDatagram(this.#udp.sent++), this.ports.udp, '127.0.0.1');
       }, 10),
     );
     this.#timers.push(setInterval(() => void this.#poll(), 10_000));
@@ -260,8 +307,16 @@ export class TpoTarget {
     const prefixes = [Uint8Array.of(1, 1, 0, 1), Uint8Array.of(1, 1, 0, 2), Uint8Array.of(1, 2, 0, 0), Uint8Array.of(1, 3, 0, 0)];
     const lim = { burst: 16, gapMs: 2, maxMs: 20_000 };
     const [fb, fa, , , su, tOk, tBad, hA, hB] = await Promise.all([
-      sendBounded(this.sinks.fuzz[0]!, { address: '127.0.0.1', port: this.ports.b }, hostileDatagrams(seed, 400, { corpus: out, prefixes, maxSize: 16_384 }), { ...lim, maxCount: 400 }),
-      sendBounded(this.sinks.fuzz[1]!, { address: '127.0.0.1', port: this.ports.a }, hostileDatagrams(seed + 1, 400, { corpus: back, prefixes, maxSize: 16_384 }), { ...lim, maxCount: 400 }),
+      sendBounded(this.sinks.fuzz[0]!, { address: '127.0.0.1', port: this.ports.b }, hostileDatagrams(seed, 400, { corpus: out, prefixes, maxSize: 16_384 }), {
+        ...lim,
+        maxCount: 400,
+      }),
+      sendBounded(
+        this.sinks.fuzz[1]!,
+        { address: '127.0.0.1', port: this.ports.a },
+        hostileDatagrams(seed + 1, 400, { corpus: back, prefixes, maxSize: 16_384 }),
+        { ...lim, maxCount: 400 },
+      ),
       (async () => {
         for (const d of out.slice(0, 100)) await this.proxy.inject(d, { address: '127.0.0.1', port: this.ports.b });
         this.#fuzz.replayedB += Math.min(100, out.length);
@@ -272,9 +327,17 @@ export class TpoTarget {
         for (const d of back.slice(0, 100)) await this.proxy.inject(d, client);
         this.#fuzz.replayedA += Math.min(100, back.length);
       })(),
-      sendBounded(this.sinks.fuzz[2]!, { address: '127.0.0.1', port: this.ports.udp }, hostileDatagrams(seed + 2, 200, { maxRandom: 1400 }), { ...lim, maxCount: 200 }),
+      sendBounded(this.sinks.fuzz[2]!, { address: '127.0.0.1', port: this.ports.udp }, hostileDatagrams(seed + 2, 200, { maxRandom: 1400 }), {
+        ...lim,
+        maxCount: 200,
+      }),
       tcpHostile({ address: '127.0.0.1', port: this.ports.tcp }, seed + 3, { count: 10, maxMs: 20_000, parallel: 2 }),
-      tcpHostile({ address: '127.0.0.1', port: this.ports.tcp, localAddress: '127.0.0.2' }, seed + 4, { count: 5, maxMs: 20_000, parallel: 2, kinds: ['data-then-end', 'connect-only'] }),
+      tcpHostile({ address: '127.0.0.1', port: this.ports.tcp, localAddress: '127.0.0.2' }, seed + 4, {
+        count: 5,
+        maxMs: 20_000,
+        parallel: 2,
+        kinds: ['data-then-end', 'connect-only'],
+      }),
       httpHostile(this.ports.controlA, seed + 5, { count: 10, maxMs: 20_000, holdMs: 300 }),
       httpHostile(this.ports.controlB, seed + 6, { count: 10, maxMs: 20_000, holdMs: 300 }),
     ]);
@@ -313,7 +376,10 @@ export class TpoTarget {
       udp: { ...this.#udp, missing, countedDrops, kernelDrops },
       fuzz: { ...this.#fuzz },
       answered: this.#answered,
-      newSessions: { a: (sa?.peers[0]?.sessions ?? 0) - (this.#first.a?.peers[0]?.sessions ?? 0), b: (sb?.peers[0]?.sessions ?? 0) - (this.#first.b?.peers[0]?.sessions ?? 0) },
+      newSessions: {
+        a: (sa?.peers[0]?.sessions ?? 0) - (this.#first.a?.peers[0]?.sessions ?? 0),
+        b: (sb?.peers[0]?.sessions ?? 0) - (this.#first.b?.peers[0]?.sessions ?? 0),
+      },
       peerPortDrops: { a: peerDrops(sa) - peerDrops(this.#first.a), b: peerDrops(sb) - peerDrops(this.#first.b) },
       status: { ...(sa ? { a: sa } : {}), ...(sb ? { b: sb } : {}) },
       unexplained: Math.max(0, missing - countedDrops - kernelDrops) + this.#udp.corrupt + this.#tcp.corrupt,

@@ -24,34 +24,35 @@ function sendSyscalls(): number[] {
 }
 
 function program(map: number, tgid: number): Uint8Array {
-  const a = new Assembler()
-    .mov('r6', 'r1')
-    .call(HELPER_GET_CURRENT_PID_TGID)
-    .rsh('r0', 32)
-    .jne('r0', tgid, 'out')
-    .ldxdw('r7', 'r6', 8); // args[1]: the syscall number
+  const a = new Assembler().mov('r6', 'r1').call(HELPER_GET_CURRENT_PID_TGID).rsh('r0', 32).jne('r0', tgid, 'out').ldxdw('r7', 'r6', 8); // args[1]: the syscall number
   for (const nr of sendSyscalls()) a.jeq('r7', nr, 'count');
-  a.ja('out')
-    .label('count')
-    .lookupFirst(map, 'out')
-    .ldxdw('r1', 'r0', 0)
-    .add('r1', 1)
-    .stxdw('r0', 0, 'r1')
-    .label('out')
-    .mov('r0', 0)
-    .exit();
+  a.ja('out').label('count').lookupFirst(map, 'out').ldxdw('r1', 'r0', 0).add('r1', 1).stxdw('r0', 0, 'r1').label('out').mov('r0', 0).exit();
   return a.assemble();
 }
 
 export class SendSyscallCounter {
-  private constructor(private readonly map: number, private readonly fds: number[], private readonly cpus: number) {}
+  readonly #map: number;
+  readonly #fds: number[];
+  readonly #cpus: number;
+
+  private constructor(map: number, fds: number[], cpus: number) {
+    this.#map = map;
+    this.#fds = fds;
+    this.#cpus = cpus;
+  }
 
   static open(tgid: number): SendSyscallCounter {
     const cpus = possibleCpus();
     const map = mapCreate({ type: BPF_MAP_TYPE.PERCPU_ARRAY, keySize: 4, valueSize: 8, maxEntries: 1, flags: 0, name: 'bench_sendcalls' });
     const fds = [map];
     try {
-      const prog = progLoad({ type: BPF_PROG_TYPE_RAW_TRACEPOINT, insns: program(map, tgid), license: 'Dual MIT/GPL', name: 'bench_sendcalls', expectedAttachType: 0 });
+      const prog = progLoad({
+        type: BPF_PROG_TYPE_RAW_TRACEPOINT,
+        insns: program(map, tgid),
+        license: 'Dual MIT/GPL',
+        name: 'bench_sendcalls',
+        expectedAttachType: 0,
+      });
       fds.push(prog, rawTracepointOpen('sys_enter', prog));
     } catch (err) {
       for (const fd of fds) closeFd(fd);
@@ -61,15 +62,15 @@ export class SendSyscallCounter {
   }
 
   count(): number {
-    const v = mapLookup(this.map, new Uint8Array(4), 8 * this.cpus, 'bench_sendcalls');
+    const v = mapLookup(this.#map, new Uint8Array(4), 8 * this.#cpus, 'bench_sendcalls');
     if (!v) return 0;
     const view = new DataView(v.buffer, v.byteOffset);
     let n = 0;
-    for (let c = 0; c < this.cpus; c++) n += Number(view.getBigUint64(c * 8, true));
+    for (let c = 0; c < this.#cpus; c++) n += Number(view.getBigUint64(c * 8, true));
     return n;
   }
 
   close(): void {
-    for (const fd of [...this.fds].reverse()) closeFd(fd);
+    for (const fd of [...this.#fds].reverse()) closeFd(fd);
   }
 }

@@ -3,7 +3,7 @@
  *
  *   gen 10.251.1.2 ──veth── 10.251.1.1 relay 10.251.2.1 ──veth── 10.251.2.2 sink
  *
- * Built with the test helper (test/helpers/netns.ts), which creates every
+ * Built with the test helper (harness/netns/netns.ts), which creates every
  * interface inside namespaces it owns and deletes them on destroy(), on
  * exit, on SIGINT/SIGTERM/SIGHUP, and (for a SIGKILLed run) at the next
  * createTopology(). Both subnets are directly connected, so no routes and
@@ -15,7 +15,7 @@
  * the generator to GEN_CPU (see bench/README.md for where softirq work lands).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createTopology, type NsProcess, type NsSpawnOptions, type Topology } from '../../test/helpers/netns.js';
+import { createTopology, type NsProcess, type NsSpawnOptions, type Topology } from '../../harness/netns/netns.js';
 
 export const GEN_ADDR = '10.251.1.2';
 export const RELAY_ADDR = '10.251.1.1';
@@ -69,7 +69,12 @@ export async function createBenchTopology(offload: OffloadOptions): Promise<Benc
     for (const ns of ['gen', 'relay', 'sink']) {
       await topo.exec(ns, 'sysctl', ['-qw', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0']);
     }
-    for (const [ns, dev] of [['gen', 'gen0'], ['relay', 'in0'], ['relay', 'out0'], ['sink', 'sink0']] as const) {
+    for (const [ns, dev] of [
+      ['gen', 'gen0'],
+      ['relay', 'in0'],
+      ['relay', 'out0'],
+      ['sink', 'sink0'],
+    ] as const) {
       await topo.exec(ns, 'sysctl', ['-qw', `net.ipv4.conf.${dev}.rp_filter=0`]);
     }
     if (!offload.inputGso) await topo.ip('gen', ['link', 'set', 'gen0', 'gso_max_segs', '1']);

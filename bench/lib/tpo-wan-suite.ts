@@ -41,15 +41,15 @@
  * they are LAN legs without delay or loss, where the algorithm hardly
  * matters, and only carry data the WAN leg already delivered.
  *
- * Topology: test/helpers/wan-topology.ts (its own five namespaces, removed
+ * Topology: harness/wan/topology.ts (its own five namespaces, removed
  * on exit, signals and errors).
  */
 import { spawnSync } from 'node:child_process';
-import type { IpWanStats } from '../../src/emulation/ip-wan.js';
-import { diffLane, lateFraction } from '../../src/emulation/ip-wan.js';
-import type { NsProcess } from '../../test/helpers/netns.js';
-import { WAN_ADDR, createWanTopology, type WanTopology } from '../../test/helpers/wan-topology.js';
-import { startGatewayPair } from '../../test/helpers/tpo-gateways.js';
+import type { IpWanStats } from '../../harness/wan/ip-emulator.js';
+import { diffLane, lateFraction } from '../../harness/wan/ip-emulator.js';
+import type { NsProcess } from '../../harness/netns/netns.js';
+import { WAN_ADDR, createWanTopology, type WanTopology } from '../../harness/wan/topology.js';
+import { startGatewayPair } from '../../harness/tpo/gateway-pair.js';
 import { commandExists, debVersion } from './install.js';
 import { pairedRatio, spread, type Spread } from './stats.js';
 
@@ -63,7 +63,7 @@ const SINK_PORT = 5201;
 const KCP_PORT = 29900;
 const KCP_LOCAL_PORT = 12948;
 const SLUICE_PORT = 12949;
-const LOAD = 'bench/tools/wan-load.ts';
+const LOAD = 'harness/traffic/wan-load.ts';
 /** Bins before this are slow start; "steady" goodput counts the rest. */
 const STEADY_FROM_S = 5;
 /** sluice-cubic-established: the transfer the session carries before the measured one. */
@@ -114,7 +114,7 @@ interface PathSetup {
 }
 
 // "Through Sluice": `sluice tpo` gateways on gwa and gwb (the real CLI,
-// test/helpers/tpo-gateways.ts), explicit mode: gwa listens on its LAN
+// harness/tpo/gateway-pair.ts), explicit mode: gwa listens on its LAN
 // address for the client and carries the connection over Sluice's UDP
 // transport to gwb, which connects to the server. The endpoints' TCP
 // (CUBIC, set per socket by the load tool) only crosses the LANs.
@@ -131,8 +131,20 @@ function kcptunArgs(variant: TpoWanVariant): string[] {
 
 async function startKcptun(wt: WanTopology, variant: TpoWanVariant): Promise<PathSetup | { unavailable: string }> {
   if (!commandExists('kcptun-client') || !commandExists('kcptun-server')) return { unavailable: 'kcptun is not installed (Debian package kcptun)' };
-  const server = wt.topo.spawn('gwb', 'kcptun-server', ['-t', `${WAN_ADDR.server}:${SINK_PORT}`, '-l', `${WAN_ADDR.gwbWan}:${KCP_PORT}`, ...kcptunArgs(variant)]);
-  const client = wt.topo.spawn('gwa', 'kcptun-client', ['-l', `${WAN_ADDR.gwaLan}:${KCP_LOCAL_PORT}`, '-r', `${WAN_ADDR.gwbWan}:${KCP_PORT}`, ...kcptunArgs(variant)]);
+  const server = wt.topo.spawn('gwb', 'kcptun-server', [
+    '-t',
+    `${WAN_ADDR.server}:${SINK_PORT}`,
+    '-l',
+    `${WAN_ADDR.gwbWan}:${KCP_PORT}`,
+    ...kcptunArgs(variant),
+  ]);
+  const client = wt.topo.spawn('gwa', 'kcptun-client', [
+    '-l',
+    `${WAN_ADDR.gwaLan}:${KCP_LOCAL_PORT}`,
+    '-r',
+    `${WAN_ADDR.gwbWan}:${KCP_PORT}`,
+    ...kcptunArgs(variant),
+  ]);
   const stop = async (): Promise<void> => {
     await Promise.all([client.stop(2_000), server.stop(2_000)]);
   };
@@ -184,7 +196,17 @@ async function runTrial(wt: WanTopology, repeat: number, loss: number, variant: 
     let before: IpWanStats | undefined;
     let warmups = 0;
     if (variant === 'sluice-cubic-established') {
-      const warm = wt.topo.runNode('client', LOAD, ['tcp-send', '--to', path.target, '--seconds', String(WARMUP_S), '--max-bytes', String(Math.ceil(((LINK_MBIT * 1e6) / 8) * WARMUP_S * 1.5)), '--cc', cc]);
+      const warm = wt.topo.runNode('client', LOAD, [
+        'tcp-send',
+        '--to',
+        path.target,
+        '--seconds',
+        String(WARMUP_S),
+        '--max-bytes',
+        String(Math.ceil(((LINK_MBIT * 1e6) / 8) * WARMUP_S * 1.5)),
+        '--cc',
+        cc,
+      ]);
       procs.push(warm);
       await warm.waitExit((WARMUP_S + 30) * 1000);
       await waitConns(sink, 1, 30_000);
@@ -195,7 +217,19 @@ async function runTrial(wt: WanTopology, repeat: number, loss: number, variant: 
     // Bounded by time and bytes: at most the link's worth of the window, with margin.
     const maxBytes = Math.ceil(((LINK_MBIT * 1e6) / 8) * seconds * 1.5);
     const send = wt.topo.runNode('client', LOAD, ['tcp-send', '--to', path.target, '--seconds', String(seconds), '--max-bytes', String(maxBytes), '--cc', cc]);
-    const rr = wt.topo.runNode('client', LOAD, ['rr-client', '--to', path.target, '--seconds', String(seconds - 1), '--interval-ms', '50', '--warmup-s', '2', '--cc', cc]);
+    const rr = wt.topo.runNode('client', LOAD, [
+      'rr-client',
+      '--to',
+      path.target,
+      '--seconds',
+      String(seconds - 1),
+      '--interval-ms',
+      '50',
+      '--warmup-s',
+      '2',
+      '--cc',
+      cc,
+    ]);
     procs.push(send, rr);
     await Promise.all([send.waitExit((seconds + 30) * 1000), rr.waitExit((seconds + 30) * 1000)]);
     const sent = send.jsonLines<{ event: string; cc: string; written: number }>().find((l) => l.event === 'done');
@@ -309,7 +343,9 @@ export async function runTpoWanSuite(o: TpoWanOptions, into: TpoWanResults): Pro
             o.log(
               `  tpo-wan ${variant} (${t.cc}) at ${loss * 100} % loss: ${t.goodputMbit!.toFixed(2)} Mbit/s (${t.steadyMbit!.toFixed(2)} after ${STEADY_FROM_S} s), ` +
                 `rr p50 ${t.rr?.p50.toFixed(1) ?? '–'} / p99 ${t.rr?.p99.toFixed(1) ?? '–'} ms, wire ${t.wirePerDelivered?.toFixed(3) ?? '–'}x` +
-                (e ? `; emulator: ${e.dropLoss} lost, ${e.dropQueue} queue drops, ${(e.lateOver1ms * 100).toFixed(2)} % released > 1 ms late (max ${e.latenessMaxMs.toFixed(1)} ms)` : ''),
+                (e
+                  ? `; emulator: ${e.dropLoss} lost, ${e.dropQueue} queue drops, ${(e.lateOver1ms * 100).toFixed(2)} % released > 1 ms late (max ${e.latenessMaxMs.toFixed(1)} ms)`
+                  : ''),
             );
           }
         }
@@ -346,7 +382,9 @@ export function tpoWanMarkdown(r: TpoWanResults): string {
   const out: string[] = [];
   out.push(`## tpo-wan: TCP across an emulated WAN (${LINK_MBIT} Mbit/s, ${2 * ONE_WAY_MS} ms RTT, random loss both ways)`);
   out.push('');
-  out.push(`Bulk client → server for ${r.seconds} s of incompressible data; 100-byte request/response every 50 ms on a second connection at the same time. Medians over repeats (min–max when more than one). Goodput counts what the server received in the window; "steady" leaves out the first ${STEADY_FROM_S} s. Wire = IP bytes that entered the WAN client → server per delivered byte (both directions in brackets). Emulator: bench/tools/ip-wan-emu.ts; its lateness column is the share of frames it released more than 1 ms after their due time (its own timing error). kcptun ${r.versions.kcptun ?? '?'}.`);
+  out.push(
+    `Bulk client → server for ${r.seconds} s of incompressible data; 100-byte request/response every 50 ms on a second connection at the same time. Medians over repeats (min–max when more than one). Goodput counts what the server received in the window; "steady" leaves out the first ${STEADY_FROM_S} s. Wire = IP bytes that entered the WAN client → server per delivered byte (both directions in brackets). Emulator: harness/bin/ip-wan-emu.ts; its lateness column is the share of frames it released more than 1 ms after their due time (its own timing error). kcptun ${r.versions.kcptun ?? '?'}.`,
+  );
   out.push('');
   out.push('| loss | path | cc | goodput Mbit/s | steady Mbit/s | rr p50 ms | rr p99 ms | wire / delivered | emulator late > 1 ms |');
   out.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
@@ -370,7 +408,9 @@ export function tpoWanMarkdown(r: TpoWanResults): string {
     }
   }
   out.push('');
-  out.push('Goodput ratios (median of per-repeat ratios, min–max). "kcptun best" is the kcptun profile with the higher median goodput at that loss. "new session": the gateways start with the trial; "established": their session carried a transfer before (see the suite\'s header).');
+  out.push(
+    'Goodput ratios (median of per-repeat ratios, min–max). "kcptun best" is the kcptun profile with the higher median goodput at that loss. "new session": the gateways start with the trial; "established": their session carried a transfer before (see the suite\'s header).',
+  );
   out.push('');
   out.push('| loss | Sluice session | Sluice ÷ direct CUBIC | Sluice ÷ direct BBR | Sluice ÷ kcptun best | BBR ÷ CUBIC | kcptun best ÷ CUBIC |');
   out.push('| --- | --- | --- | --- | --- | --- | --- |');
@@ -378,7 +418,10 @@ export function tpoWanMarkdown(r: TpoWanResults): string {
     const med = (v: TpoWanVariant): number => spread(ok(r, loss, v).map((t) => t.goodputMbit!))?.median ?? -1;
     const best: TpoWanVariant = med('kcptun-fast3') >= med('kcptun-default') ? 'kcptun-fast3' : 'kcptun-default';
     const bestName = med(best) < 0 ? 'kcptun' : best;
-    for (const [v, name] of [['sluice-cubic', 'new'], ['sluice-cubic-established', 'established']] as const) {
+    for (const [v, name] of [
+      ['sluice-cubic', 'new'],
+      ['sluice-cubic-established', 'established'],
+    ] as const) {
       if (ok(r, loss, v).length === 0) continue;
       out.push(
         `| ${loss * 100} % | ${name} | ${sp(ratio(r, loss, v, 'direct-cubic'))} | ${sp(ratio(r, loss, v, 'direct-bbr'))} | ` +

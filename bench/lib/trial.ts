@@ -117,7 +117,12 @@ interface Snapshot {
  * read the other counters fall outside the CPU window.
  */
 async function snapshot(ctx: TrialContext, edge: 'start' | 'end'): Promise<Snapshot> {
-  const cpuNow = (): Pick<Snapshot, 'cpu' | 'core' | 'softnet' | 't'> => ({ cpu: sampleCpu(ctx.relayPids), core: coreNow(ctx), softnet: softnet(), t: performance.now() });
+  const cpuNow = (): Pick<Snapshot, 'cpu' | 'core' | 'softnet' | 't'> => ({
+    cpu: sampleCpu(ctx.relayPids),
+    core: coreNow(ctx),
+    softnet: softnet(),
+    t: performance.now(),
+  });
   const early = edge === 'end' ? cpuNow() : undefined;
   const sink = await ctx.sink.read();
   const snmp = udpSnmpOf(ctx.relayPids[0]!);
@@ -147,14 +152,23 @@ export async function runTrial(ctx: TrialContext, spec: TrialSpec): Promise<Tria
   await settle(ctx);
   const before = await snapshot(ctx, 'start');
   const gen = spawnPinned(ctx.topo, 'gen', GEN_CPU, process.execPath, [
-    '--import', 'tsx', ctx.generator,
-    '--to', `${RELAY_ADDR}:${ctx.listenPort}`,
-    '--size', String(spec.size),
-    '--rate', String(Math.round(spec.rate)),
-    '--duration', String(spec.seconds),
-    '--pattern', spec.pattern,
-    '--burst', String(spec.burst),
-    '--bind', GEN_ADDR,
+    '--import',
+    'tsx',
+    ctx.generator,
+    '--to',
+    `${RELAY_ADDR}:${ctx.listenPort}`,
+    '--size',
+    String(spec.size),
+    '--rate',
+    String(Math.round(spec.rate)),
+    '--duration',
+    String(spec.seconds),
+    '--pattern',
+    spec.pattern,
+    '--burst',
+    String(spec.burst),
+    '--bind',
+    GEN_ADDR,
   ]);
   const sampler = new CpuSampler(ctx.relayPids);
   sampler.start();
@@ -179,7 +193,8 @@ export async function runTrial(ctx: TrialContext, spec: TrialSpec): Promise<Tria
   const sinkPackets = after.sink.subscribers - before.sink.subscribers;
   const expected = out.sent * spec.fanout;
   const loss = expected > 0 ? 1 - delivered / expected : 1;
-  const windowCpuS = after.cpu.schedS !== undefined && before.cpu.schedS !== undefined ? after.cpu.schedS - before.cpu.schedS : after.cpu.statS - before.cpu.statS;
+  const windowCpuS =
+    after.cpu.schedS !== undefined && before.cpu.schedS !== undefined ? after.cpu.schedS - before.cpu.schedS : after.cpu.statS - before.cpu.statS;
   const sendS = Math.max(out.elapsedS, 1e-3);
   // The sending window ends when the generator exits (it exits right after its last send).
   const cpuS = sampler.between(genExit - sendS * 1000, genExit) ?? windowCpuS;

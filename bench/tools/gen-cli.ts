@@ -9,7 +9,7 @@
  * Result: one JSON line {"sent":N,"errors":N,"elapsedS":S,"achievedPps":R[,"lastErrors":{...}]}
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { parseEndpoint, type Endpoint } from '../../src/policy/endpoint.js';
+import { parseEndpoint, type Endpoint } from '../../src/wire/endpoint.js';
 
 export interface GenOptions {
   to: Endpoint;
@@ -21,11 +21,13 @@ export interface GenOptions {
   bind?: string;
 }
 
-const num = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative number`);
-  return n;
-};
+const num =
+  (name: string) =>
+  (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative number`);
+    return n;
+  };
 
 export function parseGenOptions(program: string): GenOptions {
   const o = new Command(program)
@@ -49,5 +51,7 @@ export function parseGenOptions(program: string): GenOptions {
 export function printResult(opts: GenOptions, r: { sent: number; errors: number; elapsedS: number; lastErrors?: Map<string, number> }): void {
   const { sent, errors, elapsedS } = r;
   const extra = errors && r.lastErrors ? { lastErrors: Object.fromEntries(r.lastErrors) } : {};
-  process.stdout.write(`${JSON.stringify({ sent, errors, elapsedS: Number(elapsedS.toFixed(4)), achievedPps: Math.round(sent / Math.max(elapsedS, opts.duration)), ...extra })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ sent, errors, elapsedS: Number(elapsedS.toFixed(4)), achievedPps: Math.round(sent / Math.max(elapsedS, opts.duration)), ...extra })}\n`,
+  );
 }

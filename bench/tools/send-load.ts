@@ -75,7 +75,7 @@ async function run(count: number, close: boolean): Promise<{ sent: number; error
   if (mode === 'write-dgram') {
     const d = await openDgramWindows();
     // Each entry in turn, one window per entry.
-    for (let done = 0; done < count; ) {
+    for (let done = 0; done < count;) {
       for (let e = 0; e < dests && done < count; e++) {
         const data = entryData[e]!;
         await d.window(WRITE_PACKETS, (k, sock, cb) => sock.send(data.subarray(k * size, (k + 1) * size), first + e, host, cb));
@@ -90,7 +90,7 @@ async function run(count: number, close: boolean): Promise<{ sent: number; error
       let sent = 0;
       let errors = 0;
       // At most 65,536 messages per aggregate.
-      for (let done = 0; done < count; ) {
+      for (let done = 0; done < count;) {
         const n = Math.min(65_536, count - done);
         const messages = Array.from({ length: n }, (_, i) => ({ to: destinations[(done + i) % dests]!, data: payload }));
         const r = await s.sendAggregate({ messages, schedule: { kind: 'delays', delaysMs: messages.map(() => 0) }, maxLatenessMs: 60_000 });
@@ -105,7 +105,7 @@ async function run(count: number, close: boolean): Promise<{ sent: number; error
   }
   if (mode === 'dgram') {
     const d = await openDgramWindows();
-    for (let done = 0; done < count; ) {
+    for (let done = 0; done < count;) {
       const n = Math.min(4096, count - done);
       const base = done;
       await d.window(n, (i, sock, cb) => sock.send(payload, first + ((base + i) % dests), host, cb));
@@ -118,7 +118,7 @@ async function run(count: number, close: boolean): Promise<{ sent: number; error
     const s = openSendto(host, first, dests, payload);
     let sent = 0;
     let errors = 0;
-    for (let i = 0; i < count; ) {
+    for (let i = 0; i < count;) {
       const r = s.send(i);
       if (r >= 0) {
         sent++;

@@ -1,11 +1,11 @@
 /**
- * TPO bench load (issue #6): two data movers (src/tpo/data-mover.ts) in this
+ * TPO bench load (issue #6): two data movers (src/tpo/protocol/data-mover.ts) in this
  * process, on loopback, with the link emulator in a process of its own
- * between them (bench/tools/link-emu.ts), so this process's CPU is the two
+ * between them (harness/bin/link-emu.ts), so this process's CPU is the two
  * gateways' transport work and nothing else.
  *
  *   --io batched|portable (default batched): the movers' datagram ports
- *       (src/tpo/datagram-port.ts): sendmmsg/UDP GSO and recvmmsg in a
+ *       (src/tpo/io/datagram-port.ts): sendmmsg/UDP GSO and recvmmsg in a
  *       receive thread, or node:dgram one datagram per call.
  *   --mode bulk    --mb N --loss L [--rate-mbit 50 --rtt-ms 100]
  *       N MB of random driver buffers (16 KiB) from A to B, then the same
@@ -21,10 +21,10 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
-import { DataMover } from '../../src/tpo/data-mover.js';
-import { deriveSessionKeys } from '../../src/tpo/datagram-crypto.js';
-import { PacketDriver, openDriverBuffer } from '../../src/tpo/packet-driver.js';
-import { openDatagramPort, type DatagramPort } from '../../src/tpo/datagram-port.js';
+import { DataMover } from '../../src/tpo/protocol/data-mover.js';
+import { deriveSessionKeys } from '../../src/tpo/protocol/datagram-crypto.js';
+import { PacketDriver, openDriverBuffer } from '../../src/tpo/protocol/packet-driver.js';
+import { openDatagramPort, type DatagramPort } from '../../src/tpo/io/datagram-port.js';
 import { flag } from './load-common.js';
 
 const mode = flag('mode');
@@ -51,8 +51,10 @@ const config = {
   bToA: link,
   socketBufferBytes: 16 << 20,
 };
-const emuArgs = ['--import', 'tsx', 'bench/tools/link-emu.ts', '--config', JSON.stringify(config)];
-const emuProc = emuCpu ? spawn('taskset', ['-c', emuCpu, process.execPath, ...emuArgs], { stdio: ['pipe', 'pipe', 'inherit'] }) : spawn(process.execPath, emuArgs, { stdio: ['pipe', 'pipe', 'inherit'] });
+const emuArgs = ['--import', 'tsx', 'harness/bin/link-emu.ts', '--config', JSON.stringify(config)];
+const emuProc = emuCpu
+  ? spawn('taskset', ['-c', emuCpu, process.execPath, ...emuArgs], { stdio: ['pipe', 'pipe', 'inherit'] })
+  : spawn(process.execPath, emuArgs, { stdio: ['pipe', 'pipe', 'inherit'] });
 const lines = createInterface({ input: emuProc.stdout! });
 const ready = await new Promise<{ a: { address: string; port: number }; b: { address: string; port: number } }>((resolve, reject) => {
   lines.once('line', (l) => resolve(JSON.parse(l)));
@@ -113,10 +115,20 @@ try {
     const cold = await transfer();
     const established = await transfer();
     emit({
-      loss, rateMbit, rttMs, mb, ...cold, established, timeouts: a.stats.timeouts, srttMs: a.rtt.srttMs,
+      loss,
+      rateMbit,
+      rttMs,
+      mb,
+      ...cold,
+      established,
+      timeouts: a.stats.timeouts,
+      srttMs: a.rtt.srttMs,
       // How the ports batched (both transfers): datagrams per send call and per receive hand-over, drops at the socket.
-      sendCallsA: sa.stats.sendCalls, datagramsSentA: sa.stats.datagramsSent, gsoMessagesA: sa.stats.gsoMessages,
-      receiveBatchesB: sb.stats.receiveBatches, datagramsReceivedB: sb.stats.datagramsReceived,
+      sendCallsA: sa.stats.sendCalls,
+      datagramsSentA: sa.stats.datagramsSent,
+      gsoMessagesA: sa.stats.gsoMessages,
+      receiveBatchesB: sb.stats.receiveBatches,
+      datagramsReceivedB: sb.stats.datagramsReceived,
       portDrops: sa.stats.dropped.queueFull + sa.stats.dropped.sendError + sb.stats.dropped.queueFull + sb.stats.dropped.sendError,
     });
   } else if (mode === 'chatty') {
@@ -125,10 +137,12 @@ try {
     const size = Number(flag('size', '100'));
     const total = Math.round(perS * seconds);
     let received = 0;
-    const done = new Promise<void>((resolve) => b.on('buffer', (x: Uint8Array) => {
-      received += openDriverBuffer(x).messages.length;
-      if (received >= total) resolve();
-    }));
+    const done = new Promise<void>((resolve) =>
+      b.on('buffer', (x: Uint8Array) => {
+        received += openDriverBuffer(x).messages.length;
+        if (received >= total) resolve();
+      }),
+    );
     // The driver's default compression unless told otherwise; every message
     // has its own random payload, so only the message headers compress.
     const compression = flag('compression', 'auto') as 'auto' | 'none';
@@ -143,7 +157,18 @@ try {
       const timer = setInterval(() => {
         const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * perS));
         for (; sent < due; sent++) {
-          driver.push(0, { header: { function: 'data', protocol: 'udp', sequence: sent, src: { address: '10.0.0.1', port: 1000 }, dst: { address: '10.0.0.2', port: 2000 }, status: 0, dataLength: size }, data: pool.subarray((sent % POOL) * size, ((sent % POOL) + 1) * size) });
+          driver.push(0, {
+            header: {
+              function: 'data',
+              protocol: 'udp',
+              sequence: sent,
+              src: { address: '10.0.0.1', port: 1000 },
+              dst: { address: '10.0.0.2', port: 2000 },
+              status: 0,
+              dataLength: size,
+            },
+            data: pool.subarray((sent % POOL) * size, ((sent % POOL) + 1) * size),
+          });
         }
         if (sent >= total) {
           clearInterval(timer);
@@ -154,7 +179,16 @@ try {
     });
     await done;
     const datagrams = a.stats.datagramsSent - dataBefore;
-    emit({ messages: total, size, perS, compression, datagrams, datagramsPerMessage: datagrams / total, buffers: driver.stats.buffers, ackDatagrams: b.stats.datagramsSent });
+    emit({
+      messages: total,
+      size,
+      perS,
+      compression,
+      datagrams,
+      datagramsPerMessage: datagrams / total,
+      buffers: driver.stats.buffers,
+      ackDatagrams: b.stats.datagramsSent,
+    });
   } else {
     throw new Error(`unknown --mode ${mode}`);
   }

@@ -27,7 +27,8 @@ for (const r of records) {
   for (const t of trials) {
     process.stdout.write(
       `r${r.repeat} ${label.padEnd(36)} rate ${String(t.rate).padStart(7)} sent ${String(t.sent).padStart(8)} got ${String(t.delivered).padStart(9)}` +
-        ` loss ${f(100 * t.loss, 3).padStart(7)}% rcvbuf ${String(t.relayRcvbufErrors).padStart(6)} backlog ${String(t.backlogDrops ?? 0).padStart(6)}${t.backlogDropsByCpu ? ` [${t.backlogDropsByCpu.join(",")}]` : ""}` + ` sq ${t.softirqSqueezes ?? 0}` +
+        ` loss ${f(100 * t.loss, 3).padStart(7)}% rcvbuf ${String(t.relayRcvbufErrors).padStart(6)} backlog ${String(t.backlogDrops ?? 0).padStart(6)}${t.backlogDropsByCpu ? ` [${t.backlogDropsByCpu.join(',')}]` : ''}` +
+        ` sq ${t.softirqSqueezes ?? 0}` +
         ` cpu ${f(t.cpuPct, 1).padStart(5)}% ${f(t.cpuUsPerPkt, 2).padStart(7)} µs/pkt core ${f(t.coreUsPerPkt, 2).padStart(7)}${t.genLimited ? ' GEN-LIMITED' : ''}\n`,
     );
   }

@@ -81,7 +81,7 @@ while (sent < total) {
     continue;
   }
   // Sleep until the next send is due, less a margin for wake-up latency; spin the rest.
-  const nextMs = (((sent + burst) / opts.rate) * 1000) - now;
+  const nextMs = ((sent + burst) / opts.rate) * 1000 - now;
   if (nextMs > 0.3) Atomics.wait(sleeper, 0, 0, nextMs - 0.2);
 }
 const elapsedS = (performance.now() - t0) / 1000;

@@ -3,7 +3,7 @@ import { probeTiers } from '../dataplane/select.js';
 import { Sluice } from '../control/sluice.js';
 import { NotSupportedError } from '../errors.js';
 import { TIER_NAMES, type TierName } from '../policy/schema.js';
-import { runStreamDemo, type DemoProgress } from '../media/demo-run.js';
+import { runStreamDemo, type DemoProgress } from './demo-run.js';
 import { EXIT, emitJson, table, totalDrops } from './output.js';
 
 export interface DemoCliOptions {
@@ -36,9 +36,7 @@ async function resolveTiers(spec: string): Promise<TierName[]> {
 const mbit = (bps: number) => `${(bps / 1e6).toFixed(2)} Mbit/s`;
 
 function liveLine(p: DemoProgress): string {
-  const parts = p.tiers.map(
-    (t) => `${t.tier}: in ${t.relay.packetsIn} out ${t.relay.packetsOut} recv ${t.received} lost ${t.lost} cc-err ${t.ccErrors}`,
-  );
+  const parts = p.tiers.map((t) => `${t.tier}: in ${t.relay.packetsIn} out ${t.relay.packetsOut} recv ${t.received} lost ${t.lost} cc-err ${t.ccErrors}`);
   return `[${(p.elapsedMs / 1000).toFixed(0).padStart(3)}s] ${mbit(p.rateBps)} ${Math.round(p.packetsPerSecond)} pkt/s | ${parts.join(' | ')}`;
 }
 
@@ -50,23 +48,13 @@ export async function runDemo(opts: DemoCliOptions): Promise<number> {
         `origin -> replicate -> ${opts.subscribers} subscribers, tier(s): ${tiers.join(', ')}\n`,
     );
   }
-  const result = await runStreamDemo(
-    { subscribers: opts.subscribers, bitrateBps: opts.bitrateBps, durationMs: opts.durationMs, tiers },
-    (p) => (opts.json ? emitJson('progress', { ...p }) : process.stderr.write(`${liveLine(p)}\n`)),
+  const result = await runStreamDemo({ subscribers: opts.subscribers, bitrateBps: opts.bitrateBps, durationMs: opts.durationMs, tiers }, (p) =>
+    opts.json ? emitJson('progress', { ...p }) : process.stderr.write(`${liveLine(p)}\n`),
   );
   if (opts.json) {
     emitJson('summary', { ...result });
   } else {
-    const rows = result.tiers.map((t) => [
-      t.tier,
-      t.subscribers,
-      t.sent,
-      t.sent * t.subscribers,
-      t.received,
-      t.lost,
-      t.ccErrors,
-      totalDrops(t.relay),
-    ]);
+    const rows = result.tiers.map((t) => [t.tier, t.subscribers, t.sent, t.sent * t.subscribers, t.received, t.lost, t.ccErrors, totalDrops(t.relay)]);
     process.stdout.write(
       `\n${table(['tier', 'subscribers', 'sent', 'expected', 'received', 'lost', 'cc errors', 'relay drops'], rows)}\n` +
         `origin: ${mbit(result.rateBps)}, ${Math.round(result.packetsPerSecond)} datagrams/s over ${(result.elapsedMs / 1000).toFixed(1)} s\n` +

@@ -67,9 +67,20 @@ export function buildProgram(exit: (code: number) => void): Command {
     .option('--max-datagram <bytes>', 'drop (and count) longer datagrams', positiveInt(MAX_UDP_PAYLOAD))
     .addOption(new Option('--payload <format>', 'payload check').choices(['any', 'mpegts']).default('any'))
     .option('--suspend-after-errors <n>', 'suspend a subscriber after N ICMP errors in a row (port/host unreachable); default: never', positiveInt(1_000_000))
-    .option('--suspend-retry <ms>', 'first wait before a suspended subscriber is tried again (default 1000; doubles per failed retry, up to 60 s; 100 to 3600000)', positiveInt(3_600_000))
-    .option('--batch-hold <ms>', 'batched tier: most time a datagram waits to be sent with others (default 1; 0 = none; at most 1000)', nonNegative(MAX_BATCH_HOLD_MS))
-    .option('--pin [dir]', 'kernel tier: pin state in bpffs (default /sys/fs/bpf/sluice) so forwarding goes on while sluice is stopped; a later --pin run adopts it, `sluice detach` removes it')
+    .option(
+      '--suspend-retry <ms>',
+      'first wait before a suspended subscriber is tried again (default 1000; doubles per failed retry, up to 60 s; 100 to 3600000)',
+      positiveInt(3_600_000),
+    )
+    .option(
+      '--batch-hold <ms>',
+      'batched tier: most time a datagram waits to be sent with others (default 1; 0 = none; at most 1000)',
+      nonNegative(MAX_BATCH_HOLD_MS),
+    )
+    .option(
+      '--pin [dir]',
+      'kernel tier: pin state in bpffs (default /sys/fs/bpf/sluice) so forwarding goes on while sluice is stopped; a later --pin run adopts it, `sluice detach` removes it',
+    )
     .option('--stats-interval <seconds>', 'print counters every N seconds (0: only at exit; at most 86400)', nonNegative(MAX_STATS_INTERVAL_S))
     .option('--json', 'machine-readable JSON lines on stdout')
     .addHelpText(
@@ -96,7 +107,16 @@ export function buildProgram(exit: (code: number) => void): Command {
         ...(o.suspendRetry ? { suspendRetryMs: o.suspendRetry } : {}),
       } as FlowPolicy;
       parseFlowPolicy(policy); // fail before opening anything
-      exit(await runSession({ tier: o.tier as TierChoice, batchHoldMs: o.batchHold, pin: o.pin, flows: [policy], json: !!o.json, statsInterval: o.statsInterval ?? (o.json ? 0 : 5) }));
+      exit(
+        await runSession({
+          tier: o.tier as TierChoice,
+          batchHoldMs: o.batchHold,
+          pin: o.pin,
+          flows: [policy],
+          json: !!o.json,
+          statsInterval: o.statsInterval ?? (o.json ? 0 : 5),
+        }),
+      );
     });
 
   program
@@ -104,14 +124,31 @@ export function buildProgram(exit: (code: number) => void): Command {
     .description('run every flow declared in a config file (YAML or JSON); SIGHUP re-reads it and applies the changes')
     .requiredOption('-c, --config <file>', 'config file, e.g. sluice.yaml')
     .addOption(new Option('--tier <tier>', "override the file's tier").choices(['auto', ...TIER_NAMES]))
-    .option('--batch-hold <ms>', 'batched tier: most time a datagram waits to be sent with others (default 1; 0 = none; at most 1000)', nonNegative(MAX_BATCH_HOLD_MS))
-    .option('--pin [dir]', 'kernel tier: pin state in bpffs (default /sys/fs/bpf/sluice) so forwarding goes on while sluice is stopped; a later --pin run adopts it, `sluice detach` removes it')
+    .option(
+      '--batch-hold <ms>',
+      'batched tier: most time a datagram waits to be sent with others (default 1; 0 = none; at most 1000)',
+      nonNegative(MAX_BATCH_HOLD_MS),
+    )
+    .option(
+      '--pin [dir]',
+      'kernel tier: pin state in bpffs (default /sys/fs/bpf/sluice) so forwarding goes on while sluice is stopped; a later --pin run adopts it, `sluice detach` removes it',
+    )
     .option('--stats-interval <seconds>', 'print counters every N seconds (0: only at exit; at most 86400)', nonNegative(MAX_STATS_INTERVAL_S))
     .option('--json', 'machine-readable JSON lines on stdout')
     .action(async (o) => {
       const config = await loadConfig(o.config);
       const reload = async () => [...(await loadConfig(o.config)).flows];
-      exit(await runSession({ tier: (o.tier ?? config.tier) as TierChoice, batchHoldMs: o.batchHold, pin: o.pin, flows: [...config.flows], reload, json: !!o.json, statsInterval: o.statsInterval ?? (o.json ? 0 : 5) }));
+      exit(
+        await runSession({
+          tier: (o.tier ?? config.tier) as TierChoice,
+          batchHoldMs: o.batchHold,
+          pin: o.pin,
+          flows: [...config.flows],
+          reload,
+          json: !!o.json,
+          statsInterval: o.statsInterval ?? (o.json ? 0 : 5),
+        }),
+      );
     });
 
   program
@@ -144,7 +181,9 @@ export function buildProgram(exit: (code: number) => void): Command {
       '\nExamples:\n  sluice write --file f.bin --to udp://127.0.0.1:6000 --to udp://127.0.0.1:6001\n  sluice write --file movie.ts --packet-size 1316 --bitrate 4M --to udp://198.51.100.7:5000 --to udp://198.51.100.8:5000',
     )
     .action(async (o) => {
-      exit(await runWrite({ file: o.file, to: o.to, packetSize: o.packetSize, burst: o.burst, bitrate: o.bitrate, tier: o.tier as TierChoice, json: !!o.json }));
+      exit(
+        await runWrite({ file: o.file, to: o.to, packetSize: o.packetSize, burst: o.burst, bitrate: o.bitrate, tier: o.tier as TierChoice, json: !!o.json }),
+      );
     });
 
   program
@@ -163,7 +202,7 @@ export function buildProgram(exit: (code: number) => void): Command {
     .command('status')
     .description("show a running TPO gateway's peers, flows and counters (from its control socket)")
     .option('--name <name>', 'the gateway name in its config (default tpo)')
-    .option('--socket <path>', 'control socket path (the config\'s control:, or /run/sluice/tpo-NAME.sock as root)')
+    .option('--socket <path>', "control socket path (the config's control:, or /run/sluice/tpo-NAME.sock as root)")
     .option('--json', 'machine-readable JSON')
     .action(async (o) => {
       exit(await runStatus({ ...(o.socket ? { socket: o.socket } : {}), ...(o.name ? { name: o.name } : {}), json: !!o.json }));
@@ -171,7 +210,9 @@ export function buildProgram(exit: (code: number) => void): Command {
 
   program
     .command('detach')
-    .description("kernel tier: remove everything sluice pinned in this network namespace (programs, links, maps), and restore lo's settings if no kernel-tier process needs them")
+    .description(
+      "kernel tier: remove everything sluice pinned in this network namespace (programs, links, maps), and restore lo's settings if no kernel-tier process needs them",
+    )
     .option('--pin-dir <dir>', 'bpffs directory given to --pin', DEFAULT_PIN_ROOT)
     .action(async (o) => {
       const dir = pinDirFor(o.pinDir);
@@ -201,7 +242,12 @@ export function buildProgram(exit: (code: number) => void): Command {
       const probes = await probeTiers();
       if (o.json) emitJson('doctor', { tiers: probes });
       else {
-        process.stdout.write(`${table(['tier', 'available', 'detail'], probes.map((p) => [p.tier, p.available ? 'yes' : 'no', p.detail]))}\n`);
+        process.stdout.write(
+          `${table(
+            ['tier', 'available', 'detail'],
+            probes.map((p) => [p.tier, p.available ? 'yes' : 'no', p.detail]),
+          )}\n`,
+        );
         for (const p of probes.filter((x) => x.notes?.length)) {
           process.stdout.write(`\n${p.tier}:\n${p.notes!.map((n) => `  ${n}`).join('\n')}\n`);
         }
@@ -213,17 +259,27 @@ export function buildProgram(exit: (code: number) => void): Command {
     .command('demo')
     .description('origin → relay → N subscribers: a paced synthetic MPEG-TS stream, checked for loss')
     .option('--subscribers <n>', 'subscribers per tier', positiveInt(4096), 8)
-    .option('--bitrate <rate>', 'stream bitrate, e.g. 20M, 500k', (v) => {
-      const b = parseBitrate(v);
-      if (b === undefined) throw new CliArgError('expected a bitrate such as 20M, 2.5M or 800k');
-      return b;
-    }, 20_000_000)
-    .option('--duration <time>', 'how long to stream, e.g. 10s, 500ms, 2m', (v) => {
-      const d = parseDuration(v);
-      if (d === undefined) throw new CliArgError('expected a duration such as 10, 10s, 500ms or 2m');
-      return d;
-    }, 10_000)
-    .option('--tier <tiers>', "tier(s) to relay through: auto, all, or a comma list (e.g. portable,batched)", 'auto')
+    .option(
+      '--bitrate <rate>',
+      'stream bitrate, e.g. 20M, 500k',
+      (v) => {
+        const b = parseBitrate(v);
+        if (b === undefined) throw new CliArgError('expected a bitrate such as 20M, 2.5M or 800k');
+        return b;
+      },
+      20_000_000,
+    )
+    .option(
+      '--duration <time>',
+      'how long to stream, e.g. 10s, 500ms, 2m',
+      (v) => {
+        const d = parseDuration(v);
+        if (d === undefined) throw new CliArgError('expected a duration such as 10, 10s, 500ms or 2m');
+        return d;
+      },
+      10_000,
+    )
+    .option('--tier <tiers>', 'tier(s) to relay through: auto, all, or a comma list (e.g. portable,batched)', 'auto')
     .option('--json', 'machine-readable JSON lines on stdout')
     .action(async (o) => {
       exit(await runDemo({ subscribers: o.subscribers, bitrateBps: o.bitrate, durationMs: o.duration, tiers: o.tier, json: !!o.json }));
@@ -265,5 +321,5 @@ export { exitAfterOutput };
 
 // Run when executed directly (tsx src/cli/main.ts, or node dist/cli/main.js).
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then(exitAfterOutput);
+  void main().then(exitAfterOutput);
 }

@@ -9,7 +9,7 @@ import type { Sluice } from '../control/sluice.js';
 import type { Flow } from '../control/flow.js';
 import type { FlowPolicy } from '../policy/schema.js';
 import { parseFlowPolicy } from '../policy/validate.js';
-import { endpointKey } from '../policy/endpoint.js';
+import { endpointKey } from '../wire/endpoint.js';
 import { sinksFirst } from '../policy/flow-set.js';
 import { localHostAddresses } from '../control/host-addresses.js';
 import { PolicyValidationError } from '../errors.js';
@@ -27,7 +27,8 @@ export async function applyReload(sluice: Sluice, wanted: readonly FlowPolicy[])
     try {
       return parseFlowPolicy(p);
     } catch (err) {
-      if (err instanceof PolicyValidationError) throw new PolicyValidationError(err.issues.map((x) => ({ ...x, path: `flows[${i}]${x.path ? `.${x.path}` : ''}` })));
+      if (err instanceof PolicyValidationError)
+        throw new PolicyValidationError(err.issues.map((x) => ({ ...x, path: `flows[${i}]${x.path ? `.${x.path}` : ''}` })));
       throw err;
     }
   });
@@ -36,7 +37,11 @@ export async function applyReload(sluice: Sluice, wanted: readonly FlowPolicy[])
   const matched = new Set<Flow>();
   const plan: { policy: FlowPolicy; flow: Flow | undefined }[] = specs.map((spec, i) => {
     const flow = running.find(
-      (f) => !matched.has(f) && (spec.name !== undefined ? f.name === spec.name : f.spec.name === undefined && f.type === spec.type && endpointKey(f.spec.listen) === endpointKey(spec.listen)),
+      (f) =>
+        !matched.has(f) &&
+        (spec.name !== undefined
+          ? f.name === spec.name
+          : f.spec.name === undefined && f.type === spec.type && endpointKey(f.spec.listen) === endpointKey(spec.listen)),
     );
     if (flow) matched.add(flow);
     return { policy: wanted[i]!, flow };

@@ -22,7 +22,10 @@ import { EXIT, emitJson, table } from './output.js';
 import type { AggregateResult, WriteResult } from '../sender/results.js';
 import type { SchedulerStats, StreamScheduler, StreamStats } from '../sender/stream-scheduler.js';
 
-type Issue = { path: string; message: string };
+interface Issue {
+  path: string;
+  message: string;
+}
 
 export interface AggregateFileOptions {
   /**
@@ -57,7 +60,10 @@ export async function aggregateFromJson(text: string, baseDir: string, opts: Agg
   const input = (doc as { messages: unknown[] }).messages;
   // Before any file is read: the schema would refuse this many anyway.
   if (input.length > MAX_AGGREGATE_MESSAGES) {
-    throw new PolicyValidationError([{ path: 'messages', message: `${input.length} messages; an aggregate carries at most ${MAX_AGGREGATE_MESSAGES}` }], 'invalid aggregate');
+    throw new PolicyValidationError(
+      [{ path: 'messages', message: `${input.length} messages; an aggregate carries at most ${MAX_AGGREGATE_MESSAGES}` }],
+      'invalid aggregate',
+    );
   }
   const issues: Issue[] = [];
   let total = 0;
@@ -110,9 +116,10 @@ export async function aggregateFromJson(text: string, baseDir: string, opts: Agg
     } catch (err) {
       if (!(err instanceof FileRefusedError)) throw err;
       let why = err.reason;
-      if (/^resolves to .* outside /.test(why)) why += ' (files must be in the JSON file\'s folder; pass --allow-any-file to lift this)';
+      if (/^resolves to .* outside /.test(why)) why += " (files must be in the JSON file's folder; pass --allow-any-file to lift this)";
       else if (/more than the limit|grew past the limit/.test(why)) {
-        why += room < MAX_UDP_PAYLOAD ? ` (the aggregate may carry ${MAX_BATCH_BYTES} bytes in all; ${room} are left)` : ' (a message is at most one UDP payload)';
+        why +=
+          room < MAX_UDP_PAYLOAD ? ` (the aggregate may carry ${MAX_BATCH_BYTES} bytes in all; ${room} are left)` : ' (a message is at most one UDP payload)';
       }
       issues.push({ path, message: `cannot read ${name}: ${why}` });
       return rest;
@@ -163,28 +170,54 @@ export async function runSendAggregate(opts: { file: string; tier: TierChoice; j
     process.stdout.write(
       `${table(
         ['#', 'to', 'stream', 'status', 'due ms', 'sent ms', 'late ms'],
-        r.messages.map((m) => [String(m.index), m.to, m.stream ?? '', m.reason ? `${m.status} (${m.reason})` : m.status, f(m.dueMs), f(m.sentAtMs), f(m.lateMs)]),
+        r.messages.map((m) => [
+          String(m.index),
+          m.to,
+          m.stream ?? '',
+          m.reason ? `${m.status} (${m.reason})` : m.status,
+          f(m.dueMs),
+          f(m.sentAtMs),
+          f(m.lateMs),
+        ]),
       )}\n`,
     );
-    process.stdout.write(`${r.engine} engine: ${r.sent} sent, ${r.late} late, ${r.dropped} dropped in ${f(r.elapsedMs)} ms; lateness p50 ${f(r.lateness.p50)} / p99 ${f(r.lateness.p99)} / max ${f(r.lateness.max)} ms${r.sendCalls !== undefined ? `; ${r.sendCalls} send call(s)` : ''}\n`);
+    process.stdout.write(
+      `${r.engine} engine: ${r.sent} sent, ${r.late} late, ${r.dropped} dropped in ${f(r.elapsedMs)} ms; lateness p50 ${f(r.lateness.p50)} / p99 ${f(r.lateness.p99)} / max ${f(r.lateness.max)} ms${r.sendCalls !== undefined ? `; ${r.sendCalls} send call(s)` : ''}\n`,
+    );
   }
   return r.dropped === 0 ? EXIT.OK : EXIT.FAILURE;
 }
 
-export async function runWrite(opts: { file: string; to: string[]; packetSize: number; burst: number; bitrate?: number; tier: TierChoice; json: boolean }): Promise<number> {
+export async function runWrite(opts: {
+  file: string;
+  to: string[];
+  packetSize: number;
+  burst: number;
+  bitrate?: number;
+  tier: TierChoice;
+  json: boolean;
+}): Promise<number> {
   const data = readWriteFile(opts.file, opts.to.length, opts.bitrate !== undefined);
   if (opts.bitrate !== undefined) return writeAtBitrate(data, { ...opts, bitrate: opts.bitrate });
   const sluice = await Sluice.open({ tier: await sendTier(opts.tier) });
   let r: WriteResult;
   try {
     // Every destination gets the same bytes: one buffer, no copies.
-    r = await sluice.write(opts.to.map((to) => ({ to, data })), { packetSize: opts.packetSize, burst: opts.burst });
+    r = await sluice.write(
+      opts.to.map((to) => ({ to, data })),
+      { packetSize: opts.packetSize, burst: opts.burst },
+    );
   } finally {
     await sluice.close();
   }
   if (opts.json) emitJson('write', { ...r });
   else {
-    process.stdout.write(`${table(['to', 'packets', 'bytes', 'errors'], r.destinations.map((d) => [d.to, String(d.packets), String(d.bytes), d.lastError ? `${d.errors} (${d.lastError})` : String(d.errors)]))}\n`);
+    process.stdout.write(
+      `${table(
+        ['to', 'packets', 'bytes', 'errors'],
+        r.destinations.map((d) => [d.to, String(d.packets), String(d.bytes), d.lastError ? `${d.errors} (${d.lastError})` : String(d.errors)]),
+      )}\n`,
+    );
     process.stdout.write(`${r.engine} engine: ${r.sent} of ${r.packets} packets, ${r.bytes} bytes in ${r.elapsedMs.toFixed(1)} ms\n`);
   }
   return r.errors === 0 ? EXIT.OK : EXIT.FAILURE;
@@ -228,7 +261,10 @@ function formatRate(bps: number): string {
  * per tick carrying every destination's due packets); reports each
  * destination's counters, lateness and achieved rate once all are done.
  */
-async function writeAtBitrate(data: Buffer, opts: { to: string[]; packetSize: number; burst: number; bitrate: number; tier: TierChoice; json: boolean }): Promise<number> {
+async function writeAtBitrate(
+  data: Buffer,
+  opts: { to: string[]; packetSize: number; burst: number; bitrate: number; tier: TierChoice; json: boolean },
+): Promise<number> {
   if (opts.to.length === 0) throw new PolicyValidationError([{ path: '--to', message: 'give at least one destination' }], 'invalid write');
   const sluice = await Sluice.open({ tier: await sendTier(opts.tier) });
   // One-shot sends run on the batched engine on the batched and kernel tiers.
@@ -249,7 +285,10 @@ async function writeAtBitrate(data: Buffer, opts: { to: string[]; packetSize: nu
           return sched.add({ id: String(i + 1), to, bitrate: opts.bitrate, data });
         } catch (err) {
           if ((err as { code?: unknown }).code !== 'SLUICE_ERR_INVALID_ARGUMENT') throw err;
-          throw new PolicyValidationError([{ path: '--to', message: `${to}: ${(err as Error).message.replace(/^stream '[^']*': to: /, '')}` }], 'invalid write');
+          throw new PolicyValidationError(
+            [{ path: '--to', message: `${to}: ${(err as Error).message.replace(/^stream '[^']*': to: /, '')}` }],
+            'invalid write',
+          );
         }
       });
       finals = await Promise.all(handles.map((h) => h.done));
@@ -298,7 +337,17 @@ async function writeAtBitrate(data: Buffer, opts: { to: string[]; packetSize: nu
     process.stdout.write(
       `${table(
         ['to', 'packets', 'bytes', 'errors', 'ms', 'bit/s', 'late p50 ms', 'late p99 ms', 'late max ms'],
-        finals.map((s) => [s.to, String(s.packets), String(s.bytes), s.lastError ? `${s.errors} (${s.lastError})` : String(s.errors), s.elapsedMs.toFixed(1), formatRate(s.achievedBitrate), f(s.lateness.p50), f(s.lateness.p99), f(s.lateness.max)]),
+        finals.map((s) => [
+          s.to,
+          String(s.packets),
+          String(s.bytes),
+          s.lastError ? `${s.errors} (${s.lastError})` : String(s.errors),
+          s.elapsedMs.toFixed(1),
+          formatRate(s.achievedBitrate),
+          f(s.lateness.p50),
+          f(s.lateness.p99),
+          f(s.lateness.max),
+        ]),
       )}\n`,
     );
     process.stdout.write(

@@ -26,7 +26,9 @@ export interface SessionOptions {
 
 function describe(s: ReloadSummary): string {
   const part = (label: string, names: string[]) => (names.length ? `${label} ${names.join(', ')}` : '');
-  return [part('added', s.added), part('updated', s.updated), part('replaced', s.replaced), part('removed', s.removed)].filter(Boolean).join('; ') || 'no change';
+  return (
+    [part('added', s.added), part('updated', s.updated), part('replaced', s.replaced), part('removed', s.removed)].filter(Boolean).join('; ') || 'no change'
+  );
 }
 
 function waitForSignal(): Promise<string> {
@@ -116,8 +118,14 @@ export async function runSession(opts: SessionOptions): Promise<number> {
   if (timer) clearInterval(timer);
   const keep = Boolean(opts.pin) && sluice.tier === 'kernel';
   const final = await sluice.close({ keepForwarding: keep });
-  if (keep && !opts.json) process.stderr.write('sluice: kernel forwarding left in place (pinned); run again with --pin to adopt it, or `sluice detach` to remove it\n');
-  if (opts.json) emitJson('final', { ...(outcome.signal ? { signal: outcome.signal } : { error: outcome.error!.message }), flows: final, ...(keep ? { keptForwarding: true } : {}) });
+  if (keep && !opts.json)
+    process.stderr.write('sluice: kernel forwarding left in place (pinned); run again with --pin to adopt it, or `sluice detach` to remove it\n');
+  if (opts.json)
+    emitJson('final', {
+      ...(outcome.signal ? { signal: outcome.signal } : { error: outcome.error!.message }),
+      flows: final,
+      ...(keep ? { keptForwarding: true } : {}),
+    });
   else process.stdout.write(`${statsTable(final)}\n`);
   return outcome.error ? EXIT.FAILURE : EXIT.OK;
 }

@@ -4,12 +4,13 @@
  * from its control socket (issue #7).
  */
 import { dirname, resolve } from 'node:path';
-import { MAX_TPO_CONFIG_BYTES, parseTpoConfigText, readKeyFile, TpoConfigError, type TpoConfig } from '../tpo/config.js';
+import { MAX_TPO_CONFIG_BYTES, parseTpoConfigText, readKeyFile, TpoConfigError, type TpoConfig } from '../tpo/config/config.js';
 import { readInputText } from './input.js';
 import { Gateway, type GatewayStatus } from '../tpo/gateway/gateway.js';
-import { ExplicitInterception, type Interception } from '../tpo/gateway/explicit.js';
+import { ExplicitInterception } from '../tpo/intercept/explicit.js';
+import type { Interception } from '../tpo/intercept/interception.js';
 import { DEFAULT_MARK, TransparentInterception } from '../tpo/gateway/transparent.js';
-import { ControlSocketError, defaultControlPath, fetchStatus, startControlServer } from '../tpo/gateway/control.js';
+import { ControlSocketError, defaultControlPath, fetchStatus, startControlServer } from '../server/control-socket.js';
 import { PolicyValidationError } from '../errors.js';
 import { EXIT, emitJson, table } from './output.js';
 
@@ -28,7 +29,11 @@ export function loadTpoConfig(path: string): TpoConfig {
     return parseTpoConfigText(text, path, (keyFile) => readKeyFile(resolve(dirname(path), keyFile)));
   } catch (err) {
     // The CLI reports config problems as usage errors (exit 2), field by field.
-    if (err instanceof TpoConfigError) throw new PolicyValidationError(err.issues.map((m) => ({ path: '', message: m })), `invalid TPO config ${path}`);
+    if (err instanceof TpoConfigError)
+      throw new PolicyValidationError(
+        err.issues.map((m) => ({ path: '', message: m })),
+        `invalid TPO config ${path}`,
+      );
     throw err;
   }
 }
@@ -54,7 +59,19 @@ export function statusText(s: GatewayStatus): string {
   out.push(
     table(
       ['peer', 'role', 'up', 'sessions', 'flows', 'srtt ms', 'bw Mbit/s', 'sent', 'received', 'retx', 'dropped'],
-      s.peers.map((p) => [p.name, p.role, p.up ? 'yes' : 'no', p.sessions, p.flows, p.srttMs ?? '-', p.bandwidthMbit ?? '-', mb(p.bytesSent), mb(p.bytesReceived), p.retransmissions, p.dropped]),
+      s.peers.map((p) => [
+        p.name,
+        p.role,
+        p.up ? 'yes' : 'no',
+        p.sessions,
+        p.flows,
+        p.srttMs ?? '-',
+        p.bandwidthMbit ?? '-',
+        mb(p.bytesSent),
+        mb(p.bytesReceived),
+        p.retransmissions,
+        p.dropped,
+      ]),
     ),
   );
   // Each peer's handshake and receive counters (the 'dropped' column above is their sum with the session's drops).
@@ -62,21 +79,56 @@ export function statusText(s: GatewayStatus): string {
     out.push('');
     out.push(
       table(
-        ['peer', 'initiations', 'responses', 'unconfirmed', 'goodbyes', 'bad handshake', 'no session', 'malformed', 'other conn', 'unauthenticated', 'replayed', 'bad buffers', 'handler errors', 'seal failures'],
+        [
+          'peer',
+          'initiations',
+          'responses',
+          'unconfirmed',
+          'goodbyes',
+          'bad handshake',
+          'no session',
+          'malformed',
+          'other conn',
+          'unauthenticated',
+          'replayed',
+          'bad buffers',
+          'handler errors',
+          'seal failures',
+        ],
         s.peers.map((p) => [
-          p.name, p.link.initiationsSent, p.link.responsesSent, p.link.unconfirmed, p.link.goodbyes, p.link.droppedHandshake, p.link.droppedNoSession,
-          p.drops.malformed, p.drops.otherConnection, p.drops.unauthenticated, p.drops.replayed, p.link.badBuffers, p.link.handlerErrors, p.link.sealFailures,
+          p.name,
+          p.link.initiationsSent,
+          p.link.responsesSent,
+          p.link.unconfirmed,
+          p.link.goodbyes,
+          p.link.droppedHandshake,
+          p.link.droppedNoSession,
+          p.drops.malformed,
+          p.drops.otherConnection,
+          p.drops.unauthenticated,
+          p.drops.replayed,
+          p.link.badBuffers,
+          p.link.handlerErrors,
+          p.link.sealFailures,
         ]),
       ),
     );
   }
   if (s.flows.length) {
     out.push('');
-    out.push(table(['flow', 'role', 'peers', 'state', 'bytes out', 'bytes in', 'pending to app'], s.flows.map((f) => [f.tuple, f.role, f.peers.join(','), f.state, f.bytesOut, f.bytesIn, f.pendingToApp ?? '-'])));
+    out.push(
+      table(
+        ['flow', 'role', 'peers', 'state', 'bytes out', 'bytes in', 'pending to app'],
+        s.flows.map((f) => [f.tuple, f.role, f.peers.join(','), f.state, f.bytesOut, f.bytesIn, f.pendingToApp ?? '-']),
+      ),
+    );
   }
   if (s.table) {
     const b = s.table.busiestSource;
-    out.push('', `flow table: ${s.table.flows} of ${s.table.maxFlows} (at most ${s.table.maxFlowsPerSource} per source)${b ? `; busiest source ${b.source}: ${b.flows}` : ''}`);
+    out.push(
+      '',
+      `flow table: ${s.table.flows} of ${s.table.maxFlows} (at most ${s.table.maxFlowsPerSource} per source)${b ? `; busiest source ${b.source}: ${b.flows}` : ''}`,
+    );
   }
   // The peer port's and the demux's drops, always shown (zeros too: an operator looks for them by name).
   if (s.port) {
@@ -89,7 +141,10 @@ export function statusText(s: GatewayStatus): string {
     );
   }
   if (s.demux) out.push(`demux drops: malformed=${s.demux.malformed} noLink=${s.demux.noLink} noSource=${s.demux.noSource}`);
-  if (s.sequencer) out.push(`sequencer: held ${s.sequencer.heldBytes} bytes; overflows=${s.sequencer.overflows} (peer bound ${s.sequencer.groupOverflows}) orphaned=${s.sequencer.orphaned} late=${s.sequencer.late}`);
+  if (s.sequencer)
+    out.push(
+      `sequencer: held ${s.sequencer.heldBytes} bytes; overflows=${s.sequencer.overflows} (peer bound ${s.sequencer.groupOverflows}) orphaned=${s.sequencer.orphaned} late=${s.sequencer.late}`,
+    );
   const c = Object.entries(s.counters).filter(([, v]) => v > 0);
   if (c.length) out.push('', `counters: ${c.map(([k, v]) => `${k}=${v}`).join(' ')}`);
   return out.join('\n');
@@ -165,7 +220,13 @@ export async function runTpo(o: TpoRunOptions): Promise<number> {
   );
   gateway.on('peer-up', (p: string) => say(`sluice tpo: peer ${p} up`, 'peer-up', { peer: p }));
   gateway.on('peer-down', (p: string) => say(`sluice tpo: peer ${p} down`, 'peer-down', { peer: p }));
-  const timer = o.statsInterval > 0 ? setInterval(() => (o.json ? emitJson('status', { ...gateway.status() }) : process.stderr.write(`${statusText(gateway.status())}\n\n`)), o.statsInterval * 1000) : undefined;
+  const timer =
+    o.statsInterval > 0
+      ? setInterval(
+          () => (o.json ? emitJson('status', { ...gateway.status() }) : process.stderr.write(`${statusText(gateway.status())}\n\n`)),
+          o.statsInterval * 1000,
+        )
+      : undefined;
   const sig = await Promise.race([stop, faulted]);
   if (timer) clearInterval(timer);
   if (fault) say(`sluice tpo: stopping: ${fault.message}`, 'fault', { message: fault.message });
@@ -179,7 +240,13 @@ export async function runTpo(o: TpoRunOptions): Promise<number> {
   const late = new Promise<'late'>((resolve) => {
     deadline = setTimeout(() => resolve('late'), SHUTDOWN_DEADLINE_MS);
   });
-  const outcome = await Promise.race([shutdown.then(() => 'done' as const, (err: unknown) => err as Error), late]);
+  const outcome = await Promise.race([
+    shutdown.then(
+      () => 'done' as const,
+      (err: unknown) => err as Error,
+    ),
+    late,
+  ]);
   clearTimeout(deadline);
   if (outcome !== 'done') {
     // The flows were reset when the gateway began closing; the process's exit destroys whatever is left.

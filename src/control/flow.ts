@@ -3,7 +3,7 @@
  * replicate policy.
  */
 import type { PolicyTable } from './policy-table.js';
-import { endpointKey, formatEndpoint, parseEndpointInput, type Endpoint, type EndpointInput } from '../policy/endpoint.js';
+import { endpointKey, formatEndpoint, parseEndpointInput, type Endpoint, type EndpointInput } from '../wire/endpoint.js';
 import type { FlowPolicy, FlowPolicySpec, TierName } from '../policy/schema.js';
 import type { FlowStats } from '../stats/counters.js';
 import { ClosedError, InvalidArgumentError, PolicyValidationError } from '../errors.js';

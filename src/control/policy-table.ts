@@ -6,7 +6,7 @@
  */
 import type { DataPlane } from '../dataplane/types.js';
 import { compileFlow, type FlowPlan } from '../policy/compile.js';
-import { endpointKey, type Endpoint } from '../policy/endpoint.js';
+import { endpointKey, type Endpoint } from '../wire/endpoint.js';
 import { flowSetIssues, type FlowInSet } from '../policy/flow-set.js';
 import { localHostAddresses } from './host-addresses.js';
 import type { FlowPolicy, FlowPolicySpec } from '../policy/schema.js';
@@ -86,9 +86,7 @@ export class PolicyTable {
       if ((spec.name ?? entry.plan.name) !== entry.plan.name) fixed.push('name');
       if (endpointKey(spec.listen) !== endpointKey(entry.spec.listen)) fixed.push('listen');
       if (fixed.length) {
-        throw new PolicyValidationError(
-          fixed.map((f) => ({ path: f, message: 'cannot change on a running flow (remove it and apply a new one)' })),
-        );
+        throw new PolicyValidationError(fixed.map((f) => ({ path: f, message: 'cannot change on a running flow (remove it and apply a new one)' })));
       }
       this.#checkSet(
         [...this.#entries.values()].filter((e) => e.id !== id),
@@ -134,7 +132,11 @@ export class PolicyTable {
     const issues = flowSetIssues(set, localHostAddresses(), set.length - 1);
     const conflict = issues.find((i) => i.kind === 'name' || i.kind === 'listen');
     if (conflict) throw new ConflictError(`${conflict.path ? `${conflict.path} ` : ''}${conflict.message}`);
-    if (issues.length) throw new PolicyValidationError(issues.map(({ path, message }) => ({ path, message })), `invalid policy for flow '${flow.name}'`);
+    if (issues.length)
+      throw new PolicyValidationError(
+        issues.map(({ path, message }) => ({ path, message })),
+        `invalid policy for flow '${flow.name}'`,
+      );
   }
 
   #serialize<T>(op: () => Promise<T>): Promise<T> {

@@ -125,10 +125,7 @@ export class Sluice extends EventEmitter<SluiceEvents> {
     if (this.#closed) throw new ClosedError('Sluice');
     const spec = parsePolicy(policy);
     if (spec.type === 'aggregate' || spec.type === 'segment') {
-      throw new NotSupportedError(
-        `${spec.type} policies cannot be applied as flows`,
-        `they are one-shot sends: use sluice.sendAggregate() or sluice.write()`,
-      );
+      throw new NotSupportedError(`${spec.type} policies cannot be applied as flows`, `they are one-shot sends: use sluice.sendAggregate() or sluice.write()`);
     }
     const entry = await this.#table.add(policy as FlowPolicy);
     const flow = new Flow(this.#table, entry.id, this.tier, (f) => this.#flows.delete(f));

@@ -14,7 +14,7 @@
  */
 import { networkInterfaces } from 'node:os';
 import { isIPv4, isIPv6 } from 'node:net';
-import { canonicalAddress, isWildcard, type Endpoint } from '../policy/endpoint.js';
+import { canonicalAddress, isWildcard, type Endpoint } from '../wire/endpoint.js';
 import { ipv6Bytes } from '../wire/ip-address.js';
 import { readSockaddr } from '../sys/sockaddr.js';
 

@@ -4,38 +4,19 @@
  * why, never a silent fallback.
  */
 import { NotSupportedError } from '../errors.js';
-import { TIER_NAMES, type TierChoice, type TierName } from '../policy/schema.js';
+import { TIER_NAMES, type TierChoice } from '../policy/schema.js';
 import { portableProvider } from './portable/portable-plane.js';
 import { batchedProvider } from './batched/batched-plane.js';
 import { kernelProvider } from './kernel/kernel-plane.js';
 import type { DataPlane, DataPlaneOptions, TierProbe, TierProvider } from './types.js';
 
-/** A tier that this build does not contain yet: probing says so plainly. */
-function absentTier(tier: TierName, issue: string): TierProvider {
-  return {
-    tier,
-    async probe() {
-      return { tier, available: false, detail: `not part of this build yet (${issue})` };
-    },
-    async create() {
-      throw new NotSupportedError(`tier '${tier}' is unavailable`, `not part of this build yet (${issue})`);
-    },
-  };
-}
-
 /** Fastest first: the order `auto` tries them in. */
-const providers: readonly TierProvider[] = [
-  kernelProvider,
-  batchedProvider,
-  portableProvider,
-];
+const providers: readonly TierProvider[] = [kernelProvider, batchedProvider, portableProvider];
 
 /** Probes every tier; never throws. */
 export async function probeTiers(): Promise<TierProbe[]> {
   return Promise.all(
-    providers.map((p) =>
-      p.probe().catch((err: unknown): TierProbe => ({ tier: p.tier, available: false, detail: `probe failed: ${String(err)}` })),
-    ),
+    providers.map((p) => p.probe().catch((err: unknown): TierProbe => ({ tier: p.tier, available: false, detail: `probe failed: ${String(err)}` }))),
   );
 }
 

@@ -4,7 +4,7 @@
  * executes FlowPlans. Every tier implements this one interface, and the
  * conformance suite (test/conformance) checks them all against it.
  */
-import type { Endpoint } from '../policy/endpoint.js';
+import type { Endpoint } from '../wire/endpoint.js';
 import type { FlowPlan } from '../policy/compile.js';
 import type { TierName } from '../policy/schema.js';
 import type { FlowStats } from '../stats/counters.js';

@@ -69,89 +69,89 @@ const PID_COUNT = 0x2000;
  */
 export class TsContinuityChecker {
   /** Last CC per PID, -1 while the PID is unseen. */
-  private readonly lastCc = new Int8Array(PID_COUNT).fill(-1);
+  readonly #lastCc = new Int8Array(PID_COUNT).fill(-1);
   /** 1 when the last packet on the PID was already a repeat, so a second repeat is an error. */
-  private readonly repeated = new Uint8Array(PID_COUNT);
+  readonly #repeated = new Uint8Array(PID_COUNT);
   /** 1 for PIDs the current PAT names as PMT PIDs. */
-  private readonly isPmtPid = new Uint8Array(PID_COUNT);
+  readonly #isPmtPid = new Uint8Array(PID_COUNT);
   /** CRC of the PAT the PMT PID map was built from (-1: none), so an unchanged PAT costs nothing. */
-  private patCrc = -1;
+  #patCrc = -1;
 
-  private datagrams = 0;
-  private bytes = 0;
-  private packets = 0;
-  private malformedDatagrams = 0;
-  private syncErrors = 0;
-  private transportErrors = 0;
-  private invalidPackets = 0;
-  private ccErrors = 0;
-  private missingPackets = 0;
-  private duplicates = 0;
-  private discontinuities = 0;
-  private pids = 0;
-  private patSeen = 0;
-  private pmtSeen = 0;
-  private psiErrors = 0;
-  private pcrCount = 0;
-  private lastPcr = -1;
+  #datagrams = 0;
+  #bytes = 0;
+  #packets = 0;
+  #malformedDatagrams = 0;
+  #syncErrors = 0;
+  #transportErrors = 0;
+  #invalidPackets = 0;
+  #ccErrors = 0;
+  #missingPackets = 0;
+  #duplicates = 0;
+  #discontinuities = 0;
+  #pids = 0;
+  #patSeen = 0;
+  #pmtSeen = 0;
+  #psiErrors = 0;
+  #pcrCount = 0;
+  #lastPcr = -1;
 
   /** Checks every whole TS packet of one datagram and updates the counters. */
   push(datagram: Uint8Array): void {
     const len = datagram.length;
-    this.datagrams++;
-    this.bytes += len;
-    if (len === 0 || len % TS_PACKET_SIZE !== 0) this.malformedDatagrams++;
+    this.#datagrams++;
+    this.#bytes += len;
+    if (len === 0 || len % TS_PACKET_SIZE !== 0) this.#malformedDatagrams++;
     const whole = len - (len % TS_PACKET_SIZE);
-    for (let o = 0; o < whole; o += TS_PACKET_SIZE) this.packet(datagram, o);
+    for (let o = 0; o < whole; o += TS_PACKET_SIZE) this.#packet(datagram, o);
   }
 
   /** Plain-object snapshot of the counters. */
   stats(): TsCheckerStats {
     return {
-      datagrams: this.datagrams,
-      bytes: this.bytes,
-      packets: this.packets,
-      malformedDatagrams: this.malformedDatagrams,
-      syncErrors: this.syncErrors,
-      transportErrors: this.transportErrors,
-      invalidPackets: this.invalidPackets,
-      ccErrors: this.ccErrors,
-      missingPackets: this.missingPackets,
-      duplicates: this.duplicates,
-      discontinuities: this.discontinuities,
-      pids: this.pids,
-      patSeen: this.patSeen,
-      pmtSeen: this.pmtSeen,
-      psiErrors: this.psiErrors,
-      pcrCount: this.pcrCount,
-      lastPcr: this.lastPcr < 0 ? null : this.lastPcr,
+      datagrams: this.#datagrams,
+      bytes: this.#bytes,
+      packets: this.#packets,
+      malformedDatagrams: this.#malformedDatagrams,
+      syncErrors: this.#syncErrors,
+      transportErrors: this.#transportErrors,
+      invalidPackets: this.#invalidPackets,
+      ccErrors: this.#ccErrors,
+      missingPackets: this.#missingPackets,
+      duplicates: this.#duplicates,
+      discontinuities: this.#discontinuities,
+      pids: this.#pids,
+      patSeen: this.#patSeen,
+      pmtSeen: this.#pmtSeen,
+      psiErrors: this.#psiErrors,
+      pcrCount: this.#pcrCount,
+      lastPcr: this.#lastPcr < 0 ? null : this.#lastPcr,
     };
   }
 
   /** Forgets all PID state and zeroes the counters. */
   reset(): void {
-    this.lastCc.fill(-1);
-    this.repeated.fill(0);
-    this.isPmtPid.fill(0);
-    this.patCrc = -1;
-    this.datagrams = this.bytes = this.packets = this.malformedDatagrams = 0;
-    this.syncErrors = this.transportErrors = this.invalidPackets = 0;
-    this.ccErrors = this.missingPackets = this.duplicates = this.discontinuities = this.pids = 0;
-    this.patSeen = this.pmtSeen = this.psiErrors = this.pcrCount = 0;
-    this.lastPcr = -1;
+    this.#lastCc.fill(-1);
+    this.#repeated.fill(0);
+    this.#isPmtPid.fill(0);
+    this.#patCrc = -1;
+    this.#datagrams = this.#bytes = this.#packets = this.#malformedDatagrams = 0;
+    this.#syncErrors = this.#transportErrors = this.#invalidPackets = 0;
+    this.#ccErrors = this.#missingPackets = this.#duplicates = this.#discontinuities = this.#pids = 0;
+    this.#patSeen = this.#pmtSeen = this.#psiErrors = this.#pcrCount = 0;
+    this.#lastPcr = -1;
   }
 
-  private packet(b: Uint8Array, o: number): void {
-    this.packets++;
+  #packet(b: Uint8Array, o: number): void {
+    this.#packets++;
     if (b[o] !== TS_SYNC_BYTE) {
       // The packet is lost to us; its PID's next CC will show the gap.
-      this.syncErrors++;
+      this.#syncErrors++;
       return;
     }
     const b1 = b[o + 1]!;
     if (b1 & 0x80) {
       // Header bits cannot be trusted when the demodulator flagged an error.
-      this.transportErrors++;
+      this.#transportErrors++;
       return;
     }
     const pid = ((b1 & 0x1f) << 8) | b[o + 2]!;
@@ -159,7 +159,7 @@ export class TsContinuityChecker {
     const b3 = b[o + 3]!;
     const afc = (b3 >>> 4) & 3;
     if (afc === 0) {
-      this.invalidPackets++;
+      this.#invalidPackets++;
       return;
     }
     let discontinuity = false;
@@ -167,76 +167,76 @@ export class TsContinuityChecker {
     if (afc & 2) {
       const afLen = b[o + 4]!;
       if (afLen > TS_PACKET_SIZE - 5) {
-        this.invalidPackets++;
+        this.#invalidPackets++;
         return;
       }
       if (afLen > 0) {
         const flags = b[o + 5]!;
         discontinuity = (flags & AF_DISCONTINUITY) !== 0;
         if (flags & AF_PCR && afLen >= 7) {
-          this.pcrCount++;
-          this.lastPcr = readPcr(b, o + 6);
+          this.#pcrCount++;
+          this.#lastPcr = readPcr(b, o + 6);
         }
       }
       payload = o + 5 + afLen;
     }
     if ((afc & 1) === 0) return; // adaptation-only: CC does not advance
-    this.continuity(pid, b3 & 0x0f, discontinuity);
-    if (b1 & 0x40) this.psi(b, pid, payload, o + TS_PACKET_SIZE);
+    this.#continuity(pid, b3 & 0x0f, discontinuity);
+    if (b1 & 0x40) this.#psi(b, pid, payload, o + TS_PACKET_SIZE);
   }
 
-  private continuity(pid: number, cc: number, discontinuity: boolean): void {
-    const last = this.lastCc[pid]!;
+  #continuity(pid: number, cc: number, discontinuity: boolean): void {
+    const last = this.#lastCc[pid]!;
     if (last < 0) {
-      this.pids++;
+      this.#pids++;
     } else if (discontinuity) {
-      this.discontinuities++;
+      this.#discontinuities++;
     } else if (cc === last) {
-      if (this.repeated[pid] === 0) {
-        this.duplicates++;
-        this.repeated[pid] = 1;
+      if (this.#repeated[pid] === 0) {
+        this.#duplicates++;
+        this.#repeated[pid] = 1;
         return;
       }
       // A second repeat is not allowed; count it as a full wrap of loss.
-      this.ccErrors++;
-      this.missingPackets += 15;
+      this.#ccErrors++;
+      this.#missingPackets += 15;
     } else if (cc !== ((last + 1) & 0x0f)) {
-      this.ccErrors++;
-      this.missingPackets += (cc - last - 1) & 0x0f;
+      this.#ccErrors++;
+      this.#missingPackets += (cc - last - 1) & 0x0f;
     }
-    this.lastCc[pid] = cc;
-    this.repeated[pid] = 0;
+    this.#lastCc[pid] = cc;
+    this.#repeated[pid] = 0;
   }
 
   /** Counts a PAT/PMT section starting in this payload; learns PMT PIDs from the PAT. */
-  private psi(b: Uint8Array, pid: number, payload: number, end: number): void {
+  #psi(b: Uint8Array, pid: number, payload: number, end: number): void {
     const isPat = pid === PID_PAT;
-    if (!isPat && this.isPmtPid[pid] === 0) return;
+    if (!isPat && this.#isPmtPid[pid] === 0) return;
     if (payload >= end) return;
     const start = payload + 1 + b[payload]!; // skip pointer_field
     if (start >= end) {
-      this.psiErrors++;
+      this.#psiErrors++;
       return;
     }
     const err = checkPsiSection(b, start, end, isPat ? TABLE_ID_PAT : TABLE_ID_PMT);
     if (err === 'truncated') return; // continues in later packets: not checked here
     if (err !== null) {
-      this.psiErrors++;
+      this.#psiErrors++;
       return;
     }
     if (!isPat) {
-      this.pmtSeen++;
+      this.#pmtSeen++;
       return;
     }
-    this.patSeen++;
+    this.#patSeen++;
     const sectionEnd = start + 3 + (((b[start + 1]! & 0x0f) << 8) | b[start + 2]!);
     const crc = ((b[sectionEnd - 4]! << 24) | (b[sectionEnd - 3]! << 16) | (b[sectionEnd - 2]! << 8) | b[sectionEnd - 1]!) >>> 0;
-    if (crc === this.patCrc) return;
-    this.patCrc = crc;
-    this.isPmtPid.fill(0);
+    if (crc === this.#patCrc) return;
+    this.#patCrc = crc;
+    this.#isPmtPid.fill(0);
     for (let p = start + 8; p + 4 <= sectionEnd - 4; p += 4) {
       const programNumber = (b[p]! << 8) | b[p + 1]!;
-      if (programNumber !== 0) this.isPmtPid[((b[p + 2]! & 0x1f) << 8) | b[p + 3]!] = 1; // 0 = network PID
+      if (programNumber !== 0) this.#isPmtPid[((b[p + 2]! & 0x1f) << 8) | b[p + 3]!] = 1; // 0 = network PID
     }
   }
 }

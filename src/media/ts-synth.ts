@@ -73,16 +73,19 @@ class PacketSchedule {
   /** Packet index of the next event. */
   next = 0;
   /** `numer / denom` is the event period in packets. */
-  constructor(
-    private readonly numer: bigint,
-    private readonly denom: bigint,
-  ) {}
+  readonly #numer: bigint;
+  readonly #denom: bigint;
+
+  constructor(numer: bigint, denom: bigint) {
+    this.#numer = numer;
+    this.#denom = denom;
+  }
 
   /** The current event fired at packet `index`: move to the first event after it. */
   advance(index: number): void {
     do {
       this.k++;
-      this.next = Number((this.k * this.numer + this.denom - 1n) / this.denom);
+      this.next = Number((this.k * this.#numer + this.#denom - 1n) / this.#denom);
     } while (this.next <= index);
   }
 }
@@ -113,18 +116,18 @@ export class SyntheticTsStream {
   readonly pmtPid: number;
   readonly videoPid: number;
 
-  private readonly bitrate: bigint;
-  private readonly patPayload: Uint8Array;
-  private readonly pmtPayload: Uint8Array;
-  private readonly psiSchedule: PacketSchedule;
-  private readonly pcrSchedule: PacketSchedule;
-  private readonly pesSchedule: PacketSchedule;
-  private readonly pesRateMilliHz: bigint;
-  private ccPat = 0;
-  private ccPmt = 0;
-  private ccVideo = 0;
-  private pmtPending = false;
-  private videoPacketCount = 0;
+  readonly #bitrate: bigint;
+  readonly #patPayload: Uint8Array;
+  readonly #pmtPayload: Uint8Array;
+  readonly #psiSchedule: PacketSchedule;
+  readonly #pcrSchedule: PacketSchedule;
+  readonly #pesSchedule: PacketSchedule;
+  readonly #pesRateMilliHz: bigint;
+  #ccPat = 0;
+  #ccPmt = 0;
+  #ccVideo = 0;
+  #pmtPending = false;
+  #videoPacketCount = 0;
   #datagrams = 0;
   #packets = 0;
   #patPackets = 0;
@@ -147,22 +150,20 @@ export class SyntheticTsStream {
 
     this.datagramSize = this.packetsPerDatagram * TS_PACKET_SIZE;
     this.datagramIntervalNs = (this.datagramSize * 8 * 1e9) / this.bitrateBps;
-    this.bitrate = BigInt(this.bitrateBps);
+    this.#bitrate = BigInt(this.bitrateBps);
 
     // One packet lasts 1504/bitrate s, so an event every T µs falls every
     // T·bitrate/(1e6·1504) packets; a PES every 1000/(mHz) s likewise.
     const bitsPerPacket = BigInt(TS_PACKET_SIZE * 8);
     const us = (ms: number): bigint => BigInt(Math.round(ms * 1000));
-    this.psiSchedule = new PacketSchedule(us(psiMs) * this.bitrate, 1_000_000n * bitsPerPacket);
-    this.pcrSchedule = new PacketSchedule(us(pcrMs) * this.bitrate, 1_000_000n * bitsPerPacket);
-    this.pesRateMilliHz = BigInt(Math.round(pesHz * 1000));
-    this.pesSchedule = new PacketSchedule(1000n * this.bitrate, this.pesRateMilliHz * bitsPerPacket);
+    this.#psiSchedule = new PacketSchedule(us(psiMs) * this.#bitrate, 1_000_000n * bitsPerPacket);
+    this.#pcrSchedule = new PacketSchedule(us(pcrMs) * this.#bitrate, 1_000_000n * bitsPerPacket);
+    this.#pesRateMilliHz = BigInt(Math.round(pesHz * 1000));
+    this.#pesSchedule = new PacketSchedule(1000n * this.#bitrate, this.#pesRateMilliHz * bitsPerPacket);
 
     // PSI never changes, so its packets' payloads are built once.
-    this.patPayload = encodePsiPayload(
-      encodePatSection({ transportStreamId: tsid, programs: [{ programNumber: this.programNumber, pmtPid: this.pmtPid }] }),
-    );
-    this.pmtPayload = encodePsiPayload(
+    this.#patPayload = encodePsiPayload(encodePatSection({ transportStreamId: tsid, programs: [{ programNumber: this.programNumber, pmtPid: this.pmtPid }] }));
+    this.#pmtPayload = encodePsiPayload(
       encodePmtSection({ programNumber: this.programNumber, pcrPid: this.videoPid, streams: [{ streamType, elementaryPid: this.videoPid }] }),
     );
   }
@@ -207,7 +208,7 @@ export class SyntheticTsStream {
    */
   pcrForPacket(packetIndex: number): bigint {
     const byte = BigInt(packetIndex) * BigInt(TS_PACKET_SIZE) + PCR_BYTE_IN_PACKET;
-    return ((byte * 8n * 27_000_000n) / this.bitrate) % PCR_MODULUS;
+    return ((byte * 8n * 27_000_000n) / this.#bitrate) % PCR_MODULUS;
   }
 
   /** Returns the next datagram in a new buffer of `datagramSize` bytes. */
@@ -225,60 +226,60 @@ export class SyntheticTsStream {
   writeDatagram(out: Uint8Array): number {
     if (!(out instanceof Uint8Array)) throw new TypeError('out must be a Uint8Array');
     if (out.length < this.datagramSize) throw new RangeError(`out needs ${this.datagramSize} bytes, has ${out.length}`);
-    for (let n = 0, o = 0; n < this.packetsPerDatagram; n++, o += TS_PACKET_SIZE) this.writePacket(out, o);
+    for (let n = 0, o = 0; n < this.packetsPerDatagram; n++, o += TS_PACKET_SIZE) this.#writePacket(out, o);
     this.#datagrams++;
     return this.datagramSize;
   }
 
-  private writePacket(out: Uint8Array, o: number): void {
+  #writePacket(out: Uint8Array, o: number): void {
     const i = this.#packets++;
-    if (this.pmtPending) {
+    if (this.#pmtPending) {
       // PMT goes right after its PAT so a receiver joining at the PAT finds it at once.
-      this.pmtPending = false;
-      const p = writeTsHeader(out, o, this.pmtPid, true, this.ccPmt, this.pmtPayload.length);
-      out.set(this.pmtPayload, p);
-      this.ccPmt = (this.ccPmt + 1) & 0x0f;
+      this.#pmtPending = false;
+      const p = writeTsHeader(out, o, this.pmtPid, true, this.#ccPmt, this.#pmtPayload.length);
+      out.set(this.#pmtPayload, p);
+      this.#ccPmt = (this.#ccPmt + 1) & 0x0f;
       this.#pmtPackets++;
       return;
     }
     // A due PCR goes before a due PAT (PSI can wait a packet; PCR jitter is
     // what the receiver's clock recovery sees), except that the stream opens
     // with PAT/PMT so a receiver can demux from its first packet.
-    if (i >= this.psiSchedule.next && (i < this.pcrSchedule.next || i === 0)) {
-      this.psiSchedule.advance(i);
-      this.pmtPending = true;
-      const p = writeTsHeader(out, o, PID_PAT, true, this.ccPat, this.patPayload.length);
-      out.set(this.patPayload, p);
-      this.ccPat = (this.ccPat + 1) & 0x0f;
+    if (i >= this.#psiSchedule.next && (i < this.#pcrSchedule.next || i === 0)) {
+      this.#psiSchedule.advance(i);
+      this.#pmtPending = true;
+      const p = writeTsHeader(out, o, PID_PAT, true, this.#ccPat, this.#patPayload.length);
+      out.set(this.#patPayload, p);
+      this.#ccPat = (this.#ccPat + 1) & 0x0f;
       this.#patPackets++;
       return;
     }
-    this.writeVideoPacket(out, o, i);
+    this.#writeVideoPacket(out, o, i);
   }
 
-  private writeVideoPacket(out: Uint8Array, o: number, i: number): void {
+  #writeVideoPacket(out: Uint8Array, o: number, i: number): void {
     let pcr = -1;
-    if (i >= this.pcrSchedule.next) {
-      this.pcrSchedule.advance(i);
+    if (i >= this.#pcrSchedule.next) {
+      this.#pcrSchedule.advance(i);
       pcr = Number(this.pcrForPacket(i));
       this.#pcrPackets++;
     }
-    const pesStart = i >= this.pesSchedule.next;
+    const pesStart = i >= this.#pesSchedule.next;
     const payloadLength = maxTsPayload(pcr >= 0);
-    let p = writeTsHeader(out, o, this.videoPid, pesStart, this.ccVideo, payloadLength, 0, pcr);
-    this.ccVideo = (this.ccVideo + 1) & 0x0f;
+    let p = writeTsHeader(out, o, this.videoPid, pesStart, this.#ccVideo, payloadLength, 0, pcr);
+    this.#ccVideo = (this.#ccVideo + 1) & 0x0f;
     if (pesStart) {
       // PTS of PES k is the nominal time of frame k plus a fixed lead.
-      const k = this.pesSchedule.k;
-      const pts = ((k * 90_000n * 1000n) / this.pesRateMilliHz + PTS_LEAD) % PTS_MODULUS;
-      this.pesSchedule.advance(i);
+      const k = this.#pesSchedule.k;
+      const pts = ((k * 90_000n * 1000n) / this.#pesRateMilliHz + PTS_LEAD) % PTS_MODULUS;
+      this.#pesSchedule.advance(i);
       writePesHeader(out, p, Number(pts));
       p += PES_HEADER_SIZE;
       this.#pesStarts++;
     }
     // Deterministic ES bytes: a counter that shifts by one per video packet.
     const end = o + TS_PACKET_SIZE;
-    const seed = this.videoPacketCount++;
+    const seed = this.#videoPacketCount++;
     for (let j = 0; p < end; p++, j++) out[p] = (seed + j) & 0xff;
   }
 }

@@ -3,7 +3,7 @@
  * A FlowPlan is plain data (structured-clone safe) so it can cross into a
  * worker thread or be written into BPF maps unchanged.
  */
-import type { Endpoint } from './endpoint.js';
+import type { Endpoint } from '../wire/endpoint.js';
 import { subscriberIssues } from './flow-set.js';
 import type { SourceFilter } from './source-filter.js';
 import type { FlowPolicySpec } from './schema.js';

@@ -94,7 +94,8 @@ export function parseYamlDocument(text: string): YamlParse {
       for (const item of node.items as unknown[]) {
         if (keys && isPair(item)) {
           const key = item.key;
-          if (!isScalar(key)) return { ok: false, problems: [{ ...lineOf(key as YamlNode, lines), message: 'a key must be a plain value, not a list, mapping or alias' }] };
+          if (!isScalar(key))
+            return { ok: false, problems: [{ ...lineOf(key as YamlNode, lines), message: 'a key must be a plain value, not a list, mapping or alias' }] };
           // As the key will read in the result: 1 and "1" are one key there.
           const name = String(key.value);
           if (keys.has(name)) return { ok: false, problems: [{ ...lineOf(key, lines), message: `Map keys must be unique ('${name}' appears twice)` }] };
@@ -160,7 +161,7 @@ export function parseConfigText(text: string, source = 'config', host?: HostAddr
   const parsed = parseYamlDocument(text);
   if (!parsed.ok) {
     throw new PolicyValidationError(
-      parsed.problems.map((p) => ({ path: '', message: `${source}${p.line !== undefined ? `:${p.line}` : ""}: ${p.message}` })),
+      parsed.problems.map((p) => ({ path: '', message: `${source}${p.line !== undefined ? `:${p.line}` : ''}: ${p.message}` })),
       `cannot parse ${source}`,
     );
   }

@@ -19,7 +19,7 @@
  * here: loops through multicast or broadcast, or through other hosts.
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import { endpointKey, formatEndpoint, isWildcard, type Endpoint } from './endpoint.js';
+import { endpointKey, formatEndpoint, isWildcard, type Endpoint } from '../wire/endpoint.js';
 import { ipv6Bytes, formatIpv6 } from '../wire/ip-address.js';
 import type { FlowPolicySpec } from './schema.js';
 import type { PolicyIssue } from '../errors.js';

@@ -5,11 +5,13 @@
  * filled); see docs/POLICY.md for every field.
  */
 import { z } from 'zod';
-import { parseEndpointInput, type Endpoint } from './endpoint.js';
+import { parseEndpointInput, type Endpoint } from '../wire/endpoint.js';
+import { MAX_UDP_PAYLOAD } from '../wire/udp.js';
 import { parseSourceRule, type SourceFilter, type SourceRule } from './source-filter.js';
 
-/** Largest UDP payload over IPv4 (65535 − 20 IP − 8 UDP). */
-export const MAX_UDP_PAYLOAD = 65507;
+/** Largest UDP payload over IPv4 (owned by src/wire/udp.ts; re-exported for the policy's users). */
+export { MAX_UDP_PAYLOAD };
+
 /** Most subscribers one replicate flow may list. */
 export const MAX_SUBSCRIBERS = 65536;
 /** Most messages one aggregate may carry. */
@@ -21,10 +23,9 @@ export const TIER_NAMES = ['kernel', 'batched', 'portable'] as const;
 export type TierName = (typeof TIER_NAMES)[number];
 export type TierChoice = TierName | 'auto';
 
-const endpointInput = z.union([
-  z.string(),
-  z.strictObject({ host: z.string(), port: z.number().int() }),
-], { error: (iss) => (iss.input === undefined ? undefined : "expected 'udp://HOST:PORT' or { host, port }") });
+const endpointInput = z.union([z.string(), z.strictObject({ host: z.string(), port: z.number().int() })], {
+  error: (iss) => (iss.input === undefined ? undefined : "expected 'udp://HOST:PORT' or { host, port }"),
+});
 
 /**
  * Parsed endpoint strings, per port-zero rule. An aggregate names the same
@@ -93,9 +94,7 @@ export const allowSchema = z
     return rules.length === list.length ? { any: false, rules } : z.NEVER;
   });
 
-const flowName = z
-  .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'use 1-64 letters, digits, dot, underscore or dash, starting with a letter or digit');
+const flowName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'use 1-64 letters, digits, dot, underscore or dash, starting with a letter or digit');
 
 const flowCommon = {
   name: flowName.optional(),
@@ -158,34 +157,34 @@ export const scheduleSchema = z.discriminatedUnion('kind', [sequenceSchedule, de
 
 /** An aggregate's fields, before the checks that span them (aggregateIssues). */
 export const aggregateObjectSchema = z.strictObject({
-    type: z.literal('aggregate'),
-    name: flowName.optional(),
-    /** Local address to send from; default: any address, ephemeral port. */
-    from: listenSchema.optional(),
-    messages: z
-      .array(
-        z.strictObject({
-          to: destinationSchema,
-          data: byteData,
-          /** Stream id for per-stream counters. */
-          stream: z.string().min(1).max(64).optional(),
-        }),
-      )
-      .min(1)
-      .max(MAX_AGGREGATE_MESSAGES),
-    schedule: scheduleSchema,
-    /** Send what is addressed to `from` to `to` instead. */
-    remap: z.array(z.strictObject({ from: destinationSchema, to: destinationSchema })).optional(),
-    /** A message later than this past its time is dropped (counted), otherwise sent late (counted). */
-    maxLatenessMs: z.number().min(0).max(60_000).default(50),
-    /**
-     * Messages due at the same time: at most this many in a row to one
-     * destination (destinations take turns). 64 bounds a burst while each
-     * turn still fills a UDP GSO message: a send call costs microseconds,
-     * so 16 instead of 64 per call costs about twice the CPU per message.
-     */
-    burst: z.number().int().min(1).max(64).default(64),
-  });
+  type: z.literal('aggregate'),
+  name: flowName.optional(),
+  /** Local address to send from; default: any address, ephemeral port. */
+  from: listenSchema.optional(),
+  messages: z
+    .array(
+      z.strictObject({
+        to: destinationSchema,
+        data: byteData,
+        /** Stream id for per-stream counters. */
+        stream: z.string().min(1).max(64).optional(),
+      }),
+    )
+    .min(1)
+    .max(MAX_AGGREGATE_MESSAGES),
+  schedule: scheduleSchema,
+  /** Send what is addressed to `from` to `to` instead. */
+  remap: z.array(z.strictObject({ from: destinationSchema, to: destinationSchema })).optional(),
+  /** A message later than this past its time is dropped (counted), otherwise sent late (counted). */
+  maxLatenessMs: z.number().min(0).max(60_000).default(50),
+  /**
+   * Messages due at the same time: at most this many in a row to one
+   * destination (destinations take turns). 64 bounds a burst while each
+   * turn still fills a UDP GSO message: a send call costs microseconds,
+   * so 16 instead of 64 per call costs about twice the CPU per message.
+   */
+  burst: z.number().int().min(1).max(64).default(64),
+});
 
 type AggregateObject = z.output<typeof aggregateObjectSchema>;
 
@@ -193,7 +192,10 @@ type AggregateObject = z.output<typeof aggregateObjectSchema>;
 export const MAX_START_AHEAD_MS = 86_400_000;
 
 /** Checks across an aggregate's fields: sizes, totals, one schedule entry per message. */
-export function aggregateIssues(agg: { readonly messages: readonly { readonly data: Uint8Array }[]; readonly schedule: AggregateObject['schedule'] }): { path: (string | number)[]; message: string }[] {
+export function aggregateIssues(agg: {
+  readonly messages: readonly { readonly data: Uint8Array }[];
+  readonly schedule: AggregateObject['schedule'];
+}): { path: (string | number)[]; message: string }[] {
   const issues: { path: (string | number)[]; message: string }[] = [];
   agg.messages.forEach((m, i) => {
     if (m.data.byteLength > MAX_UDP_PAYLOAD) {
@@ -254,7 +256,10 @@ export const segmentObjectSchema = z.strictObject({
   type: z.literal('segment'),
   name: flowName.optional(),
   from: listenSchema.optional(),
-  entries: z.array(z.strictObject({ to: destinationSchema, data: byteData })).min(1).max(MAX_SUBSCRIBERS),
+  entries: z
+    .array(z.strictObject({ to: destinationSchema, data: byteData }))
+    .min(1)
+    .max(MAX_SUBSCRIBERS),
   /** Largest datagram payload cut from each entry, bytes (1472 fits a 1500-byte IPv4 MTU). */
   packetSize: z.number().int().min(1).max(MAX_UDP_PAYLOAD).default(1472),
   /** Packets sent to one destination before moving to the next (1 = strict interleave). */

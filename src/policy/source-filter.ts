@@ -1,6 +1,6 @@
 import { BlockList, isIP } from 'node:net';
 import { ipv4ToInt, ipv6Bytes } from '../wire/ip-address.js';
-import { canonicalAddress, unmapAddress } from './endpoint.js';
+import { canonicalAddress, unmapAddress } from '../wire/endpoint.js';
 
 /** One allowed-source rule: a prefix (an exact address is a /32 or /128). */
 export interface SourceRule {
@@ -78,7 +78,7 @@ export function createSockaddrMatcher(filter: SourceFilter): (bytes: Uint8Array,
   mapped[10] = 0xff;
   mapped[11] = 0xff;
   const matchV4 = (a: number): boolean => {
-    for (const r of v4) if (((a & r.mask) >>> 0) === r.net) return true;
+    for (const r of v4) if ((a & r.mask) >>> 0 === r.net) return true;
     if (v6.length === 0) return false;
     mapped[12] = a >>> 24;
     mapped[13] = (a >>> 16) & 0xff;

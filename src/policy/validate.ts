@@ -111,7 +111,11 @@ export function parseAggregate(input: unknown): AggregateSpec {
   const fast = fastAggregate(input);
   if (!fast) return parseAggregateSlow(input);
   const { to, messages, ...rest } = fast;
-  return { type: 'aggregate', ...rest, messages: messages.map((m, i) => (m.stream === undefined ? { to: to[i]!, data: m.data } : { to: to[i]!, data: m.data, stream: m.stream })) };
+  return {
+    type: 'aggregate',
+    ...rest,
+    messages: messages.map((m, i) => (m.stream === undefined ? { to: to[i]!, data: m.data } : { to: to[i]!, data: m.data, stream: m.stream })),
+  };
 }
 
 /**
@@ -248,6 +252,10 @@ export function parseConfig(input: unknown, host: HostAddresses = NO_HOST_ADDRES
     spec.flows.map((f, i) => ({ ...(f.name !== undefined ? { name: f.name } : {}), where: `flows[${i}]`, spec: f })),
     host,
   );
-  if (issues.length) throw new PolicyValidationError(issues.map(({ path, message }) => ({ path, message })), 'invalid config');
+  if (issues.length)
+    throw new PolicyValidationError(
+      issues.map(({ path, message }) => ({ path, message })),
+      'invalid config',
+    );
   return spec;
 }

@@ -7,14 +7,14 @@
  */
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-import { formatEndpoint } from '../policy/endpoint.js';
+import { formatEndpoint } from '../wire/endpoint.js';
 import type { SendableAggregate } from '../policy/schema.js';
 import { planSchedule } from '../policy/schedule.js';
 import type { AggregateJob, Job, JobOutcome, WriteJob, WriteOutcome } from './send-protocol.js';
 import { DestinationTable } from './destination-table.js';
 import { aggregateResult, type AggregateResult, type WriteDestination, type WriteResult } from './results.js';
 import type { SegmentSpec } from '../policy/schema.js';
-import { libc } from '../sys/ffi.js';
+import { addressOf } from '../sys/memory.js';
 import { EngineFailedError } from '../errors.js';
 
 function spawnSendWorker(): Worker {
@@ -146,12 +146,10 @@ export class BatchedSender {
    * page it pinned, so the buffers are free when this resolves.
    */
   async write(spec: SegmentSpec): Promise<WriteResult> {
-    const n = spec.entries.length;
-    const c = libc();
     const job: WriteJob = {
       kind: 'write',
       id: this.#nextId++,
-      address: Float64Array.from(spec.entries, (e) => (e.data.byteLength ? c.memcpyAddr(e.data, e.data, 0) : 0)),
+      address: Float64Array.from(spec.entries, (e) => addressOf(e.data)),
       length: Float64Array.from(spec.entries, (e) => e.data.byteLength),
       toAddress: spec.entries.map((e) => e.to.address),
       toPort: Int32Array.from(spec.entries, (e) => e.to.port),

@@ -1,4 +1,4 @@
-import { endpointKey, formatEndpoint, type Endpoint } from '../policy/endpoint.js';
+import { endpointKey, formatEndpoint, type Endpoint } from '../wire/endpoint.js';
 import type { SendableAggregate } from '../policy/schema.js';
 
 /**

@@ -7,7 +7,7 @@
  * call, and never spins (a spin would stall the application).
  */
 import dgram from 'node:dgram';
-import { endpointKey, formatEndpoint, isWildcard, type Endpoint } from '../policy/endpoint.js';
+import { formatEndpoint, isWildcard, type Endpoint } from '../wire/endpoint.js';
 import type { SendableAggregate, SegmentSpec } from '../policy/schema.js';
 import { planSchedule } from '../policy/schedule.js';
 import { planSegments } from '../policy/segment-plan.js';
@@ -20,7 +20,11 @@ type Family = 4 | 6;
 /** One socket per address family, the one of `from` bound to it. */
 class Sockets {
   readonly #socks = new Map<Family, Promise<dgram.Socket>>();
-  constructor(private readonly from: Endpoint | undefined) {}
+  readonly #from: Endpoint | undefined;
+
+  constructor(from: Endpoint | undefined) {
+    this.#from = from;
+  }
 
   get(family: Family): Promise<dgram.Socket> {
     let p = this.#socks.get(family);
@@ -28,7 +32,7 @@ class Sockets {
       p = new Promise<dgram.Socket>((resolve, reject) => {
         const s = dgram.createSocket({ type: family === 4 ? 'udp4' : 'udp6' });
         s.once('error', reject);
-        const own = this.from?.family === family ? this.from : undefined;
+        const own = this.#from?.family === family ? this.#from : undefined;
         const address = own && !isWildcard(own) ? own.address : undefined;
         s.bind({ port: own?.port ?? 0, ...(address ? { address } : {}) }, () => {
           s.off('error', reject);
@@ -48,7 +52,6 @@ class Sockets {
     }
   }
 }
-
 
 function send(sock: dgram.Socket, data: Uint8Array, to: Endpoint): Promise<string | undefined> {
   return new Promise((resolve) => {
@@ -78,13 +81,14 @@ export async function sendAggregatePortable(spec: SendableAggregate): Promise<Ag
   try {
     // Sockets first, so that binding does not make the first messages late.
     for (const f of new Set(table.endpoints.map((e) => e.family))) await sockets.get(f);
-    const startsAt = spec.schedule.kind === 'range' && spec.schedule.startAt !== undefined ? performance.now() + (spec.schedule.startAt - Date.now()) : performance.now();
+    const startsAt =
+      spec.schedule.kind === 'range' && spec.schedule.startAt !== undefined ? performance.now() + (spec.schedule.startAt - Date.now()) : performance.now();
     // Messages due at the same time leave together, destinations taking
     // turns of at most spec.burst (the batched engine's order: interleave.ts).
     const interleaver = new Interleaver(table.endpoints.length);
     const group = new Int32Array(n);
     const turns = new Int32Array(n);
-    for (let i = 0; i < n; ) {
+    for (let i = 0; i < n;) {
       const dueMs = plan.atMs[i]!;
       let j = i;
       while (j < n && plan.atMs[j] === dueMs) j++;
@@ -112,7 +116,9 @@ export async function sendAggregatePortable(spec: SendableAggregate): Promise<Ag
     }
     await Promise.all(pending);
     const elapsedMs = performance.now() - startsAt;
-    return aggregateResult('portable', spec, { plan, sentAtMs, reason, reasons: reasons.list, dest, length, destNames: table.names() }, elapsedMs, { sendCalls: pending.length });
+    return aggregateResult('portable', spec, { plan, sentAtMs, reason, reasons: reasons.list, dest, length, destNames: table.names() }, elapsedMs, {
+      sendCalls: pending.length,
+    });
   } finally {
     await sockets.close();
   }
@@ -126,7 +132,11 @@ export async function sendAggregatePortable(spec: SendableAggregate): Promise<Ag
  */
 export async function writePortable(spec: SegmentSpec): Promise<WriteResult> {
   const t0 = performance.now();
-  const plan = planSegments(spec.entries.map((e) => e.data.byteLength), spec.packetSize, spec.burst);
+  const plan = planSegments(
+    spec.entries.map((e) => e.data.byteLength),
+    spec.packetSize,
+    spec.burst,
+  );
   const dests: WriteDestination[] = spec.entries.map((e) => ({ to: formatEndpoint(e.to), packets: 0, bytes: 0, errors: 0 }));
   const sockets = new Sockets(spec.from);
   let sent = 0;

@@ -236,7 +236,13 @@ function outcomesOf(spec: SendableAggregate, rec: AggregateRecord): MessageOutco
  * own, enumerable accessor built on first read: spreading the result,
  * JSON.stringify and deepEqual see it like a plain property.
  */
-export function aggregateResult(engine: 'portable' | 'batched', spec: SendableAggregate, rec: AggregateRecord, elapsedMs: number, extra: { sendCalls?: number; gsoMessages?: number } = {}): AggregateResult {
+export function aggregateResult(
+  engine: 'portable' | 'batched',
+  spec: SendableAggregate,
+  rec: AggregateRecord,
+  elapsedMs: number,
+  extra: { sendCalls?: number; gsoMessages?: number } = {},
+): AggregateResult {
   const n = rec.plan.order.length;
   // The whole aggregate is one group; destinations and streams are the others.
   const all = groupCounters(new Int32Array(n), 1, rec)[0]!;

@@ -3,7 +3,7 @@
  * An aggregate crosses once: every payload copied into one transferred
  * buffer, with per-message offsets, destinations and due times.
  */
-import type { Endpoint } from '../policy/endpoint.js';
+import type { Endpoint } from '../wire/endpoint.js';
 
 /** What every job carries: its id, where to send from, and the GSO limit. */
 interface JobBase {

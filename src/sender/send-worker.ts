@@ -9,8 +9,8 @@
 import { parentPort } from 'node:worker_threads';
 import { RawUdpSocket } from '../sys/udp-socket.js';
 import { SendVector } from '../sys/send-vector.js';
-import { NativeRegion } from '../sys/memory.js';
-import { libc } from '../sys/ffi.js';
+import { NativeRegion, addressOf } from '../sys/memory.js';
+import { setThreadNice, setTimerSlack } from '../sys/thread.js';
 import { writeSockaddr } from '../sys/sockaddr.js';
 import { EAGAIN, ENOBUFS, errnoName } from '../sys/errno.js';
 import { MSG_ZEROCOPY } from '../sys/constants.js';
@@ -55,14 +55,6 @@ const ZEROCOPY_COPIED_BACKOFF_MS = 10_000;
 const zeroCopyCopiedUntil = new Map<4 | 6, number>();
 
 /**
- * prctl(PR_SET_TIMERSLACK) for this thread: the kernel may delay a sleeping
- * thread's wake-up by its timer slack (50 µs by default) to batch timers;
- * the pacer asks for 1 ns, so its futex sleeps end on time and the spin
- * that follows stays short. Per thread: the application's threads keep
- * theirs. A refusal only costs precision.
- */
-const PR_SET_TIMERSLACK = 29;
-/**
  * The pacer's nice value, where the process may lower it (root, or
  * CAP_SYS_NICE, or RLIMIT_NICE): the worker sleeps most of the time and
  * must run the moment a deadline comes, but the application's threads (V8's
@@ -71,14 +63,16 @@ const PR_SET_TIMERSLACK = 29;
  * only ever runs short bursts. Refused (an ordinary user): it keeps nice 0.
  */
 const PACER_NICE = -10;
-const PRIO_PROCESS = 0;
-try {
-  const c = libc();
-  c.prctl(PR_SET_TIMERSLACK, 1);
-  c.setpriority(PRIO_PROCESS, c.gettid(), PACER_NICE);
-} catch {
-  // not Linux or no FFI: the worker would not run at all
-}
+setThreadNice(PACER_NICE);
+
+/**
+ * Timer slack for this thread: the kernel may delay a sleeping
+ * thread's wake-up by its timer slack (50 µs by default) to batch timers;
+ * the pacer asks for 1 ns, so its futex sleeps end on time and the spin
+ * that follows stays short. Per thread: the application's threads keep
+ * theirs. A refusal only costs precision.
+ */
+setTimerSlack(1);
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 const vector = new SendVector(MAX_BATCH, MAX_BATCH);
@@ -104,7 +98,7 @@ function run(job: AggregateJob): JobOutcome {
   let sendCalls = 0;
   let gsoMessages = 0;
   const blob = new Uint8Array(job.blob);
-  const blobAddress = blob.length ? libc().memcpyAddr(blob, blob, 0) : 0;
+  const blobAddress = addressOf(blob);
   const names = new NativeRegion(Math.max(1, d) * SOCKADDR_SIZE);
   const nameLen = new Int32Array(d);
   /** Vector message m's run was handed over at t (or refused with err). No closure per group: the pacer should not make garbage. */
@@ -126,7 +120,7 @@ function run(job: AggregateJob): JobOutcome {
     }
     for (let i = 0; i < d; i++) nameLen[i] = writeSockaddr(names.bytes, i * SOCKADDR_SIZE, job.destFamily[i] as 4 | 6, job.destAddress[i]!, job.destPort[i]!);
     const start = job.startAt === undefined ? performance.now() : performance.now() + (job.startAt - Date.now());
-    for (let i = 0; i < n; ) {
+    for (let i = 0; i < n;) {
       const due = job.dueMs[i]!;
       let j = i;
       while (j < n && job.dueMs[j] === due) j++;
@@ -207,7 +201,16 @@ function run(job: AggregateJob): JobOutcome {
     }
     return { id: job.id, sentAtMs, reason, reasons: reasons.list, sendCalls, gsoMessages, elapsedMs: performance.now() - start };
   } catch (err) {
-    return { id: job.id, sentAtMs, reason, reasons: reasons.list, sendCalls, gsoMessages, elapsedMs: 0, fatal: err instanceof Error ? err.message : String(err) };
+    return {
+      id: job.id,
+      sentAtMs,
+      reason,
+      reasons: reasons.list,
+      sendCalls,
+      gsoMessages,
+      elapsedMs: 0,
+      fatal: err instanceof Error ? err.message : String(err),
+    };
   } finally {
     for (const s of sockets.values()) s.close();
   }
@@ -274,7 +277,10 @@ function runWrite(job: WriteJob): WriteOutcome {
     const problems: string[] = [];
     for (const [family, t] of zc) {
       try {
-        if (!t.waitAll(ZEROCOPY_WAIT_MS)) problems.push(`IPv${family}: ${t.outstanding} of ${t.sends} zerocopy sends not completed after ${ZEROCOPY_WAIT_MS} ms (the kernel may still read the buffers)`);
+        if (!t.waitAll(ZEROCOPY_WAIT_MS))
+          problems.push(
+            `IPv${family}: ${t.outstanding} of ${t.sends} zerocopy sends not completed after ${ZEROCOPY_WAIT_MS} ms (the kernel may still read the buffers)`,
+          );
       } catch (err) {
         problems.push(`IPv${family}: ${err instanceof Error ? err.message : String(err)}`);
       }
@@ -307,7 +313,12 @@ function runWrite(job: WriteJob): WriteOutcome {
     }
     // Messages queued per family, in plan order: entry, offset, bytes, packets.
     const next = new Float64Array(n);
-    type Msg = { entry: number; offset: number; bytes: number; count: number };
+    interface Msg {
+      entry: number;
+      offset: number;
+      bytes: number;
+      count: number;
+    }
     const queue = new Map<4 | 6, Msg[]>([...sockets.keys()].map((f) => [f, []]));
     const flush = (family: 4 | 6, all: boolean): void => {
       const q = queue.get(family)!;
@@ -390,7 +401,18 @@ function runWrite(job: WriteJob): WriteOutcome {
     }
     for (const f of queue.keys()) flush(f, true);
     const zeroCopy = zeroCopyReport(awaitCompletions());
-    return { id: job.id, packets, sentPackets, sentBytes, errors, lastError, sendCalls, gsoMessages, ...(zeroCopy ? { zeroCopy } : {}), elapsedMs: performance.now() - t0 };
+    return {
+      id: job.id,
+      packets,
+      sentPackets,
+      sentBytes,
+      errors,
+      lastError,
+      sendCalls,
+      gsoMessages,
+      ...(zeroCopy ? { zeroCopy } : {}),
+      elapsedMs: performance.now() - t0,
+    };
   } catch (err) {
     // Sends that did go out may still hold the caller's pages: wait for them here too.
     const zeroCopy = zeroCopyReport(awaitCompletions());

@@ -43,7 +43,7 @@
  * max) so a stream of hours costs no memory per packet.
  */
 import { EventEmitter } from 'node:events';
-import { formatEndpoint, parseEndpointInput, type EndpointInput } from '../policy/endpoint.js';
+import { formatEndpoint, parseEndpointInput, type EndpointInput } from '../wire/endpoint.js';
 import { MAX_BATCH_BYTES, MAX_SUBSCRIBERS, type SegmentPolicy } from '../policy/schema.js';
 import { parseSegment } from '../policy/validate.js';
 import { ClosedError, ConflictError, InvalidArgumentError } from '../errors.js';

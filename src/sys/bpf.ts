@@ -218,7 +218,9 @@ export function progLoad(spec: ProgramSpec): number {
     v.setUint32(68, spec.expectedAttachType, true);
     return bpf('PROG_LOAD', a, () => {
       if (!log) return `program ${spec.name}`;
-      const text = Buffer.from(log.bytes).toString('utf8').replace(/\0[\s\S]*$/, '');
+      const text = Buffer.from(log.bytes)
+        .toString('utf8')
+        .replace(/\0[\s\S]*$/, '');
       // The end of the log is where the verifier stopped.
       return `program ${spec.name}; verifier log (last lines):\n${text.split('\n').slice(-25).join('\n')}`;
     });
@@ -284,7 +286,13 @@ export function linkInfo(linkFd: number): LinkInfo {
   a.setPointer(8, info.address);
   bpf('OBJ_GET_INFO_BY_FD', a, () => 'link');
   const v = info.view;
-  return { type: v.getUint32(0, true), id: v.getUint32(4, true), progId: v.getUint32(8, true), ifindex: v.getUint32(16, true), attachType: v.getUint32(20, true) };
+  return {
+    type: v.getUint32(0, true),
+    id: v.getUint32(4, true),
+    progId: v.getUint32(8, true),
+    ifindex: v.getUint32(16, true),
+    attachType: v.getUint32(20, true),
+  };
 }
 
 export interface MapInfo {
@@ -304,7 +312,13 @@ export function mapInfo(mapFd: number, what = 'map'): MapInfo {
   a.setPointer(8, info.address);
   bpf('OBJ_GET_INFO_BY_FD', a, () => what);
   const v = info.view;
-  return { type: v.getUint32(0, true), keySize: v.getUint32(8, true), valueSize: v.getUint32(12, true), maxEntries: v.getUint32(16, true), flags: v.getUint32(20, true) };
+  return {
+    type: v.getUint32(0, true),
+    keySize: v.getUint32(8, true),
+    valueSize: v.getUint32(12, true),
+    maxEntries: v.getUint32(16, true),
+    flags: v.getUint32(20, true),
+  };
 }
 
 /** BPF_OBJ_PIN: makes `fd`'s object outlive the process at `path` (in bpffs). */
@@ -333,4 +347,3 @@ export function objGet(path: string): number | undefined {
 export function closeFd(fd: number): void {
   libc().close(fd);
 }
-

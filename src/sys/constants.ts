@@ -90,8 +90,8 @@ export const CMSG_LEN_U16 = 18;
 export const CMSG_SPACE_INT = 24;
 export const SIZEOF_POLLFD = 8;
 
-/** Largest UDP payload in one IPv4 datagram (and our GSO total cap for both families). */
-export const MAX_UDP_PAYLOAD = 65507;
+/** Largest UDP payload in one IPv4 datagram (defined with the wire format). */
+export { MAX_UDP_PAYLOAD } from '../wire/udp.js';
 /** UIO_MAXIOV: the most messages sendmmsg/recvmmsg take per call, and iovecs per message. */
 export const UIO_MAXIOV = 1024;
 /** UDP_MAX_SEGMENTS before Linux 6.9 (later kernels allow 128). Probed, never assumed larger. */
@@ -129,7 +129,7 @@ export const IPV6_TRANSPARENT = 75;
 export const SO_ORIGINAL_DST = 80;
 /** The same for IPv6 (level SOL_IPV6, sockaddr_in6); same number by design of the uapi headers. */
 export const IP6T_SO_ORIGINAL_DST = 80;
-/** AF_PACKET raw sockets (src/sys/packet-socket.ts): whole Ethernet frames of one interface. */
+/** AF_PACKET raw sockets (harness/wan/packet-socket.ts): whole Ethernet frames of one interface. */
 export const AF_PACKET = 17;
 /** Every protocol (host order; sockaddr_ll and socket() take it in network order). */
 export const ETH_P_ALL = 0x0003;
@@ -149,3 +149,8 @@ export const SIZEOF_PACKET_MREQ = 16;
 /** struct virtio_net_hdr (without num_buffers): u8 flags, u8 gso_type, u16 hdr_len, gso_size, csum_start, csum_offset. */
 export const SIZEOF_VIRTIO_NET_HDR = 10;
 export const VIRTIO_NET_HDR_GSO_NONE = 0;
+
+/** prctl(2): the calling thread's timer slack in ns. */
+export const PR_SET_TIMERSLACK = 29;
+/** setpriority(2) `which`: a process or (with a tid) one thread. */
+export const PRIO_PROCESS = 0;

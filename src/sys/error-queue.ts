@@ -81,7 +81,7 @@ const align8 = (n: number): number => (n + 7) & ~7;
 export function parseExtendedError(control: Uint8Array, length = control.byteLength): ExtendedError | undefined {
   const end = Math.min(Math.max(0, length), control.byteLength);
   const v = new DataView(control.buffer, control.byteOffset, end);
-  for (let off = 0; off + SIZEOF_CMSGHDR <= end; ) {
+  for (let off = 0; off + SIZEOF_CMSGHDR <= end;) {
     const len = v.getUint32(off, true);
     if (v.getUint32(off + 4, true) !== 0 || len < SIZEOF_CMSGHDR || off + len > end) return undefined;
     const level = v.getInt32(off + 8, true);
@@ -104,7 +104,13 @@ export function parseExtendedError(control: Uint8Array, length = control.byteLen
 export function enableRecvErr(fd: number, family: 4 | 6): void {
   const c = libc();
   const one = new Int32Array([1]);
-  const opts: [number, number, string][] = family === 4 ? [[SOL_IP, IP_RECVERR, 'IP_RECVERR']] : [[SOL_IPV6, IPV6_RECVERR, 'IPV6_RECVERR'], [SOL_IP, IP_RECVERR, 'IP_RECVERR']];
+  const opts: [number, number, string][] =
+    family === 4
+      ? [[SOL_IP, IP_RECVERR, 'IP_RECVERR']]
+      : [
+          [SOL_IPV6, IPV6_RECVERR, 'IPV6_RECVERR'],
+          [SOL_IP, IP_RECVERR, 'IP_RECVERR'],
+        ];
   for (const [level, name, text] of opts) {
     if (c.setsockopt(fd, level, name, one, 4) < 0) throw syscallError(`setsockopt(${text})`, c.errno());
   }

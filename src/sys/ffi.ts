@@ -14,6 +14,7 @@
  * platform): `loadFfi()` reports why instead of throwing at import time.
  */
 import { createRequire } from 'node:module';
+import type * as Koffi from 'koffi';
 
 /** The bound functions. Signatures follow the C prototypes. */
 export interface Libc {
@@ -67,11 +68,11 @@ let loaded: { ok: true; libc: Libc } | { ok: false; reason: string } | undefined
 export function loadFfi(): { ok: true; libc: Libc } | { ok: false; reason: string } {
   if (loaded) return loaded;
   if (process.platform !== 'linux') return (loaded = { ok: false, reason: `needs Linux (this is ${process.platform})` });
-  let koffi: typeof import('koffi');
+  let koffi: typeof Koffi;
   try {
     // koffi ships prebuilt binaries for common platforms; a missing one is a
     // reason to fall back to the portable tier, not a crash.
-    koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
+    koffi = createRequire(import.meta.url)('koffi') as typeof Koffi;
   } catch (err) {
     return (loaded = { ok: false, reason: `the koffi FFI module could not be loaded: ${(err as Error).message}` });
   }

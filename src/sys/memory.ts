@@ -46,3 +46,13 @@ export class NativeRegion {
     this.u32[i + 1] = 0;
   }
 }
+
+/**
+ * Address of a view's first byte, for passing the caller's own buffers to a
+ * worker that sends from them (one process). Only for off-heap backing
+ * stores (an ArrayBuffer that V8 does not move, as for every buffer larger
+ * than a few hundred bytes); 0 for an empty view.
+ */
+export function addressOf(view: ArrayBufferView): number {
+  return view.byteLength ? libc().memcpyAddr(view, view, 0) : 0;
+}

@@ -178,7 +178,7 @@ export function dumpQdiscs(): QdiscInfo[] {
     if (c.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, new BigInt64Array([BigInt(RECV_TIMEOUT_S), 0n]), 16) < 0) {
       throw syscallError('setsockopt(SO_RCVTIMEO)', c.errno());
     }
-    const seq = (Date.now() >>> 0) || 1;
+    const seq = Date.now() >>> 0 || 1;
     const req = qdiscDumpRequest(seq);
     // An unconnected netlink socket sends to the kernel (port id 0) and autobinds.
     if (c.write(fd, req, req.byteLength) !== req.byteLength) throw syscallError('write(RTM_GETQDISC)', c.errno());

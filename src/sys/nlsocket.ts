@@ -33,7 +33,7 @@ export class NetlinkSocket {
   private constructor(fd: number) {
     this.#fd = fd;
     // Distinct from any other socket's numbers; only used to match replies.
-    this.#seq = (Date.now() & 0x3fffffff) || 1;
+    this.#seq = Date.now() & 0x3fffffff || 1;
   }
 
   /** socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol) with a receive timeout. */
@@ -77,7 +77,11 @@ export class NetlinkSocket {
       if (r < 0) {
         const e = c.errno();
         if (e === EINTR) continue;
-        throw syscallError(`recv(${op})`, e, e === EAGAIN ? `no acknowledgement within ${RECV_TIMEOUT_S} s for ${[...waiting.values()].join(', ')}` : undefined);
+        throw syscallError(
+          `recv(${op})`,
+          e,
+          e === EAGAIN ? `no acknowledgement within ${RECV_TIMEOUT_S} s for ${[...waiting.values()].join(', ')}` : undefined,
+        );
       }
       if (r > this.#buf.byteLength) throw new Error(`${op}: reply of ${r} bytes exceeds the ${this.#buf.byteLength}-byte buffer`);
       const chunk = parseAcks(this.#buf.subarray(0, r));

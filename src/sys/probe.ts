@@ -136,3 +136,9 @@ function probeSegmentLimit(): number {
     tx?.close();
   }
 }
+
+/** Whether the FFI binding loads here (Linux with koffi's prebuilt module), and why not. Never throws. */
+export function ffiAvailable(): { ok: true } | { ok: false; reason: string } {
+  const ffi = loadFfi();
+  return ffi.ok ? { ok: true } : { ok: false, reason: ffi.reason };
+}

@@ -11,17 +11,7 @@
 import { libc } from './ffi.js';
 import { EAGAIN, EINTR, syscallError } from './errno.js';
 import { STALE_SOCKET_ERRNOS } from './error-queue.js';
-import {
-  CMSG_SPACE_INT,
-  MMSG,
-  MSG_DONTWAIT,
-  MSG_TRUNC,
-  SIZEOF_IOVEC,
-  SIZEOF_MMSGHDR,
-  SOCKADDR_SPACE,
-  SOL_UDP,
-  UDP_GRO,
-} from './constants.js';
+import { CMSG_SPACE_INT, MMSG, MSG_DONTWAIT, MSG_TRUNC, SIZEOF_IOVEC, SIZEOF_MMSGHDR, SOCKADDR_SPACE, SOL_UDP, UDP_GRO } from './constants.js';
 import { NativeRegion } from './memory.js';
 
 export const SLOT_SIZE = 65536;
@@ -106,7 +96,7 @@ export class RecvRing {
       vec.view.setInt32(base + MMSG.flags, 0, true);
     }
     const c = libc();
-    for (let stale = 0; ; ) {
+    for (let stale = 0; ;) {
       // MSG_TRUNC: msg_len reports the datagram's real length, so an
       // oversized one is recognised (and counted) rather than cut silently.
       const r = c.recvmmsg(fd, vec.address, n, MSG_DONTWAIT | MSG_TRUNC, 0);

@@ -4,7 +4,7 @@
  * and never decodes to strings.
  */
 import { isIPv4 } from 'node:net';
-import type { Endpoint } from '../policy/endpoint.js';
+import type { Endpoint } from '../wire/endpoint.js';
 import { formatIpv6, ipv4ToInt, ipv6Bytes } from '../wire/ip-address.js';
 import { AF_INET, AF_INET6, SIZEOF_SOCKADDR_IN, SIZEOF_SOCKADDR_IN6 } from './constants.js';
 

@@ -115,9 +115,8 @@ export function interfaceTxtime(iface: NetInterface, qdiscs: readonly QdiscInfo[
     ...base,
     children,
     honours: false,
-    reason: children.length === 0
-      ? `root qdisc is ${root.kind} with no child qdisc listed`
-      : `root qdisc is ${root.kind} with ${other.join('/')} children${NEEDS}`,
+    reason:
+      children.length === 0 ? `root qdisc is ${root.kind} with no child qdisc listed` : `root qdisc is ${root.kind} with ${other.join('/')} children${NEEDS}`,
   };
 }
 

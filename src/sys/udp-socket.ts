@@ -3,8 +3,8 @@
  * worker. Non-blocking from the start; every failing call throws a
  * SyscallError that names the call and errno.
  */
-import type { Endpoint } from '../policy/endpoint.js';
-import { formatEndpoint } from '../policy/endpoint.js';
+import type { Endpoint } from '../wire/endpoint.js';
+import { formatEndpoint } from '../wire/endpoint.js';
 import { libc } from './ffi.js';
 import { syscallError } from './errno.js';
 import {
@@ -132,5 +132,14 @@ export class RawUdpSocket {
     if (this.#fd < 0) return;
     libc().close(this.#fd);
     this.#fd = -1;
+  }
+}
+
+/** Closes a socket fd this process owns but holds no RawUdpSocket for (one a dead worker opened). Never throws. */
+export function closeFd(fd: number): void {
+  try {
+    libc().close(fd);
+  } catch {
+    /* no FFI: nothing could have opened it */
   }
 }

@@ -21,7 +21,10 @@ export function ipv6Bytes(address: string): Uint8Array {
   let tailV4: number[] | undefined;
   const lastColon = text.lastIndexOf(':');
   if (text.slice(lastColon + 1).includes('.')) {
-    tailV4 = text.slice(lastColon + 1).split('.').map(Number);
+    tailV4 = text
+      .slice(lastColon + 1)
+      .split('.')
+      .map(Number);
     head = `${text.slice(0, lastColon + 1)}0:0`;
   }
   const [left, right] = head.split('::') as [string, string | undefined];
@@ -48,7 +51,7 @@ export function formatIpv6(b: Uint8Array): string {
   // The longest run of two or more zero groups becomes '::' (first if tied).
   let best = -1;
   let bestLen = 0;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (groups[i] !== 0) {
       i++;
       continue;

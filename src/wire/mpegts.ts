@@ -31,8 +31,6 @@ export const TS_PACKETS_PER_DATAGRAM = 7;
 export const TS_DATAGRAM_SIZE = TS_PACKETS_PER_DATAGRAM * TS_PACKET_SIZE;
 /** PCR (system clock) frequency in Hz. */
 export const PCR_CLOCK_HZ = 27_000_000;
-/** PTS/DTS clock in Hz (PCR base units). */
-export const PTS_CLOCK_HZ = 90_000;
 /**
  * PCR values wrap here: 2^33 base ticks × 300 extension ticks (27 MHz units,
  * about 26.5 hours). Valid PCRs are 0 ≤ pcr < PCR_MODULUS.
@@ -306,9 +304,7 @@ export function decodeTsPacket(buf: Uint8Array, offset = 0): TsDecodeResult {
 
 /** Why a UDP payload is not a whole number of TS packets. */
 export type TsDatagramReason = 'empty' | 'length' | 'sync';
-export type TsDatagramResult =
-  | { readonly ok: true; readonly packets: number }
-  | { readonly ok: false; readonly reason: TsDatagramReason };
+export type TsDatagramResult = { readonly ok: true; readonly packets: number } | { readonly ok: false; readonly reason: TsDatagramReason };
 
 // Results are shared frozen objects so the per-datagram check never allocates
 // (a UDP payload holds at most 348 packets; larger inputs are rare enough to allocate).

@@ -14,10 +14,10 @@ import { fileURLToPath } from 'node:url';
 import { once } from 'node:events';
 import { Sluice, EngineFailedError } from '../../src/index.js';
 import { probeBatchedIo } from '../../src/sys/probe.js';
-import { captureEngineWorker } from '../helpers/worker-killer.js';
-import { CLI, collect } from '../helpers/cli.js';
-import { openReceiver } from '../helpers/udp.js';
-import { rootSkipReason, withTopology } from '../helpers/netns.js';
+import { captureEngineWorker } from '../../harness/process/worker-killer.js';
+import { CLI, collect } from '../../harness/process/cli.js';
+import { openReceiver } from '../../harness/traffic/udp.js';
+import { rootSkipReason, withTopology } from '../../harness/netns/netns.js';
 import { probeKernelTier } from '../../src/dataplane/kernel/kernel-plane.js';
 
 const probe = probeBatchedIo();
@@ -67,7 +67,10 @@ describe('a dead batched engine', { skip: probe.available ? undefined : `batched
     const s = await Sluice.open({ tier: 'batched' });
     try {
       // Two messages 5 s apart: the job is still running when its worker goes.
-      const sending = s.sendAggregate({ messages: [0, 1].map(() => ({ to: 'udp://127.0.0.1:9', data: new Uint8Array(8) })), schedule: { kind: 'delays', delaysMs: [0, 5000] } });
+      const sending = s.sendAggregate({
+        messages: [0, 1].map(() => ({ to: 'udp://127.0.0.1:9', data: new Uint8Array(8) })),
+        schedule: { kind: 'delays', delaysMs: [0, 5000] },
+      });
       const worker = await capture.engine;
       capture.restore();
       await worker.terminate();
@@ -89,10 +92,19 @@ describe('a dead batched engine', { skip: probe.available ? undefined : `batched
       await dst.close();
       assert.equal(r.signal, null, `still running after 90 s: ${r.stderr}`);
       assert.equal(r.code, 1, r.stderr);
-      assert.match(r.stderr, /sluice: the batched tier's engine \(worker thread 'sluice-batched'\) stopped: its thread exited \(code 1\); its flows no longer move packets/);
+      assert.match(
+        r.stderr,
+        /sluice: the batched tier's engine \(worker thread 'sluice-batched'\) stopped: its thread exited \(code 1\); its flows no longer move packets/,
+      );
       if (json) {
-        const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; engine?: string; error?: string });
-        assert.deepEqual(events.map((e) => e.event), ['ready', 'engineFailed', 'final']);
+        const events = r.stdout
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l) as { event: string; engine?: string; error?: string });
+        assert.deepEqual(
+          events.map((e) => e.event),
+          ['ready', 'engineFailed', 'final'],
+        );
         assert.match(events[1]!.engine!, /batched tier's engine/);
         assert.match(events[2]!.error!, /stopped/);
       }
@@ -101,7 +113,23 @@ describe('a dead batched engine', { skip: probe.available ? undefined : `batched
 
   test('sluice relay --tier kernel exits 1 when its batched companion dies (inside a network namespace)', { skip: kernelSkip, timeout: 240_000 }, async () => {
     await withTopology({ namespaces: ['k'] }, async (topo) => {
-      const child = topo.spawn('k', process.execPath, ['--import', 'tsx', '--import', KILLER, CLI, 'relay', '--tier', 'kernel', '--listen', 'udp://127.0.0.1:5000', '--to', 'udp://127.0.0.1:6000', '--allow', '127.0.0.1', '--json']);
+      const child = topo.spawn('k', process.execPath, [
+        '--import',
+        'tsx',
+        '--import',
+        KILLER,
+        CLI,
+        'relay',
+        '--tier',
+        'kernel',
+        '--listen',
+        'udp://127.0.0.1:5000',
+        '--to',
+        'udp://127.0.0.1:6000',
+        '--allow',
+        '127.0.0.1',
+        '--json',
+      ]);
       const exit = await child.waitExit(180_000);
       assert.equal(exit.code, 1, child.stderr());
       assert.match(child.stderr(), /sluice: the kernel tier's batched companion \(worker thread 'sluice-batched'\) stopped: its thread exited/);

@@ -10,13 +10,13 @@ import { BatchedPlane } from '../../src/dataplane/batched/batched-plane.js';
 import { probeBatchedIo } from '../../src/sys/probe.js';
 import { parseFlowPolicy } from '../../src/policy/validate.js';
 import { compileFlow } from '../../src/policy/compile.js';
-import { openReceiver, openSender, sendGsoBurst, sendSequence, seqDatagram, seqOf, type Receiver } from '../helpers/udp.js';
+import { openReceiver, openSender, sendGsoBurst, sendSequence, seqDatagram, seqOf, type Receiver } from '../../harness/traffic/udp.js';
 import { EngineFlow } from '../../src/dataplane/batched/engine-flow.js';
 import { SendBatch } from '../../src/dataplane/batched/send-batch.js';
 import { F, newDestinationCounters, newFlowCounters } from '../../src/dataplane/batched/shared-counters.js';
 import { RecvRing } from '../../src/sys/recv-ring.js';
 import { UIO_MAXIOV } from '../../src/sys/constants.js';
-import { rootSkipReason, withTopology } from '../helpers/netns.js';
+import { rootSkipReason, withTopology } from '../../harness/netns/netns.js';
 import { RawUdpSocket } from '../../src/sys/udp-socket.js';
 import { NativeRegion } from '../../src/sys/memory.js';
 import { SendVector } from '../../src/sys/send-vector.js';
@@ -51,7 +51,10 @@ describe('batched engine', { skip: probe.available ? undefined : `batched tier u
     for (const r of subs) {
       await r.waitFor(700);
       assert.deepEqual(r.received.map(seqOf), range(700), 'in order, complete');
-      assert.ok(r.received.every((x) => x.data.length === 1316), 'segments keep their boundaries');
+      assert.ok(
+        r.received.every((x) => x.data.length === 1316),
+        'segments keep their boundaries',
+      );
     }
     const d = plane.flowDetail('gso')!;
     assert.ok(d.gsoMessages > 0, 'GSO used');
@@ -63,49 +66,56 @@ describe('batched engine', { skip: probe.available ? undefined : `batched tier u
     assert.equal(st.packetsOut, 2800);
   });
 
-  test('a GRO buffer (several datagrams in one receive) is split, checked and counted per datagram', { skip: probe.gso && probe.gro ? undefined : 'needs UDP GSO and GRO' }, async () => {
-    // A GSO send over loopback reaches a UDP_GRO socket as one coalesced
-    // buffer: the same thing a GRO-capable NIC delivers.
-    const plane = await BatchedPlane.start({ batchHoldMs: 5 });
-    cleanups.push(() => plane.close());
-    const subs = await Promise.all(range(2).map(() => receiver()));
-    const policy = parseFlowPolicy({ type: 'replicate', listen: 'udp://127.0.0.1:0', to: subs.map((r) => r.url), allow: '127.0.0.1', payload: 'mpegts' });
-    const { listen } = await plane.addFlow('gro', compileFlow(policy, 'gro'));
-    const tx = RawUdpSocket.open(4);
-    cleanups.push(async () => tx.close());
-    const name = new NativeRegion(32);
-    const nameLength = writeSockaddr(name.bytes, 0, 4, '127.0.0.1', listen.port);
-    const seg = 1316;
-    const payload = new NativeRegion(7 * seg);
-    const vec = new SendVector(1, 1);
-    let seq = 0;
-    for (let burst = 0; burst < 10; burst++) {
-      for (let k = 0; k < 7; k++) {
-        for (let i = 0; i < seg; i += 188) payload.bytes[k * seg + i] = 0x47;
-        payload.view.setUint32(k * seg + 4, seq++);
+  test(
+    'a GRO buffer (several datagrams in one receive) is split, checked and counted per datagram',
+    { skip: probe.gso && probe.gro ? undefined : 'needs UDP GSO and GRO' },
+    async () => {
+      // A GSO send over loopback reaches a UDP_GRO socket as one coalesced
+      // buffer: the same thing a GRO-capable NIC delivers.
+      const plane = await BatchedPlane.start({ batchHoldMs: 5 });
+      cleanups.push(() => plane.close());
+      const subs = await Promise.all(range(2).map(() => receiver()));
+      const policy = parseFlowPolicy({ type: 'replicate', listen: 'udp://127.0.0.1:0', to: subs.map((r) => r.url), allow: '127.0.0.1', payload: 'mpegts' });
+      const { listen } = await plane.addFlow('gro', compileFlow(policy, 'gro'));
+      const tx = RawUdpSocket.open(4);
+      cleanups.push(async () => tx.close());
+      const name = new NativeRegion(32);
+      const nameLength = writeSockaddr(name.bytes, 0, 4, '127.0.0.1', listen.port);
+      const seg = 1316;
+      const payload = new NativeRegion(7 * seg);
+      const vec = new SendVector(1, 1);
+      let seq = 0;
+      for (let burst = 0; burst < 10; burst++) {
+        for (let k = 0; k < 7; k++) {
+          for (let i = 0; i < seg; i += 188) payload.bytes[k * seg + i] = 0x47;
+          payload.view.setUint32(k * seg + 4, seq++);
+        }
+        // Burst 3 carries one datagram without TS sync bytes: only it is dropped.
+        if (burst === 3) payload.bytes[2 * seg] = 0;
+        vec.clear();
+        vec.begin(name.address, nameLength, seg);
+        vec.addIov(payload.address, 7 * seg);
+        assert.equal(vec.send(tx.fd, 0), 1);
+        await new Promise((r) => setTimeout(r, 2));
       }
-      // Burst 3 carries one datagram without TS sync bytes: only it is dropped.
-      if (burst === 3) payload.bytes[2 * seg] = 0;
-      vec.clear();
-      vec.begin(name.address, nameLength, seg);
-      vec.addIov(payload.address, 7 * seg);
-      assert.equal(vec.send(tx.fd, 0), 1);
-      await new Promise((r) => setTimeout(r, 2));
-    }
-    const expected = range(70).filter((x) => x !== 3 * 7 + 2);
-    for (const r of subs) {
-      await r.waitFor(69);
-      assert.deepEqual(r.received.map((x) => x.data.readUInt32BE(4)), expected);
-      assert.ok(r.received.every((x) => x.data.length === seg));
-    }
-    const st = plane.flowStats('gro')!;
-    assert.equal(st.packetsIn, 70);
-    assert.equal(st.bytesIn, 70 * seg);
-    assert.equal(st.drops.malformed, 1);
-    assert.equal(st.packetsOut, 2 * 69);
-    assert.ok(plane.flowDetail('gro')!.groBuffers >= 5, `GRO buffers: ${plane.flowDetail('gro')!.groBuffers}`);
-    await plane.removeFlow('gro');
-  });
+      const expected = range(70).filter((x) => x !== 3 * 7 + 2);
+      for (const r of subs) {
+        await r.waitFor(69);
+        assert.deepEqual(
+          r.received.map((x) => x.data.readUInt32BE(4)),
+          expected,
+        );
+        assert.ok(r.received.every((x) => x.data.length === seg));
+      }
+      const st = plane.flowStats('gro')!;
+      assert.equal(st.packetsIn, 70);
+      assert.equal(st.bytesIn, 70 * seg);
+      assert.equal(st.drops.malformed, 1);
+      assert.equal(st.packetsOut, 2 * 69);
+      assert.ok(plane.flowDetail('gro')!.groBuffers >= 5, `GRO buffers: ${plane.flowDetail('gro')!.groBuffers}`);
+      await plane.removeFlow('gro');
+    },
+  );
 
   for (const gsoMaxSegments of [128, 64]) {
     test(
@@ -136,7 +146,10 @@ describe('batched engine', { skip: probe.available ? undefined : `batched tier u
         await r.waitFor(total);
         await r.settle();
         assert.deepEqual(r.received.map(seqOf), range(total));
-        assert.ok(r.received.every((x) => x.data.equals(seqDatagram(seqOf(x), 64))), 'byte-exact');
+        assert.ok(
+          r.received.every((x) => x.data.equals(seqDatagram(seqOf(x), 64))),
+          'byte-exact',
+        );
         assert.equal(counters[F.packetsIn], total);
         assert.equal(counters[F.packetsOut], total);
         assert.equal(counters[F.bytesOut], total * 64);
@@ -168,17 +181,21 @@ describe('batched engine', { skip: probe.available ? undefined : `batched tier u
     }
   });
 
-  test('EMSGSIZE on a small-MTU path switches GSO off per destination; nothing is lost', { skip: rootSkipReason() ?? (probe.gso ? undefined : 'no UDP GSO here') }, async () => {
-    await withTopology({ namespaces: ['mtu'] }, async (topo) => {
-      await topo.exec('mtu', 'ip', ['link', 'set', 'lo', 'mtu', '1200']);
-      const child = topo.runNode('mtu', 'test/fixtures/gso-fallback.ts');
-      const exit = await child.waitExit(30_000);
-      assert.equal(exit.code, 0, child.stderr());
-      const out = child.jsonLines<{ seqs: number[][]; stats: { packetsOut: number; drops: Record<string, number> }; detail: { gsoOff: string[] } }>()[0]!;
-      for (const s of out.seqs) assert.deepEqual(s, range(210));
-      assert.equal(out.detail.gsoOff.length, 2);
-      assert.equal(out.stats.packetsOut, 420);
-      assert.equal(out.stats.drops.sendError, 0);
-    });
-  });
+  test(
+    'EMSGSIZE on a small-MTU path switches GSO off per destination; nothing is lost',
+    { skip: rootSkipReason() ?? (probe.gso ? undefined : 'no UDP GSO here') },
+    async () => {
+      await withTopology({ namespaces: ['mtu'] }, async (topo) => {
+        await topo.exec('mtu', 'ip', ['link', 'set', 'lo', 'mtu', '1200']);
+        const child = topo.runNode('mtu', 'test/fixtures/gso-fallback.ts');
+        const exit = await child.waitExit(30_000);
+        assert.equal(exit.code, 0, child.stderr());
+        const out = child.jsonLines<{ seqs: number[][]; stats: { packetsOut: number; drops: Record<string, number> }; detail: { gsoOff: string[] } }>()[0]!;
+        for (const s of out.seqs) assert.deepEqual(s, range(210));
+        assert.equal(out.detail.gsoOff.length, 2);
+        assert.equal(out.stats.packetsOut, 420);
+        assert.equal(out.stats.drops.sendError, 0);
+      });
+    },
+  );
 });

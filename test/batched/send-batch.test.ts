@@ -75,7 +75,10 @@ describe('SendBatch error policy', { skip: ffi.ok ? undefined : `FFI unavailable
     const flow = newFlowCounters();
     ds.forEach((d) => b.add(d, p, 0, 1, 0));
     b.transmit(sock.fd, flow, p, { ns: 1e6 }, undefined);
-    assert.deepEqual(s.calls.map((c) => c.start), [0, 1, 1, 1, 2]);
+    assert.deepEqual(
+      s.calls.map((c) => c.start),
+      [0, 1, 1, 1, 2],
+    );
     assert.equal(ds[1]!.counters[D.sendError], 1);
     assert.equal(ds[1]!.counters[D.lastErrno], E.EHOSTUNREACH);
     assert.equal(ds[1]!.counters[D.packetsOut], 0);
@@ -135,7 +138,10 @@ describe('SendBatch error policy', { skip: ffi.ok ? undefined : `FFI unavailable
     const flow = newFlowCounters();
     ds.forEach((d) => b.add(d, p, 0, 1, 0));
     b.transmit(sock.fd, flow, p, { ns: 1e6 }, undefined);
-    assert.deepEqual(s.calls.map((c) => c.start), [0, 0]);
+    assert.deepEqual(
+      s.calls.map((c) => c.start),
+      [0, 0],
+    );
     assert.ok(ds.every((d) => d.counters[D.packetsOut] === 1 && d.counters[D.sendError] === 0));
     assert.equal(flow[F.sendError], 0);
   });

@@ -9,7 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { rootSkipReason } from '../helpers/netns.js';
+import { rootSkipReason } from '../../harness/netns/netns.js';
 import { CoreClock } from '../../bench/lib/irq-clock.js';
 import { coreBusy } from '../../bench/lib/cpu.js';
 import { possibleCpus } from '../../src/sys/bpf.js';
@@ -34,7 +34,7 @@ function spinOn(cpu: number, ms: number): Promise<number> {
 // the kernel's own per-core figures (cpuidle residency or /proc/stat,
 // bench/lib/cpu.ts) over the same interval. Counting idle time shows as a
 // clock far above them whenever the core was partly idle.
-test('counts a busy task on the core, and agrees with the kernel\'s idle accounting', { skip }, async () => {
+test("counts a busy task on the core, and agrees with the kernel's idle accounting", { skip }, async () => {
   const clock = CoreClock.open();
   try {
     const a = clock.busyS(0);

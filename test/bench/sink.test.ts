@@ -16,7 +16,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { rootSkipReason, withTopology, type Topology } from '../helpers/netns.js';
+import { rootSkipReason, withTopology, type Topology } from '../../harness/netns/netns.js';
 import { Sink, datagrams, type SinkCounts } from '../../bench/lib/sink.js';
 
 const skip = rootSkipReason();
@@ -124,7 +124,20 @@ test('a GSO buffer counts as one packet, datagrams() stays exact', { skip, timeo
       const before = await sink.read();
       // Bursts of 16 leave the generator as one GSO buffer each; the veth
       // passes them on whole.
-      const gen = topo.runNode('tx', GEN, ['--to', `${SINK}:${FIRST}`, '--size', '1316', '--rate', '16000', '--duration', '0.25', '--pattern', 'bursty', '--burst', '16']);
+      const gen = topo.runNode('tx', GEN, [
+        '--to',
+        `${SINK}:${FIRST}`,
+        '--size',
+        '1316',
+        '--rate',
+        '16000',
+        '--duration',
+        '0.25',
+        '--pattern',
+        'bursty',
+        '--burst',
+        '16',
+      ]);
       const exit = await gen.waitExit(30_000);
       assert.equal(exit.code, 0, gen.stderr());
       const out = gen.jsonLines<{ sent: number; errors: number }>().at(-1)!;

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { writeFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli, startCli, collect, waitForEvent } from '../helpers/cli.js';
-import { openReceiver, openSender, sendSequence, seqOf } from '../helpers/udp.js';
+import { runCli, startCli, collect, waitForEvent } from '../../harness/process/cli.js';
+import { openReceiver, openSender, sendSequence, seqOf } from '../../harness/traffic/udp.js';
 
 describe('sluice CLI', () => {
   test('--help works for the program and every subcommand', async () => {
@@ -31,7 +31,12 @@ describe('sluice CLI', () => {
     r = await runCli(['nosuchcommand']);
     assert.equal(r.code, 2);
     // Numbers out of range: a stats interval past Node's timer limit would fire every millisecond.
-    for (const [flag, value] of [['--stats-interval', '1e9'], ['--stats-interval', '1e400'], ['--batch-hold', '5000'], ['--max-datagram', '70000']]) {
+    for (const [flag, value] of [
+      ['--stats-interval', '1e9'],
+      ['--stats-interval', '1e400'],
+      ['--batch-hold', '5000'],
+      ['--max-datagram', '70000'],
+    ]) {
       r = await runCli(['relay', '--listen', 'udp://127.0.0.1:0', '--to', 'udp://127.0.0.1:6000', '--allow', 'any', flag!, value!]);
       assert.equal(r.code, 2, `${flag} ${value}: ${r.stderr}`);
       assert.match(r.stderr, new RegExp(`${flag}.*expected a(n integer| number) from`));
@@ -40,7 +45,9 @@ describe('sluice CLI', () => {
 
   test('an unavailable tier exits 3 and says why', async () => {
     // The kernel tier needs root or CAP_BPF+CAP_NET_ADMIN: run as nobody when root.
-    const r = await runCli(['relay', '--listen', 'udp://127.0.0.1:0', '--to', 'udp://127.0.0.1:6000', '--allow', 'any', '--tier', 'kernel'], undefined, { asNobody: true });
+    const r = await runCli(['relay', '--listen', 'udp://127.0.0.1:0', '--to', 'udp://127.0.0.1:6000', '--allow', 'any', '--tier', 'kernel'], undefined, {
+      asNobody: true,
+    });
     // (Exit 1 with EACCES here means the clone is not readable by nobody, e.g. under /root.)
     assert.equal(r.code, 3, r.stderr);
     assert.match(r.stderr, /tier 'kernel' is unavailable: /);
@@ -69,7 +76,10 @@ describe('sluice CLI', () => {
     assert.equal(final.signal, 'SIGTERM');
     assert.equal(final.flows[0]!.packetsIn, 300);
     assert.equal(final.flows[0]!.packetsOut, 300);
-    assert.deepEqual(dst.received.map(seqOf), Array.from({ length: 300 }, (_, i) => i));
+    assert.deepEqual(
+      dst.received.map(seqOf),
+      Array.from({ length: 300 }, (_, i) => i),
+    );
     await dst.close();
     await src.close();
   });
@@ -79,7 +89,10 @@ describe('sluice CLI', () => {
     const src = await openSender();
     const dir = await mkdtemp(join(tmpdir(), 'sluice-cli-'));
     const file = join(dir, 'sluice.yaml');
-    await writeFile(file, `tier: portable\nflows:\n  - name: fan\n    type: replicate\n    listen: udp://127.0.0.1:0\n    allow: 127.0.0.0/8\n    to: [${a.url}, ${b.url}]\n`);
+    await writeFile(
+      file,
+      `tier: portable\nflows:\n  - name: fan\n    type: replicate\n    listen: udp://127.0.0.1:0\n    allow: 127.0.0.0/8\n    to: [${a.url}, ${b.url}]\n`,
+    );
     const child = startCli(['run', '--config', file, '--json']);
     const done = collect(child);
     const ready = (await waitForEvent(child, 'ready')) as { flows: { listen: string }[] };
@@ -136,7 +149,10 @@ describe('sluice CLI', () => {
     const r = await done;
     assert.equal(r.code, 0, r.stderr);
     // The kept subscriber lost nothing across both reloads; the new one got a suffix.
-    assert.deepEqual(a.received.map(seqOf), Array.from({ length: 2000 }, (_, i) => i));
+    assert.deepEqual(
+      a.received.map(seqOf),
+      Array.from({ length: 2000 }, (_, i) => i),
+    );
     assert.ok(b.received.length >= 700 && b.received.length < 2000);
     assert.equal(c.received.map(seqOf).at(-1), 1999);
     await Promise.all([a, b, c, d, src].map((x) => x.close()));
@@ -165,19 +181,31 @@ describe('sluice CLI', () => {
   test('validate refuses what run refuses (relay loops, duplicate subscribers, one listen for two flows), naming file and flow', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'sluice-cli-'));
     const file = (name: string) => join(dir, name);
-    const flow = (name: string, listen: string, to: string[]) => `  - {name: ${name}, type: replicate, listen: "${listen}", allow: any, to: [${to.map((u) => `"${u}"`).join(', ')}]}\n`;
+    const flow = (name: string, listen: string, to: string[]) =>
+      `  - {name: ${name}, type: replicate, listen: "${listen}", allow: any, to: [${to.map((u) => `"${u}"`).join(', ')}]}\n`;
     try {
       await writeFile(file('self.yaml'), `flows:\n${flow('self', 'udp://0.0.0.0:47001', ['udp://[::ffff:127.0.0.1]:47001'])}`);
-      await writeFile(file('cycle.yaml'), `flows:\n${flow('a', 'udp://0.0.0.0:47001', ['udp://127.0.0.1:47002'])}${flow('b', 'udp://127.0.0.1:47002', ['udp://127.0.0.1:47001'])}`);
+      await writeFile(
+        file('cycle.yaml'),
+        `flows:\n${flow('a', 'udp://0.0.0.0:47001', ['udp://127.0.0.1:47002'])}${flow('b', 'udp://127.0.0.1:47002', ['udp://127.0.0.1:47001'])}`,
+      );
       await writeFile(file('dup.yaml'), `flows:\n${flow('d', 'udp://127.0.0.1:47001', ['udp://127.0.0.1:47009', 'udp://127.0.0.1:47009'])}`);
-      await writeFile(file('overlap.yaml'), `flows:\n${flow('a', 'udp://127.0.0.1:47001', ['udp://127.0.0.1:47009'])}${flow('b', 'udp://0.0.0.0:47001', ['udp://127.0.0.1:47008'])}`);
+      await writeFile(
+        file('overlap.yaml'),
+        `flows:\n${flow('a', 'udp://127.0.0.1:47001', ['udp://127.0.0.1:47009'])}${flow('b', 'udp://0.0.0.0:47001', ['udp://127.0.0.1:47008'])}`,
+      );
       const cases: [string, RegExp][] = [
-        ['self.yaml', /self\.yaml: flows\[0\]\.to\[0\]: udp:\/\/\[::ffff:127\.0\.0\.1\]:47001 reaches the flow's own listen address udp:\/\/0\.0\.0\.0:47001, a relay loop/],
+        [
+          'self.yaml',
+          /self\.yaml: flows\[0\]\.to\[0\]: udp:\/\/\[::ffff:127\.0\.0\.1\]:47001 reaches the flow's own listen address udp:\/\/0\.0\.0\.0:47001, a relay loop/,
+        ],
         ['cycle.yaml', /cycle\.yaml: flows\[0\]\.to\[0\]: .*a relay loop: flow 'a' → flow 'b' → flow 'a'/],
         ['dup.yaml', /dup\.yaml: flows\[0\]\.to\[1\]: udp:\/\/127\.0\.0\.1:47009 is listed twice/],
         ['overlap.yaml', /overlap\.yaml: flows\[1\]\.listen: udp:\/\/0\.0\.0\.0:47001 overlaps flow 'a' on udp:\/\/127\.0\.0\.1:47001/],
       ];
-      const results = await Promise.all(cases.flatMap(([name]) => [runCli(['validate', '--config', file(name)]), runCli(['run', '--tier', 'portable', '--config', file(name)])]));
+      const results = await Promise.all(
+        cases.flatMap(([name]) => [runCli(['validate', '--config', file(name)]), runCli(['run', '--tier', 'portable', '--config', file(name)])]),
+      );
       cases.forEach(([name, why], i) => {
         for (const r of [results[2 * i]!, results[2 * i + 1]!]) {
           assert.equal(r.code, 2, `${name}: ${r.stderr}`);

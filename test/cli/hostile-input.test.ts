@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli, type CliResult } from '../helpers/cli.js';
+import { runCli, type CliResult } from '../../harness/process/cli.js';
 
 const bombYaml = (key: string) => {
   const lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
@@ -35,7 +35,10 @@ test('sluice run/validate --config: alias bomb, deep nesting, 1e400, FIFO, /dev/
     const f = (name: string) => join(dir, name);
     await writeFile(f('bomb.yaml'), bombYaml('flows'));
     await writeFile(f('deep.yaml'), deep('flows'));
-    await writeFile(f('inf.yaml'), 'flows:\n  - {type: redirect, listen: "udp://127.0.0.1:5000", to: "udp://127.0.0.1:6000", allow: any, maxQueuedPackets: 1e400}\n');
+    await writeFile(
+      f('inf.yaml'),
+      'flows:\n  - {type: redirect, listen: "udp://127.0.0.1:5000", to: "udp://127.0.0.1:6000", allow: any, maxQueuedPackets: 1e400}\n',
+    );
     execFileSync('mkfifo', [f('fifo.yaml')]);
     await writeFile(f('big.yaml'), '');
     await truncate(f('big.yaml'), 64 * 1024 * 1024);
@@ -84,7 +87,10 @@ test('sluice send --aggregate: deep JSON, 1e400 and a FIFO exit 2 naming file an
   const dir = await mkdtemp(join(tmpdir(), 'sluice-hostile-'));
   try {
     const f = (name: string) => join(dir, name);
-    await writeFile(f('deep.json'), `{"messages": [{"to": "udp://127.0.0.1:9", "text": "x"}], "schedule": {"kind": "delays", "delaysMs": [0]}, "x": ${'['.repeat(100_000)}${']'.repeat(100_000)}}`);
+    await writeFile(
+      f('deep.json'),
+      `{"messages": [{"to": "udp://127.0.0.1:9", "text": "x"}], "schedule": {"kind": "delays", "delaysMs": [0]}, "x": ${'['.repeat(100_000)}${']'.repeat(100_000)}}`,
+    );
     await writeFile(f('inf.json'), '{"messages": [{"to": "udp://127.0.0.1:9", "text": "x"}], "schedule": {"kind": "delays", "delaysMs": [1e400]}}');
     execFileSync('mkfifo', [f('fifo.json')]);
     const [deepR, inf, fifo] = await Promise.all([

@@ -11,13 +11,21 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startControlServer } from '../../src/tpo/gateway/control.js';
-import { runCli } from '../helpers/cli.js';
+import { startControlServer } from '../../src/server/control-socket.js';
+import { runCli } from '../../harness/process/cli.js';
 
 test('sluice status --json through a pipe: over 1 MiB of status arrives whole', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-drain-'));
   // A gateway's status with many flows, served by the real control server.
-  const flows = Array.from({ length: 6000 }, (_, i) => ({ tuple: `tcp 10.0.${i >> 8}.${i & 255}:${40000 + (i % 20000)} -> 10.2.0.10:80`, role: 'source', peers: ['site-b'], state: 'open', bytesOut: i * 1000, bytesIn: i * 7, pad: 'x'.repeat(60) }));
+  const flows = Array.from({ length: 6000 }, (_, i) => ({
+    tuple: `tcp 10.0.${i >> 8}.${i & 255}:${40000 + (i % 20000)} -> 10.2.0.10:80`,
+    role: 'source',
+    peers: ['site-b'],
+    state: 'open',
+    bytesOut: i * 1000,
+    bytesIn: i * 7,
+    pad: 'x'.repeat(60),
+  }));
   const status = { name: 'big', listen: '127.0.0.1:7400', io: 'portable', interception: 'explicit', listeners: [], peers: [], flows, counters: {} };
   const control = await startControlServer(join(dir, 'c.sock'), () => status);
   try {
@@ -37,7 +45,10 @@ test('the CLI exit path through a real pipe read slowly: everything written befo
   // The CLI's own exit helper, in a child whose stdout is a pipe nobody reads for a while.
   const helper = fileURLToPath(new URL('../../src/cli/output.ts', import.meta.url));
   const script = `import { exitAfterOutput } from ${JSON.stringify(helper)}; process.stdout.write('y'.repeat(4 * 1024 * 1024) + '\\nend\\n'); process.stderr.write('e'.repeat(256 * 1024) + '\\n'); exitAfterOutput(3);`;
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'], cwd: fileURLToPath(new URL('../..', import.meta.url)) });
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: fileURLToPath(new URL('../..', import.meta.url)),
+  });
   child.stdout.pause();
   child.stderr.pause();
   // Let the child fill the pipes and reach its exit before anything is read.
@@ -65,7 +76,14 @@ test('sluice send --aggregate --json through a pipe: every message outcome arriv
     const { writeFile } = await import('node:fs/promises');
     const n = 2000;
     // Discard port 9 on loopback: nothing listens, the sends still complete.
-    await writeFile(join(dir, 'agg.json'), JSON.stringify({ schedule: { kind: 'delays', delaysMs: Array(n).fill(0) }, messages: Array.from({ length: n }, (_, i) => ({ to: 'udp://127.0.0.1:9', text: `m${i}`, stream: `s${i % 7}` })), maxLatenessMs: 60_000 }));
+    await writeFile(
+      join(dir, 'agg.json'),
+      JSON.stringify({
+        schedule: { kind: 'delays', delaysMs: Array(n).fill(0) },
+        messages: Array.from({ length: n }, (_, i) => ({ to: 'udp://127.0.0.1:9', text: `m${i}`, stream: `s${i % 7}` })),
+        maxLatenessMs: 60_000,
+      }),
+    );
     const r = await runCli(['send', '--aggregate', join(dir, 'agg.json'), '--json', '--tier', 'portable']);
     assert.equal(r.code, 0, r.stderr);
     assert.ok(r.stdout.length > 64 * 1024, `a large document: ${r.stdout.length} bytes`);

@@ -9,8 +9,8 @@ import { execFileSync } from 'node:child_process';
 import { writeFile, mkdtemp, mkdir, rm, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli } from '../helpers/cli.js';
-import { openReceiver } from '../helpers/udp.js';
+import { runCli } from '../../harness/process/cli.js';
+import { openReceiver } from '../../harness/traffic/udp.js';
 
 test('send --aggregate: the design example from a JSON file, payloads as text, hex, base64 and file', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-send-'));
@@ -36,11 +36,20 @@ test('send --aggregate: the design example from a JSON file, payloads as text, h
     const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { event: string; sent: number; messages: { index: number }[] };
     assert.equal(out.event, 'aggregate');
     assert.equal(out.sent, 7);
-    assert.deepEqual(out.messages.map((m) => 'ABCDEFG'[m.index]), ['B', 'E', 'A', 'D', 'C', 'F', 'G']);
+    assert.deepEqual(
+      out.messages.map((m) => 'ABCDEFG'[m.index]),
+      ['B', 'E', 'A', 'D', 'C', 'F', 'G'],
+    );
     await u1.waitFor(4);
     await u2.waitFor(3);
-    assert.deepEqual(u1.received.map((d) => d.data.toString()), ['E', 'A', 'C', 'G']);
-    assert.deepEqual(u2.received.map((d) => d.data.toString()), ['B', 'D', 'F']);
+    assert.deepEqual(
+      u1.received.map((d) => d.data.toString()),
+      ['E', 'A', 'C', 'G'],
+    );
+    assert.deepEqual(
+      u2.received.map((d) => d.data.toString()),
+      ['B', 'D', 'F'],
+    );
 
     await writeFile(join(dir, 'bad.json'), JSON.stringify({ schedule: { kind: 'delays', delaysMs: [0] }, messages: [{ to: u1.url, text: 'x', hex: '00' }] }));
     const bad = await runCli(['send', '--aggregate', join(dir, 'bad.json')]);
@@ -106,7 +115,11 @@ test('send --aggregate: a file payload outside the JSON folder, a FIFO or a huge
     }
     assert.equal(allowed.code, 0, allowed.stderr);
     await u.waitFor(1);
-    assert.deepEqual(u.received.map((d) => d.data.toString()), ['PRIVATE'], 'only the one sent with --allow-any-file');
+    assert.deepEqual(
+      u.received.map((d) => d.data.toString()),
+      ['PRIVATE'],
+      'only the one sent with --allow-any-file',
+    );
   } finally {
     await u.close();
     await rm(root, { recursive: true, force: true });
@@ -129,7 +142,10 @@ test('write --file: a FIFO, a device and a file larger than a write carries exit
     for (const [r, why] of [
       [fifo, /--file: cannot read .*fifo: a FIFO \(named pipe\), not a regular file/],
       [zero, /--file: cannot read \/dev\/zero: a character device/],
-      [big, /--file: cannot read .*big: 41943040 bytes, more than the limit of 33554432 \(a write carries at most 67108864 bytes in all, the file once per destination; --bitrate streams larger files\)/],
+      [
+        big,
+        /--file: cannot read .*big: 41943040 bytes, more than the limit of 33554432 \(a write carries at most 67108864 bytes in all, the file once per destination; --bitrate streams larger files\)/,
+      ],
       [paced, /--file: cannot read \/dev\/zero: a character device/],
     ] as const) {
       assert.equal(r.code, 2, r.stderr);

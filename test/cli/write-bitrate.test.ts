@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import { writeFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli } from '../helpers/cli.js';
-import { openReceiver } from '../helpers/udp.js';
+import { runCli } from '../../harness/process/cli.js';
+import { openReceiver } from '../../harness/traffic/udp.js';
 
 const pattern = (n: number) => {
   const b = Buffer.alloc(n);
@@ -59,7 +59,10 @@ test('write --bitrate: a file to two destinations, each at the bitrate, counters
     assert.equal(out.bytes, 100_000);
     assert.equal(out.errors, 0);
     assert.equal(out.tickMs, 10);
-    assert.deepEqual(out.destinations.map((d) => d.to), [a.url, b.url]);
+    assert.deepEqual(
+      out.destinations.map((d) => d.to),
+      [a.url, b.url],
+    );
     for (const d of out.destinations) {
       assert.equal(d.bytes, 50_000);
       assert.equal(d.packets, 38);
@@ -91,7 +94,10 @@ test('write --bitrate: human output, portable tier; junk bitrates and bad destin
     const r = await runCli(['write', '--file', join(dir, 'f.bin'), '--to', a.url, '--bitrate', '0.8M', '--tier', 'portable']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /late p50 ms/);
-    assert.match(r.stdout, /portable engine: 14 of 14 packets, 20000 bytes in [\d.]+ ms; 1 stream\(s\) at 800\.0kbit\/s, achieved [\d.]+kbit\/s per destination/);
+    assert.match(
+      r.stdout,
+      /portable engine: 14 of 14 packets, 20000 bytes in [\d.]+ ms; 1 stream\(s\) at 800\.0kbit\/s, achieved [\d.]+kbit\/s per destination/,
+    );
     await a.waitFor(14);
     assert.ok(Buffer.concat(a.received.map((d) => d.data)).equals(data));
 

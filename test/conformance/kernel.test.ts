@@ -3,8 +3,8 @@
  * created for it (the tcx programs attach to that namespace's lo only).
  */
 import { test } from 'node:test';
-import { rootSkipReason } from '../helpers/netns.js';
-import { runTestFileInNamespace } from '../helpers/in-namespace.js';
+import { rootSkipReason } from '../../harness/netns/netns.js';
+import { runTestFileInNamespace } from '../../harness/netns/in-namespace.js';
 import { probeKernelTier } from '../../src/dataplane/kernel/kernel-plane.js';
 
 const root = rootSkipReason();

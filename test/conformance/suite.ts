@@ -8,15 +8,25 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { Sluice, ClosedError, ConflictError, PolicyValidationError, SyscallError, type TierName } from '../../src/index.js';
-import { openReceiver, openSender, sendGsoBurst, sendSequence, seqDatagram, seqOf, type Receiver } from '../helpers/udp.js';
+import { openReceiver, openSender, sendGsoBurst, sendSequence, seqDatagram, seqOf, type Receiver } from '../../harness/traffic/udp.js';
 import { probeBatchedIo } from '../../src/sys/probe.js';
 import { createDataPlane } from '../../src/dataplane/select.js';
 import type { FlowPlan } from '../../src/policy/compile.js';
-import type { Endpoint } from '../../src/policy/endpoint.js';
+import type { Endpoint } from '../../src/wire/endpoint.js';
 import type { FlowStats } from '../../src/stats/counters.js';
 import { SyntheticTsStream } from '../../src/media/ts-synth.js';
-import { rootSkipReason, withTopology, type NsProcess } from '../helpers/netns.js';
-import { COPIES, OTHER_ROUTE_V4, OTHER_ROUTE_V6, RAW_CASES, RP_CASES, casePayload, caseOf, type RawCase, type RpMode } from '../helpers/raw-cases.js';
+import { rootSkipReason, withTopology, type NsProcess } from '../../harness/netns/netns.js';
+import {
+  COPIES,
+  OTHER_ROUTE_V4,
+  OTHER_ROUTE_V6,
+  RAW_CASES,
+  RP_CASES,
+  casePayload,
+  caseOf,
+  type RawCase,
+  type RpMode,
+} from '../../harness/traffic/raw-cases.js';
 
 export interface ConformanceTarget {
   tier: TierName;
@@ -45,7 +55,10 @@ async function request<T>(proc: NsProcess, req: object, timeoutMs = 60_000): Pro
 interface RawReport {
   /** x6: the v4 flow's IPv6 subscriber (of the other family: on the kernel tier a spilled one). */
   received: { flow: 'v4' | 'v6' | 'x6'; data: string; address: string; port: number }[];
-  stats: Record<'v4' | 'v6', { packetsIn: number; bytesIn: number; packetsOut: number; bytesOut: number; drops: Record<string, number>; destinations: { packetsOut: number }[] }>;
+  stats: Record<
+    'v4' | 'v6',
+    { packetsIn: number; bytesIn: number; packetsOut: number; bytesOut: number; drops: Record<string, number>; destinations: { packetsOut: number }[] }
+  >;
   detail: Record<'v4' | 'v6', unknown>;
   listen: Record<'v4' | 'v6', { address: string; port: number }>;
 }
@@ -96,7 +109,9 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       assert.equal(st.packetsOut, 500);
       assert.equal(st.bytesOut, 500 * 200);
       assert.deepEqual(st.drops, { sourceNotAllowed: 0, malformed: 0, tooLarge: 0, sendError: 0, queueFull: 0, relayLoop: 0, unreachable: 0, suspended: 0 });
-      assert.deepEqual(st.destinations, [{ to: dst.url, packetsOut: 500, bytesOut: 500 * 200, drops: { sendError: 0, queueFull: 0, unreachable: 0, suspended: 0 } }]);
+      assert.deepEqual(st.destinations, [
+        { to: dst.url, packetsOut: 500, bytesOut: 500 * 200, drops: { sendError: 0, queueFull: 0, unreachable: 0, suspended: 0 } },
+      ]);
       await flow.remove();
     });
 
@@ -111,7 +126,7 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       await flow.remove();
     });
 
-    test('on a dual-stack listen, copies to IPv4 and IPv6 subscribers leave from the listen port, whatever the sender\'s family', async () => {
+    test("on a dual-stack listen, copies to IPv4 and IPv6 subscribers leave from the listen port, whatever the sender's family", async () => {
       const v4 = await receiver('127.0.0.1');
       const v6 = await receiver('::1');
       const src6 = await sender('::1');
@@ -129,7 +144,10 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       const st = flow.stats();
       assert.equal(st.packetsIn, 200);
       assert.equal(st.packetsOut, 400);
-      assert.deepEqual(st.destinations.map((d) => d.packetsOut), [200, 200]);
+      assert.deepEqual(
+        st.destinations.map((d) => d.packetsOut),
+        [200, 200],
+      );
       await flow.remove();
     });
 
@@ -146,7 +164,10 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       assert.equal(st.packetsIn, 400);
       assert.equal(st.packetsOut, 400 * 5);
       assert.equal(st.bytesOut, 400 * 5 * 1316);
-      assert.deepEqual(st.destinations.map((d) => [d.to, d.packetsOut]), subs.map((r) => [r.url, 400]));
+      assert.deepEqual(
+        st.destinations.map((d) => [d.to, d.packetsOut]),
+        subs.map((r) => [r.url, 400]),
+      );
       await flow.remove();
     });
 
@@ -175,7 +196,10 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       assert.equal(ds.at(-1), total - 1);
       assert.ok(isContiguous(ds) && ds.length >= 2000 - 1 && ds.length <= total - 1000 + 1, `joiner got ${ds.length}`);
       const st = flow.stats();
-      assert.deepEqual(st.destinations.map((x) => x.to), [a!.url, c!.url, d!.url]);
+      assert.deepEqual(
+        st.destinations.map((x) => x.to),
+        [a!.url, c!.url, d!.url],
+      );
       // Totals keep what the removed subscriber received.
       assert.equal(st.packetsOut, 2 * total + bs.length + ds.length);
       await flow.remove();
@@ -244,7 +268,10 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
         assert.equal(st.bytesIn, total * size);
         assert.equal(st.packetsOut, 2 * total);
         assert.equal(st.bytesOut, 2 * total * size);
-        assert.ok(Object.values(st.drops).every((n) => n === 0), JSON.stringify(st.drops));
+        assert.ok(
+          Object.values(st.drops).every((n) => n === 0),
+          JSON.stringify(st.drops),
+        );
         for (const d of st.destinations) {
           assert.equal(d.packetsOut, total);
           assert.equal(d.bytesOut, total * size);
@@ -280,7 +307,8 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       await good.waitFor(1000);
       assert.deepEqual(seqs(good), range(0, 1000));
       // The ICMP errors come back asynchronously: wait for the first.
-      for (let i = 0; i < 100 && flow.stats().destinations.find((x) => x.to === dead)!.drops.unreachable === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 100 && flow.stats().destinations.find((x) => x.to === dead)!.drops.unreachable === 0; i++)
+        await new Promise((r) => setTimeout(r, 50));
       const st = flow.stats();
       const deadStats = st.destinations.find((x) => x.to === dead)!;
       const goodStats = st.destinations.find((x) => x.to === good.url)!;
@@ -310,7 +338,14 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       };
       const dead = [`udp://127.0.0.1:${await closedPort('udp4', '127.0.0.1')}`, `udp://[::1]:${await closedPort('udp6', '::1')}`];
       const src = await sender();
-      const flow = await s.apply({ type: 'replicate', listen: 'udp://127.0.0.1:0', to: [...dead, good.url], allow: '127.0.0.1', suspendAfterErrors: 3, suspendRetryMs: 200 });
+      const flow = await s.apply({
+        type: 'replicate',
+        listen: 'udp://127.0.0.1:0',
+        to: [...dead, good.url],
+        allow: '127.0.0.1',
+        suspendAfterErrors: 3,
+        suspendRetryMs: 200,
+      });
       const deadStats = () => dead.map((to) => flow.stats().destinations.find((x) => x.to === to)!);
       let seq = 0;
       const sendSome = async (n: number) => {
@@ -334,7 +369,10 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       assert.deepEqual(seqs(good), range(0, seq));
       const st = flow.stats();
       assert.equal(st.destinations.find((x) => x.to === good.url)!.packetsOut, seq);
-      assert.equal(st.drops.suspended, deadStats().reduce((n, d) => n + d.drops.suspended, 0));
+      assert.equal(
+        st.drops.suspended,
+        deadStats().reduce((n, d) => n + d.drops.suspended, 0),
+      );
       await flow.remove();
     });
 
@@ -347,7 +385,10 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
           const child = topo.runNode('unreach', 'test/fixtures/unreachable-subscribers.ts', [target.tier]);
           const exit = await child.waitExit(30_000);
           assert.equal(exit.code, 0, child.stderr());
-          const out = child.jsonLines<{ goodSeqs: number[]; stats: { destinations: { to: string; packetsOut: number; drops: { sendError: number }; lastError?: string }[] } }>()[0]!;
+          const out = child.jsonLines<{
+            goodSeqs: number[];
+            stats: { destinations: { to: string; packetsOut: number; drops: { sendError: number }; lastError?: string }[] };
+          }>()[0]!;
           assert.deepEqual(out.goodSeqs, range(0, 500));
           const [unreach, good, noRoute] = out.stats.destinations;
           assert.equal(good!.packetsOut, 500);
@@ -360,7 +401,7 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
     );
 
     test(
-      'raw frames (lying lengths, bad checksums, IP options, fragments, other hosts, martian and spoofed sources) get the stack\'s verdict; copies leave from the listen port',
+      "raw frames (lying lengths, bad checksums, IP options, fragments, other hosts, martian and spoofed sources) get the stack's verdict; copies leave from the listen port",
       { skip: rootSkipReason(), timeout: 240_000 },
       async () => {
         const links = [
@@ -381,22 +422,40 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
           for (const [rp, cases] of runs) {
             const ready = await request<{ v4port: number; v6port: number; mac: string }>(relay, { op: 'start', rp });
             const inject = topo.runNode('peer', 'test/fixtures/raw-inject.ts', [
-              '--if', 'pb', '--mac', ready.mac, '--v4port', String(ready.v4port), '--v6port', String(ready.v6port), '--cases', cases.map((c) => c.name).join(','),
+              '--if',
+              'pb',
+              '--mac',
+              ready.mac,
+              '--v4port',
+              String(ready.v4port),
+              '--v6port',
+              String(ready.v6port),
+              '--cases',
+              cases.map((c) => c.name).join(','),
             ]);
             const exit = await inject.waitExit(60_000);
             assert.equal(exit.code, 0, inject.stderr());
             const expected = new Map<string, { flow: 'v4' | 'v6'; data: Buffer | undefined }>();
             for (const c of cases) {
-              for (let i = 0; i < COPIES; i++) expected.set(`${c.name}#${i}`, { flow: c.family === 4 ? 'v4' : 'v6', data: c.delivered(casePayload(c.name, i), rp) });
+              for (let i = 0; i < COPIES; i++)
+                expected.set(`${c.name}#${i}`, { flow: c.family === 4 ? 'v4' : 'v6', data: c.delivered(casePayload(c.name, i), rp) });
             }
             const want = (f: 'v4' | 'v6') => [...expected.values()].filter((e) => e.flow === f && e.data);
             const report = await request<RawReport>(relay, { op: 'collect', v4: want('v4').length, v6: want('v6').length });
             const got = new Map<string, Buffer[]>();
             // The v4 flow's IPv6 subscriber gets what its IPv4 one gets (from a port of its family: see docs/POLICY.md).
-            const v4Data = report.received.filter((r) => r.flow === 'v4').map((r) => r.data).sort();
-            const x6Data = report.received.filter((r) => r.flow === 'x6').map((r) => r.data).sort();
+            const v4Data = report.received
+              .filter((r) => r.flow === 'v4')
+              .map((r) => r.data)
+              .sort();
+            const x6Data = report.received
+              .filter((r) => r.flow === 'x6')
+              .map((r) => r.data)
+              .sort();
             if (JSON.stringify(v4Data) !== JSON.stringify(x6Data)) {
-              problems.push(`rp=${rp}: the v4 flow's IPv6 subscriber got ${x6Data.map((d) => caseOf(Buffer.from(d, 'hex'))).join(',')}, its IPv4 one ${v4Data.map((d) => caseOf(Buffer.from(d, 'hex'))).join(',')}`);
+              problems.push(
+                `rp=${rp}: the v4 flow's IPv6 subscriber got ${x6Data.map((d) => caseOf(Buffer.from(d, 'hex'))).join(',')}, its IPv4 one ${v4Data.map((d) => caseOf(Buffer.from(d, 'hex'))).join(',')}`,
+              );
             }
             for (const r of report.received) {
               if (r.flow === 'x6') continue;
@@ -404,14 +463,18 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
               const key = caseOf(data) ?? `unknown:${r.data.slice(0, 40)}`;
               got.set(key, [...(got.get(key) ?? []), data]);
               const listen = report.listen[r.flow];
-              if (r.port !== listen.port || r.address !== listen.address) problems.push(`rp=${rp} ${key}: copy came from ${r.address}:${r.port}, not the listen address ${listen.address}:${listen.port}`);
+              if (r.port !== listen.port || r.address !== listen.address)
+                problems.push(`rp=${rp} ${key}: copy came from ${r.address}:${r.port}, not the listen address ${listen.address}:${listen.port}`);
             }
             for (const [key, e] of expected) {
               const g = got.get(key) ?? [];
               got.delete(key);
-              if (!e.data && g.length) problems.push(`rp=${rp} ${key}: the stack drops it, but ${g.length} cop${g.length === 1 ? 'y was' : 'ies were'} delivered`);
+              if (!e.data && g.length)
+                problems.push(`rp=${rp} ${key}: the stack drops it, but ${g.length} cop${g.length === 1 ? 'y was' : 'ies were'} delivered`);
               if (e.data && (g.length !== 1 || !g[0]!.equals(e.data))) {
-                problems.push(`rp=${rp} ${key}: the stack delivers ${e.data.length} bytes once, got ${g.length ? g.map((x) => `${x.length} bytes${x.equals(e.data!) ? '' : ' (other bytes)'}`).join(', ') : 'nothing'}`);
+                problems.push(
+                  `rp=${rp} ${key}: the stack delivers ${e.data.length} bytes once, got ${g.length ? g.map((x) => `${x.length} bytes${x.equals(e.data!) ? '' : ' (other bytes)'}`).join(', ') : 'nothing'}`,
+                );
               }
             }
             for (const key of got.keys()) problems.push(`rp=${rp}: unexpected datagram ${key}`);
@@ -420,9 +483,26 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
               const bytes = w.reduce((n, e) => n + e.data!.length, 0);
               const st = report.stats[f];
               const subs = f === 'v4' ? 2 : 1;
-              const seen = { packetsIn: st.packetsIn, bytesIn: st.bytesIn, packetsOut: st.packetsOut, bytesOut: st.bytesOut, dests: st.destinations.map((d) => d.packetsOut), drops: st.drops };
-              const should = { packetsIn: w.length, bytesIn: bytes, packetsOut: subs * w.length, bytesOut: subs * bytes, dests: Array(subs).fill(w.length), drops: { sourceNotAllowed: 0, malformed: 0, tooLarge: 0, sendError: 0, queueFull: 0, relayLoop: 0, unreachable: 0, suspended: 0 } };
-              if (JSON.stringify(seen) !== JSON.stringify(should)) problems.push(`rp=${rp} ${f} counters ${JSON.stringify(seen)}, expected ${JSON.stringify(should)} (detail ${JSON.stringify(report.detail[f])})`);
+              const seen = {
+                packetsIn: st.packetsIn,
+                bytesIn: st.bytesIn,
+                packetsOut: st.packetsOut,
+                bytesOut: st.bytesOut,
+                dests: st.destinations.map((d) => d.packetsOut),
+                drops: st.drops,
+              };
+              const should = {
+                packetsIn: w.length,
+                bytesIn: bytes,
+                packetsOut: subs * w.length,
+                bytesOut: subs * bytes,
+                dests: Array(subs).fill(w.length),
+                drops: { sourceNotAllowed: 0, malformed: 0, tooLarge: 0, sendError: 0, queueFull: 0, relayLoop: 0, unreachable: 0, suspended: 0 },
+              };
+              if (JSON.stringify(seen) !== JSON.stringify(should))
+                problems.push(
+                  `rp=${rp} ${f} counters ${JSON.stringify(seen)}, expected ${JSON.stringify(should)} (detail ${JSON.stringify(report.detail[f])})`,
+                );
             }
           }
           relay.writeLine(JSON.stringify({ op: 'exit' }));
@@ -529,7 +609,13 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       await sendSequence(src, f2.listen, 60);
       await a!.waitFor(100);
       await b!.waitFor(60);
-      assert.deepEqual(s.stats().map((x) => [x.name, x.packetsIn, x.packetsOut]), [['one', 100, 100], ['two', 60, 60]]);
+      assert.deepEqual(
+        s.stats().map((x) => [x.name, x.packetsIn, x.packetsOut]),
+        [
+          ['one', 100, 100],
+          ['two', 60, 60],
+        ],
+      );
       assert.equal(s.flow('two'), f2);
       await f1.remove();
       await f2.remove();

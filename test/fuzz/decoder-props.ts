@@ -61,11 +61,23 @@ export function embed(bytes: Uint8Array, before: number, after: number, fill: nu
  */
 export function sameInAnySurroundings(decode: (b: Uint8Array) => unknown, bytes: Uint8Array, typed: (e: unknown) => boolean, what = 'decoder'): Outcome {
   const exact = typedOnly(() => decode(Uint8Array.from(bytes)), typed, what);
-  for (const [before, after, fill] of [[0, 64, 0x00], [8, 64, 0xff], [3, 200, 'random']] as const) {
+  for (const [before, after, fill] of [
+    [0, 64, 0x00],
+    [8, 64, 0xff],
+    [3, 200, 'random'],
+  ] as const) {
     const view = embed(bytes, before, after, fill);
     const o = typedOnly(() => decode(view), typed, what);
-    if (exact.ok !== o.ok) assert.fail(`${what}: ${bytes.length} bytes decode ${exact.ok ? 'fine' : `to ${errorKey(exact.error)}`} alone but ${o.ok ? 'fine' : `to ${errorKey(o.error)}`} as a view followed by ${after} bytes of ${fill}: it reads beyond its input`);
-    if (exact.ok && o.ok) assert.deepEqual(plain(o.value), plain(exact.value), `${what}: a view decodes differently from a copy (${after} bytes of ${fill} after it): it reads beyond its input`);
+    if (exact.ok !== o.ok)
+      assert.fail(
+        `${what}: ${bytes.length} bytes decode ${exact.ok ? 'fine' : `to ${errorKey(exact.error)}`} alone but ${o.ok ? 'fine' : `to ${errorKey(o.error)}`} as a view followed by ${after} bytes of ${fill}: it reads beyond its input`,
+      );
+    if (exact.ok && o.ok)
+      assert.deepEqual(
+        plain(o.value),
+        plain(exact.value),
+        `${what}: a view decodes differently from a copy (${after} bytes of ${fill} after it): it reads beyond its input`,
+      );
     if (!exact.ok && !o.ok) assert.equal(errorKey(o.error), errorKey(exact.error), `${what}: a view fails differently from a copy`);
     if (o.ok) viewsWithin(o.value, view, what);
   }
@@ -88,7 +100,10 @@ export function viewsWithin(value: unknown, input: Uint8Array, what = 'decoder',
     if (value.buffer === input.buffer) {
       const lo = input.byteOffset;
       const hi = input.byteOffset + input.byteLength;
-      assert.ok(value.byteOffset >= lo && value.byteOffset + value.byteLength <= hi, `${what}: a view in its result covers bytes ${value.byteOffset - lo}..${value.byteOffset + value.byteLength - lo} of a ${input.byteLength}-byte input`);
+      assert.ok(
+        value.byteOffset >= lo && value.byteOffset + value.byteLength <= hi,
+        `${what}: a view in its result covers bytes ${value.byteOffset - lo}..${value.byteOffset + value.byteLength - lo} of a ${input.byteLength}-byte input`,
+      );
     }
     return;
   }
@@ -105,12 +120,20 @@ export type Mutation =
   | { readonly op: 'extend'; readonly tail: Uint8Array }
   | { readonly op: 'cut'; readonly from: number; readonly to: number };
 
-const INTERESTING = [0, 1, 2, 3, 4, 7, 8, 15, 16, 20, 28, 52, 0x7f, 0x80, 0xff, 0x100, 0x400, 0x7fff, 0x8000, 0xffff, 0x10000, 0x100000, 0x7fffffff, 0x80000000, 0xffffffff];
+const INTERESTING = [
+  0, 1, 2, 3, 4, 7, 8, 15, 16, 20, 28, 52, 0x7f, 0x80, 0xff, 0x100, 0x400, 0x7fff, 0x8000, 0xffff, 0x10000, 0x100000, 0x7fffffff, 0x80000000, 0xffffffff,
+];
 
 export const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ op: fc.constant('truncate' as const), at: fc.nat() }),
   fc.record({ op: fc.constant('flip' as const), bits: fc.array(fc.nat(), { minLength: 1, maxLength: 4 }) }),
-  fc.record({ op: fc.constant('set' as const), at: fc.nat(), size: fc.constantFrom(1 as const, 2 as const, 4 as const), value: fc.oneof(fc.constantFrom(...INTERESTING), fc.nat(0xffffffff)), le: fc.boolean() }),
+  fc.record({
+    op: fc.constant('set' as const),
+    at: fc.nat(),
+    size: fc.constantFrom(1 as const, 2 as const, 4 as const),
+    value: fc.oneof(fc.constantFrom(...INTERESTING), fc.nat(0xffffffff)),
+    le: fc.boolean(),
+  }),
   fc.record({ op: fc.constant('extend' as const), tail: fc.uint8Array({ minLength: 1, maxLength: 64 }) }),
   fc.record({ op: fc.constant('cut' as const), from: fc.nat(), to: fc.nat() }),
 );
@@ -156,5 +179,9 @@ export function hostile(valid: fc.Arbitrary<Uint8Array>): fc.Arbitrary<{ valid: 
 
 /** Arbitrary bytes, hostile variants of valid ones, and valid ones, mixed. */
 export function anyInput(valid: fc.Arbitrary<Uint8Array>, maxLength = 512): fc.Arbitrary<Uint8Array> {
-  return fc.oneof({ weight: 2, arbitrary: fc.uint8Array({ maxLength }) }, { weight: 5, arbitrary: hostile(valid).map((h) => h.bytes) }, { weight: 1, arbitrary: valid });
+  return fc.oneof(
+    { weight: 2, arbitrary: fc.uint8Array({ maxLength }) },
+    { weight: 5, arbitrary: hostile(valid).map((h) => h.bytes) },
+    { weight: 1, arbitrary: valid },
+  );
 }

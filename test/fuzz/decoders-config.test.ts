@@ -21,25 +21,68 @@ import { PolicyValidationError } from '../../src/errors.js';
 import { parseAggregate, parseConfig, parseFlowPolicy, parsePolicy, parseSegment } from '../../src/policy/validate.js';
 import { aggregateSchema, segmentSchema } from '../../src/policy/schema.js';
 import { parseConfigText } from '../../src/policy/config.js';
-import { parseEndpoint, parseEndpointInput } from '../../src/policy/endpoint.js';
+import { parseEndpoint, parseEndpointInput } from '../../src/wire/endpoint.js';
 import { parseSourceRule } from '../../src/policy/source-filter.js';
-import { parseBitRate, parseTpoConfig, parseTpoConfigText, TpoConfigError } from '../../src/tpo/config.js';
-import { compileFlowTable, FlowTable, FlowTableError } from '../../src/tpo/flow-table.js';
+import { parseBitRate, parseTpoConfig, parseTpoConfigText, TpoConfigError } from '../../src/tpo/config/config.js';
+import { compileFlowTable, FlowTable, FlowTableError } from '../../src/tpo/config/intercept-rules.js';
 import { parseBitrate, parseDuration } from '../../src/cli/output.js';
 import { typedOnly } from './decoder-props.js';
 
-const isPolicyError = (e: unknown) => e instanceof PolicyValidationError && e.issues.length > 0 && e.issues.every((i) => typeof i.path === 'string' && typeof i.message === 'string' && i.message.length > 0);
+const isPolicyError = (e: unknown) =>
+  e instanceof PolicyValidationError &&
+  e.issues.length > 0 &&
+  e.issues.every((i) => typeof i.path === 'string' && typeof i.message === 'string' && i.message.length > 0);
 const isTpoError = (e: unknown) => e instanceof TpoConfigError && e.issues.length > 0;
 
 // ---------------------------------------------------------------------------
 // Hostile values
 
 /** Values that break numeric and string fields. */
-const nasty = fc.constantFrom<unknown>(Infinity, -Infinity, Number.NaN, -0, 0, -1, 1e400, 2 ** 53, 2 ** 64, 1.5, '', ' ', '0', '-1', 'Infinity', 'NaN', '1e400', '9'.repeat(400), '\u0000', 'any', 'a'.repeat(10_000), null, true, [], {}, [[]], { __proto__: { polluted: 1 } }, Object.create(null));
+const nasty = fc.constantFrom<unknown>(
+  Infinity,
+  -Infinity,
+  Number.NaN,
+  -0,
+  0,
+  -1,
+  1e400,
+  2 ** 53,
+  2 ** 64,
+  1.5,
+  '',
+  ' ',
+  '0',
+  '-1',
+  'Infinity',
+  'NaN',
+  '1e400',
+  '9'.repeat(400),
+  '\u0000',
+  'any',
+  'a'.repeat(10_000),
+  null,
+  true,
+  [],
+  {},
+  [[]],
+  { __proto__: { polluted: 1 } },
+  Object.create(null),
+);
 /** Anything JavaScript can pass, JSON or not. */
 const anything = fc.oneof(
   fc.jsonValue({ maxDepth: 4 }),
-  fc.anything({ maxDepth: 3, withBigInt: true, withBoxedValues: true, withDate: true, withMap: true, withSet: true, withNullPrototype: true, withObjectString: true, withSparseArray: true, withTypedArray: true }),
+  fc.anything({
+    maxDepth: 3,
+    withBigInt: true,
+    withBoxedValues: true,
+    withDate: true,
+    withMap: true,
+    withSet: true,
+    withNullPrototype: true,
+    withObjectString: true,
+    withSparseArray: true,
+    withTypedArray: true,
+  }),
   nasty,
 );
 
@@ -61,29 +104,44 @@ const corruption = fc.record({ path: fc.array(fc.nat(), { maxLength: 5 }), value
 // ---------------------------------------------------------------------------
 // Policies
 
-const ep = fc.tuple(fc.constantFrom('127.0.0.1', '10.0.0.2', '::1', '[::1]', '0.0.0.0'), fc.integer({ min: 1, max: 65535 })).map(([h, p]) => (h === '::1' ? `udp://[::1]:${p}` : h === '[::1]' ? `[::1]:${p}` : `udp://${h}:${p}`));
-const flowPolicy = fc.record({
-  type: fc.constantFrom('redirect', 'replicate'),
-  listen: ep,
-  to: fc.array(ep, { minLength: 1, maxLength: 4 }),
-  allow: fc.oneof(fc.constant('any'), fc.constantFrom('127.0.0.1', '10.0.0.0/8', '::1/128')),
-  maxDatagramSize: fc.integer({ min: 1, max: 65507 }),
-  payload: fc.constantFrom('any', 'mpegts'),
-  maxQueuedPackets: fc.integer({ min: 1, max: 1_000_000 }),
-}).map((p) => ({ ...p, to: p.type === 'redirect' ? p.to[0] : p.to }));
+const ep = fc
+  .tuple(fc.constantFrom('127.0.0.1', '10.0.0.2', '::1', '[::1]', '0.0.0.0'), fc.integer({ min: 1, max: 65535 }))
+  .map(([h, p]) => (h === '::1' ? `udp://[::1]:${p}` : h === '[::1]' ? `[::1]:${p}` : `udp://${h}:${p}`));
+const flowPolicy = fc
+  .record({
+    type: fc.constantFrom('redirect', 'replicate'),
+    listen: ep,
+    to: fc.array(ep, { minLength: 1, maxLength: 4 }),
+    allow: fc.oneof(fc.constant('any'), fc.constantFrom('127.0.0.1', '10.0.0.0/8', '::1/128')),
+    maxDatagramSize: fc.integer({ min: 1, max: 65507 }),
+    payload: fc.constantFrom('any', 'mpegts'),
+    maxQueuedPackets: fc.integer({ min: 1, max: 1_000_000 }),
+  })
+  .map((p) => ({ ...p, to: p.type === 'redirect' ? p.to[0] : p.to }));
 const aggregate = (min: number, max: number) =>
   fc.array(fc.tuple(ep, fc.uint8Array({ maxLength: 16 })), { minLength: min, maxLength: max }).map((ms) => ({
     type: 'aggregate',
     messages: ms.map(([to, data]) => ({ to, data })),
     schedule: { kind: 'sequence', sequence: ms.map((_, i) => ms.length - i) },
   }));
-const segment = fc.array(fc.tuple(ep, fc.uint8Array({ maxLength: 16 })), { minLength: 1, maxLength: 6 }).map((es) => ({ type: 'segment', entries: es.map(([to, data]) => ({ to, data })) }));
+const segment = fc
+  .array(fc.tuple(ep, fc.uint8Array({ maxLength: 16 })), { minLength: 1, maxLength: 6 })
+  .map((es) => ({ type: 'segment', entries: es.map(([to, data]) => ({ to, data })) }));
 
 test('policies: any value, or a valid policy with one field made hostile, parses or is refused with field paths, never crashes (property)', () => {
-  const input = fc.oneof(anything, fc.tuple(fc.oneof(flowPolicy, aggregate(1, 4), segment), corruption).map(([v, c]) => corrupt(v, c.path, c.value, c.addKey)));
+  const input = fc.oneof(
+    anything,
+    fc.tuple(fc.oneof(flowPolicy, aggregate(1, 4), segment), corruption).map(([v, c]) => corrupt(v, c.path, c.value, c.addKey)),
+  );
   fc.assert(
     fc.property(input, (x) => {
-      for (const [name, parse] of [['parsePolicy', parsePolicy], ['parseFlowPolicy', parseFlowPolicy], ['parseAggregate', parseAggregate], ['parseSegment', parseSegment], ['parseConfig', parseConfig]] as const) {
+      for (const [name, parse] of [
+        ['parsePolicy', parsePolicy],
+        ['parseFlowPolicy', parseFlowPolicy],
+        ['parseAggregate', parseAggregate],
+        ['parseSegment', parseSegment],
+        ['parseConfig', parseConfig],
+      ] as const) {
         const o = typedOnly(() => parse(x as never), isPolicyError, name);
         if (!o.ok) continue;
         // Whatever is accepted has sane numbers.
@@ -104,36 +162,74 @@ test('policies: the large-aggregate and segment fast paths accept exactly what t
     const n = a.messages.length;
     const per = Array.from({ length: n }, (_, i) => i + 1);
     per[0] = v;
-    const schedule = kind === 'sequence' ? { kind, sequence: per } : kind === 'delays' ? { kind, delaysMs: per } : { kind, durationMs: 3_600_000, offsetsMs: per };
+    const schedule =
+      kind === 'sequence' ? { kind, sequence: per } : kind === 'delays' ? { kind, delaysMs: per } : { kind, durationMs: 3_600_000, offsetsMs: per };
     return { ...a, schedule };
   });
   // Printed as a summary when the property fails; not enumerable, so the parsers never see it.
-  const summary = (a: unknown) => Object.defineProperty(a as object, fc.toStringMethod, { value: () => `aggregate of ${(a as { messages?: unknown[] }).messages?.length} messages, schedule ${JSON.stringify((a as { schedule?: unknown }).schedule)?.slice(0, 120)}`, enumerable: false });
+  const summary = (a: unknown) =>
+    Object.defineProperty(a as object, fc.toStringMethod, {
+      value: () =>
+        `aggregate of ${(a as { messages?: unknown[] }).messages?.length} messages, schedule ${JSON.stringify((a as { schedule?: unknown }).schedule)?.slice(0, 120)}`,
+      enumerable: false,
+    });
   fc.assert(
-    fc.property(fc.oneof(aggregate(64, 80), edgeAggregate, aggregate(64, 70).chain((a) => corruption.map((c) => corrupt(a, c.path, c.value, c.addKey)))).map(summary), (a) => {
-      const { type: _t, ...input } = a as unknown as { type: string };
-      const schema = aggregateSchema.safeParse({ type: 'aggregate', ...(input as object) }).success;
-      const parsed = typedOnly(() => parseAggregate(input), isPolicyError, 'parseAggregate').ok;
-      assert.equal(parsed, schema, `fast path ${parsed ? 'accepted' : 'refused'} what the schema ${schema ? 'accepts' : 'refuses'}`);
-    }),
+    fc.property(
+      fc
+        .oneof(
+          aggregate(64, 80),
+          edgeAggregate,
+          aggregate(64, 70).chain((a) => corruption.map((c) => corrupt(a, c.path, c.value, c.addKey))),
+        )
+        .map(summary),
+      (a) => {
+        const { type: _t, ...input } = a as unknown as { type: string };
+        const schema = aggregateSchema.safeParse({ type: 'aggregate', ...(input as object) }).success;
+        const parsed = typedOnly(() => parseAggregate(input), isPolicyError, 'parseAggregate').ok;
+        assert.equal(parsed, schema, `fast path ${parsed ? 'accepted' : 'refused'} what the schema ${schema ? 'accepts' : 'refuses'}`);
+      },
+    ),
     { numRuns: 200 },
   );
   fc.assert(
-    fc.property(fc.oneof(segment, segment.chain((s) => corruption.map((c) => corrupt(s, c.path, c.value, c.addKey)))), (s) => {
-      const { type: _t, ...input } = s as { type: string };
-      const schema = segmentSchema.safeParse({ type: 'segment', ...(input as object) }).success;
-      const parsed = typedOnly(() => parseSegment(input as never), isPolicyError, 'parseSegment').ok;
-      assert.equal(parsed, schema, `fast path ${parsed ? 'accepted' : 'refused'} what the schema ${schema ? 'accepts' : 'refuses'}`);
-    }),
+    fc.property(
+      fc.oneof(
+        segment,
+        segment.chain((s) => corruption.map((c) => corrupt(s, c.path, c.value, c.addKey))),
+      ),
+      (s) => {
+        const { type: _t, ...input } = s as { type: string };
+        const schema = segmentSchema.safeParse({ type: 'segment', ...(input as object) }).success;
+        const parsed = typedOnly(() => parseSegment(input as never), isPolicyError, 'parseSegment').ok;
+        assert.equal(parsed, schema, `fast path ${parsed ? 'accepted' : 'refused'} what the schema ${schema ? 'accepts' : 'refuses'}`);
+      },
+    ),
     { numRuns: 300 },
   );
 });
 
 test('endpoints and source prefixes: any text parses or says why; what parses is an IP literal and a port in range (property)', () => {
-  const text = fc.oneof(fc.string({ maxLength: 60 }), fc.string({ unit: 'binary', maxLength: 30 }), ep, ep.map((e) => `${e}x`), fc.tuple(ep, fc.nat(40), fc.string({ maxLength: 4 })).map(([e, at, s]) => e.slice(0, at) + s + e.slice(at)));
+  const text = fc.oneof(
+    fc.string({ maxLength: 60 }),
+    fc.string({ unit: 'binary', maxLength: 30 }),
+    ep,
+    ep.map((e) => `${e}x`),
+    fc.tuple(ep, fc.nat(40), fc.string({ maxLength: 4 })).map(([e, at, s]) => e.slice(0, at) + s + e.slice(at)),
+  );
   fc.assert(
     fc.property(text, fc.boolean(), fc.record({ host: fc.string({ maxLength: 20 }), port: fc.oneof(fc.integer(), fc.double()) }), (t, zero, obj) => {
-      for (const r of [typedOnly(() => parseEndpoint(t, { allowPortZero: zero }), () => false, 'parseEndpoint'), typedOnly(() => parseEndpointInput(obj, { allowPortZero: zero }), () => false, 'parseEndpointInput')]) {
+      for (const r of [
+        typedOnly(
+          () => parseEndpoint(t, { allowPortZero: zero }),
+          () => false,
+          'parseEndpoint',
+        ),
+        typedOnly(
+          () => parseEndpointInput(obj, { allowPortZero: zero }),
+          () => false,
+          'parseEndpointInput',
+        ),
+      ]) {
         const v = (r as { value: ReturnType<typeof parseEndpoint> }).value;
         if (!v.ok) {
           assert.ok(v.reason.length > 0);
@@ -142,7 +238,13 @@ test('endpoints and source prefixes: any text parses or says why; what parses is
         assert.equal(isIP(v.endpoint.address.split('%')[0]!), v.endpoint.family);
         assert.ok(Number.isInteger(v.endpoint.port) && v.endpoint.port >= (zero ? 0 : 1) && v.endpoint.port <= 65535);
       }
-      const rule = (typedOnly(() => parseSourceRule(t), () => false, 'parseSourceRule') as { value: ReturnType<typeof parseSourceRule> }).value;
+      const rule = (
+        typedOnly(
+          () => parseSourceRule(t),
+          () => false,
+          'parseSourceRule',
+        ) as { value: ReturnType<typeof parseSourceRule> }
+      ).value;
       if (rule.ok) assert.ok(rule.rule.prefix >= 0 && rule.rule.prefix <= (rule.rule.family === 4 ? 32 : 128));
     }),
     { numRuns: 2000 },
@@ -152,9 +254,30 @@ test('endpoints and source prefixes: any text parses or says why; what parses is
 // ---------------------------------------------------------------------------
 // Relay config files (YAML)
 
-const validYaml = fc.array(flowPolicy, { minLength: 1, maxLength: 3 }).map((fs) => `tier: auto\nflows:\n${fs.map((f) => `  - ${JSON.stringify(f)}`).join('\n')}\n`);
+const validYaml = fc
+  .array(flowPolicy, { minLength: 1, maxLength: 3 })
+  .map((fs) => `tier: auto\nflows:\n${fs.map((f) => `  - ${JSON.stringify(f)}`).join('\n')}\n`);
 /** Short YAML that exercises the parser's own failure paths (aliases, tags, merge keys, directives). */
-const yamlSpecials = fc.constantFrom('*!', '*a', 'flows: *a', '&a [*a]', 'a: &a 1\nb: *a\nb: 2', '!!js/function "f"', '!!binary x', '<<: *x', '? [a]\n: b', '%YAML 9.9\n---\na', '--- !<tag:x> a', 'flows: !!set {a}', 'flows: [{<<: [*x]}]', '\t- a', '"\\x', '{{{', 'flows: .inf', 'flows: 0x1p3');
+const yamlSpecials = fc.constantFrom(
+  '*!',
+  '*a',
+  'flows: *a',
+  '&a [*a]',
+  'a: &a 1\nb: *a\nb: 2',
+  '!!js/function "f"',
+  '!!binary x',
+  '<<: *x',
+  '? [a]\n: b',
+  '%YAML 9.9\n---\na',
+  '--- !<tag:x> a',
+  'flows: !!set {a}',
+  'flows: [{<<: [*x]}]',
+  '\t- a',
+  '"\\x',
+  '{{{',
+  'flows: .inf',
+  'flows: 0x1p3',
+);
 /** Character-level damage to a text. */
 const damagedText = (valid: fc.Arbitrary<string>) =>
   fc.tuple(valid, fc.array(fc.tuple(fc.nat(), fc.nat(8), fc.string({ maxLength: 6 })), { minLength: 1, maxLength: 3 })).map(([t, edits]) =>
@@ -164,9 +287,7 @@ const damagedText = (valid: fc.Arbitrary<string>) =>
     }, t),
   );
 
-test(
-  'relay config text: any text or damaged valid YAML parses or is refused with a PolicyValidationError (property)',
-  () => {
+test('relay config text: any text or damaged valid YAML parses or is refused with a PolicyValidationError (property)', () => {
   fc.assert(
     fc.property(fc.oneof(fc.string({ maxLength: 200 }), yamlSpecials, validYaml, damagedText(validYaml)), (text) => {
       const o = typedOnly(() => parseConfigText(text, 'sluice.yaml'), isPolicyError, 'parseConfigText');
@@ -174,13 +295,15 @@ test(
     }),
     { numRuns: 800 },
   );
-  },
-);
+});
 
 /** YAML that attacks the parser itself: exponential aliases, nesting deeper than any stack, numbers beyond a double. */
 function hostileYaml(): { name: string; text: (flows: string) => string; field?: string }[] {
   const letters = 'abcdefghij';
-  const bomb = [`a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]`, ...[...letters.slice(1)].map((l, i) => `${l}: &${l} [${Array(9).fill(`*${letters[i]}`).join(',')}]`)].join('\n');
+  const bomb = [
+    `a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]`,
+    ...[...letters.slice(1)].map((l, i) => `${l}: &${l} [${Array(9).fill(`*${letters[i]}`).join(',')}]`),
+  ].join('\n');
   return [
     { name: 'an alias bomb (a billion laughs)', text: (flows) => `${bomb}\n${flows}` },
     { name: 'an alias bomb inside a field', text: () => `${bomb}\nflows:\n  - *j\n` },
@@ -190,31 +313,25 @@ function hostileYaml(): { name: string; text: (flows: string) => string; field?:
 }
 const oneFlow = 'flows:\n  - {type: redirect, listen: "udp://127.0.0.1:5000", to: "udp://127.0.0.1:5001", allow: any}\n';
 
-test(
-  'relay config text: alias bombs and deep nesting are refused with a PolicyValidationError that names the file, not a stack trace or a stack overflow',
-  () => {
-    for (const h of hostileYaml()) {
-      const o = typedOnly(() => parseConfigText(h.text(oneFlow), 'hostile.yaml'), isPolicyError, `parseConfigText(${h.name})`);
-      assert.equal(o.ok, false, `${h.name} was accepted`);
-      const msg = (o as { error: Error }).error.message;
-      assert.match(msg, /hostile\.yaml/, `${h.name}: the message does not name the file: ${msg.slice(0, 200)}`);
-      assert.doesNotMatch(msg, /call stack|RangeError|ReferenceError/i, `${h.name}: the message leaks an internal error: ${msg.slice(0, 200)}`);
-    }
-  },
-);
+test('relay config text: alias bombs and deep nesting are refused with a PolicyValidationError that names the file, not a stack trace or a stack overflow', () => {
+  for (const h of hostileYaml()) {
+    const o = typedOnly(() => parseConfigText(h.text(oneFlow), 'hostile.yaml'), isPolicyError, `parseConfigText(${h.name})`);
+    assert.equal(o.ok, false, `${h.name} was accepted`);
+    const msg = (o as { error: Error }).error.message;
+    assert.match(msg, /hostile\.yaml/, `${h.name}: the message does not name the file: ${msg.slice(0, 200)}`);
+    assert.doesNotMatch(msg, /call stack|RangeError|ReferenceError/i, `${h.name}: the message leaks an internal error: ${msg.slice(0, 200)}`);
+  }
+});
 
-test(
-  'relay config text: a number beyond a double (1e400) is refused as out of range for its field, not as missing',
-  () => {
-    for (const field of ['maxQueuedPackets', 'maxDatagramSize']) {
-      const text = `flows:\n  - {type: redirect, listen: "udp://127.0.0.1:5000", to: "udp://127.0.0.1:5001", allow: any, ${field}: 1e400}\n`;
-      assert.throws(
-        () => parseConfigText(text, 'big.yaml'),
-        (e: unknown) => isPolicyError(e) && (e as PolicyValidationError).issues.some((i) => i.path === `flows[0].${field}` && !/required/i.test(i.message)),
-      );
-    }
-  },
-);
+test('relay config text: a number beyond a double (1e400) is refused as out of range for its field, not as missing', () => {
+  for (const field of ['maxQueuedPackets', 'maxDatagramSize']) {
+    const text = `flows:\n  - {type: redirect, listen: "udp://127.0.0.1:5000", to: "udp://127.0.0.1:5001", allow: any, ${field}: 1e400}\n`;
+    assert.throws(
+      () => parseConfigText(text, 'big.yaml'),
+      (e: unknown) => isPolicyError(e) && (e as PolicyValidationError).issues.some((i) => i.path === `flows[0].${field}` && !/required/i.test(i.message)),
+    );
+  }
+});
 
 // ---------------------------------------------------------------------------
 // TPO gateway configs
@@ -254,56 +371,56 @@ function assertSaneTpo(c: ReturnType<typeof parseTpoConfig>, input: unknown): vo
 test('TPO config: any value, or a valid config with one field made hostile, parses or is refused with a TpoConfigError, never crashes (property)', () => {
   const readKey = (): Buffer => Buffer.from(key(64));
   fc.assert(
-    fc.property(fc.oneof(anything, fc.tuple(validTpo, corruption).map(([v, c]) => corrupt(v, c.path, c.value, c.addKey))), (x) => {
-      typedOnly(() => parseTpoConfig(x, 'tpo.yaml', readKey), isTpoError, 'parseTpoConfig');
-    }),
+    fc.property(
+      fc.oneof(
+        anything,
+        fc.tuple(validTpo, corruption).map(([v, c]) => corrupt(v, c.path, c.value, c.addKey)),
+      ),
+      (x) => {
+        typedOnly(() => parseTpoConfig(x, 'tpo.yaml', readKey), isTpoError, 'parseTpoConfig');
+      },
+    ),
     { numRuns: 1500 },
   );
 });
 
-test(
-  'TPO config text: any text or damaged valid YAML parses or is refused with a TpoConfigError (property)',
-  () => {
-    const readKey = (): Buffer => Buffer.from(key(64));
-    fc.assert(
-      fc.property(fc.oneof(fc.string({ maxLength: 200 }), yamlSpecials, damagedText(validTpo.map((v) => JSON.stringify(v)))), (text) => {
-        typedOnly(() => parseTpoConfigText(text, 'tpo.yaml', readKey), isTpoError, 'parseTpoConfigText');
-      }),
-      { numRuns: 500 },
-    );
-  },
-);
+test('TPO config text: any text or damaged valid YAML parses or is refused with a TpoConfigError (property)', () => {
+  const readKey = (): Buffer => Buffer.from(key(64));
+  fc.assert(
+    fc.property(fc.oneof(fc.string({ maxLength: 200 }), yamlSpecials, damagedText(validTpo.map((v) => JSON.stringify(v)))), (text) => {
+      typedOnly(() => parseTpoConfigText(text, 'tpo.yaml', readKey), isTpoError, 'parseTpoConfigText');
+    }),
+    { numRuns: 500 },
+  );
+});
 
-test(
-  'TPO config: what is accepted means what it says: finite positive rates, a rate is a cap, every hex digit of the key is used',
-  () => {
-    const readKey = (): Buffer => Buffer.from(key(64));
-    const rate = fc.oneof(fc.constantFrom<unknown>(0, '0', '0M', '0.0k', '9'.repeat(400), `${'9'.repeat(400)}M`, Infinity, 1e-9, '0.000001'), fc.integer({ min: 1, max: 1e9 }));
-    const hexKey = fc.integer({ min: 32, max: 128 }).chain((n) => fc.stringMatching(new RegExp(`^[0-9a-f]{${n}}$`)));
-    fc.assert(
-      fc.property(validTpo, rate, hexKey, (v, maxRate, k) => {
-        const input = { ...v, peers: [{ ...v.peers[0]!, maxRate, key: k }] };
-        const o = typedOnly(() => parseTpoConfig(input, 'tpo.yaml', readKey), isTpoError, 'parseTpoConfig');
-        if (o.ok) assertSaneTpo(o.value as ReturnType<typeof parseTpoConfig>, input);
-      }),
-      { numRuns: 300 },
-    );
-  },
-);
+test('TPO config: what is accepted means what it says: finite positive rates, a rate is a cap, every hex digit of the key is used', () => {
+  const readKey = (): Buffer => Buffer.from(key(64));
+  const rate = fc.oneof(
+    fc.constantFrom<unknown>(0, '0', '0M', '0.0k', '9'.repeat(400), `${'9'.repeat(400)}M`, Infinity, 1e-9, '0.000001'),
+    fc.integer({ min: 1, max: 1e9 }),
+  );
+  const hexKey = fc.integer({ min: 32, max: 128 }).chain((n) => fc.stringMatching(new RegExp(`^[0-9a-f]{${n}}$`)));
+  fc.assert(
+    fc.property(validTpo, rate, hexKey, (v, maxRate, k) => {
+      const input = { ...v, peers: [{ ...v.peers[0]!, maxRate, key: k }] };
+      const o = typedOnly(() => parseTpoConfig(input, 'tpo.yaml', readKey), isTpoError, 'parseTpoConfig');
+      if (o.ok) assertSaneTpo(o.value as ReturnType<typeof parseTpoConfig>, input);
+    }),
+    { numRuns: 300 },
+  );
+});
 
-test(
-  'TPO config text: alias bombs and deep nesting are refused with a TpoConfigError that names the file',
-  () => {
-    const tpo = `listen: 127.0.0.1:7400\npeers:\n  - {name: b, key: ${key()}}\n`;
-    for (const h of hostileYaml()) {
-      const o = typedOnly(() => parseTpoConfigText(h.text(tpo).replace(/^flows:/m, 'table:'), 'hostile.yaml'), isTpoError, `parseTpoConfigText(${h.name})`);
-      assert.equal(o.ok, false, `${h.name} was accepted`);
-      const msg = (o as { error: Error }).error.message;
-      assert.match(msg, /hostile\.yaml/);
-      assert.doesNotMatch(msg, /call stack|RangeError|ReferenceError/i, `${h.name}: ${msg.slice(0, 200)}`);
-    }
-  },
-);
+test('TPO config text: alias bombs and deep nesting are refused with a TpoConfigError that names the file', () => {
+  const tpo = `listen: 127.0.0.1:7400\npeers:\n  - {name: b, key: ${key()}}\n`;
+  for (const h of hostileYaml()) {
+    const o = typedOnly(() => parseTpoConfigText(h.text(tpo).replace(/^flows:/m, 'table:'), 'hostile.yaml'), isTpoError, `parseTpoConfigText(${h.name})`);
+    assert.equal(o.ok, false, `${h.name} was accepted`);
+    const msg = (o as { error: Error }).error.message;
+    assert.match(msg, /hostile\.yaml/);
+    assert.doesNotMatch(msg, /call stack|RangeError|ReferenceError/i, `${h.name}: ${msg.slice(0, 200)}`);
+  }
+});
 
 test('TPO flow table: any entries compile or are refused with a FlowTableError; lookups of any tuple never throw (property)', () => {
   const entry = fc.record(
@@ -319,12 +436,30 @@ test('TPO flow table: any entries compile or are refused with a FlowTableError; 
     { requiredKeys: ['protocol'] },
   );
   fc.assert(
-    fc.property(fc.array(fc.oneof(entry, anything), { maxLength: 6 }), fc.record({ protocol: fc.constantFrom('tcp' as const, 'udp' as const, 'icmp' as const), src: fc.oneof(fc.ipV4(), fc.ipV6(), fc.string({ maxLength: 10 })), dst: fc.oneof(fc.ipV4(), fc.ipV6()), srcPort: fc.integer({ min: -1, max: 70_000 }), dstPort: fc.nat(65535) }), (entries, key) => {
-      const o = typedOnly(() => compileFlowTable(entries), (e) => e instanceof FlowTableError, 'compileFlowTable');
-      if (!o.ok) return;
-      const t = new FlowTable(o.value as ReturnType<typeof compileFlowTable>);
-      typedOnly(() => t.lookup(key), () => false, 'FlowTable.lookup');
-    }),
+    fc.property(
+      fc.array(fc.oneof(entry, anything), { maxLength: 6 }),
+      fc.record({
+        protocol: fc.constantFrom('tcp' as const, 'udp' as const, 'icmp' as const),
+        src: fc.oneof(fc.ipV4(), fc.ipV6(), fc.string({ maxLength: 10 })),
+        dst: fc.oneof(fc.ipV4(), fc.ipV6()),
+        srcPort: fc.integer({ min: -1, max: 70_000 }),
+        dstPort: fc.nat(65535),
+      }),
+      (entries, key) => {
+        const o = typedOnly(
+          () => compileFlowTable(entries),
+          (e) => e instanceof FlowTableError,
+          'compileFlowTable',
+        );
+        if (!o.ok) return;
+        const t = new FlowTable(o.value as ReturnType<typeof compileFlowTable>);
+        typedOnly(
+          () => t.lookup(key),
+          () => false,
+          'FlowTable.lookup',
+        );
+      },
+    ),
     { numRuns: 800 },
   );
 });
@@ -332,21 +467,35 @@ test('TPO flow table: any entries compile or are refused with a FlowTableError; 
 // ---------------------------------------------------------------------------
 // Rates and durations (CLI arguments, config values)
 
-const rateText = fc.oneof(fc.string({ maxLength: 20 }), fc.stringMatching(/^\d{1,6}(\.\d{1,3})?\s?[kKmMgG]?(bit\/s|bps)?$/), fc.constantFrom('9'.repeat(400), `${'9'.repeat(400)}M`, '0', '0.0', '0M', '0.4', '0.00001k', '1e9', ' 5M ', '-5M', '5MM', '5 Mbit/s', '.5M'));
-
-test(
-  'rates and durations: any text is a finite positive number or refused (the CLI and the TPO config)',
-  () => {
-    fc.assert(
-      fc.property(rateText, (t) => {
-        for (const [name, f] of [['cli parseBitrate', parseBitrate], ['cli parseDuration', parseDuration]] as const) {
-          const v = (typedOnly(() => f(t), () => false, name) as { value: number | undefined }).value;
-          if (v !== undefined) assert.ok(Number.isFinite(v) && v > 0, `${name}(${JSON.stringify(t.slice(0, 20))}) = ${v}`);
-        }
-        const o = typedOnly(() => parseBitRate(t), (e) => e instanceof Error, 'tpo parseBitRate');
-        if (o.ok) assert.ok(Number.isFinite(o.value) && (o.value as number) > 0, `tpo parseBitRate(${JSON.stringify(t.slice(0, 20))}) = ${o.value}`);
-      }),
-      { numRuns: 1000 },
-    );
-  },
+const rateText = fc.oneof(
+  fc.string({ maxLength: 20 }),
+  fc.stringMatching(/^\d{1,6}(\.\d{1,3})?\s?[kKmMgG]?(bit\/s|bps)?$/),
+  fc.constantFrom('9'.repeat(400), `${'9'.repeat(400)}M`, '0', '0.0', '0M', '0.4', '0.00001k', '1e9', ' 5M ', '-5M', '5MM', '5 Mbit/s', '.5M'),
 );
+
+test('rates and durations: any text is a finite positive number or refused (the CLI and the TPO config)', () => {
+  fc.assert(
+    fc.property(rateText, (t) => {
+      for (const [name, f] of [
+        ['cli parseBitrate', parseBitrate],
+        ['cli parseDuration', parseDuration],
+      ] as const) {
+        const v = (
+          typedOnly(
+            () => f(t),
+            () => false,
+            name,
+          ) as { value: number | undefined }
+        ).value;
+        if (v !== undefined) assert.ok(Number.isFinite(v) && v > 0, `${name}(${JSON.stringify(t.slice(0, 20))}) = ${v}`);
+      }
+      const o = typedOnly(
+        () => parseBitRate(t),
+        (e) => e instanceof Error,
+        'tpo parseBitRate',
+      );
+      if (o.ok) assert.ok(Number.isFinite(o.value) && (o.value as number) > 0, `tpo parseBitRate(${JSON.stringify(t.slice(0, 20))}) = ${o.value}`);
+    }),
+    { numRuns: 1000 },
+  );
+});

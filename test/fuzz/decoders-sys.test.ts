@@ -58,7 +58,10 @@ test('netlink ACK reader: never throws, reads nothing beyond its input, round-tr
       const r = parseAcks(Uint8Array.from(rs.flatMap(([seq, e]) => [...ackMsg(seq, e)])));
       assert.equal(r.malformed, undefined);
       const firstError = rs.find(([, e]) => e !== 0);
-      assert.deepEqual(r.acked, rs.filter(([, e]) => e === 0).map(([s]) => s));
+      assert.deepEqual(
+        r.acked,
+        rs.filter(([, e]) => e === 0).map(([s]) => s),
+      );
       assert.deepEqual(r.error, firstError ? { seq: firstError[0], errno: -firstError[1] } : undefined);
     }),
     { numRuns: 300 },
@@ -74,7 +77,8 @@ test('netlink ACK reader: a lying nlmsg_len is reported as malformed, never read
       new DataView(buf.buffer).setUint32(0, len, LE);
       const r = sameInAnySurroundings(parseAcks, buf, never, 'parseAcks');
       assert.ok(r.ok);
-      if (len < SIZEOF_NLMSGHDR || len > buf.length) assert.ok((r.value as ReturnType<typeof parseAcks>).malformed, `nlmsg_len ${len} of a ${buf.length}-byte buffer not reported`);
+      if (len < SIZEOF_NLMSGHDR || len > buf.length)
+        assert.ok((r.value as ReturnType<typeof parseAcks>).malformed, `nlmsg_len ${len} of a ${buf.length}-byte buffer not reported`);
     }),
     { numRuns: 500 },
   );
@@ -107,17 +111,24 @@ const nlAttr: fc.Arbitrary<NlAttr> = fc.letrec<{ a: NlAttr }>((tie) => ({
 
 test('netlink attribute encoder: an independent reader gets back exactly the attributes written (property)', () => {
   fc.assert(
-    fc.property(fc.nat(0xffff), fc.nat(0xffff), fc.nat(0xffffffff), fc.uint8Array({ maxLength: 12 }).map((b) => b.subarray(0, b.length & ~3)), fc.array(nlAttr, { maxLength: 5 }), (type, flags, seq, fixed, attrs) => {
-      const m = nlmsg(type, flags, seq, fixed, attrs);
-      const v = new DataView(m.buffer);
-      assert.equal(v.getUint32(0, LE), m.length);
-      assert.equal(v.getUint16(4, LE), type);
-      assert.equal(v.getUint16(6, LE), flags);
-      assert.equal(v.getUint32(8, LE), seq);
-      assert.deepEqual([...m.subarray(16, 16 + fixed.length)], [...fixed]);
-      const norm = (a: NlAttr): unknown => ('value' in a ? { type: a.type, value: [...a.value] } : { type: a.type, nested: a.nested.map(norm) });
-      assert.deepEqual(walkAttrs(m, v, 16 + fixed.length, m.length).map(norm), attrs.map(norm));
-    }),
+    fc.property(
+      fc.nat(0xffff),
+      fc.nat(0xffff),
+      fc.nat(0xffffffff),
+      fc.uint8Array({ maxLength: 12 }).map((b) => b.subarray(0, b.length & ~3)),
+      fc.array(nlAttr, { maxLength: 5 }),
+      (type, flags, seq, fixed, attrs) => {
+        const m = nlmsg(type, flags, seq, fixed, attrs);
+        const v = new DataView(m.buffer);
+        assert.equal(v.getUint32(0, LE), m.length);
+        assert.equal(v.getUint16(4, LE), type);
+        assert.equal(v.getUint16(6, LE), flags);
+        assert.equal(v.getUint32(8, LE), seq);
+        assert.deepEqual([...m.subarray(16, 16 + fixed.length)], [...fixed]);
+        const norm = (a: NlAttr): unknown => ('value' in a ? { type: a.type, value: [...a.value] } : { type: a.type, nested: a.nested.map(norm) });
+        assert.deepEqual(walkAttrs(m, v, 16 + fixed.length, m.length).map(norm), attrs.map(norm));
+      },
+    ),
     { numRuns: 300 },
   );
   // What nla_len cannot hold is refused, not wrapped.
@@ -125,16 +136,26 @@ test('netlink attribute encoder: an independent reader gets back exactly the att
   assert.throws(() => nlmsg(1, 0, 0, new Uint8Array(0), [nest(1, attr(2, new Uint8Array(0x8000)), attr(3, new Uint8Array(0x8000)))]), RangeError);
 });
 
-const qdiscMsg = fc.record({ ifindex: fc.integer({ min: -5, max: 1000 }), handle: fc.nat(0xffffffff), parent: fc.nat(0xffffffff), kind: fc.string({ maxLength: 12 }).filter((s) => !s.includes('\0')), seq: fc.constantFrom(7, 8) }).map((q) => {
-  const tc = new Uint8Array(20);
-  const v = new DataView(tc.buffer);
-  v.setInt32(4, q.ifindex, LE);
-  v.setUint32(8, q.handle, LE);
-  v.setUint32(12, q.parent, LE);
-  const kind = new TextEncoder().encode(`${q.kind}\0`);
-  return nlmsg(RTM_NEWQDISC, 2, q.seq, tc, [attr(1, kind)]);
-});
-const dump = fc.tuple(fc.array(qdiscMsg, { maxLength: 5 }), fc.boolean()).map(([ms, done]) => Uint8Array.from([...ms.flatMap((m) => [...m]), ...(done ? nlmsg(NLMSG_DONE, 2, 7, u32le(0)) : [])]));
+const qdiscMsg = fc
+  .record({
+    ifindex: fc.integer({ min: -5, max: 1000 }),
+    handle: fc.nat(0xffffffff),
+    parent: fc.nat(0xffffffff),
+    kind: fc.string({ maxLength: 12 }).filter((s) => !s.includes('\0')),
+    seq: fc.constantFrom(7, 8),
+  })
+  .map((q) => {
+    const tc = new Uint8Array(20);
+    const v = new DataView(tc.buffer);
+    v.setInt32(4, q.ifindex, LE);
+    v.setUint32(8, q.handle, LE);
+    v.setUint32(12, q.parent, LE);
+    const kind = new TextEncoder().encode(`${q.kind}\0`);
+    return nlmsg(RTM_NEWQDISC, 2, q.seq, tc, [attr(1, kind)]);
+  });
+const dump = fc
+  .tuple(fc.array(qdiscMsg, { maxLength: 5 }), fc.boolean())
+  .map(([ms, done]) => Uint8Array.from([...ms.flatMap((m) => [...m]), ...(done ? nlmsg(NLMSG_DONE, 2, 7, u32le(0)) : [])]));
 
 test('netlink dump reader: never throws, reads nothing beyond its input, whatever the lengths say (property)', () => {
   fc.assert(
@@ -183,7 +204,12 @@ test('sockaddr: write → read round-trips, at any offset (property)', () => {
 test('sockaddr: any bytes give an endpoint or a TypeError, and nothing beyond the input is read (property)', () => {
   fc.assert(
     fc.property(anyInput(sockaddr, 40), (bytes) => {
-      sameInAnySurroundings((b) => readSockaddr(b, 0), bytes, (e) => e instanceof TypeError, 'readSockaddr');
+      sameInAnySurroundings(
+        (b) => readSockaddr(b, 0),
+        bytes,
+        (e) => e instanceof TypeError,
+        'readSockaddr',
+      );
     }),
     { numRuns: 1000 },
   );
@@ -212,22 +238,43 @@ const extendedErr = (origin: number, code: number, first: number, last: number) 
   return b;
 };
 const completion = fc.record({ v6: fc.boolean(), first: fc.nat(0xffffffff), n: fc.nat(1000), copied: fc.boolean() });
-const control = fc.array(completion, { maxLength: 4 }).map((cs) => ({ cs, bytes: Uint8Array.from(cs.flatMap((c) => [...cmsg(c.v6 ? SOL_IPV6 : SOL_IP, c.v6 ? IPV6_RECVERR : IP_RECVERR, extendedErr(SO_EE_ORIGIN_ZEROCOPY, c.copied ? SO_EE_CODE_ZEROCOPY_COPIED : 0, c.first, (c.first + c.n) >>> 0))])) }));
+const control = fc.array(completion, { maxLength: 4 }).map((cs) => ({
+  cs,
+  bytes: Uint8Array.from(
+    cs.flatMap((c) => [
+      ...cmsg(
+        c.v6 ? SOL_IPV6 : SOL_IP,
+        c.v6 ? IPV6_RECVERR : IP_RECVERR,
+        extendedErr(SO_EE_ORIGIN_ZEROCOPY, c.copied ? SO_EE_CODE_ZEROCOPY_COPIED : 0, c.first, (c.first + c.n) >>> 0),
+      ),
+    ]),
+  ),
+}));
 
 test('zerocopy completions: round-trip; any bytes and any length never throw and read nothing beyond (property)', () => {
   fc.assert(
     fc.property(control, ({ cs, bytes }) => {
       const r = parseZeroCopyNotifications(bytes);
       assert.equal(r.malformed, 0);
-      assert.deepEqual(r.ranges, cs.map((c) => ({ first: c.first, last: (c.first + c.n) >>> 0, count: c.n + 1, copied: c.copied })));
+      assert.deepEqual(
+        r.ranges,
+        cs.map((c) => ({ first: c.first, last: (c.first + c.n) >>> 0, count: c.n + 1, copied: c.copied })),
+      );
     }),
     { numRuns: 300 },
   );
   fc.assert(
-    fc.property(anyInput(control.map((c) => c.bytes), 300), fc.integer({ min: -10, max: 400 }), (bytes, len) => {
-      const o = sameInAnySurroundings((b) => parseZeroCopyNotifications(b, len), bytes, never, 'parseZeroCopyNotifications');
-      assert.ok(o.ok);
-    }),
+    fc.property(
+      anyInput(
+        control.map((c) => c.bytes),
+        300,
+      ),
+      fc.integer({ min: -10, max: 400 }),
+      (bytes, len) => {
+        const o = sameInAnySurroundings((b) => parseZeroCopyNotifications(b, len), bytes, never, 'parseZeroCopyNotifications');
+        assert.ok(o.ok);
+      },
+    ),
     { numRuns: 1000 },
   );
 });
@@ -246,19 +293,45 @@ function trustedFieldOffsets(b: Uint8Array): { at: number; size: 2 | 4 | 8 }[] {
   const shnum = v.getUint16(60, true);
   for (let i = 0; i < shnum; i++) {
     const o = shoff + i * 64;
-    out.push({ at: o, size: 4 }, { at: o + 4, size: 4 }, { at: o + 8, size: 8 }, { at: o + 24, size: 8 }, { at: o + 32, size: 8 }, { at: o + 40, size: 4 }, { at: o + 44, size: 4 });
+    out.push(
+      { at: o, size: 4 },
+      { at: o + 4, size: 4 },
+      { at: o + 8, size: 8 },
+      { at: o + 24, size: 8 },
+      { at: o + 32, size: 8 },
+      { at: o + 40, size: 4 },
+      { at: o + 44, size: 4 },
+    );
     const type = v.getUint32(o + 4, true);
     const off = Number(v.getBigUint64(o + 24, true));
     const size = Number(v.getBigUint64(o + 32, true));
     // A few symbols and relocations of each symbol table and relocation section.
-    if (type === 2) for (let s = off; s + 24 <= off + size && s < off + 24 * 8; s += 24) out.push({ at: s, size: 4 }, { at: s + 6, size: 2 }, { at: s + 8, size: 8 });
+    if (type === 2)
+      for (let s = off; s + 24 <= off + size && s < off + 24 * 8; s += 24) out.push({ at: s, size: 4 }, { at: s + 6, size: 2 }, { at: s + 8, size: 8 });
     if (type === 9) for (let r = off; r + 16 <= off + size && r < off + 16 * 8; r += 16) out.push({ at: r, size: 8 }, { at: r + 8, size: 8 });
   }
   return out;
 }
 const fields = trustedFieldOffsets(object);
 const hostileValue = fc.oneof(
-  fc.constantFrom(0n, 1n, 7n, 8n, 16n, 24n, 47n, 63n, 64n, 0xffffn, 0xffffffffn, 0x7fffffffffffffffn, 0xffffffffffffffffn, BigInt(object.length), BigInt(object.length - 1), BigInt(object.length - 8)),
+  fc.constantFrom(
+    0n,
+    1n,
+    7n,
+    8n,
+    16n,
+    24n,
+    47n,
+    63n,
+    64n,
+    0xffffn,
+    0xffffffffn,
+    0x7fffffffffffffffn,
+    0xffffffffffffffffn,
+    BigInt(object.length),
+    BigInt(object.length - 1),
+    BigInt(object.length - 8),
+  ),
   fc.bigInt({ min: 0n, max: 0xffffffffffffffffn }),
 );
 /** A damaged object that prints as its edits (not as 22 KB of bytes) when a property fails. */
@@ -278,7 +351,12 @@ const hostileElf = fc.oneof(
     }
     return damaged(changes.map(([f, value]) => `u${f.size * 8}@${f.at}=${value}`).join(', '), b);
   }),
-  fc.array(mutation, { minLength: 1, maxLength: 3 }).map((ms) => damaged(JSON.stringify(ms, (_, x) => (x instanceof Uint8Array ? `${x.length} bytes` : x)), ms.reduce(mutate, object))),
+  fc.array(mutation, { minLength: 1, maxLength: 3 }).map((ms) =>
+    damaged(
+      JSON.stringify(ms, (_, x) => (x instanceof Uint8Array ? `${x.length} bytes` : x)),
+      ms.reduce(mutate, object),
+    ),
+  ),
   // The section header table moved to the end of the file, with entries too short for a section header.
   fc.record({ k: fc.integer({ min: 1, max: 200 }), entsize: fc.nat(63), num: fc.integer({ min: 1, max: 64 }) }).map(({ k, entsize, num }) => {
     const b = Uint8Array.from(object);
@@ -324,31 +402,51 @@ test('eBPF object: any damaged or hostile ELF is refused with an ElfError, never
 test('kernel flow values: encode → decode round-trips; any map value of the right size decodes without throwing (property)', () => {
   const sub = fc.record({ port: fc.integer({ min: 1, max: 65535 }), destSlot: fc.nat(16383), a: fc.nat(255) });
   fc.assert(
-    fc.property(fc.nat(1023), fc.nat(0xffffffff), fc.uniqueArray(fc.nat(MAX_SUBS - 1), { maxLength: 20 }), fc.array(sub, { minLength: 20, maxLength: 20 }), (slot, generation, positions, subs) => {
-      const input = {
-        slot,
-        generation,
-        listen: { family: 4 as const, address: '10.0.0.1', port: 5000 },
-        sources: { any: true as const },
-        maxDatagramSize: 1316,
-        payload: 'any' as const,
-        spillPort: 0,
-        subs: positions.map((pos, i) => ({ pos, local: false, destSlot: subs[i]!.destSlot, endpoint: { family: 4 as const, address: `10.1.0.${subs[i]!.a}`, port: subs[i]!.port } })),
-      };
-      const d = decodeFlowValue(flowValue(input));
-      assert.equal(d.slot, slot);
-      assert.equal(d.generation, generation);
-      assert.deepEqual(d.subs.map((s) => [s.pos, s.port, s.destSlot]).sort((x, y) => x[0]! - y[0]!), input.subs.map((s) => [s.pos, s.endpoint.port, s.destSlot]).sort((x, y) => x[0]! - y[0]!));
-    }),
+    fc.property(
+      fc.nat(1023),
+      fc.nat(0xffffffff),
+      fc.uniqueArray(fc.nat(MAX_SUBS - 1), { maxLength: 20 }),
+      fc.array(sub, { minLength: 20, maxLength: 20 }),
+      (slot, generation, positions, subs) => {
+        const input = {
+          slot,
+          generation,
+          listen: { family: 4 as const, address: '10.0.0.1', port: 5000 },
+          sources: { any: true as const },
+          maxDatagramSize: 1316,
+          payload: 'any' as const,
+          spillPort: 0,
+          subs: positions.map((pos, i) => ({
+            pos,
+            local: false,
+            destSlot: subs[i]!.destSlot,
+            endpoint: { family: 4 as const, address: `10.1.0.${subs[i]!.a}`, port: subs[i]!.port },
+          })),
+        };
+        const d = decodeFlowValue(flowValue(input));
+        assert.equal(d.slot, slot);
+        assert.equal(d.generation, generation);
+        assert.deepEqual(
+          d.subs.map((s) => [s.pos, s.port, s.destSlot]).sort((x, y) => x[0]! - y[0]!),
+          input.subs.map((s) => [s.pos, s.endpoint.port, s.destSlot]).sort((x, y) => x[0]! - y[0]!),
+        );
+      },
+    ),
     { numRuns: 100 },
   );
   fc.assert(
-    fc.property(hostile(fc.constant(new Uint8Array(FLOW_VALUE_SIZE))).map((h) => h.bytes).filter((b) => b.length === FLOW_VALUE_SIZE), fc.nat(0xffff), (bytes, nsubs) => {
-      new DataView(bytes.buffer).setUint16(12, nsubs, true);
-      const o = sameInAnySurroundings(decodeFlowValue, bytes, never, 'decodeFlowValue');
-      assert.ok(o.ok);
-      assert.ok((o.value as ReturnType<typeof decodeFlowValue>).subs.every((s) => s.pos < MAX_SUBS));
-    }),
+    fc.property(
+      hostile(fc.constant(new Uint8Array(FLOW_VALUE_SIZE)))
+        .map((h) => h.bytes)
+        .filter((b) => b.length === FLOW_VALUE_SIZE),
+      fc.nat(0xffff),
+      (bytes, nsubs) => {
+        new DataView(bytes.buffer).setUint16(12, nsubs, true);
+        const o = sameInAnySurroundings(decodeFlowValue, bytes, never, 'decodeFlowValue');
+        assert.ok(o.ok);
+        assert.ok((o.value as ReturnType<typeof decodeFlowValue>).subs.every((s) => s.pos < MAX_SUBS));
+      },
+    ),
     { numRuns: 100 },
   );
 });

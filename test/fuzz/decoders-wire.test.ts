@@ -37,17 +37,35 @@ import { formatIpv6, ipv4ToInt, ipv6Bytes } from '../../src/wire/ip-address.js';
 import { WireError } from '../../src/wire/tpo/errors.js';
 import { Reader, Writer } from '../../src/wire/tpo/cursor.js';
 import { MESSAGE_FUNCTIONS, MESSAGE_PROTOCOLS, type MessageHeader } from '../../src/wire/tpo/message.js';
-import { decodeDriverBuffer, decodeMessages, encodeDriverBuffer, encodeMessages, CODECS, MAX_DRIVER_BUFFER, ROUTING_HEADER_LENGTH, type CarriedMessage } from '../../src/wire/tpo/driver-buffer.js';
+import {
+  decodeDriverBuffer,
+  decodeMessages,
+  encodeDriverBuffer,
+  encodeMessages,
+  CODECS,
+  MAX_DRIVER_BUFFER,
+  ROUTING_HEADER_LENGTH,
+  type CarriedMessage,
+} from '../../src/wire/tpo/driver-buffer.js';
 import { decodeDataMoverField, encodeDataMoverField, dataMoverFieldLength, type DataMoverField } from '../../src/wire/tpo/data-mover.js';
-import { compress, openDriverBuffer } from '../../src/tpo/packet-driver.js';
-import { decodeInitiate, decodeRespond, encodeInitiate, encodeRespond, peekKeyId, InitiationGuard, INITIATE_LENGTH, MAX_CLOCK_SKEW_MS } from '../../src/tpo/handshake.js';
-import { openDatagram, sealDatagram, TAG_LENGTH } from '../../src/tpo/datagram-crypto.js';
-import { ReplayWindow } from '../../src/tpo/replay-window.js';
-import { Reassembler, segmentBuffer, type Segment } from '../../src/tpo/segments.js';
+import { compress, openDriverBuffer } from '../../src/tpo/protocol/packet-driver.js';
+import {
+  decodeInitiate,
+  decodeRespond,
+  encodeInitiate,
+  encodeRespond,
+  peekKeyId,
+  InitiationGuard,
+  INITIATE_LENGTH,
+  MAX_CLOCK_SKEW_MS,
+} from '../../src/tpo/protocol/handshake.js';
+import { openDatagram, sealDatagram, TAG_LENGTH } from '../../src/tpo/protocol/datagram-crypto.js';
+import { ReplayWindow } from '../../src/tpo/protocol/replay-window.js';
+import { Reassembler, segmentBuffer, type Segment } from '../../src/tpo/protocol/segments.js';
 import { TD_BUFFER_END, TD_BUFFER_START } from '../../src/wire/tpo/data-mover.js';
 import { FlowSequencer } from '../../src/tpo/gateway/flow-sequencer.js';
-import { PortDemux } from '../../src/tpo/gateway/port-demux.js';
-import { newPortStats, type DatagramPort, type DatagramSource } from '../../src/tpo/datagram-port.js';
+import { PortDemux } from '../../src/tpo/link/port-demux.js';
+import { newPortStats, type DatagramPort, type DatagramSource } from '../../src/tpo/io/port.js';
 import { TsContinuityChecker } from '../../src/media/ts-checker.js';
 import { SyntheticTsStream } from '../../src/media/ts-synth.js';
 import { anyInput, hostile, plain, sameInAnySurroundings, typedOnly } from './decoder-props.js';
@@ -79,7 +97,10 @@ test('TS packet: never throws, never points outside its 188 bytes, reads nothing
       const r = o.value as ReturnType<typeof decodeTsPacket>;
       if (!r.ok) return;
       assert.ok(offset + TS_PACKET_SIZE <= bytes.length);
-      assert.ok(r.payloadOffset >= offset + 4 && r.payloadOffset + r.payloadLength <= offset + TS_PACKET_SIZE, `payload ${r.payloadOffset}+${r.payloadLength} outside the packet at ${offset}`);
+      assert.ok(
+        r.payloadOffset >= offset + 4 && r.payloadOffset + r.payloadLength <= offset + TS_PACKET_SIZE,
+        `payload ${r.payloadOffset}+${r.payloadLength} outside the packet at ${offset}`,
+      );
       assert.ok(r.pid <= 0x1fff && r.continuityCounter <= 15);
       if (r.pcr !== undefined) assert.ok(r.pcr >= 0n && r.pcr < PCR_MODULUS, `PCR ${r.pcr} outside 0..${PCR_MODULUS - 1n}`);
     }),
@@ -127,14 +148,26 @@ test('TS datagram framing: the in-place check agrees with the view check and nev
 });
 
 const patSection = fc
-  .record({ transportStreamId: fc.nat(0xffff), version: fc.nat(31), programs: fc.array(fc.record({ programNumber: fc.nat(0xffff), pmtPid: fc.integer({ min: 0x10, max: 0x1ffe }) }), { maxLength: 40 }) })
+  .record({
+    transportStreamId: fc.nat(0xffff),
+    version: fc.nat(31),
+    programs: fc.array(fc.record({ programNumber: fc.nat(0xffff), pmtPid: fc.integer({ min: 0x10, max: 0x1ffe }) }), { maxLength: 40 }),
+  })
   .map((s) => encodePatSection(s));
 const pmtSection = fc
-  .record({ programNumber: fc.nat(0xffff), pcrPid: fc.integer({ min: 0x10, max: 0x1fff }), version: fc.nat(31), streams: fc.array(fc.record({ streamType: fc.nat(255), elementaryPid: fc.integer({ min: 0x10, max: 0x1ffe }) }), { maxLength: 30 }) })
+  .record({
+    programNumber: fc.nat(0xffff),
+    pcrPid: fc.integer({ min: 0x10, max: 0x1fff }),
+    version: fc.nat(31),
+    streams: fc.array(fc.record({ streamType: fc.nat(255), elementaryPid: fc.integer({ min: 0x10, max: 0x1ffe }) }), { maxLength: 30 }),
+  })
   .map((s) => encodePmtSection(s));
 
 test('PAT/PMT sections: never throw, read nothing beyond the input, refuse every single-bit error and every truncation (property)', () => {
-  for (const [name, valid, decode] of [['PAT', patSection, decodePatSection], ['PMT', pmtSection, decodePmtSection]] as const) {
+  for (const [name, valid, decode] of [
+    ['PAT', patSection, decodePatSection],
+    ['PMT', pmtSection, decodePmtSection],
+  ] as const) {
     fc.assert(
       fc.property(anyInput(valid, 400), (bytes) => {
         const o = sameInAnySurroundings((b) => decode(b), bytes, never, `decode${name}Section`);
@@ -176,7 +209,10 @@ test('TS continuity checker: any datagrams, never throws, counts every one (prop
       for (const d of datagrams) c.push(d);
       const s = c.stats();
       assert.equal(s.datagrams, datagrams.length);
-      assert.equal(s.packets, datagrams.reduce((n, d) => n + Math.floor(d.length / TS_PACKET_SIZE), 0));
+      assert.equal(
+        s.packets,
+        datagrams.reduce((n, d) => n + Math.floor(d.length / TS_PACKET_SIZE), 0),
+      );
     }),
     { numRuns: 200 },
   );
@@ -191,16 +227,26 @@ const addressText = fc.oneof(
   ipv4Text,
   ipv6Raw.map(formatIpv6),
   fc.string({ maxLength: 60 }),
-  fc.tuple(fc.oneof(ipv4Text, ipv6Raw.map(formatIpv6)), fc.string({ maxLength: 6 }), fc.nat(40)).map(([a, s, at]) => a.slice(0, at % (a.length + 1)) + s + a.slice(at % (a.length + 1))),
+  fc
+    .tuple(fc.oneof(ipv4Text, ipv6Raw.map(formatIpv6)), fc.string({ maxLength: 6 }), fc.nat(40))
+    .map(([a, s, at]) => a.slice(0, at % (a.length + 1)) + s + a.slice(at % (a.length + 1))),
   ipv6Raw.map((b) => `${formatIpv6(b)}%eth0`),
 );
 
 test('IP address text: a number/16 bytes or a TypeError; bytes → text → bytes is the identity (property)', () => {
   fc.assert(
     fc.property(addressText, (text) => {
-      const v4 = typedOnly(() => ipv4ToInt(text), (e) => e instanceof TypeError, 'ipv4ToInt');
+      const v4 = typedOnly(
+        () => ipv4ToInt(text),
+        (e) => e instanceof TypeError,
+        'ipv4ToInt',
+      );
       if (v4.ok) assert.ok(Number.isInteger(v4.value) && (v4.value as number) >= 0 && (v4.value as number) <= 0xffffffff);
-      const v6 = typedOnly(() => ipv6Bytes(text), (e) => e instanceof TypeError, 'ipv6Bytes');
+      const v6 = typedOnly(
+        () => ipv6Bytes(text),
+        (e) => e instanceof TypeError,
+        'ipv6Bytes',
+      );
       if (v6.ok) assert.equal((v6.value as Uint8Array).length, 16);
     }),
     { numRuns: 2000 },
@@ -210,7 +256,10 @@ test('IP address text: a number/16 bytes or a TypeError; bytes → text → byte
     { numRuns: 500 },
   );
   fc.assert(
-    fc.property(fc.uint8Array({ maxLength: 40 }).filter((b) => b.length !== 16), (b) => void typedOnly(() => assert.throws(() => formatIpv6(b), TypeError), never)),
+    fc.property(
+      fc.uint8Array({ maxLength: 40 }).filter((b) => b.length !== 16),
+      (b) => void typedOnly(() => assert.throws(() => formatIpv6(b), TypeError), never),
+    ),
     { numRuns: 50 },
   );
 });
@@ -241,10 +290,22 @@ const rawMessages = messageList.map((ms) => ({ ms, raw: encodeMessages(ms) }));
 
 test('messages: typed errors only, nothing read beyond the input, data inside it; what decodes re-encodes to the same bytes (property)', () => {
   fc.assert(
-    fc.property(anyInput(rawMessages.map((x) => x.raw), 600), fc.nat(8), (bytes, count) => {
-      const o = sameInAnySurroundings((b) => decodeMessages(b, count), bytes, isWire, 'decodeMessages');
-      if (o.ok) assert.deepEqual([...encodeMessages(o.value as CarriedMessage[])], [...bytes], 'accepted bytes that do not re-encode the same: two encodings of one message');
-    }),
+    fc.property(
+      anyInput(
+        rawMessages.map((x) => x.raw),
+        600,
+      ),
+      fc.nat(8),
+      (bytes, count) => {
+        const o = sameInAnySurroundings((b) => decodeMessages(b, count), bytes, isWire, 'decodeMessages');
+        if (o.ok)
+          assert.deepEqual(
+            [...encodeMessages(o.value as CarriedMessage[])],
+            [...bytes],
+            'accepted bytes that do not re-encode the same: two encodings of one message',
+          );
+      },
+    ),
     { numRuns: 1500 },
   );
 });
@@ -268,9 +329,14 @@ test('messages: a lying dataLength or header length is refused (property)', () =
   );
 });
 
-const driverBuffer = fc.tuple(rawMessages, fc.nat(255), fc.constantFrom(...CODECS)).map(([{ ms, raw }, domain, codec]) =>
-  encodeDriverBuffer({ function: 'messages', codec: codec === 'none' ? 'none' : codec, domain, count: ms.length, rawLength: raw.length }, codec === 'none' ? raw : compress(codec, raw)),
-);
+const driverBuffer = fc
+  .tuple(rawMessages, fc.nat(255), fc.constantFrom(...CODECS))
+  .map(([{ ms, raw }, domain, codec]) =>
+    encodeDriverBuffer(
+      { function: 'messages', codec: codec === 'none' ? 'none' : codec, domain, count: ms.length, rawLength: raw.length },
+      codec === 'none' ? raw : compress(codec, raw),
+    ),
+  );
 
 test('driver buffer: typed errors only, nothing read beyond the input; a lying length, count or any changed byte is refused (property)', () => {
   fc.assert(
@@ -292,16 +358,26 @@ test('driver buffer: typed errors only, nothing read beyond the input; a lying l
 
 test('driver buffer: compressed payloads round-trip; a lying raw length, count or a bomb is refused within its declared size (property)', () => {
   fc.assert(
-    fc.property(rawMessages, fc.constantFrom('deflate' as const, 'brotli' as const), fc.integer({ min: -200, max: 200 }), fc.integer({ min: -2, max: 2 }), ({ ms, raw }, codec, dRaw, dCount) => {
-      const payload = compress(codec, raw);
-      const good = openDriverBuffer(encodeDriverBuffer({ function: 'messages', codec, domain: 3, count: ms.length, rawLength: raw.length }, payload));
-      assert.deepEqual(plain(good.messages), plain(ms));
-      const rawLength = raw.length + dRaw;
-      const count = ms.length + dCount;
-      if ((dRaw || dCount) && rawLength >= 0 && count >= 0) {
-        assert.throws(() => openDriverBuffer(encodeDriverBuffer({ function: 'messages', codec, domain: 3, count, rawLength }, payload)), isWire, `rawLength ${rawLength} (really ${raw.length}), count ${count} (really ${ms.length}) accepted`);
-      }
-    }),
+    fc.property(
+      rawMessages,
+      fc.constantFrom('deflate' as const, 'brotli' as const),
+      fc.integer({ min: -200, max: 200 }),
+      fc.integer({ min: -2, max: 2 }),
+      ({ ms, raw }, codec, dRaw, dCount) => {
+        const payload = compress(codec, raw);
+        const good = openDriverBuffer(encodeDriverBuffer({ function: 'messages', codec, domain: 3, count: ms.length, rawLength: raw.length }, payload));
+        assert.deepEqual(plain(good.messages), plain(ms));
+        const rawLength = raw.length + dRaw;
+        const count = ms.length + dCount;
+        if ((dRaw || dCount) && rawLength >= 0 && count >= 0) {
+          assert.throws(
+            () => openDriverBuffer(encodeDriverBuffer({ function: 'messages', codec, domain: 3, count, rawLength }, payload)),
+            isWire,
+            `rawLength ${rawLength} (really ${raw.length}), count ${count} (really ${ms.length}) accepted`,
+          );
+        }
+      },
+    ),
     { numRuns: 200 },
   );
   // 8 MiB of zeros in a few KiB: stopped at the declared length, never inflated whole.
@@ -310,11 +386,17 @@ test('driver buffer: compressed payloads round-trip; a lying raw length, count o
     const bomb = compress(codec, zeros);
     assert.ok(bomb.length < 64 * 1024);
     for (const rawLength of [0, 1000, MAX_DRIVER_BUFFER]) {
-      assert.throws(() => openDriverBuffer(encodeDriverBuffer({ function: 'messages', codec, domain: 0, count: 0, rawLength }, bomb)), (e: unknown) => isWire(e) && (e as WireError).reason === 'length');
+      assert.throws(
+        () => openDriverBuffer(encodeDriverBuffer({ function: 'messages', codec, domain: 0, count: 0, rawLength }, bomb)),
+        (e: unknown) => isWire(e) && (e as WireError).reason === 'length',
+      );
     }
   }
   // A control buffer is not for the far edge.
-  assert.throws(() => openDriverBuffer(encodeDriverBuffer({ function: 'control', codec: 'none', domain: 0, count: 0, rawLength: 0 }, new Uint8Array(0))), isWire);
+  assert.throws(
+    () => openDriverBuffer(encodeDriverBuffer({ function: 'control', codec: 'none', domain: 0, count: 0, rawLength: 0 }, new Uint8Array(0))),
+    isWire,
+  );
 });
 
 const u53 = fc.maxSafeNat();
@@ -329,7 +411,10 @@ const field: fc.Arbitrary<DataMoverField> = fc.record(
       deliveryRate: fc.nat(0xffffffff),
       cumulative: u53,
       bitmap: fc.uint8Array({ maxLength: 40 }),
-      ranges: fc.array(fc.tuple(u53, fc.integer({ min: 1, max: 0xffffffff })).map(([largest, length]) => ({ largest, length: Math.min(length, largest + 1) })), { maxLength: 6 }),
+      ranges: fc.array(
+        fc.tuple(u53, fc.integer({ min: 1, max: 0xffffffff })).map(([largest, length]) => ({ largest, length: Math.min(length, largest + 1) })),
+        { maxLength: 6 },
+      ),
     }),
   },
   { requiredKeys: ['connectionId', 'transport'] },
@@ -363,7 +448,11 @@ test('data mover field: a lying subfield length, bitmap length or range count is
       if (!f.ack) return;
       const ackAt = 28;
       const ackLen = v(d).getUint16(ackAt);
-      for (const [at, value, real] of [[ackAt, subLen, ackLen], [ackAt + 36, bitmapLen, f.ack.bitmap.length], [ackAt + 38, ranges, f.ack.ranges.length]] as const) {
+      for (const [at, value, real] of [
+        [ackAt, subLen, ackLen],
+        [ackAt + 36, bitmapLen, f.ack.bitmap.length],
+        [ackAt + 38, ranges, f.ack.ranges.length],
+      ] as const) {
         if (value === real) continue;
         const bad = Uint8Array.from(d);
         v(bad).setUint16(at, value);
@@ -395,14 +484,22 @@ test('cursor: reads stay inside their window and past-the-end reads are truncate
   // u64 beyond 2^53 is a value error, not a rounded number.
   const b = new Uint8Array(8);
   new Writer(b).u32(0x200000).u32(0);
-  assert.throws(() => new Reader(b, 't').u64('x'), (e: unknown) => isWire(e) && (e as WireError).reason === 'value');
+  assert.throws(
+    () => new Reader(b, 't').u64('x'),
+    (e: unknown) => isWire(e) && (e as WireError).reason === 'value',
+  );
 });
 
 // ---------------------------------------------------------------------------
 // Handshake
 
 const psk = randomBytes(32);
-const initiation = fc.record({ initiatorId: fc.nat(0xffffffff), keyId: fc.nat(0xffffffff), timestamp: fc.integer({ min: 0, max: 2 ** 45 }), nonce: fc.uint8Array({ minLength: 16, maxLength: 16 }) });
+const initiation = fc.record({
+  initiatorId: fc.nat(0xffffffff),
+  keyId: fc.nat(0xffffffff),
+  timestamp: fc.integer({ min: 0, max: 2 ** 45 }),
+  nonce: fc.uint8Array({ minLength: 16, maxLength: 16 }),
+});
 const initiateDatagram = initiation.map((i) => encodeInitiate(psk, i));
 
 test('handshake: peekKeyId and both decoders throw only WireErrors, read nothing beyond the input, and refuse every change (property)', () => {
@@ -438,25 +535,29 @@ test('handshake: peekKeyId and both decoders throw only WireErrors, read nothing
 
 test('handshake guard: an initiation is answered at most once, never when stale, never when older than one answered (property)', () => {
   fc.assert(
-    fc.property(fc.array(fc.nat(20_000), { minLength: 6, maxLength: 6 }), fc.array(fc.tuple(fc.nat(5), fc.integer({ min: -2 * MAX_CLOCK_SKEW_MS, max: 2 * MAX_CLOCK_SKEW_MS })), { maxLength: 30 }), (ages, events) => {
-      const g = new InitiationGuard();
-      const now = 1_000_000_000_000;
-      const inits = ages.map((age, k) => ({ initiatorId: k, keyId: 0, timestamp: now - age, nonce: new Uint8Array(16).fill(k) }));
-      const answered = new Set<number>();
-      let newest = -Infinity;
-      for (const [k, skew] of events) {
-        const datagram = encodeInitiate(psk, inits[k]!);
-        const i = decodeInitiate(psk, datagram);
-        const ok = g.accept(i, now + skew);
-        if (Math.abs(now + skew - i.timestamp) > MAX_CLOCK_SKEW_MS) assert.equal(ok, false, 'stale initiation answered');
-        if (ok) {
-          assert.ok(!answered.has(k), 'an initiation was answered twice');
-          assert.ok(i.timestamp > newest, 'an initiation older than one answered was answered');
-          answered.add(k);
-          newest = i.timestamp;
+    fc.property(
+      fc.array(fc.nat(20_000), { minLength: 6, maxLength: 6 }),
+      fc.array(fc.tuple(fc.nat(5), fc.integer({ min: -2 * MAX_CLOCK_SKEW_MS, max: 2 * MAX_CLOCK_SKEW_MS })), { maxLength: 30 }),
+      (ages, events) => {
+        const g = new InitiationGuard();
+        const now = 1_000_000_000_000;
+        const inits = ages.map((age, k) => ({ initiatorId: k, keyId: 0, timestamp: now - age, nonce: new Uint8Array(16).fill(k) }));
+        const answered = new Set<number>();
+        let newest = -Infinity;
+        for (const [k, skew] of events) {
+          const datagram = encodeInitiate(psk, inits[k]!);
+          const i = decodeInitiate(psk, datagram);
+          const ok = g.accept(i, now + skew);
+          if (Math.abs(now + skew - i.timestamp) > MAX_CLOCK_SKEW_MS) assert.equal(ok, false, 'stale initiation answered');
+          if (ok) {
+            assert.ok(!answered.has(k), 'an initiation was answered twice');
+            assert.ok(i.timestamp > newest, 'an initiation older than one answered was answered');
+            answered.add(k);
+            newest = i.timestamp;
+          }
         }
-      }
-    }),
+      },
+    ),
     { numRuns: 300 },
   );
   assert.equal(INITIATE_LENGTH, 1200);
@@ -468,30 +569,46 @@ test('handshake guard: an initiation is answered at most once, never when stale,
 test('datagram authentication: any change, truncation or wrong field length fails closed, never throws (property)', () => {
   const key = randomBytes(32);
   fc.assert(
-    fc.property(field, fc.uint8Array({ maxLength: 200 }), fc.nat(300), fc.array(fc.nat(), { minLength: 1, maxLength: 3 }), (f, segment, fieldLenGuess, flips) => {
-      const fieldBytes = encodeDataMoverField(f);
-      const physical = f.transport.physical;
-      const d = sealDatagram(key, physical, fieldBytes, segment);
-      const opened = openDatagram(key, physical, d, fieldBytes.length);
-      assert.ok(opened);
-      assert.deepEqual([...opened], [...segment]);
-      const bad = Uint8Array.from(d);
-      for (const bit of flips) bad[(bit % (bad.length * 8)) >> 3]! ^= 1 << (bit & 7);
-      const changed = bad.some((x, i) => x !== d[i]);
-      const o = typedOnly(() => openDatagram(key, physical, bad, fieldBytes.length), never, 'openDatagram');
-      if (changed) assert.equal((o as { value: unknown }).value, undefined, 'a changed datagram authenticated');
-      const t = typedOnly(() => openDatagram(key, physical, d.subarray(0, d.length - 1 - (fieldLenGuess % d.length)), fieldBytes.length), never, 'openDatagram');
-      assert.equal((t as { value: unknown }).value, undefined);
-      const w = typedOnly(() => openDatagram(key, physical, d, fieldLenGuess), never, 'openDatagram');
-      if (fieldLenGuess !== fieldBytes.length) assert.equal((w as { value: unknown }).value, undefined, 'authenticated with another field length');
-      assert.ok(d.length === fieldBytes.length + segment.length + TAG_LENGTH);
-    }),
+    fc.property(
+      field,
+      fc.uint8Array({ maxLength: 200 }),
+      fc.nat(300),
+      fc.array(fc.nat(), { minLength: 1, maxLength: 3 }),
+      (f, segment, fieldLenGuess, flips) => {
+        const fieldBytes = encodeDataMoverField(f);
+        const physical = f.transport.physical;
+        const d = sealDatagram(key, physical, fieldBytes, segment);
+        const opened = openDatagram(key, physical, d, fieldBytes.length);
+        assert.ok(opened);
+        assert.deepEqual([...opened], [...segment]);
+        const bad = Uint8Array.from(d);
+        for (const bit of flips) bad[(bit % (bad.length * 8)) >> 3]! ^= 1 << (bit & 7);
+        const changed = bad.some((x, i) => x !== d[i]);
+        const o = typedOnly(() => openDatagram(key, physical, bad, fieldBytes.length), never, 'openDatagram');
+        if (changed) assert.equal((o as { value: unknown }).value, undefined, 'a changed datagram authenticated');
+        const t = typedOnly(
+          () => openDatagram(key, physical, d.subarray(0, d.length - 1 - (fieldLenGuess % d.length)), fieldBytes.length),
+          never,
+          'openDatagram',
+        );
+        assert.equal((t as { value: unknown }).value, undefined);
+        const w = typedOnly(() => openDatagram(key, physical, d, fieldLenGuess), never, 'openDatagram');
+        if (fieldLenGuess !== fieldBytes.length) assert.equal((w as { value: unknown }).value, undefined, 'authenticated with another field length');
+        assert.ok(d.length === fieldBytes.length + segment.length + TAG_LENGTH);
+      },
+    ),
     { numRuns: 300 },
   );
 });
 
 test('replay window: any numbers (negative, fractional, huge) never throw, and none is accepted twice (property)', () => {
-  const num = fc.oneof(fc.nat(100_000), fc.maxSafeNat(), fc.integer({ min: -5, max: -1 }), fc.double(), fc.constantFrom(Number.NaN, Infinity, 2 ** 53, 2 ** 64));
+  const num = fc.oneof(
+    fc.nat(100_000),
+    fc.maxSafeNat(),
+    fc.integer({ min: -5, max: -1 }),
+    fc.double(),
+    fc.constantFrom(Number.NaN, Infinity, 2 ** 53, 2 ** 64),
+  );
   fc.assert(
     fc.property(fc.array(num, { maxLength: 200 }), (ns) => {
       const w = new ReplayWindow(64);
@@ -525,7 +642,11 @@ function taggedSegment(logical: number, flags: number, len: number): Segment {
 }
 
 test('reassembly: hostile segment streams never throw; every buffer is a start..end run of segments as first received; held is bounded (property)', () => {
-  const seg = fc.record({ d: fc.integer({ min: -4, max: 80 }), flags: fc.oneof(fc.constantFrom(0, TD_BUFFER_START, TD_BUFFER_END, TD_BUFFER_START | TD_BUFFER_END), fc.nat(255)), len: fc.nat(40) });
+  const seg = fc.record({
+    d: fc.integer({ min: -4, max: 80 }),
+    flags: fc.oneof(fc.constantFrom(0, TD_BUFFER_START, TD_BUFFER_END, TD_BUFFER_START | TD_BUFFER_END), fc.nat(255)),
+    len: fc.nat(40),
+  });
   fc.assert(
     fc.property(fc.array(seg, { maxLength: 300 }), fc.boolean(), (segs, ordered) => {
       const max = 32;
@@ -550,7 +671,7 @@ test('reassembly: hostile segment streams never throw; every buffer is a start..
           // Parse the buffer back into its segments.
           const parts: number[] = [];
           const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-          for (let at = 0; at < buf.length; ) {
+          for (let at = 0; at < buf.length;) {
             assert.ok(at + 8 <= buf.length, 'a delivered buffer ends inside a segment');
             const n = v.getUint32(at);
             const len = v.getUint32(at + 4);
@@ -560,10 +681,16 @@ test('reassembly: hostile segment streams never throw; every buffer is a start..
             parts.push(n);
             at += len;
           }
-          assert.ok(parts.every((n, i) => i === 0 || n === parts[i - 1]! + 1), `buffer from non-consecutive segments ${parts.join(',')}`);
+          assert.ok(
+            parts.every((n, i) => i === 0 || n === parts[i - 1]! + 1),
+            `buffer from non-consecutive segments ${parts.join(',')}`,
+          );
           assert.ok(first.get(parts[0]!)!.flags & TD_BUFFER_START, 'a buffer that does not begin with a start segment');
           assert.ok(first.get(parts.at(-1)!)!.flags & TD_BUFFER_END, 'a buffer that does not end with an end segment');
-          assert.ok(parts.slice(1).every((n) => !(first.get(n)!.flags & TD_BUFFER_START)), 'a start segment inside a buffer');
+          assert.ok(
+            parts.slice(1).every((n) => !(first.get(n)!.flags & TD_BUFFER_START)),
+            'a start segment inside a buffer',
+          );
         }
       }
     }),
@@ -577,53 +704,72 @@ test('reassembly, unordered: a start, then a whole buffer handed out early, then
   const r = new Reassembler(32, false);
   const seg = (logical: number, flags: number) => ({ logical, flags, bytes: Uint8Array.of(logical) });
   const out = [...r.push(seg(2, TD_BUFFER_END)), ...r.push(seg(1, TD_BUFFER_START | TD_BUFFER_END)), ...r.push(seg(0, TD_BUFFER_START))];
-  assert.deepEqual(out.map((b) => [...b]).filter((b) => b.length > 1), [], `spliced buffer(s) handed out: ${JSON.stringify(out.map((b) => [...b]))}`);
+  assert.deepEqual(
+    out.map((b) => [...b]).filter((b) => b.length > 1),
+    [],
+    `spliced buffer(s) handed out: ${JSON.stringify(out.map((b) => [...b]))}`,
+  );
   assert.ok(r.malformed > 0, 'a start followed by another start (segment 1) is malformed and must be counted');
 });
 
 test('reassembly: segmenting and reassembling any buffers is the identity (property)', () => {
   fc.assert(
-    fc.property(fc.array(fc.uint8Array({ minLength: 1, maxLength: 3000 }), { minLength: 1, maxLength: 8 }), fc.integer({ min: 1, max: 1400 }), fc.boolean(), (buffers, size, ordered) => {
-      const r = new Reassembler(16_384, ordered);
-      let n = 0;
-      const out: Uint8Array[] = [];
-      for (const b of buffers) {
-        const segs = segmentBuffer(b, size, n);
-        n += segs.length;
-        for (const s of segs) out.push(...r.push(s));
-      }
-      assert.deepEqual(out.map((b) => [...b]), buffers.map((b) => [...b]));
-    }),
+    fc.property(
+      fc.array(fc.uint8Array({ minLength: 1, maxLength: 3000 }), { minLength: 1, maxLength: 8 }),
+      fc.integer({ min: 1, max: 1400 }),
+      fc.boolean(),
+      (buffers, size, ordered) => {
+        const r = new Reassembler(16_384, ordered);
+        let n = 0;
+        const out: Uint8Array[] = [];
+        for (const b of buffers) {
+          const segs = segmentBuffer(b, size, n);
+          n += segs.length;
+          for (const s of segs) out.push(...r.push(s));
+        }
+        assert.deepEqual(
+          out.map((b) => [...b]),
+          buffers.map((b) => [...b]),
+        );
+      },
+    ),
     { numRuns: 100 },
   );
 });
 
-test(
-  'reassembly: a buffer that never ends does not grow past the largest driver buffer (a peer cannot make it hold more)',
-  () => {
-    for (const ordered of [true, false]) {
-      const r = new Reassembler(16_384, ordered);
-      const seg = new Uint8Array(1200);
-      let n = 0;
-      const delivered: number[] = [];
-      // 2 MiB of segments after one start, then an end: more than any driver buffer can be.
-      r.push({ logical: n++, flags: TD_BUFFER_START, bytes: seg });
-      while (n * seg.length < 2 * MAX_DRIVER_BUFFER) for (const b of r.push({ logical: n++, flags: 0, bytes: seg })) delivered.push(b.length);
-      for (const b of r.push({ logical: n++, flags: TD_BUFFER_END, bytes: seg })) delivered.push(b.length);
-      assert.ok(delivered.every((len) => len <= ROUTING_HEADER_LENGTH + MAX_DRIVER_BUFFER), `delivered a buffer of ${Math.max(...delivered)} bytes`);
-      assert.ok(r.malformed + r.refused > 0, 'the oversized buffer was not counted');
-      // And the next buffer is delivered normally.
-      const next = r.push({ logical: n++, flags: TD_BUFFER_START | TD_BUFFER_END, bytes: Uint8Array.of(1, 2, 3) });
-      assert.deepEqual(next.map((b) => [...b]), [[1, 2, 3]]);
-    }
-  },
-);
+test('reassembly: a buffer that never ends does not grow past the largest driver buffer (a peer cannot make it hold more)', () => {
+  for (const ordered of [true, false]) {
+    const r = new Reassembler(16_384, ordered);
+    const seg = new Uint8Array(1200);
+    let n = 0;
+    const delivered: number[] = [];
+    // 2 MiB of segments after one start, then an end: more than any driver buffer can be.
+    r.push({ logical: n++, flags: TD_BUFFER_START, bytes: seg });
+    while (n * seg.length < 2 * MAX_DRIVER_BUFFER) for (const b of r.push({ logical: n++, flags: 0, bytes: seg })) delivered.push(b.length);
+    for (const b of r.push({ logical: n++, flags: TD_BUFFER_END, bytes: seg })) delivered.push(b.length);
+    assert.ok(
+      delivered.every((len) => len <= ROUTING_HEADER_LENGTH + MAX_DRIVER_BUFFER),
+      `delivered a buffer of ${Math.max(...delivered)} bytes`,
+    );
+    assert.ok(r.malformed + r.refused > 0, 'the oversized buffer was not counted');
+    // And the next buffer is delivered normally.
+    const next = r.push({ logical: n++, flags: TD_BUFFER_START | TD_BUFFER_END, bytes: Uint8Array.of(1, 2, 3) });
+    assert.deepEqual(
+      next.map((b) => [...b]),
+      [[1, 2, 3]],
+    );
+  }
+});
 
 // ---------------------------------------------------------------------------
 // Flow sequencer and port demux (the gateway's first steps with a peer's data)
 
 test('flow sequencer: any messages never throw; each flow gets its messages once, in sequence order; held is bounded (property)', () => {
-  const msg = fc.record({ key: fc.constantFrom('a', 'b', 'c'), fn: fc.constantFrom('data', 'data', 'data', 'open', 'close', 'reset', 'window'), seq: fc.oneof(fc.nat(40), fc.nat(0xffffffff), fc.constantFrom(0xffffffff, 0xfffffffe)) });
+  const msg = fc.record({
+    key: fc.constantFrom('a', 'b', 'c'),
+    fn: fc.constantFrom('data', 'data', 'data', 'open', 'close', 'reset', 'window'),
+    seq: fc.oneof(fc.nat(40), fc.nat(0xffffffff), fc.constantFrom(0xffffffff, 0xfffffffe)),
+  });
   fc.assert(
     fc.property(fc.array(msg, { maxLength: 300 }), (ms) => {
       const got = new Map<string, number[]>();
@@ -646,7 +792,7 @@ test('flow sequencer: any messages never throw; each flow gets its messages once
       for (const m of ms) typedOnly(() => s.push(m.key, { function: m.fn, sequence: m.seq }, { seq: m.seq, fn: m.fn }), never, 'FlowSequencer.push');
       for (const [key, seqs] of got) {
         // Restarts at 0 are new flows; within one, each number is the previous + 1.
-        for (let i = 1; i < seqs.length; i++) assert.ok(seqs[i] === ((seqs[i - 1]! + 1) >>> 0) || seqs[i] === 0, `flow ${key}: ${seqs[i - 1]} then ${seqs[i]}`);
+        for (let i = 1; i < seqs.length; i++) assert.ok(seqs[i] === (seqs[i - 1]! + 1) >>> 0 || seqs[i] === 0, `flow ${key}: ${seqs[i - 1]} then ${seqs[i]}`);
       }
       void overflows;
     }),

@@ -1,7 +1,7 @@
 /** The relay socket fuzz on the kernel tier, inside a network namespace created for it (root only). */
 import { test } from 'node:test';
-import { rootSkipReason } from '../helpers/netns.js';
-import { runTestFileInNamespace } from '../helpers/in-namespace.js';
+import { rootSkipReason } from '../../harness/netns/netns.js';
+import { runTestFileInNamespace } from '../../harness/netns/in-namespace.js';
 import { probeKernelTier } from '../../src/dataplane/kernel/kernel-plane.js';
 
 const root = rootSkipReason();

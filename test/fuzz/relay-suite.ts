@@ -25,8 +25,8 @@ import { createHash } from 'node:crypto';
 import dgram from 'node:dgram';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Sluice, type TierName, type Flow } from '../../src/index.js';
-import { openReceiver, type Receiver } from '../helpers/udp.js';
-import { Prng, hostileDatagrams, openSources, sendBounded, udpDrops, type Hostile } from '../helpers/fuzz.js';
+import { openReceiver, type Receiver } from '../../harness/traffic/udp.js';
+import { Prng, hostileDatagrams, openSources, sendBounded, udpDrops, type Hostile } from '../../harness/traffic/fuzz.js';
 
 export interface RelayFuzzTarget {
   tier: TierName;
@@ -115,8 +115,20 @@ export function defineRelayFuzzSuite(target: RelayFuzzTarget): void {
       const subA = await openReceiver('127.0.0.1');
       const subB = await openReceiver('127.0.0.1');
       const subC = await openReceiver('::1');
-      closers.push(() => subA.close(), () => subB.close(), () => subC.close());
-      const m: Flow = await s.apply({ name: 'fuzz-ts', type: 'replicate', listen: 'udp://127.0.0.1:0', to: [subA.url, subB.url], allow: '127.0.0.1/32', payload: 'mpegts', maxDatagramSize: MAX_M });
+      closers.push(
+        () => subA.close(),
+        () => subB.close(),
+        () => subC.close(),
+      );
+      const m: Flow = await s.apply({
+        name: 'fuzz-ts',
+        type: 'replicate',
+        listen: 'udp://127.0.0.1:0',
+        to: [subA.url, subB.url],
+        allow: '127.0.0.1/32',
+        payload: 'mpegts',
+        maxDatagramSize: MAX_M,
+      });
       const a: Flow = await s.apply({ name: 'fuzz-any', type: 'redirect', listen: 'udp://[::1]:0', to: subC.url, allow: '::1/128', maxDatagramSize: MAX_A });
       const toM = { address: '127.0.0.1', port: m.listen.port };
       const toA = { address: '::1', port: a.listen.port };
@@ -154,7 +166,10 @@ export function defineRelayFuzzSuite(target: RelayFuzzTarget): void {
         sendBounded(fuzzM, toM, hostileDatagrams(seed, 4000, { corpus: corpusM, prefixes, maxSize: 16_384 }), { ...limits, maxCount: 4000 }),
         sendBounded(fuzzA, toA, hostileDatagrams(seed + 1, 4000, { corpus: corpusA, prefixes, maxSize: 16_384 }), { ...limits, maxCount: 4000 }),
         sendBounded(strangerM, toM, hostileDatagrams(seed + 2, 1500, { corpus: corpusM, maxSize: 16_384 }), { ...limits, maxCount: 1500 }),
-        sendBounded(flood.sockets, toM, hostileDatagrams(seed + 3, 256, { corpus: corpusM, kinds: ['replayed', 'bitflip', 'random'] }), { ...limits, maxCount: 256 }),
+        sendBounded(flood.sockets, toM, hostileDatagrams(seed + 3, 256, { corpus: corpusM, kinds: ['replayed', 'bitflip', 'random'] }), {
+          ...limits,
+          maxCount: 256,
+        }),
       ]);
       assert.equal(okM.refused + okA.refused, 0, 'the local stack refused a fuzz datagram (the test cannot account for it)');
 
@@ -190,7 +205,9 @@ export function defineRelayFuzzSuite(target: RelayFuzzTarget): void {
       const stM = m.stats();
       const stA = a.stats();
       const where = `seed ${seed}, ${target.tier} tier; kernel dropped ${kernelDrops} at the listen sockets`;
-      t.diagnostic(`kernel drops at the listen sockets ${kernelDrops}; ts flow: in ${stM.packetsIn}, out ${stM.packetsOut}, drops ${JSON.stringify(stM.drops)}; any flow: in ${stA.packetsIn}, out ${stA.packetsOut}, drops ${JSON.stringify(stA.drops)}; fuzz kinds ${JSON.stringify(okM.byKind)}`);
+      t.diagnostic(
+        `kernel drops at the listen sockets ${kernelDrops}; ts flow: in ${stM.packetsIn}, out ${stM.packetsOut}, drops ${JSON.stringify(stM.drops)}; any flow: in ${stA.packetsIn}, out ${stA.packetsOut}, drops ${JSON.stringify(stA.drops)}; fuzz kinds ${JSON.stringify(okM.byKind)}`,
+      );
 
       // Every datagram that reached the relay is counted in, and either relayed or dropped for its reason.
       const accounted = (st: typeof stM, expected: number, what: string) => {
@@ -200,14 +217,25 @@ export function defineRelayFuzzSuite(target: RelayFuzzTarget): void {
       accounted(stM, inM, 'ts flow');
       accounted(stA, inA, 'any flow');
       // Every drop reason the tier reports is expected to be 0 but these.
-      const only = (drops: Record<string, number>, nonZero: Record<string, number>) => ({ ...Object.fromEntries(Object.keys(drops).map((k) => [k, 0])), ...nonZero });
+      const only = (drops: Record<string, number>, nonZero: Record<string, number>) => ({
+        ...Object.fromEntries(Object.keys(drops).map((k) => [k, 0])),
+        ...nonZero,
+      });
       if (kernelDrops === 0) {
-        assert.deepEqual(stM.drops, only(stM.drops, { sourceNotAllowed: strangers, malformed: eM.malformed, tooLarge: eM.tooLarge }), `ts flow drops (${where})`);
+        assert.deepEqual(
+          stM.drops,
+          only(stM.drops, { sourceNotAllowed: strangers, malformed: eM.malformed, tooLarge: eM.tooLarge }),
+          `ts flow drops (${where})`,
+        );
         assert.deepEqual(stA.drops, only(stA.drops, { tooLarge: eA.tooLarge }), `any flow drops (${where})`);
         assert.equal(stM.packetsOut, 2 * eM.relayed.length, `ts flow packetsOut (${where})`);
         assert.equal(stA.packetsOut, eA.relayed.length, `any flow packetsOut (${where})`);
       }
-      assert.equal(stM.packetsIn, stM.drops.sourceNotAllowed + stM.drops.malformed + stM.drops.tooLarge + stM.packetsOut / 2, `ts flow: in = dropped + relayed (${where})`);
+      assert.equal(
+        stM.packetsIn,
+        stM.drops.sourceNotAllowed + stM.drops.malformed + stM.drops.tooLarge + stM.packetsOut / 2,
+        `ts flow: in = dropped + relayed (${where})`,
+      );
       assert.equal(stA.packetsIn, stA.drops.tooLarge + stA.packetsOut, `any flow: in = dropped + relayed (${where})`);
       for (const d of [...stM.destinations, ...stA.destinations]) assert.deepEqual(d.drops, only(d.drops, {}), `${d.to} (${where})`);
 
@@ -229,7 +257,10 @@ export function defineRelayFuzzSuite(target: RelayFuzzTarget): void {
           }
         }
         if (kernelDrops === 0 && lost === 0) assert.equal(order.length, N, `${name}: ${N - order.length} real datagram(s) lost (${where})`);
-        assert.ok(order.every((x, i) => i === 0 || x > order[i - 1]!), `${name}: real datagrams out of order (${where})`);
+        assert.ok(
+          order.every((x, i) => i === 0 || x > order[i - 1]!),
+          `${name}: real datagrams out of order (${where})`,
+        );
       };
       check(subA, eM.relayed, 'subscriber A');
       check(subB, eM.relayed, 'subscriber B');
@@ -250,7 +281,10 @@ export function defineRelayFuzzSuite(target: RelayFuzzTarget): void {
       const gen = function* (): Generator<Hostile> {
         for (let i = 0; i < 2048; i++) {
           const k = rng.int(3);
-          yield { kind: k === 0 ? 'empty' : k === 1 ? 'random' : 'oversized', data: k === 0 ? new Uint8Array(0) : k === 1 ? rng.bytes(1 + rng.int(8)) : rng.bytes(65_507) };
+          yield {
+            kind: k === 0 ? 'empty' : k === 1 ? 'random' : 'oversized',
+            data: k === 0 ? new Uint8Array(0) : k === 1 ? rng.bytes(1 + rng.int(8)) : rng.bytes(65_507),
+          };
         }
       };
       const before = udpDrops(to.port);
@@ -278,7 +312,10 @@ export function defineRelayFuzzSuite(target: RelayFuzzTarget): void {
       await sendBounded(real, to, payloads, { maxCount: 100, maxMs: 10_000 });
       await sub.waitFor(n0 + 100, 10_000);
       const tail = sub.received.slice(n0).map((x) => key(x.data));
-      assert.deepEqual(tail.filter((k) => payloads.some((p) => key(p) === k)), payloads.map(key));
+      assert.deepEqual(
+        tail.filter((k) => payloads.some((p) => key(p) === k)),
+        payloads.map(key),
+      );
       await f.remove();
     });
   });

@@ -31,11 +31,22 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
-import { startCli } from '../helpers/cli.js';
+import { startCli } from '../../harness/process/cli.js';
 import { freeTcpPort, freeUdpPort } from '../tpo/gateway-helpers.js';
-import { fetchStatus } from '../../src/tpo/gateway/control.js';
+import { fetchStatus } from '../../src/server/control-socket.js';
 import type { GatewayStatus } from '../../src/tpo/gateway/gateway.js';
-import { Prng, hostileDatagrams, httpHostile, openSources, sendBounded, startCaptureProxy, tcpHostile, udpDrops, type CaptureProxy, type Hostile } from '../helpers/fuzz.js';
+import {
+  Prng,
+  hostileDatagrams,
+  httpHostile,
+  openSources,
+  sendBounded,
+  startCaptureProxy,
+  tcpHostile,
+  udpDrops,
+  type CaptureProxy,
+  type Hostile,
+} from '../../harness/traffic/fuzz.js';
 import { probeBatchedIo } from '../../src/sys/probe.js';
 
 const SEED = Number(process.env.SLUICE_FUZZ_SEED ?? 16_016);
@@ -57,7 +68,9 @@ function spawnGateway(config: object, path: string, control: string, port: numbe
   let err = '';
   child.stderr.on('data', (d) => (err += d));
   child.stdout.resume();
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
   const gw: Gw = { child, stderr: () => err, exited, control, port, status: async () => (await fetchStatus(control)) as GatewayStatus };
   return new Promise((resolve, reject) => {
     const deadline = setTimeout(() => reject(new Error(`gateway did not start: ${err}`)), 30_000);
@@ -197,7 +210,13 @@ for (const { io, skip } of ios) {
       listenUdp = await freeUdpPort();
       proxy = await startCaptureProxy({ address: '127.0.0.1', port: portB }, { max: 20_000 });
       b = await spawnGateway(
-        { name: 'fb', listen: `127.0.0.1:${portB}`, peers: [{ name: 'fa', key, keyId: 1, initialRate: '200M' }], deliver: { allow: ['127.0.0.0/8'] }, control: join(dir, 'fb.sock') },
+        {
+          name: 'fb',
+          listen: `127.0.0.1:${portB}`,
+          peers: [{ name: 'fa', key, keyId: 1, initialRate: '200M' }],
+          deliver: { allow: ['127.0.0.0/8'] },
+          control: join(dir, 'fb.sock'),
+        },
         join(dir, 'fb.json'),
         join(dir, 'fb.sock'),
         portB,
@@ -211,7 +230,13 @@ for (const { io, skip } of ios) {
           peers: [{ name: 'fb', address: `127.0.0.1:${proxy.port}`, key, keyId: 1, initialRate: '200M' }],
           table: [
             { name: 'tcp', protocol: 'tcp', listen: `127.0.0.1:${listenTcp}`, target: `127.0.0.1:${sinkTcp.port}`, src: '127.0.0.1/32' },
-            { name: 'udp', protocol: 'udp', listen: `127.0.0.1:${listenUdp}`, target: `127.0.0.1:${(sinkUdp.address() as net.AddressInfo).port}`, src: '127.0.0.1/32' },
+            {
+              name: 'udp',
+              protocol: 'udp',
+              listen: `127.0.0.1:${listenUdp}`,
+              target: `127.0.0.1:${(sinkUdp.address() as net.AddressInfo).port}`,
+              src: '127.0.0.1/32',
+            },
           ],
           control: join(dir, 'fa.sock'),
         },
@@ -236,132 +261,192 @@ for (const { io, skip } of ios) {
       rmSync(dir, { recursive: true, force: true });
     });
 
-    test('hostile datagrams, connections and requests at every socket while real traffic flows: nothing crashes, nothing is answered, every drop is counted, the real traffic is byte-exact', { timeout: 240_000 }, async (t) => {
-      // Warm-up so the capture holds handshake and transport datagrams both ways.
-      const t0 = performance.now();
-      const took: Record<string, number> = {};
-      const timed = <T,>(name: string, p: Promise<T>): Promise<T> => p.finally(() => (took[name] = Math.round(performance.now() - t0)));
-      const warmTcp = await timed('warm-up', tcpTransfer(listenTcp));
-      assert.equal(warmTcp.echoedSha, warmTcp.upSha);
-      const outCorpus = proxy.captured.filter((c) => c.dir === 'out').map((c) => c.data);
-      const backCorpus = proxy.captured.filter((c) => c.dir === 'back').map((c) => c.data);
-      assert.ok(outCorpus.length > 10 && backCorpus.length > 10, 'the capture holds traffic both ways');
-      const [sa0, sb0] = await Promise.all([a.status(), b.status()]);
-      const sinkPort = (sinkUdp.address() as net.AddressInfo).port;
-      const kd0 = { a: udpDrops(a.port), b: udpDrops(b.port), lu: udpDrops(listenUdp), sink: udpDrops(sinkPort) };
+    test(
+      'hostile datagrams, connections and requests at every socket while real traffic flows: nothing crashes, nothing is answered, every drop is counted, the real traffic is byte-exact',
+      { timeout: 240_000 },
+      async (t) => {
+        // Warm-up so the capture holds handshake and transport datagrams both ways.
+        const t0 = performance.now();
+        const took: Record<string, number> = {};
+        const timed = <T>(name: string, p: Promise<T>): Promise<T> => p.finally(() => (took[name] = Math.round(performance.now() - t0)));
+        const warmTcp = await timed('warm-up', tcpTransfer(listenTcp));
+        assert.equal(warmTcp.echoedSha, warmTcp.upSha);
+        const outCorpus = proxy.captured.filter((c) => c.dir === 'out').map((c) => c.data);
+        const backCorpus = proxy.captured.filter((c) => c.dir === 'back').map((c) => c.data);
+        assert.ok(outCorpus.length > 10 && backCorpus.length > 10, 'the capture holds traffic both ways');
+        const [sa0, sb0] = await Promise.all([a.status(), b.status()]);
+        const sinkPort = (sinkUdp.address() as net.AddressInfo).port;
+        const kd0 = { a: udpDrops(a.port), b: udpDrops(b.port), lu: udpDrops(listenUdp), sink: udpDrops(sinkPort) };
 
-      let answered = 0;
-      const onAnswer = () => answered++;
-      const fuzzB = await bound('127.0.0.1', onAnswer);
-      const fuzzA = await bound('127.0.0.1', onAnswer);
-      const stranger = await bound('127.0.0.2', onAnswer);
-      const udpClient = await bound('127.0.0.1');
-      const carried = await bound('127.0.0.1');
-      cleanups.push(...[fuzzB, fuzzA, stranger, udpClient, carried].map((s) => () => s.close()));
+        let answered = 0;
+        const onAnswer = () => answered++;
+        const fuzzB = await bound('127.0.0.1', onAnswer);
+        const fuzzA = await bound('127.0.0.1', onAnswer);
+        const stranger = await bound('127.0.0.2', onAnswer);
+        const udpClient = await bound('127.0.0.1');
+        const carried = await bound('127.0.0.1');
+        cleanups.push(...[fuzzB, fuzzA, stranger, udpClient, carried].map((s) => () => s.close()));
 
-      // Real UDP: 2,000 datagrams, each unique, paced.
-      const realUdp = Array.from({ length: 2000 }, (_, i) => {
-        const d = new Prng(0xd00d + i).bytes(900);
-        new DataView(d.buffer).setUint32(0, i);
-        return d;
-      });
-      const prefixes = [Uint8Array.of(1, 1, 0, 1), Uint8Array.of(1, 1, 0, 2), Uint8Array.of(1, 2, 0, 0), Uint8Array.of(1, 3, 0, 0), Uint8Array.of(1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1)];
-      const lim = { burst: 16, gapMs: 2, keep: true };
-      const rng = new Prng(SEED + 40);
-      const carriedFuzz = Array.from({ length: 300 }, () => rng.bytes(1 + rng.int(1400)));
-      const [tcp, realU, fb, fa, replayB, replayA, strangerU, carriedU, tcpOk, tcpRefused, httpA, httpB] = await Promise.all([
-        timed('tcp', tcpTransfer(listenTcp)),
-        timed('udp', sendBounded(udpClient, { address: '127.0.0.1', port: listenUdp }, realUdp, { maxCount: realUdp.length, maxMs: 60_000, burst: 8, gapMs: 4 })),
-        timed('fuzzB', sendBounded(fuzzB, { address: '127.0.0.1', port: b.port }, hostileDatagrams(SEED + 10, 3000, { corpus: outCorpus, prefixes, maxSize: 16_384 }), { ...lim, maxCount: 3000, maxMs: 60_000 })),
-        timed('fuzzA', sendBounded(fuzzA, { address: '127.0.0.1', port: a.port }, hostileDatagrams(SEED + 11, 3000, { corpus: backCorpus, prefixes, maxSize: 16_384 }), { ...lim, maxCount: 3000, maxMs: 60_000 })),
-        timed('replayB', (async () => {
-          let n = 0;
-          for (const d of outCorpus.slice(0, 400)) {
-            await proxy.inject(d, { address: '127.0.0.1', port: b.port });
-            if (++n % 16 === 0) await sleep(2);
-          }
-          return n;
-        })()),
-        timed('replayA', (async () => {
-          let n = 0;
-          for (const d of backCorpus.slice(0, 400)) {
-            await proxy.inject(d, proxy.client!);
-            if (++n % 16 === 0) await sleep(2);
-          }
-          return n;
-        })()),
-        timed('strangerUdp', sendBounded(stranger, { address: '127.0.0.1', port: listenUdp }, hostileDatagrams(SEED + 12, 500, { maxRandom: 1400 }), { ...lim, maxCount: 500, maxMs: 60_000 })),
-        timed('carriedUdp', sendBounded(carried, { address: '127.0.0.1', port: listenUdp }, carriedFuzz, { ...lim, maxCount: carriedFuzz.length, maxMs: 60_000, gapMs: 5 })),
-        timed('tcpHostile', tcpHostile({ address: '127.0.0.1', port: listenTcp }, SEED + 13, { count: 40, maxMs: 60_000, parallel: 4 })),
-        timed('tcpRefused', tcpHostile({ address: '127.0.0.1', port: listenTcp, localAddress: '127.0.0.2' }, SEED + 14, { count: 20, maxMs: 60_000, parallel: 4, kinds: ['data-then-end', 'connect-only', 'burst'] })),
-        timed('httpA', httpHostile(a.control, SEED + 15, { count: 40, maxMs: 60_000, holdMs: 300 })),
-        timed('httpB', httpHostile(b.control, SEED + 16, { count: 40, maxMs: 60_000, holdMs: 300 })),
-      ]);
+        // Real UDP: 2,000 datagrams, each unique, paced.
+        const realUdp = Array.from({ length: 2000 }, (_, i) => {
+          const d = new Prng(0xd00d + i).bytes(900);
+          new DataView(d.buffer).setUint32(0, i);
+          return d;
+        });
+        const prefixes = [
+          Uint8Array.of(1, 1, 0, 1),
+          Uint8Array.of(1, 1, 0, 2),
+          Uint8Array.of(1, 2, 0, 0),
+          Uint8Array.of(1, 3, 0, 0),
+          Uint8Array.of(1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1),
+        ];
+        const lim = { burst: 16, gapMs: 2, keep: true };
+        const rng = new Prng(SEED + 40);
+        const carriedFuzz = Array.from({ length: 300 }, () => rng.bytes(1 + rng.int(1400)));
+        const [tcp, realU, fb, fa, replayB, replayA, strangerU, carriedU, tcpOk, tcpRefused, httpA, httpB] = await Promise.all([
+          timed('tcp', tcpTransfer(listenTcp)),
+          timed(
+            'udp',
+            sendBounded(udpClient, { address: '127.0.0.1', port: listenUdp }, realUdp, { maxCount: realUdp.length, maxMs: 60_000, burst: 8, gapMs: 4 }),
+          ),
+          timed(
+            'fuzzB',
+            sendBounded(fuzzB, { address: '127.0.0.1', port: b.port }, hostileDatagrams(SEED + 10, 3000, { corpus: outCorpus, prefixes, maxSize: 16_384 }), {
+              ...lim,
+              maxCount: 3000,
+              maxMs: 60_000,
+            }),
+          ),
+          timed(
+            'fuzzA',
+            sendBounded(fuzzA, { address: '127.0.0.1', port: a.port }, hostileDatagrams(SEED + 11, 3000, { corpus: backCorpus, prefixes, maxSize: 16_384 }), {
+              ...lim,
+              maxCount: 3000,
+              maxMs: 60_000,
+            }),
+          ),
+          timed(
+            'replayB',
+            (async () => {
+              let n = 0;
+              for (const d of outCorpus.slice(0, 400)) {
+                await proxy.inject(d, { address: '127.0.0.1', port: b.port });
+                if (++n % 16 === 0) await sleep(2);
+              }
+              return n;
+            })(),
+          ),
+          timed(
+            'replayA',
+            (async () => {
+              let n = 0;
+              for (const d of backCorpus.slice(0, 400)) {
+                await proxy.inject(d, proxy.client!);
+                if (++n % 16 === 0) await sleep(2);
+              }
+              return n;
+            })(),
+          ),
+          timed(
+            'strangerUdp',
+            sendBounded(stranger, { address: '127.0.0.1', port: listenUdp }, hostileDatagrams(SEED + 12, 500, { maxRandom: 1400 }), {
+              ...lim,
+              maxCount: 500,
+              maxMs: 60_000,
+            }),
+          ),
+          timed(
+            'carriedUdp',
+            sendBounded(carried, { address: '127.0.0.1', port: listenUdp }, carriedFuzz, { ...lim, maxCount: carriedFuzz.length, maxMs: 60_000, gapMs: 5 }),
+          ),
+          timed('tcpHostile', tcpHostile({ address: '127.0.0.1', port: listenTcp }, SEED + 13, { count: 40, maxMs: 60_000, parallel: 4 })),
+          timed(
+            'tcpRefused',
+            tcpHostile({ address: '127.0.0.1', port: listenTcp, localAddress: '127.0.0.2' }, SEED + 14, {
+              count: 20,
+              maxMs: 60_000,
+              parallel: 4,
+              kinds: ['data-then-end', 'connect-only', 'burst'],
+            }),
+          ),
+          timed('httpA', httpHostile(a.control, SEED + 15, { count: 40, maxMs: 60_000, holdMs: 300 })),
+          timed('httpB', httpHostile(b.control, SEED + 16, { count: 40, maxMs: 60_000, holdMs: 300 })),
+        ]);
 
-      // Both gateways are alive and answer.
-      assert.equal(a.child.exitCode, null, `gateway A exited: ${a.stderr().slice(-2000)}`);
-      assert.equal(b.child.exitCode, null, `gateway B exited: ${b.stderr().slice(-2000)}`);
-      const [sa, sb] = await Promise.all([a.status(), b.status()]);
-      t.diagnostic(`finished after (ms): ${JSON.stringify(took)}; retransmissions A ${sa.peers[0]!.retransmissions}, B ${sb.peers[0]!.retransmissions}`);
-      t.diagnostic(`peer ports: ${fb.sent} + ${replayB} replayed at B, ${fa.sent} + ${replayA} replayed at A; UDP listener: ${strangerU.sent} from a stranger, ${carriedU.sent} carried; TCP: ${tcpOk.connections} hostile clients, ${tcpRefused.attempts} refused; HTTP: ${JSON.stringify(httpA.statuses)} / ${JSON.stringify(httpB.statuses)}`);
+        // Both gateways are alive and answer.
+        assert.equal(a.child.exitCode, null, `gateway A exited: ${a.stderr().slice(-2000)}`);
+        assert.equal(b.child.exitCode, null, `gateway B exited: ${b.stderr().slice(-2000)}`);
+        const [sa, sb] = await Promise.all([a.status(), b.status()]);
+        t.diagnostic(`finished after (ms): ${JSON.stringify(took)}; retransmissions A ${sa.peers[0]!.retransmissions}, B ${sb.peers[0]!.retransmissions}`);
+        t.diagnostic(
+          `peer ports: ${fb.sent} + ${replayB} replayed at B, ${fa.sent} + ${replayA} replayed at A; UDP listener: ${strangerU.sent} from a stranger, ${carriedU.sent} carried; TCP: ${tcpOk.connections} hostile clients, ${tcpRefused.attempts} refused; HTTP: ${JSON.stringify(httpA.statuses)} / ${JSON.stringify(httpB.statuses)}`,
+        );
 
-      // The real traffic: TCP byte-exact both ways; UDP intact, each datagram once, missing ones counted.
-      assert.equal(tcp.echoedSha, tcp.upSha, 'the TCP upload arrived changed');
-      assert.ok(tcp.downOk, `the TCP download arrived changed (${tcp.downBytes} bytes)`);
-      await sleep(1000);
-      const sentUdp = new Map([...realUdp, ...carriedFuzz].map((d) => [Buffer.from(d).toString('base64'), 0]));
-      for (const m of sinkUdpGot) {
-        const k = m.toString('base64');
-        assert.ok(sentUdp.has(k), `the UDP sink got a datagram nobody sent through the listener (${m.length} bytes)`);
-        sentUdp.set(k, sentUdp.get(k)! + 1);
-      }
-      const realGot = realUdp.filter((d) => sentUdp.get(Buffer.from(d).toString('base64'))! > 0).length;
-      assert.ok([...sentUdp.values()].every((n) => n <= 1), 'a UDP datagram was delivered twice');
-      const udpDropped = sa.counters.udpDropped + sb.counters.udpDropped + sb.counters.droppedReplies;
-      const udpKernelDrops = udpDrops(listenUdp) - kd0.lu + udpDrops(sinkPort) - kd0.sink;
-      assert.ok(
-        realGot + udpDropped + udpKernelDrops >= realU.sent,
-        `real UDP: ${realGot} of ${realU.sent} delivered, ${udpDropped} counted as dropped by the gateways, ${udpKernelDrops} by the kernel; counters A ${JSON.stringify(sa.counters)}, B ${JSON.stringify(sb.counters)}`,
-      );
+        // The real traffic: TCP byte-exact both ways; UDP intact, each datagram once, missing ones counted.
+        assert.equal(tcp.echoedSha, tcp.upSha, 'the TCP upload arrived changed');
+        assert.ok(tcp.downOk, `the TCP download arrived changed (${tcp.downBytes} bytes)`);
+        await sleep(1000);
+        const sentUdp = new Map([...realUdp, ...carriedFuzz].map((d) => [Buffer.from(d).toString('base64'), 0]));
+        for (const m of sinkUdpGot) {
+          const k = m.toString('base64');
+          assert.ok(sentUdp.has(k), `the UDP sink got a datagram nobody sent through the listener (${m.length} bytes)`);
+          sentUdp.set(k, sentUdp.get(k)! + 1);
+        }
+        const realGot = realUdp.filter((d) => sentUdp.get(Buffer.from(d).toString('base64'))! > 0).length;
+        assert.ok(
+          [...sentUdp.values()].every((n) => n <= 1),
+          'a UDP datagram was delivered twice',
+        );
+        const udpDropped = sa.counters.udpDropped + sb.counters.udpDropped + sb.counters.droppedReplies;
+        const udpKernelDrops = udpDrops(listenUdp) - kd0.lu + udpDrops(sinkPort) - kd0.sink;
+        assert.ok(
+          realGot + udpDropped + udpKernelDrops >= realU.sent,
+          `real UDP: ${realGot} of ${realU.sent} delivered, ${udpDropped} counted as dropped by the gateways, ${udpKernelDrops} by the kernel; counters A ${JSON.stringify(sa.counters)}, B ${JSON.stringify(sb.counters)}`,
+        );
 
-      // The session was never replaced: nothing forged or replayed re-paired it.
-      assert.equal(sa.peers[0]!.sessions, sa0.peers[0]!.sessions, 'gateway A started a new session during the fuzz');
-      assert.equal(sb.peers[0]!.sessions, sb0.peers[0]!.sessions, 'gateway B started a new session during the fuzz');
-      // Nobody but the peer got a byte back.
-      await sleep(500);
-      assert.equal(answered, 0, `${answered} datagram(s) answered to a fuzzing stranger`);
+        // The session was never replaced: nothing forged or replayed re-paired it.
+        assert.equal(sa.peers[0]!.sessions, sa0.peers[0]!.sessions, 'gateway A started a new session during the fuzz');
+        assert.equal(sb.peers[0]!.sessions, sb0.peers[0]!.sessions, 'gateway B started a new session during the fuzz');
+        // Nobody but the peer got a byte back.
+        await sleep(500);
+        assert.equal(answered, 0, `${answered} datagram(s) answered to a fuzzing stranger`);
 
-      // Every hostile datagram at a peer port is a counted drop (less what the kernel dropped before the gateway read it).
-      const kd = { a: udpDrops(a.port) - kd0.a, b: udpDrops(b.port) - kd0.b, lu: udpDrops(listenUdp) - kd0.lu };
-      const dropsB = peerPortDrops(sb) - peerPortDrops(sb0);
-      const dropsA = peerPortDrops(sa) - peerPortDrops(sa0);
-      const whereB = `gateway B: ${dropsB} counted for ${fb.sent} hostile + ${replayB} replayed; the kernel dropped ${kd.b}`;
-      const whereA = `gateway A: ${dropsA} counted for ${fa.sent} hostile + ${replayA} replayed; the kernel dropped ${kd.a}`;
-      assert.ok(dropsB <= fb.sent + replayB && dropsB >= fb.sent + replayB - kd.b, whereB);
-      assert.ok(dropsA <= fa.sent + replayA && dropsA >= fa.sent + replayA - kd.a, whereA);
-      // Refused clients: the stranger's datagrams and connections.
-      // (An allowed client that resets at once may be gone before the listener sees its address: counted as refused too.)
-      const refused = refusedClients(sa) - refusedClients(sa0);
-      const resets = tcpOk.byKind['reset'] ?? 0;
-      assert.ok(refused >= strangerU.sent - kd.lu + tcpRefused.attempts && refused <= strangerU.sent + tcpRefused.attempts + resets, `refused ${refused}, for ${strangerU.sent} datagrams (kernel dropped ${kd.lu}) and ${tcpRefused.attempts} connections from a stranger (and ${resets} allowed clients that reset at once)`);
+        // Every hostile datagram at a peer port is a counted drop (less what the kernel dropped before the gateway read it).
+        const kd = { a: udpDrops(a.port) - kd0.a, b: udpDrops(b.port) - kd0.b, lu: udpDrops(listenUdp) - kd0.lu };
+        const dropsB = peerPortDrops(sb) - peerPortDrops(sb0);
+        const dropsA = peerPortDrops(sa) - peerPortDrops(sa0);
+        const whereB = `gateway B: ${dropsB} counted for ${fb.sent} hostile + ${replayB} replayed; the kernel dropped ${kd.b}`;
+        const whereA = `gateway A: ${dropsA} counted for ${fa.sent} hostile + ${replayA} replayed; the kernel dropped ${kd.a}`;
+        assert.ok(dropsB <= fb.sent + replayB && dropsB >= fb.sent + replayB - kd.b, whereB);
+        assert.ok(dropsA <= fa.sent + replayA && dropsA >= fa.sent + replayA - kd.a, whereA);
+        // Refused clients: the stranger's datagrams and connections.
+        // (An allowed client that resets at once may be gone before the listener sees its address: counted as refused too.)
+        const refused = refusedClients(sa) - refusedClients(sa0);
+        const resets = tcpOk.byKind['reset'] ?? 0;
+        assert.ok(
+          refused >= strangerU.sent - kd.lu + tcpRefused.attempts && refused <= strangerU.sent + tcpRefused.attempts + resets,
+          `refused ${refused}, for ${strangerU.sent} datagrams (kernel dropped ${kd.lu}) and ${tcpRefused.attempts} connections from a stranger (and ${resets} allowed clients that reset at once)`,
+        );
 
-      // The control sockets answered hostile requests with errors, or closed them; status still works.
-      for (const h of [httpA, httpB]) {
-        for (const code of Object.keys(h.statuses)) assert.ok(['200', '400', '404', '405', '408', '413', '414', '431', '505', 'none'].includes(code), `control socket answered ${code}`);
-      }
+        // The control sockets answered hostile requests with errors, or closed them; status still works.
+        for (const h of [httpA, httpB]) {
+          for (const code of Object.keys(h.statuses))
+            assert.ok(['200', '400', '404', '405', '408', '413', '414', '431', '505', 'none'].includes(code), `control socket answered ${code}`);
+        }
 
-      // Hostile TCP clients leave no flow behind.
-      const deadline = Date.now() + 30_000;
-      let tcpFlows = -1;
-      while (Date.now() < deadline) {
-        const s = await a.status();
-        tcpFlows = s.flows.filter((f) => f.tuple.startsWith('tcp')).length;
-        if (tcpFlows === 0) break;
-        await sleep(200);
-      }
-      assert.equal(tcpFlows, 0, 'TCP flows of hostile clients are still open 30 s later');
-      t.diagnostic(`all checks done after ${Math.round(performance.now() - t0)} ms`);
-    });
+        // Hostile TCP clients leave no flow behind.
+        const deadline = Date.now() + 30_000;
+        let tcpFlows = -1;
+        while (Date.now() < deadline) {
+          const s = await a.status();
+          tcpFlows = s.flows.filter((f) => f.tuple.startsWith('tcp')).length;
+          if (tcpFlows === 0) break;
+          await sleep(200);
+        }
+        assert.equal(tcpFlows, 0, 'TCP flows of hostile clients are still open 30 s later');
+        t.diagnostic(`all checks done after ${Math.round(performance.now() - t0)} ms`);
+      },
+    );
 
     test('both gateways stop on SIGTERM within 15 s, exit 0, after the fuzz', { timeout: 60_000 }, async () => {
       for (const g of [a, b]) {
@@ -387,8 +472,20 @@ describe(`socket fuzz: handshake datagrams from 1,100 source ports at once (seed
       let b: Gw | undefined;
       let srcs: Awaited<ReturnType<typeof openSources>> | undefined;
       try {
-        b = await spawnGateway({ name: 'hb', listen: `127.0.0.1:${portB}`, peers: [{ name: 'ha', key, keyId: 1 }], control: join(dir, 'hb.sock') }, join(dir, 'hb.json'), join(dir, 'hb.sock'), portB, io);
-        a = await spawnGateway({ name: 'ha', listen: `127.0.0.1:${portA}`, peers: [{ name: 'hb', address: `127.0.0.1:${portB}`, key, keyId: 1 }], control: join(dir, 'ha.sock') }, join(dir, 'ha.json'), join(dir, 'ha.sock'), portA, io);
+        b = await spawnGateway(
+          { name: 'hb', listen: `127.0.0.1:${portB}`, peers: [{ name: 'ha', key, keyId: 1 }], control: join(dir, 'hb.sock') },
+          join(dir, 'hb.json'),
+          join(dir, 'hb.sock'),
+          portB,
+          io,
+        );
+        a = await spawnGateway(
+          { name: 'ha', listen: `127.0.0.1:${portA}`, peers: [{ name: 'hb', address: `127.0.0.1:${portB}`, key, keyId: 1 }], control: join(dir, 'ha.sock') },
+          join(dir, 'ha.json'),
+          join(dir, 'ha.sock'),
+          portA,
+          io,
+        );
         const up = async (g: Gw) => {
           const deadline = Date.now() + 20_000;
           while (!(await g.status().catch(() => undefined))?.peers[0]?.up) {

@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { Sluice } from '../../src/index.js';
 import { CHUNK, MAX_SUBS } from '../../src/dataplane/kernel/layout.js';
 import type { KernelFlowDetail } from '../../src/dataplane/kernel/kernel-plane.js';
-import { openReceiver, openSender, sendSequence, seqOf, type Receiver } from '../helpers/udp.js';
+import { openReceiver, openSender, sendSequence, seqOf, type Receiver } from '../../harness/traffic/udp.js';
 
 const s = await Sluice.open({ tier: 'kernel' });
 after(() => s.close());
@@ -75,7 +75,10 @@ test(`a list longer than one program run (${2 * CHUNK + 2} subscribers) is carri
   for (const r of gone) assert.deepEqual(seqs(r), range(100));
   for (const r of late) {
     await r.waitFor(200, 20_000);
-    assert.deepEqual(seqs(r), range(200).map((i) => i + 200));
+    assert.deepEqual(
+      seqs(r),
+      range(200).map((i) => i + 200),
+    );
   }
   const d = flow.detail() as KernelFlowDetail;
   assert.deepEqual(d.spilled, []);
@@ -111,7 +114,10 @@ test(`beyond ${MAX_SUBS} subscribers the rest are spilled to the batched tier; e
   const st = flow.stats();
   assert.equal(st.packetsIn, 150);
   assert.equal(st.packetsOut, 150 * (n + 1));
-  assert.ok(st.destinations.every((x) => x.packetsOut === 150), JSON.stringify(st.destinations.filter((x) => x.packetsOut !== 150)));
+  assert.ok(
+    st.destinations.every((x) => x.packetsOut === 150),
+    JSON.stringify(st.destinations.filter((x) => x.packetsOut !== 150)),
+  );
   // Removing an in-kernel subscriber does not move a spilled one (no counter split).
   await flow.removeSubscriber(subs[0]!.url);
   assert.equal((flow.detail() as KernelFlowDetail).spilled.length, 7);

@@ -101,18 +101,29 @@ test('subscribers keep their positions: holes stay empty and count towards nsubs
   assert.equal(view.getUint16(12, true), 71, 'nsubs spans the highest position');
   assert.equal(view.getUint16(L.FLOW_VALUE_HEADER + 1 * L.SUB_SIZE + 16), 0, 'position 1 is a hole (port 0)');
   const d = L.decodeFlowValue(v);
-  assert.deepEqual(d.subs.map((s) => [s.pos, s.port, s.destSlot]), [[0, 7000, 100], [2, 7002, 102], [70, 7070, 170]]);
+  assert.deepEqual(
+    d.subs.map((s) => [s.pos, s.port, s.destSlot]),
+    [
+      [0, 7000, 100],
+      [2, 7002, 102],
+      [70, 7070, 170],
+    ],
+  );
   assert.equal(d.flags & L.FLAG.srcWildcard, L.FLAG.srcWildcard);
   assert.throws(() => L.flowValue({ ...base, subs: [sub(7000, L.MAX_SUBS)] }), RangeError);
 });
 
-test('bpf/sluice.o is built from bpf/sluice.c as committed', { skip: hasClang() ? undefined : 'clang is not installed (only needed to rebuild the object)' }, () => {
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-bpf-'));
-  copyFileSync(new URL('../../bpf/sluice.c', import.meta.url), join(dir, 'sluice.c'));
-  copyFileSync(new URL('../../bpf/build.sh', import.meta.url), join(dir, 'build.sh'));
-  execFileSync('sh', [join(dir, 'build.sh')], { stdio: 'ignore' });
-  assert.ok(readFileSync(join(dir, 'sluice.o')).equals(bytes), 'bpf/sluice.o is stale: run npm run build:bpf and commit it');
-});
+test(
+  'bpf/sluice.o is built from bpf/sluice.c as committed',
+  { skip: hasClang() ? undefined : 'clang is not installed (only needed to rebuild the object)' },
+  () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-bpf-'));
+    copyFileSync(new URL('../../bpf/sluice.c', import.meta.url), join(dir, 'sluice.c'));
+    copyFileSync(new URL('../../bpf/build.sh', import.meta.url), join(dir, 'build.sh'));
+    execFileSync('sh', [join(dir, 'build.sh')], { stdio: 'ignore' });
+    assert.ok(readFileSync(join(dir, 'sluice.o')).equals(bytes), 'bpf/sluice.o is stale: run npm run build:bpf and commit it');
+  },
+);
 
 function hasClang(): boolean {
   try {

@@ -13,13 +13,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { listTestNamespaces, rootSkipReason } from '../helpers/netns.js';
-import { WAN_ADDR, createWanTopology, type WanTopology } from '../helpers/wan-topology.js';
+import { listTestNamespaces, rootSkipReason } from '../../harness/netns/netns.js';
+import { WAN_ADDR, createWanTopology, type WanTopology } from '../../harness/wan/topology.js';
 
 const skip = rootSkipReason();
 if (skip) process.stdout.write(`# skipping ip-wan namespace tests: ${skip}\n`);
 
-const LOAD = 'bench/tools/wan-load.ts';
+const LOAD = 'harness/traffic/wan-load.ts';
 
 describe('IP-level WAN emulator in namespaces', { skip }, () => {
   let wt: WanTopology;
@@ -50,8 +50,13 @@ describe('IP-level WAN emulator in namespaces', { skip }, () => {
       // What the emulator decided for every frame, both ways: the 50 ms delay
       // plus serialization (1500 bytes at 50 Mbit/s is 0.24 ms), no queue.
       const s = await emu.stats();
-      for (const [dir, lane] of [['aToB', s.aToB], ['bToA', s.bToA]] as const) {
-        process.stdout.write(`# ${dir}: ${lane.txFrames} frames held ${lane.holdMinMs.toFixed(3)}–${lane.holdMaxMs.toFixed(3)} ms, released late by ${lane.latenessMeanMs.toFixed(3)} ms on average (max ${lane.latenessMaxMs.toFixed(3)})\n`);
+      for (const [dir, lane] of [
+        ['aToB', s.aToB],
+        ['bToA', s.bToA],
+      ] as const) {
+        process.stdout.write(
+          `# ${dir}: ${lane.txFrames} frames held ${lane.holdMinMs.toFixed(3)}–${lane.holdMaxMs.toFixed(3)} ms, released late by ${lane.latenessMeanMs.toFixed(3)} ms on average (max ${lane.latenessMaxMs.toFixed(3)})\n`,
+        );
         assert.ok(lane.txFrames >= 50, `${dir}: ${lane.txFrames} frames`);
         assert.ok(lane.holdMinMs >= 50, `${dir}: a frame was held ${lane.holdMinMs} ms < the 50 ms delay`);
         assert.ok(lane.holdMaxMs <= 50.5, `${dir}: a frame was held ${lane.holdMaxMs} ms: more than delay + serialization`);
@@ -76,7 +81,9 @@ describe('IP-level WAN emulator in namespaces', { skip }, () => {
       const got = JSON.parse(await line) as { packets: number; ipBytes: number; spanMs: number };
       const mbit = (got.ipBytes * 8) / (got.spanMs * 1000);
       const s = (await emu.stats()).aToB;
-      process.stdout.write(`# delivered ${mbit.toFixed(2)} Mbit/s of IP packets over ${(got.spanMs / 1000).toFixed(2)} s (cap 50); emulator queue drops ${s.dropQueue} of ${s.rxFrames}, held up to ${s.holdMaxMs.toFixed(1)} ms, lateness mean ${s.latenessMeanMs.toFixed(3)} ms, max ${s.latenessMaxMs.toFixed(3)} ms\n`);
+      process.stdout.write(
+        `# delivered ${mbit.toFixed(2)} Mbit/s of IP packets over ${(got.spanMs / 1000).toFixed(2)} s (cap 50); emulator queue drops ${s.dropQueue} of ${s.rxFrames}, held up to ${s.holdMaxMs.toFixed(1)} ms, lateness mean ${s.latenessMeanMs.toFixed(3)} ms, max ${s.latenessMaxMs.toFixed(3)} ms\n`,
+      );
       // Over ~5 s (4 s of offer, then the queue drains) the receiver's own
       // timing (a late first read shortens the span) moves this by far less than 5 %.
       assert.ok(mbit > 47.5 && mbit < 52.5, `delivered ${mbit} Mbit/s, want 50 ± 5 %`);
@@ -106,7 +113,9 @@ describe('IP-level WAN emulator in namespaces', { skip }, () => {
       const got = JSON.parse(await line) as { packets: number };
       const s = (await emu.stats()).aToB;
       const lost = (sent - got.packets) / sent;
-      process.stdout.write(`# sent ${sent}, received ${got.packets}: ${(lost * 100).toFixed(3)} % lost; emulator dropped ${s.dropLoss} (loss), ${s.dropQueue} (queue)\n`);
+      process.stdout.write(
+        `# sent ${sent}, received ${got.packets}: ${(lost * 100).toFixed(3)} % lost; emulator dropped ${s.dropLoss} (loss), ${s.dropQueue} (queue)\n`,
+      );
       assert.equal(s.dropQueue, 0);
       assert.equal(sent - got.packets, s.dropLoss, 'every missing packet is one the emulator dropped on purpose');
       assert.ok(lost > 0.008 && lost < 0.012, `loss ${lost} should be 1 % ± 0.2 (≈ 3 sigma at this count)`);
@@ -122,13 +131,25 @@ describe('IP-level WAN emulator in namespaces', { skip }, () => {
     const sink = wt.topo.runNode('server', LOAD, ['tcp-sink', '--port', '7003'], { stdin: 'pipe' });
     try {
       await sink.waitForLine(/ready/);
-      const send = wt.topo.runNode('client', LOAD, ['tcp-send', '--to', `${WAN_ADDR.server}:7003`, '--seconds', '2', '--max-bytes', String(20 << 20), '--cc', 'cubic']);
+      const send = wt.topo.runNode('client', LOAD, [
+        'tcp-send',
+        '--to',
+        `${WAN_ADDR.server}:7003`,
+        '--seconds',
+        '2',
+        '--max-bytes',
+        String(20 << 20),
+        '--cc',
+        'cubic',
+      ]);
       await send.waitExit(30_000);
       const done = send.jsonLines<{ cc: string; written: number }>()[0]!;
       await sink.waitForLine(/"event":"conn"/, { timeoutMs: 10_000 });
       const conn = sink.jsonLines<{ event: string; bytes: number }>().find((l) => l.event === 'conn')!;
       const s = (await emu.stats()).aToB;
-      process.stdout.write(`# TCP (${done.cc}): ${conn.bytes} bytes received; largest IP packet at the emulator ${s.maxIpBytes} B, GSO frames ${s.gso}, oversize ${s.oversize}\n`);
+      process.stdout.write(
+        `# TCP (${done.cc}): ${conn.bytes} bytes received; largest IP packet at the emulator ${s.maxIpBytes} B, GSO frames ${s.gso}, oversize ${s.oversize}\n`,
+      );
       assert.equal(done.cc, 'cubic', 'the congestion control asked for is the one the connection uses');
       assert.ok(conn.bytes > 1 << 20, 'TCP must get through');
       assert.ok(s.maxIpBytes <= 1500, `largest packet ${s.maxIpBytes} exceeds the 1500-byte MTU`);

@@ -1,5 +1,5 @@
 /**
- * Self-test of test/helpers/netns.ts: the topology really carries UDP (v4
+ * Self-test of harness/netns/netns.ts: the topology really carries UDP (v4
  * and v6, direct and routed), nothing lands in the root namespace, and
  * cleanup happens on every path: destroy(), a throwing body, a failed
  * build, process exit, uncaught exceptions, signals, and (via the stale
@@ -11,9 +11,9 @@ import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import type { NsProcess } from '../../harness/netns/netns.js';
 import {
   NETNS_PREFIX,
-  NsProcess,
   REPO_ROOT,
   createTopology,
   listTestNamespaces,
@@ -22,7 +22,7 @@ import {
   waitForLine,
   withTopology,
   type Topology,
-} from '../helpers/netns.js';
+} from '../../harness/netns/netns.js';
 
 const skip = rootSkipReason();
 const SEND = fileURLToPath(new URL('../fixtures/udp-send.ts', import.meta.url));
@@ -55,14 +55,7 @@ function lastJson(proc: NsProcess, event: string): Record<string, unknown> {
 }
 
 /** Send `count` datagrams from `from` (bound to `srcAddr`) to `dst`, count them in `to`. */
-async function udpRoundTrip(
-  topo: Topology,
-  from: string,
-  srcAddr: string,
-  to: string,
-  dst: string,
-  count: number,
-): Promise<Record<string, unknown>> {
+async function udpRoundTrip(topo: Topology, from: string, srcAddr: string, to: string, dst: string, count: number): Promise<Record<string, unknown>> {
   const rx = topo.runNode(to, COUNT, ['--bind', dst, '--expect', String(count), '--timeout', '15000']);
   await rx.waitForLine(/"event":"ready"/, { timeoutMs: 15_000 });
   const tx = topo.runNode(from, SEND, ['--to', dst, '--bind', srcAddr, '--count', String(count), '--size', '200', '--timeout', '15000']);
@@ -105,12 +98,18 @@ test('two namespaces linked by veth carry UDP over IPv4 and IPv6', { skip, timeo
     assert.equal(r4.valid, 20);
     assert.equal(r4.malformed, 0);
     assert.equal(r4.missing, 0);
-    assert.deepEqual(Object.keys(r4.sources as object).map((k) => k.replace(/:\d+$/, '')), ['10.199.1.1']);
+    assert.deepEqual(
+      Object.keys(r4.sources as object).map((k) => k.replace(/:\d+$/, '')),
+      ['10.199.1.1'],
+    );
 
     const r6 = await udpRoundTrip(topo, 'b', 'fd00:199:1::2', 'a', '[fd00:199:1::1]:7000', 20);
     assert.equal(r6.valid, 20);
     assert.equal(r6.missing, 0);
-    assert.deepEqual(Object.keys(r6.sources as object).map((k) => k.replace(/:\d+$/, '')), ['[fd00:199:1::2]']);
+    assert.deepEqual(
+      Object.keys(r6.sources as object).map((k) => k.replace(/:\d+$/, '')),
+      ['[fd00:199:1::2]'],
+    );
 
     // exec() returns stdout and throws with stderr.
     assert.match(await topo.exec('a', 'ip', ['-o', 'link', 'show', 'lo']), /UP/);
@@ -143,10 +142,16 @@ test('routes and forwarding: a -> r -> b routed at the IP layer', { skip, timeou
       // Routed, not relayed: b sees a's own address as the source.
       const r4 = await udpRoundTrip(topo, 'a', '10.199.11.2', 'b', '10.199.12.2:7000', 10);
       assert.equal(r4.missing, 0);
-      assert.deepEqual(Object.keys(r4.sources as object).map((k) => k.replace(/:\d+$/, '')), ['10.199.11.2']);
+      assert.deepEqual(
+        Object.keys(r4.sources as object).map((k) => k.replace(/:\d+$/, '')),
+        ['10.199.11.2'],
+      );
       const r6 = await udpRoundTrip(topo, 'a', 'fd00:199:11::2', 'b', '[fd00:199:12::2]:7000', 10);
       assert.equal(r6.missing, 0);
-      assert.deepEqual(Object.keys(r6.sources as object).map((k) => k.replace(/:\d+$/, '')), ['[fd00:199:11::2]']);
+      assert.deepEqual(
+        Object.keys(r6.sources as object).map((k) => k.replace(/:\d+$/, '')),
+        ['[fd00:199:11::2]'],
+      );
 
       // The unreachable route makes the kernel refuse the send.
       const tx = topo.runNode('a', SEND, ['--to', '10.199.99.9:7000', '--count', '1', '--timeout', '10000']);
@@ -204,10 +209,7 @@ test('a build failure part-way removes what was already created', { skip, timeou
   const leaked = listTestNamespaces().filter((n) => !before.has(n) && n.startsWith(`${NETNS_PREFIX}${process.pid}-`));
   assert.deepEqual(leaked, []);
   await assert.rejects(createTopology({ namespaces: ['bad name!'] }), /bad namespace name/);
-  await assert.rejects(
-    createTopology({ namespaces: ['a'], links: [{ a: { ns: 'a', ifname: 'x'.repeat(16) }, b: { ns: 'a' } }] }),
-    /both ends/,
-  );
+  await assert.rejects(createTopology({ namespaces: ['a'], links: [{ a: { ns: 'a', ifname: 'x'.repeat(16) }, b: { ns: 'a' } }] }), /both ends/);
 });
 
 /**
@@ -240,12 +242,16 @@ async function assertGone(names: string[], childPid: number): Promise<void> {
 }
 
 for (const mode of ['exit', 'throw'] as const) {
-  test(`exit handler cleans up when the process ${mode === 'exit' ? 'calls process.exit()' : 'dies of an uncaught exception'}`, { skip, timeout: 40_000 }, async () => {
-    const c = await crashChild(mode);
-    assert.equal(c.names.length, 2);
-    assert.equal(await c.exit, 1);
-    await assertGone(c.names, c.childPid);
-  });
+  test(
+    `exit handler cleans up when the process ${mode === 'exit' ? 'calls process.exit()' : 'dies of an uncaught exception'}`,
+    { skip, timeout: 40_000 },
+    async () => {
+      const c = await crashChild(mode);
+      assert.equal(c.names.length, 2);
+      assert.equal(await c.exit, 1);
+      await assertGone(c.names, c.childPid);
+    },
+  );
 }
 
 for (const sig of ['SIGTERM', 'SIGINT'] as const) {

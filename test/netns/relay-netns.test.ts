@@ -14,7 +14,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { NETNS_PREFIX, listTestNamespaces, rootSkipReason, withTopology, type NsProcess } from '../helpers/netns.js';
+import { NETNS_PREFIX, listTestNamespaces, rootSkipReason, withTopology, type NsProcess } from '../../harness/netns/netns.js';
 
 const skip = rootSkipReason();
 const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
@@ -102,12 +102,17 @@ async function runSender(proc: NsProcess, count: number): Promise<void> {
 async function relayScenario(s: Scenario): Promise<void> {
   await withTopology(spec, async (topo) => {
     const rx = topo.runNode('dst', COUNT, [
-      '--bind', s.rxBind,
-      '--expect', String(ALLOWED),
-      '--stream', '1',
+      '--bind',
+      s.rxBind,
+      '--expect',
+      String(ALLOWED),
+      '--stream',
+      '1',
       // Long enough that anything relayed late or twice is still counted.
-      '--linger-ms', '500',
-      '--timeout', '60000',
+      '--linger-ms',
+      '500',
+      '--timeout',
+      '60000',
     ]);
     await rx.waitForLine(/"event":"ready"/, { timeoutMs: 30_000 });
 
@@ -121,11 +126,45 @@ async function relayScenario(s: Scenario): Promise<void> {
     // allowed datagram is through, these were all seen and dropped. A buggy
     // relay that forwarded them would show stream 2 at the receiver.
     await runSender(
-      topo.runNode('src', SEND, ['--to', s.listen, '--bind', s.deniedSrc, '--stream', '2', '--count', String(DISALLOWED), '--size', String(SIZE), '--burst', '50', '--gap-ms', '1', '--timeout', '30000']),
+      topo.runNode('src', SEND, [
+        '--to',
+        s.listen,
+        '--bind',
+        s.deniedSrc,
+        '--stream',
+        '2',
+        '--count',
+        String(DISALLOWED),
+        '--size',
+        String(SIZE),
+        '--burst',
+        '50',
+        '--gap-ms',
+        '1',
+        '--timeout',
+        '30000',
+      ]),
       DISALLOWED,
     );
     await runSender(
-      topo.runNode('src', SEND, ['--to', s.listen, '--bind', s.allowedSrc, '--stream', '1', '--count', String(ALLOWED), '--size', String(SIZE), '--burst', '50', '--gap-ms', '1', '--timeout', '30000']),
+      topo.runNode('src', SEND, [
+        '--to',
+        s.listen,
+        '--bind',
+        s.allowedSrc,
+        '--stream',
+        '1',
+        '--count',
+        String(ALLOWED),
+        '--size',
+        String(SIZE),
+        '--burst',
+        '50',
+        '--gap-ms',
+        '1',
+        '--timeout',
+        '30000',
+      ]),
       ALLOWED,
     );
 
@@ -153,7 +192,16 @@ async function relayScenario(s: Scenario): Promise<void> {
     assert.equal(f.bytesIn, (ALLOWED + DISALLOWED) * SIZE);
     assert.equal(f.packetsOut, ALLOWED);
     assert.equal(f.bytesOut, ALLOWED * SIZE);
-    assert.deepEqual(f.drops, { sourceNotAllowed: DISALLOWED, malformed: 0, tooLarge: 0, sendError: 0, queueFull: 0, relayLoop: 0, unreachable: 0, suspended: 0 });
+    assert.deepEqual(f.drops, {
+      sourceNotAllowed: DISALLOWED,
+      malformed: 0,
+      tooLarge: 0,
+      sendError: 0,
+      queueFull: 0,
+      relayLoop: 0,
+      unreachable: 0,
+      suspended: 0,
+    });
     assert.equal(f.destinations.length, 1);
     const d = f.destinations[0];
     assert.equal(d.to, s.to);
@@ -168,5 +216,8 @@ test('sluice relay between namespaces over IPv4: allow list, counters, clean exi
 test('sluice relay between namespaces over IPv6: allow list, counters, clean exit', { skip, timeout: 180_000 }, () => relayScenario(v6));
 
 test('relay tests left no namespaces behind', { skip }, () => {
-  assert.deepEqual(listTestNamespaces().filter((n) => n.startsWith(`${NETNS_PREFIX}${process.pid}-`)), []);
+  assert.deepEqual(
+    listTestNamespaces().filter((n) => n.startsWith(`${NETNS_PREFIX}${process.pid}-`)),
+    [],
+  );
 });

@@ -15,8 +15,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { createTopology, rootSkipReason, type NsProcess, type Topology } from '../helpers/netns.js';
-import { nftTables } from '../helpers/nft.js';
+import { createTopology, rootSkipReason, type NsProcess, type Topology } from '../../harness/netns/netns.js';
+import { nftTables } from '../../harness/netns/nft.js';
 
 const skip = rootSkipReason();
 const LOCAL_CLIENT = fileURLToPath(new URL('../fixtures/intercept-local-client.ts', import.meta.url));
@@ -98,9 +98,10 @@ async function leftovers(topo: Topology): Promise<string> {
   // Every nf_tables table (no table = empty ruleset), read over netlink: no nft tool needed.
   const ruleset = await nftTables(topo, 'gw');
   const rules = [...(await topo.ip('gw', ['-4', 'rule'])).split('\n'), ...(await topo.ip('gw', ['-6', 'rule'])).split('\n')].filter((l) => /fwmark/.test(l));
-  const routes = [...(await topo.ip('gw', ['-4', 'route', 'show', 'table', 'all'])).split('\n'), ...(await topo.ip('gw', ['-6', 'route', 'show', 'table', 'all'])).split('\n')].filter((l) =>
-    /^local (default|::\/0)|table 13975/.test(l),
-  );
+  const routes = [
+    ...(await topo.ip('gw', ['-4', 'route', 'show', 'table', 'all'])).split('\n'),
+    ...(await topo.ip('gw', ['-6', 'route', 'show', 'table', 'all'])).split('\n'),
+  ].filter((l) => /^local (default|::\/0)|table 13975/.test(l));
   return [ruleset, ...rules, ...routes].filter(Boolean).join('\n');
 }
 
@@ -130,7 +131,9 @@ test('TCP: table flows reach the interceptor with their original destination, fi
     // Not in the table: the real server answers.
     assert.equal(await tcp(topo, '10.77.2.2', 7000), 'server 7000');
 
-    const events = gw.jsonLines<{ event: string; entry: string; src: { address: string }; dst: { address: string; port: number } }>().filter((e) => e.event === 'tcp');
+    const events = gw
+      .jsonLines<{ event: string; entry: string; src: { address: string }; dst: { address: string; port: number } }>()
+      .filter((e) => e.event === 'tcp');
     assert.deepEqual(
       events.map((e) => [e.entry, e.src.address, `${e.dst.address}:${e.dst.port}`]),
       [
@@ -164,7 +167,9 @@ test('UDP: table datagrams arrive with their original destination and replies co
     // Not in the table: the real server answers.
     assert.deepEqual(await udp(topo, '10.77.2.2', 7001, 'q4'), { reply: 'server 7001', from: '10.77.2.2:7001' });
 
-    const events = gw.jsonLines<{ event: string; entry: string; src: { address: string }; dst: { address: string; port: number } }>().filter((e) => e.event === 'udp');
+    const events = gw
+      .jsonLines<{ event: string; entry: string; src: { address: string }; dst: { address: string; port: number } }>()
+      .filter((e) => e.event === 'udp');
     assert.deepEqual(
       events.map((e) => [e.entry, e.src.address, `${e.dst.address}:${e.dst.port}`]),
       [

@@ -15,7 +15,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { rootSkipReason, withTopology, type Topology } from '../helpers/netns.js';
+import { rootSkipReason, withTopology, type Topology } from '../../harness/netns/netns.js';
 import { TC_H_ROOT, dumpQdiscs, type QdiscInfo } from '../../src/sys/netlink.js';
 import type { TxtimeSupport } from '../../src/sys/txtime.js';
 
@@ -167,11 +167,7 @@ test('in a namespace: veth with noqueue, then a 4-queue veth under mq', { skip, 
 test('a dump longer than one read (80 veth ends) is read to NLMSG_DONE and matches tc', { skip, timeout: 120_000 }, async (t) => {
   await withTopology({ namespaces: ['m'] }, async (topo) => {
     const pairs = 40;
-    const batch = Array.from({ length: pairs }, (_, i) => [
-      `link add m${i} type veth peer name n${i}`,
-      `link set m${i} up`,
-      `link set n${i} up`,
-    ]).flat();
+    const batch = Array.from({ length: pairs }, (_, i) => [`link add m${i} type veth peer name n${i}`, `link set m${i} up`, `link set n${i} up`]).flat();
     await topo.ip('m', ['-batch', '-'], { input: `${batch.join('\n')}\n` });
     const out = await check(topo, 'm');
     await assertMatchesTc(topo, 'm', out);

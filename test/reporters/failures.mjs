@@ -41,7 +41,8 @@ export function firstLine(err) {
   const inner = /** @type {{ message?: unknown, name?: unknown } | string | undefined} */ (e?.cause ?? e);
   let text;
   if (typeof inner === 'string') text = inner;
-  else if (inner && typeof inner.message === 'string') text = `${typeof inner.name === 'string' && inner.name !== 'Error' ? `${inner.name}: ` : ''}${inner.message}`;
+  else if (inner && typeof inner.message === 'string')
+    text = `${typeof inner.name === 'string' && inner.name !== 'Error' ? `${inner.name}: ` : ''}${inner.message}`;
   else text = String(inner ?? 'failed');
   const line = text.split('\n').find((l) => l.trim() !== '') ?? text;
   return line.length > MESSAGE_MAX ? `${line.slice(0, MESSAGE_MAX)}…` : line;
@@ -84,7 +85,11 @@ export default async function* failures(source) {
       }
       case 'test:stderr': {
         const tail = stderrTail.get(file) ?? [];
-        tail.push(...String(data.message ?? '').split('\n').filter((l) => l.trim() !== ''));
+        tail.push(
+          ...String(data.message ?? '')
+            .split('\n')
+            .filter((l) => l.trim() !== ''),
+        );
         stderrTail.set(file, tail.slice(-STDERR_TAIL));
         break;
       }
@@ -113,7 +118,12 @@ export default async function* failures(source) {
         const nesting = data.nesting ?? 0;
         if (nesting === 0 && data.name === data.file) {
           const how = err?.signal ? `killed by ${err.signal}` : typeof err?.exitCode === 'number' ? `exit code ${err.exitCode}` : firstLine(err);
-          failed.push({ where: rel(file), path: '(the file itself, outside any test)', why: how, detail: [...looseDiagnostics, ...(stderrTail.get(file) ?? [])] });
+          failed.push({
+            where: rel(file),
+            path: '(the file itself, outside any test)',
+            why: how,
+            detail: [...looseDiagnostics, ...(stderrTail.get(file) ?? [])],
+          });
           looseDiagnostics = [];
         } else {
           const parents = (stacks.get(file) ?? []).slice(0, nesting);

@@ -21,7 +21,7 @@ import {
   type StreamWriteOptions,
   type WriteResult,
 } from '../../src/index.js';
-import { openReceiver, type Receiver } from '../helpers/udp.js';
+import { openReceiver, type Receiver } from '../../harness/traffic/udp.js';
 
 interface Call {
   at: number;
@@ -153,7 +153,9 @@ test('three streams for ~1 s: one write per tick carrying every stream with due 
     // the per-write check above already bounds (a late last tick only adds).
     assert.ok(st.bytes <= ideal, `stream ${i}: ${st.bytes} bytes vs ${ideal.toFixed(0)} ideal`);
     assert.ok(st.achievedBitrate <= rates[i]! * 1.001, `stream ${i}: ${st.achievedBitrate} bit/s`);
-    process.stdout.write(`# stream ${i}: ${(st.achievedBitrate / 1e6).toFixed(3)} of ${rates[i]! / 1e6} Mbit/s, lateness p50 ${st.lateness.p50} max ${st.lateness.max} ms\n`);
+    process.stdout.write(
+      `# stream ${i}: ${(st.achievedBitrate / 1e6).toFixed(3)} of ${rates[i]! / 1e6} Mbit/s, lateness p50 ${st.lateness.p50} max ${st.lateness.max} ms\n`,
+    );
     assert.equal(st.bytes % packetSize, 0);
     assert.equal(st.packets, st.bytes / packetSize);
     assert.ok(st.lateness.max >= st.lateness.p50, `lateness ${JSON.stringify(st.lateness)}`);
@@ -195,7 +197,10 @@ test('a slow write: at most one in flight, ticks that find it running count as o
   for (const c of calls) {
     sentA += c.entries.filter((e) => e.to === dest(0)).reduce((n, e) => n + e.data.byteLength, 0);
     const dueByNow = Math.min(a.byteLength, (c.at - t0) * 250);
-    assert.ok(sentA >= Math.min(a.byteLength, dueByNow - 2 * 1000 - 5 * 250), `write at ${(c.at - t0).toFixed(1)} ms: ${sentA} bytes sent of ${dueByNow.toFixed(0)} due`);
+    assert.ok(
+      sentA >= Math.min(a.byteLength, dueByNow - 2 * 1000 - 5 * 250),
+      `write at ${(c.at - t0).toFixed(1)} ms: ${sentA} bytes sent of ${dueByNow.toFixed(0)} due`,
+    );
     assert.ok(sentA <= dueByNow + 1000, `write at ${(c.at - t0).toFixed(1)} ms: ${sentA} bytes sent, ahead of the ${dueByNow.toFixed(0)} due`);
   }
   process.stdout.write(`# ended after ${elapsed.toFixed(1)} ms (ideal 200) with ${s.writes} writes and ${s.overruns} overruns\n`);
@@ -235,7 +240,10 @@ test('streams added and removed while running: the tick follows, a removed strea
   // The id is free again; the new stream starts from offset 0 at its own start.
   const a2 = sched.add({ id: 'a', to: dest(2), bitrate: 1e6, data: pattern(100_000, 4) });
   await sleep(120);
-  assert.ok(calls.slice(removedAtCall).every((c) => c.entries.every((e) => e.to !== dest(0))), 'nothing for a removed stream');
+  assert.ok(
+    calls.slice(removedAtCall).every((c) => c.entries.every((e) => e.to !== dest(0))),
+    'nothing for a removed stream',
+  );
   assert.ok(calls.some((c) => c.entries.some((e) => e.to === dest(1))) && calls.some((c) => c.entries.some((e) => e.to === dest(2))));
   assert.equal(b.stats().status, 'running');
   assert.ok(delivered(calls, dest(1)).equals(big.subarray(0, b.stats().bytes)));
@@ -243,7 +251,10 @@ test('streams added and removed while running: the tick follows, a removed strea
   assert.equal(sched.remove('b'), false);
   a2.remove();
   await Promise.all([b.done, a2.done]);
-  assert.deepEqual(ends.map((e) => `${e.id}:${e.status}`), ['a:removed', 'b:removed', 'a:removed']);
+  assert.deepEqual(
+    ends.map((e) => `${e.id}:${e.status}`),
+    ['a:removed', 'b:removed', 'a:removed'],
+  );
   assert.equal(sched.stats().streams, 0);
   await sched.close();
 });
@@ -345,39 +356,46 @@ after(async () => {
 
 for (const tier of ['portable', 'batched'] as const) {
   const skip = tier === 'batched' && !batchedProbe?.available ? `batched tier unavailable: ${batchedProbe?.detail}` : undefined;
-  test(`${tier} tier: sluice.streams() sends two files to two receivers at their bitrates, complete, in about the time the bitrates give`, { skip }, async () => {
-    const sluice = await Sluice.open({ tier });
-    sluices.push(sluice);
-    const u1 = await openReceiver();
-    const u2 = await openReceiver();
-    receivers.push(u1, u2);
-    if (tier === 'batched') await sluice.write([{ to: u1.url, data: new Uint8Array(0) }]); // start the send worker first
-    const packetSize = 1316;
-    const f1 = pattern(30 * packetSize, 8); // 39,480 bytes: 395 ms at 800 kbit/s
-    const f2 = pattern(60_000, 9); // 600 ms at 800 kbit/s, a short last packet
-    const sched = sluice.streams({ packetSize, burst: 2 });
-    const t0 = performance.now();
-    const h1 = sched.add({ id: 'one', to: u1.url, bitrate: 800e3, data: f1 });
-    const h2 = sched.add({ id: 'two', to: u2.url, bitrate: 800e3, data: f2 });
-    const [r1, r2] = await Promise.all([h1.done, h2.done]);
-    const elapsed = performance.now() - t0;
-    await sched.close();
-    await u1.waitFor(30);
-    await u2.waitFor(Math.ceil(60_000 / packetSize));
-    assert.ok(Buffer.concat(u1.received.map((d) => d.data)).equals(f1));
-    assert.ok(Buffer.concat(u2.received.map((d) => d.data)).equals(f2));
-    for (const [r, size] of [[r1, f1.byteLength], [r2, f2.byteLength]] as const) {
-      assert.equal(r.status, 'finished');
-      assert.equal(r.bytes, size);
-      assert.equal(r.errors, 0);
-      const ideal = (size * 8000) / 800e3;
-      // Never faster than the bitrate; later only by the host's timer latency (printed).
-      assert.ok(r.elapsedMs >= ideal - 1, `${r.id}: ${r.elapsedMs} ms, ideal ${ideal}`);
-      process.stdout.write(`# ${r.id}: ${r.elapsedMs.toFixed(1)} ms, ideal ${ideal.toFixed(1)}\n`);
-    }
-    assert.ok(elapsed >= 599, `elapsed ${elapsed}`);
-    // Both streams went in the same writes while both ran.
-    const s = sched.stats();
-    assert.ok(s.writes < r1.packets + r2.packets, JSON.stringify(s));
-  });
+  test(
+    `${tier} tier: sluice.streams() sends two files to two receivers at their bitrates, complete, in about the time the bitrates give`,
+    { skip },
+    async () => {
+      const sluice = await Sluice.open({ tier });
+      sluices.push(sluice);
+      const u1 = await openReceiver();
+      const u2 = await openReceiver();
+      receivers.push(u1, u2);
+      if (tier === 'batched') await sluice.write([{ to: u1.url, data: new Uint8Array(0) }]); // start the send worker first
+      const packetSize = 1316;
+      const f1 = pattern(30 * packetSize, 8); // 39,480 bytes: 395 ms at 800 kbit/s
+      const f2 = pattern(60_000, 9); // 600 ms at 800 kbit/s, a short last packet
+      const sched = sluice.streams({ packetSize, burst: 2 });
+      const t0 = performance.now();
+      const h1 = sched.add({ id: 'one', to: u1.url, bitrate: 800e3, data: f1 });
+      const h2 = sched.add({ id: 'two', to: u2.url, bitrate: 800e3, data: f2 });
+      const [r1, r2] = await Promise.all([h1.done, h2.done]);
+      const elapsed = performance.now() - t0;
+      await sched.close();
+      await u1.waitFor(30);
+      await u2.waitFor(Math.ceil(60_000 / packetSize));
+      assert.ok(Buffer.concat(u1.received.map((d) => d.data)).equals(f1));
+      assert.ok(Buffer.concat(u2.received.map((d) => d.data)).equals(f2));
+      for (const [r, size] of [
+        [r1, f1.byteLength],
+        [r2, f2.byteLength],
+      ] as const) {
+        assert.equal(r.status, 'finished');
+        assert.equal(r.bytes, size);
+        assert.equal(r.errors, 0);
+        const ideal = (size * 8000) / 800e3;
+        // Never faster than the bitrate; later only by the host's timer latency (printed).
+        assert.ok(r.elapsedMs >= ideal - 1, `${r.id}: ${r.elapsedMs} ms, ideal ${ideal}`);
+        process.stdout.write(`# ${r.id}: ${r.elapsedMs.toFixed(1)} ms, ideal ${ideal.toFixed(1)}\n`);
+      }
+      assert.ok(elapsed >= 599, `elapsed ${elapsed}`);
+      // Both streams went in the same writes while both ran.
+      const s = sched.stats();
+      assert.ok(s.writes < r1.packets + r2.packets, JSON.stringify(s));
+    },
+  );
 }

@@ -14,7 +14,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Sluice, probeTiers, type WriteResult } from '../../src/index.js';
-import { openReceiver as open, type Receiver } from '../helpers/udp.js';
+import { openReceiver as open, type Receiver } from '../../harness/traffic/udp.js';
 import { probeBatchedIo } from '../../src/sys/probe.js';
 import { enableZeroCopy, parseZeroCopyNotifications, ZeroCopyCompletions } from '../../src/sys/zerocopy.js';
 import { RawUdpSocket } from '../../src/sys/udp-socket.js';
@@ -65,7 +65,13 @@ test('parser: IPv4 and IPv6 completions decode to inclusive ranges, COPIED flag 
   assert.deepEqual(parseZeroCopyNotifications(control(v6(10, 10, 1))), { ranges: [{ first: 10, last: 10, count: 1, copied: true }], ignored: 0, malformed: 0 });
   // Several cmsgs in one buffer, each 8-aligned (the IPv6 one is 60 bytes, padded to 64).
   const two = parseZeroCopyNotifications(control(v6(0, 3), v4(4, 7, 1)));
-  assert.deepEqual(two.ranges.map((r) => [r.first, r.last, r.count, r.copied]), [[0, 3, 4, false], [4, 7, 4, true]]);
+  assert.deepEqual(
+    two.ranges.map((r) => [r.first, r.last, r.count, r.copied]),
+    [
+      [0, 3, 4, false],
+      [4, 7, 4, true],
+    ],
+  );
   // The u32 counter wraps: [2^32 - 2, 1] is four sends.
   assert.equal(parseZeroCopyNotifications(control(v4(0xffff_fffe, 1))).ranges[0]!.count, 4);
 });
@@ -83,7 +89,7 @@ test('parser: other cmsgs and other error origins are ignored, not counted as co
 
 test('parser: truncated or inconsistent control data is counted as malformed, never trusted, never a crash', () => {
   const good = control(v4(0, 1));
-  const cases: Array<[string, Uint8Array, number | undefined]> = [
+  const cases: [string, Uint8Array, number | undefined][] = [
     ['empty', new Uint8Array(0), undefined],
     ['shorter than a cmsg header', good.subarray(0, 10), undefined],
     ['controllen cut inside the cmsg', good, 40],
@@ -103,7 +109,10 @@ test('parser: truncated or inconsistent control data is counted as malformed, ne
   assert.equal(parseZeroCopyNotifications(huge).malformed, 1);
   // A good cmsg followed by a torn one: the good one counts, the rest is malformed.
   const torn = control(v4(0, 1), v6(2, 3));
-  assert.deepEqual(parseZeroCopyNotifications(torn, torn.length - 8).ranges.map((r) => r.count), [2]);
+  assert.deepEqual(
+    parseZeroCopyNotifications(torn, torn.length - 8).ranges.map((r) => r.count),
+    [2],
+  );
   assert.equal(parseZeroCopyNotifications(torn, torn.length - 8).malformed, 1);
   // A length beyond the buffer is clamped to it.
   assert.equal(parseZeroCopyNotifications(good, 1 << 20).ranges.length, 1);
@@ -176,22 +185,34 @@ function assertAllCompleted(r: WriteResult): void {
   assert.equal(z.copied, z.completed, 'loopback: every completion flagged SO_EE_CODE_ZEROCOPY_COPIED');
 }
 
-test('zeroCopy auto: a 4 MB write to 2 loopback receivers, burst 16, delivers every byte and completes every zerocopy send', { skip: noBatched ?? (gso ? undefined : 'no UDP GSO: burst runs are single datagrams, below the zerocopy threshold') }, async () => {
-  const a = await openReceiver();
-  const b = await openReceiver();
-  const dataA = pattern(2 << 20, 1);
-  const dataB = pattern((2 << 20) - 777, 2);
-  const r = await fresh((x) => x.write([{ to: a.url, data: dataA }, { to: b.url, data: dataB }], { burst: 16, zeroCopy: 'auto' }));
-  assert.equal(r.engine, 'batched');
-  assert.equal(r.errors, 0);
-  assert.equal(r.bytes, dataA.length + dataB.length);
-  assertAllCompleted(r);
-  // 16 × 1472 = 23,552 bytes per GSO message: every full run qualifies.
-  assert.ok(r.zeroCopy!.sends >= Math.floor(dataA.length / (16 * 1472)) * 2 - 2, `${r.zeroCopy!.sends} zerocopy sends`);
-  console.log(`# loopback zerocopy: ${JSON.stringify(r.zeroCopy)} in ${r.sendCalls} sendmmsg calls, ${r.elapsedMs.toFixed(1)} ms`);
-  await assertDelivered(a, dataA, 1472);
-  await assertDelivered(b, dataB, 1472);
-});
+test(
+  'zeroCopy auto: a 4 MB write to 2 loopback receivers, burst 16, delivers every byte and completes every zerocopy send',
+  { skip: noBatched ?? (gso ? undefined : 'no UDP GSO: burst runs are single datagrams, below the zerocopy threshold') },
+  async () => {
+    const a = await openReceiver();
+    const b = await openReceiver();
+    const dataA = pattern(2 << 20, 1);
+    const dataB = pattern((2 << 20) - 777, 2);
+    const r = await fresh((x) =>
+      x.write(
+        [
+          { to: a.url, data: dataA },
+          { to: b.url, data: dataB },
+        ],
+        { burst: 16, zeroCopy: 'auto' },
+      ),
+    );
+    assert.equal(r.engine, 'batched');
+    assert.equal(r.errors, 0);
+    assert.equal(r.bytes, dataA.length + dataB.length);
+    assertAllCompleted(r);
+    // 16 × 1472 = 23,552 bytes per GSO message: every full run qualifies.
+    assert.ok(r.zeroCopy!.sends >= Math.floor(dataA.length / (16 * 1472)) * 2 - 2, `${r.zeroCopy!.sends} zerocopy sends`);
+    console.log(`# loopback zerocopy: ${JSON.stringify(r.zeroCopy)} in ${r.sendCalls} sendmmsg calls, ${r.elapsedMs.toFixed(1)} ms`);
+    await assertDelivered(a, dataA, 1472);
+    await assertDelivered(b, dataB, 1472);
+  },
+);
 
 test('zeroCopy auto without GSO: datagrams of 16 KB each go with MSG_ZEROCOPY one by one', { skip: noBatched }, async () => {
   const a = await openReceiver();
@@ -203,41 +224,55 @@ test('zeroCopy auto without GSO: datagrams of 16 KB each go with MSG_ZEROCOPY on
   await assertDelivered(a, data, 16_000);
 });
 
-test('zeroCopy auto over IPv6 loopback: completions arrive as IPV6_RECVERR and are counted the same', { skip: noBatched ?? (gso ? undefined : 'no UDP GSO') }, async (t) => {
-  let a: Receiver;
-  try {
-    a = await openReceiver('::1');
-  } catch (err) {
-    t.skip(`no IPv6 loopback: ${(err as Error).message}`);
-    return;
-  }
-  const data = pattern(1 << 20, 4);
-  const r = await fresh((x) => x.write([{ to: a.url, data }], { burst: 16, packetSize: 1400 }));
-  assertAllCompleted(r);
-  await assertDelivered(a, data, 1400);
-});
+test(
+  'zeroCopy auto over IPv6 loopback: completions arrive as IPV6_RECVERR and are counted the same',
+  { skip: noBatched ?? (gso ? undefined : 'no UDP GSO') },
+  async (t) => {
+    let a: Receiver;
+    try {
+      a = await openReceiver('::1');
+    } catch (err) {
+      t.skip(`no IPv6 loopback: ${(err as Error).message}`);
+      return;
+    }
+    const data = pattern(1 << 20, 4);
+    const r = await fresh((x) => x.write([{ to: a.url, data }], { burst: 16, packetSize: 1400 }));
+    assertAllCompleted(r);
+    await assertDelivered(a, data, 1400);
+  },
+);
 
-test('zeroCopy auto backs off where the kernel copied every send (loopback), and still delivers', { skip: noBatched ?? (gso ? undefined : 'no UDP GSO') }, async () => {
-  const a = await openReceiver();
-  const data = pattern(1 << 20, 9);
-  await fresh(async (x) => {
-    const first = await x.write([{ to: a.url, data }], { burst: 16 });
-    assertAllCompleted(first);
-    await assertDelivered(a, data, 1472);
-    a.received.length = 0;
-    const second = await x.write([{ to: a.url, data }], { burst: 16 });
-    assert.equal(second.zeroCopy!.sends, 0, 'the next write copies');
-    assert.match(second.zeroCopy!.fallback ?? '', /copied/);
-    await assertDelivered(a, data, 1472);
-  });
-});
+test(
+  'zeroCopy auto backs off where the kernel copied every send (loopback), and still delivers',
+  { skip: noBatched ?? (gso ? undefined : 'no UDP GSO') },
+  async () => {
+    const a = await openReceiver();
+    const data = pattern(1 << 20, 9);
+    await fresh(async (x) => {
+      const first = await x.write([{ to: a.url, data }], { burst: 16 });
+      assertAllCompleted(first);
+      await assertDelivered(a, data, 1472);
+      a.received.length = 0;
+      const second = await x.write([{ to: a.url, data }], { burst: 16 });
+      assert.equal(second.zeroCopy!.sends, 0, 'the next write copies');
+      assert.match(second.zeroCopy!.fallback ?? '', /copied/);
+      await assertDelivered(a, data, 1472);
+    });
+  },
+);
 
 test('zeroCopy never: the same large write reports no zerocopy sends', { skip: noBatched }, async () => {
   const a = await openReceiver();
   const b = await openReceiver();
   const dataA = pattern(1 << 20, 5);
   const dataB = pattern(1 << 20, 6);
-  const r = await s!.write([{ to: a.url, data: dataA }, { to: b.url, data: dataB }], { burst: 16, zeroCopy: 'never' });
+  const r = await s!.write(
+    [
+      { to: a.url, data: dataA },
+      { to: b.url, data: dataB },
+    ],
+    { burst: 16, zeroCopy: 'never' },
+  );
   assert.equal(r.zeroCopy, undefined, 'no zerocopy bookkeeping when it was not asked for');
   await assertDelivered(a, dataA, 1472);
   await assertDelivered(b, dataB, 1472);
@@ -249,7 +284,13 @@ test('zeroCopy auto, small messages: below the threshold nothing goes with MSG_Z
   const dataA = pattern(60_000, 7);
   const dataB = pattern(9_000, 8);
   // burst 4: GSO runs of 4 × 1472 = 5,888 bytes; B's whole entry is 9,000 bytes.
-  const r = await s!.write([{ to: a.url, data: dataA }, { to: b.url, data: dataB }], { burst: 4 });
+  const r = await s!.write(
+    [
+      { to: a.url, data: dataA },
+      { to: b.url, data: dataB },
+    ],
+    { burst: 4 },
+  );
   assert.deepEqual(r.zeroCopy, { sends: 0, completed: 0, copied: 0 });
   // One message of 9,000 bytes (burst 16, one run) is still below 10 KiB.
   const small = await s!.write([{ to: b.url, data: dataB }], { burst: 16 });
@@ -277,4 +318,3 @@ test('completion tracker: a send the kernel never completes times out instead of
     sock.close();
   }
 });
-

@@ -62,7 +62,11 @@ child.on('exit', (code, signal) => {
   clearInterval(sampler);
   stopSpinners();
   const mins = ((Date.now() - started) / 60_000).toFixed(1);
-  const la = samples.length ? `load average (1 min) ${Math.min(...samples).toFixed(1)}–${Math.max(...samples).toFixed(1)}, mean ${(samples.reduce((a, b) => a + b, 0) / samples.length).toFixed(1)}` : 'no load sample';
-  process.stderr.write(`# test:loaded: ${command.join(' ')} ended (${signal ?? `exit ${code}`}) after ${mins} min with ${busy} busy processes on ${cores} cores; ${la}\n`);
+  const la = samples.length
+    ? `load average (1 min) ${Math.min(...samples).toFixed(1)}–${Math.max(...samples).toFixed(1)}, mean ${(samples.reduce((a, b) => a + b, 0) / samples.length).toFixed(1)}`
+    : 'no load sample';
+  process.stderr.write(
+    `# test:loaded: ${command.join(' ')} ended (${signal ?? `exit ${code}`}) after ${mins} min with ${busy} busy processes on ${cores} cores; ${la}\n`,
+  );
   process.exit(code ?? 1);
 });

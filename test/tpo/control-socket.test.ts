@@ -9,12 +9,25 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync, chmodSync, chownSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+  chmodSync,
+  chownSync,
+} from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ControlSocketError, defaultControlDir, defaultControlPath, fetchStatus, startControlServer } from '../../src/tpo/gateway/control.js';
-import { runCli } from '../helpers/cli.js';
+import { ControlSocketError, defaultControlDir, defaultControlPath, fetchStatus, startControlServer } from '../../src/server/control-socket.js';
+import { runCli } from '../../harness/process/cli.js';
 import { freeUdpPort } from './gateway-helpers.js';
 
 const status = () => ({ ok: true });
@@ -34,7 +47,10 @@ async function rejectsNaming(p: Promise<unknown>, path: string, reason: RegExp):
 
 /** A socket file whose server died without removing it (as after SIGKILL). */
 async function staleSocket(path: string): Promise<void> {
-  const child = spawn(process.execPath, ['-e', `require('node:net').createServer().listen(${JSON.stringify(path)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+  const child = spawn(process.execPath, [
+    '-e',
+    `require('node:net').createServer().listen(${JSON.stringify(path)}, () => process.kill(process.pid, 'SIGKILL'))`,
+  ]);
   await new Promise((r) => child.once('exit', r));
   assert.ok(lstatSync(path).isSocket(), 'the dead server left its socket file');
 }
@@ -71,7 +87,11 @@ test('a symbolic link at the control path is not followed and not removed (to a 
     writeFileSync(target, 'precious');
     const sockTarget = join(dir, 'real.sock');
     await staleSocket(sockTarget);
-    for (const [name, to] of [['file.sock', target], ['sock.sock', sockTarget], ['dangling.sock', join(dir, 'nothing')]] as const) {
+    for (const [name, to] of [
+      ['file.sock', target],
+      ['sock.sock', sockTarget],
+      ['dangling.sock', join(dir, 'nothing')],
+    ] as const) {
       const path = join(dir, name);
       symlinkSync(to, path);
       await rejectsNaming(startControlServer(path, status), path, /is a symbolic link; it is not removed/);
@@ -93,7 +113,11 @@ test('a stale socket is replaced; a live one is reported and left serving', asyn
     try {
       assert.deepEqual(await fetchStatus(path), { ok: true });
       // A second gateway on the same path must not take the first one's socket away.
-      await rejectsNaming(startControlServer(path, () => ({ second: true })), path, /already answers/);
+      await rejectsNaming(
+        startControlServer(path, () => ({ second: true })),
+        path,
+        /already answers/,
+      );
       assert.deepEqual(await fetchStatus(path), { ok: true }, 'the first still answers');
     } finally {
       await server.close();
@@ -144,26 +168,38 @@ test('the default path is in a private 0700 directory of this user; a symbolic l
   }
 });
 
-test('sluice tpo with a directory or a file at its control path exits 2 naming the path, without a stack trace, and removes nothing', { timeout: 60_000 }, async () => {
-  const dir = scratch();
-  try {
-    for (const what of ['directory', 'file'] as const) {
-      const control = join(dir, `${what}.sock`);
-      if (what === 'directory') mkdirSync(control);
-      else writeFileSync(control, 'precious');
-      const config = join(dir, `${what}.json`);
-      writeFileSync(config, JSON.stringify({ name: `ctl-${what}`, listen: `127.0.0.1:${await freeUdpPort()}`, peers: [{ name: 'b', key: randomBytes(32).toString('hex') }], control }));
-      const r = await runCli(['tpo', '--config', config, '--io', 'portable'], 30_000);
-      assert.equal(r.code, 2, `${what}: exit code (stderr: ${r.stderr})`);
-      assert.ok(r.stderr.includes(control), `${what}: names the path: ${r.stderr}`);
-      assert.doesNotMatch(r.stderr, /\n\s+at /, `${what}: no stack trace`);
-      if (what === 'directory') assert.ok(statSync(control).isDirectory());
-      else assert.equal(readFileSync(control, 'utf8'), 'precious');
+test(
+  'sluice tpo with a directory or a file at its control path exits 2 naming the path, without a stack trace, and removes nothing',
+  { timeout: 60_000 },
+  async () => {
+    const dir = scratch();
+    try {
+      for (const what of ['directory', 'file'] as const) {
+        const control = join(dir, `${what}.sock`);
+        if (what === 'directory') mkdirSync(control);
+        else writeFileSync(control, 'precious');
+        const config = join(dir, `${what}.json`);
+        writeFileSync(
+          config,
+          JSON.stringify({
+            name: `ctl-${what}`,
+            listen: `127.0.0.1:${await freeUdpPort()}`,
+            peers: [{ name: 'b', key: randomBytes(32).toString('hex') }],
+            control,
+          }),
+        );
+        const r = await runCli(['tpo', '--config', config, '--io', 'portable'], 30_000);
+        assert.equal(r.code, 2, `${what}: exit code (stderr: ${r.stderr})`);
+        assert.ok(r.stderr.includes(control), `${what}: names the path: ${r.stderr}`);
+        assert.doesNotMatch(r.stderr, /\n\s+at /, `${what}: no stack trace`);
+        if (what === 'directory') assert.ok(statSync(control).isDirectory());
+        else assert.equal(readFileSync(control, 'utf8'), 'precious');
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+  },
+);
 
 test('the control socket survives clients that misbehave', async () => {
   const dir = scratch();
@@ -201,7 +237,11 @@ test('the control socket survives clients that misbehave', async () => {
  * `chunk` is called for each chunk of an endless chunked HTTP body (null:
  * stop sending, keep the connection open). Returns the bytes written.
  */
-async function fakeStatusServer(path: string, chunk: (i: number) => Buffer | null, everyMs: number): Promise<{ written: () => number; close: () => Promise<void> }> {
+async function fakeStatusServer(
+  path: string,
+  chunk: (i: number) => Buffer | null,
+  everyMs: number,
+): Promise<{ written: () => number; close: () => Promise<void> }> {
   let written = 0;
   const sockets = new Set<net.Socket>();
   const srv = net.createServer((s) => {

@@ -9,9 +9,9 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DataMover } from '../../src/tpo/data-mover.js';
-import { deriveSessionKeys } from '../../src/tpo/datagram-crypto.js';
-import { LinkEmulator } from '../../src/tpo/link-emulator.js';
+import { DataMover } from '../../src/tpo/protocol/data-mover.js';
+import { deriveSessionKeys } from '../../src/tpo/protocol/datagram-crypto.js';
+import { LinkEmulator } from '../../harness/wan/udp-emulator.js';
 
 interface Pair {
   a: DataMover;
@@ -41,8 +41,20 @@ async function pair(opts: { seed: number; maxRateBps?: number }): Promise<Pair> 
   const ni = randomBytes(16);
   const nr = randomBytes(16);
   const common = { ...(opts.maxRateBps ? { maxRateBps: opts.maxRateBps } : {}), deadAfterMs: 1500, keepaliveMs: 200 };
-  const a = new DataMover({ ...common, localId: 1, peerId: 2, keys: deriveSessionKeys(psk, ni, nr, true), transmit: (d) => sa.send(d, emu.a.port, emu.a.address) });
-  const b = new DataMover({ ...common, localId: 2, peerId: 1, keys: deriveSessionKeys(psk, ni, nr, false), transmit: (d) => sb.send(d, emu.b.port, emu.b.address) });
+  const a = new DataMover({
+    ...common,
+    localId: 1,
+    peerId: 2,
+    keys: deriveSessionKeys(psk, ni, nr, true),
+    transmit: (d) => sa.send(d, emu.a.port, emu.a.address),
+  });
+  const b = new DataMover({
+    ...common,
+    localId: 2,
+    peerId: 1,
+    keys: deriveSessionKeys(psk, ni, nr, false),
+    transmit: (d) => sb.send(d, emu.b.port, emu.b.address),
+  });
   sa.on('message', (m) => a.receive(m));
   sb.on('message', (m) => b.receive(m));
   return {
@@ -99,7 +111,9 @@ test('byte-exact with 5 % loss, reordering and duplication, 20 ms each way', { t
     assert.equal(r.got, r.sent);
     assert.ok(p.a.stats.retransmissions > 0, 'lost segments were sent again');
     assert.ok(p.b.stats.duplicates > 0, 'duplicates were seen and dropped');
-    console.log(`# 3.2 MB at 5 % loss: ${r.ms.toFixed(0)} ms, ${p.a.stats.retransmissions} retransmissions, ${p.a.stats.timeouts} timeouts, srtt ${p.a.rtt.srttMs.toFixed(1)} ms`);
+    console.log(
+      `# 3.2 MB at 5 % loss: ${r.ms.toFixed(0)} ms, ${p.a.stats.retransmissions} retransmissions, ${p.a.stats.timeouts} timeouts, srtt ${p.a.rtt.srttMs.toFixed(1)} ms`,
+    );
   } finally {
     await p.close();
   }
@@ -195,13 +209,29 @@ test('a session that sat idle measures its first flight from when it was sent, n
 test('an urgent buffer leaves ahead of the queued ones (unordered delivery: it arrives ahead too)', { timeout: 30_000 }, async () => {
   const sa = await bind();
   const sb = await bind();
-  const emu = await LinkEmulator.create({ seed: 12, peerA: { address: '127.0.0.1', port: sa.address().port }, peerB: { address: '127.0.0.1', port: sb.address().port } });
+  const emu = await LinkEmulator.create({
+    seed: 12,
+    peerA: { address: '127.0.0.1', port: sa.address().port },
+    peerB: { address: '127.0.0.1', port: sb.address().port },
+  });
   emu.set('both', { delayMs: 10, rateBps: 8e6 });
   const psk = randomBytes(32);
   const ni = randomBytes(16);
   const nr = randomBytes(16);
-  const a = new DataMover({ localId: 1, peerId: 2, keys: deriveSessionKeys(psk, ni, nr, true), transmit: (d) => sa.send(d, emu.a.port, emu.a.address), orderedDelivery: false });
-  const b = new DataMover({ localId: 2, peerId: 1, keys: deriveSessionKeys(psk, ni, nr, false), transmit: (d) => sb.send(d, emu.b.port, emu.b.address), orderedDelivery: false });
+  const a = new DataMover({
+    localId: 1,
+    peerId: 2,
+    keys: deriveSessionKeys(psk, ni, nr, true),
+    transmit: (d) => sa.send(d, emu.a.port, emu.a.address),
+    orderedDelivery: false,
+  });
+  const b = new DataMover({
+    localId: 2,
+    peerId: 1,
+    keys: deriveSessionKeys(psk, ni, nr, false),
+    transmit: (d) => sb.send(d, emu.b.port, emu.b.address),
+    orderedDelivery: false,
+  });
   sa.on('message', (m) => a.receive(m));
   sb.on('message', (m) => b.receive(m));
   try {

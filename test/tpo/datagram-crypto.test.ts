@@ -7,8 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
-import { deriveSessionKeys, openDatagram, sealDatagram, TAG_LENGTH } from '../../src/tpo/datagram-crypto.js';
-import { ReplayWindow } from '../../src/tpo/replay-window.js';
+import { deriveSessionKeys, openDatagram, sealDatagram, TAG_LENGTH } from '../../src/tpo/protocol/datagram-crypto.js';
+import { ReplayWindow } from '../../src/tpo/protocol/replay-window.js';
 import { decodeDataMoverField, encodeDataMoverField, TD_DATA } from '../../src/wire/tpo/data-mover.js';
 
 const psk = randomBytes(32);
@@ -37,7 +37,7 @@ test('seal and open round-trip; any changed byte, a wrong key or a wrong number 
       const bad = Buffer.from(dgram);
       bad[flip % bad.length]! ^= 0x40;
       assert.equal(openDatagram(b.receive, physical, bad, payloadOffset), undefined, 'a changed byte authenticated');
-      assert.equal(openDatagram(b.send, physical, dgram, payloadOffset), undefined, 'the wrong direction\'s key');
+      assert.equal(openDatagram(b.send, physical, dgram, payloadOffset), undefined, "the wrong direction's key");
       assert.equal(openDatagram(b.receive, physical + 1, dgram, payloadOffset), undefined, 'another number');
       assert.equal(openDatagram(b.receive, physical, dgram.subarray(0, dgram.length - 1), payloadOffset), undefined, 'truncated');
     }),

@@ -1,5 +1,5 @@
 /**
- * Datagram ports (src/tpo/datagram-port.ts), both kinds, on 127.0.0.1:
+ * Datagram ports (src/tpo/io/datagram-port.ts), both kinds, on 127.0.0.1:
  * many datagrams of mixed sizes arrive byte-exact and in order (each kind
  * to itself and across kinds), runs of equal sizes leave as GSO messages
  * and arrive as separate datagrams (GRO buffers split at a batched
@@ -15,11 +15,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setImmediate as nextTask } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { openDatagramPort, PortableDatagramPort, type DatagramPort } from '../../src/tpo/datagram-port.js';
+import type { PortableDatagramPort } from '../../src/tpo/io/datagram-port.js';
+import { openDatagramPort, type DatagramPort } from '../../src/tpo/io/datagram-port.js';
 import { probeBatchedIo } from '../../src/sys/probe.js';
-import { DataMover } from '../../src/tpo/data-mover.js';
-import { deriveSessionKeys } from '../../src/tpo/datagram-crypto.js';
-import { LinkEmulator } from '../../src/tpo/link-emulator.js';
+import { DataMover } from '../../src/tpo/protocol/data-mover.js';
+import { deriveSessionKeys } from '../../src/tpo/protocol/datagram-crypto.js';
+import { LinkEmulator } from '../../harness/wan/udp-emulator.js';
 
 const probe = probeBatchedIo();
 const skipBatched = probe.available ? undefined : `batched I/O unavailable: ${probe.reason}`;
@@ -40,7 +41,7 @@ function datagram(i: number, size: number): Uint8Array {
 function mixedSizes(n: number): number[] {
   const sizes: number[] = [];
   let seed = 12345;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
   while (sizes.length < n) {
     const pick = rnd();
     if (pick < 0.5) {
@@ -94,59 +95,72 @@ async function exchange(tx: DatagramPort, rx: DatagramPort, sizes: number[], per
 
 describe('datagram ports', () => {
   for (const io of ['portable', 'batched'] as const) {
-    test(`${io}: 4,000 datagrams of mixed sizes arrive byte-exact and in order`, { skip: io === 'batched' ? skipBatched : undefined, timeout: 30_000 }, async () => {
-      const a = await open(io);
-      const b = await open(io);
+    test(
+      `${io}: 4,000 datagrams of mixed sizes arrive byte-exact and in order`,
+      { skip: io === 'batched' ? skipBatched : undefined, timeout: 30_000 },
+      async () => {
+        const a = await open(io);
+        const b = await open(io);
+        try {
+          assert.equal(a.kind, io);
+          await exchange(a, b, mixedSizes(4000), 100);
+          await exchange(b, a, mixedSizes(500), 50);
+          assert.equal(a.stats.dropped.queueFull + a.stats.dropped.sendError, 0);
+          if (io === 'batched')
+            assert.ok(a.stats.sendCalls < a.stats.datagramsSent / 5, `batched sends (${a.stats.sendCalls} calls for ${a.stats.datagramsSent})`);
+        } finally {
+          await a.close();
+          await b.close();
+        }
+      },
+    );
+  }
+
+  test(
+    'batched to portable and back: mixed sizes byte-exact (GSO runs cut by the kernel for a plain socket)',
+    { skip: skipBatched, timeout: 30_000 },
+    async () => {
+      const a = await open('batched');
+      const b = await open('portable');
       try {
-        assert.equal(a.kind, io);
-        await exchange(a, b, mixedSizes(4000), 100);
-        await exchange(b, a, mixedSizes(500), 50);
-        assert.equal(a.stats.dropped.queueFull + a.stats.dropped.sendError, 0);
-        if (io === 'batched') assert.ok(a.stats.sendCalls < a.stats.datagramsSent / 5, `batched sends (${a.stats.sendCalls} calls for ${a.stats.datagramsSent})`);
+        await exchange(a, b, mixedSizes(2000), 100);
+        await exchange(b, a, mixedSizes(1000), 100);
+        assert.ok(a.stats.gsoMessages > 0);
       } finally {
         await a.close();
         await b.close();
       }
-    });
-  }
+    },
+  );
 
-  test('batched to portable and back: mixed sizes byte-exact (GSO runs cut by the kernel for a plain socket)', { skip: skipBatched, timeout: 30_000 }, async () => {
-    const a = await open('batched');
-    const b = await open('portable');
-    try {
-      await exchange(a, b, mixedSizes(2000), 100);
-      await exchange(b, a, mixedSizes(1000), 100);
-      assert.ok(a.stats.gsoMessages > 0);
-    } finally {
-      await a.close();
-      await b.close();
-    }
-  });
-
-  test('a run of equal sizes leaves as GSO messages and arrives as separate datagrams (GRO buffers split)', { skip: skipBatched ?? (probe.gso ? undefined : 'no UDP GSO here'), timeout: 20_000 }, async () => {
-    const a = await open('batched');
-    const b = await open('batched');
-    try {
-      // 300 of 1000 bytes and a shorter last one, all in one task: one flush.
-      const sizes = [...Array.from({ length: 300 }, () => 1000), 333];
-      const got: Uint8Array[] = [];
-      b.on('message', (m: Buffer) => got.push(Uint8Array.from(m)));
-      const to = { address: '127.0.0.1', port: b.address().port };
-      sizes.forEach((s, i) => a.send(datagram(i, s), to));
-      a.flush();
-      assert.equal(a.stats.sendCalls, 1, 'one sendmmsg');
-      const perMessage = Math.min(probe.gsoMaxSegments, 65);
-      assert.equal(a.stats.gsoMessages, Math.ceil(sizes.length / perMessage));
-      assert.equal(a.stats.gsoSegments, sizes.length);
-      await until(() => got.length >= sizes.length, 5000, 'every datagram');
-      got.forEach((m, i) => assert.deepEqual(m, datagram(i, sizes[i]!), `datagram ${i}`));
-      // Loopback hands a GSO message to a GRO socket whole: the port split it.
-      if (probe.gro) assert.ok(b.stats.groBuffers > 0, 'GRO buffers were received and split');
-    } finally {
-      await a.close();
-      await b.close();
-    }
-  });
+  test(
+    'a run of equal sizes leaves as GSO messages and arrives as separate datagrams (GRO buffers split)',
+    { skip: skipBatched ?? (probe.gso ? undefined : 'no UDP GSO here'), timeout: 20_000 },
+    async () => {
+      const a = await open('batched');
+      const b = await open('batched');
+      try {
+        // 300 of 1000 bytes and a shorter last one, all in one task: one flush.
+        const sizes = [...Array.from({ length: 300 }, () => 1000), 333];
+        const got: Uint8Array[] = [];
+        b.on('message', (m: Buffer) => got.push(Uint8Array.from(m)));
+        const to = { address: '127.0.0.1', port: b.address().port };
+        sizes.forEach((s, i) => a.send(datagram(i, s), to));
+        a.flush();
+        assert.equal(a.stats.sendCalls, 1, 'one sendmmsg');
+        const perMessage = Math.min(probe.gsoMaxSegments, 65);
+        assert.equal(a.stats.gsoMessages, Math.ceil(sizes.length / perMessage));
+        assert.equal(a.stats.gsoSegments, sizes.length);
+        await until(() => got.length >= sizes.length, 5000, 'every datagram');
+        got.forEach((m, i) => assert.deepEqual(m, datagram(i, sizes[i]!), `datagram ${i}`));
+        // Loopback hands a GSO message to a GRO socket whole: the port split it.
+        if (probe.gro) assert.ok(b.stats.groBuffers > 0, 'GRO buffers were received and split');
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    },
+  );
 
   test('sends after close are dropped and counted; close is idempotent; auto picks batched here', { timeout: 20_000 }, async () => {
     const p = await openDatagramPort({ bind: LOCAL });
@@ -161,7 +175,10 @@ describe('datagram ports', () => {
   test('binding an address in use rejects with a SyscallError naming bind and EADDRINUSE', { skip: skipBatched, timeout: 20_000 }, async () => {
     const a = await open('batched');
     try {
-      await assert.rejects(openDatagramPort({ bind: { address: '127.0.0.1', port: a.address().port }, io: 'batched' }), (e: Error & { op?: string; errno?: string }) => e.name === 'SyscallError' && e.op === 'bind' && e.errno === 'EADDRINUSE');
+      await assert.rejects(
+        openDatagramPort({ bind: { address: '127.0.0.1', port: a.address().port }, io: 'batched' }),
+        (e: Error & { op?: string; errno?: string }) => e.name === 'SyscallError' && e.op === 'bind' && e.errno === 'EADDRINUSE',
+      );
     } finally {
       await a.close();
     }
@@ -178,7 +195,11 @@ describe('datagram ports', () => {
   test('a data mover pair over batched ports: byte-exact through the link emulator with 5 % loss', { skip: skipBatched, timeout: 60_000 }, async () => {
     const pa = await open('batched');
     const pb = await open('batched');
-    const emu = await LinkEmulator.create({ seed: 11, peerA: { address: '127.0.0.1', port: pa.address().port }, peerB: { address: '127.0.0.1', port: pb.address().port } });
+    const emu = await LinkEmulator.create({
+      seed: 11,
+      peerA: { address: '127.0.0.1', port: pa.address().port },
+      peerB: { address: '127.0.0.1', port: pb.address().port },
+    });
     emu.set('both', { delayMs: 10, loss: 0.05, reorder: 0.02 });
     const psk = randomBytes(32);
     const ni = randomBytes(16);
@@ -215,16 +236,20 @@ describe('datagram ports', () => {
   });
 });
 
-test('portable port: socket buffers beyond net.core.rmem_max where allowed (root), as the batched port', { skip: process.getuid?.() === 0 ? undefined : 'needs root (SO_RCVBUFFORCE)', timeout: 10_000 }, async () => {
-  const { readFileSync } = await import('node:fs');
-  const rmemMax = Number(readFileSync('/proc/sys/net/core/rmem_max', 'utf8'));
-  const port = await openDatagramPort({ bind: { address: '127.0.0.1', port: 0 }, io: 'portable', socketBufferBytes: 4 * rmemMax });
-  try {
-    assert.equal(port.kind, 'portable');
-    // The kernel reports double what it granted: capped, that would be 2 x rmem_max.
-    const got = (port as PortableDatagramPort).receiveBufferBytes;
-    assert.ok(got >= 8 * rmemMax, `receive buffer ${got} bytes for a request of ${4 * rmemMax} (rmem_max ${rmemMax})`);
-  } finally {
-    await port.close();
-  }
-});
+test(
+  'portable port: socket buffers beyond net.core.rmem_max where allowed (root), as the batched port',
+  { skip: process.getuid?.() === 0 ? undefined : 'needs root (SO_RCVBUFFORCE)', timeout: 10_000 },
+  async () => {
+    const { readFileSync } = await import('node:fs');
+    const rmemMax = Number(readFileSync('/proc/sys/net/core/rmem_max', 'utf8'));
+    const port = await openDatagramPort({ bind: { address: '127.0.0.1', port: 0 }, io: 'portable', socketBufferBytes: 4 * rmemMax });
+    try {
+      assert.equal(port.kind, 'portable');
+      // The kernel reports double what it granted: capped, that would be 2 x rmem_max.
+      const got = (port as PortableDatagramPort).receiveBufferBytes;
+      assert.ok(got >= 8 * rmemMax, `receive buffer ${got} bytes for a request of ${4 * rmemMax} (rmem_max ${rmemMax})`);
+    } finally {
+      await port.close();
+    }
+  },
+);

@@ -34,8 +34,14 @@ function make(options: { maxHeld?: number; maxHeldBytes?: number; maxGroupBytes?
 test('messages come out in sequence order; held ones are what hold() returned; nothing stays accounted', () => {
   const s = make();
   for (const n of [0, 3, 2, 5, 1, 4]) s.push('p|f', n, 100);
-  assert.deepEqual(s.delivered.map(([, i]) => i.seq), [0, 1, 2, 3, 4, 5]);
-  assert.deepEqual(s.delivered.map(([, i]) => !!i.copied), [false, false, true, true, false, true]);
+  assert.deepEqual(
+    s.delivered.map(([, i]) => i.seq),
+    [0, 1, 2, 3, 4, 5],
+  );
+  assert.deepEqual(
+    s.delivered.map(([, i]) => !!i.copied),
+    [false, false, true, true, false, true],
+  );
   assert.equal(s.seq.stats.heldBytes, 0);
   assert.equal(s.seq.groupBytes('p'), 0);
 });
@@ -84,7 +90,10 @@ test("a peer's flows together: the largest holder is reset when the group's boun
   // Flow c's 3 MiB would take p to 21 MiB: a (the largest) goes, c's message is held.
   s.push('p|c', 0);
   s.push('p|c', 2, 3 * MiB);
-  assert.deepEqual(s.overflows.map(([k]) => k), ['p|a']);
+  assert.deepEqual(
+    s.overflows.map(([k]) => k),
+    ['p|a'],
+  );
   assert.equal(s.seq.stats.groupOverflows, 1);
   assert.equal(s.seq.groupBytes('p'), 9 * MiB);
   assert.equal(s.seq.groupBytes('q'), 10 * MiB);
@@ -99,7 +108,13 @@ test("a peer's flows together: the largest holder is reset when the group's boun
 test('orphans (no sequence 0 within waitMs) leave the accounts', () => {
   let now = 0;
   const orphans: string[] = [];
-  const seq = new FlowSequencer<{ bytes: number }>({ deliver: () => undefined, onOrphans: (k) => orphans.push(k), onOverflow: () => undefined, sizeOf: (i) => i.bytes, now: () => now });
+  const seq = new FlowSequencer<{ bytes: number }>({
+    deliver: () => undefined,
+    onOrphans: (k) => orphans.push(k),
+    onOverflow: () => undefined,
+    sizeOf: (i) => i.bytes,
+    now: () => now,
+  });
   seq.push('p|f', { function: 'data', sequence: 5 }, { bytes: 1000 });
   assert.equal(seq.stats.heldBytes, 1000);
   now = 5000;

@@ -7,10 +7,10 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseTpoConfig, type TpoConfig } from '../../src/tpo/config.js';
+import { parseTpoConfig, type TpoConfig } from '../../src/tpo/config/config.js';
 import { Gateway } from '../../src/tpo/gateway/gateway.js';
-import { ExplicitInterception } from '../../src/tpo/gateway/explicit.js';
-import { LinkEmulator } from '../../src/tpo/link-emulator.js';
+import { ExplicitInterception } from '../../src/tpo/intercept/explicit.js';
+import { LinkEmulator } from '../../harness/wan/udp-emulator.js';
 
 export async function freeUdpPort(): Promise<number> {
   const s = dgram.createSocket('udp4');
@@ -60,8 +60,20 @@ export async function startPair(o: PairOptions): Promise<Pair> {
   emu.set('both', { delayMs: o.delayMs ?? 5, loss: o.loss ?? 0 });
   const key = randomBytes(32).toString('hex');
   const limits = { peerDeadMs: o.peerDeadMs ?? 30_000, udpIdleMs: o.udpIdleMs ?? 60_000, ...o.limits };
-  const configA = parseTpoConfig({ name: 'a', listen: `127.0.0.1:${portA}`, peers: [{ name: 'b', address: `${emu.a.address}:${emu.a.port}`, key, keyId: 1 }], table: o.table, limits });
-  const configB = parseTpoConfig({ name: 'b', listen: `127.0.0.1:${portB}`, peers: [{ name: 'a', key, keyId: 1 }], deliver: { allow: o.allow ?? ['127.0.0.0/8'] }, limits });
+  const configA = parseTpoConfig({
+    name: 'a',
+    listen: `127.0.0.1:${portA}`,
+    peers: [{ name: 'b', address: `${emu.a.address}:${emu.a.port}`, key, keyId: 1 }],
+    table: o.table,
+    limits,
+  });
+  const configB = parseTpoConfig({
+    name: 'b',
+    listen: `127.0.0.1:${portB}`,
+    peers: [{ name: 'a', key, keyId: 1 }],
+    deliver: { allow: o.allow ?? ['127.0.0.0/8'] },
+    limits,
+  });
   // The gateway subscribes before the listeners open (as `sluice tpo` does), so no early client is refused.
   const ic = new ExplicitInterception(configA.table);
   const a = await Gateway.start(configA, { interception: ic, interceptionName: 'explicit' });

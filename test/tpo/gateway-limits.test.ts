@@ -229,10 +229,19 @@ test('a full table makes room by ending its least recently used quiet UDP flows 
     clients.push(c);
     return c;
   };
-  const sources = () => pair.a.status().flows.map((f) => /^udp ([\d.]+):/.exec(f.tuple)![1]).sort();
+  const sources = () =>
+    pair.a
+      .status()
+      .flows.map((f) => /^udp ([\d.]+):/.exec(f.tuple)![1])
+      .sort();
   try {
     const [a, b, c] = [await at('127.0.0.2'), await at('127.0.0.3'), await at('127.0.0.4')];
-    for (const [cl, name] of [[a, 'a'], [b, 'b'], [c, 'c']] as const) assert.equal(await cl.ask(lu, name), `re:${name}`);
+    for (const [cl, name] of [
+      [a, 'a'],
+      [b, 'b'],
+      [c, 'c'],
+    ] as const)
+      assert.equal(await cl.ask(lu, name), `re:${name}`);
     // All three quiet for over the eviction threshold (1 s), then b is used again: a and c are now the least recent.
     await sleep(1300);
     assert.equal(await b.ask(lu, 'b again'), 're:b again');

@@ -11,9 +11,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseTpoConfig } from '../../src/tpo/config.js';
+import { parseTpoConfig } from '../../src/tpo/config/config.js';
 import { Gateway } from '../../src/tpo/gateway/gateway.js';
-import { ExplicitInterception } from '../../src/tpo/gateway/explicit.js';
+import { ExplicitInterception } from '../../src/tpo/intercept/explicit.js';
 import { freeTcpPort, freeUdpPort } from './gateway-helpers.js';
 
 async function udpSink(address = '127.0.0.1'): Promise<{ sock: dgram.Socket; got: string[] }> {

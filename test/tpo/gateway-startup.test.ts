@@ -18,11 +18,11 @@ import { join } from 'node:path';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
-import { runCli, startCli } from '../helpers/cli.js';
-import { parseTpoConfig } from '../../src/tpo/config.js';
+import { runCli, startCli } from '../../harness/process/cli.js';
+import { parseTpoConfig } from '../../src/tpo/config/config.js';
 import { Gateway } from '../../src/tpo/gateway/gateway.js';
-import { ExplicitInterception } from '../../src/tpo/gateway/explicit.js';
-import { fetchStatus } from '../../src/tpo/gateway/control.js';
+import { ExplicitInterception } from '../../src/tpo/intercept/explicit.js';
+import { fetchStatus } from '../../src/server/control-socket.js';
 import { freeTcpPort, freeUdpPort } from './gateway-helpers.js';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
@@ -72,7 +72,9 @@ function attempt(host: string, port: number, data: Buffer, hangMs: number, conne
     });
     s.on('data', (d) => chunks.push(d));
     s.on('end', () => done(Buffer.concat(chunks).toString() === sha(data) ? 'ok' : 'corrupt'));
-    s.on('error', (e: NodeJS.ErrnoException) => done(!isConnected && e.code === 'ECONNREFUSED' ? 'refused' : e.code === 'ECONNRESET' || e.code === 'EPIPE' ? 'reset' : 'corrupt'));
+    s.on('error', (e: NodeJS.ErrnoException) =>
+      done(!isConnected && e.code === 'ECONNREFUSED' ? 'refused' : e.code === 'ECONNRESET' || e.code === 'EPIPE' ? 'reset' : 'corrupt'),
+    );
     s.on('close', () => done(isConnected ? 'reset' : 'refused'));
   });
   return { connected: isUp, outcome };
@@ -84,7 +86,13 @@ function attempt(host: string, port: number, data: Buffer, hangMs: number, conne
  * gateway's start and its peer session's coming up. Returns every
  * connected client's outcome.
  */
-async function storm(host: string, port: number, count: number, hangMs: number, appearMs = 60_000): Promise<{ all: Promise<Outcome>[]; connected: () => number }> {
+async function storm(
+  host: string,
+  port: number,
+  count: number,
+  hangMs: number,
+  appearMs = 60_000,
+): Promise<{ all: Promise<Outcome>[]; connected: () => number }> {
   let connectedCount = 0;
   const onConnect = () => connectedCount++;
   const pending: Promise<Outcome>[] = [];
@@ -127,65 +135,92 @@ function ownLoopback(): string {
   return `127.${(b[0]! % 250) + 3}.${b[1]}.${(b[2]! % 250) + 2}`;
 }
 
-function gatewayConfigs(dir: string, o: { portA: number; portB: number; peerOfA: number; listenHost?: string; listen: number; target: number; openTimeoutMs: number }) {
+function gatewayConfigs(
+  dir: string,
+  o: { portA: number; portB: number; peerOfA: number; listenHost?: string; listen: number; target: number; openTimeoutMs: number },
+) {
   const key = randomBytes(32).toString('hex');
   const a = join(dir, 'a.json');
   const b = join(dir, 'b.json');
-  writeFileSync(a, JSON.stringify({ name: 'sa', listen: `127.0.0.1:${o.portA}`, peers: [{ name: 'b', address: `127.0.0.1:${o.peerOfA}`, key, keyId: 1 }], table: [{ protocol: 'tcp', listen: `${o.listenHost ?? '127.0.0.1'}:${o.listen}`, target: `127.0.0.1:${o.target}` }], limits: { openTimeoutMs: o.openTimeoutMs }, control: join(dir, 'a.sock') }));
-  writeFileSync(b, JSON.stringify({ name: 'sb', listen: `127.0.0.1:${o.portB}`, peers: [{ name: 'a', key, keyId: 1 }], deliver: { allow: ['127.0.0.1/32'] }, control: join(dir, 'b.sock') }));
+  writeFileSync(
+    a,
+    JSON.stringify({
+      name: 'sa',
+      listen: `127.0.0.1:${o.portA}`,
+      peers: [{ name: 'b', address: `127.0.0.1:${o.peerOfA}`, key, keyId: 1 }],
+      table: [{ protocol: 'tcp', listen: `${o.listenHost ?? '127.0.0.1'}:${o.listen}`, target: `127.0.0.1:${o.target}` }],
+      limits: { openTimeoutMs: o.openTimeoutMs },
+      control: join(dir, 'a.sock'),
+    }),
+  );
+  writeFileSync(
+    b,
+    JSON.stringify({
+      name: 'sb',
+      listen: `127.0.0.1:${o.portB}`,
+      peers: [{ name: 'a', key, keyId: 1 }],
+      deliver: { allow: ['127.0.0.1/32'] },
+      control: join(dir, 'b.sock'),
+    }),
+  );
   return { a, b };
 }
 
-test('connections made as soon as the listener appears are carried byte-exact or reset, never left hanging; SIGTERM always ends the gateway', { timeout: 300_000 }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-startup-'));
-  const server = await hashServer();
-  const listenHost = ownLoopback();
-  const listen = await freeTcpPort();
-  const portB = await freeUdpPort();
-  const cfg = gatewayConfigs(dir, { portA: await freeUdpPort(), portB, peerOfA: portB, listenHost, listen, target: server.port, openTimeoutMs: 3_000 });
-  const b = startCli(['tpo', '--config', cfg.b]);
-  let a: ChildProcessWithoutNullStreams | undefined;
-  let aErr = '';
-  try {
-    await new Promise<void>((resolve, reject) => {
-      let err = '';
-      b.stderr.on('data', (d) => {
-        err += d;
-        if (/sb up/.test(err)) resolve();
+test(
+  'connections made as soon as the listener appears are carried byte-exact or reset, never left hanging; SIGTERM always ends the gateway',
+  { timeout: 300_000 },
+  async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-startup-'));
+    const server = await hashServer();
+    const listenHost = ownLoopback();
+    const listen = await freeTcpPort();
+    const portB = await freeUdpPort();
+    const cfg = gatewayConfigs(dir, { portA: await freeUdpPort(), portB, peerOfA: portB, listenHost, listen, target: server.port, openTimeoutMs: 3_000 });
+    const b = startCli(['tpo', '--config', cfg.b]);
+    let a: ChildProcessWithoutNullStreams | undefined;
+    let aErr = '';
+    try {
+      await new Promise<void>((resolve, reject) => {
+        let err = '';
+        b.stderr.on('data', (d) => {
+          err += d;
+          if (/sb up/.test(err)) resolve();
+        });
+        b.once('exit', () => reject(new Error(`gateway b exited: ${err}`)));
       });
-      b.once('exit', () => reject(new Error(`gateway b exited: ${err}`)));
-    });
-    const counts: Record<Outcome, number> = { refused: 0, ok: 0, reset: 0, corrupt: 0, hang: 0 };
-    for (let round = 0; round < 3; round++) {
-      a = startCli(['tpo', '--config', cfg.a]);
-      aErr = '';
-      a.stderr.on('data', (d) => (aErr += d));
-      // openTimeoutMs (3 s) bounds a connection that is not carried; 30 s tells a bound from a hang.
-      const s = await storm(listenHost, listen, 30, 30_000);
-      const outcomes = await Promise.all(s.all);
-      for (const o of outcomes) counts[o]++;
-      if (outcomes.includes('hang') || outcomes.includes('corrupt')) {
-        // What the gateways held at that moment, for whoever reads the failure.
-        for (const side of ['a', 'b']) console.log(`# ${side}: ${JSON.stringify(await fetchStatus(join(dir, `${side}.sock`)).catch((e: Error) => e.message))}`);
+      const counts: Record<Outcome, number> = { refused: 0, ok: 0, reset: 0, corrupt: 0, hang: 0 };
+      for (let round = 0; round < 3; round++) {
+        a = startCli(['tpo', '--config', cfg.a]);
+        aErr = '';
+        a.stderr.on('data', (d) => (aErr += d));
+        // openTimeoutMs (3 s) bounds a connection that is not carried; 30 s tells a bound from a hang.
+        const s = await storm(listenHost, listen, 30, 30_000);
+        const outcomes = await Promise.all(s.all);
+        for (const o of outcomes) counts[o]++;
+        if (outcomes.includes('hang') || outcomes.includes('corrupt')) {
+          // What the gateways held at that moment, for whoever reads the failure.
+          for (const side of ['a', 'b'])
+            console.log(`# ${side}: ${JSON.stringify(await fetchStatus(join(dir, `${side}.sock`)).catch((e: Error) => e.message))}`);
+        }
+        a.kill('SIGTERM');
+        const exit = await exitWithin(a, 30_000);
+        assert.equal(exit, 0, `round ${round}: gateway a after SIGTERM: ${exit}\n${aErr.slice(-2000)}`);
       }
-      a.kill('SIGTERM');
-      const exit = await exitWithin(a, 30_000);
-      assert.equal(exit, 0, `round ${round}: gateway a after SIGTERM: ${exit}\n${aErr.slice(-2000)}`);
+      console.log(`# outcomes: ${JSON.stringify(counts)}`);
+      assert.equal(counts.hang, 0, `no connection is left hanging: ${JSON.stringify(counts)}`);
+      assert.equal(counts.refused, 0, `once listening, the listener stays: ${JSON.stringify(counts)}`);
+      assert.equal(counts.corrupt, 0, `no connection is corrupted: ${JSON.stringify(counts)}`);
+      assert.ok(counts.ok > 0, `connections are carried: ${JSON.stringify(counts)}`);
+    } finally {
+      if (a && a.exitCode === null) a.kill('SIGKILL');
+      b.kill('SIGTERM');
+      await exitWithin(b, 10_000);
+      if (b.exitCode === null) b.kill('SIGKILL');
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
     }
-    console.log(`# outcomes: ${JSON.stringify(counts)}`);
-    assert.equal(counts.hang, 0, `no connection is left hanging: ${JSON.stringify(counts)}`);
-    assert.equal(counts.refused, 0, `once listening, the listener stays: ${JSON.stringify(counts)}`);
-    assert.equal(counts.corrupt, 0, `no connection is corrupted: ${JSON.stringify(counts)}`);
-    assert.ok(counts.ok > 0, `connections are carried: ${JSON.stringify(counts)}`);
-  } finally {
-    if (a && a.exitCode === null) a.kill('SIGKILL');
-    b.kill('SIGTERM');
-    await exitWithin(b, 10_000);
-    if (b.exitCode === null) b.kill('SIGKILL');
-    server.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+  },
+);
 
 test('SIGTERM ends a gateway whose connections wait for a peer that never answers; its clients are reset', { timeout: 120_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-startup-'));
@@ -238,7 +273,12 @@ test('an open that no answer reaches within limits.openTimeoutMs is reset and co
 
 test('an interception with no consumer resets its connections instead of holding them', { timeout: 30_000 }, async () => {
   const listen = await freeTcpPort();
-  const config = parseTpoConfig({ name: 'a', listen: '127.0.0.1:0', peers: [{ name: 'b', address: '127.0.0.1:9', key: randomBytes(32).toString('hex') }], table: [{ protocol: 'tcp', listen: `127.0.0.1:${listen}`, target: '127.0.0.1:9' }] });
+  const config = parseTpoConfig({
+    name: 'a',
+    listen: '127.0.0.1:0',
+    peers: [{ name: 'b', address: '127.0.0.1:9', key: randomBytes(32).toString('hex') }],
+    table: [{ protocol: 'tcp', listen: `127.0.0.1:${listen}`, target: '127.0.0.1:9' }],
+  });
   const ic = await ExplicitInterception.start(config.table);
   try {
     assert.equal(await client('127.0.0.1', listen, Buffer.from('x'), 20_000), 'reset');

@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { freeTcpPort, startPair } from './gateway-helpers.js';
 import { MAX_CARRIED_DATAGRAM } from '../../src/tpo/gateway/udp-edge.js';
 import { FLOW_WINDOW } from '../../src/tpo/gateway/tcp-edge.js';
-import { PacketDriver } from '../../src/tpo/packet-driver.js';
+import { PacketDriver } from '../../src/tpo/protocol/packet-driver.js';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
@@ -122,56 +122,60 @@ test('half-close: the server keeps sending after the client finished; a refused 
   }
 });
 
-test('a destination that does not read: the sender stops at the 4 MiB window (never beyond: the receiver would reset it), the far gateway holds at most the window, and everything arrives once it reads', { timeout: 90_000 }, async () => {
-  const accepted: net.Socket[] = [];
-  const srv = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (s) => accepted.push(s));
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const target = (srv.address() as net.AddressInfo).port;
-  const listen = await freeTcpPort();
-  const pair = await startPair({ table: [{ protocol: 'tcp', listen: `127.0.0.1:${listen}`, target: `127.0.0.1:${target}` }], delayMs: 5 });
-  try {
-    const upload = randomBytes(16 << 20);
-    const client = net.connect({ host: '127.0.0.1', port: listen, allowHalfOpen: true });
-    client.on('error', () => undefined);
-    client.on('connect', () => client.end(upload));
-    // The far gateway buffers for the application once the kernel's buffers are full.
-    const pending = () => pair.b.status().flows[0]?.pendingToApp ?? 0;
-    const t0 = performance.now();
-    while (pending() === 0) {
-      if (performance.now() - t0 > 60_000) throw new Error('the far gateway never buffered for the application');
-      await sleep(20);
+test(
+  'a destination that does not read: the sender stops at the 4 MiB window (never beyond: the receiver would reset it), the far gateway holds at most the window, and everything arrives once it reads',
+  { timeout: 90_000 },
+  async () => {
+    const accepted: net.Socket[] = [];
+    const srv = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (s) => accepted.push(s));
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const target = (srv.address() as net.AddressInfo).port;
+    const listen = await freeTcpPort();
+    const pair = await startPair({ table: [{ protocol: 'tcp', listen: `127.0.0.1:${listen}`, target: `127.0.0.1:${target}` }], delayMs: 5 });
+    try {
+      const upload = randomBytes(16 << 20);
+      const client = net.connect({ host: '127.0.0.1', port: listen, allowHalfOpen: true });
+      client.on('error', () => undefined);
+      client.on('connect', () => client.end(upload));
+      // The far gateway buffers for the application once the kernel's buffers are full.
+      const pending = () => pair.b.status().flows[0]?.pendingToApp ?? 0;
+      const t0 = performance.now();
+      while (pending() === 0) {
+        if (performance.now() - t0 > 60_000) throw new Error('the far gateway never buffered for the application');
+        await sleep(20);
+      }
+      // Stalled: look a while; the far gateway never holds more than the window for it.
+      let most = 0;
+      for (let i = 0; i < 50; i++) {
+        most = Math.max(most, pending());
+        await sleep(20);
+      }
+      assert.ok(most <= FLOW_WINDOW, `${most} bytes held for the application`);
+      assert.ok(pair.b.status().flows[0]!.bytesIn < upload.length, 'the transfer is held back by the window');
+      assert.equal(pair.a.status().counters.windowExceeded, 0);
+      assert.equal(pair.b.status().counters.windowExceeded, 0, 'the sender kept to the window');
+      // The application reads: everything arrives, byte-exact.
+      const s = accepted[0]!;
+      const h = createHash('sha256');
+      let n = 0;
+      s.on('data', (d: Buffer) => {
+        h.update(d);
+        n += d.length;
+      });
+      const ended = new Promise<void>((r) => s.once('end', () => r()));
+      s.resume();
+      await ended;
+      assert.equal(n, upload.length);
+      assert.equal(h.digest('hex'), sha(upload));
+      s.end();
+      client.destroy();
+    } finally {
+      for (const s of accepted) s.destroy();
+      await pair.close();
+      await new Promise<void>((r) => srv.close(() => r()));
     }
-    // Stalled: look a while; the far gateway never holds more than the window for it.
-    let most = 0;
-    for (let i = 0; i < 50; i++) {
-      most = Math.max(most, pending());
-      await sleep(20);
-    }
-    assert.ok(most <= FLOW_WINDOW, `${most} bytes held for the application`);
-    assert.ok(pair.b.status().flows[0]!.bytesIn < upload.length, 'the transfer is held back by the window');
-    assert.equal(pair.a.status().counters.windowExceeded, 0);
-    assert.equal(pair.b.status().counters.windowExceeded, 0, 'the sender kept to the window');
-    // The application reads: everything arrives, byte-exact.
-    const s = accepted[0]!;
-    const h = createHash('sha256');
-    let n = 0;
-    s.on('data', (d: Buffer) => {
-      h.update(d);
-      n += d.length;
-    });
-    const ended = new Promise<void>((r) => s.once('end', () => r()));
-    s.resume();
-    await ended;
-    assert.equal(n, upload.length);
-    assert.equal(h.digest('hex'), sha(upload));
-    s.end();
-    client.destroy();
-  } finally {
-    for (const s of accepted) s.destroy();
-    await pair.close();
-    await new Promise<void>((r) => srv.close(() => r()));
-  }
-});
+  },
+);
 
 test('the far gateway refuses destinations outside deliver.allow (not an open proxy)', { timeout: 30_000 }, async () => {
   const server = await hashServer(() => Buffer.alloc(0));
@@ -224,7 +228,17 @@ test('UDP flows: 5 clients, datagrams both ways under 3 % loss; none crosses twi
     const t0 = performance.now();
     // Only catches a hang (the answers cross a lossy, repaired link on a possibly busy machine).
     while (got.some((g) => g.size < 200) && performance.now() - t0 < 60_000) await sleep(20);
-    if (got.some((g) => g.size < 200)) console.log(JSON.stringify({ a: pair.a.status().counters, b: pair.b.status().counters, ic: pair.ic.stats, flowsA: pair.a.status().flows, flowsB: pair.b.status().flows, sizes: got.map((g) => g.size) }));
+    if (got.some((g) => g.size < 200))
+      console.log(
+        JSON.stringify({
+          a: pair.a.status().counters,
+          b: pair.b.status().counters,
+          ic: pair.ic.stats,
+          flowsA: pair.a.status().flows,
+          flowsB: pair.b.status().flows,
+          sizes: got.map((g) => g.size),
+        }),
+      );
     // The data mover is reliable: the WAN's loss is repaired; loopback UDP at the edges does not lose here.
     await sleep(200); // time for any duplicate to show up
     assert.deepEqual(counts, [200, 200, 200, 200, 200], 'each datagram crossed once');
@@ -240,69 +254,74 @@ test('UDP flows: 5 clients, datagrams both ways under 3 % loss; none crosses twi
   }
 });
 
-for (const abrupt of [false, true]) test(`a far gateway ${abrupt ? 'crash (no goodbye)' : 'restart'} mid-transfer resets the client ${abrupt ? 'once the link times out' : 'at once'}; new flows work after`, { timeout: 180_000 }, async () => {
-  // A server that reads forever and never answers.
-  const sink = net.createServer((s) => s.on('data', () => {}).on('error', () => {}));
-  await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
-  const echoSrv = await hashServer(() => Buffer.alloc(0));
-  const [l1, l2] = [await freeTcpPort(), await freeTcpPort()];
-  const pair = await startPair({
-    table: [
-      { protocol: 'tcp', listen: `127.0.0.1:${l1}`, target: `127.0.0.1:${(sink.address() as net.AddressInfo).port}` },
-      { protocol: 'tcp', listen: `127.0.0.1:${l2}`, target: `127.0.0.1:${echoSrv.port}` },
-    ],
-    delayMs: 20,
-    // Longer than the test: the gateway's own dead-peer reset (limits.peerDeadMs) cannot be what ends the flow.
-    peerDeadMs: 600_000,
-  });
-  try {
-    const c = net.connect({ host: '127.0.0.1', port: l1 });
-    // What A's link had seen when the client learned: that says why the flow ended.
-    let seen: { goodbyes: number; sessions: number } | undefined;
-    const ended = new Promise<string>((resolve) => {
-      const done = (how: string) => {
-        if (!seen) {
-          const p = pair.a.status().peers[0]!;
-          seen = { goodbyes: p.link.goodbyes, sessions: p.sessions };
+for (const abrupt of [false, true])
+  test(
+    `a far gateway ${abrupt ? 'crash (no goodbye)' : 'restart'} mid-transfer resets the client ${abrupt ? 'once the link times out' : 'at once'}; new flows work after`,
+    { timeout: 180_000 },
+    async () => {
+      // A server that reads forever and never answers.
+      const sink = net.createServer((s) => s.on('data', () => {}).on('error', () => {}));
+      await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
+      const echoSrv = await hashServer(() => Buffer.alloc(0));
+      const [l1, l2] = [await freeTcpPort(), await freeTcpPort()];
+      const pair = await startPair({
+        table: [
+          { protocol: 'tcp', listen: `127.0.0.1:${l1}`, target: `127.0.0.1:${(sink.address() as net.AddressInfo).port}` },
+          { protocol: 'tcp', listen: `127.0.0.1:${l2}`, target: `127.0.0.1:${echoSrv.port}` },
+        ],
+        delayMs: 20,
+        // Longer than the test: the gateway's own dead-peer reset (limits.peerDeadMs) cannot be what ends the flow.
+        peerDeadMs: 600_000,
+      });
+      try {
+        const c = net.connect({ host: '127.0.0.1', port: l1 });
+        // What A's link had seen when the client learned: that says why the flow ended.
+        let seen: { goodbyes: number; sessions: number } | undefined;
+        const ended = new Promise<string>((resolve) => {
+          const done = (how: string) => {
+            if (!seen) {
+              const p = pair.a.status().peers[0]!;
+              seen = { goodbyes: p.link.goodbyes, sessions: p.sessions };
+            }
+            resolve(how);
+          };
+          c.on('error', (e: NodeJS.ErrnoException) => done(e.code ?? 'error'));
+          c.on('close', () => done('close'));
+        });
+        const chunk = randomBytes(64 * 1024);
+        // Keep the flow busy so data is in flight when B goes away (bounded: at most 3 s).
+        const writer = setInterval(() => c.write(chunk), 5);
+        await sleep(500);
+        const sessions = pair.a.status().peers[0]!.sessions;
+        await pair.restartB(abrupt);
+        const t0 = performance.now();
+        // The deadline only catches a hang (the dead-peer reset, 600 s, is out of reach).
+        const how = await Promise.race([ended, sleep(90_000).then(() => 'hang')]);
+        clearInterval(writer);
+        assert.notEqual(how, 'hang', 'the client learned the flow is gone');
+        if (!abrupt) {
+          // Told at once: by the restarting gateway's goodbye, in the session it ended.
+          assert.equal(seen!.goodbyes, 1, 'A had heard the goodbye when the client was reset');
+        } else {
+          // No goodbye: the link was declared down (the data mover's silence) and re-formed; the new session replaced the old one and its lost data reset the flow.
+          assert.equal(seen!.goodbyes, 0);
+          assert.ok(seen!.sessions > sessions, 'the client was reset when the new session replaced the old one');
         }
-        resolve(how);
-      };
-      c.on('error', (e: NodeJS.ErrnoException) => done(e.code ?? 'error'));
-      c.on('close', () => done('close'));
-    });
-    const chunk = randomBytes(64 * 1024);
-    // Keep the flow busy so data is in flight when B goes away (bounded: at most 3 s).
-    const writer = setInterval(() => c.write(chunk), 5);
-    await sleep(500);
-    const sessions = pair.a.status().peers[0]!.sessions;
-    await pair.restartB(abrupt);
-    const t0 = performance.now();
-    // The deadline only catches a hang (the dead-peer reset, 600 s, is out of reach).
-    const how = await Promise.race([ended, sleep(90_000).then(() => 'hang')]);
-    clearInterval(writer);
-    assert.notEqual(how, 'hang', 'the client learned the flow is gone');
-    if (!abrupt) {
-      // Told at once: by the restarting gateway's goodbye, in the session it ended.
-      assert.equal(seen!.goodbyes, 1, 'A had heard the goodbye when the client was reset');
-    } else {
-      // No goodbye: the link was declared down (the data mover's silence) and re-formed; the new session replaced the old one and its lost data reset the flow.
-      assert.equal(seen!.goodbyes, 0);
-      assert.ok(seen!.sessions > sessions, 'the client was reset when the new session replaced the old one');
-    }
-    c.destroy();
-    // The pair re-forms (A initiates again once the old session is gone) and carries new flows.
-    while (pair.a.status().peers[0]!.sessions === sessions || !pair.a.status().peers[0]!.up) {
-      if (performance.now() - t0 > 90_000) throw new Error('the pair did not re-form');
-      await sleep(20);
-    }
-    const r = await transfer(l2, Buffer.from('after'));
-    assert.equal(r.subarray(0, 64).toString(), sha(Buffer.from('after')));
-  } finally {
-    await pair.close();
-    await new Promise<void>((r) => sink.close(() => r()));
-    await echoSrv.close();
-  }
-});
+        c.destroy();
+        // The pair re-forms (A initiates again once the old session is gone) and carries new flows.
+        while (pair.a.status().peers[0]!.sessions === sessions || !pair.a.status().peers[0]!.up) {
+          if (performance.now() - t0 > 90_000) throw new Error('the pair did not re-form');
+          await sleep(20);
+        }
+        const r = await transfer(l2, Buffer.from('after'));
+        assert.equal(r.subarray(0, 64).toString(), sha(Buffer.from('after')));
+      } finally {
+        await pair.close();
+        await new Promise<void>((r) => sink.close(() => r()));
+        await echoSrv.close();
+      }
+    },
+  );
 
 /** Whether this host has IPv6 loopback (a container may not). */
 async function ipv6Loopback(): Promise<boolean> {
@@ -324,54 +343,60 @@ async function ipv6Loopback(): Promise<boolean> {
   }
 }
 
-test('an IPv6 client of an IPv4 target is carried, TCP and UDP (the tuple crosses IPv4-mapped; it once crashed the gateway)', { timeout: 30_000 }, async (t) => {
-  if (!(await ipv6Loopback())) {
-    t.skip('no IPv6 loopback on this host');
-    return;
-  }
-  const server = await hashServer(() => Buffer.from('tail'));
-  const echo = dgram.createSocket('udp4');
-  await new Promise<void>((r) => echo.bind(0, '127.0.0.1', r));
-  echo.on('message', (m, r) => echo.send(Buffer.concat([Buffer.from('re:'), m]), r.port, r.address));
-  const lt = await freeTcpPort();
-  const lu = await freeTcpPort();
-  const pair = await startPair({
-    table: [
-      { protocol: 'tcp', listen: `[::1]:${lt}`, target: `127.0.0.1:${server.port}` },
-      { protocol: 'udp', listen: `[::1]:${lu}`, target: `127.0.0.1:${echo.address().port}` },
-    ],
-  });
-  const c = dgram.createSocket('udp6');
-  try {
-    const data = randomBytes(100_000);
-    const got = await new Promise<Buffer>((resolve, reject) => {
-      const s = net.connect({ host: '::1', port: lt, allowHalfOpen: true });
-      const chunks: Buffer[] = [];
-      s.on('data', (d) => chunks.push(d));
-      s.on('end', () => resolve(Buffer.concat(chunks)));
-      s.on('error', reject);
-      s.on('connect', () => s.end(data));
+test(
+  'an IPv6 client of an IPv4 target is carried, TCP and UDP (the tuple crosses IPv4-mapped; it once crashed the gateway)',
+  { timeout: 30_000 },
+  async (t) => {
+    if (!(await ipv6Loopback())) {
+      t.skip('no IPv6 loopback on this host');
+      return;
+    }
+    const server = await hashServer(() => Buffer.from('tail'));
+    const echo = dgram.createSocket('udp4');
+    await new Promise<void>((r) => echo.bind(0, '127.0.0.1', r));
+    echo.on('message', (m, r) => echo.send(Buffer.concat([Buffer.from('re:'), m]), r.port, r.address));
+    const lt = await freeTcpPort();
+    const lu = await freeTcpPort();
+    const pair = await startPair({
+      table: [
+        { protocol: 'tcp', listen: `[::1]:${lt}`, target: `127.0.0.1:${server.port}` },
+        { protocol: 'udp', listen: `[::1]:${lu}`, target: `127.0.0.1:${echo.address().port}` },
+      ],
     });
-    assert.equal(got.toString(), `${sha(data)}tail`);
-    await new Promise<void>((r) => c.bind(0, '::1', r));
-    const reply = new Promise<string>((resolve) => c.once('message', (m) => resolve(m.toString())));
-    c.send('ping', lu, '::1');
-    assert.equal(await reply, 're:ping');
-    assert.ok(pair.a.status().flows.some((f) => f.tuple.startsWith('udp ::1:') && f.tuple.includes('> ::ffff:127.0.0.1:')));
-    assert.equal(pair.a.status().counters.flowErrors, 0);
-  } finally {
-    c.close();
-    echo.close();
-    await pair.close();
-    await server.close();
-  }
-});
+    const c = dgram.createSocket('udp6');
+    try {
+      const data = randomBytes(100_000);
+      const got = await new Promise<Buffer>((resolve, reject) => {
+        const s = net.connect({ host: '::1', port: lt, allowHalfOpen: true });
+        const chunks: Buffer[] = [];
+        s.on('data', (d) => chunks.push(d));
+        s.on('end', () => resolve(Buffer.concat(chunks)));
+        s.on('error', reject);
+        s.on('connect', () => s.end(data));
+      });
+      assert.equal(got.toString(), `${sha(data)}tail`);
+      await new Promise<void>((r) => c.bind(0, '::1', r));
+      const reply = new Promise<string>((resolve) => c.once('message', (m) => resolve(m.toString())));
+      c.send('ping', lu, '::1');
+      assert.equal(await reply, 're:ping');
+      assert.ok(pair.a.status().flows.some((f) => f.tuple.startsWith('udp ::1:') && f.tuple.includes('> ::ffff:127.0.0.1:')));
+      assert.equal(pair.a.status().counters.flowErrors, 0);
+    } finally {
+      c.close();
+      echo.close();
+      await pair.close();
+      await server.close();
+    }
+  },
+);
 
 test('UDP datagrams too large for a driver buffer are dropped and counted on both sides; the flow and the gateways go on', { timeout: 90_000 }, async () => {
   // The server answers 'big' with a 40,000-byte datagram (more than a 32 KiB driver buffer holds), anything else with an echo.
   const server = dgram.createSocket('udp4');
   await new Promise<void>((r) => server.bind(0, '127.0.0.1', r));
-  server.on('message', (m, r) => server.send(m.toString() === 'big' ? Buffer.alloc(40_000, 7) : Buffer.concat([Buffer.from('re:'), m.subarray(0, 16)]), r.port, r.address));
+  server.on('message', (m, r) =>
+    server.send(m.toString() === 'big' ? Buffer.alloc(40_000, 7) : Buffer.concat([Buffer.from('re:'), m.subarray(0, 16)]), r.port, r.address),
+  );
   const l = await freeTcpPort();
   const pair = await startPair({ table: [{ protocol: 'udp', listen: `127.0.0.1:${l}`, target: `127.0.0.1:${server.address().port}` }] });
   const c = dgram.createSocket('udp4');
@@ -388,7 +413,10 @@ test('UDP datagrams too large for a driver buffer are dropped and counted on bot
     c.send('small', l, '127.0.0.1');
     const t0 = performance.now();
     while (!replies.some((m) => m.toString() === 're:small') && performance.now() - t0 < 60_000) await sleep(20);
-    assert.ok(replies.some((m) => m.toString() === 're:small'), 'the flow still carries');
+    assert.ok(
+      replies.some((m) => m.toString() === 're:small'),
+      'the flow still carries',
+    );
     assert.equal(pair.a.status().counters.udpTooLarge, 1, 'the client datagram, at the source gateway');
     assert.equal(pair.b.status().counters.udpTooLarge, 1, "the server's answer, at the destination gateway");
     assert.equal(pair.a.status().counters.unsendable + pair.b.status().counters.unsendable, 0);

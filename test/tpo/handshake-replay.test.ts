@@ -17,9 +17,9 @@ import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PeerLink } from '../../src/tpo/peer-link.js';
-import { PortDemux } from '../../src/tpo/gateway/port-demux.js';
-import { encodeInitiate, INITIATE_LENGTH } from '../../src/tpo/handshake.js';
+import { PeerLink } from '../../src/tpo/link/peer-link.js';
+import { PortDemux } from '../../src/tpo/link/port-demux.js';
+import { encodeInitiate, INITIATE_LENGTH } from '../../src/tpo/protocol/handshake.js';
 import type { CarriedMessage } from '../../src/wire/tpo/driver-buffer.js';
 import { MemoryNet, type MemoryPort } from './memory-port.js';
 import { freeTcpPort, startPair } from './gateway-helpers.js';
@@ -48,7 +48,13 @@ interface Side {
 }
 
 /** A link behind a demux on a new port at `at`, as the gateway builds it. */
-function side(net: MemoryNet, at: { address: string; port: number }, role: 'initiator' | 'responder', psk: Uint8Array, peer?: { address: string; port: number }): Side {
+function side(
+  net: MemoryNet,
+  at: { address: string; port: number },
+  role: 'initiator' | 'responder',
+  psk: Uint8Array,
+  peer?: { address: string; port: number },
+): Side {
   const port = net.port(at.address, at.port);
   const demux = new PortDemux(port);
   const holder: { link?: PeerLink } = {};
@@ -76,7 +82,15 @@ function side(net: MemoryNet, at: { address: string; port: number }, role: 'init
 }
 
 const message = (seq: number, data: Uint8Array): CarriedMessage => ({
-  header: { function: 'data', protocol: 'udp', sequence: seq, src: { address: '192.0.2.1', port: 5000 }, dst: { address: '198.51.100.1', port: 53 }, status: 0, dataLength: data.length },
+  header: {
+    function: 'data',
+    protocol: 'udp',
+    sequence: seq,
+    src: { address: '192.0.2.1', port: 5000 },
+    dst: { address: '198.51.100.1', port: 53 },
+    status: 0,
+    dataLength: data.length,
+  },
   data,
 });
 
@@ -187,8 +201,14 @@ test('a flood of forged and replayed initiations: at most one response each, one
     }
     await sleep(4 * MOVER.keepaliveMs);
     const toAttacker = net.sentTo(ATTACKER.address);
-    assert.ok(toAttacker.length <= captured.length, `${toAttacker.length} responses to ${captured.length} distinct captured initiations (and ${forged} forged ones)`);
-    assert.ok(toAttacker.every((s) => s.bytes[1] === 3 && s.bytes.length <= INITIATE_LENGTH), 'responses only, each smaller than an initiation');
+    assert.ok(
+      toAttacker.length <= captured.length,
+      `${toAttacker.length} responses to ${captured.length} distinct captured initiations (and ${forged} forged ones)`,
+    );
+    assert.ok(
+      toAttacker.every((s) => s.bytes[1] === 3 && s.bytes.length <= INITIATE_LENGTH),
+      'responses only, each smaller than an initiation',
+    );
     assert.equal(b.link.stats.sessions, 0, 'no session');
   } finally {
     await a.close();
@@ -215,29 +235,33 @@ test('the initiator restarts: the responder keeps its session until the new one 
   }
 });
 
-test('gateways: after the responding gateway restarts, an initiation replayed from another address gets one response at most and no keepalives; the pair re-forms', { timeout: 60_000 }, async () => {
-  const listen = await freeTcpPort();
-  const pair = await startPair({ table: [{ protocol: 'tcp', listen: `127.0.0.1:${listen}`, target: '127.0.0.1:9' }] });
-  const attacker = dgram.createSocket('udp4');
-  attacker.on('error', () => {});
-  await new Promise<void>((r) => attacker.bind(0, '127.0.0.1', r));
-  const got: Buffer[] = [];
-  attacker.on('message', (m) => got.push(m));
-  try {
-    const peerA = pair.configB.peers[0]!;
-    await pair.restartB(true);
-    // What an eavesdropper captured from A a moment ago: an authentic initiation, still fresh.
-    const replay = encodeInitiate(peerA.key, { initiatorId: 12345, keyId: peerA.keyId, timestamp: Date.now() - 500, nonce: randomBytes(16) });
-    attacker.send(replay, pair.b.address().port, '127.0.0.1');
-    attacker.send(replay, pair.b.address().port, '127.0.0.1');
-    // B's keepalives would come every second; A notices B's restart only after 5 s of silence.
-    await sleep(3_000);
-    assert.ok(got.length <= 1, `${got.length} datagrams came back to the replaying address`);
-    for (const g of got) assert.ok(g.length <= replay.length);
-    await until(() => pair.a.status().peers[0]!.up && pair.b.status().peers[0]!.up, 20_000, 'the pair to re-form');
-    assert.ok(got.length <= 1, 'still nothing more');
-  } finally {
-    await new Promise<void>((r) => attacker.close(() => r()));
-    await pair.close();
-  }
-});
+test(
+  'gateways: after the responding gateway restarts, an initiation replayed from another address gets one response at most and no keepalives; the pair re-forms',
+  { timeout: 60_000 },
+  async () => {
+    const listen = await freeTcpPort();
+    const pair = await startPair({ table: [{ protocol: 'tcp', listen: `127.0.0.1:${listen}`, target: '127.0.0.1:9' }] });
+    const attacker = dgram.createSocket('udp4');
+    attacker.on('error', () => {});
+    await new Promise<void>((r) => attacker.bind(0, '127.0.0.1', r));
+    const got: Buffer[] = [];
+    attacker.on('message', (m) => got.push(m));
+    try {
+      const peerA = pair.configB.peers[0]!;
+      await pair.restartB(true);
+      // What an eavesdropper captured from A a moment ago: an authentic initiation, still fresh.
+      const replay = encodeInitiate(peerA.key, { initiatorId: 12345, keyId: peerA.keyId, timestamp: Date.now() - 500, nonce: randomBytes(16) });
+      attacker.send(replay, pair.b.address().port, '127.0.0.1');
+      attacker.send(replay, pair.b.address().port, '127.0.0.1');
+      // B's keepalives would come every second; A notices B's restart only after 5 s of silence.
+      await sleep(3_000);
+      assert.ok(got.length <= 1, `${got.length} datagrams came back to the replaying address`);
+      for (const g of got) assert.ok(g.length <= replay.length);
+      await until(() => pair.a.status().peers[0]!.up && pair.b.status().peers[0]!.up, 20_000, 'the pair to re-form');
+      assert.ok(got.length <= 1, 'still nothing more');
+    } finally {
+      await new Promise<void>((r) => attacker.close(() => r()));
+      await pair.close();
+    }
+  },
+);

@@ -7,8 +7,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac, randomBytes } from 'node:crypto';
 import fc from 'fast-check';
-import { decodeInitiate, decodeRespond, encodeInitiate, encodeRespond, peekKeyId, InitiationGuard, INITIATE_LENGTH, RESPOND_LENGTH, MAX_CLOCK_SKEW_MS } from '../../src/tpo/handshake.js';
-import { deriveSessionKeys } from '../../src/tpo/datagram-crypto.js';
+import {
+  decodeInitiate,
+  decodeRespond,
+  encodeInitiate,
+  encodeRespond,
+  peekKeyId,
+  InitiationGuard,
+  INITIATE_LENGTH,
+  RESPOND_LENGTH,
+  MAX_CLOCK_SKEW_MS,
+} from '../../src/tpo/protocol/handshake.js';
+import { deriveSessionKeys } from '../../src/tpo/protocol/datagram-crypto.js';
 import { WireError } from '../../src/wire/tpo/errors.js';
 
 const psk = randomBytes(32);
@@ -39,17 +49,32 @@ test('the wrong key, any changed byte, or an answer to another initiation is ref
   fc.assert(
     fc.property(fc.nat(INITIATE_LENGTH - 1), fc.nat(RESPOND_LENGTH - 1), (i, j) => {
       const sent = encodeInitiate(psk, { initiatorId: 1, keyId: 0, timestamp: Date.now(), nonce: randomBytes(16) });
-      assert.throws(() => decodeInitiate(other, sent), (e: unknown) => e instanceof WireError && e.reason === 'checksum');
+      assert.throws(
+        () => decodeInitiate(other, sent),
+        (e: unknown) => e instanceof WireError && e.reason === 'checksum',
+      );
       const bad = Uint8Array.from(sent);
       bad[i]! ^= 1;
-      assert.throws(() => decodeInitiate(psk, bad), (e: unknown) => e instanceof WireError);
+      assert.throws(
+        () => decodeInitiate(psk, bad),
+        (e: unknown) => e instanceof WireError,
+      );
       const answer = encodeRespond(psk, sent, { initiatorId: 1, responderId: 2, nonce: randomBytes(16) });
       const badAnswer = Uint8Array.from(answer);
       badAnswer[j]! ^= 1;
-      assert.throws(() => decodeRespond(psk, sent, badAnswer), (e: unknown) => e instanceof WireError);
+      assert.throws(
+        () => decodeRespond(psk, sent, badAnswer),
+        (e: unknown) => e instanceof WireError,
+      );
       const another = encodeInitiate(psk, { initiatorId: 1, keyId: 0, timestamp: Date.now(), nonce: randomBytes(16) });
-      assert.throws(() => decodeRespond(psk, another, answer), (e: unknown) => e instanceof WireError && e.reason === 'checksum');
-      assert.throws(() => decodeInitiate(psk, sent.subarray(0, 100)), (e: unknown) => e instanceof WireError && e.reason === 'truncated');
+      assert.throws(
+        () => decodeRespond(psk, another, answer),
+        (e: unknown) => e instanceof WireError && e.reason === 'checksum',
+      );
+      assert.throws(
+        () => decodeInitiate(psk, sent.subarray(0, 100)),
+        (e: unknown) => e instanceof WireError && e.reason === 'truncated',
+      );
     }),
     { numRuns: 100 },
   );
@@ -81,8 +106,16 @@ test('an authentic initiation whose padding is not zero is refused', () => {
   const bad = Uint8Array.from(sent);
   bad[500] = 1;
   // Re-MAC it as a key holder could: the MAC verifies, the padding does not.
-  bad.set(createHmac('sha256', psk).update(bad.subarray(0, INITIATE_LENGTH - 32)).digest(), INITIATE_LENGTH - 32);
-  assert.throws(() => decodeInitiate(psk, bad), (e: unknown) => e instanceof WireError && e.field === 'padding');
+  bad.set(
+    createHmac('sha256', psk)
+      .update(bad.subarray(0, INITIATE_LENGTH - 32))
+      .digest(),
+    INITIATE_LENGTH - 32,
+  );
+  assert.throws(
+    () => decodeInitiate(psk, bad),
+    (e: unknown) => e instanceof WireError && e.field === 'padding',
+  );
 });
 
 test('arbitrary bytes never throw anything but a WireError', () => {

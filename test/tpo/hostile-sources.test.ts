@@ -18,9 +18,10 @@ import net from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { EventEmitter } from 'node:events';
-import { openDatagramPort, reportPortError, type DatagramSource } from '../../src/tpo/datagram-port.js';
+import { openDatagramPort } from '../../src/tpo/io/datagram-port.js';
+import { reportPortError, type DatagramSource } from '../../src/tpo/io/port.js';
 import { probeBatchedIo } from '../../src/sys/probe.js';
-import { SourceIdTable, SourceTable, type PortBatch } from '../../src/tpo/batched-port-protocol.js';
+import { SourceIdTable, SourceTable, type PortBatch } from '../../src/tpo/io/batched-port-protocol.js';
 import { writeSockaddr } from '../../src/sys/sockaddr.js';
 import { SOCKADDR_SPACE } from '../../src/sys/constants.js';
 import { freeTcpPort, startPair } from './gateway-helpers.js';
@@ -83,7 +84,15 @@ test('source ids: a restart of the table never invalidates ids already written i
 
 test('the application thread drops (and counts) a datagram whose source id it does not know, never hands over undefined', () => {
   const app = new SourceTable();
-  app.apply({ kind: 'batch', data: new ArrayBuffer(0), pairs: new Int32Array(0), groBuffers: 0, truncated: 0, unknownSources: 0, sources: [{ id: 0, address: '127.0.0.1', port: 9, family: 'IPv4' }] });
+  app.apply({
+    kind: 'batch',
+    data: new ArrayBuffer(0),
+    pairs: new Int32Array(0),
+    groBuffers: 0,
+    truncated: 0,
+    unknownSources: 0,
+    sources: [{ id: 0, address: '127.0.0.1', port: 9, family: 'IPv4' }],
+  });
   assert.equal(app.get(0)?.port, 9);
   assert.equal(app.get(1), undefined);
   assert.equal(app.get(-1), undefined);
@@ -125,83 +134,96 @@ test('a batched port fed by 3,000 source ports at once hands every datagram over
   }
 });
 
-test('an initiating gateway flooded with handshake-kind datagrams from 3,000 source ports survives, answers none and still carries a flow', { timeout: 120_000 }, async () => {
-  const server = net.createServer((s) => {
-    const h = createHash('sha256');
-    s.on('data', (d) => h.update(d));
-    s.on('end', () => s.end(h.digest('hex')));
-    s.on('error', () => {});
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const listen = await freeTcpPort();
-  const pair = await startPair({ table: [{ protocol: 'tcp', listen: `127.0.0.1:${listen}`, target: `127.0.0.1:${(server.address() as net.AddressInfo).port}` }] });
-  const to = pair.a.address().port;
-  let answers = 0;
-  try {
-    for (let round = 0; round < 3; round++) {
-      const socks = await sockets(1000);
-      for (const s of socks) s.on('message', () => answers++);
-      let i = 0;
-      for (const s of socks) {
-        // Kinds 2 (initiate) and 3 (respond): short, truncated, or the full size with garbage.
-        const size = [8, 12, 60, 1200][i % 4]!;
-        const d = randomBytes(size);
-        d[0] = 1;
-        d[1] = 2 + (i & 1);
-        d[2] = 0;
-        d[3] = 0;
-        s.send(d, to, '127.0.0.1');
-        s.send(d, to, '127.0.0.1');
-        i++;
-      }
-      await sleep(200);
-      await closeAll(socks);
-    }
-    assert.equal(answers, 0, 'nothing was answered');
-    const up = pair.a.status().peers[0]!;
-    assert.ok(up.up, 'the session survived');
-    const data = randomBytes(200_000);
-    const reply = await new Promise<string>((resolve, reject) => {
-      const c = net.connect({ host: '127.0.0.1', port: listen });
-      const chunks: Buffer[] = [];
-      c.on('data', (d) => chunks.push(d));
-      c.on('end', () => resolve(Buffer.concat(chunks).toString()));
-      c.on('error', reject);
-      c.on('connect', () => c.end(data));
+test(
+  'an initiating gateway flooded with handshake-kind datagrams from 3,000 source ports survives, answers none and still carries a flow',
+  { timeout: 120_000 },
+  async () => {
+    const server = net.createServer((s) => {
+      const h = createHash('sha256');
+      s.on('data', (d) => h.update(d));
+      s.on('end', () => s.end(h.digest('hex')));
+      s.on('error', () => {});
     });
-    assert.equal(reply, createHash('sha256').update(data).digest('hex'), 'a flow crossed byte-exact after the flood');
-  } finally {
-    await pair.close();
-    await new Promise<void>((r) => server.close(() => r()));
-  }
-});
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const listen = await freeTcpPort();
+    const pair = await startPair({
+      table: [{ protocol: 'tcp', listen: `127.0.0.1:${listen}`, target: `127.0.0.1:${(server.address() as net.AddressInfo).port}` }],
+    });
+    const to = pair.a.address().port;
+    let answers = 0;
+    try {
+      for (let round = 0; round < 3; round++) {
+        const socks = await sockets(1000);
+        for (const s of socks) s.on('message', () => answers++);
+        let i = 0;
+        for (const s of socks) {
+          // Kinds 2 (initiate) and 3 (respond): short, truncated, or the full size with garbage.
+          const size = [8, 12, 60, 1200][i % 4]!;
+          const d = randomBytes(size);
+          d[0] = 1;
+          d[1] = 2 + (i & 1);
+          d[2] = 0;
+          d[3] = 0;
+          s.send(d, to, '127.0.0.1');
+          s.send(d, to, '127.0.0.1');
+          i++;
+        }
+        await sleep(200);
+        await closeAll(socks);
+      }
+      assert.equal(answers, 0, 'nothing was answered');
+      const up = pair.a.status().peers[0]!;
+      assert.ok(up.up, 'the session survived');
+      const data = randomBytes(200_000);
+      const reply = await new Promise<string>((resolve, reject) => {
+        const c = net.connect({ host: '127.0.0.1', port: listen });
+        const chunks: Buffer[] = [];
+        c.on('data', (d) => chunks.push(d));
+        c.on('end', () => resolve(Buffer.concat(chunks).toString()));
+        c.on('error', reject);
+        c.on('connect', () => c.end(data));
+      });
+      assert.equal(reply, createHash('sha256').update(data).digest('hex'), 'a flow crossed byte-exact after the flood');
+    } finally {
+      await pair.close();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  },
+);
 
 for (const io of ['batched', 'portable'] as const) {
-  test(`${io} port: a 'message' listener that throws loses only that datagram (counted), and a port error with no listener is a warning, not a crash`, { skip: io === 'batched' ? skipBatched : undefined, timeout: 30_000 }, async () => {
-    const port = await openDatagramPort({ family: 4, bind: { address: '127.0.0.1', port: 0 }, io });
-    const got: number[] = [];
-    port.on('message', (msg: Buffer) => {
-      if (msg[0] === 0xee) throw new TypeError('a handler bug');
-      got.push(msg[0]!);
-    });
-    const warnings: string[] = [];
-    const onWarning = (w: Error) => warnings.push(w.message);
-    process.on('warning', onWarning);
-    const s = (await sockets(1))[0]!;
-    try {
-      for (const b of [1, 0xee, 2, 0xee, 3]) s.send(Buffer.from([b]), port.address().port, '127.0.0.1');
-      await until(() => got.length === 3, 10_000, 'the good datagrams');
-      assert.deepEqual(got, [1, 2, 3]);
-      assert.equal(port.stats.receiveDropped.listenerError, 2);
-      assert.match(port.stats.lastListenerError ?? '', /a handler bug/);
-      // An 'error' event with nobody listening would throw; the port reports it as a warning instead.
-      assert.doesNotThrow(() => reportPortError(port as unknown as EventEmitter, new Error('receive thread gone')));
-      await until(() => warnings.some((w) => /receive thread gone/.test(w)), 5_000, 'the warning');
-      assert.ok(warnings.some((w) => /a handler bug/.test(w)), 'the first handler failure is reported');
-    } finally {
-      process.off('warning', onWarning);
-      await closeAll([s]);
-      await port.close();
-    }
-  });
+  test(
+    `${io} port: a 'message' listener that throws loses only that datagram (counted), and a port error with no listener is a warning, not a crash`,
+    { skip: io === 'batched' ? skipBatched : undefined, timeout: 30_000 },
+    async () => {
+      const port = await openDatagramPort({ family: 4, bind: { address: '127.0.0.1', port: 0 }, io });
+      const got: number[] = [];
+      port.on('message', (msg: Buffer) => {
+        if (msg[0] === 0xee) throw new TypeError('a handler bug');
+        got.push(msg[0]!);
+      });
+      const warnings: string[] = [];
+      const onWarning = (w: Error) => warnings.push(w.message);
+      process.on('warning', onWarning);
+      const s = (await sockets(1))[0]!;
+      try {
+        for (const b of [1, 0xee, 2, 0xee, 3]) s.send(Buffer.from([b]), port.address().port, '127.0.0.1');
+        await until(() => got.length === 3, 10_000, 'the good datagrams');
+        assert.deepEqual(got, [1, 2, 3]);
+        assert.equal(port.stats.receiveDropped.listenerError, 2);
+        assert.match(port.stats.lastListenerError ?? '', /a handler bug/);
+        // An 'error' event with nobody listening would throw; the port reports it as a warning instead.
+        assert.doesNotThrow(() => reportPortError(port as unknown as EventEmitter, new Error('receive thread gone')));
+        await until(() => warnings.some((w) => /receive thread gone/.test(w)), 5_000, 'the warning');
+        assert.ok(
+          warnings.some((w) => /a handler bug/.test(w)),
+          'the first handler failure is reported',
+        );
+      } finally {
+        process.off('warning', onWarning);
+        await closeAll([s]);
+        await port.close();
+      }
+    },
+  );
 }

@@ -6,7 +6,7 @@
  * listener that throws fails the test that fed it.
  */
 import { EventEmitter } from 'node:events';
-import { newPortStats, type DatagramPort, type DatagramSource, type DatagramTarget } from '../../src/tpo/datagram-port.js';
+import { newPortStats, type DatagramPort, type DatagramSource, type DatagramTarget } from '../../src/tpo/io/port.js';
 
 export interface Sent {
   readonly from: DatagramTarget;

@@ -8,12 +8,20 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as zlib from 'node:zlib';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PacketDriver, openDriverBuffer, type SealedBuffer } from '../../src/tpo/packet-driver.js';
+import { PacketDriver, openDriverBuffer, type SealedBuffer } from '../../src/tpo/protocol/packet-driver.js';
 import { encodeDriverBuffer, encodeMessages, type CarriedMessage } from '../../src/wire/tpo/driver-buffer.js';
 import { WireError } from '../../src/wire/tpo/errors.js';
 
 const msg = (i: number, data: Uint8Array, flow = 1): CarriedMessage => ({
-  header: { function: 'data', protocol: 'udp', sequence: i, src: { address: '10.0.0.1', port: 40000 + flow }, dst: { address: '10.9.0.1', port: 5000 }, status: 0, dataLength: data.length },
+  header: {
+    function: 'data',
+    protocol: 'udp',
+    sequence: i,
+    src: { address: '10.0.0.1', port: 40000 + flow },
+    dst: { address: '10.9.0.1', port: 5000 },
+    status: 0,
+    dataLength: data.length,
+  },
   data,
 });
 
@@ -34,7 +42,10 @@ test('chatty small messages become few buffers: 100-byte messages, at most 0.1 b
   driver.close();
   const perMessage = out.length / 20_000;
   assert.ok(perMessage <= 0.1, `${out.length} buffers for 20,000 messages`);
-  assert.ok(out.every((b) => b.bytes.length <= 32 * 1024), 'no buffer over the maximum');
+  assert.ok(
+    out.every((b) => b.bytes.length <= 32 * 1024),
+    'no buffer over the maximum',
+  );
   // Every message comes back, in order, byte-exact.
   const back = out.flatMap((b) => openDriverBuffer(b.bytes).messages);
   assert.equal(back.length, 20_000);
@@ -48,10 +59,13 @@ test('a lone message leaves after the deadline, not before', async () => {
   // The seal's own time against the push's: a late timer (a busy machine) only makes it later.
   const sealedAt: number[] = [];
   const out: SealedBuffer[] = [];
-  const driver = new PacketDriver((b) => {
-    sealedAt.push(performance.now());
-    out.push(b);
-  }, { flushDelayMs: 20 });
+  const driver = new PacketDriver(
+    (b) => {
+      sealedAt.push(performance.now());
+      out.push(b);
+    },
+    { flushDelayMs: 20 },
+  );
   const pushedAt = performance.now();
   driver.push(0, msg(0, new Uint8Array(10)));
   assert.equal(out.length, 0, 'not sealed at push');
@@ -70,7 +84,10 @@ test('trust domains never share a buffer', () => {
   for (const b of out) {
     const { header, messages } = openDriverBuffer(b.bytes);
     assert.equal(header.domain, b.domain);
-    assert.ok(messages.every((m) => m.header.sequence % 3 === b.domain), 'a message of another domain in the buffer');
+    assert.ok(
+      messages.every((m) => m.header.sequence % 3 === b.domain),
+      'a message of another domain in the buffer',
+    );
   }
   assert.deepEqual(new Set(out.map((b) => b.domain)), new Set([0, 1, 2]));
 });
@@ -84,9 +101,15 @@ test('urgent messages get buffers of their own, flagged, in the same domain', ()
   for (const b of out) {
     const { header, messages } = openDriverBuffer(b.bytes);
     assert.equal(header.domain, 1);
-    assert.ok(messages.every((m) => (m.header.sequence % 10 === 0) === b.urgent), 'urgent and other messages mixed in a buffer');
+    assert.ok(
+      messages.every((m) => (m.header.sequence % 10 === 0) === b.urgent),
+      'urgent and other messages mixed in a buffer',
+    );
   }
-  assert.equal(out.reduce((n, b) => n + b.messages, 0), 200);
+  assert.equal(
+    out.reduce((n, b) => n + b.messages, 0),
+    200,
+  );
 });
 
 test('text compresses; random data goes uncompressed and grows by framing only', () => {
@@ -96,14 +119,20 @@ test('text compresses; random data goes uncompressed and grows by framing only',
   t.driver.close();
   const textRaw = t.out.reduce((n, b) => n + b.rawBytes, 0);
   const textWire = t.out.reduce((n, b) => n + b.bytes.length, 0);
-  assert.ok(t.out.every((b) => b.codec === 'brotli'), 'text went compressed');
+  assert.ok(
+    t.out.every((b) => b.codec === 'brotli'),
+    'text went compressed',
+  );
   assert.ok(textWire < textRaw * 0.5, `text: ${textWire} bytes on the wire for ${textRaw}`);
 
   const r = collect();
   const random = randomBytes(256 * 1024);
   for (let i = 0; i * 1000 < random.length; i++) r.driver.push(0, msg(i, random.subarray(i * 1000, (i + 1) * 1000)));
   r.driver.close();
-  assert.ok(r.out.every((b) => b.codec === 'none'), 'random data went uncompressed');
+  assert.ok(
+    r.out.every((b) => b.codec === 'none'),
+    'random data went uncompressed',
+  );
   const raw = r.out.reduce((n, b) => n + b.rawBytes, 0);
   const wire = r.out.reduce((n, b) => n + b.bytes.length, 0);
   // Compression adds nothing; only the routing headers (20 B per buffer) are added to the raw messages.
@@ -115,11 +144,20 @@ test('decoding refuses a payload that decompresses beyond its declared length, o
   const raw = encodeMessages([msg(0, new Uint8Array(5000))]);
   const packed = zlib.deflateRawSync(raw);
   const lying = encodeDriverBuffer({ function: 'messages', codec: 'deflate', domain: 0, count: 1, rawLength: 100 }, packed);
-  assert.throws(() => openDriverBuffer(lying), (e: unknown) => e instanceof WireError && e.reason === 'length');
+  assert.throws(
+    () => openDriverBuffer(lying),
+    (e: unknown) => e instanceof WireError && e.reason === 'length',
+  );
   const short = encodeDriverBuffer({ function: 'messages', codec: 'deflate', domain: 0, count: 1, rawLength: raw.length + 10 }, packed);
-  assert.throws(() => openDriverBuffer(short), (e: unknown) => e instanceof WireError && e.reason === 'length');
+  assert.throws(
+    () => openDriverBuffer(short),
+    (e: unknown) => e instanceof WireError && e.reason === 'length',
+  );
   const garbage = encodeDriverBuffer({ function: 'messages', codec: 'brotli', domain: 0, count: 1, rawLength: 50 }, randomBytes(40));
-  assert.throws(() => openDriverBuffer(garbage), (e: unknown) => e instanceof WireError);
+  assert.throws(
+    () => openDriverBuffer(garbage),
+    (e: unknown) => e instanceof WireError,
+  );
 });
 
 test('a message larger than a buffer can hold is refused, naming the limit', () => {
@@ -138,7 +176,7 @@ test('a message larger than a buffer can hold is refused, naming the limit', () 
  * throw there would end the process and lose every other message of the
  * buffer.
  */
-test('push refuses a message the wire cannot carry, at once; nothing throws later from the deadline timer and the buffer\'s other messages arrive', async () => {
+test("push refuses a message the wire cannot carry, at once; nothing throws later from the deadline timer and the buffer's other messages arrive", async () => {
   const uncaught: unknown[] = [];
   const onUncaught = (err: unknown) => uncaught.push(err);
   process.on('uncaughtException', onUncaught);
@@ -161,7 +199,11 @@ test('push refuses a message the wire cannot carry, at once; nothing throws late
     ];
     driver.push(0, good);
     for (const [field, domain, m] of bad) {
-      assert.throws(() => driver.push(domain, m), (e: unknown) => e instanceof WireError && e.field === field, `a bad ${field} is refused by push`);
+      assert.throws(
+        () => driver.push(domain, m),
+        (e: unknown) => e instanceof WireError && e.field === field,
+        `a bad ${field} is refused by push`,
+      );
     }
     driver.push(0, msg(1, Buffer.from('after')));
     // Past the deadline: the open buffer is sealed from the timer.
@@ -169,7 +211,10 @@ test('push refuses a message the wire cannot carry, at once; nothing throws late
     await sleep(20);
     assert.deepEqual(uncaught, [], 'nothing was thrown from a timer');
     const back = out.flatMap((b) => openDriverBuffer(b.bytes).messages);
-    assert.deepEqual(back.map((m) => Buffer.from(m.data).toString()), ['before', 'after']);
+    assert.deepEqual(
+      back.map((m) => Buffer.from(m.data).toString()),
+      ['before', 'after'],
+    );
     assert.equal(driver.stats.messages, 2);
     driver.close();
   } finally {
@@ -185,7 +230,10 @@ test('a message is copied at push: the caller may reuse its buffer at once', () 
   driver.push(0, msg(1, scratch));
   driver.close();
   const back = out.flatMap((b) => openDriverBuffer(b.bytes).messages);
-  assert.deepEqual(back.map((m) => Buffer.from(m.data).toString()), ['first', 'XXXXX']);
+  assert.deepEqual(
+    back.map((m) => Buffer.from(m.data).toString()),
+    ['first', 'XXXXX'],
+  );
 });
 
 test('a consumer that throws when the deadline seals is counted, not thrown from the timer', async () => {
@@ -197,16 +245,22 @@ test('a consumer that throws when the deadline seals is counted, not thrown from
   process.on('warning', onWarning);
   try {
     let calls = 0;
-    const driver = new PacketDriver(() => {
-      calls++;
-      throw new Error('consumer bug');
-    }, { flushDelayMs: 2 });
+    const driver = new PacketDriver(
+      () => {
+        calls++;
+        throw new Error('consumer bug');
+      },
+      { flushDelayMs: 2 },
+    );
     driver.push(0, msg(0, Buffer.from('x')));
     while (calls === 0) await sleep(2);
     await sleep(20);
     assert.deepEqual(uncaught, []);
     assert.equal(driver.stats.sealFailures, 1);
-    assert.ok(warnings.some((w) => /sealed buffer was lost/.test(w.message)), 'reported as a warning');
+    assert.ok(
+      warnings.some((w) => /sealed buffer was lost/.test(w.message)),
+      'reported as a warning',
+    );
   } finally {
     process.off('uncaughtException', onUncaught);
     process.off('warning', onWarning);

@@ -8,11 +8,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PeerLink } from '../../src/tpo/peer-link.js';
-import { LinkEmulator } from '../../src/tpo/link-emulator.js';
-import { STARTUP_GAIN } from '../../src/tpo/rate-control.js';
-import { encodeInitiate } from '../../src/tpo/handshake.js';
-import { openDatagramPort, type DatagramPort } from '../../src/tpo/datagram-port.js';
+import { PeerLink } from '../../src/tpo/link/peer-link.js';
+import { LinkEmulator } from '../../harness/wan/udp-emulator.js';
+import { STARTUP_GAIN } from '../../src/tpo/protocol/rate-control.js';
+import { encodeInitiate } from '../../src/tpo/protocol/handshake.js';
+import { openDatagramPort, type DatagramPort } from '../../src/tpo/io/datagram-port.js';
 import type { CarriedMessage } from '../../src/wire/tpo/driver-buffer.js';
 
 /** A port on 127.0.0.1 ('auto': the batched kind where this host has it, as a gateway would). */
@@ -21,7 +21,15 @@ function bind(io: 'auto' | 'portable' = 'auto'): Promise<DatagramPort> {
 }
 
 const message = (flow: number, seq: number, data: Uint8Array): CarriedMessage => ({
-  header: { function: 'data', protocol: 'tcp', sequence: seq, src: { address: '192.0.2.1', port: 40000 + flow }, dst: { address: '198.51.100.1', port: 443 }, status: 0, dataLength: data.length },
+  header: {
+    function: 'data',
+    protocol: 'tcp',
+    sequence: seq,
+    src: { address: '192.0.2.1', port: 40000 + flow },
+    dst: { address: '198.51.100.1', port: 443 },
+    status: 0,
+    dataLength: data.length,
+  },
   data,
 });
 
@@ -37,7 +45,11 @@ async function until(cond: () => boolean, ms: number, what: string): Promise<voi
 async function emulatedLinks(io: 'auto' | 'portable', seed: number, path: { delayMs: number; loss?: number }) {
   const sa = await bind(io);
   const sb = await bind(io);
-  const emu = await LinkEmulator.create({ seed, peerA: { address: '127.0.0.1', port: sa.address().port }, peerB: { address: '127.0.0.1', port: sb.address().port } });
+  const emu = await LinkEmulator.create({
+    seed,
+    peerA: { address: '127.0.0.1', port: sa.address().port },
+    peerB: { address: '127.0.0.1', port: sb.address().port },
+  });
   emu.set('both', path);
   const psk = randomBytes(32);
   const b = new PeerLink({ port: sb, role: 'responder', psk });
@@ -57,42 +69,47 @@ async function emulatedLinks(io: 'auto' | 'portable', seed: number, path: { dela
 
 const MESSAGES = 600;
 
-for (const io of ['auto', 'portable'] as const) test(`${io} ports: handshake under 10 % loss, then 3 flows of messages byte-exact and in order`, { timeout: 60_000 }, async () => {
-  const links = await emulatedLinks(io, 5, { delayMs: 10, loss: 0.1 });
-  const { a, b } = links;
-  try {
-    const got = new Map<number, { seq: number[]; hash: ReturnType<typeof createHash> }>();
-    b.on('message', (_domain: number, m: CarriedMessage) => {
-      const flow = m.header.src.port - 40000;
-      const g = got.get(flow) ?? { seq: [], hash: createHash('sha256') };
-      got.set(flow, g);
-      g.seq.push(m.header.sequence);
-      g.hash.update(m.data);
-    });
-    const sent = new Map<number, ReturnType<typeof createHash>>();
-    // 600 messages (~240 KB): enough for many retransmissions under 10 %
-    // loss in every flow, small enough that a busy machine (CI: 2 cores,
-    // other work) finishes well inside the deadline, which only catches a
-    // hang. Throughput under loss is the bench's (npm run bench, tpo suite).
-    for (let i = 0; i < MESSAGES; i++) {
-      const flow = i % 3;
-      const data = randomBytes(50 + (i % 700));
-      (sent.get(flow) ?? sent.set(flow, createHash('sha256')).get(flow)!).update(data);
-      if (!a.send(flow, message(flow, Math.floor(i / 3), data))) await new Promise((r) => a.once('drain', r));
+for (const io of ['auto', 'portable'] as const)
+  test(`${io} ports: handshake under 10 % loss, then 3 flows of messages byte-exact and in order`, { timeout: 60_000 }, async () => {
+    const links = await emulatedLinks(io, 5, { delayMs: 10, loss: 0.1 });
+    const { a, b } = links;
+    try {
+      const got = new Map<number, { seq: number[]; hash: ReturnType<typeof createHash> }>();
+      b.on('message', (_domain: number, m: CarriedMessage) => {
+        const flow = m.header.src.port - 40000;
+        const g = got.get(flow) ?? { seq: [], hash: createHash('sha256') };
+        got.set(flow, g);
+        g.seq.push(m.header.sequence);
+        g.hash.update(m.data);
+      });
+      const sent = new Map<number, ReturnType<typeof createHash>>();
+      // 600 messages (~240 KB): enough for many retransmissions under 10 %
+      // loss in every flow, small enough that a busy machine (CI: 2 cores,
+      // other work) finishes well inside the deadline, which only catches a
+      // hang. Throughput under loss is the bench's (npm run bench, tpo suite).
+      for (let i = 0; i < MESSAGES; i++) {
+        const flow = i % 3;
+        const data = randomBytes(50 + (i % 700));
+        (sent.get(flow) ?? sent.set(flow, createHash('sha256')).get(flow)!).update(data);
+        if (!a.send(flow, message(flow, Math.floor(i / 3), data))) await new Promise((r) => a.once('drain', r));
+      }
+      a.flush();
+      await until(() => [...got.values()].reduce((n, g) => n + g.seq.length, 0) === MESSAGES, 50_000, 'all messages');
+      assert.equal(a.stats.sessions, 1);
+      assert.equal(b.stats.sessions >= 1, true);
+      for (const [flow, h] of sent) {
+        const g = got.get(flow)!;
+        assert.deepEqual(
+          g.seq,
+          Array.from({ length: MESSAGES / 3 }, (_, k) => k),
+          `flow ${flow} in order`,
+        );
+        assert.equal(g.hash.digest('hex'), h.digest('hex'), `flow ${flow} byte-exact`);
+      }
+    } finally {
+      await links.close();
     }
-    a.flush();
-    await until(() => [...got.values()].reduce((n, g) => n + g.seq.length, 0) === MESSAGES, 50_000, 'all messages');
-    assert.equal(a.stats.sessions, 1);
-    assert.equal(b.stats.sessions >= 1, true);
-    for (const [flow, h] of sent) {
-      const g = got.get(flow)!;
-      assert.deepEqual(g.seq, Array.from({ length: MESSAGES / 3 }, (_, k) => k), `flow ${flow} in order`);
-      assert.equal(g.hash.digest('hex'), h.digest('hex'), `flow ${flow} byte-exact`);
-    }
-  } finally {
-    await links.close();
-  }
-});
+  });
 
 test('forged, stale and foreign-key initiations get no answer', { timeout: 20_000 }, async () => {
   const sb = await bind();
@@ -180,35 +197,39 @@ test('the initiator seeds its session with the handshake round trip, so the firs
     assert.ok(mover.rtt.minRttMs >= 79 && mover.rtt.minRttMs <= sessionAt - t0, `handshake RTT ${mover.rtt.minRttMs} ms, session after ${sessionAt - t0} ms`);
     // Startup paces the initial window (10 datagrams) over that round trip, whatever it was.
     const window = 10 * 1350;
-    assert.ok((mover.rate.pacingRateBps * mover.rtt.minRttMs) / 1000 >= STARTUP_GAIN * window, `start rate ${mover.rate.pacingRateBps} B/s over ${mover.rtt.minRttMs} ms`);
+    assert.ok(
+      (mover.rate.pacingRateBps * mover.rtt.minRttMs) / 1000 >= STARTUP_GAIN * window,
+      `start rate ${mover.rate.pacingRateBps} B/s over ${mover.rtt.minRttMs} ms`,
+    );
     assert.equal(b.mover!.rtt.hasSamples, false, 'the responder has no round trip of its own yet');
   } finally {
     await links.close();
   }
 });
 
-for (const io of ['auto', 'portable'] as const) test(`${io} ports: a link that closes says goodbye, and its peer notices at once (not after the dead-peer time)`, { timeout: 20_000 }, async () => {
-  const sa = await bind(io);
-  const sb = await bind(io);
-  const psk = randomBytes(32);
-  // A dead-peer time longer than the test: only the goodbye can bring the initiator's link down.
-  const mover = { deadAfterMs: 600_000 };
-  const b = new PeerLink({ port: sb, role: 'responder', psk, mover });
-  const a = new PeerLink({ port: sa, role: 'initiator', psk, peer: { address: '127.0.0.1', port: sb.address().port }, mover });
-  try {
-    await until(() => a.up && b.up, 10_000, 'the session');
-    let down = false;
-    a.once('down', () => (down = true));
-    // As a stopping gateway does: the link's goodbye, then its port closes right away.
-    b.close();
-    await sb.close();
-    await until(() => down, 15_000, 'the initiator noticing the goodbye');
-    assert.equal(a.stats.goodbyes, 1, 'it heard the goodbye');
-    assert.equal(a.up, false);
-  } finally {
-    a.close();
-    b.close();
-    await sa.close();
-    await sb.close();
-  }
-});
+for (const io of ['auto', 'portable'] as const)
+  test(`${io} ports: a link that closes says goodbye, and its peer notices at once (not after the dead-peer time)`, { timeout: 20_000 }, async () => {
+    const sa = await bind(io);
+    const sb = await bind(io);
+    const psk = randomBytes(32);
+    // A dead-peer time longer than the test: only the goodbye can bring the initiator's link down.
+    const mover = { deadAfterMs: 600_000 };
+    const b = new PeerLink({ port: sb, role: 'responder', psk, mover });
+    const a = new PeerLink({ port: sa, role: 'initiator', psk, peer: { address: '127.0.0.1', port: sb.address().port }, mover });
+    try {
+      await until(() => a.up && b.up, 10_000, 'the session');
+      let down = false;
+      a.once('down', () => (down = true));
+      // As a stopping gateway does: the link's goodbye, then its port closes right away.
+      b.close();
+      await sb.close();
+      await until(() => down, 15_000, 'the initiator noticing the goodbye');
+      assert.equal(a.stats.goodbyes, 1, 'it heard the goodbye');
+      assert.equal(a.up, false);
+    } finally {
+      a.close();
+      b.close();
+      await sa.close();
+      await sb.close();
+    }
+  });

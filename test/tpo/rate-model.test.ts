@@ -5,8 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RttEstimator, MIN_RTO_MS, MIN_RTT_WINDOW_MS, WindowedMin } from '../../src/tpo/rtt.js';
-import { RateControl, STARTUP_GAIN } from '../../src/tpo/rate-control.js';
+import { RttEstimator, MIN_RTO_MS, MIN_RTT_WINDOW_MS, WindowedMin } from '../../src/tpo/protocol/rtt.js';
+import { RateControl, STARTUP_GAIN } from '../../src/tpo/protocol/rate-control.js';
 
 test('RTT: first sample sets SRTT, later ones smooth; ack delay subtracted only above the minimum', () => {
   const r = new RttEstimator();
@@ -50,9 +50,9 @@ test('RTT: when the minimum expires, the best later sample of the window takes i
   // Brute-force check against the definition on random samples: never below the true
   // window minimum, and never above the minimum of the last half window.
   const w = new WindowedMin(1000);
-  const samples: Array<[number, number]> = [];
+  const samples: [number, number][] = [];
   let seed = 7;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   for (let t = 0; t < 20_000; t += 1 + Math.floor(rnd() * 40)) {
     const v = 100 + rnd() * 50;
     samples.push([v, t]);
@@ -60,7 +60,7 @@ test('RTT: when the minimum expires, the best later sample of the window takes i
     const inWindow = samples.filter(([, at]) => t - at <= 1000).map(([x]) => x);
     const lastHalf = samples.filter(([, at]) => t - at <= 500).map(([x]) => x);
     assert.ok(got >= Math.min(...inWindow) - 1e-9, `t=${t}: ${got} below the window's minimum`);
-    assert.ok(got <= Math.max(...lastHalf.length ? [Math.min(...lastHalf)] : [v]) + 1e-9, `t=${t}: ${got} above the last half window's minimum`);
+    assert.ok(got <= Math.max(...(lastHalf.length ? [Math.min(...lastHalf)] : [v])) + 1e-9, `t=${t}: ${got} above the last half window's minimum`);
   }
 });
 
@@ -170,7 +170,7 @@ test('rate control: with the RTT known before any ack, startup paces the initial
   assert.ok(known.pacingRateBps >= (STARTUP_GAIN * 14_000) / 0.1 - 1);
 });
 
-test('rate control: an application-limited sender stays in startup (its RTT carries the other direction\'s queue)', () => {
+test("rate control: an application-limited sender stays in startup (its RTT carries the other direction's queue)", () => {
   // The far gateway's direction: replies and window updates, a few KB/s, while its
   // acks queue behind the bulk going the other way (RTT 150-200 ms on a 100 ms path).
   const rc = new RateControl();

@@ -13,9 +13,9 @@ import { randomBytes } from 'node:crypto';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
-import { DEFAULT_MAX_BUFFER_BYTES, Reassembler, segmentBuffer, type Segment } from '../../src/tpo/segments.js';
-import { DataMover } from '../../src/tpo/data-mover.js';
-import { deriveSessionKeys, sealDatagram } from '../../src/tpo/datagram-crypto.js';
+import { DEFAULT_MAX_BUFFER_BYTES, Reassembler, segmentBuffer, type Segment } from '../../src/tpo/protocol/segments.js';
+import { DataMover } from '../../src/tpo/protocol/data-mover.js';
+import { deriveSessionKeys, sealDatagram } from '../../src/tpo/protocol/datagram-crypto.js';
 import { encodeDataMoverField, TD_BUFFER_END, TD_BUFFER_START, TD_DATA } from '../../src/wire/tpo/data-mover.js';
 
 setFlagsFromString('--expose_gc');

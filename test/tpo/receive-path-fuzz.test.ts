@@ -13,8 +13,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PeerLink } from '../../src/tpo/peer-link.js';
-import { PortDemux } from '../../src/tpo/gateway/port-demux.js';
+import { PeerLink } from '../../src/tpo/link/peer-link.js';
+import { PortDemux } from '../../src/tpo/link/port-demux.js';
 import type { CarriedMessage } from '../../src/wire/tpo/driver-buffer.js';
 import { MemoryNet, type MemoryPort } from './memory-port.js';
 
@@ -46,7 +46,15 @@ function demuxedLink(port: MemoryPort, role: 'initiator' | 'responder', psk: Uin
 }
 
 const message = (seq: number, data: Uint8Array): CarriedMessage => ({
-  header: { function: 'data', protocol: 'udp', sequence: seq, src: { address: '192.0.2.1', port: 5000 }, dst: { address: '198.51.100.1', port: 53 }, status: 0, dataLength: data.length },
+  header: {
+    function: 'data',
+    protocol: 'udp',
+    sequence: seq,
+    src: { address: '192.0.2.1', port: 5000 },
+    dst: { address: '198.51.100.1', port: 53 },
+    status: 0,
+    dataLength: data.length,
+  },
   data,
 });
 
@@ -83,57 +91,64 @@ function* hostile(seen: readonly Uint8Array[], count: number, seed: number): Gen
   }
 }
 
-test('40,000 hostile datagrams at each side of a live pair: nothing throws, nothing answers the attacker, the session still carries messages byte-exact', { timeout: 120_000 }, async () => {
-  const net = new MemoryNet();
-  const pa = net.port(A.address, A.port);
-  const pb = net.port(B.address, B.port);
-  const psk = randomBytes(32);
-  const b = demuxedLink(pb, 'responder', psk);
-  const a = demuxedLink(pa, 'initiator', psk, B);
-  const gotB: Uint8Array[] = [];
-  const gotA: Uint8Array[] = [];
-  b.link.on('message', (_d: number, m: CarriedMessage) => gotB.push(Uint8Array.from(m.data)));
-  a.link.on('message', (_d: number, m: CarriedMessage) => gotA.push(Uint8Array.from(m.data)));
-  try {
-    await until(() => a.link.up && b.link.up, 10_000, 'the pair');
-    // Some traffic both ways, so there are transport datagrams with data and acks to mutate.
-    for (let i = 0; i < 50; i++) {
-      a.link.send(0, message(i, randomBytes(100 + i * 40)));
-      b.link.send(0, message(i, randomBytes(100 + i * 40)));
-    }
-    a.link.flush();
-    b.link.flush();
-    await until(() => gotA.length === 50 && gotB.length === 50, 10_000, 'the first messages');
-    const seen = net.log.map((s) => s.bytes);
-    assert.ok(seen.some((d) => d[1] === 2) && seen.some((d) => d[1] === 3) && seen.some((d) => d[1] === 1), 'every kind was captured');
-    const sessions = { a: a.link.stats.sessions, b: b.link.stats.sessions };
-    let n = 0;
-    for (const [port, seed] of [[pa, 1], [pb, 2]] as const) {
-      for (const d of hostile(seen, 40_000, seed)) {
-        port.inject(d, { address: ATTACKER, port: 1024 + (n++ % 50_000) });
-        // Let timers and the pair's own traffic run now and then.
-        if (n % 2000 === 0) await sleep(1);
+test(
+  '40,000 hostile datagrams at each side of a live pair: nothing throws, nothing answers the attacker, the session still carries messages byte-exact',
+  { timeout: 120_000 },
+  async () => {
+    const net = new MemoryNet();
+    const pa = net.port(A.address, A.port);
+    const pb = net.port(B.address, B.port);
+    const psk = randomBytes(32);
+    const b = demuxedLink(pb, 'responder', psk);
+    const a = demuxedLink(pa, 'initiator', psk, B);
+    const gotB: Uint8Array[] = [];
+    const gotA: Uint8Array[] = [];
+    b.link.on('message', (_d: number, m: CarriedMessage) => gotB.push(Uint8Array.from(m.data)));
+    a.link.on('message', (_d: number, m: CarriedMessage) => gotA.push(Uint8Array.from(m.data)));
+    try {
+      await until(() => a.link.up && b.link.up, 10_000, 'the pair');
+      // Some traffic both ways, so there are transport datagrams with data and acks to mutate.
+      for (let i = 0; i < 50; i++) {
+        a.link.send(0, message(i, randomBytes(100 + i * 40)));
+        b.link.send(0, message(i, randomBytes(100 + i * 40)));
       }
+      a.link.flush();
+      b.link.flush();
+      await until(() => gotA.length === 50 && gotB.length === 50, 10_000, 'the first messages');
+      const seen = net.log.map((s) => s.bytes);
+      assert.ok(seen.some((d) => d[1] === 2) && seen.some((d) => d[1] === 3) && seen.some((d) => d[1] === 1), 'every kind was captured');
+      const sessions = { a: a.link.stats.sessions, b: b.link.stats.sessions };
+      let n = 0;
+      for (const [port, seed] of [
+        [pa, 1],
+        [pb, 2],
+      ] as const) {
+        for (const d of hostile(seen, 40_000, seed)) {
+          port.inject(d, { address: ATTACKER, port: 1024 + (n++ % 50_000) });
+          // Let timers and the pair's own traffic run now and then.
+          if (n % 2000 === 0) await sleep(1);
+        }
+      }
+      await sleep(50);
+      assert.equal(net.sentTo(ATTACKER).length, 0, 'the attacker got nothing back');
+      assert.deepEqual({ a: a.link.stats.sessions, b: b.link.stats.sessions }, sessions, 'no session was replaced');
+      gotA.length = 0;
+      gotB.length = 0;
+      const toB = Array.from({ length: 200 }, (_, i) => randomBytes(1 + ((i * 97) % 3000)));
+      const toA = Array.from({ length: 200 }, (_, i) => randomBytes(1 + ((i * 89) % 3000)));
+      toB.forEach((d, i) => a.link.send(0, message(50 + i, d)));
+      toA.forEach((d, i) => b.link.send(0, message(50 + i, d)));
+      a.link.flush();
+      b.link.flush();
+      await until(() => gotA.length === 200 && gotB.length === 200, 20_000, 'messages after the fuzz');
+      const key = (d: Uint8Array) => Buffer.from(d).toString('base64');
+      assert.deepEqual(gotB.map(key).sort(), toB.map(key).sort(), 'A to B byte-exact');
+      assert.deepEqual(gotA.map(key).sort(), toA.map(key).sort(), 'B to A byte-exact');
+    } finally {
+      a.link.close(false);
+      b.link.close(false);
+      a.demux.close();
+      b.demux.close();
     }
-    await sleep(50);
-    assert.equal(net.sentTo(ATTACKER).length, 0, 'the attacker got nothing back');
-    assert.deepEqual({ a: a.link.stats.sessions, b: b.link.stats.sessions }, sessions, 'no session was replaced');
-    gotA.length = 0;
-    gotB.length = 0;
-    const toB = Array.from({ length: 200 }, (_, i) => randomBytes(1 + ((i * 97) % 3000)));
-    const toA = Array.from({ length: 200 }, (_, i) => randomBytes(1 + ((i * 89) % 3000)));
-    toB.forEach((d, i) => a.link.send(0, message(50 + i, d)));
-    toA.forEach((d, i) => b.link.send(0, message(50 + i, d)));
-    a.link.flush();
-    b.link.flush();
-    await until(() => gotA.length === 200 && gotB.length === 200, 20_000, 'messages after the fuzz');
-    const key = (d: Uint8Array) => Buffer.from(d).toString('base64');
-    assert.deepEqual(gotB.map(key).sort(), toB.map(key).sort(), 'A to B byte-exact');
-    assert.deepEqual(gotA.map(key).sort(), toA.map(key).sort(), 'B to A byte-exact');
-  } finally {
-    a.link.close(false);
-    b.link.close(false);
-    a.demux.close();
-    b.demux.close();
-  }
-});
+  },
+);

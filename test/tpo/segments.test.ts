@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { Reassembler, segmentBuffer, type Segment } from '../../src/tpo/segments.js';
+import { Reassembler, segmentBuffer, type Segment } from '../../src/tpo/protocol/segments.js';
 import { TD_BUFFER_END, TD_BUFFER_START } from '../../src/wire/tpo/data-mover.js';
 
 /** Every segment, every third one twice, in an order drawn from `rnd` (Fisher-Yates). */
@@ -23,7 +23,14 @@ function shuffledWithDuplicates(segs: readonly Segment[], rnd: fc.Stream<number>
 test('segments: consecutive numbers, start and end flags, views of the buffer', () => {
   const buf = new Uint8Array(2500).map((_, i) => i & 0xff);
   const segs = segmentBuffer(buf, 1000, 7);
-  assert.deepEqual(segs.map((s) => [s.logical, s.flags, s.bytes.length]), [[7, TD_BUFFER_START, 1000], [8, 0, 1000], [9, TD_BUFFER_END, 500]]);
+  assert.deepEqual(
+    segs.map((s) => [s.logical, s.flags, s.bytes.length]),
+    [
+      [7, TD_BUFFER_START, 1000],
+      [8, 0, 1000],
+      [9, TD_BUFFER_END, 500],
+    ],
+  );
   assert.equal(segs[1]!.bytes.buffer, buf.buffer);
   assert.equal(segmentBuffer(new Uint8Array(10), 1000, 0)[0]!.flags, TD_BUFFER_START | TD_BUFFER_END);
 });
@@ -82,10 +89,7 @@ test('unordered: every buffer once, byte-exact, as soon as its own segments are 
           const complete = buffers.filter((_, k) => owner.every((o, i) => o !== k || seen.has(i))).length;
           assert.equal(got.length, complete);
         }
-        assert.deepEqual(
-          got.map((b) => b.toString('hex')).sort(),
-          buffers.map((b) => Buffer.from(b).toString('hex')).sort(),
-        );
+        assert.deepEqual(got.map((b) => b.toString('hex')).sort(), buffers.map((b) => Buffer.from(b).toString('hex')).sort());
         assert.equal(r.cumulative, segs.length);
         assert.equal(r.held, 0);
         assert.equal(r.malformed, 0);

@@ -16,11 +16,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseTpoConfig } from '../../src/tpo/config.js';
+import { parseTpoConfig } from '../../src/tpo/config/config.js';
 import { Gateway, type GatewayStatus } from '../../src/tpo/gateway/gateway.js';
-import { startControlServer } from '../../src/tpo/gateway/control.js';
-import { encodeInitiate } from '../../src/tpo/handshake.js';
-import { runCli } from '../helpers/cli.js';
+import { startControlServer } from '../../src/server/control-socket.js';
+import { encodeInitiate } from '../../src/tpo/protocol/handshake.js';
+import { runCli } from '../../harness/process/cli.js';
 import { freeUdpPort } from './gateway-helpers.js';
 
 async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
@@ -35,7 +35,9 @@ test('sluice status (human and --json) shows the peer port, demux and peer link 
   const dir = mkdtempSync(join(tmpdir(), 'sluice-status-'));
   const key = randomBytes(32);
   const port = await freeUdpPort();
-  const gw = await Gateway.start(parseTpoConfig({ name: 'b', listen: `127.0.0.1:${port}`, peers: [{ name: 'a', key: key.toString('hex'), keyId: 1 }] }), { io: 'portable' });
+  const gw = await Gateway.start(parseTpoConfig({ name: 'b', listen: `127.0.0.1:${port}`, peers: [{ name: 'a', key: key.toString('hex'), keyId: 1 }] }), {
+    io: 'portable',
+  });
   const path = join(dir, 'b.sock');
   const control = await startControlServer(path, () => gw.status());
   const attacker = dgram.createSocket('udp4');
@@ -71,7 +73,10 @@ test('sluice status (human and --json) shows the peer port, demux and peer link 
 
     const human = await runCli(['status', '--socket', path], 60_000);
     assert.equal(human.code, 0, human.stderr);
-    assert.match(human.stdout, /peer port: received 7, sent 1; receive drops: unknownSource=0 truncated=0 handlerFailures=0; send drops: queueFull=0 sendError=0 closed=0/);
+    assert.match(
+      human.stdout,
+      /peer port: received 7, sent 1; receive drops: unknownSource=0 truncated=0 handlerFailures=0; send drops: queueFull=0 sendError=0 closed=0/,
+    );
     assert.match(human.stdout, /demux drops: malformed=3 noLink=2 noSource=0/);
     const header = human.stdout.split('\n').find((l) => l.startsWith('peer') && l.includes('responses'));
     assert.ok(header, `a table of the link's counters:\n${human.stdout}`);

@@ -24,25 +24,29 @@ function recordingHost(): FlowHost & { sent: number } {
   };
 }
 
-test('a burst released before the destination socket is bound is delivered whole (the sequencer releases a flow held behind its lost first datagram at once)', { timeout: 30_000 }, async () => {
-  const server = dgram.createSocket('udp4');
-  await new Promise<void>((r) => server.bind(0, '127.0.0.1', r));
-  server.setRecvBufferSize(4 << 20);
-  const got = new Set<string>();
-  server.on('message', (m) => got.add(m.toString()));
-  const tuple: FlowTuple = { protocol: 'udp', src: { address: '10.1.0.2', port: 5000 }, dst: { address: '127.0.0.1', port: server.address().port } };
-  const counters = { udpDropped: 0, udpTooLarge: 0, sequenceErrors: 0 };
-  const edge = new UdpEdge({ tuple, role: 'destination', peers: ['a'], domain: 0, host: recordingHost(), idleMs: 60_000, counters });
-  try {
-    edge.connect();
-    // 300 datagrams in one synchronous run, as the sequencer hands them over: none can find the socket bound.
-    for (let i = 0; i < 300; i++) edge.onMessage('a', message(tuple, 'data', i, Buffer.from(`d${i}`)));
-    const t0 = performance.now();
-    while (got.size < 300 && performance.now() - t0 < 10_000) await sleep(10);
-    assert.equal(got.size, 300, `delivered ${got.size} of 300 (dropped ${counters.udpDropped})`);
-    assert.equal(counters.udpDropped, 0);
-  } finally {
-    edge.close();
-    server.close();
-  }
-});
+test(
+  'a burst released before the destination socket is bound is delivered whole (the sequencer releases a flow held behind its lost first datagram at once)',
+  { timeout: 30_000 },
+  async () => {
+    const server = dgram.createSocket('udp4');
+    await new Promise<void>((r) => server.bind(0, '127.0.0.1', r));
+    server.setRecvBufferSize(4 << 20);
+    const got = new Set<string>();
+    server.on('message', (m) => got.add(m.toString()));
+    const tuple: FlowTuple = { protocol: 'udp', src: { address: '10.1.0.2', port: 5000 }, dst: { address: '127.0.0.1', port: server.address().port } };
+    const counters = { udpDropped: 0, udpTooLarge: 0, sequenceErrors: 0 };
+    const edge = new UdpEdge({ tuple, role: 'destination', peers: ['a'], domain: 0, host: recordingHost(), idleMs: 60_000, counters });
+    try {
+      edge.connect();
+      // 300 datagrams in one synchronous run, as the sequencer hands them over: none can find the socket bound.
+      for (let i = 0; i < 300; i++) edge.onMessage('a', message(tuple, 'data', i, Buffer.from(`d${i}`)));
+      const t0 = performance.now();
+      while (got.size < 300 && performance.now() - t0 < 10_000) await sleep(10);
+      assert.equal(got.size, 300, `delivered ${got.size} of 300 (dropped ${counters.udpDropped})`);
+      assert.equal(counters.udpDropped, 0);
+    } finally {
+      edge.close();
+      server.close();
+    }
+  },
+);

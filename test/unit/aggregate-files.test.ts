@@ -45,7 +45,10 @@ test('file payloads: inside the folder only, regular files only, sizes checked b
     writeFileSync(join(base, 'max.bin'), Buffer.alloc(65507, 1));
 
     const ok = await aggregateFromJson(doc(['a.bin', 'sub/b.bin', 'b-link.bin', './sub/../a.bin', 'max.bin']), base);
-    assert.deepEqual(ok.messages.map((m) => Buffer.from(m.data).subarray(0, 1).toString()), ['A', 'B', 'B', 'A', '\x01']);
+    assert.deepEqual(
+      ok.messages.map((m) => Buffer.from(m.data).subarray(0, 1).toString()),
+      ['A', 'B', 'B', 'A', '\x01'],
+    );
 
     const cases: [string, RegExp][] = [
       ['../secret', /cannot read \.\.\/secret: resolves to .*secret, outside .*job \(files must be in the JSON file's folder; pass --allow-any-file/],
@@ -65,7 +68,10 @@ test('file payloads: inside the folder only, regular files only, sizes checked b
     }
     // With the flag: files anywhere, still regular files of bounded size.
     const any = await aggregateFromJson(doc([join(root, 'secret'), '../secret', 'innocent.bin']), base, { allowAnyFile: true });
-    assert.deepEqual(any.messages.map((m) => Buffer.from(m.data).toString()), ['PRIVATE KEY', 'PRIVATE KEY', 'PRIVATE KEY']);
+    assert.deepEqual(
+      any.messages.map((m) => Buffer.from(m.data).toString()),
+      ['PRIVATE KEY', 'PRIVATE KEY', 'PRIVATE KEY'],
+    );
     assert.match((await refusal(doc(['fifo']), base, { allowAnyFile: true }))[0]!.message, /FIFO/);
     // The aggregate's 64 MiB are counted before each read: the 1025th copy of a maximal payload is refused unread.
     const many = await refusal(doc(Array(1025).fill('max.bin')), base);

@@ -30,7 +30,12 @@ test('large aggregates: the fast path equals the schema', () => {
 });
 
 test('large aggregates: schedules checked on the fast path equal the schema, valid or not', () => {
-  const value = fc.oneof(fc.integer({ min: 0, max: 4_000_000 }), fc.double({ min: -1, max: 4_000_000 }), fc.constantFrom(NaN, Infinity, -0, 3_600_000, 3_600_001, 2 ** 53, Number.MAX_SAFE_INTEGER), fc.constant('1' as unknown as number));
+  const value = fc.oneof(
+    fc.integer({ min: 0, max: 4_000_000 }),
+    fc.double({ min: -1, max: 4_000_000 }),
+    fc.constantFrom(NaN, Infinity, -0, 3_600_000, 3_600_001, 2 ** 53, Number.MAX_SAFE_INTEGER),
+    fc.constant('1' as unknown as number),
+  );
   const schedule = (n: number) =>
     fc.oneof(
       fc.array(value, { minLength: n, maxLength: n }).map((delaysMs) => ({ kind: 'delays', delaysMs })),
@@ -50,11 +55,14 @@ test('large aggregates: schedules checked on the fast path equal the schema, val
   );
 });
 
-test('large aggregates with one bad message get the schema\'s error, naming it', () => {
+test("large aggregates with one bad message get the schema's error, naming it", () => {
   const messages = Array.from({ length: 100 }, (_, i) => ({ to: `udp://127.0.0.1:${7000 + i}`, data: new Uint8Array(1) }));
   const bad = (patch: object, path: RegExp) => {
     const m = messages.map((x, i) => (i === 57 ? { ...x, ...patch } : x));
-    assert.throws(() => parseAggregate({ messages: m, schedule: { kind: 'delays', delaysMs: m.map(() => 0) } }), (e: unknown) => e instanceof PolicyValidationError && path.test(e.message));
+    assert.throws(
+      () => parseAggregate({ messages: m, schedule: { kind: 'delays', delaysMs: m.map(() => 0) } }),
+      (e: unknown) => e instanceof PolicyValidationError && path.test(e.message),
+    );
   };
   bad({ to: 'udp://127.0.0.1:0' }, /messages\[57\]\.to/);
   bad({ to: 'udp://nowhere:1' }, /messages\[57\]\.to/);
@@ -70,7 +78,12 @@ test('writes: the fast path equals the schema, valid or not', () => {
     to: fc.oneof(dest, fc.constantFrom('udp://127.0.0.1:0', 'udp://nowhere:1', 42 as unknown as string)),
     data: fc.oneof(fc.uint8Array({ maxLength: 64 }), fc.constant('text' as unknown as Uint8Array)),
   });
-  const extra = fc.oneof(fc.constant({}), fc.record({ packetSize: fc.integer({ min: 0, max: 70_000 }) }), fc.record({ burst: fc.integer({ min: 0, max: 70 }) }), fc.record({ gso: fc.constantFrom('auto', 'never', 'maybe') }));
+  const extra = fc.oneof(
+    fc.constant({}),
+    fc.record({ packetSize: fc.integer({ min: 0, max: 70_000 }) }),
+    fc.record({ burst: fc.integer({ min: 0, max: 70 }) }),
+    fc.record({ gso: fc.constantFrom('auto', 'never', 'maybe') }),
+  );
   fc.assert(
     fc.property(fc.array(entry, { maxLength: 20 }), extra, (entries, options) => {
       const input = { ...options, entries };

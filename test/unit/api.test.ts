@@ -1,7 +1,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Sluice, probeTiers, type AggregatePolicy, NotSupportedError, InvalidArgumentError, PolicyValidationError, ConflictError } from '../../src/index.js';
-import { openReceiver } from '../helpers/udp.js';
+import { openReceiver } from '../../harness/traffic/udp.js';
 
 describe('library API (portable tier)', () => {
   test('auto picks an available tier; an unavailable explicit tier says why', async () => {
@@ -15,7 +15,11 @@ describe('library API (portable tier)', () => {
 
   test('aggregate and segment policies are validated but not applied as flows', async () => {
     const s = await Sluice.open({ tier: 'portable' });
-    const aggregate: AggregatePolicy = { type: 'aggregate', messages: [{ to: 'udp://127.0.0.1:9', data: new Uint8Array(4) }], schedule: { kind: 'delays', delaysMs: [0] } };
+    const aggregate: AggregatePolicy = {
+      type: 'aggregate',
+      messages: [{ to: 'udp://127.0.0.1:9', data: new Uint8Array(4) }],
+      schedule: { kind: 'delays', delaysMs: [0] },
+    };
     await assert.rejects(s.apply(aggregate), NotSupportedError);
     await assert.rejects(s.apply({ ...aggregate, schedule: { kind: 'delays', delaysMs: [0, 1] } }), PolicyValidationError);
     await s.close();
@@ -41,7 +45,10 @@ describe('library API (portable tier)', () => {
     const f = await s.apply({ type: 'replicate', listen: 'udp://127.0.0.1:0', to: [], allow: 'any' });
     const urls = Array.from({ length: 20 }, (_, i) => `udp://127.0.0.1:${20000 + i}`);
     await Promise.all([...urls.map((u) => f.addSubscriber(u)), f.removeSubscriber(urls[3]!), f.addSubscriber(urls[0]!)]);
-    assert.deepEqual(f.stats().destinations.map((d) => d.to), urls.filter((_, i) => i !== 3));
+    assert.deepEqual(
+      f.stats().destinations.map((d) => d.to),
+      urls.filter((_, i) => i !== 3),
+    );
     assert.equal(f.spec.type, 'replicate');
     await s.close();
   });

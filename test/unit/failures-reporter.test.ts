@@ -35,8 +35,14 @@ test('failing leaves at any depth, and files that crash at import or after their
   assert.match(list, /^✖ test\/fixtures\/reporter\/failing\.mjs:\d+ {2}suite A › fails inside\n {4}AssertionError.*1 == 2$/m);
   assert.match(list, /^✖ test\/fixtures\/reporter\/failing\.mjs:\d+ {2}suite A › inner › deep fail\n {4}deep$/m);
   assert.match(list, /^✖ test\/fixtures\/reporter\/failing\.mjs:\d+ {2}parent with failing subtest › child fails\n {4}c$/m);
-  assert.match(list, /^✖ test\/fixtures\/reporter\/crash-at-import\.mjs {2}\(the file itself, outside any test\)\n {4}exit code 1\n(?: {4}\| .*\n)*? {4}\| Error: file crashed at import$/m);
-  assert.match(list, /^✖ test\/fixtures\/reporter\/crash-after-tests\.mjs {2}\(the file itself, outside any test\)\n {4}exit code 1\n {4}\| .*async crash after tests/m);
+  assert.match(
+    list,
+    /^✖ test\/fixtures\/reporter\/crash-at-import\.mjs {2}\(the file itself, outside any test\)\n {4}exit code 1\n(?: {4}\| .*\n)*? {4}\| Error: file crashed at import$/m,
+  );
+  assert.match(
+    list,
+    /^✖ test\/fixtures\/reporter\/crash-after-tests\.mjs {2}\(the file itself, outside any test\)\n {4}exit code 1\n {4}\| .*async crash after tests/m,
+  );
   // Parents that failed only through a subtest are not listed again.
   assert.doesNotMatch(list, /✖ \S+ {2}suite A\n|✖ \S+ {2}parent with failing subtest\n/);
   // The closing line: passes are 'passes' + 'top pass' + 'ok one' + 'fine'; skipped: 'top skip', 'skipped', 'todo'.

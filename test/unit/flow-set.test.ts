@@ -10,8 +10,8 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { parseConfigText, parseFlowPolicy, PolicyValidationError, Sluice, ConflictError } from '../../src/index.js';
 import { addressKey, flowSetIssues, hostAddressesFrom, reaches, sinksFirst, type FlowInSet } from '../../src/policy/flow-set.js';
-import { parseEndpoint, type Endpoint } from '../../src/policy/endpoint.js';
-import { openReceiver } from '../helpers/udp.js';
+import { parseEndpoint, type Endpoint } from '../../src/wire/endpoint.js';
+import { openReceiver } from '../../harness/traffic/udp.js';
 
 const ep = (url: string): Endpoint => {
   const r = parseEndpoint(url, { allowPortZero: true });
@@ -20,10 +20,17 @@ const ep = (url: string): Endpoint => {
 };
 const host = hostAddressesFrom({ eth0: [{ address: '192.0.2.7' }, { address: 'fe80::1%eth0' }], lo: [{ address: '127.0.0.1' }, { address: '::1' }] });
 
-type F = { name?: string; listen: string; to: string | string[] };
+interface F {
+  name?: string;
+  listen: string;
+  to: string | string[];
+}
 const yaml = (flows: F[]) =>
   `flows:\n${flows
-    .map((f) => `  - {${f.name ? `name: ${f.name}, ` : ''}type: ${Array.isArray(f.to) ? 'replicate' : 'redirect'}, listen: "${f.listen}", allow: any, to: ${JSON.stringify(f.to)}}`)
+    .map(
+      (f) =>
+        `  - {${f.name ? `name: ${f.name}, ` : ''}type: ${Array.isArray(f.to) ? 'replicate' : 'redirect'}, listen: "${f.listen}", allow: any, to: ${JSON.stringify(f.to)}}`,
+    )
     .join('\n')}\n`;
 
 /** The issues a config of these flows gets (none: []). */
@@ -66,7 +73,10 @@ test('a flow whose subscriber is its own listen address through a wildcard, a ma
   }
   // The exact address: the subscriber check says so once.
   const exact = configIssues([{ listen: 'udp://127.0.0.1:5000', to: 'udp://127.0.0.1:5000' }]);
-  assert.deepEqual(exact.map((i) => i.path), ['flows[0].to']);
+  assert.deepEqual(
+    exact.map((i) => i.path),
+    ['flows[0].to'],
+  );
   assert.match(exact[0]!.message, /own listen address \(a loop\)/);
 });
 
@@ -75,7 +85,10 @@ test('cycles across two and three flows are refused naming every flow; chains ar
     { name: 'a', listen: 'udp://0.0.0.0:5000', to: ['udp://127.0.0.1:5001'] },
     { name: 'b', listen: 'udp://127.0.0.1:5001', to: 'udp://[::ffff:127.0.0.1]:5000' },
   ]);
-  assert.deepEqual(two.map((i) => i.path), ['flows[0].to[0]', 'flows[1].to']);
+  assert.deepEqual(
+    two.map((i) => i.path),
+    ['flows[0].to[0]', 'flows[1].to'],
+  );
   assert.match(two[0]!.message, /udp:\/\/127\.0\.0\.1:5001 reaches flow 'b' udp:\/\/127\.0\.0\.1:5001, a relay loop: flow 'a' → flow 'b' → flow 'a'/);
   const three = configIssues([
     { name: 'a', listen: 'udp://0.0.0.0:5000', to: 'udp://127.0.0.1:5001' },
@@ -97,7 +110,10 @@ test('cycles across two and three flows are refused naming every flow; chains ar
 
 test('validate runs what run would refuse: duplicate subscribers, overlapping listens, duplicate names', () => {
   const dup = configIssues([{ name: 'a', listen: 'udp://0.0.0.0:5000', to: ['udp://198.51.100.1:6000', 'udp://198.51.100.1:6000'] }]);
-  assert.deepEqual(dup.map((i) => i.path), ['flows[0].to[1]']);
+  assert.deepEqual(
+    dup.map((i) => i.path),
+    ['flows[0].to[1]'],
+  );
   assert.match(dup[0]!.message, /listed twice/);
   const overlap = configIssues([
     { name: 'a', listen: 'udp://127.0.0.1:5000', to: 'udp://198.51.100.1:6000' },
@@ -106,36 +122,51 @@ test('validate runs what run would refuse: duplicate subscribers, overlapping li
     { name: 'd', listen: 'udp://127.0.0.1:0', to: 'udp://198.51.100.1:6003' },
     { name: 'e', listen: 'udp://127.0.0.1:0', to: 'udp://198.51.100.1:6004' },
   ]);
-  assert.deepEqual(overlap.map((i) => i.path), ['flows[1].listen', 'flows[2].listen', 'flows[2].listen']);
+  assert.deepEqual(
+    overlap.map((i) => i.path),
+    ['flows[1].listen', 'flows[2].listen', 'flows[2].listen'],
+  );
   assert.match(overlap[0]!.message, /udp:\/\/0\.0\.0\.0:5000 overlaps flow 'a' on udp:\/\/127\.0\.0\.1:5000/);
   const names = configIssues([
     { name: 'a', listen: 'udp://127.0.0.1:5000', to: 'udp://198.51.100.1:6000' },
     { name: 'a', listen: 'udp://127.0.0.1:5001', to: 'udp://198.51.100.1:6000' },
   ]);
-  assert.deepEqual(names.map((i) => [i.path, i.message]), [['flows[1].name', "'a' is already used by flows[0]"]]);
+  assert.deepEqual(
+    names.map((i) => [i.path, i.message]),
+    [['flows[1].name', "'a' is already used by flows[0]"]],
+  );
 });
 
 test('property: sinksFirst orders any loop-free set so that changing flows one by one never closes a loop', () => {
   const port = fc.integer({ min: 5000, max: 5005 });
   fc.assert(
-    fc.property(fc.array(fc.record({ port, to: fc.array(port, { maxLength: 3 }) }), { minLength: 1, maxLength: 6 }), fc.array(fc.array(port, { maxLength: 3 }), { minLength: 6, maxLength: 6 }), (flows, before) => {
-      const set = (tos: number[][]): FlowInSet[] =>
-        flows.map((f, i) => ({
-          name: `f${i}`,
-          where: '',
-          spec: parseFlowPolicy({ type: 'replicate', listen: `udp://127.0.0.1:${f.port}`, allow: 'any', to: [...new Set(tos[i]!)].filter((p) => p !== f.port).map((p) => `udp://127.0.0.1:${p}`) }),
-        }));
-      const oldSet = set(before);
-      const newSet = set(flows.map((f) => f.to));
-      if (flowSetIssues(newSet).some((i) => i.kind === 'listen')) return; // not a valid set to start from
-      const loopFree = (s: FlowInSet[]) => !flowSetIssues(s).some((i) => i.kind === 'loop');
-      if (!loopFree(oldSet) || !loopFree(newSet)) return;
-      const current = [...oldSet];
-      for (const i of sinksFirst(newSet)) {
-        current[i] = newSet[i]!;
-        assert.ok(loopFree(current), `a loop after changing f${i}`);
-      }
-    }),
+    fc.property(
+      fc.array(fc.record({ port, to: fc.array(port, { maxLength: 3 }) }), { minLength: 1, maxLength: 6 }),
+      fc.array(fc.array(port, { maxLength: 3 }), { minLength: 6, maxLength: 6 }),
+      (flows, before) => {
+        const set = (tos: number[][]): FlowInSet[] =>
+          flows.map((f, i) => ({
+            name: `f${i}`,
+            where: '',
+            spec: parseFlowPolicy({
+              type: 'replicate',
+              listen: `udp://127.0.0.1:${f.port}`,
+              allow: 'any',
+              to: [...new Set(tos[i]!)].filter((p) => p !== f.port).map((p) => `udp://127.0.0.1:${p}`),
+            }),
+          }));
+        const oldSet = set(before);
+        const newSet = set(flows.map((f) => f.to));
+        if (flowSetIssues(newSet).some((i) => i.kind === 'listen')) return; // not a valid set to start from
+        const loopFree = (s: FlowInSet[]) => !flowSetIssues(s).some((i) => i.kind === 'loop');
+        if (!loopFree(oldSet) || !loopFree(newSet)) return;
+        const current = [...oldSet];
+        for (const i of sinksFirst(newSet)) {
+          current[i] = newSet[i]!;
+          assert.ok(loopFree(current), `a loop after changing f${i}`);
+        }
+      },
+    ),
   );
 });
 
@@ -151,19 +182,33 @@ test('Sluice.apply refuses a loop across running flows; update and addSubscriber
       assert.match(e.message, /flow 'a'.*to\[1\]: udp:\/\/127\.0\.0\.1:\d+ reaches flow 'b' .*a relay loop: flow 'a' → flow 'b' → flow 'a'/);
       return true;
     });
-    assert.deepEqual(a.stats().destinations.map((d) => d.to), [sink.url]);
+    assert.deepEqual(
+      a.stats().destinations.map((d) => d.to),
+      [sink.url],
+    );
     // A new flow that closes a loop with a and b: a already feeds its (free) port.
     const free = await openReceiver();
     const port = free.port;
     await free.close();
     await a.addSubscriber(`udp://127.0.0.1:${port}`);
-    await assert.rejects(s.apply({ name: 'c', type: 'redirect', listen: `udp://0.0.0.0:${port}`, to: `udp://127.0.0.1:${b.listen.port}`, allow: 'any' }), (e: unknown) => {
-      assert.ok(e instanceof PolicyValidationError, String(e));
-      assert.match(e.message, /flow 'c' → flow 'b' → flow 'a' → flow 'c'/);
-      return true;
-    });
-    assert.deepEqual(s.flows().map((f) => f.name), ['a', 'b']);
-    await assert.rejects(s.apply({ name: 'self', type: 'redirect', listen: 'udp://0.0.0.0:0', to: 'udp://127.0.0.1:9', allow: 'any' }).then((f) => f.update({ to: `udp://127.0.0.1:${f.listen.port}` })), /a relay loop/);
+    await assert.rejects(
+      s.apply({ name: 'c', type: 'redirect', listen: `udp://0.0.0.0:${port}`, to: `udp://127.0.0.1:${b.listen.port}`, allow: 'any' }),
+      (e: unknown) => {
+        assert.ok(e instanceof PolicyValidationError, String(e));
+        assert.match(e.message, /flow 'c' → flow 'b' → flow 'a' → flow 'c'/);
+        return true;
+      },
+    );
+    assert.deepEqual(
+      s.flows().map((f) => f.name),
+      ['a', 'b'],
+    );
+    await assert.rejects(
+      s
+        .apply({ name: 'self', type: 'redirect', listen: 'udp://0.0.0.0:0', to: 'udp://127.0.0.1:9', allow: 'any' })
+        .then((f) => f.update({ to: `udp://127.0.0.1:${f.listen.port}` })),
+      /a relay loop/,
+    );
     await assert.rejects(s.apply({ name: 'a', type: 'redirect', listen: 'udp://127.0.0.1:0', to: sink.url, allow: 'any' }), ConflictError);
   } finally {
     await s.close();

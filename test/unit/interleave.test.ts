@@ -23,15 +23,28 @@ test('turns of at most burst messages, every message once, each destination in o
       const destOf = Int32Array.from(dests);
       const slots = Int32Array.from(dests.keys());
       const out = new Interleaver(8).order(slots, slots.length, destOf, burst, new Int32Array(slots.length));
-      assert.deepEqual([...out].sort((a, b) => a - b), [...slots], 'a permutation');
+      assert.deepEqual(
+        [...out].sort((a, b) => a - b),
+        [...slots],
+        'a permutation',
+      );
       for (let d = 0; d < 8; d++) {
         const mine = [...out].filter((s) => destOf[s] === d);
-        assert.deepEqual(mine, [...mine].sort((a, b) => a - b), `destination ${d} keeps its order`);
+        assert.deepEqual(
+          mine,
+          [...mine].sort((a, b) => a - b),
+          `destination ${d} keeps its order`,
+        );
       }
       // A run longer than burst can only happen once every other destination is done.
       const distinct = new Set(dests).size;
       if (distinct > 1) {
-        const lastOthers = Math.max(...[...out].map((s, i) => ({ s, i })).filter(({ s }) => destOf[s] !== destOf[out[out.length - 1]!]).map(({ i }) => i));
+        const lastOthers = Math.max(
+          ...[...out]
+            .map((s, i) => ({ s, i }))
+            .filter(({ s }) => destOf[s] !== destOf[out[out.length - 1]!])
+            .map(({ i }) => i),
+        );
         assert.ok(longestRun(out.subarray(0, lastOthers + 1), destOf) <= burst, 'no run beyond burst while others wait');
       }
     }),

@@ -176,7 +176,10 @@ test('PAT round trip (property) and corruption detection', () => {
   fc.assert(
     fc.property(
       fc.integer({ min: 0, max: 0xffff }),
-      fc.array(fc.tuple(fc.integer({ min: 0, max: 0xffff }), pidArb).map(([programNumber, pmtPid]) => ({ programNumber, pmtPid })), { maxLength: 40 }),
+      fc.array(
+        fc.tuple(fc.integer({ min: 0, max: 0xffff }), pidArb).map(([programNumber, pmtPid]) => ({ programNumber, pmtPid })),
+        { maxLength: 40 },
+      ),
       fc.integer({ min: 0, max: 31 }),
       (transportStreamId, programs, version) => {
         const s = encodePatSection({ transportStreamId, programs, version });
@@ -211,7 +214,10 @@ test('PMT round trip (property) and corruption detection', () => {
     fc.property(
       fc.integer({ min: 0, max: 0xffff }),
       fc.integer({ min: 0x10, max: 0x1fff }),
-      fc.array(fc.tuple(fc.integer({ min: 0, max: 255 }), pidArb).map(([streamType, elementaryPid]) => ({ streamType, elementaryPid })), { maxLength: 30 }),
+      fc.array(
+        fc.tuple(fc.integer({ min: 0, max: 255 }), pidArb).map(([streamType, elementaryPid]) => ({ streamType, elementaryPid })),
+        { maxLength: 30 },
+      ),
       fc.integer({ min: 0, max: 31 }),
       (programNumber, pcrPid, streams, version) => {
         const s = encodePmtSection({ programNumber, pcrPid, streams, version });

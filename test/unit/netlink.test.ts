@@ -177,22 +177,21 @@ test('random bytes and mutated dumps never throw (property)', () => {
     // Each qdisc needs at least nlmsghdr + tcmsg.
     assert.ok(r.qdiscs.length <= buf.length / 36);
   };
-  fc.assert(fc.property(fc.uint8Array({ maxLength: 512 }), fc.option(fc.nat()), (b, seq) => check(b, seq ?? undefined)), { numRuns: 2000 });
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 512 }), fc.option(fc.nat()), (b, seq) => check(b, seq ?? undefined)),
+    { numRuns: 2000 },
+  );
   const valid = concat(twoQdiscs(), qdisc(4, 0xffff0000, TC_H_INGRESS, 'ingress'), done());
   fc.assert(
-    fc.property(
-      fc.array(fc.tuple(fc.nat(valid.length - 1), fc.nat(255)), { minLength: 1, maxLength: 6 }),
-      fc.nat(valid.length),
-      (edits, cut) => {
-        const b = valid.slice(0, cut);
-        for (const [i, x] of edits) if (i < b.length) b[i] = x;
-        check(b);
-        // Unaligned views over a larger buffer too.
-        const shifted = new Uint8Array(b.length + 1);
-        shifted.set(b, 1);
-        check(shifted.subarray(1));
-      },
-    ),
+    fc.property(fc.array(fc.tuple(fc.nat(valid.length - 1), fc.nat(255)), { minLength: 1, maxLength: 6 }), fc.nat(valid.length), (edits, cut) => {
+      const b = valid.slice(0, cut);
+      for (const [i, x] of edits) if (i < b.length) b[i] = x;
+      check(b);
+      // Unaligned views over a larger buffer too.
+      const shifted = new Uint8Array(b.length + 1);
+      shifted.set(b, 1);
+      check(shifted.subarray(1));
+    }),
     { numRuns: 3000 },
   );
 });

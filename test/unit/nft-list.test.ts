@@ -1,5 +1,5 @@
 /**
- * The nf_tables table-dump parser (src/sys/nft-list.ts) on hand-built
+ * The nf_tables table-dump parser (harness/netns/nft-list.ts) on hand-built
  * buffers: tables of several families with their chain count and owner,
  * multipart replies, other sequence numbers, errors, and every kind of bad
  * length (reported, never a throw or an endless loop). Pure: no sockets.
@@ -9,8 +9,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP, NLM_F_MULTI, NLM_F_REQUEST } from '../../src/sys/netlink.js';
-import { NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NFTA_TABLE_FLAGS, NFTA_TABLE_NAME, NFT_TABLE_F_OWNER } from '../../src/sys/nfnetlink.js';
-import { NFTA_TABLE_OWNER, NFTA_TABLE_USE, NFT_MSG_GETTABLE, formatNftTables, nftTableDumpRequest, parseNftTableDump } from '../../src/sys/nft-list.js';
+import {
+  NFNL_SUBSYS_NFTABLES,
+  NFPROTO_INET,
+  NFPROTO_IPV4,
+  NFPROTO_IPV6,
+  NFTA_TABLE_FLAGS,
+  NFTA_TABLE_NAME,
+  NFT_TABLE_F_OWNER,
+} from '../../src/sys/nfnetlink.js';
+import { NFTA_TABLE_OWNER, NFTA_TABLE_USE, NFT_MSG_GETTABLE, formatNftTables, nftTableDumpRequest, parseNftTableDump } from '../../harness/netns/nft-list.js';
 
 const NEWTABLE = NFNL_SUBSYS_NFTABLES << 8;
 const NFTA_TABLE_HANDLE = 4;
@@ -56,11 +64,19 @@ function nlmsg(type: number, payload: Uint8Array, opts: { seq?: number; len?: nu
 const nfgen = (family: number): Uint8Array => Uint8Array.of(family, 0, 0, 0);
 const int32 = (n: number): Uint8Array => new Uint8Array(new Int32Array([n]).buffer);
 const done = (status = 0): Uint8Array => nlmsg(NLMSG_DONE, int32(status));
-const table = (family: number, name: string, ...attrs: Uint8Array[]): Uint8Array => nlmsg(NEWTABLE, concat(nfgen(family), nla(NFTA_TABLE_NAME, str(name)), ...attrs));
+const table = (family: number, name: string, ...attrs: Uint8Array[]): Uint8Array =>
+  nlmsg(NEWTABLE, concat(nfgen(family), nla(NFTA_TABLE_NAME, str(name)), ...attrs));
 
 test('tables of several families with flags, chain count and owner; NLMSG_DONE ends the dump', () => {
   const buf = concat(
-    table(NFPROTO_INET, 'sluice_tpo_a', nla(NFTA_TABLE_FLAGS, be32(NFT_TABLE_F_OWNER)), nla(NFTA_TABLE_USE, be32(3)), nla(NFTA_TABLE_HANDLE, new Uint8Array(8)), nla(NFTA_TABLE_OWNER, be32(4242))),
+    table(
+      NFPROTO_INET,
+      'sluice_tpo_a',
+      nla(NFTA_TABLE_FLAGS, be32(NFT_TABLE_F_OWNER)),
+      nla(NFTA_TABLE_USE, be32(3)),
+      nla(NFTA_TABLE_HANDLE, new Uint8Array(8)),
+      nla(NFTA_TABLE_OWNER, be32(4242)),
+    ),
     table(NFPROTO_IPV4, 'filter', nla(NFTA_TABLE_USE, be32(0))),
     table(NFPROTO_IPV6, 'nat'),
     done(),
@@ -98,8 +114,13 @@ test('NLMSG_ERROR and a failed DONE give the errno; an ACK does not', () => {
 test('bad lengths are reported, the tables before them kept', () => {
   const good = table(NFPROTO_INET, 'good');
   const G = { family: 'inet', name: 'good', flags: 0 };
-  assert.deepEqual(parseNftTableDump(concat(good, new Uint8Array(10))), { tables: [G], done: false, malformed: 'truncated nlmsghdr at byte 32: 10 of 16 bytes' });
-  for (const len of [0, 15]) assert.match(parseNftTableDump(concat(good, nlmsg(NEWTABLE, nfgen(1), { len }))).malformed ?? '', new RegExp(`nlmsg_len ${len} < 16`));
+  assert.deepEqual(parseNftTableDump(concat(good, new Uint8Array(10))), {
+    tables: [G],
+    done: false,
+    malformed: 'truncated nlmsghdr at byte 32: 10 of 16 bytes',
+  });
+  for (const len of [0, 15])
+    assert.match(parseNftTableDump(concat(good, nlmsg(NEWTABLE, nfgen(1), { len }))).malformed ?? '', new RegExp(`nlmsg_len ${len} < 16`));
   assert.match(parseNftTableDump(concat(good, nlmsg(NEWTABLE, nfgen(1), { len: 4096 }))).malformed ?? '', /runs past/);
   assert.match(parseNftTableDump(nlmsg(NEWTABLE, new Uint8Array(2))).malformed ?? '', /shorter than nlmsghdr \+ nfgenmsg/);
   const overrun = nlmsg(NEWTABLE, concat(nfgen(1), nla(NFTA_TABLE_NAME, str('x'), 200)));
@@ -116,7 +137,10 @@ test('random and mutated bytes never throw (property)', () => {
     const r = parseNftTableDump(b, seq);
     assert.ok(r.tables.length <= b.length / 20);
   };
-  fc.assert(fc.property(fc.uint8Array({ maxLength: 512 }), fc.option(fc.nat()), (b, seq) => check(b, seq ?? undefined)), { numRuns: 2000 });
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 512 }), fc.option(fc.nat()), (b, seq) => check(b, seq ?? undefined)),
+    { numRuns: 2000 },
+  );
   const valid = concat(table(1, 'a', nla(NFTA_TABLE_USE, be32(2))), table(2, 'b'), done());
   fc.assert(
     fc.property(fc.array(fc.tuple(fc.nat(valid.length - 1), fc.nat(255)), { minLength: 1, maxLength: 6 }), fc.nat(valid.length), (edits, cut) => {

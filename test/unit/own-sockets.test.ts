@@ -34,7 +34,9 @@ test("a wildcard socket matches this host's addresses on its port, never a remot
   assert.equal(own.isOwn('::1', 6001), true);
   assert.equal(own.isOwn('127.0.0.1', 6001), true, ':: is dual-stack');
   assert.equal(own.isOwn('2001:db8::1', 6001), false);
-  const local = Object.values(networkInterfaces()).flat().find((i) => i && !i.internal && i.family === 'IPv4');
+  const local = Object.values(networkInterfaces())
+    .flat()
+    .find((i) => i && !i.internal && i.family === 'IPv4');
   if (local) assert.equal(own.isOwn(local.address, 6000), true, `${local.address} is this host's`);
 });
 

@@ -26,11 +26,7 @@ test('percentiles by selection equal nearest-rank percentiles by sorting', () =>
 
 test('percentiles of sorted, reversed and constant runs (the pivot cases)', () => {
   const n = 10_000;
-  for (const values of [
-    Array.from({ length: n }, (_, i) => i),
-    Array.from({ length: n }, (_, i) => n - i),
-    new Array<number>(n).fill(3),
-  ]) {
+  for (const values of [Array.from({ length: n }, (_, i) => i), Array.from({ length: n }, (_, i) => n - i), new Array<number>(n).fill(3)]) {
     assert.deepEqual(percentiles(values), bySort(values));
   }
 });

@@ -92,7 +92,7 @@ describe('source filter', () => {
       fc.property(fc.ipV4(), fc.ipV4(), fc.integer({ min: 0, max: 32 }), (net, addr, prefix) => {
         const toInt = (a: string) => a.split('.').reduce((n, o) => (n << 8) + Number(o), 0) >>> 0;
         const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-        const expected = ((toInt(net) & mask) >>> 0) === ((toInt(addr) & mask) >>> 0);
+        const expected = (toInt(net) & mask) >>> 0 === (toInt(addr) & mask) >>> 0;
         const rule = parseSourceRule(`${net}/${prefix}`);
         assert.ok(rule.ok);
         assert.equal(createSourceMatcher({ any: false, rules: [rule.rule] })(addr), expected);
@@ -152,7 +152,10 @@ describe('policy validation', () => {
           parsePolicy({ ...base, [f]: value });
         } catch (e) {
           assert.ok(e instanceof PolicyValidationError, String(e));
-          assert.ok(e.issues.some((i) => i.path.startsWith(f)), JSON.stringify(e.issues));
+          assert.ok(
+            e.issues.some((i) => i.path.startsWith(f)),
+            JSON.stringify(e.issues),
+          );
         }
       }),
     );
@@ -184,11 +187,18 @@ describe('config files', () => {
     rejects(() => parseConfigText('flows:\n  - type: redirect\n   bad: [', 'x.yaml'), '', /x\.yaml:\d+/);
     rejects(() => parseConfigText('flows: []'), 'flows', /at least one flow/);
     rejects(() => parseConfigText('flows:\n  - type: aggregate'), 'flows[0].type', /one-shot/);
-    rejects(() => parseConfigText('flows:\n  - {type: redirect, listen: "udp://1.2.3.4:5", to: "udp://1.2.3.4:99999", allow: any}'), 'flows[0].to', /out of range/);
+    rejects(
+      () => parseConfigText('flows:\n  - {type: redirect, listen: "udp://1.2.3.4:5", to: "udp://1.2.3.4:99999", allow: any}'),
+      'flows[0].to',
+      /out of range/,
+    );
     rejects(() => parseConfigText('flow: []'), '', /unknown field 'flow'/);
     rejects(() => parseConfigText('a: 1\na: 2\n'), '', /Map keys must be unique/);
     rejects(
-      () => parseConfigText('flows:\n  - {name: a, type: redirect, listen: "udp://1.2.3.4:5", to: "udp://1.2.3.4:6", allow: any}\n  - {name: a, type: redirect, listen: "udp://1.2.3.4:7", to: "udp://1.2.3.4:6", allow: any}'),
+      () =>
+        parseConfigText(
+          'flows:\n  - {name: a, type: redirect, listen: "udp://1.2.3.4:5", to: "udp://1.2.3.4:6", allow: any}\n  - {name: a, type: redirect, listen: "udp://1.2.3.4:7", to: "udp://1.2.3.4:6", allow: any}',
+        ),
       'flows[1].name',
       /already used/,
     );
@@ -247,9 +257,15 @@ describe('aggregate and segment model', () => {
   const msg = (n: number) => ({ to: `udp://127.0.0.1:${7000 + n}`, data: new Uint8Array(10) });
 
   test('the design example: sequence numbers 3,1,5,4,2,6,7 leave in sequence order', () => {
-    const agg = parseAggregate({ messages: 'ABCDEFG'.split('').map((_, i) => msg(i % 2)), schedule: { kind: 'sequence', sequence: [3, 1, 5, 4, 2, 6, 7], tickMs: 2 } });
+    const agg = parseAggregate({
+      messages: 'ABCDEFG'.split('').map((_, i) => msg(i % 2)),
+      schedule: { kind: 'sequence', sequence: [3, 1, 5, 4, 2, 6, 7], tickMs: 2 },
+    });
     const plan = planSchedule(agg.schedule, agg.messages.length);
-    assert.deepEqual([...plan.order].map((i) => 'ABCDEFG'[i]), ['B', 'E', 'A', 'D', 'C', 'F', 'G']);
+    assert.deepEqual(
+      [...plan.order].map((i) => 'ABCDEFG'[i]),
+      ['B', 'E', 'A', 'D', 'C', 'F', 'G'],
+    );
     assert.deepEqual([...plan.atMs], [0, 2, 4, 6, 8, 10, 12]);
   });
 
@@ -265,7 +281,11 @@ describe('aggregate and segment model', () => {
   test('schedule/message mismatches and oversize messages are named', () => {
     rejects(() => parseAggregate({ messages: [msg(1)], schedule: { kind: 'delays', delaysMs: [1, 2] } }), 'schedule.delaysMs', /2 entries for 1/);
     rejects(() => parseAggregate({ messages: [msg(1), msg(2)], schedule: { kind: 'sequence', sequence: [1, 1] } }), 'schedule.sequence', /distinct/);
-    rejects(() => parseAggregate({ messages: [{ ...msg(1), data: new Uint8Array(70000) }], schedule: { kind: 'delays', delaysMs: [0] } }), 'messages[0].data', /exceeds/);
+    rejects(
+      () => parseAggregate({ messages: [{ ...msg(1), data: new Uint8Array(70000) }], schedule: { kind: 'delays', delaysMs: [0] } }),
+      'messages[0].data',
+      /exceeds/,
+    );
     rejects(() => parseAggregate({ messages: [{ ...msg(1), data: 'text' }], schedule: { kind: 'delays', delaysMs: [0] } }), 'messages[0].data', /Uint8Array/);
   });
 
@@ -284,23 +304,34 @@ describe('aggregate and segment model', () => {
 
   test('property: segment plans cover every byte once, interleaved, bursts bounded', () => {
     fc.assert(
-      fc.property(fc.array(fc.integer({ min: 0, max: 5000 }), { minLength: 1, maxLength: 6 }), fc.integer({ min: 1, max: 1500 }), fc.integer({ min: 1, max: 4 }), (lengths, size, burst) => {
-        const plan = planSegments(lengths, size, burst);
-        lengths.forEach((len, e) => {
-          const mine = plan.filter((p) => p.entry === e);
-          assert.equal(mine.reduce((n, p) => n + p.length, 0), len);
-          mine.forEach((p, i) => assert.equal(p.offset, i * size));
-          assert.ok(mine.every((p) => p.length <= size && p.length > 0));
-        });
-        // No run of one destination longer than `burst` while another still has data.
-        for (let i = 0, run = 1; i < plan.length - 1; i++) {
-          run = plan[i + 1]!.entry === plan[i]!.entry ? run + 1 : 1;
-          if (run > burst) {
-            const e = plan[i]!.entry;
-            assert.ok(plan.slice(i + 1).every((p) => p.entry === e), 'a long burst only once the others are done');
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 5000 }), { minLength: 1, maxLength: 6 }),
+        fc.integer({ min: 1, max: 1500 }),
+        fc.integer({ min: 1, max: 4 }),
+        (lengths, size, burst) => {
+          const plan = planSegments(lengths, size, burst);
+          lengths.forEach((len, e) => {
+            const mine = plan.filter((p) => p.entry === e);
+            assert.equal(
+              mine.reduce((n, p) => n + p.length, 0),
+              len,
+            );
+            mine.forEach((p, i) => assert.equal(p.offset, i * size));
+            assert.ok(mine.every((p) => p.length <= size && p.length > 0));
+          });
+          // No run of one destination longer than `burst` while another still has data.
+          for (let i = 0, run = 1; i < plan.length - 1; i++) {
+            run = plan[i + 1]!.entry === plan[i]!.entry ? run + 1 : 1;
+            if (run > burst) {
+              const e = plan[i]!.entry;
+              assert.ok(
+                plan.slice(i + 1).every((p) => p.entry === e),
+                'a long burst only once the others are done',
+              );
+            }
           }
-        }
-      }),
+        },
+      ),
     );
   });
 });

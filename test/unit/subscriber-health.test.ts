@@ -78,34 +78,38 @@ test('parseExtendedError reads IP_RECVERR / IPV6_RECVERR and rejects truncated c
 });
 
 const ffi = loadFfi();
-test('a socket with IP_RECVERR reads the port unreachable its datagram drew, naming the destination', { skip: ffi.ok ? undefined : 'needs the FFI' }, async () => {
-  const closed = dgram.createSocket('udp4');
-  await new Promise<void>((r) => closed.bind(0, '127.0.0.1', () => r()));
-  const deadPort = closed.address().port;
-  await new Promise<void>((r) => closed.close(() => r()));
-  const s = RawUdpSocket.open(4);
-  try {
-    s.bind({ family: 4, address: '127.0.0.1', port: 0 });
-    enableRecvErr(s.fd, 4);
-    const name = new NativeRegion(32);
-    const len = writeSockaddr(name.bytes, 0, 4, '127.0.0.1', deadPort);
-    const payload = new NativeRegion(16);
-    const vec = new SendVector(1, 1);
-    vec.begin(name.address, len, 0);
-    vec.addIov(payload.address, 8);
-    assert.equal(vec.send(s.fd, 0), 1);
-    const reader = new ErrorQueueReader(s.fd);
-    const seen: { to: string; errno: number }[] = [];
-    for (let i = 0; i < 50 && seen.length === 0; i++) {
-      reader.drain((n, e) => {
-        const ep = readSockaddr(n, 0);
-        seen.push({ to: `${ep.address}:${ep.port}`, errno: e.errno });
-      });
-      if (seen.length === 0) await new Promise((r) => setTimeout(r, 10));
+test(
+  'a socket with IP_RECVERR reads the port unreachable its datagram drew, naming the destination',
+  { skip: ffi.ok ? undefined : 'needs the FFI' },
+  async () => {
+    const closed = dgram.createSocket('udp4');
+    await new Promise<void>((r) => closed.bind(0, '127.0.0.1', () => r()));
+    const deadPort = closed.address().port;
+    await new Promise<void>((r) => closed.close(() => r()));
+    const s = RawUdpSocket.open(4);
+    try {
+      s.bind({ family: 4, address: '127.0.0.1', port: 0 });
+      enableRecvErr(s.fd, 4);
+      const name = new NativeRegion(32);
+      const len = writeSockaddr(name.bytes, 0, 4, '127.0.0.1', deadPort);
+      const payload = new NativeRegion(16);
+      const vec = new SendVector(1, 1);
+      vec.begin(name.address, len, 0);
+      vec.addIov(payload.address, 8);
+      assert.equal(vec.send(s.fd, 0), 1);
+      const reader = new ErrorQueueReader(s.fd);
+      const seen: { to: string; errno: number }[] = [];
+      for (let i = 0; i < 50 && seen.length === 0; i++) {
+        reader.drain((n, e) => {
+          const ep = readSockaddr(n, 0);
+          seen.push({ to: `${ep.address}:${ep.port}`, errno: e.errno });
+        });
+        if (seen.length === 0) await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.deepEqual(seen, [{ to: `127.0.0.1:${deadPort}`, errno: constants.errno.ECONNREFUSED }]);
+      assert.equal(reader.clearPendingError(), 0, 'reading the queue cleared the pending error');
+    } finally {
+      s.close();
     }
-    assert.deepEqual(seen, [{ to: `127.0.0.1:${deadPort}`, errno: constants.errno.ECONNREFUSED }]);
-    assert.equal(reader.clearPendingError(), 0, 'reading the queue cleared the pending error');
-  } finally {
-    s.close();
-  }
-});
+  },
+);

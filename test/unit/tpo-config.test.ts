@@ -4,8 +4,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseBitRate, parseTpoConfig, parseTpoConfigText, TpoConfigError } from '../../src/tpo/config.js';
-import { FlowTable, FlowTableError, compileFlowTable } from '../../src/tpo/flow-table.js';
+import { parseBitRate, parseTpoConfig, parseTpoConfigText, TpoConfigError } from '../../src/tpo/config/config.js';
+import { FlowTable, FlowTableError, compileFlowTable } from '../../src/tpo/config/intercept-rules.js';
 import { RouteTable } from '../../src/tpo/gateway/routes.js';
 
 const KEY = 'ab'.repeat(32);
@@ -53,8 +53,14 @@ deliver: { allow: [10.9.0.0/16] }
 test('config errors name the field', () => {
   assert.match(issues({ ...base, peers: [...base.peers, { name: 'c', key: KEY, keyId: 1 }] }).join('\n'), /peers\[1\]\.keyId: 1 is used by another peer/);
   assert.match(issues({ ...base, peers: [{ name: 'b', keyId: 1 }] }).join('\n'), /peers\[0\]: give exactly one of key \(hex\) or keyFile/);
-  assert.match(issues({ ...base, table: [{ protocol: 'tcp', listen: '127.0.0.1:1' }] }).join('\n'), /table\[0\]: explicit interception needs listen and target/);
-  assert.match(issues({ ...base, table: [{ protocol: 'tcp', listen: '127.0.0.1:1', target: '10.0.0.1:2', peers: ['x'] }] }).join('\n'), /table\[0\]\.peers: no peer named 'x'/);
+  assert.match(
+    issues({ ...base, table: [{ protocol: 'tcp', listen: '127.0.0.1:1' }] }).join('\n'),
+    /table\[0\]: explicit interception needs listen and target/,
+  );
+  assert.match(
+    issues({ ...base, table: [{ protocol: 'tcp', listen: '127.0.0.1:1', target: '10.0.0.1:2', peers: ['x'] }] }).join('\n'),
+    /table\[0\]\.peers: no peer named 'x'/,
+  );
   assert.match(issues({ ...base, table: [{ protocol: 'tcp', dstPort: '90-80' }], intercept: { mode: 'transparent' } }).join('\n'), /runs backwards/);
   assert.match(issues({ ...base, table: [{ protocol: 'icmp', dstPort: 1 }], intercept: { mode: 'transparent' } }).join('\n'), /ICMP has no ports/);
   assert.match(issues({ ...base, peers: [{ ...base.peers[0], maxRate: 'fast' }] }).join('\n'), /maxRate: 'fast' is not a bit rate/);
@@ -122,7 +128,10 @@ test('hostile TPO config text: alias bombs, deep nesting and numbers that are no
   assert.match(refused(`name: ${'['.repeat(20_000)}${']'.repeat(20_000)}`), /nested deeper than 32 levels/);
   const peer = `peers:\n  - { name: b, address: "192.0.2.2:7400", key: ${KEY}, keyId: 1 }\n`;
   assert.match(refused(`listen: 127.0.0.1:7400\n${peer}limits: { maxFlows: 1e400 }\n`), /limits\.maxFlows: must be a finite number \(got Infinity\)/);
-  assert.match(refused(`listen: 127.0.0.1:7400\n${peer}deliver: { connectTimeoutMs: .nan }\n`), /deliver\.connectTimeoutMs: must be a finite number \(got NaN\)/);
+  assert.match(
+    refused(`listen: 127.0.0.1:7400\n${peer}deliver: { connectTimeoutMs: .nan }\n`),
+    /deliver\.connectTimeoutMs: must be a finite number \(got NaN\)/,
+  );
   assert.match(refused(`listen: 127.0.0.1:7400\n${peer}limits: { udpIdleMs: 1500.5 }\n`), /limits\.udpIdleMs: must be an integer/);
 });
 
@@ -169,7 +178,7 @@ test('key files: regular files of at most 1 KiB that only the owner may read, re
   const { execFileSync } = await import('node:child_process');
   const { tmpdir } = await import('node:os');
   const { join } = await import('node:path');
-  const { readKeyFile } = await import('../../src/tpo/config.js');
+  const { readKeyFile } = await import('../../src/tpo/config/config.js');
   const dir = mkdtempSync(join(tmpdir(), 'sluice-key-'));
   try {
     const k = join(dir, 'k');

@@ -17,12 +17,27 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compileFlowTable } from '../../src/tpo/flow-table.js';
-import { NFPROTO_INET, NFT_CMP_EQ, NFT_META_MARK, NF_ACCEPT, RTN_LOCAL, cmp, fibDaddrType, immediateData, metaLoad, metaSet, newRule, redirPort, tproxyPort, verdict } from '../../src/sys/nfnetlink.js';
+import { compileFlowTable } from '../../src/tpo/config/intercept-rules.js';
+import {
+  NFPROTO_INET,
+  NFT_CMP_EQ,
+  NFT_META_MARK,
+  NF_ACCEPT,
+  RTN_LOCAL,
+  cmp,
+  fibDaddrType,
+  immediateData,
+  metaLoad,
+  metaSet,
+  newRule,
+  redirPort,
+  tproxyPort,
+  verdict,
+} from '../../src/sys/nfnetlink.js';
 import { be16, ne32, parseAcks } from '../../src/sys/nlattr.js';
 import { encodeDelete, encodeInstall, entryMatch, planRules, tableName } from '../../src/tpo/intercept/nftables.js';
 import { RTM_NEWROUTE, RTM_NEWRULE, routeMessage, ruleMessage } from '../../src/sys/rtnetlink-policy.js';
-import { startTransparentInterception, tproxyRoutingFor } from '../../src/tpo/intercept/transparent.js';
+import { startTransparentInterception, tproxyRoutingFor } from '../../src/tpo/intercept/tproxy-interceptor.js';
 import { NotSupportedError } from '../../src/errors.js';
 
 const NFT_1_0_6 = {
@@ -60,7 +75,12 @@ test('plan: per-protocol chains in table order, terminal verdict per entry, self
     { name: 'b', protocol: 'tcp', dst: '10.0.0.0/8' },
     { name: 'u2', protocol: 'udp' },
   ]);
-  const ports = new Map([[0, 1000], [1, 1001], [2, 1002], [3, 1003]]);
+  const ports = new Map([
+    [0, 1000],
+    [1, 1001],
+    [2, 1002],
+    [3, 1003],
+  ]);
   const chains = planRules(table, { table: 'x', hooks: { prerouting: true, output: true }, ownMark: 7, tproxyMark: 8, ports });
   const shape = Object.fromEntries(chains.map((c) => [c.name, c.rules.map((r) => r.label)]));
   assert.deepEqual(shape, {
@@ -75,12 +95,18 @@ test('plan: per-protocol chains in table order, terminal verdict per entry, self
   }
   // Only output: prerouting still tproxies, but only what out_udp marked.
   const outOnly = planRules(table, { table: 'x', hooks: { prerouting: false, output: true }, ownMark: 7, tproxyMark: 8, ports });
-  assert.deepEqual(outOnly.map((c) => c.name), ['out_tcp', 'pre_udp', 'out_udp']);
+  assert.deepEqual(
+    outOnly.map((c) => c.name),
+    ['out_tcp', 'pre_udp', 'out_udp'],
+  );
   const looped = outOnly.find((c) => c.name === 'pre_udp')!.rules[2]!.exprs;
   assert.equal(looped[0]!.name, 'meta');
   assert.equal(looped[1]!.name, 'cmp');
   assert.throws(() => planRules(table, { table: 'x', hooks: { prerouting: true, output: false }, ownMark: 8, tproxyMark: 8, ports }), /must differ/);
-  assert.throws(() => planRules(table, { table: 'x', hooks: { prerouting: true, output: false }, ownMark: 7, tproxyMark: 8, ports: new Map() }), /no listener port/);
+  assert.throws(
+    () => planRules(table, { table: 'x', hooks: { prerouting: true, output: false }, ownMark: 7, tproxyMark: 8, ports: new Map() }),
+    /no listener port/,
+  );
 });
 
 test('install batch: begin, table (owner), chains, rules, end; each change acknowledged', () => {
@@ -92,7 +118,10 @@ test('install batch: begin, table (owner), chains, rules, end; each change ackno
   const v = new DataView(b.bytes.buffer);
   for (let off = 0; off < b.bytes.length; off += v.getUint32(off, true)) types.push(v.getUint16(off + 4, true));
   assert.deepEqual(types, [0x10, 0xa00, 0xa03, 0xa06, 0xa06, 0xa06, 0x11]);
-  assert.deepEqual(b.pending.map((p) => p.what.split(' ')[0]), ['NFT_MSG_NEWTABLE', 'NFT_MSG_NEWCHAIN', 'NFT_MSG_NEWRULE', 'NFT_MSG_NEWRULE', 'NFT_MSG_NEWRULE']);
+  assert.deepEqual(
+    b.pending.map((p) => p.what.split(' ')[0]),
+    ['NFT_MSG_NEWTABLE', 'NFT_MSG_NEWCHAIN', 'NFT_MSG_NEWRULE', 'NFT_MSG_NEWRULE', 'NFT_MSG_NEWRULE'],
+  );
   // NFTA_TABLE_FLAGS = NFT_TABLE_F_OWNER (be32 2), after the name "sluice_tpo_a\0" (13 bytes, padded to 16).
   const table0 = b.bytes.subarray(20, 20 + v.getUint32(20, true));
   assert.equal(Buffer.from(table0.subarray(20 + 20, 20 + 28)).toString('hex'), '0800020000000002');

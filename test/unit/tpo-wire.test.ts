@@ -18,15 +18,18 @@ const ipv6 = fc.uint8Array({ minLength: 16, maxLength: 16 }).map((b) => formatIp
 const port = fc.nat(65535);
 const header = (dataLength: number) =>
   fc.oneof(fc.tuple(ipv4, ipv4), fc.tuple(ipv6, ipv6)).chain(([src, dst]) =>
-    fc.record({
-      function: fc.constantFrom(...MESSAGE_FUNCTIONS),
-      protocol: fc.constantFrom(...(Object.keys(MESSAGE_PROTOCOLS) as (keyof typeof MESSAGE_PROTOCOLS)[])),
-      sequence: fc.nat(0xffffffff),
-      src: fc.record({ address: fc.constant(src), port }, { noNullPrototype: true }),
-      dst: fc.record({ address: fc.constant(dst), port }, { noNullPrototype: true }),
-      status: fc.nat(255),
-      dataLength: fc.constant(dataLength),
-    }, { noNullPrototype: true }),
+    fc.record(
+      {
+        function: fc.constantFrom(...MESSAGE_FUNCTIONS),
+        protocol: fc.constantFrom(...(Object.keys(MESSAGE_PROTOCOLS) as (keyof typeof MESSAGE_PROTOCOLS)[])),
+        sequence: fc.nat(0xffffffff),
+        src: fc.record({ address: fc.constant(src), port }, { noNullPrototype: true }),
+        dst: fc.record({ address: fc.constant(dst), port }, { noNullPrototype: true }),
+        status: fc.nat(255),
+        dataLength: fc.constant(dataLength),
+      },
+      { noNullPrototype: true },
+    ),
   ) as fc.Arbitrary<MessageHeader>;
 const message: fc.Arbitrary<CarriedMessage> = fc.uint8Array({ maxLength: 200 }).chain((data) => header(data.length).map((h) => ({ header: h, data })));
 const messages = fc.array(message, { maxLength: 8 });
@@ -37,7 +40,10 @@ test('messages and driver buffers round-trip', () => {
   fc.assert(
     fc.property(messages, fc.nat(255), fc.constantFrom(...CODECS), (ms, domain, codec) => {
       const raw = encodeMessages(ms);
-      assert.deepEqual(decodeMessages(raw, ms.length).map((m) => ({ header: m.header, data: [...m.data] })), ms.map((m) => ({ header: m.header, data: [...m.data] })));
+      assert.deepEqual(
+        decodeMessages(raw, ms.length).map((m) => ({ header: m.header, data: [...m.data] })),
+        ms.map((m) => ({ header: m.header, data: [...m.data] })),
+      );
       // The codec field is only carried: compression is the driver's (here the payload stays raw, so rawLength = its length).
       const buf = encodeDriverBuffer({ function: 'messages', codec, domain, count: ms.length, rawLength: raw.length }, raw);
       const d = decodeDriverBuffer(buf);
@@ -90,7 +96,10 @@ const field: fc.Arbitrary<DataMoverField> = fc.record(
       deliveryRate: fc.nat(0xffffffff),
       cumulative: u53,
       bitmap: fc.uint8Array({ maxLength: 64 }),
-      ranges: fc.array(fc.tuple(u53, fc.integer({ min: 1, max: 0xffffffff })).map(([largest, length]) => ({ largest, length: Math.min(length, largest + 1) })), { maxLength: 8 }),
+      ranges: fc.array(
+        fc.tuple(u53, fc.integer({ min: 1, max: 0xffffffff })).map(([largest, length]) => ({ largest, length: Math.min(length, largest + 1) })),
+        { maxLength: 8 },
+      ),
     }),
   },
   { requiredKeys: ['connectionId', 'transport'] },
@@ -102,7 +111,10 @@ test('the data mover field round-trips with its payload offset', () => {
       const dgram = encodeDataMoverField(f, payload);
       const d = decodeDataMoverField(dgram);
       assert.equal(d.payloadOffset, dgram.length - payload.length);
-      assert.deepEqual(JSON.parse(JSON.stringify(d.field, (_, v) => (v instanceof Uint8Array ? [...v] : v))), JSON.parse(JSON.stringify(f, (_, v) => (v instanceof Uint8Array ? [...v] : v))));
+      assert.deepEqual(
+        JSON.parse(JSON.stringify(d.field, (_, v) => (v instanceof Uint8Array ? [...v] : v))),
+        JSON.parse(JSON.stringify(f, (_, v) => (v instanceof Uint8Array ? [...v] : v))),
+      );
     }),
     { numRuns: 300 },
   );
@@ -144,11 +156,31 @@ test('arbitrary bytes never throw anything but a WireError', () => {
 });
 
 test('encoding refuses what the format cannot carry, naming the field', () => {
-  const h = { function: 'data', protocol: 'tcp', sequence: 0, src: { address: '10.0.0.1', port: 1 }, dst: { address: '::1', port: 2 }, status: 0, dataLength: 0 } as const;
-  assert.throws(() => encodeMessages([{ header: h, data: new Uint8Array(0) }]), (e: unknown) => isWireError(e) && (e as WireError).field === 'address');
-  assert.throws(() => encodeMessages([{ header: { ...h, dst: { address: '10.0.0.2', port: 70000 } }, data: new Uint8Array(0) }]), (e: unknown) => isWireError(e) && (e as WireError).field === 'dst.port');
-  assert.throws(() => encodeMessages([{ header: { ...h, dst: { address: '10.0.0.2', port: 1 }, dataLength: 3 }, data: new Uint8Array(2) }]), (e: unknown) => isWireError(e) && (e as WireError).field === 'dataLength');
-  assert.throws(() => encodeDriverBuffer({ function: 'messages', codec: 'none', domain: 256, count: 0, rawLength: 0 }, new Uint8Array(0)), (e: unknown) => isWireError(e) && (e as WireError).field === 'domain');
+  const h = {
+    function: 'data',
+    protocol: 'tcp',
+    sequence: 0,
+    src: { address: '10.0.0.1', port: 1 },
+    dst: { address: '::1', port: 2 },
+    status: 0,
+    dataLength: 0,
+  } as const;
+  assert.throws(
+    () => encodeMessages([{ header: h, data: new Uint8Array(0) }]),
+    (e: unknown) => isWireError(e) && (e as WireError).field === 'address',
+  );
+  assert.throws(
+    () => encodeMessages([{ header: { ...h, dst: { address: '10.0.0.2', port: 70000 } }, data: new Uint8Array(0) }]),
+    (e: unknown) => isWireError(e) && (e as WireError).field === 'dst.port',
+  );
+  assert.throws(
+    () => encodeMessages([{ header: { ...h, dst: { address: '10.0.0.2', port: 1 }, dataLength: 3 }, data: new Uint8Array(2) }]),
+    (e: unknown) => isWireError(e) && (e as WireError).field === 'dataLength',
+  );
+  assert.throws(
+    () => encodeDriverBuffer({ function: 'messages', codec: 'none', domain: 256, count: 0, rawLength: 0 }, new Uint8Array(0)),
+    (e: unknown) => isWireError(e) && (e as WireError).field === 'domain',
+  );
 });
 
 test('CRC-32: the portable version equals zlib (and the check value 0xCBF43926)', async () => {

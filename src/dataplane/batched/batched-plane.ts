@@ -9,10 +9,10 @@ import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import type { DataPlane, DataPlaneOptions, TierProvider } from '../types.js';
 import type { FlowPlan } from '../../policy/compile.js';
-import { endpointKey, formatEndpoint, type Endpoint } from '../../policy/endpoint.js';
+import { endpointKey, formatEndpoint, type Endpoint } from '../../wire/endpoint.js';
 import type { FlowStats } from '../../stats/counters.js';
 import { ClosedError, EngineFailedError, InvalidArgumentError, NotSupportedError, SluiceError, SyscallError } from '../../errors.js';
-import { libc } from '../../sys/ffi.js';
+import { closeFd } from '../../sys/udp-socket.js';
 import { Waker } from '../../sys/poller.js';
 import { probeBatchedIo } from '../../sys/probe.js';
 import { txtimeNote } from '../../sys/txtime.js';
@@ -258,9 +258,8 @@ export class BatchedPlane implements DataPlane {
 
   /** Closes the sockets a dead worker left open, so their ports are free again. */
   #releaseSockets(): void {
-    const c = libc();
     for (const rec of this.#flows.values()) {
-      for (const fd of rec.fds) c.close(fd);
+      for (const fd of rec.fds) closeFd(fd);
       rec.fds = [];
     }
   }

@@ -11,13 +11,14 @@
  * point at the same receive slots: replication never copies a payload.
  */
 import { createSockaddrMatcher } from '../../policy/source-filter.js';
-import { formatEndpoint, isWildcard, type Endpoint } from '../../policy/endpoint.js';
+import { formatEndpoint, isWildcard, type Endpoint } from '../../wire/endpoint.js';
 import type { FlowPlan } from '../../policy/compile.js';
 import { isTsDatagramAt } from '../../wire/mpegts.js';
 import { RawUdpSocket } from '../../sys/udp-socket.js';
 import { NativeRegion } from '../../sys/memory.js';
 import { writeSockaddr } from '../../sys/sockaddr.js';
-import { RecvRing, SLOT_SIZE } from '../../sys/recv-ring.js';
+import type { RecvRing } from '../../sys/recv-ring.js';
+import { SLOT_SIZE } from '../../sys/recv-ring.js';
 import { MAX_UDP_PAYLOAD, SOCKADDR_SPACE, SOL_UDP, UDP_GRO } from '../../sys/constants.js';
 import { D, F, bump } from './shared-counters.js';
 import type { DestinationBinding, EngineOptions } from './protocol.js';
@@ -25,7 +26,7 @@ import type { BatchDestination, PacketList, SendBatch } from './send-batch.js';
 import { OwnSockets } from '../own-sockets.js';
 import { SubscriberHealth, samePolicy } from '../subscriber-health.js';
 import { ErrorQueueReader, enableRecvErr } from '../../sys/error-queue.js';
-import { canonicalAddress, unmapAddress } from '../../policy/endpoint.js';
+import { canonicalAddress, unmapAddress } from '../../wire/endpoint.js';
 import { readSockaddr } from '../../sys/sockaddr.js';
 
 /**
@@ -101,7 +102,17 @@ export class EngineFlow {
   /** performance.now() when the oldest held datagram arrived. */
   heldSince = 0;
 
-  private constructor(name: string, plan: FlowPlan, socket: RawUdpSocket, listen: Endpoint, counters: Float64Array, options: EngineOptions, via: EngineFlow | undefined, own: OwnSockets, notify: SuspensionListener | undefined) {
+  private constructor(
+    name: string,
+    plan: FlowPlan,
+    socket: RawUdpSocket,
+    listen: Endpoint,
+    counters: Float64Array,
+    options: EngineOptions,
+    via: EngineFlow | undefined,
+    own: OwnSockets,
+    notify: SuspensionListener | undefined,
+  ) {
     this.name = name;
     this.#sender = via ?? this;
     this.#own = own;
@@ -318,7 +329,7 @@ export class EngineFlow {
     for (const group of this.#groups) {
       const fd = group.socket.fd;
       const gsoMaxSeg = GSO_MAX_SEGMENT[group.socket.family];
-      for (let a = 0; a < k; ) {
+      for (let a = 0; a < k;) {
         const s = p.length[a]!;
         let b = a + 1;
         if (gsoLimit > 1 && s > 0 && s <= gsoMaxSeg) {
@@ -411,7 +422,8 @@ export class EngineFlow {
       const shared = sender !== this ? sender.#byName.get(name)?.health : undefined;
       // A destination kept by an update keeps its suspension state, unless the policy changed.
       const old = before.get(name);
-      const health = shared ?? (policy ? (old?.health && old.ownsHealth && samePolicy(old.health.policy, policy) ? old.health : new SubscriberHealth(policy)) : undefined);
+      const health =
+        shared ?? (policy ? (old?.health && old.ownsHealth && samePolicy(old.health.policy, policy) ? old.health : new SubscriberHealth(policy)) : undefined);
       if (old?.ownsHealth && old.health?.isSuspended() && old.health !== health) {
         b.counters[D.suspendedUntil] = 0;
         this.#notify?.(this.name, formatEndpoint(ep), 0);

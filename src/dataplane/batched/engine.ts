@@ -90,7 +90,12 @@ export class BatchedEngine {
     const n = this.#order.length + 1 + this.#extra.length;
     for (let i = 0; i < n; i++) {
       if (this.#poller.revents(i) & POLLNVAL) {
-        const what = i === 0 ? 'the wake-up eventfd' : i <= this.#order.length ? `the listen socket of flow '${this.#order[i - 1]!.name}'` : `a socket of flow '${this.#extra[i - 1 - this.#order.length]!.flow.name}'`;
+        const what =
+          i === 0
+            ? 'the wake-up eventfd'
+            : i <= this.#order.length
+              ? `the listen socket of flow '${this.#order[i - 1]!.name}'`
+              : `a socket of flow '${this.#extra[i - 1 - this.#order.length]!.flow.name}'`;
         throw new Error(`ppoll: ${what} is no longer open (POLLNVAL)`);
       }
     }
@@ -256,9 +261,17 @@ export class BatchedEngine {
 
   #rebuildPollSet(): void {
     this.#order = [...this.#flows.values()];
-    this.#extra = this.#order.flatMap((flow) => flow.errorFds().filter((fd) => fd !== flow.socket.fd).map((fd) => ({ flow, fd })));
+    this.#extra = this.#order.flatMap((flow) =>
+      flow
+        .errorFds()
+        .filter((fd) => fd !== flow.socket.fd)
+        .map((fd) => ({ flow, fd })),
+    );
     const fds = [this.#waker.fd, ...this.#order.map((f) => f.socket.fd), ...this.#extra.map((e) => e.fd)];
-    this.#poller.set(fds, fds.map((_, i) => (i <= this.#order.length ? POLLIN : 0)));
+    this.#poller.set(
+      fds,
+      fds.map((_, i) => (i <= this.#order.length ? POLLIN : 0)),
+    );
   }
 
   #fault(flow: EngineFlow, e: unknown): void {

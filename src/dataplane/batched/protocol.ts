@@ -3,7 +3,7 @@
  * (BatchedEngine). Requests carry an id; the worker answers each once.
  * Everything here is structured-clone data; counter arrays are shared.
  */
-import type { Endpoint } from '../../policy/endpoint.js';
+import type { Endpoint } from '../../wire/endpoint.js';
 import type { FlowPlan } from '../../policy/compile.js';
 
 export interface EngineOptions {
@@ -38,7 +38,15 @@ export interface FlowOptions {
 }
 
 export type Request =
-  | { readonly op: 'add'; readonly id: number; readonly flow: string; readonly plan: FlowPlan; readonly counters: Float64Array; readonly destinations: readonly DestinationBinding[]; readonly options?: FlowOptions }
+  | {
+      readonly op: 'add';
+      readonly id: number;
+      readonly flow: string;
+      readonly plan: FlowPlan;
+      readonly counters: Float64Array;
+      readonly destinations: readonly DestinationBinding[];
+      readonly options?: FlowOptions;
+    }
   | { readonly op: 'update'; readonly id: number; readonly flow: string; readonly plan: FlowPlan; readonly destinations: readonly DestinationBinding[] }
   | { readonly op: 'remove'; readonly id: number; readonly flow: string }
   | { readonly op: 'close'; readonly id: number };

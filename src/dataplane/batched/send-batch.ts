@@ -180,13 +180,13 @@ export class SendBatch {
 
   #uncount(i: number, flow: Float64Array): void {
     const c = this.#dest[i]!.counters;
-    bump(c, D.packetsOut, -(this.#count[i]!));
-    bump(c, D.bytesOut, -(this.#bytes[i]!));
-    bump(flow, F.packetsOut, -(this.#count[i]!));
-    bump(flow, F.bytesOut, -(this.#bytes[i]!));
+    bump(c, D.packetsOut, -this.#count[i]!);
+    bump(c, D.bytesOut, -this.#bytes[i]!);
+    bump(flow, F.packetsOut, -this.#count[i]!);
+    bump(flow, F.bytesOut, -this.#bytes[i]!);
     if (this.#gso[i]! > 0) {
       bump(flow, F.gsoMessages, -1);
-      bump(flow, F.gsoSegments, -(this.#count[i]!));
+      bump(flow, F.gsoSegments, -this.#count[i]!);
     }
   }
 

@@ -14,8 +14,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { BPF_TCX_EGRESS, BPF_TCX_INGRESS, closeFd, linkDetach, linkInfo, linkUpdate, objGet, objPin, tcxLinkCreate } from '../../sys/bpf.js';
-import { libc } from '../../sys/ffi.js';
-import { syscallError } from '../../sys/errno.js';
+import { mountBpffs } from '../../sys/mount.js';
 import type { LoadedPrograms } from './program.js';
 
 export const DEFAULT_PIN_ROOT = '/sys/fs/bpf/sluice';
@@ -85,8 +84,7 @@ export function ensureBpffs(root: string): void {
   });
   if (mounted) return;
   mkdirSync(mountPoint, { recursive: true });
-  const c = libc();
-  if (c.mount('bpf', mountPoint, 'bpf', 0, 'mode=0700') !== 0) throw syscallError('mount', c.errno(), `bpffs at ${mountPoint}`);
+  mountBpffs(mountPoint);
 }
 
 /** The directory for this namespace's pins under `root`. */

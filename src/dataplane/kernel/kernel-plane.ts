@@ -17,12 +17,12 @@ import { isIPv4 } from 'node:net';
 import { existsSync, readFileSync } from 'node:fs';
 import type { DataPlane, DataPlaneOptions, TierProvider, TierProbe } from '../types.js';
 import type { FlowPlan } from '../../policy/compile.js';
-import { endpointKey, formatEndpoint, type Endpoint } from '../../policy/endpoint.js';
+import { endpointKey, formatEndpoint, type Endpoint } from '../../wire/endpoint.js';
 import type { DestinationStats, FlowStats } from '../../stats/counters.js';
 import { InvalidArgumentError, NotSupportedError, type EngineFailedError } from '../../errors.js';
 import { BatchedPlane, batchedProvider } from '../batched/batched-plane.js';
 import { closeFd, mapCreate, mapDelete, mapKeys, mapLookup, mapUpdate, possibleCpus, BPF_MAP_TYPE } from '../../sys/bpf.js';
-import { loadFfi } from '../../sys/ffi.js';
+import { ffiAvailable } from '../../sys/probe.js';
 import { errnoName } from '../../sys/errno.js';
 import { openMaps, loadPrograms, readObject, type LoadedMaps } from './program.js';
 import { interfacesWithIpv4, readInterfaceConfig } from './host-config.js';
@@ -353,7 +353,13 @@ export class KernelPlane implements DataPlane {
    * (its counters would split) or within the array (see KernelSub.pos).
    * New subscribers take the lowest free positions.
    */
-  #assign(plan: FlowPlan, listen: Endpoint, current: readonly KernelSub[], currentSpill: readonly Endpoint[], adopted?: Map<string, { destSlot: number; pos: number }>): { subs: KernelSub[]; spill: Endpoint[]; fresh: number[] } {
+  #assign(
+    plan: FlowPlan,
+    listen: Endpoint,
+    current: readonly KernelSub[],
+    currentSpill: readonly Endpoint[],
+    adopted?: Map<string, { destSlot: number; pos: number }>,
+  ): { subs: KernelSub[]; spill: Endpoint[]; fresh: number[] } {
     const cur = new Map(current.map((s) => [endpointKey(s.endpoint), s]));
     if (adopted) {
       for (const d of plan.destinations) {
@@ -493,7 +499,9 @@ export class KernelPlane implements DataPlane {
     const flow = sumPerCpu(raw ?? new Uint8Array(FLOW_COUNTERS_SIZE * this.#cpus), FLOW_COUNTERS, this.#cpus);
     const dests = new Map<string, { counts: Record<(typeof DEST_COUNTERS)[number], number>; errno: number }>();
     for (const s of f.subs) {
-      const d = mapLookup(this.#fd('dest_stats'), this.#slotKey(s.destSlot), DEST_COUNTERS_SIZE * this.#cpus, 'dest_stats') ?? new Uint8Array(DEST_COUNTERS_SIZE * this.#cpus);
+      const d =
+        mapLookup(this.#fd('dest_stats'), this.#slotKey(s.destSlot), DEST_COUNTERS_SIZE * this.#cpus, 'dest_stats') ??
+        new Uint8Array(DEST_COUNTERS_SIZE * this.#cpus);
       dests.set(endpointKey(s.endpoint), { counts: sumPerCpu(d, DEST_COUNTERS, this.#cpus), errno: lastErrno(d, this.#cpus) });
     }
     return { flow, dests };
@@ -643,7 +651,7 @@ export async function probeKernelTier(): Promise<TierProbe> {
   if (maj < 6 || (maj === 6 && min < 6)) return no(`needs Linux 6.6 or newer for tcx links (this is ${maj}.${min})`);
   const priv = privilegeProblem();
   if (priv) return no(priv);
-  const ffi = loadFfi();
+  const ffi = ffiAvailable();
   if (!ffi.ok) return no(ffi.reason);
   const batched = await batchedProvider.probe();
   if (!batched.available) return no(`its companion, the batched tier, is unavailable: ${batched.detail}`);

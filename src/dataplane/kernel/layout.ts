@@ -10,7 +10,7 @@
  */
 import { isIPv4 } from 'node:net';
 import { ipv6Bytes, ipv4ToInt } from '../../wire/ip-address.js';
-import { isWildcard, type Endpoint } from '../../policy/endpoint.js';
+import { isWildcard, type Endpoint } from '../../wire/endpoint.js';
 import type { SourceFilter } from '../../policy/source-filter.js';
 
 /** Subscribers per flow copied in the kernel (more are spilled to the batched tier). */
@@ -64,7 +64,6 @@ export const FLOW_COUNTERS_SIZE = FLOW_COUNTERS.length * 8;
 
 /** struct dest_counters. */
 export const DEST_COUNTERS = ['packetsOut', 'bytesOut', 'sendError', 'lastErrno'] as const;
-export type DestCounterName = (typeof DEST_COUNTERS)[number];
 export const DEST_COUNTERS_SIZE = DEST_COUNTERS.length * 8;
 
 /** struct ifcfg: per hooked interface, what the stack's source checks depend on. */

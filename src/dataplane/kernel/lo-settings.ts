@@ -246,7 +246,9 @@ export class LoopbackLease {
       });
     } catch (err) {
       const changed = setNeeded();
-      return new LoopbackLease(changed, undefined, [`lo settings: ${registry.dir} unusable (${(err as Error).message}); this process restores what it changed when it stops, without coordinating with other Sluice processes`]);
+      return new LoopbackLease(changed, undefined, [
+        `lo settings: ${registry.dir} unusable (${(err as Error).message}); this process restores what it changed when it stops, without coordinating with other Sluice processes`,
+      ]);
     }
   }
 
@@ -292,9 +294,4 @@ export function releasePinned(pinDir: string, root = DEFAULT_STATE_ROOT): string
     registry.removeUser(pinEntry(pinDir));
     return registry.restoreIfUnused();
   });
-}
-
-/** Exposed for tests: where a namespace's state lives. */
-export function stateDir(root = DEFAULT_STATE_ROOT): string {
-  return join(root, `net-${netnsInode()}`);
 }

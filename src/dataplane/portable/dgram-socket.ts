@@ -13,10 +13,10 @@
  * unreachable subscribers (docs/ARCHITECTURE.md).
  */
 import dgram from 'node:dgram';
-import { loadFfi } from '../../sys/ffi.js';
+import { ffiAvailable } from '../../sys/probe.js';
 import { RawUdpSocket } from '../../sys/udp-socket.js';
 import { ErrorQueueReader, enableRecvErr } from '../../sys/error-queue.js';
-import { formatEndpoint, type Endpoint } from '../../policy/endpoint.js';
+import { formatEndpoint, type Endpoint } from '../../wire/endpoint.js';
 import { fromNodeError } from '../../errors.js';
 
 export interface PortableSocket {
@@ -39,7 +39,7 @@ function createSocket(family: 4 | 6, bufferBytes: number | undefined): dgram.Soc
  */
 export function openPortableSocket(at: Endpoint, bufferBytes: number | undefined): { sock: PortableSocket; listening: Promise<void> } {
   const socket = createSocket(at.family, bufferBytes);
-  const raw = loadFfi().ok ? RawUdpSocket.open(at.family) : undefined;
+  const raw = ffiAvailable().ok ? RawUdpSocket.open(at.family) : undefined;
   if (!raw) {
     const listening = new Promise<void>((resolve, reject) => {
       const onError = (err: Error) => {

@@ -7,7 +7,7 @@ import type dgram from 'node:dgram';
 import { constants } from 'node:os';
 import { checkTsDatagram } from '../../wire/mpegts.js';
 import { createSourceMatcher } from '../../policy/source-filter.js';
-import { canonicalAddress, endpointKey, formatEndpoint, isWildcard, unmapAddress, type Endpoint } from '../../policy/endpoint.js';
+import { canonicalAddress, endpointKey, formatEndpoint, isWildcard, unmapAddress, type Endpoint } from '../../wire/endpoint.js';
 import type { FlowPlan } from '../../policy/compile.js';
 import { DestinationCounters, FlowCounters, type FlowStats } from '../../stats/counters.js';
 import type { OwnSockets } from '../own-sockets.js';
@@ -289,4 +289,3 @@ export class PortableFlow {
     await Promise.all(sockets.map((s) => new Promise<void>((r) => s.close(() => r()))));
   }
 }
-

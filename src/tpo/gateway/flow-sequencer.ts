@@ -101,8 +101,16 @@ export class FlowSequencer<T> {
 
   constructor(options: FlowSequencerOptions<T>) {
     this.#o = {
-      maxHeld: 8192, maxHeldBytes: DEFAULT_MAX_HELD_BYTES, maxGroupBytes: DEFAULT_MAX_GROUP_BYTES, sizeOf: () => 0, groupOf: () => '', hold: (item) => item,
-      waitMs: 2000, rememberClosedMs: 60_000, now: () => performance.now(), ...options,
+      maxHeld: 8192,
+      maxHeldBytes: DEFAULT_MAX_HELD_BYTES,
+      maxGroupBytes: DEFAULT_MAX_GROUP_BYTES,
+      sizeOf: () => 0,
+      groupOf: () => '',
+      hold: (item) => item,
+      waitMs: 2000,
+      rememberClosedMs: 60_000,
+      now: () => performance.now(),
+      ...options,
     };
   }
 

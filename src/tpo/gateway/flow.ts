@@ -9,10 +9,7 @@ import { isIPv4 } from 'node:net';
 import type { CarriedMessage } from '../../wire/tpo/driver-buffer.js';
 import type { MessageFunction, MessageProtocol } from '../../wire/tpo/message.js';
 
-export interface HostPort {
-  readonly address: string;
-  readonly port: number;
-}
+import type { HostPort } from '../intercept/interception.js';
 
 export interface FlowTuple {
   readonly protocol: MessageProtocol;
@@ -59,10 +56,6 @@ export function statusOfError(err: NodeJS.ErrnoException | undefined): number {
       return STATUS.other;
   }
 }
-
-export const STATUS_TEXT: Record<number, string> = {
-  0: 'ok', 1: 'connection refused', 2: 'unreachable', 3: 'timed out', 4: 'reset by peer', 5: 'no route', 6: 'limit reached', 255: 'other',
-};
 
 /** What a flow needs from its gateway. */
 export interface FlowHost {
@@ -116,7 +109,6 @@ export class ThinFlowMeter {
   }
 }
 
-
 /** One peer a flow goes to, with its own message sequence in each direction. */
 export interface Branch {
   readonly peer: string;
@@ -167,7 +159,10 @@ export interface CarriedFlow {
 
 /** Builds a message of this flow (the header's 5-tuple is always the intercepted one). */
 export function message(tuple: FlowTuple, fn: MessageFunction, sequence: number, data: Uint8Array = EMPTY, status: number = STATUS.ok): CarriedMessage {
-  return { header: { function: fn, protocol: tuple.protocol, sequence: sequence >>> 0, src: tuple.src, dst: tuple.dst, status, dataLength: data.length }, data };
+  return {
+    header: { function: fn, protocol: tuple.protocol, sequence: sequence >>> 0, src: tuple.src, dst: tuple.dst, status, dataLength: data.length },
+    data,
+  };
 }
 
 export const EMPTY = new Uint8Array(0);

@@ -25,12 +25,12 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { createSourceMatcher } from '../../policy/source-filter.js';
 import type { CarriedMessage } from '../../wire/tpo/driver-buffer.js';
-import type { TpoConfig, PeerConfig } from '../config.js';
-import { PeerLink } from '../peer-link.js';
-import { openDatagramPort, type DatagramPort } from '../datagram-port.js';
-import { PortDemux } from './port-demux.js';
-import { markedTcpSocket } from '../intercept/socket-mark.js';
-import { resetSocket, type Interception, type TcpIntercepted, type UdpIntercepted } from './explicit.js';
+import type { TpoConfig, PeerConfig } from '../config/config.js';
+import { PeerLink } from '../link/peer-link.js';
+import { openDatagramPort, type DatagramPort } from '../io/datagram-port.js';
+import { PortDemux } from '../link/port-demux.js';
+import { markedTcpSocket } from '../../sys/socket-options.js';
+import { resetSocket, type Interception, type TcpIntercepted, type UdpIntercepted } from '../intercept/interception.js';
 import { message, oneFamily, STATUS, statusOfError, tupleKey, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple } from './flow.js';
 import { RouteTable } from './routes.js';
 import { FlowSequencer } from './flow-sequencer.js';
@@ -126,11 +126,16 @@ export interface GatewayStatus {
   readonly listen: string;
   readonly io: string;
   readonly interception: string;
-  readonly listeners: ReturnType<Interception["listenAddresses"]>;
+  readonly listeners: ReturnType<Interception['listenAddresses']>;
   readonly peers: readonly PeerStatus[];
   readonly flows: readonly FlowStatus[];
   /** The flow table against its limits, and the source holding the most flows. */
-  readonly table: { readonly flows: number; readonly maxFlows: number; readonly maxFlowsPerSource: number; readonly busiestSource?: { readonly source: string; readonly flows: number } };
+  readonly table: {
+    readonly flows: number;
+    readonly maxFlows: number;
+    readonly maxFlowsPerSource: number;
+    readonly busiestSource?: { readonly source: string; readonly flows: number };
+  };
   /**
    * The peer port (every peer's datagrams): what it received and sent, and
    * what it dropped — received but not handed over (no readable source,
@@ -148,7 +153,13 @@ export interface GatewayStatus {
   /** Datagrams the port demux could give to no link: malformed (no known version/kind), no link (no session, key id or initiation of ours), no source. */
   readonly demux: { readonly malformed: number; readonly noLink: number; readonly noSource: number };
   /** Messages the flow sequencer holds for gaps now (bytes), and what its bounds cost (flow-sequencer.ts). */
-  readonly sequencer: { readonly heldBytes: number; readonly overflows: number; readonly groupOverflows: number; readonly orphaned: number; readonly late: number };
+  readonly sequencer: {
+    readonly heldBytes: number;
+    readonly overflows: number;
+    readonly groupOverflows: number;
+    readonly orphaned: number;
+    readonly late: number;
+  };
   readonly counters: GatewayCounters;
   /**
    * Drops no peer accounts for: peer-port datagrams dropped before a link
@@ -195,7 +206,26 @@ export interface GatewayOptions {
 export class Gateway extends EventEmitter implements FlowHost {
   readonly config: TpoConfig;
   readonly counters: GatewayCounters = {
-    flowsOpened: 0, flowsDelivered: 0, refusedNoRoute: 0, refusedLimit: 0, refusedSourceQuota: 0, evictedUdp: 0, idleTcpClosed: 0, refusedNotAllowed: 0, refusedUndeliverable: 0, unknownFlow: 0, udpDropped: 0, udpTooLarge: 0, droppedReplies: 0, sequenceErrors: 0, openTimedOut: 0, unsendable: 0, flowErrors: 0, heldOverflow: 0, heldDropped: 0, windowExceeded: 0,
+    flowsOpened: 0,
+    flowsDelivered: 0,
+    refusedNoRoute: 0,
+    refusedLimit: 0,
+    refusedSourceQuota: 0,
+    evictedUdp: 0,
+    idleTcpClosed: 0,
+    refusedNotAllowed: 0,
+    refusedUndeliverable: 0,
+    unknownFlow: 0,
+    udpDropped: 0,
+    udpTooLarge: 0,
+    droppedReplies: 0,
+    sequenceErrors: 0,
+    openTimedOut: 0,
+    unsendable: 0,
+    flowErrors: 0,
+    heldOverflow: 0,
+    heldDropped: 0,
+    windowExceeded: 0,
   };
   readonly #port: DatagramPort;
   readonly #demux: PortDemux;
@@ -221,12 +251,19 @@ export class Gateway extends EventEmitter implements FlowHost {
     this.config = config;
     this.#port = port;
     this.#demux = new PortDemux(port);
-    this.#routes = new RouteTable(config.routes, config.peers.map((p) => p.name));
+    this.#routes = new RouteTable(
+      config.routes,
+      config.peers.map((p) => p.name),
+    );
     this.#allowed = createSourceMatcher({ any: false, rules: [...config.deliver.allow] });
     this.#interception = options.interception;
     this.#interceptionName = options.interceptionName ?? (options.interception ? 'custom' : 'none');
     this.#mark = options.mark;
-    this.#admission = new FlowAdmission({ maxFlows: config.limits.maxFlows, maxFlowsPerSource: config.limits.maxFlowsPerSource, evictIdleMs: UDP_EVICT_IDLE_MS });
+    this.#admission = new FlowAdmission({
+      maxFlows: config.limits.maxFlows,
+      maxFlowsPerSource: config.limits.maxFlowsPerSource,
+      evictIdleMs: UDP_EVICT_IDLE_MS,
+    });
     this.#sequencer = new FlowSequencer({
       deliver: (key, x) => this.#onMessage(x.peer, x.domain, x.m, key),
       // Messages for a flow whose start never came: the flow is unknown here (the peer thinks otherwise).
@@ -267,7 +304,13 @@ export class Gateway extends EventEmitter implements FlowHost {
   static async start(config: TpoConfig, options: GatewayOptions = {}): Promise<Gateway> {
     // The batched tier's I/O where the host has it (sendmmsg/GSO, recvmmsg in a thread), node:dgram elsewhere.
     // Bulk transfers at WAN rates need more than the default socket buffers (bursts of acks and data).
-    const port = await openDatagramPort({ family: config.listen.family, bind: { address: config.listen.address, port: config.listen.port }, io: options.io ?? 'auto', socketBufferBytes: 8 << 20, ...(options.mark ? { mark: options.mark } : {}) });
+    const port = await openDatagramPort({
+      family: config.listen.family,
+      bind: { address: config.listen.address, port: config.listen.port },
+      io: options.io ?? 'auto',
+      socketBufferBytes: 8 << 20,
+      ...(options.mark ? { mark: options.mark } : {}),
+    });
     return new Gateway(config, port, options);
   }
 
@@ -298,7 +341,11 @@ export class Gateway extends EventEmitter implements FlowHost {
       keyId: p.keyId,
       ...(p.address ? { peer: { address: p.address.address, port: p.address.port } } : {}),
       // Buffers as they complete, not in send order: flows do not wait for each other's repairs (flow-sequencer.ts).
-      mover: { orderedDelivery: false, ...(p.maxRateBps ? { maxRateBps: p.maxRateBps } : {}), ...(p.initialRateBps ? { initialRateBps: p.initialRateBps } : {}) },
+      mover: {
+        orderedDelivery: false,
+        ...(p.maxRateBps ? { maxRateBps: p.maxRateBps } : {}),
+        ...(p.initialRateBps ? { initialRateBps: p.initialRateBps } : {}),
+      },
     });
     holder.link = link;
     const peer: Peer = { config: p, link, flows: new Set(), deadTimer: undefined, drainCursor: 0 };
@@ -470,7 +517,16 @@ export class Gateway extends EventEmitter implements FlowHost {
       resetSocket(c.socket);
       return;
     }
-    const edge = new TcpEdge({ tuple, role: 'source', peers: route.peers, domain: c.entry.domain, host: this, entry: c.entry.name, openTimeoutMs: this.config.limits.openTimeoutMs, counters: this.counters });
+    const edge = new TcpEdge({
+      tuple,
+      role: 'source',
+      peers: route.peers,
+      domain: c.entry.domain,
+      host: this,
+      entry: c.entry.name,
+      openTimeoutMs: this.config.limits.openTimeoutMs,
+      counters: this.counters,
+    });
     this.#register(edge, source);
     this.counters.flowsOpened++;
     try {
@@ -508,7 +564,17 @@ export class Gateway extends EventEmitter implements FlowHost {
     if (!flow) {
       const source = Gateway.#source('source', tuple);
       if (!this.#admit(source)) return;
-      flow = new UdpEdge({ tuple, role: 'source', peers: route.peers, domain: d.entry.domain, host: this, idleMs: this.config.limits.udpIdleMs, entry: d.entry.name, counters: this.counters, reply: d.reply });
+      flow = new UdpEdge({
+        tuple,
+        role: 'source',
+        peers: route.peers,
+        domain: d.entry.domain,
+        host: this,
+        idleMs: this.config.limits.udpIdleMs,
+        entry: d.entry.name,
+        counters: this.counters,
+        reply: d.reply,
+      });
       this.#register(flow, source);
       this.counters.flowsOpened++;
     }
@@ -527,7 +593,14 @@ export class Gateway extends EventEmitter implements FlowHost {
       this.emit('flow-error', err);
       const flow = this.#flows.get(key);
       if (flow) flow.abort(peer.config.name, STATUS.other);
-      else if (m.header.function !== 'reset') this.#refuse(peer, domain, { protocol: m.header.protocol, src: m.header.src, dst: m.header.dst }, m.header.function === 'open' ? 'open-ok' : 'reset', STATUS.other);
+      else if (m.header.function !== 'reset')
+        this.#refuse(
+          peer,
+          domain,
+          { protocol: m.header.protocol, src: m.header.src, dst: m.header.dst },
+          m.header.function === 'open' ? 'open-ok' : 'reset',
+          STATUS.other,
+        );
     }
   }
 
@@ -560,7 +633,8 @@ export class Gateway extends EventEmitter implements FlowHost {
     const tuple: FlowTuple = { protocol: h.protocol, src: h.src, dst: h.dst };
     this.counters.unknownFlow++;
     this.#sequencer.forget(`${peer.config.name}|${tupleKey(tuple)}`);
-    if (h.function !== 'reset' && h.function !== 'close' && h.function !== 'open-ok' && h.function !== 'window') this.send(peer.config.name, domain, message(tuple, 'reset', 0, undefined, STATUS.resetByPeer));
+    if (h.function !== 'reset' && h.function !== 'close' && h.function !== 'open-ok' && h.function !== 'window')
+      this.send(peer.config.name, domain, message(tuple, 'reset', 0, undefined, STATUS.resetByPeer));
   }
 
   #refuse(peer: Peer, domain: number, tuple: FlowTuple, fn: 'open-ok' | 'reset', status: number): void {
@@ -626,7 +700,16 @@ export class Gateway extends EventEmitter implements FlowHost {
       this.#refuse(peer, domain, tuple, 'reset', STATUS.limit);
       return undefined;
     }
-    const edge = new UdpEdge({ tuple, role: 'destination', peers: [peer.config.name], domain, host: this, idleMs: this.config.limits.udpIdleMs, counters: this.counters, ...(this.#mark ? { mark: this.#mark } : {}) });
+    const edge = new UdpEdge({
+      tuple,
+      role: 'destination',
+      peers: [peer.config.name],
+      domain,
+      host: this,
+      idleMs: this.config.limits.udpIdleMs,
+      counters: this.counters,
+      ...(this.#mark ? { mark: this.#mark } : {}),
+    });
     this.#register(edge, source);
     this.counters.flowsDelivered++;
     edge.connect();
@@ -655,24 +738,47 @@ export class Gateway extends EventEmitter implements FlowHost {
           up: p.link.up,
           sessions: p.link.stats.sessions,
           flows: p.flows.size,
-          ...(m ? { srttMs: Math.round(m.rtt.srttMs * 10) / 10, bandwidthMbit: Math.round((m.rate.bandwidthBps * 8) / 1e4) / 100, pacingMbit: Math.round((m.rate.pacingRateBps * 8) / 1e4) / 100 } : {}),
+          ...(m
+            ? {
+                srttMs: Math.round(m.rtt.srttMs * 10) / 10,
+                bandwidthMbit: Math.round((m.rate.bandwidthBps * 8) / 1e4) / 100,
+                pacingMbit: Math.round((m.rate.pacingRateBps * 8) / 1e4) / 100,
+              }
+            : {}),
           bytesSent: m?.stats.bytesSent ?? 0,
           bytesReceived: m?.stats.bytesReceived ?? 0,
           retransmissions: m?.stats.retransmissions ?? 0,
           queuedBytes: m?.queuedBytes ?? 0,
           inFlightBytes: m ? m.backlogBytes - m.queuedBytes : 0,
           dropped: (d ? d.malformed + d.otherConnection + d.unauthenticated + d.replayed : 0) + ls.droppedHandshake + ls.droppedNoSession,
-          drops: { malformed: d?.malformed ?? 0, otherConnection: d?.otherConnection ?? 0, unauthenticated: d?.unauthenticated ?? 0, replayed: d?.replayed ?? 0 },
+          drops: {
+            malformed: d?.malformed ?? 0,
+            otherConnection: d?.otherConnection ?? 0,
+            unauthenticated: d?.unauthenticated ?? 0,
+            replayed: d?.replayed ?? 0,
+          },
           link: {
-            initiationsSent: ls.initiationsSent, responsesSent: ls.responsesSent, unconfirmed: p.link.unconfirmed, goodbyes: ls.goodbyes,
-            droppedHandshake: ls.droppedHandshake, droppedNoSession: ls.droppedNoSession, badBuffers: ls.badBuffers, handlerErrors: ls.handlerErrors, sealFailures: p.link.driverStats.sealFailures,
+            initiationsSent: ls.initiationsSent,
+            responsesSent: ls.responsesSent,
+            unconfirmed: p.link.unconfirmed,
+            goodbyes: ls.goodbyes,
+            droppedHandshake: ls.droppedHandshake,
+            droppedNoSession: ls.droppedNoSession,
+            badBuffers: ls.badBuffers,
+            handlerErrors: ls.handlerErrors,
+            sealFailures: p.link.driverStats.sealFailures,
           },
         };
       }),
       flows: [...this.#all].map((f) => f.status()),
       table: (() => {
         const busiest = this.#admission.busiest();
-        return { flows: this.#admission.size, maxFlows: this.config.limits.maxFlows, maxFlowsPerSource: this.config.limits.maxFlowsPerSource, ...(busiest ? { busiestSource: busiest } : {}) };
+        return {
+          flows: this.#admission.size,
+          maxFlows: this.config.limits.maxFlows,
+          maxFlowsPerSource: this.config.limits.maxFlowsPerSource,
+          ...(busiest ? { busiestSource: busiest } : {}),
+        };
       })(),
       port: (() => {
         const ps = this.#port.stats;
@@ -719,4 +825,3 @@ export class Gateway extends EventEmitter implements FlowHost {
     await this.#port.close();
   }
 }
-

@@ -6,8 +6,8 @@
  * route that peer is the default.
  */
 import { createSourceMatcher, type SourceRule } from '../../policy/source-filter.js';
-import type { RouteConfig } from '../config.js';
-import type { FlowEntry } from '../flow-table.js';
+import type { RouteConfig } from '../config/config.js';
+import type { FlowEntry } from '../config/intercept-rules.js';
 
 export type RouteChoice = { ok: true; peers: readonly string[] } | { ok: false; reason: string };
 

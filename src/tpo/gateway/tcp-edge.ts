@@ -35,7 +35,19 @@
  * only that branch.
  */
 import type net from 'node:net';
-import { EMPTY, message, newBranch, STATUS, statusOfError, type Branch, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple, tupleKey } from './flow.js';
+import {
+  EMPTY,
+  message,
+  newBranch,
+  STATUS,
+  statusOfError,
+  type Branch,
+  type CarriedFlow,
+  type FlowHost,
+  type FlowStatus,
+  type FlowTuple,
+  tupleKey,
+} from './flow.js';
 import type { CarriedMessage } from '../../wire/tpo/driver-buffer.js';
 
 /** Per-flow window (docs/WIRE.md §1): 4 MiB, more than 50 Mbit/s × 600 ms. */
@@ -94,7 +106,15 @@ export class TcpEdge implements CarriedFlow {
     this.#o = options;
     this.tuple = options.tuple;
     this.role = options.role;
-    this.branches = options.peers.map((p) => ({ ...newBranch(p), credit: FLOW_WINDOW, backlog: [], finPending: false, unGranted: 0, remoteFin: false, openOk: options.role === 'destination' }));
+    this.branches = options.peers.map((p) => ({
+      ...newBranch(p),
+      credit: FLOW_WINDOW,
+      backlog: [],
+      finPending: false,
+      unGranted: 0,
+      remoteFin: false,
+      openOk: options.role === 'destination',
+    }));
   }
 
   /** Source side: the intercepted connection. Sends `open` to every branch. */
@@ -231,7 +251,8 @@ export class TcpEdge implements CarriedFlow {
     let blocked = false;
     for (const b of this.branches) {
       if (b.done) continue;
-      if (b.credit <= 0 || b.backlog.length) blocked = true; // a 'window' message will resume it
+      if (b.credit <= 0 || b.backlog.length)
+        blocked = true; // a 'window' message will resume it
       else if (!this.#o.host.hasRoom(b.peer)) {
         blocked = true;
         // Paused on a full link: make sure a drain comes (this flow's own sends may all have been accepted).

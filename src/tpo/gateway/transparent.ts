@@ -9,9 +9,9 @@
  * address).
  */
 import { EventEmitter } from 'node:events';
-import type { FlowEntry } from '../flow-table.js';
-import { startTransparentInterception, type TransparentInterceptor } from '../intercept/transparent.js';
-import { resetSocket, type Interception, type TcpIntercepted, type UdpIntercepted } from './explicit.js';
+import type { FlowEntry } from '../config/intercept-rules.js';
+import { startTransparentInterception, type TransparentInterceptor } from '../intercept/tproxy-interceptor.js';
+import { resetSocket, type Interception, type TcpIntercepted, type UdpIntercepted } from '../intercept/interception.js';
 
 /** SO_MARK of Sluice's own sockets unless the config says otherwise ("SL" in ASCII, low bits 1). */
 export const DEFAULT_MARK = 0x534c0001;
@@ -45,7 +45,10 @@ export class TransparentInterception extends EventEmitter implements Interceptio
     const ic = await startTransparentInterception({
       table: o.table,
       // nf_tables names: [a-z0-9_] only.
-      instance: o.instance.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 32),
+      instance: o.instance
+        .toLowerCase()
+        .replace(/[^a-z0-9_]/g, '_')
+        .slice(0, 32),
       hooks: { prerouting: o.hooks.includes('prerouting'), output: o.hooks.includes('output') },
       mark: o.mark,
       // ICMP echo of table entries is answered here (LAN round trip); carrying it across is not built.
@@ -54,7 +57,14 @@ export class TransparentInterception extends EventEmitter implements Interceptio
     this.#ic = ic;
     ic.on('tcp', (socket, info) => {
       // No consumer: a reset now, not a connection left waiting in a socket nobody reads.
-      if (!this.emit('tcp', { socket, entry: info.entry, src: { address: info.src.address, port: info.src.port }, dst: { address: info.dst.address, port: info.dst.port } } satisfies TcpIntercepted)) {
+      if (
+        !this.emit('tcp', {
+          socket,
+          entry: info.entry,
+          src: { address: info.src.address, port: info.src.port },
+          dst: { address: info.dst.address, port: info.dst.port },
+        } satisfies TcpIntercepted)
+      ) {
         ic.stats.tcpRejected++;
         resetSocket(socket);
       }
@@ -63,7 +73,13 @@ export class TransparentInterception extends EventEmitter implements Interceptio
       const reply = (data: Uint8Array) => {
         ic.sendUdp(d.dst, d.src, data);
       };
-      this.emit('udp', { entry: d.entry, src: { address: d.src.address, port: d.src.port }, dst: { address: d.dst.address, port: d.dst.port }, data: d.data, reply } satisfies UdpIntercepted);
+      this.emit('udp', {
+        entry: d.entry,
+        src: { address: d.src.address, port: d.src.port },
+        dst: { address: d.dst.address, port: d.dst.port },
+        data: d.data,
+        reply,
+      } satisfies UdpIntercepted);
     });
     // The UDP receive thread failed: the owner hears it ('error'); with no listener it is a warning, never an uncaught 'error'.
     ic.on('error', (err) => {

@@ -15,7 +15,7 @@
  */
 import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
-import { markDgramSocket } from '../intercept/socket-mark.js';
+import { markDgramSocket } from '../../sys/socket-options.js';
 import { message, newBranch, STATUS, type Branch, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple, tupleKey } from './flow.js';
 import { ROUTING_HEADER_LENGTH, type CarriedMessage } from '../../wire/tpo/driver-buffer.js';
 import { MESSAGE_HEADER_V6 } from '../../wire/tpo/message.js';
@@ -77,9 +77,12 @@ export class UdpEdge implements CarriedFlow {
     this.role = options.role;
     this.branches = options.peers.map(newBranch);
     // Checked a few times per idle period: an idle flow lingers at most a quarter longer.
-    this.#timer = setInterval(() => {
-      if (performance.now() - this.#lastActive >= this.#o.idleMs) this.close('idle');
-    }, Math.max(250, options.idleMs / 4));
+    this.#timer = setInterval(
+      () => {
+        if (performance.now() - this.#lastActive >= this.#o.idleMs) this.close('idle');
+      },
+      Math.max(250, options.idleMs / 4),
+    );
     this.#timer.unref();
   }
 
@@ -219,7 +222,8 @@ export class UdpEdge implements CarriedFlow {
   /** The destination side could not open its socket: the flow ends as a reset. */
   #fail(): void {
     if (this.#ended) return;
-    for (const b of this.branches) if (!b.done) this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, 'reset', b.seqOut++, undefined, STATUS.other), b.meter.urgent(0));
+    for (const b of this.branches)
+      if (!b.done) this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, 'reset', b.seqOut++, undefined, STATUS.other), b.meter.urgent(0));
     this.#end('failed');
   }
 
@@ -245,7 +249,8 @@ export class UdpEdge implements CarriedFlow {
   /** Ends the flow here and tells the branches. */
   close(reason = 'closed'): void {
     if (this.#ended) return;
-    for (const b of this.branches) if (!b.done) this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, 'close', b.seqOut++, undefined, STATUS.ok), b.meter.urgent(0));
+    for (const b of this.branches)
+      if (!b.done) this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, 'close', b.seqOut++, undefined, STATUS.ok), b.meter.urgent(0));
     this.#end(reason);
   }
 

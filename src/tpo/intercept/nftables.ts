@@ -32,7 +32,7 @@
  * not "routed through" and is never intercepted).
  */
 import { isIP } from 'node:net';
-import type { FlowEntry, PortRange } from '../flow-table.js';
+import type { FlowEntry, PortRange } from '../config/intercept-rules.js';
 import type { SourceRule } from '../../policy/source-filter.js';
 import { ipv4ToInt, ipv6Bytes } from '../../wire/ip-address.js';
 import { concatBytes, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, be16, ne32, u8 } from '../../sys/nlattr.js';
@@ -199,8 +199,10 @@ export function planRules(entries: readonly FlowEntry[], o: RulePlanOptions): Ch
   const udp = entries.filter((e) => e.protocol === 'udp');
   const chains: ChainPlan[] = [];
   const redirectRules = tcp.map((e) => ({ label: `entry ${e.name}`, exprs: [...entryMatch(e), immediateData(be16(port(e))), redirPort()] }));
-  if (tcp.length > 0 && o.hooks.prerouting) chains.push({ name: 'pre_tcp', type: 'nat', hook: NF_INET_PRE_ROUTING, priority: -100, rules: [...selfExclusion(o.ownMark), ...redirectRules] });
-  if (tcp.length > 0 && o.hooks.output) chains.push({ name: 'out_tcp', type: 'nat', hook: NF_INET_LOCAL_OUT, priority: -100, rules: [...selfExclusion(o.ownMark), ...redirectRules] });
+  if (tcp.length > 0 && o.hooks.prerouting)
+    chains.push({ name: 'pre_tcp', type: 'nat', hook: NF_INET_PRE_ROUTING, priority: -100, rules: [...selfExclusion(o.ownMark), ...redirectRules] });
+  if (tcp.length > 0 && o.hooks.output)
+    chains.push({ name: 'out_tcp', type: 'nat', hook: NF_INET_LOCAL_OUT, priority: -100, rules: [...selfExclusion(o.ownMark), ...redirectRules] });
   if (udp.length > 0 && (o.hooks.prerouting || o.hooks.output)) {
     // With only the output hook, prerouting must still TPROXY the packets
     // out_udp rerouted over lo, and only those: they carry the tproxy mark.
@@ -228,7 +230,10 @@ export function planRules(entries: readonly FlowEntry[], o: RulePlanOptions): Ch
     chains.push({ name: 'pre_icmp', type: 'nat', hook: NF_INET_PRE_ROUTING, priority: -100, rules: [...selfExclusion(o.ownMark), ...rules] });
   }
   if (udp.length > 0 && o.hooks.output) {
-    const rules = udp.map((e) => ({ label: `entry ${e.name}`, exprs: [...entryMatch(e), immediateData(ne32(o.tproxyMark)), metaSet(NFT_META_MARK), verdict(NF_ACCEPT)] }));
+    const rules = udp.map((e) => ({
+      label: `entry ${e.name}`,
+      exprs: [...entryMatch(e), immediateData(ne32(o.tproxyMark)), metaSet(NFT_META_MARK), verdict(NF_ACCEPT)],
+    }));
     chains.push({ name: 'out_udp', type: 'route', hook: NF_INET_LOCAL_OUT, priority: -150, rules: [...selfExclusion(o.ownMark), ...rules] });
   }
   return chains;
@@ -257,7 +262,9 @@ export function encodeInstall(table: string, chains: readonly ChainPlan[], nextS
   };
   add(`NFT_MSG_NEWTABLE inet ${table}`, (s) => newTable(s, ack | NLM_F_CREATE | NLM_F_EXCL, NFPROTO_INET, table, NFT_TABLE_F_OWNER));
   for (const c of chains) {
-    add(`NFT_MSG_NEWCHAIN ${table}/${c.name}`, (s) => newBaseChain(s, ack | NLM_F_CREATE | NLM_F_EXCL, NFPROTO_INET, { table, name: c.name, hook: c.hook, priority: c.priority, type: c.type }));
+    add(`NFT_MSG_NEWCHAIN ${table}/${c.name}`, (s) =>
+      newBaseChain(s, ack | NLM_F_CREATE | NLM_F_EXCL, NFPROTO_INET, { table, name: c.name, hook: c.hook, priority: c.priority, type: c.type }),
+    );
     c.rules.forEach((r, i) => {
       add(`NFT_MSG_NEWRULE ${table}/${c.name} #${i} (${r.label})`, (s) => newRule(s, ack | NLM_F_CREATE | NLM_F_APPEND, NFPROTO_INET, table, c.name, r.exprs));
     });

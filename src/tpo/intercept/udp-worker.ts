@@ -11,9 +11,9 @@
  * (data's buffer transferred) and {error} once before exiting on a failure.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import type { Endpoint } from '../../policy/endpoint.js';
+import type { Endpoint } from '../../wire/endpoint.js';
 import { Poller, Waker } from '../../sys/poller.js';
-import { DatagramReader } from './transparent-udp.js';
+import { DatagramReader } from '../../sys/transparent-udp.js';
 import { SyscallError } from '../../errors.js';
 
 export interface UdpWorkerData {

@@ -29,7 +29,8 @@ export class Reader {
   }
 
   #need(n: number, field: string): number {
-    if (this.#at + n > this.end) throw new WireError('truncated', `${this.what}: ${field} needs ${n} byte(s) at offset ${this.#at}, ${Math.max(0, this.end - this.#at)} left`, field);
+    if (this.#at + n > this.end)
+      throw new WireError('truncated', `${this.what}: ${field} needs ${n} byte(s) at offset ${this.#at}, ${Math.max(0, this.end - this.#at)} left`, field);
     const at = this.#at;
     this.#at += n;
     return at;

@@ -94,13 +94,30 @@ export function writeDataMoverField(out: Uint8Array, f: DataMoverField): number 
   check('transport.logical', t.logical, Number.MAX_SAFE_INTEGER);
   check('transport.physical', t.physical, Number.MAX_SAFE_INTEGER);
   const w = new Writer(out);
-  w.u8(DATAGRAM_VERSION).u8(KIND_TRANSPORT).u8(0).u8(f.ack ? 2 : 1).u32(f.connectionId);
-  w.u16(SUBFIELD_HEADER + TRANSPORT_BODY).u8(SUB_TRANSPORT).u8(t.flags).u64(t.logical).u64(t.physical);
+  w.u8(DATAGRAM_VERSION)
+    .u8(KIND_TRANSPORT)
+    .u8(0)
+    .u8(f.ack ? 2 : 1)
+    .u32(f.connectionId);
+  w.u16(SUBFIELD_HEADER + TRANSPORT_BODY)
+    .u8(SUB_TRANSPORT)
+    .u8(t.flags)
+    .u64(t.logical)
+    .u64(t.physical);
   const a = f.ack;
   if (a) {
-    for (const [name, v, max] of [['ack.highestSent', a.highestSent, Number.MAX_SAFE_INTEGER], ['ack.highestReceived', a.highestReceived, Number.MAX_SAFE_INTEGER], ['ack.ackDelayUs', a.ackDelayUs, 0xffffffff], ['ack.deliveryRate', a.deliveryRate, 0xffffffff], ['ack.cumulative', a.cumulative, Number.MAX_SAFE_INTEGER]] as const) check(name, v, max);
-    if (a.bitmap.length > MAX_ACK_BITMAP_BYTES) throw new WireError('length', `data mover field: ack bitmap of ${a.bitmap.length} bytes exceeds ${MAX_ACK_BITMAP_BYTES}`, 'ack.bitmap');
-    if (a.ranges.length > MAX_ACK_RANGES) throw new WireError('length', `data mover field: ${a.ranges.length} ack ranges exceed ${MAX_ACK_RANGES}`, 'ack.ranges');
+    for (const [name, v, max] of [
+      ['ack.highestSent', a.highestSent, Number.MAX_SAFE_INTEGER],
+      ['ack.highestReceived', a.highestReceived, Number.MAX_SAFE_INTEGER],
+      ['ack.ackDelayUs', a.ackDelayUs, 0xffffffff],
+      ['ack.deliveryRate', a.deliveryRate, 0xffffffff],
+      ['ack.cumulative', a.cumulative, Number.MAX_SAFE_INTEGER],
+    ] as const)
+      check(name, v, max);
+    if (a.bitmap.length > MAX_ACK_BITMAP_BYTES)
+      throw new WireError('length', `data mover field: ack bitmap of ${a.bitmap.length} bytes exceeds ${MAX_ACK_BITMAP_BYTES}`, 'ack.bitmap');
+    if (a.ranges.length > MAX_ACK_RANGES)
+      throw new WireError('length', `data mover field: ${a.ranges.length} ack ranges exceed ${MAX_ACK_RANGES}`, 'ack.ranges');
     w.u16(SUBFIELD_HEADER + ACK_FIXED + a.bitmap.length + a.ranges.length * 12).u8(SUB_ACK);
     w.u8(0).u64(a.highestSent).u64(a.highestReceived).u32(a.ackDelayUs).u32(a.deliveryRate).u64(a.cumulative).u16(a.bitmap.length).u16(a.ranges.length);
     w.bytesOf(a.bitmap);
@@ -139,7 +156,8 @@ export function decodeDataMoverField(datagram: Uint8Array): { field: DataMoverFi
     const length = r.u16('subfield.length');
     const type = r.u8('subfield.type');
     if (length < SUBFIELD_HEADER) throw new WireError('length', `datagram: subfield length ${length}`, 'subfield.length');
-    if (length - SUBFIELD_HEADER > r.left) throw new WireError('truncated', `datagram: subfield of ${length} bytes, ${r.left + SUBFIELD_HEADER} left`, 'subfield.length');
+    if (length - SUBFIELD_HEADER > r.left)
+      throw new WireError('truncated', `datagram: subfield of ${length} bytes, ${r.left + SUBFIELD_HEADER} left`, 'subfield.length');
     const body = new Reader(datagram, 'datagram subfield', r.offset, start + length);
     if (type === SUB_TRANSPORT && i === 0) {
       if (length !== SUBFIELD_HEADER + TRANSPORT_BODY) throw new WireError('length', `transport-data subfield of ${length} bytes`, 'transport.length');
@@ -155,8 +173,10 @@ export function decodeDataMoverField(datagram: Uint8Array): { field: DataMoverFi
       const cumulative = body.u64('ack.cumulative');
       const bitmapLength = body.u16('ack.bitmapLength');
       const rangeCount = body.u16('ack.rangeCount');
-      if (bitmapLength > MAX_ACK_BITMAP_BYTES || rangeCount > MAX_ACK_RANGES) throw new WireError('length', 'ack: bitmap or ranges over their limits', 'ack.bitmapLength');
-      if (length !== SUBFIELD_HEADER + ACK_FIXED + bitmapLength + rangeCount * 12) throw new WireError('length', `ack subfield of ${length} bytes for ${bitmapLength} bitmap bytes and ${rangeCount} ranges`, 'ack.length');
+      if (bitmapLength > MAX_ACK_BITMAP_BYTES || rangeCount > MAX_ACK_RANGES)
+        throw new WireError('length', 'ack: bitmap or ranges over their limits', 'ack.bitmapLength');
+      if (length !== SUBFIELD_HEADER + ACK_FIXED + bitmapLength + rangeCount * 12)
+        throw new WireError('length', `ack subfield of ${length} bytes for ${bitmapLength} bitmap bytes and ${rangeCount} ranges`, 'ack.length');
       const bitmap = body.bytesOf(bitmapLength, 'ack.bitmap');
       const ranges: AckRange[] = [];
       for (let k = 0; k < rangeCount; k++) {

@@ -50,7 +50,8 @@ export interface CarriedMessage {
 export function encodeMessages(messages: readonly CarriedMessage[]): Uint8Array {
   let total = 0;
   for (const m of messages) {
-    if (m.header.dataLength !== m.data.length) throw new WireError('length', `message: dataLength ${m.header.dataLength} but ${m.data.length} bytes of data`, 'dataLength');
+    if (m.header.dataLength !== m.data.length)
+      throw new WireError('length', `message: dataLength ${m.header.dataLength} but ${m.data.length} bytes of data`, 'dataLength');
     total += messageHeaderLength(m.header) + m.data.length;
   }
   const out = new Uint8Array(total);
@@ -76,13 +77,25 @@ export function decodeMessages(raw: Uint8Array, count: number): CarriedMessage[]
 
 /** Frames `payload` (raw, or compressed by the caller) with its routing header. */
 export function encodeDriverBuffer(h: Omit<RoutingHeader, 'dataLength'>, payload: Uint8Array): Uint8Array {
-  if (!Number.isInteger(h.domain) || h.domain < 0 || h.domain > 0xff) throw new WireError('value', `routing header: domain ${h.domain} not in 0..255`, 'domain');
-  if (!Number.isInteger(h.count) || h.count < 0 || h.count > MAX_MESSAGES) throw new WireError('value', `routing header: count ${h.count} not in 0..${MAX_MESSAGES}`, 'count');
-  if (payload.length > MAX_DRIVER_BUFFER || h.rawLength > MAX_DRIVER_BUFFER) throw new WireError('length', `routing header: ${Math.max(payload.length, h.rawLength)} bytes exceed ${MAX_DRIVER_BUFFER}`, 'dataLength');
-  if (h.codec === 'none' && h.rawLength !== payload.length) throw new WireError('length', 'routing header: uncompressed, but raw and carried lengths differ', 'rawLength');
+  if (!Number.isInteger(h.domain) || h.domain < 0 || h.domain > 0xff)
+    throw new WireError('value', `routing header: domain ${h.domain} not in 0..255`, 'domain');
+  if (!Number.isInteger(h.count) || h.count < 0 || h.count > MAX_MESSAGES)
+    throw new WireError('value', `routing header: count ${h.count} not in 0..${MAX_MESSAGES}`, 'count');
+  if (payload.length > MAX_DRIVER_BUFFER || h.rawLength > MAX_DRIVER_BUFFER)
+    throw new WireError('length', `routing header: ${Math.max(payload.length, h.rawLength)} bytes exceed ${MAX_DRIVER_BUFFER}`, 'dataLength');
+  if (h.codec === 'none' && h.rawLength !== payload.length)
+    throw new WireError('length', 'routing header: uncompressed, but raw and carried lengths differ', 'rawLength');
   const out = new Uint8Array(ROUTING_HEADER_LENGTH + payload.length);
   const w = new Writer(out);
-  w.u8(ROUTING_VERSION).u8(BUFFER_FUNCTION_CODE[h.function]).u8(CODEC_CODE[h.codec]).u8(h.domain).u16(h.count).u16(0).u32(payload.length).u32(h.rawLength).u32(0);
+  w.u8(ROUTING_VERSION)
+    .u8(BUFFER_FUNCTION_CODE[h.function])
+    .u8(CODEC_CODE[h.codec])
+    .u8(h.domain)
+    .u16(h.count)
+    .u16(0)
+    .u32(payload.length)
+    .u32(h.rawLength)
+    .u32(0);
   w.bytesOf(payload);
   w.u32At(16, crcOf(out));
   return out;
@@ -109,12 +122,15 @@ export function decodeDriverBuffer(buf: Uint8Array): { header: RoutingHeader; pa
   const dataLength = r.u32('dataLength');
   const rawLength = r.u32('rawLength');
   const crc = r.u32('crc32');
-  if (dataLength !== r.left) throw new WireError(dataLength > r.left ? 'truncated' : 'length', `routing header: dataLength ${dataLength} but ${r.left} byte(s) follow`, 'dataLength');
+  if (dataLength !== r.left)
+    throw new WireError(dataLength > r.left ? 'truncated' : 'length', `routing header: dataLength ${dataLength} but ${r.left} byte(s) follow`, 'dataLength');
   if (crc !== crcOf(buf)) throw new WireError('checksum', 'driver buffer: CRC-32 mismatch', 'crc32');
   if (!fn) throw new WireError('type', 'routing header: unknown function', 'function');
   if (!codec) throw new WireError('type', 'routing header: unknown codec', 'codec');
   if (reserved !== 0) throw new WireError('value', 'routing header: reserved bits set', 'reserved');
-  if (rawLength > MAX_DRIVER_BUFFER || dataLength > MAX_DRIVER_BUFFER) throw new WireError('length', `routing header: more than ${MAX_DRIVER_BUFFER} bytes`, 'rawLength');
-  if (codec === 'none' && rawLength !== dataLength) throw new WireError('length', 'routing header: uncompressed, but raw and carried lengths differ', 'rawLength');
+  if (rawLength > MAX_DRIVER_BUFFER || dataLength > MAX_DRIVER_BUFFER)
+    throw new WireError('length', `routing header: more than ${MAX_DRIVER_BUFFER} bytes`, 'rawLength');
+  if (codec === 'none' && rawLength !== dataLength)
+    throw new WireError('length', 'routing header: uncompressed, but raw and carried lengths differ', 'rawLength');
   return { header: { function: fn, codec, domain, count, dataLength, rawLength }, payload: r.bytesOf(dataLength, 'payload') };
 }

@@ -8,7 +8,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { formatIpv6, ipv4ToInt, ipv6Bytes } from '../ip-address.js';
 import { WireError } from './errors.js';
-import { Reader, Writer } from './cursor.js';
+import type { Reader, Writer } from './cursor.js';
 
 export const MESSAGE_VERSION = 1;
 /** Header bytes: 20 fixed + two IPv4 (8) or two IPv6 (32) addresses. */
@@ -59,7 +59,13 @@ export function checkMessageHeader(h: MessageHeader): void {
   if (v4 !== isIPv4(h.dst.address) || (!v4 && !(isIPv6(h.src.address) && isIPv6(h.dst.address)))) {
     throw new WireError('value', `message header: source ${h.src.address} and destination ${h.dst.address} must be addresses of one family`, 'address');
   }
-  for (const [name, v, max] of [['sequence', h.sequence, 0xffffffff], ['dataLength', h.dataLength, 0xffffffff], ['status', h.status, 0xff], ['src.port', h.src.port, 0xffff], ['dst.port', h.dst.port, 0xffff]] as const) {
+  for (const [name, v, max] of [
+    ['sequence', h.sequence, 0xffffffff],
+    ['dataLength', h.dataLength, 0xffffffff],
+    ['status', h.status, 0xff],
+    ['src.port', h.src.port, 0xffff],
+    ['dst.port', h.dst.port, 0xffff],
+  ] as const) {
     if (!Number.isInteger(v) || v < 0 || v > max) throw new WireError('value', `message header: ${name} ${v} is not an integer in 0..${max}`, name);
   }
 }
@@ -101,7 +107,8 @@ export function readMessageHeader(r: Reader): MessageHeader {
   const reserved = r.u16('reserved');
   if (flags & ~KNOWN_FLAGS || reserved !== 0) throw new WireError('value', 'message header: reserved bits set', 'flags');
   const v6 = (flags & FLAG_IPV6) !== 0;
-  if (headerLength !== (v6 ? MESSAGE_HEADER_V6 : MESSAGE_HEADER_V4)) throw new WireError('length', `message header: header length ${headerLength} for ${v6 ? 'IPv6' : 'IPv4'}`, 'headerLength');
+  if (headerLength !== (v6 ? MESSAGE_HEADER_V6 : MESSAGE_HEADER_V4))
+    throw new WireError('length', `message header: header length ${headerLength} for ${v6 ? 'IPv6' : 'IPv4'}`, 'headerLength');
   const func = FUNCTION_BY_CODE.get(fn);
   if (!func) throw new WireError('type', `message header: unknown function ${fn}`, 'function');
   const proto = PROTOCOL_BY_NUMBER.get(protocol);

@@ -1,0 +1,147 @@
+/**
+ * A pair of `sluice tpo` gateways in the three-site WAN topology
+ * (wan-topology.ts): gwa intercepts the client site's flows to the server
+ * site and carries them over the emulated WAN to gwb, which delivers them.
+ * Each gateway is the real CLI (`src/cli/main.ts tpo --config`) in its own
+ * namespace; its control socket is a file, so the test process reads its
+ * status directly. Shared by test/netns/tpo-e2e.test.ts and the bench's
+ * tpo-wan suite.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { NsProcess } from '../netns/netns.js';
+import { WAN_ADDR, type WanTopology } from '../wan/topology.js';
+import { fetchStatus } from '../../src/server/control-socket.js';
+import type { GatewayStatus } from '../../src/tpo/gateway/gateway.js';
+
+const CLI = 'src/cli/main.ts';
+export const TPO_PORT = 7400;
+
+export interface GatewayPairOptions {
+  /** explicit: gwa listens on gwaLan:listenPort for `target`; transparent: gwa intercepts flows to the server site as routed. */
+  readonly mode: 'explicit' | 'transparent';
+  /** Explicit mode: the server port the listener's clients reach (TCP), and optionally a UDP one. */
+  readonly tcpTarget?: number;
+  readonly udpTarget?: number;
+  readonly listenPort?: number;
+  readonly io?: 'auto' | 'batched' | 'portable';
+}
+
+export interface GatewayPair {
+  /** Where a client connects (explicit: gwa's listener; transparent: the server itself). */
+  readonly tcpTarget: string;
+  readonly udpTarget?: string;
+  gwa: NsProcess;
+  gwb: NsProcess;
+  status(side: 'a' | 'b'): Promise<GatewayStatus>;
+  /** Until gwa's peer link is up. */
+  waitUp(timeoutMs?: number): Promise<void>;
+  /** Stops gwb (SIGTERM, or SIGKILL for a crash) and starts it again. */
+  restartB(how: 'graceful' | 'crash'): Promise<void>;
+  /**
+   * Stops gwa with SIGTERM (waiting at most `stopMs`, then SIGKILL), runs
+   * `between` (e.g. start clients that connect as soon as the listener is
+   * back), starts gwa again; resolves with how the old one exited.
+   */
+  restartA(between?: () => void | Promise<void>, stopMs?: number): Promise<{ code: number | null; signal: string | null }>;
+  stop(): Promise<void>;
+}
+
+export async function startGatewayPair(wt: WanTopology, o: GatewayPairOptions): Promise<GatewayPair> {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-tpo-'));
+  const key = randomBytes(32).toString('hex');
+  const listenPort = o.listenPort ?? 5201;
+  const table =
+    o.mode === 'explicit'
+      ? [
+          ...(o.tcpTarget
+            ? [{ name: 'tcp', protocol: 'tcp', src: '10.77.1.0/24', listen: `${WAN_ADDR.gwaLan}:${listenPort}`, target: `${WAN_ADDR.server}:${o.tcpTarget}` }]
+            : []),
+          ...(o.udpTarget
+            ? [{ name: 'udp', protocol: 'udp', src: '10.77.1.0/24', listen: `${WAN_ADDR.gwaLan}:${listenPort}`, target: `${WAN_ADDR.server}:${o.udpTarget}` }]
+            : []),
+        ]
+      : [
+          { name: 'tcp', protocol: 'tcp', src: '10.77.1.0/24', dst: '10.77.3.0/24' },
+          { name: 'udp', protocol: 'udp', src: '10.77.1.0/24', dst: '10.77.3.0/24' },
+          { name: 'ping', protocol: 'icmp', src: '10.77.1.0/24', dst: '10.77.3.0/24' },
+        ];
+  const a = {
+    name: 'gwa',
+    listen: `${WAN_ADDR.gwaWan}:${TPO_PORT}`,
+    peers: [{ name: 'gwb', address: `${WAN_ADDR.gwbWan}:${TPO_PORT}`, key, keyId: 1 }],
+    intercept: o.mode === 'explicit' ? { mode: 'explicit' } : { mode: 'transparent', hooks: ['prerouting'] },
+    table,
+    control: join(dir, 'gwa.sock'),
+  };
+  const b = {
+    name: 'gwb',
+    listen: `${WAN_ADDR.gwbWan}:${TPO_PORT}`,
+    peers: [{ name: 'gwa', key, keyId: 1 }],
+    deliver: { allow: ['10.77.3.0/24'] },
+    control: join(dir, 'gwb.sock'),
+  };
+  writeFileSync(join(dir, 'gwa.json'), JSON.stringify(a));
+  writeFileSync(join(dir, 'gwb.json'), JSON.stringify(b));
+  const io = ['--io', o.io ?? process.env.SLUICE_TPO_IO ?? 'auto'];
+  const startB = async () => {
+    const p = wt.topo.runNode('gwb', CLI, ['tpo', '--config', join(dir, 'gwb.json'), ...io]);
+    await p.waitForLine(/sluice tpo: gwb up/, { timeoutMs: 20_000, stream: 'stderr' });
+    return p;
+  };
+  let gwb = await startB();
+  const startA = async () => {
+    const p = wt.topo.runNode('gwa', CLI, ['tpo', '--config', join(dir, 'gwa.json'), ...io]);
+    await p.waitForLine(/sluice tpo: gwa up/, { timeoutMs: 20_000, stream: 'stderr' });
+    return p;
+  };
+  const gwa = wt.topo.runNode('gwa', CLI, ['tpo', '--config', join(dir, 'gwa.json'), ...io]);
+  try {
+    await gwa.waitForLine(/sluice tpo: gwa up/, { timeoutMs: 20_000, stream: 'stderr' });
+  } catch (err) {
+    await gwb.stop(3_000);
+    throw new Error(`gwa did not start: ${(err as Error).message}\n${gwa.stderr().slice(-1000)}`);
+  }
+  const pair: GatewayPair = {
+    tcpTarget: o.mode === 'explicit' ? `${WAN_ADDR.gwaLan}:${listenPort}` : `${WAN_ADDR.server}:${o.tcpTarget ?? 0}`,
+    ...(o.udpTarget ? { udpTarget: o.mode === 'explicit' ? `${WAN_ADDR.gwaLan}:${listenPort}` : `${WAN_ADDR.server}:${o.udpTarget}` } : {}),
+    gwa,
+    gwb,
+    status: async (side) => (await fetchStatus(join(dir, side === 'a' ? 'gwa.sock' : 'gwb.sock'))) as GatewayStatus,
+    async waitUp(timeoutMs = 20_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const s = await pair.status('a').catch(() => undefined);
+        if (s?.peers[0]?.up) return;
+        if (Date.now() > deadline) throw new Error(`the gateway pair did not come up: ${pair.gwa.stderr().slice(-500)} / ${gwb.stderr().slice(-500)}`);
+        await sleep(50);
+      }
+    },
+    async restartB(how) {
+      if (how === 'crash') gwb.signal('SIGKILL');
+      await gwb.stop(5_000);
+      gwb = await startB();
+      pair.gwb = gwb;
+    },
+    async restartA(between, stopMs = 30_000) {
+      const old = pair.gwa;
+      old.signal('SIGTERM');
+      const exit = await old.waitExit(stopMs).catch(async () => {
+        await old.stop(1_000);
+        return { code: null, signal: 'still running after SIGTERM' };
+      });
+      await between?.();
+      pair.gwa = await startA();
+      return exit;
+    },
+    async stop() {
+      await Promise.all([pair.gwa.stop(5_000), pair.gwb.stop(5_000)]);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  await pair.waitUp();
+  return pair;
+}

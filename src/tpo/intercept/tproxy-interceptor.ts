@@ -1,0 +1,543 @@
+/**
+ * Transparent interception for the TPO source gateway (issue #7): Sluice
+ * installs nf_tables rules that send the flow table's TCP and UDP flows to
+ * its own listeners, reads each flow's original destination back, and
+ * removes everything it added on close, on exit, on SIGINT/SIGTERM, and at
+ * the next start after a crash.
+ *
+ * Per TCP/UDP entry, one listener port (IPv4 and/or IPv6 sockets on the
+ * same number): the entry a flow belongs to is the listener that got it,
+ * which is exactly the kernel's first-match decision (see nftables.ts).
+ *
+ * Kernel state and its removal:
+ *   - table `inet sluice_tpo_<instance>`, created with the owner flag on a
+ *     netlink socket held open for the interceptor's life: the kernel
+ *     deletes the table itself if the process dies, even by SIGKILL;
+ *     close() deletes it explicitly first;
+ *   - for UDP: `ip rule fwmark <tproxy mark> lookup <table>` and `local
+ *     default dev lo table <table>` (IPv4 and IPv6). These have no owner,
+ *     so a SIGKILL leaves them: the next start (or cleanupStale) deletes
+ *     them before adding its own.
+ *
+ * ICMP entries cannot be intercepted this way (no ports for REDIRECT or
+ * TPROXY, no socket to hand them to): start refuses them with a
+ * NotSupportedError unless told to skip them.
+ */
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import { Worker } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+import type { FlowEntry } from '../config/intercept-rules.js';
+import type { Endpoint } from '../../wire/endpoint.js';
+import { ConflictError, NotSupportedError, SyscallError, SluiceError, fromNodeError } from '../../errors.js';
+import { NetlinkSocket } from '../../sys/nlsocket.js';
+import { NETLINK_NETFILTER, NETLINK_ROUTE } from '../../sys/constants.js';
+import { addTproxyRouting, removeTproxyRouting, type TproxyRouting } from '../../sys/rtnetlink-policy.js';
+import { Waker } from '../../sys/poller.js';
+import type { RawUdpSocket } from '../../sys/udp-socket.js';
+import { encodeDelete, encodeInstall, planRules, tableName } from './nftables.js';
+import { originalDst } from '../../sys/original-dst.js';
+import { DatagramWriter, openTransparentUdp } from '../../sys/transparent-udp.js';
+import type { UdpWorkerBatch, UdpWorkerData } from './udp-worker.js';
+
+export interface TransparentOptions {
+  readonly table: readonly FlowEntry[];
+  /** Names the nf_tables table (`sluice_tpo_<instance>`): 1-32 of [a-z0-9_]. */
+  readonly instance: string;
+  /** prerouting: traffic routed through this host; output: traffic this host originates. */
+  readonly hooks: { readonly prerouting: boolean; readonly output: boolean };
+  /**
+   * SO_MARK that Sluice's own sockets carry (its transport to the peer, the
+   * destination gateway's connections, these UDP replies): packets with it
+   * are never intercepted. Must be non-zero (0 is every unmarked packet).
+   */
+  readonly mark: number;
+  /** Policy routing for TPROXY; defaults derived from the instance name (`tproxyRoutingFor`). */
+  readonly tproxy?: Partial<TproxyRouting>;
+  /**
+   * ICMP entries: refuse to start (default), leave them out, or answer
+   * their echo requests from this host ('answer': nf_tables redirect; the
+   * kernel replies, from the pinged address).
+   */
+  readonly icmp?: 'error' | 'skip' | 'answer';
+  /** Remove kernel state on process exit / SIGINT / SIGTERM (default true). */
+  readonly exitHandlers?: boolean;
+  /** Most reply sockets kept open (one per original destination); the least recently used closes first. Default 1024. */
+  readonly maxReplySockets?: number;
+}
+
+export interface TcpInfo {
+  readonly entry: FlowEntry;
+  /** The client. */
+  readonly src: Endpoint;
+  /** The destination the client connected to (before REDIRECT). */
+  readonly dst: Endpoint;
+}
+
+export interface InterceptedDatagram {
+  readonly entry: FlowEntry;
+  readonly src: Endpoint;
+  /** The destination the client sent to (before TPROXY). */
+  readonly dst: Endpoint;
+  readonly data: Buffer;
+}
+
+export interface InterceptStats {
+  tcpAccepted: number;
+  /** Connections that reached a listener without having been redirected (no original destination). */
+  tcpRejected: number;
+  udpReceived: number;
+  udpSent: number;
+  /** Replies dropped because the reply socket's send buffer was full. */
+  udpSendDropped: number;
+  replySockets: number;
+  /** Failed accepts on the TCP listeners (descriptors exhausted). */
+  acceptErrors: number;
+}
+
+/** What cleanupStale found and removed. */
+export interface StaleCleanup {
+  readonly table: boolean;
+  readonly routing: number;
+}
+
+// ---------------------------------------------------------------------------
+
+function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
+
+/**
+ * Default policy routing of an instance: table and fwmark 0x534c_xxxx
+ * ("SL" + 16 bits of the instance name's hash, clear of the reserved
+ * tables 0 and 253-255), rule priority 100 (after `local`, before `main`).
+ * Deterministic, so a restart after a crash finds its predecessor's.
+ */
+export function tproxyRoutingFor(instance: string, over: Partial<TproxyRouting> = {}): TproxyRouting {
+  tableName(instance);
+  const v = (0x534c0000 | (fnv1a(instance) & 0xffff)) >>> 0;
+  return { mark: over.mark ?? v, table: over.table ?? v, priority: over.priority ?? 100 };
+}
+
+function deleteTable(sock: NetlinkSocket, table: string): boolean {
+  const batch = encodeDelete(table, () => sock.nextSeq());
+  try {
+    sock.request(batch.bytes, batch.pending, 'NFT_MSG_DELTABLE');
+    return true;
+  } catch (err) {
+    if (err instanceof SyscallError && err.errno === 'ENOENT') return false;
+    // An owned table may only be deleted by its owner: a live process has it.
+    if (err instanceof SyscallError && err.errno === 'EPERM') {
+      throw new ConflictError(`nf_tables table inet ${table} belongs to a running Sluice (or another process holding it): stop that instance first`);
+    }
+    throw err;
+  }
+}
+
+/**
+ * The crash case: removes what an earlier process of this instance left
+ * (its table if it somehow outlived its owner, and its policy-routing rule
+ * and routes). A table owned by a live process is not touched:
+ * ConflictError. Returns what was removed.
+ */
+export function cleanupStale(instance: string, tproxy: Partial<TproxyRouting> = {}): StaleCleanup {
+  const table = tableName(instance);
+  const nf = NetlinkSocket.open(NETLINK_NETFILTER, 'NETLINK_NETFILTER');
+  let removedTable: boolean;
+  try {
+    removedTable = deleteTable(nf, table);
+  } finally {
+    nf.close();
+  }
+  const rt = NetlinkSocket.open(NETLINK_ROUTE, 'NETLINK_ROUTE');
+  try {
+    return { table: removedTable, routing: removeTproxyRouting(rt, tproxyRoutingFor(instance, tproxy)) };
+  } finally {
+    rt.close();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Process exit: every live interceptor's kernel state goes, synchronously.
+
+const live = new Set<TransparentInterceptor>();
+let handlersInstalled = false;
+
+function installExitHandlers(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  process.on('exit', () => {
+    for (const ic of live) ic.removeKernelStateSync();
+  });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    const onSignal = (): void => {
+      for (const ic of live) ic.removeKernelStateSync();
+      // Nobody else handles it: die of the signal as we would have without us.
+      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+    };
+    process.once(sig, onSignal);
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+/** Entries of each protocol that get a listener, and the families they need. */
+function familiesOf(e: FlowEntry): (4 | 6)[] {
+  const f = e.src?.family ?? e.dst?.family;
+  return f === undefined ? [4, 6] : [f];
+}
+
+/** Attempts to find one port number free for both families. */
+const PORT_ATTEMPTS = 8;
+
+function listenTcp(host: string, port: number, ipv6Only: boolean): Promise<net.Server> {
+  return new Promise((resolve, reject) => {
+    // Half-open: a client that finished sending (FIN) may still be owed the reply the far side is sending.
+    const srv = net.createServer({ pauseOnConnect: true, allowHalfOpen: true });
+    srv.once('error', reject);
+    srv.listen({ host, port, ipv6Only, exclusive: true }, () => {
+      srv.off('error', reject);
+      resolve(srv);
+    });
+  });
+}
+
+interface TcpListener {
+  readonly entry: FlowEntry;
+  readonly servers: net.Server[];
+}
+
+interface UdpListener {
+  readonly entry: FlowEntry;
+  readonly socket: RawUdpSocket;
+  readonly bound: Endpoint;
+}
+
+export interface TransparentInterceptorEvents {
+  tcp: [socket: net.Socket, info: TcpInfo];
+  udp: [datagram: InterceptedDatagram];
+  error: [err: Error];
+}
+
+export class TransparentInterceptor extends EventEmitter<TransparentInterceptorEvents> {
+  readonly table: string;
+  readonly routing: TproxyRouting | undefined;
+  /** Listener port of each intercepted entry, by entry index. */
+  readonly ports = new Map<number, number>();
+  readonly stats: InterceptStats = { tcpAccepted: 0, tcpRejected: 0, udpReceived: 0, udpSent: 0, udpSendDropped: 0, replySockets: 0, acceptErrors: 0 };
+  /** Things start chose to do without failing (an IPv6 listener that could not be opened, skipped ICMP entries). */
+  readonly notes: string[] = [];
+
+  readonly #opts: TransparentOptions;
+  readonly #tcp: TcpListener[] = [];
+  readonly #udp: UdpListener[] = [];
+  #nf: NetlinkSocket | undefined;
+  #routingAdded = false;
+  #worker: Worker | undefined;
+  #waker: Waker | undefined;
+  readonly #replies = new Map<string, RawUdpSocket>();
+  readonly #writer: DatagramWriter | undefined;
+  #closing: Promise<void> | undefined;
+
+  /** @internal use startTransparentInterception() */
+  constructor(opts: TransparentOptions, hasUdp: boolean) {
+    super();
+    this.#opts = opts;
+    this.table = tableName(opts.instance);
+    this.routing = hasUdp ? tproxyRoutingFor(opts.instance, opts.tproxy) : undefined;
+    this.#writer = hasUdp ? new DatagramWriter() : undefined;
+  }
+
+  /** @internal */
+  async start(entries: readonly FlowEntry[]): Promise<void> {
+    live.add(this);
+    if (this.#opts.exitHandlers ?? true) installExitHandlers();
+    // The crash case first: a predecessor's routing (and table, if it outlived it).
+    cleanupStale(this.#opts.instance, this.#opts.tproxy);
+    for (const e of entries) {
+      if (e.protocol === 'tcp') await this.#openTcp(e);
+      else if (e.protocol === 'udp') this.#openUdp(e);
+    }
+    if (this.#udp.length > 0) this.#startWorker();
+    if (this.routing) {
+      const families = [...new Set(this.#udp.map((u) => u.bound.family))];
+      const rt = NetlinkSocket.open(NETLINK_ROUTE, 'NETLINK_ROUTE');
+      try {
+        this.#routingAdded = true; // set first: a partial add is undone by close()
+        addTproxyRouting(rt, this.routing, families);
+      } finally {
+        rt.close();
+      }
+    }
+    const chains = planRules(entries, {
+      table: this.table,
+      hooks: this.#opts.hooks,
+      ownMark: this.#opts.mark,
+      tproxyMark: this.routing?.mark ?? this.#opts.mark ^ 1,
+      ports: this.ports,
+      ...(this.#opts.icmp === 'answer' ? { icmp: 'answer' as const } : {}),
+    });
+    // Held open until close: the table is owned by this socket.
+    this.#nf = NetlinkSocket.open(NETLINK_NETFILTER, 'NETLINK_NETFILTER');
+    const batch = encodeInstall(this.table, chains, () => this.#nf!.nextSeq());
+    try {
+      this.#nf.request(batch.bytes, batch.pending, 'nf_tables batch');
+    } catch (err) {
+      if (err instanceof SyscallError && err.errno === 'EEXIST') {
+        throw new ConflictError(`nf_tables table inet ${this.table} already exists: another Sluice instance '${this.#opts.instance}' is running`);
+      }
+      throw err;
+    }
+  }
+
+  async #openTcp(e: FlowEntry): Promise<void> {
+    const families = familiesOf(e);
+    let lastErr: unknown;
+    for (let attempt = 0; attempt < PORT_ATTEMPTS; attempt++) {
+      const servers: net.Server[] = [];
+      try {
+        let port = 0;
+        for (const f of families) {
+          try {
+            const srv = await listenTcp(f === 4 ? '0.0.0.0' : '::', port, f === 6);
+            servers.push(srv);
+            port = (srv.address() as net.AddressInfo).port;
+          } catch (err) {
+            // No IPv6 here: an entry that is not IPv6-only still works for IPv4.
+            const code = (err as NodeJS.ErrnoException).code;
+            if (f === 6 && families.length > 1 && (code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL')) {
+              this.notes.push(`entry ${e.name}: no IPv6 listener (${code}); IPv6 flows of this entry are refused`);
+              continue;
+            }
+            throw err;
+          }
+        }
+        for (const srv of servers) {
+          srv.on('connection', (s) => this.#onTcp(e, s));
+          // After listen, 'error' is a failed accept (EMFILE when descriptors run out): counted; unheard it would end the process.
+          srv.on('error', () => this.stats.acceptErrors++);
+        }
+        this.#tcp.push({ entry: e, servers });
+        this.ports.set(e.index, port);
+        return;
+      } catch (err) {
+        for (const s of servers) s.close();
+        lastErr = err;
+        if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') break;
+      }
+    }
+    throw fromNodeError('listen (transparent TCP)', lastErr, `entry ${e.name}`);
+  }
+
+  #openUdp(e: FlowEntry): void {
+    const families = familiesOf(e);
+    let lastErr: unknown;
+    for (let attempt = 0; attempt < PORT_ATTEMPTS; attempt++) {
+      const opened: UdpListener[] = [];
+      try {
+        let port = 0;
+        for (const f of families) {
+          try {
+            const socket = openTransparentUdp({ family: f, address: f === 4 ? '0.0.0.0' : '::', port }, this.#opts.mark, { recvOrigDst: true });
+            const bound = socket.localEndpoint();
+            opened.push({ entry: e, socket, bound });
+            port = bound.port;
+          } catch (err) {
+            if (f === 6 && families.length > 1 && err instanceof SyscallError && (err.errno === 'EAFNOSUPPORT' || err.errno === 'EADDRNOTAVAIL')) {
+              this.notes.push(`entry ${e.name}: no IPv6 listener (${err.errno}); IPv6 datagrams of this entry are dropped`);
+              continue;
+            }
+            throw err;
+          }
+        }
+        this.#udp.push(...opened);
+        this.ports.set(e.index, port);
+        return;
+      } catch (err) {
+        for (const o of opened) o.socket.close();
+        lastErr = err;
+        if (!(err instanceof SyscallError && err.errno === 'EADDRINUSE')) break;
+      }
+    }
+    throw lastErr;
+  }
+
+  #onTcp(entry: FlowEntry, s: net.Socket): void {
+    const family = s.remoteFamily === 'IPv6' ? 6 : 4;
+    let dst: Endpoint;
+    try {
+      dst = originalDst(s, family);
+    } catch {
+      // Connected to the listener directly (not redirected): nothing to forward to.
+      this.stats.tcpRejected++;
+      s.destroy();
+      return;
+    }
+    this.stats.tcpAccepted++;
+    const src: Endpoint = { family, address: s.remoteAddress ?? '', port: s.remotePort ?? 0 };
+    // pauseOnConnect: the consumer resumes once it has attached its handlers.
+    if (this.listenerCount('tcp') === 0) {
+      s.destroy();
+      return;
+    }
+    this.emit('tcp', s, { entry, src, dst });
+  }
+
+  #startWorker(): void {
+    this.#waker = new Waker();
+    const workerData: UdpWorkerData = { fds: this.#udp.map((u) => u.socket.fd), bound: this.#udp.map((u) => u.bound), wakeFd: this.#waker.fd };
+    const options = { workerData, name: 'sluice-tproxy-udp' };
+    // Run from source (tsx) the entry is .ts, and Node 20 does not pass tsx's loader to workers.
+    if (!fileURLToPath(import.meta.url).endsWith('.ts')) this.#worker = new Worker(new URL('./udp-worker.js', import.meta.url), options);
+    else {
+      const entry = JSON.stringify(new URL('./udp-worker.ts', import.meta.url).href);
+      this.#worker = new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${entry}); });`, { ...options, eval: true });
+    }
+    // Like a net.Server, a running interceptor keeps the process alive; close() ends the worker.
+    this.#worker.on('message', (m: UdpWorkerBatch | { error: { message: string; op?: string; errno?: string } }) => {
+      if ('error' in m) {
+        const err = m.error.op && m.error.errno ? new SyscallError(m.error.op, m.error.errno) : new SluiceError('SLUICE_ERR_ENGINE', m.error.message);
+        if (this.listenerCount('error') > 0) this.emit('error', err);
+        return;
+      }
+      for (const d of m.batch) {
+        const l = this.#udp[d.i];
+        if (!l) continue;
+        this.stats.udpReceived++;
+        this.emit('udp', { entry: l.entry, src: d.src, dst: d.dst, data: Buffer.from(d.data.buffer, d.data.byteOffset, d.data.byteLength) });
+      }
+    });
+    this.#worker.on('error', (err) => {
+      if (this.listenerCount('error') > 0) this.emit('error', err);
+    });
+  }
+
+  /**
+   * Sends `data` to the client `to` from the address it originally sent to
+   * (`from`, e.g. a datagram's `dst`), through a transparent socket bound
+   * there (opened on first use, kept for later replies). Returns false if
+   * the datagram was dropped (send buffer full).
+   */
+  sendUdp(from: Endpoint, to: Endpoint, data: Uint8Array): boolean {
+    if (!this.#writer || this.#closing)
+      throw new SluiceError('SLUICE_ERR_CLOSED', this.#closing ? 'the interceptor is closed' : 'no UDP entries: nothing to reply to');
+    const key = `${from.family}|${from.address}|${from.port}`;
+    let sock = this.#replies.get(key);
+    if (sock) {
+      // Most recently used goes last (Map keeps insertion order).
+      this.#replies.delete(key);
+    } else {
+      sock = openTransparentUdp(from, this.#opts.mark, { recvOrigDst: false });
+      const max = this.#opts.maxReplySockets ?? 1024;
+      // Bounded: removes at most the excess, oldest first.
+      for (const [k, old] of this.#replies) {
+        if (this.#replies.size < max) break;
+        old.close();
+        this.#replies.delete(k);
+      }
+    }
+    this.#replies.set(key, sock);
+    this.stats.replySockets = this.#replies.size;
+    const ok = this.#writer.send(sock, to, data);
+    if (ok) this.stats.udpSent++;
+    else this.stats.udpSendDropped++;
+    return ok;
+  }
+
+  /**
+   * Deletes the table and the policy routing, synchronously (also what the
+   * exit handler runs). Best effort: a failure here must not stop the rest.
+   * Returns the errors it met.
+   */
+  removeKernelStateSync(): Error[] {
+    const errors: Error[] = [];
+    if (this.#nf) {
+      try {
+        deleteTable(this.#nf, this.table);
+      } catch (err) {
+        errors.push(err as Error);
+      }
+      // Closing the owner socket would remove an owned table anyway.
+      this.#nf.close();
+      this.#nf = undefined;
+    }
+    if (this.#routingAdded && this.routing) {
+      try {
+        const rt = NetlinkSocket.open(NETLINK_ROUTE, 'NETLINK_ROUTE');
+        try {
+          removeTproxyRouting(rt, this.routing);
+        } finally {
+          rt.close();
+        }
+        this.#routingAdded = false;
+      } catch (err) {
+        errors.push(err as Error);
+      }
+    }
+    live.delete(this);
+    return errors;
+  }
+
+  /** Removes every rule, rule set and route it added, and closes every listener. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    const errors = this.removeKernelStateSync();
+    for (const l of this.#tcp) for (const s of l.servers) s.close();
+    if (this.#worker) {
+      const exited = new Promise<void>((r) => this.#worker!.once('exit', () => r()));
+      this.#waker!.signal();
+      // The worker wakes from ppoll at once; terminate() is the fallback.
+      const timer = setTimeout(() => void this.#worker?.terminate(), 2000);
+      await exited;
+      clearTimeout(timer);
+      this.#waker!.close();
+    }
+    for (const u of this.#udp) u.socket.close();
+    for (const s of this.#replies.values()) s.close();
+    this.#replies.clear();
+    this.stats.replySockets = 0;
+    if (errors.length > 0) throw errors[0];
+  }
+}
+
+/**
+ * Starts transparent interception of `opts.table`'s TCP and UDP entries.
+ * Needs CAP_NET_ADMIN. On failure everything added so far is removed
+ * before the error propagates.
+ */
+export async function startTransparentInterception(opts: TransparentOptions): Promise<TransparentInterceptor> {
+  if (!(Number.isInteger(opts.mark) && opts.mark > 0 && opts.mark <= 0xffffffff))
+    throw new RangeError(`mark must be a non-zero 32-bit integer (got ${opts.mark})`);
+  const icmp = opts.table.filter((e) => e.protocol === 'icmp');
+  if (icmp.length > 0 && (opts.icmp ?? 'error') === 'error') {
+    throw new NotSupportedError(
+      `flow table entries ${icmp.map((e) => e.name).join(', ')} are ICMP`,
+      'ICMP is not supported in transparent mode (REDIRECT and TPROXY take only TCP and UDP); use explicit mode, or pass icmp: "skip"',
+    );
+  }
+  const answer = opts.icmp === 'answer';
+  const entries = opts.table.filter((e) => e.protocol !== 'icmp' || answer);
+  const ic = new TransparentInterceptor(
+    opts,
+    entries.some((e) => e.protocol === 'udp'),
+  );
+  if (icmp.length > 0)
+    ic.notes.push(
+      answer
+        ? `ICMP entries ${icmp.map((e) => e.name).join(', ')}: echo answered by this host`
+        : `ICMP entries ${icmp.map((e) => e.name).join(', ')} skipped: not supported in transparent mode`,
+    );
+  try {
+    await ic.start(entries);
+  } catch (err) {
+    await ic.close().catch(() => undefined);
+    throw err;
+  }
+  return ic;
+}

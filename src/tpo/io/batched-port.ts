@@ -1,0 +1,392 @@
+/**
+ * The batched datagram port (see port.ts for the contract).
+ *
+ * Send, on the application thread: send() copies the datagram into a
+ * native staging region and notes its destination; a microtask (or
+ * flush(), or a full stage) turns everything noted during the task into
+ * one sendmmsg vector. Datagrams are staged back to back, so a run of
+ * consecutive datagrams to one destination whose sizes are equal (the last
+ * may be shorter) is one contiguous range: one iovec, one UDP GSO message
+ * the kernel cuts into datagrams. The call is non-blocking; a full socket
+ * buffer drops what is left (counted) rather than waiting, because the
+ * caller is the data mover's event loop and UDP loss is its business.
+ *
+ * Sending here rather than in the receive thread: one FFI call per flush
+ * on this thread, against a postMessage plus an eventfd write (another
+ * syscall) plus a thread wake-up per flush to hand the work over.
+ *
+ * Receive, in a worker thread (batched-port-worker.ts): Node cannot watch a
+ * descriptor it did not open, so the thread blocks in ppoll and posts one
+ * message per recvmmsg batch; 'message' listeners get views into it.
+ */
+import { EventEmitter } from 'node:events';
+import { Worker } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+import { SluiceError, SyscallError } from '../../errors.js';
+import { RawUdpSocket } from '../../sys/udp-socket.js';
+import { Waker } from '../../sys/poller.js';
+import { NativeRegion } from '../../sys/memory.js';
+import { SendVector } from '../../sys/send-vector.js';
+import { writeSockaddr } from '../../sys/sockaddr.js';
+import { EAGAIN, EINVAL, EIO, EMSGSIZE, ENOBUFS, errnoName } from '../../sys/errno.js';
+import { MAX_UDP_PAYLOAD, SOCKADDR_SPACE, SOL_SOCKET, SOL_UDP, SO_MARK, UDP_GRO, UIO_MAXIOV } from '../../sys/constants.js';
+import type { BatchedIoProbe } from '../../sys/probe.js';
+import { handOver, newPortStats, reportPortError, type DatagramPort, type DatagramTarget, type OpenDatagramPortOptions } from './port.js';
+import { SourceTable, type PortBatch, type PortWorkerData, type PortWorkerReply } from './batched-port-protocol.js';
+
+/** Bytes staged before a flush is forced (address space; touched only as far as used). */
+const STAGE_BYTES = 4 << 20;
+/** Datagrams staged before a flush is forced: sendmmsg takes at most UIO_MAXIOV messages. */
+const STAGE_DATAGRAMS = UIO_MAXIOV;
+/** Destinations whose sockaddr is kept encoded; past this the table restarts. */
+const MAX_DESTINATIONS = 64;
+/** Messages per recvmmsg in the receive thread (each with a 64 KiB slot). */
+const RECEIVE_BATCH = 64;
+/** Largest segment sent with GSO: a segment must fit the route's MTU, and 1500-byte paths are the common case. */
+const GSO_MAX_SEGMENT: Record<4 | 6, number> = { 4: 1500 - 20 - 8, 6: 1500 - 40 - 8 };
+
+export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
+  readonly kind = 'batched' as const;
+  readonly fallbackReason = undefined;
+  readonly stats = newPortStats();
+  readonly #socket: RawUdpSocket;
+  readonly #local: { address: string; port: number; family: 'IPv4' | 'IPv6' };
+  readonly #worker: Worker;
+  readonly #waker: Waker;
+  readonly #stop: Int32Array;
+  /** Segments per GSO message (1: no GSO). */
+  #gsoLimit: number;
+  readonly #gsoMaxSegment: number;
+
+  // Staged datagrams: offset and length in #stage, destination index.
+  readonly #stage = new NativeRegion(STAGE_BYTES);
+  #stageUsed = 0;
+  #staged = 0;
+  readonly #offset = new Int32Array(STAGE_DATAGRAMS);
+  readonly #length = new Int32Array(STAGE_DATAGRAMS);
+  readonly #dest = new Int32Array(STAGE_DATAGRAMS);
+  #flushQueued = false;
+  readonly #flushTask = () => {
+    this.#flushQueued = false;
+    this.flush();
+  };
+
+  // Destinations: encoded sockaddrs by "address|port".
+  readonly #names = new NativeRegion(MAX_DESTINATIONS * SOCKADDR_SPACE);
+  readonly #nameLength = new Int32Array(MAX_DESTINATIONS);
+  readonly #destIndex = new Map<string, number>();
+  #lastTo: DatagramTarget | undefined;
+  #lastAddress = '';
+  #lastPort = -1;
+  #lastDest = -1;
+
+  // One message per run: its first staged datagram and how many it carries.
+  readonly #vec = new SendVector(STAGE_DATAGRAMS, STAGE_DATAGRAMS);
+  readonly #msgFirst = new Int32Array(STAGE_DATAGRAMS);
+  readonly #msgCount = new Int32Array(STAGE_DATAGRAMS);
+  /** For resending a refused GSO message's datagrams one by one. */
+  readonly #single = new SendVector(1, 1);
+
+  /** Sources by the receive thread's ids. */
+  readonly #sources = new SourceTable();
+  #closed = false;
+  /** The receive thread failed (reported once). */
+  #faulted = false;
+  #closing: Promise<void> | undefined;
+  #exited: Promise<void>;
+
+  private constructor(socket: RawUdpSocket, worker: Worker, waker: Waker, stop: Int32Array, probe: BatchedIoProbe) {
+    super();
+    this.#socket = socket;
+    this.#worker = worker;
+    this.#waker = waker;
+    this.#stop = stop;
+    this.#gsoLimit = probe.gso ? Math.min(probe.gsoMaxSegments, 128) : 1;
+    this.#gsoMaxSegment = GSO_MAX_SEGMENT[socket.family];
+    const ep = socket.localEndpoint();
+    this.#local = { address: ep.address, port: ep.port, family: ep.family === 4 ? 'IPv4' : 'IPv6' };
+    this.#exited = new Promise((resolve) => worker.once('exit', () => resolve()));
+    worker.on('message', (m: PortWorkerReply) => {
+      if (m.kind === 'batch') this.#deliver(m);
+      else if (m.kind === 'fault')
+        this.#fault(
+          m.error.op && m.error.errno
+            ? new SyscallError(m.error.op, m.error.errno)
+            : new SluiceError('SLUICE_ERR_ENGINE', `batched port receive thread: ${m.error.message}`),
+        );
+    });
+    worker.on('error', (e) => this.#fault(new SluiceError('SLUICE_ERR_ENGINE', `batched port receive thread failed: ${e.message}`, { cause: e })));
+    // The thread ends only when told to (close); any other exit means nothing is received any more.
+    worker.on('exit', (code) => {
+      if (!this.#faulted && Atomics.load(this.#stop, 0) === 0)
+        this.#fault(new SluiceError('SLUICE_ERR_ENGINE', `batched port receive thread exited (code ${code}): the port receives nothing more`));
+    });
+  }
+
+  /** Opens, binds and starts the receive thread; on failure leaves nothing open. */
+  static async open(options: OpenDatagramPortOptions, probe: BatchedIoProbe): Promise<BatchedDatagramPort> {
+    const family = options.family ?? 4;
+    const socket = RawUdpSocket.open(family);
+    let waker: Waker | undefined;
+    let worker: Worker | undefined;
+    try {
+      if (options.socketBufferBytes) socket.setBuffers(options.socketBufferBytes);
+      if (options.mark) socket.setInt(SOL_SOCKET, SO_MARK, options.mark, 'setsockopt(SO_MARK)');
+      socket.bind({ family, address: options.bind.address, port: options.bind.port });
+      let gro = false;
+      if (probe.gro) {
+        try {
+          socket.setInt(SOL_UDP, UDP_GRO, 1, 'setsockopt(UDP_GRO)');
+          gro = true;
+        } catch {
+          // The probe said yes; a refusal here only costs the coalescing.
+        }
+      }
+      waker = new Waker();
+      const stop = new Int32Array(new SharedArrayBuffer(4));
+      const data: PortWorkerData = { fd: socket.fd, wakeFd: waker.fd, stop, batch: RECEIVE_BATCH, gro };
+      const w = spawnWorker(data);
+      worker = w;
+      await new Promise<void>((resolve, reject) => {
+        const onMessage = (m: PortWorkerReply) => {
+          if (m.kind === 'ready') done(undefined);
+          else if (m.kind === 'fault') done(m.error.op && m.error.errno ? new SyscallError(m.error.op, m.error.errno) : new Error(m.error.message));
+        };
+        const onError = (e: Error) => done(e);
+        const onExit = (code: number) => done(new SluiceError('SLUICE_ERR_ENGINE', `batched port receive thread exited (code ${code}) before it was ready`));
+        const done = (e: Error | undefined) => {
+          w.off('message', onMessage);
+          w.off('error', onError);
+          w.off('exit', onExit);
+          if (e) reject(e);
+          else resolve();
+        };
+        w.on('message', onMessage);
+        w.on('error', onError);
+        w.on('exit', onExit);
+      });
+      return new BatchedDatagramPort(socket, w, waker, stop, probe);
+    } catch (e) {
+      if (worker) await worker.terminate();
+      waker?.close();
+      socket.close();
+      throw e;
+    }
+  }
+
+  address(): { address: string; port: number; family: 'IPv4' | 'IPv6' } {
+    return { ...this.#local };
+  }
+
+  send(datagram: Uint8Array, to: DatagramTarget): void {
+    if (this.#closed) {
+      this.stats.dropped.closed++;
+      return;
+    }
+    const len = datagram.length;
+    if (len > MAX_UDP_PAYLOAD) {
+      // What dgram reports as EMSGSIZE: a caller's bug, but a lost datagram to the network.
+      this.stats.dropped.sendError++;
+      this.stats.lastSendError = 'EMSGSIZE';
+      return;
+    }
+    if (this.#staged === STAGE_DATAGRAMS || this.#stageUsed + len > STAGE_BYTES) this.flush();
+    // The data mover sends to one peer object again and again: skip the key string then.
+    const last = this.#lastTo;
+    const dest = to === last && to.port === this.#lastPort && to.address === this.#lastAddress ? this.#lastDest : this.#destinationOf(to);
+    const i = this.#staged++;
+    this.#offset[i] = this.#stageUsed;
+    this.#length[i] = len;
+    this.#dest[i] = dest;
+    this.#stage.bytes.set(datagram, this.#stageUsed);
+    this.#stageUsed += len;
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(this.#flushTask);
+    }
+  }
+
+  /** Sends everything staged: one sendmmsg (more only after a partial send or an error). */
+  flush(): void {
+    const n = this.#staged;
+    if (n === 0) return;
+    const vec = this.#vec;
+    vec.clear();
+    const len = this.#length;
+    const dst = this.#dest;
+    const gsoLimit = this.#gsoLimit;
+    const maxSeg = this.#gsoMaxSegment;
+    let messages = 0;
+    for (let a = 0; a < n;) {
+      const s = len[a]!;
+      const d = dst[a]!;
+      let b = a + 1;
+      let total = s;
+      if (gsoLimit > 1 && s > 0 && s <= maxSeg) {
+        while (b < n && b - a < gsoLimit && dst[b] === d) {
+          const l = len[b]!;
+          if (l > s || l === 0 || total + l > MAX_UDP_PAYLOAD) break;
+          total += l;
+          b++;
+          if (l < s) break; // only a run's last segment may be shorter
+        }
+      }
+      const run = b - a;
+      vec.begin(this.#names.address + d * SOCKADDR_SPACE, this.#nameLength[d]!, run > 1 ? s : 0);
+      // Staged back to back: the run is one contiguous range.
+      vec.addIov(this.#stage.address + this.#offset[a]!, total);
+      this.#msgFirst[messages] = a;
+      this.#msgCount[messages] = run;
+      messages++;
+      a = b;
+    }
+    const fd = this.#socket.fd;
+    const st = this.stats;
+    // Each turn sends at least one message or gives one up: at most `messages` turns.
+    for (let start = 0; start < messages;) {
+      const r = vec.send(fd, start);
+      st.sendCalls++;
+      if (r > 0) {
+        for (let m = start; m < start + r; m++) this.#count(m);
+        start += r;
+        continue;
+      }
+      const errno = -r;
+      if (errno === EAGAIN || errno === ENOBUFS) {
+        // The socket buffer is full: what is left would fail the same way now.
+        for (let m = start; m < messages; m++) st.dropped.queueFull += this.#msgCount[m]!;
+        st.lastSendError = errnoName(errno);
+        break;
+      }
+      if (this.#msgCount[start]! > 1 && (errno === EIO || errno === EINVAL || errno === EMSGSIZE)) {
+        // The path cannot take this GSO message (e.g. a segment above its MTU): no GSO from now on.
+        this.#gsoLimit = 1;
+        this.#sendSingly(start);
+      } else {
+        st.dropped.sendError += this.#msgCount[start]!;
+        st.lastSendError = errnoName(errno);
+      }
+      start++;
+    }
+    this.#staged = 0;
+    this.#stageUsed = 0;
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.flush();
+      this.#closed = true;
+      Atomics.store(this.#stop, 0, 1);
+      this.#waker.signal();
+      await this.#exited;
+      // Only now: the thread may have been inside recvmmsg on this descriptor.
+      this.#waker.close();
+      this.#socket.close();
+    })();
+    return this.#closing;
+  }
+
+  #count(m: number): void {
+    const first = this.#msgFirst[m]!;
+    const count = this.#msgCount[m]!;
+    const st = this.stats;
+    st.datagramsSent += count;
+    for (let i = first; i < first + count; i++) st.bytesSent += this.#length[i]!;
+    if (count > 1) {
+      st.gsoMessages++;
+      st.gsoSegments += count;
+    }
+  }
+
+  #sendSingly(m: number): void {
+    const first = this.#msgFirst[m]!;
+    const count = this.#msgCount[m]!;
+    const st = this.stats;
+    const fd = this.#socket.fd;
+    for (let i = first; i < first + count; i++) {
+      const d = this.#dest[i]!;
+      this.#single.clear();
+      this.#single.begin(this.#names.address + d * SOCKADDR_SPACE, this.#nameLength[d]!, 0);
+      this.#single.addIov(this.#stage.address + this.#offset[i]!, this.#length[i]!);
+      const r = this.#single.send(fd, 0);
+      st.sendCalls++;
+      if (r > 0) {
+        st.datagramsSent++;
+        st.bytesSent += this.#length[i]!;
+      } else {
+        const errno = -r;
+        if (errno === EAGAIN || errno === ENOBUFS) st.dropped.queueFull++;
+        else st.dropped.sendError++;
+        st.lastSendError = errnoName(errno);
+      }
+    }
+  }
+
+  #destinationOf(to: DatagramTarget): number {
+    const key = `${to.address}|${to.port}`;
+    let d = this.#destIndex.get(key);
+    if (d === undefined) {
+      if (this.#destIndex.size >= MAX_DESTINATIONS) {
+        // Staged datagrams point at the old sockaddrs: send them before reusing the slots.
+        this.flush();
+        this.#destIndex.clear();
+      }
+      d = this.#destIndex.size;
+      this.#nameLength[d] = writeSockaddr(this.#names.bytes, d * SOCKADDR_SPACE, this.#socket.family, to.address, to.port);
+      this.#destIndex.set(key, d);
+    }
+    this.#lastTo = to;
+    this.#lastAddress = to.address;
+    this.#lastPort = to.port;
+    this.#lastDest = d;
+    return d;
+  }
+
+  #deliver(m: PortBatch): void {
+    if (this.#closed) return;
+    this.#sources.apply(m);
+    const st = this.stats;
+    st.receiveBatches++;
+    st.groBuffers += m.groBuffers;
+    st.receiveDropped.truncated += m.truncated;
+    st.receiveDropped.unknownSource += m.unknownSources;
+    const all = Buffer.from(m.data);
+    const pairs = m.pairs;
+    let at = 0;
+    for (let k = 0; k < pairs.length; k += 2) {
+      const len = pairs[k]!;
+      const msg = all.subarray(at, at + len);
+      at += len;
+      st.datagramsReceived++;
+      st.bytesReceived += len;
+      const from = this.#sources.get(pairs[k + 1]!);
+      if (!from) {
+        // Cannot happen while both tables agree; if they ever do not, the datagram is dropped, never misattributed.
+        st.receiveDropped.unknownSource++;
+        continue;
+      }
+      handOver(this, msg, from);
+      // A listener may close the port: the rest of the batch is then dropped, as a closed socket would.
+      if (this.#closed) return;
+    }
+  }
+
+  #fault(e: Error): void {
+    if (this.#closed) return;
+    this.#faulted = true;
+    reportPortError(this, e);
+  }
+}
+
+/**
+ * Starts the receive thread from `batched-port-worker.js` next to this
+ * module. Run from source (tsx: tests, bench) the entry is the .ts file and
+ * Node 20 does not pass tsx's loader to workers, so a bootstrap registers
+ * it first (as the batched tier's plane does).
+ */
+function spawnWorker(workerData: PortWorkerData): Worker {
+  const options = { workerData, name: 'sluice-tpo-port' };
+  if (!fileURLToPath(import.meta.url).endsWith('.ts')) return new Worker(new URL('./batched-port-worker.js', import.meta.url), options);
+  const entry = JSON.stringify(new URL('./batched-port-worker.ts', import.meta.url).href);
+  return new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${entry}); });`, { ...options, eval: true });
+}

@@ -1,0 +1,122 @@
+/**
+ * One UDP port for all of a gateway's peer links (issue #7: one gateway
+ * peers with several others on its one listen address). Each link gets a
+ * view of the port that sees only its own datagrams, told apart the way
+ * docs/WIRE.md §3 allows without any key:
+ *   - transport datagrams (kind 1) by the connection id in their prefix,
+ *     which the receiving link chose for its session (or for the session
+ *     it offered in a response and awaits confirmation of);
+ *   - handshake initiations (kind 2) by their key id (each peer has its
+ *     own key and key id);
+ *   - handshake responses (kind 3) by the address the link initiated to,
+ *     or, if none matches (a NAT between), every initiating link, each of
+ *     which checks the MAC against its own pending initiation.
+ * Anything else is dropped and counted; nothing is answered here.
+ */
+import { EventEmitter } from 'node:events';
+import type { DatagramListener, DatagramPort, DatagramSource, DatagramTarget } from '../io/datagram-port.js';
+import { peekKeyId } from '../protocol/handshake.js';
+import { WireError } from '../../wire/tpo/errors.js';
+
+const KIND_TRANSPORT = 1;
+const KIND_INITIATE = 2;
+const KIND_RESPOND = 3;
+
+/** What the demux needs to know about a link. */
+export interface DemuxedLink {
+  /** Whether transport datagrams with this connection id are the link's (ids change per session, so this is asked per datagram). */
+  ownsConnection(id: number): boolean;
+  readonly keyId: number;
+  readonly role: 'initiator' | 'responder';
+  readonly peer?: DatagramTarget;
+}
+
+/** A link's view of the shared port (PeerLink uses send, on/off 'message'). */
+class LinkView extends EventEmitter implements DatagramPort {
+  constructor(readonly shared: DatagramPort) {
+    super();
+  }
+  get kind() {
+    return this.shared.kind;
+  }
+  get fallbackReason() {
+    return this.shared.fallbackReason;
+  }
+  get stats() {
+    return this.shared.stats;
+  }
+  send(datagram: Uint8Array, to: DatagramTarget): void {
+    this.shared.send(datagram, to);
+  }
+  flush(): void {
+    this.shared.flush();
+  }
+  address() {
+    return this.shared.address();
+  }
+  /** The shared port is the demux's to close. */
+  async close(): Promise<void> {}
+}
+
+export class PortDemux {
+  readonly dropped = { malformed: 0, noLink: 0, noSource: 0 };
+  readonly #port: DatagramPort;
+  readonly #links: { link: DemuxedLink; view: LinkView }[] = [];
+  readonly #onMessage: DatagramListener = (msg, from) => this.#dispatch(msg, from);
+
+  constructor(port: DatagramPort) {
+    this.#port = port;
+    port.on('message', this.#onMessage);
+  }
+
+  /** A view of the port for `link` (its connection ids are asked at each datagram: they change per session). */
+  view(link: DemuxedLink): DatagramPort {
+    const view = new LinkView(this.#port);
+    this.#links.push({ link, view });
+    return view;
+  }
+
+  #dispatch(msg: Buffer, from: DatagramSource | undefined): void {
+    if (!from) {
+      // The ports never hand over a datagram without its source; should one, it is dropped here, not thrown on.
+      this.dropped.noSource++;
+      return;
+    }
+    if (msg.length < 8 || msg[0] !== 1) {
+      this.dropped.malformed++;
+      return;
+    }
+    const kind = msg[1];
+    let targets: LinkView[] = [];
+    if (kind === KIND_TRANSPORT) {
+      const id = msg.readUInt32BE(4);
+      targets = this.#links.filter((l) => l.link.ownsConnection(id)).map((l) => l.view);
+    } else if (kind === KIND_INITIATE) {
+      let keyId: number;
+      try {
+        keyId = peekKeyId(msg);
+      } catch (err) {
+        if (!(err instanceof WireError)) throw err;
+        this.dropped.malformed++;
+        return;
+      }
+      targets = this.#links.filter((l) => l.link.role === 'responder' && l.link.keyId === keyId).map((l) => l.view);
+    } else if (kind === KIND_RESPOND) {
+      const initiators = this.#links.filter((l) => l.link.role === 'initiator');
+      const exact = initiators.filter((l) => l.link.peer && l.link.peer.port === from.port && l.link.peer.address === from.address);
+      targets = (exact.length ? exact : initiators).map((l) => l.view);
+    } else {
+      this.dropped.malformed++;
+      return;
+    }
+    if (!targets.length) {
+      this.dropped.noLink++;
+      return;
+    }
+    for (const t of targets) t.emit('message', msg, from);
+  }
+
+  close(): void {
+    this.#port.off('message', this.#onMessage);
+  }
+}

@@ -1,0 +1,712 @@
+/**
+ * The TPO data mover (issue #6): carries driver buffers between two
+ * gateways over UDP datagrams, reliably and at a rate the path model
+ * chooses, for one session whose keys are already agreed.
+ *
+ * Sending: each driver buffer is cut into segments (segments.ts) with
+ * consecutive logical numbers; every datagram gets the next physical
+ * number (never reused; a retransmission gets a new one) and is sealed
+ * (datagram-crypto.ts). A pacer releases datagrams at the rate control's
+ * pacing rate while the bytes in flight stay under its window; lost
+ * segments go before new ones.
+ *
+ * Acknowledging: the receiver answers data within `ackDelayMs` (sooner
+ * after every eighth data datagram) and piggybacks acks on its own data:
+ * highest physical numbers sent and received, the ack delay, the delivery
+ * rate, the cumulative logical point and a bitmap beyond it, and the
+ * ranges of physical numbers received.
+ *
+ * Loss: a datagram counts as lost when three later ones were acknowledged,
+ * or one was acknowledged 9/8 RTT after it was sent (RFC 9002); its
+ * segment, if still unacknowledged, is sent again. With nothing
+ * acknowledged for an RTO, everything in flight counts as lost and the RTO
+ * backs off 1.5x. Every acknowledged datagram gives a delivery rate sample
+ * to the rate control; the minimum RTT and the rounds feed it too.
+ *
+ * Flow control: `send()` returns false once more than QUEUE_MS of the
+ * pacing rate waits unsent (at least 64 KiB), or more than
+ * `sendBufferBytes` are queued or in flight; 'drain' says when there is
+ * room again, so the sending edge is held back instead of buffered without
+ * limit. The short queue matters as much as the bound: everything the
+ * gateway's flows send shares it in order, so a request of an interactive
+ * flow waits behind at most QUEUE_MS of a bulk flow's data, not seconds of
+ * it; the rest waits in the bulk application's own socket. The
+ * receiver holds at most a window of out-of-order segments.
+ *
+ * Liveness: an idle side sends a keepalive (an acknowledgement) every
+ * `keepaliveMs`; with nothing received for `deadAfterMs` the peer counts
+ * as down ('down'), the sender keeps probing at its backed-off RTO, and the
+ * first authentic datagram brings it back ('up').
+ *
+ * Inbound datagrams that do not decode, carry another connection id, fail
+ * authentication or repeat a physical number are dropped and counted,
+ * never answered.
+ */
+import { EventEmitter } from 'node:events';
+import {
+  dataMoverFieldLength,
+  decodeDataMoverField,
+  encodeDataMoverField,
+  MAX_ACK_BITMAP_BYTES,
+  MAX_ACK_RANGES,
+  TD_DATA,
+  TD_GOODBYE,
+  TD_RETRANSMISSION,
+  type Ack,
+  type AckRange,
+  type DataMoverField,
+} from '../../wire/tpo/data-mover.js';
+import { WireError } from '../../wire/tpo/errors.js';
+import { openDatagram, sealDatagram, TAG_LENGTH, type SessionKeys } from './datagram-crypto.js';
+import { ReplayWindow } from './replay-window.js';
+import { DEFAULT_MAX_BUFFER_BYTES, Reassembler, segmentBuffer, type Segment } from './segments.js';
+import { RttEstimator } from './rtt.js';
+import { RateControl } from './rate-control.js';
+
+export interface DataMoverOptions {
+  /** This side's connection id (the peer puts it in every datagram it sends here). */
+  readonly localId: number;
+  /** The peer's connection id. */
+  readonly peerId: number;
+  readonly keys: SessionKeys;
+  /** Hands a sealed datagram to the network. */
+  readonly transmit: (datagram: Uint8Array) => void;
+  /** Segment payload bytes per datagram; default 1350: with the field (28 B), the tag (16 B) and IPv4+UDP (28 B) a datagram stays at 1422 B, inside a 1500-byte MTU and PPPoE's 1492 (kcptun's default; QUIC's 1200 floor also fits). */
+  readonly segmentSize?: number;
+  /** Operator cap on the sending rate, bytes/s. */
+  readonly maxRateBps?: number;
+  /** Pacing rate before the first measurement, bytes/s (default 1 Mbit/s; the session keeps its estimate afterwards, so this matters once per session). */
+  readonly initialRateBps?: number;
+  /**
+   * A round-trip time measured before the session (the handshake's): the
+   * first RTT sample, so the first flight is paced over one measured round
+   * trip instead of an assumed one (RFC 9002 §5.2 lets the handshake seed it).
+   */
+  readonly initialRttMs?: number;
+  /** Queued plus in-flight bytes beyond which send() asks the caller to wait; default 8 MiB. */
+  readonly sendBufferBytes?: number;
+  /** An acknowledgement leaves at most this long after data arrived (or after every 8 data datagrams); default 10 ms. */
+  readonly ackDelayMs?: number;
+  readonly keepaliveMs?: number;
+  readonly deadAfterMs?: number;
+  /** Out-of-order segments the receiver holds at most; default 16,384. */
+  readonly receiveWindowSegments?: number;
+  /**
+   * Hand buffers to 'buffer' in the order they were sent (default), or each
+   * as soon as it is complete (false): a buffer then waits only for its own
+   * lost segments; the receiver restores whatever order it needs (the
+   * gateway: per flow, from message sequence numbers).
+   */
+  readonly orderedDelivery?: boolean;
+  /** A clock in ms (tests may drive one); default performance.now. */
+  readonly now?: () => number;
+}
+
+export interface DataMoverStats {
+  buffersSent: number;
+  buffersDelivered: number;
+  datagramsSent: number;
+  datagramsReceived: number;
+  bytesSent: number;
+  bytesReceived: number;
+  /** Segment bytes delivered to the receiving driver, once each. */
+  payloadDelivered: number;
+  retransmissions: number;
+  timeouts: number;
+  lost: number;
+  duplicates: number;
+  /** Segments the receiver refused: beyond its window or its held-bytes limit (the sender sends them again). */
+  segmentsRefused: number;
+  /** Buffers the receiver dropped while rebuilding them: segments that fit no buffer, or a buffer larger than any driver buffer. */
+  buffersDropped: number;
+  /** Segment bytes held for rebuilding now (bounded: segments.ts). */
+  reassemblyBytes: number;
+  /** Inbound datagrams dropped: undecodable, another connection, unauthenticated, replayed. */
+  dropped: { malformed: number; otherConnection: number; unauthenticated: number; replayed: number };
+}
+
+interface InFlight {
+  readonly logical: number;
+  readonly bytes: number;
+  readonly sentAt: number;
+  /** Delivered bytes and the time of the last delivery when this was sent (for the delivery rate). */
+  readonly delivered: number;
+  readonly deliveredAt: number;
+  /** Send time of the datagram most recently acknowledged when this one was sent (the send side of the rate interval). */
+  readonly firstSentAt: number;
+  readonly appLimited: boolean;
+}
+
+const PACER_TICK_MS = 1;
+/** The first flight: 10 datagrams (RFC 6928's and RFC 9002's initial window). */
+const INITIAL_WINDOW_DATAGRAMS = 10;
+/** A data datagram's bytes beyond its segment: the field without an ack, and the tag. */
+const DATAGRAM_OVERHEAD = dataMoverFieldLength({ connectionId: 0, transport: { flags: TD_DATA, logical: 0, physical: 0 } }) + TAG_LENGTH;
+/** Unsent bytes send() accepts before it asks the caller to wait: this long at the pacing rate, at least MIN_QUEUE_BYTES. */
+const QUEUE_MS = 20;
+const MIN_QUEUE_BYTES = 64 * 1024;
+const DATAGRAM_QUEUE_BYTES = 1024 * 1024;
+/** The pacer may send this many ms of rate at once after an idle moment (timers are 1 ms coarse). */
+const BURST_MS = 2;
+const CATCH_UP_MS = 10;
+const PACKET_THRESHOLD = 3;
+/** Data datagrams between acknowledgements (sooner after ackDelayMs): acks cost reverse bandwidth. */
+const ACK_EVERY = 8;
+/** An ack-only datagram's ranges and bitmap stay within one MTU-sized datagram. */
+const FULL_ACK = { ranges: 16, bitmapBytes: 512 };
+/**
+ * Ranges reach back this many physical numbers below the highest received:
+ * older ones were in earlier acks, and if those were lost the logical
+ * cumulative point and bitmap still tell the sender what arrived.
+ */
+const RANGE_REACH = 512;
+/**
+ * The ack piggybacked on a data datagram is small (60 B): with a full
+ * 1350-byte segment the datagram stays at 1454 B, 1482 B with IPv4 and UDP.
+ */
+const PIGGYBACK_ACK = { ranges: 1, bitmapBytes: 8 };
+
+export class DataMover extends EventEmitter {
+  readonly stats: DataMoverStats = {
+    buffersSent: 0,
+    buffersDelivered: 0,
+    datagramsSent: 0,
+    datagramsReceived: 0,
+    bytesSent: 0,
+    bytesReceived: 0,
+    payloadDelivered: 0,
+    retransmissions: 0,
+    timeouts: 0,
+    lost: 0,
+    duplicates: 0,
+    segmentsRefused: 0,
+    buffersDropped: 0,
+    reassemblyBytes: 0,
+    dropped: { malformed: 0, otherConnection: 0, unauthenticated: 0, replayed: 0 },
+  };
+  readonly rtt = new RttEstimator();
+  readonly rate: RateControl;
+  readonly #o: Required<Omit<DataMoverOptions, 'maxRateBps' | 'initialRateBps' | 'initialRttMs'>>;
+  readonly #now: () => number;
+
+  // Sending side.
+  #nextLogical = 0;
+  #nextPhysical = 0;
+  readonly #queue: Segment[] = [];
+  /**
+   * Segments of urgent buffers: sent before the queue (after repairs). Their
+   * logical numbers are higher than those of segments still queued, which
+   * the receiver takes like any reordering; with `orderedDelivery` they
+   * still wait for those, so urgency pays only with unordered delivery
+   * (the gateways').
+   */
+  readonly #urgent: Segment[] = [];
+  #queueHead = 0;
+  readonly #retransmit: number[] = [];
+  /** Unacknowledged segments by logical number (what a retransmission resends). */
+  readonly #unacked = new Map<number, Segment>();
+  readonly #inFlight = new Map<number, InFlight>();
+  #bytesInFlight = 0;
+  #queuedBytes = 0;
+  #largestAcked = -1;
+  #lastAckAt = 0;
+  #delivered = 0;
+  #deliveredAt = 0;
+  #firstSentAt = 0;
+  #roundEndPhysical = 0;
+  /** The lowest RTT sample of the current round. */
+  #roundRtt = Infinity;
+  #roundMaxRtt = 0;
+  #tokens = 0;
+  #lastTick = 0;
+  #lastSendAt = 0;
+  #wantDrain = false;
+
+  // Receiving side.
+  readonly #reassembler: Reassembler;
+  readonly #replay = new ReplayWindow();
+  #highestReceived = -1;
+  #highestReceivedAt = 0;
+  /** Physical numbers received, as ranges [lo, hi], highest first, at most MAX_ACK_RANGES. */
+  #ranges: [number, number][] = [];
+  #ackDue = false;
+  #ackDueAt = 0;
+  #dataSinceAck = 0;
+  #lastReceiveAt = 0;
+  #peerDown = false;
+  /** Delivery rate to this side's driver, for the ack. */
+  #rateWindowStart = 0;
+  #rateWindowBytes = 0;
+  #deliveryRate = 0;
+
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+  #goodbye = false;
+
+  constructor(options: DataMoverOptions) {
+    super();
+    this.#o = {
+      segmentSize: 1350,
+      sendBufferBytes: 8 << 20,
+      ackDelayMs: 10,
+      keepaliveMs: 1000,
+      deadAfterMs: 5000,
+      receiveWindowSegments: 16_384,
+      orderedDelivery: true,
+      now: () => performance.now(),
+      ...options,
+    } as Required<Omit<DataMoverOptions, 'maxRateBps' | 'initialRateBps' | 'initialRttMs'>>;
+    this.#now = this.#o.now;
+    this.rate = new RateControl({
+      ...(options.maxRateBps ? { maxRateBps: options.maxRateBps } : {}),
+      ...(options.initialRateBps ? { initialRateBps: options.initialRateBps } : {}),
+      minWindowBytes: 4 * this.#o.segmentSize,
+      initialWindowBytes: INITIAL_WINDOW_DATAGRAMS * (this.#o.segmentSize + DATAGRAM_OVERHEAD),
+    });
+    // A buffer spans at most this many of the peer's segments (both ends use one segment size).
+    this.#reassembler = new Reassembler(this.#o.receiveWindowSegments, this.#o.orderedDelivery, {
+      maxSegmentsPerBuffer: Math.ceil(DEFAULT_MAX_BUFFER_BYTES / this.#o.segmentSize),
+    });
+    const t = this.#now();
+    if (options.initialRttMs !== undefined && options.initialRttMs > 0) {
+      this.rtt.sample(options.initialRttMs, 0, t);
+      this.rate.onMinRtt(this.rtt.minRttMs);
+    }
+    this.#lastTick = t;
+    // Times count from the session's start: the first keepalive is due keepaliveMs from now.
+    this.#lastSendAt = t;
+    this.#lastReceiveAt = t;
+    this.#deliveredAt = t;
+    this.#rateWindowStart = t;
+    this.#timer = setInterval(() => this.#tick(), PACER_TICK_MS);
+  }
+
+  /** Bytes waiting to be sent for the first time. */
+  get queuedBytes(): number {
+    return this.#queuedBytes;
+  }
+
+  /** Bytes queued or in flight (what flow control counts). */
+  get backlogBytes(): number {
+    return this.#queuedBytes + this.#bytesInFlight;
+  }
+
+  get peerDown(): boolean {
+    return this.#peerDown;
+  }
+
+  /**
+   * Queues a driver buffer; `urgent`: its segments leave before those
+   * queued (a small flow's message need not wait behind a bulk transfer's
+   * queue). False: over the send buffer; wait for 'drain' before sending more.
+   */
+  send(buffer: Uint8Array, urgent = false): boolean {
+    if (this.#closed) throw new Error('data mover is closed');
+    const segs = segmentBuffer(buffer, this.#o.segmentSize, this.#nextLogical);
+    this.#nextLogical += segs.length;
+    for (const s of segs) {
+      (urgent ? this.#urgent : this.#queue).push(s);
+      this.#unacked.set(s.logical, s);
+      this.#queuedBytes += s.bytes.length;
+    }
+    this.stats.buffersSent++;
+    this.#pump();
+    const ok = this.hasRoom;
+    if (!ok) this.#wantDrain = true;
+    return ok;
+  }
+
+  /** The queue of unsent bytes is short and queued plus in-flight bytes are under the send buffer: more may be sent now. */
+  get hasRoom(): boolean {
+    return this.#queuedBytes < this.#queueLimit() && this.backlogBytes < this.#o.sendBufferBytes;
+  }
+
+  /**
+   * Room for a sender that cannot wait (a UDP flow's datagram: dropped when
+   * refused). Flows that can wait are held near the queue limit by hasRoom
+   * and fill it whenever it drains (new connections at once can overshoot
+   * it by a socket read each), so datagrams get four times that, and at
+   * least 1 MiB, before they are refused: they are neither starved by bulk
+   * transfers nor able to queue without bound.
+   */
+  get hasRoomForDatagram(): boolean {
+    return this.#queuedBytes < Math.max(DATAGRAM_QUEUE_BYTES, 4 * this.#queueLimit()) && this.backlogBytes < this.#o.sendBufferBytes;
+  }
+
+  /**
+   * Room for an urgent buffer of a thin flow (at most 16 KiB per 100 ms each,
+   * gateway/flow.ts): it goes ahead of the queue, so the queue's length does
+   * not delay it; only the send buffer bounds it.
+   */
+  get hasRoomForUrgent(): boolean {
+    return this.backlogBytes < this.#o.sendBufferBytes;
+  }
+
+  /** Bytes the queue takes before hasRoom turns false (0 when full). */
+  get roomBytes(): number {
+    return Math.max(0, Math.min(this.#queueLimit() - this.#queuedBytes, this.#o.sendBufferBytes - this.backlogBytes));
+  }
+
+  /** Asks for a 'drain' once there is room (a caller that was refused room elsewhere, e.g. by the peer link). */
+  requestDrain(): void {
+    this.#wantDrain = true;
+  }
+
+  #queueLimit(): number {
+    return Math.max(MIN_QUEUE_BYTES, (this.rate.pacingRateBps * QUEUE_MS) / 1000);
+  }
+
+  /** Everything sent has been acknowledged. */
+  get idle(): boolean {
+    return this.#unacked.size === 0;
+  }
+
+  /** Sends an acknowledgement now (authenticated, carrying no data): the initiator's first datagram, which confirms a new session to the responder. */
+  keepalive(): void {
+    if (this.#closed) return;
+    this.#sendAckOnly(this.#now());
+  }
+
+  /** Tells the peer the session ends (one authenticated datagram; it may be lost, then the peer times out), then closes. */
+  goodbye(): void {
+    if (this.#closed) return;
+    this.#goodbye = true;
+    this.#sendAckOnly(this.#now());
+    this.close();
+  }
+
+  close(): void {
+    this.#closed = true;
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  // ---- receiving ----
+
+  /** A datagram from the network. */
+  receive(datagram: Uint8Array): void {
+    if (this.#closed) return;
+    let field: DataMoverField;
+    let payloadOffset: number;
+    try {
+      ({ field, payloadOffset } = decodeDataMoverField(datagram));
+    } catch (err) {
+      if (!(err instanceof WireError)) throw err;
+      this.stats.dropped.malformed++;
+      return;
+    }
+    if (field.connectionId !== this.#o.localId) {
+      this.stats.dropped.otherConnection++;
+      return;
+    }
+    const physical = field.transport.physical;
+    if (!this.#replay.check(physical)) {
+      this.stats.dropped.replayed++;
+      return;
+    }
+    const segment = openDatagram(this.#o.keys.receive, physical, datagram, payloadOffset);
+    if (!segment) {
+      this.stats.dropped.unauthenticated++;
+      return;
+    }
+    this.#replay.accept(physical);
+    const now = this.#now();
+    this.stats.datagramsReceived++;
+    this.stats.bytesReceived += datagram.length;
+    this.#lastReceiveAt = now;
+    if (this.#peerDown) {
+      this.#peerDown = false;
+      this.emit('up');
+    }
+    if (field.transport.flags & TD_GOODBYE) {
+      // The peer ended the session (authenticated: only it can say so).
+      this.emit('goodbye');
+      return;
+    }
+    const data = (field.transport.flags & TD_DATA) !== 0;
+    let buffers: Uint8Array[] = [];
+    let refused = false;
+    if (data) {
+      const r = this.#reassembler;
+      const duplicates = r.duplicates;
+      const refusedBefore = r.refused;
+      buffers = r.push({ logical: field.transport.logical, flags: field.transport.flags, bytes: segment });
+      refused = r.refused > refusedBefore;
+      if (r.duplicates > duplicates) this.stats.duplicates++;
+      else if (!refused) {
+        this.stats.payloadDelivered += segment.length;
+        this.#rateWindowBytes += segment.length;
+      }
+      this.stats.segmentsRefused = r.refused;
+      this.stats.buffersDropped = r.malformed + r.oversized;
+      this.stats.reassemblyBytes = r.heldBytes;
+    }
+    // A refused segment is not acknowledged, even by its physical number: the sender counts it lost and sends it again.
+    if (!refused) this.#noteReceived(physical, now);
+    if (field.ack) this.#onAck(field.ack, now);
+    if (data) {
+      this.#dataSinceAck++;
+      if (!this.#ackDue) {
+        this.#ackDue = true;
+        this.#ackDueAt = now + this.#o.ackDelayMs;
+      }
+      // Every few data datagrams are acknowledged at once: the sender's clock runs on acks.
+      if (this.#dataSinceAck >= ACK_EVERY) this.#sendAckOnly(now);
+      for (const b of buffers) {
+        this.stats.buffersDelivered++;
+        this.emit('buffer', b);
+      }
+    }
+    this.#pump();
+  }
+
+  #noteReceived(physical: number, now: number): void {
+    if (physical > this.#highestReceived) {
+      this.#highestReceived = physical;
+      this.#highestReceivedAt = now;
+    }
+    // Merge into the ranges (highest first), keeping the newest MAX_ACK_RANGES.
+    const r = this.#ranges;
+    let i = 0;
+    while (i < r.length && r[i]![0] > physical + 1) i++;
+    if (i < r.length && physical >= r[i]![0] - 1 && physical <= r[i]![1] + 1) {
+      r[i]![0] = Math.min(r[i]![0], physical);
+      r[i]![1] = Math.max(r[i]![1], physical);
+      if (i + 1 < r.length && r[i + 1]![1] + 1 >= r[i]![0]) {
+        r[i]![0] = Math.min(r[i]![0], r[i + 1]![0]);
+        r.splice(i + 1, 1);
+      }
+      if (i > 0 && r[i - 1]![0] - 1 <= r[i]![1]) {
+        r[i - 1]![0] = Math.min(r[i - 1]![0], r[i]![0]);
+        r.splice(i, 1);
+      }
+    } else {
+      r.splice(i, 0, [physical, physical]);
+    }
+    if (r.length > MAX_ACK_RANGES) r.length = MAX_ACK_RANGES;
+  }
+
+  #ackField(now: number, size: { ranges: number; bitmapBytes: number }): Ack {
+    if (now - this.#rateWindowStart >= 100) {
+      this.#deliveryRate = Math.min(0xffffffff, Math.round((this.#rateWindowBytes * 1000) / (now - this.#rateWindowStart)));
+      this.#rateWindowStart = now;
+      this.#rateWindowBytes = 0;
+    }
+    return {
+      highestSent: Math.max(0, this.#nextPhysical - 1),
+      highestReceived: Math.max(0, this.#highestReceived),
+      ackDelayUs: Math.min(0xffffffff, Math.round((now - this.#highestReceivedAt) * 1000)),
+      deliveryRate: this.#deliveryRate,
+      cumulative: this.#reassembler.cumulative,
+      bitmap: this.#reassembler.bitmap(Math.min(size.bitmapBytes, MAX_ACK_BITMAP_BYTES)),
+      ranges: this.#ranges
+        .slice(0, size.ranges)
+        .filter(([, hi]) => hi >= this.#highestReceived - RANGE_REACH)
+        .map(([lo, hi]): AckRange => ({ largest: hi, length: hi - lo + 1 })),
+    };
+  }
+
+  // ---- acknowledgements received ----
+
+  #onAck(ack: Ack, now: number): void {
+    let newlyAckedLargest = -1;
+    let ackedBytes = 0;
+    // In-flight numbers ascend (a Map keeps insertion order); ranges come highest first.
+    const ranges = [...ack.ranges].reverse();
+    const top = ranges.length ? ranges[ranges.length - 1]!.largest : -1;
+    let j = 0;
+    for (const [pn, p] of this.#inFlight) {
+      if (pn > top) break;
+      while (j < ranges.length && ranges[j]!.largest < pn) j++;
+      if (j >= ranges.length) break;
+      const range = ranges[j]!;
+      if (pn < range.largest - range.length + 1) continue;
+      this.#inFlight.delete(pn);
+      this.#bytesInFlight -= p.bytes;
+      ackedBytes += p.bytes;
+      this.#delivered += p.bytes;
+      // The rate over the longer of the send and the ack intervals: acks that
+      // arrive bunched up would otherwise suggest more bandwidth than there is.
+      const interval = Math.max(p.sentAt - p.firstSentAt, now - p.deliveredAt);
+      this.#firstSentAt = p.sentAt;
+      if (interval > 0) this.rate.onDelivery({ bytesPerSecond: ((this.#delivered - p.delivered) * 1000) / interval, appLimited: p.appLimited }, p.bytes);
+      if (pn > newlyAckedLargest) newlyAckedLargest = pn;
+      if (pn === ack.highestReceived) {
+        this.rtt.sample(now - p.sentAt, ack.ackDelayUs / 1000, now);
+        this.rate.onMinRtt(this.rtt.minRttMs);
+        this.rate.onRttSample(this.rtt.latestMs, p.appLimited);
+        this.#roundRtt = Math.min(this.#roundRtt, this.rtt.latestMs);
+        this.#roundMaxRtt = Math.max(this.#roundMaxRtt, this.rtt.latestMs);
+      }
+    }
+    if (ackedBytes > 0) {
+      this.#deliveredAt = now;
+      this.#lastAckAt = now;
+    }
+    if (newlyAckedLargest > this.#largestAcked) this.#largestAcked = newlyAckedLargest;
+    // Logical acknowledgements: everything below the cumulative point, and the bitmap.
+    // Segments are inserted in logical order, so the cumulative part is a prefix.
+    for (const logical of this.#unacked.keys()) {
+      if (logical >= ack.cumulative) break;
+      this.#unacked.delete(logical);
+    }
+    for (let i = 0; i < ack.bitmap.length * 8; i++) if (ack.bitmap[i >> 3]! & (1 << (i & 7))) this.#unacked.delete(ack.cumulative + 1 + i);
+    this.#detectLoss(now);
+    if (this.#largestAcked >= this.#roundEndPhysical) {
+      this.rate.onRoundEnd(this.#bytesInFlight, this.#roundRtt, this.#roundMaxRtt || Infinity, now);
+      this.#roundEndPhysical = this.#nextPhysical;
+      this.#roundRtt = Infinity;
+      this.#roundMaxRtt = 0;
+    }
+    if (this.#wantDrain && this.hasRoom) {
+      this.#wantDrain = false;
+      this.emit('drain');
+    }
+  }
+
+  #detectLoss(now: number): void {
+    const lossDelay = this.rtt.lossDelayMs;
+    for (const [pn, p] of this.#inFlight) {
+      if (pn >= this.#largestAcked) break;
+      if (this.#largestAcked - pn >= PACKET_THRESHOLD || now - p.sentAt > lossDelay) this.#declareLost(pn, p);
+    }
+  }
+
+  #declareLost(pn: number, p: InFlight): void {
+    this.#inFlight.delete(pn);
+    this.#bytesInFlight -= p.bytes;
+    this.stats.lost++;
+    this.rate.onLoss(p.bytes);
+    if (this.#unacked.has(p.logical)) this.#retransmit.push(p.logical);
+  }
+
+  // ---- sending ----
+
+  #tick(): void {
+    const now = this.#now();
+    // Retransmission timeout: nothing acknowledged for an RTO while data is out.
+    if (this.#inFlight.size > 0 && now - Math.max(this.#lastAckAt, this.#lastSendAtOfOldest()) > this.rtt.rtoMs) {
+      this.stats.timeouts++;
+      this.rtt.onTimeout();
+      for (const [pn, p] of [...this.#inFlight]) this.#declareLost(pn, p);
+      this.#lastAckAt = now;
+    }
+    if (!this.#peerDown && now - this.#lastReceiveAt > this.#o.deadAfterMs) {
+      this.#peerDown = true;
+      this.emit('down');
+    }
+    if (this.#ackDue && now >= this.#ackDueAt) this.#sendAckOnly(now);
+    else if (now - this.#lastSendAt > this.#o.keepaliveMs) this.#sendAckOnly(now);
+    this.#pump();
+  }
+
+  #lastSendAtOfOldest(): number {
+    for (const p of this.#inFlight.values()) return p.sentAt;
+    return 0;
+  }
+
+  /** Sends what the pacer and the window allow: lost segments first, then new ones. */
+  #pump(): void {
+    if (this.#closed) return;
+    const now = this.#now();
+    const rate = this.rate.pacingRateBps;
+    // Credit accrues at the pacing rate. It is capped at BURST_MS of rate,
+    // or at the time since the last tick when a tick came late (up to
+    // CATCH_UP_MS): a late timer must not lower the average rate, or pacing
+    // at the path's bandwidth would leave the link idle now and then.
+    const elapsed = now - this.#lastTick;
+    const cap = (Math.max(BURST_MS, Math.min(CATCH_UP_MS, elapsed)) * rate) / 1000 + this.#o.segmentSize;
+    this.#tokens = Math.min(this.#tokens + (elapsed * rate) / 1000, cap);
+    this.#lastTick = now;
+    const window = this.rate.windowBytes;
+    while (this.#tokens > 0 && this.#bytesInFlight < window) {
+      let seg: Segment | undefined;
+      let retransmission = false;
+      while (this.#retransmit.length) {
+        const logical = this.#retransmit.shift()!;
+        seg = this.#unacked.get(logical);
+        if (seg) {
+          retransmission = true;
+          break;
+        }
+      }
+      while (!seg && this.#urgent.length) {
+        const s = this.#urgent.shift()!;
+        this.#queuedBytes -= s.bytes.length;
+        if (this.#unacked.has(s.logical)) seg = s;
+      }
+      if (!seg) {
+        if (this.#queueHead >= this.#queue.length) break;
+        seg = this.#queue[this.#queueHead++]!;
+        this.#queuedBytes -= seg.bytes.length;
+        if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
+          this.#queue.splice(0, this.#queueHead);
+          this.#queueHead = 0;
+        }
+        // A segment acknowledged meanwhile (after a retransmission raced it) need not go.
+        if (!this.#unacked.has(seg.logical)) continue;
+      }
+      const appLimited = this.#queueHead >= this.#queue.length && this.#urgent.length === 0 && this.#retransmit.length === 0;
+      const sent = this.#sendDatagram(seg, retransmission, appLimited, now);
+      this.#tokens -= sent;
+      if (retransmission) this.stats.retransmissions++;
+    }
+    if (this.#wantDrain && this.hasRoom) {
+      this.#wantDrain = false;
+      this.emit('drain');
+    }
+  }
+
+  #sendDatagram(seg: Segment | undefined, retransmission: boolean, appLimited: boolean, now: number): number {
+    const physical = this.#nextPhysical++;
+    // An ack rides on data only when data came in that is not acknowledged yet (a small one:
+    // the segment needs the room); alone, it is full-sized. Acks are never acknowledged.
+    const withAck = seg === undefined || this.#ackDue;
+    const field: DataMoverField = {
+      connectionId: this.#o.peerId,
+      transport: {
+        flags: seg ? TD_DATA | seg.flags | (retransmission ? TD_RETRANSMISSION : 0) : this.#goodbye ? TD_GOODBYE : 0,
+        logical: seg ? seg.logical : 0,
+        physical,
+      },
+      ...(withAck ? { ack: this.#ackField(now, seg ? PIGGYBACK_ACK : FULL_ACK) } : {}),
+    };
+    const datagram = sealDatagram(this.#o.keys.send, physical, encodeDataMoverField(field), seg ? seg.bytes : new Uint8Array(0));
+    this.#o.transmit(datagram);
+    const bytes = datagram.length;
+    this.stats.datagramsSent++;
+    this.stats.bytesSent += bytes;
+    this.#lastSendAt = now;
+    if (withAck) {
+      this.#ackDue = false;
+      this.#dataSinceAck = 0;
+    }
+    // Ack-only datagrams are not tracked: nothing acknowledges them when the peer has no data to send.
+    if (seg) {
+      // Nothing in flight: a new flight starts, and its rate samples count from
+      // now (Linux's tcp_rate_skb_sent does the same). Otherwise the idle time
+      // since the last ack (a session that waited for its first flow, or a
+      // pause between flows) would be part of every sample of the flight and
+      // make the path look far slower than it is.
+      if (this.#inFlight.size === 0) {
+        this.#firstSentAt = now;
+        this.#deliveredAt = now;
+      }
+      this.#inFlight.set(physical, {
+        logical: seg.logical,
+        bytes,
+        sentAt: now,
+        delivered: this.#delivered,
+        deliveredAt: this.#deliveredAt,
+        firstSentAt: this.#firstSentAt,
+        appLimited,
+      });
+      this.#bytesInFlight += bytes;
+    }
+    return bytes;
+  }
+
+  #sendAckOnly(now: number): void {
+    this.#sendDatagram(undefined, false, true, now);
+  }
+}

@@ -1,0 +1,157 @@
+/**
+ * The gateways' handshake (docs/WIRE.md 3.5): two datagrams that agree on
+ * a session (both connection ids, both session nonces, hence the keys of
+ * datagram-crypto.ts) between two gateways that share a pre-shared key.
+ *
+ *   initiate (kind 2)  initiator -> responder, padded to 1200 bytes
+ *   respond  (kind 3)  responder -> initiator, 60 bytes
+ *
+ * Both are authenticated with HMAC-SHA-256 under the pair's key; the
+ * response's MAC covers the initiation's MAC too, so it answers exactly
+ * that initiation. The responder stays silent to anything that does not
+ * authenticate, is stale (timestamp off by more than 30 s) or is not newer
+ * than the last initiation it answered (InitiationGuard), and its answer
+ * is 20 times smaller than the initiation: the gateway cannot be used to
+ * amplify traffic towards a forged source. Pure codecs plus the guard.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { WireError } from '../../wire/tpo/errors.js';
+import { Reader, Writer } from '../../wire/tpo/cursor.js';
+import { SESSION_NONCE_LENGTH } from './datagram-crypto.js';
+
+export const HANDSHAKE_VERSION = 1;
+const KIND_INITIATE = 2;
+const KIND_RESPOND = 3;
+const MAC_LENGTH = 32;
+/** An initiation is padded to this size (anti-amplification: the answer is 60 bytes). */
+export const INITIATE_LENGTH = 1200;
+export const RESPOND_LENGTH = 28 + MAC_LENGTH;
+/** Initiations whose timestamp is further than this from the responder's clock are ignored. */
+export const MAX_CLOCK_SKEW_MS = 30_000;
+
+export interface Initiation {
+  /** The initiator's connection id (the responder puts it in what it sends). */
+  readonly initiatorId: number;
+  /** Which pre-shared key (peer entry) the initiator used. */
+  readonly keyId: number;
+  /** ms since the epoch when sent. */
+  readonly timestamp: number;
+  readonly nonce: Uint8Array;
+}
+
+export interface Response {
+  readonly initiatorId: number;
+  readonly responderId: number;
+  readonly nonce: Uint8Array;
+}
+
+function mac(psk: Uint8Array, ...parts: Uint8Array[]): Buffer {
+  const h = createHmac('sha256', psk);
+  for (const p of parts) h.update(p);
+  return h.digest();
+}
+
+function prefix(w: Writer, kind: number): void {
+  w.u8(HANDSHAKE_VERSION).u8(kind).u8(0).u8(0);
+}
+
+export function encodeInitiate(psk: Uint8Array, i: Initiation): Uint8Array {
+  if (i.nonce.length !== SESSION_NONCE_LENGTH) throw new WireError('length', `initiate: the nonce has ${SESSION_NONCE_LENGTH} bytes`, 'nonce');
+  const out = new Uint8Array(INITIATE_LENGTH);
+  const w = new Writer(out);
+  prefix(w, KIND_INITIATE);
+  w.u32(i.initiatorId).u32(i.keyId).u64(i.timestamp).bytesOf(i.nonce);
+  // Zero padding up to the MAC.
+  out.set(mac(psk, out.subarray(0, INITIATE_LENGTH - MAC_LENGTH)), INITIATE_LENGTH - MAC_LENGTH);
+  return out;
+}
+
+function header(r: Reader, kind: number): void {
+  const version = r.u8('version');
+  if (version !== HANDSHAKE_VERSION) throw new WireError('version', `handshake: version ${version}`, 'version');
+  const k = r.u8('kind');
+  if (k !== kind) throw new WireError('type', `handshake: kind ${k}, expected ${kind}`, 'kind');
+  if (r.u8('flags') !== 0 || r.u8('reserved') !== 0) throw new WireError('value', 'handshake: reserved bits set', 'flags');
+}
+
+/** The key id of an initiation, read before authenticating it (to pick the key). */
+export function peekKeyId(datagram: Uint8Array): number {
+  const r = new Reader(datagram, 'initiate');
+  header(r, KIND_INITIATE);
+  r.u32('initiatorId');
+  return r.u32('keyId');
+}
+
+/** An initiation, authenticated with `psk`; throws a WireError ('checksum' when the MAC fails). */
+export function decodeInitiate(psk: Uint8Array, datagram: Uint8Array): Initiation {
+  if (datagram.length !== INITIATE_LENGTH)
+    throw new WireError(
+      datagram.length < INITIATE_LENGTH ? 'truncated' : 'length',
+      `initiate: ${datagram.length} bytes, expected ${INITIATE_LENGTH}`,
+      'length',
+    );
+  const body = datagram.subarray(0, INITIATE_LENGTH - MAC_LENGTH);
+  if (!timingSafeEqual(mac(psk, body), datagram.subarray(INITIATE_LENGTH - MAC_LENGTH)))
+    throw new WireError('checksum', 'initiate: MAC does not verify', 'mac');
+  const r = new Reader(datagram, 'initiate');
+  header(r, KIND_INITIATE);
+  const initiatorId = r.u32('initiatorId');
+  const keyId = r.u32('keyId');
+  const timestamp = r.u64('timestamp');
+  const nonce = Uint8Array.from(r.bytesOf(SESSION_NONCE_LENGTH, 'nonce'));
+  const padding = r.bytesOf(INITIATE_LENGTH - MAC_LENGTH - r.offset, 'padding');
+  if (padding.some((b) => b !== 0)) throw new WireError('value', 'initiate: padding is not zero', 'padding');
+  return { initiatorId, keyId, timestamp, nonce };
+}
+
+/** The answer to `initiation` (the datagram as received: its MAC is bound in). */
+export function encodeRespond(psk: Uint8Array, initiation: Uint8Array, r: Response): Uint8Array {
+  if (r.nonce.length !== SESSION_NONCE_LENGTH) throw new WireError('length', `respond: the nonce has ${SESSION_NONCE_LENGTH} bytes`, 'nonce');
+  const out = new Uint8Array(RESPOND_LENGTH);
+  const w = new Writer(out);
+  prefix(w, KIND_RESPOND);
+  w.u32(r.initiatorId).u32(r.responderId).bytesOf(r.nonce);
+  out.set(mac(psk, out.subarray(0, 28), initiation.subarray(INITIATE_LENGTH - MAC_LENGTH)), 28);
+  return out;
+}
+
+/** A response to the initiation `sent` (the initiator's own datagram), authenticated; throws a WireError otherwise. */
+export function decodeRespond(psk: Uint8Array, sent: Uint8Array, datagram: Uint8Array): Response {
+  if (datagram.length !== RESPOND_LENGTH)
+    throw new WireError(datagram.length < RESPOND_LENGTH ? 'truncated' : 'length', `respond: ${datagram.length} bytes, expected ${RESPOND_LENGTH}`, 'length');
+  const expected = mac(psk, datagram.subarray(0, 28), sent.subarray(INITIATE_LENGTH - MAC_LENGTH));
+  if (!timingSafeEqual(expected, datagram.subarray(28)))
+    throw new WireError('checksum', 'respond: MAC does not verify (another key, or an answer to another initiation)', 'mac');
+  const r = new Reader(datagram, 'respond');
+  header(r, KIND_RESPOND);
+  return { initiatorId: r.u32('initiatorId'), responderId: r.u32('responderId'), nonce: Uint8Array.from(r.bytesOf(SESSION_NONCE_LENGTH, 'nonce')) };
+}
+
+/**
+ * The responder's memory of initiations, per peer (WireGuard's rule): an
+ * initiation is answered only if its timestamp is within the clock-skew
+ * window and later than that of every initiation answered before. A
+ * captured initiation replayed later gets no answer once the initiator has
+ * sent a newer one (which it does whenever it pairs), and is never answered
+ * twice; the memory is one number. After a restart the responder has
+ * forgotten it, so a replay of an initiation younger than the window is
+ * answered once; the responder's session stays unconfirmed until the
+ * initiator's first authenticated transport datagram (peer-link.ts), so the
+ * replayer gets that one 60-byte response and nothing more.
+ */
+export class InitiationGuard {
+  #newest = -Infinity;
+
+  /** The newest timestamp answered (ms since the epoch; -Infinity before the first). */
+  get newest(): number {
+    return this.#newest;
+  }
+
+  /** Whether to answer `i` (authenticated already), received at `now` (ms since the epoch); if so, older ones are refused from now on. */
+  accept(i: Initiation, now: number): boolean {
+    if (Math.abs(now - i.timestamp) > MAX_CLOCK_SKEW_MS) return false;
+    if (i.timestamp <= this.#newest) return false;
+    this.#newest = i.timestamp;
+    return true;
+  }
+}

@@ -1,0 +1,298 @@
+/**
+ * The data mover's rate control: a model of the path, not a reaction to
+ * loss (BBR's approach). Random loss on a long link says nothing about
+ * congestion, and halving on it is what caps TCP at 1/(RTT·√loss); instead
+ * the sender estimates
+ *   - the bottleneck bandwidth: the highest delivery rate measured over the
+ *     last 10 round trips (a windowed max filter), and
+ *   - the propagation delay: the minimum RTT (rtt.ts),
+ * and paces at gain × bandwidth, cycling the gain (1.25, 0.75, then 1 for
+ * six round trips) to probe for more bandwidth and drain what the probe
+ * queued; the window of data in flight is 2 × bandwidth × min RTT, so the
+ * queue it can build stays bounded. Startup doubles the rate each round
+ * trip until the measured bandwidth stops growing by 25 % for three rounds,
+ * a run of RTT samples sits above the minimum (a queue is building: see
+ * onRttSample) or a whole round's do, then drains the queue startup built. A round whose RTT shows
+ * a queue standing all round and whose loss is well above the path's
+ * random loss (learned from rounds without a queue) holds the estimate at
+ * 90 % of what was measured (the samples overstated the path), relaxing 2 %
+ * per clean round. The bandwidth window ages only
+ * with rounds that measured the path. An operator cap bounds the pacing
+ * rate; a loss rate far above any random loss (over 20 % in a round)
+ * halves the bandwidth estimate for the next round, as a brake for when
+ * the link really is saturated by others.
+ */
+export const STARTUP_GAIN = 2.885; // 2/ln 2, BBR's
+export const CYCLE_GAINS = [1.25, 0.75, 1, 1, 1, 1, 1, 1] as const;
+const BW_WINDOW_ROUNDS = 10;
+const FULL_BW_GROWTH = 1.25;
+const FULL_BW_ROUNDS = 3;
+const CWND_GAIN = 2;
+const HEAVY_LOSS = 0.2;
+const QUEUE_RTT_FACTOR = 1.25;
+/** A round with this much loss while its RTT shows a full queue means the estimate was too high. */
+const QUEUE_LOSS = 0.005;
+const QUEUE_FULL_RTT_FACTOR = 1.4;
+/** After such a round the estimate is held at this share of itself; the hold relaxes by RELAX per clean round. */
+const QUEUE_BACKOFF = 0.9;
+const RELAX = 1.02;
+/** After a round with a standing queue (no overflow) the estimate is held at this share of itself. */
+const STANDING_BACKOFF = 0.97;
+/** Holds in a row before the estimate is left alone until a clean round (0.9^4 = 0.66 at most). */
+const MAX_HOLDS = 4;
+/** A round's best delivery sample may exceed the round's own delivered/elapsed by this much (probing at gain 1.25 included). */
+const ROUND_SLACK = 1.1;
+/** Startup ends after this many RTT samples in a row show a queue (about 30 ms of acks at 50 Mbit/s: a scheduling stall of the host rarely lasts that long). */
+const STARTUP_QUEUE_SAMPLES = 16;
+/** The queue delay startup tolerates: an eighth of the minimum RTT, between these bounds (RFC 9406's eta). */
+const STARTUP_QUEUE_MIN_MS = 4;
+const STARTUP_QUEUE_MAX_MS = 16;
+
+export type RatePhase = 'startup' | 'drain' | 'probe';
+
+export interface RateControlOptions {
+  /** Operator cap on the pacing rate, bytes/s (Infinity: none). */
+  readonly maxRateBps?: number;
+  /** Rate before any measurement, bytes/s; default 1 Mbit/s. */
+  readonly initialRateBps?: number;
+  /** Smallest window, bytes (a few segments keep a slow link moving). */
+  readonly minWindowBytes?: number;
+  /**
+   * The first flight, bytes (default 10 datagrams of 1394 B). Once the
+   * minimum RTT is known (the handshake's, before any ack), startup paces
+   * it at STARTUP_GAIN × this per RTT, as BBR paces its initial window.
+   */
+  readonly initialWindowBytes?: number;
+}
+
+/** One delivery rate sample: bytes delivered over an interval, as acknowledged. */
+export interface DeliverySample {
+  readonly bytesPerSecond: number;
+  /**
+   * Taken while the sender had less to send than the rate allowed: such a
+   * sample shows what the application offered, not what the path carries,
+   * so it may raise the estimate but is not kept when it is lower.
+   */
+  readonly appLimited: boolean;
+}
+
+export class RateControl {
+  #phase: RatePhase = 'startup';
+  #cycle = 0;
+  /** Per round of the window: the max delivery rate seen in it. */
+  readonly #bwByRound: number[] = [];
+  #fullBw = 0;
+  #fullBwRounds = 0;
+  #minRttMs = Infinity;
+  #roundLost = 0;
+  #roundDelivered = 0;
+  #brake = 1;
+  /** An upper bound on the estimate after rounds that overflowed the bottleneck's queue (BBRv2's bw_hi, simplified). */
+  #bwCap = Infinity;
+  /** Loss rate of rounds without a standing queue (EWMA): the path's random loss, which says nothing about the estimate. */
+  #baseLoss = 0;
+  /** This round produced a sample the estimate may rest on (not an app-limited one below it). */
+  #measured = false;
+  /**
+   * This round acknowledged data sent while the sender had more to send
+   * than its rate allowed. Only such rounds say anything about the path:
+   * a sender with little to send (the far gateway, whose direction carries
+   * replies and window updates) neither fills the bottleneck nor queues at
+   * it, and its RTT carries the other direction's queue (its acks travel
+   * with the bulk), so neither its growth stalling nor its RTT may end its
+   * startup or hold its estimate (Linux BBR skips app-limited rounds too).
+   */
+  #roundPathSample = false;
+  #roundStartMs = NaN;
+  /** RTT samples in a row above the minimum by startup's queue allowance. */
+  #queuedSamples = 0;
+  /** Rounds in a row that held the estimate down (overflow or standing queue). */
+  #holdsInRow = 0;
+  readonly #cap: number;
+  readonly #initial: number;
+  readonly #minWindow: number;
+  readonly #initialWindow: number;
+
+  constructor(options: RateControlOptions = {}) {
+    this.#cap = options.maxRateBps ?? Infinity;
+    this.#initial = options.initialRateBps ?? 125_000;
+    this.#minWindow = options.minWindowBytes ?? 4 * 1400;
+    this.#initialWindow = Math.max(this.#minWindow, options.initialWindowBytes ?? 10 * 1394);
+  }
+
+  /** Where startup begins: the configured rate, or the initial window paced over the known minimum RTT if that is faster. */
+  get #startRate(): number {
+    return Number.isFinite(this.#minRttMs) && this.#minRttMs > 0
+      ? Math.max(this.#initial, (STARTUP_GAIN * this.#initialWindow * 1000) / this.#minRttMs)
+      : this.#initial;
+  }
+
+  /** The window before the first measurement: the initial window, or the start rate's worth of one RTT (100 ms while the RTT is unknown). */
+  get #startWindow(): number {
+    const rtt = Number.isFinite(this.#minRttMs) ? this.#minRttMs : INITIAL_WINDOW_RTT_MS;
+    return Math.max(this.#initialWindow, (this.#initial * rtt) / 1000);
+  }
+
+  get phase(): RatePhase {
+    return this.#phase;
+  }
+
+  /** The bottleneck bandwidth estimate, bytes/s (0 before a sample). */
+  get bandwidthBps(): number {
+    return this.#bwByRound.length ? Math.min(Math.max(...this.#bwByRound), this.#bwCap) * this.#brake : 0;
+  }
+
+  get gain(): number {
+    if (this.#phase === 'startup') return STARTUP_GAIN;
+    if (this.#phase === 'drain') return 1 / STARTUP_GAIN;
+    return CYCLE_GAINS[this.#cycle % CYCLE_GAINS.length]!;
+  }
+
+  /** Bytes/s to pace at now. */
+  get pacingRateBps(): number {
+    const bw = this.bandwidthBps;
+    let rate = bw > 0 ? this.gain * bw : this.#startRate;
+    // The first samples of startup measure the tiny initial flight, not the
+    // path: startup never paces below where it began.
+    if (this.#phase === 'startup') rate = Math.max(rate, this.#startRate);
+    return Math.min(this.#cap, rate);
+  }
+
+  /** Bytes that may be in flight (unacknowledged) now. */
+  get windowBytes(): number {
+    const bw = Math.min(this.#cap, this.bandwidthBps);
+    if (!(bw > 0) || !Number.isFinite(this.#minRttMs)) return this.#startWindow;
+    const bdp = (bw * this.#minRttMs) / 1000;
+    const window = (this.#phase === 'startup' ? STARTUP_GAIN : CWND_GAIN) * bdp;
+    return Math.max(this.#minWindow, this.#phase === 'startup' ? Math.max(window, this.#startWindow) : window);
+  }
+
+  /** A delivery rate sample (from an ack). */
+  onDelivery(sample: DeliverySample, bytesDelivered: number): void {
+    this.#roundDelivered += bytesDelivered;
+    if (!(sample.bytesPerSecond > 0)) return;
+    if (sample.appLimited && sample.bytesPerSecond <= this.bandwidthBps) return;
+    if (this.#bwByRound.length === 0) this.#bwByRound.push(0);
+    const i = this.#bwByRound.length - 1;
+    this.#bwByRound[i] = Math.max(this.#bwByRound[i]!, sample.bytesPerSecond);
+    this.#measured = true;
+    if (!sample.appLimited) this.#roundPathSample = true;
+  }
+
+  onLoss(bytesLost: number): void {
+    this.#roundLost += bytesLost;
+  }
+
+  onMinRtt(ms: number): void {
+    this.#minRttMs = ms;
+  }
+
+  /**
+   * One RTT sample. In startup, when the last STARTUP_QUEUE_SAMPLES samples
+   * all sit above the minimum by more than the queue allowance, a queue is
+   * building: startup ends now (HyStart++'s delay signal, RFC 9406, on a
+   * sliding run of samples rather than a whole round). Waiting for the round
+   * to end, as onRoundEnd does, let a startup pacing at 2.9× the link fill a
+   * 100 ms bottleneck queue and lose 1,300 datagrams to it before it
+   * stopped (measured at 50 Mbit/s, 100 ms RTT); the rate a queue starts to
+   * build at is the bottleneck's, so the estimate is already right.
+   */
+  onRttSample(ms: number, appLimited = false): void {
+    if (this.#phase !== 'startup' || !Number.isFinite(this.#minRttMs) || appLimited) return;
+    const allowance = Math.min(STARTUP_QUEUE_MAX_MS, Math.max(STARTUP_QUEUE_MIN_MS, this.#minRttMs / 8));
+    if (ms > this.#minRttMs + allowance) {
+      if (++this.#queuedSamples >= STARTUP_QUEUE_SAMPLES && this.bandwidthBps > 0) this.#phase = 'drain';
+    } else {
+      this.#queuedSamples = 0;
+    }
+  }
+
+  /**
+   * A round trip ended (everything sent at its start has been acknowledged
+   * or declared lost). `roundRttMs`: the lowest RTT sample of the round,
+   * if any: in startup, a round whose every sample is 25 % above the path's
+   * minimum means a queue is building (HyStart's signal, unaffected by
+   * random loss), so startup ends before it overflows the queue.
+   */
+  onRoundEnd(bytesInFlight: number, roundRttMs = Infinity, _roundMaxRttMs = roundRttMs, nowMs = NaN): void {
+    const lossRate = this.#roundLost / Math.max(1, this.#roundLost + this.#roundDelivered);
+    // Past startup, a round's best per-ack sample may not exceed what the
+    // whole round delivered by more than ROUND_SLACK: single samples span one
+    // ack interval and late, bunched acks (timer or path jitter of 10-20 ms
+    // against a 100 ms interval) inflate them by as much; the max filter
+    // would keep exactly those, pace above the bottleneck and hold a
+    // standing queue (measured: estimate 57 Mbit/s on a 50 Mbit/s link,
+    // RTT 190 ms instead of 100).
+    const roundMs = nowMs - this.#roundStartMs;
+    if (this.#phase !== 'startup' && this.#measured && Number.isFinite(roundMs) && roundMs > 0 && this.#bwByRound.length) {
+      const aggregate = (this.#roundDelivered * 1000) / roundMs;
+      const i = this.#bwByRound.length - 1;
+      if (aggregate > 0) this.#bwByRound[i] = Math.min(this.#bwByRound[i]!, aggregate * ROUND_SLACK);
+    }
+    if (Number.isFinite(nowMs)) this.#roundStartMs = nowMs;
+    this.#brake = lossRate > HEAVY_LOSS ? this.#brake * 0.5 : Math.min(1, this.#brake * 2);
+    // Loss in a round whose RTT shows a full queue is the bottleneck
+    // overflowing, not random loss: the estimate is too high, so it is held
+    // below what was measured. Random loss alone (no queue in the RTT)
+    // leaves it alone.
+    // Every sample of the round above the minimum by that factor: the queue
+    // stood the whole round (a single slow sample proves nothing).
+    const queueFull = Number.isFinite(roundRttMs) && Number.isFinite(this.#minRttMs) && roundRttMs > this.#minRttMs * QUEUE_FULL_RTT_FACTOR;
+    const measured = this.#bwByRound.length ? Math.max(...this.#bwByRound) : 0;
+    if (!queueFull) this.#baseLoss = 0.9 * this.#baseLoss + 0.1 * lossRate;
+    // Overflow: loss well above the path's random loss while the queue stood all round.
+    const overflow = queueFull && lossRate > 2 * this.#baseLoss + QUEUE_LOSS;
+    // A queue that stood all round (even the round's lowest RTT is well above
+    // the path's): the estimate is above the bottleneck (jittery acks inflate
+    // samples). Hold it a little lower until the queue is gone, so the link
+    // stays full but the queue, and every flow's latency with it, stays short.
+    const standing = Number.isFinite(roundRttMs) && Number.isFinite(this.#minRttMs) && roundRttMs > this.#minRttMs * QUEUE_RTT_FACTOR + 2;
+    // Each hold pulls the pacing below what later rounds can measure, so a
+    // signal that does not go away (an RTT inflated by a busy host rather
+    // than a queue, or loss learned while the RTT looked queued) would
+    // ratchet the rate to nothing: at most MAX_HOLDS holds in a row, then
+    // the estimate stays where it is until a clean round relaxes it.
+    const hold = this.#holdsInRow < MAX_HOLDS && measured > 0 && this.#roundPathSample;
+    if (this.#phase !== 'startup' && overflow && hold) {
+      this.#bwCap = Math.min(this.#bwCap, measured) * QUEUE_BACKOFF;
+      this.#holdsInRow++;
+    } else if (this.#phase === 'probe' && standing && hold) {
+      this.#bwCap = Math.min(this.#bwCap, measured) * STANDING_BACKOFF;
+      this.#holdsInRow++;
+    } else if (!overflow && !standing) {
+      this.#holdsInRow = 0;
+      if (Number.isFinite(this.#bwCap)) this.#bwCap = this.#bwCap * RELAX > measured ? Infinity : this.#bwCap * RELAX;
+    }
+    this.#roundLost = 0;
+    this.#roundDelivered = 0;
+    const bw = this.bandwidthBps;
+    if (this.#phase === 'startup' && !this.#roundPathSample) {
+      // Application-limited: the path was not tested this round; startup goes on.
+    } else if (this.#phase === 'startup') {
+      if (Number.isFinite(roundRttMs) && Number.isFinite(this.#minRttMs) && roundRttMs > this.#minRttMs * QUEUE_RTT_FACTOR + 2) {
+        this.#phase = 'drain';
+      } else if (bw >= this.#fullBw * FULL_BW_GROWTH) {
+        this.#fullBw = bw;
+        this.#fullBwRounds = 0;
+      } else if (++this.#fullBwRounds >= FULL_BW_ROUNDS) {
+        this.#phase = 'drain';
+      }
+    } else if (this.#phase === 'drain') {
+      // Drained once what is in flight fits one bandwidth-delay product.
+      if (bytesInFlight <= (bw * this.#minRttMs) / 1000) this.#phase = 'probe';
+    } else {
+      this.#cycle++;
+    }
+    // The window ages only with rounds that measured the path: an idle or
+    // application-limited spell keeps the last estimate instead of decaying
+    // to what the application happened to offer.
+    if (this.#measured) {
+      this.#bwByRound.push(0);
+      if (this.#bwByRound.length > BW_WINDOW_ROUNDS) this.#bwByRound.shift();
+    }
+    this.#measured = false;
+    this.#roundPathSample = false;
+  }
+}
+
+const INITIAL_WINDOW_RTT_MS = 100;
