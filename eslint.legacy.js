@@ -16,7 +16,6 @@ export const maxLines = [
   'src/tpo/gateway/tcp-edge.ts',
   'src/tpo/intercept/tproxy-interceptor.ts',
   'harness/wan/udp-emulator.ts',
-  'src/wire/mpegts.ts',
 ];
 
 /** Library code that installs process-wide handlers (issue 17, item 7: only src/cli may). */

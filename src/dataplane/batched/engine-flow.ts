@@ -13,7 +13,7 @@
 import { createSockaddrMatcher } from '../../policy/source-filter.js';
 import { formatEndpoint, isWildcard, type Endpoint } from '../../wire/endpoint.js';
 import type { FlowPlan } from '../../policy/compile.js';
-import { isTsDatagramAt } from '../../wire/mpegts.js';
+import { isTsDatagramAt } from '../../wire/mpegts/datagram.js';
 import { RawUdpSocket } from '../../sys/udp-socket.js';
 import { NativeRegion } from '../../sys/memory.js';
 import { writeSockaddr } from '../../sys/sockaddr.js';
