@@ -9,7 +9,6 @@
 export const maxLines = [
   'src/dataplane/batched/engine-flow.ts',
   'src/sender/send-worker.ts',
-  'src/sender/stream-scheduler.ts',
   'src/tpo/gateway/gateway.ts',
   'src/tpo/gateway/tcp-edge.ts',
   'src/tpo/intercept/tproxy-interceptor.ts',
