@@ -6,8 +6,8 @@
  */
 
 /** Over 400 lines with no reason at the top yet: to be split (issue 17, item 9). */
+// prettier-ignore
 export const maxLines = [
-  'src/dataplane/batched/engine-flow.ts',
   'src/tpo/gateway/gateway.ts',
   'src/tpo/gateway/tcp-edge.ts',
   'src/tpo/intercept/tproxy-interceptor.ts',

@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- one flow's per-datagram hot path (check, hold, GSO runs, flush) is one closure-free class over shared state */
 /**
  * One redirect/replicate flow inside the batched worker: its sockets, its
  * compiled source check, its destinations (sockaddrs in native memory) and
