@@ -37,17 +37,9 @@ import {
   type CarriedMessage,
 } from '../../src/wire/tpo/driver-buffer.js';
 import { decodeDataMoverField, encodeDataMoverField, dataMoverFieldLength, type DataMoverField } from '../../src/wire/tpo/data-mover.js';
-import { compress, openDriverBuffer } from '../../src/tpo/protocol/packet-driver.js';
-import {
-  decodeInitiate,
-  decodeRespond,
-  encodeInitiate,
-  encodeRespond,
-  peekKeyId,
-  InitiationGuard,
-  INITIATE_LENGTH,
-  MAX_CLOCK_SKEW_MS,
-} from '../../src/tpo/protocol/handshake.js';
+import { compress, openDriverBuffer } from '../../src/wire/tpo/compression.js';
+import { decodeInitiate, decodeRespond, encodeInitiate, encodeRespond, peekKeyId, INITIATE_LENGTH, MAX_CLOCK_SKEW_MS } from '../../src/wire/tpo/handshake.js';
+import { InitiationGuard } from '../../src/tpo/protocol/initiation-guard.js';
 import { openDatagram, sealDatagram, TAG_LENGTH } from '../../src/tpo/protocol/datagram-crypto.js';
 import { ReplayWindow } from '../../src/tpo/protocol/replay-window.js';
 import { Reassembler, segmentBuffer, type Segment } from '../../src/tpo/protocol/segments.js';
