@@ -23,7 +23,8 @@ import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
 import { DataMover } from '../../src/tpo/protocol/data-mover.js';
 import { deriveSessionKeys } from '../../src/tpo/protocol/datagram-crypto.js';
-import { PacketDriver, openDriverBuffer } from '../../src/tpo/protocol/packet-driver.js';
+import { PacketDriver } from '../../src/tpo/protocol/packet-driver.js';
+import { openDriverBuffer } from '../../src/wire/tpo/compression.js';
 import { openDatagramPort, type DatagramPort } from '../../src/tpo/io/datagram-port.js';
 import { flag } from './load-common.js';
 

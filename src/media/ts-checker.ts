@@ -5,18 +5,9 @@
  * nothing per packet or per datagram.
  */
 
-import {
-  AF_DISCONTINUITY,
-  AF_PCR,
-  PID_NULL,
-  PID_PAT,
-  TABLE_ID_PAT,
-  TABLE_ID_PMT,
-  TS_PACKET_SIZE,
-  TS_SYNC_BYTE,
-  checkPsiSection,
-  readPcr,
-} from '../wire/mpegts.js';
+import { AF_DISCONTINUITY, AF_PCR, PID_NULL, PID_PAT, TS_PACKET_SIZE, TS_SYNC_BYTE } from '../wire/mpegts/packet.js';
+import { TABLE_ID_PAT, TABLE_ID_PMT, checkPsiSection } from '../wire/mpegts/psi.js';
+import { readPcr } from '../wire/mpegts/pcr.js';
 
 /** Snapshot of a `TsContinuityChecker`. Plain numbers, so it serializes to JSON. */
 export interface TsCheckerStats {

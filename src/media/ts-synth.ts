@@ -11,17 +11,9 @@
  * sending with `datagramIntervalNs`.
  */
 
-import {
-  PCR_MODULUS,
-  PID_PAT,
-  TS_PACKET_SIZE,
-  TS_PACKETS_PER_DATAGRAM,
-  encodePatSection,
-  encodePmtSection,
-  encodePsiPayload,
-  maxTsPayload,
-  writeTsHeader,
-} from '../wire/mpegts.js';
+import { PCR_MODULUS } from '../wire/mpegts/pcr.js';
+import { PID_PAT, TS_PACKET_SIZE, TS_PACKETS_PER_DATAGRAM, maxTsPayload, writeTsHeader } from '../wire/mpegts/packet.js';
+import { encodePatSection, encodePmtSection, encodePsiPayload } from '../wire/mpegts/psi.js';
 
 export interface SyntheticTsOptions {
   /**

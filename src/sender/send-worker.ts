@@ -4,55 +4,26 @@
  * then a short spin: Node timers are 1 ms coarse and this thread has
  * nothing else to do), and hands every group of messages due together to
  * the kernel in one sendmmsg per address family, straight from the job's
- * buffer (iovecs into it, no copy). Outcomes go back in one message.
+ * buffer (iovecs into it, no copy). Outcomes go back in one message. Write
+ * jobs run in send-write.ts.
  */
 import { parentPort } from 'node:worker_threads';
 import { RawUdpSocket } from '../sys/udp-socket.js';
-import { SendVector } from '../sys/send-vector.js';
 import { NativeRegion, addressOf } from '../sys/memory.js';
 import { setThreadNice, setTimerSlack } from '../sys/thread.js';
 import { writeSockaddr } from '../sys/sockaddr.js';
-import { EAGAIN, ENOBUFS, errnoName } from '../sys/errno.js';
-import { MSG_ZEROCOPY } from '../sys/constants.js';
-import { enableZeroCopy, ZeroCopyCompletions } from '../sys/zerocopy.js';
+import { EAGAIN, errnoName } from '../sys/errno.js';
+import { SIZEOF_SOCKADDR_IN6 as SOCKADDR_SIZE } from '../sys/constants.js';
 import { ReasonCodes } from './results.js';
 import { Interleaver } from './interleave.js';
-import type { AggregateJob, Job, JobOutcome, WriteJob, WriteOutcome, WriteZeroCopy } from './send-protocol.js';
+import { GSO_MAX_BYTES, MAX_BATCH, sleep, vector } from './send-worker-shared.js';
+import { runWrite } from './send-write.js';
+import type { AggregateJob, Job, JobOutcome } from './send-protocol.js';
 
-const SOCKADDR_SIZE = 28;
-const MAX_BATCH = 1024;
 /** Spin for the last part of a wait: a futex wake-up is late by tens of µs. */
 const SPIN_MS = 0.25;
-/** Bytes of UDP payload one GSO message may carry (the IP datagram limit, less headers). */
-const GSO_MAX_BYTES = 65_000;
-/** A write that makes no progress for this long (socket buffer never drains) fails. */
-const STALL_MS = 10_000;
 /** A send refused for a full socket buffer is retried this long, then dropped. */
 const EAGAIN_GIVE_UP_MS = 1000;
-/**
- * Smallest sendmmsg message (bytes) sent with MSG_ZEROCOPY. Pinning pages
- * and reading a completion cost more than copying small sends: the kernel
- * docs (networking/msg_zerocopy.rst) put the break-even at writes of
- * around 10 KB per send call, and for sendmmsg each message is a send call.
- * In practice: GSO runs (burst ≥ 7 of 1472-byte packets) qualify, single
- * MTU-sized datagrams do not.
- */
-const ZEROCOPY_MIN_BYTES = 10 * 1024;
-/**
- * How long a write waits, after its last send, for the kernel to release
- * the caller's pages. Completions normally arrive within a transmit
- * (microseconds to milliseconds); this bounds a wedged device queue.
- */
-const ZEROCOPY_WAIT_MS = 5000;
-/**
- * When every completion of a write came back flagged "copied" (the path
- * delivers locally or crosses a veth into another namespace, where the
- * kernel copies the pinned pages anyway), zerocopy only adds pinning and
- * notifications: later writes copy for this long, then try again (the
- * kernel docs advise exactly this). Per family, for this worker.
- */
-const ZEROCOPY_COPIED_BACKOFF_MS = 10_000;
-const zeroCopyCopiedUntil = new Map<4 | 6, number>();
 
 /**
  * The pacer's nice value, where the process may lower it (root, or
@@ -74,8 +45,6 @@ setThreadNice(PACER_NICE);
  */
 setTimerSlack(1);
 
-const sleeper = new Int32Array(new SharedArrayBuffer(4));
-const vector = new SendVector(MAX_BATCH, MAX_BATCH);
 /** Per vector message of an aggregate: its run of messages, as a slice of the group's order. */
 const runStart = new Int32Array(MAX_BATCH);
 const runLength = new Int32Array(MAX_BATCH);
@@ -84,7 +53,7 @@ function waitUntil(t: number): void {
   for (;;) {
     const left = t - performance.now();
     if (left <= 0) return;
-    if (left > SPIN_MS) Atomics.wait(sleeper, 0, 0, left - SPIN_MS);
+    if (left > SPIN_MS) sleep(left - SPIN_MS);
   }
 }
 
@@ -188,7 +157,7 @@ function run(job: AggregateJob): JobOutcome {
               }
               at += r;
             } else if (-r === EAGAIN && performance.now() < giveUp) {
-              Atomics.wait(sleeper, 0, 0, 0.2);
+              sleep(0.2);
             } else {
               // The kernel refused message `at`: count it against its destination and go on.
               mark(at, t, errnoName(-r));
@@ -209,224 +178,6 @@ function run(job: AggregateJob): JobOutcome {
       sendCalls,
       gsoMessages,
       elapsedMs: 0,
-      fatal: err instanceof Error ? err.message : String(err),
-    };
-  } finally {
-    for (const s of sockets.values()) s.close();
-  }
-}
-
-/**
- * A segmented write: destinations interleaved `burst` packets at a time.
- * A run of several packets for one destination is one sendmmsg message
- * with a single iovec over the run's bytes (contiguous in the entry) and
- * UDP_SEGMENT = packetSize: the kernel cuts it (GSO; the last packet may
- * be shorter). Messages go to the kernel 1024 per sendmmsg. With
- * `job.zeroCopy`, messages of ZEROCOPY_MIN_BYTES or more go with
- * MSG_ZEROCOPY (the kernel pins the caller's pages instead of copying),
- * and the outcome is posted only after every such send's completion was
- * read from the socket's error queue: the caller's buffers are then free.
- */
-function runWrite(job: WriteJob): WriteOutcome {
-  const n = job.address.length;
-  const sentPackets = new Float64Array(n);
-  const sentBytes = new Float64Array(n);
-  const errors = new Float64Array(n);
-  const lastError = new Array<string>(n).fill('');
-  const sockets = new Map<4 | 6, RawUdpSocket>();
-  const names = new NativeRegion(Math.max(1, n) * SOCKADDR_SIZE);
-  const nameLen = new Int32Array(n);
-  const t0 = performance.now();
-  let sendCalls = 0;
-  let gsoMessages = 0;
-  let packets = 0;
-  const size = job.packetSize;
-  const perRun = Math.max(1, Math.min(job.burst, job.gsoMaxSegments > 1 ? Math.min(job.gsoMaxSegments, Math.floor(GSO_MAX_BYTES / size)) : 1));
-  // Per family: its completion tracker once SO_ZEROCOPY is on; families
-  // whose socket copies whatever the size (option refused, zerocopy gave up).
-  const zc = new Map<4 | 6, ZeroCopyCompletions>();
-  const copyOnly = new Set<4 | 6>();
-  let zcFallback: string | undefined;
-  const zeroCopyFor = (family: 4 | 6): ZeroCopyCompletions | undefined => {
-    if (copyOnly.has(family)) return undefined;
-    if (performance.now() < (zeroCopyCopiedUntil.get(family) ?? 0)) {
-      zcFallback ??= `the kernel copied every zerocopy send of a recent write on this path (local or veth delivery): copying for up to ${ZEROCOPY_COPIED_BACKOFF_MS / 1000} s`;
-      copyOnly.add(family);
-      return undefined;
-    }
-    let t = zc.get(family);
-    if (!t) {
-      const fd = sockets.get(family)!.fd;
-      const refused = enableZeroCopy(fd);
-      if (refused) {
-        zcFallback ??= `${refused}: copying instead`;
-        copyOnly.add(family);
-        return undefined;
-      }
-      zc.set(family, (t = new ZeroCopyCompletions(fd)));
-    }
-    return t;
-  };
-  const wantsZeroCopy = (bytes: number): boolean => job.zeroCopy && bytes >= ZEROCOPY_MIN_BYTES;
-  /**
-   * Holds the write until the kernel has released every page it pinned:
-   * only then may the main thread let the caller reuse the buffers.
-   * Returns what went wrong, if anything.
-   */
-  const awaitCompletions = (): string | undefined => {
-    const problems: string[] = [];
-    for (const [family, t] of zc) {
-      try {
-        if (!t.waitAll(ZEROCOPY_WAIT_MS))
-          problems.push(
-            `IPv${family}: ${t.outstanding} of ${t.sends} zerocopy sends not completed after ${ZEROCOPY_WAIT_MS} ms (the kernel may still read the buffers)`,
-          );
-      } catch (err) {
-        problems.push(`IPv${family}: ${err instanceof Error ? err.message : String(err)}`);
-      }
-      if (t.malformed) problems.push(`IPv${family}: ${t.malformed} undecodable error-queue notifications`);
-      if (t.completed > 0 && t.copied === t.completed) zeroCopyCopiedUntil.set(family, performance.now() + ZEROCOPY_COPIED_BACKOFF_MS);
-    }
-    return problems.length ? problems.join('; ') : undefined;
-  };
-  const zeroCopyReport = (error: string | undefined): WriteZeroCopy | undefined => {
-    if (!job.zeroCopy) return undefined;
-    let sends = 0;
-    let completed = 0;
-    let copied = 0;
-    for (const t of zc.values()) {
-      sends += t.sends;
-      completed += t.completed;
-      copied += t.copied;
-    }
-    return { sends, completed, copied, ...(zcFallback ? { fallback: zcFallback } : {}), ...(error ? { error } : {}) };
-  };
-  try {
-    for (const family of new Set(job.toFamily) as Set<4 | 6>) {
-      const s = RawUdpSocket.open(family);
-      sockets.set(family, s);
-      if (job.from && job.from.family === family) s.bind(job.from);
-    }
-    for (let i = 0; i < n; i++) {
-      nameLen[i] = writeSockaddr(names.bytes, i * SOCKADDR_SIZE, job.toFamily[i] as 4 | 6, job.toAddress[i]!, job.toPort[i]!);
-      packets += Math.ceil(job.length[i]! / size);
-    }
-    // Messages queued per family, in plan order: entry, offset, bytes, packets.
-    const next = new Float64Array(n);
-    interface Msg {
-      entry: number;
-      offset: number;
-      bytes: number;
-      count: number;
-    }
-    const queue = new Map<4 | 6, Msg[]>([...sockets.keys()].map((f) => [f, []]));
-    const flush = (family: 4 | 6, all: boolean): void => {
-      const q = queue.get(family)!;
-      const sock = sockets.get(family)!;
-      while (q.length >= MAX_BATCH || (all && q.length > 0)) {
-        vector.clear();
-        const batch = q.splice(0, MAX_BATCH);
-        for (const m of batch) {
-          vector.begin(names.address + m.entry * SOCKADDR_SIZE, nameLen[m.entry]!, m.count > 1 ? size : 0);
-          vector.addIov(job.address[m.entry]! + m.offset, m.bytes);
-        }
-        let at = 0;
-        let stallAt = performance.now() + STALL_MS;
-        while (at < batch.length) {
-          // sendmmsg's flags cover the whole call: send the run of messages
-          // from `at` that all want MSG_ZEROCOPY, or all do not.
-          const zero = wantsZeroCopy(batch[at]!.bytes);
-          let end = at + 1;
-          while (end < batch.length && wantsZeroCopy(batch[end]!.bytes) === zero) end++;
-          const tracker = zero ? zeroCopyFor(family) : undefined;
-          sendCalls++;
-          const r = vector.send(sock.fd, at, tracker ? MSG_ZEROCOPY : 0, end);
-          if (r > 0) {
-            for (let k = at; k < at + r; k++) {
-              const m = batch[k]!;
-              sentPackets[m.entry] = sentPackets[m.entry]! + m.count;
-              sentBytes[m.entry] = sentBytes[m.entry]! + m.bytes;
-              if (m.count > 1) gsoMessages++;
-            }
-            at += r;
-            stallAt = performance.now() + STALL_MS;
-            if (tracker) {
-              tracker.sends += r;
-              // Reading completions as they come keeps the error queue (and
-              // the optmem it is charged to) short.
-              tracker.drain();
-            }
-          } else if (-r === EAGAIN) {
-            if (performance.now() > stallAt) throw new Error('sendmmsg: EAGAIN for 10 s, the socket buffer never drained');
-            tracker?.drain();
-            Atomics.wait(sleeper, 0, 0, 0.2);
-          } else if (tracker && -r === ENOBUFS) {
-            // Zerocopy's own limits: notifications pending past the
-            // socket's optmem, or pinned pages past RLIMIT_MEMLOCK. Waiting
-            // for completions frees both; with none outstanding it will not
-            // pass, so this socket copies from here on.
-            tracker.drain();
-            if (tracker.outstanding > 0) {
-              if (performance.now() > stallAt) throw new Error('sendmmsg(MSG_ZEROCOPY): ENOBUFS for 10 s, zerocopy completions never freed room');
-              tracker.waitAll(1);
-            } else {
-              copyOnly.add(family);
-              zcFallback ??= 'sendmmsg(MSG_ZEROCOPY): ENOBUFS with no completion pending (locked-page or optmem limit): copying instead';
-            }
-          } else {
-            const m = batch[at]!;
-            errors[m.entry] = errors[m.entry]! + m.count;
-            lastError[m.entry] = errnoName(-r);
-            at++;
-          }
-        }
-      }
-    };
-    let remaining = packets;
-    while (remaining > 0) {
-      for (let e = 0; e < n; e++) {
-        // One round: up to `burst` packets for entry e, in runs of perRun.
-        let left = job.burst;
-        while (left > 0 && next[e]! < job.length[e]!) {
-          const offset = next[e]!;
-          const count = Math.min(left, perRun, Math.ceil((job.length[e]! - offset) / size));
-          const bytes = Math.min(count * size, job.length[e]! - offset);
-          queue.get(job.toFamily[e] as 4 | 6)!.push({ entry: e, offset, bytes, count });
-          next[e] = offset + bytes;
-          left -= count;
-          remaining -= count;
-        }
-      }
-      for (const f of queue.keys()) flush(f, false);
-    }
-    for (const f of queue.keys()) flush(f, true);
-    const zeroCopy = zeroCopyReport(awaitCompletions());
-    return {
-      id: job.id,
-      packets,
-      sentPackets,
-      sentBytes,
-      errors,
-      lastError,
-      sendCalls,
-      gsoMessages,
-      ...(zeroCopy ? { zeroCopy } : {}),
-      elapsedMs: performance.now() - t0,
-    };
-  } catch (err) {
-    // Sends that did go out may still hold the caller's pages: wait for them here too.
-    const zeroCopy = zeroCopyReport(awaitCompletions());
-    return {
-      id: job.id,
-      packets,
-      sentPackets,
-      sentBytes,
-      errors,
-      lastError,
-      sendCalls,
-      gsoMessages,
-      ...(zeroCopy ? { zeroCopy } : {}),
-      elapsedMs: performance.now() - t0,
       fatal: err instanceof Error ? err.message : String(err),
     };
   } finally {

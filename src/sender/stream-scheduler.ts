@@ -5,17 +5,9 @@
  * stream into ONE segmented write (Sluice.write, or any function with its
  * shape), so that one send call carries many streams' packets.
  *
- * Pacing. Each stream has its own start (when it was added) and its own
- * ideal schedule: packet k, which ends at byte offset e_k of the data, is
- * due at start + e_k × 8 / bitrate (a packet is due once its last byte is,
- * so a stream never gets ahead of its bitrate). At every tick the
- * scheduler takes, per stream, the whole packets due by then that have not
- * been handed over yet: the amount is computed from the stream's start
- * and the current time, never from the previous tick, so fractions carry
- * over, the long-run rate is exact, and a late tick catches up instead of
- * drifting. The data goes to the write as subarray views of the stream's
- * buffer (no copy); the caller must not change the buffer while the
- * stream runs.
+ * Pacing is per stream (stream.ts): at every tick the scheduler takes from
+ * each stream the whole packets due by then, computed from the stream's
+ * start and the clock, as views of its buffer (no copy).
  *
  * The tick rule. tick = the time the aggregate packet rate of all running
  * streams takes to produce TICK_PACKETS (64) packets, so that one write
@@ -29,12 +21,11 @@
  * them → 1.68 ms; 1000 → 1 ms. It is recomputed whenever a stream is
  * added, removed or finishes; the `tickMs` option overrides it.
  *
- * Ticks are scheduled on absolute deadlines (anchor + n × tick), not by
- * chaining timeouts, so timer delays do not accumulate; a tick whose
- * timer fired very late just carries more. At most one write is in
- * flight: if the previous write is still running at a tick, that tick
- * sends nothing and counts an overrun, and the next tick carries
- * everything due by then (so per-stream order is kept across writes).
+ * Ticks fall on absolute deadlines (tick-grid.ts); a tick whose timer
+ * fired very late just carries more. At most one write is in flight: if
+ * the previous write is still running at a tick, that tick sends nothing
+ * and counts an overrun, and the next tick carries everything due by then
+ * (so per-stream order is kept across writes).
  *
  * Lateness of a packet is the time between its ideal due time and the
  * tick that hands it to the write; with ticks of T ms it is spread over
@@ -48,6 +39,11 @@ import { MAX_BATCH_BYTES, MAX_SUBSCRIBERS, type SegmentPolicy } from '../policy/
 import { parseSegment } from '../policy/validate.js';
 import { ClosedError, ConflictError, InvalidArgumentError } from '../errors.js';
 import type { Percentiles, WriteResult } from './results.js';
+import { Histogram } from './histogram.js';
+import { Stream, type StreamHandle, type StreamInput, type StreamStats, type StreamStatus } from './stream.js';
+import { TickGrid } from './tick-grid.js';
+
+export type { StreamHandle, StreamInput, StreamStats, StreamStatus } from './stream.js';
 
 /** Packets one tick's write should carry at the aggregate rate of all streams. */
 export const TICK_PACKETS = 64;
@@ -93,45 +89,6 @@ export interface StreamSchedulerOptions {
   from?: EndpointInput;
 }
 
-export interface StreamInput {
-  /** Unique among the scheduler's unfinished streams (1..64 characters). */
-  id: string;
-  /** Destination, `udp://host:port` or `{ host, port }`. */
-  to: EndpointInput;
-  /** Bits per second of payload (UDP/IP headers not counted). */
-  bitrate: number;
-  /** The whole content, sent from offset 0. Must not change while the stream runs. */
-  data: Uint8Array;
-  /** Start over at offset 0 after the last byte, until removed (default false: the stream finishes). */
-  loop?: boolean;
-}
-
-/** running; or how the stream ended: all data sent, remove(), close(), or a write that failed. */
-export type StreamStatus = 'running' | 'finished' | 'removed' | 'closed' | 'failed';
-
-export interface StreamStats {
-  readonly id: string;
-  readonly to: string;
-  readonly bitrate: number;
-  readonly loop: boolean;
-  /** Bytes of the stream's data. */
-  readonly size: number;
-  readonly status: StreamStatus;
-  /** Sent, as the writes reported. */
-  readonly packets: number;
-  readonly bytes: number;
-  readonly errors: number;
-  readonly lastError?: string;
-  /** Behind the ideal schedule when handed to a write, ms. */
-  readonly lateness: Percentiles;
-  /** From the stream's start to now, or to its end. */
-  readonly elapsedMs: number;
-  /** bytes × 8 / elapsed, bits/s. */
-  readonly achievedBitrate: number;
-  /** Why the stream failed (status 'failed'). */
-  readonly error?: string;
-}
-
 export interface SchedulerStats {
   /** The tick in force (the rule's, or the override). */
   readonly tickMs: number;
@@ -148,143 +105,11 @@ export interface SchedulerStats {
   readonly writeMs: Percentiles;
 }
 
-/** What add() returns. */
-export interface StreamHandle {
-  readonly id: string;
-  /** Resolves once, with the final counters, when the stream ends (however it ends; never rejects). */
-  readonly done: Promise<StreamStats>;
-  stats(): StreamStats;
-  /** Stops sending; `done` resolves once its in-flight data (if any) is reported. */
-  remove(): void;
-}
-
 export interface StreamSchedulerEvents {
   /** A stream ended (finished, removed, closed or failed), with its final counters. */
   end: [stats: StreamStats];
   /** A write rejected: the scheduler stopped and every stream ended as 'failed'. Emitted only when listened to. */
   error: [err: Error];
-}
-
-/**
- * Log-bucketed histogram of non-negative values (ms): bucket 0 holds
- * values ≤ 10 µs, bucket i ≥ 1 values in (0.01 × 1.05^(i−1), 0.01 × 1.05^i];
- * percentiles are bucket upper bounds (≤ 5 % high), the max is exact.
- */
-class Histogram {
-  static readonly #BASE = 0.01;
-  static readonly #LN_STEP = Math.log(1.05);
-  static readonly #BUCKETS = 420; // up to ~1 h
-  #counts: Uint32Array | undefined;
-  #n = 0;
-  #max = 0;
-
-  record(v: number): void {
-    if (!(v > 0)) v = 0;
-    const b = Histogram.#BUCKETS;
-    const i = v <= Histogram.#BASE ? 0 : Math.min(b - 1, Math.ceil(Math.log(v / Histogram.#BASE) / Histogram.#LN_STEP));
-    (this.#counts ??= new Uint32Array(b))[i]!++;
-    this.#n++;
-    if (v > this.#max) this.#max = v;
-  }
-
-  percentiles(): Percentiles {
-    const c = this.#counts;
-    if (!c || this.#n === 0) return { p50: 0, p99: 0, max: 0 };
-    const at = (q: number) => {
-      const rank = Math.max(1, Math.ceil(q * this.#n));
-      let seen = 0;
-      for (let i = 0; i < c.length; i++) {
-        seen += c[i]!;
-        if (seen >= rank) return Math.min(this.#max, i === 0 ? Histogram.#BASE : Histogram.#BASE * Math.exp(i * Histogram.#LN_STEP));
-      }
-      return this.#max;
-    };
-    return { p50: at(0.5), p99: at(0.99), max: this.#max };
-  }
-}
-
-class Stream implements StreamHandle {
-  readonly id: string;
-  readonly to: string;
-  readonly bitrate: number;
-  readonly data: Uint8Array;
-  readonly loop: boolean;
-  readonly done: Promise<StreamStats>;
-  readonly startedAt = performance.now();
-  readonly #bytesPerMs: number;
-  readonly #owner: StreamScheduler;
-  readonly lateness = new Histogram();
-  /** Bytes handed to writes, cumulative over loops. */
-  issued = 0;
-  packets = 0;
-  bytes = 0;
-  errors = 0;
-  lastError: string | undefined;
-  error: string | undefined;
-  inFlight = false;
-  /** Set when the stream stops taking data; it ends with this once nothing is in flight. */
-  ending: Exclude<StreamStatus, 'running'> | undefined;
-  status: StreamStatus = 'running';
-  endedAt: number | undefined;
-  resolveDone!: (s: StreamStats) => void;
-
-  constructor(owner: StreamScheduler, input: StreamInput, to: string) {
-    this.#owner = owner;
-    this.id = input.id;
-    this.to = to;
-    this.bitrate = input.bitrate;
-    this.data = input.data;
-    this.loop = input.loop === true;
-    this.#bytesPerMs = input.bitrate / 8000;
-    this.done = new Promise((r) => (this.resolveDone = r));
-  }
-
-  /**
-   * The whole packets due at `now` not handed over yet, as one view into
-   * the data (at most `budget` bytes, and at most to the end of the
-   * current pass of a looping stream, so that a write never carries a
-   * stream's tail and head out of order), recording their lateness.
-   */
-  take(now: number, packetSize: number, budget: number): Uint8Array | undefined {
-    const len = this.data.byteLength;
-    const due = Math.floor((now - this.startedAt) * this.#bytesPerMs);
-    if (due <= this.issued || len === 0) return undefined;
-    const passStart = this.loop ? Math.floor(this.issued / len) * len : 0;
-    const from = this.issued - passStart;
-    let to = due - passStart >= len ? len : Math.floor((due - passStart) / packetSize) * packetSize;
-    if (to - from > budget) to = from + Math.floor(budget / packetSize) * packetSize;
-    if (to <= from) return undefined;
-    for (let end = Math.min(from + packetSize, to); ; end = Math.min(end + packetSize, to)) {
-      this.lateness.record(now - (this.startedAt + (passStart + end) / this.#bytesPerMs));
-      if (end === to) break;
-    }
-    this.issued += to - from;
-    return this.data.subarray(from, to);
-  }
-
-  stats(): StreamStats {
-    const elapsedMs = (this.endedAt ?? performance.now()) - this.startedAt;
-    return {
-      id: this.id,
-      to: this.to,
-      bitrate: this.bitrate,
-      loop: this.loop,
-      size: this.data.byteLength,
-      status: this.status,
-      packets: this.packets,
-      bytes: this.bytes,
-      errors: this.errors,
-      ...(this.lastError !== undefined ? { lastError: this.lastError } : {}),
-      lateness: this.lateness.percentiles(),
-      elapsedMs,
-      achievedBitrate: elapsedMs > 0 ? (this.bytes * 8000) / elapsedMs : 0,
-      ...(this.error !== undefined ? { error: this.error } : {}),
-    };
-  }
-
-  remove(): void {
-    this.#owner.remove(this.id, this);
-  }
 }
 
 /**
@@ -316,14 +141,7 @@ export class StreamScheduler extends EventEmitter<StreamSchedulerEvents> {
   /** Σ bitrate of the streams still taking data. */
   #rate = 0;
   #running = 0;
-  #tickMs: number;
-  /** Deadlines are #anchor + k × #tickMs; #next is the pending one, #k its k. */
-  #anchor = 0;
-  #k = 0;
-  #next = 0;
-  #timer: NodeJS.Timeout | undefined;
-  /** The deadline being handled while the timer's callback runs. */
-  #ticking: number | undefined;
+  readonly #grid: TickGrid;
   #inFlight: Promise<void> | undefined;
   #closed = false;
   #closing: Promise<SchedulerStats> | undefined;
@@ -363,12 +181,16 @@ export class StreamScheduler extends EventEmitter<StreamSchedulerEvents> {
       ...(spec.from !== undefined ? { from: formatEndpoint(spec.from) } : {}),
     };
     this.#tickOverride = o.tickMs;
-    this.#tickMs = o.tickMs ?? streamTickMs(0, spec.packetSize);
+    this.#grid = new TickGrid(o.tickMs ?? streamTickMs(0, spec.packetSize), () => {
+      if (this.#closed) return false;
+      this.#tick();
+      return !this.#closed && this.#running !== 0;
+    });
   }
 
   /** The tick in force, ms. */
   get tickMs(): number {
-    return this.#tickMs;
+    return this.#grid.tickMs;
   }
 
   get closed(): boolean {
@@ -434,7 +256,7 @@ export class StreamScheduler extends EventEmitter<StreamSchedulerEvents> {
 
   stats(): SchedulerStats {
     return {
-      tickMs: this.#tickMs,
+      tickMs: this.#grid.tickMs,
       streams: this.#streams.size,
       ticks: this.#ticks,
       writes: this.#writes,
@@ -453,7 +275,7 @@ export class StreamScheduler extends EventEmitter<StreamSchedulerEvents> {
   close(): Promise<SchedulerStats> {
     this.#closing ??= (async () => {
       this.#closed = true;
-      this.#clearTimer();
+      this.#grid.stop();
       await this.#inFlight;
       // Nothing is in flight now: what is left was still running.
       for (const s of [...this.#streams.values()]) this.#end(s, s.ending ?? 'closed');
@@ -485,67 +307,18 @@ export class StreamScheduler extends EventEmitter<StreamSchedulerEvents> {
     const final = s.stats();
     s.resolveDone(final);
     this.emit('end', final);
-    if (this.#running === 0) this.#clearTimer();
+    if (this.#running === 0) this.#grid.stop();
   }
 
-  /**
-   * Recomputes the tick and (re)arms the timer. The pending deadline is
-   * kept when it comes sooner than a full new tick, so that a run of adds
-   * cannot postpone ticks indefinitely; later deadlines follow from it.
-   */
+  /** Recomputes the tick (the rule over the streams still taking data, or the override) and retimes the grid. */
   #retime(): void {
     if (this.#closed) return;
     if (this.#running === 0) {
-      this.#clearTimer();
+      this.#grid.stop();
       return;
     }
-    const tick = this.#tickOverride ?? streamTickMs(this.#rate, this.#packetSize);
-    if (this.#ticking !== undefined) {
-      // Inside a tick (a stream finished): the grid restarts at this tick's
-      // deadline; the callback arms the next one when the tick is done.
-      this.#tickMs = tick;
-      this.#anchor = this.#ticking;
-      this.#k = 0;
-      return;
-    }
-    const now = performance.now();
-    const next = this.#timer ? Math.min(this.#next, now + tick) : now + tick;
-    if (this.#timer && tick === this.#tickMs && next === this.#next) return;
-    this.#tickMs = tick;
-    this.#anchor = next;
-    this.#k = 0;
-    this.#arm(next, now);
+    this.#grid.retime(this.#tickOverride ?? streamTickMs(this.#rate, this.#packetSize));
   }
-
-  #arm(deadline: number, now: number): void {
-    this.#clearTimer();
-    this.#next = deadline;
-    this.#timer = setTimeout(this.#onTimer, Math.max(0, deadline - now));
-  }
-
-  #clearTimer(): void {
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = undefined;
-  }
-
-  readonly #onTimer = (): void => {
-    this.#timer = undefined;
-    if (this.#closed) return;
-    this.#ticking = this.#next;
-    try {
-      this.#tick();
-    } finally {
-      this.#ticking = undefined;
-    }
-    if (this.#closed || this.#running === 0) return;
-    // The next deadline on the grid: the one after this tick's (a timer may
-    // fire a little early), or the first after now when this one fired late,
-    // skipping the deadlines it missed (what they would have sent goes with
-    // the next write: the amount due is time-based).
-    const now = performance.now();
-    this.#k = Math.max(this.#k + 1, Math.floor((now - this.#anchor) / this.#tickMs) + 1);
-    this.#arm(this.#anchor + this.#k * this.#tickMs, now);
-  };
 
   #tick(): void {
     this.#ticks++;
@@ -615,7 +388,7 @@ export class StreamScheduler extends EventEmitter<StreamSchedulerEvents> {
     if (this.#error) return;
     this.#error = err;
     this.#closed = true;
-    this.#clearTimer();
+    this.#grid.stop();
     // Every unfinished stream was running or had data in this write.
     for (const s of [...this.#streams.values()]) {
       s.error = err.message;

@@ -18,7 +18,7 @@ import { captureEngineWorker } from '../../harness/process/worker-killer.js';
 import { CLI, collect } from '../../harness/process/cli.js';
 import { openReceiver } from '../../harness/traffic/udp.js';
 import { rootSkipReason, withTopology } from '../../harness/netns/netns.js';
-import { probeKernelTier } from '../../src/dataplane/kernel/kernel-plane.js';
+import { probeKernelTier } from '../../src/dataplane/kernel/probe.js';
 
 const probe = probeBatchedIo();
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));

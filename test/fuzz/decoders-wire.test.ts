@@ -18,21 +18,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import fc from 'fast-check';
-import {
-  PCR_MODULUS,
-  TS_PACKET_SIZE,
-  checkTsDatagram,
-  decodePatSection,
-  decodePmtSection,
-  decodeTsPacket,
-  encodePatSection,
-  encodePmtSection,
-  encodeTsPacket,
-  isTsDatagramAt,
-  maxTsPayload,
-  psiSectionOffset,
-  type TsPacketSpec,
-} from '../../src/wire/mpegts.js';
+import { PCR_MODULUS } from '../../src/wire/mpegts/pcr.js';
+import { TS_PACKET_SIZE, decodeTsPacket, encodeTsPacket, maxTsPayload, type TsPacketSpec } from '../../src/wire/mpegts/packet.js';
+import { checkTsDatagram, isTsDatagramAt } from '../../src/wire/mpegts/datagram.js';
+import { decodePatSection, decodePmtSection, encodePatSection, encodePmtSection, psiSectionOffset } from '../../src/wire/mpegts/psi.js';
 import { formatIpv6, ipv4ToInt, ipv6Bytes } from '../../src/wire/ip-address.js';
 import { WireError } from '../../src/wire/tpo/errors.js';
 import { Reader, Writer } from '../../src/wire/tpo/cursor.js';
@@ -48,17 +37,9 @@ import {
   type CarriedMessage,
 } from '../../src/wire/tpo/driver-buffer.js';
 import { decodeDataMoverField, encodeDataMoverField, dataMoverFieldLength, type DataMoverField } from '../../src/wire/tpo/data-mover.js';
-import { compress, openDriverBuffer } from '../../src/tpo/protocol/packet-driver.js';
-import {
-  decodeInitiate,
-  decodeRespond,
-  encodeInitiate,
-  encodeRespond,
-  peekKeyId,
-  InitiationGuard,
-  INITIATE_LENGTH,
-  MAX_CLOCK_SKEW_MS,
-} from '../../src/tpo/protocol/handshake.js';
+import { compress, openDriverBuffer } from '../../src/wire/tpo/compression.js';
+import { decodeInitiate, decodeRespond, encodeInitiate, encodeRespond, peekKeyId, INITIATE_LENGTH, MAX_CLOCK_SKEW_MS } from '../../src/wire/tpo/handshake.js';
+import { InitiationGuard } from '../../src/tpo/protocol/initiation-guard.js';
 import { openDatagram, sealDatagram, TAG_LENGTH } from '../../src/tpo/protocol/datagram-crypto.js';
 import { ReplayWindow } from '../../src/tpo/protocol/replay-window.js';
 import { Reassembler, segmentBuffer, type Segment } from '../../src/tpo/protocol/segments.js';

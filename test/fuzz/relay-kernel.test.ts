@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import { rootSkipReason } from '../../harness/netns/netns.js';
 import { runTestFileInNamespace } from '../../harness/netns/in-namespace.js';
-import { probeKernelTier } from '../../src/dataplane/kernel/kernel-plane.js';
+import { probeKernelTier } from '../../src/dataplane/kernel/probe.js';
 
 const root = rootSkipReason();
 const probe = root ? undefined : await probeKernelTier();

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { rootSkipReason, withTopology, type NsProcess } from '../../harness/netns/netns.js';
 import { runTestFileInNamespace } from '../../harness/netns/in-namespace.js';
-import { probeKernelTier } from '../../src/dataplane/kernel/kernel-plane.js';
+import { probeKernelTier } from '../../src/dataplane/kernel/probe.js';
 import { CHUNK, MAX_SUBS, SLUICE_MARK } from '../../src/dataplane/kernel/layout.js';
 import { RawUdpSocket } from '../../src/sys/udp-socket.js';
 import { CLI } from '../../harness/process/cli.js';

@@ -19,7 +19,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PeerLink } from '../../src/tpo/link/peer-link.js';
 import { PortDemux } from '../../src/tpo/link/port-demux.js';
-import { encodeInitiate, INITIATE_LENGTH } from '../../src/tpo/protocol/handshake.js';
+import { encodeInitiate, INITIATE_LENGTH } from '../../src/wire/tpo/handshake.js';
 import type { CarriedMessage } from '../../src/wire/tpo/driver-buffer.js';
 import { MemoryNet, type MemoryPort } from './memory-port.js';
 import { freeTcpPort, startPair } from './gateway-helpers.js';

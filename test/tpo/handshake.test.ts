@@ -13,11 +13,11 @@ import {
   encodeInitiate,
   encodeRespond,
   peekKeyId,
-  InitiationGuard,
   INITIATE_LENGTH,
   RESPOND_LENGTH,
   MAX_CLOCK_SKEW_MS,
-} from '../../src/tpo/protocol/handshake.js';
+} from '../../src/wire/tpo/handshake.js';
+import { InitiationGuard } from '../../src/tpo/protocol/initiation-guard.js';
 import { deriveSessionKeys } from '../../src/tpo/protocol/datagram-crypto.js';
 import { WireError } from '../../src/wire/tpo/errors.js';
 

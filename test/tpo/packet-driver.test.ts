@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as zlib from 'node:zlib';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PacketDriver, openDriverBuffer, type SealedBuffer } from '../../src/tpo/protocol/packet-driver.js';
+import { PacketDriver, type SealedBuffer } from '../../src/tpo/protocol/packet-driver.js';
+import { openDriverBuffer } from '../../src/wire/tpo/compression.js';
 import { encodeDriverBuffer, encodeMessages, type CarriedMessage } from '../../src/wire/tpo/driver-buffer.js';
 import { WireError } from '../../src/wire/tpo/errors.js';
 

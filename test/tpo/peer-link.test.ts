@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { PeerLink } from '../../src/tpo/link/peer-link.js';
 import { LinkEmulator } from '../../harness/wan/udp-emulator.js';
 import { STARTUP_GAIN } from '../../src/tpo/protocol/rate-control.js';
-import { encodeInitiate } from '../../src/tpo/protocol/handshake.js';
+import { encodeInitiate } from '../../src/wire/tpo/handshake.js';
 import { openDatagramPort, type DatagramPort } from '../../src/tpo/io/datagram-port.js';
 import type { CarriedMessage } from '../../src/wire/tpo/driver-buffer.js';
 

@@ -2,26 +2,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { crc32Mpeg } from '../../src/wire/crc32-mpeg.js';
+import { PCR_MODULUS, pcrDelta, readPcr, wrapPcr } from '../../src/wire/mpegts/pcr.js';
+import { TS_PACKET_SIZE, TS_DATAGRAM_SIZE, decodeTsPacket, encodeTsPacket, maxTsPayload, type TsPacketSpec } from '../../src/wire/mpegts/packet.js';
+import { checkTsDatagram } from '../../src/wire/mpegts/datagram.js';
 import {
-  PCR_MODULUS,
-  TS_PACKET_SIZE,
-  TS_DATAGRAM_SIZE,
-  checkTsDatagram,
   decodePatSection,
   decodePmtSection,
-  decodeTsPacket,
   encodePatSection,
   encodePmtSection,
   encodePsiPacket,
   encodePsiPayload,
-  encodeTsPacket,
-  maxTsPayload,
-  pcrDelta,
   psiSectionOffset,
-  readPcr,
-  wrapPcr,
-  type TsPacketSpec,
-} from '../../src/wire/mpegts.js';
+} from '../../src/wire/mpegts/psi.js';
 
 const ascii = (s: string): Uint8Array => new TextEncoder().encode(s);
 

@@ -3,18 +3,10 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { SyntheticTsStream } from '../../src/media/ts-synth.js';
 import { TsContinuityChecker } from '../../src/media/ts-checker.js';
-import {
-  PCR_CLOCK_HZ,
-  PCR_MODULUS,
-  TS_DATAGRAM_SIZE,
-  TS_PACKET_SIZE,
-  checkTsDatagram,
-  decodePatSection,
-  decodePmtSection,
-  decodeTsPacket,
-  encodeTsPacket,
-  psiSectionOffset,
-} from '../../src/wire/mpegts.js';
+import { PCR_CLOCK_HZ, PCR_MODULUS } from '../../src/wire/mpegts/pcr.js';
+import { TS_DATAGRAM_SIZE, TS_PACKET_SIZE, decodeTsPacket, encodeTsPacket } from '../../src/wire/mpegts/packet.js';
+import { checkTsDatagram } from '../../src/wire/mpegts/datagram.js';
+import { decodePatSection, decodePmtSection, psiSectionOffset } from '../../src/wire/mpegts/psi.js';
 
 const BITRATE = 20_000_000;
 /** Stream time of a byte position, in ms. */

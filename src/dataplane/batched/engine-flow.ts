@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- one flow's per-datagram hot path (check, hold, GSO runs, flush) is one closure-free class over shared state */
 /**
  * One redirect/replicate flow inside the batched worker: its sockets, its
  * compiled source check, its destinations (sockaddrs in native memory) and
@@ -13,7 +14,7 @@
 import { createSockaddrMatcher } from '../../policy/source-filter.js';
 import { formatEndpoint, isWildcard, type Endpoint } from '../../wire/endpoint.js';
 import type { FlowPlan } from '../../policy/compile.js';
-import { isTsDatagramAt } from '../../wire/mpegts.js';
+import { isTsDatagramAt } from '../../wire/mpegts/datagram.js';
 import { RawUdpSocket } from '../../sys/udp-socket.js';
 import { NativeRegion } from '../../sys/memory.js';
 import { writeSockaddr } from '../../sys/sockaddr.js';

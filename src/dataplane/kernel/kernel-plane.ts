@@ -10,47 +10,36 @@
  * policy. Subscribers beyond the kernel's per-flow limit, or of the other
  * address family, are *spilled*: the program sends one extra copy to a
  * second companion socket (the spill flow) which serves just them.
- * Stats merge the three sources under the shared counter names.
+ * Stats merge the three sources under the shared counter names (stats.ts).
+ * Where subscribers go is placement.ts; what the program mirrors of the host,
+ * host-mirror.ts; whether the tier can run here, probe.ts.
  */
-import { networkInterfaces } from 'node:os';
-import { isIPv4 } from 'node:net';
-import { existsSync, readFileSync } from 'node:fs';
-import type { DataPlane, DataPlaneOptions, TierProvider, TierProbe } from '../types.js';
+import { existsSync } from 'node:fs';
+import type { DataPlane, DataPlaneOptions, TierProvider } from '../types.js';
 import type { FlowPlan } from '../../policy/compile.js';
-import { endpointKey, formatEndpoint, type Endpoint } from '../../wire/endpoint.js';
-import type { DestinationStats, FlowStats } from '../../stats/counters.js';
-import { InvalidArgumentError, NotSupportedError, type EngineFailedError } from '../../errors.js';
-import { BatchedPlane, batchedProvider } from '../batched/batched-plane.js';
-import { closeFd, mapCreate, mapDelete, mapKeys, mapLookup, mapUpdate, possibleCpus, BPF_MAP_TYPE } from '../../sys/bpf.js';
-import { ffiAvailable } from '../../sys/probe.js';
-import { errnoName } from '../../sys/errno.js';
-import { openMaps, loadPrograms, readObject, type LoadedMaps } from './program.js';
-import { interfacesWithIpv4, readInterfaceConfig } from './host-config.js';
+import { formatEndpoint, type Endpoint } from '../../wire/endpoint.js';
+import type { FlowStats } from '../../stats/counters.js';
+import { InvalidArgumentError, type EngineFailedError } from '../../errors.js';
+import { BatchedPlane } from '../batched/batched-plane.js';
+import { closeFd, mapDelete, mapKeys, mapUpdate, possibleCpus } from '../../sys/bpf.js';
+import { openMaps, loadPrograms, type LoadedMaps } from './program.js';
+import { HostMirror } from './host-mirror.js';
 import { attachAll, chooseHooks, detachPinned, ensureBpffs, pinDirFor, DEFAULT_PIN_ROOT, type Attachment } from './attach.js';
 import { LoopbackLease } from './lo-settings.js';
 import { KernelSuspensions, kernelCopied } from './suspensions.js';
+import { adoptPinned, assignSubscribers, hexKey, type AdoptedFlow, type AdoptedSubs, type Assignment, type Slots } from './placement.js';
+import { mergeFlowStats, readKernelCounters, type KernelCounters } from './stats.js';
+import { probeKernelTier, programNote } from './probe.js';
 import {
-  DEST_COUNTERS,
   DEST_COUNTERS_SIZE,
-  FLOW_COUNTERS,
   FLOW_COUNTERS_SIZE,
   FLOW_KEY_SIZE,
-  FLOW_VALUE_SIZE,
   HOP_SIZE,
-  MAX_DESTS,
-  MAX_FLOWS,
-  MAX_SUBS,
-  CHUNK,
   SLUICE_MARK,
-  addr16,
   allowKeys,
-  ifcfgKey,
-  ifcfgValue,
-  decodeFlowValue,
   flowKey,
   flowValue,
-  lastErrno,
-  sumPerCpu,
+  slotKey,
   type FlowCounterName,
   type KernelSub,
 } from './layout.js';
@@ -64,11 +53,6 @@ export interface KernelFlowDetail {
   readonly inKernel: readonly string[];
   readonly spilled: readonly string[];
   readonly counters: Readonly<Record<FlowCounterName, number>>;
-}
-
-interface KernelCounters {
-  readonly flow: Record<FlowCounterName, number>;
-  readonly dests: Map<string, { counts: Record<(typeof DEST_COUNTERS)[number], number>; errno: number }>;
 }
 
 interface KernelFlow {
@@ -85,32 +69,6 @@ interface KernelFlow {
   suspended: KernelSuspensions;
 }
 
-/** Slot allocator; freed slots are reused last (FIFO) so late increments from in-flight packets land nowhere that matters. */
-class Slots {
-  readonly #free: number[];
-  constructor(size: number, used: Iterable<number>) {
-    const u = new Set(used);
-    this.#free = [];
-    for (let i = 0; i < size; i++) if (!u.has(i)) this.#free.push(i);
-  }
-  take(what: string): number {
-    const s = this.#free.shift();
-    if (s === undefined) throw new NotSupportedError(`kernel tier: no free ${what} slot`, `at most this many ${what}s at once`);
-    return s;
-  }
-  give(slot: number): void {
-    this.#free.push(slot);
-  }
-}
-
-function sameFamily(a: Endpoint, b: Endpoint): boolean {
-  return isIPv4(a.address) === isIPv4(b.address);
-}
-
-function hexKey(b: Uint8Array): string {
-  return Buffer.from(b).toString('hex');
-}
-
 export class KernelPlane implements DataPlane {
   readonly tier = 'kernel' as const;
   readonly #companion: BatchedPlane;
@@ -120,12 +78,11 @@ export class KernelPlane implements DataPlane {
   readonly #cpus = possibleCpus();
   readonly #flows = new Map<string, KernelFlow>();
   /** Pinned entries found at start, by flow key: claimed by addFlow or swept. */
-  readonly #adopted = new Map<string, { slot: number; subs: Map<string, { destSlot: number; pos: number }> }>();
+  readonly #adopted: Map<string, AdoptedFlow>;
   readonly #flowSlots: Slots;
   readonly #destSlots: Slots;
-  #local = new Set<string>();
-  /** ifcfg entries as last written, by ifindex (hex of the value). */
-  readonly #ifcfg = new Map<number, string>();
+  /** This host's addresses and interface settings as the program sees them. */
+  readonly #host: HostMirror;
   #timer: NodeJS.Timeout | undefined;
   #closed: Promise<void> | undefined;
   /** lo's settings, held from start to close (restored when nobody needs them). */
@@ -140,24 +97,11 @@ export class KernelPlane implements DataPlane {
     this.#maps = maps;
     this.#attachments = attachments;
     this.#pinDir = pinDir;
-    const usedFlows: number[] = [];
-    const usedDests: number[] = [];
-    if (maps.adopted) {
-      for (const key of mapKeys(this.#fd('flows'), FLOW_KEY_SIZE, 'flows')) {
-        const raw = mapLookup(this.#fd('flows'), key, FLOW_VALUE_SIZE, 'flows');
-        if (!raw) continue;
-        const v = decodeFlowValue(raw);
-        usedFlows.push(v.slot);
-        const subs = new Map<string, { destSlot: number; pos: number }>();
-        for (const s of v.subs) {
-          usedDests.push(s.destSlot);
-          subs.set(`${hexKey(s.addr)}:${s.port}`, { destSlot: s.destSlot, pos: s.pos });
-        }
-        this.#adopted.set(hexKey(key), { slot: v.slot, subs });
-      }
-    }
-    this.#flowSlots = new Slots(MAX_FLOWS, usedFlows);
-    this.#destSlots = new Slots(MAX_DESTS, usedDests);
+    this.#host = new HostMirror(this.#fd('local_addrs'), this.#fd('ifcfg'), attachments);
+    const pinned = adoptPinned(maps.adopted ? this.#fd('flows') : undefined);
+    this.#adopted = pinned.adopted;
+    this.#flowSlots = pinned.flowSlots;
+    this.#destSlots = pinned.destSlots;
   }
 
   static async start(options: DataPlaneOptions): Promise<KernelPlane> {
@@ -230,15 +174,9 @@ export class KernelPlane implements DataPlane {
     return fd;
   }
 
-  #slotKey(slot: number): Uint8Array {
-    const k = new Uint8Array(4);
-    new DataView(k.buffer).setUint32(0, slot, true);
-    return k;
-  }
-
   #zero(map: 'flow_stats' | 'dest_stats' | 'hops', slot: number): void {
     const size = map === 'flow_stats' ? FLOW_COUNTERS_SIZE : map === 'dest_stats' ? DEST_COUNTERS_SIZE : HOP_SIZE;
-    mapUpdate(this.#fd(map), this.#slotKey(slot), new Uint8Array(size * this.#cpus), 0, map);
+    mapUpdate(this.#fd(map), slotKey(slot), new Uint8Array(size * this.#cpus), 0, map);
   }
 
   /** A destination slot given to a new subscriber starts with no counts and no cached next hop. */
@@ -249,58 +187,15 @@ export class KernelPlane implements DataPlane {
     }
   }
 
-  /**
-   * Keeps what the program mirrors of the host in step with it: this
-   * host's addresses (below) and, per interface it hooks at ingress, the
-   * settings of the stack's source checks (rp_filter and friends). A
-   * change reaches the program within LOCAL_REFRESH_MS.
-   */
+  /** Keeps what the program mirrors of the host (HostMirror) and each subscriber's "local" mark in step, within LOCAL_REFRESH_MS. */
   #refreshHost(): void {
-    this.#refreshLocal();
-    this.#refreshInterfaces();
-  }
-
-  #refreshInterfaces(): void {
-    const fd = this.#fd('ifcfg');
-    const withIpv4 = interfacesWithIpv4();
-    for (const a of this.#attachments) {
-      if (a.hook.direction !== 'ingress') continue;
-      const { ifindex, name } = a.hook.iface;
-      const cfg = readInterfaceConfig(name, withIpv4);
-      const hex = cfg ? hexKey(ifcfgValue(cfg)) : '';
-      if (this.#ifcfg.get(ifindex) === hex) continue;
-      // No entry: the program punts that interface's datagrams to the stack.
-      if (cfg) mapUpdate(fd, ifcfgKey(ifindex), ifcfgValue(cfg), 0, 'ifcfg');
-      else mapDelete(fd, ifcfgKey(ifindex), 'ifcfg');
-      this.#ifcfg.set(ifindex, hex);
+    if (this.#host.refreshLocal()) {
+      for (const f of this.#flows.values()) {
+        f.subs = f.subs.map((s) => ({ ...s, local: this.#host.isLocal(s.endpoint.address) }));
+        this.#writeFlow(f);
+      }
     }
-  }
-
-  /** Keeps `local_addrs` and each subscriber's "local" mark in step with the host's addresses. */
-  #refreshLocal(): void {
-    const now = new Set<string>();
-    for (const list of Object.values(networkInterfaces())) {
-      for (const a of list ?? []) now.add(hexKey(addr16(a.address)));
-    }
-    const same = now.size === this.#local.size && [...now].every((k) => this.#local.has(k));
-    if (same) return;
-    const fd = this.#fd('local_addrs');
-    const one = new Uint8Array(4);
-    one[0] = 1;
-    for (const k of now) if (!this.#local.has(k)) mapUpdate(fd, Buffer.from(k, 'hex'), one, 0, 'local_addrs');
-    for (const k of this.#local) if (!now.has(k)) mapDelete(fd, Buffer.from(k, 'hex'), 'local_addrs');
-    this.#local = now;
-    for (const f of this.#flows.values()) {
-      f.subs = f.subs.map((s) => ({ ...s, local: this.#isLocal(s.endpoint.address) }));
-      this.#writeFlow(f);
-    }
-  }
-
-  #isLocal(address: string): boolean {
-    const b = addr16(address);
-    if (isIPv4(address) && b[12] === 127) return true;
-    if (address === '::1') return true;
-    return this.#local.has(hexKey(b));
+    this.#host.refreshInterfaces();
   }
 
   /**
@@ -346,56 +241,9 @@ export class KernelPlane implements DataPlane {
     return next;
   }
 
-  /**
-   * Which subscribers the kernel copies to, and where. Assignment is
-   * sticky: one that is in the kernel stays there at the same position, so
-   * no subscriber ever moves between the kernel and the spill companion
-   * (its counters would split) or within the array (see KernelSub.pos).
-   * New subscribers take the lowest free positions.
-   */
-  #assign(
-    plan: FlowPlan,
-    listen: Endpoint,
-    current: readonly KernelSub[],
-    currentSpill: readonly Endpoint[],
-    adopted?: Map<string, { destSlot: number; pos: number }>,
-  ): { subs: KernelSub[]; spill: Endpoint[]; fresh: number[] } {
-    const cur = new Map(current.map((s) => [endpointKey(s.endpoint), s]));
-    if (adopted) {
-      for (const d of plan.destinations) {
-        const a = adopted.get(`${hexKey(addr16(d.address))}:${d.port}`);
-        if (a && sameFamily(d, listen)) cur.set(endpointKey(d), { endpoint: d, destSlot: a.destSlot, pos: a.pos, local: false });
-      }
-    }
-    const spilled = new Set(currentSpill.map(endpointKey));
-    const kept = plan.destinations.map(endpointKey).filter((k) => cur.has(k));
-    const taken = new Set(kept.map((k) => cur.get(k)!.pos));
-    let nextFree = 0;
-    const freePos = (): number | undefined => {
-      while (taken.has(nextFree)) nextFree++;
-      return nextFree < MAX_SUBS ? nextFree : undefined;
-    };
-    const subs: KernelSub[] = [];
-    const spill: Endpoint[] = [];
-    const fresh: number[] = [];
-    for (const d of plan.destinations) {
-      const k = endpointKey(d);
-      const existing = cur.get(k);
-      if (existing) {
-        subs.push({ ...existing, endpoint: d, local: this.#isLocal(d.address) });
-        continue;
-      }
-      const pos = sameFamily(d, listen) && !spilled.has(k) ? freePos() : undefined;
-      if (pos === undefined) {
-        spill.push(d);
-        continue;
-      }
-      taken.add(pos);
-      const destSlot = this.#destSlots.take('destination');
-      fresh.push(destSlot);
-      subs.push({ endpoint: d, destSlot, pos, local: this.#isLocal(d.address) });
-    }
-    return { subs, spill, fresh };
+  /** Places the plan's subscribers (placement.ts): in the kernel, or spilled to the companion. */
+  #assign(plan: FlowPlan, listen: Endpoint, current: readonly KernelSub[], currentSpill: readonly Endpoint[], adopted?: AdoptedSubs): Assignment {
+    return assignSubscribers(plan, listen, current, currentSpill, this.#destSlots, (address) => this.#host.isLocal(address), adopted);
   }
 
   async addFlow(id: string, plan: FlowPlan): Promise<{ listen: Endpoint }> {
@@ -477,14 +325,14 @@ export class KernelPlane implements DataPlane {
     for (const k of f.allow) mapDelete(this.#fd('allow'), k, 'allow');
     for (const s of f.subs) this.#destSlots.give(s.destSlot);
     this.#flowSlots.give(f.slot);
-    return this.#merge(f, kernel, main, spill);
+    return mergeFlowStats(f, kernel, main, spill);
   }
 
   flowStats(id: string): FlowStats | undefined {
     const f = this.#flows.get(id);
     if (!f) return undefined;
     const spill = f.spillPort ? this.#companion.flowStats(`${id}${SPILL_SUFFIX}`) : undefined;
-    return this.#merge(f, this.#kernelCounters(f), this.#companion.flowStats(id), spill);
+    return mergeFlowStats(f, this.#kernelCounters(f), this.#companion.flowStats(id), spill);
   }
 
   /** Where each subscriber is served and the kernel-only counters (punts, spills). */
@@ -495,71 +343,7 @@ export class KernelPlane implements DataPlane {
   }
 
   #kernelCounters(f: KernelFlow): KernelCounters {
-    const raw = mapLookup(this.#fd('flow_stats'), this.#slotKey(f.slot), FLOW_COUNTERS_SIZE * this.#cpus, 'flow_stats');
-    const flow = sumPerCpu(raw ?? new Uint8Array(FLOW_COUNTERS_SIZE * this.#cpus), FLOW_COUNTERS, this.#cpus);
-    const dests = new Map<string, { counts: Record<(typeof DEST_COUNTERS)[number], number>; errno: number }>();
-    for (const s of f.subs) {
-      const d =
-        mapLookup(this.#fd('dest_stats'), this.#slotKey(s.destSlot), DEST_COUNTERS_SIZE * this.#cpus, 'dest_stats') ??
-        new Uint8Array(DEST_COUNTERS_SIZE * this.#cpus);
-      dests.set(endpointKey(s.endpoint), { counts: sumPerCpu(d, DEST_COUNTERS, this.#cpus), errno: lastErrno(d, this.#cpus) });
-    }
-    return { flow, dests };
-  }
-
-  #merge(f: KernelFlow, k: KernelCounters, main: FlowStats | undefined, spill: FlowStats | undefined): FlowStats {
-    const kf = k.flow;
-    const byDest = (s: FlowStats | undefined) => new Map((s?.destinations ?? []).map((d) => [d.to, d]));
-    const mainDest = byDest(main);
-    const spillDest = byDest(spill);
-    const copied = kernelCopied(kf);
-    const destinations: DestinationStats[] = f.plan.destinations.map((ep) => {
-      const to = formatEndpoint(ep);
-      const kd = k.dests.get(endpointKey(ep));
-      const parts = [mainDest.get(to), spillDest.get(to)];
-      const sum = (pick: (d: DestinationStats) => number) => parts.reduce((n, d) => n + (d ? pick(d) : 0), 0);
-      const s: DestinationStats = {
-        to,
-        packetsOut: (kd?.counts.packetsOut ?? 0) + sum((d) => d.packetsOut),
-        bytesOut: (kd?.counts.bytesOut ?? 0) + sum((d) => d.bytesOut),
-        drops: {
-          sendError: (kd?.counts.sendError ?? 0) + sum((d) => d.drops.sendError),
-          queueFull: sum((d) => d.drops.queueFull),
-          // ICMP errors come back to the companions' sockets, whoever made the copy.
-          unreachable: sum((d) => d.drops.unreachable),
-          suspended: f.suspended.missed(to, copied) + sum((d) => d.drops.suspended),
-        },
-      };
-      const lastError = kd?.errno ? errnoName(kd.errno) : parts.find((d) => d?.lastError)?.lastError;
-      const until = parts.find((d) => d?.suspendedUntil)?.suspendedUntil;
-      return { ...s, ...(lastError ? { lastError } : {}), ...(until ? { suspendedUntil: until } : {}) };
-    });
-    const m = main;
-    const sp = spill;
-    const add = (pick: (s: FlowStats) => number) => (m ? pick(m) : 0) + (sp ? pick(sp) : 0);
-    return {
-      name: f.plan.name,
-      type: f.plan.type,
-      tier: 'kernel',
-      listen: formatEndpoint(f.listen),
-      // Datagrams the program punted were counted by it and again by the companion.
-      packetsIn: Math.max(0, kf.packetsIn - kf.toStackPackets) + (m?.packetsIn ?? 0),
-      bytesIn: Math.max(0, kf.bytesIn - kf.toStackBytes) + (m?.bytesIn ?? 0),
-      packetsOut: kf.packetsOut + add((s) => s.packetsOut),
-      bytesOut: kf.bytesOut + add((s) => s.bytesOut),
-      drops: {
-        sourceNotAllowed: kf.sourceNotAllowed + add((s) => s.drops.sourceNotAllowed),
-        malformed: kf.malformed + add((s) => s.drops.malformed),
-        tooLarge: kf.tooLarge + add((s) => s.drops.tooLarge),
-        sendError: kf.sendError + kf.spillError + add((s) => s.drops.sendError),
-        queueFull: add((s) => s.drops.queueFull),
-        // Loops are caught where datagrams reach user space: the companions.
-        relayLoop: add((s) => s.drops.relayLoop),
-        unreachable: add((s) => s.drops.unreachable),
-        suspended: add((s) => s.drops.suspended) + f.suspended.totalMissed(copied),
-      },
-      destinations,
-    };
+    return readKernelCounters(this.#fd('flow_stats'), this.#fd('dest_stats'), this.#cpus, f.slot, f.subs);
   }
 
   /**
@@ -603,80 +387,6 @@ export class KernelPlane implements DataPlane {
     })();
     return this.#closed;
   }
-}
-
-/** Root, or both CAP_BPF (39) and CAP_NET_ADMIN (12) in the effective set. */
-function privilegeProblem(): string | undefined {
-  if (process.getuid?.() === 0) return undefined;
-  try {
-    const hex = /^CapEff:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0';
-    const caps = BigInt(`0x${hex}`);
-    const has = (bit: number) => ((caps >> BigInt(bit)) & 1n) === 1n;
-    if (has(39) && has(12)) return undefined;
-  } catch {
-    // No /proc: treat as unprivileged.
-  }
-  return 'needs root, or CAP_BPF and CAP_NET_ADMIN';
-}
-
-/** What the program holds, for notes and `sluice doctor`. */
-function programNote(insns: number): string {
-  return `program: ${insns} instructions; up to ${MAX_SUBS} subscribers per flow in the kernel (${CHUNK} per run, continued by tail call), the rest spilled to the batched tier`;
-}
-
-/**
- * Copies for local (lo) and veth subscribers wait in the CPU's backlog
- * queue until the program's run ends: a datagram for N of them queues N.
- */
-function backlogNote(): string {
-  let v = '?';
-  try {
-    v = readFileSync('/proc/sys/net/core/netdev_max_backlog', 'utf8').trim();
-  } catch {
-    // Not visible in this namespace (the sysctl is global, shown in the initial one only).
-  }
-  return `net.core.netdev_max_backlog=${v}: every copy to a local or veth subscriber waits there until the datagram's copies are made; raise it (e.g. 10000) for fan-outs of hundreds with bursts`;
-}
-
-/** Kernel version as [major, minor]. */
-function kernelVersion(): [number, number] {
-  const m = /^(\d+)\.(\d+)/.exec(readFileSync('/proc/sys/kernel/osrelease', 'utf8'));
-  return m ? [Number(m[1]), Number(m[2])] : [0, 0];
-}
-
-export async function probeKernelTier(): Promise<TierProbe> {
-  const no = (detail: string, notes?: string[]): TierProbe => ({ tier: 'kernel', available: false, detail, ...(notes ? { notes } : {}) });
-  if (process.platform !== 'linux') return no(`needs Linux (this is ${process.platform})`);
-  const [maj, min] = kernelVersion();
-  if (maj < 6 || (maj === 6 && min < 6)) return no(`needs Linux 6.6 or newer for tcx links (this is ${maj}.${min})`);
-  const priv = privilegeProblem();
-  if (priv) return no(priv);
-  const ffi = ffiAvailable();
-  if (!ffi.ok) return no(ffi.reason);
-  const batched = await batchedProvider.probe();
-  if (!batched.available) return no(`its companion, the batched tier, is unavailable: ${batched.detail}`);
-  let insns = 0;
-  try {
-    insns = readObject().programs[0]!.insns.length / 8;
-  } catch (err) {
-    return no(`bpf/sluice.o is unusable: ${(err as Error).message}`);
-  }
-  try {
-    // bpf() permitted here (seccomp, lockdown and unprivileged_bpf_disabled say otherwise)?
-    closeFd(mapCreate({ type: BPF_MAP_TYPE.ARRAY, keySize: 4, valueSize: 4, maxEntries: 1, flags: 0, name: 'sl_probe' }));
-  } catch (err) {
-    return no(`bpf() refused: ${(err as Error).message}`);
-  }
-  const { hooks, skipped } = chooseHooks();
-  const notes = [
-    `tcx hooks: ${hooks.map((h) => `${h.iface.name} ${h.direction}`).join(', ')}`,
-    ...(skipped.length ? [`not attached: ${skipped.join(', ')}`] : []),
-    programNote(insns),
-    'sets on lo: net.ipv4.conf.lo.{forwarding,route_localnet,accept_local}=1, net.ipv6.conf.lo.forwarding=1 (route lookups and local delivery from eBPF); restored when no kernel-tier process and no pinned state needs them any more',
-    'checks at ingress as the stack does: lengths, checksums, martian sources and rp_filter (per interface, refreshed every 2 s); what fails is left to the stack. Netfilter rules (an IPv6 rpfilter too) do not apply to what it carries: it runs before them',
-    backlogNote(),
-  ];
-  return { tier: 'kernel', available: true, detail: `eBPF on tcx (Linux ${maj}.${min}), with the batched tier as companion`, notes };
 }
 
 export const kernelProvider: TierProvider = {

@@ -82,6 +82,13 @@ export interface InterfaceConfig {
   readonly unsure: boolean;
 }
 
+/** Key of an array map entry (flow_stats, dest_stats, hops): the slot, u32 in host (little-endian) order. */
+export function slotKey(slot: number): Uint8Array {
+  const k = new Uint8Array(4);
+  new DataView(k.buffer).setUint32(0, slot, true);
+  return k;
+}
+
 export function ifcfgKey(ifindex: number): Uint8Array {
   const k = new Uint8Array(4);
   new DataView(k.buffer).setUint32(0, ifindex, true);

@@ -5,7 +5,7 @@
  */
 import type dgram from 'node:dgram';
 import { constants } from 'node:os';
-import { checkTsDatagram } from '../../wire/mpegts.js';
+import { checkTsDatagram } from '../../wire/mpegts/datagram.js';
 import { createSourceMatcher } from '../../policy/source-filter.js';
 import { canonicalAddress, endpointKey, formatEndpoint, isWildcard, unmapAddress, type Endpoint } from '../../wire/endpoint.js';
 import type { FlowPlan } from '../../policy/compile.js';

@@ -34,16 +34,16 @@ import { EventEmitter } from 'node:events';
 import { randomBytes, randomInt } from 'node:crypto';
 import type { DatagramPort, DatagramSource } from '../io/datagram-port.js';
 import { DataMover, type DataMoverOptions } from '../protocol/data-mover.js';
-import { deriveSessionKeys, openDatagram, SESSION_NONCE_LENGTH, type SessionKeys } from '../protocol/datagram-crypto.js';
-import { decodeInitiate, decodeRespond, encodeInitiate, encodeRespond, InitiationGuard, peekKeyId } from '../protocol/handshake.js';
-import { PacketDriver, openDriverBuffer, type PacketDriverOptions, type PacketDriverStats } from '../protocol/packet-driver.js';
+import { deriveSessionKeys, openDatagram, type SessionKeys } from '../protocol/datagram-crypto.js';
+import { decodeInitiate, decodeRespond, encodeInitiate, encodeRespond, peekKeyId, SESSION_NONCE_LENGTH } from '../../wire/tpo/handshake.js';
+import { InitiationGuard } from '../protocol/initiation-guard.js';
+import { PacketDriver, type PacketDriverOptions, type PacketDriverStats } from '../protocol/packet-driver.js';
+import { openDriverBuffer } from '../../wire/tpo/compression.js';
 import type { CarriedMessage } from '../../wire/tpo/driver-buffer.js';
 import { WireError } from '../../wire/tpo/errors.js';
 import { decodeDataMoverField } from '../../wire/tpo/data-mover.js';
+import { DatagramKind, peekKind } from '../../wire/tpo/kind.js';
 
-const KIND_TRANSPORT = 1;
-const KIND_INITIATE = 2;
-const KIND_RESPOND = 3;
 const RETRY_FIRST_MS = 250;
 const RETRY_MAX_MS = 4000;
 
@@ -198,16 +198,16 @@ export class PeerLink extends EventEmitter {
 
   #receive(msg: Buffer, rinfo: DatagramSource): void {
     if (this.#closed || msg.length < 2) return;
-    const kind = msg[1];
+    const kind = peekKind(msg);
     try {
-      if (kind === KIND_TRANSPORT) {
+      if (kind === DatagramKind.transport) {
         const offer = this.#offer;
         if (offer && msg.length >= 8 && msg.readUInt32BE(4) === offer.localId) this.#confirm(msg, rinfo, offer);
         else if (!this.#mover) this.stats.droppedNoSession++;
         else this.#mover.receive(msg);
-      } else if (kind === KIND_INITIATE && this.#o.role === 'responder') {
+      } else if (kind === DatagramKind.initiate && this.#o.role === 'responder') {
         this.#onInitiate(msg, rinfo);
-      } else if (kind === KIND_RESPOND && this.#o.role === 'initiator') {
+      } else if (kind === DatagramKind.respond && this.#o.role === 'initiator') {
         this.#onRespond(msg);
       } else {
         this.stats.droppedHandshake++;

@@ -15,12 +15,9 @@
  */
 import { EventEmitter } from 'node:events';
 import type { DatagramListener, DatagramPort, DatagramSource, DatagramTarget } from '../io/datagram-port.js';
-import { peekKeyId } from '../protocol/handshake.js';
+import { peekKeyId } from '../../wire/tpo/handshake.js';
+import { DatagramKind, peekKind } from '../../wire/tpo/kind.js';
 import { WireError } from '../../wire/tpo/errors.js';
-
-const KIND_TRANSPORT = 1;
-const KIND_INITIATE = 2;
-const KIND_RESPOND = 3;
 
 /** What the demux needs to know about a link. */
 export interface DemuxedLink {
@@ -86,12 +83,12 @@ export class PortDemux {
       this.dropped.malformed++;
       return;
     }
-    const kind = msg[1];
+    const kind = peekKind(msg);
     let targets: LinkView[] = [];
-    if (kind === KIND_TRANSPORT) {
+    if (kind === DatagramKind.transport) {
       const id = msg.readUInt32BE(4);
       targets = this.#links.filter((l) => l.link.ownsConnection(id)).map((l) => l.view);
-    } else if (kind === KIND_INITIATE) {
+    } else if (kind === DatagramKind.initiate) {
       let keyId: number;
       try {
         keyId = peekKeyId(msg);
@@ -101,7 +98,7 @@ export class PortDemux {
         return;
       }
       targets = this.#links.filter((l) => l.link.role === 'responder' && l.link.keyId === keyId).map((l) => l.view);
-    } else if (kind === KIND_RESPOND) {
+    } else if (kind === DatagramKind.respond) {
       const initiators = this.#links.filter((l) => l.link.role === 'initiator');
       const exact = initiators.filter((l) => l.link.peer && l.link.peer.port === from.port && l.link.peer.address === from.address);
       targets = (exact.length ? exact : initiators).map((l) => l.view);

@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- send queue, pacer, flow control and receive path share one session's per-datagram state (acks, loss: own files) */
 /**
  * The TPO data mover (issue #6): carries driver buffers between two
  * gateways over UDP datagrams, reliably and at a rate the path model
@@ -14,14 +15,15 @@
  * after every eighth data datagram) and piggybacks acks on its own data:
  * highest physical numbers sent and received, the ack delay, the delivery
  * rate, the cumulative logical point and a bitmap beyond it, and the
- * ranges of physical numbers received.
+ * ranges of physical numbers received (ack-builder.ts).
  *
  * Loss: a datagram counts as lost when three later ones were acknowledged,
  * or one was acknowledged 9/8 RTT after it was sent (RFC 9002); its
  * segment, if still unacknowledged, is sent again. With nothing
  * acknowledged for an RTO, everything in flight counts as lost and the RTO
  * backs off 1.5x. Every acknowledged datagram gives a delivery rate sample
- * to the rate control; the minimum RTT and the rounds feed it too.
+ * to the rate control; the minimum RTT and the rounds feed it too
+ * (loss-detector.ts).
  *
  * Flow control: `send()` returns false once more than QUEUE_MS of the
  * pacing rate waits unsent (at least 64 KiB), or more than
@@ -47,13 +49,10 @@ import {
   dataMoverFieldLength,
   decodeDataMoverField,
   encodeDataMoverField,
-  MAX_ACK_BITMAP_BYTES,
-  MAX_ACK_RANGES,
   TD_DATA,
   TD_GOODBYE,
   TD_RETRANSMISSION,
   type Ack,
-  type AckRange,
   type DataMoverField,
 } from '../../wire/tpo/data-mover.js';
 import { WireError } from '../../wire/tpo/errors.js';
@@ -62,6 +61,8 @@ import { ReplayWindow } from './replay-window.js';
 import { DEFAULT_MAX_BUFFER_BYTES, Reassembler, segmentBuffer, type Segment } from './segments.js';
 import { RttEstimator } from './rtt.js';
 import { RateControl } from './rate-control.js';
+import { AckBuilder, type AckSize } from './ack-builder.js';
+import { LossDetector } from './loss-detector.js';
 
 export interface DataMoverOptions {
   /** This side's connection id (the peer puts it in every datagram it sends here). */
@@ -125,18 +126,6 @@ export interface DataMoverStats {
   dropped: { malformed: number; otherConnection: number; unauthenticated: number; replayed: number };
 }
 
-interface InFlight {
-  readonly logical: number;
-  readonly bytes: number;
-  readonly sentAt: number;
-  /** Delivered bytes and the time of the last delivery when this was sent (for the delivery rate). */
-  readonly delivered: number;
-  readonly deliveredAt: number;
-  /** Send time of the datagram most recently acknowledged when this one was sent (the send side of the rate interval). */
-  readonly firstSentAt: number;
-  readonly appLimited: boolean;
-}
-
 const PACER_TICK_MS = 1;
 /** The first flight: 10 datagrams (RFC 6928's and RFC 9002's initial window). */
 const INITIAL_WINDOW_DATAGRAMS = 10;
@@ -149,22 +138,15 @@ const DATAGRAM_QUEUE_BYTES = 1024 * 1024;
 /** The pacer may send this many ms of rate at once after an idle moment (timers are 1 ms coarse). */
 const BURST_MS = 2;
 const CATCH_UP_MS = 10;
-const PACKET_THRESHOLD = 3;
 /** Data datagrams between acknowledgements (sooner after ackDelayMs): acks cost reverse bandwidth. */
 const ACK_EVERY = 8;
 /** An ack-only datagram's ranges and bitmap stay within one MTU-sized datagram. */
-const FULL_ACK = { ranges: 16, bitmapBytes: 512 };
-/**
- * Ranges reach back this many physical numbers below the highest received:
- * older ones were in earlier acks, and if those were lost the logical
- * cumulative point and bitmap still tell the sender what arrived.
- */
-const RANGE_REACH = 512;
+const FULL_ACK: AckSize = { ranges: 16, bitmapBytes: 512 };
 /**
  * The ack piggybacked on a data datagram is small (60 B): with a full
  * 1350-byte segment the datagram stays at 1454 B, 1482 B with IPv4 and UDP.
  */
-const PIGGYBACK_ACK = { ranges: 1, bitmapBytes: 8 };
+const PIGGYBACK_ACK: AckSize = { ranges: 1, bitmapBytes: 8 };
 
 export class DataMover extends EventEmitter {
   readonly stats: DataMoverStats = {
@@ -205,14 +187,9 @@ export class DataMover extends EventEmitter {
   readonly #retransmit: number[] = [];
   /** Unacknowledged segments by logical number (what a retransmission resends). */
   readonly #unacked = new Map<number, Segment>();
-  readonly #inFlight = new Map<number, InFlight>();
-  #bytesInFlight = 0;
+  /** Data datagrams in flight, acks and loss (loss-detector.ts). */
+  readonly #loss: LossDetector;
   #queuedBytes = 0;
-  #largestAcked = -1;
-  #lastAckAt = 0;
-  #delivered = 0;
-  #deliveredAt = 0;
-  #firstSentAt = 0;
   #roundEndPhysical = 0;
   /** The lowest RTT sample of the current round. */
   #roundRtt = Infinity;
@@ -225,19 +202,13 @@ export class DataMover extends EventEmitter {
   // Receiving side.
   readonly #reassembler: Reassembler;
   readonly #replay = new ReplayWindow();
-  #highestReceived = -1;
-  #highestReceivedAt = 0;
-  /** Physical numbers received, as ranges [lo, hi], highest first, at most MAX_ACK_RANGES. */
-  #ranges: [number, number][] = [];
+  /** What arrived, for the acks this side sends (ack-builder.ts). */
+  readonly #acks: AckBuilder;
   #ackDue = false;
   #ackDueAt = 0;
   #dataSinceAck = 0;
   #lastReceiveAt = 0;
   #peerDown = false;
-  /** Delivery rate to this side's driver, for the ack. */
-  #rateWindowStart = 0;
-  #rateWindowBytes = 0;
-  #deliveryRate = 0;
 
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -276,8 +247,8 @@ export class DataMover extends EventEmitter {
     // Times count from the session's start: the first keepalive is due keepaliveMs from now.
     this.#lastSendAt = t;
     this.#lastReceiveAt = t;
-    this.#deliveredAt = t;
-    this.#rateWindowStart = t;
+    this.#loss = new LossDetector(this.rtt, this.rate, (logical) => this.#onLost(logical), t);
+    this.#acks = new AckBuilder(t);
     this.#timer = setInterval(() => this.#tick(), PACER_TICK_MS);
   }
 
@@ -288,7 +259,7 @@ export class DataMover extends EventEmitter {
 
   /** Bytes queued or in flight (what flow control counts). */
   get backlogBytes(): number {
-    return this.#queuedBytes + this.#bytesInFlight;
+    return this.#queuedBytes + this.#loss.bytesInFlight;
   }
 
   get peerDown(): boolean {
@@ -435,14 +406,14 @@ export class DataMover extends EventEmitter {
       if (r.duplicates > duplicates) this.stats.duplicates++;
       else if (!refused) {
         this.stats.payloadDelivered += segment.length;
-        this.#rateWindowBytes += segment.length;
+        this.#acks.delivered(segment.length);
       }
       this.stats.segmentsRefused = r.refused;
       this.stats.buffersDropped = r.malformed + r.oversized;
       this.stats.reassemblyBytes = r.heldBytes;
     }
     // A refused segment is not acknowledged, even by its physical number: the sender counts it lost and sends it again.
-    if (!refused) this.#noteReceived(physical, now);
+    if (!refused) this.#acks.received(physical, now);
     if (field.ack) this.#onAck(field.ack, now);
     if (data) {
       this.#dataSinceAck++;
@@ -460,90 +431,13 @@ export class DataMover extends EventEmitter {
     this.#pump();
   }
 
-  #noteReceived(physical: number, now: number): void {
-    if (physical > this.#highestReceived) {
-      this.#highestReceived = physical;
-      this.#highestReceivedAt = now;
-    }
-    // Merge into the ranges (highest first), keeping the newest MAX_ACK_RANGES.
-    const r = this.#ranges;
-    let i = 0;
-    while (i < r.length && r[i]![0] > physical + 1) i++;
-    if (i < r.length && physical >= r[i]![0] - 1 && physical <= r[i]![1] + 1) {
-      r[i]![0] = Math.min(r[i]![0], physical);
-      r[i]![1] = Math.max(r[i]![1], physical);
-      if (i + 1 < r.length && r[i + 1]![1] + 1 >= r[i]![0]) {
-        r[i]![0] = Math.min(r[i]![0], r[i + 1]![0]);
-        r.splice(i + 1, 1);
-      }
-      if (i > 0 && r[i - 1]![0] - 1 <= r[i]![1]) {
-        r[i - 1]![0] = Math.min(r[i - 1]![0], r[i]![0]);
-        r.splice(i, 1);
-      }
-    } else {
-      r.splice(i, 0, [physical, physical]);
-    }
-    if (r.length > MAX_ACK_RANGES) r.length = MAX_ACK_RANGES;
-  }
-
-  #ackField(now: number, size: { ranges: number; bitmapBytes: number }): Ack {
-    if (now - this.#rateWindowStart >= 100) {
-      this.#deliveryRate = Math.min(0xffffffff, Math.round((this.#rateWindowBytes * 1000) / (now - this.#rateWindowStart)));
-      this.#rateWindowStart = now;
-      this.#rateWindowBytes = 0;
-    }
-    return {
-      highestSent: Math.max(0, this.#nextPhysical - 1),
-      highestReceived: Math.max(0, this.#highestReceived),
-      ackDelayUs: Math.min(0xffffffff, Math.round((now - this.#highestReceivedAt) * 1000)),
-      deliveryRate: this.#deliveryRate,
-      cumulative: this.#reassembler.cumulative,
-      bitmap: this.#reassembler.bitmap(Math.min(size.bitmapBytes, MAX_ACK_BITMAP_BYTES)),
-      ranges: this.#ranges
-        .slice(0, size.ranges)
-        .filter(([, hi]) => hi >= this.#highestReceived - RANGE_REACH)
-        .map(([lo, hi]): AckRange => ({ largest: hi, length: hi - lo + 1 })),
-    };
-  }
-
   // ---- acknowledgements received ----
 
   #onAck(ack: Ack, now: number): void {
-    let newlyAckedLargest = -1;
-    let ackedBytes = 0;
-    // In-flight numbers ascend (a Map keeps insertion order); ranges come highest first.
-    const ranges = [...ack.ranges].reverse();
-    const top = ranges.length ? ranges[ranges.length - 1]!.largest : -1;
-    let j = 0;
-    for (const [pn, p] of this.#inFlight) {
-      if (pn > top) break;
-      while (j < ranges.length && ranges[j]!.largest < pn) j++;
-      if (j >= ranges.length) break;
-      const range = ranges[j]!;
-      if (pn < range.largest - range.length + 1) continue;
-      this.#inFlight.delete(pn);
-      this.#bytesInFlight -= p.bytes;
-      ackedBytes += p.bytes;
-      this.#delivered += p.bytes;
-      // The rate over the longer of the send and the ack intervals: acks that
-      // arrive bunched up would otherwise suggest more bandwidth than there is.
-      const interval = Math.max(p.sentAt - p.firstSentAt, now - p.deliveredAt);
-      this.#firstSentAt = p.sentAt;
-      if (interval > 0) this.rate.onDelivery({ bytesPerSecond: ((this.#delivered - p.delivered) * 1000) / interval, appLimited: p.appLimited }, p.bytes);
-      if (pn > newlyAckedLargest) newlyAckedLargest = pn;
-      if (pn === ack.highestReceived) {
-        this.rtt.sample(now - p.sentAt, ack.ackDelayUs / 1000, now);
-        this.rate.onMinRtt(this.rtt.minRttMs);
-        this.rate.onRttSample(this.rtt.latestMs, p.appLimited);
-        this.#roundRtt = Math.min(this.#roundRtt, this.rtt.latestMs);
-        this.#roundMaxRtt = Math.max(this.#roundMaxRtt, this.rtt.latestMs);
-      }
+    if (this.#loss.onAck(ack, now)) {
+      this.#roundRtt = Math.min(this.#roundRtt, this.rtt.latestMs);
+      this.#roundMaxRtt = Math.max(this.#roundMaxRtt, this.rtt.latestMs);
     }
-    if (ackedBytes > 0) {
-      this.#deliveredAt = now;
-      this.#lastAckAt = now;
-    }
-    if (newlyAckedLargest > this.#largestAcked) this.#largestAcked = newlyAckedLargest;
     // Logical acknowledgements: everything below the cumulative point, and the bitmap.
     // Segments are inserted in logical order, so the cumulative part is a prefix.
     for (const logical of this.#unacked.keys()) {
@@ -551,9 +445,9 @@ export class DataMover extends EventEmitter {
       this.#unacked.delete(logical);
     }
     for (let i = 0; i < ack.bitmap.length * 8; i++) if (ack.bitmap[i >> 3]! & (1 << (i & 7))) this.#unacked.delete(ack.cumulative + 1 + i);
-    this.#detectLoss(now);
-    if (this.#largestAcked >= this.#roundEndPhysical) {
-      this.rate.onRoundEnd(this.#bytesInFlight, this.#roundRtt, this.#roundMaxRtt || Infinity, now);
+    this.#loss.detectLoss(now);
+    if (this.#loss.largestAcked >= this.#roundEndPhysical) {
+      this.rate.onRoundEnd(this.#loss.bytesInFlight, this.#roundRtt, this.#roundMaxRtt || Infinity, now);
       this.#roundEndPhysical = this.#nextPhysical;
       this.#roundRtt = Infinity;
       this.#roundMaxRtt = 0;
@@ -564,20 +458,10 @@ export class DataMover extends EventEmitter {
     }
   }
 
-  #detectLoss(now: number): void {
-    const lossDelay = this.rtt.lossDelayMs;
-    for (const [pn, p] of this.#inFlight) {
-      if (pn >= this.#largestAcked) break;
-      if (this.#largestAcked - pn >= PACKET_THRESHOLD || now - p.sentAt > lossDelay) this.#declareLost(pn, p);
-    }
-  }
-
-  #declareLost(pn: number, p: InFlight): void {
-    this.#inFlight.delete(pn);
-    this.#bytesInFlight -= p.bytes;
+  /** The loss detector gave up on a datagram: its segment goes again if still unacknowledged. */
+  #onLost(logical: number): void {
     this.stats.lost++;
-    this.rate.onLoss(p.bytes);
-    if (this.#unacked.has(p.logical)) this.#retransmit.push(p.logical);
+    if (this.#unacked.has(logical)) this.#retransmit.push(logical);
   }
 
   // ---- sending ----
@@ -585,12 +469,7 @@ export class DataMover extends EventEmitter {
   #tick(): void {
     const now = this.#now();
     // Retransmission timeout: nothing acknowledged for an RTO while data is out.
-    if (this.#inFlight.size > 0 && now - Math.max(this.#lastAckAt, this.#lastSendAtOfOldest()) > this.rtt.rtoMs) {
-      this.stats.timeouts++;
-      this.rtt.onTimeout();
-      for (const [pn, p] of [...this.#inFlight]) this.#declareLost(pn, p);
-      this.#lastAckAt = now;
-    }
+    if (this.#loss.checkTimeout(now)) this.stats.timeouts++;
     if (!this.#peerDown && now - this.#lastReceiveAt > this.#o.deadAfterMs) {
       this.#peerDown = true;
       this.emit('down');
@@ -598,11 +477,6 @@ export class DataMover extends EventEmitter {
     if (this.#ackDue && now >= this.#ackDueAt) this.#sendAckOnly(now);
     else if (now - this.#lastSendAt > this.#o.keepaliveMs) this.#sendAckOnly(now);
     this.#pump();
-  }
-
-  #lastSendAtOfOldest(): number {
-    for (const p of this.#inFlight.values()) return p.sentAt;
-    return 0;
   }
 
   /** Sends what the pacer and the window allow: lost segments first, then new ones. */
@@ -619,7 +493,7 @@ export class DataMover extends EventEmitter {
     this.#tokens = Math.min(this.#tokens + (elapsed * rate) / 1000, cap);
     this.#lastTick = now;
     const window = this.rate.windowBytes;
-    while (this.#tokens > 0 && this.#bytesInFlight < window) {
+    while (this.#tokens > 0 && this.#loss.bytesInFlight < window) {
       let seg: Segment | undefined;
       let retransmission = false;
       while (this.#retransmit.length) {
@@ -669,7 +543,7 @@ export class DataMover extends EventEmitter {
         logical: seg ? seg.logical : 0,
         physical,
       },
-      ...(withAck ? { ack: this.#ackField(now, seg ? PIGGYBACK_ACK : FULL_ACK) } : {}),
+      ...(withAck ? { ack: this.#acks.build(now, seg ? PIGGYBACK_ACK : FULL_ACK, this.#nextPhysical, this.#reassembler) } : {}),
     };
     const datagram = sealDatagram(this.#o.keys.send, physical, encodeDataMoverField(field), seg ? seg.bytes : new Uint8Array(0));
     this.#o.transmit(datagram);
@@ -682,27 +556,7 @@ export class DataMover extends EventEmitter {
       this.#dataSinceAck = 0;
     }
     // Ack-only datagrams are not tracked: nothing acknowledges them when the peer has no data to send.
-    if (seg) {
-      // Nothing in flight: a new flight starts, and its rate samples count from
-      // now (Linux's tcp_rate_skb_sent does the same). Otherwise the idle time
-      // since the last ack (a session that waited for its first flow, or a
-      // pause between flows) would be part of every sample of the flight and
-      // make the path look far slower than it is.
-      if (this.#inFlight.size === 0) {
-        this.#firstSentAt = now;
-        this.#deliveredAt = now;
-      }
-      this.#inFlight.set(physical, {
-        logical: seg.logical,
-        bytes,
-        sentAt: now,
-        delivered: this.#delivered,
-        deliveredAt: this.#deliveredAt,
-        firstSentAt: this.#firstSentAt,
-        appLimited,
-      });
-      this.#bytesInFlight += bytes;
-    }
+    if (seg) this.#loss.onSent(physical, seg.logical, bytes, appLimited, now);
     return bytes;
   }
 

@@ -13,10 +13,10 @@
  * physical numbers may restart at 0.
  */
 import { createCipheriv, createDecipheriv, hkdfSync, type CipherChaCha20Poly1305, type DecipherChaCha20Poly1305 } from 'node:crypto';
+import { SESSION_NONCE_LENGTH } from '../../wire/tpo/handshake.js';
 
 export const TAG_LENGTH = 16;
 export const KEY_LENGTH = 32;
-export const SESSION_NONCE_LENGTH = 16;
 const ALGORITHM = 'chacha20-poly1305';
 
 /** Keys of one session: what this side sends with, and what it receives with. */

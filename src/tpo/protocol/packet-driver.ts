@@ -28,22 +28,12 @@
  * also copies the data then, so a caller that reuses its buffer afterwards
  * cannot change what is sent.
  *
- * Decoding bounds the decompressor by the buffer's declared raw length
- * before it runs, so a small buffer cannot expand into a large one.
+ * The compression codec, and the decoding of a driver buffer back into
+ * messages, are wire/tpo/compression.ts.
  */
-import * as zlib from 'node:zlib';
 import { WireError } from '../../wire/tpo/errors.js';
-import {
-  decodeDriverBuffer,
-  decodeMessages,
-  encodeDriverBuffer,
-  MAX_DRIVER_BUFFER,
-  MAX_MESSAGES,
-  ROUTING_HEADER_LENGTH,
-  type CarriedMessage,
-  type Codec,
-  type RoutingHeader,
-} from '../../wire/tpo/driver-buffer.js';
+import { encodeDriverBuffer, MAX_DRIVER_BUFFER, MAX_MESSAGES, ROUTING_HEADER_LENGTH, type CarriedMessage, type Codec } from '../../wire/tpo/driver-buffer.js';
+import { compress } from '../../wire/tpo/compression.js';
 import { checkMessageHeader, messageHeaderLength, writeMessageHeader } from '../../wire/tpo/message.js';
 import { Writer } from '../../wire/tpo/cursor.js';
 
@@ -100,7 +90,6 @@ const MIN_SAVING = 0.03;
 /** After this many incompressible buffers in a row a domain skips compression for SKIP_BUFFERS buffers. */
 const GIVE_UP_AFTER = 4;
 const SKIP_BUFFERS = 32;
-const BROTLI_QUALITY = 4;
 
 /** An open buffer starts this large and doubles as messages arrive, up to maxBufferBytes. */
 const INITIAL_OPEN_BYTES = 4096;
@@ -256,46 +245,4 @@ export class PacketDriver {
     }
     return { codec: 'none', payload: raw };
   }
-}
-
-export function compress(codec: Codec, raw: Uint8Array): Uint8Array {
-  if (codec === 'deflate') return zlib.deflateRawSync(raw, { level: 1 });
-  if (codec === 'brotli') {
-    return zlib.brotliCompressSync(raw, {
-      params: { [zlib.constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: raw.length },
-    });
-  }
-  return raw;
-}
-
-/**
- * A driver buffer's messages (data are views into the decompressed bytes,
- * or into `buf` when uncompressed). Refuses with a WireError: anything
- * decodeDriverBuffer refuses, a payload that does not decompress, or one
- * that decompresses to other than its declared raw length (the
- * decompressor is stopped at that length, so it cannot be made to expand
- * without bound).
- */
-export function openDriverBuffer(buf: Uint8Array): { header: RoutingHeader; messages: CarriedMessage[] } {
-  const { header, payload } = decodeDriverBuffer(buf);
-  if (header.function !== 'messages') throw new WireError('type', `driver buffer: function ${header.function}, expected messages`, 'function');
-  let raw: Uint8Array;
-  if (header.codec === 'none') raw = payload;
-  else {
-    // One byte more than declared: a longer output is detected, not truncated silently.
-    const maxOutputLength = header.rawLength + 1;
-    try {
-      raw = header.codec === 'deflate' ? zlib.inflateRawSync(payload, { maxOutputLength }) : zlib.brotliDecompressSync(payload, { maxOutputLength });
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new WireError(
-        code === 'ERR_BUFFER_TOO_LARGE' ? 'length' : 'value',
-        `driver buffer: ${header.codec} payload does not decompress to ${header.rawLength} bytes (${code ?? (err as Error).message})`,
-        'payload',
-      );
-    }
-    if (raw.length !== header.rawLength)
-      throw new WireError('length', `driver buffer: decompressed to ${raw.length} bytes, declared ${header.rawLength}`, 'rawLength');
-  }
-  return { header, messages: decodeMessages(raw, header.count) };
 }

@@ -11,10 +11,10 @@
  */
 import { WireError } from './errors.js';
 import { Reader, Writer } from './cursor.js';
+import { DatagramKind } from './kind.js';
 
 export const DATAGRAM_VERSION = 1;
 export const DATAGRAM_PREFIX_LENGTH = 8;
-const KIND_TRANSPORT = 1;
 
 const SUB_TRANSPORT = 1;
 const SUB_ACK = 2;
@@ -95,7 +95,7 @@ export function writeDataMoverField(out: Uint8Array, f: DataMoverField): number 
   check('transport.physical', t.physical, Number.MAX_SAFE_INTEGER);
   const w = new Writer(out);
   w.u8(DATAGRAM_VERSION)
-    .u8(KIND_TRANSPORT)
+    .u8(DatagramKind.transport)
     .u8(0)
     .u8(f.ack ? 2 : 1)
     .u32(f.connectionId);
@@ -144,7 +144,7 @@ export function decodeDataMoverField(datagram: Uint8Array): { field: DataMoverFi
   const version = r.u8('version');
   if (version !== DATAGRAM_VERSION) throw new WireError('version', `datagram: version ${version}, this code speaks ${DATAGRAM_VERSION}`, 'version');
   const kind = r.u8('kind');
-  if (kind !== KIND_TRANSPORT) throw new WireError('type', `datagram: unknown kind ${kind}`, 'kind');
+  if (kind !== DatagramKind.transport) throw new WireError('type', `datagram: unknown kind ${kind}`, 'kind');
   if (r.u8('flags') !== 0) throw new WireError('value', 'datagram: reserved flags set', 'flags');
   const subfields = r.u8('subfields');
   const connectionId = r.u32('connectionId');

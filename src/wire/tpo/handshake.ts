@@ -1,27 +1,28 @@
 /**
- * The gateways' handshake (docs/WIRE.md 3.5): two datagrams that agree on
- * a session (both connection ids, both session nonces, hence the keys of
- * datagram-crypto.ts) between two gateways that share a pre-shared key.
+ * The gateways' handshake codec (docs/WIRE.md 3.5): two datagrams that
+ * agree on a session (both connection ids, both session nonces, hence the
+ * keys of tpo/protocol/datagram-crypto.ts) between two gateways that share
+ * a pre-shared key.
  *
  *   initiate (kind 2)  initiator -> responder, padded to 1200 bytes
  *   respond  (kind 3)  responder -> initiator, 60 bytes
  *
  * Both are authenticated with HMAC-SHA-256 under the pair's key; the
  * response's MAC covers the initiation's MAC too, so it answers exactly
- * that initiation. The responder stays silent to anything that does not
- * authenticate, is stale (timestamp off by more than 30 s) or is not newer
- * than the last initiation it answered (InitiationGuard), and its answer
- * is 20 times smaller than the initiation: the gateway cannot be used to
- * amplify traffic towards a forged source. Pure codecs plus the guard.
+ * that initiation. The responder answers only what authenticates, is not
+ * stale and is newer than what it answered before
+ * (tpo/protocol/initiation-guard.ts), and its answer is 20 times smaller
+ * than the initiation: the gateway cannot be used to amplify traffic
+ * towards a forged source. Pure codec.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { WireError } from '../../wire/tpo/errors.js';
-import { Reader, Writer } from '../../wire/tpo/cursor.js';
-import { SESSION_NONCE_LENGTH } from './datagram-crypto.js';
+import { WireError } from './errors.js';
+import { Reader, Writer } from './cursor.js';
+import { DatagramKind } from './kind.js';
 
 export const HANDSHAKE_VERSION = 1;
-const KIND_INITIATE = 2;
-const KIND_RESPOND = 3;
+/** Bytes of a session nonce, each side's fresh randomness the session keys are derived from (datagram-crypto.ts). */
+export const SESSION_NONCE_LENGTH = 16;
 const MAC_LENGTH = 32;
 /** An initiation is padded to this size (anti-amplification: the answer is 60 bytes). */
 export const INITIATE_LENGTH = 1200;
@@ -59,7 +60,7 @@ export function encodeInitiate(psk: Uint8Array, i: Initiation): Uint8Array {
   if (i.nonce.length !== SESSION_NONCE_LENGTH) throw new WireError('length', `initiate: the nonce has ${SESSION_NONCE_LENGTH} bytes`, 'nonce');
   const out = new Uint8Array(INITIATE_LENGTH);
   const w = new Writer(out);
-  prefix(w, KIND_INITIATE);
+  prefix(w, DatagramKind.initiate);
   w.u32(i.initiatorId).u32(i.keyId).u64(i.timestamp).bytesOf(i.nonce);
   // Zero padding up to the MAC.
   out.set(mac(psk, out.subarray(0, INITIATE_LENGTH - MAC_LENGTH)), INITIATE_LENGTH - MAC_LENGTH);
@@ -77,7 +78,7 @@ function header(r: Reader, kind: number): void {
 /** The key id of an initiation, read before authenticating it (to pick the key). */
 export function peekKeyId(datagram: Uint8Array): number {
   const r = new Reader(datagram, 'initiate');
-  header(r, KIND_INITIATE);
+  header(r, DatagramKind.initiate);
   r.u32('initiatorId');
   return r.u32('keyId');
 }
@@ -94,7 +95,7 @@ export function decodeInitiate(psk: Uint8Array, datagram: Uint8Array): Initiatio
   if (!timingSafeEqual(mac(psk, body), datagram.subarray(INITIATE_LENGTH - MAC_LENGTH)))
     throw new WireError('checksum', 'initiate: MAC does not verify', 'mac');
   const r = new Reader(datagram, 'initiate');
-  header(r, KIND_INITIATE);
+  header(r, DatagramKind.initiate);
   const initiatorId = r.u32('initiatorId');
   const keyId = r.u32('keyId');
   const timestamp = r.u64('timestamp');
@@ -109,7 +110,7 @@ export function encodeRespond(psk: Uint8Array, initiation: Uint8Array, r: Respon
   if (r.nonce.length !== SESSION_NONCE_LENGTH) throw new WireError('length', `respond: the nonce has ${SESSION_NONCE_LENGTH} bytes`, 'nonce');
   const out = new Uint8Array(RESPOND_LENGTH);
   const w = new Writer(out);
-  prefix(w, KIND_RESPOND);
+  prefix(w, DatagramKind.respond);
   w.u32(r.initiatorId).u32(r.responderId).bytesOf(r.nonce);
   out.set(mac(psk, out.subarray(0, 28), initiation.subarray(INITIATE_LENGTH - MAC_LENGTH)), 28);
   return out;
@@ -123,35 +124,6 @@ export function decodeRespond(psk: Uint8Array, sent: Uint8Array, datagram: Uint8
   if (!timingSafeEqual(expected, datagram.subarray(28)))
     throw new WireError('checksum', 'respond: MAC does not verify (another key, or an answer to another initiation)', 'mac');
   const r = new Reader(datagram, 'respond');
-  header(r, KIND_RESPOND);
+  header(r, DatagramKind.respond);
   return { initiatorId: r.u32('initiatorId'), responderId: r.u32('responderId'), nonce: Uint8Array.from(r.bytesOf(SESSION_NONCE_LENGTH, 'nonce')) };
-}
-
-/**
- * The responder's memory of initiations, per peer (WireGuard's rule): an
- * initiation is answered only if its timestamp is within the clock-skew
- * window and later than that of every initiation answered before. A
- * captured initiation replayed later gets no answer once the initiator has
- * sent a newer one (which it does whenever it pairs), and is never answered
- * twice; the memory is one number. After a restart the responder has
- * forgotten it, so a replay of an initiation younger than the window is
- * answered once; the responder's session stays unconfirmed until the
- * initiator's first authenticated transport datagram (peer-link.ts), so the
- * replayer gets that one 60-byte response and nothing more.
- */
-export class InitiationGuard {
-  #newest = -Infinity;
-
-  /** The newest timestamp answered (ms since the epoch; -Infinity before the first). */
-  get newest(): number {
-    return this.#newest;
-  }
-
-  /** Whether to answer `i` (authenticated already), received at `now` (ms since the epoch); if so, older ones are refused from now on. */
-  accept(i: Initiation, now: number): boolean {
-    if (Math.abs(now - i.timestamp) > MAX_CLOCK_SKEW_MS) return false;
-    if (i.timestamp <= this.#newest) return false;
-    this.#newest = i.timestamp;
-    return true;
-  }
 }

@@ -1,0 +1,88 @@
+/**
+ * Whether the kernel tier can run here (`sluice doctor`, tier selection):
+ * Linux 6.6+ for tcx links, the privileges bpf() needs, the FFI, a usable
+ * batched companion, a loadable bpf/sluice.o and a bpf() the host permits.
+ * Also the notes the plane and the probe share about what the program holds.
+ */
+import { readFileSync } from 'node:fs';
+import type { TierProbe } from '../types.js';
+import { batchedProvider } from '../batched/batched-plane.js';
+import { closeFd, mapCreate, BPF_MAP_TYPE } from '../../sys/bpf.js';
+import { ffiAvailable } from '../../sys/probe.js';
+import { readObject } from './program.js';
+import { chooseHooks } from './attach.js';
+import { CHUNK, MAX_SUBS } from './layout.js';
+
+/** Root, or both CAP_BPF (39) and CAP_NET_ADMIN (12) in the effective set. */
+function privilegeProblem(): string | undefined {
+  if (process.getuid?.() === 0) return undefined;
+  try {
+    const hex = /^CapEff:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0';
+    const caps = BigInt(`0x${hex}`);
+    const has = (bit: number) => ((caps >> BigInt(bit)) & 1n) === 1n;
+    if (has(39) && has(12)) return undefined;
+  } catch {
+    // No /proc: treat as unprivileged.
+  }
+  return 'needs root, or CAP_BPF and CAP_NET_ADMIN';
+}
+
+/** What the program holds, for notes and `sluice doctor`. */
+export function programNote(insns: number): string {
+  return `program: ${insns} instructions; up to ${MAX_SUBS} subscribers per flow in the kernel (${CHUNK} per run, continued by tail call), the rest spilled to the batched tier`;
+}
+
+/**
+ * Copies for local (lo) and veth subscribers wait in the CPU's backlog
+ * queue until the program's run ends: a datagram for N of them queues N.
+ */
+function backlogNote(): string {
+  let v = '?';
+  try {
+    v = readFileSync('/proc/sys/net/core/netdev_max_backlog', 'utf8').trim();
+  } catch {
+    // Not visible in this namespace (the sysctl is global, shown in the initial one only).
+  }
+  return `net.core.netdev_max_backlog=${v}: every copy to a local or veth subscriber waits there until the datagram's copies are made; raise it (e.g. 10000) for fan-outs of hundreds with bursts`;
+}
+
+/** Kernel version as [major, minor]. */
+function kernelVersion(): [number, number] {
+  const m = /^(\d+)\.(\d+)/.exec(readFileSync('/proc/sys/kernel/osrelease', 'utf8'));
+  return m ? [Number(m[1]), Number(m[2])] : [0, 0];
+}
+
+export async function probeKernelTier(): Promise<TierProbe> {
+  const no = (detail: string, notes?: string[]): TierProbe => ({ tier: 'kernel', available: false, detail, ...(notes ? { notes } : {}) });
+  if (process.platform !== 'linux') return no(`needs Linux (this is ${process.platform})`);
+  const [maj, min] = kernelVersion();
+  if (maj < 6 || (maj === 6 && min < 6)) return no(`needs Linux 6.6 or newer for tcx links (this is ${maj}.${min})`);
+  const priv = privilegeProblem();
+  if (priv) return no(priv);
+  const ffi = ffiAvailable();
+  if (!ffi.ok) return no(ffi.reason);
+  const batched = await batchedProvider.probe();
+  if (!batched.available) return no(`its companion, the batched tier, is unavailable: ${batched.detail}`);
+  let insns = 0;
+  try {
+    insns = readObject().programs[0]!.insns.length / 8;
+  } catch (err) {
+    return no(`bpf/sluice.o is unusable: ${(err as Error).message}`);
+  }
+  try {
+    // bpf() permitted here (seccomp, lockdown and unprivileged_bpf_disabled say otherwise)?
+    closeFd(mapCreate({ type: BPF_MAP_TYPE.ARRAY, keySize: 4, valueSize: 4, maxEntries: 1, flags: 0, name: 'sl_probe' }));
+  } catch (err) {
+    return no(`bpf() refused: ${(err as Error).message}`);
+  }
+  const { hooks, skipped } = chooseHooks();
+  const notes = [
+    `tcx hooks: ${hooks.map((h) => `${h.iface.name} ${h.direction}`).join(', ')}`,
+    ...(skipped.length ? [`not attached: ${skipped.join(', ')}`] : []),
+    programNote(insns),
+    'sets on lo: net.ipv4.conf.lo.{forwarding,route_localnet,accept_local}=1, net.ipv6.conf.lo.forwarding=1 (route lookups and local delivery from eBPF); restored when no kernel-tier process and no pinned state needs them any more',
+    'checks at ingress as the stack does: lengths, checksums, martian sources and rp_filter (per interface, refreshed every 2 s); what fails is left to the stack. Netfilter rules (an IPv6 rpfilter too) do not apply to what it carries: it runs before them',
+    backlogNote(),
+  ];
+  return { tier: 'kernel', available: true, detail: `eBPF on tcx (Linux ${maj}.${min}), with the batched tier as companion`, notes };
+}
