@@ -118,6 +118,7 @@ export class BatchedPlane implements DataPlane {
     const data: WorkerData = { wakeFd: waker.fd, options: engine };
     const worker = spawnWorker(data);
     const plane = new BatchedPlane(worker, waker, label, options.onEngineFailed);
+    plane.onSuspension = options.onSuspension;
     await new Promise<void>((resolve, reject) => {
       const onMessage = (m: Reply) => {
         if (m.kind !== 'ready') return;
