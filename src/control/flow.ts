@@ -3,9 +3,10 @@
  * replicate policy. It emits what happens to the flow (FlowEvents) and
  * ends exactly once, by remove() or by its Sluice's close(); every call
  * after that rejects with ClosedError, except remove(), which returns the
- * same promise (the same final counters) every time.
+ * same promise (the same final counters) every time. Its name, type,
+ * listen address and spec stay readable after it ended (as they last were).
  */
-import type { PolicyTable } from './policy-table.js';
+import type { FlowEntry, PolicyTable } from './policy-table.js';
 import { endpointKey, formatEndpoint, parseEndpointInput, type Endpoint, type EndpointInput } from '../wire/endpoint.js';
 import type { FlowPolicy, FlowPolicySpec, TierName } from '../policy/schema.js';
 import type { FlowStats } from '../stats/counters.js';
@@ -76,6 +77,8 @@ export class Flow extends TypedEmitter<FlowEvents> {
   #closed = false;
   /** The flow's end: set once, by remove() or by the Sluice closing; every remove() returns it. */
   #ending: Promise<FlowStats | undefined> | undefined;
+  /** The table's entry as last seen: name, listen and spec stay readable after the flow ended. */
+  #last: FlowEntry | undefined;
 
   /** @internal Created by Sluice.apply(). */
   constructor(parent: FlowParent) {
@@ -84,6 +87,7 @@ export class Flow extends TypedEmitter<FlowEvents> {
     this.#id = parent.id;
     this.#tier = parent.tier;
     this.#parent = parent;
+    this.#last = parent.table.get(parent.id);
     parent.bind({
       sluiceClosing: (final) => this.#sluiceClosing(final),
       engineFailed: (error) => {
@@ -139,7 +143,7 @@ export class Flow extends TypedEmitter<FlowEvents> {
    */
   async update(patch: Partial<FlowPolicy>): Promise<void> {
     this.#assertLive();
-    this.#updated((await this.#table.update(this.#id, patch)).spec);
+    this.#updated(await this.#table.update(this.#id, patch));
   }
 
   /**
@@ -149,7 +153,7 @@ export class Flow extends TypedEmitter<FlowEvents> {
    */
   async replace(policy: FlowPolicy): Promise<void> {
     this.#assertLive();
-    this.#updated((await this.#table.update(this.#id, () => ({ ...(policy as object) }))).spec);
+    this.#updated(await this.#table.update(this.#id, () => ({ ...(policy as object) })));
   }
 
   /** Adds a subscriber to a replicate flow (no-op if already subscribed). */
@@ -171,12 +175,13 @@ export class Flow extends TypedEmitter<FlowEvents> {
       if (cur.type !== 'replicate') throw new InvalidArgumentError(`${op}: flow '${this.name}' is a ${String(cur.type)}, not a replicate`);
       return { ...cur, to: edit((cur.to as EndpointInput[] | undefined) ?? []) };
     });
-    this.#updated(entry.spec);
+    this.#updated(entry);
   }
 
-  #updated(spec: FlowPolicySpec): void {
-    this.emit('update', spec);
-    this.#observer.emit('update', spec);
+  #updated(entry: FlowEntry): void {
+    this.#last = entry;
+    this.emit('update', entry.spec);
+    this.#observer.emit('update', entry.spec);
   }
 
   /** Counter snapshot (synchronous, cheap). */
@@ -212,6 +217,7 @@ export class Flow extends TypedEmitter<FlowEvents> {
   }
 
   async #remove(): Promise<FlowStats | undefined> {
+    this.#last = this.#table.get(this.#id) ?? this.#last;
     this.#closed = true;
     this.#parent.removing(this);
     let stats: FlowStats | undefined;
@@ -225,6 +231,7 @@ export class Flow extends TypedEmitter<FlowEvents> {
   }
 
   #sluiceClosing(final: Promise<FlowStats | undefined>): Promise<FlowStats | undefined> {
+    this.#last = this.#table.get(this.#id) ?? this.#last;
     this.#closed = true;
     this.#ending ??= final.then(
       (stats) => {
@@ -246,9 +253,11 @@ export class Flow extends TypedEmitter<FlowEvents> {
     this.#observer.emit('close');
   }
 
-  #entry() {
-    const e = this.#table.get(this.#id);
+  /** The table's entry while the flow runs; after it ended, the last one seen. */
+  #entry(): FlowEntry {
+    const e = this.#table.get(this.#id) ?? this.#last;
     if (!e) throw new ClosedError(`flow ${this.#id}`);
+    this.#last = e;
     return e;
   }
 
