@@ -6,6 +6,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import {
   SLUICE_ERROR_CODES,
   SluiceError,
@@ -107,4 +109,12 @@ test('config, file and eBPF-object errors are SluiceErrors with their old names,
     () => parseBpfElf(new Uint8Array(64)),
     (e: unknown) => e instanceof ElfError && e.name === 'ElfError' && e.code === 'SLUICE_ERR_BPF_OBJECT' && e.message === 'eBPF object: not an ELF file',
   );
+});
+
+test("src/ throws an engine's refusal as EngineError, never as new SluiceError('SLUICE_ERR_ENGINE', ...)", () => {
+  const src = fileURLToPath(new URL('../../src/', import.meta.url));
+  const offenders = readdirSync(src, { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.ts'))
+    .filter((f) => /new SluiceError\(\s*'SLUICE_ERR_ENGINE'/.test(readFileSync(src + f, 'utf8')));
+  assert.deepEqual(offenders, []);
 });
