@@ -2,7 +2,16 @@
  * Public surface of the `sluice` package. Anything not exported here is
  * internal and may change without notice.
  */
-export { Sluice, type SluiceEvents, type SluiceOptions, type AggregateInput, type WriteEntryInput, type WriteOptions } from './control/sluice.js';
+export {
+  Sluice,
+  type SluiceEvents,
+  type SluiceObserverEvents,
+  type SluiceOptions,
+  type SendEngineName,
+  type AggregateInput,
+  type WriteEntryInput,
+  type WriteOptions,
+} from './control/sluice.js';
 export type { AggregateResult, MessageOutcome, WriteResult, WriteDestination, Percentiles, StreamCounters } from './sender/results.js';
 export {
   StreamScheduler,
@@ -21,9 +30,12 @@ export {
   type StreamWriteEntry,
   type StreamWriteOptions,
 } from './sender/stream-scheduler.js';
-export { Flow, type EndpointInput } from './control/flow.js';
+export { Flow, type FlowEvents, type FlowObserverEvents, type EndpointInput } from './control/flow.js';
+export { TypedEmitter, type EventMap, type ListenerErrorEvents, type WithListenerError, type SluiceWarningCode } from './events.js';
 export {
   SluiceError,
+  SLUICE_ERROR_CODES,
+  isSluiceError,
   PolicyValidationError,
   InvalidArgumentError,
   ClosedError,
@@ -31,6 +43,9 @@ export {
   ConflictError,
   SyscallError,
   EngineFailedError,
+  EngineError,
+  ConfigError,
+  type SluiceErrorCode,
   type PolicyIssue,
 } from './errors.js';
 export type {
@@ -58,7 +73,7 @@ export { parseConfigText, type LoadedConfig } from './policy/config.js';
 export { parseEndpoint, formatEndpoint, type Endpoint } from './wire/endpoint.js';
 export { planSchedule, type SchedulePlan } from './policy/schedule.js';
 export { planSegments, type PlannedSegment } from './policy/segment-plan.js';
-export { probeTiers } from './dataplane/select.js';
+export { probeTiers, type FlowDetail, type BatchedFlowDetail, type KernelFlowDetail } from './dataplane/select.js';
 export type { TierProbe } from './dataplane/types.js';
 export {
   FLOW_DROP_REASONS,

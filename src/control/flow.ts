@@ -1,28 +1,102 @@
 /**
  * Flow: the handle `Sluice.apply()` returns for a running redirect or
- * replicate policy.
+ * replicate policy. It emits what happens to the flow (FlowEvents) and
+ * ends exactly once, by remove() or by its Sluice's close(); every call
+ * after that rejects with ClosedError, except remove(), which returns the
+ * same promise (the same final counters) every time. Its name, type,
+ * listen address and spec stay readable after it ended (as they last were).
  */
-import type { PolicyTable } from './policy-table.js';
+import type { FlowEntry, PolicyTable } from './policy-table.js';
 import { endpointKey, formatEndpoint, parseEndpointInput, type Endpoint, type EndpointInput } from '../wire/endpoint.js';
 import type { FlowPolicy, FlowPolicySpec, TierName } from '../policy/schema.js';
 import type { FlowStats } from '../stats/counters.js';
-import { ClosedError, InvalidArgumentError, PolicyValidationError } from '../errors.js';
+import type { FlowDetail } from '../dataplane/select.js';
+import { ClosedError, InvalidArgumentError, PolicyValidationError, type EngineFailedError } from '../errors.js';
+import { TypedEmitter } from '../events.js';
 
 export type { EndpointInput };
 
-export class Flow {
+/** Events of a Flow (`flow.on(name, listener)`); a throwing listener is reported as 'listenererror', never thrown. */
+export interface FlowEvents {
+  /** The policy in force changed (update, replace, addSubscriber, removeSubscriber): the new validated policy. */
+  update: [spec: FlowPolicySpec];
+  /**
+   * Subscriber `to` (`udp://HOST:PORT`) was suspended until `until` (ms
+   * since the epoch) after the errors policy `suspendAfterErrors` allows,
+   * or resumed (`until` 0). Reported by the batched and kernel tiers; the
+   * portable tier suspends too (see stats()) but does not report it.
+   */
+  suspension: [to: string, until: number];
+  /** The Sluice's engine stopped on its own (Sluice 'engineFailed'): this flow moves no packets any more. */
+  engineFailed: [error: EngineFailedError];
+  /** remove() took the flow down; 'close' follows. */
+  remove: [];
+  /** The flow's Sluice closed; 'close' follows. */
+  sluiceclose: [];
+  /**
+   * The flow is gone, with its final counters (undefined when its Sluice
+   * closed with keepForwarding: the flow forwards on, in the kernel).
+   * Emitted once, whichever way the flow ended.
+   */
+  close: [stats: FlowStats | undefined];
+}
+
+/** Events of `flow.observer`: for code that watches flows it does not own (metrics, logs). */
+export interface FlowObserverEvents {
+  update: [spec: FlowPolicySpec];
+  close: [];
+}
+
+/** @internal What a Flow needs from the Sluice that made it. */
+export interface FlowParent {
+  readonly table: PolicyTable;
+  readonly id: string;
+  readonly tier: TierName;
+  /** Receives the calls only the Sluice makes on this flow. */
+  bind(control: FlowControl): void;
+  /** remove() started: the Sluice forgets the flow. */
+  removing(flow: Flow): void;
+  /** remove() finished, with the final counters. */
+  removed(flow: Flow, stats: FlowStats | undefined): void;
+}
+
+/** @internal The calls only the flow's Sluice makes. */
+export interface FlowControl {
+  /** The Sluice is closing: the flow refuses calls from now on, and ends with `final` once it settles. */
+  sluiceClosing(final: Promise<FlowStats | undefined>): Promise<FlowStats | undefined>;
+  engineFailed(error: EngineFailedError): void;
+  suspension(to: string, until: number): void;
+}
+
+export class Flow extends TypedEmitter<FlowEvents> {
   readonly #table: PolicyTable;
   readonly #id: string;
   readonly #tier: TierName;
-  readonly #onRemoved: (flow: Flow) => void;
-  #removed = false;
+  readonly #parent: FlowParent;
+  readonly #observer = new TypedEmitter<FlowObserverEvents>();
+  #closed = false;
+  /** The flow's end: set once, by remove() or by the Sluice closing; every remove() returns it. */
+  #ending: Promise<FlowStats | undefined> | undefined;
+  /** The table's entry as last seen: name, listen and spec stay readable after the flow ended. */
+  #last: FlowEntry | undefined;
 
   /** @internal Created by Sluice.apply(). */
-  constructor(table: PolicyTable, id: string, tier: TierName, onRemoved: (flow: Flow) => void) {
-    this.#table = table;
-    this.#id = id;
-    this.#tier = tier;
-    this.#onRemoved = onRemoved;
+  constructor(parent: FlowParent) {
+    super();
+    this.#table = parent.table;
+    this.#id = parent.id;
+    this.#tier = parent.tier;
+    this.#parent = parent;
+    this.#last = parent.table.get(parent.id);
+    parent.bind({
+      sluiceClosing: (final) => this.#sluiceClosing(final),
+      engineFailed: (error) => {
+        if (!this.#closed) this.emit('engineFailed', error);
+      },
+      suspension: (to, until) => {
+        if (!this.#closed) this.emit('suspension', to, until);
+      },
+    });
   }
 
   get id(): string {
@@ -49,8 +123,17 @@ export class Flow {
   get spec(): FlowPolicySpec {
     return this.#entry().spec;
   }
+  /** True once the flow is removed or its Sluice closed. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+  /** The same as `closed` (the name of earlier versions). */
   get removed(): boolean {
-    return this.#removed;
+    return this.#closed;
+  }
+  /** Events for watchers that do not own the flow: 'update', 'close'. */
+  get observer(): TypedEmitter<FlowObserverEvents> {
+    return this.#observer;
   }
 
   /**
@@ -60,7 +143,7 @@ export class Flow {
    */
   async update(patch: Partial<FlowPolicy>): Promise<void> {
     this.#assertLive();
-    await this.#table.update(this.#id, patch);
+    this.#updated(await this.#table.update(this.#id, patch));
   }
 
   /**
@@ -70,7 +153,7 @@ export class Flow {
    */
   async replace(policy: FlowPolicy): Promise<void> {
     this.#assertLive();
-    await this.#table.update(this.#id, () => ({ ...(policy as object) }));
+    this.#updated(await this.#table.update(this.#id, () => ({ ...(policy as object) })));
   }
 
   /** Adds a subscriber to a replicate flow (no-op if already subscribed). */
@@ -88,10 +171,17 @@ export class Flow {
   /** Applies `edit` to the subscriber list as the policy table holds it, inside its queue. */
   async #editSubscribers(op: string, edit: (list: EndpointInput[]) => EndpointInput[]): Promise<void> {
     this.#assertLive();
-    await this.#table.update(this.#id, (cur) => {
+    const entry = await this.#table.update(this.#id, (cur) => {
       if (cur.type !== 'replicate') throw new InvalidArgumentError(`${op}: flow '${this.name}' is a ${String(cur.type)}, not a replicate`);
       return { ...cur, to: edit((cur.to as EndpointInput[] | undefined) ?? []) };
     });
+    this.#updated(entry);
+  }
+
+  #updated(entry: FlowEntry): void {
+    this.#last = entry;
+    this.emit('update', entry.spec);
+    this.#observer.emit('update', entry.spec);
   }
 
   /** Counter snapshot (synchronous, cheap). */
@@ -103,40 +193,76 @@ export class Flow {
   }
 
   /**
-   * Tier-specific detail (batched: batching and GSO figures; kernel: which
-   * subscribers are copied in the kernel, punts and spills). For
-   * diagnostics; the shape is not shared between tiers.
+   * Tier-specific detail, tagged with the tier (`detail.tier`) so callers
+   * can narrow: batched, batching and GSO figures; kernel, which
+   * subscribers are copied in the kernel, punts and spills; portable,
+   * nothing more. For diagnostics.
    */
-  detail(): unknown {
+  detail(): FlowDetail {
     this.#assertLive();
-    return this.#table.plane.flowDetail?.(this.#id);
+    const raw = this.#table.plane.flowDetail?.(this.#id);
+    // A plane reports its own tier's shape (FlowDetail in dataplane/select.ts); the tag is what tells them apart.
+    return { ...(raw as object | undefined), tier: this.#tier } as FlowDetail;
   }
 
   /**
    * Stops the flow, lets copies already queued leave, releases its
-   * resources and resolves with its final counters. Idempotent: later
-   * calls resolve with undefined.
+   * resources and resolves with its final counters ('remove', then
+   * 'close'). Idempotent: every call returns the same promise, also after
+   * the Sluice closed (then with the counters the close gave the flow).
    */
-  async remove(): Promise<FlowStats | undefined> {
-    if (this.#removed) return undefined;
-    this.#removed = true;
-    this.#onRemoved(this);
-    return this.#table.remove(this.#id);
+  remove(): Promise<FlowStats | undefined> {
+    this.#ending ??= this.#remove();
+    return this.#ending;
   }
 
-  /** @internal Marks the handle dead when its Sluice instance closes. */
-  markRemoved(): void {
-    this.#removed = true;
+  async #remove(): Promise<FlowStats | undefined> {
+    this.#last = this.#table.get(this.#id) ?? this.#last;
+    this.#closed = true;
+    this.#parent.removing(this);
+    let stats: FlowStats | undefined;
+    try {
+      stats = await this.#table.remove(this.#id);
+    } finally {
+      this.#end('remove', stats);
+      this.#parent.removed(this, stats);
+    }
+    return stats;
   }
 
-  #entry() {
-    const e = this.#table.get(this.#id);
+  #sluiceClosing(final: Promise<FlowStats | undefined>): Promise<FlowStats | undefined> {
+    this.#last = this.#table.get(this.#id) ?? this.#last;
+    this.#closed = true;
+    this.#ending ??= final.then(
+      (stats) => {
+        this.#end('sluiceclose', stats);
+        return stats;
+      },
+      (err: unknown) => {
+        this.#end('sluiceclose', undefined);
+        throw err;
+      },
+    );
+    return this.#ending;
+  }
+
+  /** The flow is gone: why, then 'close' (listener errors never reach the caller: TypedEmitter). */
+  #end(why: 'remove' | 'sluiceclose', stats: FlowStats | undefined): void {
+    this.emit(why);
+    this.emit('close', stats);
+    this.#observer.emit('close');
+  }
+
+  /** The table's entry while the flow runs; after it ended, the last one seen. */
+  #entry(): FlowEntry {
+    const e = this.#table.get(this.#id) ?? this.#last;
     if (!e) throw new ClosedError(`flow ${this.#id}`);
+    this.#last = e;
     return e;
   }
 
   #assertLive(): void {
-    if (this.#removed) throw new ClosedError(`flow ${this.#id}`);
+    if (this.#closed) throw new ClosedError(`flow ${this.#id}`);
   }
 }
 

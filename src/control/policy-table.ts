@@ -108,13 +108,13 @@ export class PolicyTable {
     });
   }
 
-  /** Removes every flow, returning their final counters; the table stays usable. */
-  clear(): Promise<FlowStats[]> {
+  /** Removes every flow, returning their final counters by flow id, in the order they were added; the table stays usable. */
+  clear(): Promise<Map<string, FlowStats>> {
     return this.#serialize(async () => {
       const ids = [...this.#entries.keys()];
       this.#entries.clear();
-      const stats = await Promise.all(ids.map((id) => this.#plane.removeFlow(id)));
-      return stats.filter((s): s is FlowStats => s !== undefined);
+      const stats = await Promise.all(ids.map(async (id) => [id, await this.#plane.removeFlow(id)] as const));
+      return new Map(stats.filter((e): e is readonly [string, FlowStats] => e[1] !== undefined));
     });
   }
 

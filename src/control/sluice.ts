@@ -1,19 +1,24 @@
 /**
  * Sluice: the library's entry point. Opens a data plane for one tier, and
- * turns policies into running flows.
+ * turns policies into running flows. It emits what happens to the
+ * instance (SluiceEvents; `observer` for watchers that do not own it) and
+ * closes once, in order: the stream schedulers made by streams(), the
+ * flows, the send engine, the data plane.
  */
-import { EventEmitter } from 'node:events';
 import { createDataPlane } from '../dataplane/select.js';
 import type { DataPlane } from '../dataplane/types.js';
 import { PolicyTable } from './policy-table.js';
-import { Flow } from './flow.js';
-import type { AggregatePolicy, FlowPolicy, Policy, SegmentPolicy, TierChoice, TierName } from '../policy/schema.js';
+import { Flow, type FlowControl } from './flow.js';
+import type { AggregatePolicy, FlowPolicy, SegmentPolicy, TierChoice, TierName } from '../policy/schema.js';
 import { parseAggregateForSend, parsePolicy, parseSegment } from '../policy/validate.js';
 import { sendAggregatePortable, writePortable } from '../sender/portable-sender.js';
 import { BatchedSender } from '../sender/batched-sender.js';
 import { probeBatchedIo } from '../sys/probe.js';
 import type { AggregateResult, WriteResult } from '../sender/results.js';
 import { StreamScheduler, type StreamSchedulerOptions } from '../sender/stream-scheduler.js';
+import type { FlowStats } from '../stats/counters.js';
+import { ClosedError, NotSupportedError, type EngineFailedError } from '../errors.js';
+import { TypedEmitter } from '../events.js';
 
 /** An aggregate for Sluice.sendAggregate (docs/POLICY.md, aggregate). */
 export type AggregateInput = Omit<AggregatePolicy, 'type'>;
@@ -21,19 +26,34 @@ export type AggregateInput = Omit<AggregatePolicy, 'type'>;
 export type WriteEntryInput = SegmentPolicy['entries'][number];
 /** Options of Sluice.write (docs/POLICY.md, segment). */
 export type WriteOptions = Omit<SegmentPolicy, 'type' | 'entries'>;
-import type { FlowStats } from '../stats/counters.js';
-import { ClosedError, NotSupportedError, type EngineFailedError } from '../errors.js';
 
-/** Events of a Sluice instance (more kinds will follow). */
+/** The engine one-shot sends (sendAggregate, write, streams) run on; results name it as `engine`. */
+export type SendEngineName = 'portable' | 'batched';
+
+/** Events of a Sluice instance (`sluice.on(name, listener)`); a throwing listener is reported as 'listenererror', never thrown. */
 export interface SluiceEvents {
   /**
    * The tier's engine stopped on its own (e.g. the batched tier's worker
-   * thread died): the flows no longer move packets. Emitted once; later
-   * apply/update calls reject with the same error, stats() keeps the last
-   * counters, close() releases what is left. Nothing is thrown when no one
-   * listens: check `sluice.failure`.
+   * thread died): the flows no longer move packets (each flow emits
+   * 'engineFailed' too). Emitted once; later apply/update calls reject
+   * with the same error, stats() keeps the last counters, close()
+   * releases what is left. Nothing is thrown when no one listens: check
+   * `sluice.failure`.
    */
   engineFailed: [error: EngineFailedError];
+  /** apply() started `flow`. */
+  flowadded: [flow: Flow];
+  /** flow.remove() stopped `flow`, with its final counters (flows stopped by close() are in 'close'). */
+  flowremoved: [flow: Flow, stats: FlowStats | undefined];
+  /** close() has finished, with what it resolves with (the flows' final counters). Emitted once. */
+  close: [stats: FlowStats[]];
+}
+
+/** Events of `sluice.observer`: for code that watches a Sluice it does not own (metrics, logs). */
+export interface SluiceObserverEvents {
+  newflow: [flow: Flow];
+  newscheduler: [scheduler: StreamScheduler];
+  close: [];
 }
 
 export interface SluiceOptions {
@@ -53,10 +73,14 @@ export interface SluiceOptions {
   kernelInterfaces?: string[];
 }
 
-export class Sluice extends EventEmitter<SluiceEvents> {
+export class Sluice extends TypedEmitter<SluiceEvents> {
   readonly #plane: DataPlane;
   readonly #table: PolicyTable;
-  readonly #flows = new Set<Flow>();
+  /** Running flows by id, in the order they were applied, with the calls only this Sluice makes on them. */
+  readonly #flows = new Map<string, { readonly flow: Flow; readonly control: FlowControl }>();
+  /** Schedulers made by streams() and not yet seen closed: close() closes them first. */
+  readonly #schedulers = new Set<StreamScheduler>();
+  readonly #observer = new TypedEmitter<SluiceObserverEvents>();
   #closed = false;
   #closing: Promise<FlowStats[]> | undefined;
 
@@ -88,6 +112,10 @@ export class Sluice extends EventEmitter<SluiceEvents> {
         if (sluice) sluice.#engineFailed(error);
         else early = error;
       },
+      onSuspension: (id, to, until) => {
+        // No flow exists before the instance: nothing to keep.
+        if (sluice) sluice.#suspension(id, to, until);
+      },
     });
     sluice = new Sluice(plane, options);
     if (early) {
@@ -105,6 +133,11 @@ export class Sluice extends EventEmitter<SluiceEvents> {
   #engineFailed(error: EngineFailedError): void {
     if (this.#closed) return;
     this.emit('engineFailed', error);
+    for (const { control } of [...this.#flows.values()]) control.engineFailed(error);
+  }
+
+  #suspension(id: string, to: string, until: number): void {
+    this.#flows.get(id)?.control.suspension(to, until);
   }
 
   /** The tier this instance runs on. */
@@ -112,24 +145,49 @@ export class Sluice extends EventEmitter<SluiceEvents> {
     return this.#plane.tier;
   }
 
+  /** The engine sendAggregate/write/streams use here: the batched one on the batched and kernel tiers. */
+  get sendEngine(): SendEngineName {
+    return this.tier === 'portable' ? 'portable' : 'batched';
+  }
+
   get closed(): boolean {
     return this.#closed;
   }
 
+  /** Events for watchers that do not own this instance: 'newflow', 'newscheduler', 'close'. */
+  get observer(): TypedEmitter<SluiceObserverEvents> {
+    return this.#observer;
+  }
+
   /**
-   * Validates `policy` and starts it. Rejects with PolicyValidationError
-   * (naming the field), ConflictError (listen address taken by another flow)
-   * or SyscallError (e.g. bind: EADDRINUSE).
+   * Validates `policy` and starts it ('flowadded'). Rejects with
+   * PolicyValidationError (naming the field), ConflictError (listen address
+   * taken by another flow) or SyscallError (e.g. bind: EADDRINUSE).
+   * Only redirect and replicate policies are flows: an aggregate or segment
+   * is a type error, and rejects with NotSupportedError when passed anyway
+   * (from JavaScript): use sendAggregate() or write().
    */
-  async apply(policy: Policy): Promise<Flow> {
+  async apply(policy: FlowPolicy): Promise<Flow> {
     if (this.#closed) throw new ClosedError('Sluice');
     const spec = parsePolicy(policy);
     if (spec.type === 'aggregate' || spec.type === 'segment') {
       throw new NotSupportedError(`${spec.type} policies cannot be applied as flows`, `they are one-shot sends: use sluice.sendAggregate() or sluice.write()`);
     }
-    const entry = await this.#table.add(policy as FlowPolicy);
-    const flow = new Flow(this.#table, entry.id, this.tier, (f) => this.#flows.delete(f));
-    this.#flows.add(flow);
+    const entry = await this.#table.add(policy);
+    // close() began meanwhile: it stops (or, keepForwarding, keeps) this flow with the others, without a handle.
+    if (this.#closed) throw new ClosedError('Sluice');
+    let control: FlowControl | undefined;
+    const flow = new Flow({
+      table: this.#table,
+      id: entry.id,
+      tier: this.tier,
+      bind: (c) => (control = c),
+      removing: (f) => this.#flows.delete(f.id),
+      removed: (f, stats) => this.emit('flowremoved', f, stats),
+    });
+    this.#flows.set(entry.id, { flow, control: control! });
+    this.emit('flowadded', flow);
+    this.#observer.emit('newflow', flow);
     return flow;
   }
 
@@ -146,7 +204,7 @@ export class Sluice extends EventEmitter<SluiceEvents> {
   async sendAggregate(aggregate: AggregateInput): Promise<AggregateResult> {
     if (this.#closed) throw new ClosedError('Sluice');
     const spec = parseAggregateForSend(aggregate);
-    if (this.tier === 'portable') return sendAggregatePortable(spec);
+    if (this.sendEngine === 'portable') return sendAggregatePortable(spec);
     return this.#batchedSender().sendAggregate(spec);
   }
 
@@ -170,7 +228,7 @@ export class Sluice extends EventEmitter<SluiceEvents> {
   async write(entries: readonly WriteEntryInput[], options: WriteOptions = {}): Promise<WriteResult> {
     if (this.#closed) throw new ClosedError('Sluice');
     const spec = parseSegment({ ...options, entries });
-    if (this.tier === 'portable') return writePortable(spec);
+    if (this.sendEngine === 'portable') return writePortable(spec);
     return this.#batchedSender().write(spec);
   }
 
@@ -178,13 +236,18 @@ export class Sluice extends EventEmitter<SluiceEvents> {
    * A stream scheduler whose writes go through this Sluice's write():
    * streams added to it, each with its own destination, data and bitrate,
    * are paced together, everything due from all of them going out as one
-   * write per tick (docs/POLICY.md, "Stream scheduler"). Close it before
-   * this Sluice; a write after the Sluice is closed stops it (streams end
-   * as 'failed').
+   * write per tick (docs/POLICY.md, "Stream scheduler"). close() of this
+   * Sluice closes it first (its streams end as 'closed'), so closing it
+   * yourself is optional.
    */
   streams(options: StreamSchedulerOptions): StreamScheduler {
     if (this.#closed) throw new ClosedError('Sluice');
-    return new StreamScheduler((entries, opts) => this.write(entries, opts), options);
+    // Schedulers closed by their owner are dropped here rather than on an event of theirs (none exists).
+    for (const s of this.#schedulers) if (s.closed) this.#schedulers.delete(s);
+    const scheduler = new StreamScheduler((entries, opts) => this.write(entries, opts), options);
+    this.#schedulers.add(scheduler);
+    this.#observer.emit('newscheduler', scheduler);
+    return scheduler;
   }
 
   #batchedSender(): BatchedSender {
@@ -194,7 +257,7 @@ export class Sluice extends EventEmitter<SluiceEvents> {
 
   /** Running flows, in the order they were applied. */
   flows(): Flow[] {
-    return [...this.#flows];
+    return [...this.#flows.values()].map((f) => f.flow);
   }
 
   /** The running flow called `name`, if any. */
@@ -208,28 +271,46 @@ export class Sluice extends EventEmitter<SluiceEvents> {
   }
 
   /**
-   * Removes every flow, releases the data plane and resolves with the final
-   * counters of the flows it stopped. Idempotent (later calls get the same).
+   * Closes everything this instance holds and resolves with the final
+   * counters of the flows it stopped. In order: the stream schedulers made
+   * by streams() (a write in flight completes; streams end 'closed'); the
+   * flows (each emits 'sluiceclose', then 'close' with its final counters;
+   * its remove() resolves with them); the send engine; the data plane;
+   * then 'close' here. Idempotent: every call returns the same promise.
    *
    * `keepForwarding` (kernel tier opened with `kernelPin`): the flows stay
    * in the pinned maps and go on forwarding in the kernel after this
    * process; a later Sluice with the same pin root adopts them (the daemon
    * restart case), `sluice detach` removes them. Resolves with the counters
-   * as they stood. Other tiers ignore it and stop everything.
+   * as they stood (the flows' 'close' carries undefined: they did not
+   * stop). Other tiers ignore it and stop everything.
    */
   close(options: { keepForwarding?: boolean } = {}): Promise<FlowStats[]> {
-    this.#closing ??= (async () => {
-      this.#closed = true;
-      const keep = options.keepForwarding === true && this.#keepsForwarding;
-      const final = keep ? [...this.#flows].map((f) => f.stats()) : [];
-      for (const f of this.#flows) f.markRemoved();
-      this.#flows.clear();
-      if (!keep) final.push(...(await this.#table.clear()));
+    this.#closing ??= this.#close(options.keepForwarding === true && this.#keepsForwarding);
+    return this.#closing;
+  }
+
+  async #close(keep: boolean): Promise<FlowStats[]> {
+    // Everything below starts before the first await: from here on nothing new starts and no flow takes calls.
+    this.#closed = true;
+    const schedulers = [...this.#schedulers].map((s) => s.close());
+    this.#schedulers.clear();
+    const flows = [...this.#flows.values()];
+    this.#flows.clear();
+    const kept = keep ? flows.map(({ flow }) => flow.stats()) : [];
+    const cleared = Promise.allSettled(schedulers).then(() => (keep ? new Map<string, FlowStats>() : this.#table.clear()));
+    const ended = flows.map(({ flow, control }) => control.sluiceClosing(cleared.then((m) => m.get(flow.id))));
+    let final: FlowStats[] = [];
+    try {
+      await Promise.all(ended);
+      final = keep ? kept : [...(await cleared).values()];
+    } finally {
       await this.#sender?.close();
       await this.#plane.close({ keepForwarding: keep });
-      return final;
-    })();
-    return this.#closing;
+      this.emit('close', final);
+      this.#observer.emit('close');
+    }
+    return final;
   }
 
   /**

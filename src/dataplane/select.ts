@@ -6,9 +6,17 @@
 import { NotSupportedError } from '../errors.js';
 import { TIER_NAMES, type TierChoice } from '../policy/schema.js';
 import { portableProvider } from './portable/portable-plane.js';
-import { batchedProvider } from './batched/batched-plane.js';
-import { kernelProvider } from './kernel/kernel-plane.js';
+import { batchedProvider, type BatchedFlowDetail } from './batched/batched-plane.js';
+import { kernelProvider, type KernelFlowDetail } from './kernel/kernel-plane.js';
 import type { DataPlane, DataPlaneOptions, TierProbe, TierProvider } from './types.js';
+
+export type { BatchedFlowDetail, KernelFlowDetail };
+
+/**
+ * Flow.detail(): one flow's diagnostics in its tier's own shape (the
+ * plane's flowDetail()), tagged with the tier so that callers can narrow.
+ */
+export type FlowDetail = { readonly tier: 'portable' } | ({ readonly tier: 'batched' } & BatchedFlowDetail) | ({ readonly tier: 'kernel' } & KernelFlowDetail);
 
 /** Fastest first: the order `auto` tries them in. */
 const providers: readonly TierProvider[] = [kernelProvider, batchedProvider, portableProvider];

@@ -96,4 +96,11 @@ export interface DataPlaneOptions {
    * DataPlane.failure). Never called for a stop that close() asked for.
    */
   readonly onEngineFailed?: (error: EngineFailedError) => void;
+  /**
+   * Batched and kernel tiers: called when the engine suspends subscriber
+   * `to` (`udp://HOST:PORT`) of flow `id` until `until` (ms since the
+   * epoch), or resumes it (`until` 0), under the policy's
+   * suspendAfterErrors. The portable tier suspends without calling it.
+   */
+  readonly onSuspension?: (id: string, to: string, until: number) => void;
 }

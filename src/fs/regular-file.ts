@@ -8,18 +8,19 @@
  */
 import { closeSync, constants, fstatSync, openSync, readlinkSync, readSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { relative, isAbsolute, sep } from 'node:path';
+import { SluiceError } from '../errors.js';
 
 /**
  * The file cannot be used; `reason` says why, to follow "cannot read
- * PATH: " (an errno such as ENOENT, or words).
+ * PATH: " (an errno such as ENOENT, or words). Code SLUICE_ERR_FILE_REFUSED.
  */
-export class FileRefusedError extends Error {
+export class FileRefusedError extends SluiceError<'SLUICE_ERR_FILE_REFUSED'> {
   override name = 'FileRefusedError';
   constructor(
     readonly path: string,
     readonly reason: string,
   ) {
-    super(`cannot read ${path}: ${reason}`);
+    super('SLUICE_ERR_FILE_REFUSED', `cannot read ${path}: ${reason}`);
   }
 }
 

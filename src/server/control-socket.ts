@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { SluiceError } from '../errors.js';
 
-export class ControlSocketError extends SluiceError {
+export class ControlSocketError extends SluiceError<'SLUICE_ERR_CONTROL_SOCKET'> {
   readonly path: string;
   constructor(path: string, reason: string, options?: { cause?: unknown }) {
     super('SLUICE_ERR_CONTROL_SOCKET', `control socket ${path}: ${reason}`, options);

@@ -642,15 +642,27 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       await again.remove();
     });
 
-    test('close releases everything and is idempotent', async () => {
+    test('close releases everything, cascades to flows and stream schedulers, and is idempotent; detail() names the tier', async () => {
       const t = await Sluice.open({ tier: target.tier });
       const dst = await receiver();
       const f = await t.apply({ type: 'redirect', listen: 'udp://127.0.0.1:0', to: dst.url, allow: 'any' });
+      assert.equal(f.detail().tier, target.tier);
       const port = f.listen.port;
-      await t.close();
-      await t.close();
+      const events: string[] = [];
+      f.on('sluiceclose', () => events.push('flow sluiceclose'));
+      f.on('close', (stats) => events.push(`flow close ${stats?.name}`));
+      t.on('close', (final) => events.push(`sluice close ${final.length}`));
+      const sched = t.streams({ packetSize: 1316 });
+      const stream = sched.add({ id: 's', to: dst.url, bitrate: 1e6, data: new Uint8Array(1_000_000) });
+      const closing = t.close();
+      assert.equal(t.close(), closing);
+      const final = await closing;
       assert.equal(t.closed, true);
+      assert.equal(f.closed, true);
       assert.equal(f.removed, true);
+      assert.equal((await stream.done).status, 'closed');
+      assert.deepEqual(events, ['flow sluiceclose', `flow close ${f.name}`, 'sluice close 1']);
+      assert.equal(await f.remove(), final[0]);
       await assert.rejects(t.apply({ type: 'redirect', listen: 'udp://127.0.0.1:0', to: dst.url, allow: 'any' }), ClosedError);
       // The port is free again.
       const probe = dgram.createSocket('udp4');

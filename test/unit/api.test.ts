@@ -20,7 +20,10 @@ describe('library API (portable tier)', () => {
       messages: [{ to: 'udp://127.0.0.1:9', data: new Uint8Array(4) }],
       schedule: { kind: 'delays', delaysMs: [0] },
     };
+    // apply() takes flow policies only: a type error in TypeScript, refused at run time for JavaScript callers.
+    // @ts-expect-error an aggregate is not a FlowPolicy
     await assert.rejects(s.apply(aggregate), NotSupportedError);
+    // @ts-expect-error an aggregate is not a FlowPolicy
     await assert.rejects(s.apply({ ...aggregate, schedule: { kind: 'delays', delaysMs: [0, 1] } }), PolicyValidationError);
     await s.close();
   });

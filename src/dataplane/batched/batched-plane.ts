@@ -11,7 +11,7 @@ import type { DataPlane, DataPlaneOptions, TierProvider } from '../types.js';
 import type { FlowPlan } from '../../policy/compile.js';
 import { endpointKey, formatEndpoint, type Endpoint } from '../../wire/endpoint.js';
 import type { FlowStats } from '../../stats/counters.js';
-import { ClosedError, EngineFailedError, InvalidArgumentError, NotSupportedError, SluiceError, SyscallError } from '../../errors.js';
+import { ClosedError, EngineError, EngineFailedError, InvalidArgumentError, NotSupportedError, SyscallError } from '../../errors.js';
 import { closeFd } from '../../sys/udp-socket.js';
 import { Waker } from '../../sys/poller.js';
 import { probeBatchedIo } from '../../sys/probe.js';
@@ -118,6 +118,7 @@ export class BatchedPlane implements DataPlane {
     const data: WorkerData = { wakeFd: waker.fd, options: engine };
     const worker = spawnWorker(data);
     const plane = new BatchedPlane(worker, waker, label, options.onEngineFailed);
+    plane.onSuspension = options.onSuspension;
     await new Promise<void>((resolve, reject) => {
       const onMessage = (m: Reply) => {
         if (m.kind !== 'ready') return;
@@ -242,7 +243,7 @@ export class BatchedPlane implements DataPlane {
     if (!w) return;
     this.#waiting.delete(m.id);
     this.#ref();
-    if (m.error) w.reject(toError(m.error));
+    if (m.error) w.reject(toError(m.error, this.#label));
     else w.resolve(m);
   }
 
@@ -291,9 +292,10 @@ function snapshot(rec: FlowRecord): FlowStats {
   };
 }
 
-function toError(info: ErrorInfo): Error {
+/** The engine's refusal of one request, as the error the caller sees; `engine` names it (the plane's label). */
+function toError(info: ErrorInfo, engine: string): Error {
   if (info.op && info.errno) return new SyscallError(info.op, info.errno, info.detail);
-  return new SluiceError('SLUICE_ERR_ENGINE', info.message);
+  return new EngineError(engine, info.message);
 }
 
 /**

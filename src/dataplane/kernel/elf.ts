@@ -8,6 +8,7 @@
  * no bpf-to-bpf calls, no BTF. Anything else is refused with a clear error
  * rather than loaded wrongly.
  */
+import { SluiceError } from '../../errors.js';
 
 export interface ElfMapDef {
   readonly name: string;
@@ -35,9 +36,10 @@ export interface ElfObject {
   readonly programs: readonly ElfProgram[];
 }
 
-export class ElfError extends Error {
+/** The eBPF object is damaged, or uses what this loader does not support. Code SLUICE_ERR_BPF_OBJECT. */
+export class ElfError extends SluiceError<'SLUICE_ERR_BPF_OBJECT'> {
   constructor(message: string) {
-    super(`eBPF object: ${message}`);
+    super('SLUICE_ERR_BPF_OBJECT', `eBPF object: ${message}`);
     this.name = 'ElfError';
   }
 }

@@ -93,7 +93,12 @@ export class KernelPlane implements DataPlane {
   private constructor(companion: BatchedPlane, maps: LoadedMaps, attachments: Attachment[], pinDir: string | undefined, lo: LoopbackLease) {
     this.#companion = companion;
     this.#lo = lo;
-    companion.onSuspension = (id, to, until) => this.#onSuspension(id, to, until);
+    // The caller's listener (DataPlaneOptions.onSuspension, set by BatchedPlane.start) hears of every one, spilled or not.
+    const report = companion.onSuspension;
+    companion.onSuspension = (id, to, until) => {
+      this.#onSuspension(id, to, until);
+      report?.(id, to, until);
+    };
     this.#maps = maps;
     this.#attachments = attachments;
     this.#pinDir = pinDir;

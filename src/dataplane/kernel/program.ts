@@ -9,7 +9,10 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { parseBpfElf, relocateMaps, type ElfMapDef, type ElfObject } from './elf.js';
 import { BPF_PROG_TYPE_SCHED_CLS, BPF_TCX_EGRESS, BPF_TCX_INGRESS, closeFd, mapCreate, mapInfo, mapUpdate, objGet, objPin, progLoad } from '../../sys/bpf.js';
-import { SluiceError } from '../../errors.js';
+import { EngineError } from '../../errors.js';
+
+/** How EngineErrors from loading the eBPF object name the engine. */
+const KERNEL_ENGINE = "the kernel tier's eBPF program (bpf/sluice.o)";
 
 /** bpf/sluice.o, found from src/ (tsx) and dist/ alike: both sit one level below the package root. */
 export function objectPath(): string {
@@ -55,8 +58,8 @@ export function openMaps(pinDir: string | undefined): LoadedMaps {
         const diff = (Object.keys(want) as (keyof typeof want)[]).filter((k) => got[k] !== want[k]);
         if (diff.length) {
           // Reading it with this build's sizes would misread it (or overrun our buffers).
-          throw new SluiceError(
-            'SLUICE_ERR_ENGINE',
+          throw new EngineError(
+            KERNEL_ENGINE,
             `pinned map ${path} was made by another build of Sluice (${diff.map((k) => `${k} ${got[k]}, this build ${want[k]}`).join('; ')}): run \`sluice detach\` to remove the old pinned state`,
           );
         }
@@ -97,10 +100,10 @@ export interface LoadedPrograms {
 export function loadPrograms(maps: LoadedMaps): LoadedPrograms {
   const obj = readObject();
   const prog = obj.programs.find((p) => p.section === 'tcx');
-  if (!prog) throw new SluiceError('SLUICE_ERR_ENGINE', `bpf/sluice.o has no 'tcx' program`);
+  if (!prog) throw new EngineError(KERNEL_ENGINE, `bpf/sluice.o has no 'tcx' program`);
   const chainIn = maps.fds.get('chain');
   const chainOut = maps.fds.get(EGRESS_CHAIN);
-  if (chainIn === undefined || chainOut === undefined) throw new SluiceError('SLUICE_ERR_ENGINE', `bpf/sluice.o has no 'chain' map`);
+  if (chainIn === undefined || chainOut === undefined) throw new EngineError(KERNEL_ENGINE, `bpf/sluice.o has no 'chain' map`);
   const load = (expectedAttachType: number, name: string, chain: number) => {
     const fds = new Map(maps.fds);
     fds.set('chain', chain);

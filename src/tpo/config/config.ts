@@ -20,6 +20,7 @@
  *   control: /run/sluice/tpo-site-a.sock
  */
 import { FileRefusedError, readRegularFile } from '../../fs/regular-file.js';
+import { ConfigError } from '../../errors.js';
 import { z } from 'zod';
 import { isLoopbackAddress, parseEndpoint, type Endpoint } from '../../wire/endpoint.js';
 import { parseYamlDocument } from '../../policy/config.js';
@@ -30,13 +31,11 @@ import { compileFlowTable, flowEntrySchema, FlowTableError, type FlowEntry } fro
 /** Largest TPO config file, bytes. */
 export const MAX_TPO_CONFIG_BYTES = 1024 * 1024;
 
-export class TpoConfigError extends Error {
+/** A TPO config was refused: every problem in `issues`, `source` the file. A ConfigError (SLUICE_ERR_INVALID_CONFIG). */
+export class TpoConfigError extends ConfigError {
   override name = 'TpoConfigError';
-  constructor(
-    readonly issues: readonly string[],
-    source: string,
-  ) {
-    super(`invalid TPO config ${source}:\n  ${issues.join('\n  ')}`);
+  constructor(issues: readonly string[], source: string) {
+    super(`invalid TPO config ${source}:\n  ${issues.join('\n  ')}`, { issues, source });
   }
 }
 

@@ -7,6 +7,7 @@
  * gateways read the compiled table.
  */
 import { z } from 'zod';
+import { ConfigError } from '../../errors.js';
 import { parseSourceRule, createSourceMatcher, type SourceRule } from '../../policy/source-filter.js';
 
 export type FlowProtocol = 'tcp' | 'udp' | 'icmp';
@@ -64,7 +65,8 @@ function parsePorts(v: number | string, where: string): PortRange {
   return { lo, hi };
 }
 
-export class FlowTableError extends Error {
+/** An interception table entry was refused; the message names it. A ConfigError (SLUICE_ERR_INVALID_CONFIG). */
+export class FlowTableError extends ConfigError {
   override name = 'FlowTableError';
 }
 

@@ -29,7 +29,7 @@ import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import type { FlowEntry } from '../config/intercept-rules.js';
 import type { Endpoint } from '../../wire/endpoint.js';
-import { ConflictError, NotSupportedError, SyscallError, SluiceError, fromNodeError } from '../../errors.js';
+import { ConflictError, EngineError, NotSupportedError, SyscallError, SluiceError, fromNodeError } from '../../errors.js';
 import { NetlinkSocket } from '../../sys/nlsocket.js';
 import { NETLINK_NETFILTER, NETLINK_ROUTE } from '../../sys/constants.js';
 import { addTproxyRouting, removeTproxyRouting, type TproxyRouting } from '../../sys/rtnetlink-policy.js';
@@ -398,7 +398,10 @@ export class TransparentInterceptor extends EventEmitter<TransparentInterceptorE
     // Like a net.Server, a running interceptor keeps the process alive; close() ends the worker.
     this.#worker.on('message', (m: UdpWorkerBatch | { error: { message: string; op?: string; errno?: string } }) => {
       if ('error' in m) {
-        const err = m.error.op && m.error.errno ? new SyscallError(m.error.op, m.error.errno) : new SluiceError('SLUICE_ERR_ENGINE', m.error.message);
+        const err =
+          m.error.op && m.error.errno
+            ? new SyscallError(m.error.op, m.error.errno)
+            : new EngineError("the transparent UDP receive thread ('sluice-tproxy-udp')", m.error.message);
         if (this.listenerCount('error') > 0) this.emit('error', err);
         return;
       }

@@ -22,7 +22,10 @@
 import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-import { SluiceError, SyscallError } from '../../errors.js';
+import { EngineError, SyscallError } from '../../errors.js';
+
+/** How EngineErrors of the port name its engine. */
+const PORT_ENGINE = "the batched port's receive thread";
 import { RawUdpSocket } from '../../sys/udp-socket.js';
 import { Waker } from '../../sys/poller.js';
 import { NativeRegion } from '../../sys/memory.js';
@@ -112,14 +115,14 @@ export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
         this.#fault(
           m.error.op && m.error.errno
             ? new SyscallError(m.error.op, m.error.errno)
-            : new SluiceError('SLUICE_ERR_ENGINE', `batched port receive thread: ${m.error.message}`),
+            : new EngineError(PORT_ENGINE, `batched port receive thread: ${m.error.message}`),
         );
     });
-    worker.on('error', (e) => this.#fault(new SluiceError('SLUICE_ERR_ENGINE', `batched port receive thread failed: ${e.message}`, { cause: e })));
+    worker.on('error', (e) => this.#fault(new EngineError(PORT_ENGINE, `batched port receive thread failed: ${e.message}`, { cause: e })));
     // The thread ends only when told to (close); any other exit means nothing is received any more.
     worker.on('exit', (code) => {
       if (!this.#faulted && Atomics.load(this.#stop, 0) === 0)
-        this.#fault(new SluiceError('SLUICE_ERR_ENGINE', `batched port receive thread exited (code ${code}): the port receives nothing more`));
+        this.#fault(new EngineError(PORT_ENGINE, `batched port receive thread exited (code ${code}): the port receives nothing more`));
     });
   }
 
@@ -153,7 +156,7 @@ export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
           else if (m.kind === 'fault') done(m.error.op && m.error.errno ? new SyscallError(m.error.op, m.error.errno) : new Error(m.error.message));
         };
         const onError = (e: Error) => done(e);
-        const onExit = (code: number) => done(new SluiceError('SLUICE_ERR_ENGINE', `batched port receive thread exited (code ${code}) before it was ready`));
+        const onExit = (code: number) => done(new EngineError(PORT_ENGINE, `batched port receive thread exited (code ${code}) before it was ready`));
         const done = (e: Error | undefined) => {
           w.off('message', onMessage);
           w.off('error', onError);

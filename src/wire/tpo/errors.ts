@@ -12,7 +12,7 @@ import { SluiceError } from '../../errors.js';
 export type WireErrorReason = 'truncated' | 'version' | 'length' | 'type' | 'value' | 'checksum';
 
 /** A TPO wire structure could not be decoded (or encoded): `reason` and the `field`. */
-export class WireError extends SluiceError {
+export class WireError extends SluiceError<'SLUICE_ERR_WIRE'> {
   constructor(
     readonly reason: WireErrorReason,
     message: string,
