@@ -95,10 +95,7 @@ export class KernelPlane implements DataPlane {
     this.#lo = lo;
     // The caller's listener (DataPlaneOptions.onSuspension, set by BatchedPlane.start) hears of every one, spilled or not.
     const report = companion.onSuspension;
-    companion.onSuspension = (id, to, until) => {
-      this.#onSuspension(id, to, until);
-      report?.(id, to, until);
-    };
+    companion.onSuspension = (id, to, until) => void (this.#onSuspension(id, to, until), report?.(id, to, until));
     this.#maps = maps;
     this.#attachments = attachments;
     this.#pinDir = pinDir;
@@ -203,11 +200,8 @@ export class KernelPlane implements DataPlane {
     this.#host.refreshInterfaces();
   }
 
-  /**
-   * The companion suspended (until > 0) or resumed (until 0) subscriber
-   * `to` of flow `id`: an in-kernel one leaves the flow entry or comes back
-   * (spilled ones are served by the companion, which skips them itself).
-   */
+  /** The companion suspended (until > 0) or resumed (until 0) subscriber `to` of flow `id`: an in-kernel one leaves
+   * the flow entry or comes back (spilled ones are served by the companion, which skips them itself). */
   #onSuspension(id: string, to: string, until: number): void {
     const f = this.#flows.get(id);
     if (!f || !f.subs.some((s) => formatEndpoint(s.endpoint) === to)) return;
