@@ -12,9 +12,6 @@ export const maxLines = [
   'src/sender/send-worker.ts',
   'src/sender/stream-scheduler.ts',
   'src/tpo/protocol/data-mover.ts',
-  'src/tpo/gateway/gateway.ts',
-  'src/tpo/gateway/tcp-edge.ts',
-  'src/tpo/intercept/tproxy-interceptor.ts',
   'harness/wan/udp-emulator.ts',
   'src/wire/mpegts.ts',
 ];

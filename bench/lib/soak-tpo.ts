@@ -18,7 +18,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Prng, hostileDatagrams, httpHostile, sendBounded, startCaptureProxy, tcpHostile, udpDrops, type CaptureProxy } from '../../harness/traffic/fuzz.js';
 import { fetchStatus } from '../../src/server/control-socket.js';
-import type { GatewayStatus } from '../../src/tpo/gateway/gateway.js';
+import type { GatewayStatus } from '../../src/tpo/gateway/status.js';
 import { SoakProcess } from './soak-procs.js';
 
 const UDP_SIZE = 1000;

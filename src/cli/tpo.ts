@@ -6,7 +6,8 @@
 import { dirname, resolve } from 'node:path';
 import { MAX_TPO_CONFIG_BYTES, parseTpoConfigText, readKeyFile, TpoConfigError, type TpoConfig } from '../tpo/config/config.js';
 import { readInputText } from './input.js';
-import { Gateway, type GatewayStatus } from '../tpo/gateway/gateway.js';
+import { Gateway } from '../tpo/gateway/gateway.js';
+import type { GatewayStatus } from '../tpo/gateway/status.js';
 import { ExplicitInterception } from '../tpo/intercept/explicit.js';
 import type { Interception } from '../tpo/intercept/interception.js';
 import { DEFAULT_MARK, TransparentInterception } from '../tpo/gateway/transparent.js';

@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- one class owns every TPO flow's lifecycle and the private maps (flows, peers, admission, sequencer) that source side, destination side and message routing all change */
 /**
  * A TPO gateway (issue #7): the peer links to other gateways, the flows it
  * carries for its own applications (source side) and the flows it
@@ -31,145 +32,14 @@ import { openDatagramPort, type DatagramPort } from '../io/datagram-port.js';
 import { PortDemux } from '../link/port-demux.js';
 import { markedTcpSocket } from '../../sys/socket-options.js';
 import { resetSocket, type Interception, type TcpIntercepted, type UdpIntercepted } from '../intercept/interception.js';
-import { message, oneFamily, STATUS, statusOfError, tupleKey, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple } from './flow.js';
+import { message, oneFamily, STATUS, statusOfError, tupleKey, type CarriedFlow, type FlowHost, type FlowTuple } from './flow.js';
+import { buildStatus, newCounters, type GatewayCounters, type GatewayStatus } from './status.js';
 import { RouteTable } from './routes.js';
 import { FlowSequencer } from './flow-sequencer.js';
 import { TcpEdge } from './tcp-edge.js';
 import { UdpEdge } from './udp-edge.js';
 import { undeliverable } from './destination.js';
 import { FlowAdmission } from './flow-admission.js';
-
-export interface GatewayCounters {
-  flowsOpened: number;
-  flowsDelivered: number;
-  /** Intercepted flows not carried: no route, peer unknown. */
-  refusedNoRoute: number;
-  /** New flows (either side) refused: the table was full (limits.maxFlows) and no quiet UDP flow could make room. */
-  refusedLimit: number;
-  /** New flows (either side) refused: their source already held limits.maxFlowsPerSource flows, none of them a quiet UDP flow. */
-  refusedSourceQuota: number;
-  /** Quiet UDP flows ended to make room for a new flow (the least recently used first). */
-  evictedUdp: number;
-  /** TCP flows reset after carrying nothing for limits.tcpIdleMs. */
-  idleTcpClosed: number;
-  /** Peers' opens refused: destination not in deliver.allow. */
-  refusedNotAllowed: number;
-  /** Flows refused on either side because an endpoint is no endpoint: port 0, broadcast, multicast, unspecified (destination.ts). */
-  refusedUndeliverable: number;
-  /** Messages for no known flow (answered with a reset where one is due). */
-  unknownFlow: number;
-  udpDropped: number;
-  /** UDP datagrams larger than one message carries (MAX_CARRIED_DATAGRAM, about 32 KiB): dropped. */
-  udpTooLarge: number;
-  droppedReplies: number;
-  sequenceErrors: number;
-  /** Intercepted TCP connections reset because their open was not answered within limits.openTimeoutMs. */
-  openTimedOut: number;
-  /** Messages the peer link refused to queue (a UDP datagram larger than a driver buffer): dropped. */
-  unsendable: number;
-  /** Flows ended because handling a message threw (a bug or a refused socket call): counted, never fatal. */
-  flowErrors: number;
-  /**
-   * Flows reset (status 6, limit) because the flow sequencer held too much
-   * of theirs waiting for a gap: more than its per-flow count or bytes, or
-   * the largest holder when its peer's flows together held too much.
-   */
-  heldOverflow: number;
-  /** Messages dropped with those flows. */
-  heldDropped: number;
-  /** TCP flows reset (status 6) because the peer sent more than the 4 MiB window it was given (docs/WIRE.md §1). */
-  windowExceeded: number;
-}
-
-export interface PeerStatus {
-  readonly name: string;
-  readonly role: 'initiator' | 'responder';
-  readonly address?: string;
-  readonly up: boolean;
-  readonly sessions: number;
-  readonly flows: number;
-  readonly srttMs?: number;
-  readonly bandwidthMbit?: number;
-  readonly pacingMbit?: number;
-  readonly bytesSent: number;
-  readonly bytesReceived: number;
-  readonly retransmissions: number;
-  /** All datagrams from this peer's direction dropped: the sum of `drops` and the link's handshake and no-session drops. */
-  readonly dropped: number;
-  /** The session's receive drops by reason: undecodable, another connection id, failed authentication, replayed. */
-  readonly drops: { readonly malformed: number; readonly otherConnection: number; readonly unauthenticated: number; readonly replayed: number };
-  /**
-   * The link's handshake and message counters: initiations sent and
-   * responses answered, the unconfirmed session offer (0 or 1), goodbyes
-   * heard, datagrams dropped before a session or as a bad handshake,
-   * driver buffers that did not decode, messages whose handler failed,
-   * sealed buffers lost.
-   */
-  readonly link: {
-    readonly initiationsSent: number;
-    readonly responsesSent: number;
-    readonly unconfirmed: number;
-    readonly goodbyes: number;
-    readonly droppedHandshake: number;
-    readonly droppedNoSession: number;
-    readonly badBuffers: number;
-    readonly handlerErrors: number;
-    readonly sealFailures: number;
-  };
-  /** Bytes waiting to be sent, and sent but not yet acknowledged. */
-  readonly queuedBytes: number;
-  readonly inFlightBytes: number;
-}
-
-export interface GatewayStatus {
-  readonly name: string;
-  readonly listen: string;
-  readonly io: string;
-  readonly interception: string;
-  readonly listeners: ReturnType<Interception['listenAddresses']>;
-  readonly peers: readonly PeerStatus[];
-  readonly flows: readonly FlowStatus[];
-  /** The flow table against its limits, and the source holding the most flows. */
-  readonly table: {
-    readonly flows: number;
-    readonly maxFlows: number;
-    readonly maxFlowsPerSource: number;
-    readonly busiestSource?: { readonly source: string; readonly flows: number };
-  };
-  /**
-   * The peer port (every peer's datagrams): what it received and sent, and
-   * what it dropped — received but not handed over (no readable source,
-   * longer than a receive slot, a handler that threw) or not sent (socket
-   * buffer full, a send error, after close).
-   */
-  readonly port: {
-    readonly datagramsReceived: number;
-    readonly datagramsSent: number;
-    readonly receiveDropped: { readonly unknownSource: number; readonly truncated: number; readonly listenerError: number };
-    readonly sendDropped: { readonly queueFull: number; readonly sendError: number; readonly closed: number };
-    readonly lastSendError?: string;
-    readonly lastListenerError?: string;
-  };
-  /** Datagrams the port demux could give to no link: malformed (no known version/kind), no link (no session, key id or initiation of ours), no source. */
-  readonly demux: { readonly malformed: number; readonly noLink: number; readonly noSource: number };
-  /** Messages the flow sequencer holds for gaps now (bytes), and what its bounds cost (flow-sequencer.ts). */
-  readonly sequencer: {
-    readonly heldBytes: number;
-    readonly overflows: number;
-    readonly groupOverflows: number;
-    readonly orphaned: number;
-    readonly late: number;
-  };
-  readonly counters: GatewayCounters;
-  /**
-   * Drops no peer accounts for: peer-port datagrams dropped before a link
-   * saw them (the port's: truncated, unknown source, a failed handler; the
-   * demux's: malformed, no link for the connection or key id, no source)
-   * and clients the interception refused. With the peers' `dropped`,
-   * every datagram a stranger sends shows somewhere (issue 16).
-   */
-  readonly dropped: { readonly peerPort: Readonly<Record<string, number>>; readonly refusedClients: number };
-}
 
 interface Peer {
   readonly config: PeerConfig;
@@ -205,28 +75,7 @@ export interface GatewayOptions {
 
 export class Gateway extends EventEmitter implements FlowHost {
   readonly config: TpoConfig;
-  readonly counters: GatewayCounters = {
-    flowsOpened: 0,
-    flowsDelivered: 0,
-    refusedNoRoute: 0,
-    refusedLimit: 0,
-    refusedSourceQuota: 0,
-    evictedUdp: 0,
-    idleTcpClosed: 0,
-    refusedNotAllowed: 0,
-    refusedUndeliverable: 0,
-    unknownFlow: 0,
-    udpDropped: 0,
-    udpTooLarge: 0,
-    droppedReplies: 0,
-    sequenceErrors: 0,
-    openTimedOut: 0,
-    unsendable: 0,
-    flowErrors: 0,
-    heldOverflow: 0,
-    heldDropped: 0,
-    windowExceeded: 0,
-  };
+  readonly counters: GatewayCounters = newCounters();
   readonly #port: DatagramPort;
   readonly #demux: PortDemux;
   readonly #peers = new Map<string, Peer>();
@@ -719,86 +568,20 @@ export class Gateway extends EventEmitter implements FlowHost {
   // ---- status and shutdown ----
 
   status(): GatewayStatus {
-    const a = this.#port.address();
     this.counters.heldDropped = this.#sequencer.stats.overflowDropped;
-    return {
+    return buildStatus({
       name: this.config.name,
-      listen: `${a.address}:${a.port}`,
-      io: this.#port.kind,
-      interception: this.#interceptionName,
-      listeners: this.#interception?.listenAddresses() ?? [],
-      peers: [...this.#peers.values()].map((p): PeerStatus => {
-        const m = p.link.mover;
-        const d = m?.stats.dropped;
-        const ls = p.link.stats;
-        return {
-          name: p.config.name,
-          role: p.config.address ? 'initiator' : 'responder',
-          ...(p.config.address ? { address: `${p.config.address.address}:${p.config.address.port}` } : {}),
-          up: p.link.up,
-          sessions: p.link.stats.sessions,
-          flows: p.flows.size,
-          ...(m
-            ? {
-                srttMs: Math.round(m.rtt.srttMs * 10) / 10,
-                bandwidthMbit: Math.round((m.rate.bandwidthBps * 8) / 1e4) / 100,
-                pacingMbit: Math.round((m.rate.pacingRateBps * 8) / 1e4) / 100,
-              }
-            : {}),
-          bytesSent: m?.stats.bytesSent ?? 0,
-          bytesReceived: m?.stats.bytesReceived ?? 0,
-          retransmissions: m?.stats.retransmissions ?? 0,
-          queuedBytes: m?.queuedBytes ?? 0,
-          inFlightBytes: m ? m.backlogBytes - m.queuedBytes : 0,
-          dropped: (d ? d.malformed + d.otherConnection + d.unauthenticated + d.replayed : 0) + ls.droppedHandshake + ls.droppedNoSession,
-          drops: {
-            malformed: d?.malformed ?? 0,
-            otherConnection: d?.otherConnection ?? 0,
-            unauthenticated: d?.unauthenticated ?? 0,
-            replayed: d?.replayed ?? 0,
-          },
-          link: {
-            initiationsSent: ls.initiationsSent,
-            responsesSent: ls.responsesSent,
-            unconfirmed: p.link.unconfirmed,
-            goodbyes: ls.goodbyes,
-            droppedHandshake: ls.droppedHandshake,
-            droppedNoSession: ls.droppedNoSession,
-            badBuffers: ls.badBuffers,
-            handlerErrors: ls.handlerErrors,
-            sealFailures: p.link.driverStats.sealFailures,
-          },
-        };
-      }),
-      flows: [...this.#all].map((f) => f.status()),
-      table: (() => {
-        const busiest = this.#admission.busiest();
-        return {
-          flows: this.#admission.size,
-          maxFlows: this.config.limits.maxFlows,
-          maxFlowsPerSource: this.config.limits.maxFlowsPerSource,
-          ...(busiest ? { busiestSource: busiest } : {}),
-        };
-      })(),
-      port: (() => {
-        const ps = this.#port.stats;
-        return {
-          datagramsReceived: ps.datagramsReceived,
-          datagramsSent: ps.datagramsSent,
-          receiveDropped: { ...ps.receiveDropped },
-          sendDropped: { ...ps.dropped },
-          ...(ps.lastSendError ? { lastSendError: ps.lastSendError } : {}),
-          ...(ps.lastListenerError ? { lastListenerError: ps.lastListenerError } : {}),
-        };
-      })(),
-      demux: { ...this.#demux.dropped },
-      sequencer: (() => {
-        const q = this.#sequencer.stats;
-        return { heldBytes: q.heldBytes, overflows: q.overflows, groupOverflows: q.groupOverflows, orphaned: q.orphaned, late: q.late };
-      })(),
-      counters: { ...this.counters },
-      dropped: { peerPort: { ...this.#port.stats.receiveDropped, ...this.#demux.dropped }, refusedClients: this.#interception?.stats.refused ?? 0 },
-    };
+      port: this.#port,
+      interceptionName: this.#interceptionName,
+      interception: this.#interception,
+      peers: this.#peers.values(),
+      flows: this.#all,
+      table: this.#admission,
+      limits: this.config.limits,
+      demuxDropped: this.#demux.dropped,
+      sequencer: this.#sequencer.stats,
+      counters: this.counters,
+    });
   }
 
   /**

@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- one TCP flow's state machine; its socket, per-branch window, credit and backlog are shared by every handler below */
 /**
  * The TCP edge handler (issue #7): one per carried TCP connection, at
  * either gateway. It terminates TCP locally — the application talks to
