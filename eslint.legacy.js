@@ -15,6 +15,3 @@ export const maxLines = [
   'harness/wan/udp-emulator.ts',
   'src/wire/mpegts.ts',
 ];
-
-/** Library code that installs process-wide handlers (issue 17, item 7: only src/cli may). */
-export const processHandlers = ['src/tpo/intercept/tproxy-interceptor.ts'];

@@ -14,6 +14,7 @@ import { DEFAULT_MARK, TransparentInterception } from '../tpo/gateway/transparen
 import { ControlSocketError, defaultControlPath, fetchStatus, startControlServer } from '../server/control-socket.js';
 import { PolicyValidationError } from '../errors.js';
 import { EXIT, emitJson, table } from './output.js';
+import { onExit, waitForSignal } from './signals.js';
 
 export interface TpoRunOptions {
   readonly config: string;
@@ -37,17 +38,6 @@ export function loadTpoConfig(path: string): TpoConfig {
       );
     throw err;
   }
-}
-
-function waitForSignal(): Promise<string> {
-  return new Promise((resolve) => {
-    const on = (sig: NodeJS.Signals) => {
-      process.once(sig, () => process.exit(128 + (sig === 'SIGINT' ? 2 : 15)));
-      resolve(sig);
-    };
-    process.once('SIGINT', on);
-    process.once('SIGTERM', on);
-  });
 }
 
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
@@ -166,11 +156,13 @@ export async function runTpo(o: TpoRunOptions): Promise<number> {
   const sourceEntries = config.table;
   // The interception is made first but listens only once the gateway has subscribed to it: a connection
   // accepted in between would have had no owner (never carried, never closed, and a shutdown waiting for it).
-  const interception: Interception | undefined = !sourceEntries.length
-    ? undefined
-    : transparent
+  const tproxy =
+    sourceEntries.length && transparent
       ? new TransparentInterception({ table: sourceEntries, instance: config.name, hooks: config.intercept.hooks, mark: DEFAULT_MARK })
-      : new ExplicitInterception(sourceEntries);
+      : undefined;
+  const interception: Interception | undefined = !sourceEntries.length ? undefined : (tproxy ?? new ExplicitInterception(sourceEntries));
+  // The library installs no process handlers: the rules and routes go at exit (process.exit, a second signal) from here.
+  const forgetOnExit = tproxy ? onExit(() => tproxy.removeKernelStateSync()) : () => undefined;
   const gateway = await Gateway.start(config, {
     ...(interception ? { interception, interceptionName: config.intercept.mode } : {}),
     ...(o.io ? { io: o.io } : {}),
@@ -229,6 +221,8 @@ export async function runTpo(o: TpoRunOptions): Promise<number> {
         )
       : undefined;
   const sig = await Promise.race([stop, faulted]);
+  // A signal takes the rules down at once, so new flows reach their destinations directly while the gateway closes.
+  if (!fault) tproxy?.removeKernelStateSync();
   if (timer) clearInterval(timer);
   if (fault) say(`sluice tpo: stopping: ${fault.message}`, 'fault', { message: fault.message });
   const final = gateway.status();
@@ -249,6 +243,7 @@ export async function runTpo(o: TpoRunOptions): Promise<number> {
     late,
   ]);
   clearTimeout(deadline);
+  if (outcome === 'done') forgetOnExit();
   if (outcome !== 'done') {
     // The flows were reset when the gateway began closing; the process's exit destroys whatever is left.
     const why = outcome === 'late' ? `did not finish within ${SHUTDOWN_DEADLINE_MS / 1000} s` : `failed: ${outcome.message}`;

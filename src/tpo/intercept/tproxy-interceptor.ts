@@ -2,8 +2,11 @@
  * Transparent interception for the TPO source gateway (issue #7): Sluice
  * installs nf_tables rules that send the flow table's TCP and UDP flows to
  * its own listeners, reads each flow's original destination back, and
- * removes everything it added on close, on exit, on SIGINT/SIGTERM, and at
- * the next start after a crash.
+ * removes everything it added on close() and at the next start after a
+ * crash. It installs no process handlers (only src/cli touches signals and
+ * exit): an owner that may exit without close() calls
+ * removeKernelStateSync() from its own 'exit' handler, as `sluice tpo`
+ * does.
  *
  * Per TCP/UDP entry, one listener port (IPv4 and/or IPv6 sockets on the
  * same number): the entry a flow belongs to is the listener that got it,
@@ -62,8 +65,6 @@ export interface TransparentOptions {
    * kernel replies, from the pinged address).
    */
   readonly icmp?: 'error' | 'skip' | 'answer';
-  /** Remove kernel state on process exit / SIGINT / SIGTERM (default true). */
-  readonly exitHandlers?: boolean;
   /** Most reply sockets kept open (one per original destination); the least recently used closes first. Default 1024. */
   readonly maxReplySockets?: number;
 }
@@ -96,30 +97,6 @@ export interface InterceptStats {
   /** Failed accepts on the TCP listeners (descriptors exhausted). */
   acceptErrors: number;
 }
-
-// ---------------------------------------------------------------------------
-// Process exit: every live interceptor's kernel state goes, synchronously.
-
-const live = new Set<TransparentInterceptor>();
-let handlersInstalled = false;
-
-function installExitHandlers(): void {
-  if (handlersInstalled) return;
-  handlersInstalled = true;
-  process.on('exit', () => {
-    for (const ic of live) ic.removeKernelStateSync();
-  });
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    const onSignal = (): void => {
-      for (const ic of live) ic.removeKernelStateSync();
-      // Nobody else handles it: die of the signal as we would have without us.
-      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-    };
-    process.once(sig, onSignal);
-  }
-}
-
-// ---------------------------------------------------------------------------
 
 export interface TransparentInterceptorEvents {
   tcp: [socket: net.Socket, info: TcpInfo];
@@ -158,8 +135,6 @@ export class TransparentInterceptor extends EventEmitter<TransparentInterceptorE
 
   /** @internal */
   async start(entries: readonly FlowEntry[]): Promise<void> {
-    live.add(this);
-    if (this.#opts.exitHandlers ?? true) installExitHandlers();
     // The crash case first: a predecessor's routing (and table, if it outlived it).
     cleanupStale(this.#opts.instance, this.#opts.tproxy);
     for (const e of entries) {
@@ -298,8 +273,8 @@ export class TransparentInterceptor extends EventEmitter<TransparentInterceptorE
   }
 
   /**
-   * Deletes the table and the policy routing, synchronously (also what the
-   * exit handler runs). Best effort: a failure here must not stop the rest.
+   * Deletes the table and the policy routing, synchronously (what an
+   * owner's process 'exit' handler runs; close() runs it too). Best effort: a failure here must not stop the rest.
    * Returns the errors it met.
    */
   removeKernelStateSync(): Error[] {
@@ -327,7 +302,6 @@ export class TransparentInterceptor extends EventEmitter<TransparentInterceptorE
         errors.push(err as Error);
       }
     }
-    live.delete(this);
     return errors;
   }
 
