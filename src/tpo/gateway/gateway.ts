@@ -27,8 +27,8 @@ import net from 'node:net';
 import { createSourceMatcher } from '../../policy/source-filter.js';
 import type { CarriedMessage } from '../../wire/tpo/driver-buffer.js';
 import type { TpoConfig, PeerConfig } from '../config/config.js';
-import { PeerLink } from '../link/peer-link.js';
-import { openDatagramPort, type DatagramPort } from '../io/datagram-port.js';
+import { PeerLink, type HandshakeFailureReason } from '../link/peer-link.js';
+import { openDatagramPort, type DatagramPort, type DatagramSource } from '../io/datagram-port.js';
 import { PortDemux } from '../link/port-demux.js';
 import { markedTcpSocket } from '../../sys/socket-options.js';
 import { resetSocket, type Interception, type TcpIntercepted, type UdpIntercepted } from '../intercept/interception.js';
@@ -40,6 +40,7 @@ import { TcpEdge } from './tcp-edge.js';
 import { UdpEdge } from './udp-edge.js';
 import { undeliverable } from './destination.js';
 import { FlowAdmission } from './flow-admission.js';
+import type { FlowFailReason, GatewayEvents } from './events.js';
 
 interface Peer {
   readonly config: PeerConfig;
@@ -73,7 +74,7 @@ export interface GatewayOptions {
   readonly mark?: number;
 }
 
-export class Gateway extends EventEmitter implements FlowHost {
+export class Gateway extends EventEmitter<GatewayEvents> implements FlowHost {
   readonly config: TpoConfig;
   readonly counters: GatewayCounters = newCounters();
   readonly #port: DatagramPort;
@@ -99,7 +100,7 @@ export class Gateway extends EventEmitter implements FlowHost {
     super();
     this.config = config;
     this.#port = port;
-    this.#demux = new PortDemux(port);
+    this.#demux = new PortDemux(port, { onUnknownKey: (from) => this.#handshakeFailure(undefined, 'unknownKey', from) });
     this.#routes = new RouteTable(
       config.routes,
       config.peers.map((p) => p.name),
@@ -130,8 +131,10 @@ export class Gateway extends EventEmitter implements FlowHost {
       onOverflow: (key, x) => {
         this.counters.heldOverflow++;
         const flow = this.#flows.get(key);
+        const tuple: FlowTuple = flow?.tuple ?? { protocol: x.m.header.protocol, src: x.m.header.src, dst: x.m.header.dst };
+        this.emit('flow-fail', 'heldOverflow', flow?.role ?? 'destination', tuple, x.peer.config.name);
         if (flow) flow.resetBranch(x.peer.config.name, STATUS.limit);
-        else this.#refuse(x.peer, x.domain, { protocol: x.m.header.protocol, src: x.m.header.src, dst: x.m.header.dst }, 'reset', STATUS.limit);
+        else this.#refuse(x.peer, x.domain, tuple, 'reset', STATUS.limit);
       },
     });
     // The port's receive thread died (batched) or its socket failed: the gateway can no longer hear its peers.
@@ -201,6 +204,7 @@ export class Gateway extends EventEmitter implements FlowHost {
     this.#peers.set(p.name, peer);
     link.on('message', (domain: number, m: CarriedMessage) => this.#sequencer.push(`${p.name}|${tupleKey(m.header)}`, m.header, { peer, domain, m }));
     link.on('drain', () => this.#onDrain(peer));
+    link.on('handshake-failure', (reason: HandshakeFailureReason, from: DatagramSource) => this.#handshakeFailure(p.name, reason, from));
     // A replaced session lost data in flight: every flow with this peer is broken.
     link.on('reset', () => this.#abortPeer(peer, STATUS.resetByPeer));
     link.on('down', () => {
@@ -296,10 +300,11 @@ export class Gateway extends EventEmitter implements FlowHost {
     return role === 'source' ? tuple.src.address : `${peer}|${tuple.src.address}`;
   }
 
-  /** May a new flow of `source` be made? Quiet UDP flows make room first; a refusal is counted. */
-  #admit(source: string): boolean {
+  /** May a new flow of `source` (the flow `tuple` on side `role`) be made? Quiet UDP flows make room first; a refusal is counted. */
+  #admit(source: string, role: 'source' | 'destination', tuple: FlowTuple, peer?: string): boolean {
     if (this.#closing) {
       this.counters.refusedLimit++;
+      this.emit('flow-fail', 'limit', role, tuple, peer);
       return false;
     }
     const a = this.#admission.admit(source, (victim) => {
@@ -309,7 +314,17 @@ export class Gateway extends EventEmitter implements FlowHost {
     if (a.ok) return true;
     if (a.reason === 'source') this.counters.refusedSourceQuota++;
     else this.counters.refusedLimit++;
+    this.emit('flow-fail', a.reason === 'source' ? 'sourceQuota' : 'limit', role, tuple, peer);
     return false;
+  }
+
+  /** FlowHost: an edge ended a branch of `flow` for `reason` (counted by the edge). */
+  flowFailed(flow: CarriedFlow, reason: FlowFailReason, peer: string): void {
+    this.emit('flow-fail', reason, flow.role, flow.tuple, peer);
+  }
+
+  #handshakeFailure(peer: string | undefined, reason: HandshakeFailureReason, from: DatagramSource): void {
+    if (this.listenerCount('handshake-failure') > 0) this.emit('handshake-failure', peer, reason, from);
   }
 
   /** TCP flows that carried nothing for limits.tcpIdleMs are reset at both ends (UDP edges time out themselves). */
@@ -319,6 +334,7 @@ export class Gateway extends EventEmitter implements FlowHost {
     for (const f of this.#all) {
       if (f instanceof TcpEdge && now - f.lastActive >= limit) {
         this.counters.idleTcpClosed++;
+        this.emit('flow-fail', 'idle', f.role, f.tuple, undefined);
         f.reset(STATUS.timedOut);
       }
     }
@@ -350,19 +366,21 @@ export class Gateway extends EventEmitter implements FlowHost {
     const tuple = oneFamily({ protocol: 'tcp', src: c.src, dst: c.dst });
     if (undeliverable(c.dst.address, c.dst.port) || undeliverable(c.src.address, c.src.port)) {
       this.counters.refusedUndeliverable++;
+      this.emit('flow-fail', 'undeliverable', 'source', tuple, undefined);
       resetSocket(c.socket);
       return;
     }
     const route = this.#routes.choose(c.entry, c.dst.address);
     if (!route.ok) {
       this.counters.refusedNoRoute++;
+      this.emit('flow-fail', 'noRoute', 'source', tuple, undefined);
       resetSocket(c.socket);
       return;
     }
     // The same tuple still carried (a client reusing its port at once): the old flow is gone.
     for (const peer of route.peers) this.#flows.get(`${peer}|${tupleKey(tuple)}`)?.abort(peer, STATUS.resetByPeer);
     const source = Gateway.#source('source', tuple);
-    if (!this.#admit(source)) {
+    if (!this.#admit(source, 'source', tuple)) {
       resetSocket(c.socket);
       return;
     }
@@ -386,6 +404,7 @@ export class Gateway extends EventEmitter implements FlowHost {
       this.forget(edge);
       throw err;
     }
+    this.emit('flow-open', edge);
   }
 
   #interceptUdp(d: UdpIntercepted): void {
@@ -402,17 +421,19 @@ export class Gateway extends EventEmitter implements FlowHost {
     // A reply could not go back to a source port 0, nor anything to a broadcast or multicast destination.
     if (undeliverable(d.dst.address, d.dst.port) || undeliverable(d.src.address, d.src.port)) {
       this.counters.refusedUndeliverable++;
+      this.emit('flow-fail', 'undeliverable', 'source', tuple, undefined);
       return;
     }
     const route = this.#routes.choose(d.entry, d.dst.address);
     if (!route.ok) {
       this.counters.refusedNoRoute++;
+      this.emit('flow-fail', 'noRoute', 'source', tuple, undefined);
       return;
     }
     let flow = this.#flows.get(`${route.peers[0]}|${tupleKey(tuple)}`);
     if (!flow) {
       const source = Gateway.#source('source', tuple);
-      if (!this.#admit(source)) return;
+      if (!this.#admit(source, 'source', tuple)) return;
       flow = new UdpEdge({
         tuple,
         role: 'source',
@@ -426,6 +447,7 @@ export class Gateway extends EventEmitter implements FlowHost {
       });
       this.#register(flow, source);
       this.counters.flowsOpened++;
+      this.emit('flow-open', flow);
     }
     (flow as UdpEdge).fromClient(d.data);
   }
@@ -495,6 +517,7 @@ export class Gateway extends EventEmitter implements FlowHost {
   #undeliverable(peer: Peer, domain: number, tuple: FlowTuple, fn: 'open-ok' | 'reset'): boolean {
     if (!undeliverable(tuple.dst.address, tuple.dst.port)) return false;
     this.counters.refusedUndeliverable++;
+    this.emit('flow-fail', 'undeliverable', 'destination', tuple, peer.config.name);
     this.#refuse(peer, domain, tuple, fn, STATUS.unreachable);
     return true;
   }
@@ -503,11 +526,12 @@ export class Gateway extends EventEmitter implements FlowHost {
     if (this.#undeliverable(peer, domain, tuple, 'open-ok')) return;
     if (!this.#allowed(tuple.dst.address)) {
       this.counters.refusedNotAllowed++;
+      this.emit('flow-fail', 'notAllowed', 'destination', tuple, peer.config.name);
       this.#refuse(peer, domain, tuple, 'open-ok', STATUS.noRoute);
       return;
     }
     const source = Gateway.#source('destination', tuple, peer.config.name);
-    if (!this.#admit(source)) {
+    if (!this.#admit(source, 'destination', tuple, peer.config.name)) {
       this.#refuse(peer, domain, tuple, 'open-ok', STATUS.limit);
       return;
     }
@@ -534,17 +558,19 @@ export class Gateway extends EventEmitter implements FlowHost {
       return;
     }
     edge.attachServer(socket, this.config.deliver.connectTimeoutMs);
+    this.emit('flow-open', edge);
   }
 
   #newDestinationUdp(peer: Peer, domain: number, tuple: FlowTuple): UdpEdge | undefined {
     if (this.#undeliverable(peer, domain, tuple, 'reset')) return undefined;
     if (!this.#allowed(tuple.dst.address)) {
       this.counters.refusedNotAllowed++;
+      this.emit('flow-fail', 'notAllowed', 'destination', tuple, peer.config.name);
       this.#refuse(peer, domain, tuple, 'reset', STATUS.noRoute);
       return undefined;
     }
     const source = Gateway.#source('destination', tuple, peer.config.name);
-    if (!this.#admit(source)) {
+    if (!this.#admit(source, 'destination', tuple, peer.config.name)) {
       // Said at once, so the source side ends its flow instead of sending into nothing.
       this.#refuse(peer, domain, tuple, 'reset', STATUS.limit);
       return undefined;
@@ -562,6 +588,7 @@ export class Gateway extends EventEmitter implements FlowHost {
     this.#register(edge, source);
     this.counters.flowsDelivered++;
     edge.connect();
+    this.emit('flow-open', edge);
     return edge;
   }
 
