@@ -8,11 +8,5 @@
 /** Over 400 lines with no reason at the top yet: to be split (issue 17, item 9). */
 // prettier-ignore
 export const maxLines = [
-  'src/tpo/gateway/gateway.ts',
-  'src/tpo/gateway/tcp-edge.ts',
-  'src/tpo/intercept/tproxy-interceptor.ts',
   'harness/wan/udp-emulator.ts',
 ];
-
-/** Library code that installs process-wide handlers (issue 17, item 7: only src/cli may). */
-export const processHandlers = ['src/tpo/intercept/tproxy-interceptor.ts'];

@@ -24,7 +24,8 @@ export interface ListenerErrorEvents {
 export type EventMap<E> = Record<keyof E, unknown[]>;
 
 /** Process-warning codes Sluice emits; a warning is never thrown. */
-export type SluiceWarningCode = 'SLUICE_LISTENER_ERROR' | 'SLUICE_DATAGRAM_HANDLER' | 'SLUICE_DATAGRAM_PORT' | 'SLUICE_TPO_HANDLER' | 'SLUICE_TPO_SEAL';
+export type SluiceWarningCode =
+  'SLUICE_LISTENER_ERROR' | 'SLUICE_TPO_FAULT' | 'SLUICE_DATAGRAM_HANDLER' | 'SLUICE_DATAGRAM_PORT' | 'SLUICE_TPO_HANDLER' | 'SLUICE_TPO_SEAL';
 
 /** The map a TypedEmitter<E> emits: its own events and 'listenererror'. */
 export type WithListenerError<E> = E & ListenerErrorEvents;

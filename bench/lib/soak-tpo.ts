@@ -17,8 +17,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Prng, hostileDatagrams, httpHostile, sendBounded, startCaptureProxy, tcpHostile, udpDrops, type CaptureProxy } from '../../harness/traffic/fuzz.js';
-import { fetchStatus } from '../../src/server/control-socket.js';
-import type { GatewayStatus } from '../../src/tpo/gateway/gateway.js';
+import { fetchStatus, type TpoGatewayStatus as GatewayStatus } from '../../src/tpo/index.js';
 import { SoakProcess } from './soak-procs.js';
 
 const UDP_SIZE = 1000;

@@ -15,7 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { NsProcess } from '../netns/netns.js';
 import { WAN_ADDR, type WanTopology } from '../wan/topology.js';
 import { fetchStatus } from '../../src/server/control-socket.js';
-import type { GatewayStatus } from '../../src/tpo/gateway/gateway.js';
+import type { TpoGatewayStatus as GatewayStatus } from '../../src/tpo/index.js';
 
 const CLI = 'src/cli/main.ts';
 export const TPO_PORT = 7400;

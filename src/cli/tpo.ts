@@ -3,16 +3,14 @@
  * `sluice status` prints a running gateway's peers, flows and counters
  * from its control socket (issue #7).
  */
-import { dirname, resolve } from 'node:path';
-import { MAX_TPO_CONFIG_BYTES, parseTpoConfigText, readKeyFile, TpoConfigError, type TpoConfig } from '../tpo/config/config.js';
+import { MAX_TPO_CONFIG_BYTES, TpoConfigError, type TpoConfig } from '../tpo/config/config.js';
+import { parseTpoConfigFile } from '../tpo/config/load.js';
+import { TpoGateway, type TpoGatewayStatus } from '../tpo/tpo-gateway.js';
+import { ControlSocketError, defaultControlPath, fetchStatus } from '../server/control-socket.js';
 import { readInputText } from './input.js';
-import { Gateway, type GatewayStatus } from '../tpo/gateway/gateway.js';
-import { ExplicitInterception } from '../tpo/intercept/explicit.js';
-import type { Interception } from '../tpo/intercept/interception.js';
-import { DEFAULT_MARK, TransparentInterception } from '../tpo/gateway/transparent.js';
-import { ControlSocketError, defaultControlPath, fetchStatus, startControlServer } from '../server/control-socket.js';
 import { PolicyValidationError } from '../errors.js';
 import { EXIT, emitJson, table } from './output.js';
+import { onExit, waitForSignal } from './signals.js';
 
 export interface TpoRunOptions {
   readonly config: string;
@@ -26,7 +24,7 @@ export function loadTpoConfig(path: string): TpoConfig {
   const text = readInputText(path, MAX_TPO_CONFIG_BYTES, 'invalid TPO config');
   try {
     // A keyFile path is relative to the config file's folder.
-    return parseTpoConfigText(text, path, (keyFile) => readKeyFile(resolve(dirname(path), keyFile)));
+    return parseTpoConfigFile(text, path);
   } catch (err) {
     // The CLI reports config problems as usage errors (exit 2), field by field.
     if (err instanceof TpoConfigError)
@@ -38,20 +36,9 @@ export function loadTpoConfig(path: string): TpoConfig {
   }
 }
 
-function waitForSignal(): Promise<string> {
-  return new Promise((resolve) => {
-    const on = (sig: NodeJS.Signals) => {
-      process.once(sig, () => process.exit(128 + (sig === 'SIGINT' ? 2 : 15)));
-      resolve(sig);
-    };
-    process.once('SIGINT', on);
-    process.once('SIGTERM', on);
-  });
-}
-
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 
-export function statusText(s: GatewayStatus): string {
+export function statusText(s: TpoGatewayStatus): string {
   const out: string[] = [];
   out.push(`gateway ${s.name}: peers on udp ${s.listen} (${s.io} I/O), interception ${s.interception}`);
   for (const l of s.listeners) out.push(`  ${l.entry}: ${l.protocol} ${l.address}:${l.port}`);
@@ -162,45 +149,10 @@ export async function runTpo(o: TpoRunOptions): Promise<number> {
   const stop = o.stopSignal ?? waitForSignal();
   const config = loadTpoConfig(o.config);
   const transparent = config.intercept.mode === 'transparent';
-  const sourceEntries = config.table;
-  // The interception is made first but listens only once the gateway has subscribed to it: a connection
-  // accepted in between would have had no owner (never carried, never closed, and a shutdown waiting for it).
-  const interception: Interception | undefined = !sourceEntries.length
-    ? undefined
-    : transparent
-      ? new TransparentInterception({ table: sourceEntries, instance: config.name, hooks: config.intercept.hooks, mark: DEFAULT_MARK })
-      : new ExplicitInterception(sourceEntries);
-  const gateway = await Gateway.start(config, {
-    ...(interception ? { interception, interceptionName: config.intercept.mode } : {}),
-    ...(o.io ? { io: o.io } : {}),
-    // In transparent mode the gateway's own sockets carry the mark the rules skip.
-    ...(transparent ? { mark: DEFAULT_MARK } : {}),
-  });
-  // Something that ends the gateway's usefulness (its peer port's receive thread, the interception's) stops it with a message.
-  let fault: Error | undefined;
-  let onFault: (err: Error) => void = () => undefined;
-  const faulted = new Promise<string>((resolve) => {
-    onFault = (err) => {
-      fault ??= err;
-      resolve('fault');
-    };
-  });
-  gateway.on('fault', onFault);
-  interception?.on('error', onFault);
+  let gw: TpoGateway;
   try {
-    await interception?.listen();
+    gw = await TpoGateway.start({ config, ...(o.io ? { io: o.io } : {}) });
   } catch (err) {
-    await gateway.close();
-    throw err;
-  }
-  const controlPath = config.control ?? defaultControlPath(config.name);
-  let control: Awaited<ReturnType<typeof startControlServer>>;
-  try {
-    // The default location is a private directory of this user; a configured one is the operator's choice.
-    control = await startControlServer(controlPath, () => gateway.status(), { privateDir: config.control === undefined });
-  } catch (err) {
-    await gateway.close();
-    await interception?.close();
     if (err instanceof ControlSocketError) {
       // A path problem is the operator's to fix (config `control:`): said plainly, exit 2, no stack trace.
       process.stderr.write(`sluice tpo: ${err.message}\n`);
@@ -208,34 +160,40 @@ export async function runTpo(o: TpoRunOptions): Promise<number> {
     }
     throw err;
   }
+  // The library installs no process handlers: transparent rules and routes go at exit (process.exit, a second signal) from here.
+  const forgetOnExit = onExit(() => gw.removeKernelStateSync());
+  // Something that ends the gateway's usefulness (its peer port's receive thread, the interception's) stops it with a message.
+  let fault = gw.fault;
+  const faulted = new Promise<string>((resolve) => {
+    if (fault) resolve('fault');
+    gw.on('fault', (err) => {
+      fault ??= err;
+      resolve('fault');
+    });
+  });
   const say = (text: string, event: string, data: Record<string, unknown>) => {
     if (o.json) emitJson(event, data);
     else process.stderr.write(`${text}\n`);
   };
-  const st = gateway.status();
+  const st = gw.status();
   say(
-    `sluice tpo: ${config.name} up; peers on udp ${st.listen} (${st.io} I/O); ${config.peers.map((p) => `${p.name}${p.address ? ` → ${p.address.address}:${p.address.port}` : ' (answers)'}`).join(', ')}; interception ${st.interception}${st.listeners.length ? `: ${st.listeners.map((l) => `${l.entry} ${l.protocol} ${l.address}:${l.port}`).join(', ')}` : ''}; status: sluice status --socket ${control.path}`,
+    `sluice tpo: ${config.name} up; peers on udp ${st.listen} (${st.io} I/O); ${config.peers.map((p) => `${p.name}${p.address ? ` → ${p.address.address}:${p.address.port}` : ' (answers)'}`).join(', ')}; interception ${st.interception}${st.listeners.length ? `: ${st.listeners.map((l) => `${l.entry} ${l.protocol} ${l.address}:${l.port}`).join(', ')}` : ''}; status: sluice status --socket ${gw.controlPath}`,
     'ready',
-    { name: config.name, listen: st.listen, io: st.io, interception: st.interception, listeners: st.listeners, control: control.path },
+    { name: config.name, listen: st.listen, io: st.io, interception: st.interception, listeners: st.listeners, control: gw.controlPath },
   );
-  gateway.on('peer-up', (p: string) => say(`sluice tpo: peer ${p} up`, 'peer-up', { peer: p }));
-  gateway.on('peer-down', (p: string) => say(`sluice tpo: peer ${p} down`, 'peer-down', { peer: p }));
+  gw.on('peerup', (p) => say(`sluice tpo: peer ${p} up`, 'peer-up', { peer: p }));
+  gw.on('peerdown', (p) => say(`sluice tpo: peer ${p} down`, 'peer-down', { peer: p }));
   const timer =
     o.statsInterval > 0
-      ? setInterval(
-          () => (o.json ? emitJson('status', { ...gateway.status() }) : process.stderr.write(`${statusText(gateway.status())}\n\n`)),
-          o.statsInterval * 1000,
-        )
+      ? setInterval(() => (o.json ? emitJson('status', { ...gw.status() }) : process.stderr.write(`${statusText(gw.status())}\n\n`)), o.statsInterval * 1000)
       : undefined;
   const sig = await Promise.race([stop, faulted]);
   if (timer) clearInterval(timer);
+  // A signal takes the transparent rules down at once, so new flows reach their destinations directly while the gateway closes.
+  if (!fault) gw.removeKernelStateSync();
   if (fault) say(`sluice tpo: stopping: ${fault.message}`, 'fault', { message: fault.message });
-  const final = gateway.status();
-  const shutdown = (async () => {
-    await gateway.close();
-    await interception?.close();
-    await control.close();
-  })();
+  const final = gw.status();
+  const shutdown = gw.close();
   let deadline: NodeJS.Timeout | undefined;
   const late = new Promise<'late'>((resolve) => {
     deadline = setTimeout(() => resolve('late'), SHUTDOWN_DEADLINE_MS);
@@ -248,6 +206,7 @@ export async function runTpo(o: TpoRunOptions): Promise<number> {
     late,
   ]);
   clearTimeout(deadline);
+  if (outcome === 'done') forgetOnExit();
   if (outcome !== 'done') {
     // The flows were reset when the gateway began closing; the process's exit destroys whatever is left.
     const why = outcome === 'late' ? `did not finish within ${SHUTDOWN_DEADLINE_MS / 1000} s` : `failed: ${outcome.message}`;
@@ -260,9 +219,9 @@ export async function runTpo(o: TpoRunOptions): Promise<number> {
 
 export async function runStatus(o: { socket?: string; name?: string; json: boolean }): Promise<number> {
   const path = o.socket ?? defaultControlPath(o.name ?? 'tpo');
-  let s: GatewayStatus;
+  let s: TpoGatewayStatus;
   try {
-    s = (await fetchStatus(path)) as GatewayStatus;
+    s = (await fetchStatus(path)) as TpoGatewayStatus;
   } catch (err) {
     // fetchStatus's errors name the path and say what went wrong (nobody there, too large, too slow).
     process.stderr.write(`sluice status: ${(err as Error).message}\n`);

@@ -34,7 +34,7 @@ import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { startCli } from '../../harness/process/cli.js';
 import { freeTcpPort, freeUdpPort } from '../tpo/gateway-helpers.js';
 import { fetchStatus } from '../../src/server/control-socket.js';
-import type { GatewayStatus } from '../../src/tpo/gateway/gateway.js';
+import type { GatewayStatus } from '../../src/tpo/gateway/status.js';
 import {
   Prng,
   hostileDatagrams,

@@ -37,7 +37,8 @@ import {
 import { be16, ne32, parseAcks } from '../../src/sys/nlattr.js';
 import { encodeDelete, encodeInstall, entryMatch, planRules, tableName } from '../../src/tpo/intercept/nftables.js';
 import { RTM_NEWROUTE, RTM_NEWRULE, routeMessage, ruleMessage } from '../../src/sys/rtnetlink-policy.js';
-import { startTransparentInterception, tproxyRoutingFor } from '../../src/tpo/intercept/tproxy-interceptor.js';
+import { startTransparentInterception } from '../../src/tpo/intercept/tproxy-interceptor.js';
+import { tproxyRoutingFor } from '../../src/tpo/intercept/tproxy-state.js';
 import { NotSupportedError } from '../../src/errors.js';
 
 const NFT_1_0_6 = {

@@ -73,6 +73,8 @@ export interface FlowHost {
   forget(flow: CarriedFlow): void;
   /** The flow carried data (its idle time starts again; a UDP flow becomes the most recently used). */
   active(flow: CarriedFlow): void;
+  /** The edge ended the branch to `peer` for one of these reasons (it counted it): for the owner's events. */
+  flowFailed?(flow: CarriedFlow, reason: 'openTimeout' | 'windowExceeded', peer: string): void;
 }
 
 export const THIN_BYTES = 16 * 1024;

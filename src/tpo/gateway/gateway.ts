@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- one class owns every TPO flow's lifecycle and the private maps (flows, peers, admission, sequencer) that source side, destination side and message routing all change */
 /**
  * A TPO gateway (issue #7): the peer links to other gateways, the flows it
  * carries for its own applications (source side) and the flows it
@@ -26,150 +27,20 @@ import net from 'node:net';
 import { createSourceMatcher } from '../../policy/source-filter.js';
 import type { CarriedMessage } from '../../wire/tpo/driver-buffer.js';
 import type { TpoConfig, PeerConfig } from '../config/config.js';
-import { PeerLink } from '../link/peer-link.js';
-import { openDatagramPort, type DatagramPort } from '../io/datagram-port.js';
+import { PeerLink, type HandshakeFailureReason } from '../link/peer-link.js';
+import { openDatagramPort, type DatagramPort, type DatagramSource } from '../io/datagram-port.js';
 import { PortDemux } from '../link/port-demux.js';
 import { markedTcpSocket } from '../../sys/socket-options.js';
 import { resetSocket, type Interception, type TcpIntercepted, type UdpIntercepted } from '../intercept/interception.js';
-import { message, oneFamily, STATUS, statusOfError, tupleKey, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple } from './flow.js';
+import { message, oneFamily, STATUS, statusOfError, tupleKey, type CarriedFlow, type FlowHost, type FlowTuple } from './flow.js';
+import { buildStatus, newCounters, type GatewayCounters, type GatewayStatus } from './status.js';
 import { RouteTable } from './routes.js';
 import { FlowSequencer } from './flow-sequencer.js';
 import { TcpEdge } from './tcp-edge.js';
 import { UdpEdge } from './udp-edge.js';
 import { undeliverable } from './destination.js';
 import { FlowAdmission } from './flow-admission.js';
-
-export interface GatewayCounters {
-  flowsOpened: number;
-  flowsDelivered: number;
-  /** Intercepted flows not carried: no route, peer unknown. */
-  refusedNoRoute: number;
-  /** New flows (either side) refused: the table was full (limits.maxFlows) and no quiet UDP flow could make room. */
-  refusedLimit: number;
-  /** New flows (either side) refused: their source already held limits.maxFlowsPerSource flows, none of them a quiet UDP flow. */
-  refusedSourceQuota: number;
-  /** Quiet UDP flows ended to make room for a new flow (the least recently used first). */
-  evictedUdp: number;
-  /** TCP flows reset after carrying nothing for limits.tcpIdleMs. */
-  idleTcpClosed: number;
-  /** Peers' opens refused: destination not in deliver.allow. */
-  refusedNotAllowed: number;
-  /** Flows refused on either side because an endpoint is no endpoint: port 0, broadcast, multicast, unspecified (destination.ts). */
-  refusedUndeliverable: number;
-  /** Messages for no known flow (answered with a reset where one is due). */
-  unknownFlow: number;
-  udpDropped: number;
-  /** UDP datagrams larger than one message carries (MAX_CARRIED_DATAGRAM, about 32 KiB): dropped. */
-  udpTooLarge: number;
-  droppedReplies: number;
-  sequenceErrors: number;
-  /** Intercepted TCP connections reset because their open was not answered within limits.openTimeoutMs. */
-  openTimedOut: number;
-  /** Messages the peer link refused to queue (a UDP datagram larger than a driver buffer): dropped. */
-  unsendable: number;
-  /** Flows ended because handling a message threw (a bug or a refused socket call): counted, never fatal. */
-  flowErrors: number;
-  /**
-   * Flows reset (status 6, limit) because the flow sequencer held too much
-   * of theirs waiting for a gap: more than its per-flow count or bytes, or
-   * the largest holder when its peer's flows together held too much.
-   */
-  heldOverflow: number;
-  /** Messages dropped with those flows. */
-  heldDropped: number;
-  /** TCP flows reset (status 6) because the peer sent more than the 4 MiB window it was given (docs/WIRE.md §1). */
-  windowExceeded: number;
-}
-
-export interface PeerStatus {
-  readonly name: string;
-  readonly role: 'initiator' | 'responder';
-  readonly address?: string;
-  readonly up: boolean;
-  readonly sessions: number;
-  readonly flows: number;
-  readonly srttMs?: number;
-  readonly bandwidthMbit?: number;
-  readonly pacingMbit?: number;
-  readonly bytesSent: number;
-  readonly bytesReceived: number;
-  readonly retransmissions: number;
-  /** All datagrams from this peer's direction dropped: the sum of `drops` and the link's handshake and no-session drops. */
-  readonly dropped: number;
-  /** The session's receive drops by reason: undecodable, another connection id, failed authentication, replayed. */
-  readonly drops: { readonly malformed: number; readonly otherConnection: number; readonly unauthenticated: number; readonly replayed: number };
-  /**
-   * The link's handshake and message counters: initiations sent and
-   * responses answered, the unconfirmed session offer (0 or 1), goodbyes
-   * heard, datagrams dropped before a session or as a bad handshake,
-   * driver buffers that did not decode, messages whose handler failed,
-   * sealed buffers lost.
-   */
-  readonly link: {
-    readonly initiationsSent: number;
-    readonly responsesSent: number;
-    readonly unconfirmed: number;
-    readonly goodbyes: number;
-    readonly droppedHandshake: number;
-    readonly droppedNoSession: number;
-    readonly badBuffers: number;
-    readonly handlerErrors: number;
-    readonly sealFailures: number;
-  };
-  /** Bytes waiting to be sent, and sent but not yet acknowledged. */
-  readonly queuedBytes: number;
-  readonly inFlightBytes: number;
-}
-
-export interface GatewayStatus {
-  readonly name: string;
-  readonly listen: string;
-  readonly io: string;
-  readonly interception: string;
-  readonly listeners: ReturnType<Interception['listenAddresses']>;
-  readonly peers: readonly PeerStatus[];
-  readonly flows: readonly FlowStatus[];
-  /** The flow table against its limits, and the source holding the most flows. */
-  readonly table: {
-    readonly flows: number;
-    readonly maxFlows: number;
-    readonly maxFlowsPerSource: number;
-    readonly busiestSource?: { readonly source: string; readonly flows: number };
-  };
-  /**
-   * The peer port (every peer's datagrams): what it received and sent, and
-   * what it dropped — received but not handed over (no readable source,
-   * longer than a receive slot, a handler that threw) or not sent (socket
-   * buffer full, a send error, after close).
-   */
-  readonly port: {
-    readonly datagramsReceived: number;
-    readonly datagramsSent: number;
-    readonly receiveDropped: { readonly unknownSource: number; readonly truncated: number; readonly listenerError: number };
-    readonly sendDropped: { readonly queueFull: number; readonly sendError: number; readonly closed: number };
-    readonly lastSendError?: string;
-    readonly lastListenerError?: string;
-  };
-  /** Datagrams the port demux could give to no link: malformed (no known version/kind), no link (no session, key id or initiation of ours), no source. */
-  readonly demux: { readonly malformed: number; readonly noLink: number; readonly noSource: number };
-  /** Messages the flow sequencer holds for gaps now (bytes), and what its bounds cost (flow-sequencer.ts). */
-  readonly sequencer: {
-    readonly heldBytes: number;
-    readonly overflows: number;
-    readonly groupOverflows: number;
-    readonly orphaned: number;
-    readonly late: number;
-  };
-  readonly counters: GatewayCounters;
-  /**
-   * Drops no peer accounts for: peer-port datagrams dropped before a link
-   * saw them (the port's: truncated, unknown source, a failed handler; the
-   * demux's: malformed, no link for the connection or key id, no source)
-   * and clients the interception refused. With the peers' `dropped`,
-   * every datagram a stranger sends shows somewhere (issue 16).
-   */
-  readonly dropped: { readonly peerPort: Readonly<Record<string, number>>; readonly refusedClients: number };
-}
+import type { FlowFailReason, GatewayEvents } from './events.js';
 
 interface Peer {
   readonly config: PeerConfig;
@@ -203,30 +74,9 @@ export interface GatewayOptions {
   readonly mark?: number;
 }
 
-export class Gateway extends EventEmitter implements FlowHost {
+export class Gateway extends EventEmitter<GatewayEvents> implements FlowHost {
   readonly config: TpoConfig;
-  readonly counters: GatewayCounters = {
-    flowsOpened: 0,
-    flowsDelivered: 0,
-    refusedNoRoute: 0,
-    refusedLimit: 0,
-    refusedSourceQuota: 0,
-    evictedUdp: 0,
-    idleTcpClosed: 0,
-    refusedNotAllowed: 0,
-    refusedUndeliverable: 0,
-    unknownFlow: 0,
-    udpDropped: 0,
-    udpTooLarge: 0,
-    droppedReplies: 0,
-    sequenceErrors: 0,
-    openTimedOut: 0,
-    unsendable: 0,
-    flowErrors: 0,
-    heldOverflow: 0,
-    heldDropped: 0,
-    windowExceeded: 0,
-  };
+  readonly counters: GatewayCounters = newCounters();
   readonly #port: DatagramPort;
   readonly #demux: PortDemux;
   readonly #peers = new Map<string, Peer>();
@@ -250,7 +100,7 @@ export class Gateway extends EventEmitter implements FlowHost {
     super();
     this.config = config;
     this.#port = port;
-    this.#demux = new PortDemux(port);
+    this.#demux = new PortDemux(port, { onUnknownKey: (from) => this.#handshakeFailure(undefined, 'unknownKey', from) });
     this.#routes = new RouteTable(
       config.routes,
       config.peers.map((p) => p.name),
@@ -281,8 +131,10 @@ export class Gateway extends EventEmitter implements FlowHost {
       onOverflow: (key, x) => {
         this.counters.heldOverflow++;
         const flow = this.#flows.get(key);
+        const tuple: FlowTuple = flow?.tuple ?? { protocol: x.m.header.protocol, src: x.m.header.src, dst: x.m.header.dst };
+        this.emit('flow-fail', 'heldOverflow', flow?.role ?? 'destination', tuple, x.peer.config.name);
         if (flow) flow.resetBranch(x.peer.config.name, STATUS.limit);
-        else this.#refuse(x.peer, x.domain, { protocol: x.m.header.protocol, src: x.m.header.src, dst: x.m.header.dst }, 'reset', STATUS.limit);
+        else this.#refuse(x.peer, x.domain, tuple, 'reset', STATUS.limit);
       },
     });
     // The port's receive thread died (batched) or its socket failed: the gateway can no longer hear its peers.
@@ -352,6 +204,7 @@ export class Gateway extends EventEmitter implements FlowHost {
     this.#peers.set(p.name, peer);
     link.on('message', (domain: number, m: CarriedMessage) => this.#sequencer.push(`${p.name}|${tupleKey(m.header)}`, m.header, { peer, domain, m }));
     link.on('drain', () => this.#onDrain(peer));
+    link.on('handshake-failure', (reason: HandshakeFailureReason, from: DatagramSource) => this.#handshakeFailure(p.name, reason, from));
     // A replaced session lost data in flight: every flow with this peer is broken.
     link.on('reset', () => this.#abortPeer(peer, STATUS.resetByPeer));
     link.on('down', () => {
@@ -447,10 +300,11 @@ export class Gateway extends EventEmitter implements FlowHost {
     return role === 'source' ? tuple.src.address : `${peer}|${tuple.src.address}`;
   }
 
-  /** May a new flow of `source` be made? Quiet UDP flows make room first; a refusal is counted. */
-  #admit(source: string): boolean {
+  /** May a new flow of `source` (the flow `tuple` on side `role`) be made? Quiet UDP flows make room first; a refusal is counted. */
+  #admit(source: string, role: 'source' | 'destination', tuple: FlowTuple, peer?: string): boolean {
     if (this.#closing) {
       this.counters.refusedLimit++;
+      this.emit('flow-fail', 'limit', role, tuple, peer);
       return false;
     }
     const a = this.#admission.admit(source, (victim) => {
@@ -460,7 +314,17 @@ export class Gateway extends EventEmitter implements FlowHost {
     if (a.ok) return true;
     if (a.reason === 'source') this.counters.refusedSourceQuota++;
     else this.counters.refusedLimit++;
+    this.emit('flow-fail', a.reason === 'source' ? 'sourceQuota' : 'limit', role, tuple, peer);
     return false;
+  }
+
+  /** FlowHost: an edge ended a branch of `flow` for `reason` (counted by the edge). */
+  flowFailed(flow: CarriedFlow, reason: FlowFailReason, peer: string): void {
+    this.emit('flow-fail', reason, flow.role, flow.tuple, peer);
+  }
+
+  #handshakeFailure(peer: string | undefined, reason: HandshakeFailureReason, from: DatagramSource): void {
+    if (this.listenerCount('handshake-failure') > 0) this.emit('handshake-failure', peer, reason, from);
   }
 
   /** TCP flows that carried nothing for limits.tcpIdleMs are reset at both ends (UDP edges time out themselves). */
@@ -470,6 +334,7 @@ export class Gateway extends EventEmitter implements FlowHost {
     for (const f of this.#all) {
       if (f instanceof TcpEdge && now - f.lastActive >= limit) {
         this.counters.idleTcpClosed++;
+        this.emit('flow-fail', 'idle', f.role, f.tuple, undefined);
         f.reset(STATUS.timedOut);
       }
     }
@@ -501,19 +366,21 @@ export class Gateway extends EventEmitter implements FlowHost {
     const tuple = oneFamily({ protocol: 'tcp', src: c.src, dst: c.dst });
     if (undeliverable(c.dst.address, c.dst.port) || undeliverable(c.src.address, c.src.port)) {
       this.counters.refusedUndeliverable++;
+      this.emit('flow-fail', 'undeliverable', 'source', tuple, undefined);
       resetSocket(c.socket);
       return;
     }
     const route = this.#routes.choose(c.entry, c.dst.address);
     if (!route.ok) {
       this.counters.refusedNoRoute++;
+      this.emit('flow-fail', 'noRoute', 'source', tuple, undefined);
       resetSocket(c.socket);
       return;
     }
     // The same tuple still carried (a client reusing its port at once): the old flow is gone.
     for (const peer of route.peers) this.#flows.get(`${peer}|${tupleKey(tuple)}`)?.abort(peer, STATUS.resetByPeer);
     const source = Gateway.#source('source', tuple);
-    if (!this.#admit(source)) {
+    if (!this.#admit(source, 'source', tuple)) {
       resetSocket(c.socket);
       return;
     }
@@ -537,6 +404,7 @@ export class Gateway extends EventEmitter implements FlowHost {
       this.forget(edge);
       throw err;
     }
+    this.emit('flow-open', edge);
   }
 
   #interceptUdp(d: UdpIntercepted): void {
@@ -553,17 +421,19 @@ export class Gateway extends EventEmitter implements FlowHost {
     // A reply could not go back to a source port 0, nor anything to a broadcast or multicast destination.
     if (undeliverable(d.dst.address, d.dst.port) || undeliverable(d.src.address, d.src.port)) {
       this.counters.refusedUndeliverable++;
+      this.emit('flow-fail', 'undeliverable', 'source', tuple, undefined);
       return;
     }
     const route = this.#routes.choose(d.entry, d.dst.address);
     if (!route.ok) {
       this.counters.refusedNoRoute++;
+      this.emit('flow-fail', 'noRoute', 'source', tuple, undefined);
       return;
     }
     let flow = this.#flows.get(`${route.peers[0]}|${tupleKey(tuple)}`);
     if (!flow) {
       const source = Gateway.#source('source', tuple);
-      if (!this.#admit(source)) return;
+      if (!this.#admit(source, 'source', tuple)) return;
       flow = new UdpEdge({
         tuple,
         role: 'source',
@@ -577,6 +447,7 @@ export class Gateway extends EventEmitter implements FlowHost {
       });
       this.#register(flow, source);
       this.counters.flowsOpened++;
+      this.emit('flow-open', flow);
     }
     (flow as UdpEdge).fromClient(d.data);
   }
@@ -646,6 +517,7 @@ export class Gateway extends EventEmitter implements FlowHost {
   #undeliverable(peer: Peer, domain: number, tuple: FlowTuple, fn: 'open-ok' | 'reset'): boolean {
     if (!undeliverable(tuple.dst.address, tuple.dst.port)) return false;
     this.counters.refusedUndeliverable++;
+    this.emit('flow-fail', 'undeliverable', 'destination', tuple, peer.config.name);
     this.#refuse(peer, domain, tuple, fn, STATUS.unreachable);
     return true;
   }
@@ -654,11 +526,12 @@ export class Gateway extends EventEmitter implements FlowHost {
     if (this.#undeliverable(peer, domain, tuple, 'open-ok')) return;
     if (!this.#allowed(tuple.dst.address)) {
       this.counters.refusedNotAllowed++;
+      this.emit('flow-fail', 'notAllowed', 'destination', tuple, peer.config.name);
       this.#refuse(peer, domain, tuple, 'open-ok', STATUS.noRoute);
       return;
     }
     const source = Gateway.#source('destination', tuple, peer.config.name);
-    if (!this.#admit(source)) {
+    if (!this.#admit(source, 'destination', tuple, peer.config.name)) {
       this.#refuse(peer, domain, tuple, 'open-ok', STATUS.limit);
       return;
     }
@@ -685,17 +558,19 @@ export class Gateway extends EventEmitter implements FlowHost {
       return;
     }
     edge.attachServer(socket, this.config.deliver.connectTimeoutMs);
+    this.emit('flow-open', edge);
   }
 
   #newDestinationUdp(peer: Peer, domain: number, tuple: FlowTuple): UdpEdge | undefined {
     if (this.#undeliverable(peer, domain, tuple, 'reset')) return undefined;
     if (!this.#allowed(tuple.dst.address)) {
       this.counters.refusedNotAllowed++;
+      this.emit('flow-fail', 'notAllowed', 'destination', tuple, peer.config.name);
       this.#refuse(peer, domain, tuple, 'reset', STATUS.noRoute);
       return undefined;
     }
     const source = Gateway.#source('destination', tuple, peer.config.name);
-    if (!this.#admit(source)) {
+    if (!this.#admit(source, 'destination', tuple, peer.config.name)) {
       // Said at once, so the source side ends its flow instead of sending into nothing.
       this.#refuse(peer, domain, tuple, 'reset', STATUS.limit);
       return undefined;
@@ -713,92 +588,27 @@ export class Gateway extends EventEmitter implements FlowHost {
     this.#register(edge, source);
     this.counters.flowsDelivered++;
     edge.connect();
+    this.emit('flow-open', edge);
     return edge;
   }
 
   // ---- status and shutdown ----
 
   status(): GatewayStatus {
-    const a = this.#port.address();
     this.counters.heldDropped = this.#sequencer.stats.overflowDropped;
-    return {
+    return buildStatus({
       name: this.config.name,
-      listen: `${a.address}:${a.port}`,
-      io: this.#port.kind,
-      interception: this.#interceptionName,
-      listeners: this.#interception?.listenAddresses() ?? [],
-      peers: [...this.#peers.values()].map((p): PeerStatus => {
-        const m = p.link.mover;
-        const d = m?.stats.dropped;
-        const ls = p.link.stats;
-        return {
-          name: p.config.name,
-          role: p.config.address ? 'initiator' : 'responder',
-          ...(p.config.address ? { address: `${p.config.address.address}:${p.config.address.port}` } : {}),
-          up: p.link.up,
-          sessions: p.link.stats.sessions,
-          flows: p.flows.size,
-          ...(m
-            ? {
-                srttMs: Math.round(m.rtt.srttMs * 10) / 10,
-                bandwidthMbit: Math.round((m.rate.bandwidthBps * 8) / 1e4) / 100,
-                pacingMbit: Math.round((m.rate.pacingRateBps * 8) / 1e4) / 100,
-              }
-            : {}),
-          bytesSent: m?.stats.bytesSent ?? 0,
-          bytesReceived: m?.stats.bytesReceived ?? 0,
-          retransmissions: m?.stats.retransmissions ?? 0,
-          queuedBytes: m?.queuedBytes ?? 0,
-          inFlightBytes: m ? m.backlogBytes - m.queuedBytes : 0,
-          dropped: (d ? d.malformed + d.otherConnection + d.unauthenticated + d.replayed : 0) + ls.droppedHandshake + ls.droppedNoSession,
-          drops: {
-            malformed: d?.malformed ?? 0,
-            otherConnection: d?.otherConnection ?? 0,
-            unauthenticated: d?.unauthenticated ?? 0,
-            replayed: d?.replayed ?? 0,
-          },
-          link: {
-            initiationsSent: ls.initiationsSent,
-            responsesSent: ls.responsesSent,
-            unconfirmed: p.link.unconfirmed,
-            goodbyes: ls.goodbyes,
-            droppedHandshake: ls.droppedHandshake,
-            droppedNoSession: ls.droppedNoSession,
-            badBuffers: ls.badBuffers,
-            handlerErrors: ls.handlerErrors,
-            sealFailures: p.link.driverStats.sealFailures,
-          },
-        };
-      }),
-      flows: [...this.#all].map((f) => f.status()),
-      table: (() => {
-        const busiest = this.#admission.busiest();
-        return {
-          flows: this.#admission.size,
-          maxFlows: this.config.limits.maxFlows,
-          maxFlowsPerSource: this.config.limits.maxFlowsPerSource,
-          ...(busiest ? { busiestSource: busiest } : {}),
-        };
-      })(),
-      port: (() => {
-        const ps = this.#port.stats;
-        return {
-          datagramsReceived: ps.datagramsReceived,
-          datagramsSent: ps.datagramsSent,
-          receiveDropped: { ...ps.receiveDropped },
-          sendDropped: { ...ps.dropped },
-          ...(ps.lastSendError ? { lastSendError: ps.lastSendError } : {}),
-          ...(ps.lastListenerError ? { lastListenerError: ps.lastListenerError } : {}),
-        };
-      })(),
-      demux: { ...this.#demux.dropped },
-      sequencer: (() => {
-        const q = this.#sequencer.stats;
-        return { heldBytes: q.heldBytes, overflows: q.overflows, groupOverflows: q.groupOverflows, orphaned: q.orphaned, late: q.late };
-      })(),
-      counters: { ...this.counters },
-      dropped: { peerPort: { ...this.#port.stats.receiveDropped, ...this.#demux.dropped }, refusedClients: this.#interception?.stats.refused ?? 0 },
-    };
+      port: this.#port,
+      interceptionName: this.#interceptionName,
+      interception: this.#interception,
+      peers: this.#peers.values(),
+      flows: this.#all,
+      table: this.#admission,
+      limits: this.config.limits,
+      demuxDropped: this.#demux.dropped,
+      sequencer: this.#sequencer.stats,
+      counters: this.counters,
+    });
   }
 
   /**

@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- one TCP flow's state machine; its socket, per-branch window, credit and backlog are shared by every handler below */
 /**
  * The TCP edge handler (issue #7): one per carried TCP connection, at
  * either gateway. It terminates TCP locally — the application talks to
@@ -190,6 +191,7 @@ export class TcpEdge implements CarriedFlow {
     for (const b of [...this.branches].reverse()) {
       if (b.done || b.openOk) continue;
       this.#o.counters.openTimedOut++;
+      this.#o.host.flowFailed?.(this, 'openTimeout', b.peer);
       this.#send(b, 'reset', EMPTY, STATUS.timedOut);
       this.#branchFailed(b, STATUS.timedOut);
     }
@@ -306,6 +308,7 @@ export class TcpEdge implements CarriedFlow {
         if (b.unGranted > FLOW_WINDOW) {
           // The peer sent beyond the window it was given: it does not get to make this side buffer more.
           this.#o.counters.windowExceeded++;
+          this.#o.host.flowFailed?.(this, 'windowExceeded', b.peer);
           this.#send(b, 'reset', EMPTY, STATUS.limit);
           this.#branchFailed(b, STATUS.limit);
           return;

@@ -1,7 +1,7 @@
 /**
  * Transparent interception for the gateway (issue #7): the nf_tables rules
  * of src/tpo/intercept/ (REDIRECT for TCP, TPROXY for UDP, one table owned
- * by this process and removed on exit, after a crash at the next start)
+ * by this process and removed on close, after a crash at the next start)
  * presented as the gateway's Interception. Replies to UDP clients leave
  * from the address they sent to, so the applications see their peer's
  * address, not the gateway's. ICMP entries' echo requests are answered by
@@ -98,6 +98,15 @@ export class TransparentInterception extends EventEmitter implements Interceptio
 
   listenAddresses(): { entry: string; protocol: string; address: string; port: number }[] {
     return [...(this.#ic?.ports ?? [])].map(([index, port]) => ({ entry: `#${index}`, protocol: 'transparent', address: 'any', port }));
+  }
+
+  /**
+   * Deletes the nf_tables table and the policy routing now, synchronously:
+   * for the owner's process 'exit' handler (close() does it too). Returns
+   * the errors it met.
+   */
+  removeKernelStateSync(): Error[] {
+    return this.#ic?.removeKernelStateSync() ?? [];
   }
 
   async close(): Promise<void> {

@@ -2,8 +2,11 @@
  * Transparent interception for the TPO source gateway (issue #7): Sluice
  * installs nf_tables rules that send the flow table's TCP and UDP flows to
  * its own listeners, reads each flow's original destination back, and
- * removes everything it added on close, on exit, on SIGINT/SIGTERM, and at
- * the next start after a crash.
+ * removes everything it added on close() and at the next start after a
+ * crash. It installs no process handlers (only src/cli touches signals and
+ * exit): an owner that may exit without close() calls
+ * removeKernelStateSync() from its own 'exit' handler, as `sluice tpo`
+ * does.
  *
  * Per TCP/UDP entry, one listener port (IPv4 and/or IPv6 sockets on the
  * same number): the entry a flow belongs to is the listener that got it,
@@ -24,21 +27,23 @@
  * NotSupportedError unless told to skip them.
  */
 import { EventEmitter } from 'node:events';
-import net from 'node:net';
+import type net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import type { FlowEntry } from '../config/intercept-rules.js';
 import type { Endpoint } from '../../wire/endpoint.js';
-import { ConflictError, EngineError, NotSupportedError, SyscallError, SluiceError, fromNodeError } from '../../errors.js';
+import { ConflictError, EngineError, NotSupportedError, SyscallError, SluiceError } from '../../errors.js';
 import { NetlinkSocket } from '../../sys/nlsocket.js';
 import { NETLINK_NETFILTER, NETLINK_ROUTE } from '../../sys/constants.js';
 import { addTproxyRouting, removeTproxyRouting, type TproxyRouting } from '../../sys/rtnetlink-policy.js';
 import { Waker } from '../../sys/poller.js';
 import type { RawUdpSocket } from '../../sys/udp-socket.js';
-import { encodeDelete, encodeInstall, planRules, tableName } from './nftables.js';
+import { encodeInstall, planRules, tableName } from './nftables.js';
 import { originalDst } from '../../sys/original-dst.js';
 import { DatagramWriter, openTransparentUdp } from '../../sys/transparent-udp.js';
 import type { UdpWorkerBatch, UdpWorkerData } from './udp-worker.js';
+import { cleanupStale, deleteTable, tproxyRoutingFor } from './tproxy-state.js';
+import { openTcpListener, openUdpListeners, type TcpListener, type UdpListener } from './tproxy-listeners.js';
 
 export interface TransparentOptions {
   readonly table: readonly FlowEntry[];
@@ -60,8 +65,6 @@ export interface TransparentOptions {
    * kernel replies, from the pinged address).
    */
   readonly icmp?: 'error' | 'skip' | 'answer';
-  /** Remove kernel state on process exit / SIGINT / SIGTERM (default true). */
-  readonly exitHandlers?: boolean;
   /** Most reply sockets kept open (one per original destination); the least recently used closes first. Default 1024. */
   readonly maxReplySockets?: number;
 }
@@ -93,126 +96,6 @@ export interface InterceptStats {
   replySockets: number;
   /** Failed accepts on the TCP listeners (descriptors exhausted). */
   acceptErrors: number;
-}
-
-/** What cleanupStale found and removed. */
-export interface StaleCleanup {
-  readonly table: boolean;
-  readonly routing: number;
-}
-
-// ---------------------------------------------------------------------------
-
-function fnv1a(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
-  return h;
-}
-
-/**
- * Default policy routing of an instance: table and fwmark 0x534c_xxxx
- * ("SL" + 16 bits of the instance name's hash, clear of the reserved
- * tables 0 and 253-255), rule priority 100 (after `local`, before `main`).
- * Deterministic, so a restart after a crash finds its predecessor's.
- */
-export function tproxyRoutingFor(instance: string, over: Partial<TproxyRouting> = {}): TproxyRouting {
-  tableName(instance);
-  const v = (0x534c0000 | (fnv1a(instance) & 0xffff)) >>> 0;
-  return { mark: over.mark ?? v, table: over.table ?? v, priority: over.priority ?? 100 };
-}
-
-function deleteTable(sock: NetlinkSocket, table: string): boolean {
-  const batch = encodeDelete(table, () => sock.nextSeq());
-  try {
-    sock.request(batch.bytes, batch.pending, 'NFT_MSG_DELTABLE');
-    return true;
-  } catch (err) {
-    if (err instanceof SyscallError && err.errno === 'ENOENT') return false;
-    // An owned table may only be deleted by its owner: a live process has it.
-    if (err instanceof SyscallError && err.errno === 'EPERM') {
-      throw new ConflictError(`nf_tables table inet ${table} belongs to a running Sluice (or another process holding it): stop that instance first`);
-    }
-    throw err;
-  }
-}
-
-/**
- * The crash case: removes what an earlier process of this instance left
- * (its table if it somehow outlived its owner, and its policy-routing rule
- * and routes). A table owned by a live process is not touched:
- * ConflictError. Returns what was removed.
- */
-export function cleanupStale(instance: string, tproxy: Partial<TproxyRouting> = {}): StaleCleanup {
-  const table = tableName(instance);
-  const nf = NetlinkSocket.open(NETLINK_NETFILTER, 'NETLINK_NETFILTER');
-  let removedTable: boolean;
-  try {
-    removedTable = deleteTable(nf, table);
-  } finally {
-    nf.close();
-  }
-  const rt = NetlinkSocket.open(NETLINK_ROUTE, 'NETLINK_ROUTE');
-  try {
-    return { table: removedTable, routing: removeTproxyRouting(rt, tproxyRoutingFor(instance, tproxy)) };
-  } finally {
-    rt.close();
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Process exit: every live interceptor's kernel state goes, synchronously.
-
-const live = new Set<TransparentInterceptor>();
-let handlersInstalled = false;
-
-function installExitHandlers(): void {
-  if (handlersInstalled) return;
-  handlersInstalled = true;
-  process.on('exit', () => {
-    for (const ic of live) ic.removeKernelStateSync();
-  });
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    const onSignal = (): void => {
-      for (const ic of live) ic.removeKernelStateSync();
-      // Nobody else handles it: die of the signal as we would have without us.
-      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-    };
-    process.once(sig, onSignal);
-  }
-}
-
-// ---------------------------------------------------------------------------
-
-/** Entries of each protocol that get a listener, and the families they need. */
-function familiesOf(e: FlowEntry): (4 | 6)[] {
-  const f = e.src?.family ?? e.dst?.family;
-  return f === undefined ? [4, 6] : [f];
-}
-
-/** Attempts to find one port number free for both families. */
-const PORT_ATTEMPTS = 8;
-
-function listenTcp(host: string, port: number, ipv6Only: boolean): Promise<net.Server> {
-  return new Promise((resolve, reject) => {
-    // Half-open: a client that finished sending (FIN) may still be owed the reply the far side is sending.
-    const srv = net.createServer({ pauseOnConnect: true, allowHalfOpen: true });
-    srv.once('error', reject);
-    srv.listen({ host, port, ipv6Only, exclusive: true }, () => {
-      srv.off('error', reject);
-      resolve(srv);
-    });
-  });
-}
-
-interface TcpListener {
-  readonly entry: FlowEntry;
-  readonly servers: net.Server[];
-}
-
-interface UdpListener {
-  readonly entry: FlowEntry;
-  readonly socket: RawUdpSocket;
-  readonly bound: Endpoint;
 }
 
 export interface TransparentInterceptorEvents {
@@ -252,8 +135,6 @@ export class TransparentInterceptor extends EventEmitter<TransparentInterceptorE
 
   /** @internal */
   async start(entries: readonly FlowEntry[]): Promise<void> {
-    live.add(this);
-    if (this.#opts.exitHandlers ?? true) installExitHandlers();
     // The crash case first: a predecessor's routing (and table, if it outlived it).
     cleanupStale(this.#opts.instance, this.#opts.tproxy);
     for (const e of entries) {
@@ -293,75 +174,20 @@ export class TransparentInterceptor extends EventEmitter<TransparentInterceptorE
   }
 
   async #openTcp(e: FlowEntry): Promise<void> {
-    const families = familiesOf(e);
-    let lastErr: unknown;
-    for (let attempt = 0; attempt < PORT_ATTEMPTS; attempt++) {
-      const servers: net.Server[] = [];
-      try {
-        let port = 0;
-        for (const f of families) {
-          try {
-            const srv = await listenTcp(f === 4 ? '0.0.0.0' : '::', port, f === 6);
-            servers.push(srv);
-            port = (srv.address() as net.AddressInfo).port;
-          } catch (err) {
-            // No IPv6 here: an entry that is not IPv6-only still works for IPv4.
-            const code = (err as NodeJS.ErrnoException).code;
-            if (f === 6 && families.length > 1 && (code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL')) {
-              this.notes.push(`entry ${e.name}: no IPv6 listener (${code}); IPv6 flows of this entry are refused`);
-              continue;
-            }
-            throw err;
-          }
-        }
-        for (const srv of servers) {
-          srv.on('connection', (s) => this.#onTcp(e, s));
-          // After listen, 'error' is a failed accept (EMFILE when descriptors run out): counted; unheard it would end the process.
-          srv.on('error', () => this.stats.acceptErrors++);
-        }
-        this.#tcp.push({ entry: e, servers });
-        this.ports.set(e.index, port);
-        return;
-      } catch (err) {
-        for (const s of servers) s.close();
-        lastErr = err;
-        if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') break;
-      }
-    }
-    throw fromNodeError('listen (transparent TCP)', lastErr, `entry ${e.name}`);
+    const { servers, port } = await openTcpListener(
+      e,
+      this.notes,
+      (s) => this.#onTcp(e, s),
+      () => this.stats.acceptErrors++,
+    );
+    this.#tcp.push({ entry: e, servers });
+    this.ports.set(e.index, port);
   }
 
   #openUdp(e: FlowEntry): void {
-    const families = familiesOf(e);
-    let lastErr: unknown;
-    for (let attempt = 0; attempt < PORT_ATTEMPTS; attempt++) {
-      const opened: UdpListener[] = [];
-      try {
-        let port = 0;
-        for (const f of families) {
-          try {
-            const socket = openTransparentUdp({ family: f, address: f === 4 ? '0.0.0.0' : '::', port }, this.#opts.mark, { recvOrigDst: true });
-            const bound = socket.localEndpoint();
-            opened.push({ entry: e, socket, bound });
-            port = bound.port;
-          } catch (err) {
-            if (f === 6 && families.length > 1 && err instanceof SyscallError && (err.errno === 'EAFNOSUPPORT' || err.errno === 'EADDRNOTAVAIL')) {
-              this.notes.push(`entry ${e.name}: no IPv6 listener (${err.errno}); IPv6 datagrams of this entry are dropped`);
-              continue;
-            }
-            throw err;
-          }
-        }
-        this.#udp.push(...opened);
-        this.ports.set(e.index, port);
-        return;
-      } catch (err) {
-        for (const o of opened) o.socket.close();
-        lastErr = err;
-        if (!(err instanceof SyscallError && err.errno === 'EADDRINUSE')) break;
-      }
-    }
-    throw lastErr;
+    const { listeners, port } = openUdpListeners(e, this.#opts.mark, this.notes);
+    this.#udp.push(...listeners);
+    this.ports.set(e.index, port);
   }
 
   #onTcp(entry: FlowEntry, s: net.Socket): void {
@@ -450,8 +276,8 @@ export class TransparentInterceptor extends EventEmitter<TransparentInterceptorE
   }
 
   /**
-   * Deletes the table and the policy routing, synchronously (also what the
-   * exit handler runs). Best effort: a failure here must not stop the rest.
+   * Deletes the table and the policy routing, synchronously (what an
+   * owner's process 'exit' handler runs; close() runs it too). Best effort: a failure here must not stop the rest.
    * Returns the errors it met.
    */
   removeKernelStateSync(): Error[] {
@@ -479,7 +305,6 @@ export class TransparentInterceptor extends EventEmitter<TransparentInterceptorE
         errors.push(err as Error);
       }
     }
-    live.delete(this);
     return errors;
   }
 

@@ -35,7 +35,7 @@ import { randomBytes, randomInt } from 'node:crypto';
 import type { DatagramPort, DatagramSource } from '../io/datagram-port.js';
 import { DataMover, type DataMoverOptions } from '../protocol/data-mover.js';
 import { deriveSessionKeys, openDatagram, type SessionKeys } from '../protocol/datagram-crypto.js';
-import { decodeInitiate, decodeRespond, encodeInitiate, encodeRespond, peekKeyId, SESSION_NONCE_LENGTH } from '../../wire/tpo/handshake.js';
+import { decodeInitiate, decodeRespond, encodeInitiate, encodeRespond, peekKeyId, MAX_CLOCK_SKEW_MS, SESSION_NONCE_LENGTH } from '../../wire/tpo/handshake.js';
 import { InitiationGuard } from '../protocol/initiation-guard.js';
 import { PacketDriver, type PacketDriverOptions, type PacketDriverStats } from '../protocol/packet-driver.js';
 import { openDriverBuffer } from '../../wire/tpo/compression.js';
@@ -59,6 +59,17 @@ export interface PeerLinkOptions {
   readonly mover?: Omit<DataMoverOptions, 'localId' | 'peerId' | 'keys' | 'transmit'>;
   readonly driver?: PacketDriverOptions;
 }
+
+/**
+ * Why a handshake datagram was dropped (each one counts in droppedHandshake):
+ * it did not authenticate under the pair's key (a wrong key, or forged);
+ * its key id is not this peer's; its timestamp is off by more than the
+ * allowed clock skew; it is not newer than the last initiation answered
+ * (replayed); it does not decode; or nothing asked for it (a response
+ * with no initiation outstanding, often a late duplicate of one already
+ * taken).
+ */
+export type HandshakeFailureReason = 'authentication' | 'unknownKey' | 'stale' | 'replayed' | 'malformed' | 'unexpected';
 
 export interface PeerLinkStats {
   initiationsSent: number;
@@ -208,24 +219,31 @@ export class PeerLink extends EventEmitter {
       } else if (kind === DatagramKind.initiate && this.#o.role === 'responder') {
         this.#onInitiate(msg, rinfo);
       } else if (kind === DatagramKind.respond && this.#o.role === 'initiator') {
-        this.#onRespond(msg);
+        this.#onRespond(msg, rinfo);
       } else {
-        this.stats.droppedHandshake++;
+        this.#droppedHandshake('unexpected', rinfo);
       }
     } catch (err) {
       if (!(err instanceof WireError)) throw err;
-      this.stats.droppedHandshake++;
+      this.#droppedHandshake(err.reason === 'checksum' ? 'authentication' : 'malformed', rinfo);
     }
+  }
+
+  /** Counts a dropped handshake datagram, and says why to whoever listens ('handshake-failure'). */
+  #droppedHandshake(reason: HandshakeFailureReason, from: DatagramSource): void {
+    this.stats.droppedHandshake++;
+    if (this.listenerCount('handshake-failure') > 0) this.emit('handshake-failure', reason, from);
   }
 
   #onInitiate(msg: Buffer, rinfo: DatagramSource): void {
     if (peekKeyId(msg) !== (this.#o.keyId ?? 0)) {
-      this.stats.droppedHandshake++;
+      this.#droppedHandshake('unknownKey', rinfo);
       return;
     }
     const init = decodeInitiate(this.#o.psk, msg);
-    if (!this.#guard.accept(init, Date.now())) {
-      this.stats.droppedHandshake++;
+    const now = Date.now();
+    if (!this.#guard.accept(init, now)) {
+      this.#droppedHandshake(Math.abs(now - init.timestamp) > MAX_CLOCK_SKEW_MS ? 'stale' : 'replayed', rinfo);
       return;
     }
     // A fresh, authentic initiation: offer a session (the peer may have restarted), but send
@@ -247,7 +265,7 @@ export class PeerLink extends EventEmitter {
   #confirm(msg: Buffer, rinfo: DatagramSource, offer: { localId: number; peerId: number; keys: SessionKeys }): void {
     const { field, payloadOffset } = decodeDataMoverField(msg);
     if (!openDatagram(offer.keys.receive, field.transport.physical, msg, payloadOffset)) {
-      this.stats.droppedHandshake++;
+      this.#droppedHandshake('authentication', rinfo);
       return;
     }
     this.#offer = undefined;
@@ -258,14 +276,14 @@ export class PeerLink extends EventEmitter {
     this.#mover!.receive(msg);
   }
 
-  #onRespond(msg: Buffer): void {
+  #onRespond(msg: Buffer, rinfo: DatagramSource): void {
     if (!this.#pending) {
-      this.stats.droppedHandshake++;
+      this.#droppedHandshake('unexpected', rinfo);
       return;
     }
     const r = decodeRespond(this.#o.psk, this.#pending.datagram, msg);
     if (r.initiatorId !== this.#localId) {
-      this.stats.droppedHandshake++;
+      this.#droppedHandshake('unexpected', rinfo);
       return;
     }
     if (this.#retry) clearTimeout(this.#retry);

@@ -55,14 +55,21 @@ class LinkView extends EventEmitter implements DatagramPort {
   async close(): Promise<void> {}
 }
 
+export interface PortDemuxOptions {
+  /** An initiation no link takes (no peer has its key id; counted as noLink): told to the owner. */
+  readonly onUnknownKey?: (from: DatagramSource) => void;
+}
+
 export class PortDemux {
   readonly dropped = { malformed: 0, noLink: 0, noSource: 0 };
   readonly #port: DatagramPort;
   readonly #links: { link: DemuxedLink; view: LinkView }[] = [];
   readonly #onMessage: DatagramListener = (msg, from) => this.#dispatch(msg, from);
+  readonly #onUnknownKey: ((from: DatagramSource) => void) | undefined;
 
-  constructor(port: DatagramPort) {
+  constructor(port: DatagramPort, options: PortDemuxOptions = {}) {
     this.#port = port;
+    this.#onUnknownKey = options.onUnknownKey;
     port.on('message', this.#onMessage);
   }
 
@@ -108,6 +115,7 @@ export class PortDemux {
     }
     if (!targets.length) {
       this.dropped.noLink++;
+      if (kind === DatagramKind.initiate) this.#onUnknownKey?.(from);
       return;
     }
     for (const t of targets) t.emit('message', msg, from);

@@ -1,0 +1,14 @@
+/**
+ * 'sluice/tpo': the TPO gateway as a library (docs/TPO.md, *Library*).
+ * TpoGateway starts what `sluice tpo` runs from a config (a file or a
+ * parsed object) and closes it; fetchStatus reads a running gateway's
+ * status from its control socket, as `sluice status` does.
+ */
+export { TpoGateway, type TpoGatewayOptions, type TpoGatewayStatus } from './tpo-gateway.js';
+export type { TpoFlowFailReason, TpoFlowFailure, TpoFlowInfo, TpoGatewayEvents, TpoHandshakeFailure, TpoHandshakeFailureReason } from './tpo-events.js';
+export { parseTpoConfig, parseTpoConfigText, TpoConfigError, type PeerConfig, type TpoConfig } from './config/config.js';
+export { loadTpoConfig } from './config/load.js';
+export { DEFAULT_MARK } from './gateway/transparent.js';
+export type { GatewayCounters, PeerStatus } from './gateway/status.js';
+export type { HostPort } from './intercept/interception.js';
+export { ControlSocketError, defaultControlPath, fetchStatus } from '../server/control-socket.js';

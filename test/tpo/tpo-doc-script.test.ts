@@ -1,0 +1,138 @@
+/**
+ * The library script of docs/TPO.md ("## Library") runs as written (issue
+ * 17, item 7): taken from the document, its `'sluice/tpo'` import pointed
+ * at the source entry (tests run from source; dist/ may not exist), run
+ * under tsx as both sites of the quick start (examples/tpo-site-{a,b}.yaml,
+ * copied with free ports). The two pair, carry a TCP connection, and stop
+ * on SIGINT with 'closed' and exit status 0.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { freeTcpPort, freeUdpPort } from './gateway-helpers.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const ENTRY = pathToFileURL(join(ROOT, 'src/tpo/index.ts')).href;
+
+/** The first ```js block under "## Library" in docs/TPO.md. */
+function libraryScript(): string {
+  const doc = readFileSync(join(ROOT, 'docs/TPO.md'), 'utf8');
+  const section = doc.split(/^## /m).find((s) => s.startsWith('Library\n'));
+  assert.ok(section, 'docs/TPO.md has a "## Library" section');
+  const m = /^```js\n([\s\S]*?)^```$/m.exec(section);
+  assert.ok(m, 'the Library section shows a ```js script');
+  return m[1]!;
+}
+
+/** A process's output, line by line, with a wait for a line. */
+function watch(child: ChildProcessWithoutNullStreams): { out: () => string; line: (re: RegExp, ms?: number) => Promise<string> } {
+  let out = '';
+  const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
+  const check = () => {
+    for (const w of [...waiters]) {
+      const hit = out.split('\n').find((l) => w.re.test(l));
+      if (hit !== undefined) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(hit);
+      }
+    }
+  };
+  child.stdout.on('data', (d) => {
+    out += d;
+    check();
+  });
+  child.stderr.on('data', (d) => {
+    out += d;
+    check();
+  });
+  return {
+    out: () => out,
+    line: (re, ms = 60_000) =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no line matching ${re} within ${ms} ms; output:\n${out}`)), ms);
+        waiters.push({
+          re,
+          resolve: (l) => {
+            clearTimeout(timer);
+            resolve(l);
+          },
+        });
+        check();
+      }),
+  };
+}
+
+const exited = (child: ChildProcessWithoutNullStreams) =>
+  new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+
+test('the docs/TPO.md library script is at most 20 lines and imports sluice/tpo', () => {
+  const script = libraryScript();
+  assert.ok(script.trimEnd().split('\n').length <= 20, `the script has ${script.trimEnd().split('\n').length} lines`);
+  assert.match(script, /from 'sluice\/tpo'/);
+});
+
+test('the docs/TPO.md library script runs both quick-start sites: they pair, carry a connection, and stop on SIGINT', { timeout: 120_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-tpo-doc-'));
+  const children: ChildProcessWithoutNullStreams[] = [];
+  const server = net.createServer((s) => {
+    s.on('error', () => {});
+    s.end('hello from site b\n');
+  });
+  try {
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const serverPort = (server.address() as net.AddressInfo).port;
+    // The examples' fixed ports, replaced by free ones (others may be running the quick start).
+    const ports: Record<string, number> = {
+      '7400': await freeUdpPort(),
+      '7500': await freeUdpPort(),
+      '8080': await freeTcpPort(),
+      '5353': await freeUdpPort(),
+      '9090': serverPort,
+    };
+    const copy = (name: string) => {
+      const text = readFileSync(join(ROOT, 'examples', name), 'utf8').replace(/127\.0\.0\.1:(\d+)/g, (all, p: string) =>
+        ports[p] ? `127.0.0.1:${ports[p]}` : all,
+      );
+      writeFileSync(join(dir, name), text);
+      return join(dir, name);
+    };
+    const script = join(dir, 'gateway.mjs');
+    writeFileSync(script, libraryScript().replace(`'sluice/tpo'`, `'${ENTRY}'`));
+    const run = (config: string) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', script, config], { cwd: ROOT, stdio: 'pipe' });
+      children.push(child);
+      return { child, ...watch(child), exit: exited(child) };
+    };
+    const b = run(copy('tpo-site-b.yaml'));
+    const a = run(copy('tpo-site-a.yaml'));
+    await a.line(new RegExp(`^gateway site-a: peers on udp 127\\.0\\.0\\.1:${ports['7400']}$`));
+    await a.line(/^peer site-b up$/);
+    await b.line(/^peer site-a up$/);
+
+    const reply = await new Promise<string>((resolve, reject) => {
+      const s = net.connect(ports['8080']!, '127.0.0.1');
+      let got = '';
+      s.on('data', (d) => (got += d));
+      s.on('end', () => resolve(got));
+      s.on('error', reject);
+    });
+    assert.equal(reply, 'hello from site b\n');
+    await a.line(/^source flow tcp 127\.0\.0\.1:\d+ > 127\.0\.0\.1:\d+ via site-b$/);
+    await b.line(/^destination flow tcp 127\.0\.0\.1:\d+ > 127\.0\.0\.1:\d+ via site-a$/);
+
+    for (const g of [a, b]) g.child.kill('SIGINT');
+    for (const g of [a, b]) {
+      assert.deepEqual(await g.exit, { code: 0, signal: null }, `exit after SIGINT; output:\n${g.out()}`);
+      assert.match(g.out(), /^closed$/m);
+    }
+  } finally {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
