@@ -6,7 +6,7 @@
  * the kernel in one sendmmsg per address family, straight from the job's
  * buffer (iovecs into it, no copy). Outcomes go back in one message.
  */
-import { parentPort } from 'node:worker_threads';
+import { runWorker, withTransfer } from '../worker/port.js';
 import { RawUdpSocket } from '../sys/udp-socket.js';
 import { SendVector } from '../sys/send-vector.js';
 import { NativeRegion, addressOf } from '../sys/memory.js';
@@ -17,7 +17,7 @@ import { MSG_ZEROCOPY } from '../sys/constants.js';
 import { enableZeroCopy, ZeroCopyCompletions } from '../sys/zerocopy.js';
 import { ReasonCodes } from './results.js';
 import { Interleaver } from './interleave.js';
-import type { AggregateJob, Job, JobOutcome, WriteJob, WriteOutcome, WriteZeroCopy } from './send-protocol.js';
+import type { AggregateJob, JobOutcome, SendRequests, WriteJob, WriteOutcome, WriteZeroCopy } from './send-protocol.js';
 
 const SOCKADDR_SIZE = 28;
 const MAX_BATCH = 1024;
@@ -199,10 +199,9 @@ function run(job: AggregateJob): JobOutcome {
       }
       i = j;
     }
-    return { id: job.id, sentAtMs, reason, reasons: reasons.list, sendCalls, gsoMessages, elapsedMs: performance.now() - start };
+    return { sentAtMs, reason, reasons: reasons.list, sendCalls, gsoMessages, elapsedMs: performance.now() - start };
   } catch (err) {
     return {
-      id: job.id,
       sentAtMs,
       reason,
       reasons: reasons.list,
@@ -402,7 +401,6 @@ function runWrite(job: WriteJob): WriteOutcome {
     for (const f of queue.keys()) flush(f, true);
     const zeroCopy = zeroCopyReport(awaitCompletions());
     return {
-      id: job.id,
       packets,
       sentPackets,
       sentBytes,
@@ -417,7 +415,6 @@ function runWrite(job: WriteJob): WriteOutcome {
     // Sends that did go out may still hold the caller's pages: wait for them here too.
     const zeroCopy = zeroCopyReport(awaitCompletions());
     return {
-      id: job.id,
       packets,
       sentPackets,
       sentBytes,
@@ -434,12 +431,14 @@ function runWrite(job: WriteJob): WriteOutcome {
   }
 }
 
-parentPort!.on('message', (job: Job) => {
-  if (job.kind === 'write') {
-    parentPort!.postMessage(runWrite(job));
-    return;
-  }
-  const o = { ...run(job), blob: job.blob };
-  // The per-message arrays move back instead of being copied, and the blob for reuse.
-  parentPort!.postMessage(o, [o.sentAtMs.buffer as ArrayBuffer, o.reason.buffer as ArrayBuffer, job.blob]);
+runWorker<SendRequests>((port) => {
+  port.serve({
+    write: (job) => runWrite(job),
+    aggregate: (job) => {
+      const o = { ...run(job), blob: job.blob };
+      // The per-message arrays move back instead of being copied, and the blob for reuse.
+      return withTransfer(o, [o.sentAtMs.buffer as ArrayBuffer, o.reason.buffer as ArrayBuffer, job.blob]);
+    },
+  });
+  port.ready();
 });
