@@ -9,7 +9,6 @@
 export const maxLines = [
   'src/dataplane/batched/engine-flow.ts',
   'src/dataplane/kernel/kernel-plane.ts',
-  'src/sender/send-worker.ts',
   'src/sender/stream-scheduler.ts',
   'src/tpo/protocol/data-mover.ts',
   'src/tpo/gateway/gateway.ts',
