@@ -27,7 +27,8 @@ import { Waker } from '../../sys/poller.js';
 import { NativeRegion } from '../../sys/memory.js';
 import { SendVector } from '../../sys/send-vector.js';
 import { writeSockaddr } from '../../sys/sockaddr.js';
-import { EAGAIN, EINVAL, EIO, EMSGSIZE, ENOBUFS, errnoName } from '../../sys/errno.js';
+import { EAGAIN, ENOBUFS, errnoName } from '../../sys/errno.js';
+import { GSO_MAX_SEGMENT, sendAll, type BatchSendPolicy } from '../../sys/batch-send.js';
 import { MAX_UDP_PAYLOAD, SOCKADDR_SPACE, SOL_SOCKET, SOL_UDP, SO_MARK, UDP_GRO, UIO_MAXIOV } from '../../sys/constants.js';
 import type { BatchedIoProbe } from '../../sys/probe.js';
 import { WorkerChannel } from '../../worker/channel.js';
@@ -43,8 +44,6 @@ const STAGE_DATAGRAMS = UIO_MAXIOV;
 const MAX_DESTINATIONS = 64;
 /** Messages per recvmmsg in the receive thread (each with a 64 KiB slot). */
 const RECEIVE_BATCH = 64;
-/** Largest segment sent with GSO: a segment must fit the route's MTU, and 1500-byte paths are the common case. */
-const GSO_MAX_SEGMENT: Record<4 | 6, number> = { 4: 1500 - 20 - 8, 6: 1500 - 40 - 8 };
 /** The receive thread, as errors name it. */
 const RECEIVE_THREAD = 'batched port receive thread';
 
@@ -91,6 +90,28 @@ export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
   readonly #msgCount = new Int32Array(STAGE_DATAGRAMS);
   /** For resending a refused GSO message's datagrams one by one. */
   readonly #single = new SendVector(1, 1);
+  /** How flush() treats what the kernel refuses (sys/batch-send.ts runs the loop). */
+  readonly #sendPolicy: BatchSendPolicy = {
+    onCall: () => this.stats.sendCalls++,
+    onSent: (at, count) => {
+      for (let m = at; m < at + count; m++) this.#count(m);
+    },
+    // The socket buffer is full: what is left would fail the same way now.
+    onFull: () => 'drop-rest',
+    onGsoRefused: (at) => {
+      if (this.#msgCount[at]! <= 1) return false;
+      // The path cannot take this GSO message (e.g. a segment above its MTU): no GSO from now on.
+      this.#gsoLimit = 1;
+      this.#sendSingly(at);
+      return true;
+    },
+    onRefused: (at, errno, why) => {
+      const st = this.stats;
+      if (why === 'full') st.dropped.queueFull += this.#msgCount[at]!;
+      else st.dropped.sendError += this.#msgCount[at]!;
+      st.lastSendError = errnoName(errno);
+    },
+  };
 
   /** Sources by the receive thread's ids. */
   readonly #sources = new SourceTable();
@@ -183,7 +204,7 @@ export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
     }
   }
 
-  /** Sends everything staged: one sendmmsg (more only after a partial send or an error). */
+  /** Sends everything staged: one sendmmsg (more only after a partial send or an error; a full socket drops the rest). */
   flush(): void {
     const n = this.#staged;
     if (n === 0) return;
@@ -217,34 +238,7 @@ export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
       messages++;
       a = b;
     }
-    const fd = this.#socket.fd;
-    const st = this.stats;
-    // Each turn sends at least one message or gives one up: at most `messages` turns.
-    for (let start = 0; start < messages;) {
-      const r = vec.send(fd, start);
-      st.sendCalls++;
-      if (r > 0) {
-        for (let m = start; m < start + r; m++) this.#count(m);
-        start += r;
-        continue;
-      }
-      const errno = -r;
-      if (errno === EAGAIN || errno === ENOBUFS) {
-        // The socket buffer is full: what is left would fail the same way now.
-        for (let m = start; m < messages; m++) st.dropped.queueFull += this.#msgCount[m]!;
-        st.lastSendError = errnoName(errno);
-        break;
-      }
-      if (this.#msgCount[start]! > 1 && (errno === EIO || errno === EINVAL || errno === EMSGSIZE)) {
-        // The path cannot take this GSO message (e.g. a segment above its MTU): no GSO from now on.
-        this.#gsoLimit = 1;
-        this.#sendSingly(start);
-      } else {
-        st.dropped.sendError += this.#msgCount[start]!;
-        st.lastSendError = errnoName(errno);
-      }
-      start++;
-    }
+    sendAll(vec, this.#socket.fd, this.#sendPolicy, messages);
     this.#staged = 0;
     this.#stageUsed = 0;
   }
