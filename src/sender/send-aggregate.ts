@@ -11,9 +11,10 @@ import { SendVector } from '../sys/send-vector.js';
 import { NativeRegion, addressOf } from '../sys/memory.js';
 import { writeSockaddr } from '../sys/sockaddr.js';
 import { EAGAIN, errnoName } from '../sys/errno.js';
+import { GSO_MAX_BYTES, sendAll, type BatchSendPolicy } from '../sys/batch-send.js';
 import { ReasonCodes } from './results.js';
 import { Interleaver } from './interleave.js';
-import { GSO_MAX_BYTES, MAX_BATCH, SOCKADDR_SIZE, sleep } from './send-thread.js';
+import { MAX_BATCH, SOCKADDR_SIZE, sleep } from './send-thread.js';
 import type { AggregateJob, JobOutcome } from './send-protocol.js';
 
 /** Spin for the last part of a wait: a futex wake-up is late by tens of µs. */
@@ -66,6 +67,27 @@ export function runAggregate(job: AggregateJob): JobOutcome {
     }
     for (let i = 0; i < d; i++) nameLen[i] = writeSockaddr(names.bytes, i * SOCKADDR_SIZE, job.destFamily[i] as 4 | 6, job.destAddress[i]!, job.destPort[i]!);
     const start = job.startAt === undefined ? performance.now() : performance.now() + (job.startAt - Date.now());
+    let giveUp = 0;
+    /** Per vector: what went is marked sent; a full socket is waited for up to 1 s, then its message dropped; refusals are marked with their errno. */
+    const policy: BatchSendPolicy = {
+      begin: () => (giveUp = performance.now() + EAGAIN_GIVE_UP_MS),
+      onCall: () => sendCalls++,
+      onSent: (at, count) => {
+        const t = performance.now() - start;
+        for (let m = at; m < at + count; m++) {
+          mark(m, t, '');
+          if (runLength[m]! > 1) gsoMessages++;
+        }
+      },
+      onFull: (_at, errno) => {
+        // ENOBUFS is no full socket buffer here: refused at once, as always.
+        if (errno !== EAGAIN || performance.now() >= giveUp) return 'drop';
+        sleep(0.2);
+        return 'retry';
+      },
+      // The kernel refused message `at`: count it against its destination and go on.
+      onRefused: (at, errno) => mark(at, performance.now() - start, errnoName(errno)),
+    };
     for (let i = 0; i < n;) {
       const due = job.dueMs[i]!;
       let j = i;
@@ -121,26 +143,7 @@ export function runAggregate(job: AggregateJob): JobOutcome {
             count++;
             r0 += len;
           }
-          let at = 0;
-          const giveUp = performance.now() + EAGAIN_GIVE_UP_MS;
-          while (at < count) {
-            sendCalls++;
-            const r = vector.send(sock.fd, at);
-            const t = performance.now() - start;
-            if (r > 0) {
-              for (let m = at; m < at + r; m++) {
-                mark(m, t, '');
-                if (runLength[m]! > 1) gsoMessages++;
-              }
-              at += r;
-            } else if (-r === EAGAIN && performance.now() < giveUp) {
-              sleep(0.2);
-            } else {
-              // The kernel refused message `at`: count it against its destination and go on.
-              mark(at, t, errnoName(-r));
-              at++;
-            }
-          }
+          sendAll(vector, sock.fd, policy, count);
         }
       }
       i = j;

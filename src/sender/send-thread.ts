@@ -1,15 +1,14 @@
 /**
  * What the send worker's two jobs (send-aggregate.ts, send-write.ts) share:
- * the limits of one sendmmsg call and of one GSO message, and how the
- * thread sleeps. Loaded only in the send worker.
+ * the limits of one sendmmsg call and how the thread sleeps. (A GSO
+ * message's limit is sys/batch-send.ts's GSO_MAX_BYTES.) Loaded only in the
+ * send worker.
  */
 
 /** Bytes per encoded destination in a job's name region (a sockaddr_in6). */
 export const SOCKADDR_SIZE = 28;
 /** Messages per sendmmsg call (UIO_MAXIOV). */
 export const MAX_BATCH = 1024;
-/** Bytes of UDP payload one GSO message may carry (the IP datagram limit, less headers). */
-export const GSO_MAX_BYTES = 65_000;
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 

@@ -13,9 +13,11 @@ import { RawUdpSocket } from '../sys/udp-socket.js';
 import { SendVector } from '../sys/send-vector.js';
 import { NativeRegion } from '../sys/memory.js';
 import { writeSockaddr } from '../sys/sockaddr.js';
-import { EAGAIN, ENOBUFS, errnoName } from '../sys/errno.js';
+import { EAGAIN, errnoName } from '../sys/errno.js';
 import { MSG_ZEROCOPY } from '../sys/constants.js';
-import { GSO_MAX_BYTES, MAX_BATCH, SOCKADDR_SIZE, sleep } from './send-thread.js';
+import { GSO_MAX_BYTES, sendAll, type BatchSendPolicy, type SendRun } from '../sys/batch-send.js';
+import type { ZeroCopyCompletions } from '../sys/zerocopy.js';
+import { MAX_BATCH, SOCKADDR_SIZE, sleep } from './send-thread.js';
 import { ZeroCopyPolicy } from './zero-copy-policy.js';
 import type { WriteJob, WriteOutcome } from './send-protocol.js';
 
@@ -60,6 +62,7 @@ export function runWrite(job: WriteJob): WriteOutcome {
   const size = job.packetSize;
   const perRun = Math.max(1, Math.min(job.burst, job.gsoMaxSegments > 1 ? Math.min(job.gsoMaxSegments, Math.floor(GSO_MAX_BYTES / size)) : 1));
   const zeroCopy = new ZeroCopyPolicy(job.zeroCopy, (family) => sockets.get(family)!.fd);
+  const policy = new WriteSendPolicy(zeroCopy, tally);
   const outcome = (fatal?: string): WriteOutcome => {
     // Sends that did go out may still hold the caller's pages: wait for them, even after a failure.
     const zc = zeroCopy.report(zeroCopy.awaitCompletions());
@@ -99,7 +102,9 @@ export function runWrite(job: WriteJob): WriteOutcome {
           vector.begin(names.address + m.entry * SOCKADDR_SIZE, nameLen[m.entry]!, m.count > 1 ? size : 0);
           vector.addIov(job.address[m.entry]! + m.offset, m.bytes);
         }
-        sendBatch(sockets.get(family)!.fd, family, batch, zeroCopy, tally);
+        policy.batch = batch;
+        policy.family = family;
+        sendAll(vector, sockets.get(family)!.fd, policy);
       }
     };
     let remaining = packets;
@@ -128,45 +133,83 @@ export function runWrite(job: WriteJob): WriteOutcome {
   }
 }
 
-/** Sends `batch` (already in `vector`) on `fd`, resuming after partial sends; counts into `tally`. */
-function sendBatch(fd: number, family: 4 | 6, batch: readonly WriteMessage[], zeroCopy: ZeroCopyPolicy, tally: WriteTally): void {
-  let at = 0;
-  let stallAt = performance.now() + STALL_MS;
-  while (at < batch.length) {
+/**
+ * How a write's batch goes (sys/batch-send.ts runs the loop): runs of
+ * messages that all want MSG_ZEROCOPY or all do not, per-entry counters,
+ * a full socket waited for (failing the write after 10 s without
+ * progress), zerocopy's own ENOBUFS left to the ZeroCopyPolicy, and every
+ * other refusal counted against its entry.
+ */
+class WriteSendPolicy implements BatchSendPolicy {
+  /** The batch in `vector` and its address family (set before each sendAll). */
+  batch: readonly WriteMessage[] = [];
+  family: 4 | 6 = 4;
+  readonly #zeroCopy: ZeroCopyPolicy;
+  readonly #tally: WriteTally;
+  /** The zerocopy tracker of the run being sent (undefined: it copies). */
+  #tracker: ZeroCopyCompletions | undefined;
+  #stallAt = 0;
+
+  constructor(zeroCopy: ZeroCopyPolicy, tally: WriteTally) {
+    this.#zeroCopy = zeroCopy;
+    this.#tally = tally;
+  }
+
+  begin(): void {
+    this.#stallAt = performance.now() + STALL_MS;
+  }
+
+  planRun(at: number, end: number, run: SendRun): void {
     // sendmmsg's flags cover the whole call: send the run of messages
     // from `at` that all want MSG_ZEROCOPY, or all do not.
-    const zero = zeroCopy.wants(batch[at]!.bytes);
-    let end = at + 1;
-    while (end < batch.length && zeroCopy.wants(batch[end]!.bytes) === zero) end++;
-    const tracker = zero ? zeroCopy.trackerFor(family) : undefined;
-    tally.sendCalls++;
-    const r = vector.send(fd, at, tracker ? MSG_ZEROCOPY : 0, end);
-    if (r > 0) {
-      for (let k = at; k < at + r; k++) {
-        const m = batch[k]!;
-        tally.sentPackets[m.entry] = tally.sentPackets[m.entry]! + m.count;
-        tally.sentBytes[m.entry] = tally.sentBytes[m.entry]! + m.bytes;
-        if (m.count > 1) tally.gsoMessages++;
-      }
-      at += r;
-      stallAt = performance.now() + STALL_MS;
-      if (tracker) {
-        tracker.sends += r;
-        // Reading completions as they come keeps the error queue (and
-        // the optmem it is charged to) short.
-        tracker.drain();
-      }
-    } else if (-r === EAGAIN) {
-      if (performance.now() > stallAt) throw new Error('sendmmsg: EAGAIN for 10 s, the socket buffer never drained');
+    const batch = this.batch;
+    const zero = this.#zeroCopy.wants(batch[at]!.bytes);
+    let until = at + 1;
+    while (until < end && this.#zeroCopy.wants(batch[until]!.bytes) === zero) until++;
+    this.#tracker = zero ? this.#zeroCopy.trackerFor(this.family) : undefined;
+    run.until = until;
+    run.flags = this.#tracker ? MSG_ZEROCOPY : 0;
+  }
+
+  onCall(): void {
+    this.#tally.sendCalls++;
+  }
+
+  onSent(at: number, count: number): void {
+    const tally = this.#tally;
+    for (let k = at; k < at + count; k++) {
+      const m = this.batch[k]!;
+      tally.sentPackets[m.entry] = tally.sentPackets[m.entry]! + m.count;
+      tally.sentBytes[m.entry] = tally.sentBytes[m.entry]! + m.bytes;
+      if (m.count > 1) tally.gsoMessages++;
+    }
+    this.#stallAt = performance.now() + STALL_MS;
+    const tracker = this.#tracker;
+    if (tracker) {
+      tracker.sends += count;
+      // Reading completions as they come keeps the error queue (and
+      // the optmem it is charged to) short.
+      tracker.drain();
+    }
+  }
+
+  onFull(_at: number, errno: number): 'retry' | 'drop' {
+    const tracker = this.#tracker;
+    if (errno === EAGAIN) {
+      if (performance.now() > this.#stallAt) throw new Error('sendmmsg: EAGAIN for 10 s, the socket buffer never drained');
       tracker?.drain();
       sleep(0.2);
-    } else if (tracker && -r === ENOBUFS) {
-      zeroCopy.onNoBuffers(family, tracker, stallAt);
-    } else {
-      const m = batch[at]!;
-      tally.errors[m.entry] = tally.errors[m.entry]! + m.count;
-      tally.lastError[m.entry] = errnoName(-r);
-      at++;
+      return 'retry';
     }
+    // ENOBUFS: zerocopy's own limits when zerocopy was asked for; a refusal like any other when copying.
+    if (!tracker) return 'drop';
+    this.#zeroCopy.onNoBuffers(this.family, tracker, this.#stallAt);
+    return 'retry';
+  }
+
+  onRefused(at: number, errno: number): void {
+    const m = this.batch[at]!;
+    this.#tally.errors[m.entry] = this.#tally.errors[m.entry]! + m.count;
+    this.#tally.lastError[m.entry] = errnoName(errno);
   }
 }
