@@ -1,6 +1,8 @@
 /**
- * What the IP-level WAN emulator's controller (ip-wan.ts, main thread) and
- * its engine (ip-wan-engine.ts, worker thread) share: the start options and
+ * What the IP-level WAN emulator's controller (ip-emulator.ts, main thread)
+ * and its engine (ip-emulator-engine.ts, worker thread, started through a
+ * src/worker channel that takes no requests) share: the start options, what
+ * 'ready' carries, and
  * the layout of the counters the engine writes into a SharedArrayBuffer
  * (plain stores from one writer; a reader may see a counter one frame
  * stale, which is fine for statistics).
@@ -26,6 +28,12 @@ export interface IpWanWorkerData {
   rtPriority: number;
   /** Nice value of the engine thread when it cannot be real-time (negative: ahead of the traffic it shapes). */
   nice: number;
+}
+
+/** What the engine says with 'ready'. */
+export interface IpWanReady {
+  /** How the forwarding thread is scheduled ('SCHED_FIFO 10', 'nice -10' or 'normal'). */
+  readonly scheduling: string;
 }
 
 /** Upper edges (ms) of the lateness histogram buckets; the last bucket is everything above. */

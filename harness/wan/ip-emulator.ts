@@ -18,11 +18,10 @@
  *
  * Needs CAP_NET_RAW (AF_PACKET) and Linux ≥ 4.20 (PACKET_IGNORE_OUTGOING).
  */
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
-import { SluiceError, SyscallError } from '../../src/errors.js';
 import { Waker } from '../../src/sys/poller.js';
-import { C, LANE_FIELDS, LATENESS_EDGES_MS, type IpWanWorkerData } from './ip-emulator-protocol.js';
+import { WorkerChannel } from '../../src/worker/channel.js';
+import { workerEntry } from '../../src/worker/spawn.js';
+import { C, LANE_FIELDS, LATENESS_EDGES_MS, type IpWanReady, type IpWanWorkerData } from './ip-emulator-protocol.js';
 import { DEFAULT_WAN_PARAMS, checkWanParams, type WanParams } from './wan-model.js';
 
 export type { BurstLoss, WanParams } from './wan-model.js';
@@ -130,25 +129,42 @@ export function diffLane(after: LaneStats, before: LaneStats): LaneStats {
   return out;
 }
 
+/** How the engine is named in its errors. */
+const ENGINE = "the IP WAN emulator (worker thread 'sluice-ip-wan')";
+
+type EngineChannel = WorkerChannel<Record<never, never>, Record<never, never>, IpWanReady>;
+
 export class IpWanEmulator {
-  readonly #worker: Worker;
+  readonly #channel: EngineChannel;
   readonly #waker: Waker;
-  readonly #control = new SharedArrayBuffer(4);
-  readonly #counters = new SharedArrayBuffer(2 * LANE_FIELDS * 8);
-  readonly #exited: Promise<void>;
-  #stopped = false;
+  readonly #control: SharedArrayBuffer;
+  readonly #counters: SharedArrayBuffer;
+  #stopped: Promise<void> | undefined;
   #error: Error | undefined;
   /** How the forwarding thread ended up scheduled ('SCHED_FIFO 10', 'nice -10' or 'normal'). */
-  scheduling = 'unknown';
+  readonly scheduling: string;
   readonly params: { aToB: WanParams; bToA: WanParams };
 
-  private constructor(opts: IpWanOptions) {
+  private constructor(channel: EngineChannel, waker: Waker, control: SharedArrayBuffer, counters: SharedArrayBuffer, params: IpWanEmulator['params']) {
+    this.#channel = channel;
+    this.#waker = waker;
+    this.#control = control;
+    this.#counters = counters;
+    this.params = params;
+    this.scheduling = channel.readyInfo?.scheduling ?? 'unknown';
+    // Forwarding stopped on its own: the engine's own error (a SyscallError), an uncaught one, or its exit.
+    channel.on('failed', (e) => (this.#error = e.cause instanceof Error ? e.cause : e));
+  }
+
+  /** Opens both interfaces and starts forwarding; rejects with the engine's SyscallError if it cannot. */
+  static async start(opts: IpWanOptions): Promise<IpWanEmulator> {
     const aToB = { ...DEFAULT_WAN_PARAMS, ...opts.aToB };
     const bToA = { ...DEFAULT_WAN_PARAMS, ...opts.bToA };
     checkWanParams(aToB, 'ip-wan aToB');
     checkWanParams(bToA, 'ip-wan bToA');
-    this.params = { aToB, bToA };
-    this.#waker = new Waker();
+    const waker = new Waker();
+    const control = new SharedArrayBuffer(4);
+    const counters = new SharedArrayBuffer(2 * LANE_FIELDS * 8);
     const data: IpWanWorkerData = {
       aIf: opts.aIf,
       bIf: opts.bIf,
@@ -156,39 +172,25 @@ export class IpWanEmulator {
       bToA,
       seed: opts.seed ?? 1,
       slots: opts.slots ?? 8192,
-      wakeFd: this.#waker.fd,
-      control: this.#control,
-      counters: this.#counters,
+      wakeFd: waker.fd,
+      control,
+      counters,
       rtPriority: opts.rtPriority ?? 10,
       nice: opts.nice ?? -10,
     };
-    this.#worker = spawnWorker(data);
-    this.#exited = new Promise((resolve) => this.#worker.once('exit', () => resolve()));
-  }
-
-  /** Opens both interfaces and starts forwarding; rejects with the engine's SyscallError if it cannot. */
-  static async start(opts: IpWanOptions): Promise<IpWanEmulator> {
-    const emu = new IpWanEmulator(opts);
-    await new Promise<void>((resolve, reject) => {
-      emu.#worker.on('message', (m: { kind: string; message?: string; op?: string; errno?: string; detail?: string; scheduling?: string }) => {
-        if (m.kind === 'ready') {
-          emu.scheduling = m.scheduling ?? 'unknown';
-          resolve();
-        } else if (m.kind === 'error') {
-          emu.#error = m.op && m.errno ? new SyscallError(m.op, m.errno, m.detail) : new SluiceError('SLUICE_ERR_ENGINE', m.message ?? 'ip-wan engine failed');
-          reject(emu.#error);
-        }
+    try {
+      const channel = await WorkerChannel.start<Record<never, never>, Record<never, never>, IpWanReady, IpWanWorkerData>({
+        spawn: { entry: workerEntry(import.meta.url, './ip-emulator-worker'), name: 'sluice-ip-wan', workerData: data },
+        engine: ENGINE,
+        errorContext: 'ip-wan engine',
+        wake: () => waker.signal(),
       });
-      emu.#worker.once('error', (err) => {
-        emu.#error = err;
-        reject(err);
-      });
-      emu.#worker.once('exit', (code) => reject(new Error(`ip-wan engine exited (code ${code}) before it was ready`)));
-    }).catch(async (err: unknown) => {
-      await emu.stop();
-      throw err;
-    });
-    return emu;
+      return new IpWanEmulator(channel, waker, control, counters, { aToB, bToA });
+    } catch (e) {
+      // start() left no thread behind.
+      waker.close();
+      throw e;
+    }
   }
 
   /** The engine's failure after start, if any (forwarding has then stopped). */
@@ -212,27 +214,12 @@ export class IpWanEmulator {
     return { aToB: lane(0), bToA: lane(1), latenessEdgesMs: LATENESS_EDGES_MS };
   }
 
-  /** Stops forwarding (frames still held are discarded) and closes the sockets. */
-  async stop(): Promise<void> {
-    if (this.#stopped) return this.#exited;
-    this.#stopped = true;
-    Atomics.store(new Int32Array(this.#control), 0, 1);
-    this.#waker.signal();
-    const timer = setTimeout(() => void this.#worker.terminate(), 2_000);
-    await this.#exited;
-    clearTimeout(timer);
-    this.#waker.close();
+  /** Stops forwarding (frames still held are discarded) and closes the sockets; idempotent. */
+  stop(): Promise<void> {
+    this.#stopped ??= (async () => {
+      await this.#channel.close({ stopFlag: new Int32Array(this.#control), terminateAfterMs: 2_000 });
+      this.#waker.close();
+    })();
+    return this.#stopped;
   }
-}
-
-/**
- * Starts the worker from `ip-wan-worker.js` next to this module. Run from
- * source (tsx), the entry is the .ts file and Node 20 does not pass tsx's
- * loader to workers, so a bootstrap registers it first (as the batched tier does).
- */
-function spawnWorker(workerData: IpWanWorkerData): Worker {
-  const options = { workerData, name: 'sluice-ip-wan' };
-  if (!fileURLToPath(import.meta.url).endsWith('.ts')) return new Worker(new URL('./ip-emulator-worker.js', import.meta.url), options);
-  const entry = JSON.stringify(new URL('./ip-emulator-worker.ts', import.meta.url).href);
-  return new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${entry}); });`, { ...options, eval: true });
 }

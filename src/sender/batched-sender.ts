@@ -3,37 +3,29 @@
  * crosses to the send worker once (payloads copied into one transferred
  * buffer), the worker paces and sends it with sendmmsg, and the outcomes
  * come back in one message. One worker per Sluice instance, started on the
- * first send, ended by close().
+ * first send (again after it failed), ended by close().
  */
-import { Worker } from 'node:worker_threads';
-import { fileURLToPath } from 'node:url';
 import { formatEndpoint } from '../wire/endpoint.js';
 import type { SendableAggregate } from '../policy/schema.js';
 import { planSchedule } from '../policy/schedule.js';
-import type { AggregateJob, Job, JobOutcome, WriteJob, WriteOutcome } from './send-protocol.js';
+import type { AggregateJob, SendRequests, WriteJob } from './send-protocol.js';
 import { DestinationTable } from './destination-table.js';
 import { aggregateResult, type AggregateResult, type WriteDestination, type WriteResult } from './results.js';
 import type { SegmentSpec } from '../policy/schema.js';
 import { addressOf } from '../sys/memory.js';
-import { EngineFailedError } from '../errors.js';
+import { WorkerChannel } from '../worker/channel.js';
+import { workerEntry } from '../worker/spawn.js';
 
-function spawnSendWorker(): Worker {
-  const options = { name: 'sluice-sender' };
-  if (!fileURLToPath(import.meta.url).endsWith('.ts')) return new Worker(new URL('./send-worker.js', import.meta.url), options);
-  // Run from source (tsx): Node 20 does not pass tsx's loader to workers.
-  const entry = JSON.stringify(new URL('./send-worker.ts', import.meta.url).href);
-  return new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${entry}); });`, { ...options, eval: true });
-}
+/** How the engine is named in EngineFailedError and ClosedError. */
+const ENGINE = "the batched send engine (worker thread 'sluice-sender')";
 
 /** Blobs kept for reuse, and the largest kept (a sender that once sent a huge aggregate should not hold it forever). */
 const SPARE_BLOBS = 2;
 const SPARE_BLOB_MAX_BYTES = 16 << 20;
 
 export class BatchedSender {
-  #worker: Worker | undefined;
-  #nextId = 1;
-  /** Jobs posted and not answered yet; each answer carries its job's id. */
-  readonly #pending = new Map<number, { resolve: (o: JobOutcome | WriteOutcome) => void; reject: (e: Error) => void }>();
+  /** The worker's channel, once a send started it; cleared when it fails (the next send starts another) or closes. */
+  #channel: Promise<WorkerChannel<SendRequests>> | undefined;
   /** Most segments per UDP GSO send (0: no GSO), from the batched tier's probe. */
   readonly #gsoMaxSegments: number;
 
@@ -52,28 +44,21 @@ export class BatchedSender {
     return new Uint8Array(b!, 0, bytes);
   }
 
-  #ensureWorker(): Worker {
-    if (this.#worker) return this.#worker;
-    const w = spawnSendWorker();
-    w.on('message', (o: JobOutcome | WriteOutcome) => {
-      const p = this.#pending.get(o.id);
-      this.#pending.delete(o.id);
-      p?.resolve(o);
+  #start(): Promise<WorkerChannel<SendRequests>> {
+    if (this.#channel) return this.#channel;
+    const starting = WorkerChannel.start<SendRequests>({
+      spawn: { entry: workerEntry(import.meta.url, './send-worker'), name: 'sluice-sender' },
+      engine: ENGINE,
+      // The worker keeps the process alive only while jobs run.
+      keepAlive: () => false,
     });
-    // Only the current worker's death fails the jobs in flight: a worker
-    // replaced after an 'error' still emits 'exit' later.
-    const fail = (how: string, cause?: unknown) => {
-      if (this.#worker !== w) return;
-      this.#worker = undefined;
-      const err = new EngineFailedError("the batched send engine (worker thread 'sluice-sender')", how, cause === undefined ? undefined : { cause });
-      for (const p of this.#pending.values()) p.reject(err);
-      this.#pending.clear();
+    this.#channel = starting;
+    // Jobs in flight when it fails reject with its EngineFailedError; later sends get a new worker.
+    const forget = () => {
+      if (this.#channel === starting) this.#channel = undefined;
     };
-    w.on('error', (e: unknown) => fail(e instanceof Error ? `uncaught ${e.name}: ${e.message}` : `uncaught ${String(e)}`, e));
-    w.on('exit', (code) => fail(`its thread exited (code ${code})`));
-    w.unref();
-    this.#worker = w;
-    return w;
+    starting.then((channel) => channel.once('failed', forget), forget);
+    return starting;
   }
 
   async sendAggregate(spec: SendableAggregate): Promise<AggregateResult> {
@@ -100,8 +85,6 @@ export class BatchedSender {
       at += m.data.byteLength;
     }
     const job: AggregateJob = {
-      kind: 'aggregate',
-      id: this.#nextId++,
       blob: blob.buffer as ArrayBuffer,
       offset,
       length,
@@ -117,24 +100,11 @@ export class BatchedSender {
       gsoMaxSegments: this.#gsoMaxSegments,
     };
     // The blob moves to the worker; the plan's due times are copied (small, and kept here for the result).
-    const outcome = await this.#submit<JobOutcome>(job, [job.blob]);
+    const outcome = await (await this.#start()).request('aggregate', job, [job.blob]);
     if (outcome.blob && this.#spareBlobs.length < SPARE_BLOBS && outcome.blob.byteLength <= SPARE_BLOB_MAX_BYTES) this.#spareBlobs.push(outcome.blob);
     if (outcome.fatal) throw new Error(`batched sender: ${outcome.fatal}`);
     const rec = { plan, sentAtMs: outcome.sentAtMs, reason: outcome.reason, reasons: outcome.reasons, dest, length, destNames: table.names() };
     return aggregateResult('batched', spec, rec, outcome.elapsedMs, { sendCalls: outcome.sendCalls, gsoMessages: outcome.gsoMessages });
-  }
-
-  /** Posts a job; resolves with its outcome. The worker keeps the process alive only while jobs run. */
-  #submit<O extends JobOutcome | WriteOutcome>(job: Job, transfer: ArrayBuffer[]): Promise<O> {
-    const w = this.#ensureWorker();
-    w.ref();
-    return new Promise<O>((resolve, reject) => {
-      // The worker answers an aggregate job with a JobOutcome, a write job with a WriteOutcome.
-      this.#pending.set(job.id, { resolve: resolve as (o: JobOutcome | WriteOutcome) => void, reject });
-      w.postMessage(job, transfer);
-    }).finally(() => {
-      if (this.#pending.size === 0) this.#worker?.unref();
-    });
   }
 
   /**
@@ -147,8 +117,6 @@ export class BatchedSender {
    */
   async write(spec: SegmentSpec): Promise<WriteResult> {
     const job: WriteJob = {
-      kind: 'write',
-      id: this.#nextId++,
       address: Float64Array.from(spec.entries, (e) => addressOf(e.data)),
       length: Float64Array.from(spec.entries, (e) => e.data.byteLength),
       toAddress: spec.entries.map((e) => e.to.address),
@@ -160,7 +128,7 @@ export class BatchedSender {
       gsoMaxSegments: spec.gso === 'never' ? 0 : this.#gsoMaxSegments,
       zeroCopy: spec.zeroCopy === 'auto',
     };
-    const o = await this.#submit<WriteOutcome>(job, []);
+    const o = await (await this.#start()).request('write', job);
     if (o.fatal) throw new Error(`batched sender: ${o.fatal}`);
     const destinations: WriteDestination[] = spec.entries.map((e, i) => ({
       to: formatEndpoint(e.to),
@@ -184,9 +152,11 @@ export class BatchedSender {
     };
   }
 
+  /** Ends the worker; sends still in flight reject with ClosedError. */
   async close(): Promise<void> {
-    const w = this.#worker;
-    this.#worker = undefined;
-    if (w) await w.terminate();
+    const starting = this.#channel;
+    this.#channel = undefined;
+    const channel = await starting?.catch(() => undefined);
+    await channel?.close({ terminateAfterMs: 0 });
   }
 }

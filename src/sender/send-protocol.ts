@@ -1,20 +1,20 @@
 /**
- * Messages between the main thread and the send worker (send-worker.ts).
- * An aggregate crosses once: every payload copied into one transferred
- * buffer, with per-message offsets, destinations and due times.
+ * Messages between the main thread and the send worker (send-worker.ts),
+ * over a src/worker channel: each job is a request (`{ id, op, ...job }`)
+ * answered with its outcome. An aggregate crosses once: every payload
+ * copied into one transferred buffer, with per-message offsets,
+ * destinations and due times.
  */
 import type { Endpoint } from '../wire/endpoint.js';
 
-/** What every job carries: its id, where to send from, and the GSO limit. */
+/** What every job carries: where to send from, and the GSO limit. */
 interface JobBase {
-  readonly id: number;
   readonly from: Endpoint | undefined;
   /** Most segments per UDP GSO message; 0 = no GSO. */
   readonly gsoMaxSegments: number;
 }
 
 export interface AggregateJob extends JobBase {
-  readonly kind: 'aggregate';
   /** All payloads back to back (transferred, not shared). */
   readonly blob: ArrayBuffer;
   /** Per message, in transmission order. */
@@ -40,7 +40,6 @@ export interface AggregateJob extends JobBase {
  * thread keeps them alive until the outcome arrives.
  */
 export interface WriteJob extends JobBase {
-  readonly kind: 'write';
   readonly address: Float64Array;
   readonly length: Float64Array;
   readonly toAddress: readonly string[];
@@ -67,7 +66,6 @@ export interface WriteZeroCopy {
 }
 
 export interface WriteOutcome {
-  readonly id: number;
   readonly packets: number;
   /** Per entry. */
   readonly sentPackets: Float64Array;
@@ -83,10 +81,7 @@ export interface WriteOutcome {
   readonly fatal?: string;
 }
 
-export type Job = AggregateJob | WriteJob;
-
 export interface JobOutcome {
-  readonly id: number;
   /** Per message in transmission order: sent-at ms after start (or when dropped). */
   readonly sentAtMs: Float64Array;
   /** Per message: 0 = sent, else 1 + an index into `reasons` ('late', or the send's errno name). */
@@ -100,4 +95,10 @@ export interface JobOutcome {
   readonly fatal?: string;
   /** The job's blob, handed back for reuse (fresh pages cost a fault and a clear each). */
   readonly blob?: ArrayBuffer;
+}
+
+/** The send worker's requests: one per job kind. */
+export interface SendRequests {
+  aggregate: { request: AggregateJob; result: JobOutcome };
+  write: { request: WriteJob; result: WriteOutcome };
 }

@@ -1,11 +1,9 @@
 /**
- * When a write's sends use MSG_ZEROCOPY (the kernel pins the caller's pages
- * instead of copying), and what that costs before the write may report: a
- * message of ZEROCOPY_MIN_BYTES or more goes zerocopy on a socket that
- * accepted SO_ZEROCOPY; a family copies once the option is refused, the
- * kernel's limits refuse a send, or a recent write's completions all came
- * back "copied"; and the write waits for every completion, since only then
- * are the caller's buffers free. One policy per write job (send-write.ts).
+ * MSG_ZEROCOPY for one write job (send-write.ts): which messages go with
+ * it, per address family whether the socket may (SO_ZEROCOPY refused,
+ * zerocopy's own ENOBUFS, or a recent write whose every send the kernel
+ * copied anyway all make the family copy), the completions to wait for
+ * before the caller may reuse its buffers, and the report.
  */
 import { enableZeroCopy, ZeroCopyCompletions } from '../sys/zerocopy.js';
 import type { WriteZeroCopy } from './send-protocol.js';
@@ -36,26 +34,27 @@ const ZEROCOPY_COPIED_BACKOFF_MS = 10_000;
 const zeroCopyCopiedUntil = new Map<4 | 6, number>();
 
 export class ZeroCopyPolicy {
+  /** The job asked for zerocopy ('auto'). */
   readonly #enabled: boolean;
-  readonly #sockets: ReadonlyMap<4 | 6, { readonly fd: number }>;
+  readonly #fdOf: (family: 4 | 6) => number;
   /** Per family: its completion tracker once SO_ZEROCOPY is on. */
   readonly #trackers = new Map<4 | 6, ZeroCopyCompletions>();
   /** Families whose socket copies whatever the size (option refused, zerocopy gave up). */
   readonly #copyOnly = new Set<4 | 6>();
+  /** Why the write copied where it wanted zerocopy, if it did. */
   #fallback: string | undefined;
 
-  /** `enabled`: the job asked for zerocopy. `sockets`: the write's sockets by family (opened before the first send). */
-  constructor(enabled: boolean, sockets: ReadonlyMap<4 | 6, { readonly fd: number }>) {
+  constructor(enabled: boolean, fdOf: (family: 4 | 6) => number) {
     this.#enabled = enabled;
-    this.#sockets = sockets;
+    this.#fdOf = fdOf;
   }
 
-  /** Whether a message of `bytes` should go with MSG_ZEROCOPY. */
+  /** A message of `bytes` should go with MSG_ZEROCOPY (if its family may). */
   wants(bytes: number): boolean {
     return this.#enabled && bytes >= ZEROCOPY_MIN_BYTES;
   }
 
-  /** The completion tracker of `family`'s socket, turning SO_ZEROCOPY on at first use; undefined: that family copies. */
+  /** The family's completion tracker, turning SO_ZEROCOPY on first; undefined: this family copies. */
   trackerFor(family: 4 | 6): ZeroCopyCompletions | undefined {
     if (this.#copyOnly.has(family)) return undefined;
     if (performance.now() < (zeroCopyCopiedUntil.get(family) ?? 0)) {
@@ -65,7 +64,7 @@ export class ZeroCopyPolicy {
     }
     let t = this.#trackers.get(family);
     if (!t) {
-      const fd = this.#sockets.get(family)!.fd;
+      const fd = this.#fdOf(family);
       const refused = enableZeroCopy(fd);
       if (refused) {
         this.#fallback ??= `${refused}: copying instead`;
@@ -78,11 +77,11 @@ export class ZeroCopyPolicy {
   }
 
   /**
-   * A MSG_ZEROCOPY send on `family` failed with ENOBUFS: zerocopy's own
-   * limits (notifications pending past the socket's optmem, or pinned pages
-   * past RLIMIT_MEMLOCK). Waiting for completions frees both; with none
-   * outstanding it will not pass, so this socket copies from here on. Throws
-   * past `stallAt` (performance.now() time). The caller sends again.
+   * A zerocopy send got ENOBUFS: zerocopy's own limits (notifications
+   * pending past the socket's optmem, or pinned pages past
+   * RLIMIT_MEMLOCK). Waiting for completions frees both; with none
+   * outstanding it will not pass, so the family copies from here on.
+   * Throws once past `stallAt` (no progress for too long).
    */
   onNoBuffers(family: 4 | 6, tracker: ZeroCopyCompletions, stallAt: number): void {
     tracker.drain();
@@ -117,7 +116,7 @@ export class ZeroCopyPolicy {
     return problems.length ? problems.join('; ') : undefined;
   }
 
-  /** The outcome's zerocopy part (undefined when the job did not ask for zerocopy); `error` from awaitCompletions. */
+  /** The outcome's zerocopy report (only when the job asked for zerocopy). */
   report(error: string | undefined): WriteZeroCopy | undefined {
     if (!this.#enabled) return undefined;
     let sends = 0;

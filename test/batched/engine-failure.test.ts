@@ -63,7 +63,7 @@ describe('a dead batched engine', { skip: probe.available ? undefined : `batched
   });
 
   test('a send engine that dies rejects the send in flight with EngineFailedError', async () => {
-    const capture = captureEngineWorker((m) => (m as { kind?: unknown } | null)?.kind === 'aggregate');
+    const capture = captureEngineWorker('aggregate');
     const s = await Sluice.open({ tier: 'batched' });
     try {
       // Two messages 5 s apart: the job is still running when its worker goes.

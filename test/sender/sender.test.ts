@@ -6,7 +6,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Sluice, PolicyValidationError, probeTiers } from '../../src/index.js';
+import { Sluice, ClosedError, PolicyValidationError, probeTiers } from '../../src/index.js';
 import { openReceiver as open, type Receiver } from '../../harness/traffic/udp.js';
 import { probeBatchedIo } from '../../src/sys/probe.js';
 
@@ -173,6 +173,27 @@ test(
     for (const x of rx) await x.waitFor(100);
   },
 );
+
+test('batched engine: close() rejects a send still in flight with ClosedError (it used to never settle)', { skip: engines[1]![2] }, async () => {
+  const own = await Sluice.open({ tier: 'batched' });
+  // Two messages a minute apart: the job is still running when the Sluice closes.
+  const sending = own.sendAggregate({
+    messages: [0, 1].map(() => ({ to: 'udp://127.0.0.1:9', data: new Uint8Array(8) })),
+    schedule: { kind: 'delays', delaysMs: [0, 60_000] },
+  });
+  const settled = sending.then(
+    () => 'resolved',
+    (e: unknown) => e,
+  );
+  await new Promise((r) => setTimeout(r, 200));
+  const t0 = performance.now();
+  await own.close();
+  const outcome = await settled;
+  assert.ok(outcome instanceof ClosedError, `the send settled with ${String(outcome)}`);
+  assert.equal(outcome.code, 'SLUICE_ERR_CLOSED');
+  assert.match(outcome.message, /batched send engine .*'sluice-sender'.* is closed/);
+  assert.ok(performance.now() - t0 < 10_000, 'close() did not wait for the job');
+});
 
 test('write: entries cut into packets, destinations strictly interleaved, one completion with counters', async () => {
   const a = await openReceiver();

@@ -73,7 +73,7 @@ test('source ids: a restart of the table never invalidates ids already written i
       pairs[2 * j + 1] = ids.idOf(meta, 0);
       expected.push(p);
     }
-    const batch: PortBatch = { kind: 'batch', data: new ArrayBuffer(0), pairs, groBuffers: 0, truncated: 0, unknownSources: 0 };
+    const batch: PortBatch = { data: new ArrayBuffer(0), pairs, groBuffers: 0, truncated: 0, unknownSources: 0 };
     ids.finish(batch);
     if (batch.reset) resets++;
     app.apply(batch);
@@ -85,7 +85,6 @@ test('source ids: a restart of the table never invalidates ids already written i
 test('the application thread drops (and counts) a datagram whose source id it does not know, never hands over undefined', () => {
   const app = new SourceTable();
   app.apply({
-    kind: 'batch',
     data: new ArrayBuffer(0),
     pairs: new Int32Array(0),
     groBuffers: 0,
@@ -97,7 +96,7 @@ test('the application thread drops (and counts) a datagram whose source id it do
   assert.equal(app.get(1), undefined);
   assert.equal(app.get(-1), undefined);
   assert.equal(app.get(1 << 30), undefined);
-  app.apply({ kind: 'batch', data: new ArrayBuffer(0), pairs: new Int32Array(0), groBuffers: 0, truncated: 0, unknownSources: 0, reset: true });
+  app.apply({ data: new ArrayBuffer(0), pairs: new Int32Array(0), groBuffers: 0, truncated: 0, unknownSources: 0, reset: true });
   assert.equal(app.get(0), undefined, 'a reset forgets every earlier id');
 });
 

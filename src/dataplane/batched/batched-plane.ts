@@ -1,23 +1,23 @@
 /**
  * The batched tier, application side: starts the worker, turns DataPlane
- * calls into requests (posted, then the worker is woken through an
- * eventfd), and builds stats from the counters the worker writes into
- * shared memory. No packet ever reaches this thread.
+ * calls into requests on its channel (posted, then the worker is woken
+ * through an eventfd), and builds stats from the counters the worker writes
+ * into shared memory. No packet ever reaches this thread.
  */
-import { Worker } from 'node:worker_threads';
-import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import type { DataPlane, DataPlaneOptions, TierProvider } from '../types.js';
 import type { FlowPlan } from '../../policy/compile.js';
 import { endpointKey, formatEndpoint, type Endpoint } from '../../wire/endpoint.js';
 import type { FlowStats } from '../../stats/counters.js';
-import { ClosedError, EngineError, EngineFailedError, InvalidArgumentError, NotSupportedError, SyscallError } from '../../errors.js';
+import { ClosedError, InvalidArgumentError, NotSupportedError, type EngineFailedError, type SluiceError } from '../../errors.js';
 import { closeFd } from '../../sys/udp-socket.js';
 import { Waker } from '../../sys/poller.js';
 import { probeBatchedIo } from '../../sys/probe.js';
 import { txtimeNote } from '../../sys/txtime.js';
+import { WorkerChannel } from '../../worker/channel.js';
+import { workerEntry } from '../../worker/spawn.js';
 import { D, F, destinationSnapshot, flowDrops, newDestinationCounters, newFlowCounters } from './shared-counters.js';
-import type { DestinationBinding, EngineOptions, ErrorInfo, FlowOptions, Reply, Request, WorkerData } from './protocol.js';
+import type { BatchedNotifications, BatchedRequests, DestinationBinding, EngineOptions, FlowOptions, WorkerData } from './protocol.js';
 
 const DEFAULT_SOCKET_BUFFER = 4 * 1024 * 1024;
 export const DEFAULT_HOLD_MS = 1;
@@ -52,22 +52,13 @@ export interface BatchedFlowDetail {
 
 export class BatchedPlane implements DataPlane {
   readonly tier = 'batched' as const;
-  readonly #worker: Worker;
+  readonly #channel: WorkerChannel<BatchedRequests, BatchedNotifications>;
   readonly #waker: Waker;
-  readonly #flows = new Map<string, FlowRecord>();
-  readonly #waiting = new Map<number, { resolve: (r: Reply & { kind: 'reply' }) => void; reject: (e: Error) => void }>();
-  #nextId = 1;
-  #failure: EngineFailedError | undefined;
+  readonly #flows: Map<string, FlowRecord>;
   #closed: Promise<void> | undefined;
-  /** close() asked the worker to stop: its exit is not a failure. */
-  #closing = false;
-  /** The worker answered 'close': it closed every socket itself. */
-  #closeAcked = false;
-  readonly #exited: Promise<void>;
-  readonly #label: string;
   readonly #onEngineFailed: ((error: EngineFailedError) => void) | undefined;
   /** Faults the engine reported outside any request (kept for inspection, newest last). */
-  readonly faults: { flow?: string; error: ErrorInfo }[] = [];
+  readonly faults: { flow?: string; error: SluiceError }[] = [];
   /**
    * Hears every suspension (until > 0, ms since the epoch) and resumption
    * (until 0) of a destination `to` (`udp://HOST:PORT`) of flow `id`: the
@@ -75,27 +66,34 @@ export class BatchedPlane implements DataPlane {
    */
   onSuspension: ((id: string, to: string, until: number) => void) | undefined;
 
-  private constructor(worker: Worker, waker: Waker, label: string, onEngineFailed: DataPlaneOptions['onEngineFailed']) {
-    this.#worker = worker;
+  private constructor(
+    channel: WorkerChannel<BatchedRequests, BatchedNotifications>,
+    waker: Waker,
+    flows: Map<string, FlowRecord>,
+    onEngineFailed: DataPlaneOptions['onEngineFailed'],
+  ) {
+    this.#channel = channel;
     this.#waker = waker;
-    this.#label = label;
+    this.#flows = flows;
     this.#onEngineFailed = onEngineFailed;
-    worker.on('message', (m: Reply) => this.#onReply(m));
-    // An uncaught exception in the worker: 'error', then 'exit'.
-    worker.on('error', (e: unknown) => this.#fail(e instanceof Error ? `uncaught ${e.name}: ${e.message}` : `uncaught ${String(e)}`, e));
-    this.#exited = new Promise((resolve) => {
-      worker.once('exit', (code) => {
-        this.#fail(`its thread exited (code ${code})`);
-        // A worker's descriptors belong to the process: they outlive it.
-        if (!this.#closeAcked) this.#releaseSockets();
-        resolve();
-      });
+    channel.on('suspension', (m) => this.onSuspension?.(m.flow, m.to, m.until));
+    channel.on('fault', (error, flow) => {
+      this.faults.push({ ...(flow ? { flow } : {}), error });
+      if (this.faults.length > 100) this.faults.shift();
+    });
+    channel.on('failed', (e) => {
+      // A worker's descriptors belong to the process: they outlive it. Once
+      // its thread is gone (an uncaught error is reported before the exit)
+      // they are closed from here, so their ports are free again.
+      if (channel.exitCode === undefined) void channel.exited.then(() => this.#releaseSockets());
+      else this.#releaseSockets();
+      this.#onEngineFailed?.(e);
     });
   }
 
   /** The engine's failure, once it stopped on its own (DataPlane.failure). */
   get failure(): EngineFailedError | undefined {
-    return this.#failure;
+    return this.#channel.failure;
   }
 
   /**
@@ -115,23 +113,22 @@ export class BatchedPlane implements DataPlane {
       gro: probe.gro,
     };
     const waker = new Waker();
-    const data: WorkerData = { wakeFd: waker.fd, options: engine };
-    const worker = spawnWorker(data);
-    const plane = new BatchedPlane(worker, waker, label, options.onEngineFailed);
-    plane.onSuspension = options.onSuspension;
-    await new Promise<void>((resolve, reject) => {
-      const onMessage = (m: Reply) => {
-        if (m.kind !== 'ready') return;
-        worker.off('message', onMessage);
-        worker.off('error', reject);
-        resolve();
-      };
-      worker.on('message', onMessage);
-      worker.once('error', reject);
-    });
-    // An idle engine must not keep the process alive; flows and pending requests do.
-    plane.#ref();
-    return plane;
+    const flows = new Map<string, FlowRecord>();
+    try {
+      const channel = await WorkerChannel.start<BatchedRequests, BatchedNotifications, undefined, WorkerData>({
+        spawn: { entry: workerEntry(import.meta.url, './worker'), name: 'sluice-batched', workerData: { wakeFd: waker.fd, options: engine } },
+        engine: label,
+        wake: () => waker.signal(),
+        // An idle engine must not keep the process alive; running flows do, as bound sockets do on the portable tier.
+        keepAlive: () => flows.size > 0,
+      });
+      const plane = new BatchedPlane(channel, waker, flows, options.onEngineFailed);
+      plane.onSuspension = options.onSuspension;
+      return plane;
+    } catch (e) {
+      waker.close();
+      throw e;
+    }
   }
 
   /** `options` are for the kernel tier's spill flow (see FlowOptions). */
@@ -139,10 +136,10 @@ export class BatchedPlane implements DataPlane {
     if (this.#flows.has(id)) throw new InvalidArgumentError(`flow id '${id}' is already in use`);
     const counters = newFlowCounters();
     const destinations = new Map(plan.destinations.map((ep) => [endpointKey(ep), { endpoint: ep, counters: newDestinationCounters() }]));
-    const reply = await this.#request({ op: 'add', id: 0, flow: id, plan, counters, destinations: bindings(destinations), ...(options ? { options } : {}) });
-    const listen = reply.listen!;
-    this.#flows.set(id, { plan, listen, counters, destinations, fds: reply.fds ?? [] });
-    this.#ref();
+    const reply = await this.#request('add', { flow: id, plan, counters, destinations: bindings(destinations), ...(options ? { options } : {}) });
+    const listen = reply.listen;
+    this.#flows.set(id, { plan, listen, counters, destinations, fds: reply.fds });
+    this.#channel.updateKeepAlive();
     return { listen };
   }
 
@@ -156,10 +153,10 @@ export class BatchedPlane implements DataPlane {
         return [key, rec.destinations.get(key) ?? { endpoint: ep, counters: newDestinationCounters() }];
       }),
     );
-    const reply = await this.#request({ op: 'update', id: 0, flow: id, plan, destinations: bindings(destinations) });
+    const reply = await this.#request('update', { flow: id, plan, destinations: bindings(destinations) });
     rec.plan = plan;
     rec.destinations = destinations;
-    if (reply.fds) rec.fds = reply.fds;
+    rec.fds = reply.fds;
   }
 
   async removeFlow(id: string): Promise<FlowStats | undefined> {
@@ -167,10 +164,10 @@ export class BatchedPlane implements DataPlane {
     if (!rec) return undefined;
     try {
       // A dead engine has nothing to stop: its sockets are closed from here.
-      if (!this.#failure) await this.#request({ op: 'remove', id: 0, flow: id });
+      if (!this.#channel.failure) await this.#request('remove', { flow: id });
     } finally {
       this.#flows.delete(id);
-      this.#ref();
+      this.#channel.updateKeepAlive();
     }
     return snapshot(rec);
   }
@@ -198,63 +195,18 @@ export class BatchedPlane implements DataPlane {
 
   close(): Promise<void> {
     this.#closed ??= (async () => {
-      // Stay referenced until the worker has exited, or the wait below could be abandoned.
-      this.#worker.ref();
-      if (!this.#failure) {
-        try {
-          await this.#request({ op: 'close', id: 0 });
-          this.#closeAcked = true;
-        } catch {
-          // It failed meanwhile: its exit handler releases the sockets.
-        }
-      }
-      this.#closing = true;
-      await this.#exited;
+      // The worker flushes, closes every socket and answers; if it cannot
+      // (it failed meanwhile, or was terminated), its sockets are closed here.
+      if (!(await this.#channel.close({ request: 'close' }))) this.#releaseSockets();
       this.#flows.clear();
       this.#waker.close();
     })();
     return this.#closed;
   }
 
-  #request(req: Request): Promise<Reply & { kind: 'reply' }> {
-    if (this.#failure) return Promise.reject(this.#failure);
-    if (this.#closed && req.op !== 'close') return Promise.reject(new ClosedError('batched data plane'));
-    const id = this.#nextId++;
-    return new Promise((resolve, reject) => {
-      this.#waiting.set(id, { resolve, reject });
-      this.#ref();
-      this.#worker.postMessage({ ...req, id });
-      this.#waker.signal();
-    });
-  }
-
-  #onReply(m: Reply): void {
-    if (m.kind === 'suspension') {
-      this.onSuspension?.(m.flow, m.to, m.until);
-      return;
-    }
-    if (m.kind === 'fault') {
-      this.faults.push({ ...(m.flow ? { flow: m.flow } : {}), error: m.error });
-      if (this.faults.length > 100) this.faults.shift();
-      return;
-    }
-    if (m.kind !== 'reply') return;
-    const w = this.#waiting.get(m.id);
-    if (!w) return;
-    this.#waiting.delete(m.id);
-    this.#ref();
-    if (m.error) w.reject(toError(m.error, this.#label));
-    else w.resolve(m);
-  }
-
-  /** The worker stopped, or is stopping, without being asked: every caller learns it once. */
-  #fail(how: string, cause?: unknown): void {
-    if (this.#failure || this.#closing) return;
-    const e = new EngineFailedError(this.#label, how, cause === undefined ? undefined : { cause });
-    this.#failure = e;
-    for (const w of this.#waiting.values()) w.reject(e);
-    this.#waiting.clear();
-    this.#onEngineFailed?.(e);
+  #request<Op extends keyof BatchedRequests>(op: Op, body: BatchedRequests[Op]['request']): Promise<BatchedRequests[Op]['result']> {
+    if (this.#closed && !this.#channel.failure) return Promise.reject(new ClosedError('batched data plane'));
+    return this.#channel.request(op, body);
   }
 
   /** Closes the sockets a dead worker left open, so their ports are free again. */
@@ -263,12 +215,6 @@ export class BatchedPlane implements DataPlane {
       for (const fd of rec.fds) closeFd(fd);
       rec.fds = [];
     }
-  }
-
-  /** Running flows keep the process alive, as bound sockets do on the portable tier. */
-  #ref(): void {
-    if (this.#flows.size > 0 || this.#waiting.size > 0 || this.#closed) this.#worker.ref();
-    else this.#worker.unref();
   }
 }
 
@@ -290,24 +236,6 @@ function snapshot(rec: FlowRecord): FlowStats {
     drops: flowDrops(c),
     destinations: [...rec.destinations.values()].map((d) => destinationSnapshot(formatEndpoint(d.endpoint), d.counters)),
   };
-}
-
-/** The engine's refusal of one request, as the error the caller sees; `engine` names it (the plane's label). */
-function toError(info: ErrorInfo, engine: string): Error {
-  if (info.op && info.errno) return new SyscallError(info.op, info.errno, info.detail);
-  return new EngineError(engine, info.message);
-}
-
-/**
- * Starts the worker from `worker.js` next to this module. Run from source
- * (tsx, in tests) the entry is `worker.ts`, and Node 20 does not pass tsx's
- * loader to workers, so a two-line bootstrap registers it first.
- */
-function spawnWorker(workerData: WorkerData): Worker {
-  const options = { workerData, name: 'sluice-batched' };
-  if (!fileURLToPath(import.meta.url).endsWith('.ts')) return new Worker(new URL('./worker.js', import.meta.url), options);
-  const entry = JSON.stringify(new URL('./worker.ts', import.meta.url).href);
-  return new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${entry}); });`, { ...options, eval: true });
 }
 
 /** What socket buffers a relay will get: *FORCE needs CAP_NET_ADMIN, else rmem_max/wmem_max cap the request. */

@@ -4,19 +4,18 @@
  * flush held datagrams with sendmmsg when a flow reaches its batch size or
  * its oldest datagram has waited `holdMs`. Requests from the application
  * (add/update/remove/close) arrive on the worker's port and are read
- * synchronously when the eventfd fires, between batches — traffic keeps
- * flowing while policies change.
+ * synchronously (WorkerPort.poll) when the eventfd fires, between batches —
+ * traffic keeps flowing while policies change.
  */
-import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
+import type { Handlers, WorkerPort } from '../../worker/port.js';
 import { Poller, Waker } from '../../sys/poller.js';
 import { RecvRing } from '../../sys/recv-ring.js';
 import { POLLERR, POLLIN, POLLNVAL, UIO_MAXIOV } from '../../sys/constants.js';
-import { SyscallError } from '../../errors.js';
 import { EngineFlow } from './engine-flow.js';
 import { OwnSockets } from '../own-sockets.js';
 import { healthClock } from '../subscriber-health.js';
 import { SendBatch } from './send-batch.js';
-import type { EngineOptions, ErrorInfo, Reply, Request } from './protocol.js';
+import type { BatchedNotifications, BatchedRequests, EngineOptions, WorkerData } from './protocol.js';
 
 /** Upper bound on one ppoll, so a terminating worker is never stuck in the kernel for long. */
 const MAX_WAIT_NS = 100_000_000;
@@ -26,7 +25,7 @@ const ROUNDS_PER_TURN = 4;
 const SEND_RETRY_BUDGET_NS = 2_000_000;
 
 export class BatchedEngine {
-  readonly #port: MessagePort;
+  readonly #port: WorkerPort<BatchedRequests, BatchedNotifications, WorkerData>;
   readonly #waker: Waker;
   readonly #options: EngineOptions;
   readonly #ring: RecvRing;
@@ -45,16 +44,17 @@ export class BatchedEngine {
   #running = true;
   readonly #budget = { ns: 0 };
 
-  constructor(port: MessagePort, wakeFd: number, options: EngineOptions) {
+  constructor(port: WorkerPort<BatchedRequests, BatchedNotifications, WorkerData>) {
     this.#port = port;
-    this.#waker = new Waker(wakeFd);
+    this.#waker = new Waker(port.data.wakeFd);
+    const options = port.data.options;
     this.#options = options;
     this.#ring = new RecvRing(options.slots, options.batch);
     this.#rebuildPollSet();
   }
 
   run(): void {
-    this.#post({ kind: 'ready' });
+    this.#port.ready();
     const hold = this.#options.holdMs;
     while (this.#running) {
       const order = this.#order;
@@ -67,7 +67,7 @@ export class BatchedEngine {
       this.#assertOpen();
       if (this.#poller.revents(0) & POLLIN) {
         this.#waker.drain();
-        this.#handleRequests();
+        this.#port.poll(this.#handlers);
       }
       this.#readErrors(order);
       const now = performance.now();
@@ -192,66 +192,50 @@ export class BatchedEngine {
     return Math.max(0, Math.floor(wait));
   }
 
-  #handleRequests(): void {
-    for (let m = receiveMessageOnPort(this.#port); m; m = receiveMessageOnPort(this.#port)) {
-      const req = m.message as Request;
-      try {
-        this.#handle(req);
-      } catch (e) {
-        this.#post({ kind: 'reply', id: req.id, error: errorInfo(e) });
-      }
-    }
-  }
-
-  #handle(req: Request): void {
-    switch (req.op) {
-      case 'add': {
-        if (this.#flows.has(req.flow)) throw new Error(`flow '${req.flow}' exists in the engine`);
-        const via = req.options?.sendVia === undefined ? undefined : this.#need(req.options.sendVia);
-        const flow = EngineFlow.open(req.flow, req.plan, req.counters, req.destinations, this.#options, {
-          own: this.#own,
-          ...(via ? { via } : {}),
-          ...(req.options?.onlyMark === undefined ? {} : { onlyMark: req.options.onlyMark }),
-          notify: (name, to, until) => this.#post({ kind: 'suspension', flow: name, to, until }),
-        });
-        this.#flows.set(req.flow, flow);
-        this.#rebuildPollSet();
-        this.#post({ kind: 'reply', id: req.id, listen: flow.listen, fds: flow.fds() });
-        return;
-      }
-      case 'update': {
-        const flow = this.#need(req.flow);
-        // Held datagrams arrived under the old plan and leave under it.
+  /** One handler per request; each returns the reply (a throw becomes its error). */
+  readonly #handlers: Handlers<BatchedRequests> = {
+    add: (req) => {
+      if (this.#flows.has(req.flow)) throw new Error(`flow '${req.flow}' exists in the engine`);
+      const via = req.options?.sendVia === undefined ? undefined : this.#need(req.options.sendVia);
+      const flow = EngineFlow.open(req.flow, req.plan, req.counters, req.destinations, this.#options, {
+        own: this.#own,
+        ...(via ? { via } : {}),
+        ...(req.options?.onlyMark === undefined ? {} : { onlyMark: req.options.onlyMark }),
+        notify: (name, to, until) => this.#port.notify('suspension', { flow: name, to, until }),
+      });
+      this.#flows.set(req.flow, flow);
+      this.#rebuildPollSet();
+      return { listen: flow.listen, fds: flow.fds() };
+    },
+    update: (req) => {
+      const flow = this.#need(req.flow);
+      // Held datagrams arrived under the old plan and leave under it.
+      this.#flush(flow);
+      flow.update(req.plan, req.destinations);
+      // An update may open a socket for the other family: watch it too.
+      this.#rebuildPollSet();
+      this.#resumeDue();
+      return { fds: flow.fds() };
+    },
+    remove: (req) => {
+      const flow = this.#flows.get(req.flow);
+      if (flow) {
         this.#flush(flow);
-        flow.update(req.plan, req.destinations);
-        // An update may open a socket for the other family: watch it too.
+        flow.close();
+        this.#flows.delete(req.flow);
         this.#rebuildPollSet();
-        this.#resumeDue();
-        this.#post({ kind: 'reply', id: req.id, fds: flow.fds() });
-        return;
       }
-      case 'remove': {
-        const flow = this.#flows.get(req.flow);
-        if (flow) {
-          this.#flush(flow);
-          flow.close();
-          this.#flows.delete(req.flow);
-          this.#rebuildPollSet();
-        }
-        this.#post({ kind: 'reply', id: req.id });
-        return;
-      }
-      case 'close': {
-        this.#flushAll();
-        for (const flow of this.#flows.values()) flow.close();
-        this.#flows.clear();
-        this.#rebuildPollSet();
-        this.#running = false;
-        this.#post({ kind: 'reply', id: req.id });
-        return;
-      }
-    }
-  }
+      return undefined;
+    },
+    close: () => {
+      this.#flushAll();
+      for (const flow of this.#flows.values()) flow.close();
+      this.#flows.clear();
+      this.#rebuildPollSet();
+      this.#running = false;
+      return undefined;
+    },
+  };
 
   #need(name: string): EngineFlow {
     const flow = this.#flows.get(name);
@@ -275,16 +259,6 @@ export class BatchedEngine {
   }
 
   #fault(flow: EngineFlow, e: unknown): void {
-    this.#post({ kind: 'fault', flow: flow.name, error: errorInfo(e) });
+    this.#port.fault(e, { fatal: false, scope: flow.name });
   }
-
-  #post(reply: Reply): void {
-    this.#port.postMessage(reply);
-  }
-}
-
-function errorInfo(e: unknown): ErrorInfo {
-  if (e instanceof SyscallError) return { name: e.name, message: e.message, op: e.op, errno: e.errno, ...(e.detail ? { detail: e.detail } : {}) };
-  const err = e instanceof Error ? e : new Error(String(e));
-  return { name: err.name, message: err.message };
 }

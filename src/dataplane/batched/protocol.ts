@@ -1,7 +1,7 @@
 /**
  * Messages between the application thread (BatchedPlane) and the worker
- * (BatchedEngine). Requests carry an id; the worker answers each once.
- * Everything here is structured-clone data; counter arrays are shared.
+ * (BatchedEngine), over a src/worker channel. Everything here is
+ * structured-clone data; counter arrays are shared.
  */
 import type { Endpoint } from '../../wire/endpoint.js';
 import type { FlowPlan } from '../../policy/compile.js';
@@ -37,34 +37,33 @@ export interface FlowOptions {
   readonly onlyMark?: number;
 }
 
-export type Request =
-  | {
-      readonly op: 'add';
-      readonly id: number;
+/**
+ * Requests (src/worker channel: each is posted as `{ id, op, ...request }`
+ * and answered once). `fds` in a result: every socket the flow holds now,
+ * closed by the application thread if the worker dies.
+ */
+export interface BatchedRequests {
+  add: {
+    request: {
       readonly flow: string;
       readonly plan: FlowPlan;
       readonly counters: Float64Array;
       readonly destinations: readonly DestinationBinding[];
       readonly options?: FlowOptions;
-    }
-  | { readonly op: 'update'; readonly id: number; readonly flow: string; readonly plan: FlowPlan; readonly destinations: readonly DestinationBinding[] }
-  | { readonly op: 'remove'; readonly id: number; readonly flow: string }
-  | { readonly op: 'close'; readonly id: number };
-
-export interface ErrorInfo {
-  readonly name: string;
-  readonly message: string;
-  /** For SyscallError: the call and errno, so the application rebuilds the same error. */
-  readonly op?: string;
-  readonly errno?: string;
-  readonly detail?: string;
+    };
+    result: { readonly listen: Endpoint; readonly fds: readonly number[] };
+  };
+  update: {
+    request: { readonly flow: string; readonly plan: FlowPlan; readonly destinations: readonly DestinationBinding[] };
+    result: { readonly fds: readonly number[] };
+  };
+  remove: { request: { readonly flow: string }; result: undefined };
+  /** Flush, close every flow, answer, end the loop. */
+  close: { request: object; result: undefined };
 }
 
-export type Reply =
-  | { readonly kind: 'ready' }
-  /** `fds`: after add and update, every socket the flow holds (closed by the application if the worker dies). */
-  | { readonly kind: 'reply'; readonly id: number; readonly listen?: Endpoint; readonly fds?: readonly number[]; readonly error?: ErrorInfo }
-  /** A destination of `flow` was suspended until `until` (ms since the epoch), or resumed (until 0). */
-  | { readonly kind: 'suspension'; readonly flow: string; readonly to: string; readonly until: number }
-  /** Something failed inside the loop that no request is waiting for. */
-  | { readonly kind: 'fault'; readonly flow?: string; readonly error: ErrorInfo };
+/** Notifications. (A failure inside the loop that no request waits for is a non-fatal fault whose scope is the flow's name.) */
+export interface BatchedNotifications {
+  /** A destination `to` of `flow` was suspended until `until` (ms since the epoch), or resumed (until 0). */
+  suspension: { readonly flow: string; readonly to: string; readonly until: number };
+}

@@ -23,11 +23,12 @@
  *   refusal consumed the pending error, so a stale one does not come back,
  *   and a real one (no route) does. Within one sendmmsg the kernel hides
  *   such a refusal behind a partial count, and the resend follows anyway.
+ *
+ * The loop itself is sys/batch-send.ts's sendAll; this class is its policy.
  */
 import { SendVector, type MessageInfo, type SendmmsgFn } from '../../sys/send-vector.js';
 import { Poller } from '../../sys/poller.js';
-import { EAGAIN, EINVAL, EIO, EMSGSIZE, ENOBUFS } from '../../sys/errno.js';
-import { STALE_SOCKET_ERRNOS } from '../../sys/error-queue.js';
+import { sendAll, type BatchSendPolicy } from '../../sys/batch-send.js';
 import { POLLOUT } from '../../sys/constants.js';
 import { D, F, bump } from './shared-counters.js';
 
@@ -46,6 +47,8 @@ export interface PacketList {
 
 /** Resends of one message refused with an errno a pending ICMP error could carry. */
 const MAX_STALE_RESENDS = 2;
+/** Waits for a full socket to become writable before one message is dropped (each within the flush's budget). */
+const MAX_FULL_WAITS = 8;
 
 export class SendBatch {
   readonly #vec: SendVector;
@@ -61,6 +64,32 @@ export class SendBatch {
   #runCount = 0;
   #runBytes = 0;
   #runIov = -1;
+
+  // What the policy's hooks work on while transmit() runs (set at its start).
+  #fd = -1;
+  #flow: Float64Array = new Float64Array(0);
+  #packets: PacketList | undefined;
+  #budget = { ns: 0 };
+  #fallback: SendBatch | undefined;
+  /** The error policy (see the top of this file), one object for the life of the batch. */
+  readonly #policy: BatchSendPolicy = {
+    staleResends: MAX_STALE_RESENDS,
+    onCall: () => bump(this.#flow, F.sendCalls),
+    onFull: (_at, _errno, attempt) => (attempt < MAX_FULL_WAITS && this.#waitWritable(this.#fd, this.#budget) ? 'retry' : 'drop'),
+    onGsoRefused: (at) => {
+      const fallback = this.#fallback;
+      if (!(this.#gso[at]! > 0) || !fallback) return false;
+      const dest = this.#dest[at]!;
+      dest.counters[D.gsoOff] = 1;
+      this.#uncount(at, this.#flow);
+      fallback.sendSingly(this.#fd, dest, this.#packets!, this.#first[at]!, this.#count[at]!, this.#flow, this.#budget);
+      return true;
+    },
+    onRefused: (at, errno, why) => {
+      if (why === 'full') this.#drop(at, this.#flow, F.queueFull, D.queueFull, 0);
+      else this.#drop(at, this.#flow, F.sendError, D.sendError, errno);
+    },
+  };
 
   constructor(maxMessages: number, maxIovecs: number, sendmmsg?: SendmmsgFn) {
     this.#vec = new SendVector(maxMessages, maxIovecs, sendmmsg);
@@ -130,41 +159,14 @@ export class SendBatch {
         bump(flow, F.gsoSegments, this.#count[i]!);
       }
     }
-    let start = 0;
-    let retries = 0;
-    let stale = 0;
-    while (start < n) {
-      const r = this.#vec.send(fd, start);
-      bump(flow, F.sendCalls);
-      if (r > 0) {
-        start += r;
-        retries = 0;
-        stale = 0;
-        continue;
-      }
-      const errno = -r;
-      if (STALE_SOCKET_ERRNOS.has(errno) && stale < MAX_STALE_RESENDS) {
-        stale++;
-        continue;
-      }
-      stale = 0;
-      if (errno === EAGAIN || errno === ENOBUFS) {
-        if (retries < 8 && this.#waitWritable(fd, budget)) {
-          retries++;
-          continue;
-        }
-        this.#drop(start, flow, F.queueFull, D.queueFull, 0);
-      } else if (this.#gso[start]! > 0 && fallback && (errno === EIO || errno === EINVAL || errno === EMSGSIZE)) {
-        const dest = this.#dest[start]!;
-        dest.counters[D.gsoOff] = 1;
-        this.#uncount(start, flow);
-        fallback.sendSingly(fd, dest, packets, this.#first[start]!, this.#count[start]!, flow, budget);
-      } else {
-        this.#drop(start, flow, F.sendError, D.sendError, errno);
-      }
-      start++;
-      retries = 0;
-    }
+    this.#fd = fd;
+    this.#flow = flow;
+    this.#packets = packets;
+    this.#budget = budget;
+    this.#fallback = fallback;
+    sendAll(this.#vec, fd, this.#policy);
+    this.#packets = undefined;
+    this.#fallback = undefined;
     this.#vec.clear();
     this.#runIov = -1;
   }

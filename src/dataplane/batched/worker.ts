@@ -3,10 +3,9 @@
  * checked and sent here; the application thread only exchanges requests
  * and reads shared counters.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerPort } from '../../worker/port.js';
 import { BatchedEngine } from './engine.js';
-import type { WorkerData } from './protocol.js';
+import type { BatchedNotifications, BatchedRequests, WorkerData } from './protocol.js';
 
-if (!parentPort) throw new Error('the batched engine must run in a worker thread');
-const data = workerData as WorkerData;
-new BatchedEngine(parentPort, data.wakeFd, data.options).run();
+// An exception in the loop stays uncaught: the plane reports "uncaught <name>: <message>".
+new BatchedEngine(workerPort<BatchedRequests, BatchedNotifications, WorkerData>()).run();

@@ -1,7 +1,9 @@
 /**
  * Messages between the batched datagram port (batched-port.ts) and its
- * receive thread (batched-port-worker.ts). Structured-clone data; the stop
- * flag is shared memory so the thread can check it without a message.
+ * receive thread (batched-port-worker.ts), over a src/worker channel: the
+ * thread takes no requests and posts one 'batch' notification per recvmmsg
+ * batch. Structured-clone data; the stop flag is shared memory so the
+ * thread can check it without a message.
  *
  * Sources travel as small ids: the thread gives each new source address an
  * id and sends the address once, in the batch that first uses it; the
@@ -41,7 +43,6 @@ export interface SourceEntry {
 }
 
 export interface PortBatch {
-  readonly kind: 'batch';
   /** The datagrams back to back. */
   readonly data: ArrayBuffer;
   /** Per datagram: its length and its source id. */
@@ -57,8 +58,13 @@ export interface PortBatch {
   reset?: boolean;
 }
 
-export type PortWorkerReply =
-  { readonly kind: 'ready' } | PortBatch | { readonly kind: 'fault'; readonly error: { name: string; message: string; op?: string; errno?: string } };
+/** The receive thread takes no requests: the stop flag and the eventfd end it. */
+export type PortRequests = Record<never, never>;
+
+export interface PortNotifications {
+  /** One recvmmsg batch; its buffers are transferred. */
+  batch: PortBatch;
+}
 
 /**
  * The receive thread's source ids. Per batch: beginBatch(entries) (which

@@ -10,39 +10,24 @@
  * (batched-port-protocol.ts).
  *
  * It never sends and never closes the socket: the application thread owns
- * the descriptor and closes it after this thread has exited.
+ * the descriptor and closes it after this thread has exited. A failure
+ * ends the loop and is posted as a fatal fault (runWorker).
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { runWorker, type WorkerPort } from '../../worker/port.js';
 import { Poller, Waker } from '../../sys/poller.js';
 import { RecvRing, SLOT_SIZE } from '../../sys/recv-ring.js';
 import { POLLERR, POLLIN } from '../../sys/constants.js';
-import { SyscallError } from '../../errors.js';
-import { SourceIdTable, type PortBatch, type PortWorkerData, type PortWorkerReply } from './batched-port-protocol.js';
+import { SourceIdTable, type PortBatch, type PortNotifications, type PortRequests, type PortWorkerData } from './batched-port-protocol.js';
 
 /** Upper bound on one ppoll: a missed wake-up still ends the thread within this. */
 const MAX_WAIT_NS = 100_000_000;
 /** recvmmsg calls per wake-up before looking at the stop flag again. */
 const ROUNDS_PER_WAKE = 16;
 
-if (!parentPort) throw new Error('the batched port worker must run in a worker thread');
-const port = parentPort;
-const data = workerData as PortWorkerData;
+runWorker(run);
 
-const post = (m: PortWorkerReply, transfer?: ArrayBuffer[]) => port.postMessage(m, transfer);
-
-try {
-  run();
-} catch (e) {
-  post({
-    kind: 'fault',
-    error:
-      e instanceof SyscallError
-        ? { name: e.name, message: e.message, op: e.op, errno: e.errno }
-        : { name: 'Error', message: (e as Error).message ?? String(e) },
-  });
-}
-
-function run(): void {
+function run(port: WorkerPort<PortRequests, PortNotifications, PortWorkerData>): void {
+  const data = port.data;
   const waker = new Waker(data.wakeFd);
   const poller = new Poller();
   poller.set([data.wakeFd, data.fd]);
@@ -51,7 +36,7 @@ function run(): void {
   const sources = new SourceIdTable();
   const idOf = new Int32Array(data.batch);
 
-  post({ kind: 'ready' });
+  port.ready();
   while (Atomics.load(stop, 0) === 0) {
     poller.wait(MAX_WAIT_NS);
     if (poller.revents(0) & POLLIN) waker.drain();
@@ -115,9 +100,9 @@ function run(): void {
         }
         ring.release(slot);
       }
-      const batch: PortBatch = { kind: 'batch', data: out.buffer, pairs, groBuffers, truncated, unknownSources };
+      const batch: PortBatch = { data: out.buffer, pairs, groBuffers, truncated, unknownSources };
       sources.finish(batch);
-      post(batch, [out.buffer, pairs.buffer as ArrayBuffer]);
+      port.notify('batch', batch, [out.buffer, pairs.buffer as ArrayBuffer]);
       if (n < data.batch) break;
     }
   }

@@ -17,25 +17,24 @@
  *
  * Receive, in a worker thread (batched-port-worker.ts): Node cannot watch a
  * descriptor it did not open, so the thread blocks in ppoll and posts one
- * message per recvmmsg batch; 'message' listeners get views into it.
+ * 'batch' notification per recvmmsg batch over its src/worker channel;
+ * 'message' listeners get views into it.
  */
 import { EventEmitter } from 'node:events';
-import { Worker } from 'node:worker_threads';
-import { fileURLToPath } from 'node:url';
-import { EngineError, SyscallError } from '../../errors.js';
-
-/** How EngineErrors of the port name its engine. */
-const PORT_ENGINE = "the batched port's receive thread";
+import { EngineError, SluiceError, type EngineFailedError } from '../../errors.js';
 import { RawUdpSocket } from '../../sys/udp-socket.js';
 import { Waker } from '../../sys/poller.js';
 import { NativeRegion } from '../../sys/memory.js';
 import { SendVector } from '../../sys/send-vector.js';
 import { writeSockaddr } from '../../sys/sockaddr.js';
-import { EAGAIN, EINVAL, EIO, EMSGSIZE, ENOBUFS, errnoName } from '../../sys/errno.js';
+import { EAGAIN, ENOBUFS, errnoName } from '../../sys/errno.js';
+import { GSO_MAX_SEGMENT, sendAll, type BatchSendPolicy } from '../../sys/batch-send.js';
 import { MAX_UDP_PAYLOAD, SOCKADDR_SPACE, SOL_SOCKET, SOL_UDP, SO_MARK, UDP_GRO, UIO_MAXIOV } from '../../sys/constants.js';
 import type { BatchedIoProbe } from '../../sys/probe.js';
+import { WorkerChannel } from '../../worker/channel.js';
+import { workerEntry } from '../../worker/spawn.js';
 import { handOver, newPortStats, reportPortError, type DatagramPort, type DatagramTarget, type OpenDatagramPortOptions } from './port.js';
-import { SourceTable, type PortBatch, type PortWorkerData, type PortWorkerReply } from './batched-port-protocol.js';
+import { SourceTable, type PortBatch, type PortNotifications, type PortRequests, type PortWorkerData } from './batched-port-protocol.js';
 
 /** Bytes staged before a flush is forced (address space; touched only as far as used). */
 const STAGE_BYTES = 4 << 20;
@@ -45,8 +44,10 @@ const STAGE_DATAGRAMS = UIO_MAXIOV;
 const MAX_DESTINATIONS = 64;
 /** Messages per recvmmsg in the receive thread (each with a 64 KiB slot). */
 const RECEIVE_BATCH = 64;
-/** Largest segment sent with GSO: a segment must fit the route's MTU, and 1500-byte paths are the common case. */
-const GSO_MAX_SEGMENT: Record<4 | 6, number> = { 4: 1500 - 20 - 8, 6: 1500 - 40 - 8 };
+/** The receive thread, as errors name it. */
+const RECEIVE_THREAD = 'batched port receive thread';
+
+type ReceiveChannel = WorkerChannel<PortRequests, PortNotifications>;
 
 export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
   readonly kind = 'batched' as const;
@@ -54,7 +55,7 @@ export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
   readonly stats = newPortStats();
   readonly #socket: RawUdpSocket;
   readonly #local: { address: string; port: number; family: 'IPv4' | 'IPv6' };
-  readonly #worker: Worker;
+  readonly #channel: ReceiveChannel;
   readonly #waker: Waker;
   readonly #stop: Int32Array;
   /** Segments per GSO message (1: no GSO). */
@@ -89,41 +90,47 @@ export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
   readonly #msgCount = new Int32Array(STAGE_DATAGRAMS);
   /** For resending a refused GSO message's datagrams one by one. */
   readonly #single = new SendVector(1, 1);
+  /** How flush() treats what the kernel refuses (sys/batch-send.ts runs the loop). */
+  readonly #sendPolicy: BatchSendPolicy = {
+    onCall: () => this.stats.sendCalls++,
+    onSent: (at, count) => {
+      for (let m = at; m < at + count; m++) this.#count(m);
+    },
+    // The socket buffer is full: what is left would fail the same way now.
+    onFull: () => 'drop-rest',
+    onGsoRefused: (at) => {
+      if (this.#msgCount[at]! <= 1) return false;
+      // The path cannot take this GSO message (e.g. a segment above its MTU): no GSO from now on.
+      this.#gsoLimit = 1;
+      this.#sendSingly(at);
+      return true;
+    },
+    onRefused: (at, errno, why) => {
+      const st = this.stats;
+      if (why === 'full') st.dropped.queueFull += this.#msgCount[at]!;
+      else st.dropped.sendError += this.#msgCount[at]!;
+      st.lastSendError = errnoName(errno);
+    },
+  };
 
   /** Sources by the receive thread's ids. */
   readonly #sources = new SourceTable();
   #closed = false;
-  /** The receive thread failed (reported once). */
-  #faulted = false;
   #closing: Promise<void> | undefined;
-  #exited: Promise<void>;
 
-  private constructor(socket: RawUdpSocket, worker: Worker, waker: Waker, stop: Int32Array, probe: BatchedIoProbe) {
+  private constructor(socket: RawUdpSocket, channel: ReceiveChannel, waker: Waker, stop: Int32Array, probe: BatchedIoProbe) {
     super();
     this.#socket = socket;
-    this.#worker = worker;
+    this.#channel = channel;
     this.#waker = waker;
     this.#stop = stop;
     this.#gsoLimit = probe.gso ? Math.min(probe.gsoMaxSegments, 128) : 1;
     this.#gsoMaxSegment = GSO_MAX_SEGMENT[socket.family];
     const ep = socket.localEndpoint();
     this.#local = { address: ep.address, port: ep.port, family: ep.family === 4 ? 'IPv4' : 'IPv6' };
-    this.#exited = new Promise((resolve) => worker.once('exit', () => resolve()));
-    worker.on('message', (m: PortWorkerReply) => {
-      if (m.kind === 'batch') this.#deliver(m);
-      else if (m.kind === 'fault')
-        this.#fault(
-          m.error.op && m.error.errno
-            ? new SyscallError(m.error.op, m.error.errno)
-            : new EngineError(PORT_ENGINE, `batched port receive thread: ${m.error.message}`),
-        );
-    });
-    worker.on('error', (e) => this.#fault(new EngineError(PORT_ENGINE, `batched port receive thread failed: ${e.message}`, { cause: e })));
-    // The thread ends only when told to (close); any other exit means nothing is received any more.
-    worker.on('exit', (code) => {
-      if (!this.#faulted && Atomics.load(this.#stop, 0) === 0)
-        this.#fault(new EngineError(PORT_ENGINE, `batched port receive thread exited (code ${code}): the port receives nothing more`));
-    });
+    channel.on('batch', (m) => this.#deliver(m));
+    // The thread ends only when told to (close); any other end means nothing is received any more.
+    channel.on('failed', (e) => this.#fault(receiveThreadError(e, channel.exitCode)));
   }
 
   /** Opens, binds and starts the receive thread; on failure leaves nothing open. */
@@ -131,7 +138,6 @@ export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
     const family = options.family ?? 4;
     const socket = RawUdpSocket.open(family);
     let waker: Waker | undefined;
-    let worker: Worker | undefined;
     try {
       if (options.socketBufferBytes) socket.setBuffers(options.socketBufferBytes);
       if (options.mark) socket.setInt(SOL_SOCKET, SO_MARK, options.mark, 'setsockopt(SO_MARK)');
@@ -145,32 +151,21 @@ export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
           // The probe said yes; a refusal here only costs the coalescing.
         }
       }
-      waker = new Waker();
+      const w = (waker = new Waker());
       const stop = new Int32Array(new SharedArrayBuffer(4));
-      const data: PortWorkerData = { fd: socket.fd, wakeFd: waker.fd, stop, batch: RECEIVE_BATCH, gro };
-      const w = spawnWorker(data);
-      worker = w;
-      await new Promise<void>((resolve, reject) => {
-        const onMessage = (m: PortWorkerReply) => {
-          if (m.kind === 'ready') done(undefined);
-          else if (m.kind === 'fault') done(m.error.op && m.error.errno ? new SyscallError(m.error.op, m.error.errno) : new Error(m.error.message));
-        };
-        const onError = (e: Error) => done(e);
-        const onExit = (code: number) => done(new EngineError(PORT_ENGINE, `batched port receive thread exited (code ${code}) before it was ready`));
-        const done = (e: Error | undefined) => {
-          w.off('message', onMessage);
-          w.off('error', onError);
-          w.off('exit', onExit);
-          if (e) reject(e);
-          else resolve();
-        };
-        w.on('message', onMessage);
-        w.on('error', onError);
-        w.on('exit', onExit);
+      const channel = await WorkerChannel.start<PortRequests, PortNotifications, undefined, PortWorkerData>({
+        spawn: {
+          entry: workerEntry(import.meta.url, './batched-port-worker'),
+          name: 'sluice-tpo-port',
+          workerData: { fd: socket.fd, wakeFd: w.fd, stop, batch: RECEIVE_BATCH, gro },
+        },
+        engine: RECEIVE_THREAD,
+        errorContext: RECEIVE_THREAD,
+        wake: () => w.signal(),
       });
-      return new BatchedDatagramPort(socket, w, waker, stop, probe);
+      return new BatchedDatagramPort(socket, channel, w, stop, probe);
     } catch (e) {
-      if (worker) await worker.terminate();
+      // start() left no thread behind.
       waker?.close();
       socket.close();
       throw e;
@@ -209,7 +204,7 @@ export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
     }
   }
 
-  /** Sends everything staged: one sendmmsg (more only after a partial send or an error). */
+  /** Sends everything staged: one sendmmsg (more only after a partial send or an error; a full socket drops the rest). */
   flush(): void {
     const n = this.#staged;
     if (n === 0) return;
@@ -243,34 +238,7 @@ export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
       messages++;
       a = b;
     }
-    const fd = this.#socket.fd;
-    const st = this.stats;
-    // Each turn sends at least one message or gives one up: at most `messages` turns.
-    for (let start = 0; start < messages;) {
-      const r = vec.send(fd, start);
-      st.sendCalls++;
-      if (r > 0) {
-        for (let m = start; m < start + r; m++) this.#count(m);
-        start += r;
-        continue;
-      }
-      const errno = -r;
-      if (errno === EAGAIN || errno === ENOBUFS) {
-        // The socket buffer is full: what is left would fail the same way now.
-        for (let m = start; m < messages; m++) st.dropped.queueFull += this.#msgCount[m]!;
-        st.lastSendError = errnoName(errno);
-        break;
-      }
-      if (this.#msgCount[start]! > 1 && (errno === EIO || errno === EINVAL || errno === EMSGSIZE)) {
-        // The path cannot take this GSO message (e.g. a segment above its MTU): no GSO from now on.
-        this.#gsoLimit = 1;
-        this.#sendSingly(start);
-      } else {
-        st.dropped.sendError += this.#msgCount[start]!;
-        st.lastSendError = errnoName(errno);
-      }
-      start++;
-    }
+    sendAll(vec, this.#socket.fd, this.#sendPolicy, messages);
     this.#staged = 0;
     this.#stageUsed = 0;
   }
@@ -279,9 +247,7 @@ export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
     this.#closing ??= (async () => {
       this.flush();
       this.#closed = true;
-      Atomics.store(this.#stop, 0, 1);
-      this.#waker.signal();
-      await this.#exited;
+      await this.#channel.close({ stopFlag: this.#stop });
       // Only now: the thread may have been inside recvmmsg on this descriptor.
       this.#waker.close();
       this.#socket.close();
@@ -376,20 +342,18 @@ export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
 
   #fault(e: Error): void {
     if (this.#closed) return;
-    this.#faulted = true;
     reportPortError(this, e);
   }
 }
 
 /**
- * Starts the receive thread from `batched-port-worker.js` next to this
- * module. Run from source (tsx: tests, bench) the entry is the .ts file and
- * Node 20 does not pass tsx's loader to workers, so a bootstrap registers
- * it first (as the batched tier's plane does).
+ * What the port reports when its receive thread stopped on its own: the
+ * thread's own error (a SyscallError, or 'batched port receive thread:
+ * …'), an uncaught one, or its exit.
  */
-function spawnWorker(workerData: PortWorkerData): Worker {
-  const options = { workerData, name: 'sluice-tpo-port' };
-  if (!fileURLToPath(import.meta.url).endsWith('.ts')) return new Worker(new URL('./batched-port-worker.js', import.meta.url), options);
-  const entry = JSON.stringify(new URL('./batched-port-worker.ts', import.meta.url).href);
-  return new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${entry}); });`, { ...options, eval: true });
+function receiveThreadError(e: EngineFailedError, exitCode: number | undefined): SluiceError {
+  const cause = e.cause;
+  if (cause instanceof SluiceError) return cause;
+  if (cause instanceof Error) return new EngineError(RECEIVE_THREAD, `${RECEIVE_THREAD} failed: ${cause.message}`, { cause });
+  return new EngineError(RECEIVE_THREAD, `${RECEIVE_THREAD} exited (code ${exitCode}): the port receives nothing more`);
 }
