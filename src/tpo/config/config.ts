@@ -26,6 +26,7 @@ import { isLoopbackAddress, parseEndpoint, type Endpoint } from '../../wire/endp
 import { parseYamlDocument } from '../../policy/config.js';
 import { describeIssue } from '../../policy/validate.js';
 import { parseSourceRule, type SourceRule } from '../../policy/source-filter.js';
+import { parseBitRateText } from '../../policy/units.js';
 import { compileFlowTable, flowEntrySchema, FlowTableError, type FlowEntry } from './intercept-rules.js';
 
 /** Largest TPO config file, bytes. */
@@ -53,10 +54,9 @@ export function parseBitRate(text: string | number): number {
   let bits: number;
   if (typeof text === 'number') bits = text;
   else {
-    const m = /^(\d+(?:\.\d+)?)\s*([kKmMgG]?)(?:bit\/s|bps)?$/.exec(text.trim());
-    if (!m) throw new Error(`'${text}' is not a bit rate (e.g. 50M, 800k, 2500000)`);
-    const mult = { '': 1, k: 1e3, m: 1e6, g: 1e9 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
-    bits = Number(m[1]) * mult;
+    const parsed = parseBitRateText(text);
+    if (parsed === undefined) throw new Error(`'${text}' is not a bit rate (e.g. 50M, 800k, 2500000)`);
+    bits = parsed;
   }
   if (!Number.isFinite(bits)) throw new Error(`${String(text)} is not a finite bit rate`);
   if (bits < MIN_RATE_BITS)
