@@ -27,7 +27,7 @@ import { parseYamlDocument } from '../../policy/config.js';
 import { describeIssue } from '../../policy/validate.js';
 import { parseSourceRule, type SourceRule } from '../../policy/source-filter.js';
 import { parseBitRateText } from '../../policy/units.js';
-import { compileFlowTable, flowEntrySchema, FlowTableError, type FlowEntry } from './intercept-rules.js';
+import { compileInterceptTable, interceptRuleSchema, FlowTableError, type InterceptRule } from './intercept-rules.js';
 
 /** Largest TPO config file, bytes. */
 export const MAX_TPO_CONFIG_BYTES = 1024 * 1024;
@@ -124,7 +124,7 @@ const peerSchema = z.strictObject({
   initialRate: rate.optional(),
 });
 
-const tableEntrySchema = flowEntrySchema.extend({
+const tableEntrySchema = interceptRuleSchema.extend({
   /** Explicit mode: where this gateway listens for the flow's clients. */
   listen: endpoint.optional(),
   /** Explicit mode: where the far gateway delivers it. */
@@ -184,7 +184,7 @@ export interface PeerConfig {
   readonly initialRateBps?: number;
 }
 
-export interface TableEntry extends FlowEntry {
+export interface TableEntry extends InterceptRule {
   readonly listen?: Endpoint;
   readonly target?: Endpoint;
 }
@@ -288,9 +288,9 @@ export function parseTpoConfig(value: unknown, source = 'config', readKey: (path
         ...(initialRateBps !== undefined ? { initialRateBps } : {}),
       });
   });
-  let entries: FlowEntry[] = [];
+  let entries: InterceptRule[] = [];
   try {
-    entries = compileFlowTable(c.table.map(({ listen: _l, target: _t, ...e }) => e));
+    entries = compileInterceptTable(c.table.map(({ listen: _l, target: _t, ...e }) => e));
   } catch (err) {
     if (!(err instanceof FlowTableError)) throw err;
     issues.push(err.message);
