@@ -1,5 +1,6 @@
 /** Human and machine output for the CLI. Human text goes to stderr except final reports. */
 import type { FlowStats } from '../stats/counters.js';
+import { parseBitRateText } from '../policy/units.js';
 
 /** Exit codes scripts can rely on (documented in README). */
 export const EXIT = {
@@ -97,10 +98,8 @@ export function emitJson(event: string, body: Record<string, unknown>): void {
 
 /** Parses `20M`, `2.5m`, `500k`, `1000000` (bits per second). */
 export function parseBitrate(text: string): number | undefined {
-  const m = /^(\d+(?:\.\d+)?)\s*([kKmMgG]?)(?:bit\/s|bps)?$/.exec(text.trim());
-  if (!m) return undefined;
-  const mult = { '': 1, k: 1e3, m: 1e6, g: 1e9 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
-  const v = Number(m[1]) * mult;
+  const v = parseBitRateText(text);
+  if (v === undefined) return undefined;
   // 400 digits read as Infinity: not a rate; below 1 bit/s would round to 0.
   const bits = Math.round(v);
   return bits >= 1 && Number.isFinite(bits) ? bits : undefined;

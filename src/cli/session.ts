@@ -7,6 +7,7 @@ import { applyReload, type ReloadSummary } from './reload.js';
 import type { FlowPolicy, TierChoice } from '../policy/schema.js';
 import { emitJson, statsLine, statsTable, EXIT } from './output.js';
 import type { EngineFailedError } from '../errors.js';
+import { waitForSignal } from './signals.js';
 
 export interface SessionOptions {
   tier: TierChoice;
@@ -29,18 +30,6 @@ function describe(s: ReloadSummary): string {
   return (
     [part('added', s.added), part('updated', s.updated), part('replaced', s.replaced), part('removed', s.removed)].filter(Boolean).join('; ') || 'no change'
   );
-}
-
-function waitForSignal(): Promise<string> {
-  return new Promise((resolve) => {
-    const onSignal = (sig: NodeJS.Signals) => {
-      // A second signal while stopping means "now": exit without the report.
-      process.once(sig, () => process.exit(128 + (sig === 'SIGINT' ? 2 : 15)));
-      resolve(sig);
-    };
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
-  });
 }
 
 /** Starts every flow; on failure removes those already started. Returns the exit code. */

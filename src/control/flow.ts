@@ -6,7 +6,7 @@
  * same promise (the same final counters) every time. Its name, type,
  * listen address and spec stay readable after it ended (as they last were).
  */
-import type { FlowEntry, PolicyTable } from './policy-table.js';
+import type { RunningFlowRecord, PolicyTable } from './policy-table.js';
 import { endpointKey, formatEndpoint, parseEndpointInput, type Endpoint, type EndpointInput } from '../wire/endpoint.js';
 import type { FlowPolicy, FlowPolicySpec, TierName } from '../policy/schema.js';
 import type { FlowStats } from '../stats/counters.js';
@@ -78,7 +78,7 @@ export class Flow extends TypedEmitter<FlowEvents> {
   /** The flow's end: set once, by remove() or by the Sluice closing; every remove() returns it. */
   #ending: Promise<FlowStats | undefined> | undefined;
   /** The table's entry as last seen: name, listen and spec stay readable after the flow ended. */
-  #last: FlowEntry | undefined;
+  #last: RunningFlowRecord | undefined;
 
   /** @internal Created by Sluice.apply(). */
   constructor(parent: FlowParent) {
@@ -178,7 +178,7 @@ export class Flow extends TypedEmitter<FlowEvents> {
     this.#updated(entry);
   }
 
-  #updated(entry: FlowEntry): void {
+  #updated(entry: RunningFlowRecord): void {
     this.#last = entry;
     this.emit('update', entry.spec);
     this.#observer.emit('update', entry.spec);
@@ -254,7 +254,7 @@ export class Flow extends TypedEmitter<FlowEvents> {
   }
 
   /** The table's entry while the flow runs; after it ended, the last one seen. */
-  #entry(): FlowEntry {
+  #entry(): RunningFlowRecord {
     const e = this.#table.get(this.#id) ?? this.#last;
     if (!e) throw new ClosedError(`flow ${this.#id}`);
     this.#last = e;

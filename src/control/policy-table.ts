@@ -14,7 +14,7 @@ import { parseFlowPolicy } from '../policy/validate.js';
 import type { FlowStats } from '../stats/counters.js';
 import { ConflictError, InvalidArgumentError, PolicyValidationError } from '../errors.js';
 
-export interface FlowEntry {
+export interface RunningFlowRecord {
   readonly id: string;
   /** What the caller last gave us, merged: patches apply to this. */
   readonly input: Readonly<Record<string, unknown>>;
@@ -26,7 +26,7 @@ export interface FlowEntry {
 
 export class PolicyTable {
   readonly #plane: DataPlane;
-  readonly #entries = new Map<string, FlowEntry>();
+  readonly #entries = new Map<string, RunningFlowRecord>();
   #queue: Promise<unknown> = Promise.resolve();
   #nextId = 1;
 
@@ -39,16 +39,16 @@ export class PolicyTable {
     return this.#plane;
   }
 
-  get(id: string): FlowEntry | undefined {
+  get(id: string): RunningFlowRecord | undefined {
     return this.#entries.get(id);
   }
 
-  entries(): FlowEntry[] {
+  entries(): RunningFlowRecord[] {
     return [...this.#entries.values()];
   }
 
   /** Validates, compiles and starts a flow. */
-  add(input: FlowPolicy): Promise<FlowEntry> {
+  add(input: FlowPolicy): Promise<RunningFlowRecord> {
     return this.#serialize(async () => {
       const spec = parseFlowPolicy(input);
       const id = `f${this.#nextId++}`;
@@ -56,7 +56,7 @@ export class PolicyTable {
       this.#checkSet([...this.#entries.values()], { name, where: '', spec });
       const plan = compileFlow(spec, name);
       const { listen } = await this.#plane.addFlow(id, plan);
-      const entry: FlowEntry = { id, input: { ...(input as object) }, spec, plan, listen };
+      const entry: RunningFlowRecord = { id, input: { ...(input as object) }, spec, plan, listen };
       if (spec.listen.port === 0) {
         // Only now is the port known: a running flow's subscriber may be it.
         try {
@@ -75,7 +75,7 @@ export class PolicyTable {
    * Merges `patch` into the flow's policy and applies the result. The type,
    * name and listen address are fixed for the life of a flow.
    */
-  update(id: string, patch: Partial<FlowPolicy> | ((current: Readonly<Record<string, unknown>>) => Record<string, unknown>)): Promise<FlowEntry> {
+  update(id: string, patch: Partial<FlowPolicy> | ((current: Readonly<Record<string, unknown>>) => Record<string, unknown>)): Promise<RunningFlowRecord> {
     return this.#serialize(async () => {
       const entry = this.#entries.get(id);
       if (!entry) throw new InvalidArgumentError(`no flow with id '${id}'`);
@@ -94,7 +94,7 @@ export class PolicyTable {
       );
       const plan = compileFlow(spec, entry.plan.name);
       await this.#plane.updateFlow(id, plan);
-      const next: FlowEntry = { ...entry, input: merged, spec, plan };
+      const next: RunningFlowRecord = { ...entry, input: merged, spec, plan };
       this.#entries.set(id, next);
       return next;
     });
@@ -126,7 +126,7 @@ export class PolicyTable {
    * bind); duplicate subscribers and relay loops, through this host's
    * addresses as they are now, are a PolicyValidationError.
    */
-  #checkSet(others: readonly FlowEntry[], flow: FlowInSet): void {
+  #checkSet(others: readonly RunningFlowRecord[], flow: FlowInSet): void {
     const set: FlowInSet[] = others.map((e) => ({ name: e.plan.name, where: '', spec: e.spec, listen: e.listen }));
     set.push(flow);
     const issues = flowSetIssues(set, localHostAddresses(), set.length - 1);

@@ -24,7 +24,7 @@ import { parseConfigText } from '../../src/policy/config.js';
 import { parseEndpoint, parseEndpointInput } from '../../src/wire/endpoint.js';
 import { parseSourceRule } from '../../src/policy/source-filter.js';
 import { parseBitRate, parseTpoConfig, parseTpoConfigText, TpoConfigError } from '../../src/tpo/config/config.js';
-import { compileFlowTable, FlowTable, FlowTableError } from '../../src/tpo/config/intercept-rules.js';
+import { compileInterceptTable, InterceptTable, FlowTableError } from '../../src/tpo/config/intercept-rules.js';
 import { parseBitrate, parseDuration } from '../../src/cli/output.js';
 import { typedOnly } from './decoder-props.js';
 
@@ -447,16 +447,16 @@ test('TPO flow table: any entries compile or are refused with a FlowTableError; 
       }),
       (entries, key) => {
         const o = typedOnly(
-          () => compileFlowTable(entries),
+          () => compileInterceptTable(entries),
           (e) => e instanceof FlowTableError,
-          'compileFlowTable',
+          'compileInterceptTable',
         );
         if (!o.ok) return;
-        const t = new FlowTable(o.value as ReturnType<typeof compileFlowTable>);
+        const t = new InterceptTable(o.value as ReturnType<typeof compileInterceptTable>);
         typedOnly(
           () => t.lookup(key),
           () => false,
-          'FlowTable.lookup',
+          'InterceptTable.lookup',
         );
       },
     ),

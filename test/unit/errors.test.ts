@@ -28,7 +28,7 @@ import { ControlSocketError } from '../../src/server/control-socket.js';
 import { FileRefusedError, readRegularFile } from '../../src/fs/regular-file.js';
 import { ElfError, parseBpfElf } from '../../src/dataplane/kernel/elf.js';
 import { parseTpoConfigText, TpoConfigError } from '../../src/tpo/config/config.js';
-import { compileFlowTable, FlowTableError } from '../../src/tpo/config/intercept-rules.js';
+import { compileInterceptTable, FlowTableError } from '../../src/tpo/config/intercept-rules.js';
 
 test('every class carries its code, and every code has a class', () => {
   const samples: [SluiceError, SluiceErrorCode][] = [
@@ -88,7 +88,7 @@ test('config, file and eBPF-object errors are SluiceErrors with their old names,
   assert.equal(config.message, `invalid TPO config x.yaml:\n  ${config.issues.join('\n  ')}`);
 
   assert.throws(
-    () => compileFlowTable([{ protocol: 'icmp', dstPort: 80 }]),
+    () => compileInterceptTable([{ protocol: 'icmp', dstPort: 80 }]),
     (e: unknown) =>
       e instanceof FlowTableError &&
       e instanceof ConfigError &&

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseBitRate, parseTpoConfig, parseTpoConfigText, TpoConfigError } from '../../src/tpo/config/config.js';
-import { FlowTable, FlowTableError, compileFlowTable } from '../../src/tpo/config/intercept-rules.js';
+import { InterceptTable, FlowTableError, compileInterceptTable } from '../../src/tpo/config/intercept-rules.js';
 import { RouteTable } from '../../src/tpo/gateway/routes.js';
 
 const KEY = 'ab'.repeat(32);
@@ -78,7 +78,7 @@ test('bit rates', () => {
 });
 
 test('flow table: first match wins; prefixes and port ranges; no match leaves the flow alone', () => {
-  const t = FlowTable.compile([
+  const t = InterceptTable.compile([
     { name: 'web', protocol: 'tcp', dst: '10.2.0.0/16', dstPort: '80-443' },
     { name: 'any-tcp-10.2', protocol: 'tcp', dst: '10.2.0.0/16' },
     { name: 'dns', protocol: 'udp', dstPort: 53, src: '192.168.0.0/24' },
@@ -91,11 +91,11 @@ test('flow table: first match wins; prefixes and port ranges; no match leaves th
   assert.equal(k('udp', '192.168.0.5', '8.8.8.8', 53), 'dns');
   assert.equal(k('udp', '192.168.1.5', '8.8.8.8', 53), undefined, 'source outside the prefix');
   assert.equal(k('tcp', '2001:db9::1', '2001:db8::1', 22), 'v6');
-  assert.throws(() => compileFlowTable([{ protocol: 'tcp', src: '10.0.0.0/8', dst: '2001:db8::/32' }]), FlowTableError);
+  assert.throws(() => compileInterceptTable([{ protocol: 'tcp', src: '10.0.0.0/8', dst: '2001:db8::/32' }]), FlowTableError);
 });
 
 test('route table: an entry naming peers wins; else longest prefix; one peer is the default', () => {
-  const entry = (peers: string[] = []) => compileFlowTable([{ protocol: 'tcp', peers }])[0]!;
+  const entry = (peers: string[] = []) => compileInterceptTable([{ protocol: 'tcp', peers }])[0]!;
   const routes = new RouteTable(
     [
       { dst: { family: 4, address: '10.0.0.0', prefix: 8 }, peer: 'wide' },

@@ -17,7 +17,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compileFlowTable } from '../../src/tpo/config/intercept-rules.js';
+import { compileInterceptTable } from '../../src/tpo/config/intercept-rules.js';
 import {
   NFPROTO_INET,
   NFT_CMP_EQ,
@@ -58,7 +58,7 @@ const rule = (chain: string, exprs: Parameters<typeof newRule>[5]): string => bo
 test('rule messages match nft byte for byte', () => {
   assert.equal(rule('c', [metaLoad(NFT_META_MARK), cmp(NFT_CMP_EQ, ne32(0x1234)), verdict(NF_ACCEPT)]), NFT_1_0_6.ownMark);
   assert.equal(rule('c', [fibDaddrType(), cmp(NFT_CMP_EQ, ne32(RTN_LOCAL)), verdict(NF_ACCEPT)]), NFT_1_0_6.localDst);
-  const [tcp, udp] = compileFlowTable([
+  const [tcp, udp] = compileInterceptTable([
     { protocol: 'tcp', dst: '10.16.0.0/12', dstPort: '8000-8099' },
     { protocol: 'udp', srcPort: 53 },
   ]);
@@ -70,7 +70,7 @@ test('rule messages match nft byte for byte', () => {
 });
 
 test('plan: per-protocol chains in table order, terminal verdict per entry, self-exclusion first', () => {
-  const table = compileFlowTable([
+  const table = compileInterceptTable([
     { name: 'a', protocol: 'tcp', dstPort: 80 },
     { name: 'u1', protocol: 'udp', dst: '10.0.0.0/8' },
     { name: 'b', protocol: 'tcp', dst: '10.0.0.0/8' },
@@ -112,7 +112,7 @@ test('plan: per-protocol chains in table order, terminal verdict per entry, self
 
 test('install batch: begin, table (owner), chains, rules, end; each change acknowledged', () => {
   let seq = 100;
-  const table = compileFlowTable([{ protocol: 'tcp', dstPort: 80 }]);
+  const table = compileInterceptTable([{ protocol: 'tcp', dstPort: 80 }]);
   const chains = planRules(table, { table: 'sluice_tpo_a', hooks: { prerouting: true, output: false }, ownMark: 7, tproxyMark: 8, ports: new Map([[0, 999]]) });
   const b = encodeInstall('sluice_tpo_a', chains, () => seq++);
   const types: number[] = [];
@@ -166,7 +166,7 @@ test('ACK parser: acks, the first error, and malformed input never throw', () =>
 });
 
 test('ICMP entries are refused in transparent mode before anything is installed', async () => {
-  const table = compileFlowTable([{ name: 'ping', protocol: 'icmp', dst: '10.0.0.0/8' }]);
+  const table = compileInterceptTable([{ name: 'ping', protocol: 'icmp', dst: '10.0.0.0/8' }]);
   await assert.rejects(startTransparentInterception({ table, instance: 'x', hooks: { prerouting: true, output: false }, mark: 1 }), (err: unknown) => {
     assert.ok(err instanceof NotSupportedError);
     assert.match(err.message, /ping.*not supported in transparent mode/s);

@@ -18,8 +18,8 @@ import { WorkerChannel } from '../../worker/channel.js';
 import { workerEntry } from '../../worker/spawn.js';
 import { D, F, destinationSnapshot, flowDrops, newDestinationCounters, newFlowCounters } from './shared-counters.js';
 import type { BatchedNotifications, BatchedRequests, DestinationBinding, EngineOptions, FlowOptions, WorkerData } from './protocol.js';
+import { DEFAULT_SOCKET_BUFFER } from '../defaults.js';
 
-const DEFAULT_SOCKET_BUFFER = 4 * 1024 * 1024;
 export const DEFAULT_HOLD_MS = 1;
 const DEFAULT_BATCH = 64;
 /** 256 × 64 KiB of address space; resident only where datagrams land. */

@@ -8,9 +8,7 @@ import type { FlowStats } from '../../stats/counters.js';
 import { InvalidArgumentError } from '../../errors.js';
 import { PortableFlow } from './portable-flow.js';
 import { OwnSockets } from '../own-sockets.js';
-
-/** 4 MiB asks for room to absorb bursts; Linux caps it at net.core.rmem_max/wmem_max. */
-const DEFAULT_SOCKET_BUFFER = 4 * 1024 * 1024;
+import { DEFAULT_SOCKET_BUFFER } from '../defaults.js';
 
 export class PortablePlane implements DataPlane {
   readonly tier = 'portable' as const;

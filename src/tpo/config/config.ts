@@ -26,7 +26,8 @@ import { isLoopbackAddress, parseEndpoint, type Endpoint } from '../../wire/endp
 import { parseYamlDocument } from '../../policy/config.js';
 import { describeIssue } from '../../policy/validate.js';
 import { parseSourceRule, type SourceRule } from '../../policy/source-filter.js';
-import { compileFlowTable, flowEntrySchema, FlowTableError, type FlowEntry } from './intercept-rules.js';
+import { parseBitRateText } from '../../policy/units.js';
+import { compileInterceptTable, interceptRuleSchema, FlowTableError, type InterceptRule } from './intercept-rules.js';
 
 /** Largest TPO config file, bytes. */
 export const MAX_TPO_CONFIG_BYTES = 1024 * 1024;
@@ -53,10 +54,9 @@ export function parseBitRate(text: string | number): number {
   let bits: number;
   if (typeof text === 'number') bits = text;
   else {
-    const m = /^(\d+(?:\.\d+)?)\s*([kKmMgG]?)(?:bit\/s|bps)?$/.exec(text.trim());
-    if (!m) throw new Error(`'${text}' is not a bit rate (e.g. 50M, 800k, 2500000)`);
-    const mult = { '': 1, k: 1e3, m: 1e6, g: 1e9 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
-    bits = Number(m[1]) * mult;
+    const parsed = parseBitRateText(text);
+    if (parsed === undefined) throw new Error(`'${text}' is not a bit rate (e.g. 50M, 800k, 2500000)`);
+    bits = parsed;
   }
   if (!Number.isFinite(bits)) throw new Error(`${String(text)} is not a finite bit rate`);
   if (bits < MIN_RATE_BITS)
@@ -124,7 +124,7 @@ const peerSchema = z.strictObject({
   initialRate: rate.optional(),
 });
 
-const tableEntrySchema = flowEntrySchema.extend({
+const tableEntrySchema = interceptRuleSchema.extend({
   /** Explicit mode: where this gateway listens for the flow's clients. */
   listen: endpoint.optional(),
   /** Explicit mode: where the far gateway delivers it. */
@@ -184,7 +184,7 @@ export interface PeerConfig {
   readonly initialRateBps?: number;
 }
 
-export interface TableEntry extends FlowEntry {
+export interface TableEntry extends InterceptRule {
   readonly listen?: Endpoint;
   readonly target?: Endpoint;
 }
@@ -288,9 +288,9 @@ export function parseTpoConfig(value: unknown, source = 'config', readKey: (path
         ...(initialRateBps !== undefined ? { initialRateBps } : {}),
       });
   });
-  let entries: FlowEntry[] = [];
+  let entries: InterceptRule[] = [];
   try {
-    entries = compileFlowTable(c.table.map(({ listen: _l, target: _t, ...e }) => e));
+    entries = compileInterceptTable(c.table.map(({ listen: _l, target: _t, ...e }) => e));
   } catch (err) {
     if (!(err instanceof FlowTableError)) throw err;
     issues.push(err.message);

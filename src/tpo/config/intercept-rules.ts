@@ -18,7 +18,7 @@ export interface PortRange {
 }
 
 /** One compiled table entry. Absent fields match anything. */
-export interface FlowEntry {
+export interface InterceptRule {
   /** Position in the table (0 first), and a name for status output. */
   readonly index: number;
   readonly name: string;
@@ -44,7 +44,7 @@ export interface FlowKey {
 
 const portRange = z.union([z.number().int().min(0).max(65535), z.string().regex(/^\d{1,5}(-\d{1,5})?$/, 'a port or LO-HI')]);
 
-export const flowEntrySchema = z.strictObject({
+export const interceptRuleSchema = z.strictObject({
   name: z.string().min(1).max(64).optional(),
   protocol: z.enum(['tcp', 'udp', 'icmp']),
   src: z.string().optional().describe('source ADDRESS or ADDRESS/PREFIX'),
@@ -71,9 +71,9 @@ export class FlowTableError extends ConfigError {
 }
 
 /** Compiles table entries (as in the config file) in order; throws FlowTableError naming the entry. */
-export function compileFlowTable(inputs: readonly unknown[]): FlowEntry[] {
+export function compileInterceptTable(inputs: readonly unknown[]): InterceptRule[] {
   return inputs.map((raw, index) => {
-    const parsed = flowEntrySchema.safeParse(raw);
+    const parsed = interceptRuleSchema.safeParse(raw);
     const where = `table[${index}]`;
     if (!parsed.success) throw new FlowTableError(`${where}: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'entry'}: ${i.message}`).join('; ')}`);
     const e = parsed.data;
@@ -104,11 +104,11 @@ export function compileFlowTable(inputs: readonly unknown[]): FlowEntry[] {
 }
 
 /** The table as a first-match lookup. */
-export class FlowTable {
-  readonly entries: readonly FlowEntry[];
+export class InterceptTable {
+  readonly entries: readonly InterceptRule[];
   readonly #matchers: ((k: FlowKey) => boolean)[];
 
-  constructor(entries: readonly FlowEntry[]) {
+  constructor(entries: readonly InterceptRule[]) {
     this.entries = entries;
     this.#matchers = entries.map((e) => {
       const src = e.src ? createSourceMatcher({ any: false, rules: [e.src] }) : undefined;
@@ -122,12 +122,12 @@ export class FlowTable {
     });
   }
 
-  static compile(inputs: readonly unknown[]): FlowTable {
-    return new FlowTable(compileFlowTable(inputs));
+  static compile(inputs: readonly unknown[]): InterceptTable {
+    return new InterceptTable(compileInterceptTable(inputs));
   }
 
   /** The first entry matching the flow, or undefined (leave it alone). */
-  lookup(key: FlowKey): FlowEntry | undefined {
+  lookup(key: FlowKey): InterceptRule | undefined {
     for (let i = 0; i < this.#matchers.length; i++) if (this.#matchers[i]!(key)) return this.entries[i];
     return undefined;
   }

@@ -7,7 +7,7 @@
  */
 import { createSourceMatcher, type SourceRule } from '../../policy/source-filter.js';
 import type { RouteConfig } from '../config/config.js';
-import type { FlowEntry } from '../config/intercept-rules.js';
+import type { InterceptRule } from '../config/intercept-rules.js';
 
 export type RouteChoice = { ok: true; peers: readonly string[] } | { ok: false; reason: string };
 
@@ -24,7 +24,7 @@ export class RouteTable {
   }
 
   /** The peers a flow to `dst` that matched `entry` goes to. */
-  choose(entry: FlowEntry, dst: string): RouteChoice {
+  choose(entry: InterceptRule, dst: string): RouteChoice {
     if (entry.peers.length) return { ok: true, peers: entry.peers };
     for (const r of this.#routes) if (r.match(dst)) return { ok: true, peers: [r.peer] };
     if (this.#defaultPeer) return { ok: true, peers: [this.#defaultPeer] };

@@ -9,7 +9,7 @@
  * address).
  */
 import { EventEmitter } from 'node:events';
-import type { FlowEntry } from '../config/intercept-rules.js';
+import type { InterceptRule } from '../config/intercept-rules.js';
 import { startTransparentInterception, type TransparentInterceptor } from '../intercept/tproxy-interceptor.js';
 import { resetSocket, type Interception, type TcpIntercepted, type UdpIntercepted } from '../intercept/interception.js';
 
@@ -17,7 +17,7 @@ import { resetSocket, type Interception, type TcpIntercepted, type UdpIntercepte
 export const DEFAULT_MARK = 0x534c0001;
 
 export interface TransparentInterceptionOptions {
-  readonly table: readonly FlowEntry[];
+  readonly table: readonly InterceptRule[];
   readonly instance: string;
   readonly hooks: readonly ('prerouting' | 'output')[];
   readonly mark: number;

@@ -20,7 +20,7 @@ import net from 'node:net';
 import { unmapAddress, type Endpoint } from '../../wire/endpoint.js';
 import { fromNodeError } from '../../errors.js';
 import type { TableEntry } from '../config/config.js';
-import { FlowTable } from '../config/intercept-rules.js';
+import { InterceptTable } from '../config/intercept-rules.js';
 import { resetSocket, type HostPort, type Interception, type TcpIntercepted, type UdpIntercepted } from './interception.js';
 
 export class ExplicitInterception extends EventEmitter implements Interception {
@@ -65,7 +65,7 @@ export class ExplicitInterception extends EventEmitter implements Interception {
     const target = entry.target!;
     const dst: HostPort = { address: target.address, port: target.port };
     // The entry's own source constraints (src prefix, source ports) decide who may use it.
-    const allowed = new FlowTable([entry]);
+    const allowed = new InterceptTable([entry]);
     if (entry.protocol === 'tcp') {
       const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
         this.#sockets.add(socket);

@@ -6,7 +6,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import type net from 'node:net';
-import type { FlowEntry } from '../config/intercept-rules.js';
+import type { InterceptRule } from '../config/intercept-rules.js';
 
 /** One end of an intercepted flow: an IP address (either family) and a port. */
 export interface HostPort {
@@ -16,13 +16,13 @@ export interface HostPort {
 
 export interface TcpIntercepted {
   readonly socket: net.Socket;
-  readonly entry: FlowEntry;
+  readonly entry: InterceptRule;
   readonly src: HostPort;
   readonly dst: HostPort;
 }
 
 export interface UdpIntercepted {
-  readonly entry: FlowEntry;
+  readonly entry: InterceptRule;
   readonly src: HostPort;
   readonly dst: HostPort;
   readonly data: Uint8Array;

@@ -32,7 +32,7 @@
  * not "routed through" and is never intercepted).
  */
 import { isIP } from 'node:net';
-import type { FlowEntry, PortRange } from '../config/intercept-rules.js';
+import type { InterceptRule, PortRange } from '../config/intercept-rules.js';
 import type { SourceRule } from '../../policy/source-filter.js';
 import { ipv4ToInt, ipv6Bytes } from '../../wire/ip-address.js';
 import { concatBytes, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, be16, ne32, u8 } from '../../sys/nlattr.js';
@@ -110,7 +110,7 @@ export interface ChainPlan {
 const PROTO = { tcp: 6, udp: 17 } as const;
 
 /** meta l4proto, prefixes, ports: the match part of an entry's rule. */
-export function entryMatch(e: FlowEntry): Expr[] {
+export function entryMatch(e: InterceptRule): Expr[] {
   if (e.protocol === 'icmp') throw new RangeError(`entry ${e.name}: ICMP has no transparent rule`);
   const out: Expr[] = [metaLoad(NFT_META_L4PROTO), cmp(NFT_CMP_EQ, u8(PROTO[e.protocol]))];
   const family = e.src?.family ?? e.dst?.family;
@@ -164,7 +164,7 @@ export function portMatch(p: PortRange, offset: 0 | 2): Expr[] {
  * without prefixes matches both): meta l4proto icmp/icmpv6, the prefixes,
  * and the type byte (8 echo request, 128 for ICMPv6).
  */
-export function icmpEchoMatches(e: FlowEntry): Expr[][] {
+export function icmpEchoMatches(e: InterceptRule): Expr[][] {
   const family = e.src?.family ?? e.dst?.family;
   const families: (4 | 6)[] = family ? [family] : [4, 6];
   return families.map((f) => [
@@ -188,9 +188,9 @@ function selfExclusion(ownMark: number): { label: string; exprs: Expr[] }[] {
 }
 
 /** The chains and rules for `entries` (TCP and UDP only; ICMP entries are the caller's to refuse). */
-export function planRules(entries: readonly FlowEntry[], o: RulePlanOptions): ChainPlan[] {
+export function planRules(entries: readonly InterceptRule[], o: RulePlanOptions): ChainPlan[] {
   if (o.ownMark === o.tproxyMark) throw new RangeError(`the own mark and the tproxy mark must differ (both ${o.ownMark})`);
-  const port = (e: FlowEntry): number => {
+  const port = (e: InterceptRule): number => {
     const p = o.ports.get(e.index);
     if (p === undefined || !(p > 0 && p < 65536)) throw new RangeError(`entry ${e.name}: no listener port`);
     return p;

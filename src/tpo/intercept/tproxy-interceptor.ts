@@ -30,7 +30,7 @@ import { EventEmitter } from 'node:events';
 import type net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-import type { FlowEntry } from '../config/intercept-rules.js';
+import type { InterceptRule } from '../config/intercept-rules.js';
 import type { Endpoint } from '../../wire/endpoint.js';
 import { ConflictError, EngineError, NotSupportedError, SyscallError, SluiceError } from '../../errors.js';
 import { NetlinkSocket } from '../../sys/nlsocket.js';
@@ -46,7 +46,7 @@ import { cleanupStale, deleteTable, tproxyRoutingFor } from './tproxy-state.js';
 import { openTcpListener, openUdpListeners, type TcpListener, type UdpListener } from './tproxy-listeners.js';
 
 export interface TransparentOptions {
-  readonly table: readonly FlowEntry[];
+  readonly table: readonly InterceptRule[];
   /** Names the nf_tables table (`sluice_tpo_<instance>`): 1-32 of [a-z0-9_]. */
   readonly instance: string;
   /** prerouting: traffic routed through this host; output: traffic this host originates. */
@@ -70,7 +70,7 @@ export interface TransparentOptions {
 }
 
 export interface TcpInfo {
-  readonly entry: FlowEntry;
+  readonly entry: InterceptRule;
   /** The client. */
   readonly src: Endpoint;
   /** The destination the client connected to (before REDIRECT). */
@@ -78,7 +78,7 @@ export interface TcpInfo {
 }
 
 export interface InterceptedDatagram {
-  readonly entry: FlowEntry;
+  readonly entry: InterceptRule;
   readonly src: Endpoint;
   /** The destination the client sent to (before TPROXY). */
   readonly dst: Endpoint;
@@ -134,7 +134,7 @@ export class TransparentInterceptor extends EventEmitter<TransparentInterceptorE
   }
 
   /** @internal */
-  async start(entries: readonly FlowEntry[]): Promise<void> {
+  async start(entries: readonly InterceptRule[]): Promise<void> {
     // The crash case first: a predecessor's routing (and table, if it outlived it).
     cleanupStale(this.#opts.instance, this.#opts.tproxy);
     for (const e of entries) {
@@ -173,7 +173,7 @@ export class TransparentInterceptor extends EventEmitter<TransparentInterceptorE
     }
   }
 
-  async #openTcp(e: FlowEntry): Promise<void> {
+  async #openTcp(e: InterceptRule): Promise<void> {
     const { servers, port } = await openTcpListener(
       e,
       this.notes,
@@ -184,13 +184,13 @@ export class TransparentInterceptor extends EventEmitter<TransparentInterceptorE
     this.ports.set(e.index, port);
   }
 
-  #openUdp(e: FlowEntry): void {
+  #openUdp(e: InterceptRule): void {
     const { listeners, port } = openUdpListeners(e, this.#opts.mark, this.notes);
     this.#udp.push(...listeners);
     this.ports.set(e.index, port);
   }
 
-  #onTcp(entry: FlowEntry, s: net.Socket): void {
+  #onTcp(entry: InterceptRule, s: net.Socket): void {
     const family = s.remoteFamily === 'IPv6' ? 6 : 4;
     let dst: Endpoint;
     try {

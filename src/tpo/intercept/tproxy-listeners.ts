@@ -6,14 +6,14 @@
  * host without IPv6 keeps the IPv4 half and says so in the notes.
  */
 import net from 'node:net';
-import type { FlowEntry } from '../config/intercept-rules.js';
+import type { InterceptRule } from '../config/intercept-rules.js';
 import type { Endpoint } from '../../wire/endpoint.js';
 import { SyscallError, fromNodeError } from '../../errors.js';
 import type { RawUdpSocket } from '../../sys/udp-socket.js';
 import { openTransparentUdp } from '../../sys/transparent-udp.js';
 
 /** Entries of each protocol that get a listener, and the families they need. */
-function familiesOf(e: FlowEntry): (4 | 6)[] {
+function familiesOf(e: InterceptRule): (4 | 6)[] {
   const f = e.src?.family ?? e.dst?.family;
   return f === undefined ? [4, 6] : [f];
 }
@@ -34,12 +34,12 @@ function listenTcp(host: string, port: number, ipv6Only: boolean): Promise<net.S
 }
 
 export interface TcpListener {
-  readonly entry: FlowEntry;
+  readonly entry: InterceptRule;
   readonly servers: net.Server[];
 }
 
 export interface UdpListener {
-  readonly entry: FlowEntry;
+  readonly entry: InterceptRule;
   readonly socket: RawUdpSocket;
   readonly bound: Endpoint;
 }
@@ -51,7 +51,7 @@ export interface UdpListener {
  * What start chose to do without failing goes to `notes`.
  */
 export async function openTcpListener(
-  e: FlowEntry,
+  e: InterceptRule,
   notes: string[],
   onConnection: (s: net.Socket) => void,
   onAcceptError: () => void,
@@ -93,7 +93,7 @@ export async function openTcpListener(
 }
 
 /** Entry `e`'s transparent UDP sockets: one per family it needs, on one port number, each marked `mark`. */
-export function openUdpListeners(e: FlowEntry, mark: number, notes: string[]): { readonly listeners: UdpListener[]; readonly port: number } {
+export function openUdpListeners(e: InterceptRule, mark: number, notes: string[]): { readonly listeners: UdpListener[]; readonly port: number } {
   const families = familiesOf(e);
   let lastErr: unknown;
   for (let attempt = 0; attempt < PORT_ATTEMPTS; attempt++) {
