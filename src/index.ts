@@ -2,17 +2,9 @@
  * Public surface of the `sluice` package. Anything not exported here is
  * internal and may change without notice.
  */
-export {
-  Sluice,
-  type SluiceEvents,
-  type SluiceObserverEvents,
-  type SluiceOptions,
-  type SendEngineName,
-  type AggregateInput,
-  type WriteEntryInput,
-  type WriteOptions,
-} from './control/sluice.js';
-export type { AggregateResult, MessageOutcome, WriteResult, WriteDestination, Percentiles, StreamCounters } from './sender/results.js';
+export { Sluice, type SluiceEvents, type SluiceObserverEvents, type SluiceOptions } from './control/sluice.js';
+export { Sender, type AggregateInput, type WriteEntryInput, type WriteOptions } from './control/sender.js';
+export type { AggregateResult, MessageOutcome, WriteResult, WriteDestination, Percentiles, StreamCounters, SendLabel } from './sender/results.js';
 export {
   StreamScheduler,
   streamTickMs,
@@ -66,6 +58,7 @@ export type {
   ConfigSpec,
   TierName,
   TierChoice,
+  SendEngineName,
 } from './policy/schema.js';
 export { TIER_NAMES, MAX_UDP_PAYLOAD } from './policy/schema.js';
 export { parsePolicy, parseFlowPolicy, parseAggregate, parseSegment, parseConfig } from './policy/validate.js';
@@ -73,8 +66,8 @@ export { parseConfigText, type LoadedConfig } from './policy/config.js';
 export { parseEndpoint, formatEndpoint, type Endpoint } from './wire/endpoint.js';
 export { planSchedule, type SchedulePlan } from './policy/schedule.js';
 export { planSegments, type PlannedSegment } from './policy/segment-plan.js';
-export { probeTiers, type FlowDetail, type BatchedFlowDetail, type KernelFlowDetail } from './dataplane/select.js';
-export type { TierProbe } from './dataplane/types.js';
+export { probeTiers, type FlowDetail, type BatchedFlowDetail, type KernelFlowDetail } from './dataplane/tiers.js';
+export type { TierProbe } from './dataplane/common/types.js';
 export {
   FLOW_DROP_REASONS,
   DESTINATION_DROP_REASONS,
@@ -82,4 +75,4 @@ export {
   type DestinationStats,
   type FlowDropReason,
   type DestinationDropReason,
-} from './stats/counters.js';
+} from './dataplane/common/counters.js';

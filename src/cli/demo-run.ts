@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Sluice } from '../control/sluice.js';
 import type { Flow } from '../control/flow.js';
 import type { TierName } from '../policy/schema.js';
-import type { FlowStats } from '../stats/counters.js';
+import type { FlowStats } from '../dataplane/common/counters.js';
 import { SyntheticTsStream } from '../media/ts-synth.js';
 import { TsContinuityChecker } from '../media/ts-checker.js';
 

@@ -1,5 +1,5 @@
 /** `sluice demo`: runs the stream demo and prints live lines and a summary. */
-import { probeTiers } from '../dataplane/select.js';
+import { probeTiers } from '../dataplane/tiers.js';
 import { Sluice } from '../control/sluice.js';
 import { NotSupportedError } from '../errors.js';
 import { TIER_NAMES, type TierName } from '../policy/schema.js';

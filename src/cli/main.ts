@@ -10,7 +10,7 @@ import { readInputText } from './input.js';
 import { localHostAddresses } from '../control/host-addresses.js';
 import { parseFlowPolicy } from '../policy/validate.js';
 import { MAX_UDP_PAYLOAD, TIER_NAMES, type FlowPolicy, type TierChoice } from '../policy/schema.js';
-import { probeTiers } from '../dataplane/select.js';
+import { probeTiers } from '../dataplane/tiers.js';
 import { NotSupportedError, PolicyValidationError, SluiceError } from '../errors.js';
 import { runTpo, runStatus } from './tpo.js';
 import { EXIT, parseBitrate, parseDuration, table, emitJson, exitAfterOutput } from './output.js';

@@ -1,5 +1,5 @@
 /** Human and machine output for the CLI. Human text goes to stderr except final reports. */
-import type { FlowStats } from '../stats/counters.js';
+import type { FlowStats } from '../dataplane/common/counters.js';
 import { parseBitRateText } from '../policy/units.js';
 
 /** Exit codes scripts can rely on (documented in README). */

@@ -11,7 +11,7 @@
  *                   { "to": "udp://127.0.0.1:6001", "hex": "0102ff" } ] }
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { Sluice, type AggregateInput } from '../control/sluice.js';
+import { Sender, type AggregateInput } from '../control/sender.js';
 import { PolicyValidationError } from '../errors.js';
 import { MAX_AGGREGATE_MESSAGES, MAX_BATCH_BYTES, MAX_UDP_PAYLOAD, type TierChoice } from '../policy/schema.js';
 import { FileRefusedError, readRegularFile } from '../fs/regular-file.js';
@@ -127,16 +127,9 @@ export async function aggregateFromJson(text: string, baseDir: string, opts: Agg
   }
 }
 
-/**
- * One-shot sends never need the kernel tier (its send engine is the
- * batched one), and opening it would load and attach eBPF programs just to
- * send: `auto` and `kernel` mean batched where available, else portable.
- */
-async function sendTier(choice: TierChoice): Promise<TierChoice> {
-  if (choice !== 'auto' && choice !== 'kernel') return choice;
-  const { probeTiers } = await import('../dataplane/select.js');
-  const batched = (await probeTiers()).find((p) => p.tier === 'batched');
-  return batched?.available ? 'batched' : 'portable';
+/** `batched engine` or, when the tier has no engine of its own, `batched engine (tier kernel)`: output names what ran. */
+function engineText(r: { engine: string; tier: string }): string {
+  return r.engine === r.tier ? `${r.engine} engine` : `${r.engine} engine (tier ${r.tier})`;
 }
 
 /**
@@ -157,12 +150,13 @@ export async function runSendAggregate(opts: { file: string; tier: TierChoice; j
     if (err instanceof PolicyValidationError) throw new PolicyValidationError(err.issues, what);
     throw err;
   }
-  const sluice = await Sluice.open({ tier: await sendTier(opts.tier) });
+  // A Sender, not a Sluice: sending needs no data plane (no eBPF loaded for --tier kernel).
+  const sender = await Sender.open({ tier: opts.tier });
   let r: AggregateResult;
   try {
-    r = await sluice.sendAggregate(aggregate);
+    r = await sender.sendAggregate(aggregate);
   } finally {
-    await sluice.close();
+    await sender.close();
   }
   if (opts.json) emitJson('aggregate', { ...r });
   else {
@@ -182,7 +176,7 @@ export async function runSendAggregate(opts: { file: string; tier: TierChoice; j
       )}\n`,
     );
     process.stdout.write(
-      `${r.engine} engine: ${r.sent} sent, ${r.late} late, ${r.dropped} dropped in ${f(r.elapsedMs)} ms; lateness p50 ${f(r.lateness.p50)} / p99 ${f(r.lateness.p99)} / max ${f(r.lateness.max)} ms${r.sendCalls !== undefined ? `; ${r.sendCalls} send call(s)` : ''}\n`,
+      `${engineText(r)}: ${r.sent} sent, ${r.late} late, ${r.dropped} dropped in ${f(r.elapsedMs)} ms; lateness p50 ${f(r.lateness.p50)} / p99 ${f(r.lateness.p99)} / max ${f(r.lateness.max)} ms${r.sendCalls !== undefined ? `; ${r.sendCalls} send call(s)` : ''}\n`,
     );
   }
   return r.dropped === 0 ? EXIT.OK : EXIT.FAILURE;
@@ -199,16 +193,16 @@ export async function runWrite(opts: {
 }): Promise<number> {
   const data = readWriteFile(opts.file, opts.to.length, opts.bitrate !== undefined);
   if (opts.bitrate !== undefined) return writeAtBitrate(data, { ...opts, bitrate: opts.bitrate });
-  const sluice = await Sluice.open({ tier: await sendTier(opts.tier) });
+  const sender = await Sender.open({ tier: opts.tier });
   let r: WriteResult;
   try {
     // Every destination gets the same bytes: one buffer, no copies.
-    r = await sluice.write(
+    r = await sender.write(
       opts.to.map((to) => ({ to, data })),
       { packetSize: opts.packetSize, burst: opts.burst },
     );
   } finally {
-    await sluice.close();
+    await sender.close();
   }
   if (opts.json) emitJson('write', { ...r });
   else {
@@ -218,7 +212,7 @@ export async function runWrite(opts: {
         r.destinations.map((d) => [d.to, String(d.packets), String(d.bytes), d.lastError ? `${d.errors} (${d.lastError})` : String(d.errors)]),
       )}\n`,
     );
-    process.stdout.write(`${r.engine} engine: ${r.sent} of ${r.packets} packets, ${r.bytes} bytes in ${r.elapsedMs.toFixed(1)} ms\n`);
+    process.stdout.write(`${engineText(r)}: ${r.sent} of ${r.packets} packets, ${r.bytes} bytes in ${r.elapsedMs.toFixed(1)} ms\n`);
   }
   return r.errors === 0 ? EXIT.OK : EXIT.FAILURE;
 }
@@ -266,9 +260,8 @@ async function writeAtBitrate(
   opts: { to: string[]; packetSize: number; burst: number; bitrate: number; tier: TierChoice; json: boolean },
 ): Promise<number> {
   if (opts.to.length === 0) throw new PolicyValidationError([{ path: '--to', message: 'give at least one destination' }], 'invalid write');
-  const sluice = await Sluice.open({ tier: await sendTier(opts.tier) });
-  // One-shot sends run on the batched engine on the batched and kernel tiers.
-  const engine = sluice.tier === 'portable' ? 'portable' : 'batched';
+  const sender = await Sender.open({ tier: opts.tier });
+  const { engine, tier } = sender;
   let finals: StreamStats[];
   let sched: StreamScheduler;
   let totals: SchedulerStats;
@@ -276,9 +269,9 @@ async function writeAtBitrate(
   try {
     // An empty write first (no packet): it starts the batched engine's send
     // worker, so that its start-up does not make the streams' first ticks late.
-    if (engine === 'batched') await sluice.write([{ to: opts.to[0]!, data: new Uint8Array(0) }]).catch(() => undefined);
+    if (engine === 'batched') await sender.write([{ to: opts.to[0]!, data: new Uint8Array(0) }]).catch(() => undefined);
     t0 = performance.now();
-    sched = sluice.streams({ packetSize: opts.packetSize, burst: opts.burst });
+    sched = sender.streams({ packetSize: opts.packetSize, burst: opts.burst });
     try {
       const handles = opts.to.map((to, i) => {
         try {
@@ -297,7 +290,7 @@ async function writeAtBitrate(
     }
     if (sched.error) throw sched.error;
   } finally {
-    await sluice.close();
+    await sender.close();
   }
   const elapsedMs = performance.now() - t0;
   const packets = opts.to.length * Math.ceil(data.byteLength / opts.packetSize);
@@ -319,6 +312,7 @@ async function writeAtBitrate(
   if (opts.json) {
     emitJson('write', {
       engine,
+      tier,
       bitrate: opts.bitrate,
       packets,
       sent,
@@ -351,7 +345,7 @@ async function writeAtBitrate(
       )}\n`,
     );
     process.stdout.write(
-      `${engine} engine: ${sent} of ${packets} packets, ${bytes} bytes in ${elapsedMs.toFixed(1)} ms; ${finals.length} stream(s) at ${formatRate(opts.bitrate)}bit/s, achieved ${formatRate(achievedBitrate)}bit/s per destination; ${totals.ticks} ticks of ${f(totals.tickMs)} ms, ${totals.writes} writes, ${totals.overruns} overruns\n`,
+      `${engineText({ engine, tier })}: ${sent} of ${packets} packets, ${bytes} bytes in ${elapsedMs.toFixed(1)} ms; ${finals.length} stream(s) at ${formatRate(opts.bitrate)}bit/s, achieved ${formatRate(achievedBitrate)}bit/s per destination; ${totals.ticks} ticks of ${f(totals.tickMs)} ms, ${totals.writes} writes, ${totals.overruns} overruns\n`,
     );
   }
   return errors === 0 ? EXIT.OK : EXIT.FAILURE;

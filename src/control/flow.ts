@@ -9,8 +9,8 @@
 import type { RunningFlowRecord, PolicyTable } from './policy-table.js';
 import { endpointKey, formatEndpoint, parseEndpointInput, type Endpoint, type EndpointInput } from '../wire/endpoint.js';
 import type { FlowPolicy, FlowPolicySpec, TierName } from '../policy/schema.js';
-import type { FlowStats } from '../stats/counters.js';
-import type { FlowDetail } from '../dataplane/select.js';
+import type { FlowStats } from '../dataplane/common/counters.js';
+import type { FlowDetail } from '../dataplane/tiers.js';
 import { ClosedError, InvalidArgumentError, PolicyValidationError, type EngineFailedError } from '../errors.js';
 import { TypedEmitter } from '../events.js';
 
@@ -201,7 +201,7 @@ export class Flow extends TypedEmitter<FlowEvents> {
   detail(): FlowDetail {
     this.#assertLive();
     const raw = this.#table.plane.flowDetail?.(this.#id);
-    // A plane reports its own tier's shape (FlowDetail in dataplane/select.ts); the tag is what tells them apart.
+    // A plane reports its own tier's shape (FlowDetail in dataplane/tiers.ts); the tag is what tells them apart.
     return { ...(raw as object | undefined), tier: this.#tier } as FlowDetail;
   }
 

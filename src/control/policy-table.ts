@@ -4,14 +4,14 @@
  * DataPlane, and it serializes changes so that concurrent apply/update/remove
  * calls take effect one at a time, in call order.
  */
-import type { DataPlane } from '../dataplane/types.js';
+import type { DataPlane } from '../dataplane/common/types.js';
 import { compileFlow, type FlowPlan } from '../policy/compile.js';
 import { endpointKey, type Endpoint } from '../wire/endpoint.js';
 import { flowSetIssues, type FlowInSet } from '../policy/flow-set.js';
 import { localHostAddresses } from './host-addresses.js';
 import type { FlowPolicy, FlowPolicySpec } from '../policy/schema.js';
 import { parseFlowPolicy } from '../policy/validate.js';
-import type { FlowStats } from '../stats/counters.js';
+import type { FlowStats } from '../dataplane/common/counters.js';
 import { ConflictError, InvalidArgumentError, PolicyValidationError } from '../errors.js';
 
 export interface RunningFlowRecord {

@@ -1,34 +1,23 @@
 /**
- * Sluice: the library's entry point. Opens a data plane for one tier, and
- * turns policies into running flows. It emits what happens to the
- * instance (SluiceEvents; `observer` for watchers that do not own it) and
- * closes once, in order: the stream schedulers made by streams(), the
- * flows, the send engine, the data plane.
+ * Sluice: the library's entry point. Opens a data plane for one tier,
+ * turns policies into running flows, and sends one-shot sends through a
+ * Sender on the same tier. It emits what happens to the instance
+ * (SluiceEvents; `observer` for watchers that do not own it) and closes
+ * once, in order: the sender (its stream schedulers, then its engine),
+ * the flows, the data plane.
  */
-import { createDataPlane } from '../dataplane/select.js';
-import type { DataPlane } from '../dataplane/types.js';
+import { createDataPlane } from '../dataplane/tiers.js';
+import type { DataPlane } from '../dataplane/common/types.js';
 import { PolicyTable } from './policy-table.js';
 import { Flow, type FlowControl } from './flow.js';
-import type { AggregatePolicy, FlowPolicy, SegmentPolicy, TierChoice, TierName } from '../policy/schema.js';
-import { parseAggregateForSend, parsePolicy, parseSegment } from '../policy/validate.js';
-import { sendAggregatePortable, writePortable } from '../sender/portable-sender.js';
-import { BatchedSender } from '../sender/batched-sender.js';
-import { probeBatchedIo } from '../sys/probe.js';
+import type { FlowPolicy, SendEngineName, TierChoice, TierName } from '../policy/schema.js';
+import { parsePolicy } from '../policy/validate.js';
 import type { AggregateResult, WriteResult } from '../sender/results.js';
-import { StreamScheduler, type StreamSchedulerOptions } from '../sender/stream-scheduler.js';
-import type { FlowStats } from '../stats/counters.js';
+import type { StreamScheduler, StreamSchedulerOptions } from '../sender/stream-scheduler.js';
+import { Sender, type AggregateInput, type WriteEntryInput, type WriteOptions } from './sender.js';
+import type { FlowStats } from '../dataplane/common/counters.js';
 import { ClosedError, NotSupportedError, type EngineFailedError } from '../errors.js';
 import { TypedEmitter } from '../events.js';
-
-/** An aggregate for Sluice.sendAggregate (docs/POLICY.md, aggregate). */
-export type AggregateInput = Omit<AggregatePolicy, 'type'>;
-/** One entry of Sluice.write. */
-export type WriteEntryInput = SegmentPolicy['entries'][number];
-/** Options of Sluice.write (docs/POLICY.md, segment). */
-export type WriteOptions = Omit<SegmentPolicy, 'type' | 'entries'>;
-
-/** The engine one-shot sends (sendAggregate, write, streams) run on; results name it as `engine`. */
-export type SendEngineName = 'portable' | 'batched';
 
 /** Events of a Sluice instance (`sluice.on(name, listener)`); a throwing listener is reported as 'listenererror', never thrown. */
 export interface SluiceEvents {
@@ -78,21 +67,20 @@ export class Sluice extends TypedEmitter<SluiceEvents> {
   readonly #table: PolicyTable;
   /** Running flows by id, in the order they were applied, with the calls only this Sluice makes on them. */
   readonly #flows = new Map<string, { readonly flow: Flow; readonly control: FlowControl }>();
-  /** Schedulers made by streams() and not yet seen closed: close() closes them first. */
-  readonly #schedulers = new Set<StreamScheduler>();
   readonly #observer = new TypedEmitter<SluiceObserverEvents>();
   #closed = false;
   #closing: Promise<FlowStats[]> | undefined;
 
   readonly #options: SluiceOptions;
-  /** The batched send engine (batched and kernel tiers), started on first use. */
-  #sender: BatchedSender | undefined;
+  /** One-shot sends on this tier's send engine (started on the first send). */
+  readonly #sender: Sender;
 
   private constructor(plane: DataPlane, options: SluiceOptions) {
     super();
     this.#plane = plane;
     this.#options = options;
     this.#table = new PolicyTable(plane);
+    this.#sender = new Sender(plane.tier);
   }
 
   /**
@@ -145,9 +133,9 @@ export class Sluice extends TypedEmitter<SluiceEvents> {
     return this.#plane.tier;
   }
 
-  /** The engine sendAggregate/write/streams use here: the batched one on the batched and kernel tiers. */
+  /** The engine sendAggregate/write/streams use here (the tier registry's choice: the batched one on the batched and kernel tiers). */
   get sendEngine(): SendEngineName {
-    return this.tier === 'portable' ? 'portable' : 'batched';
+    return this.#sender.engine;
   }
 
   get closed(): boolean {
@@ -193,43 +181,21 @@ export class Sluice extends TypedEmitter<SluiceEvents> {
 
   /**
    * Sends many messages, each to its own destination, in one call, on the
-   * given schedule (sequence numbers, delays, or a time range). Resolves
-   * once, after the last message, with every message's outcome. Rejects
-   * with PolicyValidationError for an invalid aggregate. On the batched and
-   * kernel tiers the aggregate crosses once to a send worker that paces it
-   * with absolute deadlines and sends each group of messages due together
-   * with one sendmmsg per address family (`engine: 'batched'`); on the
-   * portable tier node:dgram sends it, paced by Node timers (~1 ms).
+   * given schedule: Sender.sendAggregate on this tier's send engine
+   * (`result.engine`; on the kernel tier the batched one).
    */
   async sendAggregate(aggregate: AggregateInput): Promise<AggregateResult> {
     if (this.#closed) throw new ClosedError('Sluice');
-    const spec = parseAggregateForSend(aggregate);
-    if (this.sendEngine === 'portable') return sendAggregatePortable(spec);
-    return this.#batchedSender().sendAggregate(spec);
+    return this.#sender.sendAggregate(aggregate);
   }
 
   /**
-   * Segmented multi-destination write: each entry's data is cut into
-   * packets of at most `packetSize` bytes for its destination, destinations
-   * interleaved `burst` packets at a time (1 = strict). Resolves once, after
-   * the last packet, with per-destination counters. The caller must not
-   * change the buffers before it resolves. On the batched and kernel tiers
-   * the send worker reads them in place (no copy) and sends runs of
-   * several packets for one destination (burst > 1) as one UDP GSO
-   * message, 1024 messages per sendmmsg; on the portable tier node:dgram
-   * sends one packet per call. With `zeroCopy: 'auto'` (the default) the
-   * batched engine sends messages of 10 KiB or more (GSO runs, large
-   * packets) with MSG_ZEROCOPY where the kernel allows it, and resolves
-   * only after the kernel has reported every such send complete, so the
-   * buffers are free again when the promise settles; `result.zeroCopy`
-   * counts the sends, completions and those the kernel copied anyway
-   * (always, to a local receiver). `'never'` copies every packet.
+   * Segmented multi-destination write: Sender.write on this tier's send
+   * engine. The caller must not change the buffers before it resolves.
    */
   async write(entries: readonly WriteEntryInput[], options: WriteOptions = {}): Promise<WriteResult> {
     if (this.#closed) throw new ClosedError('Sluice');
-    const spec = parseSegment({ ...options, entries });
-    if (this.sendEngine === 'portable') return writePortable(spec);
-    return this.#batchedSender().write(spec);
+    return this.#sender.write(entries, options);
   }
 
   /**
@@ -242,17 +208,9 @@ export class Sluice extends TypedEmitter<SluiceEvents> {
    */
   streams(options: StreamSchedulerOptions): StreamScheduler {
     if (this.#closed) throw new ClosedError('Sluice');
-    // Schedulers closed by their owner are dropped here rather than on an event of theirs (none exists).
-    for (const s of this.#schedulers) if (s.closed) this.#schedulers.delete(s);
-    const scheduler = new StreamScheduler((entries, opts) => this.write(entries, opts), options);
-    this.#schedulers.add(scheduler);
+    const scheduler = this.#sender.streams(options);
     this.#observer.emit('newscheduler', scheduler);
     return scheduler;
-  }
-
-  #batchedSender(): BatchedSender {
-    this.#sender ??= new BatchedSender(probeBatchedIo().gsoMaxSegments);
-    return this.#sender;
   }
 
   /** Running flows, in the order they were applied. */
@@ -293,19 +251,17 @@ export class Sluice extends TypedEmitter<SluiceEvents> {
   async #close(keep: boolean): Promise<FlowStats[]> {
     // Everything below starts before the first await: from here on nothing new starts and no flow takes calls.
     this.#closed = true;
-    const schedulers = [...this.#schedulers].map((s) => s.close());
-    this.#schedulers.clear();
+    const sent = this.#sender.close();
     const flows = [...this.#flows.values()];
     this.#flows.clear();
     const kept = keep ? flows.map(({ flow }) => flow.stats()) : [];
-    const cleared = Promise.allSettled(schedulers).then(() => (keep ? new Map<string, FlowStats>() : this.#table.clear()));
+    const cleared = sent.then(() => (keep ? new Map<string, FlowStats>() : this.#table.clear()));
     const ended = flows.map(({ flow, control }) => control.sluiceClosing(cleared.then((m) => m.get(flow.id))));
     let final: FlowStats[] = [];
     try {
       await Promise.all(ended);
       final = keep ? kept : [...(await cleared).values()];
     } finally {
-      await this.#sender?.close();
       await this.#plane.close({ keepForwarding: keep });
       this.emit('close', final);
       this.#observer.emit('close');

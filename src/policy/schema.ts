@@ -22,6 +22,12 @@ export const MAX_BATCH_BYTES = 64 * 1024 * 1024;
 export const TIER_NAMES = ['kernel', 'batched', 'portable'] as const;
 export type TierName = (typeof TIER_NAMES)[number];
 export type TierChoice = TierName | 'auto';
+/**
+ * The engines one-shot sends (aggregates, segmented writes, stream
+ * schedulers) run on. A tier names the engine it uses (the kernel tier has
+ * none of its own and uses the batched one); results name both.
+ */
+export type SendEngineName = 'portable' | 'batched';
 
 const endpointInput = z.union([z.string(), z.strictObject({ host: z.string(), port: z.number().int() })], {
   error: (iss) => (iss.input === undefined ? undefined : "expected 'udp://HOST:PORT' or { host, port }"),

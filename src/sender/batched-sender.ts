@@ -2,17 +2,19 @@
  * The batched engine for aggregate sends, main-thread side: the aggregate
  * crosses to the send worker once (payloads copied into one transferred
  * buffer), the worker paces and sends it with sendmmsg, and the outcomes
- * come back in one message. One worker per Sluice instance, started on the
- * first send (again after it failed), ended by close().
+ * come back in one message. One worker per engine, started on the first
+ * send (again after it failed), ended by close().
  */
 import { formatEndpoint } from '../wire/endpoint.js';
-import type { SendableAggregate } from '../policy/schema.js';
+import type { SendableAggregate, SegmentSpec, TierName } from '../policy/schema.js';
 import { planSchedule } from '../policy/schedule.js';
 import type { AggregateJob, SendRequests, WriteJob } from './send-protocol.js';
 import { DestinationTable } from './destination-table.js';
-import { aggregateResult, type AggregateResult, type WriteDestination, type WriteResult } from './results.js';
-import type { SegmentSpec } from '../policy/schema.js';
+import { aggregateResult, type AggregateResult, type SendLabel, type WriteDestination, type WriteResult } from './results.js';
+import type { SendEngine } from './send-engine.js';
 import { addressOf } from '../sys/memory.js';
+import { probeBatchedIo } from '../sys/probe.js';
+import { EngineError } from '../errors.js';
 import { WorkerChannel } from '../worker/channel.js';
 import { workerEntry } from '../worker/spawn.js';
 
@@ -23,17 +25,20 @@ const ENGINE = "the batched send engine (worker thread 'sluice-sender')";
 const SPARE_BLOBS = 2;
 const SPARE_BLOB_MAX_BYTES = 16 << 20;
 
-export class BatchedSender {
+export class BatchedSender implements SendEngine {
+  readonly name = 'batched';
+  readonly #label: SendLabel;
   /** The worker's channel, once a send started it; cleared when it fails (the next send starts another) or closes. */
   #channel: Promise<WorkerChannel<SendRequests>> | undefined;
-  /** Most segments per UDP GSO send (0: no GSO), from the batched tier's probe. */
-  readonly #gsoMaxSegments: number;
+  /** Most segments per UDP GSO send (0: no GSO), from the batched I/O probe (cached, so cheap after the first). */
+  readonly #gsoMaxSegments = probeBatchedIo().gsoMaxSegments;
 
   /** Blobs the worker handed back, reused by later aggregates. */
   readonly #spareBlobs: ArrayBuffer[] = [];
 
-  constructor(gsoMaxSegments: number) {
-    this.#gsoMaxSegments = gsoMaxSegments;
+  /** `tier`: the tier this engine sends for, named in every result. */
+  constructor(tier: TierName) {
+    this.#label = { engine: this.name, tier };
   }
 
   /** `bytes` of payload room: a spare blob large enough, or a new one. */
@@ -102,9 +107,9 @@ export class BatchedSender {
     // The blob moves to the worker; the plan's due times are copied (small, and kept here for the result).
     const outcome = await (await this.#start()).request('aggregate', job, [job.blob]);
     if (outcome.blob && this.#spareBlobs.length < SPARE_BLOBS && outcome.blob.byteLength <= SPARE_BLOB_MAX_BYTES) this.#spareBlobs.push(outcome.blob);
-    if (outcome.fatal) throw new Error(`batched sender: ${outcome.fatal}`);
+    if (outcome.fatal) throw new EngineError(ENGINE, `batched sender: ${outcome.fatal}`);
     const rec = { plan, sentAtMs: outcome.sentAtMs, reason: outcome.reason, reasons: outcome.reasons, dest, length, destNames: table.names() };
-    return aggregateResult('batched', spec, rec, outcome.elapsedMs, { sendCalls: outcome.sendCalls, gsoMessages: outcome.gsoMessages });
+    return aggregateResult(this.#label, spec, rec, outcome.elapsedMs, { sendCalls: outcome.sendCalls, gsoMessages: outcome.gsoMessages });
   }
 
   /**
@@ -129,7 +134,7 @@ export class BatchedSender {
       zeroCopy: spec.zeroCopy === 'auto',
     };
     const o = await (await this.#start()).request('write', job);
-    if (o.fatal) throw new Error(`batched sender: ${o.fatal}`);
+    if (o.fatal) throw new EngineError(ENGINE, `batched sender: ${o.fatal}`);
     const destinations: WriteDestination[] = spec.entries.map((e, i) => ({
       to: formatEndpoint(e.to),
       packets: o.sentPackets[i]!,
@@ -139,7 +144,7 @@ export class BatchedSender {
     }));
     const sent = destinations.reduce((k, d) => k + d.packets, 0);
     return {
-      engine: 'batched',
+      ...this.#label,
       packets: o.packets,
       sent,
       bytes: destinations.reduce((k, d) => k + d.bytes, 0),

@@ -8,12 +8,13 @@
  */
 import dgram from 'node:dgram';
 import { formatEndpoint, isWildcard, type Endpoint } from '../wire/endpoint.js';
-import type { SendableAggregate, SegmentSpec } from '../policy/schema.js';
+import type { SendableAggregate, SegmentSpec, TierName } from '../policy/schema.js';
+import type { SendEngine } from './send-engine.js';
 import { planSchedule } from '../policy/schedule.js';
 import { planSegments } from '../policy/segment-plan.js';
 import { DestinationTable } from './destination-table.js';
 import { Interleaver } from './interleave.js';
-import { aggregateResult, ReasonCodes, type AggregateResult, type WriteDestination, type WriteResult } from './results.js';
+import { aggregateResult, ReasonCodes, type AggregateResult, type SendLabel, type WriteDestination, type WriteResult } from './results.js';
 
 type Family = 4 | 6;
 
@@ -62,7 +63,7 @@ function send(sock: dgram.Socket, data: Uint8Array, to: Endpoint): Promise<strin
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
 
 /** Sends an aggregate on its schedule. The promise settles once, after the last message. */
-export async function sendAggregatePortable(spec: SendableAggregate): Promise<AggregateResult> {
+export async function sendAggregatePortable(spec: SendableAggregate, label: SendLabel): Promise<AggregateResult> {
   const plan = planSchedule(spec.schedule, spec.messages.length);
   const n = plan.order.length;
   const table = new DestinationTable(spec.remap);
@@ -116,7 +117,7 @@ export async function sendAggregatePortable(spec: SendableAggregate): Promise<Ag
     }
     await Promise.all(pending);
     const elapsedMs = performance.now() - startsAt;
-    return aggregateResult('portable', spec, { plan, sentAtMs, reason, reasons: reasons.list, dest, length, destNames: table.names() }, elapsedMs, {
+    return aggregateResult(label, spec, { plan, sentAtMs, reason, reasons: reasons.list, dest, length, destNames: table.names() }, elapsedMs, {
       sendCalls: pending.length,
     });
   } finally {
@@ -130,7 +131,7 @@ export async function sendAggregatePortable(spec: SendableAggregate): Promise<Ag
  * interleaved `burst` packets at a time, sent as fast as the socket takes
  * them. The promise settles once, after the last packet.
  */
-export async function writePortable(spec: SegmentSpec): Promise<WriteResult> {
+export async function writePortable(spec: SegmentSpec, label: SendLabel): Promise<WriteResult> {
   const t0 = performance.now();
   const plan = planSegments(
     spec.entries.map((e) => e.data.byteLength),
@@ -168,5 +169,27 @@ export async function writePortable(spec: SegmentSpec): Promise<WriteResult> {
   } finally {
     await sockets.close();
   }
-  return { engine: 'portable', packets: plan.length, sent, bytes, errors, destinations: dests, elapsedMs: performance.now() - t0, sendCalls: plan.length };
+  return { ...label, packets: plan.length, sent, bytes, errors, destinations: dests, elapsedMs: performance.now() - t0, sendCalls: plan.length };
+}
+
+/**
+ * The portable engine: node:dgram on the application's thread. It holds
+ * nothing between sends (each opens and closes its own sockets), so close()
+ * has nothing to release and sends already started complete.
+ */
+export class PortableSender implements SendEngine {
+  readonly name = 'portable';
+  readonly #tier: TierName;
+  constructor(tier: TierName) {
+    this.#tier = tier;
+  }
+  sendAggregate(spec: SendableAggregate): Promise<AggregateResult> {
+    return sendAggregatePortable(spec, { engine: this.name, tier: this.#tier });
+  }
+  write(spec: SegmentSpec): Promise<WriteResult> {
+    return writePortable(spec, { engine: this.name, tier: this.#tier });
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
 }

@@ -3,8 +3,14 @@
  * per-destination counters of a segmented write. Engines fill these; the
  * shapes are the same whichever engine ran.
  */
-import type { SendableAggregate } from '../policy/schema.js';
+import type { SendableAggregate, SendEngineName, TierName } from '../policy/schema.js';
 import type { SchedulePlan } from '../policy/schedule.js';
+
+/** Which engine sent, for which tier: every result carries both (the kernel tier sends on the batched engine). */
+export interface SendLabel {
+  readonly engine: SendEngineName;
+  readonly tier: TierName;
+}
 
 /** A message sent more than this after its due time counts as late (it is still sent, unless past maxLatenessMs). */
 export const LATE_TOLERANCE_MS = 1;
@@ -41,8 +47,7 @@ export interface StreamCounters {
   lateness: Percentiles;
 }
 
-export interface AggregateResult {
-  readonly engine: 'portable' | 'batched';
+export interface AggregateResult extends SendLabel {
   /**
    * In transmission order. Built on first read: the counters below are
    * computed without an object per message, and a caller that only wants
@@ -75,8 +80,7 @@ export interface WriteDestination {
   lastError?: string;
 }
 
-export interface WriteResult {
-  readonly engine: 'portable' | 'batched';
+export interface WriteResult extends SendLabel {
   /** Packets the write was cut into, and how many of them were sent. */
   readonly packets: number;
   readonly sent: number;
@@ -237,7 +241,7 @@ function outcomesOf(spec: SendableAggregate, rec: AggregateRecord): MessageOutco
  * JSON.stringify and deepEqual see it like a plain property.
  */
 export function aggregateResult(
-  engine: 'portable' | 'batched',
+  label: SendLabel,
   spec: SendableAggregate,
   rec: AggregateRecord,
   elapsedMs: number,
@@ -258,7 +262,8 @@ export function aggregateResult(
   }
   const streams = streamIds.size ? groupCounters(streamOf, streamIds.size, rec) : [];
   const result = {
-    engine,
+    engine: label.engine,
+    tier: label.tier,
     sent: all.sent,
     late: all.late,
     dropped: all.dropped,

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../../harness/process/cli.js';
 import { openReceiver } from '../../harness/traffic/udp.js';
+import { probeTiers } from '../../src/dataplane/tiers.js';
 
 test('send --aggregate: the design example from a JSON file, payloads as text, hex, base64 and file', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-send-'));
@@ -78,6 +79,40 @@ test('write: a file to two destinations, cut into packets', async () => {
   } finally {
     await a.close();
     await b.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('write --tier: results name the tier and the engine that ran; an unavailable tier is refused, never replaced', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'sluice-write-tier-'));
+  const a = await openReceiver();
+  const tiers = await probeTiers();
+  try {
+    await writeFile(join(dir, 'f.bin'), Buffer.alloc(2500, 3));
+    const args = ['write', '--file', join(dir, 'f.bin'), '--to', a.url, '--packet-size', '1000'];
+    let received = 0;
+    for (const t of tiers) {
+      const json = await runCli([...args, '--tier', t.tier, '--json']);
+      if (!t.available) {
+        assert.notEqual(json.code, 0, `${t.tier} is unavailable here (${t.detail}), yet the write ran`);
+        assert.match(json.stderr, new RegExp(`tier '${t.tier}' is unavailable`));
+        continue;
+      }
+      assert.equal(json.code, 0, json.stderr);
+      const out = JSON.parse(json.stdout.trim().split('\n').pop()!) as { engine: string; tier: string; sent: number };
+      // The kernel tier has no send engine of its own: the batched one sends for it, and says so.
+      assert.deepEqual({ engine: out.engine, tier: out.tier, sent: out.sent }, { engine: t.tier === 'kernel' ? 'batched' : t.tier, tier: t.tier, sent: 3 });
+      const human = await runCli([...args, '--tier', t.tier]);
+      assert.equal(human.code, 0, human.stderr);
+      assert.match(
+        human.stdout,
+        t.tier === 'kernel' ? /^batched engine \(tier kernel\): 3 of 3 packets/m : new RegExp(`^${t.tier} engine: 3 of 3 packets`, 'm'),
+      );
+      received += 6;
+    }
+    await a.waitFor(received);
+  } finally {
+    await a.close();
     await rm(dir, { recursive: true, force: true });
   }
 });

@@ -10,10 +10,10 @@ import dgram from 'node:dgram';
 import { Sluice, ClosedError, ConflictError, PolicyValidationError, SyscallError, type TierName } from '../../src/index.js';
 import { openReceiver, openSender, sendGsoBurst, sendSequence, seqDatagram, seqOf, type Receiver } from '../../harness/traffic/udp.js';
 import { probeBatchedIo } from '../../src/sys/probe.js';
-import { createDataPlane } from '../../src/dataplane/select.js';
+import { createDataPlane } from '../../src/dataplane/tiers.js';
 import type { FlowPlan } from '../../src/policy/compile.js';
 import type { Endpoint } from '../../src/wire/endpoint.js';
-import type { FlowStats } from '../../src/stats/counters.js';
+import type { FlowStats } from '../../src/dataplane/common/counters.js';
 import { SyntheticTsStream } from '../../src/media/ts-synth.js';
 import { rootSkipReason, withTopology, type NsProcess } from '../../harness/netns/netns.js';
 import {

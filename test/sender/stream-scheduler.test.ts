@@ -44,7 +44,7 @@ function fakeWrite(opts: { delayMs?: number; fail?: Error } = {}) {
       const destinations = entries.map((e) => ({ to: e.to, packets: Math.ceil(e.data.byteLength / options.packetSize), bytes: e.data.byteLength, errors: 0 }));
       const packets = destinations.reduce((n, d) => n + d.packets, 0);
       const bytes = destinations.reduce((n, d) => n + d.bytes, 0);
-      return { engine: 'portable', packets, sent: packets, bytes, errors: 0, destinations, elapsedMs: 0 };
+      return { engine: 'portable', tier: 'portable', packets, sent: packets, bytes, errors: 0, destinations, elapsedMs: 0 };
     } finally {
       inFlight--;
     }

@@ -13,6 +13,7 @@ import dgram from 'node:dgram';
 import { once } from 'node:events';
 import {
   Sluice,
+  Sender,
   ClosedError,
   EngineFailedError,
   NotSupportedError,
@@ -231,9 +232,40 @@ describe('events, observers and close (portable tier)', () => {
       assert.equal(s.sendEngine, 'portable');
       const w = await s.write([{ to: 'udp://127.0.0.1:9', data: new Uint8Array(10) }]);
       assert.equal(w.engine, s.sendEngine, 'results say which engine ran');
+      assert.equal(w.tier, 'portable', '... and for which tier');
     } finally {
       await s.close();
     }
+  });
+});
+
+describe('Sender: one-shot sends without a data plane', () => {
+  test('results name tier and engine; close closes its schedulers, is idempotent, and later calls refuse with ClosedError', async () => {
+    const dst = await openReceiver();
+    const sender = await Sender.open({ tier: 'portable' });
+    try {
+      assert.deepEqual({ tier: sender.tier, engine: sender.engine }, { tier: 'portable', engine: 'portable' });
+      const r = await sender.sendAggregate({ messages: [{ to: dst.url, data: Buffer.from('a') }], schedule: { kind: 'delays', delaysMs: [0] } });
+      assert.deepEqual({ engine: r.engine, tier: r.tier, sent: r.sent }, { engine: 'portable', tier: 'portable', sent: 1 });
+      await dst.waitFor(1);
+      const sched = sender.streams({ packetSize: 1316 });
+      const h = sched.add({ id: 'slow', to: dst.url, bitrate: 8_000, data: Buffer.alloc(100_000) });
+      const closing = sender.close();
+      assert.equal(sender.close(), closing, 'close() twice is the same promise');
+      await closing;
+      assert.equal((await h.done).status, 'closed', "the scheduler's stream ended with the sender");
+      assert.ok(sched.closed);
+      await assert.rejects(sender.write([{ to: dst.url, data: new Uint8Array(1) }]), ClosedError);
+      assert.throws(() => sender.streams({ packetSize: 1316 }), ClosedError);
+    } finally {
+      await sender.close();
+      await dst.close();
+    }
+  });
+
+  test('an unknown tier is refused with NotSupportedError', async () => {
+    // @ts-expect-error not a tier name
+    await assert.rejects(Sender.open({ tier: 'fastest' }), NotSupportedError);
   });
 });
 

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { networkInterfaces } from 'node:os';
-import { OwnSockets } from '../../src/dataplane/own-sockets.js';
+import { OwnSockets } from '../../src/dataplane/common/own-sockets.js';
 import { writeSockaddr } from '../../src/sys/sockaddr.js';
 
 test('an exactly bound socket matches its own address and port only', () => {

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { constants } from 'node:os';
-import { ERROR_RUN_GAP_MS, MAX_RETRY_MS, SubscriberHealth } from '../../src/dataplane/subscriber-health.js';
+import { ERROR_RUN_GAP_MS, MAX_RETRY_MS, SubscriberHealth } from '../../src/dataplane/common/subscriber-health.js';
 import { ErrorQueueReader, enableRecvErr, parseExtendedError } from '../../src/sys/error-queue.js';
 import { loadFfi } from '../../src/sys/ffi.js';
 import { RawUdpSocket } from '../../src/sys/udp-socket.js';

@@ -5,10 +5,10 @@
  * into shared memory. No packet ever reaches this thread.
  */
 import { readFileSync } from 'node:fs';
-import type { DataPlane, DataPlaneOptions, TierProvider } from '../types.js';
+import type { DataPlane, DataPlaneOptions, TierProvider } from '../common/types.js';
 import type { FlowPlan } from '../../policy/compile.js';
 import { endpointKey, formatEndpoint, type Endpoint } from '../../wire/endpoint.js';
-import type { FlowStats } from '../../stats/counters.js';
+import type { FlowStats } from '../common/counters.js';
 import { ClosedError, InvalidArgumentError, NotSupportedError, type EngineFailedError, type SluiceError } from '../../errors.js';
 import { closeFd } from '../../sys/udp-socket.js';
 import { Waker } from '../../sys/poller.js';
@@ -18,7 +18,7 @@ import { WorkerChannel } from '../../worker/channel.js';
 import { workerEntry } from '../../worker/spawn.js';
 import { D, F, destinationSnapshot, flowDrops, newDestinationCounters, newFlowCounters } from './shared-counters.js';
 import type { BatchedNotifications, BatchedRequests, DestinationBinding, EngineOptions, FlowOptions, WorkerData } from './protocol.js';
-import { DEFAULT_SOCKET_BUFFER } from '../defaults.js';
+import { DEFAULT_SOCKET_BUFFER } from '../common/defaults.js';
 
 export const DEFAULT_HOLD_MS = 1;
 const DEFAULT_BATCH = 64;
@@ -260,6 +260,7 @@ function socketBufferNotes(): string[] {
 
 export const batchedProvider: TierProvider = {
   tier: 'batched',
+  sendEngine: 'batched',
   async probe() {
     const p = probeBatchedIo();
     if (!p.available) return { tier: 'batched', available: false, detail: p.reason, notes: p.notes };

@@ -24,8 +24,8 @@ import { MAX_UDP_PAYLOAD, SOCKADDR_SPACE, SOL_UDP, UDP_GRO } from '../../sys/con
 import { D, F, bump } from './shared-counters.js';
 import type { DestinationBinding, EngineOptions } from './protocol.js';
 import type { BatchDestination, PacketList, SendBatch } from './send-batch.js';
-import { OwnSockets } from '../own-sockets.js';
-import { SubscriberHealth, samePolicy } from '../subscriber-health.js';
+import { OwnSockets } from '../common/own-sockets.js';
+import { SubscriberHealth, samePolicy } from '../common/subscriber-health.js';
 import { ErrorQueueReader, enableRecvErr } from '../../sys/error-queue.js';
 import { canonicalAddress, unmapAddress } from '../../wire/endpoint.js';
 import { readSockaddr } from '../../sys/sockaddr.js';

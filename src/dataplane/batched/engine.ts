@@ -12,8 +12,8 @@ import { Poller, Waker } from '../../sys/poller.js';
 import { RecvRing } from '../../sys/recv-ring.js';
 import { POLLERR, POLLIN, POLLNVAL, UIO_MAXIOV } from '../../sys/constants.js';
 import { EngineFlow } from './engine-flow.js';
-import { OwnSockets } from '../own-sockets.js';
-import { healthClock } from '../subscriber-health.js';
+import { OwnSockets } from '../common/own-sockets.js';
+import { healthClock } from '../common/subscriber-health.js';
 import { SendBatch } from './send-batch.js';
 import type { BatchedNotifications, BatchedRequests, EngineOptions, WorkerData } from './protocol.js';
 

@@ -6,7 +6,7 @@
  * while a batch is in flight; each number on its own is always consistent.
  */
 import { errnoName } from '../../sys/errno.js';
-import type { DestinationStats, FlowDropReason } from '../../stats/counters.js';
+import type { DestinationStats, FlowDropReason } from '../common/counters.js';
 
 /** Slots of a flow's counter array. */
 export const F = {

@@ -15,10 +15,10 @@
  * host-mirror.ts; whether the tier can run here, probe.ts.
  */
 import { existsSync } from 'node:fs';
-import type { DataPlane, DataPlaneOptions, TierProvider } from '../types.js';
+import type { DataPlane, DataPlaneOptions, TierProvider } from '../common/types.js';
 import type { FlowPlan } from '../../policy/compile.js';
 import { formatEndpoint, type Endpoint } from '../../wire/endpoint.js';
-import type { FlowStats } from '../../stats/counters.js';
+import type { FlowStats } from '../common/counters.js';
 import { InvalidArgumentError, type EngineFailedError } from '../../errors.js';
 import { BatchedPlane } from '../batched/batched-plane.js';
 import { closeFd, mapDelete, mapKeys, mapUpdate, possibleCpus } from '../../sys/bpf.js';
@@ -390,6 +390,8 @@ export class KernelPlane implements DataPlane {
 
 export const kernelProvider: TierProvider = {
   tier: 'kernel',
+  // No send engine of its own: eBPF acts on arriving packets; one-shot sends go through the batched engine.
+  sendEngine: 'batched',
   probe: probeKernelTier,
   async create(options) {
     return KernelPlane.start(options);

@@ -5,7 +5,7 @@
  * Also the notes the plane and the probe share about what the program holds.
  */
 import { readFileSync } from 'node:fs';
-import type { TierProbe } from '../types.js';
+import type { TierProbe } from '../common/types.js';
 import { batchedProvider } from '../batched/batched-plane.js';
 import { closeFd, mapCreate, BPF_MAP_TYPE } from '../../sys/bpf.js';
 import { ffiAvailable } from '../../sys/probe.js';

@@ -5,7 +5,7 @@
  */
 import type { FlowPlan } from '../../policy/compile.js';
 import { endpointKey, formatEndpoint, type Endpoint } from '../../wire/endpoint.js';
-import type { DestinationStats, FlowStats } from '../../stats/counters.js';
+import type { DestinationStats, FlowStats } from '../common/counters.js';
 import { mapLookup } from '../../sys/bpf.js';
 import { errnoName } from '../../sys/errno.js';
 import { kernelCopied, type KernelSuspensions } from './suspensions.js';

@@ -2,13 +2,13 @@
  * The portable tier: node:dgram sockets in the application's thread. Runs
  * wherever Node runs; pays Node's per-datagram cost (~4 µs on a 2-core host).
  */
-import type { DataPlane, DataPlaneOptions, TierProvider } from '../types.js';
+import type { DataPlane, DataPlaneOptions, TierProvider } from '../common/types.js';
 import type { FlowPlan } from '../../policy/compile.js';
-import type { FlowStats } from '../../stats/counters.js';
+import type { FlowStats } from '../common/counters.js';
 import { InvalidArgumentError } from '../../errors.js';
 import { PortableFlow } from './portable-flow.js';
-import { OwnSockets } from '../own-sockets.js';
-import { DEFAULT_SOCKET_BUFFER } from '../defaults.js';
+import { OwnSockets } from '../common/own-sockets.js';
+import { DEFAULT_SOCKET_BUFFER } from '../common/defaults.js';
 
 export class PortablePlane implements DataPlane {
   readonly tier = 'portable' as const;
@@ -58,6 +58,7 @@ export class PortablePlane implements DataPlane {
 
 export const portableProvider: TierProvider = {
   tier: 'portable',
+  sendEngine: 'portable',
   async probe() {
     return { tier: 'portable', available: true, detail: 'node:dgram, one send per copy in the application thread' };
   },

@@ -12,7 +12,7 @@
  * it again at once, for twice as long (up to MAX_RETRY_MS, or retryMs if
  * that is longer); a probation without an error returns it to normal.
  */
-import type { SuspendPolicy } from '../policy/compile.js';
+import type { SuspendPolicy } from '../../policy/compile.js';
 
 /** Errors further apart than this do not add up: a subscriber with a rare hiccup is never suspended. */
 export const ERROR_RUN_GAP_MS = 10_000;

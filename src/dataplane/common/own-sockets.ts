@@ -14,9 +14,9 @@
  */
 import { networkInterfaces } from 'node:os';
 import { isIPv4, isIPv6 } from 'node:net';
-import { canonicalAddress, isWildcard, type Endpoint } from '../wire/endpoint.js';
-import { ipv6Bytes } from '../wire/ip-address.js';
-import { readSockaddr } from '../sys/sockaddr.js';
+import { canonicalAddress, isWildcard, type Endpoint } from '../../wire/endpoint.js';
+import { ipv6Bytes } from '../../wire/ip-address.js';
+import { readSockaddr } from '../../sys/sockaddr.js';
 
 /** How long the host's address list is trusted before it is read again. */
 const LOCAL_ADDRESSES_TTL_MS = 1000;

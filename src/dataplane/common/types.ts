@@ -4,11 +4,11 @@
  * executes FlowPlans. Every tier implements this one interface, and the
  * conformance suite (test/conformance) checks them all against it.
  */
-import type { Endpoint } from '../wire/endpoint.js';
-import type { FlowPlan } from '../policy/compile.js';
-import type { TierName } from '../policy/schema.js';
-import type { FlowStats } from '../stats/counters.js';
-import type { EngineFailedError } from '../errors.js';
+import type { Endpoint } from '../../wire/endpoint.js';
+import type { FlowPlan } from '../../policy/compile.js';
+import type { SendEngineName, TierName } from '../../policy/schema.js';
+import type { FlowStats } from './counters.js';
+import type { EngineFailedError } from '../../errors.js';
 
 export interface DataPlane {
   readonly tier: TierName;
@@ -67,9 +67,10 @@ export interface TierProbe {
   readonly notes?: readonly string[];
 }
 
-/** A tier's entry in the registry: how to probe it and how to start it. */
+/** A tier's entry in the registry: how to probe it, how to start it, and which engine its one-shot sends use. */
 export interface TierProvider {
   readonly tier: TierName;
+  readonly sendEngine: SendEngineName;
   probe(): Promise<TierProbe>;
   create(options: DataPlaneOptions): Promise<DataPlane>;
 }
