@@ -28,11 +28,9 @@
  */
 import { EventEmitter } from 'node:events';
 import type net from 'node:net';
-import { Worker } from 'node:worker_threads';
-import { fileURLToPath } from 'node:url';
 import type { InterceptRule } from '../config/intercept-rules.js';
 import type { Endpoint } from '../../wire/endpoint.js';
-import { ConflictError, EngineError, NotSupportedError, SyscallError, SluiceError } from '../../errors.js';
+import { ConflictError, EngineError, EngineFailedError, NotSupportedError, SyscallError, SluiceError } from '../../errors.js';
 import { NetlinkSocket } from '../../sys/nlsocket.js';
 import { NETLINK_NETFILTER, NETLINK_ROUTE } from '../../sys/constants.js';
 import { addTproxyRouting, removeTproxyRouting, type TproxyRouting } from '../../sys/rtnetlink-policy.js';
@@ -41,9 +39,16 @@ import type { RawUdpSocket } from '../../sys/udp-socket.js';
 import { encodeInstall, planRules, tableName } from './nftables.js';
 import { originalDst } from '../../sys/original-dst.js';
 import { DatagramWriter, openTransparentUdp } from '../../sys/transparent-udp.js';
-import type { UdpWorkerBatch, UdpWorkerData } from './udp-worker.js';
+import { WorkerChannel } from '../../worker/channel.js';
+import { workerEntry } from '../../worker/spawn.js';
+import type { UdpWorkerData, UdpWorkerDatagram, UdpWorkerNotifications, UdpWorkerRequests } from './udp-worker-protocol.js';
 import { cleanupStale, deleteTable, tproxyRoutingFor } from './tproxy-state.js';
 import { openTcpListener, openUdpListeners, type TcpListener, type UdpListener } from './tproxy-listeners.js';
+
+/** The UDP receive thread (udp-worker.ts), as its errors name it. */
+const UDP_THREAD = "the transparent UDP receive thread ('sluice-tproxy-udp')";
+
+type UdpChannel = WorkerChannel<UdpWorkerRequests, UdpWorkerNotifications>;
 
 export interface TransparentOptions {
   readonly table: readonly InterceptRule[];
@@ -118,7 +123,7 @@ export class TransparentInterceptor extends EventEmitter<TransparentInterceptorE
   readonly #udp: UdpListener[] = [];
   #nf: NetlinkSocket | undefined;
   #routingAdded = false;
-  #worker: Worker | undefined;
+  #channel: UdpChannel | undefined;
   #waker: Waker | undefined;
   readonly #replies = new Map<string, RawUdpSocket>();
   readonly #writer: DatagramWriter | undefined;
@@ -141,7 +146,7 @@ export class TransparentInterceptor extends EventEmitter<TransparentInterceptorE
       if (e.protocol === 'tcp') await this.#openTcp(e);
       else if (e.protocol === 'udp') this.#openUdp(e);
     }
-    if (this.#udp.length > 0) this.#startWorker();
+    if (this.#udp.length > 0) await this.#startWorker();
     if (this.routing) {
       const families = [...new Set(this.#udp.map((u) => u.bound.family))];
       const rt = NetlinkSocket.open(NETLINK_ROUTE, 'NETLINK_ROUTE');
@@ -211,36 +216,40 @@ export class TransparentInterceptor extends EventEmitter<TransparentInterceptorE
     this.emit('tcp', s, { entry, src, dst });
   }
 
-  #startWorker(): void {
-    this.#waker = new Waker();
-    const workerData: UdpWorkerData = { fds: this.#udp.map((u) => u.socket.fd), bound: this.#udp.map((u) => u.bound), wakeFd: this.#waker.fd };
-    const options = { workerData, name: 'sluice-tproxy-udp' };
-    // Run from source (tsx) the entry is .ts, and Node 20 does not pass tsx's loader to workers.
-    if (!fileURLToPath(import.meta.url).endsWith('.ts')) this.#worker = new Worker(new URL('./udp-worker.js', import.meta.url), options);
-    else {
-      const entry = JSON.stringify(new URL('./udp-worker.ts', import.meta.url).href);
-      this.#worker = new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${entry}); });`, { ...options, eval: true });
+  /** Starts the UDP receive thread and waits for its 'ready'; on failure leaves no thread and no eventfd. */
+  async #startWorker(): Promise<void> {
+    const waker = new Waker();
+    try {
+      // Like a net.Server, a running interceptor keeps the process alive (keepAlive 'always'); close() ends the thread.
+      this.#channel = await WorkerChannel.start<UdpWorkerRequests, UdpWorkerNotifications, undefined, UdpWorkerData>({
+        spawn: {
+          entry: workerEntry(import.meta.url, './udp-worker'),
+          name: 'sluice-tproxy-udp',
+          workerData: { fds: this.#udp.map((u) => u.socket.fd), bound: this.#udp.map((u) => u.bound), wakeFd: waker.fd },
+        },
+        engine: UDP_THREAD,
+        // close() posts nothing: the wake-up alone tells the thread to stop.
+        wake: () => waker.signal(),
+      });
+    } catch (err) {
+      waker.close();
+      throw receiveThreadError(err);
     }
-    // Like a net.Server, a running interceptor keeps the process alive; close() ends the worker.
-    this.#worker.on('message', (m: UdpWorkerBatch | { error: { message: string; op?: string; errno?: string } }) => {
-      if ('error' in m) {
-        const err =
-          m.error.op && m.error.errno
-            ? new SyscallError(m.error.op, m.error.errno)
-            : new EngineError("the transparent UDP receive thread ('sluice-tproxy-udp')", m.error.message);
-        if (this.listenerCount('error') > 0) this.emit('error', err);
-        return;
-      }
-      for (const d of m.batch) {
-        const l = this.#udp[d.i];
-        if (!l) continue;
-        this.stats.udpReceived++;
-        this.emit('udp', { entry: l.entry, src: d.src, dst: d.dst, data: Buffer.from(d.data.buffer, d.data.byteOffset, d.data.byteLength) });
-      }
+    this.#waker = waker;
+    this.#channel.on('batch', (batch) => this.#onBatch(batch));
+    // The thread ends only when told to (close); any other end means no datagram is received any more.
+    this.#channel.on('failed', (e) => {
+      if (this.listenerCount('error') > 0) this.emit('error', receiveThreadError(e));
     });
-    this.#worker.on('error', (err) => {
-      if (this.listenerCount('error') > 0) this.emit('error', err);
-    });
+  }
+
+  #onBatch(batch: readonly UdpWorkerDatagram[]): void {
+    for (const d of batch) {
+      const l = this.#udp[d.i];
+      if (!l) continue;
+      this.stats.udpReceived++;
+      this.emit('udp', { entry: l.entry, src: d.src, dst: d.dst, data: Buffer.from(d.data.buffer, d.data.byteOffset, d.data.byteLength) });
+    }
   }
 
   /**
@@ -317,13 +326,10 @@ export class TransparentInterceptor extends EventEmitter<TransparentInterceptorE
   async #close(): Promise<void> {
     const errors = this.removeKernelStateSync();
     for (const l of this.#tcp) for (const s of l.servers) s.close();
-    if (this.#worker) {
-      const exited = new Promise<void>((r) => this.#worker!.once('exit', () => r()));
-      this.#waker!.signal();
-      // The worker wakes from ppoll at once; terminate() is the fallback.
-      const timer = setTimeout(() => void this.#worker?.terminate(), 2000);
-      await exited;
-      clearTimeout(timer);
+    if (this.#channel) {
+      // The thread wakes from ppoll at once (the channel signals the eventfd); terminate() after 2 s is the fallback.
+      await this.#channel.close({ terminateAfterMs: 2000 });
+      // Only now: the thread may have been inside ppoll or recvmsg on these descriptors.
       this.#waker!.close();
     }
     for (const u of this.#udp) u.socket.close();
@@ -368,4 +374,19 @@ export async function startTransparentInterception(opts: TransparentOptions): Pr
     throw err;
   }
   return ic;
+}
+
+/**
+ * What the interceptor reports when its receive thread could not start or
+ * stopped on its own, as it did before the thread used src/worker: the
+ * thread's SyscallError (or other SluiceError), rebuilt; any other error
+ * the thread threw as an EngineError naming the thread, with that error's
+ * own message; an uncaught error as it is; an exit with nothing said as
+ * the channel's EngineFailedError ("… stopped: its thread exited (code n)").
+ */
+function receiveThreadError(e: unknown): Error {
+  const err = e instanceof EngineFailedError && e.cause !== undefined ? e.cause : e;
+  // fromErrorInfo (no errorContext) makes an EngineError of exactly the errors that were no SluiceError.
+  if (err instanceof EngineError) return new EngineError(UDP_THREAD, err.message);
+  return err instanceof Error ? err : new EngineError(UDP_THREAD, String(err));
 }
