@@ -647,6 +647,10 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       const dst = await receiver();
       const f = await t.apply({ type: 'redirect', listen: 'udp://127.0.0.1:0', to: dst.url, allow: 'any' });
       assert.equal(f.detail().tier, target.tier);
+      // One-shot sends go through the tier registry's send engine for this tier, and say so.
+      const w = await t.write([{ to: dst.url, data: new Uint8Array(100) }]);
+      assert.deepEqual({ engine: w.engine, tier: w.tier, sent: w.sent }, { engine: t.sendEngine, tier: target.tier, sent: 1 });
+      assert.equal(t.sendEngine, target.tier === 'portable' ? 'portable' : 'batched');
       const port = f.listen.port;
       const events: string[] = [];
       f.on('sluiceclose', () => events.push('flow sluiceclose'));
