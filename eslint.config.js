@@ -9,7 +9,6 @@
  */
 import tseslint from 'typescript-eslint';
 import prettier from 'eslint-config-prettier';
-import { maxLines } from './eslint.legacy.js';
 
 const noPrivate = {
   selector:
@@ -99,7 +98,5 @@ export default tseslint.config(
       ],
     },
   },
-  // Today's exceptions (eslint.legacy.js): the list may only shrink.
-  { files: maxLines, rules: { 'max-lines': 'off' } },
   prettier,
 );

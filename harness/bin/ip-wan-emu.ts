@@ -7,7 +7,7 @@
  *     [--a-to-b '{"loss":0.03}'] [--b-to-a '{...}']
  *
  * --delay-ms/--rate-mbit/--loss/--queue-bytes/--burst apply to both
- * directions (delay is one-way); --a-to-b/--b-to-a are JSON WanParams
+ * directions (delay is one-way); --a-to-b/--b-to-a are JSON ImpairmentParams
  * merged over them per direction. Prints one JSON line per event on stdout:
  * {"event":"ready"}, then {"event":"stats",...} for every "stats" line on
  * stdin, and {"event":"final",...} when stopped (SIGTERM, SIGINT or end of
@@ -16,7 +16,7 @@
 import { Command } from 'commander';
 import { fstatSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { IpWanEmulator, type WanParams } from '../wan/ip-emulator.js';
+import { IpWanEmulator, type ImpairmentParams } from '../wan/ip-emulator.js';
 
 const num = (v: string): number => {
   const n = Number(v);
@@ -32,7 +32,7 @@ const o = new Command('ip-wan-emu')
   .option('--queue-bytes <n>', 'bottleneck queue (default 100 ms at the rate)', num)
   .option('--loss <p>', 'random loss probability, both directions', num, 0)
   .option('--burst <json>', 'Gilbert-Elliott burst loss, both directions: {"pGoodToBad":..,"pBadToGood":..}')
-  .option('--a-to-b <json>', 'WanParams merged over the common ones for A→B')
+  .option('--a-to-b <json>', 'ImpairmentParams merged over the common ones for A→B')
   .option('--b-to-a <json>', 'the same for B→A')
   .option('--seed <n>', 'PRNG seed', num, 1)
   .option('--slots <n>', 'frames held per direction', num)
@@ -51,12 +51,12 @@ const o = new Command('ip-wan-emu')
     slots?: number;
   }>();
 
-const common: Partial<WanParams> = {
+const common: Partial<ImpairmentParams> = {
   delayMs: o.delayMs,
   rateBps: o.rateMbit * 1e6,
   loss: o.loss,
   ...(o.queueBytes !== undefined ? { queueBytes: o.queueBytes } : {}),
-  ...(o.burst ? { burst: JSON.parse(o.burst) as WanParams['burst'] } : {}),
+  ...(o.burst ? { burst: JSON.parse(o.burst) as ImpairmentParams['burst'] } : {}),
 };
 const print = (obj: Record<string, unknown>): void => void process.stdout.write(`${JSON.stringify(obj)}\n`);
 
@@ -65,8 +65,8 @@ try {
   emu = await IpWanEmulator.start({
     aIf: o.aIf,
     bIf: o.bIf,
-    aToB: { ...common, ...(o.aToB ? (JSON.parse(o.aToB) as Partial<WanParams>) : {}) },
-    bToA: { ...common, ...(o.bToA ? (JSON.parse(o.bToA) as Partial<WanParams>) : {}) },
+    aToB: { ...common, ...(o.aToB ? (JSON.parse(o.aToB) as Partial<ImpairmentParams>) : {}) },
+    bToA: { ...common, ...(o.bToA ? (JSON.parse(o.bToA) as Partial<ImpairmentParams>) : {}) },
     seed: o.seed,
     ...(o.slots ? { slots: o.slots } : {}),
   });

@@ -4,7 +4,7 @@
  * release: two AF_PACKET sockets, one per veth, and per direction a ring of
  * frame slots that is at once the bottleneck queue and the delay line.
  *
- * Per direction the model (wan-model.ts) gives every frame a departure time
+ * Per direction the model (ip-lane.ts) gives every frame a departure time
  * that never decreases, so the ring is a FIFO: frames are received straight
  * into the next free slots (recvmmsg, no copy), dropped ones are squeezed
  * out by moving the later frames of the same batch down, and due frames
@@ -24,7 +24,7 @@ import { MMSG, MSG_DONTWAIT, MSG_TRUNC, POLLIN, SIZEOF_IOVEC, SIZEOF_MMSGHDR, SI
 import { NativeRegion } from '../../src/sys/memory.js';
 import { PacketSocket } from './packet-socket.js';
 import { Poller, Waker } from '../../src/sys/poller.js';
-import { DROP_BURST, DROP_QUEUE, ETH_HEADER, WanLane } from './wan-model.js';
+import { DROP_BURST, DROP_QUEUE, ETH_HEADER, WanLane } from './ip-lane.js';
 import { C, HOLD_NONE, LANE_FIELDS, LATENESS_EDGES_MS, type IpWanWorkerData } from './ip-emulator-protocol.js';
 
 /** Room for the virtio header and a 1500-byte-MTU frame (with VLAN tags), rounded to a page half. */

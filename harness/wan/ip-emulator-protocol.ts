@@ -7,14 +7,14 @@
  * (plain stores from one writer; a reader may see a counter one frame
  * stale, which is fine for statistics).
  */
-import type { WanParams } from './wan-model.js';
+import type { ImpairmentParams } from './model.js';
 
 export interface IpWanWorkerData {
   /** Interface towards site A (frames read here go A→B). */
   aIf: string;
   bIf: string;
-  aToB: WanParams;
-  bToA: WanParams;
+  aToB: ImpairmentParams;
+  bToA: ImpairmentParams;
   seed: number;
   /** Frames each direction can hold (in the queue plus on the delay line). */
   slots: number;

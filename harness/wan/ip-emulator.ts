@@ -10,7 +10,7 @@
  *   site A ─veth─ [aIf]  ══ aToB: queue, rate, loss, delay ══►  [bIf] ─veth─ site B
  *                        ◄══ bToA: queue, rate, loss, delay ══
  *
- * Model: wan-model.ts. Engine: ip-wan-engine.ts, in a worker thread so the
+ * Model: ip-lane.ts (on model.ts). Engine: ip-emulator-engine.ts, in a worker thread so the
  * caller's event loop never delays a frame. The interfaces should carry
  * MTU-sized frames (segmentation offloads off on the senders' side, e.g.
  * `gso_max_segs 1`), or loss hits 64 KiB super-frames instead of packets;
@@ -22,16 +22,17 @@ import { Waker } from '../../src/sys/poller.js';
 import { WorkerChannel } from '../../src/worker/channel.js';
 import { workerEntry } from '../../src/worker/spawn.js';
 import { C, LANE_FIELDS, LATENESS_EDGES_MS, type IpWanReady, type IpWanWorkerData } from './ip-emulator-protocol.js';
-import { DEFAULT_WAN_PARAMS, checkWanParams, type WanParams } from './wan-model.js';
+import { DEFAULT_WAN_PARAMS } from './ip-lane.js';
+import { checkImpairment, type ImpairmentParams } from './model.js';
 
-export type { BurstLoss, WanParams } from './wan-model.js';
+export type { BurstLoss, ImpairmentParams } from './model.js';
 
 export interface IpWanOptions {
   /** Interface towards site A; frames read from it travel A→B. */
   aIf: string;
   bIf: string;
-  aToB?: Partial<WanParams>;
-  bToA?: Partial<WanParams>;
+  aToB?: Partial<ImpairmentParams>;
+  bToA?: Partial<ImpairmentParams>;
   /** PRNG seed (default 1); the two directions draw from different streams. */
   seed?: number;
   /**
@@ -143,7 +144,7 @@ export class IpWanEmulator {
   #error: Error | undefined;
   /** How the forwarding thread ended up scheduled ('SCHED_FIFO 10', 'nice -10' or 'normal'). */
   readonly scheduling: string;
-  readonly params: { aToB: WanParams; bToA: WanParams };
+  readonly params: { aToB: ImpairmentParams; bToA: ImpairmentParams };
 
   private constructor(channel: EngineChannel, waker: Waker, control: SharedArrayBuffer, counters: SharedArrayBuffer, params: IpWanEmulator['params']) {
     this.#channel = channel;
@@ -160,8 +161,8 @@ export class IpWanEmulator {
   static async start(opts: IpWanOptions): Promise<IpWanEmulator> {
     const aToB = { ...DEFAULT_WAN_PARAMS, ...opts.aToB };
     const bToA = { ...DEFAULT_WAN_PARAMS, ...opts.bToA };
-    checkWanParams(aToB, 'ip-wan aToB');
-    checkWanParams(bToA, 'ip-wan bToA');
+    checkImpairment(aToB, 'ip-wan aToB');
+    checkImpairment(bToA, 'ip-wan bToA');
     const waker = new Waker();
     const control = new SharedArrayBuffer(4);
     const counters = new SharedArrayBuffer(2 * LANE_FIELDS * 8);

@@ -22,7 +22,7 @@
  * show up in the emulator's byte counts; this topology is IPv4-only.
  */
 import { createTopology, type NsProcess, type Topology } from '../netns/netns.js';
-import type { IpWanStats, WanParams } from './ip-emulator.js';
+import type { IpWanStats, ImpairmentParams } from './ip-emulator.js';
 
 export const WAN_ADDR = {
   client: '10.77.1.2',
@@ -47,10 +47,10 @@ const ALL_IFACES: readonly (readonly [string, string])[] = [
 
 export interface WanEmulatorSettings {
   /** Both directions (delay is one-way). */
-  common?: Partial<WanParams>;
+  common?: Partial<ImpairmentParams>;
   /** client→server direction, merged over `common`. */
-  aToB?: Partial<WanParams>;
-  bToA?: Partial<WanParams>;
+  aToB?: Partial<ImpairmentParams>;
+  bToA?: Partial<ImpairmentParams>;
   seed?: number;
 }
 

@@ -36,16 +36,21 @@
  * `down` (they depend on when set() is called), the order in which the kernel
  * delivers concurrent senders' datagrams, and interleaving of delivery times.
  *
- * Timing: due times are fractional ms on performance.now(); one setTimeout per
- * direction, armed for the earliest due datagram, and each firing sends every
- * datagram then due. Node timers have 1 ms granularity, so a datagram leaves
- * 0 to ~2 ms after its due time on an idle loop (more on a busy one), never
- * before. Sub-millisecond spacing (e.g. 0.19 ms per 1200-byte datagram at
- * 50 Mbit/s) comes out as small bursts per firing; the average rate is exact.
+ * Pieces: the bottleneck and burst loss are the model the IP emulator also
+ * uses (model.ts); the delay line (delay-line.ts) holds datagrams until due,
+ * with one timer per direction. Node timers have 1 ms granularity, so a
+ * datagram leaves 0 to ~2 ms after its due time on an idle loop (more on a
+ * busy one), never before. Sub-millisecond spacing (e.g. 0.19 ms per
+ * 1200-byte datagram at 50 Mbit/s) comes out as small bursts per timer
+ * firing; the average rate is exact.
  */
 import dgram from 'node:dgram';
 import { performance } from 'node:perf_hooks';
+import { DelayLine } from './delay-line.js';
+import { Bottleneck, FRONT_ENDS, GilbertElliott, QUEUE_FULL, checkImpairment, queueLimitBytes, type BurstLoss, type ImpairmentParams } from './model.js';
 import { Rng } from './rng.js';
+
+export type { BurstLoss } from './model.js';
 
 export type Direction = 'aToB' | 'bToA';
 export type Side = 'a' | 'b';
@@ -55,17 +60,8 @@ export interface Peer {
   port: number;
 }
 
-/** Gilbert-Elliott: a two-state Markov chain stepped once per datagram. */
-export interface BurstLoss {
-  pGoodToBad: number;
-  pBadToGood: number;
-  /** Loss probability in the bad state (default 1). */
-  lossInBad?: number;
-  /** Loss probability in the good state (default 0). */
-  lossInGood?: number;
-}
-
-export interface LinkParams {
+/** The shared model's parameters (model.ts), and what only this front end has. */
+export interface LinkParams extends ImpairmentParams {
   /** One-way propagation delay, ms (a floor: jitter only adds). */
   delayMs: number;
   /**
@@ -76,8 +72,6 @@ export interface LinkParams {
    * of jitter, one-way delay is nearly delayMs + jitterMs for all).
    */
   jitterMs: number;
-  /** Random loss probability, 0..1. */
-  loss: number;
   /** Burst loss, or null. */
   burst: BurstLoss | null;
   /** Probability a datagram is held back by reorderDelayMs (false = 0). */
@@ -85,9 +79,7 @@ export interface LinkParams {
   reorderDelayMs: number;
   /** Probability a datagram is delivered twice. */
   duplicate: number;
-  /** Bottleneck rate in bit/s; 0 = unlimited (no queue). */
-  rateBps: number;
-  /** Bottleneck buffer; undefined = 100 ms at rateBps, at least 64 KiB. */
+  /** Bottleneck buffer; undefined = 100 ms at rateBps, at least 64 KiB (FRONT_ENDS.udp). */
   queueBytes: number | undefined;
   /** Bytes added to each datagram's size at the bottleneck (28 for IPv4+UDP headers; default 0 = payload only). */
   overheadBytes: number;
@@ -152,39 +144,11 @@ const DEFAULTS: LinkParams = {
   down: false,
 };
 
-interface Pending {
-  due: number;
-  /** Tie-break so equal due times keep arrival order. */
-  ord: number;
-  buf: Buffer;
-}
-
-const earlier = (x: Pending, y: Pending): boolean => x.due < y.due || (x.due === y.due && x.ord < y.ord);
-
 function checkParams(p: LinkParams): void {
-  const prob = (name: string, v: number) => {
-    if (!(v >= 0 && v <= 1)) throw new RangeError(`link emulator: ${name} must be in 0..1, got ${v}`);
-  };
-  const nonNeg = (name: string, v: number) => {
-    if (!(v >= 0 && Number.isFinite(v))) throw new RangeError(`link emulator: ${name} must be a finite number ≥ 0, got ${v}`);
-  };
-  nonNeg('delayMs', p.delayMs);
-  nonNeg('jitterMs', p.jitterMs);
-  nonNeg('reorderDelayMs', p.reorderDelayMs);
-  nonNeg('rateBps', p.rateBps);
-  nonNeg('overheadBytes', p.overheadBytes);
-  if (p.queueBytes !== undefined && !(p.queueBytes > 0 && Number.isFinite(p.queueBytes))) {
-    throw new RangeError(`link emulator: queueBytes must be > 0, got ${p.queueBytes}`);
-  }
-  prob('loss', p.loss);
-  prob('duplicate', p.duplicate);
-  prob('reorder', p.reorder === false ? 0 : p.reorder);
-  if (p.burst) {
-    prob('burst.pGoodToBad', p.burst.pGoodToBad);
-    prob('burst.pBadToGood', p.burst.pBadToGood);
-    prob('burst.lossInBad', p.burst.lossInBad ?? 1);
-    prob('burst.lossInGood', p.burst.lossInGood ?? 0);
-  }
+  checkImpairment(p, 'link emulator', {
+    nonNeg: { jitterMs: p.jitterMs, reorderDelayMs: p.reorderDelayMs, overheadBytes: p.overheadBytes },
+    prob: { duplicate: p.duplicate, reorder: p.reorder === false ? 0 : p.reorder },
+  });
 }
 
 /** One direction: ingress decisions, the bottleneck, and the delay line. */
@@ -205,25 +169,9 @@ class Lane {
     unknownSource: 0,
     sendErrors: 0,
   };
-  #geBad = false;
-  /** When the bottleneck finishes serializing what is already queued (ms, performance.now()). */
-  #linkFreeAt = 0;
-  /** Due time of the last in-order datagram: jitter is clamped to it so it cannot reorder. */
-  #lastDue = 0;
-  /** In-order datagrams: due times never decrease, so a plain queue suffices. */
-  #fifo: (Pending | undefined)[] = [];
-  #fifoHead = 0;
-  /** Held-back datagrams and duplicate copies: a binary min-heap on (due, ord). */
-  #heap: Pending[] = [];
-  #ord = 0;
-  #timer: NodeJS.Timeout | null = null;
-  #timerAt = Infinity;
-  readonly #onTimer = () => {
-    this.#timer = null;
-    this.#timerAt = Infinity;
-    this.flush();
-  };
-
+  readonly #burst = new GilbertElliott(null);
+  readonly #link = new Bottleneck(0, FRONT_ENDS.udp.queueFloorBytes);
+  readonly #line = new DelayLine<Buffer>((buf) => this.#deliver(buf));
   readonly #rng: Rng;
   readonly #out: dgram.Socket;
   readonly #peer: () => Peer | null;
@@ -237,21 +185,13 @@ class Lane {
   set(p: Partial<LinkParams>): void {
     const next = { ...this.params, ...p };
     checkParams(next);
-    if (!next.burst) this.#geBad = false;
+    this.#burst.configure(next.burst);
+    this.#link.configure(next.rateBps, queueLimitBytes(next, FRONT_ENDS.udp.queueFloorBytes));
     this.params = next;
   }
 
-  queueLimit(): number {
-    const p = this.params;
-    return p.queueBytes ?? Math.max(65536, p.rateBps / 80); // 100 ms of bytes
-  }
-
-  queuedBytes(now: number): number {
-    return this.params.rateBps > 0 ? (Math.max(0, this.#linkFreeAt - now) * this.params.rateBps) / 8000 : 0;
-  }
-
-  inFlight(): number {
-    return this.#fifo.length - this.#fifoHead + this.#heap.length;
+  stats(): DirectionStats {
+    return { ...this.counters, inFlight: this.#line.size, queuedBytes: this.#link.queuedBytes(performance.now()) };
   }
 
   ingress(buf: Buffer): void {
@@ -260,36 +200,26 @@ class Lane {
     const rng = this.#rng;
     c.received++;
     c.receivedBytes += buf.length;
-    // A fixed number of draws per datagram, used or not: decisions for the
-    // k-th datagram then depend only on the seed and k (see the header).
-    const uGeLoss = rng.next();
-    const uGeStep = rng.next();
+    // A fixed number of draws per datagram (FRONT_ENDS.udp), used or not:
+    // decisions for the k-th datagram then depend only on the seed and k (see the header).
+    const uBurstLoss = rng.next();
+    const uBurstStep = rng.next();
     const uLoss = rng.next();
     const uDup = rng.next();
     const uReorder = rng.next();
     const uJitter = rng.next();
     const uDupJitter = rng.next();
 
-    let burstLost = false;
-    if (p.burst) {
-      const b = p.burst;
-      burstLost = uGeLoss < (this.#geBad ? (b.lossInBad ?? 1) : (b.lossInGood ?? 0));
-      if (uGeStep < (this.#geBad ? b.pBadToGood : b.pGoodToBad)) this.#geBad = !this.#geBad;
-    }
+    const burstLost = this.#burst.step(uBurstLoss, uBurstStep);
     if (p.down) {
       c.droppedDown++;
       return;
     }
     const now = performance.now();
-    let departed = now;
-    if (p.rateBps > 0) {
-      const start = Math.max(now, this.#linkFreeAt);
-      if (((start - now) * p.rateBps) / 8000 + buf.length + p.overheadBytes > this.queueLimit()) {
-        c.droppedQueue++;
-        return;
-      }
-      departed = start + ((buf.length + p.overheadBytes) * 8000) / p.rateBps;
-      this.#linkFreeAt = departed;
+    const departed = this.#link.admit(now, buf.length + p.overheadBytes);
+    if (departed === QUEUE_FULL) {
+      c.droppedQueue++;
+      return;
     }
     if (burstLost) {
       c.droppedBurst++;
@@ -303,51 +233,15 @@ class Lane {
     const due = base + uJitter * p.jitterMs;
     if (p.reorder !== false && uReorder < p.reorder) {
       c.reordered++;
-      this.#heapPush({ due: due + p.reorderDelayMs, ord: this.#ord++, buf });
+      this.#line.outOfOrder(due + p.reorderDelayMs, buf);
     } else {
-      this.#lastDue = Math.max(due, this.#lastDue);
-      this.#fifo.push({ due: this.#lastDue, ord: this.#ord++, buf });
+      this.#line.inOrder(due, buf);
     }
     if (uDup < p.duplicate) {
       c.duplicated++;
-      this.#heapPush({ due: base + uDupJitter * p.jitterMs, ord: this.#ord++, buf });
+      this.#line.outOfOrder(base + uDupJitter * p.jitterMs, buf);
     }
-    this.flush(now);
-  }
-
-  /** Sends everything due, then arms the timer for the next due datagram. */
-  flush(now = performance.now()): void {
-    for (;;) {
-      const f = this.#fifo[this.#fifoHead];
-      const h = this.#heap[0];
-      let next: Pending;
-      if (f && (!h || earlier(f, h))) {
-        if (f.due > now) break;
-        this.#fifo[this.#fifoHead++] = undefined;
-        next = f;
-      } else if (h) {
-        if (h.due > now) break;
-        next = this.#heapPop();
-      } else break;
-      this.#deliver(next.buf);
-    }
-    // Reclaim the consumed front of the queue without shifting per datagram.
-    if (this.#fifoHead === this.#fifo.length) {
-      this.#fifo.length = 0;
-      this.#fifoHead = 0;
-    } else if (this.#fifoHead > 4096 && this.#fifoHead * 2 > this.#fifo.length) {
-      this.#fifo = this.#fifo.slice(this.#fifoHead);
-      this.#fifoHead = 0;
-    }
-    const f = this.#fifo[this.#fifoHead];
-    const h = this.#heap[0];
-    const at = Math.min(f ? f.due : Infinity, h ? h.due : Infinity);
-    if (at === Infinity || at >= this.#timerAt) return;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timerAt = at;
-    // Rounded up: a datagram must never leave before its due time. An early
-    // libuv wake-up (its clock is cached per loop turn) just re-arms.
-    this.#timer = setTimeout(this.#onTimer, Math.max(1, Math.ceil(at - now)));
+    this.#line.flush(now);
   }
 
   #deliver(buf: Buffer): void {
@@ -376,46 +270,7 @@ class Lane {
   }
 
   stop(): void {
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = null;
-    this.#timerAt = Infinity;
-    this.#fifo = [];
-    this.#fifoHead = 0;
-    this.#heap = [];
-  }
-
-  #heapPush(e: Pending): void {
-    const a = this.#heap;
-    let i = a.length;
-    a.push(e);
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      const pe = a[parent]!;
-      if (!earlier(e, pe)) break;
-      a[i] = pe;
-      i = parent;
-    }
-    a[i] = e;
-  }
-
-  #heapPop(): Pending {
-    const a = this.#heap;
-    const top = a[0]!;
-    const last = a.pop()!;
-    if (a.length > 0) {
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        if (l >= a.length) break;
-        const r = l + 1;
-        const child = r < a.length && earlier(a[r]!, a[l]!) ? r : l;
-        if (!earlier(a[child]!, last)) break;
-        a[i] = a[child]!;
-        i = child;
-      }
-      a[i] = last;
-    }
-    return top;
+    this.#line.stop();
   }
 }
 
@@ -516,8 +371,7 @@ export class LinkEmulator {
   }
 
   stats(direction: Direction): DirectionStats {
-    const lane = this.#lanes[direction];
-    return { ...lane.counters, inFlight: lane.inFlight(), queuedBytes: lane.queuedBytes(performance.now()) };
+    return this.#lanes[direction].stats();
   }
 
   /** Closes both sockets and drops whatever is in flight. */

@@ -20,6 +20,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
 import { Rng } from '../../harness/wan/rng.js';
+import { FRONT_ENDS } from '../../harness/wan/model.js';
 import { LinkEmulator, type Direction, type LinkEmulatorOptions, type Peer } from '../../harness/wan/udp-emulator.js';
 
 // ---------------------------------------------------------------- PRNG
@@ -276,6 +277,14 @@ test('seeded 10 % random loss: rate within 10 %, identical drops for the same se
   assert.equal(first.r.droppedRandom, first.lost.length);
   assert.deepEqual(again.lost, first.lost);
   assert.notDeepEqual(other.lost, first.lost);
+  // The k-th datagram's loss is the third of its seven draws (FRONT_ENDS.udp): the drops follow from the seed alone.
+  const rng = Rng.fromSeed(99);
+  const predicted: number[] = [];
+  for (let k = 0; k < 5000; k++) {
+    const u = Array.from({ length: FRONT_ENDS.udp.drawsPerFrame }, () => rng.next());
+    if (u[2]! < 0.1) predicted.push(k);
+  }
+  assert.deepEqual(first.lost, predicted);
 });
 
 test('burst loss (Gilbert-Elliott) makes runs of mean length ~1/pBadToGood', { timeout: 60_000 }, async (t) => {

@@ -1,10 +1,15 @@
 /**
- * The IP-level WAN emulator's decision model (harness/wan/wan-model.ts):
- * departure times, the tail-drop queue, loss rates and determinism.
+ * The IP-level WAN emulator's decisions (harness/wan/ip-lane.ts, on the
+ * shared model harness/wan/model.ts): departure times, the tail-drop queue,
+ * loss rates and determinism.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DROP_BURST, DROP_LOSS, DROP_QUEUE, WanLane, checkWanParams, queueLimitBytes } from '../../harness/wan/wan-model.js';
+import { DROP_BURST, DROP_LOSS, DROP_QUEUE, WanLane } from '../../harness/wan/ip-lane.js';
+import { Rng } from '../../harness/wan/rng.js';
+import { FRONT_ENDS, checkImpairment, queueLimitBytes } from '../../harness/wan/model.js';
+
+const IP_FLOOR = FRONT_ENDS.ip.queueFloorBytes;
 
 test('no rate: every frame leaves exactly delayMs after it arrived', () => {
   const lane = new WanLane({ delayMs: 50, rateBps: 0, loss: 0 }, 1);
@@ -37,7 +42,7 @@ test('departure times never decrease (the engine relies on a FIFO)', () => {
 
 test('the queue holds 100 ms at the rate by default and tail-drops beyond', () => {
   const p = { delayMs: 0, rateBps: 50e6, loss: 0 };
-  assert.equal(queueLimitBytes(p), 625_000);
+  assert.equal(queueLimitBytes(p, IP_FLOOR), 625_000);
   const lane = new WanLane(p, 1);
   let accepted = 0;
   let dropped = 0;
@@ -53,8 +58,8 @@ test('the queue holds 100 ms at the rate by default and tail-drops beyond', () =
   // The queue drains at the rate: 10 ms later 62 500 bytes have left.
   assert.ok(Math.abs(lane.queuedBytes(10) - (624_000 - 62_500)) < 1e-6);
   // An explicit limit wins; a tiny rate still holds two full packets.
-  assert.equal(queueLimitBytes({ ...p, queueBytes: 3000 }), 3000);
-  assert.equal(queueLimitBytes({ ...p, rateBps: 1000 }), 3000);
+  assert.equal(queueLimitBytes({ ...p, queueBytes: 3000 }, IP_FLOOR), 3000);
+  assert.equal(queueLimitBytes({ ...p, rateBps: 1000 }, IP_FLOOR), 3000);
 });
 
 test('a sustained offer above the rate is cut to the rate', () => {
@@ -100,6 +105,20 @@ test('ARP (exempt) is never lost, and still takes its PRNG draws', () => {
   for (let i = 0; i < 1000; i++) assert.equal(a.admit(i, 100) < 0, b.admit(i, 100) < 0);
 });
 
+test('the k-th frame is lost when the third of its three draws is under `loss` (FRONT_ENDS.ip), whatever happened before', () => {
+  const lane = new WanLane({ delayMs: 0, rateBps: 12e6, queueBytes: 3000, loss: 0.2 }, 17);
+  const rng = Rng.fromSeed(17);
+  let queueDrops = 0;
+  for (let k = 0; k < 5000; k++) {
+    const u = Array.from({ length: FRONT_ENDS.ip.drawsPerFrame }, () => rng.next());
+    // Twice the rate into a two-packet queue: half the frames meet a full queue, and still take their draws.
+    const r = lane.admit(k / 2, 1500);
+    if (r === DROP_QUEUE) queueDrops++;
+    else assert.equal(r === DROP_LOSS, u[2]! < 0.2, `frame ${k}`);
+  }
+  assert.ok(queueDrops > 2000, `${queueDrops} queue drops`);
+});
+
 test('same seed, same decisions; other seed, other decisions', () => {
   const run = (seed: number): number[] => {
     const lane = new WanLane({ delayMs: 0, rateBps: 0, loss: 0.1 }, seed);
@@ -128,8 +147,8 @@ test("Gilbert-Elliott: bursts with the chain's stationary loss and mean burst le
 });
 
 test('parameters are checked', () => {
-  assert.throws(() => checkWanParams({ delayMs: -1, rateBps: 0, loss: 0 }), RangeError);
-  assert.throws(() => checkWanParams({ delayMs: 0, rateBps: 0, loss: 1.5 }), RangeError);
-  assert.throws(() => checkWanParams({ delayMs: 0, rateBps: 0, loss: 0, queueBytes: 0 }), RangeError);
+  assert.throws(() => checkImpairment({ delayMs: -1, rateBps: 0, loss: 0 }, 'wan'), RangeError);
+  assert.throws(() => checkImpairment({ delayMs: 0, rateBps: 0, loss: 1.5 }, 'wan'), RangeError);
+  assert.throws(() => checkImpairment({ delayMs: 0, rateBps: 0, loss: 0, queueBytes: 0 }, 'wan'), RangeError);
   assert.throws(() => new WanLane({ delayMs: 0, rateBps: NaN, loss: 0 }, 1), RangeError);
 });
