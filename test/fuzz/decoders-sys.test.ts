@@ -18,7 +18,7 @@ import { NLMSG_DONE, NLMSG_ERROR, RTM_NEWQDISC, SIZEOF_NLMSGHDR, parseNetlinkDum
 import { readSockaddr, writeSockaddr } from '../../src/sys/sockaddr.js';
 import { parseZeroCopyNotifications } from '../../src/sys/zerocopy.js';
 import { IP_RECVERR, IPV6_RECVERR, SOL_IP, SOL_IPV6, SO_EE_ORIGIN_ZEROCOPY, SO_EE_CODE_ZEROCOPY_COPIED } from '../../src/sys/constants.js';
-import { parseBpfElf, ElfError } from '../../src/dataplane/kernel/elf.js';
+import { parseBpfElf, ElfError } from '../../src/wire/elf.js';
 import { objectPath } from '../../src/dataplane/kernel/program.js';
 import { decodeFlowValue, flowValue, FLOW_VALUE_SIZE, MAX_SUBS } from '../../src/dataplane/kernel/layout.js';
 import { formatIpv6 } from '../../src/wire/ip-address.js';

@@ -10,7 +10,7 @@ import { mkdtempSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { parseBpfElf, relocateMaps, ElfError } from '../../src/dataplane/kernel/elf.js';
+import { parseBpfElf, relocateMaps, ElfError } from '../../src/wire/elf.js';
 import { objectPath } from '../../src/dataplane/kernel/program.js';
 import * as L from '../../src/dataplane/kernel/layout.js';
 

@@ -26,7 +26,7 @@ import {
 import { WireError } from '../../src/wire/tpo/errors.js';
 import { ControlSocketError } from '../../src/server/control-socket.js';
 import { FileRefusedError, readRegularFile } from '../../src/fs/regular-file.js';
-import { ElfError, parseBpfElf } from '../../src/dataplane/kernel/elf.js';
+import { ElfError, parseBpfElf } from '../../src/wire/elf.js';
 import { parseTpoConfigText, TpoConfigError } from '../../src/tpo/config/config.js';
 import { compileInterceptTable, FlowTableError } from '../../src/tpo/config/intercept-rules.js';
 

@@ -7,7 +7,7 @@
 import { readFileSync, existsSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { parseBpfElf, relocateMaps, type ElfMapDef, type ElfObject } from './elf.js';
+import { parseBpfElf, relocateMaps, type ElfMapDef, type ElfObject } from '../../wire/elf.js';
 import { BPF_PROG_TYPE_SCHED_CLS, BPF_TCX_EGRESS, BPF_TCX_INGRESS, closeFd, mapCreate, mapInfo, mapUpdate, objGet, objPin, progLoad } from '../../sys/bpf.js';
 import { EngineError } from '../../errors.js';
 

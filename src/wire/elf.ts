@@ -8,7 +8,7 @@
  * no bpf-to-bpf calls, no BTF. Anything else is refused with a clear error
  * rather than loaded wrongly.
  */
-import { SluiceError } from '../../errors.js';
+import { SluiceError } from '../errors.js';
 
 export interface ElfMapDef {
   readonly name: string;
