@@ -90,8 +90,6 @@ export const CMSG_LEN_U16 = 18;
 export const CMSG_SPACE_INT = 24;
 export const SIZEOF_POLLFD = 8;
 
-/** Largest UDP payload in one IPv4 datagram (defined with the wire format). */
-export { MAX_UDP_PAYLOAD } from '../wire/udp.js';
 /** UIO_MAXIOV: the most messages sendmmsg/recvmmsg take per call, and iovecs per message. */
 export const UIO_MAXIOV = 1024;
 /** UDP_MAX_SEGMENTS before Linux 6.9 (later kernels allow 128). Probed, never assumed larger. */
