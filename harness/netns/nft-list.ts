@@ -15,7 +15,7 @@
 import { libc } from '../../src/sys/ffi.js';
 import { EAGAIN, EINTR, syscallError } from '../../src/sys/errno.js';
 import { AF_NETLINK, MSG_TRUNC, NETLINK_NETFILTER, SOCK_CLOEXEC, SOCK_RAW, SOL_SOCKET, SO_RCVTIMEO } from '../../src/sys/constants.js';
-import { NLMSG_DONE, NLMSG_ERROR, NLMSG_OVERRUN, NLM_F_DUMP, NLM_F_REQUEST, SIZEOF_NLMSGHDR } from '../../src/sys/netlink.js';
+import { NLMSG_DONE, NLMSG_ERROR, NLMSG_OVERRUN, NLM_F_DUMP, NLM_F_REQUEST, SIZEOF_NLMSGHDR } from '../../src/sys/netlink/rtnetlink.js';
 import {
   NFNETLINK_V0,
   NFPROTO_INET,
@@ -26,8 +26,8 @@ import {
   NFTA_TABLE_NAME,
   NFT_MSG_NEWTABLE,
   nftType,
-} from '../../src/sys/nfnetlink.js';
-import { nlmsg } from '../../src/sys/nlattr.js';
+} from '../../src/sys/netlink/nftables.js';
+import { nlmsg } from '../../src/sys/netlink/message.js';
 
 /** NFT_MSG_GETTABLE (nf_tables.h). */
 export const NFT_MSG_GETTABLE = 1;

@@ -23,7 +23,7 @@ import {
   parseQdiscDump,
   qdiscDumpRequest,
   type QdiscInfo,
-} from '../../src/sys/netlink.js';
+} from '../../src/sys/netlink/rtnetlink.js';
 import { assessTxtime } from '../../src/sys/txtime.js';
 
 const TCA_OPTIONS = 2;

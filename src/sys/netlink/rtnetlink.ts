@@ -20,9 +20,9 @@
  * consumes at least one 16-byte header); a malformed message stops the
  * parse and is reported in `malformed`.
  */
-import { libc } from './ffi.js';
-import { EINTR, EAGAIN, syscallError } from './errno.js';
-import { AF_NETLINK, MSG_TRUNC, NETLINK_ROUTE, SOCK_CLOEXEC, SOCK_RAW, SOL_SOCKET, SO_RCVTIMEO } from './constants.js';
+import { libc } from '../ffi.js';
+import { EINTR, EAGAIN, syscallError } from '../errno.js';
+import { AF_NETLINK, MSG_TRUNC, NETLINK_ROUTE, SOCK_CLOEXEC, SOCK_RAW, SOL_SOCKET, SO_RCVTIMEO } from '../constants.js';
 
 // netlink.h
 export const NLMSG_NOOP = 1;

@@ -9,10 +9,10 @@
  * Every read is bounded by SO_RCVTIMEO and the number of reads, so a
  * silent kernel cannot hang a start or an exit handler.
  */
-import { libc } from './ffi.js';
-import { EAGAIN, EINTR, syscallError } from './errno.js';
-import { AF_NETLINK, MSG_DONTWAIT, MSG_TRUNC, SOCK_CLOEXEC, SOCK_RAW, SOL_SOCKET, SO_RCVTIMEO } from './constants.js';
-import { parseAcks } from './nlattr.js';
+import { libc } from '../ffi.js';
+import { EAGAIN, EINTR, syscallError } from '../errno.js';
+import { AF_NETLINK, MSG_DONTWAIT, MSG_TRUNC, SOCK_CLOEXEC, SOCK_RAW, SOL_SOCKET, SO_RCVTIMEO } from '../constants.js';
+import { parseAcks } from './message.js';
 
 const RECV_BUFFER = 64 * 1024;
 const RECV_TIMEOUT_S = 2;

@@ -1,7 +1,7 @@
 /**
  * Netlink message and attribute encoding, and the ACK/error reader, shared
- * by the request-style netlink users (nf_tables in src/sys/nfnetlink.ts,
- * policy routing in src/sys/rtnetlink-policy.ts). Pure: bytes in, bytes out.
+ * by the request-style netlink users (nf_tables in src/sys/netlink/nftables.ts,
+ * policy routing in src/sys/netlink/policy-routing.ts). Pure: bytes in, bytes out.
  *
  *   struct nlmsghdr { u32 len; u16 type; u16 flags; u32 seq; u32 pid; }   16 bytes
  *   struct nlattr   { u16 len; u16 type; } + value, padded to 4 bytes
@@ -10,7 +10,7 @@
  * host order, nf_tables integers are big endian (NLA_BE32). The helpers
  * below name the order so callers never guess.
  */
-import { NLMSG_ERROR, NLMSG_DONE, SIZEOF_NLMSGHDR } from './netlink.js';
+import { NLMSG_ERROR, NLMSG_DONE, SIZEOF_NLMSGHDR } from './rtnetlink.js';
 
 export const NLM_F_ACK = 0x4;
 export const NLM_F_EXCL = 0x200;
