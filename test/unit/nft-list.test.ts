@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP, NLM_F_MULTI, NLM_F_REQUEST } from '../../src/sys/netlink/rtnetlink.js';
+import { NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP, NLM_F_MULTI, NLM_F_REQUEST } from '../../src/sys/netlink/message.js';
 import {
   NFNL_SUBSYS_NFTABLES,
   NFPROTO_INET,

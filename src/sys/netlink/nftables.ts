@@ -12,8 +12,7 @@
  * contents (cmp/immediate data) are the packet's bytes as they are, and
  * host-order for meta values such as the mark.
  */
-import { attr, be16, be32, be32s, nest, nlmsg, strz, type NlAttr } from './message.js';
-import { NLM_F_REQUEST } from './rtnetlink.js';
+import { NLM_F_REQUEST, attr, be16, be32, be32s, nest, nlmsg, strz, type NlAttr } from './message.js';
 
 export const NFNL_SUBSYS_NFTABLES = 10;
 export const NFNL_MSG_BATCH_BEGIN = 0x10;

@@ -10,8 +10,7 @@
  * Attributes are host order here (unlike nf_tables). Message builders are
  * pure; add/remove take an open NETLINK_ROUTE socket.
  */
-import { NLM_F_REQUEST } from './rtnetlink.js';
-import { NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, attr, ne32, nlmsg } from './message.js';
+import { NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST, NLM_F_EXCL, attr, ne32, nlmsg } from './message.js';
 import type { NetlinkSocket } from './socket.js';
 import { SyscallError } from '../../errors.js';
 import { AF_INET, AF_INET6 } from '../constants.js';
