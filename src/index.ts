@@ -60,7 +60,8 @@ export type {
   TierChoice,
   SendEngineName,
 } from './policy/schema.js';
-export { TIER_NAMES, MAX_UDP_PAYLOAD } from './policy/schema.js';
+export { TIER_NAMES } from './policy/schema.js';
+export { MAX_UDP_PAYLOAD } from './wire/udp.js';
 export { parsePolicy, parseFlowPolicy, parseAggregate, parseSegment, parseConfig } from './policy/validate.js';
 export { parseConfigText, type LoadedConfig } from './policy/config.js';
 export { parseEndpoint, formatEndpoint, type Endpoint } from './wire/endpoint.js';

@@ -10,12 +10,11 @@
  * version; be16 res_id} + attributes, integers big endian), possibly over
  * several reads (NLM_F_MULTI), ended by NLMSG_DONE. `parseNftTableDump` is
  * pure: whatever the bytes, it never reads out of bounds, never throws and
- * always terminates (each step consumes at least one 16-byte header).
+ * always terminates (the message walk of src/sys/netlink/message.ts). The
+ * socket and its receive loop are src/sys/netlink/socket.ts.
  */
-import { libc } from '../../src/sys/ffi.js';
-import { EAGAIN, EINTR, syscallError } from '../../src/sys/errno.js';
-import { AF_NETLINK, MSG_TRUNC, NETLINK_NETFILTER, SOCK_CLOEXEC, SOCK_RAW, SOL_SOCKET, SO_RCVTIMEO } from '../../src/sys/constants.js';
-import { NLMSG_DONE, NLMSG_ERROR, NLMSG_OVERRUN, NLM_F_DUMP, NLM_F_REQUEST, SIZEOF_NLMSGHDR } from '../../src/sys/netlink.js';
+import { NETLINK_NETFILTER } from '../../src/sys/constants.js';
+import { NLM_F_DUMP, NLM_F_REQUEST, cString, nlmsg, parseDump, walkAttrs, type NlMsgView } from '../../src/sys/netlink/message.js';
 import {
   NFNETLINK_V0,
   NFPROTO_INET,
@@ -26,8 +25,8 @@ import {
   NFTA_TABLE_NAME,
   NFT_MSG_NEWTABLE,
   nftType,
-} from '../../src/sys/nfnetlink.js';
-import { nlmsg } from '../../src/sys/nlattr.js';
+} from '../../src/sys/netlink/nftables.js';
+import { NetlinkSocket } from '../../src/sys/netlink/socket.js';
 
 /** NFT_MSG_GETTABLE (nf_tables.h). */
 export const NFT_MSG_GETTABLE = 1;
@@ -39,9 +38,6 @@ const NFPROTO_ARP = 3;
 const NFPROTO_NETDEV = 5;
 const NFPROTO_BRIDGE = 7;
 const SIZEOF_NFGENMSG = 4;
-const NLA_TYPE_MASK = 0x3fff;
-const LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-const align4 = (n: number): number => (n + 3) & ~3;
 
 /** nft(8)'s names of the nf_tables families. */
 const FAMILY_NAMES: Record<number, string> = {
@@ -80,68 +76,33 @@ export function nftTableDumpRequest(seq: number): Uint8Array {
   return nlmsg(nftType(NFT_MSG_GETTABLE), NLM_F_REQUEST | NLM_F_DUMP, seq, Uint8Array.of(NFPROTO_UNSPEC, NFNETLINK_V0, 0, 0));
 }
 
+/** One NFT_MSG_NEWTABLE: nfgenmsg, then attributes (integers big endian) up to the end of the message. */
+function decodeTable(buf: Uint8Array, v: DataView, m: NlMsgView): NftTableInfo | string {
+  if (m.end - m.body < SIZEOF_NFGENMSG) return `NFT_MSG_NEWTABLE of ${m.len} bytes is shorter than nlmsghdr + nfgenmsg`;
+  const familyNo = buf[m.body]!;
+  const t: NftTableInfo = { family: FAMILY_NAMES[familyNo] ?? `family ${familyNo}`, name: '', flags: 0 };
+  const malformed = walkAttrs(buf, v, m.body + SIZEOF_NFGENMSG, m.end, 'attribute', (type, value) => {
+    // Short integer attributes are ignored rather than read past.
+    const u32 = value.byteLength >= 4 ? new DataView(value.buffer, value.byteOffset, 4).getUint32(0, false) : undefined;
+    if (type === NFTA_TABLE_NAME) t.name = cString(value);
+    else if (type === NFTA_TABLE_FLAGS && u32 !== undefined) t.flags = u32;
+    else if (type === NFTA_TABLE_USE && u32 !== undefined) t.chains = u32;
+    else if (type === NFTA_TABLE_OWNER && u32 !== undefined) t.owner = u32;
+  });
+  return malformed ?? t;
+}
+
+const parseTableChunk = (buf: Uint8Array, seq?: number) => parseDump(buf, seq, nftType(NFT_MSG_NEWTABLE), decodeTable);
+
 /**
  * Parses one read of the dump. Messages of another `seq` (when given) and
  * other types are skipped; parsing stops at NLMSG_DONE, an error, or the
  * first malformed message (the tables before it are kept).
  */
 export function parseNftTableDump(buf: Uint8Array, seq?: number): NftTableDumpChunk {
-  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const out: NftTableDumpChunk = { tables: [], done: false };
-  let off = 0;
-  while (off < buf.byteLength) {
-    const left = buf.byteLength - off;
-    if (left < SIZEOF_NLMSGHDR) return { ...out, malformed: `truncated nlmsghdr at byte ${off}: ${left} of 16 bytes` };
-    const len = v.getUint32(off, LE);
-    const type = v.getUint16(off + 4, LE);
-    const msgSeq = v.getUint32(off + 8, LE);
-    if (len < SIZEOF_NLMSGHDR) return { ...out, malformed: `nlmsg_len ${len} < 16 at byte ${off}` };
-    if (len > left) return { ...out, malformed: `nlmsg_len ${len} at byte ${off} runs past the ${left} bytes left` };
-    const body = off + SIZEOF_NLMSGHDR;
-    const end = off + len;
-    off += Math.min(align4(len), left);
-    if (seq !== undefined && msgSeq !== seq) continue;
-    if (type === NLMSG_DONE) {
-      const status = end - body >= 4 ? v.getInt32(body, LE) : 0;
-      return status < 0 ? { ...out, done: true, errno: -status } : { ...out, done: true };
-    }
-    if (type === NLMSG_ERROR) {
-      if (end - body < 4) return { ...out, malformed: `NLMSG_ERROR of ${len} bytes has no error code` };
-      const error = v.getInt32(body, LE);
-      if (error === 0) continue;
-      return { ...out, errno: -error };
-    }
-    if (type === NLMSG_OVERRUN) return { ...out, malformed: 'NLMSG_OVERRUN: the kernel dropped part of the reply' };
-    if (type !== nftType(NFT_MSG_NEWTABLE)) continue;
-    if (end - body < SIZEOF_NFGENMSG) return { ...out, malformed: `NFT_MSG_NEWTABLE of ${len} bytes is shorter than nlmsghdr + nfgenmsg` };
-    const familyNo = buf[body]!;
-    const t: NftTableInfo = { family: FAMILY_NAMES[familyNo] ?? `family ${familyNo}`, name: '', flags: 0 };
-    let a = body + SIZEOF_NFGENMSG;
-    while (end - a >= 4) {
-      const alen = v.getUint16(a, LE);
-      const atype = v.getUint16(a + 2, LE) & NLA_TYPE_MASK;
-      if (alen < 4 || alen > end - a) return { ...out, malformed: `attribute of length ${alen} at byte ${a} does not fit its message (${end - a} bytes left)` };
-      const value = buf.subarray(a + 4, a + alen);
-      const u32 = value.byteLength >= 4 ? new DataView(value.buffer, value.byteOffset, 4).getUint32(0, false) : undefined;
-      if (atype === NFTA_TABLE_NAME) t.name = cString(value);
-      else if (atype === NFTA_TABLE_FLAGS && u32 !== undefined) t.flags = u32;
-      else if (atype === NFTA_TABLE_USE && u32 !== undefined) t.chains = u32;
-      else if (atype === NFTA_TABLE_OWNER && u32 !== undefined) t.owner = u32;
-      a += Math.min(align4(alen), end - a);
-    }
-    out.tables.push(t);
-  }
-  return out;
+  const { items, ...rest } = parseTableChunk(buf, seq);
+  return { tables: items, ...rest };
 }
-
-function cString(b: Uint8Array): string {
-  const nul = b.indexOf(0);
-  return new TextDecoder().decode(nul < 0 ? b : b.subarray(0, nul));
-}
-
-const RECV_BUFFER = 64 * 1024;
-const MAX_READS = 4096;
-const RECV_TIMEOUT_S = 2;
 
 /**
  * Every nf_tables table of the caller's network namespace. Throws
@@ -151,37 +112,12 @@ const RECV_TIMEOUT_S = 2;
  * (CAP_NET_ADMIN in the namespace's user namespace).
  */
 export function listNftTables(): NftTableInfo[] {
-  const c = libc();
-  const fd = c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
-  if (fd < 0) throw syscallError('socket(AF_NETLINK, NETLINK_NETFILTER)', c.errno());
+  const sock = NetlinkSocket.open(NETLINK_NETFILTER, 'NETLINK_NETFILTER');
   try {
-    // Bounds every read, so a silent kernel cannot hang the caller.
-    if (c.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, new BigInt64Array([BigInt(RECV_TIMEOUT_S), 0n]), 16) < 0) {
-      throw syscallError('setsockopt(SO_RCVTIMEO)', c.errno());
-    }
-    const seq = Date.now() >>> 0 || 1;
-    const req = nftTableDumpRequest(seq);
-    if (c.write(fd, req, req.byteLength) !== req.byteLength) throw syscallError('write(NFT_MSG_GETTABLE)', c.errno());
-    const buf = new Uint8Array(RECV_BUFFER);
-    const tables: NftTableInfo[] = [];
-    for (let reads = 0; reads < MAX_READS; reads++) {
-      const n = Number(c.recv(fd, buf, buf.byteLength, MSG_TRUNC));
-      if (n < 0) {
-        const e = c.errno();
-        if (e === EINTR) continue;
-        throw syscallError('recv(NFT_MSG_GETTABLE)', e, e === EAGAIN ? `no NLMSG_DONE within ${RECV_TIMEOUT_S} s` : undefined);
-      }
-      if (n > buf.byteLength) throw new Error(`NFT_MSG_GETTABLE reply of ${n} bytes exceeds the ${buf.byteLength}-byte buffer`);
-      if (n === 0) throw new Error('NFT_MSG_GETTABLE: netlink socket returned end of file before NLMSG_DONE');
-      const chunk = parseNftTableDump(buf.subarray(0, n), seq);
-      tables.push(...chunk.tables);
-      if (chunk.errno !== undefined) throw syscallError('NFT_MSG_GETTABLE', chunk.errno, 'reported by the kernel');
-      if (chunk.malformed) throw new Error(`NFT_MSG_GETTABLE: malformed reply: ${chunk.malformed}`);
-      if (chunk.done) return tables;
-    }
-    throw new Error(`NFT_MSG_GETTABLE: no NLMSG_DONE after ${MAX_READS} reads`);
+    const seq = sock.nextSeq();
+    return sock.dump(nftTableDumpRequest(seq), seq, 'NFT_MSG_GETTABLE', parseTableChunk);
   } finally {
-    c.close(fd);
+    sock.close();
   }
 }
 

@@ -13,7 +13,8 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { Sender, type AggregateInput } from '../control/sender.js';
 import { PolicyValidationError } from '../errors.js';
-import { MAX_AGGREGATE_MESSAGES, MAX_BATCH_BYTES, MAX_UDP_PAYLOAD, type TierChoice } from '../policy/schema.js';
+import { MAX_AGGREGATE_MESSAGES, MAX_BATCH_BYTES, type TierChoice } from '../policy/schema.js';
+import { MAX_UDP_PAYLOAD } from '../wire/udp.js';
 import { FileRefusedError, readRegularFile } from '../fs/regular-file.js';
 import { parseAggregateForSend } from '../policy/validate.js';
 import { nestingProblem } from '../policy/config.js';

@@ -9,9 +9,6 @@ import { parseEndpointInput, type Endpoint } from '../wire/endpoint.js';
 import { MAX_UDP_PAYLOAD } from '../wire/udp.js';
 import { parseSourceRule, type SourceFilter, type SourceRule } from './source-filter.js';
 
-/** Largest UDP payload over IPv4 (owned by src/wire/udp.ts; re-exported for the policy's users). */
-export { MAX_UDP_PAYLOAD };
-
 /** Most subscribers one replicate flow may list. */
 export const MAX_SUBSCRIBERS = 65536;
 /** Most messages one aggregate may carry. */

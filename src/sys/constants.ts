@@ -90,14 +90,12 @@ export const CMSG_LEN_U16 = 18;
 export const CMSG_SPACE_INT = 24;
 export const SIZEOF_POLLFD = 8;
 
-/** Largest UDP payload in one IPv4 datagram (defined with the wire format). */
-export { MAX_UDP_PAYLOAD } from '../wire/udp.js';
 /** UIO_MAXIOV: the most messages sendmmsg/recvmmsg take per call, and iovecs per message. */
 export const UIO_MAXIOV = 1024;
 /** UDP_MAX_SEGMENTS before Linux 6.9 (later kernels allow 128). Probed, never assumed larger. */
 export const UDP_MAX_SEGMENTS_BASE = 64;
 
-/** rtnetlink (src/sys/netlink.ts): a raw AF_NETLINK socket of protocol NETLINK_ROUTE. */
+/** rtnetlink (src/sys/netlink/rtnetlink.ts): a raw AF_NETLINK socket of protocol NETLINK_ROUTE. */
 export const AF_NETLINK = 16;
 export const SOCK_RAW = 3;
 export const NETLINK_ROUTE = 0;
@@ -108,7 +106,7 @@ export const SO_TXTIME = 61;
 export const SIZEOF_SOCK_TXTIME = 8;
 export const CLOCK_MONOTONIC = 1;
 
-/** nf_tables speaks NETLINK_NETFILTER (src/sys/nfnetlink.ts). */
+/** nf_tables speaks NETLINK_NETFILTER (src/sys/netlink/nftables.ts). */
 export const NETLINK_NETFILTER = 12;
 export const SO_REUSEADDR = 2;
 /** Marks every packet a socket sends (skb->mark); needs CAP_NET_ADMIN. Sluice's own sockets carry it so its rules skip them. */

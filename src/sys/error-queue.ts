@@ -116,8 +116,31 @@ export function enableRecvErr(fd: number, family: 4 | 6): void {
   }
 }
 
-/** Room for the cmsg: header + sock_extended_err + offender sockaddr_in6, with slack. */
-const CONTROL_SPACE = 128;
+/** Room for one IP(V6)_RECVERR cmsg: header + sock_extended_err + offender sockaddr_in6, with slack. */
+export const ERRQUEUE_CONTROL_SPACE = 128;
+
+/**
+ * One non-blocking recvmsg(MSG_ERRQUEUE) into the msghdr at the start of
+ * `m`, laid out as msghdr, then a name buffer of `nameSpace` bytes (0: no
+ * name wanted), then ERRQUEUE_CONTROL_SPACE bytes of control. Resets the
+ * fields the kernel rewrites on every call; retries after a signal.
+ * Returns true when a message was read, false when the queue is empty;
+ * any other failure throws SyscallError('recvmsg(MSG_ERRQUEUE)').
+ */
+export function recvErrorQueue(fd: number, m: NativeRegion, nameSpace: number): boolean {
+  const c = libc();
+  for (;;) {
+    if (nameSpace > 0) m.setPointer(MMSG.name, m.address + SIZEOF_MSGHDR);
+    m.view.setUint32(MMSG.namelen, nameSpace, true);
+    m.setPointer(MMSG.control, m.address + SIZEOF_MSGHDR + nameSpace);
+    m.setSize(MMSG.controllen, ERRQUEUE_CONTROL_SPACE);
+    m.view.setInt32(MMSG.flags, 0, true);
+    if (c.recvmsg(fd, m.address, MSG_ERRQUEUE | MSG_DONTWAIT) >= 0) return true;
+    const e = c.errno();
+    if (e === EAGAIN) return false;
+    if (e !== EINTR) throw syscallError('recvmsg(MSG_ERRQUEUE)', e);
+  }
+}
 
 /**
  * Reads one socket's error queue. `drain` hands each ICMP error to the
@@ -128,7 +151,7 @@ const CONTROL_SPACE = 128;
 export class ErrorQueueReader {
   readonly #fd: number;
   /** msghdr, then the name buffer, then the control buffer. */
-  readonly #msg = new NativeRegion(SIZEOF_MSGHDR + SOCKADDR_SPACE + CONTROL_SPACE);
+  readonly #msg = new NativeRegion(SIZEOF_MSGHDR + SOCKADDR_SPACE + ERRQUEUE_CONTROL_SPACE);
   readonly nameBytes: Uint8Array;
   readonly #control: Uint8Array;
   /** Messages read that were not ICMP errors about a destination (local errors, zerocopy, truncated). */
@@ -137,7 +160,7 @@ export class ErrorQueueReader {
   constructor(fd: number) {
     this.#fd = fd;
     this.nameBytes = new Uint8Array(this.#msg.buffer, SIZEOF_MSGHDR, SOCKADDR_SPACE);
-    this.#control = new Uint8Array(this.#msg.buffer, SIZEOF_MSGHDR + SOCKADDR_SPACE, CONTROL_SPACE);
+    this.#control = new Uint8Array(this.#msg.buffer, SIZEOF_MSGHDR + SOCKADDR_SPACE, ERRQUEUE_CONTROL_SPACE);
     // No iovecs: the quoted payload is not wanted (MSG_TRUNC is set, harmless).
     this.#msg.setPointer(MMSG.iov, 0);
     this.#msg.setSize(MMSG.iovlen, 0);
@@ -163,23 +186,10 @@ export class ErrorQueueReader {
    * were read (fewer than `max` means the queue is empty now).
    */
   drain(onError: (name: Uint8Array, error: ExtendedError) => void, max = 256): number {
-    const c = libc();
     const m = this.#msg;
     let n = 0;
     while (n < max) {
-      // The kernel rewrites namelen, controllen and flags on every call.
-      m.setPointer(MMSG.name, m.address + SIZEOF_MSGHDR);
-      m.view.setUint32(MMSG.namelen, SOCKADDR_SPACE, true);
-      m.setPointer(MMSG.control, m.address + SIZEOF_MSGHDR + SOCKADDR_SPACE);
-      m.setSize(MMSG.controllen, CONTROL_SPACE);
-      m.view.setInt32(MMSG.flags, 0, true);
-      const r = c.recvmsg(this.#fd, m.address, MSG_ERRQUEUE | MSG_DONTWAIT);
-      if (r < 0) {
-        const e = c.errno();
-        if (e === EINTR) continue;
-        if (e === EAGAIN) return n;
-        throw syscallError('recvmsg(MSG_ERRQUEUE)', e);
-      }
+      if (!recvErrorQueue(this.#fd, m, SOCKADDR_SPACE)) return n;
       n++;
       const err = parseExtendedError(this.#control, m.view.getUint32(MMSG.controllen, true));
       // ICMP errors name the refused datagram's destination; local ones have no name.

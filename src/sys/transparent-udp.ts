@@ -43,8 +43,8 @@ import {
   SOL_SOCKET,
   SO_MARK,
   SO_REUSEADDR,
-  MAX_UDP_PAYLOAD,
 } from './constants.js';
+import { MAX_UDP_PAYLOAD } from '../wire/udp.js';
 
 /** Opens a non-blocking transparent UDP socket bound to `at`, marked `mark`. */
 export function openTransparentUdp(at: Endpoint, mark: number, opts: { recvOrigDst: boolean }): RawUdpSocket {

@@ -12,14 +12,14 @@
  *
  * Interfaces come from /sys/class/net (which shows the namespace sysfs was
  * mounted in: `ip netns exec` remounts it), qdiscs from rtnetlink
- * (src/sys/netlink.ts). `txtimeSupport()` never throws.
+ * (src/sys/netlink/rtnetlink.ts). `txtimeSupport()` never throws.
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { libc } from './ffi.js';
 import { errnoName } from './errno.js';
 import { CLOCK_MONOTONIC, SIZEOF_SOCK_TXTIME, SOL_SOCKET, SO_TXTIME } from './constants.js';
 import { RawUdpSocket } from './udp-socket.js';
-import { TC_H_INGRESS, TC_H_ROOT, dumpQdiscs, tcMajor, type QdiscInfo } from './netlink.js';
+import { TC_H_INGRESS, TC_H_ROOT, dumpQdiscs, tcMajor, type QdiscInfo } from './netlink/rtnetlink.js';
 
 /** Qdiscs that release each packet at its SO_TXTIME time. */
 const HONOURING = new Set(['fq', 'etf']);

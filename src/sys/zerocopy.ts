@@ -15,14 +15,12 @@
  * tested with hand-built input; the tracker does the syscalls.
  */
 import { libc } from './ffi.js';
-import { EAGAIN, EINTR, errnoName, syscallError } from './errno.js';
+import { errnoName } from './errno.js';
 import {
   IP_RECVERR,
   IPV6_RECVERR,
   MMSG,
   MSG_CTRUNC,
-  MSG_DONTWAIT,
-  MSG_ERRQUEUE,
   SIZEOF_CMSGHDR,
   SIZEOF_MSGHDR,
   SIZEOF_SOCK_EXTENDED_ERR,
@@ -34,6 +32,7 @@ import {
   SO_ZEROCOPY,
 } from './constants.js';
 import { NativeRegion } from './memory.js';
+import { ERRQUEUE_CONTROL_SPACE, recvErrorQueue } from './error-queue.js';
 import { Poller } from './poller.js';
 
 /** One notification: send-call counter values `first`..`last` (inclusive, may wrap past 2^32) completed. */
@@ -102,8 +101,6 @@ export function parseZeroCopyNotifications(control: Uint8Array, length = control
   return { ranges, ignored, malformed };
 }
 
-/** Room for one IP(V6)_RECVERR cmsg: header + sock_extended_err + offender sockaddr_in6, with slack. */
-const CONTROL_SPACE = 128;
 /** Longest single ppoll while waiting, so a wait never overshoots its deadline by much. */
 const POLL_SLICE_MS = 50;
 
@@ -128,13 +125,13 @@ export class ZeroCopyCompletions {
   malformed = 0;
   readonly #fd: number;
   /** msghdr at 0, control buffer after it. */
-  readonly #msg = new NativeRegion(SIZEOF_MSGHDR + CONTROL_SPACE);
+  readonly #msg = new NativeRegion(SIZEOF_MSGHDR + ERRQUEUE_CONTROL_SPACE);
   readonly #control: Uint8Array;
   #poller: Poller | undefined;
 
   constructor(fd: number) {
     this.#fd = fd;
-    this.#control = new Uint8Array(this.#msg.buffer, SIZEOF_MSGHDR, CONTROL_SPACE);
+    this.#control = new Uint8Array(this.#msg.buffer, SIZEOF_MSGHDR, ERRQUEUE_CONTROL_SPACE);
     // No name, no iovecs: a completion carries no payload, only the cmsg.
     this.#msg.setPointer(MMSG.name, 0);
     this.#msg.setPointer(MMSG.iov, 0);
@@ -148,22 +145,9 @@ export class ZeroCopyCompletions {
 
   /** Reads every notification queued now (never blocks). Returns how many send calls they completed. */
   drain(): number {
-    const c = libc();
     const m = this.#msg;
     let done = 0;
-    for (;;) {
-      // The kernel rewrites controllen and flags on every call.
-      m.view.setUint32(MMSG.namelen, 0, true);
-      m.setPointer(MMSG.control, m.address + SIZEOF_MSGHDR);
-      m.setSize(MMSG.controllen, CONTROL_SPACE);
-      m.view.setInt32(MMSG.flags, 0, true);
-      const r = c.recvmsg(this.#fd, m.address, MSG_ERRQUEUE | MSG_DONTWAIT);
-      if (r < 0) {
-        const e = c.errno();
-        if (e === EINTR) continue;
-        if (e === EAGAIN) return done;
-        throw syscallError('recvmsg(MSG_ERRQUEUE)', e);
-      }
+    while (recvErrorQueue(this.#fd, m, 0)) {
       if (m.view.getInt32(MMSG.flags, true) & MSG_CTRUNC) this.malformed++;
       const p = parseZeroCopyNotifications(this.#control, m.view.getUint32(MMSG.controllen, true));
       this.malformed += p.malformed;
@@ -173,6 +157,7 @@ export class ZeroCopyCompletions {
         if (range.copied) this.copied += range.count;
       }
     }
+    return done;
   }
 
   /**

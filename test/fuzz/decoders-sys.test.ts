@@ -13,8 +13,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
-import { parseAcks, nlmsg, attr, nest, type NlAttr } from '../../src/sys/nlattr.js';
-import { NLMSG_DONE, NLMSG_ERROR, RTM_NEWQDISC, SIZEOF_NLMSGHDR, parseNetlinkDump } from '../../src/sys/netlink.js';
+import { NLMSG_DONE, NLMSG_ERROR, SIZEOF_NLMSGHDR, parseAcks, readNlmsg, nlmsg, attr, nest, type NlAttr } from '../../src/sys/netlink/message.js';
+import { RTM_NEWQDISC, parseNetlinkDump } from '../../src/sys/netlink/rtnetlink.js';
 import { readSockaddr, writeSockaddr } from '../../src/sys/sockaddr.js';
 import { parseZeroCopyNotifications } from '../../src/sys/zerocopy.js';
 import { IP_RECVERR, IPV6_RECVERR, SOL_IP, SOL_IPV6, SO_EE_ORIGIN_ZEROCOPY, SO_EE_CODE_ZEROCOPY_COPIED } from '../../src/sys/constants.js';
@@ -81,6 +81,25 @@ test('netlink ACK reader: a lying nlmsg_len is reported as malformed, never read
         assert.ok((r.value as ReturnType<typeof parseAcks>).malformed, `nlmsg_len ${len} of a ${buf.length}-byte buffer not reported`);
     }),
     { numRuns: 500 },
+  );
+});
+
+test('netlink message walk: every step moves at least one header on and stays inside the buffer, or names the bad length (property)', () => {
+  fc.assert(
+    fc.property(anyInput(ackBuffer, 300), (bytes) => {
+      const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      for (let off = 0; off < bytes.byteLength;) {
+        const m = readNlmsg(v, off);
+        if (typeof m === 'string') {
+          assert.match(m, /truncated nlmsghdr|nlmsg_len \d+ (< 16|at byte \d+ runs past)/);
+          return;
+        }
+        assert.ok(m.len >= SIZEOF_NLMSGHDR && m.end <= bytes.byteLength, `message at ${off} of ${m.len} bytes`);
+        assert.ok(m.next >= off + SIZEOF_NLMSGHDR && m.next <= bytes.byteLength, `next ${m.next} after ${off}`);
+        off = m.next;
+      }
+    }),
+    { numRuns: 1500 },
   );
 });
 

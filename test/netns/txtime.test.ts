@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { rootSkipReason, withTopology, type Topology } from '../../harness/netns/netns.js';
-import { TC_H_ROOT, dumpQdiscs, type QdiscInfo } from '../../src/sys/netlink.js';
+import { TC_H_ROOT, dumpQdiscs, type QdiscInfo } from '../../src/sys/netlink/rtnetlink.js';
 import type { TxtimeSupport } from '../../src/sys/txtime.js';
 
 const skip = rootSkipReason();

@@ -7,13 +7,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLM_F_DUMP, NLM_F_MULTI, NLM_F_REQUEST } from '../../src/sys/netlink/message.js';
 import {
-  NLMSG_DONE,
-  NLMSG_ERROR,
-  NLMSG_NOOP,
-  NLM_F_DUMP,
-  NLM_F_MULTI,
-  NLM_F_REQUEST,
   RTM_GETQDISC,
   RTM_NEWQDISC,
   TCA_KIND,
@@ -23,7 +18,7 @@ import {
   parseQdiscDump,
   qdiscDumpRequest,
   type QdiscInfo,
-} from '../../src/sys/netlink.js';
+} from '../../src/sys/netlink/rtnetlink.js';
 import { assessTxtime } from '../../src/sys/txtime.js';
 
 const TCA_OPTIONS = 2;

@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP, NLM_F_MULTI, NLM_F_REQUEST } from '../../src/sys/netlink.js';
+import { NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP, NLM_F_MULTI, NLM_F_REQUEST } from '../../src/sys/netlink/message.js';
 import {
   NFNL_SUBSYS_NFTABLES,
   NFPROTO_INET,
@@ -17,7 +17,7 @@ import {
   NFTA_TABLE_FLAGS,
   NFTA_TABLE_NAME,
   NFT_TABLE_F_OWNER,
-} from '../../src/sys/nfnetlink.js';
+} from '../../src/sys/netlink/nftables.js';
 import { NFTA_TABLE_OWNER, NFTA_TABLE_USE, NFT_MSG_GETTABLE, formatNftTables, nftTableDumpRequest, parseNftTableDump } from '../../harness/netns/nft-list.js';
 
 const NEWTABLE = NFNL_SUBSYS_NFTABLES << 8;

@@ -33,10 +33,10 @@ import {
   redirPort,
   tproxyPort,
   verdict,
-} from '../../src/sys/nfnetlink.js';
-import { be16, ne32, parseAcks } from '../../src/sys/nlattr.js';
+} from '../../src/sys/netlink/nftables.js';
+import { be16, ne32, parseAcks } from '../../src/sys/netlink/message.js';
 import { encodeDelete, encodeInstall, entryMatch, planRules, tableName } from '../../src/tpo/intercept/nftables.js';
-import { RTM_NEWROUTE, RTM_NEWRULE, routeMessage, ruleMessage } from '../../src/sys/rtnetlink-policy.js';
+import { RTM_NEWROUTE, RTM_NEWRULE, routeMessage, ruleMessage } from '../../src/sys/netlink/policy-routing.js';
 import { startTransparentInterception } from '../../src/tpo/intercept/tproxy-interceptor.js';
 import { tproxyRoutingFor } from '../../src/tpo/intercept/tproxy-state.js';
 import { NotSupportedError } from '../../src/errors.js';

@@ -20,7 +20,9 @@ import { NativeRegion } from '../../sys/memory.js';
 import { writeSockaddr } from '../../sys/sockaddr.js';
 import type { RecvRing } from '../../sys/recv-ring.js';
 import { SLOT_SIZE } from '../../sys/recv-ring.js';
-import { MAX_UDP_PAYLOAD, SOCKADDR_SPACE, SOL_UDP, UDP_GRO } from '../../sys/constants.js';
+import { SOCKADDR_SPACE, SOL_UDP, UDP_GRO } from '../../sys/constants.js';
+import { GSO_MAX_SEGMENT } from '../../sys/batch-send.js';
+import { MAX_UDP_PAYLOAD } from '../../wire/udp.js';
 import { D, F, bump } from './shared-counters.js';
 import type { DestinationBinding, EngineOptions } from './protocol.js';
 import type { BatchDestination, PacketList, SendBatch } from './send-batch.js';
@@ -38,9 +40,6 @@ import { readSockaddr } from '../../sys/sockaddr.js';
  * so the arrays grow when a receive brings more.
  */
 const GRO_SEGMENTS_HINT = 64;
-
-/** Largest segment GSO is used for: one segment must fit a 1500-byte MTU. */
-const GSO_MAX_SEGMENT: Record<4 | 6, number> = { 4: 1500 - 20 - 8, 6: 1500 - 40 - 8 };
 
 interface Destination extends BatchDestination {
   /** `udp://HOST:PORT` */

@@ -35,8 +35,7 @@ import { isIP } from 'node:net';
 import type { InterceptRule, PortRange } from '../config/intercept-rules.js';
 import type { SourceRule } from '../../policy/source-filter.js';
 import { ipv4ToInt, ipv6Bytes } from '../../wire/ip-address.js';
-import { concatBytes, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, be16, ne32, u8 } from '../../sys/nlattr.js';
-import { NLM_F_REQUEST } from '../../sys/netlink.js';
+import { concatBytes, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, be16, ne32, u8 } from '../../sys/netlink/message.js';
 import {
   NFPROTO_INET,
   NFPROTO_IPV4,
@@ -73,8 +72,8 @@ import {
   tproxyPort,
   verdict,
   type Expr,
-} from '../../sys/nfnetlink.js';
-import type { PendingAck } from '../../sys/nlsocket.js';
+} from '../../sys/netlink/nftables.js';
+import type { PendingAck } from '../../sys/netlink/socket.js';
 
 export const TABLE_PREFIX = 'sluice_tpo_';
 const INSTANCE = /^[a-z0-9_]{1,32}$/;

@@ -5,9 +5,9 @@
  * what a crashed predecessor left.
  */
 import { ConflictError, SyscallError } from '../../errors.js';
-import { NetlinkSocket } from '../../sys/nlsocket.js';
+import { NetlinkSocket } from '../../sys/netlink/socket.js';
 import { NETLINK_NETFILTER, NETLINK_ROUTE } from '../../sys/constants.js';
-import { removeTproxyRouting, type TproxyRouting } from '../../sys/rtnetlink-policy.js';
+import { removeTproxyRouting, type TproxyRouting } from '../../sys/netlink/policy-routing.js';
 import { encodeDelete, tableName } from './nftables.js';
 
 /** What cleanupStale found and removed. */

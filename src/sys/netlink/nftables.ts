@@ -3,7 +3,7 @@
  * expression encodings Sluice uses, from include/uapi/linux/netfilter/
  * nf_tables.h and nfnetlink.h, with the attribute order nft(8) itself sends
  * (checked against `nft --debug=netlink,mnl`, see test/unit/nftables-wire.test.ts).
- * Pure encoders; the socket is src/sys/nlsocket.ts.
+ * Pure encoders; the socket is src/sys/netlink/socket.ts.
  *
  * Every nf_tables message is nlmsghdr + nfgenmsg {u8 family; u8 version;
  * be16 res_id} + attributes. Changes go in a batch: NFNL_MSG_BATCH_BEGIN,
@@ -12,8 +12,7 @@
  * contents (cmp/immediate data) are the packet's bytes as they are, and
  * host-order for meta values such as the mark.
  */
-import { attr, be16, be32, be32s, nest, nlmsg, strz, type NlAttr } from './nlattr.js';
-import { NLM_F_REQUEST } from './netlink.js';
+import { NLM_F_REQUEST, attr, be16, be32, be32s, nest, nlmsg, strz, type NlAttr } from './message.js';
 
 export const NFNL_SUBSYS_NFTABLES = 10;
 export const NFNL_MSG_BATCH_BEGIN = 0x10;

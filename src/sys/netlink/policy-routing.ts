@@ -10,11 +10,10 @@
  * Attributes are host order here (unlike nf_tables). Message builders are
  * pure; add/remove take an open NETLINK_ROUTE socket.
  */
-import { NLM_F_REQUEST } from './netlink.js';
-import { NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, attr, ne32, nlmsg } from './nlattr.js';
-import type { NetlinkSocket } from './nlsocket.js';
-import { SyscallError } from '../errors.js';
-import { AF_INET, AF_INET6 } from './constants.js';
+import { NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST, NLM_F_EXCL, attr, ne32, nlmsg } from './message.js';
+import type { NetlinkSocket } from './socket.js';
+import { SyscallError } from '../../errors.js';
+import { AF_INET, AF_INET6 } from '../constants.js';
 
 export const RTM_NEWROUTE = 24;
 export const RTM_DELROUTE = 25;
