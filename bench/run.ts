@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- the bench entry: every option, the machine header and the suites in run order; each suite itself lives in bench/lib */
 /**
  * Sluice benchmark harness: `npm run bench [-- options]`, as root.
  * See bench/README.md for what it measures and how.

@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- every suite's summary and markdown in one place, so the tables of one run stay consistent (ratios, spreads, units) */
 /**
  * Summaries and output files: <out>/<stamp>.json (every trial, the summary,
  * the machine), <out>/<stamp>.md (tables) and <out>/latest.md (a copy).

@@ -16,7 +16,8 @@ import net from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Prng, hostileDatagrams, httpHostile, sendBounded, startCaptureProxy, tcpHostile, udpDrops, type CaptureProxy } from '../../harness/traffic/fuzz.js';
+import { Prng, hostileDatagrams, sendBounded, startCaptureProxy, udpDrops, type CaptureProxy } from '../../harness/traffic/fuzz.js';
+import { httpHostile, tcpHostile } from '../../harness/traffic/fuzz-stream.js';
 import { fetchStatus, type TpoGatewayStatus as GatewayStatus } from '../../src/tpo/index.js';
 import { SoakProcess } from './soak-procs.js';
 

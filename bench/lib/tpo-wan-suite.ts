@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- one suite: topology, the four ways of crossing the WAN, their interleaved trials and the summary share the trial records */
 /**
  * The tpo-wan suite (issue #7): TCP across an emulated WAN between two
  * sites, at 50 Mbit/s, 100 ms RTT and 0, 1, 3 % random loss (both

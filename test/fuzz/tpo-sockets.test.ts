@@ -35,18 +35,8 @@ import { startCli } from '../../harness/process/cli.js';
 import { freeTcpPort, freeUdpPort } from '../tpo/gateway-helpers.js';
 import { fetchStatus } from '../../src/server/control-socket.js';
 import type { GatewayStatus } from '../../src/tpo/gateway/status.js';
-import {
-  Prng,
-  hostileDatagrams,
-  httpHostile,
-  openSources,
-  sendBounded,
-  startCaptureProxy,
-  tcpHostile,
-  udpDrops,
-  type CaptureProxy,
-  type Hostile,
-} from '../../harness/traffic/fuzz.js';
+import { Prng, hostileDatagrams, openSources, sendBounded, startCaptureProxy, udpDrops, type CaptureProxy, type Hostile } from '../../harness/traffic/fuzz.js';
+import { httpHostile, tcpHostile } from '../../harness/traffic/fuzz-stream.js';
 import { probeBatchedIo } from '../../src/sys/probe.js';
 
 const SEED = Number(process.env.SLUICE_FUZZ_SEED ?? 16_016);
