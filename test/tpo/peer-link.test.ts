@@ -219,12 +219,17 @@ for (const io of ['auto', 'portable'] as const)
     try {
       await until(() => a.up && b.up, 10_000, 'the session');
       let down = false;
+      const events: string[] = [];
       a.once('down', () => (down = true));
+      a.on('reset', () => events.push('reset'));
+      a.on('down', () => events.push('down'));
       // As a stopping gateway does: the link's goodbye, then its port closes right away.
       b.close();
       await sb.close();
       await until(() => down, 15_000, 'the initiator noticing the goodbye');
       assert.equal(a.stats.goodbyes, 1, 'it heard the goodbye');
+      // Nothing was in flight, yet the peer's flows are gone: the gateway must be told to reset them, before 'down'.
+      assert.deepEqual(events, ['reset', 'down']);
       assert.equal(a.up, false);
     } finally {
       a.close();

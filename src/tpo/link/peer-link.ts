@@ -25,7 +25,11 @@
  * if the responder restarted (it lost the session's keys), the new
  * handshake replaces the session and 'reset' reports how many bytes of
  * driver buffers the old one still held unacknowledged (the edges turn
- * that into resets of their flows). Datagrams are told apart by their
+ * that into resets of their flows). A goodbye always emits 'reset': the
+ * peer is stopping or restarting, so its side of every flow is gone even
+ * when nothing was in flight (a flow waiting for the peer's window would
+ * otherwise wait for ever on a new session that knows nothing of it).
+ * Datagrams are told apart by their
  * kind byte; anything for no known session is dropped and counted. Until
  * the session is up, messages wait in the packet driver's flow-controlled
  * path: send() returns false and 'drain' follows.
@@ -343,7 +347,8 @@ export class PeerLink extends EventEmitter {
       mover.close();
       this.#mover = undefined;
       this.stats.goodbyes++;
-      if (!mover.idle) this.emit('reset', { unackedBytes: mover.backlogBytes });
+      // Idle or not: the peer's flows ended with it (see the header).
+      this.emit('reset', { unackedBytes: mover.backlogBytes });
       this.emit('down');
       if (this.#o.role === 'initiator' && !this.#pending && !this.#closed) {
         this.#retryMs = RETRY_FIRST_MS;
