@@ -71,8 +71,17 @@ async function pair(opts: { seed: number; maxRateBps?: number }): Promise<Pair> 
   };
 }
 
-/** Sends `buffers` from `from`, honouring back-pressure; resolves with the hash of what `to` delivered once all arrived. */
-async function transfer(from: DataMover, to: DataMover, buffers: Uint8Array[], timeoutMs: number): Promise<{ sent: string; got: string; ms: number }> {
+/**
+ * Sends `buffers` from `from`, honouring back-pressure; resolves with the hash of what `to` delivered once all arrived.
+ * `timeoutMs` runs from the last send (`whole`: from the first, for a test of the rate itself).
+ */
+async function transfer(
+  from: DataMover,
+  to: DataMover,
+  buffers: Uint8Array[],
+  timeoutMs: number,
+  whole = false,
+): Promise<{ sent: string; got: string; ms: number }> {
   const want = buffers.length;
   const h = createHash('sha256');
   let got = 0;
@@ -84,16 +93,20 @@ async function transfer(from: DataMover, to: DataMover, buffers: Uint8Array[], t
     });
   });
   const t0 = performance.now();
-  for (const b of buffers) {
-    h.update(b);
-    if (!from.send(b)) await new Promise((r) => from.once('drain', r));
-  }
   const stop = new AbortController();
-  const timer = sleep(timeoutMs, undefined, { signal: stop.signal }).then(() => {
-    throw new Error(`timed out: ${got} of ${want} buffers delivered; sender stats ${JSON.stringify(from.stats)}`);
-  });
-  timer.catch(() => undefined); // aborted once done
+  const deadline = () =>
+    sleep(timeoutMs, undefined, { signal: stop.signal }).then(() => {
+      throw new Error(`timed out: ${got} of ${want} buffers delivered; sender stats ${JSON.stringify(from.stats)}`);
+    });
+  let timer = whole ? deadline() : undefined;
+  timer?.catch(() => undefined); // aborted once done
   try {
+    for (const b of buffers) {
+      h.update(b);
+      if (!from.send(b)) await (timer ? Promise.race([new Promise((r) => from.once('drain', r)), timer]) : new Promise((r) => from.once('drain', r)));
+    }
+    timer ??= deadline();
+    timer.catch(() => undefined);
     await Promise.race([done, timer]);
   } finally {
     stop.abort();
@@ -257,3 +270,51 @@ test('an urgent buffer leaves ahead of the queued ones (unordered delivery: it a
     sb.close();
   }
 });
+
+test(
+  'over loopback (a round trip of well under 1 ms) a bulk transfer keeps going: no round waits for the receiver to ack on its timer',
+  { timeout: 60_000 },
+  async () => {
+    // Issue 18: the window was 2 x bandwidth x min RTT, at least 4 datagrams; the receiver acks every
+    // 8th data datagram, else after its 10 ms ack delay. On loopback the BDP is a few datagrams, so
+    // once the window fell to 4 datagrams every round waited for the ack timer: 4 datagrams per
+    // ~11 ms (4 Mbit/s), which the bandwidth estimate then measured, keeping the window there.
+    const sa = await bind();
+    const sb = await bind();
+    const psk = randomBytes(32);
+    const ni = randomBytes(16);
+    const nr = randomBytes(16);
+    const a = new DataMover({ localId: 1, peerId: 2, keys: deriveSessionKeys(psk, ni, nr, true), transmit: (d) => sa.send(d, sb.address().port, '127.0.0.1') });
+    const b = new DataMover({
+      localId: 2,
+      peerId: 1,
+      keys: deriveSessionKeys(psk, ni, nr, false),
+      transmit: (d) => sb.send(d, sa.address().port, '127.0.0.1'),
+    });
+    sa.on('message', (m) => a.receive(m));
+    sb.on('message', (m) => b.receive(m));
+    // The smallest window once the path is measured (before, it is the 10-datagram initial window): two ack batches or more.
+    let smallest = Infinity;
+    const watch = setInterval(() => {
+      if (a.rate.bandwidthBps > 0) smallest = Math.min(smallest, a.rate.windowBytes);
+    }, 1);
+    try {
+      // 24 MB: 40-50 s at the stuck rate; the deadline allows 10 Mbit/s on a busy host.
+      const r = await transfer(a, b, buffers(1536, 16_384), 20_000, true).catch((err: Error) => {
+        throw new Error(`${err.message.slice(0, 80)}; smallest window ${Math.round(smallest)} B, min RTT ${a.rtt.minRttMs.toFixed(2)} ms`);
+      });
+      assert.equal(r.got, r.sent);
+      const ackBatch = 8 * (1350 + 44);
+      assert.ok(smallest >= 2 * ackBatch, `the window fell to ${smallest} B: less than two of the receiver's ack batches (${ackBatch} B each)`);
+      console.log(
+        `# 24 MB over loopback: ${r.ms.toFixed(0)} ms (${((24 * 1.048576 * 8) / (r.ms / 1000)).toFixed(0)} Mbit/s), min RTT ${a.rtt.minRttMs.toFixed(2)} ms, smallest window ${Math.round(smallest)} B`,
+      );
+    } finally {
+      clearInterval(watch);
+      a.close();
+      b.close();
+      sa.close();
+      sb.close();
+    }
+  },
+);

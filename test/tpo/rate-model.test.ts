@@ -190,3 +190,19 @@ test("rate control: an application-limited sender stays in startup (its RTT carr
     assert.equal(rc.phase, round < 3 ? 'startup' : 'drain', `round ${round}`);
   }
 });
+
+test("rate control: the window holds the receiver's ack batch beyond gain × BDP, however small the BDP", () => {
+  // Issue 18: a receiver that acks every 8th datagram holds up to 8 the BDP does not count. On
+  // loopback (min RTT 0.2 ms) 2 × BDP fell to the 4-datagram minimum, below that batch, and every
+  // round then waited for the receiver's ack timer.
+  const batch = 2 * 8 * 1394;
+  const loop = new RateControl({ ackAllowanceBytes: batch, minWindowBytes: 5400 });
+  drive(loop, 500_000, 0, 40, 0.2);
+  assert.equal(loop.phase, 'probe');
+  assert.equal(loop.windowBytes, 5400 + batch, 'the minimum window and the ack batch on top');
+  // On a long path the allowance is a small addition to 2 × BDP.
+  const wan = new RateControl({ ackAllowanceBytes: batch });
+  drive(wan, 6_250_000, 0, 40);
+  const bdp2 = (2 * wan.bandwidthBps * 100) / 1000;
+  assert.ok(Math.abs(wan.windowBytes - bdp2 - batch) < 1, `window ${wan.windowBytes} = 2 x BDP ${bdp2} + ${batch}`);
+});

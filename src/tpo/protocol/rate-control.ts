@@ -9,8 +9,10 @@
  * and paces at gain × bandwidth, cycling the gain (1.25, 0.75, then 1 for
  * six round trips) to probe for more bandwidth and drain what the probe
  * queued; the window of data in flight is 2 × bandwidth × min RTT, so the
- * queue it can build stays bounded. Startup doubles the rate each round
- * trip until the measured bandwidth stops growing by 25 % for three rounds,
+ * queue it can build stays bounded, plus what the receiver holds back
+ * before it acknowledges (its ack batch: `ackAllowanceBytes`). Startup
+ * doubles the rate each round trip until the measured bandwidth stops
+ * growing by 25 % for three rounds,
  * a run of RTT samples sits above the minimum (a queue is building: see
  * onRttSample) or a whole round's do, then drains the queue startup built. A round whose RTT shows
  * a queue standing all round and whose loss is well above the path's
@@ -63,6 +65,19 @@ export interface RateControlOptions {
    * it at STARTUP_GAIN × this per RTT, as BBR paces its initial window.
    */
   readonly initialWindowBytes?: number;
+  /**
+   * Bytes the window holds beyond gain × BDP for the receiver's
+   * acknowledgement batching (default 0: acks come with every datagram).
+   * A receiver that acks every N datagrams (or after its ack delay) holds
+   * up to N unacknowledged datagrams that a BDP computed from the minimum
+   * RTT does not count (the ack delay is subtracted from RTT samples); a
+   * window smaller than that batch leaves every round waiting for the
+   * receiver's ack timer, the delivery rate falls to a batch per timer,
+   * the bandwidth estimate follows it and the window stays small: on
+   * loopback (BDP a few datagrams) a transfer stuck at 4 Mbit/s. BBR
+   * budgets for the same (Linux: bbr_quantization_budget, extra_acked).
+   */
+  readonly ackAllowanceBytes?: number;
 }
 
 /** One delivery rate sample: bytes delivered over an interval, as acknowledged. */
@@ -112,12 +127,14 @@ export class RateControl {
   readonly #initial: number;
   readonly #minWindow: number;
   readonly #initialWindow: number;
+  readonly #ackAllowance: number;
 
   constructor(options: RateControlOptions = {}) {
     this.#cap = options.maxRateBps ?? Infinity;
     this.#initial = options.initialRateBps ?? 125_000;
     this.#minWindow = options.minWindowBytes ?? 4 * 1400;
     this.#initialWindow = Math.max(this.#minWindow, options.initialWindowBytes ?? 10 * 1394);
+    this.#ackAllowance = options.ackAllowanceBytes ?? 0;
   }
 
   /** Where startup begins: the configured rate, or the initial window paced over the known minimum RTT if that is faster. */
@@ -158,13 +175,14 @@ export class RateControl {
     return Math.min(this.#cap, rate);
   }
 
-  /** Bytes that may be in flight (unacknowledged) now. */
+  /** Bytes that may be in flight (unacknowledged) now: gain × BDP (at least the minimum window) plus the receiver's ack batch once measured. */
   get windowBytes(): number {
     const bw = Math.min(this.#cap, this.bandwidthBps);
+    // Before any measurement: the initial window alone (10 datagrams, more than an ack batch), as before.
     if (!(bw > 0) || !Number.isFinite(this.#minRttMs)) return this.#startWindow;
     const bdp = (bw * this.#minRttMs) / 1000;
     const window = (this.#phase === 'startup' ? STARTUP_GAIN : CWND_GAIN) * bdp;
-    return Math.max(this.#minWindow, this.#phase === 'startup' ? Math.max(window, this.#startWindow) : window);
+    return Math.max(this.#minWindow, this.#phase === 'startup' ? Math.max(window, this.#startWindow) : window) + this.#ackAllowance;
   }
 
   /** A delivery rate sample (from an ack). */

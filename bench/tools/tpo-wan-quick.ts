@@ -1,0 +1,130 @@
+/**
+ * One quick look at the TPO pair on an emulated WAN of a chosen rate and
+ * RTT, against direct TCP over the same path (issue 18): the three-site
+ * topology (harness/wan/topology.ts; root), the user-space emulator with
+ * no loss, a bulk TCP transfer of --seconds (bounded in bytes too) for
+ * each of direct CUBIC and CUBIC through the gateway pair (explicit mode),
+ * once each, in that order. Prints one JSON line per variant: goodput,
+ * goodput after the first 2 s, and the CPU seconds of the emulator and of
+ * each gateway process (and its threads) during the transfer, and the
+ * share of the whole host's CPU that was busy meanwhile.
+ *
+ *   node --import tsx bench/tools/tpo-wan-quick.ts [--rate-mbit 200] [--rtt-ms 10] [--seconds 8]
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { createWanTopology, WAN_ADDR } from '../../harness/wan/topology.js';
+import { startGatewayPair } from '../../harness/tpo/gateway-pair.js';
+import type { NsProcess } from '../../harness/netns/netns.js';
+import { flag } from './load-common.js';
+
+const RATE_MBIT = Number(flag('rate-mbit', '200'));
+const RTT_MS = Number(flag('rtt-ms', '10'));
+const SECONDS = Math.min(30, Number(flag('seconds', '8')));
+const SINK_PORT = 5201;
+const LOAD = 'harness/traffic/wan-load.ts';
+const CLK_TCK = 100;
+
+function cpu(p: NsProcess | undefined): number {
+  const pid = p?.child.pid;
+  if (!pid) return NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Busy and total jiffies of the whole machine (/proc/stat): how much of the host the run took. */
+function machine(): { busy: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((x, y) => x + y, 0);
+  return { busy: total - f[3]! - f[4]!, total };
+}
+
+/** CPU seconds per thread of a process, as `name/tid` (the main thread's tid is the pid; Node's threads are mostly all named "node"). */
+function threads(p: NsProcess | undefined): Record<string, number> {
+  const pid = p?.child.pid;
+  const out: Record<string, number> = {};
+  if (!pid) return out;
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out[`${name}/${tid}`] = (Number(f[11]) + Number(f[12])) / CLK_TCK;
+    }
+  } catch {
+    /* gone */
+  }
+  return out;
+}
+
+const diff = (a: Record<string, number>, b: Record<string, number>): Record<string, number> =>
+  Object.fromEntries(
+    Object.entries(b)
+      .map(([k, v]) => [k, +(v - (a[k] ?? 0)).toFixed(2)] as const)
+      .filter(([, v]) => v > 0),
+  );
+
+const wt = await createWanTopology();
+try {
+  for (const variant of ['direct-cubic', 'sluice-cubic'] as const) {
+    const emu = await wt.startEmulator({ common: { delayMs: RTT_MS / 2, rateBps: RATE_MBIT * 1e6, loss: 0 }, seed: 1 });
+    const sink = wt.topo.runNode('server', LOAD, ['tcp-sink', '--port', String(SINK_PORT)], { stdin: 'pipe' });
+    const pair = variant === 'sluice-cubic' ? await startGatewayPair(wt, { mode: 'explicit', tcpTarget: SINK_PORT, listenPort: 12949 }) : undefined;
+    try {
+      await sink.waitForLine(/"event":"ready"/, { timeoutMs: 15_000 });
+      const target = pair ? pair.tcpTarget : `${WAN_ADDR.server}:${SINK_PORT}`;
+      const cpu0 = { emu: cpu(emu.proc), a: cpu(pair?.gwa), b: cpu(pair?.gwb) };
+      const threads0 = { a: threads(pair?.gwa), b: threads(pair?.gwb) };
+      const machine0 = machine();
+      const maxBytes = Math.ceil(((RATE_MBIT * 1e6) / 8) * SECONDS * 1.5);
+      const send = wt.topo.runNode('client', LOAD, [
+        'tcp-send',
+        '--to',
+        target,
+        '--seconds',
+        String(SECONDS),
+        '--max-bytes',
+        String(maxBytes),
+        '--cc',
+        'cubic',
+      ]);
+      await send.waitExit((SECONDS + 30) * 1000);
+      const used = { emu: cpu(emu.proc) - cpu0.emu, a: cpu(pair?.gwa) - cpu0.a, b: cpu(pair?.gwb) - cpu0.b };
+      const machine1 = machine();
+      const hostBusy = (machine1.busy - machine0.busy) / (machine1.total - machine0.total);
+      const perThread = { gwa: diff(threads0.a, threads(pair?.gwa)), gwb: diff(threads0.b, threads(pair?.gwb)) };
+      const status = pair ? await pair.status('a') : undefined;
+      const deadline = Date.now() + 30_000;
+      while (!sink.jsonLines<{ event: string }>().some((l) => l.event === 'conn') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const conn = sink.jsonLines<{ event: string; bytes: number; bins: number[] }>().find((l) => l.event === 'conn');
+      const bins = conn?.bins ?? [];
+      const inWindow = bins.slice(0, SECONDS).reduce((x, y) => x + y, 0);
+      const steady = bins.slice(2, SECONDS).reduce((x, y) => x + y, 0);
+      const p = status?.peers[0];
+      process.stdout.write(
+        `${JSON.stringify({
+          variant,
+          rateMbit: RATE_MBIT,
+          rttMs: RTT_MS,
+          goodputMbit: +((inWindow * 8) / SECONDS / 1e6).toFixed(1),
+          after2sMbit: +((steady * 8) / (SECONDS - 2) / 1e6).toFixed(1),
+          cpuS: { emulator: +used.emu.toFixed(2), gwa: +used.a.toFixed(2), gwb: +used.b.toFixed(2) },
+          hostBusy: +hostBusy.toFixed(2),
+          ...(pair ? { threads: perThread } : {}),
+          ...(p ? { peer: { srttMs: p.srttMs, bandwidthMbit: p.bandwidthMbit, pacingMbit: p.pacingMbit, retransmissions: p.retransmissions } } : {}),
+        })}\n`,
+      );
+    } finally {
+      await pair?.stop();
+      sink.endInput();
+      await sink.stop(2_000);
+      await emu.stop();
+    }
+  }
+} finally {
+  await wt.destroy();
+}
