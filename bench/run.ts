@@ -11,7 +11,7 @@ import { isAbsolute, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { rootSkipReason } from '../harness/netns/netns.js';
 import { REALISTIC_PPS, allCases, type BenchCase } from './lib/cases.js';
-import { commandExists, ensureInstalled, type Requirement } from './lib/install.js';
+import { ensureInstalled, type Requirement } from './lib/install.js';
 import { ALL_PEERS, DEFAULT_PEERS, type Peer, type RunningRelay } from './lib/peers.js';
 import { writeResults, type CaseRecord, type PeerInfo, type RunInfo } from './lib/report.js';
 import { searchMaxLossless, type SearchResult } from './lib/search.js';
@@ -20,7 +20,8 @@ import { CoreClock } from './lib/irq-clock.js';
 import { SENDER_WAYS, runSenderTrial, setOutputSegmentation, type SenderTrial } from './lib/sender-suite.js';
 import { PACING_ENGINES, PACING_RATES, runPacingTrial, type PacingTrial } from './lib/pacing-suite.js';
 import { TPO_IOS, TPO_LOSSES, runTpoBulk, runTpoChatty, runTpoCompression, type TpoResults } from './lib/tpo-suite.js';
-import { TPO_WAN_VARIANTS, runTpoWanSuite, tpoWanVersions, type TpoWanResults, type TpoWanVariant } from './lib/tpo-wan-suite.js';
+import { TPO_WAN_VARIANTS, planTpoWan, runTpoWanSuite } from './lib/tpo-wan-suite.js';
+import { profileIds } from './lib/tpo-wan-profiles.js';
 
 /** Sender suite: datagram size and destinations (small datagrams: per-packet costs dominate). */
 const SENDER_DESTS = 10;
@@ -50,6 +51,7 @@ interface Options {
   trialSeconds?: number;
   wanSeconds?: number;
   wanVariants?: string;
+  profiles?: string;
   cpuSeconds?: number;
   cpuBursty?: boolean;
   burst: number;
@@ -65,7 +67,10 @@ interface Options {
 
 const program = new Command('bench')
   .description('Relay benchmarks in network namespaces: Sluice tiers against socat, nginx and GStreamer (run as root)')
-  .option('--quick', 'smoke run (~6 min): 1 repeat, 1 s trials, 20 % search precision, no bursty 200 B max-rate case')
+  .option(
+    '--quick',
+    'smoke run (~6 min): 1 repeat, 1 s trials, 20 % search precision, no bursty 200 B max-rate case; tpo-wan: shorter transfers, fewer losses (~7 min)',
+  )
   .option('--only <regex>', 'run only cases whose id matches, e.g. "max-1to100" or "1316B-smooth" (ids: cpu|max-1to{1,10,100}-{1316,200}B-{smooth,bursty})')
   .option('--peers <list>', `comma list of peers (${ALL_PEERS.map((p) => p.name).join(', ')})`, DEFAULT_PEERS.join(','))
   .option('--repeats <n>', 'repeats of every case, peers interleaved (default 3, quick 1)', posInt)
@@ -86,7 +91,8 @@ const program = new Command('bench')
     '--suites <list>',
     'relay, sender (one-shot sends, issue #5), tpo (the TPO data mover, issue #6), tpo-wan (TCP across the IP-level WAN emulator: direct CUBIC/BBR, kcptun, Sluice; issue #7); default all four, or relay alone with --only',
   )
-  .option('--wan-seconds <s>', 'tpo-wan: bulk transfer time per trial (default 20, quick 10)', posNum)
+  .option('--wan-seconds <s>', 'tpo-wan: bulk transfer time per trial on every emulated profile (default per profile: 20 and 10 s, quick 10 and 6 s)', posNum)
+  .option('--profiles <list>', `tpo-wan: which paths (${profileIds().join(', ')}); default all`)
   .option('--wan-variants <list>', `tpo-wan: which paths (${TPO_WAN_VARIANTS.join(', ')}); default all`)
   .option('--no-install', 'do not apt-get install missing peers (they are reported unavailable)')
   .parse();
@@ -222,7 +228,12 @@ async function main(): Promise<number> {
   const senderTrials: SenderTrial[] = [];
   const pacingTrials: PacingTrial[] = [];
   const tpo: TpoResults = { bulk: [], chatty: [], compression: [] };
-  const tpoWan: TpoWanResults = { trials: [], seconds: o.wanSeconds ?? (quick ? 10 : 20), versions: {} };
+  const wan = planTpoWan({ ...o, quick });
+  if ('error' in wan) {
+    process.stderr.write(`bench: ${wan.error}\n`);
+    return 2;
+  }
+  const tpoWan = wan.results;
   const machine = machineInfo();
   const options = {
     quick,
@@ -277,17 +288,7 @@ async function main(): Promise<number> {
     // First, before the harness pins itself (and so every child) to one
     // CPU: the emulator, the endpoints and the tunnels share both cores as
     // they would on a gateway host, and nothing else of the bench exists yet.
-    const wanVariants = o.wanVariants ? o.wanVariants.split(',').map((x) => x.trim()) : [...TPO_WAN_VARIANTS];
-    const bad = wanVariants.filter((v) => !(TPO_WAN_VARIANTS as readonly string[]).includes(v));
-    if (bad.length) {
-      process.stderr.write(`bench: unknown tpo-wan variant(s) ${bad.join(', ')} (have ${TPO_WAN_VARIANTS.join(', ')})\n`);
-      return 2;
-    }
-    // A failed install is not fatal: the kcptun rows then say unavailable.
-    if (o.install) ensureInstalled([{ what: 'kcptun', present: () => commandExists('kcptun-client'), packages: ['kcptun'] }], log);
-    tpoWan.versions = tpoWanVersions();
-    log(`tpo-wan: ${wanVariants.join(', ')} x loss 0/1/3 %, ${repeats} repeat(s), ${tpoWan.seconds} s per transfer`);
-    await runTpoWanSuite({ repeats, seconds: tpoWan.seconds, variants: wanVariants as TpoWanVariant[], log, onTrial: () => save() }, tpoWan);
+    await runTpoWanSuite({ ...wan, repeats, install: o.install, log, onTrial: () => save() }, tpoWan);
     save();
     if (![...suites].some((x) => x !== 'tpo-wan')) {
       complete = true;

@@ -102,6 +102,55 @@ export function sampleCpu(pids: readonly number[]): CpuSample {
   return { statS: ticks / clockTicks(), schedS: sched };
 }
 
+/** utime + stime of one process (all its threads) so far, seconds; NaN once it is gone. */
+export function processSeconds(pid: number | undefined): number {
+  const st = pid === undefined ? undefined : readStat(pid);
+  return st ? st.ticks / clockTicks() : NaN;
+}
+
+/**
+ * utime + stime of every thread of `pid` so far, seconds, keyed `name/tid`
+ * (Node names its own threads, e.g. "node" or a worker's title), so that a
+ * busy process can be seen to be bound by one thread or not.
+ */
+export function threadSeconds(pid: number | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (pid === undefined) return out;
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out[`${name}/${tid}`] = (Number(f[11]) + Number(f[12])) / clockTicks();
+    } catch {
+      /* the thread exited */
+    }
+  }
+  return out;
+}
+
+/** What each thread used between two threadSeconds() readings (threads that used nothing left out). */
+export function threadDiff(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(
+    Object.entries(after)
+      .map(([k, v]) => [k, +(v - (before[k] ?? 0)).toFixed(2)] as const)
+      .filter(([, v]) => v > 0),
+  );
+}
+
+/** Busy and total jiffies of the whole machine (/proc/stat, all CPUs): the host's busy share between two readings. */
+export function hostJiffies(): { busy: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((x, y) => x + y, 0);
+  return { busy: total - f[3]! - f[4]!, total };
+}
+
 /**
  * Busy time of one CPU core so far, seconds, as a running total whose
  * differences are meaningful (not since boot). An estimate, and the bench's

@@ -7,7 +7,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { SENDER_WAYS, type SenderTrial } from './sender-suite.js';
 import { pacingMarkdown, pacingTargets, type PacingTrial } from './pacing-suite.js';
 import { tpoMarkdown, type TpoResults } from './tpo-suite.js';
-import { tpoWanMarkdown, type TpoWanResults } from './tpo-wan-suite.js';
+import type { TpoWanResults } from './tpo-wan-suite.js';
+import { tpoWanMarkdown } from './tpo-wan-report.js';
 import { join } from 'node:path';
 import { scenarioName, type Mode } from './cases.js';
 import type { SearchResult } from './search.js';
@@ -452,7 +453,7 @@ export function writeResults(
   sender: readonly SenderTrial[] = [],
   pacing: readonly PacingTrial[] = [],
   tpo: TpoResults = { bulk: [], chatty: [], compression: [] },
-  tpoWan: TpoWanResults = { trials: [], seconds: 0, versions: {} },
+  tpoWan: TpoWanResults = { trials: [], profiles: [], quick: false, versions: {} },
 ): { json: string; md: string } {
   mkdirSync(outDir, { recursive: true });
   const summary = summarize(records, peerOrder);

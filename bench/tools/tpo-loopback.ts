@@ -14,7 +14,7 @@
  * /proc/PID/stat), and the last status samples}.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +23,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fetchStatus } from '../../src/server/control-socket.js';
 import type { TpoGatewayStatus } from '../../src/tpo/index.js';
 import { flag } from './load-common.js';
+import { loopbackPairPlace, pairConfigs } from '../../harness/tpo/gateway-pair.js';
+import { processSeconds as cpuSeconds } from '../lib/cpu.js';
 
 const MB = Number(flag('mb', '100'));
 const MAX_S = Number(flag('max-s', '60'));
@@ -32,7 +34,6 @@ const SAMPLE_MS = Number(flag('sample-ms', '1000'));
 const QUIET = process.argv.includes('--quiet');
 /** Passes TPO_DEBUG=<name> to each gateway and prints its 'DBG' lines (a debugging build's). */
 const DEBUG = process.argv.includes('--debug');
-const CLK_TCK = 100;
 
 function freePort(kind: 'tcp' | 'udp'): Promise<number> {
   if (kind === 'tcp') {
@@ -54,17 +55,6 @@ function freePort(kind: 'tcp' | 'udp'): Promise<number> {
         });
       }),
   );
-}
-
-/** User + system CPU seconds of a process so far. */
-function cpuSeconds(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-  } catch {
-    return NaN;
-  }
 }
 
 /** Gateways running now: killed whatever way this process ends (a closed pipe, a signal, a throw). */
@@ -114,20 +104,9 @@ async function run(index: number): Promise<object> {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-loop-'));
   const key = randomBytes(32).toString('hex');
   const [udpA, udpB, listen, sinkPort] = [await freePort('udp'), await freePort('udp'), await freePort('tcp'), await freePort('tcp')];
-  const a = {
-    name: 'gwa',
-    listen: `127.0.0.1:${udpA}`,
-    peers: [{ name: 'gwb', address: `127.0.0.1:${udpB}`, key, keyId: 1 }],
-    table: [{ name: 'bulk', protocol: 'tcp', listen: `127.0.0.1:${listen}`, target: `127.0.0.1:${sinkPort}` }],
-    control: join(dir, 'gwa.sock'),
-  };
-  const b = {
-    name: 'gwb',
-    listen: `127.0.0.1:${udpB}`,
-    peers: [{ name: 'gwa', key, keyId: 1 }],
-    deliver: { allow: ['127.0.0.1/32'] },
-    control: join(dir, 'gwb.sock'),
-  };
+  // The same configs as the bench's loopback profile (harness/tpo/gateway-pair.ts), here on the host.
+  const { a, b } = pairConfigs(loopbackPairPlace('', udpA, udpB), { mode: 'explicit', tcpTarget: sinkPort, listenPort: listen }, dir, key);
+  const control = { a: join(dir, 'gwa.sock'), b: join(dir, 'gwb.sock') };
   writeFileSync(join(dir, 'gwa.json'), JSON.stringify(a));
   writeFileSync(join(dir, 'gwb.json'), JSON.stringify(b));
 
@@ -148,7 +127,7 @@ async function run(index: number): Promise<object> {
   try {
     // Until the pair is up.
     for (let i = 0; i < 200; i++) {
-      const s = (await fetchStatus(a.control).catch(() => undefined)) as TpoGatewayStatus | undefined;
+      const s = (await fetchStatus(control.a).catch(() => undefined)) as TpoGatewayStatus | undefined;
       if (s?.peers[0]?.up) break;
       await sleep(50);
     }
@@ -177,8 +156,8 @@ async function run(index: number): Promise<object> {
       if (performance.now() >= nextSample) {
         nextSample += SAMPLE_MS;
         const [sa, sb] = await Promise.all([
-          fetchStatus(a.control).catch(() => undefined) as Promise<TpoGatewayStatus | undefined>,
-          fetchStatus(b.control).catch(() => undefined) as Promise<TpoGatewayStatus | undefined>,
+          fetchStatus(control.a).catch(() => undefined) as Promise<TpoGatewayStatus | undefined>,
+          fetchStatus(control.b).catch(() => undefined) as Promise<TpoGatewayStatus | undefined>,
         ]);
         const sample = { t: Math.round(performance.now() - t0), a: describe(sa), b: describe(sb) };
         samples.push(sample);

@@ -11,62 +11,19 @@
  *
  *   node --import tsx bench/tools/tpo-wan-quick.ts [--rate-mbit 200] [--rtt-ms 10] [--seconds 8]
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import { createWanTopology, WAN_ADDR } from '../../harness/wan/topology.js';
 import { startGatewayPair } from '../../harness/tpo/gateway-pair.js';
 import type { NsProcess } from '../../harness/netns/netns.js';
 import { flag } from './load-common.js';
+import { hostJiffies as machine, processSeconds, threadDiff as diff, threadSeconds } from '../lib/cpu.js';
 
 const RATE_MBIT = Number(flag('rate-mbit', '200'));
 const RTT_MS = Number(flag('rtt-ms', '10'));
 const SECONDS = Math.min(30, Number(flag('seconds', '8')));
 const SINK_PORT = 5201;
 const LOAD = 'harness/traffic/wan-load.ts';
-const CLK_TCK = 100;
-
-function cpu(p: NsProcess | undefined): number {
-  const pid = p?.child.pid;
-  if (!pid) return NaN;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
-  } catch {
-    return NaN;
-  }
-}
-
-/** Busy and total jiffies of the whole machine (/proc/stat): how much of the host the run took. */
-function machine(): { busy: number; total: number } {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const total = f.reduce((x, y) => x + y, 0);
-  return { busy: total - f[3]! - f[4]!, total };
-}
-
-/** CPU seconds per thread of a process, as `name/tid` (the main thread's tid is the pid; Node's threads are mostly all named "node"). */
-function threads(p: NsProcess | undefined): Record<string, number> {
-  const pid = p?.child.pid;
-  const out: Record<string, number> = {};
-  if (!pid) return out;
-  try {
-    for (const tid of readdirSync(`/proc/${pid}/task`)) {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out[`${name}/${tid}`] = (Number(f[11]) + Number(f[12])) / CLK_TCK;
-    }
-  } catch {
-    /* gone */
-  }
-  return out;
-}
-
-const diff = (a: Record<string, number>, b: Record<string, number>): Record<string, number> =>
-  Object.fromEntries(
-    Object.entries(b)
-      .map(([k, v]) => [k, +(v - (a[k] ?? 0)).toFixed(2)] as const)
-      .filter(([, v]) => v > 0),
-  );
+const cpu = (p: NsProcess | undefined): number => processSeconds(p?.child.pid);
+const threads = (p: NsProcess | undefined): Record<string, number> => threadSeconds(p?.child.pid);
 
 const wt = await createWanTopology();
 try {

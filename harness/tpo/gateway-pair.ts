@@ -5,15 +5,16 @@
  * Each gateway is the real CLI (`src/cli/main.ts tpo --config`) in its own
  * namespace; its control socket is a file, so the test process reads its
  * status directly. Shared by test/netns/tpo-e2e.test.ts and the bench's
- * tpo-wan suite.
+ * tpo-wan suite, which also runs the pair inside one namespace on its
+ * loopback (`place`); pairConfigs() also serves bench/tools/tpo-loopback.ts.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { NsProcess } from '../netns/netns.js';
-import { WAN_ADDR, type WanTopology } from '../wan/topology.js';
+import type { NsProcess, Topology } from '../netns/netns.js';
+import { WAN_ADDR } from '../wan/topology.js';
 import { fetchStatus } from '../../src/server/control-socket.js';
 import type { TpoGatewayStatus as GatewayStatus } from '../../src/tpo/index.js';
 
@@ -28,6 +29,8 @@ export interface GatewayPairOptions {
   readonly udpTarget?: number;
   readonly listenPort?: number;
   readonly io?: 'auto' | 'batched' | 'portable';
+  /** Where the gateways run (default: the WAN topology's gwa and gwb). */
+  readonly place?: PairPlace;
 }
 
 export interface GatewayPair {
@@ -50,55 +53,95 @@ export interface GatewayPair {
   stop(): Promise<void>;
 }
 
-export async function startGatewayPair(wt: WanTopology, o: GatewayPairOptions): Promise<GatewayPair> {
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-tpo-'));
-  const key = randomBytes(32).toString('hex');
+/** Where the two gateways run and the addresses they use; the default is the WAN topology's. */
+export interface PairPlace {
+  readonly aNs: string;
+  readonly bNs: string;
+  /** Each gateway's peer-link (UDP) address, host:port. */
+  readonly aPeer: string;
+  readonly bPeer: string;
+  /** Host of gwa's explicit listeners. */
+  readonly listenHost: string;
+  /** The server the flows reach. */
+  readonly server: string;
+  /** The client site's network (the table's `src`) and the server site's (transparent `dst`, gwb's deliver.allow). */
+  readonly clients: string;
+  readonly servers: string;
+}
+
+export const WAN_PAIR_PLACE: PairPlace = {
+  aNs: 'gwa',
+  bNs: 'gwb',
+  aPeer: `${WAN_ADDR.gwaWan}:${TPO_PORT}`,
+  bPeer: `${WAN_ADDR.gwbWan}:${TPO_PORT}`,
+  listenHost: WAN_ADDR.gwaLan,
+  server: WAN_ADDR.server,
+  clients: '10.77.1.0/24',
+  servers: '10.77.3.0/24',
+};
+
+/** Both gateways in one namespace `ns` (or the host's, for a tool that spawns them itself) on 127.0.0.1. */
+export function loopbackPairPlace(ns: string, aPort: number, bPort: number): PairPlace {
+  const lo = '127.0.0.1';
+  return { aNs: ns, bNs: ns, aPeer: `${lo}:${aPort}`, bPeer: `${lo}:${bPort}`, listenHost: lo, server: lo, clients: '127.0.0.0/8', servers: '127.0.0.0/8' };
+}
+
+/** Both gateways' config files (JSON objects) for `o` at `place`; control sockets in `dir`. */
+export function pairConfigs(place: PairPlace, o: GatewayPairOptions, dir: string, key: string): { a: object; b: object } {
   const listenPort = o.listenPort ?? 5201;
+  const listen = `${place.listenHost}:${listenPort}`;
+  const src = place.clients;
   const table =
     o.mode === 'explicit'
       ? [
-          ...(o.tcpTarget
-            ? [{ name: 'tcp', protocol: 'tcp', src: '10.77.1.0/24', listen: `${WAN_ADDR.gwaLan}:${listenPort}`, target: `${WAN_ADDR.server}:${o.tcpTarget}` }]
-            : []),
-          ...(o.udpTarget
-            ? [{ name: 'udp', protocol: 'udp', src: '10.77.1.0/24', listen: `${WAN_ADDR.gwaLan}:${listenPort}`, target: `${WAN_ADDR.server}:${o.udpTarget}` }]
-            : []),
+          ...(o.tcpTarget ? [{ name: 'tcp', protocol: 'tcp', src, listen, target: `${place.server}:${o.tcpTarget}` }] : []),
+          ...(o.udpTarget ? [{ name: 'udp', protocol: 'udp', src, listen, target: `${place.server}:${o.udpTarget}` }] : []),
         ]
       : [
-          { name: 'tcp', protocol: 'tcp', src: '10.77.1.0/24', dst: '10.77.3.0/24' },
-          { name: 'udp', protocol: 'udp', src: '10.77.1.0/24', dst: '10.77.3.0/24' },
-          { name: 'ping', protocol: 'icmp', src: '10.77.1.0/24', dst: '10.77.3.0/24' },
+          { name: 'tcp', protocol: 'tcp', src, dst: place.servers },
+          { name: 'udp', protocol: 'udp', src, dst: place.servers },
+          { name: 'ping', protocol: 'icmp', src, dst: place.servers },
         ];
   const a = {
     name: 'gwa',
-    listen: `${WAN_ADDR.gwaWan}:${TPO_PORT}`,
-    peers: [{ name: 'gwb', address: `${WAN_ADDR.gwbWan}:${TPO_PORT}`, key, keyId: 1 }],
+    listen: place.aPeer,
+    peers: [{ name: 'gwb', address: place.bPeer, key, keyId: 1 }],
     intercept: o.mode === 'explicit' ? { mode: 'explicit' } : { mode: 'transparent', hooks: ['prerouting'] },
     table,
     control: join(dir, 'gwa.sock'),
   };
   const b = {
     name: 'gwb',
-    listen: `${WAN_ADDR.gwbWan}:${TPO_PORT}`,
+    listen: place.bPeer,
     peers: [{ name: 'gwa', key, keyId: 1 }],
-    deliver: { allow: ['10.77.3.0/24'] },
+    deliver: { allow: [place.servers] },
     control: join(dir, 'gwb.sock'),
   };
+  return { a, b };
+}
+
+/** Starts the pair in `wt`'s namespaces (`o.place`, default the WAN topology's gwa and gwb). */
+export async function startGatewayPair(wt: { topo: Topology }, o: GatewayPairOptions): Promise<GatewayPair> {
+  const place = o.place ?? WAN_PAIR_PLACE;
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-tpo-'));
+  const key = randomBytes(32).toString('hex');
+  const listenPort = o.listenPort ?? 5201;
+  const { a, b } = pairConfigs(place, o, dir, key);
   writeFileSync(join(dir, 'gwa.json'), JSON.stringify(a));
   writeFileSync(join(dir, 'gwb.json'), JSON.stringify(b));
   const io = ['--io', o.io ?? process.env.SLUICE_TPO_IO ?? 'auto'];
   const startB = async () => {
-    const p = wt.topo.runNode('gwb', CLI, ['tpo', '--config', join(dir, 'gwb.json'), ...io]);
+    const p = wt.topo.runNode(place.bNs, CLI, ['tpo', '--config', join(dir, 'gwb.json'), ...io]);
     await p.waitForLine(/sluice tpo: gwb up/, { timeoutMs: 20_000, stream: 'stderr' });
     return p;
   };
   let gwb = await startB();
   const startA = async () => {
-    const p = wt.topo.runNode('gwa', CLI, ['tpo', '--config', join(dir, 'gwa.json'), ...io]);
+    const p = wt.topo.runNode(place.aNs, CLI, ['tpo', '--config', join(dir, 'gwa.json'), ...io]);
     await p.waitForLine(/sluice tpo: gwa up/, { timeoutMs: 20_000, stream: 'stderr' });
     return p;
   };
-  const gwa = wt.topo.runNode('gwa', CLI, ['tpo', '--config', join(dir, 'gwa.json'), ...io]);
+  const gwa = wt.topo.runNode(place.aNs, CLI, ['tpo', '--config', join(dir, 'gwa.json'), ...io]);
   try {
     await gwa.waitForLine(/sluice tpo: gwa up/, { timeoutMs: 20_000, stream: 'stderr' });
   } catch (err) {
@@ -106,8 +149,8 @@ export async function startGatewayPair(wt: WanTopology, o: GatewayPairOptions): 
     throw new Error(`gwa did not start: ${(err as Error).message}\n${gwa.stderr().slice(-1000)}`);
   }
   const pair: GatewayPair = {
-    tcpTarget: o.mode === 'explicit' ? `${WAN_ADDR.gwaLan}:${listenPort}` : `${WAN_ADDR.server}:${o.tcpTarget ?? 0}`,
-    ...(o.udpTarget ? { udpTarget: o.mode === 'explicit' ? `${WAN_ADDR.gwaLan}:${listenPort}` : `${WAN_ADDR.server}:${o.udpTarget}` } : {}),
+    tcpTarget: o.mode === 'explicit' ? `${place.listenHost}:${listenPort}` : `${place.server}:${o.tcpTarget ?? 0}`,
+    ...(o.udpTarget ? { udpTarget: o.mode === 'explicit' ? `${place.listenHost}:${listenPort}` : `${place.server}:${o.udpTarget}` } : {}),
     gwa,
     gwb,
     status: async (side) => (await fetchStatus(join(dir, side === 'a' ? 'gwa.sock' : 'gwb.sock'))) as GatewayStatus,

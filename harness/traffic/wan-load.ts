@@ -14,11 +14,15 @@
  *                                           first byte is 'B' (bulk: count received bytes
  *                                           in time bins) or 'R' (answer each 100-byte
  *                                           request with 100 bytes)
- *   tcp-send  --to H:P --seconds T --max-bytes B [--cc ALG]
+ *   tcp-send  --to H:P --seconds T --max-bytes B [--cc ALG] [--drain]
  *                                           bulk sender: writes incompressible data until
- *                                           T or B, then resets the connection (no drain)
- *   rr-client --to H:P --seconds T --interval-ms I [--size S]
- *                                           request/response latency (p50/p90/p99)
+ *                                           T or B, then resets the connection (no drain);
+ *                                           --drain: a fixed-size transfer, closed in order
+ *                                           and timed until the far end closed (within T)
+ *   rr-client --to H:P --seconds T --interval-ms I [--size S] [--stdin-window]
+ *                                           request/response latency (p50/p90/p99);
+ *                                           --stdin-window: counts only after a "start"
+ *                                           line on stdin, stops when stdin closes
  *
  * tcp-send sets the congestion control on its socket (TCP_CONGESTION,
  * through the FFI module: node:net cannot) and reports what the kernel
@@ -210,7 +214,8 @@ program
   .requiredOption('--seconds <s>', '', num)
   .requiredOption('--max-bytes <n>', '', num)
   .option('--cc <alg>', 'congestion control of this connection')
-  .action(async (o: { to: string; seconds: number; maxBytes: number; cc?: string }) => {
+  .option('--drain', 'end in order after the last byte and wait (within --seconds) until the far end closes')
+  .action(async (o: { to: string; seconds: number; maxBytes: number; cc?: string; drain?: boolean }) => {
     const { host, port } = hostPort(o.to);
     // 8 MiB of random bytes, reused: incompressible for every tunnel's compressor
     // (their windows are far smaller), so nobody wins by compressing.
@@ -229,7 +234,9 @@ program
     if (o.cc) setCongestion(fd, o.cc);
     const cc = getCongestion(fd);
     sock.write('B');
+    print({ event: 'started', cc });
     const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
     let written = 0;
     let off = 0;
     let stop = false;
@@ -247,11 +254,22 @@ program
         });
     }
     clearTimeout(timer);
+    let drained = false;
+    if (o.drain && written >= o.maxBytes) {
+      // A fixed-size transfer: its time ends when the far end has read all and closed.
+      const left = Math.max(0, o.seconds * 1000 - (performance.now() - t0));
+      drained = await new Promise<boolean>((resolve) => {
+        sock.once('close', () => resolve(true));
+        setTimeout(() => resolve(false), left);
+        sock.end();
+      });
+    }
     const elapsed = (performance.now() - t0) / 1000;
-    // Queued data is thrown away: the result is what arrived in the window,
-    // not a drain that at 1 Mbit/s would take minutes.
-    sock.resetAndDestroy();
-    print({ event: 'done', cc, written, seconds: elapsed });
+    const used = process.cpuUsage(cpu0);
+    // Otherwise queued data is thrown away: the result is what arrived in the
+    // window, not a drain that at 1 Mbit/s would take minutes.
+    if (!drained) sock.resetAndDestroy();
+    print({ event: 'done', cc, written, seconds: elapsed, drained, cpuS: (used.user + used.system) / 1e6 });
     process.exit(0);
   });
 
@@ -262,8 +280,17 @@ program
   .option('--interval-ms <ms>', '', num, 50)
   .option('--warmup-s <s>', 'exchanges in the first seconds are not counted', num, 0)
   .option('--cc <alg>', 'congestion control of this connection')
-  .action(async (o: { to: string; seconds: number; intervalMs: number; warmupS: number; cc?: string }) => {
+  .option('--stdin-window', 'count only after a "start" line on stdin; stop when stdin closes')
+  .action(async (o: { to: string; seconds: number; intervalMs: number; warmupS: number; cc?: string; stdinWindow?: boolean }) => {
     const { host, port } = hostPort(o.to);
+    // The harness marks the window (a fixed-size transfer's, whose length it cannot know ahead).
+    let counting = !o.stdinWindow;
+    let ended = false;
+    if (o.stdinWindow) {
+      const rl = createInterface({ input: process.stdin });
+      rl.on('line', (l) => (counting ||= l.trim() === 'start'));
+      rl.on('close', () => (ended = true));
+    }
     const sock = net.connect({ host, port });
     sock.setNoDelay(true);
     await new Promise<void>((resolve, reject) => {
@@ -289,7 +316,7 @@ program
     });
     let failed = false;
     sock.on('error', () => (failed = true));
-    while (!failed && performance.now() - t0 < o.seconds * 1000) {
+    while (!failed && !ended && performance.now() - t0 < o.seconds * 1000) {
       const start = performance.now();
       const replied = new Promise<boolean>((resolve) => {
         waiter = () => resolve(true);
@@ -298,7 +325,7 @@ program
       sock.write(req);
       if (!(await replied)) break;
       const l = performance.now() - start;
-      if (start - t0 >= o.warmupS * 1000) lat.push(l);
+      if (counting && start - t0 >= o.warmupS * 1000) lat.push(l);
       const wait = o.intervalMs - l;
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     }
