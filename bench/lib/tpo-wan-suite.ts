@@ -1,4 +1,3 @@
-/* eslint-disable max-lines -- one suite: topology, the four ways of crossing the WAN, their interleaved trials and the summary share the trial records */
 /**
  * The tpo-wan suite (issues #7 and #18): TCP from a client to a server
  * across each profile's path (tpo-wan-profiles.ts: an emulated WAN of
