@@ -40,6 +40,20 @@ const MAX_STATS_INTERVAL_S = 86_400;
 /** Milliseconds a datagram may be held for batching. */
 const MAX_BATCH_HOLD_MS = 1000;
 
+// The options `relay` and `run` share: one definition each, so their help and limits cannot drift apart.
+const batchHoldOption = () =>
+  new Option('--batch-hold <ms>', 'batched tier: most time a datagram waits to be sent with others (default 1; 0 = none; at most 1000)').argParser(
+    nonNegative(MAX_BATCH_HOLD_MS),
+  );
+const pinOption = () =>
+  new Option(
+    '--pin [dir]',
+    'kernel tier: pin state in bpffs (default /sys/fs/bpf/sluice) so forwarding goes on while sluice is stopped; a later --pin run adopts it, `sluice detach` removes it',
+  );
+const statsIntervalOption = () =>
+  new Option('--stats-interval <seconds>', 'print counters every N seconds (0: only at exit; at most 86400)').argParser(nonNegative(MAX_STATS_INTERVAL_S));
+const jsonOption = () => new Option('--json', 'machine-readable JSON lines on stdout');
+
 /**
  * Reads and validates a config file: every check `run` makes before it
  * binds anything, across flows and against this host's addresses (relay
@@ -73,17 +87,10 @@ export function buildProgram(exit: (code: number) => void): Command {
       'first wait before a suspended subscriber is tried again (default 1000; doubles per failed retry, up to 60 s; 100 to 3600000)',
       positiveInt(3_600_000),
     )
-    .option(
-      '--batch-hold <ms>',
-      'batched tier: most time a datagram waits to be sent with others (default 1; 0 = none; at most 1000)',
-      nonNegative(MAX_BATCH_HOLD_MS),
-    )
-    .option(
-      '--pin [dir]',
-      'kernel tier: pin state in bpffs (default /sys/fs/bpf/sluice) so forwarding goes on while sluice is stopped; a later --pin run adopts it, `sluice detach` removes it',
-    )
-    .option('--stats-interval <seconds>', 'print counters every N seconds (0: only at exit; at most 86400)', nonNegative(MAX_STATS_INTERVAL_S))
-    .option('--json', 'machine-readable JSON lines on stdout')
+    .addOption(batchHoldOption())
+    .addOption(pinOption())
+    .addOption(statsIntervalOption())
+    .addOption(jsonOption())
     .addHelpText(
       'after',
       '\nExamples:\n  sluice relay --listen udp://0.0.0.0:5000 --to udp://127.0.0.1:6000 --allow 127.0.0.1\n  sluice relay --listen udp://[::]:5000 --to udp://[::1]:6000 --to udp://[::1]:6001 --allow ::1',
@@ -125,17 +132,10 @@ export function buildProgram(exit: (code: number) => void): Command {
     .description('run every flow declared in a config file (YAML or JSON); SIGHUP re-reads it and applies the changes')
     .requiredOption('-c, --config <file>', 'config file, e.g. sluice.yaml')
     .addOption(new Option('--tier <tier>', "override the file's tier").choices(['auto', ...TIER_NAMES]))
-    .option(
-      '--batch-hold <ms>',
-      'batched tier: most time a datagram waits to be sent with others (default 1; 0 = none; at most 1000)',
-      nonNegative(MAX_BATCH_HOLD_MS),
-    )
-    .option(
-      '--pin [dir]',
-      'kernel tier: pin state in bpffs (default /sys/fs/bpf/sluice) so forwarding goes on while sluice is stopped; a later --pin run adopts it, `sluice detach` removes it',
-    )
-    .option('--stats-interval <seconds>', 'print counters every N seconds (0: only at exit; at most 86400)', nonNegative(MAX_STATS_INTERVAL_S))
-    .option('--json', 'machine-readable JSON lines on stdout')
+    .addOption(batchHoldOption())
+    .addOption(pinOption())
+    .addOption(statsIntervalOption())
+    .addOption(jsonOption())
     .action(async (o) => {
       const config = await loadConfig(o.config);
       const reload = async () => [...(await loadConfig(o.config)).flows];
