@@ -28,6 +28,8 @@ export interface GatewayPairOptions {
   readonly udpTarget?: number;
   readonly listenPort?: number;
   readonly io?: 'auto' | 'batched' | 'portable';
+  /** Node options for both gateways (e.g. `--cpu-prof`, for a bench tool's profile). */
+  readonly nodeArgs?: readonly string[];
 }
 
 export interface GatewayPair {
@@ -87,18 +89,22 @@ export async function startGatewayPair(wt: WanTopology, o: GatewayPairOptions): 
   writeFileSync(join(dir, 'gwa.json'), JSON.stringify(a));
   writeFileSync(join(dir, 'gwb.json'), JSON.stringify(b));
   const io = ['--io', o.io ?? process.env.SLUICE_TPO_IO ?? 'auto'];
+  const run = (ns: 'gwa' | 'gwb', config: string): NsProcess =>
+    o.nodeArgs?.length
+      ? wt.topo.spawn(ns, process.execPath, [...o.nodeArgs, '--import', 'tsx', CLI, 'tpo', '--config', config, ...io])
+      : wt.topo.runNode(ns, CLI, ['tpo', '--config', config, ...io]);
   const startB = async () => {
-    const p = wt.topo.runNode('gwb', CLI, ['tpo', '--config', join(dir, 'gwb.json'), ...io]);
+    const p = run('gwb', join(dir, 'gwb.json'));
     await p.waitForLine(/sluice tpo: gwb up/, { timeoutMs: 20_000, stream: 'stderr' });
     return p;
   };
   let gwb = await startB();
   const startA = async () => {
-    const p = wt.topo.runNode('gwa', CLI, ['tpo', '--config', join(dir, 'gwa.json'), ...io]);
+    const p = run('gwa', join(dir, 'gwa.json'));
     await p.waitForLine(/sluice tpo: gwa up/, { timeoutMs: 20_000, stream: 'stderr' });
     return p;
   };
-  const gwa = wt.topo.runNode('gwa', CLI, ['tpo', '--config', join(dir, 'gwa.json'), ...io]);
+  const gwa = run('gwa', join(dir, 'gwa.json'));
   try {
     await gwa.waitForLine(/sluice tpo: gwa up/, { timeoutMs: 20_000, stream: 'stderr' });
   } catch (err) {
