@@ -2,14 +2,20 @@
  * One quick look at the TPO pair on an emulated WAN of a chosen rate and
  * RTT, against direct TCP over the same path (issue 18): the three-site
  * topology (harness/wan/topology.ts; root), the user-space emulator with
- * no loss, a bulk TCP transfer of --seconds (bounded in bytes too) for
- * each of direct CUBIC and CUBIC through the gateway pair (explicit mode),
- * once each, in that order. Prints one JSON line per variant: goodput,
- * goodput after the first 2 s, and the CPU seconds of the emulator and of
- * each gateway process (and its threads) during the transfer, and the
- * share of the whole host's CPU that was busy meanwhile.
+ * --loss-pct random loss (both directions), a bulk TCP transfer of
+ * --seconds (bounded in bytes too) for each of --variants (direct-cubic,
+ * direct-bbr: TCP straight across; sluice-cubic: CUBIC through the gateway
+ * pair, explicit mode), in that order, --repeats times (variants
+ * interleaved). With --rr, a 100-byte request/response every 50 ms runs on
+ * a second connection during the bulk transfer (as the tpo-wan suite's),
+ * and its latency quantiles are reported (the first 2 s left out). Prints
+ * one JSON line per run: goodput, goodput after the first 2 s, rr latency,
+ * and the CPU seconds of the emulator and of each gateway process (and its
+ * threads) during the transfer, and the share of the whole host's CPU that
+ * was busy meanwhile.
  *
  *   node --import tsx bench/tools/tpo-wan-quick.ts [--rate-mbit 200] [--rtt-ms 10] [--seconds 8]
+ *     [--loss-pct 0] [--variants direct-cubic,sluice-cubic] [--repeats 1] [--rr] [--cpu-prof DIR]
  */
 import { createWanTopology, WAN_ADDR } from '../../harness/wan/topology.js';
 import { startGatewayPair } from '../../harness/tpo/gateway-pair.js';
@@ -20,6 +26,13 @@ import { hostJiffies as machine, processSeconds, threadDiff as diff, threadSecon
 const RATE_MBIT = Number(flag('rate-mbit', '200'));
 const RTT_MS = Number(flag('rtt-ms', '10'));
 const SECONDS = Math.min(30, Number(flag('seconds', '8')));
+const LOSS = Number(flag('loss-pct', '0')) / 100;
+const VARIANTS = flag('variants', 'direct-cubic,sluice-cubic').split(',');
+const REPEATS = Math.max(1, Number(flag('repeats', '1')));
+const RR = process.argv.includes('--rr');
+/** A directory: the gateways run with `--cpu-prof` and write their profiles there (on a clean exit). */
+const PROF_DIR = process.argv.includes('--cpu-prof') ? flag('cpu-prof') : undefined;
+for (const v of VARIANTS) if (!['direct-cubic', 'direct-bbr', 'sluice-cubic'].includes(v)) throw new Error(`unknown variant ${v}`);
 const SINK_PORT = 5201;
 const LOAD = 'harness/traffic/wan-load.ts';
 const cpu = (p: NsProcess | undefined): number => processSeconds(p?.child.pid);
@@ -27,61 +40,81 @@ const threads = (p: NsProcess | undefined): Record<string, number> => threadSeco
 
 const wt = await createWanTopology();
 try {
-  for (const variant of ['direct-cubic', 'sluice-cubic'] as const) {
-    const emu = await wt.startEmulator({ common: { delayMs: RTT_MS / 2, rateBps: RATE_MBIT * 1e6, loss: 0 }, seed: 1 });
-    const sink = wt.topo.runNode('server', LOAD, ['tcp-sink', '--port', String(SINK_PORT)], { stdin: 'pipe' });
-    const pair = variant === 'sluice-cubic' ? await startGatewayPair(wt, { mode: 'explicit', tcpTarget: SINK_PORT, listenPort: 12949 }) : undefined;
-    try {
-      await sink.waitForLine(/"event":"ready"/, { timeoutMs: 15_000 });
-      const target = pair ? pair.tcpTarget : `${WAN_ADDR.server}:${SINK_PORT}`;
-      const cpu0 = { emu: cpu(emu.proc), a: cpu(pair?.gwa), b: cpu(pair?.gwb) };
-      const threads0 = { a: threads(pair?.gwa), b: threads(pair?.gwb) };
-      const machine0 = machine();
-      const maxBytes = Math.ceil(((RATE_MBIT * 1e6) / 8) * SECONDS * 1.5);
-      const send = wt.topo.runNode('client', LOAD, [
-        'tcp-send',
-        '--to',
-        target,
-        '--seconds',
-        String(SECONDS),
-        '--max-bytes',
-        String(maxBytes),
-        '--cc',
-        'cubic',
-      ]);
-      await send.waitExit((SECONDS + 30) * 1000);
-      const used = { emu: cpu(emu.proc) - cpu0.emu, a: cpu(pair?.gwa) - cpu0.a, b: cpu(pair?.gwb) - cpu0.b };
-      const machine1 = machine();
-      const hostBusy = (machine1.busy - machine0.busy) / (machine1.total - machine0.total);
-      const perThread = { gwa: diff(threads0.a, threads(pair?.gwa)), gwb: diff(threads0.b, threads(pair?.gwb)) };
-      const status = pair ? await pair.status('a') : undefined;
-      const deadline = Date.now() + 30_000;
-      while (!sink.jsonLines<{ event: string }>().some((l) => l.event === 'conn') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      const conn = sink.jsonLines<{ event: string; bytes: number; bins: number[] }>().find((l) => l.event === 'conn');
-      const bins = conn?.bins ?? [];
-      const inWindow = bins.slice(0, SECONDS).reduce((x, y) => x + y, 0);
-      const steady = bins.slice(2, SECONDS).reduce((x, y) => x + y, 0);
-      const p = status?.peers[0];
-      process.stdout.write(
-        `${JSON.stringify({
-          variant,
-          rateMbit: RATE_MBIT,
-          rttMs: RTT_MS,
-          goodputMbit: +((inWindow * 8) / SECONDS / 1e6).toFixed(1),
-          after2sMbit: +((steady * 8) / (SECONDS - 2) / 1e6).toFixed(1),
-          cpuS: { emulator: +used.emu.toFixed(2), gwa: +used.a.toFixed(2), gwb: +used.b.toFixed(2) },
-          hostBusy: +hostBusy.toFixed(2),
-          ...(pair ? { threads: perThread } : {}),
-          ...(p ? { peer: { srttMs: p.srttMs, bandwidthMbit: p.bandwidthMbit, pacingMbit: p.pacingMbit, retransmissions: p.retransmissions } } : {}),
-        })}\n`,
-      );
-    } finally {
-      await pair?.stop();
-      sink.endInput();
-      await sink.stop(2_000);
-      await emu.stop();
+  for (let repeat = 0; repeat < REPEATS; repeat++)
+    for (const variant of VARIANTS) {
+      const cc = variant === 'direct-bbr' ? 'bbr' : 'cubic';
+      const emu = await wt.startEmulator({ common: { delayMs: RTT_MS / 2, rateBps: RATE_MBIT * 1e6, loss: LOSS }, seed: 1 + repeat });
+      const sink = wt.topo.runNode('server', LOAD, ['tcp-sink', '--port', String(SINK_PORT)], { stdin: 'pipe' });
+      const pair =
+        variant === 'sluice-cubic'
+          ? await startGatewayPair(wt, {
+              mode: 'explicit',
+              tcpTarget: SINK_PORT,
+              listenPort: 12949,
+              ...(PROF_DIR ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', PROF_DIR] } : {}),
+            })
+          : undefined;
+      try {
+        await sink.waitForLine(/"event":"ready"/, { timeoutMs: 15_000 });
+        const target = pair ? pair.tcpTarget : `${WAN_ADDR.server}:${SINK_PORT}`;
+        const cpu0 = { emu: cpu(emu.proc), a: cpu(pair?.gwa), b: cpu(pair?.gwb) };
+        const threads0 = { a: threads(pair?.gwa), b: threads(pair?.gwb) };
+        const machine0 = machine();
+        const maxBytes = Math.ceil(((RATE_MBIT * 1e6) / 8) * SECONDS * 1.5);
+        const send = wt.topo.runNode('client', LOAD, ['tcp-send', '--to', target, '--seconds', String(SECONDS), '--max-bytes', String(maxBytes), '--cc', cc]);
+        const rr = RR
+          ? wt.topo.runNode('client', LOAD, [
+              'rr-client',
+              '--to',
+              target,
+              '--seconds',
+              String(SECONDS - 1),
+              '--interval-ms',
+              '50',
+              '--warmup-s',
+              '2',
+              '--cc',
+              cc,
+            ])
+          : undefined;
+        await Promise.all([send.waitExit((SECONDS + 30) * 1000), rr?.waitExit((SECONDS + 30) * 1000)]);
+        const rrDone = rr?.jsonLines<{ event: string; n: number; p50: number; p90: number; p99: number }>().find((l) => l.event === 'done');
+        const used = { emu: cpu(emu.proc) - cpu0.emu, a: cpu(pair?.gwa) - cpu0.a, b: cpu(pair?.gwb) - cpu0.b };
+        const machine1 = machine();
+        const hostBusy = (machine1.busy - machine0.busy) / (machine1.total - machine0.total);
+        const perThread = { gwa: diff(threads0.a, threads(pair?.gwa)), gwb: diff(threads0.b, threads(pair?.gwb)) };
+        const status = pair ? await pair.status('a') : undefined;
+        const deadline = Date.now() + 30_000;
+        while (!sink.jsonLines<{ event: string }>().some((l) => l.event === 'conn') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        const conn = sink.jsonLines<{ event: string; bytes: number; bins: number[] }>().find((l) => l.event === 'conn');
+        const bins = conn?.bins ?? [];
+        const inWindow = bins.slice(0, SECONDS).reduce((x, y) => x + y, 0);
+        const steady = bins.slice(2, SECONDS).reduce((x, y) => x + y, 0);
+        const p = status?.peers[0];
+        process.stdout.write(
+          `${JSON.stringify({
+            variant,
+            repeat,
+            cc,
+            rateMbit: RATE_MBIT,
+            rttMs: RTT_MS,
+            lossPct: LOSS * 100,
+            goodputMbit: +((inWindow * 8) / SECONDS / 1e6).toFixed(1),
+            after2sMbit: +((steady * 8) / (SECONDS - 2) / 1e6).toFixed(1),
+            ...(rrDone ? { rr: { n: rrDone.n, p50: +rrDone.p50.toFixed(1), p90: +rrDone.p90.toFixed(1), p99: +rrDone.p99.toFixed(1) } } : {}),
+            cpuS: { emulator: +used.emu.toFixed(2), gwa: +used.a.toFixed(2), gwb: +used.b.toFixed(2) },
+            hostBusy: +hostBusy.toFixed(2),
+            ...(pair ? { threads: perThread } : {}),
+            ...(p ? { peer: { srttMs: p.srttMs, bandwidthMbit: p.bandwidthMbit, pacingMbit: p.pacingMbit, retransmissions: p.retransmissions } } : {}),
+          })}\n`,
+        );
+      } finally {
+        await pair?.stop();
+        sink.endInput();
+        await sink.stop(2_000);
+        await emu.stop();
+      }
     }
-  }
 } finally {
   await wt.destroy();
 }

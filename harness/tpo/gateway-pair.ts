@@ -31,6 +31,8 @@ export interface GatewayPairOptions {
   readonly io?: 'auto' | 'batched' | 'portable';
   /** Where the gateways run (default: the WAN topology's gwa and gwb). */
   readonly place?: PairPlace;
+  /** Node options for both gateways (e.g. `--cpu-prof`, for a bench tool's profile). */
+  readonly nodeArgs?: readonly string[];
 }
 
 export interface GatewayPair {
@@ -130,18 +132,22 @@ export async function startGatewayPair(wt: { topo: Topology }, o: GatewayPairOpt
   writeFileSync(join(dir, 'gwa.json'), JSON.stringify(a));
   writeFileSync(join(dir, 'gwb.json'), JSON.stringify(b));
   const io = ['--io', o.io ?? process.env.SLUICE_TPO_IO ?? 'auto'];
+  const run = (ns: string, config: string): NsProcess =>
+    o.nodeArgs?.length
+      ? wt.topo.spawn(ns, process.execPath, [...o.nodeArgs, '--import', 'tsx', CLI, 'tpo', '--config', config, ...io])
+      : wt.topo.runNode(ns, CLI, ['tpo', '--config', config, ...io]);
   const startB = async () => {
-    const p = wt.topo.runNode(place.bNs, CLI, ['tpo', '--config', join(dir, 'gwb.json'), ...io]);
+    const p = run(place.bNs, join(dir, 'gwb.json'));
     await p.waitForLine(/sluice tpo: gwb up/, { timeoutMs: 20_000, stream: 'stderr' });
     return p;
   };
   let gwb = await startB();
   const startA = async () => {
-    const p = wt.topo.runNode(place.aNs, CLI, ['tpo', '--config', join(dir, 'gwa.json'), ...io]);
+    const p = run(place.aNs, join(dir, 'gwa.json'));
     await p.waitForLine(/sluice tpo: gwa up/, { timeoutMs: 20_000, stream: 'stderr' });
     return p;
   };
-  const gwa = wt.topo.runNode(place.aNs, CLI, ['tpo', '--config', join(dir, 'gwa.json'), ...io]);
+  const gwa = run(place.aNs, join(dir, 'gwa.json'));
   try {
     await gwa.waitForLine(/sluice tpo: gwa up/, { timeoutMs: 20_000, stream: 'stderr' });
   } catch (err) {

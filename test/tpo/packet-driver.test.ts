@@ -267,3 +267,22 @@ test('a consumer that throws when the deadline seals is counted, not thrown from
     process.off('warning', onWarning);
   }
 });
+
+test('a domain that sent incompressible data for long still compresses again within 257 buffers once its data compresses', () => {
+  const r = collect({ maxBufferBytes: 4096 });
+  let i = 0;
+  // 2,000 buffers of random data: after the first give-ups the skips double up to 256 buffers.
+  for (let k = 0; k < 2000; k++) r.driver.push(0, msg(i++, randomBytes(3000)));
+  r.driver.flush();
+  const before = r.out.length;
+  const text = Buffer.from('the quick brown fox jumps over the lazy dog '.repeat(70)).subarray(0, 3000);
+  for (let k = 0; k < 300; k++) r.driver.push(0, msg(i++, text));
+  r.driver.close();
+  const after = r.out.slice(before);
+  const first = after.findIndex((b) => b.codec === 'brotli');
+  assert.ok(first >= 0 && first <= 257, `text compressed again after ${first} buffers`);
+  assert.ok(
+    after.slice(first).every((b) => b.codec === 'brotli'),
+    'and from then on',
+  );
+});

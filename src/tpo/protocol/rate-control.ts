@@ -12,13 +12,19 @@
  * queue it can build stays bounded, plus what the receiver holds back
  * before it acknowledges (its ack batch: `ackAllowanceBytes`). Startup
  * doubles the rate each round trip until the measured bandwidth stops
- * growing by 25 % for three rounds,
- * a run of RTT samples sits above the minimum (a queue is building: see
- * onRttSample) or a whole round's do, then drains the queue startup built. A round whose RTT shows
+ * growing by 25 % for three rounds, or until the RTT shows a queue (a run
+ * of samples, see onRttSample, or a whole round) while the bandwidth
+ * stopped growing meanwhile, then drains the queue startup built: an RTT
+ * inflated by a busy host (scheduling delay of the gateways, not a queue
+ * at a bottleneck) while deliveries still grow does not end it (BBR ends
+ * startup on delivery growth alone). A round whose RTT shows
  * a queue standing all round and whose loss is well above the path's
  * random loss (learned from rounds without a queue) holds the estimate at
  * 90 % of what was measured (the samples overstated the path), relaxing 2 %
- * per clean round. The bandwidth window ages only
+ * per clean round. In the cruising part of the gain cycle, a queue that
+ * stands (every RTT sample at least STANDING_QUEUE_MS above the minimum)
+ * for at least STANDING_SPAN_MS, whatever the round length, holds it 3 %
+ * lower (see onRoundEnd). The bandwidth window ages only
  * with rounds that measured the path. An operator cap bounds the pacing
  * rate; a loss rate far above any random loss (over 20 % in a round)
  * halves the bandwidth estimate for the next round, as a brake for when
@@ -40,6 +46,21 @@ const QUEUE_BACKOFF = 0.9;
 const RELAX = 1.02;
 /** After a round with a standing queue (no overflow) the estimate is held at this share of itself. */
 const STANDING_BACKOFF = 0.97;
+/**
+ * A standing queue: every RTT sample at least this far above the minimum.
+ * Absolute, not a share of the RTT: what an interactive flow waits is the
+ * queue's milliseconds whatever the path's length (25 % of a 100 ms path
+ * let a 27 ms queue stand, and a request/response took 140-155 ms where
+ * direct BBR took 101), and a busy host delays samples by milliseconds
+ * whatever the path (on a 10 ms path 25 % was within a scheduling delay).
+ */
+const STANDING_QUEUE_MS = 5;
+/**
+ * ... for at least this long (rounds in a row, however short): on a 10 ms
+ * path a round's few samples can all be late behind a busy host, while a
+ * queue standing that long is one the pacing keeps up.
+ */
+const STANDING_SPAN_MS = 40;
 /** Holds in a row before the estimate is left alone until a clean round (0.9^4 = 0.66 at most). */
 const MAX_HOLDS = 4;
 /** A round's best delivery sample may exceed the round's own delivered/elapsed by this much (probing at gain 1.25 included). */
@@ -121,6 +142,10 @@ export class RateControl {
   #roundStartMs = NaN;
   /** RTT samples in a row above the minimum by startup's queue allowance. */
   #queuedSamples = 0;
+  /** The bandwidth estimate when that run began: the run ends startup only if the estimate stopped growing meanwhile. */
+  #queuedRunBw = 0;
+  /** Time the present run of standing-queue rounds began (NaN: none). */
+  #standingSince = NaN;
   /** Rounds in a row that held the estimate down (overflow or standing queue). */
   #holdsInRow = 0;
   readonly #cap: number;
@@ -219,7 +244,14 @@ export class RateControl {
     if (this.#phase !== 'startup' || !Number.isFinite(this.#minRttMs) || appLimited) return;
     const allowance = Math.min(STARTUP_QUEUE_MAX_MS, Math.max(STARTUP_QUEUE_MIN_MS, this.#minRttMs / 8));
     if (ms > this.#minRttMs + allowance) {
-      if (++this.#queuedSamples >= STARTUP_QUEUE_SAMPLES && this.bandwidthBps > 0) this.#phase = 'drain';
+      if (this.#queuedSamples++ === 0) this.#queuedRunBw = this.bandwidthBps;
+      if (this.#queuedSamples < STARTUP_QUEUE_SAMPLES || !(this.bandwidthBps > 0)) return;
+      // A queue at the bottleneck caps what is delivered: the estimate stops
+      // growing. Delays while deliveries still grow (startup's doubling goes
+      // on) are the host's, not a queue's: measured at 200 Mbit/s, 10 ms, a
+      // 2-core host running both gateways ended startup at 50 Mbit/s on them.
+      if (this.bandwidthBps < this.#queuedRunBw * FULL_BW_GROWTH) this.#phase = 'drain';
+      else this.#queuedSamples = 0;
     } else {
       this.#queuedSamples = 0;
     }
@@ -247,6 +279,7 @@ export class RateControl {
       const i = this.#bwByRound.length - 1;
       if (aggregate > 0) this.#bwByRound[i] = Math.min(this.#bwByRound[i]!, aggregate * ROUND_SLACK);
     }
+    const roundStart = this.#roundStartMs;
     if (Number.isFinite(nowMs)) this.#roundStartMs = nowMs;
     this.#brake = lossRate > HEAVY_LOSS ? this.#brake * 0.5 : Math.min(1, this.#brake * 2);
     // Loss in a round whose RTT shows a full queue is the bottleneck
@@ -264,7 +297,16 @@ export class RateControl {
     // the path's): the estimate is above the bottleneck (jittery acks inflate
     // samples). Hold it a little lower until the queue is gone, so the link
     // stays full but the queue, and every flow's latency with it, stays short.
-    const standing = Number.isFinite(roundRttMs) && Number.isFinite(this.#minRttMs) && roundRttMs > this.#minRttMs * QUEUE_RTT_FACTOR + 2;
+    // Only the cruising rounds of the cycle count (the probe's queue and its
+    // drain are meant), and only once the queue has stood STANDING_SPAN_MS.
+    const cruising =
+      this.#phase === 'probe' &&
+      CYCLE_GAINS[this.#cycle % CYCLE_GAINS.length] === 1 &&
+      CYCLE_GAINS[(this.#cycle + CYCLE_GAINS.length - 1) % CYCLE_GAINS.length] === 1;
+    const queued = Number.isFinite(roundRttMs) && Number.isFinite(this.#minRttMs) && roundRttMs > this.#minRttMs + STANDING_QUEUE_MS;
+    if (!queued || !cruising) this.#standingSince = NaN;
+    else if (Number.isNaN(this.#standingSince)) this.#standingSince = Number.isFinite(roundStart) ? roundStart : nowMs;
+    const standing = queued && cruising && Number.isFinite(nowMs) && nowMs - this.#standingSince >= STANDING_SPAN_MS;
     // Each hold pulls the pacing below what later rounds can measure, so a
     // signal that does not go away (an RTT inflated by a busy host rather
     // than a queue, or loss learned while the RTT looked queued) would
@@ -274,10 +316,12 @@ export class RateControl {
     if (this.#phase !== 'startup' && overflow && hold) {
       this.#bwCap = Math.min(this.#bwCap, measured) * QUEUE_BACKOFF;
       this.#holdsInRow++;
-    } else if (this.#phase === 'probe' && standing && hold) {
+    } else if (standing && hold) {
       this.#bwCap = Math.min(this.#bwCap, measured) * STANDING_BACKOFF;
       this.#holdsInRow++;
-    } else if (!overflow && !standing) {
+      // The next hold needs the queue to stand another span (the cut takes a round to show).
+      this.#standingSince = nowMs;
+    } else if (!overflow && !queued) {
       this.#holdsInRow = 0;
       if (Number.isFinite(this.#bwCap)) this.#bwCap = this.#bwCap * RELAX > measured ? Infinity : this.#bwCap * RELAX;
     }
@@ -287,11 +331,13 @@ export class RateControl {
     if (this.#phase === 'startup' && !this.#roundPathSample) {
       // Application-limited: the path was not tested this round; startup goes on.
     } else if (this.#phase === 'startup') {
-      if (Number.isFinite(roundRttMs) && Number.isFinite(this.#minRttMs) && roundRttMs > this.#minRttMs * QUEUE_RTT_FACTOR + 2) {
-        this.#phase = 'drain';
-      } else if (bw >= this.#fullBw * FULL_BW_GROWTH) {
+      // Still growing by 25 % a round: the path has room, whatever the RTT
+      // says (a busy host delays acks too); a queue with growth stalled ends startup at once.
+      if (bw >= this.#fullBw * FULL_BW_GROWTH) {
         this.#fullBw = bw;
         this.#fullBwRounds = 0;
+      } else if (Number.isFinite(roundRttMs) && Number.isFinite(this.#minRttMs) && roundRttMs > this.#minRttMs * QUEUE_RTT_FACTOR + 2) {
+        this.#phase = 'drain';
       } else if (++this.#fullBwRounds >= FULL_BW_ROUNDS) {
         this.#phase = 'drain';
       }
