@@ -8,7 +8,8 @@
  *   - the propagation delay: the minimum RTT (rtt.ts),
  * and paces at gain × bandwidth, cycling the gain (1.25, 0.75, then 1 for
  * six round trips) to probe for more bandwidth and drain what the probe
- * queued; the window of data in flight is 2 × bandwidth × min RTT, so the
+ * queued; the window of data in flight is 2 × bandwidth × min RTT (outside
+ * the 1.25 round at most one BDP and CRUISE_QUEUE_MS), so the
  * queue it can build stays bounded, plus what the receiver holds back
  * before it acknowledges (its ack batch: `ackAllowanceBytes`). Startup
  * doubles the rate each round trip until the measured bandwidth stops
