@@ -324,3 +324,12 @@ test('rate control: outside the probe round the window holds at most 10 ms of qu
   drive(short, 25_000_000, 0, 40, 8);
   assert.ok(Math.abs(short.windowBytes - (2 * short.bandwidthBps * 8) / 1000) < 1, 'an 8 ms path: 2 x BDP whatever the gain');
 });
+
+test('rate control: on a path with random loss the window stays 2 x BDP outside the probe round (the 10 ms cap cost bulk goodput there)', () => {
+  const rc = new RateControl();
+  drive(rc, 6_250_000, 0.01, 60);
+  for (let i = 0; i < 8; i++) {
+    assert.ok(Math.abs(rc.windowBytes - (2 * rc.bandwidthBps * 100) / 1000) < 1, `gain ${rc.gain}`);
+    drive(rc, 6_250_000, 0.01, 1);
+  }
+});

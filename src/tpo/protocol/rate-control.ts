@@ -72,6 +72,8 @@ const STANDING_SPAN_MS = 40;
  * 10 ms or less this is 2 × BDP as before.
  */
 const CRUISE_QUEUE_MS = 10;
+/** ... while the path's random loss (#baseLoss) stays below this. */
+const CRUISE_MAX_LOSS = 0.002;
 /** Holds in a row before the estimate is left alone until a clean round (0.9^4 = 0.66 at most). */
 const MAX_HOLDS = 4;
 /** A round's best delivery sample may exceed the round's own delivered/elapsed by this much (probing at gain 1.25 included). */
@@ -221,7 +223,8 @@ export class RateControl {
     // Before any measurement: the initial window alone (10 datagrams, more than an ack batch), as before.
     if (!(bw > 0) || !Number.isFinite(this.#minRttMs)) return this.#startWindow;
     const bdp = (bw * this.#minRttMs) / 1000;
-    const cruising = this.#phase === 'probe' && this.gain <= 1;
+    // Not on a lossy path: there the cap cost bulk goodput (1 % loss at 50 Mbit/s, 100 ms: 35.7 Mbit/s against 41).
+    const cruising = this.#phase === 'probe' && this.gain <= 1 && this.#baseLoss < CRUISE_MAX_LOSS;
     const window =
       this.#phase === 'startup' ? STARTUP_GAIN * bdp : cruising ? Math.min(CWND_GAIN * bdp, (bw * (this.#minRttMs + CRUISE_QUEUE_MS)) / 1000) : CWND_GAIN * bdp;
     return Math.max(this.#minWindow, this.#phase === 'startup' ? Math.max(window, this.#startWindow) : window) + this.#ackAllowance;
