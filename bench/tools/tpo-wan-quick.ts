@@ -10,6 +10,7 @@
  * a second connection during the bulk transfer (as the tpo-wan suite's),
  * and its latency quantiles are reported (the first 2 s left out). Prints
  * one JSON line per run: goodput, goodput after the first 2 s, rr latency,
+ * the emulator's bottleneck queue (client → server, sampled every 200 ms),
  * and the CPU seconds of the emulator and of each gateway process (and its
  * threads) during the transfer, and the share of the whole host's CPU that
  * was busy meanwhile.
@@ -77,7 +78,23 @@ try {
               cc,
             ])
           : undefined;
+        // The bottleneck queue client → server (the emulator's model, free of host timing), sampled
+        // every 200 ms after the first 2 s: what an interactive flow waits behind, apart from the hosts.
+        const queueMs: number[] = [];
+        let sending = true;
+        const sampler = (async () => {
+          const t0 = Date.now();
+          while (sending) {
+            await new Promise((r) => setTimeout(r, 200));
+            if (!sending || Date.now() - t0 < 2000) continue;
+            const st = await emu.stats().catch(() => undefined);
+            if (st) queueMs.push((st.aToB.queuedBytes * 8 * 1000) / (RATE_MBIT * 1e6));
+          }
+        })();
         await Promise.all([send.waitExit((SECONDS + 30) * 1000), rr?.waitExit((SECONDS + 30) * 1000)]);
+        sending = false;
+        await sampler;
+        const queueSorted = [...queueMs].sort((x, y) => x - y);
         const rrDone = rr?.jsonLines<{ event: string; n: number; p50: number; p90: number; p99: number }>().find((l) => l.event === 'done');
         const used = { emu: cpu(emu.proc) - cpu0.emu, a: cpu(pair?.gwa) - cpu0.a, b: cpu(pair?.gwb) - cpu0.b };
         const machine1 = machine();
@@ -104,6 +121,16 @@ try {
             ...(rrDone ? { rr: { n: rrDone.n, p50: +rrDone.p50.toFixed(1), p90: +rrDone.p90.toFixed(1), p99: +rrDone.p99.toFixed(1) } } : {}),
             cpuS: { emulator: +used.emu.toFixed(2), gwa: +used.a.toFixed(2), gwb: +used.b.toFixed(2) },
             hostBusy: +hostBusy.toFixed(2),
+            ...(queueSorted.length
+              ? {
+                  bottleneckQueueMs: {
+                    n: queueSorted.length,
+                    p50: +queueSorted[Math.floor(queueSorted.length / 2)]!.toFixed(1),
+                    mean: +(queueSorted.reduce((x, y) => x + y, 0) / queueSorted.length).toFixed(1),
+                    max: +queueSorted[queueSorted.length - 1]!.toFixed(1),
+                  },
+                }
+              : {}),
             ...(pair ? { threads: perThread } : {}),
             ...(p ? { peer: { srttMs: p.srttMs, bandwidthMbit: p.bandwidthMbit, pacingMbit: p.pacingMbit, retransmissions: p.retransmissions } } : {}),
           })}\n`,

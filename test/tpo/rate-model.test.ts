@@ -90,8 +90,9 @@ test('rate control: startup finds the bottleneck, then probes around it', () => 
   assert.ok(Math.abs(bw - link) / link < 0.05, `bandwidth estimate ${bw} for a ${link} link`);
   const late = rates.slice(-16);
   assert.ok(Math.max(...late) <= link * 1.3 && Math.min(...late) >= link * 0.7, `pacing ${Math.min(...late)}..${Math.max(...late)}`);
-  // Window: 2 x BDP.
-  assert.ok(Math.abs(rc.windowBytes - (2 * link * 100) / 1000) / ((2 * link * 100) / 1000) < 0.06);
+  // Window: 2 x BDP while probing, one BDP and 10 ms of queue otherwise (next tests).
+  const want = rc.gain > 1 ? (2 * link * 100) / 1000 : (link * 110) / 1000;
+  assert.ok(Math.abs(rc.windowBytes - want) / want < 0.06);
 });
 
 test('rate control: random loss of 1 % and 3 % does not cut the rate (TCP would fall to ~1/(RTT·√loss))', () => {
@@ -203,11 +204,11 @@ test("rate control: the window holds the receiver's ack batch beyond gain × BDP
   drive(loop, 500_000, 0, 40, 0.2);
   assert.equal(loop.phase, 'probe');
   assert.equal(loop.windowBytes, 5400 + batch, 'the minimum window and the ack batch on top');
-  // On a long path the allowance is a small addition to 2 × BDP.
+  // On a long path the allowance is a small addition to gain x BDP (2 x BDP while probing, BDP + 10 ms otherwise).
   const wan = new RateControl({ ackAllowanceBytes: batch });
   drive(wan, 6_250_000, 0, 40);
-  const bdp2 = (2 * wan.bandwidthBps * 100) / 1000;
-  assert.ok(Math.abs(wan.windowBytes - bdp2 - batch) < 1, `window ${wan.windowBytes} = 2 x BDP ${bdp2} + ${batch}`);
+  const base = wan.gain > 1 ? (2 * wan.bandwidthBps * 100) / 1000 : (wan.bandwidthBps * 110) / 1000;
+  assert.ok(Math.abs(wan.windowBytes - base - batch) < 1, `window ${wan.windowBytes} = ${base} + ${batch}`);
 });
 
 test('rate control: a run of delayed RTT samples while deliveries still grow (a busy host) does not end startup', () => {
@@ -299,4 +300,36 @@ test('rate control: a queue of a few ms that stands (the estimate a little above
   assert.ok(rounds.length === 120);
   const late = queues.slice(-100).sort((a, b) => a - b);
   assert.ok(late[50]! <= 10, `median queue ${late[50]} ms`);
+});
+
+test('rate control: outside the probe round the window holds at most 10 ms of queue beyond one BDP (2 x BDP on short paths)', () => {
+  const link = 6_250_000;
+  const rc = new RateControl();
+  drive(rc, link, 0, 40);
+  let sawProbe = false;
+  let sawCruise = false;
+  for (let i = 0; i < 8; i++) {
+    const bw = rc.bandwidthBps;
+    if (rc.gain > 1) {
+      sawProbe = true;
+      assert.ok(Math.abs(rc.windowBytes - (2 * bw * 100) / 1000) < 1, 'probing: 2 x BDP');
+    } else {
+      sawCruise = true;
+      assert.ok(Math.abs(rc.windowBytes - (bw * 110) / 1000) < 1, `gain ${rc.gain}: BDP + 10 ms`);
+    }
+    drive(rc, link, 0, 1);
+  }
+  assert.ok(sawProbe && sawCruise);
+  const short = new RateControl();
+  drive(short, 25_000_000, 0, 40, 8);
+  assert.ok(Math.abs(short.windowBytes - (2 * short.bandwidthBps * 8) / 1000) < 1, 'an 8 ms path: 2 x BDP whatever the gain');
+});
+
+test('rate control: on a path with random loss the window stays 2 x BDP outside the probe round (the 10 ms cap cost bulk goodput there)', () => {
+  const rc = new RateControl();
+  drive(rc, 6_250_000, 0.01, 60);
+  for (let i = 0; i < 8; i++) {
+    assert.ok(Math.abs(rc.windowBytes - (2 * rc.bandwidthBps * 100) / 1000) < 1, `gain ${rc.gain}`);
+    drive(rc, 6_250_000, 0.01, 1);
+  }
 });
