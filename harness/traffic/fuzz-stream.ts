@@ -97,16 +97,8 @@ export async function tcpHostile(
         }
       });
     });
-  const parallel = o.parallel ?? 8;
-  const running = new Set<Promise<void>>();
-  for (let i = 0; i < o.count && performance.now() - t0 < o.maxMs; i++) {
-    const p = one(rng.pick(o.kinds ?? TCP_HOSTILE_KINDS)).then(() => {
-      running.delete(p);
-    });
-    running.add(p);
-    if (running.size >= parallel) await Promise.race(running);
-  }
-  await Promise.all(running);
+  // The kind is drawn when its connection starts, between the draws the connections make: the seed's sequence as before.
+  await runBounded(o.count, () => one(rng.pick(o.kinds ?? TCP_HOSTILE_KINDS)), o.parallel ?? 8, t0 + o.maxMs);
   report.elapsedMs = performance.now() - t0;
   return report;
 }
@@ -186,17 +178,20 @@ export async function httpHostile(
       });
     });
   const requests = hostileHttpRequests(rng, o.count);
-  const parallel = o.parallel ?? 4;
+  await runBounded(requests.length, (i) => one(requests[i]!), o.parallel ?? 4, t0 + o.maxMs);
+  report.elapsedMs = performance.now() - t0;
+  return report;
+}
+
+/** Starts `start(i)` for i < count, at most `parallel` running at a time, none after `deadline` (performance.now() ms); resolves when all started ones ended. */
+async function runBounded(count: number, start: (i: number) => Promise<void>, parallel: number, deadline: number): Promise<void> {
   const running = new Set<Promise<void>>();
-  for (const req of requests) {
-    if (performance.now() - t0 > o.maxMs) break;
-    const p = one(req).then(() => {
+  for (let i = 0; i < count && performance.now() < deadline; i++) {
+    const p = start(i).then(() => {
       running.delete(p);
     });
     running.add(p);
     if (running.size >= parallel) await Promise.race(running);
   }
   await Promise.all(running);
-  report.elapsedMs = performance.now() - t0;
-  return report;
 }

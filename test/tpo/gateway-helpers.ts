@@ -5,12 +5,26 @@
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseTpoConfig, type TpoConfig } from '../../src/tpo/config/config.js';
 import { Gateway } from '../../src/tpo/gateway/gateway.js';
 import { ExplicitInterception } from '../../src/tpo/intercept/explicit.js';
 import { LinkEmulator } from '../../harness/wan/udp-emulator.js';
+
+export const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+/** A TCP server that answers each connection with the sha256 of what it read, then FIN. */
+export async function hashServer(): Promise<{ port: number; close: () => Promise<void> }> {
+  const srv = net.createServer({ allowHalfOpen: true }, (s) => {
+    const h = createHash('sha256');
+    s.on('data', (d) => h.update(d));
+    s.on('end', () => s.end(h.digest('hex')));
+    s.on('error', () => {});
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  return { port: (srv.address() as net.AddressInfo).port, close: () => new Promise<void>((r) => srv.close(() => r())) };
+}
 
 export async function freeUdpPort(): Promise<number> {
   const s = dgram.createSocket('udp4');

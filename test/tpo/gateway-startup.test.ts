@@ -11,7 +11,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,21 +23,7 @@ import { parseTpoConfig } from '../../src/tpo/config/config.js';
 import { Gateway } from '../../src/tpo/gateway/gateway.js';
 import { ExplicitInterception } from '../../src/tpo/intercept/explicit.js';
 import { fetchStatus } from '../../src/server/control-socket.js';
-import { freeTcpPort, freeUdpPort } from './gateway-helpers.js';
-
-const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-
-/** Answers each connection with the sha256 of what it read, then FIN. */
-async function hashServer(): Promise<{ port: number; close: () => void }> {
-  const srv = net.createServer({ allowHalfOpen: true }, (s) => {
-    const h = createHash('sha256');
-    s.on('data', (d) => h.update(d));
-    s.on('end', () => s.end(h.digest('hex')));
-    s.on('error', () => {});
-  });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  return { port: (srv.address() as net.AddressInfo).port, close: () => srv.close() };
-}
+import { freeTcpPort, freeUdpPort, hashServer, sha } from './gateway-helpers.js';
 
 type Outcome = 'refused' | 'ok' | 'reset' | 'corrupt' | 'hang';
 
@@ -216,7 +202,7 @@ test(
       b.kill('SIGTERM');
       await exitWithin(b, 10_000);
       if (b.exitCode === null) b.kill('SIGKILL');
-      server.close();
+      await server.close();
       rmSync(dir, { recursive: true, force: true });
     }
   },

@@ -8,7 +8,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -25,21 +25,7 @@ import {
   type TpoGatewayEvents,
   type TpoHandshakeFailure,
 } from '../../src/tpo/index.js';
-import { freeTcpPort, freeUdpPort } from './gateway-helpers.js';
-
-const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-
-/** Answers each connection with the sha256 of what it read, then FIN. */
-async function hashServer(): Promise<{ port: number; close: () => Promise<void> }> {
-  const srv = net.createServer({ allowHalfOpen: true }, (s) => {
-    const h = createHash('sha256');
-    s.on('data', (d) => h.update(d));
-    s.on('end', () => s.end(h.digest('hex')));
-    s.on('error', () => {});
-  });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  return { port: (srv.address() as net.AddressInfo).port, close: () => new Promise<void>((r) => srv.close(() => r())) };
-}
+import { freeTcpPort, freeUdpPort, hashServer, sha } from './gateway-helpers.js';
 
 /** Connects, sends `data`, half-closes, reads to FIN; a reset or refusal rejects. */
 function transfer(port: number, data: Buffer): Promise<string> {
