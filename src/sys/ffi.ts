@@ -127,3 +127,58 @@ export function libc(): Libc {
   if (!r.ok) throw new Error(r.reason);
   return r.libc;
 }
+
+/**
+ * The few libcrypto (OpenSSL EVP) calls the TPO's datagram AEAD needs. Node
+ * links OpenSSL and exports its symbols, so they are looked up in the
+ * running program (`koffi.load(null)`), never in a separate library that a
+ * host might lack. Why not node:crypto: it builds a new cipher object per
+ * datagram, about 10 µs each, where one reused EVP context costs under
+ * 3 µs (docs/BENCHMARKS.md, issue 18's profile). Pointer arguments are raw
+ * addresses into a NativeRegion; `ctx` and `cipher` are koffi externals.
+ */
+export interface LibCrypto {
+  cipherCtxNew(): unknown;
+  chacha20Poly1305(): unknown;
+  /** Sets the cipher on a new context (no key, no IV yet). */
+  encryptInitCipher(ctx: unknown, cipher: unknown, engine: null, key: null, iv: null): number;
+  decryptInitCipher(ctx: unknown, cipher: unknown, engine: null, key: null, iv: null): number;
+  /** key and IV by address (0 keeps the current one); cipher and engine 0. */
+  encryptInit(ctx: unknown, cipher: 0, engine: 0, key: number, iv: number): number;
+  decryptInit(ctx: unknown, cipher: 0, engine: 0, key: number, iv: number): number;
+  /** out 0 feeds associated data. */
+  encryptUpdate(ctx: unknown, out: number, outl: number, input: number, inl: number): number;
+  decryptUpdate(ctx: unknown, out: number, outl: number, input: number, inl: number): number;
+  encryptFinal(ctx: unknown, out: number, outl: number): number;
+  /** Returns > 0 only when the tag authenticates. */
+  decryptFinal(ctx: unknown, out: number, outl: number): number;
+  ctrl(ctx: unknown, type: number, arg: number, ptr: number): number;
+}
+
+let loadedCrypto: { ok: true; crypto: LibCrypto } | { ok: false; reason: string } | undefined;
+
+/** Binds the EVP calls once per thread, or says why they are unavailable. */
+export function loadLibCrypto(): { ok: true; crypto: LibCrypto } | { ok: false; reason: string } {
+  if (loadedCrypto) return loadedCrypto;
+  if (process.platform !== 'linux') return (loadedCrypto = { ok: false, reason: `needs Linux (this is ${process.platform})` });
+  try {
+    const koffi = createRequire(import.meta.url)('koffi') as typeof Koffi;
+    const lib = koffi.load(null as unknown as string);
+    const crypto: LibCrypto = {
+      cipherCtxNew: lib.func('void *EVP_CIPHER_CTX_new(void)'),
+      chacha20Poly1305: lib.func('void *EVP_chacha20_poly1305(void)'),
+      encryptInitCipher: lib.func('int EVP_EncryptInit_ex(void *, void *, void *, void *, void *)'),
+      decryptInitCipher: lib.func('int EVP_DecryptInit_ex(void *, void *, void *, void *, void *)'),
+      encryptInit: lib.func('int EVP_EncryptInit_ex(void *, uintptr_t, uintptr_t, uintptr_t, uintptr_t)'),
+      decryptInit: lib.func('int EVP_DecryptInit_ex(void *, uintptr_t, uintptr_t, uintptr_t, uintptr_t)'),
+      encryptUpdate: lib.func('int EVP_EncryptUpdate(void *, uintptr_t, uintptr_t, uintptr_t, int)'),
+      decryptUpdate: lib.func('int EVP_DecryptUpdate(void *, uintptr_t, uintptr_t, uintptr_t, int)'),
+      encryptFinal: lib.func('int EVP_EncryptFinal_ex(void *, uintptr_t, uintptr_t)'),
+      decryptFinal: lib.func('int EVP_DecryptFinal_ex(void *, uintptr_t, uintptr_t)'),
+      ctrl: lib.func('int EVP_CIPHER_CTX_ctrl(void *, int, int, uintptr_t)'),
+    };
+    return (loadedCrypto = { ok: true, crypto });
+  } catch (err) {
+    return (loadedCrypto = { ok: false, reason: `libcrypto bindings failed: ${(err as Error).message}` });
+  }
+}

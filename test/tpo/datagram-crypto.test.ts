@@ -7,7 +7,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
-import { deriveSessionKeys, openDatagram, sealDatagram, TAG_LENGTH } from '../../src/tpo/protocol/datagram-crypto.js';
+import {
+  datagramAeadImplementation,
+  deriveSessionKeys,
+  openDatagram,
+  openDatagramNode,
+  sealDatagram,
+  sealDatagramNode,
+  TAG_LENGTH,
+} from '../../src/tpo/protocol/datagram-crypto.js';
 import { ReplayWindow } from '../../src/tpo/protocol/replay-window.js';
 import { decodeDataMoverField, encodeDataMoverField, TD_DATA } from '../../src/wire/tpo/data-mover.js';
 
@@ -43,6 +51,33 @@ test('seal and open round-trip; any changed byte, a wrong key or a wrong number 
     }),
     { numRuns: 200 },
   );
+});
+
+test('the EVP and node:crypto implementations interoperate both ways, and both refuse a forgery (property)', (t) => {
+  if (datagramAeadImplementation() !== 'evp') return t.skip('libcrypto symbols cannot be bound here: only node:crypto runs');
+  fc.assert(
+    fc.property(fc.maxSafeNat(), fc.uint8Array({ maxLength: 9000 }), fc.nat(), (physical, segment, flip) => {
+      const field = encodeDataMoverField({ connectionId: 9, transport: { flags: segment.length ? TD_DATA : 0, logical: 1, physical } });
+      const evp = sealDatagram(a.send, physical, field, segment);
+      const node = sealDatagramNode(a.send, physical, field, segment);
+      assert.deepEqual(evp, node, 'the same key, nonce and input give the same bytes');
+      const { payloadOffset } = decodeDataMoverField(evp);
+      assert.deepEqual(openDatagramNode(b.receive, physical, evp, payloadOffset), Buffer.from(segment));
+      assert.deepEqual(openDatagram(b.receive, physical, node, payloadOffset), Buffer.from(segment));
+      const bad = Buffer.from(evp);
+      bad[flip % bad.length]! ^= 0x01;
+      assert.equal(openDatagram(b.receive, physical, bad, payloadOffset), undefined);
+      assert.equal(openDatagramNode(b.receive, physical, bad, payloadOffset), undefined);
+    }),
+    { numRuns: 300 },
+  );
+  // The largest datagram the region holds, and one beyond it (node:crypto then).
+  for (const size of [65_500, 70_000]) {
+    const segment = randomBytes(size);
+    const field = encodeDataMoverField({ connectionId: 9, transport: { flags: TD_DATA, logical: 1, physical: 5 } });
+    const d = sealDatagram(a.send, 5, field, segment);
+    assert.deepEqual(openDatagramNode(b.receive, 5, d, decodeDataMoverField(d).payloadOffset), segment);
+  }
 });
 
 test('replay window: each number once; old numbers refused; reordering within the window accepted', () => {
