@@ -8,6 +8,7 @@
  * (--quiet: only the result).
  *
  *   node --import tsx bench/tools/tpo-loopback.ts [--mb 100] [--max-s 60] [--io auto|batched|portable] [--runs 1]
+ *     [--cpu-prof DIR]   (the gateways write V8 CPU profiles there; they are stopped with SIGTERM)
  *
  * One JSON line per run on stdout: {"event":"done", mb moved, seconds,
  * Mbit/s, completed, the gateways' CPU seconds (user+system, from
@@ -32,6 +33,7 @@ const IO = flag('io', 'auto');
 const RUNS = Number(flag('runs', '1'));
 const SAMPLE_MS = Number(flag('sample-ms', '1000'));
 const QUIET = process.argv.includes('--quiet');
+const PROF_DIR = process.argv.includes('--cpu-prof') ? flag('cpu-prof', 'bench/results/prof') : undefined;
 /** Passes TPO_DEBUG=<name> to each gateway and prints its 'DBG' lines (a debugging build's). */
 const DEBUG = process.argv.includes('--debug');
 
@@ -67,7 +69,8 @@ process.stdout.on('error', () => process.exit(1));
 process.stderr.on('error', () => process.exit(1));
 
 function startGateway(config: string, name: string): Promise<ChildProcess> {
-  const p = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'tpo', '--config', config, '--io', IO], {
+  const prof = PROF_DIR ? ['--cpu-prof', '--cpu-prof-dir', PROF_DIR] : [];
+  const p = spawn(process.execPath, [...prof, '--import', 'tsx', 'src/cli/main.ts', 'tpo', '--config', config, '--io', IO], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, ...(DEBUG ? { TPO_DEBUG: name } : {}) },
   });
@@ -183,12 +186,25 @@ async function run(index: number): Promise<object> {
       last: samples.slice(-2),
     };
   } finally {
+    // A profile is written only on a clean exit: ask first, then insist.
+    if (PROF_DIR) await Promise.all([gwa, gwb].map((g) => stopGently(g)));
     gwa.kill('SIGKILL');
     gwb.kill('SIGKILL');
     sink.close();
     live.clear();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+function stopGently(p: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, 5000);
+    p.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    p.kill('SIGTERM');
+  });
 }
 
 for (let i = 0; i < RUNS; i++) {

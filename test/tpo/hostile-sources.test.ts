@@ -73,7 +73,14 @@ test('source ids: a restart of the table never invalidates ids already written i
       pairs[2 * j + 1] = ids.idOf(meta, 0);
       expected.push(p);
     }
-    const batch: PortBatch = { data: new ArrayBuffer(0), pairs, groBuffers: 0, truncated: 0, unknownSources: 0 };
+    const batch: PortBatch = {
+      data: new ArrayBuffer(0),
+      pairs,
+      groBuffers: 0,
+      truncated: 0,
+      unknownSources: 0,
+      receivedAtEpochMs: performance.timeOrigin + performance.now(),
+    };
     ids.finish(batch);
     if (batch.reset) resets++;
     app.apply(batch);
@@ -90,13 +97,22 @@ test('the application thread drops (and counts) a datagram whose source id it do
     groBuffers: 0,
     truncated: 0,
     unknownSources: 0,
+    receivedAtEpochMs: 0,
     sources: [{ id: 0, address: '127.0.0.1', port: 9, family: 'IPv4' }],
   });
   assert.equal(app.get(0)?.port, 9);
   assert.equal(app.get(1), undefined);
   assert.equal(app.get(-1), undefined);
   assert.equal(app.get(1 << 30), undefined);
-  app.apply({ data: new ArrayBuffer(0), pairs: new Int32Array(0), groBuffers: 0, truncated: 0, unknownSources: 0, reset: true });
+  app.apply({
+    data: new ArrayBuffer(0),
+    pairs: new Int32Array(0),
+    groBuffers: 0,
+    truncated: 0,
+    unknownSources: 0,
+    receivedAtEpochMs: performance.timeOrigin + performance.now(),
+    reset: true,
+  });
   assert.equal(app.get(0), undefined, 'a reset forgets every earlier id');
 });
 

@@ -78,6 +78,21 @@ test('a lone message leaves after the deadline, not before', async () => {
   driver.close();
 });
 
+test('an urgent message (a thin flow) leaves at the end of the event-loop turn, with what was pushed in the same turn, not after the deadline', async () => {
+  const { driver, out } = collect({ flushDelayMs: 10_000 });
+  driver.push(0, msg(0, new Uint8Array(10)), true);
+  driver.push(0, msg(1, new Uint8Array(10)), true);
+  driver.push(0, msg(2, new Uint8Array(10)));
+  assert.equal(out.length, 0, 'not sealed at push');
+  await new Promise((r) => setImmediate(r));
+  assert.equal(out.length, 1, 'the urgent buffer, and only it');
+  assert.ok(out[0]!.urgent);
+  assert.equal(out[0]!.messages, 2);
+  assert.equal(out[0]!.reason, 'deadline');
+  driver.close();
+  assert.equal(out.length, 2, 'close seals the bulk buffer');
+});
+
 test('trust domains never share a buffer', () => {
   const { driver, out } = collect();
   for (let i = 0; i < 3000; i++) driver.push(i % 3, msg(i, Buffer.from(`secret-${i % 3}-`.repeat(10))));

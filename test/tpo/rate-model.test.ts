@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RttEstimator, MIN_RTO_MS, MIN_RTT_WINDOW_MS, WindowedMin } from '../../src/tpo/protocol/rtt.js';
 import { RateControl, STARTUP_GAIN } from '../../src/tpo/protocol/rate-control.js';
+import { HOST_DELAY_CAP_MS } from '../../src/tpo/protocol/host-delay.js';
 
 test('RTT: first sample sets SRTT, later ones smooth; ack delay subtracted only above the minimum', () => {
   const r = new RttEstimator();
@@ -332,4 +333,28 @@ test('rate control: on a path with random loss the window stays 2 x BDP outside 
     assert.ok(Math.abs(rc.windowBytes - (2 * rc.bandwidthBps * 100) / 1000) < 1, `gain ${rc.gain}`);
     drive(rc, 6_250_000, 0.01, 1);
   }
+});
+
+test('rate control: the window covers the host delay (the peer’s ack delay plus this side’s wait) at the estimated rate, the mean per round, capped', () => {
+  // Issue 18: on loopback (min RTT 0.6 ms) the gateways held acks 2-20 ms under load; 2 x BDP
+  // then capped the pair at 160-260 Mbit/s with each main thread half idle.
+  const batch = 2 * 8 * 1394;
+  const rc = new RateControl({ ackAllowanceBytes: batch, minWindowBytes: 5400 });
+  drive(rc, 60_000_000, 0, 20, 0.6);
+  const before = rc.windowBytes;
+  // One round: most acks 4 ms late, one timer ack 30 ms late: the mean counts, capped at 20 ms each.
+  for (let i = 0; i < 9; i++) rc.onHostDelay(4);
+  rc.onHostDelay(30);
+  drive(rc, 60_000_000, 0, 1, 0.6);
+  const mean = (9 * 4 + HOST_DELAY_CAP_MS) / 10;
+  assert.ok(Math.abs(rc.hostDelayMs - mean) < 1e-9, `host delay ${rc.hostDelayMs}`);
+  const host = (rc.bandwidthBps * mean) / 1000;
+  assert.ok(host > batch, 'at this rate the host delay is more than the ack batch');
+  assert.ok(rc.windowBytes > before + host - batch - 1, `window ${rc.windowBytes} (was ${before}, host ${host})`);
+  // Rounds without such delay: after the bandwidth window's 10 rounds it no longer counts.
+  for (let r = 0; r < 12; r++) {
+    rc.onHostDelay(0.1);
+    drive(rc, 60_000_000, 0, 1, 0.6);
+  }
+  assert.ok(rc.hostDelayMs < 0.2, `host delay ${rc.hostDelayMs} after quiet rounds`);
 });

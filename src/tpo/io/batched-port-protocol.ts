@@ -52,6 +52,8 @@ export interface PortBatch {
   readonly truncated: number;
   /** Datagrams whose source address the thread could not read (not IPv4 or IPv6): counted, not delivered. */
   readonly unknownSources: number;
+  /** When recvmmsg returned this batch: performance.timeOrigin + performance.now() in the receive thread. */
+  readonly receivedAtEpochMs: number;
   /** Sources first seen in this batch. */
   sources?: SourceEntry[];
   /** The thread restarted its source table: forget earlier ids before reading `sources`. */

@@ -45,6 +45,7 @@ function run(port: WorkerPort<PortRequests, PortNotifications, PortWorkerData>):
     for (let round = 0; round < ROUNDS_PER_WAKE; round++) {
       const n = ring.receive(data.fd, data.batch, data.gro);
       if (n === 0) break;
+      const receivedAtEpochMs = performance.timeOrigin + performance.now();
       // The table restarts here if it must, before any id of this batch is handed out.
       sources.beginBatch(n);
       // First pass: sources and sizes, so the batch is one exactly-sized buffer.
@@ -100,7 +101,7 @@ function run(port: WorkerPort<PortRequests, PortNotifications, PortWorkerData>):
         }
         ring.release(slot);
       }
-      const batch: PortBatch = { data: out.buffer, pairs, groBuffers, truncated, unknownSources };
+      const batch: PortBatch = { data: out.buffer, pairs, groBuffers, truncated, unknownSources, receivedAtEpochMs };
       sources.finish(batch);
       port.notify('batch', batch, [out.buffer, pairs.buffer as ArrayBuffer]);
       if (n < data.batch) break;

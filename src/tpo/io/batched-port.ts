@@ -321,6 +321,8 @@ export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
     st.receiveDropped.truncated += m.truncated;
     st.receiveDropped.unknownSource += m.unknownSources;
     const all = Buffer.from(m.data);
+    // The receive thread's clock is the same epoch clock as this one's; only the origins differ.
+    const receivedAt = Math.min(performance.now(), m.receivedAtEpochMs - performance.timeOrigin);
     const pairs = m.pairs;
     let at = 0;
     for (let k = 0; k < pairs.length; k += 2) {
@@ -335,7 +337,7 @@ export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
         st.receiveDropped.unknownSource++;
         continue;
       }
-      handOver(this, msg, from);
+      handOver(this, msg, from, receivedAt);
       // A listener may close the port: the rest of the batch is then dropped, as a closed socket would.
       if (this.#closed) return;
     }

@@ -19,7 +19,14 @@ export interface DatagramSource {
   readonly family: 'IPv4' | 'IPv6';
 }
 
-export type DatagramListener = (msg: Buffer, from: DatagramSource) => void;
+/**
+ * `receivedAt`: when the datagram was taken from the socket, in this
+ * thread's performance.now() milliseconds. The batched port's receive
+ * thread stamps each batch as it reads it, so the time a batch waits for
+ * this thread's event loop (milliseconds on a busy host) is not counted in
+ * the data mover's RTT samples; the portable port stamps on delivery.
+ */
+export type DatagramListener = (msg: Buffer, from: DatagramSource, receivedAt: number) => void;
 
 export interface DatagramPortStats {
   datagramsSent: number;
@@ -103,9 +110,9 @@ export function newPortStats(): DatagramPortStats {
  * that throws loses this datagram only: counted in `stats`, reported once
  * per port as a warning, and the port (and the process) keep running.
  */
-export function handOver(port: EventEmitter & { readonly stats: DatagramPortStats }, msg: Buffer, from: DatagramSource): void {
+export function handOver(port: EventEmitter & { readonly stats: DatagramPortStats }, msg: Buffer, from: DatagramSource, receivedAt = performance.now()): void {
   try {
-    port.emit('message', msg, from);
+    port.emit('message', msg, from, receivedAt);
   } catch (err) {
     const st = port.stats;
     st.receiveDropped.listenerError++;

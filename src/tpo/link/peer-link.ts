@@ -118,7 +118,7 @@ export class PeerLink extends EventEmitter {
   /** Driver buffers sealed before the session was up. */
   readonly #waiting: Uint8Array[] = [];
   #closed = false;
-  readonly #onMessage = (msg: Buffer, from: DatagramSource) => this.#receive(msg, from);
+  readonly #onMessage = (msg: Buffer, from: DatagramSource, receivedAt?: number) => this.#receive(msg, from, receivedAt);
 
   constructor(options: PeerLinkOptions) {
     super();
@@ -211,7 +211,7 @@ export class PeerLink extends EventEmitter {
     this.#retryMs = Math.min(RETRY_MAX_MS, this.#retryMs * 1.5);
   }
 
-  #receive(msg: Buffer, rinfo: DatagramSource): void {
+  #receive(msg: Buffer, rinfo: DatagramSource, receivedAt: number | undefined): void {
     if (this.#closed || msg.length < 2) return;
     const kind = peekKind(msg);
     try {
@@ -219,7 +219,7 @@ export class PeerLink extends EventEmitter {
         const offer = this.#offer;
         if (offer && msg.length >= 8 && msg.readUInt32BE(4) === offer.localId) this.#confirm(msg, rinfo, offer);
         else if (!this.#mover) this.stats.droppedNoSession++;
-        else this.#mover.receive(msg);
+        else this.#mover.receive(msg, receivedAt);
       } else if (kind === DatagramKind.initiate && this.#o.role === 'responder') {
         this.#onInitiate(msg, rinfo);
       } else if (kind === DatagramKind.respond && this.#o.role === 'initiator') {

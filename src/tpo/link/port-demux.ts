@@ -64,7 +64,7 @@ export class PortDemux {
   readonly dropped = { malformed: 0, noLink: 0, noSource: 0 };
   readonly #port: DatagramPort;
   readonly #links: { link: DemuxedLink; view: LinkView }[] = [];
-  readonly #onMessage: DatagramListener = (msg, from) => this.#dispatch(msg, from);
+  readonly #onMessage: DatagramListener = (msg, from, receivedAt) => this.#dispatch(msg, from, receivedAt);
   readonly #onUnknownKey: ((from: DatagramSource) => void) | undefined;
 
   constructor(port: DatagramPort, options: PortDemuxOptions = {}) {
@@ -80,7 +80,7 @@ export class PortDemux {
     return view;
   }
 
-  #dispatch(msg: Buffer, from: DatagramSource | undefined): void {
+  #dispatch(msg: Buffer, from: DatagramSource | undefined, receivedAt: number): void {
     if (!from) {
       // The ports never hand over a datagram without its source; should one, it is dropped here, not thrown on.
       this.dropped.noSource++;
@@ -118,7 +118,7 @@ export class PortDemux {
       if (kind === DatagramKind.initiate) this.#onUnknownKey?.(from);
       return;
     }
-    for (const t of targets) t.emit('message', msg, from);
+    for (const t of targets) t.emit('message', msg, from, receivedAt);
   }
 
   close(): void {

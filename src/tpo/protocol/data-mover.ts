@@ -362,8 +362,14 @@ export class DataMover extends EventEmitter {
 
   // ---- receiving ----
 
-  /** A datagram from the network. */
-  receive(datagram: Uint8Array): void {
+  /**
+   * A datagram from the network; `receivedAt` (this clock): when it was
+   * read from the socket, if earlier than now. RTT samples and the ack
+   * delay this side reports count from then, so the time it waited in this
+   * process (for the event loop of a busy host) is not taken for a queue on
+   * the path.
+   */
+  receive(datagram: Uint8Array, receivedAt?: number): void {
     if (this.#closed) return;
     let field: DataMoverField;
     let payloadOffset: number;
@@ -390,6 +396,7 @@ export class DataMover extends EventEmitter {
     }
     this.#replay.accept(physical);
     const now = this.#now();
+    const arrived = receivedAt !== undefined && receivedAt < now ? receivedAt : now;
     this.stats.datagramsReceived++;
     this.stats.bytesReceived += datagram.length;
     this.#lastReceiveAt = now;
@@ -421,8 +428,8 @@ export class DataMover extends EventEmitter {
       this.stats.reassemblyBytes = r.heldBytes;
     }
     // A refused segment is not acknowledged, even by its physical number: the sender counts it lost and sends it again.
-    if (!refused) this.#acks.received(physical, now);
-    if (field.ack) this.#onAck(field.ack, now);
+    if (!refused) this.#acks.received(physical, arrived);
+    if (field.ack && this.#onAck(field.ack, arrived)) this.rate.onHostDelay(field.ack.ackDelayUs / 1000 + (now - arrived));
     if (data) {
       this.#dataSinceAck++;
       if (!this.#ackDue) {
@@ -441,8 +448,10 @@ export class DataMover extends EventEmitter {
 
   // ---- acknowledgements received ----
 
-  #onAck(ack: Ack, now: number): void {
-    if (this.#loss.onAck(ack, now)) {
+  /** True when the ack gave an RTT sample (it acknowledged the highest datagram the peer had received). */
+  #onAck(ack: Ack, now: number): boolean {
+    const sampled = this.#loss.onAck(ack, now);
+    if (sampled) {
       this.#roundRtt = Math.min(this.#roundRtt, this.rtt.latestMs);
       this.#roundMaxRtt = Math.max(this.#roundMaxRtt, this.rtt.latestMs);
     }
@@ -464,6 +473,7 @@ export class DataMover extends EventEmitter {
       this.#wantDrain = false;
       this.emit('drain');
     }
+    return sampled;
   }
 
   /** The loss detector gave up on a datagram: its segment goes again if still unacknowledged. */

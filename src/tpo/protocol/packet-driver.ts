@@ -5,7 +5,7 @@
  *
  * Aggregation. Messages are appended to an open buffer, one per trust
  * domain; a buffer is sealed when the next message would take it past
- * `maxBufferBytes`, or when `flushDelayMs` (default 2 ms) has passed since
+ * `maxBufferBytes`, or when `flushDelayMs` (default 2 ms; an urgent lane: the end of the event-loop turn) has passed since
  * its first message, so chatty small-packet traffic becomes few large
  * transport messages while a lone message waits at most the deadline.
  *
@@ -106,7 +106,7 @@ interface OpenBuffer {
   raw: Uint8Array;
   bytes: number;
   count: number;
-  timer: NodeJS.Timeout | undefined;
+  timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
 }
 
 export class PacketDriver {
@@ -169,8 +169,11 @@ export class PacketDriver {
     if (!open) {
       open = { raw: new Uint8Array(Math.min(this.#maxBytes, Math.max(INITIAL_OPEN_BYTES, size))), bytes: 0, count: 0, timer: undefined };
       this.#open.set(lane, open);
-      // The deadline runs from the buffer's first message.
-      open.timer = setTimeout(() => this.#sealOnDeadline(lane), this.#flushMs);
+      // The deadline runs from the buffer's first message. An urgent lane
+      // (thin, interactive flows) waits only for the rest of this event-loop
+      // turn: what arrives together still shares a buffer, and a request
+      // does not wait the bulk deadline twice per round trip (once each way).
+      open.timer = urgent ? setImmediate(() => this.#sealOnDeadline(lane)) : setTimeout(() => this.#sealOnDeadline(lane), this.#flushMs);
     }
     if (open.bytes + size > open.raw.length) {
       const grown = new Uint8Array(Math.min(this.#maxBytes, Math.max(open.raw.length * 2, open.bytes + size)));
@@ -219,7 +222,8 @@ export class PacketDriver {
     this.#open.delete(lane);
     const urgent = lane >= URGENT_LANE;
     const domain = urgent ? lane - URGENT_LANE : lane;
-    if (open.timer) clearTimeout(open.timer);
+    if (lane >= URGENT_LANE) clearImmediate(open.timer as NodeJS.Immediate | undefined);
+    else clearTimeout(open.timer as NodeJS.Timeout | undefined);
     const raw = open.raw.subarray(0, open.bytes);
     const { codec, payload } = this.#compress(domain, raw);
     const bytes = encodeDriverBuffer({ function: 'messages', codec, domain, count: open.count, rawLength: raw.length }, payload);

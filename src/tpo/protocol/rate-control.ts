@@ -31,6 +31,8 @@
  * halves the bandwidth estimate for the next round, as a brake for when
  * the link really is saturated by others.
  */
+import { HostDelayFilter } from './host-delay.js';
+
 export const STARTUP_GAIN = 2.885; // 2/ln 2, BBR's
 export const CYCLE_GAINS = [1.25, 0.75, 1, 1, 1, 1, 1, 1] as const;
 const BW_WINDOW_ROUNDS = 10;
@@ -138,6 +140,7 @@ export class RateControl {
   #brake = 1;
   /** An upper bound on the estimate after rounds that overflowed the bottleneck's queue (BBRv2's bw_hi, simplified). */
   #bwCap = Infinity;
+  readonly #hostDelay = new HostDelayFilter(BW_WINDOW_ROUNDS);
   /** Loss rate of rounds without a standing queue (EWMA): the path's random loss, which says nothing about the estimate. */
   #baseLoss = 0;
   /** This round produced a sample the estimate may rest on (not an app-limited one below it). */
@@ -227,7 +230,8 @@ export class RateControl {
     const cruising = this.#phase === 'probe' && this.gain <= 1 && this.#baseLoss < CRUISE_MAX_LOSS;
     const window =
       this.#phase === 'startup' ? STARTUP_GAIN * bdp : cruising ? Math.min(CWND_GAIN * bdp, (bw * (this.#minRttMs + CRUISE_QUEUE_MS)) / 1000) : CWND_GAIN * bdp;
-    return Math.max(this.#minWindow, this.#phase === 'startup' ? Math.max(window, this.#startWindow) : window) + this.#ackAllowance;
+    const host = (bw * this.hostDelayMs) / 1000;
+    return Math.max(this.#minWindow, this.#phase === 'startup' ? Math.max(window, this.#startWindow) : window) + Math.max(this.#ackAllowance, host);
   }
 
   /** A delivery rate sample (from an ack). */
@@ -240,6 +244,15 @@ export class RateControl {
     this.#bwByRound[i] = Math.max(this.#bwByRound[i]!, sample.bytesPerSecond);
     this.#measured = true;
     if (!sample.appLimited) this.#roundPathSample = true;
+  }
+
+  /** A host delay sample (host-delay.ts): the window covers it beyond gain × BDP. */
+  onHostDelay(ms: number): void {
+    this.#hostDelay.sample(ms);
+  }
+
+  get hostDelayMs(): number {
+    return this.#hostDelay.ms;
   }
 
   onLoss(bytesLost: number): void {
@@ -373,6 +386,7 @@ export class RateControl {
     if (this.#measured) {
       this.#bwByRound.push(0);
       if (this.#bwByRound.length > BW_WINDOW_ROUNDS) this.#bwByRound.shift();
+      this.#hostDelay.endRound();
     }
     this.#measured = false;
     this.#roundPathSample = false;
