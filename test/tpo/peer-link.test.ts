@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PeerLink } from '../../src/tpo/link/peer-link.js';
+import { segmentSizeForMtu } from '../../src/tpo/protocol/data-mover.js';
 import { LinkEmulator } from '../../harness/wan/udp-emulator.js';
 import { STARTUP_GAIN } from '../../src/tpo/protocol/rate-control.js';
 import { encodeInitiate } from '../../src/wire/tpo/handshake.js';
@@ -238,3 +239,71 @@ for (const io of ['auto', 'portable'] as const)
       await sb.close();
     }
   });
+
+test(
+  'datagrams are sized to the path: 9000-byte MTU to a loopback peer by default, the configured MTU otherwise; either side may differ',
+  { timeout: 60_000 },
+  async () => {
+    assert.equal(segmentSizeForMtu(1500, 4), 1350, 'the default segment is what a 1500-byte MTU gives');
+    assert.equal(segmentSizeForMtu(1500, 6), 1330);
+    assert.equal(segmentSizeForMtu(9000, 4), 8850);
+    assert.ok(segmentSizeForMtu(65_535, 4) + 150 <= 65_507, 'never above the largest UDP payload');
+    for (const [mtuA, mtuB] of [
+      [undefined, undefined],
+      [1500, undefined],
+      [1280, 1500],
+    ] as const) {
+      const sa = await bind();
+      const sb = await bind();
+      const largest = (port: DatagramPort) => {
+        const sizes = { max: 0 };
+        const send = port.send.bind(port);
+        port.send = (d, to) => {
+          sizes.max = Math.max(sizes.max, d.length);
+          send(d, to);
+        };
+        return sizes;
+      };
+      const fromA = largest(sa);
+      const fromB = largest(sb);
+      const psk = randomBytes(32);
+      const b = new PeerLink({ port: sb, role: 'responder', psk, ...(mtuB ? { mtu: mtuB } : {}) });
+      const a = new PeerLink({ port: sa, role: 'initiator', psk, peer: { address: '127.0.0.1', port: sb.address().port }, ...(mtuA ? { mtu: mtuA } : {}) });
+      try {
+        const hashes = { a: createHash('sha256'), b: createHash('sha256'), gotA: createHash('sha256'), gotB: createHash('sha256') };
+        let atB = 0;
+        let atA = 0;
+        b.on('message', (_d: number, m: CarriedMessage) => {
+          hashes.gotB.update(m.data);
+          atB++;
+        });
+        a.on('message', (_d: number, m: CarriedMessage) => {
+          hashes.gotA.update(m.data);
+          atA++;
+        });
+        // 2 MB each way, in 20 KB messages.
+        for (let i = 0; i < 100; i++) {
+          const x = randomBytes(20_000);
+          const y = randomBytes(20_000);
+          hashes.a.update(x);
+          hashes.b.update(y);
+          if (!a.send(0, message(0, i, x))) await new Promise((r) => a.once('drain', r));
+          if (!b.send(0, message(1, i, y))) await new Promise((r) => b.once('drain', r));
+        }
+        a.flush();
+        b.flush();
+        await until(() => atB === 100 && atA === 100, 50_000, 'both directions');
+        assert.equal(hashes.gotB.digest('hex'), hashes.a.digest('hex'));
+        assert.equal(hashes.gotA.digest('hex'), hashes.b.digest('hex'));
+        const limit = (mtu: number | undefined) => (mtu ?? 9000) - 28;
+        assert.ok(fromA.max <= limit(mtuA) && fromA.max > limit(mtuA) - 200, `A's largest datagram ${fromA.max} for MTU ${mtuA ?? 'default'}`);
+        assert.ok(fromB.max <= limit(mtuB) && fromB.max > limit(mtuB) - 200, `B's largest datagram ${fromB.max} for MTU ${mtuB ?? 'default'}`);
+      } finally {
+        a.close();
+        b.close();
+        await sa.close();
+        await sb.close();
+      }
+    }
+  },
+);

@@ -169,6 +169,11 @@ test('rates: 0, negative, Infinity and absurd values are refused with the field;
   const ok = parseTpoConfig({ ...base, peers: [{ ...base.peers[0], maxRate: 64_000, initialRate: '10M' }] }, 't');
   assert.equal(ok.peers[0]!.maxRateBps, 8000);
   assert.equal(ok.peers[0]!.initialRateBps, 1_250_000);
+  // The path MTU: an integer within what IP carries; absent, the link picks (1500, or 9000 to a loopback peer).
+  assert.equal(parseTpoConfig({ ...base, peers: [{ ...base.peers[0], mtu: 9000 }] }, 't').peers[0]!.mtu, 9000);
+  assert.equal(ok.peers[0]!.mtu, undefined);
+  for (const bad of [575, 65_536, 1500.5, '1500'])
+    assert.match(issues({ ...base, peers: [{ ...base.peers[0], mtu: bad }] }).join('\n'), /peers\[0\]\.mtu/, `mtu ${bad}`);
   assert.throws(() => parseBitRate(0), /below the least rate/);
   assert.throws(() => parseBitRate(Infinity), /finite/);
 });

@@ -10,6 +10,7 @@
  *       key: 64 hex digits           # or keyFile: path (raw or hex; mode 600)
  *       keyId: 1
  *       maxRate: 50M                 # bits/s cap on what goes to this peer
+ *       mtu: 9000                    # the path's IP MTU (default 1500; 9000 to a loopback peer)
  *   intercept: { mode: explicit }    # or transparent (root: nftables rules)
  *   table:                           # flows to carry; first match wins
  *     - { protocol: tcp, listen: 127.0.0.1:8080, target: 10.2.0.10:80 }
@@ -122,6 +123,8 @@ const peerSchema = z.strictObject({
   keyId: z.number().int().min(0).max(0xffffffff).optional(),
   maxRate: rate.optional(),
   initialRate: rate.optional(),
+  /** The IP MTU of the path to this peer: datagrams are sized to it (576 to 65535; default 1500, 9000 to a loopback address). */
+  mtu: z.number().int().min(576).max(65_535).optional(),
 });
 
 const tableEntrySchema = interceptRuleSchema.extend({
@@ -182,6 +185,7 @@ export interface PeerConfig {
   readonly keyId: number;
   readonly maxRateBps?: number;
   readonly initialRateBps?: number;
+  readonly mtu?: number;
 }
 
 export interface TableEntry extends InterceptRule {
@@ -286,6 +290,7 @@ export function parseTpoConfig(value: unknown, source = 'config', readKey: (path
         ...(address ? { address } : {}),
         ...(maxRateBps !== undefined ? { maxRateBps } : {}),
         ...(initialRateBps !== undefined ? { initialRateBps } : {}),
+        ...(p.mtu !== undefined ? { mtu: p.mtu } : {}),
       });
   });
   let entries: InterceptRule[] = [];

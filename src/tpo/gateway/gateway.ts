@@ -192,6 +192,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements FlowHost {
       psk: p.key,
       keyId: p.keyId,
       ...(p.address ? { peer: { address: p.address.address, port: p.address.port } } : {}),
+      ...(p.mtu !== undefined ? { mtu: p.mtu } : {}),
       // Buffers as they complete, not in send order: flows do not wait for each other's repairs (flow-sequencer.ts).
       mover: {
         orderedDelivery: false,

@@ -37,7 +37,8 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes, randomInt } from 'node:crypto';
 import type { DatagramPort, DatagramSource } from '../io/datagram-port.js';
-import { DataMover, type DataMoverOptions } from '../protocol/data-mover.js';
+import { DataMover, segmentSizeForMtu, type DataMoverOptions } from '../protocol/data-mover.js';
+import { isLoopbackAddress } from '../../wire/endpoint.js';
 import { deriveSessionKeys, openDatagram, type SessionKeys } from '../protocol/datagram-crypto.js';
 import { decodeInitiate, decodeRespond, encodeInitiate, encodeRespond, peekKeyId, MAX_CLOCK_SKEW_MS, SESSION_NONCE_LENGTH } from '../../wire/tpo/handshake.js';
 import { InitiationGuard } from '../protocol/initiation-guard.js';
@@ -60,9 +61,23 @@ export interface PeerLinkOptions {
   readonly keyId?: number;
   /** Where the peer is (the initiator must know; the responder learns it from the initiation). */
   readonly peer?: { address: string; port: number };
-  readonly mover?: Omit<DataMoverOptions, 'localId' | 'peerId' | 'keys' | 'transmit'>;
+  readonly mover?: Omit<DataMoverOptions, 'localId' | 'peerId' | 'keys' | 'transmit' | 'segmentSize'>;
   readonly driver?: PacketDriverOptions;
+  /**
+   * The IP MTU of the path to the peer, bytes: this side's segments are cut
+   * to fit it (segmentSizeForMtu). Default: 1500, or LOOPBACK_MTU when the
+   * session's peer is a loopback address (both gateways on one host).
+   */
+  readonly mtu?: number;
 }
+
+/**
+ * Both gateways on one host: loopback's own MTU is 65536, but 9000-byte
+ * (jumbo) datagrams already carry a transfer with a sixth of the CPU per
+ * byte that 1500-byte ones cost (AEAD calls, system calls, acks: per
+ * datagram), and a loss or a retransmission stays small.
+ */
+export const LOOPBACK_MTU = 9000;
 
 /**
  * Why a handshake datagram was dropped (each one counts in droppedHandshake):
@@ -308,8 +323,11 @@ export class PeerLink extends EventEmitter {
       // What the old session had not delivered is gone with it: say so, so flows can be reset.
       if (!old.idle) this.emit('reset', { unackedBytes: old.backlogBytes });
     }
+    const peer = this.#peer;
+    const mtu = this.#o.mtu ?? (peer && isLoopbackAddress(peer.address) ? LOOPBACK_MTU : undefined);
     const mover = new DataMover({
       ...this.#o.mover,
+      ...(mtu !== undefined ? { segmentSize: segmentSizeForMtu(mtu, peer?.address.includes(':') ? 6 : 4) } : {}),
       localId: this.#localId,
       peerId,
       keys,

@@ -72,7 +72,10 @@ export interface DataMoverOptions {
   readonly keys: SessionKeys;
   /** Hands a sealed datagram to the network. */
   readonly transmit: (datagram: Uint8Array) => void;
-  /** Segment payload bytes per datagram; default 1350: with the field (28 B), the tag (16 B) and IPv4+UDP (28 B) a datagram stays at 1422 B, inside a 1500-byte MTU and PPPoE's 1492 (kcptun's default; QUIC's 1200 floor also fits). */
+  /**
+   * Segment payload bytes per datagram (each side picks its own; the
+   * receiver takes any size down to the default); default 1350: with the field (28 B), the tag (16 B) and IPv4+UDP (28 B) a datagram stays at 1422 B, inside a 1500-byte MTU and PPPoE's 1492 (kcptun's default; QUIC's 1200 floor also fits).
+   */
   readonly segmentSize?: number;
   /** Operator cap on the sending rate, bytes/s. */
   readonly maxRateBps?: number;
@@ -124,6 +127,22 @@ export interface DataMoverStats {
   reassemblyBytes: number;
   /** Inbound datagrams dropped: undecodable, another connection, unauthenticated, replayed. */
   dropped: { malformed: number; otherConnection: number; unauthenticated: number; replayed: number };
+}
+
+/** The default segment (see DataMoverOptions.segmentSize). */
+export const DEFAULT_SEGMENT_SIZE = 1350;
+/** IP and UDP headers, the field with a piggybacked ack, and the tag, with room to spare: 1500 - 150 = 1350 over IPv4. */
+const MTU_OVERHEAD = { 4: 150, 6: 170 } as const;
+/** The most a datagram may carry: the largest UDP payload over IPv4, less the same overhead. */
+const MAX_SEGMENT_SIZE = 65_507 - 150;
+
+/**
+ * The segment size for a path of IP MTU `mtu` (bytes), the default's rule
+ * applied to other MTUs: 1350 for 1500 over IPv4, 8850 for a 9000-byte
+ * jumbo path, about 65 KB for loopback's 65536.
+ */
+export function segmentSizeForMtu(mtu: number, family: 4 | 6): number {
+  return Math.max(512, Math.min(MAX_SEGMENT_SIZE, Math.floor(mtu) - MTU_OVERHEAD[family]));
 }
 
 const PACER_TICK_MS = 1;
@@ -219,7 +238,7 @@ export class DataMover extends EventEmitter {
   constructor(options: DataMoverOptions) {
     super();
     this.#o = {
-      segmentSize: 1350,
+      segmentSize: DEFAULT_SEGMENT_SIZE,
       sendBufferBytes: 8 << 20,
       ackDelayMs: 10,
       keepaliveMs: 1000,
@@ -242,7 +261,8 @@ export class DataMover extends EventEmitter {
     });
     // A buffer spans at most this many of the peer's segments (both ends use one segment size).
     this.#reassembler = new Reassembler(this.#o.receiveWindowSegments, this.#o.orderedDelivery, {
-      maxSegmentsPerBuffer: Math.ceil(DEFAULT_MAX_BUFFER_BYTES / this.#o.segmentSize),
+      // The peer may cut smaller segments than this side (its own MTU setting); the default size bounds it.
+      maxSegmentsPerBuffer: Math.ceil(DEFAULT_MAX_BUFFER_BYTES / Math.min(this.#o.segmentSize, DEFAULT_SEGMENT_SIZE)),
     });
     const t = this.#now();
     if (options.initialRttMs !== undefined && options.initialRttMs > 0) {
