@@ -5,7 +5,8 @@
  * --loss-pct random loss (both directions), a bulk TCP transfer of
  * --seconds (bounded in bytes too) for each of --variants (direct-cubic,
  * direct-bbr: TCP straight across; sluice-cubic: CUBIC through the gateway
- * pair, explicit mode), in that order, --repeats times (variants
+ * pair, explicit mode; sluice-cubic-fec: the same with the table entry
+ * latency-sensitive, so the rr flow's messages go twice), in that order, --repeats times (variants
  * interleaved). With --rr, a 100-byte request/response every 50 ms runs on
  * a second connection during the bulk transfer (as the tpo-wan suite's),
  * and its latency quantiles are reported (the first 2 s left out). Prints
@@ -33,7 +34,7 @@ const REPEATS = Math.max(1, Number(flag('repeats', '1')));
 const RR = process.argv.includes('--rr');
 /** A directory: the gateways run with `--cpu-prof` and write their profiles there (on a clean exit). */
 const PROF_DIR = process.argv.includes('--cpu-prof') ? flag('cpu-prof') : undefined;
-for (const v of VARIANTS) if (!['direct-cubic', 'direct-bbr', 'sluice-cubic'].includes(v)) throw new Error(`unknown variant ${v}`);
+for (const v of VARIANTS) if (!['direct-cubic', 'direct-bbr', 'sluice-cubic', 'sluice-cubic-fec'].includes(v)) throw new Error(`unknown variant ${v}`);
 const SINK_PORT = 5201;
 const LOAD = 'harness/traffic/wan-load.ts';
 const cpu = (p: NsProcess | undefined): number => processSeconds(p?.child.pid);
@@ -46,15 +47,15 @@ try {
       const cc = variant === 'direct-bbr' ? 'bbr' : 'cubic';
       const emu = await wt.startEmulator({ common: { delayMs: RTT_MS / 2, rateBps: RATE_MBIT * 1e6, loss: LOSS }, seed: 1 + repeat });
       const sink = wt.topo.runNode('server', LOAD, ['tcp-sink', '--port', String(SINK_PORT)], { stdin: 'pipe' });
-      const pair =
-        variant === 'sluice-cubic'
-          ? await startGatewayPair(wt, {
-              mode: 'explicit',
-              tcpTarget: SINK_PORT,
-              listenPort: 12949,
-              ...(PROF_DIR ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', PROF_DIR] } : {}),
-            })
-          : undefined;
+      const pair = variant.startsWith('sluice-cubic')
+        ? await startGatewayPair(wt, {
+            mode: 'explicit',
+            tcpTarget: SINK_PORT,
+            listenPort: 12949,
+            ...(variant === 'sluice-cubic-fec' ? { latencySensitive: true } : {}),
+            ...(PROF_DIR ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', PROF_DIR] } : {}),
+          })
+        : undefined;
       try {
         await sink.waitForLine(/"event":"ready"/, { timeoutMs: 15_000 });
         const target = pair ? pair.tcpTarget : `${WAN_ADDR.server}:${SINK_PORT}`;
@@ -108,6 +109,7 @@ try {
         const inWindow = bins.slice(0, SECONDS).reduce((x, y) => x + y, 0);
         const steady = bins.slice(2, SECONDS).reduce((x, y) => x + y, 0);
         const p = status?.peers[0];
+        const pb = pair ? (await pair.status('b')).peers[0] : undefined;
         process.stdout.write(
           `${JSON.stringify({
             variant,
@@ -132,7 +134,13 @@ try {
                 }
               : {}),
             ...(pair ? { threads: perThread } : {}),
-            ...(p ? { peer: { srttMs: p.srttMs, bandwidthMbit: p.bandwidthMbit, pacingMbit: p.pacingMbit, retransmissions: p.retransmissions } } : {}),
+            ...(p
+              ? {
+                  peer: { srttMs: p.srttMs, bandwidthMbit: p.bandwidthMbit, pacingMbit: p.pacingMbit, retransmissions: p.retransmissions },
+                  // Both directions' second copies (latency-sensitive flows): what the redundancy cost.
+                  redundant: { datagrams: p.redundantDatagrams + (pb?.redundantDatagrams ?? 0), bytes: p.redundantBytes + (pb?.redundantBytes ?? 0) },
+                }
+              : {}),
           })}\n`,
         );
       } finally {

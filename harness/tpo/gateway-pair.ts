@@ -33,6 +33,8 @@ export interface GatewayPairOptions {
   readonly place?: PairPlace;
   /** Node options for both gateways (e.g. `--cpu-prof`, for a bench tool's profile). */
   readonly nodeArgs?: readonly string[];
+  /** Explicit mode: the TCP entry is `latencySensitive` (its thin flows' messages go twice). */
+  readonly latencySensitive?: boolean;
 }
 
 export interface GatewayPair {
@@ -96,7 +98,18 @@ export function pairConfigs(place: PairPlace, o: GatewayPairOptions, dir: string
   const table =
     o.mode === 'explicit'
       ? [
-          ...(o.tcpTarget ? [{ name: 'tcp', protocol: 'tcp', src, listen, target: `${place.server}:${o.tcpTarget}` }] : []),
+          ...(o.tcpTarget
+            ? [
+                {
+                  name: 'tcp',
+                  protocol: 'tcp',
+                  src,
+                  listen,
+                  target: `${place.server}:${o.tcpTarget}`,
+                  ...(o.latencySensitive ? { latencySensitive: true } : {}),
+                },
+              ]
+            : []),
           ...(o.udpTarget ? [{ name: 'udp', protocol: 'udp', src, listen, target: `${place.server}:${o.udpTarget}` }] : []),
         ]
       : [

@@ -45,7 +45,7 @@ export function statusText(s: TpoGatewayStatus): string {
   out.push('');
   out.push(
     table(
-      ['peer', 'role', 'up', 'sessions', 'flows', 'srtt ms', 'bw Mbit/s', 'sent', 'received', 'retx', 'dropped'],
+      ['peer', 'role', 'up', 'sessions', 'flows', 'srtt ms', 'bw Mbit/s', 'sent', 'received', 'retx', 'redundant', 'dropped'],
       s.peers.map((p) => [
         p.name,
         p.role,
@@ -57,6 +57,7 @@ export function statusText(s: TpoGatewayStatus): string {
         mb(p.bytesSent),
         mb(p.bytesReceived),
         p.retransmissions,
+        p.redundantDatagrams,
         p.dropped,
       ]),
     ),

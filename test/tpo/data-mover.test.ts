@@ -12,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DataMover } from '../../src/tpo/protocol/data-mover.js';
 import { deriveSessionKeys } from '../../src/tpo/protocol/datagram-crypto.js';
 import { LinkEmulator } from '../../harness/wan/udp-emulator.js';
+import { decodeDataMoverField, TD_DATA } from '../../src/wire/tpo/data-mover.js';
 
 interface Pair {
   a: DataMover;
@@ -315,6 +316,66 @@ test(
       b.close();
       sa.close();
       sb.close();
+    }
+  },
+);
+
+test(
+  'a redundant (latency-sensitive) urgent buffer goes twice: the copy stands in for a lost first datagram without a retransmission, and a receiver that gets both delivers once',
+  { timeout: 20_000 },
+  async () => {
+    for (const [redundant, dropFirst] of [
+      [true, true],
+      [false, true],
+      [true, false],
+    ] as const) {
+      const psk = randomBytes(32);
+      const ni = randomBytes(16);
+      const nr = randomBytes(16);
+      let dropped = 0;
+      const movers: { a?: DataMover; b?: DataMover } = {};
+      // In memory, 5 ms each way; the first data datagram from A is lost when asked.
+      const later = (f: () => void) => setTimeout(f, 5);
+      const a = new DataMover({
+        localId: 1,
+        peerId: 2,
+        keys: deriveSessionKeys(psk, ni, nr, true),
+        transmit: (d) => {
+          const data = (decodeDataMoverField(d).field.transport.flags & TD_DATA) !== 0;
+          if (data && dropFirst && dropped === 0) {
+            dropped++;
+            return;
+          }
+          const copy = Buffer.from(d);
+          later(() => movers.b?.receive(copy));
+        },
+      });
+      const b = new DataMover({
+        localId: 2,
+        peerId: 1,
+        keys: deriveSessionKeys(psk, ni, nr, false),
+        transmit: (d) => {
+          const copy = Buffer.from(d);
+          later(() => movers.a?.receive(copy));
+        },
+      });
+      Object.assign(movers, { a, b });
+      const got: Uint8Array[] = [];
+      b.on('buffer', (x: Uint8Array) => got.push(x));
+      try {
+        const buffer = randomBytes(300);
+        a.send(buffer, true, redundant);
+        const t0 = performance.now();
+        while (!(got.length === 1 && a.idle) && performance.now() - t0 < 15_000) await sleep(5);
+        assert.equal(got.length, 1, 'delivered once');
+        assert.deepEqual(Buffer.from(got[0]!), buffer);
+        assert.equal(a.stats.redundantDatagrams, redundant ? 1 : 0, 'one second copy for a redundant buffer, none otherwise');
+        if (dropFirst) assert.equal(a.stats.retransmissions, redundant ? 0 : 1, 'the copy spared the retransmission');
+        else assert.equal(b.stats.duplicates, 1, 'both copies arrived: the second is a duplicate');
+      } finally {
+        a.close();
+        b.close();
+      }
     }
   },
 );

@@ -488,3 +488,37 @@ test('a bulk TCP upload through the pair on loopback with no added delay keeps i
     await new Promise<void>((r) => sink.close(() => r()));
   }
 });
+
+test(
+  'a latency-sensitive table entry: the flow is marked on the wire, and both gateways send its thin messages twice (counted as redundancy)',
+  { timeout: 60_000 },
+  async () => {
+    // A reset at the end (the client destroys its socket; the far gateway resets this side) is expected.
+    const echo = net.createServer((s) => s.on('data', (d) => s.write(d)).on('error', () => {}));
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+    const listen = await freeTcpPort();
+    const pair = await startPair({
+      table: [{ protocol: 'tcp', listen: `127.0.0.1:${listen}`, target: `127.0.0.1:${(echo.address() as net.AddressInfo).port}`, latencySensitive: true }],
+      delayMs: 5,
+    });
+    try {
+      const c = net.connect(listen, '127.0.0.1');
+      await new Promise<void>((r) => c.once('connect', () => r()));
+      for (let i = 0; i < 10; i++) {
+        const req = Buffer.from(`request ${i}`);
+        c.write(req);
+        const reply = await new Promise<Buffer>((r) => c.once('data', r));
+        assert.deepEqual(reply, req);
+      }
+      c.destroy();
+      const a = pair.a.status().peers[0]!;
+      const b = pair.b.status().peers[0]!;
+      assert.ok(a.redundantDatagrams >= 10, `requests sent twice: ${a.redundantDatagrams}`);
+      assert.ok(b.redundantDatagrams >= 10, `replies sent twice (the far side read the flag): ${b.redundantDatagrams}`);
+      assert.ok(a.redundantBytes > 0 && b.redundantBytes > 0);
+    } finally {
+      await pair.close();
+      await new Promise<void>((r) => echo.close(() => r()));
+    }
+  },
+);

@@ -58,6 +58,7 @@ async function emulatedLinks(io: 'auto' | 'portable', seed: number, path: { dela
   return {
     a,
     b,
+    emu,
     async close(): Promise<void> {
       a.close();
       b.close();
@@ -304,6 +305,74 @@ test(
         await sa.close();
         await sb.close();
       }
+    }
+  },
+);
+
+test(
+  'a peer that crashed (no goodbye) and came back resets the flows even with nothing in flight; one that was only unreachable does not',
+  { timeout: 60_000 },
+  async () => {
+    const mover = { deadAfterMs: 600, keepaliveMs: 100 };
+    const psk = randomBytes(32);
+    // The responder crashes, then the initiator.
+    for (const crashing of ['responder', 'initiator'] as const) {
+      const sa = await bind();
+      const sb = await bind();
+      const open = (role: 'initiator' | 'responder') =>
+        role === 'responder'
+          ? new PeerLink({ port: sb, role, psk, mover })
+          : new PeerLink({ port: sa, role, psk, peer: { address: '127.0.0.1', port: sb.address().port }, mover });
+      let a = open('initiator');
+      let b = open('responder');
+      try {
+        let got = 0;
+        b.on('message', () => got++);
+        a.send(0, message(0, 0, randomBytes(100)));
+        a.flush();
+        await until(() => got === 1 && a.mover?.idle === true && b.mover?.idle === true, 5000, 'the first message, acknowledged');
+        const survivor = crashing === 'responder' ? a : b;
+        const resets: unknown[] = [];
+        survivor.on('reset', (r: unknown) => resets.push(r));
+        const sessions = survivor.stats.sessions;
+        if (crashing === 'responder') {
+          b.close(false);
+          b = open('responder');
+        } else {
+          a.close(false);
+          a = open('initiator');
+        }
+        await until(() => survivor.stats.sessions > sessions, 15_000, 'a session with the restarted peer');
+        assert.equal(resets.length, 1, `the ${crashing}'s restart resets the survivor's flows`);
+      } finally {
+        a.close();
+        b.close();
+        await sa.close();
+        await sb.close();
+      }
+    }
+    // Unreachable for longer than the dead time, then back: the same two links, so no reset.
+    const links = await emulatedLinks('auto', 9, { delayMs: 5 });
+    try {
+      let got = 0;
+      links.b.on('message', () => got++);
+      links.a.send(0, message(0, 0, randomBytes(100)));
+      links.a.flush();
+      await until(() => got === 1, 5000, 'the first message');
+      const resets: unknown[] = [];
+      links.a.on('reset', (r: unknown) => resets.push(r));
+      links.b.on('reset', (r: unknown) => resets.push(r));
+      let down = false;
+      links.a.on('down', () => (down = true));
+      links.emu.set('both', { delayMs: 5, loss: 1 });
+      await until(() => down, 10_000, 'the initiator to see the peer down');
+      links.emu.set('both', { delayMs: 5, loss: 0 });
+      links.a.send(0, message(0, 1, randomBytes(100)));
+      links.a.flush();
+      await until(() => got === 2, 15_000, 'a message after the outage');
+      assert.deepEqual(resets, [], 'flows of peers that did not restart carry on');
+    } finally {
+      await links.close();
     }
   },
 );

@@ -63,6 +63,14 @@ test('config errors name the field', () => {
   );
   assert.match(issues({ ...base, table: [{ protocol: 'tcp', dstPort: '90-80' }], intercept: { mode: 'transparent' } }).join('\n'), /runs backwards/);
   assert.match(issues({ ...base, table: [{ protocol: 'icmp', dstPort: 1 }], intercept: { mode: 'transparent' } }).join('\n'), /ICMP has no ports/);
+  // latencySensitive: a boolean, carried into the rule only when true.
+  const [ls, plain] = compileInterceptTable([
+    { protocol: 'tcp', dstPort: 22, latencySensitive: true },
+    { protocol: 'tcp', latencySensitive: false },
+  ]);
+  assert.equal(ls!.latencySensitive, true);
+  assert.equal(plain!.latencySensitive, undefined);
+  assert.throws(() => compileInterceptTable([{ protocol: 'tcp', latencySensitive: 'yes' }]), /latencySensitive/);
   assert.match(issues({ ...base, peers: [{ ...base.peers[0], maxRate: 'fast' }] }).join('\n'), /maxRate: 'fast' is not a bit rate/);
   assert.match(issues({ ...base, routes: [{ dst: '10.0.0.0/33', peer: 'b' }] }).join('\n'), /routes\[0\]\.dst/);
   assert.match(issues({ ...base, bogus: 1 }).join('\n'), /bogus|Unrecognized/i);

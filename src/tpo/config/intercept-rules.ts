@@ -31,6 +31,8 @@ export interface InterceptRule {
   readonly peers: readonly string[];
   /** Trust domain: flows of different domains are never compressed together. */
   readonly domain: number;
+  /** Interactive flows: their thin messages are sent twice, both ways, so a single loss costs no round trip (data-mover.ts). */
+  readonly latencySensitive?: boolean;
 }
 
 /** What a flow looks like to the table (ICMP has no ports: 0). */
@@ -53,6 +55,7 @@ export const interceptRuleSchema = z.strictObject({
   dstPort: portRange.optional(),
   peers: z.array(z.string().min(1)).optional(),
   domain: z.number().int().min(0).max(255).optional(),
+  latencySensitive: z.boolean().optional(),
 });
 
 function parsePorts(v: number | string, where: string): PortRange {
@@ -99,6 +102,7 @@ export function compileInterceptTable(inputs: readonly unknown[]): InterceptRule
       ...(e.dstPort !== undefined ? { dstPorts: parsePorts(e.dstPort, `${where}.dstPort`) } : {}),
       peers: e.peers ?? [],
       domain: e.domain ?? 0,
+      ...(e.latencySensitive ? { latencySensitive: true } : {}),
     };
   });
 }

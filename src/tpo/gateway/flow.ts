@@ -160,9 +160,25 @@ export interface CarriedFlow {
 }
 
 /** Builds a message of this flow (the header's 5-tuple is always the intercepted one). */
-export function message(tuple: FlowTuple, fn: MessageFunction, sequence: number, data: Uint8Array = EMPTY, status: number = STATUS.ok): CarriedMessage {
+export function message(
+  tuple: FlowTuple,
+  fn: MessageFunction,
+  sequence: number,
+  data: Uint8Array = EMPTY,
+  status: number = STATUS.ok,
+  latencySensitive = false,
+): CarriedMessage {
   return {
-    header: { function: fn, protocol: tuple.protocol, sequence: sequence >>> 0, src: tuple.src, dst: tuple.dst, status, dataLength: data.length },
+    header: {
+      function: fn,
+      protocol: tuple.protocol,
+      sequence: sequence >>> 0,
+      src: tuple.src,
+      dst: tuple.dst,
+      status,
+      dataLength: data.length,
+      ...(latencySensitive ? { latencySensitive } : {}),
+    },
     data,
   };
 }

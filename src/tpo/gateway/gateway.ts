@@ -392,6 +392,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements FlowHost {
       domain: c.entry.domain,
       host: this,
       entry: c.entry.name,
+      ...(c.entry.latencySensitive ? { latencySensitive: true } : {}),
       openTimeoutMs: this.config.limits.openTimeoutMs,
       counters: this.counters,
     });
@@ -443,6 +444,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements FlowHost {
         host: this,
         idleMs: this.config.limits.udpIdleMs,
         entry: d.entry.name,
+        ...(d.entry.latencySensitive ? { latencySensitive: true } : {}),
         counters: this.counters,
         reply: d.reply,
       });
@@ -491,7 +493,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements FlowHost {
       return;
     }
     if (h.protocol === 'udp' && h.function === 'data') {
-      const edge = this.#newDestinationUdp(peer, domain, tuple);
+      const edge = this.#newDestinationUdp(peer, domain, tuple, m.header.latencySensitive === true);
       edge?.onMessage(name, m);
       return;
     }
@@ -536,7 +538,16 @@ export class Gateway extends EventEmitter<GatewayEvents> implements FlowHost {
       this.#refuse(peer, domain, tuple, 'open-ok', STATUS.limit);
       return;
     }
-    const edge = new TcpEdge({ tuple, role: 'destination', peers: [peer.config.name], domain, host: this, counters: this.counters });
+    const edge = new TcpEdge({
+      tuple,
+      role: 'destination',
+      peers: [peer.config.name],
+      domain,
+      host: this,
+      counters: this.counters,
+      // The source's table marked it: the replies go the same way.
+      ...(open.header.latencySensitive ? { latencySensitive: true } : {}),
+    });
     this.#register(edge, source);
     this.counters.flowsDelivered++;
     // The open itself is message 0 of the peer's sequence.
@@ -562,7 +573,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements FlowHost {
     this.emit('flow-open', edge);
   }
 
-  #newDestinationUdp(peer: Peer, domain: number, tuple: FlowTuple): UdpEdge | undefined {
+  #newDestinationUdp(peer: Peer, domain: number, tuple: FlowTuple, latencySensitive: boolean): UdpEdge | undefined {
     if (this.#undeliverable(peer, domain, tuple, 'reset')) return undefined;
     if (!this.#allowed(tuple.dst.address)) {
       this.counters.refusedNotAllowed++;
@@ -585,6 +596,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements FlowHost {
       idleMs: this.config.limits.udpIdleMs,
       counters: this.counters,
       ...(this.#mark ? { mark: this.#mark } : {}),
+      ...(latencySensitive ? { latencySensitive } : {}),
     });
     this.#register(edge, source);
     this.counters.flowsDelivered++;

@@ -68,6 +68,9 @@ export interface PeerStatus {
   readonly bytesSent: number;
   readonly bytesReceived: number;
   readonly retransmissions: number;
+  /** Second copies sent for latency-sensitive flows (their redundancy), and their bytes. */
+  readonly redundantDatagrams: number;
+  readonly redundantBytes: number;
   /** All datagrams from this peer's direction dropped: the sum of `drops` and the link's handshake and no-session drops. */
   readonly dropped: number;
   /** The session's receive drops by reason: undecodable, another connection id, failed authentication, replayed. */
@@ -217,6 +220,8 @@ export function buildStatus(s: StatusSources): GatewayStatus {
         bytesSent: m?.stats.bytesSent ?? 0,
         bytesReceived: m?.stats.bytesReceived ?? 0,
         retransmissions: m?.stats.retransmissions ?? 0,
+        redundantDatagrams: m?.stats.redundantDatagrams ?? 0,
+        redundantBytes: m?.stats.redundantBytes ?? 0,
         queuedBytes: m?.queuedBytes ?? 0,
         inFlightBytes: m ? m.backlogBytes - m.queuedBytes : 0,
         dropped: (d ? d.malformed + d.otherConnection + d.unauthenticated + d.replayed : 0) + ls.droppedHandshake + ls.droppedNoSession,

@@ -79,6 +79,8 @@ export interface TcpEdgeOptions {
   readonly domain: number;
   readonly host: FlowHost;
   readonly entry?: string;
+  /** Latency-sensitive (the table entry, or the flag on the flow's first message): its thin messages go redundantly. */
+  readonly latencySensitive?: boolean;
   /** Source side: a branch whose `open` is not answered within this is reset (the primary's takes the client with it). */
   readonly openTimeoutMs?: number;
   /** Counters shared by the gateway. */
@@ -241,7 +243,7 @@ export class TcpEdge implements CarriedFlow {
 
   #send(b: TcpBranch, fn: 'open' | 'open-ok' | 'data' | 'half-close' | 'reset' | 'window', data: Uint8Array = EMPTY, status: number = STATUS.ok): boolean {
     const urgent = b.meter.urgent(data.length);
-    const ok = this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, fn, b.seqOut++, data, status), urgent);
+    const ok = this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, fn, b.seqOut++, data, status, this.#o.latencySensitive), urgent);
     if (fn === 'reset') b.done = true;
     return ok;
   }

@@ -49,6 +49,9 @@ export interface UdpEdgeOptions {
   readonly host: FlowHost;
   readonly idleMs: number;
   readonly entry?: string;
+  /** Latency-sensitive (the table entry, or the flag on the flow's first message): its thin messages go redundantly. */
+  readonly latencySensitive?: boolean;
+
   readonly counters: { udpDropped: number; udpTooLarge: number; sequenceErrors: number };
   /** Source side: sends a reply datagram to the client. */
   readonly reply?: (data: Uint8Array) => void;
@@ -162,7 +165,7 @@ export class UdpEdge implements CarriedFlow {
         continue;
       }
       b.bytesOut += data.length;
-      this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, 'data', b.seqOut++, data), urgent);
+      this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, 'data', b.seqOut++, data, STATUS.ok, this.#o.latencySensitive), urgent);
     }
   }
 
@@ -223,7 +226,13 @@ export class UdpEdge implements CarriedFlow {
   #fail(): void {
     if (this.#ended) return;
     for (const b of this.branches)
-      if (!b.done) this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, 'reset', b.seqOut++, undefined, STATUS.other), b.meter.urgent(0));
+      if (!b.done)
+        this.#o.host.send(
+          b.peer,
+          this.#o.domain,
+          message(this.tuple, 'reset', b.seqOut++, undefined, STATUS.other, this.#o.latencySensitive),
+          b.meter.urgent(0),
+        );
     this.#end('failed');
   }
 
@@ -234,7 +243,7 @@ export class UdpEdge implements CarriedFlow {
   resetBranch(peer: string, status: number): void {
     const b = this.branches.find((x) => x.peer === peer);
     if (!b || b.done || this.#ended) return;
-    this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, 'reset', b.seqOut++, undefined, status), b.meter.urgent(0));
+    this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, 'reset', b.seqOut++, undefined, status, this.#o.latencySensitive), b.meter.urgent(0));
     b.done = true;
     if (this.branches.every((x) => x.done)) this.#end(`reset (${status})`);
   }
@@ -250,7 +259,8 @@ export class UdpEdge implements CarriedFlow {
   close(reason = 'closed'): void {
     if (this.#ended) return;
     for (const b of this.branches)
-      if (!b.done) this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, 'close', b.seqOut++, undefined, STATUS.ok), b.meter.urgent(0));
+      if (!b.done)
+        this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, 'close', b.seqOut++, undefined, STATUS.ok, this.#o.latencySensitive), b.meter.urgent(0));
     this.#end(reason);
   }
 

@@ -29,6 +29,9 @@
  * peer is stopping or restarting, so its side of every flow is gone even
  * when nothing was in flight (a flow waiting for the peer's window would
  * otherwise wait for ever on a new session that knows nothing of it).
+ * A peer that crashed says no goodbye, so a new session also emits 'reset'
+ * when it comes from a restarted peer, whatever was in flight
+ * (session-ids.ts tells one from a peer that was only unreachable).
  * Datagrams are told apart by their
  * kind byte; anything for no known session is dropped and counted. Until
  * the session is up, messages wait in the packet driver's flow-controlled
@@ -37,8 +40,9 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes, randomInt } from 'node:crypto';
 import type { DatagramPort, DatagramSource } from '../io/datagram-port.js';
-import { DataMover, segmentSizeForMtu, type DataMoverOptions } from '../protocol/data-mover.js';
-import { isLoopbackAddress } from '../../wire/endpoint.js';
+import { DataMover, type DataMoverOptions } from '../protocol/data-mover.js';
+import { segmentSizeFor } from './path-mtu.js';
+import { ResponderIds, sameProcess } from './session-ids.js';
 import { deriveSessionKeys, openDatagram, type SessionKeys } from '../protocol/datagram-crypto.js';
 import { decodeInitiate, decodeRespond, encodeInitiate, encodeRespond, peekKeyId, MAX_CLOCK_SKEW_MS, SESSION_NONCE_LENGTH } from '../../wire/tpo/handshake.js';
 import { InitiationGuard } from '../protocol/initiation-guard.js';
@@ -66,18 +70,10 @@ export interface PeerLinkOptions {
   /**
    * The IP MTU of the path to the peer, bytes: this side's segments are cut
    * to fit it (segmentSizeForMtu). Default: 1500, or LOOPBACK_MTU when the
-   * session's peer is a loopback address (both gateways on one host).
+   * session's peer is a loopback address (path-mtu.ts).
    */
   readonly mtu?: number;
 }
-
-/**
- * Both gateways on one host: loopback's own MTU is 65536, but 9000-byte
- * (jumbo) datagrams already carry a transfer with a sixth of the CPU per
- * byte that 1500-byte ones cost (AEAD calls, system calls, acks: per
- * datagram), and a loss or a retransmission stays small.
- */
-export const LOOPBACK_MTU = 9000;
 
 /**
  * Why a handshake datagram was dropped (each one counts in droppedHandshake):
@@ -123,6 +119,9 @@ export class PeerLink extends EventEmitter {
   #peer: { address: string; port: number } | undefined;
   #mover: DataMover | undefined;
   #localId = randomInt(1, 0xffffffff);
+  readonly #ids = new ResponderIds();
+  /** The current session's peer connection id. */
+  #sessionPeerId: number | undefined;
   #pending: { datagram: Uint8Array; nonce: Uint8Array; sentAt: number } | undefined;
   /** Initiator: the last initiation's timestamp (each is later than the one before, as the responder requires). */
   #lastTimestamp = 0;
@@ -139,7 +138,7 @@ export class PeerLink extends EventEmitter {
     super();
     this.#o = options;
     this.#peer = options.peer;
-    this.#driver = new PacketDriver((b) => this.#sendBuffer(b.bytes, b.urgent), options.driver);
+    this.#driver = new PacketDriver((b) => this.#sendBuffer(b.bytes, b.urgent, b.redundant), options.driver);
     options.port.on('message', this.#onMessage);
     if (options.role === 'initiator') {
       if (!options.peer) throw new Error('an initiator needs the peer address');
@@ -200,12 +199,12 @@ export class PeerLink extends EventEmitter {
     this.#o.port.off('message', this.#onMessage);
   }
 
-  #sendBuffer(bytes: Uint8Array, urgent: boolean): void {
+  #sendBuffer(bytes: Uint8Array, urgent: boolean, redundant: boolean): void {
     if (!this.#mover) {
       this.#waiting.push(bytes);
       return;
     }
-    this.#mover.send(bytes, urgent);
+    this.#mover.send(bytes, urgent, redundant);
   }
 
   #transmit(d: Uint8Array): void {
@@ -268,7 +267,7 @@ export class PeerLink extends EventEmitter {
     // A fresh, authentic initiation: offer a session (the peer may have restarted), but send
     // nothing on it, and keep the current one, until the initiator proves it with its first datagram.
     let localId: number;
-    do localId = randomInt(1, 0xffffffff);
+    do localId = this.#ids.next();
     while (localId === this.#localId);
     const nonce = randomBytes(SESSION_NONCE_LENGTH);
     this.#offer = { localId, peerId: init.initiatorId, keys: deriveSessionKeys(this.#o.psk, init.nonce, nonce, false) };
@@ -318,16 +317,18 @@ export class PeerLink extends EventEmitter {
 
   #start(peerId: number, keys: ReturnType<typeof deriveSessionKeys>, handshakeRttMs?: number): void {
     const old = this.#mover;
+    const samePeer = this.#sessionPeerId === undefined || sameProcess(this.#o.role === 'responder' ? 'initiator' : 'responder', this.#sessionPeerId, peerId);
+    this.#sessionPeerId = peerId;
     if (old) {
       old.close();
-      // What the old session had not delivered is gone with it: say so, so flows can be reset.
-      if (!old.idle) this.emit('reset', { unackedBytes: old.backlogBytes });
+      // What the old session had not delivered is gone with it, and so is every flow of a restarted
+      // peer: say so, so flows can be reset.
+      if (!old.idle || !samePeer) this.emit('reset', { unackedBytes: old.backlogBytes });
     }
-    const peer = this.#peer;
-    const mtu = this.#o.mtu ?? (peer && isLoopbackAddress(peer.address) ? LOOPBACK_MTU : undefined);
+    const segmentSize = segmentSizeFor(this.#peer, this.#o.mtu);
     const mover = new DataMover({
       ...this.#o.mover,
-      ...(mtu !== undefined ? { segmentSize: segmentSizeForMtu(mtu, peer?.address.includes(':') ? 6 : 4) } : {}),
+      ...(segmentSize !== undefined ? { segmentSize } : {}),
       localId: this.#localId,
       peerId,
       keys,
@@ -364,6 +365,8 @@ export class PeerLink extends EventEmitter {
       // The peer ended the session (it is stopping or restarting): drop it now.
       mover.close();
       this.#mover = undefined;
+      // Its flows are reset below: the next session starts afresh.
+      this.#sessionPeerId = undefined;
       this.stats.goodbyes++;
       // Idle or not: the peer's flows ended with it (see the header).
       this.emit('reset', { unackedBytes: mover.backlogBytes });

@@ -116,6 +116,9 @@ export interface DataMoverStats {
   /** Segment bytes delivered to the receiving driver, once each. */
   payloadDelivered: number;
   retransmissions: number;
+  /** Second copies of redundant (latency-sensitive) segments, and their bytes: the cost of that redundancy. */
+  redundantDatagrams: number;
+  redundantBytes: number;
   timeouts: number;
   lost: number;
   duplicates: number;
@@ -179,6 +182,8 @@ export class DataMover extends EventEmitter {
     bytesReceived: 0,
     payloadDelivered: 0,
     retransmissions: 0,
+    redundantDatagrams: 0,
+    redundantBytes: 0,
     timeouts: 0,
     lost: 0,
     duplicates: 0,
@@ -195,6 +200,10 @@ export class DataMover extends EventEmitter {
   // Sending side.
   #nextLogical = 0;
   #nextPhysical = 0;
+  /** Logical numbers of redundant segments not yet sent once. */
+  readonly #redundant = new Set<number>();
+  /** Their second copies, due one pacer tick after the first (a short burst of loss should not take both). */
+  readonly #repeat: { logical: number; dueAt: number }[] = [];
   readonly #queue: Segment[] = [];
   /**
    * Segments of urgent buffers: sent before the queue (after repairs). Their
@@ -297,12 +306,13 @@ export class DataMover extends EventEmitter {
    * queued (a small flow's message need not wait behind a bulk transfer's
    * queue). False: over the send buffer; wait for 'drain' before sending more.
    */
-  send(buffer: Uint8Array, urgent = false): boolean {
+  send(buffer: Uint8Array, urgent = false, redundant = false): boolean {
     if (this.#closed) throw new Error('data mover is closed');
     const segs = segmentBuffer(buffer, this.#o.segmentSize, this.#nextLogical);
     this.#nextLogical += segs.length;
     for (const s of segs) {
       (urgent ? this.#urgent : this.#queue).push(s);
+      if (urgent && redundant) this.#redundant.add(s.logical);
       this.#unacked.set(s.logical, s);
       this.#queuedBytes += s.bytes.length;
     }
@@ -534,7 +544,15 @@ export class DataMover extends EventEmitter {
     while (this.#tokens > 0 && this.#loss.bytesInFlight < window) {
       let seg: Segment | undefined;
       let retransmission = false;
-      while (this.#retransmit.length) {
+      let copy = false;
+      while (this.#repeat.length && this.#repeat[0]!.dueAt <= now) {
+        seg = this.#unacked.get(this.#repeat.shift()!.logical);
+        if (seg) {
+          retransmission = copy = true;
+          break;
+        }
+      }
+      while (!seg && this.#retransmit.length) {
         const logical = this.#retransmit.shift()!;
         seg = this.#unacked.get(logical);
         if (seg) {
@@ -546,6 +564,7 @@ export class DataMover extends EventEmitter {
         const s = this.#urgent.shift()!;
         this.#queuedBytes -= s.bytes.length;
         if (this.#unacked.has(s.logical)) seg = s;
+        else this.#redundant.delete(s.logical);
       }
       if (!seg) {
         if (this.#queueHead >= this.#queue.length) break;
@@ -561,7 +580,11 @@ export class DataMover extends EventEmitter {
       const appLimited = this.#queueHead >= this.#queue.length && this.#urgent.length === 0 && this.#retransmit.length === 0;
       const sent = this.#sendDatagram(seg, retransmission, appLimited, now);
       this.#tokens -= sent;
-      if (retransmission) this.stats.retransmissions++;
+      if (copy) {
+        this.stats.redundantDatagrams++;
+        this.stats.redundantBytes += sent;
+      } else if (retransmission) this.stats.retransmissions++;
+      if (this.#redundant.delete(seg.logical)) this.#repeat.push({ logical: seg.logical, dueAt: now + PACER_TICK_MS });
     }
     if (this.#wantDrain && this.hasRoom) {
       this.#wantDrain = false;

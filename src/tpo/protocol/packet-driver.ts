@@ -61,6 +61,8 @@ export interface SealedBuffer {
   readonly reason: 'full' | 'deadline' | 'flush';
   /** Messages pushed as urgent (their own buffers, never mixed with others). */
   readonly urgent: boolean;
+  /** Urgent messages of latency-sensitive flows (header flag): the data mover sends these buffers twice. */
+  readonly redundant: boolean;
 }
 
 export interface PacketDriverStats {
@@ -81,7 +83,7 @@ export interface PacketDriverStats {
 }
 
 const DEFAULT_MAX_BUFFER = 32 * 1024;
-/** Open buffers are keyed by domain (0..255), urgent ones by domain + this. */
+/** Open buffers are keyed by domain (0..255), urgent ones by domain + this, urgent latency-sensitive ones by domain + 2 × this. */
 const URGENT_LANE = 256;
 const DEFAULT_FLUSH_MS = 2;
 const DEFAULT_MIN_COMPRESS = 256;
@@ -160,7 +162,7 @@ export class PacketDriver {
       throw new WireError('length', `message of ${message.data.length} data bytes exceeds the driver buffer maximum of ${this.#maxBytes} bytes`, 'dataLength');
     }
     // One open buffer per domain and lane.
-    const lane = urgent ? domain + URGENT_LANE : domain;
+    const lane = urgent ? domain + (h.latencySensitive ? 2 : 1) * URGENT_LANE : domain;
     let open = this.#open.get(lane);
     if (open && (ROUTING_HEADER_LENGTH + open.bytes + size > this.#maxBytes || open.count >= MAX_MESSAGES)) {
       this.#seal(lane, 'full');
@@ -221,7 +223,8 @@ export class PacketDriver {
     if (!open) return;
     this.#open.delete(lane);
     const urgent = lane >= URGENT_LANE;
-    const domain = urgent ? lane - URGENT_LANE : lane;
+    const redundant = lane >= 2 * URGENT_LANE;
+    const domain = lane % URGENT_LANE;
     if (lane >= URGENT_LANE) clearImmediate(open.timer as NodeJS.Immediate | undefined);
     else clearTimeout(open.timer as NodeJS.Timeout | undefined);
     const raw = open.raw.subarray(0, open.bytes);
@@ -230,7 +233,7 @@ export class PacketDriver {
     this.stats.buffers++;
     this.stats.rawBytes += raw.length;
     this.stats.bufferBytes += bytes.length;
-    this.#onBuffer({ bytes, domain, messages: open.count, rawBytes: raw.length, codec, reason, urgent });
+    this.#onBuffer({ bytes, domain, messages: open.count, rawBytes: raw.length, codec, reason, urgent, redundant });
   }
 
   #compress(domain: number, raw: Uint8Array): { codec: Codec; payload: Uint8Array } {

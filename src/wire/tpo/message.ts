@@ -26,7 +26,9 @@ export type MessageProtocol = keyof typeof MESSAGE_PROTOCOLS;
 
 /** Flag bits: the addresses are IPv6 (else IPv4). Other bits are reserved (zero in version 1). */
 export const FLAG_IPV6 = 0x01;
-const KNOWN_FLAGS = FLAG_IPV6;
+/** The flow is latency-sensitive: its thin messages are sent redundantly both ways (docs/WIRE.md 1). */
+export const FLAG_LATENCY_SENSITIVE = 0x02;
+const KNOWN_FLAGS = FLAG_IPV6 | FLAG_LATENCY_SENSITIVE;
 
 export interface MessageHeader {
   readonly function: MessageFunction;
@@ -39,6 +41,8 @@ export interface MessageHeader {
   readonly status: number;
   /** Bytes of data after the header (u32). */
   readonly dataLength: number;
+  /** The flow was marked latency-sensitive in the source gateway's table (flags bit 1). */
+  readonly latencySensitive?: boolean;
 }
 
 export function messageHeaderLength(h: Pick<MessageHeader, 'src'>): number {
@@ -77,7 +81,7 @@ export function writeMessageHeader(w: Writer, h: MessageHeader): void {
   w.u8(MESSAGE_VERSION)
     .u8(v4 ? MESSAGE_HEADER_V4 : MESSAGE_HEADER_V6)
     .u8(FUNCTION_CODE[h.function])
-    .u8(v4 ? 0 : FLAG_IPV6)
+    .u8((v4 ? 0 : FLAG_IPV6) | (h.latencySensitive ? FLAG_LATENCY_SENSITIVE : 0))
     .u8(MESSAGE_PROTOCOLS[h.protocol])
     .u8(h.status)
     .u16(0)
@@ -126,7 +130,16 @@ export function readMessageHeader(r: Reader): MessageHeader {
     src = formatIpv4(r.u32('src.address'));
     dst = formatIpv4(r.u32('dst.address'));
   }
-  return { function: func, protocol: proto, sequence, src: { address: src, port: srcPort }, dst: { address: dst, port: dstPort }, status, dataLength };
+  return {
+    function: func,
+    protocol: proto,
+    sequence,
+    src: { address: src, port: srcPort },
+    dst: { address: dst, port: dstPort },
+    status,
+    dataLength,
+    ...(flags & FLAG_LATENCY_SENSITIVE ? { latencySensitive: true } : {}),
+  };
 }
 
 function formatIpv4(n: number): string {
