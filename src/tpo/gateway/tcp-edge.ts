@@ -99,6 +99,8 @@ export class TcpEdge implements CarriedFlow {
   #ended = false;
   /** Bytes handed to the socket since the last window grant to the primary. */
   #consumed = 0;
+  /** The socket is corked until the end of this tick (see #writeToApp). */
+  #corked = false;
   #state = 'opening';
   #openTimer: NodeJS.Timeout | undefined;
   /** The socket closed after both FINs; the flow ends when no branch has bytes waiting for window. */
@@ -317,6 +319,7 @@ export class TcpEdge implements CarriedFlow {
         }
         if (primary && this.#socket && !this.#socket.destroyed) {
           const n = m.data.length;
+          this.#corkForThisTick(this.#socket);
           this.#socket.write(m.data, () => {
             this.#consumed += n;
             if (this.#consumed >= GRANT_AFTER && !b.done) {
@@ -355,6 +358,24 @@ export class TcpEdge implements CarriedFlow {
       default:
         break;
     }
+  }
+
+  /**
+   * The messages of one received batch reach the application in one
+   * writev: the socket is corked at the first write and uncorked once the
+   * batch (this tick) is done. Writing each message on its own cost the
+   * receiving gateway about a tenth of its main thread at 50-200 Mbit/s
+   * (V8 profile: writeBuffer).
+   */
+  #corkForThisTick(socket: net.Socket): void {
+    if (this.#corked) return;
+    this.#corked = true;
+    socket.cork();
+    process.nextTick(() => {
+      this.#corked = false;
+      // end() and destroy() flush or drop what is corked themselves.
+      if (!socket.destroyed && socket.writableCorked) socket.uncork();
+    });
   }
 
   #grant(b: TcpBranch, bytes: number): void {
