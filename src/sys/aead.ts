@@ -16,7 +16,7 @@ const TAG = 16;
 const EVP_CTRL_AEAD_GET_TAG = 0x10;
 const EVP_CTRL_AEAD_SET_TAG = 0x11;
 /** The largest datagram (field + segment + tag) handled here; larger ones go to node:crypto. */
-export const EVP_AEAD_MAX_DATAGRAM = 65_600;
+const EVP_AEAD_MAX_DATAGRAM = 65_600;
 
 // Region layout: nonce, output length, key, the input, the output.
 const IV = 0;

@@ -14,6 +14,9 @@
  */
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { formatIpv6 } from '../../src/wire/ip-address.js';
+import { MESSAGE_FUNCTIONS, MESSAGE_PROTOCOLS, type MessageHeader } from '../../src/wire/tpo/message.js';
+import type { CarriedMessage } from '../../src/wire/tpo/driver-buffer.js';
 
 // A failing property shows the assertion's message (which decoder, what it threw), not only the input.
 fc.configureGlobal({ ...fc.readConfigureGlobal(), includeErrorInReport: true });
@@ -184,4 +187,34 @@ export function anyInput(valid: fc.Arbitrary<Uint8Array>, maxLength = 512): fc.A
     { weight: 5, arbitrary: hostile(valid).map((h) => h.bytes) },
     { weight: 1, arbitrary: valid },
   );
+}
+
+const ipv4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((b) => b.join('.'));
+const ipv6 = fc.uint8Array({ minLength: 16, maxLength: 16 }).map((b) => formatIpv6(b));
+const port = fc.nat(65535);
+
+/** Any valid TPO message header with `dataLength` (addresses of one family; the latency-sensitive flag present only when set, as decoded). */
+export function messageHeaderArb(dataLength: number): fc.Arbitrary<MessageHeader> {
+  return fc
+    .oneof(fc.tuple(ipv4, ipv4), fc.tuple(ipv6, ipv6))
+    .chain(([src, dst]) =>
+      fc.record(
+        {
+          function: fc.constantFrom(...MESSAGE_FUNCTIONS),
+          protocol: fc.constantFrom(...(Object.keys(MESSAGE_PROTOCOLS) as (keyof typeof MESSAGE_PROTOCOLS)[])),
+          sequence: fc.nat(0xffffffff),
+          src: fc.record({ address: fc.constant(src), port }, { noNullPrototype: true }),
+          dst: fc.record({ address: fc.constant(dst), port }, { noNullPrototype: true }),
+          status: fc.nat(255),
+          dataLength: fc.constant(dataLength),
+        },
+        { noNullPrototype: true },
+      ),
+    )
+    .chain((h) => fc.boolean().map((ls): MessageHeader => (ls ? { ...h, latencySensitive: true } : h)));
+}
+
+/** Any valid carried message with at most `maxData` bytes of data. */
+export function carriedMessageArb(maxData: number): fc.Arbitrary<CarriedMessage> {
+  return fc.uint8Array({ maxLength: maxData }).chain((data) => messageHeaderArb(data.length).map((header) => ({ header, data })));
 }

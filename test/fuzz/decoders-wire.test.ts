@@ -25,7 +25,6 @@ import { decodePatSection, decodePmtSection, encodePatSection, encodePmtSection,
 import { formatIpv6, ipv4ToInt, ipv6Bytes } from '../../src/wire/ip-address.js';
 import { WireError } from '../../src/wire/tpo/errors.js';
 import { Reader, Writer } from '../../src/wire/tpo/cursor.js';
-import { MESSAGE_FUNCTIONS, MESSAGE_PROTOCOLS, type MessageHeader } from '../../src/wire/tpo/message.js';
 import {
   decodeDriverBuffer,
   decodeMessages,
@@ -49,7 +48,7 @@ import { PortDemux } from '../../src/tpo/link/port-demux.js';
 import { newPortStats, type DatagramPort, type DatagramSource } from '../../src/tpo/io/port.js';
 import { TsContinuityChecker } from '../../src/media/ts-checker.js';
 import { SyntheticTsStream } from '../../src/media/ts-synth.js';
-import { anyInput, hostile, plain, sameInAnySurroundings, typedOnly } from './decoder-props.js';
+import { anyInput, carriedMessageArb, hostile, plain, sameInAnySurroundings, typedOnly } from './decoder-props.js';
 
 const isWire = (e: unknown) => e instanceof WireError;
 const never = () => false;
@@ -248,24 +247,7 @@ test('IP address text: a number/16 bytes or a TypeError; bytes → text → byte
 // ---------------------------------------------------------------------------
 // TPO wire: messages, driver buffers, data mover field, cursor
 
-const ipv6Text = ipv6Raw.map(formatIpv6);
-const port = fc.nat(65535);
-const header = (dataLength: number) =>
-  fc.oneof(fc.tuple(ipv4Text, ipv4Text), fc.tuple(ipv6Text, ipv6Text)).chain(([src, dst]) =>
-    fc.record(
-      {
-        function: fc.constantFrom(...MESSAGE_FUNCTIONS),
-        protocol: fc.constantFrom(...(Object.keys(MESSAGE_PROTOCOLS) as (keyof typeof MESSAGE_PROTOCOLS)[])),
-        sequence: fc.nat(0xffffffff),
-        src: fc.record({ address: fc.constant(src), port }, { noNullPrototype: true }),
-        dst: fc.record({ address: fc.constant(dst), port }, { noNullPrototype: true }),
-        status: fc.nat(255),
-        dataLength: fc.constant(dataLength),
-      },
-      { noNullPrototype: true },
-    ),
-  ) as fc.Arbitrary<MessageHeader>;
-const message: fc.Arbitrary<CarriedMessage> = fc.uint8Array({ maxLength: 120 }).chain((data) => header(data.length).map((h) => ({ header: h, data })));
+const message = carriedMessageArb(120);
 const messageList = fc.array(message, { minLength: 1, maxLength: 6 });
 const rawMessages = messageList.map((ms) => ({ ms, raw: encodeMessages(ms) }));
 

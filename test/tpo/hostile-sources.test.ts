@@ -53,6 +53,19 @@ async function closeAll(socks: dgram.Socket[]): Promise<void> {
   await Promise.all(socks.map((s) => new Promise<void>((r) => s.close(() => r()))));
 }
 
+/** A receive batch with no datagram bytes (what the source-table tests need), with `extra` fields. */
+function emptyBatch(extra: Partial<PortBatch>): PortBatch {
+  return {
+    data: new ArrayBuffer(0),
+    pairs: new Int32Array(0),
+    groBuffers: 0,
+    truncated: 0,
+    unknownSources: 0,
+    receivedAtEpochMs: performance.timeOrigin + performance.now(),
+    ...extra,
+  };
+}
+
 test('source ids: a restart of the table never invalidates ids already written into the batch being built', () => {
   const ids = new SourceIdTable(64);
   const app = new SourceTable();
@@ -73,14 +86,7 @@ test('source ids: a restart of the table never invalidates ids already written i
       pairs[2 * j + 1] = ids.idOf(meta, 0);
       expected.push(p);
     }
-    const batch: PortBatch = {
-      data: new ArrayBuffer(0),
-      pairs,
-      groBuffers: 0,
-      truncated: 0,
-      unknownSources: 0,
-      receivedAtEpochMs: performance.timeOrigin + performance.now(),
-    };
+    const batch = emptyBatch({ pairs });
     ids.finish(batch);
     if (batch.reset) resets++;
     app.apply(batch);
@@ -91,28 +97,12 @@ test('source ids: a restart of the table never invalidates ids already written i
 
 test('the application thread drops (and counts) a datagram whose source id it does not know, never hands over undefined', () => {
   const app = new SourceTable();
-  app.apply({
-    data: new ArrayBuffer(0),
-    pairs: new Int32Array(0),
-    groBuffers: 0,
-    truncated: 0,
-    unknownSources: 0,
-    receivedAtEpochMs: 0,
-    sources: [{ id: 0, address: '127.0.0.1', port: 9, family: 'IPv4' }],
-  });
+  app.apply(emptyBatch({ sources: [{ id: 0, address: '127.0.0.1', port: 9, family: 'IPv4' }] }));
   assert.equal(app.get(0)?.port, 9);
   assert.equal(app.get(1), undefined);
   assert.equal(app.get(-1), undefined);
   assert.equal(app.get(1 << 30), undefined);
-  app.apply({
-    data: new ArrayBuffer(0),
-    pairs: new Int32Array(0),
-    groBuffers: 0,
-    truncated: 0,
-    unknownSources: 0,
-    receivedAtEpochMs: performance.timeOrigin + performance.now(),
-    reset: true,
-  });
+  app.apply(emptyBatch({ reset: true }));
   assert.equal(app.get(0), undefined, 'a reset forgets every earlier id');
 });
 

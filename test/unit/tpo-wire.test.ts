@@ -7,35 +7,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { formatIpv6 } from '../../src/wire/ip-address.js';
 import { WireError } from '../../src/wire/tpo/errors.js';
-import { MESSAGE_FUNCTIONS, MESSAGE_PROTOCOLS, type MessageHeader } from '../../src/wire/tpo/message.js';
-import { decodeDriverBuffer, decodeMessages, encodeDriverBuffer, encodeMessages, CODECS, type CarriedMessage } from '../../src/wire/tpo/driver-buffer.js';
+import { carriedMessageArb } from '../fuzz/decoder-props.js';
+import { decodeDriverBuffer, decodeMessages, encodeDriverBuffer, encodeMessages, CODECS } from '../../src/wire/tpo/driver-buffer.js';
 import { decodeDataMoverField, encodeDataMoverField, type DataMoverField } from '../../src/wire/tpo/data-mover.js';
 
-const ipv4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((b) => b.join('.'));
-const ipv6 = fc.uint8Array({ minLength: 16, maxLength: 16 }).map((b) => formatIpv6(b));
-const port = fc.nat(65535);
-const header = (dataLength: number) =>
-  fc
-    .oneof(fc.tuple(ipv4, ipv4), fc.tuple(ipv6, ipv6))
-    .chain(([src, dst]) =>
-      fc.record(
-        {
-          function: fc.constantFrom(...MESSAGE_FUNCTIONS),
-          protocol: fc.constantFrom(...(Object.keys(MESSAGE_PROTOCOLS) as (keyof typeof MESSAGE_PROTOCOLS)[])),
-          sequence: fc.nat(0xffffffff),
-          src: fc.record({ address: fc.constant(src), port }, { noNullPrototype: true }),
-          dst: fc.record({ address: fc.constant(dst), port }, { noNullPrototype: true }),
-          status: fc.nat(255),
-          dataLength: fc.constant(dataLength),
-        },
-        { noNullPrototype: true },
-      ),
-    )
-    // Flags bit 1: the flow is latency-sensitive (present only when set, as the decoder reports it).
-    .chain((h) => fc.boolean().map((ls) => (ls ? { ...h, latencySensitive: true } : h))) as fc.Arbitrary<MessageHeader>;
-const message: fc.Arbitrary<CarriedMessage> = fc.uint8Array({ maxLength: 200 }).chain((data) => header(data.length).map((h) => ({ header: h, data })));
+const message = carriedMessageArb(200);
 const messages = fc.array(message, { maxLength: 8 });
 
 const isWireError = (e: unknown) => e instanceof WireError;

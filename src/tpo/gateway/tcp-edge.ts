@@ -99,7 +99,7 @@ export class TcpEdge implements CarriedFlow {
   #ended = false;
   /** Bytes handed to the socket since the last window grant to the primary. */
   #consumed = 0;
-  /** The socket is corked until the end of this tick (see #writeToApp). */
+  /** The socket is corked until the end of this tick (see #corkForThisTick). */
   #corked = false;
   #state = 'opening';
   #openTimer: NodeJS.Timeout | undefined;

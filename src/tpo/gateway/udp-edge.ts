@@ -16,7 +16,7 @@
 import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import { markDgramSocket } from '../../sys/socket-options.js';
-import { message, newBranch, STATUS, type Branch, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple, tupleKey } from './flow.js';
+import { EMPTY, message, newBranch, STATUS, type Branch, type CarriedFlow, type FlowHost, type FlowStatus, type FlowTuple, tupleKey } from './flow.js';
 import { ROUTING_HEADER_LENGTH, type CarriedMessage } from '../../wire/tpo/driver-buffer.js';
 import { MESSAGE_HEADER_V6 } from '../../wire/tpo/message.js';
 
@@ -51,7 +51,6 @@ export interface UdpEdgeOptions {
   readonly entry?: string;
   /** Latency-sensitive (the table entry, or the flag on the flow's first message): its thin messages go redundantly. */
   readonly latencySensitive?: boolean;
-
   readonly counters: { udpDropped: number; udpTooLarge: number; sequenceErrors: number };
   /** Source side: sends a reply datagram to the client. */
   readonly reply?: (data: Uint8Array) => void;
@@ -165,7 +164,7 @@ export class UdpEdge implements CarriedFlow {
         continue;
       }
       b.bytesOut += data.length;
-      this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, 'data', b.seqOut++, data, STATUS.ok, this.#o.latencySensitive), urgent);
+      this.#send(b, 'data', data, STATUS.ok, urgent);
     }
   }
 
@@ -222,17 +221,15 @@ export class UdpEdge implements CarriedFlow {
     }
   }
 
+  /** One message of this flow to a branch's peer; a control message (no data) is urgent when the flow is thin. */
+  #send(b: Branch, fn: 'data' | 'reset' | 'close', data: Uint8Array, status: number, urgent = b.meter.urgent(0)): void {
+    this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, fn, b.seqOut++, data, status, this.#o.latencySensitive), urgent);
+  }
+
   /** The destination side could not open its socket: the flow ends as a reset. */
   #fail(): void {
     if (this.#ended) return;
-    for (const b of this.branches)
-      if (!b.done)
-        this.#o.host.send(
-          b.peer,
-          this.#o.domain,
-          message(this.tuple, 'reset', b.seqOut++, undefined, STATUS.other, this.#o.latencySensitive),
-          b.meter.urgent(0),
-        );
+    for (const b of this.branches) if (!b.done) this.#send(b, 'reset', EMPTY, STATUS.other);
     this.#end('failed');
   }
 
@@ -243,7 +240,7 @@ export class UdpEdge implements CarriedFlow {
   resetBranch(peer: string, status: number): void {
     const b = this.branches.find((x) => x.peer === peer);
     if (!b || b.done || this.#ended) return;
-    this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, 'reset', b.seqOut++, undefined, status, this.#o.latencySensitive), b.meter.urgent(0));
+    this.#send(b, 'reset', EMPTY, status);
     b.done = true;
     if (this.branches.every((x) => x.done)) this.#end(`reset (${status})`);
   }
@@ -258,9 +255,7 @@ export class UdpEdge implements CarriedFlow {
   /** Ends the flow here and tells the branches. */
   close(reason = 'closed'): void {
     if (this.#ended) return;
-    for (const b of this.branches)
-      if (!b.done)
-        this.#o.host.send(b.peer, this.#o.domain, message(this.tuple, 'close', b.seqOut++, undefined, STATUS.ok, this.#o.latencySensitive), b.meter.urgent(0));
+    for (const b of this.branches) if (!b.done) this.#send(b, 'close', EMPTY, STATUS.ok);
     this.#end(reason);
   }
 

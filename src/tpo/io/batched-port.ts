@@ -322,7 +322,7 @@ export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
     st.receiveDropped.unknownSource += m.unknownSources;
     const all = Buffer.from(m.data);
     // The receive thread's clock is the same epoch clock as this one's; only the origins differ.
-    const receivedAt = Math.min(performance.now(), m.receivedAtEpochMs - performance.timeOrigin);
+    const receivedAt = m.receivedAtEpochMs - performance.timeOrigin;
     const pairs = m.pairs;
     let at = 0;
     for (let k = 0; k < pairs.length; k += 2) {

@@ -12,7 +12,7 @@ import { isLoopbackAddress } from '../../wire/endpoint.js';
  * datagram; measured 33 → 20 gateway CPU s/GB), and a loss or a
  * retransmission stays small.
  */
-export const LOOPBACK_MTU = 9000;
+const LOOPBACK_MTU = 9000;
 
 /** Segment bytes for a session with `peer`; undefined: the data mover's default (a 1500-byte MTU). */
 export function segmentSizeFor(peer: { address: string } | undefined, mtu: number | undefined): number | undefined {

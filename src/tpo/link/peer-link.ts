@@ -132,7 +132,7 @@ export class PeerLink extends EventEmitter {
   /** Driver buffers sealed before the session was up. */
   readonly #waiting: Uint8Array[] = [];
   #closed = false;
-  readonly #onMessage = (msg: Buffer, from: DatagramSource, receivedAt?: number) => this.#receive(msg, from, receivedAt);
+  readonly #onMessage = (msg: Buffer, from: DatagramSource, receivedAt: number) => this.#receive(msg, from, receivedAt);
 
   constructor(options: PeerLinkOptions) {
     super();
@@ -225,7 +225,7 @@ export class PeerLink extends EventEmitter {
     this.#retryMs = Math.min(RETRY_MAX_MS, this.#retryMs * 1.5);
   }
 
-  #receive(msg: Buffer, rinfo: DatagramSource, receivedAt: number | undefined): void {
+  #receive(msg: Buffer, rinfo: DatagramSource, receivedAt: number): void {
     if (this.#closed || msg.length < 2) return;
     const kind = peekKind(msg);
     try {

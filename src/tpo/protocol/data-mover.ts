@@ -133,7 +133,7 @@ export interface DataMoverStats {
 }
 
 /** The default segment (see DataMoverOptions.segmentSize). */
-export const DEFAULT_SEGMENT_SIZE = 1350;
+const DEFAULT_SEGMENT_SIZE = 1350;
 /** IP and UDP headers, the field with a piggybacked ack, and the tag, with room to spare: 1500 - 150 = 1350 over IPv4. */
 const MTU_OVERHEAD = { 4: 150, 6: 170 } as const;
 /** The most a datagram may carry: the largest UDP payload over IPv4, less the same overhead. */
@@ -200,9 +200,7 @@ export class DataMover extends EventEmitter {
   // Sending side.
   #nextLogical = 0;
   #nextPhysical = 0;
-  /** Logical numbers of redundant segments not yet sent once. */
-  readonly #redundant = new Set<number>();
-  /** Their second copies, due one pacer tick after the first (a short burst of loss should not take both). */
+  /** Second copies of redundant segments, due one pacer tick after the first (a short burst of loss should not take both). */
   readonly #repeat: { logical: number; dueAt: number }[] = [];
   readonly #queue: Segment[] = [];
   /**
@@ -310,9 +308,9 @@ export class DataMover extends EventEmitter {
     if (this.#closed) throw new Error('data mover is closed');
     const segs = segmentBuffer(buffer, this.#o.segmentSize, this.#nextLogical);
     this.#nextLogical += segs.length;
-    for (const s of segs) {
+    for (const cut of segs) {
+      const s = urgent && redundant ? { ...cut, redundant } : cut;
       (urgent ? this.#urgent : this.#queue).push(s);
-      if (urgent && redundant) this.#redundant.add(s.logical);
       this.#unacked.set(s.logical, s);
       this.#queuedBytes += s.bytes.length;
     }
@@ -545,6 +543,7 @@ export class DataMover extends EventEmitter {
       let seg: Segment | undefined;
       let retransmission = false;
       let copy = false;
+      let first = false;
       while (this.#repeat.length && this.#repeat[0]!.dueAt <= now) {
         seg = this.#unacked.get(this.#repeat.shift()!.logical);
         if (seg) {
@@ -563,8 +562,10 @@ export class DataMover extends EventEmitter {
       while (!seg && this.#urgent.length) {
         const s = this.#urgent.shift()!;
         this.#queuedBytes -= s.bytes.length;
-        if (this.#unacked.has(s.logical)) seg = s;
-        else this.#redundant.delete(s.logical);
+        if (this.#unacked.has(s.logical)) {
+          seg = s;
+          first = true;
+        }
       }
       if (!seg) {
         if (this.#queueHead >= this.#queue.length) break;
@@ -584,7 +585,7 @@ export class DataMover extends EventEmitter {
         this.stats.redundantDatagrams++;
         this.stats.redundantBytes += sent;
       } else if (retransmission) this.stats.retransmissions++;
-      if (this.#redundant.delete(seg.logical)) this.#repeat.push({ logical: seg.logical, dueAt: now + PACER_TICK_MS });
+      if (first && seg.redundant) this.#repeat.push({ logical: seg.logical, dueAt: now + PACER_TICK_MS });
     }
     if (this.#wantDrain && this.hasRoom) {
       this.#wantDrain = false;

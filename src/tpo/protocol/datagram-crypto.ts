@@ -62,7 +62,7 @@ function evp(): DatagramAead | null {
   return fast;
 }
 
-/** Which implementation seals and opens in this thread (status and bench). */
+/** Which implementation seals and opens in this thread (the interoperability test asks). */
 export function datagramAeadImplementation(): 'evp' | 'node' {
   return evp() ? 'evp' : 'node';
 }

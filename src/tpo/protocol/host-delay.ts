@@ -26,6 +26,8 @@ export const HOST_DELAY_CAP_MS = 3;
 export class HostDelayFilter {
   readonly #rounds: number;
   readonly #means: number[] = [];
+  /** Max of #means, kept at each round's end: the window reads it on every pacer step. */
+  #max = 0;
   #sum = 0;
   #count = 0;
 
@@ -43,12 +45,13 @@ export class HostDelayFilter {
   endRound(): void {
     if (this.#count) this.#means.push(this.#sum / this.#count);
     if (this.#means.length > this.#rounds) this.#means.shift();
+    this.#max = this.#means.length ? Math.max(...this.#means) : 0;
     this.#sum = 0;
     this.#count = 0;
   }
 
   /** The delay to cover, ms (0 before a full round). */
   get ms(): number {
-    return this.#means.length ? Math.max(...this.#means) : 0;
+    return this.#max;
   }
 }

@@ -14,6 +14,8 @@ export interface Segment {
   /** TD_BUFFER_START / TD_BUFFER_END bits. */
   readonly flags: number;
   readonly bytes: Uint8Array;
+  /** Sent a second time one pacer tick after its first transmission (an urgent segment of a latency-sensitive flow; data-mover.ts). */
+  readonly redundant?: boolean;
 }
 
 /** Cuts `buffer` into segments numbered from `firstLogical` (views, no copy). */
