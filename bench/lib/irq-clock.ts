@@ -23,7 +23,8 @@
  *
  * A task's running period counts when it ends, so readings are exact when
  * the core's task is the idle one, as at the edges of a trial (before the
- * generator starts and after the drain). Hard-interrupt handlers in idle (a
+ * generator starts and after the drain); each reading says how long ago the
+ * core last switched (`sinceSwitchS`), the period it cannot yet classify. Hard-interrupt handlers in idle (a
  * few µs per wake-up) are not counted. (/proc/schedstat would give task
  * time, but needs CONFIG_SCHEDSTATS, which this kernel lacks.)
  */
@@ -159,14 +160,21 @@ export class CoreClock {
   /**
    * Seconds of `cpu` since open(): busy (task time plus softirq that
    * interrupted its idle task), the idle part of that, and NET_RX softirq
-   * time in any context (part of busy).
+   * time in any context (part of busy); and the time since the core's last
+   * context switch, which is in neither figure yet: a task running all along
+   * (busy time still to come) or the idle task (none). bpf_ktime_get_ns and
+   * process.hrtime are both CLOCK_MONOTONIC.
    */
-  busyS(cpu: number): { busyS: number; idleSoftirqS: number; netRxS: number } {
+  busyS(cpu: number): { busyS: number; idleSoftirqS: number; netRxS: number; sinceSwitchS: number } {
     const v = mapLookup(this.#map, new Uint8Array(4), VALUE_SIZE * this.#cpus, 'bench_irqclk');
-    if (!v) return { busyS: 0, idleSoftirqS: 0, netRxS: 0 };
+    const now = process.hrtime.bigint();
+    if (!v) return { busyS: 0, idleSoftirqS: 0, netRxS: 0, sinceSwitchS: 0 };
     const view = new DataView(v.buffer, v.byteOffset);
-    const at = (field: number) => Number(view.getBigUint64(cpu * VALUE_SIZE + field, true)) / 1e9;
-    return { busyS: at(TASK_NS) + at(SIRQ_NS), idleSoftirqS: at(SIRQ_NS), netRxS: at(NETRX_NS) };
+    const raw = (field: number) => view.getBigUint64(cpu * VALUE_SIZE + field, true);
+    const at = (field: number) => Number(raw(field)) / 1e9;
+    const last = raw(LAST_SWITCH);
+    const sinceSwitchS = last === 0n || last > now ? 0 : Number(now - last) / 1e9;
+    return { busyS: at(TASK_NS) + at(SIRQ_NS), idleSoftirqS: at(SIRQ_NS), netRxS: at(NETRX_NS), sinceSwitchS };
   }
 
   close(): void {
