@@ -8,6 +8,7 @@
  * (--quiet: only the result).
  *
  *   node --import tsx bench/tools/tpo-loopback.ts [--mb 100] [--max-s 60] [--io auto|batched|portable] [--runs 1]
+ *     [--mtu 1500]       (both peers' MTU; default the loopback path's, 9000)
  *     [--cpu-prof DIR]   (the gateways write V8 CPU profiles there; they are stopped with SIGTERM)
  *
  * One JSON line per run on stdout: {"event":"done", mb moved, seconds,
@@ -30,6 +31,8 @@ import { processSeconds as cpuSeconds } from '../lib/cpu.js';
 const MB = Number(flag('mb', '100'));
 const MAX_S = Number(flag('max-s', '60'));
 const IO = flag('io', 'auto');
+/** Both peers' MTU (default: the loopback path's 9000); 1500 sizes datagrams as on a WAN path. */
+const MTU = process.argv.includes('--mtu') ? Number(flag('mtu', '1500')) : undefined;
 const RUNS = Number(flag('runs', '1'));
 const SAMPLE_MS = Number(flag('sample-ms', '1000'));
 const QUIET = process.argv.includes('--quiet');
@@ -108,7 +111,12 @@ async function run(index: number): Promise<object> {
   const key = randomBytes(32).toString('hex');
   const [udpA, udpB, listen, sinkPort] = [await freePort('udp'), await freePort('udp'), await freePort('tcp'), await freePort('tcp')];
   // The same configs as the bench's loopback profile (harness/tpo/gateway-pair.ts), here on the host.
-  const { a, b } = pairConfigs(loopbackPairPlace('', udpA, udpB), { mode: 'explicit', tcpTarget: sinkPort, listenPort: listen }, dir, key);
+  const { a, b } = pairConfigs(
+    loopbackPairPlace('', udpA, udpB),
+    { mode: 'explicit', tcpTarget: sinkPort, listenPort: listen, ...(MTU ? { mtu: MTU } : {}) },
+    dir,
+    key,
+  );
   const control = { a: join(dir, 'gwa.sock'), b: join(dir, 'gwb.sock') };
   writeFileSync(join(dir, 'gwa.json'), JSON.stringify(a));
   writeFileSync(join(dir, 'gwb.json'), JSON.stringify(b));

@@ -35,6 +35,8 @@ export interface GatewayPairOptions {
   readonly nodeArgs?: readonly string[];
   /** Explicit mode: the TCP entry is `latencySensitive` (its thin flows' messages go twice). */
   readonly latencySensitive?: boolean;
+  /** Both peers' `mtu` (default: the config's, 1500 or 9000 on loopback). */
+  readonly mtu?: number;
 }
 
 export interface GatewayPair {
@@ -120,7 +122,7 @@ export function pairConfigs(place: PairPlace, o: GatewayPairOptions, dir: string
   const a = {
     name: 'gwa',
     listen: place.aPeer,
-    peers: [{ name: 'gwb', address: place.bPeer, key, keyId: 1 }],
+    peers: [{ name: 'gwb', address: place.bPeer, key, keyId: 1, ...(o.mtu ? { mtu: o.mtu } : {}) }],
     intercept: o.mode === 'explicit' ? { mode: 'explicit' } : { mode: 'transparent', hooks: ['prerouting'] },
     table,
     control: join(dir, 'gwa.sock'),
@@ -128,7 +130,7 @@ export function pairConfigs(place: PairPlace, o: GatewayPairOptions, dir: string
   const b = {
     name: 'gwb',
     listen: place.bPeer,
-    peers: [{ name: 'gwa', key, keyId: 1 }],
+    peers: [{ name: 'gwa', key, keyId: 1, ...(o.mtu ? { mtu: o.mtu } : {}) }],
     deliver: { allow: [place.servers] },
     control: join(dir, 'gwb.sock'),
   };
