@@ -103,7 +103,14 @@ module.exports = {
       to: { path: '^src/tpo/[^/]+\\.ts$|^src/(server|control|cli|dataplane|sender|media|worker)/' },
     },
     { name: 'relay-and-tpo-apart', severity: 'error', from: { path: '^src/(dataplane|sender|control)/' }, to: { path: '^src/tpo/' } },
-    { name: 'server-is-a-leaf', severity: 'error', from: { path: '^src/server/' }, to: { path: notIn('server', 'errors', 'events') } },
+    {
+      name: 'server-uses-public-entries',
+      severity: 'error',
+      comment: 'The daemon (sluice serve) drives relays and gateways through the library entries, like any application.',
+      from: { path: '^src/server/' },
+      to: { path: notIn('server', 'index', 'tpo/index', 'policy', 'fs', 'wire', 'errors', 'events') },
+    },
+    { name: 'only-cli-imports-server', severity: 'error', from: { path: '^src/(?!cli/|server/)' }, to: { path: '^src/server/' } },
     { name: 'only-cli-imports-cli', severity: 'error', from: { path: '^src/(?!cli/)' }, to: { path: '^src/cli/' } },
 
     {

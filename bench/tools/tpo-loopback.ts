@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fetchStatus } from '../../src/server/control-socket.js';
+import { fetchStatus } from '../../src/tpo/control-socket.js';
 import type { TpoGatewayStatus } from '../../src/tpo/index.js';
 import { flag } from './load-common.js';
 import { loopbackPairPlace, pairConfigs } from '../../harness/tpo/gateway-pair.js';

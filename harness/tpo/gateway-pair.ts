@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NsProcess, Topology } from '../netns/netns.js';
 import { WAN_ADDR } from '../wan/topology.js';
-import { fetchStatus } from '../../src/server/control-socket.js';
+import { fetchStatus } from '../../src/tpo/control-socket.js';
 import type { TpoGatewayStatus as GatewayStatus } from '../../src/tpo/index.js';
 
 const CLI = 'src/cli/main.ts';

@@ -6,7 +6,7 @@
 import { MAX_TPO_CONFIG_BYTES, TpoConfigError, type TpoConfig } from '../tpo/config/config.js';
 import { parseTpoConfigFile } from '../tpo/config/load.js';
 import { TpoGateway, type TpoGatewayStatus } from '../tpo/tpo-gateway.js';
-import { ControlSocketError, defaultControlPath, fetchStatus } from '../server/control-socket.js';
+import { ControlSocketError, defaultControlPath, fetchStatus } from '../tpo/control-socket.js';
 import { readInputText } from './input.js';
 import { PolicyValidationError } from '../errors.js';
 import { EXIT, emitJson, table } from './output.js';

@@ -11,4 +11,4 @@ export { loadTpoConfig } from './config/load.js';
 export { DEFAULT_MARK } from './gateway/transparent.js';
 export type { GatewayCounters, PeerStatus } from './gateway/status.js';
 export type { HostPort } from './intercept/interception.js';
-export { ControlSocketError, defaultControlPath, fetchStatus } from '../server/control-socket.js';
+export { ControlSocketError, defaultControlPath, fetchStatus } from './control-socket.js';

@@ -15,7 +15,7 @@
  * removes the policy routing a crash left.
  */
 import { TypedEmitter } from '../events.js';
-import { defaultControlPath, startControlServer, type ControlServer } from '../server/control-socket.js';
+import { defaultControlPath, startControlServer, type ControlServer } from './control-socket.js';
 import type { TpoConfig } from './config/config.js';
 import { loadTpoConfig } from './config/load.js';
 import { Gateway } from './gateway/gateway.js';

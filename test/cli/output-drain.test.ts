@@ -11,7 +11,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startControlServer } from '../../src/server/control-socket.js';
+import { startControlServer } from '../../src/tpo/control-socket.js';
 import { runCli } from '../../harness/process/cli.js';
 
 test('sluice status --json through a pipe: over 1 MiB of status arrives whole', async () => {

@@ -33,7 +33,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { startCli } from '../../harness/process/cli.js';
 import { freeTcpPort, freeUdpPort } from '../tpo/gateway-helpers.js';
-import { fetchStatus } from '../../src/server/control-socket.js';
+import { fetchStatus } from '../../src/tpo/control-socket.js';
 import type { GatewayStatus } from '../../src/tpo/gateway/status.js';
 import { Prng, hostileDatagrams, openSources, sendBounded, startCaptureProxy, udpDrops, type CaptureProxy, type Hostile } from '../../harness/traffic/fuzz.js';
 import { httpHostile, tcpHostile } from '../../harness/traffic/fuzz-stream.js';

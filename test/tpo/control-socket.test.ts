@@ -26,7 +26,7 @@ import {
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ControlSocketError, defaultControlDir, defaultControlPath, fetchStatus, startControlServer } from '../../src/server/control-socket.js';
+import { ControlSocketError, defaultControlDir, defaultControlPath, fetchStatus, startControlServer } from '../../src/tpo/control-socket.js';
 import { runCli } from '../../harness/process/cli.js';
 import { freeUdpPort } from './gateway-helpers.js';
 

@@ -22,7 +22,7 @@ import { runCli, startCli } from '../../harness/process/cli.js';
 import { parseTpoConfig } from '../../src/tpo/config/config.js';
 import { Gateway } from '../../src/tpo/gateway/gateway.js';
 import { ExplicitInterception } from '../../src/tpo/intercept/explicit.js';
-import { fetchStatus } from '../../src/server/control-socket.js';
+import { fetchStatus } from '../../src/tpo/control-socket.js';
 import { freeTcpPort, freeUdpPort, hashServer, sha } from './gateway-helpers.js';
 
 type Outcome = 'refused' | 'ok' | 'reset' | 'corrupt' | 'hang';

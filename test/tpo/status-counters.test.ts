@@ -19,7 +19,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseTpoConfig } from '../../src/tpo/config/config.js';
 import { Gateway } from '../../src/tpo/gateway/gateway.js';
 import type { GatewayStatus } from '../../src/tpo/gateway/status.js';
-import { startControlServer } from '../../src/server/control-socket.js';
+import { startControlServer } from '../../src/tpo/control-socket.js';
 import { encodeInitiate } from '../../src/wire/tpo/handshake.js';
 import { runCli } from '../../harness/process/cli.js';
 import { freeUdpPort } from './gateway-helpers.js';

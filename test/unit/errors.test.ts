@@ -24,7 +24,7 @@ import {
   type SluiceErrorCode,
 } from '../../src/index.js';
 import { WireError } from '../../src/wire/tpo/errors.js';
-import { ControlSocketError } from '../../src/server/control-socket.js';
+import { ControlSocketError } from '../../src/tpo/control-socket.js';
 import { FileRefusedError, readRegularFile } from '../../src/fs/regular-file.js';
 import { ElfError, parseBpfElf } from '../../src/wire/elf.js';
 import { parseTpoConfigText, TpoConfigError } from '../../src/tpo/config/config.js';
