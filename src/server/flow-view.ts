@@ -22,7 +22,8 @@ export interface FlowView {
 
 function allowJson(filter: SourceFilter): string | string[] {
   if (filter.any) return 'any';
-  return filter.rules.map((r) => (r.prefix === (r.family === 4 ? 32 : 128) ? r.address : `${r.address}/${r.prefix}`));
+  const rules = filter.rules.map((r) => (r.prefix === (r.family === 4 ? 32 : 128) ? r.address : `${r.address}/${r.prefix}`));
+  return rules.length === 1 ? rules[0]! : rules;
 }
 
 /** The policy `spec` as JSON a client could send, named `name`. */
