@@ -34,7 +34,12 @@ describe('HTTP API', () => {
   });
 
   test('401 without a token and with a wrong one, with WWW-Authenticate; the right one passes', async () => {
-    for (const headers of [{}, { authorization: 'Bearer wrong-token-wrong-token' }, { authorization: `Basic ${api.token}` }, { authorization: 'Bearer' }]) {
+    for (const headers of [
+      {} as Record<string, string>,
+      { authorization: 'Bearer wrong-token-wrong-token' },
+      { authorization: `Basic ${api.token}` },
+      { authorization: 'Bearer' },
+    ]) {
       const res = await fetch(`${api.url}/v1/flows`, { headers });
       assert.equal(res.status, 401, JSON.stringify(headers));
       assert.match(res.headers.get('www-authenticate') ?? '', /^Bearer/);
