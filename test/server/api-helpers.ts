@@ -177,7 +177,7 @@ export interface Serve {
 
 /** `sluice serve --config CONFIG ARGS...` as a child process, once it logged `ready`. */
 export async function startServe(config: string, args: string[] = [], tokenFile?: string): Promise<Serve> {
-  const child = startCli(['serve', '--config', config, '--log-level', 'info', ...args]);
+  const child = startCli(['serve', '--config', config, ...args]);
   let stderr = '';
   const records: Record<string, any>[] = [];
   const waiters: { pred: (r: Record<string, any>) => boolean; resolve: (r: Record<string, any>) => void }[] = [];
