@@ -265,7 +265,7 @@ export class TpoGateway extends TypedEmitter<TpoGatewayEvents> {
     if (this.#explicit) return this.#explicit;
     throw new NotSupportedError(
       'run-time table changes',
-      this.#transparent
+      this.#config.intercept.mode === 'transparent'
         ? "transparent interception's nf_tables rules are made at start: change the config file and restart the gateway"
         : 'the gateway runs without interception',
     );
