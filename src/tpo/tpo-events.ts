@@ -194,7 +194,10 @@ export class HandshakeFailureCoalescer {
     this.#pairs.set(key, pair);
     pair.count++;
     // Quiet for as long as the longest interval: a new episode, reported at once again.
-    if (now - pair.seen > HANDSHAKE_EVENT_MAX_INTERVAL_MS) pair.interval = WINDOW_MS;
+    if (now - pair.seen > HANDSHAKE_EVENT_MAX_INTERVAL_MS) {
+      pair.interval = WINDOW_MS;
+      pair.last = -Infinity;
+    }
     pair.seen = now;
     if (now - pair.last < pair.interval) return undefined;
     if (now - this.#windowStart >= WINDOW_MS) {
