@@ -1,7 +1,11 @@
 /**
  * `sluice tpo --config tpo.yaml` runs a TPO gateway until SIGINT/SIGTERM;
  * `sluice status` prints a running gateway's peers, flows and counters
- * from its control socket (issue #7).
+ * from its control socket (issue #7). The gateway's events (peers up and
+ * down, failed handshakes, an unreachable peer, failed flows, faults) are
+ * logged (tpo-log.ts: pino on stderr, `--log-level`); the ready and
+ * stopped lines and the periodic status stay as they were (stderr, or
+ * JSON lines on stdout with `--json`).
  */
 import { MAX_TPO_CONFIG_BYTES, TpoConfigError, type TpoConfig } from '../tpo/config/config.js';
 import { parseTpoConfigFile } from '../tpo/config/load.js';
@@ -11,6 +15,9 @@ import { readInputText } from './input.js';
 import { PolicyValidationError } from '../errors.js';
 import { EXIT, emitJson, table } from './output.js';
 import { onExit, waitForSignal } from './signals.js';
+import { Option } from 'commander';
+import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from '../server/log.js';
+import { logTpoGateway } from './tpo-log.js';
 
 export interface TpoRunOptions {
   readonly config: string;
@@ -18,6 +25,15 @@ export interface TpoRunOptions {
   readonly statsInterval: number;
   readonly io?: 'auto' | 'batched' | 'portable';
   readonly stopSignal?: Promise<string>;
+  /** Least severe level logged (default info). */
+  readonly logLevel?: LogLevel;
+  /** The logger (default: createLogger on stderr at logLevel). */
+  readonly log?: Logger;
+}
+
+/** `--log-level` of `sluice tpo`. */
+export function tpoLogLevelOption(): Option {
+  return new Option('--log-level <level>', 'least severe level logged (logs: JSON lines on stderr, readable on a terminal)').choices([...LOG_LEVELS]).default('info');
 }
 
 export function loadTpoConfig(path: string): TpoConfig {
@@ -161,6 +177,8 @@ export async function runTpo(o: TpoRunOptions): Promise<number> {
     }
     throw err;
   }
+  const log = o.log ?? createLogger({ level: o.logLevel ?? 'info' });
+  const stopLogging = logTpoGateway(gw, log);
   // The library installs no process handlers: transparent rules and routes go at exit (process.exit, a second signal) from here.
   const forgetOnExit = onExit(() => gw.removeKernelStateSync());
   // Something that ends the gateway's usefulness (its peer port's receive thread, the interception's) stops it with a message.
@@ -182,8 +200,11 @@ export async function runTpo(o: TpoRunOptions): Promise<number> {
     'ready',
     { name: config.name, listen: st.listen, io: st.io, interception: st.interception, listeners: st.listeners, control: gw.controlPath },
   );
-  gw.on('peerup', (p) => say(`sluice tpo: peer ${p} up`, 'peer-up', { peer: p }));
-  gw.on('peerdown', (p) => say(`sluice tpo: peer ${p} down`, 'peer-down', { peer: p }));
+  // Peers up and down are log records (tpo-log.ts); --json also keeps them as events on stdout.
+  if (o.json) {
+    gw.on('peerup', (p) => emitJson('peer-up', { peer: p }));
+    gw.on('peerdown', (p) => emitJson('peer-down', { peer: p }));
+  }
   const timer =
     o.statsInterval > 0
       ? setInterval(() => (o.json ? emitJson('status', { ...gw.status() }) : process.stderr.write(`${statusText(gw.status())}\n\n`)), o.statsInterval * 1000)
@@ -213,6 +234,7 @@ export async function runTpo(o: TpoRunOptions): Promise<number> {
     const why = outcome === 'late' ? `did not finish within ${SHUTDOWN_DEADLINE_MS / 1000} s` : `failed: ${outcome.message}`;
     say(`sluice tpo: shutdown ${why}; remaining sockets are destroyed at exit`, 'shutdown-incomplete', { reason: why });
   }
+  stopLogging();
   if (o.json) emitJson('stopped', { signal: sig, status: final });
   else process.stderr.write(`sluice tpo: stopped (${sig})${transparent ? '; interception rules removed' : ''}\n${statusText(final)}\n`);
   return fault || outcome !== 'done' ? EXIT.FAILURE : EXIT.OK;

@@ -1,11 +1,25 @@
 /**
  * 'sluice/tpo': the TPO gateway as a library (docs/TPO.md, *Library*).
  * TpoGateway starts what `sluice tpo` runs from a config (a file or a
- * parsed object) and closes it; fetchStatus reads a running gateway's
- * status from its control socket, as `sluice status` does.
+ * parsed object), changes its peers and table while it runs, and closes
+ * it; fetchStatus reads a running gateway's status from its control
+ * socket, as `sluice status` does.
  */
 export { TpoGateway, type TpoGatewayOptions, type TpoGatewayStatus } from './tpo-gateway.js';
-export type { TpoFlowFailReason, TpoFlowFailure, TpoFlowInfo, TpoGatewayEvents, TpoHandshakeFailure, TpoHandshakeFailureReason } from './tpo-events.js';
+export type {
+  TpoFlowFailReason,
+  TpoFlowFailure,
+  TpoFlowInfo,
+  TpoGatewayEvents,
+  TpoHandshakeFailure,
+  TpoHandshakeFailureReason,
+  TpoPeerFlowsReset,
+  TpoPeerFlowsResetCause,
+  TpoPeerRemoval,
+  TpoPeerUnreachable,
+  TpoTableEntryRemoval,
+} from './tpo-events.js';
+export type { TpoPeerView, TpoTableEntryView } from './config/changes.js';
 export { parseTpoConfig, parseTpoConfigText, TpoConfigError, type PeerConfig, type TpoConfig } from './config/config.js';
 export { loadTpoConfig } from './config/load.js';
 export { DEFAULT_MARK } from './gateway/transparent.js';

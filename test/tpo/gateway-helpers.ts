@@ -11,6 +11,7 @@ import { parseTpoConfig, type TpoConfig } from '../../src/tpo/config/config.js';
 import { Gateway } from '../../src/tpo/gateway/gateway.js';
 import { ExplicitInterception } from '../../src/tpo/intercept/explicit.js';
 import { LinkEmulator } from '../../harness/wan/udp-emulator.js';
+import type { TpoGateway, TpoGatewayEvents } from '../../src/tpo/index.js';
 
 export const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
@@ -119,4 +120,41 @@ export async function startPair(o: PairOptions): Promise<Pair> {
     await sleep(10);
   }
   return pair;
+}
+
+/** How a client's connection ended, and when (ms after connecting). */
+export function clientOutcome(port: number, hangMs = 30_000): Promise<{ outcome: 'reset' | 'refused' | 'closed' | 'hang'; ms: number }> {
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    const s = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    let connected = false;
+    const done = (outcome: 'reset' | 'refused' | 'closed' | 'hang') => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve({ outcome, ms: performance.now() - t0 });
+    };
+    const timer = setTimeout(() => done('hang'), hangMs);
+    s.on('connect', () => {
+      connected = true;
+      s.write('hello');
+    });
+    s.on('error', (e: NodeJS.ErrnoException) => done(!connected && e.code === 'ECONNREFUSED' ? 'refused' : e.code === 'ECONNRESET' ? 'reset' : 'closed'));
+    s.on('end', () => done('closed'));
+    s.on('close', () => done(connected ? 'reset' : 'refused'));
+  });
+}
+
+/** Every `event` the gateway emits from now on. */
+export function collect<K extends keyof TpoGatewayEvents>(gw: TpoGateway, event: K): TpoGatewayEvents[K][0][] {
+  const got: TpoGatewayEvents[K][0][] = [];
+  gw.on(event, ((x: TpoGatewayEvents[K][0]) => got.push(x)) as never);
+  return got;
+}
+
+export async function until(what: string, ok: () => boolean, ms = 20_000): Promise<void> {
+  const t0 = performance.now();
+  while (!ok()) {
+    if (performance.now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
 }

@@ -63,48 +63,62 @@ function parsePorts(v: number | string, where: string): PortRange {
   const [a, b] = v.split('-');
   const lo = Number(a);
   const hi = b === undefined ? lo : Number(b);
-  if (!(lo >= 0 && lo <= 65535 && hi >= 0 && hi <= 65535)) throw new FlowTableError(`${where}: port ${v} is out of range 0..65535`);
-  if (hi < lo) throw new FlowTableError(`${where}: port range ${v} runs backwards`);
+  if (!(lo >= 0 && lo <= 65535 && hi >= 0 && hi <= 65535)) throw new FlowTableError(`port ${v} is out of range 0..65535`, where);
+  if (hi < lo) throw new FlowTableError(`port range ${v} runs backwards`, where);
   return { lo, hi };
 }
 
-/** An interception table entry was refused; the message names it. A ConfigError (SLUICE_ERR_INVALID_CONFIG). */
+/**
+ * An interception table entry was refused; the message names it (`path`:
+ * the field, `detail`: what is wrong with it). A ConfigError
+ * (SLUICE_ERR_INVALID_CONFIG).
+ */
 export class FlowTableError extends ConfigError {
   override name = 'FlowTableError';
+  readonly path: string | undefined;
+  readonly detail: string | undefined;
+  constructor(detail: string, path?: string) {
+    super(path ? `${path}: ${detail}` : detail);
+    this.path = path;
+    this.detail = detail;
+  }
 }
 
 /** Compiles table entries (as in the config file) in order; throws FlowTableError naming the entry. */
 export function compileInterceptTable(inputs: readonly unknown[]): InterceptRule[] {
-  return inputs.map((raw, index) => {
-    const parsed = interceptRuleSchema.safeParse(raw);
-    const where = `table[${index}]`;
-    if (!parsed.success) throw new FlowTableError(`${where}: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'entry'}: ${i.message}`).join('; ')}`);
-    const e = parsed.data;
-    const prefix = (text: string | undefined, field: string): SourceRule | undefined => {
-      if (text === undefined) return undefined;
-      const r = parseSourceRule(text);
-      if (!r.ok) throw new FlowTableError(`${where}.${field}: ${r.reason}`);
-      return r.rule;
-    };
-    // `src: any` says in the config that everyone is served (explicit
-    // listeners on a reachable address must say who: see parseTpoConfig).
-    const src = e.src === 'any' ? undefined : prefix(e.src, 'src');
-    const dst = prefix(e.dst, 'dst');
-    if (src && dst && src.family !== dst.family) throw new FlowTableError(`${where}: src is IPv${src.family} but dst is IPv${dst.family}`);
-    if (e.protocol === 'icmp' && (e.srcPort !== undefined || e.dstPort !== undefined)) throw new FlowTableError(`${where}: ICMP has no ports`);
-    return {
-      index,
-      name: e.name ?? `${e.protocol}#${index}`,
-      protocol: e.protocol,
-      ...(src ? { src } : {}),
-      ...(dst ? { dst } : {}),
-      ...(e.srcPort !== undefined ? { srcPorts: parsePorts(e.srcPort, `${where}.srcPort`) } : {}),
-      ...(e.dstPort !== undefined ? { dstPorts: parsePorts(e.dstPort, `${where}.dstPort`) } : {}),
-      peers: e.peers ?? [],
-      domain: e.domain ?? 0,
-      ...(e.latencySensitive ? { latencySensitive: true } : {}),
-    };
-  });
+  return inputs.map((raw, index) => compileInterceptRule(raw, index, `table[${index}]`));
+}
+
+/** Compiles one entry at position `index` of the table; errors name fields under `where` (e.g. `table[2]`). */
+export function compileInterceptRule(raw: unknown, index: number, where: string): InterceptRule {
+  const at = (field: string) => (where ? `${where}.${field}` : field);
+  const parsed = interceptRuleSchema.safeParse(raw);
+  if (!parsed.success) throw new FlowTableError(parsed.error.issues.map((i) => `${i.path.join('.') || 'entry'}: ${i.message}`).join('; '), where);
+  const e = parsed.data;
+  const prefix = (text: string | undefined, field: string): SourceRule | undefined => {
+    if (text === undefined) return undefined;
+    const r = parseSourceRule(text);
+    if (!r.ok) throw new FlowTableError(r.reason, at(field));
+    return r.rule;
+  };
+  // `src: any` says in the config that everyone is served (explicit
+  // listeners on a reachable address must say who: see parseTpoConfig).
+  const src = e.src === 'any' ? undefined : prefix(e.src, 'src');
+  const dst = prefix(e.dst, 'dst');
+  if (src && dst && src.family !== dst.family) throw new FlowTableError(`src is IPv${src.family} but dst is IPv${dst.family}`, where);
+  if (e.protocol === 'icmp' && (e.srcPort !== undefined || e.dstPort !== undefined)) throw new FlowTableError('ICMP has no ports', where);
+  return {
+    index,
+    name: e.name ?? `${e.protocol}#${index}`,
+    protocol: e.protocol,
+    ...(src ? { src } : {}),
+    ...(dst ? { dst } : {}),
+    ...(e.srcPort !== undefined ? { srcPorts: parsePorts(e.srcPort, at('srcPort')) } : {}),
+    ...(e.dstPort !== undefined ? { dstPorts: parsePorts(e.dstPort, at('dstPort')) } : {}),
+    peers: e.peers ?? [],
+    domain: e.domain ?? 0,
+    ...(e.latencySensitive ? { latencySensitive: true } : {}),
+  };
 }
 
 /** The table as a first-match lookup. */

@@ -57,6 +57,36 @@ export function statusOfError(err: NodeJS.ErrnoException | undefined): number {
   }
 }
 
+/** The failures a TCP edge finds itself (the gateway finds the others). */
+export type EdgeFailReason = 'openTimeout' | 'windowExceeded' | 'connectFailed' | 'openRefused';
+
+/** Statuses of a failed connect (the far side's open-ok says connectFailed with these; any other is openRefused). */
+export function isConnectFailure(status: number): boolean {
+  return status === STATUS.refused || status === STATUS.unreachable || status === STATUS.timedOut;
+}
+
+/** A status as words, for events and logs. */
+export function statusText(status: number): string {
+  switch (status) {
+    case STATUS.ok:
+      return 'ok';
+    case STATUS.refused:
+      return 'connection refused';
+    case STATUS.unreachable:
+      return 'unreachable';
+    case STATUS.timedOut:
+      return 'timed out';
+    case STATUS.resetByPeer:
+      return 'reset';
+    case STATUS.noRoute:
+      return 'not allowed (deliver.allow) or no route';
+    case STATUS.limit:
+      return 'over a limit';
+    default:
+      return 'failed';
+  }
+}
+
 /** What a flow needs from its gateway. */
 export interface FlowHost {
   /** Queues a message to a peer (`urgent`: ahead of queued bulk, see ThinFlowMeter); false: the peer's link is full or down (wait for onPeerDrain). */
@@ -74,7 +104,7 @@ export interface FlowHost {
   /** The flow carried data (its idle time starts again; a UDP flow becomes the most recently used). */
   active(flow: CarriedFlow): void;
   /** The edge ended the branch to `peer` for one of these reasons (it counted it): for the owner's events. */
-  flowFailed?(flow: CarriedFlow, reason: 'openTimeout' | 'windowExceeded', peer: string): void;
+  flowFailed?(flow: CarriedFlow, reason: EdgeFailReason, peer: string, detail?: { status?: number; error?: string }): void;
 }
 
 export const THIN_BYTES = 16 * 1024;
@@ -148,6 +178,8 @@ export interface CarriedFlow {
   readonly branches: readonly Branch[];
   /** When it last carried data either way (performance.now() ms). */
   readonly lastActive: number;
+  /** Source side: the name of the table entry that intercepted it. */
+  readonly entry?: string | undefined;
   /** A message for this flow from `peer` (in order: the data mover and driver keep it). */
   onMessage(peer: string, m: CarriedMessage): void;
   /** The peer's link has room again; true when this made the flow read from its application again. */

@@ -28,11 +28,12 @@ import { createSourceMatcher } from '../../policy/source-filter.js';
 import type { CarriedMessage } from '../../wire/tpo/driver-buffer.js';
 import type { TpoConfig, PeerConfig } from '../config/config.js';
 import { PeerLink, type HandshakeFailureReason } from '../link/peer-link.js';
+import type { PeerUnreachable } from '../link/unanswered.js';
 import { openDatagramPort, type DatagramPort, type DatagramSource } from '../io/datagram-port.js';
 import { PortDemux } from '../link/port-demux.js';
 import { markedTcpSocket } from '../../sys/socket-options.js';
 import { resetSocket, type Interception, type TcpIntercepted, type UdpIntercepted } from '../intercept/interception.js';
-import { message, oneFamily, STATUS, statusOfError, tupleKey, type CarriedFlow, type FlowHost, type FlowTuple } from './flow.js';
+import { message, oneFamily, STATUS, statusOfError, tupleKey, type CarriedFlow, type EdgeFailReason, type FlowHost, type FlowTuple } from './flow.js';
 import { buildStatus, newCounters, type GatewayCounters, type GatewayStatus } from './status.js';
 import { RouteTable } from './routes.js';
 import { FlowSequencer } from './flow-sequencer.js';
@@ -40,11 +41,14 @@ import { TcpEdge } from './tcp-edge.js';
 import { UdpEdge } from './udp-edge.js';
 import { undeliverable } from './destination.js';
 import { FlowAdmission } from './flow-admission.js';
-import type { FlowFailReason, GatewayEvents } from './events.js';
+import type { FlowFailDetail, GatewayEvents, PeerFlowsResetCause } from './events.js';
+import { SessionWait } from './session-wait.js';
 
 interface Peer {
   readonly config: PeerConfig;
   readonly link: PeerLink;
+  /** The link's view of the shared port (the demux forgets it when the peer is removed). */
+  readonly view: DatagramPort;
   readonly flows: Set<CarriedFlow>;
   deadTimer: NodeJS.Timeout | undefined;
   /** Where the next drain starts resuming flows (round robin). */
@@ -85,7 +89,9 @@ export class Gateway extends EventEmitter<GatewayEvents> implements FlowHost {
   readonly #all = new Set<CarriedFlow>();
   /** Per-source quotas and the table limit, with quiet UDP flows evicted first. */
   readonly #admission: FlowAdmission<CarriedFlow>;
-  readonly #routes: RouteTable;
+  #routes: RouteTable;
+  /** Clients waiting for a session with their peer (limits.sessionWaitMs). */
+  readonly #sessionWait: SessionWait<CarriedFlow>;
   readonly #allowed: (address: string) => boolean;
   readonly #interception: Interception | undefined;
   readonly #interceptionName: string;
@@ -100,11 +106,15 @@ export class Gateway extends EventEmitter<GatewayEvents> implements FlowHost {
     super();
     this.config = config;
     this.#port = port;
-    this.#demux = new PortDemux(port, { onUnknownKey: (from) => this.#handshakeFailure(undefined, 'unknownKey', from) });
+    this.#demux = new PortDemux(port, {
+      // No responder has the key id: unknown here, or the peer with it is one this side initiates to (both were given addresses).
+      onUnclaimedInitiation: (from, initiator) => this.#handshakeFailure(initiator, initiator === undefined ? 'unknownKey' : 'roleConflict', from),
+    });
     this.#routes = new RouteTable(
       config.routes,
       config.peers.map((p) => p.name),
     );
+    this.#sessionWait = new SessionWait(config.limits.sessionWaitMs, (flow, peer) => this.#noSession(flow, peer));
     this.#allowed = createSourceMatcher({ any: false, rules: [...config.deliver.allow] });
     this.#interception = options.interception;
     this.#interceptionName = options.interceptionName ?? (options.interception ? 'custom' : 'none');
@@ -145,7 +155,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements FlowHost {
       this.#closeIdleTcp();
     }, 500);
     this.#sweep.unref();
-    for (const p of config.peers) this.#addPeer(p);
+    for (const p of config.peers) this.addPeer(p);
     if (this.#interception) {
       this.#interception.on('tcp', (c) => this.#interceptTcp(c));
       this.#interception.on('udp', (d) => this.#interceptUdp(d));
@@ -176,7 +186,10 @@ export class Gateway extends EventEmitter<GatewayEvents> implements FlowHost {
     return { kind: this.#port.kind, ...(this.#port.fallbackReason ? { fallbackReason: this.#port.fallbackReason } : {}) };
   }
 
-  #addPeer(p: PeerConfig): void {
+  /** Starts a link to a new peer (an initiator starts its handshake at once); routes that name it apply from now. */
+  addPeer(p: PeerConfig): void {
+    if (this.#closing) throw new Error('the gateway is closing');
+    if (this.#peers.has(p.name)) throw new Error(`a peer named '${p.name}' exists`);
     const role = p.address ? 'initiator' : 'responder';
     // The demux asks the link, through this holder, at every datagram: its connection ids change per session.
     const holder: { link?: PeerLink } = {};
@@ -184,6 +197,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements FlowHost {
       ownsConnection: (id: number) => holder.link?.ownsConnection(id) ?? false,
       keyId: p.keyId,
       role,
+      name: p.name,
       ...(p.address ? { peer: { address: p.address.address, port: p.address.port } } : {}),
     });
     const link = new PeerLink({
@@ -201,18 +215,19 @@ export class Gateway extends EventEmitter<GatewayEvents> implements FlowHost {
       },
     });
     holder.link = link;
-    const peer: Peer = { config: p, link, flows: new Set(), deadTimer: undefined, drainCursor: 0 };
+    const peer: Peer = { config: p, link, view, flows: new Set(), deadTimer: undefined, drainCursor: 0 };
     this.#peers.set(p.name, peer);
     link.on('message', (domain: number, m: CarriedMessage) => this.#sequencer.push(`${p.name}|${tupleKey(m.header)}`, m.header, { peer, domain, m }));
     link.on('drain', () => this.#onDrain(peer));
     link.on('handshake-failure', (reason: HandshakeFailureReason, from: DatagramSource) => this.#handshakeFailure(p.name, reason, from));
+    link.on('unreachable', (r: PeerUnreachable) => this.emit('peer-unreachable', p.name, r));
     // A replaced session lost data in flight: every flow with this peer is broken.
-    link.on('reset', () => this.#abortPeer(peer, STATUS.resetByPeer));
+    link.on('reset', () => this.#abortPeer(peer, STATUS.resetByPeer, 'restarted'));
     link.on('down', () => {
       if (peer.deadTimer) return;
       peer.deadTimer = setTimeout(() => {
         peer.deadTimer = undefined;
-        this.#abortPeer(peer, STATUS.timedOut);
+        this.#abortPeer(peer, STATUS.timedOut, 'dead');
       }, this.config.limits.peerDeadMs);
       peer.deadTimer.unref();
       this.emit('peer-down', p.name);
@@ -220,10 +235,46 @@ export class Gateway extends EventEmitter<GatewayEvents> implements FlowHost {
     const up = () => {
       if (peer.deadTimer) clearTimeout(peer.deadTimer);
       peer.deadTimer = undefined;
+      this.#sessionWait.release(p.name);
       this.emit('peer-up', p.name);
     };
     link.on('up', up);
     link.on('session', up);
+    this.#routes = this.#routeTable();
+  }
+
+  /**
+   * Ends a peer: every flow with it is reset (its applications get an RST,
+   * the peer a reset), the resets get a moment to leave, then the link
+   * says goodbye and closes. Routes that name it no longer apply. Returns
+   * the number of flows reset and whether a session was up, or undefined
+   * when there is no such peer.
+   */
+  async removePeer(name: string): Promise<{ flowsReset: number; wasUp: boolean } | undefined> {
+    const peer = this.#peers.get(name);
+    if (!peer || this.#closing) return undefined;
+    const wasUp = peer.link.up;
+    const flows = [...peer.flows];
+    for (const f of flows) f.resetBranch(name, STATUS.other);
+    if (flows.length) this.emit('peer-flows-reset', name, flows.length, 'removed');
+    peer.link.flush();
+    // No new flow goes to it from here; what is queued leaves in the moment below.
+    this.#peers.delete(name);
+    this.#sessionWait.release(name);
+    if (peer.deadTimer) clearTimeout(peer.deadTimer);
+    this.#routes = this.#routeTable();
+    await new Promise((r) => setTimeout(r, 50));
+    peer.link.close(!this.#closed);
+    this.#demux.remove(peer.view);
+    return { flowsReset: flows.length, wasUp };
+  }
+
+  /** The route table for the peers there are now (routes naming a removed peer are left out until it is back). */
+  #routeTable(): RouteTable {
+    return new RouteTable(
+      this.config.routes.filter((r) => this.#peers.has(r.peer)),
+      [...this.#peers.keys()],
+    );
   }
 
   /**
@@ -248,8 +299,18 @@ export class Gateway extends EventEmitter<GatewayEvents> implements FlowHost {
     if (i < flows.length) mover.requestDrain();
   }
 
-  #abortPeer(peer: Peer, status: number): void {
-    for (const f of [...peer.flows]) f.abort(peer.config.name, status);
+  #abortPeer(peer: Peer, status: number, cause: PeerFlowsResetCause): void {
+    const flows = [...peer.flows];
+    for (const f of flows) f.abort(peer.config.name, status);
+    if (flows.length) this.emit('peer-flows-reset', peer.config.name, flows.length, cause);
+  }
+
+  /** A client waited limits.sessionWaitMs for a session with `peer` that did not come: reset, and said why. */
+  #noSession(flow: CarriedFlow, peer: string): void {
+    if (!this.#all.has(flow) || this.#peers.get(peer)?.link.up) return;
+    this.counters.noSession++;
+    this.emit('flow-fail', 'noSession', flow.role, flow.tuple, peer);
+    flow.resetBranch(peer, STATUS.unreachable);
   }
 
   // ---- FlowHost ----
@@ -285,6 +346,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements FlowHost {
       this.#flows.delete(`${b.peer}|${tupleKey(flow.tuple)}`);
       this.#sequencer.forget(`${b.peer}|${tupleKey(flow.tuple)}`);
       this.#peers.get(b.peer)?.flows.delete(flow);
+      this.#sessionWait.forget(flow, b.peer);
     }
   }
 
@@ -320,8 +382,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements FlowHost {
   }
 
   /** FlowHost: an edge ended a branch of `flow` for `reason` (counted by the edge). */
-  flowFailed(flow: CarriedFlow, reason: FlowFailReason, peer: string): void {
-    this.emit('flow-fail', reason, flow.role, flow.tuple, peer);
+  flowFailed(flow: CarriedFlow, reason: EdgeFailReason, peer: string, detail?: FlowFailDetail): void {
+    this.emit('flow-fail', reason, flow.role, flow.tuple, peer, detail);
   }
 
   #handshakeFailure(peer: string | undefined, reason: HandshakeFailureReason, from: DatagramSource): void {
@@ -371,8 +433,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements FlowHost {
       resetSocket(c.socket);
       return;
     }
-    const route = this.#routes.choose(c.entry, c.dst.address);
-    if (!route.ok) {
+    const route = this.#choose(c.entry, c.dst.address);
+    if (!route) {
       this.counters.refusedNoRoute++;
       this.emit('flow-fail', 'noRoute', 'source', tuple, undefined);
       resetSocket(c.socket);
@@ -406,7 +468,16 @@ export class Gateway extends EventEmitter<GatewayEvents> implements FlowHost {
       this.forget(edge);
       throw err;
     }
+    // A peer with no session now: the client waits for one at most limits.sessionWaitMs.
+    for (const p of route.peers) if (!this.#peers.get(p)?.link.up) this.#sessionWait.add(edge, p);
     this.emit('flow-open', edge);
+  }
+
+  /** The peers a flow to `dst` matching `entry` goes to; undefined when none (or one the entry names is not a peer now). */
+  #choose(entry: TcpIntercepted['entry'], dst: string): { peers: readonly string[] } | undefined {
+    const route = this.#routes.choose(entry, dst);
+    if (!route.ok || !route.peers.every((p) => this.#peers.has(p))) return undefined;
+    return route;
   }
 
   #interceptUdp(d: UdpIntercepted): void {
@@ -426,8 +497,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements FlowHost {
       this.emit('flow-fail', 'undeliverable', 'source', tuple, undefined);
       return;
     }
-    const route = this.#routes.choose(d.entry, d.dst.address);
-    if (!route.ok) {
+    const route = this.#choose(d.entry, d.dst.address);
+    if (!route) {
       this.counters.refusedNoRoute++;
       this.emit('flow-fail', 'noRoute', 'source', tuple, undefined);
       return;
@@ -605,6 +676,24 @@ export class Gateway extends EventEmitter<GatewayEvents> implements FlowHost {
     return edge;
   }
 
+  /**
+   * Ends the source-side flows table entry `entry` handed over (it was
+   * removed): its UDP flows always (their replies left from its socket,
+   * now closed), with `close`; its TCP flows only when `tcp`, with resets.
+   * Returns how many ended.
+   */
+  endEntryFlows(entry: string, tcp: boolean): number {
+    let n = 0;
+    for (const f of [...this.#all]) {
+      if (f.role !== 'source' || f.entry !== entry) continue;
+      if (f instanceof UdpEdge) f.close('entry removed');
+      else if (tcp && f instanceof TcpEdge) f.reset(STATUS.other);
+      else continue;
+      n++;
+    }
+    return n;
+  }
+
   // ---- status and shutdown ----
 
   status(): GatewayStatus {
@@ -643,6 +732,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements FlowHost {
     if (!options.abrupt) await new Promise((r) => setTimeout(r, 50));
     this.#closed = true;
     clearInterval(this.#sweep);
+    this.#sessionWait.close();
     for (const p of this.#peers.values()) p.link.close(!options.abrupt);
     this.#demux.close();
     await this.#port.close();

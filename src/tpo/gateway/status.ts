@@ -53,6 +53,12 @@ export interface GatewayCounters {
   heldDropped: number;
   /** TCP flows reset (status 6) because the peer sent more than the 4 MiB window it was given (docs/WIRE.md §1). */
   windowExceeded: number;
+  /** TCP flows whose connection to the destination failed: here (destination side), or at the far gateway (source side, told by its open-ok). */
+  connectFailed: number;
+  /** Source side: TCP flows whose open the far gateway refused for its own reasons (not allowed, limits, undeliverable). */
+  openRefused: number;
+  /** Source side: TCP clients reset because no session with their peer came up within limits.sessionWaitMs. */
+  noSession: number;
 }
 
 export interface PeerStatus {
@@ -92,6 +98,8 @@ export interface PeerStatus {
     readonly badBuffers: number;
     readonly handlerErrors: number;
     readonly sealFailures: number;
+    /** Initiations sent since the peer last answered (initiator; 0 while a session is up): a growing number is an unreachable peer. */
+    readonly unanswered: number;
   };
   /** Bytes waiting to be sent, and sent but not yet acknowledged. */
   readonly queuedBytes: number;
@@ -171,6 +179,9 @@ export function newCounters(): GatewayCounters {
     heldOverflow: 0,
     heldDropped: 0,
     windowExceeded: 0,
+    connectFailed: 0,
+    openRefused: 0,
+    noSession: 0,
   };
 }
 
@@ -241,6 +252,7 @@ export function buildStatus(s: StatusSources): GatewayStatus {
           badBuffers: ls.badBuffers,
           handlerErrors: ls.handlerErrors,
           sealFailures: p.link.driverStats.sealFailures,
+          unanswered: p.link.unanswered,
         },
       };
     }),

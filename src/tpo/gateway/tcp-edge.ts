@@ -38,6 +38,7 @@
 import type net from 'node:net';
 import {
   EMPTY,
+  isConnectFailure,
   message,
   newBranch,
   STATUS,
@@ -84,7 +85,14 @@ export interface TcpEdgeOptions {
   /** Source side: a branch whose `open` is not answered within this is reset (the primary's takes the client with it). */
   readonly openTimeoutMs?: number;
   /** Counters shared by the gateway. */
-  readonly counters: { droppedReplies: number; sequenceErrors: number; openTimedOut: number; windowExceeded: number };
+  readonly counters: {
+    droppedReplies: number;
+    sequenceErrors: number;
+    openTimedOut: number;
+    windowExceeded: number;
+    connectFailed: number;
+    openRefused: number;
+  };
 }
 
 export class TcpEdge implements CarriedFlow {
@@ -169,6 +177,11 @@ export class TcpEdge implements CarriedFlow {
     socket.on('error', (err: NodeJS.ErrnoException) => {
       if (this.#ended) return;
       const status = statusOfError(err);
+      if (!this.#connected && this.role === 'destination') {
+        // The destination did not take the connection: the peer hears why (open-ok), and so does the owner.
+        this.#o.counters.connectFailed++;
+        for (const b of this.branches) this.#o.host.flowFailed?.(this, 'connectFailed', b.peer, { status, ...(err.code ? { error: err.code } : {}) });
+      }
       // A failed connect is answered as open-ok with why; later errors as a reset.
       for (const b of this.branches) if (!b.done) this.#send(b, this.#connected ? 'reset' : 'open-ok', EMPTY, status === STATUS.ok ? STATUS.other : status);
       this.#finish('failed');
@@ -206,6 +219,10 @@ export class TcpEdge implements CarriedFlow {
   }
 
   /** When data last moved either way (the gateway's TCP idle timeout reads it). */
+  get entry(): string | undefined {
+    return this.#o.entry;
+  }
+
   get lastActive(): number {
     return this.#lastActive;
   }
@@ -302,6 +319,11 @@ export class TcpEdge implements CarriedFlow {
             this.#openTimer = undefined;
           }
         } else {
+          // The far side could not connect (or would not): the client hears a reset now, and the owner why.
+          const connect = isConnectFailure(m.header.status);
+          if (connect) this.#o.counters.connectFailed++;
+          else this.#o.counters.openRefused++;
+          this.#o.host.flowFailed?.(this, connect ? 'connectFailed' : 'openRefused', b.peer, { status: m.header.status });
           b.done = true;
           this.#branchFailed(b, m.header.status);
         }

@@ -133,6 +133,10 @@ export class UdpEdge implements CarriedFlow {
     this.#fromLocal(data);
   }
 
+  get entry(): string | undefined {
+    return this.#o.entry;
+  }
+
   get lastActive(): number {
     return this.#lastActive;
   }

@@ -25,16 +25,17 @@ import { resetSocket, type HostPort, type Interception, type TcpIntercepted, typ
 
 export class ExplicitInterception extends EventEmitter implements Interception {
   readonly stats = { refused: 0, errors: 0 };
-  readonly #entries: readonly TableEntry[];
+  readonly #entries: TableEntry[];
   readonly #servers: { entry: TableEntry; server: net.Server | dgram.Socket }[] = [];
   /** Accepted connections not yet closed: close() destroys them (a server's close waits for its connections). */
   readonly #sockets = new Set<net.Socket>();
   #closed = false;
+  #listening = false;
 
   /** Nothing listens until listen(): attach the consumer first. */
   constructor(entries: readonly TableEntry[]) {
     super();
-    this.#entries = entries;
+    this.#entries = [...entries];
   }
 
   /** Constructs and listens at once (a consumer attached later misses, and resets, what arrives in between). */
@@ -46,17 +47,52 @@ export class ExplicitInterception extends EventEmitter implements Interception {
 
   async listen(): Promise<void> {
     try {
-      for (const e of this.#entries) {
-        try {
-          await this.#listen(e);
-        } catch (err) {
-          // EADDRINUSE, EADDRNOTAVAIL, EACCES: a typed error naming the entry and address, not a stack trace.
-          throw fromNodeError(`listen (${e.protocol})`, err, `table entry ${e.name} on ${e.listen ? hostPort(e.listen) : '?'}`);
-        }
-      }
+      for (const e of this.#entries) await this.#listenNamed(e);
     } catch (err) {
       await this.close();
       throw err;
+    }
+    this.#listening = true;
+  }
+
+  /**
+   * A new entry at run time: its listener opens now (after listen(); before
+   * it, with the others). A listener that cannot open (EADDRINUSE, ...)
+   * rejects with a SyscallError naming the entry, and the entry is not added.
+   */
+  async addEntry(entry: TableEntry): Promise<void> {
+    if (this.#closed) throw new Error('the interception is closed');
+    if (this.#listening) await this.#listenNamed(entry);
+    this.#entries.push(entry);
+  }
+
+  /**
+   * Stops the entry's listener: no new client is taken. Connections it
+   * accepted are the gateway's flows and go on (they are reset only by
+   * close()); a UDP entry's socket closes, so its flows' replies have no
+   * way back (the gateway ends them). False: no entry of that name.
+   */
+  async removeEntry(name: string): Promise<boolean> {
+    const i = this.#entries.findIndex((e) => e.name === name);
+    if (i < 0) return false;
+    this.#entries.splice(i, 1);
+    const at = this.#servers.findIndex((s) => s.entry.name === name);
+    if (at >= 0) {
+      const { server } = this.#servers.splice(at, 1)[0]!;
+      // A server's close callback waits for its connections, which stay the gateway's: only the listening socket goes.
+      server.close();
+      // The descriptor is closed on the loop's next turn: the address is free when this resolves.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    return true;
+  }
+
+  async #listenNamed(e: TableEntry): Promise<void> {
+    try {
+      await this.#listen(e);
+    } catch (err) {
+      // EADDRINUSE, EADDRNOTAVAIL, EACCES: a typed error naming the entry and address, not a stack trace.
+      throw fromNodeError(`listen (${e.protocol})`, err, `table entry ${e.name} on ${e.listen ? hostPort(e.listen) : '?'}`);
     }
   }
 

@@ -46,6 +46,8 @@ import { ResponderIds, sameProcess } from './session-ids.js';
 import { deriveSessionKeys, openDatagram, type SessionKeys } from '../protocol/datagram-crypto.js';
 import { decodeInitiate, decodeRespond, encodeInitiate, encodeRespond, peekKeyId, MAX_CLOCK_SKEW_MS, SESSION_NONCE_LENGTH } from '../../wire/tpo/handshake.js';
 import { InitiationGuard } from '../protocol/initiation-guard.js';
+import { UnansweredHandshakes, type PeerUnreachable } from './unanswered.js';
+import type { HandshakeFailureReason, PeerLinkStats } from './link-types.js';
 import { PacketDriver, type PacketDriverOptions, type PacketDriverStats } from '../protocol/packet-driver.js';
 import { openDriverBuffer } from '../../wire/tpo/compression.js';
 import type { CarriedMessage } from '../../wire/tpo/driver-buffer.js';
@@ -75,32 +77,7 @@ export interface PeerLinkOptions {
   readonly mtu?: number;
 }
 
-/**
- * Why a handshake datagram was dropped (each one counts in droppedHandshake):
- * it did not authenticate under the pair's key (a wrong key, or forged);
- * its key id is not this peer's; its timestamp is off by more than the
- * allowed clock skew; it is not newer than the last initiation answered
- * (replayed); it does not decode; or nothing asked for it (a response
- * with no initiation outstanding, often a late duplicate of one already
- * taken).
- */
-export type HandshakeFailureReason = 'authentication' | 'unknownKey' | 'stale' | 'replayed' | 'malformed' | 'unexpected';
-
-export interface PeerLinkStats {
-  initiationsSent: number;
-  /** Handshake responses sent (responder): one per fresh, authentic initiation newer than the last. */
-  responsesSent: number;
-  sessions: number;
-  /** Datagrams dropped before a session existed or for another: malformed, unauthenticated, stale or replayed handshakes. */
-  droppedHandshake: number;
-  droppedNoSession: number;
-  /** Driver buffers from an authenticated peer that did not decode (a peer bug): counted, not delivered. */
-  badBuffers: number;
-  /** Sessions the peer ended with a goodbye. */
-  goodbyes: number;
-  /** Messages whose 'message' handler threw (a bug; counted and reported once as a warning). */
-  handlerErrors: number;
-}
+export type { HandshakeFailureReason, PeerLinkStats } from './link-types.js';
 
 export class PeerLink extends EventEmitter {
   readonly stats: PeerLinkStats = {
@@ -115,6 +92,7 @@ export class PeerLink extends EventEmitter {
   };
   readonly #o: PeerLinkOptions;
   readonly #guard = new InitiationGuard();
+  readonly #unanswered = new UnansweredHandshakes();
   readonly #driver: PacketDriver;
   #peer: { address: string; port: number } | undefined;
   #mover: DataMover | undefined;
@@ -154,6 +132,11 @@ export class PeerLink extends EventEmitter {
   /** Whether transport datagrams with connection id `id` are this link's: its session's, or the one it offered and awaits confirmation of. */
   ownsConnection(id: number): boolean {
     return id === this.#localId || (this.#offer !== undefined && id === this.#offer.localId);
+  }
+
+  /** Initiations sent since the peer last answered (0 on a responder, or while a session is up). */
+  get unanswered(): number {
+    return this.#unanswered.attempts;
   }
 
   /** Sessions offered and not confirmed yet (0 or 1). */
@@ -221,6 +204,9 @@ export class PeerLink extends EventEmitter {
     this.#pending = { datagram, nonce, sentAt: performance.now() };
     this.#transmit(datagram);
     this.stats.initiationsSent++;
+    const report = this.#unanswered.sent();
+    // Silence is all an initiator hears of a wrong key, a wrong address or a stopped peer: say it, with backoff.
+    if (report && this.#peer) this.emit('unreachable', { ...report, address: this.#peer.address, port: this.#peer.port } satisfies PeerUnreachable);
     this.#retry = setTimeout(() => this.#initiate(), this.#retryMs);
     this.#retryMs = Math.min(RETRY_MAX_MS, this.#retryMs * 1.5);
   }
@@ -306,6 +292,7 @@ export class PeerLink extends EventEmitter {
     }
     if (this.#retry) clearTimeout(this.#retry);
     this.#retry = undefined;
+    this.#unanswered.answered();
     const keys = deriveSessionKeys(this.#o.psk, this.#pending.nonce, r.nonce, true);
     // The response authenticates against the latest initiation, so this is one round trip.
     const handshakeRttMs = performance.now() - this.#pending.sentAt;
@@ -387,6 +374,7 @@ export class PeerLink extends EventEmitter {
     mover.on('up', () => {
       this.emit('up');
       // The old session came back: stop asking for a new one.
+      this.#unanswered.answered();
       if (this.#retry) clearTimeout(this.#retry);
       this.#retry = undefined;
       this.#pending = undefined;

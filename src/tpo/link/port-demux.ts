@@ -26,6 +26,8 @@ export interface DemuxedLink {
   readonly keyId: number;
   readonly role: 'initiator' | 'responder';
   readonly peer?: DatagramTarget;
+  /** The peer's name (for the owner's reports). */
+  readonly name?: string;
 }
 
 /** A link's view of the shared port (PeerLink uses send, on/off 'message'). */
@@ -56,8 +58,13 @@ class LinkView extends EventEmitter implements DatagramPort {
 }
 
 export interface PortDemuxOptions {
-  /** An initiation no link takes (no peer has its key id; counted as noLink): told to the owner. */
-  readonly onUnknownKey?: (from: DatagramSource) => void;
+  /**
+   * An initiation no link takes (counted as noLink), told to the owner:
+   * `initiator` names the peer with its key id when that peer is one this
+   * side initiates to (both sides have the other's address); undefined:
+   * no peer has its key id.
+   */
+  readonly onUnclaimedInitiation?: (from: DatagramSource, initiator: string | undefined) => void;
 }
 
 export class PortDemux {
@@ -65,11 +72,11 @@ export class PortDemux {
   readonly #port: DatagramPort;
   readonly #links: { link: DemuxedLink; view: LinkView }[] = [];
   readonly #onMessage: DatagramListener = (msg, from, receivedAt) => this.#dispatch(msg, from, receivedAt);
-  readonly #onUnknownKey: ((from: DatagramSource) => void) | undefined;
+  readonly #onUnclaimed: PortDemuxOptions['onUnclaimedInitiation'];
 
   constructor(port: DatagramPort, options: PortDemuxOptions = {}) {
     this.#port = port;
-    this.#onUnknownKey = options.onUnknownKey;
+    this.#onUnclaimed = options.onUnclaimedInitiation;
     port.on('message', this.#onMessage);
   }
 
@@ -78,6 +85,12 @@ export class PortDemux {
     const view = new LinkView(this.#port);
     this.#links.push({ link, view });
     return view;
+  }
+
+  /** Stops handing datagrams to a view (its peer was removed). */
+  remove(view: DatagramPort): void {
+    const i = this.#links.findIndex((l) => l.view === view);
+    if (i >= 0) this.#links.splice(i, 1);
   }
 
   #dispatch(msg: Buffer, from: DatagramSource | undefined, receivedAt: number): void {
@@ -92,11 +105,11 @@ export class PortDemux {
     }
     const kind = peekKind(msg);
     let targets: LinkView[] = [];
+    let keyId = -1;
     if (kind === DatagramKind.transport) {
       const id = msg.readUInt32BE(4);
       targets = this.#links.filter((l) => l.link.ownsConnection(id)).map((l) => l.view);
     } else if (kind === DatagramKind.initiate) {
-      let keyId: number;
       try {
         keyId = peekKeyId(msg);
       } catch (err) {
@@ -115,7 +128,10 @@ export class PortDemux {
     }
     if (!targets.length) {
       this.dropped.noLink++;
-      if (kind === DatagramKind.initiate) this.#onUnknownKey?.(from);
+      if (kind === DatagramKind.initiate && this.#onUnclaimed) {
+        const initiator = this.#links.find((l) => l.link.role === 'initiator' && l.link.keyId === keyId);
+        this.#onUnclaimed(from, initiator?.link.name);
+      }
       return;
     }
     for (const t of targets) t.emit('message', msg, from, receivedAt);
