@@ -62,17 +62,23 @@ function restarted(now: SubscriberTotals, before: SubscriberTotals): boolean {
   return now.packetsOut < before.packetsOut || now.bytesOut < before.bytesOut || DESTINATION_DROP_REASONS.some((r) => now.drops[r] < before.drops[r]);
 }
 
-/** NUL cannot occur in a flow name or an endpoint URL: a safe separator. */
-const keyOf = (flow: string, to: string): string => `${flow}\u0000${to}`;
+interface FlowState {
+  /** The reading that last saw the flow. */
+  seen: number;
+  /** Subscribers with their own series: the reading that last saw each. */
+  readonly kept: Map<string, number>;
+  /** Folded subscribers: their counters at the last reading that saw them. */
+  readonly folded: Map<string, { seen: number; totals: SubscriberTotals }>;
+  /** What folded subscribers had counted when they stopped counting toward `_other`. */
+  retired: SubscriberTotals | undefined;
+}
 
 export class SubscriberCap {
   readonly #max: number;
-  /** Subscribers with their own series (flow, to). */
-  readonly #kept = new Set<string>();
-  /** Folded subscribers: their counters at the last reading. */
-  readonly #folded = new Map<string, { flow: string; totals: SubscriberTotals }>();
-  /** Per flow: what folded subscribers had counted when they stopped counting toward `_other`. */
-  readonly #retired = new Map<string, SubscriberTotals>();
+  /** Per flow name (nested maps: no key strings built per subscriber and scrape). */
+  readonly #flows = new Map<string, FlowState>();
+  #keptCount = 0;
+  #reading = 0;
 
   constructor(maxSubscribers: number) {
     this.#max = Math.max(0, Math.floor(maxSubscribers));
@@ -80,56 +86,81 @@ export class SubscriberCap {
 
   /** Splits one reading of the flows into kept subscribers and `_other` sums, updating the state above. */
   apply(flows: readonly FlowStats[]): CapResult {
-    const present = new Set<string>();
-    const flowNames = new Set<string>();
+    const reading = ++this.#reading;
+    // Mark who is still there, then forget who is not: room freed now is given out below, in the same reading.
     for (const f of flows) {
-      flowNames.add(f.name);
-      for (const d of f.destinations) present.add(keyOf(f.name, d.to));
+      let st = this.#flows.get(f.name);
+      if (!st) this.#flows.set(f.name, (st = { seen: reading, kept: new Map(), folded: new Map(), retired: undefined }));
+      st.seen = reading;
+      for (const d of f.destinations) {
+        if (st.kept.has(d.to)) st.kept.set(d.to, reading);
+        else {
+          const fo = st.folded.get(d.to);
+          if (fo) fo.seen = reading;
+        }
+      }
     }
-    for (const k of this.#kept) if (!present.has(k)) this.#kept.delete(k);
-    for (const [k, v] of this.#folded) {
-      if (present.has(k)) continue;
-      this.#retire(v.flow, v.totals);
-      this.#folded.delete(k);
+    for (const [name, st] of this.#flows) {
+      if (st.seen !== reading) {
+        this.#keptCount -= st.kept.size;
+        this.#flows.delete(name);
+        continue;
+      }
+      for (const [to, seen] of st.kept) {
+        if (seen === reading) continue;
+        st.kept.delete(to);
+        this.#keptCount--;
+      }
+      for (const [to, fo] of st.folded) {
+        if (fo.seen === reading) continue;
+        st.retired = plus(st.retired, fo.totals);
+        st.folded.delete(to);
+      }
     }
-    for (const name of this.#retired.keys()) if (!flowNames.has(name)) this.#retired.delete(name);
 
     let folded = 0;
     const out = flows.map((f): CappedFlow => {
-      const kept: DestinationStats[] = [];
+      const st = this.#flows.get(f.name)!;
+      let kept: DestinationStats[] | undefined;
       let other: SubscriberTotals | undefined;
-      for (const d of f.destinations) {
-        const k = keyOf(f.name, d.to);
-        const before = this.#folded.get(k);
-        if (this.#kept.has(k) || this.#kept.size < this.#max) {
-          this.#kept.add(k);
-          if (before) {
-            // Promoted: `_other` keeps what it counted for it, and what it gained since (its own series starts here).
+      for (let i = 0; i < f.destinations.length; i++) {
+        const d = f.destinations[i]!;
+        if (!st.kept.has(d.to)) {
+          if (this.#keptCount < this.#max) {
+            st.kept.set(d.to, reading);
+            this.#keptCount++;
+            const before = st.folded.get(d.to);
+            if (before) {
+              // Promoted: \`_other\` keeps what it counted for it, and what it gained since (its own series starts here).
+              const now = totalsOf(d);
+              if (restarted(now, before.totals)) st.retired = plus(st.retired, before.totals);
+              st.retired = plus(st.retired, now);
+              st.folded.delete(d.to);
+            }
+          } else {
+            // Folded: the first one copies the kept ones so far (until then the flow's own list serves).
+            kept ??= f.destinations.slice(0, i).filter((x) => st.kept.has(x.to));
             const now = totalsOf(d);
-            if (restarted(now, before.totals)) this.#retire(f.name, before.totals);
-            this.#retire(f.name, now);
-            this.#folded.delete(k);
+            const before = st.folded.get(d.to);
+            if (before && restarted(now, before.totals)) st.retired = plus(st.retired, before.totals);
+            st.folded.set(d.to, { seen: reading, totals: now });
+            other ??= zeroTotals();
+            addInto(other, now);
+            folded++;
+            continue;
           }
-          kept.push(d);
-          continue;
         }
-        const now = totalsOf(d);
-        if (before && restarted(now, before.totals)) this.#retire(f.name, before.totals);
-        this.#folded.set(k, { flow: f.name, totals: now });
-        other ??= zeroTotals();
-        addInto(other, now);
-        folded++;
+        kept?.push(d);
       }
-      const retired = this.#retired.get(f.name);
-      if (retired) addInto((other ??= zeroTotals()), retired);
-      return { stats: f, kept, ...(other ? { other } : {}) };
+      if (st.retired) addInto((other ??= zeroTotals()), st.retired);
+      return { stats: f, kept: kept ?? f.destinations, ...(other ? { other } : {}) };
     });
     return { flows: out, folded };
   }
+}
 
-  #retire(flow: string, t: SubscriberTotals): void {
-    let r = this.#retired.get(flow);
-    if (!r) this.#retired.set(flow, (r = zeroTotals()));
-    addInto(r, t);
-  }
+function plus(into: SubscriberTotals | undefined, t: SubscriberTotals): SubscriberTotals {
+  const r = into ?? zeroTotals();
+  addInto(r, t);
+  return r;
 }

@@ -14,11 +14,11 @@
  *
  * The names, labels and meaning of each metric: docs/METRICS.md.
  */
-import { Registry, collectDefaultMetrics } from 'prom-client';
+import { collectDefaultMetrics, type Registry } from 'prom-client';
 import type { FlowStats } from '../index.js';
 import type { TpoGatewayStatus } from '../tpo/index.js';
 import { registerFlowMetrics } from './metrics-flows.js';
-import { ScrapeCache, SnapshotGauge } from './metrics-snapshot.js';
+import { ScrapeCache, SnapshotGauge, SnapshotRegistry } from './metrics-snapshot.js';
 import { SubscriberCap, type CapResult } from './metrics-subscriber-cap.js';
 import { registerTpoMetrics } from './metrics-tpo.js';
 
@@ -62,8 +62,7 @@ interface Reading {
 }
 
 export function createMetrics(source: MetricsSource, opts: MetricsOptions = {}): Metrics {
-  const registry = new Registry();
-  if (opts.node !== undefined) registry.setDefaultLabels({ node: opts.node });
+  const registry = new SnapshotRegistry(opts.node === undefined ? {} : { node: opts.node });
   const max = opts.maxSubscriberSeries ?? DEFAULT_MAX_SUBSCRIBER_SERIES;
   const cap = new SubscriberCap(max);
   const reading = new ScrapeCache<Reading>(() => ({
