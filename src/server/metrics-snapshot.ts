@@ -146,7 +146,10 @@ export class SnapshotRegistry extends Registry {
   override async metrics(): Promise<string> {
     // Every snapshot metric's text is built in this synchronous pass, so they share one reading (ScrapeCache).
     const parts = this.getMetricsAsArray().map((m) =>
-      m instanceof SnapshotCounter || m instanceof SnapshotGauge ? (m as Exposable).expose(this.#extra) : this.getSingleMetricAsString(m.name),
+      m instanceof SnapshotCounter || m instanceof SnapshotGauge
+        ? (m as Exposable).expose(this.#extra)
+        : // prom-client writes NaN as "Nan" (the event-loop lag before its first sample); the format says NaN.
+          this.getSingleMetricAsString(m.name).then((t) => t.replace(/ Nan$/gm, ' NaN')),
     );
     return `${(await Promise.all(parts)).join('\n\n')}\n`;
   }
