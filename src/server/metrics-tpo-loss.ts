@@ -12,7 +12,7 @@ import type { PeerStatus } from '../tpo/index.js';
 const WINDOW_MS = 10_000;
 
 /** A numeric field the status type may not declare yet (added by later versions: fields are added, never renamed). */
-function numberField(o: object, key: string): number | undefined {
+export function numberField(o: object, key: string): number | undefined {
   const v = (o as Record<string, unknown>)[key];
   return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
 }

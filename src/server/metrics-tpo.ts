@@ -8,14 +8,20 @@
 import type { Registry } from 'prom-client';
 import type { GatewayCounters, PeerStatus, TpoGatewayStatus } from '../tpo/index.js';
 import { SnapshotCounter, SnapshotGauge, type Sample, type ScrapeCache } from './metrics-snapshot.js';
-import { PeerLoss } from './metrics-tpo-loss.js';
+import { PeerLoss, numberField } from './metrics-tpo-loss.js';
 
 type PeerLabels = 'gateway' | 'peer';
 
-/** Where each gateway counter goes: a metric and its reason label (the flowfail event's reason names for flows). */
-const GATEWAY_COUNTERS: Readonly<
-  Record<keyof GatewayCounters, readonly [metric: 'opened' | 'delivered' | 'refused' | 'ended' | 'dropped' | 'sequence', reason: string]>
-> = {
+type CounterPlace = readonly [metric: 'opened' | 'delivered' | 'refused' | 'ended' | 'dropped' | 'sequence', reason: string];
+
+/**
+ * Where each gateway counter goes: a metric and its reason label (the
+ * flowfail event's reason names for flows). Every counter the status type
+ * has must be placed (the type checks it); counters of newer gateways
+ * (connectFailed, openRefused, noSession) are placed ahead and show when
+ * the status has them.
+ */
+const GATEWAY_COUNTERS: Readonly<Record<keyof GatewayCounters, CounterPlace> & Record<string, CounterPlace>> = {
   flowsOpened: ['opened', ''],
   flowsDelivered: ['delivered', ''],
   refusedNoRoute: ['refused', 'noRoute'],
@@ -24,6 +30,9 @@ const GATEWAY_COUNTERS: Readonly<
   refusedNotAllowed: ['refused', 'notAllowed'],
   refusedUndeliverable: ['refused', 'undeliverable'],
   openTimedOut: ['refused', 'openTimeout'],
+  connectFailed: ['refused', 'connectFailed'],
+  openRefused: ['refused', 'openRefused'],
+  noSession: ['refused', 'noSession'],
   evictedUdp: ['ended', 'evicted'],
   idleTcpClosed: ['ended', 'idle'],
   heldOverflow: ['ended', 'heldOverflow'],
@@ -86,6 +95,11 @@ export function registerTpoMetrics(registry: Registry, reading: ScrapeCache<TpoR
   peerCounter('sluice_tpo_peer_sessions_total', 'Sessions established with the peer (handshakes completed) since the gateway started.', (p) => p.sessions);
   peerCounter('sluice_tpo_peer_redundant_datagrams_total', 'Second copies sent for latency-sensitive flows (their redundancy).', (p) => p.redundantDatagrams);
   peerCounter('sluice_tpo_peer_redundant_bytes_total', 'Bytes of those second copies.', (p) => p.redundantBytes);
+  peerGauge(
+    'sluice_tpo_peer_unanswered_initiations',
+    'Handshake initiations sent since the peer last answered (0 while a session is up): a growing number is an unreachable peer or a key mismatch.',
+    (p) => numberField(p.link, 'unanswered'),
+  );
   peerGauge('sluice_tpo_peer_queued_bytes', 'Bytes waiting to be sent to the peer.', (p) => p.queuedBytes);
   peerGauge('sluice_tpo_peer_in_flight_bytes', 'Bytes sent to the peer and not yet acknowledged.', (p) => p.inFlightBytes);
   new SnapshotCounter<PeerLabels | 'direction'>({
@@ -122,14 +136,12 @@ export function registerTpoMetrics(registry: Registry, reading: ScrapeCache<TpoR
 function registerGatewayMetrics(registry: Registry, gateways: () => readonly TpoGatewayStatus[]): void {
   const perGateway = (value: (g: TpoGatewayStatus) => number) => (): Sample<'gateway'>[] =>
     gateways().map((g) => ({ labels: { gateway: g.name }, value: value(g) }));
-  const counters = (metric: (typeof GATEWAY_COUNTERS)[keyof GatewayCounters][0]) => (): Sample<'gateway' | 'reason'>[] =>
+  const counters = (metric: CounterPlace[0]) => (): Sample<'gateway' | 'reason'>[] =>
     gateways().flatMap((g) =>
-      Object.entries(GATEWAY_COUNTERS)
-        .filter(([, [m]]) => m === metric)
-        .map(([field, [, reason]]) => ({
-          labels: reason ? { gateway: g.name, reason } : { gateway: g.name },
-          value: g.counters[field as keyof GatewayCounters],
-        })),
+      Object.entries(GATEWAY_COUNTERS).flatMap(([field, [m, reason]]) => {
+        const value = numberField(g.counters, field);
+        return m !== metric || value === undefined ? [] : [{ labels: reason ? { gateway: g.name, reason } : { gateway: g.name }, value }];
+      }),
     );
   new SnapshotGauge({
     name: 'sluice_tpo_flows',
