@@ -402,6 +402,8 @@ function peer(name: string, o: Partial<PeerStatus> = {}): PeerStatus {
       badBuffers: 0,
       handlerErrors: 0,
       sealFailures: 0,
+      // Fields newer gateways add (fields are added, never renamed): a spread, so this builds with and without them.
+      ...{ unanswered: 0 },
     },
     queuedBytes: 0,
     inFlightBytes: 0,
@@ -448,6 +450,7 @@ function gatewayStatus(name: string, peers: PeerStatus[], counters: Partial<TpoG
       heldOverflow: 0,
       heldDropped: 0,
       windowExceeded: 0,
+      ...{ connectFailed: 0, openRefused: 0, noSession: 0 },
       ...counters,
     },
     dropped: { peerPort: {}, refusedClients: 0 },
