@@ -6,25 +6,39 @@
  */
 import type { Registry } from 'prom-client';
 import { DESTINATION_DROP_REASONS, FLOW_DROP_REASONS } from '../index.js';
-import { SnapshotCounter, SnapshotGauge, type Sample, type ScrapeCache } from './metrics-snapshot.js';
-import type { CapResult, CappedFlow, SubscriberTotals } from './metrics-subscriber-cap.js';
+import { SnapshotCounter, SnapshotGauge, escapeLabelValue, valueText, type Sample, type ScrapeCache } from './metrics-snapshot.js';
+import type { DestinationStats } from '../index.js';
+import type { CapResult, CappedFlow } from './metrics-subscriber-cap.js';
 
 /** The subscriber label of the per-flow sum of subscribers past the cap. */
 export const OTHER_SUBSCRIBER = '_other';
 
 type FlowLabel = 'flow';
 type Rows<L extends string> = Sample<L>[];
+type Counts = Pick<DestinationStats, 'packetsOut' | 'bytesOut' | 'drops'>;
 
-/** Every flow's subscriber series: its own, then `_other`. */
-function subscriberRows<L extends string>(
-  flows: readonly CappedFlow[],
-  pick: (t: SubscriberTotals, flow: string, subscriber: string) => readonly Sample<L>[],
-): Rows<L> {
-  const rows: Rows<L> = [];
-  for (const f of flows) {
-    for (const d of f.kept) rows.push(...pick(d, f.stats.name, d.to));
-    if (f.other) rows.push(...pick(f.other, f.stats.name, OTHER_SUBSCRIBER));
+/** One subscriber series set of a scrape: its labels, escaped once for the three families that use them. */
+interface SubscriberRow {
+  readonly flow: string;
+  readonly subscriber: string;
+  /** `flow="…",subscriber="…"`, escaped. */
+  readonly labels: string;
+  readonly counts: Counts;
+}
+
+/** Every flow's subscriber series of one reading: its own, then `_other` (memoized per reading). */
+const tables = new WeakMap<CapResult, SubscriberRow[]>();
+function subscriberTable(reading: CapResult): SubscriberRow[] {
+  let rows = tables.get(reading);
+  if (rows) return rows;
+  rows = [];
+  for (const f of reading.flows) {
+    const flow = f.stats.name;
+    const fl = `flow="${escapeLabelValue(flow)}"`;
+    for (const d of f.kept) rows.push({ flow, subscriber: d.to, labels: `${fl},subscriber="${escapeLabelValue(d.to)}"`, counts: d });
+    if (f.other) rows.push({ flow, subscriber: OTHER_SUBSCRIBER, labels: `${fl},subscriber="${OTHER_SUBSCRIBER}"`, counts: f.other });
   }
+  tables.set(reading, rows);
   return rows;
 }
 
@@ -90,29 +104,37 @@ export function registerFlowMetrics(registry: Registry, reading: ScrapeCache<{ r
     read: () =>
       flows().map(({ stats: s }) => ({ labels: { flow: s.name }, value: s.destinations.reduce((n, d) => n + (d.suspendedUntil === undefined ? 0 : 1), 0) })),
   });
+  const table = (): SubscriberRow[] => subscriberTable(reading.get().flows);
+  const perSubscriber = (name: string, value: (c: Counts) => number) => ({
+    read: (): Rows<FlowLabel | 'subscriber'> => table().map((r) => ({ labels: { flow: r.flow, subscriber: r.subscriber }, value: value(r.counts) })),
+    lines: (extra: string): string[] => table().map((r) => `${name}{${r.labels}${extra}} ${valueText(value(r.counts))}`),
+  });
   new SnapshotCounter<FlowLabel | 'subscriber'>({
     name: 'sluice_subscriber_packets_total',
     help: `Copies handed to the OS for this subscriber; subscriber="${OTHER_SUBSCRIBER}" sums the subscribers past the series cap.`,
     labelNames: ['flow', 'subscriber'],
     registry,
-    read: () => subscriberRows(flows(), (t, flow, subscriber) => [{ labels: { flow, subscriber }, value: t.packetsOut }]),
+    ...perSubscriber('sluice_subscriber_packets_total', (c) => c.packetsOut),
   });
   new SnapshotCounter<FlowLabel | 'subscriber'>({
     name: 'sluice_subscriber_bytes_total',
     help: `UDP payload bytes sent to this subscriber; subscriber="${OTHER_SUBSCRIBER}" sums the subscribers past the series cap.`,
     labelNames: ['flow', 'subscriber'],
     registry,
-    read: () => subscriberRows(flows(), (t, flow, subscriber) => [{ labels: { flow, subscriber }, value: t.bytesOut }]),
+    ...perSubscriber('sluice_subscriber_bytes_total', (c) => c.bytesOut),
   });
+  // Only reasons that counted something: four always-zero series per subscriber would be two thirds of a large scrape.
+  const drops = (r: SubscriberRow) => DESTINATION_DROP_REASONS.filter((reason) => r.counts.drops[reason] > 0);
   new SnapshotCounter<FlowLabel | 'subscriber' | 'reason'>({
     name: 'sluice_subscriber_drops_total',
     help: 'Copies for this subscriber not delivered, by reason (sendError, queueFull, suspended; unreachable: ICMP errors about copies that left); a reason appears at its first drop.',
     labelNames: ['flow', 'subscriber', 'reason'],
     registry,
     read: () =>
-      // Only reasons that counted something: four always-zero series per subscriber would be two thirds of a large scrape.
-      subscriberRows(flows(), (t, flow, subscriber) =>
-        DESTINATION_DROP_REASONS.filter((reason) => t.drops[reason] > 0).map((reason) => ({ labels: { flow, subscriber, reason }, value: t.drops[reason] })),
+      table().flatMap((r) => drops(r).map((reason) => ({ labels: { flow: r.flow, subscriber: r.subscriber, reason }, value: r.counts.drops[reason] }))),
+    lines: (extra) =>
+      table().flatMap((r) =>
+        drops(r).map((reason) => `sluice_subscriber_drops_total{${r.labels},reason="${reason}"${extra}} ${valueText(r.counts.drops[reason])}`),
       ),
   });
   new SnapshotGauge<never>({

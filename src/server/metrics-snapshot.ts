@@ -32,6 +32,13 @@ export interface SnapshotMetricConfig<L extends string> {
   readonly registry: Registry;
   /** The series now; called once per scrape of this metric. */
   readonly read: () => readonly Sample<L>[];
+  /**
+   * The same series as text lines (`name{labels} value`, `extra` appended
+   * to the labels), for metrics with many series whose label text can be
+   * built once per scrape and shared (per-subscriber series); must give
+   * what `read` gives. Default: formatted from `read`.
+   */
+  readonly lines?: (extra: string) => string[];
 }
 
 const NEEDS_ESCAPE = /[\\\n"]/;
@@ -46,7 +53,7 @@ function escapeHelp(v: string): string {
 }
 
 /** A sample value as the text format writes it (Go's ParseFloat reads all of these). */
-function valueText(v: number): string {
+export function valueText(v: number): string {
   if (Number.isNaN(v)) return 'NaN';
   if (v === Infinity) return '+Inf';
   if (v === -Infinity) return '-Inf';
@@ -59,69 +66,61 @@ interface Exposable {
   expose(extra: string): string;
 }
 
-function expose<L extends string>(
-  name: string,
-  help: string,
-  type: 'counter' | 'gauge',
-  labelNames: readonly L[],
-  rows: readonly Sample<L>[],
-  extra: string,
-): string {
-  let out = `# HELP ${name} ${escapeHelp(help)}\n# TYPE ${name} ${type}`;
-  for (const row of rows) {
+function expose<L extends string>(c: SnapshotMetricConfig<L>, type: 'counter' | 'gauge', extra: string): string {
+  const head = `# HELP ${c.name} ${escapeHelp(c.help)}\n# TYPE ${c.name} ${type}`;
+  if (c.lines) {
+    const lines = c.lines(extra);
+    return lines.length ? `${head}\n${lines.join('\n')}` : head;
+  }
+  const out = [head];
+  for (const row of c.read()) {
     let labels = '';
-    for (const l of labelNames) {
+    for (const l of c.labelNames) {
       const v = row.labels[l];
       if (v !== undefined) labels += `${labels ? ',' : ''}${l}="${escapeLabelValue(v)}"`;
     }
     if (extra) labels = labels ? labels + extra : extra.slice(1);
-    out += labels ? `\n${name}{${labels}} ${valueText(row.value)}` : `\n${name} ${valueText(row.value)}`;
+    out.push(labels ? `${c.name}{${labels}} ${valueText(row.value)}` : `${c.name} ${valueText(row.value)}`);
   }
-  return out;
+  return out.join('\n');
 }
 
 /** A counter read at scrape time (its source counts; this only reports). */
 export class SnapshotCounter<L extends string> extends Counter<L> implements Exposable {
-  readonly #read: () => readonly Sample<L>[];
   readonly #config: SnapshotMetricConfig<L>;
 
   constructor(config: SnapshotMetricConfig<L>) {
     super({ name: config.name, help: config.help, labelNames: config.labelNames, registers: [config.registry] });
-    this.#read = config.read;
     this.#config = config;
   }
 
   override get(): ReturnType<Counter<L>['get']> {
     // Read before the first await: every metric of one scrape then reads in the same turn (ScrapeCache).
-    const values = this.#read().map((s) => ({ labels: s.labels, value: s.value }));
+    const values = this.#config.read().map((s) => ({ labels: s.labels, value: s.value }));
     return super.get().then((base) => ({ ...base, values }));
   }
 
   expose(extra: string): string {
-    const c = this.#config;
-    return expose(c.name, c.help, 'counter', c.labelNames, this.#read(), extra);
+    return expose(this.#config, 'counter', extra);
   }
 }
 
 /** A gauge read at scrape time. */
 export class SnapshotGauge<L extends string> extends Gauge<L> implements Exposable {
-  readonly #read: () => readonly Sample<L>[];
   readonly #config: SnapshotMetricConfig<L>;
 
   constructor(config: SnapshotMetricConfig<L>) {
     super({ name: config.name, help: config.help, labelNames: config.labelNames, registers: [config.registry] });
-    this.#read = config.read;
     this.#config = config;
   }
 
   override get(): ReturnType<Gauge<L>['get']> {
-    const values = this.#read().map((s) => ({ labels: s.labels, value: s.value }));
+    const values = this.#config.read().map((s) => ({ labels: s.labels, value: s.value }));
     return super.get().then((base) => ({ ...base, values }));
   }
 
   expose(extra: string): string {
-    const c = this.#config;
-    return expose(c.name, c.help, 'gauge', c.labelNames, this.#read(), extra);
+    return expose(this.#config, 'gauge', extra);
   }
 }
 

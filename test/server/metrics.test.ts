@@ -177,6 +177,27 @@ describe('metrics: the exposition format', () => {
     assert.deepEqual(complaints, []);
   });
 
+  test("the text and prom-client's JSON (getMetricsAsJSON) give the same series", async () => {
+    const m = createMetrics(
+      source(
+        () => [flow('f"1', [dest('udp://10.0.0.1:1', 3, { unreachable: 2 }), dest('udp://10.0.0.1:2', 4)]), flow('f2', [dest('udp://10.0.0.2:1', 5)])],
+        () => [gatewayStatus('g', [peer('p', { up: true, srttMs: 3 })])],
+      ),
+      { maxSubscriberSeries: 2, processMetrics: false },
+    );
+    const fromText = [...parseExposition(await m.render()).values()].flatMap((f) => f.samples.map((x) => JSON.stringify([x.name, x.labels, x.value])));
+    const json = await m.registry.getMetricsAsJSON();
+    const fromJson = json.flatMap((f) =>
+      f.values.map((v) => JSON.stringify([f.name, Object.fromEntries(Object.entries(v.labels).map(([k, x]) => [k, String(x)])), v.value])),
+    );
+    const norm = (xs: string[]) =>
+      xs
+        .map((x) => JSON.parse(x) as [string, Record<string, string>, number])
+        .map(([n, l, v]) => JSON.stringify([n, Object.entries(l).sort(), v]))
+        .sort();
+    assert.deepEqual(norm(fromText), norm(fromJson));
+  });
+
   test('one reading of the sources per scrape, however many metrics use it', async () => {
     let flowsCalls = 0;
     let gatewayCalls = 0;
