@@ -18,6 +18,8 @@ import { EXIT, parseBitrate, parseDuration, table, emitJson, exitAfterOutput } f
 import { runSession } from './session.js';
 import { runDemo } from './demo.js';
 import { runSendAggregate, runWrite } from './send.js';
+import { serveCommand } from './serve.js';
+import { clientCommands, runDaemonStatus, tokenOption, urlOption } from './client.js';
 import { existsSync } from 'node:fs';
 import { DEFAULT_PIN_ROOT, detachPinned, pinDirFor } from '../dataplane/kernel/attach.js';
 import { releasePinned } from '../dataplane/kernel/lo-settings.js';
@@ -201,13 +203,23 @@ export function buildProgram(exit: (code: number) => void): Command {
 
   program
     .command('status')
-    .description("show a running TPO gateway's peers, flows and counters (from its control socket)")
+    .description("show a running TPO gateway's peers, flows and counters (from its control socket); with --url, a running `sluice serve`")
     .option('--name <name>', 'the gateway name in its config (default tpo)')
     .option('--socket <path>', "control socket path (the config's control:, or /run/sluice/tpo-NAME.sock as root)")
+    .addOption(urlOption())
+    .addOption(tokenOption())
     .option('--json', 'machine-readable JSON')
     .action(async (o) => {
+      if (o.url !== undefined || o.tokenFile !== undefined) {
+        exit(await runDaemonStatus({ ...(o.url ? { url: o.url } : {}), ...(o.tokenFile ? { tokenFile: o.tokenFile } : {}), json: !!o.json }));
+        return;
+      }
       exit(await runStatus({ ...(o.socket ? { socket: o.socket } : {}), ...(o.name ? { name: o.name } : {}), json: !!o.json }));
     });
+
+  // The daemon and its clients (src/cli/serve.ts, src/cli/client.ts).
+  program.addCommand(serveCommand(exit));
+  for (const c of clientCommands(exit)) program.addCommand(c);
 
   program
     .command('detach')

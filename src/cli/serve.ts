@@ -1,0 +1,162 @@
+/**
+ * `sluice serve --config FILE`: the daemon. Starts the service (flows,
+ * TPO gateways, send jobs: src/server/service.ts) and its HTTP API, logs
+ * `ready`, and runs until SIGINT or SIGTERM (graceful stop, exit 0).
+ * SIGHUP re-reads the config file: it wins over the API's changes, and
+ * the state file is rewritten to match (docs/HTTP-API.md, "State").
+ * An engine that fails does not stop the daemon: it shows in the log,
+ * the event stream and /v1/health, where an operator can see it.
+ */
+import { resolve } from 'node:path';
+import { Command, Option } from 'commander';
+import { PolicyValidationError, TIER_NAMES, type TierChoice } from '../index.js';
+import { DEFAULT_API_PORT, SERVE_LOG_LEVELS, parseListenAddress, formatListenAddress } from '../policy/serve-config.js';
+import { loadServeConfig, type ResolvedServeConfig } from '../server/config-file.js';
+import { createLogger, type LogLevel, type Logger } from '../server/log.js';
+import { SluiceService, type ReloadSummary } from '../server/service.js';
+import { loadOrCreateToken } from '../server/token.js';
+import { startApiServer, type ApiServer } from '../server/http/server.js';
+import { EXIT } from './output.js';
+import { waitForSignal } from './signals.js';
+
+export interface ServeOptions {
+  readonly config: string;
+  readonly listen?: string;
+  readonly tokenFile?: string;
+  readonly state?: string;
+  readonly logLevel?: LogLevel;
+  readonly tier?: TierChoice;
+  readonly pin?: boolean | string;
+  /** Resolves when the daemon should stop (tests); default: the first SIGINT/SIGTERM. */
+  readonly stopSignal?: Promise<string>;
+}
+
+/** The config file with the command line's overrides (they win, at start and at every reload). */
+function loadWithOverrides(o: ServeOptions): ResolvedServeConfig {
+  const c = loadServeConfig(o.config);
+  let listen = c.api.listen;
+  if (o.listen !== undefined) {
+    const r = parseListenAddress(o.listen);
+    if (!r.ok) throw new PolicyValidationError([{ path: '--listen', message: r.reason }], 'sluice serve');
+    listen = r.listen;
+  }
+  return {
+    ...c,
+    api: { ...c.api, listen, ...(o.tokenFile !== undefined ? { tokenFile: resolve(o.tokenFile) } : {}) },
+    ...(o.state !== undefined ? { state: resolve(o.state) } : {}),
+  };
+}
+
+function describe(s: ReloadSummary): string {
+  const part = (label: string, names: string[]) => (names.length ? `${label} ${names.join(', ')}` : '');
+  return (
+    [
+      part('added', s.added),
+      part('updated', s.updated),
+      part('replaced', s.replaced),
+      part('removed', s.removed),
+      part('gateways started', s.gatewaysStarted),
+      part('gateways stopped', s.gatewaysStopped),
+    ]
+      .filter(Boolean)
+      .join('; ') || 'no change'
+  );
+}
+
+/** SIGHUP: one reload at a time; a bad file changes nothing and says why. */
+function onReload(service: SluiceService, log: Logger): () => void {
+  return () => {
+    log.info('SIGHUP: reading the config file again');
+    service.reload().then(
+      (summary) => log.info({ ...summary, state: service.config.state }, `reloaded: ${describe(summary)}; state file rewritten`),
+      (err: unknown) => log.error({ err }, `reload failed: ${err instanceof Error ? err.message : String(err)}`),
+    );
+  };
+}
+
+export async function runServe(o: ServeOptions): Promise<number> {
+  // Listen for signals before anything is bound, so an early SIGTERM still stops cleanly.
+  const stop = o.stopSignal ?? waitForSignal();
+  const config = loadWithOverrides(o);
+  const log = createLogger({ level: o.logLevel ?? config.log.level });
+  const token = loadOrCreateToken(config.api.tokenFile);
+  process.stderr.write(`sluice serve: API token in ${token.path}${token.created ? ' (new)' : ''}\n`);
+  const service = await SluiceService.start({
+    config,
+    log,
+    ...(o.tier ? { tier: o.tier } : {}),
+    ...(o.pin ? { pin: o.pin } : {}),
+    logLevelFixed: o.logLevel !== undefined,
+    loadConfig: () => loadWithOverrides(o),
+  });
+  let server: ApiServer;
+  try {
+    server = await startApiServer({
+      service,
+      token,
+      log,
+      listen: config.api.listen,
+      ...(config.api.tls ? { tls: config.api.tls } : {}),
+      maxBodyBytes: config.api.maxBodyBytes,
+      rateLimit: config.api.rateLimit,
+    });
+  } catch (err) {
+    await service.close().catch(() => undefined);
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE' || code === 'EADDRNOTAVAIL' || code === 'EACCES') {
+      throw new PolicyValidationError([{ path: 'api.listen', message: `cannot listen on ${formatListenAddress(config.api.listen)}: ${code}` }], 'sluice serve');
+    }
+    throw err;
+  }
+  const hup = onReload(service, log);
+  process.on('SIGHUP', hup);
+  log.info(
+    {
+      url: server.url,
+      tokenFile: token.path,
+      tier: service.tier,
+      flows: service.flows().map((f) => f.name),
+      gateways: service.gateways().map((g) => g.name),
+      state: config.state,
+      pid: process.pid,
+    },
+    'ready',
+  );
+  const signal = await stop;
+  process.off('SIGHUP', hup);
+  log.info({ signal }, 'stopping');
+  await server.close();
+  await service.close();
+  log.info('stopped');
+  return EXIT.OK;
+}
+
+/** `sluice serve`, for src/cli/main.ts. */
+export function serveCommand(exit: (code: number) => void): Command {
+  return new Command('serve')
+    .description('run the daemon: flows, TPO gateways and send jobs with an HTTP control API (docs/HTTP-API.md)')
+    .requiredOption('-c, --config <file>', 'serve config, e.g. examples/serve.yaml')
+    .option('--listen <host:port>', `API address (default: the config's api.listen, else 127.0.0.1:${DEFAULT_API_PORT}; IPv6: [::1]:${DEFAULT_API_PORT})`)
+    .option('--token-file <file>', "API token file (default: the config's api.tokenFile, else $STATE_DIRECTORY, /var/lib/sluice or ~/.local/state/sluice)")
+    .option('--state <file>', "state file (default: the config's state, else beside the config: NAME.state.json)")
+    .addOption(new Option('--log-level <level>', "log level (default: the config's log.level, else info)").choices(SERVE_LOG_LEVELS))
+    .addOption(new Option('--tier <tier>', "override the config's tier").choices(['auto', ...TIER_NAMES]))
+    .option('--pin [dir]', 'kernel tier: pin state in bpffs so forwarding goes on while the daemon is stopped or restarting')
+    .addHelpText(
+      'after',
+      `\nExamples:\n  sluice serve --config examples/serve.yaml\n  curl -H "Authorization: Bearer $(cat ~/.local/state/sluice/api.token)" http://127.0.0.1:${DEFAULT_API_PORT}/v1/flows`,
+    )
+    .action(async (o) => {
+      exit(
+        await runServe({
+          config: o.config,
+          ...(o.listen !== undefined ? { listen: o.listen } : {}),
+          ...(o.tokenFile !== undefined ? { tokenFile: o.tokenFile } : {}),
+          ...(o.state !== undefined ? { state: o.state } : {}),
+          ...(o.logLevel !== undefined ? { logLevel: o.logLevel as LogLevel } : {}),
+          ...(o.tier !== undefined ? { tier: o.tier as TierChoice } : {}),
+          ...(o.pin !== undefined ? { pin: o.pin as boolean | string } : {}),
+        }),
+      );
+    });
+}

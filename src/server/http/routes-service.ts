@@ -1,0 +1,34 @@
+/**
+ * The routes besides flows: health, TPO gateways, send jobs, the event
+ * stream and the OpenAPI document.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { SluiceService } from '../service.js';
+import type { EventHub } from './sse.js';
+import { buildOpenApi } from './openapi.js';
+import { packageVersion } from '../version.js';
+
+export function serviceRoutes(app: FastifyInstance, service: SluiceService, hub: EventHub): void {
+  app.get('/v1/health', async (_req, reply) => {
+    const health = service.health();
+    return reply.code(health.status === 'stopping' ? 503 : 200).send(health);
+  });
+
+  app.get('/v1/tpo', async () => ({ gateways: service.gateways() }));
+  app.get<{ Params: { gateway: string } }>('/v1/tpo/:gateway', async (req) => service.gateway(req.params.gateway));
+
+  app.post('/v1/sends', async (req, reply) => reply.code(202).send(service.startSend(req.body)));
+  app.get('/v1/sends', async () => ({ sends: service.sends() }));
+  app.get<{ Params: { id: string } }>('/v1/sends/:id', async (req) => service.send(req.params.id));
+  app.delete<{ Params: { id: string } }>('/v1/sends/:id', async (req) => service.cancelSend(req.params.id));
+
+  app.get('/v1/events', (req, reply) => {
+    // The hub owns the response from here: fastify neither serializes nor ends it.
+    reply.hijack();
+    req.raw.socket.setNoDelay(true);
+    hub.add(reply.raw);
+  });
+
+  let openapi: unknown;
+  app.get('/v1/openapi.json', async () => (openapi ??= buildOpenApi(packageVersion())));
+}

@@ -1,0 +1,115 @@
+/**
+ * The service's events: one map whose names and payloads are exactly the
+ * server-sent events of `GET /v1/events` (docs/HTTP-API.md), so the SSE
+ * layer forwards them without translating. `stats` is not emitted by the
+ * service: the SSE layer builds it once a second, while someone listens,
+ * with statsEvent().
+ */
+import type { FlowStats } from '../index.js';
+import type { TpoGatewayStatus } from '../tpo/index.js';
+import type { FlowView } from './flow-view.js';
+import type { SendJobView } from './send-jobs.js';
+
+export interface AlarmEvent {
+  /** What raised it: a gateway's name, `state`, `service`. */
+  readonly source: string;
+  /** A short stable word: `handshake`, `flowfail`, `fault`, `persist`, `reload`. */
+  readonly kind: string;
+  readonly message: string;
+  readonly [extra: string]: unknown;
+}
+
+export interface ServiceEvents {
+  flowadded: [{ flow: FlowView }];
+  flowremoved: [{ name: string; stats: FlowStats | null }];
+  flowchanged: [{ flow: FlowView }];
+  subscriberadded: [{ flow: string; to: string }];
+  subscriberremoved: [{ flow: string; to: string }];
+  /** `until` ms since the epoch; 0: resumed. */
+  subscribersuspended: [{ flow: string; to: string; until: number }];
+  peerup: [{ gateway: string; peer: string }];
+  peerdown: [{ gateway: string; peer: string }];
+  alarm: [AlarmEvent];
+  enginefailed: [{ engine: string; message: string }];
+  sendstarted: [SendJobView];
+  senddone: [SendJobView];
+}
+
+export type ServiceEventName = keyof ServiceEvents;
+export const SERVICE_EVENT_NAMES = [
+  'flowadded',
+  'flowremoved',
+  'flowchanged',
+  'subscriberadded',
+  'subscriberremoved',
+  'subscribersuspended',
+  'peerup',
+  'peerdown',
+  'alarm',
+  'enginefailed',
+  'sendstarted',
+  'senddone',
+] as const satisfies readonly ServiceEventName[];
+
+/** One flow in a `stats` event: the totals and each destination's counters. */
+export interface StatsEventFlow {
+  readonly name: string;
+  readonly packetsIn: number;
+  readonly bytesIn: number;
+  readonly packetsOut: number;
+  readonly bytesOut: number;
+  /** Drops by reason. */
+  readonly drops: FlowStats['drops'];
+  readonly destinations: FlowStats['destinations'];
+}
+
+/** One gateway in a `stats` event: per peer, what the dashboard charts. */
+export interface StatsEventGateway {
+  readonly name: string;
+  readonly peers: readonly {
+    readonly name: string;
+    readonly up: boolean;
+    readonly srttMs?: number;
+    readonly pacingMbit?: number;
+    readonly bytesSent: number;
+    readonly bytesReceived: number;
+    readonly retransmissions: number;
+    readonly flows: number;
+  }[];
+}
+
+export interface StatsEvent {
+  /** ms since the epoch. */
+  readonly t: number;
+  readonly flows: readonly StatsEventFlow[];
+  readonly gateways: readonly StatsEventGateway[];
+}
+
+/** The `stats` event from counter snapshots (read from shared memory and maps: no message to an engine). */
+export function statsEvent(flows: readonly FlowStats[], gateways: readonly TpoGatewayStatus[], t = Date.now()): StatsEvent {
+  return {
+    t,
+    flows: flows.map((f) => ({
+      name: f.name,
+      packetsIn: f.packetsIn,
+      bytesIn: f.bytesIn,
+      packetsOut: f.packetsOut,
+      bytesOut: f.bytesOut,
+      drops: f.drops,
+      destinations: f.destinations,
+    })),
+    gateways: gateways.map((g) => ({
+      name: g.name,
+      peers: g.peers.map((p) => ({
+        name: p.name,
+        up: p.up,
+        ...(p.srttMs !== undefined ? { srttMs: p.srttMs } : {}),
+        ...(p.pacingMbit !== undefined ? { pacingMbit: p.pacingMbit } : {}),
+        bytesSent: p.bytesSent,
+        bytesReceived: p.bytesReceived,
+        retransmissions: p.retransmissions,
+        flows: p.flows,
+      })),
+    })),
+  };
+}

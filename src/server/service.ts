@@ -1,0 +1,355 @@
+/**
+ * SluiceService: what `sluice serve` runs, and what its HTTP API, metrics
+ * and dashboard use. It owns one Sluice (the relay flows), the TPO
+ * gateways of its config, and the send jobs; it applies changes one at a
+ * time, in arrival order, each validated whole first (one queue), writes
+ * the state file after every change that succeeded, and emits each
+ * change as a typed event whose name and payload are the server-sent
+ * event's (service-events.ts).
+ *
+ * Nothing here runs per packet: counters are read from the engines'
+ * shared memory and maps when asked (statsSnapshot, flows()).
+ */
+import { Sluice, TypedEmitter, type EngineFailedError, type Flow, type FlowStats, type TierChoice, type TierName } from '../index.js';
+import type { TpoGatewayStatus } from '../tpo/index.js';
+import { loadServeConfig, type ResolvedServeConfig } from './config-file.js';
+import { readStateFile, writeStateFile, type TpoRuntimeState } from './state-file.js';
+import { flowView, policyJson, type FlowView } from './flow-view.js';
+import * as ops from './flow-ops.js';
+import { Gateways } from './gateways.js';
+import { SendJobs, type SendJobView } from './send-jobs.js';
+import { ServiceError } from './service-error.js';
+import type { AlarmEvent, ServiceEvents } from './service-events.js';
+import type { Logger } from './log.js';
+import { packageVersion } from './version.js';
+
+export interface ServiceOptions {
+  readonly config: ResolvedServeConfig;
+  readonly log: Logger;
+  /** Overrides the config's tier (--tier). */
+  readonly tier?: TierChoice;
+  /** Kernel tier: pin (--pin); stopping then leaves the flows forwarding. */
+  readonly pin?: boolean | string;
+  /** The log level was given on the command line: a reload keeps it. */
+  readonly logLevelFixed?: boolean;
+  /** How SIGHUP re-reads the config (default: the file again). */
+  readonly loadConfig?: () => ResolvedServeConfig;
+}
+
+export interface Failure {
+  readonly engine: string;
+  readonly message: string;
+  /** ISO time. */
+  readonly at: string;
+}
+
+export interface HealthView {
+  readonly status: 'ok' | 'degraded' | 'stopping';
+  readonly tier: TierName;
+  readonly version: string;
+  readonly uptimeS: number;
+  readonly flows: number;
+  readonly gateways: number;
+  readonly failures: readonly Failure[];
+}
+
+export interface ReloadSummary {
+  readonly added: string[];
+  readonly updated: string[];
+  readonly replaced: string[];
+  readonly removed: string[];
+  readonly gatewaysStarted: string[];
+  readonly gatewaysStopped: string[];
+}
+
+/** Failures kept for /v1/health (the oldest go first). */
+const MAX_FAILURES = 20;
+
+export class SluiceService extends TypedEmitter<ServiceEvents> {
+  readonly startedAt = Date.now();
+  readonly #sluice: Sluice;
+  readonly #log: Logger;
+  readonly #options: ServiceOptions;
+  #config: ResolvedServeConfig;
+  readonly #gateways: Gateways;
+  readonly #sends: SendJobs;
+  readonly #failures: Failure[] = [];
+  readonly #tpoState: Record<string, TpoRuntimeState> = {};
+  #queue: Promise<unknown> = Promise.resolve();
+  #closing: Promise<void> | undefined;
+
+  private constructor(sluice: Sluice, options: ServiceOptions) {
+    super();
+    this.#sluice = sluice;
+    this.#options = options;
+    this.#config = options.config;
+    this.#log = options.log;
+    this.#gateways = new Gateways(this.#log, {
+      peerup: (gateway, peer) => this.emit('peerup', { gateway, peer }),
+      peerdown: (gateway, peer) => this.emit('peerdown', { gateway, peer }),
+      alarm: (a) => this.emit('alarm', a),
+      failed: (engine, message) => this.#failed(engine, message),
+    });
+    this.#sends = new SendJobs(sluice, this.#log.child({ component: 'sends' }), {
+      started: (v) => this.emit('sendstarted', v),
+      done: (v) => this.emit('senddone', v),
+    });
+    sluice.on('engineFailed', (err: EngineFailedError) => this.#failed(err.engine, err.message));
+    sluice.on('flowadded', (flow) => this.#watchFlow(flow));
+  }
+
+  /**
+   * Opens the Sluice, starts the flows (the state file's when there is
+   * one, else the config's), then the TPO gateways. Anything that fails
+   * closes what started and throws.
+   */
+  static async start(options: ServiceOptions): Promise<SluiceService> {
+    const { config, log } = options;
+    const state = readStateFile(config.state);
+    const sluice = await Sluice.open({
+      tier: options.tier ?? config.tier,
+      ...(options.pin ? { kernelPin: options.pin } : {}),
+    });
+    const svc = new SluiceService(sluice, options);
+    try {
+      if (state) {
+        log.warn(
+          { state: config.state, writtenAt: state.writtenAt },
+          `using state file ${config.state} written ${state.writtenAt}; the config file's flows are ignored until SIGHUP`,
+        );
+        Object.assign(svc.#tpoState, state.tpo);
+      }
+      await ops.applyFlowList(sluice, state ? state.flows : config.flows);
+      const swept = sluice.sweepUnclaimed();
+      if (swept) log.info({ swept }, 'removed pinned flows of an earlier run that the flows no longer have');
+      for (const t of config.tpo) await svc.#gateways.start(t.config);
+    } catch (err) {
+      await svc.#shutdown().catch(() => undefined);
+      throw err;
+    }
+    return svc;
+  }
+
+  get tier(): TierName {
+    return this.#sluice.tier;
+  }
+
+  get config(): ResolvedServeConfig {
+    return this.#config;
+  }
+
+  /** Log a flow's suspensions (and say them as events): the service's only per-flow listener. */
+  #watchFlow(flow: Flow): void {
+    const name = flow.name;
+    const log = this.#log.child({ flow: name });
+    log.info({ type: flow.type, listen: flow.listenUrl, tier: flow.tier }, 'flow started');
+    flow.on('suspension', (to, until) => {
+      if (until) log.warn({ to, until: new Date(until).toISOString() }, 'subscriber suspended');
+      else log.info({ to }, 'subscriber resumed');
+      this.emit('subscribersuspended', { flow: name, to, until });
+    });
+    flow.once('close', (stats) => log.info({ packetsIn: stats?.packetsIn, packetsOut: stats?.packetsOut }, 'flow stopped'));
+  }
+
+  #failed(engine: string, message: string): void {
+    this.#log.error({ engine }, `engine failed: ${message}`);
+    this.#failures.push({ engine, message, at: new Date().toISOString() });
+    if (this.#failures.length > MAX_FAILURES) this.#failures.shift();
+    this.emit('enginefailed', { engine, message });
+  }
+
+  /** Runs `op` after every change before it; then writes the state file. */
+  #change<T>(op: () => Promise<T>): Promise<T> {
+    if (this.#closing) return Promise.reject(new ServiceError('stopping', 'the service is stopping'));
+    const run = this.#queue.then(async () => {
+      const r = await op();
+      await this.#persist();
+      return r;
+    });
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async #persist(): Promise<void> {
+    try {
+      await writeStateFile(this.#config.state, { flows: this.#sluice.flows().map((f) => policyJson(f.spec, f.name)), tpo: this.#tpoState });
+    } catch (err) {
+      const message = `cannot write the state file ${this.#config.state}: ${(err as Error).message}`;
+      this.#log.error({ err }, message);
+      const alarm: AlarmEvent = { source: 'state', kind: 'persist', message };
+      this.emit('alarm', alarm);
+    }
+  }
+
+  // ---- flows ----
+
+  flows(): FlowView[] {
+    return this.#sluice.flows().map((f) => flowView(f));
+  }
+
+  flow(name: string): FlowView | undefined {
+    const f = this.#sluice.flow(name);
+    return f ? flowView(f) : undefined;
+  }
+
+  flowStats(name: string): FlowStats {
+    return ops.requireFlow(this.#sluice, name).stats();
+  }
+
+  /** Counter snapshots of every flow (synchronous: shared memory and maps). */
+  statsSnapshot(): FlowStats[] {
+    return this.#sluice.stats();
+  }
+
+  createFlow(policy: unknown): Promise<FlowView> {
+    return this.#change(async () => {
+      const view = flowView(await ops.createFlow(this.#sluice, policy));
+      this.emit('flowadded', { flow: view });
+      return view;
+    });
+  }
+
+  replaceFlow(name: string, policy: unknown): Promise<FlowView> {
+    return this.#change(async () => this.#replaced(await ops.replaceFlow(this.#sluice, ops.requireFlow(this.#sluice, name), ops.namedPolicy(policy, name))));
+  }
+
+  patchFlow(name: string, patch: unknown): Promise<FlowView> {
+    return this.#change(async () => {
+      const flow = ops.requireFlow(this.#sluice, name);
+      return this.#replaced(await ops.replaceFlow(this.#sluice, flow, ops.mergePatch(flow, patch)));
+    });
+  }
+
+  #replaced(r: { flow: Flow; restarted: boolean }): FlowView {
+    const view = flowView(r.flow);
+    this.#log.child({ flow: view.name }).info({ restarted: r.restarted }, 'flow changed');
+    this.emit('flowchanged', { flow: view });
+    return view;
+  }
+
+  deleteFlow(name: string): Promise<{ name: string; stats: FlowStats | null }> {
+    return this.#change(async () => {
+      const stats = (await ops.requireFlow(this.#sluice, name).remove()) ?? null;
+      this.emit('flowremoved', { name, stats });
+      return { name, stats };
+    });
+  }
+
+  addSubscriber(name: string, to: unknown): Promise<FlowView> {
+    const addr = ops.subscriberAddress(to);
+    return this.#change(async () => {
+      const flow = ops.requireFlow(this.#sluice, name);
+      await ops.addSubscriber(flow, addr);
+      this.#log.child({ flow: name }).info({ to: addr }, 'subscriber added');
+      this.emit('subscriberadded', { flow: name, to: addr });
+      return flowView(flow);
+    });
+  }
+
+  removeSubscriber(name: string, to: unknown): Promise<FlowView> {
+    const addr = ops.subscriberAddress(to);
+    return this.#change(async () => {
+      const flow = ops.requireFlow(this.#sluice, name);
+      await ops.removeSubscriber(flow, addr);
+      this.#log.child({ flow: name }).info({ to: addr }, 'subscriber removed');
+      this.emit('subscriberremoved', { flow: name, to: addr });
+      return flowView(flow);
+    });
+  }
+
+  // ---- TPO gateways ----
+
+  gateways(): TpoGatewayStatus[] {
+    return this.#gateways.statuses();
+  }
+
+  gateway(name: string): TpoGatewayStatus {
+    return this.#gateways.gateway(name).status();
+  }
+
+  // ---- sends ----
+
+  startSend(request: unknown): SendJobView {
+    if (this.#closing) throw new ServiceError('stopping', 'the service is stopping');
+    return this.#sends.start(request);
+  }
+
+  sends(): SendJobView[] {
+    return this.#sends.list();
+  }
+
+  send(id: string): SendJobView {
+    return this.#sends.get(id);
+  }
+
+  cancelSend(id: string): Promise<SendJobView> {
+    return this.#sends.cancel(id);
+  }
+
+  // ---- health, reload, close ----
+
+  health(): HealthView {
+    return {
+      status: this.#closing ? 'stopping' : this.#failures.length || this.#sluice.failure ? 'degraded' : 'ok',
+      tier: this.#sluice.tier,
+      version: packageVersion(),
+      uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
+      flows: this.#sluice.flows().length,
+      gateways: this.#gateways.size,
+      failures: [...this.#failures],
+    };
+  }
+
+  /**
+   * SIGHUP: the config file is read again and wins (an operator's
+   * explicit act): its flows are applied (changed ones only), gateways
+   * added to or removed from `tpo:` are started or stopped, the log level
+   * follows (unless given on the command line), and the state file is
+   * rewritten to match. A config that cannot be read or applied changes
+   * nothing that was not already applied, and is reported by the error.
+   */
+  reload(): Promise<ReloadSummary> {
+    return this.#change(async () => {
+      const next = (this.#options.loadConfig ?? (() => loadServeConfig(this.#config.path)))();
+      const before = this.#config;
+      const flows = await ops.applyFlowList(this.#sluice, next.flows);
+      for (const r of flows.removed) this.emit('flowremoved', { name: r.name, stats: r.stats ?? null });
+      for (const name of flows.added) this.emit('flowadded', { flow: this.flow(name)! });
+      for (const name of [...flows.updated, ...flows.replaced]) this.emit('flowchanged', { flow: this.flow(name)! });
+      const wanted = next.tpo.map((t) => t.config);
+      const gatewaysStopped: string[] = [];
+      for (const p of this.#gateways.paths().filter((x) => !wanted.includes(x))) {
+        const name = await this.#gateways.stop(p);
+        if (name) gatewaysStopped.push(name);
+      }
+      const gatewaysStarted: string[] = [];
+      for (const p of wanted.filter((x) => !this.#gateways.paths().includes(x))) gatewaysStarted.push((await this.#gateways.start(p)).name);
+      for (const k of Object.keys(this.#tpoState)) delete this.#tpoState[k];
+      this.#config = next;
+      if (!this.#options.logLevelFixed) this.#log.level = next.log.level;
+      if (JSON.stringify(next.api) !== JSON.stringify(before.api) || next.state !== before.state || next.tier !== before.tier)
+        this.#log.warn('the api, state or tier settings changed: they take effect at the next start');
+      return { ...flows, removed: flows.removed.map((r) => r.name), gatewaysStarted, gatewaysStopped };
+    });
+  }
+
+  /**
+   * Stops: no new change is taken (health says 'stopping'), the changes
+   * queued finish, stream jobs stop, the gateways and the Sluice close
+   * (with --pin on the kernel tier the flows go on forwarding). Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#queue.then(() => this.#shutdown());
+    return this.#closing;
+  }
+
+  async #shutdown(): Promise<void> {
+    const errors: unknown[] = [];
+    await this.#sends.close().catch((e: unknown) => errors.push(e));
+    await this.#gateways.close().catch((e: unknown) => errors.push(e));
+    const keep = Boolean(this.#options.pin) && this.#sluice.tier === 'kernel';
+    await this.#sluice.close({ keepForwarding: keep }).catch((e: unknown) => errors.push(e));
+    if (keep) this.#log.info('kernel forwarding left in place (pinned); start again with --pin to adopt it, or `sluice detach` to remove it');
+    if (errors.length) throw errors[0];
+  }
+}
