@@ -22,6 +22,7 @@ import { PACING_ENGINES, PACING_RATES, runPacingTrial, type PacingTrial } from '
 import { TPO_IOS, TPO_LOSSES, runTpoBulk, runTpoChatty, runTpoCompression, type TpoResults } from './lib/tpo-suite.js';
 import { TPO_WAN_VARIANTS, planTpoWan, runTpoWanSuite } from './lib/tpo-wan-suite.js';
 import { profileIds } from './lib/tpo-wan-profiles.js';
+import { SERVICE_TIERS, emptyServiceResults, runScrapeCapacity, runScrapeTimes } from './lib/service-suite.js';
 
 /** Sender suite: datagram size and destinations (small datagrams: per-packet costs dominate). */
 const SENDER_DESTS = 10;
@@ -89,7 +90,7 @@ const program = new Command('bench')
   .option('--no-steer', "no receive packet steering: a veth's receive work then runs on the sending CPU (see bench/README.md, topology)")
   .option(
     '--suites <list>',
-    'relay, sender (one-shot sends, issue #5), tpo (the TPO data mover, issue #6), tpo-wan (TCP across the IP-level WAN emulator: direct CUBIC/BBR, kcptun, Sluice; issue #7); default all four, or relay alone with --only',
+    'relay, sender (one-shot sends, issue #5), tpo (the TPO data mover, issue #6), tpo-wan (TCP across the IP-level WAN emulator: direct CUBIC/BBR, kcptun, Sluice; issue #7), service (the metrics scrape: its time, and capacity with a scrape a second; issue 19); default all five, or relay alone with --only',
   )
   .option('--wan-seconds <s>', 'tpo-wan: bulk transfer time per trial on every emulated profile (default per profile: 20 and 10 s, quick 10 and 6 s)', posNum)
   .option('--profiles <list>', `tpo-wan: which paths (${profileIds().join(', ')}); default all`)
@@ -203,7 +204,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const peers = ALL_PEERS.filter((p) => wanted.includes(p.name));
-  const suites = new Set((o.suites ?? (o.only ? 'relay' : 'relay,sender,tpo,tpo-wan')).split(',').map((x) => x.trim()));
+  const suites = new Set((o.suites ?? (o.only ? 'relay' : 'relay,sender,tpo,tpo-wan,service')).split(',').map((x) => x.trim()));
   const cases = (suites.has('relay') ? allCases(o.cpuBursty ? ['smooth', 'bursty'] : ['smooth']) : [])
     .filter((c) => !only || only.test(c.id))
     .filter((c) => !quick || o.only || c.id !== `max-1to${c.fanout}-200B-bursty`);
@@ -228,6 +229,7 @@ async function main(): Promise<number> {
   const senderTrials: SenderTrial[] = [];
   const pacingTrials: PacingTrial[] = [];
   const tpo: TpoResults = { bulk: [], chatty: [], compression: [] };
+  const service = emptyServiceResults();
   const wan = planTpoWan({ ...o, quick });
   if ('error' in wan) {
     process.stderr.write(`bench: ${wan.error}\n`);
@@ -273,6 +275,7 @@ async function main(): Promise<number> {
       pacingTrials,
       tpo,
       tpoWan,
+      service,
     );
   };
   process.once('SIGINT', () => {
@@ -435,6 +438,24 @@ async function main(): Promise<number> {
         }
         save();
       }
+    }
+    if (suites.has('service')) {
+      await sink.setPorts(FIRST_SUBSCRIBER_PORT, 100);
+      const ctx = {
+        topo,
+        trial: { topo, sink, generator, listenPort: LISTEN_PORT, coreClock },
+        repeats,
+        quick,
+        trialSeconds,
+        listenPort: LISTEN_PORT,
+        firstSubscriberPort: FIRST_SUBSCRIBER_PORT,
+        tiers: SERVICE_TIERS.filter((t) => peers.some((p) => p.name === t)),
+        log,
+        onProgress: () => void save(),
+      };
+      await runScrapeTimes(ctx, service);
+      await runScrapeCapacity(ctx, service);
+      save();
     }
     complete = true;
   } finally {

@@ -9,6 +9,7 @@ import { pacingMarkdown, pacingTargets, type PacingTrial } from './pacing-suite.
 import { tpoMarkdown, type TpoResults } from './tpo-suite.js';
 import type { TpoWanResults } from './tpo-wan-suite.js';
 import { tpoWanMarkdown } from './tpo-wan-report.js';
+import { emptyServiceResults, serviceMarkdown, type ServiceResults } from './service-suite.js';
 import { join } from 'node:path';
 import { scenarioName, type Mode } from './cases.js';
 import type { SearchResult } from './search.js';
@@ -454,13 +455,14 @@ export function writeResults(
   pacing: readonly PacingTrial[] = [],
   tpo: TpoResults = { bulk: [], chatty: [], compression: [] },
   tpoWan: TpoWanResults = { trials: [], profiles: [], quick: false, versions: {} },
+  service: ServiceResults = emptyServiceResults(),
 ): { json: string; md: string } {
   mkdirSync(outDir, { recursive: true });
   const summary = summarize(records, peerOrder);
   const json = join(outDir, `${stamp}.json`);
   const md = join(outDir, `${stamp}.md`);
-  writeFileSync(json, `${JSON.stringify({ ...info, summary, records, sender, pacing, tpo, tpoWan }, null, 1)}\n`);
-  const text = `${markdown(info, summary)}\n${senderMarkdown(sender, pacing)}\n${tpoMarkdown(tpo)}\n${tpoWanMarkdown(tpoWan)}\n`;
+  writeFileSync(json, `${JSON.stringify({ ...info, summary, records, sender, pacing, tpo, tpoWan, service }, null, 1)}\n`);
+  const text = `${markdown(info, summary)}\n${senderMarkdown(sender, pacing)}\n${tpoMarkdown(tpo)}\n${tpoWanMarkdown(tpoWan)}\n${serviceMarkdown(service)}\n`;
   writeFileSync(md, text);
   writeFileSync(join(outDir, 'latest.md'), text);
   return { json, md };

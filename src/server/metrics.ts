@@ -1,0 +1,107 @@
+/**
+ * `GET /metrics`: the daemon's Prometheus exposition (prom-client).
+ *
+ * Every relay and TPO metric is read at scrape time from the source's
+ * `flows()` and `gateways()`, once per scrape: nothing is counted here
+ * and no engine is asked anything. A flow's `stats()` is a synchronous read
+ * on every tier — the portable tier's counters live in this thread, the
+ * batched engine's in SharedArrayBuffers it writes from its worker, and the
+ * kernel tier's in BPF maps (one bpf(2) lookup per flow and per in-kernel
+ * subscriber) merged with its companion's shared counters — so a scrape
+ * costs the service thread time proportional to flows and subscribers and
+ * costs the data plane nothing. Process metrics come from prom-client's
+ * default collectors on the same registry, prefixed `sluice_`.
+ *
+ * The names, labels and meaning of each metric: docs/METRICS.md.
+ */
+import { collectDefaultMetrics, type Registry } from 'prom-client';
+import type { FlowStats } from '../index.js';
+import type { TpoGatewayStatus } from '../tpo/index.js';
+import { registerFlowMetrics } from './metrics-flows.js';
+import { ScrapeCache, SnapshotGauge, SnapshotRegistry } from './metrics-snapshot.js';
+import { SubscriberCap, type CapResult } from './metrics-subscriber-cap.js';
+import { registerTpoMetrics } from './metrics-tpo.js';
+
+export { OTHER_SUBSCRIBER } from './metrics-flows.js';
+
+/** What the metrics read, at each scrape. */
+export interface MetricsSource {
+  /** Every running flow's counters (`Flow.stats()`): synchronous, from shared memory or BPF maps. */
+  flows(): readonly FlowStats[];
+  /** Every TPO gateway's status (`TpoGateway.status()`). */
+  gateways(): readonly TpoGatewayStatus[];
+  /** Engines that failed (as in `GET /v1/health`): each a `sluice_engine_failed{engine}` series. */
+  failures?(): readonly { readonly engine: string }[];
+}
+
+export interface MetricsOptions {
+  /** Subscribers (flow, subscriber pairs) with series of their own; the rest are summed per flow into `_other`. Default 10,000. */
+  readonly maxSubscriberSeries?: number;
+  /** A `node` label on every series (this daemon's name, for setups that merge several daemons' metrics). */
+  readonly node?: string;
+  /** `sluice_build_info{version}`. */
+  readonly version?: string;
+  /** Process metrics (prom-client's default collectors); default true. Tests that compare whole texts turn them off. */
+  readonly processMetrics?: boolean;
+}
+
+export interface Metrics {
+  /** The `Content-Type` of render()'s text (Prometheus text format 0.0.4). */
+  readonly contentType: string;
+  /** The exposition text of one scrape. */
+  render(): Promise<string>;
+  readonly registry: Registry;
+}
+
+export const DEFAULT_MAX_SUBSCRIBER_SERIES = 10_000;
+
+interface Reading {
+  readonly flows: CapResult;
+  readonly gateways: readonly TpoGatewayStatus[];
+  readonly failures: readonly { readonly engine: string }[];
+}
+
+export function createMetrics(source: MetricsSource, opts: MetricsOptions = {}): Metrics {
+  const registry = new SnapshotRegistry(opts.node === undefined ? {} : { node: opts.node });
+  const max = opts.maxSubscriberSeries ?? DEFAULT_MAX_SUBSCRIBER_SERIES;
+  const cap = new SubscriberCap(max);
+  const reading = new ScrapeCache<Reading>(() => ({
+    flows: cap.apply(source.flows()),
+    gateways: source.gateways(),
+    failures: source.failures?.() ?? [],
+  }));
+
+  registerFlowMetrics(registry, reading, max);
+  registerTpoMetrics(registry, reading);
+  new SnapshotGauge<never>({
+    name: 'sluice_engine_failures',
+    help: 'Engines (data planes, send engines, TPO gateways) that failed and have not been replaced; 0 when healthy.',
+    labelNames: [],
+    registry,
+    read: () => [{ labels: {}, value: reading.get().failures.length }],
+  });
+  new SnapshotGauge<'engine'>({
+    name: 'sluice_engine_failed',
+    help: 'One series per failed engine (value 1), named as in GET /v1/health.',
+    labelNames: ['engine'],
+    registry,
+    read: () => reading.get().failures.map((f) => ({ labels: { engine: f.engine }, value: 1 })),
+  });
+  if (opts.version !== undefined) {
+    const version = opts.version;
+    new SnapshotGauge<'version'>({
+      name: 'sluice_build_info',
+      help: 'The running Sluice version (value 1).',
+      labelNames: ['version'],
+      registry,
+      read: () => [{ labels: { version }, value: 1 }],
+    });
+  }
+  if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'sluice_' });
+
+  return {
+    contentType: registry.contentType,
+    render: () => registry.metrics(),
+    registry,
+  };
+}
