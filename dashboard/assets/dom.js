@@ -20,8 +20,11 @@ export function h(tag, props, ...children) {
       if (key === 'class') el.className = String(value);
       else if (key === 'dataset') Object.assign(el.dataset, value);
       else if (key === 'text') el.textContent = String(value);
-      else if (key.startsWith('on') && typeof value === 'function') el.addEventListener(key.slice(2), /** @type {EventListener} */ (value));
-      else if (value === true) el.setAttribute(key, '');
+      else if (key.startsWith('on')) {
+        // Handlers are functions, never attribute text (which the CSP would refuse anyway).
+        if (typeof value !== 'function') throw new TypeError(`h(): ${key} must be a function`);
+        el.addEventListener(key.slice(2), /** @type {EventListener} */ (value));
+      } else if (value === true) el.setAttribute(key, '');
       else el.setAttribute(key, String(value));
     }
   }

@@ -76,7 +76,11 @@ export const dashboardPlugin: FastifyPluginAsync<DashboardOptions> = async (app,
   app.get('/', async (request, reply) => send(reply, index, request.headers['if-none-match']));
   app.get<{ Params: { file: string } }>('/assets/:file', async (request, reply) => {
     const file = assets.get(request.params.file);
-    if (!file) return reply.callNotFound();
+    if (!file) {
+      // The app's own 404 (the API's JSON error body), as for any unknown path.
+      reply.callNotFound();
+      return reply;
+    }
     return send(reply, file, request.headers['if-none-match']);
   });
 };
