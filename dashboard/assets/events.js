@@ -16,6 +16,7 @@
  */
 export class EventStreamParser {
   #buffer = '';
+  #afterCr = false;
   #type = '';
   /** @type {string[]} */
   #data = [];
@@ -27,17 +28,23 @@ export class EventStreamParser {
    * @param {(type: string, data: string, id: string | undefined) => void} onEvent
    */
   push(chunk, onEvent) {
-    this.#buffer += chunk;
+    if (chunk === '') return;
+    let text = chunk;
+    // A CR ended the previous chunk's last line: an LF opening this one is the rest of that CRLF.
+    if (this.#afterCr && text.startsWith('\n')) text = text.slice(1);
+    this.#afterCr = false;
+    this.#buffer += text;
     let start = 0;
     for (;;) {
       const lf = this.#buffer.indexOf('\n', start);
       const cr = this.#buffer.indexOf('\r', start);
       let end = lf === -1 ? cr : cr === -1 ? lf : Math.min(lf, cr);
       if (end === -1) break;
-      // A CR at the very end may be the first half of CRLF: wait for the next chunk.
-      if (end === cr && cr === this.#buffer.length - 1) break;
       const line = this.#buffer.slice(start, end);
-      if (end === cr && this.#buffer[cr + 1] === '\n') end += 1;
+      if (end === cr) {
+        if (cr === this.#buffer.length - 1) this.#afterCr = true;
+        else if (this.#buffer[cr + 1] === '\n') end += 1;
+      }
       start = end + 1;
       this.#line(line, onEvent);
     }

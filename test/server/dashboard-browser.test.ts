@@ -17,6 +17,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { createSocket, type Socket } from 'node:dgram';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import Fastify from 'fastify';
@@ -90,6 +91,30 @@ test('dashboard sources: no inline script or style, no HTML built from strings',
     const js = (await readFile(join(assets, name), 'utf8')).replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '');
     assert.doesNotMatch(js, /innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function/, name);
     assert.doesNotMatch(js, /https?:\/\//, `${name}: no other origin`);
+  }
+});
+
+test('dashboard event-stream parser: any chunking, LF, CRLF or CR line ends, comments, multi-line data', async () => {
+  // The page's own module, plain browser JavaScript that runs in Node as well (untyped here: no DOM types in this project).
+  const { EventStreamParser } = (await import(pathToFileURL(join(DASHBOARD_DIR, 'assets', 'events.js')).href)) as {
+    EventStreamParser: new () => { push(chunk: string, onEvent: (type: string, data: string, id: string | undefined) => void): void };
+  };
+  const body = ': keepalive\n\nevent: stats\nid: 7\ndata: {"t":1,\ndata: "flows":[]}\n\nevent: flowremoved\ndata: {"name":"a b"}\n\ndata: plain\n\n';
+  const expected = [
+    ['stats', '{"t":1,\n"flows":[]}', '7'],
+    ['flowremoved', '{"name":"a b"}', '7'],
+    ['message', 'plain', '7'],
+  ];
+  for (const eol of ['\n', '\r\n', '\r']) {
+    const text = body.replaceAll('\n', eol);
+    for (let cut = 0; cut <= text.length; cut++) {
+      const parser = new EventStreamParser();
+      const got: (string | undefined)[][] = [];
+      const onEvent = (type: string, data: string, id: string | undefined) => got.push([type, data, id]);
+      parser.push(text.slice(0, cut), onEvent);
+      parser.push(text.slice(cut), onEvent);
+      assert.deepEqual(got, expected, `line end ${JSON.stringify(eol)}, cut at ${cut}`);
+    }
   }
 });
 
