@@ -1,0 +1,159 @@
+/**
+ * The dashboard's entry: asks for the API token once (kept in localStorage),
+ * keeps the event stream open, loads a snapshot of flows, gateways and health
+ * at every (re)connection, and routes each event to the part of the page it
+ * changes.
+ */
+import { createApi, ApiError } from './api.js';
+import { EventConnection } from './events.js';
+import { FlowList } from './flows.js';
+import { GatewayList } from './gateways.js';
+import { EventLog } from './event-log.js';
+import { eventTimeMs } from './rates.js';
+import { setText } from './dom.js';
+import { duration } from './format.js';
+
+const TOKEN_KEY = 'sluice.apiToken';
+const HEALTH_EVERY_MS = 10_000;
+
+/** @param {string} id */
+const byId = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+
+/** @type {string | null} */
+let token = readToken();
+const api = createApi(() => token);
+const flows = new FlowList(byId('flows'), byId('flow-count'), byId('no-flows'), api);
+const gateways = new GatewayList(byId('gateways-section'), byId('gateways'));
+const log = new EventLog(byId('event-log'));
+const connection = new EventConnection(api.openEvents, onEvent, onState);
+const dialog = /** @type {HTMLDialogElement} */ (byId('token-dialog'));
+const tokenInput = /** @type {HTMLInputElement} */ (byId('token-input'));
+let lastStatsMs = 0;
+/** @type {ReturnType<typeof setInterval> | undefined} */
+let healthTimer;
+
+byId('token-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const value = tokenInput.value.trim();
+  if (!value) return;
+  token = value;
+  try {
+    localStorage.setItem(TOKEN_KEY, value);
+  } catch {
+    // Storage refused (private mode, quota): the token lasts for this page only.
+  }
+  tokenInput.value = '';
+  dialog.close();
+  connection.start();
+});
+byId('change-token').addEventListener('click', () => askToken(''));
+byId('filter').addEventListener('input', (event) => flows.setFilter(/** @type {HTMLInputElement} */ (event.target).value));
+
+if (token) connection.start();
+else askToken('');
+
+function readToken() {
+  try {
+    return localStorage.getItem(TOKEN_KEY);
+  } catch {
+    return null;
+  }
+}
+
+/** @param {string} reason shown above the field ('' for none) */
+function askToken(reason) {
+  const hint = byId('token-reason');
+  setText(hint, reason);
+  hint.hidden = !reason;
+  if (!dialog.open) dialog.showModal();
+  tokenInput.focus();
+}
+
+/**
+ * @param {import('./events.js').ConnectionState} state
+ * @param {string} [detail]
+ */
+function onState(state, detail) {
+  const conn = byId('conn');
+  conn.dataset.state = state;
+  const text = { connecting: 'connecting…', open: 'live', waiting: 'reconnecting', unauthorized: 'token refused', stopped: 'stopped' }[state];
+  setText(conn, detail ? `${text}: ${detail}` : text);
+  clearInterval(healthTimer);
+  if (state === 'open') {
+    void resync();
+    healthTimer = setInterval(() => void refreshHealth(), HEALTH_EVERY_MS);
+  } else if (state === 'unauthorized') {
+    connection.stop();
+    askToken('The daemon refused this token. Enter the one in the token file `sluice serve` printed at start-up.');
+  }
+}
+
+/** A snapshot after each (re)connection: what happened while the stream was down is not replayed. */
+async function resync() {
+  try {
+    const [flowList, tpo] = await Promise.all([api.flows(), api.gateways().catch(() => ({ gateways: [] }))]);
+    flows.sync(Array.isArray(flowList?.flows) ? flowList.flows : []);
+    gateways.update(Array.isArray(tpo?.gateways) ? tpo.gateways : [], null);
+    showBanner(null);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return onState('unauthorized');
+    showBanner(`Could not load the flows: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  await refreshHealth();
+}
+
+async function refreshHealth() {
+  try {
+    const h = await api.health();
+    const failures = Array.isArray(h.failures) ? h.failures : [];
+    const parts = [h.status === 'ok' ? 'ok' : String(h.status), `tier ${h.tier}`, `v${h.version}`, `up ${duration(Number(h.uptimeS) || 0)}`];
+    if (failures.length > 0) parts.push(failures.map((/** @type {any} */ f) => `${f.engine}: ${f.message}`).join('; '));
+    const health = byId('health');
+    setText(health, parts.join(' · '));
+    health.dataset.status = String(h.status);
+  } catch {
+    // The stream's state already says when the daemon is unreachable.
+  }
+}
+
+/** @param {string | null} text */
+function showBanner(text) {
+  const banner = byId('banner');
+  setText(banner, text ?? '');
+  banner.hidden = !text;
+}
+
+/**
+ * @param {string} type
+ * @param {any} data
+ */
+function onEvent(type, data) {
+  if (!data || typeof data !== 'object') return;
+  switch (type) {
+    case 'stats': {
+      const tMs = eventTimeMs(data.t);
+      const dtS = lastStatsMs > 0 ? (tMs - lastStatsMs) / 1000 : null;
+      lastStatsMs = tMs;
+      flows.applyStats(data);
+      if (Array.isArray(data.gateways)) gateways.update(data.gateways, dtS);
+      return;
+    }
+    case 'flowadded':
+    case 'flowchanged':
+      flows.upsert(data.flow);
+      break;
+    case 'flowremoved':
+      flows.remove(String(data.name));
+      break;
+    case 'peerup':
+    case 'peerdown':
+      gateways.setPeerUp(String(data.gateway), String(data.peer), type === 'peerup');
+      break;
+    case 'enginefailed':
+      void refreshHealth();
+      break;
+    default:
+      break;
+  }
+  log.add(type, data);
+}
