@@ -165,13 +165,20 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
     this.emit('enginefailed', { engine, message });
   }
 
-  /** Runs `op` after every change before it; then writes the state file. */
+  /**
+   * Runs `op` after every change before it; then writes the state file —
+   * also when `op` failed, since a change that failed half-way (a reload
+   * that stopped at a taken address) has changed what runs, and the state
+   * file says what runs.
+   */
   #change<T>(op: () => Promise<T>): Promise<T> {
     if (this.#closing) return Promise.reject(new ServiceError('stopping', 'the service is stopping'));
     const run = this.#queue.then(async () => {
-      const r = await op();
-      await this.#persist();
-      return r;
+      try {
+        return await op();
+      } finally {
+        await this.#persist();
+      }
     });
     this.#queue = run.catch(() => undefined);
     return run;
