@@ -88,6 +88,7 @@ export function statusText(s: TpoGatewayStatus): string {
         [
           'peer',
           'initiations',
+          'unanswered',
           'responses',
           'unconfirmed',
           'goodbyes',
@@ -104,6 +105,8 @@ export function statusText(s: TpoGatewayStatus): string {
         s.peers.map((p) => [
           p.name,
           p.link.initiationsSent,
+          // Absent in the status of a gateway older than this command.
+          p.link.unanswered ?? '-',
           p.link.responsesSent,
           p.link.unconfirmed,
           p.link.goodbyes,
