@@ -17,7 +17,10 @@ import { runTpo, runStatus } from './tpo.js';
 import { EXIT, parseBitrate, parseDuration, table, emitJson, exitAfterOutput } from './output.js';
 import { runSession } from './session.js';
 import { runDemo } from './demo.js';
-import { runSendAggregate, runWrite } from './send.js';
+import { runSendAggregate } from './send.js';
+import { runWrite } from './write.js';
+import { logLevelOption, type LogLevel } from './log-lines.js';
+import { progressIntervalOption } from './progress.js';
 import { existsSync } from 'node:fs';
 import { DEFAULT_PIN_ROOT, detachPinned, pinDirFor } from '../dataplane/kernel/attach.js';
 import { releasePinned } from '../dataplane/kernel/lo-settings.js';
@@ -90,6 +93,7 @@ export function buildProgram(exit: (code: number) => void): Command {
     .addOption(batchHoldOption())
     .addOption(pinOption())
     .addOption(statsIntervalOption())
+    .addOption(logLevelOption())
     .addOption(jsonOption())
     .addHelpText(
       'after',
@@ -123,6 +127,7 @@ export function buildProgram(exit: (code: number) => void): Command {
           flows: [policy],
           json: !!o.json,
           statsInterval: o.statsInterval ?? (o.json ? 0 : 5),
+          logLevel: o.logLevel as LogLevel | undefined,
         }),
       );
     });
@@ -135,6 +140,7 @@ export function buildProgram(exit: (code: number) => void): Command {
     .addOption(batchHoldOption())
     .addOption(pinOption())
     .addOption(statsIntervalOption())
+    .addOption(logLevelOption())
     .addOption(jsonOption())
     .action(async (o) => {
       const config = await loadConfig(o.config);
@@ -148,6 +154,7 @@ export function buildProgram(exit: (code: number) => void): Command {
           reload,
           json: !!o.json,
           statsInterval: o.statsInterval ?? (o.json ? 0 : 5),
+          logLevel: o.logLevel as LogLevel | undefined,
         }),
       );
     });
@@ -158,9 +165,18 @@ export function buildProgram(exit: (code: number) => void): Command {
     .requiredOption('--aggregate <file>', 'JSON aggregate (docs/POLICY.md); payloads as text, hex, base64 or file')
     .option('--allow-any-file', "let file payloads name any regular file (absolute paths, .., symbolic links out of the JSON file's folder)")
     .addOption(tierOption())
+    .addOption(progressIntervalOption())
     .option('--json', 'machine-readable output')
     .action(async (o) => {
-      exit(await runSendAggregate({ file: o.aggregate, tier: o.tier as TierChoice, json: !!o.json, allowAnyFile: !!o.allowAnyFile }));
+      exit(
+        await runSendAggregate({
+          file: o.aggregate,
+          tier: o.tier as TierChoice,
+          json: !!o.json,
+          allowAnyFile: !!o.allowAnyFile,
+          progressIntervalS: o.progressInterval,
+        }),
+      );
     });
 
   program
@@ -176,6 +192,7 @@ export function buildProgram(exit: (code: number) => void): Command {
       return b;
     })
     .addOption(tierOption())
+    .addOption(progressIntervalOption())
     .option('--json', 'machine-readable output')
     .addHelpText(
       'after',
@@ -183,7 +200,16 @@ export function buildProgram(exit: (code: number) => void): Command {
     )
     .action(async (o) => {
       exit(
-        await runWrite({ file: o.file, to: o.to, packetSize: o.packetSize, burst: o.burst, bitrate: o.bitrate, tier: o.tier as TierChoice, json: !!o.json }),
+        await runWrite({
+          file: o.file,
+          to: o.to,
+          packetSize: o.packetSize,
+          burst: o.burst,
+          bitrate: o.bitrate,
+          tier: o.tier as TierChoice,
+          json: !!o.json,
+          progressIntervalS: o.progressInterval,
+        }),
       );
     });
 
