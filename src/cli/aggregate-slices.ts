@@ -30,8 +30,17 @@ import type { StopListener } from './signals.js';
 export const SLICE_MS = 1000;
 /** A slice is handed over this long before it is due. */
 const LEAD_MS = 300;
-/** Slices handed to the engine and not yet answered, at most. */
-const IN_FLIGHT = 2;
+/**
+ * Slices handed to the engine and not yet answered, at most: the next one
+ * waits in the batched engine's worker (one job at a time) while the
+ * current one runs. The portable engine runs them side by side, each with
+ * its own socket: with a fixed `from` port the second could not bind, so
+ * there one at a time (the next then starts a few ms late, as it is
+ * handed over when the previous one ends).
+ */
+function inFlightLimit(engine: Sender['engine'], spec: SendableAggregate): number {
+  return engine === 'portable' && spec.from !== undefined && spec.from.port !== 0 ? 1 : 2;
+}
 
 export interface SliceProgress {
   /** Messages whose outcome is known (sent or dropped). */
@@ -141,13 +150,14 @@ export class SlicedSend {
     const waits = new AbortController();
     void stop.signal.then(() => waits.abort());
     const inFlight: Promise<void>[] = [];
+    const limit = inFlightLimit(this.#sender.engine, spec);
     let failure: { error: unknown } | undefined;
     let handedOver = 0;
     for (const slice of slices) {
       const startAt = this.#base + plan.atMs[slice.from]!;
       const wait = startAt - LEAD_MS - Date.now();
       if (wait > 0) await sleep(wait, undefined, { signal: waits.signal }).catch(() => undefined);
-      while (inFlight.length >= IN_FLIGHT) await inFlight.shift();
+      while (inFlight.length >= limit) await inFlight.shift();
       if (stop.received !== undefined || failure) break;
       const slots = Array.from({ length: slice.to - slice.from }, (_, j) => plan.order[slice.from + j]!);
       const part: AggregateInput = {
