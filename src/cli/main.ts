@@ -17,13 +17,12 @@ import { runTpo, runStatus } from './tpo.js';
 import { EXIT, parseBitrate, parseDuration, table, emitJson, exitAfterOutput } from './output.js';
 import { runSession } from './session.js';
 import { runDemo } from './demo.js';
-import { runSendAggregate } from './send.js';
-import { runWrite } from './write.js';
-import { logLevelOption, type LogLevel } from './log-lines.js';
-import { progressIntervalOption } from './progress.js';
+import { runSendAggregate, runWrite } from './send.js';
 import { existsSync } from 'node:fs';
 import { DEFAULT_PIN_ROOT, detachPinned, pinDirFor } from '../dataplane/kernel/attach.js';
 import { releasePinned } from '../dataplane/kernel/lo-settings.js';
+import { logLevelOption, type LogLevel } from './log-lines.js';
+import { progressIntervalOption } from './progress.js';
 
 const collect = (value: string, prev: string[]) => [...prev, value];
 const tierOption = () => new Option('--tier <tier>', 'tier to run on').choices(['auto', ...TIER_NAMES]).default('auto');

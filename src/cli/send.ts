@@ -26,6 +26,9 @@ import { SlicedSend, wantsSlicing } from './aggregate-slices.js';
 import { Progress } from './progress.js';
 import { listenForStop } from './signals.js';
 
+// main.ts imports both one-shot sends from here.
+export { runWrite } from './write.js';
+
 interface Issue {
   path: string;
   message: string;
