@@ -21,6 +21,8 @@ import { runSendAggregate, runWrite } from './send.js';
 import { existsSync } from 'node:fs';
 import { DEFAULT_PIN_ROOT, detachPinned, pinDirFor } from '../dataplane/kernel/attach.js';
 import { releasePinned } from '../dataplane/kernel/lo-settings.js';
+import { logLevelOption, type LogLevel } from './log-lines.js';
+import { progressIntervalOption } from './progress.js';
 
 const collect = (value: string, prev: string[]) => [...prev, value];
 const tierOption = () => new Option('--tier <tier>', 'tier to run on').choices(['auto', ...TIER_NAMES]).default('auto');
@@ -90,6 +92,7 @@ export function buildProgram(exit: (code: number) => void): Command {
     .addOption(batchHoldOption())
     .addOption(pinOption())
     .addOption(statsIntervalOption())
+    .addOption(logLevelOption())
     .addOption(jsonOption())
     .addHelpText(
       'after',
@@ -123,6 +126,7 @@ export function buildProgram(exit: (code: number) => void): Command {
           flows: [policy],
           json: !!o.json,
           statsInterval: o.statsInterval ?? (o.json ? 0 : 5),
+          logLevel: o.logLevel as LogLevel | undefined,
         }),
       );
     });
@@ -135,6 +139,7 @@ export function buildProgram(exit: (code: number) => void): Command {
     .addOption(batchHoldOption())
     .addOption(pinOption())
     .addOption(statsIntervalOption())
+    .addOption(logLevelOption())
     .addOption(jsonOption())
     .action(async (o) => {
       const config = await loadConfig(o.config);
@@ -148,6 +153,7 @@ export function buildProgram(exit: (code: number) => void): Command {
           reload,
           json: !!o.json,
           statsInterval: o.statsInterval ?? (o.json ? 0 : 5),
+          logLevel: o.logLevel as LogLevel | undefined,
         }),
       );
     });
@@ -158,9 +164,18 @@ export function buildProgram(exit: (code: number) => void): Command {
     .requiredOption('--aggregate <file>', 'JSON aggregate (docs/POLICY.md); payloads as text, hex, base64 or file')
     .option('--allow-any-file', "let file payloads name any regular file (absolute paths, .., symbolic links out of the JSON file's folder)")
     .addOption(tierOption())
+    .addOption(progressIntervalOption())
     .option('--json', 'machine-readable output')
     .action(async (o) => {
-      exit(await runSendAggregate({ file: o.aggregate, tier: o.tier as TierChoice, json: !!o.json, allowAnyFile: !!o.allowAnyFile }));
+      exit(
+        await runSendAggregate({
+          file: o.aggregate,
+          tier: o.tier as TierChoice,
+          json: !!o.json,
+          allowAnyFile: !!o.allowAnyFile,
+          progressIntervalS: o.progressInterval,
+        }),
+      );
     });
 
   program
@@ -176,6 +191,7 @@ export function buildProgram(exit: (code: number) => void): Command {
       return b;
     })
     .addOption(tierOption())
+    .addOption(progressIntervalOption())
     .option('--json', 'machine-readable output')
     .addHelpText(
       'after',
@@ -183,7 +199,16 @@ export function buildProgram(exit: (code: number) => void): Command {
     )
     .action(async (o) => {
       exit(
-        await runWrite({ file: o.file, to: o.to, packetSize: o.packetSize, burst: o.burst, bitrate: o.bitrate, tier: o.tier as TierChoice, json: !!o.json }),
+        await runWrite({
+          file: o.file,
+          to: o.to,
+          packetSize: o.packetSize,
+          burst: o.burst,
+          bitrate: o.bitrate,
+          tier: o.tier as TierChoice,
+          json: !!o.json,
+          progressIntervalS: o.progressInterval,
+        }),
       );
     });
 
