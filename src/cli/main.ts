@@ -13,7 +13,7 @@ import { TIER_NAMES, type FlowPolicy, type TierChoice } from '../policy/schema.j
 import { MAX_UDP_PAYLOAD } from '../wire/udp.js';
 import { probeTiers } from '../dataplane/tiers.js';
 import { NotSupportedError, PolicyValidationError, SluiceError } from '../errors.js';
-import { runTpo, runStatus, tpoLogLevelOption } from './tpo.js';
+import { runTpo, runStatus } from './tpo.js';
 import { EXIT, parseBitrate, parseDuration, table, emitJson, exitAfterOutput } from './output.js';
 import { runSession } from './session.js';
 import { runDemo } from './demo.js';
@@ -219,10 +219,10 @@ export function buildProgram(exit: (code: number) => void): Command {
     .addOption(new Option('--io <kind>', 'peer-link I/O').choices(['auto', 'batched', 'portable']).default('auto'))
     .option('--stats-interval <seconds>', 'print status every N seconds (0: only at exit; at most 86400)', nonNegative(MAX_STATS_INTERVAL_S))
     .option('--json', 'machine-readable JSON lines on stdout')
-    .addOption(tpoLogLevelOption())
+    .addOption(logLevelOption())
     .addHelpText('after', '\nExamples:\n  sluice tpo --config examples/tpo-site-a.yaml\n  sluice status --name site-a')
     .action(async (o) => {
-      exit(await runTpo({ config: o.config, json: !!o.json, statsInterval: o.statsInterval ?? 0, io: o.io, logLevel: o.logLevel }));
+      exit(await runTpo({ config: o.config, json: !!o.json, statsInterval: o.statsInterval ?? 0, io: o.io, logLevel: o.logLevel as LogLevel | undefined }));
     });
 
   program
