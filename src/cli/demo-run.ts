@@ -19,6 +19,8 @@ export interface DemoOptions {
   bitrateBps: number;
   durationMs: number;
   tiers: readonly TierName[];
+  /** Ends the stream early when it resolves (a stop signal); the subscribers still drain and are counted. */
+  stop?: Promise<unknown>;
 }
 
 /** Running totals for one tier, as shown on the live line and in the summary. */
@@ -47,6 +49,8 @@ export interface DemoProgress {
 
 export interface DemoResult extends DemoProgress {
   ok: boolean;
+  /** The stream ended early (opts.stop). */
+  interrupted: boolean;
 }
 
 interface Subscriber {
@@ -144,9 +148,11 @@ export async function runStreamDemo(opts: DemoOptions, onProgress: (p: DemoProgr
     const endNs = BigInt(Math.round(opts.durationMs * 1e6));
     let sent = 0;
     let lastReport = { t: 0, sent: 0 };
+    let stopped = false;
+    void opts.stop?.then(() => (stopped = true));
     for (;;) {
       const elapsed = process.hrtime.bigint() - start;
-      if (elapsed >= endNs) break;
+      if (elapsed >= endNs || stopped) break;
       const due = Math.min(Math.floor(Number(elapsed) / intervalNs) + 1 - sent, MAX_CATCH_UP);
       for (let i = 0; i < due; i++) {
         const datagram = stream.nextDatagram();
@@ -186,7 +192,9 @@ export async function runStreamDemo(opts: DemoOptions, onProgress: (p: DemoProgr
     const tiers = runs.map((r) => report(r, true));
     const seconds = totalMs / 1000;
     return {
-      ok: tiers.every((t) => t.lost === 0 && t.ccErrors === 0 && t.syncErrors === 0 && t.sent > 0),
+      // Stopped before the first datagram: nothing sent, nothing lost.
+      ok: tiers.every((t) => t.lost === 0 && t.ccErrors === 0 && t.syncErrors === 0 && (t.sent > 0 || stopped)),
+      interrupted: stopped,
       elapsedMs: totalMs,
       packetsPerSecond: sent / seconds,
       rateBps: (sent * 1316 * 8) / seconds,

@@ -1,10 +1,18 @@
-/** `sluice demo`: runs the stream demo and prints live lines and a summary. */
+/**
+ * `sluice demo`: runs the stream demo and prints live lines and a summary.
+ * The live line is redrawn in place on a terminal, a line a second
+ * otherwise. SIGINT or SIGTERM ends the stream early; the subscribers
+ * still drain, the summary counts what was sent, and the exit code is 0
+ * unless something was lost.
+ */
 import { probeTiers } from '../dataplane/tiers.js';
 import { Sluice } from '../control/sluice.js';
 import { NotSupportedError } from '../errors.js';
 import { TIER_NAMES, type TierName } from '../policy/schema.js';
 import { runStreamDemo, type DemoProgress } from './demo-run.js';
 import { EXIT, emitJson, table, totalDrops } from './output.js';
+import { listenForStop, type StopListener } from './signals.js';
+import { durationText } from './progress.js';
 
 export interface DemoCliOptions {
   subscribers: number;
@@ -35,12 +43,23 @@ async function resolveTiers(spec: string): Promise<TierName[]> {
 
 const mbit = (bps: number) => `${(bps / 1e6).toFixed(2)} Mbit/s`;
 
-function liveLine(p: DemoProgress): string {
+function liveLine(p: DemoProgress, durationMs: number): string {
   const parts = p.tiers.map((t) => `${t.tier}: in ${t.relay.packetsIn} out ${t.relay.packetsOut} recv ${t.received} lost ${t.lost} cc-err ${t.ccErrors}`);
-  return `[${(p.elapsedMs / 1000).toFixed(0).padStart(3)}s] ${mbit(p.rateBps)} ${Math.round(p.packetsPerSecond)} pkt/s | ${parts.join(' | ')}`;
+  const left = durationText(durationMs - p.elapsedMs);
+  return `[${(p.elapsedMs / 1000).toFixed(0).padStart(3)}s] ${mbit(p.rateBps)} ${Math.round(p.packetsPerSecond)} pkt/s, ETA ${left} | ${parts.join(' | ')}`;
 }
 
 export async function runDemo(opts: DemoCliOptions): Promise<number> {
+  // From the start: a Ctrl-C while the tiers are probed stops cleanly too.
+  const stop = listenForStop();
+  try {
+    return await demo(opts, stop);
+  } finally {
+    stop.dispose();
+  }
+}
+
+async function demo(opts: DemoCliOptions, stop: StopListener): Promise<number> {
   const tiers = await resolveTiers(opts.tiers);
   if (!opts.json) {
     process.stderr.write(
@@ -48,16 +67,31 @@ export async function runDemo(opts: DemoCliOptions): Promise<number> {
         `origin -> replicate -> ${opts.subscribers} subscribers, tier(s): ${tiers.join(', ')}\n`,
     );
   }
-  const result = await runStreamDemo({ subscribers: opts.subscribers, bitrateBps: opts.bitrateBps, durationMs: opts.durationMs, tiers }, (p) =>
-    opts.json ? emitJson('progress', { ...p }) : process.stderr.write(`${liveLine(p)}\n`),
-  );
+  // On a terminal the live line is redrawn in place (never wider than the terminal: a wrapped line cannot be).
+  const tty = !opts.json && process.stderr.isTTY === true;
+  let drawn = false;
+  const live = (p: DemoProgress) => {
+    if (opts.json) return emitJson('progress', { t: Date.now(), ...p });
+    const line = liveLine(p, opts.durationMs);
+    if (!tty) return void process.stderr.write(`${line}\n`);
+    process.stderr.write(`\r\x1b[2K${line.slice(0, Math.max(1, process.stderr.columns - 1))}`);
+    drawn = true;
+  };
+  let result: Awaited<ReturnType<typeof runStreamDemo>>;
+  try {
+    result = await runStreamDemo({ subscribers: opts.subscribers, bitrateBps: opts.bitrateBps, durationMs: opts.durationMs, tiers, stop: stop.signal }, live);
+  } finally {
+    if (drawn) process.stderr.write('\r\x1b[2K');
+  }
+  const interrupted = result.interrupted ? stop.received : undefined;
   if (opts.json) {
-    emitJson('summary', { ...result });
+    emitJson('summary', { ...result, ...(interrupted ? { interrupted } : {}) });
   } else {
     const rows = result.tiers.map((t) => [t.tier, t.subscribers, t.sent, t.sent * t.subscribers, t.received, t.lost, t.ccErrors, totalDrops(t.relay)]);
     process.stdout.write(
       `\n${table(['tier', 'subscribers', 'sent', 'expected', 'received', 'lost', 'cc errors', 'relay drops'], rows)}\n` +
-        `origin: ${mbit(result.rateBps)}, ${Math.round(result.packetsPerSecond)} datagrams/s over ${(result.elapsedMs / 1000).toFixed(1)} s\n` +
+        `origin: ${mbit(result.rateBps)}, ${Math.round(result.packetsPerSecond)} datagrams/s over ${(result.elapsedMs / 1000).toFixed(1)} s` +
+        `${interrupted ? ` (interrupted by ${interrupted}; the stream was to last ${opts.durationMs / 1000} s)` : ''}\n` +
         `${result.ok ? 'PASS: every subscriber received every datagram, continuity intact' : 'FAIL: packets were lost or continuity broken'}\n`,
     );
   }

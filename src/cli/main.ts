@@ -13,7 +13,7 @@ import { TIER_NAMES, type FlowPolicy, type TierChoice } from '../policy/schema.j
 import { MAX_UDP_PAYLOAD } from '../wire/udp.js';
 import { probeTiers } from '../dataplane/tiers.js';
 import { NotSupportedError, PolicyValidationError, SluiceError } from '../errors.js';
-import { runTpo, runStatus, tpoLogLevelOption } from './tpo.js';
+import { runTpo, runStatus } from './tpo.js';
 import { EXIT, parseBitrate, parseDuration, table, emitJson, exitAfterOutput } from './output.js';
 import { runSession } from './session.js';
 import { runDemo } from './demo.js';
@@ -23,6 +23,8 @@ import { clientCommands, runDaemonStatus, tokenOption, urlOption } from './clien
 import { existsSync } from 'node:fs';
 import { DEFAULT_PIN_ROOT, detachPinned, pinDirFor } from '../dataplane/kernel/attach.js';
 import { releasePinned } from '../dataplane/kernel/lo-settings.js';
+import { logLevelOption, type LogLevel } from './log-lines.js';
+import { progressIntervalOption } from './progress.js';
 
 const collect = (value: string, prev: string[]) => [...prev, value];
 const tierOption = () => new Option('--tier <tier>', 'tier to run on').choices(['auto', ...TIER_NAMES]).default('auto');
@@ -92,6 +94,7 @@ export function buildProgram(exit: (code: number) => void): Command {
     .addOption(batchHoldOption())
     .addOption(pinOption())
     .addOption(statsIntervalOption())
+    .addOption(logLevelOption())
     .addOption(jsonOption())
     .addHelpText(
       'after',
@@ -125,6 +128,7 @@ export function buildProgram(exit: (code: number) => void): Command {
           flows: [policy],
           json: !!o.json,
           statsInterval: o.statsInterval ?? (o.json ? 0 : 5),
+          logLevel: o.logLevel as LogLevel | undefined,
         }),
       );
     });
@@ -137,6 +141,7 @@ export function buildProgram(exit: (code: number) => void): Command {
     .addOption(batchHoldOption())
     .addOption(pinOption())
     .addOption(statsIntervalOption())
+    .addOption(logLevelOption())
     .addOption(jsonOption())
     .action(async (o) => {
       const config = await loadConfig(o.config);
@@ -150,6 +155,7 @@ export function buildProgram(exit: (code: number) => void): Command {
           reload,
           json: !!o.json,
           statsInterval: o.statsInterval ?? (o.json ? 0 : 5),
+          logLevel: o.logLevel as LogLevel | undefined,
         }),
       );
     });
@@ -160,9 +166,18 @@ export function buildProgram(exit: (code: number) => void): Command {
     .requiredOption('--aggregate <file>', 'JSON aggregate (docs/POLICY.md); payloads as text, hex, base64 or file')
     .option('--allow-any-file', "let file payloads name any regular file (absolute paths, .., symbolic links out of the JSON file's folder)")
     .addOption(tierOption())
+    .addOption(progressIntervalOption())
     .option('--json', 'machine-readable output')
     .action(async (o) => {
-      exit(await runSendAggregate({ file: o.aggregate, tier: o.tier as TierChoice, json: !!o.json, allowAnyFile: !!o.allowAnyFile }));
+      exit(
+        await runSendAggregate({
+          file: o.aggregate,
+          tier: o.tier as TierChoice,
+          json: !!o.json,
+          allowAnyFile: !!o.allowAnyFile,
+          progressIntervalS: o.progressInterval,
+        }),
+      );
     });
 
   program
@@ -178,6 +193,7 @@ export function buildProgram(exit: (code: number) => void): Command {
       return b;
     })
     .addOption(tierOption())
+    .addOption(progressIntervalOption())
     .option('--json', 'machine-readable output')
     .addHelpText(
       'after',
@@ -185,7 +201,16 @@ export function buildProgram(exit: (code: number) => void): Command {
     )
     .action(async (o) => {
       exit(
-        await runWrite({ file: o.file, to: o.to, packetSize: o.packetSize, burst: o.burst, bitrate: o.bitrate, tier: o.tier as TierChoice, json: !!o.json }),
+        await runWrite({
+          file: o.file,
+          to: o.to,
+          packetSize: o.packetSize,
+          burst: o.burst,
+          bitrate: o.bitrate,
+          tier: o.tier as TierChoice,
+          json: !!o.json,
+          progressIntervalS: o.progressInterval,
+        }),
       );
     });
 
@@ -196,10 +221,10 @@ export function buildProgram(exit: (code: number) => void): Command {
     .addOption(new Option('--io <kind>', 'peer-link I/O').choices(['auto', 'batched', 'portable']).default('auto'))
     .option('--stats-interval <seconds>', 'print status every N seconds (0: only at exit; at most 86400)', nonNegative(MAX_STATS_INTERVAL_S))
     .option('--json', 'machine-readable JSON lines on stdout')
-    .addOption(tpoLogLevelOption())
+    .addOption(logLevelOption())
     .addHelpText('after', '\nExamples:\n  sluice tpo --config examples/tpo-site-a.yaml\n  sluice status --name site-a')
     .action(async (o) => {
-      exit(await runTpo({ config: o.config, json: !!o.json, statsInterval: o.statsInterval ?? 0, io: o.io, logLevel: o.logLevel }));
+      exit(await runTpo({ config: o.config, json: !!o.json, statsInterval: o.statsInterval ?? 0, io: o.io, logLevel: o.logLevel as LogLevel | undefined }));
     });
 
   program

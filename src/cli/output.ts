@@ -27,6 +27,11 @@ export function table(header: string[], rows: (string | number)[][]): string {
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
 }
 
+/** `batched engine` or, when the tier has no engine of its own, `batched engine (tier kernel)`: output names what ran. */
+export function engineText(r: { engine: string; tier: string }): string {
+  return r.engine === r.tier ? `${r.engine} engine` : `${r.engine} engine (tier ${r.tier})`;
+}
+
 /** Drops summed over every reason. */
 export function totalDrops(s: FlowStats): number {
   return Object.values(s.drops).reduce((a, b) => a + b, 0);
@@ -53,11 +58,6 @@ export function statsTable(stats: readonly FlowStats[]): string {
     }
   }
   return table(['flow', 'listen', 'pkts in', 'bytes in', 'pkts out', 'bytes out', 'drops'], rows);
-}
-
-/** One status line per flow, for periodic progress on stderr. */
-export function statsLine(s: FlowStats): string {
-  return `${s.name}: in ${s.packetsIn} pkts / ${s.bytesIn} B, out ${s.packetsOut} pkts / ${s.bytesOut} B, dropped ${totalDrops(s)}`;
 }
 
 /**

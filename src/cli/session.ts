@@ -5,9 +5,11 @@
 import { Sluice } from '../control/sluice.js';
 import { applyReload, type ReloadSummary } from './reload.js';
 import type { FlowPolicy, TierChoice } from '../policy/schema.js';
-import { emitJson, statsLine, statsTable, EXIT } from './output.js';
+import { emitJson, statsTable, EXIT } from './output.js';
 import type { EngineFailedError } from '../errors.js';
 import { waitForSignal } from './signals.js';
+import { createCliLogger, localTimestamp, type Logger, type LogLevel } from './log-lines.js';
+import { RateTracker, rateLine } from './flow-rates.js';
 
 export interface SessionOptions {
   tier: TierChoice;
@@ -23,6 +25,10 @@ export interface SessionOptions {
   stopSignal?: Promise<string>;
   /** On SIGHUP: returns the flows now wanted (e.g. the config file re-read); throws if invalid. */
   reload?: () => Promise<FlowPolicy[]>;
+  /** Least severe lifecycle message written to stderr (default info); periodic lines follow --stats-interval only. */
+  logLevel?: LogLevel;
+  /** Where lifecycle messages go (default: human lines on stderr at logLevel). */
+  log?: Logger;
 }
 
 function describe(s: ReloadSummary): string {
@@ -36,6 +42,8 @@ function describe(s: ReloadSummary): string {
 export async function runSession(opts: SessionOptions): Promise<number> {
   // Listen for signals before anything is bound, so an early SIGTERM still stops cleanly.
   const stop = opts.stopSignal ?? waitForSignal();
+  // With --json the events on stdout say what happened; stderr then carries only warnings and errors, unless asked.
+  const log = opts.log ?? createCliLogger(opts.logLevel ?? (opts.json ? 'warn' : 'info'));
   const sluice = await Sluice.open({
     tier: opts.tier,
     ...(opts.batchHoldMs !== undefined ? { batchHoldMs: opts.batchHoldMs } : {}),
@@ -49,26 +57,34 @@ export async function runSession(opts: SessionOptions): Promise<number> {
   }
   // Pinned flows of an earlier run that this configuration no longer has.
   const swept = sluice.sweepUnclaimed();
-  if (swept && !opts.json) process.stderr.write(`sluice: removed ${swept} pinned flow(s) of an earlier run that the configuration no longer has\n`);
+  if (swept) log.info(`removed ${swept} pinned flow(s) of an earlier run that the configuration no longer has`);
   const flows = sluice.flows();
   if (opts.json) {
     emitJson('ready', {
+      t: Date.now(),
       tier: sluice.tier,
       flows: flows.map((f) => ({ name: f.name, type: f.type, listen: f.listenUrl, to: f.stats().destinations.map((d) => d.to) })),
     });
   } else {
     for (const f of flows) {
       const to = f.stats().destinations.map((d) => d.to);
-      process.stderr.write(`sluice: ${f.name}: ${f.type} ${f.listenUrl} -> ${to.join(', ') || '(no subscribers yet)'} [tier ${sluice.tier}]\n`);
+      log.info(`${f.name}: ${f.type} ${f.listenUrl} -> ${to.join(', ') || '(no subscribers yet)'} [tier ${sluice.tier}]`);
     }
-    process.stderr.write('sluice: running; Ctrl-C to stop\n');
+    log.info('running; Ctrl-C to stop');
   }
+  // Periodic lines: rates since the previous line (the first: since ready), then totals.
+  const rates = new RateTracker(sluice.stats());
   const timer =
     opts.statsInterval > 0
       ? setInterval(() => {
           const stats = sluice.stats();
-          if (opts.json) emitJson('stats', { flows: stats });
-          else for (const s of stats) process.stderr.write(`sluice: ${statsLine(s)}\n`);
+          const t = Date.now();
+          const { intervalMs, rates: r } = rates.sample(stats);
+          if (opts.json) emitJson('stats', { t, intervalMs: Math.round(intervalMs), flows: stats.map((s, i) => ({ ...s, ...r[i]! })) });
+          else {
+            const stamp = localTimestamp(t);
+            process.stderr.write(stats.map((s, i) => `${stamp} sluice: ${rateLine(s, r[i]!)}\n`).join(''));
+          }
         }, opts.statsInterval * 1000)
       : undefined;
   const onHup = () => {
@@ -77,11 +93,11 @@ export async function runSession(opts: SessionOptions): Promise<number> {
     reloading = reloading.then(async () => {
       try {
         const summary = await applyReload(sluice, await opts.reload!());
-        if (opts.json) emitJson('reload', { ok: true, ...summary });
-        else process.stderr.write(`sluice: reloaded: ${describe(summary)}\n`);
+        if (opts.json) emitJson('reload', { t: Date.now(), ok: true, ...summary });
+        else log.info(`reloaded: ${describe(summary)}`);
       } catch (err) {
-        if (opts.json) emitJson('reload', { ok: false, error: err instanceof Error ? err.message : String(err) });
-        else process.stderr.write(`sluice: reload failed, flows unchanged: ${err instanceof Error ? err.message : String(err)}\n`);
+        if (opts.json) emitJson('reload', { t: Date.now(), ok: false, error: err instanceof Error ? err.message : String(err) });
+        else log.error(`reload failed, flows unchanged: ${err instanceof Error ? err.message : String(err)}`);
       }
     });
   };
@@ -98,19 +114,20 @@ export async function runSession(opts: SessionOptions): Promise<number> {
   const outcome = await Promise.race([stop.then((signal) => ({ signal, error: undefined })), failed.then((error) => ({ signal: undefined, error }))]);
   clearInterval(keepAlive);
   process.off('SIGHUP', onHup);
+  if (outcome.signal) log.info(`${outcome.signal}: stopping`);
   if (outcome.error) {
     // Always on stderr (the log), and as an event for --json readers.
-    process.stderr.write(`sluice: ${outcome.error.message}; its flows no longer move packets, stopping\n`);
-    if (opts.json) emitJson('engineFailed', { engine: outcome.error.engine, error: outcome.error.message });
+    log.error(`${outcome.error.message}; its flows no longer move packets, stopping`);
+    if (opts.json) emitJson('engineFailed', { t: Date.now(), engine: outcome.error.engine, error: outcome.error.message });
   }
   await reloading;
   if (timer) clearInterval(timer);
   const keep = Boolean(opts.pin) && sluice.tier === 'kernel';
   const final = await sluice.close({ keepForwarding: keep });
-  if (keep && !opts.json)
-    process.stderr.write('sluice: kernel forwarding left in place (pinned); run again with --pin to adopt it, or `sluice detach` to remove it\n');
+  if (keep) log.info('kernel forwarding left in place (pinned); run again with --pin to adopt it, or `sluice detach` to remove it');
   if (opts.json)
     emitJson('final', {
+      t: Date.now(),
       ...(outcome.signal ? { signal: outcome.signal } : { error: outcome.error!.message }),
       flows: final,
       ...(keep ? { keptForwarding: true } : {}),

@@ -15,8 +15,7 @@ import { readInputText } from './input.js';
 import { PolicyValidationError } from '../errors.js';
 import { EXIT, emitJson, table } from './output.js';
 import { onExit, waitForSignal } from './signals.js';
-import { Option } from 'commander';
-import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from '../server/log.js';
+import { createLogger, type Logger, type LogLevel } from '../server/log.js';
 import { logTpoGateway } from './tpo-log.js';
 
 export interface TpoRunOptions {
@@ -25,17 +24,10 @@ export interface TpoRunOptions {
   readonly statsInterval: number;
   readonly io?: 'auto' | 'batched' | 'portable';
   readonly stopSignal?: Promise<string>;
-  /** Least severe level logged (default info). */
+  /** Least severe level logged (default info; with --json, warn: as `relay` and `run`). */
   readonly logLevel?: LogLevel;
   /** The logger (default: createLogger on stderr at logLevel). */
   readonly log?: Logger;
-}
-
-/** `--log-level` of `sluice tpo`. */
-export function tpoLogLevelOption(): Option {
-  return new Option('--log-level <level>', 'least severe level logged (logs: JSON lines on stderr, readable on a terminal)')
-    .choices([...LOG_LEVELS])
-    .default('info');
 }
 
 export function loadTpoConfig(path: string): TpoConfig {
@@ -88,6 +80,7 @@ export function statusText(s: TpoGatewayStatus): string {
         [
           'peer',
           'initiations',
+          'unanswered',
           'responses',
           'unconfirmed',
           'goodbyes',
@@ -104,6 +97,8 @@ export function statusText(s: TpoGatewayStatus): string {
         s.peers.map((p) => [
           p.name,
           p.link.initiationsSent,
+          // Absent in the status of a gateway older than this command.
+          p.link.unanswered ?? '-',
           p.link.responsesSent,
           p.link.unconfirmed,
           p.link.goodbyes,
@@ -179,7 +174,7 @@ export async function runTpo(o: TpoRunOptions): Promise<number> {
     }
     throw err;
   }
-  const log = o.log ?? createLogger({ level: o.logLevel ?? 'info' });
+  const log = o.log ?? createLogger({ level: o.logLevel ?? (o.json ? 'warn' : 'info') });
   const stopLogging = logTpoGateway(gw, log);
   // The library installs no process handlers: transparent rules and routes go at exit (process.exit, a second signal) from here.
   const forgetOnExit = onExit(() => gw.removeKernelStateSync());

@@ -47,7 +47,10 @@ test(
       await until('flowfail noSession', () => fails.length > 0);
       assert.equal(fails[0]!.reason, 'noSession');
       assert.equal(fails[0]!.peer, 'b');
-      assert.match(fails[0]!.message, new RegExp(`flow tcp 127\\.0\\.0\\.1:\\d+ > 127\\.0\\.0\\.1:9: no session with peer b came up within limits\\.sessionWaitMs`));
+      assert.match(
+        fails[0]!.message,
+        new RegExp(`flow tcp 127\\.0\\.0\\.1:\\d+ > 127\\.0\\.0\\.1:9: no session with peer b came up within limits\\.sessionWaitMs`),
+      );
       assert.equal(a.status().counters.noSession, 1);
 
       // The side that sees the bad datagrams says the keys differ.
@@ -62,7 +65,12 @@ test(
       assert.equal(u.peer, 'b');
       assert.equal(u.address, `127.0.0.1:${portB}`);
       assert.ok(u.attempts >= 5, `after a few handshakes (${u.attempts})`);
-      assert.match(u.message, new RegExp(`peer b at 127\\.0\\.0\\.1:${portB} does not answer: \\d+ handshakes unanswered .*keys or keyIds differ.*wrong address or port.*not running`));
+      assert.match(
+        u.message,
+        new RegExp(
+          `peer b at 127\\.0\\.0\\.1:${portB} does not answer: \\d+ handshakes unanswered .*keys or keyIds differ.*wrong address or port.*not running`,
+        ),
+      );
       assert.ok(a.status().peers[0]!.link.unanswered >= 5, 'status shows the unanswered handshakes');
       // Reported with backoff, never per handshake: the next report is 10 s after the first.
       const n = unreachable.length;
@@ -76,51 +84,55 @@ test(
   },
 );
 
-test('a peer that is not there: the initiator reports it unreachable and resets waiting clients; a session that comes up later carries new ones', { timeout: 60_000 }, async () => {
-  const [portA, portB, listen] = [await freeUdpPort(), await freeUdpPort(), await freeTcpPort()];
-  const k = key();
-  const a = await TpoGateway.start({
-    config: parseTpoConfig({
-      name: 'a',
-      listen: `127.0.0.1:${portA}`,
-      peers: [{ name: 'b', address: `127.0.0.1:${portB}`, key: k, keyId: 1 }],
-      table: [{ name: 'web', protocol: 'tcp', listen: `127.0.0.1:${listen}`, target: '127.0.0.1:9' }],
-      limits: { sessionWaitMs: 1500 },
-    }),
-    control: false,
-  });
-  const unreachable = collect(a, 'peerunreachable') as TpoPeerUnreachable[];
-  const fails = collect(a, 'flowfail') as TpoFlowFailure[];
-  let b: TpoGateway | undefined;
-  try {
-    const clients = await Promise.all([clientOutcome(listen), clientOutcome(listen), clientOutcome(listen)]);
-    for (const c of clients) {
-      assert.equal(c.outcome, 'reset');
-      assert.ok(c.ms < 6_000, `reset within the bound: ${Math.round(c.ms)} ms`);
-    }
-    assert.deepEqual(
-      fails.map((f) => f.reason),
-      ['noSession', 'noSession', 'noSession'],
-    );
-    await until('peerunreachable', () => unreachable.length > 0);
-    assert.equal(unreachable[0]!.address, `127.0.0.1:${portB}`);
-
-    // The peer starts: the pair forms, and a client now reaches the far side (which refuses port 9: a reset, told at once).
-    b = await TpoGateway.start({
-      config: parseTpoConfig({ name: 'b', listen: `127.0.0.1:${portB}`, peers: [{ name: 'a', key: k, keyId: 1 }], deliver: { allow: ['127.0.0.1/32'] } }),
+test(
+  'a peer that is not there: the initiator reports it unreachable and resets waiting clients; a session that comes up later carries new ones',
+  { timeout: 60_000 },
+  async () => {
+    const [portA, portB, listen] = [await freeUdpPort(), await freeUdpPort(), await freeTcpPort()];
+    const k = key();
+    const a = await TpoGateway.start({
+      config: parseTpoConfig({
+        name: 'a',
+        listen: `127.0.0.1:${portA}`,
+        peers: [{ name: 'b', address: `127.0.0.1:${portB}`, key: k, keyId: 1 }],
+        table: [{ name: 'web', protocol: 'tcp', listen: `127.0.0.1:${listen}`, target: '127.0.0.1:9' }],
+        limits: { sessionWaitMs: 1500 },
+      }),
       control: false,
     });
-    await until('a session', () => a.status().peers[0]!.up);
-    assert.equal(a.status().peers[0]!.link.unanswered, 0, 'answered: the count starts afresh');
-    const c = await clientOutcome(listen);
-    assert.equal(c.outcome, 'reset');
-    await until('flowfail connectFailed', () => fails.length > 3);
-    assert.equal(fails[3]!.reason, 'connectFailed');
-  } finally {
-    await a.close();
-    await b?.close();
-  }
-});
+    const unreachable = collect(a, 'peerunreachable') as TpoPeerUnreachable[];
+    const fails = collect(a, 'flowfail') as TpoFlowFailure[];
+    let b: TpoGateway | undefined;
+    try {
+      const clients = await Promise.all([clientOutcome(listen), clientOutcome(listen), clientOutcome(listen)]);
+      for (const c of clients) {
+        assert.equal(c.outcome, 'reset');
+        assert.ok(c.ms < 6_000, `reset within the bound: ${Math.round(c.ms)} ms`);
+      }
+      assert.deepEqual(
+        fails.map((f) => f.reason),
+        ['noSession', 'noSession', 'noSession'],
+      );
+      await until('peerunreachable', () => unreachable.length > 0);
+      assert.equal(unreachable[0]!.address, `127.0.0.1:${portB}`);
+
+      // The peer starts: the pair forms, and a client now reaches the far side (which refuses port 9: a reset, told at once).
+      b = await TpoGateway.start({
+        config: parseTpoConfig({ name: 'b', listen: `127.0.0.1:${portB}`, peers: [{ name: 'a', key: k, keyId: 1 }], deliver: { allow: ['127.0.0.1/32'] } }),
+        control: false,
+      });
+      await until('a session', () => a.status().peers[0]!.up);
+      assert.equal(a.status().peers[0]!.link.unanswered, 0, 'answered: the count starts afresh');
+      const c = await clientOutcome(listen);
+      assert.equal(c.outcome, 'reset');
+      await until('flowfail connectFailed', () => fails.length > 3);
+      assert.equal(fails[3]!.reason, 'connectFailed');
+    } finally {
+      await a.close();
+      await b?.close();
+    }
+  },
+);
 
 test('a destination that refuses the connection: the client is reset at once, and both gateways say why with the tuple', { timeout: 60_000 }, async () => {
   const [portA, portB, listen, closed] = [await freeUdpPort(), await freeUdpPort(), await freeTcpPort(), await freeTcpPort()];

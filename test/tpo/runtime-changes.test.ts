@@ -57,7 +57,10 @@ test('run-time peers and table entries: validated like the config file, applied 
     control: false,
   });
   // A starts with a peer that never answers (a responder for another site) and no table.
-  writeFileSync(join(dir, 'a.yaml'), JSON.stringify({ name: 'a', listen: `127.0.0.1:${portA}`, peers: [{ name: 'x', key: randomBytes(32).toString('hex'), keyId: 9 }] }));
+  writeFileSync(
+    join(dir, 'a.yaml'),
+    JSON.stringify({ name: 'a', listen: `127.0.0.1:${portA}`, peers: [{ name: 'x', key: randomBytes(32).toString('hex'), keyId: 9 }] }),
+  );
   const a = await TpoGateway.start({ config: join(dir, 'a.yaml'), control: false });
   const added = collect(a, 'peeradded');
   const entries = collect(a, 'tableentryadded') as TpoTableEntryView[];
@@ -120,18 +123,17 @@ test('run-time peers and table entries: validated like the config file, applied 
     const c1 = await slowClient(web, data.subarray(0, 1000));
     assert.equal(await c1.finish(data.subarray(1000)), `end:${sha(data)}`);
 
+    assert.deepEqual(issues(await a.addTableEntry({ name: 'open', protocol: 'tcp', listen: '0.0.0.0:1', target: '127.0.0.1:1' }).catch((e: unknown) => e)), [
+      "src: required for a listener on 0.0.0.0, which other hosts can reach: the clients it carries (ADDRESS or ADDRESS/PREFIX), or 'any' for everyone",
+    ]);
     assert.deepEqual(
-      issues(await a.addTableEntry({ name: 'open', protocol: 'tcp', listen: '0.0.0.0:1', target: '127.0.0.1:1' }).catch((e: unknown) => e)),
-      [
-        "src: required for a listener on 0.0.0.0, which other hosts can reach: the clients it carries (ADDRESS or ADDRESS/PREFIX), or 'any' for everyone",
-      ],
+      issues(await a.addTableEntry({ protocol: 'tcp', listen: `127.0.0.1:1`, target: '127.0.0.1:1', peers: ['nobody'] }).catch((e: unknown) => e)),
+      ["peers: no peer named 'nobody'"],
     );
-    assert.deepEqual(issues(await a.addTableEntry({ protocol: 'tcp', listen: `127.0.0.1:1`, target: '127.0.0.1:1', peers: ['nobody'] }).catch((e: unknown) => e)), [
-      "peers: no peer named 'nobody'",
-    ]);
-    assert.deepEqual(issues(await a.addTableEntry({ protocol: 'tcp', listen: `127.0.0.1:1`, target: '127.0.0.1:1', dstPort: '9-1' }).catch((e: unknown) => e)), [
-      'dstPort: port range 9-1 runs backwards',
-    ]);
+    assert.deepEqual(
+      issues(await a.addTableEntry({ protocol: 'tcp', listen: `127.0.0.1:1`, target: '127.0.0.1:1', dstPort: '9-1' }).catch((e: unknown) => e)),
+      ['dstPort: port range 9-1 runs backwards'],
+    );
     assert.deepEqual(issues(await a.addTableEntry({ protocol: 'sctp', listen: `127.0.0.1:1` }).catch((e: unknown) => e)).length, 1);
     await assert.rejects(
       a.addTableEntry({ name: 'web', protocol: 'tcp', listen: `127.0.0.1:1`, target: '127.0.0.1:1' }),
@@ -191,47 +193,54 @@ test('run-time peers and table entries: validated like the config file, applied 
   }
 });
 
-test('a UDP entry removed at run time ends its flows (their replies left from its socket); transparent-mode gateways refuse table changes', { timeout: 60_000 }, async () => {
-  const [portA, portB, udpListen] = [await freeUdpPort(), await freeUdpPort(), await freeUdpPort()];
-  const k = randomBytes(32).toString('hex');
-  const echo = (await import('node:dgram')).createSocket('udp4');
-  echo.on('message', (m, r) => echo.send(m, r.port, r.address));
-  await new Promise<void>((r) => echo.bind(0, '127.0.0.1', r));
-  const b = await TpoGateway.start({
-    config: parseTpoConfig({ name: 'b', listen: `127.0.0.1:${portB}`, peers: [{ name: 'a', key: k, keyId: 1 }], deliver: { allow: ['127.0.0.1/32'] } }),
-    control: false,
-  });
-  const a = await TpoGateway.start({
-    config: parseTpoConfig({ name: 'a', listen: `127.0.0.1:${portA}`, peers: [{ name: 'b', address: `127.0.0.1:${portB}`, key: k, keyId: 1 }] }),
-    control: false,
-  });
-  const client = (await import('node:dgram')).createSocket('udp4');
-  await new Promise<void>((r) => client.bind(0, '127.0.0.1', r));
-  try {
-    await until('the pair', () => a.status().peers[0]!.up);
-    await a.addTableEntry({ name: 'dns', protocol: 'udp', listen: `127.0.0.1:${udpListen}`, target: `127.0.0.1:${echo.address().port}` });
-    const answered = new Promise<string>((r) => client.once('message', (m) => r(m.toString())));
-    client.send('ping', udpListen, '127.0.0.1');
-    assert.equal(await answered, 'ping', 'the echo came back through the pair');
-    assert.equal(a.status().flows.length, 1);
-    assert.deepEqual(await a.removeTableEntry('dns'), { name: 'dns', flowsEnded: 1 });
-    assert.equal(a.status().flows.length, 0);
-    await until('b ends its side', () => b.status().flows.length === 0);
-
-    // Transparent interception's rules are made at start: no run-time table changes (this gateway never starts its rules).
-    const t = await TpoGateway.start({
-      config: parseTpoConfig({ name: 't', listen: '127.0.0.1:0', intercept: { mode: 'transparent' }, peers: [{ name: 'b', key: k, keyId: 1 }] }),
+test(
+  'a UDP entry removed at run time ends its flows (their replies left from its socket); transparent-mode gateways refuse table changes',
+  { timeout: 60_000 },
+  async () => {
+    const [portA, portB, udpListen] = [await freeUdpPort(), await freeUdpPort(), await freeUdpPort()];
+    const k = randomBytes(32).toString('hex');
+    const echo = (await import('node:dgram')).createSocket('udp4');
+    echo.on('message', (m, r) => echo.send(m, r.port, r.address));
+    await new Promise<void>((r) => echo.bind(0, '127.0.0.1', r));
+    const b = await TpoGateway.start({
+      config: parseTpoConfig({ name: 'b', listen: `127.0.0.1:${portB}`, peers: [{ name: 'a', key: k, keyId: 1 }], deliver: { allow: ['127.0.0.1/32'] } }),
       control: false,
     });
+    const a = await TpoGateway.start({
+      config: parseTpoConfig({ name: 'a', listen: `127.0.0.1:${portA}`, peers: [{ name: 'b', address: `127.0.0.1:${portB}`, key: k, keyId: 1 }] }),
+      control: false,
+    });
+    const client = (await import('node:dgram')).createSocket('udp4');
+    await new Promise<void>((r) => client.bind(0, '127.0.0.1', r));
     try {
-      await assert.rejects(t.addTableEntry({ protocol: 'tcp', dst: '10.0.0.0/8' }), (e: unknown) => e instanceof NotSupportedError && /transparent/.test(e.message));
+      await until('the pair', () => a.status().peers[0]!.up);
+      await a.addTableEntry({ name: 'dns', protocol: 'udp', listen: `127.0.0.1:${udpListen}`, target: `127.0.0.1:${echo.address().port}` });
+      const answered = new Promise<string>((r) => client.once('message', (m) => r(m.toString())));
+      client.send('ping', udpListen, '127.0.0.1');
+      assert.equal(await answered, 'ping', 'the echo came back through the pair');
+      assert.equal(a.status().flows.length, 1);
+      assert.deepEqual(await a.removeTableEntry('dns'), { name: 'dns', flowsEnded: 1 });
+      assert.equal(a.status().flows.length, 0);
+      await until('b ends its side', () => b.status().flows.length === 0);
+
+      // Transparent interception's rules are made at start: no run-time table changes (this gateway never starts its rules).
+      const t = await TpoGateway.start({
+        config: parseTpoConfig({ name: 't', listen: '127.0.0.1:0', intercept: { mode: 'transparent' }, peers: [{ name: 'b', key: k, keyId: 1 }] }),
+        control: false,
+      });
+      try {
+        await assert.rejects(
+          t.addTableEntry({ protocol: 'tcp', dst: '10.0.0.0/8' }),
+          (e: unknown) => e instanceof NotSupportedError && /transparent/.test(e.message),
+        );
+      } finally {
+        await t.close();
+      }
     } finally {
-      await t.close();
+      client.close();
+      echo.close();
+      await a.close();
+      await b.close();
     }
-  } finally {
-    client.close();
-    echo.close();
-    await a.close();
-    await b.close();
-  }
-});
+  },
+);

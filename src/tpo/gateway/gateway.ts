@@ -217,14 +217,20 @@ export class Gateway extends EventEmitter<GatewayEvents> implements FlowHost {
     holder.link = link;
     const peer: Peer = { config: p, link, view, flows: new Set(), deadTimer: undefined, drainCursor: 0 };
     this.#peers.set(p.name, peer);
-    link.on('message', (domain: number, m: CarriedMessage) => this.#sequencer.push(`${p.name}|${tupleKey(m.header)}`, m.header, { peer, domain, m }));
+    // A removed peer's link lives on for a moment (its resets leave): nothing it hears may make flows or events.
+    const current = () => this.#peers.get(p.name) === peer;
+    link.on('message', (domain: number, m: CarriedMessage) => {
+      if (current()) this.#sequencer.push(`${p.name}|${tupleKey(m.header)}`, m.header, { peer, domain, m });
+    });
     link.on('drain', () => this.#onDrain(peer));
     link.on('handshake-failure', (reason: HandshakeFailureReason, from: DatagramSource) => this.#handshakeFailure(p.name, reason, from));
-    link.on('unreachable', (r: PeerUnreachable) => this.emit('peer-unreachable', p.name, r));
+    link.on('unreachable', (r: PeerUnreachable) => {
+      if (current()) this.emit('peer-unreachable', p.name, r);
+    });
     // A replaced session lost data in flight: every flow with this peer is broken.
     link.on('reset', () => this.#abortPeer(peer, STATUS.resetByPeer, 'restarted'));
     link.on('down', () => {
-      if (peer.deadTimer) return;
+      if (peer.deadTimer || !current()) return;
       peer.deadTimer = setTimeout(() => {
         peer.deadTimer = undefined;
         this.#abortPeer(peer, STATUS.timedOut, 'dead');
@@ -233,6 +239,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements FlowHost {
       this.emit('peer-down', p.name);
     });
     const up = () => {
+      if (!current()) return;
       if (peer.deadTimer) clearTimeout(peer.deadTimer);
       peer.deadTimer = undefined;
       this.#sessionWait.release(p.name);
