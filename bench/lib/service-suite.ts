@@ -18,9 +18,9 @@
  *       repeats), so drift hits both alike. The search's precision is 2 %
  *       here (the goal is "within 2 %"), not the relay suite's 5 %.
  *
- * (c), the time from POST /v1/flows/{name}/subscribers to the first packet
- * at the new subscriber, needs `sluice serve` and is not measured here yet
- * (bench/README.md says how it will be).
+ *   (c) time from POST /v1/flows/{name}/subscribers to the first packet at
+ *       the new subscriber, against the real `sluice serve` with traffic
+ *       flowing: service-subscribe.ts.
  */
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -29,63 +29,19 @@ import { fileURLToPath } from 'node:url';
 import { processTree } from './cpu.js';
 import { searchMaxLossless, type SearchResult } from './search.js';
 import { pairedRatio, spread, type Spread } from './stats.js';
-import { GEN_ADDR, RELAY_CPU, SINK_ADDR, spawnPinned, waitForUdpPort, type BenchTopology } from './topology.js';
+import { GEN_ADDR, RELAY_CPU, SINK_ADDR, spawnPinned, waitForUdpPort } from './topology.js';
 import { runTrial, type TrialContext } from './trial.js';
+import { SUBSCRIBE_EXISTING, SUBSCRIBE_INPUT_PPS, SUBSCRIBE_SIZE } from './service-subscribe.js';
+import type { CapacityTrial, ScrapeTimeTrial, ServiceContext, ServiceResults } from './service-types.js';
+
+export { SERVICE_TIERS, emptyServiceResults, type ServiceResults } from './service-types.js';
+export { runSubscribeLatency } from './service-subscribe.js';
 
 const TOOL = fileURLToPath(new URL('../tools/metrics-relay.ts', import.meta.url));
-export const SERVICE_TIERS = ['portable', 'batched', 'kernel'] as const;
-export type ServiceTier = (typeof SERVICE_TIERS)[number];
 const FLOWS = 100;
 const SUBSCRIBERS = 100;
 const CAPACITY_SIZE = 1316;
 const SCRAPE_EVERY_MS = 1000;
-
-export interface ScrapeTimeTrial {
-  repeat: number;
-  tier: ServiceTier;
-  flows: number;
-  subscribers: number;
-  /** Every timed render, ms. */
-  renderMs: number[];
-  /** Every flow's stats() within those renders, ms. */
-  readMs: number[];
-  bytes: number;
-  series: number;
-  /** Time to apply the flows (not a result: a sanity figure). */
-  applyS: number;
-}
-
-export interface CapacityTrial {
-  repeat: number;
-  tier: ServiceTier;
-  scraping: boolean;
-  search: SearchResult;
-  /** Scrapes made during the search, their render time in the daemon and their time at the client (request to last byte), ms. */
-  scrapes?: { count: number; failed: number; renderMs: number[]; clientMs: number[]; bytes: number };
-}
-
-export interface ServiceResults {
-  scrape: ScrapeTimeTrial[];
-  capacity: CapacityTrial[];
-  /** Tiers that could not run, and why. */
-  unavailable: Record<string, string>;
-}
-
-export const emptyServiceResults = (): ServiceResults => ({ scrape: [], capacity: [], unavailable: {} });
-
-export interface ServiceContext {
-  topo: BenchTopology;
-  /** For (b): the relay suite's trial context less the relay's pids. */
-  trial: Omit<TrialContext, 'relayPids'>;
-  repeats: number;
-  quick: boolean;
-  trialSeconds: number;
-  listenPort: number;
-  firstSubscriberPort: number;
-  tiers: readonly ServiceTier[];
-  log: (msg: string) => void;
-  onProgress: () => void;
-}
 
 const q = (xs: readonly number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -282,7 +238,7 @@ const f3 = (v: number | undefined): string => (v === undefined || !Number.isFini
 const range = (s: Spread | undefined, f: (v: number) => string): string => (s ? `${f(s.median)} (${f(s.min)}–${f(s.max)})` : '–');
 
 export function serviceMarkdown(r: ServiceResults): string {
-  if (!r.scrape.length && !r.capacity.length && !Object.keys(r.unavailable).length) return '';
+  if (!r.scrape.length && !r.capacity.length && !r.subscribe.length && !Object.keys(r.unavailable).length) return '';
   const out: string[] = ['## Service: metrics scrape cost (issue 19)', ''];
   for (const [tier, why] of Object.entries(r.unavailable)) out.push(`- ${tier}: unavailable (${why})`);
   if (r.scrape.length) {
@@ -342,6 +298,43 @@ export function serviceMarkdown(r: ServiceResults): string {
       const limited = r.capacity.some((t) => t.tier === tier && t.search?.generatorLimited) ? ' (generator-limited: lower bound)' : '';
       out.push(
         `| ${tier} | ${reps.length} | ${range(spread(off), (x) => (x / 1e3).toFixed(1) + 'k')} | ${range(spread(on), (x) => (x / 1e3).toFixed(1) + 'k')}${limited} | ${range(ratio, f3)} | ${ratio ? (ratio.median >= 0.98 ? 'yes' : 'no') : '–'} | ${f1(q(sc, 0.5))} / ${f1(q(sc, 0.99))}, ${f1(q(cl, 0.5))} |`,
+      );
+    }
+  }
+  if (r.subscribe.length) {
+    out.push(
+      '',
+      `### (c) POST /v1/flows/{name}/subscribers → first datagram at the new subscriber (sluice serve, ${SUBSCRIBE_INPUT_PPS} datagrams/s of ${SUBSCRIBE_SIZE} B flowing to ${SUBSCRIBE_EXISTING} subscribers)`,
+      '',
+      'Per repeat: p50 and p99 of its samples; the table gives the median over repeats (min–max) and, last, the p50/p99 of all samples pooled. Includes the wait for the next input datagram (up to 0.5 ms at this rate). Ratio: this tier ÷ portable, p50 per repeat.',
+      '',
+      '| tier | samples (timeouts) | first packet p50 ms | first packet p99 ms | pooled p50 / p99 ms | POST answered p50 ms | p50 ÷ portable |',
+      '|---|---|---|---|---|---|---|',
+    );
+    const tiers = [...new Set(r.subscribe.map((t) => t.tier))];
+    const reps = [...new Set(r.subscribe.map((t) => t.repeat))];
+    const per = (tier: string, pick: (t: (typeof r.subscribe)[number]) => number) =>
+      reps.map((rep) => {
+        const t = r.subscribe.find((x) => x.tier === tier && x.repeat === rep);
+        return t ? pick(t) : NaN;
+      });
+    const f2 = (v: number) => v.toFixed(2);
+    for (const tier of tiers) {
+      const mine = r.subscribe.filter((t) => t.tier === tier);
+      const pooled = mine.flatMap((t) => t.firstPacketMs);
+      const p50 = per(tier, (t) => q(t.firstPacketMs, 0.5));
+      out.push(
+        `| ${tier} | ${pooled.length} (${mine.reduce((n, t) => n + t.timeouts, 0)}) | ${range(spread(p50), f2)} | ${range(spread(per(tier, (t) => q(t.firstPacketMs, 0.99))), f2)} | ${f2(q(pooled, 0.5))} / ${f2(q(pooled, 0.99))} | ${range(spread(per(tier, (t) => q(t.postMs, 0.5))), f2)} | ${
+          tier === 'portable'
+            ? '1'
+            : range(
+                pairedRatio(
+                  p50,
+                  per('portable', (t) => q(t.firstPacketMs, 0.5)),
+                ),
+                f3,
+              )
+        } |`,
       );
     }
   }
