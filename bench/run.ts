@@ -22,7 +22,7 @@ import { PACING_ENGINES, PACING_RATES, runPacingTrial, type PacingTrial } from '
 import { TPO_IOS, TPO_LOSSES, runTpoBulk, runTpoChatty, runTpoCompression, type TpoResults } from './lib/tpo-suite.js';
 import { TPO_WAN_VARIANTS, planTpoWan, runTpoWanSuite } from './lib/tpo-wan-suite.js';
 import { profileIds } from './lib/tpo-wan-profiles.js';
-import { SERVICE_TIERS, emptyServiceResults, runScrapeCapacity, runScrapeTimes } from './lib/service-suite.js';
+import { SERVICE_TIERS, emptyServiceResults, runScrapeCapacity, runScrapeTimes, runSubscribeLatency } from './lib/service-suite.js';
 
 /** Sender suite: datagram size and destinations (small datagrams: per-packet costs dominate). */
 const SENDER_DESTS = 10;
@@ -455,6 +455,7 @@ async function main(): Promise<number> {
       };
       await runScrapeTimes(ctx, service);
       await runScrapeCapacity(ctx, service);
+      await runSubscribeLatency({ ...ctx, generator }, service);
       save();
     }
     complete = true;

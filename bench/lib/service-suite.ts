@@ -13,79 +13,36 @@
  *       relay process per tier and repeat that also holds 99 idle flows of
  *       100 subscribers (so each scrape is as large as in (a)) and serves
  *       GET /metrics on a unix socket (--mode serve). The harness scrapes it
- *       from CPU 1 once a second during one search and not during the
- *       other; the order alternates between repeats (none first in odd
- *       repeats), so drift hits both alike. The search's precision is 2 %
- *       here (the goal is "within 2 %"), not the relay suite's 5 %.
+ *       from CPU 1 once a second during the trials of one search and not
+ *       during the other's; the two searches run in lockstep, their trials
+ *       taking turns (none first in odd repeats), so drift hits both alike.
+ *       The search's precision is 2 % here (the goal is "within 2 %"), not
+ *       the relay suite's 5 %.
  *
- * (c), the time from POST /v1/flows/{name}/subscribers to the first packet
- * at the new subscriber, needs `sluice serve` and is not measured here yet
- * (bench/README.md says how it will be).
+ *   (c) time from POST /v1/flows/{name}/subscribers to the first packet at
+ *       the new subscriber, against the real `sluice serve` with traffic
+ *       flowing: service-subscribe.ts.
  */
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { processTree } from './cpu.js';
-import { searchMaxLossless, type SearchResult } from './search.js';
+import { searchMaxLossless } from './search.js';
 import { pairedRatio, spread, type Spread } from './stats.js';
-import { GEN_ADDR, RELAY_CPU, SINK_ADDR, spawnPinned, waitForUdpPort, type BenchTopology } from './topology.js';
+import { GEN_ADDR, RELAY_CPU, SINK_ADDR, spawnPinned, waitForUdpPort } from './topology.js';
 import { runTrial, type TrialContext } from './trial.js';
+import { SUBSCRIBE_EXISTING, SUBSCRIBE_INPUT_PPS, SUBSCRIBE_SIZE } from './service-subscribe.js';
+import type { CapacityTrial, ScrapeTimeTrial, ServiceContext, ServiceResults } from './service-types.js';
+
+export { SERVICE_TIERS, emptyServiceResults, type ServiceResults } from './service-types.js';
+export { runSubscribeLatency } from './service-subscribe.js';
 
 const TOOL = fileURLToPath(new URL('../tools/metrics-relay.ts', import.meta.url));
-export const SERVICE_TIERS = ['portable', 'batched', 'kernel'] as const;
-export type ServiceTier = (typeof SERVICE_TIERS)[number];
 const FLOWS = 100;
 const SUBSCRIBERS = 100;
 const CAPACITY_SIZE = 1316;
 const SCRAPE_EVERY_MS = 1000;
-
-export interface ScrapeTimeTrial {
-  repeat: number;
-  tier: ServiceTier;
-  flows: number;
-  subscribers: number;
-  /** Every timed render, ms. */
-  renderMs: number[];
-  /** Every flow's stats() within those renders, ms. */
-  readMs: number[];
-  bytes: number;
-  series: number;
-  /** Time to apply the flows (not a result: a sanity figure). */
-  applyS: number;
-}
-
-export interface CapacityTrial {
-  repeat: number;
-  tier: ServiceTier;
-  scraping: boolean;
-  search: SearchResult;
-  /** Scrapes made during the search, their render time in the daemon and their time at the client (request to last byte), ms. */
-  scrapes?: { count: number; failed: number; renderMs: number[]; clientMs: number[]; bytes: number };
-}
-
-export interface ServiceResults {
-  scrape: ScrapeTimeTrial[];
-  capacity: CapacityTrial[];
-  /** Tiers that could not run, and why. */
-  unavailable: Record<string, string>;
-}
-
-export const emptyServiceResults = (): ServiceResults => ({ scrape: [], capacity: [], unavailable: {} });
-
-export interface ServiceContext {
-  topo: BenchTopology;
-  /** For (b): the relay suite's trial context less the relay's pids. */
-  trial: Omit<TrialContext, 'relayPids'>;
-  repeats: number;
-  quick: boolean;
-  trialSeconds: number;
-  listenPort: number;
-  firstSubscriberPort: number;
-  tiers: readonly ServiceTier[];
-  log: (msg: string) => void;
-  onProgress: () => void;
-}
 
 const q = (xs: readonly number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -158,7 +115,7 @@ function scrapeOnce(socketPath: string): Promise<{ clientMs: number; renderMs: n
   });
 }
 
-/** Scrapes every SCRAPE_EVERY_MS until stopped (one at a time: a slow scrape delays the next, as Prometheus does). */
+/** Scrapes at once and then every SCRAPE_EVERY_MS until stopped (one at a time: a slow scrape delays the next, as Prometheus does). */
 function startScraper(socketPath: string): { stop: () => Promise<NonNullable<CapacityTrial['scrapes']>> } {
   const s = { count: 0, failed: 0, renderMs: [] as number[], clientMs: [] as number[], bytes: 0 };
   let running = true;
@@ -187,7 +144,18 @@ function startScraper(socketPath: string): { stop: () => Promise<NonNullable<Cap
   };
 }
 
-/** (b): per repeat and tier, one relay process, two searches (scrape off/on, order alternating). */
+/** Runs tasks one at a time in the order they were handed in. */
+class Turns {
+  #last: Promise<unknown> = Promise.resolve();
+
+  run<T>(task: () => Promise<T>): Promise<T> {
+    const r = this.#last.then(task);
+    this.#last = r.catch(() => undefined);
+    return r;
+  }
+}
+
+/** (b): per repeat and tier, one relay process, two searches in lockstep (scrape off/on, which goes first alternating). */
 export async function runScrapeCapacity(ctx: ServiceContext, out: ServiceResults): Promise<void> {
   const fanout = SUBSCRIBERS;
   for (let repeat = 1; repeat <= ctx.repeats; repeat++) {
@@ -234,40 +202,52 @@ export async function runScrapeCapacity(ctx: ServiceContext, out: ServiceResults
         await waitForUdpPort(ctx.topo, 'relay', ctx.listenPort, proc);
         await new Promise((r) => setTimeout(r, 300));
         const trialCtx: TrialContext = { ...ctx.trial, relayPids: processTree(proc.pid!) };
+        // Both searches run in lockstep, their trials taking turns (off, on, off, on, ... or the other way round in
+        // even repeats), so load that comes and goes on this host hits both alike; the scraper runs during the
+        // scraping search's trials only.
         const order = repeat % 2 === 1 ? [false, true] : [true, false];
-        for (const scraping of order) {
-          const hint = [...out.capacity].reverse().find((c) => c.tier === tier && c.search.maxInputPps > 0)?.search.maxInputPps;
-          const scraper = scraping ? startScraper(socket) : undefined;
-          let search: SearchResult | undefined;
-          let error: unknown;
-          try {
-            search = await searchMaxLossless(
-              {
-                fanout,
-                start: Math.round(50_000 / fanout),
-                ...(hint ? { hint } : {}),
-                precision: ctx.quick ? 0.05 : 0.02,
-                maxDeliveredPps: 1_500_000,
-                minRate: 100,
-                maxTrials: ctx.quick ? 10 : 16,
-              },
-              (rate) => runTrial(trialCtx, { size: CAPACITY_SIZE, pattern: 'smooth', burst: 16, fanout, rate, seconds: ctx.trialSeconds }),
-            );
-          } catch (err) {
-            error = err;
-          }
-          const scrapes = await scraper?.stop();
-          if (!search) throw error;
-          out.capacity.push({ repeat, tier, scraping, search, ...(scrapes ? { scrapes } : {}) });
-          const sc = scrapes;
+        const turns = new Turns();
+        const hint = [...out.capacity].reverse().find((c) => c.tier === tier && c.search.maxInputPps > 0)?.search.maxInputPps;
+        const scrapes: NonNullable<CapacityTrial['scrapes']> = { count: 0, failed: 0, renderMs: [], clientMs: [], bytes: 0 };
+        const searches = order.map((scraping) =>
+          searchMaxLossless(
+            {
+              fanout,
+              start: Math.round(50_000 / fanout),
+              ...(hint ? { hint } : {}),
+              precision: ctx.quick ? 0.05 : 0.02,
+              maxDeliveredPps: 1_500_000,
+              minRate: 100,
+              maxTrials: ctx.quick ? 10 : 16,
+            },
+            (rate) =>
+              turns.run(async () => {
+                const scraper = scraping ? startScraper(socket) : undefined;
+                try {
+                  return await runTrial(trialCtx, { size: CAPACITY_SIZE, pattern: 'smooth', burst: 16, fanout, rate, seconds: ctx.trialSeconds });
+                } finally {
+                  const sc = await scraper?.stop();
+                  if (sc) {
+                    scrapes.count += sc.count;
+                    scrapes.failed += sc.failed;
+                    scrapes.renderMs.push(...sc.renderMs);
+                    scrapes.clientMs.push(...sc.clientMs);
+                    scrapes.bytes = sc.bytes;
+                  }
+                }
+              }),
+          ).then((search) => ({ scraping, search })),
+        );
+        for (const { scraping, search } of await Promise.all(searches)) {
+          out.capacity.push({ repeat, tier, scraping, search, ...(scraping ? { scrapes } : {}) });
           ctx.log(
-            `  service capacity ${tier} 1→${fanout} ${CAPACITY_SIZE} B, ${scraping ? 'scrape every 1 s' : 'no scrape'}: ${(search.deliveredPps / 1e3).toFixed(1)}k pps delivered at ${search.maxInputPps} in${search.generatorLimited ? ' (generator-limited)' : ''}` +
-              (sc
-                ? `; ${sc.count} scrapes (${sc.failed} failed), render p50 ${q(sc.renderMs, 0.5).toFixed(1)} ms, client p50 ${q(sc.clientMs, 0.5).toFixed(1)} ms`
+            `  service capacity ${tier} 1→${fanout} ${CAPACITY_SIZE} B, ${scraping ? 'scrape every 1 s' : 'no scrape'}: ${(search.deliveredPps / 1e3).toFixed(1)}k pps delivered at ${search.maxInputPps} in${search.generatorLimited ? ' (generator-limited)' : ''} (${search.trials.length} trials)` +
+              (scraping
+                ? `; ${scrapes.count} scrapes (${scrapes.failed} failed), render p50 ${q(scrapes.renderMs, 0.5).toFixed(1)} ms, client p50 ${q(scrapes.clientMs, 0.5).toFixed(1)} ms`
                 : ''),
           );
-          ctx.onProgress();
         }
+        ctx.onProgress();
       } catch (err) {
         ctx.log(`  service capacity ${tier}: ERROR ${(err as Error).message.split('\n')[0]}`);
       } finally {
@@ -282,7 +262,7 @@ const f3 = (v: number | undefined): string => (v === undefined || !Number.isFini
 const range = (s: Spread | undefined, f: (v: number) => string): string => (s ? `${f(s.median)} (${f(s.min)}–${f(s.max)})` : '–');
 
 export function serviceMarkdown(r: ServiceResults): string {
-  if (!r.scrape.length && !r.capacity.length && !Object.keys(r.unavailable).length) return '';
+  if (!r.scrape.length && !r.capacity.length && !r.subscribe.length && !Object.keys(r.unavailable).length) return '';
   const out: string[] = ['## Service: metrics scrape cost (issue 19)', ''];
   for (const [tier, why] of Object.entries(r.unavailable)) out.push(`- ${tier}: unavailable (${why})`);
   if (r.scrape.length) {
@@ -324,7 +304,7 @@ export function serviceMarkdown(r: ServiceResults): string {
       '',
       `### (b) lossless capacity, 1→${SUBSCRIBERS}, ${CAPACITY_SIZE} B smooth, with GET /metrics every ${SCRAPE_EVERY_MS / 1000} s vs none`,
       '',
-      `Same relay process for both (it also holds ${FLOWS - 1} idle flows × ${SUBSCRIBERS} subscribers: each scrape is as large as in (a)); order alternating per repeat. Delivered datagrams/s at the highest rate with ≤ 0.1 % loss: median over repeats (min–max); ratio = with scrape ÷ without, per repeat. Goal: within 2 % (ratio ≥ 0.98).`,
+      `Same relay process for both (it also holds ${FLOWS - 1} idle flows × ${SUBSCRIBERS} subscribers: each scrape is as large as in (a)); the two searches in lockstep, trials taking turns. Delivered datagrams/s at the highest rate with ≤ 0.1 % loss: median over repeats (min–max); ratio = with scrape ÷ without, per repeat. Goal: within 2 % (ratio ≥ 0.98).`,
       '',
       '| tier | repeats | no scrape, pps | scrape every 1 s, pps | ratio (min–max) | goal met (median) | scrapes: render p50 / p99 ms, client p50 ms |',
       '|---|---|---|---|---|---|---|',
@@ -342,6 +322,43 @@ export function serviceMarkdown(r: ServiceResults): string {
       const limited = r.capacity.some((t) => t.tier === tier && t.search?.generatorLimited) ? ' (generator-limited: lower bound)' : '';
       out.push(
         `| ${tier} | ${reps.length} | ${range(spread(off), (x) => (x / 1e3).toFixed(1) + 'k')} | ${range(spread(on), (x) => (x / 1e3).toFixed(1) + 'k')}${limited} | ${range(ratio, f3)} | ${ratio ? (ratio.median >= 0.98 ? 'yes' : 'no') : '–'} | ${f1(q(sc, 0.5))} / ${f1(q(sc, 0.99))}, ${f1(q(cl, 0.5))} |`,
+      );
+    }
+  }
+  if (r.subscribe.length) {
+    out.push(
+      '',
+      `### (c) POST /v1/flows/{name}/subscribers → first datagram at the new subscriber (sluice serve, ${SUBSCRIBE_INPUT_PPS} datagrams/s of ${SUBSCRIBE_SIZE} B flowing to ${SUBSCRIBE_EXISTING} subscribers)`,
+      '',
+      'Per repeat: p50 and p99 of its samples; the table gives the median over repeats (min–max) and, last, the p50/p99 of all samples pooled. Includes the wait for the next input datagram (up to 0.5 ms at this rate). Ratio: this tier ÷ portable, p50 per repeat.',
+      '',
+      '| tier | samples (timeouts) | first packet p50 ms | first packet p99 ms | pooled p50 / p99 ms | POST answered p50 ms | p50 ÷ portable |',
+      '|---|---|---|---|---|---|---|',
+    );
+    const tiers = [...new Set(r.subscribe.map((t) => t.tier))];
+    const reps = [...new Set(r.subscribe.map((t) => t.repeat))];
+    const per = (tier: string, pick: (t: (typeof r.subscribe)[number]) => number) =>
+      reps.map((rep) => {
+        const t = r.subscribe.find((x) => x.tier === tier && x.repeat === rep);
+        return t ? pick(t) : NaN;
+      });
+    const f2 = (v: number) => v.toFixed(2);
+    for (const tier of tiers) {
+      const mine = r.subscribe.filter((t) => t.tier === tier);
+      const pooled = mine.flatMap((t) => t.firstPacketMs);
+      const p50 = per(tier, (t) => q(t.firstPacketMs, 0.5));
+      out.push(
+        `| ${tier} | ${pooled.length} (${mine.reduce((n, t) => n + t.timeouts, 0)}) | ${range(spread(p50), f2)} | ${range(spread(per(tier, (t) => q(t.firstPacketMs, 0.99))), f2)} | ${f2(q(pooled, 0.5))} / ${f2(q(pooled, 0.99))} | ${range(spread(per(tier, (t) => q(t.postMs, 0.5))), f2)} | ${
+          tier === 'portable'
+            ? '1'
+            : range(
+                pairedRatio(
+                  p50,
+                  per('portable', (t) => q(t.firstPacketMs, 0.5)),
+                ),
+                f3,
+              )
+        } |`,
       );
     }
   }

@@ -30,7 +30,7 @@ export interface MetricsSource {
   flows(): readonly FlowStats[];
   /** Every TPO gateway's status (`TpoGateway.status()`). */
   gateways(): readonly TpoGatewayStatus[];
-  /** Engines that failed (as in `GET /v1/health`): each a `sluice_engine_failed{engine}` series. */
+  /** Engine failures as `GET /v1/health` lists them: `sluice_engine_failures` and, per engine, `sluice_engine_failed{engine}`. */
   failures?(): readonly { readonly engine: string }[];
 }
 
@@ -75,17 +75,21 @@ export function createMetrics(source: MetricsSource, opts: MetricsOptions = {}):
   registerTpoMetrics(registry, reading);
   new SnapshotGauge<never>({
     name: 'sluice_engine_failures',
-    help: 'Engines (data planes, send engines, TPO gateways) that failed and have not been replaced; 0 when healthy.',
+    help: 'Engine failures the service reports (GET /v1/health failures: a data plane worker, a send engine, a TPO gateway); 0 when healthy.',
     labelNames: [],
     registry,
     read: () => [{ labels: {}, value: reading.get().failures.length }],
   });
   new SnapshotGauge<'engine'>({
     name: 'sluice_engine_failed',
-    help: 'One series per failed engine (value 1), named as in GET /v1/health.',
+    help: 'Failures reported per engine, named as in GET /v1/health.',
     labelNames: ['engine'],
     registry,
-    read: () => reading.get().failures.map((f) => ({ labels: { engine: f.engine }, value: 1 })),
+    read: () => {
+      const byEngine = new Map<string, number>();
+      for (const f of reading.get().failures) byEngine.set(f.engine, (byEngine.get(f.engine) ?? 0) + 1);
+      return [...byEngine].map(([engine, value]) => ({ labels: { engine }, value }));
+    },
   });
   if (opts.version !== undefined) {
     const version = opts.version;

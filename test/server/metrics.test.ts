@@ -205,7 +205,7 @@ describe('metrics: the exposition format', () => {
       {
         flows: () => (flowsCalls++, [flow('a', [dest('udp://127.0.0.1:1', 1)])]),
         gateways: () => (gatewayCalls++, [gatewayStatus('g', [peer('p')])]),
-        failures: () => [{ engine: 'batched' }],
+        failures: () => [{ engine: 'batched' }, { engine: 'batched' }, { engine: 'tpo:a' }],
       },
       { processMetrics: false },
     );
@@ -214,8 +214,9 @@ describe('metrics: the exposition format', () => {
     assert.equal(gatewayCalls, 1);
     await m.render();
     assert.equal(flowsCalls, 2);
-    assert.equal(sampleValue(fams, 'sluice_engine_failures'), 1);
-    assert.equal(sampleValue(fams, 'sluice_engine_failed', { engine: 'batched' }), 1);
+    assert.equal(sampleValue(fams, 'sluice_engine_failures'), 3);
+    assert.equal(sampleValue(fams, 'sluice_engine_failed', { engine: 'batched' }), 2);
+    assert.equal(sampleValue(fams, 'sluice_engine_failed', { engine: 'tpo:a' }), 1);
     assert.equal(samplesOf(fams, 'sluice_process_cpu_seconds_total').length, 0);
   });
 });
