@@ -16,6 +16,10 @@ import { createLogger, type LogLevel, type Logger } from '../server/log.js';
 import { SluiceService, type ReloadSummary } from '../server/service.js';
 import { loadOrCreateToken } from '../server/token.js';
 import { startApiServer, type ApiServer } from '../server/http/server.js';
+import { createMetrics } from '../server/metrics.js';
+import { dashboardPlugin } from '../server/http/dashboard.js';
+import { packageVersion } from '../server/version.js';
+import { logTpoGateway } from './tpo-log.js';
 import { EXIT } from './output.js';
 import { waitForSignal } from './signals.js';
 
@@ -57,6 +61,7 @@ function describe(s: ReloadSummary): string {
       part('removed', s.removed),
       part('gateways started', s.gatewaysStarted),
       part('gateways stopped', s.gatewaysStopped),
+      part('gateways restarted', s.gatewaysRestarted),
     ]
       .filter(Boolean)
       .join('; ') || 'no change'
@@ -88,7 +93,13 @@ export async function runServe(o: ServeOptions): Promise<number> {
     ...(o.pin ? { pin: o.pin } : {}),
     logLevelFixed: o.logLevel !== undefined,
     loadConfig: () => loadWithOverrides(o),
+    watchGateway: logTpoGateway,
   });
+  // Read at scrape time from the engines' shared memory and the gateways' counters: no message per scrape.
+  const metrics = createMetrics(
+    { flows: () => service.statsSnapshot(), gateways: () => service.gateways(), failures: () => service.failures() },
+    { version: packageVersion() },
+  );
   let server: ApiServer;
   try {
     server = await startApiServer({
@@ -99,6 +110,8 @@ export async function runServe(o: ServeOptions): Promise<number> {
       ...(config.api.tls ? { tls: config.api.tls } : {}),
       maxBodyBytes: config.api.maxBodyBytes,
       rateLimit: config.api.rateLimit,
+      metrics,
+      dashboard: dashboardPlugin,
     });
   } catch (err) {
     await service.close().catch(() => undefined);

@@ -38,7 +38,9 @@ export function logTpoGateway(gw: TpoGateway, root: Logger): () => void {
   };
 
   on('peerup', (peer) => peerLog(peer).info('peer up'));
-  on('peerdown', (peer) => peerLog(peer).warn('peer down: nothing heard from it, or it said goodbye (its flows are reset after limits.peerDeadMs unless it comes back)'));
+  on('peerdown', (peer) =>
+    peerLog(peer).warn('peer down: nothing heard from it, or it said goodbye (its flows are reset after limits.peerDeadMs unless it comes back)'),
+  );
   on('peerunreachable', (u) => peerLog(u.peer).warn({ address: u.address, attempts: u.attempts, sinceMs: u.sinceMs }, u.message));
   on('handshakefailure', (h) => {
     const fields = { from: h.from, reason: h.reason, count: h.count };

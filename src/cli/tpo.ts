@@ -33,7 +33,9 @@ export interface TpoRunOptions {
 
 /** `--log-level` of `sluice tpo`. */
 export function tpoLogLevelOption(): Option {
-  return new Option('--log-level <level>', 'least severe level logged (logs: JSON lines on stderr, readable on a terminal)').choices([...LOG_LEVELS]).default('info');
+  return new Option('--log-level <level>', 'least severe level logged (logs: JSON lines on stderr, readable on a terminal)')
+    .choices([...LOG_LEVELS])
+    .default('info');
 }
 
 export function loadTpoConfig(path: string): TpoConfig {

@@ -6,7 +6,7 @@
  * with statsEvent().
  */
 import type { FlowStats } from '../index.js';
-import type { TpoGatewayStatus } from '../tpo/index.js';
+import type { TpoGatewayStatus, TpoPeerView, TpoTableEntryView } from '../tpo/index.js';
 import type { FlowView } from './flow-view.js';
 import type { SendJobView } from './send-jobs.js';
 
@@ -19,6 +19,13 @@ export interface AlarmEvent {
   readonly [extra: string]: unknown;
 }
 
+/** A TPO gateway's peers or table changed through the API. */
+export type TpoChangeEvent =
+  | { readonly gateway: string; readonly change: 'peeradded'; readonly peer: TpoPeerView }
+  | { readonly gateway: string; readonly change: 'peerremoved'; readonly name: string; readonly flowsReset: number }
+  | { readonly gateway: string; readonly change: 'tableentryadded'; readonly entry: TpoTableEntryView }
+  | { readonly gateway: string; readonly change: 'tableentryremoved'; readonly name: string; readonly flowsEnded: number };
+
 export interface ServiceEvents {
   flowadded: [{ flow: FlowView }];
   flowremoved: [{ name: string; stats: FlowStats | null }];
@@ -29,6 +36,7 @@ export interface ServiceEvents {
   subscribersuspended: [{ flow: string; to: string; until: number }];
   peerup: [{ gateway: string; peer: string }];
   peerdown: [{ gateway: string; peer: string }];
+  tpochanged: [TpoChangeEvent];
   alarm: [AlarmEvent];
   enginefailed: [{ engine: string; message: string }];
   sendstarted: [SendJobView];
@@ -45,6 +53,7 @@ export const SERVICE_EVENT_NAMES = [
   'subscribersuspended',
   'peerup',
   'peerdown',
+  'tpochanged',
   'alarm',
   'enginefailed',
   'sendstarted',

@@ -11,12 +11,12 @@
  * shared memory and maps when asked (statsSnapshot, flows()).
  */
 import { Sluice, TypedEmitter, type EngineFailedError, type Flow, type FlowStats, type TierChoice, type TierName } from '../index.js';
-import type { TpoGatewayStatus } from '../tpo/index.js';
+import type { TpoGatewayStatus, TpoPeerRemoval, TpoPeerView, TpoTableEntryRemoval, TpoTableEntryView } from '../tpo/index.js';
 import { loadServeConfig, type ResolvedServeConfig } from './config-file.js';
-import { readStateFile, writeStateFile, type TpoRuntimeState } from './state-file.js';
+import { readStateFile, writeStateFile } from './state-file.js';
 import { flowView, policyJson, type FlowView } from './flow-view.js';
 import * as ops from './flow-ops.js';
-import { Gateways } from './gateways.js';
+import { Gateways, type GatewayWatcher } from './gateways.js';
 import { SendJobs, type SendJobView } from './send-jobs.js';
 import { ServiceError } from './service-error.js';
 import type { AlarmEvent, ServiceEvents } from './service-events.js';
@@ -34,6 +34,8 @@ export interface ServiceOptions {
   readonly logLevelFixed?: boolean;
   /** How SIGHUP re-reads the config (default: the file again). */
   readonly loadConfig?: () => ResolvedServeConfig;
+  /** Logs a TPO gateway's events (what `sluice tpo` logs); default: only start, stop and faults. */
+  readonly watchGateway?: GatewayWatcher;
 }
 
 export interface Failure {
@@ -60,6 +62,8 @@ export interface ReloadSummary {
   readonly removed: string[];
   readonly gatewaysStarted: string[];
   readonly gatewaysStopped: string[];
+  /** Restarted from a config file that changed, or to drop the API's changes to it. */
+  readonly gatewaysRestarted: string[];
 }
 
 /** Failures kept for /v1/health (the oldest go first). */
@@ -74,7 +78,6 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
   readonly #gateways: Gateways;
   readonly #sends: SendJobs;
   readonly #failures: Failure[] = [];
-  readonly #tpoState: Record<string, TpoRuntimeState> = {};
   #queue: Promise<unknown> = Promise.resolve();
   #closing: Promise<void> | undefined;
 
@@ -84,12 +87,17 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
     this.#options = options;
     this.#config = options.config;
     this.#log = options.log;
-    this.#gateways = new Gateways(this.#log, {
-      peerup: (gateway, peer) => this.emit('peerup', { gateway, peer }),
-      peerdown: (gateway, peer) => this.emit('peerdown', { gateway, peer }),
-      alarm: (a) => this.emit('alarm', a),
-      failed: (engine, message) => this.#failed(engine, message),
-    });
+    this.#gateways = new Gateways(
+      this.#log,
+      {
+        peerup: (gateway, peer) => this.emit('peerup', { gateway, peer }),
+        peerdown: (gateway, peer) => this.emit('peerdown', { gateway, peer }),
+        alarm: (a) => this.emit('alarm', a),
+        changed: (c) => this.emit('tpochanged', c),
+        failed: (engine, message) => this.#failed(engine, message),
+      },
+      options.watchGateway,
+    );
     this.#sends = new SendJobs(sluice, this.#log.child({ component: 'sends' }), {
       started: (v) => this.emit('sendstarted', v),
       done: (v) => this.emit('senddone', v),
@@ -117,12 +125,11 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
           { state: config.state, writtenAt: state.writtenAt },
           `using state file ${config.state} written ${state.writtenAt}; the config file's flows are ignored until SIGHUP`,
         );
-        Object.assign(svc.#tpoState, state.tpo);
       }
       await ops.applyFlowList(sluice, state ? state.flows : config.flows);
       const swept = sluice.sweepUnclaimed();
       if (swept) log.info({ swept }, 'removed pinned flows of an earlier run that the flows no longer have');
-      for (const t of config.tpo) await svc.#gateways.start(t.config);
+      for (const t of config.tpo) await svc.#gateways.start(t.config, state?.tpo);
     } catch (err) {
       await svc.#shutdown().catch(() => undefined);
       throw err;
@@ -172,7 +179,7 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
 
   async #persist(): Promise<void> {
     try {
-      await writeStateFile(this.#config.state, { flows: this.#sluice.flows().map((f) => policyJson(f.spec, f.name)), tpo: this.#tpoState });
+      await writeStateFile(this.#config.state, { flows: this.#sluice.flows().map((f) => policyJson(f.spec, f.name)), tpo: this.#gateways.state() });
     } catch (err) {
       const message = `cannot write the state file ${this.#config.state}: ${(err as Error).message}`;
       this.#log.error({ err }, message);
@@ -267,6 +274,31 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
     return this.#gateways.gateway(name).status();
   }
 
+  /** A gateway's peers as configured now (no key), or its table entries. */
+  gatewayPeers(name: string): TpoPeerView[] {
+    return this.#gateways.gateway(name).peers();
+  }
+
+  gatewayTable(name: string): TpoTableEntryView[] {
+    return this.#gateways.gateway(name).table();
+  }
+
+  addPeer(gateway: string, peer: unknown): Promise<TpoPeerView> {
+    return this.#change(() => this.#gateways.addPeer(gateway, peer));
+  }
+
+  removePeer(gateway: string, peer: string): Promise<TpoPeerRemoval> {
+    return this.#change(() => this.#gateways.removePeer(gateway, peer));
+  }
+
+  addTableEntry(gateway: string, entry: unknown): Promise<TpoTableEntryView> {
+    return this.#change(() => this.#gateways.addTableEntry(gateway, entry));
+  }
+
+  removeTableEntry(gateway: string, entry: string, options: { resetFlows?: boolean } = {}): Promise<TpoTableEntryRemoval> {
+    return this.#change(() => this.#gateways.removeTableEntry(gateway, entry, options));
+  }
+
   // ---- sends ----
 
   startSend(request: unknown): SendJobView {
@@ -287,6 +319,11 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
   }
 
   // ---- health, reload, close ----
+
+  /** Engines that failed since start (the oldest may have been forgotten: MAX_FAILURES). */
+  failures(): readonly Failure[] {
+    return [...this.#failures];
+  }
 
   health(): HealthView {
     return {
@@ -316,20 +353,18 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
       for (const r of flows.removed) this.emit('flowremoved', { name: r.name, stats: r.stats ?? null });
       for (const name of flows.added) this.emit('flowadded', { flow: this.flow(name)! });
       for (const name of [...flows.updated, ...flows.replaced]) this.emit('flowchanged', { flow: this.flow(name)! });
-      const wanted = next.tpo.map((t) => t.config);
-      const gatewaysStopped: string[] = [];
-      for (const p of this.#gateways.paths().filter((x) => !wanted.includes(x))) {
-        const name = await this.#gateways.stop(p);
-        if (name) gatewaysStopped.push(name);
-      }
-      const gatewaysStarted: string[] = [];
-      for (const p of wanted.filter((x) => !this.#gateways.paths().includes(x))) gatewaysStarted.push((await this.#gateways.start(p)).name);
-      for (const k of Object.keys(this.#tpoState)) delete this.#tpoState[k];
+      const gw = await this.#gateways.reload(next.tpo.map((t) => t.config));
       this.#config = next;
       if (!this.#options.logLevelFixed) this.#log.level = next.log.level;
       if (JSON.stringify(next.api) !== JSON.stringify(before.api) || next.state !== before.state || next.tier !== before.tier)
         this.#log.warn('the api, state or tier settings changed: they take effect at the next start');
-      return { ...flows, removed: flows.removed.map((r) => r.name), gatewaysStarted, gatewaysStopped };
+      return {
+        ...flows,
+        removed: flows.removed.map((r) => r.name),
+        gatewaysStarted: gw.started,
+        gatewaysStopped: gw.stopped,
+        gatewaysRestarted: gw.restarted,
+      };
     });
   }
 

@@ -95,9 +95,17 @@ export class TpoGateway extends TypedEmitter<TpoGatewayEvents> {
     });
     gateway.on('peer-unreachable', (peer, r) => {
       const address = r.address.includes(':') ? `[${r.address}]:${r.port}` : `${r.address}:${r.port}`;
-      this.emit('peerunreachable', { peer, address, attempts: r.attempts, sinceMs: r.sinceMs, message: peerUnreachableText(peer, address, r.attempts, r.sinceMs) });
+      this.emit('peerunreachable', {
+        peer,
+        address,
+        attempts: r.attempts,
+        sinceMs: r.sinceMs,
+        message: peerUnreachableText(peer, address, r.attempts, r.sinceMs),
+      });
     });
-    gateway.on('peer-flows-reset', (peer, flows, cause) => this.emit('peerflowsreset', { peer, flows, cause, message: peerFlowsResetText(peer, flows, cause) }));
+    gateway.on('peer-flows-reset', (peer, flows, cause) =>
+      this.emit('peerflowsreset', { peer, flows, cause, message: peerFlowsResetText(peer, flows, cause) }),
+    );
     gateway.on('handshake-failure', (peer, reason, from) => {
       if (this.listenerCount('handshakefailure') === 0) return;
       const event = this.#handshakes.add(peer, reason, from);

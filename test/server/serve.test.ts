@@ -232,7 +232,7 @@ test('a 100 MB body is refused (413) without being read, while a flow keeps movi
   }
 });
 
-test('the CLI as a client: sluice flows, subscribers add|rm, status --url', async (t) => {
+test('the CLI as a client: sluice flows, subscribers add|rm, status --url; /metrics and the dashboard mounted', async (t) => {
   const dir = tempDir();
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const path = config(dir, ['tier: portable', 'flows:', '  - { name: tv, type: replicate, listen: "udp://127.0.0.1:0", allow: any, to: [] }']);
@@ -253,6 +253,15 @@ test('the CLI as a client: sluice flows, subscribers add|rm, status --url', asyn
     const status = await runCli(['status', ...common], 60_000);
     assert.equal(status.code, 0, status.stderr);
     assert.match(status.stdout, /: ok, tier portable/);
+    // /metrics with the token (the metrics module), the dashboard without it.
+    assert.equal((await fetch(`${serve.url}/metrics`)).status, 401);
+    const metrics = await fetch(`${serve.url}/metrics`, { headers: { authorization: `Bearer ${serve.token}` } });
+    assert.equal(metrics.status, 200);
+    assert.match(metrics.headers.get('content-type') ?? '', /^text\/plain/);
+    assert.match(await metrics.text(), /sluice_flow_packets_total\{[^}]*flow="tv"/);
+    const page = await fetch(`${serve.url}/`);
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
     const rm = await runCli(['subscribers', 'rm', 'tv', 'udp://127.0.0.1:6000', ...common], 60_000);
     assert.equal(rm.code, 0, rm.stderr);
     const bad = await runCli(['subscribers', 'add', 'tv', 'nope', ...common], 60_000);

@@ -21,6 +21,7 @@ import { apiError, sendApiError, toApiError } from './errors.js';
 import { EventHub, type SseOptions } from './sse.js';
 import { flowRoutes } from './routes-flows.js';
 import { serviceRoutes } from './routes-service.js';
+import { tpoRoutes } from './routes-tpo.js';
 
 /** What /metrics serves: the metrics module's registry (src/server/metrics.ts, `createMetrics`). */
 export interface MetricsModule {
@@ -122,6 +123,7 @@ export async function buildApp(opts: ApiAppOptions): Promise<{ app: FastifyInsta
     });
     flowRoutes(api, opts.service);
     serviceRoutes(api, opts.service, hub);
+    tpoRoutes(api, opts.service);
     const metrics = opts.metrics;
     if (metrics) api.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.render()));
   });

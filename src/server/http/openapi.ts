@@ -28,6 +28,7 @@ const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const json = (schema: Json) => ({ 'application/json': { schema } });
 const ok = (description: string, schema?: Json) => ({ description, ...(schema ? { content: json(schema) } : {}) });
 const err = (description: string) => ok(description, ref('Error'));
+const gwParam = { name: 'gateway', in: 'path', required: true, schema: { type: 'string' }, description: 'the gateway name' };
 const nameParam = { name: 'name', in: 'path', required: true, schema: { type: 'string' }, description: 'the flow name' };
 const std = { '400': err('invalid_json, invalid_policy or invalid_request'), '401': err('unauthorized'), '429': err('rate_limited') };
 const notFound = { '404': err('flow_not_found') };
@@ -108,10 +109,57 @@ export function buildOpenApi(version: string): Json {
       },
       '/v1/tpo': { get: { summary: 'TPO gateways', responses: { '200': ok('gateways', { type: 'object' }) } } },
       '/v1/tpo/{gateway}': {
-        parameters: [{ name: 'gateway', in: 'path', required: true, schema: { type: 'string' } }],
+        parameters: [gwParam],
         get: {
           summary: "a gateway's status (as `sluice status --json`)",
           responses: { '200': ok('status', { type: 'object' }), '404': err('gateway_not_found') },
+        },
+      },
+      '/v1/tpo/{gateway}/peers': {
+        parameters: [gwParam],
+        get: { summary: 'the peers as configured now (never a key)', responses: { '200': ok('peers', { type: 'object' }), '404': err('gateway_not_found') } },
+        post: {
+          summary: 'add a peer at run time',
+          requestBody: { required: true, content: json({ type: 'object', description: "a peer as in the TPO config file's peers[] (docs/TPO.md)" }) },
+          responses: {
+            '201': ok('the peer as configured', { type: 'object' }),
+            ...std,
+            '404': err('gateway_not_found'),
+            '409': err('conflict (name or keyId taken)'),
+          },
+        },
+      },
+      '/v1/tpo/{gateway}/peers/{peer}': {
+        parameters: [gwParam, { name: 'peer', in: 'path', required: true, schema: { type: 'string' } }],
+        delete: {
+          summary: 'remove a peer (its flows are reset)',
+          responses: {
+            '200': ok('{name, flowsReset}', { type: 'object' }),
+            '404': err('gateway_not_found or peer_not_found'),
+            '409': err('conflict (a table entry names it)'),
+          },
+        },
+      },
+      '/v1/tpo/{gateway}/table': {
+        parameters: [gwParam],
+        get: { summary: 'the interception table as configured now', responses: { '200': ok('entries', { type: 'object' }), '404': err('gateway_not_found') } },
+        post: {
+          summary: 'add a table entry at run time (explicit interception)',
+          requestBody: { required: true, content: json({ type: 'object', description: "an entry as in the TPO config file's table[] (docs/TPO.md)" }) },
+          responses: {
+            '201': ok('the entry as configured', { type: 'object' }),
+            ...std,
+            '404': err('gateway_not_found'),
+            '409': err('conflict (name taken) or address_in_use (its listener)'),
+          },
+        },
+      },
+      '/v1/tpo/{gateway}/table/{entry}': {
+        parameters: [gwParam, { name: 'entry', in: 'path', required: true, schema: { type: 'string' } }],
+        delete: {
+          summary: 'remove a table entry (?resetFlows=true also resets its TCP flows)',
+          parameters: [{ name: 'resetFlows', in: 'query', required: false, schema: { type: 'boolean' } }],
+          responses: { '200': ok('{name, flowsEnded}', { type: 'object' }), '404': err('gateway_not_found or entry_not_found') },
         },
       },
       '/v1/sends': {

@@ -1,6 +1,6 @@
 /**
- * The routes besides flows: health, TPO gateways, send jobs, the event
- * stream and the OpenAPI document.
+ * The routes besides flows and TPO gateways: health, send jobs, the
+ * event stream and the OpenAPI document.
  */
 import type { FastifyInstance } from 'fastify';
 import type { SluiceService } from '../service.js';
@@ -13,9 +13,6 @@ export function serviceRoutes(app: FastifyInstance, service: SluiceService, hub:
     const health = service.health();
     return reply.code(health.status === 'stopping' ? 503 : 200).send(health);
   });
-
-  app.get('/v1/tpo', async () => ({ gateways: service.gateways() }));
-  app.get<{ Params: { gateway: string } }>('/v1/tpo/:gateway', async (req) => service.gateway(req.params.gateway));
 
   app.post('/v1/sends', async (req, reply) => reply.code(202).send(service.startSend(req.body)));
   app.get('/v1/sends', async () => ({ sends: service.sends() }));

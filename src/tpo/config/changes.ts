@@ -46,7 +46,11 @@ const validationError = (issues: PolicyIssue[], what: string) => new PolicyValid
 /** One peer to add: valid as in a config file, and neither its name nor its key id taken by `peers`. */
 export function parsePeerChange(value: unknown, peers: readonly PeerConfig[], readKey: (path: string) => Buffer): PeerConfig {
   const parsed = peerSchema.safeParse(value);
-  if (!parsed.success) throw validationError(parsed.error.issues.map((iss) => describeIssue(iss, value)), 'invalid TPO peer');
+  if (!parsed.success)
+    throw validationError(
+      parsed.error.issues.map((iss) => describeIssue(iss, value)),
+      'invalid TPO peer',
+    );
   const issues: PolicyIssue[] = [];
   const peer = resolvePeer(parsed.data, '', { names: new Set(), keyIds: new Set(), readKey, issues });
   if (issues.length || !peer) throw validationError(issues, 'invalid TPO peer');
@@ -57,9 +61,18 @@ export function parsePeerChange(value: unknown, peers: readonly PeerConfig[], re
 }
 
 /** One table entry to add, after `table`: valid as in a config file, naming peers the gateway has, its name not taken. */
-export function parseTableEntryChange(value: unknown, mode: 'explicit' | 'transparent', peers: readonly PeerConfig[], table: readonly TableEntry[]): TableEntry {
+export function parseTableEntryChange(
+  value: unknown,
+  mode: 'explicit' | 'transparent',
+  peers: readonly PeerConfig[],
+  table: readonly TableEntry[],
+): TableEntry {
   const parsed = tableEntrySchema.safeParse(value);
-  if (!parsed.success) throw validationError(parsed.error.issues.map((iss) => describeIssue(iss, value)), 'invalid TPO table entry');
+  if (!parsed.success)
+    throw validationError(
+      parsed.error.issues.map((iss) => describeIssue(iss, value)),
+      'invalid TPO table entry',
+    );
   const issues: PolicyIssue[] = [];
   // After every entry there is (first match wins: a new entry comes last), with an index no entry has had.
   const index = table.reduce((n, e) => Math.max(n, e.index + 1), 0);

@@ -112,7 +112,15 @@ const schema = z.strictObject({
         .max(7 * 86_400_000)
         .default(3_600_000),
     })
-    .default({ maxFlows: 10_000, udpIdleMs: 60_000, peerDeadMs: 30_000, openTimeoutMs: 30_000, sessionWaitMs: 10_000, maxFlowsPerSource: 1_000, tcpIdleMs: 3_600_000 }),
+    .default({
+      maxFlows: 10_000,
+      udpIdleMs: 60_000,
+      peerDeadMs: 30_000,
+      openTimeoutMs: 30_000,
+      sessionWaitMs: 10_000,
+      maxFlowsPerSource: 1_000,
+      tcpIdleMs: 3_600_000,
+    }),
   control: z.string().optional(),
 });
 
@@ -172,7 +180,8 @@ export function parseTpoConfig(value: unknown, source = 'config', readKey: (path
     if (dst) routes.push({ dst, peer: r.peer });
   });
   const allow = c.deliver.allow.map((a, i) => prefix(a, `deliver.allow[${i}]`)).filter((x): x is SourceRule => !!x);
-  if (issues.length || !listen) throw new TpoConfigError(issues.length ? issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)) : ['listen: invalid'], source);
+  if (issues.length || !listen)
+    throw new TpoConfigError(issues.length ? issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)) : ['listen: invalid'], source);
   return {
     name: c.name,
     listen,
