@@ -149,6 +149,13 @@ function onEvent(type, data) {
     case 'peerdown':
       gateways.setPeerUp(String(data.gateway), String(data.peer), type === 'peerup');
       break;
+    case 'tpochanged':
+      // A peer added at run time: its role and address are in the full status, not in the stats events.
+      void api
+        .gateways()
+        .then((tpo) => gateways.update(Array.isArray(tpo?.gateways) ? tpo.gateways : [], null))
+        .catch(() => {});
+      break;
     case 'enginefailed':
       void refreshHealth();
       break;

@@ -32,6 +32,8 @@ const rateValues = (/** @type {uPlot} */ _u, splits) =>
     const [text, prefix] = scale(v);
     return `${text}${prefix}`;
   });
+/** Tick spacings on the time axis, s: whole seconds only. */
+const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300];
 /** Time of day on one line (uPlot's default adds the date on a second). @param {number[]} splits */
 const timeValues = (/** @type {uPlot} */ _u, splits) => splits.map((t) => clock(t * 1000));
 
@@ -108,9 +110,13 @@ export class RateChart {
         // The card shows the current rates in the series' colours above the chart: no legend.
         legend: { show: false },
         cursor: { drag: { x: false, y: false }, points: { show: false } },
-        scales: { y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1000] } },
+        scales: {
+          // At least a minute wide, so a new flow's first points do not fill the chart; y from 0.
+          x: { time: true, range: (_u, min, max) => [Math.min(min, max - 60), max] },
+          y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1000] },
+        },
         axes: [
-          { values: timeValues, space: 70 },
+          { values: timeValues, space: 70, incrs: TIME_STEPS },
           { values: rateValues, size: 56, label: 'bit/s', labelSize: 14 },
         ],
         series: [

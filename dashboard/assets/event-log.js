@@ -35,6 +35,12 @@ export function describe(type, d) {
       return [`${s(d.gateway)}: peer ${s(d.peer)} up`, false];
     case 'peerdown':
       return [`${s(d.gateway)}: peer ${s(d.peer)} down${d.reason ? ` (${s(d.reason)})` : ''}`, true];
+    case 'tpochanged':
+      if (d.change === 'peeradded') return [`${s(d.gateway)}: peer ${s(d.peer?.name)} added`, false];
+      if (d.change === 'peerremoved') return [`${s(d.gateway)}: peer ${s(d.name)} removed (${s(d.flowsReset)} flows reset)`, false];
+      if (d.change === 'tableentryadded') return [`${s(d.gateway)}: table entry ${s(d.entry?.name)} added`, false];
+      if (d.change === 'tableentryremoved') return [`${s(d.gateway)}: table entry ${s(d.name)} removed (${s(d.flowsEnded)} flows ended)`, false];
+      return [`${s(d.gateway)}: ${s(d.change)}`, false];
     case 'alarm':
       return [`alarm from ${s(d.source)}: ${s(d.kind)}${d.message ? ` — ${s(d.message)}` : ''}`, true];
     case 'enginefailed':

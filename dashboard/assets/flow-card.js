@@ -92,10 +92,9 @@ export class FlowCard {
         { class: 'rates' },
         h('div', { class: 'rate in' }, h('span', { class: 'label', text: 'in' }), el.inBits, el.inPkts),
         h('div', { class: 'rate out' }, h('span', { class: 'label', text: 'out' }), el.outBits, el.outPkts),
-        el.totals,
       ),
       chartBox,
-      el.drops,
+      h('div', { class: 'counts' }, el.drops, el.totals),
       el.details,
       el.form,
     );

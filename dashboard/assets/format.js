@@ -15,7 +15,9 @@ export function scale(value) {
     i += 1;
   }
   const digits = v >= 99.95 ? 0 : v >= 9.995 ? 1 : 2;
-  const text = Number.isInteger(v) ? String(v) : v.toFixed(digits).replace(/\.?0+$/, '');
+  const fixed = v.toFixed(digits);
+  // Trailing zeros of a fraction only ("1.50" → "1.5", "2.00" → "2"), never of an integer part ("370").
+  const text = fixed.includes('.') ? fixed.replace(/0+$/, '').replace(/\.$/, '') : fixed;
   return [`${value < 0 ? '-' : ''}${text}`, PREFIXES[i] ?? ''];
 }
 

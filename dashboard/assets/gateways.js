@@ -110,13 +110,16 @@ export class GatewayList {
         pe = { peer, row: this.#peerRow(peer.name), sendRate: null, recvRate: null, retransRate: null };
         entry.peers.set(peer.name, pe);
         entry.tbody.append(pe.row);
-      } else if (dtS !== null) {
+      } else if (dtS === null) {
+        // A full status from a request is not on the stats events' clock: take what it adds, keep the counters rates come from.
+        pe.peer = { ...pe.peer, role: peer.role ?? pe.peer.role, address: peer.address ?? pe.peer.address, up: peer.up ?? pe.peer.up };
+      } else {
         pe.sendRate = perSecond(pe.peer.bytesSent, peer.bytesSent, dtS);
         pe.recvRate = perSecond(pe.peer.bytesReceived, peer.bytesReceived, dtS);
         pe.retransRate = perSecond(pe.peer.retransmissions, peer.retransmissions, dtS);
+        // The stats events' summary leaves out what does not change (role, address): keep the snapshot's.
+        pe.peer = { ...peer, role: peer.role ?? pe.peer.role, address: peer.address ?? pe.peer.address };
       }
-      // The stats events' summary leaves out what does not change (role, address): keep the snapshot's.
-      pe.peer = { ...peer, role: peer.role ?? pe.peer.role, address: peer.address ?? pe.peer.address };
       this.#renderPeer(pe);
     }
     for (const [name, pe] of entry.peers) {

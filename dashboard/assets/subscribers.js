@@ -13,6 +13,9 @@ import { dropText, dropTotal, perSecond } from './rates.js';
 /** Lists longer than this start (and, until the user opens them, stay) collapsed. */
 export const AUTO_COLLAPSE = 10;
 const ARM_MS = 3000;
+/** The remove button's text: a narrow cross, then a question once armed. */
+const IDLE = '✕';
+const ARMED = 'Remove?';
 
 /**
  * @typedef {{ to: string, packetsOut: number, bytesOut: number, drops?: Record<string, number>, lastError?: string, suspendedUntil?: number }} Destination
@@ -47,7 +50,7 @@ export class SubscriberTable {
             h('th', { class: 'num', text: 'packets' }),
             h('th', { class: 'num', text: 'bytes' }),
             h('th', { text: 'drops' }),
-            h('th', { text: 'state' }),
+            h('th', { text: 'state', title: 'ok, the last error (errno), or suspended' }),
             h('th'),
           ),
         ),
@@ -123,7 +126,8 @@ export class SubscriberTable {
       setText(cells[3], bytes(dest.bytesOut));
       setText(cells[4], dropTotal(dest.drops) > 0 ? dropText(dest.drops) : '–');
       const suspended = dest.suspendedUntil !== undefined && dest.suspendedUntil > now;
-      const state = suspended ? `suspended until ${clock(dest.suspendedUntil ?? 0)}` : dest.lastError ? `last error ${dest.lastError}` : 'ok';
+      // The state column: ok, the errno of the last failed copy (e.g. ECONNREFUSED), or the suspension's end.
+      const state = suspended ? `suspended until ${clock(dest.suspendedUntil ?? 0)}` : (dest.lastError ?? 'ok');
       setText(cells[5], suspended && dest.lastError ? `${state} (${dest.lastError})` : state);
       toggleClass(entry.row, 'suspended', suspended);
       toggleClass(entry.row, 'failing', !suspended && Boolean(dest.lastError));
@@ -143,22 +147,24 @@ export class SubscriberTable {
 
   /** @param {string} to */
   #row(to) {
-    const button = /** @type {HTMLButtonElement} */ (h('button', { type: 'button', class: 'remove', text: 'Remove', title: `Remove ${to}` }));
+    const button = /** @type {HTMLButtonElement} */ (
+      h('button', { type: 'button', class: 'remove', text: IDLE, title: `Remove ${to}`, 'aria-label': `Remove ${to}` })
+    );
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     let disarm;
     button.addEventListener('click', () => {
       if (button.dataset.armed !== 'true') {
         button.dataset.armed = 'true';
-        button.textContent = 'Confirm remove';
+        button.textContent = ARMED;
         disarm = setTimeout(() => {
           button.dataset.armed = 'false';
-          button.textContent = 'Remove';
+          button.textContent = IDLE;
         }, ARM_MS);
         return;
       }
       clearTimeout(disarm);
       button.dataset.armed = 'false';
-      button.textContent = 'Remove';
+      button.textContent = IDLE;
       this.#onRemove(to, button);
     });
     return /** @type {HTMLTableRowElement} */ (

@@ -118,6 +118,32 @@ test('dashboard event-stream parser: any chunking, LF, CRLF or CR line ends, com
   }
 });
 
+test('dashboard number formats: SI prefixes without losing an integer part, rates from counters', async () => {
+  const format = (await import(pathToFileURL(join(DASHBOARD_DIR, 'assets', 'format.js')).href)) as Record<string, (v: number | null) => string>;
+  const rates = (await import(pathToFileURL(join(DASHBOARD_DIR, 'assets', 'rates.js')).href)) as {
+    perSecond(prev: number | undefined, cur: number, dtS: number): number | null;
+    eventTimeMs(t: unknown): number;
+  };
+  const cases: [number, string, string][] = [
+    [0, '0 bit/s', '0 pkt/s'],
+    [7.5, '60 bit/s', '7.5 pkt/s'],
+    [370, '2.96 kbit/s', '370 pkt/s'],
+    [1500, '12 kbit/s', '1.5k pkt/s'],
+    [125_000, '1 Mbit/s', '125k pkt/s'],
+    [1_562_500, '12.5 Mbit/s', '1.56M pkt/s'],
+  ];
+  for (const [value, bits, packets] of cases) {
+    assert.equal(format.bitRate!(value), bits, `bitRate(${value})`);
+    assert.equal(format.packetRate!(value), packets, `packetRate(${value})`);
+  }
+  assert.equal(format.bitRate!(null), '–');
+  assert.equal(rates.perSecond(1000, 3000, 2), 1000);
+  assert.equal(rates.perSecond(undefined, 3000, 1), null);
+  assert.equal(rates.perSecond(5000, 10, 1), null, 'a counter that went back (flow replaced): no rate');
+  assert.equal(rates.eventTimeMs(1_700_000_000_000), 1_700_000_000_000);
+  assert.equal(rates.eventTimeMs(1_700_000_000), 1_700_000_000_000);
+});
+
 interface Serve {
   readonly child: ChildProcessWithoutNullStreams;
   readonly url: string;
