@@ -121,6 +121,10 @@ export async function runServe(o: ServeOptions): Promise<number> {
     }
     throw err;
   }
+  const host = config.api.listen.host;
+  if (!config.api.tls && !(host === 'localhost' || host === '::1' || host.startsWith('127.'))) {
+    log.warn({ listen: formatListenAddress(config.api.listen) }, 'the API listens beyond loopback without TLS: the token travels in clear (api.tls)');
+  }
   const hup = onReload(service, log);
   process.on('SIGHUP', hup);
   log.info(
