@@ -160,6 +160,17 @@ test('TPO through the API: peers and table entries at run time, errors, events, 
     const removed = await api.call('DELETE', `/v1/tpo/${nameA}/table/web`);
     assert.equal(removed.status, 200);
     assert.equal(removed.body.name, 'web');
+
+    // SIGHUP: the files win. The gateway the API changed restarts from its file; the other is left alone.
+    const summary = await api.service.reload();
+    assert.deepEqual(summary.gatewaysRestarted, [nameA]);
+    assert.deepEqual(summary.gatewaysStarted, []);
+    assert.deepEqual(
+      (await api.call('GET', `/v1/tpo/${nameA}/peers`)).body.peers.map((p: any) => p.name),
+      ['x'],
+    );
+    const after = JSON.parse(readFileSync(join(dir, 'serve.state.json'), 'utf8'));
+    assert.deepEqual(after.tpo[nameA], { peers: [], removedPeers: [], table: [], removedTable: [] });
   } finally {
     await api.close();
   }
