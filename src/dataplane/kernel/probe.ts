@@ -13,18 +13,22 @@ import { readObject } from './program.js';
 import { chooseHooks } from './attach.js';
 import { CHUNK, MAX_SUBS } from './layout.js';
 
-/** Root, or both CAP_BPF (39) and CAP_NET_ADMIN (12) in the effective set. */
+/**
+ * Root, or CAP_BPF (39), CAP_NET_ADMIN (12) and CAP_PERFMON (38) in the
+ * effective set: without CAP_PERFMON the verifier refuses the program's
+ * pointer arithmetic ("prohibited for !root", EACCES), seen on 6.18.
+ */
 function privilegeProblem(): string | undefined {
   if (process.getuid?.() === 0) return undefined;
   try {
     const hex = /^CapEff:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0';
     const caps = BigInt(`0x${hex}`);
     const has = (bit: number) => ((caps >> BigInt(bit)) & 1n) === 1n;
-    if (has(39) && has(12)) return undefined;
+    if (has(39) && has(12) && has(38)) return undefined;
   } catch {
     // No /proc: treat as unprivileged.
   }
-  return 'needs root, or CAP_BPF and CAP_NET_ADMIN';
+  return 'needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON';
 }
 
 /** What the program holds, for notes and `sluice doctor`. */
