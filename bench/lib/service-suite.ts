@@ -319,7 +319,9 @@ export function serviceMarkdown(r: ServiceResults): string {
       const ratio = pairedRatio(on, off);
       const sc = r.capacity.filter((t) => t.tier === tier && t.scrapes).flatMap((t) => t.scrapes!.renderMs);
       const cl = r.capacity.filter((t) => t.tier === tier && t.scrapes).flatMap((t) => t.scrapes!.clientMs);
-      const limited = r.capacity.some((t) => t.tier === tier && t.search?.generatorLimited) ? ' (generator-limited: lower bound)' : '';
+      const limited =
+        (r.capacity.some((t) => t.tier === tier && t.search?.generatorLimited) ? ' (generator-limited: lower bound)' : '') +
+        (r.capacity.some((t) => t.tier === tier && t.search?.capped) ? ' (a search reached the 1.5 M/s cap)' : '');
       out.push(
         `| ${tier} | ${reps.length} | ${range(spread(off), (x) => (x / 1e3).toFixed(1) + 'k')} | ${range(spread(on), (x) => (x / 1e3).toFixed(1) + 'k')}${limited} | ${range(ratio, f3)} | ${ratio ? (ratio.median >= 0.98 ? 'yes' : 'no') : '–'} | ${f1(q(sc, 0.5))} / ${f1(q(sc, 0.99))}, ${f1(q(cl, 0.5))} |`,
       );
