@@ -91,6 +91,19 @@ function newAttr(): NativeRegion {
   return new NativeRegion(ATTR_SIZE);
 }
 
+const SCRATCH_KEY = 0;
+const SCRATCH_VALUE = 1;
+const SCRATCH_ATTR = 2;
+/** Per-thread regions reused by the hot calls (a module instance per thread, and bpf() is synchronous). */
+const scratch: (NativeRegion | undefined)[] = [];
+
+/** Scratch region `slot`, at least `size` bytes (its contents are whatever the last call left). */
+function scratchRegion(slot: number, size: number): NativeRegion {
+  const r = scratch[slot];
+  if (r && r.size >= size) return r;
+  return (scratch[slot] = new NativeRegion(size));
+}
+
 export interface MapSpec {
   readonly type: number;
   readonly keySize: number;
@@ -115,7 +128,10 @@ export function mapCreate(spec: MapSpec): number {
 }
 
 function elemAttr(fd: number, key: NativeRegion, value: NativeRegion | undefined, flags: number): NativeRegion {
-  const a = newAttr();
+  return fillElemAttr(newAttr(), fd, key, value, flags);
+}
+
+function fillElemAttr(a: NativeRegion, fd: number, key: NativeRegion, value: NativeRegion | undefined, flags: number): NativeRegion {
   a.view.setUint32(0, fd, true);
   a.setPointer(8, key.address);
   if (value) a.setPointer(16, value.address);
@@ -132,10 +148,16 @@ export function mapUpdate(fd: number, key: Uint8Array, value: Uint8Array, flags 
 
 /** BPF_MAP_LOOKUP_ELEM; undefined when the key is absent. */
 export function mapLookup(fd: number, key: Uint8Array, valueSize: number, what = 'map'): Uint8Array | undefined {
-  const k = regionOf(key);
-  const val = new NativeRegion(valueSize);
+  // Scratch regions: a scrape of 100 flows x 100 subscribers makes 10,100
+  // lookups, and three fresh regions each (an FFI call apiece for their
+  // addresses) were most of its time. The value is copied out before return.
+  const k = scratchRegion(SCRATCH_KEY, key.length);
+  k.bytes.set(key);
+  const val = scratchRegion(SCRATCH_VALUE, valueSize);
+  const a = scratchRegion(SCRATCH_ATTR, ATTR_SIZE);
+  a.bytes.fill(0);
   try {
-    bpf('MAP_LOOKUP_ELEM', elemAttr(fd, k, val, 0), () => what);
+    bpf('MAP_LOOKUP_ELEM', fillElemAttr(a, fd, k, val, 0), () => what);
   } catch (err) {
     if (failedWith(err, 'ENOENT')) return undefined;
     throw err;
