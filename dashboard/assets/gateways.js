@@ -1,19 +1,19 @@
 /**
  * TPO gateways and their peers: state, smoothed RTT, measured send and
  * receive rates (from consecutive stats events), the pacing rate, loss (the
- * gateway's loss ratio where it reports one, else retransmissions per
- * second), flows carried. Keyed by name; rows are built once.
+ * share of datagrams lost between two stats events, from the peer's `lost`
+ * and `datagramsSent`; else retransmissions per second), flows carried. Keyed by name; rows are built once.
  */
 import { h, setText, toggleClass } from './dom.js';
 import { bitRate, bytes, count, percent, withUnit } from './format.js';
-import { perSecond } from './rates.js';
+import { intervalLoss, perSecond } from './rates.js';
 
 /**
  * @typedef {{ name: string, role?: string, address?: string, up?: boolean, flows?: number, srttMs?: number,
  *   bandwidthMbit?: number, pacingMbit?: number, bytesSent?: number, bytesReceived?: number, retransmissions?: number,
- *   lossRatio?: number, loss?: number }} Peer
+ *   datagramsSent?: number, lost?: number, lossRatio?: number, loss?: number }} Peer
  * @typedef {{ name: string, listen?: string, peers?: Peer[], flows?: unknown[] | number, table?: { flows?: number } }} Gateway
- * @typedef {{ peer: Peer, row: HTMLTableRowElement, sendRate: number | null, recvRate: number | null, retransRate: number | null }} PeerEntry
+ * @typedef {{ peer: Peer, row: HTMLTableRowElement, sendRate: number | null, recvRate: number | null, retransRate: number | null, lossRatio: number | null }} PeerEntry
  * @typedef {{ element: HTMLElement, title: HTMLElement, info: HTMLElement, tbody: HTMLElement, peers: Map<string, PeerEntry>,
  *   listen: string | undefined, flows: number | undefined }} GatewayEntry
  */
@@ -107,7 +107,7 @@ export class GatewayList {
       seen.add(peer.name);
       let pe = entry.peers.get(peer.name);
       if (!pe) {
-        pe = { peer, row: this.#peerRow(peer.name), sendRate: null, recvRate: null, retransRate: null };
+        pe = { peer, row: this.#peerRow(peer.name), sendRate: null, recvRate: null, retransRate: null, lossRatio: null };
         entry.peers.set(peer.name, pe);
         entry.tbody.append(pe.row);
       } else if (dtS === null) {
@@ -117,6 +117,7 @@ export class GatewayList {
         pe.sendRate = perSecond(pe.peer.bytesSent, peer.bytesSent, dtS);
         pe.recvRate = perSecond(pe.peer.bytesReceived, peer.bytesReceived, dtS);
         pe.retransRate = perSecond(pe.peer.retransmissions, peer.retransmissions, dtS);
+        pe.lossRatio = intervalLoss(pe.peer, peer);
         // The stats events' summary leaves out what does not change (role, address): keep the snapshot's.
         pe.peer = { ...peer, role: peer.role ?? pe.peer.role, address: peer.address ?? pe.peer.address };
       }
@@ -148,7 +149,7 @@ export class GatewayList {
     setText(c[5], bitRate(pe.sendRate));
     setText(c[6], bitRate(pe.recvRate));
     setText(c[7], peer.pacingMbit === undefined ? '–' : withUnit(peer.pacingMbit * 1e6, 'bit/s'));
-    const ratio = peer.lossRatio ?? peer.loss;
+    const ratio = pe.lossRatio ?? peer.lossRatio ?? peer.loss;
     setText(c[8], ratio !== undefined ? percent(ratio) : pe.retransRate === null ? '–' : `${pe.retransRate.toFixed(1)} retrans/s`);
     setText(c[9], count(peer.flows));
     setText(c[10], peer.bytesSent === undefined ? '–' : bytes(peer.bytesSent));

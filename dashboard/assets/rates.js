@@ -49,3 +49,19 @@ export function dropText(drops) {
     .map(([reason, v]) => `${reason} ${v.toLocaleString('en-US')}`)
     .join(', ');
 }
+
+/**
+ * The share of datagrams lost between two peer snapshots (Δlost / ΔdatagramsSent),
+ * or null without both counters, with nothing sent, or when a counter went back
+ * (a new session).
+ * @param {{ lost?: number, datagramsSent?: number }} prev
+ * @param {{ lost?: number, datagramsSent?: number }} cur
+ * @returns {number | null}
+ */
+export function intervalLoss(prev, cur) {
+  const { lost: l0, datagramsSent: s0 } = prev;
+  const { lost: l1, datagramsSent: s1 } = cur;
+  if (l0 === undefined || l1 === undefined || s0 === undefined || s1 === undefined) return null;
+  if (l1 < l0 || s1 <= s0) return null;
+  return Math.min(1, (l1 - l0) / (s1 - s0));
+}

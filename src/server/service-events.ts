@@ -83,6 +83,9 @@ export interface StatsEventGateway {
     readonly bytesSent: number;
     readonly bytesReceived: number;
     readonly retransmissions: number;
+    /** For the loss ratio over an interval: Δlost / ΔdatagramsSent. */
+    readonly datagramsSent: number;
+    readonly lost: number;
     readonly flows: number;
   }[];
 }
@@ -117,6 +120,8 @@ export function statsEvent(flows: readonly FlowStats[], gateways: readonly TpoGa
         bytesSent: p.bytesSent,
         bytesReceived: p.bytesReceived,
         retransmissions: p.retransmissions,
+        datagramsSent: p.datagramsSent,
+        lost: p.lost,
         flows: p.flows,
       })),
     })),

@@ -410,6 +410,8 @@ function peer(name: string, o: Partial<PeerStatus> = {}): PeerStatus {
     bytesSent: 0,
     bytesReceived: 0,
     retransmissions: 0,
+    datagramsSent: 0,
+    lost: 0,
     redundantDatagrams: 0,
     redundantBytes: 0,
     dropped: 0,

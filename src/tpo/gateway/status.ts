@@ -74,6 +74,13 @@ export interface PeerStatus {
   readonly bytesSent: number;
   readonly bytesReceived: number;
   readonly retransmissions: number;
+  /**
+   * Datagrams sent to this peer (first sends, retransmissions and redundant
+   * copies) and those its loss detector declared lost: Δlost / ΔdatagramsSent
+   * over an interval is the path's loss ratio as this side sees it.
+   */
+  readonly datagramsSent: number;
+  readonly lost: number;
   /** Second copies sent for latency-sensitive flows (their redundancy), and their bytes. */
   readonly redundantDatagrams: number;
   readonly redundantBytes: number;
@@ -231,6 +238,8 @@ export function buildStatus(s: StatusSources): GatewayStatus {
         bytesSent: m?.stats.bytesSent ?? 0,
         bytesReceived: m?.stats.bytesReceived ?? 0,
         retransmissions: m?.stats.retransmissions ?? 0,
+        datagramsSent: m?.stats.datagramsSent ?? 0,
+        lost: m?.stats.lost ?? 0,
         redundantDatagrams: m?.stats.redundantDatagrams ?? 0,
         redundantBytes: m?.stats.redundantBytes ?? 0,
         queuedBytes: m?.queuedBytes ?? 0,
