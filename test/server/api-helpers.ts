@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import type { Writable } from 'node:stream';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -56,14 +57,27 @@ export function caller(url: string, token: string) {
 
 /** The service and API in this process, on the portable tier unless the config says otherwise. */
 export async function startApi(
-  opts: { config?: string; rateLimit?: { perSecond: number; burst: number }; maxBodyBytes?: number; sse?: SseOptions; dir?: string; debug?: boolean } = {},
+  opts: {
+    config?: string;
+    rateLimit?: { perSecond: number; burst: number };
+    maxBodyBytes?: number;
+    sse?: SseOptions;
+    dir?: string;
+    debug?: boolean;
+    /** Where the service's JSON log records go (default: none, or stderr with `debug`). */
+    logDestination?: Writable;
+  } = {},
 ): Promise<Api> {
   const dir = opts.dir ?? tempDir();
   const path = join(dir, 'serve.yaml');
   const text = opts.config ?? 'tier: portable\n';
   writeFileSync(path, text);
   const config = resolveServeConfig(`${text}\napi: { listen: "127.0.0.1:0", tokenFile: ./api.token }\n`, path);
-  const log = opts.debug ? createLogger({ level: 'debug' }) : silentLogger();
+  const log = opts.logDestination
+    ? createLogger({ level: 'info', pretty: false, destination: opts.logDestination })
+    : opts.debug
+      ? createLogger({ level: 'debug' })
+      : silentLogger();
   const token = loadOrCreateToken(config.api.tokenFile);
   const service = await SluiceService.start({ config, log });
   const server = await startApiServer({
