@@ -30,8 +30,12 @@ test('relay --stats-interval 1: timestamped lines with rates since the previous 
   const child = startCli(relayArgs(dst.url, '--stats-interval', '1'));
   const done = collect(child);
   try {
-    const started = await waitForOutput(child, 'stderr', new RegExp(`^${TIMESTAMP} sluice: redirect-1: redirect udp://127\\.0\\.0\\.1:(\\d+) -> `, 'm'));
-    await waitForOutput(child, 'stderr', new RegExp(`^${TIMESTAMP} sluice: running; Ctrl-C to stop$`, 'm'));
+    // One wait for both lifecycle lines: they may arrive in one chunk, and a wait sees only what comes after it starts.
+    const started = await waitForOutput(
+      child,
+      'stderr',
+      new RegExp(`^${TIMESTAMP} sluice: redirect-1: redirect udp://127\\.0\\.0\\.1:(\\d+) -> [\\s\\S]*^${TIMESTAMP} sluice: running; Ctrl-C to stop$`, 'm'),
+    );
     await sendSequence(src, { port: Number(started[1]), address: '127.0.0.1' }, 300);
     await dst.waitFor(300);
     // A line whose totals include all 300 (the next tick at most a second away).
