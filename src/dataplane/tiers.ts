@@ -10,7 +10,8 @@ import { NotSupportedError } from '../errors.js';
 import { TIER_NAMES, type SendEngineName, type TierChoice, type TierName } from '../policy/schema.js';
 import { portableProvider } from './portable/portable-plane.js';
 import { batchedProvider, type BatchedFlowDetail } from './batched/batched-plane.js';
-import { kernelProvider, type KernelFlowDetail } from './kernel/kernel-plane.js';
+import type { KernelFlowDetail } from './kernel/kernel-plane.js';
+import { kernelProvider } from './kernel/provider.js';
 import type { DataPlane, DataPlaneOptions, TierProbe, TierProvider } from './common/types.js';
 
 export type { BatchedFlowDetail, KernelFlowDetail };

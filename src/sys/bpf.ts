@@ -1,95 +1,29 @@
 /**
- * The bpf(2) system call, for the kernel tier: maps, program loading, tcx
- * links and pinning in bpffs. Each command fills a `union bpf_attr` in a
+ * The bpf(2) system call, for the kernel tier: maps and program loading here;
+ * tcx links, pinning in bpffs and object info in bpf-links.ts (re-exported);
+ * the call itself in bpf-call.ts. Each command fills a `union bpf_attr` in a
  * native region (pointers inside it must stay put while the kernel reads
  * them) and fails with a SyscallError naming the command and errno, e.g.
  * `bpf(BPF_PROG_LOAD) failed: EACCES (verifier log ...)`.
  *
  * These are control-plane calls (a map update per policy change, a counter
- * read per stats call), so clarity wins over avoiding allocations here.
+ * read per stats call), so clarity wins over avoiding allocations, except
+ * in mapLookup and mapLookupArrayRange, which a metrics scrape calls for
+ * every flow and subscriber.
  */
 import { readFileSync } from 'node:fs';
 import { libc } from './ffi.js';
 import { NativeRegion } from './memory.js';
-import { syscallError } from './errno.js';
-import { SyscallError } from '../errors.js';
+import { withSignalsBlocked } from './thread.js';
+import { ATTR_SIZE, bpf, cString, failedWith, newAttr, regionOf } from './bpf-call.js';
+
+export * from './bpf-links.js';
 
 export const BPF_MAP_TYPE = { HASH: 1, ARRAY: 2, PROG_ARRAY: 3, PERCPU_ARRAY: 6, LPM_TRIE: 11 } as const;
 export const BPF_PROG_TYPE_SCHED_CLS = 3;
 export const BPF_TCX_INGRESS = 46;
 export const BPF_TCX_EGRESS = 47;
 export const BPF_ANY = 0;
-
-const CMD = {
-  MAP_CREATE: 0,
-  MAP_LOOKUP_ELEM: 1,
-  MAP_UPDATE_ELEM: 2,
-  MAP_DELETE_ELEM: 3,
-  MAP_GET_NEXT_KEY: 4,
-  PROG_LOAD: 5,
-  OBJ_PIN: 6,
-  OBJ_GET: 7,
-  OBJ_GET_INFO_BY_FD: 15,
-  RAW_TRACEPOINT_OPEN: 17,
-  LINK_CREATE: 28,
-  LINK_UPDATE: 29,
-  LINK_DETACH: 34,
-} as const;
-type Command = keyof typeof CMD;
-
-const ATTR_SIZE = 144;
-
-/** __NR_bpf differs per architecture. */
-function bpfSyscallNumber(): number {
-  switch (process.arch) {
-    case 'x64':
-      return 321;
-    case 'arm64':
-    case 'riscv64':
-    case 'loong64':
-      return 280;
-    case 'ia32':
-      return 357;
-    case 'arm':
-      return 386;
-    default:
-      throw new Error(`bpf(2) syscall number unknown for ${process.arch}`);
-  }
-}
-
-let nr: number | undefined;
-
-/** Raw bpf(cmd, attr, size); returns the result or throws SyscallError. */
-function bpf(cmd: Command, attr: NativeRegion, detail?: () => string): number {
-  nr ??= bpfSyscallNumber();
-  const c = libc();
-  const rc = c.syscall3(nr, CMD[cmd], attr.address, ATTR_SIZE);
-  if (rc < 0) {
-    const errno = c.errno();
-    throw syscallError(`bpf(BPF_${cmd})`, errno, detail?.());
-  }
-  return rc;
-}
-
-/** True when `err` is this module's SyscallError with errno `name` (e.g. ENOENT: no such key or pin). */
-function failedWith(err: unknown, name: string): boolean {
-  return err instanceof SyscallError && err.errno === name;
-}
-
-/** A region that holds `bytes`, for pointers in bpf_attr. */
-function regionOf(bytes: Uint8Array): NativeRegion {
-  const r = new NativeRegion(bytes.length);
-  r.bytes.set(bytes);
-  return r;
-}
-
-function cString(s: string): NativeRegion {
-  return regionOf(Buffer.from(`${s}\0`, 'utf8'));
-}
-
-function newAttr(): NativeRegion {
-  return new NativeRegion(ATTR_SIZE);
-}
 
 const SCRATCH_KEY = 0;
 const SCRATCH_VALUE = 1;
@@ -163,6 +97,42 @@ export function mapLookup(fd: number, key: Uint8Array, valueSize: number, what =
     throw err;
   }
   return val.bytes.slice(0, valueSize);
+}
+
+/**
+ * The values of entries 0..count-1 of an array map (per-CPU arrays too:
+ * `valueSize` is then the per-CPU size times the CPUs, as for mapLookup), in
+ * as few BPF_MAP_LOOKUP_BATCH calls as the kernel needs: one system call
+ * instead of `count` lookups. Value i is at i * valueSize of the result.
+ */
+export function mapLookupArrayRange(fd: number, valueSize: number, count: number, what = 'map'): Uint8Array {
+  const out = new Uint8Array(valueSize * count);
+  if (count === 0) return out;
+  const keys = new NativeRegion(4 * count);
+  const values = new NativeRegion(valueSize * count);
+  const position = new NativeRegion(8); // in_batch and out_batch: for an array map, the next index (u32)
+  let done = 0;
+  while (done < count) {
+    const a = newAttr();
+    if (done > 0) a.setPointer(0, position.address);
+    a.setPointer(8, position.address);
+    a.setPointer(16, keys.address);
+    a.setPointer(24, values.address);
+    a.view.setUint32(32, count - done, true);
+    a.view.setUint32(36, fd, true);
+    let end = false;
+    try {
+      bpf('MAP_LOOKUP_BATCH', a, () => what);
+    } catch (err) {
+      if (!failedWith(err, 'ENOENT')) throw err;
+      end = true; // past the map's last entry: `count` says how many were read before it
+    }
+    const n = a.view.getUint32(32, true);
+    out.set(values.bytes.subarray(0, n * valueSize), done * valueSize);
+    done += n;
+    if (end || n === 0) break;
+  }
+  return out;
 }
 
 /** BPF_MAP_DELETE_ELEM; false when the key was absent. */
@@ -247,122 +217,14 @@ export function progLoad(spec: ProgramSpec): number {
       return `program ${spec.name}; verifier log (last lines):\n${text.split('\n').slice(-25).join('\n')}`;
     });
   };
-  try {
-    return attempt();
-  } catch (err) {
-    if (failedWith(err, 'EPERM')) throw err;
-    return attempt(new NativeRegion(4 * 1024 * 1024));
-  }
-}
-
-export const BPF_PROG_TYPE_RAW_TRACEPOINT = 17;
-
-/** BPF_RAW_TRACEPOINT_OPEN: attaches `progFd` to the tracepoint `name`; closing the returned fd detaches. */
-export function rawTracepointOpen(name: string, progFd: number): number {
-  const n = cString(name);
-  const a = newAttr();
-  a.setPointer(0, n.address);
-  a.view.setUint32(8, progFd, true);
-  return bpf('RAW_TRACEPOINT_OPEN', a, () => `raw tracepoint ${name}`);
-}
-
-/** BPF_LINK_CREATE for tcx: attaches `progFd` at ifindex/direction; returns the link fd. */
-export function tcxLinkCreate(progFd: number, ifindex: number, attachType: number, what: string): number {
-  const a = newAttr();
-  a.view.setUint32(0, progFd, true);
-  a.view.setUint32(4, ifindex, true);
-  a.view.setUint32(8, attachType, true);
-  return bpf('LINK_CREATE', a, () => what);
-}
-
-/** BPF_LINK_UPDATE: swaps the program of a link atomically (no packet sees neither). */
-export function linkUpdate(linkFd: number, progFd: number, what: string): void {
-  const a = newAttr();
-  a.view.setUint32(0, linkFd, true);
-  a.view.setUint32(4, progFd, true);
-  bpf('LINK_UPDATE', a, () => what);
-}
-
-/** BPF_LINK_DETACH: detaches even while other fds or pins hold the link. */
-export function linkDetach(linkFd: number, what: string): void {
-  const a = newAttr();
-  a.view.setUint32(0, linkFd, true);
-  bpf('LINK_DETACH', a, () => what);
-}
-
-export interface LinkInfo {
-  readonly type: number;
-  readonly id: number;
-  readonly progId: number;
-  /** tcx links: the interface and direction. */
-  readonly ifindex: number;
-  readonly attachType: number;
-}
-
-/** BPF_OBJ_GET_INFO_BY_FD for a link. */
-export function linkInfo(linkFd: number): LinkInfo {
-  const info = new NativeRegion(64);
-  const a = newAttr();
-  a.view.setUint32(0, linkFd, true);
-  a.view.setUint32(4, 64, true);
-  a.setPointer(8, info.address);
-  bpf('OBJ_GET_INFO_BY_FD', a, () => 'link');
-  const v = info.view;
-  return {
-    type: v.getUint32(0, true),
-    id: v.getUint32(4, true),
-    progId: v.getUint32(8, true),
-    ifindex: v.getUint32(16, true),
-    attachType: v.getUint32(20, true),
-  };
-}
-
-export interface MapInfo {
-  readonly type: number;
-  readonly keySize: number;
-  readonly valueSize: number;
-  readonly maxEntries: number;
-  readonly flags: number;
-}
-
-/** BPF_OBJ_GET_INFO_BY_FD for a map (struct bpf_map_info's leading fields). */
-export function mapInfo(mapFd: number, what = 'map'): MapInfo {
-  const info = new NativeRegion(80);
-  const a = newAttr();
-  a.view.setUint32(0, mapFd, true);
-  a.view.setUint32(4, 80, true);
-  a.setPointer(8, info.address);
-  bpf('OBJ_GET_INFO_BY_FD', a, () => what);
-  const v = info.view;
-  return {
-    type: v.getUint32(0, true),
-    keySize: v.getUint32(8, true),
-    valueSize: v.getUint32(12, true),
-    maxEntries: v.getUint32(16, true),
-    flags: v.getUint32(20, true),
-  };
-}
-
-/** BPF_OBJ_PIN: makes `fd`'s object outlive the process at `path` (in bpffs). */
-export function objPin(fd: number, path: string): void {
-  const p = cString(path);
-  const a = newAttr();
-  a.setPointer(0, p.address);
-  a.view.setUint32(8, fd, true);
-  bpf('OBJ_PIN', a, () => path);
-}
-
-/** BPF_OBJ_GET: opens a pinned object; undefined when nothing is pinned there. */
-export function objGet(path: string): number | undefined {
-  const p = cString(path);
-  const a = newAttr();
-  a.setPointer(0, p.address);
-  try {
-    return bpf('OBJ_GET', a, () => path);
-  } catch (err) {
-    if (failedWith(err, 'ENOENT')) return undefined;
-    throw err;
-  }
+  return withSignalsBlocked(() => {
+    try {
+      return attempt();
+    } catch (err) {
+      if (failedWith(err, 'EPERM')) throw err;
+      return attempt(new NativeRegion(4 * 1024 * 1024));
+    }
+  });
 }
 
 /** close(2) for bpf object fds. */

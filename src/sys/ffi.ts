@@ -58,6 +58,8 @@ export interface Libc {
   sched_setscheduler(pid: number, policy: number, param: Int32Array): number;
   /** Interface index of a name in the calling thread's network namespace; 0 if there is none. */
   if_nametoindex(name: string): number;
+  /** pthread_sigmask(how, set, oldset): the calling thread's blocked signals; returns 0 or an error number. */
+  pthread_sigmask(how: number, set: ArrayBufferView | null, oldset: ArrayBufferView | null): number;
   /** errno of the calling thread, as left by the last call. */
   errno(): number;
 }
@@ -113,6 +115,7 @@ export function loadFfi(): { ok: true; libc: Libc } | { ok: false; reason: strin
       clock_nanosleep: lib.func('int clock_nanosleep(int, int, void *, void *)'),
       sched_setscheduler: lib.func('int sched_setscheduler(int, int, void *)'),
       if_nametoindex: lib.func('unsigned int if_nametoindex(const char *)'),
+      pthread_sigmask: lib.func('int pthread_sigmask(int, void *, void *)'),
       errno: () => koffi.errno(),
     };
     return (loaded = { ok: true, libc });

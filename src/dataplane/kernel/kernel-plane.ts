@@ -15,7 +15,7 @@
  * host-mirror.ts; whether the tier can run here, probe.ts.
  */
 import { existsSync } from 'node:fs';
-import type { DataPlane, DataPlaneOptions, TierProvider } from '../common/types.js';
+import type { DataPlane, DataPlaneOptions } from '../common/types.js';
 import type { FlowPlan } from '../../policy/compile.js';
 import { formatEndpoint, type Endpoint } from '../../wire/endpoint.js';
 import type { FlowStats } from '../common/counters.js';
@@ -29,7 +29,8 @@ import { LoopbackLease } from './lo-settings.js';
 import { KernelSuspensions, kernelCopied } from './suspensions.js';
 import { adoptPinned, assignSubscribers, hexKey, type AdoptedFlow, type AdoptedSubs, type Assignment, type Slots } from './placement.js';
 import { mergeFlowStats, readKernelCounters, type KernelCounters } from './stats.js';
-import { probeKernelTier, programNote } from './probe.js';
+import { DestStatsSnapshot } from './dest-snapshot.js';
+import { programNote } from './probe.js';
 import {
   DEST_COUNTERS_SIZE,
   FLOW_COUNTERS_SIZE,
@@ -76,6 +77,7 @@ export class KernelPlane implements DataPlane {
   readonly #attachments: Attachment[];
   readonly #pinDir: string | undefined;
   readonly #cpus = possibleCpus();
+  #destStats: DestStatsSnapshot | undefined; // dest_stats read whole for a pass over many subscribers (a scrape)
   readonly #flows = new Map<string, KernelFlow>();
   /** Pinned entries found at start, by flow key: claimed by addFlow or swept. */
   readonly #adopted: Map<string, AdoptedFlow>;
@@ -177,6 +179,7 @@ export class KernelPlane implements DataPlane {
   }
 
   #zero(map: 'flow_stats' | 'dest_stats' | 'hops', slot: number): void {
+    if (map === 'dest_stats') this.#destStats?.invalidate();
     const size = map === 'flow_stats' ? FLOW_COUNTERS_SIZE : map === 'dest_stats' ? DEST_COUNTERS_SIZE : HOP_SIZE;
     mapUpdate(this.#fd(map), slotKey(slot), new Uint8Array(size * this.#cpus), 0, map);
   }
@@ -342,7 +345,8 @@ export class KernelPlane implements DataPlane {
   }
 
   #kernelCounters(f: KernelFlow): KernelCounters {
-    return readKernelCounters(this.#fd('flow_stats'), this.#fd('dest_stats'), this.#cpus, f.slot, f.subs);
+    const dests = (this.#destStats ??= new DestStatsSnapshot(this.#fd('dest_stats'), DEST_COUNTERS_SIZE * this.#cpus));
+    return readKernelCounters(this.#fd('flow_stats'), dests, this.#cpus, f.slot, f.subs);
   }
 
   /**
@@ -387,13 +391,3 @@ export class KernelPlane implements DataPlane {
     return this.#closed;
   }
 }
-
-export const kernelProvider: TierProvider = {
-  tier: 'kernel',
-  // No send engine of its own: eBPF acts on arriving packets; one-shot sends go through the batched engine.
-  sendEngine: 'batched',
-  probe: probeKernelTier,
-  async create(options) {
-    return KernelPlane.start(options);
-  },
-};

@@ -217,11 +217,12 @@ export function sumPerCpu<N extends string>(value: Uint8Array, names: readonly N
   const v = new DataView(value.buffer, value.byteOffset, value.byteLength);
   const size = names.length * 8;
   const out = {} as Record<N, number>;
-  names.forEach((name, i) => {
+  for (let i = 0; i < names.length; i++) {
     let total = 0;
-    for (let c = 0; c < cpus; c++) total += Number(v.getBigUint64(c * size + i * 8, true));
-    out[name] = total;
-  });
+    // Two 32-bit halves: no BigInt per read (exact below 2^53, as Number() of a u64 is anyway).
+    for (let c = 0; c < cpus; c++) total += u64At(v, c * size + i * 8);
+    out[names[i]!] = total;
+  }
   return out;
 }
 
@@ -229,6 +230,11 @@ export function sumPerCpu<N extends string>(value: Uint8Array, names: readonly N
 export function lastErrno(value: Uint8Array, cpus: number): number {
   const v = new DataView(value.buffer, value.byteOffset, value.byteLength);
   let e = 0;
-  for (let c = 0; c < cpus; c++) e = Math.max(e, Number(v.getBigUint64(c * DEST_COUNTERS_SIZE + 24, true)));
+  for (let c = 0; c < cpus; c++) e = Math.max(e, u64At(v, c * DEST_COUNTERS_SIZE + 24));
   return e;
+}
+
+/** A little-endian u64 as a number. */
+function u64At(v: DataView, at: number): number {
+  return v.getUint32(at, true) + v.getUint32(at + 4, true) * 0x1_0000_0000;
 }

@@ -9,6 +9,7 @@ import type { DestinationStats, FlowStats } from '../common/counters.js';
 import { mapLookup } from '../../sys/bpf.js';
 import { errnoName } from '../../sys/errno.js';
 import { kernelCopied, type KernelSuspensions } from './suspensions.js';
+import { SNAPSHOT_FROM_SUBSCRIBERS, type DestStatsSnapshot } from './dest-snapshot.js';
 import {
   DEST_COUNTERS,
   DEST_COUNTERS_SIZE,
@@ -27,14 +28,15 @@ export interface KernelCounters {
   readonly dests: Map<string, { counts: Record<(typeof DEST_COUNTERS)[number], number>; errno: number }>;
 }
 
-/** Reads the counters of the flow in `slot` and of its in-kernel subscribers from the flow_stats and dest_stats maps. */
-export function readKernelCounters(flowStatsFd: number, destStatsFd: number, cpus: number, slot: number, subs: readonly KernelSub[]): KernelCounters {
+/** Reads the counters of the flow in `slot` (flow_stats map) and of its in-kernel subscribers (dest_stats, through `dests`). */
+export function readKernelCounters(flowStatsFd: number, destStats: DestStatsSnapshot, cpus: number, slot: number, subs: readonly KernelSub[]): KernelCounters {
   const raw = mapLookup(flowStatsFd, slotKey(slot), FLOW_COUNTERS_SIZE * cpus, 'flow_stats');
   const flow = sumPerCpu(raw ?? new Uint8Array(FLOW_COUNTERS_SIZE * cpus), FLOW_COUNTERS, cpus);
   const dests = new Map<string, { counts: Record<(typeof DEST_COUNTERS)[number], number>; errno: number }>();
+  const many = subs.length >= SNAPSHOT_FROM_SUBSCRIBERS;
   for (const s of subs) {
-    const d = mapLookup(destStatsFd, slotKey(s.destSlot), DEST_COUNTERS_SIZE * cpus, 'dest_stats') ?? new Uint8Array(DEST_COUNTERS_SIZE * cpus);
-    dests.set(endpointKey(s.endpoint), { counts: sumPerCpu(d, DEST_COUNTERS, cpus), errno: lastErrno(d, cpus) });
+    const d = destStats.value(s.destSlot, many) ?? new Uint8Array(DEST_COUNTERS_SIZE * cpus);
+    dests.set(keyOf(s.endpoint), { counts: sumPerCpu(d, DEST_COUNTERS, cpus), errno: lastErrno(d, cpus) });
   }
   return { flow, dests };
 }
@@ -46,33 +48,61 @@ export interface MergedFlow {
   readonly suspended: KernelSuspensions;
 }
 
+/** Endpoint keys by endpoint object: a subscriber's endpoint lives as long as its placement. */
+const keys = new WeakMap<Endpoint, string>();
+function keyOf(ep: Endpoint): string {
+  let k = keys.get(ep);
+  if (k === undefined) keys.set(ep, (k = endpointKey(ep)));
+  return k;
+}
+
+/** A companion flow's destinations by `to`; undefined when it has none (the usual case: the program serves them). */
+function byDestination(s: FlowStats | undefined): Map<string, DestinationStats> | undefined {
+  if (!s || s.destinations.length === 0) return undefined;
+  return new Map(s.destinations.map((d) => [d.to, d]));
+}
+
+/**
+ * Each destination's `udp://` name and endpoint key, computed once per plan
+ * (a plan is replaced, never changed, when the policy changes): formatting
+ * and canonicalizing 10,000 addresses on every read was most of a scrape.
+ */
+const planNames = new WeakMap<FlowPlan, readonly { readonly to: string; readonly key: string }[]>();
+function destinationNames(plan: FlowPlan): readonly { readonly to: string; readonly key: string }[] {
+  let names = planNames.get(plan);
+  if (!names) {
+    names = plan.destinations.map((ep) => ({ to: formatEndpoint(ep), key: endpointKey(ep) }));
+    planNames.set(plan, names);
+  }
+  return names;
+}
+
 /** One FlowStats from the program's counters `k` and the companion flows' stats (`main`, `spill`). */
 export function mergeFlowStats(f: MergedFlow, k: KernelCounters, main: FlowStats | undefined, spill: FlowStats | undefined): FlowStats {
   const kf = k.flow;
-  const byDest = (s: FlowStats | undefined) => new Map((s?.destinations ?? []).map((d) => [d.to, d]));
-  const mainDest = byDest(main);
-  const spillDest = byDest(spill);
+  const mainDest = byDestination(main);
+  const spillDest = byDestination(spill);
   const copied = kernelCopied(kf);
-  const destinations: DestinationStats[] = f.plan.destinations.map((ep) => {
-    const to = formatEndpoint(ep);
-    const kd = k.dests.get(endpointKey(ep));
-    const parts = [mainDest.get(to), spillDest.get(to)];
-    const sum = (pick: (d: DestinationStats) => number) => parts.reduce((n, d) => n + (d ? pick(d) : 0), 0);
+  const names = destinationNames(f.plan);
+  const destinations: DestinationStats[] = names.map(({ to, key }) => {
+    const kd = k.dests.get(key);
+    const a = mainDest?.get(to);
+    const b = spillDest?.get(to);
     const s: DestinationStats = {
       to,
-      packetsOut: (kd?.counts.packetsOut ?? 0) + sum((d) => d.packetsOut),
-      bytesOut: (kd?.counts.bytesOut ?? 0) + sum((d) => d.bytesOut),
+      packetsOut: (kd?.counts.packetsOut ?? 0) + (a?.packetsOut ?? 0) + (b?.packetsOut ?? 0),
+      bytesOut: (kd?.counts.bytesOut ?? 0) + (a?.bytesOut ?? 0) + (b?.bytesOut ?? 0),
       drops: {
-        sendError: (kd?.counts.sendError ?? 0) + sum((d) => d.drops.sendError),
-        queueFull: sum((d) => d.drops.queueFull),
+        sendError: (kd?.counts.sendError ?? 0) + (a?.drops.sendError ?? 0) + (b?.drops.sendError ?? 0),
+        queueFull: (a?.drops.queueFull ?? 0) + (b?.drops.queueFull ?? 0),
         // ICMP errors come back to the companions' sockets, whoever made the copy.
-        unreachable: sum((d) => d.drops.unreachable),
-        suspended: f.suspended.missed(to, copied) + sum((d) => d.drops.suspended),
+        unreachable: (a?.drops.unreachable ?? 0) + (b?.drops.unreachable ?? 0),
+        suspended: f.suspended.missed(to, copied) + (a?.drops.suspended ?? 0) + (b?.drops.suspended ?? 0),
       },
     };
-    const lastError = kd?.errno ? errnoName(kd.errno) : parts.find((d) => d?.lastError)?.lastError;
-    const until = parts.find((d) => d?.suspendedUntil)?.suspendedUntil;
-    return { ...s, ...(lastError ? { lastError } : {}), ...(until ? { suspendedUntil: until } : {}) };
+    const lastError = kd?.errno ? errnoName(kd.errno) : (a?.lastError ?? b?.lastError);
+    const until = a?.suspendedUntil || b?.suspendedUntil;
+    return lastError || until ? { ...s, ...(lastError ? { lastError } : {}), ...(until ? { suspendedUntil: until } : {}) } : s;
   });
   const m = main;
   const sp = spill;
