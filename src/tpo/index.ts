@@ -22,6 +22,8 @@ export type {
 export type { TpoPeerView, TpoTableEntryView } from './config/changes.js';
 export { parseTpoConfig, parseTpoConfigText, TpoConfigError, type PeerConfig, type TpoConfig } from './config/config.js';
 export { loadTpoConfig } from './config/load.js';
+/** The schemas of one `peers[]` and one `table[]` item, as the config file and the run-time changes validate them (e.g. for an API document). */
+export { peerSchema as tpoPeerSchema, tableEntrySchema as tpoTableEntrySchema } from './config/entries.js';
 export { DEFAULT_MARK } from './gateway/transparent.js';
 export type { GatewayCounters, PeerStatus } from './gateway/status.js';
 export type { HostPort } from './intercept/interception.js';

@@ -68,6 +68,11 @@ describe('HTTP API', () => {
     const policy = JSON.stringify(doc.body.components.schemas.FlowPolicy);
     for (const field of ['listen', 'allow', 'maxDatagramSize', 'suspendAfterErrors', 'replicate', 'redirect']) assert.ok(policy.includes(field), field);
     assert.ok(JSON.stringify(doc.body.components.schemas.SendRequest).includes('bitrate'));
+    // The TPO bodies come from the TPO config's own item schemas.
+    const peer = JSON.stringify(doc.body.components.schemas.TpoPeer);
+    for (const field of ['keyId', 'keyFile', 'maxRate', 'mtu']) assert.ok(peer.includes(field), field);
+    assert.ok(JSON.stringify(doc.body.components.schemas.TpoTableEntry).includes('latencySensitive'));
+    assert.equal(doc.body.paths['/v1/tpo/{gateway}/peers'].post.requestBody.content['application/json'].schema.$ref, '#/components/schemas/TpoPeer');
   });
 
   test('flows: create (201, Location), list, get, stats, replace, patch, delete', async () => {

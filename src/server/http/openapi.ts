@@ -5,6 +5,7 @@
  * what the server accepts. Built once, on first request.
  */
 import { z } from 'zod';
+import { tpoPeerSchema, tpoTableEntrySchema } from '../../tpo/index.js';
 import {
   errorSchema,
   flowPolicySchema,
@@ -54,6 +55,8 @@ export function buildOpenApi(version: string): Json {
         Health: component(healthSchema, 'output'),
         SendJob: component(sendJobSchema, 'output'),
         Error: component(errorSchema, 'output'),
+        TpoPeer: component(tpoPeerSchema, 'input'),
+        TpoTableEntry: component(tpoTableEntrySchema, 'input'),
       },
     },
     security: [{ bearer: [] }],
@@ -120,7 +123,7 @@ export function buildOpenApi(version: string): Json {
         get: { summary: 'the peers as configured now (never a key)', responses: { '200': ok('peers', { type: 'object' }), '404': err('gateway_not_found') } },
         post: {
           summary: 'add a peer at run time',
-          requestBody: { required: true, content: json({ type: 'object', description: "a peer as in the TPO config file's peers[] (docs/TPO.md)" }) },
+          requestBody: { required: true, content: json(ref('TpoPeer')) },
           responses: {
             '201': ok('the peer as configured', { type: 'object' }),
             ...std,
@@ -145,7 +148,7 @@ export function buildOpenApi(version: string): Json {
         get: { summary: 'the interception table as configured now', responses: { '200': ok('entries', { type: 'object' }), '404': err('gateway_not_found') } },
         post: {
           summary: 'add a table entry at run time (explicit interception)',
-          requestBody: { required: true, content: json({ type: 'object', description: "an entry as in the TPO config file's table[] (docs/TPO.md)" }) },
+          requestBody: { required: true, content: json(ref('TpoTableEntry')) },
           responses: {
             '201': ok('the entry as configured', { type: 'object' }),
             ...std,
