@@ -10,7 +10,8 @@
 import { networkInterfaces } from 'node:os';
 import { parseEndpoint, formatEndpoint, parseFlowPolicy, PolicyValidationError, type Flow, type FlowPolicy, type FlowStats, type Sluice } from '../index.js';
 import { endpointKey } from '../wire/endpoint.js';
-import { hostAddressesFrom, sinksFirst } from '../policy/flow-set.js';
+import { hostAddressesFrom } from '../policy/flow-set.js';
+import { planFlowList } from './flow-list-plan.js';
 import { policyJson } from './flow-view.js';
 import { ServiceError } from './service-error.js';
 
@@ -128,37 +129,11 @@ export interface FlowListChange {
  * be reused); the rest follow the order that never closes a relay loop.
  */
 export async function applyFlowList(sluice: Sluice, wanted: readonly FlowPolicy[]): Promise<FlowListChange> {
-  const specs = wanted.map((p, i) => {
-    try {
-      return parseFlowPolicy(p);
-    } catch (err) {
-      if (err instanceof PolicyValidationError)
-        throw new PolicyValidationError(err.issues.map((x) => ({ ...x, path: `flows[${i}]${x.path ? `.${x.path}` : ''}` })));
-      throw err;
-    }
-  });
+  const { steps, gone, order } = planFlowList(sluice, wanted, hostAddressesFrom(networkInterfaces()));
   const change: FlowListChange = { added: [], updated: [], replaced: [], removed: [] };
-  const running = sluice.flows();
-  const matched = new Set<Flow>();
-  const plan = specs.map((spec, i) => {
-    const flow = running.find(
-      (f) =>
-        !matched.has(f) &&
-        (spec.name !== undefined
-          ? f.name === spec.name
-          : f.spec.name === undefined && f.type === spec.type && endpointKey(f.spec.listen) === endpointKey(spec.listen)),
-    );
-    if (flow) matched.add(flow);
-    return { policy: wanted[i]!, flow };
-  });
-  for (const f of running.filter((x) => !matched.has(x))) change.removed.push({ name: f.name, stats: await f.remove() });
-  const host = hostAddressesFrom(networkInterfaces());
-  const order = sinksFirst(
-    specs.map((spec, i) => ({ name: plan[i]!.flow?.name ?? spec.name ?? `flows[${i}]`, where: '', spec })),
-    host,
-  );
+  for (const f of gone) change.removed.push({ name: f.name, stats: await f.remove() });
   for (const i of order) {
-    const { policy, flow } = plan[i]!;
+    const { policy, flow } = steps[i]!;
     if (!flow) {
       change.added.push((await sluice.apply(policy)).name);
       continue;
