@@ -6,7 +6,7 @@
  * with statsEvent().
  */
 import type { FlowStats } from '../index.js';
-import type { TpoGatewayStatus, TpoPeerView, TpoTableEntryView } from '../tpo/index.js';
+import type { PeerStatus, TpoGatewayStatus, TpoPeerView, TpoTableEntryView } from '../tpo/index.js';
 import type { FlowView } from './flow-view.js';
 import type { SendJobView } from './send-jobs.js';
 
@@ -72,22 +72,16 @@ export interface StatsEventFlow {
   readonly destinations: FlowStats['destinations'];
 }
 
+/** Of a peer's status, what the dashboard charts from `stats` events (lost / datagramsSent over an interval: the loss ratio). */
+type StatsEventPeer = Pick<
+  PeerStatus,
+  'name' | 'up' | 'srttMs' | 'pacingMbit' | 'bytesSent' | 'bytesReceived' | 'retransmissions' | 'datagramsSent' | 'lost' | 'flows'
+>;
+
 /** One gateway in a `stats` event: per peer, what the dashboard charts. */
 export interface StatsEventGateway {
   readonly name: string;
-  readonly peers: readonly {
-    readonly name: string;
-    readonly up: boolean;
-    readonly srttMs?: number;
-    readonly pacingMbit?: number;
-    readonly bytesSent: number;
-    readonly bytesReceived: number;
-    readonly retransmissions: number;
-    /** For the loss ratio over an interval: Δlost / ΔdatagramsSent. */
-    readonly datagramsSent: number;
-    readonly lost: number;
-    readonly flows: number;
-  }[];
+  readonly peers: readonly StatsEventPeer[];
 }
 
 export interface StatsEvent {
