@@ -19,8 +19,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GEN_ADDR, GEN_CPU, RELAY_ADDR, RELAY_CPU, SINK_ADDR, spawnPinned } from './topology.js';
+import { GEN_ADDR, GEN_CPU, RELAY_CPU, SINK_ADDR, spawnPinned } from './topology.js';
 import type { ServiceContext, ServiceResults, SubscribeTrial } from './service-types.js';
+import { spawnGenerator } from './trial.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const PROBE = fileURLToPath(new URL('../tools/subscribe-probe.ts', import.meta.url));
@@ -75,25 +76,7 @@ export async function runSubscribeLatency(ctx: ServiceContext & { generator: str
           }
           throw new Error(`sluice serve did not start: ${(err as Error).message}; ${serve.stderr().slice(-400)}`);
         }
-        gen = spawnPinned(ctx.topo, 'gen', GEN_CPU, process.execPath, [
-          '--import',
-          'tsx',
-          ctx.generator,
-          '--to',
-          `${RELAY_ADDR}:${ctx.listenPort}`,
-          '--size',
-          String(SUBSCRIBE_SIZE),
-          '--rate',
-          String(SUBSCRIBE_INPUT_PPS),
-          '--duration',
-          String(Math.ceil(count * 0.2 + 30)),
-          '--pattern',
-          'smooth',
-          '--burst',
-          '16',
-          '--bind',
-          GEN_ADDR,
-        ]);
+        gen = spawnGenerator(ctx, { size: SUBSCRIBE_SIZE, rate: SUBSCRIBE_INPUT_PPS, seconds: Math.ceil(count * 0.2 + 30), pattern: 'smooth', burst: 16 });
         await new Promise((r) => setTimeout(r, 1_000));
         const probe = spawnPinned(ctx.topo, 'relay', GEN_CPU, process.execPath, [
           '--import',

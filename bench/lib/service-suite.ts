@@ -49,29 +49,19 @@ const q = (xs: readonly number[], p: number): number => {
   return s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))]! : NaN;
 };
 
+/** bench/tools/metrics-relay.ts on the relay's core: `idleFlows` flows of SUBSCRIBERS idle subscribers each, then `args`. */
+function startMetricsRelay(ctx: ServiceContext, tier: string, idleFlows: number, args: readonly string[]) {
+  const common = ['--import', 'tsx', TOOL, '--tier', tier, '--idle-flows', String(idleFlows), '--idle-subscribers', String(SUBSCRIBERS)];
+  return spawnPinned(ctx.topo, 'relay', RELAY_CPU, process.execPath, [...common, ...args]);
+}
+
 /** (a): one scrape-time run per tier per repeat, tiers in turn. */
 export async function runScrapeTimes(ctx: ServiceContext, out: ServiceResults): Promise<void> {
   const scrapes = ctx.quick ? 30 : 100;
   for (let repeat = 1; repeat <= ctx.repeats; repeat++) {
     for (const tier of ctx.tiers) {
       if (out.unavailable[tier]) continue;
-      const proc = spawnPinned(ctx.topo, 'relay', RELAY_CPU, process.execPath, [
-        '--import',
-        'tsx',
-        TOOL,
-        '--tier',
-        tier,
-        '--idle-flows',
-        String(FLOWS),
-        '--idle-subscribers',
-        String(SUBSCRIBERS),
-        '--mode',
-        'scrape',
-        '--scrapes',
-        String(scrapes),
-        '--gap-ms',
-        '20',
-      ]);
+      const proc = startMetricsRelay(ctx, tier, FLOWS, ['--mode', 'scrape', '--scrapes', String(scrapes), '--gap-ms', '20']);
       const exit = await proc.waitExit(180_000).catch(async (err: unknown) => {
         await proc.stop(1_000);
         throw err;
@@ -162,16 +152,7 @@ export async function runScrapeCapacity(ctx: ServiceContext, out: ServiceResults
     for (const tier of ctx.tiers) {
       if (out.unavailable[tier]) continue;
       const socket = join(tmpdir(), `sluice-bench-metrics-${process.pid}-${tier}.sock`);
-      const proc = spawnPinned(ctx.topo, 'relay', RELAY_CPU, process.execPath, [
-        '--import',
-        'tsx',
-        TOOL,
-        '--tier',
-        tier,
-        '--idle-flows',
-        String(FLOWS - 1),
-        '--idle-subscribers',
-        String(SUBSCRIBERS),
+      const proc = startMetricsRelay(ctx, tier, FLOWS - 1, [
         '--relay-port',
         String(ctx.listenPort),
         '--relay-to',

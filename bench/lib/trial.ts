@@ -148,28 +148,22 @@ interface GenOutput {
   achievedPps: number;
 }
 
+/** The bench's generator on its core, sending from GEN_ADDR to the relay's listen port. */
+export function spawnGenerator(
+  ctx: { topo: TrialContext['topo']; generator: string; listenPort: number },
+  o: { size: number; rate: number; seconds: number; pattern: string; burst: number },
+) {
+  return spawnPinned(ctx.topo, 'gen', GEN_CPU, process.execPath, [
+    ...['--import', 'tsx', ctx.generator, '--to', `${RELAY_ADDR}:${ctx.listenPort}`],
+    ...['--size', String(o.size), '--rate', String(o.rate), '--duration', String(o.seconds)],
+    ...['--pattern', o.pattern, '--burst', String(o.burst), '--bind', GEN_ADDR],
+  ]);
+}
+
 export async function runTrial(ctx: TrialContext, spec: TrialSpec): Promise<TrialResult> {
   await settle(ctx);
   const before = await snapshot(ctx, 'start');
-  const gen = spawnPinned(ctx.topo, 'gen', GEN_CPU, process.execPath, [
-    '--import',
-    'tsx',
-    ctx.generator,
-    '--to',
-    `${RELAY_ADDR}:${ctx.listenPort}`,
-    '--size',
-    String(spec.size),
-    '--rate',
-    String(Math.round(spec.rate)),
-    '--duration',
-    String(spec.seconds),
-    '--pattern',
-    spec.pattern,
-    '--burst',
-    String(spec.burst),
-    '--bind',
-    GEN_ADDR,
-  ]);
+  const gen = spawnGenerator(ctx, { size: spec.size, rate: Math.round(spec.rate), seconds: spec.seconds, pattern: spec.pattern, burst: spec.burst });
   const sampler = new CpuSampler(ctx.relayPids);
   sampler.start();
   let info;
