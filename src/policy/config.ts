@@ -150,6 +150,22 @@ export function nestingProblem(value: unknown, max = MAX_NESTING, maxNodes = 50_
 }
 
 /**
+ * The plain value of YAML (or JSON) text, or a PolicyValidationError whose
+ * issues carry `source` and the line (`source:12: ...`) of each problem
+ * parseYamlDocument found.
+ */
+export function parseYamlOrThrow(text: string, source: string): unknown {
+  const parsed = parseYamlDocument(text);
+  if (!parsed.ok) {
+    throw new PolicyValidationError(
+      parsed.problems.map((p) => ({ path: '', message: `${source}${p.line !== undefined ? `:${p.line}` : ''}: ${p.message}` })),
+      `cannot parse ${source}`,
+    );
+  }
+  return parsed.value;
+}
+
+/**
  * Parses and validates a config document. YAML syntax errors, duplicate
  * keys, excessive nesting and aliases are reported with their line,
  * schema errors with their field path, the checks across flows (names,
@@ -158,14 +174,7 @@ export function nestingProblem(value: unknown, max = MAX_NESTING, maxNodes = 50_
  * `source`.
  */
 export function parseConfigText(text: string, source = 'config', host?: HostAddresses): LoadedConfig {
-  const parsed = parseYamlDocument(text);
-  if (!parsed.ok) {
-    throw new PolicyValidationError(
-      parsed.problems.map((p) => ({ path: '', message: `${source}${p.line !== undefined ? `:${p.line}` : ''}: ${p.message}` })),
-      `cannot parse ${source}`,
-    );
-  }
-  const value = parsed.value;
+  const value = parseYamlOrThrow(text, source);
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new PolicyValidationError([{ path: '', message: 'expected a mapping with a flows: list' }], `invalid config ${source}`);
   }

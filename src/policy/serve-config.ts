@@ -13,7 +13,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { PolicyValidationError, type PolicyIssue } from '../errors.js';
-import { parseYamlDocument } from './config.js';
+import { parseYamlOrThrow } from './config.js';
 import { flowSetIssues, NO_HOST_ADDRESSES, type HostAddresses } from './flow-set.js';
 import { flowPolicySchema, TIER_NAMES, type FlowPolicy, type TierChoice } from './schema.js';
 import { describeIssue } from './validate.js';
@@ -163,12 +163,5 @@ export function parseServeConfig(value: unknown, host: HostAddresses = NO_HOST_A
  * (`source:12: ...`), schema errors with their field path.
  */
 export function parseServeConfigText(text: string, source = 'serve config', host?: HostAddresses): ServeConfig {
-  const parsed = parseYamlDocument(text);
-  if (!parsed.ok) {
-    throw new PolicyValidationError(
-      parsed.problems.map((p) => ({ path: '', message: `${source}${p.line !== undefined ? `:${p.line}` : ''}: ${p.message}` })),
-      `cannot parse ${source}`,
-    );
-  }
-  return parseServeConfig(parsed.value, host, source);
+  return parseServeConfig(parseYamlOrThrow(text, source), host, source);
 }
