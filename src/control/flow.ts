@@ -13,6 +13,8 @@ import type { FlowStats } from '../dataplane/common/counters.js';
 import type { FlowDetail } from '../dataplane/tiers.js';
 import { ClosedError, InvalidArgumentError, PolicyValidationError, type EngineFailedError } from '../errors.js';
 import { TypedEmitter } from '../events.js';
+import type { MediaAlarm } from '../media/monitor-types.js';
+import type { MonitoredFlowStats } from './flow-taps.js';
 
 export type { EndpointInput };
 
@@ -27,6 +29,12 @@ export interface FlowEvents {
    * portable tier suspends too (see stats()) but does not report it.
    */
   suspension: [to: string, until: number];
+  /**
+   * The stream monitor (payload 'mpegts', 'rtp' or 'rtp-mpegts' with
+   * monitor on) raised or cleared an alarm: a TR 101 290 indicator, RTP
+   * loss, an SSRC change, the stream stopping. Once per episode each way.
+   */
+  alarm: [alarm: MediaAlarm];
   /** The Sluice's engine stopped on its own (Sluice 'engineFailed'): this flow moves no packets any more. */
   engineFailed: [error: EngineFailedError];
   /** remove() took the flow down; 'close' follows. */
@@ -66,6 +74,7 @@ export interface FlowControl {
   sluiceClosing(final: Promise<FlowStats | undefined>): Promise<FlowStats | undefined>;
   engineFailed(error: EngineFailedError): void;
   suspension(to: string, until: number): void;
+  alarm(alarm: MediaAlarm): void;
 }
 
 export class Flow extends TypedEmitter<FlowEvents> {
@@ -95,6 +104,9 @@ export class Flow extends TypedEmitter<FlowEvents> {
       },
       suspension: (to, until) => {
         if (!this.#closed) this.emit('suspension', to, until);
+      },
+      alarm: (alarm) => {
+        if (!this.#closed) this.emit('alarm', alarm);
       },
     });
   }
@@ -184,10 +196,13 @@ export class Flow extends TypedEmitter<FlowEvents> {
     this.#observer.emit('update', entry.spec);
   }
 
-  /** Counter snapshot (synchronous, cheap). */
-  stats(): FlowStats {
+  /**
+   * Counter snapshot (synchronous, cheap). A monitored flow's stream
+   * findings are in `media` (RTP and TS counters, alarms now raised).
+   */
+  stats(): MonitoredFlowStats {
     this.#assertLive();
-    const s = this.#table.plane.flowStats(this.#id);
+    const s = this.#table.stats(this.#id);
     if (!s) throw new ClosedError(`flow '${this.name}'`);
     return s;
   }

@@ -13,6 +13,7 @@ import type { FlowPolicy, FlowPolicySpec } from '../policy/schema.js';
 import { parseFlowPolicy } from '../policy/validate.js';
 import type { FlowStats } from '../dataplane/common/counters.js';
 import { ConflictError, InvalidArgumentError, PolicyValidationError } from '../errors.js';
+import type { FlowTaps, MonitoredFlowStats } from './flow-taps.js';
 
 export interface RunningFlowRecord {
   readonly id: string;
@@ -26,17 +27,29 @@ export interface RunningFlowRecord {
 
 export class PolicyTable {
   readonly #plane: DataPlane;
+  readonly #taps: FlowTaps;
   readonly #entries = new Map<string, RunningFlowRecord>();
   #queue: Promise<unknown> = Promise.resolve();
   #nextId = 1;
 
-  constructor(plane: DataPlane) {
+  constructor(plane: DataPlane, taps: FlowTaps) {
     this.#plane = plane;
+    this.#taps = taps;
   }
 
   /** The data plane this table drives (for counter reads). */
   get plane(): DataPlane {
     return this.#plane;
+  }
+
+  /** The monitor taps of the flows whose stream is watched. */
+  get taps(): FlowTaps {
+    return this.#taps;
+  }
+
+  /** Counter snapshot of flow `id` as its owner sees it (the monitor tap's copies left out, its findings in `media`). */
+  stats(id: string): MonitoredFlowStats | undefined {
+    return this.#taps.view(id, this.#plane.flowStats(id));
   }
 
   get(id: string): RunningFlowRecord | undefined {
@@ -55,7 +68,7 @@ export class PolicyTable {
       const name = spec.name ?? `${spec.type}-${id.slice(1)}`;
       this.#checkSet([...this.#entries.values()], { name, where: '', spec });
       const plan = compileFlow(spec, name);
-      const { listen } = await this.#plane.addFlow(id, plan);
+      const { listen } = await this.#taps.run(id, plan, spec.listen, (p) => this.#plane.addFlow(id, p));
       const entry: RunningFlowRecord = { id, input: { ...(input as object) }, spec, plan, listen };
       if (spec.listen.port === 0) {
         // Only now is the port known: a running flow's subscriber may be it.
@@ -63,6 +76,7 @@ export class PolicyTable {
           this.#checkSet([...this.#entries.values()], { name, where: '', spec, listen });
         } catch (err) {
           await this.#plane.removeFlow(id);
+          this.#taps.close(id);
           throw err;
         }
       }
@@ -93,7 +107,7 @@ export class PolicyTable {
         { name: entry.plan.name, where: '', spec, listen: entry.listen },
       );
       const plan = compileFlow(spec, entry.plan.name);
-      await this.#plane.updateFlow(id, plan);
+      await this.#taps.run(id, plan, entry.listen, (p) => this.#plane.updateFlow(id, p));
       const next: RunningFlowRecord = { ...entry, input: merged, spec, plan };
       this.#entries.set(id, next);
       return next;
@@ -104,7 +118,7 @@ export class PolicyTable {
   remove(id: string): Promise<FlowStats | undefined> {
     return this.#serialize(async () => {
       if (!this.#entries.delete(id)) return undefined;
-      return this.#plane.removeFlow(id);
+      return this.#removeFlow(id);
     });
   }
 
@@ -113,9 +127,18 @@ export class PolicyTable {
     return this.#serialize(async () => {
       const ids = [...this.#entries.keys()];
       this.#entries.clear();
-      const stats = await Promise.all(ids.map(async (id) => [id, await this.#plane.removeFlow(id)] as const));
+      const stats = await Promise.all(ids.map(async (id) => [id, await this.#removeFlow(id)] as const));
       return new Map(stats.filter((e): e is readonly [string, FlowStats] => e[1] !== undefined));
     });
+  }
+
+  /** Stops flow `id` in the data plane, then its tap: final counters as stats() shows them. */
+  async #removeFlow(id: string): Promise<MonitoredFlowStats | undefined> {
+    try {
+      return this.#taps.view(id, await this.#plane.removeFlow(id));
+    } finally {
+      this.#taps.close(id);
+    }
   }
 
   /**

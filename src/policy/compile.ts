@@ -4,6 +4,7 @@
  * worker thread or be written into BPF maps unchanged.
  */
 import type { Endpoint } from '../wire/endpoint.js';
+import { isMediaFormat, type PayloadFormat } from '../wire/payload-format.js';
 import { subscriberIssues } from './flow-set.js';
 import type { SourceFilter } from './source-filter.js';
 import type { FlowPolicySpec } from './schema.js';
@@ -17,10 +18,18 @@ export interface FlowPlan {
   readonly destinations: readonly Endpoint[];
   readonly sources: SourceFilter;
   readonly maxDatagramSize: number;
-  readonly payload: 'any' | 'mpegts';
+  readonly payload: PayloadFormat;
   readonly maxQueuedPackets: number;
+  /** Present when the flow's stream is monitored (a media payload with monitor on): what the monitor needs. */
+  readonly monitor?: MonitorPlan;
   /** Suspension of subscribers the network reports unreachable; absent: never suspend. */
   readonly suspend?: SuspendPolicy;
+}
+
+/** How the control plane watches a flow's stream (src/control/monitor-tap.ts). */
+export interface MonitorPlan {
+  readonly payload: Exclude<PayloadFormat, 'any'>;
+  readonly rtpClockRate: number;
 }
 
 /** policy suspendAfterErrors / suspendRetryMs (docs/POLICY.md, "Unreachable subscribers"). */
@@ -49,6 +58,7 @@ export function compileFlow(spec: FlowPolicySpec, name: string): FlowPlan {
     maxDatagramSize: spec.maxDatagramSize,
     payload: spec.payload,
     maxQueuedPackets: spec.maxQueuedPackets,
+    ...(spec.monitor && isMediaFormat(spec.payload) ? { monitor: { payload: spec.payload, rtpClockRate: spec.rtpClockRate } } : {}),
     ...(spec.suspendAfterErrors === undefined ? {} : { suspend: { afterErrors: spec.suspendAfterErrors, retryMs: spec.suspendRetryMs } }),
   };
 }
