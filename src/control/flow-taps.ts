@@ -11,6 +11,7 @@ import type { Endpoint } from '../wire/endpoint.js';
 import type { DestinationStats, FlowStats } from '../dataplane/common/counters.js';
 import type { MediaAlarm, MediaStats } from '../media/monitor-types.js';
 import { MonitorTap, type MonitorFactory } from './monitor-tap.js';
+import type { RtcpCounters } from './rtcp-relay.js';
 
 /** A flow's stream monitor findings (Flow.stats().media). */
 export interface FlowMediaStats extends MediaStats {
@@ -23,8 +24,8 @@ export interface FlowMediaStats extends MediaStats {
   readonly unread: number;
 }
 
-/** A flow's counters with, for a monitored flow, what its monitor found. */
-export type MonitoredFlowStats = FlowStats & { readonly media?: FlowMediaStats };
+/** A flow's counters with, for a monitored flow, what its monitor found, and for an RTCP-paired one, what its RTCP relay did. */
+export type MonitoredFlowStats = FlowStats & { readonly media?: FlowMediaStats; readonly rtcp?: RtcpCounters };
 
 export class FlowTaps {
   readonly #factory: MonitorFactory;

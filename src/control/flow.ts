@@ -35,6 +35,12 @@ export interface FlowEvents {
    * loss, an SSRC change, the stream stopping. Once per episode each way.
    */
   alarm: [alarm: MediaAlarm];
+  /**
+   * Subscriber `to` sent no RTCP report for the policy's
+   * subscriberTimeoutMs and is sent nothing (`silent` true), or reported
+   * again and is fed again (false). Only with rtcp 'port+1'.
+   */
+  silence: [to: string, silent: boolean];
   /** The Sluice's engine stopped on its own (Sluice 'engineFailed'): this flow moves no packets any more. */
   engineFailed: [error: EngineFailedError];
   /** remove() took the flow down; 'close' follows. */
@@ -75,6 +81,7 @@ export interface FlowControl {
   engineFailed(error: EngineFailedError): void;
   suspension(to: string, until: number): void;
   alarm(alarm: MediaAlarm): void;
+  silence(to: string, silent: boolean): void;
 }
 
 export class Flow extends TypedEmitter<FlowEvents> {
@@ -107,6 +114,9 @@ export class Flow extends TypedEmitter<FlowEvents> {
       },
       alarm: (alarm) => {
         if (!this.#closed) this.emit('alarm', alarm);
+      },
+      silence: (to, silent) => {
+        if (!this.#closed) this.emit('silence', to, silent);
       },
     });
   }

@@ -14,6 +14,7 @@ import { parseFlowPolicy } from '../policy/validate.js';
 import type { FlowStats } from '../dataplane/common/counters.js';
 import { ConflictError, InvalidArgumentError, PolicyValidationError } from '../errors.js';
 import type { FlowTaps, MonitoredFlowStats } from './flow-taps.js';
+import { FlowRtcp } from './flow-rtcp.js';
 
 export interface RunningFlowRecord {
   readonly id: string;
@@ -28,13 +29,24 @@ export interface RunningFlowRecord {
 export class PolicyTable {
   readonly #plane: DataPlane;
   readonly #taps: FlowTaps;
+  readonly #rtcp: FlowRtcp;
   readonly #entries = new Map<string, RunningFlowRecord>();
   #queue: Promise<unknown> = Promise.resolve();
   #nextId = 1;
 
-  constructor(plane: DataPlane, taps: FlowTaps) {
+  /**
+   * `onSilence(id, to, silent)`: subscriber `to` of flow `id` sent no RTCP
+   * report for the policy's subscriberTimeoutMs and is sent nothing now
+   * (`silent`), or reported again and is fed again.
+   */
+  constructor(plane: DataPlane, taps: FlowTaps, onSilence: (id: string, to: string, silent: boolean) => void = () => undefined) {
     this.#plane = plane;
     this.#taps = taps;
+    this.#rtcp = new FlowRtcp(
+      (id) => void this.#replan(id),
+      onSilence,
+      (id) => plane.flowStats(id),
+    );
   }
 
   /** The data plane this table drives (for counter reads). */
@@ -49,7 +61,7 @@ export class PolicyTable {
 
   /** Counter snapshot of flow `id` as its owner sees it (the monitor tap's copies left out, its findings in `media`). */
   stats(id: string): MonitoredFlowStats | undefined {
-    return this.#taps.view(id, this.#plane.flowStats(id));
+    return this.#rtcp.view(id, this.#taps.view(id, this.#plane.flowStats(id)));
   }
 
   get(id: string): RunningFlowRecord | undefined {
@@ -68,15 +80,14 @@ export class PolicyTable {
       const name = spec.name ?? `${spec.type}-${id.slice(1)}`;
       this.#checkSet([...this.#entries.values()], { name, where: '', spec });
       const plan = compileFlow(spec, name);
-      const { listen } = await this.#taps.run(id, plan, spec.listen, (p) => this.#plane.addFlow(id, p));
+      const { listen } = await this.#run(id, plan, spec.listen, (p) => this.#plane.addFlow(id, p));
       const entry: RunningFlowRecord = { id, input: { ...(input as object) }, spec, plan, listen };
       if (spec.listen.port === 0) {
         // Only now is the port known: a running flow's subscriber may be it.
         try {
           this.#checkSet([...this.#entries.values()], { name, where: '', spec, listen });
         } catch (err) {
-          await this.#plane.removeFlow(id);
-          this.#taps.close(id);
+          await this.#removeFlow(id);
           throw err;
         }
       }
@@ -107,7 +118,7 @@ export class PolicyTable {
         { name: entry.plan.name, where: '', spec, listen: entry.listen },
       );
       const plan = compileFlow(spec, entry.plan.name);
-      await this.#taps.run(id, plan, entry.listen, (p) => this.#plane.updateFlow(id, p));
+      await this.#run(id, plan, entry.listen, (p) => this.#plane.updateFlow(id, p));
       const next: RunningFlowRecord = { ...entry, input: merged, spec, plan };
       this.#entries.set(id, next);
       return next;
@@ -132,13 +143,38 @@ export class PolicyTable {
     });
   }
 
+  /** Closes every monitor tap and RTCP relay (the Sluice closed, leaving its flows forwarding in the kernel). */
+  closeSideSockets(): void {
+    this.#taps.closeAll();
+    this.#rtcp.closeAll();
+  }
+
   /** Stops flow `id` in the data plane, then its tap: final counters as stats() shows them. */
   async #removeFlow(id: string): Promise<MonitoredFlowStats | undefined> {
     try {
-      return this.#taps.view(id, await this.#plane.removeFlow(id));
+      return this.#rtcp.view(id, this.#taps.view(id, await this.#plane.removeFlow(id)));
     } finally {
       this.#taps.close(id);
+      this.#rtcp.close(id);
     }
+  }
+
+  /**
+   * Sends `plan` to the data plane through `apply`, as the plane runs it:
+   * silent RTCP subscribers left out (FlowRtcp), then the monitor tap added
+   * (FlowTaps) — in that order, so that the tap is never taken for a
+   * subscriber that does not report.
+   */
+  #run<T>(id: string, plan: FlowPlan, listen: Endpoint, apply: (planePlan: FlowPlan) => Promise<T>): Promise<T> {
+    return this.#rtcp.run(id, plan, listen, (p) => this.#taps.run(id, p, listen, apply));
+  }
+
+  /** Applies flow `id`'s plan again (a subscriber's liveness changed), in turn with every other change. */
+  async #replan(id: string): Promise<void> {
+    await this.#serialize(async () => {
+      const entry = this.#entries.get(id);
+      if (entry) await this.#run(id, entry.plan, entry.listen, (p) => this.#plane.updateFlow(id, p));
+    }).catch(() => undefined);
   }
 
   /**

@@ -81,7 +81,9 @@ export class Sluice extends TypedEmitter<SluiceEvents> {
     super();
     this.#plane = plane;
     this.#options = options;
-    this.#table = new PolicyTable(plane, new FlowTaps(createMonitor, (id, alarm) => this.#flows.get(id)?.control.alarm(alarm)));
+    this.#table = new PolicyTable(plane, new FlowTaps(createMonitor, (id, alarm) => this.#flows.get(id)?.control.alarm(alarm)), (id, to, silent) =>
+      this.#flows.get(id)?.control.silence(to, silent),
+    );
     this.#sender = new Sender(plane.tier);
   }
 
@@ -265,7 +267,7 @@ export class Sluice extends TypedEmitter<SluiceEvents> {
       final = keep ? kept : [...(await cleared).values()];
     } finally {
       await this.#plane.close({ keepForwarding: keep });
-      this.#table.taps.closeAll();
+      this.#table.closeSideSockets();
       this.emit('close', final);
       this.#observer.emit('close');
     }

@@ -122,6 +122,18 @@ const flowCommon = {
   monitor: z.boolean().default(true),
   /** RTP clock rate for the interarrival jitter, Hz (90000: video and TS over RTP). */
   rtpClockRate: z.number().int().min(1000).max(1_000_000).default(90_000),
+  /**
+   * RTP: `port+1` carries the stream's RTCP too — sender reports from the
+   * allowed sources on listen port+1 go to each subscriber's port+1, and
+   * the subscribers' receiver reports arriving there are read (never
+   * forwarded). `none`: only the RTP port is relayed.
+   */
+  rtcp: z.enum(['none', 'port+1']).default('none'),
+  /**
+   * With rtcp port+1: a subscriber that sends no RTCP report for this long
+   * is suspended (sent nothing) until it reports again, ms. Default: never.
+   */
+  subscriberTimeoutMs: z.number().int().min(1000).max(3_600_000).optional(),
   /** Copies waiting in the send queue beyond this are dropped and counted as queueFull. */
   maxQueuedPackets: z.number().int().min(1).max(1_000_000).default(4096),
   /**

@@ -20,6 +20,12 @@ export interface AlarmEvent {
   readonly [extra: string]: unknown;
 }
 
+/** A subscriber's RTCP silence (Flow 'silence') as the service's `subscribersuspended` event, logged on the flow's logger. */
+export function silenceEvent(flow: string, to: string, silent: boolean, log: Logger): ServiceEvents['subscribersuspended'][0] {
+  log[silent ? 'warn' : 'info']({ to }, silent ? 'subscriber sends no RTCP reports: suspended' : 'subscriber reports again: resumed');
+  return { flow, to, until: silent ? null : 0, reason: 'noReports' };
+}
+
 /** A flow's stream alarm (Flow 'alarm') as the service's `alarm` event, logged on the flow's logger (raised: warn, cleared: info). */
 export function streamAlarmEvent(flow: string, alarm: MediaAlarm, log: Logger): AlarmEvent {
   const message = `${alarm.kind} ${alarm.state}: ${alarm.detail}`;
@@ -47,8 +53,8 @@ export interface ServiceEvents {
   flowchanged: [{ flow: FlowView }];
   subscriberadded: [{ flow: string; to: string }];
   subscriberremoved: [{ flow: string; to: string }];
-  /** `until` ms since the epoch; 0: resumed. */
-  subscribersuspended: [{ flow: string; to: string; until: number }];
+  /** `until` ms since the epoch; 0: resumed; null: until it sends an RTCP report again (`reason` 'noReports'). */
+  subscribersuspended: [{ flow: string; to: string; until: number | null; reason?: 'noReports' }];
   peerup: [{ gateway: string; peer: string }];
   peerdown: [{ gateway: string; peer: string }];
   tpochanged: [TpoChangeEvent];
