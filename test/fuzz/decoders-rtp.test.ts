@@ -14,6 +14,7 @@ import { parseRtp } from '../../src/wire/rtp.js';
 import { checkRtcpCompound, parseRtcp } from '../../src/wire/rtcp.js';
 import { createRtpMonitor } from '../../src/media/rtp-monitor.js';
 import { buildRtcpBye, buildRtcpRr, buildRtcpSdes, buildRtcpSr, buildRtp, concat, type ReportBlockSpec } from '../../harness/traffic/rtp.js';
+import { Rng } from '../../harness/wan/rng.js';
 import { anyInput, sameInAnySurroundings } from './decoder-props.js';
 
 const never = () => false;
@@ -140,22 +141,11 @@ test('RTP monitor: any sequence of datagrams and ticks never throws and keeps it
   );
 });
 
-/** Deterministic PRNG (mulberry32) so each seed is one reproducible stream. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
 test('RTP monitor: seeded random loss, reordering and duplication give exactly the counts that were done (property)', () => {
   fc.assert(
     fc.property(fc.nat(0xffffffff), fc.nat(0xffff), fc.integer({ min: 50, max: 3000 }), (seed, start, n) => {
-      const rand = prng(seed);
+      const rng = Rng.fromSeed(seed);
+      const rand = () => rng.next();
       const lossRate = rand() * 0.2;
       // The first three packets pass untouched (A.1 probation takes the first), and the last one arrives.
       let order: number[] = [];
