@@ -31,8 +31,13 @@ export const RTCP_RR_PREFIX = 8;
  * The cheap test; `checkRtcpCompound` is the thorough one.
  */
 export function looksLikeRtcp(buf: Uint8Array): boolean {
-  if (buf.length < 4) return false;
-  const b1 = buf[1]!;
+  return looksLikeRtcpAt(buf, 0, buf.length);
+}
+
+/** `looksLikeRtcp` over `length` bytes at `offset` of a larger buffer (a receive slot). */
+export function looksLikeRtcpAt(bytes: Uint8Array, offset: number, length: number): boolean {
+  if (length < 4) return false;
+  const b1 = bytes[offset + 1]!;
   return b1 >= 192 && b1 <= 223;
 }
 

@@ -7,7 +7,11 @@
  * allocated, nothing is thrown, and no byte outside `buf` is read. Every
  * length the packet states (CSRC count, extension length, padding count) is
  * checked against what is really there; a packet that lies is rejected.
+ * `parseRtpAt`, `isRtpAt` and `isRtpMpegtsAt` do the same on a datagram
+ * inside a larger receive buffer (a relay tier's payload check).
  */
+
+import { isTsDatagramAt } from './mpegts/datagram.js';
 
 /** Bytes of the fixed header (V, P, X, CC, M, PT, sequence number, timestamp, SSRC). */
 export const RTP_HEADER_SIZE = 12;
@@ -43,7 +47,7 @@ export interface RtpHeader {
   timestamp: number;
   /** 32-bit synchronization source (unsigned). */
   ssrc: number;
-  /** Offset of the first CSRC (always 12); `csrcCount` of them, 4 bytes each. */
+  /** Offset of the first CSRC (12 from the packet's start); `csrcCount` of them, 4 bytes each. */
   csrcOffset: number;
   /** Header extension's 16-bit profile-defined field, or -1 without an extension. */
   extensionProfile: number;
@@ -90,10 +94,20 @@ export function newRtpHeader(): RtpHeader {
  * Allocation-free; never throws; reads only `buf[0, buf.length)`.
  */
 export function parseRtpInto(buf: Uint8Array, out: RtpHeader): RtpReason | null {
-  const len = buf.length;
+  return parseRtpAt(buf, 0, buf.length, out);
+}
+
+/**
+ * `parseRtpInto` over `length` bytes at `offset` of a larger buffer (a
+ * receive slot), without a view per datagram. Offsets in `out` are indices
+ * into `bytes`. Reads only `bytes[offset, offset+length)`.
+ */
+export function parseRtpAt(bytes: Uint8Array, offset: number, length: number, out: RtpHeader): RtpReason | null {
+  const len = length;
+  const o = offset;
   if (len < RTP_HEADER_SIZE) return 'short';
-  const b0 = buf[0]!;
-  const b1 = buf[1]!;
+  const b0 = bytes[o]!;
+  const b1 = bytes[o + 1]!;
   const version = b0 >>> 6;
   if (version !== RTP_VERSION) return 'version';
   const csrcCount = b0 & 0x0f;
@@ -105,15 +119,15 @@ export function parseRtpInto(buf: Uint8Array, out: RtpHeader): RtpReason | null 
   out.csrcCount = csrcCount;
   out.marker = (b1 & 0x80) !== 0;
   out.payloadType = b1 & 0x7f;
-  out.sequence = (buf[2]! << 8) | buf[3]!;
-  out.timestamp = readU32(buf, 4);
-  out.ssrc = readU32(buf, 8);
-  out.csrcOffset = RTP_HEADER_SIZE;
+  out.sequence = (bytes[o + 2]! << 8) | bytes[o + 3]!;
+  out.timestamp = readU32(bytes, o + 4);
+  out.ssrc = readU32(bytes, o + 8);
+  out.csrcOffset = o + RTP_HEADER_SIZE;
   if (out.extension) {
     if (header + 4 > len) return 'extension';
-    const extBytes = 4 * ((buf[header + 2]! << 8) | buf[header + 3]!);
-    out.extensionProfile = (buf[header]! << 8) | buf[header + 1]!;
-    out.extensionOffset = header + 4;
+    const extBytes = 4 * ((bytes[o + header + 2]! << 8) | bytes[o + header + 3]!);
+    out.extensionProfile = (bytes[o + header]! << 8) | bytes[o + header + 1]!;
+    out.extensionOffset = o + header + 4;
     out.extensionLength = extBytes;
     header += 4 + extBytes;
     if (header > len) return 'extension';
@@ -125,14 +139,31 @@ export function parseRtpInto(buf: Uint8Array, out: RtpHeader): RtpReason | null 
   let pad = 0;
   if (out.padding) {
     // The count includes itself, so 0 is a lie too (RFC 3550 §5.1, P).
-    pad = buf[len - 1]!;
+    pad = bytes[o + len - 1]!;
     if (pad === 0 || pad > len - header) return 'padding';
   }
   out.headerLength = header;
-  out.payloadOffset = header;
+  out.payloadOffset = o + header;
   out.paddingLength = pad;
   out.payloadLength = len - header - pad;
   return null;
+}
+
+// Scratch header of the boolean checks below (single-threaded, not re-entered).
+const scratch = newRtpHeader();
+
+/** Whether `length` bytes at `offset` are a well-formed RTP packet (a relay's payload check). Allocation-free. */
+export function isRtpAt(bytes: Uint8Array, offset: number, length: number): boolean {
+  return parseRtpAt(bytes, offset, length, scratch) === null;
+}
+
+/**
+ * Whether `length` bytes at `offset` are a well-formed RTP packet whose
+ * payload is a whole, non-zero number of 188-byte TS packets, each starting
+ * with the sync byte (MPEG-TS over RTP, RFC 2250). Allocation-free.
+ */
+export function isRtpMpegtsAt(bytes: Uint8Array, offset: number, length: number): boolean {
+  return parseRtpAt(bytes, offset, length, scratch) === null && isTsDatagramAt(bytes, scratch.payloadOffset, scratch.payloadLength);
 }
 
 /** Outcome of `parseRtp`. */

@@ -10,8 +10,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { parseRtp } from '../../src/wire/rtp.js';
-import { checkRtcpCompound, parseRtcp } from '../../src/wire/rtcp.js';
+import { isRtpAt, isRtpMpegtsAt, parseRtp } from '../../src/wire/rtp.js';
+import { checkRtcpCompound, looksLikeRtcp, looksLikeRtcpAt, parseRtcp } from '../../src/wire/rtcp.js';
+import { checkTsDatagram } from '../../src/wire/mpegts/datagram.js';
 import { createRtpMonitor } from '../../src/media/rtp-monitor.js';
 import { buildRtcpBye, buildRtcpRr, buildRtcpSdes, buildRtcpSr, buildRtp, concat, type ReportBlockSpec } from '../../harness/traffic/rtp.js';
 import { Rng } from '../../harness/wan/rng.js';
@@ -197,5 +198,26 @@ test('RTP monitor: seeded random loss, reordering and duplication give exactly t
       );
     }),
     { numRuns: 200 },
+  );
+});
+
+const tsPayload = fc.integer({ min: 0, max: 3 }).map((n) => Uint8Array.from({ length: 188 * n }, (_, i) => (i % 188 === 0 ? 0x47 : i & 0xff)));
+const rtpTsPacket = fc
+  .record({ seq: fc.nat(0xffff), ssrc: u32, csrcs: fc.array(u32, { maxLength: 2 }), payload: tsPayload, padding: fc.nat(4) })
+  .map((s) => buildRtp({ ...s, timestamp: 0 }));
+
+test('RTP at an offset: the relay checks agree with the parser on a copy and read nothing outside the datagram (property)', () => {
+  fc.assert(
+    fc.property(anyInput(fc.oneof(rtpPacket, rtpTsPacket), 800), fc.nat(16), fc.nat(16), (bytes, before, after) => {
+      const big = new Uint8Array(before + bytes.length + after).fill(0x47);
+      big.set(bytes, before);
+      const r = parseRtp(Uint8Array.from(bytes));
+      assert.equal(isRtpAt(big, before, bytes.length), r.ok);
+      const whole =
+        r.ok && r.header.payloadLength > 0 && checkTsDatagram(bytes.subarray(r.header.payloadOffset, r.header.payloadOffset + r.header.payloadLength)).ok;
+      assert.equal(isRtpMpegtsAt(big, before, bytes.length), whole);
+      assert.equal(looksLikeRtcpAt(big, before, bytes.length), looksLikeRtcp(Uint8Array.from(bytes)));
+    }),
+    { numRuns: 1000 },
   );
 });

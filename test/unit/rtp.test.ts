@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { newRtpHeader, parseRtp, parseRtpInto, rtpCsrc } from '../../src/wire/rtp.js';
+import { isRtpAt, isRtpMpegtsAt, newRtpHeader, parseRtp, parseRtpAt, parseRtpInto, rtpCsrc } from '../../src/wire/rtp.js';
 import { checkRtcpCompound, looksLikeRtcp, parseRtcp } from '../../src/wire/rtcp.js';
 import {
   buildRtcpApp,
@@ -233,4 +233,25 @@ test('looksLikeRtcp: RFC 5761 demux by the second byte, 192–223', () => {
   }
   assert.equal(looksLikeRtcp(Uint8Array.from([0x80, 200])), false, 'too short for any RTCP packet');
   assert.equal(looksLikeRtcp(buildRtp({ seq: 1, timestamp: 1, ssrc: 1, payloadType: 33, marker: true })), false);
+});
+
+test('relay checks at an offset: RTP, and RTP carrying whole TS packets', () => {
+  const ts = Uint8Array.from({ length: 376 }, (_, i) => (i % 188 === 0 ? 0x47 : 0));
+  const slot = new Uint8Array(2048).fill(0xff);
+  const put = (pkt: Uint8Array) => {
+    slot.set(pkt, 100);
+    return pkt.length;
+  };
+  let n = put(buildRtp({ seq: 1, timestamp: 1, ssrc: 1, payload: ts, padding: 2 }));
+  assert.ok(isRtpAt(slot, 100, n) && isRtpMpegtsAt(slot, 100, n));
+  n = put(buildRtp({ seq: 1, timestamp: 1, ssrc: 1, payload: ts.subarray(0, 187) }));
+  assert.ok(isRtpAt(slot, 100, n) && !isRtpMpegtsAt(slot, 100, n), '187 bytes are not whole TS packets');
+  n = put(buildRtp({ seq: 1, timestamp: 1, ssrc: 1 }));
+  assert.ok(isRtpAt(slot, 100, n) && !isRtpMpegtsAt(slot, 100, n), 'an empty payload carries no TS');
+  n = put(Uint8Array.from(buildRtp({ seq: 1, timestamp: 1, ssrc: 1, payload: ts }), (b, i) => (i === 12 + 188 ? 0x46 : b)));
+  assert.ok(!isRtpMpegtsAt(slot, 100, n), 'a bad sync byte');
+  assert.ok(!isRtpAt(slot, 100, 11));
+  const h = newRtpHeader();
+  assert.equal(parseRtpAt(slot, 100, n, h), null);
+  assert.deepEqual([h.csrcOffset, h.payloadOffset, h.payloadLength], [112, 112, 376]);
 });
