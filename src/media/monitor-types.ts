@@ -58,8 +58,14 @@ export interface MediaAlarm {
 export interface RtpStats {
   /** Datagrams that parsed as RTP version 2. */
   readonly packets: number;
-  /** Datagrams that did not (too short, wrong version, lying CSRC count, padding or extension lengths). */
+  /**
+   * Datagrams that did not (too short, wrong version, lying CSRC count, padding or extension lengths);
+   * for 'rtp-mpegts' also RTP packets whose payload is not a whole, non-zero number of 188-byte TS
+   * packets (those still count in `packets` and in the sequence figures, but do not reach the TS monitor).
+   */
   readonly malformed: number;
+  /** Valid RTCP compound packets that arrived on the RTP port (RFC 5761 mux): counted here, not as RTP nor malformed. */
+  readonly rtcp: number;
   /** Current SSRC, or null before the first packet. */
   readonly ssrc: number | null;
   readonly ssrcChanges: number;
