@@ -110,12 +110,13 @@ class TsStreamMonitor implements TsMonitor {
       this.#stopped = true;
       this.#alarms.flag('streamStopped', NO_PID, nowMs, nowMs - this.#lastDataMs);
     }
-    if (!this.#stopped) {
-      // While the stream is stopped only streamStopped stands; the other clocks restart with the data.
-      if (!this.#inSync) this.#alarms.flag('tsSyncLoss', NO_PID, nowMs, this.#badRun);
-      this.#psi.tick(nowMs);
-      this.#pcr.tick(nowMs, this.#psi.pcrPids);
-    }
+    if (!this.#inSync && !this.#stopped) this.#alarms.flag('tsSyncLoss', NO_PID, nowMs, this.#badRun);
+    // Absences are judged as of the last datagram, not of now: silence is the stream stopping
+    // (streamStopped after stopTimeoutMs), not every table, PID and PCR missing at once. What
+    // arrives late after a short silence is counted when it arrives; after streamStopped the
+    // clocks restart with the data.
+    this.#psi.tick(this.#lastDataMs, nowMs);
+    this.#pcr.tick(this.#lastDataMs, nowMs, this.#psi.pcrPids);
     this.#alarms.sweep(nowMs, 'streamStopped');
   }
 
@@ -158,8 +159,10 @@ class TsStreamMonitor implements TsMonitor {
       this.#psi.restart(nowMs);
       this.#pcr.restart(nowMs);
     } else if (this.#stopped) {
+      // Data after a stop is a new start: nothing before the stop is compared with what follows.
       this.#stopped = false;
       this.#alarms.clear('streamStopped', NO_PID, nowMs, 'data again');
+      this.#forgetContinuity();
       this.#psi.restart(nowMs);
       this.#pcr.restart(nowMs);
     }
@@ -269,7 +272,11 @@ class TsStreamMonitor implements TsMonitor {
     this.#inSync = false;
     this.#tsSyncLoss++;
     this.#alarms.flag('tsSyncLoss', NO_PID, nowMs, this.#badRun);
-    // What follows the loss cannot be compared with what came before it.
+    this.#forgetContinuity();
+  }
+
+  /** After a loss of sync or a stop: what follows cannot be compared with what came before. */
+  #forgetContinuity(): void {
     this.#lastCc.fill(-1);
     this.#repeated.fill(0);
     this.#psi.lostAll();

@@ -118,15 +118,18 @@ export class PcrChecker {
     for (const t of this.#tracks.values()) t.lastPcr = -1;
   }
 
-  /** PCRs that do not arrive, on the monitor clock, for each PCR PID the PMTs name. */
-  tick(nowMs: number, pcrPids: readonly number[]): void {
+  /**
+   * PCRs that do not arrive, on the monitor clock, for each PCR PID the PMTs
+   * name: judged as of `atMs` (the last datagram), flagged at `nowMs`.
+   */
+  tick(atMs: number, nowMs: number, pcrPids: readonly number[]): void {
     for (const pid of pcrPids) {
       let t = this.#tracks.get(pid);
       if (t === undefined) {
-        t = new PcrTrack(nowMs);
+        t = new PcrTrack(atMs);
         this.#tracks.set(pid, t);
       }
-      const gap = nowMs - t.lastArrivalMs;
+      const gap = atMs - t.lastArrivalMs;
       if (gap <= PCR_REPETITION_MS) continue;
       if (!t.gapCounted) {
         this.counts.pcrRepetitionError++;

@@ -6,9 +6,10 @@
  * stream_type, for the per-PID kind) and which PIDs carry PCRs, and times
  * their presence on the monitor clock.
  *
- * Counting: a missing table or PID counts once per interval it stays
+ * Counting: a missing table or PID counts once per whole interval it stays
  * missing (PAT/PMT: each 0.5 s, PID: each pidTimeoutMs), from `tick` or,
- * if no tick noticed it, from the late arrival itself; each wrong table_id
+ * if no tick noticed it, from the late arrival itself (the count does not
+ * depend on how often `tick` runs); each wrong table_id
  * section and each scrambled PAT/PMT packet counts once. Tables are decoded
  * (with allocation) only when their CRC changes, so a steady stream's
  * repeated PAT/PMT cost a CRC check and nothing else.
@@ -97,44 +98,47 @@ export class PsiTracker {
     }
   }
 
-  /** A packet of a referenced PID arrived (the monitor calls this only when pidDeadline[pid] is finite). */
+  /** A packet of a referenced PID arrived (the monitor calls this only when pidDeadline[pid] is finite, before it notes the packet's time). */
   referencedArrived(pid: number, nowMs: number): void {
-    if (nowMs > this.pidDeadline[pid]!) this.#pidMissing(pid, nowMs, nowMs - Math.max(this.#refSinceMs[pid]!, this.#lastMs[pid]!));
+    const deadline = this.pidDeadline[pid]!;
+    if (nowMs > deadline) {
+      this.counts.pidError += intervalsPast(nowMs, deadline, this.#pidTimeoutMs);
+      this.#alarms.flag('pidError', pid, nowMs, nowMs - Math.max(this.#refSinceMs[pid]!, this.#lastMs[pid]!));
+    }
     this.pidDeadline[pid] = nowMs + this.#pidTimeoutMs;
   }
 
-  /** The time-driven checks: PAT, each PMT, each referenced PID. */
-  tick(nowMs: number): void {
-    if (nowMs - this.#patLastMs > PSI_INTERVAL_MS) {
-      if (nowMs > this.#patDeadline) {
-        this.counts.patError++;
-        this.#patDeadline = nowMs + PSI_INTERVAL_MS;
-      }
-      this.#alarms.flag('patError', PID_PAT, nowMs, PSI_MISSING, nowMs - this.#patLastMs);
+  /**
+   * The time-driven checks (PAT, each PMT, each referenced PID), judged as of
+   * `atMs` (the last datagram's time); alarms are flagged at `nowMs`.
+   */
+  tick(atMs: number, nowMs: number): void {
+    if (atMs > this.#patDeadline) {
+      const n = intervalsPast(atMs, this.#patDeadline, PSI_INTERVAL_MS);
+      this.counts.patError += n;
+      this.#patDeadline += n * PSI_INTERVAL_MS;
     }
+    if (atMs - this.#patLastMs > PSI_INTERVAL_MS) this.#alarms.flag('patError', PID_PAT, nowMs, PSI_MISSING, atMs - this.#patLastMs);
     for (const pid of this.#pmtPids) {
-      if (nowMs - this.#pmtLastMs[pid]! <= PSI_INTERVAL_MS) continue;
-      if (nowMs > this.#pmtDeadline[pid]!) {
-        this.counts.pmtError++;
-        this.#pmtDeadline[pid] = nowMs + PSI_INTERVAL_MS;
+      const deadline = this.#pmtDeadline[pid]!;
+      if (atMs > deadline) {
+        const n = intervalsPast(atMs, deadline, PSI_INTERVAL_MS);
+        this.counts.pmtError += n;
+        this.#pmtDeadline[pid] = deadline + n * PSI_INTERVAL_MS;
       }
-      this.#alarms.flag('pmtError', pid, nowMs, PSI_MISSING, nowMs - this.#pmtLastMs[pid]!);
+      const absent = atMs - this.#pmtLastMs[pid]!;
+      if (absent > PSI_INTERVAL_MS) this.#alarms.flag('pmtError', pid, nowMs, PSI_MISSING, absent);
     }
     for (const pid of this.refPids) {
-      const absent = nowMs - Math.max(this.#refSinceMs[pid]!, this.#lastMs[pid]!);
-      if (absent <= this.#pidTimeoutMs) continue;
-      if (nowMs > this.pidDeadline[pid]!) {
-        this.#pidMissing(pid, nowMs, absent);
-        this.pidDeadline[pid] = nowMs + this.#pidTimeoutMs;
-      } else {
-        this.#alarms.flag('pidError', pid, nowMs, absent);
+      const deadline = this.pidDeadline[pid]!;
+      if (atMs > deadline) {
+        const n = intervalsPast(atMs, deadline, this.#pidTimeoutMs);
+        this.counts.pidError += n;
+        this.pidDeadline[pid] = deadline + n * this.#pidTimeoutMs;
       }
+      const absent = atMs - Math.max(this.#refSinceMs[pid]!, this.#lastMs[pid]!);
+      if (absent > this.#pidTimeoutMs) this.#alarms.flag('pidError', pid, nowMs, absent);
     }
-  }
-
-  #pidMissing(pid: number, nowMs: number, absentMs: number): void {
-    this.counts.pidError++;
-    this.#alarms.flag('pidError', pid, nowMs, absentMs);
   }
 
   /** A packet was lost on `pid` (CC error): the section being built there is incomplete. */
@@ -252,7 +256,7 @@ export class PsiTracker {
 
   #pat(b: Uint8Array, crc: number, nowMs: number): void {
     if (nowMs > this.#patDeadline) {
-      this.counts.patError++;
+      this.counts.patError += intervalsPast(nowMs, this.#patDeadline, PSI_INTERVAL_MS);
       this.#alarms.flag('patError', PID_PAT, nowMs, PSI_MISSING, nowMs - this.#patLastMs);
     }
     this.#patLastMs = nowMs;
@@ -303,7 +307,7 @@ export class PsiTracker {
 
   #pmt(b: Uint8Array, pid: number, crc: number, nowMs: number): void {
     if (nowMs > this.#pmtDeadline[pid]!) {
-      this.counts.pmtError++;
+      this.counts.pmtError += intervalsPast(nowMs, this.#pmtDeadline[pid]!, PSI_INTERVAL_MS);
       this.#alarms.flag('pmtError', pid, nowMs, PSI_MISSING, nowMs - this.#pmtLastMs[pid]!);
     }
     this.#pmtLastMs[pid] = nowMs;
@@ -350,6 +354,15 @@ export class PsiTracker {
     this.pcrPids = [...pcr].sort((a, b) => a - b);
     for (const p of this.pcrPids) this.isPcrPid[p] = 1;
   }
+}
+
+/**
+ * How many whole intervals of absence have ended by `nowMs` (> deadline):
+ * the deadline is when the first one ended. Computed, not looped, so a clock
+ * that jumps far costs nothing.
+ */
+function intervalsPast(nowMs: number, deadline: number, interval: number): number {
+  return Math.floor((nowMs - deadline) / interval) + 1;
 }
 
 /** The per-PID kind for a PMT stream_type (-1: none). */
