@@ -17,7 +17,7 @@
 
 import { checkPsiSection, decodePatSection, decodePmtSection, TABLE_ID_PAT, TABLE_ID_PMT } from '../wire/mpegts/psi.js';
 import { PID_NULL, PID_PAT } from '../wire/mpegts/packet.js';
-import { AlarmBook, PSI_MISSING, PSI_SCRAMBLED, PSI_TABLE_ID } from './ts-alarms.js';
+import { PSI_MISSING, PSI_SCRAMBLED, PSI_TABLE_ID, type AlarmBook } from './ts-alarms.js';
 import { SECTION_COMPLETE, SECTION_TOO_LONG, SectionAssembler } from './ts-sections.js';
 
 const PID_COUNT = 0x2000;
@@ -61,11 +61,12 @@ export class PsiTracker {
   readonly #patCrc = new Float64Array(256).fill(NONE);
 
   readonly #pmtPids: number[] = [];
-  readonly #pmtLastMs = new Float64Array(PID_COUNT);
-  readonly #pmtDeadline = new Float64Array(PID_COUNT).fill(Infinity);
-  readonly #pmtCrc = new Float64Array(PID_COUNT).fill(NONE);
-  /** Per PMT PID: the PCR_PID its PMT names, or -1. */
-  readonly #pcrPidOf = new Int16Array(PID_COUNT).fill(NONE);
+  // Per assembler slot (PMT PIDs only; slot 0 is the PAT's), so they stay small.
+  readonly #pmtLastMs = new Float64Array(MAX_PMT_PIDS + 1);
+  readonly #pmtDeadline = new Float64Array(MAX_PMT_PIDS + 1).fill(Infinity);
+  readonly #pmtCrc = new Float64Array(MAX_PMT_PIDS + 1).fill(NONE);
+  /** Per PMT slot: the PCR_PID its PMT names, or -1. */
+  readonly #pcrPidOf = new Int16Array(MAX_PMT_PIDS + 1).fill(NONE);
 
   /** Per elementary PID: the PMT PID that references it (-1: none). */
   readonly #owner = new Int16Array(PID_COUNT).fill(NONE);
@@ -89,8 +90,9 @@ export class PsiTracker {
     this.#patLastMs = nowMs;
     this.#patDeadline = nowMs + PSI_INTERVAL_MS;
     for (const pid of this.#pmtPids) {
-      this.#pmtLastMs[pid] = nowMs;
-      this.#pmtDeadline[pid] = nowMs + PSI_INTERVAL_MS;
+      const slot = this.slotOf[pid]!;
+      this.#pmtLastMs[slot] = nowMs;
+      this.#pmtDeadline[slot] = nowMs + PSI_INTERVAL_MS;
     }
     for (const pid of this.refPids) {
       this.#refSinceMs[pid] = nowMs;
@@ -120,13 +122,14 @@ export class PsiTracker {
     }
     if (atMs - this.#patLastMs > PSI_INTERVAL_MS) this.#alarms.flag('patError', PID_PAT, nowMs, PSI_MISSING, atMs - this.#patLastMs);
     for (const pid of this.#pmtPids) {
-      const deadline = this.#pmtDeadline[pid]!;
+      const slot = this.slotOf[pid]!;
+      const deadline = this.#pmtDeadline[slot]!;
       if (atMs > deadline) {
         const n = intervalsPast(atMs, deadline, PSI_INTERVAL_MS);
         this.counts.pmtError += n;
-        this.#pmtDeadline[pid] = deadline + n * PSI_INTERVAL_MS;
+        this.#pmtDeadline[slot] = deadline + n * PSI_INTERVAL_MS;
       }
-      const absent = atMs - this.#pmtLastMs[pid]!;
+      const absent = atMs - this.#pmtLastMs[slot]!;
       if (absent > PSI_INTERVAL_MS) this.#alarms.flag('pmtError', pid, nowMs, PSI_MISSING, absent);
     }
     for (const pid of this.refPids) {
@@ -265,6 +268,7 @@ export class PsiTracker {
     if (version !== this.#patVersion) {
       // A new PAT version replaces the programs: forget every PMT PID and what their PMTs said.
       for (const pid of [...this.#pmtPids]) this.#dropPmtPid(pid);
+      this.#rebuildLists();
       this.#patCrc.fill(NONE);
       this.#patVersion = version;
     }
@@ -289,35 +293,36 @@ export class PsiTracker {
     this.#asm[slot]!.reset();
     this.slotOf[pid] = slot;
     this.#pmtPids.push(pid);
-    this.#pmtLastMs[pid] = nowMs;
-    this.#pmtDeadline[pid] = nowMs + PSI_INTERVAL_MS;
-    this.#pmtCrc[pid] = NONE;
+    this.#pmtLastMs[slot] = nowMs;
+    this.#pmtDeadline[slot] = nowMs + PSI_INTERVAL_MS;
+    this.#pmtCrc[slot] = NONE;
+    this.#pcrPidOf[slot] = NONE;
   }
 
   #dropPmtPid(pid: number): void {
     const slot = this.slotOf[pid]!;
     if (slot <= 0) return;
+    this.#dropReferences(pid);
+    this.#pmtDeadline[slot] = Infinity;
     this.slotOf[pid] = NONE;
     this.#freeSlots.push(slot);
     this.#pmtPids.splice(this.#pmtPids.indexOf(pid), 1);
-    this.#pmtDeadline[pid] = Infinity;
-    this.#dropReferences(pid);
-    this.#rebuildLists();
   }
 
   #pmt(b: Uint8Array, pid: number, crc: number, nowMs: number): void {
-    if (nowMs > this.#pmtDeadline[pid]!) {
-      this.counts.pmtError += intervalsPast(nowMs, this.#pmtDeadline[pid]!, PSI_INTERVAL_MS);
-      this.#alarms.flag('pmtError', pid, nowMs, PSI_MISSING, nowMs - this.#pmtLastMs[pid]!);
+    const slot = this.slotOf[pid]!;
+    if (nowMs > this.#pmtDeadline[slot]!) {
+      this.counts.pmtError += intervalsPast(nowMs, this.#pmtDeadline[slot]!, PSI_INTERVAL_MS);
+      this.#alarms.flag('pmtError', pid, nowMs, PSI_MISSING, nowMs - this.#pmtLastMs[slot]!);
     }
-    this.#pmtLastMs[pid] = nowMs;
-    this.#pmtDeadline[pid] = nowMs + PSI_INTERVAL_MS;
-    if (this.#pmtCrc[pid] === crc) return;
-    this.#pmtCrc[pid] = crc;
+    this.#pmtLastMs[slot] = nowMs;
+    this.#pmtDeadline[slot] = nowMs + PSI_INTERVAL_MS;
+    if (this.#pmtCrc[slot] === crc) return;
+    this.#pmtCrc[slot] = crc;
     const pmt = decodePmtSection(b, 0);
     if (!pmt.ok) return;
     this.#dropReferences(pid);
-    this.#pcrPidOf[pid] = pmt.pcrPid >= 0x10 && pmt.pcrPid < PID_NULL ? pmt.pcrPid : NONE;
+    this.#pcrPidOf[slot] = pmt.pcrPid >= 0x10 && pmt.pcrPid < PID_NULL ? pmt.pcrPid : NONE;
     for (const { streamType, elementaryPid: es } of pmt.streams) {
       if (es < 0x10 || es >= PID_NULL || this.slotOf[es]! >= 0) continue;
       this.#owner[es] = pid;
@@ -332,7 +337,7 @@ export class PsiTracker {
 
   /** Forgets the elementary PIDs and PCR PID that the PMT on `pmtPid` named. */
   #dropReferences(pmtPid: number): void {
-    this.#pcrPidOf[pmtPid] = NONE;
+    this.#pcrPidOf[this.slotOf[pmtPid]!] = NONE;
     for (const es of this.refPids) {
       if (this.#owner[es] !== pmtPid) continue;
       this.#owner[es] = NONE;
@@ -348,7 +353,7 @@ export class PsiTracker {
     this.isPcrPid.fill(0);
     const pcr = new Set<number>();
     for (const pmtPid of this.#pmtPids) {
-      const p = this.#pcrPidOf[pmtPid]!;
+      const p = this.#pcrPidOf[this.slotOf[pmtPid]!]!;
       if (p >= 0) pcr.add(p);
     }
     this.pcrPids = [...pcr].sort((a, b) => a - b);

@@ -80,7 +80,10 @@ test('a clean CBR stream: zero counts, no alarms, every PID with its kind', () =
       [0x1fff, 'null', 0],
     ],
   );
-  assert.equal(ts!.packets, ts!.pids.reduce((s, p) => s + p.packets, 0));
+  assert.equal(
+    ts!.packets,
+    ts!.pids.reduce((s, p) => s + p.packets, 0),
+  );
   assert.equal(monitor.stats().payload, 'mpegts');
 });
 

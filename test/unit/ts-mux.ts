@@ -177,7 +177,11 @@ export function monitorWithLog(options: MonitorOptions = {}): { monitor: TsMonit
  * time of its first packet, calling tick at every multiple of `tickMs`
  * on the way (before the data of that instant) and up to `untilMs`.
  */
-export function feed(monitor: TsMonitor, packets: readonly MuxPacket[], o: { perDatagram?: number; tickMs?: number; untilMs?: number; startTick?: number } = {}): number {
+export function feed(
+  monitor: TsMonitor,
+  packets: readonly MuxPacket[],
+  o: { perDatagram?: number; tickMs?: number; untilMs?: number; startTick?: number } = {},
+): number {
   const per = o.perDatagram ?? 7;
   const tickMs = o.tickMs ?? 100;
   let nextTick = o.startTick ?? tickMs;
