@@ -3,7 +3,8 @@
  * CBR 1.5 Mbit/s), fed 7 packets per datagram at the stream's own PCR
  * timing on a fake clock: a clean stream has no priority-1 error and shows
  * its PIDs' kinds; with every 50th datagram deleted, each PID's CC error
- * count equals the gaps deleted on that PID. Skipped, with the reason
+ * count equals the gaps deleted on that PID; a VBR clip raises no PCR
+ * accuracy alarm. Skipped, with the reason
  * printed, when ffmpeg is not installed (.ci/run installs it).
  */
 import { test } from 'node:test';
@@ -15,11 +16,14 @@ import { join } from 'node:path';
 import { AF_DISCONTINUITY, AF_PCR, PID_NULL, TS_PACKET_SIZE } from '../../src/wire/mpegts/packet.js';
 import { readPcr } from '../../src/wire/mpegts/pcr.js';
 import { createTsMonitor, type TsMonitor } from '../../src/media/ts-monitor.js';
+import type { MediaAlarm } from '../../src/media/monitor-types.js';
 
 const PER_DATAGRAM = 7;
 const hasFfmpeg = spawnSync('ffmpeg', ['-version'], { stdio: 'ignore' }).status === 0;
+const skip = hasFfmpeg ? false : 'ffmpeg is not installed (Debian package ffmpeg; .ci/run installs it)';
 
-function makeClip(): Uint8Array {
+/** A 3 s (default) H.264/AAC TS from ffmpeg; `muxrate` makes it CBR, padded with null packets. */
+function makeClip(seconds: number, muxrate?: number): Uint8Array {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-ts-monitor-'));
   try {
     const out = join(dir, 'out.ts');
@@ -27,7 +31,8 @@ function makeClip(): Uint8Array {
     const r = spawnSync('ffmpeg', [
       '-hide_banner', '-loglevel', 'error', '-y',
       '-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=25', '-f', 'lavfi', '-i', 'sine',
-      '-t', '3', '-c:v', 'libx264', '-g', '50', '-c:a', 'aac', '-f', 'mpegts', '-muxrate', '1500000', out,
+      '-t', String(seconds), '-c:v', 'libx264', '-g', '50', '-c:a', 'aac', '-f', 'mpegts',
+      ...(muxrate === undefined ? [] : ['-muxrate', String(muxrate)]), out,
     ], { encoding: 'utf8', timeout: 60_000 });
     assert.equal(r.status, 0, `ffmpeg failed: ${r.stderr}`);
     return new Uint8Array(readFileSync(out));
@@ -64,8 +69,8 @@ function pcrTime(pcrs: readonly [number, number][], i: number): number {
 }
 
 /** Feeds the clip's datagrams (those `keep` accepts) at their PCR times, ticking every 100 ms. */
-function play(ts: Uint8Array, pcrs: readonly [number, number][], keep: (datagram: number) => boolean): TsMonitor {
-  const monitor = createTsMonitor();
+function play(ts: Uint8Array, pcrs: readonly [number, number][], keep: (datagram: number) => boolean, onAlarm?: (a: MediaAlarm) => void): TsMonitor {
+  const monitor = createTsMonitor({ onAlarm });
   let nextTick = 100;
   const count = Math.ceil(ts.length / TS_PACKET_SIZE / PER_DATAGRAM);
   for (let d = 0; d < count; d++) {
@@ -101,10 +106,10 @@ function expectedGaps(packets: readonly Pkt[], keep: (datagram: number) => boole
 test(
   'a real H.264/AAC TS from ffmpeg: no priority-1 error, kinds found; every 50th datagram deleted: CC errors per PID equal the gaps',
   {
-    skip: hasFfmpeg ? false : 'ffmpeg is not installed (Debian package ffmpeg; .ci/run installs it)',
+    skip,
   },
   () => {
-    const clip = makeClip();
+    const clip = makeClip(3, 1_500_000);
     const { packets, pcrs } = parse(clip);
     assert.ok(pcrs.length > 100, `PCRs in the clip: ${pcrs.length}`);
 
@@ -142,3 +147,18 @@ test(
     assert.ok(total >= 10, `gaps injected over all phases: ${total}`);
   },
 );
+
+test('a real VBR TS from ffmpeg (no -muxrate): no priority-1 error and no PCR accuracy alarm, its bytes not following its clock', { skip }, () => {
+  const clip = makeClip(6);
+  const { pcrs } = parse(clip);
+  const alarms: string[] = [];
+  const ts = play(
+    clip,
+    pcrs,
+    () => true,
+    (a) => alarms.push(a.kind),
+  ).stats().ts!;
+  assert.deepEqual([ts.tsSyncLoss, ts.syncByteError, ts.patError, ts.ccError, ts.pmtError, ts.pidError], [0, 0, 0, 0, 0, 0]);
+  assert.equal(ts.pcrAccuracyError, 0);
+  assert.ok(!alarms.includes('pcrAccuracyError'));
+});
