@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PID_PAT, TS_PACKET_SIZE } from '../../src/wire/mpegts/packet.js';
+import { PCR_MODULUS } from '../../src/wire/mpegts/pcr.js';
 import { encodePatSection, encodePmtSection } from '../../src/wire/mpegts/psi.js';
 import { createTsMonitor } from '../../src/media/ts-monitor.js';
 import type { MediaAlarm, TsStats } from '../../src/media/monitor-types.js';
@@ -216,6 +217,23 @@ test('PMT withheld for 0.6 s: pmtError 1 on its PID; a PMT PID the PAT names tha
   assert.equal(pidStats(monitor.stats().ts, 0x1010).kind, 'PMT');
 });
 
+test('a new PAT version drops a program: its PMT PID is no longer expected', () => {
+  const mux = new TsMux({ extraPrograms: [{ programNumber: 2, pmtPid: 0x1010 }] });
+  const { monitor, alarms } = monitorWithLog();
+  const first = mux.take(2000);
+  mux.pat = encodePatSection({ transportStreamId: 1, version: 1, programs: [{ programNumber: 1, pmtPid: PMT }] });
+  feed(monitor, [...first, ...mux.take(5000)]);
+  const ts = monitor.stats().ts;
+  // Its 0.5 s intervals ended at 0.5, 1.0 and 1.5 s; version 1 came at 2.0 s.
+  assert.deepEqual(errors(ts), { pmtError: 3 });
+  assert.deepEqual(alarmLines(alarms), ['raised pmtError 0x1010', 'cleared pmtError 0x1010']);
+  assert.equal(
+    ts!.pids.find((p) => p.pid === 0x1010),
+    undefined,
+  );
+  assert.equal(pidStats(ts, AUDIO).kind, 'AAC', 'program 1 is still known');
+});
+
 test('an elementary PID that stops: pidError after 5 s of absence (fake clock), cleared after it returns', () => {
   const mux = new TsMux();
   mux.silence = (pid, t) => pid === AUDIO && t >= 2000 && t < 9000;
@@ -285,6 +303,14 @@ test('PCR accuracy on a CBR stream: 2 µs jitter on 10 PCRs gives 10 errors, 100
   const small = jittered(100);
   assert.deepEqual(errors(small.ts), {});
   assert.deepEqual(small.alarms, []);
+});
+
+test('PCRs across the 26.5 h wrap of the PCR: no error, accuracy still checked', () => {
+  const mux = new TsMux();
+  const modulus = Number(PCR_MODULUS);
+  mux.pcrOffset = (t, k) => modulus - ms(2000) + (k === 200 ? 54 : 0); // wraps at 2 s; PCR 200 (4 s) 2 µs late
+  const { ts } = run(mux, 6000);
+  assert.deepEqual(errors(ts), { pcrAccuracyError: 1 });
 });
 
 test('PCR accuracy is not judged on a stream whose rate varies (VBR)', () => {

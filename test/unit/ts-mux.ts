@@ -80,7 +80,8 @@ export class TsMux {
   #pcrDue = 0;
   #pcrCount = 0;
   readonly #cc = new Map<number, number>();
-  readonly #pat: Uint8Array;
+  /** The PAT section sent from now on (a test may replace it, e.g. with a new version). */
+  pat: Uint8Array;
   readonly #pmt: Uint8Array;
 
   constructor(o: MuxOptions = {}) {
@@ -89,7 +90,7 @@ export class TsMux {
     this.videoPid = o.videoPid ?? VIDEO;
     this.audioPid = o.audioPid ?? AUDIO;
     this.#psiInterval = o.psiIntervalMs ?? 100;
-    this.#pat = encodePatSection({ transportStreamId: 1, programs: [{ programNumber: 1, pmtPid: this.pmtPid }, ...(o.extraPrograms ?? [])] });
+    this.pat = encodePatSection({ transportStreamId: 1, programs: [{ programNumber: 1, pmtPid: this.pmtPid }, ...(o.extraPrograms ?? [])] });
     this.#pmt = encodePmtSection({
       programNumber: 1,
       pcrPid: this.videoPid,
@@ -119,7 +120,7 @@ export class TsMux {
     const i = this.#slot++;
     const t = this.slotTimeMs(i);
     while (t >= this.#psiDue) {
-      if (!this.skipPat(this.#psiDue)) this.#queue(PID_PAT, this.#pat);
+      if (!this.skipPat(this.#psiDue)) this.#queue(PID_PAT, this.pat);
       if (!this.skipPmt(this.#psiDue)) this.#queue(this.pmtPid, this.#pmt);
       this.#psiDue += this.#psiInterval;
     }
