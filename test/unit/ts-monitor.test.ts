@@ -264,6 +264,32 @@ test('PCR gaps of 50 ms: pcrRepetitionError once per gap', () => {
   assert.match(alarms[0]!.detail, /(49|50)\.\d ms between PCRs/);
 });
 
+test('PCR repetition: a 60 ms delivery stall of a stream with PCRs every 20 ms is no error; PCRs that stop for 150 ms while data flows are', () => {
+  const stalled = new TsMux().take(4000).map((p) => (p.timeMs >= 2000 && p.timeMs < 2060 ? { ...p, timeMs: 2060 } : p));
+  const { monitor, alarms } = monitorWithLog();
+  feed(monitor, stalled);
+  assert.deepEqual(errors(monitor.stats().ts), {});
+  assert.deepEqual(alarms, []);
+
+  const mux = new TsMux();
+  let done = false;
+  mux.nextPcrDue = (d) => {
+    if (d < 2000 || done) return d + 20;
+    done = true;
+    return d + 150;
+  };
+  const r = run(mux, 4000);
+  // The tick at 2.1 s sees no PCR for more than 40 ms while data flows; the PCR at 2.15 s is 150 ms after the last.
+  assert.deepEqual(errors(r.ts), { pcrRepetitionError: 1, pcrDiscontinuityError: 1 });
+  assert.deepEqual(
+    pairs(r.alarms).map((a) => [a.kind, a.atMs]),
+    [
+      ['pcrRepetitionError', 2100],
+      ['pcrDiscontinuityError', r.alarms.find((a) => a.kind === 'pcrDiscontinuityError')!.atMs],
+    ],
+  );
+});
+
 test('a PCR jump of 200 ms: pcrDiscontinuityError without discontinuity_indicator, nothing with it; backwards too', () => {
   const jumpAt = (mux: TsMux, by: number) => (mux.pcrOffset = (t) => (t >= 2000 ? ms(by) : 0));
   const a = new TsMux();
