@@ -109,6 +109,14 @@ export interface TsStats {
   readonly pcrAccuracyError: number;
   /** transport_error_indicator set (TR 101 290 2.1), counted, not alarmed. */
   readonly transportError: number;
+  /** PAT/PMT sections whose CRC_32 is wrong (TR 101 290 2.2 CRC_error, for the tables Sluice reads), counted, not alarmed. */
+  readonly crcError: number;
+  /**
+   * PAT/PMT sections that cannot be read, counted, not alarmed: a section_length
+   * that is impossible or runs past where the next section starts, a
+   * pointer_field past its packet, a missing section_syntax_indicator.
+   */
+  readonly sectionError: number;
   /** Whole stream, bits per second over the last full second. */
   readonly bitrate: number;
   readonly pids: readonly TsPidStats[];
