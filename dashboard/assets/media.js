@@ -24,6 +24,8 @@ const TS_INDICATORS = [
   'pcrDiscontinuityError',
   'pcrAccuracyError',
   'transportError',
+  'crcError',
+  'sectionError',
 ];
 
 /** @param {MediaFigures | undefined} media @returns {{ text: string, alarms: string[] }} */

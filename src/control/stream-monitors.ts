@@ -8,5 +8,5 @@ import type { MonitorPlan } from '../policy/compile.js';
 import type { MediaAlarm, StreamMonitor } from '../media/monitor-types.js';
 
 export function createMonitor(plan: MonitorPlan, onAlarm: (alarm: MediaAlarm) => void): StreamMonitor {
-  return createMediaMonitor(plan.payload, { onAlarm, rtpClockRate: plan.rtpClockRate }, createTsMonitor);
+  return createMediaMonitor(plan.payload, { onAlarm, rtpClockRate: plan.rtpClockRate }, { createTsMonitor });
 }

@@ -22,13 +22,15 @@ export const TS_INDICATORS = [
   'pcrDiscontinuityError',
   'pcrAccuracyError',
   'transportError',
+  'crcError',
+  'sectionError',
 ] as const satisfies readonly (keyof TsStats)[];
 
 interface Monitored {
   readonly flow: string;
   readonly media: FlowMediaStats;
 }
-type RtpCounter = 'packets' | 'malformed' | 'ssrcChanges' | 'reordered' | 'duplicates';
+type RtpCounter = 'packets' | 'malformed' | 'rtcp' | 'ssrcChanges' | 'reordered' | 'duplicates';
 
 export function registerMediaMetrics(registry: Registry, reading: ScrapeCache<{ readonly flows: CapResult }>): void {
   const monitored = (): Monitored[] => {
@@ -89,6 +91,7 @@ export function registerMediaMetrics(registry: Registry, reading: ScrapeCache<{ 
     'Datagrams with an RTP version 2 first byte whose header lengths (CSRC, extension, padding) do not fit.',
     'malformed',
   );
+  rtpCounter('sluice_rtp_rtcp_total', 'Valid RTCP packets that arrived on the RTP port itself (RFC 5761 multiplexing), relayed with the stream.', 'rtcp');
   rtpCounter('sluice_rtp_ssrc_changes_total', 'Times the stream SSRC changed (a new source or a restarted encoder).', 'ssrcChanges');
   rtpCounter('sluice_rtp_reordered_total', 'RTP packets that arrived after a later sequence number (not duplicates).', 'reordered');
   rtpCounter('sluice_rtp_duplicates_total', 'RTP packets whose sequence number had already arrived.', 'duplicates');
@@ -115,7 +118,7 @@ export function registerMediaMetrics(registry: Registry, reading: ScrapeCache<{ 
 
   new SnapshotCounter<'flow' | 'indicator'>({
     name: 'sluice_ts_errors_total',
-    help: 'ETSI TR 101 290 indicators that fired, by indicator (priority 1: tsSyncLoss … pidError; priority 2: pcr*, transportError).',
+    help: 'ETSI TR 101 290 indicators that fired, by indicator (priority 1: tsSyncLoss … pidError; priority 2: pcr*, transportError, crcError; sectionError: unreadable PAT/PMT sections).',
     labelNames: ['flow', 'indicator'],
     registry,
     read: () => ts().flatMap((r) => TS_INDICATORS.map((indicator) => ({ labels: { flow: r.flow, indicator }, value: r.ts[indicator] }))),

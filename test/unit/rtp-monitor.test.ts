@@ -258,6 +258,8 @@ function stubTs(options: MonitorOptions, log: { packets: Uint8Array[]; datagrams
         pcrDiscontinuityError: 0,
         pcrAccuracyError: 0,
         transportError: 0,
+        crcError: 0,
+        sectionError: 0,
         bitrate: 0,
         pids: [],
       },

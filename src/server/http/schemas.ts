@@ -38,6 +38,7 @@ export const mediaStatsSchema = z
       .object({
         packets: int(),
         malformed: int(),
+        rtcp: int(),
         ssrc: int().nullable(),
         ssrcChanges: int(),
         expected: int(),
@@ -61,6 +62,8 @@ export const mediaStatsSchema = z
         pcrDiscontinuityError: int(),
         pcrAccuracyError: int(),
         transportError: int(),
+        crcError: int(),
+        sectionError: int(),
         bitrate: z.number(),
         pids: z.array(z.object({ pid: int(), kind: z.string(), packets: int(), ccErrors: int(), bitrate: z.number() })),
       })
