@@ -11,6 +11,7 @@ import { localHostAddresses } from '../control/host-addresses.js';
 import { parseFlowPolicy } from '../policy/validate.js';
 import { TIER_NAMES, type FlowPolicy, type TierChoice } from '../policy/schema.js';
 import { MAX_UDP_PAYLOAD } from '../wire/udp.js';
+import { PAYLOAD_FORMATS } from '../wire/payload-format.js';
 import { probeTiers } from '../dataplane/tiers.js';
 import { NotSupportedError, PolicyValidationError, SluiceError } from '../errors.js';
 import { runTpo, runStatus } from './tpo.js';
@@ -84,7 +85,13 @@ export function buildProgram(exit: (code: number) => void): Command {
     .addOption(tierOption())
     .option('--name <name>', 'flow name in counters')
     .option('--max-datagram <bytes>', 'drop (and count) longer datagrams', positiveInt(MAX_UDP_PAYLOAD))
-    .addOption(new Option('--payload <format>', 'payload check').choices(['any', 'mpegts']).default('any'))
+    .addOption(
+      new Option('--payload <format>', 'payload check; mpegts, rtp and rtp-mpegts (TS in RTP) are also monitored (RTP loss and jitter, TR 101 290)')
+        .choices([...PAYLOAD_FORMATS])
+        .default('any'),
+    )
+    .option('--no-monitor', 'media payloads: check the format only, do not watch the stream')
+    .option('--rtcp', "RTP payloads: relay RTCP on listen port+1 to each subscriber's port+1 (rtcp: 'port+1')")
     .option('--suspend-after-errors <n>', 'suspend a subscriber after N ICMP errors in a row (port/host unreachable); default: never', positiveInt(1_000_000))
     .option(
       '--suspend-retry <ms>',
@@ -114,6 +121,8 @@ export function buildProgram(exit: (code: number) => void): Command {
         to: o.to.length === 1 ? o.to[0] : o.to,
         allow: o.allow.length === 1 ? o.allow[0] : o.allow,
         payload: o.payload,
+        ...(o.monitor === false ? { monitor: false } : {}),
+        ...(o.rtcp ? { rtcp: 'port+1' } : {}),
         ...(o.name ? { name: o.name } : {}),
         ...(o.maxDatagram ? { maxDatagramSize: o.maxDatagram } : {}),
         ...(o.suspendAfterErrors ? { suspendAfterErrors: o.suspendAfterErrors } : {}),

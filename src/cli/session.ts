@@ -3,9 +3,11 @@
  * Shared by `sluice relay` and `sluice run`.
  */
 import { Sluice } from '../control/sluice.js';
+import type { Flow } from '../control/flow.js';
 import { applyReload, type ReloadSummary } from './reload.js';
 import type { FlowPolicy, TierChoice } from '../policy/schema.js';
 import { emitJson, statsTable, EXIT } from './output.js';
+import { mediaLines } from './media-lines.js';
 import type { EngineFailedError } from '../errors.js';
 import { waitForSignal } from './signals.js';
 import { createCliLogger, localTimestamp, type Logger, type LogLevel } from './log-lines.js';
@@ -59,6 +61,20 @@ export async function runSession(opts: SessionOptions): Promise<number> {
   const swept = sluice.sweepUnclaimed();
   if (swept) log.info(`removed ${swept} pinned flow(s) of an earlier run that the configuration no longer has`);
   const flows = sluice.flows();
+  // Stream alarms (media payloads) and RTCP silences, as they happen: of the flows now and of those a reload adds.
+  const watch = (f: Flow) => {
+    f.on('alarm', (a) => {
+      if (opts.json)
+        emitJson('alarm', { t: Date.now(), flow: f.name, kind: a.kind, state: a.state, ...(a.pid === undefined ? {} : { pid: a.pid }), detail: a.detail });
+      else log[a.state === 'raised' ? 'warn' : 'info'](`${f.name}: ${a.kind} ${a.state}: ${a.detail}`);
+    });
+    f.on('silence', (to, silent) => {
+      if (opts.json) emitJson('silence', { t: Date.now(), flow: f.name, to, silent });
+      else log[silent ? 'warn' : 'info'](`${f.name}: ${to} ${silent ? 'sends no RTCP reports: suspended' : 'reports again: resumed'}`);
+    });
+  };
+  for (const f of flows) watch(f);
+  sluice.on('flowadded', watch);
   if (opts.json) {
     emitJson('ready', {
       t: Date.now(),
@@ -132,6 +148,6 @@ export async function runSession(opts: SessionOptions): Promise<number> {
       flows: final,
       ...(keep ? { keptForwarding: true } : {}),
     });
-  else process.stdout.write(`${statsTable(final)}\n`);
+  else process.stdout.write(`${statsTable(final)}\n${final.flatMap(mediaLines).join('\n')}${final.some((f) => f.media || f.rtcp) ? '\n' : ''}`);
   return outcome.error ? EXIT.FAILURE : EXIT.OK;
 }

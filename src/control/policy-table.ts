@@ -11,7 +11,6 @@ import { flowSetIssues, type FlowInSet } from '../policy/flow-set.js';
 import { localHostAddresses } from './host-addresses.js';
 import type { FlowPolicy, FlowPolicySpec } from '../policy/schema.js';
 import { parseFlowPolicy } from '../policy/validate.js';
-import type { FlowStats } from '../dataplane/common/counters.js';
 import { ConflictError, InvalidArgumentError, PolicyValidationError } from '../errors.js';
 import type { FlowTaps, MonitoredFlowStats } from './flow-taps.js';
 import { FlowRtcp } from './flow-rtcp.js';
@@ -126,7 +125,7 @@ export class PolicyTable {
   }
 
   /** Stops a flow; resolves with its final counters (undefined if unknown). */
-  remove(id: string): Promise<FlowStats | undefined> {
+  remove(id: string): Promise<MonitoredFlowStats | undefined> {
     return this.#serialize(async () => {
       if (!this.#entries.delete(id)) return undefined;
       return this.#removeFlow(id);
@@ -134,12 +133,12 @@ export class PolicyTable {
   }
 
   /** Removes every flow, returning their final counters by flow id, in the order they were added; the table stays usable. */
-  clear(): Promise<Map<string, FlowStats>> {
+  clear(): Promise<Map<string, MonitoredFlowStats>> {
     return this.#serialize(async () => {
       const ids = [...this.#entries.keys()];
       this.#entries.clear();
       const stats = await Promise.all(ids.map(async (id) => [id, await this.#removeFlow(id)] as const));
-      return new Map(stats.filter((e): e is readonly [string, FlowStats] => e[1] !== undefined));
+      return new Map(stats.filter((e): e is readonly [string, MonitoredFlowStats] => e[1] !== undefined));
     });
   }
 

@@ -18,6 +18,7 @@ import type { AggregateResult, WriteResult } from '../sender/results.js';
 import type { StreamScheduler, StreamSchedulerOptions } from '../sender/stream-scheduler.js';
 import { Sender, type AggregateInput, type WriteEntryInput, type WriteOptions } from './sender.js';
 import type { FlowStats } from '../dataplane/common/counters.js';
+import type { MonitoredFlowStats } from './flow-taps.js';
 import { ClosedError, NotSupportedError, type EngineFailedError } from '../errors.js';
 import { TypedEmitter } from '../events.js';
 
@@ -37,7 +38,7 @@ export interface SluiceEvents {
   /** flow.remove() stopped `flow`, with its final counters (flows stopped by close() are in 'close'). */
   flowremoved: [flow: Flow, stats: FlowStats | undefined];
   /** close() has finished, with what it resolves with (the flows' final counters). Emitted once. */
-  close: [stats: FlowStats[]];
+  close: [stats: MonitoredFlowStats[]];
 }
 
 /** Events of `sluice.observer`: for code that watches a Sluice it does not own (metrics, logs). */
@@ -71,7 +72,7 @@ export class Sluice extends TypedEmitter<SluiceEvents> {
   readonly #flows = new Map<string, { readonly flow: Flow; readonly control: FlowControl }>();
   readonly #observer = new TypedEmitter<SluiceObserverEvents>();
   #closed = false;
-  #closing: Promise<FlowStats[]> | undefined;
+  #closing: Promise<MonitoredFlowStats[]> | undefined;
 
   readonly #options: SluiceOptions;
   /** One-shot sends on this tier's send engine (started on the first send). */
@@ -228,7 +229,7 @@ export class Sluice extends TypedEmitter<SluiceEvents> {
   }
 
   /** Counter snapshots of every running flow. */
-  stats(): FlowStats[] {
+  stats(): MonitoredFlowStats[] {
     return this.flows().map((f) => f.stats());
   }
 
@@ -247,21 +248,21 @@ export class Sluice extends TypedEmitter<SluiceEvents> {
    * as they stood (the flows' 'close' carries undefined: they did not
    * stop). Other tiers ignore it and stop everything.
    */
-  close(options: { keepForwarding?: boolean } = {}): Promise<FlowStats[]> {
+  close(options: { keepForwarding?: boolean } = {}): Promise<MonitoredFlowStats[]> {
     this.#closing ??= this.#close(options.keepForwarding === true && this.#keepsForwarding);
     return this.#closing;
   }
 
-  async #close(keep: boolean): Promise<FlowStats[]> {
+  async #close(keep: boolean): Promise<MonitoredFlowStats[]> {
     // Everything below starts before the first await: from here on nothing new starts and no flow takes calls.
     this.#closed = true;
     const sent = this.#sender.close();
     const flows = [...this.#flows.values()];
     this.#flows.clear();
     const kept = keep ? flows.map(({ flow }) => flow.stats()) : [];
-    const cleared = sent.then(() => (keep ? new Map<string, FlowStats>() : this.#table.clear()));
+    const cleared = sent.then(() => (keep ? new Map<string, MonitoredFlowStats>() : this.#table.clear()));
     const ended = flows.map(({ flow, control }) => control.sluiceClosing(cleared.then((m) => m.get(flow.id))));
-    let final: FlowStats[] = [];
+    let final: MonitoredFlowStats[] = [];
     try {
       await Promise.all(ended);
       final = keep ? kept : [...(await cleared).values()];
