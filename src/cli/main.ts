@@ -305,18 +305,14 @@ export function buildProgram(exit: (code: number) => void): Command {
 
   program
     .command('demo')
-    .description('origin → relay → N subscribers: a paced synthetic MPEG-TS stream, checked for loss')
+    .description('origin → relay → N subscribers: a real H.264/AAC MPEG-TS clip paced by its PCRs (or, with --bitrate, a synthetic stream), checked for loss')
     .option('--subscribers <n>', 'subscribers per tier', positiveInt(4096), 8)
-    .option(
-      '--bitrate <rate>',
-      'stream bitrate, e.g. 20M, 500k',
-      (v) => {
-        const b = parseBitrate(v);
-        if (b === undefined) throw new CliArgError('expected a bitrate such as 20M, 2.5M or 800k');
-        return b;
-      },
-      20_000_000,
-    )
+    .option('--bitrate <rate>', 'instead of the clip, a synthetic stream at this bitrate, e.g. 20M, 500k (a load test)', (v) => {
+      const b = parseBitrate(v);
+      if (b === undefined) throw new CliArgError('expected a bitrate such as 20M, 2.5M or 800k');
+      return b;
+    })
+    .option('--watch <url>', 'also send the stream to this destination for a player, e.g. udp://127.0.0.1:5000, then: ffplay udp://127.0.0.1:5000')
     .option(
       '--duration <time>',
       'how long to stream, e.g. 10s, 500ms, 2m',
@@ -330,7 +326,7 @@ export function buildProgram(exit: (code: number) => void): Command {
     .option('--tier <tiers>', 'tier(s) to relay through: auto, all, or a comma list (e.g. portable,batched)', 'auto')
     .option('--json', 'machine-readable JSON lines on stdout')
     .action(async (o) => {
-      exit(await runDemo({ subscribers: o.subscribers, bitrateBps: o.bitrate, durationMs: o.duration, tiers: o.tier, json: !!o.json }));
+      exit(await runDemo({ subscribers: o.subscribers, bitrateBps: o.bitrate, watch: o.watch, durationMs: o.duration, tiers: o.tier, json: !!o.json }));
     });
 
   return program;
