@@ -51,6 +51,8 @@ export async function makeCbrTs(path: string, seconds: number, muxrate = 2_000_0
 export async function probeCodecs(path: string): Promise<string[]> {
   const { stdout } = await run('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_name,codec_type,width,sample_rate', '-of', 'json', path]);
   const streams = (JSON.parse(stdout) as { streams?: { codec_name?: string; codec_type?: string; width?: number; sample_rate?: string }[] }).streams ?? [];
-  const known = streams.filter((s) => s.codec_name && ((s.codec_type === 'video' && (s.width ?? 0) > 0) || (s.codec_type === 'audio' && Number(s.sample_rate) > 0)));
+  const known = streams.filter(
+    (s) => s.codec_name && ((s.codec_type === 'video' && (s.width ?? 0) > 0) || (s.codec_type === 'audio' && Number(s.sample_rate) > 0)),
+  );
   return [...new Set(known.map((s) => s.codec_name!))].sort();
 }

@@ -154,7 +154,12 @@ export async function runStreamDemo(opts: DemoOptions, onProgress: (p: DemoProgr
     let totalMs: number;
     let sent = 0;
     if (opts.bitrateBps === undefined) {
-      const clip = await runClipOrigin({ runs, durationMs: opts.durationMs, stopped: () => stopped, onProgress: (elapsedMs, rateBps, pps) => onProgress({ elapsedMs, rateBps, packetsPerSecond: pps, tiers: runs.map((r) => report(r, false)) }) });
+      const clip = await runClipOrigin({
+        runs,
+        durationMs: opts.durationMs,
+        stopped: () => stopped,
+        onProgress: (elapsedMs, rateBps, pps) => onProgress({ elapsedMs, rateBps, packetsPerSecond: pps, tiers: runs.map((r) => report(r, false)) }),
+      });
       totalMs = clip.elapsedMs;
       sent = clip.datagrams;
     } else ({ totalMs, sent } = await runSynthetic(origin, runs, { ...opts, bitrateBps: opts.bitrateBps }, () => stopped, onProgress));
@@ -202,34 +207,33 @@ async function runSynthetic(
   stopped: () => boolean,
   onProgress: (p: DemoProgress) => void,
 ): Promise<{ totalMs: number; sent: number }> {
-    const stream = new SyntheticTsStream({ bitrateBps: opts.bitrateBps });
-    const intervalNs = stream.datagramIntervalNs;
-    const start = process.hrtime.bigint();
-    const endNs = BigInt(Math.round(opts.durationMs * 1e6));
-    let sent = 0;
-    let lastReport = { t: 0, sent: 0 };
-    for (;;) {
-      const elapsed = process.hrtime.bigint() - start;
-      if (elapsed >= endNs || stopped()) break;
-      const due = Math.min(Math.floor(Number(elapsed) / intervalNs) + 1 - sent, MAX_CATCH_UP);
-      for (let i = 0; i < due; i++) {
-        const datagram = stream.nextDatagram();
-        for (const run of runs) {
-          origin.send(datagram, run.flow.listen.port, '127.0.0.1');
-          run.sent++;
-        }
-        sent++;
+  const stream = new SyntheticTsStream({ bitrateBps: opts.bitrateBps });
+  const intervalNs = stream.datagramIntervalNs;
+  const start = process.hrtime.bigint();
+  const endNs = BigInt(Math.round(opts.durationMs * 1e6));
+  let sent = 0;
+  let lastReport = { t: 0, sent: 0 };
+  for (;;) {
+    const elapsed = process.hrtime.bigint() - start;
+    if (elapsed >= endNs || stopped()) break;
+    const due = Math.min(Math.floor(Number(elapsed) / intervalNs) + 1 - sent, MAX_CATCH_UP);
+    for (let i = 0; i < due; i++) {
+      const datagram = stream.nextDatagram();
+      for (const run of runs) {
+        origin.send(datagram, run.flow.listen.port, '127.0.0.1');
+        run.sent++;
       }
-      const ms = Number(elapsed / 1_000_000n);
-      if (ms - lastReport.t >= 1000) {
-        const dt = (ms - lastReport.t) / 1000;
-        const pps = (sent - lastReport.sent) / dt;
-        onProgress({ elapsedMs: ms, packetsPerSecond: pps, rateBps: pps * 1316 * 8, tiers: runs.map((r) => report(r, false)) });
-        lastReport = { t: ms, sent };
-      }
-      // Node timers fire at 1 ms granularity at best: each tick sends what is due.
-      await sleep(1);
+      sent++;
     }
-    return { totalMs: Number((process.hrtime.bigint() - start) / 1_000_000n), sent };
-
+    const ms = Number(elapsed / 1_000_000n);
+    if (ms - lastReport.t >= 1000) {
+      const dt = (ms - lastReport.t) / 1000;
+      const pps = (sent - lastReport.sent) / dt;
+      onProgress({ elapsedMs: ms, packetsPerSecond: pps, rateBps: pps * 1316 * 8, tiers: runs.map((r) => report(r, false)) });
+      lastReport = { t: ms, sent };
+    }
+    // Node timers fire at 1 ms granularity at best: each tick sends what is due.
+    await sleep(1);
+  }
+  return { totalMs: Number((process.hrtime.bigint() - start) / 1_000_000n), sent };
 }

@@ -194,9 +194,10 @@ export function buildProgram(exit: (code: number) => void): Command {
       return b;
     })
     .addOption(
-      new Option('--pace <clock>', "pace by the file's own clock: pcr (MPEG-TS PCRs), rtp (RTP timestamps; the file holds RTP packets each after a 16-bit length, RFC 4571), or bitrate (--bitrate)").choices(
-        ['pcr', 'rtp', 'bitrate'],
-      ),
+      new Option(
+        '--pace <clock>',
+        "pace by the file's own clock: pcr (MPEG-TS PCRs), rtp (RTP timestamps; the file holds RTP packets each after a 16-bit length, RFC 4571), or bitrate (--bitrate)",
+      ).choices(['pcr', 'rtp', 'bitrate']),
     )
     .option('--clock-rate <hz>', 'RTP clock rate with --pace rtp (default 90000)', positiveInt(10_000_000))
     .addOption(tierOption())

@@ -48,7 +48,7 @@ function payloadStart(data: Uint8Array, o: number): number {
 
 /** The PCR of the packet at `o` (27 MHz) and its discontinuity_indicator, or undefined when it carries none. */
 function packetPcr(data: Uint8Array, o: number): { pcr: number; discontinuity: boolean } | undefined {
-  if ((((data[o + 3]! >>> 4) & 2) === 0) || data[o + 4]! < 7) return undefined;
+  if (((data[o + 3]! >>> 4) & 2) === 0 || data[o + 4]! < 7) return undefined;
   const flags = data[o + 5]!;
   if ((flags & AF_PCR) === 0) return undefined;
   if ((((data[o + 10]! & 1) << 8) | data[o + 11]!) > 299) return undefined; // extension out of range: not a PCR
@@ -135,18 +135,13 @@ function timeline(samples: readonly PcrSample[]): { times: Float64Array; rates: 
 }
 
 /**
- * When each datagram of `data` is due, cut every `packetSize` bytes, from
- * the stream's PCRs (see the file comment): `dueMs[k]` is the time of
- * datagram k's first byte minus that of the first datagram's, and
- * `passMs` is the time from the first byte to the end of the last (the
- * next pass of a loop starts then). Throws InvalidArgumentError when
- * `data` is not whole TS packets, `packetSize` is not a multiple of 188,
- * or the stream has fewer than two PCRs a regular step apart.
+ * The stream's clock over `data` (whole TS packets): a function from a
+ * byte offset to its time in ms by the PCRs (see the file comment; the
+ * origin is arbitrary, differences are what count). Throws
+ * InvalidArgumentError when `data` is not whole TS packets or has fewer
+ * than two PCRs a regular step apart.
  */
-export function pcrSchedule(data: Uint8Array, packetSize: number): ClockSchedule {
-  if (!Number.isInteger(packetSize) || packetSize <= 0 || packetSize % TS_PACKET_SIZE !== 0) {
-    throw new InvalidArgumentError(`pace 'pcr': the packet size must be a multiple of 188 (whole TS packets per datagram, e.g. 1316), got ${packetSize}`);
-  }
+export function pcrClock(data: Uint8Array): (pos: number) => number {
   const pcrPid = findPcrPid(data);
   const samples = pcrPid < 0 ? [] : collectPcrs(data, pcrPid);
   if (samples.length === 0) throw new InvalidArgumentError("pace 'pcr': the stream carries no PCR (no packet has one); pace it by --bitrate instead");
@@ -157,13 +152,33 @@ export function pcrSchedule(data: Uint8Array, packetSize: number): ClockSchedule
     );
   }
   const last = samples.length - 1;
-  // The time of byte `pos`: on the line of the gap holding it, or of the first/last gap beyond the PCRs.
-  let gap = 0;
-  const timeAt = (pos: number): number => {
-    while (gap < last - 1 && pos >= samples[gap + 1]!.pos) gap++;
-    const from = pos >= samples[gap + 1]!.pos ? gap + 1 : gap;
-    return times[from]! + (pos - samples[from]!.pos) / rates[Math.min(from, last - 1)]!;
+  // The gap holding `pos` (or the first/last beyond the PCRs), found by binary search.
+  return (pos: number): number => {
+    let lo = 0;
+    let hi = last;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (samples[mid]!.pos <= pos) lo = mid;
+      else hi = mid - 1;
+    }
+    return times[lo]! + (pos - samples[lo]!.pos) / rates[Math.min(lo, last - 1)]!;
   };
+}
+
+/**
+ * When each datagram of `data` is due, cut every `packetSize` bytes, from
+ * the stream's PCRs (pcrClock): `dueMs[k]` is the time of datagram k's
+ * first byte minus that of the first datagram's, and `passMs` is the time
+ * from the first byte to the end of the last (the next pass of a loop
+ * starts then). Throws InvalidArgumentError when `data` is not whole TS
+ * packets, `packetSize` is not a multiple of 188, or the stream has fewer
+ * than two PCRs a regular step apart.
+ */
+export function pcrSchedule(data: Uint8Array, packetSize: number): ClockSchedule {
+  if (!Number.isInteger(packetSize) || packetSize <= 0 || packetSize % TS_PACKET_SIZE !== 0) {
+    throw new InvalidArgumentError(`pace 'pcr': the packet size must be a multiple of 188 (whole TS packets per datagram, e.g. 1316), got ${packetSize}`);
+  }
+  const timeAt = pcrClock(data);
   const count = Math.ceil(data.byteLength / packetSize);
   const dueMs = new Float64Array(count);
   const t0 = timeAt(0);

@@ -29,12 +29,17 @@ const RTP_HEADER_BYTES = 12;
 export function rtpFraming(data: Uint8Array, maxPacket: number): { offsets: Uint32Array; lengths: Uint16Array } {
   const offsets: number[] = [];
   const lengths: number[] = [];
-  for (let o = 0; o < data.byteLength; ) {
-    if (o + 2 > data.byteLength) throw new InvalidArgumentError(`pace 'rtp': a length prefix is cut off at byte ${o} (the data must be RTP packets, each after a 16-bit length, RFC 4571)`);
+  for (let o = 0; o < data.byteLength;) {
+    if (o + 2 > data.byteLength)
+      throw new InvalidArgumentError(
+        `pace 'rtp': a length prefix is cut off at byte ${o} (the data must be RTP packets, each after a 16-bit length, RFC 4571)`,
+      );
     const len = (data[o]! << 8) | data[o + 1]!;
     const at = o + 2;
     if (len < RTP_HEADER_BYTES || at + len > data.byteLength) {
-      throw new InvalidArgumentError(`pace 'rtp': the packet at byte ${o} claims ${len} bytes, ${data.byteLength - at} are left (RFC 4571 framing: 16-bit length, then an RTP packet of ≥ 12 bytes)`);
+      throw new InvalidArgumentError(
+        `pace 'rtp': the packet at byte ${o} claims ${len} bytes, ${data.byteLength - at} are left (RFC 4571 framing: 16-bit length, then an RTP packet of ≥ 12 bytes)`,
+      );
     }
     if (data[at]! >>> 6 !== 2) throw new InvalidArgumentError(`pace 'rtp': the packet at byte ${o} is not RTP version 2`);
     if (len > maxPacket) throw new InvalidArgumentError(`pace 'rtp': the packet at byte ${o} has ${len} bytes, more than the packet size ${maxPacket}`);
@@ -54,7 +59,9 @@ export function rtpFraming(data: Uint8Array, maxPacket: number): { offsets: Uint
  */
 export function rtpSchedule(data: Uint8Array, packetSize: number, clockRate = DEFAULT_RTP_CLOCK_RATE): ClockSchedule {
   if (!(Number.isInteger(clockRate) && clockRate >= 1 && clockRate <= 10_000_000)) {
-    throw new InvalidArgumentError(`pace 'rtp': the clock rate must be an integer of Hz from 1 to 10000000 (e.g. 90000 for video, 48000 for audio), got ${String(clockRate)}`);
+    throw new InvalidArgumentError(
+      `pace 'rtp': the clock rate must be an integer of Hz from 1 to 10000000 (e.g. 90000 for video, 48000 for audio), got ${String(clockRate)}`,
+    );
   }
   const framed = rtpFraming(data, packetSize);
   const n = framed.offsets.length;

@@ -132,7 +132,8 @@ export class Stream implements StreamHandle {
   readonly #clock: ClockSchedule | undefined;
   /** Datagrams handed over, cumulative over loops (clock-paced streams). */
   #taken = 0;
-  readonly startedAt = performance.now();
+  /** When the stream started: after its clock schedule was computed (that takes a while for a large file). */
+  readonly startedAt: number;
   readonly #bytesPerMs: number;
   readonly #owner: StreamOwner;
   readonly lateness = new Histogram();
@@ -167,6 +168,7 @@ export class Stream implements StreamHandle {
     this.bitrate = input.bitrate ?? own ?? 0;
     this.#bytesPerMs = this.bitrate / 8000;
     this.done = new Promise((r) => (this.resolveDone = r));
+    this.startedAt = performance.now();
   }
 
   /** One pass over the data by the stream's clock, ms (undefined: paced by bitrate). */

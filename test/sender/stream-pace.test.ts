@@ -75,9 +75,13 @@ test('pace pcr with loop: the next pass starts one pass (by the clock) after the
   await sched.close();
   // Datagram 20 (pass 2, first) is due at 200 ms.
   let k = 0;
-  for (const c of calls) for (const e of c.entries) for (let off = 0; off < e.data.byteLength; off += 1316, k++) if (k === 20) assert.ok(c.at >= t0 + 200 - 0.001);
+  for (const c of calls)
+    for (const e of c.entries) for (let off = 0; off < e.data.byteLength; off += 1316, k++) if (k === 20) assert.ok(c.at >= t0 + 200 - 0.001);
   assert.ok(k >= 25);
-  assert.ok(calls.every((c) => c.entries.every((e) => e.data.byteLength <= data.byteLength)), 'a write never spans a pass boundary');
+  assert.ok(
+    calls.every((c) => c.entries.every((e) => e.data.byteLength <= data.byteLength)),
+    'a write never spans a pass boundary',
+  );
 });
 
 test('pace rtp: one entry per RTP packet, as framed, at its timestamp', async () => {
@@ -103,13 +107,19 @@ test('pace rtp: one entry per RTP packet, as framed, at its timestamp', async ()
     entries.map((e) => e.len),
     sizes,
   );
-  assert.ok(entries.every((e) => e.v === 0x80), 'the length prefixes are not sent');
+  assert.ok(
+    entries.every((e) => e.v === 0x80),
+    'the length prefixes are not sent',
+  );
   entries.forEach((e, i) => assert.ok(e.at >= t0 + i * 10 - 0.001));
 });
 
 test('add(): pace without a clock in the data, or an unknown pace, is an InvalidArgumentError naming the stream', async () => {
   const sched = new StreamScheduler(recorder().write, { packetSize: 1316 });
-  assert.throws(() => sched.add({ id: 'x', to: 'udp://127.0.0.1:9', data: new Uint8Array(1316), pace: 'pcr' }), (e: unknown) => e instanceof InvalidArgumentError && /stream 'x': pace 'pcr'/.test(e.message));
+  assert.throws(
+    () => sched.add({ id: 'x', to: 'udp://127.0.0.1:9', data: new Uint8Array(1316), pace: 'pcr' }),
+    (e: unknown) => e instanceof InvalidArgumentError && /stream 'x': pace 'pcr'/.test(e.message),
+  );
   assert.throws(() => sched.add({ id: 'y', to: 'udp://127.0.0.1:9', data: new Uint8Array(10), pace: 'fast' as never }), /pace must be one of/);
   assert.throws(() => sched.add({ id: 'z', to: 'udp://127.0.0.1:9', data: new Uint8Array(10) }), /bitrate must be a positive number/);
   await sched.close();

@@ -36,7 +36,14 @@ function tsOf(plan: readonly ({ pcr: number; disc?: boolean; pid?: number } | 'e
     packets.push(
       p === 'es'
         ? encodeTsPacket({ pid, payloadUnitStart: false, continuityCounter: c, payload: new Uint8Array(184) })
-        : encodeTsPacket({ pid, payloadUnitStart: false, continuityCounter: c, pcr: BigInt(p.pcr), discontinuity: p.disc === true, payload: new Uint8Array(100) }),
+        : encodeTsPacket({
+            pid,
+            payloadUnitStart: false,
+            continuityCounter: c,
+            pcr: BigInt(p.pcr),
+            discontinuity: p.disc === true,
+            payload: new Uint8Array(100),
+          }),
     );
   }
   const out = new Uint8Array(packets.length * TS_PACKET_SIZE);
@@ -66,7 +73,21 @@ test('pcr: a CBR stream is due at k × packetSize × 8 / bitrate, exactly as its
 test('pcr: VBR — each datagram is on the line of the two PCRs around its first byte, extrapolated at the ends', () => {
   // PCR packets at packets 2, 6, 8, 16 (after PAT, PMT): a fast stretch then a slow one.
   const pcrs = [1_000_000, 1_000_000 + 27_000 * 2, 1_000_000 + 27_000 * 3, 1_000_000 + 27_000 * 40];
-  const plan = ['es', 'es', { pcr: pcrs[0]! }, 'es', 'es', 'es', { pcr: pcrs[1]! }, 'es', { pcr: pcrs[2]! }, ...Array(7).fill('es'), { pcr: pcrs[3]! }, 'es', 'es'] as const;
+  const plan = [
+    'es',
+    'es',
+    { pcr: pcrs[0]! },
+    'es',
+    'es',
+    'es',
+    { pcr: pcrs[1]! },
+    'es',
+    { pcr: pcrs[2]! },
+    ...Array(7).fill('es'),
+    { pcr: pcrs[3]! },
+    'es',
+    'es',
+  ] as const;
   const data = tsOf(plan as never);
   const at = [4, 8, 10, 18].map((p) => p * TS_PACKET_SIZE + 10); // each PCR stamps byte 10 of its packet
   const samples = at.map((pos, i) => [pos, pcrs[i]!] as [number, number]);
@@ -107,7 +128,11 @@ test('pcr: discontinuity_indicator or a jump re-anchors: time goes on at the nea
 });
 
 test('pcr: what cannot give a clock is a clear InvalidArgumentError', () => {
-  const err = (data: Uint8Array, packetSize: number, re: RegExp) => assert.throws(() => pcrSchedule(data, packetSize), (e: unknown) => e instanceof InvalidArgumentError && re.test(e.message));
+  const err = (data: Uint8Array, packetSize: number, re: RegExp) =>
+    assert.throws(
+      () => pcrSchedule(data, packetSize),
+      (e: unknown) => e instanceof InvalidArgumentError && re.test(e.message),
+    );
   err(tsOf(['es', 'es']), 188, /carries no PCR/);
   err(tsOf([{ pcr: 0 }, 'es']), 188, /1 PCR/);
   err(tsOf([{ pcr: 0 }, { pcr: 0 }]), 188, /no two a regular step/);
