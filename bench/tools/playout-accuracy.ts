@@ -100,7 +100,8 @@ async function main(): Promise<void> {
     await makeCbrTs(files.cbr, seconds);
     const senders: Record<string, (file: string, url: string) => Promise<void>> = {
       sluice: (file, url) => exec(process.execPath, ['--import', 'tsx', CLI, 'write', '--file', file, '--pace', 'pcr', '--to', url, '--tier', tier]),
-      'ffmpeg -re': (file, url) => exec('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-re', '-i', file, '-c', 'copy', '-f', 'mpegts', `${url}?pkt_size=1316`]),
+      'ffmpeg -re': (file, url) =>
+        exec('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-re', '-i', file, '-c', 'copy', '-f', 'mpegts', `${url}?pkt_size=1316`]),
     };
     const results: RunResult[] = [];
     for (let run = 1; run <= runs; run++) {
@@ -127,7 +128,11 @@ async function main(): Promise<void> {
         rows.push(`| ${file} | ${sender} | ${cell(s.p50)} | ${cell(s.p99)} | ${cell(s.max)} | ${cell(s.clump)} |`);
       }
     }
-    const stamp = new Date().toISOString().slice(0, 16).replace(/[-:]/g, '').replace(/^(\d{4})(\d{2})(\d{2})/, '$1-$2-$3');
+    const stamp = new Date()
+      .toISOString()
+      .slice(0, 16)
+      .replace(/[-:]/g, '')
+      .replace(/^(\d{4})(\d{2})(\d{2})/, '$1-$2-$3');
     const base = join(ROOT, 'bench/results', `${stamp}-${hostname()}-playout`);
     await mkdir(join(ROOT, 'bench/results'), { recursive: true });
     await writeFile(`${base}.json`, `${JSON.stringify({ at: new Date().toISOString(), host: hostname(), tier, seconds, runs, results, summary }, null, 2)}\n`);

@@ -331,7 +331,7 @@ export class StreamScheduler extends EventEmitter<StreamSchedulerEvents> {
     for (const s of this.#streams.values()) {
       if (s.ending !== undefined) continue;
       views.length = 0;
-      budget -= s.takeInto(now, this.#packetSize, Math.min(budget, (MAX_SUBSCRIBERS - entries.length) * this.#packetSize), views);
+      budget -= s.takeInto(now, this.#packetSize, budget, views, MAX_SUBSCRIBERS - entries.length);
       for (const view of views) {
         entries.push({ to: s.to, data: view });
         owners.push(s);

@@ -204,10 +204,11 @@ export class Stream implements StreamHandle {
   /**
    * The datagrams due at `now` not handed over yet, as views of the data
    * (pushed to `out`), at most `budget` bytes and never across the end of
-   * a pass; returns the bytes taken. Bitrate streams give one view (take),
-   * clock-paced ones one view per run of contiguous datagrams.
+   * a pass, and at most `maxViews` views; returns the bytes taken. Bitrate
+   * streams give one view (take), TS ones one view of contiguous
+   * datagrams, RTP ones a view per packet.
    */
-  takeInto(now: number, packetSize: number, budget: number, out: Uint8Array[]): number {
+  takeInto(now: number, packetSize: number, budget: number, out: Uint8Array[], maxViews = Infinity): number {
     const c = this.#clock;
     if (!c) {
       const view = this.take(now, packetSize, budget);
@@ -226,7 +227,7 @@ export class Stream implements StreamHandle {
       if (due > now) break;
       const from = c.framed ? c.framed.offsets[k]! : k * packetSize;
       const len = c.framed ? c.framed.lengths[k]! : Math.min(packetSize, this.data.byteLength - from);
-      if (bytes + len > budget) break;
+      if (bytes + len > budget || (c.framed && out.length >= maxViews)) break;
       this.lateness.record(now - due);
       // Cut datagrams (TS) run on in the data: one view grows; framed ones (RTP) are each their own entry.
       if (!c.framed && bytes > 0) out[out.length - 1] = this.data.subarray(from - bytes, from + len);
