@@ -6,8 +6,8 @@
  * takes at least the file's media duration (no datagram leaves before
  * its PCR time); the low-rate section is spread over its media time, not
  * delivered in a burst. Accuracy figures are the bench's (bench/tools/
- * playout-accuracy.ts). Also: the warning of an unpaced TS write, and a
- * file without PCR refused clearly.
+ * playout-accuracy.ts). Also: the warning of an unpaced TS write, a
+ * file without PCR refused clearly, and `--pace rtp` on an RFC 4571 file.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -104,4 +104,37 @@ describe('write --pace pcr with an ffmpeg VBR file', { skip }, () => {
     assert.notEqual(r2.code, 0);
     assert.match(r2.stderr, /carries no PCR/);
   });
+});
+
+test('write --pace rtp: an RFC 4571 file goes out one RTP packet per datagram, no earlier than its timestamp', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'sluice-write-rtp-'));
+  const rx = await arrivals();
+  try {
+    const packets = Array.from({ length: 20 }, (_, i) => {
+      const p = Buffer.alloc(100 + i, i);
+      p[0] = 0x80;
+      p[1] = 96;
+      p.writeUInt16BE(i, 2);
+      p.writeUInt32BE(1000 + i * 900, 4); // 10 ms apart at 90 kHz
+      p.writeUInt32BE(0x1234, 8);
+      return p;
+    });
+    const file = join(dir, 'stream.rtp');
+    await writeFile(file, Buffer.concat(packets.flatMap((p) => [Buffer.from([p.length >> 8, p.length & 0xff]), p])));
+    const r = await runCli(['write', '--file', file, '--pace', 'rtp', '--to', rx.url, '--tier', 'portable', '--json'], 60_000);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { pace: string; packets: number; sent: number; elapsedMs: number };
+    assert.equal(out.pace, 'rtp');
+    assert.equal(out.sent, 20);
+    assert.ok(out.elapsedMs >= 190, `took ${out.elapsedMs} ms for 190 ms of timestamps`);
+    const deadline = Date.now() + 5000;
+    while (rx.got.length < 20 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+    assert.deepEqual(
+      rx.got.map((g) => g.data),
+      packets,
+    );
+  } finally {
+    rx.close();
+    await rm(dir, { recursive: true, force: true });
+  }
 });
