@@ -4,7 +4,8 @@
  * continuity error at the demo's checker and at ffmpeg's demuxer (which
  * does count them on the unmarked clip looped); `sluice demo` streams it
  * across the loop point with PASS, and what a player's destination
- * (--watch) captured has codec parameters ffprobe reads.
+ * (--watch) captured has codec parameters ffprobe reads. markLoopStart
+ * on hostile bytes: a typed error or a change confined to first packets.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,6 +22,7 @@ import { markLoopStart } from '../../src/media/ts-loop.js';
 import { TsContinuityChecker } from '../../src/media/ts-checker.js';
 import { pcrSchedule } from '../../src/sender/pace-pcr.js';
 import { InvalidArgumentError } from '../../src/errors.js';
+import fc from 'fast-check';
 
 const skip = ffmpegSkipReason();
 if (skip) process.stdout.write(`# skipping the ffmpeg checks of the demo clip: ${skip}\n`);
@@ -39,6 +41,35 @@ test('the marked clip loops with no continuity or PSI error at the checker; its 
   assert.ok(one.passMs > 9900 && one.passMs < 10_200, `one pass is ${one.passMs} ms`);
   assert.ok(Math.abs(three.passMs - 3 * one.passMs) < 50, `three passes are ${three.passMs} ms`);
   assert.throws(() => markLoopStart(new Uint8Array(100)), InvalidArgumentError);
+});
+
+test('markLoopStart on hostile TS: an InvalidArgumentError, or a copy of the same length that differs only in the first packet of a PID (property)', async () => {
+  const head = (await readFile(DEMO_CLIP)).subarray(0, 188 * 40);
+  fc.assert(
+    fc.property(fc.array(fc.tuple(fc.nat(head.length - 1), fc.nat(255)), { maxLength: 30 }), (flips) => {
+      const data = Uint8Array.from(head);
+      for (const [at, v] of flips) data[at] = v;
+      let out: Uint8Array;
+      try {
+        out = markLoopStart(data);
+      } catch (e) {
+        if (e instanceof InvalidArgumentError) return;
+        throw e;
+      }
+      assert.equal(out.length, data.length);
+      const firsts = new Set<number>();
+      const seen = new Set<number>();
+      for (let o = 0; o < data.length; o += 188) {
+        const pid = ((data[o + 1]! & 0x1f) << 8) | data[o + 2]!;
+        if (pid !== 0x1fff && !seen.has(pid)) firsts.add(o);
+        seen.add(pid);
+      }
+      for (let o = 0; o < data.length; o += 188) {
+        if (!firsts.has(o)) assert.ok(Buffer.from(out.subarray(o, o + 188)).equals(Buffer.from(data.subarray(o, o + 188))), `packet at ${o} changed`);
+      }
+    }),
+    { numRuns: 300 },
+  );
 });
 
 describe('the demo clip with ffmpeg', { skip }, () => {
