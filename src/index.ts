@@ -21,6 +21,7 @@ export {
   type StreamWriteFn,
   type StreamWriteEntry,
   type StreamWriteOptions,
+  type StreamPace,
 } from './sender/stream-scheduler.js';
 export { Flow, type FlowEvents, type FlowObserverEvents, type EndpointInput } from './control/flow.js';
 export type { FlowMediaStats, MonitoredFlowStats } from './control/flow-taps.js';

@@ -1,9 +1,13 @@
 /**
- * The demo's engine: an origin paces a synthetic MPEG-TS stream into one
- * replicate flow per tier; each flow fans it out to N loopback subscribers
- * that check TS continuity. Everything runs in this process, so what the
- * demo measures is the relay sharing one Node thread with origin and
- * subscribers — a floor, not a ceiling.
+ * The demo's engine: an origin streams MPEG-TS into one replicate flow
+ * per tier; each flow fans it out to N loopback subscribers that check TS
+ * continuity (plus, with `watch`, one more destination a person's player
+ * listens on). The origin is either the real H.264/AAC clip of
+ * media/demo-clip.m2t, looped and paced by its own PCRs (demo-clip.ts),
+ * or, given a bitrate, a synthetic stream at that rate (a load test).
+ * Everything runs in this process, so what the demo measures is the relay
+ * sharing one Node thread with origin and subscribers — a floor, not a
+ * ceiling.
  */
 import dgram from 'node:dgram';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -13,10 +17,14 @@ import type { TierName } from '../policy/schema.js';
 import type { FlowStats } from '../dataplane/common/counters.js';
 import { SyntheticTsStream } from '../media/ts-synth.js';
 import { TsContinuityChecker } from '../media/ts-checker.js';
+import { runClipOrigin } from './demo-clip.js';
 
 export interface DemoOptions {
   subscribers: number;
-  bitrateBps: number;
+  /** A synthetic stream at this rate; undefined: the clip, paced by its PCRs. */
+  bitrateBps?: number;
+  /** One more destination of the first tier's flow, for a player (e.g. udp://127.0.0.1:5000); not checked. */
+  watch?: string;
   durationMs: number;
   tiers: readonly TierName[];
   /** Ends the stream early when it resolves (a stop signal); the subscribers still drain and are counted. */
@@ -134,45 +142,27 @@ export async function runStreamDemo(opts: DemoOptions, onProgress: (p: DemoProgr
         name: `demo-${tier}`,
         type: 'replicate',
         listen: 'udp://127.0.0.1:0',
-        to: subscribers.map((s) => `udp://127.0.0.1:${s.socket.address().port}`),
+        to: [...subscribers.map((s) => `udp://127.0.0.1:${s.socket.address().port}`), ...(opts.watch && runs.length === 0 ? [opts.watch] : [])],
         allow: '127.0.0.1',
         payload: 'mpegts',
       });
       runs.push({ tier, sluice, flow, subscribers, sent: 0 });
     }
     await new Promise<void>((resolve) => origin.bind(0, '127.0.0.1', () => resolve()));
-
-    const stream = new SyntheticTsStream({ bitrateBps: opts.bitrateBps });
-    const intervalNs = stream.datagramIntervalNs;
-    const start = process.hrtime.bigint();
-    const endNs = BigInt(Math.round(opts.durationMs * 1e6));
-    let sent = 0;
-    let lastReport = { t: 0, sent: 0 };
     let stopped = false;
     void opts.stop?.then(() => (stopped = true));
-    for (;;) {
-      const elapsed = process.hrtime.bigint() - start;
-      if (elapsed >= endNs || stopped) break;
-      const due = Math.min(Math.floor(Number(elapsed) / intervalNs) + 1 - sent, MAX_CATCH_UP);
-      for (let i = 0; i < due; i++) {
-        const datagram = stream.nextDatagram();
-        for (const run of runs) {
-          origin.send(datagram, run.flow.listen.port, '127.0.0.1');
-          run.sent++;
-        }
-        sent++;
-      }
-      const ms = Number(elapsed / 1_000_000n);
-      if (ms - lastReport.t >= 1000) {
-        const dt = (ms - lastReport.t) / 1000;
-        const pps = (sent - lastReport.sent) / dt;
-        onProgress({ elapsedMs: ms, packetsPerSecond: pps, rateBps: pps * 1316 * 8, tiers: runs.map((r) => report(r, false)) });
-        lastReport = { t: ms, sent };
-      }
-      // Node timers fire at 1 ms granularity at best: each tick sends what is due.
-      await sleep(1);
-    }
-    const totalMs = Number((process.hrtime.bigint() - start) / 1_000_000n);
+    let totalMs: number;
+    let sent = 0;
+    if (opts.bitrateBps === undefined) {
+      const clip = await runClipOrigin({
+        runs,
+        durationMs: opts.durationMs,
+        stopped: () => stopped,
+        onProgress: (elapsedMs, rateBps, pps) => onProgress({ elapsedMs, rateBps, packetsPerSecond: pps, tiers: runs.map((r) => report(r, false)) }),
+      });
+      totalMs = clip.elapsedMs;
+      sent = clip.datagrams;
+    } else ({ totalMs, sent } = await runSynthetic(origin, runs, { ...opts, bitrateBps: opts.bitrateBps }, () => stopped, onProgress));
 
     // Drain: wait until every subscriber has everything, or nothing moves for 500 ms (max 3 s).
     const expected = () => runs.every((r) => r.subscribers.every((s) => s.received >= r.sent));
@@ -207,4 +197,43 @@ export async function runStreamDemo(opts: DemoOptions, onProgress: (p: DemoProgr
       for (const s of r.subscribers) s.socket.close();
     }
   }
+}
+
+/** The synthetic origin: datagrams of a SyntheticTsStream at the bitrate, paced by 1 ms timers, into every run's flow. */
+async function runSynthetic(
+  origin: dgram.Socket,
+  runs: TierRun[],
+  opts: DemoOptions & { bitrateBps: number },
+  stopped: () => boolean,
+  onProgress: (p: DemoProgress) => void,
+): Promise<{ totalMs: number; sent: number }> {
+  const stream = new SyntheticTsStream({ bitrateBps: opts.bitrateBps });
+  const intervalNs = stream.datagramIntervalNs;
+  const start = process.hrtime.bigint();
+  const endNs = BigInt(Math.round(opts.durationMs * 1e6));
+  let sent = 0;
+  let lastReport = { t: 0, sent: 0 };
+  for (;;) {
+    const elapsed = process.hrtime.bigint() - start;
+    if (elapsed >= endNs || stopped()) break;
+    const due = Math.min(Math.floor(Number(elapsed) / intervalNs) + 1 - sent, MAX_CATCH_UP);
+    for (let i = 0; i < due; i++) {
+      const datagram = stream.nextDatagram();
+      for (const run of runs) {
+        origin.send(datagram, run.flow.listen.port, '127.0.0.1');
+        run.sent++;
+      }
+      sent++;
+    }
+    const ms = Number(elapsed / 1_000_000n);
+    if (ms - lastReport.t >= 1000) {
+      const dt = (ms - lastReport.t) / 1000;
+      const pps = (sent - lastReport.sent) / dt;
+      onProgress({ elapsedMs: ms, packetsPerSecond: pps, rateBps: pps * 1316 * 8, tiers: runs.map((r) => report(r, false)) });
+      lastReport = { t: ms, sent };
+    }
+    // Node timers fire at 1 ms granularity at best: each tick sends what is due.
+    await sleep(1);
+  }
+  return { totalMs: Number((process.hrtime.bigint() - start) / 1_000_000n), sent };
 }

@@ -16,7 +16,10 @@ import { durationText } from './progress.js';
 
 export interface DemoCliOptions {
   subscribers: number;
-  bitrateBps: number;
+  /** A synthetic stream at this rate instead of the clip. */
+  bitrateBps?: number;
+  /** One more destination for a player, e.g. udp://127.0.0.1:5000. */
+  watch?: string;
   durationMs: number;
   /** `auto`, `all`, or a comma-separated list of tiers. */
   tiers: string;
@@ -62,9 +65,17 @@ export async function runDemo(opts: DemoCliOptions): Promise<number> {
 async function demo(opts: DemoCliOptions, stop: StopListener): Promise<number> {
   const tiers = await resolveTiers(opts.tiers);
   if (!opts.json) {
+    const source =
+      opts.bitrateBps === undefined
+        ? 'a 10 s H.264/AAC MPEG-TS clip (media/demo-clip.m2t), looped and paced by its PCRs,'
+        : `${mbit(opts.bitrateBps)} synthetic MPEG-TS (7 TS packets per datagram)`;
     process.stderr.write(
-      `sluice demo: ${mbit(opts.bitrateBps)} synthetic MPEG-TS (7 TS packets per datagram) for ${opts.durationMs / 1000} s, ` +
-        `origin -> replicate -> ${opts.subscribers} subscribers, tier(s): ${tiers.join(', ')}\n`,
+      `sluice demo: ${source} for ${opts.durationMs / 1000} s, origin -> replicate -> ${opts.subscribers} subscribers, tier(s): ${tiers.join(', ')}\n` +
+        (opts.watch
+          ? `sluice demo: also to ${opts.watch} — watch it: ffplay ${opts.watch.replace(/^udp:\/\/[^:]+:/, 'udp://127.0.0.1:')} (or VLC: Media > Open Network Stream)\n`
+          : opts.bitrateBps === undefined
+            ? 'sluice demo: to watch it, add --watch udp://127.0.0.1:5000 and run: ffplay udp://127.0.0.1:5000\n'
+            : ''),
     );
   }
   // On a terminal the live line is redrawn in place (never wider than the terminal: a wrapped line cannot be).
@@ -79,7 +90,17 @@ async function demo(opts: DemoCliOptions, stop: StopListener): Promise<number> {
   };
   let result: Awaited<ReturnType<typeof runStreamDemo>>;
   try {
-    result = await runStreamDemo({ subscribers: opts.subscribers, bitrateBps: opts.bitrateBps, durationMs: opts.durationMs, tiers, stop: stop.signal }, live);
+    result = await runStreamDemo(
+      {
+        subscribers: opts.subscribers,
+        ...(opts.bitrateBps !== undefined ? { bitrateBps: opts.bitrateBps } : {}),
+        ...(opts.watch !== undefined ? { watch: opts.watch } : {}),
+        durationMs: opts.durationMs,
+        tiers,
+        stop: stop.signal,
+      },
+      live,
+    );
   } finally {
     if (drawn) process.stderr.write('\r\x1b[2K');
   }

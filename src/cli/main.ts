@@ -12,6 +12,7 @@ import { parseFlowPolicy } from '../policy/validate.js';
 import { TIER_NAMES, type FlowPolicy, type TierChoice } from '../policy/schema.js';
 import { MAX_UDP_PAYLOAD } from '../wire/udp.js';
 import { PAYLOAD_FORMATS } from '../wire/payload-format.js';
+import type { StreamPace } from '../sender/pace-types.js';
 import { probeTiers } from '../dataplane/tiers.js';
 import { NotSupportedError, PolicyValidationError, SluiceError } from '../errors.js';
 import { runTpo, runStatus } from './tpo.js';
@@ -191,31 +192,40 @@ export function buildProgram(exit: (code: number) => void): Command {
 
   program
     .command('write')
-    .description('send a file to several destinations, cut into packets, destinations interleaved; with --bitrate, paced')
+    .description('send a file to several destinations, cut into packets, destinations interleaved; with --bitrate or --pace, paced')
     .requiredOption('--file <path>', 'file to send')
     .requiredOption('--to <url>', 'destination (repeat for several)', collect, [])
-    .option('--packet-size <bytes>', 'largest datagram payload', positiveInt(MAX_UDP_PAYLOAD), 1472)
+    .option('--packet-size <bytes>', 'largest datagram payload (default 1472; 1316 with --pace pcr; 65507 with --pace rtp)', positiveInt(MAX_UDP_PAYLOAD))
     .option('--burst <n>', 'packets per destination before the next (1 = strict interleave)', positiveInt(64), 1)
     .option('--bitrate <rate>', 'pace: each destination gets the file as its own stream at this rate, bits/s (e.g. 4M, 800k, 2500000)', (v) => {
       const b = parseBitrate(v);
       if (b === undefined) throw new CliArgError('expected a bitrate in bits per second such as 4M, 2.5M, 800k or 2500000');
       return b;
     })
+    .addOption(
+      new Option(
+        '--pace <clock>',
+        "pace by the file's own clock: pcr (MPEG-TS PCRs), rtp (RTP timestamps; the file holds RTP packets each after a 16-bit length, RFC 4571), or bitrate (--bitrate)",
+      ).choices(['pcr', 'rtp', 'bitrate']),
+    )
+    .option('--clock-rate <hz>', 'RTP clock rate with --pace rtp (default 90000)', positiveInt(10_000_000))
     .addOption(tierOption())
     .addOption(progressIntervalOption())
     .option('--json', 'machine-readable output')
     .addHelpText(
       'after',
-      '\nExamples:\n  sluice write --file f.bin --to udp://127.0.0.1:6000 --to udp://127.0.0.1:6001\n  sluice write --file movie.ts --packet-size 1316 --bitrate 4M --to udp://198.51.100.7:5000 --to udp://198.51.100.8:5000',
+      '\nExamples:\n  sluice write --file f.bin --to udp://127.0.0.1:6000 --to udp://127.0.0.1:6001\n  sluice write --file movie.ts --pace pcr --to udp://198.51.100.7:5000 --to udp://198.51.100.8:5000\n  sluice write --file movie.ts --packet-size 1316 --bitrate 4M --to udp://198.51.100.7:5000',
     )
     .action(async (o) => {
       exit(
         await runWrite({
           file: o.file,
           to: o.to,
-          packetSize: o.packetSize,
+          packetSize: o.packetSize ?? (o.pace === 'pcr' ? 1316 : o.pace === 'rtp' ? MAX_UDP_PAYLOAD : 1472),
           burst: o.burst,
           bitrate: o.bitrate,
+          pace: o.pace as StreamPace | undefined,
+          clockRate: o.clockRate,
           tier: o.tier as TierChoice,
           json: !!o.json,
           progressIntervalS: o.progressInterval,
@@ -305,18 +315,14 @@ export function buildProgram(exit: (code: number) => void): Command {
 
   program
     .command('demo')
-    .description('origin → relay → N subscribers: a paced synthetic MPEG-TS stream, checked for loss')
+    .description('origin → relay → N subscribers: a real H.264/AAC MPEG-TS clip paced by its PCRs (or, with --bitrate, a synthetic stream), checked for loss')
     .option('--subscribers <n>', 'subscribers per tier', positiveInt(4096), 8)
-    .option(
-      '--bitrate <rate>',
-      'stream bitrate, e.g. 20M, 500k',
-      (v) => {
-        const b = parseBitrate(v);
-        if (b === undefined) throw new CliArgError('expected a bitrate such as 20M, 2.5M or 800k');
-        return b;
-      },
-      20_000_000,
-    )
+    .option('--bitrate <rate>', 'instead of the clip, a synthetic stream at this bitrate, e.g. 20M, 500k (a load test)', (v) => {
+      const b = parseBitrate(v);
+      if (b === undefined) throw new CliArgError('expected a bitrate such as 20M, 2.5M or 800k');
+      return b;
+    })
+    .option('--watch <url>', 'also send the stream to this destination for a player, e.g. udp://127.0.0.1:5000, then: ffplay udp://127.0.0.1:5000')
     .option(
       '--duration <time>',
       'how long to stream, e.g. 10s, 500ms, 2m',
@@ -330,7 +336,7 @@ export function buildProgram(exit: (code: number) => void): Command {
     .option('--tier <tiers>', 'tier(s) to relay through: auto, all, or a comma list (e.g. portable,batched)', 'auto')
     .option('--json', 'machine-readable JSON lines on stdout')
     .action(async (o) => {
-      exit(await runDemo({ subscribers: o.subscribers, bitrateBps: o.bitrate, durationMs: o.duration, tiers: o.tier, json: !!o.json }));
+      exit(await runDemo({ subscribers: o.subscribers, bitrateBps: o.bitrate, watch: o.watch, durationMs: o.duration, tiers: o.tier, json: !!o.json }));
     });
 
   return program;

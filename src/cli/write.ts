@@ -1,7 +1,9 @@
 /**
  * `sluice write`: a file to several destinations, cut into packets,
- * destinations interleaved; with --bitrate, each destination gets the file
- * as its own paced stream.
+ * destinations interleaved; paced (--bitrate, or --pace pcr|rtp: by the
+ * stream's own clock), each destination gets the file as its own stream.
+ * An unpaced write of a file that looks like MPEG-TS warns: players drop
+ * most frames of a TS file sent as fast as the link goes.
  *
  * Both forms show live progress (progress.ts) and stop early on SIGINT or
  * SIGTERM: the packets not yet handed to the kernel are not sent, the
@@ -17,7 +19,9 @@ import { EXIT, emitJson, engineText, table } from './output.js';
 import { Progress } from './progress.js';
 import { listenForStop, type StopListener } from './signals.js';
 import type { WriteDestination, WriteResult } from '../sender/results.js';
-import type { SchedulerStats, StreamHandle, StreamScheduler, StreamStats } from '../sender/stream-scheduler.js';
+import type { SchedulerStats, StreamHandle, StreamPace, StreamScheduler, StreamStats } from '../sender/stream-scheduler.js';
+import { rtpFraming } from '../sender/pace-rtp.js';
+import { looksLikeTs } from './ts-sniff.js';
 
 export interface WriteOptions {
   file: string;
@@ -25,6 +29,10 @@ export interface WriteOptions {
   packetSize: number;
   burst: number;
   bitrate?: number;
+  /** What paces the write (default: --bitrate if given, else unpaced). 'bitrate' needs `bitrate`. */
+  pace?: StreamPace;
+  /** RTP clock rate, Hz (pace 'rtp'). */
+  clockRate?: number;
   tier: TierChoice;
   json: boolean;
   /** Seconds between progress lines off a terminal, or JSON progress events (default: progress.ts). */
@@ -43,10 +51,19 @@ export const MAX_STREAM_FILE_BYTES = 1024 * 1024 * 1024;
 export const CHUNK_BYTES = 4 << 20;
 
 export async function runWrite(opts: WriteOptions): Promise<number> {
-  const data = readWriteFile(opts.file, opts.to.length, opts.bitrate !== undefined);
+  const pace = opts.pace ?? (opts.bitrate !== undefined ? 'bitrate' : undefined);
+  if (pace === 'bitrate' && opts.bitrate === undefined) {
+    throw new PolicyValidationError([{ path: '--pace', message: 'bitrate pacing needs --bitrate RATE' }], 'invalid write');
+  }
+  const data = readWriteFile(opts.file, opts.to.length, pace !== undefined);
+  if (pace === undefined && looksLikeTs(data)) {
+    process.stderr.write(
+      `sluice write: warning: ${opts.file} looks like MPEG-TS; unpaced, it leaves as fast as the link goes and players lose most frames: add --pace pcr (its own clock) or --bitrate RATE\n`,
+    );
+  }
   const stop = listenForStop();
   try {
-    if (opts.bitrate !== undefined) return await writeAtBitrate(data, { ...opts, bitrate: opts.bitrate }, stop);
+    if (pace !== undefined) return await writePaced(data, { ...opts, pace }, stop);
     return await writeUnpaced(data, opts, stop);
   } finally {
     stop.dispose();
@@ -206,30 +223,61 @@ function formatRate(bps: number): string {
   return bps.toFixed(0);
 }
 
-/** Adds one stream per destination; a bad destination is a usage error naming --to. */
-function addStreams(sched: StreamScheduler, data: Buffer, to: string[], bitrate: number): StreamHandle[] {
-  return to.map((dest, i) => {
+type PacedOptions = WriteOptions & { pace: StreamPace };
+
+/** `at 4.000Mbit/s`, or `by PCR (10.0 s of media)`. */
+function paceText(opts: PacedOptions, s: StreamStats | undefined): string {
+  if (opts.pace === 'bitrate') return `at ${formatRate(opts.bitrate ?? 0)}bit/s`;
+  const media = s?.passMs !== undefined ? ` (${(s.passMs / 1000).toFixed(1)} s of media)` : '';
+  return `by ${opts.pace === 'pcr' ? 'PCR' : 'RTP timestamps'}${media}`;
+}
+
+/** Adds one stream per destination; a bad destination is a usage error naming --to, data that does not give its clock one naming --file. */
+function addStreams(sched: StreamScheduler, data: Buffer, opts: PacedOptions): StreamHandle[] {
+  return opts.to.map((dest, i) => {
     try {
-      return sched.add({ id: String(i + 1), to: dest, bitrate, data });
+      return sched.add({
+        id: String(i + 1),
+        to: dest,
+        data,
+        pace: opts.pace,
+        ...(opts.bitrate !== undefined ? { bitrate: opts.bitrate } : {}),
+        ...(opts.clockRate !== undefined ? { clockRate: opts.clockRate } : {}),
+      });
     } catch (err) {
       if ((err as { code?: unknown }).code !== 'SLUICE_ERR_INVALID_ARGUMENT') throw err;
-      throw new PolicyValidationError([{ path: '--to', message: `${dest}: ${(err as Error).message.replace(/^stream '[^']*': to: /, '')}` }], 'invalid write');
+      const message = (err as Error).message;
+      if (/^stream '[^']*': to: /.test(message)) {
+        throw new PolicyValidationError([{ path: '--to', message: `${dest}: ${message.replace(/^stream '[^']*': to: /, '')}` }], 'invalid write');
+      }
+      throw new PolicyValidationError([{ path: '--file', message: `${opts.file}: ${message.replace(/^stream '[^']*': /, '')}` }], 'invalid write');
     }
   });
 }
 
+/** Datagrams per destination of a paced write: the file cut every packet size, or its RTP packets. */
+function datagramsOf(data: Buffer, opts: PacedOptions): number {
+  if (opts.pace !== 'rtp') return Math.ceil(data.byteLength / opts.packetSize);
+  try {
+    return rtpFraming(data, opts.packetSize).offsets.length;
+  } catch {
+    return 0; // add() says what is wrong with the file
+  }
+}
+
 /**
- * `sluice write --bitrate`: every destination gets the whole file as its
- * own stream at the bitrate, all paced by one stream scheduler (one write
- * per tick carrying every destination's due packets); reports each
+ * `sluice write --bitrate` or `--pace pcr|rtp`: every destination gets
+ * the whole file as its own stream, at the bitrate or by the file's own
+ * clock, all paced by one stream scheduler (one write per tick or due
+ * time, carrying every destination's due packets); reports each
  * destination's counters, lateness and achieved rate once all are done,
  * or once a stop signal closed the scheduler (its streams end 'closed').
  */
-async function writeAtBitrate(data: Buffer, opts: WriteOptions & { bitrate: number }, stop: StopListener): Promise<number> {
+async function writePaced(data: Buffer, opts: PacedOptions, stop: StopListener): Promise<number> {
   if (opts.to.length === 0) throw new PolicyValidationError([{ path: '--to', message: 'give at least one destination' }], 'invalid write');
   const sender = await Sender.open({ tier: opts.tier });
   const { engine, tier } = sender;
-  const packets = opts.to.length * Math.ceil(data.byteLength / opts.packetSize);
+  const packets = opts.to.length * datagramsOf(data, opts);
   let finals: StreamStats[];
   let sched: StreamScheduler;
   let totals: SchedulerStats;
@@ -242,7 +290,7 @@ async function writeAtBitrate(data: Buffer, opts: WriteOptions & { bitrate: numb
     t0 = performance.now();
     sched = sender.streams({ packetSize: opts.packetSize, burst: opts.burst });
     try {
-      const handles = addStreams(sched, data, opts.to, opts.bitrate);
+      const handles = addStreams(sched, data, opts);
       progress = new Progress({
         label: 'sluice write',
         json: opts.json,
@@ -250,15 +298,17 @@ async function writeAtBitrate(data: Buffer, opts: WriteOptions & { bitrate: numb
         read: () => {
           const now = handles.map((h) => h.stats());
           const bytes = now.reduce((n, s) => n + s.bytes, 0);
-          // Every stream carries the same file at the same rate: the slowest decides.
+          // Every stream carries the same file at the same pace: the slowest decides.
           const behind = Math.max(...now.map((s) => s.size - s.bytes));
+          const clock = now[0]?.passMs;
+          const etaMs = clock !== undefined ? Math.max(0, clock - Math.min(...now.map((s) => s.elapsedMs))) : (behind * 8 * 1000) / now[0]!.bitrate;
           return {
             unit: 'packets',
             sent: now.reduce((n, s) => n + s.packets, 0),
             total: packets,
             bytes,
             totalBytes: data.byteLength * opts.to.length,
-            etaMs: (behind * 8 * 1000) / opts.bitrate,
+            etaMs,
           };
         },
       });
@@ -295,7 +345,9 @@ async function writeAtBitrate(data: Buffer, opts: WriteOptions & { bitrate: numb
     emitJson('write', {
       engine,
       tier,
-      bitrate: opts.bitrate,
+      pace: opts.pace,
+      ...(opts.bitrate !== undefined ? { bitrate: opts.bitrate } : {}),
+      ...(finals[0]?.passMs !== undefined ? { mediaMs: finals[0].passMs } : {}),
       packets,
       sent,
       bytes,
@@ -328,7 +380,7 @@ async function writeAtBitrate(data: Buffer, opts: WriteOptions & { bitrate: numb
       )}\n`,
     );
     process.stdout.write(
-      `${engineText({ engine, tier })}: ${sent} of ${packets} packets, ${bytes} bytes in ${elapsedMs.toFixed(1)} ms; ${finals.length} stream(s) at ${formatRate(opts.bitrate)}bit/s, achieved ${formatRate(achievedBitrate)}bit/s per destination; ${totals.ticks} ticks of ${f(totals.tickMs)} ms, ${totals.writes} writes, ${totals.overruns} overruns\n`,
+      `${engineText({ engine, tier })}: ${sent} of ${packets} packets, ${bytes} bytes in ${elapsedMs.toFixed(1)} ms; ${finals.length} stream(s) ${paceText(opts, finals[0])}, achieved ${formatRate(achievedBitrate)}bit/s per destination; ${opts.pace === 'bitrate' ? `${totals.ticks} ticks of ${f(totals.tickMs)} ms` : `${totals.ticks} wake-ups at due times`}, ${totals.writes} writes, ${totals.overruns} overruns\n`,
     );
     if (interrupted) process.stdout.write(interruptedText(interrupted, sent, packets, notSent));
   }

@@ -96,9 +96,10 @@ export class Sender {
 
   /**
    * A stream scheduler whose writes go through write(): streams added to
-   * it, each with its own destination, data and bitrate, are paced
-   * together, everything due from all of them going out as one write per
-   * tick (docs/POLICY.md, "Stream scheduler"). close() closes it first
+   * it, each with its own destination, data and bitrate (or `pace: 'pcr'`
+   * / `'rtp'`: the media's own clock, docs/API.md), are paced together,
+   * everything due from all of them going out as one write per tick or
+   * due time (docs/POLICY.md, "Stream scheduler"). close() closes it first
    * (its streams end as 'closed'), so closing it yourself is optional.
    */
   streams(options: StreamSchedulerOptions): StreamScheduler {

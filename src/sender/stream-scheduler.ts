@@ -27,6 +27,12 @@
  * and counts an overrun, and the next tick carries everything due by then
  * (so per-stream order is kept across writes).
  *
+ * Streams paced by their own clock (`pace: 'pcr' | 'rtp'`, stream.ts)
+ * have a due time per datagram instead: a DueTimer (tick-grid.ts) wakes
+ * the scheduler at the earliest of them, and that wake-up's write carries
+ * everything due from every stream. The grid runs only while streams
+ * paced by bitrate do; the tick rule counts only them.
+ *
  * Lateness of a packet is the time between its ideal due time and the
  * tick that hands it to the write; with ticks of T ms it is spread over
  * [0, T] on an idle machine (p50 ≈ T/2) and grows when ticks or writes run
@@ -34,83 +40,40 @@
  * max) so a stream of hours costs no memory per packet.
  */
 import { EventEmitter } from 'node:events';
-import { formatEndpoint, parseEndpointInput, type EndpointInput } from '../wire/endpoint.js';
-import { MAX_BATCH_BYTES, MAX_SUBSCRIBERS, type SegmentPolicy } from '../policy/schema.js';
+import { formatEndpoint, parseEndpointInput } from '../wire/endpoint.js';
+import { MAX_BATCH_BYTES, MAX_SUBSCRIBERS } from '../policy/schema.js';
 import { parseSegment } from '../policy/validate.js';
 import { ClosedError, ConflictError, InvalidArgumentError } from '../errors.js';
-import type { Percentiles, WriteResult } from './results.js';
+import type { WriteResult } from './results.js';
 import { Histogram } from './histogram.js';
+import { STREAM_PACES } from './pace-types.js';
 import { Stream, type StreamHandle, type StreamInput, type StreamStats, type StreamStatus } from './stream.js';
-import { TickGrid } from './tick-grid.js';
+import { DueTimer, TickGrid } from './tick-grid.js';
 
 export type { StreamHandle, StreamInput, StreamStats, StreamStatus } from './stream.js';
-
-/** Packets one tick's write should carry at the aggregate rate of all streams. */
-export const TICK_PACKETS = 64;
-/** Shortest tick: Node timers (on the application's thread) cannot keep up below 1 ms. */
-export const MIN_TICK_MS = 1;
-/** Longest tick: beyond it a stream's per-tick burst strains receiver and switch buffers. */
-export const MAX_TICK_MS = 10;
-
-/**
- * The tick rule: the time `totalBitrate` (bits/s, all streams) takes to
- * produce TICK_PACKETS packets of `packetSize` bytes, clamped to
- * [MIN_TICK_MS, MAX_TICK_MS]. No rate (no stream) gives MAX_TICK_MS.
- */
-export function streamTickMs(totalBitrate: number, packetSize: number): number {
-  if (!(totalBitrate > 0)) return MAX_TICK_MS;
-  const ms = (TICK_PACKETS * packetSize * 8 * 1000) / totalBitrate;
-  return Math.min(MAX_TICK_MS, Math.max(MIN_TICK_MS, ms));
-}
-
-/** One entry of a write the scheduler issues: a subarray of a stream's data. */
-export interface StreamWriteEntry {
-  /** The stream's destination, `udp://host:port`. */
-  readonly to: string;
-  readonly data: Uint8Array;
-}
-
-/** Options of every write the scheduler issues. */
-export type StreamWriteOptions = Omit<SegmentPolicy, 'type' | 'entries' | 'name'> & { packetSize: number; burst: number };
-
-/** What the scheduler writes through: Sluice.write, or any function of that shape (a test fake, another engine). */
-export type StreamWriteFn = (entries: StreamWriteEntry[], options: StreamWriteOptions) => Promise<WriteResult>;
-
-export interface StreamSchedulerOptions {
-  /** Largest datagram payload, bytes (1..65507; 1316 = 7 MPEG-TS packets, 1472 fills a 1500-byte IPv4 MTU). */
-  packetSize: number;
-  /** Packets to one destination before the next within a write (1..64, default 1: strict interleave). */
-  burst?: number;
-  /** Fixed tick, ms (1..1000), instead of the tick rule. */
-  tickMs?: number;
-  /** Passed to every write (docs/POLICY.md, segment). */
-  gso?: 'auto' | 'never';
-  zeroCopy?: 'auto' | 'never';
-  from?: EndpointInput;
-}
-
-export interface SchedulerStats {
-  /** The tick in force (the rule's, or the override). */
-  readonly tickMs: number;
-  /** Unfinished streams. */
-  readonly streams: number;
-  readonly ticks: number;
-  readonly writes: number;
-  /** Ticks that found the previous write still running (their data went with the next write). */
-  readonly overruns: number;
-  readonly packets: number;
-  readonly bytes: number;
-  readonly errors: number;
-  /** How long the writes took, ms. */
-  readonly writeMs: Percentiles;
-}
-
-export interface StreamSchedulerEvents {
-  /** A stream ended (finished, removed, closed or failed), with its final counters. */
-  end: [stats: StreamStats];
-  /** A write rejected: the scheduler stopped and every stream ended as 'failed'. Emitted only when listened to. */
-  error: [err: Error];
-}
+export type { StreamPace } from './pace-types.js';
+export {
+  TICK_PACKETS,
+  MIN_TICK_MS,
+  MAX_TICK_MS,
+  streamTickMs,
+  type StreamWriteEntry,
+  type StreamWriteOptions,
+  type StreamWriteFn,
+  type StreamSchedulerOptions,
+  type SchedulerStats,
+  type StreamSchedulerEvents,
+} from './stream-scheduler-types.js';
+import {
+  MIN_TICK_MS,
+  streamTickMs,
+  type SchedulerStats,
+  type StreamSchedulerEvents,
+  type StreamSchedulerOptions,
+  type StreamWriteEntry,
+  type StreamWriteFn,
+  type StreamWriteOptions,
+} from './stream-scheduler-types.js';
 
 /**
  * Paces many streams, each at its own bitrate, through one write per tick
@@ -138,10 +101,15 @@ export class StreamScheduler extends EventEmitter<StreamSchedulerEvents> {
   readonly #tickOverride: number | undefined;
   /** Unfinished streams (running, or ending with a write in flight), by id. */
   readonly #streams = new Map<string, Stream>();
-  /** Σ bitrate of the streams still taking data. */
+  /** Σ bitrate of the bitrate-paced streams still taking data, and how many they are. */
   #rate = 0;
+  #ratePaced = 0;
+  /** Streams still taking data. */
   #running = 0;
   readonly #grid: TickGrid;
+  readonly #due = new DueTimer(() => {
+    if (!this.#closed) this.#tick();
+  });
   #inFlight: Promise<void> | undefined;
   #closed = false;
   #closing: Promise<SchedulerStats> | undefined;
@@ -184,7 +152,7 @@ export class StreamScheduler extends EventEmitter<StreamSchedulerEvents> {
     this.#grid = new TickGrid(o.tickMs ?? streamTickMs(0, spec.packetSize), () => {
       if (this.#closed) return false;
       this.#tick();
-      return !this.#closed && this.#running !== 0;
+      return !this.#closed && this.#ratePaced !== 0;
     });
   }
 
@@ -203,24 +171,28 @@ export class StreamScheduler extends EventEmitter<StreamSchedulerEvents> {
   }
 
   /**
-   * Starts a stream now: its first packet is due one packet time from now.
-   * Throws InvalidArgumentError for a bad id, destination, bitrate or data,
+   * Starts a stream now: its first packet is due one packet time from now
+   * (paced by bitrate), or now (paced by its clock). Throws
+   * InvalidArgumentError for a bad id, destination, bitrate, pace or data
+   * (a clock-paced stream whose data does not give its clock),
    * ConflictError when an unfinished stream has the id, ClosedError after close().
    */
   add(input: StreamInput): StreamHandle {
     if (this.#closed) throw new ClosedError('StreamScheduler');
     if (typeof input !== 'object' || input === null) throw new InvalidArgumentError('stream: expected { id, to, bitrate, data }');
     const { id, bitrate, data } = input;
+    const pace = input.pace ?? 'bitrate';
     if (typeof id !== 'string' || id.length < 1 || id.length > 64) throw new InvalidArgumentError('stream id: expected a string of 1 to 64 characters');
     if (this.#streams.has(id)) throw new ConflictError(`stream '${id}' is already running`);
-    if (typeof bitrate !== 'number' || !Number.isFinite(bitrate) || bitrate <= 0) {
+    if (!STREAM_PACES.includes(pace)) throw new InvalidArgumentError(`stream '${id}': pace must be one of ${STREAM_PACES.join(', ')} (got ${String(pace)})`);
+    if ((pace === 'bitrate' || bitrate !== undefined) && (typeof bitrate !== 'number' || !Number.isFinite(bitrate) || bitrate <= 0)) {
       throw new InvalidArgumentError(`stream '${id}': bitrate must be a positive number of bits per second (got ${String(bitrate)})`);
     }
     if (!(data instanceof Uint8Array)) throw new InvalidArgumentError(`stream '${id}': data must be a Uint8Array (or Buffer)`);
     if (input.loop && data.byteLength === 0) throw new InvalidArgumentError(`stream '${id}': a looping stream needs data`);
     const to = typeof input.to === 'string' || (typeof input.to === 'object' && input.to !== null) ? parseEndpointInput(input.to) : undefined;
     if (!to?.ok) throw new InvalidArgumentError(`stream '${id}': to: ${to ? to.reason : 'expected udp://host:port or { host, port }'}`);
-    const s = new Stream(this, input, formatEndpoint(to.endpoint));
+    const s = new Stream(this, input, formatEndpoint(to.endpoint), this.#packetSize);
     this.#streams.set(id, s);
     if (data.byteLength === 0) {
       // Nothing to send: finished at once (after add returns, so 'end' listeners can be attached).
@@ -228,9 +200,13 @@ export class StreamScheduler extends EventEmitter<StreamSchedulerEvents> {
       queueMicrotask(() => this.#end(s, 'finished'));
       return s;
     }
-    this.#rate += bitrate;
     this.#running++;
+    if (!s.clockPaced) {
+      this.#rate += s.bitrate;
+      this.#ratePaced++;
+    }
     this.#retime();
+    this.#armDue();
     return s;
   }
 
@@ -276,6 +252,7 @@ export class StreamScheduler extends EventEmitter<StreamSchedulerEvents> {
     this.#closing ??= (async () => {
       this.#closed = true;
       this.#grid.stop();
+      this.#due.stop();
       await this.#inFlight;
       // Nothing is in flight now: what is left was still running.
       for (const s of [...this.#streams.values()]) this.#end(s, s.ending ?? 'closed');
@@ -287,19 +264,13 @@ export class StreamScheduler extends EventEmitter<StreamSchedulerEvents> {
   /** The stream takes no more data; the tick follows the remaining rate. */
   #stopTaking(s: Stream, why: 'finished' | 'removed'): void {
     s.ending = why;
-    this.#rate -= s.bitrate;
-    this.#running--;
-    if (this.#running === 0) this.#rate = 0; // no float residue
+    this.#untake(s);
     this.#retime();
   }
 
   #end(s: Stream, status: Exclude<StreamStatus, 'running'>): void {
     if (s.status !== 'running') return;
-    if (s.ending === undefined) {
-      this.#rate -= s.bitrate;
-      this.#running--;
-      if (this.#running === 0) this.#rate = 0;
-    }
+    if (s.ending === undefined) this.#untake(s);
     s.ending = status;
     s.status = status;
     s.endedAt = performance.now();
@@ -307,13 +278,38 @@ export class StreamScheduler extends EventEmitter<StreamSchedulerEvents> {
     const final = s.stats();
     s.resolveDone(final);
     this.emit('end', final);
-    if (this.#running === 0) this.#grid.stop();
+    if (this.#running === 0) {
+      this.#grid.stop();
+      this.#due.stop();
+    }
+  }
+
+  /** A stream stops taking data: out of the counts (and the tick rule, if paced by bitrate). */
+  #untake(s: Stream): void {
+    this.#running--;
+    if (!s.clockPaced) {
+      this.#rate -= s.bitrate;
+      this.#ratePaced--;
+      if (this.#ratePaced === 0) this.#rate = 0; // no float residue
+    }
+  }
+
+  /** Wakes at the earliest due time of the clock-paced streams (none while a write is in flight: its end re-arms). */
+  #armDue(): void {
+    if (this.#closed || this.#inFlight) return;
+    let at = Infinity;
+    for (const s of this.#streams.values()) {
+      if (s.ending !== undefined || !s.clockPaced) continue;
+      const due = s.nextDueAt();
+      if (due !== undefined && due < at) at = due;
+    }
+    if (at !== Infinity) this.#due.wakeAt(at);
   }
 
   /** Recomputes the tick (the rule over the streams still taking data, or the override) and retimes the grid. */
   #retime(): void {
     if (this.#closed) return;
-    if (this.#running === 0) {
+    if (this.#ratePaced === 0) {
       this.#grid.stop();
       return;
     }
@@ -331,19 +327,20 @@ export class StreamScheduler extends EventEmitter<StreamSchedulerEvents> {
     const owners: Stream[] = [];
     let budget = MAX_BATCH_BYTES;
     const finished: Stream[] = [];
+    const views: Uint8Array[] = [];
     for (const s of this.#streams.values()) {
       if (s.ending !== undefined) continue;
-      const view = s.take(now, this.#packetSize, budget);
-      if (view) {
+      views.length = 0;
+      budget -= s.takeInto(now, this.#packetSize, budget, views, MAX_SUBSCRIBERS - entries.length);
+      for (const view of views) {
         entries.push({ to: s.to, data: view });
         owners.push(s);
-        budget -= view.byteLength;
       }
-      if (!s.loop && s.issued >= s.data.byteLength) finished.push(s);
+      if (s.exhausted) finished.push(s);
       if (entries.length >= MAX_SUBSCRIBERS || budget < this.#packetSize) break;
     }
     for (const s of finished) this.#stopTaking(s, 'finished');
-    if (entries.length === 0) return;
+    if (entries.length === 0) return this.#armDue();
     for (const s of owners) s.inFlight = true;
     this.#writes++;
     const t0 = performance.now();
@@ -354,7 +351,10 @@ export class StreamScheduler extends EventEmitter<StreamSchedulerEvents> {
       p = Promise.reject(err);
     }
     this.#inFlight = p.then(
-      (r) => this.#settle(entries, owners, r, t0),
+      (r) => {
+        this.#settle(entries, owners, r, t0);
+        this.#armDue();
+      },
       (err: unknown) => this.#fail(err instanceof Error ? err : new Error(String(err)), owners),
     );
   }
@@ -389,6 +389,7 @@ export class StreamScheduler extends EventEmitter<StreamSchedulerEvents> {
     this.#error = err;
     this.#closed = true;
     this.#grid.stop();
+    this.#due.stop();
     // Every unfinished stream was running or had data in this write.
     for (const s of [...this.#streams.values()]) {
       s.error = err.message;

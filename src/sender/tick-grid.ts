@@ -81,3 +81,40 @@ export class TickGrid {
     this.#arm(this.#anchor + this.#k * this.#tickMs, now);
   };
 }
+
+/**
+ * The timer of streams paced by their own clock: one wake-up at the
+ * earliest due time any of them has (per-datagram schedules), instead of a
+ * fixed grid, so that their datagrams leave with the spacing of their
+ * clock (to the timer's ~1 ms), not in tick-sized clumps. One timer for
+ * all such streams of a scheduler: they share its send loop.
+ */
+export class DueTimer {
+  readonly #onDue: () => void;
+  #timer: NodeJS.Timeout | undefined;
+  #at = Infinity;
+
+  constructor(onDue: () => void) {
+    this.#onDue = onDue;
+  }
+
+  /** Wakes at `at` (performance.now() time) unless already set to wake sooner. */
+  wakeAt(at: number): void {
+    if (this.#timer && this.#at <= at) return;
+    this.stop();
+    this.#at = at;
+    this.#timer = setTimeout(this.#fire, Math.max(0, at - performance.now()));
+  }
+
+  stop(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#at = Infinity;
+  }
+
+  readonly #fire = (): void => {
+    this.#timer = undefined;
+    this.#at = Infinity;
+    this.#onDue();
+  };
+}

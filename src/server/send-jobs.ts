@@ -114,7 +114,7 @@ export class SendJobs {
     const scheduler = this.#sluice.streams({ packetSize, ...(burst !== undefined ? { burst } : {}) });
     const handles: StreamHandle[] = [];
     try {
-      for (const s of streams) handles.push(scheduler.add({ id: s.id, to: s.to, bitrate: s.bitrate, data: s.data, loop: s.loop }));
+      for (const s of streams) handles.push(scheduler.add(s));
     } catch (err) {
       void scheduler.close();
       // A bad destination or bitrate, said the scheduler's way: a request error.

@@ -36,7 +36,12 @@ export const aggregateSendSchema = z.strictObject({
 const streamEntry = z.strictObject({
   id: z.string().min(1).max(64).optional().meta({ description: 'default: s0, s1, ... in order' }),
   to: z.string().meta({ description: 'udp://HOST:PORT' }),
-  bitrate: z.number().positive().max(100e9).meta({ description: 'bits per second of payload' }),
+  bitrate: z.number().positive().max(100e9).optional().meta({ description: "bits per second of payload (required with pace 'bitrate', the default)" }),
+  pace: z.enum(['bitrate', 'pcr', 'rtp']).default('bitrate').meta({
+    description:
+      "what paces the stream: its bitrate, or its own clock: 'pcr' (MPEG-TS PCRs), 'rtp' (RTP timestamps; payload = RTP packets each after a 16-bit length, RFC 4571)",
+  }),
+  clockRate: z.number().int().min(1).max(10_000_000).optional().meta({ description: "RTP clock rate, Hz (pace 'rtp'; default 90000)" }),
   payload: z.string().optional().meta({ description: 'the content, base64' }),
   bytes: z.number().int().min(1).max(MAX_BATCH_BYTES).optional().meta({ description: 'instead of payload: this many bytes of a filler pattern' }),
   loop: z.boolean().default(false).meta({ description: 'start over after the last byte until cancelled' }),
@@ -57,7 +62,9 @@ export type StreamSendRequest = z.output<typeof streamSendSchema>;
 export interface JobStream {
   readonly id: string;
   readonly to: string;
-  readonly bitrate: number;
+  readonly bitrate?: number;
+  readonly pace: 'bitrate' | 'pcr' | 'rtp';
+  readonly clockRate?: number;
   readonly data: Uint8Array;
   readonly loop: boolean;
 }
@@ -109,8 +116,18 @@ export function decodeStreams(req: StreamSendRequest): JobStream[] {
     if ((s.payload === undefined) === (s.bytes === undefined)) issues.push({ path: at, message: 'give exactly one of payload (base64) or bytes' });
     const data = s.payload !== undefined ? Buffer.from(s.payload, 'base64') : filler(s.bytes ?? 0);
     if (s.loop && data.byteLength === 0) issues.push({ path: at, message: 'a looping stream needs data' });
+    if (s.pace === 'bitrate' && s.bitrate === undefined)
+      issues.push({ path: `${at}.bitrate`, message: "give the bitrate (or a pace by the stream's clock: 'pcr', 'rtp')" });
     total += data.byteLength;
-    return { id, to: s.to, bitrate: s.bitrate, data, loop: s.loop };
+    return {
+      id,
+      to: s.to,
+      data,
+      loop: s.loop,
+      pace: s.pace,
+      ...(s.bitrate !== undefined ? { bitrate: s.bitrate } : {}),
+      ...(s.clockRate !== undefined ? { clockRate: s.clockRate } : {}),
+    };
   });
   if (total > MAX_BATCH_BYTES) issues.push({ path: 'streams', message: `${total} bytes in all exceeds the maximum of ${MAX_BATCH_BYTES}` });
   if (issues.length) throw new PolicyValidationError(issues, 'invalid stream job');
