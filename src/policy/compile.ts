@@ -8,6 +8,7 @@ import { subscriberIssues } from './flow-set.js';
 import type { SourceFilter } from './source-filter.js';
 import type { FlowPolicySpec } from './schema.js';
 import { PolicyValidationError } from '../errors.js';
+import { effectiveSources, multicastJoin, multicastOutOf, type MulticastJoin, type MulticastOut } from './multicast.js';
 
 export interface FlowPlan {
   readonly name: string;
@@ -15,12 +16,17 @@ export interface FlowPlan {
   readonly listen: Endpoint;
   /** Every copy of an accepted datagram goes to each of these, in order. */
   readonly destinations: readonly Endpoint[];
+  /** Accepted senders: the policy's allow list, or its SSM sources when allow is 'any'. */
   readonly sources: SourceFilter;
   readonly maxDatagramSize: number;
   readonly payload: 'any' | 'mpegts';
   readonly maxQueuedPackets: number;
   /** Suspension of subscribers the network reports unreachable; absent: never suspend. */
   readonly suspend?: SuspendPolicy;
+  /** Present when the listen address is a group: the tier joins it (SSM sources, interface). */
+  readonly multicast?: MulticastJoin;
+  /** Present when copies may go to groups (a group subscriber, or the policy's multicastOut): TTL, interface, loop. */
+  readonly multicastOut?: MulticastOut;
 }
 
 /** policy suspendAfterErrors / suspendRetryMs (docs/POLICY.md, "Unreachable subscribers"). */
@@ -40,15 +46,19 @@ export function compileFlow(spec: FlowPolicySpec, name: string): FlowPlan {
   const destinations = spec.type === 'redirect' ? [spec.to] : spec.to;
   const issues = subscriberIssues(spec);
   if (issues.length) throw new PolicyValidationError(issues);
+  const join = multicastJoin(spec.listen, spec.multicast);
+  const out = multicastOutOf(spec.multicastOut, destinations);
   return {
     name,
     type: spec.type,
     listen: spec.listen,
     destinations,
-    sources: spec.allow,
+    sources: effectiveSources(spec.allow, join),
     maxDatagramSize: spec.maxDatagramSize,
     payload: spec.payload,
     maxQueuedPackets: spec.maxQueuedPackets,
     ...(spec.suspendAfterErrors === undefined ? {} : { suspend: { afterErrors: spec.suspendAfterErrors, retryMs: spec.suspendRetryMs } }),
+    ...(join ? { multicast: join } : {}),
+    ...(out ? { multicastOut: out } : {}),
   };
 }

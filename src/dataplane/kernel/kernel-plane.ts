@@ -288,7 +288,9 @@ export class KernelPlane implements DataPlane {
    * listen port like every other copy, on every tier.
    */
   #spillPlan(plan: FlowPlan, listen: Endpoint, port: number, destinations: readonly Endpoint[]): FlowPlan {
-    return { ...plan, name: `${plan.name} (spill)`, listen: { ...listen, port }, sources: { any: true }, destinations };
+    // The main companion joins the group; its spill flow only takes the program's marked copies.
+    const { multicast: _join, ...rest } = plan;
+    return { ...rest, name: `${plan.name} (spill)`, listen: { ...listen, port }, sources: { any: true }, destinations };
   }
 
   async #startSpill(id: string, f: KernelFlow): Promise<number> {
