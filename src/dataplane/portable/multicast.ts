@@ -14,7 +14,7 @@ import { canonicalAddress } from '../../wire/endpoint.js';
 import type { MulticastJoin, MulticastOut } from '../../policy/multicast.js';
 import { SyscallError, fromNodeError } from '../../errors.js';
 import { ffiAvailable } from '../../sys/probe.js';
-import { setMulticastAll } from '../../sys/multicast.js';
+import { interfaceIndex, setMulticastAll, setMulticastOutput } from '../../sys/multicast.js';
 import { dgramSocketFd } from '../../sys/socket-options.js';
 
 /** The interface `spec` (a name or a local address) as node:dgram takes it for `family`. */
@@ -50,9 +50,20 @@ export function joinDgramGroup(socket: dgram.Socket, family: 4 | 6, join: Multic
   }
 }
 
-/** TTL, interface and loopback of the socket's copies to groups; nothing when the plan sends to none. */
+/**
+ * TTL, interface and loopback of the socket's copies to groups; nothing
+ * when the plan sends to none. An IPv6 socket that src/sys created and
+ * node:dgram adopted (Linux, dgram-socket.ts) is not known to libuv as
+ * IPv6, so its setMulticast* calls would set the IPv4 options: there the
+ * IPv6 ones are set through src/sys instead.
+ */
 export function setDgramMulticastOutput(socket: dgram.Socket, family: 4 | 6, out: MulticastOut | undefined): void {
   if (!out) return;
+  if (family === 6 && ffiAvailable().ok) {
+    const ifindex = out.interface === undefined ? 0 : interfaceIndex(out.interface);
+    setMulticastOutput(dgramSocketFd(socket), 6, { ttl: out.ttl, ifindex, loop: out.loop });
+    return;
+  }
   try {
     socket.setMulticastTTL(out.ttl);
     socket.setMulticastLoopback(out.loop);
