@@ -10,7 +10,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { canonicalAddress, formatEndpoint, type Endpoint } from '../wire/endpoint.js';
 import { isMulticastAddress } from '../wire/ip-address.js';
-import type { SourceFilter } from './source-filter.js';
+import { createSourceMatcher, type SourceFilter } from './source-filter.js';
 
 /**
  * Most SSM sources per flow: MLDv2's default per-socket limit
@@ -103,11 +103,17 @@ export function multicastOutOf(spec: MulticastOutSpec | undefined, destinations:
 }
 
 /**
- * The sources a flow accepts: SSM sources are the allow list when allow is
- * `any` (the kernel filters per socket too, but a tier that sees the
- * datagram first — the kernel tier's program — must not carry others).
+ * The sources a flow accepts: with SSM, the listed sources the allow list
+ * lets in (all of them when allow is `any`), each as a host rule. The host
+ * delivers nothing else to the joined socket, and a tier that sees the
+ * datagram before the host does (the kernel tier's program) must carry
+ * exactly that too.
  */
 export function effectiveSources(allow: SourceFilter, join: MulticastJoin | undefined): SourceFilter {
-  if (!allow.any || !join || join.sources.length === 0) return allow;
-  return { any: false, rules: join.sources.map((address) => ({ family: familyOf(address), address, prefix: familyOf(address) === 4 ? 32 : 128 })) };
+  if (!join || join.sources.length === 0) return allow;
+  const accept = createSourceMatcher(allow);
+  const rules = join.sources
+    .filter((address) => accept(address))
+    .map((address) => ({ family: familyOf(address), address, prefix: familyOf(address) === 4 ? 32 : 128 }));
+  return { any: false, rules };
 }

@@ -216,8 +216,18 @@ async function scenario(tier: TierName, f: Family): Promise<void> {
     // engine's equal-sized copies cross the veth as UDP GSO packets, split only at the socket.)
     assert.deepEqual(Object.keys(out.ttls), [String(TTL)], `TTL on the wire: ${JSON.stringify(out.ttls)}`);
 
-    const { stats } = await request<{ stats: Record<string, any>[] }>(relay, { op: 'stats' });
+    const { stats, detail } = await request<{ stats: Record<string, any>[]; detail: Record<string, any>[] }>(relay, { op: 'stats' });
     const [mcIn, mcOut] = stats;
+    if (tier === 'kernel') {
+      // The program copied the group's datagrams itself, as they arrived where the flow joined;
+      // the unlisted sender's went to the stack, whose source filter dropped them.
+      const k = detail[0]!.counters as Record<string, number>;
+      assert.equal(k.packetsOut, N, `in-kernel copies: ${JSON.stringify(detail[0])}`);
+      assert.equal(k.puntOtherHost, 0, JSON.stringify(detail[0]));
+      assert.equal(k.puntSource, 50, JSON.stringify(detail[0]));
+      // Group subscribers are served by the companion (docs/TIERS.md).
+      assert.deepEqual(detail[1]!.spilled, [url(f.outGroup, 7000)]);
+    }
     assert.equal(mcIn!.packetsOut, N, JSON.stringify(mcIn));
     assert.equal(mcIn!.packetsIn, N, `only the listed source reached the flow: ${JSON.stringify(mcIn)}`);
     assert.equal(mcOut!.packetsOut, N, JSON.stringify(mcOut));

@@ -56,9 +56,17 @@ describe('policy: multicast listen', () => {
     assert.ok(!accept('10.0.0.2'));
   });
 
-  test('an explicit allow list stays the allow list (the join filters the rest)', () => {
-    const p = plan({ ...group, allow: '10.0.0.0/8', multicast: { sources: ['10.0.0.1'] } });
-    assert.deepEqual(p.sources, { any: false, rules: [{ family: 4, address: '10.0.0.0', prefix: 8 }] });
+  test('with an allow list, the listed sources it lets in (the host delivers no others)', () => {
+    const p = plan({ ...group, allow: ['10.0.0.0/8', '192.0.2.7'], multicast: { sources: ['10.0.0.1', '192.0.2.8', '10.9.9.9'] } });
+    assert.deepEqual(p.sources, {
+      any: false,
+      rules: [
+        { family: 4, address: '10.0.0.1', prefix: 32 },
+        { family: 4, address: '10.9.9.9', prefix: 32 },
+      ],
+    });
+    assert.deepEqual(plan({ ...group, allow: '192.0.2.7', multicast: { sources: ['10.0.0.1'] } }).sources, { any: false, rules: [] });
+    assert.deepEqual(plan({ ...group, allow: '192.0.2.7' }).sources, { any: false, rules: [{ family: 4, address: '192.0.2.7', prefix: 32 }] });
   });
 
   test('IPv6 groups with SSM and an interface address', () => {
