@@ -7,6 +7,7 @@
  * Every failing call throws a SyscallError naming the option, errno and
  * the group or interface.
  */
+import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { isIP } from 'node:net';
 import { libc } from './ffi.js';
@@ -111,4 +112,23 @@ export function setMulticastOutput(fd: number, family: 4 | 6, out: { ttl: number
     setsockopt(fd, SOL_IPV6, IPV6_MULTICAST_LOOP, new Int32Array([out.loop ? 1 : 0]), 'IPV6_MULTICAST_LOOP', '');
     if (out.ifindex) setsockopt(fd, SOL_IPV6, IPV6_MULTICAST_IF, new Int32Array([out.ifindex]), 'IPV6_MULTICAST_IF', `ifindex ${out.ifindex}`);
   }
+}
+
+/**
+ * The host's multicast limits per socket, for `sluice doctor`: a flow's
+ * join takes one membership, and one source filter entry per SSM source
+ * (more than igmp_max_msf make the join fail with ENOBUFS).
+ */
+export function multicastNote(): string | undefined {
+  const read = (f: string): string | undefined => {
+    try {
+      return readFileSync(f, 'utf8').trim();
+    } catch {
+      return undefined;
+    }
+  };
+  const v4 = read('/proc/sys/net/ipv4/igmp_max_msf');
+  const v6 = read('/proc/sys/net/ipv6/mld_max_msf');
+  if (v4 === undefined && v6 === undefined) return undefined;
+  return `multicast: a group listen joins with one socket per flow; SSM sources per flow at most net.ipv4.igmp_max_msf=${v4 ?? '?'} (IPv4), net.ipv6.mld_max_msf=${v6 ?? '?'} (IPv6)`;
 }
