@@ -98,7 +98,7 @@ static long (*bpf_csum_level)(struct __sk_buff *skb, __u64 level) = (void *)135;
 #define F_MPEGTS 2u     /* payload must be whole TS packets */
 #define F_SPILL 4u      /* send a copy to the spill socket (user-space subscribers) */
 #define F_SRC_WILD 8u   /* listen address is a wildcard: source from the route */
-#define F_GROUP 16u     /* listen address is a multicast group, joined on in_ifindex */
+#define F_GROUP 32u     /* listen address is a multicast group, joined on in_ifindex */
 
 /* Addresses are 16 bytes everywhere; IPv4 as ::ffff:a.b.c.d. Word-aligned
  * so that copies are four loads, not sixteen (the verifier walks each one). */

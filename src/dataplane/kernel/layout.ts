@@ -33,7 +33,7 @@ export const ALLOW_KEY_SIZE = 24;
 /** struct hop: per-CPU next-hop cache entry, by destination slot. */
 export const HOP_SIZE = 64;
 
-export const FLAG = { anySource: 1, mpegts: 2, spill: 4, srcWildcard: 8, group: 16 } as const;
+export const FLAG = { anySource: 1, mpegts: 2, spill: 4, srcWildcard: 8, group: 32 } as const;
 
 /** struct flow_counters, u64 each, in order. */
 export const FLOW_COUNTERS = [
