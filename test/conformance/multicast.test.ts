@@ -18,10 +18,11 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import { rootSkipReason, withTopology, type NsProcess, type Topology } from '../../harness/netns/netns.js';
 import { probeBatchedIo } from '../../src/sys/probe.js';
 import { probeKernelTier } from '../../src/dataplane/kernel/probe.js';
-import type { TierName } from '../../src/index.js';
+import { Sluice, SyscallError, type TierName } from '../../src/index.js';
 
 const RELAY = fileURLToPath(new URL('../fixtures/mcast-relay.ts', import.meta.url));
 const RX = fileURLToPath(new URL('../fixtures/mcast-rx.ts', import.meta.url));
@@ -240,4 +241,41 @@ for (const tier of ['portable', 'batched', 'kernel'] as const) {
   describe(`multicast: ${tier} tier`, { skip: skipOf[tier] }, () => {
     for (const f of [v4, v6]) test(f.name, { timeout: 180_000 }, () => scenario(tier, f));
   });
+}
+
+/**
+ * A join the host refuses fails the flow's start with a SyscallError that
+ * names the call and errno, and leaves nothing bound. On lo only (no
+ * namespace needed: lo sends no membership reports), so root is not needed.
+ */
+for (const tier of ['portable', 'batched'] as const) {
+  describe(
+    `multicast refusals: ${tier} tier`,
+    { skip: tier === 'batched' && !batched.available ? `batched tier unavailable: ${batched.reason}` : undefined },
+    () => {
+      test('an unknown interface and more SSM sources than igmp_max_msf are SyscallErrors naming the call', async () => {
+        const s = await Sluice.open({ tier });
+        try {
+          const start = (multicast: object) => s.apply({ type: 'replicate', listen: 'udp://239.255.77.1:0', allow: 'any', multicast, to: [] });
+          await assert.rejects(
+            start({ interface: 'sluice-none0' }),
+            (e: unknown) => e instanceof SyscallError && e.errno === 'ENODEV' && /sluice-none0/.test(e.message),
+          );
+          // net.ipv4.igmp_max_msf is 10 by default; the 11th source is refused.
+          const max = Number(readFileSync('/proc/sys/net/ipv4/igmp_max_msf', 'utf8'));
+          const sources = Array.from({ length: max + 1 }, (_, i) => `10.255.0.${i + 1}`);
+          await assert.rejects(
+            start({ interface: 'lo', sources }),
+            (e: unknown) => e instanceof SyscallError && e.errno === 'ENOBUFS' && /MCAST_JOIN_SOURCE_GROUP|addSourceSpecificMembership/.test(e.op),
+          );
+          assert.equal(s.flows().length, 0);
+          // Within the limit it starts (and the failed attempts left the address free).
+          const ok = await start({ interface: 'lo', sources: sources.slice(0, max) });
+          assert.equal(ok.listen.address, '239.255.77.1');
+        } finally {
+          await s.close();
+        }
+      });
+    },
+  );
 }
