@@ -8,6 +8,7 @@ import { parseFlowPolicy, PolicyValidationError } from '../../src/index.js';
 import { compileFlow } from '../../src/policy/compile.js';
 import { isMulticastAddress } from '../../src/wire/ip-address.js';
 import { createSourceMatcher } from '../../src/policy/source-filter.js';
+import { policyJson } from '../../src/server/flow-view.js';
 
 function rejects(input: object, path: string, message: RegExp): void {
   assert.throws(
@@ -114,5 +115,24 @@ describe('policy: multicast output', () => {
     rejects({ ...uni, to: [], multicastOut: { loop: 'yes' } }, 'multicastOut.loop', /boolean/);
     rejects({ ...uni, to: [], multicastOut: { interface: '' } }, 'multicastOut.interface', /interface name/);
     rejects({ ...uni, to: [], multicastOut: { hops: 2 } }, 'multicastOut', /hops/);
+  });
+});
+
+describe('policy: multicast written back', () => {
+  test('the daemon’s policy JSON (GET, the state file) keeps the fields and parses to the same spec', () => {
+    const input = {
+      name: 'ch1',
+      type: 'replicate',
+      listen: 'udp://239.1.1.1:5000',
+      allow: 'any',
+      multicast: { sources: ['10.0.0.1'], interface: 'eth0' },
+      multicastOut: { ttl: 4, loop: true },
+      to: ['udp://239.2.2.2:7000'],
+    };
+    const spec = parseFlowPolicy(input);
+    const json = policyJson(spec, 'ch1');
+    assert.deepEqual(json.multicast, { sources: ['10.0.0.1'], interface: 'eth0' });
+    assert.deepEqual(json.multicastOut, { ttl: 4, loop: true });
+    assert.deepEqual(parseFlowPolicy(JSON.parse(JSON.stringify(json))), spec);
   });
 });
