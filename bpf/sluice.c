@@ -478,6 +478,8 @@ INLINE int source_ok(struct __sk_buff *skb, const struct pkt *p)
 	if (p->v6) {
 		if ((p->saddr.w[0] & 0xff) == 0xff)
 			return 0; /* multicast source (a group destination was checked against the flow's join) */
+		if (p->group && ((p->daddr.w[0] >> 8) & 0x0f) <= 1)
+			return 0; /* a group of scope 0 (reserved) or 1 (interface-local): ip6_rcv_core drops it from the network */
 		if (p->saddr.w[0] == 0 && p->saddr.w[1] == 0 && p->saddr.w[2] == __builtin_bswap32(0x0000ffff))
 			return 0; /* IPv4-mapped source: udpv6 takes it today, TCP refuses it; the stack decides */
 		if (is_loopback6(&p->saddr) || is_loopback6(&p->daddr))
