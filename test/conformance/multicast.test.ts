@@ -9,7 +9,9 @@
  * Flow 'mc-in' (multicast to unicast): the relay's membership shows in
  * /proc/net/mcfilter with the SSM source on the chosen interface; a
  * datagram from the listed source reaches sub, one from another source
- * does not, nor does unicast to the relay's address on the same port.
+ * does not, nor does unicast to the relay's address on the same port, nor
+ * the group arriving on another interface (where another socket of the
+ * relay's host joined it).
  * Flow 'mc-out' (unicast to multicast): sub sends to 10.210.2.1:5001, the
  * relay sends to 239.2.2.2:7000 by mc-out with TTL 5 (multicastOut), and
  * grp's receiver gets each datagram once with TTL 5 on the wire. The same
@@ -51,6 +53,8 @@ interface Family {
   sub: string;
   listed: string;
   unlisted: string;
+  /** grp's address: it sends the group where the flow did not join it. */
+  grp: string;
   /** Where the relay's membership shows, and how the group and source appear there. */
   proc: string;
   groupHex: string;
@@ -66,6 +70,7 @@ const v4: Family = {
   sub: '10.210.2.2',
   listed: '10.210.1.2',
   unlisted: '10.210.1.3',
+  grp: '10.210.3.2',
   proc: '/proc/net/mcfilter',
   groupHex: '0xef010101',
   sourceHex: '0x0ad20102',
@@ -80,6 +85,7 @@ const v6: Family = {
   sub: 'fd00:210:2::2',
   listed: 'fd00:210:1::2',
   unlisted: 'fd00:210:1::3',
+  grp: 'fd00:210:3::2',
   proc: '/proc/net/mcfilter6',
   groupHex: 'ff3e0000000000000000000080000001',
   sourceHex: 'fd000210000100000000000000000002',
@@ -110,6 +116,7 @@ const spec = {
   routes: [
     { ns: 'snd', args: ['default', 'via', '10.210.1.1'] },
     { ns: 'grp', args: ['10.210.2.0/24', 'via', '10.210.3.1'] },
+    { ns: 'grp', args: ['239.0.0.0/8', 'dev', 'grp0'] },
   ],
 };
 
@@ -135,9 +142,9 @@ async function send(topo: Topology, ns: string, to: string, from: string, stream
     '--size',
     '200',
     '--burst',
-    '20',
+    '10',
     '--gap-ms',
-    '2',
+    '5',
   ]);
   const exit = await p.waitExit(30_000);
   assert.equal(exit.code, 0, `sender ${from} → ${to}: ${p.stdout()} ${p.stderr()}`);
@@ -194,6 +201,11 @@ async function scenario(tier: TierName, f: Family): Promise<void> {
     const line = filters.split('\n').find((l) => l.includes(f.groupHex) && l.includes(f.sourceHex));
     assert.ok(line && /\bmc-in\b/.test(line), `${f.proc} has no ${f.group} from ${f.listed} on mc-in:\n${filters}`);
 
+    // The group where the flow did not join it: another socket of the relay's host joins it on
+    // mc-out, so the host takes it there, yet the flow hears the group only where it joined.
+    const other = topo.runNode('relay', RX, ['--group', f.group, '--port', '9999', '--iface', 'mc-out', '--timeout', '60000']);
+    await other.waitForLine(/"event":"ready"/, { timeoutMs: 30_000 });
+    await send(topo, 'grp', hostPort(f.group, 5000), f.grp, 4, 30);
     // Not listed (stream 2), unicast to the relay's address on the group's port (stream 3), then the listed source.
     await send(topo, 'snd', hostPort(f.group, 5000), f.unlisted, 2, 50);
     await send(topo, 'snd', hostPort(f.relaySnd, 5000), f.listed, 3, 50);
@@ -221,10 +233,11 @@ async function scenario(tier: TierName, f: Family): Promise<void> {
     const [mcIn, mcOut] = stats;
     if (tier === 'kernel') {
       // The program copied the group's datagrams itself, as they arrived where the flow joined;
-      // the unlisted sender's went to the stack, whose source filter dropped them.
+      // the unlisted sender's went to the stack, whose source filter dropped them, and so did
+      // the group arriving on mc-out.
       const k = detail[0]!.counters as Record<string, number>;
       assert.equal(k.packetsOut, N, `in-kernel copies: ${JSON.stringify(detail[0])}`);
-      assert.equal(k.puntOtherHost, 0, JSON.stringify(detail[0]));
+      assert.equal(k.puntOtherHost, 30, JSON.stringify(detail[0]));
       assert.equal(k.puntSource, 50, JSON.stringify(detail[0]));
       // Group subscribers are served by the companion (docs/TIERS.md).
       assert.deepEqual(detail[1]!.spilled, [url(f.outGroup, 7000)]);
