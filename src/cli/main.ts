@@ -25,7 +25,7 @@ import { DEFAULT_PIN_ROOT, detachPinned, pinDirFor } from '../dataplane/kernel/a
 import { releasePinned } from '../dataplane/kernel/lo-settings.js';
 import { logLevelOption, type LogLevel } from './log-lines.js';
 import { progressIntervalOption } from './progress.js';
-import { addMulticastOptions, multicastFields } from './multicast-flags.js';
+import { multicastFields, multicastOption } from './multicast-flags.js';
 
 const collect = (value: string, prev: string[]) => [...prev, value];
 const tierOption = () => new Option('--tier <tier>', 'tier to run on').choices(['auto', ...TIER_NAMES]).default('auto');
@@ -76,24 +76,27 @@ export function buildProgram(exit: (code: number) => void): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
 
-  addMulticastOptions(
-    program
-      .command('relay')
-      .description('relay datagrams from one listen address: one --to redirects, several replicate')
-      .requiredOption('--listen <url>', 'listen address, udp://HOST:PORT (IPv6: udp://[ADDR]:PORT)')
-      .option('--to <url>', 'destination (repeat for a replicate)', collect, [])
-      .option('--allow <cidr>', "allowed source address or prefix (repeatable), or 'any'", collect, [])
-      .addOption(tierOption())
-      .option('--name <name>', 'flow name in counters')
-      .option('--max-datagram <bytes>', 'drop (and count) longer datagrams', positiveInt(MAX_UDP_PAYLOAD))
-      .addOption(new Option('--payload <format>', 'payload check').choices(['any', 'mpegts']).default('any'))
-      .option('--suspend-after-errors <n>', 'suspend a subscriber after N ICMP errors in a row (port/host unreachable); default: never', positiveInt(1_000_000))
-      .option(
-        '--suspend-retry <ms>',
-        'first wait before a suspended subscriber is tried again (default 1000; doubles per failed retry, up to 60 s; 100 to 3600000)',
-        positiveInt(3_600_000),
-      ),
-  )
+  program
+    .command('relay')
+    .description('relay datagrams from one listen address: one --to redirects, several replicate')
+    .requiredOption('--listen <url>', 'listen address, udp://HOST:PORT (IPv6: udp://[ADDR]:PORT)')
+    .option('--to <url>', 'destination (repeat for a replicate)', collect, [])
+    .option('--allow <cidr>', "allowed source address or prefix (repeatable), or 'any'", collect, [])
+    .addOption(tierOption())
+    .option('--name <name>', 'flow name in counters')
+    .option('--max-datagram <bytes>', 'drop (and count) longer datagrams', positiveInt(MAX_UDP_PAYLOAD))
+    .addOption(new Option('--payload <format>', 'payload check').choices(['any', 'mpegts']).default('any'))
+    .option('--suspend-after-errors <n>', 'suspend a subscriber after N ICMP errors in a row (port/host unreachable); default: never', positiveInt(1_000_000))
+    .option(
+      '--suspend-retry <ms>',
+      'first wait before a suspended subscriber is tried again (default 1000; doubles per failed retry, up to 60 s; 100 to 3600000)',
+      positiveInt(3_600_000),
+    )
+    .addOption(multicastOption('source'))
+    .addOption(multicastOption('interface'))
+    .addOption(multicastOption('ttl'))
+    .addOption(multicastOption('outInterface'))
+    .addOption(multicastOption('loop'))
     .addOption(batchHoldOption())
     .addOption(pinOption())
     .addOption(statsIntervalOption())
@@ -102,7 +105,7 @@ export function buildProgram(exit: (code: number) => void): Command {
     .addHelpText(
       'after',
       '\nExamples:\n  sluice relay --listen udp://0.0.0.0:5000 --to udp://127.0.0.1:6000 --allow 127.0.0.1\n  sluice relay --listen udp://[::]:5000 --to udp://[::1]:6000 --to udp://[::1]:6001 --allow ::1' +
-        '\n  sluice relay --listen udp://239.1.1.1:5000 --source 10.0.0.1 --interface eth0 --allow any --to udp://10.0.1.2:6000' +
+        '\n  sluice relay --listen udp://232.1.1.1:5000 --source 10.0.0.1 --interface eth0 --allow any --to udp://10.0.1.2:6000' +
         '\n  sluice relay --listen udp://10.0.0.5:5000 --allow 10.0.0.1 --to udp://239.2.2.2:7000 --ttl 8 --out-interface eth1',
     )
     .action(async (o) => {

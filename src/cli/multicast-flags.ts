@@ -3,17 +3,24 @@
  * and `multicastOut` fields (docs/POLICY.md, "Multicast"); the policy
  * schema validates them like any other field.
  */
-import { Option, type Command } from 'commander';
+import { Option } from 'commander';
 
 const collect = (value: string, prev: string[]) => [...prev, value];
 
-export function addMulticastOptions(cmd: Command): Command {
-  return cmd
-    .option('--source <addr>', 'group listen: accept only this sender, source-specific (IGMPv3/MLDv2); repeatable', collect, [])
-    .option('--interface <name|addr>', 'group listen: join on this interface (name or local address)')
-    .addOption(new Option('--ttl <n>', 'copies to groups: TTL / hop limit (default 1)').argParser(Number))
-    .option('--out-interface <name|addr>', 'copies to groups: leave by this interface')
-    .option('--loop', "copies to groups: also deliver to this host's members");
+/** One of the flags, by its key in the parsed options. */
+export function multicastOption(key: 'source' | 'interface' | 'ttl' | 'outInterface' | 'loop'): Option {
+  switch (key) {
+    case 'source':
+      return new Option('--source <addr>', 'group listen: accept only this sender, source-specific (IGMPv3/MLDv2); repeatable').argParser(collect).default([]);
+    case 'interface':
+      return new Option('--interface <name|addr>', 'group listen: join on this interface (name or local address)');
+    case 'ttl':
+      return new Option('--ttl <n>', 'copies to groups: TTL / hop limit (default 1)').argParser(Number);
+    case 'outInterface':
+      return new Option('--out-interface <name|addr>', 'copies to groups: leave by this interface');
+    case 'loop':
+      return new Option('--loop', "copies to groups: also deliver to this host's members");
+  }
 }
 
 export interface MulticastFlags {
