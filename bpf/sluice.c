@@ -100,6 +100,7 @@ static long (*bpf_csum_level)(struct __sk_buff *skb, __u64 level) = (void *)135;
 #define F_SRC_WILD 8u   /* listen address is a wildcard: source from the route */
 #define F_RTP 16u       /* payload must start with an RTP version 2 header */
 #define RTP_HEADER 12
+#define F_GROUP 32u     /* listen address is a multicast group, joined on in_ifindex */
 
 /* Addresses are 16 bytes everywhere; IPv4 as ::ffff:a.b.c.d. Word-aligned
  * so that copies are four loads, not sixteen (the verifier walks each one). */
@@ -132,7 +133,7 @@ struct flow_value {
 	__be16 spill_port; /* port of the spill socket (F_SPILL) */
 	addr_t src_addr;   /* source address of copies (listen address) */
 	__be16 src_port;   /* source port of copies (listen port) */
-	__u16 pad;
+	__u16 in_ifindex;  /* F_GROUP: the interface the group was joined on (0: unknown, the stack decides) */
 	__u32 generation;  /* bumped by every update; lets user space see adoption */
 	struct sub subs[SLUICE_MAX_SUBS];
 };
@@ -205,7 +206,7 @@ struct pkt {
 	__be16 dport;
 	__be16 check; /* UDP checksum field as received */
 	__u8 tos;     /* IPv4 TOS, for the reverse-path lookup */
-	__u8 pad;
+	__u8 group;   /* the destination is a multicast group */
 };
 
 /* The packet's current header fields, as last written. */
@@ -408,6 +409,7 @@ INLINE int parse(struct __sk_buff *skb, struct pkt *p)
 		p->tos = ip->tos;
 		map_v4(&p->saddr, ip->saddr);
 		map_v4(&p->daddr, ip->daddr);
+		p->group = (p->daddr.w[3] & 0xf0) == 0xe0; /* 224.0.0.0/4 (first byte, little-endian word) */
 		p->sport = udp->source;
 		p->dport = udp->dest;
 		p->check = udp->check;
@@ -419,7 +421,7 @@ INLINE int parse(struct __sk_buff *skb, struct pkt *p)
 			p->punt = PUNT_OPTIONS;
 		else if (tot != real || ulen < sizeof(*udp) || ulen != tot - ihl)
 			p->punt = PUNT_LENGTH;
-		else if (other_host)
+		else if (other_host && !(p->group && skb->pkt_type == 2 /* PACKET_MULTICAST */))
 			p->punt = PUNT_OTHER_HOST;
 		else if (fold(bpf_csum_diff(0, 0, (void *)ip, sizeof(*ip), 0)) != 0xffff)
 			p->punt = PUNT_CHECKSUM;
@@ -443,6 +445,7 @@ INLINE int parse(struct __sk_buff *skb, struct pkt *p)
 		p->payload_len = ulen > sizeof(*udp) ? ulen - sizeof(*udp) : 0;
 		__builtin_memcpy(&p->saddr, &ip6->saddr, 16);
 		__builtin_memcpy(&p->daddr, &ip6->daddr, 16);
+		p->group = (p->daddr.w[0] & 0xff) == 0xff; /* ff00::/8 */
 		p->sport = udp->source;
 		p->dport = udp->dest;
 		p->check = udp->check;
@@ -451,7 +454,7 @@ INLINE int parse(struct __sk_buff *skb, struct pkt *p)
 		/* (A UDP length of 0 is a jumbogram to udpv6_rcv: the stack decides.) */
 		else if ((__u32)plen + sizeof(*ip6) != real || ulen < sizeof(*udp) || ulen != plen)
 			p->punt = PUNT_LENGTH;
-		else if (other_host)
+		else if (other_host && !(p->group && skb->pkt_type == 2 /* PACKET_MULTICAST */))
 			p->punt = PUNT_OTHER_HOST;
 		return 0;
 	}
@@ -475,8 +478,10 @@ INLINE int is_loopback6(const addr_t *a)
 INLINE int source_ok(struct __sk_buff *skb, const struct pkt *p)
 {
 	if (p->v6) {
-		if ((p->saddr.w[0] & 0xff) == 0xff || (p->daddr.w[0] & 0xff) == 0xff)
-			return 0; /* multicast source; multicast destination (membership is the stack's business) */
+		if ((p->saddr.w[0] & 0xff) == 0xff)
+			return 0; /* multicast source (a group destination was checked against the flow's join) */
+		if (p->group && ((p->daddr.w[0] >> 8) & 0x0f) <= 1)
+			return 0; /* a group of scope 0 (reserved) or 1 (interface-local): ip6_rcv_core drops it from the network */
 		if (p->saddr.w[0] == 0 && p->saddr.w[1] == 0 && p->saddr.w[2] == __builtin_bswap32(0x0000ffff))
 			return 0; /* IPv4-mapped source: udpv6 takes it today, TCP refuses it; the stack decides */
 		if (is_loopback6(&p->saddr) || is_loopback6(&p->daddr))
@@ -486,8 +491,9 @@ INLINE int source_ok(struct __sk_buff *skb, const struct pkt *p)
 	__u8 s0 = p->saddr.w[3] & 0xff; /* first byte of the address */
 	__u8 d0 = p->daddr.w[3] & 0xff;
 	/* 0/8, 127/8 (route_localnet or not, the reverse lookup would be local),
-	 * multicast, class E and broadcast sources; the same destinations. */
-	if (s0 == 0 || s0 == 127 || s0 >= 224 || d0 == 0 || d0 == 127 || d0 >= 224)
+	 * multicast, class E and broadcast sources; the same destinations, but
+	 * for a group the flow joined (checked against its join by the caller). */
+	if (s0 == 0 || s0 == 127 || s0 >= 224 || d0 == 0 || d0 == 127 || (d0 >= 224 && !p->group))
 		return 0;
 	__u32 ifindex = skb->ifindex;
 	const struct ifcfg *cfg = bpf_map_lookup_elem(&ifcfg, &ifindex);
@@ -502,7 +508,8 @@ INLINE int source_ok(struct __sk_buff *skb, const struct pkt *p)
 	fib.family = AF_INET;
 	fib.tos = p->tos;
 	fib.ifindex = LO_IFINDEX;
-	fib.ipv4_src = p->daddr.w[3];
+	/* For a group, ip_mc_validate_source looks up from no address. */
+	fib.ipv4_src = p->group ? 0 : p->daddr.w[3];
 	fib.ipv4_dst = p->saddr.w[3];
 	if (bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_SKIP_NEIGH) != BPF_FIB_LKUP_RET_SUCCESS)
 		return 0;
@@ -1021,6 +1028,12 @@ int sluice_tcx(struct __sk_buff *skb)
 	case PUNT_OTHER_HOST:
 		return punt(fc, &fc->punt_other_host, p->payload_len);
 	}
+	/* A group is carried here only as it arrives on the interface the flow
+	 * joined it on (where the stack's membership check would deliver it),
+	 * and only for a flow without a spill socket (whose copy through lo
+	 * would be addressed to the group). Otherwise the stack decides. */
+	if (p->group && (!(f->flags & F_GROUP) || (f->flags & F_SPILL) || f->in_ifindex == 0 || skb->ifindex != f->in_ifindex))
+		return punt(fc, &fc->punt_other_host, p->payload_len);
 	/* Source checks of the stack's input routing: datagrams from the
 	 * network only (local ones keep their route and skip them). */
 	if (skb->ifindex != LO_IFINDEX && !source_ok(skb, p))
@@ -1032,6 +1045,11 @@ int sluice_tcx(struct __sk_buff *skb)
 	if (!(f->flags & F_ANY_SOURCE)) {
 		struct allow_key ak = { .prefixlen = 32 + 128, .slot = __builtin_bswap32(slot), .addr = p->saddr };
 		if (!bpf_map_lookup_elem(&allow, &ak)) {
+			/* A group's sender the flow does not take: the host's source
+			 * filter (SSM) may drop it before any socket, uncounted, or
+			 * deliver it to the companion, which counts it: the stack decides. */
+			if (p->group)
+				return punt(fc, &fc->punt_source, p->payload_len);
 			fc->drop_source++;
 			return TCX_DROP;
 		}

@@ -27,6 +27,7 @@ import { DEFAULT_PIN_ROOT, detachPinned, pinDirFor } from '../dataplane/kernel/a
 import { releasePinned } from '../dataplane/kernel/lo-settings.js';
 import { logLevelOption, type LogLevel } from './log-lines.js';
 import { progressIntervalOption } from './progress.js';
+import { multicastFields, multicastOption } from './multicast-flags.js';
 
 const collect = (value: string, prev: string[]) => [...prev, value];
 const tierOption = () => new Option('--tier <tier>', 'tier to run on').choices(['auto', ...TIER_NAMES]).default('auto');
@@ -99,6 +100,11 @@ export function buildProgram(exit: (code: number) => void): Command {
       'first wait before a suspended subscriber is tried again (default 1000; doubles per failed retry, up to 60 s; 100 to 3600000)',
       positiveInt(3_600_000),
     )
+    .addOption(multicastOption('source'))
+    .addOption(multicastOption('interface'))
+    .addOption(multicastOption('ttl'))
+    .addOption(multicastOption('outInterface'))
+    .addOption(multicastOption('loop'))
     .addOption(batchHoldOption())
     .addOption(pinOption())
     .addOption(statsIntervalOption())
@@ -106,7 +112,9 @@ export function buildProgram(exit: (code: number) => void): Command {
     .addOption(jsonOption())
     .addHelpText(
       'after',
-      '\nExamples:\n  sluice relay --listen udp://0.0.0.0:5000 --to udp://127.0.0.1:6000 --allow 127.0.0.1\n  sluice relay --listen udp://[::]:5000 --to udp://[::1]:6000 --to udp://[::1]:6001 --allow ::1',
+      '\nExamples:\n  sluice relay --listen udp://0.0.0.0:5000 --to udp://127.0.0.1:6000 --allow 127.0.0.1\n  sluice relay --listen udp://[::]:5000 --to udp://[::1]:6000 --to udp://[::1]:6001 --allow ::1' +
+        '\n  sluice relay --listen udp://232.1.1.1:5000 --source 10.0.0.1 --interface eth0 --allow any --to udp://10.0.1.2:6000' +
+        '\n  sluice relay --listen udp://10.0.0.5:5000 --allow 10.0.0.1 --to udp://239.2.2.2:7000 --ttl 8 --out-interface eth1',
     )
     .action(async (o) => {
       if (o.to.length === 0) throw new PolicyValidationError([{ path: '--to', message: 'give at least one destination' }], 'sluice relay');
@@ -128,6 +136,7 @@ export function buildProgram(exit: (code: number) => void): Command {
         ...(o.maxDatagram ? { maxDatagramSize: o.maxDatagram } : {}),
         ...(o.suspendAfterErrors ? { suspendAfterErrors: o.suspendAfterErrors } : {}),
         ...(o.suspendRetry ? { suspendRetryMs: o.suspendRetry } : {}),
+        ...multicastFields(o),
       } as FlowPolicy;
       parseFlowPolicy(policy); // fail before opening anything
       exit(

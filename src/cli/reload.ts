@@ -30,7 +30,9 @@ export async function applyReload(sluice: Sluice, wanted: readonly FlowPolicy[])
   const done: { i: number; kind: 'updated' | 'replaced' | 'added'; name: string }[] = [];
   for (const i of order) {
     const { policy, spec, flow } = steps[i]!;
-    if (flow && flow.type === spec.type && endpointKey(flow.spec.listen) === endpointKey(spec.listen)) {
+    // A group's join (multicast) is made once, at start: a changed one restarts the flow.
+    const sameJoin = JSON.stringify(flow?.spec.multicast) === JSON.stringify(spec.multicast);
+    if (flow && flow.type === spec.type && endpointKey(flow.spec.listen) === endpointKey(spec.listen) && sameJoin) {
       await flow.replace({ ...policy, name: flow.name } as FlowPolicy);
       done.push({ i, kind: 'updated', name: flow.name });
     } else if (flow) {

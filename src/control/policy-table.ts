@@ -109,6 +109,8 @@ export class PolicyTable {
       if (spec.type !== entry.spec.type) fixed.push('type');
       if ((spec.name ?? entry.plan.name) !== entry.plan.name) fixed.push('name');
       if (endpointKey(spec.listen) !== endpointKey(entry.spec.listen)) fixed.push('listen');
+      // A group's join (SSM sources, interface) is made once, when the listen socket opens.
+      if (JSON.stringify(spec.multicast) !== JSON.stringify(entry.spec.multicast)) fixed.push('multicast');
       if (fixed.length) {
         throw new PolicyValidationError(fixed.map((f) => ({ path: f, message: 'cannot change on a running flow (remove it and apply a new one)' })));
       }

@@ -10,6 +10,7 @@ import { mediaIssues } from './media-rules.js';
 import type { SourceFilter } from './source-filter.js';
 import type { FlowPolicySpec } from './schema.js';
 import { PolicyValidationError } from '../errors.js';
+import { effectiveSources, multicastJoin, multicastOutOf, type MulticastJoin, type MulticastOut } from './multicast.js';
 
 export interface FlowPlan {
   readonly name: string;
@@ -17,6 +18,7 @@ export interface FlowPlan {
   readonly listen: Endpoint;
   /** Every copy of an accepted datagram goes to each of these, in order. */
   readonly destinations: readonly Endpoint[];
+  /** Accepted senders: the policy's allow list, or its SSM sources when allow is 'any'. */
   readonly sources: SourceFilter;
   readonly maxDatagramSize: number;
   readonly payload: PayloadFormat;
@@ -27,6 +29,10 @@ export interface FlowPlan {
   readonly rtcp?: RtcpPlan;
   /** Suspension of subscribers the network reports unreachable; absent: never suspend. */
   readonly suspend?: SuspendPolicy;
+  /** Present when the listen address is a group: the tier joins it (SSM sources, interface). */
+  readonly multicast?: MulticastJoin;
+  /** Present when copies may go to groups (a group subscriber, or the policy's multicastOut): TTL, interface, loop. */
+  readonly multicastOut?: MulticastOut;
 }
 
 /** How the control plane watches a flow's stream (src/control/monitor-tap.ts). */
@@ -57,17 +63,21 @@ export function compileFlow(spec: FlowPolicySpec, name: string): FlowPlan {
   const destinations = spec.type === 'redirect' ? [spec.to] : spec.to;
   const issues = [...subscriberIssues(spec), ...mediaIssues(spec)];
   if (issues.length) throw new PolicyValidationError(issues);
+  const join = multicastJoin(spec.listen, spec.multicast);
+  const out = multicastOutOf(spec.multicastOut, destinations);
   return {
     name,
     type: spec.type,
     listen: spec.listen,
     destinations,
-    sources: spec.allow,
+    sources: effectiveSources(spec.allow, join),
     maxDatagramSize: spec.maxDatagramSize,
     payload: spec.payload,
     maxQueuedPackets: spec.maxQueuedPackets,
     ...(spec.rtcp === 'port+1' ? { rtcp: spec.subscriberTimeoutMs === undefined ? {} : { subscriberTimeoutMs: spec.subscriberTimeoutMs } } : {}),
     ...(spec.monitor && isMediaFormat(spec.payload) ? { monitor: { payload: spec.payload, rtpClockRate: spec.rtpClockRate } } : {}),
     ...(spec.suspendAfterErrors === undefined ? {} : { suspend: { afterErrors: spec.suspendAfterErrors, retryMs: spec.suspendRetryMs } }),
+    ...(join ? { multicast: join } : {}),
+    ...(out ? { multicastOut: out } : {}),
   };
 }

@@ -9,6 +9,7 @@ import { parseEndpointInput, type Endpoint } from '../wire/endpoint.js';
 import { MAX_UDP_PAYLOAD } from '../wire/udp.js';
 import { PAYLOAD_FORMATS } from '../wire/payload-format.js';
 import { parseSourceRule, type SourceFilter, type SourceRule } from './source-filter.js';
+import { multicastIssues, multicastOutSchema, multicastSchema } from './multicast.js';
 
 /** Most subscribers one replicate flow may list. */
 export const MAX_SUBSCRIBERS = 65536;
@@ -144,20 +145,32 @@ const flowCommon = {
   suspendAfterErrors: z.number().int().min(1).max(1_000_000).optional(),
   /** First wait before a suspended subscriber is tried again, ms; doubles after each failed retry up to 60 s (or this, if longer). */
   suspendRetryMs: z.number().int().min(100).max(3_600_000).default(1000),
+  /** A listen address that is a group (224.0.0.0/4, ff00::/8) joins it; this says how (SSM sources, interface). */
+  multicast: multicastSchema.optional(),
+  /** How copies to group subscribers leave: TTL (default 1), interface, loopback (default off). */
+  multicastOut: multicastOutSchema.optional(),
 };
 
-export const redirectSchema = z.strictObject({
-  type: z.literal('redirect'),
-  ...flowCommon,
-  to: destinationSchema,
-});
+const flowChecks = (flow: Parameters<typeof multicastIssues>[0], ctx: z.RefinementCtx): void => {
+  for (const issue of multicastIssues(flow)) ctx.addIssue({ code: 'custom', ...issue });
+};
 
-export const replicateSchema = z.strictObject({
-  type: z.literal('replicate'),
-  ...flowCommon,
-  /** Subscribers; may start empty and be filled while the flow runs. */
-  to: z.array(destinationSchema).max(MAX_SUBSCRIBERS),
-});
+export const redirectSchema = z
+  .strictObject({
+    type: z.literal('redirect'),
+    ...flowCommon,
+    to: destinationSchema,
+  })
+  .superRefine(flowChecks);
+
+export const replicateSchema = z
+  .strictObject({
+    type: z.literal('replicate'),
+    ...flowCommon,
+    /** Subscribers; may start empty and be filled while the flow runs. */
+    to: z.array(destinationSchema).max(MAX_SUBSCRIBERS),
+  })
+  .superRefine(flowChecks);
 
 const byteData = z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'must be a Uint8Array (or Buffer)');
 

@@ -60,14 +60,15 @@ export async function createFlow(sluice: Sluice, body: unknown): Promise<Flow> {
 }
 
 /**
- * Replaces the flow's policy. Same type and listen address: in place.
+ * Replaces the flow's policy. Same type, listen address and group join: in place.
  * Otherwise stopped and started anew; if the new policy cannot start
  * (address in use), the old one is started again and the error thrown.
  * Returns the running flow (a new object after a restart).
  */
 export async function replaceFlow(sluice: Sluice, flow: Flow, policy: FlowPolicy): Promise<{ flow: Flow; restarted: boolean }> {
   const spec = parseFlowPolicy(policy);
-  if (spec.type === flow.type && endpointKey(spec.listen) === endpointKey(flow.spec.listen)) {
+  const sameJoin = JSON.stringify(spec.multicast) === JSON.stringify(flow.spec.multicast);
+  if (spec.type === flow.type && endpointKey(spec.listen) === endpointKey(flow.spec.listen) && sameJoin) {
     await flow.replace(policy);
     return { flow, restarted: false };
   }

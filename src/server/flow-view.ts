@@ -37,6 +37,8 @@ export function policyJson(spec: FlowPolicySpec, name: string): FlowPolicy {
     maxQueuedPackets: spec.maxQueuedPackets,
     ...(spec.suspendAfterErrors !== undefined ? { suspendAfterErrors: spec.suspendAfterErrors } : {}),
     suspendRetryMs: spec.suspendRetryMs,
+    ...(spec.multicast !== undefined ? { multicast: spec.multicast } : {}),
+    ...(spec.multicastOut !== undefined ? { multicastOut: spec.multicastOut } : {}),
   };
   return spec.type === 'redirect'
     ? { type: 'redirect', ...common, to: formatEndpoint(spec.to) }

@@ -68,3 +68,18 @@ export function formatIpv6(b: Uint8Array): string {
   if (best < 0) return hex.join(':');
   return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
 }
+
+/**
+ * A multicast group address: 224.0.0.0/4 or ff00::/8 (also an IPv4 group
+ * written IPv4-mapped, which a dual-stack socket would send to as IPv4).
+ * False for anything that is not an IP literal.
+ */
+export function isMulticastAddress(address: string): boolean {
+  if (isIPv4(address)) return ipv4ToInt(address) >>> 28 === 0xe;
+  const zone = address.indexOf('%');
+  const text = zone < 0 ? address : address.slice(0, zone);
+  if (!isIPv6(text)) return false;
+  const b = ipv6Bytes(text);
+  if (b[0] === 0xff) return true;
+  return b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff && b[12]! >>> 4 === 0xe;
+}

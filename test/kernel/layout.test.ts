@@ -92,6 +92,29 @@ test('flow values encode the policy as the program reads it', () => {
   assert.equal(new DataView(k!.buffer).getUint32(0, true), 32 + 96 + 8);
 });
 
+test('a group listen: group and wildcard-source flags, no source address, the join interface in in_ifindex', () => {
+  const base = { slot: 2, sources: { any: true } as const, maxDatagramSize: 1316, payload: 'any' as const, subs: [], spillPort: 0, generation: 1 };
+  const v = L.flowValue({ ...base, listen: { address: '239.1.1.1', port: 5000, family: 4 }, groupIfindex: 7 });
+  const dv = new DataView(v.buffer);
+  assert.equal(L.decodeFlowValue(v).flags, L.FLAG.anySource | L.FLAG.srcWildcard | L.FLAG.group);
+  assert.ok(
+    v.subarray(16, 32).every((b) => b === 0),
+    "copies take the route's source address",
+  );
+  assert.equal(dv.getUint16(32), 5000);
+  assert.equal(dv.getUint16(34, true), 7);
+  // Unnamed interface, or one numbered beyond 16 bits: 0, the program leaves the group to the stack.
+  assert.equal(new DataView(L.flowValue({ ...base, listen: { address: 'ff3e::1', port: 5000, family: 6 } }).buffer).getUint16(34, true), 0);
+  assert.equal(
+    new DataView(L.flowValue({ ...base, listen: { address: '239.1.1.1', port: 5000, family: 4 }, groupIfindex: 70_000 }).buffer).getUint16(34, true),
+    0,
+  );
+  // A unicast listen never has the group flag or an interface.
+  const u = L.flowValue({ ...base, listen: { address: '10.0.0.1', port: 5000, family: 4 }, groupIfindex: 7 });
+  assert.equal(L.decodeFlowValue(u).flags & L.FLAG.group, 0);
+  assert.equal(new DataView(u.buffer).getUint16(34, true), 0);
+});
+
 test('subscribers keep their positions: holes stay empty and count towards nsubs', () => {
   const listen = { address: '0.0.0.0', port: 5000, family: 4 as const };
   const sub = (port: number, pos: number) => ({ endpoint: { address: '10.0.0.9', port, family: 4 as const }, destSlot: 100 + pos, pos, local: false });

@@ -4,6 +4,7 @@
  * through an eventfd), and builds stats from the counters the worker writes
  * into shared memory. No packet ever reaches this thread.
  */
+import { multicastNote } from '../../sys/multicast.js';
 import { readFileSync } from 'node:fs';
 import type { DataPlane, DataPlaneOptions, TierProvider } from '../common/types.js';
 import type { FlowPlan } from '../../policy/compile.js';
@@ -270,7 +271,7 @@ export const batchedProvider: TierProvider = {
       available: true,
       detail: `recvmmsg/sendmmsg in a worker thread, ${gso}, ${p.gro ? 'GRO' : 'no GRO'}`,
       // txtimeNote never throws: a failed detection is reported as the note.
-      notes: [...p.notes, ...socketBufferNotes(), txtimeNote()],
+      notes: [...p.notes, ...socketBufferNotes(), txtimeNote(), ...[multicastNote()].filter((n) => n !== undefined)],
     };
   },
   async create(options) {

@@ -31,6 +31,7 @@ import { SubscriberHealth, samePolicy } from '../common/subscriber-health.js';
 import { ErrorQueueReader, enableRecvErr } from '../../sys/error-queue.js';
 import { canonicalAddress, unmapAddress } from '../../wire/endpoint.js';
 import { readSockaddr } from '../../sys/sockaddr.js';
+import { joinListenGroup, setFlowMulticastOutput } from './multicast.js';
 
 /**
  * Segments per GRO buffer the held-datagram arrays are first sized for: the
@@ -155,10 +156,13 @@ export class EngineFlow {
       socket.setBuffers(options.socketBufferBytes);
       if (extra.onlyMark !== undefined) socket.acceptOnlyMark(extra.onlyMark);
       socket.bind(plan.listen);
+      if (plan.multicast) joinListenGroup(socket, plan.multicast);
+      setFlowMulticastOutput(socket, plan.multicastOut, isWildcard(plan.listen));
       const bound = socket.localEndpoint();
       const listen: Endpoint = { ...plan.listen, port: bound.port };
       flow = new EngineFlow(name, plan, socket, listen, counters, options, extra.via, own, extra.notify);
-      flow.#disown.push(own.add(listen));
+      // Copies from a socket bound to a group leave from an interface's address, as from a wildcard.
+      flow.#disown.push(own.add(plan.multicast ? { ...listen, address: listen.family === 4 ? '0.0.0.0' : '::' } : listen));
       flow.#watchErrors(socket);
       if (options.gro) {
         try {
@@ -242,6 +246,10 @@ export class EngineFlow {
 
   /** New plan from the application; held datagrams were flushed by the caller. */
   update(plan: FlowPlan, bindings: readonly DestinationBinding[]): void {
+    if (JSON.stringify(plan.multicastOut) !== JSON.stringify(this.#plan.multicastOut)) {
+      setFlowMulticastOutput(this.socket, plan.multicastOut, isWildcard(this.listen));
+      for (const s of this.#aux.values()) setFlowMulticastOutput(s, plan.multicastOut, false);
+    }
     this.#plan = plan;
     this.#accept = createSockaddrMatcher(plan.sources);
     this.#setDestinations(bindings);
@@ -466,6 +474,7 @@ export class EngineFlow {
         // Bound now (not by the first send) so its port is known: copies it
         // sends that come back to a flow are recognised as a loop.
         s.bind({ family, address: family === 4 ? '0.0.0.0' : '::', port: 0 });
+        setFlowMulticastOutput(s, this.#plan.multicastOut, false);
         this.#disown.push(this.#own.add(s.localEndpoint()));
         this.#watchErrors(s);
       } catch (e) {

@@ -31,6 +31,7 @@ import { adoptPinned, assignSubscribers, hexKey, type AdoptedFlow, type AdoptedS
 import { mergeFlowStats, readKernelCounters, type KernelCounters } from './stats.js';
 import { DestStatsSnapshot } from './dest-snapshot.js';
 import { programNote } from './probe.js';
+import { interfaceIndex } from '../../sys/multicast.js';
 import {
   DEST_COUNTERS_SIZE,
   FLOW_COUNTERS_SIZE,
@@ -68,6 +69,8 @@ interface KernelFlow {
   generation: number;
   /** In-kernel subscribers the companion suspended: left out of the flow entry. */
   suspended: KernelSuspensions;
+  /** A group listen joined (by the companion, whose socket the IGMP/MLD reports are for) on a named interface: its index; else 0. */
+  groupIfindex: number;
 }
 
 export class KernelPlane implements DataPlane {
@@ -228,6 +231,7 @@ export class KernelPlane implements DataPlane {
       subs: f.subs.filter((s) => !f.suspended.has(formatEndpoint(s.endpoint))),
       spillPort: f.spillPort,
       generation: f.generation,
+      groupIfindex: f.groupIfindex,
     });
     mapUpdate(this.#fd('flows'), f.key, value, 0, `flows ${formatEndpoint(f.listen)}`);
   }
@@ -262,7 +266,8 @@ export class KernelPlane implements DataPlane {
       this.#zeroDests(fresh);
       // Adopted destination slots no longer subscribed are free again.
       if (adopted) for (const s of adopted.subs.values()) if (!subs.some((x) => x.destSlot === s.destSlot)) this.#destSlots.give(s.destSlot);
-      const f: KernelFlow = { plan, listen, key, slot, subs, spill, spillPort: 0, allow: [], generation: 0, suspended: new KernelSuspensions() };
+      const groupIfindex = plan.multicast?.interface === undefined ? 0 : interfaceIndex(plan.multicast.interface);
+      const f: KernelFlow = { plan, listen, key, slot, subs, spill, spillPort: 0, allow: [], generation: 0, suspended: new KernelSuspensions(), groupIfindex };
       if (spill.length) f.spillPort = await this.#startSpill(id, f);
       f.allow = this.#writeAllow(slot, plan, []);
       this.#writeFlow(f);
@@ -288,7 +293,9 @@ export class KernelPlane implements DataPlane {
    * listen port like every other copy, on every tier.
    */
   #spillPlan(plan: FlowPlan, listen: Endpoint, port: number, destinations: readonly Endpoint[]): FlowPlan {
-    return { ...plan, name: `${plan.name} (spill)`, listen: { ...listen, port }, sources: { any: true }, destinations };
+    // The main companion joins the group; its spill flow only takes the program's marked copies.
+    const { multicast: _join, ...rest } = plan;
+    return { ...rest, name: `${plan.name} (spill)`, listen: { ...listen, port }, sources: { any: true }, destinations };
   }
 
   async #startSpill(id: string, f: KernelFlow): Promise<number> {

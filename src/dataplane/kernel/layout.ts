@@ -9,7 +9,7 @@
  * (the program compares and writes them as they are on the wire).
  */
 import { isIPv4 } from 'node:net';
-import { ipv6Bytes, ipv4ToInt } from '../../wire/ip-address.js';
+import { ipv6Bytes, ipv4ToInt, isMulticastAddress } from '../../wire/ip-address.js';
 import { isWildcard, type Endpoint } from '../../wire/endpoint.js';
 import type { SourceFilter } from '../../policy/source-filter.js';
 import type { PayloadFormat } from '../../wire/payload-format.js';
@@ -34,7 +34,7 @@ export const ALLOW_KEY_SIZE = 24;
 /** struct hop: per-CPU next-hop cache entry, by destination slot. */
 export const HOP_SIZE = 64;
 
-export const FLAG = { anySource: 1, mpegts: 2, spill: 4, srcWildcard: 8, rtp: 16 } as const;
+export const FLAG = { anySource: 1, mpegts: 2, spill: 4, srcWildcard: 8, rtp: 16, group: 32 } as const;
 
 /** struct flow_counters, u64 each, in order. */
 export const FLOW_COUNTERS = [
@@ -148,6 +148,8 @@ export interface FlowValueInput {
   /** Port of the spill socket, or 0 when every subscriber is in the kernel. */
   readonly spillPort: number;
   readonly generation: number;
+  /** A group listen: the interface it was joined on (0 or absent: unknown, the program leaves the group to the stack). */
+  readonly groupIfindex?: number;
 }
 
 export function flowValue(input: FlowValueInput): Uint8Array {
@@ -160,14 +162,20 @@ export function flowValue(input: FlowValueInput): Uint8Array {
   if (input.payload === 'mpegts') flags |= FLAG.mpegts;
   if (input.payload === 'rtp' || input.payload === 'rtp-mpegts') flags |= FLAG.rtp;
   if (input.spillPort) flags |= FLAG.spill;
-  if (isWildcard(input.listen)) flags |= FLAG.srcWildcard;
+  const group = isMulticastAddress(input.listen.address);
+  // Copies of a group's datagrams leave from the outgoing interface's address, as from a wildcard.
+  if (isWildcard(input.listen) || group) flags |= FLAG.srcWildcard;
+  if (group) flags |= FLAG.group;
   v.setUint32(0, input.slot, true);
   v.setUint32(4, flags, true);
   v.setUint32(8, input.maxDatagramSize, true);
   v.setUint16(12, used, true);
   v.setUint16(14, input.spillPort);
-  if (!isWildcard(input.listen)) b.set(addr16(input.listen.address), 16);
+  if (!isWildcard(input.listen) && !group) b.set(addr16(input.listen.address), 16);
   v.setUint16(32, input.listen.port);
+  const ifindex = input.groupIfindex ?? 0;
+  // in_ifindex is 16 bits: an interface numbered beyond leaves the group to the stack.
+  if (group && ifindex > 0 && ifindex <= 0xffff) v.setUint16(34, ifindex, true);
   v.setUint32(36, input.generation, true);
   input.subs.forEach((s) => {
     if (s.endpoint.port === 0) throw new RangeError('port 0 marks a hole: not a subscriber');

@@ -2,13 +2,15 @@
  * Where the kernel tier puts things: flow and destination slots (indexes
  * into the BPF arrays of counters and next hops), and which subscribers of
  * a flow the program copies to, at which position, and which it spills to
- * the batched companion. It reads the flow entries a previous process left
+ * the batched companion (those beyond the kernel's limit, of the other
+ * family, or multicast groups). It reads the flow entries a previous process left
  * pinned (their slots stay taken); the plane writes what it decides.
  */
 import { isIPv4 } from 'node:net';
 import type { FlowPlan } from '../../policy/compile.js';
 import { endpointKey, type Endpoint } from '../../wire/endpoint.js';
 import { NotSupportedError } from '../../errors.js';
+import { isMulticastAddress } from '../../wire/ip-address.js';
 import { mapKeys, mapLookup } from '../../sys/bpf.js';
 import { FLOW_KEY_SIZE, FLOW_VALUE_SIZE, MAX_DESTS, MAX_FLOWS, MAX_SUBS, addr16, decodeFlowValue, type KernelSub } from './layout.js';
 
@@ -112,7 +114,8 @@ export function assignSubscribers(
   if (adopted) {
     for (const d of plan.destinations) {
       const a = adopted.get(adoptedSubKey(addr16(d.address), d.port));
-      if (a && sameFamily(d, listen)) cur.set(endpointKey(d), { endpoint: d, destSlot: a.destSlot, pos: a.pos, local: false });
+      if (a && sameFamily(d, listen) && !isMulticastAddress(d.address))
+        cur.set(endpointKey(d), { endpoint: d, destSlot: a.destSlot, pos: a.pos, local: false });
     }
   }
   const spilled = new Set(currentSpill.map(endpointKey));
@@ -133,7 +136,8 @@ export function assignSubscribers(
       subs.push({ ...existing, endpoint: d, local: isLocal(d.address) });
       continue;
     }
-    const pos = sameFamily(d, listen) && !spilled.has(k) ? freePos() : undefined;
+    // Group subscribers go to the companion, whose socket sends with the flow's multicastOut (TTL, interface, loop).
+    const pos = sameFamily(d, listen) && !spilled.has(k) && !isMulticastAddress(d.address) ? freePos() : undefined;
     if (pos === undefined) {
       spill.push(d);
       continue;

@@ -16,6 +16,7 @@ import { STALE_SOCKET_ERRNOS, type ErrorQueueReader } from '../../sys/error-queu
 import { readSockaddr } from '../../sys/sockaddr.js';
 import { errnoName } from '../../sys/errno.js';
 import { openPortableSocket, type PortableSocket } from './dgram-socket.js';
+import { joinDgramGroup, setDgramMulticastOutput } from './multicast.js';
 
 const osErrno = constants.errno;
 
@@ -76,10 +77,19 @@ export class PortableFlow {
   static async start(plan: FlowPlan, opts: { socketBufferBytes?: number; own: OwnSockets }): Promise<PortableFlow> {
     const { sock, listening } = openPortableSocket(plan.listen, opts.socketBufferBytes);
     await listening;
+    try {
+      if (plan.multicast) joinDgramGroup(sock.socket, plan.listen.family, plan.multicast);
+      setDgramMulticastOutput(sock.socket, plan.listen.family, plan.multicastOut);
+    } catch (err) {
+      sock.socket.close();
+      throw err;
+    }
     const flow = new PortableFlow(plan, sock, opts.socketBufferBytes, opts.own);
     const bound = sock.socket.address();
     flow.#listen = { ...plan.listen, port: bound.port };
-    flow.#disown.push(flow.#own.add(flow.#listen));
+    // Copies from a socket bound to a group leave from an interface's address, as from a wildcard.
+    const own = plan.multicast ? { ...flow.#listen, address: plan.listen.family === 4 ? '0.0.0.0' : '::' } : flow.#listen;
+    flow.#disown.push(flow.#own.add(own));
     flow.#setDestinations(plan);
     sock.socket.on('message', (msg, rinfo) => flow.#onMessage(msg, rinfo.address, rinfo.port));
     return flow;
@@ -134,6 +144,10 @@ export class PortableFlow {
 
   /** Swaps in a new plan; destinations in both keep counters and lose nothing. */
   update(plan: FlowPlan): void {
+    if (JSON.stringify(plan.multicastOut) !== JSON.stringify(this.#plan.multicastOut)) {
+      setDgramMulticastOutput(this.#socket, this.#listen.family, plan.multicastOut);
+      for (const [family, s] of this.#crossFamily) setDgramMulticastOutput(s, family, plan.multicastOut);
+    }
     this.#plan = plan;
     this.#accept = createSourceMatcher(plan.sources);
     this.#setDestinations(plan);
@@ -245,7 +259,13 @@ export class PortableFlow {
       // Bound now: from then on its copies that come back to a flow are a loop.
       listening.then(
         () => {
-          if (!this.#closed) this.#disown.push(this.#own.add({ ...wildcard, port: sock.socket.address().port }));
+          if (this.#closed) return;
+          this.#disown.push(this.#own.add({ ...wildcard, port: sock.socket.address().port }));
+          try {
+            setDgramMulticastOutput(sock.socket, ep.family, this.#plan.multicastOut);
+          } catch {
+            // Group copies from this socket then leave with the system's defaults (TTL 1, by route).
+          }
         },
         () => undefined, // sends report the failure to their callbacks
       );
