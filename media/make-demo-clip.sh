@@ -2,8 +2,11 @@
 # Rebuilds media/demo-clip.m2t, the clip `sluice demo` (npm start) streams:
 # 10 s of ffmpeg's testsrc2 pattern (320x240, 25 fps, H.264 baseline at
 # ~500 kbit/s, a keyframe every second) with a 440 Hz tone (AAC-LC, 48 kHz
-# mono, 64 kbit/s), in MPEG-TS (PCR on the video PID every 20 ms, PAT/PMT
-# every 100 ms): about 700 kB. One thread and bitexact flags, so that the
+# mono, 64 kbit/s), in MPEG-TS multiplexed at a constant 700 kbit/s (null
+# packets fill the rest; PCR on the video PID every 20 ms, PAT/PMT every
+# 100 ms), so the clip passes every TR 101 290 check Sluice makes: about
+# 880 kB. (ffmpeg's default VBR mux spaced PCRs up to 80 ms apart: a
+# pcrRepetitionError, 2.3a, at every monitor.) One thread and bitexact flags, so that the
 # same ffmpeg build makes the same bytes. Needs ffmpeg (Debian package ffmpeg).
 #
 #   sh media/make-demo-clip.sh            # writes media/demo-clip.m2t
@@ -16,5 +19,5 @@ ffmpeg -hide_banner -loglevel error -y \
   -c:v libx264 -preset veryfast -profile:v baseline -pix_fmt yuv420p \
   -b:v 500k -maxrate 500k -bufsize 500k -g 25 -keyint_min 25 -sc_threshold 0 \
   -c:a aac -b:a 64k -ac 1 \
-  -f mpegts -mpegts_service_id 1 -metadata service_name="Sluice demo" \
+  -f mpegts -muxrate 700000 -pcr_period 20 -mpegts_service_id 1 -metadata service_name="Sluice demo" \
   demo-clip.m2t

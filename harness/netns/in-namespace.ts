@@ -8,7 +8,10 @@ import { withTopology } from './netns.js';
 
 export async function runTestFileInNamespace(file: string, timeoutMs = 240_000): Promise<string> {
   return withTopology({ namespaces: ['k'] }, async (topo) => {
-    const child = topo.spawn('k', process.execPath, ['--import', 'tsx', '--test', '--test-timeout=60000', '--test-reporter=tap', file]);
+    // The inner bound applies to each test and to each describe() as a whole (a suite of many
+    // tests on a loaded host takes minutes), so it is the outer bound less a margin to report.
+    const inner = Math.max(60_000, timeoutMs - 20_000);
+    const child = topo.spawn('k', process.execPath, ['--import', 'tsx', '--test', `--test-timeout=${inner}`, '--test-reporter=tap', file]);
     const exit = await child.waitExit(timeoutMs);
     const out = child.stdout();
     // Forward the inner TAP so the outer run shows every inner test.

@@ -24,13 +24,18 @@ const AF_BYTES = 2;
 export function markLoopStart(ts: Uint8Array): Uint8Array {
   if (ts.byteLength % TS_PACKET_SIZE !== 0) throw new InvalidArgumentError(`loop: ${ts.byteLength} bytes is not whole 188-byte TS packets`);
   const out = Uint8Array.from(ts);
+  // 1: the PID's first packet is marked; 2: so is its first packet with payload. A packet
+  // with no payload (adaptation field only, such as a CBR mux's PCR-only packets) does not
+  // take part in the continuity count, so a checker does not look at its flag: the first
+  // payload packet after the loop must say it too.
   const seen = new Uint8Array(PID_NULL + 1);
   for (let o = 0; o < out.byteLength; o += TS_PACKET_SIZE) {
     if (out[o] !== TS_SYNC_BYTE) throw new InvalidArgumentError(`loop: no sync byte at byte ${o}`);
     const pid = ((out[o + 1]! & 0x1f) << 8) | out[o + 2]!;
-    if (pid === PID_NULL || seen[pid]) continue;
-    seen[pid] = 1;
-    markPacket(out, o, pid);
+    if (pid === PID_NULL || seen[pid] === 2) continue;
+    const hasPayload = ((out[o + 3]! >>> 4) & 1) === 1;
+    if (seen[pid] === 0 || hasPayload) markPacket(out, o, pid);
+    seen[pid] = hasPayload ? 2 : 1;
   }
   return out;
 }

@@ -159,6 +159,10 @@ export class PsiTracker {
   kind(pid: number): string {
     if (pid === PID_PAT) return 'PAT';
     if (pid === PID_NULL) return 'null';
+    // DVB's fixed PIDs (EN 300 468): the SDT/BAT on 0x11, the EIT on 0x12, the TDT/TOT on 0x14.
+    if (pid === 0x11) return 'SDT';
+    if (pid === 0x12) return 'EIT';
+    if (pid === 0x14) return 'TDT';
     if (this.slotOf[pid]! >= 0) return 'PMT';
     return streamKind(this.#streamType[pid]!);
   }
