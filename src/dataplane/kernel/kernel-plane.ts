@@ -11,11 +11,11 @@
  * address family, are *spilled*: the program sends one extra copy to a
  * second companion socket (the spill flow) which serves just them.
  * Stats merge the three sources under the shared counter names (stats.ts).
- * Where subscribers go is placement.ts; what the program mirrors of the host,
- * host-mirror.ts; whether the tier can run here, probe.ts.
+ * Placement: placement.ts; host mirror: host-mirror.ts; probe: probe.ts; joinFlow: join.ts.
  */
 import { existsSync } from 'node:fs';
-import type { DataPlane, DataPlaneOptions } from '../common/types.js';
+import type { DataPlane, DataPlaneOptions, JoinPoint, JoinResult } from '../common/types.js';
+import { joinByCounts } from './join.js';
 import type { FlowPlan } from '../../policy/compile.js';
 import { formatEndpoint, type Endpoint } from '../../wire/endpoint.js';
 import type { FlowStats } from '../common/counters.js';
@@ -296,7 +296,13 @@ export class KernelPlane implements DataPlane {
     return r.listen.port;
   }
 
-  async updateFlow(id: string, plan: FlowPlan): Promise<void> {
+  joinFlow(id: string, plan: FlowPlan, at: JoinPoint): Promise<JoinResult> {
+    const to = formatEndpoint(at.counter);
+    const count = (): number => this.flowStats(id)?.destinations.find((d) => d.to === to)?.packetsOut ?? 0;
+    return joinByCounts(at, count, (hook) => this.updateFlow(id, plan, hook));
+  }
+
+  async updateFlow(id: string, plan: FlowPlan, beforeWrite?: () => void): Promise<void> {
     const f = this.#flows.get(id);
     if (!f) throw new InvalidArgumentError(`no flow with id '${id}'`);
     const { subs, spill, fresh } = this.#assign(plan, f.listen, f.subs, f.spill);
@@ -310,6 +316,7 @@ export class KernelPlane implements DataPlane {
     f.suspended.keepOnly(new Set(subs.map((s) => formatEndpoint(s.endpoint))), kernelCopied(this.#kernelCounters(f).flow));
     if (spill.length && !f.spillPort) f.spillPort = await this.#startSpill(id, f);
     f.allow = this.#writeAllow(f.slot, plan, f.allow);
+    beforeWrite?.(); // joinFlow reads the boundary here
     this.#writeFlow(f);
     for (const s of removed) this.#destSlots.give(s.destSlot);
   }
