@@ -8,8 +8,9 @@
  * 1..N of the tap's numbering, the plane sends N+1 on. No gap, no
  * duplicate, and no reordering when the plane applies the join exactly at
  * N (the feeder asks again, after the next datagram, while the plane has
- * moved on; after `maxAttempts` it forces the join and forwards the few
- * datagrams up to the plane's count itself).
+ * moved on, once the tap delivered as many as the plane had counted;
+ * after `maxAttempts` it forces the join and forwards the few datagrams up
+ * to the plane's count itself).
  */
 import type { RapSnapshot } from '../media/rap-cache.js';
 
@@ -70,6 +71,8 @@ export class FastJoin {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #joining = false;
   #attempts = 0;
+  /** The plane's count when it last refused: asking again before the tap delivered that many would be refused too. */
+  #planeCount = 0;
   /** Once the plane's count is known: forward up to it, then stop. */
   #boundary: number | undefined;
   #fed = 0;
@@ -155,7 +158,7 @@ export class FastJoin {
       else this.#timer = setTimeout(() => this.#complete(), BOUNDARY_WAIT_MS);
       return;
     }
-    if (!this.#joining && this.#forwarded === this.#seen) void this.#askJoin();
+    if (!this.#joining && this.#forwarded === this.#seen && this.#forwarded >= this.#planeCount) void this.#askJoin();
   }
 
   async #askJoin(): Promise<void> {
@@ -174,7 +177,7 @@ export class FastJoin {
       this.#forced = r.count !== this.#forwarded;
       this.#overlap = r.overlap;
       this.#boundary = r.count;
-    }
+    } else this.#planeCount = r.count;
     // Not applied: the plane moved on; what the tap delivered meanwhile is sent, then it asks again.
     this.#pump();
   }

@@ -13,6 +13,8 @@ import type { FlowStats } from '../dataplane/common/counters.js';
 import type { FlowDetail } from '../dataplane/tiers.js';
 import { ClosedError, InvalidArgumentError, PolicyValidationError, type EngineFailedError } from '../errors.js';
 import { TypedEmitter } from '../events.js';
+import { FastChannelChange, type TapSource } from './fast-channel-change.js';
+import type { RapCachePayload } from '../media/rap-cache.js';
 
 export type { EndpointInput };
 
@@ -66,6 +68,12 @@ export interface FlowControl {
   sluiceClosing(final: Promise<FlowStats | undefined>): Promise<FlowStats | undefined>;
   engineFailed(error: EngineFailedError): void;
   suspension(to: string, until: number): void;
+  /**
+   * The flow's monitor tap is running (or gone: undefined). With policy
+   * `fastChannelChange`, subscribers added from then on get a burst from
+   * its cache (fast-channel-change.ts).
+   */
+  tap(tap: TapSource | undefined): void;
 }
 
 export class Flow extends TypedEmitter<FlowEvents> {
@@ -79,6 +87,9 @@ export class Flow extends TypedEmitter<FlowEvents> {
   #ending: Promise<FlowStats | undefined> | undefined;
   /** The table's entry as last seen: name, listen and spec stay readable after the flow ended. */
   #last: RunningFlowRecord | undefined;
+  #tap: TapSource | undefined;
+  /** Policy fastChannelChange with a tap: the cache and the joins in progress. */
+  #fcc: FastChannelChange | undefined;
 
   /** @internal Created by Sluice.apply(). */
   constructor(parent: FlowParent) {
@@ -95,6 +106,10 @@ export class Flow extends TypedEmitter<FlowEvents> {
       },
       suspension: (to, until) => {
         if (!this.#closed) this.emit('suspension', to, until);
+      },
+      tap: (tap) => {
+        this.#tap = tap;
+        this.#syncFastChannelChange();
       },
     });
   }
@@ -156,10 +171,30 @@ export class Flow extends TypedEmitter<FlowEvents> {
     this.#updated(await this.#table.update(this.#id, () => ({ ...(policy as object) })));
   }
 
-  /** Adds a subscriber to a replicate flow (no-op if already subscribed). */
+  /**
+   * Adds a subscriber to a replicate flow (no-op if already subscribed).
+   * With policy `fastChannelChange` it first gets a burst from the flow's
+   * cache, then live datagrams, and resolves once the data plane serves it.
+   */
   async addSubscriber(to: EndpointInput): Promise<void> {
-    const key = subscriberKey(to);
-    await this.#editSubscribers('addSubscriber', (list) => (list.some((t) => safeKey(t) === key) ? list : [...list, to]));
+    const endpoint = subscriberEndpoint(to);
+    const key = endpointKey(endpoint);
+    const edit = (list: EndpointInput[]): EndpointInput[] => (list.some((t) => safeKey(t) === key) ? list : [...list, to]);
+    const fcc = this.#fcc;
+    const spec = this.#closed ? undefined : this.spec;
+    if (!fcc || spec?.type !== 'replicate' || spec.to.some((t) => endpointKey(t) === key)) {
+      await this.#editSubscribers('addSubscriber', edit);
+      return;
+    }
+    await fcc.add(endpoint, async (after, force) => {
+      const { entry, result } = await this.#table.join(this.#id, (cur) => ({ ...cur, to: edit((cur.to as EndpointInput[] | undefined) ?? []) }), {
+        counter: fcc.counter,
+        after,
+        force,
+      });
+      if (entry) this.#updated(entry);
+      return result;
+    });
   }
 
   /** Removes a subscriber from a replicate flow (no-op if not subscribed). */
@@ -180,8 +215,22 @@ export class Flow extends TypedEmitter<FlowEvents> {
 
   #updated(entry: RunningFlowRecord): void {
     this.#last = entry;
+    this.#syncFastChannelChange();
     this.emit('update', entry.spec);
     this.#observer.emit('update', entry.spec);
+  }
+
+  /** Starts, changes or stops the fast channel change cache to follow the policy and the tap. */
+  #syncFastChannelChange(): void {
+    const spec = this.#closed ? undefined : this.#entry().spec;
+    const want = spec?.type === 'replicate' && spec.payload !== 'any' && this.#tap ? spec.fastChannelChange : undefined;
+    const have = this.#fcc?.options;
+    if (want && have && have.maxCacheBytes === want.maxCacheBytes && have.payload === spec!.payload) {
+      this.#fcc!.burstRate = want.burstRate;
+      return;
+    }
+    this.#fcc?.close();
+    this.#fcc = want ? new FastChannelChange(this.#tap!, { payload: spec!.payload as RapCachePayload, ...want }) : undefined;
   }
 
   /** Counter snapshot (synchronous, cheap). */
@@ -189,7 +238,7 @@ export class Flow extends TypedEmitter<FlowEvents> {
     this.#assertLive();
     const s = this.#table.plane.flowStats(this.#id);
     if (!s) throw new ClosedError(`flow '${this.name}'`);
-    return s;
+    return this.#fcc ? { ...s, fastChannelChange: this.#fcc.stats() } : s;
   }
 
   /**
@@ -248,6 +297,8 @@ export class Flow extends TypedEmitter<FlowEvents> {
 
   /** The flow is gone: why, then 'close' (listener errors never reach the caller: TypedEmitter). */
   #end(why: 'remove' | 'sluiceclose', stats: FlowStats | undefined): void {
+    this.#fcc?.close();
+    this.#fcc = undefined;
     this.emit(why);
     this.emit('close', stats);
     this.#observer.emit('close');
@@ -266,10 +317,14 @@ export class Flow extends TypedEmitter<FlowEvents> {
   }
 }
 
-function subscriberKey(to: EndpointInput): string {
+function subscriberEndpoint(to: EndpointInput): Endpoint {
   const parsed = parseEndpointInput(to);
   if (!parsed.ok) throw new PolicyValidationError([{ path: 'to', message: parsed.reason }]);
-  return endpointKey(parsed.endpoint);
+  return parsed.endpoint;
+}
+
+function subscriberKey(to: EndpointInput): string {
+  return endpointKey(subscriberEndpoint(to));
 }
 
 function safeKey(to: EndpointInput): string | undefined {

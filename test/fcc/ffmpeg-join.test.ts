@@ -1,0 +1,120 @@
+/**
+ * Fast channel change with real clients, every tier: ffmpeg sends live
+ * H.264 in MPEG-TS (2 s GOP) into a replicate flow with
+ * `fastChannelChange`; mid-GOP a late ffmpeg subscriber is added and must
+ * decode its first picture with no "non-existing PPS" errors. The time to
+ * that picture is printed (a bench figure, not a bound).
+ *
+ * Until the monitor tap (src/control/monitor-tap.ts) lands, the tap is
+ * played by a subscriber socket of the test that numbers what it gets and
+ * is handed to the flow through FlowControl.tap, as the tap will be.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { spawn, spawnSync } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createDataPlane, probeTiers } from '../../src/dataplane/tiers.js';
+import { PolicyTable } from '../../src/control/policy-table.js';
+import { Flow, type FlowControl } from '../../src/control/flow.js';
+import type { TapSource } from '../../src/control/fast-channel-change.js';
+
+const ffmpeg = spawnSync('ffmpeg', ['-version']).status === 0;
+const probes = await probeTiers();
+
+async function freePort(): Promise<number> {
+  const s = dgram.createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  const port = s.address().port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** A socket that numbers the datagrams it receives, offered as the flow's tap. */
+async function fakeTap(): Promise<{ source: TapSource; socket: dgram.Socket; url: string }> {
+  const socket = dgram.createSocket({ type: 'udp4', recvBufferSize: 8 << 20 });
+  await new Promise<void>((r) => socket.bind(0, '127.0.0.1', () => r()));
+  const port = socket.address().port;
+  const listeners = new Set<(d: Uint8Array, i: number, now: number) => void>();
+  let index = 0;
+  socket.on('message', (msg) => {
+    index++;
+    const now = performance.now();
+    for (const l of listeners) l(msg, index, now);
+  });
+  const source: TapSource = {
+    endpoint: { family: 4, address: '127.0.0.1', port },
+    onDatagram(l) {
+      listeners.add(l);
+      return () => listeners.delete(l);
+    },
+  };
+  return { source, socket, url: `udp://127.0.0.1:${port}` };
+}
+
+/** Runs an ffmpeg receiver until it decoded one picture; resolves with when it did and what it logged. */
+function receiver(port: number): { ready: Promise<void>; done: Promise<{ code: number | null; stderr: string; at: number }> } {
+  const child = spawn('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-probesize', '32768', '-analyzeduration', '0', '-i', `udp://127.0.0.1:${port}?fifo_size=100000`, '-frames:v', '1', '-f', 'null', '-'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  const done = new Promise<{ code: number | null; stderr: string; at: number }>((resolve) =>
+    child.on('exit', (code) => {
+      clearTimeout(killer);
+      resolve({ code, stderr, at: performance.now() });
+    }),
+  );
+  // ffmpeg opens its input socket within a few hundred ms of starting.
+  return { ready: sleep(700), done };
+}
+
+for (const tier of ['portable', 'batched', 'kernel'] as const) {
+  const probe = probes.find((p) => p.tier === tier);
+  const skip = !ffmpeg ? 'ffmpeg is not installed' : probe?.available ? false : `tier ${tier} unavailable here: ${probe?.detail ?? 'not probed'}`;
+  test(`${tier}: a late ffmpeg subscriber decodes its first picture from the cache, with no missing-PPS errors`, { skip, timeout: 60_000 }, async () => {
+    const plane = await createDataPlane(tier);
+    const table = new PolicyTable(plane);
+    const tap = await fakeTap();
+    let sender: ReturnType<typeof spawn> | undefined;
+    try {
+      const entry = await table.add({ type: 'replicate', listen: 'udp://127.0.0.1:0', to: [tap.url], allow: 'any', payload: 'mpegts', fastChannelChange: {} });
+      let control: FlowControl | undefined;
+      const flow = new Flow({ table, id: entry.id, tier, bind: (c) => (control = c), removing: () => undefined, removed: () => undefined });
+      control!.tap(tap.source);
+      sender = spawn(
+        'ffmpeg',
+        [
+          ...['-hide_banner', '-loglevel', 'error', '-re', '-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=25', '-t', '12'],
+          ...['-c:v', 'libx264', '-g', '50', '-f', 'mpegts', `udp://127.0.0.1:${entry.listen.port}?pkt_size=1316`],
+        ],
+        { stdio: 'ignore' },
+      );
+      // Into the second group of pictures, away from its keyframe.
+      await sleep(3000);
+      const port = await freePort();
+      const rx = receiver(port);
+      await rx.ready;
+      const t0 = performance.now();
+      await flow.addSubscriber(`udp://127.0.0.1:${port}`);
+      const joined = performance.now();
+      const out = await rx.done;
+      const stats = flow.stats();
+      console.log(
+        `${tier}: first picture ${(out.at - t0).toFixed(0)} ms after addSubscriber (handover at ${(joined - t0).toFixed(0)} ms); ` +
+          `fast channel change ${JSON.stringify(stats.fastChannelChange)}`,
+      );
+      assert.equal(out.code, 0, out.stderr);
+      assert.doesNotMatch(out.stderr, /non-existing PPS|no frame/);
+      assert.equal(stats.fastChannelChange?.fastJoins, 1);
+      assert.ok(stats.destinations.some((d) => d.to === `udp://127.0.0.1:${port}`), 'the plane serves the subscriber');
+      await flow.remove();
+    } finally {
+      sender?.kill('SIGKILL');
+      await table.clear();
+      await plane.close();
+      tap.socket.close();
+    }
+  });
+}
