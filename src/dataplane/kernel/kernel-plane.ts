@@ -15,7 +15,7 @@
  */
 import { existsSync } from 'node:fs';
 import type { DataPlane, DataPlaneOptions, JoinPoint, JoinResult } from '../common/types.js';
-import { joinByCounts } from './join.js';
+import { joinByCounts, joinCounts } from './join.js';
 import type { FlowPlan } from '../../policy/compile.js';
 import { formatEndpoint, type Endpoint } from '../../wire/endpoint.js';
 import type { FlowStats } from '../common/counters.js';
@@ -297,12 +297,11 @@ export class KernelPlane implements DataPlane {
   }
 
   joinFlow(id: string, plan: FlowPlan, at: JoinPoint): Promise<JoinResult> {
-    const to = formatEndpoint(at.counter);
-    const count = (): number => this.flowStats(id)?.destinations.find((d) => d.to === to)?.packetsOut ?? 0;
-    return joinByCounts(at, count, (hook) => this.updateFlow(id, plan, hook));
+    const read = joinCounts(this.#flows.get(id)?.plan, plan, at, () => this.flowStats(id));
+    return joinByCounts(at, read, () => this.updateFlow(id, plan));
   }
 
-  async updateFlow(id: string, plan: FlowPlan, beforeWrite?: () => void): Promise<void> {
+  async updateFlow(id: string, plan: FlowPlan): Promise<void> {
     const f = this.#flows.get(id);
     if (!f) throw new InvalidArgumentError(`no flow with id '${id}'`);
     const { subs, spill, fresh } = this.#assign(plan, f.listen, f.subs, f.spill);
@@ -316,7 +315,6 @@ export class KernelPlane implements DataPlane {
     f.suspended.keepOnly(new Set(subs.map((s) => formatEndpoint(s.endpoint))), kernelCopied(this.#kernelCounters(f).flow));
     if (spill.length && !f.spillPort) f.spillPort = await this.#startSpill(id, f);
     f.allow = this.#writeAllow(f.slot, plan, f.allow);
-    beforeWrite?.(); // joinFlow reads the boundary here
     this.#writeFlow(f);
     for (const s of removed) this.#destSlots.give(s.destSlot);
   }
