@@ -6,7 +6,8 @@
  */
 import dgram from 'node:dgram';
 import { RapCache, type RapCachePayload } from '../media/rap-cache.js';
-import type { Endpoint } from '../wire/endpoint.js';
+import { endpointKey, formatEndpoint, type Endpoint } from '../wire/endpoint.js';
+import { ClosedError, InvalidArgumentError } from '../errors.js';
 import type { FastChannelChangeStats } from '../dataplane/common/counters.js';
 import type { JoinResult } from '../dataplane/common/types.js';
 import { FastJoin, type FastJoinOutcome } from './fast-join.js';
@@ -29,7 +30,8 @@ export class FastChannelChange {
   readonly #tap: TapSource;
   readonly #cache: RapCache;
   readonly #unsubscribe: () => void;
-  readonly #active = new Set<FastJoin>();
+  /** Joins in progress by subscriber (endpointKey). */
+  readonly #active = new Map<string, FastJoin>();
   readonly #sockets = new Map<4 | 6, dgram.Socket>();
   #options: FastChannelChangeOptions;
   #lastIndex = 0;
@@ -46,7 +48,7 @@ export class FastChannelChange {
     this.#unsubscribe = tap.onDatagram((datagram, index, nowMs) => {
       this.#lastIndex = index;
       this.#cache.push(datagram, index, nowMs);
-      for (const join of this.#active) join.onDatagram(datagram, index, nowMs);
+      for (const join of this.#active.values()) join.onDatagram(datagram, index, nowMs);
     });
   }
 
@@ -70,7 +72,9 @@ export class FastChannelChange {
    * Resolves once the plane serves it.
    */
   async add(to: Endpoint, join: (after: number, force: boolean) => Promise<JoinResult>): Promise<FastJoinOutcome> {
-    if (this.#closed) throw new Error('fast channel change is closed');
+    if (this.#closed) throw new ClosedError('flow');
+    const key = endpointKey(to);
+    if (this.#active.has(key)) throw new InvalidArgumentError(`${formatEndpoint(to)} is already joining`);
     const snapshot = this.#cache.snapshot();
     this.#joins++;
     if (snapshot) this.#fastJoins++;
@@ -83,15 +87,22 @@ export class FastChannelChange {
       send: (d) => socket.send(d, to.port, to.address),
       join,
     });
-    this.#active.add(feeder);
+    this.#active.set(key, feeder);
     feeder.start();
     try {
       const outcome = await feeder.result;
       if (outcome.forced) this.#forced++;
       return outcome;
     } finally {
-      this.#active.delete(feeder);
+      if (this.#active.get(key) === feeder) this.#active.delete(key);
     }
+  }
+
+  /** Ends the join of `to`, if one is in progress (removeSubscriber): its add() rejects and the plane never gets it. */
+  cancel(to: Endpoint): void {
+    const key = endpointKey(to);
+    this.#active.get(key)?.cancel(new InvalidArgumentError(`${formatEndpoint(to)} was removed while joining`));
+    this.#active.delete(key);
   }
 
   stats(): FastChannelChangeStats {
@@ -113,7 +124,7 @@ export class FastChannelChange {
     if (this.#closed) return;
     this.#closed = true;
     this.#unsubscribe();
-    for (const join of this.#active) join.cancel(new Error('the flow stopped during a fast channel change'));
+    for (const join of this.#active.values()) join.cancel(new ClosedError('flow'));
     this.#active.clear();
     for (const s of this.#sockets.values()) s.close();
     this.#sockets.clear();

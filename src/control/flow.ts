@@ -200,6 +200,7 @@ export class Flow extends TypedEmitter<FlowEvents> {
   /** Removes a subscriber from a replicate flow (no-op if not subscribed). */
   async removeSubscriber(to: EndpointInput): Promise<void> {
     const key = subscriberKey(to);
+    this.#fcc?.cancel(subscriberEndpoint(to));
     await this.#editSubscribers('removeSubscriber', (list) => list.filter((t) => safeKey(t) !== key));
   }
 
