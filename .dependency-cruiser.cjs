@@ -70,7 +70,7 @@ module.exports = {
     {
       name: 'control-goes-through-tiers',
       severity: 'error',
-      comment: 'Sluice reaches the kernel only through tiers and engines (src/media is pure: the monitor tap and fast channel change use it).',
+      comment: 'Sluice reaches the kernel only through tiers and engines; it watches streams with src/media (pure) through its monitor taps.',
       from: { path: '^src/control/' },
       to: { path: '^src/(sys|worker|tpo|cli|server)/|^src/dataplane/(portable|batched|kernel)/' },
     },

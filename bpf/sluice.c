@@ -98,6 +98,8 @@ static long (*bpf_csum_level)(struct __sk_buff *skb, __u64 level) = (void *)135;
 #define F_MPEGTS 2u     /* payload must be whole TS packets */
 #define F_SPILL 4u      /* send a copy to the spill socket (user-space subscribers) */
 #define F_SRC_WILD 8u   /* listen address is a wildcard: source from the route */
+#define F_RTP 16u       /* payload must start with an RTP version 2 header */
+#define RTP_HEADER 12
 
 /* Addresses are 16 bytes everywhere; IPv4 as ::ffff:a.b.c.d. Word-aligned
  * so that copies are four loads, not sixteen (the verifier walks each one). */
@@ -618,6 +620,17 @@ INLINE int ts_ok(struct __sk_buff *skb, __u32 off, __u32 len)
 	return 1;
 }
 
+/* At least the 12-byte fixed RTP header, version 2 (RFC 3550 5.1). Deeper
+ * checks (CSRC, extension and padding lengths) are the monitor's, which
+ * counts them without dropping: the same on every tier. */
+INLINE int rtp_ok(struct __sk_buff *skb, __u32 off, __u32 len)
+{
+	__u8 b = 0;
+	if (len < RTP_HEADER || bpf_skb_load_bytes(skb, off, &b, 1))
+		return 0;
+	return (b >> 6) == 2;
+}
+
 /* fib lookup result -> errno counted against the destination. */
 INLINE __u32 fib_errno(long rc)
 {
@@ -1028,6 +1041,10 @@ int sluice_tcx(struct __sk_buff *skb)
 		return TCX_DROP;
 	}
 	if ((f->flags & F_MPEGTS) && !ts_ok(skb, p->l4 + sizeof(struct udphdr), p->payload_len)) {
+		fc->drop_malformed++;
+		return TCX_DROP;
+	}
+	if ((f->flags & F_RTP) && !rtp_ok(skb, p->l4 + sizeof(struct udphdr), p->payload_len)) {
 		fc->drop_malformed++;
 		return TCX_DROP;
 	}

@@ -10,10 +10,12 @@ import { dropText, dropTotal, perSecond } from './rates.js';
 import { RateChart } from './chart.js';
 import { AUTO_COLLAPSE, SubscriberTable } from './subscribers.js';
 import { showError } from './errors.js';
+import { mediaSummary } from './media.js';
 
 /**
  * @typedef {{ name: string, packetsIn: number, bytesIn: number, packetsOut: number, bytesOut: number,
- *   drops?: Record<string, number>, destinations?: import('./subscribers.js').Destination[] }} FlowCounters
+ *   drops?: Record<string, number>, destinations?: import('./subscribers.js').Destination[],
+ *   media?: import('./media.js').MediaFigures }} FlowCounters
  * @typedef {FlowCounters & { type?: string, tier?: string, listen?: string }} FlowStats
  * @typedef {{ name: string, type?: string, tier?: string, listen?: string, policy?: unknown, stats?: FlowStats }} FlowView
  * @typedef {ReturnType<typeof import('./api.js').createApi>} Api
@@ -51,6 +53,8 @@ export class FlowCard {
       outPkts: h('span', { class: 'small', text: '–' }),
       totals: h('div', { class: 'totals muted' }),
       drops: h('div', { class: 'drops' }),
+      media: h('div', { class: 'media', dataset: { role: 'media' }, hidden: true }),
+      alarms: h('div', { class: 'media-alarms', dataset: { role: 'media-alarms' } }),
       summary: h('summary'),
       subCount: h('span', { dataset: { role: 'subscriber-count' } }),
       subAlerts: h('span', { class: 'alerts' }),
@@ -95,6 +99,8 @@ export class FlowCard {
       ),
       chartBox,
       h('div', { class: 'counts' }, el.drops, el.totals),
+      el.media,
+      el.alarms,
       el.details,
       el.form,
     );
@@ -164,12 +170,16 @@ export class FlowCard {
     toggleClass(el.drops, 'has-drops', dropped > 0);
     const rising = dtS !== null && this.#prev !== null && dropped > dropTotal(this.#prev.drops);
     toggleClass(el.drops, 'rising', rising);
+    const media = mediaSummary(c.media);
+    setText(el.media, media.text);
+    el.media.hidden = !c.media;
+    el.alarms.replaceChildren(...media.alarms.map((kind) => h('span', { class: 'badge alarm', text: kind })));
     this.#subs.update(c.destinations ?? [], dtS);
     setText(el.subCount, `(${this.#subs.size})`);
     const { suspended, failing } = this.#subs.alerts();
     const alerts = [suspended ? `${suspended} suspended` : '', failing ? `${failing} with errors` : ''].filter(Boolean).join(', ');
     setText(el.subAlerts, alerts);
-    toggleClass(this.element, 'alarm', suspended + failing > 0);
+    toggleClass(this.element, 'alarm', suspended + failing + media.alarms.length > 0);
     if (!this.#userToggled) this.#setOpen(this.#subs.size <= AUTO_COLLAPSE);
   }
 

@@ -13,6 +13,8 @@ import type { FlowStats } from '../dataplane/common/counters.js';
 import type { FlowDetail } from '../dataplane/tiers.js';
 import { ClosedError, InvalidArgumentError, PolicyValidationError, type EngineFailedError } from '../errors.js';
 import { TypedEmitter } from '../events.js';
+import type { MediaAlarm } from '../media/monitor-types.js';
+import type { MonitoredFlowStats } from './flow-taps.js';
 import { FastChannelChange, type TapSource } from './fast-channel-change.js';
 import type { RapCachePayload } from '../media/rap-cache.js';
 
@@ -29,6 +31,18 @@ export interface FlowEvents {
    * portable tier suspends too (see stats()) but does not report it.
    */
   suspension: [to: string, until: number];
+  /**
+   * The stream monitor (payload 'mpegts', 'rtp' or 'rtp-mpegts' with
+   * monitor on) raised or cleared an alarm: a TR 101 290 indicator, RTP
+   * loss, an SSRC change, the stream stopping. Once per episode each way.
+   */
+  alarm: [alarm: MediaAlarm];
+  /**
+   * Subscriber `to` sent no RTCP report for the policy's
+   * subscriberTimeoutMs and is sent nothing (`silent` true), or reported
+   * again and is fed again (false). Only with rtcp 'port+1'.
+   */
+  silence: [to: string, silent: boolean];
   /** The Sluice's engine stopped on its own (Sluice 'engineFailed'): this flow moves no packets any more. */
   engineFailed: [error: EngineFailedError];
   /** remove() took the flow down; 'close' follows. */
@@ -68,12 +82,8 @@ export interface FlowControl {
   sluiceClosing(final: Promise<FlowStats | undefined>): Promise<FlowStats | undefined>;
   engineFailed(error: EngineFailedError): void;
   suspension(to: string, until: number): void;
-  /**
-   * The flow's monitor tap is running (or gone: undefined). With policy
-   * `fastChannelChange`, subscribers added from then on get a burst from
-   * its cache (fast-channel-change.ts).
-   */
-  tap(tap: TapSource | undefined): void;
+  alarm(alarm: MediaAlarm): void;
+  silence(to: string, silent: boolean): void;
 }
 
 export class Flow extends TypedEmitter<FlowEvents> {
@@ -87,8 +97,8 @@ export class Flow extends TypedEmitter<FlowEvents> {
   #ending: Promise<FlowStats | undefined> | undefined;
   /** The table's entry as last seen: name, listen and spec stay readable after the flow ended. */
   #last: RunningFlowRecord | undefined;
+  /** The monitor tap #fcc reads (policy fastChannelChange on a monitored flow): the cache and the joins in progress. */
   #tap: TapSource | undefined;
-  /** Policy fastChannelChange with a tap: the cache and the joins in progress. */
   #fcc: FastChannelChange | undefined;
 
   /** @internal Created by Sluice.apply(). */
@@ -107,11 +117,14 @@ export class Flow extends TypedEmitter<FlowEvents> {
       suspension: (to, until) => {
         if (!this.#closed) this.emit('suspension', to, until);
       },
-      tap: (tap) => {
-        this.#tap = tap;
-        this.#syncFastChannelChange();
+      alarm: (alarm) => {
+        if (!this.#closed) this.emit('alarm', alarm);
+      },
+      silence: (to, silent) => {
+        if (!this.#closed) this.emit('silence', to, silent);
       },
     });
+    this.#syncFastChannelChange();
   }
 
   get id(): string {
@@ -221,23 +234,32 @@ export class Flow extends TypedEmitter<FlowEvents> {
     this.#observer.emit('update', entry.spec);
   }
 
-  /** Starts, changes or stops the fast channel change cache to follow the policy and the tap. */
+  /**
+   * Starts, changes or stops the fast channel change cache to follow the
+   * policy and the flow's monitor tap (the table opens and closes taps).
+   */
   #syncFastChannelChange(): void {
     const spec = this.#closed ? undefined : this.#entry().spec;
-    const want = spec?.type === 'replicate' && spec.payload !== 'any' && this.#tap ? spec.fastChannelChange : undefined;
+    const tap = this.#closed ? undefined : this.#table.taps.get(this.#id);
+    const want = spec?.type === 'replicate' && spec.payload !== 'any' && tap ? spec.fastChannelChange : undefined;
     const have = this.#fcc?.options;
-    if (want && have && have.maxCacheBytes === want.maxCacheBytes && have.payload === spec!.payload) {
+    if (want && have && this.#tap === tap && have.maxCacheBytes === want.maxCacheBytes && have.payload === spec!.payload) {
       this.#fcc!.burstRate = want.burstRate;
       return;
     }
     this.#fcc?.close();
-    this.#fcc = want ? new FastChannelChange(this.#tap!, { payload: spec!.payload as RapCachePayload, ...want }) : undefined;
+    this.#tap = want ? tap : undefined;
+    this.#fcc = want ? new FastChannelChange(tap!, { payload: spec!.payload as RapCachePayload, ...want }) : undefined;
   }
 
-  /** Counter snapshot (synchronous, cheap). */
-  stats(): FlowStats {
+  /**
+   * Counter snapshot (synchronous, cheap). A monitored flow's stream
+   * findings are in `media` (RTP and TS counters, alarms now raised);
+   * with policy fastChannelChange, its cache and joins in `fastChannelChange`.
+   */
+  stats(): MonitoredFlowStats {
     this.#assertLive();
-    const s = this.#table.plane.flowStats(this.#id);
+    const s = this.#table.stats(this.#id);
     if (!s) throw new ClosedError(`flow '${this.name}'`);
     return this.#fcc ? { ...s, fastChannelChange: this.#fcc.stats() } : s;
   }

@@ -13,6 +13,8 @@ import type { FlowPolicy, FlowPolicySpec } from '../policy/schema.js';
 import { parseFlowPolicy } from '../policy/validate.js';
 import type { FlowStats } from '../dataplane/common/counters.js';
 import { ConflictError, InvalidArgumentError, PolicyValidationError } from '../errors.js';
+import type { FlowTaps, MonitoredFlowStats } from './flow-taps.js';
+import { FlowRtcp } from './flow-rtcp.js';
 
 export interface RunningFlowRecord {
   readonly id: string;
@@ -26,17 +28,40 @@ export interface RunningFlowRecord {
 
 export class PolicyTable {
   readonly #plane: DataPlane;
+  readonly #taps: FlowTaps;
+  readonly #rtcp: FlowRtcp;
   readonly #entries = new Map<string, RunningFlowRecord>();
   #queue: Promise<unknown> = Promise.resolve();
   #nextId = 1;
 
-  constructor(plane: DataPlane) {
+  /**
+   * `onSilence(id, to, silent)`: subscriber `to` of flow `id` sent no RTCP
+   * report for the policy's subscriberTimeoutMs and is sent nothing now
+   * (`silent`), or reported again and is fed again.
+   */
+  constructor(plane: DataPlane, taps: FlowTaps, onSilence: (id: string, to: string, silent: boolean) => void = () => undefined) {
     this.#plane = plane;
+    this.#taps = taps;
+    this.#rtcp = new FlowRtcp(
+      (id) => void this.#replan(id),
+      onSilence,
+      (id) => plane.flowStats(id),
+    );
   }
 
   /** The data plane this table drives (for counter reads). */
   get plane(): DataPlane {
     return this.#plane;
+  }
+
+  /** The monitor taps of the flows whose stream is watched. */
+  get taps(): FlowTaps {
+    return this.#taps;
+  }
+
+  /** Counter snapshot of flow `id` as its owner sees it (the monitor tap's copies left out, its findings in `media`). */
+  stats(id: string): MonitoredFlowStats | undefined {
+    return this.#rtcp.view(id, this.#taps.view(id, this.#plane.flowStats(id)));
   }
 
   get(id: string): RunningFlowRecord | undefined {
@@ -55,14 +80,14 @@ export class PolicyTable {
       const name = spec.name ?? `${spec.type}-${id.slice(1)}`;
       this.#checkSet([...this.#entries.values()], { name, where: '', spec });
       const plan = compileFlow(spec, name);
-      const { listen } = await this.#plane.addFlow(id, plan);
+      const { listen } = await this.#run(id, plan, spec.listen, (p) => this.#plane.addFlow(id, p));
       const entry: RunningFlowRecord = { id, input: { ...(input as object) }, spec, plan, listen };
       if (spec.listen.port === 0) {
         // Only now is the port known: a running flow's subscriber may be it.
         try {
           this.#checkSet([...this.#entries.values()], { name, where: '', spec, listen });
         } catch (err) {
-          await this.#plane.removeFlow(id);
+          await this.#removeFlow(id);
           throw err;
         }
       }
@@ -78,7 +103,7 @@ export class PolicyTable {
   update(id: string, patch: Partial<FlowPolicy> | ((current: Readonly<Record<string, unknown>>) => Record<string, unknown>)): Promise<RunningFlowRecord> {
     return this.#serialize(async () => {
       const next = this.#prepare(id, patch);
-      await this.#plane.updateFlow(id, next.plan);
+      await this.#run(id, next.plan, next.listen, (p) => this.#plane.updateFlow(id, p));
       this.#entries.set(id, next);
       return next;
     });
@@ -97,13 +122,13 @@ export class PolicyTable {
   ): Promise<{ entry: RunningFlowRecord | undefined; result: JoinResult }> {
     return this.#serialize(async () => {
       const next = this.#prepare(id, edit);
-      let result: JoinResult;
-      if (this.#plane.joinFlow) result = await this.#plane.joinFlow(id, next.plan, at);
-      else {
-        await this.#plane.updateFlow(id, next.plan);
+      const plane = this.#plane;
+      const result = await this.#run(id, next.plan, next.listen, async (p) => {
+        if (plane.joinFlow) return plane.joinFlow(id, p, at);
+        await plane.updateFlow(id, p);
         const to = formatEndpoint(at.counter);
-        result = { applied: true, count: this.#plane.flowStats(id)?.destinations.find((d) => d.to === to)?.packetsOut ?? 0, overlap: 0 };
-      }
+        return { applied: true, count: plane.flowStats(id)?.destinations.find((d) => d.to === to)?.packetsOut ?? 0, overlap: 0 };
+      });
       if (!result.applied) return { entry: undefined, result };
       this.#entries.set(id, next);
       return { entry: next, result };
@@ -135,7 +160,7 @@ export class PolicyTable {
   remove(id: string): Promise<FlowStats | undefined> {
     return this.#serialize(async () => {
       if (!this.#entries.delete(id)) return undefined;
-      return this.#plane.removeFlow(id);
+      return this.#removeFlow(id);
     });
   }
 
@@ -144,9 +169,43 @@ export class PolicyTable {
     return this.#serialize(async () => {
       const ids = [...this.#entries.keys()];
       this.#entries.clear();
-      const stats = await Promise.all(ids.map(async (id) => [id, await this.#plane.removeFlow(id)] as const));
+      const stats = await Promise.all(ids.map(async (id) => [id, await this.#removeFlow(id)] as const));
       return new Map(stats.filter((e): e is readonly [string, FlowStats] => e[1] !== undefined));
     });
+  }
+
+  /** Closes every monitor tap and RTCP relay (the Sluice closed, leaving its flows forwarding in the kernel). */
+  closeSideSockets(): void {
+    this.#taps.closeAll();
+    this.#rtcp.closeAll();
+  }
+
+  /** Stops flow `id` in the data plane, then its tap: final counters as stats() shows them. */
+  async #removeFlow(id: string): Promise<MonitoredFlowStats | undefined> {
+    try {
+      return this.#rtcp.view(id, this.#taps.view(id, await this.#plane.removeFlow(id)));
+    } finally {
+      this.#taps.close(id);
+      this.#rtcp.close(id);
+    }
+  }
+
+  /**
+   * Sends `plan` to the data plane through `apply`, as the plane runs it:
+   * silent RTCP subscribers left out (FlowRtcp), then the monitor tap added
+   * (FlowTaps) — in that order, so that the tap is never taken for a
+   * subscriber that does not report.
+   */
+  #run<T>(id: string, plan: FlowPlan, listen: Endpoint, apply: (planePlan: FlowPlan) => Promise<T>): Promise<T> {
+    return this.#rtcp.run(id, plan, listen, (p) => this.#taps.run(id, p, listen, apply));
+  }
+
+  /** Applies flow `id`'s plan again (a subscriber's liveness changed), in turn with every other change. */
+  async #replan(id: string): Promise<void> {
+    await this.#serialize(async () => {
+      const entry = this.#entries.get(id);
+      if (entry) await this.#run(id, entry.plan, entry.listen, (p) => this.#plane.updateFlow(id, p));
+    }).catch(() => undefined);
   }
 
   /**

@@ -9,6 +9,8 @@
 import { createDataPlane } from '../dataplane/tiers.js';
 import type { DataPlane } from '../dataplane/common/types.js';
 import { PolicyTable } from './policy-table.js';
+import { FlowTaps } from './flow-taps.js';
+import { createMonitor } from './stream-monitors.js';
 import { Flow, type FlowControl } from './flow.js';
 import type { FlowPolicy, SendEngineName, TierChoice, TierName } from '../policy/schema.js';
 import { parsePolicy } from '../policy/validate.js';
@@ -79,7 +81,9 @@ export class Sluice extends TypedEmitter<SluiceEvents> {
     super();
     this.#plane = plane;
     this.#options = options;
-    this.#table = new PolicyTable(plane);
+    this.#table = new PolicyTable(plane, new FlowTaps(createMonitor, (id, alarm) => this.#flows.get(id)?.control.alarm(alarm)), (id, to, silent) =>
+      this.#flows.get(id)?.control.silence(to, silent),
+    );
     this.#sender = new Sender(plane.tier);
   }
 
@@ -263,6 +267,7 @@ export class Sluice extends TypedEmitter<SluiceEvents> {
       final = keep ? kept : [...(await cleared).values()];
     } finally {
       await this.#plane.close({ keepForwarding: keep });
+      this.#table.closeSideSockets();
       this.emit('close', final);
       this.#observer.emit('close');
     }

@@ -58,8 +58,14 @@ export interface MediaAlarm {
 export interface RtpStats {
   /** Datagrams that parsed as RTP version 2. */
   readonly packets: number;
-  /** Datagrams that did not (too short, wrong version, lying CSRC count, padding or extension lengths). */
+  /**
+   * Datagrams that did not (too short, wrong version, lying CSRC count, padding or extension lengths);
+   * for 'rtp-mpegts' also RTP packets whose payload is not a whole, non-zero number of 188-byte TS
+   * packets (those still count in `packets` and in the sequence figures, but do not reach the TS monitor).
+   */
   readonly malformed: number;
+  /** Valid RTCP compound packets that arrived on the RTP port (RFC 5761 mux): counted here, not as RTP nor malformed. */
+  readonly rtcp: number;
   /** Current SSRC, or null before the first packet. */
   readonly ssrc: number | null;
   readonly ssrcChanges: number;
@@ -103,6 +109,14 @@ export interface TsStats {
   readonly pcrAccuracyError: number;
   /** transport_error_indicator set (TR 101 290 2.1), counted, not alarmed. */
   readonly transportError: number;
+  /** PAT/PMT sections whose CRC_32 is wrong (TR 101 290 2.2 CRC_error, for the tables Sluice reads), counted, not alarmed. */
+  readonly crcError: number;
+  /**
+   * PAT/PMT sections that cannot be read, counted, not alarmed: a section_length
+   * that is impossible or runs past where the next section starts, a
+   * pointer_field past its packet, a missing section_syntax_indicator.
+   */
+  readonly sectionError: number;
   /** Whole stream, bits per second over the last full second. */
   readonly bitrate: number;
   readonly pids: readonly TsPidStats[];

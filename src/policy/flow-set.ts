@@ -18,6 +18,7 @@
  * (flow A feeds flow B, which feeds elsewhere) is allowed. Not detected
  * here: loops through multicast or broadcast, or through other hosts.
  */
+import { mediaIssues } from './media-rules.js';
 import { isIPv4, isIPv6 } from 'node:net';
 import { endpointKey, formatEndpoint, isWildcard, type Endpoint } from '../wire/endpoint.js';
 import { ipv6Bytes, formatIpv6 } from '../wire/ip-address.js';
@@ -189,7 +190,7 @@ export function flowSetIssues(flows: readonly FlowInSet[], host: HostAddresses =
   // Each flow's own subscribers.
   flows.forEach((f, i) => {
     if (!concerns([i])) return;
-    for (const iss of subscriberIssues(f.spec, f.where)) issues.push({ kind: 'subscriber', flows: [i], ...iss });
+    for (const iss of [...subscriberIssues(f.spec, f.where), ...mediaIssues(f.spec, f.where)]) issues.push({ kind: 'subscriber', flows: [i], ...iss });
   });
 
   // Loops: a cycle of edges from a flow to each flow one of its subscribers reaches.

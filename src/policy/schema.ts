@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { parseEndpointInput, type Endpoint } from '../wire/endpoint.js';
 import { MAX_UDP_PAYLOAD } from '../wire/udp.js';
+import { PAYLOAD_FORMATS } from '../wire/payload-format.js';
 import { parseSourceRule, type SourceFilter, type SourceRule } from './source-filter.js';
 
 /** Most subscribers one replicate flow may list. */
@@ -105,8 +106,34 @@ const flowCommon = {
   allow: allowSchema,
   /** Datagrams longer than this are dropped and counted as tooLarge. */
   maxDatagramSize: z.number().int().min(1).max(MAX_UDP_PAYLOAD).default(MAX_UDP_PAYLOAD),
-  /** `mpegts`: only whole 188-byte TS packets with sync bytes are relayed; others count as malformed. */
-  payload: z.enum(['any', 'mpegts']).default('any'),
+  /**
+   * `mpegts`: only whole 188-byte TS packets with sync bytes are relayed;
+   * `rtp` and `rtp-mpegts` (TS inside RTP): only datagrams with an RTP
+   * version 2 header. Others count as malformed. The three media formats
+   * are also monitored (see `monitor`).
+   */
+  payload: z.enum(PAYLOAD_FORMATS).default('any'),
+  /**
+   * Media payloads: watch the stream (RTP sequence, loss, jitter; MPEG-TS
+   * after TR 101 290) from one extra copy of each datagram sent to Sluice
+   * itself, with counters in stats().media and 'alarm' events. Default on
+   * for media payloads; ignored for `any`.
+   */
+  monitor: z.boolean().default(true),
+  /** RTP clock rate for the interarrival jitter, Hz (90000: video and TS over RTP). */
+  rtpClockRate: z.number().int().min(1000).max(1_000_000).default(90_000),
+  /**
+   * RTP: `port+1` carries the stream's RTCP too — sender reports from the
+   * allowed sources on listen port+1 go to each subscriber's port+1, and
+   * the subscribers' receiver reports arriving there are read (never
+   * forwarded). `none`: only the RTP port is relayed.
+   */
+  rtcp: z.enum(['none', 'port+1']).default('none'),
+  /**
+   * With rtcp port+1: a subscriber that sends no RTCP report for this long
+   * is suspended (sent nothing) until it reports again, ms. Default: never.
+   */
+  subscriberTimeoutMs: z.number().int().min(1000).max(3_600_000).optional(),
   /** Copies waiting in the send queue beyond this are dropped and counted as queueFull. */
   maxQueuedPackets: z.number().int().min(1).max(1_000_000).default(4096),
   /**

@@ -19,7 +19,7 @@
  * it, so `sum()` over a flow's subscriber series may count it twice until
  * the next restart of the process; `sum(rate(...))` is right throughout.
  */
-import { DESTINATION_DROP_REASONS, type DestinationDropReason, type DestinationStats, type FlowStats } from '../index.js';
+import { DESTINATION_DROP_REASONS, type DestinationDropReason, type DestinationStats, type MonitoredFlowStats } from '../index.js';
 
 /** A subscriber's counters, or the sum of several. */
 export interface SubscriberTotals {
@@ -30,7 +30,7 @@ export interface SubscriberTotals {
 
 /** What one scrape exports per flow. */
 export interface CappedFlow {
-  readonly stats: FlowStats;
+  readonly stats: MonitoredFlowStats;
   /** Subscribers with their own series. */
   readonly kept: readonly DestinationStats[];
   /** The `_other` series' totals, when the flow has (or had) folded subscribers. */
@@ -85,7 +85,7 @@ export class SubscriberCap {
   }
 
   /** Splits one reading of the flows into kept subscribers and `_other` sums, updating the state above. */
-  apply(flows: readonly FlowStats[]): CapResult {
+  apply(flows: readonly MonitoredFlowStats[]): CapResult {
     const reading = ++this.#reading;
     // Mark who is still there, then forget who is not: room freed now is given out below, in the same reading.
     for (const f of flows) {

@@ -15,9 +15,10 @@
  * The names, labels and meaning of each metric: docs/METRICS.md.
  */
 import { collectDefaultMetrics, type Registry } from 'prom-client';
-import type { FlowStats } from '../index.js';
+import type { MonitoredFlowStats } from '../index.js';
 import type { TpoGatewayStatus } from '../tpo/index.js';
 import { registerFlowMetrics } from './metrics-flows.js';
+import { registerMediaMetrics } from './metrics-media.js';
 import { ScrapeCache, SnapshotGauge, SnapshotRegistry } from './metrics-snapshot.js';
 import { SubscriberCap, type CapResult } from './metrics-subscriber-cap.js';
 import { registerTpoMetrics } from './metrics-tpo.js';
@@ -27,7 +28,7 @@ export { OTHER_SUBSCRIBER } from './metrics-flows.js';
 /** What the metrics read, at each scrape. */
 export interface MetricsSource {
   /** Every running flow's counters (`Flow.stats()`): synchronous, from shared memory or BPF maps. */
-  flows(): readonly FlowStats[];
+  flows(): readonly MonitoredFlowStats[];
   /** Every TPO gateway's status (`TpoGateway.status()`). */
   gateways(): readonly TpoGatewayStatus[];
   /** Engine failures as `GET /v1/health` lists them: `sluice_engine_failures` and, per engine, `sluice_engine_failed{engine}`. */
@@ -72,6 +73,7 @@ export function createMetrics(source: MetricsSource, opts: MetricsOptions = {}):
   }));
 
   registerFlowMetrics(registry, reading, max);
+  registerMediaMetrics(registry, reading);
   registerTpoMetrics(registry, reading);
   new SnapshotGauge<never>({
     name: 'sluice_engine_failures',

@@ -5,18 +5,39 @@
  * service: the SSE layer builds it once a second, while someone listens,
  * with statsEvent().
  */
-import type { FlowStats } from '../index.js';
+import type { FlowMediaStats, FlowStats, MediaAlarm, MonitoredFlowStats } from '../index.js';
 import type { PeerStatus, TpoGatewayStatus, TpoPeerView, TpoTableEntryView } from '../tpo/index.js';
 import type { FlowView } from './flow-view.js';
 import type { SendJobView } from './send-jobs.js';
+import type { Logger } from './log.js';
 
 export interface AlarmEvent {
-  /** What raised it: a gateway's name, `state`, `service`. */
+  /** What raised it: a gateway's name, a flow's name (stream alarms, with `flow`, `state` and maybe `pid`), `state`, `service`. */
   readonly source: string;
-  /** A short stable word: `handshake`, `flowfail`, `fault`, `persist`, `reload`. */
+  /** A short stable word: `handshake`, `flowfail`, `fault`, `persist`, `reload`, or a stream alarm kind (MEDIA_ALARM_KINDS: `ccError`, `rtpLoss`, …). */
   readonly kind: string;
   readonly message: string;
   readonly [extra: string]: unknown;
+}
+
+/** A subscriber's RTCP silence (Flow 'silence') as the service's `subscribersuspended` event, logged on the flow's logger. */
+export function silenceEvent(flow: string, to: string, silent: boolean, log: Logger): ServiceEvents['subscribersuspended'][0] {
+  log[silent ? 'warn' : 'info']({ to }, silent ? 'subscriber sends no RTCP reports: suspended' : 'subscriber reports again: resumed');
+  return { flow, to, until: silent ? null : 0, reason: 'noReports' };
+}
+
+/** A flow's stream alarm (Flow 'alarm') as the service's `alarm` event, logged on the flow's logger (raised: warn, cleared: info). */
+export function streamAlarmEvent(flow: string, alarm: MediaAlarm, log: Logger): AlarmEvent {
+  const message = `${alarm.kind} ${alarm.state}: ${alarm.detail}`;
+  log[alarm.state === 'raised' ? 'warn' : 'info']({ alarm: alarm.kind, pid: alarm.pid }, message);
+  return {
+    source: flow,
+    kind: alarm.kind,
+    message,
+    flow,
+    state: alarm.state,
+    ...(alarm.pid === undefined ? {} : { pid: alarm.pid }),
+  };
 }
 
 /** A TPO gateway's peers or table changed through the API. */
@@ -32,8 +53,8 @@ export interface ServiceEvents {
   flowchanged: [{ flow: FlowView }];
   subscriberadded: [{ flow: string; to: string }];
   subscriberremoved: [{ flow: string; to: string }];
-  /** `until` ms since the epoch; 0: resumed. */
-  subscribersuspended: [{ flow: string; to: string; until: number }];
+  /** `until` ms since the epoch; 0: resumed; null: until it sends an RTCP report again (`reason` 'noReports'). */
+  subscribersuspended: [{ flow: string; to: string; until: number | null; reason?: 'noReports' }];
   peerup: [{ gateway: string; peer: string }];
   peerdown: [{ gateway: string; peer: string }];
   tpochanged: [TpoChangeEvent];
@@ -70,6 +91,8 @@ export interface StatsEventFlow {
   /** Drops by reason. */
   readonly drops: FlowStats['drops'];
   readonly destinations: FlowStats['destinations'];
+  /** A monitored flow's stream findings (Flow.stats().media). */
+  readonly media?: FlowMediaStats;
 }
 
 /** Of a peer's status, what the dashboard charts from `stats` events (lost / datagramsSent over an interval: the loss ratio). */
@@ -92,7 +115,7 @@ export interface StatsEvent {
 }
 
 /** The `stats` event from counter snapshots (read from shared memory and maps: no message to an engine). */
-export function statsEvent(flows: readonly FlowStats[], gateways: readonly TpoGatewayStatus[], t = Date.now()): StatsEvent {
+export function statsEvent(flows: readonly MonitoredFlowStats[], gateways: readonly TpoGatewayStatus[], t = Date.now()): StatsEvent {
   return {
     t,
     flows: flows.map((f) => ({
@@ -103,6 +126,7 @@ export function statsEvent(flows: readonly FlowStats[], gateways: readonly TpoGa
       bytesOut: f.bytesOut,
       drops: f.drops,
       destinations: f.destinations,
+      ...(f.media ? { media: f.media } : {}),
     })),
     gateways: gateways.map((g) => ({
       name: g.name,

@@ -19,7 +19,7 @@ import * as ops from './flow-ops.js';
 import { Gateways, type GatewayWatcher } from './gateways.js';
 import { SendJobs, type SendJobView } from './send-jobs.js';
 import { ServiceError } from './service-error.js';
-import type { AlarmEvent, ServiceEvents } from './service-events.js';
+import { silenceEvent, streamAlarmEvent, type AlarmEvent, type ServiceEvents } from './service-events.js';
 import type { Logger } from './log.js';
 import { packageVersion } from './version.js';
 
@@ -145,7 +145,7 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
     return this.#config;
   }
 
-  /** Log a flow's suspensions (and say them as events): the service's only per-flow listener. */
+  /** Log a flow's suspensions and stream alarms, and say them as events: the service's only per-flow listeners. */
   #watchFlow(flow: Flow): void {
     const name = flow.name;
     const log = this.#log.child({ flow: name });
@@ -155,6 +155,8 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
       else log.info({ to }, 'subscriber resumed');
       this.emit('subscribersuspended', { flow: name, to, until });
     });
+    flow.on('alarm', (alarm) => this.emit('alarm', streamAlarmEvent(name, alarm, log)));
+    flow.on('silence', (to, silent) => this.emit('subscribersuspended', silenceEvent(name, to, silent, log)));
     flow.once('close', (stats) => log.info({ packetsIn: stats?.packetsIn, packetsOut: stats?.packetsOut }, 'flow stopped'));
   }
 

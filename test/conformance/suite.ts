@@ -15,6 +15,7 @@ import type { FlowPlan } from '../../src/policy/compile.js';
 import type { Endpoint } from '../../src/wire/endpoint.js';
 import type { FlowStats } from '../../src/dataplane/common/counters.js';
 import { SyntheticTsStream } from '../../src/media/ts-synth.js';
+import { defineMediaConformance } from './media-suite.js';
 import { rootSkipReason, withTopology, type NsProcess } from '../../harness/netns/netns.js';
 import {
   COPIES,
@@ -641,6 +642,8 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       assert.equal(again.listen.port, port);
       await again.remove();
     });
+
+    defineMediaConformance({ sluice: () => s, receiver: () => receiver(), sender: () => sender() });
 
     test('close releases everything, cascades to flows and stream schedulers, and is idempotent; detail() names the tier', async () => {
       const t = await Sluice.open({ tier: target.tier });

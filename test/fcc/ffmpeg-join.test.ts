@@ -4,10 +4,8 @@
  * `fastChannelChange`; mid-GOP a late ffmpeg subscriber is added and must
  * decode its first picture with no "non-existing PPS" errors. The time to
  * that picture is printed (a bench figure, not a bound).
- *
- * Until the monitor tap (src/control/monitor-tap.ts) lands, the tap is
- * played by a subscriber socket of the test that numbers what it gets and
- * is handed to the flow through FlowControl.tap, as the tap will be.
+ * Through the public API: Sluice.apply, flow.addSubscriber (the flow's
+ * monitor tap feeds the cache).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,10 +13,8 @@ import dgram from 'node:dgram';
 import { spawn, spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readFileSync } from 'node:fs';
-import { createDataPlane, probeTiers } from '../../src/dataplane/tiers.js';
-import { PolicyTable } from '../../src/control/policy-table.js';
-import { Flow, type FlowControl } from '../../src/control/flow.js';
-import type { TapSource } from '../../src/control/fast-channel-change.js';
+import { probeTiers } from '../../src/dataplane/tiers.js';
+import { Sluice } from '../../src/index.js';
 
 /** Probe only what the first picture needs, so its exit measures the picture, not ffmpeg's default 5 s analysis. */
 const RX_ARGS = '-probesize 32 -analyzeduration 1 -threads 1';
@@ -31,28 +27,6 @@ async function freePort(): Promise<number> {
   const port = s.address().port;
   await new Promise<void>((r) => s.close(() => r()));
   return port;
-}
-
-/** A socket that numbers the datagrams it receives, offered as the flow's tap. */
-async function fakeTap(): Promise<{ source: TapSource; socket: dgram.Socket; url: string }> {
-  const socket = dgram.createSocket({ type: 'udp4', recvBufferSize: 8 << 20 });
-  await new Promise<void>((r) => socket.bind(0, '127.0.0.1', () => r()));
-  const port = socket.address().port;
-  const listeners = new Set<(d: Uint8Array, i: number, now: number) => void>();
-  let index = 0;
-  socket.on('message', (msg) => {
-    index++;
-    const now = performance.now();
-    for (const l of listeners) l(msg, index, now);
-  });
-  const source: TapSource = {
-    endpoint: { family: 4, address: '127.0.0.1', port },
-    onDatagram(l) {
-      listeners.add(l);
-      return () => listeners.delete(l);
-    },
-  };
-  return { source, socket, url: `udp://127.0.0.1:${port}` };
 }
 
 /** Resolves once a UDP socket is bound to `port` (ffmpeg opened its input), read from /proc/net/udp. */
@@ -88,15 +62,11 @@ for (const tier of ['portable', 'batched', 'kernel'] as const) {
   const probe = probes.find((p) => p.tier === tier);
   const skip = !ffmpeg ? 'ffmpeg is not installed' : probe?.available ? false : `tier ${tier} unavailable here: ${probe?.detail ?? 'not probed'}`;
   test(`${tier}: a late ffmpeg subscriber decodes its first picture from the cache, with no missing-PPS errors`, { skip, timeout: 60_000 }, async () => {
-    const plane = await createDataPlane(tier);
-    const table = new PolicyTable(plane);
-    const tap = await fakeTap();
+    const sluice = await Sluice.open({ tier });
     let sender: ReturnType<typeof spawn> | undefined;
     try {
-      const entry = await table.add({ type: 'replicate', listen: 'udp://127.0.0.1:0', to: [tap.url], allow: 'any', payload: 'mpegts', fastChannelChange: {} });
-      let control: FlowControl | undefined;
-      const flow = new Flow({ table, id: entry.id, tier, bind: (c) => (control = c), removing: () => undefined, removed: () => undefined });
-      control!.tap(tap.source);
+      const flow = await sluice.apply({ type: 'replicate', listen: 'udp://127.0.0.1:0', to: [], allow: 'any', payload: 'mpegts', fastChannelChange: {} });
+      const entry = { listen: flow.listen };
       sender = spawn(
         'ffmpeg',
         [
@@ -114,7 +84,8 @@ for (const tier of ['portable', 'batched', 'kernel'] as const) {
       const plain = receiver(plainPort);
       await Promise.all([rx.ready, plain.ready]);
       const t0 = performance.now();
-      const plainAdded = table.update(entry.id, (cur) => ({ ...cur, to: [...(cur.to as string[]), `udp://127.0.0.1:${plainPort}`] }));
+      // flow.update joins live (only addSubscriber uses the cache); the list was empty.
+      const plainAdded = flow.update({ to: [`udp://127.0.0.1:${plainPort}`] });
       await flow.addSubscriber(`udp://127.0.0.1:${port}`);
       await plainAdded;
       const joined = performance.now();
@@ -136,9 +107,7 @@ for (const tier of ['portable', 'batched', 'kernel'] as const) {
       await flow.remove();
     } finally {
       sender?.kill('SIGKILL');
-      await table.clear();
-      await plane.close();
-      tap.socket.close();
+      await sluice.close();
     }
   });
 }

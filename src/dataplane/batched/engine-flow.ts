@@ -14,7 +14,7 @@
 import { createSockaddrMatcher } from '../../policy/source-filter.js';
 import { formatEndpoint, isWildcard, type Endpoint } from '../../wire/endpoint.js';
 import type { FlowPlan } from '../../policy/compile.js';
-import { isTsDatagramAt } from '../../wire/mpegts/datagram.js';
+import { payloadFormatOk, type PayloadFormat } from '../../wire/payload-format.js';
 import { RawUdpSocket } from '../../sys/udp-socket.js';
 import { NativeRegion } from '../../sys/memory.js';
 import { writeSockaddr } from '../../sys/sockaddr.js';
@@ -261,7 +261,7 @@ export class EngineFlow {
     const meta = ring.metaBytes;
     const plan = this.#plan;
     const max = plan.maxDatagramSize;
-    const checkTs = plan.payload === 'mpegts';
+    const format = plan.payload;
     for (let j = 0; j < n; j++) {
       const slot = ring.slotOf(j);
       const len = ring.lengthOf(j);
@@ -288,8 +288,8 @@ export class EngineFlow {
         continue;
       }
       const held = this.#held;
-      if (segs === 1) this.#check(bytes, base, len, max, checkTs, ring.data.address);
-      else for (let off = 0; off < len; off += seg) this.#check(bytes, base + off, Math.min(seg, len - off), max, checkTs, ring.data.address);
+      if (segs === 1) this.#check(bytes, base, len, max, format, ring.data.address);
+      else for (let off = 0; off < len; off += seg) this.#check(bytes, base + off, Math.min(seg, len - off), max, format, ring.data.address);
       if (this.#held === held) ring.release(slot);
       else {
         this.#slots[this.#slotCount++] = slot;
@@ -300,9 +300,9 @@ export class EngineFlow {
   }
 
   /** Applies the size and payload checks to one datagram; holds it if it passes. */
-  #check(bytes: Uint8Array, offset: number, length: number, max: number, checkTs: boolean, poolAddress: number): void {
+  #check(bytes: Uint8Array, offset: number, length: number, max: number, format: PayloadFormat, poolAddress: number): void {
     if (length > max) bump(this.counters, F.tooLarge);
-    else if (checkTs && !isTsDatagramAt(bytes, offset, length)) bump(this.counters, F.malformed);
+    else if (!payloadFormatOk(format, bytes, offset, length)) bump(this.counters, F.malformed);
     else this.#hold(poolAddress + offset, length);
   }
 

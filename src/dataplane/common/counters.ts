@@ -49,6 +49,12 @@ export interface DestinationStats {
   readonly lastError?: string;
   /** Present while the subscriber is suspended: when it is tried again (ms since the epoch). */
   readonly suspendedUntil?: number;
+  /**
+   * Present while the subscriber is left out for sending no RTCP report
+   * for the policy's subscriberTimeoutMs (ms since the epoch): it is sent
+   * nothing until it reports again, and its counters are those it had then.
+   */
+  readonly silentSince?: number;
 }
 
 /**

@@ -12,6 +12,7 @@ import { isIPv4 } from 'node:net';
 import { ipv6Bytes, ipv4ToInt } from '../../wire/ip-address.js';
 import { isWildcard, type Endpoint } from '../../wire/endpoint.js';
 import type { SourceFilter } from '../../policy/source-filter.js';
+import type { PayloadFormat } from '../../wire/payload-format.js';
 
 /** Subscribers per flow copied in the kernel (more are spilled to the batched tier). */
 export const MAX_SUBS = 512;
@@ -33,7 +34,7 @@ export const ALLOW_KEY_SIZE = 24;
 /** struct hop: per-CPU next-hop cache entry, by destination slot. */
 export const HOP_SIZE = 64;
 
-export const FLAG = { anySource: 1, mpegts: 2, spill: 4, srcWildcard: 8 } as const;
+export const FLAG = { anySource: 1, mpegts: 2, spill: 4, srcWildcard: 8, rtp: 16 } as const;
 
 /** struct flow_counters, u64 each, in order. */
 export const FLOW_COUNTERS = [
@@ -141,7 +142,7 @@ export interface FlowValueInput {
   readonly listen: Endpoint;
   readonly sources: SourceFilter;
   readonly maxDatagramSize: number;
-  readonly payload: 'any' | 'mpegts';
+  readonly payload: PayloadFormat;
   /** In-kernel subscribers, positions below MAX_SUBS, same family as listen. */
   readonly subs: readonly KernelSub[];
   /** Port of the spill socket, or 0 when every subscriber is in the kernel. */
@@ -157,6 +158,7 @@ export function flowValue(input: FlowValueInput): Uint8Array {
   let flags = 0;
   if (input.sources.any) flags |= FLAG.anySource;
   if (input.payload === 'mpegts') flags |= FLAG.mpegts;
+  if (input.payload === 'rtp' || input.payload === 'rtp-mpegts') flags |= FLAG.rtp;
   if (input.spillPort) flags |= FLAG.spill;
   if (isWildcard(input.listen)) flags |= FLAG.srcWildcard;
   v.setUint32(0, input.slot, true);

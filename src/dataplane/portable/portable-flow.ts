@@ -5,7 +5,7 @@
  */
 import type dgram from 'node:dgram';
 import { constants } from 'node:os';
-import { checkTsDatagram } from '../../wire/mpegts/datagram.js';
+import { payloadFormatOk } from '../../wire/payload-format.js';
 import { createSourceMatcher } from '../../policy/source-filter.js';
 import { canonicalAddress, endpointKey, formatEndpoint, isWildcard, unmapAddress, type Endpoint } from '../../wire/endpoint.js';
 import type { FlowPlan } from '../../policy/compile.js';
@@ -171,7 +171,7 @@ export class PortableFlow {
       c.tooLarge++;
       return;
     }
-    if (plan.payload === 'mpegts' && !checkTsDatagram(msg).ok) {
+    if (!payloadFormatOk(plan.payload, msg, 0, msg.length)) {
       c.malformed++;
       return;
     }

@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { flowPolicySchema } from '../../policy/schema.js';
-import { FLOW_DROP_REASONS, DESTINATION_DROP_REASONS } from '../../index.js';
+import { FLOW_DROP_REASONS, DESTINATION_DROP_REASONS, MEDIA_ALARM_KINDS } from '../../index.js';
 import { sendRequestSchema } from '../send-request.js';
 
 export { flowPolicySchema, sendRequestSchema };
@@ -27,6 +27,51 @@ export const destinationStatsSchema = z.object({
   suspendedUntil: z.number().optional().meta({ description: 'ms since the epoch, while suspended' }),
 });
 
+const int = () => z.number().int();
+
+export const mediaStatsSchema = z
+  .object({
+    payload: z.enum(['mpegts', 'rtp', 'rtp-mpegts']),
+    datagrams: int(),
+    unread: int().meta({ description: 'copies sent to the monitor it has not read (lost on the loopback or queued)' }),
+    rtp: z
+      .object({
+        packets: int(),
+        malformed: int(),
+        rtcp: int(),
+        ssrc: int().nullable(),
+        ssrcChanges: int(),
+        expected: int(),
+        lost: int(),
+        reordered: int(),
+        duplicates: int(),
+        jitterMs: z.number(),
+        payloadType: int().nullable(),
+      })
+      .optional(),
+    ts: z
+      .object({
+        packets: int(),
+        tsSyncLoss: int(),
+        syncByteError: int(),
+        patError: int(),
+        ccError: int(),
+        pmtError: int(),
+        pidError: int(),
+        pcrRepetitionError: int(),
+        pcrDiscontinuityError: int(),
+        pcrAccuracyError: int(),
+        transportError: int(),
+        crcError: int(),
+        sectionError: int(),
+        bitrate: z.number(),
+        pids: z.array(z.object({ pid: int(), kind: z.string(), packets: int(), ccErrors: int(), bitrate: z.number() })),
+      })
+      .optional(),
+    activeAlarms: z.array(z.enum(MEDIA_ALARM_KINDS)),
+  })
+  .meta({ description: 'the stream monitor (payload mpegts, rtp or rtp-mpegts with monitor on): RFC 3550 receiver statistics, ETSI TR 101 290 indicators' });
+
 export const flowStatsSchema = z.object({
   name: z.string(),
   type: z.enum(['redirect', 'replicate']),
@@ -38,6 +83,7 @@ export const flowStatsSchema = z.object({
   bytesOut: z.number().int(),
   drops: counts(FLOW_DROP_REASONS),
   destinations: z.array(destinationStatsSchema),
+  media: mediaStatsSchema.optional(),
 });
 
 export const flowViewSchema = z.object({
