@@ -180,6 +180,10 @@ export const replicateSchema = z
     if (flow.fastChannelChange && flow.payload === 'any') {
       ctx.addIssue({ code: 'custom', path: ['fastChannelChange'], message: "needs a media payload (payload: 'mpegts', 'rtp' or 'rtp-mpegts')" });
     }
+    // The cache reads the stream from the monitor's copy.
+    if (flow.fastChannelChange && flow.monitor === false) {
+      ctx.addIssue({ code: 'custom', path: ['fastChannelChange'], message: 'needs the monitor copy (monitor: true)' });
+    }
   });
 
 const byteData = z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'must be a Uint8Array (or Buffer)');
