@@ -199,8 +199,11 @@ export class Flow extends TypedEmitter<FlowEvents> {
       await this.#editSubscribers('addSubscriber', edit);
       return;
     }
+    const withIt = (cur: Readonly<Record<string, unknown>>): Record<string, unknown> => ({ ...cur, to: edit((cur.to as EndpointInput[] | undefined) ?? []) });
+    // Nothing is sent to an address the policy would refuse (a relay loop, a duplicate).
+    this.#table.check(this.#id, withIt);
     await fcc.add(endpoint, async (after, force) => {
-      const { entry, result } = await this.#table.join(this.#id, (cur) => ({ ...cur, to: edit((cur.to as EndpointInput[] | undefined) ?? []) }), {
+      const { entry, result } = await this.#table.join(this.#id, withIt, {
         counter: fcc.counter,
         after,
         force,

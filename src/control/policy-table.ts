@@ -135,6 +135,11 @@ export class PolicyTable {
     });
   }
 
+  /** Throws what update(id, patch) would throw for the policy, applying nothing (a fast join checks before its burst). */
+  check(id: string, patch: (current: Readonly<Record<string, unknown>>) => Record<string, unknown>): void {
+    this.#prepare(id, patch);
+  }
+
   /** The merged, validated and compiled next entry of a running flow (nothing applied yet). */
   #prepare(id: string, patch: Partial<FlowPolicy> | ((current: Readonly<Record<string, unknown>>) => Record<string, unknown>)): RunningFlowRecord {
     const entry = this.#entries.get(id);
