@@ -27,7 +27,7 @@ export interface FastJoinDeps {
   readonly join: (after: number, force: boolean) => Promise<{ applied: boolean; count: number; overlap: number }>;
   /** ms clock (performance.now in production). */
   readonly now?: () => number;
-  /** Join attempts before forcing (default 20). */
+  /** Join attempts before forcing (default 50). */
   readonly maxAttempts?: number;
   /** The burst and the live catch-up take at most this long before the rest is sent at once (default 10 s). */
   readonly maxFeedMs?: number;
@@ -163,7 +163,7 @@ export class FastJoin {
 
   async #askJoin(): Promise<void> {
     this.#joining = true;
-    const force = ++this.#attempts >= (this.#deps.maxAttempts ?? 20);
+    const force = ++this.#attempts >= (this.#deps.maxAttempts ?? 50);
     let r: { applied: boolean; count: number; overlap: number };
     try {
       r = await this.#deps.join(this.#forwarded, force);
