@@ -12,7 +12,7 @@ test('fastChannelChange: policy checks, counters, a join with an empty cache, a 
   const sluice = await Sluice.open({ tier: 'portable' });
   const rx = await openReceiver();
   try {
-    const base = { type: 'replicate', listen: 'udp://127.0.0.1:0', to: [], allow: 'any' } as const;
+    const base = { type: 'replicate' as const, listen: 'udp://127.0.0.1:0', to: [] as string[], allow: 'any' };
     await assert.rejects(sluice.apply({ ...base, fastChannelChange: {} }), PolicyValidationError, 'needs a media payload');
     await assert.rejects(sluice.apply({ ...base, payload: 'mpegts', monitor: false, fastChannelChange: {} }), PolicyValidationError, 'needs the monitor');
     await assert.rejects(sluice.apply({ ...base, payload: 'mpegts', fastChannelChange: { burstRate: 17 } }), PolicyValidationError);
