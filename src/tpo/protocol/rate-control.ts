@@ -132,6 +132,8 @@ export class RateControl {
   #cycle = 0;
   /** Per round of the window: the max delivery rate seen in it. */
   readonly #bwByRound: number[] = [];
+  /** The max of #bwByRound (0 when empty): read for every datagram sent, so kept rather than computed. */
+  #bwMax = 0;
   #fullBw = 0;
   #fullBwRounds = 0;
   #minRttMs = Infinity;
@@ -197,7 +199,7 @@ export class RateControl {
 
   /** The bottleneck bandwidth estimate, bytes/s (0 before a sample). */
   get bandwidthBps(): number {
-    return this.#bwByRound.length ? Math.min(Math.max(...this.#bwByRound), this.#bwCap) * this.#brake : 0;
+    return this.#bwByRound.length ? Math.min(this.#bwMax, this.#bwCap) * this.#brake : 0;
   }
 
   get gain(): number {
@@ -236,14 +238,20 @@ export class RateControl {
 
   /** A delivery rate sample (from an ack). */
   onDelivery(sample: DeliverySample, bytesDelivered: number): void {
+    this.onDeliveryRate(sample.bytesPerSecond, sample.appLimited, bytesDelivered);
+  }
+
+  /** onDelivery without the sample object (the loss detector's, once per acknowledged datagram). */
+  onDeliveryRate(bytesPerSecond: number, appLimited: boolean, bytesDelivered: number): void {
     this.#roundDelivered += bytesDelivered;
-    if (!(sample.bytesPerSecond > 0)) return;
-    if (sample.appLimited && sample.bytesPerSecond <= this.bandwidthBps) return;
+    if (!(bytesPerSecond > 0)) return;
+    if (appLimited && bytesPerSecond <= this.bandwidthBps) return;
     if (this.#bwByRound.length === 0) this.#bwByRound.push(0);
     const i = this.#bwByRound.length - 1;
-    this.#bwByRound[i] = Math.max(this.#bwByRound[i]!, sample.bytesPerSecond);
+    this.#bwByRound[i] = Math.max(this.#bwByRound[i]!, bytesPerSecond);
+    if (bytesPerSecond > this.#bwMax) this.#bwMax = bytesPerSecond;
     this.#measured = true;
-    if (!sample.appLimited) this.#roundPathSample = true;
+    if (!appLimited) this.#roundPathSample = true;
   }
 
   /** A host delay sample (host-delay.ts): the window covers it beyond gain × BDP. */
@@ -311,6 +319,7 @@ export class RateControl {
       const aggregate = (this.#roundDelivered * 1000) / roundMs;
       const i = this.#bwByRound.length - 1;
       if (aggregate > 0) this.#bwByRound[i] = Math.min(this.#bwByRound[i]!, aggregate * ROUND_SLACK);
+      this.#bwMax = maxOf(this.#bwByRound);
     }
     const roundStart = this.#roundStartMs;
     if (Number.isFinite(nowMs)) this.#roundStartMs = nowMs;
@@ -322,7 +331,7 @@ export class RateControl {
     // Every sample of the round above the minimum by that factor: the queue
     // stood the whole round (a single slow sample proves nothing).
     const queueFull = Number.isFinite(roundRttMs) && Number.isFinite(this.#minRttMs) && roundRttMs > this.#minRttMs * QUEUE_FULL_RTT_FACTOR;
-    const measured = this.#bwByRound.length ? Math.max(...this.#bwByRound) : 0;
+    const measured = this.#bwMax;
     if (!queueFull) this.#baseLoss = 0.9 * this.#baseLoss + 0.1 * lossRate;
     // Overflow: loss well above the path's random loss while the queue stood all round.
     const overflow = queueFull && lossRate > 2 * this.#baseLoss + QUEUE_LOSS;
@@ -386,6 +395,7 @@ export class RateControl {
     if (this.#measured) {
       this.#bwByRound.push(0);
       if (this.#bwByRound.length > BW_WINDOW_ROUNDS) this.#bwByRound.shift();
+      this.#bwMax = maxOf(this.#bwByRound);
       this.#hostDelay.endRound();
     }
     this.#measured = false;
@@ -394,3 +404,9 @@ export class RateControl {
 }
 
 const INITIAL_WINDOW_RTT_MS = 100;
+
+function maxOf(xs: readonly number[]): number {
+  let m = 0;
+  for (const x of xs) if (x > m) m = x;
+  return m;
+}
