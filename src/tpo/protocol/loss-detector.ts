@@ -104,7 +104,7 @@ export class LossDetector {
       // arrive bunched up would otherwise suggest more bandwidth than there is.
       const interval = Math.max(p.sentAt - p.firstSentAt, now - p.deliveredAt);
       this.#firstSentAt = p.sentAt;
-      if (interval > 0) this.#rate.onDeliveryRate(((this.#delivered - p.delivered) * 1000) / interval, p.appLimited, p.bytes);
+      if (interval > 0) this.#rate.onDelivery(((this.#delivered - p.delivered) * 1000) / interval, p.appLimited, p.bytes);
       if (pn > newlyAckedLargest) newlyAckedLargest = pn;
       if (pn === ack.highestReceived) {
         this.#rtt.sample(now - p.sentAt, ack.ackDelayUs / 1000, now);

@@ -116,17 +116,6 @@ export interface RateControlOptions {
   readonly ackAllowanceBytes?: number;
 }
 
-/** One delivery rate sample: bytes delivered over an interval, as acknowledged. */
-export interface DeliverySample {
-  readonly bytesPerSecond: number;
-  /**
-   * Taken while the sender had less to send than the rate allowed: such a
-   * sample shows what the application offered, not what the path carries,
-   * so it may raise the estimate but is not kept when it is lower.
-   */
-  readonly appLimited: boolean;
-}
-
 export class RateControl {
   #phase: RatePhase = 'startup';
   #cycle = 0;
@@ -236,13 +225,14 @@ export class RateControl {
     return Math.max(this.#minWindow, this.#phase === 'startup' ? Math.max(window, this.#startWindow) : window) + Math.max(this.#ackAllowance, host);
   }
 
-  /** A delivery rate sample (from an ack). */
-  onDelivery(sample: DeliverySample, bytesDelivered: number): void {
-    this.onDeliveryRate(sample.bytesPerSecond, sample.appLimited, bytesDelivered);
-  }
-
-  /** onDelivery without the sample object (the loss detector's, once per acknowledged datagram). */
-  onDeliveryRate(bytesPerSecond: number, appLimited: boolean, bytesDelivered: number): void {
+  /**
+   * A delivery rate sample (from an ack, per acknowledged datagram): bytes
+   * delivered per second over an interval. `appLimited`: taken while the
+   * sender had less to send than the rate allowed, so it shows what the
+   * application offered, not what the path carries: it may raise the
+   * estimate but is not kept when it is lower.
+   */
+  onDelivery(bytesPerSecond: number, appLimited: boolean, bytesDelivered: number): void {
     this.#roundDelivered += bytesDelivered;
     if (!(bytesPerSecond > 0)) return;
     if (appLimited && bytesPerSecond <= this.bandwidthBps) return;
@@ -319,7 +309,7 @@ export class RateControl {
       const aggregate = (this.#roundDelivered * 1000) / roundMs;
       const i = this.#bwByRound.length - 1;
       if (aggregate > 0) this.#bwByRound[i] = Math.min(this.#bwByRound[i]!, aggregate * ROUND_SLACK);
-      this.#bwMax = maxOf(this.#bwByRound);
+      this.#bwMax = Math.max(0, ...this.#bwByRound);
     }
     const roundStart = this.#roundStartMs;
     if (Number.isFinite(nowMs)) this.#roundStartMs = nowMs;
@@ -395,7 +385,7 @@ export class RateControl {
     if (this.#measured) {
       this.#bwByRound.push(0);
       if (this.#bwByRound.length > BW_WINDOW_ROUNDS) this.#bwByRound.shift();
-      this.#bwMax = maxOf(this.#bwByRound);
+      this.#bwMax = Math.max(0, ...this.#bwByRound);
       this.#hostDelay.endRound();
     }
     this.#measured = false;
@@ -404,9 +394,3 @@ export class RateControl {
 }
 
 const INITIAL_WINDOW_RTT_MS = 100;
-
-function maxOf(xs: readonly number[]): number {
-  let m = 0;
-  for (const x of xs) if (x > m) m = x;
-  return m;
-}

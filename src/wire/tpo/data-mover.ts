@@ -243,6 +243,11 @@ function get64(d: Uint8Array, at: number): number {
   return hi > 0x1fffff ? -1 : hi * 0x1_0000_0000 + get32(d, at + 4);
 }
 
+/** The decoder without its fast path (decodeDataMoverField's reference: the differential test compares the two). */
+export function decodeDataMoverFieldChecked(datagram: Uint8Array): { field: DataMoverField; payloadOffset: number } {
+  return decodeChecked(datagram);
+}
+
 function decodeChecked(datagram: Uint8Array): { field: DataMoverField; payloadOffset: number } {
   const r = new Reader(datagram, 'datagram');
   const version = r.u8('version');
