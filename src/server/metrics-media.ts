@@ -32,7 +32,34 @@ interface Monitored {
 }
 type RtpCounter = 'packets' | 'malformed' | 'rtcp' | 'ssrcChanges' | 'reordered' | 'duplicates';
 
+/** Fast channel change counters, as `sluice_fcc_<name>_total` (docs/METRICS.md). */
+const FCC_COUNTERS = [
+  ['joins', 'joins', 'Subscribers added while the flow ran (each a join).'],
+  ['fastJoins', 'fast_joins', 'Joins that got a burst from the cache before the live stream.'],
+  ['fallbacks', 'fallbacks', 'Joins with nothing cached (no random access point yet, or the cache overflowed): live from the next datagram.'],
+  ['forcedJoins', 'forced_joins', 'Joins the data plane took at a later datagram than asked; the few in between may arrive reordered.'],
+  ['cacheOverflows', 'cache_overflows', 'Caches dropped because a group of pictures outgrew maxCacheBytes.'],
+] as const;
+
 export function registerMediaMetrics(registry: Registry, reading: ScrapeCache<{ readonly flows: CapResult }>): void {
+  const fcc = () => reading.get().flows.flows.flatMap(({ stats }) => (stats.fastChannelChange ? [{ flow: stats.name, f: stats.fastChannelChange }] : []));
+  for (const [field, name, help] of FCC_COUNTERS) {
+    new SnapshotCounter<'flow'>({
+      name: `sluice_fcc_${name}_total`,
+      help,
+      labelNames: ['flow'],
+      registry,
+      read: () => fcc().map((r) => ({ labels: { flow: r.flow }, value: r.f[field] })),
+    });
+  }
+  new SnapshotGauge<'flow'>({
+    name: 'sluice_fcc_cache_bytes',
+    help: 'What a join now would get: bytes cached from the last random access point (0: none).',
+    labelNames: ['flow'],
+    registry,
+    read: () => fcc().map((r) => ({ labels: { flow: r.flow }, value: r.f.cacheBytes })),
+  });
+
   const monitored = (): Monitored[] => {
     const out: Monitored[] = [];
     for (const { stats } of reading.get().flows.flows) if (stats.media) out.push({ flow: stats.name, media: stats.media });

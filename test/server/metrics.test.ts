@@ -16,6 +16,7 @@ import { SubscriberCap } from '../../src/server/metrics-subscriber-cap.js';
 import { PeerLoss } from '../../src/server/metrics-tpo-loss.js';
 import { openReceiver, openSender, sendSequence } from '../../harness/traffic/udp.js';
 import { parseExposition, sampleValue, type ParsedFamily } from './metrics-exposition.js';
+import { SyntheticTsStream } from '../../src/media/ts-synth.js';
 
 const noDrops = (): FlowStats['drops'] => ({
   sourceNotAllowed: 0,
@@ -133,6 +134,46 @@ describe('metrics: a real flow on the portable tier', () => {
     for (const fam of fams.values()) for (const x of fam.samples) assert.equal(x.labels.node, 'test-node', `${x.name} has no node label`);
     assert.ok(sampleValue(fams, 'sluice_process_cpu_seconds_total', {})! > 0);
     assert.ok(samplesOf(fams, 'sluice_nodejs_heap_size_used_bytes').length === 1);
+  });
+});
+
+describe('metrics: stream monitors', () => {
+  test('a TS flow with a lost datagram: the TR 101 290 series, per-PID series and the alarm gauge equal stats().media', async () => {
+    const s = await Sluice.open({ tier: 'portable' });
+    const r = await openReceiver();
+    const src = await openSender('127.0.0.1');
+    try {
+      const f = await s.apply({ name: 'tv', type: 'redirect', listen: 'udp://127.0.0.1:0', to: r.url, allow: '127.0.0.1', payload: 'mpegts' });
+      const ts = new SyntheticTsStream({ bitrateBps: 2_000_000 });
+      let sent = 0;
+      for (let i = 0; i < 120; i++) {
+        const d = ts.nextDatagram();
+        if (i === 60) continue;
+        await src.send(d, f.listen.port, '127.0.0.1');
+        if (++sent % 10 === 0) await sleep(2);
+      }
+      for (let i = 0; i < 200 && f.stats().media?.datagrams !== sent; i++) await sleep(20);
+      const st = f.stats();
+      assert.ok(st.media?.ts && st.media.ts.ccError > 0, JSON.stringify(st.media));
+      const fams = parseExposition(await createMetrics(source(() => s.stats())).render());
+      const l = { flow: 'tv' };
+      assert.equal(sampleValue(fams, 'sluice_media_datagrams_total', l), sent);
+      assert.equal(sampleValue(fams, 'sluice_ts_packets_total', l), st.media.ts.packets);
+      assert.equal(sampleValue(fams, 'sluice_ts_errors_total', { ...l, indicator: 'ccError' }), st.media.ts.ccError);
+      assert.equal(sampleValue(fams, 'sluice_ts_errors_total', { ...l, indicator: 'syncByteError' }), 0);
+      for (const p of st.media.ts.pids) {
+        assert.equal(sampleValue(fams, 'sluice_ts_pid_cc_errors_total', { ...l, pid: String(p.pid) }), p.ccErrors);
+        assert.equal(sampleValue(fams, 'sluice_ts_pid_bitrate_bits_per_second', { ...l, pid: String(p.pid), kind: p.kind }), p.bitrate);
+      }
+      for (const kind of ['ccError', 'patError', 'rtpLoss'])
+        assert.equal(sampleValue(fams, 'sluice_media_alarm', { ...l, kind }), st.media.activeAlarms.includes(kind as never) ? 1 : 0, kind);
+      assert.equal(samplesOf(fams, 'sluice_rtp_packets_total').length, 0, 'no RTP series for a TS flow');
+      assert.equal(sampleValue(fams, 'sluice_flow_packets_total', { ...l, direction: 'out', tier: 'portable' }), sent, 'the monitor copy is not output');
+    } finally {
+      await r.close();
+      await src.close();
+      await s.close();
+    }
   });
 });
 

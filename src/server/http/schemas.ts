@@ -84,6 +84,23 @@ export const flowStatsSchema = z.object({
   drops: counts(FLOW_DROP_REASONS),
   destinations: z.array(destinationStatsSchema),
   media: mediaStatsSchema.optional(),
+  rtcp: z
+    .object({ fromSources: int(), copies: int(), fromSubscribers: int(), dropped: int() })
+    .optional()
+    .meta({ description: "rtcp 'port+1': the RTCP relay's counters" }),
+  fastChannelChange: z
+    .object({
+      cacheBytes: int(),
+      cacheDatagrams: int(),
+      randomAccessPoints: int(),
+      cacheOverflows: int(),
+      joins: int(),
+      fastJoins: int(),
+      fallbacks: int(),
+      forcedJoins: int(),
+    })
+    .optional()
+    .meta({ description: 'fastChannelChange: the cache and the joins' }),
 });
 
 export const flowViewSchema = z.object({
