@@ -10,10 +10,13 @@
  *   node --import tsx bench/tools/tpo-loopback.ts [--mb 100] [--max-s 60] [--io auto|batched|portable] [--runs 1]
  *     [--mtu 1500]       (both peers' MTU; default the loopback path's, 9000)
  *     [--cpu-prof DIR]   (the gateways write V8 CPU profiles there; they are stopped with SIGTERM)
+ *     [--max-rate-mbit N] (both peers' maxRate: the pacer, not the host, sets the rate, so CPU per GB
+ *                         is comparable between runs on a busy machine)
  *
  * One JSON line per run on stdout: {"event":"done", mb moved, seconds,
  * Mbit/s, completed, the gateways' CPU seconds (user+system, from
- * /proc/PID/stat), and the last status samples}.
+ * /proc/PID/stat, worker threads included) and CPU seconds per delivered
+ * GB, each thread's share, and the last status samples}.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,13 +29,15 @@ import { fetchStatus } from '../../src/tpo/control-socket.js';
 import type { TpoGatewayStatus } from '../../src/tpo/index.js';
 import { flag } from './load-common.js';
 import { loopbackPairPlace, pairConfigs } from '../../harness/tpo/gateway-pair.js';
-import { processSeconds as cpuSeconds } from '../lib/cpu.js';
+import { processSeconds as cpuSeconds, threadDiff, threadSeconds } from '../lib/cpu.js';
 
 const MB = Number(flag('mb', '100'));
 const MAX_S = Number(flag('max-s', '60'));
 const IO = flag('io', 'auto');
 /** Both peers' MTU (default: the loopback path's 9000); 1500 sizes datagrams as on a WAN path. */
 const MTU = process.argv.includes('--mtu') ? Number(flag('mtu', '1500')) : undefined;
+/** Both peers' maxRate, Mbit/s (undefined: no cap). */
+const MAX_RATE_MBIT = process.argv.includes('--max-rate-mbit') ? Number(flag('max-rate-mbit', '150')) : undefined;
 const RUNS = Number(flag('runs', '1'));
 const SAMPLE_MS = Number(flag('sample-ms', '1000'));
 const QUIET = process.argv.includes('--quiet');
@@ -117,6 +122,7 @@ async function run(index: number): Promise<object> {
     dir,
     key,
   );
+  if (MAX_RATE_MBIT) for (const c of [a, b] as { peers: { maxRate?: number }[] }[]) c.peers[0]!.maxRate = MAX_RATE_MBIT * 1e6;
   const control = { a: join(dir, 'gwa.sock'), b: join(dir, 'gwb.sock') };
   writeFileSync(join(dir, 'gwa.json'), JSON.stringify(a));
   writeFileSync(join(dir, 'gwb.json'), JSON.stringify(b));
@@ -143,6 +149,7 @@ async function run(index: number): Promise<object> {
       await sleep(50);
     }
     const cpu0 = { a: cpuSeconds(gwa.pid!), b: cpuSeconds(gwb.pid!) };
+    const threads0 = { a: threadSeconds(gwa.pid), b: threadSeconds(gwb.pid) };
     const total = MB * 1e6;
     const chunk = randomBytes(1 << 20);
     const t0 = performance.now();
@@ -179,6 +186,8 @@ async function run(index: number): Promise<object> {
     const end = doneAt || performance.now();
     const seconds = (end - t0) / 1000;
     const cpu = { a: cpuSeconds(gwa.pid!) - cpu0.a, b: cpuSeconds(gwb.pid!) - cpu0.b };
+    const threads = { a: threadDiff(threads0.a, threadSeconds(gwa.pid)), b: threadDiff(threads0.b, threadSeconds(gwb.pid)) };
+    const perGb = (s: number) => (received > 0 ? +((s * 1e9) / received).toFixed(1) : null);
     client.destroy();
     return {
       event: 'done',
@@ -191,6 +200,10 @@ async function run(index: number): Promise<object> {
       mbit: +((received * 8) / seconds / 1e6).toFixed(1),
       cpuA: +cpu.a.toFixed(2),
       cpuB: +cpu.b.toFixed(2),
+      cpuPerGbA: perGb(cpu.a),
+      cpuPerGbB: perGb(cpu.b),
+      threadsA: threads.a,
+      threadsB: threads.b,
       last: samples.slice(-2),
     };
   } finally {

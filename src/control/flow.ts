@@ -15,6 +15,8 @@ import { ClosedError, InvalidArgumentError, PolicyValidationError, type EngineFa
 import { TypedEmitter } from '../events.js';
 import type { MediaAlarm } from '../media/monitor-types.js';
 import type { MonitoredFlowStats } from './flow-taps.js';
+import { FastChannelChange, type TapSource } from './fast-channel-change.js';
+import type { RapCachePayload } from '../media/rap-cache.js';
 
 export type { EndpointInput };
 
@@ -95,6 +97,9 @@ export class Flow extends TypedEmitter<FlowEvents> {
   #ending: Promise<FlowStats | undefined> | undefined;
   /** The table's entry as last seen: name, listen and spec stay readable after the flow ended. */
   #last: RunningFlowRecord | undefined;
+  /** The monitor tap #fcc reads (policy fastChannelChange on a monitored flow): the cache and the joins in progress. */
+  #tap: TapSource | undefined;
+  #fcc: FastChannelChange | undefined;
 
   /** @internal Created by Sluice.apply(). */
   constructor(parent: FlowParent) {
@@ -119,6 +124,7 @@ export class Flow extends TypedEmitter<FlowEvents> {
         if (!this.#closed) this.emit('silence', to, silent);
       },
     });
+    this.#syncFastChannelChange();
   }
 
   get id(): string {
@@ -178,15 +184,39 @@ export class Flow extends TypedEmitter<FlowEvents> {
     this.#updated(await this.#table.update(this.#id, () => ({ ...(policy as object) })));
   }
 
-  /** Adds a subscriber to a replicate flow (no-op if already subscribed). */
+  /**
+   * Adds a subscriber to a replicate flow (no-op if already subscribed).
+   * With policy `fastChannelChange` it first gets a burst from the flow's
+   * cache, then live datagrams, and resolves once the data plane serves it.
+   */
   async addSubscriber(to: EndpointInput): Promise<void> {
-    const key = subscriberKey(to);
-    await this.#editSubscribers('addSubscriber', (list) => (list.some((t) => safeKey(t) === key) ? list : [...list, to]));
+    const endpoint = subscriberEndpoint(to);
+    const key = endpointKey(endpoint);
+    const edit = (list: EndpointInput[]): EndpointInput[] => (list.some((t) => safeKey(t) === key) ? list : [...list, to]);
+    const fcc = this.#fcc;
+    const spec = this.#closed ? undefined : this.spec;
+    if (!fcc || spec?.type !== 'replicate' || spec.to.some((t) => endpointKey(t) === key)) {
+      await this.#editSubscribers('addSubscriber', edit);
+      return;
+    }
+    const withIt = (cur: Readonly<Record<string, unknown>>): Record<string, unknown> => ({ ...cur, to: edit((cur.to as EndpointInput[] | undefined) ?? []) });
+    // Nothing is sent to an address the policy would refuse (a relay loop, a duplicate).
+    this.#table.check(this.#id, withIt);
+    await fcc.add(endpoint, async (after, force) => {
+      const { entry, result } = await this.#table.join(this.#id, withIt, {
+        counter: fcc.counter,
+        after,
+        force,
+      });
+      if (entry) this.#updated(entry);
+      return result;
+    });
   }
 
   /** Removes a subscriber from a replicate flow (no-op if not subscribed). */
   async removeSubscriber(to: EndpointInput): Promise<void> {
     const key = subscriberKey(to);
+    this.#fcc?.cancel(subscriberEndpoint(to));
     await this.#editSubscribers('removeSubscriber', (list) => list.filter((t) => safeKey(t) !== key));
   }
 
@@ -202,19 +232,39 @@ export class Flow extends TypedEmitter<FlowEvents> {
 
   #updated(entry: RunningFlowRecord): void {
     this.#last = entry;
+    this.#syncFastChannelChange();
     this.emit('update', entry.spec);
     this.#observer.emit('update', entry.spec);
   }
 
   /**
+   * Starts, changes or stops the fast channel change cache to follow the
+   * policy and the flow's monitor tap (the table opens and closes taps).
+   */
+  #syncFastChannelChange(): void {
+    const spec = this.#closed ? undefined : this.#entry().spec;
+    const tap = this.#closed ? undefined : this.#table.taps.get(this.#id);
+    const want = spec?.type === 'replicate' && spec.payload !== 'any' && tap ? spec.fastChannelChange : undefined;
+    const have = this.#fcc?.options;
+    if (want && have && this.#tap === tap && have.maxCacheBytes === want.maxCacheBytes && have.payload === spec!.payload) {
+      this.#fcc!.burstRate = want.burstRate;
+      return;
+    }
+    this.#fcc?.close();
+    this.#tap = want ? tap : undefined;
+    this.#fcc = want ? new FastChannelChange(tap!, { payload: spec!.payload as RapCachePayload, ...want }) : undefined;
+  }
+
+  /**
    * Counter snapshot (synchronous, cheap). A monitored flow's stream
-   * findings are in `media` (RTP and TS counters, alarms now raised).
+   * findings are in `media` (RTP and TS counters, alarms now raised);
+   * with policy fastChannelChange, its cache and joins in `fastChannelChange`.
    */
   stats(): MonitoredFlowStats {
     this.#assertLive();
     const s = this.#table.stats(this.#id);
     if (!s) throw new ClosedError(`flow '${this.name}'`);
-    return s;
+    return this.#fcc ? { ...s, fastChannelChange: this.#fcc.stats() } : s;
   }
 
   /**
@@ -273,6 +323,8 @@ export class Flow extends TypedEmitter<FlowEvents> {
 
   /** The flow is gone: why, then 'close' (listener errors never reach the caller: TypedEmitter). */
   #end(why: 'remove' | 'sluiceclose', stats: FlowStats | undefined): void {
+    this.#fcc?.close();
+    this.#fcc = undefined;
     this.emit(why);
     this.emit('close', stats);
     this.#observer.emit('close');
@@ -291,10 +343,14 @@ export class Flow extends TypedEmitter<FlowEvents> {
   }
 }
 
-function subscriberKey(to: EndpointInput): string {
+function subscriberEndpoint(to: EndpointInput): Endpoint {
   const parsed = parseEndpointInput(to);
   if (!parsed.ok) throw new PolicyValidationError([{ path: 'to', message: parsed.reason }]);
-  return endpointKey(parsed.endpoint);
+  return parsed.endpoint;
+}
+
+function subscriberKey(to: EndpointInput): string {
+  return endpointKey(subscriberEndpoint(to));
 }
 
 function safeKey(to: EndpointInput): string | undefined {

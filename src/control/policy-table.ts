@@ -4,9 +4,9 @@
  * DataPlane, and it serializes changes so that concurrent apply/update/remove
  * calls take effect one at a time, in call order.
  */
-import type { DataPlane } from '../dataplane/common/types.js';
+import type { DataPlane, JoinPoint, JoinResult } from '../dataplane/common/types.js';
 import { compileFlow, type FlowPlan } from '../policy/compile.js';
-import { endpointKey, type Endpoint } from '../wire/endpoint.js';
+import { endpointKey, formatEndpoint, type Endpoint } from '../wire/endpoint.js';
 import { flowSetIssues, type FlowInSet } from '../policy/flow-set.js';
 import { localHostAddresses } from './host-addresses.js';
 import type { FlowPolicy, FlowPolicySpec } from '../policy/schema.js';
@@ -101,29 +101,65 @@ export class PolicyTable {
    */
   update(id: string, patch: Partial<FlowPolicy> | ((current: Readonly<Record<string, unknown>>) => Record<string, unknown>)): Promise<RunningFlowRecord> {
     return this.#serialize(async () => {
-      const entry = this.#entries.get(id);
-      if (!entry) throw new InvalidArgumentError(`no flow with id '${id}'`);
-      const merged = typeof patch === 'function' ? patch(entry.input) : { ...entry.input, ...(patch as object) };
-      const spec = parseFlowPolicy(merged);
-      const fixed: string[] = [];
-      if (spec.type !== entry.spec.type) fixed.push('type');
-      if ((spec.name ?? entry.plan.name) !== entry.plan.name) fixed.push('name');
-      if (endpointKey(spec.listen) !== endpointKey(entry.spec.listen)) fixed.push('listen');
-      // A group's join (SSM sources, interface) is made once, when the listen socket opens.
-      if (JSON.stringify(spec.multicast) !== JSON.stringify(entry.spec.multicast)) fixed.push('multicast');
-      if (fixed.length) {
-        throw new PolicyValidationError(fixed.map((f) => ({ path: f, message: 'cannot change on a running flow (remove it and apply a new one)' })));
-      }
-      this.#checkSet(
-        [...this.#entries.values()].filter((e) => e.id !== id),
-        { name: entry.plan.name, where: '', spec, listen: entry.listen },
-      );
-      const plan = compileFlow(spec, entry.plan.name);
-      await this.#run(id, plan, entry.listen, (p) => this.#plane.updateFlow(id, p));
-      const next: RunningFlowRecord = { ...entry, input: merged, spec, plan };
+      const next = this.#prepare(id, patch);
+      await this.#run(id, next.plan, next.listen, (p) => this.#plane.updateFlow(id, p));
       this.#entries.set(id, next);
       return next;
     });
+  }
+
+  /**
+   * Fast channel change: applies `edit` (which adds subscribers) through
+   * DataPlane.joinFlow at the boundary `at` names. The entry changes only
+   * if the plane applied it. A plane without joinFlow applies it with
+   * updateFlow and reports the counter's packetsOut after.
+   */
+  join(
+    id: string,
+    edit: (current: Readonly<Record<string, unknown>>) => Record<string, unknown>,
+    at: JoinPoint,
+  ): Promise<{ entry: RunningFlowRecord | undefined; result: JoinResult }> {
+    return this.#serialize(async () => {
+      const next = this.#prepare(id, edit);
+      const plane = this.#plane;
+      const result = await this.#run(id, next.plan, next.listen, async (p) => {
+        if (plane.joinFlow) return plane.joinFlow(id, p, at);
+        await plane.updateFlow(id, p);
+        const to = formatEndpoint(at.counter);
+        return { applied: true, count: plane.flowStats(id)?.destinations.find((d) => d.to === to)?.packetsOut ?? 0, overlap: 0 };
+      });
+      if (!result.applied) return { entry: undefined, result };
+      this.#entries.set(id, next);
+      return { entry: next, result };
+    });
+  }
+
+  /** Throws what update(id, patch) would throw for the policy, applying nothing (a fast join checks before its burst). */
+  check(id: string, patch: (current: Readonly<Record<string, unknown>>) => Record<string, unknown>): void {
+    this.#prepare(id, patch);
+  }
+
+  /** The merged, validated and compiled next entry of a running flow (nothing applied yet). */
+  #prepare(id: string, patch: Partial<FlowPolicy> | ((current: Readonly<Record<string, unknown>>) => Record<string, unknown>)): RunningFlowRecord {
+    const entry = this.#entries.get(id);
+    if (!entry) throw new InvalidArgumentError(`no flow with id '${id}'`);
+    const merged = typeof patch === 'function' ? patch(entry.input) : { ...entry.input, ...(patch as object) };
+    const spec = parseFlowPolicy(merged);
+    const fixed: string[] = [];
+    if (spec.type !== entry.spec.type) fixed.push('type');
+    if ((spec.name ?? entry.plan.name) !== entry.plan.name) fixed.push('name');
+    if (endpointKey(spec.listen) !== endpointKey(entry.spec.listen)) fixed.push('listen');
+    // A group's join (SSM sources, interface) is made once, when the listen socket opens.
+    if (JSON.stringify(spec.multicast) !== JSON.stringify(entry.spec.multicast)) fixed.push('multicast');
+    if (fixed.length) {
+      throw new PolicyValidationError(fixed.map((f) => ({ path: f, message: 'cannot change on a running flow (remove it and apply a new one)' })));
+    }
+    this.#checkSet(
+      [...this.#entries.values()].filter((e) => e.id !== id),
+      { name: entry.plan.name, where: '', spec, listen: entry.listen },
+    );
+    const plan = compileFlow(spec, entry.plan.name);
+    return { ...entry, input: merged, spec, plan };
   }
 
   /** Stops a flow; resolves with its final counters (undefined if unknown). */

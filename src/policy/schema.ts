@@ -155,6 +155,22 @@ const flowChecks = (flow: Parameters<typeof multicastIssues>[0], ctx: z.Refineme
   for (const issue of multicastIssues(flow)) ctx.addIssue({ code: 'custom', ...issue });
 };
 
+/**
+ * Fast channel change (docs/POLICY.md): a subscriber added while the flow
+ * runs first gets the stream from its last random access point, as a burst.
+ */
+export const fastChannelChangeSchema = z.strictObject({
+  /** The burst's speed, as a multiple of the stream's own rate. */
+  burstRate: z.number().min(1).max(16).default(4),
+  /** Most bytes cached; a longer group of pictures drops the cache and the join is live. */
+  maxCacheBytes: z
+    .number()
+    .int()
+    .min(64 * 1024)
+    .max(256 * 1024 * 1024)
+    .default(8 * 1024 * 1024),
+});
+
 export const redirectSchema = z
   .strictObject({
     type: z.literal('redirect'),
@@ -169,8 +185,18 @@ export const replicateSchema = z
     ...flowCommon,
     /** Subscribers; may start empty and be filled while the flow runs. */
     to: z.array(destinationSchema).max(MAX_SUBSCRIBERS),
+    fastChannelChange: fastChannelChangeSchema.optional(),
   })
-  .superRefine(flowChecks);
+  .superRefine((flow, ctx) => {
+    flowChecks(flow, ctx);
+    if (flow.fastChannelChange && flow.payload === 'any') {
+      ctx.addIssue({ code: 'custom', path: ['fastChannelChange'], message: "needs a media payload (payload: 'mpegts', 'rtp' or 'rtp-mpegts')" });
+    }
+    // The cache reads the stream from the monitor's copy.
+    if (flow.fastChannelChange && flow.monitor === false) {
+      ctx.addIssue({ code: 'custom', path: ['fastChannelChange'], message: 'needs the monitor copy (monitor: true)' });
+    }
+  });
 
 const byteData = z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'must be a Uint8Array (or Buffer)');
 

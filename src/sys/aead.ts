@@ -6,8 +6,10 @@
  * set-up costs the same as an IV set-up for ChaCha20), so no context
  * belongs to a session and none needs freeing.
  *
- * Inputs are copied into one native region and the result is copied out:
- * the EVP calls take addresses, and a region's address is fixed.
+ * Inputs are copied into one native region and the result is copied out
+ * (or, for a caller that copies it itself at once, lent as a view of the
+ * region: one allocation less per datagram): the EVP calls take addresses,
+ * and a region's address is fixed.
  */
 import { loadLibCrypto, type LibCrypto } from './ffi.js';
 import { NativeRegion } from './memory.js';
@@ -18,7 +20,7 @@ const EVP_CTRL_AEAD_SET_TAG = 0x11;
 /** The largest datagram (field + segment + tag) handled here; larger ones go to node:crypto. */
 const EVP_AEAD_MAX_DATAGRAM = 65_600;
 
-// Region layout: nonce, output length, key, the input, the output.
+// Region layout: nonce, output length, key, the input (the segment to seal, the datagram to open), the output.
 const IV = 0;
 const OUTL = 16;
 const KEY = 32;
@@ -26,18 +28,28 @@ const IN = 64;
 const OUT = IN + EVP_AEAD_MAX_DATAGRAM + 64;
 
 export interface DatagramAead {
-  /** `field` in clear (authenticated), `segment` encrypted, then the tag; undefined if too large for the region. */
-  seal(key: Uint8Array, nonce: Uint8Array, field: Uint8Array, segment: Uint8Array): Buffer | undefined;
+  /**
+   * `field` in clear (authenticated), `segment` encrypted, then the tag;
+   * undefined if too large for the region. `transient`: the result is a
+   * view into this thread's scratch region, valid only until the next
+   * seal (for a caller that copies it at once, e.g. into a send stage),
+   * instead of a new Buffer.
+   */
+  seal(key: Uint8Array, nonce: Uint8Array, field: Uint8Array, segment: Uint8Array, transient?: boolean): Buffer | Uint8Array | undefined;
   /**
    * The plaintext after `fieldLength`, or null when the tag does not
    * authenticate; undefined if the datagram is too large for the region.
+   * `transient`: a view into the scratch region, valid only until the next
+   * open (for a caller that copies it at once).
    */
-  open(key: Uint8Array, nonce: Uint8Array, datagram: Uint8Array, fieldLength: number): Buffer | null | undefined;
+  open(key: Uint8Array, nonce: Uint8Array, datagram: Uint8Array, fieldLength: number, transient?: boolean): Buffer | Uint8Array | null | undefined;
 }
 
 class EvpChaCha20Poly1305 implements DatagramAead {
   readonly #c: LibCrypto;
   readonly #r = new NativeRegion(OUT + EVP_AEAD_MAX_DATAGRAM + 64);
+  /** The region as a Buffer: results are copied out with Buffer#copy (no intermediate view per datagram). */
+  readonly #rb = Buffer.from(this.#r.buffer);
   readonly #enc: unknown;
   readonly #dec: unknown;
 
@@ -57,30 +69,33 @@ class EvpChaCha20Poly1305 implements DatagramAead {
     b.set(nonce, IV);
   }
 
-  seal(key: Uint8Array, nonce: Uint8Array, field: Uint8Array, segment: Uint8Array): Buffer | undefined {
+  seal(key: Uint8Array, nonce: Uint8Array, field: Uint8Array, segment: Uint8Array, transient = false): Buffer | Uint8Array | undefined {
     const f = field.length;
     const s = segment.length;
-    if (f + s + TAG > EVP_AEAD_MAX_DATAGRAM) return undefined;
+    const n = f + s + TAG;
+    if (n > EVP_AEAD_MAX_DATAGRAM) return undefined;
     const c = this.#c;
     const a = this.#r.address;
     const b = this.#r.bytes;
     this.#load(key, nonce);
-    b.set(field, IN);
-    b.set(segment, IN + f);
+    // The field goes where the datagram is built and is authenticated from there; the segment is
+    // encrypted from the input area into the bytes after it; the tag follows.
+    b.set(field, OUT);
+    b.set(segment, IN);
     const ok =
       c.encryptInit(this.#enc, 0, 0, a + KEY, a + IV) === 1 &&
-      (f === 0 || c.encryptUpdate(this.#enc, 0, a + OUTL, a + IN, f) === 1) &&
-      (s === 0 || c.encryptUpdate(this.#enc, a + OUT, a + OUTL, a + IN + f, s) === 1) &&
-      c.encryptFinal(this.#enc, a + OUT + s, a + OUTL) === 1 &&
-      c.ctrl(this.#enc, EVP_CTRL_AEAD_GET_TAG, TAG, a + OUT + s) === 1;
+      (f === 0 || c.encryptUpdate(this.#enc, 0, a + OUTL, a + OUT, f) === 1) &&
+      (s === 0 || c.encryptUpdate(this.#enc, a + OUT + f, a + OUTL, a + IN, s) === 1) &&
+      c.encryptFinal(this.#enc, a + OUT + f + s, a + OUTL) === 1 &&
+      c.ctrl(this.#enc, EVP_CTRL_AEAD_GET_TAG, TAG, a + OUT + f + s) === 1;
     if (!ok) throw new Error('EVP ChaCha20-Poly1305 sealing failed');
-    const out = Buffer.allocUnsafe(f + s + TAG);
-    out.set(field, 0);
-    out.set(b.subarray(OUT, OUT + s + TAG), f);
+    if (transient) return b.subarray(OUT, OUT + n);
+    const out = Buffer.allocUnsafe(n);
+    this.#rb.copy(out, 0, OUT, OUT + n);
     return out;
   }
 
-  open(key: Uint8Array, nonce: Uint8Array, datagram: Uint8Array, fieldLength: number): Buffer | null | undefined {
+  open(key: Uint8Array, nonce: Uint8Array, datagram: Uint8Array, fieldLength: number, transient = false): Buffer | Uint8Array | null | undefined {
     const n = datagram.length;
     if (n > EVP_AEAD_MAX_DATAGRAM) return undefined;
     const body = n - fieldLength - TAG;
@@ -96,7 +111,10 @@ class EvpChaCha20Poly1305 implements DatagramAead {
       c.ctrl(this.#dec, EVP_CTRL_AEAD_SET_TAG, TAG, a + IN + fieldLength + body) === 1;
     if (!set) throw new Error('EVP ChaCha20-Poly1305 opening failed');
     if (c.decryptFinal(this.#dec, a + OUT + body, a + OUTL) <= 0) return null;
-    return Buffer.from(this.#r.bytes.subarray(OUT, OUT + body));
+    if (transient) return this.#r.bytes.subarray(OUT, OUT + body);
+    const out = Buffer.allocUnsafe(body);
+    this.#rb.copy(out, 0, OUT, OUT + body);
+    return out;
   }
 }
 

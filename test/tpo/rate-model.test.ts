@@ -74,7 +74,7 @@ function drive(rc: RateControl, linkBps: number, lossRate: number, rounds: numbe
     const offered = rc.pacingRateBps;
     const delivered = Math.min(offered, linkBps) * (1 - lossRate);
     const bytes = (delivered * rttMs) / 1000;
-    for (let k = 0; k < 10; k++) rc.onDelivery({ bytesPerSecond: delivered, appLimited: false }, bytes / 10);
+    for (let k = 0; k < 10; k++) rc.onDelivery(delivered, false, bytes / 10);
     rc.onLoss((Math.min(offered, linkBps) * lossRate * rttMs) / 1000);
     rc.onRoundEnd(bytes);
     rates.push(rc.pacingRateBps);
@@ -120,7 +120,7 @@ test('rate control: heavy loss (the link is saturated by others) brakes; the ope
   drive(app, 6_250_000, 0, 30);
   const est = app.bandwidthBps;
   for (let i = 0; i < 20; i++) {
-    app.onDelivery({ bytesPerSecond: 1000, appLimited: true }, 100);
+    app.onDelivery(1000, true, 100);
     app.onRoundEnd(0);
   }
   // 20 rounds of app-limited samples (more than the 10-round window): the estimate stays.
@@ -131,13 +131,13 @@ test('rate control: heavy loss (the link is saturated by others) brakes; the ope
 test('rate control: startup ends when a whole round sits 25 % above the minimum RTT and the bandwidth stopped growing', () => {
   const rc = new RateControl();
   rc.onMinRtt(100);
-  rc.onDelivery({ bytesPerSecond: 1_000_000, appLimited: false }, 1000);
+  rc.onDelivery(1_000_000, false, 1000);
   rc.onRoundEnd(1000, 101);
   assert.equal(rc.phase, 'startup', 'at the minimum: keep going');
-  rc.onDelivery({ bytesPerSecond: 2_000_000, appLimited: false }, 1000);
+  rc.onDelivery(2_000_000, false, 1000);
   rc.onRoundEnd(1000, 130);
   assert.equal(rc.phase, 'startup', 'delayed, but deliveries doubled: the path has room (a busy host delays acks too)');
-  rc.onDelivery({ bytesPerSecond: 2_100_000, appLimited: false }, 1000);
+  rc.onDelivery(2_100_000, false, 1000);
   rc.onRoundEnd(1000, 130);
   assert.equal(rc.phase, 'drain', 'delayed and no growth: a queue');
 });
@@ -145,7 +145,7 @@ test('rate control: startup ends when a whole round sits 25 % above the minimum 
 test('rate control: startup ends on a run of RTT samples above the minimum, without waiting for the round', () => {
   const rc = new RateControl();
   rc.onMinRtt(100);
-  rc.onDelivery({ bytesPerSecond: 4_000_000, appLimited: false }, 1000);
+  rc.onDelivery(4_000_000, false, 1000);
   // Scattered slow samples (a busy host): startup goes on.
   for (let i = 0; i < 100; i++) rc.onRttSample(i % 10 === 0 ? 140 : 103);
   assert.equal(rc.phase, 'startup');
@@ -171,7 +171,7 @@ test('rate control: with the RTT known before any ack, startup paces the initial
   assert.equal(far.pacingRateBps, 125_000);
   assert.equal(far.windowBytes, 75_000);
   // The first (tiny) samples do not pull startup below where it began.
-  known.onDelivery({ bytesPerSecond: 10_000, appLimited: false }, 1400);
+  known.onDelivery(10_000, false, 1400);
   assert.ok(known.pacingRateBps >= (STARTUP_GAIN * 14_000) / 0.1 - 1);
 });
 
@@ -181,7 +181,7 @@ test("rate control: an application-limited sender stays in startup (its RTT carr
   const rc = new RateControl();
   rc.onMinRtt(100);
   for (let round = 0; round < 30; round++) {
-    rc.onDelivery({ bytesPerSecond: 4_000, appLimited: true }, 400);
+    rc.onDelivery(4_000, true, 400);
     for (let i = 0; i < 20; i++) rc.onRttSample(170, true);
     rc.onRoundEnd(400, 170, 200, round * 170);
   }
@@ -190,7 +190,7 @@ test("rate control: an application-limited sender stays in startup (its RTT carr
   assert.ok(rc.pacingRateBps >= 125_000, `pacing ${rc.pacingRateBps} B/s`);
   // Once it has more to send than its rate allows, the usual signals apply.
   for (let round = 0; round < 4; round++) {
-    rc.onDelivery({ bytesPerSecond: 200_000, appLimited: false }, 20_000);
+    rc.onDelivery(200_000, false, 20_000);
     rc.onRoundEnd(20_000, 101, 101, 6000 + round * 100);
     assert.equal(rc.phase, round < 3 ? 'startup' : 'drain', `round ${round}`);
   }
@@ -215,10 +215,10 @@ test("rate control: the window holds the receiver's ack batch beyond gain × BDP
 test('rate control: a run of delayed RTT samples while deliveries still grow (a busy host) does not end startup', () => {
   const rc = new RateControl();
   rc.onMinRtt(10);
-  rc.onDelivery({ bytesPerSecond: 4_000_000, appLimited: false }, 1000);
+  rc.onDelivery(4_000_000, false, 1000);
   // 40 samples 8 ms late (above 10 + 4 ms), with the delivery rate doubling meanwhile.
   for (let i = 0; i < 40; i++) {
-    rc.onDelivery({ bytesPerSecond: 4_000_000 * 2 ** (i / 16), appLimited: false }, 1000);
+    rc.onDelivery(4_000_000 * 2 ** (i / 16), false, 1000);
     rc.onRttSample(18);
   }
   assert.equal(rc.phase, 'startup');
@@ -250,7 +250,7 @@ function drivePath(rc: RateControl, linkBps: number, minRttMs: number, rounds: n
     for (let k = 0; k < 10; k++) {
       const sampleRtt = minRttMs + (queueBytes * 1000) / linkBps + hostDelayMs(round * 10 + k);
       lowest = Math.min(lowest, sampleRtt);
-      rc.onDelivery({ bytesPerSecond: delivered, appLimited: false }, bytes / 10);
+      rc.onDelivery(delivered, false, bytes / 10);
       rc.onRttSample(sampleRtt);
     }
     t += rttMs;
@@ -291,7 +291,7 @@ test('rate control: a queue of a few ms that stands (the estimate a little above
     queueBytes = Math.max(0, queueBytes + ((offered - link) * rttMs) / 1000);
     const sample = 100 + (queueBytes * 1000) / link;
     for (let k = 0; k < 10; k++) {
-      rc.onDelivery({ bytesPerSecond: delivered * 1.08, appLimited: false }, (delivered * rttMs) / 10_000);
+      rc.onDelivery(delivered * 1.08, false, (delivered * rttMs) / 10_000);
       rc.onRttSample(sample);
     }
     t += rttMs;

@@ -6,7 +6,7 @@
  */
 import { multicastNote } from '../../sys/multicast.js';
 import { readFileSync } from 'node:fs';
-import type { DataPlane, DataPlaneOptions, TierProvider } from '../common/types.js';
+import type { DataPlane, DataPlaneOptions, JoinPoint, JoinResult, TierProvider } from '../common/types.js';
 import type { FlowPlan } from '../../policy/compile.js';
 import { endpointKey, formatEndpoint, type Endpoint } from '../../wire/endpoint.js';
 import type { FlowStats } from '../common/counters.js';
@@ -18,7 +18,7 @@ import { txtimeNote } from '../../sys/txtime.js';
 import { WorkerChannel } from '../../worker/channel.js';
 import { workerEntry } from '../../worker/spawn.js';
 import { D, F, destinationSnapshot, flowDrops, newDestinationCounters, newFlowCounters } from './shared-counters.js';
-import type { BatchedNotifications, BatchedRequests, DestinationBinding, EngineOptions, FlowOptions, WorkerData } from './protocol.js';
+import type { BatchedNotifications, BatchedRequests, DestinationBinding, EngineOptions, FlowOptions, JoinRequest, WorkerData } from './protocol.js';
 import { DEFAULT_SOCKET_BUFFER } from '../common/defaults.js';
 
 export const DEFAULT_HOLD_MS = 1;
@@ -145,6 +145,18 @@ export class BatchedPlane implements DataPlane {
   }
 
   async updateFlow(id: string, plan: FlowPlan): Promise<void> {
+    await this.#update(id, plan);
+  }
+
+  /** DataPlane.joinFlow: the worker applies the plan between two flushes, exactly at the counter's count. */
+  async joinFlow(id: string, plan: FlowPlan, at: JoinPoint): Promise<JoinResult> {
+    const counter = plan.destinations.findIndex((ep) => endpointKey(ep) === endpointKey(at.counter));
+    if (counter < 0) throw new InvalidArgumentError(`joinFlow: the counter destination ${formatEndpoint(at.counter)} is not in the plan`);
+    const reply = await this.#update(id, plan, { counter, after: at.after, force: at.force === true });
+    return { applied: reply.applied === true, count: reply.count ?? 0, overlap: 0 };
+  }
+
+  async #update(id: string, plan: FlowPlan, join?: JoinRequest): Promise<BatchedRequests['update']['result']> {
     const rec = this.#flows.get(id);
     if (!rec) throw new InvalidArgumentError(`no flow with id '${id}'`);
     // Destinations in both plans keep their counter arrays (and totals).
@@ -154,10 +166,12 @@ export class BatchedPlane implements DataPlane {
         return [key, rec.destinations.get(key) ?? { endpoint: ep, counters: newDestinationCounters() }];
       }),
     );
-    const reply = await this.#request('update', { flow: id, plan, destinations: bindings(destinations) });
+    const reply = await this.#request('update', { flow: id, plan, destinations: bindings(destinations), ...(join ? { join } : {}) });
+    if (reply.applied === false) return reply;
     rec.plan = plan;
     rec.destinations = destinations;
     rec.fds = reply.fds;
+    return reply;
   }
 
   async removeFlow(id: string): Promise<FlowStats | undefined> {

@@ -15,6 +15,7 @@ import { EngineFlow } from './engine-flow.js';
 import { OwnSockets } from '../common/own-sockets.js';
 import { healthClock } from '../common/subscriber-health.js';
 import { SendBatch } from './send-batch.js';
+import { D } from './shared-counters.js';
 import type { BatchedNotifications, BatchedRequests, EngineOptions, WorkerData } from './protocol.js';
 
 /** Upper bound on one ppoll, so a terminating worker is never stuck in the kernel for long. */
@@ -211,11 +212,14 @@ export class BatchedEngine {
       const flow = this.#need(req.flow);
       // Held datagrams arrived under the old plan and leave under it.
       this.#flush(flow);
+      const join = req.join;
+      const count = join ? (req.destinations[join.counter]?.counters[D.packetsOut] ?? 0) : 0;
+      if (join && count !== join.after && !join.force) return { fds: flow.fds(), applied: false, count };
       flow.update(req.plan, req.destinations);
       // An update may open a socket for the other family: watch it too.
       this.#rebuildPollSet();
       this.#resumeDue();
-      return { fds: flow.fds() };
+      return join ? { fds: flow.fds(), applied: true, count } : { fds: flow.fds() };
     },
     remove: (req) => {
       const flow = this.#flows.get(req.flow);

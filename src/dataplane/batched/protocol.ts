@@ -38,6 +38,17 @@ export interface FlowOptions {
 }
 
 /**
+ * DataPlane.joinFlow in the worker: after the held datagrams leave, the
+ * plan is applied only if the counter destination (its index in the new
+ * bindings) has packetsOut = `after`, or `force`.
+ */
+export interface JoinRequest {
+  readonly counter: number;
+  readonly after: number;
+  readonly force: boolean;
+}
+
+/**
  * Requests (src/worker channel: each is posted as `{ id, op, ...request }`
  * and answered once). `fds` in a result: every socket the flow holds now,
  * closed by the application thread if the worker dies.
@@ -54,8 +65,9 @@ export interface BatchedRequests {
     result: { readonly listen: Endpoint; readonly fds: readonly number[] };
   };
   update: {
-    request: { readonly flow: string; readonly plan: FlowPlan; readonly destinations: readonly DestinationBinding[] };
-    result: { readonly fds: readonly number[] };
+    request: { readonly flow: string; readonly plan: FlowPlan; readonly destinations: readonly DestinationBinding[]; readonly join?: JoinRequest };
+    /** With `join`: whether the plan was applied, and the counter destination's packetsOut at that instant. */
+    result: { readonly fds: readonly number[]; readonly applied?: boolean; readonly count?: number };
   };
   remove: { request: { readonly flow: string }; result: undefined };
   /** Flush, close every flow, answer, end the loop. */

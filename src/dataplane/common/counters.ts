@@ -74,6 +74,27 @@ export interface FlowStats {
   readonly bytesOut: number;
   readonly drops: Readonly<Record<FlowDropReason, number>>;
   readonly destinations: readonly DestinationStats[];
+  /** Present on a flow with policy `fastChannelChange` once its monitor tap runs (added by Flow.stats, not by the tiers). */
+  readonly fastChannelChange?: FastChannelChangeStats;
+}
+
+/** A flow's fast channel change (docs/POLICY.md, "Fast channel change"). */
+export interface FastChannelChangeStats {
+  /** What a join now would get: bytes and datagrams from the last random access point (0: none cached). */
+  readonly cacheBytes: number;
+  readonly cacheDatagrams: number;
+  /** Random access points the cache found. */
+  readonly randomAccessPoints: number;
+  /** Caches dropped because a group of pictures outgrew maxCacheBytes. */
+  readonly cacheOverflows: number;
+  /** Subscribers added while the flow ran (Flow.addSubscriber, POST .../subscribers). */
+  readonly joins: number;
+  /** Joins that got a burst from the cache. */
+  readonly fastJoins: number;
+  /** Joins with no cache to send (none found yet, or it overflowed): live from the next datagram. */
+  readonly fallbacks: number;
+  /** Joins the data plane took at a later datagram than asked: the feeder forwarded up to it (may reorder a few). */
+  readonly forcedJoins: number;
 }
 
 /** Mutable counters a data plane increments (one object per flow). */

@@ -29,6 +29,22 @@ export interface DataPlane {
   updateFlow(id: string, plan: FlowPlan): Promise<void>;
 
   /**
+   * Fast channel change: applies `plan` (the running plan with new
+   * destinations) at a datagram boundary, so that a feeder that forwarded a
+   * counter destination's copies 1..N to the new destinations hands over
+   * with no gap and no duplicate. The counter destination (the monitor tap)
+   * numbers the flow's datagrams by the copies the plane handed it. With
+   * `at.after` = N the plan is applied only if that count is still N (the
+   * new destinations then get datagram N+1 on from the plane); otherwise
+   * nothing changes and the count is reported, so the feeder can catch up
+   * and ask again. `force` applies it whatever the count: the feeder then
+   * forwards N+1..count itself (they reach the new destinations after, not
+   * before, what the plane sends). Optional: tiers without it are joined by
+   * updateFlow.
+   */
+  joinFlow?(id: string, plan: FlowPlan, at: JoinPoint): Promise<JoinResult>;
+
+  /**
    * Stops the flow, lets copies already queued leave, releases its
    * sockets/maps and returns its final counters. Unknown ids: undefined.
    */
@@ -55,6 +71,32 @@ export interface DataPlane {
    * this process; others ignore it.
    */
   close(options?: { keepForwarding?: boolean }): Promise<void>;
+}
+
+/** Where joinFlow applies a plan: see DataPlane.joinFlow. */
+export interface JoinPoint {
+  /** The destination whose copies number the flow's datagrams (in the plan before and after). */
+  readonly counter: Endpoint;
+  /** Apply only while the counter's copies number exactly this many. */
+  readonly after: number;
+  /** Apply whatever the count. */
+  readonly force?: boolean;
+}
+
+export interface JoinResult {
+  /** Whether the plan now runs. */
+  readonly applied: boolean;
+  /**
+   * The counter's copies when the plan took effect (or, not applied, now):
+   * the new destinations get datagram count+1 on from the plane.
+   */
+  readonly count: number;
+  /**
+   * Datagrams just before the boundary that the new destinations may get
+   * both from the plane and from the feeder (kernel tier: the copies the
+   * program made while its map entry was being replaced; 0 where exact).
+   */
+  readonly overlap: number;
 }
 
 /** What probing found out about one tier on this host. */

@@ -11,11 +11,11 @@
  * address family, are *spilled*: the program sends one extra copy to a
  * second companion socket (the spill flow) which serves just them.
  * Stats merge the three sources under the shared counter names (stats.ts).
- * Where subscribers go is placement.ts; what the program mirrors of the host,
- * host-mirror.ts; whether the tier can run here, probe.ts.
+ * Placement: placement.ts; host mirror: host-mirror.ts; probe: probe.ts; joinFlow: join.ts.
  */
 import { existsSync } from 'node:fs';
-import type { DataPlane, DataPlaneOptions } from '../common/types.js';
+import type { DataPlane, DataPlaneOptions, JoinPoint, JoinResult } from '../common/types.js';
+import { joinByCounts, joinCounts } from './join.js';
 import type { FlowPlan } from '../../policy/compile.js';
 import { formatEndpoint, type Endpoint } from '../../wire/endpoint.js';
 import type { FlowStats } from '../common/counters.js';
@@ -28,7 +28,9 @@ import { attachAll, chooseHooks, detachPinned, ensureBpffs, pinDirFor, DEFAULT_P
 import { LoopbackLease } from './lo-settings.js';
 import { KernelSuspensions, kernelCopied } from './suspensions.js';
 import { adoptPinned, assignSubscribers, hexKey, type AdoptedFlow, type AdoptedSubs, type Assignment, type Slots } from './placement.js';
-import { mergeFlowStats, readKernelCounters, type KernelCounters } from './stats.js';
+import { mergeFlowStats, readKernelCounters, type KernelCounters, type KernelFlowDetail } from './stats.js';
+
+export type { KernelFlowDetail };
 import { DestStatsSnapshot } from './dest-snapshot.js';
 import { programNote } from './probe.js';
 import { interfaceIndex } from '../../sys/multicast.js';
@@ -42,20 +44,11 @@ import {
   flowKey,
   flowValue,
   slotKey,
-  type FlowCounterName,
   type KernelSub,
 } from './layout.js';
 
 const SPILL_SUFFIX = '\u0000spill';
 const LOCAL_REFRESH_MS = 2000;
-
-/** Kernel-only detail of one flow, for `sluice doctor`, the bench and debugging. */
-export interface KernelFlowDetail {
-  /** Subscribers copied in the kernel / by the spill companion. */
-  readonly inKernel: readonly string[];
-  readonly spilled: readonly string[];
-  readonly counters: Readonly<Record<FlowCounterName, number>>;
-}
 
 interface KernelFlow {
   plan: FlowPlan;
@@ -301,6 +294,11 @@ export class KernelPlane implements DataPlane {
   async #startSpill(id: string, f: KernelFlow): Promise<number> {
     const r = await this.#companion.addFlow(`${id}${SPILL_SUFFIX}`, this.#spillPlan(f.plan, f.listen, 0, f.spill), { sendVia: id, onlyMark: SLUICE_MARK });
     return r.listen.port;
+  }
+
+  joinFlow(id: string, plan: FlowPlan, at: JoinPoint): Promise<JoinResult> {
+    const read = joinCounts(this.#flows.get(id)?.plan, plan, at, () => this.flowStats(id));
+    return joinByCounts(at, read, () => this.updateFlow(id, plan));
   }
 
   async updateFlow(id: string, plan: FlowPlan): Promise<void> {

@@ -22,6 +22,14 @@ import {
   type KernelSub,
 } from './layout.js';
 
+/** Kernel-only detail of one flow, for `sluice doctor`, the bench and debugging. */
+export interface KernelFlowDetail {
+  /** Subscribers copied in the kernel / by the spill companion. */
+  readonly inKernel: readonly string[];
+  readonly spilled: readonly string[];
+  readonly counters: Readonly<Record<FlowCounterName, number>>;
+}
+
 /** The program's counters of one flow, summed over CPUs. */
 export interface KernelCounters {
   readonly flow: Record<FlowCounterName, number>;

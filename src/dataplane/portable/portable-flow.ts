@@ -31,6 +31,8 @@ interface Destination {
   readonly counters: DestinationCounters;
   /** Suspension state (policy suspendAfterErrors); kept across updates while the policy is the same. */
   health: SubscriberHealth | undefined;
+  /** Copies handed to node:dgram (packetsOut counts them when sent): numbers the datagrams for joinFlow. */
+  sent: number;
   /**
    * Counts a send's outcome. `msg` is given for a first attempt: a failure
    * that may be a pending ICMP error of another copy is then sent again.
@@ -153,6 +155,19 @@ export class PortableFlow {
     this.#setDestinations(plan);
   }
 
+  /**
+   * DataPlane.joinFlow: between two datagrams (this runs on the thread that
+   * handles them), so the boundary is exact. The count is of copies handed
+   * to node:dgram for `counter`; a copy that then fails to send is counted
+   * here but never reaches the counter's socket.
+   */
+  join(plan: FlowPlan, counter: Endpoint, after: number, force: boolean): { applied: boolean; count: number; overlap: number } {
+    const count = this.#destinations.find((d) => d.key === endpointKey(counter))?.sent ?? 0;
+    if (count !== after && !force) return { applied: false, count, overlap: 0 };
+    this.update(plan);
+    return { applied: true, count, overlap: 0 };
+  }
+
   #onMessage(msg: Buffer, from: string, fromPort: number): void {
     const c = this.#counters;
     const plan = this.#plan;
@@ -193,6 +208,7 @@ export class PortableFlow {
           continue;
         }
       }
+      d.sent++;
       // A closure per copy carries the datagram to a possible resend.
       d.socket.send(msg, d.port, d.address, (err, bytes) => d.onSent(err, bytes, msg));
     }
@@ -237,7 +253,7 @@ export class PortableFlow {
         flow.bytesOut += bytes;
       }
     };
-    return { key: endpointKey(ep), text: formatEndpoint(ep), port: ep.port, address, socket, counters, health: undefined, onSent };
+    return { key: endpointKey(ep), text: formatEndpoint(ep), port: ep.port, address, socket, counters, health: undefined, sent: 0, onSent };
   }
 
   /**

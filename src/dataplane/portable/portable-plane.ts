@@ -2,7 +2,7 @@
  * The portable tier: node:dgram sockets in the application's thread. Runs
  * wherever Node runs; pays Node's per-datagram cost (~4 µs on a 2-core host).
  */
-import type { DataPlane, DataPlaneOptions, TierProvider } from '../common/types.js';
+import type { DataPlane, DataPlaneOptions, JoinPoint, JoinResult, TierProvider } from '../common/types.js';
 import type { FlowPlan } from '../../policy/compile.js';
 import type { FlowStats } from '../common/counters.js';
 import { InvalidArgumentError } from '../../errors.js';
@@ -35,6 +35,12 @@ export class PortablePlane implements DataPlane {
     const flow = this.#flows.get(id);
     if (!flow) throw new InvalidArgumentError(`no flow with id '${id}'`);
     flow.update(plan);
+  }
+
+  async joinFlow(id: string, plan: FlowPlan, at: JoinPoint): Promise<JoinResult> {
+    const flow = this.#flows.get(id);
+    if (!flow) throw new InvalidArgumentError(`no flow with id '${id}'`);
+    return flow.join(plan, at.counter, at.after, at.force === true);
   }
 
   async removeFlow(id: string): Promise<FlowStats | undefined> {

@@ -53,6 +53,8 @@ type ReceiveChannel = WorkerChannel<PortRequests, PortNotifications>;
 export class BatchedDatagramPort extends EventEmitter implements DatagramPort {
   readonly kind = 'batched' as const;
   readonly fallbackReason = undefined;
+  /** send() copies into the stage at once. */
+  readonly copiesOnSend = true;
   readonly stats = newPortStats();
   readonly #socket: RawUdpSocket;
   readonly #local: { address: string; port: number; family: 'IPv4' | 'IPv6' };

@@ -64,6 +64,13 @@ export interface DatagramPort {
   readonly stats: DatagramPortStats;
   /** Queues one datagram to `to`. Never throws for network conditions (see stats.dropped). */
   send(datagram: Uint8Array, to: DatagramTarget): void;
+  /**
+   * send() copies the datagram before it returns (the batched port stages
+   * it): the caller may then hand over a view of a scratch buffer it reuses
+   * (the data mover's sealed datagrams). Absent or false: the port keeps
+   * the caller's buffer (node:dgram sends it later).
+   */
+  readonly copiesOnSend?: boolean;
   /** Batched: sends what is queued now instead of at the end of the task; portable: no-op. */
   flush(): void;
   /** `msg` may be a view into a larger buffer shared with the batch's other datagrams; copy it to keep it beyond the data it holds. */

@@ -67,7 +67,7 @@ export interface PeerLinkOptions {
   readonly keyId?: number;
   /** Where the peer is (the initiator must know; the responder learns it from the initiation). */
   readonly peer?: { address: string; port: number };
-  readonly mover?: Omit<DataMoverOptions, 'localId' | 'peerId' | 'keys' | 'transmit' | 'segmentSize'>;
+  readonly mover?: Omit<DataMoverOptions, 'localId' | 'peerId' | 'keys' | 'transmit' | 'transmitCopies' | 'segmentSize'>;
   readonly driver?: PacketDriverOptions;
   /**
    * The IP MTU of the path to the peer, bytes: this side's segments are cut
@@ -320,6 +320,8 @@ export class PeerLink extends EventEmitter {
       peerId,
       keys,
       transmit: (d) => this.#transmit(d),
+      // The batched port copies each datagram into its stage at once: the mover need not allocate one per datagram.
+      transmitCopies: this.#o.port.copiesOnSend === true,
       ...(handshakeRttMs !== undefined ? { initialRttMs: handshakeRttMs } : {}),
     });
     this.#mover = mover;

@@ -41,6 +41,9 @@ class LinkView extends EventEmitter implements DatagramPort {
   get fallbackReason() {
     return this.shared.fallbackReason;
   }
+  get copiesOnSend() {
+    return this.shared.copiesOnSend;
+  }
   get stats() {
     return this.shared.stats;
   }
@@ -104,12 +107,21 @@ export class PortDemux {
       return;
     }
     const kind = peekKind(msg);
+    if (kind === DatagramKind.transport) {
+      // Every data datagram comes this way: no arrays built for it (several links may own one id only in theory).
+      const id = msg.readUInt32BE(4);
+      let taken = false;
+      for (const l of this.#links) {
+        if (!l.link.ownsConnection(id)) continue;
+        taken = true;
+        l.view.emit('message', msg, from, receivedAt);
+      }
+      if (!taken) this.dropped.noLink++;
+      return;
+    }
     let targets: LinkView[] = [];
     let keyId = -1;
-    if (kind === DatagramKind.transport) {
-      const id = msg.readUInt32BE(4);
-      targets = this.#links.filter((l) => l.link.ownsConnection(id)).map((l) => l.view);
-    } else if (kind === DatagramKind.initiate) {
+    if (kind === DatagramKind.initiate) {
       try {
         keyId = peekKeyId(msg);
       } catch (err) {

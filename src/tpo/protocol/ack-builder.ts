@@ -86,10 +86,19 @@ export class AckBuilder {
       deliveryRate: this.#deliveryRate,
       cumulative: reassembler.cumulative,
       bitmap: reassembler.bitmap(Math.min(size.bitmapBytes, MAX_ACK_BITMAP_BYTES)),
-      ranges: this.#ranges
-        .slice(0, size.ranges)
-        .filter(([, hi]) => hi >= this.#highestReceived - RANGE_REACH)
-        .map(([lo, hi]): AckRange => ({ largest: hi, length: hi - lo + 1 })),
+      ranges: this.#rangesFor(size.ranges),
     };
+  }
+
+  /** The newest `max` ranges within RANGE_REACH of the highest received (built for every ack: no intermediate arrays). */
+  #rangesFor(max: number): AckRange[] {
+    const out: AckRange[] = [];
+    const r = this.#ranges;
+    const floor = this.#highestReceived - RANGE_REACH;
+    for (let i = 0; i < r.length && i < max; i++) {
+      const [lo, hi] = r[i]!;
+      if (hi >= floor) out.push({ largest: hi, length: hi - lo + 1 });
+    }
+    return out;
   }
 }

@@ -48,7 +48,9 @@ import { EventEmitter } from 'node:events';
 import {
   dataMoverFieldLength,
   decodeDataMoverField,
-  encodeDataMoverField,
+  writeDataMoverField,
+  MAX_ACK_BITMAP_BYTES,
+  MAX_ACK_RANGES,
   TD_DATA,
   TD_GOODBYE,
   TD_RETRANSMISSION,
@@ -72,6 +74,12 @@ export interface DataMoverOptions {
   readonly keys: SessionKeys;
   /** Hands a sealed datagram to the network. */
   readonly transmit: (datagram: Uint8Array) => void;
+  /**
+   * `transmit` copies the datagram before it returns (a batched port's
+   * stage): the datagram is then a view of the AEAD's scratch region, valid
+   * only during the call, rather than a new buffer per datagram. Default false.
+   */
+  readonly transmitCopies?: boolean;
   /**
    * Segment payload bytes per datagram (each side picks its own; the
    * receiver takes any size down to the default); default 1350: with the field (28 B), the tag (16 B) and IPv4+UDP (28 B) a datagram stays at 1422 B, inside a 1500-byte MTU and PPPoE's 1492 (kcptun's default; QUIC's 1200 floor also fits).
@@ -171,6 +179,10 @@ const FULL_ACK: AckSize = { ranges: 16, bitmapBytes: 512 };
  * 1350-byte segment the datagram stays at 1454 B, 1482 B with IPv4 and UDP.
  */
 const PIGGYBACK_ACK: AckSize = { ranges: 1, bitmapBytes: 8 };
+/** The largest field: the prefix, the transport-data subfield and an ack with the most ranges and bitmap the wire allows. */
+const FIELD_SCRATCH_BYTES = 128 + MAX_ACK_BITMAP_BYTES + MAX_ACK_RANGES * 12;
+const EMPTY_SEGMENT = new Uint8Array(0);
+const NO_BUFFERS: readonly Uint8Array[] = [];
 
 export class DataMover extends EventEmitter {
   readonly stats: DataMoverStats = {
@@ -238,6 +250,9 @@ export class DataMover extends EventEmitter {
   #lastReceiveAt = 0;
   #peerDown = false;
 
+  /** Where each datagram's field is written before it is sealed (the largest field fits). */
+  readonly #field = new Uint8Array(FIELD_SCRATCH_BYTES);
+
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
   #goodbye = false;
@@ -252,6 +267,7 @@ export class DataMover extends EventEmitter {
       deadAfterMs: 5000,
       receiveWindowSegments: 16_384,
       orderedDelivery: true,
+      transmitCopies: false,
       now: () => performance.now(),
       ...options,
     } as Required<Omit<DataMoverOptions, 'maxRateBps' | 'initialRateBps' | 'initialRttMs'>>;
@@ -417,7 +433,8 @@ export class DataMover extends EventEmitter {
       this.stats.dropped.replayed++;
       return;
     }
-    const segment = openDatagram(this.#o.keys.receive, physical, datagram, payloadOffset);
+    // A view of the AEAD's scratch region: the reassembler copies what it keeps, before anything else is opened or sealed.
+    const segment = openDatagram(this.#o.keys.receive, physical, datagram, payloadOffset, true);
     if (!segment) {
       this.stats.dropped.unauthenticated++;
       return;
@@ -438,13 +455,13 @@ export class DataMover extends EventEmitter {
       return;
     }
     const data = (field.transport.flags & TD_DATA) !== 0;
-    let buffers: Uint8Array[] = [];
+    let buffers: readonly Uint8Array[] = NO_BUFFERS;
     let refused = false;
     if (data) {
       const r = this.#reassembler;
       const duplicates = r.duplicates;
       const refusedBefore = r.refused;
-      buffers = r.push({ logical: field.transport.logical, flags: field.transport.flags, bytes: segment });
+      buffers = r.push({ logical: field.transport.logical, flags: field.transport.flags, bytes: segment }, true);
       refused = r.refused > refusedBefore;
       if (r.duplicates > duplicates) this.stats.duplicates++;
       else if (!refused) {
@@ -598,16 +615,16 @@ export class DataMover extends EventEmitter {
     // An ack rides on data only when data came in that is not acknowledged yet (a small one:
     // the segment needs the room); alone, it is full-sized. Acks are never acknowledged.
     const withAck = seg === undefined || this.#ackDue;
-    const field: DataMoverField = {
-      connectionId: this.#o.peerId,
-      transport: {
-        flags: seg ? TD_DATA | seg.flags | (retransmission ? TD_RETRANSMISSION : 0) : this.#goodbye ? TD_GOODBYE : 0,
-        logical: seg ? seg.logical : 0,
-        physical,
-      },
-      ...(withAck ? { ack: this.#acks.build(now, seg ? PIGGYBACK_ACK : FULL_ACK, this.#nextPhysical, this.#reassembler) } : {}),
+    const transport = {
+      flags: seg ? TD_DATA | seg.flags | (retransmission ? TD_RETRANSMISSION : 0) : this.#goodbye ? TD_GOODBYE : 0,
+      logical: seg ? seg.logical : 0,
+      physical,
     };
-    const datagram = sealDatagram(this.#o.keys.send, physical, encodeDataMoverField(field), seg ? seg.bytes : new Uint8Array(0));
+    const field: DataMoverField = withAck
+      ? { connectionId: this.#o.peerId, transport, ack: this.#acks.build(now, seg ? PIGGYBACK_ACK : FULL_ACK, this.#nextPhysical, this.#reassembler) }
+      : { connectionId: this.#o.peerId, transport };
+    const n = writeDataMoverField(this.#field, field);
+    const datagram = sealDatagram(this.#o.keys.send, physical, this.#field.subarray(0, n), seg ? seg.bytes : EMPTY_SEGMENT, this.#o.transmitCopies);
     this.#o.transmit(datagram);
     const bytes = datagram.length;
     this.stats.datagramsSent++;

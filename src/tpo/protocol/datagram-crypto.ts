@@ -70,9 +70,12 @@ export function datagramAeadImplementation(): 'evp' | 'node' {
 /**
  * The datagram: `field` (in clear, authenticated), the encrypted
  * `segment`, the tag. `physical` must be the field's physical number.
+ * `transient`: the caller copies the datagram before the next seal in this
+ * thread (a send stage does), so it may be a view of the AEAD's scratch
+ * region rather than a new buffer.
  */
-export function sealDatagram(key: Buffer, physical: number, field: Uint8Array, segment: Uint8Array): Buffer {
-  return evp()?.seal(key, nonceOf(physical, nonceScratch), field, segment) ?? sealDatagramNode(key, physical, field, segment);
+export function sealDatagram(key: Buffer, physical: number, field: Uint8Array, segment: Uint8Array, transient = false): Uint8Array {
+  return evp()?.seal(key, nonceOf(physical, nonceScratch), field, segment, transient) ?? sealDatagramNode(key, physical, field, segment);
 }
 
 /** sealDatagram through node:crypto (the fallback; exported for the interoperability test). */
@@ -87,11 +90,13 @@ export function sealDatagramNode(key: Buffer, physical: number, field: Uint8Arra
 /**
  * The segment of a datagram whose field ends at `fieldLength`, or
  * undefined when it does not authenticate (forged, corrupted, wrong key):
- * the caller drops it and counts it, and never answers it.
+ * the caller drops it and counts it, and never answers it. `transient`:
+ * the caller copies what it keeps before the next open in this thread, so
+ * the segment may be a view of the AEAD's scratch region.
  */
-export function openDatagram(key: Buffer, physical: number, datagram: Uint8Array, fieldLength: number): Buffer | undefined {
+export function openDatagram(key: Buffer, physical: number, datagram: Uint8Array, fieldLength: number, transient = false): Uint8Array | undefined {
   if (datagram.length < fieldLength + TAG_LENGTH) return undefined;
-  const opened = evp()?.open(key, nonceOf(physical, nonceScratch), datagram, fieldLength);
+  const opened = evp()?.open(key, nonceOf(physical, nonceScratch), datagram, fieldLength, transient);
   if (opened !== undefined) return opened ?? undefined;
   return openDatagramNode(key, physical, datagram, fieldLength);
 }

@@ -85,14 +85,15 @@ export class LossDetector {
     let newlyAckedLargest = -1;
     let ackedBytes = 0;
     let rttSampled = false;
-    // In-flight numbers ascend (a Map keeps insertion order); ranges come highest first.
-    const ranges = [...ack.ranges].reverse();
-    const top = ranges.length ? ranges[ranges.length - 1]!.largest : -1;
-    let j = 0;
+    // In-flight numbers ascend (a Map keeps insertion order); ranges come highest first, so they are
+    // walked from the last (lowest) one up.
+    const ranges = ack.ranges;
+    const top = ranges.length ? ranges[0]!.largest : -1;
+    let j = ranges.length - 1;
     for (const [pn, p] of this.#inFlight) {
       if (pn > top) break;
-      while (j < ranges.length && ranges[j]!.largest < pn) j++;
-      if (j >= ranges.length) break;
+      while (j >= 0 && ranges[j]!.largest < pn) j--;
+      if (j < 0) break;
       const range = ranges[j]!;
       if (pn < range.largest - range.length + 1) continue;
       this.#inFlight.delete(pn);
@@ -103,7 +104,7 @@ export class LossDetector {
       // arrive bunched up would otherwise suggest more bandwidth than there is.
       const interval = Math.max(p.sentAt - p.firstSentAt, now - p.deliveredAt);
       this.#firstSentAt = p.sentAt;
-      if (interval > 0) this.#rate.onDelivery({ bytesPerSecond: ((this.#delivered - p.delivered) * 1000) / interval, appLimited: p.appLimited }, p.bytes);
+      if (interval > 0) this.#rate.onDelivery(((this.#delivered - p.delivered) * 1000) / interval, p.appLimited, p.bytes);
       if (pn > newlyAckedLargest) newlyAckedLargest = pn;
       if (pn === ack.highestReceived) {
         this.#rtt.sample(now - p.sentAt, ack.ackDelayUs / 1000, now);

@@ -32,7 +32,15 @@
  * messages, are wire/tpo/compression.ts.
  */
 import { WireError } from '../../wire/tpo/errors.js';
-import { encodeDriverBuffer, MAX_DRIVER_BUFFER, MAX_MESSAGES, ROUTING_HEADER_LENGTH, type CarriedMessage, type Codec } from '../../wire/tpo/driver-buffer.js';
+import {
+  encodeDriverBuffer,
+  encodeDriverBufferInPlace,
+  MAX_DRIVER_BUFFER,
+  MAX_MESSAGES,
+  ROUTING_HEADER_LENGTH,
+  type CarriedMessage,
+  type Codec,
+} from '../../wire/tpo/driver-buffer.js';
 import { compress } from '../../wire/tpo/compression.js';
 import { checkMessageHeader, messageHeaderLength, writeMessageHeader } from '../../wire/tpo/message.js';
 import { Writer } from '../../wire/tpo/cursor.js';
@@ -104,8 +112,13 @@ const MAX_SKIP_BUFFERS = 256;
 const INITIAL_OPEN_BYTES = 4096;
 
 interface OpenBuffer {
-  /** The messages as they will be carried, back to back (written at push). */
+  /**
+   * Room for the routing header, then the messages as they will be carried,
+   * back to back (written at push): an uncompressed buffer is sealed where
+   * it was built, without a copy.
+   */
   raw: Uint8Array;
+  /** Bytes of messages (after the header's room). */
   bytes: number;
   count: number;
   timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
@@ -169,7 +182,12 @@ export class PacketDriver {
       open = undefined;
     }
     if (!open) {
-      open = { raw: new Uint8Array(Math.min(this.#maxBytes, Math.max(INITIAL_OPEN_BYTES, size))), bytes: 0, count: 0, timer: undefined };
+      open = {
+        raw: new Uint8Array(Math.min(this.#maxBytes, Math.max(INITIAL_OPEN_BYTES, ROUTING_HEADER_LENGTH + size))),
+        bytes: 0,
+        count: 0,
+        timer: undefined,
+      };
       this.#open.set(lane, open);
       // The deadline runs from the buffer's first message. An urgent lane
       // (thin, interactive flows) waits only for the rest of this event-loop
@@ -177,13 +195,14 @@ export class PacketDriver {
       // does not wait the bulk deadline twice per round trip (once each way).
       open.timer = urgent ? setImmediate(() => this.#sealOnDeadline(lane)) : setTimeout(() => this.#sealOnDeadline(lane), this.#flushMs);
     }
-    if (open.bytes + size > open.raw.length) {
-      const grown = new Uint8Array(Math.min(this.#maxBytes, Math.max(open.raw.length * 2, open.bytes + size)));
-      grown.set(open.raw.subarray(0, open.bytes));
+    const at = ROUTING_HEADER_LENGTH + open.bytes;
+    if (at + size > open.raw.length) {
+      const grown = new Uint8Array(Math.min(this.#maxBytes, Math.max(open.raw.length * 2, at + size)));
+      grown.set(open.raw.subarray(0, at));
       open.raw = grown;
     }
     // Checked above, so this cannot throw half-way.
-    const w = new Writer(open.raw.subarray(open.bytes, open.bytes + size));
+    const w = new Writer(open.raw.subarray(at, at + size));
     writeMessageHeader(w, h);
     w.bytesOf(message.data);
     open.bytes += size;
@@ -227,9 +246,11 @@ export class PacketDriver {
     const domain = lane % URGENT_LANE;
     if (lane >= URGENT_LANE) clearImmediate(open.timer as NodeJS.Immediate | undefined);
     else clearTimeout(open.timer as NodeJS.Timeout | undefined);
-    const raw = open.raw.subarray(0, open.bytes);
+    const raw = open.raw.subarray(ROUTING_HEADER_LENGTH, ROUTING_HEADER_LENGTH + open.bytes);
     const { codec, payload } = this.#compress(domain, raw);
-    const bytes = encodeDriverBuffer({ function: 'messages', codec, domain, count: open.count, rawLength: raw.length }, payload);
+    const header = { function: 'messages', codec, domain, count: open.count, rawLength: raw.length } as const;
+    const bytes =
+      payload === raw ? encodeDriverBufferInPlace(header, open.raw.subarray(0, ROUTING_HEADER_LENGTH + open.bytes)) : encodeDriverBuffer(header, payload);
     this.stats.buffers++;
     this.stats.rawBytes += raw.length;
     this.stats.bufferBytes += bytes.length;

@@ -116,22 +116,13 @@ export interface RateControlOptions {
   readonly ackAllowanceBytes?: number;
 }
 
-/** One delivery rate sample: bytes delivered over an interval, as acknowledged. */
-export interface DeliverySample {
-  readonly bytesPerSecond: number;
-  /**
-   * Taken while the sender had less to send than the rate allowed: such a
-   * sample shows what the application offered, not what the path carries,
-   * so it may raise the estimate but is not kept when it is lower.
-   */
-  readonly appLimited: boolean;
-}
-
 export class RateControl {
   #phase: RatePhase = 'startup';
   #cycle = 0;
   /** Per round of the window: the max delivery rate seen in it. */
   readonly #bwByRound: number[] = [];
+  /** The max of #bwByRound (0 when empty): read for every datagram sent, so kept rather than computed. */
+  #bwMax = 0;
   #fullBw = 0;
   #fullBwRounds = 0;
   #minRttMs = Infinity;
@@ -197,7 +188,7 @@ export class RateControl {
 
   /** The bottleneck bandwidth estimate, bytes/s (0 before a sample). */
   get bandwidthBps(): number {
-    return this.#bwByRound.length ? Math.min(Math.max(...this.#bwByRound), this.#bwCap) * this.#brake : 0;
+    return this.#bwByRound.length ? Math.min(this.#bwMax, this.#bwCap) * this.#brake : 0;
   }
 
   get gain(): number {
@@ -234,16 +225,23 @@ export class RateControl {
     return Math.max(this.#minWindow, this.#phase === 'startup' ? Math.max(window, this.#startWindow) : window) + Math.max(this.#ackAllowance, host);
   }
 
-  /** A delivery rate sample (from an ack). */
-  onDelivery(sample: DeliverySample, bytesDelivered: number): void {
+  /**
+   * A delivery rate sample (from an ack, per acknowledged datagram): bytes
+   * delivered per second over an interval. `appLimited`: taken while the
+   * sender had less to send than the rate allowed, so it shows what the
+   * application offered, not what the path carries: it may raise the
+   * estimate but is not kept when it is lower.
+   */
+  onDelivery(bytesPerSecond: number, appLimited: boolean, bytesDelivered: number): void {
     this.#roundDelivered += bytesDelivered;
-    if (!(sample.bytesPerSecond > 0)) return;
-    if (sample.appLimited && sample.bytesPerSecond <= this.bandwidthBps) return;
+    if (!(bytesPerSecond > 0)) return;
+    if (appLimited && bytesPerSecond <= this.bandwidthBps) return;
     if (this.#bwByRound.length === 0) this.#bwByRound.push(0);
     const i = this.#bwByRound.length - 1;
-    this.#bwByRound[i] = Math.max(this.#bwByRound[i]!, sample.bytesPerSecond);
+    this.#bwByRound[i] = Math.max(this.#bwByRound[i]!, bytesPerSecond);
+    if (bytesPerSecond > this.#bwMax) this.#bwMax = bytesPerSecond;
     this.#measured = true;
-    if (!sample.appLimited) this.#roundPathSample = true;
+    if (!appLimited) this.#roundPathSample = true;
   }
 
   /** A host delay sample (host-delay.ts): the window covers it beyond gain × BDP. */
@@ -311,6 +309,7 @@ export class RateControl {
       const aggregate = (this.#roundDelivered * 1000) / roundMs;
       const i = this.#bwByRound.length - 1;
       if (aggregate > 0) this.#bwByRound[i] = Math.min(this.#bwByRound[i]!, aggregate * ROUND_SLACK);
+      this.#bwMax = Math.max(0, ...this.#bwByRound);
     }
     const roundStart = this.#roundStartMs;
     if (Number.isFinite(nowMs)) this.#roundStartMs = nowMs;
@@ -322,7 +321,7 @@ export class RateControl {
     // Every sample of the round above the minimum by that factor: the queue
     // stood the whole round (a single slow sample proves nothing).
     const queueFull = Number.isFinite(roundRttMs) && Number.isFinite(this.#minRttMs) && roundRttMs > this.#minRttMs * QUEUE_FULL_RTT_FACTOR;
-    const measured = this.#bwByRound.length ? Math.max(...this.#bwByRound) : 0;
+    const measured = this.#bwMax;
     if (!queueFull) this.#baseLoss = 0.9 * this.#baseLoss + 0.1 * lossRate;
     // Overflow: loss well above the path's random loss while the queue stood all round.
     const overflow = queueFull && lossRate > 2 * this.#baseLoss + QUEUE_LOSS;
@@ -386,6 +385,7 @@ export class RateControl {
     if (this.#measured) {
       this.#bwByRound.push(0);
       if (this.#bwByRound.length > BW_WINDOW_ROUNDS) this.#bwByRound.shift();
+      this.#bwMax = Math.max(0, ...this.#bwByRound);
       this.#hostDelay.endRound();
     }
     this.#measured = false;

@@ -74,9 +74,15 @@ export class Reassembler {
   readonly #held = new Map<number, Segment>();
   /** Bytes of the segments in #held. */
   #heldBytes = 0;
-  /** Segments of the buffer being rebuilt, in order (already past #next), and their bytes. */
-  #parts: Uint8Array[] = [];
+  /**
+   * The buffer being rebuilt (its segments already past #next, copied in as
+   * they arrive: one copy per segment, whatever the segment's own buffer is)
+   * and its bytes so far; it grows as needed from the size of the last
+   * buffer rebuilt.
+   */
+  #partial: Uint8Array | undefined;
   #partBytes = 0;
+  #lastBufferBytes = 0;
   #inBuffer = false;
   duplicates = 0;
   /** Segments refused: beyond the window, or over the held-bytes limit. */
@@ -123,18 +129,40 @@ export class Reassembler {
 
   /**
    * Takes a segment; returns the driver buffers it completes, in order
-   * (usually none or one). A duplicate is counted and ignored.
+   * (usually none or one). A duplicate is counted and ignored. `transient`:
+   * the segment's bytes are valid only during this call (a view of the
+   * AEAD's scratch region); whatever is kept of them is copied.
    */
-  push(seg: Segment): Uint8Array[] {
+  push(seg: Segment, transient = false): readonly Uint8Array[] {
     if (seg.logical < this.#next || this.#held.has(seg.logical)) {
       this.duplicates++;
-      return [];
+      return NONE;
     }
     if (seg.logical - this.#next >= this.maxBufferedSegments || (seg.logical !== this.#next && this.#heldBytes + seg.bytes.length > this.maxHeldBytes)) {
       this.refused++;
-      return [];
+      return NONE;
     }
-    this.#hold(seg);
+    // The next segment in order, and not a buffer's last: it only joins the buffer being rebuilt
+    // (most segments of a bulk transfer), without passing through #held.
+    if (seg.logical === this.#next && !(seg.flags & TD_BUFFER_END) && (this.#inBuffer || seg.flags & TD_BUFFER_START) && !this.#held.has(seg.logical + 1)) {
+      this.#next++;
+      if (seg.flags & TD_BUFFER_START) {
+        if (this.#inBuffer) this.malformed++;
+        this.#dropPartial();
+        this.#inBuffer = true;
+      }
+      if (this.#partBytes + seg.bytes.length > this.maxBufferBytes) {
+        this.oversized++;
+        this.#dropPartial();
+        this.#inBuffer = false;
+        return NONE;
+      }
+      this.#append(seg.bytes);
+      return NONE;
+    }
+    // A segment beyond the cumulative point waits in #held: a transient one as a copy. One at it is
+    // taken (appended or dropped) in the loop below, before this call returns.
+    this.#hold(transient && seg.logical !== this.#next ? { logical: seg.logical, flags: seg.flags, bytes: seg.bytes.slice() } : seg);
     const done: Uint8Array[] = [];
     if (!this.ordered && seg.logical > this.#next) this.#deliverEarly(seg, done);
     for (let s = this.#held.get(this.#next); s; s = this.#held.get(this.#next)) {
@@ -168,11 +196,9 @@ export class Reassembler {
         this.#inBuffer = false;
         continue;
       }
-      this.#parts.push(s.bytes);
-      this.#partBytes += s.bytes.length;
+      this.#append(s.bytes);
       if (s.flags & TD_BUFFER_END) {
-        done.push(this.#parts.length === 1 ? this.#parts[0]! : concat(this.#parts));
-        this.#dropPartial();
+        done.push(this.#takePartial());
         this.#inBuffer = false;
       }
     }
@@ -190,8 +216,31 @@ export class Reassembler {
   }
 
   #dropPartial(): void {
-    this.#parts = [];
+    // The bytes are dropped; the buffer they were in is reused for the next one.
     this.#partBytes = 0;
+  }
+
+  /** Copies a segment's bytes to the end of the buffer being rebuilt (the caller checked maxBufferBytes). */
+  #append(bytes: Uint8Array): void {
+    const need = this.#partBytes + bytes.length;
+    let p = this.#partial;
+    if (!p || p.length < need) {
+      const grown = new Uint8Array(Math.min(this.maxBufferBytes, Math.max(need, MIN_PARTIAL_BYTES, this.#lastBufferBytes, 2 * (p?.length ?? 0))));
+      if (p && this.#partBytes) grown.set(p.subarray(0, this.#partBytes));
+      p = this.#partial = grown;
+    }
+    p.set(bytes, this.#partBytes);
+    this.#partBytes = need;
+  }
+
+  /** The buffer rebuilt so far, handed out (a copy when most of its room went unused, so a held buffer holds no slack). */
+  #takePartial(): Uint8Array {
+    const p = this.#partial!;
+    const n = this.#partBytes;
+    this.#lastBufferBytes = n;
+    this.#partial = undefined;
+    this.#partBytes = 0;
+    return 2 * n < p.length ? p.slice(0, n) : p.subarray(0, n);
   }
 
   /** If `seg` completes a buffer beyond the cumulative point (start..end all held), hands it out now. */
@@ -246,6 +295,8 @@ export class Reassembler {
    * for at most `maxBytes` bytes (trailing zero bytes dropped).
    */
   bitmap(maxBytes: number): Uint8Array {
+    // Nothing held beyond the cumulative point (a path without loss): every ack's case, no bitmap.
+    if (this.#held.size === 0) return EMPTY;
     const out = new Uint8Array(maxBytes);
     let used = 0;
     for (const n of this.#held.keys()) {
@@ -259,6 +310,10 @@ export class Reassembler {
 }
 
 const EMPTY = new Uint8Array(0);
+/** The smallest buffer a rebuild starts with. */
+const MIN_PARTIAL_BYTES = 2048;
+/** What push() returns when the segment completes no buffer (shared: callers only read it). */
+const NONE: readonly Uint8Array[] = Object.freeze([]);
 
 function concat(parts: readonly Uint8Array[]): Uint8Array {
   let n = 0;

@@ -10,7 +10,7 @@
  * (AEAD associated data). Pure codec.
  */
 import { WireError } from './errors.js';
-import { Reader, Writer } from './cursor.js';
+import { Reader } from './cursor.js';
 import { DatagramKind } from './kind.js';
 
 export const DATAGRAM_VERSION = 1;
@@ -93,42 +93,78 @@ export function writeDataMoverField(out: Uint8Array, f: DataMoverField): number 
   if (t.flags & ~TD_KNOWN) throw new WireError('value', 'data mover field: unknown transport flags', 'transport.flags');
   check('transport.logical', t.logical, Number.MAX_SAFE_INTEGER);
   check('transport.physical', t.physical, Number.MAX_SAFE_INTEGER);
-  const w = new Writer(out);
-  w.u8(DATAGRAM_VERSION)
-    .u8(DatagramKind.transport)
-    .u8(0)
-    .u8(f.ack ? 2 : 1)
-    .u32(f.connectionId);
-  w.u16(SUBFIELD_HEADER + TRANSPORT_BODY)
-    .u8(SUB_TRANSPORT)
-    .u8(t.flags)
-    .u64(t.logical)
-    .u64(t.physical);
   const a = f.ack;
   if (a) {
-    for (const [name, v, max] of [
-      ['ack.highestSent', a.highestSent, Number.MAX_SAFE_INTEGER],
-      ['ack.highestReceived', a.highestReceived, Number.MAX_SAFE_INTEGER],
-      ['ack.ackDelayUs', a.ackDelayUs, 0xffffffff],
-      ['ack.deliveryRate', a.deliveryRate, 0xffffffff],
-      ['ack.cumulative', a.cumulative, Number.MAX_SAFE_INTEGER],
-    ] as const)
-      check(name, v, max);
+    check('ack.highestSent', a.highestSent, Number.MAX_SAFE_INTEGER);
+    check('ack.highestReceived', a.highestReceived, Number.MAX_SAFE_INTEGER);
+    check('ack.ackDelayUs', a.ackDelayUs, 0xffffffff);
+    check('ack.deliveryRate', a.deliveryRate, 0xffffffff);
+    check('ack.cumulative', a.cumulative, Number.MAX_SAFE_INTEGER);
     if (a.bitmap.length > MAX_ACK_BITMAP_BYTES)
       throw new WireError('length', `data mover field: ack bitmap of ${a.bitmap.length} bytes exceeds ${MAX_ACK_BITMAP_BYTES}`, 'ack.bitmap');
     if (a.ranges.length > MAX_ACK_RANGES)
       throw new WireError('length', `data mover field: ${a.ranges.length} ack ranges exceed ${MAX_ACK_RANGES}`, 'ack.ranges');
-    w.u16(SUBFIELD_HEADER + ACK_FIXED + a.bitmap.length + a.ranges.length * 12).u8(SUB_ACK);
-    w.u8(0).u64(a.highestSent).u64(a.highestReceived).u32(a.ackDelayUs).u32(a.deliveryRate).u64(a.cumulative).u16(a.bitmap.length).u16(a.ranges.length);
-    w.bytesOf(a.bitmap);
     for (const r of a.ranges) {
       check('ack.ranges.largest', r.largest, Number.MAX_SAFE_INTEGER);
       check('ack.ranges.length', r.length, 0xffffffff);
       if (r.length < 1 || r.length > r.largest + 1) throw new WireError('value', `data mover field: ack range of ${r.length} below ${r.largest}`, 'ack.ranges');
-      w.u64(r.largest).u32(r.length);
     }
   }
-  return w.offset;
+  const n = dataMoverFieldLength(f);
+  if (out.length < n) throw new RangeError(`data mover field: ${n} bytes do not fit in ${out.length}`);
+  // Checked above: nothing below throws, so a field is written whole or not at all. Written byte by
+  // byte (a typed array store keeps the low 8 bits): this runs for every datagram a gateway sends,
+  // and a DataView or a Writer per call cost more than the rest of the field.
+  out[0] = DATAGRAM_VERSION;
+  out[1] = DatagramKind.transport;
+  out[2] = 0;
+  out[3] = a ? 2 : 1;
+  put32(out, 4, f.connectionId);
+  put16(out, 8, SUBFIELD_HEADER + TRANSPORT_BODY);
+  out[10] = SUB_TRANSPORT;
+  out[11] = t.flags;
+  put64(out, 12, t.logical);
+  put64(out, 20, t.physical);
+  let at = 28;
+  if (a) {
+    put16(out, at, SUBFIELD_HEADER + ACK_FIXED + a.bitmap.length + a.ranges.length * 12);
+    out[at + 2] = SUB_ACK;
+    out[at + 3] = 0;
+    put64(out, at + 4, a.highestSent);
+    put64(out, at + 12, a.highestReceived);
+    put32(out, at + 20, a.ackDelayUs);
+    put32(out, at + 24, a.deliveryRate);
+    put64(out, at + 28, a.cumulative);
+    put16(out, at + 36, a.bitmap.length);
+    put16(out, at + 38, a.ranges.length);
+    at += 40;
+    out.set(a.bitmap, at);
+    at += a.bitmap.length;
+    for (const r of a.ranges) {
+      put64(out, at, r.largest);
+      put32(out, at + 8, r.length);
+      at += 12;
+    }
+  }
+  return at;
+}
+
+function put16(out: Uint8Array, at: number, v: number): void {
+  out[at] = v >>> 8;
+  out[at + 1] = v;
+}
+
+function put32(out: Uint8Array, at: number, v: number): void {
+  out[at] = v >>> 24;
+  out[at + 1] = v >>> 16;
+  out[at + 2] = v >>> 8;
+  out[at + 3] = v;
+}
+
+/** A value below 2^53 (checked by the caller). */
+function put64(out: Uint8Array, at: number, v: number): void {
+  put32(out, at, Math.floor(v / 0x1_0000_0000));
+  put32(out, at + 4, v >>> 0);
 }
 
 export function encodeDataMoverField(f: DataMoverField, payload: Uint8Array = new Uint8Array(0)): Uint8Array {
@@ -140,6 +176,79 @@ export function encodeDataMoverField(f: DataMoverField, payload: Uint8Array = ne
 
 /** The field at the start of `datagram`, and where the payload starts. */
 export function decodeDataMoverField(datagram: Uint8Array): { field: DataMoverField; payloadOffset: number } {
+  return decodeWellFormed(datagram) ?? decodeChecked(datagram);
+}
+
+/**
+ * The common case, read directly (every datagram a gateway receives comes
+ * here: the checked decoder's readers and views cost more than the rest of
+ * the receive path's parsing). It accepts only a field the checked decoder
+ * accepts, with the same result, and returns undefined for anything else,
+ * which the checked decoder then refuses with its precise error.
+ */
+function decodeWellFormed(d: Uint8Array): { field: DataMoverField; payloadOffset: number } | undefined {
+  const n = d.length;
+  if (n < 28 || d[0] !== DATAGRAM_VERSION || d[1] !== DatagramKind.transport || d[2] !== 0) return undefined;
+  const subfields = d[3]!;
+  if ((subfields !== 1 && subfields !== 2) || get16(d, 8) !== SUBFIELD_HEADER + TRANSPORT_BODY || d[10] !== SUB_TRANSPORT) return undefined;
+  const flags = d[11]!;
+  const logical = get64(d, 12);
+  const physical = get64(d, 20);
+  if (flags & ~TD_KNOWN || logical < 0 || physical < 0) return undefined;
+  const transport: TransportData = { flags, logical, physical };
+  const connectionId = get32(d, 4);
+  if (subfields === 1) return { field: { connectionId, transport }, payloadOffset: 28 };
+  const at = 28;
+  if (n < at + SUBFIELD_HEADER + ACK_FIXED || d[at + 2] !== SUB_ACK || d[at + 3] !== 0) return undefined;
+  const length = get16(d, at);
+  const highestSent = get64(d, at + 4);
+  const highestReceived = get64(d, at + 12);
+  const cumulative = get64(d, at + 28);
+  const bitmapLength = get16(d, at + 36);
+  const rangeCount = get16(d, at + 38);
+  if (highestSent < 0 || highestReceived < 0 || cumulative < 0 || bitmapLength > MAX_ACK_BITMAP_BYTES || rangeCount > MAX_ACK_RANGES) return undefined;
+  if (length !== SUBFIELD_HEADER + ACK_FIXED + bitmapLength + rangeCount * 12 || at + length > n) return undefined;
+  let r = at + SUBFIELD_HEADER + ACK_FIXED + bitmapLength;
+  const ranges: AckRange[] = [];
+  for (let k = 0; k < rangeCount; k++, r += 12) {
+    const largest = get64(d, r);
+    const len = get32(d, r + 8);
+    if (largest < 0 || len < 1 || len > largest + 1) return undefined;
+    ranges.push({ largest, length: len });
+  }
+  const bitmapAt = at + SUBFIELD_HEADER + ACK_FIXED;
+  const ack: Ack = {
+    highestSent,
+    highestReceived,
+    ackDelayUs: get32(d, at + 20),
+    deliveryRate: get32(d, at + 24),
+    cumulative,
+    bitmap: d.subarray(bitmapAt, bitmapAt + bitmapLength),
+    ranges,
+  };
+  return { field: { connectionId, transport, ack }, payloadOffset: at + length };
+}
+
+function get16(d: Uint8Array, at: number): number {
+  return (d[at]! << 8) | d[at + 1]!;
+}
+
+function get32(d: Uint8Array, at: number): number {
+  return ((d[at]! << 24) | (d[at + 1]! << 16) | (d[at + 2]! << 8) | d[at + 3]!) >>> 0;
+}
+
+/** A u64 below 2^53, or -1 (the checked decoder says why). */
+function get64(d: Uint8Array, at: number): number {
+  const hi = get32(d, at);
+  return hi > 0x1fffff ? -1 : hi * 0x1_0000_0000 + get32(d, at + 4);
+}
+
+/** The decoder without its fast path (decodeDataMoverField's reference: the differential test compares the two). */
+export function decodeDataMoverFieldChecked(datagram: Uint8Array): { field: DataMoverField; payloadOffset: number } {
+  return decodeChecked(datagram);
+}
+
+function decodeChecked(datagram: Uint8Array): { field: DataMoverField; payloadOffset: number } {
   const r = new Reader(datagram, 'datagram');
   const version = r.u8('version');
   if (version !== DATAGRAM_VERSION) throw new WireError('version', `datagram: version ${version}, this code speaks ${DATAGRAM_VERSION}`, 'version');

@@ -77,15 +77,38 @@ export function decodeMessages(raw: Uint8Array, count: number): CarriedMessage[]
 
 /** Frames `payload` (raw, or compressed by the caller) with its routing header. */
 export function encodeDriverBuffer(h: Omit<RoutingHeader, 'dataLength'>, payload: Uint8Array): Uint8Array {
+  checkRoutingHeader(h, payload.length);
+  const out = new Uint8Array(ROUTING_HEADER_LENGTH + payload.length);
+  out.set(payload, ROUTING_HEADER_LENGTH);
+  return writeRoutingHeader(out, h);
+}
+
+/**
+ * encodeDriverBuffer for a payload already in place after ROUTING_HEADER_LENGTH
+ * bytes of room at the start of `out` (the whole of `out` is the buffer):
+ * writes the header there and returns `out`. The packet driver builds its
+ * buffers this way, so sealing an uncompressed one copies nothing.
+ */
+export function encodeDriverBufferInPlace(h: Omit<RoutingHeader, 'dataLength'>, out: Uint8Array): Uint8Array {
+  if (out.length < ROUTING_HEADER_LENGTH) throw new WireError('length', 'routing header: no room for the header', 'dataLength');
+  checkRoutingHeader(h, out.length - ROUTING_HEADER_LENGTH);
+  return writeRoutingHeader(out, h);
+}
+
+function checkRoutingHeader(h: Omit<RoutingHeader, 'dataLength'>, payloadLength: number): void {
   if (!Number.isInteger(h.domain) || h.domain < 0 || h.domain > 0xff)
     throw new WireError('value', `routing header: domain ${h.domain} not in 0..255`, 'domain');
   if (!Number.isInteger(h.count) || h.count < 0 || h.count > MAX_MESSAGES)
     throw new WireError('value', `routing header: count ${h.count} not in 0..${MAX_MESSAGES}`, 'count');
-  if (payload.length > MAX_DRIVER_BUFFER || h.rawLength > MAX_DRIVER_BUFFER)
-    throw new WireError('length', `routing header: ${Math.max(payload.length, h.rawLength)} bytes exceed ${MAX_DRIVER_BUFFER}`, 'dataLength');
-  if (h.codec === 'none' && h.rawLength !== payload.length)
+  if (payloadLength > MAX_DRIVER_BUFFER || h.rawLength > MAX_DRIVER_BUFFER)
+    throw new WireError('length', `routing header: ${Math.max(payloadLength, h.rawLength)} bytes exceed ${MAX_DRIVER_BUFFER}`, 'dataLength');
+  if (h.codec === 'none' && h.rawLength !== payloadLength)
     throw new WireError('length', 'routing header: uncompressed, but raw and carried lengths differ', 'rawLength');
-  const out = new Uint8Array(ROUTING_HEADER_LENGTH + payload.length);
+}
+
+/** The header (and the CRC over the whole buffer) at the start of `out`, checked by checkRoutingHeader. */
+function writeRoutingHeader(out: Uint8Array, h: Omit<RoutingHeader, 'dataLength'>): Uint8Array {
+  const payloadLength = out.length - ROUTING_HEADER_LENGTH;
   const w = new Writer(out);
   w.u8(ROUTING_VERSION)
     .u8(BUFFER_FUNCTION_CODE[h.function])
@@ -93,10 +116,9 @@ export function encodeDriverBuffer(h: Omit<RoutingHeader, 'dataLength'>, payload
     .u8(h.domain)
     .u16(h.count)
     .u16(0)
-    .u32(payload.length)
+    .u32(payloadLength)
     .u32(h.rawLength)
     .u32(0);
-  w.bytesOf(payload);
   w.u32At(16, crcOf(out));
   return out;
 }
