@@ -3,7 +3,8 @@
  * datagram with TS / RTP monitoring on vs off, each tier
  * (bench/lib/media-cost.ts); (2) playout accuracy, Sluice `--pace pcr` vs
  * `ffmpeg -re` (bench/tools/playout-accuracy.ts); (3) time to first
- * picture for a late joiner — see FCC below. Repeats are interleaved: each
+ * picture for a late joiner, with and without the RAP cache
+ * (bench/tools/fcc-first-picture.ts via bench/lib/media-fcc.ts). Repeats are interleaved: each
  * repeat runs every configuration once (monitor on/off alternating which
  * goes first), so drift on the host falls on both sides of a ratio.
  * Results: bench/results/<stamp>-<host>-media.{md,json}.
@@ -14,6 +15,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MEDIA_PAYLOADS, MEDIA_TIERS, runCostTrial, type CostTrial } from './media-cost.js';
+import { runFcc, type FccRun } from './media-fcc.js';
 import { pairedRatio, spread, type Spread } from './stats.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -36,8 +38,7 @@ export interface MediaResults {
   repeats: number;
   cost: { rate: number; subscribers: number; seconds: number; trials: CostTrial[]; skippedTiers: Record<string, string> };
   playout: { seconds: number; runs: PlayoutRun[]; skipped?: string; tsduck: string };
-  /** FCC: placeholder until bench/tools/fcc-first-picture.ts lands (branch i20-fcc). */
-  fcc: { skipped: string };
+  fcc: { joins: number; runs: FccRun[]; skippedTiers: Record<string, string> };
 }
 
 type Log = (line: string) => void;
@@ -84,7 +85,7 @@ export async function runMediaSuite(o: { quick: boolean; repeats: number; outDir
     repeats: o.repeats,
     cost: { rate: 3000, subscribers: 3, seconds, trials: [], skippedTiers: {} },
     playout: { seconds: o.quick ? 4 : 6, runs: [], tsduck: tsduckNote() },
-    fcc: { skipped: FCC_PENDING },
+    fcc: { joins: 10, runs: [], skippedTiers: {} },
   };
   log(`media: (1) monitoring cost, ${res.cost.rate}/s offered, ${res.cost.subscribers} subscribers, ${seconds} s per trial, ${o.repeats} repeats`);
   let port = 43_000;
@@ -122,16 +123,24 @@ export async function runMediaSuite(o: { quick: boolean; repeats: number; outDir
   const p = await runPlayout(o.repeats, res.playout.seconds, log);
   res.playout.runs = p.runs;
   if (p.skipped) res.playout.skipped = p.skipped;
-  log(`media: (3) time to first picture: skipped: ${FCC_PENDING}`);
+  log(`media: (3) time to first picture for a late joiner, ${res.fcc.joins} joins per run, ${o.repeats} repeats`);
+  for (let repeat = 1; repeat <= o.repeats; repeat++) {
+    for (const tier of MEDIA_TIERS) {
+      if (res.fcc.skippedTiers[tier]) continue;
+      try {
+        const r = await runFcc(tier, res.fcc.joins, repeat);
+        res.fcc.runs.push(r);
+        log(
+          `  ${tier} #${repeat}: with cache p50 ${r.withCacheMs.p50} ms p90 ${r.withCacheMs.p90} ms; without p50 ${r.withoutCacheMs.p50} ms p90 ${r.withoutCacheMs.p90} ms`,
+        );
+      } catch (err) {
+        res.fcc.skippedTiers[tier] = (err as Error).message;
+        log(`  ${tier}: skipped: ${res.fcc.skippedTiers[tier]}`);
+      }
+    }
+  }
   return save(res, o.outDir);
 }
-
-// ---- FCC (part 3) --------------------------------------------------------
-// PLACE FOR bench/tools/fcc-first-picture.ts (branch i20-fcc: 10 late joins
-// per tier, median and p90 of time to first decoded picture, with and
-// without the RAP cache). When it lands: run it here after part 2, parse its
-// per-join lines into MediaResults.fcc, and add its table in mediaMarkdown.
-const FCC_PENDING = 'bench/tools/fcc-first-picture.ts (branch i20-fcc) had not landed on main when this suite was written';
 
 const f1 = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(1));
 const f2 = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(2));
@@ -196,11 +205,38 @@ export function mediaMarkdown(r: MediaResults): string {
     '',
     ...(r.playout.skipped ? [`Skipped: ${r.playout.skipped}`] : table(['file', 'sender', 'p50', 'p99', 'max', 'clump', 'n'], playRows)),
     '',
-    '### (3) Time to first picture for a late joiner (fast channel change)',
+    '### (3) Time to first picture for a late joiner (fast channel change), ms',
     '',
-    `Not measured: ${r.fcc.skipped}.`,
+    `Live H.264 in TS from ffmpeg (25 fps, 2 s GOP, 1 Mbit/s) into a replicate flow; per run ${r.fcc.joins} joins spread over the GOP, each a pair of`,
+    "`ffmpeg -frames:v 1` receivers joined at the same moment, one with addSubscriber (RAP cache), one by update (live); time to the receiver's exit.",
+    "Median (min–max) over repeats of each run's p50 and p90. Includes ffmpeg start-up and probing on a loaded host (the same on both sides).",
+    '',
+    ...table(['tier', 'with cache p50', 'p90', 'without p50', 'p90', 'without ÷ with (p50)', 'decoder error lines without / with (max)', 'n'], fccRows(r)),
     '',
   ].join('\n');
+}
+
+function fccRows(r: MediaResults): string[][] {
+  return MEDIA_TIERS.map((tier) => {
+    if (r.fcc.skippedTiers[tier] && !r.fcc.runs.some((x) => x.tier === tier)) return [tier, `skipped: ${r.fcc.skippedTiers[tier]}`, '', '', '', '', '', ''];
+    const mine = r.fcc.runs.filter((x) => x.tier === tier);
+    const s = (f: (x: FccRun) => number) => range(spread(mine.map(f)), (v) => v.toFixed(0));
+    const ratio = pairedRatio(
+      mine.map((x) => x.withoutCacheMs.p50),
+      mine.map((x) => x.withCacheMs.p50),
+    );
+    const errs = `${Math.max(...mine.map((x) => x.decoderErrorLinesWithout.max))} / ${Math.max(...mine.map((x) => x.decoderErrorLinesWith.max))}`;
+    return [
+      tier,
+      s((x) => x.withCacheMs.p50),
+      s((x) => x.withCacheMs.p90),
+      s((x) => x.withoutCacheMs.p50),
+      s((x) => x.withoutCacheMs.p90),
+      range(ratio, f2),
+      errs,
+      String(mine.length),
+    ];
+  });
 }
 
 async function save(r: MediaResults, outDir: string): Promise<{ md: string; json: string }> {
