@@ -38,7 +38,7 @@ export interface CostSpec {
 
 export interface CostTrial extends Omit<CostSpec, 'port'> {
   offered: number;
-  /** datagrams the first subscriber got in the window */
+  /** datagrams the first subscriber got of those offered in the window (a sanity check: the CPU figure is per offered datagram) */
   delivered: number;
   cpuS: number;
   /** µs of relay CPU per offered datagram */
@@ -143,6 +143,8 @@ export async function runCostTrial(spec: CostSpec): Promise<CostTrial> {
       await sleep(spec.seconds * 1000);
       const cpuS = threadCpuSeconds(relay.pid!) - cpu0;
       const offered = sent - sent0;
+      // Stop offering, then let the window's last datagrams arrive before counting them.
+      clearInterval(timer);
       await sleep(100);
       const delivered = sinks[0]!.count() - got0;
       const { port: _port, ...rest } = spec;
