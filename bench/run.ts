@@ -22,6 +22,7 @@ import { PACING_ENGINES, PACING_RATES, runPacingTrial, type PacingTrial } from '
 import { TPO_IOS, TPO_LOSSES, runTpoBulk, runTpoChatty, runTpoCompression, type TpoResults } from './lib/tpo-suite.js';
 import { TPO_WAN_VARIANTS, planTpoWan, runTpoWanSuite } from './lib/tpo-wan-suite.js';
 import { profileIds } from './lib/tpo-wan-profiles.js';
+import { runMediaSuite } from './lib/media-suite.js';
 import { SERVICE_TIERS, emptyServiceResults, runScrapeCapacity, runScrapeTimes, runSubscribeLatency } from './lib/service-suite.js';
 
 /** Sender suite: datagram size and destinations (small datagrams: per-packet costs dominate). */
@@ -90,7 +91,7 @@ const program = new Command('bench')
   .option('--no-steer', "no receive packet steering: a veth's receive work then runs on the sending CPU (see bench/README.md, topology)")
   .option(
     '--suites <list>',
-    'relay, sender (one-shot sends, issue #5), tpo (the TPO data mover, issue #6), tpo-wan (TCP across the IP-level WAN emulator: direct CUBIC/BBR, kcptun, Sluice; issue #7), service (the metrics scrape: its time, and capacity with a scrape a second; issue 19); default all five, or relay alone with --only',
+    'relay, sender (one-shot sends, issue #5), tpo (the TPO data mover, issue #6), tpo-wan (TCP across the IP-level WAN emulator: direct CUBIC/BBR, kcptun, Sluice; issue #7), service (the metrics scrape: its time, and capacity with a scrape a second; issue 19), media (monitoring cost, playout accuracy, late-join first picture; issue 20, not in the default); default the first five, or relay alone with --only',
   )
   .option('--wan-seconds <s>', 'tpo-wan: bulk transfer time per trial on every emulated profile (default per profile: 20 and 10 s, quick 10 and 6 s)', posNum)
   .option('--profiles <list>', `tpo-wan: which paths (${profileIds().join(', ')}); default all`)
@@ -287,6 +288,12 @@ async function main(): Promise<number> {
     }
   });
 
+  if (suites.has('media')) {
+    // Loopback only, no namespaces: before the harness pins itself to one CPU. At least 2 repeats (ratios need a spread).
+    const files = await runMediaSuite({ quick, repeats: Math.max(2, repeats), outDir, log });
+    log(`media: ${relative(process.cwd(), files.md)}, ${relative(process.cwd(), files.json)}`);
+    if (suites.size === 1) return 0;
+  }
   if (suites.has('tpo-wan')) {
     // First, before the harness pins itself (and so every child) to one
     // CPU: the emulator, the endpoints and the tunnels share both cores as

@@ -14,7 +14,10 @@
  * (per run, and the median with its min–max spread) go to
  * bench/results/<time>-playout.{json,md}.
  *
- *   node --import tsx bench/tools/playout-accuracy.ts [--runs 3] [--seconds 6] [--tier auto]
+ *   node --import tsx bench/tools/playout-accuracy.ts [--runs 3] [--seconds 6] [--tier auto] [--no-save]
+ *
+ * --no-save: only the JSON lines on stdout (the media suite of
+ * `npm run bench` runs it so and writes its own results).
  */
 import dgram from 'node:dgram';
 import { spawn } from 'node:child_process';
@@ -113,6 +116,7 @@ async function main(): Promise<void> {
         }
       }
     }
+    if (process.argv.includes('--no-save')) return;
     const rows: string[] = [];
     const summary: Record<string, unknown>[] = [];
     for (const file of Object.keys(files)) {
