@@ -66,7 +66,6 @@ class RtpMonitorImpl implements RtpMonitor {
   #retiredLost = 0;
 
   #lastDatagramMs: number | null = null;
-  #firstTickMs: number | null = null;
   #lossSeen = 0;
   #lastLossMs = 0;
   #lastChangeMs = 0;
@@ -135,10 +134,10 @@ class RtpMonitorImpl implements RtpMonitor {
   }
 
   tick(nowMs: number): void {
-    this.#firstTickMs ??= nowMs;
-    const since = this.#lastDatagramMs ?? this.#firstTickMs;
-    if (nowMs - since >= this.#stopTimeoutMs && !this.#raised.has('streamStopped'))
-      this.#raise('streamStopped', nowMs, this.#lastDatagramMs === null ? `no datagram in ${nowMs - since} ms` : `no datagram for ${nowMs - since} ms`);
+    // Only a stream that started can stop (the TS monitor's rule too): a flow created before its source is not an alarm.
+    const since = this.#lastDatagramMs;
+    if (since !== null && nowMs - since >= this.#stopTimeoutMs && !this.#raised.has('streamStopped'))
+      this.#raise('streamStopped', nowMs, `no datagram for ${nowMs - since} ms`);
 
     const lost = this.#retiredLost + (this.#current?.settledLost() ?? 0);
     if (lost > this.#lossSeen) {
