@@ -38,6 +38,14 @@ module.exports = {
     { name: 'koffi-only-in-ffi', severity: 'error', from: { pathNot: '^src/sys/ffi\\.ts$' }, to: { path: '(^|/)node_modules/koffi/' } },
     { name: 'fs-is-a-leaf', severity: 'error', from: { path: '^src/fs/' }, to: { path: notIn('fs', 'errors') } },
     { name: 'worker-module', severity: 'error', from: { path: '^src/worker/' }, to: { path: notIn('worker', 'sys', 'wire', 'errors', 'events') } },
+    {
+      name: 'cluster-store',
+      severity: 'error',
+      comment: 'The cluster layer (issue 21): the store contract and its etcd client; nothing imports it yet.',
+      from: { path: '^src/cluster/' },
+      to: { path: notIn('cluster', 'policy', 'wire', 'errors', 'events') },
+    },
+    { name: 'etcd3-only-in-etcd-store', severity: 'error', from: { pathNot: '^src/cluster/etcd-store\\.ts$' }, to: { path: '(^|/)node_modules/etcd3/' } },
     { name: 'media-is-low', severity: 'error', from: { path: '^src/media/' }, to: { path: notIn('media', 'wire', 'errors') } },
 
     {

@@ -35,7 +35,9 @@ export type SluiceErrorCode =
   /** FileRefusedError: a file a user named cannot be read (not regular, too large, outside its folder). */
   | 'SLUICE_ERR_FILE_REFUSED'
   /** ElfError: bpf/sluice.o (or another eBPF object) is damaged or uses what the loader does not support. */
-  | 'SLUICE_ERR_BPF_OBJECT';
+  | 'SLUICE_ERR_BPF_OBJECT'
+  /** StoreError: the cluster store (etcd) failed, timed out, or refused a request. */
+  | 'SLUICE_ERR_STORE';
 
 /** Every code once, in the order above (docs, exhaustive switches, tests). */
 export const SLUICE_ERROR_CODES = Object.keys({
@@ -52,6 +54,7 @@ export const SLUICE_ERROR_CODES = Object.keys({
   SLUICE_ERR_CONTROL_SOCKET: true,
   SLUICE_ERR_FILE_REFUSED: true,
   SLUICE_ERR_BPF_OBJECT: true,
+  SLUICE_ERR_STORE: true,
 } satisfies Record<SluiceErrorCode, true>) as readonly SluiceErrorCode[];
 
 /** Base of every error Sluice throws on purpose; `code` says which kind. */

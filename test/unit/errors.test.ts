@@ -27,6 +27,7 @@ import { WireError } from '../../src/wire/tpo/errors.js';
 import { ControlSocketError } from '../../src/tpo/control-socket.js';
 import { FileRefusedError, readRegularFile } from '../../src/fs/regular-file.js';
 import { ElfError, parseBpfElf } from '../../src/wire/elf.js';
+import { StoreError } from '../../src/cluster/store.js';
 import { parseTpoConfigText, TpoConfigError } from '../../src/tpo/config/config.js';
 import { compileInterceptTable, FlowTableError } from '../../src/tpo/config/intercept-rules.js';
 
@@ -45,6 +46,7 @@ test('every class carries its code, and every code has a class', () => {
     [new ControlSocketError('/x.sock', 'taken'), 'SLUICE_ERR_CONTROL_SOCKET'],
     [new FileRefusedError('/x', 'EISDIR'), 'SLUICE_ERR_FILE_REFUSED'],
     [new ElfError('not an ELF file'), 'SLUICE_ERR_BPF_OBJECT'],
+    [new StoreError('get', 'unavailable', 'connection refused'), 'SLUICE_ERR_STORE'],
   ];
   for (const [e, code] of samples) {
     assert.ok(e instanceof SluiceError && e instanceof Error, e.name);
