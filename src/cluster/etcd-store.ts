@@ -147,7 +147,15 @@ export class EtcdStore implements ClusterStore {
 
   async watchPrefix(prefix: string, fromRevision: bigint, listener: WatchListener): Promise<StoreWatch> {
     const watcher = this.#client.watch().prefix(prefix).startRevision(fromRevision.toString()).watcher();
-    const watch = new EtcdWatch(watcher, listener);
+    // etcd 3.4 cancels a watch on a compacted revision with an empty reason:
+    // a read at the revision the watch would resume at tells whether it is gone.
+    const compacted = (at: bigint): Promise<boolean> => {
+      return this.#call('probe', () => this.#client.get(prefix).revision(at.toString()).exec()).then(
+        () => false,
+        (e: unknown) => toStoreError('probe', e).reason === 'compacted',
+      );
+    };
+    const watch = new EtcdWatch(watcher, listener, fromRevision, this.#timeoutMs, compacted);
     try {
       await this.#call(
         'watchPrefix',
@@ -159,8 +167,9 @@ export class EtcdStore implements ClusterStore {
       );
     } catch (err) {
       await watch.close();
-      throw toStoreError('watchPrefix', err);
+      throw await watch.failure('watchPrefix', err);
     }
+    watch.established();
     return watch;
   }
 
@@ -248,25 +257,61 @@ class EtcdLease extends TypedEmitter<StoreLeaseEvents> implements StoreLease {
 /** Delivers watch responses as StoreEvents, in the order etcd sent them (revision order). */
 class EtcdWatch implements StoreWatch {
   readonly #watcher: Watcher;
+  readonly #timeoutMs: number;
+  /** Until watchPrefix resolves, a failure is its rejection, not a listener call. */
+  #established = false;
   #closed = false;
 
-  constructor(watcher: Watcher, listener: WatchListener) {
+  readonly #compacted: (at: bigint) => Promise<boolean>;
+  /** The revision the watch resumes at: one past the last delivered event. */
+  #next: bigint;
+
+  constructor(watcher: Watcher, listener: WatchListener, fromRevision: bigint, timeoutMs: number, compacted: (at: bigint) => Promise<boolean>) {
     this.#watcher = watcher;
+    this.#next = fromRevision;
+    this.#timeoutMs = timeoutMs;
+    this.#compacted = compacted;
     watcher.on('data', (res) => {
       if (this.#closed) return;
-      for (const ev of res.events) listener.event(eventOf(ev.type, ev.kv));
+      for (const raw of res.events) {
+        const ev = eventOf(raw.type, raw.kv);
+        this.#next = ev.modRevision + 1n;
+        listener.event(ev);
+      }
     });
     watcher.on('error', (err) => {
-      if (this.#closed) return;
+      if (this.#closed || !this.#established) return;
       void this.close();
-      listener.error(toStoreError('watch', err));
+      void this.failure('watch', err).then((e) => listener.error(e));
     });
+    // The client reconnects on its own and resumes after the last revision it delivered.
+    watcher.on('disconnected', (err) => {
+      if (!this.#closed && this.#established) listener.connection?.(false, toStoreError('watch', err));
+    });
+    watcher.on('connected', () => {
+      if (!this.#closed && this.#established) listener.connection?.(true);
+    });
+  }
+
+  /** Maps a watch failure; a cancel with no reason is checked for compaction. */
+  async failure(op: string, err: unknown): Promise<StoreError> {
+    const e = toStoreError(op, err);
+    if (e.reason !== 'refused' || !/Watcher canceled/.test(e.message)) return e;
+    return (await this.#compacted(this.#next).catch(() => false)) ? new StoreError(op, 'compacted', e.message, { cause: err }) : e;
+  }
+
+  established(): void {
+    this.#established = true;
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#watcher.cancel().catch(() => undefined);
+    // The client waits for the store to confirm the cancel: bound it, a dead store never answers.
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#timeoutMs)));
+    await Promise.race([this.#watcher.cancel().catch(() => undefined), bound]);
+    clearTimeout(timer);
   }
 }
 

@@ -113,10 +113,16 @@ export interface StoreWatch {
   close(): Promise<void>;
 }
 
-/** What a watch delivers: every change, in revision order; `error` once if it cannot go on (then it is closed). */
+/**
+ * What a watch delivers: every change, in revision order; `error` once if
+ * it cannot go on (then it is closed). A broken connection is not an
+ * error: the watch resumes after the last revision it delivered, and
+ * `connection` (optional) says when it went down and came back.
+ */
 export interface WatchListener {
   event(ev: StoreEvent): void;
   error(err: StoreError): void;
+  connection?(up: boolean, err?: StoreError): void;
 }
 
 export interface PutOptions {

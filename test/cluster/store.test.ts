@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Etcd3 } from 'etcd3';
 import { EtcdStore } from '../../src/cluster/etcd-store.js';
 import { StoreError, type StoreEvent } from '../../src/cluster/store.js';
 import { isSluiceError } from '../../src/errors.js';
@@ -103,6 +104,41 @@ describe('cluster store on etcd', { skip, timeout: 120_000 }, () => {
     await assert.rejects(lease.keepAlive(), (e: unknown) => e instanceof StoreError && e.reason === 'lease-lost');
   });
 
+  it('a lease with autoKeepAlive outlives several TTLs', async () => {
+    const lease = await store.grantLease(2, { autoKeepAlive: true });
+    let lost = false;
+    lease.on('lost', () => (lost = true));
+    await store.put('/t7/node', 'up', { lease });
+    await sleep(6000);
+    assert.equal(lost, false);
+    assert.equal((await store.get('/t7/node'))?.value, 'up');
+    await lease.revoke();
+    assert.equal(await store.get('/t7/node'), undefined);
+  });
+
+  it('a watch from a compacted revision fails with reason compacted', async () => {
+    const first = await store.put('/t8/a', '1');
+    const last = await store.put('/t8/a', '2');
+    const raw = new Etcd3({ hosts: etcd.endpoint });
+    try {
+      await raw.kv.compact({ revision: last.toString(), physical: true });
+    } finally {
+      raw.close();
+    }
+    const errors: StoreError[] = [];
+    const failed = await store.watchPrefix('/t8/', first, { event: () => undefined, error: (e) => errors.push(e) }).then(
+      async (w) => {
+        // etcd may accept the watch, then cancel it: the listener hears it.
+        assert.ok(await eventually(() => Promise.resolve(errors.length > 0), 20_000), 'the listener got an error');
+        await w.close();
+        return errors[0]!;
+      },
+      (e: unknown) => e,
+    );
+    assert.ok(failed instanceof StoreError, String(failed));
+    assert.equal(failed.reason, 'compacted', failed.message);
+  });
+
   it('watchPrefix from a read revision delivers every change in order, including those made before the watch started', async () => {
     await store.put('/t5/a', '1');
     await store.put('/t5/b', '1');
@@ -145,6 +181,12 @@ describe('cluster store when etcd dies', { skip, timeout: 120_000 }, () => {
     const store = new EtcdStore({ endpoints: [etcd.endpoint], callTimeoutMs: 2000 });
     try {
       await store.put('/t6/a', '1');
+      const connection: boolean[] = [];
+      const watch = await store.watchPrefix('/t6/', 1n, {
+        event: () => undefined,
+        error: () => undefined,
+        connection: (up) => connection.push(up),
+      });
       const lease = await store.grantLease(5);
       const leaseLost = new Promise<StoreError>((resolve) => lease.once('lost', resolve));
       await etcd.kill();
@@ -158,6 +200,8 @@ describe('cluster store when etcd dies', { skip, timeout: 120_000 }, () => {
       await assert.rejects(store.watchPrefix('/t6/', 1n, { event: () => undefined, error: () => undefined }), isStoreErr);
       // With no renewal possible, the lease reports itself lost once its TTL passed.
       assert.equal((await leaseLost).reason, 'lease-lost');
+      assert.ok(await eventually(() => Promise.resolve(connection.includes(false)), 20_000), 'the watch reported the lost connection');
+      await watch.close();
     } finally {
       store.close();
       await etcd.stop();
