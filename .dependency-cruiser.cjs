@@ -116,7 +116,7 @@ module.exports = {
       severity: 'error',
       comment: 'The daemon (sluice serve) drives relays and gateways through the library entries, like any application.',
       from: { path: '^src/server/' },
-      to: { path: notIn('server', 'index', 'tpo/index', 'policy', 'fs', 'wire', 'errors', 'events') },
+      to: { path: notIn('server', 'index', 'tpo/index', 'cluster/index', 'policy', 'fs', 'wire', 'errors', 'events') },
     },
     { name: 'only-cli-imports-server', severity: 'error', from: { path: '^src/(?!cli/|server/)' }, to: { path: '^src/server/' } },
     { name: 'only-cli-imports-cli', severity: 'error', from: { path: '^src/(?!cli/)' }, to: { path: '^src/cli/' } },

@@ -8,12 +8,12 @@
  */
 import { Command } from 'commander';
 import { PolicyValidationError } from '../index.js';
-import { EtcdStore } from '../cluster/etcd-store.js';
-import { checkClusterFlow, deleteClusterFlow, putClusterFlows, storedFlows } from '../cluster/flow-store.js';
-import { DEFAULT_CLUSTER_PREFIX, normalizePrefix } from '../cluster/keys.js';
-import { clusterStatus, type ClusterStatusView } from '../cluster/status.js';
-import { StoreView } from '../cluster/store-view.js';
-import { parseClusterUrl } from '../cluster/url.js';
+import { EtcdStore } from '../cluster/index.js';
+import { checkClusterFlow, deleteClusterFlow, putClusterFlows, storedFlows } from '../cluster/index.js';
+import { DEFAULT_CLUSTER_PREFIX, normalizePrefix } from '../cluster/index.js';
+import { clusterStatus, type ClusterStatusView } from '../cluster/index.js';
+import { StoreView } from '../cluster/index.js';
+import { parseClusterUrl } from '../cluster/index.js';
 import { readRegularFile } from '../fs/regular-file.js';
 import { MAX_CONFIG_BYTES, parseYamlOrThrow } from '../policy/config.js';
 import { EXIT, table } from './output.js';

@@ -5,8 +5,8 @@
  */
 import { isIP } from 'node:net';
 import { PolicyValidationError } from '../index.js';
-import { normalizePrefix } from '../cluster/keys.js';
-import { parseClusterUrl } from '../cluster/url.js';
+import { normalizePrefix } from '../cluster/index.js';
+import { parseClusterUrl } from '../cluster/index.js';
 import { formatListenAddress } from '../policy/serve-config.js';
 import type { ResolvedServeConfig } from '../server/config-file.js';
 import type { ClusterJoinOptions } from '../server/cluster-node.js';

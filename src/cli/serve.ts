@@ -23,7 +23,7 @@ import { logTpoGateway } from './tpo-log.js';
 import { EXIT } from './output.js';
 import { waitForSignal } from './signals.js';
 import { ClusterNode } from '../server/cluster-node.js';
-import { DEFAULT_CLUSTER_PREFIX } from '../cluster/keys.js';
+import { DEFAULT_CLUSTER_PREFIX } from '../cluster/index.js';
 import { clusterCliOptions, clusterJoinOptions, type ServeClusterOptions } from './serve-cluster.js';
 
 export interface ServeOptions {

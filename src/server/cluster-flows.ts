@@ -8,8 +8,8 @@
  * and a reload of the config file leaves them alone.
  */
 import { parseFlowPolicy, PolicyValidationError, type FlowPolicy, type Sluice } from '../index.js';
-import { CLUSTER_FLOW_PREFIX } from '../cluster/plan.js';
-import type { LocalApplyReport } from '../cluster/agent.js';
+import { CLUSTER_FLOW_PREFIX } from '../cluster/index.js';
+import type { LocalApplyReport } from '../cluster/index.js';
 import { policyJson } from './flow-view.js';
 import { replaceFlow } from './flow-ops.js';
 import { ServiceError } from './service-error.js';

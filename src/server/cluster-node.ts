@@ -5,11 +5,11 @@
  * reached at start-up is an error naming it; one that goes away later is
  * logged and shown (status, metrics, health) while forwarding goes on.
  */
-import { ClusterAgent, type ClusterAgentStatus } from '../cluster/agent.js';
-import { EtcdStore } from '../cluster/etcd-store.js';
-import { checkClusterFlow, deleteClusterFlow, putClusterFlows } from '../cluster/flow-store.js';
-import { clusterFlowJson } from '../cluster/records.js';
-import { StoreError, type ClusterStore } from '../cluster/store.js';
+import { ClusterAgent, type ClusterAgentStatus } from '../cluster/index.js';
+import { EtcdStore } from '../cluster/index.js';
+import { checkClusterFlow, deleteClusterFlow, putClusterFlows } from '../cluster/index.js';
+import { clusterFlowJson } from '../cluster/index.js';
+import { StoreError, type ClusterStore } from '../cluster/index.js';
 import type { TierName } from '../policy/schema.js';
 import type { Logger } from './log.js';
 import type { SluiceService } from './service.js';

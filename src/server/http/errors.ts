@@ -21,7 +21,7 @@ import {
   type PolicyIssue,
 } from '../../index.js';
 import { ServiceError, type ServiceErrorCode } from '../service-error.js';
-import { StoreError } from '../../cluster/store.js';
+import { StoreError } from '../../cluster/index.js';
 
 export type ApiErrorCode =
   | ServiceErrorCode
