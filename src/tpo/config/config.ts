@@ -72,7 +72,8 @@ const schema = z.strictObject({
     .regex(/^[A-Za-z0-9_.-]{1,64}$/)
     .default('tpo'),
   listen: z.string().min(1),
-  peers: z.array(peerSchema).min(1),
+  // None is valid: a TPO mesh site (src/cluster/tpo-mesh.ts) starts alone and learns its peers from the cluster store.
+  peers: z.array(peerSchema).default([]),
   intercept: z
     .strictObject({
       mode: z.enum(['explicit', 'transparent']).default('explicit'),
