@@ -19,7 +19,7 @@ import { localFlows, planCluster, type ClusterPlan } from './plan.js';
 import type { ClusterNodeRecord } from './records.js';
 import { clusterStatus, type ClusterStatusView } from './status.js';
 import { StoreView } from './store-view.js';
-import type { ClusterStore, StoreError, StoreEvent, StoreWatch } from './store.js';
+import type { ClusterStore, StoreError, StoreEvent, StoreLease, StoreWatch } from './store.js';
 
 /** The log calls the agent makes (pino's Logger has them). */
 export interface ClusterLog {
@@ -53,6 +53,8 @@ export interface ClusterAgentEvents {
   changed: [];
   /** The store connection went down or came back. */
   store: [up: boolean];
+  /** The node registered again under a new lease (after losing one): keys of this node go under it. */
+  lease: [lease: StoreLease];
 }
 
 /** The node's own side of the status. */
@@ -98,7 +100,8 @@ export class ClusterAgent extends TypedEmitter<ClusterAgentEvents> {
       this.emit('changed');
     });
     this.#membership.on('registered', (lease) => {
-      o.log.info({ lease, node: o.self.name }, `cluster: joined as ${o.self.name}`);
+      o.log.info({ lease: lease.id, node: o.self.name }, `cluster: joined as ${o.self.name}`);
+      this.emit('lease', lease);
       this.#schedule();
     });
   }
@@ -203,6 +206,16 @@ export class ClusterAgent extends TypedEmitter<ClusterAgentEvents> {
     if (report.added.length || report.updated.length || report.removed.length)
       this.#o.log.info({ revision: String(revision), added: report.added, updated: report.updated, removed: report.removed }, 'cluster: local flows changed');
     this.emit('changed');
+  }
+
+  /** The node's live lease, undefined while it is registering again. */
+  get lease(): StoreLease | undefined {
+    return this.#membership.lease;
+  }
+
+  /** The store the agent reads (the TPO mesh of the node shares it). */
+  get store(): ClusterStore {
+    return this.#o.store;
   }
 
   status(): ClusterAgentStatus {

@@ -14,7 +14,7 @@ import { StoreError, type ClusterStore, type StoreLease } from './store.js';
 
 export interface MembershipEvents {
   /** Registered (again) under a new lease. */
-  registered: [leaseId: string];
+  registered: [lease: StoreLease];
   /** The lease is gone or may be: the store has (or will have) deleted the node's key. */
   lost: [StoreError];
 }
@@ -48,6 +48,11 @@ export class Membership extends TypedEmitter<MembershipEvents> {
 
   get registered(): boolean {
     return this.#lease !== undefined && !this.#lease.lost;
+  }
+
+  /** The live lease, while registered (other keys of this node, e.g. its TPO gateway, go under it). */
+  get lease(): StoreLease | undefined {
+    return this.registered ? this.#lease : undefined;
   }
 
   get leaseId(): string | undefined {
@@ -95,7 +100,7 @@ export class Membership extends TypedEmitter<MembershipEvents> {
     this.#stale = undefined;
     if (stale) void stale.revoke().catch(() => undefined);
     lease.once('lost', (err) => this.#onLost(lease, err));
-    this.emit('registered', lease.id);
+    this.emit('registered', lease);
     return true;
   }
 
