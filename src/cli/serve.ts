@@ -100,11 +100,6 @@ export async function runServe(o: ServeOptions): Promise<number> {
     loadConfig: () => loadWithOverrides(o),
     watchGateway: logTpoGateway,
   });
-  // Read at scrape time from the engines' shared memory and the gateways' counters: no message per scrape.
-  const metrics = createMetrics(
-    { flows: () => service.statsSnapshot(), gateways: () => service.gateways(), failures: () => service.failures() },
-    { version: packageVersion() },
-  );
   let cluster: ClusterNode | undefined;
   if (o.cluster) {
     try {
@@ -114,6 +109,17 @@ export async function runServe(o: ServeOptions): Promise<number> {
       throw err;
     }
   }
+  // Read at scrape time: no message per scrape. A cluster node labels every series with its name.
+  const node = cluster ? o.cluster?.node : undefined;
+  const metrics = createMetrics(
+    {
+      flows: () => service.statsSnapshot(),
+      gateways: () => service.gateways(),
+      failures: () => service.failures(),
+      ...(cluster ? { cluster: () => cluster.status() } : {}),
+    },
+    { version: packageVersion(), ...(node !== undefined ? { node } : {}) },
+  );
   let server: ApiServer;
   try {
     server = await startApiServer({

@@ -22,6 +22,8 @@ import { registerMediaMetrics } from './metrics-media.js';
 import { ScrapeCache, SnapshotGauge, SnapshotRegistry } from './metrics-snapshot.js';
 import { SubscriberCap, type CapResult } from './metrics-subscriber-cap.js';
 import { registerTpoMetrics } from './metrics-tpo.js';
+import { registerClusterMetrics } from './metrics-cluster.js';
+import type { ClusterAgentStatus } from '../cluster/index.js';
 
 export { OTHER_SUBSCRIBER } from './metrics-flows.js';
 
@@ -33,6 +35,8 @@ export interface MetricsSource {
   gateways(): readonly TpoGatewayStatus[];
   /** Engine failures as `GET /v1/health` lists them: `sluice_engine_failures` and, per engine, `sluice_engine_failed{engine}`. */
   failures?(): readonly { readonly engine: string }[];
+  /** The cluster agent's status when the daemon is a cluster node (`sluice_cluster_*`). */
+  cluster?(): ClusterAgentStatus | undefined;
 }
 
 export interface MetricsOptions {
@@ -60,6 +64,7 @@ interface Reading {
   readonly flows: CapResult;
   readonly gateways: readonly TpoGatewayStatus[];
   readonly failures: readonly { readonly engine: string }[];
+  readonly cluster: ClusterAgentStatus | undefined;
 }
 
 export function createMetrics(source: MetricsSource, opts: MetricsOptions = {}): Metrics {
@@ -70,11 +75,13 @@ export function createMetrics(source: MetricsSource, opts: MetricsOptions = {}):
     flows: cap.apply(source.flows()),
     gateways: source.gateways(),
     failures: source.failures?.() ?? [],
+    cluster: source.cluster?.(),
   }));
 
   registerFlowMetrics(registry, reading, max);
   registerMediaMetrics(registry, reading);
   registerTpoMetrics(registry, reading);
+  if (source.cluster) registerClusterMetrics(registry, reading);
   new SnapshotGauge<never>({
     name: 'sluice_engine_failures',
     help: 'Engine failures the service reports (GET /v1/health failures: a data plane worker, a send engine, a TPO gateway); 0 when healthy.',
