@@ -63,16 +63,21 @@ export class LabReceivers {
     return rec;
   }
 
-  /** Wall-clock ms of the first datagram at `port` from `from` after `since` (waits up to `timeoutMs`). */
-  async fedBy(port: number, from: string, since: number, timeoutMs = 30_000): Promise<number> {
-    const re = new RegExp(`"ev":"feeder","port":${port},"from":"${from.replace(/\./g, '\\.')}","t":([\\d.]+)`);
+  /**
+   * Wall-clock ms of the first datagram at `port` (from `from`, or from
+   * anyone) at or after `since`, counting only datagrams that start a feed
+   * (the first from that source after FEEDER_QUIET_MS of silence from it,
+   * lab-receiver.ts). Waits up to `timeoutMs`.
+   */
+  async fedBy(port: number, from: string | undefined, since: number, timeoutMs = 30_000): Promise<number> {
     const end = Date.now() + timeoutMs;
     for (;;) {
       for (const line of this.proc.stdoutLines) {
-        const m = re.exec(line);
-        if (m && Number(m[1]) >= since) return Number(m[1]);
+        if (!line.startsWith('{"ev":"feeder"')) continue;
+        const e = JSON.parse(line) as { port: number; from: string; t: number };
+        if (e.port === port && e.t >= since && (from === undefined || e.from === from)) return e.t;
       }
-      if (Date.now() > end) throw new Error(`subscriber :${port} not fed by ${from} within ${timeoutMs} ms`);
+      if (Date.now() > end) throw new Error(`subscriber :${port} not fed by ${from ?? 'anyone'} within ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 25));
     }
   }
