@@ -41,7 +41,7 @@ module.exports = {
     {
       name: 'cluster-store',
       severity: 'error',
-      comment: 'The cluster layer (issue 21): the store contract and its etcd client; nothing imports it yet.',
+      comment: 'The cluster layer (issue 21): store contract, etcd client, plan and agent; the daemon (src/server) drives it, it never imports the daemon.',
       from: { path: '^src/cluster/' },
       to: { path: notIn('cluster', 'policy', 'wire', 'errors', 'events') },
     },

@@ -21,6 +21,7 @@ import { runSession } from './session.js';
 import { runDemo } from './demo.js';
 import { runSendAggregate, runWrite } from './send.js';
 import { serveCommand } from './serve.js';
+import { clusterCommand } from './cluster.js';
 import { clientCommands, runDaemonStatus, tokenOption, urlOption } from './client.js';
 import { existsSync } from 'node:fs';
 import { DEFAULT_PIN_ROOT, detachPinned, pinDirFor } from '../dataplane/kernel/attach.js';
@@ -273,6 +274,7 @@ export function buildProgram(exit: (code: number) => void): Command {
 
   // The daemon and its clients (src/cli/serve.ts, src/cli/client.ts).
   program.addCommand(serveCommand(exit));
+  program.addCommand(clusterCommand(exit));
   for (const c of clientCommands(exit)) program.addCommand(c);
 
   program

@@ -22,6 +22,9 @@ import { packageVersion } from '../server/version.js';
 import { logTpoGateway } from './tpo-log.js';
 import { EXIT } from './output.js';
 import { waitForSignal } from './signals.js';
+import { ClusterNode } from '../server/cluster-node.js';
+import { DEFAULT_CLUSTER_PREFIX } from '../cluster/keys.js';
+import { clusterCliOptions, clusterJoinOptions, type ServeClusterOptions } from './serve-cluster.js';
 
 export interface ServeOptions {
   readonly config: string;
@@ -31,6 +34,8 @@ export interface ServeOptions {
   readonly logLevel?: LogLevel;
   readonly tier?: TierChoice;
   readonly pin?: boolean | string;
+  /** `--cluster` and its companions: join a cluster on etcd (src/server/cluster-node.ts). */
+  readonly cluster?: ServeClusterOptions;
   /** Resolves when the daemon should stop (tests); default: the first SIGINT/SIGTERM. */
   readonly stopSignal?: Promise<string>;
 }
@@ -100,6 +105,15 @@ export async function runServe(o: ServeOptions): Promise<number> {
     { flows: () => service.statsSnapshot(), gateways: () => service.gateways(), failures: () => service.failures() },
     { version: packageVersion() },
   );
+  let cluster: ClusterNode | undefined;
+  if (o.cluster) {
+    try {
+      cluster = await ClusterNode.join(service, clusterJoinOptions(o.cluster, config), log);
+    } catch (err) {
+      await service.close().catch(() => undefined);
+      throw err;
+    }
+  }
   let server: ApiServer;
   try {
     server = await startApiServer({
@@ -112,8 +126,10 @@ export async function runServe(o: ServeOptions): Promise<number> {
       rateLimit: config.api.rateLimit,
       metrics,
       dashboard: dashboardPlugin,
+      ...(cluster ? { cluster } : {}),
     });
   } catch (err) {
+    await cluster?.close().catch(() => undefined);
     await service.close().catch(() => undefined);
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE' || code === 'EADDRNOTAVAIL' || code === 'EACCES') {
@@ -135,6 +151,7 @@ export async function runServe(o: ServeOptions): Promise<number> {
       flows: service.flows().map((f) => f.name),
       gateways: service.gateways().map((g) => g.name),
       state: config.state,
+      ...(cluster ? { cluster: o.cluster?.url, node: o.cluster?.node } : {}),
       pid: process.pid,
     },
     'ready',
@@ -142,6 +159,8 @@ export async function runServe(o: ServeOptions): Promise<number> {
   const signal = await stop;
   process.off('SIGHUP', hup);
   log.info({ signal }, 'stopping');
+  // Leave the cluster first: the lease is revoked and the others take over the subscribers now.
+  await cluster?.close().catch((err: unknown) => log.warn({ err }, 'leaving the cluster failed; the lease will expire'));
   await server.close();
   await service.close();
   log.info('stopped');
@@ -159,6 +178,12 @@ export function serveCommand(exit: (code: number) => void): Command {
     .addOption(new Option('--log-level <level>', "log level (default: the config's log.level, else info)").choices(SERVE_LOG_LEVELS))
     .addOption(new Option('--tier <tier>', "override the config's tier").choices(['auto', ...TIER_NAMES]))
     .option('--pin [dir]', 'kernel tier: pin state in bpffs so forwarding goes on while the daemon is stopped or restarting')
+    .option('--cluster <url>', 'join a cluster: etcd://HOST:2379[,HOST:2379...] (docs/CLUSTER.md)')
+    .option('--node <name>', "with --cluster: this node's name in the cluster")
+    .option('--address <ip>', "with --cluster: this node's address on the cluster network (its flows listen on it; the other nodes send to it)")
+    .option('--capacity <n>', 'with --cluster: load units (subscribers) this node takes (default: from its tier)')
+    .option('--lease-ttl <s>', 'with --cluster: seconds after which a silent node is taken as gone', '5')
+    .option('--cluster-prefix <prefix>', 'with --cluster: key prefix in etcd', DEFAULT_CLUSTER_PREFIX)
     .addHelpText(
       'after',
       `\nExamples:\n  sluice serve --config examples/serve.yaml\n  curl -H "Authorization: Bearer $(cat ~/.local/state/sluice/api.token)" http://127.0.0.1:${DEFAULT_API_PORT}/v1/flows`,
@@ -173,6 +198,7 @@ export function serveCommand(exit: (code: number) => void): Command {
           ...(o.logLevel !== undefined ? { logLevel: o.logLevel as LogLevel } : {}),
           ...(o.tier !== undefined ? { tier: o.tier as TierChoice } : {}),
           ...(o.pin !== undefined ? { pin: o.pin as boolean | string } : {}),
+          ...clusterCliOptions(o),
         }),
       );
     });

@@ -128,11 +128,12 @@ export interface FlowListChange {
  * with the same type and listen address is replaced in place, any other
  * stopped and started again. Gone flows stop first (their addresses may
  * be reused); the rest follow the order that never closes a relay loop.
+ * Running flows that `keep` names are not the list's (the cluster's) and stay.
  */
-export async function applyFlowList(sluice: Sluice, wanted: readonly FlowPolicy[]): Promise<FlowListChange> {
+export async function applyFlowList(sluice: Sluice, wanted: readonly FlowPolicy[], keep: (name: string) => boolean = () => false): Promise<FlowListChange> {
   const { steps, gone, order } = planFlowList(sluice, wanted, hostAddressesFrom(networkInterfaces()));
   const change: FlowListChange = { added: [], updated: [], replaced: [], removed: [] };
-  for (const f of gone) change.removed.push({ name: f.name, stats: await f.remove() });
+  for (const f of gone) if (!keep(f.name)) change.removed.push({ name: f.name, stats: await f.remove() });
   for (const i of order) {
     const { policy, flow } = steps[i]!;
     if (!flow) {

@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- the daemon's one change queue: every kind of change (flows, cluster flows, gateways, sends, reloads) goes through #change here, in arrival order */
 /**
  * SluiceService: what `sluice serve` runs, and what its HTTP API, metrics
  * and dashboard use. It owns one Sluice (the relay flows), the TPO
@@ -19,6 +20,8 @@ import * as ops from './flow-ops.js';
 import { Gateways, type GatewayWatcher } from './gateways.js';
 import { SendJobs, type SendJobView } from './send-jobs.js';
 import { ServiceError } from './service-error.js';
+import { applyClusterFlows, isClusterFlow, refuseClusterName, refuseClusterNames, type ClusterFlowChange } from './cluster-flows.js';
+import type { FlowPolicy } from '../index.js';
 import { silenceEvent, streamAlarmEvent, type AlarmEvent, type ServiceEvents } from './service-events.js';
 import type { Logger } from './log.js';
 import { packageVersion } from './version.js';
@@ -126,7 +129,9 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
           `using state file ${config.state} written ${state.writtenAt}; the config file's flows are ignored until SIGHUP`,
         );
       }
-      await ops.applyFlowList(sluice, state ? state.flows : config.flows);
+      const flows = state ? state.flows.filter((f) => !isClusterFlow(f.name ?? '')) : config.flows;
+      refuseClusterNames(flows);
+      await ops.applyFlowList(sluice, flows);
       const swept = sluice.sweepUnclaimed();
       if (swept) log.info({ swept }, 'removed pinned flows of an earlier run that the flows no longer have');
       for (const t of config.tpo) await svc.#gateways.start(t.config, state?.tpo);
@@ -188,7 +193,11 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
 
   async #persist(): Promise<void> {
     try {
-      await writeStateFile(this.#config.state, { flows: this.#sluice.flows().map((f) => policyJson(f.spec, f.name)), tpo: this.#gateways.state() });
+      const flows = this.#sluice
+        .flows()
+        .filter((f) => !isClusterFlow(f.name))
+        .map((f) => policyJson(f.spec, f.name));
+      await writeStateFile(this.#config.state, { flows, tpo: this.#gateways.state() });
     } catch (err) {
       const message = `cannot write the state file ${this.#config.state}: ${(err as Error).message}`;
       this.#log.error({ err }, message);
@@ -198,6 +207,21 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
   }
 
   // ---- flows ----
+
+  /**
+   * The cluster agent's change: the node's `cluster.…` flows brought to
+   * `wanted` (src/server/cluster-flows.ts), in the same queue as every
+   * other change, with the same events.
+   */
+  applyClusterFlows(wanted: FlowPolicy[]): Promise<ClusterFlowChange> {
+    return this.#change(async () => {
+      const r = await applyClusterFlows(this.#sluice, wanted);
+      for (const name of r.removed) this.emit('flowremoved', { name, stats: null });
+      for (const name of r.added) this.emit('flowadded', { flow: this.flow(name)! });
+      for (const name of r.updated) if (this.flow(name)) this.emit('flowchanged', { flow: this.flow(name)! });
+      return r;
+    });
+  }
 
   flows(): FlowView[] {
     return this.#sluice.flows().map((f) => flowView(f));
@@ -218,6 +242,7 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
   }
 
   createFlow(policy: unknown): Promise<FlowView> {
+    refuseClusterName((policy as { name?: unknown } | null)?.name as string | undefined);
     return this.#change(async () => {
       const view = flowView(await ops.createFlow(this.#sluice, policy));
       this.emit('flowadded', { flow: view });
@@ -226,10 +251,12 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
   }
 
   replaceFlow(name: string, policy: unknown): Promise<FlowView> {
+    refuseClusterName(name);
     return this.#change(async () => this.#replaced(await ops.replaceFlow(this.#sluice, ops.requireFlow(this.#sluice, name), ops.namedPolicy(policy, name))));
   }
 
   patchFlow(name: string, patch: unknown): Promise<FlowView> {
+    refuseClusterName(name);
     return this.#change(async () => {
       const flow = ops.requireFlow(this.#sluice, name);
       return this.#replaced(await ops.replaceFlow(this.#sluice, flow, ops.mergePatch(flow, patch)));
@@ -244,6 +271,7 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
   }
 
   deleteFlow(name: string): Promise<{ name: string; stats: FlowStats | null }> {
+    refuseClusterName(name);
     return this.#change(async () => {
       const stats = (await ops.requireFlow(this.#sluice, name).remove()) ?? null;
       this.emit('flowremoved', { name, stats });
@@ -252,6 +280,7 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
   }
 
   addSubscriber(name: string, to: unknown): Promise<FlowView> {
+    refuseClusterName(name);
     const addr = ops.subscriberAddress(to);
     return this.#change(async () => {
       const flow = ops.requireFlow(this.#sluice, name);
@@ -263,6 +292,7 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
   }
 
   removeSubscriber(name: string, to: unknown): Promise<FlowView> {
+    refuseClusterName(name);
     const addr = ops.subscriberAddress(to);
     return this.#change(async () => {
       const flow = ops.requireFlow(this.#sluice, name);
@@ -358,7 +388,8 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
     return this.#change(async () => {
       const next = (this.#options.loadConfig ?? (() => loadServeConfig(this.#config.path)))();
       const before = this.#config;
-      const flows = await ops.applyFlowList(this.#sluice, next.flows);
+      refuseClusterNames(next.flows);
+      const flows = await ops.applyFlowList(this.#sluice, next.flows, isClusterFlow);
       for (const r of flows.removed) this.emit('flowremoved', { name: r.name, stats: r.stats ?? null });
       for (const name of flows.added) this.emit('flowadded', { flow: this.flow(name)! });
       for (const name of [...flows.updated, ...flows.replaced]) this.emit('flowchanged', { flow: this.flow(name)! });

@@ -22,6 +22,8 @@ import { EventHub, type SseOptions } from './sse.js';
 import { flowRoutes } from './routes-flows.js';
 import { serviceRoutes } from './routes-service.js';
 import { tpoRoutes } from './routes-tpo.js';
+import { clusterRoutes } from './routes-cluster.js';
+import type { ClusterNode } from '../cluster-node.js';
 
 /** What /metrics serves: the metrics module's registry (src/server/metrics.ts, `createMetrics`). */
 export interface MetricsModule {
@@ -42,6 +44,8 @@ export interface ApiAppOptions {
   /** The dashboard's fastify plugin (`/`, `/assets/*`, no token: no data in them), when given. */
   readonly dashboard?: FastifyPluginAsync;
   readonly sse?: SseOptions;
+  /** The node's cluster side (`sluice serve --cluster`): /v1/cluster answers 404 without it. */
+  readonly cluster?: ClusterNode;
 }
 
 /** Longest time a client may take to send its whole request, ms (headers and body). */
@@ -124,6 +128,7 @@ export async function buildApp(opts: ApiAppOptions): Promise<{ app: FastifyInsta
     flowRoutes(api, opts.service);
     serviceRoutes(api, opts.service, hub);
     tpoRoutes(api, opts.service);
+    clusterRoutes(api, opts.cluster);
     const metrics = opts.metrics;
     if (metrics) api.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.render()));
   });

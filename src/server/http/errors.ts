@@ -21,6 +21,7 @@ import {
   type PolicyIssue,
 } from '../../index.js';
 import { ServiceError, type ServiceErrorCode } from '../service-error.js';
+import { StoreError } from '../../cluster/store.js';
 
 export type ApiErrorCode =
   | ServiceErrorCode
@@ -32,6 +33,7 @@ export type ApiErrorCode =
   | 'unsupported_media_type'
   | 'rate_limited'
   | 'engine_failed'
+  | 'store_unavailable'
   | 'internal';
 
 export interface ApiErrorBody {
@@ -103,6 +105,7 @@ export function toApiError(err: unknown): ApiError {
   const status = (err as { statusCode?: unknown } | undefined)?.statusCode;
   if (status === 429) return apiError(429, 'rate_limited', (err as Error).message);
   if (typeof status === 'number' && status >= 400 && status < 500) return apiError(status, 'invalid_request', (err as Error).message);
+  if (err instanceof StoreError) return apiError(503, 'store_unavailable', `the cluster store: ${err.message}`);
   if (err instanceof SluiceError) return apiError(500, 'internal', err.message);
   return apiError(500, 'internal', 'internal error (logged by the server)');
 }

@@ -1,0 +1,107 @@
+/**
+ * The daemon as a cluster node (`sluice serve --cluster`): connects to
+ * the store, starts the agent (src/cluster/agent.ts) on this service's
+ * flows, and answers the API's /v1/cluster calls. A store that cannot be
+ * reached at start-up is an error naming it; one that goes away later is
+ * logged and shown (status, metrics, health) while forwarding goes on.
+ */
+import { ClusterAgent, type ClusterAgentStatus } from '../cluster/agent.js';
+import { EtcdStore } from '../cluster/etcd-store.js';
+import { checkClusterFlow, deleteClusterFlow, putClusterFlows } from '../cluster/flow-store.js';
+import { clusterFlowJson } from '../cluster/records.js';
+import { StoreError, type ClusterStore } from '../cluster/store.js';
+import type { TierName } from '../policy/schema.js';
+import type { Logger } from './log.js';
+import type { SluiceService } from './service.js';
+import { ServiceError } from './service-error.js';
+import { packageVersion } from './version.js';
+
+export interface ClusterJoinOptions {
+  /** The store's endpoints (`HOST:PORT`), and the URL as given (for messages). */
+  readonly endpoints: readonly string[];
+  readonly url: string;
+  readonly node: string;
+  readonly address: string;
+  readonly capacity?: number;
+  readonly leaseTtlS: number;
+  readonly prefix: string;
+  /** The API's URL, recorded for operators. */
+  readonly api?: string;
+}
+
+/**
+ * Load units a node takes when none is configured: subscribers of one
+ * stream that the tier relays without loss on a 2-core machine, from the
+ * replicate benchmarks (docs/CLUSTER.md, "Capacity model").
+ */
+export const DEFAULT_CAPACITY: Record<TierName, number> = { kernel: 1000, batched: 400, portable: 100 };
+
+export class ClusterNode {
+  readonly #store: ClusterStore;
+  readonly #agent: ClusterAgent;
+  readonly #prefix: string;
+
+  private constructor(store: ClusterStore, agent: ClusterAgent, prefix: string) {
+    this.#store = store;
+    this.#agent = agent;
+    this.#prefix = prefix;
+  }
+
+  static async join(service: SluiceService, o: ClusterJoinOptions, log: Logger): Promise<ClusterNode> {
+    const store = new EtcdStore({ endpoints: o.endpoints, callTimeoutMs: 3000 });
+    const self = {
+      name: o.node,
+      address: o.address,
+      tier: service.tier,
+      capacity: o.capacity ?? DEFAULT_CAPACITY[service.tier],
+      ...(o.api ? { api: o.api } : {}),
+      version: packageVersion(),
+      startedAt: new Date().toISOString(),
+    };
+    try {
+      const agent = await ClusterAgent.start({
+        store,
+        prefix: o.prefix,
+        self,
+        leaseTtlS: o.leaseTtlS,
+        apply: (wanted) => service.applyClusterFlows(wanted),
+        log: log.child({ component: 'cluster' }),
+      });
+      return new ClusterNode(store, agent, o.prefix);
+    } catch (err) {
+      store.close();
+      if (err instanceof StoreError && (err.reason === 'unavailable' || err.reason === 'timeout'))
+        throw new StoreError('connect', err.reason, `cannot reach the cluster store ${o.url}: ${err.message}`, { cause: err });
+      throw err;
+    }
+  }
+
+  get agent(): ClusterAgent {
+    return this.#agent;
+  }
+
+  status(): ClusterAgentStatus {
+    return this.#agent.status();
+  }
+
+  /** PUT /v1/cluster/flows/NAME: the body is the flow (its name, if given, must be the URL's). */
+  async putFlow(name: string, body: unknown): Promise<Record<string, unknown>> {
+    const given = typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : undefined;
+    if (!given) throw new ServiceError('invalid_request', 'expected a JSON object (a cluster flow)');
+    if (given.name !== undefined && given.name !== name) throw new ServiceError('invalid_request', `name must be '${name}' as in the URL, or left out`);
+    const spec = checkClusterFlow({ ...given, name });
+    await putClusterFlows(this.#store, this.#prefix, [spec]);
+    return clusterFlowJson(spec);
+  }
+
+  async deleteFlow(name: string): Promise<{ name: string }> {
+    if (!(await deleteClusterFlow(this.#store, this.#prefix, name))) throw new ServiceError('flow_not_found', `no cluster flow '${name}'`);
+    return { name };
+  }
+
+  /** Leaves (the lease is revoked: the others take over now) and closes the store client. */
+  async close(): Promise<void> {
+    await this.#agent.close();
+    this.#store.close();
+  }
+}
