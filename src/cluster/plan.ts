@@ -15,11 +15,20 @@ export interface ClusterSnapshot {
   readonly nodes: ReadonlyMap<string, ClusterNodeRecord>;
   /** Valid flows with the revision each was created at (an older flow keeps a port another one also asks for). */
   readonly flows: ReadonlyMap<string, { spec: ClusterFlowSpec; createRevision: bigint }>;
+  /**
+   * Node -> the revision its key was created at (the node's current stay
+   * in the cluster: a node whose lease expired and that registered again
+   * has a newer one). Absent nodes count as having joined first.
+   */
+  readonly joined?: ReadonlyMap<string, bigint>;
 }
 
 export interface PlannedFlow {
   readonly spec: ClusterFlowSpec;
-  /** The ingest node that feeds the edges: the primary while its lease lives, else the backup; undefined when neither is live. */
+  /**
+   * The ingest node that feeds the edges: of the live ingest nodes, the one
+   * that joined first (the primary on a tie); undefined when neither is live.
+   */
   readonly activeIngest: string | undefined;
   /** Subscriber (`udp://HOST:PORT`) -> the node that sends to it. Unplaced subscribers (no node, no active ingest) are absent. */
   readonly placement: ReadonlyMap<string, string>;
@@ -45,10 +54,24 @@ export function edgeFlowName(flow: string): string {
   return `${CLUSTER_FLOW_PREFIX}${flow}.edge`;
 }
 
-function activeIngestOf(spec: ClusterFlowSpec, nodes: ReadonlyMap<string, ClusterNodeRecord>): string | undefined {
-  if (nodes.has(spec.ingest.primary)) return spec.ingest.primary;
-  if (spec.ingest.backup !== undefined && nodes.has(spec.ingest.backup)) return spec.ingest.backup;
-  return undefined;
+/**
+ * No preemption: a primary that returns while the backup feeds does not
+ * take the flow back (that switch would cost every subscriber the packets
+ * in flight while the edges change the source they accept — a returning
+ * node must not disturb the others). The backup keeps feeding until its
+ * own lease ends. Both receive the source all along, so either can feed.
+ */
+function activeIngestOf(spec: ClusterFlowSpec, snapshot: ClusterSnapshot): string | undefined {
+  const { primary, backup } = spec.ingest;
+  const primaryLive = snapshot.nodes.has(primary);
+  const backupLive = backup !== undefined && snapshot.nodes.has(backup);
+  if (primaryLive && backupLive) {
+    const p = snapshot.joined?.get(primary) ?? 0n;
+    const b = snapshot.joined?.get(backup) ?? 0n;
+    return b < p ? backup : primary;
+  }
+  if (primaryLive) return primary;
+  return backupLive ? backup : undefined;
 }
 
 /**
@@ -80,7 +103,7 @@ export function planCluster(snapshot: ClusterSnapshot): ClusterPlan {
   const { accepted, refused } = acceptFlows(snapshot);
   const nodes = [...snapshot.nodes.values()].map((n) => ({ name: n.name, capacity: n.capacity }));
   // A flow with no live ingest has nothing to send: its subscribers take no capacity.
-  const live = accepted.map((spec) => ({ spec, activeIngest: activeIngestOf(spec, snapshot.nodes) }));
+  const live = accepted.map((spec) => ({ spec, activeIngest: activeIngestOf(spec, snapshot) }));
   const result = placeSubscribers(
     nodes,
     live

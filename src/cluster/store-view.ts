@@ -28,6 +28,8 @@ export class StoreView {
   readonly #nodes = new Map<string, ClusterNodeRecord & { lease?: string }>();
   readonly #flows = new Map<string, { spec: ClusterFlowSpec; createRevision: bigint }>();
   readonly #gateways = new Map<string, GatewayEntry>();
+  /** Node -> create revision of its key (when its current registration began). */
+  readonly #joined = new Map<string, bigint>();
   readonly #refused = new Map<string, Refusal>();
   #revision = 0n;
 
@@ -43,6 +45,7 @@ export class StoreView {
   /** Starts over from a prefix read (the first, or after a compacted watch). */
   load(entries: readonly StoreEntry[], revision: bigint): void {
     this.#nodes.clear();
+    this.#joined.clear();
     this.#flows.clear();
     this.#gateways.clear();
     this.#refused.clear();
@@ -57,7 +60,10 @@ export class StoreView {
     const k = parseKey(this.#prefix, ev.key);
     if (!k) return false;
     this.#refused.delete(ev.key);
-    if (k.kind === 'nodes') return this.#nodes.delete(k.name);
+    if (k.kind === 'nodes') {
+      this.#joined.delete(k.name);
+      return this.#nodes.delete(k.name);
+    }
     if (k.kind === 'flows') return this.#flows.delete(k.name);
     return this.#gateways.delete(k.name);
   }
@@ -75,13 +81,15 @@ export class StoreView {
       return false;
     }
     this.#refused.delete(key);
-    if (k.kind === 'nodes') this.#nodes.set(k.name, { ...(parsed.value as ClusterNodeRecord), ...(lease ? { lease } : {}) });
-    else this.#flows.set(k.name, { spec: parsed.value as ClusterFlowSpec, createRevision });
+    if (k.kind === 'nodes') {
+      this.#nodes.set(k.name, { ...(parsed.value as ClusterNodeRecord), ...(lease ? { lease } : {}) });
+      this.#joined.set(k.name, createRevision);
+    } else this.#flows.set(k.name, { spec: parsed.value as ClusterFlowSpec, createRevision });
     return true;
   }
 
   snapshot(): ClusterSnapshot {
-    return { nodes: new Map(this.#nodes), flows: new Map(this.#flows) };
+    return { nodes: new Map(this.#nodes), flows: new Map(this.#flows), joined: new Map(this.#joined) };
   }
 
   nodes(): (ClusterNodeRecord & { lease?: string })[] {

@@ -16,9 +16,9 @@ import type { StoreEntry } from '../../src/cluster/store.js';
 
 const P = '/sluice/';
 
-function node(name: string, address: string, capacity = 100): StoreEntry {
+function node(name: string, address: string, capacity = 100, joined = 1n): StoreEntry {
   const value = JSON.stringify({ name, address, tier: 'portable', capacity, version: '0', startedAt: 'x' });
-  return { key: `${P}nodes/${name}`, value, modRevision: 1n, createRevision: 1n, lease: '7' };
+  return { key: `${P}nodes/${name}`, value, modRevision: joined, createRevision: joined, lease: '7' };
 }
 
 function flow(name: string, body: Record<string, unknown>, rev = 2n): StoreEntry {
@@ -76,6 +76,20 @@ describe('cluster plan', () => {
     assert.equal(plan.flows[0]!.activeIngest, 'b');
     assert.deepEqual(localFlows(plan, 'b', nodesOf(v))[0]!.to, ['udp://10.0.0.3:5001']);
     assert.equal(localFlows(plan, 'c', nodesOf(v))[0]!.allow, '10.0.0.2');
+  });
+
+  it('a primary that returns while the backup feeds does not take the flow back (no preemption)', () => {
+    // b took over (its key is older than a's new one); a registered again at revision 9.
+    const v = view([node('a', '10.0.0.1', 100, 9n), node('b', '10.0.0.2', 100, 3n), node('c', '10.0.0.3'), flow('ch1', ch1)]);
+    const plan = planCluster(v.snapshot());
+    assert.equal(plan.flows[0]!.activeIngest, 'b');
+    assert.equal(localFlows(plan, 'c', nodesOf(v))[0]!.allow, '10.0.0.2');
+    assert.deepEqual(localFlows(plan, 'a', nodesOf(v))[0]!.to, [], 'the returned primary stands by');
+    // The backup's lease ends: the primary feeds again.
+    v.apply({ type: 'delete', key: `${P}nodes/b`, modRevision: 11n });
+    assert.equal(planCluster(v.snapshot()).flows[0]!.activeIngest, 'a');
+    // Equal standing (both from the first read): the primary.
+    assert.equal(planCluster(view([node('a', '10.0.0.1'), node('b', '10.0.0.2'), flow('ch1', ch1)]).snapshot()).flows[0]!.activeIngest, 'a');
   });
 
   it('an edge that leaves: only its subscribers move; with no edge left the ingest serves them itself', () => {
