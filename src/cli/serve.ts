@@ -187,7 +187,7 @@ export function serveCommand(exit: (code: number) => void): Command {
     .option('--cluster <url>', 'join a cluster: etcd://HOST:2379[,HOST:2379...] (docs/CLUSTER.md)')
     .option('--node <name>', "with --cluster: this node's name in the cluster")
     .option('--address <ip>', "with --cluster: this node's address on the cluster network (its flows listen on it; the other nodes send to it)")
-    .option('--capacity <n>', 'with --cluster: load units (subscribers) this node takes (default: from its tier)')
+    .option('--capacity <n>', 'with --cluster: load units this node takes, in subscribers of a 5 Mbit/s stream (default from its tier, docs/CLUSTER.md)')
     .option('--lease-ttl <s>', 'with --cluster: seconds after which a silent node is taken as gone', '5')
     .option('--cluster-prefix <prefix>', 'with --cluster: key prefix in etcd', DEFAULT_CLUSTER_PREFIX)
     .addHelpText(

@@ -30,11 +30,13 @@ export interface ClusterJoinOptions {
 }
 
 /**
- * Load units a node takes when none is configured: subscribers of one
- * stream that the tier relays without loss on a 2-core machine, from the
- * replicate benchmarks (docs/CLUSTER.md, "Capacity model").
+ * Load units a node takes when none is configured: subscribers of a
+ * 5 Mbit/s stream (weight 1) that one relay core of the tier carries
+ * without loss, from the replicate 1→100 bench (docs/CLUSTER.md,
+ * "Capacity model"). A figure from one machine: set `--capacity` from
+ * your own bench on other hardware, or for another stream rate.
  */
-export const DEFAULT_CAPACITY: Record<TierName, number> = { kernel: 1000, batched: 400, portable: 100 };
+export const DEFAULT_CAPACITY: Record<TierName, number> = { kernel: 1180, batched: 2500, portable: 420 };
 
 export class ClusterNode {
   readonly #store: ClusterStore;
