@@ -7,11 +7,11 @@
  * An engine that fails does not stop the daemon: it shows in the log,
  * the event stream and /v1/health, where an operator can see it.
  */
-import { resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { PolicyValidationError, TIER_NAMES, type TierChoice } from '../index.js';
 import { DEFAULT_API_PORT, SERVE_LOG_LEVELS, parseListenAddress, formatListenAddress } from '../policy/serve-config.js';
-import { loadServeConfig, type ResolvedServeConfig } from '../server/config-file.js';
+import { defaultTokenFile, loadServeConfig, resolveServeConfig, type ResolvedServeConfig } from '../server/config-file.js';
 import { createLogger, type LogLevel, type Logger } from '../server/log.js';
 import { SluiceService, type ReloadSummary } from '../server/service.js';
 import { loadOrCreateToken } from '../server/token.js';
@@ -27,7 +27,8 @@ import { DEFAULT_CLUSTER_PREFIX } from '../cluster/index.js';
 import { clusterCliOptions, clusterJoinOptions, type ServeClusterOptions } from './serve-cluster.js';
 
 export interface ServeOptions {
-  readonly config: string;
+  /** The serve config; optional for a cluster node, whose flows come from the store. */
+  readonly config?: string;
   readonly listen?: string;
   readonly tokenFile?: string;
   readonly state?: string;
@@ -40,9 +41,21 @@ export interface ServeOptions {
   readonly stopSignal?: Promise<string>;
 }
 
+/**
+ * A cluster node started without --config: every default (tier auto, no
+ * local flows), as if its config were an empty file named after the node
+ * in the token's directory, so its state file is `<dir>/<node>.state.json`.
+ */
+function clusterOnlyConfig(o: ServeOptions): ResolvedServeConfig {
+  if (!o.cluster)
+    throw new PolicyValidationError([{ path: '--config', message: 'required (a cluster node, started with --cluster, may leave it out)' }], 'sluice serve');
+  const dir = dirname(o.tokenFile !== undefined ? resolve(o.tokenFile) : defaultTokenFile());
+  return resolveServeConfig('{}', join(dir, `${o.cluster.node}.yaml`));
+}
+
 /** The config file with the command line's overrides (they win, at start and at every reload). */
 function loadWithOverrides(o: ServeOptions): ResolvedServeConfig {
-  const c = loadServeConfig(o.config);
+  const c = o.config !== undefined ? loadServeConfig(o.config) : clusterOnlyConfig(o);
   let listen = c.api.listen;
   if (o.listen !== undefined) {
     const r = parseListenAddress(o.listen);
@@ -177,7 +190,7 @@ export async function runServe(o: ServeOptions): Promise<number> {
 export function serveCommand(exit: (code: number) => void): Command {
   return new Command('serve')
     .description('run the daemon: flows, TPO gateways and send jobs with an HTTP control API (docs/HTTP-API.md)')
-    .requiredOption('-c, --config <file>', 'serve config, e.g. examples/serve.yaml')
+    .option('-c, --config <file>', 'serve config, e.g. examples/serve.yaml (required unless --cluster)')
     .option('--listen <host:port>', `API address (default: the config's api.listen, else 127.0.0.1:${DEFAULT_API_PORT}; IPv6: [::1]:${DEFAULT_API_PORT})`)
     .option('--token-file <file>', "API token file (default: the config's api.tokenFile, else $STATE_DIRECTORY, /var/lib/sluice or ~/.local/state/sluice)")
     .option('--state <file>', "state file (default: the config's state, else beside the config: NAME.state.json)")
@@ -192,12 +205,12 @@ export function serveCommand(exit: (code: number) => void): Command {
     .option('--cluster-prefix <prefix>', 'with --cluster: key prefix in etcd', DEFAULT_CLUSTER_PREFIX)
     .addHelpText(
       'after',
-      `\nExamples:\n  sluice serve --config examples/serve.yaml\n  curl -H "Authorization: Bearer $(cat ~/.local/state/sluice/api.token)" http://127.0.0.1:${DEFAULT_API_PORT}/v1/flows`,
+      `\nExamples:\n  sluice serve --config examples/serve.yaml\n  sluice serve --cluster etcd://127.0.0.1:2379 --node n1 --address 127.0.0.1 --listen 127.0.0.1:9181\n  curl -H "Authorization: Bearer $(cat ~/.local/state/sluice/api.token)" http://127.0.0.1:${DEFAULT_API_PORT}/v1/flows`,
     )
     .action(async (o) => {
       exit(
         await runServe({
-          config: o.config,
+          ...(o.config !== undefined ? { config: o.config } : {}),
           ...(o.listen !== undefined ? { listen: o.listen } : {}),
           ...(o.tokenFile !== undefined ? { tokenFile: o.tokenFile } : {}),
           ...(o.state !== undefined ? { state: o.state } : {}),

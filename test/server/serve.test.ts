@@ -57,6 +57,12 @@ test('start: token file created (0600 in a 0700 folder) and its path printed, re
   assert.match(refused.stderr, /mode 0644 .*chmod 600/);
 });
 
+test('serve without --config: a usage error naming --config unless it is a cluster node', async () => {
+  const r = await runCli(['serve'], 60_000);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /--config: required \(a cluster node, started with --cluster, may leave it out\)/);
+});
+
 test('restart: flows and subscribers changed through the API are there after a restart (state file), and carry traffic', async (t) => {
   const dir = tempDir();
   t.after(() => rmSync(dir, { recursive: true, force: true }));
