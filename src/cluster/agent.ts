@@ -18,7 +18,7 @@ import { Membership } from './membership.js';
 import { localFlows, planCluster, type ClusterPlan } from './plan.js';
 import type { ClusterNodeRecord } from './records.js';
 import { clusterStatus, type ClusterStatusView } from './status.js';
-import { StoreView } from './store-view.js';
+import { StoreView, type Refusal } from './store-view.js';
 import type { ClusterStore, StoreError, StoreEvent, StoreLease, StoreWatch } from './store.js';
 
 /** The log calls the agent makes (pino's Logger has them). */
@@ -128,6 +128,7 @@ export class ClusterAgent extends TypedEmitter<ClusterAgentEvents> {
   async #readAndWatch(): Promise<void> {
     const read = await this.#o.store.getPrefix(this.#o.prefix);
     this.#view.load(read.entries, read.revision);
+    for (const r of this.#view.refused()) this.#reportRefusal(r);
     this.#watch = await this.#o.store.watchPrefix(this.#o.prefix, read.revision + 1n, {
       event: (ev) => this.#onEvent(ev),
       error: (err) => this.#onWatchError(err),
@@ -137,9 +138,16 @@ export class ClusterAgent extends TypedEmitter<ClusterAgentEvents> {
 
   #onEvent(ev: StoreEvent): void {
     const changed = this.#view.apply(ev);
+    const refusal = ev.type === 'put' ? this.#view.refusalOf(ev.key) : undefined;
+    if (refusal?.revision === String(ev.modRevision)) this.#reportRefusal(refusal);
     if (ev.type === 'delete' && ev.key === nodeKey(this.#o.prefix, this.#o.self.name)) this.#membership.keyDeleted();
     if (changed) this.#schedule();
     else this.emit('changed');
+  }
+
+  /** A value someone wrote into the store that no node applies: said once per write, where operators look. */
+  #reportRefusal(r: Refusal): void {
+    this.#o.log.warn({ key: r.key, revision: r.revision, reason: r.reason }, `cluster: refused ${r.key}: ${r.reason}`);
   }
 
   /** A watch that cannot go on (its start was compacted): read everything again and watch from there. */
@@ -190,7 +198,10 @@ export class ClusterAgent extends TypedEmitter<ClusterAgentEvents> {
   }
 
   async #reconcile(): Promise<void> {
+    const before = new Set(this.#plan.refused.map((r) => `${r.flow}\n${r.reason}`));
     this.#plan = planCluster(this.#view.snapshot());
+    for (const r of this.#plan.refused)
+      if (!before.has(`${r.flow}\n${r.reason}`)) this.#o.log.warn({ flow: r.flow, reason: r.reason }, `cluster: refused flow ${r.flow}: ${r.reason}`);
     // Unregistered, the plan has no place for this node: keep what runs until the node is back.
     if (!this.#membership.registered || !this.#view.hasNode(this.#o.self.name)) {
       this.emit('changed');

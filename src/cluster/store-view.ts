@@ -104,6 +104,11 @@ export class StoreView {
     return [...this.#gateways.values()];
   }
 
+  /** The refusal standing for one key, if its last write was refused. */
+  refusalOf(key: string): Refusal | undefined {
+    return this.#refused.get(key);
+  }
+
   refused(): Refusal[] {
     return [...this.#refused.values()];
   }

@@ -100,6 +100,12 @@ describe('cluster node: bad input and store failures', { skip, timeout: 240_000 
     for (const k of ['bad1', 'bad2', 'bad3']) assert.ok(refused.has(`/sluice/flows/${k}`), `${k} refused: ${JSON.stringify(status!.refused)}`);
     assert.match(refused.get('/sluice/flows/bad2')!, /colour/, 'the reason names the unknown field');
     assert.match(refused.get('/sluice/flows/bad3')!, new RegExp(String(ingestPort)), 'the reason names the clashing port');
+    // Said in the log too, once per refused write.
+    for (const k of ['bad1', 'bad2', 'bad3'])
+      assert.ok(
+        node.records().some((r) => r.level === 'warn' && (r.key === `/sluice/flows/${k}` || r.flow === k) && typeof r.reason === 'string'),
+        `a warn names /sluice/flows/${k}; log: ${node.stderr().slice(-2000)}`,
+      );
     // Never applied in part: no local flow of a refused one, the good one still there.
     const local = ((await node.call('GET', '/v1/flows')).body as { flows: { name: string }[] }).flows.map((f) => f.name);
     assert.ok(!local.some((n) => /^cluster\.bad/.test(n)), `local flows: ${local.join(', ')}`);
