@@ -23,6 +23,7 @@ import { TPO_IOS, TPO_LOSSES, runTpoBulk, runTpoChatty, runTpoCompression, type 
 import { TPO_WAN_VARIANTS, planTpoWan, runTpoWanSuite } from './lib/tpo-wan-suite.js';
 import { profileIds } from './lib/tpo-wan-profiles.js';
 import { runMediaSuite } from './lib/media-suite.js';
+import { runClusterSuite } from './cluster.js';
 import { SERVICE_TIERS, emptyServiceResults, runScrapeCapacity, runScrapeTimes, runSubscribeLatency } from './lib/service-suite.js';
 
 /** Sender suite: datagram size and destinations (small datagrams: per-packet costs dominate). */
@@ -91,7 +92,7 @@ const program = new Command('bench')
   .option('--no-steer', "no receive packet steering: a veth's receive work then runs on the sending CPU (see bench/README.md, topology)")
   .option(
     '--suites <list>',
-    'relay, sender (one-shot sends, issue #5), tpo (the TPO data mover, issue #6), tpo-wan (TCP across the IP-level WAN emulator: direct CUBIC/BBR, kcptun, Sluice; issue #7), service (the metrics scrape: its time, and capacity with a scrape a second; issue 19), media (monitoring cost, playout accuracy, late-join first picture; issue 20, not in the default); default the first five, or relay alone with --only',
+    'relay, sender (one-shot sends, issue #5), tpo (the TPO data mover, issue #6), tpo-wan (TCP across the IP-level WAN emulator: direct CUBIC/BBR, kcptun, Sluice; issue #7), service (the metrics scrape: its time, and capacity with a scrape a second; issue 19), media (monitoring cost, playout accuracy, late-join first picture; issue 20, not in the default), cluster (failover, flow write -> first packet, etcd traffic per change in the cluster lab; issue 21, not in the default, also `node --import tsx bench/cluster.ts`); default the first five, or relay alone with --only',
   )
   .option('--wan-seconds <s>', 'tpo-wan: bulk transfer time per trial on every emulated profile (default per profile: 20 and 10 s, quick 10 and 6 s)', posNum)
   .option('--profiles <list>', `tpo-wan: which paths (${profileIds().join(', ')}); default all`)
@@ -293,6 +294,11 @@ async function main(): Promise<number> {
     const files = await runMediaSuite({ quick, repeats: Math.max(2, repeats), outDir, log });
     log(`media: ${relative(process.cwd(), files.md)}, ${relative(process.cwd(), files.json)}`);
     if (suites.size === 1) return 0;
+  }
+  if (suites.has('cluster')) {
+    // Its own lab of namespaces, before the harness pins itself (and so every node of the lab) to one CPU.
+    const r = await runClusterSuite({ quick, outDir, log });
+    if ([...suites].every((x) => x === 'cluster' || x === 'media')) return 'complete' in r && !r.complete ? 1 : 0;
   }
   if (suites.has('tpo-wan')) {
     // First, before the harness pins itself (and so every child) to one

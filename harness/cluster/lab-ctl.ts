@@ -31,19 +31,19 @@ const out = (o: Record<string, unknown>): void => void process.stdout.write(`${J
 
 /** Counters that say what the control plane costs: bytes on the client port, writes, watch events sent. */
 const METRIC =
-  /^(etcd_network_client_grpc_(sent|received)_bytes_total|etcd_debugging_mvcc_(put|delete|txn|events)_total|etcd_mvcc_(put|delete|txn)_total|grpc_server_msg_(sent|received)_total)(\{[^}]*\})?\s+(\S+)$/;
+  /^(?<name>etcd_network_client_grpc_(?:sent|received)_bytes_total|etcd_debugging_mvcc_(?:put|delete|txn|events)_total|etcd_mvcc_(?:put|delete|txn)_total|grpc_server_msg_(?:sent|received)_total)(?<labels>\{[^}]*\})?\s+(?<value>\S+)$/;
 
 async function metrics(): Promise<Record<string, number>> {
   const res = await fetch(`http://${endpoint}/metrics`, { signal: AbortSignal.timeout(5000) });
   const text = await res.text();
   const sums: Record<string, number> = {};
   for (const line of text.split('\n')) {
-    const m = METRIC.exec(line);
-    if (!m) continue;
+    const g = METRIC.exec(line)?.groups;
+    if (!g) continue;
     // grpc_server_* per method (Put, Range, Watch, LeaseKeepAlive ...): which RPCs the traffic is.
-    const method = /grpc_method="([^"]+)"/.exec(m[5] ?? '')?.[1];
-    const name = m[1]!.startsWith('grpc_server') && method ? `${m[1]}{${method}}` : m[1]!;
-    sums[name] = (sums[name] ?? 0) + Number(m[6]);
+    const method = /grpc_method="([^"]+)"/.exec(g.labels ?? '')?.[1];
+    const name = g.name!.startsWith('grpc_server') && method ? `${g.name!}{${method}}` : g.name!;
+    sums[name] = (sums[name] ?? 0) + Number(g.value);
   }
   return sums;
 }
