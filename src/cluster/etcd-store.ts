@@ -319,5 +319,6 @@ function eventOf(type: string, kv: IKeyValue): StoreEvent {
   const key = kv.key.toString('utf8');
   const modRevision = BigInt(kv.mod_revision);
   if (type === 'Delete') return { type: 'delete', key, modRevision };
-  return { type: 'put', key, value: kv.value.toString('utf8'), modRevision, createRevision: BigInt(kv.create_revision) };
+  const lease = kv.lease && kv.lease !== '0' ? String(kv.lease) : undefined;
+  return { type: 'put', key, value: kv.value.toString('utf8'), modRevision, createRevision: BigInt(kv.create_revision), ...(lease ? { lease } : {}) };
 }

@@ -56,7 +56,7 @@ export class StoreView {
   /** Applies one watch event; returns whether anything the plan reads changed. */
   apply(ev: StoreEvent): boolean {
     if (ev.modRevision > this.#revision) this.#revision = ev.modRevision;
-    if (ev.type === 'put') return this.#put(ev.key, ev.value, ev.modRevision, ev.createRevision, undefined);
+    if (ev.type === 'put') return this.#put(ev.key, ev.value, ev.modRevision, ev.createRevision, ev.lease);
     const k = parseKey(this.#prefix, ev.key);
     if (!k) return false;
     this.#refused.delete(ev.key);

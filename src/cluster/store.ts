@@ -61,7 +61,9 @@ export interface PrefixRead {
 
 /** One change seen by a watch, in revision order. */
 export type StoreEvent =
-  { type: 'put'; key: string; value: string; modRevision: bigint; createRevision: bigint } | { type: 'delete'; key: string; modRevision: bigint };
+  /** `lease`: the lease the key is now attached to (as StoreEntry's), if any. */
+  | { type: 'put'; key: string; value: string; modRevision: bigint; createRevision: bigint; lease?: string }
+  | { type: 'delete'; key: string; modRevision: bigint };
 
 /** A conditional write: compare-and-set on the key's mod revision, or create only if absent. */
 export interface TxnRequest {
