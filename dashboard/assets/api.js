@@ -76,6 +76,8 @@ export function createApi(getToken) {
     flows: () => request('GET', '/v1/flows'),
     gateways: () => request('GET', '/v1/tpo'),
     health: () => request('GET', '/v1/health'),
+    /** 404 on a daemon that is not a cluster node. */
+    cluster: () => request('GET', '/v1/cluster'),
     /** @param {string} flow @param {string} to */
     addSubscriber: (flow, to) => request('POST', `/v1/flows/${encodeURIComponent(flow)}/subscribers`, { to }),
     /** @param {string} flow @param {string} to */

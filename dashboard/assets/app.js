@@ -1,13 +1,14 @@
 /**
  * The dashboard's entry: asks for the API token once (kept in localStorage),
- * keeps the event stream open, loads a snapshot of flows, gateways and health
- * at every (re)connection, and routes each event to the part of the page it
- * changes.
+ * keeps the event stream open, loads a snapshot of flows, gateways, health
+ * and the cluster at every (re)connection, and routes each event to the part
+ * of the page it changes.
  */
 import { createApi, ApiError } from './api.js';
 import { EventConnection } from './events.js';
 import { FlowList } from './flows.js';
 import { GatewayList } from './gateways.js';
+import { ClusterPanel } from './cluster.js';
 import { EventLog } from './event-log.js';
 import { eventTimeMs } from './rates.js';
 import { setText } from './dom.js';
@@ -15,6 +16,8 @@ import { duration } from './format.js';
 
 const TOKEN_KEY = 'sluice.apiToken';
 const HEALTH_EVERY_MS = 10_000;
+/** The cluster view is read again on the stats events' rhythm, at most this often (and at once when a cluster flow of this node changes). */
+const CLUSTER_EVERY_MS = 3_000;
 
 /** @param {string} id */
 const byId = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
@@ -24,6 +27,7 @@ let token = readToken();
 const api = createApi(() => token);
 const flows = new FlowList(byId('flows'), byId('flow-count'), byId('no-flows'), api);
 const gateways = new GatewayList(byId('gateways-section'), byId('gateways'));
+const cluster = new ClusterPanel(byId('cluster-section'), byId('cluster'), byId('cluster-summary'));
 const log = new EventLog(byId('event-log'));
 const connection = new EventConnection(api.openEvents, onEvent, onState);
 const dialog = /** @type {HTMLDialogElement} */ (byId('token-dialog'));
@@ -31,6 +35,12 @@ const tokenInput = /** @type {HTMLInputElement} */ (byId('token-input'));
 let lastStatsMs = 0;
 /** @type {ReturnType<typeof setInterval> | undefined} */
 let healthTimer;
+/** Whether the daemon is a cluster node: unknown until GET /v1/cluster answered, asked again at each (re)connection. @type {boolean | null} */
+let isCluster = null;
+let clusterAt = 0;
+let clusterBusy = false;
+/** A change arrived while a request was out (its answer may predate the change): ask again once it is back. */
+let clusterAgain = false;
 
 byId('token-form').addEventListener('submit', (event) => {
   event.preventDefault();
@@ -99,7 +109,8 @@ async function resync() {
     if (err instanceof ApiError && err.status === 401) return onState('unauthorized');
     showBanner(`Could not load the flows: ${err instanceof Error ? err.message : String(err)}`);
   }
-  await refreshHealth();
+  isCluster = null;
+  await Promise.all([refreshHealth(), refreshCluster()]);
 }
 
 async function refreshHealth() {
@@ -113,6 +124,33 @@ async function refreshHealth() {
     health.dataset.status = String(h.status);
   } catch {
     // The stream's state already says when the daemon is unreachable.
+  }
+}
+
+/** GET /v1/cluster: the panel, or none on a daemon that is not a cluster node (404). */
+async function refreshCluster() {
+  if (isCluster === false) return;
+  if (clusterBusy) {
+    clusterAgain = true;
+    return;
+  }
+  clusterBusy = true;
+  clusterAt = Date.now();
+  try {
+    cluster.update(await api.cluster());
+    isCluster = true;
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) {
+      isCluster = false;
+      cluster.hide();
+    }
+    // Anything else (the daemon away, a refused token): the stream's state says so; the last view stays.
+  } finally {
+    clusterBusy = false;
+  }
+  if (clusterAgain) {
+    clusterAgain = false;
+    await refreshCluster();
   }
 }
 
@@ -136,14 +174,17 @@ function onEvent(type, data) {
       lastStatsMs = tMs;
       flows.applyStats(data);
       if (Array.isArray(data.gateways)) gateways.update(data.gateways, dtS);
+      if (isCluster && Date.now() - clusterAt >= CLUSTER_EVERY_MS) void refreshCluster();
       return;
     }
     case 'flowadded':
     case 'flowchanged':
       flows.upsert(data.flow);
+      if (isClusterFlow(data.flow?.name)) void refreshCluster();
       break;
     case 'flowremoved':
       flows.remove(String(data.name));
+      if (isClusterFlow(data.name)) void refreshCluster();
       break;
     case 'peerup':
     case 'peerdown':
@@ -163,4 +204,9 @@ function onEvent(type, data) {
       break;
   }
   log.add(type, data);
+}
+
+/** The node's share of a cluster flow (`cluster.NAME.ingest`, `cluster.NAME.edge`): the plan changed. @param {unknown} name */
+function isClusterFlow(name) {
+  return typeof name === 'string' && name.startsWith('cluster.');
 }
