@@ -3,6 +3,8 @@
  * `etcd`): loopback only, free client and peer ports, a temporary data
  * directory. start() resolves once /health answers true; stop() kills it
  * and removes the directory. kill() is a `kill -9` for failure tests.
+ * spawnEtcdMember and waitHealthy also start the members of a cluster
+ * (etcd-cluster.ts).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -50,6 +52,8 @@ export interface EtcdServer {
   readonly dataDir: string;
   /** Output of etcd so far (for failure messages). */
   log(): string;
+  /** False once the process exited (killed or stopped). */
+  alive(): boolean;
   /** SIGKILL, without removing the data dir (a crash). */
   kill(): Promise<void>;
   /** Stops etcd and removes its data dir; idempotent. */
@@ -61,26 +65,41 @@ function exited(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
-/** Starts etcd and waits (up to `readyTimeoutMs`, default 30 s) until it answers. */
-export async function startEtcd(options: { readyTimeoutMs?: number } = {}): Promise<EtcdServer> {
-  const clientPort = await freePort();
-  const peerPort = await freePort();
-  const dataDir = mkdtempSync(join(tmpdir(), 'sluice-etcd-'));
-  const clientUrl = `http://127.0.0.1:${clientPort}`;
-  const peerUrl = `http://127.0.0.1:${peerPort}`;
-  const name = 'sluice-test';
+/** One etcd member's flags: its name, ports, data directory and the cluster it starts (or, with a data directory, rejoins). */
+export interface EtcdMemberSpec {
+  readonly name: string;
+  readonly clientPort: number;
+  readonly peerPort: number;
+  readonly dataDir: string;
+  /** `--initial-cluster`: NAME=http://127.0.0.1:PEER,... (this member alone when undefined). */
+  readonly initialCluster?: string;
+  readonly clusterToken: string;
+}
+
+export function peerUrlOf(port: number): string {
+  return `http://127.0.0.1:${port}`;
+}
+
+/**
+ * Spawns one member on loopback and returns at once (see waitHealthy);
+ * stop() removes `spec.dataDir`. A member spawned again on the directory
+ * of a killed one rejoins its cluster (etcd then ignores the initial flags).
+ */
+export function spawnEtcdMember(spec: EtcdMemberSpec): EtcdServer {
+  const clientUrl = `http://127.0.0.1:${spec.clientPort}`;
+  const peerUrl = peerUrlOf(spec.peerPort);
   const child = spawn(
     'etcd',
     [
-      '--name', name,
-      '--data-dir', dataDir,
+      '--name', spec.name,
+      '--data-dir', spec.dataDir,
       '--listen-client-urls', clientUrl,
       '--advertise-client-urls', clientUrl,
       '--listen-peer-urls', peerUrl,
       '--initial-advertise-peer-urls', peerUrl,
-      '--initial-cluster', `${name}=${peerUrl}`,
+      '--initial-cluster', spec.initialCluster ?? `${spec.name}=${peerUrl}`,
       '--initial-cluster-state', 'new',
-      '--initial-cluster-token', `sluice-${clientPort}`,
+      '--initial-cluster-token', spec.clusterToken,
     ], // prettier-ignore
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -90,11 +109,12 @@ export async function startEtcd(options: { readyTimeoutMs?: number } = {}): Prom
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
   let stopped = false;
-  const server: EtcdServer = {
-    endpoint: `127.0.0.1:${clientPort}`,
+  return {
+    endpoint: `127.0.0.1:${spec.clientPort}`,
     clientUrl,
-    dataDir,
+    dataDir: spec.dataDir,
     log: () => out,
+    alive: () => child.exitCode === null && child.signalCode === null,
     async kill() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await exited(child);
@@ -108,16 +128,32 @@ export async function startEtcd(options: { readyTimeoutMs?: number } = {}): Prom
         await exited(child);
         clearTimeout(t);
       }
-      rmSync(dataDir, { recursive: true, force: true });
+      rmSync(spec.dataDir, { recursive: true, force: true });
     },
   };
-  const deadline = Date.now() + (options.readyTimeoutMs ?? 30_000);
-  while (!(await healthy(clientUrl))) {
-    if (child.exitCode !== null || child.signalCode !== null || Date.now() > deadline) {
-      await server.stop();
-      throw new Error(`etcd did not become healthy at ${clientUrl}:\n${out.slice(-3000)}`);
+}
+
+/** Resolves once the member's /health answers true (it has a leader); throws past the deadline or if it exits. */
+export async function waitHealthy(server: EtcdServer, deadline: number): Promise<void> {
+  while (!(await healthy(server.clientUrl))) {
+    if (!server.alive() || Date.now() > deadline) {
+      throw new Error(`etcd did not become healthy at ${server.clientUrl}:\n${server.log().slice(-3000)}`);
     }
     await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Starts etcd and waits (up to `readyTimeoutMs`, default 30 s) until it answers. */
+export async function startEtcd(options: { readyTimeoutMs?: number } = {}): Promise<EtcdServer> {
+  const clientPort = await freePort();
+  const peerPort = await freePort();
+  const dataDir = mkdtempSync(join(tmpdir(), 'sluice-etcd-'));
+  const server = spawnEtcdMember({ name: 'sluice-test', clientPort, peerPort, dataDir, clusterToken: `sluice-${clientPort}` });
+  try {
+    await waitHealthy(server, Date.now() + (options.readyTimeoutMs ?? 30_000));
+  } catch (err) {
+    await server.stop();
+    throw err;
   }
   return server;
 }

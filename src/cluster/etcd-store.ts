@@ -64,10 +64,12 @@ function entryOf(kv: IKeyValue): StoreEntry {
 export class EtcdStore implements ClusterStore {
   readonly #client: Etcd3;
   readonly #timeoutMs: number;
+  readonly #endpoints: number;
   #closed = false;
 
   constructor(options: EtcdStoreOptions) {
     if (options.endpoints.length === 0) throw new InvalidArgumentError('etcd store: no endpoints');
+    this.#endpoints = options.endpoints.length;
     this.#timeoutMs = options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
     const timeoutMs = this.#timeoutMs;
     this.#client = new Etcd3({
@@ -140,7 +142,7 @@ export class EtcdStore implements ClusterStore {
     // The client emits 'lost' on its own when its grant fails; EtcdLease reports loss itself.
     inner.on('lost', () => undefined);
     const id = await this.#call('grantLease', () => inner.grant());
-    const lease = new EtcdLease(inner, id, ttlS, sent, performance.now(), (op, fn) => this.#call(op, fn));
+    const lease = new EtcdLease(inner, id, ttlS, sent, performance.now(), (op, fn) => this.#call(op, fn), this.#endpoints);
     if (options.autoKeepAlive) lease.startAutoKeepAlive();
     return lease;
   }
@@ -193,9 +195,13 @@ class EtcdLease extends TypedEmitter<StoreLeaseEvents> implements StoreLease {
   #auto: NodeJS.Timeout | undefined;
   #surelyExpiredAt: number;
 
-  constructor(inner: Lease, id: string, ttlS: number, sentAt: number, answeredAt: number, call: Caller) {
+  /** Renewals sent per keepAlive() at most while endpoints refuse (see #renew). */
+  readonly #tries: number;
+
+  constructor(inner: Lease, id: string, ttlS: number, sentAt: number, answeredAt: number, call: Caller, endpoints: number) {
     super();
     this.#inner = inner;
+    this.#tries = endpoints > 1 ? 2 * endpoints + 1 : 1;
     this.id = id;
     this.ttlS = ttlS;
     this.#call = call;
@@ -231,7 +237,7 @@ class EtcdLease extends TypedEmitter<StoreLeaseEvents> implements StoreLease {
     if (this.#lost) throw new StoreError('keepAlive', 'lease-lost', `lease ${this.id} is lost`);
     const sent = performance.now();
     try {
-      await this.#call('keepAlive', () => this.#inner.keepaliveOnce());
+      await this.#call('keepAlive', () => this.#renew());
     } catch (err) {
       const e = toStoreError('keepAlive', err);
       if (e.reason === 'lease-lost') this.#lose(e);
@@ -240,6 +246,27 @@ class EtcdLease extends TypedEmitter<StoreLeaseEvents> implements StoreLease {
     if (this.#lost) return;
     this.#surelyExpiredAt = performance.now() + this.ttlS * 1000;
     this.#armExpiry(sent);
+  }
+
+  /**
+   * One renewal, sent again at once while the endpoint it went to refuses.
+   * The client opens the keepalive stream on an endpoint picked at random
+   * for every call and never skips a dead one (its per-endpoint circuit
+   * breaker counts the stream's opening as a success, so it never opens):
+   * with one member of three dead, a third of single renewals would fail,
+   * and a node could lose its lease to bad luck alone. A dead member
+   * refuses at once, so another pick costs nothing; the store's call
+   * timeout still bounds the whole.
+   */
+  async #renew(): Promise<void> {
+    for (let i = 1; ; i++) {
+      try {
+        await this.#inner.keepaliveOnce();
+        return;
+      } catch (err) {
+        if (i >= this.#tries || this.#lost || toStoreError('keepAlive', err).reason !== 'unavailable') throw err;
+      }
+    }
   }
 
   startAutoKeepAlive(): void {
