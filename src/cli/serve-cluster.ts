@@ -1,7 +1,7 @@
 /**
  * `sluice serve --cluster …`: the command line's cluster options checked
  * (a bad one is a usage error naming the option) and turned into what
- * ClusterNode.join takes.
+ * ClusterNode.join takes, with the config's `cluster.tpoMesh`.
  */
 import { isIP } from 'node:net';
 import { PolicyValidationError } from '../index.js';
@@ -56,5 +56,12 @@ export function clusterCliOptions(o: Record<string, unknown>): { cluster?: Serve
 
 export function clusterJoinOptions(c: ServeClusterOptions, config: ResolvedServeConfig): ClusterJoinOptions {
   const scheme = config.api.tls ? 'https' : 'http';
-  return { ...c, api: `${scheme}://${formatListenAddress(config.api.listen)}` };
+  const tpoMesh = config.cluster?.tpoMesh;
+  return { ...c, api: `${scheme}://${formatListenAddress(config.api.listen)}`, ...(tpoMesh ? { tpoMesh } : {}) };
+}
+
+/** A config with a TPO mesh needs --cluster: the mesh lives in the cluster store. */
+export function checkMeshNeedsCluster(config: ResolvedServeConfig, cluster: ServeClusterOptions | undefined): void {
+  if (config.cluster?.tpoMesh && !cluster)
+    usage('cluster.tpoMesh', 'needs --cluster etcd://HOST:PORT --node NAME --address IP (the mesh lives in the cluster store)');
 }

@@ -24,7 +24,7 @@ import { EXIT } from './output.js';
 import { waitForSignal } from './signals.js';
 import { ClusterNode } from '../server/cluster-node.js';
 import { DEFAULT_CLUSTER_PREFIX } from '../cluster/index.js';
-import { clusterCliOptions, clusterJoinOptions, type ServeClusterOptions } from './serve-cluster.js';
+import { checkMeshNeedsCluster, clusterCliOptions, clusterJoinOptions, type ServeClusterOptions } from './serve-cluster.js';
 
 export interface ServeOptions {
   /** The serve config; optional for a cluster node, whose flows come from the store. */
@@ -86,14 +86,21 @@ function describe(s: ReloadSummary): string {
   );
 }
 
-/** SIGHUP: one reload at a time; a bad file changes nothing and says why. */
-function onReload(service: SluiceService, log: Logger): () => void {
+/** SIGHUP: one reload at a time; a bad file changes nothing and says why. A cluster node's TPO mesh follows (a gateway may have restarted). */
+function onReload(service: SluiceService, log: Logger, cluster: ClusterNode | undefined): () => void {
   return () => {
     log.info('SIGHUP: reading the config file again');
-    service.reload().then(
-      (summary) => log.info({ ...summary, state: service.config.state }, `reloaded: ${describe(summary)}; state file rewritten`),
-      (err: unknown) => log.error({ err }, `reload failed: ${err instanceof Error ? err.message : String(err)}`),
-    );
+    service
+      .reload()
+      .then(
+        (summary) => log.info({ ...summary, state: service.config.state }, `reloaded: ${describe(summary)}; state file rewritten`),
+        (err: unknown) => log.error({ err }, `reload failed: ${err instanceof Error ? err.message : String(err)}`),
+      )
+      .then(() => {
+        if (cluster) return cluster.reloaded(service.config);
+        if (service.config.cluster?.tpoMesh) log.warn('cluster.tpoMesh is ignored: this daemon is not a cluster node (--cluster)');
+      })
+      .catch((err: unknown) => log.error({ err }, `TPO mesh after the reload: ${err instanceof Error ? err.message : String(err)}`));
   };
 }
 
@@ -101,6 +108,7 @@ export async function runServe(o: ServeOptions): Promise<number> {
   // Listen for signals before anything is bound, so an early SIGTERM still stops cleanly.
   const stop = o.stopSignal ?? waitForSignal();
   const config = loadWithOverrides(o);
+  checkMeshNeedsCluster(config, o.cluster);
   const log = createLogger({ level: o.logLevel ?? config.log.level });
   const token = loadOrCreateToken(config.api.tokenFile);
   process.stderr.write(`sluice serve: API token in ${token.path}${token.created ? ' (new)' : ''}\n`);
@@ -160,7 +168,7 @@ export async function runServe(o: ServeOptions): Promise<number> {
   if (!config.api.tls && !(host === 'localhost' || host === '::1' || host.startsWith('127.'))) {
     log.warn({ listen: formatListenAddress(config.api.listen) }, 'the API listens beyond loopback without TLS: the token travels in clear (api.tls)');
   }
-  const hup = onReload(service, log);
+  const hup = onReload(service, log, cluster);
   process.on('SIGHUP', hup);
   log.info(
     {

@@ -196,6 +196,16 @@ export class TpoMesh {
     return this.#closing;
   }
 
+  /**
+   * close(), then takes every peer and table entry the mesh added off the
+   * gateway, which keeps running: a mesh started on it again (other
+   * options, another cluster key) starts from none of them.
+   */
+  async leave(): Promise<void> {
+    await this.close();
+    for (const name of [...this.#applied.keys()]) await this.#remove(name);
+  }
+
   async #close(): Promise<void> {
     clearTimeout(this.#resyncTimer);
     await this.#watch?.close().catch(() => undefined);

@@ -17,6 +17,7 @@ import { parseYamlOrThrow } from './config.js';
 import { flowSetIssues, NO_HOST_ADDRESSES, type HostAddresses } from './flow-set.js';
 import { flowPolicySchema, TIER_NAMES, type FlowPolicy, type TierChoice } from './schema.js';
 import { describeIssue } from './validate.js';
+import { serveClusterSchema, type ServeClusterConfig } from './serve-tpo-mesh.js';
 
 /** The API's port when none is configured. */
 export const DEFAULT_API_PORT = 9180;
@@ -106,6 +107,8 @@ export const serveConfigSchema = z.strictObject({
     .array(z.strictObject({ config: path }))
     .max(64)
     .default([]),
+  /** What the daemon does as a cluster node (`--cluster`): its TPO mesh (serve-tpo-mesh.ts). */
+  cluster: serveClusterSchema.optional(),
 });
 
 /** A validated serve config: flows as written (Sluice.apply validates again), everything else parsed with defaults. */
@@ -122,6 +125,7 @@ export interface ServeConfig {
   readonly state?: string;
   readonly log: { readonly level: ServeLogLevel };
   readonly tpo: readonly { readonly config: string }[];
+  readonly cluster?: ServeClusterConfig;
 }
 
 /**
@@ -132,7 +136,7 @@ export interface ServeConfig {
  */
 export function parseServeConfig(value: unknown, host: HostAddresses = NO_HOST_ADDRESSES, source = 'serve config'): ServeConfig {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new PolicyValidationError([{ path: '', message: 'expected a mapping (tier, flows, api, state, log, tpo)' }], `invalid ${source}`);
+    throw new PolicyValidationError([{ path: '', message: 'expected a mapping (tier, flows, api, state, log, tpo, cluster)' }], `invalid ${source}`);
   }
   const r = serveConfigSchema.safeParse(value);
   if (!r.success) throw new PolicyValidationError(r.error.issues.map((iss) => describeIssue(iss, value)) as PolicyIssue[], `invalid ${source}`);
@@ -154,6 +158,7 @@ export function parseServeConfig(value: unknown, host: HostAddresses = NO_HOST_A
     ...(spec.state !== undefined ? { state: spec.state } : {}),
     log: spec.log,
     tpo: spec.tpo,
+    ...(spec.cluster ? { cluster: spec.cluster } : {}),
   };
 }
 

@@ -11,6 +11,9 @@ import { checkClusterFlow, deleteClusterFlow, putClusterFlows } from '../cluster
 import { clusterFlowJson } from '../cluster/index.js';
 import { StoreError, type ClusterStore } from '../cluster/index.js';
 import type { TierName } from '../policy/schema.js';
+import type { TpoMeshConfig } from '../policy/serve-tpo-mesh.js';
+import { ClusterMesh, type TpoMeshStatus } from './cluster-mesh.js';
+import type { ResolvedServeConfig } from './config-file.js';
 import type { Logger } from './log.js';
 import type { SluiceService } from './service.js';
 import { ServiceError } from './service-error.js';
@@ -27,7 +30,12 @@ export interface ClusterJoinOptions {
   readonly prefix: string;
   /** The API's URL, recorded for operators. */
   readonly api?: string;
+  /** The serve config's `cluster.tpoMesh`: a gateway of the daemon joins the TPO mesh (cluster-mesh.ts). */
+  readonly tpoMesh?: TpoMeshConfig;
 }
+
+/** GET /v1/cluster: the agent's view, and the node's TPO mesh when it has one. */
+export type ClusterNodeStatus = ClusterAgentStatus & { tpoMesh?: TpoMeshStatus };
 
 /**
  * Load units a node takes when none is configured: subscribers of a
@@ -42,11 +50,13 @@ export class ClusterNode {
   readonly #store: ClusterStore;
   readonly #agent: ClusterAgent;
   readonly #prefix: string;
+  readonly #mesh: ClusterMesh;
 
-  private constructor(store: ClusterStore, agent: ClusterAgent, prefix: string) {
+  private constructor(store: ClusterStore, agent: ClusterAgent, prefix: string, mesh: ClusterMesh) {
     this.#store = store;
     this.#agent = agent;
     this.#prefix = prefix;
+    this.#mesh = mesh;
   }
 
   static async join(service: SluiceService, o: ClusterJoinOptions, log: Logger): Promise<ClusterNode> {
@@ -60,8 +70,9 @@ export class ClusterNode {
       version: packageVersion(),
       startedAt: new Date().toISOString(),
     };
+    let agent: ClusterAgent | undefined;
     try {
-      const agent = await ClusterAgent.start({
+      agent = await ClusterAgent.start({
         store,
         prefix: o.prefix,
         self,
@@ -69,8 +80,10 @@ export class ClusterNode {
         apply: (wanted) => service.applyClusterFlows(wanted),
         log: log.child({ component: 'cluster' }),
       });
-      return new ClusterNode(store, agent, o.prefix);
+      const mesh = await ClusterMesh.start({ service, agent, prefix: o.prefix, nodeAddress: o.address, log: log.child({ component: 'tpo-mesh' }) }, o.tpoMesh);
+      return new ClusterNode(store, agent, o.prefix, mesh);
     } catch (err) {
+      await agent?.close().catch(() => undefined);
       store.close();
       if (err instanceof StoreError && (err.reason === 'unavailable' || err.reason === 'timeout'))
         throw new StoreError('connect', err.reason, `cannot reach the cluster store ${o.url}: ${err.message}`, { cause: err });
@@ -82,8 +95,14 @@ export class ClusterNode {
     return this.#agent;
   }
 
-  status(): ClusterAgentStatus {
-    return this.#agent.status();
+  status(): ClusterNodeStatus {
+    const s = this.#agent.status();
+    return this.#mesh.configured ? { ...s, tpoMesh: this.#mesh.status() } : s;
+  }
+
+  /** After a SIGHUP (whether or not the reload succeeded): the TPO mesh follows the config and the gateway that run now. */
+  reloaded(config: ResolvedServeConfig): Promise<void> {
+    return this.#mesh.reload(config.cluster?.tpoMesh);
   }
 
   /** PUT /v1/cluster/flows/NAME: the body is the flow (its name, if given, must be the URL's). */
@@ -101,8 +120,9 @@ export class ClusterNode {
     return { name };
   }
 
-  /** Leaves (the lease is revoked: the others take over now) and closes the store client. */
+  /** Leaves (the mesh registration is deleted, the lease revoked: the others take over now) and closes the store client. */
   async close(): Promise<void> {
+    await this.#mesh.close().catch(() => undefined);
     await this.#agent.close();
     this.#store.close();
   }

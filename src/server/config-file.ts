@@ -61,6 +61,7 @@ export function resolveServeConfig(text: string, configPath: string): ResolvedSe
     },
     state: config.state !== undefined ? at(config.state) : defaultStateFile(path),
     tpo: config.tpo.map((t) => ({ config: at(t.config) })),
+    ...(config.cluster?.tpoMesh ? { cluster: { ...config.cluster, tpoMesh: { ...config.cluster.tpoMesh, keyFile: at(config.cluster.tpoMesh.keyFile) } } } : {}),
   };
 }
 

@@ -12,7 +12,7 @@
  * shared memory and maps when asked (statsSnapshot, flows()).
  */
 import { Sluice, TypedEmitter, type EngineFailedError, type Flow, type FlowStats, type TierChoice, type TierName } from '../index.js';
-import type { TpoGatewayStatus, TpoPeerRemoval, TpoPeerView, TpoTableEntryRemoval, TpoTableEntryView } from '../tpo/index.js';
+import type { TpoGateway, TpoGatewayStatus, TpoPeerRemoval, TpoPeerView, TpoTableEntryRemoval, TpoTableEntryView } from '../tpo/index.js';
 import { loadServeConfig, type ResolvedServeConfig } from './config-file.js';
 import { readStateFile, writeStateFile } from './state-file.js';
 import { flowView, policyJson, type FlowView } from './flow-view.js';
@@ -311,6 +311,11 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
 
   gateway(name: string): TpoGatewayStatus {
     return this.#gateways.gateway(name).status();
+  }
+
+  /** The running gateway of that name, or undefined: the node's TPO mesh drives it directly (src/server/cluster-mesh.ts). */
+  tpoGateway(name: string): TpoGateway | undefined {
+    return this.#gateways.names().includes(name) ? this.#gateways.gateway(name) : undefined;
   }
 
   /** A gateway's peers as configured now (no key), or its table entries. */
