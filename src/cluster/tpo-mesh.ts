@@ -1,7 +1,7 @@
 /**
  * TPO meshes (issue 21): gateways register in the cluster store, and each
  * pairs with every other one it finds there, so adding a site is starting
- * one gateway, with no edit on the others (docs/CLUSTER-tpo.md).
+ * one gateway, with no edit on the others (docs/CLUSTER.md, "TPO meshes").
  *
  * A TpoMesh writes its gateway's registration (tpo-mesh-record.ts) at
  * `<prefix>gateways/<name>` under the node's lease, reads the others, and

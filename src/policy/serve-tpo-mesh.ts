@@ -1,7 +1,7 @@
 /**
  * The serve config's `cluster.tpoMesh` (issue 21): one TPO gateway of the
  * daemon's `tpo:` list joins the cluster's TPO mesh (src/cluster/tpo-mesh.ts,
- * docs/CLUSTER-tpo.md) when the daemon runs as a cluster node. Checked
+ * docs/CLUSTER.md, "TPO meshes") when the daemon runs as a cluster node. Checked
  * here as far as a config file can be: shapes, addresses, names, rates.
  * What needs the running gateway (a service target within its routes,
  * the cluster key file's mode and bytes, a gateway of that name) is

@@ -1,6 +1,6 @@
 /**
  * A cluster node's TPO mesh (`cluster.tpoMesh` in the serve config,
- * docs/CLUSTER-tpo.md): one of the daemon's `tpo:` gateways registers in
+ * docs/CLUSTER.md, "TPO meshes"): one of the daemon's `tpo:` gateways registers in
  * the cluster store under the node's lease and pairs with every other
  * registered gateway (TpoMesh, src/cluster/tpo-mesh.ts). Adding a site is
  * starting its daemon; nothing is edited on the others.
