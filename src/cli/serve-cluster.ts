@@ -57,7 +57,9 @@ export function clusterCliOptions(o: Record<string, unknown>): { cluster?: Serve
 export function clusterJoinOptions(c: ServeClusterOptions, config: ResolvedServeConfig): ClusterJoinOptions {
   const scheme = config.api.tls ? 'https' : 'http';
   const tpoMesh = config.cluster?.tpoMesh;
-  return { ...c, api: `${scheme}://${formatListenAddress(config.api.listen)}`, ...(tpoMesh ? { tpoMesh } : {}) };
+  // The record is written before the API listens: a port chosen at start (0) is not known yet, so no URL rather than a wrong one.
+  const api = config.api.listen.port !== 0 ? { api: `${scheme}://${formatListenAddress(config.api.listen)}` } : {};
+  return { ...c, ...api, ...(tpoMesh ? { tpoMesh } : {}) };
 }
 
 /** A config with a TPO mesh needs --cluster: the mesh lives in the cluster store. */
