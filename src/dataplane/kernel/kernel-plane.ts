@@ -271,6 +271,7 @@ export class KernelPlane implements DataPlane {
       if (spill.length) f.spillPort = await this.#startSpill(id, f);
       f.allow = this.#writeAllow(slot, plan, []);
       this.#writeFlow(f);
+      this.#backlog.sample(); // the first flow's sample is the base the next ones count from
       this.#flows.set(id, f);
       this.#backlogBase.set(id, this.#backlog.total);
       return { listen };
@@ -316,7 +317,8 @@ export class KernelPlane implements DataPlane {
     this.#flows.delete(id);
     // The kernel stops first; the companion carries stragglers until it goes.
     mapDelete(this.#fd('flows'), f.key, 'flows');
-    this.#backlog.sample(); // the final counts include the drops up to now
+    this.#backlog.sample(); // the final counts include the drops up to now; none are counted while no flow runs
+    if (this.#flows.size === 0) this.#backlog.pause();
     const kernel = this.#kernelCounters(f);
     // The spill flow sends through the main flow's sockets: it goes first.
     const spill = f.spillPort ? await this.#companion.removeFlow(`${id}${SPILL_SUFFIX}`) : undefined;

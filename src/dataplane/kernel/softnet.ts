@@ -81,11 +81,12 @@ function rise(before: number, now: number): number {
 
 /** The warning the first drops raise, naming the setting, its value and what to set. */
 export function backlogWarning(drops: number, setting: number | undefined): string {
-  const now = setting === undefined ? 'unreadable' : String(setting);
+  // The setting is global: a network namespace other than the host's does not show it.
+  const now = setting === undefined ? ' (global; not shown in this network namespace)' : `=${setting}`;
   const to = Math.max(SUGGESTED_BACKLOG, (setting ?? 0) * 2);
   return (
     `the host dropped ${drops} packet(s) in its backlog queue while kernel-tier flows ran (softnet drops, /proc/net/softnet_stat; host-wide, ` +
-    `not attributable to one flow): net.core.netdev_max_backlog=${now} is too small for this fan-out; raise it (sysctl -w net.core.netdev_max_backlog=${to}, ` +
+    `not attributable to one flow): net.core.netdev_max_backlog${now} is too small for this fan-out; raise it (sysctl -w net.core.netdev_max_backlog=${to}, ` +
     `or run with --tune-host)`
   );
 }
