@@ -7,7 +7,7 @@
  * crash that kills the process (SIGKILL, power) leaves it set: `sluice
  * doctor` says so and `sluice detach` restores it.
  */
-import { Option } from 'commander';
+import { InvalidArgumentError as CliArgError, Option } from 'commander';
 import { parseTuneHost, tuneHost } from '../dataplane/kernel/host-tuning.js';
 import { onExit } from './signals.js';
 
@@ -15,7 +15,14 @@ export const tuneHostOption = () =>
   new Option(
     '--tune-host [backlog=N]',
     'raise net.core.netdev_max_backlog (to 10000, or N) while running, for kernel-tier fan-outs to local/veth subscribers; restored on exit (root only)',
-  );
+  ).argParser((v: string) => {
+    try {
+      parseTuneHost(v);
+      return v;
+    } catch (err) {
+      throw new CliArgError((err as Error).message);
+    }
+  });
 
 /**
  * Applies `--tune-host` (undefined: not given) and reports the change
