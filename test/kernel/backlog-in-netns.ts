@@ -7,13 +7,15 @@
  *
  * Nothing global changes: instead of lowering net.core.netdev_max_backlog
  * (global), receive packet steering on this namespace's lo sends every
- * packet to another CPU's backlog, so a burst of datagrams waits there
+ * packet to another CPU's backlog (this process pinned to CPU 0, packets
+ * steered to CPU 1), so a burst of datagrams waits there
  * together and their copies (512 each) overflow the default 1000.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
 import { writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Sluice } from '../../src/index.js';
 import { MAX_SUBS } from '../../src/dataplane/kernel/layout.js';
@@ -24,8 +26,10 @@ const cpus = availableParallelism();
 const skip = cpus < 2 ? `needs 2 CPUs to steer lo's packets to another CPU's backlog (this host has ${cpus})` : undefined;
 
 test('backlog queue drops show in the kernel flow stats as hostBacklog, and warn once', { skip }, async () => {
-  // This namespace's lo only: every packet to CPU 1's backlog.
+  // This namespace's lo only: every packet to CPU 1's backlog, while this process (sender, relay, receivers) runs on CPU 0,
+  // so a burst arrives there faster than CPU 1 drains it (on CPU 1 itself each send would be drained before the next).
   writeFileSync('/sys/class/net/lo/queues/rx-0/rps_cpus', '2');
+  execFileSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
   const s = await Sluice.open({ tier: 'kernel' });
   after(() => s.close());
   const warnings: string[] = [];
