@@ -91,3 +91,16 @@ test('--tune-host with a bad value is a usage error', { timeout: 120_000 }, asyn
   assert.equal(r.code, EXIT.USAGE, r.stderr);
   assert.match(r.stderr, /expected nothing or backlog=N/);
 });
+
+test('doctor shows the backlog setting and the drops since boot (kernel tier available)', { timeout: 120_000 }, async (t) => {
+  const r = await runCli(['doctor', '--json'], 100_000);
+  assert.equal(r.code, EXIT.OK, r.stderr);
+  const doc = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { tiers: { tier: string; available: boolean; notes?: string[] }[] };
+  const kernel = doc.tiers.find((x) => x.tier === 'kernel');
+  if (!kernel?.available) return t.skip('kernel tier unavailable here: doctor shows its reason instead');
+  const note = kernel.notes?.find((n) => n.startsWith('net.core.netdev_max_backlog='));
+  assert.ok(note, JSON.stringify(kernel.notes));
+  assert.match(note, /=\d+: /);
+  assert.match(note, /\d+ packet\(s\) dropped there since boot|softnet_stat unreadable/);
+  assert.match(note, /--tune-host/);
+});
