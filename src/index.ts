@@ -73,7 +73,7 @@ export { parseEndpoint, formatEndpoint, type Endpoint } from './wire/endpoint.js
 export { planSchedule, type SchedulePlan } from './policy/schedule.js';
 export { planSegments, type PlannedSegment } from './policy/segment-plan.js';
 export { probeTiers, type FlowDetail, type BatchedFlowDetail, type KernelFlowDetail } from './dataplane/tiers.js';
-export type { TierProbe } from './dataplane/common/types.js';
+export type { HostDrops, TierProbe } from './dataplane/common/types.js';
 export {
   FLOW_DROP_REASONS,
   DESTINATION_DROP_REASONS,

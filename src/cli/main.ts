@@ -26,6 +26,8 @@ import { clientCommands, runDaemonStatus, tokenOption, urlOption } from './clien
 import { existsSync } from 'node:fs';
 import { DEFAULT_PIN_ROOT, detachPinned, pinDirFor } from '../dataplane/kernel/attach.js';
 import { releasePinned } from '../dataplane/kernel/lo-settings.js';
+import { restoreLeftoverTuning } from '../dataplane/kernel/host-tuning.js';
+import { tuneHostOption } from './tune-host.js';
 import { logLevelOption, type LogLevel } from './log-lines.js';
 import { progressIntervalOption } from './progress.js';
 import { multicastFields, multicastOption } from './multicast-flags.js';
@@ -108,6 +110,7 @@ export function buildProgram(exit: (code: number) => void): Command {
     .addOption(multicastOption('loop'))
     .addOption(batchHoldOption())
     .addOption(pinOption())
+    .addOption(tuneHostOption())
     .addOption(statsIntervalOption())
     .addOption(logLevelOption())
     .addOption(jsonOption())
@@ -145,6 +148,7 @@ export function buildProgram(exit: (code: number) => void): Command {
           tier: o.tier as TierChoice,
           batchHoldMs: o.batchHold,
           pin: o.pin,
+          tuneHost: o.tuneHost,
           flows: [policy],
           json: !!o.json,
           statsInterval: o.statsInterval ?? (o.json ? 0 : 5),
@@ -160,6 +164,7 @@ export function buildProgram(exit: (code: number) => void): Command {
     .addOption(new Option('--tier <tier>', "override the file's tier").choices(['auto', ...TIER_NAMES]))
     .addOption(batchHoldOption())
     .addOption(pinOption())
+    .addOption(tuneHostOption())
     .addOption(statsIntervalOption())
     .addOption(logLevelOption())
     .addOption(jsonOption())
@@ -171,6 +176,7 @@ export function buildProgram(exit: (code: number) => void): Command {
           tier: (o.tier ?? config.tier) as TierChoice,
           batchHoldMs: o.batchHold,
           pin: o.pin,
+          tuneHost: o.tuneHost,
           flows: [...config.flows],
           reload,
           json: !!o.json,
@@ -290,6 +296,8 @@ export function buildProgram(exit: (code: number) => void): Command {
       // lo's settings go back once no kernel-tier process and no pinned state needs them (also after a crash).
       const restored = releasePinned(dir);
       if (restored.length) process.stdout.write(`restored on lo: ${restored.join(', ')}\n`);
+      const untuned = restoreLeftoverTuning(); // a crashed --tune-host's backlog setting
+      if (untuned) process.stdout.write(`--tune-host left by a process that did not stop: ${untuned}\n`);
       exit(EXIT.OK);
     });
 

@@ -51,7 +51,10 @@ function formatDrops(drops: Readonly<Record<string, number>>): string {
 export function statsTable(stats: readonly FlowStats[]): string {
   const rows: (string | number)[][] = [];
   for (const s of stats) {
-    rows.push([`${s.name} (${s.type}, ${s.tier})`, s.listen, s.packetsIn, s.bytesIn, s.packetsOut, s.bytesOut, formatDrops(s.drops)]);
+    // Kernel tier: the host's backlog queue drops while the flow ran (host-wide, not this flow's alone).
+    const host = s.hostDrops?.hostBacklog ? `hostBacklog=${s.hostDrops.hostBacklog} (host-wide)` : '';
+    const drops = host ? [formatDrops(s.drops), host].filter((x) => x !== '0').join(' ') : formatDrops(s.drops);
+    rows.push([`${s.name} (${s.type}, ${s.tier})`, s.listen, s.packetsIn, s.bytesIn, s.packetsOut, s.bytesOut, drops]);
     for (const d of s.destinations) {
       const suspended = d.suspendedUntil ? ` suspended until ${new Date(d.suspendedUntil).toISOString().slice(11, 19)}Z` : '';
       rows.push([`  -> ${d.to}`, '', '', '', d.packetsOut, d.bytesOut, formatDrops(d.drops) + (d.lastError ? ` (${d.lastError})` : '') + suspended]);

@@ -22,6 +22,7 @@ import { packageVersion } from '../server/version.js';
 import { logTpoGateway } from './tpo-log.js';
 import { EXIT } from './output.js';
 import { waitForSignal } from './signals.js';
+import { applyTuneHost, tuneHostOption } from './tune-host.js';
 import { ClusterNode } from '../server/cluster-node.js';
 import { DEFAULT_CLUSTER_PREFIX } from '../cluster/index.js';
 import { checkMeshNeedsCluster, clusterCliOptions, clusterJoinOptions, type ServeClusterOptions } from './serve-cluster.js';
@@ -35,6 +36,8 @@ export interface ServeOptions {
   readonly logLevel?: LogLevel;
   readonly tier?: TierChoice;
   readonly pin?: boolean | string;
+  /** `--tune-host` (true, or `backlog=N`): raise net.core.netdev_max_backlog while the daemon runs (tune-host.ts). */
+  readonly tuneHost?: string | true;
   /** `--cluster` and its companions: join a cluster on etcd (src/server/cluster-node.ts). */
   readonly cluster?: ServeClusterOptions;
   /** Resolves when the daemon should stop (tests); default: the first SIGINT/SIGTERM. */
@@ -105,11 +108,20 @@ function onReload(service: SluiceService, log: Logger, cluster: ClusterNode | un
 }
 
 export async function runServe(o: ServeOptions): Promise<number> {
-  // Listen for signals before anything is bound, so an early SIGTERM still stops cleanly.
+  // Listen for signals before anything is bound (or tuned), so an early SIGTERM still stops cleanly.
   const stop = o.stopSignal ?? waitForSignal();
   const config = loadWithOverrides(o);
   checkMeshNeedsCluster(config, o.cluster);
   const log = createLogger({ level: o.logLevel ?? config.log.level });
+  const untune = applyTuneHost(o.tuneHost, (line) => log.warn(line));
+  try {
+    return await serve(o, stop, config, log);
+  } finally {
+    untune();
+  }
+}
+
+async function serve(o: ServeOptions, stop: Promise<string>, config: ResolvedServeConfig, log: Logger): Promise<number> {
   const token = loadOrCreateToken(config.api.tokenFile);
   process.stderr.write(`sluice serve: API token in ${token.path}${token.created ? ' (new)' : ''}\n`);
   const service = await SluiceService.start({
@@ -137,6 +149,7 @@ export async function runServe(o: ServeOptions): Promise<number> {
       flows: () => service.statsSnapshot(),
       gateways: () => service.gateways(),
       failures: () => service.failures(),
+      hostDrops: () => service.hostDrops(),
       ...(cluster ? { cluster: () => cluster.status() } : {}),
     },
     { version: packageVersion(), ...(node !== undefined ? { node } : {}) },
@@ -205,6 +218,7 @@ export function serveCommand(exit: (code: number) => void): Command {
     .addOption(new Option('--log-level <level>', "log level (default: the config's log.level, else info)").choices(SERVE_LOG_LEVELS))
     .addOption(new Option('--tier <tier>', "override the config's tier").choices(['auto', ...TIER_NAMES]))
     .option('--pin [dir]', 'kernel tier: pin state in bpffs so forwarding goes on while the daemon is stopped or restarting')
+    .addOption(tuneHostOption())
     .option('--cluster <url>', 'join a cluster: etcd://HOST:2379[,HOST:2379...] (docs/CLUSTER.md)')
     .option('--node <name>', "with --cluster: this node's name in the cluster")
     .option('--address <ip>', "with --cluster: this node's address on the cluster network (its flows listen on it; the other nodes send to it)")
@@ -225,6 +239,7 @@ export function serveCommand(exit: (code: number) => void): Command {
           ...(o.logLevel !== undefined ? { logLevel: o.logLevel as LogLevel } : {}),
           ...(o.tier !== undefined ? { tier: o.tier as TierChoice } : {}),
           ...(o.pin !== undefined ? { pin: o.pin as boolean | string } : {}),
+          ...(o.tuneHost !== undefined ? { tuneHost: o.tuneHost as string | true } : {}),
           ...clusterCliOptions(o),
         }),
       );

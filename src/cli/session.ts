@@ -12,6 +12,7 @@ import type { EngineFailedError } from '../errors.js';
 import { waitForSignal } from './signals.js';
 import { createCliLogger, localTimestamp, type Logger, type LogLevel } from './log-lines.js';
 import { RateTracker, rateLine } from './flow-rates.js';
+import { applyTuneHost } from './tune-host.js';
 
 export interface SessionOptions {
   tier: TierChoice;
@@ -31,6 +32,8 @@ export interface SessionOptions {
   logLevel?: LogLevel;
   /** Where lifecycle messages go (default: human lines on stderr at logLevel). */
   log?: Logger;
+  /** `--tune-host` (true, or `backlog=N`): raise net.core.netdev_max_backlog while running (tune-host.ts). */
+  tuneHost?: string | true;
 }
 
 function describe(s: ReloadSummary): string {
@@ -42,8 +45,18 @@ function describe(s: ReloadSummary): string {
 
 /** Starts every flow; on failure removes those already started. Returns the exit code. */
 export async function runSession(opts: SessionOptions): Promise<number> {
-  // Listen for signals before anything is bound, so an early SIGTERM still stops cleanly.
+  // Listen for signals before anything is bound (or tuned), so an early SIGTERM still stops cleanly.
   const stop = opts.stopSignal ?? waitForSignal();
+  // What --tune-host changes on the host is always said on stderr, --json or not.
+  const untune = applyTuneHost(opts.tuneHost, (line) => process.stderr.write(`sluice: ${line}\n`));
+  try {
+    return await runFlows(opts, stop);
+  } finally {
+    untune();
+  }
+}
+
+async function runFlows(opts: SessionOptions, stop: Promise<string>): Promise<number> {
   // With --json the events on stdout say what happened; stderr then carries only warnings and errors, unless asked.
   const log = opts.log ?? createCliLogger(opts.logLevel ?? (opts.json ? 'warn' : 'info'));
   const sluice = await Sluice.open({
@@ -61,6 +74,8 @@ export async function runSession(opts: SessionOptions): Promise<number> {
   const swept = sluice.sweepUnclaimed();
   if (swept) log.info(`removed ${swept} pinned flow(s) of an earlier run that the configuration no longer has`);
   const flows = sluice.flows();
+  // Kernel tier: the host's backlog queue drops copies (once; the stats' hostDrops count them).
+  sluice.on('hostwarning', (message) => (opts.json ? emitJson('warning', { t: Date.now(), kind: 'hostBacklog', message }) : log.warn(message)));
   // Stream alarms (media payloads) and RTCP silences, as they happen: of the flows now and of those a reload adds.
   const watch = (f: Flow) => {
     f.on('alarm', (a) => {

@@ -7,7 +7,7 @@
  * the flows, the data plane.
  */
 import { createDataPlane } from '../dataplane/tiers.js';
-import type { DataPlane } from '../dataplane/common/types.js';
+import type { DataPlane, HostDrops } from '../dataplane/common/types.js';
 import { PolicyTable } from './policy-table.js';
 import { FlowTaps } from './flow-taps.js';
 import { createMonitor } from './stream-monitors.js';
@@ -39,6 +39,11 @@ export interface SluiceEvents {
   flowremoved: [flow: Flow, stats: FlowStats | undefined];
   /** close() has finished, with what it resolves with (the flows' final counters). Emitted once. */
   close: [stats: MonitoredFlowStats[]];
+  /**
+   * Something outside Sluice on this host limits its flows, with what to
+   * change: the kernel tier's first backlog queue drops (HostDrops), once.
+   */
+  hostwarning: [message: string];
 }
 
 /** Events of `sluice.observer`: for code that watches a Sluice it does not own (metrics, logs). */
@@ -109,6 +114,8 @@ export class Sluice extends TypedEmitter<SluiceEvents> {
         // No flow exists before the instance: nothing to keep.
         if (sluice) sluice.#suspension(id, to, until);
       },
+      // Sampled while flows run, so after the instance exists.
+      onHostWarning: (message) => sluice?.emit('hostwarning', message),
     });
     sluice = new Sluice(plane, options);
     if (early) {
@@ -231,6 +238,11 @@ export class Sluice extends TypedEmitter<SluiceEvents> {
   /** Counter snapshots of every running flow. */
   stats(): MonitoredFlowStats[] {
     return this.flows().map((f) => f.stats());
+  }
+
+  /** Kernel tier: drops outside Sluice on this host while its flows ran (host-wide, see HostDrops); undefined on other tiers. */
+  hostDrops(): HostDrops | undefined {
+    return this.#plane.hostDrops?.();
   }
 
   /**

@@ -15,11 +15,11 @@
  * The names, labels and meaning of each metric: docs/METRICS.md.
  */
 import { collectDefaultMetrics, type Registry } from 'prom-client';
-import type { MonitoredFlowStats } from '../index.js';
+import type { HostDrops, MonitoredFlowStats } from '../index.js';
 import type { TpoGatewayStatus } from '../tpo/index.js';
 import { registerFlowMetrics } from './metrics-flows.js';
 import { registerMediaMetrics } from './metrics-media.js';
-import { ScrapeCache, SnapshotGauge, SnapshotRegistry } from './metrics-snapshot.js';
+import { ScrapeCache, SnapshotCounter, SnapshotGauge, SnapshotRegistry } from './metrics-snapshot.js';
 import { SubscriberCap, type CapResult } from './metrics-subscriber-cap.js';
 import { registerTpoMetrics } from './metrics-tpo.js';
 import { registerClusterMetrics } from './metrics-cluster.js';
@@ -37,6 +37,8 @@ export interface MetricsSource {
   failures?(): readonly { readonly engine: string }[];
   /** The cluster agent's status when the daemon is a cluster node (`sluice_cluster_*`). */
   cluster?(): ClusterAgentStatus | undefined;
+  /** Kernel tier: the host's drops outside Sluice while its flows ran (`sluice_host_backlog_drops_total`); undefined elsewhere. */
+  hostDrops?(): HostDrops | undefined;
 }
 
 export interface MetricsOptions {
@@ -100,6 +102,19 @@ export function createMetrics(source: MetricsSource, opts: MetricsOptions = {}):
       return [...byEngine].map(([engine, value]) => ({ labels: { engine }, value }));
     },
   });
+  if (source.hostDrops) {
+    const read = source.hostDrops;
+    new SnapshotCounter<never>({
+      name: 'sluice_host_backlog_drops_total',
+      help: 'Kernel tier: packets the host dropped in its CPU backlog queue (net.core.netdev_max_backlog, /proc/net/softnet_stat) while kernel-tier flows ran; host-wide, not per flow.',
+      labelNames: [],
+      registry,
+      read: () => {
+        const d = read();
+        return d ? [{ labels: {}, value: d.hostBacklog }] : [];
+      },
+    });
+  }
   if (opts.version !== undefined) {
     const version = opts.version;
     new SnapshotGauge<'version'>({

@@ -11,7 +11,7 @@
  * Nothing here runs per packet: counters are read from the engines'
  * shared memory and maps when asked (statsSnapshot, flows()).
  */
-import { Sluice, TypedEmitter, type EngineFailedError, type Flow, type FlowStats, type TierChoice, type TierName } from '../index.js';
+import { Sluice, TypedEmitter, type EngineFailedError, type Flow, type FlowStats, type HostDrops, type TierChoice, type TierName } from '../index.js';
 import type { TpoGateway, TpoGatewayStatus, TpoPeerRemoval, TpoPeerView, TpoTableEntryRemoval, TpoTableEntryView } from '../tpo/index.js';
 import { loadServeConfig, type ResolvedServeConfig } from './config-file.js';
 import { readStateFile, writeStateFile } from './state-file.js';
@@ -107,6 +107,11 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
     });
     sluice.on('engineFailed', (err: EngineFailedError) => this.#failed(err.engine, err.message));
     sluice.on('flowadded', (flow) => this.#watchFlow(flow));
+    // Kernel tier: the host's backlog queue drops copies (once; the metric sluice_host_backlog_drops_total counts them).
+    sluice.on('hostwarning', (message) => {
+      this.#log.warn({ setting: 'net.core.netdev_max_backlog' }, message);
+      this.emit('alarm', { source: 'host', kind: 'hostBacklog', message });
+    });
   }
 
   /**
@@ -237,6 +242,11 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
   }
 
   /** Counter snapshots of every flow (synchronous: shared memory and maps). */
+  /** Kernel tier: the host's drops outside Sluice while its flows ran (host-wide); undefined on other tiers. */
+  hostDrops(): HostDrops | undefined {
+    return this.#sluice.hostDrops();
+  }
+
   statsSnapshot(): FlowStats[] {
     return this.#sluice.stats();
   }

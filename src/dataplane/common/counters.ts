@@ -73,6 +73,13 @@ export interface FlowStats {
   readonly packetsOut: number;
   readonly bytesOut: number;
   readonly drops: Readonly<Record<FlowDropReason, number>>;
+  /**
+   * Kernel tier only: packets the host dropped outside Sluice since the
+   * flow started, by reason. Host-wide, not this flow's alone (the kernel
+   * does not say whose they were): several kernel flows show the same drops.
+   * `hostBacklog`: the CPU backlog queue was full (`net.core.netdev_max_backlog`).
+   */
+  readonly hostDrops?: { readonly hostBacklog: number };
   readonly destinations: readonly DestinationStats[];
   /** Present on a flow with policy `fastChannelChange` once its monitor tap runs (added by Flow.stats, not by the tiers). */
   readonly fastChannelChange?: FastChannelChangeStats;

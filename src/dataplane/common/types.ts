@@ -65,12 +65,28 @@ export interface DataPlane {
   /** Tier-specific diagnostics of one flow (optional). */
   flowDetail?(id: string): unknown;
 
+  /** Kernel tier: drops outside Sluice on this host while its flows ran (HostDrops); other tiers have none. */
+  hostDrops?(): HostDrops;
+
   /**
    * Removes every flow and releases the plane. Idempotent. `keepForwarding`
    * asks a tier that can (kernel, pinned) to leave its flows forwarding after
    * this process; others ignore it.
    */
   close(options?: { keepForwarding?: boolean }): Promise<void>;
+}
+
+/**
+ * Drops the host made outside Sluice while a plane's flows ran, host-wide:
+ * the kernel counts them per CPU, not per flow or socket.
+ */
+export interface HostDrops {
+  /**
+   * Packets the host's backlog queue (`net.core.netdev_max_backlog`) had
+   * no room for: /proc/net/softnet_stat's dropped column, summed over CPUs.
+   * The kernel tier's copies to local and veth subscribers wait there.
+   */
+  readonly hostBacklog: number;
 }
 
 /** Where joinFlow applies a plan: see DataPlane.joinFlow. */
@@ -146,4 +162,9 @@ export interface DataPlaneOptions {
    * suspendAfterErrors. The portable tier suspends without calling it.
    */
   readonly onSuspension?: (id: string, to: string, until: number) => void;
+  /**
+   * Kernel tier: called once, when the host's backlog queue first drops
+   * packets while flows run, with a message naming the setting to change.
+   */
+  readonly onHostWarning?: (message: string) => void;
 }

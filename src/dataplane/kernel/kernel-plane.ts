@@ -14,7 +14,7 @@
  * Placement: placement.ts; host mirror: host-mirror.ts; probe: probe.ts; joinFlow: join.ts.
  */
 import { existsSync } from 'node:fs';
-import type { DataPlane, DataPlaneOptions, JoinPoint, JoinResult } from '../common/types.js';
+import type { DataPlane, DataPlaneOptions, HostDrops, JoinPoint, JoinResult } from '../common/types.js';
 import { joinByCounts, joinCounts } from './join.js';
 import type { FlowPlan } from '../../policy/compile.js';
 import { formatEndpoint, type Endpoint } from '../../wire/endpoint.js';
@@ -27,8 +27,9 @@ import { HostMirror } from './host-mirror.js';
 import { attachAll, chooseHooks, detachPinned, ensureBpffs, pinDirFor, DEFAULT_PIN_ROOT, type Attachment } from './attach.js';
 import { LoopbackLease } from './lo-settings.js';
 import { KernelSuspensions, kernelCopied } from './suspensions.js';
-import { adoptPinned, assignSubscribers, hexKey, type AdoptedFlow, type AdoptedSubs, type Assignment, type Slots } from './placement.js';
+import { adoptPinned, assignSubscribers, hexKey, spillPlan, type AdoptedFlow, type AdoptedSubs, type Assignment, type Slots } from './placement.js';
 import { mergeFlowStats, readKernelCounters, type KernelCounters, type KernelFlowDetail } from './stats.js';
+import { BacklogWatch } from './softnet.js';
 
 export type { KernelFlowDetail };
 import { DestStatsSnapshot } from './dest-snapshot.js';
@@ -87,6 +88,9 @@ export class KernelPlane implements DataPlane {
   readonly #lo: LoopbackLease;
   /** What starting changed or found, for `sluice doctor` and logs. */
   readonly notes: string[] = [];
+  /** The host's backlog queue drops (softnet.ts), sampled at each refresh while flows run; each flow's count starts at its base. */
+  readonly #backlog = new BacklogWatch();
+  readonly #backlogBase = new Map<string, number>();
 
   private constructor(companion: BatchedPlane, maps: LoadedMaps, attachments: Attachment[], pinDir: string | undefined, lo: LoopbackLease) {
     this.#companion = companion;
@@ -128,6 +132,7 @@ export class KernelPlane implements DataPlane {
       const lo = LoopbackLease.acquire();
       try {
         const plane = new KernelPlane(companion, maps, attachments, pinDir, lo);
+        plane.#backlog.onWarning = options.onHostWarning;
         plane.notes.push(
           ...lo.notes,
           `attached: ${attachments.map((a) => `${a.hook.iface.name} ${a.hook.direction}${a.adopted ? ' (adopted)' : ''}`).join(', ')}`,
@@ -188,8 +193,10 @@ export class KernelPlane implements DataPlane {
     }
   }
 
-  /** Keeps what the program mirrors of the host (HostMirror) and each subscriber's "local" mark in step, within LOCAL_REFRESH_MS. */
+  /** Keeps what the program mirrors of the host (HostMirror) and each subscriber's "local" mark in step, within LOCAL_REFRESH_MS; samples backlog drops. */
   #refreshHost(): void {
+    if (this.#flows.size > 0) this.#backlog.sample();
+    else this.#backlog.pause();
     if (this.#host.refreshLocal()) {
       for (const f of this.#flows.values()) {
         f.subs = f.subs.map((s) => ({ ...s, local: this.#host.isLocal(s.endpoint.address) }));
@@ -264,7 +271,9 @@ export class KernelPlane implements DataPlane {
       if (spill.length) f.spillPort = await this.#startSpill(id, f);
       f.allow = this.#writeAllow(slot, plan, []);
       this.#writeFlow(f);
+      this.#backlog.sample(); // the first flow's sample is the base the next ones count from
       this.#flows.set(id, f);
+      this.#backlogBase.set(id, this.#backlog.total);
       return { listen };
     } catch (err) {
       if (slot !== undefined) this.#flowSlots.give(slot);
@@ -274,25 +283,8 @@ export class KernelPlane implements DataPlane {
     }
   }
 
-  /**
-   * The spill flow: a companion flow that serves the spilled subscribers.
-   * It receives the program's spill copy on a socket bound like the listen
-   * socket on another port, which takes only datagrams the program marked
-   * (SLUICE_MARK), so nobody else can feed it. The program has applied the
-   * allow list and the size and payload checks, and sends the copy from
-   * the local address the datagram was sent to (a strict rp_filter on lo
-   * would refuse the original sender), hence `any` source here. It sends
-   * through the main companion's sockets, so its copies leave from the
-   * listen port like every other copy, on every tier.
-   */
-  #spillPlan(plan: FlowPlan, listen: Endpoint, port: number, destinations: readonly Endpoint[]): FlowPlan {
-    // The main companion joins the group; its spill flow only takes the program's marked copies.
-    const { multicast: _join, ...rest } = plan;
-    return { ...rest, name: `${plan.name} (spill)`, listen: { ...listen, port }, sources: { any: true }, destinations };
-  }
-
   async #startSpill(id: string, f: KernelFlow): Promise<number> {
-    const r = await this.#companion.addFlow(`${id}${SPILL_SUFFIX}`, this.#spillPlan(f.plan, f.listen, 0, f.spill), { sendVia: id, onlyMark: SLUICE_MARK });
+    const r = await this.#companion.addFlow(`${id}${SPILL_SUFFIX}`, spillPlan(f.plan, f.listen, 0, f.spill), { sendVia: id, onlyMark: SLUICE_MARK });
     return r.listen.port;
   }
 
@@ -307,7 +299,7 @@ export class KernelPlane implements DataPlane {
     const { subs, spill, fresh } = this.#assign(plan, f.listen, f.subs, f.spill);
     this.#zeroDests(fresh);
     await this.#companion.updateFlow(id, plan);
-    if (f.spillPort) await this.#companion.updateFlow(`${id}${SPILL_SUFFIX}`, this.#spillPlan(plan, f.listen, f.spillPort, spill));
+    if (f.spillPort) await this.#companion.updateFlow(`${id}${SPILL_SUFFIX}`, spillPlan(plan, f.listen, f.spillPort, spill));
     const removed = f.subs.filter((s) => !subs.some((x) => x.destSlot === s.destSlot));
     f.plan = plan;
     f.subs = subs;
@@ -325,6 +317,8 @@ export class KernelPlane implements DataPlane {
     this.#flows.delete(id);
     // The kernel stops first; the companion carries stragglers until it goes.
     mapDelete(this.#fd('flows'), f.key, 'flows');
+    this.#backlog.sample(); // the final counts include the drops up to now; none are counted while no flow runs
+    if (this.#flows.size === 0) this.#backlog.pause();
     const kernel = this.#kernelCounters(f);
     // The spill flow sends through the main flow's sockets: it goes first.
     const spill = f.spillPort ? await this.#companion.removeFlow(`${id}${SPILL_SUFFIX}`) : undefined;
@@ -332,14 +326,21 @@ export class KernelPlane implements DataPlane {
     for (const k of f.allow) mapDelete(this.#fd('allow'), k, 'allow');
     for (const s of f.subs) this.#destSlots.give(s.destSlot);
     this.#flowSlots.give(f.slot);
-    return mergeFlowStats(f, kernel, main, spill);
+    const base = this.#backlogBase.get(id) ?? 0;
+    this.#backlogBase.delete(id);
+    return mergeFlowStats(f, kernel, main, spill, this.#backlog.total - base);
   }
 
   flowStats(id: string): FlowStats | undefined {
     const f = this.#flows.get(id);
     if (!f) return undefined;
     const spill = f.spillPort ? this.#companion.flowStats(`${id}${SPILL_SUFFIX}`) : undefined;
-    return mergeFlowStats(f, this.#kernelCounters(f), this.#companion.flowStats(id), spill);
+    return mergeFlowStats(f, this.#kernelCounters(f), this.#companion.flowStats(id), spill, this.#backlog.total - (this.#backlogBase.get(id) ?? 0));
+  }
+
+  /** Host-wide drops outside Sluice seen while this plane's flows ran (DataPlane.hostDrops). */
+  hostDrops(): HostDrops {
+    return { hostBacklog: this.#backlog.total };
   }
 
   /** Where each subscriber is served and the kernel-only counters (punts, spills). */

@@ -149,3 +149,20 @@ export function assignSubscribers(
   }
   return { subs, spill, fresh };
 }
+
+/**
+ * The spill flow: a companion flow that serves the spilled subscribers.
+ * It receives the program's spill copy on a socket bound like the listen
+ * socket on another port, which takes only datagrams the program marked
+ * (SLUICE_MARK), so nobody else can feed it. The program has applied the
+ * allow list and the size and payload checks, and sends the copy from
+ * the local address the datagram was sent to (a strict rp_filter on lo
+ * would refuse the original sender), hence `any` source here. It sends
+ * through the main companion's sockets, so its copies leave from the
+ * listen port like every other copy, on every tier.
+ */
+export function spillPlan(plan: FlowPlan, listen: Endpoint, port: number, destinations: readonly Endpoint[]): FlowPlan {
+  // The main companion joins the group; its spill flow only takes the program's marked copies.
+  const { multicast: _join, ...rest } = plan;
+  return { ...rest, name: `${plan.name} (spill)`, listen: { ...listen, port }, sources: { any: true }, destinations };
+}

@@ -12,6 +12,8 @@ import { ffiAvailable } from '../../sys/probe.js';
 import { readObject } from './program.js';
 import { chooseHooks } from './attach.js';
 import { CHUNK, MAX_SUBS } from './layout.js';
+import { SUGGESTED_BACKLOG, readBacklogSetting, readSoftnetStat } from './softnet.js';
+import { leftoverTuning } from './host-tuning.js';
 
 /**
  * Root, or CAP_BPF (39), CAP_NET_ADMIN (12) and CAP_PERFMON (38) in the
@@ -39,15 +41,21 @@ export function programNote(insns: number): string {
 /**
  * Copies for local (lo) and veth subscribers wait in the CPU's backlog
  * queue until the program's run ends: a datagram for N of them queues N.
+ * The setting, the drops since boot (softnet.ts) and what a crashed
+ * `--tune-host` left (host-tuning.ts).
  */
-function backlogNote(): string {
-  let v = '?';
-  try {
-    v = readFileSync('/proc/sys/net/core/netdev_max_backlog', 'utf8').trim();
-  } catch {
-    // Not visible in this namespace (the sysctl is global, shown in the initial one only).
-  }
-  return `net.core.netdev_max_backlog=${v}: every copy to a local or veth subscriber waits there until the datagram's copies are made; raise it (e.g. 10000) for fan-outs of hundreds with bursts`;
+export function backlogNotes(): string[] {
+  const v = readBacklogSetting();
+  const stat = readSoftnetStat();
+  const drops = stat
+    ? `${stat.dropped} packet(s) dropped there since boot${stat.dropped ? ' (some may predate Sluice; the kernel tier counts those while its flows run as hostBacklog)' : ''}`
+    : '/proc/net/softnet_stat unreadable: its drops are not counted';
+  const leftover = leftoverTuning();
+  return [
+    // Not visible in a network namespace other than the initial one (the sysctl is global).
+    `net.core.netdev_max_backlog=${v ?? '?'}: every copy to a local or veth subscriber waits there until the datagram's copies are made; raise it (e.g. ${SUGGESTED_BACKLOG}, or run with --tune-host) for fan-outs of hundreds with bursts; ${drops}`,
+    ...(leftover ? [leftover] : []),
+  ];
 }
 
 /** Kernel version as [major, minor]. */
@@ -86,7 +94,7 @@ export async function probeKernelTier(): Promise<TierProbe> {
     programNote(insns),
     'sets on lo: net.ipv4.conf.lo.{forwarding,route_localnet,accept_local}=1, net.ipv6.conf.lo.forwarding=1 (route lookups and local delivery from eBPF); restored when no kernel-tier process and no pinned state needs them any more',
     'checks at ingress as the stack does: lengths, checksums, martian sources and rp_filter (per interface, refreshed every 2 s); what fails is left to the stack. Netfilter rules (an IPv6 rpfilter too) do not apply to what it carries: it runs before them',
-    backlogNote(),
+    ...backlogNotes(),
   ];
   return { tier: 'kernel', available: true, detail: `eBPF on tcx (Linux ${maj}.${min}), with the batched tier as companion`, notes };
 }

@@ -85,8 +85,8 @@ function destinationNames(plan: FlowPlan): readonly { readonly to: string; reado
   return names;
 }
 
-/** One FlowStats from the program's counters `k` and the companion flows' stats (`main`, `spill`). */
-export function mergeFlowStats(f: MergedFlow, k: KernelCounters, main: FlowStats | undefined, spill: FlowStats | undefined): FlowStats {
+/** One FlowStats from the program's counters `k`, the companion flows' stats (`main`, `spill`) and the host's backlog drops since the flow started. */
+export function mergeFlowStats(f: MergedFlow, k: KernelCounters, main: FlowStats | undefined, spill: FlowStats | undefined, hostBacklog = 0): FlowStats {
   const kf = k.flow;
   const mainDest = byDestination(main);
   const spillDest = byDestination(spill);
@@ -136,6 +136,7 @@ export function mergeFlowStats(f: MergedFlow, k: KernelCounters, main: FlowStats
       unreachable: add((s) => s.drops.unreachable),
       suspended: add((s) => s.drops.suspended) + f.suspended.totalMissed(copied),
     },
+    hostDrops: { hostBacklog },
     destinations,
   };
 }
