@@ -82,3 +82,12 @@ export {
   type FlowDropReason,
   type DestinationDropReason,
 } from './dataplane/common/counters.js';
+export { TcpRelay, type TcpRelayStats } from './control/tcp-relay.js';
+export {
+  tcpRedirectSchema,
+  parseTcpRedirect,
+  TCP_RELAY_MODES,
+  type TcpRedirectPolicy,
+  type TcpRedirectSpec,
+  type TcpRelayMode,
+} from './policy/tcp-redirect.js';

@@ -60,6 +60,12 @@ export interface Libc {
   if_nametoindex(name: string): number;
   /** pthread_sigmask(how, set, oldset): the calling thread's blocked signals; returns 0 or an error number. */
   pthread_sigmask(how: number, set: ArrayBufferView | null, oldset: ArrayBufferView | null): number;
+  /** pipe2(fds, flags): `fds` is an Int32Array(2) {read end, write end}. */
+  pipe2(fds: Int32Array, flags: number): number;
+  /** splice(in, NULL, out, NULL, len, flags): offsets always NULL (pipes and sockets). */
+  splice(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number, flags: number): number;
+  /** shutdown(fd, how): SHUT_WR sends the FIN of a half-close. */
+  shutdown(fd: number, how: number): number;
   /** errno of the calling thread, as left by the last call. */
   errno(): number;
 }
@@ -116,6 +122,9 @@ export function loadFfi(): { ok: true; libc: Libc } | { ok: false; reason: strin
       sched_setscheduler: lib.func('int sched_setscheduler(int, int, void *)'),
       if_nametoindex: lib.func('unsigned int if_nametoindex(const char *)'),
       pthread_sigmask: lib.func('int pthread_sigmask(int, void *, void *)'),
+      pipe2: lib.func('int pipe2(void *, int)'),
+      splice: lib.func('long splice(int, uintptr_t, int, uintptr_t, size_t, unsigned int)'),
+      shutdown: lib.func('int shutdown(int, int)'),
       errno: () => koffi.errno(),
     };
     return (loaded = { ok: true, libc });

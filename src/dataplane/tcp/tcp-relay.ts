@@ -1,0 +1,167 @@
+/**
+ * A running tcp-redirect: accepts on `listen`, checks the source against
+ * `allow` and the pair count against `maxConnections`, connects to `to`,
+ * and hands the joined pair to a path (splice or user space) that moves
+ * the bytes. Refused connections are reset at once and counted. Sockets
+ * are accepted paused (pauseOnConnect), so no byte is read in user space
+ * before the path takes them.
+ */
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { createSourceMatcher } from '../../policy/source-filter.js';
+import type { TcpRedirectSpec } from '../../policy/tcp-redirect.js';
+import { unmapAddress, type Endpoint } from '../../wire/endpoint.js';
+import { fromNodeError, NotSupportedError } from '../../errors.js';
+import { reset, type Joiner, type PairEnd } from './joiner.js';
+import { UserJoiner } from './user-joiner.js';
+import { SpliceJoiner, spliceUnavailable } from './splice-joiner.js';
+
+export interface TcpRelayStats {
+  readonly name: string | undefined;
+  readonly mode: 'splice' | 'userspace';
+  readonly listen: Endpoint;
+  /** Connections joined to `to` (refused and failed ones are not). */
+  readonly accepted: number;
+  /** Connections reset at accept: source not allowed, or maxConnections reached. */
+  readonly refused: { readonly notAllowed: number; readonly overLimit: number };
+  /** Connections reset because `to` could not be reached in time. */
+  readonly upstreamFailed: number;
+  /** Pairs open now (connecting to `to` included). */
+  readonly active: number;
+  /** Pairs ended cleanly (both sides closed) and by a reset. */
+  readonly closed: number;
+  readonly resets: number;
+  readonly bytesToUpstream: number;
+  readonly bytesToClient: number;
+}
+
+export class TcpRelayEngine {
+  readonly spec: TcpRedirectSpec;
+  readonly #server: Server;
+  readonly #joiner: Joiner;
+  readonly #allowed: (address: string) => boolean;
+  readonly #connecting = new Set<Socket>();
+  #listen: Endpoint;
+  #accepted = 0;
+  #notAllowed = 0;
+  #overLimit = 0;
+  #upstreamFailed = 0;
+  #active = 0;
+  #closed = 0;
+  #resets = 0;
+  #closing: Promise<TcpRelayStats> | undefined;
+  /** The splice thread's failure, if it stopped on its own (new connections are then refused). */
+  failure: Error | undefined;
+
+  private constructor(spec: TcpRedirectSpec, joiner: Joiner, server: Server, listen: Endpoint) {
+    this.spec = spec;
+    this.#joiner = joiner;
+    this.#server = server;
+    this.#listen = listen;
+    this.#allowed = createSourceMatcher(spec.allow);
+    server.on('connection', (s: Socket) => this.#accept(s));
+  }
+
+  /** Starts listening; `mode: 'splice'` where splice cannot run is a NotSupportedError saying why. */
+  static async start(spec: TcpRedirectSpec): Promise<TcpRelayEngine> {
+    const why = spliceUnavailable();
+    if (spec.mode === 'splice' && why) throw new NotSupportedError('the splice path of tcp-redirect is unavailable', why);
+    const server = createServer({ pauseOnConnect: true, allowHalfOpen: true });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err) => reject(fromNodeError('listen', err, `tcp ${spec.listen.address}:${spec.listen.port}`)));
+      server.listen({ host: spec.listen.address, port: spec.listen.port, ipv6Only: spec.listen.family === 6 }, resolve);
+    });
+    const a = server.address();
+    const listen: Endpoint = a && typeof a === 'object' ? { ...spec.listen, port: a.port } : spec.listen;
+    let engine: TcpRelayEngine | undefined;
+    const joiner: Joiner =
+      spec.mode === 'userspace' || why
+        ? new UserJoiner()
+        : new SpliceJoiner((err) => {
+            if (engine) engine.failure = err;
+          });
+    engine = new TcpRelayEngine(spec, joiner, server, listen);
+    return engine;
+  }
+
+  get listen(): Endpoint {
+    return this.#listen;
+  }
+
+  stats(): TcpRelayStats {
+    const b = this.#joiner.bytes();
+    return {
+      name: this.spec.name,
+      mode: this.#joiner.mode,
+      listen: this.#listen,
+      accepted: this.#accepted,
+      refused: { notAllowed: this.#notAllowed, overLimit: this.#overLimit },
+      upstreamFailed: this.#upstreamFailed,
+      active: this.#active,
+      closed: this.#closed,
+      resets: this.#resets,
+      bytesToUpstream: b.toUpstream,
+      bytesToClient: b.toClient,
+    };
+  }
+
+  #accept(client: Socket): void {
+    client.on('error', () => {});
+    const source = unmapAddress(client.remoteAddress ?? '');
+    if (!this.#allowed(source)) {
+      this.#notAllowed++;
+      reset(client);
+      return;
+    }
+    if (this.#active >= this.spec.maxConnections || this.failure || this.#closing) {
+      this.#overLimit++;
+      reset(client);
+      return;
+    }
+    this.#active++;
+    const to = this.spec.to;
+    const upstream = connect({ host: to.address, port: to.port, allowHalfOpen: true });
+    upstream.pause();
+    this.#connecting.add(upstream);
+    const timer = setTimeout(() => upstream.destroy(new Error('connect timed out')), this.spec.connectTimeoutMs);
+    const failed = () => {
+      clearTimeout(timer);
+      this.#connecting.delete(upstream);
+      this.#upstreamFailed++;
+      this.#active--;
+      reset(client);
+      reset(upstream);
+    };
+    upstream.once('error', failed);
+    upstream.once('connect', () => {
+      clearTimeout(timer);
+      upstream.off('error', failed);
+      upstream.on('error', () => {});
+      this.#connecting.delete(upstream);
+      if (client.destroyed || this.#closing) {
+        this.#active--;
+        reset(upstream);
+        return;
+      }
+      this.#accepted++;
+      this.#joiner.join(client, upstream, (end) => this.#ended(end));
+    });
+  }
+
+  #ended(end: PairEnd): void {
+    this.#active--;
+    if (end.reason === 'reset') this.#resets++;
+    else this.#closed++;
+  }
+
+  /** Stops accepting, resets every open pair and returns the last counters. */
+  close(): Promise<TcpRelayStats> {
+    this.#closing ??= (async () => {
+      const listening = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+      for (const s of this.#connecting) s.destroy(new Error('relay closed'));
+      await this.#joiner.close();
+      await listening;
+      return this.stats();
+    })();
+    return this.#closing;
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * The user-space path: node:net streams, the reference the splice path is
+ * tested against (and the fallback where neither in-kernel path works).
+ * Each direction is a pipe() with back-pressure; a side's end of file ends
+ * the other side's writing (half-close, allowHalfOpen); a side's error
+ * resets the other.
+ */
+import type { Socket } from 'node:net';
+import { reset, type Joiner, type PairEnd } from './joiner.js';
+
+export class UserJoiner implements Joiner {
+  readonly mode = 'userspace';
+  readonly #open = new Set<{ client: Socket; upstream: Socket }>();
+  #endedUp = 0;
+  #endedDown = 0;
+
+  join(client: Socket, upstream: Socket, done: (end: PairEnd) => void): void {
+    const pair = { client, upstream };
+    this.#open.add(pair);
+    let error: string | undefined;
+    let closed = 0;
+    const onError = (other: Socket) => (err: Error) => {
+      error ??= (err as NodeJS.ErrnoException).code ?? err.message;
+      reset(other);
+    };
+    const onClose = () => {
+      if (++closed < 2) return;
+      this.#open.delete(pair);
+      const bytesToUpstream = upstream.bytesWritten;
+      const bytesToClient = client.bytesWritten;
+      this.#endedUp += bytesToUpstream;
+      this.#endedDown += bytesToClient;
+      done({ reason: error === undefined ? 'closed' : 'reset', ...(error === undefined ? {} : { error }), bytesToUpstream, bytesToClient });
+    };
+    client.on('error', onError(upstream)).on('close', onClose);
+    upstream.on('error', onError(client)).on('close', onClose);
+    // Both ends half-closed: close the socket (Node keeps an allowHalfOpen socket open otherwise).
+    const endWhenBothDone = (s: Socket) => () => {
+      if (s.writableFinished) s.destroy();
+      else s.once('finish', () => s.destroy());
+    };
+    client.on('end', endWhenBothDone(client));
+    upstream.on('end', endWhenBothDone(upstream));
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.resume();
+    upstream.resume();
+  }
+
+  bytes(): { toUpstream: number; toClient: number } {
+    let toUpstream = this.#endedUp;
+    let toClient = this.#endedDown;
+    for (const p of this.#open) {
+      toUpstream += p.upstream.bytesWritten;
+      toClient += p.client.bytesWritten;
+    }
+    return { toUpstream, toClient };
+  }
+
+  close(): Promise<void> {
+    for (const p of this.#open) {
+      reset(p.client);
+      reset(p.upstream);
+    }
+    return Promise.resolve();
+  }
+}
