@@ -82,6 +82,8 @@ export class SpliceJoiner implements Joiner {
   }
 
   async close(): Promise<void> {
+    // The thread is unref'd; waiting for it to stop must keep the process alive.
+    this.#worker.ref();
     if (!this.#failure) this.#post({ op: 'stop' });
     await this.#stopped;
     for (const o of this.#open.values()) this.#finish(o, { reason: 'reset', error: 'relay closed', bytesToUpstream: 0, bytesToClient: 0 });

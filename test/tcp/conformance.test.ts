@@ -1,0 +1,90 @@
+/**
+ * tcp-redirect conformance (issue 22, part 2): the splice path against the
+ * node:net reference proxy under the same policy. Each scenario asserts the
+ * expected behaviour for both modes, then that the splice path observed
+ * exactly what the reference did. Loopback only; no root needed.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { TcpRelay } from '../../src/index.js';
+import { allowList, exchange, halfClose, idleAndLimit, resets, SIZES, slowReader, upstreamDown } from './tcp-suite.js';
+import type { Mode } from './tcp-harness.js';
+
+const MODES: Mode[] = ['userspace', 'splice'];
+
+async function both<T>(scenario: (m: Mode) => Promise<T>): Promise<Record<Mode, T>> {
+  const out = {} as Record<Mode, T>;
+  for (const m of MODES) out[m] = await scenario(m);
+  return out;
+}
+
+test('the splice path is what auto picks on Linux', async () => {
+  const r = await TcpRelay.start({ type: 'tcp-redirect', listen: 'tcp://127.0.0.1:0', to: 'tcp://127.0.0.1:9', allow: 'any' });
+  assert.equal(r.mode, 'splice');
+  await r.close();
+});
+
+test('byte-exact both ways at once, random sizes, concurrent connections', async () => {
+  const r = await both(exchange);
+  for (const m of MODES) {
+    assert.ok(
+      r[m].pairs.every((p) => p.up && p.down),
+      `${m}: ${JSON.stringify(r[m].pairs)}`,
+    );
+    assert.deepEqual(r[m].stats, { accepted: SIZES.length, active: 0, closed: SIZES.length, resets: 0 });
+  }
+  assert.deepEqual(r.splice, r.userspace);
+});
+
+test('half-close: each side ends first, the other direction keeps going', async () => {
+  const r = await both(halfClose);
+  assert.deepEqual(r.userspace, {
+    requestExact: true,
+    serverSawEnd: true,
+    replyExact: true,
+    earlyReply: 'bye',
+    sentAfterPeerEnded: true,
+    closed: 2,
+    resets: 0,
+  });
+  assert.deepEqual(r.splice, r.userspace);
+});
+
+test('a reset from either side reaches the other as a reset', async () => {
+  const r = await both(resets);
+  assert.deepEqual(r.userspace, { 'clientReset:peerSaw': 'reset', 'upstreamReset:peerSaw': 'reset', resets: 2, active: 0 });
+  assert.deepEqual(r.splice, r.userspace);
+});
+
+test('a slow reader stalls the writer (no unbounded buffering); every byte arrives once it reads', async () => {
+  const r = await both(slowReader);
+  for (const m of MODES) {
+    const { stalledMiB, ...rest } = r[m];
+    assert.deepEqual(rest, { stalled: true, relayHeldBack: true, exact: true }, `${m}: stalled at ${String(stalledMiB)} MiB`);
+  }
+});
+
+test('a source outside allow is reset at accept and counted', async () => {
+  const r = await both(allowList);
+  assert.deepEqual(r.userspace, { how: 'reset-or-close', upstreamConnections: 0, notAllowed: 1, accepted: 0 });
+  assert.deepEqual(r.splice, r.userspace);
+});
+
+test('idle clients hold at most maxConnections; more are refused and counted; others still flow', async () => {
+  const r = await both(idleAndLimit);
+  assert.deepEqual(r.userspace, {
+    echoExact: true,
+    refusedEnds: true,
+    overLimit: 6,
+    againEcho: 'x',
+    upstreamConnections: 6,
+    accepted: 6,
+  });
+  assert.deepEqual(r.splice, r.userspace);
+});
+
+test('an unreachable upstream resets the client and counts upstreamFailed', async () => {
+  const r = await both(upstreamDown);
+  assert.deepEqual(r.userspace, { how: 'reset-or-close', upstreamFailed: 1, active: 0, accepted: 0 });
+  assert.deepEqual(r.splice, r.userspace);
+});
