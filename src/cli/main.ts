@@ -18,6 +18,7 @@ import { NotSupportedError, PolicyValidationError, SluiceError } from '../errors
 import { runTpo, runStatus } from './tpo.js';
 import { EXIT, parseBitrate, parseDuration, table, emitJson, exitAfterOutput } from './output.js';
 import { runSession } from './session.js';
+import { runTcpRelay } from './tcp-relay.js';
 import { runDemo } from './demo.js';
 import { runSendAggregate, runWrite } from './send.js';
 import { serveCommand } from './serve.js';
@@ -84,11 +85,12 @@ export function buildProgram(exit: (code: number) => void): Command {
   program
     .command('relay')
     .description('relay datagrams from one listen address: one --to redirects, several replicate')
-    .requiredOption('--listen <url>', 'listen address, udp://HOST:PORT (IPv6: udp://[ADDR]:PORT)')
+    .requiredOption('--listen <url>', 'listen address, udp://HOST:PORT (IPv6: udp://[ADDR]:PORT), or tcp://HOST:PORT for a tcp-redirect')
     .option('--to <url>', 'destination (repeat for a replicate)', collect, [])
     .option('--allow <cidr>', "allowed source address or prefix (repeatable), or 'any'", collect, [])
     .addOption(tierOption())
     .option('--name <name>', 'flow name in counters')
+    .option('--max-connections <n>', 'tcp://: most joined connections at once, more are reset (default 1024)', positiveInt(65536))
     .option('--max-datagram <bytes>', 'drop (and count) longer datagrams', positiveInt(MAX_UDP_PAYLOAD))
     .addOption(
       new Option('--payload <format>', 'payload check; mpegts, rtp and rtp-mpegts (TS in RTP) are also monitored (RTP loss and jitter, TR 101 290)')
@@ -122,6 +124,8 @@ export function buildProgram(exit: (code: number) => void): Command {
     )
     .action(async (o) => {
       if (o.to.length === 0) throw new PolicyValidationError([{ path: '--to', message: 'give at least one destination' }], 'sluice relay');
+      const tcp = /^tcp:\/\//i.test(o.listen) ? { ...o, json: !!o.json, statsInterval: o.statsInterval ?? (o.json ? 0 : 5) } : undefined;
+      if (tcp && o.allow.length > 0) return exit(await runTcpRelay(tcp));
       if (o.allow.length === 0) {
         throw new PolicyValidationError(
           [{ path: '--allow', message: "required: the sources to relay (address or CIDR prefix), or 'any' to relay for everyone" }],
