@@ -43,14 +43,15 @@ export async function runTcpRelay(a: TcpRelayArgs): Promise<number> {
   const stop = listenForStop();
   try {
     const relay = await TcpRelay.start(policy);
-    if (a.json) emitJson('started', { listen: relay.listen, to: a.to[0], mode: relay.mode });
+    if (a.json) emitJson('ready', { listen: relay.listen, to: a.to[0], mode: relay.mode });
     else process.stdout.write(`relaying ${relay.listen} -> ${a.to[0]} (${relay.mode})\n`);
-    const print = (event: string) => (a.json ? emitJson(event, { ...relay.stats() }) : process.stdout.write(`${line(relay.stats())}\n`));
+    const print = (event: string, extra: Record<string, unknown> = {}) =>
+      a.json ? emitJson(event, { ...extra, ...relay.stats() }) : process.stdout.write(`${line(relay.stats())}\n`);
     const timer = a.statsInterval > 0 ? setInterval(() => print('stats'), a.statsInterval * 1000) : undefined;
-    await stop.signal;
+    const signal = await stop.signal;
     if (timer) clearInterval(timer);
     await relay.close();
-    print('final');
+    print('final', { signal });
     return relay.failure ? EXIT.FAILURE : EXIT.OK;
   } finally {
     stop.dispose();

@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TcpRelay } from '../../src/index.js';
-import { allowList, exchange, halfClose, idleAndLimit, resets, SIZES, slowReader, upstreamDown } from './tcp-suite.js';
+import { allowList, exchange, halfClose, idleAndLimit, manyPairsV6, resets, SIZES, slowReader, upstreamDown } from './tcp-suite.js';
 import type { Mode } from './tcp-harness.js';
 
 const MODES: Mode[] = ['userspace', 'splice'];
@@ -86,5 +86,11 @@ test('idle clients hold at most maxConnections; more are refused and counted; ot
 test('an unreachable upstream resets the client and counts upstreamFailed', async () => {
   const r = await both(upstreamDown);
   assert.deepEqual(r.userspace, { how: 'reset-or-close', upstreamFailed: 1, active: 0, accepted: 0 });
+  assert.deepEqual(r.splice, r.userspace);
+});
+
+test('IPv6, 200 pairs at once', async () => {
+  const r = await both(manyPairsV6);
+  assert.deepEqual(r.userspace, { allExact: true, accepted: 200, closed: 200, resets: 0, overLimit: 0 });
   assert.deepEqual(r.splice, r.userspace);
 });

@@ -242,3 +242,33 @@ export async function upstreamDown(mode: Mode): Promise<Record<string, unknown>>
   await relay.close();
   return { how: how === 'end' ? 'end' : 'reset-or-close', upstreamFailed: stats.upstreamFailed, active: stats.active, accepted: stats.accepted };
 }
+
+/** IPv6 loopback, and 200 pairs open at once (bounded), each echoing its own bytes. */
+export async function manyPairsV6(mode: Mode): Promise<Record<string, unknown>> {
+  const { createServer, connect } = await import('node:net');
+  const server = createServer({ allowHalfOpen: true }, (s) => {
+    s.on('error', () => {});
+    s.pipe(s);
+  });
+  await new Promise<void>((r) => server.listen(0, '::1', r));
+  const port = (server.address() as { port: number }).port;
+  const { TcpRelay } = await import('../../src/index.js');
+  const relay = await TcpRelay.start({ type: 'tcp-redirect', listen: 'tcp://[::1]:0', to: `tcp://[::1]:${port}`, allow: '::1', mode, maxConnections: 200 });
+  const relayPort = Number(new URL(relay.listen).port);
+  const n = 200;
+  const results = await Promise.all(
+    Array.from({ length: n }, async (_, i) => {
+      const c = connect({ host: '::1', port: relayPort, allowHalfOpen: true });
+      c.on('error', () => {});
+      const data = randomBytes(1000 + i * 97, 300 + i);
+      const got = collect(c);
+      c.end(data);
+      return sha(await got) === sha(data);
+    }),
+  );
+  await until(() => relay.stats().active === 0);
+  const s = relay.stats();
+  await relay.close();
+  await new Promise<void>((r) => server.close(() => r()));
+  return { allExact: results.every(Boolean), accepted: s.accepted, closed: s.closed, resets: s.resets, overLimit: s.refused.overLimit };
+}
