@@ -113,15 +113,18 @@ export class SpliceLoop {
   #requests(): boolean {
     for (let r = this.#receive(); r; r = this.#receive()) {
       if (r.op === 'stop') return false;
-      const pair: Pair = {
-        id: r.id,
-        client: r.client,
-        upstream: r.upstream,
-        up: direction(r.client, r.upstream),
-        down: direction(r.upstream, r.client),
-      };
-      this.#pairs.set(r.id, pair);
-      this.#step(pair);
+      let up: Direction | undefined;
+      try {
+        up = direction(r.client, r.upstream);
+        const pair: Pair = { id: r.id, client: r.client, upstream: r.upstream, up, down: direction(r.upstream, r.client) };
+        this.#pairs.set(r.id, pair);
+        this.#step(pair);
+      } catch (err) {
+        // No pipe for this pair (EMFILE, ENFILE): the pair is reset, the others go on.
+        if (!(err instanceof SyscallError)) throw err;
+        up?.pipe.close();
+        this.#notify({ op: 'done', id: r.id, reason: 'reset', error: err.message, bytesToUpstream: 0, bytesToClient: 0 });
+      }
     }
     return true;
   }
