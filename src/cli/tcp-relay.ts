@@ -21,7 +21,7 @@ export interface TcpRelayArgs {
 
 function line(s: TcpRelayStats): string {
   return (
-    `${s.name ?? 'tcp-redirect'} [${s.mode}] accepted ${s.accepted} active ${s.active} closed ${s.closed} resets ${s.resets} ` +
+    `${s.name ?? 'tcp-redirect'} [${s.mode}] accepted ${s.accepted} active ${s.active} closed ${s.closed} resets ${s.resets} idle ${s.idleClosed} ` +
     `refused ${s.refused.notAllowed} not allowed, ${s.refused.overLimit} over limit; upstream failed ${s.upstreamFailed}; ` +
     `bytes to upstream ${s.bytesToUpstream}, to clients ${s.bytesToClient}`
   );

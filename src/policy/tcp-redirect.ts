@@ -66,6 +66,8 @@ export const tcpRedirectSchema = z.strictObject({
   /** Most time to reach `to`, ms; after it the client is reset and the attempt counted as upstreamFailed. */
   connectTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
   mode: z.enum(TCP_RELAY_MODES).default('auto'),
+  /** A pair that moves no byte either way for this long is closed (FIN both ways) and counted as idleClosed, ms. Default: never. */
+  idleTimeoutMs: z.number().int().min(100).max(86_400_000).optional(),
 });
 
 export type TcpRedirectPolicy = z.input<typeof tcpRedirectSchema>;

@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TcpRelay } from '../../src/index.js';
-import { allowList, exchange, halfClose, idleAndLimit, manyPairsV6, resets, SIZES, slowReader, upstreamDown } from './tcp-suite.js';
+import { allowList, exchange, halfClose, idleAndLimit, idleTimeout, manyPairsV6, resets, SIZES, slowReader, upstreamDown } from './tcp-suite.js';
 import type { Mode } from './tcp-harness.js';
 
 const MODES: Mode[] = ['userspace', 'splice'];
@@ -92,5 +92,11 @@ test('an unreachable upstream resets the client and counts upstreamFailed', asyn
 test('IPv6, 200 pairs at once', async () => {
   const r = await both(manyPairsV6);
   assert.deepEqual(r.userspace, { allExact: true, accepted: 200, closed: 200, resets: 0, overLimit: 0 });
+  assert.deepEqual(r.splice, r.userspace);
+});
+
+test('idleTimeoutMs closes a pair that moves nothing, not a busy one', async () => {
+  const r = await both(idleTimeout);
+  assert.deepEqual(r.userspace, { quietHow: 'end', busyExact: true, idleClosed: 1, closed: 1, resets: 0 });
   assert.deepEqual(r.splice, r.userspace);
 });

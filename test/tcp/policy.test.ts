@@ -11,6 +11,7 @@ test('tcp-redirect: endpoints parse, defaults fill in', () => {
   assert.equal(s.maxConnections, 1024);
   assert.equal(s.mode, 'auto');
   assert.equal(s.connectTimeoutMs, 10_000);
+  assert.equal(s.idleTimeoutMs, undefined);
 });
 
 test('tcp-redirect: bad input is a PolicyValidationError naming the field', () => {

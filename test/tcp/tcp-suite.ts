@@ -272,3 +272,28 @@ export async function manyPairsV6(mode: Mode): Promise<Record<string, unknown>> 
   await new Promise<void>((r) => server.close(() => r()));
   return { allExact: results.every(Boolean), accepted: s.accepted, closed: s.closed, resets: s.resets, overLimit: s.refused.overLimit };
 }
+
+/** idleTimeoutMs: a pair that moves nothing is closed (FIN to both sides) and counted; a busy pair is not. */
+export async function idleTimeout(mode: Mode): Promise<Record<string, unknown>> {
+  const upstream = await startUpstream((s) => s.pipe(s));
+  const relay = await startRelay(mode, upstream.port, { idleTimeoutMs: 1500 });
+  const quiet = await connectTo(relay);
+  const quietEnd = ending(quiet);
+  const busy = await connectTo(relay);
+  const busyGot = collect(busy);
+  const sent: Buffer[] = [];
+  for (let i = 0; i < 30; i++) {
+    const b = randomBytes(100, 50 + i);
+    sent.push(b);
+    busy.write(b);
+    await sleep(100);
+  }
+  const quietHow = await quietEnd;
+  busy.end();
+  const echoed = await busyGot;
+  await until(() => relay.stats().active === 0);
+  const s = relay.stats();
+  await relay.close();
+  await upstream.close();
+  return { quietHow, busyExact: sha(echoed) === sha(Buffer.concat(sent)), idleClosed: s.idleClosed, closed: s.closed, resets: s.resets };
+}

@@ -5,7 +5,8 @@
 import type { Socket } from 'node:net';
 
 export interface PairEnd {
-  readonly reason: 'closed' | 'reset';
+  /** closed: both sides ended; reset: an error or RST on either; idle: idleTimeoutMs passed with no byte moved (both closed). */
+  readonly reason: 'closed' | 'reset' | 'idle';
   /** What ended a reset pair (an errno, or the peer's reset). */
   readonly error?: string;
   readonly bytesToUpstream: number;
@@ -19,6 +20,8 @@ export interface Joiner {
    * sockets are destroyed (the path closes or resets them itself).
    */
   join(client: Socket, upstream: Socket, done: (end: PairEnd) => void): void;
+  /** Pairs idle this long (ms) end as 'idle'; set once, before the first join. */
+  idleTimeoutMs?: number | undefined;
   /** Bytes moved so far by pairs still open and ended: [to upstream, to clients]. */
   bytes(): { toUpstream: number; toClient: number };
   /** Ends every pair (reset) and releases the path. */

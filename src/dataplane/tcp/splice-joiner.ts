@@ -31,6 +31,7 @@ export { spliceUnavailable };
 
 export class SpliceJoiner implements Joiner {
   readonly mode = 'splice';
+  idleTimeoutMs: number | undefined;
   readonly #worker: Worker;
   readonly #waker: Waker;
   readonly #totals = new BigInt64Array(new SharedArrayBuffer(16));
@@ -74,7 +75,7 @@ export class SpliceJoiner implements Joiner {
     }
     const id = this.#next++;
     this.#open.set(id, { client, upstream, done });
-    this.#post({ op: 'add', id, client: c, upstream: u });
+    this.#post({ op: 'add', id, client: c, upstream: u, idleTimeoutMs: this.idleTimeoutMs });
   }
 
   bytes(): { toUpstream: number; toClient: number } {

@@ -25,13 +25,15 @@ import { SyscallError } from '../../errors.js';
 /** Bytes asked of one splice call. */
 const CHUNK = 1 << 16;
 
-export type SpliceRequest = { readonly op: 'add'; readonly id: number; readonly client: number; readonly upstream: number } | { readonly op: 'stop' };
+export type SpliceRequest =
+  | { readonly op: 'add'; readonly id: number; readonly client: number; readonly upstream: number; readonly idleTimeoutMs?: number | undefined }
+  | { readonly op: 'stop' };
 
 export type SpliceNotice =
   | {
       readonly op: 'done';
       readonly id: number;
-      readonly reason: 'closed' | 'reset';
+      readonly reason: 'closed' | 'reset' | 'idle';
       /** The call and errno that ended a reset pair ("splice failed: ECONNRESET"). */
       readonly error?: string;
       readonly bytesToUpstream: number;
@@ -55,6 +57,9 @@ interface Pair {
   readonly upstream: number;
   readonly up: Direction;
   readonly down: Direction;
+  /** ms (0: never) and the last time a byte moved (performance.now()). */
+  readonly idleMs: number;
+  lastActive: number;
 }
 
 /** Shared totals: [bytes to upstream, bytes to clients], written only by the loop. */
@@ -95,7 +100,8 @@ export class SpliceLoop {
         events.push(c, u);
       }
       this.#poller.set(fds, events);
-      this.#poller.wait(-1);
+      this.#poller.wait(this.#nextIdleNs());
+      this.#endIdle();
       for (let i = 0; i < order.length; i++) {
         if (this.#poller.revents(1 + 2 * i) !== 0 || this.#poller.revents(2 + 2 * i) !== 0) this.#step(order[i]!);
       }
@@ -116,7 +122,15 @@ export class SpliceLoop {
       let up: Direction | undefined;
       try {
         up = direction(r.client, r.upstream);
-        const pair: Pair = { id: r.id, client: r.client, upstream: r.upstream, up, down: direction(r.upstream, r.client) };
+        const pair: Pair = {
+          id: r.id,
+          client: r.client,
+          upstream: r.upstream,
+          up,
+          down: direction(r.upstream, r.client),
+          idleMs: r.idleTimeoutMs ?? 0,
+          lastActive: performance.now(),
+        };
         this.#pairs.set(r.id, pair);
         this.#step(pair);
       } catch (err) {
@@ -129,10 +143,24 @@ export class SpliceLoop {
     return true;
   }
 
+  /** ppoll timeout until the first idle deadline, ns (-1: none). */
+  #nextIdleNs(): number {
+    let first = Infinity;
+    for (const p of this.#pairs.values()) if (p.idleMs > 0) first = Math.min(first, p.lastActive + p.idleMs);
+    return first === Infinity ? -1 : Math.max(0, Math.ceil((first - performance.now()) * 1e6));
+  }
+
+  #endIdle(): void {
+    const now = performance.now();
+    for (const p of [...this.#pairs.values()]) if (p.idleMs > 0 && now - p.lastActive >= p.idleMs) this.#end(p, 'idle');
+  }
+
   #step(p: Pair): void {
     try {
+      const before = p.up.bytes + p.down.bytes;
       this.#move(p.up, TOTAL_UP);
       this.#move(p.down, TOTAL_DOWN);
+      if (p.up.bytes + p.down.bytes !== before) p.lastActive = performance.now();
     } catch (err) {
       if (!(err instanceof SyscallError)) throw err;
       this.#end(p, 'reset', err.message);
@@ -169,7 +197,7 @@ export class SpliceLoop {
     }
   }
 
-  #end(p: Pair, reason: 'closed' | 'reset', error?: string): void {
+  #end(p: Pair, reason: 'closed' | 'reset' | 'idle', error?: string): void {
     this.#pairs.delete(p.id);
     closePipes(p);
     this.#notify({

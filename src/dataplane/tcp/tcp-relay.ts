@@ -30,6 +30,8 @@ export interface TcpRelayStats {
   /** Pairs ended cleanly (both sides closed) and by a reset. */
   readonly closed: number;
   readonly resets: number;
+  /** Pairs closed by idleTimeoutMs. */
+  readonly idleClosed: number;
   readonly bytesToUpstream: number;
   readonly bytesToClient: number;
 }
@@ -48,6 +50,7 @@ export class TcpRelayEngine {
   #active = 0;
   #closed = 0;
   #resets = 0;
+  #idleClosed = 0;
   #closing: Promise<TcpRelayStats> | undefined;
   /** The splice thread's failure, if it stopped on its own (new connections are then refused). */
   failure: Error | undefined;
@@ -79,6 +82,7 @@ export class TcpRelayEngine {
         : new SpliceJoiner((err) => {
             if (engine) engine.failure = err;
           });
+    joiner.idleTimeoutMs = spec.idleTimeoutMs;
     engine = new TcpRelayEngine(spec, joiner, server, listen);
     return engine;
   }
@@ -99,6 +103,7 @@ export class TcpRelayEngine {
       active: this.#active,
       closed: this.#closed,
       resets: this.#resets,
+      idleClosed: this.#idleClosed,
       bytesToUpstream: b.toUpstream,
       bytesToClient: b.toClient,
     };
@@ -150,6 +155,7 @@ export class TcpRelayEngine {
   #ended(end: PairEnd): void {
     this.#active--;
     if (end.reason === 'reset') this.#resets++;
+    else if (end.reason === 'idle') this.#idleClosed++;
     else this.#closed++;
   }
 

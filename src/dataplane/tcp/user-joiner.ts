@@ -10,6 +10,7 @@ import { reset, type Joiner, type PairEnd } from './joiner.js';
 
 export class UserJoiner implements Joiner {
   readonly mode = 'userspace';
+  idleTimeoutMs: number | undefined;
   readonly #open = new Set<{ client: Socket; upstream: Socket }>();
   #endedUp = 0;
   #endedDown = 0;
@@ -18,19 +19,40 @@ export class UserJoiner implements Joiner {
     const pair = { client, upstream };
     this.#open.add(pair);
     let error: string | undefined;
+    let idle = false;
     let closed = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const idleMs = this.idleTimeoutMs;
+    if (idleMs !== undefined) {
+      let last = performance.now();
+      const check = () => {
+        const left = last + idleMs - performance.now();
+        if (left > 0) timer = setTimeout(check, Math.ceil(left));
+        else {
+          idle = true;
+          client.destroy();
+          upstream.destroy();
+        }
+      };
+      timer = setTimeout(check, idleMs);
+      const touch = () => (last = performance.now());
+      client.on('data', touch);
+      upstream.on('data', touch);
+    }
     const onError = (other: Socket) => (err: Error) => {
       error ??= (err as NodeJS.ErrnoException).code ?? err.message;
       reset(other);
     };
     const onClose = () => {
       if (++closed < 2) return;
+      clearTimeout(timer);
       this.#open.delete(pair);
       const bytesToUpstream = upstream.bytesWritten;
       const bytesToClient = client.bytesWritten;
       this.#endedUp += bytesToUpstream;
       this.#endedDown += bytesToClient;
-      done({ reason: error === undefined ? 'closed' : 'reset', ...(error === undefined ? {} : { error }), bytesToUpstream, bytesToClient });
+      const reason = error !== undefined ? 'reset' : idle ? 'idle' : 'closed';
+      done({ reason, ...(error === undefined ? {} : { error }), bytesToUpstream, bytesToClient });
     };
     client.on('error', onError(upstream)).on('close', onClose);
     upstream.on('error', onError(client)).on('close', onClose);
