@@ -18,7 +18,6 @@ import { NotSupportedError, PolicyValidationError, SluiceError } from '../errors
 import { runTpo, runStatus } from './tpo.js';
 import { EXIT, parseBitrate, parseDuration, table, emitJson, exitAfterOutput } from './output.js';
 import { runSession } from './session.js';
-import { runTcpRelay } from './tcp-relay.js';
 import { runDemo } from './demo.js';
 import { runSendAggregate, runWrite } from './send.js';
 import { serveCommand } from './serve.js';
@@ -124,8 +123,7 @@ export function buildProgram(exit: (code: number) => void): Command {
     )
     .action(async (o) => {
       if (o.to.length === 0) throw new PolicyValidationError([{ path: '--to', message: 'give at least one destination' }], 'sluice relay');
-      const tcp = /^tcp:\/\//i.test(o.listen) ? { ...o, json: !!o.json, statsInterval: o.statsInterval ?? (o.json ? 0 : 5) } : undefined;
-      if (tcp && o.allow.length > 0) return exit(await runTcpRelay(tcp));
+      if (/^tcp:\/\//i.test(o.listen)) return exit(await (await import('./tcp-relay.js')).runTcpRelay(o)); // a tcp-redirect (issue 22)
       if (o.allow.length === 0) {
         throw new PolicyValidationError(
           [{ path: '--allow', message: "required: the sources to relay (address or CIDR prefix), or 'any' to relay for everyone" }],

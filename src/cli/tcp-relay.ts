@@ -8,15 +8,16 @@ import type { TcpRedirectPolicy } from '../policy/tcp-redirect.js';
 import { EXIT, emitJson } from './output.js';
 import { listenForStop } from './signals.js';
 
+/** The `relay` command's options that apply to a tcp:// listen address. */
 export interface TcpRelayArgs {
   readonly listen: string;
   readonly to: readonly string[];
   readonly allow: readonly string[];
-  readonly name?: string;
-  readonly maxConnections?: number;
-  readonly json: boolean;
-  /** Seconds; 0: only at exit. */
-  readonly statsInterval: number;
+  readonly name?: string | undefined;
+  readonly maxConnections?: number | undefined;
+  readonly json?: boolean | undefined;
+  /** Seconds; 0: only at exit (default 5, or 0 with --json). */
+  readonly statsInterval?: number | undefined;
 }
 
 function line(s: TcpRelayStats): string {
@@ -32,22 +33,25 @@ export async function runTcpRelay(a: TcpRelayArgs): Promise<number> {
     process.stderr.write('sluice relay: a tcp:// listen address takes exactly one --to tcp://HOST:PORT\n');
     return EXIT.USAGE;
   }
-  const policy: TcpRedirectPolicy = {
+  const json = !!a.json;
+  const statsInterval = a.statsInterval ?? (json ? 0 : 5);
+  const policy = {
     type: 'tcp-redirect',
     listen: a.listen,
     to: a.to[0]!,
-    allow: a.allow.length === 1 ? a.allow[0]! : [...a.allow],
+    // No --allow: the schema's "required" message.
+    ...(a.allow.length === 0 ? {} : { allow: a.allow.length === 1 ? a.allow[0]! : [...a.allow] }),
     ...(a.name ? { name: a.name } : {}),
     ...(a.maxConnections ? { maxConnections: a.maxConnections } : {}),
-  };
+  } as TcpRedirectPolicy;
   const stop = listenForStop();
   try {
     const relay = await TcpRelay.start(policy);
-    if (a.json) emitJson('ready', { listen: relay.listen, to: a.to[0], mode: relay.mode });
+    if (json) emitJson('ready', { listen: relay.listen, to: a.to[0], mode: relay.mode });
     else process.stdout.write(`relaying ${relay.listen} -> ${a.to[0]} (${relay.mode})\n`);
     const print = (event: string, extra: Record<string, unknown> = {}) =>
-      a.json ? emitJson(event, { ...extra, ...relay.stats() }) : process.stdout.write(`${line(relay.stats())}\n`);
-    const timer = a.statsInterval > 0 ? setInterval(() => print('stats'), a.statsInterval * 1000) : undefined;
+      json ? emitJson(event, { ...extra, ...relay.stats() }) : process.stdout.write(`${line(relay.stats())}\n`);
+    const timer = statsInterval > 0 ? setInterval(() => print('stats'), statsInterval * 1000) : undefined;
     const signal = await stop.signal;
     if (timer) clearInterval(timer);
     await relay.close();

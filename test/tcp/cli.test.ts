@@ -35,3 +35,9 @@ test('sluice relay: a tcp:// listen with a udp:// destination is a usage error',
   assert.equal(r.code, 2);
   assert.match(r.stderr, /unsupported scheme 'udp:\/\/'/);
 });
+
+test('sluice relay: a tcp:// listen without --allow is a usage error naming allow', async () => {
+  const r = await collect(startCli(['relay', '--listen', 'tcp://127.0.0.1:0', '--to', 'tcp://127.0.0.1:5000']));
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /allow: required/);
+});
