@@ -475,7 +475,7 @@ INLINE int is_loopback6(const addr_t *a)
  * netfilter rule). 1: carry; 0: punt, the stack decides (a punt is only
  * slower, so what is rare or unsure is punted).
  */
-INLINE int source_ok(struct __sk_buff *skb, const struct pkt *p)
+INLINE int source_ok(void *ctx, __u32 ifindex, const struct pkt *p)
 {
 	if (p->v6) {
 		if ((p->saddr.w[0] & 0xff) == 0xff)
@@ -495,7 +495,6 @@ INLINE int source_ok(struct __sk_buff *skb, const struct pkt *p)
 	 * for a group the flow joined (checked against its join by the caller). */
 	if (s0 == 0 || s0 == 127 || s0 >= 224 || d0 == 0 || d0 == 127 || (d0 >= 224 && !p->group))
 		return 0;
-	__u32 ifindex = skb->ifindex;
 	const struct ifcfg *cfg = bpf_map_lookup_elem(&ifcfg, &ifindex);
 	if (!cfg || (cfg->flags & IF_UNSURE))
 		return 0;
@@ -511,7 +510,7 @@ INLINE int source_ok(struct __sk_buff *skb, const struct pkt *p)
 	/* For a group, ip_mc_validate_source looks up from no address. */
 	fib.ipv4_src = p->group ? 0 : p->daddr.w[3];
 	fib.ipv4_dst = p->saddr.w[3];
-	if (bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_SKIP_NEIGH) != BPF_FIB_LKUP_RET_SUCCESS)
+	if (bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_SKIP_NEIGH) != BPF_FIB_LKUP_RET_SUCCESS)
 		return 0;
 	if (cfg->rp_filter == 0 || fib.ifindex == ifindex)
 		return 1;
@@ -726,7 +725,9 @@ INLINE int resolve_chunk(struct __sk_buff *skb, const struct flow_value *f, cons
 				h->err = fib_errno(rc);
 			} else {
 				h->ifindex = fib.ifindex;
-				__builtin_memcpy(h->macs, fib.dmac, 12); /* dmac then smac */
+				/* dmac then smac (struct bpf_fib_lookup has smac first) */
+				__builtin_memcpy(h->macs, fib.dmac, 6);
+				__builtin_memcpy((__u8 *)h->macs + 6, fib.smac, 6);
 				if (!wild)
 					h->src = f->src_addr;
 				else if (v6)
@@ -1036,7 +1037,7 @@ int sluice_tcx(struct __sk_buff *skb)
 		return punt(fc, &fc->punt_other_host, p->payload_len);
 	/* Source checks of the stack's input routing: datagrams from the
 	 * network only (local ones keep their route and skip them). */
-	if (skb->ifindex != LO_IFINDEX && !source_ok(skb, p))
+	if (skb->ifindex != LO_IFINDEX && !source_ok(skb, skb->ifindex, p))
 		return punt(fc, &fc->punt_source, p->payload_len);
 	/* Before the policy's checks: a datagram the stack would drop is no tier's to count. */
 	if (!udp_csum_ok(skb, p))
@@ -1077,6 +1078,360 @@ int sluice_tcx(struct __sk_buff *skb)
 		return TCX_NEXT;
 run:
 	return run_stage(skb, st, f, fc);
+}
+
+/* ======================================================================
+ * XDP: redirect (one subscriber) in the driver's receive path.
+ *
+ * Attached (kernelHook 'xdp'/'auto') at XDP of the interfaces whose tcx
+ * ingress runs sluice_tcx, in front of it. It carries only the plainest
+ * case completely: a frame addressed to this interface's MAC, IPv4 without
+ * options or fragmentation (or IPv6 with UDP right after the header),
+ * exact lengths, a right IPv4 header checksum and a UDP checksum it has
+ * summed itself (or none, IPv4), for a flow with exactly one subscriber
+ * that is not local, no spill, no group, no payload format check, an
+ * allowed sender within the size limit, a source the stack's checks
+ * accept (source_ok, as at tcx) and a next hop with a resolved neighbour
+ * out of an interface in `xdp_tx`. That frame is rewritten in place
+ * (addresses, ports, MACs, checksums incrementally: a wrong checksum stays
+ * wrong) and sent with XDP_TX or bpf_redirect_map, counted in the same
+ * flow_stats/dest_stats as at tcx, and in xdp_stats.
+ *
+ * Everything else returns XDP_PASS untouched before any byte is written:
+ * the skb is built and sluice_tcx (tcx ingress) judges it exactly as
+ * without XDP (replicate, punts, drops and their counters stay there).
+ * So XDP never drops: at worst a frame costs the tcx path it costs today.
+ * ====================================================================== */
+
+/* Per flow slot, per CPU: what the XDP program carried itself. */
+struct xdp_counters {
+	__u64 packets; /* redirected at XDP */
+	__u64 bytes;   /* their UDP payload */
+	__u64 passed;  /* a flow's datagram left to tcx (not a redirect XDP can carry) */
+};
+struct map_def xdp_stats SEC("maps") = {
+	.type = BPF_MAP_TYPE_PERCPU_ARRAY,
+	.key_size = sizeof(__u32),
+	.value_size = sizeof(struct xdp_counters),
+	.max_entries = SLUICE_MAX_FLOWS,
+};
+/* Egress interfaces a redirect may use (ifindex -> ifindex), written by user space. */
+struct map_def xdp_tx SEC("maps") = {
+	.type = BPF_MAP_TYPE_DEVMAP_HASH,
+	.key_size = sizeof(__u32),
+	.value_size = sizeof(__u32),
+	.max_entries = SLUICE_MAX_IFACES,
+};
+/* MAC address of each XDP-hooked interface (ifindex -> 6 bytes + 2 zero):
+ * before the stack there is no pkt_type, so "for this host" is checked here. */
+struct map_def ifmac SEC("maps") = {
+	.type = BPF_MAP_TYPE_HASH,
+	.key_size = sizeof(__u32),
+	.value_size = 8,
+	.max_entries = SLUICE_MAX_IFACES,
+	.map_flags = BPF_F_NO_PREALLOC,
+};
+
+#define XDP_ABORTED_ 0
+#define XDP_DROP_ 1
+#define XDP_PASS_ 2
+#define XDP_TX_ 3
+static long (*bpf_redirect_map)(void *map, __u64 key, __u64 flags) = (void *)51;
+static long (*bpf_xdp_load_bytes)(struct xdp_md *xdp, __u32 off, void *buf, __u32 len) = (void *)189;
+
+/* Ones-complement sum of the datagram (pseudo-header included) == 0xffff? */
+INLINE int xdp_udp_csum_ok(struct xdp_md *ctx, const struct pkt *p)
+{
+	__u32 zero = 0;
+	struct scratch *sc = bpf_map_lookup_elem(&scratch, &zero);
+	if (!sc)
+		return 0;
+	__u32 len = p->payload_len + sizeof(struct udphdr);
+	if (len > 0xffff)
+		return 0;
+	long rc;
+	if (p->v6) {
+		__builtin_memcpy(&sc->w[0], &p->saddr, 16);
+		__builtin_memcpy(&sc->w[4], &p->daddr, 16);
+		sc->w[8] = __builtin_bswap32(len);
+		sc->w[9] = (__u32)IPPROTO_UDP << 24;
+		rc = bpf_csum_diff(0, 0, sc->w, 40, 0);
+	} else {
+		sc->w[0] = p->saddr.w[3];
+		sc->w[1] = p->daddr.w[3];
+		sc->w[2] = ((__u32)IPPROTO_UDP << 8) | ((__u32)bswap16(len) << 16);
+		rc = bpf_csum_diff(0, 0, sc->w, 12, 0);
+	}
+	if (rc < 0)
+		return 0;
+	__u32 sum = rc;
+#pragma clang loop unroll(disable)
+	for (__u32 i = 0; i < 65536 / CSUM_CHUNK; i++) {
+		__u32 at = i * CSUM_CHUNK;
+		if (at >= len)
+			break;
+		__u32 n = len - at;
+		if (n >= CSUM_CHUNK) {
+			if (bpf_xdp_load_bytes(ctx, p->l4 + at, sc->w, CSUM_CHUNK))
+				return 0;
+			rc = bpf_csum_diff(0, 0, sc->w, CSUM_CHUNK, sum);
+		} else {
+			barrier_var(n);
+			n &= CSUM_CHUNK - 1;
+			if (n == 0)
+				break;
+			__u32 w = (n >> 2) & (CSUM_CHUNK / 4 - 1);
+			sc->w[w] = 0;
+			if (bpf_xdp_load_bytes(ctx, p->l4 + at, sc->w, n))
+				return 0;
+			__u32 size = (n + 3) & (CSUM_CHUNK - 4);
+			barrier_var(size);
+			if (size > CSUM_CHUNK)
+				return 0;
+			rc = bpf_csum_diff(0, 0, sc->w, size, sum);
+		}
+		if (rc < 0)
+			return 0;
+		sum = rc;
+	}
+	return fold(sum) == 0xffff;
+}
+
+/* A checksum field after adding `diff` (a bpf_csum_diff of old -> new words). */
+INLINE __u16 csum_update(__u16 check, long diff)
+{
+	__u32 s = fold((__u32)diff);
+	__u32 t = (__u16)~check + s;
+	return ~fold(t) & 0xffff;
+}
+
+/*
+ * Parses a frame at XDP. Returns 0 only for the plain case described
+ * above (the caller still checks the flow, source, checksum and route).
+ */
+INLINE int xdp_parse(struct xdp_md *ctx, struct pkt *p)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return -1;
+	__u32 ifindex = ctx->ingress_ifindex;
+	const __u16 *mac = bpf_map_lookup_elem(&ifmac, &ifindex);
+	const __u16 *dst = (const __u16 *)eth->h_dest;
+	/* Another host's, multicast or broadcast frame: the stack decides. */
+	if (!mac || dst[0] != mac[0] || dst[1] != mac[1] || dst[2] != mac[2])
+		return -1;
+	__u32 real = end - data - sizeof(*eth);
+	p->l3 = sizeof(*eth);
+	if (eth->h_proto == htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > end || ip->version != 4 || ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
+			return -1;
+		if (bswap16(ip->frag_off) & 0x3fff)
+			return -1; /* MF or an offset: a fragment */
+		struct udphdr *udp = (void *)(ip + 1);
+		if ((void *)(udp + 1) > end)
+			return -1;
+		__u16 tot = bswap16(ip->tot_len);
+		__u16 ulen = bswap16(udp->len);
+		if (tot != real || ulen < sizeof(*udp) || ulen != tot - sizeof(*ip))
+			return -1;
+		if (fold(bpf_csum_diff(0, 0, (void *)ip, sizeof(*ip), 0)) != 0xffff)
+			return -1;
+		p->v6 = 0;
+		p->l4 = p->l3 + sizeof(*ip);
+		p->ip_len = tot;
+		p->payload_len = ulen - sizeof(*udp);
+		p->tos = ip->tos;
+		map_v4(&p->saddr, ip->saddr);
+		map_v4(&p->daddr, ip->daddr);
+		p->group = (p->daddr.w[3] & 0xf0) == 0xe0;
+		p->sport = udp->source;
+		p->dport = udp->dest;
+		p->check = udp->check;
+		return p->group ? -1 : 0;
+	}
+	if (eth->h_proto == htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 1) > end || ip6->version != 6 || ip6->nexthdr != IPPROTO_UDP)
+			return -1;
+		struct udphdr *udp = (void *)(ip6 + 1);
+		if ((void *)(udp + 1) > end)
+			return -1;
+		__u16 plen = bswap16(ip6->payload_len);
+		__u16 ulen = bswap16(udp->len);
+		if ((__u32)plen + sizeof(*ip6) != real || ulen < sizeof(*udp) || ulen != plen)
+			return -1;
+		p->v6 = 1;
+		p->l4 = p->l3 + sizeof(*ip6);
+		p->ip_len = plen + sizeof(*ip6);
+		p->payload_len = ulen - sizeof(*udp);
+		__builtin_memcpy(&p->saddr, &ip6->saddr, 16);
+		__builtin_memcpy(&p->daddr, &ip6->daddr, 16);
+		p->group = (p->daddr.w[0] & 0xff) == 0xff;
+		p->sport = udp->source;
+		p->dport = udp->dest;
+		p->check = udp->check;
+		return p->group || p->check == 0 ? -1 : 0;
+	}
+	return -1;
+}
+
+/* The flow for the parsed datagram, as sluice_tcx finds it. */
+INLINE struct flow_value *xdp_flow(const struct pkt *p)
+{
+	struct flow_key key = { .addr = p->daddr, .port = p->dport };
+	struct flow_value *f = bpf_map_lookup_elem(&flows, &key);
+	if (f)
+		return f;
+	__builtin_memset(&key.addr, 0, 16);
+	if (!p->v6)
+		key.addr.w[2] = __builtin_bswap32(0x0000ffff);
+	f = bpf_map_lookup_elem(&flows, &key);
+	if (!f || !is_local(&p->daddr))
+		return 0;
+	return f;
+}
+
+/* Every check sluice_tcx makes before a copy, passed: may XDP carry it? */
+INLINE int xdp_carries(struct xdp_md *ctx, const struct flow_value *f, const struct pkt *p)
+{
+	if (f->nsubs != 1 || (f->flags & (F_SPILL | F_GROUP | F_MPEGTS | F_RTP)))
+		return 0;
+	const struct sub *s = &f->subs[0];
+	if (s->port == 0 || (s->flags & SUB_LOCAL))
+		return 0;
+	if (p->payload_len > f->max_payload)
+		return 0;
+	if (!(f->flags & F_ANY_SOURCE)) {
+		struct allow_key ak = { .prefixlen = 32 + 128, .slot = __builtin_bswap32(f->slot), .addr = p->saddr };
+		if (!bpf_map_lookup_elem(&allow, &ak))
+			return 0;
+	}
+	if (!source_ok(ctx, ctx->ingress_ifindex, p))
+		return 0;
+	if (p->check == 0)
+		return !p->v6;
+	return xdp_udp_csum_ok(ctx, p);
+}
+
+/* Rewrites the frame in place to src:sport -> the subscriber, with the next hop's MACs. */
+INLINE int xdp_rewrite(struct xdp_md *ctx, const struct pkt *p, const struct bpf_fib_lookup *fib, const addr_t *src, const struct sub *s, __be16 sport)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return -1;
+	__builtin_memcpy(eth->h_dest, fib->dmac, 6);
+	__builtin_memcpy(eth->h_source, fib->smac, 6);
+	if (p->v6) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		struct udphdr *udp = (void *)(ip6 + 1);
+		if ((void *)(udp + 1) > end)
+			return -1;
+		__u32 old[9], new[9];
+		__builtin_memcpy(old, &ip6->saddr, 32);
+		old[8] = *(__u32 *)udp;
+		__builtin_memcpy(new, src, 16);
+		__builtin_memcpy(&new[4], &s->addr, 16);
+		new[8] = ports_of(sport, s->port);
+		__u16 c = csum_update(udp->check, bpf_csum_diff(old, 36, new, 36, 0));
+		udp->check = c ? c : 0xffff;
+		__builtin_memcpy(&ip6->saddr, new, 32);
+		*(__u32 *)udp = new[8];
+		return 0;
+	}
+	struct iphdr *ip = (void *)(eth + 1);
+	struct udphdr *udp = (void *)(ip + 1);
+	if ((void *)(udp + 1) > end)
+		return -1;
+	__u32 old[3] = { ip->saddr, ip->daddr, *(__u32 *)udp };
+	__u32 new[3] = { src->w[3], s->addr.w[3], ports_of(sport, s->port) };
+	ip->check = csum_update(ip->check, bpf_csum_diff(old, 8, new, 8, 0));
+	if (udp->check) {
+		__u16 c = csum_update(udp->check, bpf_csum_diff(old, 12, new, 12, 0));
+		udp->check = c ? c : 0xffff;
+	}
+	ip->saddr = new[0];
+	ip->daddr = new[1];
+	*(__u32 *)udp = new[2];
+	return 0;
+}
+
+SEC("xdp")
+int sluice_xdp(struct xdp_md *ctx)
+{
+	struct pkt p;
+	__builtin_memset(&p, 0, sizeof(p));
+	if (xdp_parse(ctx, &p))
+		return XDP_PASS_;
+	struct flow_value *f = xdp_flow(&p);
+	if (!f)
+		return XDP_PASS_;
+	__u32 slot = f->slot;
+	struct xdp_counters *xc = bpf_map_lookup_elem(&xdp_stats, &slot);
+	struct flow_counters *fc = bpf_map_lookup_elem(&flow_stats, &slot);
+	if (!xc || !fc)
+		return XDP_PASS_;
+	if (!xdp_carries(ctx, f, &p)) {
+		xc->passed++;
+		return XDP_PASS_;
+	}
+	const struct sub *s = &f->subs[0];
+	__u32 dslot = s->dest_slot;
+	struct dest_counters *dc = bpf_map_lookup_elem(&dest_stats, &dslot);
+	if (!dc) {
+		xc->passed++;
+		return XDP_PASS_;
+	}
+	const int wild = (f->flags & F_SRC_WILD) != 0;
+	struct bpf_fib_lookup fib;
+	__builtin_memset(&fib, 0, sizeof(fib));
+	fib.l4_protocol = IPPROTO_UDP;
+	fib.sport = f->src_port;
+	fib.dport = s->port;
+	fib.tot_len = p.ip_len;
+	fib.ifindex = LO_IFINDEX; /* as at tcx: looked up as a local send */
+	if (p.v6) {
+		fib.family = AF_INET6;
+		__builtin_memcpy(fib.ipv6_src, &f->src_addr, 16);
+		__builtin_memcpy(fib.ipv6_dst, &s->addr, 16);
+	} else {
+		fib.family = AF_INET;
+		fib.ipv4_src = f->src_addr.w[3];
+		fib.ipv4_dst = s->addr.w[3];
+	}
+	/* Any failure (no route, no neighbour yet, MTU) is tcx's to count or punt. */
+	if (bpf_fib_lookup(ctx, &fib, sizeof(fib), wild ? BPF_FIB_LOOKUP_SRC : 0) != BPF_FIB_LKUP_RET_SUCCESS || fib.ifindex == LO_IFINDEX) {
+		xc->passed++;
+		return XDP_PASS_;
+	}
+	__u32 out = fib.ifindex;
+	__u32 in = ctx->ingress_ifindex;
+	if (out != in && !bpf_map_lookup_elem(&xdp_tx, &out)) {
+		xc->passed++;
+		return XDP_PASS_;
+	}
+	addr_t src;
+	if (!wild)
+		src = f->src_addr;
+	else if (p.v6)
+		__builtin_memcpy(&src, fib.ipv6_src, 16);
+	else
+		map_v4(&src, fib.ipv4_src);
+	/* Nothing written before this point: every XDP_PASS above left the frame as received. */
+	if (xdp_rewrite(ctx, &p, &fib, &src, s, f->src_port))
+		return XDP_DROP_; /* unreachable: the bounds were checked by xdp_parse */
+	fc->packets_in++;
+	fc->bytes_in += p.payload_len;
+	count_out(fc, dc, p.payload_len);
+	xc->packets++;
+	xc->bytes += p.payload_len;
+	if (out == in)
+		return XDP_TX_;
+	return bpf_redirect_map(&xdp_tx, out, 0);
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -68,6 +68,8 @@ export interface SluiceOptions {
   kernelPin?: boolean | string;
   /** Kernel tier: attach ingress only on these interfaces (lo egress always). */
   kernelInterfaces?: string[];
+  /** Kernel tier: run redirect flows at XDP, in the driver ('xdp': native or generic mode; 'auto': native only), or at tcx only ('tcx', the default). */
+  kernelHook?: 'xdp' | 'tcx' | 'auto';
 }
 
 export class Sluice extends TypedEmitter<SluiceEvents> {
@@ -106,6 +108,7 @@ export class Sluice extends TypedEmitter<SluiceEvents> {
       batchHoldMs: options.batchHoldMs,
       kernelPin: options.kernelPin,
       kernelInterfaces: options.kernelInterfaces,
+      kernelHook: options.kernelHook,
       onEngineFailed: (error) => {
         if (sluice) sluice.#engineFailed(error);
         else early = error;
@@ -295,6 +298,11 @@ export class Sluice extends TypedEmitter<SluiceEvents> {
   sweepUnclaimed(): number {
     const p = this.#plane as { sweepUnclaimed?: () => number };
     return p.sweepUnclaimed ? p.sweepUnclaimed() : 0;
+  }
+
+  /** What the data plane noted when it started (kernel tier: hooks attached, XDP modes, settings changed). */
+  get planeNotes(): readonly string[] {
+    return (this.#plane as { notes?: readonly string[] }).notes ?? [];
   }
 
   /** True when close({ keepForwarding: true }) would leave flows forwarding. */

@@ -1,6 +1,6 @@
 /**
  * bpf(2) calls on links, pins and object info: attaching programs (tcx
- * links, raw tracepoints), swapping a link's program, pinning in bpffs and
+ * and XDP links, raw tracepoints), swapping a link's program, pinning in bpffs and
  * reading what the kernel says about a link or a map.
  */
 import { NativeRegion } from './memory.js';
@@ -24,6 +24,19 @@ export function tcxLinkCreate(progFd: number, ifindex: number, attachType: numbe
   a.view.setUint32(4, ifindex, true);
   a.view.setUint32(8, attachType, true);
   return bpf('LINK_CREATE', a, () => what);
+}
+
+/** XDP attach modes (XDP_FLAGS_* of include/uapi/linux/if_link.h). */
+export const XDP_MODE = { generic: 2, native: 4 } as const;
+
+/** BPF_LINK_CREATE for XDP (attach type BPF_XDP = 37) at `ifindex` in `mode`; returns the link fd. */
+export function xdpLinkCreate(progFd: number, ifindex: number, mode: keyof typeof XDP_MODE, what: string): number {
+  const a = newAttr();
+  a.view.setUint32(0, progFd, true);
+  a.view.setUint32(4, ifindex, true);
+  a.view.setUint32(8, 37, true);
+  a.view.setUint32(12, XDP_MODE[mode], true);
+  return bpf('LINK_CREATE', a, () => `${what} (${mode} mode)`);
 }
 
 /** BPF_LINK_UPDATE: swaps the program of a link atomically (no packet sees neither). */

@@ -23,6 +23,9 @@ export const BPF_MAP_TYPE = { HASH: 1, ARRAY: 2, PROG_ARRAY: 3, PERCPU_ARRAY: 6,
 export const BPF_PROG_TYPE_SCHED_CLS = 3;
 export const BPF_TCX_INGRESS = 46;
 export const BPF_TCX_EGRESS = 47;
+export const BPF_PROG_TYPE_XDP = 6;
+/** Attach type of XDP programs and links. */
+export const BPF_XDP = 37;
 export const BPF_ANY = 0;
 
 const SCRATCH_KEY = 0;

@@ -150,6 +150,8 @@ export interface DataPlaneOptions {
   readonly kernelPin?: boolean | string;
   /** Kernel tier: attach ingress only on these interfaces (lo egress is always attached). */
   readonly kernelInterfaces?: readonly string[];
+  /** Kernel tier: where redirect flows run (src/dataplane/kernel/xdp.ts): 'tcx' (default), 'xdp' (native, else generic) or 'auto' (native only). */
+  readonly kernelHook?: 'xdp' | 'tcx' | 'auto';
   /**
    * Called once if the plane's engine stops on its own (see
    * DataPlane.failure). Never called for a stop that close() asked for.

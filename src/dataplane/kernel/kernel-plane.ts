@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- one class holds the plane's lifecycle (start, flows, stats, close) for three hooks: tcx ingress, lo egress and XDP */
 /**
  * The kernel tier: flows are entries in BPF maps read by the tcx program
  * (bpf/sluice.c); copies are made below the IP stack, with no context
@@ -24,6 +25,7 @@ import { BatchedPlane } from '../batched/batched-plane.js';
 import { closeFd, mapDelete, mapKeys, mapUpdate, possibleCpus } from '../../sys/bpf.js';
 import { openMaps, loadPrograms, type LoadedMaps } from './program.js';
 import { HostMirror } from './host-mirror.js';
+import { startXdp, readXdpCounters, XDP_COUNTERS_SIZE, type XdpAttachment } from './xdp.js';
 import { attachAll, chooseHooks, detachPinned, ensureBpffs, pinDirFor, DEFAULT_PIN_ROOT, type Attachment } from './attach.js';
 import { LoopbackLease } from './lo-settings.js';
 import { KernelSuspensions, kernelCopied } from './suspensions.js';
@@ -72,6 +74,7 @@ export class KernelPlane implements DataPlane {
   readonly #companion: BatchedPlane;
   readonly #maps: LoadedMaps;
   readonly #attachments: Attachment[];
+  #xdp: XdpAttachment[] = [];
   readonly #pinDir: string | undefined;
   readonly #cpus = possibleCpus();
   #destStats: DestStatsSnapshot | undefined; // dest_stats read whole for a pass over many subscribers (a scrape)
@@ -130,13 +133,17 @@ export class KernelPlane implements DataPlane {
         closeFd(progs.egress);
       }
       const lo = LoopbackLease.acquire();
+      let xdp: XdpAttachment[] = [];
       try {
         const plane = new KernelPlane(companion, maps, attachments, pinDir, lo);
         plane.#backlog.onWarning = options.onHostWarning;
+        const x = startXdp(options.kernelHook ?? 'tcx', maps, hooks, pinDir);
+        plane.#xdp = xdp = x.attachments;
         plane.notes.push(
           ...lo.notes,
           `attached: ${attachments.map((a) => `${a.hook.iface.name} ${a.hook.direction}${a.adopted ? ' (adopted)' : ''}`).join(', ')}`,
           programNote(progs.insns),
+          ...x.notes,
         );
         if (skipped.length) plane.notes.push(`not attached: ${skipped.join(', ')}`);
         if (lo.changed.length) plane.notes.push(`set on lo: ${lo.changed.join(', ')}`);
@@ -157,7 +164,7 @@ export class KernelPlane implements DataPlane {
         return plane;
       } catch (err) {
         // Unpinned links detach when closed; pinned ones stay (and keep needing lo's settings).
-        for (const a of attachments) closeFd(a.linkFd);
+        for (const a of [...attachments, ...xdp]) closeFd(a.linkFd);
         lo.release(pinDir && existsSync(pinDir) ? pinDir : undefined);
         throw err;
       }
@@ -179,9 +186,9 @@ export class KernelPlane implements DataPlane {
     return fd;
   }
 
-  #zero(map: 'flow_stats' | 'dest_stats' | 'hops', slot: number): void {
+  #zero(map: 'flow_stats' | 'dest_stats' | 'hops' | 'xdp_stats', slot: number): void {
     if (map === 'dest_stats') this.#destStats?.invalidate();
-    const size = map === 'flow_stats' ? FLOW_COUNTERS_SIZE : map === 'dest_stats' ? DEST_COUNTERS_SIZE : HOP_SIZE;
+    const size = { flow_stats: FLOW_COUNTERS_SIZE, dest_stats: DEST_COUNTERS_SIZE, hops: HOP_SIZE, xdp_stats: XDP_COUNTERS_SIZE }[map];
     mapUpdate(this.#fd(map), slotKey(slot), new Uint8Array(size * this.#cpus), 0, map);
   }
 
@@ -261,7 +268,7 @@ export class KernelPlane implements DataPlane {
     let slot: number | undefined;
     try {
       slot = adopted?.slot ?? this.#flowSlots.take('flow');
-      if (!adopted) this.#zero('flow_stats', slot);
+      if (!adopted) for (const m of ['flow_stats', 'xdp_stats'] as const) this.#zero(m, slot);
       const { subs, spill, fresh } = this.#assign(plan, listen, [], [], adopted?.subs);
       this.#zeroDests(fresh);
       // Adopted destination slots no longer subscribed are free again.
@@ -347,7 +354,8 @@ export class KernelPlane implements DataPlane {
   flowDetail(id: string): KernelFlowDetail | undefined {
     const f = this.#flows.get(id);
     if (!f) return undefined;
-    return { inKernel: f.subs.map((s) => formatEndpoint(s.endpoint)), spilled: f.spill.map(formatEndpoint), counters: this.#kernelCounters(f).flow };
+    const xdp = readXdpCounters(this.#maps.fds.get('xdp_stats'), this.#cpus, f.slot);
+    return { inKernel: f.subs.map((s) => formatEndpoint(s.endpoint)), spilled: f.spill.map(formatEndpoint), counters: this.#kernelCounters(f).flow, xdp };
   }
 
   #kernelCounters(f: KernelFlow): KernelCounters {
@@ -385,7 +393,7 @@ export class KernelPlane implements DataPlane {
       if (!keep) for (const id of [...this.#flows.keys()]) await this.removeFlow(id);
       this.#flows.clear();
       await this.#companion.close();
-      for (const a of this.#attachments) closeFd(a.linkFd);
+      for (const a of [...this.#attachments, ...this.#xdp]) closeFd(a.linkFd);
       const flowsEmpty = !keep && mapKeys(this.#fd('flows'), FLOW_KEY_SIZE, 'flows').length === 0;
       for (const fd of this.#maps.fds.values()) closeFd(fd);
       // Pinned but nothing left to forward: leave no trace.

@@ -8,7 +8,20 @@ import { readFileSync, existsSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { parseBpfElf, relocateMaps, type ElfMapDef, type ElfObject } from '../../wire/elf.js';
-import { BPF_PROG_TYPE_SCHED_CLS, BPF_TCX_EGRESS, BPF_TCX_INGRESS, closeFd, mapCreate, mapInfo, mapUpdate, objGet, objPin, progLoad } from '../../sys/bpf.js';
+import {
+  BPF_PROG_TYPE_SCHED_CLS,
+  BPF_PROG_TYPE_XDP,
+  BPF_XDP,
+  BPF_TCX_EGRESS,
+  BPF_TCX_INGRESS,
+  closeFd,
+  mapCreate,
+  mapInfo,
+  mapUpdate,
+  objGet,
+  objPin,
+  progLoad,
+} from '../../sys/bpf.js';
 import { EngineError } from '../../errors.js';
 
 /** How EngineErrors from loading the eBPF object name the engine. */
@@ -126,4 +139,12 @@ export function loadPrograms(maps: LoadedMaps): LoadedPrograms {
     closeFd(ingress);
     throw err;
   }
+}
+
+/** Loads the `xdp` program (redirect in the driver, src/dataplane/kernel/xdp.ts) on the same maps. */
+export function loadXdpProgram(maps: LoadedMaps): number {
+  const obj = readObject();
+  const prog = obj.programs.find((p) => p.section === 'xdp');
+  if (!prog) throw new EngineError(KERNEL_ENGINE, `bpf/sluice.o has no 'xdp' program`);
+  return progLoad({ type: BPF_PROG_TYPE_XDP, insns: relocateMaps(prog, maps.fds), license: obj.license, name: 'sluice_xdp', expectedAttachType: BPF_XDP });
 }

@@ -28,6 +28,8 @@ export interface KernelFlowDetail {
   readonly inKernel: readonly string[];
   readonly spilled: readonly string[];
   readonly counters: Readonly<Record<FlowCounterName, number>>;
+  /** The XDP program's share (kernelHook 'xdp'/'auto'): redirected in the driver (also in `counters`), and datagrams left to tcx. */
+  readonly xdp?: Readonly<{ packets: number; bytes: number; passed: number }>;
 }
 
 /** The program's counters of one flow, summed over CPUs. */
