@@ -33,6 +33,8 @@ export interface ConformanceTarget {
   tier: TierName;
   /** Why the tier cannot be tested here (printed by the runner), or undefined. */
   skip?: string;
+  /** Kernel tier: the hook redirect flows run at (Sluice option kernelHook); also passed to the fixtures. */
+  kernelHook?: 'xdp' | 'tcx' | 'auto';
 }
 
 /** Sequence numbers seen by a receiver, in arrival order. */
@@ -70,7 +72,9 @@ function isContiguous(xs: number[]): boolean {
 }
 
 export function defineConformanceSuite(target: ConformanceTarget): void {
-  describe(`conformance: ${target.tier} tier`, { skip: target.skip }, () => {
+  const hook = target.kernelHook ? { kernelHook: target.kernelHook } : {};
+  const fixtureArgs = [target.tier, ...(target.kernelHook ? [target.kernelHook] : [])];
+  describe(`conformance: ${target.tier} tier${target.kernelHook ? ` (kernelHook '${target.kernelHook}')` : ''}`, { skip: target.skip }, () => {
     let s: Sluice;
     const cleanups: (() => Promise<void>)[] = [];
     const receiver = async (addr?: string) => {
@@ -85,7 +89,7 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
     };
 
     before(async () => {
-      s = await Sluice.open({ tier: target.tier });
+      s = await Sluice.open({ tier: target.tier, ...hook });
       assert.equal(s.tier, target.tier);
     });
     after(async () => {
@@ -383,7 +387,7 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
       async () => {
         // A namespace with no links: the refused copies cannot leave it.
         await withTopology({ namespaces: ['unreach'], routes: [{ ns: 'unreach', args: ['unreachable', '10.202.9.0/24'] }] }, async (topo) => {
-          const child = topo.runNode('unreach', 'test/fixtures/unreachable-subscribers.ts', [target.tier]);
+          const child = topo.runNode('unreach', 'test/fixtures/unreachable-subscribers.ts', fixtureArgs);
           const exit = await child.waitExit(30_000);
           assert.equal(exit.code, 0, child.stderr());
           const out = child.jsonLines<{
@@ -413,7 +417,7 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
         await withTopology({ namespaces: ['relay', 'peer'], links }, async (topo) => {
           await topo.addRoute('relay', [OTHER_ROUTE_V4, 'dev', 'rd']);
           await topo.addRoute('relay', [OTHER_ROUTE_V6, 'dev', 'rd']);
-          const relay = topo.runNode('relay', 'test/fixtures/raw-relay.ts', [target.tier], { stdin: 'pipe' });
+          const relay = topo.runNode('relay', 'test/fixtures/raw-relay.ts', fixtureArgs, { stdin: 'pipe' });
           const runs: [RpMode, readonly RawCase[]][] = [
             [1, [...RAW_CASES, ...RP_CASES]],
             [2, RP_CASES],
@@ -646,7 +650,7 @@ export function defineConformanceSuite(target: ConformanceTarget): void {
     defineMediaConformance({ sluice: () => s, receiver: () => receiver(), sender: () => sender() });
 
     test('close releases everything, cascades to flows and stream schedulers, and is idempotent; detail() names the tier', async () => {
-      const t = await Sluice.open({ tier: target.tier });
+      const t = await Sluice.open({ tier: target.tier, ...hook });
       const dst = await receiver();
       const f = await t.apply({ type: 'redirect', listen: 'udp://127.0.0.1:0', to: dst.url, allow: 'any' });
       assert.equal(f.detail().tier, target.tier);

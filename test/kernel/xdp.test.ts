@@ -33,7 +33,10 @@ async function run(hook: 'tcx' | 'xdp', size: number): Promise<{ got: { from: st
     await rx.waitForLine(/"event":"ready"/, { timeoutMs: 30_000 });
     const relay = topo.runNode('relay', RELAY, [hook, '--listen', 'udp://10.212.1.1:5000', '--to', 'udp://10.212.2.2:6000', '--allow', '10.212.1.0/24']);
     await relay.waitForLine(/"event":"ready"/, { timeoutMs: 60_000, stream: 'stdout' });
-    const notes = relay.jsonLines<{ event: string; notes: string[] }>().find((j) => j.event === 'ready')!.notes;
+    const ready = relay
+      .jsonLines<{ event: string; notes: string[]; links: { name: string; xdp: string }[]; doctor: string[] }>()
+      .find((j) => j.event === 'ready')!;
+    const notes = [...ready.notes, ...ready.links.map((l) => `link ${l.name} ${l.xdp}`), ...ready.doctor];
     const send = async (count: number) => {
       const tx = topo.runNode('a', PEER, [
         'tx',
@@ -66,9 +69,16 @@ test('redirect at XDP puts the same datagrams on the wire as at tcx, and XDP (no
   const size = 1316;
   const tcx = await run('tcx', size);
   const xdp = await run('xdp', size);
+  // The plane, rtnetlink and sluice doctor agree: the driver (veth) runs it natively.
+  for (const re of [/^xdp \(redirect in the driver\): ra native, rb native$/, /^link ra native$/, /ra \(driver veth; XDP attached now in native mode\)/]) {
+    assert.ok(
+      xdp.notes.some((n) => re.test(n)),
+      `${re}: ${xdp.notes.join('\n')}`,
+    );
+  }
   assert.ok(
-    xdp.notes.some((n) => /^xdp \(redirect in the driver\): ra native/.test(n)),
-    xdp.notes.join('\n'),
+    tcx.notes.some((n) => /^link ra none$/.test(n)),
+    tcx.notes.join('\n'),
   );
   for (const r of [tcx, xdp]) {
     assert.equal(r.got.length, N + 1, JSON.stringify(r.final));

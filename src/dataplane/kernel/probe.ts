@@ -14,6 +14,8 @@ import { chooseHooks } from './attach.js';
 import { CHUNK, MAX_SUBS } from './layout.js';
 import { SUGGESTED_BACKLOG, readBacklogSetting, readSoftnetStat } from './softnet.js';
 import { leftoverTuning } from './host-tuning.js';
+import { driverOf } from './xdp.js';
+import { dumpLinkXdp } from '../../sys/netlink/link-xdp.js';
 
 /**
  * Root, or CAP_BPF (39), CAP_NET_ADMIN (12) and CAP_PERFMON (38) in the
@@ -58,6 +60,22 @@ export function backlogNotes(): string[] {
   ];
 }
 
+/** Where redirect flows would run at XDP, and in which mode a program is attached there now (a running kernel tier's). */
+function xdpNote(ingress: readonly { name: string; ifindex: number }[]): string {
+  let now: Map<number, { xdp: string; kind: string }>;
+  try {
+    now = new Map(dumpLinkXdp().map((l) => [l.ifindex, l]));
+  } catch (err) {
+    return `xdp: attached modes unreadable: ${(err as Error).message}`;
+  }
+  const list = ingress.map((i) => {
+    const link = now.get(i.ifindex);
+    const mode = link?.xdp ?? 'none';
+    return `${i.name} (driver ${driverOf(i.name) ?? (link?.kind || 'unknown')}; ${mode === 'none' ? 'no XDP program now' : `XDP attached now in ${mode} mode`})`;
+  });
+  return `xdp (kernelHook 'xdp': redirect flows in the driver, native mode where it has one, else generic; 'auto': native only): ${list.length ? list.join(', ') : 'no interface but lo'}`;
+}
+
 /** Kernel version as [major, minor]. */
 function kernelVersion(): [number, number] {
   const m = /^(\d+)\.(\d+)/.exec(readFileSync('/proc/sys/kernel/osrelease', 'utf8'));
@@ -92,6 +110,7 @@ export async function probeKernelTier(): Promise<TierProbe> {
     `tcx hooks: ${hooks.map((h) => `${h.iface.name} ${h.direction}`).join(', ')}`,
     ...(skipped.length ? [`not attached: ${skipped.join(', ')}`] : []),
     programNote(insns),
+    xdpNote(hooks.filter((h) => h.direction === 'ingress').map((h) => h.iface)),
     'sets on lo: net.ipv4.conf.lo.{forwarding,route_localnet,accept_local}=1, net.ipv6.conf.lo.forwarding=1 (route lookups and local delivery from eBPF); restored when no kernel-tier process and no pinned state needs them any more',
     'checks at ingress as the stack does: lengths, checksums, martian sources and rp_filter (per interface, refreshed every 2 s); what fails is left to the stack. Netfilter rules (an IPv6 rpfilter too) do not apply to what it carries: it runs before them',
     ...backlogNotes(),

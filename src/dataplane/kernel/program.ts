@@ -24,6 +24,8 @@ import {
 } from '../../sys/bpf.js';
 import { EngineError } from '../../errors.js';
 
+const BPF_MAP_TYPE_DEVMAP_HASH = 25;
+
 /** How EngineErrors from loading the eBPF object name the engine. */
 const KERNEL_ENGINE = "the kernel tier's eBPF program (bpf/sluice.o)";
 
@@ -67,7 +69,9 @@ export function openMaps(pinDir: string | undefined): LoadedMaps {
       if (existing !== undefined) {
         fds.set(m.name, existing);
         const got = mapInfo(existing, path);
-        const want = { type: m.type, keySize: m.keySize, valueSize: m.valueSize, maxEntries: m.maxEntries, flags: m.flags };
+        // Device maps are made read-only to programs by the kernel itself (BPF_F_RDONLY_PROG, 0x80).
+        const flags = m.type === BPF_MAP_TYPE_DEVMAP_HASH ? m.flags | 0x80 : m.flags;
+        const want = { type: m.type, keySize: m.keySize, valueSize: m.valueSize, maxEntries: m.maxEntries, flags };
         const diff = (Object.keys(want) as (keyof typeof want)[]).filter((k) => got[k] !== want[k]);
         if (diff.length) {
           // Reading it with this build's sizes would misread it (or overrun our buffers).

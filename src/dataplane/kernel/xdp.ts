@@ -56,17 +56,12 @@ function macValue(iface: Interface): Uint8Array | undefined {
   }
 }
 
-/** The driver behind an interface (for doctor): its module name, or 'virtual'. */
-export function driverOf(name: string): string {
+/** The driver behind a hardware interface (for doctor); undefined for a virtual one (its link kind says what it is). */
+export function driverOf(name: string): string | undefined {
   try {
     return basename(readlinkSync(`/sys/class/net/${name}/device/driver`));
   } catch {
-    try {
-      const uevent = readFileSync(`/sys/class/net/${name}/uevent`, 'utf8');
-      return /^DEVTYPE=(\S+)/m.exec(uevent)?.[1] ?? 'virtual';
-    } catch {
-      return 'virtual';
-    }
+    return undefined;
   }
 }
 
@@ -158,12 +153,13 @@ export function attachXdp(
       mapUpdate(macFd, slotKey(iface.ifindex), mac, 0, `ifmac ${iface.name}`);
       const a = attachOne(hook, prog, iface, pinDir);
       if (a) attachments.push(a);
-      else notes.push(`xdp: ${iface.name} (driver ${driverOf(iface.name)}) has no native XDP; left to tcx (kernelHook 'auto')`);
+      else notes.push(`xdp: ${iface.name} has no native XDP (driver ${driverOf(iface.name) ?? 'virtual'}); left to tcx (kernelHook 'auto')`);
     }
   } catch (err) {
     for (const a of attachments) if (a.mode !== 'adopted') closeFd(a.linkFd);
     throw err;
   }
+  if (!ifaces.length) notes.push('xdp: no interface but lo here; everything runs at tcx');
   if (attachments.length) notes.push(`xdp (redirect in the driver): ${attachments.map((a) => `${a.iface.name} ${a.mode}`).join(', ')}`);
   if (noTx.length) notes.push(`xdp: not a redirect target (device map refused it): ${noTx.join(', ')}; redirects out of it stay on tcx`);
   return { attachments, notes };
