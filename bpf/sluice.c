@@ -1092,7 +1092,8 @@ run:
  * that is not local, no spill, no group, no payload format check, an
  * allowed sender within the size limit, a source the stack's checks
  * accept (source_ok, as at tcx) and a next hop with a resolved neighbour
- * out of an interface in `xdp_tx`. That frame is rewritten in place
+ * out of an interface in `xdp_tx` (even back out of the one it came in on).
+ * That frame is rewritten in place
  * (addresses, ports, MACs, checksums incrementally: a wrong checksum stays
  * wrong) and sent with XDP_TX or bpf_redirect_map, counted in the same
  * flow_stats/dest_stats as at tcx, and in xdp_stats.
@@ -1410,7 +1411,8 @@ int sluice_xdp(struct xdp_md *ctx)
 	}
 	__u32 out = fib.ifindex;
 	__u32 in = ctx->ingress_ifindex;
-	if (out != in && !bpf_map_lookup_elem(&xdp_tx, &out)) {
+	/* Also for XDP_TX: an interface not in xdp_tx is one user space does not trust to send XDP frames (a veth under 'auto'). */
+	if (!bpf_map_lookup_elem(&xdp_tx, &out)) {
 		xc->passed++;
 		return XDP_PASS_;
 	}

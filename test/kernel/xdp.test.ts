@@ -25,7 +25,7 @@ interface Final {
   stats: { packetsIn: number; packetsOut: number };
 }
 
-async function run(hook: 'tcx' | 'xdp', size: number): Promise<{ got: { from: string; data: string }[]; final: Final; notes: string[] }> {
+async function run(hook: 'tcx' | 'xdp' | 'auto', size: number): Promise<{ got: { from: string; data: string }[]; final: Final; notes: string[] }> {
   const links = [
     { a: { ns: 'a', ifname: 'ea', ipv4: '10.212.1.2/24' }, b: { ns: 'relay', ifname: 'ra', ipv4: '10.212.1.1/24' } },
     { a: { ns: 'relay', ifname: 'rb', ipv4: '10.212.2.1/24' }, b: { ns: 'b', ifname: 'eb', ipv4: '10.212.2.2/24' } },
@@ -100,6 +100,26 @@ test('redirect at XDP puts the same datagrams on the wire as at tcx, and XDP (no
   assert.ok((xdp.final.detail.counters.packetsOut ?? 0) >= x.packets);
   process.stdout.write(`# tcx: ${JSON.stringify(tcx.final.detail)}\n# xdp: ${JSON.stringify(xdp.final.detail)}\n`);
 });
+
+test(
+  "kernelHook 'auto' attaches natively but leaves redirects into a veth to tcx (the veth peer might not take XDP frames)",
+  { skip, timeout: 300_000 },
+  async () => {
+    const auto = await run('auto', 700);
+    assert.ok(
+      auto.notes.some((n) => n === 'xdp (redirect in the driver): ra native, rb native'),
+      auto.notes.join('\n'),
+    );
+    assert.ok(
+      auto.notes.some((n) => /^xdp: not a redirect target: ra \(veth, kernelHook 'auto'\), rb \(veth, kernelHook 'auto'\)/.test(n)),
+      auto.notes.join('\n'),
+    );
+    assert.equal(auto.got.length, N + 1);
+    assert.equal(auto.final.detail.xdp?.packets, 0);
+    assert.ok((auto.final.detail.xdp?.passed ?? 0) >= N, JSON.stringify(auto.final.detail));
+    assert.equal(auto.final.stats.packetsOut, N + 1);
+  },
+);
 
 test(
   "malformed frames at XDP: every raw-frame case gets the stack's verdict, byte-exact; XDP carries only valid ones and passes the rest to tcx untouched",

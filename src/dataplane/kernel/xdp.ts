@@ -11,10 +11,12 @@
  * - 'xdp': native (driver) mode, generic (skb) mode where the driver has none.
  * - 'auto': native mode only; an interface without it stays on tcx alone.
  *
- * Native redirect into a veth needs the peer end to be able to receive XDP
- * frames (an XDP program or GRO on the peer); otherwise the driver drops
- * them. `sluice doctor` and the plane's notes say which mode each
- * interface got.
+ * Native redirect into a veth (XDP_TX included) needs the peer end to be
+ * able to take XDP frames (an XDP program or GRO on the peer); otherwise the
+ * driver drops them, after the program counted them sent. So a veth is a
+ * redirect target (in `xdp_tx`) only with 'xdp', the explicit choice, and
+ * the notes say what it needs; with 'auto' frames bound for a veth stay on
+ * tcx. `sluice doctor` and the plane's notes say which mode each interface got.
  */
 import { existsSync, readFileSync, readlinkSync, unlinkSync } from 'node:fs';
 import { basename, join } from 'node:path';
@@ -22,6 +24,7 @@ import { closeFd, linkDetach, linkInfo, linkUpdate, mapLookup, mapUpdate, objGet
 import { loadXdpProgram, type LoadedMaps } from './program.js';
 import type { Hook, Interface } from './attach.js';
 import { slotKey, sumPerCpu } from './layout.js';
+import { dumpLinkXdp } from '../../sys/netlink/link-xdp.js';
 
 export type KernelHook = 'xdp' | 'tcx' | 'auto';
 export const KERNEL_HOOKS: readonly KernelHook[] = ['xdp', 'tcx', 'auto'];
@@ -136,6 +139,8 @@ export function attachXdp(
   const attachments: XdpAttachment[] = [];
   const notes: string[] = [];
   const noTx: string[] = [];
+  const veths = new Set(dumpLinkXdp().flatMap((l) => (l.kind === 'veth' ? [l.ifindex] : [])));
+  const vethTargets: string[] = [];
   try {
     for (const iface of ifaces) {
       const mac = macValue(iface);
@@ -143,12 +148,16 @@ export function attachXdp(
         notes.push(`xdp: ${iface.name} has no readable MAC address; left to tcx`);
         continue;
       }
-      // Out-interface first: a redirect may go out of any hooked interface.
-      try {
-        const v = slotKey(iface.ifindex);
-        mapUpdate(txFd, v, v, 0, `xdp_tx ${iface.name}`);
-      } catch {
-        noTx.push(iface.name);
+      // Out-interface first: a redirect may go out of any hooked interface (a veth: see above).
+      if (veths.has(iface.ifindex) && hook === 'auto') noTx.push(`${iface.name} (veth, kernelHook 'auto')`);
+      else {
+        try {
+          const v = slotKey(iface.ifindex);
+          mapUpdate(txFd, v, v, 0, `xdp_tx ${iface.name}`);
+          if (veths.has(iface.ifindex)) vethTargets.push(iface.name);
+        } catch {
+          noTx.push(`${iface.name} (the device map refused it)`);
+        }
       }
       mapUpdate(macFd, slotKey(iface.ifindex), mac, 0, `ifmac ${iface.name}`);
       const a = attachOne(hook, prog, iface, pinDir);
@@ -161,7 +170,11 @@ export function attachXdp(
   }
   if (!ifaces.length) notes.push('xdp: no interface but lo here; everything runs at tcx');
   if (attachments.length) notes.push(`xdp (redirect in the driver): ${attachments.map((a) => `${a.iface.name} ${a.mode}`).join(', ')}`);
-  if (noTx.length) notes.push(`xdp: not a redirect target (device map refused it): ${noTx.join(', ')}; redirects out of it stay on tcx`);
+  if (noTx.length) notes.push(`xdp: not a redirect target: ${noTx.join(', ')}; redirects out of it stay on tcx`);
+  if (vethTargets.length && attachments.some((a) => a.mode !== 'generic'))
+    notes.push(
+      `xdp: redirects into veth ${vethTargets.join(', ')} in native mode need the peer end to take XDP frames (an XDP program or GRO on it), else the driver drops them`,
+    );
   return { attachments, notes };
 }
 
