@@ -5,6 +5,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError as CliArgError, Option } from 'commander';
+import { kernelHookOption, pinOption } from './kernel-options.js';
 import { MAX_CONFIG_BYTES, parseConfigText } from '../policy/config.js';
 import { readInputText } from './input.js';
 import { localHostAddresses } from '../control/host-addresses.js';
@@ -54,11 +55,6 @@ const MAX_BATCH_HOLD_MS = 1000;
 const batchHoldOption = () =>
   new Option('--batch-hold <ms>', 'batched tier: most time a datagram waits to be sent with others (default 1; 0 = none; at most 1000)').argParser(
     nonNegative(MAX_BATCH_HOLD_MS),
-  );
-const pinOption = () =>
-  new Option(
-    '--pin [dir]',
-    'kernel tier: pin state in bpffs (default /sys/fs/bpf/sluice) so forwarding goes on while sluice is stopped; a later --pin run adopts it, `sluice detach` removes it',
   );
 const statsIntervalOption = () =>
   new Option('--stats-interval <seconds>', 'print counters every N seconds (0: only at exit; at most 86400)').argParser(nonNegative(MAX_STATS_INTERVAL_S));
@@ -112,6 +108,7 @@ export function buildProgram(exit: (code: number) => void): Command {
     .addOption(batchHoldOption())
     .addOption(pinOption())
     .addOption(tuneHostOption())
+    .addOption(kernelHookOption())
     .addOption(statsIntervalOption())
     .addOption(logLevelOption())
     .addOption(jsonOption())
@@ -151,6 +148,7 @@ export function buildProgram(exit: (code: number) => void): Command {
           batchHoldMs: o.batchHold,
           pin: o.pin,
           tuneHost: o.tuneHost,
+          kernelHook: o.kernelHook,
           flows: [policy],
           json: !!o.json,
           statsInterval: o.statsInterval ?? (o.json ? 0 : 5),
@@ -167,6 +165,7 @@ export function buildProgram(exit: (code: number) => void): Command {
     .addOption(batchHoldOption())
     .addOption(pinOption())
     .addOption(tuneHostOption())
+    .addOption(kernelHookOption())
     .addOption(statsIntervalOption())
     .addOption(logLevelOption())
     .addOption(jsonOption())
@@ -179,6 +178,7 @@ export function buildProgram(exit: (code: number) => void): Command {
           batchHoldMs: o.batchHold,
           pin: o.pin,
           tuneHost: o.tuneHost,
+          kernelHook: o.kernelHook,
           flows: [...config.flows],
           reload,
           json: !!o.json,

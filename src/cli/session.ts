@@ -21,6 +21,8 @@ export interface SessionOptions {
   flows: FlowPolicy[];
   /** Kernel tier: pin state (true or a bpffs dir); stopping then leaves flows forwarding. */
   pin?: boolean | string;
+  /** Kernel tier: where redirect flows run (Sluice option kernelHook). */
+  kernelHook?: 'xdp' | 'tcx' | 'auto';
   json: boolean;
   /** Seconds between status lines; 0 = none. */
   statsInterval: number;
@@ -63,6 +65,7 @@ async function runFlows(opts: SessionOptions, stop: Promise<string>): Promise<nu
     tier: opts.tier,
     ...(opts.batchHoldMs !== undefined ? { batchHoldMs: opts.batchHoldMs } : {}),
     ...(opts.pin ? { kernelPin: opts.pin } : {}),
+    ...(opts.kernelHook ? { kernelHook: opts.kernelHook } : {}),
   });
   try {
     for (const f of opts.flows) await sluice.apply(f);
