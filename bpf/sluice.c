@@ -536,6 +536,65 @@ INLINE int csum_partial_skb(struct __sk_buff *skb, __u32 off, __be16 check)
 	return same;
 }
 
+/* The ones-complement sum of the UDP pseudo-header (RFC 768, RFC 8200 8.1), in sc->w. */
+INLINE long pseudo_hdr_sum(struct scratch *sc, const struct pkt *p, __u32 len)
+{
+	if (p->v6) {
+		__builtin_memcpy(&sc->w[0], &p->saddr, 16);
+		__builtin_memcpy(&sc->w[4], &p->daddr, 16);
+		sc->w[8] = __builtin_bswap32(len);
+		sc->w[9] = (__u32)IPPROTO_UDP << 24;
+		return bpf_csum_diff(0, 0, sc->w, 40, 0);
+	}
+	sc->w[0] = p->saddr.w[3];
+	sc->w[1] = p->daddr.w[3];
+	sc->w[2] = ((__u32)IPPROTO_UDP << 8) | ((__u32)bswap16(len) << 16);
+	return bpf_csum_diff(0, 0, sc->w, 12, 0);
+}
+
+/*
+ * Ends a checksum check: adds the datagram (len bytes from p->l4, read
+ * with LOAD from ctx, CSUM_CHUNK at a time through sc->w) to `sum` and
+ * returns whether the total folds to 0xffff. A macro, not a function,
+ * because tc and XDP read packets with different helpers and context
+ * types; the body is the same for both. The last piece is zero-padded
+ * to whole words; the masks after the barriers are for the verifier,
+ * which needs the bounds on those registers.
+ */
+#define RETURN_DATAGRAM_CSUM_OK(LOAD, ctx)                                          \
+	do {                                                                        \
+		_Pragma("clang loop unroll(disable)")                                   \
+		for (__u32 i = 0; i < 65536 / CSUM_CHUNK; i++) {                        \
+			__u32 at = i * CSUM_CHUNK;                                          \
+			if (at >= len)                                                      \
+				break;                                                      \
+			__u32 n = len - at;                                                 \
+			if (n >= CSUM_CHUNK) {                                              \
+				if (LOAD(ctx, p->l4 + at, sc->w, CSUM_CHUNK))               \
+					return 0;                                           \
+				rc = bpf_csum_diff(0, 0, sc->w, CSUM_CHUNK, sum);           \
+			} else {                                                            \
+				barrier_var(n);                                             \
+				n &= CSUM_CHUNK - 1;                                        \
+				if (n == 0)                                                 \
+					break;                                              \
+				__u32 w = (n >> 2) & (CSUM_CHUNK / 4 - 1);                  \
+				sc->w[w] = 0;                                               \
+				if (LOAD(ctx, p->l4 + at, sc->w, n))                        \
+					return 0;                                           \
+				__u32 size = (n + 3) & (CSUM_CHUNK - 4);                    \
+				barrier_var(size);                                          \
+				if (size > CSUM_CHUNK)                                      \
+					return 0;                                           \
+				rc = bpf_csum_diff(0, 0, sc->w, size, sum);                 \
+			}                                                                   \
+			if (rc < 0)                                                         \
+				return 0;                                                   \
+			sum = rc;                                                           \
+		}                                                                       \
+		return fold(sum) == 0xffff;                                             \
+	} while (0)
+
 /*
  * Would the stack accept the UDP checksum? Verified by the device
  * (CHECKSUM_UNNECESSARY); none in IPv4 (0); still to be filled in
@@ -556,57 +615,14 @@ INLINE int udp_csum_ok(struct __sk_buff *skb, const struct pkt *p)
 	__u32 len = p->payload_len + sizeof(struct udphdr);
 	if (len > 0xffff)
 		return 0;
-	long rc;
-	if (p->v6) {
-		__builtin_memcpy(&sc->w[0], &p->saddr, 16);
-		__builtin_memcpy(&sc->w[4], &p->daddr, 16);
-		sc->w[8] = __builtin_bswap32(len);
-		sc->w[9] = (__u32)IPPROTO_UDP << 24;
-		rc = bpf_csum_diff(0, 0, sc->w, 40, 0);
-	} else {
-		sc->w[0] = p->saddr.w[3];
-		sc->w[1] = p->daddr.w[3];
-		sc->w[2] = ((__u32)IPPROTO_UDP << 8) | ((__u32)bswap16(len) << 16);
-		rc = bpf_csum_diff(0, 0, sc->w, 12, 0);
-	}
+	long rc = pseudo_hdr_sum(sc, p, len);
 	if (rc < 0)
 		return 0;
 	__u32 sum = rc;
 	__u32 off = p->l4 + offsetof(struct udphdr, check);
 	if (p->check == fold(sum) && csum_partial_skb(skb, off, p->check))
 		return 1;
-#pragma clang loop unroll(disable)
-	for (__u32 i = 0; i < 65536 / CSUM_CHUNK; i++) {
-		__u32 at = i * CSUM_CHUNK;
-		if (at >= len)
-			break;
-		__u32 n = len - at;
-		if (n >= CSUM_CHUNK) {
-			if (bpf_skb_load_bytes(skb, p->l4 + at, sc->w, CSUM_CHUNK))
-				return 0;
-			rc = bpf_csum_diff(0, 0, sc->w, CSUM_CHUNK, sum);
-		} else {
-			/* The last piece, zero-padded to whole words. The mask after the
-			 * barrier is for the verifier, which needs the bound on this register. */
-			barrier_var(n);
-			n &= CSUM_CHUNK - 1;
-			if (n == 0)
-				break;
-			__u32 w = (n >> 2) & (CSUM_CHUNK / 4 - 1);
-			sc->w[w] = 0;
-			if (bpf_skb_load_bytes(skb, p->l4 + at, sc->w, n))
-				return 0;
-			__u32 size = (n + 3) & (CSUM_CHUNK - 4);
-			barrier_var(size);
-			if (size > CSUM_CHUNK)
-				return 0;
-			rc = bpf_csum_diff(0, 0, sc->w, size, sum);
-		}
-		if (rc < 0)
-			return 0;
-		sum = rc;
-	}
-	return fold(sum) == 0xffff;
+	RETURN_DATAGRAM_CSUM_OK(bpf_skb_load_bytes, skb);
 }
 
 /* Whole 188-byte TS packets, each starting with the sync byte. */
@@ -1150,52 +1166,11 @@ INLINE int xdp_udp_csum_ok(struct xdp_md *ctx, const struct pkt *p)
 	__u32 len = p->payload_len + sizeof(struct udphdr);
 	if (len > 0xffff)
 		return 0;
-	long rc;
-	if (p->v6) {
-		__builtin_memcpy(&sc->w[0], &p->saddr, 16);
-		__builtin_memcpy(&sc->w[4], &p->daddr, 16);
-		sc->w[8] = __builtin_bswap32(len);
-		sc->w[9] = (__u32)IPPROTO_UDP << 24;
-		rc = bpf_csum_diff(0, 0, sc->w, 40, 0);
-	} else {
-		sc->w[0] = p->saddr.w[3];
-		sc->w[1] = p->daddr.w[3];
-		sc->w[2] = ((__u32)IPPROTO_UDP << 8) | ((__u32)bswap16(len) << 16);
-		rc = bpf_csum_diff(0, 0, sc->w, 12, 0);
-	}
+	long rc = pseudo_hdr_sum(sc, p, len);
 	if (rc < 0)
 		return 0;
 	__u32 sum = rc;
-#pragma clang loop unroll(disable)
-	for (__u32 i = 0; i < 65536 / CSUM_CHUNK; i++) {
-		__u32 at = i * CSUM_CHUNK;
-		if (at >= len)
-			break;
-		__u32 n = len - at;
-		if (n >= CSUM_CHUNK) {
-			if (bpf_xdp_load_bytes(ctx, p->l4 + at, sc->w, CSUM_CHUNK))
-				return 0;
-			rc = bpf_csum_diff(0, 0, sc->w, CSUM_CHUNK, sum);
-		} else {
-			barrier_var(n);
-			n &= CSUM_CHUNK - 1;
-			if (n == 0)
-				break;
-			__u32 w = (n >> 2) & (CSUM_CHUNK / 4 - 1);
-			sc->w[w] = 0;
-			if (bpf_xdp_load_bytes(ctx, p->l4 + at, sc->w, n))
-				return 0;
-			__u32 size = (n + 3) & (CSUM_CHUNK - 4);
-			barrier_var(size);
-			if (size > CSUM_CHUNK)
-				return 0;
-			rc = bpf_csum_diff(0, 0, sc->w, size, sum);
-		}
-		if (rc < 0)
-			return 0;
-		sum = rc;
-	}
-	return fold(sum) == 0xffff;
+	RETURN_DATAGRAM_CSUM_OK(bpf_xdp_load_bytes, ctx);
 }
 
 /* A checksum field after adding `diff` (a bpf_csum_diff of old -> new words). */
