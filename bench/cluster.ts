@@ -16,8 +16,8 @@
  * Skips with a printed reason (exit 0) when not root or etcd is missing.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { cpus, hostname, loadavg, release, totalmem } from 'node:os';
+import { machineInfo } from './lib/machine.js';
+import { loadavg } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -44,27 +44,6 @@ export interface ClusterSuiteOptions {
   leaseTtlS?: number;
   /** No new kill or write starts after this (the run then reports what it has). */
   maxMinutes?: number;
-}
-
-function machineInfo(): Record<string, unknown> {
-  let os = 'linux';
-  try {
-    os = /PRETTY_NAME="([^"]+)"/.exec(readFileSync('/etc/os-release', 'utf8'))?.[1] ?? os;
-  } catch {
-    /* keep the default */
-  }
-  return {
-    cpuModel: /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? 'unknown',
-    cores: cpus().length,
-    kernel: release(),
-    os,
-    node: process.version,
-    memGiB: Math.round(totalmem() / 2 ** 30),
-    hostname: hostname(),
-    loadStart: loadavg()
-      .map((x) => x.toFixed(2))
-      .join(' '),
-  };
 }
 
 function etcdVersion(): string {
@@ -106,7 +85,12 @@ export async function runClusterSuite(o: ClusterSuiteOptions): Promise<{ md: str
     finishedAt: '',
     durationS: 0,
     complete: false,
-    machine: machineInfo(),
+    machine: {
+      ...machineInfo(),
+      loadStart: loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' '),
+    },
     etcd: etcdVersion(),
     options,
     cpSources: '',

@@ -5,8 +5,8 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { cpus, hostname, release, totalmem } from 'node:os';
+import { machineInfo } from './lib/machine.js';
+import { hostname } from 'node:os';
 import { isAbsolute, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { rootSkipReason } from '../harness/netns/netns.js';
@@ -114,25 +114,6 @@ const t0 = Date.now();
 function log(msg: string): void {
   const s = Math.round((Date.now() - t0) / 1000);
   process.stdout.write(`[${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}] ${msg}\n`);
-}
-
-function machineInfo(): Record<string, unknown> {
-  const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
-  let os = 'linux';
-  try {
-    os = /PRETTY_NAME="([^"]+)"/.exec(readFileSync('/etc/os-release', 'utf8'))?.[1] ?? os;
-  } catch {
-    /* keep default */
-  }
-  return {
-    cpuModel: /model name\s*:\s*(.+)/.exec(cpuinfo)?.[1]?.trim() ?? 'unknown',
-    cores: cpus().length,
-    kernel: release(),
-    os,
-    node: process.version,
-    memGiB: Math.round(totalmem() / 2 ** 30),
-    hostname: hostname(),
-  };
 }
 
 function stampOf(d: Date): string {

@@ -33,6 +33,7 @@ import { parseTpoConfigText } from '../../src/tpo/index.js';
 import { etcdSkipReason, startEtcd, type EtcdServer } from '../../harness/etcd/etcd-server.js';
 import { runCli } from '../../harness/process/cli.js';
 import { startServe, type Serve } from '../server/api-helpers.js';
+import { freeUdpPort } from '../tpo/gateway-helpers.js';
 
 const skip = etcdSkipReason() ?? false;
 if (skip) process.stdout.write(`# skipping the TPO mesh daemon tests: ${skip}\n`);
@@ -57,14 +58,6 @@ async function echoServer(host: string): Promise<Echo> {
   });
   await new Promise<void>((r) => s.bind(0, host, r));
   return { port: s.address().port, got, close: () => new Promise<void>((r) => s.close(() => r())) };
-}
-
-async function freeUdpPortOn(host: string): Promise<number> {
-  const s = dgram.createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, host, r));
-  const port = s.address().port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 /**
@@ -215,11 +208,11 @@ describe('TPO mesh in sluice serve, on etcd', { skip, timeout: 420_000 }, () => 
   /** Writes a site's TPO and serve configs (a UDP echo service published as `echo`). */
   async function siteFiles(name: string, host: string, mesh: Record<string, unknown> = {}) {
     const echo = await echoServer(host);
-    const servicePort = await freeUdpPortOn(host);
+    const servicePort = await freeUdpPort(host);
     const tpoFile = join(dir, `${name}.tpo.json`);
     writeFileSync(
       tpoFile,
-      JSON.stringify({ name, listen: `${host}:${await freeUdpPortOn(host)}`, deliver: { allow: [`${host}/32`] }, control: join(dir, `${name}.sock`) }),
+      JSON.stringify({ name, listen: `${host}:${await freeUdpPort(host)}`, deliver: { allow: [`${host}/32`] }, control: join(dir, `${name}.sock`) }),
     );
     const serveFile = join(dir, `${name}.serve.json`);
     const stateFile = join(dir, `${name}.state.json`);
@@ -392,7 +385,7 @@ describe('TPO mesh in sluice serve, on etcd', { skip, timeout: 420_000 }, () => 
     const [a, b, c] = sites as [Site, Site, Site];
     const extra = await echoServer(a.host);
     try {
-      const port = await freeUdpPortOn(a.host);
+      const port = await freeUdpPort(a.host);
       const cfg = JSON.parse(readFileSync(a.serveFile, 'utf8')) as { cluster: { tpoMesh: { services: unknown[] } } };
       cfg.cluster.tpoMesh.services.push({ name: 'echo2', protocol: 'udp', port, target: `${a.host}:${extra.port}` });
       writeFileSync(a.serveFile, JSON.stringify(cfg));

@@ -23,7 +23,7 @@ import { TpoMesh } from '../../src/cluster/tpo-mesh.js';
 import { pairKey, pairKeyId, readClusterKey, type ClusterKey } from '../../src/cluster/tpo-mesh-keys.js';
 import { parseTpoConfig, TpoGateway } from '../../src/tpo/index.js';
 import { etcdSkipReason, startEtcd, type EtcdServer } from '../../harness/etcd/etcd-server.js';
-import { freeTcpPort, until } from '../tpo/gateway-helpers.js';
+import { freeTcpPort, freeUdpPort, until } from '../tpo/gateway-helpers.js';
 
 const skip = etcdSkipReason() ?? false;
 if (skip) process.stdout.write(`# skipping the TPO mesh tests: ${skip}\n`);
@@ -66,14 +66,6 @@ async function servers(host: string): Promise<{ tcp: number; udp: number; close:
   };
 }
 
-async function freeUdpPortOn(host: string): Promise<number> {
-  const s = dgram.createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, host, r));
-  const port = s.address().port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
 /** Sends `data` over TCP to host:port, half-closes, and returns what came back (or the error's code). */
 function tcpExchange(host: string, port: number, data: Buffer): Promise<string> {
   return new Promise((resolve) => {
@@ -114,7 +106,7 @@ describe('TPO mesh on etcd', { skip, timeout: 180_000 }, () => {
     const srv = await servers(host);
     const servicePort = await freeTcpPort();
     const gateway = await TpoGateway.start({
-      config: parseTpoConfig({ name, listen: `${host}:${await freeUdpPortOn(host)}`, deliver: { allow: [`${host}/32`] } }),
+      config: parseTpoConfig({ name, listen: `${host}:${await freeUdpPort(host)}`, deliver: { allow: [`${host}/32`] } }),
       control: false,
     });
     const store = new EtcdStore({ endpoints: [etcd.endpoint], callTimeoutMs: 5000 });

@@ -27,9 +27,10 @@ export async function hashServer(): Promise<{ port: number; close: () => Promise
   return { port: (srv.address() as net.AddressInfo).port, close: () => new Promise<void>((r) => srv.close(() => r())) };
 }
 
-export async function freeUdpPort(): Promise<number> {
+/** A free UDP port on `host` (an IPv4 address; closed again before use). */
+export async function freeUdpPort(host = '127.0.0.1'): Promise<number> {
   const s = dgram.createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
+  await new Promise<void>((r) => s.bind(0, host, r));
   const port = s.address().port;
   await new Promise<void>((r) => s.close(() => r()));
   return port;
