@@ -5,13 +5,10 @@
  * carries redirects between interfaces.
  */
 import { test } from 'node:test';
-import { rootSkipReason } from '../../harness/netns/netns.js';
 import { runTestFileInNamespace } from '../../harness/netns/in-namespace.js';
-import { probeKernelTier } from '../../src/dataplane/kernel/probe.js';
+import { kernelTierSkipReason } from '../../harness/netns/kernel-skip.js';
 
-const root = rootSkipReason();
-const probe = root ? undefined : await probeKernelTier();
-const skip = root ?? (probe && !probe.available ? `kernel tier unavailable: ${probe.detail}` : undefined);
+const skip = await kernelTierSkipReason();
 
 test("conformance: kernel tier with kernelHook 'xdp' (inside a network namespace)", { skip, timeout: 300_000 }, async () => {
   await runTestFileInNamespace('test/conformance/kernel-xdp-suite.ts');

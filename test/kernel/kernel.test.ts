@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { rootSkipReason, withTopology, type NsProcess } from '../../harness/netns/netns.js';
 import { runTestFileInNamespace } from '../../harness/netns/in-namespace.js';
-import { probeKernelTier } from '../../src/dataplane/kernel/probe.js';
+import { kernelTierSkipReason } from '../../harness/netns/kernel-skip.js';
 import { CHUNK, MAX_SUBS, SLUICE_MARK } from '../../src/dataplane/kernel/layout.js';
 import { RawUdpSocket } from '../../src/sys/udp-socket.js';
 import { CLI } from '../../harness/process/cli.js';
@@ -25,8 +25,7 @@ import { MSG_DONTWAIT, SOCKADDR_SPACE, SOL_SOCKET, SO_MARK } from '../../src/sys
 import { COPIES, OTHER_ROUTE_V4, OTHER_ROUTE_V6, caseByName } from '../../harness/traffic/raw-cases.js';
 
 const root = rootSkipReason();
-const probe = root ? undefined : await probeKernelTier();
-const skip = root ?? (probe && !probe.available ? `kernel tier unavailable: ${probe.detail}` : undefined);
+const skip = await kernelTierSkipReason();
 const RELAY = fileURLToPath(new URL('../fixtures/kernel-relay.ts', import.meta.url));
 const SEND = fileURLToPath(new URL('../fixtures/udp-send.ts', import.meta.url));
 const COUNT = fileURLToPath(new URL('../fixtures/udp-count-ports.ts', import.meta.url));

@@ -13,13 +13,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { rootSkipReason, withTopology, type NsProcess } from '../../harness/netns/netns.js';
+import { withTopology, type NsProcess } from '../../harness/netns/netns.js';
 import { CLI } from '../../harness/process/cli.js';
-import { probeKernelTier } from '../../src/dataplane/kernel/probe.js';
+import { kernelTierSkipReason } from '../../harness/netns/kernel-skip.js';
 
-const root = rootSkipReason();
-const probe = root ? undefined : await probeKernelTier();
-const skip = root ?? (probe && !probe.available ? `kernel tier unavailable: ${probe.detail}` : undefined);
+const skip = await kernelTierSkipReason();
 const SEND = fileURLToPath(new URL('../fixtures/udp-send.ts', import.meta.url));
 const COUNT = fileURLToPath(new URL('../fixtures/udp-count-ports.ts', import.meta.url));
 const SUBS = 4;

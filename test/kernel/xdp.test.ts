@@ -8,13 +8,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { rootSkipReason, withTopology } from '../../harness/netns/netns.js';
-import { probeKernelTier } from '../../src/dataplane/kernel/probe.js';
+import { withTopology } from '../../harness/netns/netns.js';
+import { kernelTierSkipReason } from '../../harness/netns/kernel-skip.js';
 import { COPIES, OTHER_ROUTE_V4, OTHER_ROUTE_V6, RAW_CASES, casePayload, caseOf } from '../../harness/traffic/raw-cases.js';
 
-const root = rootSkipReason();
-const probe = root ? undefined : await probeKernelTier();
-const skip = root ?? (probe && !probe.available ? `kernel tier unavailable: ${probe.detail}` : undefined);
+const skip = await kernelTierSkipReason();
 const RELAY = fileURLToPath(new URL('../fixtures/xdp-relay.ts', import.meta.url));
 const PEER = fileURLToPath(new URL('../fixtures/xdp-peer.ts', import.meta.url));
 const RAW_INJECT = fileURLToPath(new URL('../fixtures/raw-inject.ts', import.meta.url));
