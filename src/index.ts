@@ -25,7 +25,7 @@ export {
 } from './sender/stream-scheduler.js';
 export { Flow, type FlowEvents, type FlowObserverEvents, type EndpointInput } from './control/flow.js';
 export type { FlowMediaStats, MonitoredFlowStats } from './control/flow-taps.js';
-export { MEDIA_ALARM_KINDS } from './media/monitor-types.js';
+export { MEDIA_ALARM_KINDS, TS_INDICATORS } from './media/monitor-types.js';
 export type { MediaAlarm, MediaAlarmKind, MediaStats, RtpStats, TsStats, TsPidStats } from './media/monitor-types.js';
 export { PAYLOAD_FORMATS, type PayloadFormat } from './wire/payload-format.js';
 export { TypedEmitter, type EventMap, type ListenerErrorEvents, type WithListenerError, type SluiceWarningCode } from './events.js';

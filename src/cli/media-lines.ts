@@ -4,21 +4,7 @@
  * indicators that fired), and the RTCP relay's counts.
  */
 import type { MonitoredFlowStats } from '../control/flow-taps.js';
-
-const TS_INDICATORS = [
-  'tsSyncLoss',
-  'syncByteError',
-  'patError',
-  'ccError',
-  'pmtError',
-  'pidError',
-  'pcrRepetitionError',
-  'pcrDiscontinuityError',
-  'pcrAccuracyError',
-  'transportError',
-  'crcError',
-  'sectionError',
-] as const;
+import { TS_INDICATORS } from '../media/monitor-types.js';
 
 /** `  media: …` for a monitored flow, `  rtcp: …` for an RTCP-paired one; nothing for others. */
 export function mediaLines(s: MonitoredFlowStats): string[] {

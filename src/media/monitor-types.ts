@@ -122,6 +122,22 @@ export interface TsStats {
   readonly pids: readonly TsPidStats[];
 }
 
+/** The TR 101 290 indicators TsStats counts, in priority order: the CLI's media line, the `indicator` metric label and the tests read this one list. */
+export const TS_INDICATORS = [
+  'tsSyncLoss',
+  'syncByteError',
+  'patError',
+  'ccError',
+  'pmtError',
+  'pidError',
+  'pcrRepetitionError',
+  'pcrDiscontinuityError',
+  'pcrAccuracyError',
+  'transportError',
+  'crcError',
+  'sectionError',
+] as const satisfies readonly (keyof TsStats)[];
+
 /** What a flow's monitor reports (FlowStats.media). */
 export interface MediaStats {
   /** The flow's payload policy the monitor applies. */

@@ -6,25 +6,9 @@
  * one means.
  */
 import type { Registry } from 'prom-client';
-import { MEDIA_ALARM_KINDS, type FlowMediaStats, type RtpStats, type TsStats } from '../index.js';
+import { MEDIA_ALARM_KINDS, TS_INDICATORS, type FlowMediaStats, type RtpStats, type TsStats } from '../index.js';
 import { SnapshotCounter, SnapshotGauge, type Sample, type ScrapeCache } from './metrics-snapshot.js';
 import type { CapResult } from './metrics-subscriber-cap.js';
-
-/** The TR 101 290 indicators counted in TsStats, as the `indicator` label. */
-export const TS_INDICATORS = [
-  'tsSyncLoss',
-  'syncByteError',
-  'patError',
-  'ccError',
-  'pmtError',
-  'pidError',
-  'pcrRepetitionError',
-  'pcrDiscontinuityError',
-  'pcrAccuracyError',
-  'transportError',
-  'crcError',
-  'sectionError',
-] as const satisfies readonly (keyof TsStats)[];
 
 interface Monitored {
   readonly flow: string;

@@ -9,23 +9,8 @@ import { PID_PAT, TS_PACKET_SIZE } from '../../src/wire/mpegts/packet.js';
 import { PCR_MODULUS } from '../../src/wire/mpegts/pcr.js';
 import { encodePatSection, encodePmtSection } from '../../src/wire/mpegts/psi.js';
 import { createTsMonitor } from '../../src/media/ts-monitor.js';
-import type { MediaAlarm, TsStats } from '../../src/media/monitor-types.js';
+import { TS_INDICATORS as ERROR_FIELDS, type MediaAlarm, type TsStats } from '../../src/media/monitor-types.js';
 import { AUDIO, PMT, TsMux, VIDEO, alarmLines, feed, monitorWithLog, ms, sectionPackets, type MuxPacket } from './ts-mux.js';
-
-const ERROR_FIELDS = [
-  'tsSyncLoss',
-  'syncByteError',
-  'patError',
-  'ccError',
-  'pmtError',
-  'pidError',
-  'pcrRepetitionError',
-  'pcrDiscontinuityError',
-  'pcrAccuracyError',
-  'transportError',
-  'crcError',
-  'sectionError',
-] as const;
 
 /** The error counters that are not zero. */
 function errors(ts: TsStats | undefined): Record<string, number> {
