@@ -16,7 +16,8 @@
  * One JSON line per run on stdout: {"event":"done", mb moved, seconds,
  * Mbit/s, completed, the gateways' CPU seconds (user+system, from
  * /proc/PID/stat, worker threads included) and CPU seconds per delivered
- * GB, each thread's share, and the last status samples}.
+ * GB, each thread's share, the datagrams each gateway's peer port sent
+ * and received, and the last status samples}.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -188,6 +189,13 @@ async function run(index: number): Promise<object> {
     const cpu = { a: cpuSeconds(gwa.pid!) - cpu0.a, b: cpuSeconds(gwb.pid!) - cpu0.b };
     const threads = { a: threadDiff(threads0.a, threadSeconds(gwa.pid)), b: threadDiff(threads0.b, threadSeconds(gwb.pid)) };
     const perGb = (s: number) => (received > 0 ? +((s * 1e9) / received).toFixed(1) : null);
+    // Datagrams each gateway's peer port sent and received (gwb's sent: mostly acks).
+    const ports = await Promise.all(
+      [control.a, control.b].map(async (c) => {
+        const s = (await fetchStatus(c).catch(() => undefined)) as TpoGatewayStatus | undefined;
+        return s ? { sent: s.port.datagramsSent, received: s.port.datagramsReceived } : undefined;
+      }),
+    );
     client.destroy();
     return {
       event: 'done',
@@ -204,6 +212,8 @@ async function run(index: number): Promise<object> {
       cpuPerGbB: perGb(cpu.b),
       threadsA: threads.a,
       threadsB: threads.b,
+      datagramsA: ports[0],
+      datagramsB: ports[1],
       last: samples.slice(-2),
     };
   } finally {

@@ -10,7 +10,7 @@
  *       key: 64 hex digits           # or keyFile: path (raw or hex; mode 600)
  *       keyId: 1
  *       maxRate: 50M                 # bits/s cap on what goes to this peer
- *       mtu: 9000                    # the path's IP MTU (default 1500; 9000 to a loopback peer)
+ *       mtu: 9000                    # the path's IP MTU (default 1500; 65535 to a loopback peer)
  *   intercept: { mode: explicit }    # or transparent (root: nftables rules)
  *   table:                           # flows to carry; first match wins
  *     - { protocol: tcp, listen: 127.0.0.1:8080, target: 10.2.0.10:80 }

@@ -72,7 +72,7 @@ export const peerSchema = z.strictObject({
   keyId: z.number().int().min(0).max(0xffffffff).optional(),
   maxRate: rate.optional(),
   initialRate: rate.optional(),
-  /** The IP MTU of the path to this peer: datagrams are sized to it (576 to 65535; default 1500, 9000 to a loopback address). */
+  /** The IP MTU of the path to this peer: datagrams are sized to it (576 to 65535; default 1500, 65535 to a loopback address). */
   mtu: z.number().int().min(576).max(65_535).optional(),
 });
 

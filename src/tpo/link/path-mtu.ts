@@ -6,13 +6,17 @@ import { segmentSizeForMtu } from '../protocol/data-mover.js';
 import { isLoopbackAddress } from '../../wire/endpoint.js';
 
 /**
- * Both gateways on one host: loopback's own MTU is 65536, but 9000-byte
- * (jumbo) datagrams already carry a transfer with about 60 % of the CPU
- * per byte that 1500-byte ones cost (AEAD calls, system calls, acks: per
- * datagram; measured 33 → 20 gateway CPU s/GB), and a loss or a
- * retransmission stays small.
+ * Both gateways on one host: loopback's own MTU (65536), so a segment
+ * (65 KB) holds a whole driver buffer (32 KB by default) and a datagram
+ * carries one. Every datagram costs the same whatever its size (a seal
+ * and an open, a system call's share, the loss detector's entry, an
+ * eighth of an ack and its hand-over between threads), so loopback
+ * carries a transfer with fewer of them: 1500-byte datagrams cost 33
+ * gateway CPU s/GB, 9000-byte ones 20, and 65535 about a tenth less again
+ * (docs/BENCHMARKS.md, issue 18). Loopback does not lose datagrams to
+ * the path, so a retransmission's larger size costs nothing there.
  */
-const LOOPBACK_MTU = 9000;
+const LOOPBACK_MTU = 65_535;
 
 /** Segment bytes for a session with `peer`; undefined: the data mover's default (a 1500-byte MTU). */
 export function segmentSizeFor(peer: { address: string } | undefined, mtu: number | undefined): number | undefined {

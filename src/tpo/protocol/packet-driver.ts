@@ -44,6 +44,7 @@ import {
 import { compress } from '../../wire/tpo/compression.js';
 import { checkMessageHeader, messageHeaderLength, writeMessageHeader } from '../../wire/tpo/message.js';
 import { Writer } from '../../wire/tpo/cursor.js';
+import { uninitializedBytes } from '../../wire/bytes.js';
 
 export type CompressionChoice = 'auto' | 'brotli' | 'deflate' | 'none';
 
@@ -183,7 +184,7 @@ export class PacketDriver {
     }
     if (!open) {
       open = {
-        raw: new Uint8Array(Math.min(this.#maxBytes, Math.max(INITIAL_OPEN_BYTES, ROUTING_HEADER_LENGTH + size))),
+        raw: uninitializedBytes(Math.min(this.#maxBytes, Math.max(INITIAL_OPEN_BYTES, ROUTING_HEADER_LENGTH + size))),
         bytes: 0,
         count: 0,
         timer: undefined,
@@ -197,7 +198,7 @@ export class PacketDriver {
     }
     const at = ROUTING_HEADER_LENGTH + open.bytes;
     if (at + size > open.raw.length) {
-      const grown = new Uint8Array(Math.min(this.#maxBytes, Math.max(open.raw.length * 2, at + size)));
+      const grown = uninitializedBytes(Math.min(this.#maxBytes, Math.max(open.raw.length * 2, at + size)));
       grown.set(open.raw.subarray(0, at));
       open.raw = grown;
     }

@@ -8,6 +8,7 @@
  */
 import { TD_BUFFER_END, TD_BUFFER_START } from '../../wire/tpo/data-mover.js';
 import { MAX_DRIVER_BUFFER, ROUTING_HEADER_LENGTH } from '../../wire/tpo/driver-buffer.js';
+import { uninitializedBytes } from '../../wire/bytes.js';
 
 export interface Segment {
   readonly logical: number;
@@ -225,7 +226,7 @@ export class Reassembler {
     const need = this.#partBytes + bytes.length;
     let p = this.#partial;
     if (!p || p.length < need) {
-      const grown = new Uint8Array(Math.min(this.maxBufferBytes, Math.max(need, MIN_PARTIAL_BYTES, this.#lastBufferBytes, 2 * (p?.length ?? 0))));
+      const grown = uninitializedBytes(Math.min(this.maxBufferBytes, Math.max(need, MIN_PARTIAL_BYTES, this.#lastBufferBytes, 2 * (p?.length ?? 0))));
       if (p && this.#partBytes) grown.set(p.subarray(0, this.#partBytes));
       p = this.#partial = grown;
     }
@@ -318,7 +319,7 @@ const NONE: readonly Uint8Array[] = Object.freeze([]);
 function concat(parts: readonly Uint8Array[]): Uint8Array {
   let n = 0;
   for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
+  const out = uninitializedBytes(n);
   let at = 0;
   for (const p of parts) {
     out.set(p, at);
