@@ -67,10 +67,6 @@ function load(args: readonly string[]): Promise<Record<string, unknown>> {
   });
 }
 
-function quantile(sorted: readonly number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
-
 /** Waits until the proxy's process tree is back to `size` processes (socat's per-connection child reaped), ≤ 3 s. */
 async function settle(pid: number | undefined, size: number): Promise<void> {
   await new Promise((r) => setTimeout(r, 200));
@@ -112,6 +108,17 @@ export async function runTcpSuite(o: TcpSuiteOptions): Promise<{ md: string; jso
 
   const sink = spawnOn(LOAD_CPU, process.execPath, ['--import', 'tsx', 'bench/tools/tcp-load.ts', 'sink']);
   const running = new Map<string, { peer: TcpPeer; proxy: RunningProxy; baseTree: number }>();
+  // An interrupted run (the harness exits on SIGINT) must not leave the proxies and the sink behind.
+  const killAll = (): void => {
+    for (const pid of [sink.child.pid, ...[...running.values()].map((r) => r.proxy.pid)]) {
+      try {
+        if (pid !== undefined) process.kill(pid, 'SIGTERM');
+      } catch {
+        /* already gone */
+      }
+    }
+  };
+  process.on('exit', killAll);
   try {
     const sinkPort = Number((await readyLine(sink.child, 30_000)).port);
     for (const peer of wanted) {
@@ -134,9 +141,8 @@ export async function runTcpSuite(o: TcpSuiteOptions): Promise<{ md: string; jso
         const trial: TcpTrial = { peer: name, repeat };
         try {
           const ping = await load(['ping', `127.0.0.1:${proxy.port}`, String(rounds), String(PING_SIZE)]);
-          const rtts = ping.rtts as number[];
-          trial.p50Us = quantile(rtts, 0.5);
-          trial.p99Us = quantile(rtts, 0.99);
+          trial.p50Us = Number(ping.p50);
+          trial.p99Us = Number(ping.p99);
           await settle(proxy.pid, baseTree);
           const cpu0 = proxy.pid === undefined ? 0 : treeCpuSeconds(proxy.pid);
           const host0 = hostJiffies();
@@ -165,6 +171,7 @@ export async function runTcpSuite(o: TcpSuiteOptions): Promise<{ md: string; jso
   } finally {
     for (const { proxy } of running.values()) await proxy.stop();
     await stopChild(sink.child);
+    process.off('exit', killAll);
   }
   res.loadavgEnd = loadavg().map((v) => +v.toFixed(2));
   mkdirSync(o.outDir, { recursive: true });

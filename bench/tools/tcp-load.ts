@@ -7,7 +7,7 @@
  *   tcp-load.ts bulk HOST:PORT BYTES      one connection: sends BYTES after the size header, waits for the
  *                                         answer; prints {"bytes","seconds"} (time from connect to answer).
  *   tcp-load.ts ping HOST:PORT N SIZE     one connection: N round trips of SIZE bytes (after N/10 warm-up);
- *                                         prints {"rtts":[µs,...]} sorted.
+ *                                         prints {n, p50, p90, p99, max} in µs.
  *
  * Every run is bounded: BYTES and N are capped, and the client gives up after 120 s.
  */
@@ -139,7 +139,8 @@ function runPing(target: string | undefined, roundsArg: string | undefined, size
     if (done++ >= warm) rtts.push(us);
     if (done < warm + rounds) return send();
     rtts.sort((a, b) => a - b);
-    process.stdout.write(`${JSON.stringify({ rtts: rtts.map((v) => +v.toFixed(1)) })}\n`);
+    const q = (p: number) => +rtts[Math.min(rtts.length - 1, Math.floor(p * rtts.length))]!.toFixed(1);
+    process.stdout.write(`${JSON.stringify({ n: rtts.length, p50: q(0.5), p90: q(0.9), p99: q(0.99), max: q(1) })}\n`);
     s.destroy();
     process.exit(0);
   });
