@@ -179,7 +179,7 @@ export function buildProgram(exit: (code: number) => void): Command {
           pin: o.pin,
           tuneHost: o.tuneHost,
           kernelHook: o.kernelHook,
-          flows: [...config.flows],
+          flows: [...config.flows, ...config.tcp],
           reload,
           json: !!o.json,
           statsInterval: o.statsInterval ?? (o.json ? 0 : 5),
@@ -309,7 +309,7 @@ export function buildProgram(exit: (code: number) => void): Command {
     .requiredOption('-c, --config <file>', 'config file')
     .action(async (o) => {
       const config = await loadConfig(o.config);
-      process.stdout.write(`${o.config}: ok, ${config.flows.length} flow(s), tier ${config.tier}\n`);
+      process.stdout.write(`${o.config}: ok, ${config.flows.length + config.tcp.length} flow(s), tier ${config.tier}\n`);
       exit(EXIT.OK);
     });
 

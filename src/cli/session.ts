@@ -13,12 +13,15 @@ import { waitForSignal } from './signals.js';
 import { createCliLogger, localTimestamp, type Logger, type LogLevel } from './log-lines.js';
 import { RateTracker, rateLine } from './flow-rates.js';
 import { applyTuneHost } from './tune-host.js';
+import type { TcpRedirectPolicy } from '../policy/tcp-redirect.js';
+import { tcpStatsLine } from './tcp-relay.js';
 
 export interface SessionOptions {
   tier: TierChoice;
   /** Batched tier: most time (ms) a datagram is held for batching. */
   batchHoldMs?: number;
-  flows: FlowPolicy[];
+  /** UDP flows, and tcp-redirects (a config file's `type: tcp-redirect` flows: started after the others, left as they are by a reload). */
+  flows: (FlowPolicy | TcpRedirectPolicy)[];
   /** Kernel tier: pin state (true or a bpffs dir); stopping then leaves flows forwarding. */
   pin?: boolean | string;
   /** Kernel tier: where redirect flows run (Sluice option kernelHook). */
@@ -68,7 +71,9 @@ async function runFlows(opts: SessionOptions, stop: Promise<string>): Promise<nu
     ...(opts.kernelHook ? { kernelHook: opts.kernelHook } : {}),
   });
   try {
-    for (const f of opts.flows) await sluice.apply(f);
+    const isTcp = (f: FlowPolicy | TcpRedirectPolicy): f is TcpRedirectPolicy => f.type === 'tcp-redirect';
+    for (const f of opts.flows) if (!isTcp(f)) await sluice.apply(f);
+    for (const f of opts.flows) if (isTcp(f)) await sluice.apply(f);
   } catch (err) {
     await sluice.close();
     throw err;
@@ -77,6 +82,7 @@ async function runFlows(opts: SessionOptions, stop: Promise<string>): Promise<nu
   const swept = sluice.sweepUnclaimed();
   if (swept) log.info(`removed ${swept} pinned flow(s) of an earlier run that the configuration no longer has`);
   const flows = sluice.flows();
+  const tcp = sluice.tcpFlows();
   // Kernel tier: the host's backlog queue drops copies (once; the stats' hostDrops count them).
   sluice.on('hostwarning', (message) => (opts.json ? emitJson('warning', { t: Date.now(), kind: 'hostBacklog', message }) : log.warn(message)));
   // Stream alarms (media payloads) and RTCP silences, as they happen: of the flows now and of those a reload adds.
@@ -98,12 +104,14 @@ async function runFlows(opts: SessionOptions, stop: Promise<string>): Promise<nu
       t: Date.now(),
       tier: sluice.tier,
       flows: flows.map((f) => ({ name: f.name, type: f.type, listen: f.listenUrl, to: f.stats().destinations.map((d) => d.to) })),
+      ...(tcp.length ? { tcpFlows: tcp.map((f) => ({ name: f.name, type: f.type, listen: f.listen, to: f.to, mode: f.mode })) } : {}),
     });
   } else {
     for (const f of flows) {
       const to = f.stats().destinations.map((d) => d.to);
       log.info(`${f.name}: ${f.type} ${f.listenUrl} -> ${to.join(', ') || '(no subscribers yet)'} [tier ${sluice.tier}]`);
     }
+    for (const f of tcp) log.info(`${f.name}: tcp-redirect ${f.listen} -> ${f.to} [${f.mode}]`);
     log.info('running; Ctrl-C to stop');
   }
   // Periodic lines: rates since the previous line (the first: since ready), then totals.
@@ -114,10 +122,18 @@ async function runFlows(opts: SessionOptions, stop: Promise<string>): Promise<nu
           const stats = sluice.stats();
           const t = Date.now();
           const { intervalMs, rates: r } = rates.sample(stats);
-          if (opts.json) emitJson('stats', { t, intervalMs: Math.round(intervalMs), flows: stats.map((s, i) => ({ ...s, ...r[i]! })) });
+          const tcpStats = tcp.map((f) => f.stats());
+          if (opts.json)
+            emitJson('stats', {
+              t,
+              intervalMs: Math.round(intervalMs),
+              flows: stats.map((s, i) => ({ ...s, ...r[i]! })),
+              ...(tcp.length ? { tcpFlows: tcpStats } : {}),
+            });
           else {
             const stamp = localTimestamp(t);
             process.stderr.write(stats.map((s, i) => `${stamp} sluice: ${rateLine(s, r[i]!)}\n`).join(''));
+            process.stderr.write(tcpStats.map((s) => `${stamp} sluice: ${tcpStatsLine(s)}\n`).join(''));
           }
         }, opts.statsInterval * 1000)
       : undefined;
@@ -164,8 +180,12 @@ async function runFlows(opts: SessionOptions, stop: Promise<string>): Promise<nu
       t: Date.now(),
       ...(outcome.signal ? { signal: outcome.signal } : { error: outcome.error!.message }),
       flows: final,
+      ...(tcp.length ? { tcpFlows: tcp.map((f) => f.stats()) } : {}),
       ...(keep ? { keptForwarding: true } : {}),
     });
-  else process.stdout.write(`${statsTable(final)}\n${final.flatMap(mediaLines).join('\n')}${final.some((f) => f.media || f.rtcp) ? '\n' : ''}`);
+  else {
+    process.stdout.write(`${statsTable(final)}\n${final.flatMap(mediaLines).join('\n')}${final.some((f) => f.media || f.rtcp) ? '\n' : ''}`);
+    process.stdout.write(tcp.map((f) => `${tcpStatsLine(f.stats())}\n`).join(''));
+  }
   return outcome.error ? EXIT.FAILURE : EXIT.OK;
 }

@@ -20,7 +20,8 @@ export interface TcpRelayArgs {
   readonly statsInterval?: number | undefined;
 }
 
-function line(s: TcpRelayStats): string {
+/** One human line of a tcp-redirect's counters (`sluice relay` and `sluice run`). */
+export function tcpStatsLine(s: TcpRelayStats): string {
   return (
     `${s.name ?? 'tcp-redirect'} [${s.mode}] accepted ${s.accepted} active ${s.active} closed ${s.closed} resets ${s.resets} idle ${s.idleClosed} ` +
     `refused ${s.refused.notAllowed} not allowed, ${s.refused.overLimit} over limit; upstream failed ${s.upstreamFailed}; ` +
@@ -50,7 +51,7 @@ export async function runTcpRelay(a: TcpRelayArgs): Promise<number> {
     if (json) emitJson('ready', { listen: relay.listen, to: a.to[0], mode: relay.mode });
     else process.stdout.write(`relaying ${relay.listen} -> ${a.to[0]} (${relay.mode})\n`);
     const print = (event: string, extra: Record<string, unknown> = {}) =>
-      json ? emitJson(event, { ...extra, ...relay.stats() }) : process.stdout.write(`${line(relay.stats())}\n`);
+      json ? emitJson(event, { ...extra, ...relay.stats() }) : process.stdout.write(`${tcpStatsLine(relay.stats())}\n`);
     const timer = statsInterval > 0 ? setInterval(() => print('stats'), statsInterval * 1000) : undefined;
     const signal = await stop.signal;
     if (timer) clearInterval(timer);

@@ -19,8 +19,10 @@ import type { StreamScheduler, StreamSchedulerOptions } from '../sender/stream-s
 import { Sender, type AggregateInput, type WriteEntryInput, type WriteOptions } from './sender.js';
 import type { FlowStats } from '../dataplane/common/counters.js';
 import type { MonitoredFlowStats } from './flow-taps.js';
-import { ClosedError, NotSupportedError, type EngineFailedError } from '../errors.js';
+import { ClosedError, ConflictError, NotSupportedError, type EngineFailedError } from '../errors.js';
 import { TypedEmitter } from '../events.js';
+import { TcpRelay, type TcpRelayStats } from './tcp-relay.js';
+import type { TcpRedirectPolicy } from '../policy/tcp-redirect.js';
 
 /** Events of a Sluice instance (`sluice.on(name, listener)`); a throwing listener is reported as 'listenererror', never thrown. */
 export interface SluiceEvents {
@@ -35,6 +37,10 @@ export interface SluiceEvents {
   engineFailed: [error: EngineFailedError];
   /** apply() started `flow`. */
   flowadded: [flow: Flow];
+  /** apply() started a tcp-redirect (its TcpRelay). */
+  tcpflowadded: [flow: TcpRelay];
+  /** A tcp-redirect was closed (remove()), with its last counters (those closed by close() are in 'close' of the TcpRelay). */
+  tcpflowremoved: [flow: TcpRelay, stats: TcpRelayStats];
   /** flow.remove() stopped `flow`, with its final counters (flows stopped by close() are in 'close'). */
   flowremoved: [flow: Flow, stats: FlowStats | undefined];
   /** close() has finished, with what it resolves with (the flows' final counters). Emitted once. */
@@ -78,6 +84,8 @@ export class Sluice extends TypedEmitter<SluiceEvents> {
   /** Running flows by id, in the order they were applied, with the calls only this Sluice makes on them. */
   readonly #flows = new Map<string, { readonly flow: Flow; readonly control: FlowControl }>();
   readonly #observer = new TypedEmitter<SluiceObserverEvents>();
+  /** Running tcp-redirects, in the order they were applied (TCP: not in the policy table, no tier). */
+  readonly #tcp = new Set<TcpRelay>();
   #closed = false;
   #closing: Promise<MonitoredFlowStats[]> | undefined;
 
@@ -170,13 +178,17 @@ export class Sluice extends TypedEmitter<SluiceEvents> {
    * is a type error, and rejects with NotSupportedError when passed anyway
    * (from JavaScript): use sendAggregate() or write().
    */
-  async apply(policy: FlowPolicy): Promise<Flow> {
+  async apply(policy: TcpRedirectPolicy): Promise<TcpRelay>;
+  async apply(policy: FlowPolicy): Promise<Flow>;
+  async apply(policy: FlowPolicy | TcpRedirectPolicy): Promise<Flow | TcpRelay> {
     if (this.#closed) throw new ClosedError('Sluice');
+    if ((policy as { type?: unknown }).type === 'tcp-redirect') return this.#applyTcp(policy as TcpRedirectPolicy);
     const spec = parsePolicy(policy);
+    if (spec.name !== undefined && this.tcpFlow(spec.name)) throw new ConflictError(`a tcp-redirect named '${spec.name}' is already running`);
     if (spec.type === 'aggregate' || spec.type === 'segment') {
       throw new NotSupportedError(`${spec.type} policies cannot be applied as flows`, `they are one-shot sends: use sluice.sendAggregate() or sluice.write()`);
     }
-    const entry = await this.#table.add(policy);
+    const entry = await this.#table.add(policy as FlowPolicy);
     // close() began meanwhile: it stops (or, keepForwarding, keeps) this flow with the others, without a handle.
     if (this.#closed) throw new ClosedError('Sluice');
     let control: FlowControl | undefined;
@@ -192,6 +204,38 @@ export class Sluice extends TypedEmitter<SluiceEvents> {
     this.emit('flowadded', flow);
     this.#observer.emit('newflow', flow);
     return flow;
+  }
+
+  /**
+   * A tcp-redirect: its listening socket is this process's, on every tier
+   * (the bytes move by splice(2) or in user space, not in the tier's
+   * engine). Its name must not be another flow's (ConflictError).
+   */
+  async #applyTcp(policy: TcpRedirectPolicy): Promise<TcpRelay> {
+    const name = policy.name;
+    if (name !== undefined && (this.flow(name) || this.tcpFlow(name))) throw new ConflictError(`a flow named '${name}' is already running`);
+    const relay = await TcpRelay.start(policy);
+    if (this.#closed) {
+      await relay.close();
+      throw new ClosedError('Sluice');
+    }
+    this.#tcp.add(relay);
+    relay.once('close', (stats) => {
+      // Removed by its owner (not by this Sluice's close(), which clears the set first).
+      if (this.#tcp.delete(relay)) this.emit('tcpflowremoved', relay, stats);
+    });
+    this.emit('tcpflowadded', relay);
+    return relay;
+  }
+
+  /** Running tcp-redirects, in the order they were applied. */
+  tcpFlows(): TcpRelay[] {
+    return [...this.#tcp];
+  }
+
+  /** The running tcp-redirect called `name` (its policy's name, or its listen URL), if any. */
+  tcpFlow(name: string): TcpRelay | undefined {
+    return this.tcpFlows().find((f) => f.name === name);
   }
 
   /**
@@ -250,7 +294,8 @@ export class Sluice extends TypedEmitter<SluiceEvents> {
 
   /**
    * Closes everything this instance holds and resolves with the final
-   * counters of the flows it stopped. In order: the stream schedulers made
+   * counters of the flows it stopped (tcp-redirects, closed alongside,
+   * report theirs in their own 'close'). In order: the stream schedulers made
    * by streams() (a write in flight completes; streams end 'closed'); the
    * flows (each emits 'sluiceclose', then 'close' with its final counters;
    * its remove() resolves with them); the send engine; the data plane;
@@ -272,6 +317,9 @@ export class Sluice extends TypedEmitter<SluiceEvents> {
     // Everything below starts before the first await: from here on nothing new starts and no flow takes calls.
     this.#closed = true;
     const sent = this.#sender.close();
+    const tcp = [...this.#tcp];
+    this.#tcp.clear();
+    const tcpClosed = Promise.all(tcp.map((r) => r.close()));
     const flows = [...this.#flows.values()];
     this.#flows.clear();
     const kept = keep ? flows.map(({ flow }) => flow.stats()) : [];
@@ -279,7 +327,7 @@ export class Sluice extends TypedEmitter<SluiceEvents> {
     const ended = flows.map(({ flow, control }) => control.sluiceClosing(cleared.then((m) => m.get(flow.id))));
     let final: MonitoredFlowStats[] = [];
     try {
-      await Promise.all(ended);
+      await Promise.all([...ended, tcpClosed]);
       final = keep ? kept : [...(await cleared).values()];
     } finally {
       await this.#plane.close({ keepForwarding: keep });

@@ -12,7 +12,8 @@
 import { LineCounter, parseDocument, isAlias, isMap, isPair, isScalar, isSeq, type Node as YamlNode } from 'yaml';
 import { PolicyValidationError, type PolicyIssue } from '../errors.js';
 import type { FlowPolicy, TierChoice } from './schema.js';
-import { parseConfig } from './validate.js';
+import { parseConfigWithTcp } from './tcp-config.js';
+import type { TcpRedirectPolicy } from './tcp-redirect.js';
 import type { HostAddresses } from './flow-set.js';
 
 /** Largest Sluice config file, bytes (65,536 subscribers take about 2 MiB). */
@@ -37,6 +38,8 @@ const MAX_ALIAS_EXPANSION = 100;
 export interface LoadedConfig {
   readonly tier: TierChoice;
   readonly flows: readonly FlowPolicy[];
+  /** The file's tcp-redirect entries (`type: tcp-redirect` in flows:), as written, validated: for `Sluice.apply` too. */
+  readonly tcp: readonly TcpRedirectPolicy[];
 }
 
 /** A problem found while reading a YAML document: the line when known. */
@@ -179,8 +182,8 @@ export function parseConfigText(text: string, source = 'config', host?: HostAddr
     throw new PolicyValidationError([{ path: '', message: 'expected a mapping with a flows: list' }], `invalid config ${source}`);
   }
   try {
-    const spec = parseConfig(value, host);
-    return { tier: spec.tier, flows: (value as { flows: FlowPolicy[] }).flows };
+    const { spec, udp, tcp } = parseConfigWithTcp(value as Record<string, unknown>, host);
+    return { tier: spec.tier, flows: udp as FlowPolicy[], tcp };
   } catch (err) {
     if (err instanceof PolicyValidationError) throw new PolicyValidationError(err.issues as PolicyIssue[], `invalid config ${source}`);
     throw err;

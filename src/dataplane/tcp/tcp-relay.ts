@@ -36,6 +36,18 @@ export interface TcpRelayStats {
   readonly bytesToClient: number;
 }
 
+/** What a running tcp-redirect tells its owner as it happens (the TcpRelay's events). */
+export interface TcpRelayHooks {
+  /** A connection from `source` was joined to `to`. */
+  accepted?(source: string): void;
+  /** A connection from `source` was reset at accept. */
+  refused?(source: string, reason: 'notAllowed' | 'overLimit'): void;
+  /** `to` could not be reached for a connection from `source`; the client was reset. */
+  upstreamFailed?(source: string, error: string): void;
+  /** A joined pair ended. */
+  ended?(source: string, end: PairEnd): void;
+}
+
 export class TcpRelayEngine {
   readonly spec: TcpRedirectSpec;
   readonly #server: Server;
@@ -54,9 +66,11 @@ export class TcpRelayEngine {
   #closing: Promise<TcpRelayStats> | undefined;
   /** The splice thread's failure, if it stopped on its own (new connections are then refused). */
   failure: Error | undefined;
+  readonly #hooks: TcpRelayHooks;
 
-  private constructor(spec: TcpRedirectSpec, joiner: Joiner, server: Server, listen: Endpoint) {
+  private constructor(spec: TcpRedirectSpec, joiner: Joiner, server: Server, listen: Endpoint, hooks: TcpRelayHooks) {
     this.spec = spec;
+    this.#hooks = hooks;
     this.#joiner = joiner;
     this.#server = server;
     this.#listen = listen;
@@ -65,7 +79,7 @@ export class TcpRelayEngine {
   }
 
   /** Starts listening; `mode: 'splice'` where splice cannot run is a NotSupportedError saying why. */
-  static async start(spec: TcpRedirectSpec): Promise<TcpRelayEngine> {
+  static async start(spec: TcpRedirectSpec, hooks: TcpRelayHooks = {}): Promise<TcpRelayEngine> {
     const why = spliceUnavailable();
     if (spec.mode === 'splice' && why) throw new NotSupportedError('the splice path of tcp-redirect is unavailable', why);
     const server = createServer({ pauseOnConnect: true, allowHalfOpen: true });
@@ -83,7 +97,7 @@ export class TcpRelayEngine {
             if (engine) engine.failure = err;
           });
     joiner.idleTimeoutMs = spec.idleTimeoutMs;
-    engine = new TcpRelayEngine(spec, joiner, server, listen);
+    engine = new TcpRelayEngine(spec, joiner, server, listen, hooks);
     return engine;
   }
 
@@ -115,11 +129,13 @@ export class TcpRelayEngine {
     if (!this.#allowed(source)) {
       this.#notAllowed++;
       reset(client);
+      this.#hooks.refused?.(source, 'notAllowed');
       return;
     }
     if (this.#active >= this.spec.maxConnections || this.failure || this.#closing) {
       this.#overLimit++;
       reset(client);
+      this.#hooks.refused?.(source, 'overLimit');
       return;
     }
     this.#active++;
@@ -128,13 +144,14 @@ export class TcpRelayEngine {
     upstream.pause();
     this.#connecting.add(upstream);
     const timer = setTimeout(() => upstream.destroy(new Error('connect timed out')), this.spec.connectTimeoutMs);
-    const failed = () => {
+    const failed = (err: Error) => {
       clearTimeout(timer);
       this.#connecting.delete(upstream);
       this.#upstreamFailed++;
       this.#active--;
       reset(client);
       reset(upstream);
+      this.#hooks.upstreamFailed?.(source, (err as NodeJS.ErrnoException).code ?? err.message);
     };
     upstream.once('error', failed);
     upstream.once('connect', () => {
@@ -148,15 +165,17 @@ export class TcpRelayEngine {
         return;
       }
       this.#accepted++;
-      this.#joiner.join(client, upstream, (end) => this.#ended(end));
+      this.#hooks.accepted?.(source);
+      this.#joiner.join(client, upstream, (end) => this.#ended(source, end));
     });
   }
 
-  #ended(end: PairEnd): void {
+  #ended(source: string, end: PairEnd): void {
     this.#active--;
     if (end.reason === 'reset') this.#resets++;
     else if (end.reason === 'idle') this.#idleClosed++;
     else this.#closed++;
+    this.#hooks.ended?.(source, end);
   }
 
   /** Stops accepting, resets every open pair and returns the last counters. */
