@@ -18,8 +18,18 @@ import { txtimeNote } from '../../sys/txtime.js';
 import { WorkerChannel } from '../../worker/channel.js';
 import { workerEntry } from '../../worker/spawn.js';
 import { D, F, destinationSnapshot, flowDrops, newDestinationCounters, newFlowCounters } from './shared-counters.js';
-import type { BatchedNotifications, BatchedRequests, DestinationBinding, EngineOptions, FlowOptions, JoinRequest, WorkerData } from './protocol.js';
+import type {
+  BatchedFlowDetail,
+  BatchedNotifications,
+  BatchedRequests,
+  DestinationBinding,
+  EngineOptions,
+  FlowOptions,
+  JoinRequest,
+  WorkerData,
+} from './protocol.js';
 import { DEFAULT_SOCKET_BUFFER } from '../common/defaults.js';
+import { WorkersPlane, resolveWorkers } from './workers-plane.js';
 
 export const DEFAULT_HOLD_MS = 1;
 const DEFAULT_BATCH = 64;
@@ -38,18 +48,7 @@ interface FlowRecord {
 /** How the engine is named in errors and logs unless the caller says otherwise. */
 export const BATCHED_ENGINE_LABEL = "the batched tier's engine (worker thread 'sluice-batched')";
 
-/** Engine-level detail for `sluice doctor`, the bench and debugging. */
-export interface BatchedFlowDetail {
-  readonly recvCalls: number;
-  readonly sendCalls: number;
-  readonly gsoMessages: number;
-  readonly gsoSegments: number;
-  readonly groBuffers: number;
-  /** Destinations whose GSO was switched off after the kernel refused it. */
-  readonly gsoOff: readonly string[];
-  /** ICMP errors read that named no current destination (e.g. a subscriber removed since). */
-  readonly icmpUnmatched: number;
-}
+export type { BatchedFlowDetail };
 
 export class BatchedPlane implements DataPlane {
   readonly tier = 'batched' as const;
@@ -187,6 +186,18 @@ export class BatchedPlane implements DataPlane {
     return snapshot(rec);
   }
 
+  /** The flow's listen socket (the worker's descriptor; the process owns it). */
+  listenFd(id: string): number {
+    const fd = this.#flows.get(id)?.fds[0];
+    if (fd === undefined) throw new InvalidArgumentError(`no flow with id '${id}'`);
+    return fd;
+  }
+
+  /** The address the flow's listen socket is bound to (the port the kernel chose for 0). */
+  flowListen(id: string): Endpoint | undefined {
+    return this.#flows.get(id)?.listen;
+  }
+
   flowStats(id: string): FlowStats | undefined {
     const rec = this.#flows.get(id);
     return rec ? snapshot(rec) : undefined;
@@ -289,6 +300,7 @@ export const batchedProvider: TierProvider = {
     };
   },
   async create(options) {
-    return BatchedPlane.start(options);
+    const workers = resolveWorkers(options.workers);
+    return workers > 1 ? WorkersPlane.start(options, workers, (o, label) => BatchedPlane.start(o, label), BATCHED_ENGINE_LABEL) : BatchedPlane.start(options);
   },
 };

@@ -147,7 +147,7 @@ export class EngineFlow {
     counters: Float64Array,
     bindings: readonly DestinationBinding[],
     options: EngineOptions,
-    extra: { via?: EngineFlow; onlyMark?: number; own?: OwnSockets; notify?: SuspensionListener } = {},
+    extra: { via?: EngineFlow; onlyMark?: number; reusePort?: boolean; own?: OwnSockets; notify?: SuspensionListener } = {},
   ): EngineFlow {
     const own = extra.own ?? new OwnSockets();
     const socket = RawUdpSocket.open(plan.listen.family);
@@ -155,6 +155,7 @@ export class EngineFlow {
     try {
       socket.setBuffers(options.socketBufferBytes);
       if (extra.onlyMark !== undefined) socket.acceptOnlyMark(extra.onlyMark);
+      if (extra.reusePort) socket.setReusePort();
       socket.bind(plan.listen);
       if (plan.multicast) joinListenGroup(socket, plan.multicast);
       setFlowMulticastOutput(socket, plan.multicastOut, isWildcard(plan.listen));

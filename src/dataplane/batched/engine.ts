@@ -202,6 +202,7 @@ export class BatchedEngine {
         own: this.#own,
         ...(via ? { via } : {}),
         ...(req.options?.onlyMark === undefined ? {} : { onlyMark: req.options.onlyMark }),
+        ...(req.options?.reusePort ? { reusePort: true } : {}),
         notify: (name, to, until) => this.#port.notify('suspension', { flow: name, to, until }),
       });
       this.#flows.set(req.flow, flow);
