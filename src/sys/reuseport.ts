@@ -17,6 +17,7 @@
 import { libc } from './ffi.js';
 import { syscallError } from './errno.js';
 import { NativeRegion } from './memory.js';
+import { RawUdpSocket } from './udp-socket.js';
 import { SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, SO_DETACH_REUSEPORT_BPF } from './constants.js';
 
 /** The most sockets a steered group gets (a sanity bound, far above any core count here). */
@@ -145,4 +146,29 @@ function ipv6Words(address: string): number[] {
   const t = tail ? tail.split(':') : [];
   const groups = [...h, ...Array<string>(tail === undefined ? 0 : 8 - h.length - t.length).fill('0'), ...t].map((g) => parseInt(g, 16));
   return [0, 1, 2, 3].map((i) => ((groups[2 * i]! << 16) | groups[2 * i + 1]!) >>> 0);
+}
+
+/**
+ * Whether steering works here: binds two SO_REUSEPORT sockets on loopback,
+ * attaches the program and detaches it. `reason` says which call failed.
+ */
+export function probeSteering(): { available: true } | { available: false; reason: string } {
+  const opened: RawUdpSocket[] = [];
+  try {
+    const a = RawUdpSocket.open(4);
+    opened.push(a);
+    a.setReusePort();
+    a.bind({ family: 4, address: '127.0.0.1', port: 0 });
+    const b = RawUdpSocket.open(4);
+    opened.push(b);
+    b.setReusePort();
+    b.bind(a.localEndpoint());
+    attachSteering(a.fd, 2);
+    if (!detachSteering(b.fd)) return { available: false, reason: 'the program attached but the group does not hold it' };
+    return { available: true };
+  } catch (e) {
+    return { available: false, reason: (e as Error).message };
+  } finally {
+    for (const s of opened) s.close();
+  }
 }

@@ -6,6 +6,8 @@
  */
 import { multicastNote } from '../../sys/multicast.js';
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { probeSteering } from '../../sys/reuseport.js';
 import type { DataPlane, DataPlaneOptions, JoinPoint, JoinResult, TierProvider } from '../common/types.js';
 import type { FlowPlan } from '../../policy/compile.js';
 import { endpointKey, formatEndpoint, type Endpoint } from '../../wire/endpoint.js';
@@ -284,6 +286,15 @@ function socketBufferNotes(): string[] {
   ];
 }
 
+/** What `--workers` can do here: the core count 'auto' takes, and whether the kernel takes the steering program. */
+function workersNote(): string {
+  const steer = probeSteering();
+  const auto = `'auto' = ${availableParallelism()} here`;
+  return steer.available
+    ? `workers: --workers N|auto (${auto}; default 1): one SO_REUSEPORT socket per worker, each source kept on one worker by a classic BPF program`
+    : `workers: only 1 (SO_REUSEPORT steering unavailable: ${steer.reason})`;
+}
+
 export const batchedProvider: TierProvider = {
   tier: 'batched',
   sendEngine: 'batched',
@@ -296,7 +307,7 @@ export const batchedProvider: TierProvider = {
       available: true,
       detail: `recvmmsg/sendmmsg in a worker thread, ${gso}, ${p.gro ? 'GRO' : 'no GRO'}`,
       // txtimeNote never throws: a failed detection is reported as the note.
-      notes: [...p.notes, ...socketBufferNotes(), txtimeNote(), ...[multicastNote()].filter((n) => n !== undefined)],
+      notes: [...p.notes, ...socketBufferNotes(), workersNote(), txtimeNote(), ...[multicastNote()].filter((n) => n !== undefined)],
     };
   },
   async create(options) {
