@@ -175,6 +175,11 @@ export class BatchedPlane implements DataPlane {
     return reply;
   }
 
+  /** Mirrors another worker's suspension (until > 0) or resumption (0) of destination `to` of flow `id` (workers-plane.ts). */
+  async mirrorSuspension(id: string, to: string, until: number): Promise<void> {
+    if (this.#flows.has(id) && !this.#channel.failure) await this.#request('suspend', { flow: id, to, until });
+  }
+
   async removeFlow(id: string): Promise<FlowStats | undefined> {
     const rec = this.#flows.get(id);
     if (!rec) return undefined;

@@ -245,6 +245,21 @@ export class EngineFlow {
     return next;
   }
 
+  /**
+   * Another worker of this flow suspended (until > 0) or resumed (0) the
+   * destination `to` (`udp://HOST:PORT`): the same here, without a
+   * notification (the other worker made it). False if `to` is unknown or
+   * has no suspension policy.
+   */
+  mirrorSuspension(to: string, until: number, now: number): boolean {
+    for (const d of this.#byName.values()) {
+      if (d.key !== to || !d.health || !d.ownsHealth) continue;
+      if (d.health.mirror(until, now)) d.counters[D.suspendedUntil] = until;
+      return true;
+    }
+    return false;
+  }
+
   /** New plan from the application; held datagrams were flushed by the caller. */
   update(plan: FlowPlan, bindings: readonly DestinationBinding[]): void {
     if (JSON.stringify(plan.multicastOut) !== JSON.stringify(this.#plan.multicastOut)) {

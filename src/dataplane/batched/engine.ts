@@ -222,6 +222,13 @@ export class BatchedEngine {
       this.#resumeDue();
       return join ? { fds: flow.fds(), applied: true, count } : { fds: flow.fds() };
     },
+    suspend: (req) => {
+      const flow = this.#need(req.flow);
+      this.#flush(flow);
+      flow.mirrorSuspension(req.to, req.until, healthClock());
+      this.#resumeDue();
+      return undefined;
+    },
     remove: (req) => {
       const flow = this.#flows.get(req.flow);
       if (flow) {

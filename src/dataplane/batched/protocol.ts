@@ -72,6 +72,8 @@ export interface BatchedRequests {
     result: { readonly fds: readonly number[]; readonly applied?: boolean; readonly count?: number };
   };
   remove: { request: { readonly flow: string }; result: undefined };
+  /** Another worker of the flow suspended (until > 0) or resumed (0) destination `to`: mirror it, without a notification. */
+  suspend: { request: { readonly flow: string; readonly to: string; readonly until: number }; result: undefined };
   /** Flush, close every flow, answer, end the loop. */
   close: { request: object; result: undefined };
 }

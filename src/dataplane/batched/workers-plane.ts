@@ -26,6 +26,7 @@ export interface WorkerEngine extends DataPlane {
   listenFd(id: string): number;
   flowListen(id: string): Endpoint | undefined;
   flowDetail(id: string): BatchedFlowDetail | undefined;
+  mirrorSuspension(id: string, to: string, until: number): Promise<void>;
 }
 
 /** Starts one worker; `label` names it in an EngineFailedError. */
@@ -58,9 +59,18 @@ export class WorkersPlane implements DataPlane {
       failed = true;
       options.onEngineFailed?.(e);
     };
+    // An ICMP error reaches one worker (the kernel's own hash picks it, not
+    // the steering program), while copies leave from every worker: a
+    // suspension or resumption one worker decides is mirrored in the others.
+    const suspension = (from: number) => (id: string, to: string, until: number) => {
+      options.onSuspension?.(id, to, until);
+      planes.forEach((p, i) => {
+        if (i !== from) p.mirrorSuspension(id, to, until).catch(() => undefined);
+      });
+    };
     try {
       for (let i = 0; i < workers; i++) {
-        planes.push(await startWorker({ ...options, onEngineFailed }, `${label} (worker ${i + 1} of ${workers})`));
+        planes.push(await startWorker({ ...options, onEngineFailed, onSuspension: suspension(i) }, `${label} (worker ${i + 1} of ${workers})`));
       }
     } catch (e) {
       await Promise.allSettled(planes.map((p) => p.close()));
