@@ -22,12 +22,15 @@ import { PACING_ENGINES, PACING_RATES, runPacingTrial, type PacingTrial } from '
 import { TPO_IOS, TPO_LOSSES, runTpoBulk, runTpoChatty, runTpoCompression, type TpoResults } from './lib/tpo-suite.js';
 import { TPO_WAN_VARIANTS, planTpoWan, runTpoWanSuite } from './lib/tpo-wan-suite.js';
 import { profileIds } from './lib/tpo-wan-profiles.js';
+import { runWorkersSuite } from './lib/workers-suite.js';
 import { runMediaSuite } from './lib/media-suite.js';
 import { runTcpSuite } from './lib/tcp-suite.js';
 import { runClusterSuite } from './cluster.js';
 import { SERVICE_TIERS, emptyServiceResults, runScrapeCapacity, runScrapeTimes, runSubscribeLatency } from './lib/service-suite.js';
 
 /** Sender suite: datagram size and destinations (small datagrams: per-packet costs dominate). */
+/** Suites that build their own setup and write their own result files (not in the default set). */
+const STANDALONE_SUITES = new Set(['media', 'tcp', 'workers']);
 const SENDER_DESTS = 10;
 import { runTrial, type Pattern, type TrialContext, type TrialResult } from './lib/trial.js';
 import { BENCH_BACKLOG, GEN_CPU, createBenchTopology, raiseBacklog, type BenchTopology } from './lib/topology.js';
@@ -93,7 +96,7 @@ const program = new Command('bench')
   .option('--no-steer', "no receive packet steering: a veth's receive work then runs on the sending CPU (see bench/README.md, topology)")
   .option(
     '--suites <list>',
-    'relay, sender (one-shot sends, issue #5), tpo (the TPO data mover, issue #6), tpo-wan (TCP across the IP-level WAN emulator: direct CUBIC/BBR, kcptun, Sluice; issue #7), service (the metrics scrape: its time, and capacity with a scrape a second; issue 19), media (monitoring cost, playout accuracy, late-join first picture; issue 20, not in the default), cluster (failover, flow write -> first packet, etcd traffic per change in the cluster lab; issue 21, not in the default, also `node --import tsx bench/cluster.ts`), tcp (tcp-redirect vs nginx stream, HAProxy, socat: throughput per core, added latency; issue 22, not in the default); default the first five, or relay alone with --only',
+    'relay, sender (one-shot sends, issue #5), tpo (the TPO data mover, issue #6), tpo-wan (TCP across the IP-level WAN emulator: direct CUBIC/BBR, kcptun, Sluice; issue #7), service (the metrics scrape: its time, and capacity with a scrape a second; issue 19), media (monitoring cost, playout accuracy, late-join first picture; issue 20, not in the default), cluster (failover, flow write -> first packet, etcd traffic per change in the cluster lab; issue 21, not in the default, also `node --import tsx bench/cluster.ts`), tcp (tcp-redirect vs nginx stream, HAProxy, socat: throughput per core, added latency; issue 22, not in the default); workers (batched tier replicate 1->100 lossless capacity with 1 and 2 workers, one source and 8 sources; issue 22, not in the default); default the first five, or relay alone with --only',
   )
   .option('--wan-seconds <s>', 'tpo-wan: bulk transfer time per trial on every emulated profile (default per profile: 20 and 10 s, quick 10 and 6 s)', posNum)
   .option('--profiles <list>', `tpo-wan: which paths (${profileIds().join(', ')}); default all`)
@@ -275,18 +278,23 @@ async function main(): Promise<number> {
     // Loopback only, no namespaces: before the harness pins itself to one CPU. At least 2 repeats (ratios need a spread).
     const files = await runMediaSuite({ quick, repeats: Math.max(2, repeats), outDir, log });
     log(`media: ${relative(process.cwd(), files.md)}, ${relative(process.cwd(), files.json)}`);
-    if (suites.size === 1) return 0;
   }
   if (suites.has('tcp')) {
     // Loopback, its own CPU pinning (proxy on one CPU, load on the other): before the harness pins itself. At least 2 repeats.
     const files = await runTcpSuite({ quick, repeats: Math.max(2, repeats), install: o.install, outDir, log });
     log(`tcp: ${relative(process.cwd(), files.md)}, ${relative(process.cwd(), files.json)}`);
-    if ([...suites].every((x) => x === 'tcp' || x === 'media')) return 0;
   }
+  if (suites.has('workers')) {
+    // Its own namespaces, before the harness pins itself to one CPU: the relay's workers use both cores (lib/workers-suite.ts).
+    const files = await runWorkersSuite({ quick, repeats: Math.max(2, repeats), outDir, generator, maxDeliveredPps: o.maxDelivered, log });
+    log(`workers: ${relative(process.cwd(), files.md)}, ${relative(process.cwd(), files.json)}`);
+  }
+  // The suites above write their own result files; asked for alone (or with cluster), nothing else runs.
+  if ([...suites].every((x) => STANDALONE_SUITES.has(x))) return 0;
   if (suites.has('cluster')) {
     // Its own lab of namespaces, before the harness pins itself (and so every node of the lab) to one CPU.
     const r = await runClusterSuite({ quick, outDir, log });
-    if ([...suites].every((x) => x === 'cluster' || x === 'media')) return 'complete' in r && !r.complete ? 1 : 0;
+    if ([...suites].every((x) => x === 'cluster' || STANDALONE_SUITES.has(x))) return 'complete' in r && !r.complete ? 1 : 0;
   }
   if (suites.has('tpo-wan')) {
     // First, before the harness pins itself (and so every child) to one

@@ -46,6 +46,8 @@ export interface TrialSpec {
   pattern: Pattern;
   burst: number;
   fanout: number;
+  /** Source ports the generator sends from, taking turns (default 1; the workers suite). */
+  sources?: number;
 }
 
 export interface TrialResult {
@@ -151,19 +153,27 @@ interface GenOutput {
 /** The bench's generator on its core, sending from GEN_ADDR to the relay's listen port. */
 export function spawnGenerator(
   ctx: { topo: TrialContext['topo']; generator: string; listenPort: number },
-  o: { size: number; rate: number; seconds: number; pattern: string; burst: number },
+  o: { size: number; rate: number; seconds: number; pattern: string; burst: number; sources?: number },
 ) {
   return spawnPinned(ctx.topo, 'gen', GEN_CPU, process.execPath, [
     ...['--import', 'tsx', ctx.generator, '--to', `${RELAY_ADDR}:${ctx.listenPort}`],
     ...['--size', String(o.size), '--rate', String(o.rate), '--duration', String(o.seconds)],
     ...['--pattern', o.pattern, '--burst', String(o.burst), '--bind', GEN_ADDR],
+    ...(o.sources && o.sources > 1 ? ['--sources', String(o.sources)] : []),
   ]);
 }
 
 export async function runTrial(ctx: TrialContext, spec: TrialSpec): Promise<TrialResult> {
   await settle(ctx);
   const before = await snapshot(ctx, 'start');
-  const gen = spawnGenerator(ctx, { size: spec.size, rate: Math.round(spec.rate), seconds: spec.seconds, pattern: spec.pattern, burst: spec.burst });
+  const gen = spawnGenerator(ctx, {
+    size: spec.size,
+    rate: Math.round(spec.rate),
+    seconds: spec.seconds,
+    pattern: spec.pattern,
+    burst: spec.burst,
+    sources: spec.sources,
+  });
   const sampler = new CpuSampler(ctx.relayPids);
   sampler.start();
   let info;

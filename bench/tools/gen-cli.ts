@@ -19,6 +19,8 @@ export interface GenOptions {
   pattern: 'smooth' | 'bursty';
   burst: number;
   bind?: string;
+  /** Sockets (source ports) the datagrams are spread over. */
+  sources: number;
 }
 
 const num =
@@ -38,8 +40,9 @@ export function parseGenOptions(program: string): GenOptions {
     .option('--pattern <smooth|bursty>', 'timing pattern', 'smooth')
     .option('--burst <n>', 'datagrams per burst (bursty)', num('burst'), 16)
     .option('--bind <host>', 'source address')
+    .option('--sources <n>', 'send from N sockets (N source ports), taking turns per send call (udp-gen only)', num('sources'), 1)
     .parse()
-    .opts<{ to: string; size: number; rate: number; duration: number; pattern: string; burst: number; bind?: string }>();
+    .opts<{ to: string; size: number; rate: number; duration: number; pattern: string; burst: number; bind?: string; sources: number }>();
   const to = parseEndpoint(o.to);
   if (!to.ok) {
     process.stderr.write(`${program}: --to: ${to.reason}\n`);

@@ -21,9 +21,14 @@ import { parseGenOptions, printResult } from './gen-cli.js';
 
 const opts = parseGenOptions('udp-gen');
 const to = opts.to;
-const sock = RawUdpSocket.open(to.family);
-sock.setBuffers(8 * 1024 * 1024);
-if (opts.bind) sock.bind({ family: to.family, address: opts.bind, port: 0 });
+// --sources N: N sockets (N source ports) take turns, one send call each (the workers suite's many sources).
+const socks = Array.from({ length: Math.max(1, Math.floor(opts.sources)) }, () => {
+  const s = RawUdpSocket.open(to.family);
+  s.setBuffers(8 * 1024 * 1024);
+  if (opts.bind) s.bind({ family: to.family, address: opts.bind, port: 0 });
+  return s;
+});
+let turn = 0;
 
 const MAX_SEGMENTS = Math.max(1, Math.min(64, Math.floor(65000 / Math.max(1, opts.size))));
 const name = new NativeRegion(32);
@@ -44,6 +49,7 @@ const endMs = opts.duration * 1000;
 
 /** Sends `n` datagrams as GSO messages of up to MAX_SEGMENTS each. */
 function sendNow(n: number): void {
+  const sock = socks[turn++ % socks.length]!;
   while (n > 0) {
     vec.clear();
     let queued = 0;
@@ -85,5 +91,5 @@ while (sent < total) {
   if (nextMs > 0.3) Atomics.wait(sleeper, 0, 0, nextMs - 0.2);
 }
 const elapsedS = (performance.now() - t0) / 1000;
-sock.close();
+for (const s of socks) s.close();
 printResult(opts, { sent, errors, elapsedS, lastErrors });

@@ -6,6 +6,7 @@
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError as CliArgError, Option } from 'commander';
 import { kernelHookOption, pinOption } from './kernel-options.js';
+import { batchHoldOption, workersOption } from './batched-options.js';
 import { MAX_CONFIG_BYTES, parseConfigText } from '../policy/config.js';
 import { readInputText } from './input.js';
 import { localHostAddresses } from '../control/host-addresses.js';
@@ -48,14 +49,7 @@ const positiveInt = (max: number) => (v: string) => {
 };
 /** Seconds: a day. */
 const MAX_STATS_INTERVAL_S = 86_400;
-/** Milliseconds a datagram may be held for batching. */
-const MAX_BATCH_HOLD_MS = 1000;
-
 // The options `relay` and `run` share: one definition each, so their help and limits cannot drift apart.
-const batchHoldOption = () =>
-  new Option('--batch-hold <ms>', 'batched tier: most time a datagram waits to be sent with others (default 1; 0 = none; at most 1000)').argParser(
-    nonNegative(MAX_BATCH_HOLD_MS),
-  );
 const statsIntervalOption = () =>
   new Option('--stats-interval <seconds>', 'print counters every N seconds (0: only at exit; at most 86400)').argParser(nonNegative(MAX_STATS_INTERVAL_S));
 const jsonOption = () => new Option('--json', 'machine-readable JSON lines on stdout');
@@ -106,6 +100,7 @@ export function buildProgram(exit: (code: number) => void): Command {
     .addOption(multicastOption('outInterface'))
     .addOption(multicastOption('loop'))
     .addOption(batchHoldOption())
+    .addOption(workersOption())
     .addOption(pinOption())
     .addOption(tuneHostOption())
     .addOption(kernelHookOption())
@@ -146,6 +141,7 @@ export function buildProgram(exit: (code: number) => void): Command {
         await runSession({
           tier: o.tier as TierChoice,
           batchHoldMs: o.batchHold,
+          workers: o.workers,
           pin: o.pin,
           tuneHost: o.tuneHost,
           kernelHook: o.kernelHook,
@@ -163,6 +159,7 @@ export function buildProgram(exit: (code: number) => void): Command {
     .requiredOption('-c, --config <file>', 'config file, e.g. sluice.yaml')
     .addOption(new Option('--tier <tier>', "override the file's tier").choices(['auto', ...TIER_NAMES]))
     .addOption(batchHoldOption())
+    .addOption(workersOption())
     .addOption(pinOption())
     .addOption(tuneHostOption())
     .addOption(kernelHookOption())
@@ -176,6 +173,7 @@ export function buildProgram(exit: (code: number) => void): Command {
         await runSession({
           tier: (o.tier ?? config.tier) as TierChoice,
           batchHoldMs: o.batchHold,
+          workers: o.workers,
           pin: o.pin,
           tuneHost: o.tuneHost,
           kernelHook: o.kernelHook,

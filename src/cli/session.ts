@@ -20,6 +20,8 @@ export interface SessionOptions {
   tier: TierChoice;
   /** Batched tier: most time (ms) a datagram is held for batching. */
   batchHoldMs?: number;
+  /** Batched tier: worker threads per flow (Sluice option workers). */
+  workers?: number | 'auto';
   /** UDP flows, and tcp-redirects (a config file's `type: tcp-redirect` flows: started after the others, left as they are by a reload). */
   flows: (FlowPolicy | TcpRedirectPolicy)[];
   /** Kernel tier: pin state (true or a bpffs dir); stopping then leaves flows forwarding. */
@@ -67,6 +69,7 @@ async function runFlows(opts: SessionOptions, stop: Promise<string>): Promise<nu
   const sluice = await Sluice.open({
     tier: opts.tier,
     ...(opts.batchHoldMs !== undefined ? { batchHoldMs: opts.batchHoldMs } : {}),
+    ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
     ...(opts.pin ? { kernelPin: opts.pin } : {}),
     ...(opts.kernelHook ? { kernelHook: opts.kernelHook } : {}),
   });

@@ -66,6 +66,8 @@ export interface SluiceOptions {
   socketBufferBytes?: number;
   /** Batched tier: most time (ms) a datagram waits to be batched with others (default 1; 0 = none). */
   batchHoldMs?: number;
+  /** Batched tier: worker threads per flow, each source steered to one (SO_REUSEPORT + BPF); 'auto' = one per core (default 1). */
+  workers?: number | 'auto';
   /**
    * Kernel tier: pin maps and links in bpffs (true: /sys/fs/bpf/sluice, or a
    * bpffs directory) so forwarding can outlive this process; pinned flows
@@ -114,6 +116,7 @@ export class Sluice extends TypedEmitter<SluiceEvents> {
     const plane = await createDataPlane(options.tier ?? 'auto', {
       socketBufferBytes: options.socketBufferBytes,
       batchHoldMs: options.batchHoldMs,
+      workers: options.workers,
       kernelPin: options.kernelPin,
       kernelInterfaces: options.kernelInterfaces,
       kernelHook: options.kernelHook,

@@ -90,6 +90,26 @@ export function registerFlowMetrics(registry: Registry, reading: ScrapeCache<{ r
     read: () => flows().flatMap(({ stats: s }) => FLOW_DROP_REASONS.map((reason) => ({ labels: { flow: s.name, reason }, value: s.drops[reason] }))),
   });
   new SnapshotGauge<FlowLabel>({
+    name: 'sluice_flow_workers',
+    help: 'Worker threads the flow runs on (batched tier with --workers; 1 otherwise).',
+    labelNames: ['flow'],
+    registry,
+    read: () => flows().map(({ stats: s }) => ({ labels: { flow: s.name }, value: s.workers?.length ?? 1 })),
+  });
+  new SnapshotCounter<FlowLabel | 'worker' | 'direction'>({
+    name: 'sluice_flow_worker_packets_total',
+    help: "One worker's share of sluice_flow_packets_total (flows on more than one worker only); worker is 1-based.",
+    labelNames: ['flow', 'worker', 'direction'],
+    registry,
+    read: () =>
+      flows().flatMap(({ stats: s }) =>
+        (s.workers ?? []).flatMap((w, i) => [
+          { labels: { flow: s.name, worker: String(i + 1), direction: 'in' }, value: w.packetsIn },
+          { labels: { flow: s.name, worker: String(i + 1), direction: 'out' }, value: w.packetsOut },
+        ]),
+      ),
+  });
+  new SnapshotGauge<FlowLabel>({
     name: 'sluice_subscribers',
     help: 'Subscribers (destinations) of the flow now, suspended ones included.',
     labelNames: ['flow'],

@@ -115,6 +115,12 @@ export const SO_MARK = 36;
 export const SO_NETNS_COOKIE = 71;
 /** Classic BPF socket filter (struct sock_fprog). */
 export const SO_ATTACH_FILTER = 26;
+/** Several sockets (same user) may bind one address; the kernel spreads datagrams over the group. */
+export const SO_REUSEPORT = 15;
+/** A classic BPF program that picks the socket of a reuseport group by index (struct sock_fprog). */
+export const SO_ATTACH_REUSEPORT_CBPF = 51;
+/** Removes a reuseport group's program; ENOENT when none is attached (Linux 5.3+). */
+export const SO_DETACH_REUSEPORT_BPF = 68;
 /** Lets a socket bind a non-local address and be chosen by TPROXY (IPv4); needs CAP_NET_ADMIN. */
 export const IP_TRANSPARENT = 19;
 /** recvmsg then carries an IP_ORIGDSTADDR cmsg (sockaddr_in): the datagram's destination before TPROXY. */

@@ -19,6 +19,7 @@ import {
   SO_ATTACH_FILTER,
   SO_RCVBUF,
   SO_RCVBUFFORCE,
+  SO_REUSEPORT,
   SO_SNDBUF,
   SO_SNDBUFFORCE,
 } from './constants.js';
@@ -78,6 +79,11 @@ export class RawUdpSocket {
     const len = new Uint32Array([4]);
     if (c.getsockopt(this.fd, level, name, v, len) < 0) throw syscallError(op, c.errno());
     return v[0]!;
+  }
+
+  /** SO_REUSEPORT: other sockets of this user may bind the same address and share its datagrams (call before bind). */
+  setReusePort(): void {
+    this.setInt(SOL_SOCKET, SO_REUSEPORT, 1, 'setsockopt(SO_REUSEPORT)');
   }
 
   /**

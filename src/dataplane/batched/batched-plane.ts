@@ -6,6 +6,8 @@
  */
 import { multicastNote } from '../../sys/multicast.js';
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { probeSteering } from '../../sys/reuseport.js';
 import type { DataPlane, DataPlaneOptions, JoinPoint, JoinResult, TierProvider } from '../common/types.js';
 import type { FlowPlan } from '../../policy/compile.js';
 import { endpointKey, formatEndpoint, type Endpoint } from '../../wire/endpoint.js';
@@ -18,8 +20,18 @@ import { txtimeNote } from '../../sys/txtime.js';
 import { WorkerChannel } from '../../worker/channel.js';
 import { workerEntry } from '../../worker/spawn.js';
 import { D, F, destinationSnapshot, flowDrops, newDestinationCounters, newFlowCounters } from './shared-counters.js';
-import type { BatchedNotifications, BatchedRequests, DestinationBinding, EngineOptions, FlowOptions, JoinRequest, WorkerData } from './protocol.js';
+import type {
+  BatchedFlowDetail,
+  BatchedNotifications,
+  BatchedRequests,
+  DestinationBinding,
+  EngineOptions,
+  FlowOptions,
+  JoinRequest,
+  WorkerData,
+} from './protocol.js';
 import { DEFAULT_SOCKET_BUFFER } from '../common/defaults.js';
+import { WorkersPlane, resolveWorkers } from './workers-plane.js';
 
 export const DEFAULT_HOLD_MS = 1;
 const DEFAULT_BATCH = 64;
@@ -38,18 +50,7 @@ interface FlowRecord {
 /** How the engine is named in errors and logs unless the caller says otherwise. */
 export const BATCHED_ENGINE_LABEL = "the batched tier's engine (worker thread 'sluice-batched')";
 
-/** Engine-level detail for `sluice doctor`, the bench and debugging. */
-export interface BatchedFlowDetail {
-  readonly recvCalls: number;
-  readonly sendCalls: number;
-  readonly gsoMessages: number;
-  readonly gsoSegments: number;
-  readonly groBuffers: number;
-  /** Destinations whose GSO was switched off after the kernel refused it. */
-  readonly gsoOff: readonly string[];
-  /** ICMP errors read that named no current destination (e.g. a subscriber removed since). */
-  readonly icmpUnmatched: number;
-}
+export type { BatchedFlowDetail };
 
 export class BatchedPlane implements DataPlane {
   readonly tier = 'batched' as const;
@@ -174,6 +175,11 @@ export class BatchedPlane implements DataPlane {
     return reply;
   }
 
+  /** Mirrors another worker's suspension (until > 0) or resumption (0) of destination `to` of flow `id` (workers-plane.ts). */
+  async mirrorSuspension(id: string, to: string, until: number): Promise<void> {
+    if (this.#flows.has(id) && !this.#channel.failure) await this.#request('suspend', { flow: id, to, until });
+  }
+
   async removeFlow(id: string): Promise<FlowStats | undefined> {
     const rec = this.#flows.get(id);
     if (!rec) return undefined;
@@ -185,6 +191,18 @@ export class BatchedPlane implements DataPlane {
       this.#channel.updateKeepAlive();
     }
     return snapshot(rec);
+  }
+
+  /** The flow's listen socket (the worker's descriptor; the process owns it). */
+  listenFd(id: string): number {
+    const fd = this.#flows.get(id)?.fds[0];
+    if (fd === undefined) throw new InvalidArgumentError(`no flow with id '${id}'`);
+    return fd;
+  }
+
+  /** The address the flow's listen socket is bound to (the port the kernel chose for 0). */
+  flowListen(id: string): Endpoint | undefined {
+    return this.#flows.get(id)?.listen;
   }
 
   flowStats(id: string): FlowStats | undefined {
@@ -273,6 +291,15 @@ function socketBufferNotes(): string[] {
   ];
 }
 
+/** What `--workers` can do here: the core count 'auto' takes, and whether the kernel takes the steering program. */
+function workersNote(): string {
+  const steer = probeSteering();
+  const auto = `'auto' = ${availableParallelism()} here`;
+  return steer.available
+    ? `workers: --workers N|auto (${auto}; default 1): one SO_REUSEPORT socket per worker, each source kept on one worker by a classic BPF program`
+    : `workers: only 1 (SO_REUSEPORT steering unavailable: ${steer.reason})`;
+}
+
 export const batchedProvider: TierProvider = {
   tier: 'batched',
   sendEngine: 'batched',
@@ -285,10 +312,11 @@ export const batchedProvider: TierProvider = {
       available: true,
       detail: `recvmmsg/sendmmsg in a worker thread, ${gso}, ${p.gro ? 'GRO' : 'no GRO'}`,
       // txtimeNote never throws: a failed detection is reported as the note.
-      notes: [...p.notes, ...socketBufferNotes(), txtimeNote(), ...[multicastNote()].filter((n) => n !== undefined)],
+      notes: [...p.notes, ...socketBufferNotes(), workersNote(), txtimeNote(), ...[multicastNote()].filter((n) => n !== undefined)],
     };
   },
   async create(options) {
-    return BatchedPlane.start(options);
+    const workers = resolveWorkers(options.workers);
+    return workers > 1 ? WorkersPlane.start(options, workers, (o, label) => BatchedPlane.start(o, label), BATCHED_ENGINE_LABEL) : BatchedPlane.start(options);
   },
 };

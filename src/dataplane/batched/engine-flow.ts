@@ -147,7 +147,7 @@ export class EngineFlow {
     counters: Float64Array,
     bindings: readonly DestinationBinding[],
     options: EngineOptions,
-    extra: { via?: EngineFlow; onlyMark?: number; own?: OwnSockets; notify?: SuspensionListener } = {},
+    extra: { via?: EngineFlow; onlyMark?: number; reusePort?: boolean; own?: OwnSockets; notify?: SuspensionListener } = {},
   ): EngineFlow {
     const own = extra.own ?? new OwnSockets();
     const socket = RawUdpSocket.open(plan.listen.family);
@@ -155,6 +155,7 @@ export class EngineFlow {
     try {
       socket.setBuffers(options.socketBufferBytes);
       if (extra.onlyMark !== undefined) socket.acceptOnlyMark(extra.onlyMark);
+      if (extra.reusePort) socket.setReusePort();
       socket.bind(plan.listen);
       if (plan.multicast) joinListenGroup(socket, plan.multicast);
       setFlowMulticastOutput(socket, plan.multicastOut, isWildcard(plan.listen));
@@ -242,6 +243,21 @@ export class EngineFlow {
       } else next = Math.min(next, h.suspendedUntil);
     }
     return next;
+  }
+
+  /**
+   * Another worker of this flow suspended (until > 0) or resumed (0) the
+   * destination `to` (`udp://HOST:PORT`): the same here, without a
+   * notification (the other worker made it). False if `to` is unknown or
+   * has no suspension policy.
+   */
+  mirrorSuspension(to: string, until: number, now: number): boolean {
+    for (const d of this.#byName.values()) {
+      if (d.key !== to || !d.health || !d.ownsHealth) continue;
+      if (d.health.mirror(until, now)) d.counters[D.suspendedUntil] = until;
+      return true;
+    }
+    return false;
   }
 
   /** New plan from the application; held datagrams were flushed by the caller. */

@@ -202,6 +202,7 @@ export class BatchedEngine {
         own: this.#own,
         ...(via ? { via } : {}),
         ...(req.options?.onlyMark === undefined ? {} : { onlyMark: req.options.onlyMark }),
+        ...(req.options?.reusePort ? { reusePort: true } : {}),
         notify: (name, to, until) => this.#port.notify('suspension', { flow: name, to, until }),
       });
       this.#flows.set(req.flow, flow);
@@ -220,6 +221,13 @@ export class BatchedEngine {
       this.#rebuildPollSet();
       this.#resumeDue();
       return join ? { fds: flow.fds(), applied: true, count } : { fds: flow.fds() };
+    },
+    suspend: (req) => {
+      const flow = this.#need(req.flow);
+      this.#flush(flow);
+      flow.mirrorSuspension(req.to, req.until, healthClock());
+      this.#resumeDue();
+      return undefined;
     },
     remove: (req) => {
       const flow = this.#flows.get(req.flow);

@@ -35,6 +35,8 @@ export interface FlowOptions {
   readonly sendVia?: string;
   /** Receive only datagrams carrying this skb mark (the kernel tier's program marks its copies). */
   readonly onlyMark?: number;
+  /** SO_REUSEPORT on the listen socket: one of a flow's workers (workers-plane.ts). */
+  readonly reusePort?: boolean;
 }
 
 /**
@@ -70,6 +72,8 @@ export interface BatchedRequests {
     result: { readonly fds: readonly number[]; readonly applied?: boolean; readonly count?: number };
   };
   remove: { request: { readonly flow: string }; result: undefined };
+  /** Another worker of the flow suspended (until > 0) or resumed (0) destination `to`: mirror it, without a notification. */
+  suspend: { request: { readonly flow: string; readonly to: string; readonly until: number }; result: undefined };
   /** Flush, close every flow, answer, end the loop. */
   close: { request: object; result: undefined };
 }
@@ -78,4 +82,19 @@ export interface BatchedRequests {
 export interface BatchedNotifications {
   /** A destination `to` of `flow` was suspended until `until` (ms since the epoch), or resumed (until 0). */
   suspension: { readonly flow: string; readonly to: string; readonly until: number };
+}
+
+/** Engine-level detail for `sluice doctor`, the bench and debugging. */
+export interface BatchedFlowDetail {
+  readonly recvCalls: number;
+  readonly sendCalls: number;
+  readonly gsoMessages: number;
+  readonly gsoSegments: number;
+  readonly groBuffers: number;
+  /** Destinations whose GSO was switched off after the kernel refused it. */
+  readonly gsoOff: readonly string[];
+  /** ICMP errors read that named no current destination (e.g. a subscriber removed since). */
+  readonly icmpUnmatched: number;
+  /** Worker threads the flow runs on (present when more than one: workers-plane.ts). */
+  readonly workers?: number;
 }

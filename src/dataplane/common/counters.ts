@@ -81,8 +81,24 @@ export interface FlowStats {
    */
   readonly hostDrops?: { readonly hostBacklog: number };
   readonly destinations: readonly DestinationStats[];
+  /**
+   * Batched tier with several workers only: each worker's share, in worker
+   * order (the totals above are their sums). A source always lands on the
+   * same worker (SO_REUSEPORT steering), so one busy source shows as one
+   * busy worker.
+   */
+  readonly workers?: readonly WorkerFlowCounters[];
   /** Present on a flow with policy `fastChannelChange` once its monitor tap runs (added by Flow.stats, not by the tiers). */
   readonly fastChannelChange?: FastChannelChangeStats;
+}
+
+/** One worker's counters of a flow (FlowStats.workers); `drops` is its drops of every reason. */
+export interface WorkerFlowCounters {
+  readonly packetsIn: number;
+  readonly bytesIn: number;
+  readonly packetsOut: number;
+  readonly bytesOut: number;
+  readonly drops: number;
 }
 
 /** A flow's fast channel change (docs/POLICY.md, "Fast channel change"). */

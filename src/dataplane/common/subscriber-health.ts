@@ -59,6 +59,24 @@ export class SubscriberHealth {
     return true;
   }
 
+  /**
+   * Takes another holder's decision (the batched tier's other workers: an
+   * ICMP error reaches one worker, the copies leave from all): suspended
+   * until `until`, or resumed (on probation) for 0. Returns true if it changed.
+   */
+  mirror(until: number, now: number): boolean {
+    if (until === this.#until) return false;
+    if (until === 0) {
+      this.#until = 0;
+      this.#probationUntil = now + Math.max(MIN_PROBATION_MS, this.#wait);
+    } else {
+      this.#wait = Math.max(this.policy.retryMs, until - now);
+      this.#until = until;
+      this.#run = 0;
+    }
+    return true;
+  }
+
   /** True while copies must not be sent. */
   isSuspended(): boolean {
     return this.#until !== 0;

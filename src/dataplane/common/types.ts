@@ -143,6 +143,12 @@ export interface DataPlaneOptions {
    */
   readonly batchHoldMs?: number;
   /**
+   * Batched tier: worker threads per flow, each with its own SO_REUSEPORT
+   * listen socket, every source steered to one of them (order per source
+   * holds). 'auto': one per core. Default 1.
+   */
+  readonly workers?: number | 'auto';
+  /**
    * Kernel tier: pin maps and links in bpffs so forwarding survives this
    * process (true: under /sys/fs/bpf/sluice; a string: under that bpffs
    * directory). A later process with the same pin root adopts the state.
