@@ -64,10 +64,10 @@ async function running(setup: RelaySetup, proc: NsProcess, cleanup?: () => void)
   return { pids: processTree(proc.pid!), stop };
 }
 
-function sluicePeer(tier: 'portable' | 'batched' | 'kernel'): Peer {
+function sluicePeer(tier: 'portable' | 'batched' | 'kernel', extra: readonly string[] = []): Peer {
   return {
-    name: tier,
-    description: `sluice relay --tier ${tier} (socket buffers: Sluice default 4 MiB)`,
+    name: extra.includes('--tune-host') ? `${tier}-tuned` : tier,
+    description: `sluice relay --tier ${tier}${extra.length ? ` ${extra.join(' ')}` : ''} (socket buffers: Sluice default 4 MiB)`,
     supports: () => true,
     version: () => versionOf('git', ['-C', REPO_ROOT, 'describe', '--always', '--dirty']),
     async start(setup) {
@@ -84,6 +84,7 @@ function sluicePeer(tier: 'portable' | 'batched' | 'kernel'): Peer {
         '--json',
         '--stats-interval',
         '0',
+        ...extra,
       ];
       const proc = spawnPinned(setup.topo, 'relay', RELAY_CPU, process.execPath, args);
       try {
@@ -198,6 +199,15 @@ const gstreamer: Peer = {
   },
 };
 
-export const ALL_PEERS: readonly Peer[] = [sluicePeer('portable'), sluicePeer('batched'), socat, nginx, gstreamer, sluicePeer('kernel')];
+/** kernel-tuned: --tune-host (net.core.netdev_max_backlog 10000 while it runs, restored at its exit); for runs with --backlog 1000. */
+export const ALL_PEERS: readonly Peer[] = [
+  sluicePeer('portable'),
+  sluicePeer('batched'),
+  socat,
+  nginx,
+  gstreamer,
+  sluicePeer('kernel'),
+  sluicePeer('kernel', ['--tune-host']),
+];
 /** Run unless --peers says otherwise. */
 export const DEFAULT_PEERS = ['portable', 'batched', 'kernel', 'socat', 'nginx', 'gstreamer'];
