@@ -5,6 +5,11 @@
  *
  *   gen xg0 ──veth── xin0 relay xout0 ──veth── xsink0 sink
  *
+ * and a third variant, 'generic' (issue 22 part 3): kernelHook 'xdp' where
+ * the input has no native XDP, a macvlan whose lower veth lives in a fourth
+ * namespace (wire), so Sluice attaches in generic mode there and nowhere
+ * upstream:  gen xg1 ──veth── xl0 (wire) ─macvlan─ xin1 relay.
+ *
  * Generator: the kernel's pktgen is not available here (no /proc/net/pktgen,
  * no loadable modules), so bench/tools/xdp-live-gen.ts transmits one UDP
  * frame template out of xg0 with BPF_PROG_TEST_RUN live frames: several
@@ -48,8 +53,28 @@ export const XDP_SINK_ADDR = '10.251.12.2';
 const LISTEN_PORT = 30000;
 const SINK_PORT = 40000;
 
-export type XdpVariant = 'xdp' | 'tcx';
-export const XDP_VARIANTS: readonly XdpVariant[] = ['xdp', 'tcx'];
+/** 'generic': kernelHook 'xdp' on an input without native XDP (a macvlan; see createXdpTopology). */
+export type XdpVariant = 'xdp' | 'tcx' | 'generic';
+export const XDP_VARIANTS: readonly XdpVariant[] = ['xdp', 'tcx', 'generic'];
+/** The generic variant's path: gen xg1 ──veth── xl0 (namespace wire) ─macvlan─ xin1 (in relay). */
+export const XDP_GEN1_ADDR = '10.251.13.2';
+export const XDP_RELAY1_ADDR = '10.251.13.1';
+
+interface Input {
+  genIf: string;
+  genAddr: string;
+  relayAddr: string;
+  /** Where the relay's receive thread runs (its NAPI). */
+  napiIf: string;
+  /** The interface whose MAC the frames go to. */
+  macIf: string;
+}
+
+function inputOf(v: XdpVariant): Input {
+  return v === 'generic'
+    ? { genIf: 'xg1', genAddr: XDP_GEN1_ADDR, relayAddr: XDP_RELAY1_ADDR, napiIf: 'xl0', macIf: 'xin1' }
+    : { genIf: 'xg0', genAddr: XDP_GEN_ADDR, relayAddr: XDP_RELAY_ADDR, napiIf: 'xin0', macIf: 'xin0' };
+}
 
 export interface XdpTrial {
   variant: XdpVariant;
@@ -113,9 +138,10 @@ async function ethtoolStats(topo: BenchTopology, ns: string, ifname: string): Pr
 
 export async function createXdpTopology(): Promise<BenchTopology> {
   const topo = await createTopology({
-    namespaces: ['gen', 'relay', 'sink'],
+    namespaces: ['gen', 'relay', 'sink', 'wire'],
     links: [
       { a: { ns: 'gen', ifname: 'xg0', ipv4: `${XDP_GEN_ADDR}/24` }, b: { ns: 'relay', ifname: 'xin0', ipv4: `${XDP_RELAY_ADDR}/24` } },
+      { a: { ns: 'gen', ifname: 'xg1', ipv4: `${XDP_GEN1_ADDR}/24` }, b: { ns: 'wire', ifname: 'xl0' } },
       { a: { ns: 'relay', ifname: 'xout0', ipv4: '10.251.12.1/24' }, b: { ns: 'sink', ifname: 'xsink0', ipv4: `${XDP_SINK_ADDR}/24` } },
     ],
   });
@@ -123,6 +149,16 @@ export async function createXdpTopology(): Promise<BenchTopology> {
     for (const ns of ['gen', 'relay', 'sink']) {
       await topo.exec(ns, 'sysctl', ['-qw', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0']);
     }
+    // Generic: a macvlan has no native XDP. Its lower veth stays in the namespace wire, where Sluice does not
+    // attach (else its native program there would carry the flow); GRO gives xl0 a NAPI thread.
+    await topo.ip('wire', ['link', 'add', 'xin1', 'link', 'xl0', 'type', 'macvlan', 'mode', 'bridge']);
+    await topo.ip('wire', ['link', 'set', 'xin1', 'netns', topo.nsName('relay')]);
+    await topo.ip('relay', ['addr', 'add', `${XDP_RELAY1_ADDR}/24`, 'dev', 'xin1']);
+    await topo.ip('relay', ['link', 'set', 'xin1', 'up']);
+    await topo.ip('wire', ['link', 'set', 'xl0', 'up']);
+    await topo.exec('wire', 'ethtool', ['-K', 'xl0', 'gro', 'on']);
+    await topo.exec('wire', 'sh', ['-c', 'echo 1 > /sys/class/net/xl0/threaded']);
+    await topo.exec('relay', 'sysctl', ['-qw', 'net.ipv4.conf.xin1.rp_filter=0']);
     // xout0 without TSO: skbs (tcx) go into xsink0's ring too (else netif_rx on the relay's CPU).
     await topo.exec('relay', 'ethtool', ['-K', 'xout0', 'tso', 'off']);
     // The sink drops everything at XDP: the relay needs the sink's MAC from a permanent neighbour entry.
@@ -145,10 +181,10 @@ export async function startSink(topo: BenchTopology): Promise<NsProcess> {
 }
 
 /** (Re-)pin the NAPI threads: attaching or detaching XDP can re-create them. */
-async function pinNapi(topo: BenchTopology): Promise<{ relay: number; sink: number }> {
+async function pinNapi(topo: BenchTopology, input: Input): Promise<{ relay: number; sink: number }> {
   // xin0 has a NAPI instance only while an XDP program is attached (now): threaded from here on.
-  await topo.exec('relay', 'sh', ['-c', 'echo 1 > /sys/class/net/xin0/threaded']);
-  const relay = napiThreads('xin0');
+  if (input.napiIf === 'xin0') await topo.exec('relay', 'sh', ['-c', 'echo 1 > /sys/class/net/xin0/threaded']);
+  const relay = napiThreads(input.napiIf);
   const sink = napiThreads('xsink0');
   if (relay.length !== 1 || sink.length !== 1) throw new Error(`expected one NAPI thread each for xin0 and xsink0, found ${relay.length} and ${sink.length}`);
   await topo.exec('relay', 'taskset', ['-pc', String(RELAY_CPU), String(relay[0])]);
@@ -160,10 +196,10 @@ async function pinNapi(topo: BenchTopology): Promise<{ relay: number; sink: numb
   return { relay: relay[0]!, sink: sink[0]! };
 }
 
-async function startRelay(topo: BenchTopology, variant: XdpVariant): Promise<NsProcess> {
+async function startRelay(topo: BenchTopology, variant: 'xdp' | 'tcx'): Promise<NsProcess> {
   const args = [
     ...[SLUICE_BIN, 'relay', '--tier', 'kernel', '--kernel-hook', variant],
-    ...['--listen', `udp://0.0.0.0:${LISTEN_PORT}`, '--to', `udp://${XDP_SINK_ADDR}:${SINK_PORT}`, '--allow', XDP_GEN_ADDR],
+    ...['--listen', `udp://0.0.0.0:${LISTEN_PORT}`, '--to', `udp://${XDP_SINK_ADDR}:${SINK_PORT}`, '--allow', '10.251.0.0/16'],
     ...['--json', '--stats-interval', '0'],
   ];
   const proc = spawnPinned(topo, 'relay', RELAY_CPU, process.execPath, args);
@@ -214,26 +250,27 @@ export async function runXdpTrial(topo: BenchTopology, spec: XdpTrialSpec): Prom
     pass = topo.runNode('relay', XDP_PASS, ['--ifname', 'xin0'], { stdin: 'pipe' });
     await pass.waitForLine(/"event":"ready"/, { stream: 'stdout', timeoutMs: 30_000 });
   }
-  const relay = await startRelay(topo, spec.variant);
+  const input = inputOf(spec.variant);
+  const relay = await startRelay(topo, spec.variant === 'generic' ? 'xdp' : spec.variant);
   try {
     // A few datagrams through a socket first: the relay resolves the sink's neighbour (the programs pass until then).
-    await runGen(topo, UDP_GEN, ['--to', `${XDP_RELAY_ADDR}:${LISTEN_PORT}`, '--size', String(spec.size), '--rate', '200', '--duration', '0.5'], 0.5);
+    await runGen(topo, UDP_GEN, ['--to', `${input.relayAddr}:${LISTEN_PORT}`, '--size', String(spec.size), '--rate', '200', '--duration', '0.5'], 0.5);
     await new Promise((r) => setTimeout(r, 300));
-    const napi = await pinNapi(topo);
-    const dstMac = (await topo.exec('relay', 'cat', ['/sys/class/net/xin0/address'])).trim();
+    const napi = await pinNapi(topo, input);
+    const dstMac = (await topo.exec('relay', 'cat', [`/sys/class/net/${input.macIf}/address`])).trim();
     const before = {
       sink: await sinkCount(topo),
       relayNs: readSchedNs(napi.relay),
       sinkNs: readSchedNs(napi.sink),
       cpu0: cpuStat(RELAY_CPU),
-      inRing: await ethtoolStats(topo, 'gen', 'xg0'),
+      inRing: await ethtoolStats(topo, 'gen', input.genIf),
       outRing: await ethtoolStats(topo, 'relay', 'xout0'),
     };
     const t0 = performance.now();
     const gen = await runGen(
       topo,
       LIVE_GEN,
-      ['--ifname', 'xg0', '--dst-mac', dstMac, '--src', XDP_GEN_ADDR, '--to', `${XDP_RELAY_ADDR}:${LISTEN_PORT}`, '--size', String(spec.size)].concat([
+      ['--ifname', input.genIf, '--dst-mac', dstMac, '--src', input.genAddr, '--to', `${input.relayAddr}:${LISTEN_PORT}`, '--size', String(spec.size)].concat([
         '--duration',
         String(spec.seconds),
         '--rate',
@@ -249,7 +286,7 @@ export async function runXdpTrial(topo: BenchTopology, spec: XdpTrialSpec): Prom
       relayNs: readSchedNs(napi.relay),
       sinkNs: readSchedNs(napi.sink),
       cpu0: cpuStat(RELAY_CPU),
-      inRing: await ethtoolStats(topo, 'gen', 'xg0'),
+      inRing: await ethtoolStats(topo, 'gen', input.genIf),
       outRing: await ethtoolStats(topo, 'relay', 'xout0'),
     };
     const delivered = after.sink - before.sink;
@@ -324,6 +361,7 @@ export async function runXdpSuite(opts: {
         for (const size of opts.sizes)
           for (const rate of opts.rates) {
             // Interleaved, order alternating per repeat.
+            // XDP_ONLY=xdp|tcx|generic in the environment: one variant (for trying the set-up).
             const variants = XDP_VARIANTS.filter((v) => !process.env.XDP_ONLY || v === process.env.XDP_ONLY);
             const order = r % 2 === 0 ? variants : [...variants].reverse();
             for (const variant of order) {
