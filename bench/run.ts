@@ -25,12 +25,13 @@ import { profileIds } from './lib/tpo-wan-profiles.js';
 import { runWorkersSuite } from './lib/workers-suite.js';
 import { runMediaSuite } from './lib/media-suite.js';
 import { runTcpSuite } from './lib/tcp-suite.js';
+import { runXdpBench } from './lib/xdp-report.js';
 import { runClusterSuite } from './cluster.js';
 import { SERVICE_TIERS, emptyServiceResults, runScrapeCapacity, runScrapeTimes, runSubscribeLatency } from './lib/service-suite.js';
 
 /** Sender suite: datagram size and destinations (small datagrams: per-packet costs dominate). */
 /** Suites that build their own setup and write their own result files (not in the default set). */
-const STANDALONE_SUITES = new Set(['media', 'tcp', 'workers']);
+const STANDALONE_SUITES = new Set(['media', 'tcp', 'workers', 'xdp']);
 const SENDER_DESTS = 10;
 import { runTrial, type Pattern, type TrialContext, type TrialResult } from './lib/trial.js';
 import { BENCH_BACKLOG, GEN_CPU, createBenchTopology, raiseBacklog, type BenchTopology } from './lib/topology.js';
@@ -70,6 +71,7 @@ interface Options {
   segmentOutput?: boolean;
   steer?: boolean;
   suites?: string;
+  backlog?: number;
 }
 
 const program = new Command('bench')
@@ -96,11 +98,16 @@ const program = new Command('bench')
   .option('--no-steer', "no receive packet steering: a veth's receive work then runs on the sending CPU (see bench/README.md, topology)")
   .option(
     '--suites <list>',
-    'relay, sender (one-shot sends, issue #5), tpo (the TPO data mover, issue #6), tpo-wan (TCP across the IP-level WAN emulator: direct CUBIC/BBR, kcptun, Sluice; issue #7), service (the metrics scrape: its time, and capacity with a scrape a second; issue 19), media (monitoring cost, playout accuracy, late-join first picture; issue 20, not in the default), cluster (failover, flow write -> first packet, etcd traffic per change in the cluster lab; issue 21, not in the default, also `node --import tsx bench/cluster.ts`), tcp (tcp-redirect vs nginx stream, HAProxy, socat: throughput per core, added latency; issue 22, not in the default); workers (batched tier replicate 1->100 lossless capacity with 1 and 2 workers, one source and 8 sources; issue 22, not in the default); default the first five, or relay alone with --only',
+    'relay, sender (one-shot sends, issue #5), tpo (the TPO data mover, issue #6), tpo-wan (TCP across the IP-level WAN emulator: direct CUBIC/BBR, kcptun, Sluice; issue #7), service (the metrics scrape: its time, and capacity with a scrape a second; issue 19), media (monitoring cost, playout accuracy, late-join first picture; issue 20, not in the default), cluster (failover, flow write -> first packet, etcd traffic per change in the cluster lab; issue 21, not in the default, also `node --import tsx bench/cluster.ts`), tcp (tcp-redirect vs nginx stream, HAProxy, socat: throughput per core, added latency; issue 22, not in the default), workers (batched tier replicate 1->100 lossless capacity with 1 and 2 workers, one source and 8 sources; issue 22, not in the default), xdp (kernel tier redirect at XDP vs tcx, and the backlog case; issue 22, not in the default); default the first five, or relay alone with --only',
   )
   .option('--wan-seconds <s>', 'tpo-wan: bulk transfer time per trial on every emulated profile (default per profile: 20 and 10 s, quick 10 and 6 s)', posNum)
   .option('--profiles <list>', `tpo-wan: which paths (${profileIds().join(', ')}); default all`)
   .option('--wan-variants <list>', `tpo-wan: which paths (${TPO_WAN_VARIANTS.join(', ')}); default all`)
+  .option(
+    '--backlog <n>',
+    `net.core.netdev_max_backlog while the bench runs, restored after (default: at least ${BENCH_BACKLOG}); e.g. 1000, the kernel default, with --peers kernel,kernel-tuned (issue 22 part 4)`,
+    posInt,
+  )
   .option('--no-install', 'do not apt-get install missing peers (they are reported unavailable)')
   .parse();
 
@@ -240,6 +247,8 @@ async function main(): Promise<number> {
     peers: peers.map((p) => p.name),
     /** How the relay core's busy time was measured (bench/lib/irq-clock.ts). */
     coreClock: 'estimate' as 'tracepoints' | 'estimate',
+    /** net.core.netdev_max_backlog during the relay suite (--backlog). */
+    netdevMaxBacklog: 0,
   };
   let complete = false;
   const save = (): { json: string; md: string } => {
@@ -289,6 +298,11 @@ async function main(): Promise<number> {
     const files = await runWorkersSuite({ quick, repeats: Math.max(2, repeats), outDir, generator, maxDeliveredPps: o.maxDelivered, log });
     log(`workers: ${relative(process.cwd(), files.md)}, ${relative(process.cwd(), files.json)}`);
   }
+  if (suites.has('xdp')) {
+    // Its own namespaces and CPU placement (bench/lib/xdp-suite.ts), before the harness pins itself.
+    const files = await runXdpBench({ quick, repeats, outDir, log });
+    if (files.md) log(`xdp: ${relative(process.cwd(), files.md)}, ${relative(process.cwd(), files.json!)}`);
+  }
   // The suites above write their own result files; asked for alone (or with cluster), nothing else runs.
   if ([...suites].every((x) => STANDALONE_SUITES.has(x))) return 0;
   if (suites.has('cluster')) {
@@ -314,8 +328,10 @@ async function main(): Promise<number> {
   execFileSync('taskset', ['-a', '-p', '-c', String(GEN_CPU), String(process.pid)], { stdio: 'ignore' });
   log(`${machine.cpuModel}, ${machine.cores} cores, kernel ${machine.kernel}, node ${machine.node}`);
   log(`${cases.length} case(s) x ${peers.length} peer(s), ${repeats} repeat(s); generator ${relative(REPO_ROOT, generator)}`);
-  const backlog = raiseBacklog();
-  if (backlog.before < BENCH_BACKLOG) log(`net.core.netdev_max_backlog ${backlog.before} -> ${BENCH_BACKLOG} while the bench runs (see bench/README.md)`);
+  const backlog = raiseBacklog(o.backlog);
+  const backlogNow = o.backlog ?? Math.max(backlog.before, BENCH_BACKLOG);
+  if (backlog.before !== backlogNow) log(`net.core.netdev_max_backlog ${backlog.before} -> ${backlogNow} while the bench runs (see bench/README.md)`);
+  options.netdevMaxBacklog = backlogNow;
   const topo: BenchTopology = await createBenchTopology({ inputGso: !!o.inputGso, segmentOutput: !!o.segmentOutput, steer: o.steer !== false });
   let sink: Sink | undefined;
   let coreClock: CoreClock | undefined;

@@ -12,6 +12,8 @@ import { fileURLToPath } from 'node:url';
 import type { NsProcess } from '../../harness/netns/netns.js';
 import { processTree } from './cpu.js';
 import { commandExists, debVersion, succeeds, versionOf, type Requirement } from './install.js';
+import { SUGGESTED_BACKLOG } from '../../src/dataplane/kernel/softnet.js';
+import { tuneHost } from '../../src/dataplane/kernel/host-tuning.js';
 import { GEN_ADDR, RELAY_CPU, SINK_ADDR, spawnPinned, waitForUdpPort, type BenchTopology } from './topology.js';
 
 /** Receive and send buffer for every relay that has a knob (= Sluice's default, = net.core.rmem_max here). */
@@ -64,10 +66,17 @@ async function running(setup: RelaySetup, proc: NsProcess, cleanup?: () => void)
   return { pids: processTree(proc.pid!), stop };
 }
 
-function sluicePeer(tier: 'portable' | 'batched' | 'kernel'): Peer {
+/**
+ * `tuned`: the host's backlog raised by --tune-host's code (tuneHost, to
+ * SUGGESTED_BACKLOG) while the relay runs, restored when it stops. The bench
+ * calls it in its own (the host's) network namespace: `sluice relay
+ * --tune-host` inside the relay's namespace cannot, since a namespace other
+ * than the host's does not show net.core.netdev_max_backlog.
+ */
+function sluicePeer(tier: 'portable' | 'batched' | 'kernel', tuned = false): Peer {
   return {
-    name: tier,
-    description: `sluice relay --tier ${tier} (socket buffers: Sluice default 4 MiB)`,
+    name: tuned ? `${tier}-tuned` : tier,
+    description: `sluice relay --tier ${tier}${tuned ? `, host tuned as by --tune-host (net.core.netdev_max_backlog ${SUGGESTED_BACKLOG} while it runs)` : ''} (socket buffers: Sluice default 4 MiB)`,
     supports: () => true,
     version: () => versionOf('git', ['-C', REPO_ROOT, 'describe', '--always', '--dirty']),
     async start(setup) {
@@ -85,16 +94,18 @@ function sluicePeer(tier: 'portable' | 'batched' | 'kernel'): Peer {
         '--stats-interval',
         '0',
       ];
+      const tuning = tuned ? tuneHost({ backlog: SUGGESTED_BACKLOG }) : undefined;
       const proc = spawnPinned(setup.topo, 'relay', RELAY_CPU, process.execPath, args);
       try {
         await proc.waitForLine(/"event":"ready"/, { stream: 'stdout', timeoutMs: 15_000 });
       } catch (err) {
         const info = await proc.waitExit(5_000).catch(() => undefined);
+        tuning?.restore();
         if (info?.code === 3) return { unavailable: proc.stderr().trim().split('\n').slice(-1)[0] || 'tier unavailable (exit 3)' };
         await proc.stop();
         throw err;
       }
-      return { running: await running(setup, proc) };
+      return { running: await running(setup, proc, tuning ? () => void tuning.restore() : undefined) };
     },
   };
 }
@@ -198,6 +209,15 @@ const gstreamer: Peer = {
   },
 };
 
-export const ALL_PEERS: readonly Peer[] = [sluicePeer('portable'), sluicePeer('batched'), socat, nginx, gstreamer, sluicePeer('kernel')];
+/** kernel-tuned: the host tuned as by --tune-host while it runs; for runs with --backlog 1000 (issue 22 part 4). */
+export const ALL_PEERS: readonly Peer[] = [
+  sluicePeer('portable'),
+  sluicePeer('batched'),
+  socat,
+  nginx,
+  gstreamer,
+  sluicePeer('kernel'),
+  sluicePeer('kernel', true),
+];
 /** Run unless --peers says otherwise. */
 export const DEFAULT_PEERS = ['portable', 'batched', 'kernel', 'socat', 'nginx', 'gstreamer'];

@@ -102,10 +102,11 @@ export async function createBenchTopology(offload: OffloadOptions): Promise<Benc
 export const BENCH_BACKLOG = 10_000;
 const BACKLOG_SYSCTL = '/proc/sys/net/core/netdev_max_backlog';
 
-export function raiseBacklog(): { before: number; restore: () => void } {
+export function raiseBacklog(to?: number): { before: number; restore: () => void } {
   const before = Number(readFileSync(BACKLOG_SYSCTL, 'utf8').trim());
-  if (before >= BENCH_BACKLOG) return { before, restore: () => undefined };
-  writeFileSync(BACKLOG_SYSCTL, String(BENCH_BACKLOG));
+  // `to` given (--backlog): exactly that value, e.g. the kernel default 1000; else at least BENCH_BACKLOG.
+  if (to === undefined ? before >= BENCH_BACKLOG : before === to) return { before, restore: () => undefined };
+  writeFileSync(BACKLOG_SYSCTL, String(to ?? BENCH_BACKLOG));
   let done = false;
   const restore = (): void => {
     if (done) return;
