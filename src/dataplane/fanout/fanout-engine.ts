@@ -192,7 +192,7 @@ export class FanoutEngine {
       const end = headEnd(buf);
       if (end < 0 && buf.byteLength <= l.maxHeaderBytes) return;
       finish();
-      s.pause();
+      stopReading(s);
       if (end < 0 || end > l.maxHeaderBytes) {
         this.#front.refused.tooLarge++;
         this.#reply(s, 431, `request head over ${l.maxHeaderBytes} bytes\n`);
@@ -314,6 +314,22 @@ export class FanoutEngine {
     this.#waker.close();
     await listening;
     return last ?? { http: this.httpAddress, tcp: this.tcpAddresses, front: this.#front, ...emptyLoop() };
+  }
+}
+
+/**
+ * Stops Node reading the socket at the libuv level. pause() alone only
+ * stops 'data' events: Node keeps reading into its buffer, and an end of
+ * file it reads would end and close the socket (its descriptor) under the
+ * fan-out thread. From here the thread alone touches the descriptor until
+ * it says the client has ended.
+ */
+function stopReading(s: Socket): void {
+  s.pause();
+  const handle = (s as unknown as { _handle?: { reading?: boolean; readStop?: () => number } })._handle;
+  if (handle?.readStop) {
+    handle.reading = false;
+    handle.readStop();
   }
 }
 

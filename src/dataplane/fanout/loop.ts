@@ -18,7 +18,7 @@
 import { openSync, closeSync } from 'node:fs';
 import { Poller, Waker } from '../../sys/poller.js';
 import { WOULD_BLOCK, splice, writeSome } from '../../sys/splice.js';
-import { POLLERR, POLLIN, POLLOUT } from '../../sys/constants.js';
+import { POLLERR, POLLIN, POLLNVAL, POLLOUT } from '../../sys/constants.js';
 import { SyscallError } from '../../errors.js';
 import type { FanoutInput, FanoutLimits } from './config.js';
 import { LiveInput, pagesOf, type InputStats } from './input.js';
@@ -138,7 +138,7 @@ export class FanoutLoop {
       clients.forEach((c, i) => {
         const r = this.#poller.revents(1 + inputs.length + i);
         if (r === 0 || !this.#clients.has(c.id)) return;
-        if (r & (POLLERR | POLLHUP | POLLRDHUP)) this.#end(c, 'closed');
+        if (r & (POLLERR | POLLHUP | POLLRDHUP | POLLNVAL)) this.#end(c, 'closed');
         else if (r & POLLOUT) this.#flush(c);
       });
       for (const { c } of [...this.#clients.values()]) if (c.behindSince > 0 && now - c.behindSince >= this.#limits.dropAfterMs) this.#end(c, 'dropped');
