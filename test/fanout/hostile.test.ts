@@ -8,6 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
+import { createSocket } from 'node:dgram';
 import { Fanout } from '../../src/control/fanout.js';
 import { PolicyValidationError } from '../../src/errors.js';
 import { spliceUnavailable } from '../../src/sys/splice.js';
@@ -70,6 +71,24 @@ test('bad requests get HTTP errors and counters; the server keeps serving', { sk
     assert.equal(sequences(a.body()).length, n);
     assert.equal(sequences(b.body()).length, n);
   } finally {
+    await f.close();
+  }
+});
+
+test('an input that cannot be opened is a 503 naming the failed call and errno', { skip, timeout: 60_000 }, async () => {
+  const port = await freeUdpPort();
+  // A socket bound without SO_REUSEADDR holds the port: the fan-out's bind fails.
+  const holder = createSocket('udp4');
+  await new Promise<void>((r) => holder.bind(port, '127.0.0.1', () => r()));
+  const f = await Fanout.start({ http: '127.0.0.1:0', inputs: [`udp://127.0.0.1:${port}`] });
+  try {
+    const a = await answer(portOf(f.http!), `GET /udp/127.0.0.1:${port} HTTP/1.1\r\n\r\n`);
+    assert.equal(a.status, 503);
+    assert.match(a.text, /bind failed: EADDRINUSE/);
+    assert.ok(await waitFor(async () => (await f.stats()).totals.ended['input-failed'] === 1, 5000));
+    assert.equal((await f.stats()).totals.inputs, 0);
+  } finally {
+    holder.close();
     await f.close();
   }
 });

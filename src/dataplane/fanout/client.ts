@@ -13,6 +13,7 @@
  */
 import { SplicePipe, WOULD_BLOCK, splice, tee, writeSome } from '../../sys/splice.js';
 import { PAGE } from './input.js';
+import { SyscallError } from '../../errors.js';
 
 export interface ClientStats {
   readonly id: number;
@@ -56,13 +57,22 @@ export class FanClient {
   /** performance.now() of the first chunk skipped since the last one queued (0: keeping up). */
   behindSince = 0;
 
-  constructor(o: { id: number; fd: number; peer: string; via: 'http' | 'tcp'; input: string; pipeBytes: number }) {
+  /** Throws SyscallError when no pipe, or none of at least `minPipeBytes` (pipe-max-size, pipe-user-pages-soft), can be had. */
+  constructor(o: { id: number; fd: number; peer: string; via: 'http' | 'tcp'; input: string; pipeBytes: number; minPipeBytes: number }) {
     this.id = o.id;
     this.fd = o.fd;
     this.peer = o.peer;
     this.via = o.via;
     this.input = o.input;
     this.pipe = new SplicePipe(o.pipeBytes);
+    if (this.pipe.size < o.minPipeBytes) {
+      this.pipe.close();
+      throw new SyscallError(
+        'fcntl(F_SETPIPE_SZ)',
+        'EPERM',
+        `client pipe of ${this.pipe.size} bytes, ${o.minPipeBytes} needed (fs.pipe-max-size, fs.pipe-user-pages-soft)`,
+      );
+    }
     this.#slots = Math.floor(this.pipe.size / PAGE);
   }
 

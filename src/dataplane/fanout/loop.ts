@@ -21,7 +21,7 @@ import { WOULD_BLOCK, splice, writeSome } from '../../sys/splice.js';
 import { POLLERR, POLLIN, POLLNVAL, POLLOUT } from '../../sys/constants.js';
 import { SyscallError } from '../../errors.js';
 import type { FanoutInput, FanoutLimits } from './config.js';
-import { LiveInput, pagesOf, type InputStats } from './input.js';
+import { LiveInput, MAX_DATAGRAM, pagesOf, type InputStats } from './input.js';
 import { FanClient, type ClientStats } from './client.js';
 
 const POLLHUP = 0x010;
@@ -186,7 +186,15 @@ export class FanoutLoop {
       return;
     }
     try {
-      c = new FanClient({ id: r.id, fd: r.fd, peer: r.peer, via: r.via, input: r.input.key, pipeBytes: this.#limits.pipeBytes });
+      c = new FanClient({
+        id: r.id,
+        fd: r.fd,
+        peer: r.peer,
+        via: r.via,
+        input: r.input.key,
+        pipeBytes: this.#limits.pipeBytes,
+        minPipeBytes: 2 * (this.#limits.chunkBytes + MAX_DATAGRAM),
+      });
       if (!c.greet(Buffer.from(r.greeting, 'latin1'))) throw new SyscallError('write', 'EAGAIN', 'the response header did not fit the socket');
     } catch (err) {
       if (!(err instanceof SyscallError)) throw err;
