@@ -26,12 +26,13 @@ import { runWorkersSuite } from './lib/workers-suite.js';
 import { runMediaSuite } from './lib/media-suite.js';
 import { runTcpSuite } from './lib/tcp-suite.js';
 import { runXdpBench } from './lib/xdp-report.js';
+import { runFanoutSuite } from './lib/fanout-suite.js';
 import { runClusterSuite } from './cluster.js';
 import { SERVICE_TIERS, emptyServiceResults, runScrapeCapacity, runScrapeTimes, runSubscribeLatency } from './lib/service-suite.js';
 
 /** Sender suite: datagram size and destinations (small datagrams: per-packet costs dominate). */
 /** Suites that build their own setup and write their own result files (not in the default set). */
-const STANDALONE_SUITES = new Set(['media', 'tcp', 'workers', 'xdp']);
+const STANDALONE_SUITES = new Set(['media', 'tcp', 'workers', 'xdp', 'fanout']);
 const SENDER_DESTS = 10;
 import { runTrial, type Pattern, type TrialContext, type TrialResult } from './lib/trial.js';
 import { BENCH_BACKLOG, GEN_CPU, createBenchTopology, raiseBacklog, type BenchTopology } from './lib/topology.js';
@@ -98,7 +99,7 @@ const program = new Command('bench')
   .option('--no-steer', "no receive packet steering: a veth's receive work then runs on the sending CPU (see bench/README.md, topology)")
   .option(
     '--suites <list>',
-    'relay, sender (one-shot sends, issue #5), tpo (the TPO data mover, issue #6), tpo-wan (TCP across the IP-level WAN emulator: direct CUBIC/BBR, kcptun, Sluice; issue #7), service (the metrics scrape: its time, and capacity with a scrape a second; issue 19), media (monitoring cost, playout accuracy, late-join first picture; issue 20, not in the default), cluster (failover, flow write -> first packet, etcd traffic per change in the cluster lab; issue 21, not in the default, also `node --import tsx bench/cluster.ts`), tcp (tcp-redirect vs nginx stream, HAProxy, socat: throughput per core, added latency; issue 22, not in the default), workers (batched tier replicate 1->100 lossless capacity with 1 and 2 workers, one source and 8 sources; issue 22, not in the default), xdp (kernel tier redirect at XDP vs tcx, and the backlog case; issue 22, not in the default); default the first five, or relay alone with --only',
+    'relay, sender (one-shot sends, issue #5), tpo (the TPO data mover, issue #6), tpo-wan (TCP across the IP-level WAN emulator: direct CUBIC/BBR, kcptun, Sluice; issue #7), service (the metrics scrape: its time, and capacity with a scrape a second; issue 19), media (monitoring cost, playout accuracy, late-join first picture; issue 20, not in the default), cluster (failover, flow write -> first packet, etcd traffic per change in the cluster lab; issue 21, not in the default, also `node --import tsx bench/cluster.ts`), tcp (tcp-redirect vs nginx stream, HAProxy, socat: throughput per core, added latency; issue 22, not in the default), workers (batched tier replicate 1->100 lossless capacity with 1 and 2 workers, one source and 8 sources; issue 22, not in the default), xdp (kernel tier redirect at XDP vs tcx, and the backlog case; issue 22, not in the default), fanout (a live stream to N TCP clients: sluice fanout vs GStreamer tcpserversink vs naive Node; issue 22, not in the default); default the first five, or relay alone with --only',
   )
   .option('--wan-seconds <s>', 'tpo-wan: bulk transfer time per trial on every emulated profile (default per profile: 20 and 10 s, quick 10 and 6 s)', posNum)
   .option('--profiles <list>', `tpo-wan: which paths (${profileIds().join(', ')}); default all`)
@@ -302,6 +303,11 @@ async function main(): Promise<number> {
     // Its own namespaces and CPU placement (bench/lib/xdp-suite.ts), before the harness pins itself.
     const files = await runXdpBench({ quick, repeats, outDir, log });
     if (files.md) log(`xdp: ${relative(process.cwd(), files.md)}, ${relative(process.cwd(), files.json!)}`);
+  }
+  if (suites.has('fanout')) {
+    // Loopback only, like media: before the harness pins itself to one CPU.
+    const files = await runFanoutSuite({ quick, repeats: Math.max(2, repeats), outDir, log, install: o.install });
+    log(`fanout: ${relative(process.cwd(), files.md)}, ${relative(process.cwd(), files.json)}`);
   }
   // The suites above write their own result files; asked for alone (or with cluster), nothing else runs.
   if ([...suites].every((x) => STANDALONE_SUITES.has(x))) return 0;

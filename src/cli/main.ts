@@ -24,6 +24,7 @@ import { runDemo } from './demo.js';
 import { runSendAggregate, runWrite } from './send.js';
 import { serveCommand } from './serve.js';
 import { clusterCommand } from './cluster.js';
+import { fanoutCommand } from './fanout.js';
 import { clientCommands, runDaemonStatus, tokenOption, urlOption } from './client.js';
 import { existsSync } from 'node:fs';
 import { DEFAULT_PIN_ROOT, detachPinned, pinDirFor } from '../dataplane/kernel/attach.js';
@@ -278,10 +279,9 @@ export function buildProgram(exit: (code: number) => void): Command {
       exit(await runStatus({ ...(o.socket ? { socket: o.socket } : {}), ...(o.name ? { name: o.name } : {}), json: !!o.json }));
     });
 
-  // The daemon and its clients (src/cli/serve.ts, src/cli/client.ts).
+  // The daemon, its clients, the cluster and the live fan-out (serve.ts, client.ts, cluster.ts, fanout.ts).
   program.addCommand(serveCommand(exit));
-  program.addCommand(clusterCommand(exit));
-  for (const c of clientCommands(exit)) program.addCommand(c);
+  for (const c of [clusterCommand(exit), ...clientCommands(exit), fanoutCommand(exit)]) program.addCommand(c);
 
   program
     .command('detach')

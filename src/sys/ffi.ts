@@ -66,6 +66,12 @@ export interface Libc {
   splice(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number, flags: number): number;
   /** shutdown(fd, how): SHUT_WR sends the FIN of a half-close. */
   shutdown(fd: number, how: number): number;
+  /** tee(in, out, len, flags): duplicates pipe buffers (page references) from one pipe into another. */
+  tee(fdIn: number, fdOut: number, len: number, flags: number): number;
+  /** fcntl(fd, cmd, arg) with an int argument (F_SETPIPE_SZ, F_GETPIPE_SZ). */
+  fcntlInt(fd: number, cmd: number, arg: number): number;
+  /** ioctl(fd, request, int *) (FIONREAD). */
+  ioctlInt(fd: number, request: number, value: Int32Array): number;
   /** errno of the calling thread, as left by the last call. */
   errno(): number;
 }
@@ -125,6 +131,15 @@ export function loadFfi(): { ok: true; libc: Libc } | { ok: false; reason: strin
       pipe2: lib.func('int pipe2(void *, int)'),
       splice: lib.func('long splice(int, uintptr_t, int, uintptr_t, size_t, unsigned int)'),
       shutdown: lib.func('int shutdown(int, int)'),
+      tee: lib.func('long tee(int, int, size_t, unsigned int)'),
+      fcntlInt: (() => {
+        const fn = lib.func('int fcntl(int, int, ...)');
+        return (fd: number, cmd: number, arg: number) => Number(fn(fd, cmd, 'int', arg));
+      })(),
+      ioctlInt: (() => {
+        const fn = lib.func('int ioctl(int, unsigned long, ...)');
+        return (fd: number, request: number, value: Int32Array) => Number(fn(fd, request, 'void *', value));
+      })(),
       errno: () => koffi.errno(),
     };
     return (loaded = { ok: true, libc });
