@@ -5,13 +5,14 @@
  * SOCKET_BUFFER bytes for receive and send (see bench/README.md for who
  * gets what).
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NsProcess } from '../../harness/netns/netns.js';
 import { processTree } from './cpu.js';
-import { commandExists, debVersion, succeeds, versionOf, type Requirement } from './install.js';
+import { nginxRequirement, nginxStreamConfig, nginxVersion } from './nginx.js';
+import { commandExists, succeeds, versionOf, type Requirement } from './install.js';
 import { SUGGESTED_BACKLOG } from '../../src/dataplane/kernel/softnet.js';
 import { tuneHost } from '../../src/dataplane/kernel/host-tuning.js';
 import { GEN_ADDR, RELAY_CPU, SINK_ADDR, spawnPinned, waitForUdpPort, type BenchTopology } from './topology.js';
@@ -21,7 +22,6 @@ export const SOCKET_BUFFER = 4 * 1024 * 1024;
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SLUICE_BIN = join(REPO_ROOT, 'bin/sluice.js');
-const NGINX_STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
 
 export interface RelaySetup {
   topo: BenchTopology;
@@ -138,36 +138,21 @@ const nginx: Peer = {
   name: 'nginx',
   description: `nginx stream: worker_processes 1; listen PORT udp rcvbuf=${SOCKET_BUFFER} sndbuf=${SOCKET_BUFFER}; proxy_pass SINK:P; proxy_responses 0; proxy_timeout 30s (upstream socket: kernel default buffers)`,
   supports: (n) => n === 1,
-  requirement: {
-    what: 'nginx',
-    present: () => commandExists('nginx') && existsSync(NGINX_STREAM_MODULE),
-    packages: ['nginx', 'libnginx-mod-stream'],
-  },
-  version: () =>
-    `${versionOf('nginx', ['-v'], /nginx version/).replace(/^nginx version: /, '')} (libnginx-mod-stream ${debVersion('libnginx-mod-stream') ?? '?'})`,
+  requirement: nginxRequirement,
+  version: nginxVersion,
   async start(setup) {
     const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-nginx-'));
     const conf = join(dir, 'nginx.conf');
     writeFileSync(
       conf,
-      [
-        `load_module ${NGINX_STREAM_MODULE};`,
-        'daemon off;',
-        'master_process on;',
-        'worker_processes 1;',
-        `pid ${join(dir, 'nginx.pid')};`,
-        `error_log ${join(dir, 'error.log')} warn;`,
-        'events { worker_connections 1024; }',
-        'stream {',
+      nginxStreamConfig(dir, [
         '  server {',
         `    listen ${setup.listenPort} udp rcvbuf=${SOCKET_BUFFER} sndbuf=${SOCKET_BUFFER};`,
         `    proxy_pass ${SINK_ADDR}:${setup.ports[0]};`,
         '    proxy_responses 0;',
         '    proxy_timeout 30s;',
         '  }',
-        '}',
-        '',
-      ].join('\n'),
+      ]),
     );
     const cleanup = (): void => rmSync(dir, { recursive: true, force: true });
     const proc = spawnPinned(setup.topo, 'relay', RELAY_CPU, 'nginx', ['-p', dir, '-e', join(dir, 'error.log'), '-c', conf]);

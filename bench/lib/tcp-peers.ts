@@ -7,16 +7,16 @@
  * the packages' defaults apart from one worker / thread (one core each).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { clockTicks, processTree } from './cpu.js';
-import { commandExists, debVersion, versionOf, type Requirement } from './install.js';
+import { nginxRequirement, nginxStreamConfig, nginxVersion } from './nginx.js';
+import { commandExists, versionOf, type Requirement } from './install.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const NGINX_STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
 
 export interface RunningProxy {
   /** Where clients connect. */
@@ -196,22 +196,11 @@ const direct: TcpPeer = {
 const nginx: TcpPeer = {
   name: 'nginx',
   description: 'nginx stream proxy: worker_processes 1; listen 127.0.0.1:P; proxy_pass 127.0.0.1:S (proxy_buffer_size default 16k)',
-  requirement: { what: 'nginx', present: () => commandExists('nginx') && existsSync(NGINX_STREAM_MODULE), packages: ['nginx', 'libnginx-mod-stream'] },
-  version: () =>
-    `${versionOf('nginx', ['-v'], /nginx version/).replace(/^nginx version: /, '')} (libnginx-mod-stream ${debVersion('libnginx-mod-stream') ?? '?'})`,
+  requirement: nginxRequirement,
+  version: nginxVersion,
   start: configured('nginx', 'nginx', (dir, port, sinkPort) => {
     const file = join(dir, 'nginx.conf');
-    const text = [
-      `load_module ${NGINX_STREAM_MODULE};`,
-      'daemon off;',
-      'master_process on;',
-      'worker_processes 1;',
-      `pid ${join(dir, 'nginx.pid')};`,
-      `error_log ${join(dir, 'error.log')} warn;`,
-      'events { worker_connections 1024; }',
-      `stream { server { listen 127.0.0.1:${port}; proxy_pass 127.0.0.1:${sinkPort}; } }`,
-      '',
-    ].join('\n');
+    const text = nginxStreamConfig(dir, [`  server { listen 127.0.0.1:${port}; proxy_pass 127.0.0.1:${sinkPort}; }`]);
     return { file, text, argv: ['-p', dir, '-e', join(dir, 'error.log'), '-c', file] };
   }),
 };
