@@ -258,14 +258,16 @@ export async function runXdpTrial(topo: BenchTopology, spec: XdpTrialSpec): Prom
     await new Promise((r) => setTimeout(r, 300));
     const napi = await pinNapi(topo, input);
     const dstMac = (await topo.exec('relay', 'cat', [`/sys/class/net/${input.macIf}/address`])).trim();
-    const before = {
+    // One reading of every counter the trial compares: before and after the generator.
+    const sample = async () => ({
       sink: await sinkCount(topo),
       relayNs: readSchedNs(napi.relay),
       sinkNs: readSchedNs(napi.sink),
       cpu0: cpuStat(RELAY_CPU),
       inRing: await ethtoolStats(topo, 'gen', input.genIf),
       outRing: await ethtoolStats(topo, 'relay', 'xout0'),
-    };
+    });
+    const before = await sample();
     const t0 = performance.now();
     const gen = await runGen(
       topo,
@@ -281,14 +283,7 @@ export async function runXdpTrial(topo: BenchTopology, spec: XdpTrialSpec): Prom
     );
     await new Promise((r) => setTimeout(r, 300)); // drain
     const wallS = (performance.now() - t0) / 1000;
-    const after = {
-      sink: await sinkCount(topo),
-      relayNs: readSchedNs(napi.relay),
-      sinkNs: readSchedNs(napi.sink),
-      cpu0: cpuStat(RELAY_CPU),
-      inRing: await ethtoolStats(topo, 'gen', input.genIf),
-      outRing: await ethtoolStats(topo, 'relay', 'xout0'),
-    };
+    const after = await sample();
     const delivered = after.sink - before.sink;
     const relayNs = after.relayNs - before.relayNs;
     const sinkNs = after.sinkNs - before.sinkNs;
