@@ -150,6 +150,7 @@ async function serve(o: ServeOptions, stop: Promise<string>, config: ResolvedSer
       gateways: () => service.gateways(),
       failures: () => service.failures(),
       hostDrops: () => service.hostDrops(),
+      tcpFlows: () => service.tcpStatsSnapshot(),
       ...(cluster ? { cluster: () => cluster.status() } : {}),
     },
     { version: packageVersion(), ...(node !== undefined ? { node } : {}) },

@@ -18,6 +18,8 @@ import { flowSetIssues, NO_HOST_ADDRESSES, type HostAddresses } from './flow-set
 import { flowPolicySchema, TIER_NAMES, type FlowPolicy, type TierChoice } from './schema.js';
 import { describeIssue } from './validate.js';
 import { serveClusterSchema, type ServeClusterConfig } from './serve-tpo-mesh.js';
+import { parseConfigWithTcp } from './tcp-config.js';
+import type { TcpRedirectPolicy } from './tcp-redirect.js';
 
 /** The API's port when none is configured. */
 export const DEFAULT_API_PORT = 9180;
@@ -115,6 +117,8 @@ export const serveConfigSchema = z.strictObject({
 export interface ServeConfig {
   readonly tier: TierChoice;
   readonly flows: readonly FlowPolicy[];
+  /** The `type: tcp-redirect` entries of `flows:`, as written (taken out of `flows`; src/policy/tcp-config.ts). */
+  readonly tcpFlows?: readonly TcpRedirectPolicy[];
   readonly api: {
     readonly listen: ListenAddress;
     readonly tokenFile?: string;
@@ -138,6 +142,19 @@ export function parseServeConfig(value: unknown, host: HostAddresses = NO_HOST_A
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new PolicyValidationError([{ path: '', message: 'expected a mapping (tier, flows, api, state, log, tpo, cluster)' }], `invalid ${source}`);
   }
+  // tcp-redirect entries: validated with the UDP flows (names across both, TCP ports), then taken out.
+  let tcpFlows: TcpRedirectPolicy[] = [];
+  const flowsValue = (value as { flows?: unknown }).flows;
+  if (Array.isArray(flowsValue) && flowsValue.some((f) => (f as { type?: unknown } | null)?.type === 'tcp-redirect')) {
+    try {
+      const split = parseConfigWithTcp({ flows: flowsValue }, host);
+      tcpFlows = split.tcp;
+      value = { ...value, flows: split.udp };
+    } catch (err) {
+      if (err instanceof PolicyValidationError) throw new PolicyValidationError(err.issues, `invalid ${source}`);
+      throw err;
+    }
+  }
   const r = serveConfigSchema.safeParse(value);
   if (!r.success) throw new PolicyValidationError(r.error.issues.map((iss) => describeIssue(iss, value)) as PolicyIssue[], `invalid ${source}`);
   const spec = r.data;
@@ -154,6 +171,7 @@ export function parseServeConfig(value: unknown, host: HostAddresses = NO_HOST_A
   return {
     tier: spec.tier,
     flows: ((value as { flows?: FlowPolicy[] }).flows ?? []).slice(),
+    ...(tcpFlows.length ? { tcpFlows } : {}),
     api: { ...api, ...(tokenFile !== undefined ? { tokenFile } : {}), ...(tls ? { tls } : {}) },
     ...(spec.state !== undefined ? { state: spec.state } : {}),
     log: spec.log,

@@ -24,6 +24,8 @@ import { SubscriberCap, type CapResult } from './metrics-subscriber-cap.js';
 import { registerTpoMetrics } from './metrics-tpo.js';
 import { registerClusterMetrics } from './metrics-cluster.js';
 import type { ClusterAgentStatus } from '../cluster/index.js';
+import { registerTcpMetrics } from './metrics-tcp.js';
+import type { TcpFlowStats } from './tcp-flows.js';
 
 export { OTHER_SUBSCRIBER } from './metrics-flows.js';
 
@@ -39,6 +41,8 @@ export interface MetricsSource {
   cluster?(): ClusterAgentStatus | undefined;
   /** Kernel tier: the host's drops outside Sluice while its flows ran (`sluice_host_backlog_drops_total`); undefined elsewhere. */
   hostDrops?(): HostDrops | undefined;
+  /** Every tcp-redirect's counters (`sluice_tcp_*`). */
+  tcpFlows?(): readonly TcpFlowStats[];
 }
 
 export interface MetricsOptions {
@@ -67,6 +71,7 @@ interface Reading {
   readonly gateways: readonly TpoGatewayStatus[];
   readonly failures: readonly { readonly engine: string }[];
   readonly cluster: ClusterAgentStatus | undefined;
+  readonly tcp: readonly TcpFlowStats[];
 }
 
 export function createMetrics(source: MetricsSource, opts: MetricsOptions = {}): Metrics {
@@ -78,12 +83,14 @@ export function createMetrics(source: MetricsSource, opts: MetricsOptions = {}):
     gateways: source.gateways(),
     failures: source.failures?.() ?? [],
     cluster: source.cluster?.(),
+    tcp: source.tcpFlows?.() ?? [],
   }));
 
   registerFlowMetrics(registry, reading, max);
   registerMediaMetrics(registry, reading);
   registerTpoMetrics(registry, reading);
   if (source.cluster) registerClusterMetrics(registry, reading);
+  if (source.tcpFlows) registerTcpMetrics(registry, () => reading.get().tcp);
   new SnapshotGauge<never>({
     name: 'sluice_engine_failures',
     help: 'Engine failures the service reports (GET /v1/health failures: a data plane worker, a send engine, a TPO gateway); 0 when healthy.',

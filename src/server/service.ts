@@ -25,6 +25,7 @@ import type { FlowPolicy } from '../index.js';
 import { silenceEvent, streamAlarmEvent, type AlarmEvent, type ServiceEvents } from './service-events.js';
 import type { Logger } from './log.js';
 import { packageVersion } from './version.js';
+import { applyTcpFlowList, tcpFlowStats, tcpFlowView, type TcpFlowStats, type TcpFlowView } from './tcp-flows.js';
 
 export interface ServiceOptions {
   readonly config: ResolvedServeConfig;
@@ -137,6 +138,8 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
       const flows = state ? state.flows.filter((f) => !isClusterFlow(f.name ?? '')) : config.flows;
       refuseClusterNames(flows);
       await ops.applyFlowList(sluice, flows);
+      // tcp-redirects always come from the config file (the API does not change them, the state file does not keep them).
+      svc.#logTcp(await applyTcpFlowList(sluice, config.tcpFlows ?? []));
       const swept = sluice.sweepUnclaimed();
       if (swept) log.info({ swept }, 'removed pinned flows of an earlier run that the flows no longer have');
       for (const t of config.tpo) await svc.#gateways.start(t.config, state?.tpo);
@@ -168,6 +171,14 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
     flow.on('alarm', (alarm) => this.emit('alarm', streamAlarmEvent(name, alarm, log)));
     flow.on('silence', (to, silent) => this.emit('subscribersuspended', silenceEvent(name, to, silent, log)));
     flow.once('close', (stats) => log.info({ packetsIn: stats?.packetsIn, packetsOut: stats?.packetsOut }, 'flow stopped'));
+  }
+
+  #logTcp(c: { added: string[]; replaced: string[]; removed: { name: string }[] }): void {
+    for (const name of [...c.added, ...c.replaced]) {
+      const r = this.#sluice.tcpFlow(name);
+      this.#log.child({ flow: name }).info({ type: 'tcp-redirect', listen: r?.listen, to: r?.to, mode: r?.mode }, 'tcp-redirect started');
+    }
+    for (const { name } of c.removed) this.#log.child({ flow: name }).info('tcp-redirect stopped');
   }
 
   #failed(engine: string, message: string): void {
@@ -237,8 +248,32 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
     return f ? flowView(f) : undefined;
   }
 
-  flowStats(name: string): FlowStats {
-    return ops.requireFlow(this.#sluice, name).stats();
+  flowStats(name: string): FlowStats | TcpFlowStats {
+    const tcp = this.#sluice.tcpFlow(name);
+    return tcp ? tcpFlowStats(tcp) : ops.requireFlow(this.#sluice, name).stats();
+  }
+
+  /** The running tcp-redirects (from the config file's `flows:`). */
+  tcpFlows(): TcpFlowView[] {
+    return this.#sluice.tcpFlows().map((r) => tcpFlowView(r));
+  }
+
+  tcpFlow(name: string): TcpFlowView | undefined {
+    const r = this.#sluice.tcpFlow(name);
+    return r ? tcpFlowView(r) : undefined;
+  }
+
+  /** Every tcp-redirect's counters, for the metrics. */
+  tcpStatsSnapshot(): TcpFlowStats[] {
+    return this.#sluice.tcpFlows().map((r) => tcpFlowStats(r));
+  }
+
+  /** The API does not change a tcp-redirect: the config file does (and SIGHUP). */
+  #refuseTcp(name: string | undefined, body?: unknown): void {
+    if (name !== undefined && this.#sluice.tcpFlow(name))
+      throw new ServiceError('conflict', `flow '${name}' is a tcp-redirect: it is set by the config file ${this.#config.path} (edit it and send SIGHUP)`);
+    if ((body as { type?: unknown } | null | undefined)?.type === 'tcp-redirect')
+      throw new ServiceError('not_supported', `tcp-redirects are set in the config file's flows: (${this.#config.path}, then SIGHUP), not over the API`);
   }
 
   /** Counter snapshots of every flow (synchronous: shared memory and maps). */
@@ -253,6 +288,8 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
 
   createFlow(policy: unknown): Promise<FlowView> {
     refuseClusterName((policy as { name?: unknown } | null)?.name as string | undefined);
+    const name = (policy as { name?: unknown } | null)?.name;
+    this.#refuseTcp(typeof name === 'string' ? name : undefined, policy);
     return this.#change(async () => {
       const view = flowView(await ops.createFlow(this.#sluice, policy));
       this.emit('flowadded', { flow: view });
@@ -262,11 +299,13 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
 
   replaceFlow(name: string, policy: unknown): Promise<FlowView> {
     refuseClusterName(name);
+    this.#refuseTcp(name, policy);
     return this.#change(async () => this.#replaced(await ops.replaceFlow(this.#sluice, ops.requireFlow(this.#sluice, name), ops.namedPolicy(policy, name))));
   }
 
   patchFlow(name: string, patch: unknown): Promise<FlowView> {
     refuseClusterName(name);
+    this.#refuseTcp(name);
     return this.#change(async () => {
       const flow = ops.requireFlow(this.#sluice, name);
       return this.#replaced(await ops.replaceFlow(this.#sluice, flow, ops.mergePatch(flow, patch)));
@@ -282,6 +321,7 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
 
   deleteFlow(name: string): Promise<{ name: string; stats: FlowStats | null }> {
     refuseClusterName(name);
+    this.#refuseTcp(name);
     return this.#change(async () => {
       const stats = (await ops.requireFlow(this.#sluice, name).remove()) ?? null;
       this.emit('flowremoved', { name, stats });
@@ -291,6 +331,7 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
 
   addSubscriber(name: string, to: unknown): Promise<FlowView> {
     refuseClusterName(name);
+    this.#refuseTcp(name);
     const addr = ops.subscriberAddress(to);
     return this.#change(async () => {
       const flow = ops.requireFlow(this.#sluice, name);
@@ -303,6 +344,7 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
 
   removeSubscriber(name: string, to: unknown): Promise<FlowView> {
     refuseClusterName(name);
+    this.#refuseTcp(name);
     const addr = ops.subscriberAddress(to);
     return this.#change(async () => {
       const flow = ops.requireFlow(this.#sluice, name);
@@ -385,7 +427,7 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
       tier: this.#sluice.tier,
       version: packageVersion(),
       uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
-      flows: this.#sluice.flows().length,
+      flows: this.#sluice.flows().length + this.#sluice.tcpFlows().length,
       gateways: this.#gateways.size,
       failures: [...this.#failures],
     };
@@ -408,14 +450,18 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
       for (const r of flows.removed) this.emit('flowremoved', { name: r.name, stats: r.stats ?? null });
       for (const name of flows.added) this.emit('flowadded', { flow: this.flow(name)! });
       for (const name of [...flows.updated, ...flows.replaced]) this.emit('flowchanged', { flow: this.flow(name)! });
+      const tcp = await applyTcpFlowList(this.#sluice, next.tcpFlows ?? []);
+      this.#logTcp(tcp);
       const gw = await this.#gateways.reload(next.tpo.map((t) => t.config));
       this.#config = next;
       if (!this.#options.logLevelFixed) this.#log.level = next.log.level;
       if (JSON.stringify(next.api) !== JSON.stringify(before.api) || next.state !== before.state || next.tier !== before.tier)
         this.#log.warn('the api, state or tier settings changed: they take effect at the next start');
       return {
-        ...flows,
-        removed: flows.removed.map((r) => r.name),
+        added: [...flows.added, ...tcp.added],
+        updated: flows.updated,
+        replaced: [...flows.replaced, ...tcp.replaced],
+        removed: [...flows.removed.map((r) => r.name), ...tcp.removed.map((r) => r.name)],
         gatewaysStarted: gw.started,
         gatewaysStopped: gw.stopped,
         gatewaysRestarted: gw.restarted,

@@ -18,7 +18,8 @@ function mustExist<T>(value: T | undefined, name: string): T {
 }
 
 export function flowRoutes(app: FastifyInstance, service: SluiceService): void {
-  app.get('/v1/flows', async () => ({ flows: service.flows() }));
+  // tcp-redirects (from the config file) after the UDP flows, with `type: 'tcp-redirect'`.
+  app.get('/v1/flows', async () => ({ flows: [...service.flows(), ...service.tcpFlows()] }));
 
   app.post('/v1/flows', async (req, reply) => {
     const view = await service.createFlow(req.body);
@@ -28,7 +29,9 @@ export function flowRoutes(app: FastifyInstance, service: SluiceService): void {
       .send(view);
   });
 
-  app.get<{ Params: NameParams }>('/v1/flows/:name', async (req) => mustExist(service.flow(req.params.name), req.params.name));
+  app.get<{ Params: NameParams }>('/v1/flows/:name', async (req) =>
+    mustExist(service.flow(req.params.name) ?? service.tcpFlow(req.params.name), req.params.name),
+  );
 
   app.get<{ Params: NameParams }>('/v1/flows/:name/stats', async (req) => service.flowStats(req.params.name));
 
