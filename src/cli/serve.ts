@@ -83,6 +83,7 @@ function describe(s: ReloadSummary): string {
       part('gateways started', s.gatewaysStarted),
       part('gateways stopped', s.gatewaysStopped),
       part('gateways restarted', s.gatewaysRestarted),
+      s.fanout === 'unchanged' ? '' : `fan-out ${s.fanout}`,
     ]
       .filter(Boolean)
       .join('; ') || 'no change'
@@ -151,6 +152,8 @@ async function serve(o: ServeOptions, stop: Promise<string>, config: ResolvedSer
       failures: () => service.failures(),
       hostDrops: () => service.hostDrops(),
       tcpFlows: () => service.tcpStatsSnapshot(),
+      fanout: () => service.fanoutStats(),
+      refreshFanout: () => service.refreshFanout(),
       ...(cluster ? { cluster: () => cluster.status() } : {}),
     },
     { version: packageVersion(), ...(node !== undefined ? { node } : {}) },

@@ -96,6 +96,37 @@ const apiSchema = z.strictObject({
     .prefault({}),
 });
 
+const count = (max: number) => z.number().int().min(1).max(max).optional();
+
+/**
+ * `fanout:`: a live fan-out run by the daemon (docs/FANOUT.md), the options
+ * of `Fanout.start` (src/control/fanout.ts checks the addresses and inputs
+ * when the daemon resolves the file).
+ */
+export const serveFanoutSchema = z.strictObject({
+  http: z.string().max(300).optional(),
+  tcp: z
+    .array(z.strictObject({ listen: z.string().max(300), input: z.string().max(300) }))
+    .max(64)
+    .optional(),
+  inputs: z.array(z.string().max(400)).max(1024).optional(),
+  allow: z.array(z.string().max(100)).max(1024).optional(),
+  interface: z.string().min(1).max(64).optional(),
+  limits: z
+    .strictObject({
+      maxClients: count(100_000),
+      maxPending: count(100_000),
+      headerTimeoutMs: count(600_000),
+      maxHeaderBytes: count(1024 * 1024),
+      pipeBytes: count(256 * 1024 * 1024),
+      chunkBytes: count(16 * 1024 * 1024),
+      flushMs: count(10_000),
+      dropAfterMs: count(3_600_000),
+    })
+    .optional(),
+});
+export type ServeFanoutConfig = z.output<typeof serveFanoutSchema>;
+
 export const serveConfigSchema = z.strictObject({
   tier: z.enum(['auto', ...TIER_NAMES]).default('auto'),
   /** As `sluice run`'s flows; may be empty: flows can come through the API. */
@@ -111,6 +142,8 @@ export const serveConfigSchema = z.strictObject({
     .default([]),
   /** What the daemon does as a cluster node (`--cluster`): its TPO mesh (serve-tpo-mesh.ts). */
   cluster: serveClusterSchema.optional(),
+  /** A live fan-out (HTTP/TCP clients of UDP/RTP inputs) run by the daemon. */
+  fanout: serveFanoutSchema.optional(),
 });
 
 /** A validated serve config: flows as written (Sluice.apply validates again), everything else parsed with defaults. */
@@ -130,6 +163,7 @@ export interface ServeConfig {
   readonly log: { readonly level: ServeLogLevel };
   readonly tpo: readonly { readonly config: string }[];
   readonly cluster?: ServeClusterConfig;
+  readonly fanout?: ServeFanoutConfig;
 }
 
 /**
@@ -140,7 +174,7 @@ export interface ServeConfig {
  */
 export function parseServeConfig(value: unknown, host: HostAddresses = NO_HOST_ADDRESSES, source = 'serve config'): ServeConfig {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new PolicyValidationError([{ path: '', message: 'expected a mapping (tier, flows, api, state, log, tpo, cluster)' }], `invalid ${source}`);
+    throw new PolicyValidationError([{ path: '', message: 'expected a mapping (tier, flows, api, state, log, tpo, cluster, fanout)' }], `invalid ${source}`);
   }
   // tcp-redirect entries: validated with the UDP flows (names across both, TCP ports), then taken out.
   let tcpFlows: TcpRedirectPolicy[] = [];
@@ -177,6 +211,7 @@ export function parseServeConfig(value: unknown, host: HostAddresses = NO_HOST_A
     log: spec.log,
     tpo: spec.tpo,
     ...(spec.cluster ? { cluster: spec.cluster } : {}),
+    ...(spec.fanout ? { fanout: spec.fanout } : {}),
   };
 }
 

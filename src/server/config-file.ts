@@ -13,6 +13,7 @@ import { hostAddressesFrom } from '../policy/flow-set.js';
 import { parseServeConfigText, type ServeConfig } from '../policy/serve-config.js';
 import { FileRefusedError, readRegularFile } from '../fs/regular-file.js';
 import { PolicyValidationError } from '../errors.js';
+import { fanoutSpec } from '../index.js';
 
 /** A serve config with absolute paths and every default filled. */
 export interface ResolvedServeConfig extends ServeConfig {
@@ -49,6 +50,18 @@ export function defaultStateFile(configPath: string): string {
 export function resolveServeConfig(text: string, configPath: string): ResolvedServeConfig {
   const path = resolve(configPath);
   const config = parseServeConfigText(text, configPath, hostAddressesFrom(networkInterfaces()));
+  if (config.fanout) {
+    // Addresses, inputs and allow rules: checked as Fanout.start checks them, named under `fanout.`.
+    try {
+      fanoutSpec(config.fanout);
+    } catch (err) {
+      if (!(err instanceof PolicyValidationError)) throw err;
+      throw new PolicyValidationError(
+        err.issues.map((i) => ({ path: `fanout.${i.path}`, message: i.message })),
+        'invalid serve config',
+      );
+    }
+  }
   const dir = dirname(path);
   const at = (p: string) => resolve(dir, p);
   return {

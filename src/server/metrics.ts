@@ -26,6 +26,8 @@ import { registerClusterMetrics } from './metrics-cluster.js';
 import type { ClusterAgentStatus } from '../cluster/index.js';
 import { registerTcpMetrics } from './metrics-tcp.js';
 import type { TcpFlowStats } from './tcp-flows.js';
+import { registerFanoutMetrics } from './metrics-fanout.js';
+import type { FanoutStats } from '../index.js';
 
 export { OTHER_SUBSCRIBER } from './metrics-flows.js';
 
@@ -43,6 +45,9 @@ export interface MetricsSource {
   hostDrops?(): HostDrops | undefined;
   /** Every tcp-redirect's counters (`sluice_tcp_*`). */
   tcpFlows?(): readonly TcpFlowStats[];
+  /** The fan-out's counters (`sluice_fanout_*`), undefined without one; `refreshFanout` is awaited before each scrape to update them. */
+  fanout?(): FanoutStats | undefined;
+  refreshFanout?(): Promise<void>;
 }
 
 export interface MetricsOptions {
@@ -91,6 +96,7 @@ export function createMetrics(source: MetricsSource, opts: MetricsOptions = {}):
   registerTpoMetrics(registry, reading);
   if (source.cluster) registerClusterMetrics(registry, reading);
   if (source.tcpFlows) registerTcpMetrics(registry, () => reading.get().tcp);
+  if (source.fanout) registerFanoutMetrics(registry, source.fanout);
   new SnapshotGauge<never>({
     name: 'sluice_engine_failures',
     help: 'Engine failures the service reports (GET /v1/health failures: a data plane worker, a send engine, a TPO gateway); 0 when healthy.',
@@ -136,7 +142,10 @@ export function createMetrics(source: MetricsSource, opts: MetricsOptions = {}):
 
   return {
     contentType: registry.contentType,
-    render: () => registry.metrics(),
+    render: async () => {
+      await source.refreshFanout?.();
+      return registry.metrics();
+    },
     registry,
   };
 }

@@ -25,6 +25,8 @@ import type { FlowPolicy } from '../index.js';
 import { silenceEvent, streamAlarmEvent, type AlarmEvent, type ServiceEvents } from './service-events.js';
 import type { Logger } from './log.js';
 import { packageVersion } from './version.js';
+import { ServeFanout, type FanoutChange, type FanoutView } from './fanout-service.js';
+import type { FanoutStats } from '../index.js';
 import { applyTcpFlowList, tcpFlowStats, tcpFlowView, type TcpFlowStats, type TcpFlowView } from './tcp-flows.js';
 
 export interface ServiceOptions {
@@ -68,6 +70,8 @@ export interface ReloadSummary {
   readonly gatewaysStopped: string[];
   /** Restarted from a config file that changed, or to drop the API's changes to it. */
   readonly gatewaysRestarted: string[];
+  /** What became of the `fanout:` section's fan-out. */
+  readonly fanout: FanoutChange;
 }
 
 /** Failures kept for /v1/health (the oldest go first). */
@@ -81,6 +85,7 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
   #config: ResolvedServeConfig;
   readonly #gateways: Gateways;
   readonly #sends: SendJobs;
+  readonly #fanout = new ServeFanout();
   readonly #failures: Failure[] = [];
   #queue: Promise<unknown> = Promise.resolve();
   #closing: Promise<void> | undefined;
@@ -143,6 +148,7 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
       const swept = sluice.sweepUnclaimed();
       if (swept) log.info({ swept }, 'removed pinned flows of an earlier run that the flows no longer have');
       for (const t of config.tpo) await svc.#gateways.start(t.config, state?.tpo);
+      if ((await svc.#fanout.apply(config.fanout)) === 'started') svc.#logFanout();
     } catch (err) {
       await svc.#shutdown().catch(() => undefined);
       throw err;
@@ -179,6 +185,27 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
       this.#log.child({ flow: name }).info({ type: 'tcp-redirect', listen: r?.listen, to: r?.to, mode: r?.mode }, 'tcp-redirect started');
     }
     for (const { name } of c.removed) this.#log.child({ flow: name }).info('tcp-redirect stopped');
+  }
+
+  #logFanout(): void {
+    void this.#fanout.status().then((v) => v && this.#log.info({ http: v.http, tcp: v.tcp }, 'fan-out started'));
+  }
+
+  // ---- fan-out ----
+
+  /** The `fanout:` section's fan-out with its counters (asked of its thread); undefined when none is configured. */
+  fanoutStatus(): Promise<FanoutView | undefined> {
+    return this.#fanout.status();
+  }
+
+  /** Asks the fan-out thread for its counters, for fanoutStats() (the metrics call it before each scrape). */
+  refreshFanout(): Promise<void> {
+    return this.#fanout.refresh();
+  }
+
+  /** The fan-out's last counters; undefined without one. */
+  fanoutStats(): FanoutStats | undefined {
+    return this.#fanout.last();
   }
 
   #failed(engine: string, message: string): void {
@@ -453,6 +480,9 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
       const tcp = await applyTcpFlowList(this.#sluice, next.tcpFlows ?? []);
       this.#logTcp(tcp);
       const gw = await this.#gateways.reload(next.tpo.map((t) => t.config));
+      const fanout = await this.#fanout.apply(next.fanout);
+      if (fanout === 'started' || fanout === 'restarted') this.#logFanout();
+      if (fanout === 'stopped') this.#log.info('fan-out stopped');
       this.#config = next;
       if (!this.#options.logLevelFixed) this.#log.level = next.log.level;
       if (JSON.stringify(next.api) !== JSON.stringify(before.api) || next.state !== before.state || next.tier !== before.tier)
@@ -465,6 +495,7 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
         gatewaysStarted: gw.started,
         gatewaysStopped: gw.stopped,
         gatewaysRestarted: gw.restarted,
+        fanout,
       };
     });
   }
@@ -483,6 +514,7 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
     const errors: unknown[] = [];
     await this.#sends.close().catch((e: unknown) => errors.push(e));
     await this.#gateways.close().catch((e: unknown) => errors.push(e));
+    await this.#fanout.close().catch((e: unknown) => errors.push(e));
     const keep = Boolean(this.#options.pin) && this.#sluice.tier === 'kernel';
     await this.#sluice.close({ keepForwarding: keep }).catch((e: unknown) => errors.push(e));
     if (keep) this.#log.info('kernel forwarding left in place (pinned); start again with --pin to adopt it, or `sluice detach` to remove it');

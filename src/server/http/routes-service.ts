@@ -1,12 +1,13 @@
 /**
  * The routes besides flows and TPO gateways: health, send jobs, the
- * event stream and the OpenAPI document.
+ * fan-out's status, the event stream and the OpenAPI document.
  */
 import type { FastifyInstance } from 'fastify';
 import type { SluiceService } from '../service.js';
 import type { EventHub } from './sse.js';
 import { buildOpenApi } from './openapi.js';
 import { packageVersion } from '../version.js';
+import { ServiceError } from '../service-error.js';
 
 export function serviceRoutes(app: FastifyInstance, service: SluiceService, hub: EventHub): void {
   app.get('/v1/health', async (_req, reply) => {
@@ -18,6 +19,13 @@ export function serviceRoutes(app: FastifyInstance, service: SluiceService, hub:
   app.get('/v1/sends', async () => ({ sends: service.sends() }));
   app.get<{ Params: { id: string } }>('/v1/sends/:id', async (req) => service.send(req.params.id));
   app.delete<{ Params: { id: string } }>('/v1/sends/:id', async (req) => service.cancelSend(req.params.id));
+
+  // The serve config's `fanout:`: addresses, settings and counters (asked of the fan-out thread).
+  app.get('/v1/fanout', async () => {
+    const view = await service.fanoutStatus();
+    if (!view) throw new ServiceError('not_found', "no fan-out: the config file has no 'fanout:' section");
+    return view;
+  });
 
   app.get('/v1/events', (req, reply) => {
     // The hub owns the response from here: fastify neither serializes nor ends it.
