@@ -102,7 +102,8 @@ function onState(state, detail) {
 async function resync() {
   try {
     const [flowList, tpo] = await Promise.all([api.flows(), api.gateways().catch(() => ({ gateways: [] }))]);
-    flows.sync(Array.isArray(flowList?.flows) ? flowList.flows : []);
+    // tcp-redirects (config-file flows, no UDP counters) have no card yet.
+    flows.sync(Array.isArray(flowList?.flows) ? flowList.flows.filter((f) => f?.type !== 'tcp-redirect') : []);
     gateways.update(Array.isArray(tpo?.gateways) ? tpo.gateways : [], null);
     showBanner(null);
   } catch (err) {

@@ -6,6 +6,7 @@
  */
 import { Command, Option } from 'commander';
 import type { FlowView } from '../server/flow-view.js';
+import type { TcpFlowView } from '../server/tcp-flows.js';
 import type { HealthView } from '../server/service.js';
 import { defaultTokenFile } from '../server/config-file.js';
 import { readToken, TokenFileError } from '../server/token.js';
@@ -95,17 +96,35 @@ async function run(fn: () => Promise<string | undefined>): Promise<number> {
 
 const drops = (v: FlowView) => Object.values(v.stats.drops).reduce((a, b) => a + b, 0);
 
-function flowsTable(flows: readonly FlowView[]): string {
-  if (flows.length === 0) return 'no flows';
-  return table(
-    ['flow', 'type', 'tier', 'listen', 'subscribers', 'pkts in', 'pkts out', 'drops'],
-    flows.map((f) => [f.name, f.type, f.tier, f.listen, f.stats.destinations.length, f.stats.packetsIn, f.stats.packetsOut, drops(f)]),
-  );
+/** GET /v1/flows lists the config file's tcp-redirects too (TcpFlowView): their own table. */
+type ListedFlow = FlowView | TcpFlowView;
+const isTcp = (f: ListedFlow): f is TcpFlowView => f.type === 'tcp-redirect';
+
+function flowsTable(all: readonly ListedFlow[]): string {
+  if (all.length === 0) return 'no flows';
+  const udp = all.filter((f): f is FlowView => !isTcp(f));
+  const tcp = all.filter(isTcp);
+  const parts: string[] = [];
+  if (udp.length)
+    parts.push(
+      table(
+        ['flow', 'type', 'tier', 'listen', 'subscribers', 'pkts in', 'pkts out', 'drops'],
+        udp.map((f) => [f.name, f.type, f.tier, f.listen, f.stats.destinations.length, f.stats.packetsIn, f.stats.packetsOut, drops(f)]),
+      ),
+    );
+  if (tcp.length)
+    parts.push(
+      table(
+        ['flow', 'type', 'mode', 'listen', 'to', 'active', 'accepted', 'bytes up', 'bytes down'],
+        tcp.map((f) => [f.name, f.type, f.mode, f.listen, f.to, f.stats.active, f.stats.accepted, f.stats.bytesToUpstream, f.stats.bytesToClient]),
+      ),
+    );
+  return parts.join('\n\n');
 }
 
 export function runFlows(o: ClientOptions): Promise<number> {
   return run(async () => {
-    const r = await call<{ flows: FlowView[] }>(o, 'GET', '/v1/flows');
+    const r = await call<{ flows: ListedFlow[] }>(o, 'GET', '/v1/flows');
     return o.json ? JSON.stringify(r) : flowsTable(r.flows);
   });
 }
@@ -124,7 +143,7 @@ export function runDaemonStatus(o: ClientOptions): Promise<number> {
   return run(async () => {
     const [health, flows, tpo] = await Promise.all([
       call<HealthView>(o, 'GET', '/v1/health'),
-      call<{ flows: FlowView[] }>(o, 'GET', '/v1/flows'),
+      call<{ flows: ListedFlow[] }>(o, 'GET', '/v1/flows'),
       call<{ gateways: TpoGatewayStatus[] }>(o, 'GET', '/v1/tpo'),
     ]);
     if (o.json) return JSON.stringify({ health, flows: flows.flows, gateways: tpo.gateways });

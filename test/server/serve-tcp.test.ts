@@ -13,6 +13,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseServeConfigText } from '../../src/policy/serve-config.js';
 import { PolicyValidationError } from '../../src/errors.js';
+import { runCli } from '../../harness/process/cli.js';
 import { startServe, tempDir } from './api-helpers.js';
 
 async function echoServer(): Promise<{ server: Server; port: number; close(): Promise<void> }> {
@@ -142,6 +143,12 @@ test('sluice serve runs tcp-redirects from its config: relays, lists, counts, re
     assert.match(metrics, /sluice_tcp_bytes_total\{flow="b",direction="to_client"\} 5\b/);
     assert.match(metrics, /sluice_tcp_active_connections\{flow="a"\} 0\b/);
     assert.match(metrics, /sluice_tcp_closed_connections_total\{flow="a",end="closed"\} 1\b/);
+
+    // `sluice flows` (the CLI as a client): the UDP flows' table, then the tcp-redirects'.
+    const cli = await runCli(['flows', '--url', serve.url, '--token-file', join(dir, 'api.token')], 60_000);
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.match(cli.stdout, /\bu\s+replicate\b/);
+    assert.match(cli.stdout, /\ba\s+tcp-redirect\s+\S+\s+tcp:\/\/127\.0\.0\.1:\d+\s+tcp:\/\/127\.0\.0\.1:\d+\s+0\s+1\s+100000\s+100000\b/);
 
     // The API does not change them; the config file does.
     for (const [method, p, body] of [
