@@ -62,8 +62,17 @@ export function buildOpenApi(version: string): Json {
     security: [{ bearer: [] }],
     paths: {
       '/v1/health': { get: { summary: 'service health', responses: { '200': ok('ok or degraded', ref('Health')), '503': ok('stopping', ref('Health')) } } },
+      '/v1/fanout': {
+        get: {
+          summary: "the config file's fan-out: addresses, settings and counters (docs/HTTP-API.md, Fan-out)",
+          responses: { '200': ok('the fan-out', { type: 'object' }), '404': err('not_found') },
+        },
+      },
       '/v1/flows': {
-        get: { summary: 'every flow', responses: { '200': ok('flows', { type: 'object', properties: { flows: { type: 'array', items: ref('FlowView') } } }) } },
+        get: {
+          summary: "every flow (the config file's tcp-redirects last, type tcp-redirect: docs/HTTP-API.md)",
+          responses: { '200': ok('flows', { type: 'object', properties: { flows: { type: 'array', items: ref('FlowView') } } }) },
+        },
         post: {
           summary: 'create a flow (name required)',
           requestBody: { required: true, content: json(ref('FlowPolicy')) },
