@@ -56,8 +56,12 @@ export const SO_EE_CODE_ZEROCOPY_COPIED = 1;
 export const POLLIN = 0x001;
 export const POLLOUT = 0x004;
 export const POLLERR = 0x008;
+/** revents only: the peer hung up (both directions). */
+export const POLLHUP = 0x010;
 /** revents only: the descriptor is not open. */
 export const POLLNVAL = 0x020;
+/** The peer shut down its writing half (a stream socket's FIN): asked for in events. */
+export const POLLRDHUP = 0x2000;
 
 export const EFD_NONBLOCK = 0o4000;
 export const EFD_CLOEXEC = 0o2000000;

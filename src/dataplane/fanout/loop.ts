@@ -18,14 +18,12 @@
 import { openSync, closeSync } from 'node:fs';
 import { Poller, Waker } from '../../sys/poller.js';
 import { WOULD_BLOCK, splice, writeSome } from '../../sys/splice.js';
-import { POLLERR, POLLIN, POLLNVAL, POLLOUT } from '../../sys/constants.js';
+import { POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLRDHUP } from '../../sys/constants.js';
 import { SyscallError } from '../../errors.js';
 import type { FanoutInput, FanoutLimits } from './config.js';
 import { LiveInput, MAX_DATAGRAM, pagesOf, type InputStats } from './input.js';
 import { FanClient, type ClientStats } from './client.js';
 
-const POLLHUP = 0x010;
-const POLLRDHUP = 0x2000;
 const RECEIVE_BUFFER = 4 << 20;
 
 export type EndReason = 'closed' | 'dropped' | 'error' | 'input-failed' | 'stopped';
