@@ -301,7 +301,7 @@ async function main(): Promise<number> {
   }
   if (suites.has('xdp')) {
     // Its own namespaces and CPU placement (bench/lib/xdp-suite.ts), before the harness pins itself.
-    const files = await runXdpBench({ quick, repeats, outDir, log });
+    const files = await runXdpBench({ quick, repeats, outDir, log, install: o.install });
     if (files.md) log(`xdp: ${relative(process.cwd(), files.md)}, ${relative(process.cwd(), files.json!)}`);
   }
   if (suites.has('fanout')) {

@@ -7,6 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { commandExists, ensureInstalled } from './install.js';
 import { machineInfo } from './machine.js';
 import { pairedRatio, spread, type Spread } from './stats.js';
 import { XDP_VARIANTS, runXdpSuite, xdpSkipReason, type XdpTrial } from './xdp-suite.js';
@@ -81,8 +82,12 @@ export async function runXdpBench(opts: {
   repeats: number;
   outDir: string;
   log: (m: string) => void;
+  install: boolean;
 }): Promise<{ md?: string; json?: string }> {
-  const skip = xdpSkipReason();
+  // The suite sets offloads and reads the veths' counters with ethtool.
+  const ethtool = { what: 'ethtool', present: () => commandExists('ethtool'), packages: ['ethtool'] };
+  const missing = opts.install ? ensureInstalled([ethtool], opts.log) : new Map(ethtool.present() ? [] : [['ethtool', 'not installed (--no-install)']]);
+  const skip = xdpSkipReason() ?? missing.get('ethtool');
   if (skip) {
     opts.log(`xdp: skipped (${skip})`);
     return {};
