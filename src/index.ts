@@ -94,4 +94,5 @@ export {
   type TcpRedirectPolicy,
   type TcpRedirectSpec,
   type TcpRelayMode,
+  type TcpRelayPath,
 } from './policy/tcp-redirect.js';

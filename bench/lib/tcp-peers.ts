@@ -163,10 +163,17 @@ function configured(name: string, cmd: string, args: (dir: string, port: number,
   };
 }
 
-function sluice(mode: 'splice' | 'userspace'): TcpPeer {
+const SLUICE_PATHS = {
+  sockmap:
+    ': sockmap, an sk_skb verdict redirects each received skb to the peer socket in the kernel (bpf/tcp_redirect.c); Node forwards what arrives before a direction is armed or while a slow reader throttles it',
+  splice: ': splice(2) socket → pipe → socket in a worker thread, 64 KiB pipe per direction',
+  userspace: ': node:net streams, pipe() both ways',
+} as const;
+
+function sluice(mode: keyof typeof SLUICE_PATHS): TcpPeer {
   return {
     name: `sluice-${mode}`,
-    description: `Sluice tcp-redirect, mode '${mode}' (TcpRelay via bench/tools/tcp-relay-peer.ts)${mode === 'splice' ? ': splice(2) socket → pipe → socket in a worker thread, 64 KiB pipe per direction' : ': node:net streams, pipe() both ways'}`,
+    description: `Sluice tcp-redirect, mode '${mode}' (TcpRelay via bench/tools/tcp-relay-peer.ts)${SLUICE_PATHS[mode]}`,
     version: () => versionOf('git', ['-C', ROOT, 'describe', '--always', '--dirty']),
     async start(o) {
       const { child, output } = spawnOn(o.cpu, process.execPath, ['--import', 'tsx', 'bench/tools/tcp-relay-peer.ts', mode, String(o.sinkPort)]);
@@ -245,4 +252,4 @@ const socat: TcpPeer = {
   })),
 };
 
-export const TCP_PEERS: readonly TcpPeer[] = [direct, sluice('splice'), sluice('userspace'), nginx, haproxy(false), haproxy(true), socat];
+export const TCP_PEERS: readonly TcpPeer[] = [direct, sluice('sockmap'), sluice('splice'), sluice('userspace'), nginx, haproxy(false), haproxy(true), socat];

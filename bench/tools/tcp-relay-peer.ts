@@ -3,7 +3,7 @@
  * library's TcpRelay with a chosen path, so both the splice and the
  * user-space joiner can be measured (the CLI always picks 'auto').
  *
- *   tcp-relay-peer.ts splice|userspace TO_PORT
+ *   tcp-relay-peer.ts sockmap|splice|userspace TO_PORT
  *
  * Listens on 127.0.0.1 (a port the OS picks), prints
  * {"event":"ready","port":P,"mode":M}, and on SIGTERM closes and prints the
@@ -12,8 +12,8 @@
 import { TcpRelay } from '../../src/index.js';
 
 const [mode, toPort] = process.argv.slice(2);
-if ((mode !== 'splice' && mode !== 'userspace') || !/^\d+$/.test(toPort ?? '')) {
-  process.stderr.write('usage: tcp-relay-peer.ts splice|userspace TO_PORT\n');
+if ((mode !== 'sockmap' && mode !== 'splice' && mode !== 'userspace') || !/^\d+$/.test(toPort ?? '')) {
+  process.stderr.write('usage: tcp-relay-peer.ts sockmap|splice|userspace TO_PORT\n');
   process.exit(2);
 }
 const relay = await TcpRelay.start({

@@ -6,6 +6,7 @@
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError as CliArgError, Option } from 'commander';
 import { kernelHookOption, pinOption } from './kernel-options.js';
+import { tcpPathOption } from './tcp-relay.js';
 import { batchHoldOption, workersOption } from './batched-options.js';
 import { MAX_CONFIG_BYTES, parseConfigText } from '../policy/config.js';
 import { readInputText } from './input.js';
@@ -81,6 +82,7 @@ export function buildProgram(exit: (code: number) => void): Command {
     .addOption(tierOption())
     .option('--name <name>', 'flow name in counters')
     .option('--max-connections <n>', 'tcp://: most joined connections at once, more are reset (default 1024)', positiveInt(65536))
+    .addOption(tcpPathOption())
     .option('--max-datagram <bytes>', 'drop (and count) longer datagrams', positiveInt(MAX_UDP_PAYLOAD))
     .addOption(
       new Option('--payload <format>', 'payload check; mpegts, rtp and rtp-mpegts (TS in RTP) are also monitored (RTP loss and jitter, TR 101 290)')

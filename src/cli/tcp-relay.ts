@@ -4,7 +4,8 @@
  * every --stats-interval seconds and at exit (JSON lines with --json).
  */
 import { TcpRelay, type TcpRelayStats } from '../control/tcp-relay.js';
-import type { TcpRedirectPolicy } from '../policy/tcp-redirect.js';
+import { Option } from 'commander';
+import { TCP_RELAY_MODES, type TcpRedirectPolicy, type TcpRelayMode } from '../policy/tcp-redirect.js';
 import { EXIT, emitJson } from './output.js';
 import { listenForStop } from './signals.js';
 
@@ -15,9 +16,21 @@ export interface TcpRelayArgs {
   readonly allow: readonly string[];
   readonly name?: string | undefined;
   readonly maxConnections?: number | undefined;
+  /** --tcp-path: the policy's mode. */
+  readonly tcpPath?: TcpRelayMode | undefined;
   readonly json?: boolean | undefined;
   /** Seconds; 0: only at exit (default 5, or 0 with --json). */
   readonly statsInterval?: number | undefined;
+}
+
+/** `--tcp-path` of `sluice relay` (a tcp:// listen address only). */
+export function tcpPathOption(): Option {
+  return new Option(
+    '--tcp-path <path>',
+    'tcp://: how the bytes move: splice (pipe, in the kernel), sockmap (socket to socket in the kernel, eBPF; root), userspace; auto = splice',
+  )
+    .choices([...TCP_RELAY_MODES])
+    .default('auto');
 }
 
 /** One human line of a tcp-redirect's counters (`sluice relay` and `sluice run`). */
@@ -25,7 +38,10 @@ export function tcpStatsLine(s: TcpRelayStats): string {
   return (
     `${s.name ?? 'tcp-redirect'} [${s.mode}] accepted ${s.accepted} active ${s.active} closed ${s.closed} resets ${s.resets} idle ${s.idleClosed} ` +
     `refused ${s.refused.notAllowed} not allowed, ${s.refused.overLimit} over limit; upstream failed ${s.upstreamFailed}; ` +
-    `bytes to upstream ${s.bytesToUpstream}, to clients ${s.bytesToClient}`
+    `bytes to upstream ${s.bytesToUpstream}, to clients ${s.bytesToClient}` +
+    (s.sockmap
+      ? `; in the kernel ${s.sockmap.kernelBytes}, through Node ${s.sockmap.userBytes}, throttled ${s.sockmap.throttles}, pairs left to user space ${s.sockmap.fallbackPairs}`
+      : '')
   );
 }
 
@@ -44,6 +60,7 @@ export async function runTcpRelay(a: TcpRelayArgs): Promise<number> {
     ...(a.allow.length === 0 ? {} : { allow: a.allow.length === 1 ? a.allow[0]! : [...a.allow] }),
     ...(a.name ? { name: a.name } : {}),
     ...(a.maxConnections ? { maxConnections: a.maxConnections } : {}),
+    ...(a.tcpPath ? { mode: a.tcpPath } : {}),
   } as TcpRedirectPolicy;
   const stop = listenForStop();
   try {

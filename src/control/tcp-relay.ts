@@ -10,7 +10,7 @@
  */
 import { parseTcpRedirect, formatTcpEndpoint, type TcpRedirectPolicy, type TcpRedirectSpec } from '../policy/tcp-redirect.js';
 import { TcpRelayEngine, type TcpRelayStats } from '../dataplane/tcp/tcp-relay.js';
-import type { PairEnd } from '../dataplane/tcp/joiner.js';
+import type { JoinPath, PairEnd } from '../dataplane/tcp/joiner.js';
 import { TypedEmitter } from '../events.js';
 
 export type { TcpRelayStats, PairEnd };
@@ -71,8 +71,8 @@ export class TcpRelay extends TypedEmitter<TcpRelayEvents> {
     return formatTcpEndpoint(this.#engine.spec.to);
   }
 
-  /** Which path moves the bytes: 'splice' (in the kernel) or 'userspace'. */
-  get mode(): 'splice' | 'userspace' {
+  /** Which path moves the bytes: 'sockmap' or 'splice' (in the kernel), or 'userspace'. */
+  get mode(): JoinPath {
     return this.#engine.stats().mode;
   }
 

@@ -43,9 +43,15 @@ function tcpEndpoint(opts: { allowPortZero: boolean }) {
     });
 }
 
-/** How the bytes move: `splice` (pipe, in-kernel copy-free), `userspace` (node:net, the reference), `auto` (splice where it works). */
-export const TCP_RELAY_MODES = ['auto', 'splice', 'userspace'] as const;
+/**
+ * How the bytes move: `sockmap` (socket to socket inside the kernel, eBPF;
+ * root), `splice` (through a pipe, in the kernel), `userspace` (node:net,
+ * the reference), `auto` (splice where it works).
+ */
+export const TCP_RELAY_MODES = ['auto', 'sockmap', 'splice', 'userspace'] as const;
 export type TcpRelayMode = (typeof TCP_RELAY_MODES)[number];
+/** The path a running tcp-redirect uses (what `auto` became). */
+export type TcpRelayPath = Exclude<TcpRelayMode, 'auto'>;
 
 /** Most joined pairs one tcp-redirect may hold. */
 export const MAX_TCP_CONNECTIONS = 65536;

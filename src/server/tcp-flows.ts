@@ -9,7 +9,7 @@
  * has nothing of theirs to keep.
  */
 import type { Sluice, TcpRelay, TcpRelayStats } from '../index.js';
-import { formatTcpEndpoint, parseTcpRedirect, type TcpRedirectPolicy, type TcpRedirectSpec } from '../policy/tcp-redirect.js';
+import { formatTcpEndpoint, parseTcpRedirect, type TcpRedirectPolicy, type TcpRedirectSpec, type TcpRelayPath } from '../policy/tcp-redirect.js';
 
 /** What `GET /v1/flows` and `GET /v1/flows/NAME` show of a tcp-redirect. */
 export interface TcpFlowView {
@@ -18,8 +18,8 @@ export interface TcpFlowView {
   /** `tcp://HOST:PORT` it listens on (the port the OS chose for port 0). */
   readonly listen: string;
   readonly to: string;
-  /** 'splice' (bytes moved in the kernel) or 'userspace'. */
-  readonly mode: 'splice' | 'userspace';
+  /** 'sockmap' or 'splice' (bytes moved in the kernel), or 'userspace'. */
+  readonly mode: TcpRelayPath;
   /** Set by the config file; PUT, PATCH and DELETE refuse it. */
   readonly source: 'config';
   readonly stats: TcpFlowStats;

@@ -17,6 +17,19 @@ export function rawTracepointOpen(name: string, progFd: number): number {
   return bpf('RAW_TRACEPOINT_OPEN', a, () => `raw tracepoint ${name}`);
 }
 
+/**
+ * BPF_LINK_CREATE on a target that is a descriptor: a sockmap (sk_skb
+ * verdicts) or a cgroup directory (sock_ops); returns the link fd, whose
+ * close detaches.
+ */
+export function linkCreate(progFd: number, targetFd: number, attachType: number, what: string): number {
+  const a = newAttr();
+  a.view.setUint32(0, progFd, true);
+  a.view.setUint32(4, targetFd, true);
+  a.view.setUint32(8, attachType, true);
+  return bpf('LINK_CREATE', a, () => what);
+}
+
 /** BPF_LINK_CREATE for tcx: attaches `progFd` at ifindex/direction; returns the link fd. */
 export function tcxLinkCreate(progFd: number, ifindex: number, attachType: number, what: string): number {
   const a = newAttr();

@@ -115,6 +115,8 @@ export const NETLINK_NETFILTER = 12;
 export const SO_REUSEADDR = 2;
 /** Marks every packet a socket sends (skb->mark); needs CAP_NET_ADMIN. Sluice's own sockets carry it so its rules skip them. */
 export const SO_MARK = 36;
+/** getsockopt: the socket cookie (u64), the id eBPF programs see. */
+export const SO_COOKIE = 57;
 /** u64 that names a network namespace for the boot's lifetime (never reused, unlike its inode); Linux 5.14+. */
 export const SO_NETNS_COOKIE = 71;
 /** Classic BPF socket filter (struct sock_fprog). */

@@ -16,13 +16,47 @@ import net from 'node:net';
 import type dgram from 'node:dgram';
 import { libc } from './ffi.js';
 import { syscallError } from './errno.js';
-import { AF_INET, AF_INET6, SOCK_CLOEXEC, SOCK_NONBLOCK, SOL_SOCKET, SO_MARK, SO_RCVBUFFORCE, SO_SNDBUFFORCE } from './constants.js';
+import { AF_INET, AF_INET6, SOCKADDR_SPACE, SOCK_CLOEXEC, SOCK_NONBLOCK, SOL_SOCKET, SO_COOKIE, SO_MARK, SO_RCVBUFFORCE, SO_SNDBUFFORCE } from './constants.js';
+import { readSockaddr, writeSockaddr } from './sockaddr.js';
 
 const SOCK_STREAM = 1;
+
+/** The socket's cookie (SO_COOKIE): the kernel's id for it, the key eBPF programs see (bpf_get_socket_cookie). */
+export function socketCookie(fd: number): bigint {
+  const c = libc();
+  const v = new BigUint64Array(1);
+  if (c.getsockopt(fd, SOL_SOCKET, SO_COOKIE, v, new Uint32Array([8])) < 0) throw syscallError('getsockopt(SO_COOKIE)', c.errno(), `fd ${fd}`);
+  return v[0]!;
+}
 
 export function setSocketMark(fd: number, mark: number): void {
   const c = libc();
   if (c.setsockopt(fd, SOL_SOCKET, SO_MARK, new Uint32Array([mark >>> 0]), 4) < 0) throw syscallError('setsockopt(SO_MARK)', c.errno(), `fd ${fd}`);
+}
+
+/**
+ * An unconnected node:net socket already bound to an ephemeral port of the
+ * wildcard address, and that port: the sockmap path of tcp-redirect
+ * registers the port so that its sock_ops program knows the connection as
+ * Sluice's the moment it is established. Call `.connect(port, host)` on it.
+ */
+export function boundTcpSocket(family: 4 | 6, options: { allowHalfOpen?: boolean } = {}): { socket: net.Socket; port: number } {
+  const c = libc();
+  const fd = c.socket(family === 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw syscallError('socket(SOCK_STREAM)', c.errno());
+  let port: number;
+  try {
+    const addr = new Uint8Array(SOCKADDR_SPACE);
+    const len = writeSockaddr(addr, 0, family, family === 4 ? '0.0.0.0' : '::', 0);
+    if (c.bind(fd, addr, len) < 0) throw syscallError('bind', c.errno(), 'an ephemeral port');
+    const lenOut = new Uint32Array([SOCKADDR_SPACE]);
+    if (c.getsockname(fd, addr, lenOut) < 0) throw syscallError('getsockname', c.errno());
+    port = readSockaddr(addr, 0).port;
+  } catch (err) {
+    c.close(fd);
+    throw err;
+  }
+  return { socket: new net.Socket({ fd, readable: true, writable: true, ...options }), port };
 }
 
 /** An unconnected node:net socket whose packets, SYN included, carry `mark`; call `.connect(port, host)` on it. */

@@ -29,6 +29,6 @@ test('tcp-redirect: bad input is a PolicyValidationError naming the field', () =
   assert.match(issues({ ...base, allow: undefined })[0]!, /^allow: required/);
   assert.match(issues({ ...base, allow: ['10.0.0.0/33'] })[0]!, /^allow/);
   assert.match(issues({ ...base, maxConnections: 0 })[0]!, /^maxConnections/);
-  assert.match(issues({ ...base, mode: 'sockmap' })[0]!, /^mode/);
+  assert.match(issues({ ...base, mode: 'kernel' })[0]!, /^mode/);
   assert.match(issues({ ...base, extra: 1 })[0]!, /extra/);
 });

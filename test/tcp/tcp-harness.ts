@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { TcpRelay, type TcpRedirectPolicy } from '../../src/index.js';
 
-export type Mode = 'splice' | 'userspace';
+export type Mode = 'sockmap' | 'splice' | 'userspace';
 
 export interface Upstream {
   readonly server: Server;

@@ -297,3 +297,62 @@ export async function idleTimeout(mode: Mode): Promise<Record<string, unknown>> 
   await upstream.close();
   return { quietHow, busyExact: sha(echoed) === sha(Buffer.concat(sent)), idleClosed: s.idleClosed, closed: s.closed, resets: s.resets };
 }
+
+/**
+ * The sockmap path's split: a request the client sends at once (before the
+ * upstream connection exists), a large reply, then more request bytes.
+ * Returns whether both sides got exactly what was sent, and where the
+ * relay says the bytes went.
+ */
+export async function sockmapSplit(): Promise<{
+  exact: boolean;
+  kernelBytes: number;
+  userBytes: number;
+  fallbackPairs: number;
+  earlyBytes: number;
+  replyBytes: number;
+  totalBytes: number;
+}> {
+  const early = randomBytes(10_000, 31);
+  const late = randomBytes(1_000_000, 32);
+  const reply = randomBytes(2_000_000, 33);
+  const upstream = await startUpstream((s) => {
+    let seen = 0;
+    s.on('data', (d: Buffer) => {
+      const before = seen;
+      seen += d.length;
+      if (before < early.length && seen >= early.length) s.write(reply);
+    });
+  });
+  const relay = await startRelay('sockmap', upstream.port);
+  const c = await connectTo(relay);
+  c.write(early);
+  const s = await upstream.next();
+  const gotUp = collect(s);
+  let down = 0;
+  const gotDown: Buffer[] = [];
+  await new Promise<void>((resolve) => {
+    c.on('data', (d: Buffer) => {
+      gotDown.push(d);
+      down += d.length;
+      if (down >= reply.length) resolve();
+    });
+  });
+  c.end(late);
+  const up = await gotUp;
+  s.end();
+  await ending(c);
+  await until(() => relay.stats().active === 0);
+  const st = relay.stats();
+  await relay.close();
+  await upstream.close();
+  return {
+    exact: sha(up) === sha(Buffer.concat([early, late])) && sha(Buffer.concat(gotDown)) === sha(reply),
+    kernelBytes: st.sockmap?.kernelBytes ?? -1,
+    userBytes: st.sockmap?.userBytes ?? -1,
+    fallbackPairs: st.sockmap?.fallbackPairs ?? -1,
+    earlyBytes: early.length,
+    replyBytes: reply.length,
+    totalBytes: early.length + late.length + reply.length,
+  };
+}

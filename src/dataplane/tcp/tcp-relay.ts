@@ -11,13 +11,14 @@ import { createSourceMatcher } from '../../policy/source-filter.js';
 import type { TcpRedirectSpec } from '../../policy/tcp-redirect.js';
 import { unmapAddress, type Endpoint } from '../../wire/endpoint.js';
 import { fromNodeError, NotSupportedError } from '../../errors.js';
-import { reset, type Joiner, type PairEnd } from './joiner.js';
+import { reset, type Joiner, type JoinPath, type PairEnd, type SockmapStats } from './joiner.js';
+import { SockmapJoiner } from './sockmap-joiner.js';
 import { UserJoiner } from './user-joiner.js';
 import { SpliceJoiner, spliceUnavailable } from './splice-joiner.js';
 
 export interface TcpRelayStats {
   readonly name: string | undefined;
-  readonly mode: 'splice' | 'userspace';
+  readonly mode: JoinPath;
   readonly listen: Endpoint;
   /** Connections joined to `to` (refused and failed ones are not). */
   readonly accepted: number;
@@ -34,6 +35,8 @@ export interface TcpRelayStats {
   readonly idleClosed: number;
   readonly bytesToUpstream: number;
   readonly bytesToClient: number;
+  /** mode 'sockmap' only: how much the kernel moved itself. */
+  readonly sockmap?: SockmapStats;
 }
 
 /** What a running tcp-redirect tells its owner as it happens (the TcpRelay's events). */
@@ -90,12 +93,25 @@ export class TcpRelayEngine {
     const a = server.address();
     const listen: Endpoint = a && typeof a === 'object' ? { ...spec.listen, port: a.port } : spec.listen;
     let engine: TcpRelayEngine | undefined;
-    const joiner: Joiner =
-      spec.mode === 'userspace' || why
-        ? new UserJoiner()
-        : new SpliceJoiner((err) => {
-            if (engine) engine.failure = err;
-          });
+    let joiner: Joiner;
+    if (spec.mode === 'sockmap') {
+      try {
+        joiner = new SockmapJoiner(listen.port);
+      } catch (err) {
+        server.close();
+        const why = err instanceof Error ? err.message : String(err);
+        throw new NotSupportedError(
+          'the sockmap path of tcp-redirect is unavailable',
+          /\bEPERM\b/.test(why) ? `it needs root (CAP_BPF and CAP_NET_ADMIN): ${why}` : why,
+        );
+      }
+    } else
+      joiner =
+        spec.mode === 'userspace' || why
+          ? new UserJoiner()
+          : new SpliceJoiner((err) => {
+              if (engine) engine.failure = err;
+            });
     joiner.idleTimeoutMs = spec.idleTimeoutMs;
     engine = new TcpRelayEngine(spec, joiner, server, listen, hooks);
     return engine;
@@ -120,6 +136,7 @@ export class TcpRelayEngine {
       idleClosed: this.#idleClosed,
       bytesToUpstream: b.toUpstream,
       bytesToClient: b.toClient,
+      ...(this.#joiner.sockmapStats ? { sockmap: this.#joiner.sockmapStats() } : {}),
     };
   }
 
@@ -128,19 +145,22 @@ export class TcpRelayEngine {
     const source = unmapAddress(client.remoteAddress ?? '');
     if (!this.#allowed(source)) {
       this.#notAllowed++;
+      this.#joiner.discard?.(client);
       reset(client);
       this.#hooks.refused?.(source, 'notAllowed');
       return;
     }
     if (this.#active >= this.spec.maxConnections || this.failure || this.#closing) {
       this.#overLimit++;
+      this.#joiner.discard?.(client);
       reset(client);
       this.#hooks.refused?.(source, 'overLimit');
       return;
     }
     this.#active++;
     const to = this.spec.to;
-    const upstream = connect({ host: to.address, port: to.port, allowHalfOpen: true });
+    const made = this.#joiner.upstreamSocket?.(client, to.family);
+    const upstream = made ? made.connect(to.port, to.address) : connect({ host: to.address, port: to.port, allowHalfOpen: true });
     upstream.pause();
     this.#connecting.add(upstream);
     const timer = setTimeout(() => upstream.destroy(new Error('connect timed out')), this.spec.connectTimeoutMs);
@@ -149,6 +169,7 @@ export class TcpRelayEngine {
       this.#connecting.delete(upstream);
       this.#upstreamFailed++;
       this.#active--;
+      this.#joiner.abandon?.(upstream);
       reset(client);
       reset(upstream);
       this.#hooks.upstreamFailed?.(source, (err as NodeJS.ErrnoException).code ?? err.message);
@@ -161,6 +182,7 @@ export class TcpRelayEngine {
       this.#connecting.delete(upstream);
       if (client.destroyed || this.#closing) {
         this.#active--;
+        this.#joiner.abandon?.(upstream);
         reset(upstream);
         return;
       }
