@@ -137,14 +137,15 @@ test('subscribers keep their positions: holes stay empty and count towards nsubs
 });
 
 test(
-  'bpf/sluice.o is built from bpf/sluice.c as committed',
-  { skip: hasClang() ? undefined : 'clang is not installed (only needed to rebuild the object)' },
+  'bpf/sluice.o and bpf/tcp_redirect.o are built from their sources as committed',
+  { skip: hasClang() ? undefined : 'clang is not installed (only needed to rebuild the objects)' },
   () => {
     const dir = mkdtempSync(join(tmpdir(), 'sluice-bpf-'));
-    copyFileSync(new URL('../../bpf/sluice.c', import.meta.url), join(dir, 'sluice.c'));
-    copyFileSync(new URL('../../bpf/build.sh', import.meta.url), join(dir, 'build.sh'));
+    for (const f of ['sluice.c', 'tcp_redirect.c', 'build.sh']) copyFileSync(new URL(`../../bpf/${f}`, import.meta.url), join(dir, f));
     execFileSync('sh', [join(dir, 'build.sh')], { stdio: 'ignore' });
     assert.ok(readFileSync(join(dir, 'sluice.o')).equals(bytes), 'bpf/sluice.o is stale: run npm run build:bpf and commit it');
+    const tcp = readFileSync(new URL('../../bpf/tcp_redirect.o', import.meta.url));
+    assert.ok(readFileSync(join(dir, 'tcp_redirect.o')).equals(tcp), 'bpf/tcp_redirect.o is stale: run npm run build:bpf and commit it');
   },
 );
 
