@@ -16,10 +16,9 @@ import { TIER_NAMES, type FlowPolicy, type TierChoice } from '../policy/schema.j
 import { MAX_UDP_PAYLOAD } from '../wire/udp.js';
 import { PAYLOAD_FORMATS } from '../wire/payload-format.js';
 import type { StreamPace } from '../sender/pace-types.js';
-import { probeTiers } from '../dataplane/tiers.js';
 import { NotSupportedError, PolicyValidationError, SluiceError } from '../errors.js';
 import { runTpo, runStatus } from './tpo.js';
-import { EXIT, parseBitrate, parseDuration, table, emitJson, exitAfterOutput } from './output.js';
+import { EXIT, parseBitrate, parseDuration, exitAfterOutput } from './output.js';
 import { runSession } from './session.js';
 import { runDemo } from './demo.js';
 import { runSendAggregate, runWrite } from './send.js';
@@ -315,22 +314,10 @@ export function buildProgram(exit: (code: number) => void): Command {
 
   program
     .command('doctor')
-    .description('show which tiers this host supports, and why a tier is unavailable')
+    .description('show which tiers (and tcp-redirect paths) this host supports, and why one is unavailable')
     .option('--json', 'machine-readable output')
     .action(async (o) => {
-      const probes = await probeTiers();
-      if (o.json) emitJson('doctor', { tiers: probes });
-      else {
-        process.stdout.write(
-          `${table(
-            ['tier', 'available', 'detail'],
-            probes.map((p) => [p.tier, p.available ? 'yes' : 'no', p.detail]),
-          )}\n`,
-        );
-        for (const p of probes.filter((x) => x.notes?.length)) {
-          process.stdout.write(`\n${p.tier}:\n${p.notes!.map((n) => `  ${n}`).join('\n')}\n`);
-        }
-      }
+      await (await import('./doctor.js')).runDoctor(o);
       exit(EXIT.OK);
     });
 

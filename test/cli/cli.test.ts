@@ -57,6 +57,8 @@ describe('sluice CLI', () => {
     const r = await runCli(['doctor']);
     assert.equal(r.code, 0);
     for (const tier of ['kernel', 'batched', 'portable']) assert.match(r.stdout, new RegExp(`^${tier}\\s+(yes|no)\\s+\\S`, 'm'));
+    // And the tcp-redirect paths: each says yes, or no with why.
+    for (const path of ['splice', 'sockmap', 'userspace']) assert.match(r.stdout, new RegExp(`^${path}\\s+(yes|no)\\s+\\S`, 'm'));
   });
 
   test('relay forwards, stops on SIGTERM and prints final counters as JSON', async () => {
