@@ -10,9 +10,10 @@
  *    into tcp_socks (by its cookie) and gives it a tcp_dirs entry. Ours:
  *    accepted on a relay's listening port, or connected from the local
  *    port of one of Sluice's upstream sockets (bound before connecting and
- *    listed until joined); both kinds are in tcp_ports. Ports rather than
- *    a mark: the programs are per process, so another Sluice process's
- *    sockets are never taken here.
+ *    listed until joined); both kinds are in tcp_ports, a listen port with
+ *    its address unless it is a wildcard. Ports rather than a mark: the
+ *    programs are per process, so another Sluice process's sockets are
+ *    never taken here.
  *    Inserting this early is what keeps the byte order simple: every byte
  *    the socket ever receives passes the verdict, and is counted.
  *  - tcp_verdict (sk_skb verdict): for each received skb, either redirects
@@ -90,9 +91,14 @@ struct tcp_ctl {
 	__u32 limit;       /* most bytes of backlog at the peer before throttling */
 };
 
-/* tcp_ports values: what a local port is to us. */
+/* tcp_ports values: what a local port is to us, and on which address. */
 #define TCP_PORT_LISTEN 1   /* a relay listens on it: take what it accepts */
 #define TCP_PORT_UPSTREAM 2 /* an upstream socket of ours is bound to it: take it when connected */
+struct tcp_port {
+	__u32 kind;    /* TCP_PORT_* */
+	__u32 family;  /* AF_INET or AF_INET6: only sockets on addr; 0: any address */
+	__u32 addr[4]; /* network order, as sock_ops reads local_ip4 / local_ip6 */
+};
 
 struct map_def tcp_socks SEC("maps") = {
 	.type = BPF_MAP_TYPE_SOCKHASH,
@@ -120,7 +126,7 @@ struct map_def tcp_ctl SEC("maps") = {
 struct map_def tcp_ports SEC("maps") = {
 	.type = BPF_MAP_TYPE_HASH,
 	.key_size = sizeof(__u32), /* local port, host order */
-	.value_size = sizeof(__u32), /* TCP_PORT_* */
+	.value_size = sizeof(struct tcp_port),
 	.max_entries = TCP_MAX_SOCKS,
 };
 
@@ -133,10 +139,20 @@ int tcp_sockops(struct bpf_sock_ops *skops)
 	if (skops->family != 2 && skops->family != 10)
 		return 1;
 	__u32 port = skops->local_port;
-	__u32 *kind = bpf_map_lookup_elem(&tcp_ports, &port);
+	struct tcp_port *p = bpf_map_lookup_elem(&tcp_ports, &port);
 	__u32 want = op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB ? TCP_PORT_LISTEN : TCP_PORT_UPSTREAM;
-	if (!kind || *kind != want)
+	if (!p || p->kind != want)
 		return 1;
+	if (p->family) {
+		/* A listen on one address: the same port number on another address is someone else's. */
+		if (skops->family != p->family)
+			return 1;
+		if (p->family == 2 && skops->local_ip4 != p->addr[0])
+			return 1;
+		if (p->family == 10 && (skops->local_ip6[0] != p->addr[0] || skops->local_ip6[1] != p->addr[1] ||
+					skops->local_ip6[2] != p->addr[2] || skops->local_ip6[3] != p->addr[3]))
+			return 1;
+	}
 	__u64 cookie = bpf_get_socket_cookie(skops);
 	struct tcp_dir d = {};
 	/* The entry first: once in tcp_socks the verdict runs, and counts only with an entry. */

@@ -9,7 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { once } from 'node:events';
 import { structMemberOffsets, BtfError } from '../../src/wire/btf.js';
 import { parseBpfElf } from '../../src/wire/elf.js';
@@ -81,6 +81,37 @@ test('sockmap: a flood of connections that reset or close at once leaves no map 
     const left = prog.entries();
     assert.deepEqual(left, base, `entries before ${JSON.stringify(base)}, after ${JSON.stringify(left)}`);
   } finally {
+    prog.release();
+  }
+});
+
+test('sockmap: the same port number on another address is not taken (a listen is matched by address and port)', { skip: noSockmap }, async () => {
+  const prog = SockmapProgram.acquire();
+  const upstream = await startUpstream((s) => s.pipe(s));
+  const relay = await startRelay('sockmap', upstream.port);
+  const port = Number(new URL(relay.listen).port);
+  const other = createServer((s) => s.pipe(s));
+  try {
+    // Someone else's listener on 127.0.0.2 with the relay's port number.
+    await new Promise<void>((resolve, reject) => other.once('error', reject).listen(port, '127.0.0.2', () => resolve()));
+    const before = prog.entries().dirs;
+    const c = connect({ host: '127.0.0.2', port });
+    c.on('error', () => {});
+    await once(c, 'connect');
+    const got = collect(c);
+    c.end('hello');
+    assert.equal((await got).toString(), 'hello');
+    assert.equal(prog.entries().dirs, before, 'a connection to 127.0.0.2 was taken into the map');
+    // The relay's own address still is.
+    const r = await connectTo(relay);
+    const echoed = collect(r);
+    r.end('x');
+    assert.equal((await echoed).toString(), 'x');
+    assert.equal(relay.stats().sockmap?.fallbackPairs, 0);
+  } finally {
+    other.close();
+    await relay.close();
+    await upstream.close();
     prog.release();
   }
 });

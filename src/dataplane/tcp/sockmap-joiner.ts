@@ -61,11 +61,11 @@ export class SockmapJoiner implements Joiner {
   /** Pairs the sock_ops program had not taken, relayed in user space. */
   fallbackPairs = 0;
 
-  /** Loads the programs (or shares them) and takes connections accepted on `port`; throws where sockmap cannot run. */
-  constructor(port: number) {
+  /** Loads the programs (or shares them) and takes connections accepted on `address`:`port`; throws where sockmap cannot run. */
+  constructor(port: number, address?: string) {
     this.#prog = SockmapProgram.acquire();
     try {
-      this.#prog.addPort(port);
+      this.#prog.addPort(port, address);
     } catch (err) {
       this.#prog.release();
       throw err;

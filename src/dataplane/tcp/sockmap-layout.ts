@@ -1,3 +1,9 @@
+import { isIPv4 } from 'node:net';
+import { ipv4ToInt, ipv6Bytes } from '../../wire/ip-address.js';
+
+const AF_INET = 2;
+const AF_INET6 = 10;
+
 /**
  * The map values of bpf/tcp_redirect.c, mirrored (keep in step with the C
  * structs; test/tcp/sockmap-layout.test.ts checks the sizes against the
@@ -65,9 +71,32 @@ export function u32(n: number): Uint8Array {
   return b;
 }
 
-/** tcp_ports values (TCP_PORT_* in the C). */
+/** tcp_ports kinds (TCP_PORT_* in the C). */
 export const TCP_PORT_LISTEN = 1;
 export const TCP_PORT_UPSTREAM = 2;
+export const TCP_PORT_SIZE = 24;
+
+/**
+ * struct tcp_port: the kind, and the local address a listen port is
+ * bound to (the sock_ops program then takes only sockets on it); a
+ * wildcard (or no address) takes the port on every address.
+ */
+export function encodeTcpPort(kind: number, address?: string): Uint8Array {
+  const b = new Uint8Array(TCP_PORT_SIZE);
+  const v = new DataView(b.buffer);
+  v.setUint32(0, kind, true);
+  if (address && address !== '0.0.0.0' && address !== '::') {
+    if (isIPv4(address)) {
+      v.setUint32(4, AF_INET, true);
+      // Network order in memory: the bytes as written.
+      v.setUint32(8, ipv4ToInt(address), false);
+    } else {
+      v.setUint32(4, AF_INET6, true);
+      b.set(ipv6Bytes(address), 8);
+    }
+  }
+  return b;
+}
 
 /** The placeholder offsets in the object's tcp_sock loads and the members they stand for. */
 export const TCP_SOCK_PLACEHOLDERS: Readonly<Record<number, string>> = {

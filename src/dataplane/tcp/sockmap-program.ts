@@ -25,6 +25,7 @@ import {
   cookieKey,
   decodeTcpDir,
   encodeTcpCtl,
+  encodeTcpPort,
   u32,
   type TcpCtl,
   type TcpDir,
@@ -143,10 +144,10 @@ export class SockmapProgram {
     return new SockmapProgram(maps, fds);
   }
 
-  /** Connections accepted on this local port from now on are taken (counted per caller). */
-  addPort(port: number): void {
+  /** Connections accepted on this local port (and address, unless a wildcard) from now on are taken (counted per caller). */
+  addPort(port: number, address?: string): void {
     const n = this.#ports.get(port) ?? 0;
-    if (n === 0) mapUpdate(this.#maps.get('tcp_ports')!, u32(port), u32(TCP_PORT_LISTEN), 0, 'tcp_ports');
+    if (n === 0) mapUpdate(this.#maps.get('tcp_ports')!, u32(port), encodeTcpPort(TCP_PORT_LISTEN, address), 0, 'tcp_ports');
     this.#ports.set(port, n + 1);
   }
 
@@ -160,7 +161,7 @@ export class SockmapProgram {
 
   /** The upstream socket bound to this local port is taken when its connection is established. */
   addUpstreamPort(port: number): void {
-    mapUpdate(this.#maps.get('tcp_ports')!, u32(port), u32(TCP_PORT_UPSTREAM), 0, 'tcp_ports');
+    mapUpdate(this.#maps.get('tcp_ports')!, u32(port), encodeTcpPort(TCP_PORT_UPSTREAM), 0, 'tcp_ports');
   }
 
   /** Once joined (or failed): the entry is no longer needed, and the port may be reused by anyone. */

@@ -96,7 +96,7 @@ export class TcpRelayEngine {
     let joiner: Joiner;
     if (spec.mode === 'sockmap') {
       try {
-        joiner = new SockmapJoiner(listen.port);
+        joiner = new SockmapJoiner(listen.port, listen.address);
       } catch (err) {
         server.close();
         const why = err instanceof Error ? err.message : String(err);
