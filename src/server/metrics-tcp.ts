@@ -1,7 +1,7 @@
 /**
  * The tcp-redirect flows' series (issue 22), read at scrape time from
- * each TcpRelay's counters (plain numbers in this thread: splice or
- * userspace, nothing is asked of the data plane). Labelled by `flow` (the
+ * each TcpRelay's counters (plain numbers in this thread for splice and
+ * userspace; a sockmap relay reads its maps, one lookup per open direction). Labelled by `flow` (the
  * flow's name, or its `tcp://HOST:PORT` listen URL when it has none).
  */
 import { SnapshotCounter, SnapshotGauge, type SnapshotRegistry } from './metrics-snapshot.js';
@@ -60,5 +60,27 @@ export function registerTcpMetrics(registry: SnapshotRegistry, read: () => reado
           { labels: { flow, direction: 'to_client' }, value: s.bytesToClient },
         ];
       }),
+  });
+  new SnapshotCounter<'flow' | 'path'>({
+    name: 'sluice_tcp_sockmap_bytes_total',
+    help: "A sockmap tcp-redirect's bytes by who moved them: kernel (redirected socket to socket by the verdict program) or node (forwarded by Node: before a direction was armed, or while a slow reader throttled it).",
+    labelNames: ['flow', 'path'],
+    registry,
+    read: () =>
+      read().flatMap((s) => {
+        if (!s.sockmap) return [];
+        const flow = flowOf(s);
+        return [
+          { labels: { flow, path: 'kernel' }, value: s.sockmap.kernelBytes },
+          { labels: { flow, path: 'node' }, value: s.sockmap.userBytes },
+        ];
+      }),
+  });
+  new SnapshotCounter<'flow'>({
+    name: 'sluice_tcp_sockmap_throttles_total',
+    help: "Times a sockmap tcp-redirect's direction was throttled back to Node because the peer's backlog in the kernel reached the limit (a slow reader).",
+    labelNames: ['flow'],
+    registry,
+    read: () => read().flatMap((s) => (s.sockmap ? [{ labels: { flow: flowOf(s) }, value: s.sockmap.throttles }] : [])),
   });
 }

@@ -15,6 +15,7 @@ import { parseServeConfigText } from '../../src/policy/serve-config.js';
 import { PolicyValidationError } from '../../src/errors.js';
 import { runCli } from '../../harness/process/cli.js';
 import { startServe, tempDir } from './api-helpers.js';
+import { sockmapUnavailable } from '../../src/dataplane/tcp/sockmap-program.js';
 
 async function echoServer(): Promise<{ server: Server; port: number; close(): Promise<void> }> {
   const sockets = new Set<Socket>();
@@ -196,4 +197,38 @@ test('sluice serve runs tcp-redirects from its config: relays, lists, counts, re
   }
   assert.equal(await refused(listenA), true, 'a closed with the daemon');
   assert.equal(await refused(listenC), true, 'c closed with the daemon');
+});
+
+const noSockmap = process.getuid?.() === 0 ? sockmapUnavailable() : 'needs root (eBPF programs and a cgroup attachment)';
+
+test('sluice serve runs a sockmap tcp-redirect: relays, and its metrics say who moved the bytes', { skip: noSockmap }, async (t) => {
+  const dir = tempDir();
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const echo = await echoServer();
+  t.after(() => echo.close());
+  const serve = await startServe(writeConfig(dir, [udp('u'), tcp('s', echo.port, ', mode: sockmap')]));
+  try {
+    const s = (await serve.call('GET', '/v1/flows/s')).body;
+    assert.equal(s.mode, 'sockmap');
+    const payload = 'y'.repeat(200_000);
+    assert.equal(await roundTrip(s.listen, payload), payload);
+    const stats = (await serve.call('GET', '/v1/flows/s/stats')).body;
+    // The echo comes back on the direction armed before the upstream connected: all of it in the kernel.
+    assert.ok(stats.sockmap.kernelBytes >= payload.length, JSON.stringify(stats.sockmap));
+    assert.equal(stats.sockmap.kernelBytes + stats.sockmap.userBytes, 2 * payload.length, JSON.stringify(stats.sockmap));
+    const metrics = await (await fetch(`${serve.url}/metrics`, { headers: { authorization: `Bearer ${serve.token}` } })).text();
+    const kernel = Number(/sluice_tcp_sockmap_bytes_total\{flow="s",path="kernel"\} (\d+)/.exec(metrics)?.[1]);
+    const node = Number(/sluice_tcp_sockmap_bytes_total\{flow="s",path="node"\} (\d+)/.exec(metrics)?.[1]);
+    assert.equal(
+      kernel + node,
+      2 * payload.length,
+      metrics
+        .split('\n')
+        .filter((l) => l.includes('sockmap'))
+        .join('\n'),
+    );
+    assert.match(metrics, /sluice_tcp_sockmap_throttles_total\{flow="s"\} 0\b/);
+  } finally {
+    assert.equal(await serve.stop(), 0);
+  }
 });
