@@ -79,9 +79,14 @@ export class Direction {
 
   /** True when every byte the verdict redirected in this direction is in the peer's send queue. */
   #drained(): boolean {
-    const d = this.prog.dir(this.srcCookie);
-    if (!d) return true; // forgotten: the pair is ending
-    return tcpWrittenBytes(this.dstFd) >= this.forwarded + d.redirected;
+    try {
+      const d = this.prog.dir(this.srcCookie);
+      if (!d) return true; // forgotten: the pair is ending
+      return tcpWrittenBytes(this.dstFd) >= this.forwarded + d.redirected;
+    } catch {
+      // The peer's socket can no longer be asked (closing): the write that follows fails and ends the pair.
+      return true;
+    }
   }
 
   #pump(): void {

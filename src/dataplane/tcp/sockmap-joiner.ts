@@ -76,7 +76,11 @@ export class SockmapJoiner implements Joiner {
   /** A socket the relay will not join (refused): drop its map entry now rather than at close. */
   discard(s: Socket): void {
     const fd = socketFd(s);
-    if (fd !== undefined) this.#prog.forget(socketCookie(fd));
+    try {
+      if (fd !== undefined) this.#prog.forget(socketCookie(fd));
+    } catch {
+      // Already gone (closed under us): nothing of it is left to forget but its entry, which the map's bound contains.
+    }
   }
 
   /**
@@ -90,13 +94,20 @@ export class SockmapJoiner implements Joiner {
     const { socket, port } = boundTcpSocket(family, { allowHalfOpen: true });
     const cfd = socketFd(client);
     const ufd = socketFd(socket);
-    const cc = cfd === undefined ? undefined : socketCookie(cfd);
+    const cc = cookieOf(cfd);
     // A client the sock_ops program did not take goes through user space: its upstream need not be taken either.
     if (cc === undefined || ufd === undefined || !this.#prog.dir(cc)) return socket;
-    const cookie = socketCookie(ufd);
-    this.#prog.addUpstreamPort(port);
-    this.#upstreams.set(socket, { port, cookie });
-    this.#prog.setCtl(cookie, { peer: cc, forwarded: 0n, armGen: 1, limit: BACKLOG_LIMIT });
+    try {
+      const cookie = socketCookie(ufd);
+      this.#prog.addUpstreamPort(port);
+      this.#upstreams.set(socket, { port, cookie });
+      this.#prog.setCtl(cookie, { peer: cc, forwarded: 0n, armGen: 1, limit: BACKLOG_LIMIT });
+    } catch (err) {
+      // The maps are full (or the socket is gone): this attempt fails; nothing of it is kept.
+      this.abandon(socket);
+      socket.destroy();
+      throw err;
+    }
     return socket;
   }
 
@@ -117,8 +128,8 @@ export class SockmapJoiner implements Joiner {
     }
     const cfd = socketFd(client);
     const ufd = socketFd(upstream);
-    const cc = cfd === undefined ? undefined : socketCookie(cfd);
-    const uc = ufd === undefined ? undefined : socketCookie(ufd);
+    const cc = cookieOf(cfd);
+    const uc = cookieOf(ufd);
     if (cc === undefined || uc === undefined || !this.#prog.dir(cc) || !this.#prog.dir(uc)) {
       if (cc !== undefined) this.#prog.forget(cc);
       if (uc !== undefined) this.#prog.forget(uc);
@@ -238,5 +249,15 @@ export class SockmapJoiner implements Joiner {
     await this.#fallback.close();
     this.#prog.removePort(this.#port);
     this.#prog.release();
+  }
+}
+
+/** The socket's cookie, or undefined when it has no descriptor or the kernel no longer knows it (closed under us). */
+function cookieOf(fd: number | undefined): bigint | undefined {
+  if (fd === undefined) return undefined;
+  try {
+    return socketCookie(fd);
+  } catch {
+    return undefined;
   }
 }

@@ -10,7 +10,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { createSourceMatcher } from '../../policy/source-filter.js';
 import type { TcpRedirectSpec } from '../../policy/tcp-redirect.js';
 import { unmapAddress, type Endpoint } from '../../wire/endpoint.js';
-import { fromNodeError, NotSupportedError } from '../../errors.js';
+import { fromNodeError, NotSupportedError, SyscallError } from '../../errors.js';
 import { reset, type Joiner, type JoinPath, type PairEnd, type SockmapStats } from './joiner.js';
 import { SockmapJoiner } from './sockmap-joiner.js';
 import { UserJoiner } from './user-joiner.js';
@@ -159,7 +159,17 @@ export class TcpRelayEngine {
     }
     this.#active++;
     const to = this.spec.to;
-    const made = this.#joiner.upstreamSocket?.(client, to.family);
+    let made: Socket | undefined;
+    try {
+      made = this.#joiner.upstreamSocket?.(client, to.family);
+    } catch (err) {
+      // No socket for the upstream (e.g. no ephemeral port left): the attempt fails like an unreachable destination.
+      this.#upstreamFailed++;
+      this.#active--;
+      reset(client);
+      this.#hooks.upstreamFailed?.(source, err instanceof SyscallError ? err.errno : String(err));
+      return;
+    }
     const upstream = made ? made.connect(to.port, to.address) : connect({ host: to.address, port: to.port, allowHalfOpen: true });
     upstream.pause();
     this.#connecting.add(upstream);
