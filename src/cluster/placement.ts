@@ -22,7 +22,9 @@
  *     changes the first choice of the groups that ranked it first (no ring,
  *     no virtual nodes to tune, and no state).
  *  3. Bounded loads (Mirrokni, Thorup & Zadimoghaddam 2016): every node has
- *     the bound (1 + balance) × capacity × totalLoad / totalCapacity.
+ *     the bound (1 + balance) × capacity × totalLoad / totalCapacity, where
+ *     totalCapacity counts the nodes some flow may use (a node that every
+ *     flow excludes carries nothing, and its join or leave moves no one).
  *     Subscribers are taken in a fixed order (groups by hash, then a group's
  *     subscribers by (hash, name); the order depends only on the flows, never on
  *     the nodes) and each goes to the first node of its group's ranking
@@ -42,7 +44,10 @@
  *    totalCapacity whenever (1 + balance) × (1 − x) × T ≥ T + (n − 1) × w,
  *    with T the total load, n the node count, w the largest weight and x the
  *    largest capacity share any flow excludes (with x = 0: balance × T ≥
- *    (n − 1) × w). That holds at scale (100 nodes, 10 % slack: T ≥ ~1,300 w).
+ *    (n − 1) × w), n and totalCapacity over the nodes some flow may use.
+ *    That holds at scale (100 nodes, 10 % slack: T ≥ ~1,300 w).
+ *  - A node that every flow excludes joining or leaving moves no
+ *    subscriber, whether bounds bind or not.
  *  - Movement: when no node reaches its bound (before and after the change),
  *    this is plain rendezvous hashing and a leave moves exactly the leaving
  *    node's subscribers, a join moves only subscribers onto the new node.
@@ -286,6 +291,20 @@ export function placeSubscribers(nodes: readonly PlacementNode[], flows: readonl
   return { byFlow, load: new Map(sortedNodes.map((n, i) => [n.name, load[i]!])), unplaced };
 }
 
+/**
+ * The capacity the bounds share the load over: nodes that some flow with
+ * subscribers may use. A node every flow excludes (an ingest node that is
+ * an edge for nothing) takes no load, so counting it would only tighten
+ * every other node's bound — and its arrival or departure would then move
+ * subscribers between nodes it never serves (seen in the cluster lab: a
+ * returning backup ingest moved two subscribers between the edges).
+ */
+function usableCapacity(flows: readonly PreparedFlow[], capacities: Float64Array): number {
+  let total = 0;
+  for (let n = 0; n < capacities.length; n++) if (flows.some((f) => f.subscribers.length > 0 && f.excluded?.[n] !== 1)) total += capacities[n]!;
+  return total > 0 ? total : capacities.reduce((a, c) => a + c, 0);
+}
+
 /** The bounded-load pass over the ordered groups; fills `flow.placed` and `load`. */
 function assign(groups: readonly Group[], flows: readonly PreparedFlow[], nodes: readonly PlacementNode[], load: Float64Array, balance: number): void {
   const nodeCount = nodes.length;
@@ -293,7 +312,7 @@ function assign(groups: readonly Group[], flows: readonly PreparedFlow[], nodes:
   const nodeHashes = Uint32Array.from(nodes, (n) => hashString(n.name, SEED_NODE));
   let totalLoad = 0;
   for (const f of flows) totalLoad += f.subscribers.length * f.weight;
-  const totalCapacity = capacities.reduce((a, c) => a + c, 0);
+  const totalCapacity = usableCapacity(flows, capacities);
   // A relative tolerance so that float sums of fractional weights do not refuse an exact fit.
   const bounds = capacities.map((c) => (1 + balance) * c * (totalLoad / totalCapacity) * (1 + 1e-9));
   const ranking = new Ranking(nodeHashes, capacities);

@@ -248,6 +248,29 @@ describe('cluster placement', () => {
     );
   });
 
+  it('a node every flow excludes (a dedicated ingest) moves no subscriber by joining or leaving, bounds binding or not', () => {
+    fc.assert(
+      fc.property(scenarioArb, fc.integer({ min: 1, max: 50 }), fc.constantFrom(0, 0.1, 1e9), ({ nodes, flows }, capacity, balance) => {
+        // A flow excluding every other live node would fall back to using all of them, the newcomer included.
+        fc.pre(flows.every((f) => !nodes.every((n) => f.exclude?.includes(n.name))));
+        const ingest = { name: 'ingest!', capacity };
+        const excluding = flows.map((f) => ({ ...f, exclude: [...(f.exclude ?? []), ingest.name] }));
+        const without = placeSubscribers(nodes, excluding, { balance });
+        const withIt = placeSubscribers([...nodes, ingest], excluding, { balance });
+        assert.equal(movedBetween(without, withIt).moved.size, 0);
+        assert.equal(withIt.load.get(ingest.name), 0);
+      }),
+    );
+    // The cluster lab's case: six subscribers on two edges, primary and backup ingest excluded; the primary returning moved two.
+    const subscribers = [6000, 6001, 6002, 6003, 6004, 6005].map((p) => `udp://10.210.30.2:${p}`);
+    const flow = [{ name: 'ch1', subscribers, exclude: ['n1', 'n2'] }];
+    const node = (name: string): PlacementNode => ({ name, capacity: 1 });
+    const before = placeSubscribers([node('n2'), node('n3'), node('n4')], flow);
+    const after = placeSubscribers([node('n1'), node('n2'), node('n3'), node('n4')], flow);
+    assert.deepEqual(plain(after).byFlow, plain(before).byFlow);
+    assert.deepEqual(new Set(before.byFlow.get('ch1')!.values()), new Set(['n3', 'n4']));
+  });
+
   it('moves few more than the minimum on a leave and a join when bounds bind (40 nodes, 2,000 flows)', () => {
     const { nodes, flows } = cluster(40, 2000);
     const before = placeSubscribers(nodes, flows);
