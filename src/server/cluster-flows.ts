@@ -28,7 +28,7 @@ export function refuseClusterName(name: string | undefined): void {
 }
 
 /** Config flows may not take the cluster's names either (the state file and reloads would mistake them). */
-export function refuseClusterNames(flows: readonly FlowPolicy[]): void {
+export function refuseClusterNames(flows: readonly Pick<FlowPolicy, 'name'>[]): void {
   const issues = flows.flatMap((f, i) =>
     f.name !== undefined && isClusterFlow(f.name)
       ? [{ path: `flows[${i}].name`, message: `names starting with '${CLUSTER_FLOW_PREFIX}' are the cluster's` }]

@@ -20,7 +20,8 @@ export interface FlowView {
   readonly stats: FlowStats;
 }
 
-function allowJson(filter: SourceFilter): string | string[] {
+/** Sources as a client writes them: `any`, one `ADDRESS[/PREFIX]`, or a list. */
+export function allowJson(filter: SourceFilter): string | string[] {
   if (filter.any) return 'any';
   const rules = filter.rules.map((r) => (r.prefix === (r.family === 4 ? 32 : 128) ? r.address : `${r.address}/${r.prefix}`));
   return rules.length === 1 ? rules[0]! : rules;

@@ -8,6 +8,8 @@
 import type { FlowMediaStats, FlowStats, MediaAlarm, MonitoredFlowStats } from '../index.js';
 import type { PeerStatus, TpoGatewayStatus, TpoPeerView, TpoTableEntryView } from '../tpo/index.js';
 import type { FlowView } from './flow-view.js';
+import type { TcpFlowView } from './tcp-flows.js';
+import type { TcpRelayStats } from '../index.js';
 import type { SendJobView } from './send-jobs.js';
 import type { Logger } from './log.js';
 
@@ -48,9 +50,10 @@ export type TpoChangeEvent =
   | { readonly gateway: string; readonly change: 'tableentryremoved'; readonly name: string; readonly flowsEnded: number };
 
 export interface ServiceEvents {
-  flowadded: [{ flow: FlowView }];
-  flowremoved: [{ name: string; stats: FlowStats | null }];
-  flowchanged: [{ flow: FlowView }];
+  /** A tcp-redirect's view has `type: 'tcp-redirect'`. */
+  flowadded: [{ flow: FlowView | TcpFlowView }];
+  flowremoved: [{ name: string; stats: FlowStats | TcpRelayStats | null }];
+  flowchanged: [{ flow: FlowView | TcpFlowView }];
   subscriberadded: [{ flow: string; to: string }];
   subscriberremoved: [{ flow: string; to: string }];
   /** `until` ms since the epoch; 0: resumed; null: until it sends an RTCP report again (`reason` 'noReports'). */

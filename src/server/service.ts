@@ -11,7 +11,17 @@
  * Nothing here runs per packet: counters are read from the engines'
  * shared memory and maps when asked (statsSnapshot, flows()).
  */
-import { Sluice, TypedEmitter, type EngineFailedError, type Flow, type FlowStats, type HostDrops, type TierChoice, type TierName } from '../index.js';
+import {
+  Sluice,
+  TypedEmitter,
+  type EngineFailedError,
+  type Flow,
+  type FlowStats,
+  type HostDrops,
+  type TcpRelayStats,
+  type TierChoice,
+  type TierName,
+} from '../index.js';
 import type { TpoGateway, TpoGatewayStatus, TpoPeerRemoval, TpoPeerView, TpoTableEntryRemoval, TpoTableEntryView } from '../tpo/index.js';
 import { loadServeConfig, type ResolvedServeConfig } from './config-file.js';
 import { readStateFile, writeStateFile } from './state-file.js';
@@ -27,7 +37,9 @@ import type { Logger } from './log.js';
 import { packageVersion } from './version.js';
 import { ServeFanout, type FanoutChange, type FanoutView } from './fanout-service.js';
 import type { FanoutStats } from '../index.js';
-import { applyTcpFlowList, tcpFlowStats, tcpFlowView, type TcpFlowStats, type TcpFlowView } from './tcp-flows.js';
+import * as tcpOps from './tcp-flows.js';
+import { applyTcpFlowList, tcpFlowStats, tcpFlowView, tcpPolicyJson, type TcpFlowStats, type TcpFlowView } from './tcp-flows.js';
+import type { TcpRelay } from '../index.js';
 
 export interface ServiceOptions {
   readonly config: ResolvedServeConfig;
@@ -143,8 +155,10 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
       const flows = state ? state.flows.filter((f) => !isClusterFlow(f.name ?? '')) : config.flows;
       refuseClusterNames(flows);
       await ops.applyFlowList(sluice, flows);
-      // tcp-redirects always come from the config file (the API does not change them, the state file does not keep them).
-      svc.#logTcp(await applyTcpFlowList(sluice, config.tcpFlows ?? []));
+      // A state file of a version that did not keep tcp-redirects leaves them to the config file.
+      const tcpFlows = state?.tcpFlows ?? config.tcpFlows ?? [];
+      refuseClusterNames(tcpFlows);
+      svc.#logTcp(await applyTcpFlowList(sluice, tcpFlows));
       const swept = sluice.sweepUnclaimed();
       if (swept) log.info({ swept }, 'removed pinned flows of an earlier run that the flows no longer have');
       for (const t of config.tpo) await svc.#gateways.start(t.config, state?.tpo);
@@ -240,7 +254,8 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
         .flows()
         .filter((f) => !isClusterFlow(f.name))
         .map((f) => policyJson(f.spec, f.name));
-      await writeStateFile(this.#config.state, { flows, tpo: this.#gateways.state() });
+      const tcpFlows = this.#sluice.tcpFlows().map((r) => tcpPolicyJson(r.spec));
+      await writeStateFile(this.#config.state, { flows, tcpFlows, tpo: this.#gateways.state() });
     } catch (err) {
       const message = `cannot write the state file ${this.#config.state}: ${(err as Error).message}`;
       this.#log.error({ err }, message);
@@ -280,14 +295,18 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
     return tcp ? tcpFlowStats(tcp) : ops.requireFlow(this.#sluice, name).stats();
   }
 
-  /** The running tcp-redirects (from the config file's `flows:`). */
+  /** The running tcp-redirects (the config file's and the API's). */
   tcpFlows(): TcpFlowView[] {
-    return this.#sluice.tcpFlows().map((r) => tcpFlowView(r));
+    return this.#sluice.tcpFlows().map((r) => this.#tcpView(r));
   }
 
   tcpFlow(name: string): TcpFlowView | undefined {
     const r = this.#sluice.tcpFlow(name);
-    return r ? tcpFlowView(r) : undefined;
+    return r ? this.#tcpView(r) : undefined;
+  }
+
+  #tcpView(relay: TcpRelay): TcpFlowView {
+    return tcpFlowView(relay, this.#config.tcpFlows ?? []);
   }
 
   /** Every tcp-redirect's counters, for the metrics. */
@@ -295,12 +314,20 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
     return this.#sluice.tcpFlows().map((r) => tcpFlowStats(r));
   }
 
-  /** The API does not change a tcp-redirect: the config file does (and SIGHUP). */
-  #refuseTcp(name: string | undefined, body?: unknown): void {
-    if (name !== undefined && this.#sluice.tcpFlow(name))
-      throw new ServiceError('conflict', `flow '${name}' is a tcp-redirect: it is set by the config file ${this.#config.path} (edit it and send SIGHUP)`);
-    if ((body as { type?: unknown } | null | undefined)?.type === 'tcp-redirect')
-      throw new ServiceError('not_supported', `tcp-redirects are set in the config file's flows: (${this.#config.path}, then SIGHUP), not over the API`);
+  /** A UDP flow's request that names a tcp-redirect, or the other way round: refused (the kinds do not turn into each other). */
+  #refuseKindChange(name: string, body: unknown): void {
+    const tcp = this.#sluice.tcpFlow(name) !== undefined;
+    if (tcp === tcpOps.isTcpBody(body) || (!tcp && !this.#sluice.flow(name))) return;
+    throw new ServiceError(
+      'invalid_request',
+      tcp
+        ? `flow '${name}' is a tcp-redirect: send a tcp-redirect policy, or DELETE it and POST the new flow`
+        : `flow '${name}' is a UDP flow: a tcp-redirect replaces it only after DELETE /v1/flows/${name}`,
+    );
+  }
+
+  #requireUdp(name: string, what: string): void {
+    if (this.#sluice.tcpFlow(name)) throw new ServiceError('invalid_request', `flow '${name}' is a tcp-redirect: ${what}`);
   }
 
   /** Counter snapshots of every flow (synchronous: shared memory and maps). */
@@ -313,30 +340,58 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
     return this.#sluice.stats();
   }
 
-  createFlow(policy: unknown): Promise<FlowView> {
-    refuseClusterName((policy as { name?: unknown } | null)?.name as string | undefined);
+  createFlow(policy: unknown): Promise<FlowView | TcpFlowView> {
     const name = (policy as { name?: unknown } | null)?.name;
-    this.#refuseTcp(typeof name === 'string' ? name : undefined, policy);
+    refuseClusterName(typeof name === 'string' ? name : undefined);
     return this.#change(async () => {
+      if (tcpOps.isTcpBody(policy)) {
+        const relay = await tcpOps.createTcpFlow(this.#sluice, policy);
+        this.#logTcp({ added: [relay.name], replaced: [], removed: [] });
+        const view = this.#tcpView(relay);
+        this.emit('flowadded', { flow: view });
+        return view;
+      }
+      if (typeof name === 'string' && this.#sluice.tcpFlow(name))
+        throw new ServiceError('flow_exists', `a flow named '${name}' exists (a tcp-redirect: DELETE it first to reuse the name)`);
       const view = flowView(await ops.createFlow(this.#sluice, policy));
       this.emit('flowadded', { flow: view });
       return view;
     });
   }
 
-  replaceFlow(name: string, policy: unknown): Promise<FlowView> {
+  replaceFlow(name: string, policy: unknown): Promise<FlowView | TcpFlowView> {
     refuseClusterName(name);
-    this.#refuseTcp(name, policy);
-    return this.#change(async () => this.#replaced(await ops.replaceFlow(this.#sluice, ops.requireFlow(this.#sluice, name), ops.namedPolicy(policy, name))));
+    return this.#change(async () => {
+      this.#refuseKindChange(name, policy);
+      const relay = this.#sluice.tcpFlow(name);
+      if (relay) return this.#tcpReplaced(await tcpOps.replaceTcpFlow(this.#sluice, relay, tcpOps.namedTcpPolicy(policy, name)));
+      return this.#replaced(await ops.replaceFlow(this.#sluice, ops.requireFlow(this.#sluice, name), ops.namedPolicy(policy, name)));
+    });
   }
 
-  patchFlow(name: string, patch: unknown): Promise<FlowView> {
+  patchFlow(name: string, patch: unknown): Promise<FlowView | TcpFlowView> {
     refuseClusterName(name);
-    this.#refuseTcp(name);
     return this.#change(async () => {
+      const relay = this.#sluice.tcpFlow(name);
+      if (relay) {
+        if ((patch as { type?: unknown } | null)?.type !== undefined && !tcpOps.isTcpBody(patch)) this.#refuseKindChange(name, patch);
+        return this.#tcpReplaced(await tcpOps.replaceTcpFlow(this.#sluice, relay, tcpOps.mergeTcpPatch(relay, patch)));
+      }
+      if (tcpOps.isTcpBody(patch)) this.#refuseKindChange(name, patch);
       const flow = ops.requireFlow(this.#sluice, name);
       return this.#replaced(await ops.replaceFlow(this.#sluice, flow, ops.mergePatch(flow, patch)));
     });
+  }
+
+  #tcpReplaced(r: { relay: TcpRelay; restarted: boolean }): TcpFlowView {
+    const view = this.#tcpView(r.relay);
+    if (r.restarted) {
+      this.#log
+        .child({ flow: view.name })
+        .info({ type: 'tcp-redirect', listen: view.listen, to: view.to, mode: view.mode }, 'tcp-redirect changed (restarted)');
+      this.emit('flowchanged', { flow: view });
+    }
+    return view;
   }
 
   #replaced(r: { flow: Flow; restarted: boolean }): FlowView {
@@ -346,11 +401,12 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
     return view;
   }
 
-  deleteFlow(name: string): Promise<{ name: string; stats: FlowStats | null }> {
+  deleteFlow(name: string): Promise<{ name: string; stats: FlowStats | TcpRelayStats | null }> {
     refuseClusterName(name);
-    this.#refuseTcp(name);
     return this.#change(async () => {
-      const stats = (await ops.requireFlow(this.#sluice, name).remove()) ?? null;
+      const relay = this.#sluice.tcpFlow(name);
+      const stats = (await (relay ?? ops.requireFlow(this.#sluice, name)).remove()) ?? null;
+      if (relay) this.#logTcp({ added: [], replaced: [], removed: [{ name }] });
       this.emit('flowremoved', { name, stats });
       return { name, stats };
     });
@@ -358,9 +414,9 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
 
   addSubscriber(name: string, to: unknown): Promise<FlowView> {
     refuseClusterName(name);
-    this.#refuseTcp(name);
     const addr = ops.subscriberAddress(to);
     return this.#change(async () => {
+      this.#requireUdp(name, 'it has one destination (change it with PUT or PATCH {"to": ...})');
       const flow = ops.requireFlow(this.#sluice, name);
       await ops.addSubscriber(flow, addr);
       this.#log.child({ flow: name }).info({ to: addr }, 'subscriber added');
@@ -371,9 +427,9 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
 
   removeSubscriber(name: string, to: unknown): Promise<FlowView> {
     refuseClusterName(name);
-    this.#refuseTcp(name);
     const addr = ops.subscriberAddress(to);
     return this.#change(async () => {
+      this.#requireUdp(name, 'it has one destination (change it with PUT or PATCH {"to": ...})');
       const flow = ops.requireFlow(this.#sluice, name);
       await ops.removeSubscriber(flow, addr);
       this.#log.child({ flow: name }).info({ to: addr }, 'subscriber removed');

@@ -1,7 +1,10 @@
 /**
  * The daemon's state file: what the API changed, so that a restart comes
  * back as it stopped (docs/HTTP-API.md, "State"). Version 1 holds the
- * whole flow list as applied and the TPO gateways' run-time changes.
+ * whole flow list as applied (UDP flows in `flows`, tcp-redirects in
+ * `tcpFlows`: a file written before tcp-redirects could change over the
+ * API has none, and then they come from the config file) and the TPO
+ * gateways' run-time changes.
  *
  * Written atomically after every successful change: a temporary file in
  * the same directory, written and fsynced, renamed over the old one, and
@@ -16,6 +19,7 @@ import { z } from 'zod';
 import { FileRefusedError, readRegularFile } from '../fs/regular-file.js';
 import { MAX_CONFIG_BYTES, nestingProblem } from '../policy/config.js';
 import { flowPolicySchema } from '../policy/schema.js';
+import { tcpRedirectSchema, type TcpRedirectPolicy } from '../policy/tcp-redirect.js';
 import { describeIssue } from '../policy/validate.js';
 import { PolicyValidationError, type FlowPolicy } from '../index.js';
 
@@ -39,6 +43,8 @@ export interface ServiceState {
   readonly writtenAt: string;
   /** Every flow, as the policies that were applied (named). */
   readonly flows: readonly FlowPolicy[];
+  /** Every tcp-redirect, as applied; absent in files of earlier versions. */
+  readonly tcpFlows?: readonly TcpRedirectPolicy[];
   /** By gateway name. */
   readonly tpo: Readonly<Record<string, TpoRuntimeState>>;
 }
@@ -54,6 +60,7 @@ const stateSchema = z.strictObject({
   version: z.literal(STATE_VERSION, { error: `this sluice reads state files of version ${STATE_VERSION}` }),
   writtenAt: z.string(),
   flows: z.array(flowPolicySchema),
+  tcpFlows: z.array(tcpRedirectSchema).optional(),
   tpo: z.record(z.string(), tpoStateSchema).default({}),
 });
 
@@ -71,7 +78,9 @@ export function parseState(value: unknown, source = 'state file'): ServiceState 
       r.error.issues.map((iss) => describeIssue(iss, value)),
       `invalid ${source}`,
     );
-  return { ...r.data, version: STATE_VERSION, flows: (value as { flows: FlowPolicy[] }).flows };
+  const written = value as { flows: FlowPolicy[]; tcpFlows?: TcpRedirectPolicy[] };
+  const { tcpFlows: _validated, ...rest } = r.data;
+  return { ...rest, version: STATE_VERSION, flows: written.flows, ...(written.tcpFlows !== undefined ? { tcpFlows: written.tcpFlows } : {}) };
 }
 
 /** Reads the state file; undefined when there is none. Throws PolicyValidationError for a file that cannot be used. */
@@ -95,7 +104,13 @@ export function readStateFile(path: string): ServiceState | undefined {
 
 /** Writes `state` to `path` atomically (see the file comment). Resolves once it is on disk. */
 export async function writeStateFile(path: string, state: Omit<ServiceState, 'version' | 'writtenAt'>, now = new Date()): Promise<ServiceState> {
-  const full: ServiceState = { version: STATE_VERSION, writtenAt: now.toISOString(), flows: state.flows, tpo: state.tpo };
+  const full: ServiceState = {
+    version: STATE_VERSION,
+    writtenAt: now.toISOString(),
+    flows: state.flows,
+    ...(state.tcpFlows !== undefined ? { tcpFlows: state.tcpFlows } : {}),
+    tpo: state.tpo,
+  };
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   const fh = await open(tmp, 'wx', 0o600);

@@ -1,15 +1,19 @@
 /**
  * The daemon's tcp-redirect flows (issue 22): the `type: tcp-redirect`
  * entries of the serve config's `flows:` (validated with the rest,
- * src/policy/tcp-config.ts), run as the Sluice's TcpRelays. They come
- * from the config file only: started at start-up, brought to the file on
- * SIGHUP (added, removed; a changed one closed and started again), closed
- * with the Sluice. The HTTP API lists them and reads their counters; it
- * does not change them (409 naming the config file), so the state file
- * has nothing of theirs to keep.
+ * src/policy/tcp-config.ts) and those created over the HTTP API, run as
+ * the Sluice's TcpRelays. Like the UDP flows: started at start-up (from
+ * the state file when there is one, which keeps the API's changes),
+ * created, replaced, patched and deleted through the service's queue,
+ * brought to the config file on SIGHUP (the file wins), closed with the
+ * Sluice. A tcp-redirect has no in-place change: a changed one is closed
+ * (its connections with it) and started again.
  */
 import type { Sluice, TcpRelay, TcpRelayStats } from '../index.js';
+import { PolicyValidationError } from '../errors.js';
 import { formatTcpEndpoint, parseTcpRedirect, type TcpRedirectPolicy, type TcpRedirectSpec, type TcpRelayPath } from '../policy/tcp-redirect.js';
+import { allowJson } from './flow-view.js';
+import { ServiceError } from './service-error.js';
 
 /** What `GET /v1/flows` and `GET /v1/flows/NAME` show of a tcp-redirect. */
 export interface TcpFlowView {
@@ -20,8 +24,10 @@ export interface TcpFlowView {
   readonly to: string;
   /** 'sockmap' or 'splice' (bytes moved in the kernel), or 'userspace'. */
   readonly mode: TcpRelayPath;
-  /** Set by the config file; PUT, PATCH and DELETE refuse it. */
-  readonly source: 'config';
+  /** 'config': as the config file has it; 'api': created or changed over the API (kept in the state file). */
+  readonly source: 'config' | 'api';
+  /** The policy as JSON a client sends (what PUT takes back unchanged and the state file keeps). */
+  readonly policy: TcpRedirectPolicy;
   readonly stats: TcpFlowStats;
   /** The splice thread's error, if it stopped on its own. */
   readonly failure?: string;
@@ -34,17 +40,100 @@ export function tcpFlowStats(relay: TcpRelay): TcpFlowStats {
   return { ...relay.stats(), listen: relay.listen };
 }
 
-export function tcpFlowView(relay: TcpRelay): TcpFlowView {
+/** The spec as JSON a client could send (endpoints as `tcp://HOST:PORT`, defaults filled in). */
+export function tcpPolicyJson(spec: TcpRedirectSpec): TcpRedirectPolicy {
+  return {
+    type: 'tcp-redirect',
+    ...(spec.name !== undefined ? { name: spec.name } : {}),
+    listen: formatTcpEndpoint(spec.listen),
+    to: formatTcpEndpoint(spec.to),
+    allow: allowJson(spec.allow),
+    maxConnections: spec.maxConnections,
+    connectTimeoutMs: spec.connectTimeoutMs,
+    mode: spec.mode,
+    ...(spec.idleTimeoutMs !== undefined ? { idleTimeoutMs: spec.idleTimeoutMs } : {}),
+  };
+}
+
+const samePolicy = (a: TcpRedirectSpec, b: TcpRedirectSpec): boolean => JSON.stringify(tcpPolicyJson(a)) === JSON.stringify(tcpPolicyJson(b));
+
+/** `configured`: the config file's tcp-redirects (as written), to tell its flows from the API's. */
+export function tcpFlowView(relay: TcpRelay, configured: readonly TcpRedirectPolicy[] = []): TcpFlowView {
+  const fromConfig = configured.some((p) => {
+    try {
+      return samePolicy(parseTcpRedirect(p), relay.spec);
+    } catch {
+      return false;
+    }
+  });
   return {
     name: relay.name,
     type: 'tcp-redirect',
     listen: relay.listen,
     to: relay.to,
     mode: relay.mode,
-    source: 'config',
+    source: fromConfig ? 'config' : 'api',
+    policy: tcpPolicyJson(relay.spec),
     stats: tcpFlowStats(relay),
     ...(relay.failure ? { failure: relay.failure.message } : {}),
   };
+}
+
+/** A request body of type tcp-redirect. */
+export function isTcpBody(body: unknown): boolean {
+  return typeof body === 'object' && body !== null && (body as { type?: unknown }).type === 'tcp-redirect';
+}
+
+/** A request body that must be a tcp-redirect named `name` (given, or taken from the URL); validated. */
+export function namedTcpPolicy(body: unknown, name?: string): TcpRedirectPolicy {
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw new PolicyValidationError([{ path: '', message: 'expected a JSON object (a tcp-redirect policy)' }]);
+  const given = (body as { name?: unknown }).name;
+  if (name === undefined) {
+    if (given === undefined) throw new PolicyValidationError([{ path: 'name', message: "required: the flow's name (its URL is /v1/flows/NAME)" }]);
+  } else if (given !== undefined && given !== name) {
+    throw new PolicyValidationError([{ path: 'name', message: `must be '${name}' as in the URL, or left out (a flow is renamed by creating another)` }]);
+  }
+  const policy = (name === undefined ? body : { ...body, name }) as TcpRedirectPolicy;
+  parseTcpRedirect(policy);
+  return policy;
+}
+
+/** The relay's policy with a JSON merge patch (one level: null puts a field back to its default), validated. */
+export function mergeTcpPatch(relay: TcpRelay, patch: unknown): TcpRedirectPolicy {
+  if (typeof patch !== 'object' || patch === null || Array.isArray(patch))
+    throw new PolicyValidationError([{ path: '', message: 'expected a JSON object (fields of a tcp-redirect policy)' }]);
+  const merged: Record<string, unknown> = { ...tcpPolicyJson(relay.spec), name: relay.name };
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete merged[k];
+    else merged[k] = v;
+  }
+  return namedTcpPolicy(merged, relay.name);
+}
+
+/** POST: a new named tcp-redirect; flow_exists when any flow has its name. */
+export async function createTcpFlow(sluice: Sluice, body: unknown): Promise<TcpRelay> {
+  const policy = namedTcpPolicy(body);
+  if (sluice.flow(policy.name!) || sluice.tcpFlow(policy.name!))
+    throw new ServiceError('flow_exists', `a flow named '${policy.name}' exists (PUT /v1/flows/${policy.name} replaces it)`);
+  return start(sluice, policy);
+}
+
+/**
+ * PUT / PATCH: an unchanged policy leaves the relay (and its connections)
+ * alone; a changed one closes it and starts the new one, or, if that
+ * cannot start (the port taken), starts the old one again and throws.
+ */
+export async function replaceTcpFlow(sluice: Sluice, relay: TcpRelay, policy: TcpRedirectPolicy): Promise<{ relay: TcpRelay; restarted: boolean }> {
+  if (samePolicy(parseTcpRedirect(policy), relay.spec)) return { relay, restarted: false };
+  const old = tcpPolicyJson(relay.spec);
+  await relay.remove();
+  try {
+    return { relay: await start(sluice, policy), restarted: true };
+  } catch (err) {
+    await start(sluice, old).catch(() => undefined);
+    throw err;
+  }
 }
 
 export interface TcpFlowChange {
@@ -53,17 +142,11 @@ export interface TcpFlowChange {
   readonly removed: { readonly name: string; readonly stats: TcpRelayStats }[];
 }
 
-/** The policy each relay was started from (to start it again when its replacement cannot start). */
-const started = new WeakMap<TcpRelay, TcpRedirectPolicy>();
-
-async function start(sluice: Sluice, policy: TcpRedirectPolicy): Promise<TcpRelay> {
-  const relay = await sluice.apply(policy);
-  started.set(relay, policy);
-  return relay;
+function start(sluice: Sluice, policy: TcpRedirectPolicy): Promise<TcpRelay> {
+  return sluice.apply(policy);
 }
 
 const keyOf = (spec: TcpRedirectSpec): string => spec.name ?? formatTcpEndpoint(spec.listen);
-const same = (a: TcpRedirectSpec, b: TcpRedirectSpec): boolean => JSON.stringify(a) === JSON.stringify(b);
 
 /**
  * Brings the running tcp-redirects to `wanted` (each already validated
@@ -81,19 +164,12 @@ export async function applyTcpFlowList(sluice: Sluice, wanted: readonly TcpRedir
   }
   for (const { policy, spec } of specs) {
     const running = sluice.tcpFlows().find((r) => keyOf(r.spec) === keyOf(spec));
-    if (running && same(running.spec, spec)) continue;
+    if (running && samePolicy(running.spec, spec)) continue;
     if (!running) {
       change.added.push((await start(sluice, policy)).name);
       continue;
     }
-    const old = started.get(running);
-    await running.remove();
-    try {
-      change.replaced.push((await start(sluice, policy)).name);
-    } catch (err) {
-      if (old) await start(sluice, old).catch(() => undefined);
-      throw err;
-    }
+    change.replaced.push((await replaceTcpFlow(sluice, running, policy)).relay.name);
   }
   return change;
 }

@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { tpoPeerSchema, tpoTableEntrySchema } from '../../tpo/index.js';
+import { tcpRedirectSchema } from '../../policy/tcp-redirect.js';
 import {
   errorSchema,
   flowPolicySchema,
@@ -33,6 +34,8 @@ const gwParam = { name: 'gateway', in: 'path', required: true, schema: { type: '
 const nameParam = { name: 'name', in: 'path', required: true, schema: { type: 'string' }, description: 'the flow name' };
 const std = { '400': err('invalid_json, invalid_policy or invalid_request'), '401': err('unauthorized'), '429': err('rate_limited') };
 const notFound = { '404': err('flow_not_found') };
+const anyPolicy = { oneOf: [ref('FlowPolicy'), ref('TcpRedirectPolicy')] };
+const anyView = { oneOf: [ref('FlowView'), ref('TcpFlowView')] };
 
 export function buildOpenApi(version: string): Json {
   return {
@@ -46,6 +49,12 @@ export function buildOpenApi(version: string): Json {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
       schemas: {
         FlowPolicy: component(flowPolicySchema, 'input'),
+        TcpRedirectPolicy: component(tcpRedirectSchema, 'input'),
+        TcpFlowView: {
+          type: 'object',
+          description:
+            "a tcp-redirect as GET shows it: name, type 'tcp-redirect', listen, to, mode (the path in use), source ('config' or 'api'), policy, stats, failure",
+        },
         FlowPatch: { type: 'object', description: 'fields of a FlowPolicy (JSON merge patch: null puts a field back to its default)' },
         Subscriber: component(subscriberBodySchema, 'input'),
         SendRequest: component(sendRequestSchema, 'input'),
@@ -70,14 +79,16 @@ export function buildOpenApi(version: string): Json {
       },
       '/v1/flows': {
         get: {
-          summary: "every flow (the config file's tcp-redirects last, type tcp-redirect: docs/HTTP-API.md)",
-          responses: { '200': ok('flows', { type: 'object', properties: { flows: { type: 'array', items: ref('FlowView') } } }) },
+          summary: 'every flow (tcp-redirects last, type tcp-redirect: docs/HTTP-API.md)',
+          responses: {
+            '200': ok('flows', { type: 'object', properties: { flows: { type: 'array', items: { oneOf: [ref('FlowView'), ref('TcpFlowView')] } } } }),
+          },
         },
         post: {
-          summary: 'create a flow (name required)',
-          requestBody: { required: true, content: json(ref('FlowPolicy')) },
+          summary: 'create a flow, UDP or tcp-redirect (name required)',
+          requestBody: { required: true, content: json(anyPolicy) },
           responses: {
-            '201': ok('created; Location names it', ref('FlowView')),
+            '201': ok('created; Location names it', anyView),
             ...std,
             '409': err('flow_exists or address_in_use'),
             '413': err('body_too_large'),
@@ -86,16 +97,16 @@ export function buildOpenApi(version: string): Json {
       },
       '/v1/flows/{name}': {
         parameters: [nameParam],
-        get: { summary: 'one flow', responses: { '200': ok('the flow', ref('FlowView')), ...notFound } },
+        get: { summary: 'one flow', responses: { '200': ok('the flow', anyView), ...notFound } },
         put: {
-          summary: 'replace the policy (a type or listen change restarts the flow)',
-          requestBody: { required: true, content: json(ref('FlowPolicy')) },
-          responses: { '200': ok('replaced', ref('FlowView')), ...std, ...notFound, '409': err('address_in_use') },
+          summary: 'replace the policy (a type or listen change restarts a UDP flow; any change restarts a tcp-redirect, closing its connections)',
+          requestBody: { required: true, content: json(anyPolicy) },
+          responses: { '200': ok('replaced', anyView), ...std, ...notFound, '409': err('address_in_use') },
         },
         patch: {
           summary: 'merge fields into the policy, then validate it whole',
           requestBody: { required: true, content: { ...json(ref('FlowPatch')), 'application/merge-patch+json': { schema: ref('FlowPatch') } } },
-          responses: { '200': ok('changed', ref('FlowView')), ...std, ...notFound, '409': err('address_in_use') },
+          responses: { '200': ok('changed', anyView), ...std, ...notFound, '409': err('address_in_use') },
         },
         delete: {
           summary: 'stop and remove the flow',
