@@ -78,6 +78,8 @@ export function createApi(getToken) {
     health: () => request('GET', '/v1/health'),
     /** 404 on a daemon that is not a cluster node. */
     cluster: () => request('GET', '/v1/cluster'),
+    /** 404 on a daemon whose config has no `fanout:` section. */
+    fanout: () => request('GET', '/v1/fanout'),
     /** @param {string} flow @param {string} to */
     addSubscriber: (flow, to) => request('POST', `/v1/flows/${encodeURIComponent(flow)}/subscribers`, { to }),
     /** @param {string} flow @param {string} to */

@@ -1,14 +1,19 @@
 /**
  * The dashboard's entry: asks for the API token once (kept in localStorage),
- * keeps the event stream open, loads a snapshot of flows, gateways, health
- * and the cluster at every (re)connection, and routes each event to the part
- * of the page it changes.
+ * keeps the event stream open, loads a snapshot of flows, gateways, health,
+ * the cluster and the fan-out at every (re)connection, and routes each event
+ * to the part of the page it changes. The tcp-redirects' counters and the
+ * fan-out are not in the stats events: they are read again on the stats
+ * events' rhythm, every few seconds.
  */
 import { createApi, ApiError } from './api.js';
 import { EventConnection } from './events.js';
 import { FlowList } from './flows.js';
 import { GatewayList } from './gateways.js';
 import { ClusterPanel } from './cluster.js';
+import { TcpRelayList, isTcpView } from './tcp-relays.js';
+import { FanoutPanel } from './fanout.js';
+import { Poll } from './poll.js';
 import { EventLog } from './event-log.js';
 import { eventTimeMs } from './rates.js';
 import { setText } from './dom.js';
@@ -18,6 +23,11 @@ const TOKEN_KEY = 'sluice.apiToken';
 const HEALTH_EVERY_MS = 10_000;
 /** The cluster view is read again on the stats events' rhythm, at most this often (and at once when a cluster flow of this node changes). */
 const CLUSTER_EVERY_MS = 3_000;
+/** GET /v1/flows for the tcp-redirects' counters (while there is one), and GET /v1/fanout, at most this often. */
+const TCP_EVERY_MS = 2_000;
+const FANOUT_EVERY_MS = 2_000;
+/** A daemon without a fan-out is asked again this rarely (a reload may add one). */
+const FANOUT_ABSENT_EVERY_MS = 30_000;
 
 /** @param {string} id */
 const byId = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
@@ -28,6 +38,8 @@ const api = createApi(() => token);
 const flows = new FlowList(byId('flows'), byId('flow-count'), byId('no-flows'), api);
 const gateways = new GatewayList(byId('gateways-section'), byId('gateways'));
 const cluster = new ClusterPanel(byId('cluster-section'), byId('cluster'), byId('cluster-summary'));
+const tcpRelays = new TcpRelayList(byId('tcp-section'), byId('tcp-relays'), byId('tcp-count'));
+const fanout = new FanoutPanel(byId('fanout-section'), byId('fanout'), byId('fanout-summary'));
 const log = new EventLog(byId('event-log'));
 const connection = new EventConnection(api.openEvents, onEvent, onState);
 const dialog = /** @type {HTMLDialogElement} */ (byId('token-dialog'));
@@ -41,6 +53,22 @@ let clusterAt = 0;
 let clusterBusy = false;
 /** A change arrived while a request was out (its answer may predate the change): ask again once it is back. */
 let clusterAgain = false;
+/** Whether the daemon runs a fan-out: unknown until GET /v1/fanout answered (404: none). @type {boolean | null} */
+let hasFanout = null;
+const tcpPoll = new Poll(async () => {
+  const list = await api.flows();
+  tcpRelays.sync(tcpViews(list), Date.now());
+});
+const fanoutPoll = new Poll(async () => {
+  try {
+    fanout.update(await api.fanout(), Date.now());
+    hasFanout = true;
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 404)) throw err;
+    hasFanout = false;
+    fanout.hide();
+  }
+});
 
 byId('token-form').addEventListener('submit', (event) => {
   event.preventDefault();
@@ -102,8 +130,9 @@ function onState(state, detail) {
 async function resync() {
   try {
     const [flowList, tpo] = await Promise.all([api.flows(), api.gateways().catch(() => ({ gateways: [] }))]);
-    // tcp-redirects (config-file flows, no UDP counters) have no card yet.
-    flows.sync(Array.isArray(flowList?.flows) ? flowList.flows.filter((f) => f?.type !== 'tcp-redirect') : []);
+    // tcp-redirects (no UDP counters, not in the stats events) have their own cards.
+    flows.sync(Array.isArray(flowList?.flows) ? flowList.flows.filter((/** @type {unknown} */ f) => !isTcpView(f)) : []);
+    tcpRelays.sync(tcpViews(flowList), Date.now());
     gateways.update(Array.isArray(tpo?.gateways) ? tpo.gateways : [], null);
     showBanner(null);
   } catch (err) {
@@ -111,7 +140,13 @@ async function resync() {
     showBanner(`Could not load the flows: ${err instanceof Error ? err.message : String(err)}`);
   }
   isCluster = null;
-  await Promise.all([refreshHealth(), refreshCluster()]);
+  hasFanout = null;
+  await Promise.all([refreshHealth(), refreshCluster(), fanoutPoll.run()]);
+}
+
+/** The tcp-redirects of a GET /v1/flows answer. @param {any} flowList */
+function tcpViews(flowList) {
+  return Array.isArray(flowList?.flows) ? flowList.flows.filter(isTcpView) : [];
 }
 
 async function refreshHealth() {
@@ -123,6 +158,8 @@ async function refreshHealth() {
     const health = byId('health');
     setText(health, parts.join(' · '));
     health.dataset.status = String(h.status);
+    // Flows the page does not know of (a tcp-redirect a reload started: no event says so), or knows of and are gone.
+    if (typeof h.flows === 'number' && h.flows !== flows.size + tcpRelays.size) void tcpPoll.run();
   } catch {
     // The stream's state already says when the daemon is unreachable.
   }
@@ -176,15 +213,22 @@ function onEvent(type, data) {
       flows.applyStats(data);
       if (Array.isArray(data.gateways)) gateways.update(data.gateways, dtS);
       if (isCluster && Date.now() - clusterAt >= CLUSTER_EVERY_MS) void refreshCluster();
+      if (tcpRelays.size > 0 && tcpPoll.due(TCP_EVERY_MS)) void tcpPoll.run();
+      if (fanoutPoll.due(hasFanout === false ? FANOUT_ABSENT_EVERY_MS : FANOUT_EVERY_MS)) void fanoutPoll.run();
       return;
     }
     case 'flowadded':
     case 'flowchanged':
-      flows.upsert(data.flow);
+      if (isTcpView(data.flow)) {
+        tcpRelays.upsert(data.flow, Date.now());
+        // A read of the list out now may predate the change: it is read again once back.
+        void tcpPoll.run();
+      } else flows.upsert(data.flow);
       if (isClusterFlow(data.flow?.name)) void refreshCluster();
       break;
     case 'flowremoved':
       flows.remove(String(data.name));
+      if (tcpRelays.remove(String(data.name))) void tcpPoll.run();
       if (isClusterFlow(data.name)) void refreshCluster();
       break;
     case 'peerup':

@@ -41,6 +41,10 @@ export class FlowList {
     this.#api = api;
   }
 
+  get size() {
+    return this.#cards.size;
+  }
+
   /** The full list (GET /v1/flows): cards not in it are dropped. @param {readonly FlowView[]} views */
   sync(views) {
     const names = new Set(views.map((v) => v.name));
