@@ -88,6 +88,11 @@ static long (*bpf_csum_level)(struct __sk_buff *skb, __u64 level) = (void *)135;
 #define SLUICE_MAX_ALLOW 16384
 #define SLUICE_MAX_LOCAL 1024
 #define SLUICE_MARK 0x51ce0001
+/* A packet sent back through its interface's input queue to finish its
+ * list later (see yield_to_backlog): the base, plus the send chunk to go on
+ * with in the low byte. */
+#define SLUICE_RESUME 0x51ce0100
+#define SLUICE_RESUME_MASK 0xffffff00
 #define LO_IFINDEX 1
 #define TS_PACKET 188
 #define TS_SYNC 0x47
@@ -167,6 +172,7 @@ struct flow_counters {
 	__u64 punt_checksum;    /* IPv4 header or UDP checksum wrong (or unprovable) */
 	__u64 punt_source;      /* martian or reverse-path-failing source, or checks unknown */
 	__u64 punt_other_host;  /* frame for another link-layer address */
+	__u64 resumed;          /* times a packet went back through the input queue between chunks of its list */
 };
 
 struct dest_counters {
@@ -224,6 +230,7 @@ struct state {
 	__u32 stage;     /* runs done: resolve chunks first, then send chunks */
 	__u32 n;         /* subscriber slots when the packet arrived */
 	__u32 orig_mark; /* skb->mark to restore if the packet is not redirected */
+	__u32 macs0[3];  /* the frame's dmac, smac as it arrived (put back before a resume) */
 	struct flow_key key;
 	struct pkt p;
 	struct cur c;
@@ -898,6 +905,40 @@ INLINE int punt(struct flow_counters *fc, __u64 *reason, __u32 plen)
 }
 
 /*
+ * Why a long list is not sent in one go. At an interface's ingress this
+ * program runs inside the CPU's backlog processing, and every copy it
+ * makes for a veth or lo is queued to that same backlog (netif_rx). The
+ * backlog takes its input queue whole and works through it, so the copies
+ * of every datagram taken together land in the input queue before any is
+ * delivered: a burst of B datagrams to N subscribers needs room for B × N
+ * (net.core.netdev_max_backlog, 1000 by default: a burst of 10 to 100
+ * subscribers overflows it). So after each chunk of SLUICE_CHUNK copies the
+ * packet is put back as it arrived (headers restored) and sent through its
+ * interface's input queue again, marked with the chunk to go on with: the
+ * copies already queued are delivered before it comes back, and the
+ * backlog holds B × (SLUICE_CHUNK + 1) at most. Per subscriber the order
+ * holds: a flow's packets stay on one CPU and the queue is FIFO.
+ *
+ * Only at the ingress of an interface other than lo (lo's copies come from
+ * its egress hook, whose sender drains the backlog after each send), and
+ * only for packets without a mark of their own (the resumed packet's mark
+ * carries the chunk).
+ */
+INLINE int may_yield(const struct __sk_buff *skb, const struct state *st)
+{
+	return st->orig_mark == 0 && skb->ifindex != LO_IFINDEX && skb->ingress_ifindex == skb->ifindex;
+}
+
+INLINE int yield_to_backlog(struct __sk_buff *skb, struct state *st, struct flow_counters *fc, __u32 next_chunk, const int v6)
+{
+	const struct pkt *p = &st->p;
+	fc->resumed++;
+	rewrite(skb, p, &st->c, st->macs0, &p->saddr, &p->daddr, ports_of(p->sport, p->dport), v6);
+	skb->mark = SLUICE_RESUME | (next_chunk & 0xff);
+	return bpf_redirect(skb->ifindex, BPF_F_INGRESS);
+}
+
+/*
  * One run's share of the work for the packet in `st`: resolve one chunk
  * or send one chunk, then continue in a new run of this program (tail
  * call) until the list is done. Lists of up to SLUICE_CHUNK take one run.
@@ -952,6 +993,8 @@ INLINE int run_stage(struct __sk_buff *skb, struct state *st, const struct flow_
 		return verdict;
 	}
 	st->stage = stage + 1;
+	if (may_yield(skb, st))
+		return v6 ? yield_to_backlog(skb, st, fc, chunk + 1, 1) : yield_to_backlog(skb, st, fc, chunk + 1, 0);
 next_run:
 	st->active = 1;
 	bpf_tail_call(skb, &chain, 0);
@@ -1000,6 +1043,14 @@ int sluice_tcx(struct __sk_buff *skb)
 	/* Our own clones, should they re-enter a hook that runs this program. */
 	if (skb->mark == SLUICE_MARK)
 		return TCX_NEXT;
+	/* A packet this program sent back through the input queue (yield_to_backlog). */
+	__u32 resume = 0;
+	if ((skb->mark & SLUICE_RESUME_MASK) == SLUICE_RESUME) {
+		resume = skb->mark & 0xff;
+		skb->mark = 0;
+		if (resume == 0 || skb->ifindex == LO_IFINDEX)
+			return TCX_DROP; /* not one of ours: only this program writes the mark, with a chunk >= 1 */
+	}
 
 	struct pkt *p = &st->p;
 	__builtin_memset(p, 0, sizeof(*p));
@@ -1026,6 +1077,19 @@ int sluice_tcx(struct __sk_buff *skb)
 	fc = bpf_map_lookup_elem(&flow_stats, &slot);
 	if (!fc)
 		return TCX_NEXT;
+	if (resume) {
+		/* Counted and checked when it first arrived; the list goes on at chunk
+		 * `resume` (subscribers keep their index while the list changes). */
+		__u32 rn = f->nsubs;
+		st->n = rn > SLUICE_MAX_SUBS ? SLUICE_MAX_SUBS : rn;
+		__u32 chunks = (st->n + SLUICE_CHUNK - 1) / SLUICE_CHUNK;
+		if (p->punt || resume >= chunks)
+			return TCX_DROP; /* the list shrank meanwhile: nobody left for it */
+		st->stage = chunks + resume;
+		st->orig_mark = 0;
+		skb->mark = SLUICE_MARK;
+		goto start;
+	}
 	fc->packets_in++;
 	fc->bytes_in += p->payload_len;
 
@@ -1087,11 +1151,15 @@ int sluice_tcx(struct __sk_buff *skb)
 	__u32 n = f->nsubs;
 	st->n = n > SLUICE_MAX_SUBS ? SLUICE_MAX_SUBS : n;
 	st->stage = 0;
+start:
 	st->c.saddr = p->saddr;
 	st->c.daddr = p->daddr;
 	st->c.ports = ports_of(p->sport, p->dport);
 	if (bpf_skb_load_bytes(skb, 0, st->c.macs, 12))
-		return TCX_NEXT;
+		return resume ? TCX_DROP : TCX_NEXT;
+	st->macs0[0] = st->c.macs[0];
+	st->macs0[1] = st->c.macs[1];
+	st->macs0[2] = st->c.macs[2];
 run:
 	return run_stage(skb, st, f, fc);
 }

@@ -59,6 +59,8 @@ export const FLOW_COUNTERS = [
   'puntChecksum',
   'puntSource',
   'puntOtherHost',
+  // A long list's packet sent back through its interface's input queue between chunks (bpf/sluice.c, yield_to_backlog).
+  'resumed',
 ] as const;
 export type FlowCounterName = (typeof FLOW_COUNTERS)[number];
 export const FLOW_COUNTERS_SIZE = FLOW_COUNTERS.length * 8;
