@@ -76,6 +76,7 @@ static long (*bpf_csum_level)(struct __sk_buff *skb, __u64 level) = (void *)135;
 /* ---- layout shared with TypeScript (src/dataplane/kernel/layout.ts) ---- */
 #define SLUICE_MAX_SUBS 512 /* a power of two (indices are masked with it) */
 #define SLUICE_CHUNK 32      /* subscribers per program run, per pass */
+#define SLUICE_RUN 16        /* copies per run when the packet goes on through the input queue */
 /* Runs per packet: one per chunk to resolve next hops, one per chunk to
  * send, less one (the last resolve run sends the first chunk): 31 for
  * 512 subscribers, within the kernel's 33 tail calls. The chunk is what
@@ -231,6 +232,7 @@ struct state {
 	__u32 n;         /* subscriber slots when the packet arrived */
 	__u32 orig_mark; /* skb->mark to restore if the packet is not redirected */
 	__u32 macs0[3];  /* the frame's dmac, smac as it arrived (put back before a resume) */
+	__u32 step;      /* subscribers per send run: SLUICE_RUN when the packet goes on through the input queue */
 	struct flow_key key;
 	struct pkt p;
 	struct cur c;
@@ -912,11 +914,11 @@ INLINE int punt(struct flow_counters *fc, __u64 *reason, __u32 plen)
  * of every datagram taken together land in the input queue before any is
  * delivered: a burst of B datagrams to N subscribers needs room for B × N
  * (net.core.netdev_max_backlog, 1000 by default: a burst of 10 to 100
- * subscribers overflows it). So after each chunk of SLUICE_CHUNK copies the
+ * subscribers overflows it). So after each run of SLUICE_RUN copies the
  * packet is put back as it arrived (headers restored) and sent through its
- * interface's input queue again, marked with the chunk to go on with: the
+ * interface's input queue again, marked with the run to go on with: the
  * copies already queued are delivered before it comes back, and the
- * backlog holds B × (SLUICE_CHUNK + 1) at most. Per subscriber the order
+ * backlog holds B × (SLUICE_RUN + 1) at most. Per subscriber the order
  * holds: a flow's packets stay on one CPU and the queue is FIFO.
  *
  * Only at the ingress of an interface other than lo (lo's copies come from
@@ -982,10 +984,17 @@ INLINE int run_stage(struct __sk_buff *skb, struct state *st, const struct flow_
 			return TCX_DROP;
 		}
 	}
+	/* Sends that go on through the input queue take smaller runs: a waiting
+	 * datagram then holds SLUICE_RUN + 1 places of the backlog. */
+	st->step = may_yield(skb, st) ? SLUICE_RUN : SLUICE_CHUNK;
+	/* Read back from the map: the verifier then walks one path with an
+	 * unknown step instead of one per value (two would not fit its budget). */
+	__u32 step = *(volatile __u32 *)&st->step;
+	const int yielding = step == SLUICE_RUN;
 	__u32 chunk = stage - chunks;
-	__u32 from = chunk * SLUICE_CHUNK;
-	int last = chunk + 1 >= chunks;
-	__u32 to = last ? n : from + SLUICE_CHUNK;
+	__u32 from = chunk * step;
+	int last = from + step >= n;
+	__u32 to = last ? n : from + step;
 	int verdict = v6 ? send_chunk(skb, f, st, fc, from, to, last, 1) : send_chunk(skb, f, st, fc, from, to, last, 0);
 	if (last) {
 		if (verdict != TCX_REDIRECT)
@@ -993,7 +1002,7 @@ INLINE int run_stage(struct __sk_buff *skb, struct state *st, const struct flow_
 		return verdict;
 	}
 	st->stage = stage + 1;
-	if (may_yield(skb, st))
+	if (yielding)
 		return v6 ? yield_to_backlog(skb, st, fc, chunk + 1, 1) : yield_to_backlog(skb, st, fc, chunk + 1, 0);
 next_run:
 	st->active = 1;
@@ -1083,7 +1092,7 @@ int sluice_tcx(struct __sk_buff *skb)
 		__u32 rn = f->nsubs;
 		st->n = rn > SLUICE_MAX_SUBS ? SLUICE_MAX_SUBS : rn;
 		__u32 chunks = (st->n + SLUICE_CHUNK - 1) / SLUICE_CHUNK;
-		if (p->punt || resume >= chunks)
+		if (p->punt || resume * SLUICE_RUN >= st->n)
 			return TCX_DROP; /* the list shrank meanwhile: nobody left for it */
 		st->stage = chunks + resume;
 		st->orig_mark = 0;
