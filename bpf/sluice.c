@@ -76,7 +76,7 @@ static long (*bpf_csum_level)(struct __sk_buff *skb, __u64 level) = (void *)135;
 /* ---- layout shared with TypeScript (src/dataplane/kernel/layout.ts) ---- */
 #define SLUICE_MAX_SUBS 512 /* a power of two (indices are masked with it) */
 #define SLUICE_CHUNK 32      /* subscribers per program run, per pass */
-#define SLUICE_RUN 16        /* copies per run when the packet goes on through the input queue */
+#define SLUICE_RUN 8         /* copies per run when the packet goes on through the input queue */
 /* Runs per packet: one per chunk to resolve next hops, one per chunk to
  * send, less one (the last resolve run sends the first chunk): 31 for
  * 512 subscribers, within the kernel's 33 tail calls. The chunk is what

@@ -7,10 +7,10 @@
  * subscribers' veth is queued to that backlog too: sent in one go, a burst
  * of 20 datagrams to 100 subscribers needs room for 2,000 (the default
  * net.core.netdev_max_backlog is 1,000). The program sends a list in runs
- * of 16 and puts the packet back through the input queue between runs
+ * of 8 and puts the packet back through the input queue between runs
  * (bpf/sluice.c, yield_to_backlog), so every subscriber must get every
  * datagram, byte-exact and in order, and the `resumed` counter must show
- * six resumes per datagram (seven runs).
+ * twelve resumes per datagram (13 runs).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -37,7 +37,7 @@ export const HOP_SIZE = 64;
 export const FLAG = { anySource: 1, mpegts: 2, spill: 4, srcWildcard: 8, rtp: 16, group: 32 } as const;
 
 /** Copies per program run when a list at ingress goes on through the input queue (SLUICE_RUN; counter `resumed`). */
-export const RESUME_RUN = 16;
+export const RESUME_RUN = 8;
 
 /** struct flow_counters, u64 each, in order. */
 export const FLOW_COUNTERS = [
