@@ -8,8 +8,7 @@
 import type { FlowMediaStats, FlowStats, MediaAlarm, MonitoredFlowStats } from '../index.js';
 import type { PeerStatus, TpoGatewayStatus, TpoPeerView, TpoTableEntryView } from '../tpo/index.js';
 import type { FlowView } from './flow-view.js';
-import type { TcpFlowView } from './tcp-flows.js';
-import type { TcpRelayStats } from '../index.js';
+import type { TcpFlowStats, TcpFlowView } from './tcp-flows.js';
 import type { SendJobView } from './send-jobs.js';
 import type { Logger } from './log.js';
 
@@ -52,7 +51,7 @@ export type TpoChangeEvent =
 export interface ServiceEvents {
   /** A tcp-redirect's view has `type: 'tcp-redirect'`. */
   flowadded: [{ flow: FlowView | TcpFlowView }];
-  flowremoved: [{ name: string; stats: FlowStats | TcpRelayStats | null }];
+  flowremoved: [{ name: string; stats: FlowStats | TcpFlowStats | null }];
   flowchanged: [{ flow: FlowView | TcpFlowView }];
   subscriberadded: [{ flow: string; to: string }];
   subscriberremoved: [{ flow: string; to: string }];

@@ -11,17 +11,7 @@
  * Nothing here runs per packet: counters are read from the engines'
  * shared memory and maps when asked (statsSnapshot, flows()).
  */
-import {
-  Sluice,
-  TypedEmitter,
-  type EngineFailedError,
-  type Flow,
-  type FlowStats,
-  type HostDrops,
-  type TcpRelayStats,
-  type TierChoice,
-  type TierName,
-} from '../index.js';
+import { Sluice, TypedEmitter, type EngineFailedError, type Flow, type FlowStats, type HostDrops, type TierChoice, type TierName } from '../index.js';
 import type { TpoGateway, TpoGatewayStatus, TpoPeerRemoval, TpoPeerView, TpoTableEntryRemoval, TpoTableEntryView } from '../tpo/index.js';
 import { loadServeConfig, type ResolvedServeConfig } from './config-file.js';
 import { readStateFile, writeStateFile } from './state-file.js';
@@ -401,11 +391,12 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
     return view;
   }
 
-  deleteFlow(name: string): Promise<{ name: string; stats: FlowStats | TcpRelayStats | null }> {
+  deleteFlow(name: string): Promise<{ name: string; stats: FlowStats | TcpFlowStats | null }> {
     refuseClusterName(name);
     return this.#change(async () => {
       const relay = this.#sluice.tcpFlow(name);
-      const stats = (await (relay ?? ops.requireFlow(this.#sluice, name)).remove()) ?? null;
+      // A tcp-redirect's last counters with its listen address as a URL, as GET shows them.
+      const stats = relay ? { ...(await relay.remove()), listen: relay.listen } : ((await ops.requireFlow(this.#sluice, name).remove()) ?? null);
       if (relay) this.#logTcp({ added: [], replaced: [], removed: [{ name }] });
       this.emit('flowremoved', { name, stats });
       return { name, stats };

@@ -199,6 +199,7 @@ test('sluice serve runs tcp-redirects from its config: relays, lists, counts, ch
     const deleted = await serve.call('DELETE', '/v1/flows/z');
     assert.equal(deleted.status, 200, JSON.stringify(deleted.body));
     assert.equal(deleted.body.stats.accepted, 1);
+    assert.equal(deleted.body.stats.listen, patched.body.listen, 'the listen address as a URL, as GET shows it');
     assert.equal(await refused(patched.body.listen), true, 'z closed');
     assert.equal((await serve.call('GET', '/v1/flows/z')).status, 404);
     // One left for the reload below: the config file wins.
