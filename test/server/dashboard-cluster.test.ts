@@ -180,7 +180,8 @@ test('dashboard cluster panel in Chromium against real cluster nodes on etcd', {
 
     // n2 leaves (its lease is revoked): n1's page follows on its own, with every subscriber on n1.
     assert.equal(await n2.stop(), 0, n2.stderr().slice(-2000));
-    await page1.locator('#cluster tr[data-node="n2"]').waitFor({ state: 'detached', timeout: 30_000 });
+    // Every row of n2 gone (its node row and its subscribers' rows: a locator's waitFor would refuse several at once).
+    await page1.waitForFunction(`document.querySelector('#cluster tr[data-node="n2"]') === null`, undefined, { timeout: 30_000 });
     const { view: alone } = await panelMatches(page1, n1, 30_000);
     assert.deepEqual(
       alone.nodes.map((n) => n.name),
