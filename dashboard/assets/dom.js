@@ -46,6 +46,24 @@ export function setText(el, text) {
 }
 
 /**
+ * Inserts `el` among `container`'s children, which are kept sorted by the
+ * attribute `attr` (a card's name): before the first whose value sorts after `key`.
+ * @param {Element} container
+ * @param {Element} el
+ * @param {string} attr
+ * @param {string} key
+ */
+export function insertSorted(container, el, attr, key) {
+  for (const child of container.children) {
+    if ((child.getAttribute(attr) ?? '') > key) {
+      child.before(el);
+      return;
+    }
+  }
+  container.append(el);
+}
+
+/**
  * @param {Element} el
  * @param {string} name
  * @param {boolean} on

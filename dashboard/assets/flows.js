@@ -7,7 +7,7 @@
  */
 import { FlowCard } from './flow-card.js';
 import { eventTimeMs } from './rates.js';
-import { setText } from './dom.js';
+import { insertSorted, setText } from './dom.js';
 
 /**
  * @typedef {import('./flow-card.js').FlowView} FlowView
@@ -63,7 +63,7 @@ export class FlowList {
     const created = new FlowCard(view, this.#api);
     created.filter(this.#query);
     this.#cards.set(view.name, created);
-    this.#insertSorted(created);
+    insertSorted(this.#container, created.element, 'data-flow', created.name);
     this.#changed();
   }
 
@@ -115,17 +115,6 @@ export class FlowList {
         if (this.#cards.has(name)) this.upsert(view);
       })
       .catch(() => {});
-  }
-
-  /** @param {FlowCard} card */
-  #insertSorted(card) {
-    for (const el of this.#container.children) {
-      if ((el.getAttribute('data-flow') ?? '') > card.name) {
-        el.before(card.element);
-        return;
-      }
-    }
-    this.#container.append(card.element);
   }
 
   #changed() {

@@ -11,7 +11,7 @@
  * Every string of a view (names, addresses, mode, source, failure) reaches the
  * page as text only (dom.js).
  */
-import { h, setText, toggleClass } from './dom.js';
+import { h, insertSorted, setText, toggleClass } from './dom.js';
 import { bitRate, bytes, count, percent } from './format.js';
 import { dropText, perSecond } from './rates.js';
 
@@ -196,7 +196,7 @@ export class TcpRelayList {
     if (!card) {
       card = new TcpRelayCard(view.name);
       this.#cards.set(view.name, card);
-      this.#insertSorted(card);
+      insertSorted(this.#container, card.element, 'data-tcp-flow', card.name);
       this.#changed();
     }
     card.show(view, tMs);
@@ -210,17 +210,6 @@ export class TcpRelayList {
     this.#cards.delete(name);
     this.#changed();
     return true;
-  }
-
-  /** @param {TcpRelayCard} card */
-  #insertSorted(card) {
-    for (const el of this.#container.children) {
-      if ((el.getAttribute('data-tcp-flow') ?? '') > card.name) {
-        el.before(card.element);
-        return;
-      }
-    }
-    this.#container.append(card.element);
   }
 
   #changed() {

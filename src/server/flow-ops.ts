@@ -26,31 +26,45 @@ export function requireFlow(sluice: Sluice, name: string): Flow {
   return flow;
 }
 
-/** A request body that must be a policy named `name` (given, or taken from the URL). */
-export function namedPolicy(body: unknown, name?: string): FlowPolicy {
-  if (!isObject(body)) throw new PolicyValidationError([{ path: '', message: 'expected a JSON object (a flow policy)' }]);
+/**
+ * A request body that must be a policy named `name` (given, or taken from
+ * the URL), checked by `parse` (which throws PolicyValidationError);
+ * `what` names the kind of policy in messages. UDP flows and tcp-redirects share it.
+ */
+export function namedBody<P>(body: unknown, name: string | undefined, parse: (p: unknown) => unknown, what: string): P {
+  if (!isObject(body)) throw new PolicyValidationError([{ path: '', message: `expected a JSON object (${what})` }]);
   if (name === undefined) {
     if (body.name === undefined) throw new PolicyValidationError([{ path: 'name', message: "required: the flow's name (its URL is /v1/flows/NAME)" }]);
   } else if (body.name !== undefined && body.name !== name) {
     throw new PolicyValidationError([{ path: 'name', message: `must be '${name}' as in the URL, or left out (a flow is renamed by creating another)` }]);
   }
-  const policy = (name === undefined ? body : { ...body, name }) as FlowPolicy;
-  parseFlowPolicy(policy);
-  return policy;
+  const policy = name === undefined ? body : { ...body, name };
+  parse(policy);
+  return policy as P;
 }
 
 /**
  * A JSON merge patch (RFC 7386, one level: a field set to null goes back
- * to its default) of the flow's current policy.
+ * to its default) of `current`, a policy as JSON; not yet validated.
  */
-export function mergePatch(flow: Flow, patch: unknown): FlowPolicy {
-  if (!isObject(patch)) throw new PolicyValidationError([{ path: '', message: 'expected a JSON object (fields of a flow policy)' }]);
-  const merged: Record<string, unknown> = { ...policyJson(flow.spec, flow.name) };
+export function mergeJson(current: object, patch: unknown, what: string): Record<string, unknown> {
+  if (!isObject(patch)) throw new PolicyValidationError([{ path: '', message: `expected a JSON object (fields of ${what})` }]);
+  const merged: Record<string, unknown> = { ...current };
   for (const [k, v] of Object.entries(patch)) {
     if (v === null) delete merged[k];
     else merged[k] = v;
   }
-  return namedPolicy(merged, flow.name);
+  return merged;
+}
+
+/** A request body that must be a UDP flow policy named `name` (given, or taken from the URL). */
+export function namedPolicy(body: unknown, name?: string): FlowPolicy {
+  return namedBody<FlowPolicy>(body, name, parseFlowPolicy, 'a flow policy');
+}
+
+/** The flow's current policy with a JSON merge patch, validated. */
+export function mergePatch(flow: Flow, patch: unknown): FlowPolicy {
+  return namedPolicy(mergeJson(policyJson(flow.spec, flow.name), patch, 'a flow policy'), flow.name);
 }
 
 export async function createFlow(sluice: Sluice, body: unknown): Promise<Flow> {

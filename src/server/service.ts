@@ -362,12 +362,10 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
   patchFlow(name: string, patch: unknown): Promise<FlowView | TcpFlowView> {
     refuseClusterName(name);
     return this.#change(async () => {
+      // A patch names a type only to keep it: another kind is refused.
+      if ((patch as { type?: unknown } | null)?.type !== undefined) this.#refuseKindChange(name, patch);
       const relay = this.#sluice.tcpFlow(name);
-      if (relay) {
-        if ((patch as { type?: unknown } | null)?.type !== undefined && !tcpOps.isTcpBody(patch)) this.#refuseKindChange(name, patch);
-        return this.#tcpReplaced(await tcpOps.replaceTcpFlow(this.#sluice, relay, tcpOps.mergeTcpPatch(relay, patch)));
-      }
-      if (tcpOps.isTcpBody(patch)) this.#refuseKindChange(name, patch);
+      if (relay) return this.#tcpReplaced(await tcpOps.replaceTcpFlow(this.#sluice, relay, tcpOps.mergeTcpPatch(relay, patch)));
       const flow = ops.requireFlow(this.#sluice, name);
       return this.#replaced(await ops.replaceFlow(this.#sluice, flow, ops.mergePatch(flow, patch)));
     });

@@ -10,7 +10,7 @@
  * (its connections with it) and started again.
  */
 import type { Sluice, TcpRelay, TcpRelayStats } from '../index.js';
-import { PolicyValidationError } from '../errors.js';
+import { mergeJson, namedBody } from './flow-ops.js';
 import { formatTcpEndpoint, parseTcpRedirect, type TcpRedirectPolicy, type TcpRedirectSpec, type TcpRelayPath } from '../policy/tcp-redirect.js';
 import { allowJson } from './flow-view.js';
 import { ServiceError } from './service-error.js';
@@ -86,29 +86,12 @@ export function isTcpBody(body: unknown): boolean {
 
 /** A request body that must be a tcp-redirect named `name` (given, or taken from the URL); validated. */
 export function namedTcpPolicy(body: unknown, name?: string): TcpRedirectPolicy {
-  if (typeof body !== 'object' || body === null || Array.isArray(body))
-    throw new PolicyValidationError([{ path: '', message: 'expected a JSON object (a tcp-redirect policy)' }]);
-  const given = (body as { name?: unknown }).name;
-  if (name === undefined) {
-    if (given === undefined) throw new PolicyValidationError([{ path: 'name', message: "required: the flow's name (its URL is /v1/flows/NAME)" }]);
-  } else if (given !== undefined && given !== name) {
-    throw new PolicyValidationError([{ path: 'name', message: `must be '${name}' as in the URL, or left out (a flow is renamed by creating another)` }]);
-  }
-  const policy = (name === undefined ? body : { ...body, name }) as TcpRedirectPolicy;
-  parseTcpRedirect(policy);
-  return policy;
+  return namedBody<TcpRedirectPolicy>(body, name, parseTcpRedirect, 'a tcp-redirect policy');
 }
 
 /** The relay's policy with a JSON merge patch (one level: null puts a field back to its default), validated. */
 export function mergeTcpPatch(relay: TcpRelay, patch: unknown): TcpRedirectPolicy {
-  if (typeof patch !== 'object' || patch === null || Array.isArray(patch))
-    throw new PolicyValidationError([{ path: '', message: 'expected a JSON object (fields of a tcp-redirect policy)' }]);
-  const merged: Record<string, unknown> = { ...tcpPolicyJson(relay.spec), name: relay.name };
-  for (const [k, v] of Object.entries(patch)) {
-    if (v === null) delete merged[k];
-    else merged[k] = v;
-  }
-  return namedTcpPolicy(merged, relay.name);
+  return namedTcpPolicy(mergeJson({ ...tcpPolicyJson(relay.spec), name: relay.name }, patch, 'a tcp-redirect policy'), relay.name);
 }
 
 /** POST: a new named tcp-redirect; flow_exists when any flow has its name. */

@@ -28,6 +28,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { EtcdStore } from '../../src/cluster/etcd-store.js';
 import { etcdSkipReason, freePort, startEtcd, type EtcdServer } from '../../harness/etcd/etcd-server.js';
 import { startServe, type Serve } from './api-helpers.js';
+import { login, openPage } from './dashboard-page.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const OUTPUT_DIR = join(tmpdir(), 'sluice-test-output');
@@ -231,18 +232,8 @@ async function startDaemon(dir: string, name: string, args: string[]): Promise<S
   return startServe(config, [...args, '--log-level', 'info'], tokenFile);
 }
 
-async function login(page: Page, node: Serve): Promise<void> {
-  page.setDefaultTimeout(30_000);
-  await page.goto(node.url.endsWith('/') ? node.url : `${node.url}/`);
-  await page.locator('#token-input').fill(node.token);
-  await page.locator('#token-form button[type=submit]').click();
-  await page.locator('#conn[data-state="open"]').waitFor();
-}
-
 async function openDashboard(browser: Browser, node: Serve, problems: string[]): Promise<Page> {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
-  page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
-  await login(page, node);
+  const page = await openPage(browser, node, problems);
   await page.locator('#cluster-section:not([hidden])').waitFor();
   return page;
 }

@@ -26,12 +26,14 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { createConnection, type Socket } from 'node:net';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { spliceUnavailable } from '../../src/sys/splice.js';
 import { freeUdpPort } from '../tpo/gateway-helpers.js';
 import { portOf, receiver, sendSeq, type Receiver } from '../fanout/fanout-helpers.js';
 import { startServe, type Serve } from './api-helpers.js';
+import { login, openPage } from './dashboard-page.js';
+import { startUpstream, type Upstream } from '../tcp/tcp-harness.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const OUTPUT_DIR = join(tmpdir(), 'sluice-test-output');
@@ -112,11 +114,11 @@ test('dashboard tcp-redirect cards and fan-out panel in Chromium against a real 
   const daemons: Serve[] = [];
   const sockets: Socket[] = [];
   const clients: Receiver[] = [];
-  let echo: { server: Server; port: number; close(): Promise<void> } | undefined;
+  let echo: Upstream | undefined;
   let browser: Browser | undefined;
   let trickle: ReturnType<typeof setInterval> | undefined;
   try {
-    echo = await echoServer();
+    echo = await startUpstream((s) => s.pipe(s));
     const inputPort = await freeUdpPort();
     const tcpFlow = `{ name: web, type: tcp-redirect, listen: "tcp://127.0.0.1:0", to: "tcp://127.0.0.1:${echo.port}", allow: 127.0.0.1, mode: userspace }`;
     const fanoutSection = ['fanout:', '  http: 127.0.0.1:0', `  inputs: ["cam=udp://127.0.0.1:${inputPort}"]`, `  interface: ${JSON.stringify(HOSTILE)}`];
@@ -310,41 +312,6 @@ async function startDaemon(dir: string, name: string, lines: string[]): Promise<
   const api = ['api:', '  listen: 127.0.0.1:0', `  tokenFile: ${tokenFile}`, `state: ${join(dir, `${name}.state.json`)}`];
   await writeFile(config, ['tier: portable', ...lines, ...api, ''].join('\n'));
   return startServe(config, ['--log-level', 'info'], tokenFile);
-}
-
-async function login(page: Page, node: Serve): Promise<void> {
-  page.setDefaultTimeout(30_000);
-  await page.goto(node.url.endsWith('/') ? node.url : `${node.url}/`);
-  await page.locator('#token-input').fill(node.token);
-  await page.locator('#token-form button[type=submit]').click();
-  await page.locator('#conn[data-state="open"]').waitFor();
-}
-
-async function openPage(browser: Browser, node: Serve, problems: string[]): Promise<Page> {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
-  page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
-  await login(page, node);
-  return page;
-}
-
-async function echoServer(): Promise<{ server: Server; port: number; close(): Promise<void> }> {
-  const open = new Set<Socket>();
-  const server = createServer((s) => {
-    open.add(s);
-    s.on('close', () => open.delete(s));
-    s.on('error', () => undefined);
-    s.pipe(s);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    server,
-    port: (server.address() as { port: number }).port,
-    close: () => {
-      for (const s of open) s.destroy();
-      return new Promise((r) => server.close(() => r()));
-    },
-  };
 }
 
 async function waitUntil(done: () => boolean, timeoutMs: number, describe: () => string): Promise<void> {

@@ -9,7 +9,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { createConnection } from 'node:net';
 import { once } from 'node:events';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,26 +18,7 @@ import { PolicyValidationError } from '../../src/errors.js';
 import { runCli } from '../../harness/process/cli.js';
 import { readEvents, startApi, startServe, tempDir } from './api-helpers.js';
 import { sockmapUnavailable } from '../../src/dataplane/tcp/sockmap-program.js';
-
-async function echoServer(): Promise<{ server: Server; port: number; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  const server = createServer((s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.on('error', () => undefined);
-    s.pipe(s);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    server,
-    port: (server.address() as { port: number }).port,
-    close: () => {
-      for (const s of sockets) s.destroy();
-      return new Promise((r) => server.close(() => r()));
-    },
-  };
-}
+import { startUpstream } from '../tcp/tcp-harness.js';
 
 /** Connects to `url` (tcp://127.0.0.1:PORT), writes `text`, ends, resolves with all it read back. */
 async function roundTrip(url: string, text: string): Promise<string> {
@@ -106,8 +87,8 @@ test('serve config: tcp-redirect entries taken out of flows and validated whole 
 test('sluice serve runs tcp-redirects from its config: relays, lists, counts, changes them over the API, follows SIGHUP, closes on stop', async (t) => {
   const dir = tempDir();
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const echoA = await echoServer();
-  const echoB = await echoServer();
+  const echoA = await startUpstream((s) => s.pipe(s));
+  const echoB = await startUpstream((s) => s.pipe(s));
   t.after(() => Promise.all([echoA.close(), echoB.close()]));
   const path = writeConfig(dir, [udp('u'), tcp('a', echoA.port), tcp('b', echoA.port, ', mode: userspace')]);
   const serve = await startServe(path);
@@ -243,7 +224,7 @@ const noSockmap = process.getuid?.() === 0 ? sockmapUnavailable() : 'needs root 
 test('sluice serve runs a sockmap tcp-redirect: relays, and its metrics say who moved the bytes', { skip: noSockmap }, async (t) => {
   const dir = tempDir();
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const echo = await echoServer();
+  const echo = await startUpstream((s) => s.pipe(s));
   t.after(() => echo.close());
   const serve = await startServe(writeConfig(dir, [udp('u'), tcp('s', echo.port, ', mode: sockmap')]));
   try {
@@ -275,7 +256,7 @@ test('sluice serve runs a sockmap tcp-redirect: relays, and its metrics say who 
 test('a tcp-redirect created over the API is in the state file and comes back after a restart; its events are flowadded / flowchanged / flowremoved', async (t) => {
   const dir = tempDir();
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const echo = await echoServer();
+  const echo = await startUpstream((s) => s.pipe(s));
   t.after(() => echo.close());
   const config = ['tier: portable', 'flows:', tcp('conf', echo.port)].join('\n');
   const first = await startApi({ dir, config });
@@ -343,7 +324,7 @@ test('a tcp-redirect created over the API is in the state file and comes back af
 test('a state file written before tcp-redirects were kept in it leaves them to the config file', async (t) => {
   const dir = tempDir();
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const echo = await echoServer();
+  const echo = await startUpstream((s) => s.pipe(s));
   t.after(() => echo.close());
   writeFileSync(join(dir, 'serve.state.json'), JSON.stringify({ version: 1, writtenAt: new Date().toISOString(), flows: [], tpo: {} }));
   const api = await startApi({ dir, config: ['tier: portable', 'state: ./serve.state.json', 'flows:', tcp('conf', echo.port)].join('\n') });
