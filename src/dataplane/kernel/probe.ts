@@ -11,7 +11,7 @@ import { closeFd, mapCreate, BPF_MAP_TYPE } from '../../sys/bpf.js';
 import { ffiAvailable } from '../../sys/probe.js';
 import { readObject } from './program.js';
 import { chooseHooks } from './attach.js';
-import { CHUNK, MAX_SUBS } from './layout.js';
+import { CHUNK, MAX_SUBS, RESUME_RUN } from './layout.js';
 import { SUGGESTED_BACKLOG, readBacklogSetting, readSoftnetStat } from './softnet.js';
 import { leftoverTuning } from './host-tuning.js';
 import { driverOf } from './xdp.js';
@@ -37,7 +37,7 @@ function privilegeProblem(): string | undefined {
 
 /** What the program holds, for notes and `sluice doctor`. */
 export function programNote(insns: number): string {
-  return `program: ${insns} instructions; up to ${MAX_SUBS} subscribers per flow in the kernel (${CHUNK} per run, continued by tail call), the rest spilled to the batched tier`;
+  return `program: ${insns} instructions; up to ${MAX_SUBS} subscribers per flow in the kernel (next hops resolved ${CHUNK} per run, by tail call; copies at an interface's input ${RESUME_RUN} per run, the datagram going back through the input queue between runs), the rest spilled to the batched tier`;
 }
 
 /**
@@ -55,7 +55,7 @@ export function backlogNotes(): string[] {
   const leftover = leftoverTuning();
   return [
     // Not visible in a network namespace other than the initial one (the sysctl is global).
-    `net.core.netdev_max_backlog=${v ?? '?'}: every copy to a local or veth subscriber waits there until the datagram's copies are made; raise it (e.g. ${SUGGESTED_BACKLOG}, or run with --tune-host) for fan-outs of hundreds with bursts; ${drops}`,
+    `net.core.netdev_max_backlog=${v ?? '?'}: copies to local or veth subscribers wait there (from the network: ${RESUME_RUN + 1} places per waiting datagram; from local senders: all its copies); raise it (e.g. ${SUGGESTED_BACKLOG}, or run with --tune-host) for fan-outs of hundreds with bursts; ${drops}`,
     ...(leftover ? [leftover] : []),
   ];
 }
