@@ -91,8 +91,8 @@ test('rate control: startup finds the bottleneck, then probes around it', () => 
   assert.ok(Math.abs(bw - link) / link < 0.05, `bandwidth estimate ${bw} for a ${link} link`);
   const late = rates.slice(-16);
   assert.ok(Math.max(...late) <= link * 1.3 && Math.min(...late) >= link * 0.7, `pacing ${Math.min(...late)}..${Math.max(...late)}`);
-  // Window: 2 x BDP while probing, one BDP and 10 ms of queue otherwise (next tests).
-  const want = rc.gain > 1 ? (2 * link * 100) / 1000 : (link * 110) / 1000;
+  // Window: 2 x BDP while probing, one BDP and 5 ms of queue otherwise (next tests).
+  const want = rc.gain > 1 ? (2 * link * 100) / 1000 : (link * 105) / 1000;
   assert.ok(Math.abs(rc.windowBytes - want) / want < 0.06);
 });
 
@@ -204,12 +204,17 @@ test("rate control: the window holds the receiver's ack batch beyond gain × BDP
   const loop = new RateControl({ ackAllowanceBytes: batch, minWindowBytes: 5400 });
   drive(loop, 500_000, 0, 40, 0.2);
   assert.equal(loop.phase, 'probe');
-  assert.equal(loop.windowBytes, 5400 + batch, 'the minimum window and the ack batch on top');
-  // On a long path the allowance is a small addition to gain x BDP (2 x BDP while probing, BDP + 10 ms otherwise).
+  // The allowance: both batches (the one held, the one whose ack is on its way) less what the BDP covers.
+  const loopBdp = (loop.bandwidthBps * 0.2) / 1000;
+  assert.ok(loopBdp < batch / 2);
+  assert.ok(Math.abs(loop.windowBytes - (5400 + batch - loopBdp)) < 1e-6, `the minimum window and the ack batches on top: ${loop.windowBytes}`);
+  // On a long path (BDP above a batch) the allowance is the one batch the receiver holds: the BDP covers the
+  // batch whose ack is on its way (counting it again was a queue of 1.8 ms at 50 Mbit/s). Gain x BDP:
+  // 2 x BDP while probing, BDP + 5 ms otherwise.
   const wan = new RateControl({ ackAllowanceBytes: batch });
   drive(wan, 6_250_000, 0, 40);
-  const base = wan.gain > 1 ? (2 * wan.bandwidthBps * 100) / 1000 : (wan.bandwidthBps * 110) / 1000;
-  assert.ok(Math.abs(wan.windowBytes - base - batch) < 1, `window ${wan.windowBytes} = ${base} + ${batch}`);
+  const base = wan.gain > 1 ? (2 * wan.bandwidthBps * 100) / 1000 : (wan.bandwidthBps * 105) / 1000;
+  assert.ok(Math.abs(wan.windowBytes - base - batch / 2) < 1, `window ${wan.windowBytes} = ${base} + ${batch / 2}`);
 });
 
 test('rate control: a run of delayed RTT samples while deliveries still grow (a busy host) does not end startup', () => {
@@ -303,7 +308,7 @@ test('rate control: a queue of a few ms that stands (the estimate a little above
   assert.ok(late[50]! <= 10, `median queue ${late[50]} ms`);
 });
 
-test('rate control: outside the probe round the window holds at most 10 ms of queue beyond one BDP (2 x BDP on short paths)', () => {
+test('rate control: outside the probe round the window holds at most 5 ms of queue beyond one BDP (2 x BDP on short paths)', () => {
   const link = 6_250_000;
   const rc = new RateControl();
   drive(rc, link, 0, 40);
@@ -316,23 +321,58 @@ test('rate control: outside the probe round the window holds at most 10 ms of qu
       assert.ok(Math.abs(rc.windowBytes - (2 * bw * 100) / 1000) < 1, 'probing: 2 x BDP');
     } else {
       sawCruise = true;
-      assert.ok(Math.abs(rc.windowBytes - (bw * 110) / 1000) < 1, `gain ${rc.gain}: BDP + 10 ms`);
+      assert.ok(Math.abs(rc.windowBytes - (bw * 105) / 1000) < 1, `gain ${rc.gain}: BDP + 5 ms`);
     }
     drive(rc, link, 0, 1);
   }
   assert.ok(sawProbe && sawCruise);
   const short = new RateControl();
-  drive(short, 25_000_000, 0, 40, 8);
-  assert.ok(Math.abs(short.windowBytes - (2 * short.bandwidthBps * 8) / 1000) < 1, 'an 8 ms path: 2 x BDP whatever the gain');
+  drive(short, 25_000_000, 0, 40, 4);
+  assert.ok(Math.abs(short.windowBytes - (2 * short.bandwidthBps * 4) / 1000) < 1, 'a 4 ms path: 2 x BDP whatever the gain');
+  const ten = new RateControl();
+  drive(ten, 25_000_000, 0, 40, 10);
+  const tenWant = ten.gain > 1 ? (2 * ten.bandwidthBps * 10) / 1000 : (ten.bandwidthBps * 15) / 1000;
+  assert.ok(Math.abs(ten.windowBytes - tenWant) < 1, `a 10 ms path, gain ${ten.gain}: BDP + 5 ms outside the probe`);
 });
 
-test('rate control: on a path with random loss the window stays 2 x BDP outside the probe round (the 10 ms cap cost bulk goodput there)', () => {
+test('rate control: on a path with random loss the window holds the same 5 ms of queue outside the probe round', () => {
+  // Issue 18: without the cap at 1 % loss a 12-26 ms queue stood and request/response took 118-131 ms
+  // against direct BBR's 101.
   const rc = new RateControl();
   drive(rc, 6_250_000, 0.01, 60);
   for (let i = 0; i < 8; i++) {
-    assert.ok(Math.abs(rc.windowBytes - (2 * rc.bandwidthBps * 100) / 1000) < 1, `gain ${rc.gain}`);
+    const bw = rc.bandwidthBps;
+    const want = rc.gain > 1 ? (2 * bw * 100) / 1000 : (bw * 105) / 1000;
+    assert.ok(Math.abs(rc.windowBytes - want) < 1, `gain ${rc.gain}`);
     drive(rc, 6_250_000, 0.01, 1);
   }
+});
+
+test('rate control: the cycle’s drain (gain 0.75) ends once what is in flight fits one BDP, and the round’s end does not skip a cruising round', () => {
+  const rc = new RateControl();
+  drive(rc, 6_250_000, 0, 40);
+  // Go round the cycle to its drain.
+  let guard = 0;
+  while (rc.gain >= 1 && guard++ < 20) drive(rc, 6_250_000, 0, 1);
+  assert.equal(rc.gain, 0.75);
+  const bdp = (rc.bandwidthBps * 100) / 1000;
+  rc.onAcked(bdp * 1.2);
+  assert.equal(rc.gain, 0.75, 'a queue is still in flight: the drain goes on');
+  rc.onAcked(bdp * 0.99);
+  assert.equal(rc.gain, 1, 'drained: cruising at once');
+  rc.onAcked(bdp * 0.5);
+  assert.equal(rc.gain, 1);
+  // The round ends: the cycle does not move again, so six cruising rounds follow before the next probe.
+  const gains: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    drive(rc, 6_250_000, 0, 1);
+    gains.push(rc.gain);
+  }
+  assert.deepEqual(gains, [1, 1, 1, 1, 1, 1, 1.25]);
+  // Outside the drain an ack changes nothing.
+  const before = rc.gain;
+  rc.onAcked(0);
+  assert.equal(rc.gain, before);
 });
 
 test('rate control: the window covers the host delay (the peer’s ack delay plus this side’s wait) at the estimated rate, the mean per round, capped', () => {

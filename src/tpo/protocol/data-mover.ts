@@ -508,6 +508,7 @@ export class DataMover extends EventEmitter {
     }
     for (let i = 0; i < ack.bitmap.length * 8; i++) if (ack.bitmap[i >> 3]! & (1 << (i & 7))) this.#unacked.delete(ack.cumulative + 1 + i);
     this.#loss.detectLoss(now);
+    this.rate.onAcked(this.#loss.bytesInFlight);
     if (this.#loss.largestAcked >= this.#roundEndPhysical) {
       this.rate.onRoundEnd(this.#loss.bytesInFlight, this.#roundRtt, this.#roundMaxRtt || Infinity, now);
       this.#roundEndPhysical = this.#nextPhysical;
