@@ -218,8 +218,7 @@ export class RateControl {
     // Before any measurement: the initial window alone (10 datagrams, more than an ack batch), as before.
     if (!(bw > 0) || !Number.isFinite(this.#minRttMs)) return this.#startWindow;
     const bdp = (bw * this.#minRttMs) / 1000;
-    // On lossy paths too: the cap once cost bulk goodput there (1 % loss at 50 Mbit/s, 100 ms: 35.7 Mbit/s against
-    // 41), which the drain's idle tail (onAcked) and the window's ack allowance no longer do (44.2-44.4 against 44.1).
+    // On lossy paths too (it cost goodput there only with the drain's idle tail and the second ack batch; see CRUISE_QUEUE_MS).
     const cruising = this.#phase === 'probe' && this.gain <= 1;
     const window =
       this.#phase === 'startup' ? STARTUP_GAIN * bdp : cruising ? Math.min(CWND_GAIN * bdp, (bw * (this.#minRttMs + CRUISE_QUEUE_MS)) / 1000) : CWND_GAIN * bdp;
@@ -248,9 +247,10 @@ export class RateControl {
     if (!appLimited) this.#roundPathSample = true;
   }
 
-  /** After an ack: the gain cycle's drain ends once what is in flight fits one BDP (gain-cycle.ts). */
+  /** After an ack: the gain cycle's drain ends once what is in flight fits one BDP (gain-cycle.ts); outside it, nothing is computed. */
   onAcked(bytesInFlight: number): void {
-    if (this.#phase === 'probe' && Number.isFinite(this.#minRttMs)) this.#cycle.onAcked(bytesInFlight, (this.bandwidthBps * this.#minRttMs) / 1000);
+    const rtt = this.#minRttMs;
+    if (this.#phase === 'probe' && this.gain < 1 && Number.isFinite(rtt)) this.#cycle.onAcked(bytesInFlight, (this.bandwidthBps * rtt) / 1000);
   }
 
   /** A host delay sample (host-delay.ts): the window covers it beyond gain × BDP. */
