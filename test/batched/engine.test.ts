@@ -160,6 +160,29 @@ describe('batched engine', { skip: probe.available ? undefined : `batched tier u
     );
   }
 
+  test('an update leaves what the socket already holds under the old plan: a removed subscriber gets everything sent before', async () => {
+    const [a, b] = await Promise.all([receiver(), receiver()]);
+    const src = await openSender();
+    cleanups.push(() => src.close());
+    // A flow that holds a datagram is not read until its hold deadline:
+    // what arrives meanwhile waits in the socket buffer. The long hold
+    // makes that window certain; the update comes inside it.
+    const plane = await BatchedPlane.start({ batchHoldMs: 5000 });
+    cleanups.push(() => plane.close());
+    const { listen } = await plane.addFlow('upd', plan([a!, b!], 'upd'));
+    await src.send(seqDatagram(0), listen.port, '127.0.0.1');
+    while (plane.flowStats('upd')!.packetsIn < 1) await new Promise((r) => setTimeout(r, 5));
+    for (let seq = 1; seq < 20; seq++) await src.send(seqDatagram(seq), listen.port, '127.0.0.1');
+    await plane.updateFlow('upd', plan([a!], 'upd'));
+    const st = plane.flowStats('upd')!;
+    assert.equal(st.packetsIn, 20, 'the update did not read what was queued before it');
+    await b!.waitFor(20);
+    await a!.waitFor(20);
+    assert.deepEqual(b!.received.map(seqOf), range(20));
+    assert.deepEqual(a!.received.map(seqOf), range(20));
+    await plane.removeFlow('upd');
+  });
+
   test('a lone datagram waits about the hold time, not longer', async () => {
     const [r] = await Promise.all([receiver()]);
     const src = await openSender();

@@ -22,6 +22,11 @@ import type { BatchedNotifications, BatchedRequests, EngineOptions, WorkerData }
 const MAX_WAIT_NS = 100_000_000;
 /** recvmmsg calls per ready socket per loop turn: a busy flow cannot starve the others. */
 const ROUNDS_PER_TURN = 4;
+/**
+ * recvmmsg calls an update may spend reading what its flow's socket already
+ * holds: bounded, so a flood cannot hold a policy change back for long.
+ */
+const ROUNDS_BEFORE_UPDATE = 64;
 /** Time one flush may spend waiting for a full socket buffer before dropping (queueFull). */
 const SEND_RETRY_BUDGET_NS = 2_000_000;
 
@@ -144,9 +149,9 @@ export class BatchedEngine {
     }
   }
 
-  #drain(flow: EngineFlow): void {
+  #drain(flow: EngineFlow, rounds = ROUNDS_PER_TURN): void {
     try {
-      for (let r = 0; r < ROUNDS_PER_TURN; r++) {
+      for (let r = 0; r < rounds; r++) {
         if (this.#ring.freeSlots < this.#options.batch) this.#flushAll();
         const full = flow.receive(this.#ring);
         if (full) this.#flush(flow);
@@ -211,9 +216,15 @@ export class BatchedEngine {
     },
     update: (req) => {
       const flow = this.#need(req.flow);
-      // Held datagrams arrived under the old plan and leave under it.
-      this.#flush(flow);
       const join = req.join;
+      // Datagrams the host took in before the change leave under the old
+      // plan: those held, and (except for a join, which is placed exactly at
+      // a counter's count) those still waiting in the socket, as a flow that
+      // holds a batch is not read until its deadline. Otherwise a subscriber
+      // removed under traffic would miss up to a hold time of datagrams sent
+      // before its removal.
+      if (!join) this.#drain(flow, ROUNDS_BEFORE_UPDATE);
+      this.#flush(flow);
       const count = join ? (req.destinations[join.counter]?.counters[D.packetsOut] ?? 0) : 0;
       if (join && count !== join.after && !join.force) return { fds: flow.fds(), applied: false, count };
       flow.update(req.plan, req.destinations);
