@@ -80,6 +80,23 @@ export class Fanout {
     return new Fanout(await FanoutEngine.start(fanoutSpec(o)));
   }
 
+  /**
+   * Brings a running fan-out to `o` without a restart when only its
+   * `inputs` and `allow` differ: streams of inputs still allowed go on,
+   * streams of inputs taken out end (counted as `removed`). Validates
+   * first (PolicyValidationError; nothing changes). Returns false, changing
+   * nothing, when the listeners, interface or limits differ: those need a
+   * new Fanout.
+   */
+  update(o: FanoutOptions): boolean {
+    const next = fanoutSpec(o);
+    const now = this.#engine.spec;
+    const front = (s: FanoutSpec) => JSON.stringify([s.http, s.tcp.map((t) => [t.listen, t.input.key]), s.interface ?? null, s.limits]);
+    if (front(next) !== front(now)) return false;
+    this.#engine.setInputs(next.inputs, next.allow);
+    return true;
+  }
+
   /** `HOST:PORT` of the HTTP front (the port the OS chose for 0). */
   get http(): string | undefined {
     return this.#engine.httpAddress;

@@ -2,12 +2,21 @@
  * The daemon's live fan-out (the serve config's `fanout:`, docs/FANOUT.md):
  * one Fanout started with the service, brought to the file on SIGHUP
  * (started, stopped, or restarted when its settings changed; an unchanged
- * one keeps its clients), closed with the service. Its counters live in
+ * one keeps its clients, and one whose inputs or allow rules alone changed
+ * is updated in place), closed with the service. Named inputs can also be
+ * added and removed over the API (`PUT`/`DELETE /v1/fanout/inputs/NAME`:
+ * withInput, withoutInput). Its counters live in
  * the fan-out thread: `status()` asks it, and the metrics read the last
  * answer, refreshed before each scrape (`refresh()`).
  */
 import { Fanout, type FanoutStats } from '../index.js';
 import type { ServeFanoutConfig } from '../policy/serve-config.js';
+import { parseInput } from '../dataplane/fanout/config.js';
+import { PolicyValidationError } from '../errors.js';
+import { ServiceError } from './service-error.js';
+
+const INPUT_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+const NO_FANOUT = "no fan-out: the config file has no 'fanout:' section";
 
 /** `GET /v1/fanout`. */
 export interface FanoutView {
@@ -20,7 +29,8 @@ export interface FanoutView {
   readonly stats: FanoutStats;
 }
 
-export type FanoutChange = 'started' | 'stopped' | 'restarted' | 'unchanged';
+/** `updated`: only inputs or allow rules changed, applied in place (streams of inputs still allowed go on). */
+export type FanoutChange = 'started' | 'stopped' | 'restarted' | 'updated' | 'unchanged';
 
 export class ServeFanout {
   #fanout: Fanout | undefined;
@@ -34,6 +44,10 @@ export class ServeFanout {
   /** Brings the fan-out to `config` (none: stopped). A restart that cannot start the new one starts the old again and throws. */
   async apply(config: ServeFanoutConfig | undefined): Promise<FanoutChange> {
     if (JSON.stringify(config) === JSON.stringify(this.#config)) return 'unchanged';
+    if (config && this.#fanout && !this.#fanout.failure && this.#fanout.update(config)) {
+      this.#config = config;
+      return 'updated';
+    }
     const old = this.#config;
     const had = this.#fanout !== undefined;
     await this.close();
@@ -49,6 +63,42 @@ export class ServeFanout {
       throw err;
     }
     return had ? 'restarted' : 'started';
+  }
+
+  /** The config in force; undefined with no fan-out. */
+  get config(): ServeFanoutConfig | undefined {
+    return this.#fanout ? this.#config : undefined;
+  }
+
+  /**
+   * `PUT /v1/fanout/inputs/NAME`: adds input `name` (`GET /NAME`), or
+   * points it at another URL; streams of the old URL end unless it stays
+   * allowed. Returns whether the name is new.
+   */
+  async putInput(name: string, body: unknown): Promise<boolean> {
+    const config = this.config;
+    if (!config) throw new ServiceError('not_found', NO_FANOUT);
+    if (!INPUT_NAME.test(name)) throw new ServiceError('invalid_request', `input name '${name}': 1-64 of A-Z a-z 0-9 _ . -`);
+    const given = body as { input?: unknown } | undefined;
+    const keys = typeof given === 'object' && given !== null && !Array.isArray(given) ? Object.keys(given) : undefined;
+    if (!keys || typeof given!.input !== 'string' || keys.some((k) => k !== 'input')) {
+      throw new ServiceError('invalid_request', 'expected {"input": "udp://GROUP:PORT"} (or rtp://)');
+    }
+    const url = given!.input.trim();
+    const parsed = url.length > 400 ? 'longer than 400 characters' : parseInput(url);
+    if (typeof parsed === 'string') throw new PolicyValidationError([{ path: 'input', message: parsed }], 'fan-out input');
+    const created = inputUrl(config, name) === undefined;
+    await this.apply(withInput(config, name, url));
+    return created;
+  }
+
+  /** `DELETE /v1/fanout/inputs/NAME`: its streams end (unless an allow rule still covers the URL). */
+  async removeInput(name: string): Promise<void> {
+    const config = this.config;
+    if (!config) throw new ServiceError('not_found', NO_FANOUT);
+    const next = withoutInput(config, name);
+    if (!next) throw new ServiceError('not_found', `the fan-out has no input named '${name}'`);
+    await this.apply(next);
   }
 
   async status(): Promise<FanoutView | undefined> {
@@ -82,4 +132,30 @@ export class ServeFanout {
     this.#last = undefined;
     if (f) await f.close();
   }
+}
+
+/** A named input's entry in a fan-out's `inputs`: `NAME=udp://…`. */
+function inputName(entry: string): string | undefined {
+  return /^([A-Za-z0-9_.-]{1,64})=/.exec(entry)?.[1];
+}
+
+/** `config` with input `name` set to `url` (replacing one of that name, else appended). */
+export function withInput(config: ServeFanoutConfig, name: string, url: string): ServeFanoutConfig {
+  const inputs = config.inputs ?? [];
+  const at = inputs.findIndex((e) => inputName(e) === name);
+  const entry = `${name}=${url}`;
+  return { ...config, inputs: at < 0 ? [...inputs, entry] : inputs.map((e, i) => (i === at ? entry : e)) };
+}
+
+/** `config` without input `name`; undefined when it has none of that name. */
+export function withoutInput(config: ServeFanoutConfig, name: string): ServeFanoutConfig | undefined {
+  const inputs = config.inputs ?? [];
+  if (!inputs.some((e) => inputName(e) === name)) return undefined;
+  return { ...config, inputs: inputs.filter((e) => inputName(e) !== name) };
+}
+
+/** The URL of input `name`, if the config has one. */
+export function inputUrl(config: ServeFanoutConfig, name: string): string | undefined {
+  const e = (config.inputs ?? []).find((x) => inputName(x) === name);
+  return e?.slice(name.length + 1);
 }

@@ -152,7 +152,8 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
       const swept = sluice.sweepUnclaimed();
       if (swept) log.info({ swept }, 'removed pinned flows of an earlier run that the flows no longer have');
       for (const t of config.tpo) await svc.#gateways.start(t.config, state?.tpo);
-      if ((await svc.#fanout.apply(config.fanout)) === 'started') svc.#logFanout();
+      // As for flows: the state file's fan-out (its inputs changed over the API) when it has one.
+      if ((await svc.#fanout.apply(state?.fanout ?? config.fanout)) === 'started') svc.#logFanout();
     } catch (err) {
       await svc.#shutdown().catch(() => undefined);
       throw err;
@@ -202,6 +203,24 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
     return this.#fanout.status();
   }
 
+  /** `PUT /v1/fanout/inputs/NAME` (ServeFanout.putInput): the fan-out's view after, and whether the name is new. */
+  putFanoutInput(name: string, body: unknown): Promise<{ created: boolean; view: FanoutView }> {
+    return this.#change(async () => {
+      const created = await this.#fanout.putInput(name, body);
+      this.#log.info({ input: name }, created ? 'fan-out input added' : 'fan-out input changed');
+      return { created, view: (await this.#fanout.status())! };
+    });
+  }
+
+  /** `DELETE /v1/fanout/inputs/NAME` (ServeFanout.removeInput): the fan-out's view after. */
+  deleteFanoutInput(name: string): Promise<FanoutView> {
+    return this.#change(async () => {
+      await this.#fanout.removeInput(name);
+      this.#log.info({ input: name }, 'fan-out input removed');
+      return (await this.#fanout.status())!;
+    });
+  }
+
   /** Asks the fan-out thread for its counters, for fanoutStats() (the metrics call it before each scrape). */
   refreshFanout(): Promise<void> {
     return this.#fanout.refresh();
@@ -245,7 +264,8 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
         .filter((f) => !isClusterFlow(f.name))
         .map((f) => policyJson(f.spec, f.name));
       const tcpFlows = this.#sluice.tcpFlows().map((r) => tcpPolicyJson(r.spec));
-      await writeStateFile(this.#config.state, { flows, tcpFlows, tpo: this.#gateways.state() });
+      const fanout = this.#fanout.config;
+      await writeStateFile(this.#config.state, { flows, tcpFlows, tpo: this.#gateways.state(), ...(fanout ? { fanout } : {}) });
     } catch (err) {
       const message = `cannot write the state file ${this.#config.state}: ${(err as Error).message}`;
       this.#log.error({ err }, message);
@@ -527,6 +547,7 @@ export class SluiceService extends TypedEmitter<ServiceEvents> {
       const gw = await this.#gateways.reload(next.tpo.map((t) => t.config));
       const fanout = await this.#fanout.apply(next.fanout);
       if (fanout === 'started' || fanout === 'restarted') this.#logFanout();
+      if (fanout === 'updated') this.#log.info('fan-out inputs updated');
       if (fanout === 'stopped') this.#log.info('fan-out stopped');
       this.#config = next;
       if (!this.#options.logLevelFixed) this.#log.level = next.log.level;

@@ -3,8 +3,9 @@
  * back as it stopped (docs/HTTP-API.md, "State"). Version 1 holds the
  * whole flow list as applied (UDP flows in `flows`, tcp-redirects in
  * `tcpFlows`: a file written before tcp-redirects could change over the
- * API has none, and then they come from the config file) and the TPO
- * gateways' run-time changes.
+ * API has none, and then they come from the config file), the TPO
+ * gateways' run-time changes and the fan-out's settings (`fanout`, with
+ * the inputs the API added; absent, it comes from the config file).
  *
  * Written atomically after every successful change: a temporary file in
  * the same directory, written and fsynced, renamed over the old one, and
@@ -22,6 +23,7 @@ import { flowPolicySchema } from '../policy/schema.js';
 import { tcpRedirectSchema, type TcpRedirectPolicy } from '../policy/tcp-redirect.js';
 import { describeIssue } from '../policy/validate.js';
 import { PolicyValidationError, type FlowPolicy } from '../index.js';
+import { serveFanoutSchema, type ServeFanoutConfig } from '../policy/serve-config.js';
 
 export const STATE_VERSION = 1;
 
@@ -47,6 +49,8 @@ export interface ServiceState {
   readonly tcpFlows?: readonly TcpRedirectPolicy[];
   /** By gateway name. */
   readonly tpo: Readonly<Record<string, TpoRuntimeState>>;
+  /** The fan-out as it ran (inputs added or removed over the API); absent without one, and in files of earlier versions. */
+  readonly fanout?: ServeFanoutConfig;
 }
 
 const tpoStateSchema = z.strictObject({
@@ -62,6 +66,7 @@ const stateSchema = z.strictObject({
   flows: z.array(flowPolicySchema),
   tcpFlows: z.array(tcpRedirectSchema).optional(),
   tpo: z.record(z.string(), tpoStateSchema).default({}),
+  fanout: serveFanoutSchema.optional(),
 });
 
 /**
@@ -110,6 +115,7 @@ export async function writeStateFile(path: string, state: Omit<ServiceState, 've
     flows: state.flows,
     ...(state.tcpFlows !== undefined ? { tcpFlows: state.tcpFlows } : {}),
     tpo: state.tpo,
+    ...(state.fanout ? { fanout: state.fanout } : {}),
   };
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);

@@ -168,3 +168,53 @@ test(
     }
   },
 );
+
+test(
+  'update() adds and removes named inputs in place: streams of kept inputs go on unbroken, streams of a removed one end (counted)',
+  { skip, timeout: 120_000 },
+  async () => {
+    const [p1, p2] = [await freeUdpPort(), await freeUdpPort()];
+    const base = { http: '127.0.0.1:0', limits: { flushMs: 2 } };
+    const f = await Fanout.start({ ...base, inputs: [`a=udp://127.0.0.1:${p1}`] });
+    try {
+      const port = portOf(f.http!);
+      const a = await receiver(port, { path: '/a' });
+      await clientsConnected(f, 1);
+      await sendSeq(p1, 0, 100);
+      const missing = await receiver(port, { path: '/b' });
+      await missing.closed;
+      assert.equal(missing.status(), 404, 'b is not an input yet');
+
+      assert.equal(f.update({ ...base, inputs: [`a=udp://127.0.0.1:${p1}`, `b=udp://127.0.0.1:${p2}`] }), true);
+      assert.equal(f.http, `127.0.0.1:${port}`, 'the front kept its port');
+      const b = await receiver(port, { path: '/b' });
+      await clientsConnected(f, 2);
+      await sendSeq(p1, 100, 200);
+      await sendSeq(p2, 0, 50);
+      assert.ok(await waitFor(() => a.body().byteLength >= 200 * DATAGRAM && b.body().byteLength >= 50 * DATAGRAM, 10_000));
+      assert.deepEqual(sequences(a.body()), range(0, 200), "a's stream ran through the update");
+      assert.deepEqual(sequences(b.body()), range(0, 50));
+
+      // Refused, nothing changed: a bad input, and a change of limits (that needs a new Fanout).
+      assert.throws(() => f.update({ ...base, inputs: ['c=tcp://127.0.0.1:1'] }), /unsupported scheme/);
+      assert.equal(f.update({ ...base, limits: { flushMs: 3 }, inputs: [`b=udp://127.0.0.1:${p2}`] }), false);
+      assert.equal((await f.stats()).totals.clients, 2);
+
+      assert.equal(f.update({ ...base, inputs: [`b=udp://127.0.0.1:${p2}`] }), true);
+      await a.closed;
+      assert.deepEqual(sequences(a.body()), range(0, 200), 'the removed stream ended after whole datagrams');
+      const s = await f.stats();
+      assert.equal(s.totals.ended.removed, 1);
+      assert.equal(s.totals.clients, 1);
+      await sendSeq(p2, 50, 80);
+      assert.ok(await waitFor(() => b.body().byteLength >= 80 * DATAGRAM, 10_000));
+      assert.deepEqual(sequences(b.body()), range(0, 80), "b's stream went on");
+      const gone = await receiver(port, { path: '/a' });
+      await gone.closed;
+      assert.equal(gone.status(), 404, 'a is no longer an input');
+      b.socket.destroy();
+    } finally {
+      await f.close();
+    }
+  },
+);

@@ -2,11 +2,13 @@
  * `fanout:` in the serve config: the daemon (a real child process) runs a
  * live fan-out; a real HTTP client gets an input's datagrams; its status at
  * GET /v1/fanout, its metrics; SIGHUP stops it when the section goes; a
- * bad section is refused with its path.
+ * bad section is refused with its path. Named inputs added and removed
+ * over the API (PUT/DELETE /v1/fanout/inputs/NAME) without a restart, kept
+ * in the state file across one, and given back to the file by SIGHUP.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spliceUnavailable } from '../../src/sys/splice.js';
 import { resolveServeConfig } from '../../src/server/config-file.js';
@@ -70,3 +72,61 @@ test('sluice serve runs the fanout: section: a client gets the stream, GET /v1/f
     assert.equal(await serve.stop(), 0);
   }
 });
+
+test(
+  'fan-out inputs over the API: PUT adds or repoints a name, DELETE ends its streams; kept across a restart; SIGHUP gives the file back',
+  { skip, timeout: 180_000 },
+  async (t) => {
+    const dir = tempDir();
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const [p1, p2] = [await freeUdpPort(), await freeUdpPort()];
+    const path = writeConfig(dir, ['fanout:', '  http: 127.0.0.1:0', `  inputs: ["cam=udp://127.0.0.1:${p1}"]`]);
+    let serve = await startServe(path);
+    try {
+      const front = portOf((await serve.call('GET', '/v1/fanout')).body.http);
+      const cam = await receiver(front, { path: '/cam' });
+      t.after(() => cam.socket.destroy());
+      assert.ok(await waitFor(async () => (await serve.call('GET', '/v1/fanout')).body.stats.totals.clients === 1, 10_000));
+
+      // Refusals: each with its status and code, nothing changed.
+      const bad = await serve.call('PUT', '/v1/fanout/inputs/news', { input: 'tcp://127.0.0.1:1' });
+      assert.equal(bad.status, 400);
+      assert.equal(bad.body.error.code, 'invalid_policy');
+      assert.equal((await serve.call('PUT', '/v1/fanout/inputs/news', { url: 'udp://127.0.0.1:1' })).body.error.code, 'invalid_request');
+      assert.equal((await serve.call('PUT', '/v1/fanout/inputs/a%20b', { input: 'udp://127.0.0.1:1' })).body.error.code, 'invalid_request');
+      assert.equal((await serve.call('DELETE', '/v1/fanout/inputs/news')).status, 404);
+
+      const added = await serve.call('PUT', '/v1/fanout/inputs/news', { input: `udp://127.0.0.1:${p2}` });
+      assert.equal(added.status, 201);
+      assert.deepEqual(added.body.config.inputs, [`cam=udp://127.0.0.1:${p1}`, `news=udp://127.0.0.1:${p2}`]);
+      assert.equal(portOf(added.body.http), front, 'same front, no restart');
+      assert.equal(added.body.stats.totals.clients, 1, "cam's client kept");
+      assert.equal((await serve.call('PUT', '/v1/fanout/inputs/news', { input: `udp://127.0.0.1:${p2}` })).status, 200);
+      const news = await receiver(front, { path: '/news' });
+      t.after(() => news.socket.destroy());
+      await sendSeq(p1, 0, 30);
+      await sendSeq(p2, 0, 30);
+      assert.ok(await waitFor(() => cam.body().byteLength >= 30 * DATAGRAM && news.body().byteLength >= 30 * DATAGRAM, 10_000));
+      const state = JSON.parse(readFileSync(join(dir, 'serve.state.json'), 'utf8'));
+      assert.deepEqual(state.fanout.inputs, [`cam=udp://127.0.0.1:${p1}`, `news=udp://127.0.0.1:${p2}`]);
+
+      const removed = await serve.call('DELETE', '/v1/fanout/inputs/cam');
+      assert.equal(removed.status, 200);
+      await cam.closed;
+      assert.ok(await waitFor(async () => (await serve.call('GET', '/v1/fanout')).body.stats.totals.ended.removed === 1, 10_000));
+      assert.equal((await serve.call('GET', '/v1/fanout')).body.stats.totals.clients, 1, "news's client kept");
+      assert.equal(await serve.stop(), 0);
+
+      // Restarted on the same config and state file: the API's inputs, not the file's.
+      serve = await startServe(path);
+      assert.deepEqual((await serve.call('GET', '/v1/fanout')).body.config.inputs, [`news=udp://127.0.0.1:${p2}`]);
+      // SIGHUP: the file wins again.
+      serve.child.kill('SIGHUP');
+      const reloaded = await serve.waitForLog((x) => /^reloaded/.test(x.msg ?? ''));
+      assert.equal(reloaded.fanout, 'updated');
+      assert.deepEqual((await serve.call('GET', '/v1/fanout')).body.config.inputs, [`cam=udp://127.0.0.1:${p1}`]);
+    } finally {
+      assert.equal(await serve.stop(), 0);
+    }
+  },
+);

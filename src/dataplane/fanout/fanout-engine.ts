@@ -64,14 +64,16 @@ function listenText(s: Server): string {
 }
 
 export class FanoutEngine {
-  readonly spec: FanoutSpec;
+  #spec: FanoutSpec;
   readonly #servers: Server[] = [];
   #http: Server | undefined;
   readonly #worker: Worker;
   readonly #waker = new Waker();
-  readonly #allowed: (input: FanoutInput) => boolean;
-  readonly #byName: Map<string, FanoutInput>;
+  #allowed: (input: FanoutInput) => boolean;
+  #byName: Map<string, FanoutInput>;
   readonly #open = new Map<number, Socket>();
+  /** Each open stream's input, to end those an update takes away. */
+  readonly #inputOf = new Map<number, FanoutInput>();
   readonly #pending = new Set<Socket>();
   readonly #statsWaiters = new Map<number, (s: LoopStats) => void>();
   readonly #front: FrontCounters = {
@@ -86,7 +88,7 @@ export class FanoutEngine {
   failure: Error | undefined;
 
   private constructor(spec: FanoutSpec) {
-    this.spec = spec;
+    this.#spec = spec;
     this.#allowed = createInputMatcher(spec.inputs, spec.allow);
     this.#byName = new Map(spec.inputs.filter((i) => i.name).map((i) => [i.name!, i]));
     this.#worker = spawnWorker({
@@ -114,6 +116,7 @@ export class FanoutEngine {
       this.failure = new EngineFailedError('the fan-out thread', err.message, { cause: err });
       for (const s of this.#open.values()) s.destroy();
       this.#open.clear();
+      this.#inputOf.clear();
     });
   }
 
@@ -133,6 +136,30 @@ export class FanoutEngine {
       throw err;
     }
     return engine;
+  }
+
+  get spec(): FanoutSpec {
+    return this.#spec;
+  }
+
+  /**
+   * Replaces the inputs and allow rules while everything runs (the
+   * listeners, the thread and the streams of inputs still allowed stay as
+   * they are). Streams of inputs no longer allowed end (`removed`); the
+   * TCP listeners' inputs stay allowed whatever the list says. Returns how
+   * many streams were told to end.
+   */
+  setInputs(inputs: readonly FanoutInput[], allow: readonly AllowRule[]): number {
+    const all = [...inputs];
+    for (const t of this.#spec.tcp) if (!all.some((i) => i.key === t.input.key)) all.push(t.input);
+    this.#spec = { ...this.#spec, inputs: all, allow };
+    this.#allowed = createInputMatcher(all, allow);
+    this.#byName = new Map(all.filter((i) => i.name).map((i) => [i.name!, i]));
+    const gone = [...this.#inputOf].filter(([, input]) => !this.#allowed(input)).map(([id]) => id);
+    if (gone.length > 0 && !this.failure && !this.#closing) {
+      this.#post({ op: 'end', ids: gone, reason: 'removed', error: 'the input was removed from the configuration' });
+    }
+    return gone.length;
   }
 
   /** `HOST:PORT` of the HTTP front, and of each TCP listener (in spec order). */
@@ -160,7 +187,7 @@ export class FanoutEngine {
   }
 
   #onTcp(s: Socket, input: FanoutInput): void {
-    if (this.#open.size >= this.spec.limits.maxClients) {
+    if (this.#open.size >= this.#spec.limits.maxClients) {
       this.#front.refused.overLimit++;
       s.resetAndDestroy();
       return;
@@ -169,7 +196,7 @@ export class FanoutEngine {
   }
 
   #onHttp(s: Socket): void {
-    const l = this.spec.limits;
+    const l = this.#spec.limits;
     if (this.#pending.size >= l.maxPending) {
       this.#front.refused.pendingLimit++;
       s.resetAndDestroy();
@@ -236,9 +263,9 @@ export class FanoutEngine {
       return this.#reply(s, 403, `${input.key} is not an input this server may join (configure it or allow it)\n`);
     }
     if (h.method === 'HEAD') return this.#reply(s, 200, '', 'application/octet-stream');
-    if (this.#open.size >= this.spec.limits.maxClients) {
+    if (this.#open.size >= this.#spec.limits.maxClients) {
       refused.overLimit++;
-      return this.#reply(s, 503, `at most ${this.spec.limits.maxClients} clients\n`);
+      return this.#reply(s, 503, `at most ${this.#spec.limits.maxClients} clients\n`);
     }
     this.#handover(s, input, 'http');
   }
@@ -261,6 +288,7 @@ export class FanoutEngine {
     }
     const id = this.#next++;
     this.#open.set(id, s);
+    this.#inputOf.set(id, input);
     this.#front.accepted++;
     const peer = `${unmapAddress(s.remoteAddress ?? '')}:${s.remotePort ?? 0}`;
     this.#post({
@@ -279,6 +307,7 @@ export class FanoutEngine {
     const s = this.#open.get(id);
     if (!s) return;
     this.#open.delete(id);
+    this.#inputOf.delete(id);
     s.destroy();
   }
 
@@ -310,6 +339,7 @@ export class FanoutEngine {
     await this.#stopped;
     for (const s of this.#open.values()) s.destroy();
     this.#open.clear();
+    this.#inputOf.clear();
     await this.#worker.terminate();
     this.#waker.close();
     await listening;
@@ -341,7 +371,7 @@ function emptyLoop(): LoopStats {
       bytesSent: 0,
       skippedChunks: 0,
       skippedBytes: 0,
-      ended: { closed: 0, dropped: 0, error: 0, 'input-failed': 0, stopped: 0 },
+      ended: { closed: 0, dropped: 0, error: 0, 'input-failed': 0, removed: 0, stopped: 0 },
       datagrams: 0,
     },
     inputs: [],

@@ -26,7 +26,8 @@ import { FanClient, type ClientStats } from './client.js';
 
 const RECEIVE_BUFFER = 4 << 20;
 
-export type EndReason = 'closed' | 'dropped' | 'error' | 'input-failed' | 'stopped';
+/** Why a client's stream ended; `removed`: its input was taken out of the configuration (Fanout.update). */
+export type EndReason = 'closed' | 'dropped' | 'error' | 'input-failed' | 'removed' | 'stopped';
 
 export type FanoutRequest =
   | {
@@ -41,6 +42,8 @@ export type FanoutRequest =
       readonly failure: string;
     }
   | { readonly op: 'stats'; readonly req: number }
+  /** Ends these clients (ids already ended are ignored). */
+  | { readonly op: 'end'; readonly ids: readonly number[]; readonly reason: EndReason; readonly error: string }
   | { readonly op: 'stop' };
 
 export interface LoopTotals {
@@ -80,7 +83,7 @@ export class FanoutLoop {
   readonly #receive: () => FanoutRequest | undefined;
   readonly #notify: (n: FanoutNotice) => void;
   readonly #devNull = openSync('/dev/null', 'w');
-  readonly #ended: Record<EndReason, number> = { closed: 0, dropped: 0, error: 0, 'input-failed': 0, stopped: 0 };
+  readonly #ended: Record<EndReason, number> = { closed: 0, dropped: 0, error: 0, 'input-failed': 0, removed: 0, stopped: 0 };
   #endedBytes = 0;
   #endedSkippedChunks = 0;
   #endedSkippedBytes = 0;
@@ -162,7 +165,12 @@ export class FanoutLoop {
     for (let r = this.#receive(); r; r = this.#receive()) {
       if (r.op === 'stop') return false;
       if (r.op === 'stats') this.#notify({ op: 'stats', req: r.req, stats: this.stats() });
-      else this.#add(r);
+      else if (r.op === 'end') {
+        for (const id of r.ids) {
+          const o = this.#clients.get(id);
+          if (o) this.#end(o.c, r.reason, r.error);
+        }
+      } else this.#add(r);
     }
     return true;
   }

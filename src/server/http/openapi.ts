@@ -77,6 +77,26 @@ export function buildOpenApi(version: string): Json {
           responses: { '200': ok('the fan-out', { type: 'object' }), '404': err('not_found') },
         },
       },
+      '/v1/fanout/inputs/{name}': {
+        parameters: [{ ...nameParam, description: 'the input name (GET /NAME on the fan-out front)' }],
+        put: {
+          summary: 'add a named input, or point it at another URL; only streams of an input no longer allowed end',
+          requestBody: {
+            required: true,
+            content: json({
+              type: 'object',
+              required: ['input'],
+              additionalProperties: false,
+              properties: { input: { type: 'string', description: 'udp://GROUP:PORT or rtp://GROUP:PORT' } },
+            }),
+          },
+          responses: { '201': ok('added', { type: 'object' }), '200': ok('changed', { type: 'object' }), ...std, '404': err('not_found (no fan-out)') },
+        },
+        delete: {
+          summary: 'remove a named input; its streams end unless an allow rule still covers its URL',
+          responses: { '200': ok('the fan-out after', { type: 'object' }), '401': err('unauthorized'), '404': err('not_found') },
+        },
+      },
       '/v1/flows': {
         get: {
           summary: 'every flow (tcp-redirects last, type tcp-redirect: docs/HTTP-API.md)',

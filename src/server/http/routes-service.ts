@@ -1,6 +1,7 @@
 /**
  * The routes besides flows and TPO gateways: health, send jobs, the
- * fan-out's status, the event stream and the OpenAPI document.
+ * fan-out's status and named inputs, the event stream and the OpenAPI
+ * document.
  */
 import type { FastifyInstance } from 'fastify';
 import type { SluiceService } from '../service.js';
@@ -26,6 +27,13 @@ export function serviceRoutes(app: FastifyInstance, service: SluiceService, hub:
     if (!view) throw new ServiceError('not_found', "no fan-out: the config file has no 'fanout:' section");
     return view;
   });
+
+  // Named inputs (`GET /NAME` on the fan-out's front) added, repointed or removed at run time.
+  app.put<{ Params: { name: string } }>('/v1/fanout/inputs/:name', async (req, reply) => {
+    const { created, view } = await service.putFanoutInput(req.params.name, req.body);
+    return reply.code(created ? 201 : 200).send(view);
+  });
+  app.delete<{ Params: { name: string } }>('/v1/fanout/inputs/:name', async (req) => service.deleteFanoutInput(req.params.name));
 
   app.get('/v1/events', (req, reply) => {
     // The hub owns the response from here: fastify neither serializes nor ends it.
