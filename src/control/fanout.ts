@@ -34,6 +34,12 @@ function listenEndpoint(text: string, scheme: string, path: string, issues: Poli
   return p.ok ? p.endpoint : undefined;
 }
 
+/** Why `url` cannot be a fan-out input (`udp://HOST:PORT`, `rtp://HOST:PORT`), or undefined when it can. */
+export function fanoutInputProblem(url: string): string | undefined {
+  const r = parseInput(url);
+  return typeof r === 'string' ? r : undefined;
+}
+
 /** Options → spec; PolicyValidationError listing every problem. */
 export function fanoutSpec(o: FanoutOptions): FanoutSpec {
   const issues: PolicyIssue[] = [];

@@ -9,10 +9,8 @@
  * the fan-out thread: `status()` asks it, and the metrics read the last
  * answer, refreshed before each scrape (`refresh()`).
  */
-import { Fanout, type FanoutStats } from '../index.js';
+import { Fanout, PolicyValidationError, fanoutInputProblem, type FanoutStats } from '../index.js';
 import type { ServeFanoutConfig } from '../policy/serve-config.js';
-import { parseInput } from '../dataplane/fanout/config.js';
-import { PolicyValidationError } from '../errors.js';
 import { ServiceError } from './service-error.js';
 
 const INPUT_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -85,8 +83,8 @@ export class ServeFanout {
       throw new ServiceError('invalid_request', 'expected {"input": "udp://GROUP:PORT"} (or rtp://)');
     }
     const url = given!.input.trim();
-    const parsed = url.length > 400 ? 'longer than 400 characters' : parseInput(url);
-    if (typeof parsed === 'string') throw new PolicyValidationError([{ path: 'input', message: parsed }], 'fan-out input');
+    const problem = url.length > 400 ? 'longer than 400 characters' : fanoutInputProblem(url);
+    if (problem) throw new PolicyValidationError([{ path: 'input', message: problem }], 'fan-out input');
     const created = inputUrl(config, name) === undefined;
     await this.apply(withInput(config, name, url));
     return created;

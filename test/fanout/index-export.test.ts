@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Fanout, PolicyValidationError, type FanoutOptions, type FanoutStats } from '../../src/index.js';
+import { Fanout, PolicyValidationError, fanoutInputProblem, type FanoutOptions, type FanoutStats } from '../../src/index.js';
 import { spliceUnavailable } from '../../src/sys/splice.js';
 import { freeUdpPort } from '../tpo/gateway-helpers.js';
 import { DATAGRAM, datagram, portOf, receiver, sendSeq, waitFor } from './fanout-helpers.js';
@@ -31,4 +31,11 @@ test('Fanout from the package index: an HTTP client of a named input gets every 
     assert.equal(last.front.accepted, 1);
   }
   await assert.rejects(Fanout.start({ inputs: ['udp://127.0.0.1:1'] }), PolicyValidationError);
+});
+
+test('fanoutInputProblem from the package index: udp:// and rtp:// inputs pass, others say why', () => {
+  assert.equal(fanoutInputProblem('udp://239.1.1.1:5000'), undefined);
+  assert.equal(fanoutInputProblem('rtp://[ff3e::1]:5000'), undefined);
+  assert.match(fanoutInputProblem('tcp://127.0.0.1:1') ?? '', /unsupported scheme/);
+  assert.ok(fanoutInputProblem('udp://239.1.1.1') !== undefined, 'no port');
 });
