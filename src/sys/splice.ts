@@ -9,7 +9,7 @@
  */
 import { libc, loadFfi } from './ffi.js';
 import { EAGAIN, EINTR, syscallError } from './errno.js';
-import { SOL_SOCKET, SO_ERROR } from './constants.js';
+import { MSG_DONTWAIT, SOL_SOCKET, SO_ERROR } from './constants.js';
 
 const SPLICE_F_MOVE = 1;
 const SPLICE_F_NONBLOCK = 2;
@@ -128,6 +128,35 @@ export function writeSome(fd: number, buf: Uint8Array, len: number): number {
     if (e === EINTR) continue;
     if (e === EAGAIN) return WOULD_BLOCK;
     throw syscallError('write', e, `fd ${fd}`);
+  }
+}
+
+const MSG_PEEK = 0x2;
+
+/**
+ * recv(2) with MSG_PEEK: copies up to `buf.byteLength` bytes of what waits
+ * in a stream socket's receive queue into `buf` without taking them (the
+ * window does not open). Returns the count (0: end of file next), or
+ * WOULD_BLOCK. Throws SyscallError('recv', …).
+ */
+export function peekSome(fd: number, buf: Uint8Array): number {
+  return recvFlags(fd, buf, buf.byteLength, MSG_PEEK | MSG_DONTWAIT, 'recv(MSG_PEEK)');
+}
+
+/** recv(2) of up to `len` bytes into `buf` (taking them). Returns the count, or WOULD_BLOCK. Throws SyscallError('recv', …). */
+export function takeSome(fd: number, buf: Uint8Array, len: number): number {
+  return recvFlags(fd, buf, Math.min(len, buf.byteLength), MSG_DONTWAIT, 'recv');
+}
+
+function recvFlags(fd: number, buf: Uint8Array, len: number, flags: number, call: string): number {
+  const c = libc();
+  for (;;) {
+    const r = Number(c.recv(fd, buf, len, flags));
+    if (r >= 0) return r;
+    const e = c.errno();
+    if (e === EINTR) continue;
+    if (e === EAGAIN) return WOULD_BLOCK;
+    throw syscallError(call, e, `fd ${fd}`);
   }
 }
 

@@ -9,7 +9,20 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TcpRelay } from '../../src/index.js';
-import { allowList, exchange, halfClose, idleAndLimit, idleTimeout, manyPairsV6, resets, SIZES, slowReader, sockmapSplit, upstreamDown } from './tcp-suite.js';
+import {
+  allowList,
+  exchange,
+  halfClose,
+  idleAndLimit,
+  idleTimeout,
+  manyPairsV6,
+  resets,
+  SIZES,
+  slowReader,
+  sockmapRearm,
+  sockmapSplit,
+  upstreamDown,
+} from './tcp-suite.js';
 import type { Mode } from './tcp-harness.js';
 import { sockmapUnavailable } from '../../src/dataplane/tcp/sockmap-program.js';
 
@@ -119,4 +132,13 @@ test('sockmap: the kernel moves the bytes of an armed direction; what arrived be
   assert.ok(r.kernelBytes >= r.replyBytes, JSON.stringify(r));
   // Every byte is counted once, by the kernel or by Node (the early request usually by Node: it came before the join).
   assert.equal(r.kernelBytes + r.userBytes, r.totalBytes, JSON.stringify(r));
+});
+
+test('sockmap: a throttled direction is armed again while its sender keeps sending; every byte arrives once, in order', { skip: noSockmap }, async () => {
+  const r = await sockmapRearm();
+  assert.equal(r.exact, true, JSON.stringify(r));
+  assert.ok(r.throttles >= 1, `the stalled reader throttled the direction: ${JSON.stringify(r)}`);
+  assert.equal(r.kernelBytes + r.userBytes, r.total, JSON.stringify(r));
+  // Armed again, not left in Node until the sender pauses: throttled again (only an armed direction can be), or most bytes the kernel's.
+  assert.ok(r.throttles >= 2 || r.kernelBytes > r.total / 2, JSON.stringify(r));
 });

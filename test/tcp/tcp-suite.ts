@@ -356,3 +356,60 @@ export async function sockmapSplit(): Promise<{
     totalBytes: early.length + late.length + reply.length,
   };
 }
+
+/**
+ * The sockmap path re-armed under a sender that never pauses: the upstream
+ * writes `total` bytes back to back; the client reads nothing for a while
+ * (the reply direction's backlog passes its limit: throttled, so its bytes
+ * go through Node), then reads everything. Returns whether every byte
+ * arrived in order and where the relay says the bytes went.
+ */
+export async function sockmapRearm(): Promise<{ exact: boolean; received: number; total: number; kernelBytes: number; userBytes: number; throttles: number }> {
+  const block = randomBytes(1 << 20, 41);
+  const total = 256 * block.length;
+  const upstream = await startUpstream((s) => {
+    let sent = 0;
+    const pump = () => {
+      while (sent < total) {
+        sent += block.length;
+        if (!s.write(block)) return void s.once('drain', pump);
+      }
+      s.end();
+    };
+    pump();
+  });
+  const relay = await startRelay('sockmap', upstream.port);
+  const c = await connectTo(relay);
+  c.pause();
+  await sleep(700);
+  let received = 0;
+  let exact = true;
+  await new Promise<void>((resolve) => {
+    c.on('data', (d: Buffer) => {
+      // Checked piece by piece against the repeating block: nothing is kept.
+      for (let off = 0; off < d.length && exact;) {
+        const at = received % block.length;
+        const n = Math.min(d.length - off, block.length - at);
+        exact = d.subarray(off, off + n).equals(block.subarray(at, at + n));
+        off += n;
+        received += n;
+      }
+    });
+    c.once('end', resolve);
+    c.once('close', resolve);
+    c.resume();
+  });
+  c.destroy();
+  await until(() => relay.stats().active === 0);
+  const st = relay.stats();
+  await relay.close();
+  await upstream.close();
+  return {
+    exact: exact && received === total,
+    received,
+    total,
+    kernelBytes: st.sockmap?.kernelBytes ?? -1,
+    userBytes: st.sockmap?.userBytes ?? -1,
+    throttles: st.sockmap?.throttles ?? -1,
+  };
+}

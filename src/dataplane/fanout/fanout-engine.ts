@@ -16,6 +16,7 @@ import { spawnWorker, workerEntry } from '../../worker/spawn.js';
 import { EngineFailedError, NotSupportedError, fromNodeError } from '../../errors.js';
 import { unmapAddress, type Endpoint } from '../../wire/endpoint.js';
 import { socketFd } from '../tcp/splice-joiner.js';
+import { stopReading } from '../common/socket-reading.js';
 import { checkLimits, createInputMatcher, parsePath, type AllowRule, type FanoutInput, type FanoutLimits } from './config.js';
 import { headEnd, inputFailureHead, parseHead, response, streamHead } from './http.js';
 import type { FanoutNotice, FanoutRequest, LoopStats } from './loop.js';
@@ -219,7 +220,7 @@ export class FanoutEngine {
       const end = headEnd(buf);
       if (end < 0 && buf.byteLength <= l.maxHeaderBytes) return;
       finish();
-      stopReading(s);
+      stopStream(s);
       if (end < 0 || end > l.maxHeaderBytes) {
         this.#front.refused.tooLarge++;
         this.#reply(s, 431, `request head over ${l.maxHeaderBytes} bytes\n`);
@@ -348,19 +349,14 @@ export class FanoutEngine {
 }
 
 /**
- * Stops Node reading the socket at the libuv level. pause() alone only
- * stops 'data' events: Node keeps reading into its buffer, and an end of
- * file it reads would end and close the socket (its descriptor) under the
- * fan-out thread. From here the thread alone touches the descriptor until
- * it says the client has ended.
+ * Stops Node reading the socket, as a stream and at the libuv level: an
+ * end of file Node read would end and close the socket (its descriptor)
+ * under the fan-out thread. From here the thread alone touches the
+ * descriptor until it says the client has ended.
  */
-function stopReading(s: Socket): void {
+function stopStream(s: Socket): void {
   s.pause();
-  const handle = (s as unknown as { _handle?: { reading?: boolean; readStop?: () => number } })._handle;
-  if (handle?.readStop) {
-    handle.reading = false;
-    handle.readStop();
-  }
+  stopReading(s);
 }
 
 function emptyLoop(): LoopStats {

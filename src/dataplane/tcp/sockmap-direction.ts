@@ -10,6 +10,8 @@
  */
 import type { Socket } from 'node:net';
 import { tcpWrittenBytes } from '../../sys/tcp-info.js';
+import { WOULD_BLOCK, peekSome, takeSome, writeSome } from '../../sys/splice.js';
+import { holdReading, releaseReading } from '../common/socket-reading.js';
 import type { SockmapProgram } from './sockmap-program.js';
 
 /** Bytes a direction may hold in the kernel beyond the peer's send buffer before it is throttled. */
@@ -18,6 +20,16 @@ export const BACKLOG_LIMIT = 4 << 20;
 const DRAIN_POLL_MS = 1;
 /** Passed bytes Node holds for a direction before it stops reading that socket. */
 const QUEUE_HIGH = 1 << 20;
+/**
+ * What one re-arming (#rearm) can copy: a throttled direction's receive
+ * queue, which its closed window bounds (net.ipv4.tcp_rmem's maximum: 6
+ * MiB by default, often raised). More waiting than the bound is left to
+ * Node's reads.
+ */
+const REARM_FIRST_BYTES = 4 << 20;
+const REARM_MAX_BYTES = 64 << 20;
+/** One per process, grown as needed: a re-arming runs synchronously, so directions share it. */
+let rearmBuffer: Buffer | undefined;
 
 export class Direction {
   forwarded = 0n;
@@ -32,6 +44,10 @@ export class Direction {
   #writeLen = 0;
   #writeId = 0;
   #stopped = false;
+  /** Throttled: Node's reads are stopped until #rearm has run. */
+  #rearming = false;
+  /** Bytes at the head of the receive queue #rearm has written to the peer but not yet taken. */
+  #headWritten = 0;
 
   constructor(
     readonly prog: SockmapProgram,
@@ -39,10 +55,12 @@ export class Direction {
     readonly dst: Socket,
     readonly srcCookie: bigint,
     readonly dstCookie: bigint,
+    readonly srcFd: number,
     readonly dstFd: number,
   ) {
     this.#ctl();
     src.on('data', (chunk: Buffer) => {
+      if (this.#headWritten > 0) return this.#corrupt('Node read bytes already written from the receive queue');
       this.#queue.push(chunk);
       this.#queued += chunk.length;
       if (this.#queued >= QUEUE_HIGH) src.pause();
@@ -91,12 +109,21 @@ export class Direction {
 
   #pump(): void {
     if (this.#stopped || this.#writing || this.#timer || this.dst.destroyed) return;
-    if (this.#queued === 0 && !(this.#ended && !this.#shut)) return;
+    if (this.#queued === 0 && !(this.#ended && !this.#shut) && !this.#rearming) return;
     if (!this.#drained()) {
       this.#timer = setTimeout(() => {
         this.#timer = undefined;
         this.#pump();
       }, DRAIN_POLL_MS);
+      return;
+    }
+    if (this.#queued === 0 && this.#rearming && !this.#ended) {
+      // Never inside a 'data' event: Node's stream reads again (restarts the handle) once its handlers return.
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
+        if (!this.#stopped && !this.#writing && this.#queued === 0 && this.#rearming && !this.#ended) this.#rearm();
+        else this.#pump();
+      }, 0);
       return;
     }
     if (this.#queued === 0) {
@@ -122,11 +149,94 @@ export class Direction {
     this.#writing = false;
     if (err || this.#stopped) return;
     this.forwarded += BigInt(this.#writeLen);
-    // Throttled since the last arming: ask again (taken once forwarded equals passed).
+    // Throttled since the last arming: ask again (taken once forwarded equals passed), and stop reading until #rearm.
     const d = this.prog.dir(this.srcCookie);
-    if (d && d.armedGen === this.armGen && d.throttledGen === this.armGen) this.armGen++;
+    if (d && d.armedGen === this.armGen && d.throttledGen === this.armGen) {
+      this.armGen++;
+      this.#rearming = true;
+      holdReading(this.src);
+    }
     this.#ctl();
+    // While re-arming the handle is held: resuming only lets out what Node holds already.
     if (this.src.isPaused() && !this.src.destroyed) this.src.resume();
     this.#pump();
+  }
+
+  /** See the class comment. Runs with Node holding no byte of this direction and the peer's backlog drained. */
+  #rearm(): void {
+    if (this.src.readableLength > 0) {
+      // Node read more before its reads stopped: those go first, through 'data' (resuming lets Node read on too).
+      if (this.#headWritten > 0) return this.#corrupt('Node read bytes already written from the receive queue');
+      if (this.src.isPaused()) this.src.resume();
+      return;
+    }
+    // From the first peek until the commit, nothing but #take may read the queue: its head may be written already.
+    holdReading(this.src);
+    if (this.dst.writableLength > 0) return this.#retry();
+    const buf = (rearmBuffer ??= Buffer.allocUnsafe(REARM_FIRST_BYTES));
+    try {
+      const peeked = peekSome(this.srcFd, buf);
+      const q = peeked === WOULD_BLOCK ? 0 : peeked;
+      if (q === buf.length) {
+        // More waits than the buffer holds: a larger one, up to the bound; past it Node's reads carry on.
+        if (buf.length < REARM_MAX_BYTES) {
+          rearmBuffer = Buffer.allocUnsafe(buf.length * 2);
+          return this.#retry();
+        }
+        this.#commit(buf, this.#headWritten);
+        this.#release();
+        return;
+      }
+      if (q > this.#headWritten) {
+        const sent = writeSome(this.dstFd, buf.subarray(this.#headWritten), q - this.#headWritten);
+        if (sent !== WOULD_BLOCK) this.#headWritten += sent;
+      }
+      // The peer's send buffer took part of it: the rest once that has left (the window closes meanwhile).
+      if (this.#headWritten < q) return this.#retry();
+      // Commit only what covers every byte the verdict passed; while the window is still open more arrive: look again.
+      const d = this.prog.dir(this.srcCookie);
+      if (d && d.passed !== this.forwarded + BigInt(q)) return this.#retry();
+      this.#commit(buf, q);
+    } catch (err) {
+      return this.#corrupt((err as Error).message);
+    }
+    this.#release();
+  }
+
+  #release(): void {
+    this.#rearming = false;
+    releaseReading(this.src);
+    if (this.src.isPaused() && !this.src.destroyed) this.src.resume();
+  }
+
+  /** A byte written from the queue that Node would read again would be sent twice: the pair ends instead (reset). */
+  #corrupt(why: string): void {
+    const err = new Error(`sockmap re-arm: ${why}`);
+    this.src.destroy(err);
+    this.dst.destroy(err);
+  }
+
+  /** `n` bytes at the head of the receive queue are written to the peer: count them (the verdict arms once that equals what it passed), then take them. */
+  #commit(buf: Buffer, n: number): void {
+    this.#headWritten = 0;
+    this.forwarded += BigInt(n);
+    this.#ctl();
+    this.#take(buf, n);
+  }
+
+  #retry(): void {
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#pump();
+    }, DRAIN_POLL_MS);
+  }
+
+  /** Takes `n` peeked bytes out of the receive queue (they are already written to the peer). */
+  #take(buf: Buffer, n: number): void {
+    for (let left = n; left > 0;) {
+      const r = takeSome(this.srcFd, buf, left);
+      if (r === WOULD_BLOCK || r === 0) throw new Error(`${left} of ${n} peeked bytes could not be taken`);
+      left -= r;
+    }
   }
 }

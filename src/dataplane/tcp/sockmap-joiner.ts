@@ -138,8 +138,8 @@ export class SockmapJoiner implements Joiner {
       this.#fallback.join(client, upstream, done);
       return;
     }
-    const up = new Direction(this.#prog, client, upstream, cc, uc, ufd!);
-    const down = new Direction(this.#prog, upstream, client, uc, cc, cfd!);
+    const up = new Direction(this.#prog, client, upstream, cc, uc, cfd!, ufd!);
+    const down = new Direction(this.#prog, upstream, client, uc, cc, ufd!, cfd!);
     const pair: Pair = { up, down, client, upstream };
     this.#open.add(pair);
     let error: string | undefined;
