@@ -32,6 +32,16 @@ export function registerFanoutMetrics(registry: SnapshotRegistry, read: () => Fa
   );
   one('sluice_fanout_datagrams_total', 'Datagrams the fan-out received on its inputs.', 'counter', (s) => s.totals.datagrams);
   new SnapshotCounter<'reason'>({
+    name: 'sluice_fanout_clients_ended_total',
+    help: 'Client streams that ended, by reason: closed (the client went), dropped (took nothing for dropAfterMs), error, input-failed, removed (its input was taken out), stopped (the fan-out stopped).',
+    labelNames: ['reason'],
+    registry,
+    read: () => {
+      const s = read();
+      return s ? Object.entries(s.totals.ended).map(([reason, value]) => ({ labels: { reason }, value })) : [];
+    },
+  });
+  new SnapshotCounter<'reason'>({
     name: 'sluice_fanout_refused_total',
     help: 'Requests and connections the fan-out front refused, by reason (badRequest, notFound, notAllowed, method, tooLarge, timeout, overLimit, pendingLimit).',
     labelNames: ['reason'],

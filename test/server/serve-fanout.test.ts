@@ -115,6 +115,9 @@ test(
       await cam.closed;
       assert.ok(await waitFor(async () => (await serve.call('GET', '/v1/fanout')).body.stats.totals.ended.removed === 1, 10_000));
       assert.equal((await serve.call('GET', '/v1/fanout')).body.stats.totals.clients, 1, "news's client kept");
+      const metrics = await (await fetch(`${serve.url}/metrics`, { headers: { authorization: `Bearer ${serve.token}` } })).text();
+      assert.match(metrics, /^sluice_fanout_clients_ended_total\{reason="removed"\} 1$/m);
+      assert.match(metrics, /^sluice_fanout_clients_ended_total\{reason="dropped"\} 0$/m);
       assert.equal(await serve.stop(), 0);
 
       // Restarted on the same config and state file: the API's inputs, not the file's.
