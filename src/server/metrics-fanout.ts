@@ -31,24 +31,26 @@ export function registerFanoutMetrics(registry: SnapshotRegistry, read: () => Fa
     (s) => s.totals.skippedChunks,
   );
   one('sluice_fanout_datagrams_total', 'Datagrams the fan-out received on its inputs.', 'counter', (s) => s.totals.datagrams);
-  new SnapshotCounter<'reason'>({
-    name: 'sluice_fanout_clients_ended_total',
-    help: 'Client streams that ended, by reason: closed (the client went), dropped (took nothing for dropAfterMs), error, input-failed, removed (its input was taken out), stopped (the fan-out stopped).',
-    labelNames: ['reason'],
-    registry,
-    read: () => {
-      const s = read();
-      return s ? Object.entries(s.totals.ended).map(([reason, value]) => ({ labels: { reason }, value })) : [];
-    },
-  });
-  new SnapshotCounter<'reason'>({
-    name: 'sluice_fanout_refused_total',
-    help: 'Requests and connections the fan-out front refused, by reason (badRequest, notFound, notAllowed, method, tooLarge, timeout, overLimit, pendingLimit).',
-    labelNames: ['reason'],
-    registry,
-    read: () => {
-      const s = read();
-      return s ? Object.entries(s.front.refused).map(([reason, value]) => ({ labels: { reason }, value })) : [];
-    },
-  });
+  const byReason = (name: string, help: string, counts: (s: FanoutStats) => Readonly<Record<string, number>>): void => {
+    new SnapshotCounter<'reason'>({
+      name,
+      help,
+      labelNames: ['reason'],
+      registry,
+      read: () => {
+        const s = read();
+        return s ? Object.entries(counts(s)).map(([reason, value]) => ({ labels: { reason }, value })) : [];
+      },
+    });
+  };
+  byReason(
+    'sluice_fanout_clients_ended_total',
+    'Client streams that ended, by reason: closed (the client went), dropped (took nothing for dropAfterMs), error, input-failed, removed (its input was taken out), stopped (the fan-out stopped).',
+    (s) => s.totals.ended,
+  );
+  byReason(
+    'sluice_fanout_refused_total',
+    'Requests and connections the fan-out front refused, by reason (badRequest, notFound, notAllowed, method, tooLarge, timeout, overLimit, pendingLimit).',
+    (s) => s.front.refused,
+  );
 }

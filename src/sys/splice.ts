@@ -73,20 +73,32 @@ export class SplicePipe {
 }
 
 /**
+ * Runs one non-blocking call until it is not interrupted: its count, or
+ * WOULD_BLOCK for EAGAIN; any other errno is a SyscallError naming `op`.
+ */
+function nonBlocking(call: () => number, op: string, detail: () => string): number {
+  for (;;) {
+    const r = call();
+    if (r >= 0) return r;
+    const e = libc().errno();
+    if (e === EINTR) continue;
+    if (e === EAGAIN) return WOULD_BLOCK;
+    throw syscallError(op, e, detail());
+  }
+}
+
+/**
  * Moves up to `len` bytes from `fdIn` to `fdOut` (one of them a pipe).
  * Returns the count moved (0: end of file on `fdIn`), or WOULD_BLOCK.
  * Throws SyscallError('splice', …) for anything else (ECONNRESET, EPIPE).
  */
 export function splice(fdIn: number, fdOut: number, len: number): number {
   const c = libc();
-  for (;;) {
-    const r = Number(c.splice(fdIn, 0, fdOut, 0, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK));
-    if (r >= 0) return r;
-    const e = c.errno();
-    if (e === EINTR) continue;
-    if (e === EAGAIN) return WOULD_BLOCK;
-    throw syscallError('splice', e, `fd ${fdIn} -> fd ${fdOut}`);
-  }
+  return nonBlocking(
+    () => Number(c.splice(fdIn, 0, fdOut, 0, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK)),
+    'splice',
+    () => `fd ${fdIn} -> fd ${fdOut}`,
+  );
 }
 
 /**
@@ -97,14 +109,11 @@ export function splice(fdIn: number, fdOut: number, len: number): number {
  */
 export function tee(fdIn: number, fdOut: number, len: number): number {
   const c = libc();
-  for (;;) {
-    const r = Number(c.tee(fdIn, fdOut, len, SPLICE_F_NONBLOCK));
-    if (r >= 0) return r;
-    const e = c.errno();
-    if (e === EINTR) continue;
-    if (e === EAGAIN) return WOULD_BLOCK;
-    throw syscallError('tee', e, `fd ${fdIn} -> fd ${fdOut}`);
-  }
+  return nonBlocking(
+    () => Number(c.tee(fdIn, fdOut, len, SPLICE_F_NONBLOCK)),
+    'tee',
+    () => `fd ${fdIn} -> fd ${fdOut}`,
+  );
 }
 
 /** Bytes queued for reading on `fd` (a pipe or socket): ioctl(FIONREAD). */
@@ -121,14 +130,11 @@ export function bytesQueued(fd: number): number {
  */
 export function writeSome(fd: number, buf: Uint8Array, len: number): number {
   const c = libc();
-  for (;;) {
-    const r = Number(c.write(fd, buf, len));
-    if (r >= 0) return r;
-    const e = c.errno();
-    if (e === EINTR) continue;
-    if (e === EAGAIN) return WOULD_BLOCK;
-    throw syscallError('write', e, `fd ${fd}`);
-  }
+  return nonBlocking(
+    () => Number(c.write(fd, buf, len)),
+    'write',
+    () => `fd ${fd}`,
+  );
 }
 
 const MSG_PEEK = 0x2;
@@ -150,14 +156,11 @@ export function takeSome(fd: number, buf: Uint8Array, len: number): number {
 
 function recvFlags(fd: number, buf: Uint8Array, len: number, flags: number, call: string): number {
   const c = libc();
-  for (;;) {
-    const r = Number(c.recv(fd, buf, len, flags));
-    if (r >= 0) return r;
-    const e = c.errno();
-    if (e === EINTR) continue;
-    if (e === EAGAIN) return WOULD_BLOCK;
-    throw syscallError(call, e, `fd ${fd}`);
-  }
+  return nonBlocking(
+    () => Number(c.recv(fd, buf, len, flags)),
+    call,
+    () => `fd ${fd}`,
+  );
 }
 
 /**
@@ -167,14 +170,11 @@ function recvFlags(fd: number, buf: Uint8Array, len: number, flags: number, call
  */
 export function readSome(fd: number, buf: Uint8Array): number {
   const c = libc();
-  for (;;) {
-    const r = Number(c.read(fd, buf, buf.byteLength));
-    if (r >= 0) return r;
-    const e = c.errno();
-    if (e === EINTR) continue;
-    if (e === EAGAIN) return WOULD_BLOCK;
-    throw syscallError('read', e, `fd ${fd}`);
-  }
+  return nonBlocking(
+    () => Number(c.read(fd, buf, buf.byteLength)),
+    'read',
+    () => `fd ${fd}`,
+  );
 }
 
 /** shutdown(fd, SHUT_WR): the half-close's FIN. A socket already closed by its peer is not an error (ENOTCONN). */
