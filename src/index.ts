@@ -83,7 +83,16 @@ export {
   type DestinationDropReason,
 } from './dataplane/common/counters.js';
 export { TcpRelay, type TcpRelayStats } from './control/tcp-relay.js';
-export { Fanout, fanoutSpec, fanoutInputProblem, type FanoutOptions, type FanoutStats, type FanoutLimits } from './control/fanout.js';
+export {
+  Fanout,
+  fanoutSpec,
+  fanoutInputProblem,
+  FANOUT_INPUT_NAME,
+  splitFanoutInput,
+  type FanoutOptions,
+  type FanoutStats,
+  type FanoutLimits,
+} from './control/fanout.js';
 export type { LoopTotals as FanoutTotals, EndReason as FanoutEndReason } from './dataplane/fanout/loop.js';
 export type { InputStats as FanoutInputStats } from './dataplane/fanout/input.js';
 export type { ClientStats as FanoutClientStats } from './dataplane/fanout/client.js';

@@ -34,6 +34,16 @@ function listenEndpoint(text: string, scheme: string, path: string, issues: Poli
   return p.ok ? p.endpoint : undefined;
 }
 
+/** A fan-out input's name (`NAME=udp://…` in `inputs`, `GET /NAME`). */
+export const FANOUT_INPUT_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** An `inputs` entry split into its name (if it has one: `NAME=URL`) and its URL. */
+export function splitFanoutInput(entry: string): { name?: string; url: string } {
+  const eq = entry.indexOf('=');
+  const name = eq > 0 ? entry.slice(0, eq) : undefined;
+  return name !== undefined && FANOUT_INPUT_NAME.test(name) ? { name, url: entry.slice(eq + 1) } : { url: entry };
+}
+
 /** Why `url` cannot be a fan-out input (`udp://HOST:PORT`, `rtp://HOST:PORT`), or undefined when it can. */
 export function fanoutInputProblem(url: string): string | undefined {
   const r = parseInput(url);
@@ -46,8 +56,8 @@ export function fanoutSpec(o: FanoutOptions): FanoutSpec {
   const http = o.http === undefined ? undefined : listenEndpoint(o.http, 'http', 'http', issues);
   const inputs: FanoutInput[] = [];
   (o.inputs ?? []).forEach((text, i) => {
-    const m = /^([A-Za-z0-9_.-]{1,64})=(.*)$/.exec(text);
-    const r = parseInput(m ? m[2]! : text, m?.[1]);
+    const { name, url } = splitFanoutInput(text);
+    const r = parseInput(url, name);
     if (typeof r === 'string') issues.push({ path: `inputs[${i}]`, message: r });
     else inputs.push(r);
   });

@@ -9,11 +9,10 @@
  * the fan-out thread: `status()` asks it, and the metrics read the last
  * answer, refreshed before each scrape (`refresh()`).
  */
-import { Fanout, PolicyValidationError, fanoutInputProblem, type FanoutStats } from '../index.js';
+import { FANOUT_INPUT_NAME, Fanout, PolicyValidationError, fanoutInputProblem, splitFanoutInput, type FanoutStats } from '../index.js';
 import type { ServeFanoutConfig } from '../policy/serve-config.js';
 import { ServiceError } from './service-error.js';
 
-const INPUT_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 const NO_FANOUT = "no fan-out: the config file has no 'fanout:' section";
 
 /** `GET /v1/fanout`. */
@@ -76,7 +75,7 @@ export class ServeFanout {
   async putInput(name: string, body: unknown): Promise<boolean> {
     const config = this.config;
     if (!config) throw new ServiceError('not_found', NO_FANOUT);
-    if (!INPUT_NAME.test(name)) throw new ServiceError('invalid_request', `input name '${name}': 1-64 of A-Z a-z 0-9 _ . -`);
+    if (!FANOUT_INPUT_NAME.test(name)) throw new ServiceError('invalid_request', `input name '${name}': 1-64 of A-Z a-z 0-9 _ . -`);
     const given = body as { input?: unknown } | undefined;
     const keys = typeof given === 'object' && given !== null && !Array.isArray(given) ? Object.keys(given) : undefined;
     if (!keys || typeof given!.input !== 'string' || keys.some((k) => k !== 'input')) {
@@ -134,7 +133,7 @@ export class ServeFanout {
 
 /** A named input's entry in a fan-out's `inputs`: `NAME=udp://…`. */
 function inputName(entry: string): string | undefined {
-  return /^([A-Za-z0-9_.-]{1,64})=/.exec(entry)?.[1];
+  return splitFanoutInput(entry).name;
 }
 
 /** `config` with input `name` set to `url` (replacing one of that name, else appended). */
