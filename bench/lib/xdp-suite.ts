@@ -40,6 +40,7 @@ import { join } from 'node:path';
 import { createTopology, type NsProcess } from '../../harness/netns/netns.js';
 import { liveFramesRefusal } from '../../src/sys/bpf-test-run.js';
 import { GEN_CPU, RELAY_CPU, spawnPinned, type BenchTopology } from './topology.js';
+import { ethtoolStats, txDropped } from './veth-counters.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SLUICE_BIN = join(REPO_ROOT, 'bin/sluice.js');
@@ -131,18 +132,6 @@ function napiThreads(ifname: string): number[] {
     }
   }
   return out;
-}
-
-async function ethtoolStats(topo: BenchTopology, ns: string, ifname: string): Promise<Record<string, number>> {
-  const text = await topo.exec(ns, 'ethtool', ['-S', ifname]);
-  const out: Record<string, number> = {};
-  for (const m of text.matchAll(/^\s*([\w]+):\s*(\d+)$/gm)) out[m[1]!] = Number(m[2]);
-  return out;
-}
-
-async function txDropped(topo: BenchTopology, ifname: string): Promise<number> {
-  const [link] = JSON.parse(await topo.exec('gen', 'ip', ['-s', '-j', 'link', 'show', ifname])) as { stats64?: { tx?: { dropped?: number } } }[];
-  return link?.stats64?.tx?.dropped ?? 0;
 }
 
 export async function createXdpTopology(): Promise<BenchTopology> {
@@ -282,7 +271,7 @@ export async function runXdpTrial(topo: BenchTopology, spec: XdpTrialSpec): Prom
       cpu0: cpuStat(RELAY_CPU),
       inRing: await ethtoolStats(topo, 'gen', input.genIf),
       // A socket generator's skbs that found the ring full are counted as the veth's tx drops, not xdp_xmit errors.
-      inSkbDrops: await txDropped(topo, input.genIf),
+      inSkbDrops: await txDropped(topo, 'gen', input.genIf),
       outRing: await ethtoolStats(topo, 'relay', 'xout0'),
     });
     const before = await sample();
