@@ -24,6 +24,8 @@ export interface RunningProxy {
   /** The proxy's main process (undefined: direct). */
   pid: number | undefined;
   stop(): Promise<void>;
+  /** After stop(): the proxy's last counters, where it prints them (Sluice's peers: `{"event":"final",…}`). */
+  final?(): Record<string, unknown> | undefined;
 }
 
 export interface TcpPeer {
@@ -188,7 +190,17 @@ function sluice(mode: keyof typeof SLUICE_PATHS): TcpPeer {
         await stopChild(child);
         throw new Error(`asked for ${mode}, got ${String(ready.mode)}`);
       }
-      return { port: Number(ready.port), pid: child.pid, stop: () => stopChild(child) };
+      const final = (): Record<string, unknown> | undefined => {
+        const line = output()
+          .split('\n')
+          .findLast((l) => l.includes('"event":"final"'));
+        try {
+          return line === undefined ? undefined : (JSON.parse(line) as Record<string, unknown>);
+        } catch {
+          return undefined;
+        }
+      };
+      return { port: Number(ready.port), pid: child.pid, stop: () => stopChild(child), final };
     },
   };
 }

@@ -22,6 +22,8 @@ export interface TcpPeerInfo {
   version: string;
   threads?: number;
   unavailable?: string;
+  /** Sluice's sockmap path: where the bytes of the whole run (pings and bulk, every repeat) went, from the relay's last counters. */
+  sockmap?: { kernelBytes: number; userBytes: number; throttles: number; fallbackPairs: number };
 }
 
 export interface TcpResults {
@@ -106,9 +108,17 @@ export function tcpMarkdown(r: TcpResults): string {
     '',
     ...r.peers.map(
       (p) =>
-        `- **${p.name}**: ${p.description}${p.version ? `; ${p.version}` : ''}${p.threads ? `; ${p.threads} thread(s) in the main process` : ''}${p.unavailable ? ` — **skipped: ${p.unavailable}**` : ''}`,
+        `- **${p.name}**: ${p.description}${p.version ? `; ${p.version}` : ''}${p.threads ? `; ${p.threads} thread(s) in the main process` : ''}${p.unavailable ? ` — **skipped: ${p.unavailable}**` : ''}${p.sockmap ? `; over the run ${sockmapShare(p.sockmap)}` : ''}`,
     ),
     ...(errors.length ? ['', '### Errors', '', ...errors.map((t) => `- #${t.repeat} ${t.peer}: ${t.error}`)] : []),
     '',
   ].join('\n');
+}
+
+/** "12.3 GB redirected in the kernel, 3.2 GB by Node (79 % in the kernel), 40 throttles". */
+function sockmapShare(m: NonNullable<TcpPeerInfo['sockmap']>): string {
+  const gb = (b: number) => (b / 1e9).toFixed(2);
+  const total = m.kernelBytes + m.userBytes;
+  const pct = total > 0 ? Math.round((m.kernelBytes / total) * 100) : 0;
+  return `${gb(m.kernelBytes)} GB redirected in the kernel, ${gb(m.userBytes)} GB forwarded by Node (${pct} % in the kernel), ${m.throttles} throttles, ${m.fallbackPairs} pairs not taken`;
 }

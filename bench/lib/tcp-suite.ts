@@ -25,7 +25,7 @@ import { hostJiffies, processTree } from './cpu.js';
 import { ensureInstalled } from './install.js';
 import { machineInfo } from './machine.js';
 import { TCP_PEERS, readyLine, spawnOn, stopChild, threadCount, treeCpuSeconds, type RunningProxy, type TcpPeer } from './tcp-peers.js';
-import { tcpMarkdown, type TcpResults, type TcpTrial } from './tcp-report.js';
+import { tcpMarkdown, type TcpPeerInfo, type TcpResults, type TcpTrial } from './tcp-report.js';
 
 /** The proxy's CPU and the load's (client + sink). */
 const PROXY_CPU = 1;
@@ -169,7 +169,12 @@ export async function runTcpSuite(o: TcpSuiteOptions): Promise<{ md: string; jso
       }
     }
   } finally {
-    for (const { proxy } of running.values()) await proxy.stop();
+    for (const [name, { proxy }] of running) {
+      await proxy.stop();
+      const sockmap = proxy.final?.()?.sockmap as TcpPeerInfo['sockmap'] | undefined;
+      const info = res.peers.find((p) => p.name === name);
+      if (info && sockmap) info.sockmap = sockmap;
+    }
     await stopChild(sink.child);
     process.off('exit', killAll);
   }
