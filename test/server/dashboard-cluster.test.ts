@@ -24,6 +24,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { EtcdStore } from '../../src/cluster/etcd-store.js';
 import { etcdSkipReason, freePort, startEtcd, type EtcdServer } from '../../harness/etcd/etcd-server.js';
@@ -182,7 +183,12 @@ test('dashboard cluster panel in Chromium against real cluster nodes on etcd', {
     // n2 leaves (its lease is revoked): n1's page follows on its own, with every subscriber on n1.
     assert.equal(await n2.stop(), 0, n2.stderr().slice(-2000));
     // Every row of n2 gone (its node row and its subscribers' rows: a locator's waitFor would refuse several at once).
-    await page1.waitForFunction(`document.querySelector('#cluster tr[data-node="n2"]') === null`, undefined, { timeout: 30_000 });
+    // Polled with evaluate, not waitForFunction: a string predicate that is not true at once is re-run with eval
+    // inside the page, which the dashboard's CSP (script-src 'self') refuses; evaluate goes through the debugger.
+    const n2Gone = `document.querySelector('#cluster tr[data-node="n2"]') === null`;
+    for (const end = Date.now() + 30_000; !(await page1.evaluate(n2Gone)); await delay(100)) {
+      if (Date.now() > end) throw new Error(`n2's rows still on n1's page after 30 s`);
+    }
     const { view: alone } = await panelMatches(page1, n1, 30_000);
     assert.deepEqual(
       alone.nodes.map((n) => n.name),
