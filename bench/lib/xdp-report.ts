@@ -136,7 +136,7 @@ export function renderXdpMd(d: XdpResults): string {
     ...(d.trials.some((t) => t.generator === 'socket')
       ? [
           '',
-          "Generator in this run: the kernel refused BPF_PROG_TEST_RUN live frames (EPERM), so bench/tools/udp-gen.ts (sendmmsg with UDP GSO, one socket, SCHED_FIFO 1 on CPU 1) offered the load instead of the live-frames generator above. It tops out near the relay's rate and pays the generator side's UDP stack on CPU 1, so more trials are generator-limited; the relay's CPU per packet, read from its NAPI thread, is the comparable figure.",
+          "Generator in this run: the kernel refused BPF_PROG_TEST_RUN live frames (the log names the error), so bench/tools/udp-gen.ts (sendmmsg with UDP GSO, one socket, SCHED_FIFO 1 on CPU 1) offered the load instead of the live-frames generator above. It tops out near the relay's rate and pays the generator side's UDP stack on CPU 1, so more trials are generator-limited; the relay's CPU per packet, read from its NAPI thread, is the comparable figure.",
         ]
       : []),
     '',
