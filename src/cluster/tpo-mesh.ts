@@ -79,6 +79,9 @@ interface Refused {
 
 const RESYNC_MIN_MS = 1000;
 const RESYNC_MAX_MS = 10_000;
+/** Refusals that may pass later (a listener port taken here, a key id another holds) are tried again, backing off to this. */
+const RETRY_MIN_MS = 1000;
+const RETRY_MAX_MS = 30_000;
 
 export class TpoMesh {
   readonly #o: TpoMeshOptions;
@@ -94,6 +97,8 @@ export class TpoMesh {
   #watch: StoreWatch | undefined;
   #resyncTimer: NodeJS.Timeout | undefined;
   #resyncDelay = RESYNC_MIN_MS;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #retryDelay = RETRY_MIN_MS;
   #closing: Promise<void> | undefined;
 
   private constructor(o: TpoMeshOptions, record: MeshRecord) {
@@ -208,6 +213,7 @@ export class TpoMesh {
 
   async #close(): Promise<void> {
     clearTimeout(this.#resyncTimer);
+    clearTimeout(this.#retryTimer);
     await this.#watch?.close().catch(() => undefined);
     this.#watch = undefined;
     await this.#queue;
@@ -306,6 +312,32 @@ export class TpoMesh {
     // Once per value: a retry that fails again is not news.
     if (before?.value !== value || before.reason !== reason)
       this.#log('warn', `TPO mesh: registration ${this.#dir}${name} refused: ${reason}`, { gateway: name, reason });
+    if (retry) this.#scheduleRetry();
+  }
+
+  /**
+   * A refusal that may pass later is tried again on a timer, not only when
+   * another registration goes: what it needed may be freed by something
+   * outside the mesh (another process's socket on a listener's port), and a
+   * site that never pairs until an operator restarts it is worse than a
+   * retry. Backs off while refusals persist; one timer for all of them.
+   */
+  #scheduleRetry(): void {
+    if (this.#retryTimer || this.#closing) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      void this.#enqueue(async () => {
+        const waiting = [...this.#refused].filter(([, r]) => r.retry);
+        if (!waiting.length || this.#closing) {
+          this.#retryDelay = RETRY_MIN_MS;
+          return;
+        }
+        this.#retryDelay = Math.min(this.#retryDelay * 2, RETRY_MAX_MS);
+        for (const [name, r] of waiting) if (this.#refused.get(name) === r && !this.#closing) await this.#put(name, r.value);
+        if (![...this.#refused.values()].some((r) => r.retry)) this.#retryDelay = RETRY_MIN_MS;
+      });
+    }, this.#retryDelay);
+    this.#retryTimer.unref();
   }
 
   /** Adds the peer, then its entries; on a failure, removes what was added: all or nothing. */

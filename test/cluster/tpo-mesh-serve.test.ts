@@ -33,7 +33,7 @@ import { parseTpoConfigText } from '../../src/tpo/index.js';
 import { etcdSkipReason, startEtcd, type EtcdServer } from '../../harness/etcd/etcd-server.js';
 import { runCli } from '../../harness/process/cli.js';
 import { startServe, type Serve } from '../server/api-helpers.js';
-import { freeUdpPort } from '../tpo/gateway-helpers.js';
+import { freeServicePort, freeUdpPort } from '../tpo/gateway-helpers.js';
 
 const skip = etcdSkipReason() ?? false;
 if (skip) process.stdout.write(`# skipping the TPO mesh daemon tests: ${skip}\n`);
@@ -208,7 +208,7 @@ describe('TPO mesh in sluice serve, on etcd', { skip, timeout: 420_000 }, () => 
   /** Writes a site's TPO and serve configs (a UDP echo service published as `echo`). */
   async function siteFiles(name: string, host: string, mesh: Record<string, unknown> = {}) {
     const echo = await echoServer(host);
-    const servicePort = await freeUdpPort(host);
+    const servicePort = await freeServicePort();
     const tpoFile = join(dir, `${name}.tpo.json`);
     writeFileSync(
       tpoFile,

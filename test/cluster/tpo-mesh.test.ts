@@ -23,7 +23,7 @@ import { TpoMesh } from '../../src/cluster/tpo-mesh.js';
 import { pairKey, pairKeyId, readClusterKey, type ClusterKey } from '../../src/cluster/tpo-mesh-keys.js';
 import { parseTpoConfig, TpoGateway } from '../../src/tpo/index.js';
 import { etcdSkipReason, startEtcd, type EtcdServer } from '../../harness/etcd/etcd-server.js';
-import { freeTcpPort, freeUdpPort, until } from '../tpo/gateway-helpers.js';
+import { freeServicePort, freeUdpPort, until } from '../tpo/gateway-helpers.js';
 
 const skip = etcdSkipReason() ?? false;
 if (skip) process.stdout.write(`# skipping the TPO mesh tests: ${skip}\n`);
@@ -104,7 +104,7 @@ describe('TPO mesh on etcd', { skip, timeout: 180_000 }, () => {
 
   async function startSite(name: string, host: string): Promise<Site> {
     const srv = await servers(host);
-    const servicePort = await freeTcpPort();
+    const servicePort = await freeServicePort();
     const gateway = await TpoGateway.start({
       config: parseTpoConfig({ name, listen: `${host}:${await freeUdpPort(host)}`, deliver: { allow: [`${host}/32`] } }),
       control: false,
@@ -146,6 +146,15 @@ describe('TPO mesh on etcd', { skip, timeout: 180_000 }, () => {
     return site;
   }
 
+  /** What each site has of the mesh, for a wait that times out: peers applied and refused, the gateway's peer links, the mesh's log. */
+  const meshState = () =>
+    sites.map((s) => ({
+      site: s.name,
+      meshPeers: s.mesh.peers(),
+      refused: s.mesh.refused(),
+      links: s.gateway.status().peers.map((p) => ({ name: p.name, role: p.role, up: p.up, sessions: p.sessions, link: p.link, drops: p.drops })),
+      logs: s.logs.slice(-10),
+    }));
   const peerUp = (s: Site, peer: string) => s.gateway.status().peers.find((p) => p.name === peer)?.up === true;
   const peerNames = (s: Site) => s.gateway.peers().map((p) => p.name);
   const entryNames = (s: Site) => s.gateway.table().map((e) => e.name);
@@ -174,7 +183,7 @@ describe('TPO mesh on etcd', { skip, timeout: 180_000 }, () => {
     assert.equal(clusterKey.ref, 'mesh-test', 'the key is named after its file');
     const a = await startSite('site-a', '127.0.0.1');
     const b = await startSite('site-b', '127.0.0.2');
-    await until('a and b pair', () => peerUp(a, 'site-b') && peerUp(b, 'site-a'));
+    await until('a and b pair', () => peerUp(a, 'site-b') && peerUp(b, 'site-a'), undefined, meshState);
     assert.deepEqual(a.mesh.peers(), ['site-b']);
     assert.deepEqual(entryNames(a), ['site-b.hash', 'site-b.echo']);
     // The lower name initiates; both derive the same key id.
@@ -189,7 +198,7 @@ describe('TPO mesh on etcd', { skip, timeout: 180_000 }, () => {
 
     // Site C starts later: nothing is called on A or B; their meshes see C's registration.
     const c = await startSite('site-c', '127.0.0.3');
-    await until('c pairs with a and b', () => peerUp(a, 'site-c') && peerUp(b, 'site-c') && peerUp(c, 'site-a') && peerUp(c, 'site-b'));
+    await until('c pairs with a and b', () => peerUp(a, 'site-c') && peerUp(b, 'site-c') && peerUp(c, 'site-a') && peerUp(c, 'site-b'), undefined, meshState);
     assert.deepEqual(a.mesh.peers(), ['site-b', 'site-c']);
     assert.deepEqual(b.mesh.peers(), ['site-a', 'site-c']);
     assert.deepEqual(c.mesh.peers(), ['site-a', 'site-b']);
@@ -273,6 +282,17 @@ describe('TPO mesh on etcd', { skip, timeout: 180_000 }, () => {
     } finally {
       await new Promise<void>((r) => taken.close(() => r()));
     }
+    // The port is free again: A applies the registration on its own (a refusal that may pass is retried on a timer).
+    await until(
+      'a applies evil once the port is free',
+      () => peerNames(a).includes('evil') && !a.mesh.refused().some((r) => r.name === 'evil'),
+      20_000,
+      meshState,
+    );
+    assert.deepEqual(
+      entryNames(a).filter((e) => e.startsWith('evil.')),
+      ['evil.one', 'evil.two'],
+    );
     await a.store.delete(key);
     await until('evil gone everywhere', () => sites.every((s) => !peerNames(s).includes('evil') && !s.mesh.refused().some((r) => r.name === 'evil')));
     assert.ok(!entryNames(b).some((e) => e.startsWith('evil.')));

@@ -36,6 +36,41 @@ export async function freeUdpPort(host = '127.0.0.1'): Promise<number> {
   return port;
 }
 
+/** Whether `port` binds now on every address, for TCP and for UDP. */
+async function bindsEverywhere(port: number): Promise<boolean> {
+  const tcp = net.createServer();
+  const tcpOk = await new Promise<boolean>((r) => {
+    tcp.once('error', () => r(false));
+    tcp.listen(port, '0.0.0.0', () => r(true));
+  });
+  if (tcpOk) await new Promise<void>((r) => tcp.close(() => r()));
+  if (!tcpOk) return false;
+  const udp = dgram.createSocket('udp4');
+  const udpOk = await new Promise<boolean>((r) => {
+    udp.once('error', () => r(false));
+    udp.bind(port, '0.0.0.0', () => r(true));
+  });
+  await new Promise<void>((r) => udp.close(() => r()));
+  return udpOk;
+}
+
+/**
+ * A port for a listener a test opens later, perhaps on several addresses
+ * and for both TCP and UDP (a published service): below the kernel's
+ * ephemeral range (32768-60999 by default) and free on every address for
+ * both, so no socket bound to port 0 meanwhile (a gateway's destination
+ * socket, a client's) can take it first. A port from listen(0) is an
+ * ephemeral one: the test that used it for a mesh service once found it
+ * taken by then.
+ */
+export async function freeServicePort(): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (await bindsEverywhere(port)) return port;
+  }
+  throw new Error('no free port in 20000-31999 for TCP and UDP');
+}
+
 export async function freeTcpPort(): Promise<number> {
   const srv = net.createServer();
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
@@ -152,10 +187,11 @@ export function collect<K extends keyof TpoGatewayEvents>(gw: TpoGateway, event:
   return got;
 }
 
-export async function until(what: string, ok: () => boolean, ms = 20_000): Promise<void> {
+/** Polls `ok` until it holds; on a timeout the error carries `explain()` (the state that did not get there), so a rare failure says why. */
+export async function until(what: string, ok: () => boolean, ms = 20_000, explain?: () => unknown): Promise<void> {
   const t0 = performance.now();
   while (!ok()) {
-    if (performance.now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms`);
+    if (performance.now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms${explain ? `\n${JSON.stringify(explain(), null, 1)}` : ''}`);
     await new Promise((r) => setTimeout(r, 25));
   }
 }
