@@ -109,7 +109,18 @@ try {
         const inWindow = bins.slice(0, SECONDS).reduce((x, y) => x + y, 0);
         const steady = bins.slice(2, SECONDS).reduce((x, y) => x + y, 0);
         const p = status?.peers[0];
-        const pb = pair ? (await pair.status('b')).peers[0] : undefined;
+        const statusB = pair ? await pair.status('b') : undefined;
+        const pb = statusB?.peers[0];
+        // Datagrams per system call and per receive batch: what the per-datagram CPU cost follows.
+        const batching = (st: typeof status) => {
+          if (!st) return undefined;
+          const b = st.port.batching;
+          return {
+            perSendCall: +(st.port.datagramsSent / Math.max(1, b.sendCalls)).toFixed(1),
+            perReceiveBatch: +(st.port.datagramsReceived / Math.max(1, b.receiveBatches)).toFixed(1),
+            groBuffers: b.groBuffers,
+          };
+        };
         process.stdout.write(
           `${JSON.stringify({
             variant,
@@ -133,7 +144,7 @@ try {
                   },
                 }
               : {}),
-            ...(pair ? { threads: perThread } : {}),
+            ...(pair ? { threads: perThread, batching: { gwa: batching(status), gwb: batching(statusB) } } : {}),
             ...(p
               ? {
                   peer: { srttMs: p.srttMs, bandwidthMbit: p.bandwidthMbit, pacingMbit: p.pacingMbit, retransmissions: p.retransmissions },

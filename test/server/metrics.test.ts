@@ -489,6 +489,7 @@ function gatewayStatus(name: string, peers: PeerStatus[], counters: Partial<TpoG
     port: {
       datagramsReceived: 30,
       datagramsSent: 40,
+      batching: { sendCalls: 40, gsoMessages: 0, gsoSegments: 0, receiveBatches: 30, groBuffers: 0 },
       receiveDropped: { unknownSource: 0, truncated: 0, listenerError: 0 },
       sendDropped: { queueFull: 0, sendError: 0, closed: 0 },
     },

@@ -137,6 +137,20 @@ export interface GatewayStatus {
   readonly port: {
     readonly datagramsReceived: number;
     readonly datagramsSent: number;
+    /**
+     * How the I/O was batched: send system calls, GSO messages and the
+     * datagrams they carried, batches the receive thread handed over and
+     * GRO buffers among what it read (batched port; the portable port makes
+     * one call and one batch per datagram). Datagrams per call is what
+     * the per-datagram CPU cost follows.
+     */
+    readonly batching: {
+      readonly sendCalls: number;
+      readonly gsoMessages: number;
+      readonly gsoSegments: number;
+      readonly receiveBatches: number;
+      readonly groBuffers: number;
+    };
     readonly receiveDropped: { readonly unknownSource: number; readonly truncated: number; readonly listenerError: number };
     readonly sendDropped: { readonly queueFull: number; readonly sendError: number; readonly closed: number };
     readonly lastSendError?: string;
@@ -280,6 +294,13 @@ export function buildStatus(s: StatusSources): GatewayStatus {
       return {
         datagramsReceived: ps.datagramsReceived,
         datagramsSent: ps.datagramsSent,
+        batching: {
+          sendCalls: ps.sendCalls,
+          gsoMessages: ps.gsoMessages,
+          gsoSegments: ps.gsoSegments,
+          receiveBatches: ps.receiveBatches,
+          groBuffers: ps.groBuffers,
+        },
         receiveDropped: { ...ps.receiveDropped },
         sendDropped: { ...ps.dropped },
         ...(ps.lastSendError ? { lastSendError: ps.lastSendError } : {}),

@@ -38,7 +38,7 @@ export interface DatagramPortStats {
   /** Batched: GSO messages sent and the datagrams they carried. */
   gsoMessages: number;
   gsoSegments: number;
-  /** Batched: batches handed over by the receive worker, and GRO buffers among what it read. */
+  /** Batches handed over by the batched port's receive worker (portable: one per datagram), and GRO buffers among what it read. */
   receiveBatches: number;
   groBuffers: number;
   /** Datagrams not sent: socket buffer full (EAGAIN/ENOBUFS), another send error, or sent after close. */

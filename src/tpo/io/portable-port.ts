@@ -28,6 +28,7 @@ export class PortableDatagramPort extends EventEmitter implements DatagramPort {
     this.fallbackReason = fallbackReason;
     socket.on('message', (msg, rinfo) => {
       this.stats.datagramsReceived++;
+      this.stats.receiveBatches++;
       this.stats.bytesReceived += msg.length;
       handOver(this, msg, { address: rinfo.address, port: rinfo.port, family: rinfo.family === 'IPv6' ? 'IPv6' : 'IPv4' });
     });
