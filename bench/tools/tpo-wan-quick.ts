@@ -17,7 +17,7 @@
  * was busy meanwhile.
  *
  *   node --import tsx bench/tools/tpo-wan-quick.ts [--rate-mbit 200] [--rtt-ms 10] [--seconds 8]
- *     [--loss-pct 0] [--variants direct-cubic,sluice-cubic] [--repeats 1] [--rr] [--cpu-prof DIR]
+ *     [--loss-pct 0] [--variants direct-cubic,sluice-cubic] [--repeats 1] [--rr] [--cpu-prof DIR] [--initial-rate 25M]
  */
 import { createWanTopology, WAN_ADDR } from '../../harness/wan/topology.js';
 import { startGatewayPair } from '../../harness/tpo/gateway-pair.js';
@@ -32,6 +32,8 @@ const LOSS = Number(flag('loss-pct', '0')) / 100;
 const VARIANTS = flag('variants', 'direct-cubic,sluice-cubic').split(',');
 const REPEATS = Math.max(1, Number(flag('repeats', '1')));
 const RR = process.argv.includes('--rr');
+/** The gateways' `initialRate` (e.g. 25M): what a new session starts from when the operator states the path. */
+const INITIAL_RATE = process.argv.includes('--initial-rate') ? flag('initial-rate') : undefined;
 /** A directory: the gateways run with `--cpu-prof` and write their profiles there (on a clean exit). */
 const PROF_DIR = process.argv.includes('--cpu-prof') ? flag('cpu-prof') : undefined;
 for (const v of VARIANTS) if (!['direct-cubic', 'direct-bbr', 'sluice-cubic', 'sluice-cubic-fec'].includes(v)) throw new Error(`unknown variant ${v}`);
@@ -53,6 +55,7 @@ try {
             tcpTarget: SINK_PORT,
             listenPort: 12949,
             ...(variant === 'sluice-cubic-fec' ? { latencySensitive: true } : {}),
+            ...(INITIAL_RATE ? { initialRate: INITIAL_RATE } : {}),
             ...(PROF_DIR ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', PROF_DIR] } : {}),
           })
         : undefined;

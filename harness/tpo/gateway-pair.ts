@@ -37,6 +37,8 @@ export interface GatewayPairOptions {
   readonly latencySensitive?: boolean;
   /** Both peers' `mtu` (default: the config's, 1500 or 9000 on loopback). */
   readonly mtu?: number;
+  /** Both peers' `initialRate` (e.g. '25M': the rate a new session starts from; default the config's). */
+  readonly initialRate?: string;
 }
 
 export interface GatewayPair {
@@ -122,7 +124,7 @@ export function pairConfigs(place: PairPlace, o: GatewayPairOptions, dir: string
   const a = {
     name: 'gwa',
     listen: place.aPeer,
-    peers: [{ name: 'gwb', address: place.bPeer, key, keyId: 1, ...(o.mtu ? { mtu: o.mtu } : {}) }],
+    peers: [{ name: 'gwb', address: place.bPeer, key, keyId: 1, ...(o.mtu ? { mtu: o.mtu } : {}), ...(o.initialRate ? { initialRate: o.initialRate } : {}) }],
     intercept: o.mode === 'explicit' ? { mode: 'explicit' } : { mode: 'transparent', hooks: ['prerouting'] },
     table,
     control: join(dir, 'gwa.sock'),
@@ -130,7 +132,7 @@ export function pairConfigs(place: PairPlace, o: GatewayPairOptions, dir: string
   const b = {
     name: 'gwb',
     listen: place.bPeer,
-    peers: [{ name: 'gwa', key, keyId: 1, ...(o.mtu ? { mtu: o.mtu } : {}) }],
+    peers: [{ name: 'gwa', key, keyId: 1, ...(o.mtu ? { mtu: o.mtu } : {}), ...(o.initialRate ? { initialRate: o.initialRate } : {}) }],
     deliver: { allow: [place.servers] },
     control: join(dir, 'gwb.sock'),
   };
