@@ -135,7 +135,7 @@ try {
             goodputMbit: +((inWindow * 8) / SECONDS / 1e6).toFixed(1),
             after2sMbit: +((steady * 8) / (SECONDS - 2) / 1e6).toFixed(1),
             // Second by second: where a new session's startup shows.
-            firstSecondsMbit: bins.slice(0, SECONDS).map((b) => +((b * 8) / 1e6).toFixed(1)),
+            perSecondMbit: bins.slice(0, SECONDS).map((b) => +((b * 8) / 1e6).toFixed(1)),
             ...(rrDone ? { rr: { n: rrDone.n, p50: +rrDone.p50.toFixed(1), p90: +rrDone.p90.toFixed(1), p99: +rrDone.p99.toFixed(1) } } : {}),
             cpuS: { emulator: +used.emu.toFixed(2), gwa: +used.a.toFixed(2), gwb: +used.b.toFixed(2) },
             hostBusy: +hostBusy.toFixed(2),

@@ -121,10 +121,12 @@ export function pairConfigs(place: PairPlace, o: GatewayPairOptions, dir: string
           { name: 'udp', protocol: 'udp', src, dst: place.servers },
           { name: 'ping', protocol: 'icmp', src, dst: place.servers },
         ];
+  // Fields both sides' peer entries carry.
+  const peerFields = { ...(o.mtu ? { mtu: o.mtu } : {}), ...(o.initialRate ? { initialRate: o.initialRate } : {}) };
   const a = {
     name: 'gwa',
     listen: place.aPeer,
-    peers: [{ name: 'gwb', address: place.bPeer, key, keyId: 1, ...(o.mtu ? { mtu: o.mtu } : {}), ...(o.initialRate ? { initialRate: o.initialRate } : {}) }],
+    peers: [{ name: 'gwb', address: place.bPeer, key, keyId: 1, ...peerFields }],
     intercept: o.mode === 'explicit' ? { mode: 'explicit' } : { mode: 'transparent', hooks: ['prerouting'] },
     table,
     control: join(dir, 'gwa.sock'),
@@ -132,7 +134,7 @@ export function pairConfigs(place: PairPlace, o: GatewayPairOptions, dir: string
   const b = {
     name: 'gwb',
     listen: place.bPeer,
-    peers: [{ name: 'gwa', key, keyId: 1, ...(o.mtu ? { mtu: o.mtu } : {}), ...(o.initialRate ? { initialRate: o.initialRate } : {}) }],
+    peers: [{ name: 'gwa', key, keyId: 1, ...peerFields }],
     deliver: { allow: [place.servers] },
     control: join(dir, 'gwb.sock'),
   };

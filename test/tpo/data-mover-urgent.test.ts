@@ -10,11 +10,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DataMover } from '../../src/tpo/protocol/data-mover.js';
+import { DataMover, URGENT_ALLOWANCE_BYTES as ALLOWANCE } from '../../src/tpo/protocol/data-mover.js';
 import { deriveSessionKeys } from '../../src/tpo/protocol/datagram-crypto.js';
 import { decodeDataMoverField, TD_DATA } from '../../src/wire/tpo/data-mover.js';
-
-const ALLOWANCE = 16 * 1024;
 
 test('with the window full of unacknowledged bulk, an urgent buffer leaves at once; the urgent lane stops at its allowance past the window', async () => {
   let now = 1000;

@@ -177,7 +177,7 @@ const CATCH_UP_MS = 10;
  * whatever the number of thin flows, and the pacer's debt is paid back by
  * the bulk, so the average rate and the queue it builds stay the same.
  */
-const URGENT_ALLOWANCE_BYTES = 16 * 1024;
+export const URGENT_ALLOWANCE_BYTES = 16 * 1024;
 /** Data datagrams between acknowledgements (sooner after ackDelayMs): acks cost reverse bandwidth. */
 const ACK_EVERY = 8;
 /** Goodbye datagrams sent on close: at 2 % random loss all three are lost once in 125,000 closes. */
