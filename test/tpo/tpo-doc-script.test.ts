@@ -9,10 +9,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { freeTcpPort, freeUdpPort } from './gateway-helpers.js';
 
@@ -52,7 +53,7 @@ function watch(child: ChildProcessWithoutNullStreams): { out: () => string; line
   });
   return {
     out: () => out,
-    line: (re, ms = 60_000) =>
+    line: (re, ms = 45_000) =>
       new Promise((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`no line matching ${re} within ${ms} ms; output:\n${out}`)), ms);
         waiters.push({
@@ -70,15 +71,60 @@ function watch(child: ChildProcessWithoutNullStreams): { out: () => string; line
 const exited = (child: ChildProcessWithoutNullStreams) =>
   new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
 
+/** `p`, or a rejection after `ms` naming `what` and carrying `explain()`: no wait in this test is unbounded. */
+async function within<T>(p: Promise<T>, ms: number, what: string, explain: () => Promise<string> | string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), ms)));
+  try {
+    const r = await Promise.race([p, late]);
+    if (r !== 'late') return r as T;
+  } finally {
+    clearTimeout(timer);
+  }
+  throw new Error(`${what}: not within ${ms} ms\n${await explain()}`);
+}
+
+/**
+ * A Node diagnostic report of a child that will not exit (it runs with
+ * --report-on-signal): what keeps its loop alive (libuv handles) and where
+ * its JavaScript is, or a note that the loop never answered the signal.
+ */
+async function aliveReport(child: ChildProcessWithoutNullStreams, dir: string, name: string): Promise<string> {
+  const file = join(dir, `${name}.report.json`);
+  child.kill('SIGUSR2');
+  for (let i = 0; i < 50 && !existsSync(file); i++) await sleep(100);
+  if (!existsSync(file)) return `${name}: no report within 5 s of SIGUSR2 (its event loop is blocked)`;
+  await sleep(200);
+  try {
+    const r = JSON.parse(readFileSync(file, 'utf8')) as {
+      javascriptStack?: { message?: string; stack?: string[] };
+      libuv?: { type: string; is_active?: boolean; is_referenced?: boolean; localEndpoint?: unknown; remoteEndpoint?: unknown }[];
+      workers?: unknown[];
+    };
+    const handles = (r.libuv ?? [])
+      .filter((h) => h.is_active && h.is_referenced)
+      .map(
+        (h) => `${h.type}${h.localEndpoint ? ` ${JSON.stringify(h.localEndpoint)}` : ''}${h.remoteEndpoint ? ` > ${JSON.stringify(h.remoteEndpoint)}` : ''}`,
+      );
+    return `${name}: referenced active handles: ${handles.join('; ') || 'none'}; workers: ${r.workers?.length ?? 0}; stack: ${(r.javascriptStack?.stack ?? []).slice(0, 8).join(' | ')}`;
+  } catch (e) {
+    return `${name}: report unreadable (${(e as Error).message})`;
+  }
+}
+
 test('the docs/TPO.md library script is at most 20 lines and imports sluice/tpo', () => {
   const script = libraryScript();
   assert.ok(script.trimEnd().split('\n').length <= 20, `the script has ${script.trimEnd().split('\n').length} lines`);
   assert.match(script, /from 'sluice\/tpo'/);
 });
 
-test('the docs/TPO.md library script runs both quick-start sites: they pair, carry a connection, and stop on SIGINT', { timeout: 120_000 }, async () => {
+test('the docs/TPO.md library script runs both quick-start sites: they pair, carry a connection, and stop on SIGINT', { timeout: 240_000 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-tpo-doc-'));
   const children: ChildProcessWithoutNullStreams[] = [];
+  // Runs even when the test times out: no gateway outlives it (a live child would hold the file open).
+  t.after(() => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  });
   const server = net.createServer((s) => {
     s.on('error', () => {});
     s.end('hello from site b\n');
@@ -104,7 +150,9 @@ test('the docs/TPO.md library script runs both quick-start sites: they pair, car
     const script = join(dir, 'gateway.mjs');
     writeFileSync(script, libraryScript().replace(`'sluice/tpo'`, `'${ENTRY}'`));
     const run = (config: string) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', script, config], { cwd: ROOT, stdio: 'pipe' });
+      const name = config.endsWith('a.yaml') ? 'site-a' : 'site-b';
+      const report = ['--report-on-signal', '--report-signal=SIGUSR2', `--report-directory=${dir}`, `--report-filename=${name}.report.json`];
+      const child = spawn(process.execPath, [...report, '--import', 'tsx', script, config], { cwd: ROOT, stdio: 'pipe' });
       children.push(child);
       return { child, ...watch(child), exit: exited(child) };
     };
@@ -114,20 +162,30 @@ test('the docs/TPO.md library script runs both quick-start sites: they pair, car
     await a.line(/^peer site-b up$/);
     await b.line(/^peer site-a up$/);
 
-    const reply = await new Promise<string>((resolve, reject) => {
-      const s = net.connect(ports['8080']!, '127.0.0.1');
-      let got = '';
-      s.on('data', (d) => (got += d));
-      s.on('end', () => resolve(got));
-      s.on('error', reject);
-    });
+    const outputs = () => `site-a:\n${a.out()}\nsite-b:\n${b.out()}`;
+    let got = '';
+    const client = net.connect(ports['8080']!, '127.0.0.1');
+    const reply = await within(
+      new Promise<string>((resolve, reject) => {
+        client.on('data', (d) => (got += d));
+        client.on('end', () => resolve(got));
+        client.on('error', reject);
+      }),
+      30_000,
+      'the reply through the pair',
+      async () => `received ${JSON.stringify(got)}\n${await aliveReport(a.child, dir, 'site-a')}\n${await aliveReport(b.child, dir, 'site-b')}\n${outputs()}`,
+    ).finally(() => client.destroy());
     assert.equal(reply, 'hello from site b\n');
     await a.line(/^source flow tcp 127\.0\.0\.1:\d+ > 127\.0\.0\.1:\d+ via site-b$/);
     await b.line(/^destination flow tcp 127\.0\.0\.1:\d+ > 127\.0\.0\.1:\d+ via site-a$/);
 
     for (const g of [a, b]) g.child.kill('SIGINT');
-    for (const g of [a, b]) {
-      assert.deepEqual(await g.exit, { code: 0, signal: null }, `exit after SIGINT; output:\n${g.out()}`);
+    for (const [name, g] of [
+      ['site-a', a],
+      ['site-b', b],
+    ] as const) {
+      const exit = await within(g.exit, 30_000, `${name}'s exit after SIGINT`, async () => `${await aliveReport(g.child, dir, name)}\n${outputs()}`);
+      assert.deepEqual(exit, { code: 0, signal: null }, `exit after SIGINT; output:\n${g.out()}`);
       assert.match(g.out(), /^closed$/m);
     }
   } finally {
