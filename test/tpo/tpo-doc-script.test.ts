@@ -4,12 +4,17 @@
  * at the source entry (tests run from source; dist/ may not exist), run
  * under tsx as both sites of the quick start (examples/tpo-site-{a,b}.yaml,
  * copied with free ports). The two pair, carry a TCP connection, and stop
- * on SIGINT with 'closed' and exit status 0.
+ * on SIGINT with 'closed' and exit status 0. Every wait is bounded; one
+ * that passes names itself and shows both outputs and, for a process that
+ * will not exit, what holds it (a Node report, or its threads when its
+ * loop does not answer). This is how a gateway that printed 'closed' and
+ * then never exited was found: a socket reset while its shutdown was
+ * pending (src/sys/tcp-reset.ts).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -84,6 +89,27 @@ async function within<T>(p: Promise<T>, ms: number, what: string, explain: () =>
   throw new Error(`${what}: not within ${ms} ms\n${await explain()}`);
 }
 
+/** Each thread of `pid` as the kernel sees it: name, wait channel and system call (number, first argument). */
+function threads(pid: number | undefined): string {
+  try {
+    const dir = `/proc/${pid}/task`;
+    return readdirSync(dir)
+      .map((t) => {
+        const read = (f: string) => {
+          try {
+            return readFileSync(`${dir}/${t}/${f}`, 'utf8').trim();
+          } catch {
+            return '?';
+          }
+        };
+        return `${read('comm')} [${read('wchan')}; syscall ${read('syscall').split(' ').slice(0, 2).join(' ')}]`;
+      })
+      .join(', ');
+  } catch (e) {
+    return `unreadable (${(e as Error).message})`;
+  }
+}
+
 /**
  * A Node diagnostic report of a child that will not exit (it runs with
  * --report-on-signal): what keeps its loop alive (libuv handles) and where
@@ -93,7 +119,7 @@ async function aliveReport(child: ChildProcessWithoutNullStreams, dir: string, n
   const file = join(dir, `${name}.report.json`);
   child.kill('SIGUSR2');
   for (let i = 0; i < 50 && !existsSync(file); i++) await sleep(100);
-  if (!existsSync(file)) return `${name}: no report within 5 s of SIGUSR2 (its event loop is blocked)`;
+  if (!existsSync(file)) return `${name}: no report within 5 s of SIGUSR2 (its event loop is blocked); threads: ${threads(child.pid)}`;
   await sleep(200);
   try {
     const r = JSON.parse(readFileSync(file, 'utf8')) as {

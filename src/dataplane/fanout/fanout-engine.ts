@@ -20,6 +20,7 @@ import { stopReading } from '../common/socket-reading.js';
 import { checkLimits, createInputMatcher, parsePath, type AllowRule, type FanoutInput, type FanoutLimits } from './config.js';
 import { headEnd, inputFailureHead, parseHead, response, streamHead } from './http.js';
 import type { FanoutNotice, FanoutRequest, LoopStats } from './loop.js';
+import { resetTcpSocket } from '../../sys/tcp-reset.js';
 
 export interface FanoutSpec {
   /** Where the HTTP front listens (host:port; port 0: any). */
@@ -190,7 +191,7 @@ export class FanoutEngine {
   #onTcp(s: Socket, input: FanoutInput): void {
     if (this.#open.size >= this.#spec.limits.maxClients) {
       this.#front.refused.overLimit++;
-      s.resetAndDestroy();
+      resetTcpSocket(s);
       return;
     }
     this.#handover(s, input, 'tcp');
@@ -200,7 +201,7 @@ export class FanoutEngine {
     const l = this.#spec.limits;
     if (this.#pending.size >= l.maxPending) {
       this.#front.refused.pendingLimit++;
-      s.resetAndDestroy();
+      resetTcpSocket(s);
       return;
     }
     this.#pending.add(s);

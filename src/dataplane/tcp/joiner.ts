@@ -4,6 +4,7 @@
  */
 import type { Socket } from 'node:net';
 import type { TcpRelayPath } from '../../policy/tcp-redirect.js';
+import { resetTcpSocket } from '../../sys/tcp-reset.js';
 
 export interface PairEnd {
   /** closed: both sides ended; reset: an error or RST on either; idle: idleTimeoutMs passed with no byte moved (both closed). */
@@ -58,12 +59,7 @@ export interface Joiner {
   close(): Promise<void>;
 }
 
-/** Resets a socket (RST) if it is still open; Node's resetAndDestroy throws on one that never had a handle. */
+/** Resets a socket (RST) if it is still open (sys/tcp-reset.ts: destroyed instead while its write side is shutting down). */
 export function reset(s: Socket): void {
-  if (s.destroyed) return;
-  try {
-    s.resetAndDestroy();
-  } catch {
-    s.destroy();
-  }
+  resetTcpSocket(s);
 }

@@ -51,6 +51,7 @@ import {
   tupleKey,
 } from './flow.js';
 import type { CarriedMessage } from '../../wire/tpo/driver-buffer.js';
+import { resetTcpSocket } from '../../sys/tcp-reset.js';
 
 /** Per-flow window (docs/WIRE.md §1): 4 MiB, more than 50 Mbit/s × 600 ms. */
 export const FLOW_WINDOW = 4 * 1024 * 1024;
@@ -416,7 +417,7 @@ export class TcpEdge implements CarriedFlow {
       const s = this.#socket;
       if (s && !s.destroyed) {
         // RST to the application: it learns the far end failed instead of waiting.
-        if (typeof (s as net.Socket & { resetAndDestroy?: () => void }).resetAndDestroy === 'function' && this.#connected) s.resetAndDestroy();
+        if (this.#connected) resetTcpSocket(s);
         else s.destroy();
       }
       this.#finish(this.#state);

@@ -7,6 +7,7 @@
 import type { EventEmitter } from 'node:events';
 import type net from 'node:net';
 import type { InterceptRule } from '../config/intercept-rules.js';
+import { resetTcpSocket } from '../../sys/tcp-reset.js';
 
 /** One end of an intercepted flow: an IP address (either family) and a port. */
 export interface HostPort {
@@ -53,7 +54,5 @@ export interface Interception extends EventEmitter {
 export function resetSocket(s: net.Socket): void {
   // A late error on a socket nobody else listens to must not become an uncaught exception.
   s.on('error', () => undefined);
-  if (s.destroyed) return;
-  if (typeof s.resetAndDestroy === 'function' && !s.connecting) s.resetAndDestroy();
-  else s.destroy();
+  resetTcpSocket(s);
 }
