@@ -23,7 +23,7 @@ export function resetTcpSocket(s: net.Socket): void {
   const shuttingDown = s.writableEnded && !s.writableFinished && s.writableLength === 0;
   // Without a handle (never connected) resetAndDestroy() destroys with an ERR_SOCKET_CLOSED 'error': nothing to reset.
   const hasHandle = (s as net.Socket & { _handle?: unknown })._handle != null;
-  if (typeof s.resetAndDestroy !== 'function' || !hasHandle || s.connecting || shuttingDown) {
+  if (!hasHandle || s.connecting || shuttingDown) {
     s.destroy();
     return;
   }

@@ -4,7 +4,6 @@
  */
 import type { Socket } from 'node:net';
 import type { TcpRelayPath } from '../../policy/tcp-redirect.js';
-import { resetTcpSocket } from '../../sys/tcp-reset.js';
 
 export interface PairEnd {
   /** closed: both sides ended; reset: an error or RST on either; idle: idleTimeoutMs passed with no byte moved (both closed). */
@@ -57,9 +56,4 @@ export interface Joiner {
   bytes(): { toUpstream: number; toClient: number };
   /** Ends every pair (reset) and releases the path. */
   close(): Promise<void>;
-}
-
-/** Resets a socket (RST) if it is still open (sys/tcp-reset.ts: destroyed instead while its write side is shutting down). */
-export function reset(s: Socket): void {
-  resetTcpSocket(s);
 }

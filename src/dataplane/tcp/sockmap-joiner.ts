@@ -31,7 +31,8 @@ import { boundTcpSocket, socketCookie } from '../../sys/socket-options.js';
 import { socketFd } from './splice-joiner.js';
 import { SockmapProgram } from './sockmap-program.js';
 import { BACKLOG_LIMIT, Direction } from './sockmap-direction.js';
-import { reset, type Joiner, type PairEnd, type SockmapStats } from './joiner.js';
+import type { Joiner, PairEnd, SockmapStats } from './joiner.js';
+import { resetTcpSocket } from '../../sys/tcp-reset.js';
 import { UserJoiner } from './user-joiner.js';
 
 interface Pair {
@@ -165,7 +166,7 @@ export class SockmapJoiner implements Joiner {
     }
     const onError = (other: Socket) => (err: Error) => {
       error ??= (err as NodeJS.ErrnoException).code ?? err.message;
-      reset(other);
+      resetTcpSocket(other);
     };
     const onClose = () => {
       // One socket closing does not end the other direction (it may still owe its peer an end of file).
@@ -238,8 +239,8 @@ export class SockmapJoiner implements Joiner {
   async close(): Promise<void> {
     if (this.#closed) return;
     for (const p of this.#open) {
-      reset(p.client);
-      reset(p.upstream);
+      resetTcpSocket(p.client);
+      resetTcpSocket(p.upstream);
     }
     for (const u of this.#upstreams.values()) this.#prog.removeUpstreamPort(u.port);
     this.#upstreams.clear();

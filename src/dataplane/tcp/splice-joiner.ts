@@ -13,7 +13,8 @@ import { spliceUnavailable } from '../../sys/splice.js';
 import { spawnWorker, workerEntry } from '../../worker/spawn.js';
 import { EngineFailedError } from '../../errors.js';
 import { TOTAL_DOWN, TOTAL_UP, type SpliceNotice, type SpliceRequest } from './splice-loop.js';
-import { reset, type Joiner, type PairEnd } from './joiner.js';
+import type { Joiner, PairEnd } from './joiner.js';
+import { resetTcpSocket } from '../../sys/tcp-reset.js';
 
 interface Open {
   readonly client: Socket;
@@ -68,8 +69,8 @@ export class SpliceJoiner implements Joiner {
     const c = socketFd(client);
     const u = socketFd(upstream);
     if (this.#failure || c === undefined || u === undefined) {
-      reset(client);
-      reset(upstream);
+      resetTcpSocket(client);
+      resetTcpSocket(upstream);
       done({ reason: 'reset', error: this.#failure ? 'splice thread stopped' : 'socket has no descriptor', bytesToUpstream: 0, bytesToClient: 0 });
       return;
     }
@@ -112,8 +113,8 @@ export class SpliceJoiner implements Joiner {
 
   #finish(o: Open, end: PairEnd): void {
     if (end.reason === 'reset') {
-      reset(o.client);
-      reset(o.upstream);
+      resetTcpSocket(o.client);
+      resetTcpSocket(o.upstream);
     } else {
       o.client.destroy();
       o.upstream.destroy();

@@ -11,7 +11,8 @@ import { createSourceMatcher } from '../../policy/source-filter.js';
 import type { TcpRedirectSpec } from '../../policy/tcp-redirect.js';
 import { unmapAddress, type Endpoint } from '../../wire/endpoint.js';
 import { fromNodeError, NotSupportedError, SyscallError } from '../../errors.js';
-import { reset, type Joiner, type JoinPath, type PairEnd, type SockmapStats } from './joiner.js';
+import type { Joiner, JoinPath, PairEnd, SockmapStats } from './joiner.js';
+import { resetTcpSocket } from '../../sys/tcp-reset.js';
 import { SockmapJoiner } from './sockmap-joiner.js';
 import { UserJoiner } from './user-joiner.js';
 import { SpliceJoiner, spliceUnavailable } from './splice-joiner.js';
@@ -146,14 +147,14 @@ export class TcpRelayEngine {
     if (!this.#allowed(source)) {
       this.#notAllowed++;
       this.#joiner.discard?.(client);
-      reset(client);
+      resetTcpSocket(client);
       this.#hooks.refused?.(source, 'notAllowed');
       return;
     }
     if (this.#active >= this.spec.maxConnections || this.failure || this.#closing) {
       this.#overLimit++;
       this.#joiner.discard?.(client);
-      reset(client);
+      resetTcpSocket(client);
       this.#hooks.refused?.(source, 'overLimit');
       return;
     }
@@ -166,7 +167,7 @@ export class TcpRelayEngine {
       // No socket for the upstream (e.g. no ephemeral port left): the attempt fails like an unreachable destination.
       this.#upstreamFailed++;
       this.#active--;
-      reset(client);
+      resetTcpSocket(client);
       this.#hooks.upstreamFailed?.(source, err instanceof SyscallError ? err.errno : String(err));
       return;
     }
@@ -180,8 +181,8 @@ export class TcpRelayEngine {
       this.#upstreamFailed++;
       this.#active--;
       this.#joiner.abandon?.(upstream);
-      reset(client);
-      reset(upstream);
+      resetTcpSocket(client);
+      resetTcpSocket(upstream);
       this.#hooks.upstreamFailed?.(source, (err as NodeJS.ErrnoException).code ?? err.message);
     };
     upstream.once('error', failed);
@@ -193,7 +194,7 @@ export class TcpRelayEngine {
       if (client.destroyed || this.#closing) {
         this.#active--;
         this.#joiner.abandon?.(upstream);
-        reset(upstream);
+        resetTcpSocket(upstream);
         return;
       }
       this.#accepted++;

@@ -6,7 +6,8 @@
  * resets the other.
  */
 import type { Socket } from 'node:net';
-import { reset, type Joiner, type PairEnd } from './joiner.js';
+import type { Joiner, PairEnd } from './joiner.js';
+import { resetTcpSocket } from '../../sys/tcp-reset.js';
 
 export class UserJoiner implements Joiner {
   readonly mode = 'userspace';
@@ -41,7 +42,7 @@ export class UserJoiner implements Joiner {
     }
     const onError = (other: Socket) => (err: Error) => {
       error ??= (err as NodeJS.ErrnoException).code ?? err.message;
-      reset(other);
+      resetTcpSocket(other);
     };
     const onClose = () => {
       if (++closed < 2) return;
@@ -81,8 +82,8 @@ export class UserJoiner implements Joiner {
 
   close(): Promise<void> {
     for (const p of this.#open) {
-      reset(p.client);
-      reset(p.upstream);
+      resetTcpSocket(p.client);
+      resetTcpSocket(p.upstream);
     }
     return Promise.resolve();
   }
