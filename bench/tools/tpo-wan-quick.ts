@@ -17,7 +17,7 @@
  * was busy meanwhile.
  *
  *   node --import tsx bench/tools/tpo-wan-quick.ts [--rate-mbit 200] [--rtt-ms 10] [--seconds 8]
- *     [--loss-pct 0] [--variants direct-cubic,sluice-cubic] [--repeats 1] [--rr] [--cpu-prof DIR] [--initial-rate 25M]
+ *     [--loss-pct 0] [--variants direct-cubic,sluice-cubic] [--repeats 1] [--rr] [--cpu-prof DIR] [--initial-rate 25M] [--trace] [--max-bytes N]
  */
 import { createWanTopology, WAN_ADDR } from '../../harness/wan/topology.js';
 import { startGatewayPair } from '../../harness/tpo/gateway-pair.js';
@@ -36,6 +36,10 @@ const RR = process.argv.includes('--rr');
 const INITIAL_RATE = process.argv.includes('--initial-rate') ? flag('initial-rate') : undefined;
 /** A directory: the gateways run with `--cpu-prof` and write their profiles there (on a clean exit). */
 const PROF_DIR = process.argv.includes('--cpu-prof') ? flag('cpu-prof') : undefined;
+/** Every 100 ms of a Sluice transfer, the sending gateway's view of its peer (rate control, queue, in flight) on stderr. */
+const TRACE = process.argv.includes('--trace');
+/** Caps the bulk transfer's bytes (default: 1.5 × the path's rate for --seconds); a small value leaves the rr flow nearly alone, its latency without the bulk. */
+const MAX_BYTES = process.argv.includes('--max-bytes') ? Number(flag('max-bytes')) : undefined;
 for (const v of VARIANTS) if (!['direct-cubic', 'direct-bbr', 'sluice-cubic', 'sluice-cubic-fec'].includes(v)) throw new Error(`unknown variant ${v}`);
 const SINK_PORT = 5201;
 const LOAD = 'harness/traffic/wan-load.ts';
@@ -56,7 +60,11 @@ try {
             listenPort: 12949,
             ...(variant === 'sluice-cubic-fec' ? { latencySensitive: true } : {}),
             ...(INITIAL_RATE ? { initialRate: INITIAL_RATE } : {}),
-            ...(PROF_DIR ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', PROF_DIR] } : {}),
+            ...(PROF_DIR
+              ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', PROF_DIR] }
+              : process.env.QNODEARGS
+                ? { nodeArgs: process.env.QNODEARGS.split(' ') }
+                : {}),
           })
         : undefined;
       try {
@@ -65,7 +73,7 @@ try {
         const cpu0 = { emu: cpu(emu.proc), a: cpu(pair?.gwa), b: cpu(pair?.gwb) };
         const threads0 = { a: threads(pair?.gwa), b: threads(pair?.gwb) };
         const machine0 = machine();
-        const maxBytes = Math.ceil(((RATE_MBIT * 1e6) / 8) * SECONDS * 1.5);
+        const maxBytes = MAX_BYTES ?? Math.ceil(((RATE_MBIT * 1e6) / 8) * SECONDS * 1.5);
         const send = wt.topo.runNode('client', LOAD, ['tcp-send', '--to', target, '--seconds', String(SECONDS), '--max-bytes', String(maxBytes), '--cc', cc]);
         const rr = RR
           ? wt.topo.runNode('client', LOAD, [
@@ -95,9 +103,23 @@ try {
             if (st) queueMs.push((st.aToB.queuedBytes * 8 * 1000) / (RATE_MBIT * 1e6));
           }
         })();
+        const tracer = (async () => {
+          const t0 = Date.now();
+          while (TRACE && pair && sending) {
+            await new Promise((r) => setTimeout(r, 100));
+            const p = (await pair.status('a').catch(() => undefined))?.peers[0];
+            if (p) {
+              const { srttMs, bandwidthMbit, pacingMbit, rate, queuedBytes, inFlightBytes, bytesSent, lost, retransmissions } = p;
+              process.stderr.write(
+                `${JSON.stringify({ t: (Date.now() - t0) / 1000, srttMs, bandwidthMbit, pacingMbit, ...rate, queuedBytes, inFlightBytes, bytesSent, lost, retransmissions })}\n`,
+              );
+            }
+          }
+        })();
         await Promise.all([send.waitExit((SECONDS + 30) * 1000), rr?.waitExit((SECONDS + 30) * 1000)]);
         sending = false;
         await sampler;
+        await tracer;
         const queueSorted = [...queueMs].sort((x, y) => x - y);
         const rrDone = rr?.jsonLines<{ event: string; n: number; p50: number; p90: number; p99: number }>().find((l) => l.event === 'done');
         const used = { emu: cpu(emu.proc) - cpu0.emu, a: cpu(pair?.gwa) - cpu0.a, b: cpu(pair?.gwb) - cpu0.b };

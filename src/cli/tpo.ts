@@ -72,6 +72,27 @@ export function statusText(s: TpoGatewayStatus): string {
       ]),
     ),
   );
+  // Each session's rate control (as `ss -i` shows a TCP connection's): why a transfer runs at the rate it does.
+  const withRate = s.peers.filter((p) => p.rate);
+  if (withRate.length) {
+    const kb = (n: number): string => (n / 1024).toFixed(0);
+    out.push('');
+    out.push(
+      table(
+        ['peer', 'phase', 'min rtt ms', 'pacing Mbit/s', 'window KiB', 'in flight KiB', 'queued KiB', 'host delay ms'],
+        withRate.map((p) => [
+          p.name,
+          p.rate!.phase,
+          p.rate!.minRttMs ?? '-',
+          p.pacingMbit ?? '-',
+          kb(p.rate!.windowBytes),
+          kb(p.inFlightBytes),
+          kb(p.queuedBytes),
+          p.rate!.hostDelayMs,
+        ]),
+      ),
+    );
+  }
   // Each peer's handshake and receive counters (the 'dropped' column above is their sum with the session's drops).
   if (s.peers.length && s.peers.every((p) => p.link && p.drops)) {
     out.push('');

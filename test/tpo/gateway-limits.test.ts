@@ -175,6 +175,10 @@ test('one client holding its quota of TCP connections and flooding UDP source po
     const text = statusText(pair.a.status());
     assert.match(text, /refusedSourceQuota=6\d/);
     assert.match(text, /busiest source 127\.0\.0\.2: 10/);
+    // The session's rate control, as `ss -i` shows a TCP connection's.
+    assert.match(text, /phase +min rtt ms +pacing Mbit\/s +window KiB/);
+    const rate = pair.a.status().peers[0]?.rate;
+    assert.ok(rate && ['startup', 'drain', 'probe'].includes(rate.phase) && rate.windowBytes > 0, JSON.stringify(rate));
   } finally {
     for (const s of held) s.destroy();
     for (const c of udpClients) c.close();

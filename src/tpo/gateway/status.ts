@@ -71,6 +71,8 @@ export interface PeerStatus {
   readonly srttMs?: number;
   readonly bandwidthMbit?: number;
   readonly pacingMbit?: number;
+  /** The rate control's state (protocol/rate-control.ts): its phase, the path's minimum RTT, the window of bytes it lets be in flight, and the host delay it allows for. */
+  readonly rate?: { readonly phase: string; readonly minRttMs: number | null; readonly windowBytes: number; readonly hostDelayMs: number };
   readonly bytesSent: number;
   readonly bytesReceived: number;
   readonly retransmissions: number;
@@ -247,6 +249,12 @@ export function buildStatus(s: StatusSources): GatewayStatus {
               srttMs: Math.round(m.rtt.srttMs * 10) / 10,
               bandwidthMbit: Math.round((m.rate.bandwidthBps * 8) / 1e4) / 100,
               pacingMbit: Math.round((m.rate.pacingRateBps * 8) / 1e4) / 100,
+              rate: {
+                phase: m.rate.phase,
+                minRttMs: Number.isFinite(m.rtt.minRttMs) ? Math.round(m.rtt.minRttMs * 100) / 100 : null,
+                windowBytes: Math.round(m.rate.windowBytes),
+                hostDelayMs: Math.round(m.rate.hostDelayMs * 100) / 100,
+              },
             }
           : {}),
         bytesSent: m?.stats.bytesSent ?? 0,

@@ -1,10 +1,10 @@
 /**
  * The data mover's rate control: a model of the path, not a reaction to
  * loss (BBR's approach). Random loss on a long link says nothing about
- * congestion, and halving on it is what caps TCP at 1/(RTT·√loss); instead
- * the sender estimates
+ * congestion, and halving on it is what caps TCP at 1/(RTT·√loss); instead the sender estimates
  *   - the bottleneck bandwidth: the highest delivery rate measured over the
- *     last 10 round trips (a windowed max filter), and
+ *     last 10 round trips (a windowed max filter), each round's at most
+ *     what the whole round delivered, its random loss counted back in, and
  *   - the propagation delay: the minimum RTT (rtt.ts),
  * and paces at gain × bandwidth, cycling the gain (1.25, 0.75, then 1 for
  * six round trips) to probe for more bandwidth and drain what the probe
@@ -77,10 +77,10 @@ const STANDING_SPAN_MS = 40;
  * On a path of 5 ms or less this is 2 × BDP as before.
  */
 const CRUISE_QUEUE_MS = 5;
+/** A round's delivery counts random loss back in up to this rate (onRoundEnd); above it the brake and the overflow hold decide. */
+const MAX_RANDOM_LOSS = 0.1;
 /** Holds in a row before the estimate is left alone until a clean round (0.9^4 = 0.66 at most). */
 const MAX_HOLDS = 4;
-/** A round's best delivery sample may exceed the round's own delivered/elapsed by this much (probing at gain 1.25 included). */
-const ROUND_SLACK = 1.1;
 /** Startup ends after this many RTT samples in a row show a queue (about 30 ms of acks at 50 Mbit/s: a scheduling stall of the host rarely lasts that long). */
 const STARTUP_QUEUE_SAMPLES = 16;
 /** The queue delay startup tolerates: an eighth of the minimum RTT, between these bounds (RFC 9406's eta). */
@@ -306,18 +306,18 @@ export class RateControl {
    */
   onRoundEnd(bytesInFlight: number, roundRttMs = Infinity, _roundMaxRttMs = roundRttMs, nowMs = NaN): void {
     const lossRate = this.#roundLost / Math.max(1, this.#roundLost + this.#roundDelivered);
-    // Past startup, a round's best per-ack sample may not exceed what the
-    // whole round delivered by more than ROUND_SLACK: single samples span one
-    // ack interval and late, bunched acks (timer or path jitter of 10-20 ms
-    // against a 100 ms interval) inflate them by as much; the max filter
-    // would keep exactly those, pace above the bottleneck and hold a
-    // standing queue (measured: estimate 57 Mbit/s on a 50 Mbit/s link,
-    // RTT 190 ms instead of 100).
+    // Past startup, a round's best per-ack sample may not exceed what the whole
+    // round delivered: late, bunched acks inflate single samples and the max
+    // filter would keep exactly those, pace above the bottleneck and hold a
+    // standing queue (57 Mbit/s on a 50 Mbit/s link; with 10 % of slack still
+    // 1-4 % above it and a 6-7 ms queue at 50 Mbit/s, 100 ms). Random loss is
+    // counted back in (those datagrams passed the bottleneck, or would have),
+    // or a lossy path's estimate would be the share that arrives.
     const roundMs = nowMs - this.#roundStartMs;
     if (this.#phase !== 'startup' && this.#measured && Number.isFinite(roundMs) && roundMs > 0 && this.#bwByRound.length) {
-      const aggregate = (this.#roundDelivered * 1000) / roundMs;
+      const aggregate = (this.#roundDelivered * 1000) / roundMs / (1 - Math.min(MAX_RANDOM_LOSS, this.#baseLoss));
       const i = this.#bwByRound.length - 1;
-      if (aggregate > 0) this.#bwByRound[i] = Math.min(this.#bwByRound[i]!, aggregate * ROUND_SLACK);
+      if (aggregate > 0) this.#bwByRound[i] = Math.min(this.#bwByRound[i]!, aggregate);
       this.#bwMax = Math.max(0, ...this.#bwByRound);
     }
     const roundStart = this.#roundStartMs;
