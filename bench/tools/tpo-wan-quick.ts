@@ -60,11 +60,7 @@ try {
             listenPort: 12949,
             ...(variant === 'sluice-cubic-fec' ? { latencySensitive: true } : {}),
             ...(INITIAL_RATE ? { initialRate: INITIAL_RATE } : {}),
-            ...(PROF_DIR
-              ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', PROF_DIR] }
-              : process.env.QNODEARGS
-                ? { nodeArgs: process.env.QNODEARGS.split(' ') }
-                : {}),
+            ...(PROF_DIR ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', PROF_DIR] } : {}),
           })
         : undefined;
       try {

@@ -48,6 +48,8 @@ export function loadTpoConfig(path: string): TpoConfig {
 
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 
+const kib = (n: number): string => (n / 1024).toFixed(0);
+
 export function statusText(s: TpoGatewayStatus): string {
   const out: string[] = [];
   out.push(`gateway ${s.name}: peers on udp ${s.listen} (${s.io} I/O), interception ${s.interception}`);
@@ -73,25 +75,12 @@ export function statusText(s: TpoGatewayStatus): string {
     ),
   );
   // Each session's rate control (as `ss -i` shows a TCP connection's): why a transfer runs at the rate it does.
-  const withRate = s.peers.filter((p) => p.rate);
-  if (withRate.length) {
-    const kb = (n: number): string => (n / 1024).toFixed(0);
+  const rateRows = s.peers.flatMap(({ name, rate, pacingMbit, inFlightBytes, queuedBytes }) =>
+    rate ? [[name, rate.phase, rate.minRttMs ?? '-', pacingMbit ?? '-', kib(rate.windowBytes), kib(inFlightBytes), kib(queuedBytes), rate.hostDelayMs]] : [],
+  );
+  if (rateRows.length) {
     out.push('');
-    out.push(
-      table(
-        ['peer', 'phase', 'min rtt ms', 'pacing Mbit/s', 'window KiB', 'in flight KiB', 'queued KiB', 'host delay ms'],
-        withRate.map((p) => [
-          p.name,
-          p.rate!.phase,
-          p.rate!.minRttMs ?? '-',
-          p.pacingMbit ?? '-',
-          kb(p.rate!.windowBytes),
-          kb(p.inFlightBytes),
-          kb(p.queuedBytes),
-          p.rate!.hostDelayMs,
-        ]),
-      ),
-    );
+    out.push(table(['peer', 'phase', 'min rtt ms', 'pacing Mbit/s', 'window KiB', 'in flight KiB', 'queued KiB', 'host delay ms'], rateRows));
   }
   // Each peer's handshake and receive counters (the 'dropped' column above is their sum with the session's drops).
   if (s.peers.length && s.peers.every((p) => p.link && p.drops)) {

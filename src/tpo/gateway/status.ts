@@ -12,6 +12,7 @@ import type { PortDemux } from '../link/port-demux.js';
 import type { Interception } from '../intercept/interception.js';
 import type { CarriedFlow, FlowStatus } from './flow.js';
 import type { FlowSequencerStats } from './flow-sequencer.js';
+import type { RatePhase } from '../protocol/rate-control.js';
 
 export interface GatewayCounters {
   flowsOpened: number;
@@ -72,7 +73,7 @@ export interface PeerStatus {
   readonly bandwidthMbit?: number;
   readonly pacingMbit?: number;
   /** The rate control's state (protocol/rate-control.ts): its phase, the path's minimum RTT, the window of bytes it lets be in flight, and the host delay it allows for. */
-  readonly rate?: { readonly phase: string; readonly minRttMs: number | null; readonly windowBytes: number; readonly hostDelayMs: number };
+  readonly rate?: { readonly phase: RatePhase; readonly minRttMs: number | null; readonly windowBytes: number; readonly hostDelayMs: number };
   readonly bytesSent: number;
   readonly bytesReceived: number;
   readonly retransmissions: number;
