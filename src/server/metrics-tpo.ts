@@ -93,8 +93,17 @@ export function registerTpoMetrics(registry: Registry, reading: ScrapeCache<TpoR
     (p) => p.retransmissions,
   );
   peerCounter('sluice_tpo_peer_sessions_total', 'Sessions established with the peer (handshakes completed) since the gateway started.', (p) => p.sessions);
-  peerCounter('sluice_tpo_peer_redundant_datagrams_total', 'Second copies sent for latency-sensitive flows (their redundancy).', (p) => p.redundantDatagrams);
-  peerCounter('sluice_tpo_peer_redundant_bytes_total', 'Bytes of those second copies.', (p) => p.redundantBytes);
+  peerCounter(
+    'sluice_tpo_peer_redundant_datagrams_total',
+    'Parity datagrams and second copies sent for latency-sensitive flows (their redundancy).',
+    (p) => p.redundantDatagrams,
+  );
+  peerCounter('sluice_tpo_peer_redundant_bytes_total', 'Bytes of those parity datagrams and copies.', (p) => p.redundantBytes);
+  peerCounter(
+    'sluice_tpo_peer_parity_recovered_total',
+    'Segments from the peer rebuilt from its parity datagrams instead of waiting for a retransmission.',
+    (p) => p.parityRecovered,
+  );
   peerGauge(
     'sluice_tpo_peer_unanswered_initiations',
     'Handshake initiations sent since the peer last answered (0 while a session is up): a growing number is an unreachable peer or a key mismatch.',

@@ -44,6 +44,8 @@ import { ReplayWindow } from '../../src/tpo/protocol/replay-window.js';
 import { Reassembler, segmentBuffer, type Segment } from '../../src/tpo/protocol/segments.js';
 import { TD_BUFFER_END, TD_BUFFER_START } from '../../src/wire/tpo/data-mover.js';
 import { FlowSequencer } from '../../src/tpo/gateway/flow-sequencer.js';
+import { decodeParity, encodeParity, parityLength, MAX_PARITY_MEMBERS, type Parity } from '../../src/wire/tpo/parity.js';
+import { ParityCache } from '../../src/tpo/protocol/parity.js';
 import { PortDemux } from '../../src/tpo/link/port-demux.js';
 import { newPortStats, type DatagramPort, type DatagramSource } from '../../src/tpo/io/port.js';
 import { TsContinuityChecker } from '../../src/media/ts-checker.js';
@@ -817,4 +819,81 @@ test('port demux: any datagram is delivered to a link or counted as dropped, exa
     }),
     { numRuns: 300 },
   );
+});
+
+// ---------------------------------------------------------------------------
+// TPO parity (latency-sensitive flows' forward error correction)
+
+const paritySegments = fc
+  .array(
+    fc.record({
+      flags: fc.constantFrom(0, TD_BUFFER_START, TD_BUFFER_END, TD_BUFFER_START | TD_BUFFER_END),
+      bytes: fc.uint8Array({ minLength: 1, maxLength: 200 }),
+    }),
+    {
+      minLength: 2,
+      maxLength: MAX_PARITY_MEMBERS,
+    },
+  )
+  .chain((segs) =>
+    fc
+      .uniqueArray(fc.maxSafeNat(), { minLength: segs.length, maxLength: segs.length })
+      .map((logicals) => segs.map((s, i) => ({ ...s, logical: logicals[i]! }))),
+  );
+
+test('parity: typed errors only, nothing read beyond the input; lengths agree with each other and the input (property)', () => {
+  fc.assert(
+    fc.property(anyInput(paritySegments.map(encodeParity), 1500), (bytes) => {
+      const o = sameInAnySurroundings(decodeParity, bytes, isWire, 'decodeParity');
+      if (!o.ok) return;
+      const p = o.value as Parity;
+      assert.ok(p.members.length >= 2 && p.members.length <= MAX_PARITY_MEMBERS);
+      assert.equal(p.xor.length, Math.max(...p.members.map((m) => m.length)));
+      assert.equal(new Set(p.members.map((m) => m.logical)).size, p.members.length);
+      assert.equal(parityLength(p.members.length, p.xor.length), bytes.length);
+    }),
+    { numRuns: 1500 },
+  );
+});
+
+test('parity: any one member of a group is rebuilt byte-exact from the others, never two, and nothing from a copy of the wrong length (property)', () => {
+  fc.assert(
+    fc.property(paritySegments, fc.nat(), fc.nat(), (segs, lose, lose2) => {
+      const parity = decodeParity(encodeParity(segs));
+      const missing = lose % segs.length;
+      const cache = new ParityCache();
+      segs.forEach((s, i) => i !== missing && cache.keep(s.logical, s.flags, s.bytes, 0));
+      const has = (n: number) => segs.some((s, i) => i !== missing && s.logical === n);
+      const rebuilt = cache.rebuild(parity, has);
+      assert.ok(rebuilt, 'one missing member is rebuilt');
+      assert.equal(rebuilt.logical, segs[missing]!.logical);
+      assert.equal(rebuilt.flags, segs[missing]!.flags);
+      assert.deepEqual([...rebuilt.bytes], [...segs[missing]!.bytes]);
+      // Nothing missing, or two missing: nothing to rebuild.
+      assert.equal(
+        cache.rebuild(parity, () => true),
+        undefined,
+      );
+      const second = (missing + 1 + (lose2 % (segs.length - 1))) % segs.length;
+      assert.equal(
+        cache.rebuild(parity, (n) => has(n) && n !== segs[second]!.logical),
+        undefined,
+      );
+      // A kept copy whose length disagrees with the parity's: refused, not misbuilt.
+      const liar = new ParityCache();
+      segs.forEach((s, i) => i !== missing && liar.keep(s.logical, s.flags, i === second ? Uint8Array.from([...s.bytes, 1]) : s.bytes, 0));
+      assert.equal(liar.rebuild(parity, has), undefined);
+    }),
+    { numRuns: 500 },
+  );
+});
+
+test('parity cache: bounded in segments, bytes and age whatever is kept', () => {
+  const cache = new ParityCache(8, 4000, 100);
+  for (let i = 0; i < 100; i++) cache.keep(i, 0, new Uint8Array(700), i);
+  assert.ok(cache.size <= 5, `${cache.size} copies kept within 4000 bytes`);
+  cache.keep(1000, 0, new Uint8Array(10), 500);
+  assert.equal(cache.size, 1, 'copies older than the age bound are gone');
+  cache.keep(1001, 0, new Uint8Array(5000), 501);
+  assert.equal(cache.size, 1, 'a copy larger than the whole bound is not kept');
 });

@@ -455,6 +455,7 @@ function peer(name: string, o: Partial<PeerStatus> = {}): PeerStatus {
     lost: 0,
     redundantDatagrams: 0,
     redundantBytes: 0,
+    parityRecovered: 0,
     dropped: 0,
     drops: { malformed: 0, otherConnection: 0, unauthenticated: 0, replayed: 0 },
     link: {

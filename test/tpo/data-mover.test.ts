@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DataMover } from '../../src/tpo/protocol/data-mover.js';
 import { deriveSessionKeys } from '../../src/tpo/protocol/datagram-crypto.js';
 import { LinkEmulator } from '../../harness/wan/udp-emulator.js';
-import { decodeDataMoverField, TD_DATA } from '../../src/wire/tpo/data-mover.js';
+import { decodeDataMoverField, TD_DATA, TD_PARITY } from '../../src/wire/tpo/data-mover.js';
 
 interface Pair {
   a: DataMover;
@@ -375,6 +375,64 @@ test(
         assert.equal(a.stats.redundantDatagrams, redundant ? 1 : 0, 'one second copy for a redundant buffer, none otherwise');
         if (dropFirst) assert.equal(a.stats.retransmissions, redundant ? 0 : 1, 'the copy spared the retransmission');
         else assert.equal(b.stats.duplicates, 1, 'both copies arrived: the second is a duplicate');
+      } finally {
+        a.close();
+        b.close();
+      }
+    }
+  },
+);
+
+test(
+  'a redundant urgent buffer of several segments is protected by one parity datagram: a single lost segment is rebuilt without a retransmission, two lost are retransmitted',
+  { timeout: 30_000 },
+  async () => {
+    // Which data datagrams of A's first three are lost (their order: segments 0, 1, 2).
+    for (const drop of [[1], [], [0], [2], [0, 2]]) {
+      const psk = randomBytes(32);
+      const ni = randomBytes(16);
+      const nr = randomBytes(16);
+      let dataSent = 0;
+      let paritySent = 0;
+      const movers: { a?: DataMover; b?: DataMover } = {};
+      const later = (f: () => void) => setTimeout(f, 5);
+      const a = new DataMover({
+        localId: 1,
+        peerId: 2,
+        keys: deriveSessionKeys(psk, ni, nr, true),
+        transmit: (d) => {
+          const flags = decodeDataMoverField(d).field.transport.flags;
+          if (flags & TD_PARITY) paritySent++;
+          if (flags & TD_DATA && drop.includes(dataSent++)) return;
+          const copy = Buffer.from(d);
+          later(() => movers.b?.receive(copy));
+        },
+      });
+      const b = new DataMover({
+        localId: 2,
+        peerId: 1,
+        keys: deriveSessionKeys(psk, ni, nr, false),
+        transmit: (d) => {
+          const copy = Buffer.from(d);
+          later(() => movers.a?.receive(copy));
+        },
+      });
+      Object.assign(movers, { a, b });
+      const got: Uint8Array[] = [];
+      b.on('buffer', (x: Uint8Array) => got.push(x));
+      try {
+        const buffer = randomBytes(3000); // three segments of the default 1350 bytes
+        a.send(buffer, true, true);
+        const t0 = performance.now();
+        while (!(got.length === 1 && a.idle) && performance.now() - t0 < 15_000) await sleep(5);
+        assert.equal(got.length, 1, `delivered once (drop ${drop})`);
+        assert.deepEqual(Buffer.from(got[0]!), buffer);
+        assert.equal(paritySent, 1, 'one parity datagram for the three segments, no copies');
+        assert.equal(a.stats.redundantDatagrams, 1);
+        assert.equal(b.stats.parityRecovered, drop.length === 1 ? 1 : 0, 'the parity rebuilds one missing segment, never two');
+        // Two losses are each sent again (an RTO under a busy host may resend one more); one loss never.
+        if (drop.length > 1) assert.ok(a.stats.retransmissions >= drop.length, `${a.stats.retransmissions} retransmissions for ${drop.length} losses`);
+        else assert.equal(a.stats.retransmissions, 0, 'no retransmission for a single loss');
       } finally {
         a.close();
         b.close();

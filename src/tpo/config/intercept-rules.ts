@@ -31,7 +31,7 @@ export interface InterceptRule {
   readonly peers: readonly string[];
   /** Trust domain: flows of different domains are never compressed together. */
   readonly domain: number;
-  /** Interactive flows: their thin messages are sent twice, both ways, so a single loss costs no round trip (data-mover.ts). */
+  /** Interactive flows: their thin messages are protected by parity or a second copy, both ways, so a single loss costs no round trip (protocol/parity.ts). */
   readonly latencySensitive?: boolean;
 }
 

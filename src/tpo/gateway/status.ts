@@ -84,9 +84,11 @@ export interface PeerStatus {
    */
   readonly datagramsSent: number;
   readonly lost: number;
-  /** Second copies sent for latency-sensitive flows (their redundancy), and their bytes. */
+  /** Parity datagrams and second copies sent for latency-sensitive flows (their redundancy), and their bytes. */
   readonly redundantDatagrams: number;
   readonly redundantBytes: number;
+  /** Segments from this peer rebuilt from its parity datagrams (a loss that cost no round trip). */
+  readonly parityRecovered: number;
   /** All datagrams from this peer's direction dropped: the sum of `drops` and the link's handshake and no-session drops. */
   readonly dropped: number;
   /** The session's receive drops by reason: undecodable, another connection id, failed authentication, replayed. */
@@ -265,6 +267,7 @@ export function buildStatus(s: StatusSources): GatewayStatus {
         lost: m?.stats.lost ?? 0,
         redundantDatagrams: m?.stats.redundantDatagrams ?? 0,
         redundantBytes: m?.stats.redundantBytes ?? 0,
+        parityRecovered: m?.stats.parityRecovered ?? 0,
         queuedBytes: m?.queuedBytes ?? 0,
         inFlightBytes: m ? m.backlogBytes - m.queuedBytes : 0,
         dropped: (d ? d.malformed + d.otherConnection + d.unauthenticated + d.replayed : 0) + ls.droppedHandshake + ls.droppedNoSession,

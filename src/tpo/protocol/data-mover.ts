@@ -35,6 +35,11 @@
  * it; the rest waits in the bulk application's own socket. The
  * receiver holds at most a window of out-of-order segments.
  *
+ * Redundancy: the urgent segments of latency-sensitive flows are followed
+ * one pacer tick later by a parity datagram over those sent in that tick
+ * (or a second copy of a lone one), from which the receiver rebuilds a
+ * single lost one without a retransmission (parity.ts).
+ *
  * Liveness: an idle side sends a keepalive (an acknowledgement) every
  * `keepaliveMs`; with nothing received for `deadAfterMs` the peer counts
  * as down ('down'), the sender keeps probing at its backed-off RTO, and the
@@ -51,8 +56,12 @@ import {
   writeDataMoverField,
   MAX_ACK_BITMAP_BYTES,
   MAX_ACK_RANGES,
+  TD_BUFFER_END,
+  TD_BUFFER_START,
   TD_DATA,
   TD_GOODBYE,
+  TD_PARITY,
+  TD_PROTECTED,
   TD_RETRANSMISSION,
   type Ack,
   type DataMoverField,
@@ -65,6 +74,8 @@ import { RttEstimator } from './rtt.js';
 import { RateControl } from './rate-control.js';
 import { AckBuilder, type AckSize } from './ack-builder.js';
 import { LossDetector } from './loss-detector.js';
+import { decodeParity, encodeParity, type Parity } from '../../wire/tpo/parity.js';
+import { ParityCache, ParityGroup } from './parity.js';
 
 export interface DataMoverOptions {
   /** This side's connection id (the peer puts it in every datagram it sends here). */
@@ -124,9 +135,11 @@ export interface DataMoverStats {
   /** Segment bytes delivered to the receiving driver, once each. */
   payloadDelivered: number;
   retransmissions: number;
-  /** Second copies of redundant (latency-sensitive) segments, and their bytes: the cost of that redundancy. */
+  /** Parity datagrams and second copies for redundant (latency-sensitive) segments (parity.ts), and their bytes: the cost of that redundancy. */
   redundantDatagrams: number;
   redundantBytes: number;
+  /** Segments this side rebuilt from a parity datagram instead of waiting for a retransmission. */
+  parityRecovered: number;
   timeouts: number;
   lost: number;
   duplicates: number;
@@ -206,6 +219,7 @@ export class DataMover extends EventEmitter {
     retransmissions: 0,
     redundantDatagrams: 0,
     redundantBytes: 0,
+    parityRecovered: 0,
     timeouts: 0,
     lost: 0,
     duplicates: 0,
@@ -222,8 +236,8 @@ export class DataMover extends EventEmitter {
   // Sending side.
   #nextLogical = 0;
   #nextPhysical = 0;
-  /** Second copies of redundant segments, due one pacer tick after the first (a short burst of loss should not take both). */
-  readonly #repeat: { logical: number; dueAt: number }[] = [];
+  /** Redundant segments sent in the present pacer tick: their parity (or, alone, a second copy) follows one tick after the first (a short burst of loss should not take both). */
+  readonly #parity = new ParityGroup();
   readonly #queue: Segment[] = [];
   /**
    * Segments of urgent buffers: sent before the queue (after repairs). Their
@@ -252,6 +266,8 @@ export class DataMover extends EventEmitter {
   // Receiving side.
   readonly #reassembler: Reassembler;
   readonly #replay = new ReplayWindow();
+  /** Copies of the peer's protected segments, for its parity datagrams (parity.ts). */
+  readonly #kept = new ParityCache();
   /** What arrived, for the acks this side sends (ack-builder.ts). */
   readonly #acks: AckBuilder;
   #ackDue = false;
@@ -464,19 +480,31 @@ export class DataMover extends EventEmitter {
       this.emit('goodbye');
       return;
     }
-    const data = (field.transport.flags & TD_DATA) !== 0;
+    let { flags, logical } = field.transport;
+    let bytes = segment;
+    let data = (flags & TD_DATA) !== 0;
+    if (flags & TD_PARITY) {
+      // A parity datagram stands in for the one segment of its group that did not arrive (if exactly one).
+      const rebuilt = this.#rebuild(segment);
+      if (rebuilt) {
+        ({ logical, bytes } = rebuilt);
+        flags = TD_DATA | rebuilt.flags;
+        data = true;
+        this.stats.parityRecovered++;
+      }
+    } else if (data && flags & TD_PROTECTED) this.#kept.keep(logical, flags & (TD_BUFFER_START | TD_BUFFER_END), segment, now);
     let buffers: readonly Uint8Array[] = NO_BUFFERS;
     let refused = false;
     if (data) {
       const r = this.#reassembler;
       const duplicates = r.duplicates;
       const refusedBefore = r.refused;
-      buffers = r.push({ logical: field.transport.logical, flags: field.transport.flags, bytes: segment }, true);
+      buffers = r.push({ logical, flags, bytes }, true);
       refused = r.refused > refusedBefore;
       if (r.duplicates > duplicates) this.stats.duplicates++;
       else if (!refused) {
-        this.stats.payloadDelivered += segment.length;
-        this.#acks.delivered(segment.length);
+        this.stats.payloadDelivered += bytes.length;
+        this.#acks.delivered(bytes.length);
       }
       this.stats.segmentsRefused = r.refused;
       this.stats.buffersDropped = r.malformed + r.oversized;
@@ -499,6 +527,19 @@ export class DataMover extends EventEmitter {
       }
     }
     this.#pump();
+  }
+
+  /** The segment a parity datagram's payload rebuilds, if any; a payload that does not decode is counted (an authentic peer sent it: a bug, not an attack). */
+  #rebuild(payload: Uint8Array): Segment | undefined {
+    let parity: Parity;
+    try {
+      parity = decodeParity(payload);
+    } catch (err) {
+      if (!(err instanceof WireError)) throw err;
+      this.stats.dropped.malformed++;
+      return undefined;
+    }
+    return this.#kept.rebuild(parity, (n) => this.#reassembler.has(n));
   }
 
   // ---- acknowledgements received ----
@@ -571,14 +612,6 @@ export class DataMover extends EventEmitter {
     while (this.#tokens > 0 && this.#loss.bytesInFlight < window) {
       let seg: Segment | undefined;
       let retransmission = false;
-      let copy = false;
-      while (this.#repeat.length && this.#repeat[0]!.dueAt <= now) {
-        seg = this.#unacked.get(this.#repeat.shift()!.logical);
-        if (seg) {
-          retransmission = copy = true;
-          break;
-        }
-      }
       while (!seg && this.#retransmit.length) {
         const logical = this.#retransmit.shift()!;
         seg = this.#unacked.get(logical);
@@ -601,10 +634,7 @@ export class DataMover extends EventEmitter {
       const appLimited = this.#queueHead >= this.#queue.length && this.#urgent.length === 0 && this.#retransmit.length === 0;
       const sent = this.#sendDatagram(seg, retransmission, appLimited, now);
       this.#tokens -= sent;
-      if (copy) {
-        this.stats.redundantDatagrams++;
-        this.stats.redundantBytes += sent;
-      } else if (retransmission) this.stats.retransmissions++;
+      if (retransmission) this.stats.retransmissions++;
     }
     if (this.#wantDrain && this.hasRoom) {
       this.#wantDrain = false;
@@ -620,7 +650,20 @@ export class DataMover extends EventEmitter {
       if (!this.#unacked.has(seg.logical)) continue;
       const appLimited = this.#queueHead >= this.#queue.length && this.#urgent.length === 0 && this.#retransmit.length === 0;
       this.#tokens -= this.#sendDatagram(seg, false, appLimited, now);
-      if (seg.redundant) this.#repeat.push({ logical: seg.logical, dueAt: now + PACER_TICK_MS });
+      if (seg.redundant) this.#parity.add(seg, now, PACER_TICK_MS);
+    }
+    // The redundancy of the urgent lane goes with it, on the same allowance: waiting for the
+    // pacer's credit after a burst could take longer than the round trip it is meant to save.
+    if (this.#parity.ready(now) && this.#tokens > -URGENT_ALLOWANCE_BYTES && this.#loss.bytesInFlight < window + URGENT_ALLOWANCE_BYTES) {
+      // What was acknowledged meanwhile needs no protection; a group of one goes as a second copy.
+      const members = this.#parity.take().filter((m) => this.#unacked.has(m.logical));
+      const appLimited = this.#queueHead >= this.#queue.length && this.#urgent.length === 0 && this.#retransmit.length === 0;
+      const sent = members.length > 1 ? this.#sendParity(members, now) : members.length === 1 ? this.#sendDatagram(members[0], true, appLimited, now) : 0;
+      this.#tokens -= sent;
+      if (sent > 0) {
+        this.stats.redundantDatagrams++;
+        this.stats.redundantBytes += sent;
+      }
     }
   }
 
@@ -630,7 +673,7 @@ export class DataMover extends EventEmitter {
     // the segment needs the room); alone, it is full-sized. Acks are never acknowledged.
     const withAck = seg === undefined || this.#ackDue;
     const transport = {
-      flags: seg ? TD_DATA | seg.flags | (retransmission ? TD_RETRANSMISSION : 0) : this.#goodbye ? TD_GOODBYE : 0,
+      flags: seg ? TD_DATA | seg.flags | (retransmission ? TD_RETRANSMISSION : 0) | (seg.redundant ? TD_PROTECTED : 0) : this.#goodbye ? TD_GOODBYE : 0,
       logical: seg ? seg.logical : 0,
       physical,
     };
@@ -651,6 +694,18 @@ export class DataMover extends EventEmitter {
     // Ack-only datagrams are not tracked: nothing acknowledges them when the peer has no data to send.
     if (seg) this.#loss.onSent(physical, seg.logical, bytes, appLimited, now);
     return bytes;
+  }
+
+  /** One parity datagram over `members` (2 or more, all unacknowledged): not tracked in flight, like an ack (nothing resends it). */
+  #sendParity(members: readonly Segment[], now: number): number {
+    const physical = this.#nextPhysical++;
+    const n = writeDataMoverField(this.#field, { connectionId: this.#o.peerId, transport: { flags: TD_PARITY, logical: 0, physical } });
+    const datagram = sealDatagram(this.#o.keys.send, physical, this.#field.subarray(0, n), encodeParity(members), this.#o.transmitCopies);
+    this.#o.transmit(datagram);
+    this.stats.datagramsSent++;
+    this.stats.bytesSent += datagram.length;
+    this.#lastSendAt = now;
+    return datagram.length;
   }
 
   #sendAckOnly(now: number): void {

@@ -15,7 +15,7 @@ export interface Segment {
   /** TD_BUFFER_START / TD_BUFFER_END bits. */
   readonly flags: number;
   readonly bytes: Uint8Array;
-  /** Sent a second time one pacer tick after its first transmission (an urgent segment of a latency-sensitive flow; data-mover.ts). */
+  /** Protected by a parity datagram (or, alone, a second copy) one pacer tick after its first transmission (an urgent segment of a latency-sensitive flow; parity.ts). */
   readonly redundant?: boolean;
 }
 

@@ -33,7 +33,11 @@ export const TD_BUFFER_END = 0x04;
 export const TD_RETRANSMISSION = 0x08;
 /** The sender ends the session (its gateway is stopping): the peer drops it at once instead of waiting for silence. */
 export const TD_GOODBYE = 0x10;
-const TD_KNOWN = TD_DATA | TD_BUFFER_START | TD_BUFFER_END | TD_RETRANSMISSION | TD_GOODBYE;
+/** The payload is parity over a group of segments (parity.ts), not a segment: no data flag, logical 0. */
+export const TD_PARITY = 0x20;
+/** A data segment a parity datagram may cover: the receiver keeps a copy of it for a while (parity.ts). */
+export const TD_PROTECTED = 0x40;
+const TD_KNOWN = TD_DATA | TD_BUFFER_START | TD_BUFFER_END | TD_RETRANSMISSION | TD_GOODBYE | TD_PARITY | TD_PROTECTED;
 
 export interface TransportData {
   /** TD_* bits. */
