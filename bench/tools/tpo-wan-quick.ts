@@ -17,7 +17,7 @@
  * was busy meanwhile.
  *
  *   node --import tsx bench/tools/tpo-wan-quick.ts [--rate-mbit 200] [--rtt-ms 10] [--seconds 8]
- *     [--loss-pct 0] [--variants direct-cubic,sluice-cubic] [--repeats 1] [--rr] [--cpu-prof DIR] [--initial-rate 25M] [--trace] [--max-bytes N]
+ *     [--loss-pct 0] [--variants direct-cubic,sluice-cubic] [--repeats 1] [--rr] [--rr-size 100] [--cpu-prof DIR] [--initial-rate 25M] [--trace] [--max-bytes N]
  */
 import { createWanTopology, WAN_ADDR } from '../../harness/wan/topology.js';
 import { startGatewayPair } from '../../harness/tpo/gateway-pair.js';
@@ -38,6 +38,8 @@ const INITIAL_RATE = process.argv.includes('--initial-rate') ? flag('initial-rat
 const PROF_DIR = process.argv.includes('--cpu-prof') ? flag('cpu-prof') : undefined;
 /** Every 100 ms of a Sluice transfer, the sending gateway's view of its peer (rate control, queue, in flight) on stderr. */
 const TRACE = process.argv.includes('--trace');
+/** Bytes per rr request and response (a multiple of 100): above a segment, a latency-sensitive flow's burst is protected by parity rather than copies. */
+const RR_SIZE = Number(flag('rr-size', '100'));
 /** Caps the bulk transfer's bytes (default: 1.5 × the path's rate for --seconds); a small value leaves the rr flow nearly alone, its latency without the bulk. */
 const MAX_BYTES = process.argv.includes('--max-bytes') ? Number(flag('max-bytes')) : undefined;
 for (const v of VARIANTS) if (!['direct-cubic', 'direct-bbr', 'sluice-cubic', 'sluice-cubic-fec'].includes(v)) throw new Error(`unknown variant ${v}`);
@@ -82,6 +84,8 @@ try {
               '50',
               '--warmup-s',
               '2',
+              '--size',
+              String(RR_SIZE),
               '--cc',
               cc,
             ])
@@ -171,8 +175,12 @@ try {
             ...(p
               ? {
                   peer: { srttMs: p.srttMs, bandwidthMbit: p.bandwidthMbit, pacingMbit: p.pacingMbit, retransmissions: p.retransmissions },
-                  // Both directions' second copies (latency-sensitive flows): what the redundancy cost.
-                  redundant: { datagrams: p.redundantDatagrams + (pb?.redundantDatagrams ?? 0), bytes: p.redundantBytes + (pb?.redundantBytes ?? 0) },
+                  // Both directions' parity datagrams and copies (latency-sensitive flows): what the redundancy cost, and what it rebuilt.
+                  redundant: {
+                    datagrams: p.redundantDatagrams + (pb?.redundantDatagrams ?? 0),
+                    bytes: p.redundantBytes + (pb?.redundantBytes ?? 0),
+                    recovered: p.parityRecovered + (pb?.parityRecovered ?? 0),
+                  },
                 }
               : {}),
           })}\n`,

@@ -12,8 +12,8 @@
  *   tcp-sink  --port P [--bin-ms B]       one port for both kinds of connection, so a
  *                                           tunnel with a single target carries both: the
  *                                           first byte is 'B' (bulk: count received bytes
- *                                           in time bins) or 'R' (answer each 100-byte
- *                                           request with 100 bytes)
+ *                                           in time bins) or 'R' (echo every request/response
+ *                                           byte back as read)
  *   tcp-send  --to H:P --seconds T --max-bytes B [--cc ALG] [--drain]
  *                                           bulk sender: writes incompressible data until
  *                                           T or B, then resets the connection (no drain);
@@ -21,6 +21,8 @@
  *                                           and timed until the far end closed (within T)
  *   rr-client --to H:P --seconds T --interval-ms I [--size S] [--stdin-window]
  *                                           request/response latency (p50/p90/p99);
+ *                                           --size: bytes per request and per response
+ *                                           (a multiple of 100, default 100);
  *                                           --stdin-window: counts only after a "start"
  *                                           line on stdin, stops when stdin closes
  *
@@ -180,8 +182,6 @@ program
       let mode: 'B' | 'R' | undefined;
       const bins: number[] = [];
       let bytes = 0;
-      let have = 0;
-      const reply = Buffer.alloc(100, 0x72);
       sock.on('data', (d) => {
         if (!mode) {
           mode = d[0] === 0x52 ? 'R' : 'B';
@@ -189,11 +189,8 @@ program
           if (mode === 'R') sock.setNoDelay(true);
         }
         if (mode === 'R') {
-          have += d.length;
-          while (have >= 100) {
-            have -= 100;
-            sock.write(reply);
-          }
+          // Echo: each request comes back as it came, so a random (incompressible) one stays so.
+          if (d.length) sock.write(d);
           return;
         }
         const b = Math.floor((performance.now() - t0) / o.binMs);
@@ -280,9 +277,13 @@ program
   .requiredOption('--seconds <s>', '', num)
   .option('--interval-ms <ms>', '', num, 50)
   .option('--warmup-s <s>', 'exchanges in the first seconds are not counted', num, 0)
+  .option('--size <bytes>', 'bytes per request and per response (the sink answers every 100 with 100)', num, 100)
   .option('--cc <alg>', 'congestion control of this connection')
   .option('--stdin-window', 'count only after a "start" line on stdin; stop when stdin closes')
-  .action(async (o: { to: string; seconds: number; intervalMs: number; warmupS: number; cc?: string; stdinWindow?: boolean }) => {
+  .action(async (o: { to: string; seconds: number; intervalMs: number; warmupS: number; size: number; cc?: string; stdinWindow?: boolean }) => {
+    if (!Number.isInteger(o.size) || o.size < 100 || o.size % 100 !== 0 || o.size > 1_000_000)
+      throw new Error(`--size ${o.size}: a multiple of 100 up to 1,000,000`);
+    const size = o.size;
     const { host, port } = hostPort(o.to);
     // The harness marks the window (a fixed-size transfer's, whose length it cannot know ahead).
     let counting = !o.stdinWindow;
@@ -300,7 +301,8 @@ program
     });
     const fd = fdOf(sock);
     if (o.cc && fd !== undefined && fd >= 0) setCongestion(fd, o.cc);
-    const req = Buffer.alloc(100, 0x71);
+    // Larger requests are random bytes: incompressible, so they cross as that many bytes (several segments).
+    const req = size > 100 ? randomBytes(size) : Buffer.alloc(size, 0x71);
     sock.write('R');
     const t0 = performance.now();
     const lat: number[] = [];
@@ -308,8 +310,8 @@ program
     let waiter: (() => void) | undefined;
     sock.on('data', (d) => {
       have += d.length;
-      if (have >= 100 && waiter) {
-        have -= 100;
+      if (have >= size && waiter) {
+        have -= size;
         const w = waiter;
         waiter = undefined;
         w();

@@ -113,9 +113,20 @@ test('rate control: heavy loss (the link is saturated by others) brakes; the ope
   const heavy = new RateControl();
   drive(heavy, 6_250_000, 0, 30);
   const before = heavy.bandwidthBps;
-  heavy.onLoss(1_000_000);
+  for (let k = 0; k < 20; k++) heavy.onLoss(50_000);
   heavy.onRoundEnd(0);
   assert.ok(heavy.bandwidthBps <= before * 0.5 + 1, 'halved after a round with heavy loss');
+  // A thin flow's round (a request of three segments and its parity) with one of its four datagrams
+  // lost is 25 % loss but says nothing about the link: no brake (it held replies a round trip each).
+  const thin = new RateControl();
+  drive(thin, 6_250_000, 0, 30);
+  const thinBefore = thin.bandwidthBps;
+  for (let round = 0; round < 3; round++) {
+    for (let k = 0; k < 3; k++) thin.onDelivery(50_000, true, 1394);
+    thin.onLoss(1394);
+    thin.onRoundEnd(0);
+  }
+  assert.equal(thin.bandwidthBps, thinBefore, 'rounds of four datagrams with one lost do not brake');
   const app = new RateControl();
   drive(app, 6_250_000, 0, 30);
   const est = app.bandwidthBps;

@@ -170,6 +170,8 @@ export function segmentSizeForMtu(mtu: number, family: 4 | 6): number {
 }
 
 const PACER_TICK_MS = 1;
+/** The logical number a parity datagram is tracked under: no segment has it, so its loss resends nothing. */
+const PARITY_LOGICAL = -1;
 /** The first flight: 10 datagrams (RFC 6928's and RFC 9002's initial window). */
 const INITIAL_WINDOW_DATAGRAMS = 10;
 /** A data datagram's bytes beyond its segment: the field without an ack, and the tag. */
@@ -658,7 +660,8 @@ export class DataMover extends EventEmitter {
       // What was acknowledged meanwhile needs no protection; a group of one goes as a second copy.
       const members = this.#parity.take().filter((m) => this.#unacked.has(m.logical));
       const appLimited = this.#queueHead >= this.#queue.length && this.#urgent.length === 0 && this.#retransmit.length === 0;
-      const sent = members.length > 1 ? this.#sendParity(members, now) : members.length === 1 ? this.#sendDatagram(members[0], true, appLimited, now) : 0;
+      const sent =
+        members.length > 1 ? this.#sendParity(members, appLimited, now) : members.length === 1 ? this.#sendDatagram(members[0], true, appLimited, now) : 0;
       this.#tokens -= sent;
       if (sent > 0) {
         this.stats.redundantDatagrams++;
@@ -696,8 +699,14 @@ export class DataMover extends EventEmitter {
     return bytes;
   }
 
-  /** One parity datagram over `members` (2 or more, all unacknowledged): not tracked in flight, like an ack (nothing resends it). */
-  #sendParity(members: readonly Segment[], now: number): number {
+  /**
+   * One parity datagram over `members` (2 or more, all unacknowledged). It
+   * is tracked in flight like data, so its acknowledgement gives a delivery
+   * sample and a sender whose estimate came from what its thin flows offer
+   * paces the redundancy too (untracked, it took the originals' pacing
+   * credit: requests waited a round trip more); lost, nothing resends it.
+   */
+  #sendParity(members: readonly Segment[], appLimited: boolean, now: number): number {
     const physical = this.#nextPhysical++;
     const n = writeDataMoverField(this.#field, { connectionId: this.#o.peerId, transport: { flags: TD_PARITY, logical: 0, physical } });
     const datagram = sealDatagram(this.#o.keys.send, physical, this.#field.subarray(0, n), encodeParity(members), this.#o.transmitCopies);
@@ -705,6 +714,7 @@ export class DataMover extends EventEmitter {
     this.stats.datagramsSent++;
     this.stats.bytesSent += datagram.length;
     this.#lastSendAt = now;
+    this.#loss.onSent(physical, PARITY_LOGICAL, datagram.length, appLimited, now);
     return datagram.length;
   }
 

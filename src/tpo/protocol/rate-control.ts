@@ -25,11 +25,10 @@
  * per clean round. In the cruising part of the gain cycle, a queue that
  * stands (every RTT sample at least STANDING_QUEUE_MS above the minimum)
  * for at least STANDING_SPAN_MS, whatever the round length, holds it 3 %
- * lower (see onRoundEnd). The bandwidth window ages only
- * with rounds that measured the path. An operator cap bounds the pacing
- * rate; a loss rate far above any random loss (over 20 % in a round)
- * halves the bandwidth estimate for the next round, as a brake for when
- * the link really is saturated by others.
+ * lower (see onRoundEnd). The bandwidth window ages only with rounds that
+ * measured the path. An operator cap bounds the pacing rate; over 20 % loss
+ * in a round of 20 datagrams or more halves the estimate for the next
+ * round, a brake for a link others saturate.
  */
 import { HostDelayFilter } from './host-delay.js';
 import { GainCycle } from './gain-cycle.js';
@@ -41,6 +40,8 @@ const FULL_BW_GROWTH = 1.25;
 const FULL_BW_ROUNDS = 3;
 const CWND_GAIN = 2;
 const HEAVY_LOSS = 0.2;
+/** ... in a round of at least this many datagrams: one loss in a thin flow's round of four is 25 % and says nothing (it held replies a round trip). */
+const HEAVY_LOSS_MIN_DATAGRAMS = 20;
 const QUEUE_RTT_FACTOR = 1.25;
 /** A round with this much loss while its RTT shows a full queue means the estimate was too high. */
 const QUEUE_LOSS = 0.005;
@@ -59,11 +60,7 @@ const STANDING_BACKOFF = 0.97;
  * whatever the path (on a 10 ms path 25 % was within a scheduling delay).
  */
 const STANDING_QUEUE_MS = 5;
-/**
- * ... for at least this long (rounds in a row, however short): on a 10 ms
- * path a round's few samples can all be late behind a busy host, while a
- * queue standing that long is one the pacing keeps up.
- */
+/** ... for at least this long (rounds in a row, however short): on a 10 ms path a round's few samples can all be late behind a busy host. */
 const STANDING_SPAN_MS = 40;
 /**
  * Outside the probe's 1.25 round the window holds at most this much queue
@@ -129,6 +126,7 @@ export class RateControl {
   #minRttMs = Infinity;
   #roundLost = 0;
   #roundDelivered = 0;
+  #roundDatagrams = 0;
   #brake = 1;
   /** An upper bound on the estimate after rounds that overflowed the bottleneck's queue (BBRv2's bw_hi, simplified). */
   #bwCap = Infinity;
@@ -237,6 +235,7 @@ export class RateControl {
    */
   onDelivery(bytesPerSecond: number, appLimited: boolean, bytesDelivered: number): void {
     this.#roundDelivered += bytesDelivered;
+    this.#roundDatagrams++;
     if (!(bytesPerSecond > 0)) return;
     if (appLimited && bytesPerSecond <= this.bandwidthBps) return;
     if (this.#bwByRound.length === 0) this.#bwByRound.push(0);
@@ -264,6 +263,7 @@ export class RateControl {
 
   onLoss(bytesLost: number): void {
     this.#roundLost += bytesLost;
+    this.#roundDatagrams++;
   }
 
   onMinRtt(ms: number): void {
@@ -322,7 +322,7 @@ export class RateControl {
     }
     const roundStart = this.#roundStartMs;
     if (Number.isFinite(nowMs)) this.#roundStartMs = nowMs;
-    this.#brake = lossRate > HEAVY_LOSS ? this.#brake * 0.5 : Math.min(1, this.#brake * 2);
+    this.#brake = lossRate > HEAVY_LOSS && this.#roundDatagrams >= HEAVY_LOSS_MIN_DATAGRAMS ? this.#brake * 0.5 : Math.min(1, this.#brake * 2);
     // Loss in a round whose RTT shows a full queue is the bottleneck
     // overflowing, not random loss: the estimate is too high, so it is held
     // below what was measured. Random loss alone (no queue in the RTT)
@@ -363,8 +363,7 @@ export class RateControl {
       this.#holdsInRow = 0;
       if (Number.isFinite(this.#bwCap)) this.#bwCap = this.#bwCap * RELAX > measured ? Infinity : this.#bwCap * RELAX;
     }
-    this.#roundLost = 0;
-    this.#roundDelivered = 0;
+    this.#roundLost = this.#roundDelivered = this.#roundDatagrams = 0;
     const bw = this.bandwidthBps;
     if (this.#phase === 'startup' && !this.#roundPathSample) {
       // Application-limited: the path was not tested this round; startup goes on.
