@@ -384,6 +384,64 @@ test(
 );
 
 test(
+  'a thin buffer with its last datagram lost is sent again by a tail loss probe, one with an earlier datagram lost by the loss timer: neither waits for the retransmission timeout',
+  { timeout: 30_000 },
+  async () => {
+    for (const lose of ['last', 'middle'] as const) {
+      const psk = randomBytes(32);
+      const ni = randomBytes(16);
+      const nr = randomBytes(16);
+      let dropAt = -1;
+      let dataSent = 0;
+      const movers: { a?: DataMover; b?: DataMover } = {};
+      const later = (f: () => void) => setTimeout(f, 5);
+      const a = new DataMover({
+        localId: 1,
+        peerId: 2,
+        keys: deriveSessionKeys(psk, ni, nr, true),
+        transmit: (d) => {
+          if (decodeDataMoverField(d).field.transport.flags & TD_DATA && dataSent++ === dropAt) return;
+          const copy = Buffer.from(d);
+          later(() => movers.b?.receive(copy));
+        },
+      });
+      const b = new DataMover({
+        localId: 2,
+        peerId: 1,
+        keys: deriveSessionKeys(psk, ni, nr, false),
+        transmit: (d) => {
+          const copy = Buffer.from(d);
+          later(() => movers.a?.receive(copy));
+        },
+      });
+      Object.assign(movers, { a, b });
+      const got: Uint8Array[] = [];
+      b.on('buffer', (x: Uint8Array) => got.push(x));
+      try {
+        // A first exchange gives the RTT samples a probe timeout is computed from.
+        a.send(randomBytes(100), true);
+        const t0 = performance.now();
+        while (!(got.length === 1 && a.idle) && performance.now() - t0 < 10_000) await sleep(5);
+        // Three segments; the third (last) or the second (middle) datagram is lost.
+        dropAt = dataSent + (lose === 'last' ? 2 : 1);
+        const buffer = randomBytes(3000);
+        a.send(buffer, true);
+        const t1 = performance.now();
+        while (!(got.length === 2 && a.idle) && performance.now() - t1 < 10_000) await sleep(5);
+        assert.equal(got.length, 2, `delivered (${lose})`);
+        assert.deepEqual(Buffer.from(got[1]!), buffer);
+        assert.equal(a.stats.timeouts, 0, `no retransmission timeout (${lose})`);
+        assert.equal(a.stats.probes, lose === 'last' ? 1 : 0, `probes (${lose})`);
+        assert.equal(a.stats.retransmissions, 1, `one retransmission (${lose})`);
+      } finally {
+        a.close();
+        b.close();
+      }
+    }
+  },
+);
+
+test(
   'a redundant urgent buffer of several segments is protected by one parity datagram: a single lost segment is rebuilt without a retransmission, two lost are retransmitted',
   { timeout: 30_000 },
   async () => {

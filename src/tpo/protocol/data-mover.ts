@@ -18,8 +18,10 @@
  * ranges of physical numbers received (ack-builder.ts).
  *
  * Loss: a datagram counts as lost when three later ones were acknowledged,
- * or one was acknowledged 9/8 RTT after it was sent (RFC 9002); its
- * segment, if still unacknowledged, is sent again. With nothing
+ * or one was acknowledged 9/8 RTT after it was sent (RFC 9002; checked on
+ * every pacer tick too, not only when an ack comes); its segment, if still
+ * unacknowledged, is sent again. The last segment sent, unacknowledged a
+ * probe timeout after it left, is sent again once (a tail loss probe). With nothing
  * acknowledged for an RTO, everything in flight counts as lost and the RTO
  * backs off 1.5x. Every acknowledged datagram gives a delivery rate sample
  * to the rate control; the minimum RTT and the rounds feed it too
@@ -141,6 +143,8 @@ export interface DataMoverStats {
   /** Segments this side rebuilt from a parity datagram instead of waiting for a retransmission. */
   parityRecovered: number;
   timeouts: number;
+  /** Tail loss probes: the last segment sent again when nothing acknowledged it within a probe timeout (also counted in retransmissions). */
+  probes: number;
   lost: number;
   duplicates: number;
   /** Segments the receiver refused: beyond its window or its held-bytes limit (the sender sends them again). */
@@ -223,6 +227,7 @@ export class DataMover extends EventEmitter {
     redundantBytes: 0,
     parityRecovered: 0,
     timeouts: 0,
+    probes: 0,
     lost: 0,
     duplicates: 0,
     segmentsRefused: 0,
@@ -263,6 +268,10 @@ export class DataMover extends EventEmitter {
   #tokens = 0;
   #lastTick = 0;
   #lastSendAt = 0;
+  /** The last segment sent and when (the tail a probe resends), and whether that tail was probed already. */
+  #lastSentLogical = -1;
+  #lastDataSendAt = 0;
+  #probed = false;
   #wantDrain = false;
 
   // Receiving side.
@@ -515,7 +524,9 @@ export class DataMover extends EventEmitter {
     // A refused segment is not acknowledged, even by its physical number: the sender counts it lost and sends it again.
     if (!refused) this.#acks.received(physical, arrived);
     if (field.ack && this.#onAck(field.ack, arrived)) this.rate.onHostDelay(field.ack.ackDelayUs / 1000 + (now - arrived));
-    if (data) {
+    // A parity datagram is tracked in flight by its sender, so it asks for an ack like data (or the
+    // sender's retransmission timer would expire on one that came after the last ack).
+    if (data || flags & TD_PARITY) {
       this.#dataSinceAck++;
       if (!this.#ackDue) {
         this.#ackDue = true;
@@ -587,6 +598,12 @@ export class DataMover extends EventEmitter {
     const now = this.#now();
     // Retransmission timeout: nothing acknowledged for an RTO while data is out.
     if (this.#loss.checkTimeout(now)) this.stats.timeouts++;
+    else {
+      // The time threshold runs out between acks too (RFC 9002's loss timer): a thin flow's datagram
+      // lost before its last one is otherwise found only by the next ack, which may never come.
+      this.#loss.detectLoss(now);
+      this.#probeTail(now);
+    }
     if (!this.#peerDown && now - this.#lastReceiveAt > this.#o.deadAfterMs) {
       this.#peerDown = true;
       this.emit('down');
@@ -594,6 +611,28 @@ export class DataMover extends EventEmitter {
     if (this.#ackDue && now >= this.#ackDueAt) this.#sendAckOnly(now);
     else if (now - this.#lastSendAt > this.#o.keepaliveMs) this.#sendAckOnly(now);
     this.#pump();
+  }
+
+  /**
+   * Tail loss probe (RFC 9002's probe timeout): the last segment sent is
+   * still unacknowledged a PTO (SRTT + 4·RTTVAR + the peer's ack delay)
+   * after it left, and nothing sent after it could show it lost, so it goes
+   * again, once. A thin flow's last datagram lost otherwise waits for the
+   * retransmission timeout (at least 200 ms, after the last ack): a
+   * request/response took 415 ms instead of 200 on a 100 ms path. Its ack
+   * shows any earlier loss through the usual thresholds.
+   */
+  #probeTail(now: number): void {
+    if (this.#probed || !this.rtt.hasSamples || this.#loss.bytesInFlight === 0) return;
+    if (now - this.#lastDataSendAt < this.rtt.srttMs + Math.max(4 * this.rtt.rttvarMs, 1) + this.#o.ackDelayMs) return;
+    const seg = this.#unacked.get(this.#lastSentLogical);
+    // The tail was acknowledged: the acks already show what was lost before it.
+    if (!seg) return;
+    const appLimited = this.#queueHead >= this.#queue.length && this.#urgent.length === 0 && this.#retransmit.length === 0;
+    this.#tokens -= this.#sendDatagram(seg, true, appLimited, now);
+    this.#probed = true;
+    this.stats.probes++;
+    this.stats.retransmissions++;
   }
 
   /** Sends what the pacer and the window allow: the urgent lane (#sendUrgent), then lost segments, then new ones. */
@@ -695,7 +734,12 @@ export class DataMover extends EventEmitter {
       this.#dataSinceAck = 0;
     }
     // Ack-only datagrams are not tracked: nothing acknowledges them when the peer has no data to send.
-    if (seg) this.#loss.onSent(physical, seg.logical, bytes, appLimited, now);
+    if (seg) {
+      this.#loss.onSent(physical, seg.logical, bytes, appLimited, now);
+      this.#lastSentLogical = seg.logical;
+      this.#lastDataSendAt = now;
+      this.#probed = false;
+    }
     return bytes;
   }
 
