@@ -323,6 +323,35 @@ test(
   },
 );
 
+/** Movers A and B in memory, 5 ms each way; `keep` sees every datagram A sends and drops it by returning false. */
+function memoryPair(keep: (d: Uint8Array) => boolean): { a: DataMover; b: DataMover } {
+  const psk = randomBytes(32);
+  const ni = randomBytes(16);
+  const nr = randomBytes(16);
+  const movers: { a?: DataMover; b?: DataMover } = {};
+  const later = (f: () => void) => setTimeout(f, 5);
+  const a = new DataMover({
+    localId: 1,
+    peerId: 2,
+    keys: deriveSessionKeys(psk, ni, nr, true),
+    transmit: (d) => {
+      if (!keep(d)) return;
+      const copy = Buffer.from(d);
+      later(() => movers.b?.receive(copy));
+    },
+  });
+  const b = new DataMover({
+    localId: 2,
+    peerId: 1,
+    keys: deriveSessionKeys(psk, ni, nr, false),
+    transmit: (d) => {
+      const copy = Buffer.from(d);
+      later(() => movers.a?.receive(copy));
+    },
+  });
+  return Object.assign(movers, { a, b });
+}
+
 test(
   'a redundant (latency-sensitive) urgent buffer goes twice: the copy stands in for a lost first datagram without a retransmission, and a receiver that gets both delivers once',
   { timeout: 20_000 },
@@ -332,37 +361,16 @@ test(
       [false, true],
       [true, false],
     ] as const) {
-      const psk = randomBytes(32);
-      const ni = randomBytes(16);
-      const nr = randomBytes(16);
       let dropped = 0;
-      const movers: { a?: DataMover; b?: DataMover } = {};
-      // In memory, 5 ms each way; the first data datagram from A is lost when asked.
-      const later = (f: () => void) => setTimeout(f, 5);
-      const a = new DataMover({
-        localId: 1,
-        peerId: 2,
-        keys: deriveSessionKeys(psk, ni, nr, true),
-        transmit: (d) => {
-          const data = (decodeDataMoverField(d).field.transport.flags & TD_DATA) !== 0;
-          if (data && dropFirst && dropped === 0) {
-            dropped++;
-            return;
-          }
-          const copy = Buffer.from(d);
-          later(() => movers.b?.receive(copy));
-        },
+      // The first data datagram from A is lost when asked.
+      const { a, b } = memoryPair((d) => {
+        const data = (decodeDataMoverField(d).field.transport.flags & TD_DATA) !== 0;
+        if (data && dropFirst && dropped === 0) {
+          dropped++;
+          return false;
+        }
+        return true;
       });
-      const b = new DataMover({
-        localId: 2,
-        peerId: 1,
-        keys: deriveSessionKeys(psk, ni, nr, false),
-        transmit: (d) => {
-          const copy = Buffer.from(d);
-          later(() => movers.a?.receive(copy));
-        },
-      });
-      Object.assign(movers, { a, b });
       const got: Uint8Array[] = [];
       b.on('buffer', (x: Uint8Array) => got.push(x));
       try {
@@ -388,33 +396,9 @@ test(
   { timeout: 30_000 },
   async () => {
     for (const lose of ['last', 'middle'] as const) {
-      const psk = randomBytes(32);
-      const ni = randomBytes(16);
-      const nr = randomBytes(16);
       let dropAt = -1;
       let dataSent = 0;
-      const movers: { a?: DataMover; b?: DataMover } = {};
-      const later = (f: () => void) => setTimeout(f, 5);
-      const a = new DataMover({
-        localId: 1,
-        peerId: 2,
-        keys: deriveSessionKeys(psk, ni, nr, true),
-        transmit: (d) => {
-          if (decodeDataMoverField(d).field.transport.flags & TD_DATA && dataSent++ === dropAt) return;
-          const copy = Buffer.from(d);
-          later(() => movers.b?.receive(copy));
-        },
-      });
-      const b = new DataMover({
-        localId: 2,
-        peerId: 1,
-        keys: deriveSessionKeys(psk, ni, nr, false),
-        transmit: (d) => {
-          const copy = Buffer.from(d);
-          later(() => movers.a?.receive(copy));
-        },
-      });
-      Object.assign(movers, { a, b });
+      const { a, b } = memoryPair((d) => !(decodeDataMoverField(d).field.transport.flags & TD_DATA && dataSent++ === dropAt));
       const got: Uint8Array[] = [];
       b.on('buffer', (x: Uint8Array) => got.push(x));
       try {
@@ -447,35 +431,13 @@ test(
   async () => {
     // Which data datagrams of A's first three are lost (their order: segments 0, 1, 2).
     for (const drop of [[1], [], [0], [2], [0, 2]]) {
-      const psk = randomBytes(32);
-      const ni = randomBytes(16);
-      const nr = randomBytes(16);
       let dataSent = 0;
       let paritySent = 0;
-      const movers: { a?: DataMover; b?: DataMover } = {};
-      const later = (f: () => void) => setTimeout(f, 5);
-      const a = new DataMover({
-        localId: 1,
-        peerId: 2,
-        keys: deriveSessionKeys(psk, ni, nr, true),
-        transmit: (d) => {
-          const flags = decodeDataMoverField(d).field.transport.flags;
-          if (flags & TD_PARITY) paritySent++;
-          if (flags & TD_DATA && drop.includes(dataSent++)) return;
-          const copy = Buffer.from(d);
-          later(() => movers.b?.receive(copy));
-        },
+      const { a, b } = memoryPair((d) => {
+        const flags = decodeDataMoverField(d).field.transport.flags;
+        if (flags & TD_PARITY) paritySent++;
+        return !(flags & TD_DATA && drop.includes(dataSent++));
       });
-      const b = new DataMover({
-        localId: 2,
-        peerId: 1,
-        keys: deriveSessionKeys(psk, ni, nr, false),
-        transmit: (d) => {
-          const copy = Buffer.from(d);
-          later(() => movers.a?.receive(copy));
-        },
-      });
-      Object.assign(movers, { a, b });
       const got: Uint8Array[] = [];
       b.on('buffer', (x: Uint8Array) => got.push(x));
       try {

@@ -628,11 +628,15 @@ export class DataMover extends EventEmitter {
     const seg = this.#unacked.get(this.#lastSentLogical);
     // The tail was acknowledged: the acks already show what was lost before it.
     if (!seg) return;
-    const appLimited = this.#queueHead >= this.#queue.length && this.#urgent.length === 0 && this.#retransmit.length === 0;
-    this.#tokens -= this.#sendDatagram(seg, true, appLimited, now);
+    this.#tokens -= this.#sendDatagram(seg, true, this.#appLimited, now);
     this.#probed = true;
     this.stats.probes++;
     this.stats.retransmissions++;
+  }
+
+  /** Nothing waits to be sent but what is going now: a sample taken now shows what the application offered, not the path. */
+  get #appLimited(): boolean {
+    return this.#queueHead >= this.#queue.length && this.#urgent.length === 0 && this.#retransmit.length === 0;
   }
 
   /** Sends what the pacer and the window allow: the urgent lane (#sendUrgent), then lost segments, then new ones. */
@@ -672,8 +676,7 @@ export class DataMover extends EventEmitter {
         // A segment acknowledged meanwhile (after a retransmission raced it) need not go.
         if (!this.#unacked.has(seg.logical)) continue;
       }
-      const appLimited = this.#queueHead >= this.#queue.length && this.#urgent.length === 0 && this.#retransmit.length === 0;
-      const sent = this.#sendDatagram(seg, retransmission, appLimited, now);
+      const sent = this.#sendDatagram(seg, retransmission, this.#appLimited, now);
       this.#tokens -= sent;
       if (retransmission) this.stats.retransmissions++;
     }
@@ -689,8 +692,7 @@ export class DataMover extends EventEmitter {
       const seg = this.#urgent.shift()!;
       this.#queuedBytes -= seg.bytes.length;
       if (!this.#unacked.has(seg.logical)) continue;
-      const appLimited = this.#queueHead >= this.#queue.length && this.#urgent.length === 0 && this.#retransmit.length === 0;
-      this.#tokens -= this.#sendDatagram(seg, false, appLimited, now);
+      this.#tokens -= this.#sendDatagram(seg, false, this.#appLimited, now);
       if (seg.redundant) this.#parity.add(seg, now, PACER_TICK_MS);
     }
     // The redundancy of the urgent lane goes with it, on the same allowance: waiting for the
@@ -698,7 +700,7 @@ export class DataMover extends EventEmitter {
     if (this.#parity.ready(now) && this.#tokens > -URGENT_ALLOWANCE_BYTES && this.#loss.bytesInFlight < window + URGENT_ALLOWANCE_BYTES) {
       // What was acknowledged meanwhile needs no protection; a group of one goes as a second copy.
       const members = this.#parity.take().filter((m) => this.#unacked.has(m.logical));
-      const appLimited = this.#queueHead >= this.#queue.length && this.#urgent.length === 0 && this.#retransmit.length === 0;
+      const appLimited = this.#appLimited;
       const sent =
         members.length > 1 ? this.#sendParity(members, appLimited, now) : members.length === 1 ? this.#sendDatagram(members[0], true, appLimited, now) : 0;
       this.#tokens -= sent;

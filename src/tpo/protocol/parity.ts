@@ -34,10 +34,6 @@ export class ParityGroup {
     return this.#members.length >= PARITY_GROUP || (this.#members.length > 0 && now >= this.#dueAt);
   }
 
-  get pending(): boolean {
-    return this.#members.length > 0;
-  }
-
   /** Closes the group: its members, in the order sent. */
   take(): Segment[] {
     const m = this.#members;
