@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DataMover } from '../../src/tpo/protocol/data-mover.js';
+import { DataMover, type DataMoverOptions } from '../../src/tpo/protocol/data-mover.js';
 import { deriveSessionKeys } from '../../src/tpo/protocol/datagram-crypto.js';
 import { LinkEmulator } from '../../harness/wan/udp-emulator.js';
 import { decodeDataMoverField, TD_DATA, TD_PARITY } from '../../src/wire/tpo/data-mover.js';
@@ -324,7 +324,7 @@ test(
 );
 
 /** Movers A and B in memory, 5 ms each way; `keep` sees every datagram A sends and drops it by returning false. */
-function memoryPair(keep: (d: Uint8Array) => boolean): { a: DataMover; b: DataMover } {
+function memoryPair(keep: (d: Uint8Array) => boolean, options: Partial<DataMoverOptions> = {}): { a: DataMover; b: DataMover } {
   const psk = randomBytes(32);
   const ni = randomBytes(16);
   const nr = randomBytes(16);
@@ -334,6 +334,7 @@ function memoryPair(keep: (d: Uint8Array) => boolean): { a: DataMover; b: DataMo
     localId: 1,
     peerId: 2,
     keys: deriveSessionKeys(psk, ni, nr, true),
+    ...options,
     transmit: (d) => {
       if (!keep(d)) return;
       const copy = Buffer.from(d);
@@ -344,6 +345,7 @@ function memoryPair(keep: (d: Uint8Array) => boolean): { a: DataMover; b: DataMo
     localId: 2,
     peerId: 1,
     keys: deriveSessionKeys(psk, ni, nr, false),
+    ...options,
     transmit: (d) => {
       const copy = Buffer.from(d);
       later(() => movers.a?.receive(copy));
@@ -457,6 +459,62 @@ test(
         a.close();
         b.close();
       }
+    }
+  },
+);
+
+test(
+  'a quiet session does not tick every millisecond: its timer wakes for keepalives and the dead-peer check only, and a send leaves at once',
+  { timeout: 30_000 },
+  async () => {
+    // Every tick reads the clock once; so do send() and receive(). Counting reads counts the ticks.
+    let reads = 0;
+    const now = (): number => {
+      reads++;
+      return performance.now();
+    };
+    let sentByA = 0;
+    const { a, b } = memoryPair(
+      () => {
+        sentByA++;
+        return true;
+      },
+      { now, keepaliveMs: 400, deadAfterMs: 1_500 },
+    );
+    const got: Uint8Array[] = [];
+    b.on('buffer', (x: Uint8Array) => got.push(x));
+    try {
+      a.send(randomBytes(3000));
+      const t0 = performance.now();
+      while (!(got.length === 1 && a.idle) && performance.now() - t0 < 10_000) await sleep(5);
+      assert.equal(got.length, 1, 'delivered');
+      // b's delayed ack, then quiet on both sides.
+      await sleep(100);
+      const readsBefore = reads;
+      const sentBefore = sentByA;
+      const receivedByB = b.stats.datagramsReceived;
+      await sleep(1_300);
+      // With the pacer's interval both movers read the clock at least once a millisecond: 2,600 times here.
+      assert.ok(reads - readsBefore < 200, `clock read ${reads - readsBefore} times in 1.3 s of quiet`);
+      assert.ok(sentByA - sentBefore >= 2, `keepalives still go (${sentByA - sentBefore} from A)`);
+      assert.ok(b.stats.datagramsReceived > receivedByB, 'and arrive');
+      // A send wakes the session: its datagram is handed to the transport before send() returns.
+      const beforeSend = sentByA;
+      a.send(randomBytes(100), true);
+      assert.equal(sentByA, beforeSend + 1, 'the datagram left within send()');
+      const t1 = performance.now();
+      while (got.length < 2 && performance.now() - t1 < 10_000) await sleep(5);
+      assert.equal(got.length, 2);
+      // A quiet session still notices a silent peer: b closes without a goodbye.
+      let down = false;
+      a.on('down', () => (down = true));
+      b.close();
+      const t2 = performance.now();
+      while (!down && performance.now() - t2 < 10_000) await sleep(20);
+      assert.ok(down, 'the peer went down');
+    } finally {
+      a.close();
+      b.close();
     }
   },
 );

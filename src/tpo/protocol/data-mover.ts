@@ -174,6 +174,13 @@ export function segmentSizeForMtu(mtu: number, family: 4 | 6): number {
 }
 
 const PACER_TICK_MS = 1;
+/**
+ * A quiet session (nothing queued, in flight or waiting for an ack) ticks
+ * only when its keepalive or its dead-peer check is due, and at least this
+ * often: at the pacer's 1 ms an idle pair of gateways spent 3 % of a CPU
+ * each per peer, all of it timer callbacks (a mesh of N peers, N times that).
+ */
+const IDLE_TICK_MAX_MS = 250;
 /** The logical number a parity datagram is tracked under: no segment has it, so its loss resends nothing. */
 const PARITY_LOGICAL = -1;
 /** The first flight: 10 datagrams (RFC 6928's and RFC 9002's initial window). */
@@ -291,6 +298,8 @@ export class DataMover extends EventEmitter {
   readonly #field = new Uint8Array(FIELD_SCRATCH_BYTES);
 
   #timer: NodeJS.Timeout | undefined;
+  /** The timer is the quiet session's one-shot (#sleep), not the pacer's interval. */
+  #sleeping = false;
   #closed = false;
   #goodbye = false;
 
@@ -338,6 +347,46 @@ export class DataMover extends EventEmitter {
     this.#timer = setInterval(() => this.#tick(), PACER_TICK_MS);
   }
 
+  /**
+   * Nothing for the pacer to do: nothing queued or to retransmit, nothing in
+   * flight (so no loss, probe or retransmission timer runs), no ack owed.
+   */
+  get #quiet(): boolean {
+    return (
+      !this.#ackDue &&
+      this.#unacked.size === 0 &&
+      this.#loss.bytesInFlight === 0 &&
+      this.#urgent.length === 0 &&
+      this.#retransmit.length === 0 &&
+      this.#queueHead >= this.#queue.length
+    );
+  }
+
+  /** A quiet session's timer: one tick when the keepalive or the dead-peer check is next due (at most IDLE_TICK_MAX_MS away). */
+  #sleep(now: number): void {
+    const due = Math.min(this.#lastSendAt + this.#o.keepaliveMs, this.#peerDown ? Infinity : this.#lastReceiveAt + this.#o.deadAfterMs);
+    const wait = Math.min(IDLE_TICK_MAX_MS, Math.max(PACER_TICK_MS, Math.ceil(due - now) + 1));
+    clearInterval(this.#timer);
+    this.#timer = setTimeout(() => this.#tick(), wait);
+    this.#sleeping = true;
+  }
+
+  /**
+   * Back to the pacer's interval before anything is queued or owed. The
+   * credit is what ticks every millisecond would have left: at most
+   * BURST_MS of rate, not the CATCH_UP_MS a late tick may claim.
+   */
+  #wake(): void {
+    if (!this.#sleeping || this.#closed) return;
+    this.#sleeping = false;
+    clearTimeout(this.#timer);
+    const now = this.#now();
+    const rate = this.rate.pacingRateBps;
+    this.#tokens = Math.min(this.#tokens + ((now - this.#lastTick) * rate) / 1000, (BURST_MS * rate) / 1000 + this.#o.segmentSize);
+    this.#lastTick = now;
+    this.#timer = setInterval(() => this.#tick(), PACER_TICK_MS);
+  }
+
   /** Bytes waiting to be sent for the first time. */
   get queuedBytes(): number {
     return this.#queuedBytes;
@@ -359,6 +408,7 @@ export class DataMover extends EventEmitter {
    */
   send(buffer: Uint8Array, urgent = false, redundant = false): boolean {
     if (this.#closed) throw new Error('data mover is closed');
+    this.#wake();
     const segs = segmentBuffer(buffer, this.#o.segmentSize, this.#nextLogical);
     this.#nextLogical += segs.length;
     for (const cut of segs) {
@@ -408,6 +458,8 @@ export class DataMover extends EventEmitter {
   /** Asks for a 'drain' once there is room (a caller that was refused room elsewhere, e.g. by the peer link). */
   requestDrain(): void {
     this.#wantDrain = true;
+    // The next tick says so (a quiet session's timer could be IDLE_TICK_MAX_MS away).
+    this.#wake();
   }
 
   #queueLimit(): number {
@@ -437,6 +489,7 @@ export class DataMover extends EventEmitter {
 
   close(): void {
     this.#closed = true;
+    // clearInterval and clearTimeout take either kind of timer.
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
   }
@@ -477,6 +530,8 @@ export class DataMover extends EventEmitter {
       return;
     }
     this.#replay.accept(physical);
+    // Authentic: it may owe an ack or bring one (only the peer wakes a quiet session).
+    this.#wake();
     const now = this.#now();
     const arrived = receivedAt !== undefined && receivedAt < now ? receivedAt : now;
     this.stats.datagramsReceived++;
@@ -611,6 +666,7 @@ export class DataMover extends EventEmitter {
     if (this.#ackDue && now >= this.#ackDueAt) this.#sendAckOnly(now);
     else if (now - this.#lastSendAt > this.#o.keepaliveMs) this.#sendAckOnly(now);
     this.#pump();
+    if (!this.#closed && this.#quiet) this.#sleep(now);
   }
 
   /**
