@@ -17,8 +17,9 @@
  * was busy meanwhile.
  *
  *   node --import tsx bench/tools/tpo-wan-quick.ts [--rate-mbit 200] [--rtt-ms 10] [--seconds 8]
- *     [--loss-pct 0] [--variants direct-cubic,sluice-cubic] [--repeats 1] [--rr] [--rr-size 100] [--cpu-prof DIR] [--initial-rate 25M] [--trace] [--max-bytes N]
+ *     [--loss-pct 0] [--variants direct-cubic,sluice-cubic] [--repeats 1] [--rr] [--rr-size 100] [--cpu-prof DIR] [--initial-rate 25M] [--trace] [--max-bytes N] [--node-args "--trace-gc"]
  */
+import { writeFileSync } from 'node:fs';
 import { createWanTopology, WAN_ADDR } from '../../harness/wan/topology.js';
 import { startGatewayPair } from '../../harness/tpo/gateway-pair.js';
 import type { NsProcess } from '../../harness/netns/netns.js';
@@ -36,6 +37,9 @@ const RR = process.argv.includes('--rr');
 const INITIAL_RATE = process.argv.includes('--initial-rate') ? flag('initial-rate') : undefined;
 /** A directory: the gateways run with `--cpu-prof` and write their profiles there (on a clean exit). */
 const PROF_DIR = process.argv.includes('--cpu-prof') ? flag('cpu-prof') : undefined;
+/** More node options for the gateways (space-separated, e.g. "--trace-deopt"); their stdout goes to /tmp/tpo-wan-quick-gw{a,b}.log. */
+const NODE_ARGS = process.argv.includes('--node-args') ? flag('node-args').split(' ').filter(Boolean) : [];
+const GW_NODE_ARGS = [...(PROF_DIR ? ['--cpu-prof', '--cpu-prof-dir', PROF_DIR] : []), ...NODE_ARGS];
 /** Every 100 ms of a Sluice transfer, the sending gateway's view of its peer (rate control, queue, in flight) on stderr. */
 const TRACE = process.argv.includes('--trace');
 /** Bytes per rr request and response (a multiple of 100): above a segment, a latency-sensitive flow's burst is protected by parity rather than copies. */
@@ -62,7 +66,7 @@ try {
             listenPort: 12949,
             ...(variant === 'sluice-cubic-fec' ? { latencySensitive: true } : {}),
             ...(INITIAL_RATE ? { initialRate: INITIAL_RATE } : {}),
-            ...(PROF_DIR ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', PROF_DIR] } : {}),
+            ...(GW_NODE_ARGS.length ? { nodeArgs: GW_NODE_ARGS } : {}),
           })
         : undefined;
       try {
@@ -187,6 +191,12 @@ try {
         );
       } finally {
         await pair?.stop();
+        if (pair && NODE_ARGS.length)
+          for (const [n, g] of [
+            ['gwa', pair.gwa],
+            ['gwb', pair.gwb],
+          ] as const)
+            writeFileSync(`/tmp/tpo-wan-quick-${n}.log`, g.stdoutLines.join('\n'));
         sink.endInput();
         await sink.stop(2_000);
         await emu.stop();
