@@ -34,6 +34,7 @@ import { BACKLOG_LIMIT, Direction } from './sockmap-direction.js';
 import type { Joiner, PairEnd, SockmapStats } from './joiner.js';
 import { resetTcpSocket } from '../../sys/tcp-reset.js';
 import { UserJoiner } from './user-joiner.js';
+import { watchSocketPair } from './socket-pair-end.js';
 
 interface Pair {
   readonly up: Direction;
@@ -143,9 +144,7 @@ export class SockmapJoiner implements Joiner {
     const down = new Direction(this.#prog, upstream, client, uc, cc, ufd!, cfd!);
     const pair: Pair = { up, down, client, upstream };
     this.#open.add(pair);
-    let error: string | undefined;
     let idle = false;
-    let closed = 0;
     let timer: NodeJS.Timeout | undefined;
     const idleMs = this.idleTimeoutMs;
     if (idleMs !== undefined) {
@@ -164,13 +163,7 @@ export class SockmapJoiner implements Joiner {
       };
       timer = setTimeout(check, idleMs);
     }
-    const onError = (other: Socket) => (err: Error) => {
-      error ??= (err as NodeJS.ErrnoException).code ?? err.message;
-      resetTcpSocket(other);
-    };
-    const onClose = () => {
-      // One socket closing does not end the other direction (it may still owe its peer an end of file).
-      if (++closed < 2) return;
+    watchSocketPair(client, upstream, (error) => {
       clearTimeout(timer);
       // Read the counters before the entries go.
       this.#settle(pair);
@@ -181,16 +174,7 @@ export class SockmapJoiner implements Joiner {
       const [bytesToUpstream, bytesToClient] = pair.bytes!;
       const reason = error !== undefined ? 'reset' : idle ? 'idle' : 'closed';
       done({ reason, ...(error === undefined ? {} : { error }), bytesToUpstream, bytesToClient });
-    };
-    client.on('error', onError(upstream)).on('close', onClose);
-    upstream.on('error', onError(client)).on('close', onClose);
-    // Both ends half-closed: close the socket (Node keeps an allowHalfOpen socket open otherwise).
-    const endWhenBothDone = (s: Socket) => () => {
-      if (s.writableFinished) s.destroy();
-      else s.once('finish', () => s.destroy());
-    };
-    client.on('end', endWhenBothDone(client));
-    upstream.on('end', endWhenBothDone(upstream));
+    });
     client.resume();
     upstream.resume();
   }

@@ -8,6 +8,7 @@
 import type { Socket } from 'node:net';
 import type { Joiner, PairEnd } from './joiner.js';
 import { resetTcpSocket } from '../../sys/tcp-reset.js';
+import { watchSocketPair } from './socket-pair-end.js';
 
 export class UserJoiner implements Joiner {
   readonly mode = 'userspace';
@@ -19,9 +20,7 @@ export class UserJoiner implements Joiner {
   join(client: Socket, upstream: Socket, done: (end: PairEnd) => void): void {
     const pair = { client, upstream };
     this.#open.add(pair);
-    let error: string | undefined;
     let idle = false;
-    let closed = 0;
     let timer: NodeJS.Timeout | undefined;
     const idleMs = this.idleTimeoutMs;
     if (idleMs !== undefined) {
@@ -40,12 +39,7 @@ export class UserJoiner implements Joiner {
       client.on('data', touch);
       upstream.on('data', touch);
     }
-    const onError = (other: Socket) => (err: Error) => {
-      error ??= (err as NodeJS.ErrnoException).code ?? err.message;
-      resetTcpSocket(other);
-    };
-    const onClose = () => {
-      if (++closed < 2) return;
+    watchSocketPair(client, upstream, (error) => {
       clearTimeout(timer);
       this.#open.delete(pair);
       const bytesToUpstream = upstream.bytesWritten;
@@ -54,16 +48,7 @@ export class UserJoiner implements Joiner {
       this.#endedDown += bytesToClient;
       const reason = error !== undefined ? 'reset' : idle ? 'idle' : 'closed';
       done({ reason, ...(error === undefined ? {} : { error }), bytesToUpstream, bytesToClient });
-    };
-    client.on('error', onError(upstream)).on('close', onClose);
-    upstream.on('error', onError(client)).on('close', onClose);
-    // Both ends half-closed: close the socket (Node keeps an allowHalfOpen socket open otherwise).
-    const endWhenBothDone = (s: Socket) => () => {
-      if (s.writableFinished) s.destroy();
-      else s.once('finish', () => s.destroy());
-    };
-    client.on('end', endWhenBothDone(client));
-    upstream.on('end', endWhenBothDone(upstream));
+    });
     client.pipe(upstream);
     upstream.pipe(client);
     client.resume();
