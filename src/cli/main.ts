@@ -4,7 +4,7 @@
  * exit codes (see EXIT in output.ts).
  */
 import { pathToFileURL } from 'node:url';
-import { Command, CommanderError, InvalidArgumentError as CliArgError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError as CliArgError, Option, type OptionValues } from 'commander';
 import { kernelHookOption, pinOption } from './kernel-options.js';
 import { tcpPathOption } from './tcp-relay.js';
 import { batchHoldOption, workersOption } from './batched-options.js';
@@ -19,7 +19,7 @@ import type { StreamPace } from '../sender/pace-types.js';
 import { NotSupportedError, PolicyValidationError, SluiceError } from '../errors.js';
 import { runTpo, runStatus } from './tpo.js';
 import { EXIT, parseBitrate, parseDuration, exitAfterOutput } from './output.js';
-import { runSession } from './session.js';
+import { runSession, type SessionOptions } from './session.js';
 import { runDemo } from './demo.js';
 import { runSendAggregate, runWrite } from './send.js';
 import { serveCommand } from './serve.js';
@@ -54,6 +54,17 @@ const MAX_STATS_INTERVAL_S = 86_400;
 const statsIntervalOption = () =>
   new Option('--stats-interval <seconds>', 'print counters every N seconds (0: only at exit; at most 86400)').argParser(nonNegative(MAX_STATS_INTERVAL_S));
 const jsonOption = () => new Option('--json', 'machine-readable JSON lines on stdout');
+/** The flags `relay` and `run` share, as runSession takes them. */
+const sessionFlags = (o: OptionValues): Omit<SessionOptions, 'tier' | 'flows'> => ({
+  batchHoldMs: o.batchHold,
+  workers: o.workers,
+  pin: o.pin,
+  tuneHost: o.tuneHost,
+  kernelHook: o.kernelHook,
+  json: !!o.json,
+  statsInterval: o.statsInterval ?? (o.json ? 0 : 5),
+  logLevel: o.logLevel as LogLevel | undefined,
+});
 
 /**
  * Reads and validates a config file: every check `run` makes before it
@@ -142,15 +153,8 @@ export function buildProgram(exit: (code: number) => void): Command {
       exit(
         await runSession({
           tier: o.tier as TierChoice,
-          batchHoldMs: o.batchHold,
-          workers: o.workers,
-          pin: o.pin,
-          tuneHost: o.tuneHost,
-          kernelHook: o.kernelHook,
           flows: [policy],
-          json: !!o.json,
-          statsInterval: o.statsInterval ?? (o.json ? 0 : 5),
-          logLevel: o.logLevel as LogLevel | undefined,
+          ...sessionFlags(o),
         }),
       );
     });
@@ -174,16 +178,9 @@ export function buildProgram(exit: (code: number) => void): Command {
       exit(
         await runSession({
           tier: (o.tier ?? config.tier) as TierChoice,
-          batchHoldMs: o.batchHold,
-          workers: o.workers,
-          pin: o.pin,
-          tuneHost: o.tuneHost,
-          kernelHook: o.kernelHook,
           flows: [...config.flows, ...config.tcp],
           reload,
-          json: !!o.json,
-          statsInterval: o.statsInterval ?? (o.json ? 0 : 5),
-          logLevel: o.logLevel as LogLevel | undefined,
+          ...sessionFlags(o),
         }),
       );
     });
