@@ -57,3 +57,9 @@ export interface Joiner {
   /** Ends every pair (reset) and releases the path. */
   close(): Promise<void>;
 }
+
+/** How a pair that Node watched ended: reset if either side failed, else idle if the idle timer closed it, else closed. */
+export function pairEnd(error: string | undefined, idle: boolean, bytesToUpstream: number, bytesToClient: number): PairEnd {
+  const reason = error !== undefined ? 'reset' : idle ? 'idle' : 'closed';
+  return { reason, ...(error === undefined ? {} : { error }), bytesToUpstream, bytesToClient };
+}

@@ -31,7 +31,7 @@ import { boundTcpSocket, socketCookie } from '../../sys/socket-options.js';
 import { socketFd } from './splice-joiner.js';
 import { SockmapProgram } from './sockmap-program.js';
 import { BACKLOG_LIMIT, Direction } from './sockmap-direction.js';
-import type { Joiner, PairEnd, SockmapStats } from './joiner.js';
+import { pairEnd, type Joiner, type PairEnd, type SockmapStats } from './joiner.js';
 import { resetTcpSocket } from '../../sys/tcp-reset.js';
 import { UserJoiner } from './user-joiner.js';
 import { watchSocketPair } from './socket-pair-end.js';
@@ -172,8 +172,7 @@ export class SockmapJoiner implements Joiner {
         this.#prog.forget(uc);
       }
       const [bytesToUpstream, bytesToClient] = pair.bytes!;
-      const reason = error !== undefined ? 'reset' : idle ? 'idle' : 'closed';
-      done({ reason, ...(error === undefined ? {} : { error }), bytesToUpstream, bytesToClient });
+      done(pairEnd(error, idle, bytesToUpstream, bytesToClient));
     });
     client.resume();
     upstream.resume();

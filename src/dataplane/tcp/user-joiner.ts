@@ -6,7 +6,7 @@
  * resets the other.
  */
 import type { Socket } from 'node:net';
-import type { Joiner, PairEnd } from './joiner.js';
+import { pairEnd, type Joiner, type PairEnd } from './joiner.js';
 import { resetTcpSocket } from '../../sys/tcp-reset.js';
 import { watchSocketPair } from './socket-pair-end.js';
 
@@ -46,8 +46,7 @@ export class UserJoiner implements Joiner {
       const bytesToClient = client.bytesWritten;
       this.#endedUp += bytesToUpstream;
       this.#endedDown += bytesToClient;
-      const reason = error !== undefined ? 'reset' : idle ? 'idle' : 'closed';
-      done({ reason, ...(error === undefined ? {} : { error }), bytesToUpstream, bytesToClient });
+      done(pairEnd(error, idle, bytesToUpstream, bytesToClient));
     });
     client.pipe(upstream);
     upstream.pipe(client);
