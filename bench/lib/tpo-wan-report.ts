@@ -159,6 +159,48 @@ function targetsTable(r: TpoWanResults, out: string[]): void {
   }
 }
 
+/** A goodput for the README: `d` decimals, thousands grouped (loopback reaches 13,000). */
+const mbit = (v: number | undefined, d: number): string =>
+  v === undefined || !Number.isFinite(v) ? '–' : v.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
+
+/**
+ * The README's table (one row per profile and loss): the paths' median
+ * goodput, Sluice ÷ direct BBR and request/response p50 (p99), rendered
+ * from a run's results so the README copies it rather than retyping
+ * figures (test/bench/tpo-wan-readme.test.ts checks the copy).
+ */
+export function tpoWanReadmeTable(r: TpoWanResults): string {
+  const out = [
+    '| path | direct CUBIC | direct BBR | kcptun (better profile) | Sluice pair (new session) | Sluice ÷ BBR | request/response during the bulk, p50 (p99): BBR / Sluice |',
+    '|---|---|---|---|---|---|---|',
+  ];
+  for (const c of cells(r)) {
+    const med = (v: TpoWanVariant, pick: Pick = goodput) => spreadOf(r, c, v, pick)?.median;
+    // Loopback runs at thousands of Mbit/s: whole numbers there.
+    const d = c.profile.kind === 'loopback' ? 0 : 1;
+    const path =
+      c.profile.kind === 'wan'
+        ? `${c.profile.rateMbit} Mbit/s, ${c.profile.rttMs} ms, ${c.loss ? `${c.loss * 100} % loss` : 'no loss'}`
+        : `loopback, ${r.quick ? c.profile.quickMb : c.profile.mb} MB`;
+    const sluice = spreadOf(r, c, 'sluice-cubic', goodput);
+    const host = med('sluice-cubic', (t) => t.cpu?.hostBusy);
+    const sluiceCell =
+      (sluice && sluice.n > 1 && c.profile.kind === 'loopback'
+        ? `${mbit(sluice.median, d)} (${mbit(sluice.min, d)}–${mbit(sluice.max, d)})`
+        : mbit(sluice?.median, d)) + (host !== undefined && host >= 0.85 ? ` (host ${pct(host)} busy)` : '');
+    const rr = (v: TpoWanVariant) =>
+      `${f(med(v, rrP50), 1)} (${f(
+        med(v, (t) => t.rr?.p99),
+        0,
+      )})`;
+    out.push(
+      `| ${path} | ${mbit(med('direct-cubic'), d)} | ${mbit(med('direct-bbr'), d)} | ${mbit(med(kcptunBest(r, c)), d)} | ${sluiceCell} | ` +
+        `${f(ratio(r, c, 'sluice-cubic', 'direct-bbr')?.median)} | ${rr('direct-bbr')} / ${rr('sluice-cubic')} ms, ${f(ratio(r, c, 'sluice-cubic', 'direct-bbr', rrP50)?.median)}× |`,
+    );
+  }
+  return out.join('\n');
+}
+
 export function tpoWanMarkdown(r: TpoWanResults): string {
   if (r.trials.length === 0) return '';
   const out: string[] = [];
@@ -188,6 +230,9 @@ export function tpoWanMarkdown(r: TpoWanResults): string {
   out.push('');
   out.push('### Issue 18 targets\n');
   targetsTable(r, out);
+  out.push('');
+  out.push('### For the README\n');
+  out.push(tpoWanReadmeTable(r));
   out.push('');
   return out.join('\n');
 }
