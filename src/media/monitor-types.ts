@@ -9,12 +9,8 @@
  * so tests drive monitors on a fake clock and results are reproducible.
  */
 
-/**
- * Alarm kinds. TS ones are named after ETSI TR 101 290's indicators
- * (priority 1: 1.1–1.6; priority 2: 2.3a, 2.3b, 2.4); RTP ones after what
- * RFC 3550 receivers report.
- */
-export const MEDIA_ALARM_KINDS = [
+/** The TR 101 290 indicators that raise alarms, in priority order: the alarm kinds and the counted indicators (TS_INDICATORS) both start with them. */
+const TS_ALARMED_INDICATORS = [
   /** TR 101 290 1.1 TS_sync_loss: sync lost (2+ consecutive bad sync bytes) and not regained (5 good ones). */
   'tsSyncLoss',
   /** 1.2 Sync_byte_error: a packet's first byte is not 0x47. */
@@ -33,6 +29,15 @@ export const MEDIA_ALARM_KINDS = [
   'pcrDiscontinuityError',
   /** 2.4 PCR_accuracy_error: PCR off by more than ±500 ns from the stream's own clock. */
   'pcrAccuracyError',
+] as const;
+
+/**
+ * Alarm kinds. TS ones are named after ETSI TR 101 290's indicators
+ * (priority 1: 1.1–1.6; priority 2: 2.3a, 2.3b, 2.4); RTP ones after what
+ * RFC 3550 receivers report.
+ */
+export const MEDIA_ALARM_KINDS = [
+  ...TS_ALARMED_INDICATORS,
   /** RTP: sequence gaps (packets lost upstream of Sluice) in the last interval. */
   'rtpLoss',
   /** RTP: the stream's SSRC changed (a new source or a restarted encoder). */
@@ -124,15 +129,8 @@ export interface TsStats {
 
 /** The TR 101 290 indicators TsStats counts, in priority order: the CLI's media line, the `indicator` metric label and the tests read this one list. */
 export const TS_INDICATORS = [
-  'tsSyncLoss',
-  'syncByteError',
-  'patError',
-  'ccError',
-  'pmtError',
-  'pidError',
-  'pcrRepetitionError',
-  'pcrDiscontinuityError',
-  'pcrAccuracyError',
+  ...TS_ALARMED_INDICATORS,
+  /** Counted, not alarmed (see TsStats). */
   'transportError',
   'crcError',
   'sectionError',
