@@ -10,13 +10,17 @@ import { lossesOf, profileTitle, type TpoWanProfile } from './tpo-wan-profiles.j
 import type { TpoWanResults } from './tpo-wan-suite.js';
 import type { TpoWanTrial } from './tpo-wan-trial.js';
 
-const f = (v: number | undefined, d = 2): string => (v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(d));
-const sp = (s: Spread | undefined, d = 2): string => (s ? (s.n > 1 ? `${f(s.median, d)} (${f(s.min, d)}–${f(s.max, d)})` : f(s.median, d)) : '–');
+/** `d` decimals; `grouped`: thousands grouped, for the README (loopback reaches 13,000 Mbit/s). */
+const f = (v: number | undefined, d = 2, grouped = false): string =>
+  v === undefined || !Number.isFinite(v) ? '–' : grouped ? v.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : v.toFixed(d);
+const sp = (s: Spread | undefined, d = 2, grouped = false): string =>
+  s ? (s.n > 1 ? `${f(s.median, d, grouped)} (${f(s.min, d, grouped)}–${f(s.max, d, grouped)})` : f(s.median, d, grouped)) : '–';
 const pct = (v: number | undefined): string => (v === undefined || !Number.isFinite(v) ? '–' : `${(v * 100).toFixed(0)} %`);
 
 type Pick = (t: TpoWanTrial) => number | undefined;
 const goodput: Pick = (t) => t.goodputMbit;
 const rrP50: Pick = (t) => t.rr?.p50;
+const rrP99: Pick = (t) => t.rr?.p99;
 const perGB =
   (what: 'tunnelS' | 'endpointsS'): Pick =>
   (t) => {
@@ -72,10 +76,7 @@ function pathTable(r: TpoWanResults, c: Cell, out: string[]): void {
     const incomplete = good.filter((t) => t.completed === false).length;
     out.push(
       `| ${lossName(c)} | ${v} | ${ccs} | ${sp(spreadOf(r, c, v, goodput))}${incomplete ? ` (${incomplete} incomplete)` : ''} | ${sp(spreadOf(r, c, v, (t) => t.steadyMbit))} | ` +
-        `${sp(spreadOf(r, c, v, rrP50), 1)} | ${sp(
-          spreadOf(r, c, v, (t) => t.rr?.p99),
-          1,
-        )} | ` +
+        `${sp(spreadOf(r, c, v, rrP50), 1)} | ${sp(spreadOf(r, c, v, rrP99), 1)} | ` +
         `${sp(spreadOf(r, c, v, perGB('tunnelS')), 1)} | ${sp(spreadOf(r, c, v, perGB('endpointsS')), 1)} | ` +
         `${top ? `${top.thread.replace(/\/\d+$/, '')} ${pct(top.share)}` : '–'} | ${pct(spreadOf(r, c, v, (t) => t.cpu?.hostBusy)?.median)} | ` +
         `${f(spreadOf(r, c, v, (t) => t.wirePerDelivered)?.median, 3)} | ${c.profile.kind === 'wan' ? `${f((spreadOf(r, c, v, (t) => t.emulator?.lateOver1ms)?.median ?? NaN) * 100, 2)} %` : '–'} |`,
@@ -159,46 +160,44 @@ function targetsTable(r: TpoWanResults, out: string[]): void {
   }
 }
 
-/** A goodput for the README: `d` decimals, thousands grouped (loopback reaches 13,000). */
-const mbit = (v: number | undefined, d: number): string =>
-  v === undefined || !Number.isFinite(v) ? '–' : v.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
-
 /**
- * The README's table (one row per profile and loss): the paths' median
- * goodput, Sluice ÷ direct BBR and request/response p50 (p99), rendered
- * from a run's results so the README copies it rather than retyping
- * figures (test/bench/tpo-wan-readme.test.ts checks the copy).
+ * The README's tables, rendered from a run's results so the README copies
+ * them rather than retyping figures (test/bench/tpo-wan-readme.test.ts
+ * checks the copy): per profile and loss, the paths' median goodput,
+ * Sluice ÷ direct BBR and request/response p50 (p99); then the
+ * established session and what each tunnel's processes spent per
+ * delivered GB.
  */
 export function tpoWanReadmeTable(r: TpoWanResults): string {
-  const out = [
+  const main = [
     '| path | direct CUBIC | direct BBR | kcptun (better profile) | Sluice pair (new session) | Sluice ÷ BBR | request/response during the bulk, p50 (p99): BBR / Sluice |',
     '|---|---|---|---|---|---|---|',
   ];
+  const more = ['| path | Sluice pair (established session) | ÷ BBR | tunnel CPU s/GB: Sluice (new session) / kcptun |', '|---|---|---|---|'];
   for (const c of cells(r)) {
     const med = (v: TpoWanVariant, pick: Pick = goodput) => spreadOf(r, c, v, pick)?.median;
-    // Loopback runs at thousands of Mbit/s: whole numbers there.
-    const d = c.profile.kind === 'loopback' ? 0 : 1;
+    // Loopback runs at thousands of Mbit/s: whole numbers there, with their spread (one trial's warm-up weighs more).
+    const loop = c.profile.kind === 'loopback';
+    const d = loop ? 0 : 1;
+    const mbit = (v: TpoWanVariant) => (loop ? sp(spreadOf(r, c, v, goodput), d, true) : f(med(v), d, true));
     const path =
       c.profile.kind === 'wan'
         ? `${c.profile.rateMbit} Mbit/s, ${c.profile.rttMs} ms, ${c.loss ? `${c.loss * 100} % loss` : 'no loss'}`
         : `loopback, ${r.quick ? c.profile.quickMb : c.profile.mb} MB`;
-    const sluice = spreadOf(r, c, 'sluice-cubic', goodput);
     const host = med('sluice-cubic', (t) => t.cpu?.hostBusy);
-    const sluiceCell =
-      (sluice && sluice.n > 1 && c.profile.kind === 'loopback'
-        ? `${mbit(sluice.median, d)} (${mbit(sluice.min, d)}–${mbit(sluice.max, d)})`
-        : mbit(sluice?.median, d)) + (host !== undefined && host >= 0.85 ? ` (host ${pct(host)} busy)` : '');
-    const rr = (v: TpoWanVariant) =>
-      `${f(med(v, rrP50), 1)} (${f(
-        med(v, (t) => t.rr?.p99),
-        0,
-      )})`;
-    out.push(
-      `| ${path} | ${mbit(med('direct-cubic'), d)} | ${mbit(med('direct-bbr'), d)} | ${mbit(med(kcptunBest(r, c)), d)} | ${sluiceCell} | ` +
+    const sluiceCell = mbit('sluice-cubic') + (host !== undefined && host >= 0.85 ? ` (host ${pct(host)} busy)` : '');
+    const rr = (v: TpoWanVariant) => `${f(med(v, rrP50), 1)} (${f(med(v, rrP99), 0)})`;
+    const cellOf = (v: TpoWanVariant) => f(med(v), d, true);
+    main.push(
+      `| ${path} | ${cellOf('direct-cubic')} | ${cellOf('direct-bbr')} | ${cellOf(kcptunBest(r, c))} | ${sluiceCell} | ` +
         `${f(ratio(r, c, 'sluice-cubic', 'direct-bbr')?.median)} | ${rr('direct-bbr')} / ${rr('sluice-cubic')} ms, ${f(ratio(r, c, 'sluice-cubic', 'direct-bbr', rrP50)?.median)}× |`,
     );
+    more.push(
+      `| ${path} | ${mbit('sluice-cubic-established')} | ${f(ratio(r, c, 'sluice-cubic-established', 'direct-bbr')?.median)} | ` +
+        `${f(med('sluice-cubic', perGB('tunnelS')), 1)} / ${f(med(kcptunBest(r, c), perGB('tunnelS')), 1)} |`,
+    );
   }
-  return out.join('\n');
+  return `${main.join('\n')}\n\n${more.join('\n')}`;
 }
 
 export function tpoWanMarkdown(r: TpoWanResults): string {
